@@ -1,0 +1,1 @@
+//! xchg-federation-config: typed, validated node configuration and the layout generator.

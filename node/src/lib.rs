@@ -1,0 +1,1 @@
+//! xchg-node: the node daemon and CLI.

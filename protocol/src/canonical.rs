@@ -1,0 +1,532 @@
+//! Deterministic CBOR (RFC 8949 §4.2.1) for every object xchg signs, hashes or sends.
+//!
+//! Encoding goes through cbor4ii's serde support and is then put into canonical form by
+//! [`canonicalize`]: definite lengths, shortest argument encodings, map entries ordered by the
+//! bytes of their encoded keys. Decoding untrusted bytes is done in three steps, so that no
+//! attacker-chosen length ever sizes an allocation and no nesting can exhaust the stack:
+//!
+//! 1. the size is compared with [`Limits::max_size`] before anything is read;
+//! 2. [`check_canonical`] walks the item without allocating, rejecting anything that is not
+//!    already in canonical form, any declared length longer than the bytes that remain, tags,
+//!    floats and simple values other than `false`, `true` and `null`, and nesting deeper than
+//!    [`Limits::max_depth`];
+//! 3. the bytes are decoded into the typed struct and encoded again: unknown fields, duplicated
+//!    defaults and any other second spelling of the same value make the two differ, which is
+//!    [`DecodeError::NonCanonical`].
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// Bounds applied to untrusted bytes before and while they are decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest accepted encoding in bytes; checked before any decoding.
+    pub max_size: usize,
+    /// Deepest accepted nesting of arrays and maps; the top-level item is depth 1.
+    pub max_depth: usize,
+}
+
+/// Default size cap for one message: 256 KiB.
+pub const DEFAULT_MAX_SIZE: usize = 256 * 1024;
+/// Default nesting cap. The deepest honest object (an envelope holding a delegation) has depth 3.
+pub const DEFAULT_MAX_DEPTH: usize = 16;
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_size: DEFAULT_MAX_SIZE, max_depth: DEFAULT_MAX_DEPTH }
+    }
+}
+
+/// Why bytes could not be decoded as the expected canonical object.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// The input is longer than the size cap; nothing was decoded.
+    #[error("message of {size} bytes exceeds the limit of {max} bytes")]
+    TooLarge {
+        /// Size of the input.
+        size: usize,
+        /// The cap in force.
+        max: usize,
+    },
+    /// Arrays and maps are nested deeper than the cap.
+    #[error("nesting deeper than {max} levels at byte {offset}")]
+    TooDeep {
+        /// Byte offset of the item that went too deep.
+        offset: usize,
+        /// The cap in force.
+        max: usize,
+    },
+    /// The input ends in the middle of an item, or declares more content than it has.
+    #[error("input truncated at byte {offset}")]
+    Truncated {
+        /// Byte offset where more input was needed.
+        offset: usize,
+    },
+    /// Bytes follow the single top-level item.
+    #[error("{extra} trailing bytes after the item at byte {offset}")]
+    TrailingBytes {
+        /// Byte offset where the trailing bytes start.
+        offset: usize,
+        /// How many bytes trail.
+        extra: usize,
+    },
+    /// An indefinite-length string, array or map.
+    #[error("indefinite length at byte {offset}")]
+    IndefiniteLength {
+        /// Byte offset of the item.
+        offset: usize,
+    },
+    /// An integer or length not in its shortest form.
+    #[error("argument not in shortest form at byte {offset}")]
+    NonShortestArgument {
+        /// Byte offset of the item.
+        offset: usize,
+    },
+    /// Map keys out of canonical order.
+    #[error("map keys out of canonical order at byte {offset}")]
+    UnsortedKeys {
+        /// Byte offset of the out-of-order key.
+        offset: usize,
+    },
+    /// The same map key twice.
+    #[error("duplicate map key at byte {offset}")]
+    DuplicateKey {
+        /// Byte offset of the repeated key.
+        offset: usize,
+    },
+    /// A tag, a float, or a simple value other than false, true and null.
+    #[error("unsupported CBOR item (major type {major}, info {info}) at byte {offset}")]
+    UnsupportedItem {
+        /// Byte offset of the item.
+        offset: usize,
+        /// CBOR major type (0..=7).
+        major: u8,
+        /// The additional-information bits.
+        info: u8,
+    },
+    /// A text string that is not UTF-8.
+    #[error("text string is not UTF-8 at byte {offset}")]
+    InvalidUtf8 {
+        /// Byte offset of the string.
+        offset: usize,
+    },
+    /// Well-formed CBOR that does not have the shape of the expected object.
+    #[error("unexpected shape: {0}")]
+    Shape(String),
+    /// Decodes, but is not the canonical encoding of what it decodes to (unknown fields, empty
+    /// optional fields spelled out, ...).
+    #[error("not the canonical encoding of the decoded object")]
+    NonCanonical,
+}
+
+impl DecodeError {
+    /// A stable snake_case name for this kind of error, used in test vectors and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            DecodeError::TooLarge { .. } => "too_large",
+            DecodeError::TooDeep { .. } => "too_deep",
+            DecodeError::Truncated { .. } => "truncated",
+            DecodeError::TrailingBytes { .. } => "trailing_bytes",
+            DecodeError::IndefiniteLength { .. }
+            | DecodeError::NonShortestArgument { .. }
+            | DecodeError::UnsortedKeys { .. }
+            | DecodeError::DuplicateKey { .. }
+            | DecodeError::NonCanonical => "non_canonical",
+            DecodeError::UnsupportedItem { .. } => "unsupported_item",
+            DecodeError::InvalidUtf8 { .. } => "invalid_utf8",
+            DecodeError::Shape(_) => "shape",
+        }
+    }
+}
+
+/// Why a value could not be encoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EncodeError {
+    /// The serializer refused the value (a float, or a map key that is not text).
+    #[error("cannot encode: {0}")]
+    Unsupported(String),
+}
+
+/// Encodes `value` in canonical CBOR.
+///
+/// # Errors
+/// [`EncodeError::Unsupported`] if the value contains something the canonical profile forbids
+/// (floats, tags) — a programming error for xchg's own types.
+pub fn to_canonical<T: Serialize>(value: &T) -> Result<Vec<u8>, EncodeError> {
+    let raw = cbor4ii::serde::to_vec(Vec::new(), value)
+        .map_err(|e| EncodeError::Unsupported(e.to_string()))?;
+    let limits = Limits { max_size: usize::MAX, max_depth: 64 };
+    let mut out = Vec::with_capacity(raw.len());
+    let end = rewrite(&raw, 0, 1, &limits, &mut out)
+        .map_err(|e| EncodeError::Unsupported(e.to_string()))?;
+    if end != raw.len() {
+        return Err(EncodeError::Unsupported("serializer produced trailing bytes".into()));
+    }
+    Ok(out)
+}
+
+/// Decodes canonical CBOR from an untrusted source into `T`, enforcing `limits`.
+///
+/// # Errors
+/// Any [`DecodeError`]: too large, too deep, malformed, not canonical, or not a `T`.
+pub fn from_canonical<T: DeserializeOwned + Serialize>(
+    bytes: &[u8],
+    limits: &Limits,
+) -> Result<T, DecodeError> {
+    check_canonical(bytes, limits)?;
+    let value: T =
+        cbor4ii::serde::from_slice(bytes).map_err(|e| DecodeError::Shape(e.to_string()))?;
+    let again = to_canonical(&value).map_err(|e| DecodeError::Shape(e.to_string()))?;
+    if again != bytes {
+        return Err(DecodeError::NonCanonical);
+    }
+    Ok(value)
+}
+
+/// Checks that `bytes` is exactly one data item in xchg's canonical CBOR profile, within
+/// `limits`. Allocates nothing.
+///
+/// # Errors
+/// The first violation found, with its byte offset.
+pub fn check_canonical(bytes: &[u8], limits: &Limits) -> Result<(), DecodeError> {
+    if bytes.len() > limits.max_size {
+        return Err(DecodeError::TooLarge { size: bytes.len(), max: limits.max_size });
+    }
+    let end = walk(bytes, 0, 1, limits)?;
+    if end != bytes.len() {
+        return Err(DecodeError::TrailingBytes { offset: end, extra: bytes.len() - end });
+    }
+    Ok(())
+}
+
+/// Puts CBOR produced by a trusted encoder into canonical form (sorting map entries).
+///
+/// # Errors
+/// The same violations as [`check_canonical`] for things sorting cannot fix.
+pub fn canonicalize(bytes: &[u8]) -> Result<Vec<u8>, DecodeError> {
+    let limits = Limits { max_size: usize::MAX, max_depth: 64 };
+    let mut out = Vec::with_capacity(bytes.len());
+    let end = rewrite(bytes, 0, 1, &limits, &mut out)?;
+    if end != bytes.len() {
+        return Err(DecodeError::TrailingBytes { offset: end, extra: bytes.len() - end });
+    }
+    Ok(out)
+}
+
+/// A decoded item head: major type, argument, and where the content starts.
+struct Head {
+    major: u8,
+    info: u8,
+    arg: u64,
+    next: usize,
+}
+
+/// Reads the head at `at`. With `strict`, arguments must be in shortest form.
+fn head(bytes: &[u8], at: usize, strict: bool) -> Result<Head, DecodeError> {
+    let first = *bytes.get(at).ok_or(DecodeError::Truncated { offset: at })?;
+    let major = first >> 5;
+    let info = first & 0x1f;
+    let (arg, width) = match info {
+        0..=23 => (u64::from(info), 0),
+        24..=27 => {
+            let width = 1usize << (info - 24);
+            let slice = bytes
+                .get(at + 1..at + 1 + width)
+                .ok_or(DecodeError::Truncated { offset: at + 1 })?;
+            let arg = slice.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
+            (arg, width)
+        }
+        31 if major == 7 => {
+            return Err(DecodeError::UnsupportedItem { offset: at, major, info });
+        }
+        31 => return Err(DecodeError::IndefiniteLength { offset: at }),
+        _ => return Err(DecodeError::UnsupportedItem { offset: at, major, info }),
+    };
+    if strict && major != 7 {
+        let shortest = match arg {
+            0..=23 => 0,
+            24..=0xff => 1,
+            0x100..=0xffff => 2,
+            0x1_0000..=0xffff_ffff => 4,
+            _ => 8,
+        };
+        if width != shortest {
+            return Err(DecodeError::NonShortestArgument { offset: at });
+        }
+    }
+    Ok(Head { major, info, arg, next: at + 1 + width })
+}
+
+/// Length of `arg` as usize, refusing lengths that exceed what remains of the input.
+fn bounded_len(bytes: &[u8], h: &Head) -> Result<usize, DecodeError> {
+    let remaining = bytes.len().saturating_sub(h.next);
+    match usize::try_from(h.arg) {
+        Ok(n) if n <= remaining => Ok(n),
+        _ => Err(DecodeError::Truncated { offset: h.next }),
+    }
+}
+
+fn check_simple(h: &Head, at: usize) -> Result<(), DecodeError> {
+    // false (20), true (21), null (22); everything else in major 7 (floats, undefined,
+    // other simple values) has no place in xchg objects.
+    match h.info {
+        20..=22 => Ok(()),
+        _ => Err(DecodeError::UnsupportedItem { offset: at, major: 7, info: h.info }),
+    }
+}
+
+/// Validates one canonical item starting at `at` (depth `depth`); returns where it ends.
+fn walk(bytes: &[u8], at: usize, depth: usize, limits: &Limits) -> Result<usize, DecodeError> {
+    let h = head(bytes, at, true)?;
+    match h.major {
+        0 | 1 => Ok(h.next),
+        2 => Ok(h.next + bounded_len(bytes, &h)?),
+        3 => {
+            let n = bounded_len(bytes, &h)?;
+            std::str::from_utf8(&bytes[h.next..h.next + n])
+                .map_err(|_| DecodeError::InvalidUtf8 { offset: at })?;
+            Ok(h.next + n)
+        }
+        4 | 5 => {
+            if depth > limits.max_depth {
+                return Err(DecodeError::TooDeep { offset: at, max: limits.max_depth });
+            }
+            // Each element takes at least one byte, so a count above the remaining length is
+            // a lie that we refuse before looping over it.
+            let count = bounded_len(bytes, &h)?;
+            let mut pos = h.next;
+            if h.major == 4 {
+                for _ in 0..count {
+                    pos = walk(bytes, pos, depth + 1, limits)?;
+                }
+            } else {
+                let mut previous: Option<(usize, usize)> = None;
+                for _ in 0..count {
+                    let key_start = pos;
+                    let key_end = walk(bytes, pos, depth + 1, limits)?;
+                    if let Some((ps, pe)) = previous {
+                        match bytes[ps..pe].cmp(&bytes[key_start..key_end]) {
+                            std::cmp::Ordering::Less => {}
+                            std::cmp::Ordering::Equal => {
+                                return Err(DecodeError::DuplicateKey { offset: key_start });
+                            }
+                            std::cmp::Ordering::Greater => {
+                                return Err(DecodeError::UnsortedKeys { offset: key_start });
+                            }
+                        }
+                    }
+                    previous = Some((key_start, key_end));
+                    pos = walk(bytes, key_end, depth + 1, limits)?;
+                }
+            }
+            Ok(pos)
+        }
+        6 => Err(DecodeError::UnsupportedItem { offset: at, major: 6, info: h.info }),
+        _ => {
+            check_simple(&h, at)?;
+            Ok(h.next)
+        }
+    }
+}
+
+fn write_head(out: &mut Vec<u8>, major: u8, arg: u64) {
+    let m = major << 5;
+    match arg {
+        0..=23 => out.push(m | arg as u8),
+        24..=0xff => out.extend_from_slice(&[m | 24, arg as u8]),
+        0x100..=0xffff => {
+            out.push(m | 25);
+            out.extend_from_slice(&(arg as u16).to_be_bytes());
+        }
+        0x1_0000..=0xffff_ffff => {
+            out.push(m | 26);
+            out.extend_from_slice(&(arg as u32).to_be_bytes());
+        }
+        _ => {
+            out.push(m | 27);
+            out.extend_from_slice(&arg.to_be_bytes());
+        }
+    }
+}
+
+/// Re-emits the item at `at` in canonical form into `out`; returns where the input item ends.
+fn rewrite(
+    bytes: &[u8],
+    at: usize,
+    depth: usize,
+    limits: &Limits,
+    out: &mut Vec<u8>,
+) -> Result<usize, DecodeError> {
+    let h = head(bytes, at, false)?;
+    match h.major {
+        0 | 1 => {
+            write_head(out, h.major, h.arg);
+            Ok(h.next)
+        }
+        2 | 3 => {
+            let n = bounded_len(bytes, &h)?;
+            write_head(out, h.major, h.arg);
+            out.extend_from_slice(&bytes[h.next..h.next + n]);
+            Ok(h.next + n)
+        }
+        4 => {
+            if depth > limits.max_depth {
+                return Err(DecodeError::TooDeep { offset: at, max: limits.max_depth });
+            }
+            let count = bounded_len(bytes, &h)?;
+            write_head(out, 4, h.arg);
+            let mut pos = h.next;
+            for _ in 0..count {
+                pos = rewrite(bytes, pos, depth + 1, limits, out)?;
+            }
+            Ok(pos)
+        }
+        5 => {
+            if depth > limits.max_depth {
+                return Err(DecodeError::TooDeep { offset: at, max: limits.max_depth });
+            }
+            let count = bounded_len(bytes, &h)?;
+            let mut entries: Vec<(Vec<u8>, Vec<u8>)> = Vec::with_capacity(count);
+            let mut pos = h.next;
+            for _ in 0..count {
+                let mut key = Vec::new();
+                pos = rewrite(bytes, pos, depth + 1, limits, &mut key)?;
+                let mut value = Vec::new();
+                pos = rewrite(bytes, pos, depth + 1, limits, &mut value)?;
+                entries.push((key, value));
+            }
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            if entries.windows(2).any(|w| w[0].0 == w[1].0) {
+                return Err(DecodeError::DuplicateKey { offset: at });
+            }
+            write_head(out, 5, h.arg);
+            for (k, v) in entries {
+                out.extend_from_slice(&k);
+                out.extend_from_slice(&v);
+            }
+            Ok(pos)
+        }
+        6 => Err(DecodeError::UnsupportedItem { offset: at, major: 6, info: h.info }),
+        _ => {
+            check_simple(&h, at)?;
+            out.push(bytes[at]);
+            Ok(h.next)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn map_keys_are_ordered_by_encoded_bytes_so_shorter_keys_come_first() {
+        #[derive(Serialize)]
+        struct S {
+            zz: u8,
+            a: u8,
+            bbb: u8,
+        }
+        let bytes = to_canonical(&S { zz: 1, a: 2, bbb: 3 }).expect("encode");
+        // {"a": 2, "zz": 1, "bbb": 3}
+        assert_eq!(hex::encode(&bytes), "a3616102627a7a016362626203");
+        check_canonical(&bytes, &Limits::default()).expect("canonical");
+    }
+
+    #[test]
+    fn integers_use_their_shortest_form() {
+        assert_eq!(to_canonical(&23u64).expect("encode"), vec![0x17]);
+        assert_eq!(to_canonical(&24u64).expect("encode"), vec![0x18, 24]);
+        assert_eq!(to_canonical(&256u64).expect("encode"), vec![0x19, 1, 0]);
+        let long = [0x1b, 0, 0, 0, 0, 0, 0, 0, 1];
+        assert_eq!(
+            check_canonical(&long, &Limits::default()),
+            Err(DecodeError::NonShortestArgument { offset: 0 })
+        );
+    }
+
+    #[test]
+    fn unsorted_and_duplicate_keys_are_refused() {
+        // {"b": 1, "a": 2}
+        let unsorted = hex::decode("a2616201616102").expect("hex");
+        assert_eq!(
+            check_canonical(&unsorted, &Limits::default()),
+            Err(DecodeError::UnsortedKeys { offset: 4 })
+        );
+        let dup = hex::decode("a2616101616102").expect("hex");
+        assert_eq!(
+            check_canonical(&dup, &Limits::default()),
+            Err(DecodeError::DuplicateKey { offset: 4 })
+        );
+    }
+
+    #[test]
+    fn indefinite_lengths_tags_and_floats_are_refused() {
+        let limits = Limits::default();
+        assert!(matches!(
+            check_canonical(&[0x9f, 0xff], &limits),
+            Err(DecodeError::IndefiniteLength { offset: 0 })
+        ));
+        assert!(matches!(
+            check_canonical(&[0xc1, 0x00], &limits),
+            Err(DecodeError::UnsupportedItem { major: 6, .. })
+        ));
+        assert!(matches!(
+            check_canonical(&[0xf9, 0x3c, 0x00], &limits),
+            Err(DecodeError::UnsupportedItem { major: 7, .. })
+        ));
+        check_canonical(&[0xf4], &limits).expect("false is allowed");
+    }
+
+    #[test]
+    fn declared_lengths_beyond_the_input_are_truncation_not_allocation() {
+        // An array claiming 2^32 elements in a 5-byte message.
+        let liar = [0x9a, 0xff, 0xff, 0xff, 0xff];
+        assert_eq!(
+            check_canonical(&liar, &Limits::default()),
+            Err(DecodeError::Truncated { offset: 5 })
+        );
+        let long_text = [0x7a, 0x7f, 0xff, 0xff, 0xff, b'a'];
+        assert_eq!(
+            check_canonical(&long_text, &Limits::default()),
+            Err(DecodeError::Truncated { offset: 5 })
+        );
+    }
+
+    #[test]
+    fn deep_nesting_stops_at_the_cap_without_recursing_further() {
+        let mut deep = vec![0x81u8; 10_000];
+        deep.push(0x00);
+        let limits = Limits { max_size: usize::MAX, max_depth: 16 };
+        assert_eq!(
+            check_canonical(&deep, &limits),
+            Err(DecodeError::TooDeep { offset: 16, max: 16 })
+        );
+    }
+
+    #[test]
+    fn oversized_input_is_refused_before_reading() {
+        let limits = Limits { max_size: 4, max_depth: 4 };
+        assert_eq!(
+            check_canonical(&[0; 5], &limits),
+            Err(DecodeError::TooLarge { size: 5, max: 4 })
+        );
+    }
+
+    #[test]
+    fn decoding_refuses_unknown_fields_through_the_round_trip() {
+        #[derive(Serialize, serde::Deserialize, Debug)]
+        struct One {
+            a: u8,
+        }
+        let mut m = BTreeMap::new();
+        m.insert("a", 1u8);
+        m.insert("b", 2u8);
+        let bytes = to_canonical(&m).expect("encode");
+        assert_eq!(
+            from_canonical::<One>(&bytes, &Limits::default()).map(|o| o.a),
+            Err(DecodeError::NonCanonical)
+        );
+    }
+}

@@ -1,0 +1,279 @@
+//! Ed25519 keys, signatures and the domain tags that keep one kind of signature from being
+//! replayed as another.
+//!
+//! Every signature covers `domain tag || canonical CBOR bytes`. Tags are distinct ASCII strings
+//! ending in a NUL byte, so that no tag is a prefix of another's signing input. Verification uses
+//! `verify_strict` and refuses weak (small-order) public keys.
+
+use std::fmt;
+use std::str::FromStr;
+
+use base64::Engine as _;
+use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// What a signature is for. The tag is prepended to the signed bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Domain {
+    /// A root key delegating to a node key.
+    Delegation,
+    /// A node announcing a listing version.
+    Listing,
+    /// A node announcing a delisting.
+    Delisting,
+    /// A root key revoking a node key.
+    Revocation,
+}
+
+impl Domain {
+    /// The tag bytes, NUL-terminated.
+    pub fn tag(self) -> &'static [u8] {
+        match self {
+            Domain::Delegation => b"xchg/v1/delegation\0",
+            Domain::Listing => b"xchg/v1/listing\0",
+            Domain::Delisting => b"xchg/v1/delisting\0",
+            Domain::Revocation => b"xchg/v1/revocation\0",
+        }
+    }
+
+    /// `tag || body`: exactly the bytes a signature covers.
+    pub fn signing_input(self, body: &[u8]) -> Vec<u8> {
+        let mut input = Vec::with_capacity(self.tag().len() + body.len());
+        input.extend_from_slice(self.tag());
+        input.extend_from_slice(body);
+        input
+    }
+}
+
+/// Why a key or signature was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    /// Not 32 bytes, or not a valid curve point.
+    #[error("not a valid ed25519 public key: {0}")]
+    Invalid(String),
+    /// A small-order key, for which signatures prove nothing.
+    #[error("weak (small-order) ed25519 public key")]
+    Weak,
+    /// The signature does not verify.
+    #[error("signature does not verify")]
+    BadSignature,
+}
+
+/// An ed25519 public key that has been checked to be a valid, non-weak point.
+///
+/// CBOR: a 32-byte byte string. JSON: 64 lowercase hex digits. Config files use base64
+/// ([`PublicKey::to_base64`]).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PublicKey(VerifyingKey);
+
+impl PublicKey {
+    /// Checks and wraps 32 bytes.
+    ///
+    /// # Errors
+    /// [`KeyError::Invalid`] for a non-point, [`KeyError::Weak`] for a small-order point.
+    pub fn from_bytes(bytes: &[u8; 32]) -> Result<Self, KeyError> {
+        let key = VerifyingKey::from_bytes(bytes).map_err(|e| KeyError::Invalid(e.to_string()))?;
+        if key.is_weak() {
+            return Err(KeyError::Weak);
+        }
+        Ok(PublicKey(key))
+    }
+
+    /// The 32 key bytes.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        self.0.as_bytes()
+    }
+
+    /// Standard base64 with padding, the form used in config files.
+    pub fn to_base64(&self) -> String {
+        base64::engine::general_purpose::STANDARD.encode(self.as_bytes())
+    }
+
+    /// Parses the base64 form used in config files.
+    ///
+    /// # Errors
+    /// A message saying what is wrong (not base64, not 32 bytes, not a point, weak).
+    pub fn from_base64(s: &str) -> Result<Self, KeyError> {
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(s.trim())
+            .map_err(|e| KeyError::Invalid(format!("not base64 ({e})")))?;
+        let bytes: [u8; 32] = raw
+            .as_slice()
+            .try_into()
+            .map_err(|_| KeyError::Invalid(format!("{} bytes of base64, expected 32", raw.len())))?;
+        Self::from_bytes(&bytes)
+    }
+
+    /// Verifies `signature` over `domain tag || body` with `verify_strict`.
+    ///
+    /// # Errors
+    /// [`KeyError::BadSignature`].
+    pub fn verify(&self, domain: Domain, body: &[u8], signature: &Signature) -> Result<(), KeyError> {
+        let sig = ed25519_dalek::Signature::from_bytes(&signature.0);
+        self.0
+            .verify_strict(&domain.signing_input(body), &sig)
+            .map_err(|_| KeyError::BadSignature)
+    }
+
+    /// The libp2p peer id of this key, in its base58 text form (`12D3KooW…`).
+    ///
+    /// A libp2p ed25519 peer id is the identity multihash (code 0x00, length 36) of the protobuf
+    /// `PublicKey { Type = Ed25519 (1), Data = key }`, i.e. `00 24 08 01 12 20 || key`.
+    pub fn peer_id(&self) -> String {
+        let mut raw = Vec::with_capacity(38);
+        raw.extend_from_slice(&[0x00, 0x24, 0x08, 0x01, 0x12, 0x20]);
+        raw.extend_from_slice(self.as_bytes());
+        bs58::encode(raw).into_string()
+    }
+}
+
+impl fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PublicKey({})", hex::encode(self.as_bytes()))
+    }
+}
+
+impl fmt::Display for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.as_bytes()))
+    }
+}
+
+impl PartialOrd for PublicKey {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for PublicKey {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_bytes().cmp(other.as_bytes())
+    }
+}
+
+impl FromStr for PublicKey {
+    type Err = KeyError;
+    /// Parses 64 lowercase hex digits.
+    fn from_str(s: &str) -> Result<Self, KeyError> {
+        let mut bytes = [0u8; 32];
+        hex::decode_to_slice(s, &mut bytes)
+            .map_err(|_| KeyError::Invalid("expected 64 hex digits".into()))?;
+        Self::from_bytes(&bytes)
+    }
+}
+
+impl Serialize for PublicKey {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        crate::bytes::serialize_bytes(self.as_bytes(), s)
+    }
+}
+
+impl<'de> Deserialize<'de> for PublicKey {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let bytes = crate::bytes::deserialize_array::<D, 32>(d)?;
+        PublicKey::from_bytes(&bytes).map_err(serde::de::Error::custom)
+    }
+}
+
+/// An ed25519 signature: a 64-byte byte string in CBOR, hex in JSON.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Signature(pub [u8; 64]);
+
+impl fmt::Debug for Signature {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Signature({})", hex::encode(self.0))
+    }
+}
+
+impl Serialize for Signature {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        crate::bytes::serialize_bytes(&self.0, s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Signature {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        crate::bytes::deserialize_array::<D, 64>(d).map(Signature)
+    }
+}
+
+/// A signing key: a node key or an exchange root key.
+#[derive(Clone)]
+pub struct Keypair(SigningKey);
+
+impl Keypair {
+    /// From a 32-byte seed (the secret-key file format).
+    pub fn from_seed(seed: &[u8; 32]) -> Self {
+        Keypair(SigningKey::from_bytes(seed))
+    }
+
+    /// A fresh key from the operating system's random source.
+    pub fn generate() -> Self {
+        Keypair(SigningKey::generate(&mut rand_core::OsRng))
+    }
+
+    /// The 32-byte seed, for writing the secret-key file.
+    pub fn seed(&self) -> [u8; 32] {
+        self.0.to_bytes()
+    }
+
+    /// The public half.
+    pub fn public(&self) -> PublicKey {
+        PublicKey(self.0.verifying_key())
+    }
+
+    /// Signs `domain tag || body`.
+    pub fn sign(&self, domain: Domain, body: &[u8]) -> Signature {
+        Signature(self.0.sign(&domain.signing_input(body)).to_bytes())
+    }
+}
+
+impl fmt::Debug for Keypair {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Keypair(public {})", self.public())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_signature_for_one_domain_does_not_verify_in_another() {
+        let key = Keypair::from_seed(&[7; 32]);
+        let sig = key.sign(Domain::Listing, b"body");
+        key.public().verify(Domain::Listing, b"body", &sig).expect("same domain verifies");
+        assert_eq!(
+            key.public().verify(Domain::Delisting, b"body", &sig),
+            Err(KeyError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn weak_keys_are_refused() {
+        // The identity point (y = 1) has small order.
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        assert_eq!(PublicKey::from_bytes(&identity), Err(KeyError::Weak));
+    }
+
+    #[test]
+    fn no_domain_tag_is_a_prefix_of_another() {
+        let all = [Domain::Delegation, Domain::Listing, Domain::Delisting, Domain::Revocation];
+        for a in all {
+            for b in all {
+                if a != b {
+                    assert!(!b.tag().starts_with(a.tag()), "{a:?} prefixes {b:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn base64_form_round_trips_and_names_the_wrong_length() {
+        let key = Keypair::from_seed(&[9; 32]).public();
+        assert_eq!(PublicKey::from_base64(&key.to_base64()), Ok(key));
+        let err = PublicKey::from_base64("AAAA").expect_err("short key");
+        assert!(err.to_string().contains("3 bytes of base64, expected 32"), "{err}");
+    }
+}

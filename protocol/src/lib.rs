@@ -1,0 +1,34 @@
+//! xchg-protocol: the domain and wire types of the xchg federated data-product exchange.
+//!
+//! Everything here is pure: no IO, no async runtime, no storage. Another exchange can implement
+//! a compatible peer from `PROTOCOL.md` and the test vectors in `test-vectors/`; this crate is
+//! the reference those documents point at.
+//!
+//! - [`canonical`]: deterministic CBOR encoding and bounded decoding of untrusted bytes.
+//! - [`ids`]: exchange, zone, node and party identifiers; content ids.
+//! - [`keys`]: ed25519 keys, signatures and domain tags.
+//! - [`listing`]: listings and their validation rules.
+//! - [`announcement`]: delegations, signed announcements, offline verification.
+
+mod bytes;
+
+pub mod announcement;
+pub mod canonical;
+pub mod ids;
+pub mod keys;
+pub mod listing;
+pub mod time;
+pub mod vectors;
+
+pub use announcement::{
+    AnnouncementKind, Body, Delegation, Delisting, Envelope, Revocation, SignedDelegation,
+    TrustStore, Verified, VerifyError, verify,
+};
+pub use canonical::{DecodeError, Limits};
+pub use ids::{ContentId, ExchangeId, IdError, NodeName, PartyId, ZoneId};
+pub use keys::{Domain, KeyError, Keypair, PublicKey, Signature};
+pub use listing::{
+    Classification, DeliveryMode, FieldError, Listing, ListingDraft, Pricing, PricingModel,
+    ProductForm, Provider, RegistrationRef, Right, UpdateFrequency, ValidationError,
+};
+pub use time::Timestamp;

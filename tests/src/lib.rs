@@ -1,0 +1,1 @@
+//! xchg-tests: shared fixtures for the integration suites in `tests/tests/`.
