@@ -1,1 +1,13 @@
-//! xchg-node: the node daemon and CLI.
+//! xchg-node: the node daemon of a federated data-product exchange.
+//!
+//! A node is started from a validated config, already-bound listeners and a shutdown future
+//! ([`node::start`]); it returns a handle. Inside a zone the nodes replicate the catalog with
+//! Raft ([`raft`], [`store`], [`catalog`]) and every applied command extends the audit chain
+//! ([`audit`]); operators, providers, buyers and regulators use the HTTP API ([`api`]).
+
+pub mod api;
+pub mod audit;
+pub mod catalog;
+pub mod node;
+pub mod raft;
+pub mod store;

@@ -1,1 +1,93 @@
-fn main() {}
+//! `xchg`: the node daemon and the operator's command-line tool. This file only parses
+//! arguments and starts logging; every command is carried out by the `cli` module and the
+//! `xchg_node` library.
+
+mod cli;
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "xchg", version, about = "Node software of a federated data-product exchange")]
+struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one node of a zone until SIGINT or SIGTERM.
+    Run {
+        /// The node's config file.
+        #[arg(long)]
+        config: PathBuf,
+        /// Join an existing zone (wait to be added with POST /v1/zone/members) instead of
+        /// forming the zone from the config's member list.
+        #[arg(long)]
+        join: bool,
+    },
+    /// Generate and check node configurations.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Generate keys, delegations, tokens and one config per node for a whole layout.
+    Generate {
+        /// Output directory; must not already hold a layout.
+        #[arg(long)]
+        out: PathBuf,
+        /// Which federation to lay out: xuchang (10 zones + Zhengzhou), single-zone, two-exchanges.
+        #[arg(long, default_value = "xuchang")]
+        layout: String,
+        /// Nodes per zone (1 to 9; odd numbers tolerate failures best).
+        #[arg(long, default_value_t = 3)]
+        nodes_per_zone: usize,
+        /// First TCP port; each node takes three consecutive ports (API, Raft, libp2p).
+        #[arg(long, default_value_t = 7100)]
+        base_port: u16,
+        /// Address every node listens on.
+        #[arg(long, default_value = "127.0.0.1")]
+        host: IpAddr,
+        /// Validity of the node delegations, in days.
+        #[arg(long, default_value_t = 365)]
+        valid_days: u32,
+    },
+    /// Check node config files; prints every violation and exits non-zero if any is an error.
+    Validate {
+        /// Config files to check.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    cli::init_tracing();
+    let result = match args.command {
+        Command::Run { config, join } => match tokio::runtime::Runtime::new() {
+            Ok(rt) => rt.block_on(cli::run::run(&config, join)),
+            Err(e) => Err(anyhow::anyhow!("cannot start the async runtime: {e}")),
+        },
+        Command::Config(ConfigCommand::Generate {
+            out,
+            layout,
+            nodes_per_zone,
+            base_port,
+            host,
+            valid_days,
+        }) => cli::config::generate(out, &layout, nodes_per_zone, base_port, host, valid_days),
+        Command::Config(ConfigCommand::Validate { files }) => cli::config::validate(&files),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

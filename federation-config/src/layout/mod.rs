@@ -1,0 +1,400 @@
+//! The layout generator: a whole federation's keys, node configs and tokens in one directory.
+//!
+//! ```text
+//! out/layout.json                      what was generated, tokens included (mode 0600)
+//! out/keys/<exchange>-root.key         exchange root keys (mode 0600)
+//! out/keys/<exchange>-<zone>-<n>.key   node keys (mode 0600)
+//! out/nodes/<exchange>-<zone>-<n>.toml node configs; paths inside are relative to nodes/
+//! ```
+//!
+//! Nodes are numbered `i = 0, 1, 2, ...` over the whole layout in layout order (exchanges, their
+//! zones hub first, then nodes) and get ports `base + 3i` (API), `base + 3i + 1` (Raft) and
+//! `base + 3i + 2` (libp2p). Nothing is ever overwritten: an existing `layout.json` or key file
+//! stops the run. Every written config is loaded back before `layout.json` is written, so a run
+//! that returns `Ok` produced configs a node accepts.
+
+mod plan;
+mod render;
+
+use std::fmt;
+use std::fs::OpenOptions;
+use std::io::Write as _;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use multiaddr::Multiaddr;
+use rand::rngs::OsRng;
+use serde::{Deserialize, Serialize};
+use xchg_protocol::{ExchangeId, NodeName, Timestamp, ZoneId};
+
+use crate::role::Role;
+use crate::secret::{write_key_file, write_secret};
+use crate::violation::ConfigError;
+use plan::Plan;
+use render::{Position, Validity};
+
+/// Which federation to generate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LayoutKind {
+    /// `xuchang`: the reference layout of DESIGN.md; the Xuchang exchange with its municipal hub
+    /// and nine county and district zones, plus the Zhengzhou exchange as an outside peer.
+    Xuchang,
+    /// `single-zone`: only `xuchang/municipal`.
+    SingleZone,
+    /// `two-exchanges`: `xuchang/municipal` and `zhengzhou/main`, recognising each other.
+    TwoExchanges,
+}
+
+impl LayoutKind {
+    /// Every kind, in the order the CLI lists them.
+    pub const ALL: [LayoutKind; 3] = [
+        LayoutKind::Xuchang,
+        LayoutKind::SingleZone,
+        LayoutKind::TwoExchanges,
+    ];
+
+    /// The name on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LayoutKind::Xuchang => "xuchang",
+            LayoutKind::SingleZone => "single-zone",
+            LayoutKind::TwoExchanges => "two-exchanges",
+        }
+    }
+}
+
+impl fmt::Display for LayoutKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A string that names no layout.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown layout {0:?}; expected xuchang, single-zone or two-exchanges")]
+pub struct UnknownLayout(pub String);
+
+impl FromStr for LayoutKind {
+    type Err = UnknownLayout;
+    fn from_str(s: &str) -> Result<Self, UnknownLayout> {
+        LayoutKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| UnknownLayout(s.to_owned()))
+    }
+}
+
+/// What to generate and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayoutOptions {
+    /// Output directory; created if missing.
+    pub out: PathBuf,
+    /// Which federation.
+    pub layout: LayoutKind,
+    /// Nodes in every zone, 1 to 9; odd numbers tolerate failures best.
+    pub nodes_per_zone: usize,
+    /// First port; node `i` uses `base_port + 3i` to `base_port + 3i + 2`.
+    pub base_port: u16,
+    /// The address every node listens on and is reached at.
+    pub host: IpAddr,
+    /// How long the node delegations are valid, in days from now.
+    pub valid_days: u32,
+}
+
+impl LayoutOptions {
+    /// Default nodes per zone: three tolerate one failed node.
+    pub const DEFAULT_NODES_PER_ZONE: usize = 3;
+    /// Default first port.
+    pub const DEFAULT_BASE_PORT: u16 = 7100;
+    /// Default delegation validity in days.
+    pub const DEFAULT_VALID_DAYS: u32 = 365;
+
+    /// Options with the defaults: 3 nodes per zone, ports from 7100, 127.0.0.1, 365 days.
+    pub fn new(out: impl Into<PathBuf>, layout: LayoutKind) -> Self {
+        LayoutOptions {
+            out: out.into(),
+            layout,
+            nodes_per_zone: Self::DEFAULT_NODES_PER_ZONE,
+            base_port: Self::DEFAULT_BASE_PORT,
+            host: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            valid_days: Self::DEFAULT_VALID_DAYS,
+        }
+    }
+}
+
+/// `layout.json`: everything generated, including the tokens.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Layout {
+    /// In layout order: the Xuchang exchange first.
+    pub exchanges: Vec<LayoutExchange>,
+}
+
+/// One exchange of a layout.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LayoutExchange {
+    /// Exchange id.
+    pub id: ExchangeId,
+    /// Name shown to people.
+    pub display_name: String,
+    /// Root public key, standard base64 as in the configs.
+    pub root_public_key: String,
+    /// Zones, the hub first.
+    pub zones: Vec<LayoutZone>,
+}
+
+/// One zone of a layout.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LayoutZone {
+    /// Zone id.
+    pub id: ZoneId,
+    /// Name shown to people.
+    pub display_name: String,
+    /// The zone's initial tokens, one per role; the configs hold only their hashes.
+    pub tokens: ZoneTokens,
+    /// The zone's nodes, in port order.
+    pub nodes: Vec<LayoutNode>,
+}
+
+/// The initial bearer tokens of one zone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZoneTokens {
+    /// Token of the admin role.
+    pub admin: String,
+    /// Token of the operator role.
+    pub operator: String,
+    /// Token of the provider role.
+    pub provider: String,
+    /// Token of the buyer role.
+    pub buyer: String,
+    /// Token of the regulator role.
+    pub regulator: String,
+}
+
+impl ZoneTokens {
+    /// The token of `role`.
+    pub fn get(&self, role: Role) -> &str {
+        match role {
+            Role::Admin => &self.admin,
+            Role::Operator => &self.operator,
+            Role::Provider => &self.provider,
+            Role::Buyer => &self.buyer,
+            Role::Regulator => &self.regulator,
+        }
+    }
+}
+
+/// One node of a layout.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LayoutNode {
+    /// Node name, unique in its zone.
+    pub name: NodeName,
+    /// Its config file, relative to the layout directory, e.g. `nodes/xuchang-yuzhou-1.toml`.
+    pub config: PathBuf,
+    /// Base URL of its HTTP API.
+    pub api_url: String,
+    /// Its Raft RPC address.
+    pub raft_addr: SocketAddr,
+    /// Its libp2p address including `/p2p/<peer id>`, ready to dial.
+    pub p2p_addr: Multiaddr,
+}
+
+/// Why a layout could not be generated.
+#[derive(Debug, thiserror::Error)]
+pub enum GenerateError {
+    /// `nodes_per_zone` is outside 1..=9.
+    #[error("{0} nodes per zone; expected 1 to 9")]
+    NodesPerZone(usize),
+    /// `valid_days` is 0.
+    #[error("delegations valid for 0 days would be expired at once; expected at least 1 day")]
+    ValidDays,
+    /// The ports do not fit.
+    #[error(
+        "{nodes} nodes need ports {base_port} to {last}, but ports must lie in 1..=65535; choose \
+         another base port"
+    )]
+    Ports {
+        /// The first port asked for.
+        base_port: u16,
+        /// The last port the layout would need.
+        last: u64,
+        /// How many nodes the layout has.
+        nodes: usize,
+    },
+    /// The output directory already holds a layout.
+    #[error(
+        "{} already exists; refusing to overwrite a layout's keys (choose another directory or \
+         remove the old layout)",
+        .0.display()
+    )]
+    AlreadyExists(PathBuf),
+    /// A file or directory could not be written.
+    #[error("cannot write {}: {source}", path.display())]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The operating system's reason.
+        source: std::io::Error,
+    },
+    /// A generated config did not load: a bug in the generator.
+    #[error("generated config {} does not load:\n{source}", path.display())]
+    SelfCheck {
+        /// The config file.
+        path: PathBuf,
+        /// Its violations.
+        source: ConfigError,
+    },
+    /// A built-in layout produced an identifier or address the protocol refuses: a bug in the
+    /// layout tables.
+    #[error("built-in layout is inconsistent: {0}")]
+    Inconsistent(String),
+}
+
+const DAY_MS: u64 = 24 * 60 * 60 * 1000;
+
+/// Generates a layout into `opts.out`, with delegations valid from a day before `now` until
+/// `valid_days` after it. Keys and tokens come from the operating system's random source.
+///
+/// # Errors
+/// [`GenerateError`]: bad options, an existing layout or key file, an IO failure, or (a bug) a
+/// generated config that does not load.
+pub fn generate(opts: &LayoutOptions, now: Timestamp) -> Result<Layout, GenerateError> {
+    if !(1..=9).contains(&opts.nodes_per_zone) {
+        return Err(GenerateError::NodesPerZone(opts.nodes_per_zone));
+    }
+    if opts.valid_days == 0 {
+        return Err(GenerateError::ValidDays);
+    }
+    let layout_file = opts.out.join("layout.json");
+    if layout_file.exists() {
+        return Err(GenerateError::AlreadyExists(layout_file));
+    }
+    let plan = plan::plan(opts, &mut OsRng)?;
+    let validity = Validity {
+        not_before: Timestamp(now.millis().saturating_sub(DAY_MS)),
+        not_after: now.plus_millis(u64::from(opts.valid_days) * DAY_MS),
+    };
+    let keys = opts.out.join("keys");
+    let nodes = opts.out.join("nodes");
+    for dir in [&opts.out, &keys, &nodes] {
+        std::fs::create_dir_all(dir).map_err(|source| io_error(dir, source))?;
+    }
+    let mut layout = Layout {
+        exchanges: Vec::new(),
+    };
+    for (e, ex) in plan.exchanges.iter().enumerate() {
+        let root_file = keys.join(format!("{}-root.key", ex.id));
+        write_key_file(&root_file, &ex.root).map_err(|source| io_error(&root_file, source))?;
+        let mut zones = Vec::new();
+        for (z, zone) in ex.zones.iter().enumerate() {
+            let mut layout_nodes = Vec::new();
+            for (n, node) in zone.nodes.iter().enumerate() {
+                let key_file = keys.join(format!("{}.key", node.stem));
+                write_key_file(&key_file, &node.key)
+                    .map_err(|source| io_error(&key_file, source))?;
+                let at = Position {
+                    exchange: e,
+                    zone: z,
+                    node: n,
+                };
+                let config = Path::new("nodes").join(format!("{}.toml", node.stem));
+                write_config(&opts.out.join(&config), &plan, at, validity, now)?;
+                layout_nodes.push(LayoutNode {
+                    name: node.name.clone(),
+                    config,
+                    api_url: node.api_url(),
+                    raft_addr: node.raft,
+                    p2p_addr: node.dial.clone(),
+                });
+            }
+            zones.push(LayoutZone {
+                id: zone.id.clone(),
+                display_name: zone.display_name.to_owned(),
+                tokens: zone.tokens.clone(),
+                nodes: layout_nodes,
+            });
+        }
+        layout.exchanges.push(LayoutExchange {
+            id: ex.id.clone(),
+            display_name: ex.display_name.to_owned(),
+            root_public_key: ex.root.public().to_base64(),
+            zones,
+        });
+    }
+    let json = serde_json::to_string_pretty(&layout)
+        .map_err(|e| GenerateError::Inconsistent(format!("layout.json: {e}")))?;
+    write_secret(&layout_file, format!("{json}\n").as_bytes())
+        .map_err(|source| io_error(&layout_file, source))?;
+    Ok(layout)
+}
+
+/// Writes one node's config and loads it back.
+fn write_config(
+    path: &Path,
+    plan: &Plan,
+    at: Position,
+    validity: Validity,
+    now: Timestamp,
+) -> Result<(), GenerateError> {
+    let raw = render::node_config(plan, at, validity)
+        .ok_or_else(|| GenerateError::Inconsistent(format!("no node for {}", path.display())))?;
+    let body = toml::to_string_pretty(&raw)
+        .map_err(|e| GenerateError::Inconsistent(format!("{}: {e}", path.display())))?;
+    let text = format!(
+        "# xchg node configuration, schema version {}: node {} of zone {} ({}).\n\
+         # Written by the xchg layout generator. Paths are relative to this file's directory.\n\n\
+         {body}",
+        raw.version, raw.node.name, raw.zone.id, raw.zone.display_name
+    );
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(|source| io_error(path, source))?;
+    file.write_all(text.as_bytes())
+        .map_err(|source| io_error(path, source))?;
+    crate::load(path, now)
+        .map(drop)
+        .map_err(|source| GenerateError::SelfCheck {
+            path: path.to_owned(),
+            source,
+        })
+}
+
+fn io_error(path: &Path, source: std::io::Error) -> GenerateError {
+    GenerateError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_kinds_parse_from_their_cli_names() {
+        for kind in LayoutKind::ALL {
+            assert_eq!(kind.to_string().parse::<LayoutKind>(), Ok(kind));
+        }
+        assert!("xuchang-city".parse::<LayoutKind>().is_err());
+    }
+
+    #[test]
+    fn ports_beyond_65535_are_refused_before_anything_is_written() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut opts = LayoutOptions::new(dir.path().join("out"), LayoutKind::Xuchang);
+        opts.base_port = 65_500;
+        let err = generate(&opts, Timestamp(1_767_225_600_000)).expect_err("33 nodes do not fit");
+        assert!(
+            matches!(err, GenerateError::Ports { nodes: 33, .. }),
+            "{err}"
+        );
+        assert!(!opts.out.exists());
+    }
+}

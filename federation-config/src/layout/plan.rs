@@ -1,0 +1,230 @@
+//! The built-in layouts and the plan of one run: which exchanges, zones and nodes, their keys,
+//! names, ports and tokens. Nothing here touches the file system.
+
+use std::net::SocketAddr;
+
+use base64::Engine as _;
+use multiaddr::{Multiaddr, PeerId, Protocol};
+use rand::{CryptoRng, RngCore};
+use xchg_protocol::{ExchangeId, Keypair, NodeName, ZoneId};
+
+use super::{GenerateError, LayoutKind, LayoutOptions, ZoneTokens};
+use crate::role::Role;
+
+/// An exchange of a built-in layout: id, display name, zones (id, display name), hub first.
+struct ExchangeTable {
+    id: &'static str,
+    display_name: &'static str,
+    zones: &'static [(&'static str, &'static str)],
+}
+
+const XUCHANG: ExchangeTable = ExchangeTable {
+    id: "xuchang",
+    display_name: "许昌数据交易中心",
+    zones: &[
+        ("municipal", "许昌市数据交易专区 (市级)"),
+        ("weidu", "魏都区"),
+        ("jianan", "建安区"),
+        ("yuzhou", "禹州市"),
+        ("changge", "长葛市"),
+        ("yanling", "鄢陵县"),
+        ("xiangcheng", "襄城县"),
+        ("demo", "城乡一体化示范区"),
+        ("devzone", "经济技术开发区"),
+        ("dongcheng", "东城区"),
+    ],
+};
+
+const ZHENGZHOU: ExchangeTable = ExchangeTable {
+    id: "zhengzhou",
+    display_name: "郑州数据交易中心",
+    zones: &[("main", "郑州数据交易中心")],
+};
+
+/// The exchanges of a layout and how many of each one's zones it uses, in layout order.
+fn tables(kind: LayoutKind) -> Vec<(&'static ExchangeTable, usize)> {
+    match kind {
+        LayoutKind::Xuchang => vec![(&XUCHANG, XUCHANG.zones.len()), (&ZHENGZHOU, 1)],
+        LayoutKind::SingleZone => vec![(&XUCHANG, 1)],
+        LayoutKind::TwoExchanges => vec![(&XUCHANG, 1), (&ZHENGZHOU, 1)],
+    }
+}
+
+/// Every exchange of the run, in layout order.
+pub(super) struct Plan {
+    pub(super) exchanges: Vec<PlannedExchange>,
+}
+
+pub(super) struct PlannedExchange {
+    pub(super) id: ExchangeId,
+    pub(super) display_name: &'static str,
+    pub(super) root: Keypair,
+    /// The hub zone first.
+    pub(super) zones: Vec<PlannedZone>,
+}
+
+pub(super) struct PlannedZone {
+    pub(super) id: ZoneId,
+    pub(super) display_name: &'static str,
+    pub(super) tokens: ZoneTokens,
+    pub(super) nodes: Vec<PlannedNode>,
+}
+
+pub(super) struct PlannedNode {
+    pub(super) name: NodeName,
+    /// `<exchange>-<zone>-<n>`: the name of its key file, config file and data directory.
+    pub(super) stem: String,
+    pub(super) key: Keypair,
+    pub(super) api: SocketAddr,
+    pub(super) raft: SocketAddr,
+    /// Where it listens for libp2p.
+    pub(super) p2p: Multiaddr,
+    /// `p2p` plus `/p2p/<peer id>`: how others dial it.
+    pub(super) dial: Multiaddr,
+}
+
+impl PlannedNode {
+    pub(super) fn api_url(&self) -> String {
+        format!("http://{}", self.api)
+    }
+}
+
+/// Plans a run: keys and tokens come from `rng`, ports are numbered over the whole layout.
+///
+/// # Errors
+/// [`GenerateError::Ports`] if the ports do not fit below 65536.
+pub(super) fn plan(
+    opts: &LayoutOptions,
+    rng: &mut (impl RngCore + CryptoRng),
+) -> Result<Plan, GenerateError> {
+    let tables = tables(opts.layout);
+    let total: usize = tables
+        .iter()
+        .map(|(_, zones)| zones * opts.nodes_per_zone)
+        .sum();
+    let last = u64::from(opts.base_port) + 3 * total as u64 - 1;
+    if opts.base_port == 0 || last > u64::from(u16::MAX) {
+        return Err(GenerateError::Ports {
+            base_port: opts.base_port,
+            last,
+            nodes: total,
+        });
+    }
+    let mut port = opts.base_port;
+    let mut next_port = || {
+        let p = port;
+        port = port.saturating_add(1);
+        p
+    };
+    let mut exchanges = Vec::new();
+    for (table, zone_count) in tables {
+        let id: ExchangeId = table.id.parse()?;
+        let mut zones = Vec::new();
+        for (zone_name, zone_display) in &table.zones[..zone_count] {
+            let zone_id = ZoneId::new(&id, zone_name)?;
+            let mut nodes = Vec::new();
+            for n in 1..=opts.nodes_per_zone {
+                let key = Keypair::from_seed(&random_bytes(rng));
+                let (api, raft, p2p_port) = (next_port(), next_port(), next_port());
+                let p2p = Multiaddr::from(opts.host).with(Protocol::Tcp(p2p_port));
+                nodes.push(PlannedNode {
+                    name: format!("{zone_name}-{n}").parse()?,
+                    stem: format!("{}-{zone_name}-{n}", table.id),
+                    dial: p2p.clone().with(Protocol::P2p(peer_id(&key)?)),
+                    key,
+                    api: SocketAddr::new(opts.host, api),
+                    raft: SocketAddr::new(opts.host, raft),
+                    p2p,
+                });
+            }
+            zones.push(PlannedZone {
+                id: zone_id,
+                display_name: zone_display,
+                tokens: ZoneTokens::random(rng),
+                nodes,
+            });
+        }
+        let root = Keypair::from_seed(&random_bytes(rng));
+        exchanges.push(PlannedExchange {
+            id,
+            display_name: table.display_name,
+            root,
+            zones,
+        });
+    }
+    Ok(Plan { exchanges })
+}
+
+fn random_bytes(rng: &mut impl RngCore) -> [u8; 32] {
+    let mut bytes = [0u8; 32];
+    rng.fill_bytes(&mut bytes);
+    bytes
+}
+
+/// The libp2p peer id of a node key, as multiaddr's type.
+fn peer_id(key: &Keypair) -> Result<PeerId, GenerateError> {
+    let text = key.public().peer_id();
+    text.parse()
+        .map_err(|e| GenerateError::Inconsistent(format!("peer id {text}: {e}")))
+}
+
+impl ZoneTokens {
+    /// Fresh tokens, `xchg-<role>-<43 characters of base64url>` (32 random bytes each).
+    fn random(rng: &mut (impl RngCore + CryptoRng)) -> Self {
+        let mut token = |role: Role| {
+            let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes(rng));
+            format!("xchg-{role}-{secret}")
+        };
+        ZoneTokens {
+            admin: token(Role::Admin),
+            operator: token(Role::Operator),
+            provider: token(Role::Provider),
+            buyer: token(Role::Buyer),
+            regulator: token(Role::Regulator),
+        }
+    }
+}
+
+impl Plan {
+    /// Whom a node of `zones[zone]` of `exchanges[exchange]` dials for gossip: its own zone's
+    /// other nodes; for the hub zone also the first node of every other zone of the exchange,
+    /// for any other zone every node of the hub.
+    pub(super) fn bootstrap(&self, exchange: usize, zone: usize, node: usize) -> Vec<String> {
+        let Some(ex) = self.exchanges.get(exchange) else {
+            return Vec::new();
+        };
+        let mut peers: Vec<&PlannedNode> = Vec::new();
+        for (z, planned) in ex.zones.iter().enumerate() {
+            if z == zone {
+                peers.extend(
+                    planned
+                        .nodes
+                        .iter()
+                        .enumerate()
+                        .filter(|(n, _)| *n != node)
+                        .map(|(_, p)| p),
+                );
+            } else if zone == 0 {
+                peers.extend(planned.nodes.first());
+            } else if z == 0 {
+                peers.extend(&planned.nodes);
+            }
+        }
+        peers.iter().map(|p| p.dial.to_string()).collect()
+    }
+
+    /// How a node dials an outside exchange: every node of its hub zone.
+    pub(super) fn outside_bootstrap(ex: &PlannedExchange) -> Vec<String> {
+        ex.zones.first().map_or_else(Vec::new, |hub| {
+            hub.nodes.iter().map(|n| n.dial.to_string()).collect()
+        })
+    }
+}
+
+/// The layout's own table of names; tested so that [`GenerateError::Inconsistent`] stays
+/// unreachable.
+impl From<xchg_protocol::IdError> for GenerateError {
+    fn from(e: xchg_protocol::IdError) -> Self {
+        GenerateError::Inconsistent(e.to_string())
+    }
+}

@@ -1,0 +1,135 @@
+//! One node's configuration file, written through the raw structs the loader reads.
+
+use xchg_protocol::{Delegation, SignedDelegation, Timestamp};
+
+use super::plan::{Plan, PlannedExchange, PlannedNode, PlannedZone};
+use crate::model::{ApiSection, RaftTuning};
+use crate::raw::{
+    RawAgreement, RawApi, RawConfig, RawExchange, RawExport, RawGossip, RawListen, RawMember,
+    RawNode, RawOutside, RawRaft, RawToken, RawZone,
+};
+use crate::role::Role;
+use crate::secret::token_hash;
+use crate::validate::SCHEMA_VERSION;
+
+/// Where one node sits in the plan.
+#[derive(Clone, Copy)]
+pub(super) struct Position {
+    pub(super) exchange: usize,
+    pub(super) zone: usize,
+    pub(super) node: usize,
+}
+
+/// The validity window of the delegations of one run.
+#[derive(Clone, Copy)]
+pub(super) struct Validity {
+    pub(super) not_before: Timestamp,
+    pub(super) not_after: Timestamp,
+}
+
+/// The configuration of the node at `at`, or `None` if `at` is outside the plan.
+pub(super) fn node_config(plan: &Plan, at: Position, validity: Validity) -> Option<RawConfig> {
+    let ex = plan.exchanges.get(at.exchange)?;
+    let zone = ex.zones.get(at.zone)?;
+    let me = zone.nodes.get(at.node)?;
+    let delegation = SignedDelegation::sign(
+        Delegation {
+            exchange: ex.id.clone(),
+            zone: zone.id.clone(),
+            node_key: me.key.public(),
+            not_before: validity.not_before,
+            not_after: validity.not_after,
+        },
+        &ex.root,
+    );
+    let raft = RaftTuning::default();
+    Some(RawConfig {
+        version: SCHEMA_VERSION,
+        node: RawNode {
+            name: me.name.to_string(),
+            key_file: format!("../keys/{}.key", me.stem),
+            data_dir: format!("../data/{}", me.stem),
+        },
+        listen: RawListen {
+            api: me.api.to_string(),
+            raft: me.raft.to_string(),
+            p2p: me.p2p.to_string(),
+        },
+        exchange: RawExchange {
+            id: ex.id.to_string(),
+            display_name: ex.display_name.to_owned(),
+            root_public_key: ex.root.public().to_base64(),
+        },
+        zone: RawZone {
+            id: zone.id.to_string(),
+            display_name: zone.display_name.to_owned(),
+            delegation: hex::encode(delegation.to_bytes()),
+            members: zone.nodes.iter().map(member).collect(),
+        },
+        raft: Some(RawRaft {
+            heartbeat_ms: Some(raft.heartbeat_ms),
+            election_timeout_min_ms: Some(raft.election_timeout_min_ms),
+            election_timeout_max_ms: Some(raft.election_timeout_max_ms),
+            snapshot_every_entries: Some(raft.snapshot_every_entries),
+            keep_log_entries: Some(raft.keep_log_entries),
+        }),
+        export: Some(RawExport {
+            ceiling: Some("general".to_owned()),
+            personal_info: Some("in_domain_only".to_owned()),
+        }),
+        sibling_agreement: Some(everything_up_to_general()),
+        gossip: Some(RawGossip {
+            bootstrap: plan.bootstrap(at.exchange, at.zone, at.node),
+        }),
+        outside: plan
+            .exchanges
+            .iter()
+            .enumerate()
+            .filter(|(e, _)| *e != at.exchange)
+            .map(|(_, other)| outside(other))
+            .collect(),
+        api: Some(RawApi {
+            max_body_bytes: Some(ApiSection::DEFAULT_MAX_BODY_BYTES),
+            tokens: tokens(zone),
+        }),
+    })
+}
+
+fn member(node: &PlannedNode) -> RawMember {
+    RawMember {
+        name: node.name.to_string(),
+        raft_addr: node.raft.to_string(),
+        api_url: node.api_url(),
+        public_key: node.key.public().to_base64(),
+    }
+}
+
+/// The mutual-recognition terms of the built-in layouts.
+fn everything_up_to_general() -> RawAgreement {
+    RawAgreement {
+        categories: Some(vec!["*".to_owned()]),
+        max_classification: Some("general".to_owned()),
+        delivery_modes: Some(vec!["*".to_owned()]),
+        require_registration: Some(false),
+    }
+}
+
+fn outside(other: &PlannedExchange) -> RawOutside {
+    RawOutside {
+        id: other.id.to_string(),
+        display_name: other.display_name.to_owned(),
+        root_public_key: other.root.public().to_base64(),
+        bootstrap: Plan::outside_bootstrap(other),
+        agreement: everything_up_to_general(),
+    }
+}
+
+fn tokens(zone: &PlannedZone) -> Vec<RawToken> {
+    Role::ALL
+        .into_iter()
+        .map(|role| RawToken {
+            role: role.to_string(),
+            sha256: hex::encode(token_hash(zone.tokens.get(role))),
+        })
+        .collect()
+}

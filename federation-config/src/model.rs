@@ -1,0 +1,310 @@
+//! The validated configuration: what a node runs with, built only by [`crate::parse`] and
+//! [`crate::load`] from a file that passed every check.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use multiaddr::Multiaddr;
+use xchg_protocol::{
+    Classification, DeliveryMode, ExchangeId, NodeName, PublicKey, SignedDelegation, TrustStore,
+    ZoneId,
+};
+
+use crate::role::Role;
+
+/// One node's whole configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeConfig {
+    /// This node.
+    pub node: NodeSection,
+    /// Where it listens.
+    pub listen: Listen,
+    /// Its exchange.
+    pub exchange: ExchangeSection,
+    /// Its zone and the zone's members.
+    pub zone: ZoneSection,
+    /// Raft timing and log compaction.
+    pub raft: RaftTuning,
+    /// What may leave the zone.
+    pub export: ExportPolicy,
+    /// What it recognises from the other zones of its own exchange.
+    pub sibling_agreement: Agreement,
+    /// Where gossip starts.
+    pub gossip: Gossip,
+    /// Outside exchanges under a mutual-recognition agreement.
+    pub outside: Vec<OutsideExchange>,
+    /// HTTP API settings.
+    pub api: ApiSection,
+}
+
+impl NodeConfig {
+    /// This node's entry in `zone.members`; validation guarantees there is one.
+    pub fn own_member(&self) -> Option<&Member> {
+        self.zone.members.iter().find(|m| m.name == self.node.name)
+    }
+
+    /// The other members of the zone: the Raft peers.
+    pub fn peers(&self) -> impl Iterator<Item = &Member> {
+        self.zone
+            .members
+            .iter()
+            .filter(|m| m.name != self.node.name)
+    }
+
+    /// The root keys this node trusts: its own exchange's and every outside exchange's.
+    pub fn trust_store(&self) -> TrustStore {
+        let mut trust = TrustStore::default();
+        trust.trust(self.exchange.id.clone(), self.exchange.root_public_key);
+        for outside in &self.outside {
+            trust.trust(outside.id.clone(), outside.root_public_key);
+        }
+        trust
+    }
+
+    /// The agreement under which announcements from `exchange` are recognised: the sibling
+    /// agreement for the own exchange, the outside agreement for a peer exchange, none otherwise.
+    pub fn agreement_with(&self, exchange: &ExchangeId) -> Option<&Agreement> {
+        if *exchange == self.exchange.id {
+            return Some(&self.sibling_agreement);
+        }
+        self.outside
+            .iter()
+            .find(|o| o.id == *exchange)
+            .map(|o| &o.agreement)
+    }
+}
+
+/// `[node]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeSection {
+    /// This node's name, one of the zone's members.
+    pub name: NodeName,
+    /// The secret-key file, resolved against the config file's directory.
+    pub key_file: PathBuf,
+    /// The data directory, resolved against the config file's directory.
+    pub data_dir: PathBuf,
+}
+
+/// `[listen]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listen {
+    /// HTTP API.
+    pub api: SocketAddr,
+    /// Raft RPC (mutual TLS).
+    pub raft: SocketAddr,
+    /// libp2p.
+    pub p2p: Multiaddr,
+}
+
+/// `[exchange]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExchangeSection {
+    /// The exchange id.
+    pub id: ExchangeId,
+    /// Name shown to people.
+    pub display_name: String,
+    /// The root key that signs the exchange's node delegations.
+    pub root_public_key: PublicKey,
+}
+
+/// `[zone]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ZoneSection {
+    /// The zone id, a zone of the node's exchange.
+    pub id: ZoneId,
+    /// Name shown to people.
+    pub display_name: String,
+    /// This node's delegation: signed by the exchange root, for this zone and this node's key,
+    /// valid when the file was loaded.
+    pub delegation: SignedDelegation,
+    /// Every node of the zone, this one included, in file order; names, Raft addresses and keys
+    /// are distinct.
+    pub members: Vec<Member>,
+}
+
+/// `[[zone.members]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// Node name.
+    pub name: NodeName,
+    /// Raft RPC address.
+    pub raft_addr: SocketAddr,
+    /// Base URL of the member's HTTP API (`http://` or `https://`), without a trailing `/`.
+    pub api_url: String,
+    /// The member's node key, pinned for mutual TLS.
+    pub public_key: PublicKey,
+}
+
+/// `[raft]`: timing and log compaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RaftTuning {
+    /// Leader heartbeat interval, milliseconds.
+    pub heartbeat_ms: u64,
+    /// Lower bound of the randomised election timeout, milliseconds; above the heartbeat.
+    pub election_timeout_min_ms: u64,
+    /// Upper bound of the randomised election timeout, milliseconds; above the lower bound.
+    pub election_timeout_max_ms: u64,
+    /// Build a snapshot after this many applied entries; at least 1.
+    pub snapshot_every_entries: u64,
+    /// Log entries kept behind a snapshot before purging, so that a slightly lagging follower
+    /// catches up from the log instead of a full snapshot.
+    pub keep_log_entries: u64,
+}
+
+impl Default for RaftTuning {
+    fn default() -> Self {
+        RaftTuning {
+            heartbeat_ms: 250,
+            election_timeout_min_ms: 1000,
+            election_timeout_max_ms: 2000,
+            snapshot_every_entries: 10_000,
+            keep_log_entries: 1000,
+        }
+    }
+}
+
+/// `[export]`: the zone's export firewall settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExportPolicy {
+    /// Highest classification that may leave the zone; `public` or `general`.
+    pub ceiling: Classification,
+    /// What happens to products that contain personal information.
+    pub personal_info: PersonalInfoExport,
+}
+
+impl Default for ExportPolicy {
+    fn default() -> Self {
+        ExportPolicy {
+            ceiling: Classification::General,
+            personal_info: PersonalInfoExport::InDomainOnly,
+        }
+    }
+}
+
+/// Whether products with personal information may be announced outside the zone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PersonalInfoExport {
+    /// Only if every delivery mode keeps the data in its domain (可用不可见).
+    InDomainOnly,
+    /// Never.
+    Never,
+}
+
+impl PersonalInfoExport {
+    /// The text form in config files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PersonalInfoExport::InDomainOnly => "in_domain_only",
+            PersonalInfoExport::Never => "never",
+        }
+    }
+}
+
+/// What one side recognises from the other under a recognition agreement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Agreement {
+    /// Categories recognised.
+    pub categories: CategorySet,
+    /// Highest classification recognised.
+    pub max_classification: Classification,
+    /// Delivery modes recognised; a listing qualifies if all its modes are in the set.
+    pub delivery_modes: ModeSet,
+    /// Whether only listings with a registration certificate are recognised.
+    pub require_registration: bool,
+}
+
+impl Default for Agreement {
+    /// The default sibling agreement: every category and mode, up to `general`.
+    fn default() -> Self {
+        Agreement {
+            categories: CategorySet::All,
+            max_classification: Classification::General,
+            delivery_modes: ModeSet::All,
+            require_registration: false,
+        }
+    }
+}
+
+/// A set of listing categories.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CategorySet {
+    /// Every category (`"*"`).
+    All,
+    /// Exactly these.
+    Only(BTreeSet<String>),
+}
+
+impl CategorySet {
+    /// Whether `category` is in the set.
+    pub fn contains(&self, category: &str) -> bool {
+        match self {
+            CategorySet::All => true,
+            CategorySet::Only(set) => set.contains(category),
+        }
+    }
+}
+
+/// A set of delivery modes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModeSet {
+    /// Every mode (`"*"`).
+    All,
+    /// Exactly these.
+    Only(BTreeSet<DeliveryMode>),
+}
+
+impl ModeSet {
+    /// Whether `mode` is in the set.
+    pub fn contains(&self, mode: DeliveryMode) -> bool {
+        match self {
+            ModeSet::All => true,
+            ModeSet::Only(set) => set.contains(&mode),
+        }
+    }
+}
+
+/// `[gossip]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Gossip {
+    /// Multiaddrs dialled at start.
+    pub bootstrap: Vec<Multiaddr>,
+}
+
+/// `[[outside]]`: an outside exchange under a mutual-recognition agreement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutsideExchange {
+    /// Its id; never the node's own exchange.
+    pub id: ExchangeId,
+    /// Name shown to people.
+    pub display_name: String,
+    /// Its root key, trusted for delegations naming this exchange.
+    pub root_public_key: PublicKey,
+    /// Multiaddrs of some of its nodes.
+    pub bootstrap: Vec<Multiaddr>,
+    /// What this node recognises from it.
+    pub agreement: Agreement,
+}
+
+/// `[api]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiSection {
+    /// Largest accepted request body, bytes.
+    pub max_body_bytes: u64,
+    /// The zone's initial role tokens, as hashes; distinct.
+    pub tokens: Vec<TokenHash>,
+}
+
+impl ApiSection {
+    /// The default request body limit: 1 MiB.
+    pub const DEFAULT_MAX_BODY_BYTES: u64 = 1 << 20;
+}
+
+/// A role token, known only by its hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TokenHash {
+    /// What the token may do.
+    pub role: Role,
+    /// SHA-256 of the token text ([`crate::token_hash`]).
+    pub sha256: [u8; 32],
+}

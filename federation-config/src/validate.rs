@@ -1,0 +1,879 @@
+//! Step two of loading: from the raw file to the validated model, reporting every violation.
+//!
+//! Each section is checked on its own and yields `None` if anything in it is wrong; cross-section
+//! rules (the node is a member, the delegation matches the zone and the member key, ...) run
+//! whenever the values they need were readable, so one mistake does not hide another.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use base64::Engine as _;
+use multiaddr::{Multiaddr, Protocol};
+use serde::de::DeserializeOwned;
+use serde::de::value::{Error as ValueError, StrDeserializer};
+use xchg_protocol::announcement::CLOCK_SKEW_MS;
+use xchg_protocol::{
+    Classification, DeliveryMode, ExchangeId, IdError, KeyError, NodeName, PublicKey,
+    SignedDelegation, Timestamp, TrustStore, VerifyError, ZoneId,
+};
+
+use crate::model::{
+    Agreement, ApiSection, CategorySet, ExchangeSection, ExportPolicy, Gossip, Listen, Member,
+    ModeSet, NodeConfig, NodeSection, OutsideExchange, PersonalInfoExport, RaftTuning, TokenHash,
+    ZoneSection,
+};
+use crate::raw::{
+    RawAgreement, RawApi, RawConfig, RawExchange, RawExport, RawGossip, RawListen, RawMember,
+    RawOutside, RawRaft, RawToken, RawZone,
+};
+use crate::role::Role;
+use crate::violation::Report;
+
+/// The schema version this crate reads.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// A delegation expiring sooner than this draws a warning: 30 days.
+pub const DELEGATION_RENEWAL_MS: u64 = 30 * DAY_MS;
+
+const DAY_MS: u64 = 24 * 60 * 60 * 1000;
+
+/// The outcome of checking a raw file: the model if every section was readable, what was wrong,
+/// and the values the key-file check of [`crate::load`] needs.
+pub(crate) struct Checked {
+    /// The model, if every section was readable (errors may still have been recorded).
+    pub(crate) config: Option<NodeConfig>,
+    /// Every violation found.
+    pub(crate) report: Report,
+    /// `node.key_file` resolved against the config directory.
+    pub(crate) key_file: Option<PathBuf>,
+    /// Index and key of this node's entry in `zone.members`.
+    pub(crate) own_key: Option<(usize, PublicKey)>,
+}
+
+/// Checks every rule of schema version 1.
+pub(crate) fn check(raw: &RawConfig, base_dir: &Path, now: Timestamp) -> Checked {
+    let mut c = Checker {
+        report: Report::default(),
+        base_dir,
+        now,
+        key_file: None,
+        own_key: None,
+    };
+    let config = c.config(raw);
+    Checked {
+        config,
+        report: c.report,
+        key_file: c.key_file,
+        own_key: c.own_key,
+    }
+}
+
+struct Checker<'a> {
+    report: Report,
+    base_dir: &'a Path,
+    now: Timestamp,
+    /// Found on the way, for the key-file check.
+    key_file: Option<PathBuf>,
+    /// Found on the way, for the key-file check.
+    own_key: Option<(usize, PublicKey)>,
+}
+
+impl Checker<'_> {
+    /// Runs every check, then assembles the model if every part was readable.
+    fn config(&mut self, raw: &RawConfig) -> Option<NodeConfig> {
+        if raw.version != SCHEMA_VERSION {
+            self.report.error(
+                "version",
+                format!(
+                    "unsupported schema version {}; this node reads version {SCHEMA_VERSION}",
+                    raw.version
+                ),
+            );
+        }
+        let name = self.parse::<NodeName>("node.name", &raw.node.name);
+        self.key_file = self.relative_path("node.key_file", &raw.node.key_file);
+        let data_dir = self.relative_path("node.data_dir", &raw.node.data_dir);
+        let listen = self.listen(&raw.listen);
+        let exchange = self.exchange(&raw.exchange);
+        let members = self.members(&raw.zone.members);
+        let own = name
+            .as_ref()
+            .and_then(|name| self.own_member(name, &members));
+        if let Some((i, me)) = own.and_then(|i| Some((i, members.get(i)?.as_ref()?))) {
+            self.own_key = Some((i, me.public_key));
+            if let Some(listen) = &listen {
+                self.listen_matches_member(listen.raft, i, me.raft_addr);
+            }
+        }
+        let zone = self.zone(&raw.zone, exchange.as_ref(), members);
+        let raft = self.raft(raw.raft.as_ref());
+        let export = self.export(raw.export.as_ref());
+        let sibling_agreement =
+            self.agreement("sibling_agreement", raw.sibling_agreement.as_ref(), false);
+        let gossip = self.gossip(raw.gossip.as_ref());
+        let outside = self.outside(&raw.outside, exchange.as_ref());
+        if gossip.as_ref().is_some_and(|g| g.bootstrap.is_empty()) && raw.outside.is_empty() {
+            self.report.warning(
+                "gossip.bootstrap",
+                "empty, and there is no [[outside]] exchange: this node dials no gossip peer, so \
+                 its listings reach other zones only if they dial it",
+            );
+        }
+        let api = self.api(raw.api.as_ref());
+        Some(NodeConfig {
+            node: NodeSection {
+                name: name?,
+                key_file: self.key_file.clone()?,
+                data_dir: data_dir?,
+            },
+            listen: listen?,
+            exchange: exchange?,
+            zone: zone?,
+            raft: raft?,
+            export: export?,
+            sibling_agreement: sibling_agreement?,
+            gossip: gossip?,
+            outside: outside?,
+            api: api?,
+        })
+    }
+
+    /// Parses an identifier; the protocol's message says what is expected.
+    fn parse<T: FromStr<Err = IdError>>(&mut self, path: &str, text: &str) -> Option<T> {
+        self.report.check(path, text.parse::<T>())
+    }
+
+    fn display_name(&mut self, path: &str, text: &str) -> Option<String> {
+        if text.trim().is_empty() {
+            self.report
+                .error(path, "must not be empty; it is the name people see");
+            return None;
+        }
+        if text.chars().any(char::is_control) {
+            self.report
+                .error(path, "must not contain control characters");
+            return None;
+        }
+        Some(text.to_owned())
+    }
+
+    fn relative_path(&mut self, path: &str, text: &str) -> Option<PathBuf> {
+        if text.trim().is_empty() {
+            self.report.error(
+                path,
+                "must not be empty; expected a path relative to this file",
+            );
+            return None;
+        }
+        Some(self.base_dir.join(text))
+    }
+
+    fn socket_addr(&mut self, path: &str, text: &str) -> Option<SocketAddr> {
+        let parsed = text.parse::<SocketAddr>().map_err(|_| {
+            format!("{text:?} is not a socket address; expected IP:port, e.g. 127.0.0.1:7101")
+        });
+        self.report.check(path, parsed)
+    }
+
+    fn multiaddr(&mut self, path: &str, text: &str) -> Option<Multiaddr> {
+        let parsed = text.parse::<Multiaddr>().map_err(|e| {
+            format!("{text:?} is not a multiaddr ({e}); expected e.g. /ip4/127.0.0.1/tcp/7102")
+        });
+        self.report.check(path, parsed)
+    }
+
+    /// A peer address to dial: a multiaddr that should name the peer it expects.
+    fn dial_addrs(&mut self, path: &str, texts: &[String]) -> Option<Vec<Multiaddr>> {
+        let addrs: Vec<_> = texts
+            .iter()
+            .enumerate()
+            .map(|(i, text)| {
+                let path = format!("{path}[{i}]");
+                let addr = self.multiaddr(&path, text)?;
+                if !addr.iter().any(|p| matches!(p, Protocol::P2p(_))) {
+                    self.report.warning(
+                        path,
+                        "has no /p2p/<peer id> at the end, so any peer answering at this address \
+                         is accepted",
+                    );
+                }
+                Some(addr)
+            })
+            .collect();
+        addrs.into_iter().collect()
+    }
+
+    fn public_key(&mut self, path: &str, text: &str) -> Option<PublicKey> {
+        self.report.check(path, public_key_from_base64(text))
+    }
+
+    fn classification(&mut self, path: &str, text: &str) -> Option<Classification> {
+        let parsed = from_name(text).ok_or_else(|| {
+            format!("unknown classification {text:?}; expected one of {CLASSIFICATIONS}")
+        });
+        self.report.check(path, parsed)
+    }
+
+    /// A classification that may cross a zone boundary.
+    fn crossing_classification(&mut self, path: &str, text: &str) -> Option<Classification> {
+        let class = self.classification(path, text)?;
+        if class > Classification::General {
+            self.report.error(
+                path,
+                format!(
+                    "{text:?} is above general: important and core data never leave their zone; \
+                     expected public or general"
+                ),
+            );
+            return None;
+        }
+        Some(class)
+    }
+
+    fn listen(&mut self, raw: &RawListen) -> Option<Listen> {
+        let api = self.socket_addr("listen.api", &raw.api);
+        let raft = self.socket_addr("listen.raft", &raw.raft);
+        let p2p = self.multiaddr("listen.p2p", &raw.p2p);
+        if api.is_some() && api == raft {
+            self.report.error(
+                "listen.raft",
+                "same address as listen.api; each needs its own port",
+            );
+        }
+        Some(Listen {
+            api: api?,
+            raft: raft?,
+            p2p: p2p?,
+        })
+    }
+
+    fn exchange(&mut self, raw: &RawExchange) -> Option<ExchangeSection> {
+        Some(ExchangeSection {
+            id: self.parse("exchange.id", &raw.id)?,
+            display_name: self.display_name("exchange.display_name", &raw.display_name)?,
+            root_public_key: self.public_key("exchange.root_public_key", &raw.root_public_key)?,
+        })
+    }
+
+    /// Checks every member; the entry is `None` where a field is unreadable.
+    fn members(&mut self, raw: &[RawMember]) -> Vec<Option<Member>> {
+        if raw.is_empty() {
+            self.report.error(
+                "zone.members",
+                "empty; list every node of the zone, this one included, as [[zone.members]]",
+            );
+        } else if raw.len() % 2 == 0 {
+            let n = raw.len();
+            self.report.warning(
+                "zone.members",
+                format!(
+                    "{n} members tolerate no more failed nodes than {} (both tolerate {}); use an \
+                     odd number",
+                    n - 1,
+                    (n - 1) / 2
+                ),
+            );
+        }
+        let (mut names, mut addrs, mut keys) = (Vec::new(), Vec::new(), Vec::new());
+        let mut members = Vec::new();
+        for (i, m) in raw.iter().enumerate() {
+            let at = |field: &str| format!("zone.members[{i}].{field}");
+            let name = self.parse::<NodeName>(&at("name"), &m.name);
+            let raft_addr = self.socket_addr(&at("raft_addr"), &m.raft_addr);
+            let api_url = self.report.check(at("api_url"), api_url(&m.api_url));
+            let public_key = self.public_key(&at("public_key"), &m.public_key);
+            names.push(name.as_ref().map(ToString::to_string));
+            addrs.push(raft_addr.as_ref().map(ToString::to_string));
+            keys.push(public_key.as_ref().map(PublicKey::to_base64));
+            members.push(match (name, raft_addr, api_url, public_key) {
+                (Some(name), Some(raft_addr), Some(api_url), Some(public_key)) => Some(Member {
+                    name,
+                    raft_addr,
+                    api_url,
+                    public_key,
+                }),
+                _ => None,
+            });
+        }
+        self.duplicates(&names, |i| format!("zone.members[{i}].name"));
+        self.duplicates(&addrs, |i| format!("zone.members[{i}].raft_addr"));
+        self.duplicates(&keys, |i| format!("zone.members[{i}].public_key"));
+        members
+    }
+
+    /// Reports each value equal to an earlier one, naming the earlier one's path.
+    fn duplicates(&mut self, values: &[Option<String>], path: impl Fn(usize) -> String) {
+        for (i, value) in values.iter().enumerate() {
+            let Some(value) = value else { continue };
+            if let Some(j) = values[..i].iter().position(|v| v.as_ref() == Some(value)) {
+                self.report
+                    .error(path(i), format!("duplicates {} ({value})", path(j)));
+            }
+        }
+    }
+
+    /// The index of this node in `zone.members`.
+    fn own_member(&mut self, name: &NodeName, members: &[Option<Member>]) -> Option<usize> {
+        let found = members
+            .iter()
+            .position(|m| m.as_ref().is_some_and(|m| m.name == *name));
+        // With an unreadable member the name may be there; only say it is missing when it is.
+        if found.is_none() && members.iter().all(Option::is_some) && !members.is_empty() {
+            let names: Vec<String> = members
+                .iter()
+                .flatten()
+                .map(|m| m.name.to_string())
+                .collect();
+            self.report.error(
+                "node.name",
+                format!(
+                    "\"{name}\" is not among zone.members ({}); a node must be a member of its zone",
+                    names.join(", ")
+                ),
+            );
+        }
+        found
+    }
+
+    fn listen_matches_member(&mut self, listen: SocketAddr, index: usize, member: SocketAddr) {
+        // Binding all interfaces on the member's port is how a node behind NAT or in a
+        // container listens at its advertised address.
+        let same =
+            listen == member || (listen.ip().is_unspecified() && listen.port() == member.port());
+        if !same {
+            self.report.error(
+                "listen.raft",
+                format!(
+                    "{listen} differs from zone.members[{index}].raft_addr ({member}); the zone \
+                     reaches this node at its member address"
+                ),
+            );
+        }
+    }
+
+    fn zone(
+        &mut self,
+        raw: &RawZone,
+        exchange: Option<&ExchangeSection>,
+        members: Vec<Option<Member>>,
+    ) -> Option<ZoneSection> {
+        let id = self.parse::<ZoneId>("zone.id", &raw.id);
+        if let (Some(id), Some(exchange)) = (&id, exchange) {
+            if id.exchange() != exchange.id {
+                self.report.error(
+                    "zone.id",
+                    format!(
+                        "{id} is not a zone of exchange {} (exchange.id); expected {}/<zone>",
+                        exchange.id, exchange.id
+                    ),
+                );
+            }
+        }
+        let display_name = self.display_name("zone.display_name", &raw.display_name);
+        let delegation = self.delegation(&raw.delegation, id.as_ref(), exchange);
+        let members: Option<Vec<Member>> = members.into_iter().collect();
+        Some(ZoneSection {
+            id: id?,
+            display_name: display_name?,
+            delegation: delegation?,
+            members: members.filter(|m| !m.is_empty())?,
+        })
+    }
+
+    /// Decodes the delegation and checks it against the exchange root, the zone, this node's
+    /// member key and `now`.
+    fn delegation(
+        &mut self,
+        text: &str,
+        zone: Option<&ZoneId>,
+        exchange: Option<&ExchangeSection>,
+    ) -> Option<SignedDelegation> {
+        const PATH: &str = "zone.delegation";
+        let bytes = self.report.check(
+            PATH,
+            hex::decode(text.trim()).map_err(|e| {
+                format!("not hex ({e}); expected the hex form of the signed delegation's CBOR")
+            }),
+        )?;
+        let signed = self.report.check(
+            PATH,
+            SignedDelegation::from_bytes(&bytes)
+                .map_err(|e| format!("does not decode as a signed delegation: {e}")),
+        )?;
+        let mark = self.report.errors();
+        let d = &signed.delegation;
+        if let Some(exchange) = exchange {
+            if d.exchange != exchange.id {
+                self.report.error(
+                    PATH,
+                    format!(
+                        "issued by exchange {}, but exchange.id is {}",
+                        d.exchange, exchange.id
+                    ),
+                );
+            }
+            self.delegation_signature(&signed, exchange);
+        }
+        if let Some(zone) = zone.filter(|z| **z != d.zone) {
+            self.report.error(
+                PATH,
+                format!("delegates zone {}, but zone.id is {zone}", d.zone),
+            );
+        }
+        if let Some((index, key)) = self.own_key.filter(|(_, key)| *key != d.node_key) {
+            self.report.error(
+                PATH,
+                format!(
+                    "delegates node key {}, but zone.members[{index}].public_key (this node) is {}",
+                    d.node_key.to_base64(),
+                    key.to_base64()
+                ),
+            );
+        }
+        self.delegation_validity(d.not_before, d.not_after);
+        self.report.clean_since(mark).then_some(signed)
+    }
+
+    /// Checks that the exchange root signed the delegation.
+    fn delegation_signature(&mut self, signed: &SignedDelegation, exchange: &ExchangeSection) {
+        // Trust the root under the delegation's own exchange name: a wrong name is reported by
+        // the caller, and this way the signature is still checked.
+        let mut trust = TrustStore::default();
+        trust.trust(signed.delegation.exchange.clone(), exchange.root_public_key);
+        match signed.verify(&trust, self.now) {
+            Err(VerifyError::UntrustedRoot { .. }) => self.report.error(
+                "zone.delegation",
+                format!(
+                    "signed by root key {}, not by exchange.root_public_key ({})",
+                    signed.root_key.to_base64(),
+                    exchange.root_public_key.to_base64()
+                ),
+            ),
+            Err(VerifyError::BadDelegationSignature) => self.report.error(
+                "zone.delegation",
+                "the root key's signature does not verify",
+            ),
+            // The zone and the validity window are checked on their own, signature or not.
+            _ => {}
+        }
+    }
+
+    /// Errors for a delegation outside its validity window, a warning when it ends soon.
+    fn delegation_validity(&mut self, not_before: Timestamp, not_after: Timestamp) {
+        const PATH: &str = "zone.delegation";
+        let now = self.now;
+        if now.plus_millis(CLOCK_SKEW_MS) < not_before {
+            self.report
+                .error(PATH, format!("not valid before {not_before} (now {now})"));
+        } else if now >= not_after {
+            self.report.error(
+                PATH,
+                format!(
+                    "expired at {not_after} (now {now}); ask the exchange for a new delegation"
+                ),
+            );
+        } else if not_after.millis() - now.millis() < DELEGATION_RENEWAL_MS {
+            let days = (not_after.millis() - now.millis()) / DAY_MS;
+            self.report.warning(
+                PATH,
+                format!(
+                    "expires at {not_after}, in {days} days; ask the exchange for a new delegation"
+                ),
+            );
+        }
+    }
+
+    fn raft(&mut self, raw: Option<&RawRaft>) -> Option<RaftTuning> {
+        let d = RaftTuning::default();
+        let raw = raw.cloned().unwrap_or_default();
+        let t = RaftTuning {
+            heartbeat_ms: raw.heartbeat_ms.unwrap_or(d.heartbeat_ms),
+            election_timeout_min_ms: raw
+                .election_timeout_min_ms
+                .unwrap_or(d.election_timeout_min_ms),
+            election_timeout_max_ms: raw
+                .election_timeout_max_ms
+                .unwrap_or(d.election_timeout_max_ms),
+            snapshot_every_entries: raw
+                .snapshot_every_entries
+                .unwrap_or(d.snapshot_every_entries),
+            keep_log_entries: raw.keep_log_entries.unwrap_or(d.keep_log_entries),
+        };
+        let mark = self.report.errors();
+        if t.heartbeat_ms == 0 {
+            self.report.error("raft.heartbeat_ms", "must be at least 1");
+        }
+        if t.election_timeout_min_ms <= t.heartbeat_ms {
+            self.report.error(
+                "raft.election_timeout_min_ms",
+                format!(
+                    "{} is not above raft.heartbeat_ms ({}); followers would start elections \
+                     while the leader is healthy",
+                    t.election_timeout_min_ms, t.heartbeat_ms
+                ),
+            );
+        }
+        if t.election_timeout_max_ms <= t.election_timeout_min_ms {
+            self.report.error(
+                "raft.election_timeout_max_ms",
+                format!(
+                    "{} is not above raft.election_timeout_min_ms ({}); the timeout needs a range \
+                     to be randomised in, or elections split votes again and again",
+                    t.election_timeout_max_ms, t.election_timeout_min_ms
+                ),
+            );
+        }
+        if t.snapshot_every_entries == 0 {
+            self.report
+                .error("raft.snapshot_every_entries", "must be at least 1");
+        }
+        self.report.clean_since(mark).then_some(t)
+    }
+
+    fn export(&mut self, raw: Option<&RawExport>) -> Option<ExportPolicy> {
+        let d = ExportPolicy::default();
+        let ceiling = match raw.and_then(|r| r.ceiling.as_deref()) {
+            Some(text) => self.crossing_classification("export.ceiling", text),
+            None => Some(d.ceiling),
+        };
+        let personal_info = match raw.and_then(|r| r.personal_info.as_deref()) {
+            Some(text) => {
+                let parsed = [PersonalInfoExport::InDomainOnly, PersonalInfoExport::Never]
+                    .into_iter()
+                    .find(|p| p.as_str() == text)
+                    .ok_or_else(|| {
+                        format!("unknown value {text:?}; expected \"in_domain_only\" or \"never\"")
+                    });
+                self.report.check("export.personal_info", parsed)
+            }
+            None => Some(d.personal_info),
+        };
+        Some(ExportPolicy {
+            ceiling: ceiling?,
+            personal_info: personal_info?,
+        })
+    }
+
+    /// An agreement at `prefix`. Missing terms take the sibling defaults unless `required`.
+    fn agreement(
+        &mut self,
+        prefix: &str,
+        raw: Option<&RawAgreement>,
+        required: bool,
+    ) -> Option<Agreement> {
+        let d = Agreement::default();
+        let raw = raw.cloned().unwrap_or_default();
+        let missing = |report: &mut Report, field: &str, hint: &str| {
+            if required {
+                report.error(
+                    format!("{prefix}.{field}"),
+                    format!(
+                        "missing; an agreement with an outside exchange states every term ({hint})"
+                    ),
+                );
+            }
+        };
+        let categories = match &raw.categories {
+            Some(list) => self.categories(&format!("{prefix}.categories"), list),
+            None => {
+                missing(&mut self.report, "categories", "[\"*\"] for every category");
+                Some(d.categories)
+            }
+        };
+        let max_classification = match &raw.max_classification {
+            Some(text) => {
+                self.crossing_classification(&format!("{prefix}.max_classification"), text)
+            }
+            None => {
+                missing(
+                    &mut self.report,
+                    "max_classification",
+                    "\"public\" or \"general\"",
+                );
+                Some(d.max_classification)
+            }
+        };
+        let delivery_modes = match &raw.delivery_modes {
+            Some(list) => self.modes(&format!("{prefix}.delivery_modes"), list),
+            None => {
+                missing(&mut self.report, "delivery_modes", "[\"*\"] for every mode");
+                Some(d.delivery_modes)
+            }
+        };
+        let require_registration = raw.require_registration.unwrap_or_else(|| {
+            missing(&mut self.report, "require_registration", "true or false");
+            d.require_registration
+        });
+        Some(Agreement {
+            categories: categories?,
+            max_classification: max_classification?,
+            delivery_modes: delivery_modes?,
+            require_registration,
+        })
+    }
+
+    /// `["*"]`, or names each read by `read`; the shared shape of categories and modes.
+    fn star_list<T: Ord>(
+        &mut self,
+        path: &str,
+        list: &[String],
+        what: &str,
+        mut read: impl FnMut(&str) -> Result<T, String>,
+    ) -> Option<Option<BTreeSet<T>>> {
+        if list.iter().any(|s| s == "*") {
+            if list.len() > 1 {
+                self.report.error(
+                    path,
+                    format!("\"*\" means every {what} and cannot be combined with names"),
+                );
+                return None;
+            }
+            return Some(None);
+        }
+        if list.is_empty() {
+            self.report.warning(
+                path,
+                format!("empty: nothing is recognised under this agreement; use [\"*\"] for every {what}"),
+            );
+        }
+        let read: Vec<Option<T>> = list
+            .iter()
+            .enumerate()
+            .map(|(i, s)| self.report.check(format!("{path}[{i}]"), read(s)))
+            .collect();
+        read.into_iter().collect::<Option<BTreeSet<T>>>().map(Some)
+    }
+
+    fn categories(&mut self, path: &str, list: &[String]) -> Option<CategorySet> {
+        let set = self.star_list(path, list, "category", |s| {
+            let ok = !s.is_empty()
+                && s.len() <= 64
+                && s.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_' || c == b'-');
+            if ok {
+                Ok(s.to_owned())
+            } else {
+                Err(format!(
+                    "{s:?} is not a category; expected 1 to 64 characters of a-z, 0-9, '_' and '-', or \"*\""
+                ))
+            }
+        })?;
+        Some(set.map_or(CategorySet::All, CategorySet::Only))
+    }
+
+    fn modes(&mut self, path: &str, list: &[String]) -> Option<ModeSet> {
+        let set = self.star_list(path, list, "delivery mode", |s| {
+            from_name::<DeliveryMode>(s).ok_or_else(|| {
+                format!("unknown delivery mode {s:?}; expected \"*\" or one of {DELIVERY_MODES}")
+            })
+        })?;
+        Some(set.map_or(ModeSet::All, ModeSet::Only))
+    }
+
+    fn gossip(&mut self, raw: Option<&RawGossip>) -> Option<Gossip> {
+        let raw = raw.cloned().unwrap_or_default();
+        Some(Gossip {
+            bootstrap: self.dial_addrs("gossip.bootstrap", &raw.bootstrap)?,
+        })
+    }
+
+    fn outside(
+        &mut self,
+        raw: &[RawOutside],
+        own: Option<&ExchangeSection>,
+    ) -> Option<Vec<OutsideExchange>> {
+        let mark = self.report.errors();
+        let mut ids = Vec::new();
+        // The own root first, so that an outside exchange reusing it is named as a duplicate.
+        let mut roots = vec![own.map(|e| e.root_public_key.to_base64())];
+        let mut parsed = Vec::new();
+        for (i, o) in raw.iter().enumerate() {
+            let at = |field: &str| format!("outside[{i}].{field}");
+            let id = self.parse::<ExchangeId>(&at("id"), &o.id);
+            if let (Some(id), Some(own)) = (&id, own) {
+                if *id == own.id {
+                    self.report.error(
+                        at("id"),
+                        format!(
+                            "{id} is this node's own exchange; its zones are recognised under \
+                             [sibling_agreement], not as an outside exchange"
+                        ),
+                    );
+                }
+            }
+            let display_name = self.display_name(&at("display_name"), &o.display_name);
+            let root = self.public_key(&at("root_public_key"), &o.root_public_key);
+            let bootstrap = self.dial_addrs(&at("bootstrap"), &o.bootstrap);
+            let agreement = self.agreement(&at("agreement"), Some(&o.agreement), true);
+            ids.push(id.as_ref().map(ToString::to_string));
+            roots.push(root.as_ref().map(PublicKey::to_base64));
+            parsed.push(match (id, display_name, root, bootstrap, agreement) {
+                (
+                    Some(id),
+                    Some(display_name),
+                    Some(root_public_key),
+                    Some(bootstrap),
+                    Some(agreement),
+                ) => Some(OutsideExchange {
+                    id,
+                    display_name,
+                    root_public_key,
+                    bootstrap,
+                    agreement,
+                }),
+                _ => None,
+            });
+        }
+        self.duplicates(&ids, |i| format!("outside[{i}].id"));
+        self.duplicates(&roots, |i| match i {
+            0 => "exchange.root_public_key".to_owned(),
+            i => format!("outside[{}].root_public_key", i - 1),
+        });
+        let parsed: Option<Vec<_>> = parsed.into_iter().collect();
+        parsed.filter(|_| self.report.clean_since(mark))
+    }
+
+    fn api(&mut self, raw: Option<&RawApi>) -> Option<ApiSection> {
+        let raw = raw.cloned().unwrap_or_default();
+        let mark = self.report.errors();
+        let max_body_bytes = raw
+            .max_body_bytes
+            .unwrap_or(ApiSection::DEFAULT_MAX_BODY_BYTES);
+        if max_body_bytes == 0 {
+            self.report
+                .error("api.max_body_bytes", "must be at least 1");
+        }
+        let tokens: Vec<Option<TokenHash>> = raw
+            .tokens
+            .iter()
+            .enumerate()
+            .map(|(i, t)| self.token(i, t))
+            .collect();
+        let hashes: Vec<Option<String>> = tokens
+            .iter()
+            .map(|t| t.as_ref().map(|t| hex::encode(t.sha256)))
+            .collect();
+        self.duplicates(&hashes, |i| format!("api.tokens[{i}].sha256"));
+        // An unreadable role may have been meant as admin; its error is enough.
+        let roles_readable = raw.tokens.iter().all(|t| t.role.parse::<Role>().is_ok());
+        if roles_readable && !tokens.iter().flatten().any(|t| t.role == Role::Admin) {
+            self.report.warning(
+                "api.tokens",
+                "no admin token: the zone starts with nobody able to manage it through the API",
+            );
+        }
+        let tokens: Option<Vec<TokenHash>> = tokens.into_iter().collect();
+        tokens
+            .filter(|_| self.report.clean_since(mark))
+            .map(|tokens| ApiSection {
+                max_body_bytes,
+                tokens,
+            })
+    }
+
+    fn token(&mut self, i: usize, raw: &RawToken) -> Option<TokenHash> {
+        let role = self
+            .report
+            .check(format!("api.tokens[{i}].role"), raw.role.parse::<Role>());
+        let sha256 = self
+            .report
+            .check(format!("api.tokens[{i}].sha256"), sha256_hex(&raw.sha256));
+        Some(TokenHash {
+            role: role?,
+            sha256: sha256?,
+        })
+    }
+}
+
+/// Reads a base64 config-file key, saying exactly what is wrong with a bad one.
+pub(crate) fn public_key_from_base64(text: &str) -> Result<PublicKey, String> {
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .map_err(|e| format!("not base64 ({e}); expected 32 bytes of standard base64"))?;
+    let bytes: [u8; 32] = raw
+        .as_slice()
+        .try_into()
+        .map_err(|_| format!("not 32 bytes of base64 (got {})", raw.len()))?;
+    PublicKey::from_bytes(&bytes).map_err(|e| match e {
+        KeyError::Weak => "a weak (small-order) ed25519 key, for which signatures prove nothing; \
+                           generate a new key"
+            .to_owned(),
+        other => format!("not an ed25519 public key ({other})"),
+    })
+}
+
+fn sha256_hex(text: &str) -> Result<[u8; 32], String> {
+    let mut out = [0u8; 32];
+    let lower_hex = text.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'));
+    if !lower_hex || hex::decode_to_slice(text, &mut out).is_err() {
+        return Err(
+            "not 64 lowercase hex digits; expected the SHA-256 of the token text".to_owned(),
+        );
+    }
+    Ok(out)
+}
+
+/// Checks a member's API base URL and drops trailing slashes.
+fn api_url(text: &str) -> Result<String, String> {
+    let bad = || format!("{text:?} is not an http(s) URL; expected e.g. http://127.0.0.1:7100");
+    let rest = text
+        .strip_prefix("http://")
+        .or_else(|| text.strip_prefix("https://"))
+        .ok_or_else(bad)?;
+    let host = rest.split('/').next().unwrap_or_default();
+    let clean = |c: char| !(c.is_whitespace() || c.is_control() || matches!(c, '?' | '#' | '@'));
+    if host.is_empty() || !text.chars().all(clean) {
+        return Err(bad());
+    }
+    Ok(text.trim_end_matches('/').to_owned())
+}
+
+/// Reads a unit enum from its serde (snake_case) name.
+fn from_name<T: DeserializeOwned>(name: &str) -> Option<T> {
+    T::deserialize(StrDeserializer::<ValueError>::new(name)).ok()
+}
+
+const CLASSIFICATIONS: &str = "public, general, important, core";
+const DELIVERY_MODES: &str = "file, api, sandbox, privacy_computing, model_output, verification";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_urls_must_be_http_with_a_host() {
+        assert_eq!(
+            api_url("http://127.0.0.1:7100/"),
+            Ok("http://127.0.0.1:7100".to_owned())
+        );
+        assert!(api_url("https://node.example/xchg").is_ok());
+        for bad in [
+            "127.0.0.1:7100",
+            "ftp://x",
+            "http://",
+            "http:// x",
+            "http://a@b",
+        ] {
+            assert!(api_url(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn a_short_key_says_how_many_bytes_it_has() {
+        let short = base64::engine::general_purpose::STANDARD.encode([7u8; 31]);
+        assert_eq!(
+            public_key_from_base64(&short),
+            Err("not 32 bytes of base64 (got 31)".to_owned())
+        );
+    }
+
+    #[test]
+    fn enum_names_are_the_serde_names() {
+        assert_eq!(
+            from_name::<DeliveryMode>("privacy_computing"),
+            Some(DeliveryMode::PrivacyComputing)
+        );
+        assert_eq!(from_name::<Classification>("General"), None);
+    }
+}

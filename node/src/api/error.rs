@@ -1,0 +1,135 @@
+//! API errors: the right status and `{"error":{"code","message","field"}}`.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::catalog::Refusal;
+
+/// One error answer.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Stable machine-readable code.
+    pub code: &'static str,
+    /// What went wrong and how to fix it.
+    pub message: String,
+    /// The offending field (dotted path), when one is to blame.
+    pub field: Option<String>,
+    /// Every violated rule, when validation found several.
+    pub details: Vec<FieldDetail>,
+}
+
+/// One violated rule of a request body.
+#[derive(Debug, Clone, Serialize)]
+pub struct FieldDetail {
+    /// Dotted path.
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: Inner<'a>,
+}
+
+#[derive(Serialize)]
+struct Inner<'a> {
+    code: &'a str,
+    message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<&'a str>,
+    #[serde(skip_serializing_if = "<[FieldDetail]>::is_empty")]
+    details: &'a [FieldDetail],
+}
+
+impl ApiError {
+    /// An error with no field.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError { status, code, message: message.into(), field: None, details: Vec::new() }
+    }
+
+    /// Blames `field`.
+    pub fn with_field(mut self, field: impl Into<String>) -> Self {
+        let field = field.into();
+        self.field = (!field.is_empty()).then_some(field);
+        self
+    }
+
+    /// 400 `bad_request`.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    /// 400 `invalid_field` for one field.
+    pub fn invalid_field(field: &str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_field", message).with_field(field)
+    }
+
+    /// 404 `not_found`.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    /// 503 `unavailable`.
+    pub fn unavailable(message: &str) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+    }
+
+    /// 504 `outcome_unknown`: a write was sent to the leader but its fate is unknown.
+    pub fn outcome_unknown(message: &str) -> Self {
+        Self::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "outcome_unknown",
+            format!("{message}; the write may have been applied: read it back before retrying"),
+        )
+    }
+
+    /// 500 `internal`, logging the cause.
+    pub fn internal(e: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %e, "internal error");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the node's log")
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        ApiError::internal(e)
+    }
+}
+
+impl From<Refusal> for ApiError {
+    fn from(r: Refusal) -> Self {
+        let status = match r {
+            Refusal::NotFound(_) => StatusCode::NOT_FOUND,
+            Refusal::Conflict(_) | Refusal::IllegalTransition(_) => StatusCode::CONFLICT,
+            Refusal::Forbidden(_) => StatusCode::FORBIDDEN,
+        };
+        ApiError::new(status, r.code(), r.to_string())
+    }
+}
+
+impl From<xchg_protocol::ValidationError> for ApiError {
+    fn from(v: xchg_protocol::ValidationError) -> Self {
+        let first = v.0.first().map(|e| e.field.clone()).unwrap_or_default();
+        let mut err = ApiError::invalid_field(&first, v.to_string());
+        err.details = v.0.into_iter().map(|e| FieldDetail { field: e.field, message: e.message }).collect();
+        err
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Body {
+            error: Inner { code: self.code, message: &self.message, field: self.field.as_deref(), details: &self.details },
+        };
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+/// The fallback for unknown routes.
+pub async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::not_found(format!("no route {}", uri.path()))
+}

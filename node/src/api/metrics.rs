@@ -1,0 +1,143 @@
+//! `/metrics` in Prometheus text: Raft role, term and indices; apply and write latency; API
+//! requests by route, method and status, with latency.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use super::AppState;
+use crate::store::ApplyObserver;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: String,
+    method: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: String,
+}
+
+fn latency_buckets() -> impl Iterator<Item = f64> {
+    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0].into_iter()
+}
+
+/// The node's metrics.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    request_seconds: Family<RouteLabels, Histogram>,
+    write_seconds: Histogram,
+    apply_batch_seconds: Histogram,
+    applied_entries: Counter,
+    term: Gauge,
+    is_leader: Gauge,
+    last_log_index: Gauge,
+    applied_index: Gauge,
+    commit_index: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("xchg");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register("http_requests", "API requests by route, method and status", requests.clone());
+        let request_seconds = Family::<RouteLabels, Histogram>::new_with_constructor(|| Histogram::new(latency_buckets()));
+        registry.register("http_request_duration_seconds", "API request latency by route", request_seconds.clone());
+        let write_seconds = Histogram::new(latency_buckets());
+        registry.register("write_duration_seconds", "From proposal to applied response, per catalog write", write_seconds.clone());
+        let apply_batch_seconds = Histogram::new(latency_buckets());
+        registry.register("apply_batch_duration_seconds", "Time to apply one batch of committed entries", apply_batch_seconds.clone());
+        let applied_entries = Counter::default();
+        registry.register("applied_entries", "Log entries applied to the catalog", applied_entries.clone());
+        let term = Gauge::default();
+        registry.register("raft_term", "Current Raft term", term.clone());
+        let is_leader = Gauge::default();
+        registry.register("raft_is_leader", "1 if this node leads its zone", is_leader.clone());
+        let last_log_index = Gauge::default();
+        registry.register("raft_last_log_index", "Last log index on this node", last_log_index.clone());
+        let applied_index = Gauge::default();
+        registry.register("raft_applied_index", "Last log index applied to the catalog", applied_index.clone());
+        let commit_index = Gauge::default();
+        registry.register("raft_commit_index", "Highest committed log index known here", commit_index.clone());
+        Metrics {
+            registry,
+            requests,
+            request_seconds,
+            write_seconds,
+            apply_batch_seconds,
+            applied_entries,
+            term,
+            is_leader,
+            last_log_index,
+            applied_index,
+            commit_index,
+        }
+    }
+
+    /// The state machine's hook.
+    pub fn apply_observer(self: &Arc<Self>) -> ApplyObserver {
+        let m = self.clone();
+        ApplyObserver(Arc::new(move |elapsed: Duration, n: usize| {
+            m.apply_batch_seconds.observe(elapsed.as_secs_f64());
+            m.applied_entries.inc_by(n as u64);
+        }))
+    }
+
+    /// Records one catalog write's latency.
+    pub fn observe_write(&self, elapsed: Duration) {
+        self.write_seconds.observe(elapsed.as_secs_f64());
+    }
+}
+
+/// Middleware counting and timing every request by its route template.
+pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = req.method().to_string();
+    let started = Instant::now();
+    let response = next.run(req).await;
+    let status = response.status().as_u16();
+    state.metrics.requests.get_or_create(&RequestLabels { route: route.clone(), method, status }).inc();
+    state.metrics.request_seconds.get_or_create(&RouteLabels { route }).observe(started.elapsed().as_secs_f64());
+    response
+}
+
+fn gauge(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// `GET /metrics`.
+pub async fn render(State(state): State<AppState>) -> Response {
+    let m = state.raft.metrics().borrow().clone();
+    let metrics = &state.metrics;
+    metrics.term.set(gauge(m.current_term));
+    metrics.is_leader.set(i64::from(m.current_leader == Some(m.id)));
+    metrics.last_log_index.set(gauge(m.last_log_index.unwrap_or(0)));
+    let applied = m.last_applied.map_or(0, |l| l.index);
+    metrics.applied_index.set(gauge(applied));
+    metrics.commit_index.set(gauge(state.committed.load(std::sync::atomic::Ordering::Relaxed).max(applied)));
+    let mut text = String::new();
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &metrics.registry) {
+        return super::error::ApiError::internal(e).into_response();
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
+}

@@ -1,0 +1,82 @@
+//! `GET /v1/status`: this node's view of its zone's Raft.
+
+use axum::Json;
+use axum::extract::State;
+use openraft::ServerState;
+use serde::Serialize;
+
+use super::AppState;
+
+/// One member as the leader sees it.
+#[derive(Debug, Serialize)]
+pub struct MemberStatus {
+    /// Member name.
+    pub name: String,
+    /// `leader`, `follower` (voter) or `learner`.
+    pub role: &'static str,
+    /// The last log index the leader knows this member holds (only on the leader).
+    pub matched_index: Option<u64>,
+}
+
+/// The status document.
+#[derive(Debug, Serialize)]
+pub struct Status {
+    /// This node's name.
+    pub node: String,
+    /// Its zone.
+    pub zone: String,
+    /// Its exchange.
+    pub exchange: String,
+    /// `leader`, `follower`, `candidate` or `learner`.
+    pub role: &'static str,
+    /// The leader's name, if known.
+    pub leader: Option<String>,
+    /// Current term.
+    pub term: u64,
+    /// Highest committed log index known here.
+    pub commit_index: u64,
+    /// Highest log index applied to this node's catalog.
+    pub applied_index: u64,
+    /// The zone's members.
+    pub members: Vec<MemberStatus>,
+}
+
+/// `GET /v1/status` (no token needed: health checks use it).
+pub async fn get_status(State(state): State<AppState>) -> Json<Status> {
+    let m = state.raft.metrics().borrow().clone();
+    let membership = m.membership_config.membership();
+    let voters: Vec<u64> = membership.voter_ids().collect();
+    let name_of = |id: &u64| membership.get_node(id).map(|n| n.name.clone());
+    let role = match m.state {
+        ServerState::Leader => "leader",
+        ServerState::Candidate => "candidate",
+        ServerState::Learner => "learner",
+        _ => "follower",
+    };
+    let replication = m.replication.clone().unwrap_or_default();
+    let members = membership
+        .nodes()
+        .map(|(id, node)| MemberStatus {
+            name: node.name.clone(),
+            role: if Some(*id) == m.current_leader {
+                "leader"
+            } else if voters.contains(id) {
+                "follower"
+            } else {
+                "learner"
+            },
+            matched_index: replication.get(id).and_then(|l| l.map(|l| l.index)),
+        })
+        .collect();
+    Json(Status {
+        node: state.config.node.name.to_string(),
+        zone: state.config.zone.id.to_string(),
+        exchange: state.config.exchange.id.to_string(),
+        role,
+        leader: m.current_leader.as_ref().and_then(name_of),
+        term: m.current_term,
+        commit_index: state.committed.load(std::sync::atomic::Ordering::Relaxed).max(m.last_applied.map_or(0, |l| l.index)),
+        applied_index: m.last_applied.map_or(0, |l| l.index),
+        members,
+    })
+}

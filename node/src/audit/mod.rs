@@ -1,0 +1,191 @@
+//! The audit chain: one record per applied command, each carrying the hash of the one before.
+//!
+//! A record's hash is SHA-256 over the canonical CBOR of the record without its `hash` field,
+//! so anyone holding the records can recompute the chain; the first record's `prev_hash` is 32
+//! zero bytes. Records hold only what the command carried, so every node's chain is identical.
+//! (Merkle-tree proofs over this chain come with the verifiable-audit work.)
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use sqlx::{Row, SqliteConnection};
+use xchg_protocol::Timestamp;
+use xchg_protocol::canonical::to_canonical;
+
+/// The hashed content of an audit record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditContent {
+    /// Position in the chain, from 1.
+    pub seq: u64,
+    /// The Raft log index of the command.
+    pub raft_index: u64,
+    /// When (the command's time).
+    pub at: Timestamp,
+    /// Who.
+    pub actor: String,
+    /// In which role.
+    pub role: String,
+    /// What (the command's action name).
+    pub action: String,
+    /// On what (listing id, token hash, member name).
+    pub object_id: String,
+    /// `ok`, or `refused:<code>: <message>`.
+    pub result: String,
+    /// Hash of the previous record (hex in JSON, bytes in CBOR).
+    #[serde(with = "hex32")]
+    pub prev_hash: [u8; 32],
+}
+
+/// An audit record as stored and served.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    /// The hashed fields.
+    #[serde(flatten)]
+    pub content: AuditContent,
+    /// SHA-256 of the canonical CBOR of `content`.
+    #[serde(with = "hex32")]
+    pub hash: [u8; 32],
+}
+
+mod hex32 {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() { s.serialize_str(&hex::encode(v)) } else { s.serialize_bytes(v) }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
+        let s = String::deserialize(d)?;
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(&s, &mut out).map_err(serde::de::Error::custom)?;
+        Ok(out)
+    }
+}
+
+impl AuditContent {
+    /// The record's hash.
+    pub fn hash(&self) -> [u8; 32] {
+        Sha256::digest(to_canonical(self).unwrap_or_default()).into()
+    }
+}
+
+/// The last record's seq, hash and time, or the chain's origin.
+pub async fn head(conn: &mut SqliteConnection) -> Result<(u64, [u8; 32], Timestamp), sqlx::Error> {
+    let row = sqlx::query("SELECT seq, hash, at FROM audit ORDER BY seq DESC LIMIT 1")
+        .fetch_optional(&mut *conn)
+        .await?;
+    Ok(match row {
+        Some(r) => {
+            let hash: Vec<u8> = r.try_get(1)?;
+            let mut h = [0u8; 32];
+            if hash.len() == 32 {
+                h.copy_from_slice(&hash);
+            }
+            (r.try_get::<i64, _>(0)? as u64, h, Timestamp(r.try_get::<i64, _>(2)? as u64))
+        }
+        None => (0, [0u8; 32], Timestamp(0)),
+    })
+}
+
+/// What to record; seq and hashes are filled in by [`append`].
+pub struct Event<'a> {
+    /// Raft log index.
+    pub raft_index: u64,
+    /// When.
+    pub at: Timestamp,
+    /// Who.
+    pub actor: &'a str,
+    /// Role.
+    pub role: &'a str,
+    /// Action name.
+    pub action: &'a str,
+    /// Object.
+    pub object_id: &'a str,
+    /// Result text.
+    pub result: String,
+}
+
+/// Appends one record after the current head, inside the caller's transaction.
+pub async fn append(conn: &mut SqliteConnection, event: Event<'_>) -> Result<AuditRecord, sqlx::Error> {
+    let (seq, prev_hash, _) = head(conn).await?;
+    let content = AuditContent {
+        seq: seq + 1,
+        raft_index: event.raft_index,
+        at: event.at,
+        actor: event.actor.to_owned(),
+        role: event.role.to_owned(),
+        action: event.action.to_owned(),
+        object_id: event.object_id.to_owned(),
+        result: event.result,
+        prev_hash,
+    };
+    let hash = content.hash();
+    sqlx::query(
+        "INSERT INTO audit (seq, raft_index, at, actor, role, action, object_id, result, prev_hash, hash)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(content.seq as i64)
+    .bind(content.raft_index as i64)
+    .bind(content.at.0 as i64)
+    .bind(&content.actor)
+    .bind(&content.role)
+    .bind(&content.action)
+    .bind(&content.object_id)
+    .bind(&content.result)
+    .bind(&content.prev_hash[..])
+    .bind(&hash[..])
+    .execute(&mut *conn)
+    .await?;
+    Ok(AuditRecord { content, hash })
+}
+
+/// Reads up to `limit` records with `seq >= from`, in order.
+pub async fn range(
+    conn: &mut SqliteConnection,
+    from: u64,
+    limit: u32,
+) -> Result<Vec<AuditRecord>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT seq, raft_index, at, actor, role, action, object_id, result, prev_hash, hash
+         FROM audit WHERE seq >= ? ORDER BY seq LIMIT ?",
+    )
+    .bind(from as i64)
+    .bind(i64::from(limit))
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            let to32 = |v: Vec<u8>| {
+                let mut out = [0u8; 32];
+                if v.len() == 32 {
+                    out.copy_from_slice(&v);
+                }
+                out
+            };
+            Ok(AuditRecord {
+                content: AuditContent {
+                    seq: r.try_get::<i64, _>(0)? as u64,
+                    raft_index: r.try_get::<i64, _>(1)? as u64,
+                    at: Timestamp(r.try_get::<i64, _>(2)? as u64),
+                    actor: r.try_get(3)?,
+                    role: r.try_get(4)?,
+                    action: r.try_get(5)?,
+                    object_id: r.try_get(6)?,
+                    result: r.try_get(7)?,
+                    prev_hash: to32(r.try_get(8)?),
+                },
+                hash: to32(r.try_get(9)?),
+            })
+        })
+        .collect()
+}
+
+/// Recomputes the chain from the start; returns the first seq whose hash or link is wrong.
+pub fn first_broken_link(records: &[AuditRecord], mut prev: [u8; 32]) -> Option<u64> {
+    for r in records {
+        if r.content.prev_hash != prev || r.content.hash() != r.hash {
+            return Some(r.content.seq);
+        }
+        prev = r.hash;
+    }
+    None
+}

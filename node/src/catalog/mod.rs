@@ -1,0 +1,216 @@
+//! The catalog state machine: the commands a zone agrees on through Raft, and their effects.
+//!
+//! Every command carries its own time and actor, so applying the same log gives byte-identical
+//! tables and audit records on every node. [`apply::apply`] is the only writer; [`query`] reads.
+
+pub mod apply;
+pub mod query;
+
+use serde::{Deserialize, Serialize};
+use xchg_federation_config::Role;
+use xchg_protocol::{ContentId, Listing, ListingDraft, Timestamp};
+
+/// Who issued a command: the identity behind the API token, and the role it was used in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actor {
+    /// Stable actor id: the token's party, or `token:<first 8 hex digits of its hash>`.
+    pub id: String,
+    /// The role the token grants.
+    pub role: Role,
+}
+
+/// What a reviewer records when approving a listing (合规审核, 安全评估).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Review {
+    /// Compliance review conclusion (legality, tradability).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compliance_review: Option<String>,
+    /// Security assessment conclusion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security_assessment: Option<String>,
+    /// Free notes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notes: Option<String>,
+}
+
+/// One change to the zone's replicated state: the payload of a Raft log entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+// Externally tagged: internally tagged enums buffer their content and lose the binary encoding
+// of timestamps and ids, so they would not round-trip through CBOR.
+#[serde(rename_all = "snake_case")]
+pub enum CatalogCommand {
+    /// A provider submits version 1 of a new listing (built and validated by the receiving node).
+    SubmitListing {
+        /// The complete version 1.
+        listing: Box<Listing>,
+        /// The submitter.
+        actor: Actor,
+    },
+    /// A provider replaces the content of its listing; the new version goes back to review.
+    UpdateListing {
+        /// The listing.
+        listing_id: ContentId,
+        /// The new content.
+        draft: Box<ListingDraft>,
+        /// When.
+        at: Timestamp,
+        /// The submitter.
+        actor: Actor,
+    },
+    /// An operator approves a submitted listing after review: it becomes `listed`.
+    ApproveListing {
+        /// The listing.
+        listing_id: ContentId,
+        /// What the review found.
+        review: Review,
+        /// When.
+        at: Timestamp,
+        /// The reviewer.
+        actor: Actor,
+    },
+    /// An operator rejects a submitted listing.
+    RejectListing {
+        /// The listing.
+        listing_id: ContentId,
+        /// Why.
+        reason: String,
+        /// When.
+        at: Timestamp,
+        /// The reviewer.
+        actor: Actor,
+    },
+    /// An operator withdraws a listed listing.
+    DelistListing {
+        /// The listing.
+        listing_id: ContentId,
+        /// Why.
+        reason: String,
+        /// When.
+        at: Timestamp,
+        /// The operator.
+        actor: Actor,
+    },
+    /// An admin creates an API token (only its hash is replicated).
+    CreateToken {
+        /// Hex SHA-256 of the token text.
+        token_hash: String,
+        /// The role it grants.
+        role: Role,
+        /// The party it acts for, if bound to one.
+        party: Option<String>,
+        /// A label for people.
+        label: String,
+        /// When.
+        at: Timestamp,
+        /// The admin.
+        actor: Actor,
+    },
+    /// An admin revokes a token (run-time or config-issued).
+    RevokeToken {
+        /// Hex SHA-256 of the token text.
+        token_hash: String,
+        /// The role the token had (needed to record config tokens).
+        role: Role,
+        /// When.
+        at: Timestamp,
+        /// The admin.
+        actor: Actor,
+    },
+}
+
+impl CatalogCommand {
+    /// The audit action name.
+    pub fn action(&self) -> &'static str {
+        match self {
+            CatalogCommand::SubmitListing { .. } => "submit_listing",
+            CatalogCommand::UpdateListing { .. } => "update_listing",
+            CatalogCommand::ApproveListing { .. } => "approve_listing",
+            CatalogCommand::RejectListing { .. } => "reject_listing",
+            CatalogCommand::DelistListing { .. } => "delist_listing",
+            CatalogCommand::CreateToken { .. } => "create_token",
+            CatalogCommand::RevokeToken { .. } => "revoke_token",
+        }
+    }
+}
+
+/// The lifecycle state of a listing in this zone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ListingState {
+    /// Awaiting review.
+    Submitted,
+    /// Approved and visible to buyers.
+    Listed,
+    /// Refused in review.
+    Rejected,
+    /// Withdrawn after being listed.
+    Delisted,
+}
+
+impl ListingState {
+    /// The stored and JSON name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ListingState::Submitted => "submitted",
+            ListingState::Listed => "listed",
+            ListingState::Rejected => "rejected",
+            ListingState::Delisted => "delisted",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "submitted" => ListingState::Submitted,
+            "listed" => ListingState::Listed,
+            "rejected" => ListingState::Rejected,
+            "delisted" => ListingState::Delisted,
+            _ => return None,
+        })
+    }
+}
+
+/// Why the state machine refused a command. The refusal is itself recorded in the audit chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(rename_all = "snake_case", tag = "code", content = "message")]
+pub enum Refusal {
+    /// No listing (or token) with that id.
+    #[error("{0}")]
+    NotFound(String),
+    /// The same object already exists.
+    #[error("{0}")]
+    Conflict(String),
+    /// The actor may not do this to this object.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The object's state does not allow this command.
+    #[error("{0}")]
+    IllegalTransition(String),
+}
+
+impl Refusal {
+    /// The machine-readable code used in API errors and audit results.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Refusal::NotFound(_) => "not_found",
+            Refusal::Conflict(_) => "conflict",
+            Refusal::Forbidden(_) => "forbidden",
+            Refusal::IllegalTransition(_) => "illegal_transition",
+        }
+    }
+}
+
+/// What applying one command produced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Applied {
+    /// The object acted on (listing id or token hash).
+    pub object_id: String,
+    /// The listing version after the command, for listing commands.
+    pub version: Option<u32>,
+    /// The listing state after the command, for listing commands.
+    pub state: Option<ListingState>,
+}
+
+/// The response to one log entry, handed back to the client that proposed it.
+pub type CommandResponse = Result<Applied, Refusal>;

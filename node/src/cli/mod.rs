@@ -1,0 +1,11 @@
+//! The commands of the `xchg` binary: argument values in, human-readable output out.
+
+pub mod config;
+pub mod run;
+
+/// Logs go to stderr, filtered by `RUST_LOG` (default `info`), so stdout stays clean for output.
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}

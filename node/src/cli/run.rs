@@ -1,0 +1,64 @@
+//! `xchg run --config FILE`: run one node until SIGINT or SIGTERM.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use xchg_federation_config::{ConfigError, read_key_file};
+use xchg_node::node::{self, StartOptions, ZoneLink};
+use xchg_protocol::Timestamp;
+
+/// Loads the config, binds the listeners, runs the node, stops it cleanly on a signal.
+pub async fn run(config_path: &Path, join: bool) -> anyhow::Result<ExitCode> {
+    let loaded = match xchg_federation_config::load(config_path, Timestamp::now()) {
+        Ok(l) => l,
+        Err(ConfigError::Invalid(violations)) => {
+            for v in &violations {
+                eprintln!("{}: {v}", config_path.display());
+            }
+            anyhow::bail!("{} is not a valid node config", config_path.display());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    for w in &loaded.warnings {
+        tracing::warn!(config = %config_path.display(), "{w}");
+    }
+    let config = loaded.config;
+    let key = read_key_file(&config.node.key_file)
+        .with_context(|| format!("reading the node key {}", config.node.key_file.display()))?;
+    let api = tokio::net::TcpListener::bind(config.listen.api)
+        .await
+        .with_context(|| format!("binding the API address {}", config.listen.api))?;
+    let raft = tokio::net::TcpListener::bind(config.listen.raft)
+        .await
+        .with_context(|| format!("binding the Raft address {}", config.listen.raft))?;
+    let name = config.node.name.clone();
+    let handle = node::start(config, key, api, ZoneLink::Tls(raft), StartOptions { join }).await?;
+    println!("{name} serving the API on http://{}", handle.api_addr);
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    handle.shutdown().await;
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}

@@ -1,0 +1,245 @@
+//! Starting and stopping one node: storage, Raft, the zone transport and the HTTP API.
+//!
+//! [`start`] takes a validated config, the node key, listeners that are already bound (tests
+//! bind port 0) and the zone link to use; it returns a [`NodeHandle`] whose
+//! [`NodeHandle::shutdown`] stops everything it started.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use openraft::SnapshotPolicy;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use xchg_federation_config::NodeConfig;
+use xchg_protocol::Keypair;
+
+use crate::api;
+use crate::raft::network::ZoneNetwork;
+use crate::raft::router::Router;
+use crate::raft::tls::{self, MemberKeys, TlsTransport};
+use crate::raft::transport::{ZoneService, ZoneTransport};
+use crate::raft::{MemberNode, NodeId, Raft, node_id};
+use crate::store::{Db, LogStore, StateMachine};
+
+/// How this node reaches the other members of its zone.
+pub enum ZoneLink {
+    /// TCP with mutual TLS 1.3 on this listener (real nodes).
+    Tls(TcpListener),
+    /// The in-process router (tests and simulations).
+    InProcess(Arc<Router>),
+}
+
+/// How to start.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StartOptions {
+    /// Join an existing zone instead of forming it from the config's member list: the node
+    /// waits to be added by `POST /v1/zone/members` on a current member.
+    pub join: bool,
+}
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The data directory could not be created.
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: String,
+        /// The IO error.
+        source: std::io::Error,
+    },
+    /// The database could not be opened.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// The state machine could not be loaded.
+    #[error("loading the state machine: {0}")]
+    StateMachine(sqlx::Error),
+    /// The Raft configuration was refused.
+    #[error("Raft configuration: {0}")]
+    RaftConfig(#[from] openraft::ConfigError),
+    /// Raft failed to start.
+    #[error("starting Raft: {0}")]
+    Raft(String),
+    /// TLS setup failed.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsSetupError),
+    /// A listener's address could not be read.
+    #[error("listener: {0}")]
+    Listener(std::io::Error),
+}
+
+/// The zone's members from the config, as Raft sees them.
+pub fn config_members(config: &NodeConfig) -> BTreeMap<NodeId, MemberNode> {
+    config
+        .zone
+        .members
+        .iter()
+        .map(|m| {
+            let node = MemberNode {
+                name: m.name.to_string(),
+                raft_addr: m.raft_addr.to_string(),
+                api_url: m.api_url.clone(),
+                public_key: m.public_key.as_bytes().to_vec(),
+            };
+            (node_id(m.name.as_str()), node)
+        })
+        .collect()
+}
+
+/// A running node.
+pub struct NodeHandle {
+    /// This node's Raft id.
+    pub id: NodeId,
+    /// The Raft handle (for tests and tools).
+    pub raft: Raft,
+    /// The database.
+    pub db: Db,
+    /// Where the HTTP API listens.
+    pub api_addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+impl NodeHandle {
+    /// Stops the API and the transport, shuts Raft down and closes the database.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        while self.tasks.join_next().await.is_some() {}
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!(error = %e, "Raft shutdown");
+        }
+        self.db.close().await;
+    }
+}
+
+fn key_of(node: &MemberNode) -> Option<[u8; 32]> {
+    node.public_key.as_slice().try_into().ok()
+}
+
+/// Starts a node.
+///
+/// # Errors
+/// [`StartError`] for anything that prevents the node from running.
+pub async fn start(
+    config: NodeConfig,
+    key: Keypair,
+    api_listener: TcpListener,
+    link: ZoneLink,
+    options: StartOptions,
+) -> Result<NodeHandle, StartError> {
+    let config = Arc::new(config);
+    let id = node_id(config.node.name.as_str());
+    std::fs::create_dir_all(&config.node.data_dir).map_err(|source| StartError::DataDir {
+        path: config.node.data_dir.display().to_string(),
+        source,
+    })?;
+    let db = Db::open(&config.node.data_dir.join("xchg.db")).await?;
+    let metrics = Arc::new(api::metrics::Metrics::new());
+    let sm = StateMachine::new(db.clone()).await.map_err(StartError::StateMachine)?;
+    let sm = sm.with_apply_observer(metrics.apply_observer());
+    let log = LogStore::new(db.clone());
+    let committed = log.committed_index();
+
+    let tuning = config.raft;
+    let raft_config = openraft::Config {
+        cluster_name: config.zone.id.to_string(),
+        heartbeat_interval: tuning.heartbeat_ms,
+        election_timeout_min: tuning.election_timeout_min_ms,
+        election_timeout_max: tuning.election_timeout_max_ms,
+        install_snapshot_timeout: 5_000,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(tuning.snapshot_every_entries),
+        max_in_snapshot_log_to_keep: tuning.keep_log_entries,
+        ..Default::default()
+    }
+    .validate()?;
+
+    let members = config_members(&config);
+    let member_keys = MemberKeys::default();
+    member_keys.set(members.values().filter_map(key_of));
+    let (stop, stop_rx) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+
+    let (transport, raft_listener): (Arc<dyn ZoneTransport>, Option<(TcpListener, tls::TlsConfigs)>) = match link {
+        ZoneLink::Tls(listener) => {
+            let tls = tls::configs(&key, member_keys.clone())?;
+            (Arc::new(TlsTransport::new(&tls)), Some((listener, tls)))
+        }
+        ZoneLink::InProcess(router) => (router.transport(id) as Arc<dyn ZoneTransport>, None),
+    };
+    let raft = Raft::new(id, Arc::new(raft_config), ZoneNetwork::new(transport.clone()), log, sm)
+        .await
+        .map_err(|e| StartError::Raft(e.to_string()))?;
+    let service = ZoneService::new(raft.clone()).with_member_keys(member_keys.clone());
+    if let Some((listener, tls)) = raft_listener {
+        let mut rx = stop_rx.clone();
+        let service = service.clone();
+        tasks.spawn(async move {
+            tls::serve(listener, tls, service, async move {
+                let _ = rx.wait_for(|s| *s).await;
+            })
+            .await;
+        });
+    }
+
+    // The member keys follow the membership Raft knows (including entries not yet committed),
+    // so a node being added can connect as soon as the leader proposes it.
+    {
+        let mut metrics_rx = raft.metrics();
+        let mut rx = stop_rx.clone();
+        let keys = member_keys.clone();
+        let fallback = members.clone();
+        tasks.spawn(async move {
+            loop {
+                let nodes: Vec<[u8; 32]> = {
+                    let m = metrics_rx.borrow_and_update();
+                    let from_raft: Vec<[u8; 32]> =
+                        m.membership_config.membership().nodes().filter_map(|(_, n)| key_of(n)).collect();
+                    if from_raft.is_empty() { fallback.values().filter_map(key_of).collect() } else { from_raft }
+                };
+                keys.set(nodes);
+                tokio::select! {
+                    changed = metrics_rx.changed() => if changed.is_err() { break },
+                    _ = rx.wait_for(|s| *s) => break,
+                }
+            }
+        });
+    }
+
+    if !options.join {
+        let initialized = raft.is_initialized().await.map_err(|e| StartError::Raft(e.to_string()))?;
+        if !initialized {
+            // Every member initialises with the same membership; openraft accepts that, and
+            // whichever node wins the first election leads. Refusal means already initialised.
+            if let Err(e) = raft.initialize(members.clone()).await {
+                tracing::debug!(error = %e, "initialize refused (already initialised)");
+            }
+        }
+    }
+
+    let api_addr = api_listener.local_addr().map_err(StartError::Listener)?;
+    let state = api::AppState::new(api::Context {
+        config: config.clone(),
+        raft: raft.clone(),
+        db: db.clone(),
+        transport,
+        member_keys,
+        metrics,
+        committed,
+    });
+    {
+        let mut rx = stop_rx.clone();
+        tasks.spawn(async move {
+            let app = api::router(state);
+            let shutdown = async move {
+                let _ = rx.wait_for(|s| *s).await;
+            };
+            if let Err(e) = axum::serve(api_listener, app).with_graceful_shutdown(shutdown).await {
+                tracing::error!(error = %e, "HTTP API stopped");
+            }
+        });
+    }
+    tracing::info!(node = %config.node.name, zone = %config.zone.id, %api_addr, "node started");
+    Ok(NodeHandle { id, raft, db, api_addr, stop, tasks })
+}

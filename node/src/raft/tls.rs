@@ -1,0 +1,424 @@
+//! Raft RPC between zone members over TCP and mutually authenticated TLS 1.3.
+//!
+//! Each node presents a certificate self-signed with its ed25519 node key. There is no CA: a
+//! peer is accepted only if the key in its certificate is one of the zone's current member keys
+//! ([`MemberKeys`]), checked on both sides of every handshake, and the TLS handshake signature
+//! proves the peer holds that key. There is no plaintext path.
+//!
+//! Frames are a 4-byte big-endian length followed by CBOR; a frame longer than
+//! [`MAX_FRAME`] ends the connection before anything is allocated for it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::WebPkiSupportedAlgorithms;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+use xchg_protocol::Keypair;
+
+use super::transport::{BoxFuture, TransportError, ZoneRequest, ZoneResponse, ZoneService, ZoneTransport};
+use super::{MemberNode, NodeId};
+
+/// Largest accepted frame: 64 MiB (snapshot chunks and large append batches fit well below).
+pub const MAX_FRAME: usize = 64 * 1024 * 1024;
+/// The name both sides use in SNI; identity is the pinned key, not the name.
+const SERVER_NAME: &str = "xchg-zone-member";
+/// Idle pooled connections kept per peer.
+const POOL_PER_PEER: usize = 4;
+
+/// The ed25519 keys of the zone's current members, shared with the running Raft so that
+/// membership changes take effect on the next handshake.
+#[derive(Clone, Debug, Default)]
+pub struct MemberKeys(Arc<RwLock<BTreeSet<[u8; 32]>>>);
+
+impl MemberKeys {
+    /// Replaces the set.
+    pub fn set(&self, keys: impl IntoIterator<Item = [u8; 32]>) {
+        if let Ok(mut k) = self.0.write() {
+            *k = keys.into_iter().collect();
+        }
+    }
+
+    /// Adds one key (a member being added, before Raft's membership shows it).
+    pub fn insert(&self, key: [u8; 32]) {
+        if let Ok(mut k) = self.0.write() {
+            k.insert(key);
+        }
+    }
+
+    /// Whether `key` belongs to a member.
+    pub fn contains(&self, key: &[u8; 32]) -> bool {
+        self.0.read().map(|k| k.contains(key)).unwrap_or(false)
+    }
+}
+
+/// Why the TLS setup failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsSetupError {
+    /// Certificate generation failed.
+    #[error("cannot build the node certificate: {0}")]
+    Certificate(#[from] rcgen::Error),
+    /// rustls refused the configuration.
+    #[error("TLS configuration: {0}")]
+    Rustls(#[from] rustls::Error),
+}
+
+/// PKCS#8 v1 encoding of an ed25519 seed (RFC 8410): a fixed 16-byte prefix and the seed.
+fn pkcs8(seed: &[u8; 32]) -> Vec<u8> {
+    const PREFIX: [u8; 16] = [
+        0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+    ];
+    let mut der = PREFIX.to_vec();
+    der.extend_from_slice(seed);
+    der
+}
+
+/// A self-signed certificate for `key`, and the private key in rustls form.
+///
+/// # Errors
+/// [`TlsSetupError::Certificate`].
+pub fn certificate(key: &Keypair) -> Result<(CertificateDer<'static>, PrivateKeyDer<'static>), TlsSetupError> {
+    let der = pkcs8(&key.seed());
+    let pkcs8 = PrivatePkcs8KeyDer::from(der.clone());
+    let signer = rcgen::KeyPair::from_pkcs8_der_and_sign_algo(&pkcs8, &rcgen::PKCS_ED25519)?;
+    let params = rcgen::CertificateParams::new(vec![SERVER_NAME.to_owned()])?;
+    let cert = params.self_signed(&signer)?;
+    Ok((cert.der().clone(), PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(der))))
+}
+
+/// Reads one DER TLV at `at`: (tag, content start, content end).
+fn tlv(der: &[u8], at: usize) -> Option<(u8, usize, usize)> {
+    let tag = *der.get(at)?;
+    let first = *der.get(at + 1)?;
+    let (len, start) = if first < 0x80 {
+        (usize::from(first), at + 2)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 {
+            return None;
+        }
+        let bytes = der.get(at + 2..at + 2 + n)?;
+        (bytes.iter().fold(0usize, |acc, b| (acc << 8) | usize::from(*b)), at + 2 + n)
+    };
+    let end = start.checked_add(len)?;
+    (end <= der.len()).then_some((tag, start, end))
+}
+
+/// The ed25519 public key in a certificate's SubjectPublicKeyInfo, if it has one.
+pub fn ed25519_key_of(cert: &[u8]) -> Option<[u8; 32]> {
+    // Certificate ::= SEQUENCE { tbsCertificate SEQUENCE { [0] version?, serialNumber,
+    //   signature, issuer, validity, subject, subjectPublicKeyInfo, ... }, ... }
+    let (_, cert_start, _) = tlv(cert, 0).filter(|t| t.0 == 0x30)?;
+    let (_, tbs_start, tbs_end) = tlv(cert, cert_start).filter(|t| t.0 == 0x30)?;
+    let mut pos = tbs_start;
+    let (tag, _, end) = tlv(cert, pos)?;
+    if tag == 0xa0 {
+        pos = end;
+    }
+    // serialNumber, signature, issuer, validity, subject
+    for _ in 0..5 {
+        let (_, _, end) = tlv(cert, pos)?;
+        pos = end;
+    }
+    let (tag, spki_start, spki_end) = tlv(cert, pos)?;
+    if tag != 0x30 || spki_end > tbs_end {
+        return None;
+    }
+    // SEQUENCE { SEQUENCE { OID 1.3.101.112 }, BIT STRING (0 unused bits, 32 key bytes) }
+    let spki = &cert[spki_start..spki_end];
+    let prefix = [0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00];
+    let key = spki.strip_prefix(&prefix[..])?;
+    key.try_into().ok()
+}
+
+/// Accepts exactly the certificates whose ed25519 key is a current member's.
+#[derive(Debug)]
+struct PinnedKeys {
+    keys: MemberKeys,
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl PinnedKeys {
+    fn check(&self, cert: &CertificateDer<'_>) -> Result<(), rustls::Error> {
+        match ed25519_key_of(cert.as_ref()) {
+            Some(key) if self.keys.contains(&key) => Ok(()),
+            Some(_) => Err(rustls::Error::InvalidCertificate(CertificateError::ApplicationVerificationFailure)),
+            None => Err(rustls::Error::InvalidCertificate(CertificateError::BadEncoding)),
+        }
+    }
+}
+
+impl ServerCertVerifier for PinnedKeys {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.check(end_entity).map(|()| ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::PeerIncompatible(rustls::PeerIncompatible::Tls13RequiredForQuic))
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        vec![SignatureScheme::ED25519]
+    }
+}
+
+impl ClientCertVerifier for PinnedKeys {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        self.check(end_entity).map(|()| ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::PeerIncompatible(rustls::PeerIncompatible::Tls13RequiredForQuic))
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        vec![SignatureScheme::ED25519]
+    }
+}
+
+/// Client and server TLS configurations for one node.
+#[derive(Clone)]
+pub struct TlsConfigs {
+    /// For dialing members.
+    pub client: Arc<rustls::ClientConfig>,
+    /// For accepting members.
+    pub server: Arc<rustls::ServerConfig>,
+}
+
+/// Builds the TLS 1.3-only configurations for `key`, pinned to `members`.
+///
+/// # Errors
+/// [`TlsSetupError`].
+pub fn configs(key: &Keypair, members: MemberKeys) -> Result<TlsConfigs, TlsSetupError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = Arc::new(PinnedKeys { keys: members, algorithms: provider.signature_verification_algorithms });
+    let (cert, private) = certificate(key)?;
+    let client = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier.clone())
+        .with_client_auth_cert(vec![cert.clone()], private.clone_key())?;
+    let server = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(vec![cert], private)?;
+    Ok(TlsConfigs { client: Arc::new(client), server: Arc::new(server) })
+}
+
+async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> std::io::Result<Vec<u8>> {
+    let len = r.read_u32().await? as usize;
+    if len > MAX_FRAME {
+        return Err(std::io::Error::other(format!("frame of {len} bytes exceeds {MAX_FRAME}")));
+    }
+    let mut buf = vec![0u8; len];
+    r.read_exact(&mut buf).await?;
+    Ok(buf)
+}
+
+async fn write_frame<W: AsyncWrite + Unpin>(w: &mut W, bytes: &[u8]) -> std::io::Result<()> {
+    let len = u32::try_from(bytes.len()).map_err(|_| std::io::Error::other("frame too large"))?;
+    if bytes.len() > MAX_FRAME {
+        return Err(std::io::Error::other(format!("frame of {len} bytes exceeds {MAX_FRAME}")));
+    }
+    w.write_u32(len).await?;
+    w.write_all(bytes).await?;
+    w.flush().await
+}
+
+type ClientStream = tokio_rustls::client::TlsStream<TcpStream>;
+
+/// Dials members over mutual TLS, keeping a few idle connections per member.
+pub struct TlsTransport {
+    connector: TlsConnector,
+    idle: Mutex<BTreeMap<NodeId, Vec<ClientStream>>>,
+}
+
+impl TlsTransport {
+    /// A transport using `tls.client`.
+    pub fn new(tls: &TlsConfigs) -> Self {
+        TlsTransport { connector: TlsConnector::from(tls.client.clone()), idle: Mutex::new(BTreeMap::new()) }
+    }
+
+    async fn connect(&self, node: &MemberNode) -> Result<ClientStream, TransportError> {
+        let tcp = TcpStream::connect(&node.raft_addr)
+            .await
+            .map_err(|e| TransportError::Unreachable(format!("{}: {e}", node.raft_addr)))?;
+        let _ = tcp.set_nodelay(true);
+        let name = ServerName::try_from(SERVER_NAME).map_err(|e| TransportError::Network(e.to_string()))?;
+        self.connector
+            .connect(name, tcp)
+            .await
+            .map_err(|e| TransportError::Unreachable(format!("TLS with {}: {e}", node.name)))
+    }
+
+    fn take_idle(&self, target: NodeId) -> Option<ClientStream> {
+        self.idle.lock().ok()?.get_mut(&target)?.pop()
+    }
+
+    fn put_idle(&self, target: NodeId, stream: ClientStream) {
+        if let Ok(mut idle) = self.idle.lock() {
+            let list = idle.entry(target).or_default();
+            if list.len() < POOL_PER_PEER {
+                list.push(stream);
+            }
+        }
+    }
+
+    async fn exchange(&self, stream: &mut ClientStream, request: &[u8]) -> Result<ZoneResponse, TransportError> {
+        write_frame(stream, request).await.map_err(|e| TransportError::Network(e.to_string()))?;
+        let answer = read_frame(stream).await.map_err(|e| TransportError::Network(e.to_string()))?;
+        cbor4ii::serde::from_slice(&answer).map_err(|e| TransportError::Network(format!("bad answer: {e}")))
+    }
+}
+
+impl ZoneTransport for TlsTransport {
+    fn call<'a>(
+        &'a self,
+        target: NodeId,
+        node: &'a MemberNode,
+        request: ZoneRequest,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<ZoneResponse, TransportError>> {
+        Box::pin(async move {
+            let bytes = cbor4ii::serde::to_vec(Vec::new(), &request)
+                .map_err(|e| TransportError::Network(format!("cannot encode request: {e}")))?;
+            let work = async {
+                // A pooled connection may have been closed by the peer; one retry on a fresh one.
+                if let Some(mut stream) = self.take_idle(target) {
+                    if let Ok(answer) = self.exchange(&mut stream, &bytes).await {
+                        self.put_idle(target, stream);
+                        return Ok(answer);
+                    }
+                }
+                let mut stream = self.connect(node).await?;
+                let answer = self.exchange(&mut stream, &bytes).await?;
+                self.put_idle(target, stream);
+                Ok(answer)
+            };
+            tokio::time::timeout(timeout, work).await.map_err(|_| TransportError::Timeout(timeout))?
+        })
+    }
+}
+
+/// Accepts members' connections on `listener` and serves their requests until `shutdown`
+/// resolves; then every connection task is stopped.
+pub async fn serve(
+    listener: TcpListener,
+    tls: TlsConfigs,
+    service: ZoneService,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let acceptor = TlsAcceptor::from(tls.server.clone());
+    let mut connections = tokio::task::JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => {
+                let Ok((tcp, peer)) = accepted else { continue };
+                let acceptor = acceptor.clone();
+                let service = service.clone();
+                connections.spawn(async move { serve_connection(acceptor, tcp, peer, service).await });
+            }
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    connections.shutdown().await;
+}
+
+async fn serve_connection(acceptor: TlsAcceptor, tcp: TcpStream, peer: SocketAddr, service: ZoneService) {
+    let _ = tcp.set_nodelay(true);
+    let handshake = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await;
+    let mut stream = match handshake {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            tracing::warn!(%peer, error = %e, "refused Raft connection");
+            return;
+        }
+        Err(_) => {
+            tracing::warn!(%peer, "Raft TLS handshake timed out");
+            return;
+        }
+    };
+    loop {
+        let frame = match read_frame(&mut stream).await {
+            Ok(f) => f,
+            Err(_) => return,
+        };
+        let request: ZoneRequest = match cbor4ii::serde::from_slice(&frame) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(%peer, error = %e, "undecodable Raft frame; closing");
+                return;
+            }
+        };
+        let response = service.handle(request).await;
+        let Ok(bytes) = cbor4ii::serde::to_vec(Vec::new(), &response) else { return };
+        if write_frame(&mut stream, &bytes).await.is_err() {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_certificate_carries_exactly_the_node_key() {
+        let key = Keypair::from_seed(&[5; 32]);
+        let (cert, _) = certificate(&key).expect("certificate");
+        assert_eq!(ed25519_key_of(cert.as_ref()), Some(*key.public().as_bytes()));
+    }
+}

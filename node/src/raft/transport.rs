@@ -1,0 +1,201 @@
+//! The zone transport: what zone members say to each other, and the trait that carries it.
+//!
+//! Two implementations carry [`ZoneRequest`]s: [`super::tls::TlsTransport`] (TCP + mutual TLS
+//! 1.3, used by real nodes) and [`super::router::Router`] (in-process, with fault injection, used
+//! by tests and simulations). Both deliver to a [`ZoneService`] on the receiving node.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use openraft::error::{CheckIsLeaderError, ClientWriteError, InstallSnapshotError, RaftError};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use openraft::ChangeMembers;
+use serde::{Deserialize, Serialize};
+
+use super::tls::MemberKeys;
+use super::{MemberNode, NodeId, Raft, TypeConfig};
+use crate::catalog::{CatalogCommand, CommandResponse};
+
+/// A request from one zone member to another.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum ZoneRequest {
+    /// Raft log replication and heartbeats.
+    AppendEntries(AppendEntriesRequest<TypeConfig>),
+    /// Raft leader election.
+    Vote(VoteRequest<NodeId>),
+    /// One chunk of a snapshot.
+    InstallSnapshot(InstallSnapshotRequest<TypeConfig>),
+    /// A write received by a follower, for the leader to propose.
+    ForwardWrite(CatalogCommand),
+    /// A follower asks the leader for a linearizable read point.
+    ReadIndex,
+    /// An admin's membership change, for the leader to carry out.
+    ChangeMembers(MembershipChange),
+}
+
+/// A change of the zone's voting membership.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum MembershipChange {
+    /// Add a node: as a learner first, then as a voter once it has caught up.
+    Add {
+        /// Its Raft id.
+        id: NodeId,
+        /// How to reach and authenticate it.
+        node: MemberNode,
+    },
+    /// Remove a voter.
+    Remove {
+        /// Its Raft id.
+        id: NodeId,
+    },
+}
+
+/// Why a forwarded write or read could not be served by the node asked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum ForwardError {
+    /// The node asked is not the leader; it names the leader it knows of.
+    #[error("not the leader (leader: {leader:?})")]
+    NotLeader {
+        /// The leader the node knows, if any.
+        leader: Option<NodeId>,
+    },
+    /// Raft could not serve the request (shutting down, no quorum, ...).
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// The answer to a [`ZoneRequest`], variant by variant.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum ZoneResponse {
+    /// Answer to `AppendEntries`.
+    AppendEntries(Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>),
+    /// Answer to `Vote`.
+    Vote(Result<VoteResponse<NodeId>, RaftError<NodeId>>),
+    /// Answer to `InstallSnapshot`.
+    InstallSnapshot(Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>),
+    /// Answer to `ForwardWrite`: the state machine's response and the entry's index.
+    ForwardWrite(Result<(CommandResponse, u64), ForwardError>),
+    /// Answer to `ReadIndex`: the index to have applied before reading.
+    ReadIndex(Result<u64, ForwardError>),
+    /// Answer to `ChangeMembers`: the voters' names afterwards.
+    ChangeMembers(Result<Vec<String>, ForwardError>),
+}
+
+/// Why a request did not get an answer.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum TransportError {
+    /// The peer could not be reached (refused, partitioned, TLS rejected).
+    #[error("unreachable: {0}")]
+    Unreachable(String),
+    /// The request was sent but no answer came in time.
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+    /// The connection broke or the answer was malformed.
+    #[error("network: {0}")]
+    Network(String),
+}
+
+/// A boxed future, so transports can be trait objects.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Carries requests to zone members.
+pub trait ZoneTransport: Send + Sync + 'static {
+    /// Sends `request` to `target` and waits at most `timeout` for the answer.
+    fn call<'a>(
+        &'a self,
+        target: NodeId,
+        node: &'a MemberNode,
+        request: ZoneRequest,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<ZoneResponse, TransportError>>;
+}
+
+/// Serves requests arriving at this node, whatever transport brought them.
+#[derive(Clone)]
+pub struct ZoneService {
+    raft: Raft,
+    member_keys: Option<MemberKeys>,
+}
+
+impl ZoneService {
+    /// Serves for `raft`.
+    pub fn new(raft: Raft) -> Self {
+        ZoneService { raft, member_keys: None }
+    }
+
+    /// Lets membership changes admit a new member's key on this node's transport at once.
+    pub fn with_member_keys(mut self, keys: MemberKeys) -> Self {
+        self.member_keys = Some(keys);
+        self
+    }
+
+    /// Handles one request.
+    pub async fn handle(&self, request: ZoneRequest) -> ZoneResponse {
+        match request {
+            ZoneRequest::AppendEntries(rpc) => ZoneResponse::AppendEntries(self.raft.append_entries(rpc).await),
+            ZoneRequest::Vote(rpc) => ZoneResponse::Vote(self.raft.vote(rpc).await),
+            ZoneRequest::InstallSnapshot(rpc) => ZoneResponse::InstallSnapshot(self.raft.install_snapshot(rpc).await),
+            ZoneRequest::ForwardWrite(cmd) => ZoneResponse::ForwardWrite(self.write_as_leader(cmd).await),
+            ZoneRequest::ReadIndex => ZoneResponse::ReadIndex(self.read_index_as_leader().await),
+            ZoneRequest::ChangeMembers(c) => ZoneResponse::ChangeMembers(self.change_membership_as_leader(c).await),
+        }
+    }
+
+    /// Carries out a membership change if this node leads.
+    pub async fn change_membership_as_leader(&self, change: MembershipChange) -> Result<Vec<String>, ForwardError> {
+        let not_leader = |leader| ForwardError::NotLeader { leader };
+        if let Err(e) = self.raft.ensure_linearizable().await {
+            return match e {
+                RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)) => Err(not_leader(f.leader_id)),
+                e => Err(ForwardError::Unavailable(e.to_string())),
+            };
+        }
+        let unavailable = |e: &dyn std::fmt::Display| ForwardError::Unavailable(e.to_string());
+        let changed = match change {
+            MembershipChange::Add { id, node } => {
+                if let (Some(keys), Ok(key)) = (&self.member_keys, <[u8; 32]>::try_from(node.public_key.as_slice())) {
+                    keys.insert(key);
+                }
+                // Blocking: returns once the learner has caught up with the leader's log.
+                self.raft.add_learner(id, node, true).await.map_err(|e| unavailable(&e))?;
+                self.raft
+                    .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+                    .await
+                    .map_err(|e| unavailable(&e))?
+            }
+            MembershipChange::Remove { id } => self
+                .raft
+                .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false)
+                .await
+                .map_err(|e| unavailable(&e))?,
+        };
+        let membership = changed.membership.ok_or_else(|| ForwardError::Unavailable("no membership in the answer".into()))?;
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        Ok(membership.nodes().filter(|(id, _)| voters.contains(id)).map(|(_, n)| n.name.clone()).collect())
+    }
+
+    async fn write_as_leader(&self, cmd: CatalogCommand) -> Result<(CommandResponse, u64), ForwardError> {
+        match self.raft.client_write(cmd).await {
+            Ok(resp) => Ok((resp.data, resp.log_id.index)),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                Err(ForwardError::NotLeader { leader: f.leader_id })
+            }
+            Err(e) => Err(ForwardError::Unavailable(e.to_string())),
+        }
+    }
+
+    async fn read_index_as_leader(&self) -> Result<u64, ForwardError> {
+        match self.raft.ensure_linearizable().await {
+            Ok(log_id) => Ok(log_id.map_or(0, |l| l.index)),
+            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
+                Err(ForwardError::NotLeader { leader: f.leader_id })
+            }
+            Err(e) => Err(ForwardError::Unavailable(e.to_string())),
+        }
+    }
+}

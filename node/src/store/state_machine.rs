@@ -1,0 +1,339 @@
+//! The catalog state machine in SQLite (openraft `RaftStateMachine`), and its snapshots.
+//!
+//! A batch of entries is applied in one transaction together with the new last-applied log id,
+//! so the tables and the recorded position never disagree. A snapshot is a dump of the
+//! replicated tables (generic rows, so new tables only need adding to [`REPLICATED_TABLES`]);
+//! installing one replaces those tables in one transaction.
+
+use std::io::Cursor;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use openraft::storage::{RaftStateMachine, Snapshot};
+use openraft::{AnyError, EntryPayload, RaftSnapshotBuilder, StorageIOError};
+use serde::{Deserialize, Serialize};
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Column, Connection, Row, SqliteConnection, TypeInfo, ValueRef};
+
+use super::{Db, from_cbor, to_cbor};
+use crate::audit;
+use crate::catalog::{Applied, CommandResponse, apply::apply};
+use crate::raft::{Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
+
+/// Tables whose content is the replicated state, in restore order.
+pub const REPLICATED_TABLES: &[&str] = &["listings", "listing_history", "audit", "tokens"];
+
+/// Told how long each applied batch took and how many entries it held (for metrics).
+#[derive(Clone)]
+pub struct ApplyObserver(pub Arc<dyn Fn(Duration, usize) + Send + Sync>);
+
+impl std::fmt::Debug for ApplyObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ApplyObserver")
+    }
+}
+
+/// The state machine; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct StateMachine {
+    db: Db,
+    last_applied: Option<LogId>,
+    membership: StoredMembership,
+    observer: Option<ApplyObserver>,
+}
+
+/// A value of one SQLite cell.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+enum Cell {
+    Null,
+    Int(i64),
+    Real(f64),
+    Text(String),
+    Blob(serde_bytes::ByteBuf),
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct TableDump {
+    name: String,
+    columns: Vec<String>,
+    rows: Vec<Vec<Cell>>,
+}
+
+/// What a snapshot holds: the position, the membership and the replicated tables.
+#[derive(Debug, Serialize, Deserialize)]
+struct SnapshotPayload {
+    format: u32,
+    last_applied: Option<LogId>,
+    membership: StoredMembership,
+    tables: Vec<TableDump>,
+}
+
+const SNAPSHOT_FORMAT: u32 = 1;
+
+fn sm_read(e: &(impl std::error::Error + 'static)) -> StorageError {
+    StorageIOError::read_state_machine(AnyError::new(e)).into()
+}
+
+fn sm_write(e: &(impl std::error::Error + 'static)) -> StorageError {
+    StorageIOError::write_state_machine(AnyError::new(e)).into()
+}
+
+fn snap_err(e: &(impl std::error::Error + 'static)) -> StorageError {
+    StorageIOError::write_snapshot(None, AnyError::new(e)).into()
+}
+
+async fn get_meta<T: serde::de::DeserializeOwned>(conn: &mut SqliteConnection, key: &str) -> Result<Option<T>, sqlx::Error> {
+    let row = sqlx::query("SELECT value FROM sm_meta WHERE key = ?").bind(key).fetch_optional(&mut *conn).await?;
+    match row {
+        Some(r) => {
+            let bytes: Vec<u8> = r.try_get(0)?;
+            from_cbor(&bytes).map(Some).map_err(|e| sqlx::Error::Decode(Box::new(e)))
+        }
+        None => Ok(None),
+    }
+}
+
+/// [`get_meta`] through the pool (keeps `StateMachine::new`'s future `Send` for any lifetime).
+async fn pool_meta<T: serde::de::DeserializeOwned>(db: &Db, key: &str) -> Result<Option<T>, sqlx::Error> {
+    let row = sqlx::query("SELECT value FROM sm_meta WHERE key = ?").bind(key).fetch_optional(&db.sm).await?;
+    match row {
+        Some(r) => {
+            let bytes: Vec<u8> = r.try_get(0)?;
+            from_cbor(&bytes).map(Some).map_err(|e| sqlx::Error::Decode(Box::new(e)))
+        }
+        None => Ok(None),
+    }
+}
+
+async fn set_meta<T: Serialize>(conn: &mut SqliteConnection, key: &str, value: &T) -> Result<(), sqlx::Error> {
+    let bytes = to_cbor(value).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    sqlx::query("INSERT INTO sm_meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
+        .bind(key)
+        .bind(bytes)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+impl StateMachine {
+    /// Loads the last applied position and membership from the database.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub async fn new(db: Db) -> Result<Self, sqlx::Error> {
+        let last_applied = pool_meta::<Option<LogId>>(&db, "last_applied").await?.flatten();
+        let membership = pool_meta(&db, "membership").await?.unwrap_or_default();
+        Ok(StateMachine { db, last_applied, membership, observer: None })
+    }
+
+    /// Reports every applied batch to `observer`.
+    pub fn with_apply_observer(mut self, observer: ApplyObserver) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    /// The database, for queries.
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    async fn dump(&self) -> Result<SnapshotPayload, sqlx::Error> {
+        let mut conn = self.db.sm.acquire().await?;
+        // One read transaction: the dump is a consistent cut at `last_applied`.
+        let mut tx = conn.begin().await?;
+        let mut tables = Vec::with_capacity(REPLICATED_TABLES.len());
+        for name in REPLICATED_TABLES {
+            let rows: Vec<SqliteRow> = sqlx::query(&format!("SELECT * FROM {name} ORDER BY rowid")).fetch_all(&mut *tx).await?;
+            let columns = rows
+                .first()
+                .map(|r| r.columns().iter().map(|c| c.name().to_owned()).collect())
+                .unwrap_or_default();
+            let mut out = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let mut cells = Vec::with_capacity(row.len());
+                for i in 0..row.len() {
+                    let raw = row.try_get_raw(i)?;
+                    let cell = if raw.is_null() {
+                        Cell::Null
+                    } else {
+                        match raw.type_info().name() {
+                            "INTEGER" => Cell::Int(row.try_get(i)?),
+                            "REAL" => Cell::Real(row.try_get(i)?),
+                            "TEXT" => Cell::Text(row.try_get(i)?),
+                            _ => Cell::Blob(serde_bytes::ByteBuf::from(row.try_get::<Vec<u8>, _>(i)?)),
+                        }
+                    };
+                    cells.push(cell);
+                }
+                out.push(cells);
+            }
+            tables.push(TableDump { name: (*name).to_owned(), columns, rows: out });
+        }
+        let last_applied = get_meta::<Option<LogId>>(&mut tx, "last_applied").await?.flatten();
+        let membership = get_meta(&mut tx, "membership").await?.unwrap_or_default();
+        tx.commit().await?;
+        Ok(SnapshotPayload { format: SNAPSHOT_FORMAT, last_applied, membership, tables })
+    }
+
+    async fn restore(&mut self, meta: &SnapshotMeta, data: &[u8]) -> Result<(), StorageError> {
+        let payload: SnapshotPayload = from_cbor(data).map_err(|e| snap_err(&e))?;
+        if payload.format != SNAPSHOT_FORMAT {
+            return Err(snap_err(&std::io::Error::other(format!("unknown snapshot format {}", payload.format))));
+        }
+        let mut conn = self.db.sm.acquire().await.map_err(|e| sm_write(&e))?;
+        let mut tx = conn.begin().await.map_err(|e| sm_write(&e))?;
+        for name in REPLICATED_TABLES.iter().rev() {
+            sqlx::query(&format!("DELETE FROM {name}")).execute(&mut *tx).await.map_err(|e| sm_write(&e))?;
+        }
+        for table in &payload.tables {
+            if !REPLICATED_TABLES.contains(&table.name.as_str()) || table.rows.is_empty() {
+                continue;
+            }
+            let columns = table.columns.join(", ");
+            let marks = vec!["?"; table.columns.len()].join(", ");
+            let sql = format!("INSERT INTO {} ({columns}) VALUES ({marks})", table.name);
+            for row in &table.rows {
+                let mut q = sqlx::query(&sql);
+                for cell in row {
+                    q = match cell {
+                        Cell::Null => q.bind(None::<i64>),
+                        Cell::Int(v) => q.bind(*v),
+                        Cell::Real(v) => q.bind(*v),
+                        Cell::Text(v) => q.bind(v.clone()),
+                        Cell::Blob(v) => q.bind(v.to_vec()),
+                    };
+                }
+                q.execute(&mut *tx).await.map_err(|e| sm_write(&e))?;
+            }
+        }
+        set_meta(&mut tx, "last_applied", &meta.last_log_id).await.map_err(|e| sm_write(&e))?;
+        set_meta(&mut tx, "membership", &meta.last_membership).await.map_err(|e| sm_write(&e))?;
+        save_snapshot(&mut tx, meta, data).await.map_err(|e| snap_err(&e))?;
+        tx.commit().await.map_err(|e| sm_write(&e))?;
+        self.last_applied = meta.last_log_id;
+        self.membership = meta.last_membership.clone();
+        Ok(())
+    }
+}
+
+async fn save_snapshot(conn: &mut SqliteConnection, meta: &SnapshotMeta, data: &[u8]) -> Result<(), sqlx::Error> {
+    let meta_bytes = to_cbor(meta).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    sqlx::query("INSERT INTO snapshot (id, meta, data) VALUES (1, ?, ?) ON CONFLICT (id) DO UPDATE SET meta = excluded.meta, data = excluded.data")
+        .bind(meta_bytes)
+        .bind(data)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
+        let payload = self.dump().await.map_err(|e| sm_read(&e))?;
+        let data = to_cbor(&payload).map_err(|e| snap_err(&e))?;
+        let snapshot_id = match payload.last_applied {
+            Some(id) => format!("{}-{}-{}", id.leader_id.term, id.index, data.len()),
+            None => format!("empty-{}", data.len()),
+        };
+        let meta = SnapshotMeta {
+            last_log_id: payload.last_applied,
+            last_membership: payload.membership,
+            snapshot_id,
+        };
+        let mut conn = self.db.sm.acquire().await.map_err(|e| snap_err(&e))?;
+        save_snapshot(&mut conn, &meta, &data).await.map_err(|e| snap_err(&e))?;
+        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = Self;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+        Ok((self.last_applied, self.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<CommandResponse>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + openraft::OptionalSend,
+        I::IntoIter: openraft::OptionalSend,
+    {
+        let started = Instant::now();
+        let mut conn = self.db.sm.acquire().await.map_err(|e| sm_write(&e))?;
+        let mut tx = conn.begin().await.map_err(|e| sm_write(&e))?;
+        let mut responses = Vec::new();
+        let mut last_applied = self.last_applied;
+        let mut membership = self.membership.clone();
+        let mut membership_changed = false;
+        for entry in entries {
+            let index = entry.log_id.index;
+            last_applied = Some(entry.log_id);
+            let response = match &entry.payload {
+                EntryPayload::Blank => none_applied(),
+                EntryPayload::Normal(cmd) => apply(&mut tx, index, cmd)
+                    .await
+                    .map_err(|e| StorageIOError::apply(entry.log_id, AnyError::new(&e)))?,
+                EntryPayload::Membership(m) => {
+                    membership = StoredMembership::new(Some(entry.log_id), m.clone());
+                    membership_changed = true;
+                    let (_, _, at) = audit::head(&mut tx).await.map_err(|e| sm_write(&e))?;
+                    let voters: Vec<String> = m.nodes().map(|(_, n)| n.name.clone()).collect();
+                    audit::append(
+                        &mut tx,
+                        audit::Event {
+                            raft_index: index,
+                            at,
+                            actor: "raft",
+                            role: "system",
+                            action: "change_membership",
+                            object_id: &voters.join(","),
+                            result: "ok".into(),
+                        },
+                    )
+                    .await
+                    .map_err(|e| sm_write(&e))?;
+                    none_applied()
+                }
+            };
+            responses.push(response);
+        }
+        set_meta(&mut tx, "last_applied", &last_applied).await.map_err(|e| sm_write(&e))?;
+        if membership_changed {
+            set_meta(&mut tx, "membership", &membership).await.map_err(|e| sm_write(&e))?;
+        }
+        tx.commit().await.map_err(|e| sm_write(&e))?;
+        self.last_applied = last_applied;
+        self.membership = membership;
+        if let Some(observer) = &self.observer {
+            (observer.0)(started.elapsed(), responses.len());
+        }
+        Ok(responses)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: Box<Cursor<Vec<u8>>>) -> Result<(), StorageError> {
+        self.restore(meta, snapshot.get_ref()).await
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
+        let row = sqlx::query("SELECT meta, data FROM snapshot WHERE id = 1")
+            .fetch_optional(&self.db.sm)
+            .await
+            .map_err(|e| sm_read(&e))?;
+        let Some(row) = row else { return Ok(None) };
+        let meta_bytes: Vec<u8> = row.try_get(0).map_err(|e| sm_read(&e))?;
+        let data: Vec<u8> = row.try_get(1).map_err(|e| sm_read(&e))?;
+        let meta: SnapshotMeta = from_cbor(&meta_bytes).map_err(|e| sm_read(&e))?;
+        Ok(Some(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) }))
+    }
+}
+
+fn none_applied() -> CommandResponse {
+    Ok(Applied { object_id: String::new(), version: None, state: None })
+}
