@@ -137,4 +137,3 @@ fn loose_mode(path: &Path) -> Option<u32> {
 fn loose_mode(_path: &Path) -> Option<u32> {
     None
 }
-

@@ -148,7 +148,10 @@ mod tests {
     fn a_wrong_type_is_reported_at_its_key_with_line_and_column() {
         let v = parse_raw("version = \"1\"\n").expect_err("a string version");
         assert_eq!(v.path, "version");
-        assert!(v.message.contains("expected i64 (line 1, column 11)"), "{v}");
+        assert!(
+            v.message.contains("expected i64 (line 1, column 11)"),
+            "{v}"
+        );
     }
 
     #[test]

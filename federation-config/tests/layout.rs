@@ -23,7 +23,11 @@ fn load_all(out: &Path, layout: &Layout) -> BTreeMap<String, Loaded> {
 }
 
 fn nodes(layout: &Layout) -> impl Iterator<Item = &LayoutNode> {
-    layout.exchanges.iter().flat_map(|e| &e.zones).flat_map(|z| &z.nodes)
+    layout
+        .exchanges
+        .iter()
+        .flat_map(|e| &e.zones)
+        .flat_map(|z| &z.nodes)
 }
 
 fn generated(kind: LayoutKind, nodes_per_zone: usize) -> (tempfile::TempDir, Layout) {
@@ -35,7 +39,10 @@ fn generated(kind: LayoutKind, nodes_per_zone: usize) -> (tempfile::TempDir, Lay
 }
 
 fn config<'a>(loaded: &'a BTreeMap<String, Loaded>, name: &str) -> &'a NodeConfig {
-    &loaded.get(&format!("nodes/{name}.toml")).expect("node config").config
+    &loaded
+        .get(&format!("nodes/{name}.toml"))
+        .expect("node config")
+        .config
 }
 
 #[test]
@@ -44,7 +51,11 @@ fn every_layout_generates_configs_that_load_without_errors_or_warnings() {
         let (dir, layout) = generated(kind, 3);
         let out = dir.path().join("out");
         for (path, loaded) in load_all(&out, &layout) {
-            assert!(loaded.warnings.is_empty(), "{kind} {path}: {:?}", loaded.warnings);
+            assert!(
+                loaded.warnings.is_empty(),
+                "{kind} {path}: {:?}",
+                loaded.warnings
+            );
         }
         let text = std::fs::read_to_string(out.join("layout.json")).expect("layout.json");
         let read_back: Layout = serde_json::from_str(&text).expect("layout.json parses");
@@ -55,8 +66,12 @@ fn every_layout_generates_configs_that_load_without_errors_or_warnings() {
 #[test]
 fn the_xuchang_layout_lists_the_municipal_hub_then_nine_zones_then_zhengzhou() {
     let (_dir, layout) = generated(LayoutKind::Xuchang, 1);
-    let zones: Vec<String> =
-        layout.exchanges.iter().flat_map(|e| &e.zones).map(|z| z.id.to_string()).collect();
+    let zones: Vec<String> = layout
+        .exchanges
+        .iter()
+        .flat_map(|e| &e.zones)
+        .map(|z| z.id.to_string())
+        .collect();
     assert_eq!(
         zones,
         [
@@ -74,7 +89,10 @@ fn the_xuchang_layout_lists_the_municipal_hub_then_nine_zones_then_zhengzhou() {
         ]
     );
     assert_eq!(layout.exchanges[0].display_name, "许昌数据交易中心");
-    assert_eq!(layout.exchanges[1].zones[0].display_name, "郑州数据交易中心");
+    assert_eq!(
+        layout.exchanges[1].zones[0].display_name,
+        "郑州数据交易中心"
+    );
     assert_eq!(layout.exchanges[0].zones[3].display_name, "禹州市");
 }
 
@@ -84,14 +102,21 @@ fn ports_are_numbered_over_the_whole_layout_three_per_node() {
     for (i, node) in nodes(&layout).enumerate() {
         let base = 7100 + 3 * i as u16;
         assert_eq!(node.api_url, format!("http://127.0.0.1:{base}"));
-        assert_eq!(node.raft_addr.to_string(), format!("127.0.0.1:{}", base + 1));
+        assert_eq!(
+            node.raft_addr.to_string(),
+            format!("127.0.0.1:{}", base + 1)
+        );
         assert!(
-            node.p2p_addr.to_string().starts_with(&format!("/ip4/127.0.0.1/tcp/{}/p2p/12D3KooW", base + 2)),
+            node.p2p_addr
+                .to_string()
+                .starts_with(&format!("/ip4/127.0.0.1/tcp/{}/p2p/12D3KooW", base + 2)),
             "{}",
             node.p2p_addr
         );
     }
-    let names: Vec<String> = nodes(&layout).map(|n| n.config.display().to_string()).collect();
+    let names: Vec<String> = nodes(&layout)
+        .map(|n| n.config.display().to_string())
+        .collect();
     assert_eq!(names[0], "nodes/xuchang-municipal-1.toml");
     assert_eq!(names[3], "nodes/zhengzhou-main-1.toml");
 }
@@ -107,12 +132,20 @@ fn each_zone_holds_the_hashes_of_its_own_tokens() {
             let token = zone.tokens.get(role);
             assert!(token.starts_with(&format!("xchg-{role}-")), "{token}");
             assert_eq!(token.len(), format!("xchg-{role}-").len() + 43);
-            let hashes: Vec<[u8; 32]> =
-                config.api.tokens.iter().filter(|t| t.role == role).map(|t| t.sha256).collect();
+            let hashes: Vec<[u8; 32]> = config
+                .api
+                .tokens
+                .iter()
+                .filter(|t| t.role == role)
+                .map(|t| t.sha256)
+                .collect();
             assert_eq!(hashes, [token_hash(token)]);
         }
     }
-    assert_ne!(layout.exchanges[0].zones[0].tokens, layout.exchanges[1].zones[0].tokens);
+    assert_ne!(
+        layout.exchanges[0].zones[0].tokens,
+        layout.exchanges[1].zones[0].tokens
+    );
 }
 
 #[test]
@@ -120,13 +153,24 @@ fn gossip_bootstrap_links_each_zone_to_the_hub_and_the_hub_to_each_zone() {
     let (dir, layout) = generated(LayoutKind::Xuchang, 3);
     let loaded = load_all(&dir.path().join("out"), &layout);
     let dial = |exchange: usize, zone: usize, node: usize| {
-        layout.exchanges[exchange].zones[zone].nodes[node].p2p_addr.clone()
+        layout.exchanges[exchange].zones[zone].nodes[node]
+            .p2p_addr
+            .clone()
     };
     let bootstrap = |name: &str| config(&loaded, name).gossip.bootstrap.clone();
 
     // A county zone: the whole hub, then its own other nodes.
     let yuzhou_2 = bootstrap("xuchang-yuzhou-2");
-    assert_eq!(yuzhou_2, [dial(0, 0, 0), dial(0, 0, 1), dial(0, 0, 2), dial(0, 3, 0), dial(0, 3, 2)]);
+    assert_eq!(
+        yuzhou_2,
+        [
+            dial(0, 0, 0),
+            dial(0, 0, 1),
+            dial(0, 0, 2),
+            dial(0, 3, 0),
+            dial(0, 3, 2)
+        ]
+    );
 
     // The hub: its own other nodes, then the first node of each of the nine other zones.
     let municipal_1 = bootstrap("xuchang-municipal-1");
@@ -135,24 +179,39 @@ fn gossip_bootstrap_links_each_zone_to_the_hub_and_the_hub_to_each_zone() {
     assert_eq!(municipal_1, expected);
 
     // Zhengzhou is a one-zone exchange: its hub knows only its own nodes.
-    assert_eq!(bootstrap("zhengzhou-main-3"), [dial(1, 0, 0), dial(1, 0, 1)]);
+    assert_eq!(
+        bootstrap("zhengzhou-main-3"),
+        [dial(1, 0, 0), dial(1, 0, 1)]
+    );
 
     // Outside exchanges are reached through every node of their hub zone.
     let outside = &config(&loaded, "xuchang-weidu-1").outside;
     assert_eq!(outside.len(), 1);
     assert_eq!(outside[0].id.to_string(), "zhengzhou");
-    assert_eq!(outside[0].bootstrap, [dial(1, 0, 0), dial(1, 0, 1), dial(1, 0, 2)]);
+    assert_eq!(
+        outside[0].bootstrap,
+        [dial(1, 0, 0), dial(1, 0, 1), dial(1, 0, 2)]
+    );
     let back = &config(&loaded, "zhengzhou-main-1").outside;
-    assert_eq!(back[0].bootstrap, [dial(0, 0, 0), dial(0, 0, 1), dial(0, 0, 2)]);
-    assert_eq!(back[0].root_public_key.to_base64(), layout.exchanges[0].root_public_key);
+    assert_eq!(
+        back[0].bootstrap,
+        [dial(0, 0, 0), dial(0, 0, 1), dial(0, 0, 2)]
+    );
+    assert_eq!(
+        back[0].root_public_key.to_base64(),
+        layout.exchanges[0].root_public_key
+    );
 }
 
 #[test]
 fn a_one_node_single_zone_layout_warns_only_that_it_gossips_with_no_one() {
     let (dir, layout) = generated(LayoutKind::SingleZone, 1);
     let loaded = load_all(&dir.path().join("out"), &layout);
-    let warnings: Vec<&str> =
-        loaded.values().flat_map(|l| &l.warnings).map(|w| w.path.as_str()).collect();
+    let warnings: Vec<&str> = loaded
+        .values()
+        .flat_map(|l| &l.warnings)
+        .map(|w| w.path.as_str())
+        .collect();
     assert_eq!(warnings, ["gossip.bootstrap"]);
 }
 
@@ -174,10 +233,19 @@ fn leftover_keys_without_a_layout_are_not_overwritten_either() {
     let out = dir.path().join("out");
     std::fs::create_dir_all(out.join("keys")).expect("keys dir");
     std::fs::write(out.join("keys/xuchang-root.key"), "old key\n").expect("old key");
-    let err = generate(&LayoutOptions::new(&out, LayoutKind::SingleZone), common::NOW)
-        .expect_err("existing key");
-    assert!(matches!(&err, GenerateError::Io { source, .. } if source.kind() == std::io::ErrorKind::AlreadyExists), "{err}");
-    assert_eq!(std::fs::read_to_string(out.join("keys/xuchang-root.key")).expect("key"), "old key\n");
+    let err = generate(
+        &LayoutOptions::new(&out, LayoutKind::SingleZone),
+        common::NOW,
+    )
+    .expect_err("existing key");
+    assert!(
+        matches!(&err, GenerateError::Io { source, .. } if source.kind() == std::io::ErrorKind::AlreadyExists),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("keys/xuchang-root.key")).expect("key"),
+        "old key\n"
+    );
 }
 
 #[test]
@@ -187,7 +255,10 @@ fn nodes_per_zone_must_be_one_to_nine() {
         let mut opts = LayoutOptions::new(dir.path().join("out"), LayoutKind::SingleZone);
         opts.nodes_per_zone = n;
         let err = generate(&opts, common::NOW).expect_err("out of range");
-        assert!(matches!(err, GenerateError::NodesPerZone(m) if m == n), "{err}");
+        assert!(
+            matches!(err, GenerateError::NodesPerZone(m) if m == n),
+            "{err}"
+        );
     }
 }
 
@@ -197,8 +268,15 @@ fn keys_and_layout_json_are_private_files() {
     use std::os::unix::fs::PermissionsExt as _;
     let (dir, _layout) = generated(LayoutKind::SingleZone, 1);
     let out = dir.path().join("out");
-    for file in ["keys/xuchang-root.key", "keys/xuchang-municipal-1.key", "layout.json"] {
-        let mode = std::fs::metadata(out.join(file)).expect(file).permissions().mode();
+    for file in [
+        "keys/xuchang-root.key",
+        "keys/xuchang-municipal-1.key",
+        "layout.json",
+    ] {
+        let mode = std::fs::metadata(out.join(file))
+            .expect(file)
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600, "{file}");
     }
     let root = std::fs::read_to_string(out.join("keys/xuchang-root.key")).expect("root key");
@@ -214,5 +292,11 @@ fn an_ipv6_host_yields_bracketed_urls_and_ip6_multiaddrs() {
     let layout = generate(&opts, common::NOW).expect("generate");
     let node = &layout.exchanges[0].zones[0].nodes[0];
     assert_eq!(node.api_url, "http://[::1]:7100");
-    assert!(node.p2p_addr.to_string().starts_with("/ip6/::1/tcp/7102/p2p/"), "{}", node.p2p_addr);
+    assert!(
+        node.p2p_addr
+            .to_string()
+            .starts_with("/ip6/::1/tcp/7102/p2p/"),
+        "{}",
+        node.p2p_addr
+    );
 }

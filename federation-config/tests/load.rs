@@ -24,7 +24,11 @@ fn key_file(dir: &TempDir) -> PathBuf {
 }
 
 fn messages(err: &ConfigError, severity: Severity) -> Vec<String> {
-    err.violations().iter().filter(|v| v.severity == severity).map(|v| v.to_string()).collect()
+    err.violations()
+        .iter()
+        .filter(|v| v.severity == severity)
+        .map(|v| v.to_string())
+        .collect()
 }
 
 #[test]
@@ -32,10 +36,20 @@ fn a_config_whose_key_file_matches_its_member_key_loads() {
     let (dir, config) = minimal_in_tempdir();
     write_key_file(&key_file(&dir), &common::key(11)).expect("write key");
     let loaded = load(&config, common::NOW).expect("loads");
-    assert_eq!(loaded.config.node.key_file, dir.path().join("keys/xuchang-yuzhou-1.key"));
-    assert_eq!(loaded.config.node.data_dir, dir.path().join("data/xuchang-yuzhou-1"));
+    assert_eq!(
+        loaded.config.node.key_file,
+        dir.path().join("keys/xuchang-yuzhou-1.key")
+    );
+    assert_eq!(
+        loaded.config.node.data_dir,
+        dir.path().join("data/xuchang-yuzhou-1")
+    );
     // The minimal fixture's own two warnings, nothing about the key file.
-    assert!(loaded.warnings.iter().all(|w| w.path != "node.key_file"), "{:?}", loaded.warnings);
+    assert!(
+        loaded.warnings.iter().all(|w| w.path != "node.key_file"),
+        "{:?}",
+        loaded.warnings
+    );
 }
 
 #[test]
@@ -59,7 +73,10 @@ fn a_missing_key_file_is_an_error() {
     let err = load(&config, common::NOW).expect_err("no key file");
     assert_eq!(
         messages(&err, Severity::Error),
-        [format!("node.key_file: {} does not exist", key_file(&dir).display())]
+        [format!(
+            "node.key_file: {} does not exist",
+            key_file(&dir).display()
+        )]
     );
 }
 
@@ -70,7 +87,10 @@ fn a_key_file_that_is_not_hex_is_an_error() {
     let err = load(&config, common::NOW).expect_err("not a seed");
     let errors = messages(&err, Severity::Error);
     assert_eq!(errors.len(), 1);
-    assert!(errors[0].contains("expected 64 lowercase hex digits"), "{errors:?}");
+    assert!(
+        errors[0].contains("expected 64 lowercase hex digits"),
+        "{errors:?}"
+    );
 }
 
 #[cfg(unix)]
@@ -87,7 +107,12 @@ fn a_key_file_readable_by_others_draws_a_warning() {
         .iter()
         .find(|w| w.path == "node.key_file")
         .expect("key file warning");
-    assert!(warning.message.contains("readable by group or others (mode 644)"), "{warning}");
+    assert!(
+        warning
+            .message
+            .contains("readable by group or others (mode 644)"),
+        "{warning}"
+    );
 }
 
 #[test]
@@ -108,7 +133,10 @@ fn secrets_are_private_and_never_overwritten() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;
-        let mode = std::fs::metadata(&path).expect("metadata").permissions().mode();
+        let mode = std::fs::metadata(&path)
+            .expect("metadata")
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
 }

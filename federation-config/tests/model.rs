@@ -12,7 +12,9 @@ use xchg_federation_config::{
 use xchg_protocol::{Classification, DeliveryMode, ExchangeId, Timestamp};
 
 fn fixture(name: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/valid").join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/valid")
+        .join(name);
     std::fs::read_to_string(path).expect("read fixture")
 }
 
@@ -21,7 +23,11 @@ fn parse_at(text: &str, now: Timestamp) -> Result<Loaded, ConfigError> {
 }
 
 fn errors(err: &ConfigError) -> Vec<String> {
-    err.violations().iter().filter(|v| v.is_error()).map(Violation::to_string).collect()
+    err.violations()
+        .iter()
+        .filter(|v| v.is_error())
+        .map(Violation::to_string)
+        .collect()
 }
 
 fn warnings(loaded: &Loaded) -> Vec<String> {
@@ -30,41 +36,71 @@ fn warnings(loaded: &Loaded) -> Vec<String> {
 
 #[test]
 fn the_three_member_fixture_becomes_a_fully_typed_config() {
-    let loaded = parse_at(&fixture("three_members_with_outside.toml"), common::NOW)
-        .expect("valid fixture");
+    let loaded =
+        parse_at(&fixture("three_members_with_outside.toml"), common::NOW).expect("valid fixture");
     assert!(loaded.warnings.is_empty(), "{:?}", warnings(&loaded));
     let c = loaded.config;
-    assert_eq!(c.node.key_file, Path::new("/etc/xchg/nodes/keys/xuchang-yuzhou-1.key"));
+    assert_eq!(
+        c.node.key_file,
+        Path::new("/etc/xchg/nodes/keys/xuchang-yuzhou-1.key")
+    );
     assert_eq!(c.zone.id.to_string(), "xuchang/yuzhou");
     assert_eq!(c.zone.members.len(), 3);
-    assert_eq!(c.own_member().map(|m| m.public_key), Some(common::key(11).public()));
-    assert_eq!(c.peers().map(|m| m.name.to_string()).collect::<Vec<_>>(), ["yuzhou-2", "yuzhou-3"]);
-    assert_eq!(c.zone.delegation.delegation.node_key, common::key(11).public());
+    assert_eq!(
+        c.own_member().map(|m| m.public_key),
+        Some(common::key(11).public())
+    );
+    assert_eq!(
+        c.peers().map(|m| m.name.to_string()).collect::<Vec<_>>(),
+        ["yuzhou-2", "yuzhou-3"]
+    );
+    assert_eq!(
+        c.zone.delegation.delegation.node_key,
+        common::key(11).public()
+    );
     assert_eq!(c.gossip.bootstrap.len(), 2);
 
     let zhengzhou: ExchangeId = "zhengzhou".parse().expect("exchange id");
-    let outside = c.agreement_with(&zhengzhou).expect("agreement with zhengzhou");
-    let credit_and_transport: BTreeSet<String> =
-        ["credit", "transport"].into_iter().map(str::to_owned).collect();
+    let outside = c
+        .agreement_with(&zhengzhou)
+        .expect("agreement with zhengzhou");
+    let credit_and_transport: BTreeSet<String> = ["credit", "transport"]
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
     assert_eq!(outside.categories, CategorySet::Only(credit_and_transport));
     assert!(!outside.delivery_modes.contains(DeliveryMode::File));
     assert!(outside.delivery_modes.contains(DeliveryMode::Sandbox));
     assert!(outside.require_registration);
-    assert_eq!(c.agreement_with(&c.exchange.id), Some(&Agreement::default()));
-    assert_eq!(c.agreement_with(&"beijing".parse().expect("exchange id")), None);
+    assert_eq!(
+        c.agreement_with(&c.exchange.id),
+        Some(&Agreement::default())
+    );
+    assert_eq!(
+        c.agreement_with(&"beijing".parse().expect("exchange id")),
+        None
+    );
 
     let trust = c.trust_store();
     assert_eq!(trust.roots.len(), 2);
-    c.zone.delegation.verify(&trust, common::NOW).expect("own delegation verifies");
+    c.zone
+        .delegation
+        .verify(&trust, common::NOW)
+        .expect("own delegation verifies");
 
     let roles: Vec<Role> = c.api.tokens.iter().map(|t| t.role).collect();
     assert_eq!(roles, Role::ALL);
-    assert_eq!(c.api.tokens[0].sha256, xchg_federation_config::token_hash("xchg-admin-fixture"));
+    assert_eq!(
+        c.api.tokens[0].sha256,
+        xchg_federation_config::token_hash("xchg-admin-fixture")
+    );
 }
 
 #[test]
 fn omitted_sections_take_their_documented_defaults() {
-    let c = parse_at(&fixture("minimal.toml"), common::NOW).expect("valid fixture").config;
+    let c = parse_at(&fixture("minimal.toml"), common::NOW)
+        .expect("valid fixture")
+        .config;
     assert_eq!(c.raft, RaftTuning::default());
     assert_eq!(c.raft.heartbeat_ms, 250);
     assert_eq!(c.export, ExportPolicy::default());
@@ -78,12 +114,17 @@ fn omitted_sections_take_their_documented_defaults() {
 #[test]
 fn a_delegation_ending_within_30_days_draws_a_warning() {
     let ten_days_before_end = Timestamp(common::NOT_AFTER.millis() - 10 * 24 * 3600 * 1000);
-    let loaded = parse_at(&fixture("three_members_with_outside.toml"), ten_days_before_end)
-        .expect("still valid");
+    let loaded = parse_at(
+        &fixture("three_members_with_outside.toml"),
+        ten_days_before_end,
+    )
+    .expect("still valid");
     assert_eq!(
         warnings(&loaded),
-        ["zone.delegation: expires at 2100-01-01T00:00:00.000Z, in 10 days; ask the exchange for \
-          a new delegation"]
+        [
+            "zone.delegation: expires at 2100-01-01T00:00:00.000Z, in 10 days; ask the exchange for \
+          a new delegation"
+        ]
     );
 }
 
@@ -93,8 +134,10 @@ fn a_delegation_that_has_not_started_is_an_error() {
     let err = parse_at(&fixture("minimal.toml"), before_start).expect_err("not yet valid");
     assert_eq!(
         errors(&err),
-        ["zone.delegation: not valid before 2025-01-01T00:00:00.000Z (now \
-          2024-12-31T00:00:00.000Z)"]
+        [
+            "zone.delegation: not valid before 2025-01-01T00:00:00.000Z (now \
+          2024-12-31T00:00:00.000Z)"
+        ]
     );
 }
 
@@ -111,8 +154,10 @@ fn an_even_sized_zone_draws_a_warning() {
     let loaded = parse_at(&two_members(), common::NOW).expect("valid");
     assert_eq!(
         warnings(&loaded),
-        ["zone.members: 2 members tolerate no more failed nodes than 1 (both tolerate 0); use an \
-          odd number"]
+        [
+            "zone.members: 2 members tolerate no more failed nodes than 1 (both tolerate 0); use an \
+          odd number"
+        ]
     );
 }
 
@@ -120,7 +165,10 @@ fn an_even_sized_zone_draws_a_warning() {
 fn duplicate_addresses_and_keys_name_the_member_they_repeat() {
     let text = fixture("three_members_with_outside.toml")
         .replace("127.0.0.1:7107", "127.0.0.1:7104")
-        .replace("kaKKC3Q4FZOk2UaVeSCJJq/IrYLIg5t2RDWbnrqaSzo=", "Zr5+Myx6RTMyvZ0Kf32wVfXF7xoGraZtmLOftoEMRzo=");
+        .replace(
+            "kaKKC3Q4FZOk2UaVeSCJJq/IrYLIg5t2RDWbnrqaSzo=",
+            "Zr5+Myx6RTMyvZ0Kf32wVfXF7xoGraZtmLOftoEMRzo=",
+        );
     let err = parse_at(&text, common::NOW).expect_err("duplicates");
     assert_eq!(
         errors(&err),
@@ -140,14 +188,26 @@ fn an_outside_agreement_must_state_every_term() {
     );
     let err = parse_at(&text, common::NOW).expect_err("missing terms");
     let paths: Vec<&str> = err.violations().iter().map(|v| v.path.as_str()).collect();
-    assert_eq!(paths, ["outside[0].agreement.categories", "outside[0].agreement.max_classification"]);
+    assert_eq!(
+        paths,
+        [
+            "outside[0].agreement.categories",
+            "outside[0].agreement.max_classification"
+        ]
+    );
 }
 
 #[test]
 fn a_star_cannot_be_mixed_with_names_and_unknown_modes_are_named() {
     let text = fixture("three_members_with_outside.toml")
-        .replace("categories = [\"credit\", \"transport\"]", "categories = [\"*\", \"credit\"]")
-        .replace("\"model_output\", \"verification\"", "\"model_output\", \"email\"");
+        .replace(
+            "categories = [\"credit\", \"transport\"]",
+            "categories = [\"*\", \"credit\"]",
+        )
+        .replace(
+            "\"model_output\", \"verification\"",
+            "\"model_output\", \"email\"",
+        );
     let err = parse_at(&text, common::NOW).expect_err("bad sets");
     assert_eq!(
         errors(&err),
@@ -169,8 +229,10 @@ fn an_outside_exchange_may_not_reuse_the_own_root_key() {
     let err = parse_at(&text, common::NOW).expect_err("shared root");
     assert_eq!(
         errors(&err),
-        ["outside[0].root_public_key: duplicates exchange.root_public_key \
-          (iojj3XQJ8ZX9UtstPLpdcspnCb8dlBIb83SIAbQPb1w=)"]
+        [
+            "outside[0].root_public_key: duplicates exchange.root_public_key \
+          (iojj3XQJ8ZX9UtstPLpdcspnCb8dlBIb83SIAbQPb1w=)"
+        ]
     );
 }
 
@@ -182,6 +244,9 @@ fn a_weak_key_is_refused() {
         .replace("kaKKC3Q4FZOk2UaVeSCJJq/IrYLIg5t2RDWbnrqaSzo=", weak);
     let err = parse_at(&text, common::NOW).expect_err("weak key");
     let v = &err.violations()[0];
-    assert_eq!((v.path.as_str(), v.severity), ("zone.members[2].public_key", Severity::Error));
+    assert_eq!(
+        (v.path.as_str(), v.severity),
+        ("zone.members[2].public_key", Severity::Error)
+    );
     assert!(v.message.contains("weak (small-order)"), "{v}");
 }

@@ -11,7 +11,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "xchg", version, about = "Node software of a federated data-product exchange")]
+#[command(
+    name = "xchg",
+    version,
+    about = "Node software of a federated data-product exchange"
+)]
 struct Args {
     #[command(subcommand)]
     command: Command,

@@ -137,7 +137,9 @@ pub async fn start(
     })?;
     let db = Db::open(&config.node.data_dir.join("xchg.db")).await?;
     let metrics = Arc::new(api::metrics::Metrics::new());
-    let sm = StateMachine::new(db.clone()).await.map_err(StartError::StateMachine)?;
+    let sm = StateMachine::new(db.clone())
+        .await
+        .map_err(StartError::StateMachine)?;
     let sm = sm.with_apply_observer(metrics.apply_observer());
     let log = LogStore::new(db.clone());
     let committed = log.committed_index();
@@ -161,16 +163,25 @@ pub async fn start(
     let (stop, stop_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
 
-    let (transport, raft_listener): (Arc<dyn ZoneTransport>, Option<(TcpListener, tls::TlsConfigs)>) = match link {
+    let (transport, raft_listener): (
+        Arc<dyn ZoneTransport>,
+        Option<(TcpListener, tls::TlsConfigs)>,
+    ) = match link {
         ZoneLink::Tls(listener) => {
             let tls = tls::configs(&key, member_keys.clone())?;
             (Arc::new(TlsTransport::new(&tls)), Some((listener, tls)))
         }
         ZoneLink::InProcess(router) => (router.transport(id) as Arc<dyn ZoneTransport>, None),
     };
-    let raft = Raft::new(id, Arc::new(raft_config), ZoneNetwork::new(transport.clone()), log, sm)
-        .await
-        .map_err(|e| StartError::Raft(e.to_string()))?;
+    let raft = Raft::new(
+        id,
+        Arc::new(raft_config),
+        ZoneNetwork::new(transport.clone()),
+        log,
+        sm,
+    )
+    .await
+    .map_err(|e| StartError::Raft(e.to_string()))?;
     let service = ZoneService::new(raft.clone()).with_member_keys(member_keys.clone());
     if let Some((listener, tls)) = raft_listener {
         let mut rx = stop_rx.clone();
@@ -194,9 +205,17 @@ pub async fn start(
             loop {
                 let nodes: Vec<[u8; 32]> = {
                     let m = metrics_rx.borrow_and_update();
-                    let from_raft: Vec<[u8; 32]> =
-                        m.membership_config.membership().nodes().filter_map(|(_, n)| key_of(n)).collect();
-                    if from_raft.is_empty() { fallback.values().filter_map(key_of).collect() } else { from_raft }
+                    let from_raft: Vec<[u8; 32]> = m
+                        .membership_config
+                        .membership()
+                        .nodes()
+                        .filter_map(|(_, n)| key_of(n))
+                        .collect();
+                    if from_raft.is_empty() {
+                        fallback.values().filter_map(key_of).collect()
+                    } else {
+                        from_raft
+                    }
                 };
                 keys.set(nodes);
                 tokio::select! {
@@ -208,7 +227,10 @@ pub async fn start(
     }
 
     if !options.join {
-        let initialized = raft.is_initialized().await.map_err(|e| StartError::Raft(e.to_string()))?;
+        let initialized = raft
+            .is_initialized()
+            .await
+            .map_err(|e| StartError::Raft(e.to_string()))?;
         if !initialized {
             // Every member initialises with the same membership; openraft accepts that, and
             // whichever node wins the first election leads. Refusal means already initialised.
@@ -235,11 +257,21 @@ pub async fn start(
             let shutdown = async move {
                 let _ = rx.wait_for(|s| *s).await;
             };
-            if let Err(e) = axum::serve(api_listener, app).with_graceful_shutdown(shutdown).await {
+            if let Err(e) = axum::serve(api_listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
                 tracing::error!(error = %e, "HTTP API stopped");
             }
         });
     }
     tracing::info!(node = %config.node.name, zone = %config.zone.id, %api_addr, "node started");
-    Ok(NodeHandle { id, raft, db, api_addr, stop, tasks })
+    Ok(NodeHandle {
+        id,
+        raft,
+        db,
+        api_addr,
+        stop,
+        tasks,
+    })
 }

@@ -3,16 +3,17 @@
 //! An exchange's root key signs a [`Delegation`] for each node key. A node signs the canonical
 //! body of a listing or delisting and sends it in an [`Envelope`] together with its delegation,
 //! so a receiver that trusts the root key verifies everything without a network call. Root-signed
-//! [`Revocation`]s travel in the same envelope, without a delegation.
+//! [`Revocation`]s travel in the same envelope, without a delegation. A revocation speaks only
+//! for the exchange whose root signed it, and the [`TrustStore`] keeps revocations per exchange.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::canonical::{DecodeError, Limits, check_canonical, from_canonical, to_canonical};
+use crate::canonical::{DecodeError, Limits, from_canonical, to_canonical};
 use crate::ids::{ContentId, ExchangeId, ZoneId};
 use crate::keys::{Domain, Keypair, PublicKey, Signature};
-use crate::listing::{Listing, ValidationError};
+use crate::listing::{Listing, ValidationError, Violations};
 use crate::time::Timestamp;
 
 /// The envelope format version this crate writes and reads.
@@ -21,6 +22,9 @@ pub const ENVELOPE_VERSION: u32 = 1;
 /// How far in the future a body's timestamp or a delegation's start may be, to absorb clock
 /// differences between exchanges: five minutes.
 pub const CLOCK_SKEW_MS: u64 = 5 * 60 * 1000;
+
+/// Longest accepted `reason` of a delisting or revocation, in characters (Unicode scalar values).
+pub const REASON_CHARS: usize = 2000;
 
 /// A root key's statement that `node_key` speaks for `zone` during `[not_before, not_after)`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,7 +58,11 @@ impl SignedDelegation {
     /// Signs `delegation` with `root`.
     pub fn sign(delegation: Delegation, root: &Keypair) -> Self {
         let signature = root.sign(Domain::Delegation, &canonical(&delegation));
-        SignedDelegation { delegation, root_key: root.public(), signature }
+        SignedDelegation {
+            delegation,
+            root_key: root.public(),
+            signature,
+        }
     }
 
     /// Canonical CBOR of the whole signed delegation (the form stored in config files, as hex).
@@ -71,7 +79,7 @@ impl SignedDelegation {
     }
 
     /// Checks the chain: `root_key` trusted for the exchange, signature valid, zone inside the
-    /// exchange, node key not revoked, validity covering `now`.
+    /// exchange, node key not revoked by that exchange, validity covering `now`.
     ///
     /// # Errors
     /// The first failed check, as a [`VerifyError`].
@@ -80,24 +88,36 @@ impl SignedDelegation {
         let roots = trust
             .roots
             .get(&d.exchange)
-            .ok_or_else(|| VerifyError::UnknownExchange { exchange: d.exchange.clone() })?;
+            .ok_or_else(|| VerifyError::UnknownExchange {
+                exchange: d.exchange.clone(),
+            })?;
         if !roots.contains(&self.root_key) {
-            return Err(VerifyError::UntrustedRoot { exchange: d.exchange.clone() });
+            return Err(VerifyError::UntrustedRoot {
+                exchange: d.exchange.clone(),
+            });
         }
         self.root_key
             .verify(Domain::Delegation, &canonical(d), &self.signature)
             .map_err(|_| VerifyError::BadDelegationSignature)?;
         if d.zone.exchange() != d.exchange {
-            return Err(VerifyError::ZoneOutsideExchange { zone: d.zone.clone() });
+            return Err(VerifyError::ZoneOutsideExchange {
+                zone: d.zone.clone(),
+            });
         }
-        if trust.revoked.contains(&d.node_key) {
+        if trust.is_revoked(&d.exchange, &d.node_key) {
             return Err(VerifyError::RevokedKey { key: d.node_key });
         }
         if now.plus_millis(CLOCK_SKEW_MS) < d.not_before {
-            return Err(VerifyError::DelegationNotYetValid { not_before: d.not_before, now });
+            return Err(VerifyError::DelegationNotYetValid {
+                not_before: d.not_before,
+                now,
+            });
         }
         if now >= d.not_after {
-            return Err(VerifyError::DelegationExpired { not_after: d.not_after, now });
+            return Err(VerifyError::DelegationExpired {
+                not_after: d.not_after,
+                now,
+            });
         }
         Ok(())
     }
@@ -119,11 +139,27 @@ pub struct Delisting {
     pub delisted_at: Timestamp,
 }
 
-/// A root key's statement that a node key must no longer be trusted.
+impl Delisting {
+    /// Checks the content rules: `version` at least 1; `reason` not blank, at most
+    /// [`REASON_CHARS`] characters, no control characters other than newline and tab.
+    ///
+    /// # Errors
+    /// [`ValidationError`] listing each broken rule with its field.
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        let mut v = Violations::default();
+        if self.version == 0 {
+            v.add("version", "versions start at 1");
+        }
+        check_reason(&mut v, &self.reason);
+        v.finish()
+    }
+}
+
+/// A root key's statement that a node key must no longer be trusted by the signing exchange.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Revocation {
-    /// The exchange whose root signs.
+    /// The exchange whose root signs; the revocation applies to this exchange's delegations only.
     pub exchange: ExchangeId,
     /// The node key revoked.
     pub key: PublicKey,
@@ -131,6 +167,26 @@ pub struct Revocation {
     pub reason: String,
     /// When it was revoked.
     pub revoked_at: Timestamp,
+}
+
+impl Revocation {
+    /// Checks the content rules: `reason` not blank, at most [`REASON_CHARS`] characters, no
+    /// control characters other than newline and tab.
+    ///
+    /// # Errors
+    /// [`ValidationError`] listing each broken rule with its field.
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        let mut v = Violations::default();
+        check_reason(&mut v, &self.reason);
+        v.finish()
+    }
+}
+
+/// The `reason` rule of delistings and revocations: not blank, at most [`REASON_CHARS`]
+/// characters, no control characters other than newline and tab. People read these records, so
+/// they must say something and must not hide text behind terminal control codes.
+fn check_reason(v: &mut Violations, reason: &str) {
+    v.text("reason", reason, REASON_CHARS, true);
 }
 
 /// Which body an envelope carries; selects the domain tag and the body type.
@@ -192,14 +248,30 @@ pub enum Body {
 pub struct TrustStore {
     /// Root keys per exchange (more than one while a root key is being rotated).
     pub roots: BTreeMap<ExchangeId, BTreeSet<PublicKey>>,
-    /// Revoked node keys.
-    pub revoked: BTreeSet<PublicKey>,
+    /// Revoked node keys, per revoking exchange. Kept per exchange so that one exchange's root
+    /// can never disable the node keys another exchange delegated, even when both delegated
+    /// the same key.
+    pub revoked: BTreeMap<ExchangeId, BTreeSet<PublicKey>>,
 }
 
 impl TrustStore {
     /// Trusts `root` for `exchange`.
     pub fn trust(&mut self, exchange: ExchangeId, root: PublicKey) {
         self.roots.entry(exchange).or_default().insert(root);
+    }
+
+    /// Records that `exchange` revoked the node key `key` (normally after verifying a
+    /// [`Revocation`] whose `exchange` is `exchange`). Only delegations issued by `exchange`
+    /// are affected.
+    pub fn revoke(&mut self, exchange: ExchangeId, key: PublicKey) {
+        self.revoked.entry(exchange).or_default().insert(key);
+    }
+
+    /// Whether `exchange` has revoked `key`.
+    pub fn is_revoked(&self, exchange: &ExchangeId, key: &PublicKey) -> bool {
+        self.revoked
+            .get(exchange)
+            .is_some_and(|keys| keys.contains(key))
     }
 }
 
@@ -292,11 +364,12 @@ pub enum VerifyError {
         computed: ContentId,
     },
     /// The body names an origin the signer is not delegated for.
-    #[error("body origin {origin} differs from the signer's zone {zone}")]
+    #[error("body origin {origin} differs from the signer's authority {zone}")]
     WrongOrigin {
-        /// The body's origin.
+        /// The body's origin (for a revocation, its exchange).
         origin: String,
-        /// The zone in the delegation (or the root's exchange).
+        /// The zone in the delegation; for a revocation, the exchanges for which the signing
+        /// root is trusted, comma-separated.
         zone: String,
     },
     /// The body is dated in the future beyond the clock-skew allowance.
@@ -310,6 +383,14 @@ pub enum VerifyError {
     /// The listing breaks a content rule.
     #[error("invalid listing: {0}")]
     InvalidListing(ValidationError),
+    /// The delisting or revocation breaks a content rule.
+    #[error("invalid {kind:?} body: {errors}")]
+    InvalidBody {
+        /// Which kind of body.
+        kind: AnnouncementKind,
+        /// Every broken rule.
+        errors: ValidationError,
+    },
 }
 
 impl VerifyError {
@@ -332,6 +413,7 @@ impl VerifyError {
             VerifyError::WrongOrigin { .. } => "wrong_origin",
             VerifyError::FromTheFuture { .. } => "from_the_future",
             VerifyError::InvalidListing(_) => "invalid_listing",
+            VerifyError::InvalidBody { .. } => "invalid_body",
         }
     }
 }
@@ -344,17 +426,32 @@ fn canonical<T: Serialize>(value: &T) -> Vec<u8> {
 impl Envelope {
     /// Signs a listing version as the node holding `key` under `delegation`.
     pub fn listing(listing: &Listing, key: &Keypair, delegation: SignedDelegation) -> Self {
-        Self::seal(AnnouncementKind::Listing, canonical(listing), key, Some(delegation))
+        Self::seal(
+            AnnouncementKind::Listing,
+            canonical(listing),
+            key,
+            Some(delegation),
+        )
     }
 
     /// Signs a delisting as the node holding `key` under `delegation`.
     pub fn delisting(delisting: &Delisting, key: &Keypair, delegation: SignedDelegation) -> Self {
-        Self::seal(AnnouncementKind::Delisting, canonical(delisting), key, Some(delegation))
+        Self::seal(
+            AnnouncementKind::Delisting,
+            canonical(delisting),
+            key,
+            Some(delegation),
+        )
     }
 
     /// Signs a revocation with the exchange root key.
     pub fn revocation(revocation: &Revocation, root: &Keypair) -> Self {
-        Self::seal(AnnouncementKind::Revocation, canonical(revocation), root, None)
+        Self::seal(
+            AnnouncementKind::Revocation,
+            canonical(revocation),
+            root,
+            None,
+        )
     }
 
     /// Builds an envelope around already-encoded body bytes.
@@ -365,7 +462,14 @@ impl Envelope {
         delegation: Option<SignedDelegation>,
     ) -> Self {
         let signature = key.sign(kind.domain(), &body);
-        Envelope { v: ENVELOPE_VERSION, kind, id: ContentId::of(&body), body, delegation, signature }
+        Envelope {
+            v: ENVELOPE_VERSION,
+            kind,
+            id: ContentId::of(&body),
+            body,
+            delegation,
+            signature,
+        }
     }
 
     /// The wire form: canonical CBOR of the envelope.
@@ -374,9 +478,15 @@ impl Envelope {
     }
 }
 
-/// Verifies an announcement received from anywhere, offline, in the order PROTOCOL.md fixes:
-/// size → envelope decoding → version → delegation chain → signature → id → body decoding and
-/// validation → origin matches the signer's authority → body time not in the future.
+/// Verifies an announcement received from anywhere, offline, in the order PROTOCOL.md 6.2
+/// fixes: size → envelope decoding → version → delegation presence → delegation chain →
+/// signature → id → body decoding and content rules → origin matches the signer's authority →
+/// body time not in the future.
+///
+/// A revocation's signature is checked, before its body is decoded, against every trusted root
+/// key; the body is then accepted only if a root trusted for the exchange the body names is
+/// among those that verified (`wrong_origin` otherwise). So a revocation verifies only under the
+/// root keys of its own exchange, and a key trusted for several exchanges can revoke for each.
 ///
 /// # Errors
 /// The first failed check.
@@ -391,44 +501,66 @@ pub fn verify(
         return Err(VerifyError::UnsupportedVersion { v: env.v });
     }
     let domain = env.kind.domain();
-    // Who may sign: the delegated node key, or for revocations any trusted root key (the body,
-    // still unread, must then name that root's exchange).
-    let (signer, authority) = match (env.kind, &env.delegation) {
+    let authority = match (env.kind, &env.delegation) {
         (AnnouncementKind::Revocation, Some(_)) => return Err(VerifyError::UnexpectedDelegation),
         (AnnouncementKind::Revocation, None) => {
-            let (exchange, root) = trust
+            let distinct: BTreeSet<PublicKey> = trust.roots.values().flatten().copied().collect();
+            let verifying: BTreeSet<PublicKey> = distinct
+                .into_iter()
+                .filter(|root| root.verify(domain, &env.body, &env.signature).is_ok())
+                .collect();
+            let roots: BTreeMap<ExchangeId, PublicKey> = trust
                 .roots
                 .iter()
-                .flat_map(|(exchange, keys)| keys.iter().map(move |k| (exchange, *k)))
-                .find(|(_, root)| root.verify(domain, &env.body, &env.signature).is_ok())
-                .ok_or(VerifyError::BadSignature)?;
-            (root, Authority::Exchange(exchange.clone()))
+                .filter_map(|(exchange, keys)| {
+                    let first = keys.iter().find(|k| verifying.contains(k))?;
+                    Some((exchange.clone(), *first))
+                })
+                .collect();
+            if roots.is_empty() {
+                return Err(VerifyError::BadSignature);
+            }
+            Authority::Roots(roots)
         }
         (kind, None) => return Err(VerifyError::MissingDelegation { kind }),
         (_, Some(d)) => {
             d.verify(trust, now)?;
             let key = d.delegation.node_key;
-            key.verify(domain, &env.body, &env.signature).map_err(|_| VerifyError::BadSignature)?;
-            (key, Authority::Zone(d.delegation.zone.clone()))
+            key.verify(domain, &env.body, &env.signature)
+                .map_err(|_| VerifyError::BadSignature)?;
+            Authority::Zone {
+                key,
+                zone: d.delegation.zone.clone(),
+            }
         }
     };
     let computed = ContentId::of(&env.body);
     if computed != env.id {
-        return Err(VerifyError::IdMismatch { claimed: env.id, computed });
+        return Err(VerifyError::IdMismatch {
+            claimed: env.id,
+            computed,
+        });
     }
     let body = decode_body(env.kind, &env.body, limits)?;
-    check_body(&body, &authority, now)?;
-    Ok(Verified { id: computed, body, signer, delegation: env.delegation })
+    let signer = check_body(&body, &authority, now)?;
+    Ok(Verified {
+        id: computed,
+        body,
+        signer,
+        delegation: env.delegation,
+    })
 }
 
-/// Whose name the signer speaks in.
+/// Whose name the signature lets the body speak in.
 enum Authority {
-    Zone(ZoneId),
-    Exchange(ExchangeId),
+    /// The delegated node key `key` speaks for `zone`.
+    Zone { key: PublicKey, zone: ZoneId },
+    /// For each exchange with a trusted root that verified the signature, the first such root
+    /// (ascending bytes). Never empty.
+    Roots(BTreeMap<ExchangeId, PublicKey>),
 }
 
 fn decode_body(kind: AnnouncementKind, bytes: &[u8], limits: &Limits) -> Result<Body, VerifyError> {
-    check_canonical(bytes, limits)?;
     Ok(match kind {
         AnnouncementKind::Listing => Body::Listing(Box::new(from_canonical(bytes, limits)?)),
         AnnouncementKind::Delisting => Body::Delisting(from_canonical(bytes, limits)?),
@@ -436,24 +568,53 @@ fn decode_body(kind: AnnouncementKind, bytes: &[u8], limits: &Limits) -> Result<
     })
 }
 
-fn check_body(body: &Body, authority: &Authority, now: Timestamp) -> Result<(), VerifyError> {
+/// Applies the content rules, the origin rule and the time rule; returns the signer.
+fn check_body(
+    body: &Body,
+    authority: &Authority,
+    now: Timestamp,
+) -> Result<PublicKey, VerifyError> {
     let (origin, at) = match body {
         Body::Listing(l) => {
             l.validate().map_err(VerifyError::InvalidListing)?;
             (l.origin.to_string(), l.updated_at)
         }
-        Body::Delisting(d) => (d.origin.to_string(), d.delisted_at),
-        Body::Revocation(r) => (r.exchange.to_string(), r.revoked_at),
+        Body::Delisting(d) => {
+            d.validate().map_err(|errors| VerifyError::InvalidBody {
+                kind: AnnouncementKind::Delisting,
+                errors,
+            })?;
+            (d.origin.to_string(), d.delisted_at)
+        }
+        Body::Revocation(r) => {
+            r.validate().map_err(|errors| VerifyError::InvalidBody {
+                kind: AnnouncementKind::Revocation,
+                errors,
+            })?;
+            (r.exchange.to_string(), r.revoked_at)
+        }
     };
-    let allowed = match authority {
-        Authority::Zone(z) => z.to_string(),
-        Authority::Exchange(e) => e.to_string(),
+    let signer = match authority {
+        Authority::Zone { key, zone } if zone.as_str() == origin => *key,
+        Authority::Zone { zone, .. } => {
+            return Err(VerifyError::WrongOrigin {
+                origin,
+                zone: zone.to_string(),
+            });
+        }
+        Authority::Roots(roots) => match roots.iter().find(|(e, _)| e.as_str() == origin) {
+            Some((_, root)) => *root,
+            None => {
+                let exchanges: Vec<&str> = roots.keys().map(ExchangeId::as_str).collect();
+                return Err(VerifyError::WrongOrigin {
+                    origin,
+                    zone: exchanges.join(", "),
+                });
+            }
+        },
     };
-    if origin != allowed {
-        return Err(VerifyError::WrongOrigin { origin, zone: allowed });
-    }
     if at > now.plus_millis(CLOCK_SKEW_MS) {
         return Err(VerifyError::FromTheFuture { at, now });
     }
-    Ok(())
+    Ok(signer)
 }

@@ -41,7 +41,11 @@ pub(crate) fn deserialize_array<'de, D: Deserializer<'de>, const N: usize>(
 
 /// Writes bytes as a CBOR byte string, or hex in a human-readable format.
 pub(crate) fn serialize_bytes<S: serde::Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
-    if s.is_human_readable() { s.serialize_str(&hex::encode(v)) } else { s.serialize_bytes(v) }
+    if s.is_human_readable() {
+        s.serialize_str(&hex::encode(v))
+    } else {
+        s.serialize_bytes(v)
+    }
 }
 
 /// A variable-length byte string field (`#[serde(with = "crate::bytes::buf")]`).

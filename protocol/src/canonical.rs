@@ -10,8 +10,12 @@
 //!    already in canonical form, any declared length longer than the bytes that remain, tags,
 //!    floats and simple values other than `false`, `true` and `null`, and nesting deeper than
 //!    [`Limits::max_depth`];
-//! 3. the bytes are decoded into the typed struct and encoded again: unknown fields, duplicated
-//!    defaults and any other second spelling of the same value make the two differ, which is
+//! 3. the bytes are decoded into the typed struct; anything that is not that struct is
+//!    [`DecodeError::Shape`], including an unknown field in the types that declare
+//!    `deny_unknown_fields` (every struct of the protocol);
+//! 4. the struct is encoded again and must give back exactly the input. This catches what the
+//!    typed decoding tolerates: an optional field written out although empty (`null`, an empty
+//!    `keywords` array), and unknown fields of a type that does not deny them. A mismatch is
 //!    [`DecodeError::NonCanonical`].
 
 use serde::Serialize;
@@ -33,7 +37,10 @@ pub const DEFAULT_MAX_DEPTH: usize = 16;
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_size: DEFAULT_MAX_SIZE, max_depth: DEFAULT_MAX_DEPTH }
+        Limits {
+            max_size: DEFAULT_MAX_SIZE,
+            max_depth: DEFAULT_MAX_DEPTH,
+        }
     }
 }
 
@@ -155,12 +162,17 @@ pub enum EncodeError {
 pub fn to_canonical<T: Serialize>(value: &T) -> Result<Vec<u8>, EncodeError> {
     let raw = cbor4ii::serde::to_vec(Vec::new(), value)
         .map_err(|e| EncodeError::Unsupported(e.to_string()))?;
-    let limits = Limits { max_size: usize::MAX, max_depth: 64 };
+    let limits = Limits {
+        max_size: usize::MAX,
+        max_depth: 64,
+    };
     let mut out = Vec::with_capacity(raw.len());
     let end = rewrite(&raw, 0, 1, &limits, &mut out)
         .map_err(|e| EncodeError::Unsupported(e.to_string()))?;
     if end != raw.len() {
-        return Err(EncodeError::Unsupported("serializer produced trailing bytes".into()));
+        return Err(EncodeError::Unsupported(
+            "serializer produced trailing bytes".into(),
+        ));
     }
     Ok(out)
 }
@@ -190,11 +202,17 @@ pub fn from_canonical<T: DeserializeOwned + Serialize>(
 /// The first violation found, with its byte offset.
 pub fn check_canonical(bytes: &[u8], limits: &Limits) -> Result<(), DecodeError> {
     if bytes.len() > limits.max_size {
-        return Err(DecodeError::TooLarge { size: bytes.len(), max: limits.max_size });
+        return Err(DecodeError::TooLarge {
+            size: bytes.len(),
+            max: limits.max_size,
+        });
     }
     let end = walk(bytes, 0, 1, limits)?;
     if end != bytes.len() {
-        return Err(DecodeError::TrailingBytes { offset: end, extra: bytes.len() - end });
+        return Err(DecodeError::TrailingBytes {
+            offset: end,
+            extra: bytes.len() - end,
+        });
     }
     Ok(())
 }
@@ -204,11 +222,17 @@ pub fn check_canonical(bytes: &[u8], limits: &Limits) -> Result<(), DecodeError>
 /// # Errors
 /// The same violations as [`check_canonical`] for things sorting cannot fix.
 pub fn canonicalize(bytes: &[u8]) -> Result<Vec<u8>, DecodeError> {
-    let limits = Limits { max_size: usize::MAX, max_depth: 64 };
+    let limits = Limits {
+        max_size: usize::MAX,
+        max_depth: 64,
+    };
     let mut out = Vec::with_capacity(bytes.len());
     let end = rewrite(bytes, 0, 1, &limits, &mut out)?;
     if end != bytes.len() {
-        return Err(DecodeError::TrailingBytes { offset: end, extra: bytes.len() - end });
+        return Err(DecodeError::TrailingBytes {
+            offset: end,
+            extra: bytes.len() - end,
+        });
     }
     Ok(out)
 }
@@ -237,10 +261,20 @@ fn head(bytes: &[u8], at: usize, strict: bool) -> Result<Head, DecodeError> {
             (arg, width)
         }
         31 if major == 7 => {
-            return Err(DecodeError::UnsupportedItem { offset: at, major, info });
+            return Err(DecodeError::UnsupportedItem {
+                offset: at,
+                major,
+                info,
+            });
         }
         31 => return Err(DecodeError::IndefiniteLength { offset: at }),
-        _ => return Err(DecodeError::UnsupportedItem { offset: at, major, info }),
+        _ => {
+            return Err(DecodeError::UnsupportedItem {
+                offset: at,
+                major,
+                info,
+            });
+        }
     };
     if strict && major != 7 {
         let shortest = match arg {
@@ -254,7 +288,12 @@ fn head(bytes: &[u8], at: usize, strict: bool) -> Result<Head, DecodeError> {
             return Err(DecodeError::NonShortestArgument { offset: at });
         }
     }
-    Ok(Head { major, info, arg, next: at + 1 + width })
+    Ok(Head {
+        major,
+        info,
+        arg,
+        next: at + 1 + width,
+    })
 }
 
 /// Length of `arg` as usize, refusing lengths that exceed what remains of the input.
@@ -271,7 +310,11 @@ fn check_simple(h: &Head, at: usize) -> Result<(), DecodeError> {
     // other simple values) has no place in xchg objects.
     match h.info {
         20..=22 => Ok(()),
-        _ => Err(DecodeError::UnsupportedItem { offset: at, major: 7, info: h.info }),
+        _ => Err(DecodeError::UnsupportedItem {
+            offset: at,
+            major: 7,
+            info: h.info,
+        }),
     }
 }
 
@@ -289,7 +332,10 @@ fn walk(bytes: &[u8], at: usize, depth: usize, limits: &Limits) -> Result<usize,
         }
         4 | 5 => {
             if depth > limits.max_depth {
-                return Err(DecodeError::TooDeep { offset: at, max: limits.max_depth });
+                return Err(DecodeError::TooDeep {
+                    offset: at,
+                    max: limits.max_depth,
+                });
             }
             // Each element takes at least one byte, so a count above the remaining length is
             // a lie that we refuse before looping over it.
@@ -321,7 +367,11 @@ fn walk(bytes: &[u8], at: usize, depth: usize, limits: &Limits) -> Result<usize,
             }
             Ok(pos)
         }
-        6 => Err(DecodeError::UnsupportedItem { offset: at, major: 6, info: h.info }),
+        6 => Err(DecodeError::UnsupportedItem {
+            offset: at,
+            major: 6,
+            info: h.info,
+        }),
         _ => {
             check_simple(&h, at)?;
             Ok(h.next)
@@ -371,7 +421,10 @@ fn rewrite(
         }
         4 => {
             if depth > limits.max_depth {
-                return Err(DecodeError::TooDeep { offset: at, max: limits.max_depth });
+                return Err(DecodeError::TooDeep {
+                    offset: at,
+                    max: limits.max_depth,
+                });
             }
             let count = bounded_len(bytes, &h)?;
             write_head(out, 4, h.arg);
@@ -383,7 +436,10 @@ fn rewrite(
         }
         5 => {
             if depth > limits.max_depth {
-                return Err(DecodeError::TooDeep { offset: at, max: limits.max_depth });
+                return Err(DecodeError::TooDeep {
+                    offset: at,
+                    max: limits.max_depth,
+                });
             }
             let count = bounded_len(bytes, &h)?;
             let mut entries: Vec<(Vec<u8>, Vec<u8>)> = Vec::with_capacity(count);
@@ -406,7 +462,11 @@ fn rewrite(
             }
             Ok(pos)
         }
-        6 => Err(DecodeError::UnsupportedItem { offset: at, major: 6, info: h.info }),
+        6 => Err(DecodeError::UnsupportedItem {
+            offset: at,
+            major: 6,
+            info: h.info,
+        }),
         _ => {
             check_simple(&h, at)?;
             out.push(bytes[at]);
@@ -428,7 +488,12 @@ mod tests {
             a: u8,
             bbb: u8,
         }
-        let bytes = to_canonical(&S { zz: 1, a: 2, bbb: 3 }).expect("encode");
+        let bytes = to_canonical(&S {
+            zz: 1,
+            a: 2,
+            bbb: 3,
+        })
+        .expect("encode");
         // {"a": 2, "zz": 1, "bbb": 3}
         assert_eq!(hex::encode(&bytes), "a3616102627a7a016362626203");
         check_canonical(&bytes, &Limits::default()).expect("canonical");
@@ -498,16 +563,25 @@ mod tests {
     fn deep_nesting_stops_at_the_cap_without_recursing_further() {
         let mut deep = vec![0x81u8; 10_000];
         deep.push(0x00);
-        let limits = Limits { max_size: usize::MAX, max_depth: 16 };
+        let limits = Limits {
+            max_size: usize::MAX,
+            max_depth: 16,
+        };
         assert_eq!(
             check_canonical(&deep, &limits),
-            Err(DecodeError::TooDeep { offset: 16, max: 16 })
+            Err(DecodeError::TooDeep {
+                offset: 16,
+                max: 16
+            })
         );
     }
 
     #[test]
     fn oversized_input_is_refused_before_reading() {
-        let limits = Limits { max_size: 4, max_depth: 4 };
+        let limits = Limits {
+            max_size: 4,
+            max_depth: 4,
+        };
         assert_eq!(
             check_canonical(&[0; 5], &limits),
             Err(DecodeError::TooLarge { size: 5, max: 4 })
@@ -515,7 +589,22 @@ mod tests {
     }
 
     #[test]
-    fn decoding_refuses_unknown_fields_through_the_round_trip() {
+    fn unknown_fields_are_shape_in_a_type_that_denies_them() {
+        #[derive(Serialize, serde::Deserialize, Debug)]
+        #[serde(deny_unknown_fields)]
+        struct One {
+            a: u8,
+        }
+        let mut m = BTreeMap::new();
+        m.insert("a", 1u8);
+        m.insert("b", 2u8);
+        let bytes = to_canonical(&m).expect("encode");
+        let err = from_canonical::<One>(&bytes, &Limits::default()).expect_err("unknown field");
+        assert_eq!(err.kind(), "shape", "{err}");
+    }
+
+    #[test]
+    fn a_type_that_tolerates_unknown_fields_still_refuses_them_through_the_round_trip() {
         #[derive(Serialize, serde::Deserialize, Debug)]
         struct One {
             a: u8,
@@ -528,5 +617,69 @@ mod tests {
             from_canonical::<One>(&bytes, &Limits::default()).map(|o| o.a),
             Err(DecodeError::NonCanonical)
         );
+    }
+
+    /// The canonical listing of the vectors, as a map whose entries can be edited.
+    fn listing_entries() -> BTreeMap<String, cbor4ii::core::Value> {
+        let listing = crate::listing::Listing::first_version(
+            crate::vectors::credit_draft(),
+            "xuchang/yuzhou".parse().expect("zone"),
+            crate::vectors::NOW,
+        );
+        assert!(listing.keywords.is_empty() && listing.spatial_coverage.is_none());
+        let bytes = listing.canonical_bytes();
+        let entries: BTreeMap<String, cbor4ii::core::Value> =
+            cbor4ii::serde::from_slice(&bytes).expect("generic map");
+        // So that the tests below see only the entry they add.
+        assert_eq!(
+            to_canonical(&entries).expect("encode"),
+            bytes,
+            "the generic map round-trips"
+        );
+        entries
+    }
+
+    #[test]
+    fn an_empty_keywords_array_written_out_in_a_listing_is_non_canonical() {
+        let mut entries = listing_entries();
+        entries.insert("keywords".into(), cbor4ii::core::Value::Array(vec![]));
+        let bytes = to_canonical(&entries).expect("encode");
+        check_canonical(&bytes, &Limits::default()).expect("structurally canonical");
+        assert_eq!(
+            from_canonical::<crate::listing::Listing>(&bytes, &Limits::default()),
+            Err(DecodeError::NonCanonical)
+        );
+    }
+
+    #[test]
+    fn a_null_optional_field_in_a_listing_is_non_canonical() {
+        let mut entries = listing_entries();
+        entries.insert("spatial_coverage".into(), cbor4ii::core::Value::Null);
+        let bytes = to_canonical(&entries).expect("encode");
+        check_canonical(&bytes, &Limits::default()).expect("structurally canonical");
+        assert_eq!(
+            from_canonical::<crate::listing::Listing>(&bytes, &Limits::default()),
+            Err(DecodeError::NonCanonical)
+        );
+    }
+
+    #[test]
+    fn bytes_after_the_item_are_trailing_bytes() {
+        assert_eq!(
+            check_canonical(&[0x01, 0x02, 0x03], &Limits::default()),
+            Err(DecodeError::TrailingBytes {
+                offset: 1,
+                extra: 2
+            })
+        );
+    }
+
+    #[test]
+    fn a_text_string_that_is_not_utf8_is_invalid_utf8() {
+        // A one-element array holding text(2) with a lone continuation byte.
+        let err =
+            check_canonical(&[0x81, 0x62, 0x61, 0x80], &Limits::default()).expect_err("not UTF-8");
+        assert_eq!(err, DecodeError::InvalidUtf8 { offset: 1 });
+        assert_eq!(err.kind(), "invalid_utf8");
     }
 }

@@ -37,7 +37,9 @@ pub enum IdError {
         form: &'static str,
     },
     /// A content id that is not `sha256:` followed by 64 lowercase hex digits.
-    #[error("invalid content id {value:?}: expected \"sha256:\" followed by 64 lowercase hex digits")]
+    #[error(
+        "invalid content id {value:?}: expected \"sha256:\" followed by 64 lowercase hex digits"
+    )]
     BadContentId {
         /// The rejected input.
         value: String,
@@ -116,7 +118,11 @@ impl FromStr for ExchangeId {
         if segment_ok(s, 32, b"") {
             Ok(ExchangeId(s.to_owned()))
         } else {
-            Err(IdError::BadSegment { what: "exchange id", value: s.to_owned(), len: "1 to 32" })
+            Err(IdError::BadSegment {
+                what: "exchange id",
+                value: s.to_owned(),
+                len: "1 to 32",
+            })
         }
     }
 }
@@ -169,7 +175,11 @@ impl FromStr for NodeName {
         if segment_ok(s, 63, b"") {
             Ok(NodeName(s.to_owned()))
         } else {
-            Err(IdError::BadSegment { what: "node name", value: s.to_owned(), len: "1 to 63" })
+            Err(IdError::BadSegment {
+                what: "node name",
+                value: s.to_owned(),
+                len: "1 to 63",
+            })
         }
     }
 }
@@ -180,7 +190,11 @@ impl FromStr for PartyId {
         if segment_ok(s, 64, b"._") {
             Ok(PartyId(s.to_owned()))
         } else {
-            Err(IdError::BadSegment { what: "party id", value: s.to_owned(), len: "1 to 64" })
+            Err(IdError::BadSegment {
+                what: "party id",
+                value: s.to_owned(),
+                len: "1 to 64",
+            })
         }
     }
 }
@@ -226,9 +240,15 @@ impl fmt::Debug for ContentId {
 impl FromStr for ContentId {
     type Err = IdError;
     fn from_str(s: &str) -> Result<Self, IdError> {
-        let bad = || IdError::BadContentId { value: s.to_owned() };
+        let bad = || IdError::BadContentId {
+            value: s.to_owned(),
+        };
         let digits = s.strip_prefix(Self::PREFIX).ok_or_else(bad)?;
-        if digits.len() != 64 || !digits.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')) {
+        if digits.len() != 64
+            || !digits
+                .bytes()
+                .all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
+        {
             return Err(bad());
         }
         let mut out = [0u8; 32];
@@ -270,15 +290,36 @@ mod tests {
         let zone: ZoneId = "xuchang/yuzhou".parse().expect("zone");
         assert_eq!(zone.exchange().as_str(), "xuchang");
         assert_eq!(zone.name(), "yuzhou");
-        assert_eq!("yuzhou-credit.center_1".parse::<PartyId>().expect("party").as_str(), "yuzhou-credit.center_1");
+        assert_eq!(
+            "yuzhou-credit.center_1"
+                .parse::<PartyId>()
+                .expect("party")
+                .as_str(),
+            "yuzhou-credit.center_1"
+        );
     }
 
     #[test]
     fn identifiers_reject_everything_outside_their_alphabet() {
-        for bad in ["", "Xuchang", "-a", "a-", "a b", "许昌", "a/b", &"x".repeat(33)] {
+        for bad in [
+            "",
+            "Xuchang",
+            "-a",
+            "a-",
+            "a b",
+            "许昌",
+            "a/b",
+            &"x".repeat(33),
+        ] {
             assert!(bad.parse::<ExchangeId>().is_err(), "{bad:?} accepted");
         }
-        for bad in ["xuchang", "xuchang/", "/yuzhou", "xuchang/yu/zhou", "xuchang/Yuzhou"] {
+        for bad in [
+            "xuchang",
+            "xuchang/",
+            "/yuzhou",
+            "xuchang/yu/zhou",
+            "xuchang/Yuzhou",
+        ] {
             assert!(bad.parse::<ZoneId>().is_err(), "{bad:?} accepted");
         }
         assert!("a..b/".parse::<PartyId>().is_err());

@@ -3,7 +3,7 @@
 //!
 //! Every signature covers `domain tag || canonical CBOR bytes`. Tags are distinct ASCII strings
 //! ending in a NUL byte, so that no tag is a prefix of another's signing input. Verification uses
-//! `verify_strict` and refuses weak (small-order) public keys.
+//! `verify_strict` and refuses weak (small-order) public keys and non-canonical key encodings.
 
 use std::fmt;
 use std::str::FromStr;
@@ -48,40 +48,56 @@ impl Domain {
 /// Why a key or signature was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KeyError {
-    /// Not 32 bytes, or not a valid curve point.
+    /// Not 32 bytes, not lowercase hex, or not a valid curve point.
     #[error("not a valid ed25519 public key: {0}")]
     Invalid(String),
     /// A small-order key, for which signatures prove nothing.
     #[error("weak (small-order) ed25519 public key")]
     Weak,
+    /// A valid point spelled in a second, non-canonical way (`y` at or above 2^255 - 19, or a
+    /// negative zero `x`); the canonical spelling is the only one accepted.
+    #[error("non-canonical encoding of an ed25519 public key")]
+    NonCanonical,
     /// The signature does not verify.
     #[error("signature does not verify")]
     BadSignature,
 }
 
-/// An ed25519 public key that has been checked to be a valid, non-weak point.
+/// An ed25519 public key that has been checked to be a valid, non-weak point in its canonical
+/// encoding.
 ///
 /// CBOR: a 32-byte byte string. JSON: 64 lowercase hex digits. Config files use base64
 /// ([`PublicKey::to_base64`]).
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct PublicKey(VerifyingKey);
+///
+/// Only the 32 bytes are kept (the point is decompressed again to verify): that keeps trust
+/// stores and errors that name a key small, and because the encoding is canonical, comparing
+/// bytes is comparing keys.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PublicKey([u8; 32]);
 
 impl PublicKey {
     /// Checks and wraps 32 bytes.
     ///
     /// # Errors
-    /// [`KeyError::Invalid`] for a non-point, [`KeyError::Weak`] for a small-order point.
+    /// [`KeyError::Invalid`] for a non-point, [`KeyError::Weak`] for a small-order point,
+    /// [`KeyError::NonCanonical`] for a second spelling of a valid point.
     pub fn from_bytes(bytes: &[u8; 32]) -> Result<Self, KeyError> {
         let key = VerifyingKey::from_bytes(bytes).map_err(|e| KeyError::Invalid(e.to_string()))?;
         if key.is_weak() {
             return Err(KeyError::Weak);
         }
-        Ok(PublicKey(key))
+        // Decompression reduces `y` modulo p and accepts a negative zero `x`, so a few points
+        // have two spellings; re-compressing the point gives the one canonical spelling. Two
+        // spellings of one key would give one node two peer ids and two trust-store entries.
+        if VerifyingKey::from(key.to_edwards()).as_bytes() != bytes {
+            return Err(KeyError::NonCanonical);
+        }
+        Ok(PublicKey(*bytes))
     }
 
     /// The 32 key bytes.
     pub fn as_bytes(&self) -> &[u8; 32] {
-        self.0.as_bytes()
+        &self.0
     }
 
     /// Standard base64 with padding, the form used in config files.
@@ -97,10 +113,9 @@ impl PublicKey {
         let raw = base64::engine::general_purpose::STANDARD
             .decode(s.trim())
             .map_err(|e| KeyError::Invalid(format!("not base64 ({e})")))?;
-        let bytes: [u8; 32] = raw
-            .as_slice()
-            .try_into()
-            .map_err(|_| KeyError::Invalid(format!("{} bytes of base64, expected 32", raw.len())))?;
+        let bytes: [u8; 32] = raw.as_slice().try_into().map_err(|_| {
+            KeyError::Invalid(format!("{} bytes of base64, expected 32", raw.len()))
+        })?;
         Self::from_bytes(&bytes)
     }
 
@@ -108,10 +123,16 @@ impl PublicKey {
     ///
     /// # Errors
     /// [`KeyError::BadSignature`].
-    pub fn verify(&self, domain: Domain, body: &[u8], signature: &Signature) -> Result<(), KeyError> {
+    pub fn verify(
+        &self,
+        domain: Domain,
+        body: &[u8],
+        signature: &Signature,
+    ) -> Result<(), KeyError> {
         let sig = ed25519_dalek::Signature::from_bytes(&signature.0);
-        self.0
-            .verify_strict(&domain.signing_input(body), &sig)
+        // Cannot fail: the bytes were checked to be a point when this key was made.
+        let key = VerifyingKey::from_bytes(&self.0).map_err(|_| KeyError::BadSignature)?;
+        key.verify_strict(&domain.signing_input(body), &sig)
             .map_err(|_| KeyError::BadSignature)
     }
 
@@ -139,25 +160,16 @@ impl fmt::Display for PublicKey {
     }
 }
 
-impl PartialOrd for PublicKey {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for PublicKey {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.as_bytes().cmp(other.as_bytes())
-    }
-}
-
 impl FromStr for PublicKey {
     type Err = KeyError;
-    /// Parses 64 lowercase hex digits.
+    /// Parses 64 lowercase hex digits, the same form the JSON decoding accepts.
     fn from_str(s: &str) -> Result<Self, KeyError> {
+        let expected = || KeyError::Invalid("expected 64 lowercase hex digits".into());
+        if s.bytes().any(|c| c.is_ascii_uppercase()) {
+            return Err(expected());
+        }
         let mut bytes = [0u8; 32];
-        hex::decode_to_slice(s, &mut bytes)
-            .map_err(|_| KeyError::Invalid("expected 64 hex digits".into()))?;
+        hex::decode_to_slice(s, &mut bytes).map_err(|_| expected())?;
         Self::from_bytes(&bytes)
     }
 }
@@ -219,7 +231,7 @@ impl Keypair {
 
     /// The public half.
     pub fn public(&self) -> PublicKey {
-        PublicKey(self.0.verifying_key())
+        PublicKey(self.0.verifying_key().to_bytes())
     }
 
     /// Signs `domain tag || body`.
@@ -242,7 +254,9 @@ mod tests {
     fn a_signature_for_one_domain_does_not_verify_in_another() {
         let key = Keypair::from_seed(&[7; 32]);
         let sig = key.sign(Domain::Listing, b"body");
-        key.public().verify(Domain::Listing, b"body", &sig).expect("same domain verifies");
+        key.public()
+            .verify(Domain::Listing, b"body", &sig)
+            .expect("same domain verifies");
         assert_eq!(
             key.public().verify(Domain::Delisting, b"body", &sig),
             Err(KeyError::BadSignature)
@@ -258,8 +272,80 @@ mod tests {
     }
 
     #[test]
+    fn a_second_spelling_of_a_valid_key_is_refused_as_non_canonical() {
+        // y = 3 is the y-coordinate of a curve point that is not of small order. Its canonical
+        // spelling is 3 in little-endian; y + p = 2^255 - 16 decompresses to the same point
+        // because decompression reduces y modulo p = 2^255 - 19.
+        let mut canonical = [0u8; 32];
+        canonical[0] = 3;
+        PublicKey::from_bytes(&canonical).expect("y = 3 is a valid, non-weak key");
+        let mut y_plus_p = [0xff; 32];
+        y_plus_p[0] = 0xf0;
+        y_plus_p[31] = 0x7f;
+        VerifyingKey::from_bytes(&y_plus_p).expect("ed25519-dalek itself accepts y + p");
+        assert_eq!(
+            PublicKey::from_bytes(&y_plus_p),
+            Err(KeyError::NonCanonical)
+        );
+        assert!(
+            PublicKey::from_base64(&base64::engine::general_purpose::STANDARD.encode(y_plus_p))
+                .is_err()
+        );
+        assert!(hex::encode(y_plus_p).parse::<PublicKey>().is_err());
+    }
+
+    #[test]
+    fn the_text_form_is_lowercase_hex_only_like_the_json_form() {
+        let key = Keypair::from_seed(&[0x11; 32]).public();
+        let lower = key.to_string();
+        assert_eq!(lower.parse::<PublicKey>(), Ok(key));
+        assert!(lower.to_uppercase().parse::<PublicKey>().is_err());
+        let letter = lower
+            .find(|c: char| c.is_ascii_lowercase())
+            .expect("a hex letter");
+        let mixed = format!(
+            "{}{}{}",
+            &lower[..letter],
+            lower[letter..=letter].to_uppercase(),
+            &lower[letter + 1..]
+        );
+        assert!(
+            mixed.parse::<PublicKey>().is_err(),
+            "one uppercase digit is enough to refuse"
+        );
+        let json = format!("\"{}\"", lower.to_uppercase());
+        assert!(
+            serde_json::from_str::<PublicKey>(&json).is_err(),
+            "JSON refuses it too"
+        );
+    }
+
+    #[test]
+    fn peer_ids_match_an_independent_base58_computation() {
+        // Expected values computed outside this crate, with a few lines of python3 that build
+        // 00 24 08 01 12 20 || key, read those 38 bytes as a big-endian integer, write it in
+        // base 58 with the Bitcoin alphabet (123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmno
+        // pqrstuvwxyz) and prepend one '1' per leading zero byte (here one, for the 00).
+        let root = Keypair::from_seed(&[0x11; 32]).public();
+        assert_eq!(
+            root.peer_id(),
+            "12D3KooWPqT2nMDSiXUSx5D7fasaxhxKigVhcqfkKqrLghCq9jxz"
+        );
+        let node = Keypair::from_seed(&[0x22; 32]).public();
+        assert_eq!(
+            node.peer_id(),
+            "12D3KooWLdJAwPtyQ5RFnr9wGXsQzpf3P2SeqFbYkqbfVehLu4Ns"
+        );
+    }
+
+    #[test]
     fn no_domain_tag_is_a_prefix_of_another() {
-        let all = [Domain::Delegation, Domain::Listing, Domain::Delisting, Domain::Revocation];
+        let all = [
+            Domain::Delegation,
+            Domain::Listing,
+            Domain::Delisting,
+            Domain::Revocation,
+        ];
         for a in all {
             for b in all {
                 if a != b {
@@ -274,6 +360,9 @@ mod tests {
         let key = Keypair::from_seed(&[9; 32]).public();
         assert_eq!(PublicKey::from_base64(&key.to_base64()), Ok(key));
         let err = PublicKey::from_base64("AAAA").expect_err("short key");
-        assert!(err.to_string().contains("3 bytes of base64, expected 32"), "{err}");
+        assert!(
+            err.to_string().contains("3 bytes of base64, expected 32"),
+            "{err}"
+        );
     }
 }

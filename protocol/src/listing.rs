@@ -141,7 +141,10 @@ pub enum PricingModel {
 impl PricingModel {
     /// Whether this model needs an amount and a currency.
     pub fn needs_amount(self) -> bool {
-        matches!(self, PricingModel::Fixed | PricingModel::PerCall | PricingModel::Subscription)
+        matches!(
+            self,
+            PricingModel::Fixed | PricingModel::PerCall | PricingModel::Subscription
+        )
     }
 }
 
@@ -301,22 +304,31 @@ impl fmt::Display for ValidationError {
     }
 }
 
+/// Collects every broken rule of one object, so that all are reported at once.
 #[derive(Default)]
-struct Violations(Vec<FieldError>);
+pub(crate) struct Violations(Vec<FieldError>);
 
 impl Violations {
-    fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
-        self.0.push(FieldError { field: field.into(), message: message.into() });
+    pub(crate) fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.0.push(FieldError {
+            field: field.into(),
+            message: message.into(),
+        });
     }
 
-    fn text(&mut self, field: &str, value: &str, max: usize, required: bool) {
+    /// The text rule: `required` text is not blank, at most `max` characters, and no control
+    /// characters other than newline and tab.
+    pub(crate) fn text(&mut self, field: &str, value: &str, max: usize, required: bool) {
         let chars = value.chars().count();
         if required && value.trim().is_empty() {
             self.add(field, "must not be empty");
         } else if chars > max {
             self.add(field, format!("{chars} characters, at most {max} allowed"));
         }
-        if value.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+        if value
+            .chars()
+            .any(|c| c.is_control() && c != '\n' && c != '\t')
+        {
             self.add(field, "must not contain control characters");
         }
     }
@@ -326,7 +338,10 @@ impl Violations {
             self.add(field, format!("at least {min} entry required"));
         }
         if values.len() > max_len {
-            self.add(field, format!("{} entries, at most {max_len} allowed", values.len()));
+            self.add(
+                field,
+                format!("{} entries, at most {max_len} allowed", values.len()),
+            );
         }
         for (i, v) in values.iter().enumerate() {
             self.text(&format!("{field}[{i}]"), v, limits::SHORT_TEXT_CHARS, true);
@@ -336,13 +351,20 @@ impl Violations {
         }
     }
 
-    fn finish(self) -> Result<(), ValidationError> {
-        if self.0.is_empty() { Ok(()) } else { Err(ValidationError(self.0)) }
+    pub(crate) fn finish(self) -> Result<(), ValidationError> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(ValidationError(self.0))
+        }
     }
 }
 
 fn distinct<T: PartialEq>(values: &[T]) -> bool {
-    values.iter().enumerate().all(|(i, v)| !values[..i].contains(v))
+    values
+        .iter()
+        .enumerate()
+        .all(|(i, v)| !values[..i].contains(v))
 }
 
 /// Checks a decimal amount: `0`, `12`, `0.50`, `1234.5678`; no sign, exponent or leading zero.
@@ -355,22 +377,36 @@ pub fn valid_amount(s: &str) -> bool {
         && int.len() <= 15
         && int.bytes().all(|c| c.is_ascii_digit())
         && (int == "0" || !int.starts_with('0'));
-    let frac_ok = frac.is_none_or(|f| {
-        !f.is_empty() && f.len() <= 4 && f.bytes().all(|c| c.is_ascii_digit())
-    });
+    let frac_ok =
+        frac.is_none_or(|f| !f.is_empty() && f.len() <= 4 && f.bytes().all(|c| c.is_ascii_digit()));
     int_ok && frac_ok
 }
 
 /// The content rules, shared by drafts and listings; `v` collects violations.
 fn check_content(v: &mut Violations, d: &ListingDraft) {
     v.text("title", &d.title, limits::TITLE_CHARS, true);
-    v.text("description", &d.description, limits::DESCRIPTION_CHARS, false);
-    v.text("provider.name", &d.provider.name, limits::SHORT_TEXT_CHARS, true);
+    v.text(
+        "description",
+        &d.description,
+        limits::DESCRIPTION_CHARS,
+        false,
+    );
+    v.text(
+        "provider.name",
+        &d.provider.name,
+        limits::SHORT_TEXT_CHARS,
+        true,
+    );
     let category_ok = !d.category.is_empty()
         && d.category.len() <= limits::CATEGORY_CHARS
-        && d.category.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_' || c == b'-');
+        && d.category
+            .bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_' || c == b'-');
     if !category_ok {
-        v.add("category", "expected 1 to 64 characters of lowercase a-z, 0-9, '_' and '-', e.g. \"credit\"");
+        v.add(
+            "category",
+            "expected 1 to 64 characters of lowercase a-z, 0-9, '_' and '-', e.g. \"credit\"",
+        );
     }
     if d.delivery_modes.is_empty() {
         v.add("delivery_modes", "at least one delivery mode required");
@@ -384,19 +420,35 @@ fn check_content(v: &mut Violations, d: &ListingDraft) {
     }
     v.text_list("scenarios", &d.scenarios, limits::SCENARIOS, 1);
     v.text_list("keywords", &d.keywords, limits::KEYWORDS, 0);
-    for (field, value) in [("spatial_coverage", &d.spatial_coverage), ("temporal_coverage", &d.temporal_coverage)] {
+    for (field, value) in [
+        ("spatial_coverage", &d.spatial_coverage),
+        ("temporal_coverage", &d.temporal_coverage),
+    ] {
         if let Some(value) = value {
             v.text(field, value, limits::SHORT_TEXT_CHARS, true);
         }
     }
     if let Some(r) = &d.registration {
-        v.text("registration.certificate_id", &r.certificate_id, limits::SHORT_TEXT_CHARS, true);
-        v.text("registration.issuer", &r.issuer, limits::SHORT_TEXT_CHARS, true);
+        v.text(
+            "registration.certificate_id",
+            &r.certificate_id,
+            limits::SHORT_TEXT_CHARS,
+            true,
+        );
+        v.text(
+            "registration.issuer",
+            &r.issuer,
+            limits::SHORT_TEXT_CHARS,
+            true,
+        );
     }
     let p = &d.pricing;
     match (p.model.needs_amount(), &p.amount) {
         (true, None) => v.add("pricing.amount", "required for this pricing model"),
-        (false, Some(_)) => v.add("pricing.amount", "must be absent for free and negotiated pricing"),
+        (false, Some(_)) => v.add(
+            "pricing.amount",
+            "must be absent for free and negotiated pricing",
+        ),
         (_, Some(a)) if !valid_amount(a) => v.add(
             "pricing.amount",
             "expected a decimal string such as \"0.50\" (at most 15 integer digits and 4 decimals)",
@@ -406,9 +458,10 @@ fn check_content(v: &mut Violations, d: &ListingDraft) {
     match (&p.amount, &p.currency) {
         (Some(_), None) => v.add("pricing.currency", "required when an amount is given"),
         (None, Some(_)) => v.add("pricing.currency", "must be absent when there is no amount"),
-        (_, Some(c)) if !(c.len() == 3 && c.bytes().all(|b| b.is_ascii_uppercase())) => {
-            v.add("pricing.currency", "expected a three-letter ISO 4217 code such as \"CNY\"")
-        }
+        (_, Some(c)) if !(c.len() == 3 && c.bytes().all(|b| b.is_ascii_uppercase())) => v.add(
+            "pricing.currency",
+            "expected a three-letter ISO 4217 code such as \"CNY\"",
+        ),
         _ => {}
     }
 }
@@ -568,21 +621,40 @@ mod tests {
         d.category = "Credit Info".into();
         let err = d.validate().expect_err("invalid");
         let fields: Vec<&str> = err.0.iter().map(|e| e.field.as_str()).collect();
-        assert_eq!(fields, ["title", "category", "delivery_modes", "scenarios", "pricing.amount"]);
+        assert_eq!(
+            fields,
+            [
+                "title",
+                "category",
+                "delivery_modes",
+                "scenarios",
+                "pricing.amount"
+            ]
+        );
     }
 
     #[test]
     fn an_amount_is_required_exactly_when_the_model_needs_one() {
         let mut d = example_draft();
-        d.pricing = Pricing { model: PricingModel::Free, amount: None, currency: None };
+        d.pricing = Pricing {
+            model: PricingModel::Free,
+            amount: None,
+            currency: None,
+        };
         d.validate().expect("free without amount");
         d.pricing.amount = Some("1".into());
         d.pricing.currency = Some("CNY".into());
-        assert_eq!(d.validate().expect_err("free with amount").0[0].field, "pricing.amount");
+        assert_eq!(
+            d.validate().expect_err("free with amount").0[0].field,
+            "pricing.amount"
+        );
         d.pricing.model = PricingModel::Fixed;
         d.validate().expect("fixed with amount");
         d.pricing.currency = None;
-        assert_eq!(d.validate().expect_err("no currency").0[0].field, "pricing.currency");
+        assert_eq!(
+            d.validate().expect_err("no currency").0[0].field,
+            "pricing.currency"
+        );
     }
 
     #[test]
@@ -590,7 +662,19 @@ mod tests {
         for ok in ["0", "0.5", "0.50", "12", "1234.5678", "999999999999999"] {
             assert!(valid_amount(ok), "{ok}");
         }
-        for bad in ["", "-1", "+1", "01", "1.", ".5", "1e3", "1.23456", "1,5", "0x10", "1000000000000000"] {
+        for bad in [
+            "",
+            "-1",
+            "+1",
+            "01",
+            "1.",
+            ".5",
+            "1e3",
+            "1.23456",
+            "1,5",
+            "0x10",
+            "1000000000000000",
+        ] {
             assert!(!valid_amount(bad), "{bad}");
         }
     }

@@ -1,1 +1,382 @@
-//! xchg-tests: shared fixtures for the integration suites in `tests/tests/`.
+//! xchg-tests: fixtures for the integration suites in `tests/tests/`, which run real `xchg`
+//! processes on loopback addresses and stop everything they start.
+//!
+//! [`Zone`] generates a layout with the real `xchg config generate`, starts and kills node
+//! processes, and offers small HTTP helpers. Waits are conditions with deadlines ([`eventually`]),
+//! never fixed sleeps.
+
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use serde_json::Value;
+use xchg_federation_config::layout::{Layout, ZoneTokens};
+
+/// The `xchg` binary built alongside the tests (`target/<profile>/xchg`).
+///
+/// `cargo test --workspace` builds it because `xchg-node` has integration tests of its own.
+pub fn xchg_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("XCHG_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().unwrap_or_default();
+    // target/<profile>/deps/<test>-<hash> → target/<profile>/xchg
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    profile_dir.join("xchg")
+}
+
+/// Polls `check` every 50 ms until it returns `Some`, or fails after `deadline` saying `what`.
+///
+/// # Errors
+/// When the deadline passes; the message names the condition and the last observation.
+pub async fn eventually<T, F, Fut>(
+    deadline: Duration,
+    what: &str,
+    mut check: F,
+) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<T>, String>>,
+{
+    let until = Instant::now() + deadline;
+    let mut last = String::from("no observation yet");
+    loop {
+        match check().await {
+            Ok(Some(v)) => return Ok(v),
+            Ok(None) => {}
+            Err(e) => last = e,
+        }
+        if Instant::now() >= until {
+            bail!("timed out after {deadline:?} waiting for {what}; last: {last}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A loopback host and base port whose 3 × `nodes` ports are free right now. Each fixture gets
+/// its own 127.x.y.1 address, so parallel tests do not collide.
+fn free_addresses(nodes: usize) -> anyhow::Result<(Ipv4Addr, u16)> {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let seed = std::process::id().wrapping_mul(2_654_435_761);
+    for _ in 0..64 {
+        let n = seed.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed).wrapping_mul(7919));
+        let host = Ipv4Addr::new(127, 1 + (n % 250) as u8, ((n >> 8) % 250) as u8 + 1, 1);
+        let base = 20_000 + ((n >> 16) % 30_000) as u16;
+        let all_free = (0..(3 * nodes) as u16)
+            .all(|i| TcpListener::bind(SocketAddr::from((host, base + i))).is_ok());
+        if all_free {
+            return Ok((host, base));
+        }
+    }
+    bail!("no free loopback address and port range found")
+}
+
+/// One node process of a fixture.
+pub struct NodeProcess {
+    /// Node name.
+    pub name: String,
+    /// Its config file.
+    pub config: PathBuf,
+    /// Its API base URL.
+    pub api_url: String,
+    /// Where its stdout and stderr go.
+    pub log: PathBuf,
+    child: Option<Child>,
+}
+
+/// A generated layout and its running node processes.
+pub struct Zone {
+    /// The layout directory (deleted on drop).
+    pub dir: tempfile::TempDir,
+    /// The generated layout.
+    pub layout: Layout,
+    /// Every node of the layout, in layout order.
+    pub nodes: Vec<NodeProcess>,
+    http: reqwest::Client,
+}
+
+impl Zone {
+    /// Generates `layout` with `nodes_per_zone` nodes per zone on a private loopback address.
+    ///
+    /// # Errors
+    /// If the generator fails.
+    pub fn generate(layout: &str, nodes_per_zone: usize) -> anyhow::Result<Zone> {
+        let dir = tempfile::tempdir()?;
+        let zones = match layout {
+            "single-zone" => 1,
+            "two-exchanges" => 2,
+            _ => 11,
+        };
+        let (host, base) = free_addresses(zones * nodes_per_zone)?;
+        let out = dir.path().join("layout");
+        let status = Command::new(xchg_binary())
+            .args(["config", "generate", "--layout", layout, "--nodes-per-zone"])
+            .arg(nodes_per_zone.to_string())
+            .arg("--base-port")
+            .arg(base.to_string())
+            .arg("--host")
+            .arg(host.to_string())
+            .arg("--out")
+            .arg(&out)
+            .stdout(Stdio::null())
+            .status()
+            .with_context(|| format!("running {}", xchg_binary().display()))?;
+        if !status.success() {
+            bail!("xchg config generate failed: {status}");
+        }
+        let layout: Layout = serde_json::from_slice(&std::fs::read(out.join("layout.json"))?)?;
+        let nodes = layout
+            .exchanges
+            .iter()
+            .flat_map(|e| &e.zones)
+            .flat_map(|z| &z.nodes)
+            .map(|n| NodeProcess {
+                name: n.name.to_string(),
+                config: out.join(&n.config),
+                api_url: n.api_url.clone(),
+                log: dir.path().join(format!("{}.log", n.name)),
+                child: None,
+            })
+            .collect();
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()?;
+        Ok(Zone {
+            dir,
+            layout,
+            nodes,
+            http,
+        })
+    }
+
+    /// The role tokens of the first zone.
+    pub fn tokens(&self) -> &ZoneTokens {
+        &self.layout.exchanges[0].zones[0].tokens
+    }
+
+    /// Starts node `i` (`xchg run`), with extra arguments.
+    ///
+    /// # Errors
+    /// If the process cannot be spawned or is already running.
+    pub fn start_with(&mut self, i: usize, extra: &[&str]) -> anyhow::Result<()> {
+        let node = &mut self.nodes[i];
+        if node.child.is_some() {
+            bail!("{} is already running", node.name);
+        }
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&node.log)?;
+        let child = Command::new(xchg_binary())
+            .arg("run")
+            .arg("--config")
+            .arg(&node.config)
+            .args(extra)
+            .env(
+                "RUST_LOG",
+                std::env::var("XCHG_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?;
+        node.child = Some(child);
+        Ok(())
+    }
+
+    /// Starts node `i`.
+    ///
+    /// # Errors
+    /// As [`Zone::start_with`].
+    pub fn start(&mut self, i: usize) -> anyhow::Result<()> {
+        self.start_with(i, &[])
+    }
+
+    /// Starts every node.
+    ///
+    /// # Errors
+    /// As [`Zone::start`].
+    pub fn start_all(&mut self) -> anyhow::Result<()> {
+        (0..self.nodes.len()).try_for_each(|i| self.start(i))
+    }
+
+    /// SIGKILLs node `i` and reaps it.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.nodes[i].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERMs node `i` and waits up to `deadline` for it to exit; returns its exit status.
+    ///
+    /// # Errors
+    /// If it does not exit in time (it is then killed).
+    pub fn terminate(
+        &mut self,
+        i: usize,
+        deadline: Duration,
+    ) -> anyhow::Result<std::process::ExitStatus> {
+        let Some(mut child) = self.nodes[i].child.take() else {
+            bail!("{} is not running", self.nodes[i].name)
+        };
+        Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status()?;
+        let until = Instant::now() + deadline;
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() >= until {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!(
+                    "{} did not stop within {deadline:?} of SIGTERM",
+                    self.nodes[i].name
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Whether node `i`'s process is running.
+    pub fn is_running(&self, i: usize) -> bool {
+        self.nodes[i].child.is_some()
+    }
+
+    /// GET `path` on node `i` with `token`; the status and JSON body.
+    ///
+    /// # Errors
+    /// Transport errors.
+    pub async fn get(
+        &self,
+        i: usize,
+        path: &str,
+        token: Option<&str>,
+    ) -> anyhow::Result<(u16, Value)> {
+        let mut req = self.http.get(format!("{}{path}", self.nodes[i].api_url));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await?;
+        let status = resp.status().as_u16();
+        let body = resp.json().await.unwrap_or(Value::Null);
+        Ok((status, body))
+    }
+
+    /// Sends `method` `path` with a raw body to node `i`; the status and JSON body.
+    ///
+    /// # Errors
+    /// Transport errors.
+    pub async fn send(
+        &self,
+        i: usize,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<(&str, Vec<u8>)>,
+    ) -> anyhow::Result<(u16, Value)> {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.nodes[i].api_url));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some((content_type, bytes)) = body {
+            req = req.header("content-type", content_type).body(bytes);
+        }
+        let resp = req.send().await?;
+        let status = resp.status().as_u16();
+        let body = resp.json().await.unwrap_or(Value::Null);
+        Ok((status, body))
+    }
+
+    /// POSTs JSON to node `i`.
+    ///
+    /// # Errors
+    /// Transport errors.
+    pub async fn post(
+        &self,
+        i: usize,
+        path: &str,
+        token: &str,
+        body: &Value,
+    ) -> anyhow::Result<(u16, Value)> {
+        self.send(
+            i,
+            reqwest::Method::POST,
+            path,
+            Some(token),
+            Some(("application/json", serde_json::to_vec(body)?)),
+        )
+        .await
+    }
+
+    /// Waits until node `i` reports a leader, and returns the leader's node index.
+    ///
+    /// # Errors
+    /// If none is reported within `deadline`.
+    pub async fn wait_for_leader(&self, i: usize, deadline: Duration) -> anyhow::Result<usize> {
+        eventually(deadline, "a zone leader", || async {
+            let (_, status) = self
+                .get(i, "/v1/status", None)
+                .await
+                .map_err(|e| e.to_string())?;
+            let Some(leader) = status["leader"].as_str() else {
+                return Ok(None);
+            };
+            // Only a leader that says so itself counts (a follower may remember a dead one).
+            let Some(idx) = self.nodes.iter().position(|n| n.name == leader) else {
+                return Ok(None);
+            };
+            if !self.is_running(idx) {
+                return Ok(None);
+            }
+            let (_, own) = self
+                .get(idx, "/v1/status", None)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok((own["role"] == "leader").then_some(idx))
+        })
+        .await
+    }
+
+    /// The contents of node `i`'s log file (for failure messages).
+    pub fn log_of(&self, i: usize) -> String {
+        std::fs::read_to_string(&self.nodes[i].log).unwrap_or_default()
+    }
+}
+
+impl Drop for Zone {
+    fn drop(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.kill(i);
+        }
+    }
+}
+
+/// The listing body of the API issue, with a distinguishing title suffix.
+pub fn example_listing(suffix: &str) -> Value {
+    serde_json::json!({
+        "title": format!("禹州市企业信用核验接口 {suffix}"),
+        "description": "按统一社会信用代码核验企业登记与信用状态",
+        "provider": {"id": "yuzhou-credit-center", "name": "禹州市信用中心"},
+        "category": "credit",
+        "product_form": "verification",
+        "classification": "general",
+        "contains_personal_info": false,
+        "delivery_modes": ["verification", "api"],
+        "pricing": {"model": "per_call", "amount": "0.50", "currency": "CNY"},
+        "scenarios": ["企业贷款授信审查"],
+        "update_frequency": "daily",
+        "rights": ["holding", "operating"]
+    })
+}

@@ -92,7 +92,8 @@ impl PlannedNode {
 /// Plans a run: keys and tokens come from `rng`, ports are numbered over the whole layout.
 ///
 /// # Errors
-/// [`GenerateError::Ports`] if the ports do not fit below 65536.
+/// [`GenerateError::Ports`] if the ports do not fit below 65536;
+/// [`GenerateError::Inconsistent`] if a layout table yields an id the protocol refuses.
 pub(super) fn plan(
     opts: &LayoutOptions,
     rng: &mut (impl RngCore + CryptoRng),
@@ -221,8 +222,8 @@ impl Plan {
     }
 }
 
-/// The layout's own table of names; tested so that [`GenerateError::Inconsistent`] stays
-/// unreachable.
+/// Ids are built from the layout tables above, which the tests cover, so this conversion only
+/// fires if a table is edited into something the protocol refuses.
 impl From<xchg_protocol::IdError> for GenerateError {
     fn from(e: xchg_protocol::IdError) -> Self {
         GenerateError::Inconsistent(e.to_string())

@@ -37,7 +37,11 @@ impl Caller {
         Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden",
-            format!("a {} token cannot do this; it needs one of: admin, {}", self.actor.role, allowed.join(", ")),
+            format!(
+                "a {} token cannot do this; it needs one of: admin, {}",
+                self.actor.role,
+                allowed.join(", ")
+            ),
         ))
     }
 }
@@ -78,12 +82,21 @@ impl FromRequestParts<AppState> for Caller {
             let role: Role = role.parse().map_err(ApiError::internal)?;
             let party: Option<String> = row.try_get(1)?;
             let id = party.clone().unwrap_or(short);
-            return Ok(Caller { actor: Actor { id, role }, party });
+            return Ok(Caller {
+                actor: Actor { id, role },
+                party,
+            });
         }
         let digest = xchg_federation_config::token_hash(token);
         let configured = state.config.api.tokens.iter().find(|t| t.sha256 == digest);
         match configured {
-            Some(t) => Ok(Caller { actor: Actor { id: short, role: t.role }, party: None }),
+            Some(t) => Ok(Caller {
+                actor: Actor {
+                    id: short,
+                    role: t.role,
+                },
+                party: None,
+            }),
             None => Err(unauthorized("unknown token")),
         }
     }

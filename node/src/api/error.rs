@@ -48,7 +48,13 @@ struct Inner<'a> {
 impl ApiError {
     /// An error with no field.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into(), field: None, details: Vec::new() }
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            field: None,
+            details: Vec::new(),
+        }
     }
 
     /// Blames `field`.
@@ -90,7 +96,11 @@ impl ApiError {
     /// 500 `internal`, logging the cause.
     pub fn internal(e: impl std::fmt::Display) -> Self {
         tracing::error!(error = %e, "internal error");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the node's log")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error; see the node's log",
+        )
     }
 }
 
@@ -115,7 +125,13 @@ impl From<xchg_protocol::ValidationError> for ApiError {
     fn from(v: xchg_protocol::ValidationError) -> Self {
         let first = v.0.first().map(|e| e.field.clone()).unwrap_or_default();
         let mut err = ApiError::invalid_field(&first, v.to_string());
-        err.details = v.0.into_iter().map(|e| FieldDetail { field: e.field, message: e.message }).collect();
+        err.details =
+            v.0.into_iter()
+                .map(|e| FieldDetail {
+                    field: e.field,
+                    message: e.message,
+                })
+                .collect();
         err
     }
 }
@@ -123,7 +139,12 @@ impl From<xchg_protocol::ValidationError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = Body {
-            error: Inner { code: self.code, message: &self.message, field: self.field.as_deref(), details: &self.details },
+            error: Inner {
+                code: self.code,
+                message: &self.message,
+                field: self.field.as_deref(),
+                details: &self.details,
+            },
         };
         (self.status, axum::Json(body)).into_response()
     }

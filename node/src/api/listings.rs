@@ -32,12 +32,18 @@ pub struct WriteResult {
 
 impl From<Applied> for WriteResult {
     fn from(a: Applied) -> Self {
-        WriteResult { id: a.object_id, version: a.version, state: a.state }
+        WriteResult {
+            id: a.object_id,
+            version: a.version,
+            state: a.state,
+        }
     }
 }
 
 fn listing_id(raw: &str) -> Result<ContentId, ApiError> {
-    raw.parse().map_err(|e: xchg_protocol::IdError| ApiError::not_found(format!("no listing {raw:?}: {e}")))
+    raw.parse().map_err(|e: xchg_protocol::IdError| {
+        ApiError::not_found(format!("no listing {raw:?}: {e}"))
+    })
 }
 
 async fn run(state: &AppState, cmd: CatalogCommand) -> Result<WriteResult, ApiError> {
@@ -55,12 +61,26 @@ pub async fn submit(
     draft.validate()?;
     if let Some(party) = &caller.party {
         if draft.provider.id.as_str() != party {
-            return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", format!("this token acts for {party}; it cannot submit listings for {}", draft.provider.id))
-                .with_field("provider.id"));
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!(
+                    "this token acts for {party}; it cannot submit listings for {}",
+                    draft.provider.id
+                ),
+            )
+            .with_field("provider.id"));
         }
     }
     let listing = Listing::first_version(draft, state.config.zone.id.clone(), Timestamp::now());
-    let result = run(&state, CatalogCommand::SubmitListing { listing: Box::new(listing), actor: caller.actor }).await?;
+    let result = run(
+        &state,
+        CatalogCommand::SubmitListing {
+            listing: Box::new(listing),
+            actor: caller.actor,
+        },
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(result)))
 }
 
@@ -74,7 +94,12 @@ pub async fn update(
     caller.require(&[Role::Provider])?;
     let listing_id = listing_id(&id)?;
     draft.validate()?;
-    let cmd = CatalogCommand::UpdateListing { listing_id, draft: Box::new(draft), at: Timestamp::now(), actor: caller.actor };
+    let cmd = CatalogCommand::UpdateListing {
+        listing_id,
+        draft: Box::new(draft),
+        at: Timestamp::now(),
+        actor: caller.actor,
+    };
     Ok(Json(run(&state, cmd).await?))
 }
 
@@ -84,7 +109,10 @@ fn check_text(field: &str, value: &str, required: bool) -> Result<(), ApiError> 
     }
     let n = value.chars().count();
     if n > MAX_REASON_CHARS {
-        return Err(ApiError::invalid_field(field, format!("{n} characters, at most {MAX_REASON_CHARS} allowed")));
+        return Err(ApiError::invalid_field(
+            field,
+            format!("{n} characters, at most {MAX_REASON_CHARS} allowed"),
+        ));
     }
     Ok(())
 }
@@ -98,7 +126,11 @@ pub async fn approve(
 ) -> Result<Json<WriteResult>, ApiError> {
     caller.require(&[Role::Operator])?;
     let listing_id = listing_id(&id)?;
-    let review: Review = if body.iter().all(u8::is_ascii_whitespace) { Review::default() } else { parse(&body)? };
+    let review: Review = if body.iter().all(u8::is_ascii_whitespace) {
+        Review::default()
+    } else {
+        parse(&body)?
+    };
     for (field, value) in [
         ("compliance_review", &review.compliance_review),
         ("security_assessment", &review.security_assessment),
@@ -108,7 +140,12 @@ pub async fn approve(
             check_text(field, v, false)?;
         }
     }
-    let cmd = CatalogCommand::ApproveListing { listing_id, review, at: Timestamp::now(), actor: caller.actor };
+    let cmd = CatalogCommand::ApproveListing {
+        listing_id,
+        review,
+        at: Timestamp::now(),
+        actor: caller.actor,
+    };
     Ok(Json(run(&state, cmd).await?))
 }
 
@@ -130,7 +167,12 @@ pub async fn reject(
     caller.require(&[Role::Operator])?;
     let listing_id = listing_id(&id)?;
     check_text("reason", &body.reason, true)?;
-    let cmd = CatalogCommand::RejectListing { listing_id, reason: body.reason, at: Timestamp::now(), actor: caller.actor };
+    let cmd = CatalogCommand::RejectListing {
+        listing_id,
+        reason: body.reason,
+        at: Timestamp::now(),
+        actor: caller.actor,
+    };
     Ok(Json(run(&state, cmd).await?))
 }
 
@@ -144,7 +186,12 @@ pub async fn delist(
     caller.require(&[Role::Operator])?;
     let listing_id = listing_id(&id)?;
     check_text("reason", &body.reason, true)?;
-    let cmd = CatalogCommand::DelistListing { listing_id, reason: body.reason, at: Timestamp::now(), actor: caller.actor };
+    let cmd = CatalogCommand::DelistListing {
+        listing_id,
+        reason: body.reason,
+        at: Timestamp::now(),
+        actor: caller.actor,
+    };
     Ok(Json(run(&state, cmd).await?))
 }
 
@@ -174,7 +221,10 @@ pub async fn get_one(
     listing_id(&id)?;
     state.read_barrier(&params.consistency).await?;
     let mut conn = state.db.read.acquire().await?;
-    query::get(&mut conn, &id).await?.map(Json).ok_or_else(|| ApiError::not_found(format!("no listing {id}")))
+    query::get(&mut conn, &id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no listing {id}")))
 }
 
 /// The search query string.
@@ -193,10 +243,18 @@ pub struct SearchParams {
     consistency: Consistency,
 }
 
-fn one_of<T: for<'de> Deserialize<'de>>(field: &str, value: &Option<String>, expected: &str) -> Result<(), ApiError> {
+fn one_of<T: for<'de> Deserialize<'de>>(
+    field: &str,
+    value: &Option<String>,
+    expected: &str,
+) -> Result<(), ApiError> {
     if let Some(v) = value {
-        serde_json::from_value::<T>(serde_json::Value::String(v.clone()))
-            .map_err(|_| ApiError::invalid_field(field, format!("unknown {field} {v:?}; expected one of {expected}")))?;
+        serde_json::from_value::<T>(serde_json::Value::String(v.clone())).map_err(|_| {
+            ApiError::invalid_field(
+                field,
+                format!("unknown {field} {v:?}; expected one of {expected}"),
+            )
+        })?;
     }
     Ok(())
 }
@@ -210,18 +268,42 @@ pub async fn search(
     let _ = caller;
     let Query(p) = params.map_err(query_error)?;
     if let Some(s) = &p.state {
-        ListingState::parse(s).ok_or_else(|| ApiError::invalid_field("state", format!("unknown state {s:?}; expected submitted, listed, rejected or delisted")))?;
+        ListingState::parse(s).ok_or_else(|| {
+            ApiError::invalid_field(
+                "state",
+                format!("unknown state {s:?}; expected submitted, listed, rejected or delisted"),
+            )
+        })?;
     }
-    one_of::<Classification>("classification", &p.classification, "public, general, important, core")?;
-    one_of::<DeliveryMode>("delivery_mode", &p.delivery_mode, "file, api, sandbox, privacy_computing, model_output, verification")?;
+    one_of::<Classification>(
+        "classification",
+        &p.classification,
+        "public, general, important, core",
+    )?;
+    one_of::<DeliveryMode>(
+        "delivery_mode",
+        &p.delivery_mode,
+        "file, api, sandbox, privacy_computing, model_output, verification",
+    )?;
     let limit = match &p.limit {
-        Some(l) => Some(l.parse::<u32>().map_err(|_| ApiError::invalid_field("limit", format!("expected a whole number from 1 to {}, got {l:?}", query::MAX_PAGE)))?),
+        Some(l) => Some(l.parse::<u32>().map_err(|_| {
+            ApiError::invalid_field(
+                "limit",
+                format!(
+                    "expected a whole number from 1 to {}, got {l:?}",
+                    query::MAX_PAGE
+                ),
+            )
+        })?),
         None => None,
     };
-    let cursor = match &p.cursor {
-        Some(c) => Some(c.parse::<i64>().map_err(|_| ApiError::invalid_field("cursor", "not a cursor returned by this API"))?),
-        None => None,
-    };
+    let cursor =
+        match &p.cursor {
+            Some(c) => Some(c.parse::<i64>().map_err(|_| {
+                ApiError::invalid_field("cursor", "not a cursor returned by this API")
+            })?),
+            None => None,
+        };
     if let Some(q) = &p.q {
         if q.chars().count() > 200 {
             return Err(ApiError::invalid_field("q", "at most 200 characters"));
@@ -239,5 +321,7 @@ pub async fn search(
         cursor,
     };
     let mut conn = state.db.read.acquire().await?;
-    Ok(Json(query::search(&mut conn, &search, &state.config.zone.id).await?))
+    Ok(Json(
+        query::search(&mut conn, &search, &state.config.zone.id).await?,
+    ))
 }

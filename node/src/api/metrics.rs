@@ -31,7 +31,10 @@ struct RouteLabels {
 }
 
 fn latency_buckets() -> impl Iterator<Item = f64> {
-    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0].into_iter()
+    [
+        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    ]
+    .into_iter()
 }
 
 /// The node's metrics.
@@ -60,25 +63,63 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("xchg");
         let requests = Family::<RequestLabels, Counter>::default();
-        registry.register("http_requests", "API requests by route, method and status", requests.clone());
-        let request_seconds = Family::<RouteLabels, Histogram>::new_with_constructor(|| Histogram::new(latency_buckets()));
-        registry.register("http_request_duration_seconds", "API request latency by route", request_seconds.clone());
+        registry.register(
+            "http_requests",
+            "API requests by route, method and status",
+            requests.clone(),
+        );
+        let request_seconds = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(latency_buckets())
+        });
+        registry.register(
+            "http_request_duration_seconds",
+            "API request latency by route",
+            request_seconds.clone(),
+        );
         let write_seconds = Histogram::new(latency_buckets());
-        registry.register("write_duration_seconds", "From proposal to applied response, per catalog write", write_seconds.clone());
+        registry.register(
+            "write_duration_seconds",
+            "From proposal to applied response, per catalog write",
+            write_seconds.clone(),
+        );
         let apply_batch_seconds = Histogram::new(latency_buckets());
-        registry.register("apply_batch_duration_seconds", "Time to apply one batch of committed entries", apply_batch_seconds.clone());
+        registry.register(
+            "apply_batch_duration_seconds",
+            "Time to apply one batch of committed entries",
+            apply_batch_seconds.clone(),
+        );
         let applied_entries = Counter::default();
-        registry.register("applied_entries", "Log entries applied to the catalog", applied_entries.clone());
+        registry.register(
+            "applied_entries",
+            "Log entries applied to the catalog",
+            applied_entries.clone(),
+        );
         let term = Gauge::default();
         registry.register("raft_term", "Current Raft term", term.clone());
         let is_leader = Gauge::default();
-        registry.register("raft_is_leader", "1 if this node leads its zone", is_leader.clone());
+        registry.register(
+            "raft_is_leader",
+            "1 if this node leads its zone",
+            is_leader.clone(),
+        );
         let last_log_index = Gauge::default();
-        registry.register("raft_last_log_index", "Last log index on this node", last_log_index.clone());
+        registry.register(
+            "raft_last_log_index",
+            "Last log index on this node",
+            last_log_index.clone(),
+        );
         let applied_index = Gauge::default();
-        registry.register("raft_applied_index", "Last log index applied to the catalog", applied_index.clone());
+        registry.register(
+            "raft_applied_index",
+            "Last log index applied to the catalog",
+            applied_index.clone(),
+        );
         let commit_index = Gauge::default();
-        registry.register("raft_commit_index", "Highest committed log index known here", commit_index.clone());
+        registry.register(
+            "raft_commit_index",
+            "Highest committed log index known here",
+            commit_index.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -111,13 +152,28 @@ impl Metrics {
 
 /// Middleware counting and timing every request by its route template.
 pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let route = req.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let method = req.method().to_string();
     let started = Instant::now();
     let response = next.run(req).await;
     let status = response.status().as_u16();
-    state.metrics.requests.get_or_create(&RequestLabels { route: route.clone(), method, status }).inc();
-    state.metrics.request_seconds.get_or_create(&RouteLabels { route }).observe(started.elapsed().as_secs_f64());
+    state
+        .metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            route: route.clone(),
+            method,
+            status,
+        })
+        .inc();
+    state
+        .metrics
+        .request_seconds
+        .get_or_create(&RouteLabels { route })
+        .observe(started.elapsed().as_secs_f64());
     response
 }
 
@@ -130,14 +186,30 @@ pub async fn render(State(state): State<AppState>) -> Response {
     let m = state.raft.metrics().borrow().clone();
     let metrics = &state.metrics;
     metrics.term.set(gauge(m.current_term));
-    metrics.is_leader.set(i64::from(m.current_leader == Some(m.id)));
-    metrics.last_log_index.set(gauge(m.last_log_index.unwrap_or(0)));
+    metrics
+        .is_leader
+        .set(i64::from(m.current_leader == Some(m.id)));
+    metrics
+        .last_log_index
+        .set(gauge(m.last_log_index.unwrap_or(0)));
     let applied = m.last_applied.map_or(0, |l| l.index);
     metrics.applied_index.set(gauge(applied));
-    metrics.commit_index.set(gauge(state.committed.load(std::sync::atomic::Ordering::Relaxed).max(applied)));
+    metrics.commit_index.set(gauge(
+        state
+            .committed
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .max(applied),
+    ));
     let mut text = String::new();
     if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &metrics.registry) {
         return super::error::ApiError::internal(e).into_response();
     }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
 }

@@ -25,7 +25,9 @@ use xchg_federation_config::NodeConfig;
 
 use crate::catalog::{CatalogCommand, CommandResponse};
 use crate::raft::tls::MemberKeys;
-use crate::raft::transport::{ForwardError, TransportError, ZoneRequest, ZoneResponse, ZoneTransport};
+use crate::raft::transport::{
+    ForwardError, TransportError, ZoneRequest, ZoneResponse, ZoneTransport,
+};
 use crate::raft::{NodeId, Raft};
 use crate::store::Db;
 use error::ApiError;
@@ -98,7 +100,10 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/status", get(status::get_status))
         .route("/v1/listings", post(listings::submit).get(listings::search))
-        .route("/v1/listings/{id}", get(listings::get_one).put(listings::update))
+        .route(
+            "/v1/listings/{id}",
+            get(listings::get_one).put(listings::update),
+        )
         .route("/v1/listings/{id}/approve", post(listings::approve))
         .route("/v1/listings/{id}/reject", post(listings::reject))
         .route("/v1/listings/{id}/delist", post(listings::delist))
@@ -110,7 +115,10 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics::render))
         .fallback(error::not_found)
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
         .with_state(state)
 }
 
@@ -140,8 +148,14 @@ impl Context {
         let result = loop {
             let leader = match self.raft.client_write(cmd.clone()).await {
                 Ok(r) => break Ok((r.data, r.log_id.index)),
-                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => f.leader_id.or(hint),
-                Err(e) => break Err(ApiError::unavailable(&format!("Raft cannot take writes: {e}"))),
+                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                    f.leader_id.or(hint)
+                }
+                Err(e) => {
+                    break Err(ApiError::unavailable(&format!(
+                        "Raft cannot take writes: {e}"
+                    )));
+                }
             };
             match self.forward_write(leader, &cmd).await {
                 Forwarded::Done(r) => break Ok(r),
@@ -149,7 +163,9 @@ impl Context {
                 Forwarded::Unknown(msg) => break Err(ApiError::outcome_unknown(&msg)),
             }
             if Instant::now() >= deadline {
-                break Err(ApiError::unavailable("no Raft leader is available in this zone; retry shortly"));
+                break Err(ApiError::unavailable(
+                    "no Raft leader is available in this zone; retry shortly",
+                ));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
@@ -158,14 +174,31 @@ impl Context {
     }
 
     async fn forward_write(&self, leader: Option<NodeId>, cmd: &CatalogCommand) -> Forwarded {
-        let Some((id, node)) = self.leader_node(leader) else { return Forwarded::Retry(None) };
-        match self.transport.call(id, &node, ZoneRequest::ForwardWrite(cmd.clone()), FORWARD_TIMEOUT).await {
+        let Some((id, node)) = self.leader_node(leader) else {
+            return Forwarded::Retry(None);
+        };
+        match self
+            .transport
+            .call(
+                id,
+                &node,
+                ZoneRequest::ForwardWrite(cmd.clone()),
+                FORWARD_TIMEOUT,
+            )
+            .await
+        {
             Ok(ZoneResponse::ForwardWrite(Ok(r))) => Forwarded::Done(r),
-            Ok(ZoneResponse::ForwardWrite(Err(ForwardError::NotLeader { leader }))) => Forwarded::Retry(leader),
-            Ok(ZoneResponse::ForwardWrite(Err(ForwardError::Unavailable(msg)))) => Forwarded::Unknown(msg),
+            Ok(ZoneResponse::ForwardWrite(Err(ForwardError::NotLeader { leader }))) => {
+                Forwarded::Retry(leader)
+            }
+            Ok(ZoneResponse::ForwardWrite(Err(ForwardError::Unavailable(msg)))) => {
+                Forwarded::Unknown(msg)
+            }
             Ok(_) => Forwarded::Unknown("unexpected answer from the leader".into()),
             Err(TransportError::Unreachable(_)) => Forwarded::Retry(None),
-            Err(e) => Forwarded::Unknown(format!("forwarding to the leader failed after sending: {e}")),
+            Err(e) => Forwarded::Unknown(format!(
+                "forwarding to the leader failed after sending: {e}"
+            )),
         }
     }
 
@@ -194,7 +227,9 @@ impl Context {
                 Err(ForwardError::Unavailable(_)) => {}
             }
             if Instant::now() >= deadline {
-                return Err(ApiError::unavailable("no Raft leader confirmed a read point; retry, or pass ?consistency=local"));
+                return Err(ApiError::unavailable(
+                    "no Raft leader confirmed a read point; retry, or pass ?consistency=local",
+                ));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
@@ -203,7 +238,9 @@ impl Context {
             .wait(Some(remaining))
             .applied_index_at_least(Some(index), "linearizable read")
             .await
-            .map_err(|_| ApiError::unavailable("this node is catching up; retry, or read from another node"))?;
+            .map_err(|_| {
+                ApiError::unavailable("this node is catching up; retry, or read from another node")
+            })?;
         Ok(())
     }
 
@@ -211,11 +248,16 @@ impl Context {
         let Some((id, node)) = self.leader_node(leader) else {
             return Err(ForwardError::Unavailable("leader unknown".into()));
         };
-        match self.transport.call(id, &node, ZoneRequest::ReadIndex, FORWARD_TIMEOUT).await {
+        match self
+            .transport
+            .call(id, &node, ZoneRequest::ReadIndex, FORWARD_TIMEOUT)
+            .await
+        {
             Ok(ZoneResponse::ReadIndex(r)) => r,
-            Ok(_) => Err(ForwardError::Unavailable("unexpected answer from leader".into())),
+            Ok(_) => Err(ForwardError::Unavailable(
+                "unexpected answer from leader".into(),
+            )),
             Err(e) => Err(ForwardError::Unavailable(e.to_string())),
         }
     }
-
 }

@@ -75,7 +75,10 @@ pub async fn get_status(State(state): State<AppState>) -> Json<Status> {
         role,
         leader: m.current_leader.as_ref().and_then(name_of),
         term: m.current_term,
-        commit_index: state.committed.load(std::sync::atomic::Ordering::Relaxed).max(m.last_applied.map_or(0, |l| l.index)),
+        commit_index: state
+            .committed
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .max(m.last_applied.map_or(0, |l| l.index)),
         applied_index: m.last_applied.map_or(0, |l| l.index),
         members,
     })

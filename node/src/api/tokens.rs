@@ -53,14 +53,19 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
     caller.require(&[])?;
     if let Some(p) = &body.party {
-        p.parse::<PartyId>().map_err(|e| ApiError::invalid_field("party", e.to_string()))?;
+        p.parse::<PartyId>()
+            .map_err(|e| ApiError::invalid_field("party", e.to_string()))?;
     }
     if body.label.trim().is_empty() || body.label.chars().count() > 200 {
         return Err(ApiError::invalid_field("label", "1 to 200 characters"));
     }
     let mut secret = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut secret);
-    let token = format!("xchg-{}-{}", body.role, base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret));
+    let token = format!(
+        "xchg-{}-{}",
+        body.role,
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret)
+    );
     let hash = hash_hex(&token);
     let cmd = CatalogCommand::CreateToken {
         token_hash: hash.clone(),
@@ -72,7 +77,16 @@ pub async fn create(
     };
     let (response, _) = state.propose(cmd).await?;
     response?;
-    Ok((StatusCode::CREATED, Json(CreatedToken { token, hash, role: body.role, party: body.party, label: body.label })))
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedToken {
+            token,
+            hash,
+            role: body.role,
+            party: body.party,
+            label: body.label,
+        }),
+    ))
 }
 
 /// `DELETE /v1/tokens/{hash}`: revoke a run-time or config token.
@@ -85,9 +99,15 @@ pub async fn revoke(
     let mut digest = [0u8; 32];
     hex::decode_to_slice(&hash, &mut digest)
         .map_err(|_| ApiError::not_found(format!("no token {hash:?}: expected 64 hex digits")))?;
-    let row = sqlx::query("SELECT role FROM tokens WHERE hash = ?").bind(&hash).fetch_optional(&state.db.read).await?;
+    let row = sqlx::query("SELECT role FROM tokens WHERE hash = ?")
+        .bind(&hash)
+        .fetch_optional(&state.db.read)
+        .await?;
     let role = match row {
-        Some(r) => r.try_get::<String, _>(0)?.parse::<Role>().map_err(ApiError::internal)?,
+        Some(r) => r
+            .try_get::<String, _>(0)?
+            .parse::<Role>()
+            .map_err(ApiError::internal)?,
         None => state
             .config
             .api
@@ -97,7 +117,12 @@ pub async fn revoke(
             .map(|t| t.role)
             .ok_or_else(|| ApiError::not_found(format!("no token {hash}")))?,
     };
-    let cmd = CatalogCommand::RevokeToken { token_hash: hash, role, at: Timestamp::now(), actor: caller.actor };
+    let cmd = CatalogCommand::RevokeToken {
+        token_hash: hash,
+        role,
+        at: Timestamp::now(),
+        actor: caller.actor,
+    };
     let (response, _) = state.propose(cmd).await?;
     response?;
     Ok(StatusCode::NO_CONTENT)

@@ -36,21 +36,50 @@ pub struct Membership {
 }
 
 async fn change(state: &AppState, change: MembershipChange) -> Result<Membership, ApiError> {
-    let service = crate::raft::transport::ZoneService::new(state.raft.clone()).with_member_keys(state.member_keys.clone());
+    let service = crate::raft::transport::ZoneService::new(state.raft.clone())
+        .with_member_keys(state.member_keys.clone());
     let mut answer = service.change_membership_as_leader(change.clone()).await;
     if let Err(ForwardError::NotLeader { leader }) = &answer {
         let id = leader.or_else(|| state.raft.metrics().borrow().current_leader);
-        let node = id.and_then(|id| state.raft.metrics().borrow().membership_config.membership().get_node(&id).cloned());
+        let node = id.and_then(|id| {
+            state
+                .raft
+                .metrics()
+                .borrow()
+                .membership_config
+                .membership()
+                .get_node(&id)
+                .cloned()
+        });
         let (Some(id), Some(node)) = (id, node) else {
-            return Err(ApiError::unavailable("no Raft leader is available in this zone; retry shortly"));
+            return Err(ApiError::unavailable(
+                "no Raft leader is available in this zone; retry shortly",
+            ));
         };
-        answer = match state.transport.call(id, &node, ZoneRequest::ChangeMembers(change), std::time::Duration::from_secs(120)).await {
+        answer = match state
+            .transport
+            .call(
+                id,
+                &node,
+                ZoneRequest::ChangeMembers(change),
+                std::time::Duration::from_secs(120),
+            )
+            .await
+        {
             Ok(ZoneResponse::ChangeMembers(r)) => r,
-            Ok(_) => Err(ForwardError::Unavailable("unexpected answer from the leader".into())),
+            Ok(_) => Err(ForwardError::Unavailable(
+                "unexpected answer from the leader".into(),
+            )),
             Err(e) => Err(ForwardError::Unavailable(e.to_string())),
         };
     }
-    let voters = answer.map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", format!("membership change failed: {e}")))?;
+    let voters = answer.map_err(|e| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            format!("membership change failed: {e}"),
+        )
+    })?;
     Ok(Membership { voters })
 }
 
@@ -62,21 +91,39 @@ pub async fn add_member(
     JsonBody(body): JsonBody<NewMember>,
 ) -> Result<Json<Membership>, ApiError> {
     caller.require(&[Role::Admin])?;
-    let name: NodeName = body.name.parse().map_err(|e: xchg_protocol::IdError| ApiError::invalid_field("name", e.to_string()))?;
+    let name: NodeName = body
+        .name
+        .parse()
+        .map_err(|e: xchg_protocol::IdError| ApiError::invalid_field("name", e.to_string()))?;
     body.raft_addr
         .parse::<std::net::SocketAddr>()
-        .map_err(|_| ApiError::invalid_field("raft_addr", "expected host:port, e.g. 127.0.0.1:7110"))?;
+        .map_err(|_| {
+            ApiError::invalid_field("raft_addr", "expected host:port, e.g. 127.0.0.1:7110")
+        })?;
     if !(body.api_url.starts_with("http://") || body.api_url.starts_with("https://")) {
-        return Err(ApiError::invalid_field("api_url", "expected an http:// or https:// URL"));
+        return Err(ApiError::invalid_field(
+            "api_url",
+            "expected an http:// or https:// URL",
+        ));
     }
-    let key = PublicKey::from_base64(&body.public_key).map_err(|e| ApiError::invalid_field("public_key", e.to_string()))?;
+    let key = PublicKey::from_base64(&body.public_key)
+        .map_err(|e| ApiError::invalid_field("public_key", e.to_string()))?;
     let node = MemberNode {
         name: name.to_string(),
         raft_addr: body.raft_addr,
         api_url: body.api_url.trim_end_matches('/').to_owned(),
         public_key: key.as_bytes().to_vec(),
     };
-    Ok(Json(change(&state, MembershipChange::Add { id: node_id(name.as_str()), node }).await?))
+    Ok(Json(
+        change(
+            &state,
+            MembershipChange::Add {
+                id: node_id(name.as_str()),
+                node,
+            },
+        )
+        .await?,
+    ))
 }
 
 /// `DELETE /v1/zone/members/{name}`.
@@ -87,9 +134,18 @@ pub async fn remove_member(
 ) -> Result<Json<Membership>, ApiError> {
     caller.require(&[Role::Admin])?;
     let id = node_id(&name);
-    let known = state.raft.metrics().borrow().membership_config.membership().get_node(&id).is_some();
+    let known = state
+        .raft
+        .metrics()
+        .borrow()
+        .membership_config
+        .membership()
+        .get_node(&id)
+        .is_some();
     if !known {
-        return Err(ApiError::not_found(format!("no member {name:?} in this zone")));
+        return Err(ApiError::not_found(format!(
+            "no member {name:?} in this zone"
+        )));
     }
     Ok(Json(change(&state, MembershipChange::Remove { id }).await?))
 }

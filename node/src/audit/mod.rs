@@ -50,7 +50,11 @@ mod hex32 {
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(v: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
-        if s.is_human_readable() { s.serialize_str(&hex::encode(v)) } else { s.serialize_bytes(v) }
+        if s.is_human_readable() {
+            s.serialize_str(&hex::encode(v))
+        } else {
+            s.serialize_bytes(v)
+        }
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
@@ -80,7 +84,11 @@ pub async fn head(conn: &mut SqliteConnection) -> Result<(u64, [u8; 32], Timesta
             if hash.len() == 32 {
                 h.copy_from_slice(&hash);
             }
-            (r.try_get::<i64, _>(0)? as u64, h, Timestamp(r.try_get::<i64, _>(2)? as u64))
+            (
+                r.try_get::<i64, _>(0)? as u64,
+                h,
+                Timestamp(r.try_get::<i64, _>(2)? as u64),
+            )
         }
         None => (0, [0u8; 32], Timestamp(0)),
     })
@@ -105,7 +113,10 @@ pub struct Event<'a> {
 }
 
 /// Appends one record after the current head, inside the caller's transaction.
-pub async fn append(conn: &mut SqliteConnection, event: Event<'_>) -> Result<AuditRecord, sqlx::Error> {
+pub async fn append(
+    conn: &mut SqliteConnection,
+    event: Event<'_>,
+) -> Result<AuditRecord, sqlx::Error> {
     let (seq, prev_hash, _) = head(conn).await?;
     let content = AuditContent {
         seq: seq + 1,

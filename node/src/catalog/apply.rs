@@ -22,28 +22,83 @@ pub async fn apply(
 ) -> Result<CommandResponse, sqlx::Error> {
     let (actor, at, object) = subject(cmd);
     let response = match cmd {
-        CatalogCommand::SubmitListing { listing, actor } => submit(conn, raft_index, listing, actor).await?,
-        CatalogCommand::UpdateListing { listing_id, draft, at, actor } => {
-            update(conn, raft_index, listing_id, draft, *at, actor).await?
+        CatalogCommand::SubmitListing { listing, actor } => {
+            submit(conn, raft_index, listing, actor).await?
         }
-        CatalogCommand::ApproveListing { listing_id, review, at, actor } => {
+        CatalogCommand::UpdateListing {
+            listing_id,
+            draft,
+            at,
+            actor,
+        } => update(conn, raft_index, listing_id, draft, *at, actor).await?,
+        CatalogCommand::ApproveListing {
+            listing_id,
+            review,
+            at,
+            actor,
+        } => {
             let detail = serde_json::to_string(review).ok();
-            transition(conn, raft_index, listing_id, Transition::Approve, *at, actor, detail).await?
+            transition(
+                conn,
+                raft_index,
+                listing_id,
+                Transition::Approve,
+                *at,
+                actor,
+                detail,
+            )
+            .await?
         }
-        CatalogCommand::RejectListing { listing_id, reason, at, actor } => {
+        CatalogCommand::RejectListing {
+            listing_id,
+            reason,
+            at,
+            actor,
+        } => {
             let detail = serde_json::json!({ "reason": reason }).to_string();
-            transition(conn, raft_index, listing_id, Transition::Reject, *at, actor, Some(detail)).await?
+            transition(
+                conn,
+                raft_index,
+                listing_id,
+                Transition::Reject,
+                *at,
+                actor,
+                Some(detail),
+            )
+            .await?
         }
-        CatalogCommand::DelistListing { listing_id, reason, at, actor } => {
+        CatalogCommand::DelistListing {
+            listing_id,
+            reason,
+            at,
+            actor,
+        } => {
             let detail = serde_json::json!({ "reason": reason }).to_string();
-            transition(conn, raft_index, listing_id, Transition::Delist, *at, actor, Some(detail)).await?
+            transition(
+                conn,
+                raft_index,
+                listing_id,
+                Transition::Delist,
+                *at,
+                actor,
+                Some(detail),
+            )
+            .await?
         }
-        CatalogCommand::CreateToken { token_hash, role, party, label, at, .. } => {
-            create_token(conn, token_hash, *role, party.as_deref(), label, *at).await?
-        }
-        CatalogCommand::RevokeToken { token_hash, role, at, .. } => {
-            revoke_token(conn, token_hash, *role, *at).await?
-        }
+        CatalogCommand::CreateToken {
+            token_hash,
+            role,
+            party,
+            label,
+            at,
+            ..
+        } => create_token(conn, token_hash, *role, party.as_deref(), label, *at).await?,
+        CatalogCommand::RevokeToken {
+            token_hash,
+            role,
+            at,
+            ..
+        } => revoke_token(conn, token_hash, *role, *at).await?,
     };
     let result = match &response {
         Ok(_) => "ok".to_owned(),
@@ -68,13 +123,45 @@ pub async fn apply(
 /// The actor, time and object of a command, for its audit record.
 fn subject(cmd: &CatalogCommand) -> (&Actor, Timestamp, String) {
     match cmd {
-        CatalogCommand::SubmitListing { listing, actor } => (actor, listing.created_at, listing.id().to_string()),
-        CatalogCommand::UpdateListing { listing_id, at, actor, .. }
-        | CatalogCommand::ApproveListing { listing_id, at, actor, .. }
-        | CatalogCommand::RejectListing { listing_id, at, actor, .. }
-        | CatalogCommand::DelistListing { listing_id, at, actor, .. } => (actor, *at, listing_id.to_string()),
-        CatalogCommand::CreateToken { token_hash, at, actor, .. }
-        | CatalogCommand::RevokeToken { token_hash, at, actor, .. } => (actor, *at, token_hash.clone()),
+        CatalogCommand::SubmitListing { listing, actor } => {
+            (actor, listing.created_at, listing.id().to_string())
+        }
+        CatalogCommand::UpdateListing {
+            listing_id,
+            at,
+            actor,
+            ..
+        }
+        | CatalogCommand::ApproveListing {
+            listing_id,
+            at,
+            actor,
+            ..
+        }
+        | CatalogCommand::RejectListing {
+            listing_id,
+            at,
+            actor,
+            ..
+        }
+        | CatalogCommand::DelistListing {
+            listing_id,
+            at,
+            actor,
+            ..
+        } => (actor, *at, listing_id.to_string()),
+        CatalogCommand::CreateToken {
+            token_hash,
+            at,
+            actor,
+            ..
+        }
+        | CatalogCommand::RevokeToken {
+            token_hash,
+            at,
+            actor,
+            ..
+        } => (actor, *at, token_hash.clone()),
     }
 }
 
@@ -86,13 +173,21 @@ fn modes(listing: &Listing) -> String {
     let names: Vec<String> = listing
         .delivery_modes
         .iter()
-        .map(|m| serde_json::to_value(m).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default())
+        .map(|m| {
+            serde_json::to_value(m)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default()
+        })
         .collect();
     format!(",{},", names.join(","))
 }
 
 fn enum_name<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_value(value).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
 }
 
 /// Writes the listing row for `listing` in `state` (insert, or replace the current version).
@@ -178,7 +273,10 @@ struct Current {
     listing: Listing,
 }
 
-async fn current(conn: &mut SqliteConnection, id: &ContentId) -> Result<Option<Current>, sqlx::Error> {
+async fn current(
+    conn: &mut SqliteConnection,
+    id: &ContentId,
+) -> Result<Option<Current>, sqlx::Error> {
     let row = sqlx::query("SELECT state, submitted_by, body FROM listings WHERE id = ?")
         .bind(id.to_string())
         .fetch_optional(&mut *conn)
@@ -190,11 +288,19 @@ async fn current(conn: &mut SqliteConnection, id: &ContentId) -> Result<Option<C
         .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
     let state = ListingState::parse(&state)
         .ok_or_else(|| sqlx::Error::Decode(format!("unknown listing state {state:?}").into()))?;
-    Ok(Some(Current { state, submitted_by: row.try_get(1)?, listing }))
+    Ok(Some(Current {
+        state,
+        submitted_by: row.try_get(1)?,
+        listing,
+    }))
 }
 
 fn applied(listing: &Listing, state: ListingState) -> CommandResponse {
-    Ok(Applied { object_id: listing.id().to_string(), version: Some(listing.version), state: Some(state) })
+    Ok(Applied {
+        object_id: listing.id().to_string(),
+        version: Some(listing.version),
+        state: Some(state),
+    })
 }
 
 async fn submit(
@@ -205,15 +311,30 @@ async fn submit(
 ) -> Result<CommandResponse, sqlx::Error> {
     let id = listing.id();
     if listing.version != 1 {
-        return Ok(Err(Refusal::Conflict("a new listing must be version 1".into())));
+        return Ok(Err(Refusal::Conflict(
+            "a new listing must be version 1".into(),
+        )));
     }
     if current(conn, &id).await?.is_some() {
-        return Ok(Err(Refusal::Conflict(format!("listing {id} already exists"))));
+        return Ok(Err(Refusal::Conflict(format!(
+            "listing {id} already exists"
+        ))));
     }
     write_listing(conn, listing, ListingState::Submitted, &actor.id).await?;
     let id = id.to_string();
-    record_history(conn, &id, raft_index, listing.created_at, actor, "submit", None, ListingState::Submitted, 1, None)
-        .await?;
+    record_history(
+        conn,
+        &id,
+        raft_index,
+        listing.created_at,
+        actor,
+        "submit",
+        None,
+        ListingState::Submitted,
+        1,
+        None,
+    )
+    .await?;
     Ok(applied(listing, ListingState::Submitted))
 }
 
@@ -240,10 +361,23 @@ async fn update(
             cur.state.as_str()
         ))));
     }
-    let next = cur.listing.next_version(draft.clone(), at.max(cur.listing.updated_at));
+    let next = cur
+        .listing
+        .next_version(draft.clone(), at.max(cur.listing.updated_at));
     write_listing(conn, &next, ListingState::Submitted, &cur.submitted_by).await?;
-    record_history(conn, &id.to_string(), raft_index, at, actor, "update", Some(cur.state), ListingState::Submitted, next.version, None)
-        .await?;
+    record_history(
+        conn,
+        &id.to_string(),
+        raft_index,
+        at,
+        actor,
+        "update",
+        Some(cur.state),
+        ListingState::Submitted,
+        next.version,
+        None,
+    )
+    .await?;
     Ok(applied(&next, ListingState::Submitted))
 }
 
@@ -291,8 +425,19 @@ async fn transition(
         .bind(id.to_string())
         .execute(&mut *conn)
         .await?;
-    record_history(conn, &id.to_string(), raft_index, at, actor, action, Some(from), to, cur.listing.version, detail)
-        .await?;
+    record_history(
+        conn,
+        &id.to_string(),
+        raft_index,
+        at,
+        actor,
+        action,
+        Some(from),
+        to,
+        cur.listing.version,
+        detail,
+    )
+    .await?;
     Ok(applied(&cur.listing, to))
 }
 
@@ -316,9 +461,15 @@ async fn create_token(
     .execute(&mut *conn)
     .await?;
     if done.rows_affected() == 0 {
-        return Ok(Err(Refusal::Conflict("a token with this hash already exists".into())));
+        return Ok(Err(Refusal::Conflict(
+            "a token with this hash already exists".into(),
+        )));
     }
-    Ok(Ok(Applied { object_id: hash.to_owned(), version: None, state: None }))
+    Ok(Ok(Applied {
+        object_id: hash.to_owned(),
+        version: None,
+        state: None,
+    }))
 }
 
 async fn revoke_token(
@@ -337,5 +488,9 @@ async fn revoke_token(
     .bind(at.0 as i64)
     .execute(&mut *conn)
     .await?;
-    Ok(Ok(Applied { object_id: hash.to_owned(), version: None, state: None }))
+    Ok(Ok(Applied {
+        object_id: hash.to_owned(),
+        version: None,
+        state: None,
+    }))
 }

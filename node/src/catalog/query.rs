@@ -113,11 +113,15 @@ fn view(row: &sqlx::sqlite::SqliteRow) -> Result<ListingView, sqlx::Error> {
 ///
 /// # Errors
 /// Storage errors.
-pub async fn get(conn: &mut SqliteConnection, id: &str) -> Result<Option<ListingView>, sqlx::Error> {
-    let row = sqlx::query("SELECT id, state, content_id, submitted_by, body FROM listings WHERE id = ?")
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await?;
+pub async fn get(
+    conn: &mut SqliteConnection,
+    id: &str,
+) -> Result<Option<ListingView>, sqlx::Error> {
+    let row =
+        sqlx::query("SELECT id, state, content_id, submitted_by, body FROM listings WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?;
     let Some(row) = row else { return Ok(None) };
     let mut v = view(&row)?;
     let rows = sqlx::query(
@@ -156,31 +160,58 @@ fn push_filters<'a>(qb: &mut QueryBuilder<'a, Sqlite>, s: &'a Search, own: &Zone
     qb.push(" WHERE 1 = 1");
     if let Some(q) = &s.q {
         let terms: Vec<&str> = q.split_whitespace().collect();
-        let long: Vec<String> = terms.iter().filter(|t| t.chars().count() >= 3).map(|t| phrase(t)).collect();
+        let long: Vec<String> = terms
+            .iter()
+            .filter(|t| t.chars().count() >= 3)
+            .map(|t| phrase(t))
+            .collect();
         if !long.is_empty() {
             qb.push(" AND seq IN (SELECT rowid FROM listings_fts WHERE listings_fts MATCH ");
             qb.push_bind(long.join(" AND "));
             qb.push(")");
         }
         for short in terms.iter().filter(|t| t.chars().count() < 3) {
-            let pattern = format!("%{}%", short.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+            let pattern = format!(
+                "%{}%",
+                short
+                    .replace('\\', "\\\\")
+                    .replace('%', "\\%")
+                    .replace('_', "\\_")
+            );
             qb.push(" AND (");
-            for (i, col) in ["title", "description", "keywords", "scenarios", "provider_name"].iter().enumerate() {
+            for (i, col) in [
+                "title",
+                "description",
+                "keywords",
+                "scenarios",
+                "provider_name",
+            ]
+            .iter()
+            .enumerate()
+            {
                 if i > 0 {
                     qb.push(" OR ");
                 }
-                qb.push(*col).push(" LIKE ").push_bind(pattern.clone()).push(" ESCAPE '\\'");
+                qb.push(*col)
+                    .push(" LIKE ")
+                    .push_bind(pattern.clone())
+                    .push(" ESCAPE '\\'");
             }
             qb.push(")");
         }
     }
-    for (col, value) in [("state", &s.state), ("category", &s.category), ("classification", &s.classification)] {
+    for (col, value) in [
+        ("state", &s.state),
+        ("category", &s.category),
+        ("classification", &s.classification),
+    ] {
         if let Some(v) = value {
             qb.push(format!(" AND {col} = ")).push_bind(v.as_str());
         }
     }
     if let Some(mode) = &s.delivery_mode {
-        qb.push(" AND delivery_modes LIKE ").push_bind(format!("%,{mode},%"));
+        qb.push(" AND delivery_modes LIKE ")
+            .push_bind(format!("%,{mode},%"));
     }
     match s.origin.as_deref() {
         None => {}
@@ -188,7 +219,8 @@ fn push_filters<'a>(qb: &mut QueryBuilder<'a, Sqlite>, s: &'a Search, own: &Zone
             qb.push(" AND origin = ").push_bind(own.to_string());
         }
         Some("external") => {
-            qb.push(" AND origin NOT LIKE ").push_bind(format!("{}/%", own.exchange()));
+            qb.push(" AND origin NOT LIKE ")
+                .push_bind(format!("{}/%", own.exchange()));
         }
         Some(o) if o.contains('/') => {
             qb.push(" AND origin = ").push_bind(o);
@@ -203,20 +235,26 @@ fn push_filters<'a>(qb: &mut QueryBuilder<'a, Sqlite>, s: &'a Search, own: &Zone
 ///
 /// # Errors
 /// Storage errors, including a malformed full-text expression.
-pub async fn search(conn: &mut SqliteConnection, s: &Search, own: &ZoneId) -> Result<Page, sqlx::Error> {
+pub async fn search(
+    conn: &mut SqliteConnection,
+    s: &Search,
+    own: &ZoneId,
+) -> Result<Page, sqlx::Error> {
     let limit = s.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
     let mut qb = QueryBuilder::new("SELECT count(*) FROM (SELECT 1 FROM listings");
     push_filters(&mut qb, s, own);
     qb.push(" LIMIT ").push_bind(COUNT_CAP).push(")");
     let total: i64 = qb.build().fetch_one(&mut *conn).await?.try_get(0)?;
 
-    let mut qb = QueryBuilder::new("SELECT seq, id, state, content_id, submitted_by, body FROM listings");
+    let mut qb =
+        QueryBuilder::new("SELECT seq, id, state, content_id, submitted_by, body FROM listings");
     push_filters(&mut qb, s, own);
     if let Some(cursor) = s.cursor {
         qb.push(" AND seq < ").push_bind(cursor);
     }
     // One extra row tells whether another page exists.
-    qb.push(" ORDER BY seq DESC LIMIT ").push_bind(i64::from(limit) + 1);
+    qb.push(" ORDER BY seq DESC LIMIT ")
+        .push_bind(i64::from(limit) + 1);
     let rows = qb.build().fetch_all(&mut *conn).await?;
     let more = rows.len() > limit as usize;
     let mut items = Vec::with_capacity(rows.len().min(limit as usize));
@@ -225,6 +263,14 @@ pub async fn search(conn: &mut SqliteConnection, s: &Search, own: &ZoneId) -> Re
         last_seq = Some(row.try_get::<i64, _>("seq")?);
         items.push(view(row)?);
     }
-    let next_cursor = if more { last_seq.map(|s| s.to_string()) } else { None };
-    Ok(Page { items, next_cursor, total })
+    let next_cursor = if more {
+        last_seq.map(|s| s.to_string())
+    } else {
+        None
+    };
+    Ok(Page {
+        items,
+        next_cursor,
+        total,
+    })
 }

@@ -18,13 +18,26 @@ pub fn generate(
     host: IpAddr,
     valid_days: u32,
 ) -> anyhow::Result<ExitCode> {
-    let kind: LayoutKind = layout_name.parse().map_err(|e| anyhow::anyhow!("--layout: {e}"))?;
-    let opts = LayoutOptions { out: out.clone(), layout: kind, nodes_per_zone, base_port, host, valid_days };
+    let kind: LayoutKind = layout_name
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--layout: {e}"))?;
+    let opts = LayoutOptions {
+        out: out.clone(),
+        layout: kind,
+        nodes_per_zone,
+        base_port,
+        host,
+        valid_days,
+    };
     let generated = layout::generate(&opts, Timestamp::now())
         .with_context(|| format!("generating the {layout_name} layout in {}", out.display()))?;
     let zones: usize = generated.exchanges.iter().map(|e| e.zones.len()).sum();
-    let nodes: usize =
-        generated.exchanges.iter().flat_map(|e| &e.zones).map(|z| z.nodes.len()).sum();
+    let nodes: usize = generated
+        .exchanges
+        .iter()
+        .flat_map(|e| &e.zones)
+        .map(|z| z.nodes.len())
+        .sum();
     println!(
         "generated {} exchange(s), {zones} zone(s), {nodes} node(s) in {}",
         generated.exchanges.len(),
@@ -33,12 +46,24 @@ pub fn generate(
     for exchange in &generated.exchanges {
         println!("  {} ({})", exchange.id, exchange.display_name);
         for zone in &exchange.zones {
-            let first = zone.nodes.first().map(|n| n.api_url.as_str()).unwrap_or("-");
-            println!("    {:<24} {:<28} {} node(s), first API {first}", zone.id, zone.display_name, zone.nodes.len());
+            let first = zone
+                .nodes
+                .first()
+                .map(|n| n.api_url.as_str())
+                .unwrap_or("-");
+            println!(
+                "    {:<24} {:<28} {} node(s), first API {first}",
+                zone.id,
+                zone.display_name,
+                zone.nodes.len()
+            );
         }
     }
     println!("node configs: {}", out.join("nodes").display());
-    println!("role tokens (secret, mode 0600): {}", out.join("layout.json").display());
+    println!(
+        "role tokens (secret, mode 0600): {}",
+        out.join("layout.json").display()
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -71,7 +96,11 @@ fn check_one(file: &Path, now: Timestamp) -> bool {
         }
         Err(ConfigError::Invalid(violations)) => {
             for v in &violations {
-                let label = if v.severity == Severity::Warning { "warning" } else { "error" };
+                let label = if v.severity == Severity::Warning {
+                    "warning"
+                } else {
+                    "error"
+                };
                 println!("{}: {label}: {v}", file.display());
             }
             false

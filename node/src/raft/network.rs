@@ -3,7 +3,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
@@ -30,7 +32,11 @@ impl RaftNetworkFactory<TypeConfig> for ZoneNetwork {
     type Network = ZoneClient;
 
     async fn new_client(&mut self, target: NodeId, node: &MemberNode) -> Self::Network {
-        ZoneClient { transport: self.transport.clone(), target, node: node.clone() }
+        ZoneClient {
+            transport: self.transport.clone(),
+            target,
+            node: node.clone(),
+        }
     }
 }
 
@@ -41,28 +47,46 @@ pub struct ZoneClient {
     node: MemberNode,
 }
 
-type RpcResult<T, E = openraft::error::Infallible> = Result<T, RPCError<NodeId, MemberNode, RaftError<NodeId, E>>>;
+type RpcResult<T, E = openraft::error::Infallible> =
+    Result<T, RPCError<NodeId, MemberNode, RaftError<NodeId, E>>>;
 
 fn unexpected<E: std::error::Error>(what: &str) -> RPCError<NodeId, MemberNode, E> {
-    RPCError::Network(NetworkError::new(&std::io::Error::other(format!("unexpected answer to {what}"))))
+    RPCError::Network(NetworkError::new(&std::io::Error::other(format!(
+        "unexpected answer to {what}"
+    ))))
 }
 
 fn transport_error<E: std::error::Error>(e: TransportError) -> RPCError<NodeId, MemberNode, E> {
     match e {
         // Unreachable makes openraft back off before retrying this peer.
         TransportError::Unreachable(_) => RPCError::Unreachable(Unreachable::new(&e)),
-        TransportError::Timeout(_) | TransportError::Network(_) => RPCError::Network(NetworkError::new(&e)),
+        TransportError::Timeout(_) | TransportError::Network(_) => {
+            RPCError::Network(NetworkError::new(&e))
+        }
     }
 }
 
 impl ZoneClient {
-    async fn call(&self, request: ZoneRequest, option: &RPCOption) -> Result<ZoneResponse, TransportError> {
+    async fn call(
+        &self,
+        request: ZoneRequest,
+        option: &RPCOption,
+    ) -> Result<ZoneResponse, TransportError> {
         let timeout = option.hard_ttl().max(Duration::from_millis(50));
-        self.transport.call(self.target, &self.node, request, timeout).await
+        self.transport
+            .call(self.target, &self.node, request, timeout)
+            .await
     }
 
-    fn remote<E: std::error::Error>(&self, e: RaftError<NodeId, E>) -> RPCError<NodeId, MemberNode, RaftError<NodeId, E>> {
-        RPCError::RemoteError(RemoteError::new_with_node(self.target, self.node.clone(), e))
+    fn remote<E: std::error::Error>(
+        &self,
+        e: RaftError<NodeId, E>,
+    ) -> RPCError<NodeId, MemberNode, RaftError<NodeId, E>> {
+        RPCError::RemoteError(RemoteError::new_with_node(
+            self.target,
+            self.node.clone(),
+            e,
+        ))
     }
 }
 
@@ -72,7 +96,11 @@ impl RaftNetwork<TypeConfig> for ZoneClient {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse<NodeId>> {
-        match self.call(ZoneRequest::AppendEntries(rpc), &option).await.map_err(transport_error)? {
+        match self
+            .call(ZoneRequest::AppendEntries(rpc), &option)
+            .await
+            .map_err(transport_error)?
+        {
             ZoneResponse::AppendEntries(r) => r.map_err(|e| self.remote(e)),
             _ => Err(unexpected("append_entries")),
         }
@@ -83,14 +111,26 @@ impl RaftNetwork<TypeConfig> for ZoneClient {
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<InstallSnapshotResponse<NodeId>, InstallSnapshotError> {
-        match self.call(ZoneRequest::InstallSnapshot(rpc), &option).await.map_err(transport_error)? {
+        match self
+            .call(ZoneRequest::InstallSnapshot(rpc), &option)
+            .await
+            .map_err(transport_error)?
+        {
             ZoneResponse::InstallSnapshot(r) => r.map_err(|e| self.remote(e)),
             _ => Err(unexpected("install_snapshot")),
         }
     }
 
-    async fn vote(&mut self, rpc: VoteRequest<NodeId>, option: RPCOption) -> RpcResult<VoteResponse<NodeId>> {
-        match self.call(ZoneRequest::Vote(rpc), &option).await.map_err(transport_error)? {
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> RpcResult<VoteResponse<NodeId>> {
+        match self
+            .call(ZoneRequest::Vote(rpc), &option)
+            .await
+            .map_err(transport_error)?
+        {
             ZoneResponse::Vote(r) => r.map_err(|e| self.remote(e)),
             _ => Err(unexpected("vote")),
         }

@@ -9,7 +9,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::transport::{BoxFuture, TransportError, ZoneRequest, ZoneResponse, ZoneService, ZoneTransport};
+use super::transport::{
+    BoxFuture, TransportError, ZoneRequest, ZoneResponse, ZoneService, ZoneTransport,
+};
 use super::{MemberNode, NodeId};
 
 /// Fault settings; all off by default.
@@ -67,7 +69,10 @@ impl Router {
 
     /// The transport `from` sends through.
     pub fn transport(self: &Arc<Self>, from: NodeId) -> Arc<RouterTransport> {
-        Arc::new(RouterTransport { router: self.clone(), from })
+        Arc::new(RouterTransport {
+            router: self.clone(),
+            from,
+        })
     }
 
     fn with_faults(&self, f: impl FnOnce(&mut Faults)) {
@@ -119,12 +124,24 @@ impl Router {
 
     /// Decides a message's fate: `Err` if it is lost, else the delay to apply.
     fn route(&self, from: NodeId, to: NodeId) -> Result<Duration, TransportError> {
-        let mut faults = self.faults.lock().map_err(|_| TransportError::Network("router poisoned".into()))?;
-        if faults.isolated.contains(&from) || faults.isolated.contains(&to) || faults.cut.contains(&(from, to)) {
-            return Err(TransportError::Unreachable(format!("link {from} -> {to} is cut")));
+        let mut faults = self
+            .faults
+            .lock()
+            .map_err(|_| TransportError::Network("router poisoned".into()))?;
+        if faults.isolated.contains(&from)
+            || faults.isolated.contains(&to)
+            || faults.cut.contains(&(from, to))
+        {
+            return Err(TransportError::Unreachable(format!(
+                "link {from} -> {to} is cut"
+            )));
         }
-        if faults.drop_per_million > 0 && (faults.next() % 1_000_000) < u64::from(faults.drop_per_million) {
-            return Err(TransportError::Network(format!("message {from} -> {to} dropped")));
+        if faults.drop_per_million > 0
+            && (faults.next() % 1_000_000) < u64::from(faults.drop_per_million)
+        {
+            return Err(TransportError::Network(format!(
+                "message {from} -> {to} dropped"
+            )));
         }
         Ok(faults.delay)
     }
@@ -152,7 +169,9 @@ impl ZoneTransport for RouterTransport {
                 .lock()
                 .ok()
                 .and_then(|s| s.get(&target).cloned())
-                .ok_or_else(|| TransportError::Unreachable(format!("node {target} is not running")))?;
+                .ok_or_else(|| {
+                    TransportError::Unreachable(format!("node {target} is not running"))
+                })?;
             let exchange = async {
                 tokio::time::sleep(delay).await;
                 let response = service.handle(request).await;
@@ -160,7 +179,9 @@ impl ZoneTransport for RouterTransport {
                 self.router.route(target, self.from)?;
                 Ok(response)
             };
-            tokio::time::timeout(timeout, exchange).await.map_err(|_| TransportError::Timeout(timeout))?
+            tokio::time::timeout(timeout, exchange)
+                .await
+                .map_err(|_| TransportError::Timeout(timeout))?
         })
     }
 }

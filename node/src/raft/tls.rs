@@ -23,7 +23,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 use xchg_protocol::Keypair;
 
-use super::transport::{BoxFuture, TransportError, ZoneRequest, ZoneResponse, ZoneService, ZoneTransport};
+use super::transport::{
+    BoxFuture, TransportError, ZoneRequest, ZoneResponse, ZoneService, ZoneTransport,
+};
 use super::{MemberNode, NodeId};
 
 /// Largest accepted frame: 64 MiB (snapshot chunks and large append batches fit well below).
@@ -73,7 +75,8 @@ pub enum TlsSetupError {
 /// PKCS#8 v1 encoding of an ed25519 seed (RFC 8410): a fixed 16-byte prefix and the seed.
 fn pkcs8(seed: &[u8; 32]) -> Vec<u8> {
     const PREFIX: [u8; 16] = [
-        0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+        0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04,
+        0x20,
     ];
     let mut der = PREFIX.to_vec();
     der.extend_from_slice(seed);
@@ -84,13 +87,18 @@ fn pkcs8(seed: &[u8; 32]) -> Vec<u8> {
 ///
 /// # Errors
 /// [`TlsSetupError::Certificate`].
-pub fn certificate(key: &Keypair) -> Result<(CertificateDer<'static>, PrivateKeyDer<'static>), TlsSetupError> {
+pub fn certificate(
+    key: &Keypair,
+) -> Result<(CertificateDer<'static>, PrivateKeyDer<'static>), TlsSetupError> {
     let der = pkcs8(&key.seed());
     let pkcs8 = PrivatePkcs8KeyDer::from(der.clone());
     let signer = rcgen::KeyPair::from_pkcs8_der_and_sign_algo(&pkcs8, &rcgen::PKCS_ED25519)?;
     let params = rcgen::CertificateParams::new(vec![SERVER_NAME.to_owned()])?;
     let cert = params.self_signed(&signer)?;
-    Ok((cert.der().clone(), PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(der))))
+    Ok((
+        cert.der().clone(),
+        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(der)),
+    ))
 }
 
 /// Reads one DER TLV at `at`: (tag, content start, content end).
@@ -105,7 +113,12 @@ fn tlv(der: &[u8], at: usize) -> Option<(u8, usize, usize)> {
             return None;
         }
         let bytes = der.get(at + 2..at + 2 + n)?;
-        (bytes.iter().fold(0usize, |acc, b| (acc << 8) | usize::from(*b)), at + 2 + n)
+        (
+            bytes
+                .iter()
+                .fold(0usize, |acc, b| (acc << 8) | usize::from(*b)),
+            at + 2 + n,
+        )
     };
     let end = start.checked_add(len)?;
     (end <= der.len()).then_some((tag, start, end))
@@ -149,8 +162,12 @@ impl PinnedKeys {
     fn check(&self, cert: &CertificateDer<'_>) -> Result<(), rustls::Error> {
         match ed25519_key_of(cert.as_ref()) {
             Some(key) if self.keys.contains(&key) => Ok(()),
-            Some(_) => Err(rustls::Error::InvalidCertificate(CertificateError::ApplicationVerificationFailure)),
-            None => Err(rustls::Error::InvalidCertificate(CertificateError::BadEncoding)),
+            Some(_) => Err(rustls::Error::InvalidCertificate(
+                CertificateError::ApplicationVerificationFailure,
+            )),
+            None => Err(rustls::Error::InvalidCertificate(
+                CertificateError::BadEncoding,
+            )),
         }
     }
 }
@@ -164,7 +181,8 @@ impl ServerCertVerifier for PinnedKeys {
         _ocsp: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        self.check(end_entity).map(|()| ServerCertVerified::assertion())
+        self.check(end_entity)
+            .map(|()| ServerCertVerified::assertion())
     }
 
     fn verify_tls12_signature(
@@ -173,7 +191,9 @@ impl ServerCertVerifier for PinnedKeys {
         _cert: &CertificateDer<'_>,
         _dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(rustls::Error::PeerIncompatible(rustls::PeerIncompatible::Tls13RequiredForQuic))
+        Err(rustls::Error::PeerIncompatible(
+            rustls::PeerIncompatible::Tls13RequiredForQuic,
+        ))
     }
 
     fn verify_tls13_signature(
@@ -201,7 +221,8 @@ impl ClientCertVerifier for PinnedKeys {
         _intermediates: &[CertificateDer<'_>],
         _now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        self.check(end_entity).map(|()| ClientCertVerified::assertion())
+        self.check(end_entity)
+            .map(|()| ClientCertVerified::assertion())
     }
 
     fn verify_tls12_signature(
@@ -210,7 +231,9 @@ impl ClientCertVerifier for PinnedKeys {
         _cert: &CertificateDer<'_>,
         _dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(rustls::Error::PeerIncompatible(rustls::PeerIncompatible::Tls13RequiredForQuic))
+        Err(rustls::Error::PeerIncompatible(
+            rustls::PeerIncompatible::Tls13RequiredForQuic,
+        ))
     }
 
     fn verify_tls13_signature(
@@ -242,7 +265,10 @@ pub struct TlsConfigs {
 /// [`TlsSetupError`].
 pub fn configs(key: &Keypair, members: MemberKeys) -> Result<TlsConfigs, TlsSetupError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = Arc::new(PinnedKeys { keys: members, algorithms: provider.signature_verification_algorithms });
+    let verifier = Arc::new(PinnedKeys {
+        keys: members,
+        algorithms: provider.signature_verification_algorithms,
+    });
     let (cert, private) = certificate(key)?;
     let client = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])?
@@ -253,13 +279,18 @@ pub fn configs(key: &Keypair, members: MemberKeys) -> Result<TlsConfigs, TlsSetu
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(verifier)
         .with_single_cert(vec![cert], private)?;
-    Ok(TlsConfigs { client: Arc::new(client), server: Arc::new(server) })
+    Ok(TlsConfigs {
+        client: Arc::new(client),
+        server: Arc::new(server),
+    })
 }
 
 async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> std::io::Result<Vec<u8>> {
     let len = r.read_u32().await? as usize;
     if len > MAX_FRAME {
-        return Err(std::io::Error::other(format!("frame of {len} bytes exceeds {MAX_FRAME}")));
+        return Err(std::io::Error::other(format!(
+            "frame of {len} bytes exceeds {MAX_FRAME}"
+        )));
     }
     let mut buf = vec![0u8; len];
     r.read_exact(&mut buf).await?;
@@ -269,7 +300,9 @@ async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> std::io::Result<Vec<u8>>
 async fn write_frame<W: AsyncWrite + Unpin>(w: &mut W, bytes: &[u8]) -> std::io::Result<()> {
     let len = u32::try_from(bytes.len()).map_err(|_| std::io::Error::other("frame too large"))?;
     if bytes.len() > MAX_FRAME {
-        return Err(std::io::Error::other(format!("frame of {len} bytes exceeds {MAX_FRAME}")));
+        return Err(std::io::Error::other(format!(
+            "frame of {len} bytes exceeds {MAX_FRAME}"
+        )));
     }
     w.write_u32(len).await?;
     w.write_all(bytes).await?;
@@ -287,7 +320,10 @@ pub struct TlsTransport {
 impl TlsTransport {
     /// A transport using `tls.client`.
     pub fn new(tls: &TlsConfigs) -> Self {
-        TlsTransport { connector: TlsConnector::from(tls.client.clone()), idle: Mutex::new(BTreeMap::new()) }
+        TlsTransport {
+            connector: TlsConnector::from(tls.client.clone()),
+            idle: Mutex::new(BTreeMap::new()),
+        }
     }
 
     async fn connect(&self, node: &MemberNode) -> Result<ClientStream, TransportError> {
@@ -295,7 +331,8 @@ impl TlsTransport {
             .await
             .map_err(|e| TransportError::Unreachable(format!("{}: {e}", node.raft_addr)))?;
         let _ = tcp.set_nodelay(true);
-        let name = ServerName::try_from(SERVER_NAME).map_err(|e| TransportError::Network(e.to_string()))?;
+        let name = ServerName::try_from(SERVER_NAME)
+            .map_err(|e| TransportError::Network(e.to_string()))?;
         self.connector
             .connect(name, tcp)
             .await
@@ -315,10 +352,19 @@ impl TlsTransport {
         }
     }
 
-    async fn exchange(&self, stream: &mut ClientStream, request: &[u8]) -> Result<ZoneResponse, TransportError> {
-        write_frame(stream, request).await.map_err(|e| TransportError::Network(e.to_string()))?;
-        let answer = read_frame(stream).await.map_err(|e| TransportError::Network(e.to_string()))?;
-        cbor4ii::serde::from_slice(&answer).map_err(|e| TransportError::Network(format!("bad answer: {e}")))
+    async fn exchange(
+        &self,
+        stream: &mut ClientStream,
+        request: &[u8],
+    ) -> Result<ZoneResponse, TransportError> {
+        write_frame(stream, request)
+            .await
+            .map_err(|e| TransportError::Network(e.to_string()))?;
+        let answer = read_frame(stream)
+            .await
+            .map_err(|e| TransportError::Network(e.to_string()))?;
+        cbor4ii::serde::from_slice(&answer)
+            .map_err(|e| TransportError::Network(format!("bad answer: {e}")))
     }
 }
 
@@ -346,7 +392,9 @@ impl ZoneTransport for TlsTransport {
                 self.put_idle(target, stream);
                 Ok(answer)
             };
-            tokio::time::timeout(timeout, work).await.map_err(|_| TransportError::Timeout(timeout))?
+            tokio::time::timeout(timeout, work)
+                .await
+                .map_err(|_| TransportError::Timeout(timeout))?
         })
     }
 }
@@ -377,7 +425,12 @@ pub async fn serve(
     connections.shutdown().await;
 }
 
-async fn serve_connection(acceptor: TlsAcceptor, tcp: TcpStream, peer: SocketAddr, service: ZoneService) {
+async fn serve_connection(
+    acceptor: TlsAcceptor,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    service: ZoneService,
+) {
     let _ = tcp.set_nodelay(true);
     let handshake = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await;
     let mut stream = match handshake {
@@ -404,7 +457,9 @@ async fn serve_connection(acceptor: TlsAcceptor, tcp: TcpStream, peer: SocketAdd
             }
         };
         let response = service.handle(request).await;
-        let Ok(bytes) = cbor4ii::serde::to_vec(Vec::new(), &response) else { return };
+        let Ok(bytes) = cbor4ii::serde::to_vec(Vec::new(), &response) else {
+            return;
+        };
         if write_frame(&mut stream, &bytes).await.is_err() {
             return;
         }
@@ -419,6 +474,9 @@ mod tests {
     fn the_certificate_carries_exactly_the_node_key() {
         let key = Keypair::from_seed(&[5; 32]);
         let (cert, _) = certificate(&key).expect("certificate");
-        assert_eq!(ed25519_key_of(cert.as_ref()), Some(*key.public().as_bytes()));
+        assert_eq!(
+            ed25519_key_of(cert.as_ref()),
+            Some(*key.public().as_bytes())
+        );
     }
 }

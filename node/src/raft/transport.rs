@@ -9,12 +9,12 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
+use openraft::ChangeMembers;
 use openraft::error::{CheckIsLeaderError, ClientWriteError, InstallSnapshotError, RaftError};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
-use openraft::ChangeMembers;
 use serde::{Deserialize, Serialize};
 
 use super::tls::MemberKeys;
@@ -77,7 +77,9 @@ pub enum ZoneResponse {
     /// Answer to `Vote`.
     Vote(Result<VoteResponse<NodeId>, RaftError<NodeId>>),
     /// Answer to `InstallSnapshot`.
-    InstallSnapshot(Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>),
+    InstallSnapshot(
+        Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>,
+    ),
     /// Answer to `ForwardWrite`: the state machine's response and the entry's index.
     ForwardWrite(Result<(CommandResponse, u64), ForwardError>),
     /// Answer to `ReadIndex`: the index to have applied before reading.
@@ -125,7 +127,10 @@ pub struct ZoneService {
 impl ZoneService {
     /// Serves for `raft`.
     pub fn new(raft: Raft) -> Self {
-        ZoneService { raft, member_keys: None }
+        ZoneService {
+            raft,
+            member_keys: None,
+        }
     }
 
     /// Lets membership changes admit a new member's key on this node's transport at once.
@@ -137,32 +142,51 @@ impl ZoneService {
     /// Handles one request.
     pub async fn handle(&self, request: ZoneRequest) -> ZoneResponse {
         match request {
-            ZoneRequest::AppendEntries(rpc) => ZoneResponse::AppendEntries(self.raft.append_entries(rpc).await),
+            ZoneRequest::AppendEntries(rpc) => {
+                ZoneResponse::AppendEntries(self.raft.append_entries(rpc).await)
+            }
             ZoneRequest::Vote(rpc) => ZoneResponse::Vote(self.raft.vote(rpc).await),
-            ZoneRequest::InstallSnapshot(rpc) => ZoneResponse::InstallSnapshot(self.raft.install_snapshot(rpc).await),
-            ZoneRequest::ForwardWrite(cmd) => ZoneResponse::ForwardWrite(self.write_as_leader(cmd).await),
+            ZoneRequest::InstallSnapshot(rpc) => {
+                ZoneResponse::InstallSnapshot(self.raft.install_snapshot(rpc).await)
+            }
+            ZoneRequest::ForwardWrite(cmd) => {
+                ZoneResponse::ForwardWrite(self.write_as_leader(cmd).await)
+            }
             ZoneRequest::ReadIndex => ZoneResponse::ReadIndex(self.read_index_as_leader().await),
-            ZoneRequest::ChangeMembers(c) => ZoneResponse::ChangeMembers(self.change_membership_as_leader(c).await),
+            ZoneRequest::ChangeMembers(c) => {
+                ZoneResponse::ChangeMembers(self.change_membership_as_leader(c).await)
+            }
         }
     }
 
     /// Carries out a membership change if this node leads.
-    pub async fn change_membership_as_leader(&self, change: MembershipChange) -> Result<Vec<String>, ForwardError> {
+    pub async fn change_membership_as_leader(
+        &self,
+        change: MembershipChange,
+    ) -> Result<Vec<String>, ForwardError> {
         let not_leader = |leader| ForwardError::NotLeader { leader };
         if let Err(e) = self.raft.ensure_linearizable().await {
             return match e {
-                RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)) => Err(not_leader(f.leader_id)),
+                RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)) => {
+                    Err(not_leader(f.leader_id))
+                }
                 e => Err(ForwardError::Unavailable(e.to_string())),
             };
         }
         let unavailable = |e: &dyn std::fmt::Display| ForwardError::Unavailable(e.to_string());
         let changed = match change {
             MembershipChange::Add { id, node } => {
-                if let (Some(keys), Ok(key)) = (&self.member_keys, <[u8; 32]>::try_from(node.public_key.as_slice())) {
+                if let (Some(keys), Ok(key)) = (
+                    &self.member_keys,
+                    <[u8; 32]>::try_from(node.public_key.as_slice()),
+                ) {
                     keys.insert(key);
                 }
                 // Blocking: returns once the learner has caught up with the leader's log.
-                self.raft.add_learner(id, node, true).await.map_err(|e| unavailable(&e))?;
+                self.raft
+                    .add_learner(id, node, true)
+                    .await
+                    .map_err(|e| unavailable(&e))?;
                 self.raft
                     .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
                     .await
@@ -174,16 +198,27 @@ impl ZoneService {
                 .await
                 .map_err(|e| unavailable(&e))?,
         };
-        let membership = changed.membership.ok_or_else(|| ForwardError::Unavailable("no membership in the answer".into()))?;
+        let membership = changed
+            .membership
+            .ok_or_else(|| ForwardError::Unavailable("no membership in the answer".into()))?;
         let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
-        Ok(membership.nodes().filter(|(id, _)| voters.contains(id)).map(|(_, n)| n.name.clone()).collect())
+        Ok(membership
+            .nodes()
+            .filter(|(id, _)| voters.contains(id))
+            .map(|(_, n)| n.name.clone())
+            .collect())
     }
 
-    async fn write_as_leader(&self, cmd: CatalogCommand) -> Result<(CommandResponse, u64), ForwardError> {
+    async fn write_as_leader(
+        &self,
+        cmd: CatalogCommand,
+    ) -> Result<(CommandResponse, u64), ForwardError> {
         match self.raft.client_write(cmd).await {
             Ok(resp) => Ok((resp.data, resp.log_id.index)),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                Err(ForwardError::NotLeader { leader: f.leader_id })
+                Err(ForwardError::NotLeader {
+                    leader: f.leader_id,
+                })
             }
             Err(e) => Err(ForwardError::Unavailable(e.to_string())),
         }
@@ -193,7 +228,9 @@ impl ZoneService {
         match self.raft.ensure_linearizable().await {
             Ok(log_id) => Ok(log_id.map_or(0, |l| l.index)),
             Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
-                Err(ForwardError::NotLeader { leader: f.leader_id })
+                Err(ForwardError::NotLeader {
+                    leader: f.leader_id,
+                })
             }
             Err(e) => Err(ForwardError::Unavailable(e.to_string())),
         }

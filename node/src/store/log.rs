@@ -26,7 +26,10 @@ pub struct LogStore {
 impl LogStore {
     /// Wraps the database.
     pub fn new(db: Db) -> Self {
-        LogStore { db, committed: Arc::default() }
+        LogStore {
+            db,
+            committed: Arc::default(),
+        }
     }
 
     /// The highest committed log index openraft has reported, shared for status reporting.
@@ -34,7 +37,10 @@ impl LogStore {
         self.committed.clone()
     }
 
-    async fn meta<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, sqlx::Error> {
+    async fn meta<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &str,
+    ) -> Result<Option<T>, sqlx::Error> {
         let row = sqlx::query("SELECT value FROM raft_meta WHERE key = ?")
             .bind(key)
             .fetch_optional(&self.db.log)
@@ -42,7 +48,9 @@ impl LogStore {
         match row {
             Some(r) => {
                 let bytes: Vec<u8> = r.try_get(0)?;
-                from_cbor(&bytes).map(Some).map_err(|e| sqlx::Error::Decode(Box::new(e)))
+                from_cbor(&bytes)
+                    .map(Some)
+                    .map_err(|e| sqlx::Error::Decode(Box::new(e)))
             }
             None => Ok(None),
         }
@@ -78,7 +86,10 @@ fn bounds(range: &impl RangeBounds<u64>) -> (i64, i64) {
         Bound::Excluded(e) => *e,
         Bound::Unbounded => u64::MAX,
     };
-    (start.min(i64::MAX as u64) as i64, end.min(i64::MAX as u64) as i64)
+    (
+        start.min(i64::MAX as u64) as i64,
+        end.min(i64::MAX as u64) as i64,
+    )
 }
 
 impl RaftLogReader<TypeConfig> for LogStore {
@@ -87,12 +98,13 @@ impl RaftLogReader<TypeConfig> for LogStore {
         range: RB,
     ) -> Result<Vec<Entry>, StorageError> {
         let (start, end) = bounds(&range);
-        let rows = sqlx::query("SELECT entry FROM raft_log WHERE idx >= ? AND idx < ? ORDER BY idx")
-            .bind(start)
-            .bind(end)
-            .fetch_all(&self.db.log)
-            .await
-            .map_err(|e| read_err(&e))?;
+        let rows =
+            sqlx::query("SELECT entry FROM raft_log WHERE idx >= ? AND idx < ? ORDER BY idx")
+                .bind(start)
+                .bind(end)
+                .fetch_all(&self.db.log)
+                .await
+                .map_err(|e| read_err(&e))?;
         rows.iter()
             .map(|r| {
                 let bytes: Vec<u8> = r.try_get(0).map_err(|e| read_err(&e))?;
@@ -106,7 +118,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = Self;
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
-        let last_purged: Option<LogId> = self.meta("last_purged").await.map_err(|e| read_err(&e))?;
+        let last_purged: Option<LogId> =
+            self.meta("last_purged").await.map_err(|e| read_err(&e))?;
         let row = sqlx::query("SELECT entry FROM raft_log ORDER BY idx DESC LIMIT 1")
             .fetch_optional(&self.db.log)
             .await
@@ -119,7 +132,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             }
             None => last_purged,
         };
-        Ok(LogState { last_purged_log_id: last_purged, last_log_id: last })
+        Ok(LogState {
+            last_purged_log_id: last_purged,
+            last_log_id: last,
+        })
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
@@ -133,25 +149,43 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError> {
-        self.meta("vote").await.map_err(|e| StorageIOError::read_vote(AnyError::new(&e)).into())
+        self.meta("vote")
+            .await
+            .map_err(|e| StorageIOError::read_vote(AnyError::new(&e)).into())
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        self.committed.store(committed.map_or(0, |l| l.index), Ordering::Relaxed);
-        self.set_meta("committed", &committed).await.map_err(|e| write_err(&e))
+        self.committed
+            .store(committed.map_or(0, |l| l.index), Ordering::Relaxed);
+        self.set_meta("committed", &committed)
+            .await
+            .map_err(|e| write_err(&e))
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
-        Ok(self.meta::<Option<LogId>>("committed").await.map_err(|e| read_err(&e))?.flatten())
+        Ok(self
+            .meta::<Option<LogId>>("committed")
+            .await
+            .map_err(|e| read_err(&e))?
+            .flatten())
     }
 
-    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError>
     where
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
         let mut conn = self.db.log.acquire().await.map_err(|e| write_err(&e))?;
-        let mut tx = conn.begin().await.map_err(|e| write_err(&e))?;
+        // IMMEDIATE: take the write lock up front; a deferred transaction that reads first and
+        // writes later gets SQLITE_BUSY_SNAPSHOT (no retry) when the other writer committed.
+        let mut tx = conn
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(|e| write_err(&e))?;
         for entry in entries {
             let bytes = to_cbor(&entry).map_err(|e| write_err(&e))?;
             sqlx::query("INSERT OR REPLACE INTO raft_log (idx, term, entry) VALUES (?, ?, ?)")
@@ -188,7 +222,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
         let bytes = to_cbor(&log_id).map_err(|e| write_err(&e))?;
         let mut conn = self.db.log.acquire().await.map_err(|e| write_err(&e))?;
-        let mut tx = conn.begin().await.map_err(|e| write_err(&e))?;
+        // IMMEDIATE: take the write lock up front; a deferred transaction that reads first and
+        // writes later gets SQLITE_BUSY_SNAPSHOT (no retry) when the other writer committed.
+        let mut tx = conn
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(|e| write_err(&e))?;
         sqlx::query("INSERT INTO raft_meta (key, value) VALUES ('last_purged', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
             .bind(bytes)
             .execute(&mut *tx)

@@ -26,8 +26,10 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::Row;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 
 /// The schema version this build writes (`PRAGMA user_version`).
 pub const SCHEMA_VERSION: i64 = 1;
@@ -71,7 +73,10 @@ impl Db {
     /// [`StoreError`] if the file cannot be opened, or was written by a newer version.
     pub async fn open(path: &Path) -> Result<Db, StoreError> {
         let name = path.display().to_string();
-        let err = |source| StoreError::Sqlite { path: name.clone(), source };
+        let err = |source| StoreError::Sqlite {
+            path: name.clone(),
+            source,
+        };
         let base = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
             .map_err(err)?
             .create_if_missing(true)
@@ -106,10 +111,17 @@ impl Db {
 }
 
 async fn migrate(options: &SqliteConnectOptions, name: &str) -> Result<(), StoreError> {
-    let err = |source| StoreError::Sqlite { path: name.to_owned(), source };
+    let err = |source| StoreError::Sqlite {
+        path: name.to_owned(),
+        source,
+    };
     // A pool as executor (not `&mut SqliteConnection`) keeps this future `Send` for callers
     // that need it for any lifetime.
-    let pool = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await.map_err(err)?;
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(options.clone())
+        .await
+        .map_err(err)?;
     let found: i64 = sqlx::query("PRAGMA user_version")
         .fetch_one(&pool)
         .await
@@ -117,10 +129,16 @@ async fn migrate(options: &SqliteConnectOptions, name: &str) -> Result<(), Store
         .map_err(err)?;
     if found > SCHEMA_VERSION {
         pool.close().await;
-        return Err(StoreError::TooNew { path: name.to_owned(), found });
+        return Err(StoreError::TooNew {
+            path: name.to_owned(),
+            found,
+        });
     }
     if found < 1 {
-        let script = format!("BEGIN;\n{}\nPRAGMA user_version = 1;\nCOMMIT;", include_str!("schema_v1.sql"));
+        let script = format!(
+            "BEGIN;\n{}\nPRAGMA user_version = 1;\nCOMMIT;",
+            include_str!("schema_v1.sql")
+        );
         sqlx::raw_sql(&script).execute(&pool).await.map_err(err)?;
     }
     // Later versions add their steps here, each in its own transaction, in order.
@@ -147,7 +165,10 @@ pub async fn open_pair(path: &Path) -> Result<(LogStore, StateMachine), StoreErr
     let db = Db::open(path).await?;
     let sm = StateMachine::new(db.clone())
         .await
-        .map_err(|e| StoreError::Sqlite { path: path.display().to_string(), source: e })?;
+        .map_err(|e| StoreError::Sqlite {
+            path: path.display().to_string(),
+            source: e,
+        })?;
     Ok((LogStore::new(db), sm))
 }
 
@@ -159,13 +180,17 @@ mod tests {
         dir: tempfile::TempDir,
     }
 
-    impl openraft::testing::StoreBuilder<crate::raft::TypeConfig, LogStore, StateMachine, ()> for Builder {
+    impl openraft::testing::StoreBuilder<crate::raft::TypeConfig, LogStore, StateMachine, ()>
+        for Builder
+    {
         async fn build(&self) -> Result<((), LogStore, StateMachine), crate::raft::StorageError> {
             static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
             let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let path = self.dir.path().join(format!("suite-{n}.db"));
             let (log, sm) = open_pair(&path).await.map_err(|e| {
-                crate::raft::StorageError::from(openraft::StorageIOError::write(openraft::AnyError::new(&e)))
+                crate::raft::StorageError::from(openraft::StorageIOError::write(
+                    openraft::AnyError::new(&e),
+                ))
             })?;
             Ok(((), log, sm))
         }
@@ -173,7 +198,9 @@ mod tests {
 
     #[test]
     fn openraft_storage_conformance_suite_passes_on_sqlite() {
-        let builder = Builder { dir: tempfile::tempdir().expect("tempdir") };
+        let builder = Builder {
+            dir: tempfile::tempdir().expect("tempdir"),
+        };
         openraft::testing::Suite::test_all(builder).expect("openraft storage suite");
     }
 }

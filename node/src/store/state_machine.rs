@@ -82,30 +82,50 @@ fn snap_err(e: &(impl std::error::Error + 'static)) -> StorageError {
     StorageIOError::write_snapshot(None, AnyError::new(e)).into()
 }
 
-async fn get_meta<T: serde::de::DeserializeOwned>(conn: &mut SqliteConnection, key: &str) -> Result<Option<T>, sqlx::Error> {
-    let row = sqlx::query("SELECT value FROM sm_meta WHERE key = ?").bind(key).fetch_optional(&mut *conn).await?;
+async fn get_meta<T: serde::de::DeserializeOwned>(
+    conn: &mut SqliteConnection,
+    key: &str,
+) -> Result<Option<T>, sqlx::Error> {
+    let row = sqlx::query("SELECT value FROM sm_meta WHERE key = ?")
+        .bind(key)
+        .fetch_optional(&mut *conn)
+        .await?;
     match row {
         Some(r) => {
             let bytes: Vec<u8> = r.try_get(0)?;
-            from_cbor(&bytes).map(Some).map_err(|e| sqlx::Error::Decode(Box::new(e)))
+            from_cbor(&bytes)
+                .map(Some)
+                .map_err(|e| sqlx::Error::Decode(Box::new(e)))
         }
         None => Ok(None),
     }
 }
 
 /// [`get_meta`] through the pool (keeps `StateMachine::new`'s future `Send` for any lifetime).
-async fn pool_meta<T: serde::de::DeserializeOwned>(db: &Db, key: &str) -> Result<Option<T>, sqlx::Error> {
-    let row = sqlx::query("SELECT value FROM sm_meta WHERE key = ?").bind(key).fetch_optional(&db.sm).await?;
+async fn pool_meta<T: serde::de::DeserializeOwned>(
+    db: &Db,
+    key: &str,
+) -> Result<Option<T>, sqlx::Error> {
+    let row = sqlx::query("SELECT value FROM sm_meta WHERE key = ?")
+        .bind(key)
+        .fetch_optional(&db.sm)
+        .await?;
     match row {
         Some(r) => {
             let bytes: Vec<u8> = r.try_get(0)?;
-            from_cbor(&bytes).map(Some).map_err(|e| sqlx::Error::Decode(Box::new(e)))
+            from_cbor(&bytes)
+                .map(Some)
+                .map_err(|e| sqlx::Error::Decode(Box::new(e)))
         }
         None => Ok(None),
     }
 }
 
-async fn set_meta<T: Serialize>(conn: &mut SqliteConnection, key: &str, value: &T) -> Result<(), sqlx::Error> {
+async fn set_meta<T: Serialize>(
+    conn: &mut SqliteConnection,
+    key: &str,
+    value: &T,
+) -> Result<(), sqlx::Error> {
     let bytes = to_cbor(value).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
     sqlx::query("INSERT INTO sm_meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
         .bind(key)
@@ -121,9 +141,16 @@ impl StateMachine {
     /// # Errors
     /// Storage errors.
     pub async fn new(db: Db) -> Result<Self, sqlx::Error> {
-        let last_applied = pool_meta::<Option<LogId>>(&db, "last_applied").await?.flatten();
+        let last_applied = pool_meta::<Option<LogId>>(&db, "last_applied")
+            .await?
+            .flatten();
         let membership = pool_meta(&db, "membership").await?.unwrap_or_default();
-        Ok(StateMachine { db, last_applied, membership, observer: None })
+        Ok(StateMachine {
+            db,
+            last_applied,
+            membership,
+            observer: None,
+        })
     }
 
     /// Reports every applied batch to `observer`.
@@ -143,7 +170,9 @@ impl StateMachine {
         let mut tx = conn.begin().await?;
         let mut tables = Vec::with_capacity(REPLICATED_TABLES.len());
         for name in REPLICATED_TABLES {
-            let rows: Vec<SqliteRow> = sqlx::query(&format!("SELECT * FROM {name} ORDER BY rowid")).fetch_all(&mut *tx).await?;
+            let rows: Vec<SqliteRow> = sqlx::query(&format!("SELECT * FROM {name} ORDER BY rowid"))
+                .fetch_all(&mut *tx)
+                .await?;
             let columns = rows
                 .first()
                 .map(|r| r.columns().iter().map(|c| c.name().to_owned()).collect())
@@ -160,30 +189,52 @@ impl StateMachine {
                             "INTEGER" => Cell::Int(row.try_get(i)?),
                             "REAL" => Cell::Real(row.try_get(i)?),
                             "TEXT" => Cell::Text(row.try_get(i)?),
-                            _ => Cell::Blob(serde_bytes::ByteBuf::from(row.try_get::<Vec<u8>, _>(i)?)),
+                            _ => Cell::Blob(serde_bytes::ByteBuf::from(
+                                row.try_get::<Vec<u8>, _>(i)?,
+                            )),
                         }
                     };
                     cells.push(cell);
                 }
                 out.push(cells);
             }
-            tables.push(TableDump { name: (*name).to_owned(), columns, rows: out });
+            tables.push(TableDump {
+                name: (*name).to_owned(),
+                columns,
+                rows: out,
+            });
         }
-        let last_applied = get_meta::<Option<LogId>>(&mut tx, "last_applied").await?.flatten();
+        let last_applied = get_meta::<Option<LogId>>(&mut tx, "last_applied")
+            .await?
+            .flatten();
         let membership = get_meta(&mut tx, "membership").await?.unwrap_or_default();
         tx.commit().await?;
-        Ok(SnapshotPayload { format: SNAPSHOT_FORMAT, last_applied, membership, tables })
+        Ok(SnapshotPayload {
+            format: SNAPSHOT_FORMAT,
+            last_applied,
+            membership,
+            tables,
+        })
     }
 
     async fn restore(&mut self, meta: &SnapshotMeta, data: &[u8]) -> Result<(), StorageError> {
         let payload: SnapshotPayload = from_cbor(data).map_err(|e| snap_err(&e))?;
         if payload.format != SNAPSHOT_FORMAT {
-            return Err(snap_err(&std::io::Error::other(format!("unknown snapshot format {}", payload.format))));
+            return Err(snap_err(&std::io::Error::other(format!(
+                "unknown snapshot format {}",
+                payload.format
+            ))));
         }
         let mut conn = self.db.sm.acquire().await.map_err(|e| sm_write(&e))?;
-        let mut tx = conn.begin().await.map_err(|e| sm_write(&e))?;
+        let mut tx = conn
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(|e| sm_write(&e))?;
         for name in REPLICATED_TABLES.iter().rev() {
-            sqlx::query(&format!("DELETE FROM {name}")).execute(&mut *tx).await.map_err(|e| sm_write(&e))?;
+            sqlx::query(&format!("DELETE FROM {name}"))
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| sm_write(&e))?;
         }
         for table in &payload.tables {
             if !REPLICATED_TABLES.contains(&table.name.as_str()) || table.rows.is_empty() {
@@ -206,9 +257,15 @@ impl StateMachine {
                 q.execute(&mut *tx).await.map_err(|e| sm_write(&e))?;
             }
         }
-        set_meta(&mut tx, "last_applied", &meta.last_log_id).await.map_err(|e| sm_write(&e))?;
-        set_meta(&mut tx, "membership", &meta.last_membership).await.map_err(|e| sm_write(&e))?;
-        save_snapshot(&mut tx, meta, data).await.map_err(|e| snap_err(&e))?;
+        set_meta(&mut tx, "last_applied", &meta.last_log_id)
+            .await
+            .map_err(|e| sm_write(&e))?;
+        set_meta(&mut tx, "membership", &meta.last_membership)
+            .await
+            .map_err(|e| sm_write(&e))?;
+        save_snapshot(&mut tx, meta, data)
+            .await
+            .map_err(|e| snap_err(&e))?;
         tx.commit().await.map_err(|e| sm_write(&e))?;
         self.last_applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
@@ -216,7 +273,11 @@ impl StateMachine {
     }
 }
 
-async fn save_snapshot(conn: &mut SqliteConnection, meta: &SnapshotMeta, data: &[u8]) -> Result<(), sqlx::Error> {
+async fn save_snapshot(
+    conn: &mut SqliteConnection,
+    meta: &SnapshotMeta,
+    data: &[u8],
+) -> Result<(), sqlx::Error> {
     let meta_bytes = to_cbor(meta).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
     sqlx::query("INSERT INTO snapshot (id, meta, data) VALUES (1, ?, ?) ON CONFLICT (id) DO UPDATE SET meta = excluded.meta, data = excluded.data")
         .bind(meta_bytes)
@@ -240,8 +301,13 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
             snapshot_id,
         };
         let mut conn = self.db.sm.acquire().await.map_err(|e| snap_err(&e))?;
-        save_snapshot(&mut conn, &meta, &data).await.map_err(|e| snap_err(&e))?;
-        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
+        save_snapshot(&mut conn, &meta, &data)
+            .await
+            .map_err(|e| snap_err(&e))?;
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        })
     }
 }
 
@@ -259,7 +325,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     {
         let started = Instant::now();
         let mut conn = self.db.sm.acquire().await.map_err(|e| sm_write(&e))?;
-        let mut tx = conn.begin().await.map_err(|e| sm_write(&e))?;
+        let mut tx = conn
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(|e| sm_write(&e))?;
         let mut responses = Vec::new();
         let mut last_applied = self.last_applied;
         let mut membership = self.membership.clone();
@@ -296,9 +365,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             };
             responses.push(response);
         }
-        set_meta(&mut tx, "last_applied", &last_applied).await.map_err(|e| sm_write(&e))?;
+        set_meta(&mut tx, "last_applied", &last_applied)
+            .await
+            .map_err(|e| sm_write(&e))?;
         if membership_changed {
-            set_meta(&mut tx, "membership", &membership).await.map_err(|e| sm_write(&e))?;
+            set_meta(&mut tx, "membership", &membership)
+                .await
+                .map_err(|e| sm_write(&e))?;
         }
         tx.commit().await.map_err(|e| sm_write(&e))?;
         self.last_applied = last_applied;
@@ -317,7 +390,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         Ok(Box::new(Cursor::new(Vec::new())))
     }
 
-    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: Box<Cursor<Vec<u8>>>) -> Result<(), StorageError> {
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError> {
         self.restore(meta, snapshot.get_ref()).await
     }
 
@@ -330,10 +407,17 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let meta_bytes: Vec<u8> = row.try_get(0).map_err(|e| sm_read(&e))?;
         let data: Vec<u8> = row.try_get(1).map_err(|e| sm_read(&e))?;
         let meta: SnapshotMeta = from_cbor(&meta_bytes).map_err(|e| sm_read(&e))?;
-        Ok(Some(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) }))
+        Ok(Some(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        }))
     }
 }
 
 fn none_applied() -> CommandResponse {
-    Ok(Applied { object_id: String::new(), version: None, state: None })
+    Ok(Applied {
+        object_id: String::new(),
+        version: None,
+        state: None,
+    })
 }
