@@ -100,11 +100,15 @@ pub struct NodeHandle {
     pub api_addr: SocketAddr,
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
+    router: Option<Arc<Router>>,
 }
 
 impl NodeHandle {
     /// Stops the API and the transport, shuts Raft down and closes the database.
     pub async fn shutdown(mut self) {
+        if let Some(router) = &self.router {
+            router.unregister(self.id);
+        }
         let _ = self.stop.send(true);
         while self.tasks.join_next().await.is_some() {}
         if let Err(e) = self.raft.shutdown().await {
@@ -163,15 +167,21 @@ pub async fn start(
     let (stop, stop_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
 
-    let (transport, raft_listener): (
+    type RaftListener = Option<(TcpListener, tls::TlsConfigs)>;
+    let (transport, raft_listener, router): (
         Arc<dyn ZoneTransport>,
-        Option<(TcpListener, tls::TlsConfigs)>,
+        RaftListener,
+        Option<Arc<Router>>,
     ) = match link {
         ZoneLink::Tls(listener) => {
             let tls = tls::configs(&key, member_keys.clone())?;
-            (Arc::new(TlsTransport::new(&tls)), Some((listener, tls)))
+            (
+                Arc::new(TlsTransport::new(&tls)),
+                Some((listener, tls)),
+                None,
+            )
         }
-        ZoneLink::InProcess(router) => (router.transport(id) as Arc<dyn ZoneTransport>, None),
+        ZoneLink::InProcess(router) => (router.transport(id), None, Some(router)),
     };
     let raft = Raft::new(
         id,
@@ -183,6 +193,9 @@ pub async fn start(
     .await
     .map_err(|e| StartError::Raft(e.to_string()))?;
     let service = ZoneService::new(raft.clone()).with_member_keys(member_keys.clone());
+    if let Some(router) = &router {
+        router.register(id, service.clone());
+    }
     if let Some((listener, tls)) = raft_listener {
         let mut rx = stop_rx.clone();
         let service = service.clone();
@@ -273,5 +286,6 @@ pub async fn start(
         api_addr,
         stop,
         tasks,
+        router,
     })
 }

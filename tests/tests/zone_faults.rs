@@ -1,0 +1,178 @@
+//! Faults injected through the in-process zone transport: a partitioned follower falls behind
+//! while the leader purges its log, then catches up from a snapshot once healed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use xchg_federation_config::layout::{self, LayoutKind, LayoutOptions};
+use xchg_node::node::{self, NodeHandle, StartOptions, ZoneLink};
+use xchg_node::raft::router::Router;
+use xchg_protocol::Timestamp;
+use xchg_tests::{eventually, example_listing};
+
+struct InProcessZone {
+    _dir: tempfile::TempDir,
+    nodes: Vec<NodeHandle>,
+    router: Arc<Router>,
+    provider: String,
+    regulator: String,
+}
+
+async fn start_zone(snapshot_every: u64, keep: u64) -> anyhow::Result<InProcessZone> {
+    let dir = tempfile::tempdir()?;
+    let out = dir.path().join("layout");
+    let mut opts = LayoutOptions::new(out.clone(), LayoutKind::SingleZone);
+    // The generated addresses are never bound here: the API listens on port 0 and Raft goes
+    // through the router.
+    opts.base_port = 40_000;
+    let generated = layout::generate(&opts, Timestamp::now())?;
+    let zone = &generated.exchanges[0].zones[0];
+    let router = Router::new(7);
+    let mut nodes = Vec::new();
+    for n in &zone.nodes {
+        let mut config =
+            xchg_federation_config::load(&out.join(&n.config), Timestamp::now())?.config;
+        config.raft.snapshot_every_entries = snapshot_every;
+        config.raft.keep_log_entries = keep;
+        let key = xchg_federation_config::read_key_file(&config.node.key_file)?;
+        let api = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        nodes.push(
+            node::start(
+                config,
+                key,
+                api,
+                ZoneLink::InProcess(router.clone()),
+                StartOptions::default(),
+            )
+            .await?,
+        );
+    }
+    Ok(InProcessZone {
+        _dir: dir,
+        nodes,
+        router,
+        provider: zone.tokens.provider.clone(),
+        regulator: zone.tokens.regulator.clone(),
+    })
+}
+
+fn leader_of(zone: &InProcessZone) -> Option<usize> {
+    let id = zone.nodes[0].raft.metrics().borrow().current_leader?;
+    zone.nodes
+        .iter()
+        .position(|n| n.id == id && n.raft.metrics().borrow().current_leader == Some(n.id))
+}
+
+async fn listing_ids(zone: &InProcessZone, i: usize) -> anyhow::Result<Vec<String>> {
+    let http = reqwest::Client::new();
+    let mut ids = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let url = format!(
+            "http://{}/v1/listings?limit=100&consistency=local{cursor}",
+            zone.nodes[i].api_addr
+        );
+        let page: Value = http
+            .get(url)
+            .bearer_auth(&zone.regulator)
+            .send()
+            .await?
+            .json()
+            .await?;
+        ids.extend(
+            page["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|v| v["id"].as_str().map(str::to_owned)),
+        );
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = format!("&cursor={c}"),
+            None => return Ok(ids),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_partitioned_follower_catches_up_from_a_snapshot_after_the_log_is_purged()
+-> anyhow::Result<()> {
+    let zone = start_zone(40, 5).await?;
+    let leader = eventually(Duration::from_secs(30), "a leader", || async {
+        Ok(leader_of(&zone))
+    })
+    .await?;
+    let follower = (leader + 1) % 3;
+    zone.router.isolate(zone.nodes[follower].id);
+    let behind = zone.nodes[follower]
+        .raft
+        .metrics()
+        .borrow()
+        .last_log_index
+        .unwrap_or(0);
+
+    let http = reqwest::Client::new();
+    for n in 0..150 {
+        let resp = http
+            .post(format!(
+                "http://{}/v1/listings",
+                zone.nodes[leader].api_addr
+            ))
+            .bearer_auth(&zone.provider)
+            .json(&example_listing(&format!("partition-{n}")))
+            .send()
+            .await?;
+        anyhow::ensure!(
+            resp.status().as_u16() == 201,
+            "submission {n}: {}",
+            resp.status()
+        );
+    }
+    let purged = eventually(
+        Duration::from_secs(30),
+        "the leader to purge past the follower's log",
+        || async {
+            let m = zone.nodes[leader].raft.metrics().borrow().clone();
+            Ok(m.purged.filter(|p| p.index > behind).map(|p| p.index))
+        },
+    )
+    .await?;
+    assert!(
+        purged > behind,
+        "the follower's next entry {} is gone from the leader's log",
+        behind + 1
+    );
+
+    zone.router.heal(zone.nodes[follower].id);
+    let leader_applied = zone.nodes[leader]
+        .raft
+        .metrics()
+        .borrow()
+        .last_applied
+        .map_or(0, |l| l.index);
+    eventually(
+        Duration::from_secs(60),
+        "the healed follower to catch up",
+        || async {
+            let m = zone.nodes[follower].raft.metrics().borrow().clone();
+            Ok((m.last_applied.map_or(0, |l| l.index) >= leader_applied).then_some(()))
+        },
+    )
+    .await?;
+    let snapshot = zone.nodes[follower].raft.metrics().borrow().snapshot;
+    assert!(
+        snapshot.is_some_and(|s| s.index > behind),
+        "the follower installed a snapshot: {snapshot:?}"
+    );
+
+    let mut expected = listing_ids(&zone, leader).await?;
+    let mut got = listing_ids(&zone, follower).await?;
+    expected.sort();
+    got.sort();
+    assert_eq!(expected.len(), 150);
+    assert_eq!(got, expected, "the follower's catalog equals the leader's");
+    for n in zone.nodes {
+        n.shutdown().await;
+    }
+    Ok(())
+}

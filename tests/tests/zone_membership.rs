@@ -1,0 +1,174 @@
+//! Zone membership over the real mutual-TLS transport: a fourth node joins a running zone and
+//! catches up; a key that is not a member's cannot talk Raft to the zone.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use xchg_node::raft::MemberNode;
+use xchg_node::raft::tls::{self, MemberKeys, TlsTransport};
+use xchg_node::raft::transport::{TransportError, ZoneRequest, ZoneResponse, ZoneTransport};
+use xchg_protocol::Keypair;
+use xchg_tests::{Zone, eventually, example_listing};
+
+/// Removes the last `[[zone.members]]` entry from a node config.
+fn drop_last_member(path: &std::path::Path) -> anyhow::Result<Value> {
+    let mut doc: toml::Table = toml::from_str(&std::fs::read_to_string(path)?)?;
+    let members = doc
+        .get_mut("zone")
+        .and_then(|z| z.get_mut("members"))
+        .and_then(|m| m.as_array_mut())
+        .ok_or_else(|| anyhow::anyhow!("no zone.members in {}", path.display()))?;
+    let last = members
+        .pop()
+        .ok_or_else(|| anyhow::anyhow!("empty zone.members"))?;
+    std::fs::write(path, toml::to_string(&doc)?)?;
+    Ok(serde_json::to_value(last)?)
+}
+
+async fn applied(zone: &Zone, i: usize) -> Result<u64, String> {
+    let (_, s) = zone
+        .get(i, "/v1/status", None)
+        .await
+        .map_err(|e| e.to_string())?;
+    s["applied_index"].as_u64().ok_or_else(|| s.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_fourth_node_added_at_run_time_catches_up_and_votes() -> anyhow::Result<()> {
+    let mut zone = Zone::generate("single-zone", 4)?;
+    // Nodes 1-3 form the zone without the fourth; the fourth knows all four and joins.
+    let mut fourth = Value::Null;
+    for i in 0..3 {
+        fourth = drop_last_member(&zone.nodes[i].config)?;
+    }
+    for i in 0..3 {
+        zone.start(i)?;
+    }
+    let tokens = zone.tokens().clone();
+    zone.wait_for_leader(0, Duration::from_secs(30)).await?;
+    let mut ids = Vec::new();
+    for n in 0..20 {
+        let (status, body) = zone
+            .post(
+                n % 3,
+                "/v1/listings",
+                &tokens.provider,
+                &example_listing(&format!("before-join-{n}")),
+            )
+            .await?;
+        anyhow::ensure!(status == 201, "{status} {body}");
+        ids.push(body["id"].as_str().unwrap_or_default().to_owned());
+    }
+    zone.start_with(3, &["--join"])?;
+    let (status, body) = zone
+        .post(
+            1,
+            "/v1/zone/members",
+            &tokens.admin,
+            &json!({
+                "name": fourth["name"], "raft_addr": fourth["raft_addr"],
+                "api_url": fourth["api_url"], "public_key": fourth["public_key"],
+            }),
+        )
+        .await?;
+    assert_eq!(status, 200, "adding the member: {body}\n{}", zone.log_of(3));
+    let voters: Vec<&str> = body["voters"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(voters.len(), 4, "four voters after the change: {body}");
+    assert!(voters.contains(&fourth["name"].as_str().unwrap_or_default()));
+
+    let target = applied(&zone, 0).await.map_err(anyhow::Error::msg)?;
+    eventually(
+        Duration::from_secs(30),
+        "the new member to apply the whole log",
+        || async { Ok((applied(&zone, 3).await? >= target).then_some(())) },
+    )
+    .await?;
+    for id in &ids {
+        let (status, listing) = zone
+            .get(
+                3,
+                &format!("/v1/listings/{id}?consistency=local"),
+                Some(&tokens.regulator),
+            )
+            .await?;
+        assert_eq!(status, 200, "listing {id} on the new member: {listing}");
+    }
+    let (_, status) = zone.get(3, "/v1/status", None).await?;
+    assert_eq!(
+        status["members"].as_array().map(Vec::len),
+        Some(4),
+        "{status}"
+    );
+    // The new member takes writes too (forwarded to the leader).
+    let (code, body) = zone
+        .post(
+            3,
+            "/v1/listings",
+            &tokens.provider,
+            &example_listing("after-join"),
+        )
+        .await?;
+    assert_eq!(code, 201, "{body}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_key_that_is_not_a_members_cannot_send_raft_rpcs() -> anyhow::Result<()> {
+    let mut zone = Zone::generate("single-zone", 3)?;
+    zone.start_all()?;
+    zone.wait_for_leader(0, Duration::from_secs(30)).await?;
+    let target_config =
+        xchg_federation_config::load(&zone.nodes[0].config, xchg_protocol::Timestamp::now())?
+            .config;
+    let target = MemberNode {
+        name: zone.nodes[0].name.clone(),
+        raft_addr: target_config.listen.raft.to_string(),
+        api_url: zone.nodes[0].api_url.clone(),
+        public_key: target_config
+            .own_member()
+            .map(|m| m.public_key.as_bytes().to_vec())
+            .unwrap_or_default(),
+    };
+    let trusted = MemberKeys::default();
+    trusted.set([<[u8; 32]>::try_from(target.public_key.as_slice())?]);
+    let call = |key: Keypair| {
+        let trusted = trusted.clone();
+        let target = target.clone();
+        async move {
+            let transport = TlsTransport::new(&tls::configs(&key, trusted)?);
+            anyhow::Ok(
+                transport
+                    .call(1, &target, ZoneRequest::ReadIndex, Duration::from_secs(5))
+                    .await,
+            )
+        }
+    };
+
+    let stranger = Keypair::generate();
+    // In TLS 1.3 the server judges the client's certificate after the client's side of the
+    // handshake is done, so the refusal arrives as the server's access_denied alert.
+    match call(stranger).await? {
+        Err(TransportError::Network(msg) | TransportError::Unreachable(msg)) => {
+            assert!(
+                msg.contains("AccessDenied"),
+                "refused by the server's TLS verifier: {msg}"
+            )
+        }
+        other => panic!("a non-member key must be refused, got {other:?}"),
+    }
+    // Control: the same call with a member's key is served.
+    let member_config =
+        xchg_federation_config::load(&zone.nodes[1].config, xchg_protocol::Timestamp::now())?
+            .config;
+    let member_key = xchg_federation_config::read_key_file(&member_config.node.key_file)?;
+    match call(member_key).await? {
+        Ok(ZoneResponse::ReadIndex(_)) => {}
+        other => panic!("a member's key must be served, got {other:?}"),
+    }
+    Ok(())
+}
