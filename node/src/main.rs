@@ -36,6 +36,31 @@ enum Command {
     /// Generate and check node configurations.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Measure throughput and latency.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Start a local 3-node zone and submit listings at several concurrency levels.
+    Zone {
+        /// Concurrency levels, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
+        clients: Vec<usize>,
+        /// Measured seconds per level.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// `leader` (every request to the leader) or `all` (spread; followers forward).
+        #[arg(long, default_value = "leader")]
+        target: String,
+        /// First port of the bench zone (9 consecutive ports).
+        #[arg(long, default_value_t = 7400)]
+        base_port: u16,
+        /// Keep the zone's configs, data and logs in this directory.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -86,6 +111,25 @@ fn main() -> ExitCode {
             valid_days,
         }) => cli::config::generate(out, &layout, nodes_per_zone, base_port, host, valid_days),
         Command::Config(ConfigCommand::Validate { files }) => cli::config::validate(&files),
+        Command::Bench(BenchCommand::Zone {
+            clients,
+            seconds,
+            target,
+            base_port,
+            dir,
+        }) => {
+            let opts = cli::bench::BenchOptions {
+                clients,
+                seconds,
+                target,
+                base_port,
+                dir,
+            };
+            match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt.block_on(cli::bench::zone(opts)),
+                Err(e) => Err(anyhow::anyhow!("cannot start the async runtime: {e}")),
+            }
+        }
     };
     match result {
         Ok(code) => code,

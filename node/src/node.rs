@@ -145,7 +145,7 @@ pub async fn start(
         .await
         .map_err(StartError::StateMachine)?;
     let sm = sm.with_apply_observer(metrics.apply_observer());
-    let log = LogStore::new(db.clone());
+    let log = LogStore::new(db.clone(), Some(metrics.append_observer()));
     let committed = log.committed_index();
 
     let tuning = config.raft;

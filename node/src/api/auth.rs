@@ -33,12 +33,15 @@ impl Caller {
         if self.actor.role == Role::Admin || roles.contains(&self.actor.role) {
             return Ok(());
         }
-        let allowed: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
+        let allowed: Vec<&str> = std::iter::once(Role::Admin)
+            .chain(roles.iter().copied().filter(|r| *r != Role::Admin))
+            .map(Role::as_str)
+            .collect();
         Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden",
             format!(
-                "a {} token cannot do this; it needs one of: admin, {}",
+                "a {} token cannot do this; it needs one of: {}",
                 self.actor.role,
                 allowed.join(", ")
             ),

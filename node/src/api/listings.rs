@@ -1,7 +1,6 @@
 //! `/v1/listings`: submit, update, review, delist, read and search listings.
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -11,7 +10,7 @@ use xchg_protocol::{Classification, ContentId, DeliveryMode, Listing, ListingDra
 
 use super::auth::Caller;
 use super::error::ApiError;
-use super::json::{JsonBody, parse};
+use super::json::{JsonBody, OptionalJsonBody};
 use super::{AppState, Consistency};
 use crate::catalog::query::{self, ListingView, Page, Search};
 use crate::catalog::{Applied, CatalogCommand, ListingState, Review};
@@ -51,6 +50,22 @@ async fn run(state: &AppState, cmd: CatalogCommand) -> Result<WriteResult, ApiEr
     Ok(response?.into())
 }
 
+/// Refuses a draft in another party's name from a token bound to a party.
+fn require_party(caller: &Caller, draft: &ListingDraft) -> Result<(), ApiError> {
+    match &caller.party {
+        Some(party) if draft.provider.id.as_str() != party => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "this token acts for {party}; it cannot submit or update listings for {}",
+                draft.provider.id
+            ),
+        )
+        .with_field("provider.id")),
+        _ => Ok(()),
+    }
+}
+
 /// `POST /v1/listings` (provider): submit version 1 of a listing for review.
 pub async fn submit(
     State(state): State<AppState>,
@@ -59,19 +74,7 @@ pub async fn submit(
 ) -> Result<(StatusCode, Json<WriteResult>), ApiError> {
     caller.require(&[Role::Provider])?;
     draft.validate()?;
-    if let Some(party) = &caller.party {
-        if draft.provider.id.as_str() != party {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                format!(
-                    "this token acts for {party}; it cannot submit listings for {}",
-                    draft.provider.id
-                ),
-            )
-            .with_field("provider.id"));
-        }
-    }
+    require_party(&caller, &draft)?;
     let listing = Listing::first_version(draft, state.config.zone.id.clone(), Timestamp::now());
     let result = run(
         &state,
@@ -94,6 +97,8 @@ pub async fn update(
     caller.require(&[Role::Provider])?;
     let listing_id = listing_id(&id)?;
     draft.validate()?;
+    // Without this, a bound token could move its own listing into another party's name.
+    require_party(&caller, &draft)?;
     let cmd = CatalogCommand::UpdateListing {
         listing_id,
         draft: Box::new(draft),
@@ -122,15 +127,10 @@ pub async fn approve(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    body: Bytes,
+    OptionalJsonBody(review): OptionalJsonBody<Review>,
 ) -> Result<Json<WriteResult>, ApiError> {
     caller.require(&[Role::Operator])?;
     let listing_id = listing_id(&id)?;
-    let review: Review = if body.iter().all(u8::is_ascii_whitespace) {
-        Review::default()
-    } else {
-        parse(&body)?
-    };
     for (field, value) in [
         ("compliance_review", &review.compliance_review),
         ("security_assessment", &review.security_assessment),

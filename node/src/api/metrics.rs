@@ -16,7 +16,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use super::AppState;
-use crate::store::ApplyObserver;
+use crate::store::BatchObserver;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -45,6 +45,8 @@ pub struct Metrics {
     write_seconds: Histogram,
     apply_batch_seconds: Histogram,
     applied_entries: Counter,
+    append_batch_seconds: Histogram,
+    appended_entries: Counter,
     term: Gauge,
     is_leader: Gauge,
     last_log_index: Gauge,
@@ -94,6 +96,18 @@ impl Metrics {
             "Log entries applied to the catalog",
             applied_entries.clone(),
         );
+        let append_batch_seconds = Histogram::new(latency_buckets());
+        registry.register(
+            "log_append_duration_seconds",
+            "Time to write and fsync one batch of Raft log entries (count = number of fsyncs)",
+            append_batch_seconds.clone(),
+        );
+        let appended_entries = Counter::default();
+        registry.register(
+            "log_appended_entries",
+            "Raft log entries written",
+            appended_entries.clone(),
+        );
         let term = Gauge::default();
         registry.register("raft_term", "Current Raft term", term.clone());
         let is_leader = Gauge::default();
@@ -127,6 +141,8 @@ impl Metrics {
             write_seconds,
             apply_batch_seconds,
             applied_entries,
+            append_batch_seconds,
+            appended_entries,
             term,
             is_leader,
             last_log_index,
@@ -136,11 +152,20 @@ impl Metrics {
     }
 
     /// The state machine's hook.
-    pub fn apply_observer(self: &Arc<Self>) -> ApplyObserver {
+    pub fn apply_observer(self: &Arc<Self>) -> BatchObserver {
         let m = self.clone();
-        ApplyObserver(Arc::new(move |elapsed: Duration, n: usize| {
+        BatchObserver(Arc::new(move |elapsed: Duration, n: usize| {
             m.apply_batch_seconds.observe(elapsed.as_secs_f64());
             m.applied_entries.inc_by(n as u64);
+        }))
+    }
+
+    /// The log store's hook.
+    pub fn append_observer(self: &Arc<Self>) -> BatchObserver {
+        let m = self.clone();
+        BatchObserver(Arc::new(move |elapsed: Duration, n: usize| {
+            m.append_batch_seconds.observe(elapsed.as_secs_f64());
+            m.appended_entries.inc_by(n as u64);
         }))
     }
 

@@ -114,6 +114,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/zone/members/{name}", delete(zone::remove_member))
         .route("/metrics", get(metrics::render))
         .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

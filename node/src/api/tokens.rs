@@ -99,6 +99,9 @@ pub async fn revoke(
     let mut digest = [0u8; 32];
     hex::decode_to_slice(&hash, &mut digest)
         .map_err(|_| ApiError::not_found(format!("no token {hash:?}: expected 64 hex digits")))?;
+    // Hashes are stored and looked up in lowercase: a revocation recorded under an uppercase
+    // hash would answer 204 and leave the token working.
+    let hash = hex::encode(digest);
     let row = sqlx::query("SELECT role FROM tokens WHERE hash = ?")
         .bind(&hash)
         .fetch_optional(&state.db.read)

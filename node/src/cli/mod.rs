@@ -1,5 +1,6 @@
 //! The commands of the `xchg` binary: argument values in, human-readable output out.
 
+pub mod bench;
 pub mod config;
 pub mod run;
 

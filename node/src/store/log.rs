@@ -1,34 +1,73 @@
-//! The Raft log and vote in SQLite (openraft `RaftLogStorage`).
+//! The Raft log and vote in SQLite (openraft `RaftLogStorage`), with group commit.
 //!
-//! Appends are one transaction per call on the `synchronous=FULL` connection: openraft hands
-//! over every entry that arrived while the previous flush was running, so one fsync commits a
-//! whole batch of client writes (group commit).
+//! openraft 0.9 hands each client write to the log store as its own `append` call. If every
+//! call committed (and fsynced) on its own, a zone could never commit more entries per second
+//! than the disk does fsyncs. So `append` only queues its entries for a single writer task and
+//! keeps them readable in memory; the writer takes every append that is queued, writes them in
+//! one transaction, fsyncs once (`synchronous=FULL`) and only then reports each of them flushed
+//! through its callback. openraft counts an entry towards a commit only after that callback,
+//! so nothing is acknowledged before it is durable — and under load one fsync carries many
+//! writes.
+//!
+//! Vote, truncation and purge go through the same queue (so they are ordered with the appends)
+//! and wait until they are on disk.
 
+use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{AnyError, OptionalSend, RaftLogReader, StorageIOError, Vote};
-use sqlx::{Connection, Row};
+use sqlx::{Connection, Row, SqliteConnection};
+use tokio::sync::{mpsc, oneshot};
 
-use super::{Db, from_cbor, to_cbor};
+use super::{BatchObserver, Db, from_cbor, to_cbor};
 use crate::raft::{Entry, LogId, NodeId, StorageError, TypeConfig};
 
-/// The log store; cheap to clone (it holds pool handles).
-#[derive(Clone, Debug)]
+/// Work for the writer task, in the order openraft issued it.
+enum Op {
+    Append(Vec<Entry>, LogFlushed<TypeConfig>),
+    Truncate(LogId, oneshot::Sender<Result<(), String>>),
+    Purge(LogId, oneshot::Sender<Result<(), String>>),
+    Meta(
+        &'static str,
+        Vec<u8>,
+        Option<oneshot::Sender<Result<(), String>>>,
+    ),
+}
+
+/// Entries appended but not yet on disk, by index; readers see them as part of the log.
+type Pending = Arc<Mutex<BTreeMap<u64, Entry>>>;
+
+/// The log store; cheap to clone (clones share the writer and the pending entries).
+#[derive(Clone)]
 pub struct LogStore {
     db: Db,
     committed: Arc<AtomicU64>,
+    pending: Pending,
+    writer: mpsc::UnboundedSender<Op>,
+}
+
+impl Debug for LogStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogStore").finish_non_exhaustive()
+    }
 }
 
 impl LogStore {
-    /// Wraps the database.
-    pub fn new(db: Db) -> Self {
+    /// Wraps the database and starts the writer task (must be called inside a Tokio runtime).
+    pub fn new(db: Db, observer: Option<BatchObserver>) -> Self {
+        let (writer, queue) = mpsc::unbounded_channel();
+        let pending = Pending::default();
+        tokio::spawn(write_loop(db.clone(), queue, pending.clone(), observer));
         LogStore {
             db,
             committed: Arc::default(),
+            pending,
+            writer,
         }
     }
 
@@ -43,7 +82,7 @@ impl LogStore {
     ) -> Result<Option<T>, sqlx::Error> {
         let row = sqlx::query("SELECT value FROM raft_meta WHERE key = ?")
             .bind(key)
-            .fetch_optional(&self.db.log)
+            .fetch_optional(&self.db.read)
             .await?;
         match row {
             Some(r) => {
@@ -56,14 +95,26 @@ impl LogStore {
         }
     }
 
-    async fn set_meta<T: serde::Serialize>(&self, key: &str, value: &T) -> Result<(), sqlx::Error> {
-        let bytes = to_cbor(value).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-        sqlx::query("INSERT INTO raft_meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
-            .bind(key)
-            .bind(bytes)
-            .execute(&self.db.log)
-            .await?;
-        Ok(())
+    /// Queues `op` and waits for the writer to finish it.
+    async fn submit(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<(), String>>) -> Op,
+    ) -> Result<(), StorageError> {
+        let (done, wait) = oneshot::channel();
+        self.writer
+            .send(make(done))
+            .map_err(|_| write_err(&std::io::Error::other("log writer stopped")))?;
+        match wait.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(write_err(&std::io::Error::other(e))),
+            Err(_) => Err(write_err(&std::io::Error::other("log writer stopped"))),
+        }
+    }
+
+    fn lock_pending(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Entry>> {
+        self.pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -75,7 +126,7 @@ fn write_err(e: &(impl std::error::Error + 'static)) -> StorageError {
     StorageIOError::write_logs(AnyError::new(e)).into()
 }
 
-fn bounds(range: &impl RangeBounds<u64>) -> (i64, i64) {
+fn bounds(range: &impl RangeBounds<u64>) -> (u64, u64) {
     let start = match range.start_bound() {
         Bound::Included(s) => *s,
         Bound::Excluded(s) => s.saturating_add(1),
@@ -86,10 +137,142 @@ fn bounds(range: &impl RangeBounds<u64>) -> (i64, i64) {
         Bound::Excluded(e) => *e,
         Bound::Unbounded => u64::MAX,
     };
-    (
-        start.min(i64::MAX as u64) as i64,
-        end.min(i64::MAX as u64) as i64,
+    (start, end)
+}
+
+fn sql_index(i: u64) -> i64 {
+    i.min(i64::MAX as u64) as i64
+}
+
+/// The writer task: one transaction and one fsync for every run of queued appends.
+async fn write_loop(
+    db: Db,
+    mut queue: mpsc::UnboundedReceiver<Op>,
+    pending: Pending,
+    observer: Option<BatchObserver>,
+) {
+    let mut held: Option<Op> = None;
+    loop {
+        let op = match held.take() {
+            Some(op) => op,
+            None => match queue.recv().await {
+                Some(op) => op,
+                None => return,
+            },
+        };
+        match op {
+            Op::Append(entries, callback) => {
+                let started = Instant::now();
+                let mut batch = vec![(entries, callback)];
+                while let Ok(next) = queue.try_recv() {
+                    match next {
+                        Op::Append(e, c) => batch.push((e, c)),
+                        other => {
+                            held = Some(other);
+                            break;
+                        }
+                    }
+                }
+                let result = write_entries(&db, batch.iter().flat_map(|(e, _)| e.iter())).await;
+                let count: usize = batch.iter().map(|(e, _)| e.len()).sum();
+                if result.is_ok() {
+                    let mut p = pending
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    for entry in batch.iter().flat_map(|(e, _)| e.iter()) {
+                        if p.get(&entry.log_id.index)
+                            .is_some_and(|q| q.log_id == entry.log_id)
+                        {
+                            p.remove(&entry.log_id.index);
+                        }
+                    }
+                }
+                if let (Ok(()), Some(observer)) = (&result, &observer) {
+                    (observer.0)(started.elapsed(), count);
+                }
+                for (_, callback) in batch {
+                    callback.log_io_completed(result.clone().map_err(std::io::Error::other));
+                }
+            }
+            Op::Truncate(log_id, done) => {
+                let r = sqlx::query("DELETE FROM raft_log WHERE idx >= ?")
+                    .bind(sql_index(log_id.index))
+                    .execute(&db.log)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string());
+                let _ = done.send(r);
+            }
+            Op::Purge(log_id, done) => {
+                let _ = done.send(purge(&db, log_id).await.map_err(|e| e.to_string()));
+            }
+            Op::Meta(key, value, done) => {
+                let r = sqlx::query(
+                    "INSERT INTO raft_meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                )
+                .bind(key)
+                .bind(value)
+                .execute(&db.log)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string());
+                if let Some(done) = done {
+                    let _ = done.send(r);
+                }
+            }
+        }
+    }
+}
+
+async fn in_tx(
+    conn: &mut SqliteConnection,
+    entries: impl Iterator<Item = &Entry>,
+) -> Result<(), String> {
+    // IMMEDIATE: take the write lock up front; a deferred transaction that reads first and
+    // writes later gets SQLITE_BUSY_SNAPSHOT (no retry) when the other writer committed.
+    let mut tx = conn
+        .begin_with("BEGIN IMMEDIATE")
+        .await
+        .map_err(|e| e.to_string())?;
+    for entry in entries {
+        let bytes = to_cbor(entry).map_err(|e| e.to_string())?;
+        sqlx::query("INSERT OR REPLACE INTO raft_log (idx, term, entry) VALUES (?, ?, ?)")
+            .bind(sql_index(entry.log_id.index))
+            .bind(entry.log_id.leader_id.term as i64)
+            .bind(bytes)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    // synchronous=FULL: the commit returns after the WAL is fsynced.
+    tx.commit().await.map_err(|e| e.to_string())
+}
+
+async fn write_entries(db: &Db, entries: impl Iterator<Item = &Entry>) -> Result<(), String> {
+    let mut conn = db.log.acquire().await.map_err(|e| e.to_string())?;
+    in_tx(&mut conn, entries).await
+}
+
+async fn purge(db: &Db, log_id: LogId) -> Result<(), String> {
+    let bytes = to_cbor(&log_id).map_err(|e| e.to_string())?;
+    let mut conn = db.log.acquire().await.map_err(|e| e.to_string())?;
+    let mut tx = conn
+        .begin_with("BEGIN IMMEDIATE")
+        .await
+        .map_err(|e| e.to_string())?;
+    sqlx::query(
+        "INSERT INTO raft_meta (key, value) VALUES ('last_purged', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
     )
+    .bind(bytes)
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| e.to_string())?;
+    sqlx::query("DELETE FROM raft_log WHERE idx <= ?")
+        .bind(sql_index(log_id.index))
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| e.to_string())?;
+    tx.commit().await.map_err(|e| e.to_string())
 }
 
 impl RaftLogReader<TypeConfig> for LogStore {
@@ -98,19 +281,27 @@ impl RaftLogReader<TypeConfig> for LogStore {
         range: RB,
     ) -> Result<Vec<Entry>, StorageError> {
         let (start, end) = bounds(&range);
+        // Pending entries first: anything the writer finishes meanwhile is then in the table.
+        let pending: BTreeMap<u64, Entry> = self
+            .lock_pending()
+            .range(start..end)
+            .map(|(i, e)| (*i, e.clone()))
+            .collect();
         let rows =
             sqlx::query("SELECT entry FROM raft_log WHERE idx >= ? AND idx < ? ORDER BY idx")
-                .bind(start)
-                .bind(end)
-                .fetch_all(&self.db.log)
+                .bind(sql_index(start))
+                .bind(sql_index(end))
+                .fetch_all(&self.db.read)
                 .await
                 .map_err(|e| read_err(&e))?;
-        rows.iter()
-            .map(|r| {
-                let bytes: Vec<u8> = r.try_get(0).map_err(|e| read_err(&e))?;
-                from_cbor(&bytes).map_err(|e| read_err(&e))
-            })
-            .collect()
+        let mut out: BTreeMap<u64, Entry> = BTreeMap::new();
+        for r in &rows {
+            let bytes: Vec<u8> = r.try_get(0).map_err(|e| read_err(&e))?;
+            let entry: Entry = from_cbor(&bytes).map_err(|e| read_err(&e))?;
+            out.insert(entry.log_id.index, entry);
+        }
+        out.extend(pending);
+        Ok(out.into_values().collect())
     }
 }
 
@@ -120,17 +311,22 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
         let last_purged: Option<LogId> =
             self.meta("last_purged").await.map_err(|e| read_err(&e))?;
-        let row = sqlx::query("SELECT entry FROM raft_log ORDER BY idx DESC LIMIT 1")
-            .fetch_optional(&self.db.log)
-            .await
-            .map_err(|e| read_err(&e))?;
-        let last = match row {
-            Some(r) => {
-                let bytes: Vec<u8> = r.try_get(0).map_err(|e| read_err(&e))?;
-                let entry: Entry = from_cbor(&bytes).map_err(|e| read_err(&e))?;
-                Some(entry.log_id)
+        let last_pending = self.lock_pending().last_key_value().map(|(_, e)| e.log_id);
+        let last = match last_pending {
+            Some(id) => Some(id),
+            None => {
+                let row = sqlx::query("SELECT entry FROM raft_log ORDER BY idx DESC LIMIT 1")
+                    .fetch_optional(&self.db.read)
+                    .await
+                    .map_err(|e| read_err(&e))?;
+                match row {
+                    Some(r) => {
+                        let bytes: Vec<u8> = r.try_get(0).map_err(|e| read_err(&e))?;
+                        Some(from_cbor::<Entry>(&bytes).map_err(|e| read_err(&e))?.log_id)
+                    }
+                    None => last_purged,
+                }
             }
-            None => last_purged,
         };
         Ok(LogState {
             last_purged_log_id: last_purged,
@@ -143,9 +339,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError> {
-        self.set_meta("vote", vote)
+        let bytes = to_cbor(vote).map_err(|e| StorageIOError::write_vote(AnyError::new(&e)))?;
+        self.submit(|done| Op::Meta("vote", bytes, Some(done)))
             .await
-            .map_err(|e| StorageIOError::write_vote(AnyError::new(&e)).into())
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError> {
@@ -157,9 +353,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
         self.committed
             .store(committed.map_or(0, |l| l.index), Ordering::Relaxed);
-        self.set_meta("committed", &committed)
-            .await
-            .map_err(|e| write_err(&e))
+        // Not needed for safety (openraft re-learns the commit index from the leader), so it
+        // rides along with the queue without waiting for its fsync.
+        let bytes = to_cbor(&committed).map_err(|e| write_err(&e))?;
+        self.writer
+            .send(Op::Meta("committed", bytes, None))
+            .map_err(|_| write_err(&std::io::Error::other("log writer stopped")))
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
@@ -179,65 +378,26 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let mut conn = self.db.log.acquire().await.map_err(|e| write_err(&e))?;
-        // IMMEDIATE: take the write lock up front; a deferred transaction that reads first and
-        // writes later gets SQLITE_BUSY_SNAPSHOT (no retry) when the other writer committed.
-        let mut tx = conn
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(|e| write_err(&e))?;
-        for entry in entries {
-            let bytes = to_cbor(&entry).map_err(|e| write_err(&e))?;
-            sqlx::query("INSERT OR REPLACE INTO raft_log (idx, term, entry) VALUES (?, ?, ?)")
-                .bind(entry.log_id.index as i64)
-                .bind(entry.log_id.leader_id.term as i64)
-                .bind(bytes)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| write_err(&e))?;
-        }
-        // synchronous=FULL: the commit returns after the WAL is fsynced.
-        let result = tx.commit().await;
-        match result {
-            Ok(()) => {
-                callback.log_io_completed(Ok(()));
-                Ok(())
-            }
-            Err(e) => {
-                callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
-                Err(write_err(&e))
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        {
+            let mut p = self.lock_pending();
+            for e in &entries {
+                p.insert(e.log_id.index, e.clone());
             }
         }
+        self.writer
+            .send(Op::Append(entries, callback))
+            .map_err(|_| write_err(&std::io::Error::other("log writer stopped")))
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        sqlx::query("DELETE FROM raft_log WHERE idx >= ?")
-            .bind(log_id.index as i64)
-            .execute(&self.db.log)
-            .await
-            .map_err(|e| write_err(&e))?;
-        Ok(())
+        // Entries at or after `log_id` vanish for readers now; the queued writes of any of them
+        // are undone by the truncation, which the writer runs after them.
+        self.lock_pending().retain(|i, _| *i < log_id.index);
+        self.submit(|done| Op::Truncate(log_id, done)).await
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        let bytes = to_cbor(&log_id).map_err(|e| write_err(&e))?;
-        let mut conn = self.db.log.acquire().await.map_err(|e| write_err(&e))?;
-        // IMMEDIATE: take the write lock up front; a deferred transaction that reads first and
-        // writes later gets SQLITE_BUSY_SNAPSHOT (no retry) when the other writer committed.
-        let mut tx = conn
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(|e| write_err(&e))?;
-        sqlx::query("INSERT INTO raft_meta (key, value) VALUES ('last_purged', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
-            .bind(bytes)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| write_err(&e))?;
-        sqlx::query("DELETE FROM raft_log WHERE idx <= ?")
-            .bind(log_id.index as i64)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| write_err(&e))?;
-        tx.commit().await.map_err(|e| write_err(&e))
+        self.submit(|done| Op::Purge(log_id, done)).await
     }
 }

@@ -20,7 +20,18 @@ mod log;
 mod state_machine;
 
 pub use log::LogStore;
-pub use state_machine::{ApplyObserver, StateMachine};
+pub use state_machine::StateMachine;
+
+/// Told how long each batch (a log append with its fsync, or an applied batch of entries) took
+/// and how many entries it held; feeds the metrics that show group commit at work.
+#[derive(Clone)]
+pub struct BatchObserver(pub std::sync::Arc<dyn Fn(std::time::Duration, usize) + Send + Sync>);
+
+impl std::fmt::Debug for BatchObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BatchObserver")
+    }
+}
 
 use std::path::Path;
 use std::str::FromStr;
@@ -169,7 +180,7 @@ pub async fn open_pair(path: &Path) -> Result<(LogStore, StateMachine), StoreErr
             path: path.display().to_string(),
             source: e,
         })?;
-    Ok((LogStore::new(db), sm))
+    Ok((LogStore::new(db, None), sm))
 }
 
 #[cfg(test)]

@@ -6,8 +6,7 @@
 //! installing one replaces those tables in one transaction.
 
 use std::io::Cursor;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{AnyError, EntryPayload, RaftSnapshotBuilder, StorageIOError};
@@ -15,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Column, Connection, Row, SqliteConnection, TypeInfo, ValueRef};
 
-use super::{Db, from_cbor, to_cbor};
+use super::{BatchObserver, Db, from_cbor, to_cbor};
 use crate::audit;
 use crate::catalog::{Applied, CommandResponse, apply::apply};
 use crate::raft::{Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
@@ -23,23 +22,13 @@ use crate::raft::{Entry, LogId, SnapshotMeta, StorageError, StoredMembership, Ty
 /// Tables whose content is the replicated state, in restore order.
 pub const REPLICATED_TABLES: &[&str] = &["listings", "listing_history", "audit", "tokens"];
 
-/// Told how long each applied batch took and how many entries it held (for metrics).
-#[derive(Clone)]
-pub struct ApplyObserver(pub Arc<dyn Fn(Duration, usize) + Send + Sync>);
-
-impl std::fmt::Debug for ApplyObserver {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ApplyObserver")
-    }
-}
-
 /// The state machine; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct StateMachine {
     db: Db,
     last_applied: Option<LogId>,
     membership: StoredMembership,
-    observer: Option<ApplyObserver>,
+    observer: Option<BatchObserver>,
 }
 
 /// A value of one SQLite cell.
@@ -154,7 +143,7 @@ impl StateMachine {
     }
 
     /// Reports every applied batch to `observer`.
-    pub fn with_apply_observer(mut self, observer: ApplyObserver) -> Self {
+    pub fn with_apply_observer(mut self, observer: BatchObserver) -> Self {
         self.observer = Some(observer);
         self
     }

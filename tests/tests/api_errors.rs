@@ -1,0 +1,892 @@
+//! Every bad-input case of the HTTP API, against a real 3-node zone: each is answered with the
+//! right 4xx status and a JSON error `{"error":{"code","message","field"?}}` blaming the right
+//! field, and none applies anything. "Nothing" means the audit chain and the catalog are as they
+//! were, except for the one audit record the state machine keeps of each command it refuses.
+//!
+//! Requests go to a follower, so every write is forwarded to the leader and its refusal has to
+//! survive the trip back.
+
+use std::time::Duration;
+
+use anyhow::{Context as _, ensure};
+use reqwest::Method;
+use serde_json::{Value, json};
+use xchg_federation_config::layout::ZoneTokens;
+use xchg_tests::{Zone, example_listing};
+
+/// How long a fresh zone may take to elect its first leader.
+const ELECTION: Duration = Duration::from_secs(30);
+/// The `api.max_body_bytes` of generated configs (the 1 MiB default).
+const MAX_BODY: usize = 1 << 20;
+
+/// A well-formed listing id that no listing has.
+fn unknown_id() -> String {
+    format!("sha256:{}", "ab".repeat(32))
+}
+
+/// A running zone, its tokens, and the follower that requests go to.
+struct Api {
+    zone: Zone,
+    tokens: ZoneTokens,
+    node: usize,
+}
+
+/// What a rejected request must leave as it was.
+#[derive(Debug, PartialEq)]
+struct Snapshot {
+    /// The whole audit chain (a test zone has far fewer than 1000 records).
+    audit: Vec<Value>,
+    /// Number of listings in the catalog.
+    listings: i64,
+}
+
+impl Api {
+    async fn start() -> anyhow::Result<Api> {
+        let mut zone = Zone::generate("single-zone", 3)?;
+        zone.start_all()?;
+        let leader = zone.wait_for_leader(0, ELECTION).await?;
+        let tokens = zone.tokens().clone();
+        Ok(Api {
+            zone,
+            tokens,
+            node: (leader + 1) % 3,
+        })
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<(&str, Vec<u8>)>,
+    ) -> anyhow::Result<(u16, Value)> {
+        self.zone.send(self.node, method, path, token, body).await
+    }
+
+    async fn get(&self, path: &str, token: &str) -> anyhow::Result<(u16, Value)> {
+        self.zone.get(self.node, path, Some(token)).await
+    }
+
+    async fn json(
+        &self,
+        method: Method,
+        path: &str,
+        token: &str,
+        body: &Value,
+    ) -> anyhow::Result<(u16, Value)> {
+        let bytes = serde_json::to_vec(body)?;
+        self.send(method, path, Some(token), Some(("application/json", bytes)))
+            .await
+    }
+
+    /// Submits `listing` with `token` and returns its id.
+    async fn submit_as(&self, token: &str, listing: &Value) -> anyhow::Result<String> {
+        let (status, body) = self
+            .json(Method::POST, "/v1/listings", token, listing)
+            .await?;
+        ensure!(status == 201, "submit: {status} {body}");
+        body["id"]
+            .as_str()
+            .map(str::to_owned)
+            .with_context(|| format!("no id in {body}"))
+    }
+
+    /// Submits the example listing with the zone's provider token and returns its id.
+    async fn submit(&self, suffix: &str) -> anyhow::Result<String> {
+        self.submit_as(&self.tokens.provider, &example_listing(suffix))
+            .await
+    }
+
+    /// `POST /v1/listings/{id}/{action}` with the operator token.
+    async fn review(&self, id: &str, action: &str, body: &Value) -> anyhow::Result<(u16, Value)> {
+        let path = format!("/v1/listings/{id}/{action}");
+        self.json(Method::POST, &path, &self.tokens.operator, body)
+            .await
+    }
+
+    async fn approve(&self, id: &str) -> anyhow::Result<()> {
+        let (status, body) = self.review(id, "approve", &json!({})).await?;
+        ensure!(status == 200, "approve: {status} {body}");
+        Ok(())
+    }
+
+    /// The listing as `GET /v1/listings/{id}` shows it, history included.
+    async fn listing(&self, id: &str) -> anyhow::Result<Value> {
+        let (status, body) = self
+            .get(&format!("/v1/listings/{id}"), &self.tokens.buyer)
+            .await?;
+        ensure!(status == 200, "get {id}: {status} {body}");
+        Ok(body)
+    }
+
+    /// Returns once this node has applied every write acknowledged before (a linearizable
+    /// read). Authentication reads the node's replica, so a token created or revoked through
+    /// the leader counts here only after this.
+    async fn caught_up(&self) -> anyhow::Result<()> {
+        let (status, body) = self
+            .get("/v1/audit?limit=1", &self.tokens.regulator)
+            .await?;
+        ensure!(status == 200, "audit: {status} {body}");
+        Ok(())
+    }
+
+    /// Linearizable reads, so every write acknowledged before is in the snapshot.
+    async fn snapshot(&self) -> anyhow::Result<Snapshot> {
+        let (status, audit) = self
+            .get("/v1/audit?limit=1000", &self.tokens.regulator)
+            .await?;
+        ensure!(status == 200, "audit: {status} {audit}");
+        let (status, page) = self.get("/v1/listings?limit=1", &self.tokens.buyer).await?;
+        ensure!(status == 200, "search: {status} {page}");
+        Ok(Snapshot {
+            audit: audit["items"].as_array().cloned().unwrap_or_default(),
+            listings: page["total"]
+                .as_i64()
+                .with_context(|| format!("no total in {page}"))?,
+        })
+    }
+
+    /// `answer` is the error `status`/`code` blaming `field`, and nothing changed since `before`.
+    async fn expect_rejected(
+        &self,
+        answer: &(u16, Value),
+        before: &Snapshot,
+        status: u16,
+        code: &str,
+        field: Option<&str>,
+    ) -> anyhow::Result<()> {
+        expect_error(answer, status, code, field)?;
+        let after = self.snapshot().await?;
+        ensure!(
+            after == *before,
+            "a rejected request changed the zone:\nbefore {before:?}\nafter  {after:?}"
+        );
+        Ok(())
+    }
+
+    /// `answer` is the state machine's refusal `status`/`code` of `action`, and the refusal's
+    /// audit record is the only change since `before`.
+    async fn expect_refused(
+        &self,
+        answer: &(u16, Value),
+        before: &Snapshot,
+        status: u16,
+        code: &str,
+        action: &str,
+    ) -> anyhow::Result<()> {
+        expect_error(answer, status, code, None)?;
+        let after = self.snapshot().await?;
+        let n = before.audit.len();
+        ensure!(
+            after.listings == before.listings
+                && after.audit.len() == n + 1
+                && after.audit[..n] == before.audit[..],
+            "a refusal did more than append its audit record:\nbefore {before:?}\nafter  {after:?}"
+        );
+        let record = &after.audit[n];
+        let refused = format!("refused:{code}:");
+        ensure!(
+            record["action"] == action
+                && record["result"]
+                    .as_str()
+                    .is_some_and(|r| r.starts_with(&refused)),
+            "expected a {action} record with result {refused}..., got {record}"
+        );
+        Ok(())
+    }
+}
+
+/// `answer` is a JSON error with `status`, `code`, a message, and `field` (or no field).
+fn expect_error(
+    answer: &(u16, Value),
+    status: u16,
+    code: &str,
+    field: Option<&str>,
+) -> anyhow::Result<()> {
+    let (got, body) = answer;
+    let error = &body["error"];
+    ensure!(
+        *got == status && error["code"] == code,
+        "expected {status} {code}, got {got} {body}"
+    );
+    ensure!(
+        error["field"].as_str() == field,
+        "expected field {field:?}, got {body}"
+    );
+    ensure!(
+        error["message"]
+            .as_str()
+            .is_some_and(|m| !m.trim().is_empty()),
+        "no message in {body}"
+    );
+    Ok(())
+}
+
+fn remove(object: &mut Value, key: &str) {
+    if let Some(o) = object.as_object_mut() {
+        o.remove(key);
+    }
+}
+
+/// Submits the example listing changed by `change`: 400 `invalid_field` blaming `field`, and
+/// nothing applied. Returns the error body.
+async fn submit_invalid(change: impl FnOnce(&mut Value), field: &str) -> anyhow::Result<Value> {
+    let api = Api::start().await?;
+    let before = api.snapshot().await?;
+    let mut listing = example_listing("invalid");
+    change(&mut listing);
+    let answer = api
+        .json(Method::POST, "/v1/listings", &api.tokens.provider, &listing)
+        .await?;
+    api.expect_rejected(&answer, &before, 400, "invalid_field", Some(field))
+        .await?;
+    Ok(answer.1)
+}
+
+/// Submits the example listing as `content_type` bytes `body`: expects `status`/`code` and
+/// nothing applied.
+async fn submit_raw(
+    content_type: &str,
+    body: Vec<u8>,
+    status: u16,
+    code: &str,
+) -> anyhow::Result<()> {
+    let api = Api::start().await?;
+    let before = api.snapshot().await?;
+    let answer = api
+        .send(
+            Method::POST,
+            "/v1/listings",
+            Some(&api.tokens.provider),
+            Some((content_type, body)),
+        )
+        .await?;
+    api.expect_rejected(&answer, &before, status, code, None)
+        .await
+}
+
+/// `action` (reject or delist) with `body` on a listing whose state allows it: 400
+/// `invalid_field` blaming `reason`, and the listing untouched.
+async fn review_with_bad_reason(action: &str, body: Value) -> anyhow::Result<()> {
+    let api = Api::start().await?;
+    let id = api.submit(action).await?;
+    if action == "delist" {
+        api.approve(&id).await?;
+    }
+    let before = api.snapshot().await?;
+    let listing = api.listing(&id).await?;
+    let answer = api.review(&id, action, &body).await?;
+    api.expect_rejected(&answer, &before, 400, "invalid_field", Some("reason"))
+        .await?;
+    ensure!(api.listing(&id).await? == listing, "the listing changed");
+    Ok(())
+}
+
+/// `action` with a good body on a listing that does not exist: 404, and only the refusal
+/// recorded.
+async fn review_unknown_listing(action: &str, body: Value) -> anyhow::Result<()> {
+    let api = Api::start().await?;
+    let before = api.snapshot().await?;
+    let answer = api.review(&unknown_id(), action, &body).await?;
+    api.expect_refused(
+        &answer,
+        &before,
+        404,
+        "not_found",
+        &format!("{action}_listing"),
+    )
+    .await
+}
+
+/// `action` on a listing brought to `state` (submitted or listed): 409 `illegal_transition`,
+/// the listing's state and history unchanged, and only the refusal recorded.
+async fn illegal_transition(state: &str, action: &str) -> anyhow::Result<()> {
+    let api = Api::start().await?;
+    let id = api.submit(action).await?;
+    if state == "listed" {
+        api.approve(&id).await?;
+    }
+    let before = api.snapshot().await?;
+    let listing = api.listing(&id).await?;
+    ensure!(listing["state"] == state, "{listing}");
+    let body = match action {
+        "approve" => json!({}),
+        _ => json!({"reason": "test"}),
+    };
+    let answer = api.review(&id, action, &body).await?;
+    api.expect_refused(
+        &answer,
+        &before,
+        409,
+        "illegal_transition",
+        &format!("{action}_listing"),
+    )
+    .await?;
+    let after = api.listing(&id).await?;
+    ensure!(
+        after == listing,
+        "the listing changed:\nbefore {listing}\nafter  {after}"
+    );
+    Ok(())
+}
+
+/// `GET /v1/listings?{query}` with a bad parameter: 400 `code` blaming `field`.
+async fn search_rejects(query: &str, code: &str, field: Option<&str>) -> anyhow::Result<Value> {
+    let api = Api::start().await?;
+    let answer = api
+        .get(&format!("/v1/listings?{query}"), &api.tokens.buyer)
+        .await?;
+    expect_error(&answer, 400, code, field)?;
+    Ok(answer.1)
+}
+
+/// Creates a provider token bound to `party` with the admin token; returns its text.
+async fn provider_token_for(api: &Api, party: &str) -> anyhow::Result<String> {
+    let (status, body) = api
+        .json(
+            Method::POST,
+            "/v1/tokens",
+            &api.tokens.admin,
+            &json!({"role": "provider", "party": party, "label": "t"}),
+        )
+        .await?;
+    ensure!(status == 201, "create token: {status} {body}");
+    api.caught_up().await?;
+    body["token"]
+        .as_str()
+        .map(str::to_owned)
+        .with_context(|| format!("no token in {body}"))
+}
+
+#[tokio::test]
+async fn submitted_and_approved_listing_reads_back_listed_with_two_history_entries()
+-> anyhow::Result<()> {
+    let api = Api::start().await?;
+    let id = api.submit("control").await?;
+    api.approve(&id).await?;
+    let listing = api.listing(&id).await?;
+    ensure!(listing["state"] == "listed", "{listing}");
+    let actions: Vec<&str> = listing["history"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|h| h["action"].as_str())
+        .collect();
+    ensure!(actions == ["submit", "approve"], "history: {listing}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn malformed_json_is_400_and_applies_nothing() -> anyhow::Result<()> {
+    submit_raw(
+        "application/json",
+        br#"{"title": "#.to_vec(),
+        400,
+        "malformed_json",
+    )
+    .await
+}
+
+#[tokio::test]
+async fn json_followed_by_trailing_data_is_400_and_applies_nothing() -> anyhow::Result<()> {
+    let mut body = serde_json::to_vec(&example_listing("trailing"))?;
+    body.extend_from_slice(br#" {"title": "a second document"}"#);
+    submit_raw("application/json", body, 400, "malformed_json").await
+}
+
+#[tokio::test]
+async fn unknown_field_is_400_naming_the_field() -> anyhow::Result<()> {
+    submit_invalid(|l| l["colour"] = json!("red"), "colour").await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn unknown_nested_field_is_400_naming_its_dotted_path() -> anyhow::Result<()> {
+    submit_invalid(
+        |l| l["provider"]["email"] = json!("a@b.c"),
+        "provider.email",
+    )
+    .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn missing_description_is_400_naming_description() -> anyhow::Result<()> {
+    submit_invalid(|l| remove(l, "description"), "description").await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn missing_provider_name_is_400_naming_its_dotted_path() -> anyhow::Result<()> {
+    submit_invalid(|l| remove(&mut l["provider"], "name"), "provider.name").await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn empty_title_is_400_naming_title() -> anyhow::Result<()> {
+    submit_invalid(|l| l["title"] = json!(""), "title").await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn per_call_pricing_without_amount_is_400_naming_pricing_amount() -> anyhow::Result<()> {
+    submit_invalid(|l| remove(&mut l["pricing"], "amount"), "pricing.amount").await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn currency_that_is_not_iso_4217_is_400_naming_pricing_currency() -> anyhow::Result<()> {
+    submit_invalid(
+        |l| l["pricing"]["currency"] = json!("yuan"),
+        "pricing.currency",
+    )
+    .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn unknown_classification_is_400_naming_classification() -> anyhow::Result<()> {
+    submit_invalid(|l| l["classification"] = json!("secret"), "classification").await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn no_delivery_modes_is_400_naming_delivery_modes() -> anyhow::Result<()> {
+    submit_invalid(|l| l["delivery_modes"] = json!([]), "delivery_modes").await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn several_invalid_fields_are_all_listed_in_details() -> anyhow::Result<()> {
+    let body = submit_invalid(
+        |l| {
+            l["title"] = json!("  ");
+            l["delivery_modes"] = json!([]);
+            l["pricing"]["currency"] = json!("yuan");
+        },
+        "title",
+    )
+    .await?;
+    let fields: Vec<&str> = body["error"]["details"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|d| d["field"].as_str())
+        .collect();
+    ensure!(
+        fields == ["title", "delivery_modes", "pricing.currency"],
+        "details: {body}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn text_plain_body_is_415_and_applies_nothing() -> anyhow::Result<()> {
+    let body = serde_json::to_vec(&example_listing("text"))?;
+    submit_raw("text/plain", body, 415, "unsupported_media_type").await
+}
+
+#[tokio::test]
+async fn body_over_one_mebibyte_is_413_and_applies_nothing() -> anyhow::Result<()> {
+    let mut listing = example_listing("huge");
+    listing["description"] = json!("a".repeat(MAX_BODY + 1));
+    let body = serde_json::to_vec(&listing)?;
+    submit_raw("application/json", body, 413, "payload_too_large").await
+}
+
+#[tokio::test]
+async fn approve_with_a_text_plain_review_is_415_and_applies_nothing() -> anyhow::Result<()> {
+    let api = Api::start().await?;
+    let id = api.submit("text-review").await?;
+    let before = api.snapshot().await?;
+    let answer = api
+        .send(
+            Method::POST,
+            &format!("/v1/listings/{id}/approve"),
+            Some(&api.tokens.operator),
+            Some(("text/plain", br#"{"notes": "ok"}"#.to_vec())),
+        )
+        .await?;
+    api.expect_rejected(&answer, &before, 415, "unsupported_media_type", None)
+        .await
+}
+
+#[tokio::test]
+async fn approve_with_a_review_over_one_mebibyte_is_413_json_error() -> anyhow::Result<()> {
+    let api = Api::start().await?;
+    let id = api.submit("huge-review").await?;
+    let before = api.snapshot().await?;
+    let answer = api
+        .review(&id, "approve", &json!({"notes": "a".repeat(MAX_BODY + 1)}))
+        .await?;
+    api.expect_rejected(&answer, &before, 413, "payload_too_large", None)
+        .await
+}
+
+#[tokio::test]
+async fn request_without_authorization_is_401_and_applies_nothing() -> anyhow::Result<()> {
+    let api = Api::start().await?;
+    let before = api.snapshot().await?;
+    let body = serde_json::to_vec(&example_listing("anonymous"))?;
+    let answer = api
+        .send(
+            Method::POST,
+            "/v1/listings",
+            None,
+            Some(("application/json", body)),
+        )
+        .await?;
+    api.expect_rejected(&answer, &before, 401, "unauthorized", None)
+        .await
+}
+
+#[tokio::test]
+async fn unknown_token_is_401_and_applies_nothing() -> anyhow::Result<()> {
+    let api = Api::start().await?;
+    let before = api.snapshot().await?;
+    let answer = api
+        .json(
+            Method::POST,
+            "/v1/listings",
+            "xchg-provider-not-a-token-of-this-zone",
+            &example_listing("stranger"),
+        )
+        .await?;
+    api.expect_rejected(&answer, &before, 401, "unauthorized", None)
+        .await
+}
+
+#[tokio::test]
+async fn buyer_submitting_a_listing_is_403_and_applies_nothing() -> anyhow::Result<()> {
+    let api = Api::start().await?;
+    let before = api.snapshot().await?;
+    let answer = api
+        .json(
+            Method::POST,
+            "/v1/listings",
+            &api.tokens.buyer,
+            &example_listing("buyer"),
+        )
+        .await?;
+    api.expect_rejected(&answer, &before, 403, "forbidden", None)
+        .await
+}
+
+#[tokio::test]
+async fn provider_approving_a_listing_is_403_and_applies_nothing() -> anyhow::Result<()> {
+    let api = Api::start().await?;
+    let id = api.submit("self-approval").await?;
+    let before = api.snapshot().await?;
+    let answer = api
+        .json(
+            Method::POST,
+            &format!("/v1/listings/{id}/approve"),
+            &api.tokens.provider,
+            &json!({}),
+        )
+        .await?;
+    api.expect_rejected(&answer, &before, 403, "forbidden", None)
+        .await?;
+    let listing = api.listing(&id).await?;
+    ensure!(listing["state"] == "submitted", "{listing}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn provider_reading_the_audit_chain_is_403() -> anyhow::Result<()> {
+    let api = Api::start().await?;
+    let answer = api.get("/v1/audit", &api.tokens.provider).await?;
+    expect_error(&answer, 403, "forbidden", None)
+}
+
+#[tokio::test]
+async fn provider_creating_a_token_is_403_naming_only_admin() -> anyhow::Result<()> {
+    let api = Api::start().await?;
+    let before = api.snapshot().await?;
+    let answer = api
+        .json(
+            Method::POST,
+            "/v1/tokens",
+            &api.tokens.provider,
+            &json!({"role": "admin", "label": "escalation"}),
+        )
+        .await?;
+    api.expect_rejected(&answer, &before, 403, "forbidden", None)
+        .await?;
+    let message = answer.1["error"]["message"].as_str().unwrap_or_default();
+    ensure!(
+        message.ends_with("it needs one of: admin"),
+        "the message should name the admin role alone: {message:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn get_of_an_unknown_listing_is_404() -> anyhow::Result<()> {
+    let api = Api::start().await?;
+    let answer = api
+        .get(&format!("/v1/listings/{}", unknown_id()), &api.tokens.buyer)
+        .await?;
+    expect_error(&answer, 404, "not_found", None)
+}
+
+#[tokio::test]
+async fn approve_of_an_unknown_listing_is_404_and_only_the_refusal_is_recorded()
+-> anyhow::Result<()> {
+    review_unknown_listing("approve", json!({})).await
+}
+
+#[tokio::test]
+async fn reject_of_an_unknown_listing_is_404_and_only_the_refusal_is_recorded() -> anyhow::Result<()>
+{
+    review_unknown_listing("reject", json!({"reason": "incomplete"})).await
+}
+
+#[tokio::test]
+async fn delist_of_an_unknown_listing_is_404_and_only_the_refusal_is_recorded() -> anyhow::Result<()>
+{
+    review_unknown_listing("delist", json!({"reason": "withdrawn"})).await
+}
+
+#[tokio::test]
+async fn malformed_listing_id_is_404_on_every_listing_route_and_applies_nothing()
+-> anyhow::Result<()> {
+    let api = Api::start().await?;
+    let before = api.snapshot().await?;
+    let t = &api.tokens;
+    let listing = example_listing("malformed-id");
+    let reason = json!({"reason": "test"});
+    for id in [
+        "nope",
+        "sha256:xyz",
+        &format!("sha256:{}", "a".repeat(63)),
+        &format!("sha256:{}", "AB".repeat(32)),
+        &format!("md5:{}", "ab".repeat(16)),
+    ] {
+        let routes = [
+            (Method::GET, format!("/v1/listings/{id}"), &t.buyer, None),
+            (
+                Method::PUT,
+                format!("/v1/listings/{id}"),
+                &t.provider,
+                Some(&listing),
+            ),
+            (
+                Method::POST,
+                format!("/v1/listings/{id}/approve"),
+                &t.operator,
+                None,
+            ),
+            (
+                Method::POST,
+                format!("/v1/listings/{id}/reject"),
+                &t.operator,
+                Some(&reason),
+            ),
+            (
+                Method::POST,
+                format!("/v1/listings/{id}/delist"),
+                &t.operator,
+                Some(&reason),
+            ),
+        ];
+        for (method, path, token, body) in routes {
+            let body = body
+                .map(serde_json::to_vec)
+                .transpose()?
+                .map(|b| ("application/json", b));
+            let answer = api.send(method.clone(), &path, Some(token), body).await?;
+            expect_error(&answer, 404, "not_found", None)
+                .with_context(|| format!("{method} {path}"))?;
+        }
+    }
+    ensure!(
+        api.snapshot().await? == before,
+        "a malformed id applied something"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn approving_twice_is_409_and_leaves_the_listing_unchanged() -> anyhow::Result<()> {
+    illegal_transition("listed", "approve").await
+}
+
+#[tokio::test]
+async fn delisting_a_submitted_listing_is_409_and_leaves_it_unchanged() -> anyhow::Result<()> {
+    illegal_transition("submitted", "delist").await
+}
+
+#[tokio::test]
+async fn rejecting_a_listed_listing_is_409_and_leaves_it_unchanged() -> anyhow::Result<()> {
+    illegal_transition("listed", "reject").await
+}
+
+#[tokio::test]
+async fn reject_without_reason_is_400_naming_reason() -> anyhow::Result<()> {
+    review_with_bad_reason("reject", json!({})).await
+}
+
+#[tokio::test]
+async fn reject_with_empty_reason_is_400_naming_reason() -> anyhow::Result<()> {
+    review_with_bad_reason("reject", json!({"reason": ""})).await
+}
+
+#[tokio::test]
+async fn delist_without_reason_is_400_naming_reason() -> anyhow::Result<()> {
+    review_with_bad_reason("delist", json!({})).await
+}
+
+#[tokio::test]
+async fn delist_with_blank_reason_is_400_naming_reason() -> anyhow::Result<()> {
+    review_with_bad_reason("delist", json!({"reason": "  \n"})).await
+}
+
+#[tokio::test]
+async fn search_with_non_numeric_limit_is_400_naming_limit() -> anyhow::Result<()> {
+    search_rejects("limit=abc", "invalid_field", Some("limit")).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn search_with_unknown_state_is_400_naming_state() -> anyhow::Result<()> {
+    search_rejects("state=bogus", "invalid_field", Some("state")).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn search_with_unknown_classification_is_400_naming_classification() -> anyhow::Result<()> {
+    search_rejects(
+        "classification=secret",
+        "invalid_field",
+        Some("classification"),
+    )
+    .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn search_with_unknown_parameter_is_400_naming_it_in_the_message() -> anyhow::Result<()> {
+    let body = search_rejects("colour=red", "invalid_query", None).await?;
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    ensure!(message.contains("colour"), "{body}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn audit_limit_above_1000_is_clamped_not_refused() -> anyhow::Result<()> {
+    let api = Api::start().await?;
+    api.submit("audit").await?;
+    let chain = api.snapshot().await?.audit;
+    let (status, page) = api
+        .get("/v1/audit?limit=5000", &api.tokens.regulator)
+        .await?;
+    ensure!(status == 200, "{status} {page}");
+    let items = page["items"].as_array().cloned().unwrap_or_default();
+    ensure!(
+        !items.is_empty() && items.len() <= 1000 && items == chain,
+        "expected the whole chain of {} records, got {page}",
+        chain.len()
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn provider_may_update_only_its_own_listing() -> anyhow::Result<()> {
+    let api = Api::start().await?;
+    let id = api.submit("owned").await?;
+    let other = provider_token_for(&api, "other-provider").await?;
+    let before = api.snapshot().await?;
+    let listing = api.listing(&id).await?;
+    let path = format!("/v1/listings/{id}");
+
+    let mut draft = example_listing("taken over");
+    draft["provider"]["id"] = json!("other-provider");
+    let answer = api.json(Method::PUT, &path, &other, &draft).await?;
+    api.expect_refused(&answer, &before, 403, "forbidden", "update_listing")
+        .await?;
+    ensure!(api.listing(&id).await? == listing, "the listing changed");
+
+    let (status, body) = api
+        .json(
+            Method::PUT,
+            &path,
+            &api.tokens.provider,
+            &example_listing("owned v2"),
+        )
+        .await?;
+    ensure!(
+        status == 200 && body["version"] == 2 && body["state"] == "submitted",
+        "owner's update: {status} {body}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn bound_provider_token_cannot_update_its_listing_into_another_partys_name()
+-> anyhow::Result<()> {
+    let api = Api::start().await?;
+    let token = provider_token_for(&api, "other-provider").await?;
+    let mut own = example_listing("bound");
+    own["provider"]["id"] = json!("other-provider");
+    let id = api.submit_as(&token, &own).await?;
+    let before = api.snapshot().await?;
+    let listing = api.listing(&id).await?;
+
+    let answer = api
+        .json(
+            Method::PUT,
+            &format!("/v1/listings/{id}"),
+            &token,
+            &example_listing("bound"),
+        )
+        .await?;
+    api.expect_rejected(&answer, &before, 403, "forbidden", Some("provider.id"))
+        .await?;
+    ensure!(api.listing(&id).await? == listing, "the listing changed");
+    Ok(())
+}
+
+#[tokio::test]
+async fn revoking_a_config_token_by_its_uppercase_hash_really_revokes_it() -> anyhow::Result<()> {
+    let api = Api::start().await?;
+    let upper: String = xchg_federation_config::token_hash(&api.tokens.buyer)
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect();
+    let (status, body) = api
+        .send(
+            Method::DELETE,
+            &format!("/v1/tokens/{upper}"),
+            Some(&api.tokens.admin),
+            None,
+        )
+        .await?;
+    ensure!(status == 204, "revoke: {status} {body}");
+    api.caught_up().await?;
+    let answer = api.get("/v1/listings", &api.tokens.buyer).await?;
+    expect_error(&answer, 401, "unauthorized", None).context("the revoked buyer token still works")
+}
+
+#[tokio::test]
+async fn unknown_route_is_404_json_error() -> anyhow::Result<()> {
+    let api = Api::start().await?;
+    let answer = api.get("/v1/no-such-resource", &api.tokens.buyer).await?;
+    expect_error(&answer, 404, "not_found", None)
+}
+
+#[tokio::test]
+async fn wrong_method_on_a_known_route_is_405_json_error() -> anyhow::Result<()> {
+    let api = Api::start().await?;
+    let before = api.snapshot().await?;
+    let answer = api
+        .send(
+            Method::DELETE,
+            "/v1/listings",
+            Some(&api.tokens.admin),
+            None,
+        )
+        .await?;
+    api.expect_rejected(&answer, &before, 405, "method_not_allowed", None)
+        .await
+}
