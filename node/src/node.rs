@@ -139,7 +139,7 @@ pub async fn start(
         path: config.node.data_dir.display().to_string(),
         source,
     })?;
-    let db = Db::open(&config.node.data_dir.join("xchg.db")).await?;
+    let db = Db::open(&config.node.data_dir).await?;
     let metrics = Arc::new(api::metrics::Metrics::new());
     let sm = StateMachine::new(db.clone())
         .await
@@ -254,12 +254,14 @@ pub async fn start(
     }
 
     let api_addr = api_listener.local_addr().map_err(StartError::Listener)?;
+    let proposer = api::propose::Proposer::start(raft.clone(), transport.clone(), metrics.clone());
     let state = api::AppState::new(api::Context {
         config: config.clone(),
         raft: raft.clone(),
         db: db.clone(),
         transport,
         member_keys,
+        proposer,
         metrics,
         committed,
     });

@@ -180,10 +180,6 @@ async fn leader_kill_loses_no_acknowledged_listing() -> anyhow::Result<()> {
         },
     )
     .await?;
-    assert!(
-        target as usize > LISTINGS,
-        "applied index {target} covers the writes"
-    );
     for &i in &survivors {
         eventually(
             Duration::from_secs(30),

@@ -44,7 +44,7 @@ pub struct Metrics {
     request_seconds: Family<RouteLabels, Histogram>,
     write_seconds: Histogram,
     apply_batch_seconds: Histogram,
-    applied_entries: Counter,
+    applied_commands: Counter,
     append_batch_seconds: Histogram,
     appended_entries: Counter,
     term: Gauge,
@@ -90,11 +90,11 @@ impl Metrics {
             "Time to apply one batch of committed entries",
             apply_batch_seconds.clone(),
         );
-        let applied_entries = Counter::default();
+        let applied_commands = Counter::default();
         registry.register(
-            "applied_entries",
-            "Log entries applied to the catalog",
-            applied_entries.clone(),
+            "applied_commands",
+            "Catalog commands applied (one log entry carries a batch of them)",
+            applied_commands.clone(),
         );
         let append_batch_seconds = Histogram::new(latency_buckets());
         registry.register(
@@ -140,7 +140,7 @@ impl Metrics {
             request_seconds,
             write_seconds,
             apply_batch_seconds,
-            applied_entries,
+            applied_commands,
             append_batch_seconds,
             appended_entries,
             term,
@@ -156,7 +156,7 @@ impl Metrics {
         let m = self.clone();
         BatchObserver(Arc::new(move |elapsed: Duration, n: usize| {
             m.apply_batch_seconds.observe(elapsed.as_secs_f64());
-            m.applied_entries.inc_by(n as u64);
+            m.applied_commands.inc_by(n as u64);
         }))
     }
 

@@ -10,6 +10,7 @@ pub mod error;
 pub mod json;
 pub mod listings;
 pub mod metrics;
+pub mod propose;
 pub mod status;
 pub mod tokens;
 pub mod zone;
@@ -19,23 +20,21 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::routing::{delete, get, post};
-use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use openraft::error::{CheckIsLeaderError, RaftError};
 use serde::Deserialize;
 use xchg_federation_config::NodeConfig;
 
 use crate::catalog::{CatalogCommand, CommandResponse};
 use crate::raft::tls::MemberKeys;
-use crate::raft::transport::{
-    ForwardError, TransportError, ZoneRequest, ZoneResponse, ZoneTransport,
-};
+use crate::raft::transport::{ForwardError, ZoneRequest, ZoneResponse, ZoneTransport};
 use crate::raft::{NodeId, Raft};
 use crate::store::Db;
 use error::ApiError;
 
 /// How long a write or a linearizable read may wait for a leader before answering 503.
-const LEADER_WAIT: Duration = Duration::from_secs(10);
+pub(crate) const LEADER_WAIT: Duration = Duration::from_secs(10);
 /// Timeout of one forwarded request.
-const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What the handlers need.
 pub struct Context {
@@ -53,6 +52,8 @@ pub struct Context {
     pub metrics: Arc<metrics::Metrics>,
     /// The highest committed index the log store has seen.
     pub committed: Arc<std::sync::atomic::AtomicU64>,
+    /// Batches writes into Raft entries.
+    pub proposer: propose::Proposer,
 }
 
 /// Shared handler state.
@@ -71,16 +72,6 @@ impl std::ops::Deref for AppState {
     fn deref(&self) -> &Context {
         &self.0
     }
-}
-
-/// The fate of a forwarded write.
-enum Forwarded {
-    /// Applied by the leader.
-    Done((CommandResponse, u64)),
-    /// Certainly not proposed; try again (towards this leader, if known).
-    Retry(Option<NodeId>),
-    /// Sent, but whether it was applied is unknown.
-    Unknown(String),
 }
 
 /// `?consistency=local` on reads.
@@ -132,75 +123,13 @@ impl Context {
         Some((id, node))
     }
 
-    /// Proposes `cmd` through Raft, on this node if it leads, else through the leader.
-    /// Returns the state machine's response and the entry's log index.
-    ///
-    /// A write is retried only when it certainly was not proposed (no leader yet, the node
-    /// asked was not the leader, the leader could not be connected to). If a forwarded write
-    /// times out after it was sent, it may have been applied: the client gets
-    /// `outcome_unknown` rather than a blind retry that could apply it twice.
+    /// Proposes `cmd` through Raft (batched with concurrent writes; see [`propose`]).
+    /// Returns the state machine's response and the log index of the entry that carried it.
     ///
     /// # Errors
     /// [`ApiError`] 503 when no leader answers within the wait; 504 when the outcome is unknown.
     pub async fn propose(&self, cmd: CatalogCommand) -> Result<(CommandResponse, u64), ApiError> {
-        let started = Instant::now();
-        let deadline = started + LEADER_WAIT;
-        let mut hint: Option<NodeId> = None;
-        let result = loop {
-            let leader = match self.raft.client_write(cmd.clone()).await {
-                Ok(r) => break Ok((r.data, r.log_id.index)),
-                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                    f.leader_id.or(hint)
-                }
-                Err(e) => {
-                    break Err(ApiError::unavailable(&format!(
-                        "Raft cannot take writes: {e}"
-                    )));
-                }
-            };
-            match self.forward_write(leader, &cmd).await {
-                Forwarded::Done(r) => break Ok(r),
-                Forwarded::Retry(next) => hint = next,
-                Forwarded::Unknown(msg) => break Err(ApiError::outcome_unknown(&msg)),
-            }
-            if Instant::now() >= deadline {
-                break Err(ApiError::unavailable(
-                    "no Raft leader is available in this zone; retry shortly",
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
-        self.metrics.observe_write(started.elapsed());
-        result
-    }
-
-    async fn forward_write(&self, leader: Option<NodeId>, cmd: &CatalogCommand) -> Forwarded {
-        let Some((id, node)) = self.leader_node(leader) else {
-            return Forwarded::Retry(None);
-        };
-        match self
-            .transport
-            .call(
-                id,
-                &node,
-                ZoneRequest::ForwardWrite(cmd.clone()),
-                FORWARD_TIMEOUT,
-            )
-            .await
-        {
-            Ok(ZoneResponse::ForwardWrite(Ok(r))) => Forwarded::Done(r),
-            Ok(ZoneResponse::ForwardWrite(Err(ForwardError::NotLeader { leader }))) => {
-                Forwarded::Retry(leader)
-            }
-            Ok(ZoneResponse::ForwardWrite(Err(ForwardError::Unavailable(msg)))) => {
-                Forwarded::Unknown(msg)
-            }
-            Ok(_) => Forwarded::Unknown("unexpected answer from the leader".into()),
-            Err(TransportError::Unreachable(_)) => Forwarded::Retry(None),
-            Err(e) => Forwarded::Unknown(format!(
-                "forwarding to the leader failed after sending: {e}"
-            )),
-        }
+        self.proposer.propose(cmd).await
     }
 
     /// Waits until this node's replica reflects every write committed before the call

@@ -72,29 +72,101 @@ impl AuditContent {
     }
 }
 
-/// The last record's seq, hash and time, or the chain's origin.
-pub async fn head(conn: &mut SqliteConnection) -> Result<(u64, [u8; 32], Timestamp), sqlx::Error> {
-    let row = sqlx::query("SELECT seq, hash, at FROM audit ORDER BY seq DESC LIMIT 1")
-        .fetch_optional(&mut *conn)
-        .await?;
-    Ok(match row {
-        Some(r) => {
-            let hash: Vec<u8> = r.try_get(1)?;
-            let mut h = [0u8; 32];
-            if hash.len() == 32 {
-                h.copy_from_slice(&hash);
-            }
-            (
-                r.try_get::<i64, _>(0)? as u64,
-                h,
-                Timestamp(r.try_get::<i64, _>(2)? as u64),
-            )
-        }
-        None => (0, [0u8; 32], Timestamp(0)),
-    })
+/// The chain's head and the records appended in the current state-machine batch, which are
+/// written in one statement by [`Chain::flush`] (one round trip per batch instead of two per
+/// command).
+pub struct Chain {
+    seq: u64,
+    hash: [u8; 32],
+    at: Timestamp,
+    pending: Vec<AuditRecord>,
 }
 
-/// What to record; seq and hashes are filled in by [`append`].
+/// Rows per multi-row INSERT (10 parameters each, well under SQLite's variable limit).
+const ROWS_PER_INSERT: usize = 500;
+
+impl Chain {
+    /// Reads the head of the chain (or its origin: seq 0, zero hash).
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub async fn load(conn: &mut SqliteConnection) -> Result<Chain, sqlx::Error> {
+        let row = sqlx::query("SELECT seq, hash, at FROM audit ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&mut *conn)
+            .await?;
+        let mut chain = Chain {
+            seq: 0,
+            hash: [0u8; 32],
+            at: Timestamp(0),
+            pending: Vec::new(),
+        };
+        if let Some(r) = row {
+            let hash: Vec<u8> = r.try_get(1)?;
+            chain.seq = r.try_get::<i64, _>(0)? as u64;
+            chain.hash = hash
+                .as_slice()
+                .try_into()
+                .map_err(|_| sqlx::Error::Decode("audit hash is not 32 bytes".into()))?;
+            chain.at = Timestamp(r.try_get::<i64, _>(2)? as u64);
+        }
+        Ok(chain)
+    }
+
+    /// The time of the last record (commands without a time of their own reuse it).
+    pub fn last_at(&self) -> Timestamp {
+        self.at
+    }
+
+    /// Appends one record after the head.
+    pub fn append(&mut self, event: Event<'_>) {
+        let content = AuditContent {
+            seq: self.seq + 1,
+            raft_index: event.raft_index,
+            at: event.at,
+            actor: event.actor.to_owned(),
+            role: event.role.to_owned(),
+            action: event.action.to_owned(),
+            object_id: event.object_id.to_owned(),
+            result: event.result,
+            prev_hash: self.hash,
+        };
+        let hash = content.hash();
+        self.seq = content.seq;
+        self.hash = hash;
+        self.at = content.at;
+        self.pending.push(AuditRecord { content, hash });
+    }
+
+    /// Writes the records appended since the last flush, inside the caller's transaction.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub async fn flush(&mut self, conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
+        for chunk in self.pending.chunks(ROWS_PER_INSERT) {
+            let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "INSERT INTO audit (seq, raft_index, at, actor, role, action, object_id, result, prev_hash, hash) ",
+            );
+            qb.push_values(chunk, |mut b, r| {
+                let c = &r.content;
+                b.push_bind(c.seq as i64)
+                    .push_bind(c.raft_index as i64)
+                    .push_bind(c.at.0 as i64)
+                    .push_bind(c.actor.clone())
+                    .push_bind(c.role.clone())
+                    .push_bind(c.action.clone())
+                    .push_bind(c.object_id.clone())
+                    .push_bind(c.result.clone())
+                    .push_bind(c.prev_hash.to_vec())
+                    .push_bind(r.hash.to_vec());
+            });
+            qb.build().execute(&mut *conn).await?;
+        }
+        self.pending.clear();
+        Ok(())
+    }
+}
+
+/// What to record; seq and hashes are filled in by [`Chain::append`].
 pub struct Event<'a> {
     /// Raft log index.
     pub raft_index: u64,
@@ -110,43 +182,6 @@ pub struct Event<'a> {
     pub object_id: &'a str,
     /// Result text.
     pub result: String,
-}
-
-/// Appends one record after the current head, inside the caller's transaction.
-pub async fn append(
-    conn: &mut SqliteConnection,
-    event: Event<'_>,
-) -> Result<AuditRecord, sqlx::Error> {
-    let (seq, prev_hash, _) = head(conn).await?;
-    let content = AuditContent {
-        seq: seq + 1,
-        raft_index: event.raft_index,
-        at: event.at,
-        actor: event.actor.to_owned(),
-        role: event.role.to_owned(),
-        action: event.action.to_owned(),
-        object_id: event.object_id.to_owned(),
-        result: event.result,
-        prev_hash,
-    };
-    let hash = content.hash();
-    sqlx::query(
-        "INSERT INTO audit (seq, raft_index, at, actor, role, action, object_id, result, prev_hash, hash)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(content.seq as i64)
-    .bind(content.raft_index as i64)
-    .bind(content.at.0 as i64)
-    .bind(&content.actor)
-    .bind(&content.role)
-    .bind(&content.action)
-    .bind(&content.object_id)
-    .bind(&content.result)
-    .bind(&content.prev_hash[..])
-    .bind(&hash[..])
-    .execute(&mut *conn)
-    .await?;
-    Ok(AuditRecord { content, hash })
 }
 
 /// Reads up to `limit` records with `seq >= from`, in order.

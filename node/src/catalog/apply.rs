@@ -17,6 +17,7 @@ use crate::audit;
 /// Only storage errors; refusals are part of the `Ok` value.
 pub async fn apply(
     conn: &mut SqliteConnection,
+    chain: &mut audit::Chain,
     raft_index: u64,
     cmd: &CatalogCommand,
 ) -> Result<CommandResponse, sqlx::Error> {
@@ -104,19 +105,15 @@ pub async fn apply(
         Ok(_) => "ok".to_owned(),
         Err(r) => format!("refused:{}: {r}", r.code()),
     };
-    audit::append(
-        conn,
-        audit::Event {
-            raft_index,
-            at,
-            actor: &actor.id,
-            role: actor.role.as_str(),
-            action: cmd.action(),
-            object_id: &object,
-            result,
-        },
-    )
-    .await?;
+    chain.append(audit::Event {
+        raft_index,
+        at,
+        actor: &actor.id,
+        role: actor.role.as_str(),
+        action: cmd.action(),
+        object_id: &object,
+        result,
+    });
     Ok(response)
 }
 
@@ -190,14 +187,86 @@ fn enum_name<T: serde::Serialize>(value: &T) -> String {
         .unwrap_or_default()
 }
 
-/// Writes the listing row for `listing` in `state` (insert, or replace the current version).
+/// A listing version's canonical bytes and the ids derived from them, computed once.
+struct Encoded {
+    id: ContentId,
+    content_id: ContentId,
+    bytes: Vec<u8>,
+}
+
+impl Encoded {
+    fn of(listing: &Listing) -> Self {
+        let bytes = listing.canonical_bytes();
+        let content_id = ContentId::of(&bytes);
+        Encoded {
+            id: listing.listing_id.unwrap_or(content_id),
+            content_id,
+            bytes,
+        }
+    }
+}
+
+/// Inserts version 1 of a new listing; false if the id exists already.
+async fn insert_new_listing(
+    conn: &mut SqliteConnection,
+    listing: &Listing,
+    encoded: &Encoded,
+    submitted_by: &str,
+) -> Result<bool, sqlx::Error> {
+    let done = listing_row(
+        "INSERT INTO listings (id, version, content_id, state, origin, submitted_by, provider_id,
+            provider_name, category, classification, delivery_modes, title, description, keywords,
+            scenarios, created_at, updated_at, body)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (id) DO NOTHING",
+        listing,
+        encoded,
+        ListingState::Submitted,
+        submitted_by,
+    )
+    .execute(&mut *conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Binds a listing row's columns, in the column order of the listings table.
+fn listing_row<'q>(
+    sql: &'q str,
+    listing: &'q Listing,
+    encoded: &Encoded,
+    state: ListingState,
+    submitted_by: &'q str,
+) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>> {
+    sqlx::query(sql)
+        .bind(encoded.id.to_string())
+        .bind(i64::from(listing.version))
+        .bind(encoded.content_id.to_string())
+        .bind(state.as_str())
+        .bind(listing.origin.as_str())
+        .bind(submitted_by)
+        .bind(listing.provider.id.as_str())
+        .bind(&listing.provider.name)
+        .bind(&listing.category)
+        .bind(enum_name(&listing.classification))
+        .bind(modes(listing))
+        .bind(&listing.title)
+        .bind(&listing.description)
+        .bind(join(&listing.keywords))
+        .bind(join(&listing.scenarios))
+        .bind(listing.created_at.0 as i64)
+        .bind(listing.updated_at.0 as i64)
+        .bind(encoded.bytes.clone())
+}
+
+/// Replaces the current version of an existing listing, in `state`.
 async fn write_listing(
     conn: &mut SqliteConnection,
     listing: &Listing,
     state: ListingState,
     submitted_by: &str,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    let encoded = Encoded::of(listing);
+    listing_row(
         "INSERT INTO listings (id, version, content_id, state, origin, submitted_by, provider_id,
             provider_name, category, classification, delivery_modes, title, description, keywords,
             scenarios, created_at, updated_at, body)
@@ -208,25 +277,11 @@ async fn write_listing(
             classification = excluded.classification, delivery_modes = excluded.delivery_modes,
             title = excluded.title, description = excluded.description, keywords = excluded.keywords,
             scenarios = excluded.scenarios, updated_at = excluded.updated_at, body = excluded.body",
+        listing,
+        &encoded,
+        state,
+        submitted_by,
     )
-    .bind(listing.id().to_string())
-    .bind(i64::from(listing.version))
-    .bind(listing.content_id().to_string())
-    .bind(state.as_str())
-    .bind(listing.origin.as_str())
-    .bind(submitted_by)
-    .bind(listing.provider.id.as_str())
-    .bind(&listing.provider.name)
-    .bind(&listing.category)
-    .bind(enum_name(&listing.classification))
-    .bind(modes(listing))
-    .bind(&listing.title)
-    .bind(&listing.description)
-    .bind(join(&listing.keywords))
-    .bind(join(&listing.scenarios))
-    .bind(listing.created_at.0 as i64)
-    .bind(listing.updated_at.0 as i64)
-    .bind(listing.canonical_bytes())
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -309,19 +364,27 @@ async fn submit(
     listing: &Listing,
     actor: &Actor,
 ) -> Result<CommandResponse, sqlx::Error> {
-    let id = listing.id();
     if listing.version != 1 {
         return Ok(Err(Refusal::Conflict(
             "a new listing must be version 1".into(),
         )));
     }
-    if current(conn, &id).await?.is_some() {
-        return Ok(Err(Refusal::Conflict(format!(
-            "listing {id} already exists"
-        ))));
+    let encoded = Encoded::of(listing);
+    if !insert_new_listing(conn, listing, &encoded, &actor.id).await? {
+        // Resubmitting the very same version by the same submitter (a client retry after a
+        // lost answer) succeeds without a second effect; anything else is a conflict.
+        let cur = current(conn, &encoded.id).await?;
+        return Ok(match cur {
+            Some(c) if c.submitted_by == actor.id && c.listing == *listing => {
+                applied(&c.listing, c.state)
+            }
+            _ => Err(Refusal::Conflict(format!(
+                "listing {} already exists",
+                encoded.id
+            ))),
+        });
     }
-    write_listing(conn, listing, ListingState::Submitted, &actor.id).await?;
-    let id = id.to_string();
+    let id = encoded.id.to_string();
     record_history(
         conn,
         &id,
@@ -335,7 +398,11 @@ async fn submit(
         None,
     )
     .await?;
-    Ok(applied(listing, ListingState::Submitted))
+    Ok(Ok(Applied {
+        object_id: id,
+        version: Some(1),
+        state: Some(ListingState::Submitted),
+    }))
 }
 
 async fn update(

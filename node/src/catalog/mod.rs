@@ -212,5 +212,16 @@ pub struct Applied {
     pub state: Option<ListingState>,
 }
 
-/// The response to one log entry, handed back to the client that proposed it.
+/// The response to one command, handed back to the client that proposed it.
 pub type CommandResponse = Result<Applied, Refusal>;
+
+/// The payload of one Raft log entry: commands proposed together by one node.
+///
+/// A node gathers the writes that arrive while its previous proposal is in flight into one
+/// entry, so one log append, one replication round and one state-machine call carry many
+/// client writes. Each command still gets its own response and its own audit record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Batch(pub Vec<CatalogCommand>);
+
+/// The responses to a [`Batch`], in command order.
+pub type BatchResponse = Vec<CommandResponse>;

@@ -14,7 +14,7 @@ use std::io::Cursor;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::catalog::{CatalogCommand, CommandResponse};
+use crate::catalog::{Batch, BatchResponse};
 
 /// A Raft node id.
 pub type NodeId = u64;
@@ -39,10 +39,10 @@ impl fmt::Display for MemberNode {
 }
 
 openraft::declare_raft_types!(
-    /// The zone's Raft: catalog commands in, command responses out.
+    /// The zone's Raft: batches of catalog commands in, their responses out.
     pub TypeConfig:
-        D = CatalogCommand,
-        R = CommandResponse,
+        D = Batch,
+        R = BatchResponse,
         NodeId = NodeId,
         Node = MemberNode,
         Entry = openraft::Entry<TypeConfig>,

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use super::tls::MemberKeys;
 use super::{MemberNode, NodeId, Raft, TypeConfig};
-use crate::catalog::{CatalogCommand, CommandResponse};
+use crate::catalog::{Batch, BatchResponse};
 
 /// A request from one zone member to another.
 #[derive(Debug, Serialize, Deserialize)]
@@ -30,8 +30,8 @@ pub enum ZoneRequest {
     Vote(VoteRequest<NodeId>),
     /// One chunk of a snapshot.
     InstallSnapshot(InstallSnapshotRequest<TypeConfig>),
-    /// A write received by a follower, for the leader to propose.
-    ForwardWrite(CatalogCommand),
+    /// Writes received by a follower, for the leader to propose as one entry.
+    ForwardWrite(Batch),
     /// A follower asks the leader for a linearizable read point.
     ReadIndex,
     /// An admin's membership change, for the leader to carry out.
@@ -80,8 +80,8 @@ pub enum ZoneResponse {
     InstallSnapshot(
         Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>,
     ),
-    /// Answer to `ForwardWrite`: the state machine's response and the entry's index.
-    ForwardWrite(Result<(CommandResponse, u64), ForwardError>),
+    /// Answer to `ForwardWrite`: the state machine's responses and the entry's index.
+    ForwardWrite(Result<(BatchResponse, u64), ForwardError>),
     /// Answer to `ReadIndex`: the index to have applied before reading.
     ReadIndex(Result<u64, ForwardError>),
     /// Answer to `ChangeMembers`: the voters' names afterwards.
@@ -209,10 +209,7 @@ impl ZoneService {
             .collect())
     }
 
-    async fn write_as_leader(
-        &self,
-        cmd: CatalogCommand,
-    ) -> Result<(CommandResponse, u64), ForwardError> {
+    async fn write_as_leader(&self, cmd: Batch) -> Result<(BatchResponse, u64), ForwardError> {
         match self.raft.client_write(cmd).await {
             Ok(resp) => Ok((resp.data, resp.log_id.index)),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {

@@ -82,7 +82,7 @@ impl LogStore {
     ) -> Result<Option<T>, sqlx::Error> {
         let row = sqlx::query("SELECT value FROM raft_meta WHERE key = ?")
             .bind(key)
-            .fetch_optional(&self.db.read)
+            .fetch_optional(&self.db.log_read)
             .await?;
         match row {
             Some(r) => {
@@ -254,6 +254,12 @@ async fn write_entries(db: &Db, entries: impl Iterator<Item = &Entry>) -> Result
 }
 
 async fn purge(db: &Db, log_id: LogId) -> Result<(), String> {
+    // Everything the catalog has committed (including the snapshot the purge stands behind)
+    // goes to disk before any log entry is deleted: see the module docs of `store`.
+    sqlx::query("PRAGMA wal_checkpoint(FULL)")
+        .execute(&db.sm)
+        .await
+        .map_err(|e| e.to_string())?;
     let bytes = to_cbor(&log_id).map_err(|e| e.to_string())?;
     let mut conn = db.log.acquire().await.map_err(|e| e.to_string())?;
     let mut tx = conn
@@ -291,7 +297,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
             sqlx::query("SELECT entry FROM raft_log WHERE idx >= ? AND idx < ? ORDER BY idx")
                 .bind(sql_index(start))
                 .bind(sql_index(end))
-                .fetch_all(&self.db.read)
+                .fetch_all(&self.db.log_read)
                 .await
                 .map_err(|e| read_err(&e))?;
         let mut out: BTreeMap<u64, Entry> = BTreeMap::new();
@@ -316,7 +322,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             Some(id) => Some(id),
             None => {
                 let row = sqlx::query("SELECT entry FROM raft_log ORDER BY idx DESC LIMIT 1")
-                    .fetch_optional(&self.db.read)
+                    .fetch_optional(&self.db.log_read)
                     .await
                     .map_err(|e| read_err(&e))?;
                 match row {

@@ -1,20 +1,26 @@
-//! The node's SQLite database: one file holding the Raft log, the vote, the state machine and
-//! the latest snapshot.
+//! The node's SQLite databases: `raft-log.db` (the Raft log and vote) and `catalog.db` (the
+//! state machine — catalog, audit chain, tokens — and the latest snapshot), both in the node's
+//! data directory.
 //!
-//! # Durability
+//! # Why two files, and why that is durable
 //!
-//! The file is in WAL mode and is reached through three connection pools:
+//! SQLite lets one writer at a time into a database file. With the log and the state machine in
+//! one file, every state-machine batch held up the next log fsync, and the zone's commit rate
+//! fell to what one node could apply serially. In two files the log writer and the state
+//! machine commit in parallel. Both are in WAL mode:
 //!
-//! - `log` (one connection, `synchronous=FULL`): Raft log appends, truncations, purges and the
-//!   vote. Every commit fsyncs the WAL before returning, so an entry is on disk before openraft
-//!   is told it is flushed, and only then can it count towards a commit or be acknowledged.
-//! - `sm` (one connection, `synchronous=NORMAL`): state-machine batches. A NORMAL commit in WAL
-//!   mode survives a process crash (SIGKILL) but may be lost with the machine's power. That is
-//!   safe: the last-applied log id is written in the same transaction, so after a power loss the
-//!   state machine is an older, consistent state and openraft re-applies the missing entries
-//!   from the durable log. The log is only purged behind a snapshot, and the purge commits with
-//!   FULL on the same WAL — which syncs every earlier NORMAL commit too.
-//! - `read` (several connections, `query_only`): API reads, never blocked by the writers.
+//! - `raft-log.db`, writer with `synchronous=FULL`: every commit fsyncs the WAL before it
+//!   returns, so a log entry is on disk before openraft is told it is flushed, and only then
+//!   can it count towards a commit or be acknowledged to a client. The vote is written the same
+//!   way before openraft acts on it.
+//! - `catalog.db`, writer with `synchronous=NORMAL`: a commit survives a process crash
+//!   (SIGKILL) but may be lost with the machine's power. That is safe because the last-applied
+//!   log id is written in the same transaction: after a power loss the catalog is an older,
+//!   consistent state and openraft re-applies the missing entries from the durable log. The
+//!   log is only ever purged behind a snapshot, and before every purge the catalog database is
+//!   checkpointed with `wal_checkpoint(FULL)`, which fsyncs everything committed to it — so no
+//!   entry leaves the log before its effects are on disk.
+//! - Reads go through separate `query_only` pools and never wait for the writers.
 
 mod log;
 mod state_machine;
@@ -42,8 +48,13 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-/// The schema version this build writes (`PRAGMA user_version`).
+/// The schema version this build writes in both files (`PRAGMA user_version`).
 pub const SCHEMA_VERSION: i64 = 1;
+
+/// The Raft log file in a data directory.
+pub const LOG_FILE: &str = "raft-log.db";
+/// The catalog file in a data directory.
+pub const CATALOG_FILE: &str = "catalog.db";
 
 /// Why the database could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -66,62 +77,105 @@ pub enum StoreError {
     },
 }
 
-/// The pools over one database file.
+/// The pools over a node's two database files.
 #[derive(Clone, Debug)]
 pub struct Db {
-    /// Raft log and vote writes (synchronous=FULL).
+    /// Raft log and vote writes (`raft-log.db`, synchronous=FULL, one connection).
     pub log: SqlitePool,
-    /// State-machine writes (synchronous=NORMAL, see the module docs).
+    /// Raft log reads.
+    pub log_read: SqlitePool,
+    /// State-machine writes (`catalog.db`, synchronous=NORMAL, one connection).
     pub sm: SqlitePool,
-    /// Reads.
+    /// Catalog reads.
     pub read: SqlitePool,
 }
 
-impl Db {
-    /// Opens (creating if needed) `path` and brings its schema up to [`SCHEMA_VERSION`].
-    ///
-    /// # Errors
-    /// [`StoreError`] if the file cannot be opened, or was written by a newer version.
-    pub async fn open(path: &Path) -> Result<Db, StoreError> {
-        let name = path.display().to_string();
-        let err = |source| StoreError::Sqlite {
-            path: name.clone(),
-            source,
-        };
-        let base = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
-            .map_err(err)?
+fn options(path: &Path, name: &str) -> Result<SqliteConnectOptions, StoreError> {
+    Ok(
+        SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
+            .map_err(|source| StoreError::Sqlite {
+                path: name.to_owned(),
+                source,
+            })?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .busy_timeout(Duration::from_secs(30))
-            .pragma("wal_autocheckpoint", "4000");
-        migrate(&base, &name).await?;
-        let single = |sync| {
-            SqlitePoolOptions::new()
-                .max_connections(1)
-                .min_connections(1)
-                .idle_timeout(None)
-                .max_lifetime(None)
-                .connect_with(base.clone().synchronous(sync))
-        };
-        let log = single(SqliteSynchronous::Full).await.map_err(err)?;
-        let sm = single(SqliteSynchronous::Normal).await.map_err(err)?;
-        let read = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(base.clone().pragma("query_only", "ON"))
-            .await
-            .map_err(err)?;
-        Ok(Db { log, sm, read })
+            .pragma("wal_autocheckpoint", "4000"),
+    )
+}
+
+async fn pools(
+    path: &Path,
+    schema: &str,
+    sync: SqliteSynchronous,
+    readers: u32,
+) -> Result<(SqlitePool, SqlitePool), StoreError> {
+    let name = path.display().to_string();
+    let err = |source| StoreError::Sqlite {
+        path: name.clone(),
+        source,
+    };
+    let base = options(path, &name)?;
+    migrate(&base, &name, schema).await?;
+    let writer = SqlitePoolOptions::new()
+        .max_connections(1)
+        .min_connections(1)
+        .idle_timeout(None)
+        .max_lifetime(None)
+        .connect_with(base.clone().synchronous(sync))
+        .await
+        .map_err(err)?;
+    let reader = SqlitePoolOptions::new()
+        .max_connections(readers)
+        .connect_with(base.pragma("query_only", "ON"))
+        .await
+        .map_err(err)?;
+    Ok((writer, reader))
+}
+
+impl Db {
+    /// Opens (creating if needed) the two files in `dir` and brings their schemas up to
+    /// [`SCHEMA_VERSION`].
+    ///
+    /// # Errors
+    /// [`StoreError`] if a file cannot be opened, or was written by a newer version.
+    pub async fn open(dir: &Path) -> Result<Db, StoreError> {
+        let (log, log_read) = pools(
+            &dir.join(LOG_FILE),
+            include_str!("log_schema_v1.sql"),
+            SqliteSynchronous::Full,
+            2,
+        )
+        .await?;
+        let (sm, read) = pools(
+            &dir.join(CATALOG_FILE),
+            include_str!("catalog_schema_v1.sql"),
+            SqliteSynchronous::Normal,
+            4,
+        )
+        .await?;
+        Ok(Db {
+            log,
+            log_read,
+            sm,
+            read,
+        })
     }
 
     /// Closes every pool, waiting for connections to be returned.
     pub async fn close(&self) {
         self.read.close().await;
         self.sm.close().await;
+        self.log_read.close().await;
         self.log.close().await;
     }
 }
 
-async fn migrate(options: &SqliteConnectOptions, name: &str) -> Result<(), StoreError> {
+async fn migrate(
+    options: &SqliteConnectOptions,
+    name: &str,
+    schema: &str,
+) -> Result<(), StoreError> {
     let err = |source| StoreError::Sqlite {
         path: name.to_owned(),
         source,
@@ -146,10 +200,7 @@ async fn migrate(options: &SqliteConnectOptions, name: &str) -> Result<(), Store
         });
     }
     if found < 1 {
-        let script = format!(
-            "BEGIN;\n{}\nPRAGMA user_version = 1;\nCOMMIT;",
-            include_str!("schema_v1.sql")
-        );
+        let script = format!("BEGIN;\n{schema}\nPRAGMA user_version = 1;\nCOMMIT;");
         sqlx::raw_sql(&script).execute(&pool).await.map_err(err)?;
     }
     // Later versions add their steps here, each in its own transaction, in order.
@@ -167,17 +218,17 @@ pub(crate) fn from_cbor<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<
     cbor4ii::serde::from_slice(bytes).map_err(|e| std::io::Error::other(e.to_string()))
 }
 
-/// Opens a fresh log store and state machine over one database file, for tests and the
-/// openraft conformance suite.
+/// Opens a log store and state machine over the databases in `dir`, for tests and the openraft
+/// conformance suite.
 ///
 /// # Errors
 /// As [`Db::open`].
-pub async fn open_pair(path: &Path) -> Result<(LogStore, StateMachine), StoreError> {
-    let db = Db::open(path).await?;
+pub async fn open_pair(dir: &Path) -> Result<(LogStore, StateMachine), StoreError> {
+    let db = Db::open(dir).await?;
     let sm = StateMachine::new(db.clone())
         .await
         .map_err(|e| StoreError::Sqlite {
-            path: path.display().to_string(),
+            path: dir.join(CATALOG_FILE).display().to_string(),
             source: e,
         })?;
     Ok((LogStore::new(db, None), sm))
@@ -197,7 +248,12 @@ mod tests {
         async fn build(&self) -> Result<((), LogStore, StateMachine), crate::raft::StorageError> {
             static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
             let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let path = self.dir.path().join(format!("suite-{n}.db"));
+            let path = self.dir.path().join(format!("suite-{n}"));
+            std::fs::create_dir_all(&path).map_err(|e| {
+                crate::raft::StorageError::from(openraft::StorageIOError::write(
+                    openraft::AnyError::new(&e),
+                ))
+            })?;
             let (log, sm) = open_pair(&path).await.map_err(|e| {
                 crate::raft::StorageError::from(openraft::StorageIOError::write(
                     openraft::AnyError::new(&e),

@@ -16,7 +16,7 @@ use sqlx::{Column, Connection, Row, SqliteConnection, TypeInfo, ValueRef};
 
 use super::{BatchObserver, Db, from_cbor, to_cbor};
 use crate::audit;
-use crate::catalog::{Applied, CommandResponse, apply::apply};
+use crate::catalog::{BatchResponse, apply::apply};
 use crate::raft::{Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
 
 /// Tables whose content is the replicated state, in restore order.
@@ -307,7 +307,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         Ok((self.last_applied, self.membership.clone()))
     }
 
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<CommandResponse>, StorageError>
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<BatchResponse>, StorageError>
     where
         I: IntoIterator<Item = Entry> + openraft::OptionalSend,
         I::IntoIter: openraft::OptionalSend,
@@ -318,6 +318,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(|e| sm_write(&e))?;
+        let mut chain = audit::Chain::load(&mut tx)
+            .await
+            .map_err(|e| sm_write(&e))?;
         let mut responses = Vec::new();
         let mut last_applied = self.last_applied;
         let mut membership = self.membership.clone();
@@ -325,19 +328,26 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         for entry in entries {
             let index = entry.log_id.index;
             last_applied = Some(entry.log_id);
-            let response = match &entry.payload {
-                EntryPayload::Blank => none_applied(),
-                EntryPayload::Normal(cmd) => apply(&mut tx, index, cmd)
-                    .await
-                    .map_err(|e| StorageIOError::apply(entry.log_id, AnyError::new(&e)))?,
-                EntryPayload::Membership(m) => {
-                    membership = StoredMembership::new(Some(entry.log_id), m.clone());
-                    membership_changed = true;
-                    let (_, _, at) = audit::head(&mut tx).await.map_err(|e| sm_write(&e))?;
-                    let voters: Vec<String> = m.nodes().map(|(_, n)| n.name.clone()).collect();
-                    audit::append(
-                        &mut tx,
-                        audit::Event {
+            let response =
+                match &entry.payload {
+                    EntryPayload::Blank => Vec::new(),
+                    EntryPayload::Normal(batch) => {
+                        let mut out = Vec::with_capacity(batch.0.len());
+                        for cmd in &batch.0 {
+                            out.push(apply(&mut tx, &mut chain, index, cmd).await.map_err(
+                                |e| StorageIOError::apply(entry.log_id, AnyError::new(&e)),
+                            )?);
+                        }
+                        out
+                    }
+                    EntryPayload::Membership(m) => {
+                        membership = StoredMembership::new(Some(entry.log_id), m.clone());
+                        membership_changed = true;
+                        let voters: Vec<String> = m.nodes().map(|(_, n)| n.name.clone()).collect();
+                        // A membership entry carries no time: it reuses the chain's last one, which
+                        // every node has, so the record is the same everywhere.
+                        let at = chain.last_at();
+                        chain.append(audit::Event {
                             raft_index: index,
                             at,
                             actor: "raft",
@@ -345,15 +355,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                             action: "change_membership",
                             object_id: &voters.join(","),
                             result: "ok".into(),
-                        },
-                    )
-                    .await
-                    .map_err(|e| sm_write(&e))?;
-                    none_applied()
-                }
-            };
+                        });
+                        Vec::new()
+                    }
+                };
             responses.push(response);
         }
+        chain.flush(&mut tx).await.map_err(|e| sm_write(&e))?;
         set_meta(&mut tx, "last_applied", &last_applied)
             .await
             .map_err(|e| sm_write(&e))?;
@@ -366,7 +374,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.last_applied = last_applied;
         self.membership = membership;
         if let Some(observer) = &self.observer {
-            (observer.0)(started.elapsed(), responses.len());
+            (observer.0)(started.elapsed(), responses.iter().map(Vec::len).sum());
         }
         Ok(responses)
     }
@@ -401,12 +409,4 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             snapshot: Box::new(Cursor::new(data)),
         }))
     }
-}
-
-fn none_applied() -> CommandResponse {
-    Ok(Applied {
-        object_id: String::new(),
-        version: None,
-        state: None,
-    })
 }

@@ -1,18 +1,5 @@
--- xchg node database, schema version 1. One file per node holds the Raft log, the vote, the
--- state machine (catalog, audit chain, tokens) and the latest snapshot.
-
--- Raft log: one row per entry; `entry` is the CBOR of openraft's Entry.
-CREATE TABLE raft_log (
-    idx   INTEGER PRIMARY KEY,
-    term  INTEGER NOT NULL,
-    entry BLOB    NOT NULL
-);
-
--- Raft metadata: vote, committed log id, last purged log id (CBOR values).
-CREATE TABLE raft_meta (
-    key   TEXT PRIMARY KEY,
-    value BLOB NOT NULL
-);
+-- xchg catalog database (catalog.db), schema version 1: the state machine (catalog, audit
+-- chain, tokens), its position in the log, and the latest snapshot.
 
 -- State-machine metadata: last applied log id and membership (CBOR values).
 CREATE TABLE sm_meta (

@@ -1,0 +1,187 @@
+//! Proposing writes: concurrent client writes are gathered into batches, one Raft entry each.
+//!
+//! Every write waits in a queue; a batching task takes whatever is queued (up to
+//! [`MAX_BATCH`]) and proposes it as one [`Batch`], with at most [`IN_FLIGHT`] batches under way.
+//! While batches are in flight new writes accumulate, so under load one entry — one log append
+//! and fsync per node, one replication round, one state-machine transaction — carries many
+//! writes, and a lone client still goes straight through. On a follower the batch is forwarded
+//! to the leader whole.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use openraft::error::{ClientWriteError, RaftError};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use super::error::ApiError;
+use super::metrics::Metrics;
+use super::{FORWARD_TIMEOUT, LEADER_WAIT};
+use crate::catalog::{Batch, BatchResponse, CatalogCommand, CommandResponse};
+use crate::raft::transport::{
+    ForwardError, TransportError, ZoneRequest, ZoneResponse, ZoneTransport,
+};
+use crate::raft::{MemberNode, NodeId, Raft};
+
+/// Most commands in one entry.
+pub const MAX_BATCH: usize = 256;
+/// Most batches under way at once.
+pub const IN_FLIGHT: usize = 4;
+
+type Reply = oneshot::Sender<Result<(CommandResponse, u64), ApiError>>;
+
+/// The handle handlers use; cheap to clone.
+#[derive(Clone)]
+pub struct Proposer {
+    queue: mpsc::UnboundedSender<(CatalogCommand, Reply)>,
+    metrics: Arc<Metrics>,
+}
+
+/// What proposing needs.
+struct Core {
+    raft: Raft,
+    transport: Arc<dyn ZoneTransport>,
+}
+
+/// The fate of a forwarded batch.
+enum Forwarded {
+    /// Applied by the leader.
+    Done((BatchResponse, u64)),
+    /// Certainly not proposed; try again (towards this leader, if known).
+    Retry(Option<NodeId>),
+    /// Sent, but whether it was applied is unknown.
+    Unknown(String),
+}
+
+impl Proposer {
+    /// Starts the batching task (inside a Tokio runtime). It ends when every handle is dropped.
+    pub fn start(raft: Raft, transport: Arc<dyn ZoneTransport>, metrics: Arc<Metrics>) -> Self {
+        let (queue, rx) = mpsc::unbounded_channel();
+        tokio::spawn(batch_loop(Arc::new(Core { raft, transport }), rx));
+        Proposer { queue, metrics }
+    }
+
+    /// Queues `cmd` and waits for its response.
+    ///
+    /// # Errors
+    /// As for its batch: 503 without a leader, 504 when the outcome is unknown.
+    pub async fn propose(&self, cmd: CatalogCommand) -> Result<(CommandResponse, u64), ApiError> {
+        let started = Instant::now();
+        let (reply, wait) = oneshot::channel();
+        self.queue
+            .send((cmd, reply))
+            .map_err(|_| ApiError::unavailable("the node is shutting down"))?;
+        let result = wait
+            .await
+            .map_err(|_| ApiError::unavailable("the node is shutting down"))?;
+        self.metrics.observe_write(started.elapsed());
+        result
+    }
+}
+
+async fn batch_loop(core: Arc<Core>, mut rx: mpsc::UnboundedReceiver<(CatalogCommand, Reply)>) {
+    let slots = Arc::new(Semaphore::new(IN_FLIGHT));
+    while let Some(first) = rx.recv().await {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        // Whatever arrived while we waited for a slot joins this batch.
+        let mut pending = vec![first];
+        while pending.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(p) => pending.push(p),
+                Err(_) => break,
+            }
+        }
+        let core = core.clone();
+        tokio::spawn(async move {
+            let (commands, replies): (Vec<_>, Vec<_>) = pending.into_iter().unzip();
+            match core.propose_batch(Batch(commands)).await {
+                Ok((responses, index)) => {
+                    for (reply, response) in replies.into_iter().zip(responses) {
+                        let _ = reply.send(Ok((response, index)));
+                    }
+                }
+                Err(e) => {
+                    for reply in replies {
+                        let _ = reply.send(Err(e.clone()));
+                    }
+                }
+            }
+            drop(slot);
+        });
+    }
+}
+
+impl Core {
+    fn leader_node(&self, leader: Option<NodeId>) -> Option<(NodeId, MemberNode)> {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        let id = leader.or(m.current_leader)?;
+        let node = m.membership_config.membership().get_node(&id)?.clone();
+        Some((id, node))
+    }
+
+    /// Proposes `batch` on this node if it leads, else through the leader.
+    ///
+    /// A batch is retried only when it certainly was not proposed (no leader yet, the node
+    /// asked was not the leader, the leader could not be connected to). If a forwarded batch
+    /// times out after it was sent, it may have been applied: its writers get
+    /// `outcome_unknown` rather than a blind retry that could apply it twice.
+    async fn propose_batch(&self, batch: Batch) -> Result<(BatchResponse, u64), ApiError> {
+        let deadline = Instant::now() + LEADER_WAIT;
+        let mut hint: Option<NodeId> = None;
+        loop {
+            let leader = match self.raft.client_write(batch.clone()).await {
+                Ok(r) => return Ok((r.data, r.log_id.index)),
+                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                    f.leader_id.or(hint)
+                }
+                Err(e) => {
+                    return Err(ApiError::unavailable(&format!(
+                        "Raft cannot take writes: {e}"
+                    )));
+                }
+            };
+            match self.forward(leader, &batch).await {
+                Forwarded::Done(r) => return Ok(r),
+                Forwarded::Retry(next) => hint = next,
+                Forwarded::Unknown(msg) => return Err(ApiError::outcome_unknown(&msg)),
+            }
+            if Instant::now() >= deadline {
+                return Err(ApiError::unavailable(
+                    "no Raft leader is available in this zone; retry shortly",
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn forward(&self, leader: Option<NodeId>, batch: &Batch) -> Forwarded {
+        let Some((id, node)) = self.leader_node(leader) else {
+            return Forwarded::Retry(None);
+        };
+        match self
+            .transport
+            .call(
+                id,
+                &node,
+                ZoneRequest::ForwardWrite(batch.clone()),
+                FORWARD_TIMEOUT,
+            )
+            .await
+        {
+            Ok(ZoneResponse::ForwardWrite(Ok(r))) => Forwarded::Done(r),
+            Ok(ZoneResponse::ForwardWrite(Err(ForwardError::NotLeader { leader }))) => {
+                Forwarded::Retry(leader)
+            }
+            Ok(ZoneResponse::ForwardWrite(Err(ForwardError::Unavailable(msg)))) => {
+                Forwarded::Unknown(msg)
+            }
+            Ok(_) => Forwarded::Unknown("unexpected answer from the leader".into()),
+            Err(TransportError::Unreachable(_)) => Forwarded::Retry(None),
+            Err(e) => Forwarded::Unknown(format!(
+                "forwarding to the leader failed after sending: {e}"
+            )),
+        }
+    }
+}
