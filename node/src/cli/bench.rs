@@ -278,9 +278,9 @@ pub async fn zone(opts: BenchOptions) -> anyhow::Result<ExitCode> {
         "max ms",
         "errors",
         "fsyncs/s",
-        "entries/fsync",
+        "writes/fsync",
         "append ms",
-        "entries/apply",
+        "writes/apply",
         "apply ms",
         "server ms"
     );
