@@ -114,6 +114,41 @@ async fn a_fourth_node_added_at_run_time_catches_up_and_votes() -> anyhow::Resul
         )
         .await?;
     assert_eq!(code, 201, "{body}");
+
+    // And the zone can shrink again: removing the first node leaves three voters that still
+    // commit writes.
+    let removed = zone.nodes[0].name.clone();
+    let (code, body) = zone
+        .send(
+            2,
+            reqwest::Method::DELETE,
+            &format!("/v1/zone/members/{removed}"),
+            Some(&tokens.admin),
+            None,
+        )
+        .await?;
+    assert_eq!(code, 200, "removing {removed}: {body}");
+    let voters: Vec<&str> = body["voters"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(voters.len(), 3, "three voters after the removal: {body}");
+    assert!(
+        !voters.contains(&removed.as_str()),
+        "{removed} is gone: {body}"
+    );
+    zone.kill(0);
+    let (code, body) = zone
+        .post(
+            3,
+            "/v1/listings",
+            &tokens.provider,
+            &example_listing("after-removal"),
+        )
+        .await?;
+    assert_eq!(code, 201, "the shrunk zone commits: {body}");
     Ok(())
 }
 

@@ -157,6 +157,24 @@ pub struct ReasonBody {
     pub reason: String,
 }
 
+/// A command that withdraws or refuses a listing for a stated reason.
+type ReasonCommand = fn(ContentId, String, Timestamp, crate::catalog::Actor) -> CatalogCommand;
+
+/// Shared body of reject and delist: operator only, a non-empty reason, one command.
+async fn with_reason(
+    state: AppState,
+    caller: Caller,
+    id: &str,
+    body: ReasonBody,
+    command: ReasonCommand,
+) -> Result<Json<WriteResult>, ApiError> {
+    caller.require(&[Role::Operator])?;
+    let listing_id = listing_id(id)?;
+    check_text("reason", &body.reason, true)?;
+    let cmd = command(listing_id, body.reason, Timestamp::now(), caller.actor);
+    Ok(Json(run(&state, cmd).await?))
+}
+
 /// `POST /v1/listings/{id}/reject` (operator).
 pub async fn reject(
     State(state): State<AppState>,
@@ -164,16 +182,15 @@ pub async fn reject(
     Path(id): Path<String>,
     JsonBody(body): JsonBody<ReasonBody>,
 ) -> Result<Json<WriteResult>, ApiError> {
-    caller.require(&[Role::Operator])?;
-    let listing_id = listing_id(&id)?;
-    check_text("reason", &body.reason, true)?;
-    let cmd = CatalogCommand::RejectListing {
-        listing_id,
-        reason: body.reason,
-        at: Timestamp::now(),
-        actor: caller.actor,
-    };
-    Ok(Json(run(&state, cmd).await?))
+    with_reason(state, caller, &id, body, |listing_id, reason, at, actor| {
+        CatalogCommand::RejectListing {
+            listing_id,
+            reason,
+            at,
+            actor,
+        }
+    })
+    .await
 }
 
 /// `POST /v1/listings/{id}/delist` (operator).
@@ -183,16 +200,15 @@ pub async fn delist(
     Path(id): Path<String>,
     JsonBody(body): JsonBody<ReasonBody>,
 ) -> Result<Json<WriteResult>, ApiError> {
-    caller.require(&[Role::Operator])?;
-    let listing_id = listing_id(&id)?;
-    check_text("reason", &body.reason, true)?;
-    let cmd = CatalogCommand::DelistListing {
-        listing_id,
-        reason: body.reason,
-        at: Timestamp::now(),
-        actor: caller.actor,
-    };
-    Ok(Json(run(&state, cmd).await?))
+    with_reason(state, caller, &id, body, |listing_id, reason, at, actor| {
+        CatalogCommand::DelistListing {
+            listing_id,
+            reason,
+            at,
+            actor,
+        }
+    })
+    .await
 }
 
 /// `?consistency=` on single reads.
