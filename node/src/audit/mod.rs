@@ -75,6 +75,7 @@ impl AuditContent {
 /// The chain's head and the records appended in the current state-machine batch, which are
 /// written in one statement by [`Chain::flush`] (one round trip per batch instead of two per
 /// command).
+#[derive(Debug, Clone)]
 pub struct Chain {
     seq: u64,
     hash: [u8; 32],

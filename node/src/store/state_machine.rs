@@ -29,6 +29,9 @@ pub struct StateMachine {
     last_applied: Option<LogId>,
     membership: StoredMembership,
     observer: Option<BatchObserver>,
+    /// The audit chain's head after the last applied batch; read from the table when absent
+    /// (at start, after a snapshot install or a failed batch).
+    chain: Option<audit::Chain>,
 }
 
 /// A value of one SQLite cell.
@@ -139,6 +142,7 @@ impl StateMachine {
             last_applied,
             membership,
             observer: None,
+            chain: None,
         })
     }
 
@@ -258,6 +262,7 @@ impl StateMachine {
         tx.commit().await.map_err(|e| sm_write(&e))?;
         self.last_applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
+        self.chain = None;
         Ok(())
     }
 }
@@ -318,9 +323,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(|e| sm_write(&e))?;
-        let mut chain = audit::Chain::load(&mut tx)
-            .await
-            .map_err(|e| sm_write(&e))?;
+        let mut chain = match self.chain.take() {
+            Some(c) => c,
+            None => audit::Chain::load(&mut tx)
+                .await
+                .map_err(|e| sm_write(&e))?,
+        };
         let mut responses = Vec::new();
         let mut last_applied = self.last_applied;
         let mut membership = self.membership.clone();
@@ -373,6 +381,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         tx.commit().await.map_err(|e| sm_write(&e))?;
         self.last_applied = last_applied;
         self.membership = membership;
+        self.chain = Some(chain);
         if let Some(observer) = &self.observer {
             (observer.0)(started.elapsed(), responses.iter().map(Vec::len).sum());
         }
