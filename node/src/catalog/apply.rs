@@ -4,6 +4,8 @@
 //! that the current state does not allow changes nothing but its audit record, and returns a
 //! [`Refusal`] to the proposer.
 
+use std::collections::BTreeSet;
+
 use sqlx::{Row, SqliteConnection};
 use xchg_federation_config::Role;
 use xchg_protocol::{ContentId, Listing, Timestamp};
@@ -21,10 +23,11 @@ pub async fn apply(
     raft_index: u64,
     cmd: &CatalogCommand,
 ) -> Result<CommandResponse, sqlx::Error> {
-    let (actor, at, object) = subject(cmd);
     let response = match cmd {
         CatalogCommand::SubmitListing { listing, actor } => {
-            submit(conn, raft_index, listing, actor).await?
+            let mut one = submit_many(conn, raft_index, &[(listing.as_ref(), actor)]).await?;
+            one.pop()
+                .unwrap_or_else(|| Err(Refusal::Conflict("submission not applied".into())))
         }
         CatalogCommand::UpdateListing {
             listing_id,
@@ -101,7 +104,54 @@ pub async fn apply(
             ..
         } => revoke_token(conn, token_hash, *role, *at).await?,
     };
-    let result = match &response {
+    record(chain, raft_index, cmd, &response);
+    Ok(response)
+}
+
+/// Applies a batch's commands in order; runs of submissions are written together.
+///
+/// # Errors
+/// Only storage errors; refusals are part of the `Ok` value.
+pub async fn apply_batch(
+    conn: &mut SqliteConnection,
+    chain: &mut audit::Chain,
+    raft_index: u64,
+    commands: &[CatalogCommand],
+) -> Result<Vec<CommandResponse>, sqlx::Error> {
+    let mut out = Vec::with_capacity(commands.len());
+    let mut rest = commands;
+    while let Some(first) = rest.first() {
+        let run: Vec<(&Listing, &Actor)> = rest
+            .iter()
+            .map_while(|c| match c {
+                CatalogCommand::SubmitListing { listing, actor } => Some((listing.as_ref(), actor)),
+                _ => None,
+            })
+            .collect();
+        if run.len() < 2 {
+            out.push(apply(conn, chain, raft_index, first).await?);
+            rest = &rest[1..];
+            continue;
+        }
+        let responses = submit_many(conn, raft_index, &run).await?;
+        for (cmd, response) in rest.iter().zip(responses) {
+            record(chain, raft_index, cmd, &response);
+            out.push(response);
+        }
+        rest = &rest[run.len()..];
+    }
+    Ok(out)
+}
+
+/// Appends the audit record of `cmd` with its outcome.
+fn record(
+    chain: &mut audit::Chain,
+    raft_index: u64,
+    cmd: &CatalogCommand,
+    response: &CommandResponse,
+) {
+    let (actor, at, object) = subject(cmd);
+    let result = match response {
         Ok(_) => "ok".to_owned(),
         Err(r) => format!("refused:{}: {r}", r.code()),
     };
@@ -114,7 +164,6 @@ pub async fn apply(
         object_id: &object,
         result,
     });
-    Ok(response)
 }
 
 /// The actor, time and object of a command, for its audit record.
@@ -206,56 +255,63 @@ impl Encoded {
     }
 }
 
-/// Inserts version 1 of a new listing; false if the id exists already.
-async fn insert_new_listing(
-    conn: &mut SqliteConnection,
-    listing: &Listing,
-    encoded: &Encoded,
-    submitted_by: &str,
-) -> Result<bool, sqlx::Error> {
-    let done = listing_row(
-        "INSERT INTO listings (id, version, content_id, state, origin, submitted_by, provider_id,
-            provider_name, category, classification, delivery_modes, title, description, keywords,
-            scenarios, created_at, updated_at, body)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-         ON CONFLICT (id) DO NOTHING",
-        listing,
-        encoded,
-        ListingState::Submitted,
-        submitted_by,
-    )
-    .execute(&mut *conn)
-    .await?;
-    Ok(done.rows_affected() == 1)
+/// The listings columns, in the order [`push_row`] binds them.
+const INSERT_LISTING: &str = "INSERT INTO listings (id, version, content_id, state, origin, \
+    submitted_by, provider_id, provider_name, category, classification, delivery_modes, title, \
+    description, keywords, scenarios, created_at, updated_at, body) ";
+
+/// Rows per multi-row INSERT (18 parameters each, well under SQLite's variable limit).
+const ROWS_PER_INSERT: usize = 500;
+
+/// One row of the listings table.
+struct ListingRow<'a> {
+    listing: &'a Listing,
+    encoded: Encoded,
+    state: ListingState,
+    submitted_by: &'a str,
 }
 
-/// Binds a listing row's columns, in the column order of the listings table.
-fn listing_row<'q>(
-    sql: &'q str,
-    listing: &'q Listing,
-    encoded: &Encoded,
-    state: ListingState,
-    submitted_by: &'q str,
-) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>> {
-    sqlx::query(sql)
-        .bind(encoded.id.to_string())
-        .bind(i64::from(listing.version))
-        .bind(encoded.content_id.to_string())
-        .bind(state.as_str())
-        .bind(listing.origin.as_str())
-        .bind(submitted_by)
-        .bind(listing.provider.id.as_str())
-        .bind(&listing.provider.name)
-        .bind(&listing.category)
-        .bind(enum_name(&listing.classification))
-        .bind(modes(listing))
-        .bind(&listing.title)
-        .bind(&listing.description)
-        .bind(join(&listing.keywords))
-        .bind(join(&listing.scenarios))
-        .bind(listing.created_at.0 as i64)
-        .bind(listing.updated_at.0 as i64)
-        .bind(encoded.bytes.clone())
+fn push_row(
+    mut b: sqlx::query_builder::Separated<'_, '_, sqlx::Sqlite, &'static str>,
+    r: &ListingRow<'_>,
+) {
+    let l = r.listing;
+    b.push_bind(r.encoded.id.to_string())
+        .push_bind(i64::from(l.version))
+        .push_bind(r.encoded.content_id.to_string())
+        .push_bind(r.state.as_str())
+        .push_bind(l.origin.to_string())
+        .push_bind(r.submitted_by.to_owned())
+        .push_bind(l.provider.id.to_string())
+        .push_bind(l.provider.name.clone())
+        .push_bind(l.category.clone())
+        .push_bind(enum_name(&l.classification))
+        .push_bind(modes(l))
+        .push_bind(l.title.clone())
+        .push_bind(l.description.clone())
+        .push_bind(join(&l.keywords))
+        .push_bind(join(&l.scenarios))
+        .push_bind(l.created_at.0 as i64)
+        .push_bind(l.updated_at.0 as i64)
+        .push_bind(r.encoded.bytes.clone());
+}
+
+/// Inserts new listings in as few statements as possible; returns the ids actually inserted
+/// (an id that already existed, or repeats within `rows`, is inserted once at most).
+async fn insert_new_listings(
+    conn: &mut SqliteConnection,
+    rows: &[ListingRow<'_>],
+) -> Result<BTreeSet<String>, sqlx::Error> {
+    let mut inserted = BTreeSet::new();
+    for chunk in rows.chunks(ROWS_PER_INSERT) {
+        let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(INSERT_LISTING);
+        qb.push_values(chunk, push_row);
+        qb.push(" ON CONFLICT (id) DO NOTHING RETURNING id");
+        for row in qb.build().fetch_all(&mut *conn).await? {
+            inserted.insert(row.try_get::<String, _>(0)?);
+        }
+    }
+    Ok(inserted)
 }
 
 /// Replaces the current version of an existing listing, in `state`.
@@ -265,25 +321,23 @@ async fn write_listing(
     state: ListingState,
     submitted_by: &str,
 ) -> Result<(), sqlx::Error> {
-    let encoded = Encoded::of(listing);
-    listing_row(
-        "INSERT INTO listings (id, version, content_id, state, origin, submitted_by, provider_id,
-            provider_name, category, classification, delivery_modes, title, description, keywords,
-            scenarios, created_at, updated_at, body)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-         ON CONFLICT (id) DO UPDATE SET version = excluded.version, content_id = excluded.content_id,
+    let row = ListingRow {
+        listing,
+        encoded: Encoded::of(listing),
+        state,
+        submitted_by,
+    };
+    let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(INSERT_LISTING);
+    qb.push_values([&row], push_row);
+    qb.push(
+        " ON CONFLICT (id) DO UPDATE SET version = excluded.version, content_id = excluded.content_id,
             state = excluded.state, provider_id = excluded.provider_id,
             provider_name = excluded.provider_name, category = excluded.category,
             classification = excluded.classification, delivery_modes = excluded.delivery_modes,
             title = excluded.title, description = excluded.description, keywords = excluded.keywords,
             scenarios = excluded.scenarios, updated_at = excluded.updated_at, body = excluded.body",
-        listing,
-        &encoded,
-        state,
-        submitted_by,
-    )
-    .execute(&mut *conn)
-    .await?;
+    );
+    qb.build().execute(&mut *conn).await?;
     Ok(())
 }
 
@@ -358,51 +412,77 @@ fn applied(listing: &Listing, state: ListingState) -> CommandResponse {
     })
 }
 
-async fn submit(
+/// Submits a run of new listings: one multi-row insert for the listings and one for their
+/// first history entries, whatever the run's length. The outcome of each is what applying
+/// them one by one would give.
+async fn submit_many(
     conn: &mut SqliteConnection,
     raft_index: u64,
-    listing: &Listing,
-    actor: &Actor,
-) -> Result<CommandResponse, sqlx::Error> {
-    if listing.version != 1 {
-        return Ok(Err(Refusal::Conflict(
-            "a new listing must be version 1".into(),
-        )));
-    }
-    let encoded = Encoded::of(listing);
-    if !insert_new_listing(conn, listing, &encoded, &actor.id).await? {
+    items: &[(&Listing, &Actor)],
+) -> Result<Vec<CommandResponse>, sqlx::Error> {
+    let rows: Vec<ListingRow<'_>> = items
+        .iter()
+        .filter(|(l, _)| l.version == 1)
+        .map(|(l, a)| ListingRow {
+            listing: l,
+            encoded: Encoded::of(l),
+            state: ListingState::Submitted,
+            submitted_by: &a.id,
+        })
+        .collect();
+    let mut inserted = insert_new_listings(conn, &rows).await?;
+    let mut responses = Vec::with_capacity(items.len());
+    let mut history: Vec<(&Listing, &Actor, String)> = Vec::new();
+    let mut rows = rows.into_iter();
+    for (listing, actor) in items {
+        if listing.version != 1 {
+            responses.push(Err(Refusal::Conflict(
+                "a new listing must be version 1".into(),
+            )));
+            continue;
+        }
+        let Some(row) = rows.next() else { break };
+        let id = row.encoded.id.to_string();
+        // `remove`: a repeat of the same id in this run is not the one that was inserted.
+        if inserted.remove(&id) {
+            responses.push(Ok(Applied {
+                object_id: id.clone(),
+                version: Some(1),
+                state: Some(ListingState::Submitted),
+            }));
+            history.push((listing, actor, id));
+            continue;
+        }
         // Resubmitting the very same version by the same submitter (a client retry after a
         // lost answer) succeeds without a second effect; anything else is a conflict.
-        let cur = current(conn, &encoded.id).await?;
-        return Ok(match cur {
-            Some(c) if c.submitted_by == actor.id && c.listing == *listing => {
+        responses.push(match current(conn, &row.encoded.id).await? {
+            Some(c) if c.submitted_by == actor.id && c.listing == **listing => {
                 applied(&c.listing, c.state)
             }
-            _ => Err(Refusal::Conflict(format!(
-                "listing {} already exists",
-                encoded.id
-            ))),
+            _ => Err(Refusal::Conflict(format!("listing {id} already exists"))),
         });
     }
-    let id = encoded.id.to_string();
-    record_history(
-        conn,
-        &id,
-        raft_index,
-        listing.created_at,
-        actor,
-        "submit",
-        None,
-        ListingState::Submitted,
-        1,
-        None,
-    )
-    .await?;
-    Ok(Ok(Applied {
-        object_id: id,
-        version: Some(1),
-        state: Some(ListingState::Submitted),
-    }))
+    for chunk in history.chunks(ROWS_PER_INSERT) {
+        let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "INSERT INTO listing_history (listing_id, seq, raft_index, at, actor, role, action, \
+             from_state, to_state, version, detail) ",
+        );
+        qb.push_values(chunk, |mut b, (listing, actor, id)| {
+            b.push_bind(id.clone())
+                .push_bind(1i64)
+                .push_bind(raft_index as i64)
+                .push_bind(listing.created_at.0 as i64)
+                .push_bind(actor.id.clone())
+                .push_bind(actor.role.as_str())
+                .push_bind("submit")
+                .push_bind(None::<String>)
+                .push_bind(ListingState::Submitted.as_str())
+                .push_bind(1i64)
+                .push_bind(None::<String>);
+        });
+        qb.build().execute(&mut *conn).await?;
+    }
+    Ok(responses)
 }
 
 async fn update(
@@ -560,4 +640,105 @@ async fn revoke_token(
         version: None,
         state: None,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Db;
+    use sqlx::Connection;
+
+    fn actor(id: &str) -> Actor {
+        Actor {
+            id: id.into(),
+            role: Role::Provider,
+        }
+    }
+
+    fn listing(title: &str) -> Listing {
+        let mut draft = xchg_protocol::vectors::credit_draft();
+        draft.title = title.into();
+        Listing::first_version(
+            draft,
+            "xuchang/yuzhou".parse().expect("zone"),
+            Timestamp(1_000),
+        )
+    }
+
+    fn submit(l: &Listing, a: &Actor) -> CatalogCommand {
+        CatalogCommand::SubmitListing {
+            listing: Box::new(l.clone()),
+            actor: a.clone(),
+        }
+    }
+
+    async fn run(
+        commands: &[CatalogCommand],
+        one_by_one: bool,
+    ) -> (Vec<CommandResponse>, Vec<audit::AuditRecord>, i64) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Db::open(dir.path()).await.expect("db");
+        let mut conn = db.sm.acquire().await.expect("conn");
+        let mut tx = conn.begin().await.expect("tx");
+        let mut chain = audit::Chain::load(&mut tx).await.expect("chain");
+        let mut responses = Vec::new();
+        if one_by_one {
+            for c in commands {
+                responses.push(apply(&mut tx, &mut chain, 7, c).await.expect("apply"));
+            }
+        } else {
+            responses = apply_batch(&mut tx, &mut chain, 7, commands)
+                .await
+                .expect("apply");
+        }
+        chain.flush(&mut tx).await.expect("flush");
+        let records = audit::range(&mut tx, 1, 100).await.expect("audit");
+        let history: i64 = sqlx::query("SELECT count(*) FROM listing_history")
+            .fetch_one(&mut *tx)
+            .await
+            .and_then(|r| r.try_get(0))
+            .expect("count");
+        tx.commit().await.expect("commit");
+        drop(conn);
+        db.close().await;
+        (responses, records, history)
+    }
+
+    #[tokio::test]
+    async fn a_run_of_submissions_applied_together_equals_applying_them_one_by_one() {
+        let (a, b) = (listing("甲"), listing("乙"));
+        let mut v2 = listing("丙");
+        v2.version = 2;
+        let commands = vec![
+            submit(&a, &actor("p1")),
+            submit(&a, &actor("p1")), // the same client's retry: succeeds, no second effect
+            submit(&a, &actor("p2")), // someone else's copy: a conflict
+            submit(&v2, &actor("p1")), // not a new listing: refused
+            submit(&b, &actor("p2")),
+        ];
+        let together = run(&commands, false).await;
+        let one_by_one = run(&commands, true).await;
+        assert_eq!(together.0, one_by_one.0, "the same responses");
+        assert_eq!(together.1, one_by_one.1, "the same audit chain");
+        assert_eq!(together.2, one_by_one.2, "the same history rows");
+        let codes: Vec<Option<&str>> = together
+            .0
+            .iter()
+            .map(|r| r.as_ref().err().map(Refusal::code))
+            .collect();
+        assert_eq!(
+            codes,
+            [None, None, Some("conflict"), Some("conflict"), None]
+        );
+        assert_eq!(
+            together.2, 2,
+            "one history entry per listing actually created"
+        );
+        assert_eq!(
+            together.1.len(),
+            5,
+            "every command is audited, refusals too"
+        );
+        assert!(audit::first_broken_link(&together.1, [0u8; 32]).is_none());
+    }
 }

@@ -39,15 +39,22 @@ enum Op {
     ),
 }
 
-/// Entries appended but not yet on disk, by index; readers see them as part of the log.
+/// Entries by index, shared between the store, its readers and the writer task.
 type Pending = Arc<Mutex<BTreeMap<u64, Entry>>>;
+
+/// Flushed entries kept in memory so that replication reads the newest part of the log
+/// without a round trip to SQLite.
+const RECENT_ENTRIES: usize = 4096;
 
 /// The log store; cheap to clone (clones share the writer and the pending entries).
 #[derive(Clone)]
 pub struct LogStore {
     db: Db,
     committed: Arc<AtomicU64>,
+    /// Appended, not yet on disk; readers see them as part of the log.
     pending: Pending,
+    /// The newest flushed entries (at most [`RECENT_ENTRIES`]).
+    recent: Pending,
     writer: mpsc::UnboundedSender<Op>,
 }
 
@@ -62,11 +69,19 @@ impl LogStore {
     pub fn new(db: Db, observer: Option<BatchObserver>) -> Self {
         let (writer, queue) = mpsc::unbounded_channel();
         let pending = Pending::default();
-        tokio::spawn(write_loop(db.clone(), queue, pending.clone(), observer));
+        let recent = Pending::default();
+        tokio::spawn(write_loop(
+            db.clone(),
+            queue,
+            pending.clone(),
+            recent.clone(),
+            observer,
+        ));
         LogStore {
             db,
             committed: Arc::default(),
             pending,
+            recent,
             writer,
         }
     }
@@ -112,10 +127,17 @@ impl LogStore {
     }
 
     fn lock_pending(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Entry>> {
-        self.pending
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        lock(&self.pending)
     }
+
+    fn lock_recent(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Entry>> {
+        lock(&self.recent)
+    }
+}
+
+fn lock(map: &Pending) -> std::sync::MutexGuard<'_, BTreeMap<u64, Entry>> {
+    map.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn read_err(e: &(impl std::error::Error + 'static)) -> StorageError {
@@ -149,6 +171,7 @@ async fn write_loop(
     db: Db,
     mut queue: mpsc::UnboundedReceiver<Op>,
     pending: Pending,
+    recent: Pending,
     observer: Option<BatchObserver>,
 ) {
     let mut held: Option<Op> = None;
@@ -176,15 +199,21 @@ async fn write_loop(
                 let result = write_entries(&db, batch.iter().flat_map(|(e, _)| e.iter())).await;
                 let count: usize = batch.iter().map(|(e, _)| e.len()).sum();
                 if result.is_ok() {
-                    let mut p = pending
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    // Lock order everywhere: pending, then recent.
+                    let mut p = lock(&pending);
+                    let mut r = lock(&recent);
                     for entry in batch.iter().flat_map(|(e, _)| e.iter()) {
+                        // Move it to the recent entries, unless a truncation has replaced it.
                         if p.get(&entry.log_id.index)
                             .is_some_and(|q| q.log_id == entry.log_id)
                         {
-                            p.remove(&entry.log_id.index);
+                            if let Some(e) = p.remove(&entry.log_id.index) {
+                                r.insert(e.log_id.index, e);
+                            }
                         }
+                    }
+                    while r.len() > RECENT_ENTRIES {
+                        r.pop_first();
                     }
                 }
                 if let (Ok(()), Some(observer)) = (&result, &observer) {
@@ -224,33 +253,54 @@ async fn write_loop(
     }
 }
 
-async fn in_tx(
+/// Entries per INSERT statement (3 parameters each).
+const ROWS_PER_STATEMENT: usize = 300;
+
+async fn insert_rows(
     conn: &mut SqliteConnection,
-    entries: impl Iterator<Item = &Entry>,
+    rows: &[(i64, i64, Vec<u8>)],
 ) -> Result<(), String> {
+    let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+        "INSERT OR REPLACE INTO raft_log (idx, term, entry) ",
+    );
+    qb.push_values(rows, |mut b, (idx, term, bytes)| {
+        b.push_bind(*idx).push_bind(*term).push_bind(bytes.clone());
+    });
+    qb.build()
+        .execute(&mut *conn)
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// Writes `entries` durably (`synchronous=FULL`: the commit returns after the WAL is fsynced).
+async fn write_entries(db: &Db, entries: impl Iterator<Item = &Entry>) -> Result<(), String> {
+    let rows = entries
+        .map(|e| {
+            Ok((
+                sql_index(e.log_id.index),
+                e.log_id.leader_id.term as i64,
+                to_cbor(e)?,
+            ))
+        })
+        .collect::<Result<Vec<_>, std::io::Error>>()
+        .map_err(|e| e.to_string())?;
+    let mut conn = db.log.acquire().await.map_err(|e| e.to_string())?;
+    if rows.len() <= ROWS_PER_STATEMENT {
+        // One statement in autocommit mode is its own transaction: one round trip to SQLite's
+        // thread and one fsync for the whole batch.
+        return insert_rows(&mut conn, &rows).await;
+    }
     // IMMEDIATE: take the write lock up front; a deferred transaction that reads first and
     // writes later gets SQLITE_BUSY_SNAPSHOT (no retry) when the other writer committed.
     let mut tx = conn
         .begin_with("BEGIN IMMEDIATE")
         .await
         .map_err(|e| e.to_string())?;
-    for entry in entries {
-        let bytes = to_cbor(entry).map_err(|e| e.to_string())?;
-        sqlx::query("INSERT OR REPLACE INTO raft_log (idx, term, entry) VALUES (?, ?, ?)")
-            .bind(sql_index(entry.log_id.index))
-            .bind(entry.log_id.leader_id.term as i64)
-            .bind(bytes)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| e.to_string())?;
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        insert_rows(&mut tx, chunk).await?;
     }
-    // synchronous=FULL: the commit returns after the WAL is fsynced.
     tx.commit().await.map_err(|e| e.to_string())
-}
-
-async fn write_entries(db: &Db, entries: impl Iterator<Item = &Entry>) -> Result<(), String> {
-    let mut conn = db.log.acquire().await.map_err(|e| e.to_string())?;
-    in_tx(&mut conn, entries).await
 }
 
 async fn purge(db: &Db, log_id: LogId) -> Result<(), String> {
@@ -287,12 +337,18 @@ impl RaftLogReader<TypeConfig> for LogStore {
         range: RB,
     ) -> Result<Vec<Entry>, StorageError> {
         let (start, end) = bounds(&range);
-        // Pending entries first: anything the writer finishes meanwhile is then in the table.
-        let pending: BTreeMap<u64, Entry> = self
-            .lock_pending()
-            .range(start..end)
-            .map(|(i, e)| (*i, e.clone()))
-            .collect();
+        // Memory first: anything the writer finishes meanwhile is then in the table.
+        let mut memory: BTreeMap<u64, Entry> = {
+            let p = self.lock_pending();
+            let r = self.lock_recent();
+            r.range(start..end)
+                .chain(p.range(start..end))
+                .map(|(i, e)| (*i, e.clone()))
+                .collect()
+        };
+        if end != u64::MAX && memory.len() as u64 == end.saturating_sub(start) {
+            return Ok(memory.into_values().collect());
+        }
         let rows =
             sqlx::query("SELECT entry FROM raft_log WHERE idx >= ? AND idx < ? ORDER BY idx")
                 .bind(sql_index(start))
@@ -306,7 +362,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
             let entry: Entry = from_cbor(&bytes).map_err(|e| read_err(&e))?;
             out.insert(entry.log_id.index, entry);
         }
-        out.extend(pending);
+        out.append(&mut memory);
         Ok(out.into_values().collect())
     }
 }
@@ -400,10 +456,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // Entries at or after `log_id` vanish for readers now; the queued writes of any of them
         // are undone by the truncation, which the writer runs after them.
         self.lock_pending().retain(|i, _| *i < log_id.index);
+        self.lock_recent().retain(|i, _| *i < log_id.index);
         self.submit(|done| Op::Truncate(log_id, done)).await
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        self.lock_recent().retain(|i, _| *i > log_id.index);
         self.submit(|done| Op::Purge(log_id, done)).await
     }
 }

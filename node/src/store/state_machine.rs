@@ -16,7 +16,8 @@ use sqlx::{Column, Connection, Row, SqliteConnection, TypeInfo, ValueRef};
 
 use super::{BatchObserver, Db, from_cbor, to_cbor};
 use crate::audit;
-use crate::catalog::{BatchResponse, apply::apply};
+use crate::catalog::BatchResponse;
+use crate::catalog::apply::apply_batch;
 use crate::raft::{Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
 
 /// Tables whose content is the replicated state, in restore order.
@@ -336,37 +337,30 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         for entry in entries {
             let index = entry.log_id.index;
             last_applied = Some(entry.log_id);
-            let response =
-                match &entry.payload {
-                    EntryPayload::Blank => Vec::new(),
-                    EntryPayload::Normal(batch) => {
-                        let mut out = Vec::with_capacity(batch.0.len());
-                        for cmd in &batch.0 {
-                            out.push(apply(&mut tx, &mut chain, index, cmd).await.map_err(
-                                |e| StorageIOError::apply(entry.log_id, AnyError::new(&e)),
-                            )?);
-                        }
-                        out
-                    }
-                    EntryPayload::Membership(m) => {
-                        membership = StoredMembership::new(Some(entry.log_id), m.clone());
-                        membership_changed = true;
-                        let voters: Vec<String> = m.nodes().map(|(_, n)| n.name.clone()).collect();
-                        // A membership entry carries no time: it reuses the chain's last one, which
-                        // every node has, so the record is the same everywhere.
-                        let at = chain.last_at();
-                        chain.append(audit::Event {
-                            raft_index: index,
-                            at,
-                            actor: "raft",
-                            role: "system",
-                            action: "change_membership",
-                            object_id: &voters.join(","),
-                            result: "ok".into(),
-                        });
-                        Vec::new()
-                    }
-                };
+            let response = match &entry.payload {
+                EntryPayload::Blank => Vec::new(),
+                EntryPayload::Normal(batch) => apply_batch(&mut tx, &mut chain, index, &batch.0)
+                    .await
+                    .map_err(|e| StorageIOError::apply(entry.log_id, AnyError::new(&e)))?,
+                EntryPayload::Membership(m) => {
+                    membership = StoredMembership::new(Some(entry.log_id), m.clone());
+                    membership_changed = true;
+                    let voters: Vec<String> = m.nodes().map(|(_, n)| n.name.clone()).collect();
+                    // A membership entry carries no time: it reuses the chain's last one, which
+                    // every node has, so the record is the same everywhere.
+                    let at = chain.last_at();
+                    chain.append(audit::Event {
+                        raft_index: index,
+                        at,
+                        actor: "raft",
+                        role: "system",
+                        action: "change_membership",
+                        object_id: &voters.join(","),
+                        result: "ok".into(),
+                    });
+                    Vec::new()
+                }
+            };
             responses.push(response);
         }
         chain.flush(&mut tx).await.map_err(|e| sm_write(&e))?;
