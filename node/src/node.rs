@@ -144,7 +144,10 @@ pub async fn start(
     let sm = StateMachine::new(db.clone())
         .await
         .map_err(StartError::StateMachine)?;
-    let sm = sm.with_apply_observer(metrics.apply_observer());
+    let token_epoch = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let sm = sm
+        .with_apply_observer(metrics.apply_observer())
+        .with_token_epoch(token_epoch.clone());
     let log = LogStore::new(db.clone(), Some(metrics.append_observer()));
     let committed = log.committed_index();
 
@@ -262,6 +265,7 @@ pub async fn start(
         transport,
         member_keys,
         proposer,
+        tokens: api::auth::TokenCache::new(token_epoch),
         metrics,
         committed,
     });

@@ -7,6 +7,10 @@
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
 use sqlx::Row;
 use xchg_federation_config::Role;
 
@@ -49,6 +53,75 @@ impl Caller {
     }
 }
 
+/// A row of the replicated `tokens` table.
+#[derive(Debug, Clone)]
+pub struct TokenRow {
+    role: Role,
+    party: Option<String>,
+    revoked: bool,
+}
+
+/// Token rows read from the local replica, kept until the state machine applies a token
+/// command (which bumps `epoch`), so a request costs no database round trip for its token.
+#[derive(Debug, Default)]
+pub struct TokenCache {
+    /// Bumped by the state machine after every batch that changed the tokens table.
+    pub epoch: Arc<AtomicU64>,
+    entries: Mutex<HashMap<String, (u64, Option<TokenRow>)>>,
+}
+
+/// Entries kept before the cache is emptied (bounds memory against random tokens).
+const TOKEN_CACHE_ENTRIES: usize = 10_000;
+
+impl TokenCache {
+    /// A cache invalidated through `epoch`.
+    pub fn new(epoch: Arc<AtomicU64>) -> Self {
+        TokenCache {
+            epoch,
+            entries: Mutex::default(),
+        }
+    }
+
+    async fn lookup(
+        &self,
+        hash: &str,
+        db: &crate::store::Db,
+    ) -> Result<Option<TokenRow>, ApiError> {
+        // Read the epoch before the table: a change applied meanwhile leaves this entry stale
+        // by epoch, so the next request reads again.
+        let epoch = self.epoch.load(Ordering::Acquire);
+        if let Ok(entries) = self.entries.lock() {
+            if let Some((e, row)) = entries.get(hash) {
+                if *e == epoch {
+                    return Ok(row.clone());
+                }
+            }
+        }
+        let row = sqlx::query("SELECT role, party, revoked_at FROM tokens WHERE hash = ?")
+            .bind(hash)
+            .fetch_optional(&db.read)
+            .await?;
+        let row = match row {
+            Some(r) => Some(TokenRow {
+                role: r
+                    .try_get::<String, _>(0)?
+                    .parse()
+                    .map_err(ApiError::internal)?,
+                party: r.try_get(1)?,
+                revoked: r.try_get::<Option<i64>, _>(2)?.is_some(),
+            }),
+            None => None,
+        };
+        if let Ok(mut entries) = self.entries.lock() {
+            if entries.len() >= TOKEN_CACHE_ENTRIES {
+                entries.clear();
+            }
+            entries.insert(hash.to_owned(), (epoch, row.clone()));
+        }
+        Ok(row)
+    }
+}
+
 /// Hex SHA-256 of a token text.
 pub fn hash_hex(token: &str) -> String {
     hex::encode(xchg_federation_config::token_hash(token))
@@ -72,22 +145,14 @@ impl FromRequestParts<AppState> for Caller {
             .ok_or_else(|| unauthorized("the Authorization header must be \"Bearer <token>\""))?;
         let hash = hash_hex(token);
         let short = format!("token:{}", &hash[..8]);
-        let row = sqlx::query("SELECT role, party, revoked_at FROM tokens WHERE hash = ?")
-            .bind(&hash)
-            .fetch_optional(&state.db.read)
-            .await?;
-        if let Some(row) = row {
-            let revoked: Option<i64> = row.try_get(2)?;
-            if revoked.is_some() {
+        if let Some(row) = state.tokens.lookup(&hash, &state.db).await? {
+            if row.revoked {
                 return Err(unauthorized("this token has been revoked"));
             }
-            let role: String = row.try_get(0)?;
-            let role: Role = role.parse().map_err(ApiError::internal)?;
-            let party: Option<String> = row.try_get(1)?;
-            let id = party.clone().unwrap_or(short);
+            let id = row.party.clone().unwrap_or(short);
             return Ok(Caller {
-                actor: Actor { id, role },
-                party,
+                actor: Actor { id, role: row.role },
+                party: row.party,
             });
         }
         let digest = xchg_federation_config::token_hash(token);

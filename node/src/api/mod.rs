@@ -54,6 +54,8 @@ pub struct Context {
     pub committed: Arc<std::sync::atomic::AtomicU64>,
     /// Batches writes into Raft entries.
     pub proposer: propose::Proposer,
+    /// Token rows of the local replica.
+    pub tokens: auth::TokenCache,
 }
 
 /// Shared handler state.

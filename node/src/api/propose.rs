@@ -25,7 +25,7 @@ use crate::raft::{MemberNode, NodeId, Raft};
 /// Most commands in one entry.
 pub const MAX_BATCH: usize = 256;
 /// Most batches under way at once.
-pub const IN_FLIGHT: usize = 4;
+pub const IN_FLIGHT: usize = 2;
 
 type Reply = oneshot::Sender<Result<(CommandResponse, u64), ApiError>>;
 

@@ -120,6 +120,14 @@ pub enum CatalogCommand {
 }
 
 impl CatalogCommand {
+    /// Whether applying it changes the tokens table.
+    pub fn changes_tokens(&self) -> bool {
+        matches!(
+            self,
+            CatalogCommand::CreateToken { .. } | CatalogCommand::RevokeToken { .. }
+        )
+    }
+
     /// The audit action name.
     pub fn action(&self) -> &'static str {
         match self {

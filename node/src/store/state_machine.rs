@@ -6,6 +6,8 @@
 //! installing one replaces those tables in one transaction.
 
 use std::io::Cursor;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use openraft::storage::{RaftStateMachine, Snapshot};
@@ -16,8 +18,8 @@ use sqlx::{Column, Connection, Row, SqliteConnection, TypeInfo, ValueRef};
 
 use super::{BatchObserver, Db, from_cbor, to_cbor};
 use crate::audit;
-use crate::catalog::BatchResponse;
 use crate::catalog::apply::apply_batch;
+use crate::catalog::{BatchResponse, CatalogCommand};
 use crate::raft::{Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
 
 /// Tables whose content is the replicated state, in restore order.
@@ -33,6 +35,8 @@ pub struct StateMachine {
     /// The audit chain's head after the last applied batch; read from the table when absent
     /// (at start, after a snapshot install or a failed batch).
     chain: Option<audit::Chain>,
+    /// Bumped after every batch that changed the tokens table (the API caches token rows).
+    token_epoch: Arc<AtomicU64>,
 }
 
 /// A value of one SQLite cell.
@@ -144,12 +148,19 @@ impl StateMachine {
             membership,
             observer: None,
             chain: None,
+            token_epoch: Arc::default(),
         })
     }
 
     /// Reports every applied batch to `observer`.
     pub fn with_apply_observer(mut self, observer: BatchObserver) -> Self {
         self.observer = Some(observer);
+        self
+    }
+
+    /// Bumps `epoch` whenever applied commands change the tokens table.
+    pub fn with_token_epoch(mut self, epoch: Arc<AtomicU64>) -> Self {
+        self.token_epoch = epoch;
         self
     }
 
@@ -264,6 +275,7 @@ impl StateMachine {
         self.last_applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
         self.chain = None;
+        self.token_epoch.fetch_add(1, Ordering::Release);
         Ok(())
     }
 }
@@ -334,14 +346,18 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let mut last_applied = self.last_applied;
         let mut membership = self.membership.clone();
         let mut membership_changed = false;
+        let mut tokens_changed = false;
         for entry in entries {
             let index = entry.log_id.index;
             last_applied = Some(entry.log_id);
             let response = match &entry.payload {
                 EntryPayload::Blank => Vec::new(),
-                EntryPayload::Normal(batch) => apply_batch(&mut tx, &mut chain, index, &batch.0)
-                    .await
-                    .map_err(|e| StorageIOError::apply(entry.log_id, AnyError::new(&e)))?,
+                EntryPayload::Normal(batch) => {
+                    tokens_changed |= batch.0.iter().any(CatalogCommand::changes_tokens);
+                    apply_batch(&mut tx, &mut chain, index, &batch.0)
+                        .await
+                        .map_err(|e| StorageIOError::apply(entry.log_id, AnyError::new(&e)))?
+                }
                 EntryPayload::Membership(m) => {
                     membership = StoredMembership::new(Some(entry.log_id), m.clone());
                     membership_changed = true;
@@ -376,6 +392,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.last_applied = last_applied;
         self.membership = membership;
         self.chain = Some(chain);
+        if tokens_changed {
+            self.token_epoch.fetch_add(1, Ordering::Release);
+        }
         if let Some(observer) = &self.observer {
             (observer.0)(started.elapsed(), responses.iter().map(Vec::len).sum());
         }
