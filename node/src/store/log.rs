@@ -24,7 +24,7 @@ use openraft::{AnyError, OptionalSend, RaftLogReader, StorageIOError, Vote};
 use sqlx::{Connection, Row, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{BatchObserver, Db, from_cbor, to_cbor};
+use super::{BatchObserver, Db, from_cbor, meta_value, to_cbor};
 use crate::raft::{Entry, LogId, NodeId, StorageError, TypeConfig};
 
 /// Work for the writer task, in the order openraft issued it.
@@ -99,15 +99,7 @@ impl LogStore {
             .bind(key)
             .fetch_optional(&self.db.log_read)
             .await?;
-        match row {
-            Some(r) => {
-                let bytes: Vec<u8> = r.try_get(0)?;
-                from_cbor(&bytes)
-                    .map(Some)
-                    .map_err(|e| sqlx::Error::Decode(Box::new(e)))
-            }
-            None => Ok(None),
-        }
+        meta_value(row)
     }
 
     /// Queues `op` and waits for the writer to finish it.

@@ -208,6 +208,21 @@ async fn migrate(
     Ok(())
 }
 
+/// Decodes the CBOR `value` column of a metadata row, if there is a row.
+pub(crate) fn meta_value<T: serde::de::DeserializeOwned>(
+    row: Option<sqlx::sqlite::SqliteRow>,
+) -> Result<Option<T>, sqlx::Error> {
+    match row {
+        Some(r) => {
+            let bytes: Vec<u8> = r.try_get(0)?;
+            from_cbor(&bytes)
+                .map(Some)
+                .map_err(|e| sqlx::Error::Decode(Box::new(e)))
+        }
+        None => Ok(None),
+    }
+}
+
 /// Encodes an internal value (log entries, votes, snapshots) as CBOR.
 pub(crate) fn to_cbor<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, std::io::Error> {
     cbor4ii::serde::to_vec(Vec::new(), value).map_err(|e| std::io::Error::other(e.to_string()))

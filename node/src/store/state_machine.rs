@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Column, Connection, Row, SqliteConnection, TypeInfo, ValueRef};
 
-use super::{BatchObserver, Db, from_cbor, to_cbor};
+use super::{BatchObserver, Db, from_cbor, meta_value, to_cbor};
 use crate::audit;
 use crate::catalog::apply::apply_batch;
 use crate::catalog::{BatchResponse, CatalogCommand};
@@ -87,15 +87,7 @@ async fn get_meta<T: serde::de::DeserializeOwned>(
         .bind(key)
         .fetch_optional(&mut *conn)
         .await?;
-    match row {
-        Some(r) => {
-            let bytes: Vec<u8> = r.try_get(0)?;
-            from_cbor(&bytes)
-                .map(Some)
-                .map_err(|e| sqlx::Error::Decode(Box::new(e)))
-        }
-        None => Ok(None),
-    }
+    meta_value(row)
 }
 
 /// [`get_meta`] through the pool (keeps `StateMachine::new`'s future `Send` for any lifetime).
@@ -107,15 +99,7 @@ async fn pool_meta<T: serde::de::DeserializeOwned>(
         .bind(key)
         .fetch_optional(&db.sm)
         .await?;
-    match row {
-        Some(r) => {
-            let bytes: Vec<u8> = r.try_get(0)?;
-            from_cbor(&bytes)
-                .map(Some)
-                .map_err(|e| sqlx::Error::Decode(Box::new(e)))
-        }
-        None => Ok(None),
-    }
+    meta_value(row)
 }
 
 async fn set_meta<T: Serialize>(
