@@ -172,6 +172,25 @@ impl PinnedKeys {
     }
 }
 
+impl PinnedKeys {
+    /// Both configurations allow TLS 1.3 only, so a 1.2 signature never needs checking.
+    fn no_tls12() -> Result<HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::General(
+            "zone members speak TLS 1.3 only".into(),
+        ))
+    }
+
+    /// The handshake signature proves the peer holds the pinned key.
+    fn tls13(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+}
+
 impl ServerCertVerifier for PinnedKeys {
     fn verify_server_cert(
         &self,
@@ -191,9 +210,7 @@ impl ServerCertVerifier for PinnedKeys {
         _cert: &CertificateDer<'_>,
         _dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(rustls::Error::PeerIncompatible(
-            rustls::PeerIncompatible::Tls13RequiredForQuic,
-        ))
+        Self::no_tls12()
     }
 
     fn verify_tls13_signature(
@@ -202,7 +219,7 @@ impl ServerCertVerifier for PinnedKeys {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+        self.tls13(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
@@ -231,9 +248,7 @@ impl ClientCertVerifier for PinnedKeys {
         _cert: &CertificateDer<'_>,
         _dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(rustls::Error::PeerIncompatible(
-            rustls::PeerIncompatible::Tls13RequiredForQuic,
-        ))
+        Self::no_tls12()
     }
 
     fn verify_tls13_signature(
@@ -242,7 +257,7 @@ impl ClientCertVerifier for PinnedKeys {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+        self.tls13(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
