@@ -7,7 +7,7 @@
 //!
 //! - [`parse`] checks text; [`load`] reads a file and also checks the node's key file.
 //! - [`layout::generate`] writes a whole federation: root and node keys, one config per node,
-//!   tokens, and `layout.json`.
+//!   tokens, and `layout.json`; [`layout::add_node`] grows one zone of it by a node.
 //! - [`read_key_file`], [`write_key_file`], [`write_secret`] and [`token_hash`] are shared with
 //!   the node.
 

@@ -7,9 +7,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use xchg_federation_config::layout::{
-    GenerateError, Layout, LayoutKind, LayoutNode, LayoutOptions, generate,
+    AddNodeError, AddNodeOptions, GenerateError, Layout, LayoutKind, LayoutNode, LayoutOptions,
+    add_node, generate,
 };
-use xchg_federation_config::{Loaded, NodeConfig, Role, load, token_hash};
+use xchg_federation_config::{Loaded, NodeConfig, Role, load, read_key_file, token_hash};
 
 /// Every config of a generated layout, loaded, by node config path.
 fn load_all(out: &Path, layout: &Layout) -> BTreeMap<String, Loaded> {
@@ -299,4 +300,215 @@ fn an_ipv6_host_yields_bracketed_urls_and_ip6_multiaddrs() {
         "{}",
         node.p2p_addr
     );
+}
+
+fn read_layout(out: &Path) -> Layout {
+    let text = std::fs::read_to_string(out.join("layout.json")).expect("layout.json");
+    serde_json::from_str(&text).expect("layout.json parses")
+}
+
+/// Options to add a node to the municipal zone of the layout in `out`.
+fn municipal(out: &Path) -> AddNodeOptions {
+    AddNodeOptions::new(out, "xuchang/municipal".parse().expect("zone id"))
+}
+
+#[test]
+fn an_added_node_loads_cleanly_and_lists_the_zone_plus_itself() {
+    let (dir, layout) = generated(LayoutKind::SingleZone, 3);
+    let out = dir.path().join("out");
+    let before: Vec<Vec<u8>> = nodes(&layout)
+        .map(|n| std::fs::read(out.join(&n.config)).expect("existing config"))
+        .collect();
+
+    let added = add_node(&municipal(&out), common::NOW).expect("add node");
+
+    assert_eq!(added.node.name.as_str(), "municipal-4");
+    assert_eq!(
+        added.config_file,
+        out.join("nodes/xuchang-municipal-4.toml")
+    );
+    assert_eq!(added.node.api_url, "http://127.0.0.1:7109");
+    assert_eq!(added.node.raft_addr.to_string(), "127.0.0.1:7110");
+    assert!(
+        added
+            .node
+            .p2p_addr
+            .to_string()
+            .starts_with("/ip4/127.0.0.1/tcp/7111/p2p/12D3KooW"),
+        "{}",
+        added.node.p2p_addr
+    );
+    let loaded = load(&added.config_file, common::NOW).expect("the new config loads");
+    let warnings: Vec<&str> = loaded.warnings.iter().map(|w| w.path.as_str()).collect();
+    assert_eq!(warnings, ["zone.members"], "only that 4 members are even");
+    assert_eq!(added.warnings, loaded.warnings);
+    let config = loaded.config;
+    let members: Vec<&str> = config
+        .zone
+        .members
+        .iter()
+        .map(|m| m.name.as_str())
+        .collect();
+    assert_eq!(
+        members,
+        ["municipal-1", "municipal-2", "municipal-3", "municipal-4"]
+    );
+    let key = read_key_file(&added.key_file).expect("key file").public();
+    assert_eq!(added.key_file, out.join("keys/xuchang-municipal-4.key"));
+    assert_eq!(config.own_member().expect("own member").public_key, key);
+    assert_eq!(added.public_key, key);
+
+    let existing = load(&out.join("nodes/xuchang-municipal-1.toml"), common::NOW)
+        .expect("existing config")
+        .config;
+    assert_eq!(config.api, existing.api, "tokens are the zone's");
+    assert_eq!(config.raft, existing.raft);
+    assert_eq!(config.exchange, existing.exchange);
+    assert_eq!(config.zone.members[..3], existing.zone.members[..]);
+    assert!(
+        config
+            .gossip
+            .bootstrap
+            .contains(&layout.exchanges[0].zones[0].nodes[0].p2p_addr),
+        "the new node also gossips with the node its config was copied from"
+    );
+
+    let after = read_layout(&out);
+    let zone = &after.exchanges[0].zones[0];
+    assert_eq!(zone.nodes.len(), 4);
+    assert_eq!(zone.nodes[3], added.node);
+    assert_eq!(zone.tokens, layout.exchanges[0].zones[0].tokens);
+    assert_eq!(added.admin_token, zone.tokens.admin);
+    assert_eq!(added.member_api_url, zone.nodes[0].api_url);
+    for (node, bytes) in nodes(&layout).zip(&before) {
+        assert_eq!(
+            &std::fs::read(out.join(&node.config)).expect("existing config"),
+            bytes,
+            "{} was modified",
+            node.config.display()
+        );
+    }
+}
+
+#[test]
+fn a_second_added_node_gets_the_next_name_and_ports_and_lists_the_first() {
+    let (dir, _layout) = generated(LayoutKind::SingleZone, 3);
+    let out = dir.path().join("out");
+    let opts = municipal(&out);
+    let first = add_node(&opts, common::NOW).expect("first add");
+    let second = add_node(&opts, common::NOW).expect("second add");
+    assert_eq!(second.node.name.as_str(), "municipal-5");
+    assert_eq!(
+        second.config_file,
+        out.join("nodes/xuchang-municipal-5.toml")
+    );
+    assert_eq!(second.node.api_url, "http://127.0.0.1:7112");
+    assert_eq!(second.node.raft_addr.to_string(), "127.0.0.1:7113");
+    let config = load(&second.config_file, common::NOW)
+        .expect("the second config loads")
+        .config;
+    assert_eq!(config.zone.members.len(), 5);
+    assert_eq!(config.zone.members[3].public_key, first.public_key);
+    assert_eq!(read_layout(&out).exchanges[0].zones[0].nodes.len(), 5);
+}
+
+#[test]
+fn the_join_request_carries_exactly_the_four_fields_of_the_members_api() {
+    let (dir, _layout) = generated(LayoutKind::SingleZone, 1);
+    let opts = municipal(&dir.path().join("out"));
+    let added = add_node(&opts, common::NOW).expect("add node");
+    let body = serde_json::to_value(added.join_request()).expect("json");
+    assert_eq!(
+        body,
+        serde_json::json!({
+            "name": "municipal-2",
+            "raft_addr": "127.0.0.1:7104",
+            "api_url": "http://127.0.0.1:7103",
+            "public_key": added.public_key.to_base64(),
+        })
+    );
+}
+
+#[test]
+fn adding_to_an_unknown_zone_names_the_zones_there_are_and_writes_nothing() {
+    let (dir, _layout) = generated(LayoutKind::SingleZone, 1);
+    let out = dir.path().join("out");
+    let layout_before = std::fs::read(out.join("layout.json")).expect("layout.json");
+    let opts = AddNodeOptions::new(&out, "xuchang/yuzhou".parse().expect("zone id"));
+    let err = add_node(&opts, common::NOW).expect_err("unknown zone");
+    assert!(matches!(err, AddNodeError::UnknownZone { .. }), "{err}");
+    let message = err.to_string();
+    assert!(
+        message.contains("xuchang/yuzhou") && message.contains("xuchang/municipal"),
+        "{message}"
+    );
+    assert_eq!(
+        std::fs::read(out.join("layout.json")).expect("layout.json"),
+        layout_before
+    );
+    assert_eq!(
+        std::fs::read_dir(out.join("keys")).expect("keys").count(),
+        2
+    );
+}
+
+#[test]
+fn a_taken_name_or_port_is_refused_before_anything_is_written() {
+    let (dir, _layout) = generated(LayoutKind::SingleZone, 3);
+    let out = dir.path().join("out");
+    let taken_name = AddNodeOptions {
+        name: Some("municipal-2".parse().expect("name")),
+        ..municipal(&out)
+    };
+    let err = add_node(&taken_name, common::NOW).expect_err("taken name");
+    assert!(matches!(err, AddNodeError::NameTaken { .. }), "{err}");
+    let taken_port = AddNodeOptions {
+        base_port: Some(7104),
+        ..municipal(&out)
+    };
+    let err = add_node(&taken_port, common::NOW).expect_err("taken port");
+    assert!(
+        matches!(&err, AddNodeError::PortTaken { node, .. } if node.as_str() == "municipal-2"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_dir(out.join("nodes")).expect("nodes").count(),
+        3
+    );
+    assert_eq!(read_layout(&out).exchanges[0].zones[0].nodes.len(), 3);
+}
+
+#[test]
+fn a_leftover_key_file_of_the_next_number_is_not_overwritten() {
+    let (dir, _layout) = generated(LayoutKind::SingleZone, 1);
+    let out = dir.path().join("out");
+    let leftover = out.join("keys/xuchang-municipal-2.key");
+    std::fs::write(&leftover, "old key\n").expect("leftover key");
+    let opts = municipal(&out);
+    let err = add_node(&opts, common::NOW).expect_err("leftover key");
+    assert!(
+        matches!(&err, AddNodeError::AlreadyExists(path) if *path == leftover),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&leftover).expect("key"),
+        "old key\n"
+    );
+    assert!(!out.join("nodes/xuchang-municipal-2.toml").exists());
+}
+
+#[cfg(unix)]
+#[test]
+fn after_adding_a_node_its_key_and_layout_json_are_private_files() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let (dir, _layout) = generated(LayoutKind::SingleZone, 1);
+    let out = dir.path().join("out");
+    let added = add_node(&municipal(&out), common::NOW).expect("add node");
+    for file in [added.key_file, out.join("layout.json")] {
+        let mode = std::fs::metadata(&file)
+            .expect("metadata")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{}", file.display());
+    }
 }

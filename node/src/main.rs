@@ -86,6 +86,28 @@ enum ConfigCommand {
         #[arg(long, default_value_t = 365)]
         valid_days: u32,
     },
+    /// Add a node to a zone of a generated layout: key, delegation and config for `run --join`.
+    AddNode {
+        /// Layout directory written by `xchg config generate`; layout.json there gains the node.
+        #[arg(long)]
+        layout: PathBuf,
+        /// Zone to grow, e.g. xuchang/municipal.
+        #[arg(long)]
+        zone: String,
+        /// Node name [default: <zone name>-<n>, n one above the zone's highest].
+        #[arg(long)]
+        name: Option<String>,
+        /// Address the node listens on [default: the host of the zone's nodes].
+        #[arg(long)]
+        host: Option<IpAddr>,
+        /// API port; Raft and libp2p take the next two [default: after the highest port in
+        /// layout.json].
+        #[arg(long)]
+        base_port: Option<u16>,
+        /// Validity of the node's delegation, in days.
+        #[arg(long, default_value_t = 365)]
+        valid_days: u32,
+    },
     /// Check node config files; prints every violation and exits non-zero if any is an error.
     Validate {
         /// Config files to check.
@@ -110,6 +132,14 @@ fn main() -> ExitCode {
             host,
             valid_days,
         }) => cli::config::generate(out, &layout, nodes_per_zone, base_port, host, valid_days),
+        Command::Config(ConfigCommand::AddNode {
+            layout,
+            zone,
+            name,
+            host,
+            base_port,
+            valid_days,
+        }) => cli::config::add_node(layout, &zone, name.as_deref(), host, base_port, valid_days),
         Command::Config(ConfigCommand::Validate { files }) => cli::config::validate(&files),
         Command::Bench(BenchCommand::Zone {
             clients,

@@ -1,5 +1,5 @@
-//! The `xchg config` commands as an operator uses them: generate a layout, validate it, and see
-//! every mistake of a broken config reported with its TOML path.
+//! The `xchg config` commands as an operator uses them: generate a layout, grow a zone of it,
+//! validate it, and see every mistake of a broken config reported with its TOML path.
 //!
 //! (Being an integration test of `xchg-node`, this file also makes `cargo test --workspace`
 //! build the `xchg` binary that the suites in `tests/` run.)
@@ -110,4 +110,58 @@ fn validate_reports_all_three_mistakes_of_a_config_with_their_paths() {
             "no error at {path}:\n{stdout}"
         );
     }
+}
+
+#[test]
+fn add_node_writes_a_valid_config_and_prints_how_to_start_and_admit_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("layout");
+    assert!(generate(&out, "single-zone").status.success());
+    let added = xchg()
+        .args([
+            "config",
+            "add-node",
+            "--zone",
+            "xuchang/municipal",
+            "--layout",
+        ])
+        .arg(&out)
+        .output()
+        .expect("xchg runs");
+    let stdout = String::from_utf8_lossy(&added.stdout);
+    assert!(
+        added.status.success(),
+        "add-node failed:\n{stdout}{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    let config = out.join("nodes/xuchang-municipal-4.toml");
+    assert!(
+        stdout.contains(&format!("xchg run --config {} --join", config.display())),
+        "{stdout}"
+    );
+    let curl = stdout
+        .lines()
+        .find(|l| {
+            l.trim_start()
+                .starts_with("curl -X POST http://127.0.0.1:27100/v1/zone/members")
+        })
+        .unwrap_or_else(|| panic!("no curl line:\n{stdout}"));
+    assert!(
+        curl.contains("-H \"Authorization: Bearer xchg-admin-"),
+        "{curl}"
+    );
+    assert!(
+        curl.contains(r#"-d '{"name":"municipal-4","raft_addr":"127.0.0.1:27110","api_url":"http://127.0.0.1:27109","public_key":""#),
+        "{curl}"
+    );
+    let check = xchg()
+        .args(["config", "validate"])
+        .arg(&config)
+        .output()
+        .expect("xchg runs");
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
 }

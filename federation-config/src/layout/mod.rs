@@ -12,7 +12,11 @@
 //! `base + 3i + 2` (libp2p). Nothing is ever overwritten: an existing `layout.json` or key file
 //! stops the run. Every written config is loaded back before `layout.json` is written, so a run
 //! that returns `Ok` produced configs a node accepts.
+//!
+//! [`add_node`] grows one zone of a written layout by a node, numbered and ported after the
+//! others, without touching the existing configs.
 
+mod add;
 mod plan;
 mod render;
 
@@ -28,9 +32,11 @@ use rand::rngs::OsRng;
 use serde::{Deserialize, Serialize};
 use xchg_protocol::{ExchangeId, NodeName, Timestamp, ZoneId};
 
+use crate::raw::RawConfig;
 use crate::role::Role;
 use crate::secret::{write_key_file, write_secret};
-use crate::violation::ConfigError;
+use crate::violation::{ConfigError, Violation};
+pub use add::{AddNodeError, AddNodeOptions, AddedNode, JoinRequest, add_node};
 use plan::Plan;
 use render::{Position, Validity};
 
@@ -255,8 +261,6 @@ pub enum GenerateError {
     Inconsistent(String),
 }
 
-const DAY_MS: u64 = 24 * 60 * 60 * 1000;
-
 /// Generates a layout into `opts.out`, with delegations valid from a day before `now` until
 /// `valid_days` after it. Keys and tokens come from the operating system's random source.
 ///
@@ -275,10 +279,7 @@ pub fn generate(opts: &LayoutOptions, now: Timestamp) -> Result<Layout, Generate
         return Err(GenerateError::AlreadyExists(layout_file));
     }
     let plan = plan::plan(opts, &mut OsRng)?;
-    let validity = Validity {
-        not_before: Timestamp(now.millis().saturating_sub(DAY_MS)),
-        not_after: now.plus_millis(u64::from(opts.valid_days) * DAY_MS),
-    };
+    let validity = Validity::days_from(now, opts.valid_days);
     let keys = opts.out.join("keys");
     let nodes = opts.out.join("nodes");
     for dir in [&opts.out, &keys, &nodes] {
@@ -343,7 +344,16 @@ fn write_config(
 ) -> Result<(), GenerateError> {
     let raw = render::node_config(plan, at, validity)
         .ok_or_else(|| GenerateError::Inconsistent(format!("no node for {}", path.display())))?;
-    let body = toml::to_string_pretty(&raw)
+    write_raw_config(path, &raw, now).map(drop)
+}
+
+/// Writes a config file that must not exist yet and loads it back; returns its warnings.
+fn write_raw_config(
+    path: &Path,
+    raw: &RawConfig,
+    now: Timestamp,
+) -> Result<Vec<Violation>, GenerateError> {
+    let body = toml::to_string_pretty(raw)
         .map_err(|e| GenerateError::Inconsistent(format!("{}: {e}", path.display())))?;
     let text = format!(
         "# xchg node configuration, schema version {}: node {} of zone {} ({}).\n\
@@ -359,7 +369,7 @@ fn write_config(
     file.write_all(text.as_bytes())
         .map_err(|source| io_error(path, source))?;
     crate::load(path, now)
-        .map(drop)
+        .map(|loaded| loaded.warnings)
         .map_err(|source| GenerateError::SelfCheck {
             path: path.to_owned(),
             source,

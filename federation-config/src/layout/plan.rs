@@ -163,7 +163,7 @@ fn random_bytes(rng: &mut impl RngCore) -> [u8; 32] {
 }
 
 /// The libp2p peer id of a node key, as multiaddr's type.
-fn peer_id(key: &Keypair) -> Result<PeerId, GenerateError> {
+pub(super) fn peer_id(key: &Keypair) -> Result<PeerId, GenerateError> {
     let text = key.public().peer_id();
     text.parse()
         .map_err(|e| GenerateError::Inconsistent(format!("peer id {text}: {e}")))

@@ -1,6 +1,6 @@
 //! One node's configuration file, written through the raw structs the loader reads.
 
-use xchg_protocol::{Delegation, SignedDelegation, Timestamp};
+use xchg_protocol::{Delegation, Keypair, SignedDelegation, Timestamp, ZoneId};
 
 use super::plan::{Plan, PlannedExchange, PlannedNode, PlannedZone};
 use crate::model::{ApiSection, RaftTuning};
@@ -27,21 +27,24 @@ pub(super) struct Validity {
     pub(super) not_after: Timestamp,
 }
 
+impl Validity {
+    /// From a day before `now`, so that a clock slightly behind still accepts the delegation,
+    /// until `days` after it.
+    pub(super) fn days_from(now: Timestamp, days: u32) -> Self {
+        Validity {
+            not_before: Timestamp(now.millis().saturating_sub(DAY_MS)),
+            not_after: now.plus_millis(u64::from(days) * DAY_MS),
+        }
+    }
+}
+
+const DAY_MS: u64 = 24 * 60 * 60 * 1000;
+
 /// The configuration of the node at `at`, or `None` if `at` is outside the plan.
 pub(super) fn node_config(plan: &Plan, at: Position, validity: Validity) -> Option<RawConfig> {
     let ex = plan.exchanges.get(at.exchange)?;
     let zone = ex.zones.get(at.zone)?;
     let me = zone.nodes.get(at.node)?;
-    let delegation = SignedDelegation::sign(
-        Delegation {
-            exchange: ex.id.clone(),
-            zone: zone.id.clone(),
-            node_key: me.key.public(),
-            not_before: validity.not_before,
-            not_after: validity.not_after,
-        },
-        &ex.root,
-    );
     let raft = RaftTuning::default();
     Some(RawConfig {
         version: SCHEMA_VERSION,
@@ -63,7 +66,7 @@ pub(super) fn node_config(plan: &Plan, at: Position, validity: Validity) -> Opti
         zone: RawZone {
             id: zone.id.to_string(),
             display_name: zone.display_name.to_owned(),
-            delegation: hex::encode(delegation.to_bytes()),
+            delegation: delegation_hex(&ex.root, &zone.id, me, validity),
             members: zone.nodes.iter().map(member).collect(),
         },
         raft: Some(RawRaft {
@@ -95,7 +98,27 @@ pub(super) fn node_config(plan: &Plan, at: Position, validity: Validity) -> Opti
     })
 }
 
-fn member(node: &PlannedNode) -> RawMember {
+/// `node`'s delegation for `zone`, signed by its exchange's `root`, as the hex a config holds.
+pub(super) fn delegation_hex(
+    root: &Keypair,
+    zone: &ZoneId,
+    node: &PlannedNode,
+    validity: Validity,
+) -> String {
+    let delegation = SignedDelegation::sign(
+        Delegation {
+            exchange: zone.exchange(),
+            zone: zone.clone(),
+            node_key: node.key.public(),
+            not_before: validity.not_before,
+            not_after: validity.not_after,
+        },
+        root,
+    );
+    hex::encode(delegation.to_bytes())
+}
+
+pub(super) fn member(node: &PlannedNode) -> RawMember {
     RawMember {
         name: node.name.to_string(),
         raft_addr: node.raft.to_string(),

@@ -1,11 +1,11 @@
-//! `xchg config generate` and `xchg config validate`.
+//! `xchg config generate`, `xchg config add-node` and `xchg config validate`.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use xchg_federation_config::layout::{self, LayoutKind, LayoutOptions};
+use xchg_federation_config::layout::{self, AddNodeOptions, LayoutKind, LayoutOptions};
 use xchg_federation_config::{ConfigError, Severity};
 use xchg_protocol::Timestamp;
 
@@ -63,6 +63,60 @@ pub fn generate(
     println!(
         "role tokens (secret, mode 0600): {}",
         out.join("layout.json").display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Adds a node to a zone of a generated layout and prints the two commands that start it and
+/// admit it to the zone.
+pub fn add_node(
+    dir: PathBuf,
+    zone: &str,
+    name: Option<&str>,
+    host: Option<IpAddr>,
+    base_port: Option<u16>,
+    valid_days: u32,
+) -> anyhow::Result<ExitCode> {
+    let zone = zone.parse().map_err(|e| anyhow::anyhow!("--zone: {e}"))?;
+    let name = name
+        .map(str::parse)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--name: {e}"))?;
+    let opts = AddNodeOptions {
+        name,
+        host,
+        base_port,
+        valid_days,
+        ..AddNodeOptions::new(&dir, zone)
+    };
+    let added = layout::add_node(&opts, Timestamp::now()).with_context(|| {
+        format!(
+            "adding a node to zone {} of the layout in {}",
+            opts.zone,
+            dir.display()
+        )
+    })?;
+    let body = serde_json::to_string(&added.join_request())?;
+    println!("added node {} to zone {}", added.node.name, opts.zone);
+    println!("  config: {}", added.config_file.display());
+    println!("  key:    {} (mode 0600)", added.key_file.display());
+    println!(
+        "  api {}, raft {}, p2p {}",
+        added.node.api_url, added.node.raft_addr, added.node.p2p_addr
+    );
+    for w in &added.warnings {
+        println!("{}: warning: {w}", added.config_file.display());
+    }
+    println!("next steps:");
+    println!("  1. start the node; it waits to be added:");
+    println!(
+        "     xchg run --config {} --join",
+        added.config_file.display()
+    );
+    println!("  2. add it to the zone through an existing member (admin token from layout.json):");
+    println!(
+        "     curl -X POST {}/v1/zone/members -H \"Authorization: Bearer {}\" -H 'Content-Type: application/json' -d '{body}'",
+        added.member_api_url, added.admin_token
     );
     Ok(ExitCode::SUCCESS)
 }
