@@ -156,6 +156,52 @@ impl Zone {
         })
     }
 
+    /// Adds a node to `zone` with `xchg config add-node` (not started); returns its index and
+    /// the body an admin posts to `/v1/zone/members` to admit it.
+    ///
+    /// # Errors
+    /// If the command fails or its output cannot be read back.
+    pub fn add_node(&mut self, zone: &str) -> anyhow::Result<(usize, Value)> {
+        let out = self.dir.path().join("layout");
+        let status = Command::new(xchg_binary())
+            .args(["config", "add-node", "--zone", zone, "--layout"])
+            .arg(&out)
+            .stdout(Stdio::null())
+            .status()?;
+        if !status.success() {
+            bail!("xchg config add-node failed: {status}");
+        }
+        self.layout = serde_json::from_slice(&std::fs::read(out.join("layout.json"))?)?;
+        let added = self
+            .layout
+            .exchanges
+            .iter()
+            .flat_map(|e| &e.zones)
+            .flat_map(|z| &z.nodes)
+            .find(|n| self.nodes.iter().all(|p| p.name != n.name.as_str()))
+            .ok_or_else(|| anyhow::anyhow!("add-node wrote no new node into layout.json"))?;
+        let config_path = out.join(&added.config);
+        let config =
+            xchg_federation_config::load(&config_path, xchg_protocol::Timestamp::now())?.config;
+        let member = config
+            .own_member()
+            .ok_or_else(|| anyhow::anyhow!("the new config lacks its own member"))?;
+        let body = serde_json::json!({
+            "name": member.name.to_string(),
+            "raft_addr": member.raft_addr.to_string(),
+            "api_url": member.api_url,
+            "public_key": member.public_key.to_base64(),
+        });
+        self.nodes.push(NodeProcess {
+            name: added.name.to_string(),
+            config: config_path,
+            api_url: added.api_url.clone(),
+            log: self.dir.path().join(format!("{}.log", added.name)),
+            child: None,
+        });
+        Ok((self.nodes.len() - 1, body))
+    }
+
     /// The role tokens of the first zone.
     pub fn tokens(&self) -> &ZoneTokens {
         &self.layout.exchanges[0].zones[0].tokens
