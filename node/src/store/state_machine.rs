@@ -154,8 +154,10 @@ impl StateMachine {
     }
 
     async fn dump(&self) -> Result<SnapshotPayload, sqlx::Error> {
-        let mut conn = self.db.sm.acquire().await?;
-        // One read transaction: the dump is a consistent cut at `last_applied`.
+        // A reader connection, not the state machine's writer: in WAL mode one read transaction
+        // sees a consistent cut (tables and `last_applied` together) while batches keep being
+        // applied, so building a snapshot does not stall the zone's writes.
+        let mut conn = self.db.read.acquire().await?;
         let mut tx = conn.begin().await?;
         let mut tables = Vec::with_capacity(REPLICATED_TABLES.len());
         for name in REPLICATED_TABLES {
