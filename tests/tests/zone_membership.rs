@@ -194,3 +194,41 @@ async fn a_key_that_is_not_a_members_cannot_send_raft_rpcs() -> anyhow::Result<(
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zone_forms_from_its_configs_whatever_order_its_members_start_in() -> anyhow::Result<()> {
+    let mut zone = Zone::generate("single-zone", 3)?;
+    let provider = zone.tokens().provider.clone();
+    // The last member alone: it answers, but there is no quorum, so no leader.
+    zone.start(2)?;
+    let alone = eventually(Duration::from_secs(30), "the lone member's API", || async {
+        Ok(zone.get(2, "/v1/status", None).await.ok().map(|(_, s)| s))
+    })
+    .await?;
+    assert!(
+        alone["leader"].is_null() || alone["role"] != "leader",
+        "one of three cannot lead: {alone}"
+    );
+    // A second member makes a majority; the third joins whenever it comes.
+    zone.start(0)?;
+    let leader = zone.wait_for_leader(2, Duration::from_secs(30)).await?;
+    assert!(leader == 0 || leader == 2, "a started member leads");
+    let (status, body) = zone
+        .post(
+            2,
+            "/v1/listings",
+            &provider,
+            &example_listing("two of three"),
+        )
+        .await?;
+    assert_eq!(status, 201, "{body}");
+    zone.start(1)?;
+    let target = applied(&zone, leader).await.map_err(anyhow::Error::msg)?;
+    eventually(
+        Duration::from_secs(30),
+        "the late member to catch up",
+        || async { Ok((applied(&zone, 1).await.unwrap_or(0) >= target).then_some(())) },
+    )
+    .await?;
+    Ok(())
+}
