@@ -176,3 +176,67 @@ async fn a_partitioned_follower_catches_up_from_a_snapshot_after_the_log_is_purg
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn writes_commit_through_delayed_lossy_and_one_way_cut_links_and_replicas_converge()
+-> anyhow::Result<()> {
+    let zone = start_zone(10_000, 1_000).await?;
+    let leader = eventually(Duration::from_secs(30), "a leader", || async {
+        Ok(leader_of(&zone))
+    })
+    .await?;
+    let follower = (leader + 1) % 3;
+    // Every message 5 ms late, one in ten lost, and the leader cannot reach one follower
+    // (which can still answer): a majority remains, so writes must still commit.
+    zone.router.set_delay(Duration::from_millis(5));
+    zone.router.set_drop_probability(0.1);
+    zone.router
+        .cut(zone.nodes[leader].id, zone.nodes[follower].id);
+    let http = reqwest::Client::new();
+    for n in 0..30 {
+        let resp = http
+            .post(format!(
+                "http://{}/v1/listings",
+                zone.nodes[leader].api_addr
+            ))
+            .bearer_auth(&zone.provider)
+            .json(&example_listing(&format!("lossy-{n}")))
+            .send()
+            .await?;
+        anyhow::ensure!(
+            resp.status().as_u16() == 201,
+            "submission {n}: {}",
+            resp.status()
+        );
+    }
+    zone.router.heal_all();
+    let target = zone.nodes[leader]
+        .raft
+        .metrics()
+        .borrow()
+        .last_applied
+        .map_or(0, |l| l.index);
+    for i in 0..3 {
+        eventually(
+            Duration::from_secs(30),
+            "every replica to apply the writes",
+            || async {
+                let m = zone.nodes[i].raft.metrics().borrow().clone();
+                Ok((m.last_applied.map_or(0, |l| l.index) >= target).then_some(()))
+            },
+        )
+        .await?;
+    }
+    let mut expected = listing_ids(&zone, leader).await?;
+    expected.sort();
+    assert_eq!(expected.len(), 30);
+    for i in 0..3 {
+        let mut got = listing_ids(&zone, i).await?;
+        got.sort();
+        assert_eq!(got, expected, "node {i} holds the same catalog");
+    }
+    for n in zone.nodes {
+        n.shutdown().await;
+    }
+    Ok(())
+}
