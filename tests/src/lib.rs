@@ -308,14 +308,7 @@ impl Zone {
         path: &str,
         token: Option<&str>,
     ) -> anyhow::Result<(u16, Value)> {
-        let mut req = self.http.get(format!("{}{path}", self.nodes[i].api_url));
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        let resp = req.send().await?;
-        let status = resp.status().as_u16();
-        let body = resp.json().await.unwrap_or(Value::Null);
-        Ok((status, body))
+        self.send(i, reqwest::Method::GET, path, token, None).await
     }
 
     /// Sends `method` `path` with a raw body to node `i`; the status and JSON body.
@@ -411,18 +404,7 @@ impl Drop for Zone {
 
 /// The listing body of the API issue, with a distinguishing title suffix.
 pub fn example_listing(suffix: &str) -> Value {
-    serde_json::json!({
-        "title": format!("禹州市企业信用核验接口 {suffix}"),
-        "description": "按统一社会信用代码核验企业登记与信用状态",
-        "provider": {"id": "yuzhou-credit-center", "name": "禹州市信用中心"},
-        "category": "credit",
-        "product_form": "verification",
-        "classification": "general",
-        "contains_personal_info": false,
-        "delivery_modes": ["verification", "api"],
-        "pricing": {"model": "per_call", "amount": "0.50", "currency": "CNY"},
-        "scenarios": ["企业贷款授信审查"],
-        "update_frequency": "daily",
-        "rights": ["holding", "operating"]
-    })
+    let mut draft = xchg_protocol::vectors::credit_draft();
+    draft.title = format!("{} {suffix}", draft.title);
+    serde_json::to_value(draft).expect("a listing draft always serialises")
 }

@@ -117,14 +117,6 @@ pub fn router(state: AppState) -> Router {
 }
 
 impl Context {
-    fn leader_node(&self, leader: Option<NodeId>) -> Option<(NodeId, crate::raft::MemberNode)> {
-        let id = leader.or_else(|| self.raft.metrics().borrow().current_leader)?;
-        let metrics = self.raft.metrics();
-        let m = metrics.borrow();
-        let node = m.membership_config.membership().get_node(&id)?.clone();
-        Some((id, node))
-    }
-
     /// Proposes `cmd` through Raft (batched with concurrent writes; see [`propose`]).
     /// Returns the state machine's response and the log index of the entry that carried it.
     ///
@@ -177,7 +169,7 @@ impl Context {
     }
 
     async fn forward_read_index(&self, leader: Option<NodeId>) -> Result<u64, ForwardError> {
-        let Some((id, node)) = self.leader_node(leader) else {
+        let Some((id, node)) = crate::raft::leader_node(&self.raft, leader) else {
             return Err(ForwardError::Unavailable("leader unknown".into()));
         };
         match self

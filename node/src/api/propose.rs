@@ -20,7 +20,7 @@ use crate::catalog::{Batch, BatchResponse, CatalogCommand, CommandResponse};
 use crate::raft::transport::{
     ForwardError, TransportError, ZoneRequest, ZoneResponse, ZoneTransport,
 };
-use crate::raft::{MemberNode, NodeId, Raft};
+use crate::raft::{NodeId, Raft, leader_node};
 
 /// Most commands in one entry.
 pub const MAX_BATCH: usize = 256;
@@ -113,14 +113,6 @@ async fn batch_loop(core: Arc<Core>, mut rx: mpsc::UnboundedReceiver<(CatalogCom
 }
 
 impl Core {
-    fn leader_node(&self, leader: Option<NodeId>) -> Option<(NodeId, MemberNode)> {
-        let metrics = self.raft.metrics();
-        let m = metrics.borrow();
-        let id = leader.or(m.current_leader)?;
-        let node = m.membership_config.membership().get_node(&id)?.clone();
-        Some((id, node))
-    }
-
     /// Proposes `batch` on this node if it leads, else through the leader.
     ///
     /// A batch is retried only when it certainly was not proposed (no leader yet, the node
@@ -157,7 +149,7 @@ impl Core {
     }
 
     async fn forward(&self, leader: Option<NodeId>, batch: &Batch) -> Forwarded {
-        let Some((id, node)) = self.leader_node(leader) else {
+        let Some((id, node)) = leader_node(&self.raft, leader) else {
             return Forwarded::Retry(None);
         };
         match self

@@ -40,18 +40,7 @@ async fn change(state: &AppState, change: MembershipChange) -> Result<Membership
         .with_member_keys(state.member_keys.clone());
     let mut answer = service.change_membership_as_leader(change.clone()).await;
     if let Err(ForwardError::NotLeader { leader }) = &answer {
-        let id = leader.or_else(|| state.raft.metrics().borrow().current_leader);
-        let node = id.and_then(|id| {
-            state
-                .raft
-                .metrics()
-                .borrow()
-                .membership_config
-                .membership()
-                .get_node(&id)
-                .cloned()
-        });
-        let (Some(id), Some(node)) = (id, node) else {
+        let Some((id, node)) = crate::raft::leader_node(&state.raft, *leader) else {
             return Err(ApiError::unavailable(
                 "no Raft leader is available in this zone; retry shortly",
             ));

@@ -59,7 +59,7 @@ pub async fn apply(
             at,
             actor,
         } => {
-            let detail = serde_json::json!({ "reason": reason }).to_string();
+            let detail = reason_detail(reason);
             transition(
                 conn,
                 raft_index,
@@ -67,7 +67,7 @@ pub async fn apply(
                 Transition::Reject,
                 *at,
                 actor,
-                Some(detail),
+                detail,
             )
             .await?
         }
@@ -77,7 +77,7 @@ pub async fn apply(
             at,
             actor,
         } => {
-            let detail = serde_json::json!({ "reason": reason }).to_string();
+            let detail = reason_detail(reason);
             transition(
                 conn,
                 raft_index,
@@ -85,7 +85,7 @@ pub async fn apply(
                 Transition::Delist,
                 *at,
                 actor,
-                Some(detail),
+                detail,
             )
             .await?
         }
@@ -164,6 +164,11 @@ fn record(
         object_id: &object,
         result,
     });
+}
+
+/// The history detail of a reject or delist.
+fn reason_detail(reason: &str) -> Option<String> {
+    Some(serde_json::json!({ "reason": reason }).to_string())
 }
 
 /// The actor, time and object of a command, for its audit record.

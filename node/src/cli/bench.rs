@@ -89,21 +89,11 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-fn body(n: usize, client: usize) -> Value {
-    serde_json::json!({
-        "title": format!("压测数据产品 bench listing {client}-{n}"),
-        "description": "按统一社会信用代码核验企业登记与信用状态 (load generator)",
-        "provider": {"id": "bench-provider", "name": "压测提供方"},
-        "category": "credit",
-        "product_form": "verification",
-        "classification": "general",
-        "contains_personal_info": false,
-        "delivery_modes": ["verification", "api"],
-        "pricing": {"model": "per_call", "amount": "0.50", "currency": "CNY"},
-        "scenarios": ["企业贷款授信审查"],
-        "update_frequency": "daily",
-        "rights": ["holding", "operating"]
-    })
+/// The API's example listing (the protocol's credit-verification draft) with a distinct title.
+fn body(n: usize, client: usize) -> xchg_protocol::ListingDraft {
+    let mut draft = xchg_protocol::vectors::credit_draft();
+    draft.title = format!("压测数据产品 bench listing {client}-{n}");
+    draft
 }
 
 /// One concurrency level's results.

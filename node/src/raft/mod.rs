@@ -63,6 +63,16 @@ pub type StoredMembership = openraft::StoredMembership<NodeId, MemberNode>;
 /// Snapshot metadata.
 pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, MemberNode>;
 
+/// The leader to talk to: `hint` if given, else the leader this node knows, with its member
+/// record from the current membership.
+pub fn leader_node(raft: &Raft, hint: Option<NodeId>) -> Option<(NodeId, MemberNode)> {
+    let metrics = raft.metrics();
+    let m = metrics.borrow();
+    let id = hint.or(m.current_leader)?;
+    let node = m.membership_config.membership().get_node(&id)?.clone();
+    Some((id, node))
+}
+
 /// The Raft id of the member called `name`: the first 8 bytes of SHA-256(`name`), big-endian.
 ///
 /// Names are unique within a zone and ids are only compared within a zone, so a collision would

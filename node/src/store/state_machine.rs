@@ -148,11 +148,6 @@ impl StateMachine {
         self
     }
 
-    /// The database, for queries.
-    pub fn db(&self) -> &Db {
-        &self.db
-    }
-
     async fn dump(&self) -> Result<SnapshotPayload, sqlx::Error> {
         // A reader connection, not the state machine's writer: in WAL mode one read transaction
         // sees a consistent cut (tables and `last_applied` together) while batches keep being
