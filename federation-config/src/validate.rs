@@ -264,7 +264,7 @@ impl Checker<'_> {
                 "zone.members",
                 "empty; list every node of the zone, this one included, as [[zone.members]]",
             );
-        } else if raw.len() % 2 == 0 {
+        } else if raw.len().is_multiple_of(2) {
             let n = raw.len();
             self.report.warning(
                 "zone.members",
@@ -360,16 +360,16 @@ impl Checker<'_> {
         members: Vec<Option<Member>>,
     ) -> Option<ZoneSection> {
         let id = self.parse::<ZoneId>("zone.id", &raw.id);
-        if let (Some(id), Some(exchange)) = (&id, exchange) {
-            if id.exchange() != exchange.id {
-                self.report.error(
-                    "zone.id",
-                    format!(
-                        "{id} is not a zone of exchange {} (exchange.id); expected {}/<zone>",
-                        exchange.id, exchange.id
-                    ),
-                );
-            }
+        if let (Some(id), Some(exchange)) = (&id, exchange)
+            && id.exchange() != exchange.id
+        {
+            self.report.error(
+                "zone.id",
+                format!(
+                    "{id} is not a zone of exchange {} (exchange.id); expected {}/<zone>",
+                    exchange.id, exchange.id
+                ),
+            );
         }
         let display_name = self.display_name("zone.display_name", &raw.display_name);
         let delegation = self.delegation(&raw.delegation, id.as_ref(), exchange);
@@ -691,16 +691,16 @@ impl Checker<'_> {
         for (i, o) in raw.iter().enumerate() {
             let at = |field: &str| format!("outside[{i}].{field}");
             let id = self.parse::<ExchangeId>(&at("id"), &o.id);
-            if let (Some(id), Some(own)) = (&id, own) {
-                if *id == own.id {
-                    self.report.error(
-                        at("id"),
-                        format!(
-                            "{id} is this node's own exchange; its zones are recognised under \
-                             [sibling_agreement], not as an outside exchange"
-                        ),
-                    );
-                }
+            if let (Some(id), Some(own)) = (&id, own)
+                && *id == own.id
+            {
+                self.report.error(
+                    at("id"),
+                    format!(
+                        "{id} is this node's own exchange; its zones are recognised under \
+                         [sibling_agreement], not as an outside exchange"
+                    ),
+                );
             }
             let display_name = self.display_name(&at("display_name"), &o.display_name);
             let root = self.public_key(&at("root_public_key"), &o.root_public_key);

@@ -11,6 +11,8 @@
 pub mod api;
 pub mod audit;
 pub mod catalog;
+pub mod federation;
+pub mod gossip;
 pub mod node;
 pub mod raft;
 pub mod store;

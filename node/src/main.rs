@@ -32,6 +32,10 @@ enum Command {
         /// forming the zone from the config's member list.
         #[arg(long)]
         join: bool,
+        /// Diagnostics: append every byte this node publishes on gossip or serves over
+        /// request-response to FILE (records of a 4-byte big-endian length and the bytes).
+        #[arg(long, value_name = "FILE")]
+        capture_wire: Option<PathBuf>,
     },
     /// Generate and check node configurations.
     #[command(subcommand)]
@@ -39,6 +43,29 @@ enum Command {
     /// Measure throughput and latency.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Federation tools.
+    #[command(subcommand)]
+    Federation(FederationCommand),
+}
+
+#[derive(Subcommand)]
+enum FederationCommand {
+    /// Sign a node-key revocation with the exchange's root key (offline) and print the body for
+    /// `POST /v1/federation/revocations`.
+    Revoke {
+        /// The exchange's root key file.
+        #[arg(long)]
+        root_key: PathBuf,
+        /// The exchange whose root signs.
+        #[arg(long)]
+        exchange: String,
+        /// The node key to revoke (base64, as in the zone's member list).
+        #[arg(long)]
+        key: String,
+        /// Why, for the record.
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -58,6 +85,34 @@ enum BenchCommand {
         #[arg(long, default_value_t = 7400)]
         base_port: u16,
         /// Keep the zone's configs, data and logs in this directory.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Start a whole federation and measure how long approved listings take to be recognised
+    /// in every other zone.
+    Federation {
+        /// Layout: xuchang (10 zones + Zhengzhou) or two-exchanges.
+        #[arg(long, default_value = "xuchang")]
+        layout: String,
+        /// Nodes per zone.
+        #[arg(long, default_value_t = 1)]
+        nodes_per_zone: usize,
+        /// Listings approved (and measured).
+        #[arg(long, default_value_t = 1000)]
+        listings: usize,
+        /// Concurrent approvers.
+        #[arg(long, default_value_t = 8)]
+        approvers: usize,
+        /// Zone where the listings are approved.
+        #[arg(long, default_value = "xuchang/yuzhou")]
+        origin: String,
+        /// Poll interval of the watchers, milliseconds.
+        #[arg(long, default_value_t = 50)]
+        poll_ms: u64,
+        /// First port of the layout (three per node).
+        #[arg(long, default_value_t = 7600)]
+        base_port: u16,
+        /// Keep the layout's configs, data and logs in this directory.
         #[arg(long)]
         dir: Option<PathBuf>,
     },
@@ -120,10 +175,20 @@ fn main() -> ExitCode {
     let args = Args::parse();
     cli::init_tracing();
     let result = match args.command {
-        Command::Run { config, join } => match tokio::runtime::Runtime::new() {
-            Ok(rt) => rt.block_on(cli::run::run(&config, join)),
+        Command::Run {
+            config,
+            join,
+            capture_wire,
+        } => match tokio::runtime::Runtime::new() {
+            Ok(rt) => rt.block_on(cli::run::run(&config, join, capture_wire)),
             Err(e) => Err(anyhow::anyhow!("cannot start the async runtime: {e}")),
         },
+        Command::Federation(FederationCommand::Revoke {
+            root_key,
+            exchange,
+            key,
+            reason,
+        }) => cli::federation::revoke(&root_key, &exchange, &key, &reason),
         Command::Config(ConfigCommand::Generate {
             out,
             layout,
@@ -160,6 +225,34 @@ fn main() -> ExitCode {
                 Err(e) => Err(anyhow::anyhow!("cannot start the async runtime: {e}")),
             }
         }
+        Command::Bench(BenchCommand::Federation {
+            layout,
+            nodes_per_zone,
+            listings,
+            approvers,
+            origin,
+            poll_ms,
+            base_port,
+            dir,
+        }) => match layout.parse() {
+            Err(e) => Err(anyhow::anyhow!("--layout: {e}")),
+            Ok(layout) => {
+                let opts = cli::bench_federation::FederationBenchOptions {
+                    layout,
+                    nodes_per_zone,
+                    listings,
+                    approvers,
+                    origin,
+                    poll: std::time::Duration::from_millis(poll_ms.max(1)),
+                    base_port,
+                    dir,
+                };
+                match tokio::runtime::Runtime::new() {
+                    Ok(rt) => rt.block_on(cli::bench_federation::federation(opts)),
+                    Err(e) => Err(anyhow::anyhow!("cannot start the async runtime: {e}")),
+                }
+            }
+        },
     };
     match result {
         Ok(code) => code,

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use openraft::SnapshotPolicy;
@@ -16,12 +17,15 @@ use xchg_federation_config::NodeConfig;
 use xchg_protocol::Keypair;
 
 use crate::api;
+use crate::catalog::ZoneFacts;
+use crate::federation::{Federation, Tuning};
+use crate::gossip::{self, Broadcast, swarm::SwarmConfig};
 use crate::raft::network::ZoneNetwork;
 use crate::raft::router::Router;
 use crate::raft::tls::{self, MemberKeys, TlsTransport};
 use crate::raft::transport::{ZoneService, ZoneTransport};
 use crate::raft::{MemberNode, NodeId, Raft, node_id};
-use crate::store::{Db, LogStore, StateMachine};
+use crate::store::{Db, LogStore, Signals, StateMachine};
 
 /// How this node reaches the other members of its zone.
 pub enum ZoneLink {
@@ -31,12 +35,26 @@ pub enum ZoneLink {
     InProcess(Arc<Router>),
 }
 
+/// How this node reaches other zones and exchanges.
+pub enum GossipLink {
+    /// libp2p on the config's `listen.p2p`, dialling `gossip.bootstrap` and every outside
+    /// exchange's bootstrap addresses.
+    Libp2p {
+        /// Record every byte this node publishes or serves (see [`SwarmConfig::capture`]).
+        capture: Option<PathBuf>,
+    },
+    /// The in-process network (tests and simulations).
+    InProcess(Arc<gossip::memory::Network>),
+}
+
 /// How to start.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct StartOptions {
     /// Join an existing zone instead of forming it from the config's member list: the node
     /// waits to be added by `POST /v1/zone/members` on a current member.
     pub join: bool,
+    /// Timing of the federation service.
+    pub federation: Tuning,
 }
 
 /// Why a node could not start.
@@ -68,6 +86,9 @@ pub enum StartError {
     /// A listener's address could not be read.
     #[error("listener: {0}")]
     Listener(std::io::Error),
+    /// The federation transport could not start.
+    #[error("gossip transport: {0}")]
+    Gossip(#[from] gossip::swarm::SwarmError),
 }
 
 /// The zone's members from the config, as Raft sees them.
@@ -98,9 +119,13 @@ pub struct NodeHandle {
     pub db: Db,
     /// Where the HTTP API listens.
     pub api_addr: SocketAddr,
+    /// The federation service.
+    pub federation: Arc<Federation>,
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
     router: Option<Arc<Router>>,
+    swarm: Option<gossip::swarm::Client>,
+    memory: Option<Arc<gossip::memory::Network>>,
 }
 
 impl NodeHandle {
@@ -109,8 +134,14 @@ impl NodeHandle {
         if let Some(router) = &self.router {
             router.unregister(self.id);
         }
+        if let Some(network) = &self.memory {
+            network.leave(&self.federation.net.local_peer());
+        }
         let _ = self.stop.send(true);
         while self.tasks.join_next().await.is_some() {}
+        if let Some(swarm) = &self.swarm {
+            swarm.shutdown().await;
+        }
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(error = %e, "Raft shutdown");
         }
@@ -131,6 +162,7 @@ pub async fn start(
     key: Keypair,
     api_listener: TcpListener,
     link: ZoneLink,
+    gossip_link: GossipLink,
     options: StartOptions,
 ) -> Result<NodeHandle, StartError> {
     let config = Arc::new(config);
@@ -141,13 +173,14 @@ pub async fn start(
     })?;
     let db = Db::open(&config.node.data_dir).await?;
     let metrics = Arc::new(api::metrics::Metrics::new());
-    let sm = StateMachine::new(db.clone())
+    let zone = ZoneFacts::new(config.zone.id.clone(), config.export);
+    let sm = StateMachine::new(db.clone(), zone.clone())
         .await
         .map_err(StartError::StateMachine)?;
-    let token_epoch = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let signals = Signals::default();
     let sm = sm
         .with_apply_observer(metrics.apply_observer())
-        .with_token_epoch(token_epoch.clone());
+        .with_signals(signals.clone());
     let log = LogStore::new(db.clone(), Some(metrics.append_observer()));
     let committed = log.committed_index();
 
@@ -258,6 +291,47 @@ pub async fn start(
 
     let api_addr = api_listener.local_addr().map_err(StartError::Listener)?;
     let proposer = api::propose::Proposer::start(raft.clone(), transport.clone(), metrics.clone());
+    let (net, events, swarm, memory): (Arc<dyn Broadcast>, _, _, _) = match gossip_link {
+        GossipLink::Libp2p { capture } => {
+            let mut sc = SwarmConfig::new(
+                key.clone(),
+                format!(
+                    "xchg/{} {} {}",
+                    env!("CARGO_PKG_VERSION"),
+                    config.zone.id,
+                    config.node.name
+                ),
+            );
+            sc.listen = vec![config.listen.p2p.clone()];
+            sc.bootstrap = config
+                .gossip
+                .bootstrap
+                .iter()
+                .chain(config.outside.iter().flat_map(|o| o.bootstrap.iter()))
+                .cloned()
+                .collect();
+            sc.capture = capture;
+            let (client, events) = gossip::swarm::spawn(sc).await?;
+            (Arc::new(client.clone()), events, Some(client), None)
+        }
+        GossipLink::InProcess(network) => {
+            let (client, events) = network.join(&key.public());
+            (Arc::new(client), events, None, Some(network))
+        }
+    };
+    let federation = Federation::new(
+        config.clone(),
+        key.clone(),
+        id,
+        raft.clone(),
+        db.clone(),
+        proposer.clone(),
+        net,
+        metrics.clone(),
+        signals.clone(),
+        options.federation,
+    );
+    tasks.spawn(federation.clone().run(events, stop_rx.clone()));
     let state = api::AppState::new(api::Context {
         config: config.clone(),
         raft: raft.clone(),
@@ -265,7 +339,8 @@ pub async fn start(
         transport,
         member_keys,
         proposer,
-        tokens: api::auth::TokenCache::new(token_epoch),
+        tokens: api::auth::TokenCache::new(signals.tokens.clone()),
+        federation: federation.clone(),
         metrics,
         committed,
     });
@@ -290,8 +365,11 @@ pub async fn start(
         raft,
         db,
         api_addr,
+        federation,
         stop,
         tasks,
         router,
+        swarm,
+        memory,
     })
 }

@@ -14,6 +14,7 @@ mod bytes;
 
 pub mod announcement;
 pub mod canonical;
+pub mod catchup;
 pub mod ids;
 pub mod keys;
 pub mod listing;

@@ -207,6 +207,98 @@ impl Zone {
         &self.layout.exchanges[0].zones[0].tokens
     }
 
+    /// The role tokens of zone `zone` (e.g. `zhengzhou/main`).
+    ///
+    /// # Panics
+    /// If the layout has no such zone (a mistake in the test).
+    pub fn zone_tokens(&self, zone: &str) -> &ZoneTokens {
+        self.layout
+            .exchanges
+            .iter()
+            .flat_map(|e| &e.zones)
+            .find(|z| z.id.as_str() == zone)
+            .map(|z| &z.tokens)
+            .unwrap_or_else(|| panic!("no zone {zone} in the layout"))
+    }
+
+    /// Indices (into [`Zone::nodes`]) of the nodes of zone `zone`.
+    pub fn zone_nodes(&self, zone: &str) -> Vec<usize> {
+        let names: Vec<String> = self
+            .layout
+            .exchanges
+            .iter()
+            .flat_map(|e| &e.zones)
+            .filter(|z| z.id.as_str() == zone)
+            .flat_map(|z| &z.nodes)
+            .map(|n| n.name.to_string())
+            .collect();
+        (0..self.nodes.len())
+            .filter(|i| names.contains(&self.nodes[*i].name))
+            .collect()
+    }
+
+    /// Rewrites node `i`'s config file with `edit` (before it starts).
+    ///
+    /// # Errors
+    /// If the file cannot be read or written.
+    pub fn edit_config(&self, i: usize, edit: impl FnOnce(String) -> String) -> anyhow::Result<()> {
+        let path = &self.nodes[i].config;
+        let text = std::fs::read_to_string(path)?;
+        std::fs::write(path, edit(text))?;
+        Ok(())
+    }
+
+    /// Submits `listing` to node `i` as `provider` and approves it as `operator`; returns its id.
+    ///
+    /// # Errors
+    /// If either call does not succeed.
+    pub async fn approve_new(
+        &self,
+        i: usize,
+        tokens: &ZoneTokens,
+        listing: &Value,
+    ) -> anyhow::Result<String> {
+        let (s, v) = self
+            .post(i, "/v1/listings", &tokens.provider, listing)
+            .await?;
+        if s != 201 {
+            bail!("submit answered {s}: {v}");
+        }
+        let id = v["id"].as_str().unwrap_or_default().to_owned();
+        let path = format!("/v1/listings/{id}/approve");
+        let (s, v) = self
+            .post(i, &path, &tokens.operator, &serde_json::json!({}))
+            .await?;
+        if s != 200 {
+            bail!("approve answered {s}: {v}");
+        }
+        Ok(id)
+    }
+
+    /// The state of listing `id` on node `i`'s own replica, or `None` if it holds no such listing.
+    ///
+    /// # Errors
+    /// Transport errors and unexpected statuses.
+    pub async fn state_on(
+        &self,
+        i: usize,
+        token: &str,
+        id: &str,
+    ) -> anyhow::Result<Option<String>> {
+        let (s, v) = self
+            .get(
+                i,
+                &format!("/v1/listings/{id}?consistency=local"),
+                Some(token),
+            )
+            .await?;
+        match s {
+            200 => Ok(v["state"].as_str().map(str::to_owned)),
+            404 => Ok(None),
+            _ => bail!("GET listing answered {s}: {v}"),
+        }
+    }
+
     /// Starts node `i` (`xchg run`), with extra arguments.
     ///
     /// # Errors

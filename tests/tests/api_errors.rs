@@ -104,10 +104,23 @@ impl Api {
             .await
     }
 
+    /// Approves `id` and waits until the zone has published its announcement, so the tests'
+    /// before/after snapshots see no background write.
     async fn approve(&self, id: &str) -> anyhow::Result<()> {
         let (status, body) = self.review(id, "approve", &json!({})).await?;
         ensure!(status == 200, "approve: {status} {body}");
-        Ok(())
+        xchg_tests::eventually(
+            Duration::from_secs(10),
+            "the approval published",
+            || async {
+                let l = self.listing(id).await.map_err(|e| e.to_string())?;
+                let pending = l["provenance"]["export"]
+                    .as_array()
+                    .is_none_or(|e| e.iter().any(|x| x["state"] == "pending"));
+                Ok((!pending).then_some(()))
+            },
+        )
+        .await
     }
 
     /// The listing as `GET /v1/listings/{id}` shows it, history included.

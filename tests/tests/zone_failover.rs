@@ -112,16 +112,16 @@ async fn leader_kill_loses_no_acknowledged_listing() -> anyhow::Result<()> {
                             .send()
                             .await
                     };
-                    if let Ok(resp) = result {
-                        if resp.status().as_u16() == 201 {
-                            let body: Value = resp.json().await?;
-                            let mut acks = acknowledged.lock().await;
-                            acks.push(body["id"].as_str().unwrap_or_default().to_owned());
-                            if acks.len() == LISTINGS / 2 {
-                                killed.notify_one();
-                            }
-                            break;
+                    if let Ok(resp) = result
+                        && resp.status().as_u16() == 201
+                    {
+                        let body: Value = resp.json().await?;
+                        let mut acks = acknowledged.lock().await;
+                        acks.push(body["id"].as_str().unwrap_or_default().to_owned());
+                        if acks.len() == LISTINGS / 2 {
+                            killed.notify_one();
                         }
+                        break;
                     }
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }

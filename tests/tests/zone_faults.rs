@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 use xchg_federation_config::layout::{self, LayoutKind, LayoutOptions};
-use xchg_node::node::{self, NodeHandle, StartOptions, ZoneLink};
+use xchg_node::gossip::memory::Network;
+use xchg_node::node::{self, GossipLink, NodeHandle, StartOptions, ZoneLink};
 use xchg_node::raft::router::Router;
 use xchg_protocol::Timestamp;
 use xchg_tests::{eventually, example_listing};
@@ -29,6 +30,7 @@ async fn start_zone(snapshot_every: u64, keep: u64) -> anyhow::Result<InProcessZ
     let generated = layout::generate(&opts, Timestamp::now())?;
     let zone = &generated.exchanges[0].zones[0];
     let router = Router::new(7);
+    let gossip = Network::new(7);
     let mut nodes = Vec::new();
     for n in &zone.nodes {
         let mut config =
@@ -43,6 +45,7 @@ async fn start_zone(snapshot_every: u64, keep: u64) -> anyhow::Result<InProcessZ
                 key,
                 api,
                 ZoneLink::InProcess(router.clone()),
+                GossipLink::InProcess(gossip.clone()),
                 StartOptions::default(),
             )
             .await?,

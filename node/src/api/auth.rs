@@ -90,12 +90,11 @@ impl TokenCache {
         // Read the epoch before the table: a change applied meanwhile leaves this entry stale
         // by epoch, so the next request reads again.
         let epoch = self.epoch.load(Ordering::Acquire);
-        if let Ok(entries) = self.entries.lock() {
-            if let Some((e, row)) = entries.get(hash) {
-                if *e == epoch {
-                    return Ok(row.clone());
-                }
-            }
+        if let Ok(entries) = self.entries.lock()
+            && let Some((e, row)) = entries.get(hash)
+            && *e == epoch
+        {
+            return Ok(row.clone());
         }
         let row = sqlx::query("SELECT role, party, revoked_at FROM tokens WHERE hash = ?")
             .bind(hash)

@@ -116,6 +116,7 @@ impl From<Refusal> for ApiError {
             Refusal::NotFound(_) => StatusCode::NOT_FOUND,
             Refusal::Conflict(_) | Refusal::IllegalTransition(_) => StatusCode::CONFLICT,
             Refusal::Forbidden(_) => StatusCode::FORBIDDEN,
+            Refusal::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
         };
         ApiError::new(status, r.code(), r.to_string())
     }

@@ -275,6 +275,36 @@ fn one_of<T: for<'de> Deserialize<'de>>(
     Ok(())
 }
 
+/// Parses the `limit` and `cursor` query parameters of a paged list.
+///
+/// # Errors
+/// A 400 naming the parameter that is not a number.
+pub fn paging(
+    limit: &Option<String>,
+    cursor: &Option<String>,
+) -> Result<(Option<u32>, Option<i64>), ApiError> {
+    let limit = match limit {
+        Some(l) => Some(l.parse::<u32>().map_err(|_| {
+            ApiError::invalid_field(
+                "limit",
+                format!(
+                    "expected a whole number from 1 to {}, got {l:?}",
+                    query::MAX_PAGE
+                ),
+            )
+        })?),
+        None => None,
+    };
+    let cursor =
+        match cursor {
+            Some(c) => Some(c.parse::<i64>().map_err(|_| {
+                ApiError::invalid_field("cursor", "not a cursor returned by this API")
+            })?),
+            None => None,
+        };
+    Ok((limit, cursor))
+}
+
 /// `GET /v1/listings?q=&state=&category=&classification=&delivery_mode=&origin=&limit=&cursor=`.
 pub async fn search(
     State(state): State<AppState>,
@@ -287,7 +317,9 @@ pub async fn search(
         ListingState::parse(s).ok_or_else(|| {
             ApiError::invalid_field(
                 "state",
-                format!("unknown state {s:?}; expected submitted, listed, rejected or delisted"),
+                format!(
+                    "unknown state {s:?}; expected submitted, listed, rejected, delisted or recognised"
+                ),
             )
         })?;
     }
@@ -301,29 +333,11 @@ pub async fn search(
         &p.delivery_mode,
         "file, api, sandbox, privacy_computing, model_output, verification",
     )?;
-    let limit = match &p.limit {
-        Some(l) => Some(l.parse::<u32>().map_err(|_| {
-            ApiError::invalid_field(
-                "limit",
-                format!(
-                    "expected a whole number from 1 to {}, got {l:?}",
-                    query::MAX_PAGE
-                ),
-            )
-        })?),
-        None => None,
-    };
-    let cursor =
-        match &p.cursor {
-            Some(c) => Some(c.parse::<i64>().map_err(|_| {
-                ApiError::invalid_field("cursor", "not a cursor returned by this API")
-            })?),
-            None => None,
-        };
-    if let Some(q) = &p.q {
-        if q.chars().count() > 200 {
-            return Err(ApiError::invalid_field("q", "at most 200 characters"));
-        }
+    let (limit, cursor) = paging(&p.limit, &p.cursor)?;
+    if let Some(q) = &p.q
+        && q.chars().count() > 200
+    {
+        return Err(ApiError::invalid_field("q", "at most 200 characters"));
     }
     state.read_barrier(&p.consistency).await?;
     let search = Search {

@@ -30,6 +30,17 @@ struct RouteLabels {
     route: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VerdictLabels {
+    verdict: String,
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: String,
+}
+
 fn latency_buckets() -> impl Iterator<Item = f64> {
     [
         0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -52,6 +63,9 @@ pub struct Metrics {
     last_log_index: Gauge,
     applied_index: Gauge,
     commit_index: Gauge,
+    gossip_verdicts: Family<VerdictLabels, Counter>,
+    published: Family<OutcomeLabels, Counter>,
+    catchup: Family<OutcomeLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -134,8 +148,29 @@ impl Metrics {
             "Highest committed log index known here",
             commit_index.clone(),
         );
+        let gossip_verdicts = Family::<VerdictLabels, Counter>::default();
+        registry.register(
+            "gossip_verdicts",
+            "Announcements judged (gossip and catch-up), by verdict and reason",
+            gossip_verdicts.clone(),
+        );
+        let published = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "federation_published",
+            "Outbox entries signed and published, by outcome of the gossip publish",
+            published.clone(),
+        );
+        let catchup = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "federation_catchup",
+            "Catch-up rounds and envelopes fetched, by outcome",
+            catchup.clone(),
+        );
         Metrics {
             registry,
+            gossip_verdicts,
+            published,
+            catchup,
             requests,
             request_seconds,
             write_seconds,
@@ -167,6 +202,34 @@ impl Metrics {
             m.append_batch_seconds.observe(elapsed.as_secs_f64());
             m.appended_entries.inc_by(n as u64);
         }))
+    }
+
+    /// Counts one judged announcement.
+    pub fn gossip_verdict(&self, verdict: &str, reason: &str) {
+        self.gossip_verdicts
+            .get_or_create(&VerdictLabels {
+                verdict: verdict.to_owned(),
+                reason: reason.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts one published outbox entry.
+    pub fn published(&self, outcome: &str) {
+        self.published
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts catch-up events (`round`, `fetched`, `failed`).
+    pub fn catchup(&self, outcome: &str, n: u64) {
+        self.catchup
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.to_owned(),
+            })
+            .inc_by(n);
     }
 
     /// Records one catalog write's latency.

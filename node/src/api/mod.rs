@@ -7,6 +7,7 @@
 pub mod audit;
 pub mod auth;
 pub mod error;
+pub mod federation;
 pub mod json;
 pub mod listings;
 pub mod metrics;
@@ -56,6 +57,8 @@ pub struct Context {
     pub proposer: propose::Proposer,
     /// Token rows of the local replica.
     pub tokens: auth::TokenCache,
+    /// The federation service (gossip peers, the receiving pipeline).
+    pub federation: Arc<crate::federation::Federation>,
 }
 
 /// Shared handler state.
@@ -101,6 +104,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/listings/{id}/reject", post(listings::reject))
         .route("/v1/listings/{id}/delist", post(listings::delist))
         .route("/v1/audit", get(audit::list))
+        .route("/v1/recognitions", get(federation::recognitions))
+        .route("/v1/federation/peers", get(federation::peers))
+        .route("/v1/federation/revocations", post(federation::revoke))
         .route("/v1/tokens", post(tokens::create))
         .route("/v1/tokens/{hash}", delete(tokens::revoke))
         .route("/v1/zone/members", post(zone::add_member))

@@ -10,8 +10,9 @@ use sqlx::{Row, SqliteConnection};
 use xchg_federation_config::Role;
 use xchg_protocol::{ContentId, Listing, Timestamp};
 
-use super::{Actor, Applied, CatalogCommand, CommandResponse, ListingState, Refusal};
+use super::{Actor, Applied, CatalogCommand, CommandResponse, ListingState, Refusal, ZoneFacts};
 use crate::audit;
+use crate::catalog::federation;
 
 /// Applies `cmd` (the entry at `raft_index`) and records it in the audit chain.
 ///
@@ -20,6 +21,7 @@ use crate::audit;
 pub async fn apply(
     conn: &mut SqliteConnection,
     chain: &mut audit::Chain,
+    zone: &ZoneFacts,
     raft_index: u64,
     cmd: &CatalogCommand,
 ) -> Result<CommandResponse, sqlx::Error> {
@@ -42,7 +44,7 @@ pub async fn apply(
             actor,
         } => {
             let detail = serde_json::to_string(review).ok();
-            transition(
+            let response = transition(
                 conn,
                 raft_index,
                 listing_id,
@@ -51,7 +53,11 @@ pub async fn apply(
                 actor,
                 detail,
             )
-            .await?
+            .await?;
+            if response.is_ok() {
+                federation::queue_listing(conn, zone, listing_id, *at).await?;
+            }
+            response
         }
         CatalogCommand::RejectListing {
             listing_id,
@@ -78,7 +84,7 @@ pub async fn apply(
             actor,
         } => {
             let detail = reason_detail(reason);
-            transition(
+            let response = transition(
                 conn,
                 raft_index,
                 listing_id,
@@ -87,7 +93,11 @@ pub async fn apply(
                 actor,
                 detail,
             )
-            .await?
+            .await?;
+            if response.is_ok() {
+                federation::queue_delisting(conn, zone, listing_id, reason, *at).await?;
+            }
+            response
         }
         CatalogCommand::CreateToken {
             token_hash,
@@ -103,6 +113,13 @@ pub async fn apply(
             at,
             ..
         } => revoke_token(conn, token_hash, *role, *at).await?,
+        CatalogCommand::RecordPublished {
+            outbox_seq,
+            envelope,
+            at,
+            ..
+        } => federation::record_published(conn, zone, *outbox_seq, envelope, *at).await?,
+        CatalogCommand::Recognize(r) => federation::recognize(conn, zone, raft_index, r).await?,
     };
     record(chain, raft_index, cmd, &response);
     Ok(response)
@@ -115,6 +132,7 @@ pub async fn apply(
 pub async fn apply_batch(
     conn: &mut SqliteConnection,
     chain: &mut audit::Chain,
+    zone: &ZoneFacts,
     raft_index: u64,
     commands: &[CatalogCommand],
 ) -> Result<Vec<CommandResponse>, sqlx::Error> {
@@ -129,7 +147,7 @@ pub async fn apply_batch(
             })
             .collect();
         if run.len() < 2 {
-            out.push(apply(conn, chain, raft_index, first).await?);
+            out.push(apply(conn, chain, zone, raft_index, first).await?);
             rest = &rest[1..];
             continue;
         }
@@ -150,7 +168,7 @@ fn record(
     cmd: &CatalogCommand,
     response: &CommandResponse,
 ) {
-    let (actor, at, object) = subject(cmd);
+    let (actor, role, at, object) = subject(cmd);
     let result = match response {
         Ok(_) => "ok".to_owned(),
         Err(r) => format!("refused:{}: {r}", r.code()),
@@ -158,8 +176,8 @@ fn record(
     chain.append(audit::Event {
         raft_index,
         at,
-        actor: &actor.id,
-        role: actor.role.as_str(),
+        actor: &actor,
+        role,
         action: cmd.action(),
         object_id: &object,
         result,
@@ -171,11 +189,13 @@ fn reason_detail(reason: &str) -> Option<String> {
     Some(serde_json::json!({ "reason": reason }).to_string())
 }
 
-/// The actor, time and object of a command, for its audit record.
-fn subject(cmd: &CatalogCommand) -> (&Actor, Timestamp, String) {
+/// The actor, role, time and object of a command, for its audit record.
+fn subject(cmd: &CatalogCommand) -> (String, &'static str, Timestamp, String) {
+    let by = |a: &Actor| (a.id.clone(), a.role.as_str());
     match cmd {
         CatalogCommand::SubmitListing { listing, actor } => {
-            (actor, listing.created_at, listing.id().to_string())
+            let (id, role) = by(actor);
+            (id, role, listing.created_at, listing.id().to_string())
         }
         CatalogCommand::UpdateListing {
             listing_id,
@@ -200,7 +220,10 @@ fn subject(cmd: &CatalogCommand) -> (&Actor, Timestamp, String) {
             at,
             actor,
             ..
-        } => (actor, *at, listing_id.to_string()),
+        } => {
+            let (id, role) = by(actor);
+            (id, role, *at, listing_id.to_string())
+        }
         CatalogCommand::CreateToken {
             token_hash,
             at,
@@ -212,7 +235,27 @@ fn subject(cmd: &CatalogCommand) -> (&Actor, Timestamp, String) {
             at,
             actor,
             ..
-        } => (actor, *at, token_hash.clone()),
+        } => {
+            let (id, role) = by(actor);
+            (id, role, *at, token_hash.clone())
+        }
+        CatalogCommand::RecordPublished {
+            outbox_seq,
+            at,
+            node,
+            ..
+        } => (
+            format!("node:{node}"),
+            "system",
+            *at,
+            format!("outbox:{outbox_seq}"),
+        ),
+        CatalogCommand::Recognize(r) => (
+            format!("node:{}", r.node),
+            "system",
+            r.at,
+            r.content_id.to_string(),
+        ),
     }
 }
 
@@ -242,7 +285,7 @@ fn enum_name<T: serde::Serialize>(value: &T) -> String {
 }
 
 /// A listing version's canonical bytes and the ids derived from them, computed once.
-struct Encoded {
+pub(super) struct Encoded {
     id: ContentId,
     content_id: ContentId,
     bytes: Vec<u8>,
@@ -261,7 +304,7 @@ impl Encoded {
 }
 
 /// The listings columns, in the order [`push_row`] binds them.
-const INSERT_LISTING: &str = "INSERT INTO listings (id, version, content_id, state, origin, \
+pub(super) const INSERT_LISTING: &str = "INSERT INTO listings (id, version, content_id, state, origin, \
     submitted_by, provider_id, provider_name, category, classification, delivery_modes, title, \
     description, keywords, scenarios, created_at, updated_at, body) ";
 
@@ -269,14 +312,25 @@ const INSERT_LISTING: &str = "INSERT INTO listings (id, version, content_id, sta
 const ROWS_PER_INSERT: usize = 500;
 
 /// One row of the listings table.
-struct ListingRow<'a> {
+pub(super) struct ListingRow<'a> {
     listing: &'a Listing,
     encoded: Encoded,
     state: ListingState,
     submitted_by: &'a str,
 }
 
-fn push_row(
+impl<'a> ListingRow<'a> {
+    pub(super) fn new(listing: &'a Listing, state: ListingState, submitted_by: &'a str) -> Self {
+        ListingRow {
+            listing,
+            encoded: Encoded::of(listing),
+            state,
+            submitted_by,
+        }
+    }
+}
+
+pub(super) fn push_row(
     mut b: sqlx::query_builder::Separated<'_, '_, sqlx::Sqlite, &'static str>,
     r: &ListingRow<'_>,
 ) {
@@ -303,7 +357,7 @@ fn push_row(
 
 /// Inserts new listings in as few statements as possible; returns the ids actually inserted
 /// (an id that already existed, or repeats within `rows`, is inserted once at most).
-async fn insert_new_listings(
+pub(super) async fn insert_new_listings(
     conn: &mut SqliteConnection,
     rows: &[ListingRow<'_>],
 ) -> Result<BTreeSet<String>, sqlx::Error> {
@@ -320,18 +374,13 @@ async fn insert_new_listings(
 }
 
 /// Replaces the current version of an existing listing, in `state`.
-async fn write_listing(
+pub(super) async fn write_listing(
     conn: &mut SqliteConnection,
     listing: &Listing,
     state: ListingState,
     submitted_by: &str,
 ) -> Result<(), sqlx::Error> {
-    let row = ListingRow {
-        listing,
-        encoded: Encoded::of(listing),
-        state,
-        submitted_by,
-    };
+    let row = ListingRow::new(listing, state, submitted_by);
     let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(INSERT_LISTING);
     qb.push_values([&row], push_row);
     qb.push(
@@ -347,7 +396,7 @@ async fn write_listing(
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn record_history(
+pub(super) async fn record_history(
     conn: &mut SqliteConnection,
     listing_id: &str,
     raft_index: u64,
@@ -381,13 +430,13 @@ async fn record_history(
 }
 
 /// The current row of a listing: state, submitter and decoded current version.
-struct Current {
-    state: ListingState,
-    submitted_by: String,
-    listing: Listing,
+pub(super) struct Current {
+    pub(super) state: ListingState,
+    pub(super) submitted_by: String,
+    pub(super) listing: Listing,
 }
 
-async fn current(
+pub(super) async fn current(
     conn: &mut SqliteConnection,
     id: &ContentId,
 ) -> Result<Option<Current>, sqlx::Error> {
@@ -409,7 +458,7 @@ async fn current(
     }))
 }
 
-fn applied(listing: &Listing, state: ListingState) -> CommandResponse {
+pub(super) fn applied(listing: &Listing, state: ListingState) -> CommandResponse {
     Ok(Applied {
         object_id: listing.id().to_string(),
         version: Some(listing.version),
@@ -686,13 +735,18 @@ mod tests {
         let mut conn = db.sm.acquire().await.expect("conn");
         let mut tx = conn.begin().await.expect("tx");
         let mut chain = audit::Chain::load(&mut tx).await.expect("chain");
+        let zone = crate::store::test_zone();
         let mut responses = Vec::new();
         if one_by_one {
             for c in commands {
-                responses.push(apply(&mut tx, &mut chain, 7, c).await.expect("apply"));
+                responses.push(
+                    apply(&mut tx, &mut chain, &zone, 7, c)
+                        .await
+                        .expect("apply"),
+                );
             }
         } else {
-            responses = apply_batch(&mut tx, &mut chain, 7, commands)
+            responses = apply_batch(&mut tx, &mut chain, &zone, 7, commands)
                 .await
                 .expect("apply");
         }

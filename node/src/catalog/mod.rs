@@ -4,11 +4,70 @@
 //! tables and audit records on every node. [`apply::apply`] is the only writer; [`query`] reads.
 
 pub mod apply;
+pub mod federation;
 pub mod query;
 
 use serde::{Deserialize, Serialize};
-use xchg_federation_config::Role;
-use xchg_protocol::{ContentId, Listing, ListingDraft, Timestamp};
+use xchg_federation_config::{ExportPolicy, Role};
+use xchg_protocol::{
+    AnnouncementKind, ContentId, ExchangeId, Listing, ListingDraft, PublicKey, Timestamp, ZoneId,
+};
+
+/// What the state machine knows of its zone. Identical on every member (it comes from the
+/// zone's shared configuration), so applying the same log still gives the same tables.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ZoneFacts {
+    /// The zone.
+    pub zone: ZoneId,
+    /// Its exchange.
+    pub exchange: ExchangeId,
+    /// The export firewall applied when a listing is approved.
+    pub export: ExportPolicy,
+}
+
+impl ZoneFacts {
+    /// Facts for `zone` (whose exchange is the part before the `/`) with `export`.
+    pub fn new(zone: ZoneId, export: ExportPolicy) -> Self {
+        let exchange = zone
+            .as_str()
+            .split('/')
+            .next()
+            .and_then(|e| e.parse().ok())
+            .unwrap_or_else(|| "unknown".parse().expect("a valid exchange id literal"));
+        ZoneFacts {
+            zone,
+            exchange,
+            export,
+        }
+    }
+}
+
+/// An announcement received from another zone or exchange, verified by the node that proposes
+/// it, with that node's reading of the agreement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recognition {
+    /// The envelope, byte for byte as received.
+    #[serde(with = "serde_bytes")]
+    pub envelope: Vec<u8>,
+    /// Its body id (checked against the envelope when applied).
+    pub content_id: ContentId,
+    /// Its kind (checked against the envelope when applied).
+    pub kind: AnnouncementKind,
+    /// The exchange whose authority it carries (the topic it belongs to).
+    pub exchange: ExchangeId,
+    /// The agreement it was judged under: `sibling` or `outside:<exchange id>`.
+    pub agreement: String,
+    /// The key that signed it (a node key, or the root key for revocations).
+    pub signer: PublicKey,
+    /// Why the agreement refuses it, if it does.
+    pub refusal: Option<String>,
+    /// The peer that delivered it.
+    pub received_from: String,
+    /// When the proposing node received it.
+    pub at: Timestamp,
+    /// The proposing node's name.
+    pub node: String,
+}
 
 /// Who issued a command: the identity behind the API token, and the role it was used in.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,6 +150,21 @@ pub enum CatalogCommand {
         /// The operator.
         actor: Actor,
     },
+    /// The leader signed a pending outbox entry: the envelope is recorded (and served to peers)
+    /// and the entry is marked published.
+    RecordPublished {
+        /// The outbox entry.
+        outbox_seq: u64,
+        /// The signed envelope.
+        #[serde(with = "serde_bytes")]
+        envelope: Vec<u8>,
+        /// When it was signed.
+        at: Timestamp,
+        /// The signing node's name.
+        node: String,
+    },
+    /// An announcement from another zone or exchange and the decision on it.
+    Recognize(Box<Recognition>),
     /// An admin creates an API token (only its hash is replicated).
     CreateToken {
         /// Hex SHA-256 of the token text.
@@ -138,7 +212,22 @@ impl CatalogCommand {
             CatalogCommand::DelistListing { .. } => "delist_listing",
             CatalogCommand::CreateToken { .. } => "create_token",
             CatalogCommand::RevokeToken { .. } => "revoke_token",
+            CatalogCommand::RecordPublished { .. } => "record_published",
+            CatalogCommand::Recognize(_) => "recognize",
         }
+    }
+
+    /// Whether applying it may add revoked keys.
+    pub fn changes_revocations(&self) -> bool {
+        matches!(self, CatalogCommand::Recognize(r) if r.kind == AnnouncementKind::Revocation)
+    }
+
+    /// Whether applying it may add outbox entries.
+    pub fn changes_outbox(&self) -> bool {
+        matches!(
+            self,
+            CatalogCommand::ApproveListing { .. } | CatalogCommand::DelistListing { .. }
+        )
     }
 }
 
@@ -152,8 +241,10 @@ pub enum ListingState {
     Listed,
     /// Refused in review.
     Rejected,
-    /// Withdrawn after being listed.
+    /// Withdrawn after being listed (or, for a recognised copy, by its origin).
     Delisted,
+    /// A copy of another zone's listed listing, recognised under an agreement.
+    Recognised,
 }
 
 impl ListingState {
@@ -164,6 +255,7 @@ impl ListingState {
             ListingState::Listed => "listed",
             ListingState::Rejected => "rejected",
             ListingState::Delisted => "delisted",
+            ListingState::Recognised => "recognised",
         }
     }
 
@@ -174,6 +266,7 @@ impl ListingState {
             "listed" => ListingState::Listed,
             "rejected" => ListingState::Rejected,
             "delisted" => ListingState::Delisted,
+            "recognised" => ListingState::Recognised,
             _ => return None,
         })
     }
@@ -195,6 +288,9 @@ pub enum Refusal {
     /// The object's state does not allow this command.
     #[error("{0}")]
     IllegalTransition(String),
+    /// The command's content is inconsistent (an envelope that does not decode or match).
+    #[error("{0}")]
+    Invalid(String),
 }
 
 impl Refusal {
@@ -205,6 +301,7 @@ impl Refusal {
             Refusal::Conflict(_) => "conflict",
             Refusal::Forbidden(_) => "forbidden",
             Refusal::IllegalTransition(_) => "illegal_transition",
+            Refusal::Invalid(_) => "invalid",
         }
     }
 }

@@ -60,6 +60,204 @@ pub struct ListingView {
     /// Transitions, oldest first (only in single-listing reads).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub history: Option<Vec<HistoryEntry>>,
+    /// Where it came from and where it went (only in single-listing reads).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<Provenance>,
+}
+
+/// A listing's federation record.
+#[derive(Debug, Clone, Serialize)]
+pub struct Provenance {
+    /// The zone where it was submitted.
+    pub origin: String,
+    /// That zone's exchange.
+    pub exchange: String,
+    /// Whether this zone holds it as a recognised copy of another zone's listing.
+    pub recognised: bool,
+    /// Decisions on the announcements received for it, oldest first (recognised copies).
+    pub recognitions: Vec<RecognitionView>,
+    /// What this zone's export firewall did with its versions, oldest first (own listings).
+    pub export: Vec<ExportView>,
+}
+
+/// One decision on a received announcement.
+#[derive(Debug, Clone, Serialize)]
+pub struct RecognitionView {
+    /// Position in this zone's record (use as a cursor).
+    pub seq: i64,
+    /// The announcement's body id.
+    pub content_id: String,
+    /// listing, delisting or revocation.
+    pub kind: String,
+    /// The listing concerned.
+    pub listing_id: Option<String>,
+    /// Its version.
+    pub version: Option<i64>,
+    /// Origin zone (or the revoking exchange).
+    pub origin: String,
+    /// The exchange whose authority it carries.
+    pub exchange: String,
+    /// `sibling` or `outside:<exchange>`.
+    pub agreement: String,
+    /// recognised, rejected, stale, delisted or revoked.
+    pub decision: String,
+    /// Why (rejections, staleness, delisting and revocation reasons).
+    pub reason: Option<String>,
+    /// The signing key (base64).
+    pub signer: String,
+    /// The signer's delegation: exchange, zone, node key, root key, validity window.
+    pub delegation: Option<serde_json::Value>,
+    /// The gossip peer that delivered it.
+    pub received_from: String,
+    /// When the deciding node received it.
+    pub at: Timestamp,
+    /// The Raft index of the decision.
+    pub raft_index: i64,
+}
+
+/// One outbox entry of an own listing.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExportView {
+    /// listing or delisting.
+    pub kind: String,
+    /// The listing version announced.
+    pub version: i64,
+    /// pending, published or withheld.
+    pub state: String,
+    /// Why the firewall withheld it.
+    pub reason: Option<String>,
+    /// The announced body's id.
+    pub content_id: String,
+    /// When the change was made.
+    pub at: Timestamp,
+    /// When the signed envelope was recorded.
+    pub published_at: Option<Timestamp>,
+}
+
+const RECOGNITION_COLUMNS: &str = "SELECT seq, content_id, kind, listing_id, version, origin, \
+    exchange, agreement, decision, reason, signer, delegation, received_from, at, raft_index \
+    FROM recognitions";
+
+fn recognition(r: &sqlx::sqlite::SqliteRow) -> Result<RecognitionView, sqlx::Error> {
+    let delegation: Option<String> = r.try_get(11)?;
+    Ok(RecognitionView {
+        seq: r.try_get(0)?,
+        content_id: r.try_get(1)?,
+        kind: r.try_get(2)?,
+        listing_id: r.try_get(3)?,
+        version: r.try_get(4)?,
+        origin: r.try_get(5)?,
+        exchange: r.try_get(6)?,
+        agreement: r.try_get(7)?,
+        decision: r.try_get(8)?,
+        reason: r.try_get(9)?,
+        signer: r.try_get(10)?,
+        delegation: delegation.and_then(|d| serde_json::from_str(&d).ok()),
+        received_from: r.try_get(12)?,
+        at: Timestamp(r.try_get::<i64, _>(13)? as u64),
+        raft_index: r.try_get(14)?,
+    })
+}
+
+/// Filters of the recognitions record.
+#[derive(Debug, Clone, Default)]
+pub struct RecognitionFilter {
+    /// Only this decision.
+    pub decision: Option<String>,
+    /// Only announcements of this exchange.
+    pub exchange: Option<String>,
+    /// Page size (clamped to [`MAX_PAGE`]).
+    pub limit: Option<u32>,
+    /// Continue after this position (newest first).
+    pub cursor: Option<i64>,
+}
+
+/// One page of recognition decisions.
+#[derive(Debug, Clone, Serialize)]
+pub struct RecognitionPage {
+    /// Newest first.
+    pub items: Vec<RecognitionView>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Lists recognition decisions, newest first.
+///
+/// # Errors
+/// Storage errors.
+pub async fn recognitions(
+    conn: &mut SqliteConnection,
+    f: &RecognitionFilter,
+) -> Result<RecognitionPage, sqlx::Error> {
+    let limit = f.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
+    let mut qb = QueryBuilder::<Sqlite>::new(RECOGNITION_COLUMNS);
+    qb.push(" WHERE 1 = 1");
+    if let Some(d) = &f.decision {
+        qb.push(" AND decision = ").push_bind(d.as_str());
+    }
+    if let Some(e) = &f.exchange {
+        qb.push(" AND exchange = ").push_bind(e.as_str());
+    }
+    if let Some(c) = f.cursor {
+        qb.push(" AND seq < ").push_bind(c);
+    }
+    qb.push(" ORDER BY seq DESC LIMIT ")
+        .push_bind(i64::from(limit) + 1);
+    let rows = qb.build().fetch_all(&mut *conn).await?;
+    let more = rows.len() > limit as usize;
+    let items = rows
+        .iter()
+        .take(limit as usize)
+        .map(recognition)
+        .collect::<Result<Vec<_>, _>>()?;
+    let next_cursor = if more {
+        items.last().map(|i| i.seq.to_string())
+    } else {
+        None
+    };
+    Ok(RecognitionPage { items, next_cursor })
+}
+
+async fn provenance(
+    conn: &mut SqliteConnection,
+    v: &ListingView,
+) -> Result<Provenance, sqlx::Error> {
+    let rows = sqlx::query(&format!(
+        "{RECOGNITION_COLUMNS} WHERE listing_id = ? ORDER BY seq"
+    ))
+    .bind(&v.id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let recognitions = rows
+        .iter()
+        .map(recognition)
+        .collect::<Result<Vec<_>, _>>()?;
+    let rows = sqlx::query(
+        "SELECT kind, version, state, reason, content_id, at, published_at FROM outbox
+         WHERE listing_id = ? ORDER BY seq",
+    )
+    .bind(&v.id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut export = Vec::with_capacity(rows.len());
+    for r in rows {
+        export.push(ExportView {
+            kind: r.try_get(0)?,
+            version: r.try_get(1)?,
+            state: r.try_get(2)?,
+            reason: r.try_get(3)?,
+            content_id: r.try_get(4)?,
+            at: Timestamp(r.try_get::<i64, _>(5)? as u64),
+            published_at: r.try_get::<Option<i64>, _>(6)?.map(|t| Timestamp(t as u64)),
+        });
+    }
+    Ok(Provenance {
+        origin: v.listing.origin.to_string(),
+        exchange: v.listing.origin.exchange().to_string(),
+        recognised: v.submitted_by == crate::catalog::federation::FEDERATION_SUBMITTER,
+        recognitions,
+        export,
+    })
 }
 
 /// Filters and paging of a search.
@@ -106,6 +304,7 @@ fn view(row: &sqlx::sqlite::SqliteRow) -> Result<ListingView, sqlx::Error> {
         submitted_by: row.try_get("submitted_by")?,
         listing: decode(&row.try_get::<Vec<u8>, _>("body")?)?,
         history: None,
+        provenance: None,
     })
 }
 
@@ -148,6 +347,7 @@ pub async fn get(
         });
     }
     v.history = Some(history);
+    v.provenance = Some(provenance(conn, &v).await?);
     Ok(Some(v))
 }
 

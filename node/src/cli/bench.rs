@@ -28,7 +28,8 @@ pub struct BenchOptions {
     pub dir: Option<PathBuf>,
 }
 
-struct Nodes(Vec<Child>);
+/// Child node processes, stopped with SIGTERM (then reaped) when dropped.
+pub(crate) struct Nodes(pub(crate) Vec<Child>);
 
 impl Drop for Nodes {
     fn drop(&mut self) {
@@ -81,7 +82,7 @@ async fn counters(http: &reqwest::Client, api: &str) -> anyhow::Result<Counters>
     })
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
+pub(crate) fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
     }
@@ -183,7 +184,7 @@ async fn run_level(
     })
 }
 
-fn ms(d: Duration) -> f64 {
+pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
@@ -192,22 +193,27 @@ fn start_zone(dir: &Path, base_port: u16) -> anyhow::Result<(Layout, Nodes)> {
     let mut opts = LayoutOptions::new(out.clone(), LayoutKind::SingleZone);
     opts.base_port = base_port;
     let layout = layout::generate(&opts, Timestamp::now()).context("generating the bench zone")?;
-    let exe = std::env::current_exe()?;
     let mut children = Vec::new();
     for node in &layout.exchanges[0].zones[0].nodes {
-        let log = std::fs::File::create(dir.join(format!("{}.log", node.name)))?;
-        children.push(
-            Command::new(&exe)
-                .arg("run")
-                .arg("--config")
-                .arg(out.join(&node.config))
-                .env("RUST_LOG", "warn")
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()?,
-        );
+        children.push(spawn_node(
+            &out.join(&node.config),
+            &dir.join(format!("{}.log", node.name)),
+        )?);
     }
     Ok((layout, Nodes(children)))
+}
+
+/// Starts `xchg run --config CONFIG` (this executable), logging warnings to `log`.
+pub(crate) fn spawn_node(config: &Path, log: &Path) -> anyhow::Result<Child> {
+    let log = std::fs::File::create(log)?;
+    Ok(Command::new(std::env::current_exe()?)
+        .arg("run")
+        .arg("--config")
+        .arg(config)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()?)
 }
 
 /// Runs the zone benchmark and prints its table.
@@ -230,12 +236,11 @@ pub async fn zone(opts: BenchOptions) -> anyhow::Result<ExitCode> {
     let leader_api = loop {
         let mut found = None;
         for api in &apis {
-            if let Ok(r) = http.get(format!("{api}/v1/status")).send().await {
-                if let Ok(s) = r.json::<Value>().await {
-                    if s["role"] == "leader" {
-                        found = Some(api.clone());
-                    }
-                }
+            if let Ok(r) = http.get(format!("{api}/v1/status")).send().await
+                && let Ok(s) = r.json::<Value>().await
+                && s["role"] == "leader"
+            {
+                found = Some(api.clone());
             }
         }
         if let Some(api) = found {

@@ -1,7 +1,9 @@
 //! The commands of the `xchg` binary: argument values in, human-readable output out.
 
 pub mod bench;
+pub mod bench_federation;
 pub mod config;
+pub mod federation;
 pub mod run;
 
 /// Logs go to stderr, filtered by `RUST_LOG` (default `info`), so stdout stays clean for output.

@@ -1,15 +1,19 @@
 //! `xchg run --config FILE`: run one node until SIGINT or SIGTERM.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use xchg_federation_config::{ConfigError, read_key_file};
-use xchg_node::node::{self, StartOptions, ZoneLink};
+use xchg_node::node::{self, GossipLink, StartOptions, ZoneLink};
 use xchg_protocol::Timestamp;
 
 /// Loads the config, binds the listeners, runs the node, stops it cleanly on a signal.
-pub async fn run(config_path: &Path, join: bool) -> anyhow::Result<ExitCode> {
+pub async fn run(
+    config_path: &Path,
+    join: bool,
+    capture: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
     let loaded = match xchg_federation_config::load(config_path, Timestamp::now()) {
         Ok(l) => l,
         Err(ConfigError::Invalid(violations)) => {
@@ -33,7 +37,19 @@ pub async fn run(config_path: &Path, join: bool) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("binding the Raft address {}", config.listen.raft))?;
     let name = config.node.name.clone();
-    let handle = node::start(config, key, api, ZoneLink::Tls(raft), StartOptions { join }).await?;
+    let options = StartOptions {
+        join,
+        ..StartOptions::default()
+    };
+    let handle = node::start(
+        config,
+        key,
+        api,
+        ZoneLink::Tls(raft),
+        GossipLink::Libp2p { capture },
+        options,
+    )
+    .await?;
     println!("{name} serving the API on http://{}", handle.api_addr);
     shutdown_signal().await;
     tracing::info!("shutting down");

@@ -396,11 +396,11 @@ impl ZoneTransport for TlsTransport {
                 .map_err(|e| TransportError::Network(format!("cannot encode request: {e}")))?;
             let work = async {
                 // A pooled connection may have been closed by the peer; one retry on a fresh one.
-                if let Some(mut stream) = self.take_idle(target) {
-                    if let Ok(answer) = self.exchange(&mut stream, &bytes).await {
-                        self.put_idle(target, stream);
-                        return Ok(answer);
-                    }
+                if let Some(mut stream) = self.take_idle(target)
+                    && let Ok(answer) = self.exchange(&mut stream, &bytes).await
+                {
+                    self.put_idle(target, stream);
+                    return Ok(answer);
                 }
                 let mut stream = self.connect(node).await?;
                 let answer = self.exchange(&mut stream, &bytes).await?;

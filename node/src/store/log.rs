@@ -198,10 +198,9 @@ async fn write_loop(
                         // Move it to the recent entries, unless a truncation has replaced it.
                         if p.get(&entry.log_id.index)
                             .is_some_and(|q| q.log_id == entry.log_id)
+                            && let Some(e) = p.remove(&entry.log_id.index)
                         {
-                            if let Some(e) = p.remove(&entry.log_id.index) {
-                                r.insert(e.log_id.index, e);
-                            }
+                            r.insert(e.log_id.index, e);
                         }
                     }
                     while r.len() > RECENT_ENTRIES {

@@ -26,7 +26,7 @@ mod log;
 mod state_machine;
 
 pub use log::LogStore;
-pub use state_machine::StateMachine;
+pub use state_machine::{Signals, StateMachine};
 
 /// Told how long each batch (a log append with its fsync, or an applied batch of entries) took
 /// and how many entries it held; feeds the metrics that show group commit at work.
@@ -48,8 +48,13 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-/// The schema version this build writes in both files (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 1;
+/// The Raft log file's schema steps; its version (`PRAGMA user_version`) is their count.
+const LOG_SCHEMA: &[&str] = &[include_str!("log_schema_v1.sql")];
+/// The catalog file's schema steps, applied in order, each in its own transaction.
+const CATALOG_SCHEMA: &[&str] = &[
+    include_str!("catalog_schema_v1.sql"),
+    include_str!("catalog_schema_v2.sql"),
+];
 
 /// The Raft log file in a data directory.
 pub const LOG_FILE: &str = "raft-log.db";
@@ -68,12 +73,14 @@ pub enum StoreError {
         source: sqlx::Error,
     },
     /// The file was written by a newer xchg.
-    #[error("database {path} has schema version {found}; this xchg reads up to {SCHEMA_VERSION}")]
+    #[error("database {path} has schema version {found}; this xchg reads up to {supported}")]
     TooNew {
         /// The database file.
         path: String,
         /// Its version.
         found: i64,
+        /// The newest version this build knows.
+        supported: i64,
     },
 }
 
@@ -106,7 +113,7 @@ fn options(path: &Path, name: &str) -> Result<SqliteConnectOptions, StoreError> 
 
 async fn pools(
     path: &Path,
-    schema: &str,
+    schema: &[&str],
     sync: SqliteSynchronous,
     readers: u32,
 ) -> Result<(SqlitePool, SqlitePool), StoreError> {
@@ -135,21 +142,16 @@ async fn pools(
 
 impl Db {
     /// Opens (creating if needed) the two files in `dir` and brings their schemas up to
-    /// [`SCHEMA_VERSION`].
+    /// date.
     ///
     /// # Errors
     /// [`StoreError`] if a file cannot be opened, or was written by a newer version.
     pub async fn open(dir: &Path) -> Result<Db, StoreError> {
-        let (log, log_read) = pools(
-            &dir.join(LOG_FILE),
-            include_str!("log_schema_v1.sql"),
-            SqliteSynchronous::Full,
-            2,
-        )
-        .await?;
+        let (log, log_read) =
+            pools(&dir.join(LOG_FILE), LOG_SCHEMA, SqliteSynchronous::Full, 2).await?;
         let (sm, read) = pools(
             &dir.join(CATALOG_FILE),
-            include_str!("catalog_schema_v1.sql"),
+            CATALOG_SCHEMA,
             SqliteSynchronous::Normal,
             4,
         )
@@ -174,7 +176,7 @@ impl Db {
 async fn migrate(
     options: &SqliteConnectOptions,
     name: &str,
-    schema: &str,
+    steps: &[&str],
 ) -> Result<(), StoreError> {
     let err = |source| StoreError::Sqlite {
         path: name.to_owned(),
@@ -192,18 +194,19 @@ async fn migrate(
         .await
         .and_then(|r| r.try_get(0))
         .map_err(err)?;
-    if found > SCHEMA_VERSION {
+    let supported = steps.len() as i64;
+    if found > supported {
         pool.close().await;
         return Err(StoreError::TooNew {
             path: name.to_owned(),
             found,
+            supported,
         });
     }
-    if found < 1 {
-        let script = format!("BEGIN;\n{schema}\nPRAGMA user_version = 1;\nCOMMIT;");
+    for (version, step) in (1i64..).zip(steps).skip(found.max(0) as usize) {
+        let script = format!("BEGIN;\n{step}\nPRAGMA user_version = {version};\nCOMMIT;");
         sqlx::raw_sql(&script).execute(&pool).await.map_err(err)?;
     }
-    // Later versions add their steps here, each in its own transaction, in order.
     pool.close().await;
     Ok(())
 }
@@ -233,6 +236,14 @@ pub(crate) fn from_cbor<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<
     cbor4ii::serde::from_slice(bytes).map_err(|e| std::io::Error::other(e.to_string()))
 }
 
+/// Zone facts for tests: `xuchang/yuzhou` with the default export policy.
+pub fn test_zone() -> crate::catalog::ZoneFacts {
+    crate::catalog::ZoneFacts::new(
+        "xuchang/yuzhou".parse().expect("a valid zone id literal"),
+        xchg_federation_config::ExportPolicy::default(),
+    )
+}
+
 /// Opens a log store and state machine over the databases in `dir`, for tests and the openraft
 /// conformance suite.
 ///
@@ -240,7 +251,7 @@ pub(crate) fn from_cbor<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<
 /// As [`Db::open`].
 pub async fn open_pair(dir: &Path) -> Result<(LogStore, StateMachine), StoreError> {
     let db = Db::open(dir).await?;
-    let sm = StateMachine::new(db.clone())
+    let sm = StateMachine::new(db.clone(), test_zone())
         .await
         .map_err(|e| StoreError::Sqlite {
             path: dir.join(CATALOG_FILE).display().to_string(),

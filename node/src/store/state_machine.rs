@@ -19,11 +19,31 @@ use sqlx::{Column, Connection, Row, SqliteConnection, TypeInfo, ValueRef};
 use super::{BatchObserver, Db, from_cbor, meta_value, to_cbor};
 use crate::audit;
 use crate::catalog::apply::apply_batch;
-use crate::catalog::{BatchResponse, CatalogCommand};
+use crate::catalog::{BatchResponse, CatalogCommand, ZoneFacts};
 use crate::raft::{Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
 
 /// Tables whose content is the replicated state, in restore order.
-pub const REPLICATED_TABLES: &[&str] = &["listings", "listing_history", "audit", "tokens"];
+pub const REPLICATED_TABLES: &[&str] = &[
+    "listings",
+    "listing_history",
+    "audit",
+    "tokens",
+    "outbox",
+    "announcements",
+    "recognitions",
+    "revocations",
+];
+
+/// Counters bumped after an applied batch changed something others cache or wait for.
+#[derive(Debug, Clone, Default)]
+pub struct Signals {
+    /// The tokens table changed (the API caches token rows).
+    pub tokens: Arc<AtomicU64>,
+    /// Revoked keys were added (the federation layer caches its trust store).
+    pub revocations: Arc<AtomicU64>,
+    /// Outbox entries may have been added (the publisher waits on it).
+    pub outbox: Arc<tokio::sync::Notify>,
+}
 
 /// The state machine; cheap to clone.
 #[derive(Clone, Debug)]
@@ -35,8 +55,10 @@ pub struct StateMachine {
     /// The audit chain's head after the last applied batch; read from the table when absent
     /// (at start, after a snapshot install or a failed batch).
     chain: Option<audit::Chain>,
-    /// Bumped after every batch that changed the tokens table (the API caches token rows).
-    token_epoch: Arc<AtomicU64>,
+    /// Raised after batches that changed cached tables.
+    signals: Signals,
+    /// The zone's facts (export policy, ids).
+    zone: Arc<ZoneFacts>,
 }
 
 /// A value of one SQLite cell.
@@ -121,7 +143,7 @@ impl StateMachine {
     ///
     /// # Errors
     /// Storage errors.
-    pub async fn new(db: Db) -> Result<Self, sqlx::Error> {
+    pub async fn new(db: Db, zone: ZoneFacts) -> Result<Self, sqlx::Error> {
         let last_applied = pool_meta::<Option<LogId>>(&db, "last_applied")
             .await?
             .flatten();
@@ -132,7 +154,8 @@ impl StateMachine {
             membership,
             observer: None,
             chain: None,
-            token_epoch: Arc::default(),
+            signals: Signals::default(),
+            zone: Arc::new(zone),
         })
     }
 
@@ -142,9 +165,9 @@ impl StateMachine {
         self
     }
 
-    /// Bumps `epoch` whenever applied commands change the tokens table.
-    pub fn with_token_epoch(mut self, epoch: Arc<AtomicU64>) -> Self {
-        self.token_epoch = epoch;
+    /// Raises `signals` after batches that change what they stand for.
+    pub fn with_signals(mut self, signals: Signals) -> Self {
+        self.signals = signals;
         self
     }
 
@@ -256,7 +279,9 @@ impl StateMachine {
         self.last_applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
         self.chain = None;
-        self.token_epoch.fetch_add(1, Ordering::Release);
+        self.signals.tokens.fetch_add(1, Ordering::Release);
+        self.signals.revocations.fetch_add(1, Ordering::Release);
+        self.signals.outbox.notify_one();
         Ok(())
     }
 }
@@ -328,6 +353,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let mut membership = self.membership.clone();
         let mut membership_changed = false;
         let mut tokens_changed = false;
+        let mut revocations_changed = false;
+        let mut outbox_changed = false;
         for entry in entries {
             let index = entry.log_id.index;
             last_applied = Some(entry.log_id);
@@ -335,7 +362,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 EntryPayload::Blank => Vec::new(),
                 EntryPayload::Normal(batch) => {
                     tokens_changed |= batch.0.iter().any(CatalogCommand::changes_tokens);
-                    apply_batch(&mut tx, &mut chain, index, &batch.0)
+                    revocations_changed |= batch.0.iter().any(CatalogCommand::changes_revocations);
+                    outbox_changed |= batch.0.iter().any(CatalogCommand::changes_outbox);
+                    apply_batch(&mut tx, &mut chain, &self.zone, index, &batch.0)
                         .await
                         .map_err(|e| StorageIOError::apply(entry.log_id, AnyError::new(&e)))?
                 }
@@ -374,7 +403,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.membership = membership;
         self.chain = Some(chain);
         if tokens_changed {
-            self.token_epoch.fetch_add(1, Ordering::Release);
+            self.signals.tokens.fetch_add(1, Ordering::Release);
+        }
+        if revocations_changed {
+            self.signals.revocations.fetch_add(1, Ordering::Release);
+        }
+        if outbox_changed {
+            self.signals.outbox.notify_one();
         }
         if let Some(observer) = &self.observer {
             (observer.0)(started.elapsed(), responses.iter().map(Vec::len).sum());

@@ -1,0 +1,39 @@
+//! `xchg federation revoke`: sign a key revocation with an exchange's root key, offline.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use base64::Engine as _;
+use xchg_federation_config::read_key_file;
+use xchg_protocol::{Envelope, ExchangeId, PublicKey, Revocation, Timestamp};
+
+/// Prints `{"envelope": "<base64>"}`, the body for `POST /v1/federation/revocations`.
+pub fn revoke(
+    root_key: &Path,
+    exchange: &str,
+    key: &str,
+    reason: &str,
+) -> anyhow::Result<ExitCode> {
+    let root = read_key_file(root_key)
+        .with_context(|| format!("reading the root key {}", root_key.display()))?;
+    let exchange: ExchangeId = exchange
+        .parse()
+        .with_context(|| format!("--exchange {exchange:?}"))?;
+    let key = PublicKey::from_base64(key).with_context(|| format!("--key {key:?}"))?;
+    let revocation = Revocation {
+        exchange,
+        key,
+        reason: reason.to_owned(),
+        revoked_at: Timestamp::now(),
+    };
+    revocation
+        .validate()
+        .map_err(|e| anyhow::anyhow!("invalid revocation: {e}"))?;
+    let envelope = Envelope::revocation(&revocation, &root).to_bytes();
+    let body = serde_json::json!({
+        "envelope": base64::engine::general_purpose::STANDARD.encode(envelope)
+    });
+    println!("{body}");
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,146 @@
+//! The publisher: while this node leads its zone, it signs the outbox's pending entries with its
+//! node key and delegation, records each signed envelope through Raft, then publishes it.
+//!
+//! Recording before publishing means a crash between the two loses nothing: the envelope is in
+//! the replicated state, served to every peer that catches up, and a new leader never re-signs
+//! an entry already recorded. A new leader re-signs entries still pending; the body, and so the
+//! content id receivers deduplicate on, is the same whoever signs.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::Row;
+use tokio::sync::watch;
+use xchg_protocol::{AnnouncementKind, Envelope, Timestamp};
+
+use super::service::Federation;
+use crate::catalog::CatalogCommand;
+use crate::gossip::{PublishError, topic_of};
+
+/// Outbox entries signed per round.
+const PER_ROUND: i64 = 256;
+/// Gossip publish attempts while no peer subscribes yet (catch-up covers the rest).
+const PUBLISH_ATTEMPTS: u32 = 8;
+
+fn kind_of(name: &str) -> Option<AnnouncementKind> {
+    match name {
+        "listing" => Some(AnnouncementKind::Listing),
+        "delisting" => Some(AnnouncementKind::Delisting),
+        _ => None,
+    }
+}
+
+impl Federation {
+    /// Publishes the outbox whenever it may have changed, while this node leads.
+    pub(crate) async fn publish_loop(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let outbox = self.signals_outbox();
+        loop {
+            tokio::select! {
+                _ = outbox.notified() => {}
+                _ = tokio::time::sleep(self.tuning.outbox_poll) => {}
+                _ = stop.wait_for(|s| *s) => break,
+            }
+            if !self.is_leader() {
+                continue;
+            }
+            match self.publish_pending().await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(entries = n, "published outbox entries"),
+                Err(e) => tracing::warn!(error = %e, "publishing the outbox"),
+            }
+        }
+    }
+
+    /// Signs, records and publishes every pending outbox entry; returns how many.
+    ///
+    /// # Errors
+    /// Reading the outbox failed.
+    pub async fn publish_pending(self: &Arc<Self>) -> Result<usize, sqlx::Error> {
+        let mut total = 0;
+        loop {
+            let rows = sqlx::query(
+                "SELECT seq, kind, body FROM outbox WHERE state = 'pending' ORDER BY seq LIMIT ?",
+            )
+            .bind(PER_ROUND)
+            .fetch_all(&self.db.read)
+            .await?;
+            if rows.is_empty() {
+                return Ok(total);
+            }
+            let mut proposals = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let seq: i64 = row.try_get(0)?;
+                let kind: String = row.try_get(1)?;
+                let body: Vec<u8> = row.try_get(2)?;
+                let Some(kind) = kind_of(&kind) else { continue };
+                let envelope = Envelope::seal(
+                    kind,
+                    body,
+                    &self.key,
+                    Some(self.config.zone.delegation.clone()),
+                )
+                .to_bytes();
+                let cmd = CatalogCommand::RecordPublished {
+                    outbox_seq: seq as u64,
+                    envelope: envelope.clone(),
+                    at: Timestamp::now(),
+                    node: self.config.node.name.to_string(),
+                };
+                let proposer = self.proposer.clone();
+                proposals.push(async move { (proposer.propose(cmd).await, envelope) });
+            }
+            let results = futures::future::join_all(proposals).await;
+            let mut recorded = 0;
+            for (result, envelope) in results {
+                match result {
+                    Ok((Ok(_), _)) => {
+                        recorded += 1;
+                        self.publish_envelope(envelope);
+                    }
+                    Ok((Err(refusal), _)) => {
+                        tracing::warn!(%refusal, "outbox entry not recorded");
+                    }
+                    Err(e) => {
+                        // Most likely no longer the leader: the next leader takes over.
+                        tracing::info!(error = %e.message, "outbox entry not recorded");
+                        return Ok(total + recorded);
+                    }
+                }
+            }
+            total += recorded;
+            if recorded == 0 {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Publishes a recorded envelope on the exchange's topic, retrying while no peer listens.
+    pub(crate) fn publish_envelope(self: &Arc<Self>, envelope: Vec<u8>) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let topic = topic_of(this.config.exchange.id.as_str());
+            let mut delay = Duration::from_millis(250);
+            for attempt in 1..=PUBLISH_ATTEMPTS {
+                match this.net.publish(topic.clone(), envelope.clone()).await {
+                    Ok(()) => {
+                        this.metrics.published("published");
+                        return;
+                    }
+                    Err(PublishError::Duplicate) => {
+                        this.metrics.published("duplicate");
+                        return;
+                    }
+                    Err(PublishError::NoPeers(_)) if attempt < PUBLISH_ATTEMPTS => {
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(Duration::from_secs(4));
+                    }
+                    Err(e) => {
+                        tracing::info!(error = %e, "gossip publish failed; peers will catch up");
+                        this.metrics.published("failed");
+                        return;
+                    }
+                }
+            }
+        });
+    }
+}

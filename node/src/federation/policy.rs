@@ -1,0 +1,198 @@
+//! The two policies at a zone's boundary, as pure functions: the export firewall (what may leave)
+//! and the recognition policy of an agreement (what is accepted from elsewhere).
+
+use xchg_federation_config::{Agreement, ExportPolicy, PersonalInfoExport};
+use xchg_protocol::{Classification, Listing};
+
+/// Text form of an enum value (its serde name).
+fn name<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// The delivery modes of `listing` that let data leave its domain.
+fn out_of_domain_modes(listing: &Listing) -> Vec<String> {
+    listing
+        .delivery_modes
+        .iter()
+        .filter(|m| !m.is_in_domain())
+        .map(name)
+        .collect()
+}
+
+/// Whether `listing` may be announced outside its zone: `Ok(())`, or why not.
+///
+/// `important` and `core` listings never leave, whatever the ceiling. A product with personal
+/// information leaves only if every delivery mode keeps the data in its domain (and never under
+/// `personal_info = "never"`).
+///
+/// # Errors
+/// The reason the firewall withholds the listing, for the record.
+pub fn export(listing: &Listing, policy: &ExportPolicy) -> Result<(), String> {
+    let c = listing.classification;
+    if c >= Classification::Important {
+        return Err(format!("classification {} never leaves its zone", name(&c)));
+    }
+    if c > policy.ceiling {
+        return Err(format!(
+            "classification {} is above the zone's export ceiling {}",
+            name(&c),
+            name(&policy.ceiling)
+        ));
+    }
+    if listing.contains_personal_info {
+        if policy.personal_info == PersonalInfoExport::Never {
+            return Err("contains personal information, which this zone never exports".into());
+        }
+        let out = out_of_domain_modes(listing);
+        if !out.is_empty() {
+            return Err(format!(
+                "contains personal information and is delivered by {} (data would leave its domain)",
+                out.join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Whether `listing` is recognised under `agreement`: `Ok(())`, or the reason it is refused.
+///
+/// Besides the agreement's own terms, the receiving side applies the sender's firewall rules
+/// again (a misconfigured or dishonest sender must not be able to push them in).
+///
+/// # Errors
+/// The first term the listing fails, in the order: classification, personal information,
+/// category, delivery modes, registration.
+pub fn recognise(listing: &Listing, agreement: &Agreement) -> Result<(), String> {
+    let c = listing.classification;
+    if c > agreement.max_classification || c >= Classification::Important {
+        return Err(format!(
+            "classification {} is above the agreed maximum {}",
+            name(&c),
+            name(&agreement.max_classification)
+        ));
+    }
+    if listing.contains_personal_info {
+        let out = out_of_domain_modes(listing);
+        if !out.is_empty() {
+            return Err(format!(
+                "contains personal information with out-of-domain delivery ({})",
+                out.join(", ")
+            ));
+        }
+    }
+    if !agreement.categories.contains(&listing.category) {
+        return Err(format!(
+            "category {} is not covered by the agreement",
+            listing.category
+        ));
+    }
+    let refused: Vec<String> = listing
+        .delivery_modes
+        .iter()
+        .filter(|m| !agreement.delivery_modes.contains(**m))
+        .map(name)
+        .collect();
+    if !refused.is_empty() {
+        return Err(format!(
+            "delivery modes not covered by the agreement: {}",
+            refused.join(", ")
+        ));
+    }
+    if agreement.require_registration && listing.registration.is_none() {
+        return Err("the agreement requires a registration certificate; none is given".into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+    use xchg_federation_config::{CategorySet, ModeSet};
+    use xchg_protocol::{DeliveryMode, Timestamp};
+
+    fn listing(c: Classification, personal: bool, modes: &[DeliveryMode]) -> Listing {
+        let mut draft = xchg_protocol::vectors::credit_draft();
+        draft.classification = c;
+        draft.contains_personal_info = personal;
+        draft.delivery_modes = modes.to_vec();
+        Listing::first_version(draft, "xuchang/yuzhou".parse().expect("zone"), Timestamp(1))
+    }
+
+    #[test]
+    fn export_firewall() {
+        let p = ExportPolicy::default();
+        let api = [DeliveryMode::Api];
+        let sandbox = [DeliveryMode::Sandbox, DeliveryMode::Verification];
+        assert!(export(&listing(Classification::General, false, &api), &p).is_ok());
+        assert!(export(&listing(Classification::Public, false, &api), &p).is_ok());
+        for c in [Classification::Important, Classification::Core] {
+            let e = export(&listing(c, false, &sandbox), &p).expect_err("never leaves");
+            assert!(e.contains("never leaves"), "{e}");
+        }
+        let e = export(
+            &listing(Classification::General, true, &[DeliveryMode::File]),
+            &p,
+        )
+        .expect_err("personal file");
+        assert!(e.contains("file"), "{e}");
+        assert!(export(&listing(Classification::General, true, &sandbox), &p).is_ok());
+        let never = ExportPolicy {
+            personal_info: PersonalInfoExport::Never,
+            ..p
+        };
+        assert!(export(&listing(Classification::General, true, &sandbox), &never).is_err());
+        let public_only = ExportPolicy {
+            ceiling: Classification::Public,
+            ..p
+        };
+        let e = export(&listing(Classification::General, false, &api), &public_only)
+            .expect_err("above ceiling");
+        assert!(e.contains("ceiling"), "{e}");
+    }
+
+    #[test]
+    fn recognition_policy() {
+        let all = Agreement::default();
+        let api = [DeliveryMode::Api];
+        assert!(recognise(&listing(Classification::General, false, &api), &all).is_ok());
+        let narrow = Agreement {
+            categories: CategorySet::Only(BTreeSet::from(["transport".to_owned()])),
+            max_classification: Classification::Public,
+            delivery_modes: ModeSet::Only(BTreeSet::from([DeliveryMode::Api])),
+            require_registration: true,
+        };
+        let e = recognise(&listing(Classification::General, false, &api), &narrow)
+            .expect_err("classification");
+        assert!(e.contains("classification general"), "{e}");
+        let e = recognise(&listing(Classification::Public, false, &api), &narrow)
+            .expect_err("category");
+        assert!(e.contains("category credit"), "{e}");
+        let e = recognise(
+            &listing(Classification::General, true, &[DeliveryMode::File]),
+            &all,
+        )
+        .expect_err("personal");
+        assert!(e.contains("personal"), "{e}");
+        let registration = Agreement {
+            require_registration: true,
+            ..Agreement::default()
+        };
+        let e = recognise(
+            &listing(Classification::General, false, &api),
+            &registration,
+        )
+        .expect_err("registration");
+        assert!(e.contains("registration"), "{e}");
+        let modes = Agreement {
+            delivery_modes: ModeSet::Only(BTreeSet::from([DeliveryMode::Sandbox])),
+            ..Agreement::default()
+        };
+        let e =
+            recognise(&listing(Classification::General, false, &api), &modes).expect_err("modes");
+        assert!(e.contains("api"), "{e}");
+    }
+}

@@ -1,0 +1,793 @@
+//! An in-process [`Broadcast`] network for tests and simulations: gossip with flooding after
+//! Accept, catch-up requests, and faults (isolation, cut links, delay, seeded loss).
+//!
+//! Gossip follows the swarm's semantics where a node can tell: a message goes to every
+//! reachable subscriber of its topic that has not seen its id (never back to its publisher); a
+//! receiver that reports `Accept` forwards it, on its behalf, to the subscribers reachable from
+//! *it* that have not seen it, so delivery spans partial connectivity as real gossip does.
+//! `Ignore` and `Reject` stop it there, and a `Reject` lowers the delivering peer's score as the
+//! reporting peer sees it (score = minus the rejected messages it delivered). Old messages are
+//! never replayed: whatever reaches a peer after a partition heals came through catch-up.
+//!
+//! Every fault is off by default. A partition (isolated peer or cut link) blocks gossip and
+//! requests alike, including those in flight when it is made. Loss applies to gossip hops only
+//! and is drawn from a xorshift generator seeded by [`Network::new`], in a fixed order
+//! (receivers by peer id), so a run that does the same things in the same order loses the same
+//! messages.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sha2::{Digest as _, Sha256};
+use tokio::sync::{mpsc, oneshot};
+use xchg_protocol::PublicKey;
+
+use super::swarm::REQUEST_TIMEOUT;
+use super::{
+    BoxFuture, Broadcast, EVENT_QUEUE, Event, MAX_PUBLISH_BYTES, MAX_REQUEST_BYTES,
+    MAX_RESPONSE_BYTES, Message, MessageRef, Peer, PeerInfo, PublishError, RequestError, Verdict,
+};
+
+/// The shared medium every [`MemoryClient`] talks through.
+#[derive(Debug)]
+pub struct Network {
+    state: Mutex<State>,
+}
+
+#[derive(Debug)]
+struct State {
+    /// xorshift64 state; never zero.
+    rng: u64,
+    members: BTreeMap<Peer, Member>,
+    isolated: BTreeSet<Peer>,
+    /// Cut links, each pair in ascending order.
+    cuts: BTreeSet<(Peer, Peer)>,
+    delay: Duration,
+    loss_per_million: u32,
+    /// Tells a rejoined peer's handle from the one it had before.
+    next_generation: u64,
+}
+
+#[derive(Debug)]
+struct Member {
+    generation: u64,
+    events: mpsc::Sender<Event>,
+    topics: BTreeSet<String>,
+    /// Ids this peer published, received, or has on the way to it.
+    seen: HashSet<[u8; 32]>,
+    /// Delivered messages awaiting this peer's verdict, by id and deliverer.
+    pending: HashMap<([u8; 32], Peer), Gossip>,
+    /// Every verdict this peer reported, in order.
+    verdicts: Vec<(MessageRef, Verdict)>,
+    /// What each deliverer delivered to this peer.
+    from: BTreeMap<Peer, Deliveries>,
+    /// Messages and requests dropped because this peer's event queue was full.
+    dropped: u64,
+}
+
+#[derive(Debug, Clone)]
+struct Gossip {
+    topic: String,
+    data: Arc<Vec<u8>>,
+}
+
+#[derive(Debug, Default)]
+struct Deliveries {
+    messages: u64,
+    last_message_ms: Option<u64>,
+    rejects: u64,
+}
+
+/// One gossip hop, decided under the lock and carried out now or after the delay.
+#[derive(Debug)]
+struct Hop {
+    from: Peer,
+    to: Peer,
+    id: [u8; 32],
+    gossip: Gossip,
+}
+
+impl Network {
+    /// An empty network whose loss draws are seeded by `seed`.
+    pub fn new(seed: u64) -> Arc<Network> {
+        // xorshift is stuck at zero; mixing in a constant keeps seed 0 usable.
+        let rng = match seed ^ 0x9E37_79B9_7F4A_7C15 {
+            0 => 0x9E37_79B9_7F4A_7C15,
+            mixed => mixed,
+        };
+        Arc::new(Network {
+            state: Mutex::new(State {
+                rng,
+                members: BTreeMap::new(),
+                isolated: BTreeSet::new(),
+                cuts: BTreeSet::new(),
+                delay: Duration::ZERO,
+                loss_per_million: 0,
+                next_generation: 0,
+            }),
+        })
+    }
+
+    /// Joins the peer of `key` (peer id = `key.peer_id()`), returning its handle and its event
+    /// stream (capacity [`EVENT_QUEUE`]). Joining again replaces the earlier membership; the
+    /// old handle then answers `Stopped`.
+    pub fn join(self: &Arc<Self>, key: &PublicKey) -> (MemoryClient, mpsc::Receiver<Event>) {
+        let peer = Peer(key.peer_id());
+        let (events, receiver) = mpsc::channel(EVENT_QUEUE);
+        let mut state = self.lock();
+        let generation = state.next_generation;
+        state.next_generation += 1;
+        state.members.insert(
+            peer.clone(),
+            Member {
+                generation,
+                events,
+                topics: BTreeSet::new(),
+                seen: HashSet::new(),
+                pending: HashMap::new(),
+                verdicts: Vec::new(),
+                from: BTreeMap::new(),
+                dropped: 0,
+            },
+        );
+        let client = MemoryClient {
+            network: Arc::clone(self),
+            peer,
+            generation,
+        };
+        (client, receiver)
+    }
+
+    /// Removes `peer`: its event stream ends and its handle answers `Stopped`.
+    pub fn leave(&self, peer: &Peer) {
+        self.lock().members.remove(peer);
+    }
+
+    /// Takes every link of `peer` down, both directions.
+    pub fn isolate(&self, peer: &Peer) {
+        self.lock().isolated.insert(peer.clone());
+    }
+
+    /// Takes the link between `a` and `b` down, both directions.
+    pub fn cut(&self, a: &Peer, b: &Peer) {
+        self.lock().cuts.insert(ordered(a, b));
+    }
+
+    /// Brings every isolated peer and cut link back (delay and loss stay as set).
+    pub fn heal_all(&self) {
+        let mut state = self.lock();
+        state.isolated.clear();
+        state.cuts.clear();
+    }
+
+    /// Delays every gossip hop, request and response by `delay`.
+    pub fn set_delay(&self, delay: Duration) {
+        self.lock().delay = delay;
+    }
+
+    /// Loses each gossip hop with this probability (per million); requests are never lost.
+    pub fn set_loss_per_million(&self, loss: u32) {
+        self.lock().loss_per_million = loss.min(1_000_000);
+    }
+
+    /// Every verdict `peer` has reported, in order (empty for an unknown peer).
+    pub fn verdicts(&self, peer: &Peer) -> Vec<(MessageRef, Verdict)> {
+        self.lock()
+            .members
+            .get(peer)
+            .map(|m| m.verdicts.clone())
+            .unwrap_or_default()
+    }
+
+    /// Messages and requests dropped because `peer`'s event queue was full.
+    pub fn dropped(&self, peer: &Peer) -> u64 {
+        self.lock().members.get(peer).map_or(0, |m| m.dropped)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Every change under the lock is a single insert, removal or counter step, so the state
+        // is consistent even if a holder panicked.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Carries out `hops` now, or after `delay` on a task.
+    fn send(self: &Arc<Self>, hops: Vec<Hop>, delay: Duration) {
+        if hops.is_empty() {
+            return;
+        }
+        if delay.is_zero() {
+            let mut state = self.lock();
+            for hop in hops {
+                state.land(hop);
+            }
+            return;
+        }
+        let network = Arc::clone(self);
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let mut state = network.lock();
+            for hop in hops {
+                state.land(hop);
+            }
+        });
+    }
+}
+
+impl State {
+    fn reachable(&self, a: &Peer, b: &Peer) -> bool {
+        a != b
+            && self.members.contains_key(a)
+            && self.members.contains_key(b)
+            && !self.isolated.contains(a)
+            && !self.isolated.contains(b)
+            && !self.cuts.contains(&ordered(a, b))
+    }
+
+    /// Whether the next hop is lost. Draws only while loss is on, so enabling loss later in a
+    /// run does not shift earlier draws.
+    fn lose(&mut self) -> bool {
+        if self.loss_per_million == 0 {
+            return false;
+        }
+        let mut x = self.rng;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng = x;
+        x % 1_000_000 < u64::from(self.loss_per_million)
+    }
+
+    /// The hops that carry `gossip` from `from` to every reachable subscriber of its topic that
+    /// has not seen it. Each receiver counts as having seen it from now on, unless its hop is
+    /// lost: then another path may still bring it.
+    fn route(&mut self, from: &Peer, id: [u8; 32], gossip: &Gossip) -> Vec<Hop> {
+        let receivers: Vec<Peer> = self
+            .members
+            .iter()
+            .filter(|(peer, member)| {
+                member.topics.contains(&gossip.topic)
+                    && !member.seen.contains(&id)
+                    && self.reachable(from, peer)
+            })
+            .map(|(peer, _)| peer.clone())
+            .collect();
+        let mut hops = Vec::new();
+        for to in receivers {
+            if self.lose() {
+                continue;
+            }
+            if let Some(member) = self.members.get_mut(&to) {
+                member.seen.insert(id);
+            }
+            hops.push(Hop {
+                from: from.clone(),
+                to,
+                id,
+                gossip: gossip.clone(),
+            });
+        }
+        hops
+    }
+
+    /// Hands a hop's message to its receiver, if the link still holds.
+    fn land(&mut self, hop: Hop) {
+        let up = self.reachable(&hop.from, &hop.to);
+        let Some(member) = self.members.get_mut(&hop.to) else {
+            return;
+        };
+        if !up {
+            // Cut while in flight: lost, and free to arrive by another path later.
+            member.seen.remove(&hop.id);
+            return;
+        }
+        let deliveries = member.from.entry(hop.from.clone()).or_default();
+        deliveries.messages += 1;
+        deliveries.last_message_ms = Some(now_ms());
+        let reference = MessageRef {
+            id: hop.id,
+            source: hop.from,
+        };
+        let event = Event::Message(Message {
+            reference: reference.clone(),
+            topic: hop.gossip.topic.clone(),
+            data: hop.gossip.data.as_ref().clone(),
+        });
+        if member.events.try_send(event).is_ok() {
+            member
+                .pending
+                .insert((reference.id, reference.source), hop.gossip);
+        } else {
+            // A full queue drops the message as the swarm does: seen, never validated.
+            member.dropped += 1;
+        }
+    }
+
+    /// The member behind a handle, unless it left (or rejoined under a new handle).
+    fn member(&mut self, peer: &Peer, generation: u64) -> Option<&mut Member> {
+        self.members
+            .get_mut(peer)
+            .filter(|m| m.generation == generation)
+    }
+}
+
+/// A peer's handle on the [`Network`].
+#[derive(Debug, Clone)]
+pub struct MemoryClient {
+    network: Arc<Network>,
+    peer: Peer,
+    generation: u64,
+}
+
+impl MemoryClient {
+    /// One request and its response, each crossing the link after the delay.
+    async fn exchange(&self, peer: Peer, body: Vec<u8>) -> Result<Vec<u8>, RequestError> {
+        let delay = self.network.lock().delay;
+        tokio::time::sleep(delay).await;
+        let answer = {
+            let mut state = self.network.lock();
+            if state.member(&self.peer, self.generation).is_none() {
+                return Err(RequestError::Stopped);
+            }
+            if !state.reachable(&self.peer, &peer) {
+                return Err(RequestError::Unreachable(peer.0));
+            }
+            let Some(target) = state.members.get_mut(&peer) else {
+                return Err(RequestError::Unreachable(peer.0));
+            };
+            let (reply, answer) = oneshot::channel();
+            let event = Event::Request {
+                peer: self.peer.clone(),
+                body,
+                reply,
+            };
+            if target.events.try_send(event).is_err() {
+                target.dropped += 1;
+            }
+            answer
+        };
+        // A dropped request or reply channel is what the swarm's requester sees as a stream
+        // closed without a response.
+        let response = answer
+            .await
+            .map_err(|_| RequestError::BadResponse("no response".into()))?;
+        tokio::time::sleep(delay).await;
+        if !self.network.lock().reachable(&self.peer, &peer) {
+            return Err(RequestError::Unreachable(peer.0));
+        }
+        if response.len() > MAX_RESPONSE_BYTES {
+            return Err(RequestError::BadResponse(format!(
+                "response of {} bytes over the {MAX_RESPONSE_BYTES}-byte limit",
+                response.len()
+            )));
+        }
+        Ok(response)
+    }
+}
+
+impl Broadcast for MemoryClient {
+    fn local_peer(&self) -> Peer {
+        self.peer.clone()
+    }
+
+    fn subscribe(&self, topic: String) -> BoxFuture<'_, Result<(), PublishError>> {
+        let result = match self.network.lock().member(&self.peer, self.generation) {
+            Some(member) => {
+                member.topics.insert(topic);
+                Ok(())
+            }
+            None => Err(PublishError::Stopped),
+        };
+        Box::pin(std::future::ready(result))
+    }
+
+    fn publish(&self, topic: String, data: Vec<u8>) -> BoxFuture<'_, Result<(), PublishError>> {
+        if data.len() > MAX_PUBLISH_BYTES {
+            return Box::pin(std::future::ready(Err(PublishError::TooLarge(data.len()))));
+        }
+        let id: [u8; 32] = Sha256::digest(&data).into();
+        let routed = {
+            let mut state = self.network.lock();
+            let subscribed = state
+                .members
+                .iter()
+                .any(|(peer, m)| m.topics.contains(&topic) && state.reachable(&self.peer, peer));
+            let delay = state.delay;
+            match state.member(&self.peer, self.generation) {
+                None => Err(PublishError::Stopped),
+                Some(member) if member.seen.contains(&id) => Err(PublishError::Duplicate),
+                Some(_) if !subscribed => Err(PublishError::NoPeers(topic)),
+                Some(member) => {
+                    member.seen.insert(id);
+                    let gossip = Gossip {
+                        topic,
+                        data: Arc::new(data),
+                    };
+                    Ok((state.route(&self.peer, id, &gossip), delay))
+                }
+            }
+        };
+        let result = routed.map(|(hops, delay)| self.network.send(hops, delay));
+        Box::pin(std::future::ready(result))
+    }
+
+    fn report(&self, message: MessageRef, verdict: Verdict) {
+        let forward = {
+            let mut state = self.network.lock();
+            let delay = state.delay;
+            let Some(member) = state.member(&self.peer, self.generation) else {
+                return;
+            };
+            member.verdicts.push((message.clone(), verdict));
+            let Some(gossip) = member.pending.remove(&(message.id, message.source.clone())) else {
+                return;
+            };
+            match verdict {
+                Verdict::Accept => Some((state.route(&self.peer, message.id, &gossip), delay)),
+                Verdict::Ignore => None,
+                Verdict::Reject => {
+                    member.from.entry(message.source).or_default().rejects += 1;
+                    None
+                }
+            }
+        };
+        if let Some((hops, delay)) = forward {
+            self.network.send(hops, delay);
+        }
+    }
+
+    fn request(&self, peer: Peer, body: Vec<u8>) -> BoxFuture<'_, Result<Vec<u8>, RequestError>> {
+        Box::pin(async move {
+            if body.len() > MAX_REQUEST_BYTES {
+                return Err(RequestError::BadResponse(format!(
+                    "request of {} bytes not sent: over the {MAX_REQUEST_BYTES}-byte limit",
+                    body.len()
+                )));
+            }
+            tokio::time::timeout(REQUEST_TIMEOUT, self.exchange(peer, body))
+                .await
+                .unwrap_or(Err(RequestError::Timeout))
+        })
+    }
+
+    fn peers(&self) -> BoxFuture<'_, Vec<PeerInfo>> {
+        let state = self.network.lock();
+        let infos = match state.members.get(&self.peer) {
+            Some(me) if me.generation == self.generation => state
+                .members
+                .iter()
+                .filter(|(peer, _)| state.reachable(&self.peer, peer))
+                .map(|(peer, member)| {
+                    let deliveries = me.from.get(peer);
+                    PeerInfo {
+                        peer: peer.0.clone(),
+                        address: Some(format!("memory/{peer}")),
+                        agent: None,
+                        score: Some(-(deliveries.map_or(0, |d| d.rejects) as f64)),
+                        topics: member.topics.iter().cloned().collect(),
+                        last_message_ms: deliveries.and_then(|d| d.last_message_ms),
+                        messages: deliveries.map_or(0, |d| d.messages),
+                    }
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        Box::pin(std::future::ready(infos))
+    }
+}
+
+fn ordered(a: &Peer, b: &Peer) -> (Peer, Peer) {
+    if a <= b {
+        (a.clone(), b.clone())
+    } else {
+        (b.clone(), a.clone())
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::sync::mpsc::error::TryRecvError;
+    use xchg_protocol::Keypair;
+
+    use super::*;
+    use crate::gossip::topic_of;
+
+    struct Node {
+        client: MemoryClient,
+        events: mpsc::Receiver<Event>,
+    }
+
+    impl Node {
+        fn peer(&self) -> Peer {
+            self.client.local_peer()
+        }
+
+        /// The next message, which must be there already: hops without delay are synchronous.
+        fn message(&mut self) -> Message {
+            match self.events.try_recv() {
+                Ok(Event::Message(message)) => message,
+                other => panic!("expected a delivered message, got {other:?}"),
+            }
+        }
+
+        fn nothing(&mut self) {
+            let next = self.events.try_recv();
+            assert!(
+                matches!(next, Err(TryRecvError::Empty)),
+                "expected nothing, got {next:?}"
+            );
+        }
+    }
+
+    /// `N` fresh peers, each subscribed to `topic`.
+    async fn nodes<const N: usize>(network: &Arc<Network>, topic: &str) -> [Node; N] {
+        let mut nodes = Vec::new();
+        for _ in 0..N {
+            let (client, events) = network.join(&Keypair::generate().public());
+            client.subscribe(topic.into()).await.expect("subscribe");
+            nodes.push(Node { client, events });
+        }
+        match nodes.try_into() {
+            Ok(nodes) => nodes,
+            Err(_) => unreachable!("N nodes were made"),
+        }
+    }
+
+    /// Sends `request` from `from` to `to` while answering it at `to` with `respond`.
+    async fn round_trip(
+        from: &Node,
+        to: &mut Node,
+        request: &[u8],
+        respond: impl FnOnce(&Peer, Vec<u8>) -> Vec<u8>,
+    ) -> Result<Vec<u8>, RequestError> {
+        let asked = from.client.request(to.peer(), request.to_vec());
+        let answer = async {
+            match to.events.recv().await {
+                Some(Event::Request { peer, body, reply }) => {
+                    let _ = reply.send(respond(&peer, body));
+                }
+                other => panic!("expected a request, got {other:?}"),
+            }
+        };
+        tokio::join!(asked, answer).0
+    }
+
+    #[tokio::test]
+    async fn a_message_reaches_every_reachable_subscriber_but_not_its_publisher() {
+        let network = Network::new(1);
+        let topic = topic_of("xuchang");
+        let [mut a, mut b, mut c] = nodes(&network, &topic).await;
+        let [mut outsider] = nodes(&network, &topic_of("elsewhere")).await;
+
+        a.client
+            .publish(topic.clone(), b"envelope".to_vec())
+            .await
+            .expect("publish");
+        for node in [&mut b, &mut c] {
+            let message = node.message();
+            assert_eq!(
+                message.reference.id.as_slice(),
+                Sha256::digest(b"envelope").as_slice()
+            );
+            assert_eq!(message.reference.source, a.peer());
+            assert_eq!(message.topic, topic);
+            assert_eq!(message.data, b"envelope");
+        }
+        a.nothing();
+        outsider.nothing();
+
+        let again = a.client.publish(topic, b"envelope".to_vec()).await;
+        assert!(matches!(again, Err(PublishError::Duplicate)), "{again:?}");
+    }
+
+    #[tokio::test]
+    async fn an_accepted_message_is_flooded_across_partial_connectivity_once() {
+        let network = Network::new(1);
+        let topic = topic_of("xuchang");
+        let [mut a, mut b, mut c] = nodes(&network, &topic).await;
+        network.cut(&a.peer(), &c.peer());
+
+        a.client
+            .publish(topic, b"envelope".to_vec())
+            .await
+            .expect("publish");
+        let at_b = b.message();
+        c.nothing();
+        b.client.report(at_b.reference, Verdict::Accept);
+        let at_c = c.message();
+        assert_eq!(at_c.reference.source, b.peer());
+        c.client.report(at_c.reference, Verdict::Accept);
+        for node in [&mut a, &mut b, &mut c] {
+            node.nothing();
+        }
+    }
+
+    #[tokio::test]
+    async fn a_rejected_message_is_not_forwarded_and_lowers_the_deliverers_score() {
+        let network = Network::new(1);
+        let topic = topic_of("xuchang");
+        let [a, mut b, mut c] = nodes(&network, &topic).await;
+        network.cut(&a.peer(), &c.peer());
+
+        for (data, verdict) in [(b"forged", Verdict::Reject), (b"stale!", Verdict::Ignore)] {
+            a.client
+                .publish(topic.clone(), data.to_vec())
+                .await
+                .expect("publish");
+            let at_b = b.message();
+            b.client.report(at_b.reference, verdict);
+            c.nothing();
+        }
+        let peers = b.client.peers().await;
+        let a_at_b = peers.iter().find(|p| p.peer == a.peer().0).expect("A");
+        assert_eq!(
+            a_at_b.score,
+            Some(-1.0),
+            "one reject; the ignore costs nothing"
+        );
+        assert_eq!(a_at_b.messages, 2);
+        assert!(a_at_b.last_message_ms.is_some());
+        let verdicts: Vec<Verdict> = network
+            .verdicts(&b.peer())
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect();
+        assert_eq!(verdicts, [Verdict::Reject, Verdict::Ignore]);
+    }
+
+    #[tokio::test]
+    async fn a_partition_blocks_gossip_and_requests_until_healed() {
+        let network = Network::new(1);
+        let topic = topic_of("xuchang");
+        let [a, mut b] = nodes(&network, &topic).await;
+
+        let partitions: [&dyn Fn(); 2] = [&|| network.isolate(&b.peer()), &|| {
+            network.cut(&b.peer(), &a.peer())
+        }];
+        for partition in partitions {
+            partition();
+            let published = a.client.publish(topic.clone(), b"during".to_vec()).await;
+            assert!(
+                matches!(published, Err(PublishError::NoPeers(_))),
+                "{published:?}"
+            );
+            let asked = a.client.request(b.peer(), b"digest?".to_vec()).await;
+            assert!(
+                matches!(asked, Err(RequestError::Unreachable(_))),
+                "{asked:?}"
+            );
+            assert!(a.client.peers().await.is_empty());
+            assert!(b.client.peers().await.is_empty());
+            network.heal_all();
+        }
+        b.nothing();
+
+        a.client
+            .publish(topic, b"after".to_vec())
+            .await
+            .expect("publish after healing");
+        assert_eq!(b.message().data, b"after");
+        let response = round_trip(&a, &mut b, b"digest?", |peer, body| {
+            assert_eq!((peer, body.as_slice()), (&a.peer(), &b"digest?"[..]));
+            b"digest!".to_vec()
+        })
+        .await;
+        assert_eq!(response.expect("response after healing"), b"digest!");
+    }
+
+    #[tokio::test]
+    async fn a_request_to_a_stranger_is_unreachable_and_an_oversized_response_is_refused() {
+        let network = Network::new(1);
+        let [a, mut b] = nodes(&network, "t").await;
+        let stranger = Peer(Keypair::generate().public().peer_id());
+        let asked = a.client.request(stranger, Vec::new()).await;
+        assert!(
+            matches!(asked, Err(RequestError::Unreachable(_))),
+            "{asked:?}"
+        );
+
+        let response = round_trip(&a, &mut b, b"", |_, _| vec![0; MAX_RESPONSE_BYTES + 1]).await;
+        assert!(
+            matches!(response, Err(RequestError::BadResponse(_))),
+            "{response:?}"
+        );
+    }
+
+    /// Which of 40 messages each of four subscribers received at 50 % loss with `seed`.
+    async fn lossy_run(seed: u64) -> Vec<Vec<bool>> {
+        let network = Network::new(seed);
+        network.set_loss_per_million(500_000);
+        let topic = topic_of("xuchang");
+        // The same keys in every run: draws follow the receivers' peer-id order.
+        let mut nodes = Vec::new();
+        for i in 1..=5u8 {
+            let (client, events) = network.join(&Keypair::from_seed(&[i; 32]).public());
+            client.subscribe(topic.clone()).await.expect("subscribe");
+            nodes.push(Node { client, events });
+        }
+        for n in 0..40u8 {
+            nodes[0]
+                .client
+                .publish(topic.clone(), vec![n])
+                .await
+                .expect("publish");
+        }
+        nodes[1..]
+            .iter_mut()
+            .map(|node| {
+                let mut got = vec![false; 40];
+                while let Ok(Event::Message(m)) = node.events.try_recv() {
+                    got[usize::from(m.data[0])] = true;
+                }
+                got
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn loss_is_reproducible_from_the_seed() {
+        let first = lossy_run(7).await;
+        assert_eq!(first, lossy_run(7).await, "same seed, same losses");
+        assert_ne!(first, lossy_run(8).await, "another seed, other losses");
+        let delivered = first.iter().flatten().filter(|&&got| got).count();
+        assert!(
+            (40..=120).contains(&delivered),
+            "{delivered} of 160 at 50% loss"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_delayed_message_arrives_after_the_delay() {
+        let network = Network::new(1);
+        network.set_delay(Duration::from_millis(20));
+        let topic = topic_of("xuchang");
+        let [a, mut b] = nodes(&network, &topic).await;
+        let sent = tokio::time::Instant::now();
+        a.client
+            .publish(topic, b"late".to_vec())
+            .await
+            .expect("publish");
+        b.nothing();
+        let arrived = tokio::time::timeout(Duration::from_secs(10), b.events.recv())
+            .await
+            .expect("arrives");
+        assert!(matches!(arrived, Some(Event::Message(m)) if m.data == b"late"));
+        assert!(sent.elapsed() >= Duration::from_millis(20));
+    }
+
+    #[tokio::test]
+    async fn a_message_in_flight_when_the_link_is_cut_is_lost() {
+        let network = Network::new(1);
+        network.set_delay(Duration::from_millis(20));
+        let topic = topic_of("xuchang");
+        let [a, mut b, mut c] = nodes(&network, &topic).await;
+        a.client
+            .publish(topic, b"in flight".to_vec())
+            .await
+            .expect("publish");
+        network.cut(&a.peer(), &b.peer());
+        // C's copy travels the same delay on an intact link: once it is in, B's would be too.
+        let at_c = tokio::time::timeout(Duration::from_secs(10), c.events.recv())
+            .await
+            .expect("arrives at C");
+        assert!(matches!(at_c, Some(Event::Message(_))));
+        b.nothing();
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_left_is_gone_and_its_handle_stopped() {
+        let network = Network::new(1);
+        let [a, mut b] = nodes(&network, "t").await;
+        network.leave(&b.peer());
+        assert!(b.events.recv().await.is_none(), "event stream ends");
+        assert!(a.client.peers().await.is_empty());
+        let result = b.client.subscribe("t".into()).await;
+        assert!(matches!(result, Err(PublishError::Stopped)), "{result:?}");
+    }
+}

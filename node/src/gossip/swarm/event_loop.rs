@@ -1,0 +1,611 @@
+//! The task that owns the `Swarm`: it turns [`Command`]s into swarm calls and swarm events into
+//! [`Event`]s, never blocking on the application.
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures::StreamExt as _;
+use futures::stream::FuturesUnordered;
+use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance};
+use libp2p::multiaddr::Protocol;
+use libp2p::request_response::{self, OutboundFailure, OutboundRequestId, ResponseChannel};
+use libp2p::swarm::{SwarmEvent, dial_opts::DialOpts};
+use libp2p::{Multiaddr, PeerId, Swarm, core::transport::ListenerId};
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::{mpsc, oneshot};
+
+use super::SwarmError;
+use super::behaviour::{Behaviour, BehaviourEvent, REQUEST_TIMEOUT};
+use super::bootstrap::Bootstrap;
+use super::capture::Capture;
+use crate::gossip::{
+    BoxFuture, Event, MAX_RESPONSE_BYTES, Message, MessageRef, Peer, PeerInfo, PublishError,
+    RequestError, Verdict,
+};
+
+/// Longest identify agent string kept (it is self-declared by the peer).
+const MAX_AGENT_CHARS: usize = 256;
+/// Dropped inbound events are logged once, then every this many.
+const DROP_LOG_EVERY: u64 = 100;
+
+/// What a [`super::Client`] asks of the event loop; each carries its reply channel.
+#[derive(Debug)]
+pub(crate) enum Command {
+    Subscribe {
+        topic: String,
+        reply: oneshot::Sender<Result<(), PublishError>>,
+    },
+    Publish {
+        topic: String,
+        data: Vec<u8>,
+        reply: oneshot::Sender<Result<(), PublishError>>,
+    },
+    Request {
+        peer: PeerId,
+        body: Vec<u8>,
+        reply: oneshot::Sender<Result<Vec<u8>, RequestError>>,
+    },
+    Peers {
+        reply: oneshot::Sender<Vec<PeerInfo>>,
+    },
+    ListenAddrs {
+        reply: oneshot::Sender<Vec<Multiaddr>>,
+    },
+    Dial {
+        address: Multiaddr,
+        reply: oneshot::Sender<Result<(), SwarmError>>,
+    },
+    Shutdown {
+        done: oneshot::Sender<()>,
+    },
+}
+
+/// What we know of a connected peer beyond what the swarm and gossipsub keep.
+#[derive(Debug, Default)]
+struct PeerState {
+    address: Option<String>,
+    agent: Option<String>,
+    last_message_ms: Option<u64>,
+    messages: u64,
+}
+
+/// The application's answer to an inbound request, with the channel it goes back on.
+type PendingReply = BoxFuture<'static, (Option<Vec<u8>>, ResponseChannel<Vec<u8>>)>;
+
+pub(crate) struct EventLoop {
+    swarm: Swarm<Behaviour>,
+    commands: mpsc::Receiver<Command>,
+    verdicts: mpsc::Receiver<(MessageRef, Verdict)>,
+    events: mpsc::Sender<Event>,
+    bootstrap: Bootstrap,
+    peers: HashMap<PeerId, PeerState>,
+    /// Our requests awaiting a response, by request id.
+    outbound: HashMap<OutboundRequestId, oneshot::Sender<Result<Vec<u8>, RequestError>>>,
+    /// Inbound requests handed to the application, awaited without blocking the loop.
+    replies: FuturesUnordered<PendingReply>,
+    capture: Option<Capture>,
+    /// Inbound messages and requests dropped because the application's queue was full.
+    dropped: u64,
+}
+
+impl EventLoop {
+    pub(crate) fn new(
+        swarm: Swarm<Behaviour>,
+        commands: mpsc::Receiver<Command>,
+        verdicts: mpsc::Receiver<(MessageRef, Verdict)>,
+        events: mpsc::Sender<Event>,
+        capture: Option<Capture>,
+        bootstrap: Vec<Multiaddr>,
+    ) -> Self {
+        EventLoop {
+            swarm,
+            commands,
+            verdicts,
+            events,
+            bootstrap: Bootstrap::new(bootstrap, Instant::now()),
+            peers: HashMap::new(),
+            outbound: HashMap::new(),
+            replies: FuturesUnordered::new(),
+            capture,
+            dropped: 0,
+        }
+    }
+
+    /// Binds every address and drives the swarm until each listener has reported an address,
+    /// so that [`super::Client::listen_addrs`] is complete as soon as `spawn` returns.
+    pub(crate) async fn listen(
+        &mut self,
+        addresses: Vec<Multiaddr>,
+        timeout: Duration,
+    ) -> Result<(), SwarmError> {
+        let mut waiting: HashMap<ListenerId, Multiaddr> = HashMap::new();
+        for address in addresses {
+            ensure_port_free(&address)?;
+            let id = self
+                .swarm
+                .listen_on(address.clone())
+                .map_err(|e| SwarmError::Listen {
+                    address: address.clone(),
+                    reason: e.to_string(),
+                })?;
+            waiting.insert(id, address);
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        while !waiting.is_empty() {
+            let event = tokio::time::timeout_at(deadline, self.swarm.select_next_some())
+                .await
+                .map_err(|_| SwarmError::Listen {
+                    address: waiting
+                        .values()
+                        .next()
+                        .cloned()
+                        .unwrap_or_else(Multiaddr::empty),
+                    reason: format!("no address reported within {timeout:?}"),
+                })?;
+            match event {
+                SwarmEvent::NewListenAddr { listener_id, .. } => {
+                    waiting.remove(&listener_id);
+                }
+                SwarmEvent::ListenerClosed {
+                    listener_id,
+                    reason,
+                    ..
+                } if waiting.contains_key(&listener_id) => {
+                    let address = waiting
+                        .remove(&listener_id)
+                        .unwrap_or_else(Multiaddr::empty);
+                    let reason = reason.err().map_or("closed".into(), |e| e.to_string());
+                    return Err(SwarmError::Listen { address, reason });
+                }
+                _ => {}
+            }
+            self.on_swarm_event(event);
+        }
+        Ok(())
+    }
+
+    /// Runs until shutdown or until every client is gone, then drops the swarm.
+    pub(crate) async fn run(mut self) {
+        let mut done = None;
+        loop {
+            let redial = self.bootstrap.next_due();
+            tokio::select! {
+                event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                command = self.commands.recv() => match command {
+                    Some(command) => {
+                        if let Some(reply) = self.on_command(command) {
+                            done = Some(reply);
+                            break;
+                        }
+                    }
+                    None => break,
+                },
+                Some((message, verdict)) = self.verdicts.recv() => self.on_verdict(message, verdict),
+                Some((body, channel)) = self.replies.next(), if !self.replies.is_empty() => {
+                    self.respond(body, channel);
+                }
+                () = sleep_until(redial), if redial.is_some() => self.redial(),
+            }
+        }
+        tracing::debug!(peer = %self.swarm.local_peer_id(), "gossip transport stopping");
+        let EventLoop {
+            swarm, commands, ..
+        } = self;
+        // Listeners and connections go with the swarm; only then is the caller told.
+        drop(swarm);
+        drop(commands);
+        if let Some(done) = done {
+            let _ = done.send(());
+        }
+    }
+
+    /// Carries out `command`; returns the shutdown acknowledgement when it asks to stop.
+    fn on_command(&mut self, command: Command) -> Option<oneshot::Sender<()>> {
+        match command {
+            Command::Subscribe { topic, reply } => {
+                let result = self
+                    .swarm
+                    .behaviour_mut()
+                    .subscribe(&topic)
+                    .map_err(PublishError::Other);
+                let _ = reply.send(result);
+            }
+            Command::Publish { topic, data, reply } => {
+                if let Some(capture) = &mut self.capture {
+                    capture.record(&data);
+                }
+                let result = self
+                    .swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .publish(IdentTopic::new(topic.clone()), data)
+                    .map(|_| ())
+                    .map_err(|e| match e {
+                        gossipsub::PublishError::NoPeersSubscribedToTopic => {
+                            PublishError::NoPeers(topic)
+                        }
+                        gossipsub::PublishError::Duplicate => PublishError::Duplicate,
+                        gossipsub::PublishError::MessageTooLarge => {
+                            PublishError::Other("message too large for gossipsub".into())
+                        }
+                        other => PublishError::Other(other.to_string()),
+                    });
+                let _ = reply.send(result);
+            }
+            Command::Request { peer, body, reply } => {
+                if peer == *self.swarm.local_peer_id() {
+                    let _ = reply.send(Err(RequestError::Unreachable(peer.to_base58())));
+                    return None;
+                }
+                let id = self.swarm.behaviour_mut().catchup.send_request(&peer, body);
+                self.outbound.insert(id, reply);
+            }
+            Command::Peers { reply } => {
+                let _ = reply.send(self.peer_infos());
+            }
+            Command::ListenAddrs { reply } => {
+                let _ = reply.send(self.swarm.listeners().cloned().collect());
+            }
+            Command::Dial { address, reply } => {
+                let result = self
+                    .swarm
+                    .dial(address.clone())
+                    .map_err(|e| SwarmError::Dial {
+                        address,
+                        reason: e.to_string(),
+                    });
+                let _ = reply.send(result);
+            }
+            Command::Shutdown { done } => return Some(done),
+        }
+        None
+    }
+
+    fn on_verdict(&mut self, message: MessageRef, verdict: Verdict) {
+        let Ok(source) = message.source.0.parse::<PeerId>() else {
+            tracing::warn!(source = %message.source, "verdict for a message from an invalid peer id");
+            return;
+        };
+        let acceptance = match verdict {
+            Verdict::Accept => MessageAcceptance::Accept,
+            Verdict::Ignore => MessageAcceptance::Ignore,
+            Verdict::Reject => MessageAcceptance::Reject,
+        };
+        self.swarm
+            .behaviour_mut()
+            .gossipsub
+            .report_message_validation_result(
+                &gossipsub::MessageId::new(&message.id),
+                &source,
+                acceptance,
+            );
+    }
+
+    fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(event)) => self.on_gossip(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Catchup(event)) => self.on_catchup(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(
+                libp2p::identify::Event::Received { peer_id, info, .. },
+            )) => {
+                let agent: String = info.agent_version.chars().take(MAX_AGENT_CHARS).collect();
+                tracing::debug!(peer = %peer_id, %agent, "identified");
+                self.peers.entry(peer_id).or_default().agent = Some(agent);
+            }
+            SwarmEvent::Behaviour(_) => {}
+            SwarmEvent::NewListenAddr { address, .. } => {
+                tracing::info!(%address, peer = %self.swarm.local_peer_id(), "gossip listening");
+            }
+            SwarmEvent::ListenerClosed {
+                addresses, reason, ..
+            } => {
+                tracing::warn!(?addresses, ?reason, "gossip listener closed");
+            }
+            SwarmEvent::ListenerError { error, .. } => {
+                tracing::warn!(%error, "gossip listener error");
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                connection_id,
+                endpoint,
+                num_established,
+                ..
+            } => {
+                let address = endpoint.get_remote_address().to_string();
+                tracing::debug!(peer = %peer_id, %address, connections = num_established, "connected");
+                self.peers.entry(peer_id).or_default().address = Some(address);
+                self.bootstrap.connected(connection_id, peer_id);
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established,
+                cause,
+                ..
+            } => {
+                tracing::debug!(peer = %peer_id, ?cause, remaining = num_established, "connection closed");
+                if num_established == 0 {
+                    self.peers.remove(&peer_id);
+                    self.bootstrap
+                        .disconnected(peer_id, Instant::now(), rand::random());
+                }
+            }
+            SwarmEvent::OutgoingConnectionError {
+                connection_id,
+                peer_id,
+                error,
+            } => {
+                tracing::debug!(peer = ?peer_id, %error, "dial failed");
+                self.bootstrap
+                    .failed(connection_id, Instant::now(), rand::random());
+            }
+            SwarmEvent::IncomingConnectionError {
+                send_back_addr,
+                error,
+                ..
+            } => {
+                tracing::debug!(address = %send_back_addr, %error, "inbound connection failed");
+            }
+            _ => {}
+        }
+    }
+
+    fn on_gossip(&mut self, event: gossipsub::Event) {
+        match event {
+            gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            } => self.on_message(propagation_source, message_id, message),
+            gossipsub::Event::Subscribed { peer_id, topic } => {
+                tracing::debug!(peer = %peer_id, %topic, "peer subscribed");
+            }
+            gossipsub::Event::Unsubscribed { peer_id, topic } => {
+                tracing::debug!(peer = %peer_id, %topic, "peer unsubscribed");
+            }
+            gossipsub::Event::GossipsubNotSupported { peer_id } => {
+                tracing::debug!(peer = %peer_id, "peer does not speak gossipsub");
+            }
+            gossipsub::Event::SlowPeer {
+                peer_id,
+                failed_messages,
+            } => {
+                tracing::debug!(peer = %peer_id, ?failed_messages, "slow gossip peer");
+            }
+        }
+    }
+
+    fn on_message(
+        &mut self,
+        source: PeerId,
+        message_id: gossipsub::MessageId,
+        message: gossipsub::Message,
+    ) {
+        let stats = self.peers.entry(source).or_default();
+        stats.messages += 1;
+        stats.last_message_ms = Some(now_ms());
+        let Ok(id) = <[u8; 32]>::try_from(message_id.0.as_slice()) else {
+            // Cannot happen: our id function yields 32 bytes.
+            tracing::warn!(%message_id, "gossip message id is not 32 bytes");
+            return;
+        };
+        let reference = MessageRef {
+            id,
+            source: Peer(source.to_base58()),
+        };
+        let event = Event::Message(Message {
+            reference: reference.clone(),
+            topic: message.topic.into_string(),
+            data: message.data,
+        });
+        if self.deliver(event).is_err() {
+            // Not forwarded, not held against the peer: the delay is ours.
+            self.on_verdict(reference, Verdict::Ignore);
+        }
+    }
+
+    fn on_catchup(&mut self, event: request_response::Event<Vec<u8>, Vec<u8>>) {
+        match event {
+            request_response::Event::Message {
+                peer,
+                message:
+                    request_response::Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            } => {
+                let (reply, answer) = oneshot::channel();
+                let event = Event::Request {
+                    peer: Peer(peer.to_base58()),
+                    body: request,
+                    reply,
+                };
+                if self.deliver(event).is_ok() {
+                    // The application may never answer; the requester gives up after the same
+                    // timeout, so the channel is not worth keeping longer.
+                    self.replies.push(Box::pin(async move {
+                        let body = tokio::time::timeout(REQUEST_TIMEOUT, answer).await;
+                        (body.ok().and_then(Result::ok), channel)
+                    }));
+                }
+            }
+            request_response::Event::Message {
+                message:
+                    request_response::Message::Response {
+                        request_id,
+                        response,
+                    },
+                ..
+            } => {
+                if let Some(reply) = self.outbound.remove(&request_id) {
+                    let _ = reply.send(Ok(response));
+                }
+            }
+            request_response::Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
+                tracing::debug!(%peer, %error, "catch-up request failed");
+                if let Some(reply) = self.outbound.remove(&request_id) {
+                    let _ = reply.send(Err(request_error(peer, error)));
+                }
+            }
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                tracing::debug!(%peer, %error, "inbound catch-up request failed");
+            }
+            request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+
+    /// Sends the application's response, unless it gave none or one over the limit: then the
+    /// channel is dropped and the requester sees the stream end without a response.
+    fn respond(&mut self, body: Option<Vec<u8>>, channel: ResponseChannel<Vec<u8>>) {
+        let Some(body) = body else {
+            tracing::debug!("catch-up request left unanswered");
+            return;
+        };
+        if body.len() > MAX_RESPONSE_BYTES {
+            tracing::warn!(
+                bytes = body.len(),
+                limit = MAX_RESPONSE_BYTES,
+                "catch-up response over the limit not sent"
+            );
+            return;
+        }
+        if let Some(capture) = &mut self.capture {
+            capture.record(&body);
+        }
+        if self
+            .swarm
+            .behaviour_mut()
+            .catchup
+            .send_response(channel, body)
+            .is_err()
+        {
+            tracing::debug!("catch-up requester gone before the response");
+        }
+    }
+
+    /// Hands an event to the application without waiting: a full queue drops it.
+    fn deliver(&mut self, event: Event) -> Result<(), ()> {
+        match self.events.try_send(event) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(_)) => {
+                self.dropped += 1;
+                if self.dropped % DROP_LOG_EVERY == 1 {
+                    tracing::warn!(
+                        dropped = self.dropped,
+                        "gossip event queue full: inbound message or request dropped"
+                    );
+                }
+                Err(())
+            }
+            Err(TrySendError::Closed(_)) => Err(()),
+        }
+    }
+
+    /// Dials every bootstrap address that is due.
+    fn redial(&mut self) {
+        let now = Instant::now();
+        for (index, address, peer) in self.bootstrap.due(now) {
+            if peer.is_some_and(|p| self.swarm.is_connected(&p)) {
+                self.bootstrap.already_connected(index);
+                continue;
+            }
+            let opts = DialOpts::from(address.clone());
+            let connection = opts.connection_id();
+            match self.swarm.dial(opts) {
+                Ok(()) => {
+                    tracing::debug!(%address, "dialling bootstrap peer");
+                    self.bootstrap.dialing(index, connection);
+                }
+                Err(error) => {
+                    tracing::debug!(%address, %error, "bootstrap dial refused");
+                    self.bootstrap.refused(index, now, rand::random());
+                }
+            }
+        }
+    }
+
+    fn peer_infos(&self) -> Vec<PeerInfo> {
+        let gossipsub = &self.swarm.behaviour().gossipsub;
+        let topics: HashMap<&PeerId, Vec<String>> = gossipsub
+            .all_peers()
+            .map(|(peer, topics)| (peer, topics.iter().map(|t| t.to_string()).collect()))
+            .collect();
+        let connected: HashSet<&PeerId> = self.swarm.connected_peers().collect();
+        let mut infos: Vec<PeerInfo> = connected
+            .into_iter()
+            .map(|peer| {
+                let state = self.peers.get(peer);
+                let mut peer_topics = topics.get(peer).cloned().unwrap_or_default();
+                peer_topics.sort();
+                PeerInfo {
+                    peer: peer.to_base58(),
+                    address: state.and_then(|s| s.address.clone()),
+                    agent: state.and_then(|s| s.agent.clone()),
+                    score: gossipsub.peer_score(peer),
+                    topics: peer_topics,
+                    last_message_ms: state.and_then(|s| s.last_message_ms),
+                    messages: state.map_or(0, |s| s.messages),
+                }
+            })
+            .collect();
+        infos.sort_by(|a, b| a.peer.cmp(&b.peer));
+        infos
+    }
+}
+
+/// Refuses a TCP port another socket listens on. libp2p sets `SO_REUSEPORT` on its listeners,
+/// so without this check a second node on the same port would bind "successfully" and the
+/// kernel would split the inbound connections between the two.
+fn ensure_port_free(address: &Multiaddr) -> Result<(), SwarmError> {
+    let mut ip = None;
+    let mut port = None;
+    for protocol in address.iter() {
+        match protocol {
+            Protocol::Ip4(v4) => ip = Some(IpAddr::V4(v4)),
+            Protocol::Ip6(v6) => ip = Some(IpAddr::V6(v6)),
+            Protocol::Tcp(p) => port = Some(p),
+            _ => {}
+        }
+    }
+    match (ip, port) {
+        (Some(ip), Some(port)) if port != 0 => std::net::TcpListener::bind((ip, port))
+            .map(drop)
+            .map_err(|e| SwarmError::Listen {
+                address: address.clone(),
+                reason: e.to_string(),
+            }),
+        _ => Ok(()),
+    }
+}
+
+/// Maps a request-response failure to what the caller can act on.
+fn request_error(peer: PeerId, error: OutboundFailure) -> RequestError {
+    match error {
+        OutboundFailure::DialFailure | OutboundFailure::ConnectionClosed => {
+            RequestError::Unreachable(peer.to_base58())
+        }
+        OutboundFailure::Timeout => RequestError::Timeout,
+        OutboundFailure::UnsupportedProtocols => {
+            RequestError::BadResponse("peer does not speak /xchg/catchup/1.0.0".into())
+        }
+        OutboundFailure::Io(e) => RequestError::BadResponse(e.to_string()),
+    }
+}
+
+/// Sleeps until `deadline`; only polled when there is one.
+async fn sleep_until(deadline: Option<Instant>) {
+    if let Some(deadline) = deadline {
+        tokio::time::sleep_until(deadline.into()).await;
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}

@@ -1,0 +1,209 @@
+//! Catch-up (anti-entropy) messages, exchanged over libp2p request-response (PROTOCOL.md 7.5).
+//!
+//! A node asks a peer what it holds per exchange ([`Request::Summary`]), pages through the
+//! content ids it lacks ([`Request::Inventory`]) and fetches those envelopes
+//! ([`Request::Fetch`]). Every envelope obtained this way is verified exactly like gossip.
+//! Requests and responses are canonical CBOR; receivers decode them with [`Limits`].
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::canonical::{DecodeError, EncodeError, Limits, from_canonical, to_canonical};
+use crate::{ContentId, ExchangeId};
+
+/// Most content ids in one inventory page.
+pub const MAX_INVENTORY: u32 = 512;
+/// Most envelopes asked for in one fetch.
+pub const MAX_FETCH: usize = 16;
+/// Largest request accepted, bytes.
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+/// Largest response accepted, bytes: a full fetch of maximal envelopes plus framing.
+pub const MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
+
+/// A catch-up request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Request {
+    /// What the peer holds, per exchange.
+    Summary {},
+    /// Content ids the peer holds for `exchange`, in its storage order, after position `after`.
+    Inventory {
+        /// The exchange whose announcements are listed.
+        exchange: ExchangeId,
+        /// Position after which to list (0 for the start).
+        after: u64,
+        /// Most items wanted; the responder sends at most [`MAX_INVENTORY`].
+        limit: u32,
+    },
+    /// The envelopes with these content ids (at most [`MAX_FETCH`]).
+    Fetch {
+        /// Wanted envelope body ids.
+        ids: Vec<ContentId>,
+    },
+}
+
+/// What a responder holds for one exchange.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExchangeSummary {
+    /// The exchange.
+    pub exchange: ExchangeId,
+    /// How many announcements it holds for it.
+    pub count: u64,
+    /// [`digest`] of their content ids.
+    #[serde(with = "crate::bytes::buf")]
+    pub digest: Vec<u8>,
+}
+
+/// One inventory item.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Item {
+    /// The responder's position of this item (pass the last one as `after` for the next page).
+    pub pos: u64,
+    /// The envelope's body id.
+    pub id: ContentId,
+}
+
+/// Bytes carried as a CBOR byte string.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Blob(#[serde(with = "crate::bytes::buf")] pub Vec<u8>);
+
+/// A catch-up response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Response {
+    /// Answer to [`Request::Summary`].
+    Summary {
+        /// One entry per exchange the responder holds announcements of.
+        exchanges: Vec<ExchangeSummary>,
+    },
+    /// Answer to [`Request::Inventory`].
+    Inventory {
+        /// Items in ascending `pos`.
+        items: Vec<Item>,
+        /// Whether more items follow the last one.
+        more: bool,
+    },
+    /// Answer to [`Request::Fetch`]: the envelopes the responder holds, as wire bytes.
+    Envelopes {
+        /// Envelope bytes, each exactly as published.
+        envelopes: Vec<Blob>,
+    },
+    /// The request was understood but refused.
+    Error {
+        /// Why.
+        message: String,
+    },
+}
+
+/// The digest of a set of content ids: SHA-256 over their 32-byte values in ascending order.
+pub fn digest<'a>(ids: impl IntoIterator<Item = &'a ContentId>) -> Vec<u8> {
+    let mut sorted: Vec<&ContentId> = ids.into_iter().collect();
+    sorted.sort();
+    let mut h = Sha256::new();
+    for id in sorted {
+        h.update(id.as_bytes());
+    }
+    h.finalize().to_vec()
+}
+
+impl Request {
+    /// Canonical bytes.
+    ///
+    /// # Errors
+    /// Never for well-formed values; kept for symmetry with decoding.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, EncodeError> {
+        to_canonical(self)
+    }
+
+    /// Decodes untrusted bytes (size cap [`MAX_REQUEST_BYTES`]) and checks the bounds.
+    ///
+    /// # Errors
+    /// [`DecodeError`] for anything that is not a canonical request within bounds.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let limits = Limits {
+            max_size: MAX_REQUEST_BYTES,
+            max_depth: 4,
+        };
+        let req: Request = from_canonical(bytes, &limits)?;
+        if let Request::Fetch { ids } = &req
+            && ids.len() > MAX_FETCH
+        {
+            return Err(DecodeError::Shape(format!(
+                "fetch asks for {} envelopes; at most {MAX_FETCH}",
+                ids.len()
+            )));
+        }
+        Ok(req)
+    }
+}
+
+impl Response {
+    /// Canonical bytes.
+    ///
+    /// # Errors
+    /// Never for well-formed values.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, EncodeError> {
+        to_canonical(self)
+    }
+
+    /// Decodes untrusted bytes (size cap [`MAX_RESPONSE_BYTES`]).
+    ///
+    /// # Errors
+    /// [`DecodeError`] for anything that is not a canonical response within bounds.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let limits = Limits {
+            max_size: MAX_RESPONSE_BYTES,
+            max_depth: 4,
+        };
+        from_canonical(bytes, &limits)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_and_responses_round_trip() {
+        let id = ContentId::of(b"x");
+        let reqs = [
+            Request::Summary {},
+            Request::Inventory {
+                exchange: "xuchang".parse().expect("id"),
+                after: 7,
+                limit: 100,
+            },
+            Request::Fetch { ids: vec![id] },
+        ];
+        for r in reqs {
+            let bytes = r.to_bytes().expect("encode");
+            assert_eq!(Request::from_bytes(&bytes).expect("decode"), r);
+        }
+        let resp = Response::Inventory {
+            items: vec![Item { pos: 3, id }],
+            more: false,
+        };
+        let bytes = resp.to_bytes().expect("encode");
+        assert_eq!(Response::from_bytes(&bytes).expect("decode"), resp);
+    }
+
+    #[test]
+    fn a_fetch_over_the_bound_is_refused() {
+        let ids = (0..=MAX_FETCH as u8).map(|i| ContentId::of(&[i])).collect();
+        let bytes = Request::Fetch { ids }.to_bytes().expect("encode");
+        assert!(matches!(
+            Request::from_bytes(&bytes),
+            Err(DecodeError::Shape(_))
+        ));
+    }
+
+    #[test]
+    fn digest_ignores_order() {
+        let a = ContentId::of(b"a");
+        let b = ContentId::of(b"b");
+        assert_eq!(digest([&a, &b]), digest([&b, &a]));
+        assert_ne!(digest([&a]), digest([&a, &b]));
+    }
+}

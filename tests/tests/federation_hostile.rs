@@ -1,0 +1,216 @@
+//! A hostile libp2p peer joins the gossip between two exchanges (real node processes) and
+//! publishes tampered, unsigned, wrongly delegated, expired, oversized and too deeply nested
+//! announcements. None is recorded anywhere, the peer's gossip score drops below zero, and an
+//! honest listing published meanwhile still crosses within 5 s.
+
+use std::time::{Duration, Instant};
+
+use xchg_federation_config::{load, read_key_file};
+use xchg_node::gossip::swarm::{self, SwarmConfig};
+use xchg_node::gossip::{Broadcast, topic_of};
+use xchg_protocol::{
+    Delegation, Envelope, Keypair, Listing, Signature, SignedDelegation, Timestamp,
+};
+use xchg_tests::{Zone, eventually, example_listing};
+
+const XUCHANG: &str = "xuchang/municipal";
+const ZHENGZHOU: &str = "zhengzhou/main";
+
+/// The bad messages, each with what a receiver must say about it (PROTOCOL.md 7.4).
+fn hostile_messages(fed: &Zone, xu_node: usize) -> anyhow::Result<Vec<(&'static str, Vec<u8>)>> {
+    let config = load(&fed.nodes[xu_node].config, Timestamp::now())?.config;
+    let key = read_key_file(&config.node.key_file)?;
+    let root_path = fed.dir.path().join("layout/keys/xuchang-root.key");
+    let root = read_key_file(&root_path)?;
+    let mut draft: xchg_protocol::ListingDraft =
+        serde_json::from_value(example_listing("hostile"))?;
+    draft.title = "hostile forged listing".into();
+    let listing = Listing::first_version(draft, config.zone.id.clone(), Timestamp::now());
+    let good = Envelope::listing(&listing, &key, config.zone.delegation.clone());
+
+    let mut tampered = good.clone();
+    if let Some(b) = tampered
+        .body
+        .iter_mut()
+        .rev()
+        .find(|b| b.is_ascii_lowercase())
+    {
+        *b = b.to_ascii_uppercase();
+    }
+    let mut unsigned = good.clone();
+    unsigned.signature = Signature([0; 64]);
+
+    // A delegation naming Xuchang's root but signed by some other key.
+    let impostor = Keypair::generate();
+    let mut wrong = config.zone.delegation.clone();
+    wrong.signature = SignedDelegation::sign(wrong.delegation.clone(), &impostor).signature;
+    let wrongly_delegated = Envelope::listing(&listing, &key, wrong);
+
+    // A real root signature over a window that has ended.
+    let now = Timestamp::now().0;
+    let expired_delegation = SignedDelegation::sign(
+        Delegation {
+            not_before: Timestamp(now - 2 * 86_400_000),
+            not_after: Timestamp(now - 86_400_000),
+            ..config.zone.delegation.delegation.clone()
+        },
+        &root,
+    );
+    let expired = Envelope::listing(&listing, &key, expired_delegation);
+
+    let oversized = vec![0x40; 300 * 1024];
+    let mut deep = vec![0x81u8; 40];
+    deep.push(0x00);
+
+    Ok(vec![
+        ("tampered", tampered.to_bytes()),
+        ("unsigned", unsigned.to_bytes()),
+        ("wrongly delegated", wrongly_delegated.to_bytes()),
+        ("expired", expired.to_bytes()),
+        ("oversized", oversized),
+        ("too deep", deep),
+    ])
+}
+
+async fn peer_score(fed: &Zone, i: usize, token: &str, peer: &str) -> anyhow::Result<Option<f64>> {
+    let (_, v) = fed.get(i, "/v1/federation/peers", Some(token)).await?;
+    Ok(v["peers"]
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["peer"] == peer))
+        .and_then(|p| p["score"].as_f64()))
+}
+
+fn metric(text: &str, prefix: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_peer_is_refused_and_penalised_while_honest_listings_cross() -> anyhow::Result<()>
+{
+    let mut fed = Zone::generate("two-exchanges", 1)?;
+    fed.start_all()?;
+    let xu = fed.zone_nodes(XUCHANG)[0];
+    let zz = fed.zone_nodes(ZHENGZHOU)[0];
+    let xt = fed.zone_tokens(XUCHANG).clone();
+    let zt = fed.zone_tokens(ZHENGZHOU).clone();
+    fed.wait_for_leader(xu, Duration::from_secs(30)).await?;
+    fed.wait_for_leader(zz, Duration::from_secs(30)).await?;
+    let warm = fed
+        .approve_new(xu, &xt, &example_listing("warm-up"))
+        .await?;
+    eventually(Duration::from_secs(60), "warm-up crosses", || async {
+        let s = fed
+            .state_on(zz, &zt.regulator, &warm)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok((s.as_deref() == Some("recognised")).then_some(()))
+    })
+    .await?;
+
+    // The hostile peer: a fresh key, dialling both nodes, on Xuchang's topic.
+    let layout = &fed.layout;
+    let addrs: Vec<_> = layout
+        .exchanges
+        .iter()
+        .flat_map(|e| &e.zones)
+        .flat_map(|z| &z.nodes)
+        .map(|n| n.p2p_addr.clone())
+        .collect();
+    let mut sc = SwarmConfig::new(Keypair::generate(), "hostile/0.0");
+    sc.listen = vec!["/ip4/127.0.0.1/tcp/0".parse()?];
+    sc.bootstrap = addrs;
+    let (hostile, _events) = swarm::spawn(sc).await?;
+    let topic = topic_of("xuchang");
+    hostile.subscribe(topic.clone()).await?;
+    let me = hostile.local_peer().0;
+    eventually(
+        Duration::from_secs(20),
+        "the hostile peer is connected",
+        || async {
+            let seen = peer_score(&fed, zz, &zt.admin, &me)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(seen.map(|_| ()))
+        },
+    )
+    .await?;
+    let messages = hostile_messages(&fed, xu)?;
+    // Publishing needs the hostile peer in a mesh: retry while gossipsub says no peers.
+    for (what, bytes) in &messages {
+        eventually(
+            Duration::from_secs(20),
+            &format!("publishing {what}"),
+            || async {
+                match hostile
+                    .publish_unchecked(topic.clone(), bytes.clone())
+                    .await
+                {
+                    Ok(()) => Ok(Some(())),
+                    Err(e) => Err(e.to_string()),
+                }
+            },
+        )
+        .await?;
+    }
+
+    // Meanwhile an honest listing still crosses within 5 s.
+    let honest = fed
+        .approve_new(xu, &xt, &example_listing("honest, during the attack"))
+        .await?;
+    let approved = Instant::now();
+    eventually(
+        Duration::from_secs(5),
+        "the honest listing crosses",
+        || async {
+            let s = fed
+                .state_on(zz, &zt.regulator, &honest)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok((s.as_deref() == Some("recognised")).then_some(()))
+        },
+    )
+    .await?;
+    eprintln!(
+        "honest listing recognised {:?} after approval",
+        approved.elapsed()
+    );
+
+    // The peer is penalised: its score at the receiving node drops below zero.
+    let score = eventually(Duration::from_secs(20), "a negative score", || async {
+        let s = peer_score(&fed, zz, &zt.admin, &me)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(s.filter(|s| *s < 0.0))
+    })
+    .await?;
+    eprintln!("hostile peer score at {}: {score}", fed.nodes[zz].name);
+
+    // Every bad message was judged and none recorded: only the two honest listings crossed.
+    let metrics = reqwest::get(format!("{}/metrics", fed.nodes[zz].api_url))
+        .await?
+        .text()
+        .await?;
+    let rejected = metric(&metrics, "xchg_gossip_verdicts_total{verdict=\"reject\"");
+    assert!(rejected >= 5.0, "rejections counted: {rejected}\n{metrics}");
+    let (_, recognitions) = fed
+        .get(zz, "/v1/recognitions?limit=100", Some(&zt.regulator))
+        .await?;
+    let items = recognitions["items"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(items.len(), 2, "{recognitions}");
+    let (_, found) = fed
+        .get(
+            zz,
+            "/v1/listings?q=forged&consistency=local",
+            Some(&zt.regulator),
+        )
+        .await?;
+    assert_eq!(found["total"], 0, "{found}");
+    hostile.shutdown().await;
+    Ok(())
+}
