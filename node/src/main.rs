@@ -103,6 +103,9 @@ enum BenchCommand {
         /// Concurrent approvers.
         #[arg(long, default_value_t = 8)]
         approvers: usize,
+        /// Approvals per second, all approvers together (0: as fast as they go).
+        #[arg(long, default_value_t = 50.0)]
+        rate: f64,
         /// Zone where the listings are approved.
         #[arg(long, default_value = "xuchang/yuzhou")]
         origin: String,
@@ -230,6 +233,7 @@ fn main() -> ExitCode {
             nodes_per_zone,
             listings,
             approvers,
+            rate,
             origin,
             poll_ms,
             base_port,
@@ -242,6 +246,7 @@ fn main() -> ExitCode {
                     nodes_per_zone,
                     listings,
                     approvers,
+                    rate,
                     origin,
                     poll: std::time::Duration::from_millis(poll_ms.max(1)),
                     base_port,

@@ -31,6 +31,8 @@ pub struct FederationBenchOptions {
     pub listings: usize,
     /// Concurrent approvers.
     pub approvers: usize,
+    /// Approvals started per second, all approvers together; 0 for as fast as they go.
+    pub rate: f64,
     /// The zone where listings are submitted and approved.
     pub origin: String,
     /// How often each watcher polls its zone.
@@ -114,7 +116,7 @@ impl Bench {
         let mut cursor: Option<String> = None;
         loop {
             let mut url =
-                format!("{api}/v1/recognitions?decision=recognised&limit=100&consistency=local");
+                format!("{api}/v1/recognitions?decision=recognised&limit=20&consistency=local");
             if let Some(c) = &cursor {
                 url.push_str(&format!("&cursor={c}"));
             }
@@ -183,13 +185,18 @@ pub async fn federation(opts: FederationBenchOptions) -> anyhow::Result<ExitCode
         .copied()
         .collect();
     println!(
-        "xchg bench federation: {} zones x {} node(s), {} listings approved in {} by {} approvers, \
-         watched in {} other zones every {} ms",
+        "xchg bench federation: {} zones x {} node(s), {} listings approved in {} by {} approvers \
+         ({}), watched in {} other zones every {} ms",
         zones.len(),
         opts.nodes_per_zone,
         opts.listings,
         origin.id,
         opts.approvers,
+        if opts.rate > 0.0 {
+            format!("{} approvals/s", opts.rate)
+        } else {
+            "unpaced".to_owned()
+        },
         others.len(),
         opts.poll.as_millis()
     );
@@ -263,18 +270,28 @@ pub async fn federation(opts: FederationBenchOptions) -> anyhow::Result<ExitCode
 
     // Approvals.
     let approved: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
-    let queue = Arc::new(Mutex::new(ids.clone()));
+    let queue = Arc::new(Mutex::new(
+        ids.iter().cloned().enumerate().collect::<Vec<_>>(),
+    ));
     let started = Instant::now();
+    let rate = opts.rate;
     let mut approvers = tokio::task::JoinSet::new();
+    let ids_len = ids.len();
     for _ in 0..opts.approvers.max(1) {
         let (bench, approved, queue) = (bench.clone(), approved.clone(), queue.clone());
         let api = origin_api.clone();
         let token = origin.tokens.operator.clone();
         approvers.spawn(async move {
             loop {
-                let Some(id) = queue.lock().ok().and_then(|mut q| q.pop()) else {
+                let Some((k, id)) = queue.lock().ok().and_then(|mut q| q.pop()) else {
                     return Ok::<(), anyhow::Error>(());
                 };
+                if rate > 0.0 {
+                    // Slot k of a steady schedule (the queue pops from the end).
+                    let slot = (ids_len - 1 - k) as f64 / rate;
+                    tokio::time::sleep_until((started + Duration::from_secs_f64(slot)).into())
+                        .await;
+                }
                 bench.approve(&api, &token, &id).await?;
                 if let Ok(mut a) = approved.lock() {
                     a.insert(id, Instant::now());

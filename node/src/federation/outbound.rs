@@ -1,10 +1,11 @@
 //! The publisher: while this node leads its zone, it signs the outbox's pending entries with its
-//! node key and delegation, records each signed envelope through Raft, then publishes it.
+//! node key and delegation, publishes each signed envelope on gossip and records it through Raft
+//! (after which peers catching up can fetch it from any node of the zone).
 //!
-//! Recording before publishing means a crash between the two loses nothing: the envelope is in
-//! the replicated state, served to every peer that catches up, and a new leader never re-signs
-//! an entry already recorded. A new leader re-signs entries still pending; the body, and so the
-//! content id receivers deduplicate on, is the same whoever signs.
+//! The entry itself was written to the replicated outbox by the approval, so nothing is lost if
+//! the leader dies at any point: a new leader signs and publishes every entry still pending.
+//! The body, and so the content id receivers deduplicate on, is the same whoever signs; a second
+//! envelope for the same body is a harmless duplicate.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -80,6 +81,9 @@ impl Federation {
                     Some(self.config.zone.delegation.clone()),
                 )
                 .to_bytes();
+                // Gossip first, then the record: the entry is already in the replicated outbox,
+                // so a crash in between only means the next leader signs and sends it again.
+                self.publish_envelope(envelope.clone());
                 let cmd = CatalogCommand::RecordPublished {
                     outbox_seq: seq as u64,
                     envelope: envelope.clone(),
@@ -87,16 +91,13 @@ impl Federation {
                     node: self.config.node.name.to_string(),
                 };
                 let proposer = self.proposer.clone();
-                proposals.push(async move { (proposer.propose(cmd).await, envelope) });
+                proposals.push(async move { proposer.propose(cmd).await });
             }
             let results = futures::future::join_all(proposals).await;
             let mut recorded = 0;
-            for (result, envelope) in results {
+            for result in results {
                 match result {
-                    Ok((Ok(_), _)) => {
-                        recorded += 1;
-                        self.publish_envelope(envelope);
-                    }
+                    Ok((Ok(_), _)) => recorded += 1,
                     Ok((Err(refusal), _)) => {
                         tracing::warn!(%refusal, "outbox entry not recorded");
                     }
