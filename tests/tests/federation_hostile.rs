@@ -1,15 +1,18 @@
 //! A hostile libp2p peer joins the gossip between two exchanges (real node processes) and
 //! publishes tampered, unsigned, wrongly delegated, expired, oversized and too deeply nested
 //! announcements. None is recorded anywhere, the peer's gossip score drops below zero, and an
-//! honest listing published meanwhile still crosses within 5 s.
+//! honest listing published meanwhile still crosses within 5 s. Then a node key is "stolen":
+//! its exchange revokes it with a root-signed revocation, and a well-formed listing signed with
+//! the stolen key afterwards is refused at the other exchange (`revoked_key`).
 
 use std::time::{Duration, Instant};
 
+use base64::Engine as _;
 use xchg_federation_config::{load, read_key_file};
 use xchg_node::gossip::swarm::{self, SwarmConfig};
 use xchg_node::gossip::{Broadcast, topic_of};
 use xchg_protocol::{
-    Delegation, Envelope, Keypair, Listing, Signature, SignedDelegation, Timestamp,
+    Delegation, Envelope, Keypair, Listing, Revocation, Signature, SignedDelegation, Timestamp,
 };
 use xchg_tests::{Zone, eventually, example_listing};
 
@@ -211,6 +214,82 @@ async fn a_hostile_peer_is_refused_and_penalised_while_honest_listings_cross() -
         )
         .await?;
     assert_eq!(found["total"], 0, "{found}");
+
+    // The Xuchang node's key is stolen; its exchange revokes it (root-signed, offline) and the
+    // revocation reaches Zhengzhou. Later announcements signed with the key are refused there,
+    // however well formed.
+    let config = load(&fed.nodes[xu].config, Timestamp::now())?.config;
+    let stolen = read_key_file(&config.node.key_file)?;
+    let root = read_key_file(&fed.dir.path().join("layout/keys/xuchang-root.key"))?;
+    let revocation = Envelope::revocation(
+        &Revocation {
+            exchange: "xuchang".parse()?,
+            key: stolen.public(),
+            reason: "node key stolen".into(),
+            revoked_at: Timestamp::now(),
+        },
+        &root,
+    );
+    let body = serde_json::json!({
+        "envelope": base64::engine::general_purpose::STANDARD.encode(revocation.to_bytes())
+    });
+    let (s, v) = fed
+        .post(xu, "/v1/federation/revocations", &xt.admin, &body)
+        .await?;
+    assert_eq!(s, 201, "{v}");
+    eventually(
+        Duration::from_secs(10),
+        "the revocation reaches Zhengzhou",
+        || async {
+            let (_, page) = fed
+                .get(zz, "/v1/recognitions?decision=revoked", Some(&zt.regulator))
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(page["items"]
+                .as_array()
+                .is_some_and(|i| i.iter().any(|r| r["reason"] == "node key stolen"))
+                .then_some(()))
+        },
+    )
+    .await?;
+    let mut draft: xchg_protocol::ListingDraft =
+        serde_json::from_value(example_listing("signed with a revoked key"))?;
+    draft.title = "stolen key listing".into();
+    let listing = Listing::first_version(draft, config.zone.id.clone(), Timestamp::now());
+    let forged = Envelope::listing(&listing, &stolen, config.zone.delegation.clone());
+    // The hostile peer is graylisted by now (its messages are dropped unseen), so the thief
+    // uses a fresh peer.
+    let mut sc = SwarmConfig::new(Keypair::generate(), "thief/0.0");
+    sc.listen = vec!["/ip4/127.0.0.1/tcp/0".parse()?];
+    sc.bootstrap = vec![fed.layout.exchanges[1].zones[0].nodes[0].p2p_addr.clone()];
+    let (thief, _thief_events) = swarm::spawn(sc).await?;
+    thief.subscribe(topic.clone()).await?;
+    let forged = forged.to_bytes();
+    eventually(Duration::from_secs(20), "the thief publishes", || async {
+        match thief.publish_unchecked(topic.clone(), forged.clone()).await {
+            Ok(()) => Ok(Some(())),
+            Err(e) => Err(e.to_string()),
+        }
+    })
+    .await?;
+    eventually(
+        Duration::from_secs(10),
+        "the revoked key refused",
+        || async {
+            let text = reqwest::get(format!("{}/metrics", fed.nodes[zz].api_url))
+                .await
+                .map_err(|e| e.to_string())?
+                .text()
+                .await
+                .map_err(|e| e.to_string())?;
+            let prefix = "xchg_gossip_verdicts_total{verdict=\"ignore\",reason=\"revoked_key\"}";
+            Ok((metric(&text, prefix) >= 1.0).then_some(()))
+        },
+    )
+    .await?;
+    let id = listing.id().to_string();
+    assert_eq!(fed.state_on(zz, &zt.regulator, &id).await?, None);
+    thief.shutdown().await;
     hostile.shutdown().await;
     Ok(())
 }

@@ -322,8 +322,8 @@ pub async fn recognize(
             "zone": d.delegation.zone.as_str(),
             "node_key": d.delegation.node_key.to_base64(),
             "root_key": d.root_key.to_base64(),
-            "not_before": d.delegation.not_before.0,
-            "not_after": d.delegation.not_after.0,
+            "not_before": d.delegation.not_before,
+            "not_after": d.delegation.not_after,
         })
         .to_string()
     });

@@ -57,6 +57,15 @@ impl Federation {
     /// # Errors
     /// Reading the outbox failed.
     pub async fn publish_pending(self: &Arc<Self>) -> Result<usize, sqlx::Error> {
+        let own = &self.config.exchange.id;
+        if self.trust().await.is_revoked(own, &self.key.public()) {
+            // Receivers would ignore everything it signs; another member must lead instead.
+            tracing::error!(
+                "this node's key is revoked by its exchange: it does not sign announcements; \
+                 remove it from the zone and add a node with a new key"
+            );
+            return Ok(0);
+        }
         let mut total = 0;
         loop {
             let rows = sqlx::query(
