@@ -60,8 +60,22 @@ pub struct Held {
 }
 
 impl Federation {
-    /// Judges `data` received on the topic of `topic_exchange` from `from`.
+    /// Judges `data` received on the topic of `topic_exchange` from `from`, with every check.
     pub async fn judge(&self, data: &[u8], topic_exchange: &str, from: &Peer) -> Judgement {
+        self.judge_with(data, topic_exchange, from, true).await
+    }
+
+    /// Judges `data`; without `against_replica`, the checks that read the replica (duplicate
+    /// content, stale version, origin conflict) are skipped. Followers judge that way: their
+    /// verdict only decides forwarding (gossip already drops repeated message ids), and only the
+    /// leader, which checks everything, proposes a decision.
+    pub async fn judge_with(
+        &self,
+        data: &[u8],
+        topic_exchange: &str,
+        from: &Peer,
+        against_replica: bool,
+    ) -> Judgement {
         if data.len() > MAX_PUBLISH_BYTES {
             return Judgement::drop(Verdict::Reject, "too_large");
         }
@@ -93,14 +107,19 @@ impl Federation {
             // This zone's own announcement coming back: valid, worth forwarding, nothing to do.
             return Judgement::drop(Verdict::Accept, "own_zone");
         }
-        if self.seen(&verified.id).await {
+        if against_replica && self.seen(&verified.id).await {
             return Judgement::drop(Verdict::Ignore, "duplicate");
         }
         let mut refusal = None;
         let mut verdict = Verdict::Accept;
         let mut reason = "accepted";
         if let Body::Listing(listing) = &verified.body {
-            match self.held(&listing.id()).await {
+            let held = if against_replica {
+                self.held(&listing.id()).await
+            } else {
+                None
+            };
+            match held {
                 Some(h) if h.origin != listing.origin.as_str() => {
                     // A zone announcing another zone's listing id: no honest node does that.
                     verdict = Verdict::Reject;

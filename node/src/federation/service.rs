@@ -192,8 +192,9 @@ impl Federation {
             return;
         };
         let exchange = exchange.to_owned();
+        let leading = self.is_leader();
         let judgement = self
-            .judge(&message.data, &exchange, &message.reference.source)
+            .judge_with(&message.data, &exchange, &message.reference.source, leading)
             .await;
         self.metrics
             .gossip_verdict(judgement.verdict.as_str(), judgement.reason);
@@ -206,7 +207,7 @@ impl Federation {
         }
         self.net.report(message.reference, judgement.verdict);
         if let Some(p) = judgement.proposal
-            && self.is_leader()
+            && leading
         {
             self.propose_recognition(p);
         }
