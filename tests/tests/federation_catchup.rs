@@ -25,7 +25,7 @@ struct Federation {
     http: reqwest::Client,
 }
 
-async fn start(kind: LayoutKind) -> anyhow::Result<Federation> {
+async fn start(kind: LayoutKind, tuning: Tuning) -> anyhow::Result<Federation> {
     let dir = tempfile::tempdir()?;
     let out = dir.path().join("layout");
     let mut opts = LayoutOptions::new(out.clone(), kind);
@@ -35,10 +35,7 @@ async fn start(kind: LayoutKind) -> anyhow::Result<Federation> {
     let gossip = Network::new(11);
     let options = StartOptions {
         join: false,
-        federation: Tuning {
-            catchup_every: Duration::from_millis(500),
-            outbox_poll: Duration::from_millis(500),
-        },
+        federation: tuning,
     };
     let mut zones = Vec::new();
     for exchange in &generated.exchanges {
@@ -105,8 +102,13 @@ impl Federation {
         &all[zone].tokens
     }
 
-    /// Submits and approves a listing in `zone`; returns its id.
+    /// Submits and approves a listing in `zone` through its first node; returns its id.
     async fn approve_new(&self, zone: usize, listing: Value) -> anyhow::Result<String> {
+        self.approve_on(zone, 0, listing).await
+    }
+
+    /// Submits and approves a listing in `zone` through node `node`; returns its id.
+    async fn approve_on(&self, zone: usize, node: usize, listing: Value) -> anyhow::Result<String> {
         let t = self.zone_tokens(zone).clone();
         let post = reqwest::Method::POST;
         let (s, v) = self
@@ -123,7 +125,7 @@ impl Federation {
         let id = v["id"].as_str().unwrap_or_default().to_owned();
         let path = format!("/v1/listings/{id}/approve");
         let (s, v) = self
-            .call(zone, 0, post, &path, &t.operator, Some(json!({})))
+            .call(zone, node, post, &path, &t.operator, Some(json!({})))
             .await?;
         anyhow::ensure!(s == 200, "approve: {s} {v}");
         Ok(id)
@@ -151,7 +153,8 @@ impl Federation {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_zone_cut_off_from_gossip_converges_through_catch_up_after_healing() -> anyhow::Result<()>
 {
-    let fed = start(LayoutKind::TwoExchanges).await?;
+    // Production timing: catch-up every 5 s.
+    let fed = start(LayoutKind::TwoExchanges, Tuning::default()).await?;
     // Zone 0 is xuchang's, zone 1 zhengzhou's.
     let xuchang: Vec<_> = fed.zones[0]
         .iter()
@@ -200,19 +203,120 @@ async fn a_zone_cut_off_from_gossip_converges_through_catch_up_after_healing() -
         }
     }
     fed.gossip.heal_all();
-    for id in &ids {
-        for node in 0..3 {
-            eventually(
-                Duration::from_secs(30),
-                "recognised after healing",
-                || async {
+    // One deadline from healing for everything.
+    eventually(
+        Duration::from_secs(30),
+        "all recognised after healing",
+        || async {
+            for id in &ids {
+                for node in 0..3 {
                     let s = fed.state_on(1, node, id).await.map_err(|e| e.to_string())?;
-                    Ok((s.as_deref() == Some("recognised")).then_some(()))
-                },
-            )
-            .await?;
-        }
+                    if s.as_deref() != Some("recognised") {
+                        return Err(format!("{id} on zhengzhou node {node}: {s:?}"));
+                    }
+                }
+            }
+            Ok(Some(()))
+        },
+    )
+    .await?;
+    // A new version of a recognised listing goes back through review at its origin; once
+    // approved, it replaces the recognised copies.
+    let t = fed.zone_tokens(0).clone();
+    let id = &ids[0];
+    let (s, v) = fed
+        .call(
+            0,
+            1,
+            reqwest::Method::PUT,
+            &format!("/v1/listings/{id}"),
+            &t.provider,
+            Some(example_listing("cut 0, second version")),
+        )
+        .await?;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["version"], 2, "{v}");
+    let path = format!("/v1/listings/{id}/approve");
+    let (s, v) = fed
+        .call(
+            0,
+            2,
+            reqwest::Method::POST,
+            &path,
+            &t.operator,
+            Some(json!({})),
+        )
+        .await?;
+    assert_eq!(s, 200, "{v}");
+    for node in 0..3 {
+        eventually(Duration::from_secs(10), "version 2 recognised", || async {
+            let r = &fed.zone_tokens(1).regulator;
+            let path = format!("/v1/listings/{id}?consistency=local");
+            let (_, v) = fed
+                .call(1, node, reqwest::Method::GET, &path, r, None)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok((v["version"] == 2 && v["state"] == "recognised").then_some(()))
+        })
+        .await?;
     }
+    fed.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_leader_publishes_what_the_old_one_approved_but_never_sent() -> anyhow::Result<()> {
+    // Every leader waits 3 s before signing, so the first one can be stopped in between.
+    let tuning = Tuning {
+        publish_delay: Duration::from_secs(3),
+        outbox_poll: Duration::from_millis(500),
+        ..Tuning::default()
+    };
+    let mut fed = start(LayoutKind::TwoExchanges, tuning).await?;
+    let leader = eventually(Duration::from_secs(30), "a xuchang leader", || async {
+        Ok(fed.zones[0].iter().position(|n| n.federation.is_leader()))
+    })
+    .await?;
+    let old_name = fed.layout.exchanges[0].zones[0].nodes[leader]
+        .name
+        .to_string();
+    let id = fed
+        .approve_on(
+            0,
+            leader,
+            example_listing("approved, then the leader stops"),
+        )
+        .await?;
+    let old = fed.zones[0].remove(leader);
+    old.shutdown().await;
+    for node in 0..3 {
+        eventually(
+            Duration::from_secs(30),
+            "recognised in zhengzhou",
+            || async {
+                let s = fed
+                    .state_on(1, node, &id)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok((s.as_deref() == Some("recognised")).then_some(()))
+            },
+        )
+        .await?;
+    }
+    // Signed and recorded by the new leader, not the one that approved it.
+    let t = fed.zone_tokens(0).regulator.clone();
+    let (_, audit) = fed
+        .call(0, 0, reqwest::Method::GET, "/v1/audit?limit=1000", &t, None)
+        .await?;
+    let publishers: Vec<String> = audit["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["action"] == "record_published")
+        .filter_map(|r| r["actor"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(publishers.len(), 1, "{audit}");
+    assert_ne!(publishers[0], format!("node:{old_name}"));
     fed.shutdown().await;
     Ok(())
 }

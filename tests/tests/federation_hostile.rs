@@ -5,6 +5,8 @@
 //! its exchange revokes it with a root-signed revocation, and a well-formed listing signed with
 //! the stolen key afterwards is refused at the other exchange (`revoked_key`).
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -159,7 +161,25 @@ async fn a_hostile_peer_is_refused_and_penalised_while_honest_listings_cross() -
         .await?;
     }
 
-    // Meanwhile an honest listing still crosses within 5 s.
+    // The attack goes on (a stream of fresh undecodable messages) while an honest listing
+    // still crosses within 5 s.
+    let flooding = Arc::new(AtomicBool::new(true));
+    let flood = {
+        let (hostile, topic, flooding) = (hostile.clone(), topic.clone(), flooding.clone());
+        tokio::spawn(async move {
+            let mut sent = 0u32;
+            let mut pace = tokio::time::interval(Duration::from_millis(20));
+            while flooding.load(Ordering::Relaxed) {
+                pace.tick().await;
+                let mut deep = vec![0x81u8; 40];
+                deep.extend_from_slice(&sent.to_be_bytes());
+                if hostile.publish_unchecked(topic.clone(), deep).await.is_ok() {
+                    sent += 1;
+                }
+            }
+            sent
+        })
+    };
     let honest = fed
         .approve_new(xu, &xt, &example_listing("honest, during the attack"))
         .await?;
@@ -180,6 +200,9 @@ async fn a_hostile_peer_is_refused_and_penalised_while_honest_listings_cross() -
         "honest listing recognised {:?} after approval",
         approved.elapsed()
     );
+    flooding.store(false, Ordering::Relaxed);
+    let sent = flood.await?;
+    assert!(sent > 0, "the flood ran during the honest approval");
 
     // The peer is penalised: its score at the receiving node drops below zero.
     let score = eventually(Duration::from_secs(20), "a negative score", || async {
@@ -198,6 +221,21 @@ async fn a_hostile_peer_is_refused_and_penalised_while_honest_listings_cross() -
         .await?;
     let rejected = metric(&metrics, "xchg_gossip_verdicts_total{verdict=\"reject\"");
     assert!(rejected >= 5.0, "rejections counted: {rejected}\n{metrics}");
+    // Each kind of forgery was judged for what it is.
+    for (verdict, reason) in [
+        ("reject", "bad_signature"),
+        ("reject", "bad_delegation_signature"),
+        ("ignore", "delegation_expired"),
+        ("reject", "too_large"),
+        ("reject", "too_deep"),
+    ] {
+        let line =
+            format!("xchg_gossip_verdicts_total{{verdict=\"{verdict}\",reason=\"{reason}\"}}");
+        assert!(
+            metric(&metrics, &line) >= 1.0,
+            "no {reason} counted:\n{metrics}"
+        );
+    }
     let (_, recognitions) = fed
         .get(zz, "/v1/recognitions?limit=100", Some(&zt.regulator))
         .await?;

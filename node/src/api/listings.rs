@@ -237,7 +237,7 @@ pub async fn get_one(
     listing_id(&id)?;
     state.read_barrier(&params.consistency).await?;
     let mut conn = state.db.read.acquire().await?;
-    query::get(&mut conn, &id)
+    query::get(&mut conn, &id, &state.config.zone.id)
         .await?
         .map(Json)
         .ok_or_else(|| ApiError::not_found(format!("no listing {id}")))

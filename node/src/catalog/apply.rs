@@ -66,7 +66,7 @@ pub async fn apply(
             actor,
         } => {
             let detail = reason_detail(reason);
-            transition(
+            let response = transition(
                 conn,
                 raft_index,
                 listing_id,
@@ -75,7 +75,13 @@ pub async fn apply(
                 actor,
                 detail,
             )
-            .await?
+            .await?;
+            if response.is_ok() {
+                // A rejected new version of a listing that was out there withdraws it.
+                let why = format!("new version rejected in review: {reason}");
+                federation::queue_delisting(conn, zone, listing_id, &why, *at).await?;
+            }
+            response
         }
         CatalogCommand::DelistListing {
             listing_id,
@@ -385,7 +391,8 @@ pub(super) async fn write_listing(
     qb.push_values([&row], push_row);
     qb.push(
         " ON CONFLICT (id) DO UPDATE SET version = excluded.version, content_id = excluded.content_id,
-            state = excluded.state, provider_id = excluded.provider_id,
+            state = excluded.state, origin = excluded.origin, submitted_by = excluded.submitted_by,
+            provider_id = excluded.provider_id,
             provider_name = excluded.provider_name, category = excluded.category,
             classification = excluded.classification, delivery_modes = excluded.delivery_modes,
             title = excluded.title, description = excluded.description, keywords = excluded.keywords,

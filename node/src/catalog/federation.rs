@@ -58,8 +58,49 @@ pub fn kind_name(kind: AnnouncementKind) -> &'static str {
     }
 }
 
+/// The version of the listing's copies outside the zone, if any are live: the last
+/// non-withheld outbox entry of the listing is a listing version, not a delisting.
+async fn live_export(
+    conn: &mut SqliteConnection,
+    id: &ContentId,
+) -> Result<Option<u32>, sqlx::Error> {
+    let last: Option<(String, i64)> = sqlx::query_as(
+        "SELECT kind, version FROM outbox WHERE listing_id = ? AND state != 'withheld'
+         ORDER BY seq DESC LIMIT 1",
+    )
+    .bind(id.to_string())
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(match last {
+        Some((kind, version)) if kind == "listing" => u32::try_from(version).ok(),
+        _ => None,
+    })
+}
+
+/// A reason as a delisting must carry it (PROTOCOL.md 4.4): control characters other than
+/// newline and tab become spaces, at most 2000 characters, never blank.
+fn delisting_reason(reason: &str) -> String {
+    let cleaned: String = reason
+        .chars()
+        .map(|c| {
+            if c.is_control() && c != '\n' && c != '\t' {
+                ' '
+            } else {
+                c
+            }
+        })
+        .take(xchg_protocol::announcement::REASON_CHARS)
+        .collect();
+    if cleaned.trim().is_empty() {
+        "withdrawn by its origin".into()
+    } else {
+        cleaned
+    }
+}
+
 /// After an approval: queues the approved version of one of this zone's own listings for
-/// publication, or records that the export firewall withholds it.
+/// publication, or records that the export firewall withholds it — and, if an earlier version
+/// is out there, withdraws it, since the listing no longer may leave.
 ///
 /// # Errors
 /// Storage errors.
@@ -79,6 +120,7 @@ pub async fn queue_listing(
         Ok(()) => ("pending", None),
         Err(reason) => ("withheld", Some(reason)),
     };
+    let live = live_export(conn, id).await?;
     let body = cur.listing.canonical_bytes();
     push_outbox(
         conn,
@@ -90,10 +132,19 @@ pub async fn queue_listing(
         &body,
         at,
     )
-    .await
+    .await?;
+    if let (Some(version), Some(why)) = (live, reason) {
+        let why = format!(
+            "version {} may not leave its zone: {why}",
+            cur.listing.version
+        );
+        push_delisting(conn, zone, id, version, &why, at).await?;
+    }
+    Ok(())
 }
 
-/// After a delisting: if the listing was ever let out of the zone, queues the delisting.
+/// After a delisting, or the rejection of a new version: if a version of the listing is out
+/// there, queues its delisting.
 ///
 /// # Errors
 /// Storage errors.
@@ -110,21 +161,25 @@ pub async fn queue_delisting(
     if cur.listing.origin != zone.zone {
         return Ok(());
     }
-    let exported: Option<i64> = sqlx::query_scalar(
-        "SELECT seq FROM outbox WHERE listing_id = ? AND kind = 'listing' AND state != 'withheld'
-         LIMIT 1",
-    )
-    .bind(id.to_string())
-    .fetch_optional(&mut *conn)
-    .await?;
-    if exported.is_none() {
-        return Ok(());
+    match live_export(conn, id).await? {
+        Some(version) => push_delisting(conn, zone, id, version, reason, at).await,
+        None => Ok(()),
     }
+}
+
+async fn push_delisting(
+    conn: &mut SqliteConnection,
+    zone: &ZoneFacts,
+    id: &ContentId,
+    version: u32,
+    reason: &str,
+    at: Timestamp,
+) -> Result<(), sqlx::Error> {
     let delisting = Delisting {
         listing_id: *id,
-        version: cur.listing.version,
+        version,
         origin: zone.zone.clone(),
-        reason: reason.to_owned(),
+        reason: delisting_reason(reason),
         delisted_at: at,
     };
     let body = to_canonical(&delisting).map_err(decode_err)?;
@@ -132,7 +187,7 @@ pub async fn queue_delisting(
         conn,
         id,
         AnnouncementKind::Delisting,
-        cur.listing.version,
+        version,
         "pending",
         None,
         &body,
@@ -209,7 +264,7 @@ pub async fn record_published(
         Ok(env) => env,
         Err(e) => return Ok(Err(Refusal::Invalid(format!("envelope: {e}")))),
     };
-    if env.id.to_string() != content_id {
+    if ContentId::of(&env.body).to_string() != content_id {
         return Ok(Err(Refusal::Invalid(format!(
             "envelope carries {}, outbox entry {seq} holds {content_id}",
             env.id
@@ -403,6 +458,15 @@ async fn recognize_listing(
         ("rejected", Some("announces a listing of this zone".into()))
     } else {
         match &cur {
+            // Version 1's listing id is its own content id: it proves whose listing it is, and
+            // replaces a copy that another zone announced under that id.
+            Some(c) if c.listing.origin != listing.origin && listing.listing_id.is_none() => (
+                "recognised",
+                Some(format!(
+                    "replaces a copy that {} announced under this listing id",
+                    c.listing.origin
+                )),
+            ),
             Some(c) if c.listing.origin != listing.origin => (
                 "rejected",
                 Some(format!(
@@ -586,4 +650,317 @@ async fn recognize_delisting(
     )
     .await?;
     Ok(done(d.listing_id, Some(d.version), state))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit;
+    use crate::catalog::apply::apply;
+    use crate::catalog::{Actor, CatalogCommand, Review};
+    use crate::store::Db;
+    use sqlx::Connection;
+    use xchg_federation_config::Role;
+    use xchg_protocol::{Classification, Delegation, Keypair, SignedDelegation, ZoneId};
+
+    fn zone(id: &str) -> ZoneId {
+        id.parse().expect("zone id")
+    }
+
+    /// An envelope of `listing` signed for its origin zone.
+    fn envelope_of(listing: &Listing) -> (Vec<u8>, ContentId) {
+        let root = Keypair::from_seed(&[7; 32]);
+        let key = Keypair::from_seed(&[8; 32]);
+        let delegation = SignedDelegation::sign(
+            Delegation {
+                exchange: listing.origin.exchange(),
+                zone: listing.origin.clone(),
+                node_key: key.public(),
+                not_before: Timestamp(0),
+                not_after: Timestamp(4_000_000_000_000),
+            },
+            &root,
+        );
+        let env = Envelope::listing(listing, &key, delegation);
+        (env.to_bytes(), env.id)
+    }
+
+    fn recognise(listing: &Listing, refusal: Option<&str>) -> CatalogCommand {
+        let (envelope, content_id) = envelope_of(listing);
+        CatalogCommand::Recognize(Box::new(Recognition {
+            envelope,
+            content_id,
+            kind: AnnouncementKind::Listing,
+            exchange: listing.origin.exchange(),
+            agreement: "outside:zhengzhou".into(),
+            signer: Keypair::from_seed(&[8; 32]).public(),
+            refusal: refusal.map(str::to_owned),
+            received_from: "peer".into(),
+            at: Timestamp(5_000),
+            node: "main-1".into(),
+        }))
+    }
+
+    fn delist(listing: &Listing) -> CatalogCommand {
+        let d = Delisting {
+            listing_id: listing.id(),
+            version: listing.version,
+            origin: listing.origin.clone(),
+            reason: "withdrawn".into(),
+            delisted_at: Timestamp(6_000),
+        };
+        let key = Keypair::from_seed(&[8; 32]);
+        let (listing_env, _) = envelope_of(listing);
+        let delegation =
+            xchg_protocol::canonical::from_canonical::<Envelope>(&listing_env, &Limits::default())
+                .expect("decode")
+                .delegation;
+        let body = to_canonical(&d).expect("encode");
+        let env = Envelope::seal(AnnouncementKind::Delisting, body, &key, delegation);
+        CatalogCommand::Recognize(Box::new(Recognition {
+            envelope: env.to_bytes(),
+            content_id: env.id,
+            kind: AnnouncementKind::Delisting,
+            exchange: listing.origin.exchange(),
+            agreement: "outside:zhengzhou".into(),
+            signer: key.public(),
+            refusal: None,
+            received_from: "peer".into(),
+            at: Timestamp(6_000),
+            node: "main-1".into(),
+        }))
+    }
+
+    fn listing(origin: &str, title: &str) -> Listing {
+        let mut draft = xchg_protocol::vectors::credit_draft();
+        draft.title = title.into();
+        Listing::first_version(draft, zone(origin), Timestamp(1_000))
+    }
+
+    /// Applies `commands` in order to a fresh xuchang/yuzhou replica; returns, per command, the
+    /// decisions table's last row (decision, reason) and the listing rows (id, origin, version,
+    /// state) at the end.
+    async fn run(
+        commands: &[CatalogCommand],
+    ) -> (
+        Vec<(String, Option<String>)>,
+        Vec<(String, String, i64, String)>,
+        Vec<(String, String)>,
+    ) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Db::open(dir.path()).await.expect("db");
+        let mut conn = db.sm.acquire().await.expect("conn");
+        let mut tx = conn.begin().await.expect("tx");
+        let mut chain = audit::Chain::load(&mut tx).await.expect("chain");
+        let facts = crate::store::test_zone();
+        for (i, c) in commands.iter().enumerate() {
+            let _response = apply(&mut tx, &mut chain, &facts, i as u64 + 1, c)
+                .await
+                .expect("apply");
+        }
+        let decisions: Vec<(String, Option<String>)> =
+            sqlx::query_as("SELECT decision, reason FROM recognitions ORDER BY seq")
+                .fetch_all(&mut *tx)
+                .await
+                .expect("decisions");
+        let listings: Vec<(String, String, i64, String)> =
+            sqlx::query_as("SELECT id, origin, version, state FROM listings ORDER BY seq")
+                .fetch_all(&mut *tx)
+                .await
+                .expect("listings");
+        let outbox: Vec<(String, String)> =
+            sqlx::query_as("SELECT kind, state FROM outbox ORDER BY seq")
+                .fetch_all(&mut *tx)
+                .await
+                .expect("outbox");
+        (decisions, listings, outbox)
+    }
+
+    #[tokio::test]
+    async fn a_recognised_copy_follows_new_versions_and_the_delisting_of_its_origin() {
+        let v1 = listing("zhengzhou/main", "v1");
+        let v2 = v1.next_version(v1.draft(), Timestamp(2_000));
+        let (decisions, listings, _) = run(&[
+            recognise(&v1, None),
+            recognise(&v2, None),
+            recognise(&v1, None), // the same announcement again: no effect
+            delist(&v2),
+        ])
+        .await;
+        let names: Vec<&str> = decisions.iter().map(|d| d.0.as_str()).collect();
+        assert_eq!(names, ["recognised", "recognised", "delisted"]);
+        assert_eq!(listings.len(), 1);
+        assert_eq!(listings[0].1, "zhengzhou/main");
+        assert_eq!(listings[0].2, 2);
+        assert_eq!(listings[0].3, "delisted");
+    }
+
+    #[tokio::test]
+    async fn a_refusal_is_recorded_and_nothing_listed() {
+        let v1 = listing("zhengzhou/main", "refused");
+        let (decisions, listings, _) =
+            run(&[recognise(&v1, Some("category credit is not covered"))]).await;
+        assert_eq!(decisions[0].0, "rejected");
+        assert_eq!(
+            decisions[0].1.as_deref(),
+            Some("category credit is not covered")
+        );
+        assert!(listings.is_empty());
+    }
+
+    #[tokio::test]
+    async fn another_zone_cannot_take_over_a_listing_id_but_version_1_proves_its_owner() {
+        let genuine = listing("zhengzhou/main", "genuine");
+        // A later version naming the genuine listing id, announced by another zone.
+        let mut squat = genuine.next_version(genuine.draft(), Timestamp(2_000));
+        squat.origin = zone("xuchang/weidu");
+        let mut stolen = genuine.next_version(genuine.draft(), Timestamp(3_000));
+        stolen.version = 3;
+        stolen.origin = zone("xuchang/weidu");
+        let (decisions, listings, _) = run(&[
+            recognise(&squat, None),
+            recognise(&genuine, None),
+            recognise(&stolen, None),
+        ])
+        .await;
+        let names: Vec<&str> = decisions.iter().map(|d| d.0.as_str()).collect();
+        assert_eq!(names, ["recognised", "recognised", "rejected"]);
+        assert_eq!(listings.len(), 1);
+        assert_eq!(
+            listings[0].1, "zhengzhou/main",
+            "version 1 took the id back"
+        );
+        assert_eq!(listings[0].2, 1);
+    }
+
+    #[tokio::test]
+    async fn a_delisting_that_arrives_first_keeps_the_late_listing_delisted() {
+        let v1 = listing("zhengzhou/main", "late");
+        let (decisions, listings, _) = run(&[delist(&v1), recognise(&v1, None)]).await;
+        assert_eq!(decisions[0].0, "delisted");
+        assert_eq!(listings[0].3, "delisted");
+    }
+
+    #[tokio::test]
+    async fn an_own_listing_announced_back_is_not_recorded_as_a_copy() {
+        let own = listing("xuchang/yuzhou", "own");
+        let (decisions, listings, _) = run(&[recognise(&own, None)]).await;
+        assert_eq!(decisions[0].0, "rejected");
+        assert!(listings.is_empty());
+    }
+
+    fn submit(l: &Listing) -> CatalogCommand {
+        CatalogCommand::SubmitListing {
+            listing: Box::new(l.clone()),
+            actor: Actor {
+                id: "p".into(),
+                role: Role::Provider,
+            },
+        }
+    }
+
+    fn review(cmd: &str, id: ContentId, at: u64) -> CatalogCommand {
+        let actor = Actor {
+            id: "o".into(),
+            role: Role::Operator,
+        };
+        let at = Timestamp(at);
+        match cmd {
+            "approve" => CatalogCommand::ApproveListing {
+                listing_id: id,
+                review: Review::default(),
+                at,
+                actor,
+            },
+            "reject" => CatalogCommand::RejectListing {
+                listing_id: id,
+                reason: "no\u{7}".into(),
+                at,
+                actor,
+            },
+            _ => CatalogCommand::DelistListing {
+                listing_id: id,
+                reason: "gone".into(),
+                at,
+                actor,
+            },
+        }
+    }
+
+    fn update(l: &Listing, classification: Classification) -> CatalogCommand {
+        let mut draft = l.draft();
+        draft.classification = classification;
+        CatalogCommand::UpdateListing {
+            listing_id: l.id(),
+            draft: Box::new(draft),
+            at: Timestamp(3_000),
+            actor: Actor {
+                id: "p".into(),
+                role: Role::Provider,
+            },
+        }
+    }
+
+    #[tokio::test]
+    async fn the_outbox_withdraws_copies_when_a_listing_stops_being_exportable() {
+        let l = listing("xuchang/yuzhou", "own general");
+        let id = l.id();
+        // Exported, then a new version becomes important: its approval withdraws the copies.
+        let (_, _, outbox) = run(&[
+            submit(&l),
+            review("approve", id, 2_000),
+            update(&l, Classification::Important),
+            review("approve", id, 4_000),
+        ])
+        .await;
+        let rows: Vec<(&str, &str)> = outbox
+            .iter()
+            .map(|(k, s)| (k.as_str(), s.as_str()))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("listing", "pending"),
+                ("listing", "withheld"),
+                ("delisting", "pending")
+            ]
+        );
+        // Exported, then a new version is rejected in review: the copies are withdrawn.
+        let (_, _, outbox) = run(&[
+            submit(&l),
+            review("approve", id, 2_000),
+            update(&l, Classification::General),
+            review("reject", id, 4_000),
+        ])
+        .await;
+        let rows: Vec<(&str, &str)> = outbox
+            .iter()
+            .map(|(k, s)| (k.as_str(), s.as_str()))
+            .collect();
+        assert_eq!(rows, [("listing", "pending"), ("delisting", "pending")]);
+        // Never exported: nothing to withdraw.
+        let imp = {
+            let mut d = l.draft();
+            d.classification = Classification::Core;
+            Listing::first_version(d, zone("xuchang/yuzhou"), Timestamp(1_500))
+        };
+        let (_, _, outbox) = run(&[
+            submit(&imp),
+            review("approve", imp.id(), 2_000),
+            review("delist", imp.id(), 3_000),
+        ])
+        .await;
+        let rows: Vec<(&str, &str)> = outbox
+            .iter()
+            .map(|(k, s)| (k.as_str(), s.as_str()))
+            .collect();
+        assert_eq!(rows, [("listing", "withheld")]);
+    }
+
+    #[test]
+    fn delisting_reasons_are_made_valid() {
+        assert_eq!(delisting_reason("a\u{7}b"), "a b");
+        assert_eq!(delisting_reason("  "), "withdrawn by its origin");
+        assert_eq!(delisting_reason(&"x".repeat(3000)).chars().count(), 2000);
+    }
 }

@@ -226,7 +226,9 @@ impl CatalogCommand {
     pub fn changes_outbox(&self) -> bool {
         matches!(
             self,
-            CatalogCommand::ApproveListing { .. } | CatalogCommand::DelistListing { .. }
+            CatalogCommand::ApproveListing { .. }
+                | CatalogCommand::RejectListing { .. }
+                | CatalogCommand::DelistListing { .. }
         )
     }
 }

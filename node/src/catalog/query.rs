@@ -221,6 +221,7 @@ pub async fn recognitions(
 async fn provenance(
     conn: &mut SqliteConnection,
     v: &ListingView,
+    own: &ZoneId,
 ) -> Result<Provenance, sqlx::Error> {
     let rows = sqlx::query(&format!(
         "{RECOGNITION_COLUMNS} WHERE listing_id = ? ORDER BY seq"
@@ -254,7 +255,7 @@ async fn provenance(
     Ok(Provenance {
         origin: v.listing.origin.to_string(),
         exchange: v.listing.origin.exchange().to_string(),
-        recognised: v.submitted_by == crate::catalog::federation::FEDERATION_SUBMITTER,
+        recognised: v.listing.origin != *own,
         recognitions,
         export,
     })
@@ -273,7 +274,7 @@ pub struct Search {
     pub classification: Option<String>,
     /// Delivery mode offered.
     pub delivery_mode: Option<String>,
-    /// `local` (this zone), `external` (other exchanges), an exchange id, or a zone id.
+    /// `local` (this zone), `external` (any other zone), an exchange id, or a zone id.
     pub origin: Option<String>,
     /// Page size (clamped to [`MAX_PAGE`]).
     pub limit: Option<u32>,
@@ -308,13 +309,14 @@ fn view(row: &sqlx::sqlite::SqliteRow) -> Result<ListingView, sqlx::Error> {
     })
 }
 
-/// Reads one listing with its history.
+/// Reads one listing with its history and provenance; `own` is this node's zone.
 ///
 /// # Errors
 /// Storage errors.
 pub async fn get(
     conn: &mut SqliteConnection,
     id: &str,
+    own: &ZoneId,
 ) -> Result<Option<ListingView>, sqlx::Error> {
     let row =
         sqlx::query("SELECT id, state, content_id, submitted_by, body FROM listings WHERE id = ?")
@@ -347,7 +349,7 @@ pub async fn get(
         });
     }
     v.history = Some(history);
-    v.provenance = Some(provenance(conn, &v).await?);
+    v.provenance = Some(provenance(conn, &v, own).await?);
     Ok(Some(v))
 }
 
@@ -419,8 +421,7 @@ fn push_filters<'a>(qb: &mut QueryBuilder<'a, Sqlite>, s: &'a Search, own: &Zone
             qb.push(" AND origin = ").push_bind(own.to_string());
         }
         Some("external") => {
-            qb.push(" AND origin NOT LIKE ")
-                .push_bind(format!("{}/%", own.exchange()));
+            qb.push(" AND origin != ").push_bind(own.to_string());
         }
         Some(o) if o.contains('/') => {
             qb.push(" AND origin = ").push_bind(o);

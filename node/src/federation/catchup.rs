@@ -22,6 +22,15 @@ use xchg_protocol::{ContentId, ExchangeId};
 use super::service::Federation;
 use crate::gossip::{Peer, Verdict};
 
+/// Inventory pages one round reads from one peer for one exchange.
+pub const PAGES_PER_ROUND: usize = 16;
+/// Longest one catch-up round may take.
+pub const ROUND_TIME: Duration = Duration::from_secs(60);
+/// Rounds after which the positions reached are forgotten and peers' inventories read again
+/// from the start, so announcements ignored for reasons that pass (a clock ahead, a root key
+/// being rotated) are judged again.
+pub const RESCAN_EVERY_ROUNDS: u64 = 60;
+
 /// Why a catch-up round stopped early.
 #[derive(Debug, thiserror::Error)]
 pub enum CatchupError {
@@ -197,9 +206,16 @@ impl Federation {
         if peers.is_empty() {
             return Ok(0);
         }
-        let n = self.next_peer.fetch_add(1, Ordering::Relaxed) as usize;
-        let peer = Peer(peers[n % peers.len()].clone());
-        self.catch_up_from(&peer).await
+        let n = self.next_peer.fetch_add(1, Ordering::Relaxed);
+        if n % RESCAN_EVERY_ROUNDS == RESCAN_EVERY_ROUNDS - 1
+            && let Ok(mut c) = self.cursors.lock()
+        {
+            c.clear();
+        }
+        let peer = Peer(peers[n as usize % peers.len()].clone());
+        tokio::time::timeout(ROUND_TIME, self.catch_up_from(&peer))
+            .await
+            .map_err(|_| CatchupError::BadAnswer(format!("round with {peer} took too long")))?
     }
 
     /// One round against `peer`.
@@ -240,7 +256,10 @@ impl Federation {
     }
 
     /// Pages through `peer`'s inventory of `exchange` from the last position reached, fetching
-    /// and judging what this zone has not decided yet.
+    /// and judging what this zone has not decided yet. Everything the peer says is checked: a
+    /// page holds at most [`MAX_INVENTORY`] items in strictly increasing positions after the one
+    /// asked for, a fetch answers only ids that were asked for, and one round reads at most
+    /// [`PAGES_PER_ROUND`] pages.
     async fn page_through(
         self: &Arc<Self>,
         peer: &Peer,
@@ -254,7 +273,7 @@ impl Federation {
             .and_then(|c| c.get(&key).copied())
             .unwrap_or(0);
         let mut fetched = 0;
-        loop {
+        for _ in 0..PAGES_PER_ROUND {
             let req = Request::Inventory {
                 exchange: exchange.clone(),
                 after,
@@ -263,12 +282,10 @@ impl Federation {
             let Response::Inventory { items, more } = self.ask(peer, &req).await? else {
                 return Err(CatchupError::BadAnswer("expected an inventory".into()));
             };
+            check_page(&items, after)?;
             let Some(last) = items.last().map(|i| i.pos) else {
                 break;
             };
-            if last <= after {
-                return Err(CatchupError::BadAnswer("inventory went backwards".into()));
-            }
             let mut missing = Vec::new();
             for item in &items {
                 if !self.seen(&item.id).await {
@@ -277,12 +294,20 @@ impl Federation {
             }
             let mut complete = true;
             for chunk in missing.chunks(MAX_FETCH) {
+                let asked: HashSet<ContentId> = chunk.iter().copied().collect();
                 let req = Request::Fetch {
                     ids: chunk.to_vec(),
                 };
                 let Response::Envelopes { envelopes } = self.ask(peer, &req).await? else {
                     return Err(CatchupError::BadAnswer("expected envelopes".into()));
                 };
+                if envelopes.len() > chunk.len() {
+                    return Err(CatchupError::BadAnswer(
+                        "more envelopes than asked for".into(),
+                    ));
+                }
+                // Whatever was asked for and not served stays undecided: try again next round.
+                complete &= envelopes.len() == chunk.len();
                 for Blob(bytes) in envelopes {
                     let judgement = self.judge(&bytes, exchange.as_str(), peer).await;
                     self.metrics
@@ -291,6 +316,11 @@ impl Federation {
                         tracing::warn!(%peer, reason = judgement.reason, "peer served a bad envelope");
                     }
                     if let Some(p) = judgement.proposal {
+                        if !asked.contains(&p.content_id) {
+                            return Err(CatchupError::BadAnswer(
+                                "served an envelope that was not asked for".into(),
+                            ));
+                        }
                         fetched += 1;
                         complete &= self.propose_and_wait(p).await;
                     }
@@ -310,5 +340,55 @@ impl Federation {
             }
         }
         Ok(fetched)
+    }
+}
+
+/// Checks an inventory page: at most [`MAX_INVENTORY`] items, positions strictly increasing and
+/// all after `after`.
+///
+/// # Errors
+/// [`CatchupError::BadAnswer`] naming the broken rule.
+pub fn check_page(items: &[Item], after: u64) -> Result<(), CatchupError> {
+    if items.len() > MAX_INVENTORY as usize {
+        return Err(CatchupError::BadAnswer(format!(
+            "inventory page of {} items; at most {MAX_INVENTORY}",
+            items.len()
+        )));
+    }
+    let mut previous = after;
+    for item in items {
+        if item.pos <= previous {
+            return Err(CatchupError::BadAnswer(
+                "inventory positions do not increase".into(),
+            ));
+        }
+        previous = item.pos;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn items(positions: &[u64]) -> Vec<Item> {
+        positions
+            .iter()
+            .map(|&pos| Item {
+                pos,
+                id: ContentId::of(&pos.to_be_bytes()),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_inventory_page_must_be_bounded_and_move_forward() {
+        assert!(check_page(&items(&[5, 6, 9]), 4).is_ok());
+        assert!(check_page(&[], 4).is_ok());
+        assert!(check_page(&items(&[4, 5]), 4).is_err(), "not after `after`");
+        assert!(check_page(&items(&[5, 5]), 0).is_err(), "repeated position");
+        assert!(check_page(&items(&[6, 5]), 0).is_err(), "going back");
+        let long: Vec<u64> = (1..=u64::from(MAX_INVENTORY) + 1).collect();
+        assert!(check_page(&items(&long), 0).is_err(), "over the page bound");
     }
 }

@@ -120,12 +120,16 @@ impl Federation {
                 None
             };
             match held {
-                Some(h) if h.origin != listing.origin.as_str() => {
-                    // A zone announcing another zone's listing id: no honest node does that.
-                    verdict = Verdict::Reject;
+                // A version 1 proves its listing id (the id is its own content id), so it may
+                // replace a copy someone else announced under that id; apply decides.
+                Some(h) if h.origin != listing.origin.as_str() && listing.listing_id.is_some() => {
+                    // A later version naming a listing id held from another origin. Ignore, not
+                    // Reject: whether it conflicts depends on what this receiver holds. The
+                    // refusal is recorded.
+                    verdict = Verdict::Ignore;
                     reason = "origin_conflict";
                 }
-                Some(h) if h.version >= listing.version => {
+                Some(h) if h.origin == listing.origin.as_str() && h.version >= listing.version => {
                     return Judgement::drop(Verdict::Ignore, "stale");
                 }
                 _ => {}
@@ -189,5 +193,35 @@ impl Federation {
             origin,
             version: u32::try_from(version).unwrap_or(u32::MAX),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use xchg_protocol::DecodeError;
+
+    #[test]
+    fn verdicts_follow_protocol_7_4() {
+        // Failures that depend on the receiver's own state or clock: ignored.
+        let ignored = [
+            VerifyError::UnsupportedVersion { v: 2 },
+            VerifyError::DelegationExpired {
+                not_after: Timestamp(1),
+                now: Timestamp(2),
+            },
+        ];
+        for e in &ignored {
+            assert_eq!(verdict_for(e), Verdict::Ignore, "{e}");
+        }
+        // Failures of the message itself: rejected.
+        let rejected = [
+            VerifyError::BadSignature,
+            VerifyError::Decode(DecodeError::NonCanonical),
+            VerifyError::BadDelegationSignature,
+        ];
+        for e in &rejected {
+            assert_eq!(verdict_for(e), Verdict::Reject, "{e}");
+        }
     }
 }

@@ -44,6 +44,12 @@ impl Federation {
             if !self.is_leader() {
                 continue;
             }
+            if !self.tuning.publish_delay.is_zero() {
+                tokio::select! {
+                    _ = tokio::time::sleep(self.tuning.publish_delay) => {}
+                    _ = stop.wait_for(|s| *s) => break,
+                }
+            }
             match self.publish_pending().await {
                 Ok(0) => {}
                 Ok(n) => tracing::debug!(entries = n, "published outbox entries"),
@@ -83,6 +89,9 @@ impl Federation {
                 let kind: String = row.try_get(1)?;
                 let body: Vec<u8> = row.try_get(2)?;
                 let Some(kind) = kind_of(&kind) else { continue };
+                if kind == AnnouncementKind::Listing && !self.may_leave(seq, &body) {
+                    continue;
+                }
                 let envelope = Envelope::seal(
                     kind,
                     body,
@@ -120,6 +129,30 @@ impl Federation {
             total += recorded;
             if recorded == 0 {
                 return Ok(total);
+            }
+        }
+    }
+
+    /// The firewall once more, with this node's own export policy, just before signing: the
+    /// outbox entry was judged when the approval was applied, by the policy of whichever node
+    /// applied it; a zone whose members' configs disagree must not leak through the laxest.
+    fn may_leave(&self, seq: i64, body: &[u8]) -> bool {
+        let verdict = xchg_protocol::canonical::from_canonical::<xchg_protocol::Listing>(
+            body,
+            &xchg_protocol::Limits::default(),
+        )
+        .map_err(|e| e.to_string())
+        .and_then(|l| super::policy::export(&l, &self.config.export));
+        match verdict {
+            Ok(()) => true,
+            Err(why) => {
+                tracing::error!(
+                    outbox = seq,
+                    %why,
+                    "not publishing: this node's export policy withholds it (the zone's members \
+                     must share one export policy)"
+                );
+                false
             }
         }
     }

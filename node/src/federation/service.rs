@@ -30,6 +30,9 @@ pub struct Tuning {
     pub catchup_every: Duration,
     /// Time between outbox scans when nothing signals a change.
     pub outbox_poll: Duration,
+    /// How long the leader waits after a change before signing, gathering a burst of approvals
+    /// into one round (tests use it to kill a leader before it publishes).
+    pub publish_delay: Duration,
 }
 
 impl Default for Tuning {
@@ -37,12 +40,15 @@ impl Default for Tuning {
         Tuning {
             catchup_every: Duration::from_secs(5),
             outbox_poll: Duration::from_secs(2),
+            publish_delay: Duration::ZERO,
         }
     }
 }
 
-/// Messages judged concurrently.
+/// Messages judged (and their decisions proposed) concurrently.
 const JUDGE_CONCURRENCY: usize = 32;
+/// Catch-up requests answered concurrently; more are answered "busy" at once.
+const ANSWER_CONCURRENCY: usize = 4;
 
 /// The federation service; shared by its tasks.
 pub struct Federation {
@@ -143,19 +149,14 @@ impl Federation {
         self.pending.lock().is_ok_and(|p| p.contains(id))
     }
 
-    /// Proposes `r` in the background (see [`Federation::propose_and_wait`]).
-    pub(crate) fn propose_recognition(self: &Arc<Self>, r: Recognition) {
-        let this = self.clone();
-        tokio::spawn(async move { this.propose_and_wait(r).await });
-    }
-
     /// Proposes `r` unless the same announcement is already being proposed, and waits for the
-    /// outcome; true when the decision is recorded (or another proposal of it is under way).
+    /// outcome; true when the decision is recorded, false when it is not (yet).
     pub(crate) async fn propose_and_wait(&self, r: Recognition) -> bool {
         let id = r.content_id;
         let fresh = self.pending.lock().is_ok_and(|mut p| p.insert(id));
         if !fresh {
-            return true;
+            // Another proposal of it is under way; it may still fail.
+            return false;
         }
         let outcome = self
             .proposer
@@ -209,7 +210,8 @@ impl Federation {
         if let Some(p) = judgement.proposal
             && leading
         {
-            self.propose_recognition(p);
+            // Awaited, so the caller's permit bounds the proposals in flight too.
+            self.propose_and_wait(p).await;
         }
     }
 
@@ -229,6 +231,7 @@ impl Federation {
         tasks.spawn(self.clone().publish_loop(stop.clone()));
         tasks.spawn(self.clone().catchup_loop(stop.clone()));
         let judging = Arc::new(Semaphore::new(JUDGE_CONCURRENCY));
+        let answering = Arc::new(Semaphore::new(ANSWER_CONCURRENCY));
         let mut stop_rx = stop.clone();
         loop {
             let event = tokio::select! {
@@ -247,14 +250,28 @@ impl Federation {
                     });
                 }
                 Event::Request { peer, body, reply } => {
+                    let Ok(permit) = answering.clone().try_acquire_owned() else {
+                        let _ = reply.send(busy());
+                        continue;
+                    };
                     let this = self.clone();
                     tokio::spawn(async move {
                         let response = this.answer(&peer, &body).await;
                         let _ = reply.send(response);
+                        drop(permit);
                     });
                 }
             }
         }
         while tasks.join_next().await.is_some() {}
     }
+}
+
+/// The answer to a catch-up request while every answering slot is taken.
+fn busy() -> Vec<u8> {
+    xchg_protocol::catchup::Response::Error {
+        message: "busy; retry later".into(),
+    }
+    .to_bytes()
+    .unwrap_or_default()
 }
