@@ -23,6 +23,29 @@ struct Args {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run a whole federation on this machine (every node of a layout, in this process) until
+    /// SIGINT or SIGTERM: the Xuchang city with its hub by default.
+    Up {
+        /// Data directory: the layout is generated here on first run and reused afterwards.
+        #[arg(long, default_value = "xchg-data")]
+        dir: PathBuf,
+        /// xuchang (10 zones + Zhengzhou), single-zone or two-exchanges [default: xuchang, or
+        /// what the data directory holds].
+        #[arg(long)]
+        layout: Option<String>,
+        /// Nodes per zone on first run [default: 3, or what the data directory holds].
+        #[arg(long)]
+        nodes_per_zone: Option<usize>,
+        /// Seed realistic demo listings across zones and exchanges (once per data directory).
+        #[arg(long)]
+        demo: bool,
+        /// First TCP port on first run; each node takes three consecutive ports.
+        #[arg(long, default_value_t = 7100)]
+        base_port: u16,
+        /// Address every node listens on, on first run.
+        #[arg(long, default_value = "127.0.0.1")]
+        host: IpAddr,
+    },
     /// Run one node of a zone until SIGINT or SIGTERM.
     Run {
         /// The node's config file.
@@ -176,8 +199,37 @@ enum ConfigCommand {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    cli::init_tracing();
+    // `xchg up` prints its own progress; while 33 nodes find each other at start, Raft's
+    // vote-request errors would bury it. RUST_LOG overrides either default.
+    cli::init_tracing(match args.command {
+        Command::Up { .. } => "warn,openraft=off",
+        _ => "info",
+    });
     let result = match args.command {
+        Command::Up {
+            dir,
+            layout,
+            nodes_per_zone,
+            demo,
+            base_port,
+            host,
+        } => match layout.map(|l| l.parse()).transpose() {
+            Err(e) => Err(anyhow::anyhow!("--layout: {e}")),
+            Ok(layout) => {
+                let opts = cli::up::UpOptions {
+                    dir,
+                    layout,
+                    nodes_per_zone,
+                    demo,
+                    base_port,
+                    host,
+                };
+                match tokio::runtime::Runtime::new() {
+                    Ok(rt) => rt.block_on(cli::up::up(opts)),
+                    Err(e) => Err(anyhow::anyhow!("cannot start the async runtime: {e}")),
+                }
+            }
+        },
         Command::Run {
             config,
             join,

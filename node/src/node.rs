@@ -296,10 +296,11 @@ pub async fn start(
             let mut sc = SwarmConfig::new(
                 key.clone(),
                 format!(
-                    "xchg/{} {} {}",
+                    "xchg/{} {} {} {}",
                     env!("CARGO_PKG_VERSION"),
                     config.zone.id,
-                    config.node.name
+                    config.node.name,
+                    config.own_member().map_or("-", |m| m.api_url.as_str())
                 ),
             );
             sc.listen = vec![config.listen.p2p.clone()];

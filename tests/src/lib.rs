@@ -62,7 +62,10 @@ where
 
 /// A loopback host and base port whose 3 × `nodes` ports are free right now. Each fixture gets
 /// its own 127.x.y.1 address, so parallel tests do not collide.
-fn free_addresses(nodes: usize) -> anyhow::Result<(Ipv4Addr, u16)> {
+///
+/// # Errors
+/// If no free range is found.
+pub fn free_addresses(nodes: usize) -> anyhow::Result<(Ipv4Addr, u16)> {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let seed = std::process::id().wrapping_mul(2_654_435_761);
     for _ in 0..64 {

@@ -127,7 +127,7 @@ pub struct PeerInfo {
     pub peer: String,
     /// The address we reached it on or it reached us from.
     pub address: Option<String>,
-    /// Its identify `agent_version` (self-declared: `xchg/<version> <zone> <node>`).
+    /// Its identify `agent_version` (self-declared: `xchg/<version> <zone> <node> <api url>`).
     pub agent: Option<String>,
     /// Gossipsub peer score, if scoring is on.
     pub score: Option<f64>,

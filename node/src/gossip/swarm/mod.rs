@@ -55,7 +55,7 @@ pub struct SwarmConfig {
     /// Addresses dialled at start and redialled with backoff whenever the connection is lost.
     /// Ending them in `/p2p/<peer id>` makes the handshake check who answers.
     pub bootstrap: Vec<Multiaddr>,
-    /// identify `agent_version`: `xchg/<version> <zone> <node>`.
+    /// identify `agent_version`: `xchg/<version> <zone> <node> <api url>`.
     pub agent: String,
     /// For tests: if set, every `data` passed to [`Broadcast::publish`] and every response body
     /// sent for an inbound request is appended to this file as a record (`u32` big-endian

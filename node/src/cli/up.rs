@@ -1,0 +1,366 @@
+//! `xchg up`: the whole federation of a layout on this machine, in this process — every node
+//! with its real parts (Raft over mutual TLS, libp2p gossip on TCP, SQLite files) — until
+//! SIGINT or SIGTERM.
+//!
+//! The layout is generated into the data directory on first run (exactly as `xchg config
+//! generate` writes it) and reused afterwards, so a restart keeps every node's data.
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal as _, Write as _};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use serde_json::Value;
+use xchg_federation_config::layout::{self, Layout, LayoutKind, LayoutOptions, LayoutZone};
+use xchg_node::node::{self, GossipLink, NodeHandle, StartOptions, ZoneLink};
+use xchg_protocol::Timestamp;
+
+use super::demo;
+use super::run::shutdown_signal;
+
+/// What `xchg up` was asked for.
+pub struct UpOptions {
+    /// The data directory.
+    pub dir: PathBuf,
+    /// Layout for a first run; on later runs it must match the one in `dir`, if given.
+    pub layout: Option<LayoutKind>,
+    /// Nodes per zone for a first run (default 3); on later runs it must match, if given.
+    pub nodes_per_zone: Option<usize>,
+    /// Seed the demo catalog (once per data directory).
+    pub demo: bool,
+    /// First port of a first run.
+    pub base_port: u16,
+    /// Address every node listens on, for a first run.
+    pub host: IpAddr,
+}
+
+/// Marker written once the demo catalog has been seeded into a data directory.
+const DEMO_MARKER: &str = "demo-seeded";
+
+fn kind_of(layout: &Layout) -> LayoutKind {
+    let zones: usize = layout.exchanges.iter().map(|e| e.zones.len()).sum();
+    match (layout.exchanges.len(), zones) {
+        (1, 1) => LayoutKind::SingleZone,
+        (2, 2) => LayoutKind::TwoExchanges,
+        _ => LayoutKind::Xuchang,
+    }
+}
+
+fn kind_name(kind: LayoutKind) -> &'static str {
+    match kind {
+        LayoutKind::SingleZone => "single-zone",
+        LayoutKind::TwoExchanges => "two-exchanges",
+        LayoutKind::Xuchang => "xuchang",
+    }
+}
+
+/// Loads the layout in `dir`, or generates it there.
+fn layout_in(opts: &UpOptions) -> anyhow::Result<Layout> {
+    let path = opts.dir.join("layout.json");
+    if path.exists() {
+        let text = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        let layout: Layout = serde_json::from_slice(&text)
+            .with_context(|| format!("{} is not a layout written by xchg", path.display()))?;
+        let kind = kind_of(&layout);
+        let per_zone = layout.exchanges[0].zones[0].nodes.len();
+        if let Some(asked) = opts.layout
+            && asked != kind
+        {
+            bail!(
+                "{} holds a {} layout, not {}; pass another --dir, or remove it to start afresh",
+                opts.dir.display(),
+                kind_name(kind),
+                kind_name(asked)
+            );
+        }
+        if let Some(asked) = opts.nodes_per_zone
+            && asked != per_zone
+        {
+            bail!(
+                "{} has {per_zone} node(s) per zone, not {asked}; pass another --dir, or remove it",
+                opts.dir.display()
+            );
+        }
+        println!(
+            "reusing the {} layout in {}",
+            kind_name(kind),
+            opts.dir.display()
+        );
+        return Ok(layout);
+    }
+    let kind = opts.layout.unwrap_or(LayoutKind::Xuchang);
+    let mut lo = LayoutOptions::new(opts.dir.clone(), kind);
+    lo.nodes_per_zone = opts
+        .nodes_per_zone
+        .unwrap_or(LayoutOptions::DEFAULT_NODES_PER_ZONE);
+    lo.base_port = opts.base_port;
+    lo.host = opts.host;
+    print!(
+        "first run: generating the {} layout ({} node(s) per zone) in {}: keys, delegations, tokens, configs … ",
+        kind_name(kind),
+        lo.nodes_per_zone,
+        opts.dir.display()
+    );
+    let _ = std::io::stdout().flush();
+    let started = Instant::now();
+    let layout = layout::generate(&lo, Timestamp::now()).context("generating the layout")?;
+    println!("done in {:.1} s", started.elapsed().as_secs_f64());
+    Ok(layout)
+}
+
+/// One running node and where it belongs.
+struct Running {
+    zone: String,
+    handle: NodeHandle,
+}
+
+async fn start_node(dir: &Path, config: &Path) -> anyhow::Result<NodeHandle> {
+    let path = dir.join(config);
+    let loaded = xchg_federation_config::load(&path, Timestamp::now())
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let config = loaded.config;
+    let key = xchg_federation_config::read_key_file(&config.node.key_file)
+        .with_context(|| format!("reading {}", config.node.key_file.display()))?;
+    let api = tokio::net::TcpListener::bind(config.listen.api)
+        .await
+        .with_context(|| {
+            format!(
+                "{}: binding the API address {}",
+                config.node.name, config.listen.api
+            )
+        })?;
+    let raft = tokio::net::TcpListener::bind(config.listen.raft)
+        .await
+        .with_context(|| {
+            format!(
+                "{}: binding the Raft address {}",
+                config.node.name, config.listen.raft
+            )
+        })?;
+    let name = config.node.name.to_string();
+    node::start(
+        config,
+        key,
+        api,
+        ZoneLink::Tls(raft),
+        GossipLink::Libp2p { capture: None },
+        StartOptions::default(),
+    )
+    .await
+    .with_context(|| format!("starting {name}"))
+}
+
+async fn stop_all(nodes: Vec<Running>) {
+    let stops = nodes.into_iter().map(|r| r.handle.shutdown());
+    futures::future::join_all(stops).await;
+}
+
+/// Shows `done`/`total` on one updating line on a terminal; elsewhere (logs, pipes) only the
+/// final count.
+fn progress(label: &str, done: usize, total: usize) {
+    if std::io::stdout().is_terminal() {
+        print!("\r{label} {done}/{total}");
+        let _ = std::io::stdout().flush();
+        if done == total {
+            println!();
+        }
+    } else if done == total {
+        println!("{label} {done}/{total}");
+    }
+}
+
+/// Waits until every zone has a leader.
+async fn wait_for_leaders(nodes: &[Running], zones: usize) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let led: std::collections::BTreeSet<&str> = nodes
+            .iter()
+            .filter(|r| r.handle.federation.is_leader())
+            .map(|r| r.zone.as_str())
+            .collect();
+        progress("zones with an elected leader:", led.len(), zones);
+        if led.len() == zones {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            println!();
+            bail!("not every zone elected a leader within 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn post(
+    http: &reqwest::Client,
+    url: String,
+    token: &str,
+    body: &Value,
+) -> anyhow::Result<Value> {
+    let resp = http.post(&url).bearer_auth(token).json(body).send().await?;
+    let status = resp.status();
+    let value: Value = resp.json().await.unwrap_or(Value::Null);
+    if !status.is_success() {
+        bail!("POST {url}: {status} {value}");
+    }
+    Ok(value)
+}
+
+/// Submits and approves the demo catalog, each product in its zone (or its exchange's hub).
+async fn seed_demo(layout: &Layout) -> anyhow::Result<usize> {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    let zone_for = |l: &demo::DemoListing| -> Option<&LayoutZone> {
+        let ex = layout
+            .exchanges
+            .iter()
+            .find(|e| e.id.as_str() == l.exchange)?;
+        let wanted = format!("{}/{}", l.exchange, l.zone);
+        ex.zones
+            .iter()
+            .find(|z| z.id.as_str() == wanted)
+            .or_else(|| ex.zones.first())
+    };
+    let todo: Vec<(&demo::DemoListing, &LayoutZone)> = demo::CATALOG
+        .iter()
+        .filter_map(|l| zone_for(l).map(|z| (l, z)))
+        .collect();
+    for (n, (listing, zone)) in todo.iter().enumerate() {
+        let api = &zone.nodes[n % zone.nodes.len()].api_url;
+        let created = post(
+            &http,
+            format!("{api}/v1/listings"),
+            &zone.tokens.provider,
+            &listing.body(),
+        )
+        .await
+        .with_context(|| format!("submitting {}", listing.title))?;
+        let id = created["id"].as_str().unwrap_or_default();
+        let review = serde_json::json!({
+            "compliance_review": "合规审核通过 (demo)",
+            "security_assessment": "安全评估通过 (demo)"
+        });
+        post(
+            &http,
+            format!("{api}/v1/listings/{id}/approve"),
+            &zone.tokens.operator,
+            &review,
+        )
+        .await
+        .with_context(|| format!("approving {}", listing.title))?;
+        progress(
+            "seeding demo listings (submitted and approved):",
+            n + 1,
+            todo.len(),
+        );
+    }
+    Ok(todo.len())
+}
+
+fn print_table(layout: &Layout, dir: &Path) {
+    println!();
+    println!("{:<20} {:<26} nodes (HTTP API)", "zone", "name");
+    for ex in &layout.exchanges {
+        println!("{} {}", ex.id, ex.display_name);
+        for z in &ex.zones {
+            let apis: Vec<&str> = z.nodes.iter().map(|n| n.api_url.as_str()).collect();
+            println!(
+                "  {:<18} {:<24} {}",
+                z.id.as_str(),
+                z.display_name,
+                apis.join("  ")
+            );
+        }
+    }
+    let hub = &layout.exchanges[0].zones[0];
+    println!();
+    println!(
+        "dashboard (the hub, {}): {}/#token={}",
+        hub.id, hub.nodes[0].api_url, hub.tokens.regulator
+    );
+    println!(
+        "role tokens of every zone (secret): {}",
+        dir.join("layout.json").display()
+    );
+    println!("Ctrl-C stops every node cleanly; `xchg up` again resumes with the same data.");
+}
+
+/// Runs `xchg up`.
+pub async fn up(opts: UpOptions) -> anyhow::Result<ExitCode> {
+    std::fs::create_dir_all(&opts.dir)
+        .with_context(|| format!("creating {}", opts.dir.display()))?;
+    let layout = layout_in(&opts)?;
+    let plan: Vec<(String, PathBuf)> = layout
+        .exchanges
+        .iter()
+        .flat_map(|e| &e.zones)
+        .flat_map(|z| {
+            z.nodes
+                .iter()
+                .map(move |n| (z.id.to_string(), n.config.clone()))
+        })
+        .collect();
+    let zones = layout.exchanges.iter().map(|e| e.zones.len()).sum();
+    let mut nodes: Vec<Running> = Vec::with_capacity(plan.len());
+    for (i, (zone, config)) in plan.iter().enumerate() {
+        match start_node(&opts.dir, config).await {
+            Ok(handle) => nodes.push(Running {
+                zone: zone.clone(),
+                handle,
+            }),
+            Err(e) => {
+                println!();
+                stop_all(nodes).await;
+                return Err(e);
+            }
+        }
+        progress("starting nodes:", i + 1, plan.len());
+    }
+    let ready = tokio::select! {
+        r = wait_for_leaders(&nodes, zones) => r,
+        () = shutdown_signal() => Err(anyhow::anyhow!("interrupted")),
+    };
+    if let Err(e) = ready {
+        stop_all(nodes).await;
+        return Err(e);
+    }
+    let marker = opts.dir.join(DEMO_MARKER);
+    if opts.demo {
+        if marker.exists() {
+            println!("demo listings already seeded in {}", opts.dir.display());
+        } else {
+            let seeded = tokio::select! {
+                r = seed_demo(&layout) => r,
+                () = shutdown_signal() => Err(anyhow::anyhow!("interrupted")),
+            };
+            match seeded {
+                Ok(n) => {
+                    std::fs::write(&marker, format!("{n}\n"))?;
+                }
+                Err(e) => {
+                    stop_all(nodes).await;
+                    return Err(e);
+                }
+            }
+        }
+    }
+    print_table(&layout, &opts.dir);
+    let per_zone: BTreeMap<&str, usize> = nodes.iter().fold(BTreeMap::new(), |mut m, r| {
+        *m.entry(r.zone.as_str()).or_default() += 1;
+        m
+    });
+    println!(
+        "xchg up: ready — {} node(s) in {} zone(s)",
+        nodes.len(),
+        per_zone.len()
+    );
+    shutdown_signal().await;
+    println!("stopping {} node(s) …", nodes.len());
+    let n = nodes.len();
+    stop_all(nodes).await;
+    println!("stopped {n} node(s); data kept in {}", opts.dir.display());
+    Ok(ExitCode::SUCCESS)
+}

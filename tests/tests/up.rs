@@ -1,0 +1,200 @@
+//! `xchg up`, end to end: two exchanges with the demo catalog come up, the demo listings are
+//! recognised across the exchanges (and what must stay home does), SIGTERM stops everything,
+//! and a second `xchg up` on the same directory resumes with the same data.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use serde_json::Value;
+use xchg_federation_config::layout::Layout;
+use xchg_tests::{eventually, free_addresses, xchg_binary};
+
+/// A running `xchg up`, killed if the test fails before stopping it.
+struct Up {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Up {
+    fn start(args: &[String]) -> anyhow::Result<Up> {
+        let mut child = Command::new(xchg_binary())
+            .arg("up")
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(Up { child, lines })
+    }
+
+    /// Collects output lines until one contains `marker`.
+    fn wait_for(&self, marker: &str, deadline: Duration) -> anyhow::Result<Vec<String>> {
+        let until = Instant::now() + deadline;
+        let mut seen = Vec::new();
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    let hit = line.contains(marker);
+                    seen.push(line);
+                    if hit {
+                        return Ok(seen);
+                    }
+                }
+                Err(_) => bail!(
+                    "no {marker:?} within {deadline:?}; output so far:\n{}",
+                    seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// SIGTERM, then the exit status within `deadline`.
+    fn stop(mut self, deadline: Duration) -> anyhow::Result<std::process::ExitStatus> {
+        Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()?;
+        let until = Instant::now() + deadline;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() > until {
+                bail!("xchg up did not stop within {deadline:?} of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+async fn get(url: &str, token: &str) -> anyhow::Result<Value> {
+    let resp = reqwest::Client::new()
+        .get(url)
+        .bearer_auth(token)
+        .send()
+        .await?;
+    Ok(resp.json().await?)
+}
+
+fn layout(dir: &Path) -> anyhow::Result<Layout> {
+    Ok(serde_json::from_slice(&std::fs::read(
+        dir.join("layout.json"),
+    )?)?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn xchg_up_runs_two_exchanges_with_the_demo_and_resumes_after_a_stop() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().join("data");
+    let (host, base) = free_addresses(2)?;
+    let args: Vec<String> = [
+        "--dir",
+        dir.to_str().context("path")?,
+        "--layout",
+        "two-exchanges",
+        "--nodes-per-zone",
+        "1",
+        "--demo",
+        "--host",
+        &host.to_string(),
+        "--base-port",
+        &base.to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let up = Up::start(&args)?;
+    let out = up.wait_for("ready", Duration::from_secs(120))?;
+    let text = out.join("\n");
+    assert!(
+        text.contains("dashboard (the hub, xuchang/municipal)"),
+        "{text}"
+    );
+    assert!(text.contains("seeding demo listings"), "{text}");
+
+    let l = layout(&dir)?;
+    let xu = &l.exchanges[0].zones[0];
+    let zz = &l.exchanges[1].zones[0];
+    let xu_api = &xu.nodes[0].api_url;
+    let zz_api = &zz.nodes[0].api_url;
+    // Demo listings exist on both sides, and cross the exchanges — except what must stay home.
+    let (crossed_in_zz, crossed_in_xu) =
+        eventually(Duration::from_secs(30), "the demo crosses", || async {
+            let zz_ext = get(
+                &format!("{zz_api}/v1/listings?origin=external&limit=1"),
+                &zz.tokens.regulator,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            let xu_ext = get(
+                &format!("{xu_api}/v1/listings?origin=external&limit=1"),
+                &xu.tokens.regulator,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            let (a, b) = (
+                zz_ext["total"].as_i64().unwrap_or(0),
+                xu_ext["total"].as_i64().unwrap_or(0),
+            );
+            Ok((a >= 10 && b >= 3).then_some((a, b)))
+        })
+        .await?;
+    let local = get(
+        &format!("{xu_api}/v1/listings?origin=local&limit=1"),
+        &xu.tokens.regulator,
+    )
+    .await?;
+    let local = local["total"].as_i64().unwrap_or(0);
+    assert!(
+        crossed_in_zz < local,
+        "something stayed home: {crossed_in_zz} of {local}"
+    );
+    let home = get(
+        &format!("{zz_api}/v1/listings?q=电网&consistency=local"),
+        &zz.tokens.regulator,
+    )
+    .await?;
+    assert_eq!(home["total"], 0, "an important listing crossed: {home}");
+    let status = up.stop(Duration::from_secs(30))?;
+    assert!(status.success(), "exit status {status}");
+
+    // Again on the same directory: same data, no second seeding.
+    let up = Up::start(&[
+        "--dir".to_string(),
+        dir.to_str().context("path")?.to_string(),
+        "--demo".into(),
+    ])?;
+    let out = up.wait_for("ready", Duration::from_secs(120))?.join("\n");
+    assert!(out.contains("reusing the two-exchanges layout"), "{out}");
+    assert!(out.contains("demo listings already seeded"), "{out}");
+    let again = get(
+        &format!("{zz_api}/v1/listings?origin=external&limit=1"),
+        &zz.tokens.regulator,
+    )
+    .await?;
+    assert_eq!(again["total"].as_i64(), Some(crossed_in_zz), "{again}");
+    let status = up.stop(Duration::from_secs(30))?;
+    assert!(status.success(), "exit status {status}");
+    Ok(())
+}
