@@ -139,7 +139,7 @@ async fn xchg_up_runs_two_exchanges_with_the_demo_and_resumes_after_a_stop() -> 
     let xu_api = &xu.nodes[0].api_url;
     let zz_api = &zz.nodes[0].api_url;
     // Demo listings exist on both sides, and cross the exchanges — except what must stay home.
-    let (crossed_in_zz, crossed_in_xu) =
+    let (crossed_in_zz, _) =
         eventually(Duration::from_secs(30), "the demo crosses", || async {
             let zz_ext = get(
                 &format!("{zz_api}/v1/listings?origin=external&limit=1"),
