@@ -139,27 +139,26 @@ async fn xchg_up_runs_two_exchanges_with_the_demo_and_resumes_after_a_stop() -> 
     let xu_api = &xu.nodes[0].api_url;
     let zz_api = &zz.nodes[0].api_url;
     // Demo listings exist on both sides, and cross the exchanges — except what must stay home.
-    let (crossed_in_zz, _) =
-        eventually(Duration::from_secs(30), "the demo crosses", || async {
-            let zz_ext = get(
-                &format!("{zz_api}/v1/listings?origin=external&limit=1"),
-                &zz.tokens.regulator,
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-            let xu_ext = get(
-                &format!("{xu_api}/v1/listings?origin=external&limit=1"),
-                &xu.tokens.regulator,
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-            let (a, b) = (
-                zz_ext["total"].as_i64().unwrap_or(0),
-                xu_ext["total"].as_i64().unwrap_or(0),
-            );
-            Ok((a >= 10 && b >= 3).then_some((a, b)))
-        })
-        .await?;
+    let (crossed_in_zz, _) = eventually(Duration::from_secs(30), "the demo crosses", || async {
+        let zz_ext = get(
+            &format!("{zz_api}/v1/listings?origin=external&limit=1"),
+            &zz.tokens.regulator,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        let xu_ext = get(
+            &format!("{xu_api}/v1/listings?origin=external&limit=1"),
+            &xu.tokens.regulator,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        let (a, b) = (
+            zz_ext["total"].as_i64().unwrap_or(0),
+            xu_ext["total"].as_i64().unwrap_or(0),
+        );
+        Ok((a >= 10 && b >= 3).then_some((a, b)))
+    })
+    .await?;
     let local = get(
         &format!("{xu_api}/v1/listings?origin=local&limit=1"),
         &xu.tokens.regulator,
