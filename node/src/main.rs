@@ -69,6 +69,79 @@ enum Command {
     /// Federation tools.
     #[command(subcommand)]
     Federation(FederationCommand),
+    /// A node's status (role, leader, term, indices, members).
+    Status {
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// Submit, approve, search and show listings through a node's API.
+    #[command(subcommand)]
+    Listing(ListingCommand),
+}
+
+/// Which node to ask, and as whom.
+#[derive(clap::Args)]
+struct TargetArgs {
+    /// The node's API base URL.
+    #[arg(long, env = "XCHG_NODE", default_value = "http://127.0.0.1:7100")]
+    node: String,
+    /// Bearer token (role tokens are in layout.json).
+    #[arg(long, env = "XCHG_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Print the API's JSON instead of a summary.
+    #[arg(long)]
+    json: bool,
+}
+
+impl TargetArgs {
+    fn target(self) -> cli::client::Target {
+        cli::client::Target {
+            node: self.node,
+            token: self.token,
+            json: self.json,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum ListingCommand {
+    /// Submit the listing in FILE (JSON; `-` for standard input) as a provider.
+    Submit {
+        /// The listing's JSON.
+        file: PathBuf,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// Approve a submitted listing as an operator.
+    Approve {
+        /// Listing id (sha256:…).
+        id: String,
+        /// Review notes.
+        #[arg(long)]
+        notes: Option<String>,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// Full-text search (Chinese too).
+    Search {
+        /// Search terms.
+        query: String,
+        /// local, external, an exchange id or a zone id.
+        #[arg(long)]
+        origin: Option<String>,
+        /// Most results.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// One listing with its history and provenance.
+    Show {
+        /// Listing id (sha256:…).
+        id: String,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -238,6 +311,22 @@ fn main() -> ExitCode {
             Ok(rt) => rt.block_on(cli::run::run(&config, join, capture_wire)),
             Err(e) => Err(anyhow::anyhow!("cannot start the async runtime: {e}")),
         },
+        Command::Status { target } => block_on(cli::client::status(&target.target())),
+        Command::Listing(ListingCommand::Submit { file, target }) => {
+            block_on(cli::client::submit(&target.target(), &file))
+        }
+        Command::Listing(ListingCommand::Approve { id, notes, target }) => {
+            block_on(cli::client::approve(&target.target(), &id, notes))
+        }
+        Command::Listing(ListingCommand::Search {
+            query,
+            origin,
+            limit,
+            target,
+        }) => block_on(cli::client::search(&target.target(), &query, origin, limit)),
+        Command::Listing(ListingCommand::Show { id, target }) => {
+            block_on(cli::client::show(&target.target(), &id))
+        }
         Command::Federation(FederationCommand::Revoke {
             root_key,
             exchange,
@@ -317,5 +406,15 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Runs a command's future on a fresh runtime.
+fn block_on(
+    f: impl std::future::Future<Output = anyhow::Result<ExitCode>>,
+) -> anyhow::Result<ExitCode> {
+    match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt.block_on(f),
+        Err(e) => Err(anyhow::anyhow!("cannot start the async runtime: {e}")),
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod bench_federation;
+pub mod client;
 pub mod config;
 pub mod demo;
 pub mod federation;

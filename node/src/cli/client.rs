@@ -1,0 +1,235 @@
+//! Client commands for operators: `xchg status`, `xchg listing submit|approve|search|show`,
+//! against a node's HTTP API. Human-readable output by default, the API's JSON with `--json`.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use serde_json::Value;
+
+/// Where and as whom to call.
+pub struct Target {
+    /// The node's API base URL.
+    pub node: String,
+    /// Bearer token, if any.
+    pub token: Option<String>,
+    /// Print the API's JSON instead of a summary.
+    pub json: bool,
+}
+
+impl Target {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<Value> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()?;
+        let url = format!("{}{path}", self.node.trim_end_matches('/'));
+        let mut req = http.request(method, &url);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {url}"))?;
+        let status = resp.status();
+        let value: Value = resp.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            let e = &value["error"];
+            let field = e["field"]
+                .as_str()
+                .map(|f| format!(" (field {f})"))
+                .unwrap_or_default();
+            bail!(
+                "{} {}: {}{field}",
+                status.as_u16(),
+                e["code"].as_str().unwrap_or("error"),
+                e["message"].as_str().unwrap_or("no message")
+            );
+        }
+        Ok(value)
+    }
+
+    fn print(&self, value: &Value, human: impl FnOnce(&Value)) {
+        if self.json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(value).unwrap_or_default()
+            );
+        } else {
+            human(value);
+        }
+    }
+}
+
+fn s(v: &Value) -> &str {
+    v.as_str().unwrap_or("-")
+}
+
+/// `xchg status`.
+pub async fn status(t: &Target) -> anyhow::Result<ExitCode> {
+    let v = t.call(reqwest::Method::GET, "/v1/status", None).await?;
+    t.print(&v, |v| {
+        println!(
+            "{} of zone {} ({}): {}, leader {}, term {}, commit {}, applied {}",
+            s(&v["node"]),
+            s(&v["zone"]),
+            s(&v["exchange"]),
+            s(&v["role"]),
+            s(&v["leader"]),
+            v["term"],
+            v["commit_index"],
+            v["applied_index"]
+        );
+        for m in v["members"].as_array().into_iter().flatten() {
+            println!("  member {:<16} {}", s(&m["name"]), s(&m["role"]));
+        }
+    });
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_write(v: &Value) {
+    println!(
+        "{}  version {}  {}",
+        s(&v["id"]),
+        v["version"],
+        s(&v["state"])
+    );
+}
+
+/// `xchg listing submit FILE` (`-` reads standard input).
+pub async fn submit(t: &Target, file: &Path) -> anyhow::Result<ExitCode> {
+    let text = if file == Path::new("-") {
+        std::io::read_to_string(std::io::stdin()).context("reading standard input")?
+    } else {
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?
+    };
+    let body: Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", file.display()))?;
+    let v = t
+        .call(reqwest::Method::POST, "/v1/listings", Some(body))
+        .await?;
+    t.print(&v, print_write);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `xchg listing approve ID`.
+pub async fn approve(t: &Target, id: &str, notes: Option<String>) -> anyhow::Result<ExitCode> {
+    let body = match notes {
+        Some(n) => serde_json::json!({ "notes": n }),
+        None => serde_json::json!({}),
+    };
+    let v = t
+        .call(
+            reqwest::Method::POST,
+            &format!("/v1/listings/{id}/approve"),
+            Some(body),
+        )
+        .await?;
+    t.print(&v, print_write);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Percent-encodes a query value.
+fn encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// `xchg listing search QUERY`.
+pub async fn search(
+    t: &Target,
+    query: &str,
+    origin: Option<String>,
+    limit: u32,
+) -> anyhow::Result<ExitCode> {
+    let mut path = format!("/v1/listings?q={}&limit={limit}", encode(query));
+    if let Some(o) = origin {
+        path.push_str(&format!("&origin={}", encode(&o)));
+    }
+    let v = t.call(reqwest::Method::GET, &path, None).await?;
+    t.print(&v, |v| {
+        let items = v["items"].as_array().cloned().unwrap_or_default();
+        println!("{} match(es), showing {}", v["total"], items.len());
+        for l in items {
+            let id = s(&l["id"]);
+            let short = id.get(..19).unwrap_or(id);
+            println!(
+                "{short}…  {:<10} {:<20} {}",
+                s(&l["state"]),
+                s(&l["origin"]),
+                s(&l["title"])
+            );
+        }
+    });
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `xchg listing show ID`.
+pub async fn show(t: &Target, id: &str) -> anyhow::Result<ExitCode> {
+    let v = t
+        .call(reqwest::Method::GET, &format!("/v1/listings/{id}"), None)
+        .await?;
+    t.print(&v, |v| {
+        println!("{}", s(&v["title"]));
+        println!(
+            "  id {}  version {}  {}  origin {}",
+            s(&v["id"]),
+            v["version"],
+            s(&v["state"]),
+            s(&v["origin"])
+        );
+        println!(
+            "  {} / {} / {}  provider {}",
+            s(&v["category"]),
+            s(&v["classification"]),
+            v["delivery_modes"],
+            s(&v["provider"]["name"])
+        );
+        for h in v["history"].as_array().into_iter().flatten() {
+            println!(
+                "  {}  {:<10} by {} ({}) → {}",
+                s(&h["at"]),
+                s(&h["action"]),
+                s(&h["actor"]),
+                s(&h["role"]),
+                s(&h["to_state"])
+            );
+        }
+        let p = &v["provenance"];
+        for r in p["recognitions"].as_array().into_iter().flatten() {
+            println!(
+                "  recognition: {} under {} from {} ({})",
+                s(&r["decision"]),
+                s(&r["agreement"]),
+                s(&r["origin"]),
+                r["reason"].as_str().unwrap_or("")
+            );
+        }
+        for e in p["export"].as_array().into_iter().flatten() {
+            println!(
+                "  export of version {} ({}): {} {}",
+                e["version"],
+                s(&e["kind"]),
+                s(&e["state"]),
+                e["reason"].as_str().unwrap_or("")
+            );
+        }
+    });
+    Ok(ExitCode::SUCCESS)
+}
