@@ -175,6 +175,25 @@ async fn xchg_up_runs_two_exchanges_with_the_demo_and_resumes_after_a_stop() -> 
     )
     .await?;
     assert_eq!(home["total"], 0, "an important listing crossed: {home}");
+    // The operator's CLI against the same nodes.
+    let cli = |args: &[&str]| -> anyhow::Result<String> {
+        let out = Command::new(xchg_binary())
+            .args(args)
+            .args(["--node", zz_api, "--token", &zz.tokens.regulator])
+            .output()?;
+        anyhow::ensure!(out.status.success(), "xchg {args:?}: {out:?}");
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let status = cli(&["status"])?;
+    assert!(
+        status.contains("zhengzhou/main") && status.contains("leader"),
+        "{status}"
+    );
+    let found: Value = serde_json::from_str(&cli(&["listing", "search", "公交", "--json"])?)?;
+    assert_eq!(found["items"][0]["origin"], "xuchang/municipal", "{found}");
+    let human = cli(&["listing", "search", "公交", "--origin", "external"])?;
+    assert!(human.contains("recognised"), "{human}");
+
     let status = up.stop(Duration::from_secs(30))?;
     assert!(status.success(), "exit status {status}");
 
