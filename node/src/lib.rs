@@ -11,6 +11,7 @@
 pub mod api;
 pub mod audit;
 pub mod catalog;
+pub mod dashboard;
 pub mod federation;
 pub mod gossip;
 pub mod node;

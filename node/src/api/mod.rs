@@ -11,6 +11,7 @@ pub mod federation;
 pub mod json;
 pub mod listings;
 pub mod metrics;
+pub mod overview;
 pub mod propose;
 pub mod status;
 pub mod tokens;
@@ -107,11 +108,15 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/recognitions", get(federation::recognitions))
         .route("/v1/federation/peers", get(federation::peers))
         .route("/v1/federation/revocations", post(federation::revoke))
+        .route("/v1/federation/overview", get(overview::overview))
+        .route("/v1/federation/flows", get(overview::flows))
         .route("/v1/tokens", post(tokens::create))
         .route("/v1/tokens/{hash}", delete(tokens::revoke))
         .route("/v1/zone/members", post(zone::add_member))
         .route("/v1/zone/members/{name}", delete(zone::remove_member))
         .route("/metrics", get(metrics::render))
+        .route("/", get(crate::dashboard::index))
+        .route("/assets/{file}", get(crate::dashboard::asset))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(max_body))

@@ -1,0 +1,1045 @@
+//! `GET /v1/federation/overview` and `GET /v1/federation/flows`: the hub's view of the
+//! federation — every node it can reach with its Raft state, and what crossed this zone's
+//! boundary, minute by minute.
+//!
+//! The overview asks each node's own `/v1/status` rather than trusting gossip, so a node that
+//! is connected but stuck shows up as such. The URLs come from this zone's config and from the
+//! self-declared identify agents of gossip peers; a hostile peer can therefore make the hub
+//! send a bounded number of `GET <origin>/v1/status` requests with a short timeout, and nothing
+//! more: URLs are reduced to their origin, redirects are not followed, bodies are capped and
+//! errors are reported as a class, never as the remote text.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use futures::StreamExt as _;
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use xchg_federation_config::NodeConfig;
+use xchg_protocol::{Timestamp, ZoneId};
+
+use super::auth::Caller;
+use super::error::ApiError;
+use super::listings::query_error;
+use super::{AppState, status};
+use crate::gossip::PeerInfo;
+
+/// Most node APIs one overview asks; further URLs are left out.
+pub const MAX_PROBES: usize = 128;
+/// Status requests in flight at once.
+const PROBE_CONCURRENCY: usize = 32;
+/// How long one node may take to answer its status; a slower node is shown as unreachable.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(800);
+/// Largest status document read (a real one is well under 4 KiB).
+const MAX_STATUS_BYTES: usize = 64 * 1024;
+/// Longest name, role or id kept from a remote status document.
+const MAX_REMOTE_CHARS: usize = 128;
+/// Most members of one zone taken from remote status documents.
+const MAX_ZONE_MEMBERS: usize = 64;
+
+/// `GET /v1/federation/overview` takes no parameters; any is refused.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OverviewParams {}
+
+/// The hub's view of the federation.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Overview {
+    /// The node that answered.
+    #[serde(rename = "self")]
+    pub this: SelfView,
+    /// This node's exchange first, then the outside exchanges in config order.
+    pub exchanges: Vec<ExchangeView>,
+    /// Gossip peers of this node in other zones or in its own, with their message counts.
+    pub gossip: Vec<GossipLink>,
+    /// When the view was assembled.
+    pub at: Timestamp,
+}
+
+/// Which node answered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SelfView {
+    /// Its exchange id.
+    pub exchange: String,
+    /// Its zone id.
+    pub zone: String,
+    /// Its node name.
+    pub node: String,
+}
+
+/// One exchange and the zones of it this node knows of.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExchangeView {
+    /// Exchange id.
+    pub id: String,
+    /// Name shown to people, from this node's config.
+    pub display_name: Option<String>,
+    /// Its zones seen from here, this node's own first, then by id.
+    pub zones: Vec<ZoneView>,
+}
+
+/// One zone and its nodes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ZoneView {
+    /// Zone id.
+    pub id: String,
+    /// Name shown to people, known for this node's own zone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    /// Its nodes, by name.
+    pub nodes: Vec<NodeView>,
+}
+
+/// One node as its own status document describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NodeView {
+    /// Node name.
+    pub name: String,
+    /// API base URL, when this node knows one.
+    pub api_url: Option<String>,
+    /// Whether it answered its status in time.
+    pub reachable: bool,
+    /// Why it is not reachable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// `leader`, `follower`, `candidate` or `learner` (as the node says, or as a member list
+    /// of its zone says when the node itself was not reached).
+    pub role: Option<String>,
+    /// The leader it knows of.
+    pub leader: Option<String>,
+    /// Its Raft term.
+    pub term: Option<u64>,
+    /// Highest committed index it knows.
+    pub commit_index: Option<u64>,
+    /// Highest index applied to its catalog.
+    pub applied_index: Option<u64>,
+    /// How far its catalog is behind the zone: the highest commit index any reachable node of
+    /// the zone reports, minus its applied index.
+    pub lag: Option<u64>,
+}
+
+/// A gossip connection of this node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GossipLink {
+    /// The peer's zone (self-declared).
+    pub zone: String,
+    /// The peer's node name (self-declared).
+    pub node: String,
+    /// Gossip messages it delivered to this node.
+    pub messages: u64,
+    /// When it last delivered one.
+    pub last_message_at: Option<Timestamp>,
+}
+
+/// A node API to ask for its status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// Origin of its API (`http://host:port`).
+    pub api_url: String,
+    /// The zone it is configured in or declares.
+    pub zone: String,
+    /// Its node name.
+    pub node: String,
+}
+
+/// The parts of a remote `/v1/status` document the overview shows.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct RemoteStatus {
+    /// Node name.
+    pub node: String,
+    /// Zone id.
+    pub zone: String,
+    /// Raft role.
+    pub role: String,
+    /// Leader name.
+    pub leader: Option<String>,
+    /// Term.
+    pub term: u64,
+    /// Commit index.
+    pub commit_index: u64,
+    /// Applied index.
+    pub applied_index: u64,
+    /// The zone's members.
+    #[serde(default)]
+    pub members: Vec<RemoteMember>,
+}
+
+impl From<status::Status> for RemoteStatus {
+    fn from(s: status::Status) -> Self {
+        RemoteStatus {
+            node: s.node,
+            zone: s.zone,
+            role: s.role.to_owned(),
+            leader: s.leader,
+            term: s.term,
+            commit_index: s.commit_index,
+            applied_index: s.applied_index,
+            members: s
+                .members
+                .into_iter()
+                .map(|m| RemoteMember {
+                    name: m.name,
+                    role: m.role.to_owned(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A member in a remote status document.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct RemoteMember {
+    /// Member name.
+    pub name: String,
+    /// Role as that node sees it.
+    pub role: String,
+}
+
+/// What asking one target gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Probe {
+    /// Whom we asked.
+    pub target: Target,
+    /// Its status, or why there is none.
+    pub outcome: Result<RemoteStatus, String>,
+}
+
+/// Reduces an API URL to its origin, refusing anything but a plain `http(s)://host[:port]`
+/// base (a path, query, fragment or credentials would let a peer steer the request).
+pub fn api_origin(raw: &str) -> Option<String> {
+    let url = reqwest::Url::parse(raw.trim()).ok()?;
+    let plain = matches!(url.scheme(), "http" | "https")
+        && url.host().is_some()
+        && url.username().is_empty()
+        && url.password().is_none()
+        && matches!(url.path(), "" | "/")
+        && url.query().is_none()
+        && url.fragment().is_none();
+    plain.then(|| url.origin().ascii_serialization())
+}
+
+/// Whether `zone` belongs to an exchange this node federates with.
+fn known_zone(config: &NodeConfig, zone: &str) -> bool {
+    zone.parse::<ZoneId>().is_ok_and(|z| {
+        let exchange = z.exchange();
+        exchange == config.exchange.id || config.outside.iter().any(|o| o.id == exchange)
+    })
+}
+
+/// Parses an identify agent `xchg/<version> <zone> <node> <api url>` of a zone this node
+/// federates with.
+pub fn parse_agent(config: &NodeConfig, agent: &str) -> Option<Target> {
+    let mut words = agent.split_whitespace();
+    let (Some(product), Some(zone), Some(node), Some(url), None) = (
+        words.next(),
+        words.next(),
+        words.next(),
+        words.next(),
+        words.next(),
+    ) else {
+        return None;
+    };
+    if !product.starts_with("xchg/")
+        || !known_zone(config, zone)
+        || node.parse::<xchg_protocol::NodeName>().is_err()
+    {
+        return None;
+    }
+    Some(Target {
+        api_url: api_origin(url)?,
+        zone: zone.to_owned(),
+        node: node.to_owned(),
+    })
+}
+
+/// The APIs to ask: this zone's members from the config, then gossip peers; one per origin,
+/// at most [`MAX_PROBES`].
+pub fn targets(config: &NodeConfig, peers: &[PeerInfo]) -> Vec<Target> {
+    let own = config.zone.members.iter().filter_map(|m| {
+        Some(Target {
+            api_url: api_origin(&m.api_url)?,
+            zone: config.zone.id.to_string(),
+            node: m.name.to_string(),
+        })
+    });
+    let gossip = peers
+        .iter()
+        .filter_map(|p| parse_agent(config, p.agent.as_deref()?));
+    let mut seen = BTreeSet::new();
+    own.chain(gossip)
+        .filter(|t| seen.insert(t.api_url.clone()))
+        .take(MAX_PROBES)
+        .collect()
+}
+
+fn clip(s: &str) -> String {
+    s.chars().take(MAX_REMOTE_CHARS).collect()
+}
+
+/// The Raft roles a status document may state; anything else is shown as `unknown`.
+fn role(raw: &str) -> String {
+    match raw {
+        "leader" | "follower" | "candidate" | "learner" => raw.to_owned(),
+        _ => "unknown".to_owned(),
+    }
+}
+
+/// Builds the overview from the probes (pure: no IO, `at` passed in).
+pub fn assemble(
+    config: &NodeConfig,
+    probes: Vec<Probe>,
+    peers: &[PeerInfo],
+    at: Timestamp,
+) -> Overview {
+    let own_zone = config.zone.id.to_string();
+    // zone id -> node name -> view
+    let mut zones: BTreeMap<String, BTreeMap<String, NodeView>> = BTreeMap::new();
+    zones.entry(own_zone.clone()).or_default();
+    let mut members: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    for probe in probes {
+        let (zone, view) = match probe.outcome {
+            Ok(s) if known_zone(config, &s.zone) => {
+                let zone_members = members.entry(s.zone.clone()).or_default();
+                for m in s.members.iter().take(MAX_ZONE_MEMBERS) {
+                    zone_members
+                        .entry(clip(&m.name))
+                        .or_insert_with(|| role(&m.role));
+                }
+                let view = NodeView {
+                    name: clip(&s.node),
+                    api_url: Some(probe.target.api_url),
+                    reachable: true,
+                    error: None,
+                    role: Some(role(&s.role)),
+                    leader: s.leader.as_deref().map(clip),
+                    term: Some(s.term),
+                    commit_index: Some(s.commit_index),
+                    applied_index: Some(s.applied_index),
+                    lag: None,
+                };
+                (s.zone, view)
+            }
+            outcome => {
+                let error = match outcome {
+                    Ok(_) => "its status names a zone outside this federation".to_owned(),
+                    Err(e) => e,
+                };
+                let view = NodeView {
+                    name: probe.target.node,
+                    api_url: Some(probe.target.api_url),
+                    reachable: false,
+                    error: Some(error),
+                    role: None,
+                    leader: None,
+                    term: None,
+                    commit_index: None,
+                    applied_index: None,
+                    lag: None,
+                };
+                (probe.target.zone, view)
+            }
+        };
+        let nodes = zones.entry(zone).or_default();
+        // Two URLs may lead to the same node; the answer that reached it wins.
+        match nodes.get(&view.name) {
+            Some(existing) if existing.reachable => {}
+            _ => {
+                nodes.insert(view.name.clone(), view);
+            }
+        }
+    }
+    for (zone, names) in members {
+        let nodes = zones.entry(zone).or_default();
+        for (name, member_role) in names {
+            nodes.entry(name.clone()).or_insert_with(|| NodeView {
+                name,
+                api_url: None,
+                reachable: false,
+                error: Some("no API URL known to this node (not one of its gossip peers)".into()),
+                role: Some(member_role),
+                leader: None,
+                term: None,
+                commit_index: None,
+                applied_index: None,
+                lag: None,
+            });
+        }
+    }
+    let mut exchanges: Vec<ExchangeView> = std::iter::once((
+        config.exchange.id.to_string(),
+        config.exchange.display_name.clone(),
+    ))
+    .chain(
+        config
+            .outside
+            .iter()
+            .map(|o| (o.id.to_string(), o.display_name.clone())),
+    )
+    .map(|(id, display_name)| ExchangeView {
+        id,
+        display_name: Some(display_name),
+        zones: Vec::new(),
+    })
+    .collect();
+    for (id, nodes) in zones {
+        let mut nodes: Vec<NodeView> = nodes.into_values().collect();
+        let top = nodes.iter().filter_map(|n| n.commit_index).max();
+        for n in &mut nodes {
+            n.lag = top.zip(n.applied_index).map(|(c, a)| c.saturating_sub(a));
+        }
+        let exchange = id.split_once('/').map_or(id.as_str(), |(e, _)| e);
+        let Some(ex) = exchanges.iter_mut().find(|e| e.id == exchange) else {
+            continue;
+        };
+        let display_name = (id == own_zone).then(|| config.zone.display_name.clone());
+        let zone = ZoneView {
+            id,
+            display_name,
+            nodes,
+        };
+        if zone.id == own_zone {
+            ex.zones.insert(0, zone);
+        } else {
+            ex.zones.push(zone);
+        }
+    }
+    let gossip = peers
+        .iter()
+        .filter_map(|p| {
+            let t = parse_agent(config, p.agent.as_deref()?)?;
+            Some(GossipLink {
+                zone: t.zone,
+                node: t.node,
+                messages: p.messages,
+                last_message_at: p.last_message_ms.map(Timestamp),
+            })
+        })
+        .collect();
+    Overview {
+        this: SelfView {
+            exchange: config.exchange.id.to_string(),
+            zone: own_zone,
+            node: config.node.name.to_string(),
+        },
+        exchanges,
+        gossip,
+        at,
+    }
+}
+
+/// The client for status probes: short timeout, no redirects, no proxy (node APIs are asked
+/// directly), built once. `None` if it cannot be built, which the probes report.
+fn client() -> Option<&'static reqwest::Client> {
+    static CLIENT: OnceLock<Option<reqwest::Client>> = OnceLock::new();
+    CLIENT
+        .get_or_init(|| {
+            reqwest::Client::builder()
+                .timeout(PROBE_TIMEOUT)
+                .redirect(reqwest::redirect::Policy::none())
+                .no_proxy()
+                .build()
+                .ok()
+        })
+        .as_ref()
+}
+
+/// A transport failure as the overview shows it: its class, never the remote's words.
+fn transport_error(e: reqwest::Error) -> String {
+    if e.is_timeout() {
+        format!("no answer within {} ms", PROBE_TIMEOUT.as_millis())
+    } else {
+        "connection failed".to_owned()
+    }
+}
+
+/// Asks one node for its status.
+async fn probe(target: &Target) -> Result<RemoteStatus, String> {
+    let client = client().ok_or("this node cannot build an HTTP client")?;
+    let mut resp = client
+        .get(format!("{}/v1/status", target.api_url))
+        .send()
+        .await
+        .map_err(transport_error)?;
+    if !resp.status().is_success() {
+        return Err(format!("answered HTTP {}", resp.status().as_u16()));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(transport_error)? {
+        body.extend_from_slice(&chunk);
+        if body.len() > MAX_STATUS_BYTES {
+            return Err("status document too large".into());
+        }
+    }
+    serde_json::from_slice(&body).map_err(|_| "not an xchg status document".to_owned())
+}
+
+/// `GET /v1/federation/overview` (any token): every node this node can find, with its Raft
+/// role, indices and lag, grouped by exchange and zone.
+///
+/// # Errors
+/// 400 on query parameters (there are none); 401 without a valid token.
+pub async fn overview(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Result<Query<OverviewParams>, QueryRejection>,
+) -> Result<Json<Overview>, ApiError> {
+    let _ = caller;
+    params.map_err(query_error)?;
+    let config = &state.config;
+    let peers = state.federation.net().peers().await;
+    let own_name = config.node.name.to_string();
+    let own_zone = config.zone.id.to_string();
+    let probes = futures::stream::iter(targets(config, &peers))
+        .map(|target| {
+            let state = state.clone();
+            let local = target.node == own_name && target.zone == own_zone;
+            async move {
+                // This node answers from memory: asking itself over HTTP would only add a way
+                // to fail.
+                let outcome = if local {
+                    let Json(s) = status::get_status(State(state)).await;
+                    Ok(RemoteStatus::from(s))
+                } else {
+                    probe(&target).await
+                };
+                Probe { target, outcome }
+            }
+        })
+        .buffer_unordered(PROBE_CONCURRENCY)
+        .collect::<Vec<_>>()
+        .await;
+    Ok(Json(assemble(config, probes, &peers, Timestamp::now())))
+}
+
+/// Default window of `/v1/federation/flows`, minutes.
+pub const DEFAULT_FLOW_MINUTES: u32 = 60;
+/// Longest window of `/v1/federation/flows`, minutes (one day).
+pub const MAX_FLOW_MINUTES: u32 = 1440;
+/// One bucket.
+const MINUTE_MS: u64 = 60_000;
+/// Most reasons listed per direction.
+const MAX_REASONS: i64 = 20;
+
+/// `GET /v1/federation/flows` query string.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlowParams {
+    /// Window length in minutes, 1 to 1440 (default 60).
+    minutes: Option<String>,
+}
+
+/// What crossed this zone's boundary, per minute, oldest minute first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Flows {
+    /// The zone whose replica answered.
+    pub zone: String,
+    /// Number of one-minute buckets.
+    pub minutes: u32,
+    /// Start of the first bucket (a whole minute).
+    pub from: Timestamp,
+    /// End of the last bucket (exclusive; the end of the current minute).
+    pub to: Timestamp,
+    /// Decisions on announcements received from other zones, one series per origin zone (or
+    /// revoking exchange) and decision.
+    pub inbound: Vec<InboundSeries>,
+    /// This zone's own outbox: `published` (by publication time) and `withheld` (by the time
+    /// of the change the firewall kept home); both always present.
+    pub outbound: Vec<OutboundSeries>,
+    /// Outbox entries waiting to be published now.
+    pub pending: u64,
+    /// Why announcements were not recognised in the window, most frequent first.
+    pub rejections: Vec<InboundReason>,
+    /// Why changes were withheld in the window, most frequent first.
+    pub withheld: Vec<OutboundReason>,
+}
+
+/// Per-minute decisions on one origin's announcements.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InboundSeries {
+    /// Origin zone (or the revoking exchange).
+    pub origin: String,
+    /// The exchange whose authority the announcements carried.
+    pub exchange: String,
+    /// recognised, rejected, stale, delisted or revoked.
+    pub decision: String,
+    /// Sum of `counts`.
+    pub total: u64,
+    /// One count per minute, oldest first.
+    pub counts: Vec<u64>,
+}
+
+/// Per-minute outbox entries in one state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OutboundSeries {
+    /// published or withheld.
+    pub state: String,
+    /// Sum of `counts`.
+    pub total: u64,
+    /// One count per minute, oldest first.
+    pub counts: Vec<u64>,
+}
+
+/// A reason announcements from an origin were not recognised.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InboundReason {
+    /// Origin zone.
+    pub origin: String,
+    /// The decision.
+    pub decision: String,
+    /// The recorded reason.
+    pub reason: String,
+    /// How many times in the window.
+    pub count: u64,
+}
+
+/// A reason the export firewall kept changes home.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OutboundReason {
+    /// The recorded reason.
+    pub reason: String,
+    /// How many times in the window.
+    pub count: u64,
+}
+
+/// The window of `minutes` whole minutes ending with the minute that contains `now`.
+pub fn window(now: Timestamp, minutes: u32) -> (Timestamp, Timestamp) {
+    let to = (now.millis() / MINUTE_MS + 1) * MINUTE_MS;
+    let from = to.saturating_sub(u64::from(minutes) * MINUTE_MS);
+    (Timestamp(from), Timestamp(to))
+}
+
+/// Spreads `(key, bucket, count)` rows into one dense series per key, keys in order.
+pub fn series<K: Ord>(rows: Vec<(K, i64, i64)>, minutes: u32) -> Vec<(K, u64, Vec<u64>)> {
+    let mut by_key: BTreeMap<K, Vec<u64>> = BTreeMap::new();
+    for (key, bucket, count) in rows {
+        let counts = by_key
+            .entry(key)
+            .or_insert_with(|| vec![0; minutes as usize]);
+        if let (Ok(b), Ok(c)) = (usize::try_from(bucket), u64::try_from(count))
+            && let Some(slot) = counts.get_mut(b)
+        {
+            *slot += c;
+        }
+    }
+    by_key
+        .into_iter()
+        .map(|(k, counts)| (k, counts.iter().sum(), counts))
+        .collect()
+}
+
+fn minutes_param(raw: Option<&str>) -> Result<u32, ApiError> {
+    let Some(raw) = raw else {
+        return Ok(DEFAULT_FLOW_MINUTES);
+    };
+    raw.parse::<u32>()
+        .ok()
+        .filter(|m| (1..=MAX_FLOW_MINUTES).contains(m))
+        .ok_or_else(|| {
+            ApiError::invalid_field(
+                "minutes",
+                format!("expected a whole number from 1 to {MAX_FLOW_MINUTES}, got {raw:?}"),
+            )
+        })
+}
+
+fn count(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+/// `GET /v1/federation/flows?minutes=N` (any token): per-minute recognition decisions by
+/// origin and this zone's published and withheld announcements, from this node's replica.
+///
+/// # Errors
+/// 400 naming `minutes` when it is not 1 to 1440, or an unknown parameter; 401 without a
+/// valid token.
+pub async fn flows(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Result<Query<FlowParams>, QueryRejection>,
+) -> Result<Json<Flows>, ApiError> {
+    let _ = caller;
+    let Query(p) = params.map_err(query_error)?;
+    let minutes = minutes_param(p.minutes.as_deref())?;
+    let (from, to) = window(Timestamp::now(), minutes);
+    let (from_ms, to_ms) = (from.millis() as i64, to.millis() as i64);
+    let bucket = MINUTE_MS as i64;
+    let mut conn = state.db.read.acquire().await?;
+
+    let rows = sqlx::query(
+        "SELECT origin, exchange, decision, (at - ?) / ?, count(*) FROM recognitions
+         WHERE at >= ? AND at < ? GROUP BY 1, 2, 3, 4",
+    )
+    .bind(from_ms)
+    .bind(bucket)
+    .bind(from_ms)
+    .bind(to_ms)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut inbound_rows = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let key: (String, String, String) = (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
+        inbound_rows.push((key, r.try_get(3)?, r.try_get(4)?));
+    }
+    let inbound = series(inbound_rows, minutes)
+        .into_iter()
+        .map(
+            |((origin, exchange, decision), total, counts)| InboundSeries {
+                origin,
+                exchange,
+                decision,
+                total,
+                counts,
+            },
+        )
+        .collect();
+
+    let rows = sqlx::query(
+        "SELECT 'published', (published_at - ?) / ?, count(*) FROM outbox
+         WHERE state = 'published' AND published_at >= ? AND published_at < ? GROUP BY 2
+         UNION ALL
+         SELECT 'withheld', (at - ?) / ?, count(*) FROM outbox
+         WHERE state = 'withheld' AND at >= ? AND at < ? GROUP BY 2",
+    )
+    .bind(from_ms)
+    .bind(bucket)
+    .bind(from_ms)
+    .bind(to_ms)
+    .bind(from_ms)
+    .bind(bucket)
+    .bind(from_ms)
+    .bind(to_ms)
+    .fetch_all(&mut *conn)
+    .await?;
+    // Bucket -1 lies outside every window: these rows only make both series exist.
+    let mut outbound_rows = vec![
+        ("published".to_owned(), -1, 0),
+        ("withheld".to_owned(), -1, 0),
+    ];
+    for r in &rows {
+        outbound_rows.push((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?));
+    }
+    let outbound = series(outbound_rows, minutes)
+        .into_iter()
+        .map(|(state, total, counts)| OutboundSeries {
+            state,
+            total,
+            counts,
+        })
+        .collect();
+
+    let pending: i64 = sqlx::query("SELECT count(*) FROM outbox WHERE state = 'pending'")
+        .fetch_one(&mut *conn)
+        .await?
+        .try_get(0)?;
+
+    let rows = sqlx::query(
+        "SELECT origin, decision, reason, count(*) FROM recognitions
+         WHERE at >= ? AND at < ? AND decision != 'recognised' AND reason IS NOT NULL
+         GROUP BY 1, 2, 3 ORDER BY 4 DESC, 1, 3 LIMIT ?",
+    )
+    .bind(from_ms)
+    .bind(to_ms)
+    .bind(MAX_REASONS)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut rejections = Vec::with_capacity(rows.len());
+    for r in &rows {
+        rejections.push(InboundReason {
+            origin: r.try_get(0)?,
+            decision: r.try_get(1)?,
+            reason: r.try_get(2)?,
+            count: count(r.try_get(3)?),
+        });
+    }
+
+    let rows = sqlx::query(
+        "SELECT reason, count(*) FROM outbox
+         WHERE state = 'withheld' AND at >= ? AND at < ? AND reason IS NOT NULL
+         GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT ?",
+    )
+    .bind(from_ms)
+    .bind(to_ms)
+    .bind(MAX_REASONS)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut withheld = Vec::with_capacity(rows.len());
+    for r in &rows {
+        withheld.push(OutboundReason {
+            reason: r.try_get(0)?,
+            count: count(r.try_get(1)?),
+        });
+    }
+
+    Ok(Json(Flows {
+        zone: state.config.zone.id.to_string(),
+        minutes,
+        from,
+        to,
+        inbound,
+        outbound,
+        pending: count(pending),
+        rejections,
+        withheld,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use xchg_federation_config::layout::{self, LayoutKind, LayoutOptions};
+
+    /// The first Zhengzhou node of a generated `two-exchanges` layout with two nodes per zone.
+    fn zhengzhou() -> (tempfile::TempDir, NodeConfig) {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let out = dir.path().join("layout");
+        let mut options = LayoutOptions::new(out.clone(), LayoutKind::TwoExchanges);
+        options.nodes_per_zone = 2;
+        let generated = layout::generate(&options, Timestamp::now()).expect("a layout");
+        let node = &generated.exchanges[1].zones[0].nodes[0];
+        let loaded = xchg_federation_config::load(&out.join(&node.config), Timestamp::now())
+            .expect("a valid config");
+        (dir, loaded.config)
+    }
+
+    fn peer(agent: &str, messages: u64) -> PeerInfo {
+        PeerInfo {
+            peer: format!("peer-{messages}"),
+            address: None,
+            agent: Some(agent.to_owned()),
+            score: None,
+            topics: Vec::new(),
+            last_message_ms: Some(1_000),
+            messages,
+        }
+    }
+
+    fn status(node: &str, zone: &str, role: &str, commit: u64, applied: u64) -> RemoteStatus {
+        RemoteStatus {
+            node: node.into(),
+            zone: zone.into(),
+            role: role.into(),
+            leader: Some(node.into()),
+            term: 3,
+            commit_index: commit,
+            applied_index: applied,
+            members: Vec::new(),
+        }
+    }
+
+    fn target(url: &str, zone: &str, node: &str) -> Target {
+        Target {
+            api_url: url.into(),
+            zone: zone.into(),
+            node: node.into(),
+        }
+    }
+
+    #[test]
+    fn api_urls_are_reduced_to_a_plain_origin() {
+        assert_eq!(
+            api_origin("http://127.0.0.1:8080").as_deref(),
+            Some("http://127.0.0.1:8080")
+        );
+        assert_eq!(
+            api_origin("https://node.example/").as_deref(),
+            Some("https://node.example")
+        );
+        for steering in [
+            "http://127.0.0.1:8080/admin",
+            "http://user:secret@127.0.0.1:8080",
+            "http://127.0.0.1:8080/?x=1",
+            "http://127.0.0.1:8080/#frag",
+            "file:///etc/passwd",
+            "gopher://127.0.0.1:70",
+            "not a url",
+        ] {
+            assert_eq!(api_origin(steering), None, "{steering}");
+        }
+    }
+
+    #[test]
+    fn only_xchg_agents_of_federated_exchanges_become_targets() {
+        let (_dir, config) = zhengzhou();
+        let ok = "xchg/0.1.0 xuchang/municipal municipal-1 http://127.0.0.1:9000";
+        assert_eq!(
+            parse_agent(&config, ok),
+            Some(target(
+                "http://127.0.0.1:9000",
+                "xuchang/municipal",
+                "municipal-1"
+            ))
+        );
+        for refused in [
+            "rust-libp2p/0.45 xuchang/municipal municipal-1 http://127.0.0.1:9000",
+            "xchg/0.1.0 shanghai/main main-1 http://127.0.0.1:9000",
+            "xchg/0.1.0 xuchang/municipal municipal-1",
+            "xchg/0.1.0 xuchang/municipal municipal-1 - extra",
+            "xchg/0.1.0 xuchang/municipal municipal-1 -",
+            "xchg/0.1.0 xuchang/municipal municipal-1 http://127.0.0.1:9000/v1/tokens",
+            "xchg/0.1.0 xuchang/municipal Not_A_Name http://127.0.0.1:9000",
+        ] {
+            assert_eq!(parse_agent(&config, refused), None, "{refused}");
+        }
+    }
+
+    #[test]
+    fn targets_put_the_own_zone_first_once_per_origin_and_at_most_the_cap() {
+        let (_dir, config) = zhengzhou();
+        let own: Vec<String> = config
+            .zone
+            .members
+            .iter()
+            .map(|m| m.api_url.clone())
+            .collect();
+        let mut peers = vec![peer(
+            &format!("xchg/0.1.0 zhengzhou/main main-2 {}/", own[1]),
+            1,
+        )];
+        peers.extend((0..300).map(|i| {
+            peer(
+                &format!(
+                    "xchg/0.1.0 xuchang/municipal municipal-{} http://127.0.0.2:{}",
+                    i % 9 + 1,
+                    10_000 + i
+                ),
+                i,
+            )
+        }));
+        let found = targets(&config, &peers);
+        assert_eq!(found.len(), MAX_PROBES);
+        assert_eq!(found[0].api_url, own[0]);
+        assert_eq!(found[1].api_url, own[1]);
+        assert_eq!(
+            found.iter().filter(|t| t.api_url == own[1]).count(),
+            1,
+            "a peer of the own zone is asked once"
+        );
+        assert!(found[2..].iter().all(|t| t.zone == "xuchang/municipal"));
+    }
+
+    #[test]
+    fn the_overview_groups_nodes_by_exchange_and_zone_with_lag_and_unreached_members() {
+        let (_dir, config) = zhengzhou();
+        let own = config.node.name.to_string();
+        let other = config
+            .peers()
+            .next()
+            .map(|m| m.name.to_string())
+            .unwrap_or_default();
+        let mut xuchang = status("municipal-1", "xuchang/municipal", "leader", 9, 7);
+        xuchang.members = vec![
+            RemoteMember {
+                name: "municipal-1".into(),
+                role: "leader".into(),
+            },
+            RemoteMember {
+                name: "municipal-2".into(),
+                role: "follower".into(),
+            },
+        ];
+        let probes = vec![
+            Probe {
+                target: target("http://127.0.0.1:1", "zhengzhou/main", &own),
+                outcome: Ok(status(&own, "zhengzhou/main", "leader", 12, 12)),
+            },
+            Probe {
+                target: target("http://127.0.0.1:2", "zhengzhou/main", &other),
+                outcome: Err("no answer within 800 ms".into()),
+            },
+            Probe {
+                target: target("http://127.0.0.1:3", "xuchang/municipal", "municipal-1"),
+                outcome: Ok(xuchang),
+            },
+            Probe {
+                target: target("http://127.0.0.1:4", "xuchang/municipal", "impostor"),
+                outcome: Ok(status("impostor", "shanghai/main", "leader", 1, 1)),
+            },
+        ];
+        let peers = [peer(
+            "xchg/0.1.0 xuchang/municipal municipal-1 http://127.0.0.1:3",
+            42,
+        )];
+        let o = assemble(&config, probes, &peers, Timestamp(5));
+
+        assert_eq!(o.this.zone, "zhengzhou/main");
+        let ids: Vec<&str> = o.exchanges.iter().map(|e| e.id.as_str()).collect();
+        assert_eq!(ids, ["zhengzhou", "xuchang"]);
+        let zz = &o.exchanges[0].zones[0];
+        assert_eq!(zz.id, "zhengzhou/main");
+        assert_eq!(zz.display_name.as_deref(), Some("郑州数据交易中心"));
+        let me = zz
+            .nodes
+            .iter()
+            .find(|n| n.name == own)
+            .expect("self listed");
+        assert!(me.reachable);
+        assert_eq!(me.lag, Some(0));
+        let down = zz
+            .nodes
+            .iter()
+            .find(|n| n.name == other)
+            .expect("peer listed");
+        assert!(!down.reachable);
+        assert_eq!(down.error.as_deref(), Some("no answer within 800 ms"));
+        assert_eq!(down.lag, None);
+
+        let xu = &o.exchanges[1].zones[0];
+        assert_eq!(xu.display_name, None, "only the own zone's name is known");
+        let names: Vec<&str> = xu.nodes.iter().map(|n| n.name.as_str()).collect();
+        assert_eq!(names, ["impostor", "municipal-1", "municipal-2"]);
+        assert_eq!(xu.nodes[1].lag, Some(2));
+        assert!(!xu.nodes[2].reachable);
+        assert_eq!(xu.nodes[2].api_url, None);
+        assert_eq!(xu.nodes[2].role.as_deref(), Some("follower"));
+        assert!(
+            !xu.nodes[0].reachable,
+            "a status naming a zone outside the federation is not believed"
+        );
+
+        assert_eq!(o.gossip.len(), 1);
+        assert_eq!(o.gossip[0].messages, 42);
+        assert_eq!(o.gossip[0].zone, "xuchang/municipal");
+    }
+
+    #[test]
+    fn the_flow_window_ends_with_the_current_minute() {
+        let (from, to) = window(Timestamp(125_000), 2);
+        assert_eq!((from.millis(), to.millis()), (60_000, 180_000));
+        let (from, _) = window(Timestamp(30_000), MAX_FLOW_MINUTES);
+        assert_eq!(from.millis(), 0, "no window starts before the epoch");
+    }
+
+    #[test]
+    fn series_are_dense_per_key_and_ignore_buckets_outside_the_window() {
+        let rows = vec![
+            ("b", 0, 2),
+            ("a", 1, 3),
+            ("a", 2, 1),
+            ("a", 3, 9),
+            ("c", -1, 0),
+        ];
+        let got = series(rows, 3);
+        assert_eq!(
+            got,
+            vec![
+                ("a", 4, vec![0, 3, 1]),
+                ("b", 2, vec![2, 0, 0]),
+                ("c", 0, vec![0, 0, 0]),
+            ]
+        );
+    }
+
+    #[test]
+    fn minutes_must_be_a_whole_number_within_a_day() {
+        assert_eq!(minutes_param(None).ok(), Some(DEFAULT_FLOW_MINUTES));
+        assert_eq!(minutes_param(Some("1440")).ok(), Some(1440));
+        for bad in ["0", "1441", "-5", "ten", ""] {
+            let e = minutes_param(Some(bad)).expect_err("refused");
+            assert_eq!(e.field.as_deref(), Some("minutes"), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,359 @@
+// The catalog panel: full-text search (Chinese and English), facets, results, and the detail
+// of one listing with its provenance (origin, signer, delegation, recognition decisions and
+// agreement, export decisions) and the audit trail of its transitions.
+
+import { get, query } from "./api.js";
+import { badge, byId, debounce, h, put, short } from "./dom.js";
+import { fmtNum, fmtTime, getLang, label, t } from "./i18n.js";
+
+const CATEGORIES = [
+  "agriculture", "commerce", "credit", "culture_tourism", "ecology", "education", "emergency",
+  "employment", "energy", "finance", "government", "healthcare", "industry", "public_safety", "transport",
+];
+const STATES = ["submitted", "listed", "rejected", "delisted", "recognised"];
+const CLASSES = ["public", "general", "important", "core"];
+const MODES = ["file", "api", "sandbox", "privacy_computing", "model_output", "verification"];
+const IN_DOMAIN = new Set(["sandbox", "privacy_computing", "model_output", "verification"]);
+const STAYS_HOME = new Set(["important", "core"]);
+/** The API counts matches up to this number. */
+const COUNT_CAP = 10000;
+
+const STATE_KIND = { submitted: "wait", listed: "good", rejected: "bad", delisted: "muted", recognised: "info" };
+const CLASS_KIND = { public: "good", general: "info", important: "warn", core: "bad" };
+const DECISION_KIND = { recognised: "good", rejected: "bad", stale: "warn", delisted: "muted", revoked: "bad" };
+const EXPORT_KIND = { pending: "wait", published: "good", withheld: "warn" };
+
+/**
+ * Creates the panel. `ctx` gives `report(source, error)`, `clear(source)`, `zoneName(id)`
+ * and `overview` (the latest federation overview, or null).
+ */
+export function createCatalog(ctx) {
+  const els = {
+    search: byId("search"),
+    facets: byId("facets"),
+    results: byId("results"),
+    total: byId("total"),
+    more: byId("more"),
+    detail: byId("detail"),
+  };
+  const filters = { origin: "", category: "", classification: "", delivery_mode: "", state: "" };
+  const categories = new Set(CATEGORIES);
+  let items = [];
+  let next = null;
+  let total = 0;
+  let loaded = false;
+  let seq = 0;
+  let listKey = "";
+  let facetKey = "";
+  let selected = null;
+  let detailKey = "";
+
+  function option(value, text, current) {
+    return h("option", { value, selected: value === current }, text);
+  }
+
+  function facet(name, options) {
+    const select = h("select", {
+      id: `f-${name}`,
+      onchange: () => {
+        filters[name] = select.value;
+        search();
+      },
+    }, option("", t("facet.all"), filters[name]), options);
+    return h("label", { class: "facet" }, h("span", {}, t(`facet.${name}`)), select);
+  }
+
+  /** Rebuilds the facet selects (language change, new zones or categories). */
+  function renderFacets() {
+    const exchanges = ctx.overview?.exchanges ?? [];
+    const key = JSON.stringify([exchanges.map((e) => [e.id, e.zones.map((z) => z.id)]), [...categories], getLang()]);
+    if (key === facetKey) return;
+    facetKey = key;
+    const origins = [
+      option("local", t("origin.local"), filters.origin),
+      option("external", t("origin.external"), filters.origin),
+    ];
+    for (const e of exchanges) {
+      origins.push(option(e.id, t("origin.exchange", { name: e.display_name ?? e.id }), filters.origin));
+      for (const z of e.zones) origins.push(option(z.id, `\u3000${ctx.zoneName(z.id)}`, filters.origin));
+    }
+    if (filters.origin && !origins.some((o) => o.value === filters.origin)) {
+      origins.push(option(filters.origin, filters.origin, filters.origin));
+    }
+    const sortedCategories = [...categories].sort((a, b) => label("cat", a).localeCompare(label("cat", b), getLang()));
+    put(els.facets,
+      facet("origin", origins),
+      facet("category", sortedCategories.map((c) => option(c, label("cat", c), filters.category))),
+      facet("classification", CLASSES.map((c) => option(c, label("class", c), filters.classification))),
+      facet("delivery_mode", MODES.map((m) => option(m, label("delivery", m), filters.delivery_mode))),
+      facet("state", STATES.map((st) => option(st, label("state", st), filters.state))));
+  }
+
+  function resultItem(item) {
+    const li = h("li", {
+      class: `result${item.id === selected ? " selected" : ""}`,
+      dataset: { id: item.id },
+      tabindex: 0,
+      role: "button",
+      onclick: () => select(item.id),
+      onkeydown: (e) => {
+        if (e.key === "Enter" || e.key === " ") {
+          e.preventDefault();
+          select(item.id);
+        }
+      },
+    },
+    h("div", { class: "r-title" }, item.title),
+    h("div", { class: "r-meta" },
+      badge(label("state", item.state), STATE_KIND[item.state]),
+      badge(label("class", item.classification), CLASS_KIND[item.classification]),
+      h("span", { class: "r-origin" }, ctx.zoneName(item.origin)),
+      h("span", {}, label("cat", item.category)),
+      h("span", { class: "muted" }, item.provider?.name ?? "")));
+    return li;
+  }
+
+  function renderResults() {
+    const key = JSON.stringify([items.map((i) => [i.id, i.state, i.version, i.origin]), total, loaded, selected, getLang(), facetKey]);
+    if (key === listKey) return;
+    listKey = key;
+    if (!loaded) {
+      put(els.results);
+      put(els.total);
+      els.more.hidden = true;
+      return;
+    }
+    put(els.total, total >= COUNT_CAP ? `≥ ${t("catalog.total", { n: fmtNum(COUNT_CAP) })}` : t("catalog.total", { n: fmtNum(total) }));
+    if (!items.length) {
+      put(els.results, h("li", { class: "empty" }, t("catalog.empty")));
+    } else {
+      put(els.results, items.map(resultItem));
+    }
+    els.more.hidden = !next;
+  }
+
+  /** Runs the search: page 1 (as many items as are shown), or the next page when `append`. */
+  async function search({ append = false } = {}) {
+    const mine = ++seq;
+    const limit = append ? 20 : Math.min(100, Math.max(20, items.length));
+    const params = {
+      q: els.search.value.trim(),
+      ...filters,
+      limit,
+      cursor: append ? next : "",
+      consistency: "local",
+    };
+    try {
+      const page = await get(`/v1/listings${query(params)}`);
+      if (mine !== seq) return;
+      ctx.clear("catalog");
+      items = append ? items.concat(page.items) : page.items;
+      next = page.next_cursor ?? null;
+      total = page.total;
+      loaded = true;
+      const before = categories.size;
+      for (const it of page.items) categories.add(it.category);
+      if (categories.size !== before) renderFacets();
+      renderResults();
+    } catch (e) {
+      if (mine === seq) ctx.report("catalog", e);
+    }
+  }
+
+  function fact(name, ...value) {
+    const parts = value.flat().filter((v) => v !== null && v !== undefined && v !== "");
+    if (!parts.length) return [];
+    return [h("dt", {}, name), h("dd", {}, parts)];
+  }
+
+  function list(values, group) {
+    return (values ?? []).map((v) => h("span", { class: "chip" }, group ? label(group, v) : v));
+  }
+
+  function agreementText(agreement) {
+    if (agreement === "sibling") return t("agreement.sibling");
+    if (agreement?.startsWith("outside:")) return t("agreement.outside", { ex: agreement.slice(8) });
+    return agreement;
+  }
+
+  function recognitionCard(r) {
+    const d = r.delegation;
+    return h("li", { class: "card" },
+      h("div", { class: "card-head" },
+        badge(label("decision", r.decision), DECISION_KIND[r.decision]),
+        h("span", { class: "strong" }, label("kind", r.kind)),
+        r.version ? h("span", { class: "muted" }, t("detail.version", { v: r.version })) : null,
+        h("span", { class: "muted right" }, fmtTime(r.at))),
+      h("dl", { class: "facts compact" },
+        fact(t("prov.agreement"), h("code", {}, r.agreement), h("span", { class: "muted" }, ` ${agreementText(r.agreement)}`)),
+        fact(t("prov.origin"), ctx.zoneName(r.origin), r.origin !== ctx.zoneName(r.origin) ? h("code", { class: "muted" }, ` ${r.origin}`) : null),
+        fact(t("prov.reason"), r.reason),
+        fact(t("prov.signer"), h("code", { title: r.signer }, short(r.signer, 12, 6))),
+        d ? fact(t("prov.delegation"), t("prov.delegation.value", {
+          exchange: d.exchange, zone: d.zone, from: fmtTime(d.not_before), to: fmtTime(d.not_after),
+        })) : [],
+        d ? fact(t("prov.nodekey"), h("code", { title: d.node_key }, short(d.node_key, 12, 6))) : [],
+        d ? fact(t("prov.rootkey"), h("code", { title: d.root_key }, short(d.root_key, 12, 6))) : [],
+        fact(t("prov.received"), h("code", { title: r.received_from }, short(r.received_from, 10, 6))),
+        fact(t("prov.raft"), String(r.raft_index))));
+  }
+
+  function exportCard(x) {
+    return h("li", { class: "card" },
+      h("div", { class: "card-head" },
+        badge(label("export", x.state), EXPORT_KIND[x.state]),
+        h("span", { class: "strong" }, label("kind", x.kind)),
+        h("span", { class: "muted" }, t("detail.version", { v: x.version })),
+        h("span", { class: "muted right" }, fmtTime(x.at))),
+      x.reason || x.published_at ? h("dl", { class: "facts compact" },
+        fact(t("prov.reason"), x.reason),
+        x.published_at ? fact(t("export.published"), fmtTime(x.published_at)) : []) : null);
+  }
+
+  function detailText(detail) {
+    if (detail === null || detail === undefined) return null;
+    if (typeof detail !== "object") return String(detail);
+    return Object.entries(detail)
+      .filter(([, v]) => v !== null && v !== undefined && v !== "")
+      .map(([k, v]) => `${k}: ${typeof v === "object" ? JSON.stringify(v) : v}`)
+      .join(" · ");
+  }
+
+  function historyItem(e) {
+    return h("li", {},
+      h("div", { class: "tl-head" },
+        h("span", { class: "strong" }, label("action", e.action)),
+        h("span", { class: "muted" }, e.from_state
+          ? `${label("state", e.from_state)} → ${label("state", e.to_state)}`
+          : `→ ${label("state", e.to_state)}`),
+        h("span", { class: "muted right" }, fmtTime(e.at))),
+      h("div", { class: "tl-body" },
+        t("history.by", { actor: e.actor, role: label("who", e.role) }),
+        h("span", { class: "muted" }, ` · v${e.version} · ${t("prov.raft")} ${e.raft_index}`),
+        detailText(e.detail) ? h("div", { class: "tl-detail" }, detailText(e.detail)) : null));
+  }
+
+  function renderDetail(v) {
+    const p = v.provenance ?? { origin: v.origin, exchange: "", recognised: false, recognitions: [], export: [] };
+    const pricing = v.pricing
+      ? [label("pricing", v.pricing.model), v.pricing.amount ? ` ${v.pricing.amount} ${v.pricing.currency ?? ""}` : ""].join("")
+      : "";
+    const modes = (v.delivery_modes ?? []).map((m) =>
+      h("span", { class: `chip${IN_DOMAIN.has(m) ? " chip-safe" : ""}`, title: IN_DOMAIN.has(m) ? t("detail.indomain") : null }, label("delivery", m)));
+    const exchange = ctx.overview?.exchanges.find((e) => e.id === p.exchange);
+    put(els.detail,
+      h("div", { class: "detail-head" },
+        h("h2", {}, v.title),
+        h("div", { class: "badges" },
+          badge(label("state", v.state), STATE_KIND[v.state]),
+          badge(label("class", v.classification), CLASS_KIND[v.classification]),
+          STAYS_HOME.has(v.classification) ? badge(t("detail.stayshome"), "bad") : null,
+          badge(t("detail.version", { v: v.version }), "muted")),
+        h("p", { class: "mono muted", title: t("detail.id") }, v.id)),
+      h("p", { class: "desc" }, v.description),
+      h("dl", { class: "facts" },
+        fact(t("detail.provider"), v.provider?.name, h("code", { class: "muted" }, ` ${v.provider?.id ?? ""}`)),
+        fact(t("detail.category"), label("cat", v.category)),
+        fact(t("detail.form"), label("form", v.product_form)),
+        fact(t("detail.personal"), v.contains_personal_info ? t("detail.yes") : t("detail.no")),
+        fact(t("detail.delivery"), modes),
+        fact(t("detail.pricing"), pricing),
+        fact(t("detail.frequency"), label("freq", v.update_frequency)),
+        fact(t("detail.rights"), list(v.rights, "right")),
+        fact(t("detail.scenarios"), list(v.scenarios)),
+        fact(t("detail.keywords"), list(v.keywords)),
+        fact(t("detail.spatial"), v.spatial_coverage),
+        fact(t("detail.temporal"), v.temporal_coverage),
+        fact(t("detail.registration"), v.registration ? `${v.registration.certificate_id} · ${v.registration.issuer}` : ""),
+        fact(t("detail.created"), fmtTime(v.created_at)),
+        fact(t("detail.updated"), fmtTime(v.updated_at))),
+      h("section", { id: "provenance", class: "provenance" },
+        h("h3", {}, t("prov.title")),
+        h("dl", { class: "facts" },
+          fact(t("prov.origin"), h("span", { class: "strong" }, ctx.zoneName(p.origin)),
+            ctx.zoneName(p.origin) !== p.origin ? h("code", { class: "muted" }, ` ${p.origin}`) : null),
+          fact(t("prov.exchange"), exchange?.display_name ?? p.exchange, exchange ? h("code", { class: "muted" }, ` ${p.exchange}`) : null),
+          fact(t("prov.kind"), p.recognised ? badge(t("prov.copy"), "info") : badge(t("prov.local"), "good"))),
+        h("h4", {}, t("prov.recognitions")),
+        p.recognitions.length
+          ? h("ol", { class: "cards" }, p.recognitions.map(recognitionCard))
+          : h("p", { class: "muted" }, t("prov.none")),
+        h("h4", {}, t("prov.export")),
+        p.export.length
+          ? h("ol", { class: "cards" }, p.export.map(exportCard))
+          : h("p", { class: "muted" }, t("prov.none"))),
+      h("section", { class: "history" },
+        h("h3", {}, t("history.title")),
+        h("ol", { class: "timeline" }, (v.history ?? []).map(historyItem))));
+  }
+
+  function placeholder() {
+    put(els.detail, h("p", { class: "placeholder" }, t("detail.placeholder")));
+  }
+
+  async function loadDetail() {
+    const id = selected;
+    if (!id) return;
+    try {
+      const v = await get(`/v1/listings/${encodeURIComponent(id)}?consistency=local`);
+      if (id !== selected) return;
+      ctx.clear("detail");
+      const key = JSON.stringify([v, getLang(), facetKey]);
+      if (key === detailKey) return;
+      detailKey = key;
+      renderDetail(v);
+    } catch (e) {
+      if (id === selected) ctx.report("detail", e);
+    }
+  }
+
+  function select(id) {
+    selected = id;
+    detailKey = "";
+    for (const li of els.results.querySelectorAll(".result")) {
+      li.classList.toggle("selected", li.dataset.id === id);
+    }
+    put(els.detail, h("p", { class: "placeholder" }, t("detail.loading")));
+    els.detail.scrollIntoView({ block: "nearest", behavior: "smooth" });
+    loadDetail();
+  }
+
+  const onInput = debounce(() => {
+    items = [];
+    search();
+  }, 250);
+  els.search.addEventListener("input", onInput);
+  els.more.addEventListener("click", () => search({ append: true }));
+  placeholder();
+  renderFacets();
+
+  return {
+    /** Re-runs the current search (polling). */
+    refresh: () => search(),
+    /** Re-reads the open listing (polling). */
+    refreshDetail: () => loadDetail(),
+    /** New overview: the origin facet lists its exchanges and zones. */
+    onOverview: () => renderFacets(),
+    /** Language change: redraw everything. */
+    redraw() {
+      facetKey = "";
+      listKey = "";
+      detailKey = "";
+      renderFacets();
+      renderResults();
+      if (selected) loadDetail();
+      else placeholder();
+    },
+    /** Token change: forget what the old token saw. */
+    reset() {
+      items = [];
+      next = null;
+      loaded = false;
+      selected = null;
+      listKey = "";
+      detailKey = "";
+      renderResults();
+      placeholder();
+    },
+  };
+}
