@@ -54,6 +54,7 @@ const LOG_SCHEMA: &[&str] = &[include_str!("log_schema_v1.sql")];
 const CATALOG_SCHEMA: &[&str] = &[
     include_str!("catalog_schema_v1.sql"),
     include_str!("catalog_schema_v2.sql"),
+    include_str!("catalog_schema_v3.sql"),
 ];
 
 /// The Raft log file in a data directory.
@@ -287,6 +288,60 @@ mod tests {
             })?;
             Ok(((), log, sm))
         }
+    }
+
+    #[tokio::test]
+    async fn a_catalog_of_an_older_schema_is_brought_up_to_date_and_keeps_its_rows() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(CATALOG_FILE);
+        let name = path.display().to_string();
+        let opts = options(&path, &name).expect("options");
+        migrate(&opts, &name, &CATALOG_SCHEMA[..1])
+            .await
+            .expect("v1");
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(opts.clone())
+            .await
+            .expect("pool");
+        sqlx::query("INSERT INTO sm_meta (key, value) VALUES ('kept', x'01')")
+            .execute(&pool)
+            .await
+            .expect("row");
+        pool.close().await;
+        migrate(&opts, &name, CATALOG_SCHEMA)
+            .await
+            .expect("upgrade");
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(opts.clone())
+            .await
+            .expect("pool");
+        let version: i64 = sqlx::query_scalar("PRAGMA user_version")
+            .fetch_one(&pool)
+            .await
+            .expect("version");
+        assert_eq!(version, CATALOG_SCHEMA.len() as i64);
+        let kept: i64 = sqlx::query_scalar("SELECT count(*) FROM sm_meta WHERE key = 'kept'")
+            .fetch_one(&pool)
+            .await
+            .expect("kept");
+        assert_eq!(kept, 1);
+        for table in ["outbox", "announcements", "recognitions", "revocations"] {
+            let n: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
+                .fetch_one(&pool)
+                .await
+                .expect(table);
+            assert_eq!(n, 0);
+        }
+        pool.close().await;
+        // A file from a newer xchg is refused, not touched.
+        let too_new = &[CATALOG_SCHEMA, &["SELECT 1;"]].concat();
+        migrate(&opts, &name, too_new).await.expect("newer");
+        assert!(matches!(
+            migrate(&opts, &name, CATALOG_SCHEMA).await,
+            Err(StoreError::TooNew { .. })
+        ));
     }
 
     #[test]
