@@ -18,6 +18,8 @@ pub mod catchup;
 pub mod ids;
 pub mod keys;
 pub mod listing;
+#[cfg(feature = "openapi")]
+mod openapi;
 pub mod time;
 pub mod vectors;
 

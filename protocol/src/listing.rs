@@ -31,6 +31,7 @@ pub mod limits {
 
 /// Classification and grading (分类分级). Ordered: `public < general < important < core`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Classification {
     /// Open data.
@@ -45,6 +46,7 @@ pub enum Classification {
 
 /// What kind of product it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ProductForm {
     /// A data set.
@@ -63,6 +65,7 @@ pub enum ProductForm {
 
 /// How the product is delivered (交付方式).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryMode {
     /// Files handed over: the data leaves its domain.
@@ -88,6 +91,7 @@ impl DeliveryMode {
 
 /// A right claimed over the data (三权分置).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Right {
     /// 数据资源持有权.
@@ -100,6 +104,7 @@ pub enum Right {
 
 /// How often the data is updated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum UpdateFrequency {
     /// Continuously.
@@ -124,6 +129,7 @@ pub enum UpdateFrequency {
 
 /// The pricing model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum PricingModel {
     /// No charge; no amount.
@@ -150,6 +156,7 @@ impl PricingModel {
 
 /// A price. Money is a decimal string (`"0.50"`), never a float.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Pricing {
     /// The pricing model.
@@ -164,6 +171,7 @@ pub struct Pricing {
 
 /// A provider: who offers the product.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Provider {
     /// Stable party id.
@@ -174,6 +182,7 @@ pub struct Provider {
 
 /// A reference to a registration certificate (登记证书) issued for the product.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RegistrationRef {
     /// The certificate number as printed by its issuer.
@@ -184,6 +193,7 @@ pub struct RegistrationRef {
 
 /// What a provider submits. Field names are the same in JSON and CBOR.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ListingDraft {
     /// Product title.
@@ -226,6 +236,7 @@ pub struct ListingDraft {
 
 /// A listing as announced and stored: the draft plus what the origin zone assigns.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Listing {
     /// Absent in version 1 (whose content id *is* the listing id); from version 2 on, the

@@ -1,8 +1,12 @@
 //! API errors: the right status and `{"error":{"code","message","field"}}`.
 
+use std::collections::BTreeMap;
+
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::IntoResponse;
 use serde::Serialize;
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder};
+use utoipa::{IntoResponses, ToSchema};
 
 use crate::catalog::Refusal;
 
@@ -22,7 +26,7 @@ pub struct ApiError {
 }
 
 /// One violated rule of a request body.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct FieldDetail {
     /// Dotted path.
     pub field: String,
@@ -30,18 +34,27 @@ pub struct FieldDetail {
     pub message: String,
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
-    error: Inner<'a>,
+/// The body of every error answer.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody<'a> {
+    /// What went wrong.
+    error: ErrorDetail<'a>,
 }
 
-#[derive(Serialize)]
-struct Inner<'a> {
+/// An error: a stable code, a message for people, and the field to blame.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorDetail<'a> {
+    /// Stable machine-readable code, e.g. `invalid_field`, `not_found`, `unauthorized`.
     code: &'a str,
+    /// What went wrong and how to fix it.
     message: &'a str,
+    /// The offending field (dotted path), when one is to blame.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String)]
     field: Option<&'a str>,
+    /// Every violated rule, when validation found several.
     #[serde(skip_serializing_if = "<[FieldDetail]>::is_empty")]
+    #[schema(value_type = Vec<FieldDetail>)]
     details: &'a [FieldDetail],
 }
 
@@ -138,9 +151,9 @@ impl From<xchg_protocol::ValidationError> for ApiError {
 }
 
 impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let body = Body {
-            error: Inner {
+    fn into_response(self) -> axum::response::Response {
+        let body = ErrorBody {
+            error: ErrorDetail {
                 code: self.code,
                 message: &self.message,
                 field: self.field.as_deref(),
@@ -164,4 +177,67 @@ pub async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri
         "method_not_allowed",
         format!("{} does not accept {method}", uri.path()),
     )
+}
+
+/// An error answer of the OpenAPI document: `description` and an [`ErrorBody`].
+fn documented(description: &str) -> RefOr<Response> {
+    let body = ContentBuilder::new()
+        .schema(Some(Ref::from_schema_name(ErrorBody::name())))
+        .build();
+    RefOr::T(
+        ResponseBuilder::new()
+            .description(description)
+            .content("application/json", body)
+            .build(),
+    )
+}
+
+/// Declares a set of error answers shared by several routes, for their `#[utoipa::path]`.
+macro_rules! error_set {
+    ($(#[$doc:meta])* $name:ident { $($status:literal => $why:expr),+ $(,)? }) => {
+        $(#[$doc])*
+        pub struct $name;
+
+        impl IntoResponses for $name {
+            fn responses() -> BTreeMap<String, RefOr<Response>> {
+                [$(($status, $why)),+]
+                    .into_iter()
+                    .map(|(status, why)| (status.to_string(), documented(why)))
+                    .collect()
+            }
+        }
+    };
+}
+
+error_set! {
+    /// What any route that takes a bearer token may answer.
+    BearerErrors {
+        401 => "No `Authorization: Bearer <token>` header, or an unknown or revoked token",
+        500 => "Internal error; the node's log has the cause",
+    }
+}
+
+error_set! {
+    /// What reading a JSON request body may answer.
+    BodyErrors {
+        413 => "The request body exceeds the node's size limit",
+        415 => "A Content-Type other than `application/json`",
+    }
+}
+
+error_set! {
+    /// What a linearizable read may answer when the zone has no working leader.
+    ReadErrors {
+        503 => "No Raft leader confirmed a read point in time, or this node is catching up; \
+                retry, or pass `consistency=local`",
+    }
+}
+
+error_set! {
+    /// What a write proposed through Raft may answer besides its own refusals.
+    ProposeErrors {
+        503 => "No Raft leader answered in time; retry",
+        504 => "The write reached the leader but its outcome is unknown; read it back before \
+                retrying",
+    }
 }

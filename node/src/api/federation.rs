@@ -11,29 +11,58 @@ use xchg_federation_config::Role;
 use xchg_protocol::AnnouncementKind;
 
 use super::auth::Caller;
-use super::error::ApiError;
+use super::error::{ApiError, BearerErrors, BodyErrors, ErrorBody, ProposeErrors, ReadErrors};
 use super::json::JsonBody;
-use super::listings::query_error;
+use super::listings::{consistency_schema, query_error};
 use super::{AppState, Consistency};
 use crate::catalog::query::{self, RecognitionFilter, RecognitionPage};
 use crate::gossip::{Peer, PeerInfo, Verdict};
 
 /// `GET /v1/recognitions` query string.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct RecognitionParams {
+    /// Only this decision.
+    #[param(schema_with = decision_schema)]
     decision: Option<String>,
+    /// Only announcements carrying this exchange's authority.
     exchange: Option<String>,
+    /// Page size (default 20); values outside 1 to 100 are brought within.
+    #[param(value_type = Option<u32>)]
     limit: Option<String>,
+    /// The `next_cursor` of the previous page.
     cursor: Option<String>,
     #[serde(default)]
+    #[param(schema_with = consistency_schema)]
     consistency: Consistency,
 }
 
 const DECISIONS: [&str; 5] = ["recognised", "rejected", "stale", "delisted", "revoked"];
 
+fn decision_schema() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(DECISIONS))
+        .build()
+}
+
 /// `GET /v1/recognitions?decision=&exchange=&limit=&cursor=`: decisions on announcements from
 /// other zones and exchanges, newest first.
+#[utoipa::path(
+    get,
+    path = "/v1/recognitions",
+    operation_id = "list_recognitions",
+    tag = "federation",
+    params(RecognitionParams),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "One page of decisions, newest first", body = RecognitionPage),
+        (status = 400, description = "An unknown parameter or value (`field` names it)", body = ErrorBody),
+        BearerErrors,
+        ReadErrors,
+    )
+)]
 pub async fn recognitions(
     State(state): State<AppState>,
     caller: Caller,
@@ -65,17 +94,51 @@ pub async fn recognitions(
 }
 
 /// `GET /v1/federation/peers`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct PeersView {
     /// This node's peer id.
     pub local_peer: String,
     /// Topics this node subscribes to.
     pub topics: Vec<String>,
     /// Connected peers.
+    #[schema(value_type = Vec<PeerInfoSchema>)]
     pub peers: Vec<PeerInfo>,
 }
 
+/// The JSON form of a [`PeerInfo`], for the OpenAPI document only (the gossip module
+/// serializes the real type).
+#[derive(utoipa::ToSchema)]
+#[schema(as = PeerInfo)]
+pub struct PeerInfoSchema {
+    /// Its peer id.
+    pub peer: String,
+    /// The address we reached it on or it reached us from.
+    pub address: Option<String>,
+    /// Its identify `agent_version` (self-declared: `xchg/<version> <zone> <node> <api url>`).
+    pub agent: Option<String>,
+    /// Gossipsub peer score, if scoring is on.
+    pub score: Option<f64>,
+    /// Topics it subscribes to.
+    pub topics: Vec<String>,
+    /// When it last delivered a gossip message to us (ms since the Unix epoch).
+    pub last_message_ms: Option<u64>,
+    /// Gossip messages it delivered to us.
+    pub messages: u64,
+}
+
 /// `GET /v1/federation/peers` (admin, operator, regulator): connected gossip peers.
+#[utoipa::path(
+    get,
+    path = "/v1/federation/peers",
+    operation_id = "list_gossip_peers",
+    tag = "federation",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Connected gossip peers", body = PeersView),
+        (status = 403, description = "Not an admin, operator or regulator token", body = ErrorBody),
+        BearerErrors,
+    )
+)]
 pub async fn peers(
     State(state): State<AppState>,
     caller: Caller,
@@ -90,7 +153,7 @@ pub async fn peers(
 }
 
 /// A revocation to announce.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RevocationBody {
     /// The envelope (canonical CBOR, standard base64), signed offline with the exchange's root
@@ -99,7 +162,7 @@ pub struct RevocationBody {
 }
 
 /// What the node did with a revocation.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RevocationResult {
     /// The revocation's content id.
     pub content_id: String,
@@ -111,6 +174,25 @@ pub struct RevocationResult {
 
 /// `POST /v1/federation/revocations` (admin): records a root-signed key revocation in the zone
 /// and publishes it on the exchange's topic.
+#[utoipa::path(
+    post,
+    path = "/v1/federation/revocations",
+    operation_id = "revoke_key",
+    tag = "federation",
+    request_body = RevocationBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Recorded in the zone and published", body = RevocationResult),
+        (status = 400, description = "Malformed JSON, an envelope that is not base64, not a \
+            revocation, or not signed by this exchange's root key", body = ErrorBody),
+        (status = 403, description = "Not an admin token", body = ErrorBody),
+        (status = 409, description = "This revocation is already recorded", body = ErrorBody),
+        (status = 422, description = "The zone refused the envelope when applying it", body = ErrorBody),
+        BearerErrors,
+        BodyErrors,
+        ProposeErrors,
+    )
+)]
 pub async fn revoke(
     State(state): State<AppState>,
     caller: Caller,

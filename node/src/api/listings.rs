@@ -9,7 +9,7 @@ use xchg_federation_config::Role;
 use xchg_protocol::{Classification, ContentId, DeliveryMode, Listing, ListingDraft, Timestamp};
 
 use super::auth::Caller;
-use super::error::ApiError;
+use super::error::{ApiError, BearerErrors, BodyErrors, ErrorBody, ProposeErrors, ReadErrors};
 use super::json::{JsonBody, OptionalJsonBody};
 use super::{AppState, Consistency};
 use crate::catalog::query::{self, ListingView, Page, Search};
@@ -19,7 +19,7 @@ use crate::catalog::{Applied, CatalogCommand, ListingState, Review};
 const MAX_REASON_CHARS: usize = 2000;
 
 /// The answer to a listing write.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct WriteResult {
     /// Listing id.
     pub id: String,
@@ -67,6 +67,25 @@ fn require_party(caller: &Caller, draft: &ListingDraft) -> Result<(), ApiError> 
 }
 
 /// `POST /v1/listings` (provider): submit version 1 of a listing for review.
+#[utoipa::path(
+    post,
+    path = "/v1/listings",
+    operation_id = "submit_listing",
+    tag = "listings",
+    request_body = ListingDraft,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Submitted: version 1, state `submitted`", body = WriteResult),
+        (status = 400, description = "Malformed JSON, or fields that break listing rules \
+            (`field` names the first, `details` lists every one)", body = ErrorBody),
+        (status = 403, description = "Not a provider token, or a token bound to another party \
+            than `provider.id`", body = ErrorBody),
+        (status = 409, description = "The same listing already exists", body = ErrorBody),
+        BearerErrors,
+        BodyErrors,
+        ProposeErrors,
+    )
+)]
 pub async fn submit(
     State(state): State<AppState>,
     caller: Caller,
@@ -88,6 +107,27 @@ pub async fn submit(
 }
 
 /// `PUT /v1/listings/{id}` (its provider): a new version, which goes back to review.
+#[utoipa::path(
+    put,
+    path = "/v1/listings/{id}",
+    operation_id = "update_listing",
+    tag = "listings",
+    params(("id" = ContentId, Path, description = "Listing id")),
+    request_body = ListingDraft,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Updated: the new version, back in review", body = WriteResult),
+        (status = 400, description = "Malformed JSON, or fields that break listing rules \
+            (`field` names the first, `details` lists every one)", body = ErrorBody),
+        (status = 403, description = "Not a provider token, not the listing's submitter, or a \
+            token bound to another party than `provider.id`", body = ErrorBody),
+        (status = 404, description = "No listing with this id", body = ErrorBody),
+        (status = 409, description = "The listing's state does not allow an update", body = ErrorBody),
+        BearerErrors,
+        BodyErrors,
+        ProposeErrors,
+    )
+)]
 pub async fn update(
     State(state): State<AppState>,
     caller: Caller,
@@ -123,6 +163,28 @@ fn check_text(field: &str, value: &str, required: bool) -> Result<(), ApiError> 
 }
 
 /// `POST /v1/listings/{id}/approve` (operator): body `{}` or a review record.
+#[utoipa::path(
+    post,
+    path = "/v1/listings/{id}/approve",
+    operation_id = "approve_listing",
+    tag = "listings",
+    params(("id" = ContentId, Path, description = "Listing id")),
+    request_body(
+        content = Option<Review>,
+        description = "What the review found; the body may be left out or be `{}`",
+    ),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Approved: state `listed`", body = WriteResult),
+        (status = 400, description = "Malformed JSON, or a review text over 2000 characters", body = ErrorBody),
+        (status = 403, description = "Not an operator token", body = ErrorBody),
+        (status = 404, description = "No listing with this id", body = ErrorBody),
+        (status = 409, description = "The listing is not awaiting review", body = ErrorBody),
+        BearerErrors,
+        BodyErrors,
+        ProposeErrors,
+    )
+)]
 pub async fn approve(
     State(state): State<AppState>,
     caller: Caller,
@@ -150,10 +212,10 @@ pub async fn approve(
 }
 
 /// `{"reason": "..."}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReasonBody {
-    /// Why.
+    /// Why: 1 to 2000 characters.
     pub reason: String,
 }
 
@@ -176,6 +238,25 @@ async fn with_reason(
 }
 
 /// `POST /v1/listings/{id}/reject` (operator).
+#[utoipa::path(
+    post,
+    path = "/v1/listings/{id}/reject",
+    operation_id = "reject_listing",
+    tag = "listings",
+    params(("id" = ContentId, Path, description = "Listing id")),
+    request_body = ReasonBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Rejected: state `rejected`", body = WriteResult),
+        (status = 400, description = "Malformed JSON, or an empty or over-long `reason`", body = ErrorBody),
+        (status = 403, description = "Not an operator token", body = ErrorBody),
+        (status = 404, description = "No listing with this id", body = ErrorBody),
+        (status = 409, description = "The listing is not awaiting review", body = ErrorBody),
+        BearerErrors,
+        BodyErrors,
+        ProposeErrors,
+    )
+)]
 pub async fn reject(
     State(state): State<AppState>,
     caller: Caller,
@@ -194,6 +275,25 @@ pub async fn reject(
 }
 
 /// `POST /v1/listings/{id}/delist` (operator).
+#[utoipa::path(
+    post,
+    path = "/v1/listings/{id}/delist",
+    operation_id = "delist_listing",
+    tag = "listings",
+    params(("id" = ContentId, Path, description = "Listing id")),
+    request_body = ReasonBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Withdrawn: state `delisted`", body = WriteResult),
+        (status = 400, description = "Malformed JSON, or an empty or over-long `reason`", body = ErrorBody),
+        (status = 403, description = "Not an operator token", body = ErrorBody),
+        (status = 404, description = "No listing with this id", body = ErrorBody),
+        (status = 409, description = "The listing is not listed", body = ErrorBody),
+        BearerErrors,
+        BodyErrors,
+        ProposeErrors,
+    )
+)]
 pub async fn delist(
     State(state): State<AppState>,
     caller: Caller,
@@ -212,12 +312,27 @@ pub async fn delist(
 }
 
 /// `?consistency=` on single reads.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ReadParams {
     /// `local` to skip the read index.
     #[serde(default)]
+    #[param(schema_with = consistency_schema)]
     pub consistency: Consistency,
+}
+
+/// The schema of `?consistency=`, shared by every read that takes it.
+pub fn consistency_schema() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(["linearizable", "local"]))
+        .default(Some("linearizable".into()))
+        .description(Some(
+            "`linearizable` (default) reads through the leader's read index; `local` reads this \
+             node's replica, possibly stale, and works without a leader",
+        ))
+        .build()
 }
 
 /// Maps a query-string rejection to a 400 naming the problem.
@@ -226,6 +341,21 @@ pub fn query_error(e: QueryRejection) -> ApiError {
 }
 
 /// `GET /v1/listings/{id}` (any role).
+#[utoipa::path(
+    get,
+    path = "/v1/listings/{id}",
+    operation_id = "get_listing",
+    tag = "listings",
+    params(("id" = ContentId, Path, description = "Listing id"), ReadParams),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The listing with its history and provenance", body = ListingView),
+        (status = 400, description = "An unknown or malformed query parameter", body = ErrorBody),
+        (status = 404, description = "No listing with this id", body = ErrorBody),
+        BearerErrors,
+        ReadErrors,
+    )
+)]
 pub async fn get_one(
     State(state): State<AppState>,
     caller: Caller,
@@ -244,18 +374,33 @@ pub async fn get_one(
 }
 
 /// The search query string.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct SearchParams {
+    /// Free text (Chinese or English), whitespace-separated terms that must all match; at most
+    /// 200 characters.
     q: Option<String>,
+    /// Lifecycle state.
+    #[param(value_type = Option<ListingState>)]
     state: Option<String>,
+    /// Category, e.g. `credit`.
     category: Option<String>,
+    /// Classification level.
+    #[param(value_type = Option<Classification>)]
     classification: Option<String>,
+    /// A delivery mode the listing offers.
+    #[param(value_type = Option<DeliveryMode>)]
     delivery_mode: Option<String>,
+    /// `local` (this zone), `external` (any other zone), an exchange id, or a zone id.
     origin: Option<String>,
+    /// Page size (default 20); values outside 1 to 100 are brought within.
+    #[param(value_type = Option<u32>)]
     limit: Option<String>,
+    /// The `next_cursor` of the previous page.
     cursor: Option<String>,
     #[serde(default)]
+    #[param(schema_with = consistency_schema)]
     consistency: Consistency,
 }
 
@@ -306,6 +451,20 @@ pub fn paging(
 }
 
 /// `GET /v1/listings?q=&state=&category=&classification=&delivery_mode=&origin=&limit=&cursor=`.
+#[utoipa::path(
+    get,
+    path = "/v1/listings",
+    operation_id = "search_listings",
+    tag = "listings",
+    params(SearchParams),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "One page of matches, newest first", body = Page),
+        (status = 400, description = "An unknown parameter or value (`field` names it)", body = ErrorBody),
+        BearerErrors,
+        ReadErrors,
+    )
+)]
 pub async fn search(
     State(state): State<AppState>,
     caller: Caller,

@@ -270,6 +270,18 @@ fn gauge(v: u64) -> i64 {
 }
 
 /// `GET /metrics`.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "get_metrics",
+    tag = "metrics",
+    responses(
+        (status = 200, description = "Prometheus text exposition (no token needed)", body = String,
+            content_type = "text/plain; version=0.0.4; charset=utf-8"),
+        (status = 500, description = "The metrics could not be encoded",
+            body = super::error::ErrorBody),
+    )
+)]
 pub async fn render(State(state): State<AppState>) -> Response {
     let m = state.raft.metrics().borrow().clone();
     let metrics = &state.metrics;

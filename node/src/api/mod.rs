@@ -11,6 +11,7 @@ pub mod federation;
 pub mod json;
 pub mod listings;
 pub mod metrics;
+pub mod openapi;
 pub mod overview;
 pub mod propose;
 pub mod status;
@@ -95,6 +96,7 @@ pub enum Consistency {
 pub fn router(state: AppState) -> Router {
     let max_body = usize::try_from(state.config.api.max_body_bytes).unwrap_or(usize::MAX);
     Router::new()
+        .route("/v1/openapi.json", get(openapi::document))
         .route("/v1/status", get(status::get_status))
         .route("/v1/listings", post(listings::submit).get(listings::search))
         .route(

@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::AppState;
 
 /// One member as the leader sees it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct MemberStatus {
     /// Member name.
     pub name: String,
@@ -19,7 +19,7 @@ pub struct MemberStatus {
 }
 
 /// The status document.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Status {
     /// This node's name.
     pub node: String,
@@ -42,6 +42,13 @@ pub struct Status {
 }
 
 /// `GET /v1/status` (no token needed: health checks use it).
+#[utoipa::path(
+    get,
+    path = "/v1/status",
+    operation_id = "get_status",
+    tag = "status",
+    responses((status = 200, description = "This node's view of its zone's Raft", body = Status))
+)]
 pub async fn get_status(State(state): State<AppState>) -> Json<Status> {
     let m = state.raft.metrics().borrow().clone();
     let membership = m.membership_config.membership();

@@ -12,15 +12,16 @@ use xchg_protocol::{PartyId, Timestamp};
 
 use super::AppState;
 use super::auth::{Caller, hash_hex};
-use super::error::ApiError;
+use super::error::{ApiError, BearerErrors, BodyErrors, ErrorBody, ProposeErrors};
 use super::json::JsonBody;
 use crate::catalog::CatalogCommand;
 
 /// `POST /v1/tokens` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewToken {
     /// The role it grants.
+    #[schema(schema_with = role_schema)]
     pub role: Role,
     /// The party it acts for (a provider token bound to a party submits only that party's
     /// listings).
@@ -31,13 +32,14 @@ pub struct NewToken {
 }
 
 /// The created token: the only time its text is shown.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CreatedToken {
     /// The bearer token. Store it now; the node keeps only its hash.
     pub token: String,
     /// Hex SHA-256 of the token, the handle to revoke it.
     pub hash: String,
     /// The role.
+    #[schema(schema_with = role_schema)]
     pub role: Role,
     /// The bound party.
     pub party: Option<String>,
@@ -45,7 +47,33 @@ pub struct CreatedToken {
     pub label: String,
 }
 
+/// The schema of a role: one of [`Role::ALL`] by its text form.
+fn role_schema() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(Role::ALL.map(Role::as_str)))
+        .description(Some("An API role"))
+        .build()
+}
+
 /// `POST /v1/tokens`.
+#[utoipa::path(
+    post,
+    path = "/v1/tokens",
+    operation_id = "create_token",
+    tag = "tokens",
+    request_body = NewToken,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "The new token; its text is shown only now", body = CreatedToken),
+        (status = 400, description = "Malformed JSON, an unknown role, an invalid `party`, or a \
+            `label` that is empty or over 200 characters", body = ErrorBody),
+        (status = 403, description = "Not an admin token", body = ErrorBody),
+        BearerErrors,
+        BodyErrors,
+        ProposeErrors,
+    )
+)]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -90,6 +118,22 @@ pub async fn create(
 }
 
 /// `DELETE /v1/tokens/{hash}`: revoke a run-time or config token.
+#[utoipa::path(
+    delete,
+    path = "/v1/tokens/{hash}",
+    operation_id = "revoke_token",
+    tag = "tokens",
+    params(("hash" = String, Path, description = "Hex SHA-256 of the token (as `POST /v1/tokens` \
+        answered)", pattern = "^[0-9a-fA-F]{64}$")),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Revoked (revoking a revoked token changes nothing)"),
+        (status = 403, description = "Not an admin token", body = ErrorBody),
+        (status = 404, description = "No token with this hash", body = ErrorBody),
+        BearerErrors,
+        ProposeErrors,
+    )
+)]
 pub async fn revoke(
     State(state): State<AppState>,
     caller: Caller,

@@ -9,13 +9,13 @@ use xchg_protocol::{NodeName, PublicKey};
 
 use super::AppState;
 use super::auth::Caller;
-use super::error::ApiError;
+use super::error::{ApiError, BearerErrors, BodyErrors, ErrorBody};
 use super::json::JsonBody;
 use crate::raft::transport::{ForwardError, MembershipChange, ZoneRequest, ZoneResponse};
 use crate::raft::{MemberNode, node_id};
 
 /// `POST /v1/zone/members` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewMember {
     /// Node name, unique in the zone.
@@ -29,7 +29,7 @@ pub struct NewMember {
 }
 
 /// The zone's membership after a change.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Membership {
     /// Voting members' names.
     pub voters: Vec<String>,
@@ -74,6 +74,23 @@ async fn change(state: &AppState, change: MembershipChange) -> Result<Membership
 
 /// `POST /v1/zone/members`: adds a node as a learner, waits for it to catch up, then makes it
 /// a voter.
+#[utoipa::path(
+    post,
+    path = "/v1/zone/members",
+    operation_id = "add_zone_member",
+    tag = "zone",
+    request_body = NewMember,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The node is a voter; the zone's voters now", body = Membership),
+        (status = 400, description = "Malformed JSON, or an invalid `name`, `raft_addr`, \
+            `api_url` or `public_key` (`field` names it)", body = ErrorBody),
+        (status = 403, description = "Not an admin token", body = ErrorBody),
+        (status = 503, description = "No Raft leader, or the membership change failed", body = ErrorBody),
+        BearerErrors,
+        BodyErrors,
+    )
+)]
 pub async fn add_member(
     State(state): State<AppState>,
     caller: Caller,
@@ -116,6 +133,21 @@ pub async fn add_member(
 }
 
 /// `DELETE /v1/zone/members/{name}`.
+#[utoipa::path(
+    delete,
+    path = "/v1/zone/members/{name}",
+    operation_id = "remove_zone_member",
+    tag = "zone",
+    params(("name" = NodeName, Path, description = "The member's node name")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Removed; the zone's voters now", body = Membership),
+        (status = 403, description = "Not an admin token", body = ErrorBody),
+        (status = 404, description = "No member with this name in the zone", body = ErrorBody),
+        (status = 503, description = "No Raft leader, or the membership change failed", body = ErrorBody),
+        BearerErrors,
+    )
+)]
 pub async fn remove_member(
     State(state): State<AppState>,
     caller: Caller,

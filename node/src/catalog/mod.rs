@@ -79,7 +79,7 @@ pub struct Actor {
 }
 
 /// What a reviewer records when approving a listing (合规审核, 安全评估).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Review {
     /// Compliance review conclusion (legality, tradability).
@@ -234,7 +234,7 @@ impl CatalogCommand {
 }
 
 /// The lifecycle state of a listing in this zone.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ListingState {
     /// Awaiting review.
@@ -309,7 +309,7 @@ impl Refusal {
 }
 
 /// What applying one command produced.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Applied {
     /// The object acted on (listing id or token hash).
     pub object_id: String,

@@ -18,7 +18,7 @@ pub const DEFAULT_PAGE: u32 = 20;
 pub const COUNT_CAP: i64 = 10_000;
 
 /// One transition of a listing.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct HistoryEntry {
     /// Position in the listing's history, from 1.
     pub seq: i64,
@@ -44,11 +44,12 @@ pub struct HistoryEntry {
 }
 
 /// A listing as the API shows it: the current version plus its zone-local state.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ListingView {
     /// Listing id.
     pub id: String,
     /// Lifecycle state in this zone.
+    #[schema(value_type = crate::catalog::ListingState)]
     pub state: String,
     /// Content id of the current version.
     pub content_id: String,
@@ -66,7 +67,7 @@ pub struct ListingView {
 }
 
 /// A listing's federation record.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Provenance {
     /// The zone where it was submitted.
     pub origin: String,
@@ -81,7 +82,7 @@ pub struct Provenance {
 }
 
 /// One decision on a received announcement.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RecognitionView {
     /// Position in this zone's record (use as a cursor).
     pub seq: i64,
@@ -116,7 +117,7 @@ pub struct RecognitionView {
 }
 
 /// One outbox entry of an own listing.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ExportView {
     /// listing or delisting.
     pub kind: String,
@@ -173,7 +174,7 @@ pub struct RecognitionFilter {
 }
 
 /// One page of recognition decisions.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RecognitionPage {
     /// Newest first.
     pub items: Vec<RecognitionView>,
@@ -283,7 +284,7 @@ pub struct Search {
 }
 
 /// One page of results.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Page {
     /// The listings, newest first.
     pub items: Vec<ListingView>,

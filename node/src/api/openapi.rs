@@ -1,0 +1,684 @@
+//! `GET /v1/openapi.json`: the OpenAPI document of the node API, generated from the handlers'
+//! `#[utoipa::path]` annotations and the types they take and answer.
+//!
+//! The dashboard (`/`, `/assets/{file}`) is left out: it serves a page and its files, not the
+//! JSON API. `/metrics` is in, as text.
+
+use axum::Json;
+use axum::response::IntoResponse;
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::Schema;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use xchg_protocol::{ContentId, NodeName};
+
+use super::error::{BearerErrors, ErrorBody};
+use super::{audit, federation, listings, metrics, status, tokens, zone};
+
+/// The document.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "xchg node API",
+        version = env!("CARGO_PKG_VERSION"),
+        description = "The HTTP API of an xchg node: listings and their review, the audit \
+            chain, federation (recognitions, peers, revocations, the hub's overview and flows), \
+            tokens and zone membership. Every error answers `{\"error\":{\"code\",\"message\",\
+            \"field\"}}` with the status that fits. Writes sent to any node of a zone are \
+            forwarded to its leader; reads are linearizable unless `consistency=local` is asked.",
+        license(name = "Apache-2.0"),
+    ),
+    paths(
+        document,
+        status::get_status,
+        listings::submit,
+        listings::search,
+        listings::get_one,
+        listings::update,
+        listings::approve,
+        listings::reject,
+        listings::delist,
+        audit::list,
+        federation::recognitions,
+        federation::peers,
+        federation::revoke,
+        overview,
+        flows,
+        tokens::create,
+        tokens::revoke,
+        zone::add_member,
+        zone::remove_member,
+        metrics::render,
+    ),
+    // Named, not registered, by the shared error sets (`ErrorBody`) and by path parameters.
+    components(schemas(ErrorBody, ContentId, NodeName)),
+    modifiers(&BearerToken, &OpenListing),
+    tags(
+        (name = "status", description = "This node's Raft view; no token needed"),
+        (name = "listings", description = "Submit, review, delist, read and search listings"),
+        (name = "audit", description = "The hash-chained audit trail (regulator, admin)"),
+        (name = "federation", description = "Recognitions, gossip peers, key revocations, and \
+            the hub's overview and flows"),
+        (name = "tokens", description = "API tokens (admin)"),
+        (name = "zone", description = "Zone membership (admin)"),
+        (name = "metrics", description = "Prometheus metrics"),
+        (name = "openapi", description = "This document"),
+    ),
+)]
+pub struct ApiDoc;
+
+/// Adds the `bearer` scheme the routes' `security(("bearer" = []))` refer to.
+struct BearerToken;
+
+impl Modify for BearerToken {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let scheme = HttpBuilder::new()
+            .scheme(HttpAuthScheme::Bearer)
+            .description(Some(
+                "A token from the zone's config or from `POST /v1/tokens`: \
+                 `Authorization: Bearer <token>`",
+            ))
+            .build();
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme("bearer", SecurityScheme::Http(scheme));
+    }
+}
+
+/// Lets the `Listing` schema admit other properties.
+///
+/// `Listing` refuses unknown fields when decoded, so its derived schema forbids other
+/// properties; but the API only ever shows it flattened into a `ListingView` (`allOf` with the
+/// view's own fields), which that prohibition would make impossible to satisfy.
+struct OpenListing;
+
+impl Modify for OpenListing {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let listing = openapi
+            .components
+            .as_mut()
+            .and_then(|c| c.schemas.get_mut("Listing"));
+        if let Some(RefOr::T(Schema::Object(listing))) = listing {
+            listing.additional_properties = None;
+        }
+    }
+}
+
+/// `GET /v1/openapi.json` (no token needed).
+#[utoipa::path(
+    get,
+    path = "/v1/openapi.json",
+    operation_id = "get_openapi_document",
+    tag = "openapi",
+    responses((status = 200, description = "This OpenAPI 3.1 document", body = Object))
+)]
+pub async fn document() -> impl IntoResponse {
+    Json(ApiDoc::openapi())
+}
+
+/// The answers of `/v1/federation/overview` and `/v1/federation/flows`, as the OpenAPI document
+/// shows them. Their handlers live in `overview.rs`, whose types do not derive schemas; the
+/// tests below check these against values of the real types.
+#[allow(dead_code, reason = "described, never built")]
+mod hub {
+    use utoipa::ToSchema;
+    use xchg_protocol::Timestamp;
+
+    /// The hub's view of the federation.
+    #[derive(ToSchema)]
+    pub struct Overview {
+        /// The node that answered.
+        #[schema(rename = "self")]
+        pub this: SelfView,
+        /// This node's exchange first, then the outside exchanges in config order.
+        pub exchanges: Vec<ExchangeView>,
+        /// Gossip peers of this node in other zones or in its own, with their message counts.
+        pub gossip: Vec<GossipLink>,
+        /// When the view was assembled.
+        pub at: Timestamp,
+    }
+
+    /// Which node answered.
+    #[derive(ToSchema)]
+    pub struct SelfView {
+        /// Its exchange id.
+        pub exchange: String,
+        /// Its zone id.
+        pub zone: String,
+        /// Its node name.
+        pub node: String,
+    }
+
+    /// One exchange and the zones of it this node knows of.
+    #[derive(ToSchema)]
+    pub struct ExchangeView {
+        /// Exchange id.
+        pub id: String,
+        /// Name shown to people, from this node's config.
+        pub display_name: Option<String>,
+        /// Its zones seen from here, this node's own first, then by id.
+        pub zones: Vec<ZoneView>,
+    }
+
+    /// One zone and its nodes.
+    #[derive(ToSchema)]
+    pub struct ZoneView {
+        /// Zone id.
+        pub id: String,
+        /// Name shown to people, known for this node's own zone.
+        pub display_name: Option<String>,
+        /// Its nodes, by name.
+        pub nodes: Vec<NodeView>,
+    }
+
+    /// One node as its own status document describes it.
+    #[derive(ToSchema)]
+    pub struct NodeView {
+        /// Node name.
+        pub name: String,
+        /// API base URL, when this node knows one.
+        pub api_url: Option<String>,
+        /// Whether it answered its status in time.
+        pub reachable: bool,
+        /// Why it is not reachable.
+        pub error: Option<String>,
+        /// `leader`, `follower`, `candidate`, `learner` or `unknown`.
+        pub role: Option<String>,
+        /// The leader it knows of.
+        pub leader: Option<String>,
+        /// Its Raft term.
+        pub term: Option<u64>,
+        /// Highest committed index it knows.
+        pub commit_index: Option<u64>,
+        /// Highest index applied to its catalog.
+        pub applied_index: Option<u64>,
+        /// How far its catalog is behind the highest commit index its zone reports.
+        pub lag: Option<u64>,
+    }
+
+    /// A gossip connection of this node.
+    #[derive(ToSchema)]
+    pub struct GossipLink {
+        /// The peer's zone (self-declared).
+        pub zone: String,
+        /// The peer's node name (self-declared).
+        pub node: String,
+        /// Gossip messages it delivered to this node.
+        pub messages: u64,
+        /// When it last delivered one.
+        pub last_message_at: Option<Timestamp>,
+    }
+
+    /// What crossed this zone's boundary, per minute, oldest minute first.
+    #[derive(ToSchema)]
+    pub struct Flows {
+        /// The zone whose replica answered.
+        pub zone: String,
+        /// Number of one-minute buckets.
+        pub minutes: u32,
+        /// Start of the first bucket (a whole minute).
+        pub from: Timestamp,
+        /// End of the last bucket (exclusive; the end of the current minute).
+        pub to: Timestamp,
+        /// Decisions on announcements received from other zones, one series per origin zone
+        /// (or revoking exchange) and decision.
+        pub inbound: Vec<InboundSeries>,
+        /// This zone's outbox: `published` and `withheld`, both always present.
+        pub outbound: Vec<OutboundSeries>,
+        /// Outbox entries waiting to be published now.
+        pub pending: u64,
+        /// Why announcements were not recognised in the window, most frequent first.
+        pub rejections: Vec<InboundReason>,
+        /// Why changes were withheld in the window, most frequent first.
+        pub withheld: Vec<OutboundReason>,
+    }
+
+    /// Per-minute decisions on one origin's announcements.
+    #[derive(ToSchema)]
+    pub struct InboundSeries {
+        /// Origin zone (or the revoking exchange).
+        pub origin: String,
+        /// The exchange whose authority the announcements carried.
+        pub exchange: String,
+        /// recognised, rejected, stale, delisted or revoked.
+        pub decision: String,
+        /// Sum of `counts`.
+        pub total: u64,
+        /// One count per minute, oldest first.
+        pub counts: Vec<u64>,
+    }
+
+    /// Per-minute outbox entries in one state.
+    #[derive(ToSchema)]
+    pub struct OutboundSeries {
+        /// published or withheld.
+        pub state: String,
+        /// Sum of `counts`.
+        pub total: u64,
+        /// One count per minute, oldest first.
+        pub counts: Vec<u64>,
+    }
+
+    /// A reason announcements from an origin were not recognised.
+    #[derive(ToSchema)]
+    pub struct InboundReason {
+        /// Origin zone.
+        pub origin: String,
+        /// The decision.
+        pub decision: String,
+        /// The recorded reason.
+        pub reason: String,
+        /// How many times in the window.
+        pub count: u64,
+    }
+
+    /// A reason the export firewall kept changes home.
+    #[derive(ToSchema)]
+    pub struct OutboundReason {
+        /// The recorded reason.
+        pub reason: String,
+        /// How many times in the window.
+        pub count: u64,
+    }
+}
+
+/// `GET /v1/federation/overview` (any token), served by `overview::overview`: documentation
+/// only.
+#[utoipa::path(
+    get,
+    path = "/v1/federation/overview",
+    operation_id = "get_federation_overview",
+    tag = "federation",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Every node this node can find, with its Raft role, \
+            indices and lag, grouped by exchange and zone", body = hub::Overview),
+        (status = 400, description = "A query parameter (there are none)", body = ErrorBody),
+        BearerErrors,
+    )
+)]
+#[allow(dead_code)]
+async fn overview() {}
+
+/// `GET /v1/federation/flows` (any token), served by `overview::flows`: documentation only.
+#[utoipa::path(
+    get,
+    path = "/v1/federation/flows",
+    operation_id = "get_federation_flows",
+    tag = "federation",
+    params(("minutes" = Option<u32>, Query, minimum = 1, maximum = 1440,
+        description = "Window length in minutes, 1 to 1440 (default 60)")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Per-minute recognition decisions by origin, and this \
+            zone's published and withheld announcements, from this node's replica",
+            body = hub::Flows),
+        (status = 400, description = "`minutes` outside 1 to 1440, or an unknown parameter",
+            body = ErrorBody),
+        BearerErrors,
+    )
+)]
+#[allow(dead_code)]
+async fn flows() {}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use serde::Serialize;
+    use serde_json::{Value, json};
+    use xchg_protocol::{Listing, Timestamp};
+
+    use super::*;
+    use crate::api::overview;
+
+    fn doc() -> Value {
+        serde_json::to_value(ApiDoc::openapi()).expect("the document serializes")
+    }
+
+    fn resolve<'a>(doc: &'a Value, schema: &'a Value) -> Result<&'a Value, String> {
+        match schema.get("$ref").and_then(Value::as_str) {
+            None => Ok(schema),
+            Some(r) => {
+                let name = r
+                    .strip_prefix("#/components/schemas/")
+                    .ok_or_else(|| format!("unexpected reference {r}"))?;
+                let target = &doc["components"]["schemas"][name];
+                if target.is_null() {
+                    return Err(format!("unresolved reference {r}"));
+                }
+                resolve(doc, target)
+            }
+        }
+    }
+
+    fn type_allows(schema: &Value, value: &Value) -> bool {
+        let allows = |t: &str| match t {
+            "null" => value.is_null(),
+            "boolean" => value.is_boolean(),
+            "integer" => value.is_i64() || value.is_u64(),
+            "number" => value.is_number(),
+            "string" => value.is_string(),
+            "array" => value.is_array(),
+            "object" => value.is_object(),
+            _ => false,
+        };
+        match schema.get("type") {
+            None => true,
+            Some(Value::String(t)) => allows(t),
+            Some(Value::Array(ts)) => ts.iter().filter_map(Value::as_str).any(allows),
+            Some(_) => false,
+        }
+    }
+
+    /// Whether `value` is what `schema` describes: types, required properties, no undocumented
+    /// property, and with `complete` every documented property present.
+    fn conforms(
+        doc: &Value,
+        schema: &Value,
+        value: &Value,
+        complete: bool,
+        at: &str,
+    ) -> Result<(), String> {
+        let schema = resolve(doc, schema)?;
+        if let Some(branches) = schema.get("oneOf").and_then(Value::as_array) {
+            let errors: Vec<String> = branches
+                .iter()
+                .filter_map(|b| conforms(doc, b, value, complete, at).err())
+                .collect();
+            return if errors.len() < branches.len() {
+                Ok(())
+            } else {
+                Err(errors.join(" / "))
+            };
+        }
+        if let Some(parts) = schema.get("allOf").and_then(Value::as_array) {
+            // A flattened struct: the parts' properties together describe one object.
+            let mut merged = json!({"type": "object", "properties": {}, "required": []});
+            for part in parts {
+                let part = resolve(doc, part)?;
+                for (k, v) in part["properties"].as_object().into_iter().flatten() {
+                    merged["properties"][k] = v.clone();
+                }
+                for r in part["required"].as_array().into_iter().flatten() {
+                    merged["required"]
+                        .as_array_mut()
+                        .expect("an array")
+                        .push(r.clone());
+                }
+            }
+            return conforms(doc, &merged, value, complete, at);
+        }
+        if !type_allows(schema, value) {
+            return Err(format!("{at}: {value} is not of type {}", schema["type"]));
+        }
+        if let Some(items) = schema.get("items")
+            && let Some(values) = value.as_array()
+        {
+            for (i, v) in values.iter().enumerate() {
+                conforms(doc, items, v, complete, &format!("{at}[{i}]"))?;
+            }
+        }
+        let (Some(properties), Some(map)) = (
+            schema.get("properties").and_then(Value::as_object),
+            value.as_object(),
+        ) else {
+            return Ok(());
+        };
+        for required in schema["required"].as_array().into_iter().flatten() {
+            let key = required.as_str().unwrap_or_default();
+            if !map.contains_key(key) {
+                return Err(format!("{at}: required property {key} missing"));
+            }
+        }
+        for (key, v) in map {
+            let Some(s) = properties.get(key) else {
+                return Err(format!("{at}: property {key} is not documented"));
+            };
+            conforms(doc, s, v, complete, &format!("{at}.{key}"))?;
+        }
+        if complete && let Some(missing) = properties.keys().find(|k| !map.contains_key(*k)) {
+            return Err(format!("{at}: documented property {missing} never appears"));
+        }
+        Ok(())
+    }
+
+    /// Checks a fully populated value of a real type against the named schema of the document.
+    fn assert_documented_as(name: &str, value: &impl Serialize) {
+        let doc = doc();
+        let value = serde_json::to_value(value).expect("serializes");
+        let schema = json!({"$ref": format!("#/components/schemas/{name}")});
+        if let Err(e) = conforms(&doc, &schema, &value, true, name) {
+            panic!("{name} drifted from its schema: {e}\nvalue: {value:#}");
+        }
+    }
+
+    fn at() -> Timestamp {
+        Timestamp(1_780_272_000_000)
+    }
+
+    fn some(s: &str) -> Option<String> {
+        Some(s.to_owned())
+    }
+
+    #[test]
+    fn every_reference_in_the_document_resolves() {
+        fn walk(doc: &Value, v: &Value, broken: &mut BTreeSet<String>) {
+            match v {
+                Value::Object(map) => {
+                    if let Some(Value::String(r)) = map.get("$ref")
+                        && resolve(doc, v).is_err()
+                    {
+                        broken.insert(r.clone());
+                    }
+                    map.values().for_each(|v| walk(doc, v, broken));
+                }
+                Value::Array(vs) => vs.iter().for_each(|v| walk(doc, v, broken)),
+                _ => {}
+            }
+        }
+        let doc = doc();
+        let mut broken = BTreeSet::new();
+        walk(&doc, &doc, &mut broken);
+        assert!(broken.is_empty(), "unresolved references: {broken:?}");
+    }
+
+    #[test]
+    fn operations_have_unique_ids_declared_path_parameters_and_error_body_errors() {
+        let doc = doc();
+        let paths = doc["paths"].as_object().expect("paths");
+        let mut operation_ids = BTreeSet::new();
+        for (path, item) in paths {
+            for (method, op) in item.as_object().expect("a path item") {
+                let declared: BTreeSet<&str> = op["parameters"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|p| p["in"] == "path")
+                    .filter_map(|p| p["name"].as_str())
+                    .collect();
+                let in_path: BTreeSet<&str> = path
+                    .split('/')
+                    .filter_map(|s| s.strip_prefix('{')?.strip_suffix('}'))
+                    .collect();
+                assert_eq!(declared, in_path, "{method} {path}");
+                let id = op["operationId"].as_str().expect("an operation id");
+                assert!(operation_ids.insert(id), "operation id {id} used twice");
+                let responses = op["responses"].as_object().expect("responses");
+                assert!(
+                    responses.keys().any(|s| s.starts_with('2')),
+                    "{method} {path} has no success answer"
+                );
+                for (status, response) in responses {
+                    if status.starts_with('4') || status.starts_with('5') {
+                        assert_eq!(
+                            response["content"]["application/json"]["schema"]["$ref"],
+                            "#/components/schemas/ErrorBody",
+                            "{method} {path} {status}"
+                        );
+                    }
+                }
+                if op.get("security").is_some() {
+                    assert!(responses.contains_key("401"), "{method} {path} lacks 401");
+                }
+            }
+        }
+        assert_eq!(
+            doc["components"]["securitySchemes"]["bearer"]["scheme"],
+            "bearer"
+        );
+        assert_eq!(doc["info"]["title"], "xchg node API");
+        assert_eq!(doc["info"]["version"], env!("CARGO_PKG_VERSION"));
+    }
+
+    #[test]
+    fn an_api_error_is_documented_as_error_body() {
+        let err = crate::api::error::ApiError::invalid_field("title", "must not be empty");
+        let response = axum::response::IntoResponse::into_response(err);
+        let body = futures::executor::block_on(axum::body::to_bytes(response.into_body(), 4096))
+            .expect("a body");
+        let value: Value = serde_json::from_slice(&body).expect("JSON");
+        let doc = doc();
+        let schema = json!({"$ref": "#/components/schemas/ErrorBody"});
+        conforms(&doc, &schema, &value, false, "error").expect("conforms");
+        assert_eq!(value["error"]["field"], "title");
+    }
+
+    #[test]
+    fn a_listing_view_flattens_its_listing_as_documented() {
+        let listing = Listing::first_version(
+            xchg_protocol::vectors::credit_draft(),
+            "xuchang/yuzhou".parse().expect("zone"),
+            at(),
+        );
+        let view = crate::catalog::query::ListingView {
+            id: "sha256:00".into(),
+            state: "listed".into(),
+            content_id: "sha256:00".into(),
+            submitted_by: "yuzhou-credit-center".into(),
+            listing,
+            history: Some(Vec::new()),
+            provenance: None,
+        };
+        let doc = doc();
+        let value = serde_json::to_value(&view).expect("serializes");
+        let schema = json!({"$ref": "#/components/schemas/ListingView"});
+        conforms(&doc, &schema, &value, false, "ListingView").expect("conforms");
+        // A part of an `allOf` that forbids other properties would refuse the view's own.
+        for part in doc["components"]["schemas"]["ListingView"]["allOf"]
+            .as_array()
+            .expect("ListingView is an allOf")
+        {
+            let part = resolve(&doc, part).expect("resolves");
+            assert_ne!(part["additionalProperties"], false, "{part}");
+        }
+    }
+
+    #[test]
+    fn the_overview_schema_matches_the_overview_handlers_answer() {
+        let node = overview::NodeView {
+            name: "yuzhou-1".into(),
+            api_url: some("http://127.0.0.1:7100"),
+            reachable: false,
+            error: some("connection failed"),
+            role: some("follower"),
+            leader: some("yuzhou-2"),
+            term: Some(3),
+            commit_index: Some(10),
+            applied_index: Some(9),
+            lag: Some(1),
+        };
+        let value = overview::Overview {
+            this: overview::SelfView {
+                exchange: "xuchang".into(),
+                zone: "xuchang/yuzhou".into(),
+                node: "yuzhou-1".into(),
+            },
+            exchanges: vec![overview::ExchangeView {
+                id: "xuchang".into(),
+                display_name: some("许昌"),
+                zones: vec![overview::ZoneView {
+                    id: "xuchang/yuzhou".into(),
+                    display_name: some("禹州"),
+                    nodes: vec![node],
+                }],
+            }],
+            gossip: vec![overview::GossipLink {
+                zone: "xuchang/weidu".into(),
+                node: "weidu-1".into(),
+                messages: 4,
+                last_message_at: Some(at()),
+            }],
+            at: at(),
+        };
+        assert_documented_as("Overview", &value);
+    }
+
+    #[test]
+    fn the_flows_schema_matches_the_flows_handlers_answer() {
+        let value = overview::Flows {
+            zone: "xuchang/yuzhou".into(),
+            minutes: 2,
+            from: at(),
+            to: at(),
+            inbound: vec![overview::InboundSeries {
+                origin: "xuchang/weidu".into(),
+                exchange: "xuchang".into(),
+                decision: "recognised".into(),
+                total: 1,
+                counts: vec![0, 1],
+            }],
+            outbound: vec![overview::OutboundSeries {
+                state: "published".into(),
+                total: 0,
+                counts: vec![0, 0],
+            }],
+            pending: 0,
+            rejections: vec![overview::InboundReason {
+                origin: "xuchang/weidu".into(),
+                decision: "rejected".into(),
+                reason: "classification".into(),
+                count: 1,
+            }],
+            withheld: vec![overview::OutboundReason {
+                reason: "important data stays home".into(),
+                count: 1,
+            }],
+        };
+        assert_documented_as("Flows", &value);
+    }
+
+    #[test]
+    fn the_audit_record_schema_matches_the_audit_chains_json() {
+        let value = crate::audit::AuditRecord {
+            content: crate::audit::AuditContent {
+                seq: 1,
+                raft_index: 3,
+                at: at(),
+                actor: "token:0123abcd".into(),
+                role: "admin".into(),
+                action: "create_token".into(),
+                object_id: "ab".repeat(32),
+                result: "ok".into(),
+                prev_hash: [0; 32],
+            },
+            hash: [1; 32],
+        };
+        assert_documented_as("AuditRecord", &value);
+    }
+
+    #[test]
+    fn the_peer_schema_matches_the_gossip_peers_json() {
+        let value = crate::gossip::PeerInfo {
+            peer: "12D3KooW".into(),
+            address: some("/ip4/127.0.0.1/tcp/7120"),
+            agent: some("xchg/0.1.0 xuchang/weidu weidu-1 http://127.0.0.1:7200"),
+            score: Some(0.5),
+            topics: vec!["xchg/xuchang/v1".into()],
+            last_message_ms: Some(1),
+            messages: 2,
+        };
+        assert_documented_as("PeerInfo", &value);
+    }
+}
