@@ -153,6 +153,9 @@ pub struct RemoteStatus {
     pub node: String,
     /// Zone id.
     pub zone: String,
+    /// The zone's name for people, if the node states it.
+    #[serde(default)]
+    pub zone_display_name: Option<String>,
     /// Raft role.
     pub role: String,
     /// Leader name.
@@ -173,6 +176,7 @@ impl From<status::Status> for RemoteStatus {
         RemoteStatus {
             node: s.node,
             zone: s.zone,
+            zone_display_name: Some(s.zone_display_name),
             role: s.role.to_owned(),
             leader: s.leader,
             term: s.term,
@@ -300,9 +304,18 @@ pub fn assemble(
     let mut zones: BTreeMap<String, BTreeMap<String, NodeView>> = BTreeMap::new();
     zones.entry(own_zone.clone()).or_default();
     let mut members: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    // Names for people that the zones' own nodes state (shown, never trusted for anything).
+    let mut names: BTreeMap<String, String> = BTreeMap::new();
     for probe in probes {
         let (zone, view) = match probe.outcome {
             Ok(s) if known_zone(config, &s.zone) => {
+                if let Some(name) = s
+                    .zone_display_name
+                    .as_deref()
+                    .filter(|n| !n.trim().is_empty())
+                {
+                    names.entry(s.zone.clone()).or_insert_with(|| clip(name));
+                }
                 let zone_members = members.entry(s.zone.clone()).or_default();
                 for m in s.members.iter().take(MAX_ZONE_MEMBERS) {
                     zone_members
@@ -395,7 +408,11 @@ pub fn assemble(
         let Some(ex) = exchanges.iter_mut().find(|e| e.id == exchange) else {
             continue;
         };
-        let display_name = (id == own_zone).then(|| config.zone.display_name.clone());
+        let display_name = if id == own_zone {
+            Some(config.zone.display_name.clone())
+        } else {
+            names.get(&id).cloned()
+        };
         let zone = ZoneView {
             id,
             display_name,
@@ -821,6 +838,7 @@ mod tests {
         RemoteStatus {
             node: node.into(),
             zone: zone.into(),
+            zone_display_name: None,
             role: role.into(),
             leader: Some(node.into()),
             term: 3,
@@ -931,6 +949,7 @@ mod tests {
             .map(|m| m.name.to_string())
             .unwrap_or_default();
         let mut xuchang = status("municipal-1", "xuchang/municipal", "leader", 9, 7);
+        xuchang.zone_display_name = Some("许昌市数据交易专区".into());
         xuchang.members = vec![
             RemoteMember {
                 name: "municipal-1".into(),
@@ -988,7 +1007,11 @@ mod tests {
         assert_eq!(down.lag, None);
 
         let xu = &o.exchanges[1].zones[0];
-        assert_eq!(xu.display_name, None, "only the own zone's name is known");
+        assert_eq!(
+            xu.display_name.as_deref(),
+            Some("许昌市数据交易专区"),
+            "as its node states"
+        );
         let names: Vec<&str> = xu.nodes.iter().map(|n| n.name.as_str()).collect();
         assert_eq!(names, ["impostor", "municipal-1", "municipal-2"]);
         assert_eq!(xu.nodes[1].lag, Some(2));

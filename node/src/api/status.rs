@@ -25,8 +25,12 @@ pub struct Status {
     pub node: String,
     /// Its zone.
     pub zone: String,
+    /// The zone's name for people (e.g. 禹州市).
+    pub zone_display_name: String,
     /// Its exchange.
     pub exchange: String,
+    /// The exchange's name for people.
+    pub exchange_display_name: String,
     /// `leader`, `follower`, `candidate` or `learner`.
     pub role: &'static str,
     /// The leader's name, if known.
@@ -78,6 +82,8 @@ pub async fn get_status(State(state): State<AppState>) -> Json<Status> {
     Json(Status {
         node: state.config.node.name.to_string(),
         zone: state.config.zone.id.to_string(),
+        zone_display_name: state.config.zone.display_name.clone(),
+        exchange_display_name: state.config.exchange.display_name.clone(),
         exchange: state.config.exchange.id.to_string(),
         role,
         leader: m.current_leader.as_ref().and_then(name_of),
