@@ -180,14 +180,19 @@ async fn dashboard_assets_overview_and_flows_are_served() -> anyhow::Result<()> 
     )
     .await?;
 
-    // Any token reads the overview; the hub in Zhengzhou finds Xuchang's node through gossip.
+    // The overview makes the node call others: operators and regulators only.
+    let (s, v) = fed
+        .get(zz, "/v1/federation/overview", Some(&zt.buyer))
+        .await?;
+    assert_eq!(s, 403, "{v}");
+    // The hub in Zhengzhou finds Xuchang's node through gossip.
     let names: Vec<String> = fed.nodes.iter().map(|n| n.name.clone()).collect();
     let overview = eventually(
         Duration::from_secs(20),
         "every node reachable in Zhengzhou's overview",
         || async {
             let (s, v) = fed
-                .get(zz, "/v1/federation/overview", Some(&zt.buyer))
+                .get(zz, "/v1/federation/overview", Some(&zt.regulator))
                 .await
                 .map_err(|e| e.to_string())?;
             if s != 200 {
@@ -253,7 +258,7 @@ async fn dashboard_assets_overview_and_flows_are_served() -> anyhow::Result<()> 
         ("/v1/federation/flows?window=5", None),
         ("/v1/federation/overview?verbose=1", None),
     ] {
-        let (s, v) = fed.get(zz, path, Some(&zt.buyer)).await?;
+        let (s, v) = fed.get(zz, path, Some(&zt.regulator)).await?;
         assert_eq!(s, 400, "{path}: {v}");
         match field {
             Some(f) => assert_eq!(v["error"]["field"], f, "{path}: {v}"),

@@ -283,8 +283,8 @@ mod hub {
     }
 }
 
-/// `GET /v1/federation/overview` (any token), served by `overview::overview`: documentation
-/// only.
+/// `GET /v1/federation/overview` (admin, operator, regulator), served by
+/// `overview::overview`: documentation only.
 #[utoipa::path(
     get,
     path = "/v1/federation/overview",
@@ -295,6 +295,8 @@ mod hub {
         (status = 200, description = "Every node this node can find, with its Raft role, \
             indices and lag, grouped by exchange and zone", body = hub::Overview),
         (status = 400, description = "A query parameter (there are none)", body = ErrorBody),
+        (status = 403, description = "The token's role may not make this node call others",
+            body = ErrorBody),
         BearerErrors,
     )
 )]

@@ -19,7 +19,7 @@ use axum::extract::{Query, State};
 use futures::StreamExt as _;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
-use xchg_federation_config::NodeConfig;
+use xchg_federation_config::{NodeConfig, Role};
 use xchg_protocol::{Timestamp, ZoneId};
 
 use super::auth::Caller;
@@ -226,6 +226,30 @@ pub fn api_origin(raw: &str) -> Option<String> {
     plain.then(|| url.origin().ascii_serialization())
 }
 
+/// The IP address of a multiaddr such as `/ip4/10.0.0.5/tcp/7102`.
+fn ip_of_multiaddr(addr: &str) -> Option<String> {
+    let mut parts = addr.split('/').skip(1);
+    match (parts.next(), parts.next()) {
+        (Some("ip4" | "ip6"), Some(ip)) => Some(ip.to_owned()),
+        _ => None,
+    }
+}
+
+/// Whether an API host and a connection's address are the same machine: equal, or both
+/// loopback (a node connecting over loopback shows 127.0.0.1 whatever address it listens on).
+fn same_host(api_host: &str, connected: &str) -> bool {
+    if api_host == connected {
+        return true;
+    }
+    match (
+        api_host.parse::<std::net::IpAddr>(),
+        connected.parse::<std::net::IpAddr>(),
+    ) {
+        (Ok(a), Ok(b)) => a.is_loopback() && b.is_loopback(),
+        _ => false,
+    }
+}
+
 /// Whether `zone` belongs to an exchange this node federates with.
 fn known_zone(config: &NodeConfig, zone: &str) -> bool {
     zone.parse::<ZoneId>().is_ok_and(|z| {
@@ -270,9 +294,13 @@ pub fn targets(config: &NodeConfig, peers: &[PeerInfo]) -> Vec<Target> {
             node: m.name.to_string(),
         })
     });
-    let gossip = peers
-        .iter()
-        .filter_map(|p| parse_agent(config, p.agent.as_deref()?));
+    // A peer's declared API is asked only if it is on the address the peer connected from.
+    let gossip = peers.iter().filter_map(|p| {
+        let t = parse_agent(config, p.agent.as_deref()?)?;
+        let host = reqwest::Url::parse(&t.api_url).ok()?.host_str()?.to_owned();
+        let connected = p.address.as_deref().and_then(ip_of_multiaddr)?;
+        same_host(host.trim_matches(['[', ']']), &connected).then_some(t)
+    });
     let mut seen = BTreeSet::new();
     own.chain(gossip)
         .filter(|t| seen.insert(t.api_url.clone()))
@@ -308,7 +336,14 @@ pub fn assemble(
     let mut names: BTreeMap<String, String> = BTreeMap::new();
     for probe in probes {
         let (zone, view) = match probe.outcome {
-            Ok(s) if known_zone(config, &s.zone) => {
+            // A node is shown only as what it was asked as: the name and zone it declared (in
+            // the config, or in its gossip identify agent) must be what its status says, so a
+            // peer cannot add members to a zone or stand in for a node.
+            Ok(s)
+                if known_zone(config, &s.zone)
+                    && s.node == probe.target.node
+                    && s.zone == probe.target.zone =>
+            {
                 if let Some(name) = s
                     .zone_display_name
                     .as_deref()
@@ -338,7 +373,7 @@ pub fn assemble(
             }
             outcome => {
                 let error = match outcome {
-                    Ok(_) => "its status names a zone outside this federation".to_owned(),
+                    Ok(_) => "its status does not match the node and zone it declared".to_owned(),
                     Err(e) => e,
                 };
                 let view = NodeView {
@@ -482,7 +517,7 @@ async fn probe(target: &Target) -> Result<RemoteStatus, String> {
         .await
         .map_err(transport_error)?;
     if !resp.status().is_success() {
-        return Err(format!("answered HTTP {}", resp.status().as_u16()));
+        return Err("not an xchg node".to_owned());
     }
     let mut body = Vec::new();
     while let Some(chunk) = resp.chunk().await.map_err(transport_error)? {
@@ -494,7 +529,7 @@ async fn probe(target: &Target) -> Result<RemoteStatus, String> {
     serde_json::from_slice(&body).map_err(|_| "not an xchg status document".to_owned())
 }
 
-/// `GET /v1/federation/overview` (any token): every node this node can find, with its Raft
+/// `GET /v1/federation/overview` (admin, operator, regulator): every node this node can find, with its Raft
 /// role, indices and lag, grouped by exchange and zone.
 ///
 /// # Errors
@@ -504,7 +539,8 @@ pub async fn overview(
     caller: Caller,
     params: Result<Query<OverviewParams>, QueryRejection>,
 ) -> Result<Json<Overview>, ApiError> {
-    let _ = caller;
+    // It makes this node call other nodes' APIs: not for every token.
+    caller.require(&[Role::Operator, Role::Regulator])?;
     params.map_err(query_error)?;
     let config = &state.config;
     let peers = state.federation.net().peers().await;
@@ -825,7 +861,7 @@ mod tests {
     fn peer(agent: &str, messages: u64) -> PeerInfo {
         PeerInfo {
             peer: format!("peer-{messages}"),
-            address: None,
+            address: Some("/ip4/127.0.0.1/tcp/40000".into()),
             agent: Some(agent.to_owned()),
             score: None,
             topics: Vec::new(),
@@ -920,7 +956,7 @@ mod tests {
         peers.extend((0..300).map(|i| {
             peer(
                 &format!(
-                    "xchg/0.1.0 xuchang/municipal municipal-{} http://127.0.0.2:{}",
+                    "xchg/0.1.0 xuchang/municipal municipal-{} http://127.0.0.1:{}",
                     i % 9 + 1,
                     10_000 + i
                 ),
@@ -929,6 +965,12 @@ mod tests {
         }));
         let found = targets(&config, &peers);
         assert_eq!(found.len(), MAX_PROBES);
+        // A peer declaring an API on a host other than the one it connected from is not asked.
+        let elsewhere = [peer(
+            "xchg/0.1.0 xuchang/municipal municipal-1 http://10.9.9.9:7100",
+            1,
+        )];
+        assert_eq!(targets(&config, &elsewhere).len(), own.len());
         assert_eq!(found[0].api_url, own[0]);
         assert_eq!(found[1].api_url, own[1]);
         assert_eq!(

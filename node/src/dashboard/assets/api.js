@@ -1,11 +1,11 @@
 // The node's /v1 API as the page uses it: the bearer token (from #token=…, the form, or
-// localStorage) and JSON requests whose failures carry the API's error code and field.
+// sessionStorage) and JSON requests whose failures carry the API's error code and field.
 
 const TOKEN_KEY = "xchg.token";
 
 let token = "";
 try {
-  token = localStorage.getItem(TOKEN_KEY) ?? "";
+  token = sessionStorage.getItem(TOKEN_KEY) ?? "";
 } catch {
   token = "";
 }
@@ -19,8 +19,8 @@ export function getToken() {
 export function setToken(next) {
   token = (next ?? "").trim();
   try {
-    if (token) localStorage.setItem(TOKEN_KEY, token);
-    else localStorage.removeItem(TOKEN_KEY);
+    if (token) sessionStorage.setItem(TOKEN_KEY, token);
+    else sessionStorage.removeItem(TOKEN_KEY);
   } catch {
     // Without storage the token lasts until the page is closed.
   }
