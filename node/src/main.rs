@@ -39,12 +39,13 @@ enum Command {
         /// Seed realistic demo listings across zones and exchanges (once per data directory).
         #[arg(long)]
         demo: bool,
-        /// First TCP port on first run; each node takes three consecutive ports.
-        #[arg(long, default_value_t = 7100)]
-        base_port: u16,
-        /// Address every node listens on, on first run.
-        #[arg(long, default_value = "127.0.0.1")]
-        host: IpAddr,
+        /// First TCP port, on a first run only; each node takes three consecutive ports
+        /// [default: 7100].
+        #[arg(long)]
+        base_port: Option<u16>,
+        /// Address every node listens on, on a first run only [default: 127.0.0.1].
+        #[arg(long)]
+        host: Option<IpAddr>,
     },
     /// Run one node of a zone until SIGINT or SIGTERM.
     Run {

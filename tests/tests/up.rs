@@ -125,7 +125,7 @@ async fn xchg_up_runs_two_exchanges_with_the_demo_and_resumes_after_a_stop() -> 
     .map(|s| s.to_string())
     .collect();
     let up = Up::start(&args)?;
-    let out = up.wait_for("ready", Duration::from_secs(120))?;
+    let out = up.wait_for("xchg up: ready", Duration::from_secs(120))?;
     let text = out.join("\n");
     assert!(
         text.contains("dashboard (the hub, xuchang/municipal)"),
@@ -197,13 +197,29 @@ async fn xchg_up_runs_two_exchanges_with_the_demo_and_resumes_after_a_stop() -> 
     let status = up.stop(Duration::from_secs(30))?;
     assert!(status.success(), "exit status {status}");
 
+    // Addresses are fixed at the first run: asking for others on the same directory is refused.
+    let refused = Command::new(xchg_binary())
+        .args([
+            "up",
+            "--dir",
+            dir.to_str().context("path")?,
+            "--base-port",
+            "1",
+        ])
+        .output()?;
+    assert!(!refused.status.success());
+    let why = String::from_utf8_lossy(&refused.stderr);
+    assert!(why.contains("first run only"), "{why}");
+
     // Again on the same directory: same data, no second seeding.
     let up = Up::start(&[
         "--dir".to_string(),
         dir.to_str().context("path")?.to_string(),
         "--demo".into(),
     ])?;
-    let out = up.wait_for("ready", Duration::from_secs(120))?.join("\n");
+    let out = up
+        .wait_for("xchg up: ready", Duration::from_secs(120))?
+        .join("\n");
     assert!(out.contains("reusing the two-exchanges layout"), "{out}");
     assert!(out.contains("demo listings already seeded"), "{out}");
     let again = get(

@@ -20,6 +20,7 @@ use xchg_protocol::Timestamp;
 
 use super::demo;
 use super::run::shutdown_signal;
+use tokio::sync::watch;
 
 /// What `xchg up` was asked for.
 pub struct UpOptions {
@@ -31,10 +32,10 @@ pub struct UpOptions {
     pub nodes_per_zone: Option<usize>,
     /// Seed the demo catalog (once per data directory).
     pub demo: bool,
-    /// First port of a first run.
-    pub base_port: u16,
-    /// Address every node listens on, for a first run.
-    pub host: IpAddr,
+    /// First port of a first run (default 7100); refused when reusing a directory.
+    pub base_port: Option<u16>,
+    /// Address every node listens on, for a first run (default 127.0.0.1); refused when reusing.
+    pub host: Option<IpAddr>,
 }
 
 /// Marker written once the demo catalog has been seeded into a data directory.
@@ -84,6 +85,13 @@ fn layout_in(opts: &UpOptions) -> anyhow::Result<Layout> {
                 opts.dir.display()
             );
         }
+        if opts.base_port.is_some() || opts.host.is_some() {
+            bail!(
+                "--base-port and --host apply to a first run only; {} keeps the addresses in its \
+                 layout.json (pass another --dir to start a new federation)",
+                opts.dir.display()
+            );
+        }
         println!(
             "reusing the {} layout in {}",
             kind_name(kind),
@@ -91,13 +99,24 @@ fn layout_in(opts: &UpOptions) -> anyhow::Result<Layout> {
         );
         return Ok(layout);
     }
+    if std::fs::read_dir(&opts.dir).is_ok_and(|mut d| d.next().is_some()) {
+        bail!(
+            "{} exists but holds no layout.json (an interrupted first run, or another \
+             directory): remove it, or pass another --dir",
+            opts.dir.display()
+        );
+    }
     let kind = opts.layout.unwrap_or(LayoutKind::Xuchang);
-    let mut lo = LayoutOptions::new(opts.dir.clone(), kind);
+    // Generated beside the directory and moved into place when complete, so an interrupted
+    // first run leaves nothing half-written under the data directory's name.
+    let partial = PathBuf::from(format!("{}.partial", opts.dir.display()));
+    let _ = std::fs::remove_dir_all(&partial);
+    let mut lo = LayoutOptions::new(partial.clone(), kind);
     lo.nodes_per_zone = opts
         .nodes_per_zone
         .unwrap_or(LayoutOptions::DEFAULT_NODES_PER_ZONE);
-    lo.base_port = opts.base_port;
-    lo.host = opts.host;
+    lo.base_port = opts.base_port.unwrap_or(LayoutOptions::DEFAULT_BASE_PORT);
+    lo.host = opts.host.unwrap_or(IpAddr::from([127, 0, 0, 1]));
     print!(
         "first run: generating the {} layout ({} node(s) per zone) in {}: keys, delegations, tokens, configs … ",
         kind_name(kind),
@@ -107,9 +126,16 @@ fn layout_in(opts: &UpOptions) -> anyhow::Result<Layout> {
     let _ = std::io::stdout().flush();
     let started = Instant::now();
     let layout = layout::generate(&lo, Timestamp::now()).context("generating the layout")?;
+    let _ = std::fs::remove_dir(&opts.dir);
+    std::fs::rename(&partial, &opts.dir)
+        .with_context(|| format!("moving {} to {}", partial.display(), opts.dir.display()))?;
     println!("done in {:.1} s", started.elapsed().as_secs_f64());
     Ok(layout)
 }
+
+/// Said when a node's address is taken.
+const BIND_HINT: &str =
+    "(is another xchg using it? a new --dir with another --base-port starts elsewhere)";
 
 /// One running node and where it belongs.
 struct Running {
@@ -128,7 +154,7 @@ async fn start_node(dir: &Path, config: &Path) -> anyhow::Result<NodeHandle> {
         .await
         .with_context(|| {
             format!(
-                "{}: binding the API address {}",
+                "{}: binding the API address {} {BIND_HINT}",
                 config.node.name, config.listen.api
             )
         })?;
@@ -136,7 +162,7 @@ async fn start_node(dir: &Path, config: &Path) -> anyhow::Result<NodeHandle> {
         .await
         .with_context(|| {
             format!(
-                "{}: binding the Raft address {}",
+                "{}: binding the Raft address {} {BIND_HINT}",
                 config.node.name, config.listen.raft
             )
         })?;
@@ -153,9 +179,16 @@ async fn start_node(dir: &Path, config: &Path) -> anyhow::Result<NodeHandle> {
     .with_context(|| format!("starting {name}"))
 }
 
-async fn stop_all(nodes: Vec<Running>) {
+/// Longest a clean stop of every node may take.
+const STOP_WITHIN: Duration = Duration::from_secs(60);
+
+/// Stops every node cleanly, within [`STOP_WITHIN`].
+async fn stop_all(nodes: Vec<Running>) -> anyhow::Result<()> {
     let stops = nodes.into_iter().map(|r| r.handle.shutdown());
-    futures::future::join_all(stops).await;
+    tokio::time::timeout(STOP_WITHIN, futures::future::join_all(stops))
+        .await
+        .map(|_| ())
+        .map_err(|_| anyhow::anyhow!("the nodes did not stop within {STOP_WITHIN:?}"))
 }
 
 /// Shows `done`/`total` on one updating line on a terminal; elsewhere (logs, pipes) only the
@@ -209,10 +242,8 @@ async fn post(
 }
 
 /// Submits and approves the demo catalog, each product in its zone (or its exchange's hub).
-async fn seed_demo(layout: &Layout) -> anyhow::Result<usize> {
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()?;
+/// The demo products this layout gets, each with the zone it is submitted in.
+fn demo_plan(layout: &Layout) -> Vec<(&'static demo::DemoListing, &LayoutZone)> {
     let zone_for = |l: &demo::DemoListing| -> Option<&LayoutZone> {
         let ex = layout
             .exchanges
@@ -224,11 +255,28 @@ async fn seed_demo(layout: &Layout) -> anyhow::Result<usize> {
             .find(|z| z.id.as_str() == wanted)
             .or_else(|| ex.zones.first())
     };
-    let todo: Vec<(&demo::DemoListing, &LayoutZone)> = demo::CATALOG
+    demo::CATALOG
         .iter()
         .filter_map(|l| zone_for(l).map(|z| (l, z)))
-        .collect();
-    for (n, (listing, zone)) in todo.iter().enumerate() {
+        .collect()
+}
+
+/// How many demo products were seeded into `marker`'s directory so far.
+fn seeded_so_far(marker: &Path) -> usize {
+    std::fs::read_to_string(marker)
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Submits and approves the demo products after the first `done`, recording progress in
+/// `marker` after each, so an interrupted seeding resumes without duplicates.
+async fn seed_demo(layout: &Layout, marker: &Path, done: usize) -> anyhow::Result<usize> {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    let todo = demo_plan(layout);
+    for (n, (listing, zone)) in todo.iter().enumerate().skip(done) {
         let api = &zone.nodes[n % zone.nodes.len()].api_url;
         let created = post(
             &http,
@@ -251,6 +299,8 @@ async fn seed_demo(layout: &Layout) -> anyhow::Result<usize> {
         )
         .await
         .with_context(|| format!("approving {}", listing.title))?;
+        std::fs::write(marker, format!("{}\n", n + 1))
+            .with_context(|| format!("recording demo progress in {}", marker.display()))?;
         progress(
             "seeding demo listings (submitted and approved):",
             n + 1,
@@ -290,6 +340,16 @@ fn print_table(layout: &Layout, dir: &Path) {
 
 /// Runs `xchg up`.
 pub async fn up(opts: UpOptions) -> anyhow::Result<ExitCode> {
+    // The first SIGINT/SIGTERM stops everything cleanly, at any stage; a second one exits at
+    // once.
+    let (stop_tx, mut stop) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+        shutdown_signal().await;
+        eprintln!("second signal: exiting without waiting for the nodes");
+        std::process::exit(130);
+    });
     std::fs::create_dir_all(&opts.dir)
         .with_context(|| format!("creating {}", opts.dir.display()))?;
     let layout = layout_in(&opts)?;
@@ -305,7 +365,13 @@ pub async fn up(opts: UpOptions) -> anyhow::Result<ExitCode> {
         .collect();
     let zones = layout.exchanges.iter().map(|e| e.zones.len()).sum();
     let mut nodes: Vec<Running> = Vec::with_capacity(plan.len());
+    let interrupted = || anyhow::anyhow!("interrupted; every node started so far was stopped");
     for (i, (zone, config)) in plan.iter().enumerate() {
+        if *stop.borrow() {
+            println!();
+            stop_all(nodes).await?;
+            return Err(interrupted());
+        }
         match start_node(&opts.dir, config).await {
             Ok(handle) => nodes.push(Running {
                 zone: zone.clone(),
@@ -313,7 +379,7 @@ pub async fn up(opts: UpOptions) -> anyhow::Result<ExitCode> {
             }),
             Err(e) => {
                 println!();
-                stop_all(nodes).await;
+                stop_all(nodes).await?;
                 return Err(e);
             }
         }
@@ -321,29 +387,25 @@ pub async fn up(opts: UpOptions) -> anyhow::Result<ExitCode> {
     }
     let ready = tokio::select! {
         r = wait_for_leaders(&nodes, zones) => r,
-        () = shutdown_signal() => Err(anyhow::anyhow!("interrupted")),
+        _ = stop.wait_for(|s| *s) => Err(interrupted()),
     };
     if let Err(e) = ready {
-        stop_all(nodes).await;
+        stop_all(nodes).await?;
         return Err(e);
     }
-    let marker = opts.dir.join(DEMO_MARKER);
     if opts.demo {
-        if marker.exists() {
+        let marker = opts.dir.join(DEMO_MARKER);
+        let done = seeded_so_far(&marker);
+        if done >= demo_plan(&layout).len() {
             println!("demo listings already seeded in {}", opts.dir.display());
         } else {
             let seeded = tokio::select! {
-                r = seed_demo(&layout) => r,
-                () = shutdown_signal() => Err(anyhow::anyhow!("interrupted")),
+                r = seed_demo(&layout, &marker, done) => r,
+                _ = stop.wait_for(|s| *s) => Err(interrupted()),
             };
-            match seeded {
-                Ok(n) => {
-                    std::fs::write(&marker, format!("{n}\n"))?;
-                }
-                Err(e) => {
-                    stop_all(nodes).await;
-                    return Err(e);
-                }
+            if let Err(e) = seeded {
+                stop_all(nodes).await?;
+                return Err(e);
             }
         }
     }
@@ -357,10 +419,10 @@ pub async fn up(opts: UpOptions) -> anyhow::Result<ExitCode> {
         nodes.len(),
         per_zone.len()
     );
-    shutdown_signal().await;
+    let _ = stop.wait_for(|s| *s).await;
     println!("stopping {} node(s) …", nodes.len());
     let n = nodes.len();
-    stop_all(nodes).await;
+    stop_all(nodes).await?;
     println!("stopped {n} node(s); data kept in {}", opts.dir.display());
     Ok(ExitCode::SUCCESS)
 }
