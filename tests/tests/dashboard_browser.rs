@@ -250,6 +250,7 @@ async fn search_and_open(
     url: &str,
     title: &str,
     id: &str,
+    decoy: &str,
     nodes: &[String],
 ) -> anyhow::Result<()> {
     session.goto(url).await?;
@@ -262,8 +263,42 @@ async fn search_and_open(
         !address.as_str().unwrap_or_default().contains("token="),
         "the token stays in the address bar: {address}"
     );
-    session.type_into(&search, title).await?;
     let selector = format!(".result[data-id=\"{id}\"]");
+    let decoy = format!(".result[data-id=\"{decoy}\"]");
+    // Before searching, the catalog lists both; the search must leave only the one asked for.
+    eventually(PAGE, "both listings in the catalog", || async {
+        let both = session
+            .find(&selector)
+            .await
+            .map_err(|e| e.to_string())?
+            .is_some()
+            && session
+                .find(&decoy)
+                .await
+                .map_err(|e| e.to_string())?
+                .is_some();
+        Ok(both.then_some(()))
+    })
+    .await?;
+    session.type_into(&search, title).await?;
+    eventually(
+        PAGE,
+        "the search to keep only the listing asked for",
+        || async {
+            let only = session
+                .find(&selector)
+                .await
+                .map_err(|e| e.to_string())?
+                .is_some()
+                && session
+                    .find(&decoy)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .is_none();
+            Ok(only.then_some(()))
+        },
+    )
+    .await?;
     // The list may be redrawn between finding the item and clicking it (a search answer
     // arriving); a click on the replaced element fails and is tried again on the new one.
     eventually(PAGE, "a click on the listing among the results", || async {
@@ -328,18 +363,24 @@ async fn a_listing_from_xuchang_is_found_and_traced_in_zhengzhous_dashboard() ->
     let listing = example_listing(&unique);
     let title = listing["title"].as_str().context("title")?.to_owned();
     let id = fed.approve_new(xu, &xt, &listing).await?;
-    eventually(
-        FIRST_CROSSING,
-        "the listing recognised in Zhengzhou",
-        || async {
-            let state = fed
-                .state_on(zz, &zt.regulator, &id)
-                .await
-                .map_err(|e| e.to_string())?;
-            Ok((state.as_deref() == Some("recognised")).then_some(()))
-        },
-    )
-    .await?;
+    // Another listing, which the search must filter out.
+    let mut other = example_listing("另一个 another product");
+    other["title"] = "许昌市公交实时到站数据 decoy".into();
+    let decoy = fed.approve_new(xu, &xt, &other).await?;
+    for listing_id in [&id, &decoy] {
+        eventually(
+            FIRST_CROSSING,
+            "the listings recognised in Zhengzhou",
+            || async {
+                let state = fed
+                    .state_on(zz, &zt.regulator, listing_id)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok((state.as_deref() == Some("recognised")).then_some(()))
+            },
+        )
+        .await?;
+    }
     eprintln!("recognised after {:?}", started.elapsed());
 
     let http = reqwest::Client::new();
@@ -347,7 +388,7 @@ async fn a_listing_from_xuchang_is_found_and_traced_in_zhengzhous_dashboard() ->
     let session = driver.session(&http).await?;
     let url = format!("{}/#token={}", fed.nodes[zz].api_url, zt.regulator);
     let nodes: Vec<String> = fed.nodes.iter().map(|n| n.name.clone()).collect();
-    let outcome = search_and_open(&session, &url, &title, &id, &nodes).await;
+    let outcome = search_and_open(&session, &url, &title, &id, &decoy, &nodes).await;
 
     // The screenshot is most useful when the test fails, so it is taken either way.
     let shot = artifact();
