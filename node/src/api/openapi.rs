@@ -117,172 +117,6 @@ pub async fn document() -> impl IntoResponse {
     Json(ApiDoc::openapi())
 }
 
-/// The answers of `/v1/federation/overview` and `/v1/federation/flows`, as the OpenAPI document
-/// shows them. Their handlers live in `overview.rs`, whose types do not derive schemas; the
-/// tests below check these against values of the real types.
-#[allow(dead_code, reason = "described, never built")]
-mod hub {
-    use utoipa::ToSchema;
-    use xchg_protocol::Timestamp;
-
-    /// The hub's view of the federation.
-    #[derive(ToSchema)]
-    pub struct Overview {
-        /// The node that answered.
-        #[schema(rename = "self")]
-        pub this: SelfView,
-        /// This node's exchange first, then the outside exchanges in config order.
-        pub exchanges: Vec<ExchangeView>,
-        /// Gossip peers of this node in other zones or in its own, with their message counts.
-        pub gossip: Vec<GossipLink>,
-        /// When the view was assembled.
-        pub at: Timestamp,
-    }
-
-    /// Which node answered.
-    #[derive(ToSchema)]
-    pub struct SelfView {
-        /// Its exchange id.
-        pub exchange: String,
-        /// Its zone id.
-        pub zone: String,
-        /// Its node name.
-        pub node: String,
-    }
-
-    /// One exchange and the zones of it this node knows of.
-    #[derive(ToSchema)]
-    pub struct ExchangeView {
-        /// Exchange id.
-        pub id: String,
-        /// Name shown to people, from this node's config.
-        pub display_name: Option<String>,
-        /// Its zones seen from here, this node's own first, then by id.
-        pub zones: Vec<ZoneView>,
-    }
-
-    /// One zone and its nodes.
-    #[derive(ToSchema)]
-    pub struct ZoneView {
-        /// Zone id.
-        pub id: String,
-        /// Name shown to people, known for this node's own zone.
-        pub display_name: Option<String>,
-        /// Its nodes, by name.
-        pub nodes: Vec<NodeView>,
-    }
-
-    /// One node as its own status document describes it.
-    #[derive(ToSchema)]
-    pub struct NodeView {
-        /// Node name.
-        pub name: String,
-        /// API base URL, when this node knows one.
-        pub api_url: Option<String>,
-        /// Whether it answered its status in time.
-        pub reachable: bool,
-        /// Why it is not reachable.
-        pub error: Option<String>,
-        /// `leader`, `follower`, `candidate`, `learner` or `unknown`.
-        pub role: Option<String>,
-        /// The leader it knows of.
-        pub leader: Option<String>,
-        /// Its Raft term.
-        pub term: Option<u64>,
-        /// Highest committed index it knows.
-        pub commit_index: Option<u64>,
-        /// Highest index applied to its catalog.
-        pub applied_index: Option<u64>,
-        /// How far its catalog is behind the highest commit index its zone reports.
-        pub lag: Option<u64>,
-    }
-
-    /// A gossip connection of this node.
-    #[derive(ToSchema)]
-    pub struct GossipLink {
-        /// The peer's zone (self-declared).
-        pub zone: String,
-        /// The peer's node name (self-declared).
-        pub node: String,
-        /// Gossip messages it delivered to this node.
-        pub messages: u64,
-        /// When it last delivered one.
-        pub last_message_at: Option<Timestamp>,
-    }
-
-    /// What crossed this zone's boundary, per minute, oldest minute first.
-    #[derive(ToSchema)]
-    pub struct Flows {
-        /// The zone whose replica answered.
-        pub zone: String,
-        /// Number of one-minute buckets.
-        pub minutes: u32,
-        /// Start of the first bucket (a whole minute).
-        pub from: Timestamp,
-        /// End of the last bucket (exclusive; the end of the current minute).
-        pub to: Timestamp,
-        /// Decisions on announcements received from other zones, one series per origin zone
-        /// (or revoking exchange) and decision.
-        pub inbound: Vec<InboundSeries>,
-        /// This zone's outbox: `published` and `withheld`, both always present.
-        pub outbound: Vec<OutboundSeries>,
-        /// Outbox entries waiting to be published now.
-        pub pending: u64,
-        /// Why announcements were not recognised in the window, most frequent first.
-        pub rejections: Vec<InboundReason>,
-        /// Why changes were withheld in the window, most frequent first.
-        pub withheld: Vec<OutboundReason>,
-    }
-
-    /// Per-minute decisions on one origin's announcements.
-    #[derive(ToSchema)]
-    pub struct InboundSeries {
-        /// Origin zone (or the revoking exchange).
-        pub origin: String,
-        /// The exchange whose authority the announcements carried.
-        pub exchange: String,
-        /// recognised, rejected, stale, delisted or revoked.
-        pub decision: String,
-        /// Sum of `counts`.
-        pub total: u64,
-        /// One count per minute, oldest first.
-        pub counts: Vec<u64>,
-    }
-
-    /// Per-minute outbox entries in one state.
-    #[derive(ToSchema)]
-    pub struct OutboundSeries {
-        /// published or withheld.
-        pub state: String,
-        /// Sum of `counts`.
-        pub total: u64,
-        /// One count per minute, oldest first.
-        pub counts: Vec<u64>,
-    }
-
-    /// A reason announcements from an origin were not recognised.
-    #[derive(ToSchema)]
-    pub struct InboundReason {
-        /// Origin zone.
-        pub origin: String,
-        /// The decision.
-        pub decision: String,
-        /// The recorded reason.
-        pub reason: String,
-        /// How many times in the window.
-        pub count: u64,
-    }
-
-    /// A reason the export firewall kept changes home.
-    #[derive(ToSchema)]
-    pub struct OutboundReason {
-        /// The recorded reason.
-        pub reason: String,
-        /// How many times in the window.
-        pub count: u64,
-    }
-}
-
 /// `GET /v1/federation/overview` (admin, operator, regulator), served by
 /// `overview::overview`: documentation only.
 #[utoipa::path(
@@ -293,7 +127,7 @@ mod hub {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Every node this node can find, with its Raft role, \
-            indices and lag, grouped by exchange and zone", body = hub::Overview),
+            indices and lag, grouped by exchange and zone", body = super::overview::Overview),
         (status = 400, description = "A query parameter (there are none)", body = ErrorBody),
         (status = 403, description = "The token's role may not make this node call others",
             body = ErrorBody),
@@ -315,7 +149,7 @@ async fn overview() {}
     responses(
         (status = 200, description = "Per-minute recognition decisions by origin, and this \
             zone's published and withheld announcements, from this node's replica",
-            body = hub::Flows),
+            body = super::overview::Flows),
         (status = 400, description = "`minutes` outside 1 to 1440, or an unknown parameter",
             body = ErrorBody),
         BearerErrors,

@@ -47,7 +47,7 @@ const MAX_ZONE_MEMBERS: usize = 64;
 pub struct OverviewParams {}
 
 /// The hub's view of the federation.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Overview {
     /// The node that answered.
     #[serde(rename = "self")]
@@ -61,7 +61,7 @@ pub struct Overview {
 }
 
 /// Which node answered.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct SelfView {
     /// Its exchange id.
     pub exchange: String,
@@ -72,7 +72,7 @@ pub struct SelfView {
 }
 
 /// One exchange and the zones of it this node knows of.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ExchangeView {
     /// Exchange id.
     pub id: String,
@@ -83,7 +83,7 @@ pub struct ExchangeView {
 }
 
 /// One zone and its nodes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ZoneView {
     /// Zone id.
     pub id: String,
@@ -95,7 +95,7 @@ pub struct ZoneView {
 }
 
 /// One node as its own status document describes it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct NodeView {
     /// Node name.
     pub name: String,
@@ -123,7 +123,7 @@ pub struct NodeView {
 }
 
 /// A gossip connection of this node.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct GossipLink {
     /// The peer's zone (self-declared).
     pub zone: String,
@@ -586,7 +586,7 @@ pub struct FlowParams {
 }
 
 /// What crossed this zone's boundary, per minute, oldest minute first.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Flows {
     /// The zone whose replica answered.
     pub zone: String,
@@ -611,7 +611,7 @@ pub struct Flows {
 }
 
 /// Per-minute decisions on one origin's announcements.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct InboundSeries {
     /// Origin zone (or the revoking exchange).
     pub origin: String,
@@ -626,7 +626,7 @@ pub struct InboundSeries {
 }
 
 /// Per-minute outbox entries in one state.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct OutboundSeries {
     /// published or withheld.
     pub state: String,
@@ -637,7 +637,7 @@ pub struct OutboundSeries {
 }
 
 /// A reason announcements from an origin were not recognised.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct InboundReason {
     /// Origin zone.
     pub origin: String,
@@ -650,7 +650,7 @@ pub struct InboundReason {
 }
 
 /// A reason the export firewall kept changes home.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct OutboundReason {
     /// The recorded reason.
     pub reason: String,
