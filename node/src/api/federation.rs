@@ -101,29 +101,7 @@ pub struct PeersView {
     /// Topics this node subscribes to.
     pub topics: Vec<String>,
     /// Connected peers.
-    #[schema(value_type = Vec<PeerInfoSchema>)]
     pub peers: Vec<PeerInfo>,
-}
-
-/// The JSON form of a [`PeerInfo`], for the OpenAPI document only (the gossip module
-/// serializes the real type).
-#[derive(utoipa::ToSchema)]
-#[schema(as = PeerInfo)]
-pub struct PeerInfoSchema {
-    /// Its peer id.
-    pub peer: String,
-    /// The address we reached it on or it reached us from.
-    pub address: Option<String>,
-    /// Its identify `agent_version` (self-declared: `xchg/<version> <zone> <node> <api url>`).
-    pub agent: Option<String>,
-    /// Gossipsub peer score, if scoring is on.
-    pub score: Option<f64>,
-    /// Topics it subscribes to.
-    pub topics: Vec<String>,
-    /// When it last delivered a gossip message to us (ms since the Unix epoch).
-    pub last_message_ms: Option<u64>,
-    /// Gossip messages it delivered to us.
-    pub messages: u64,
 }
 
 /// `GET /v1/federation/peers` (admin, operator, regulator): connected gossip peers.

@@ -121,7 +121,7 @@ pub enum Event {
 }
 
 /// What a node knows about one connected peer.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct PeerInfo {
     /// Its peer id.
     pub peer: String,
