@@ -402,13 +402,29 @@ pub(super) async fn write_listing(
     Ok(())
 }
 
+/// Who a history entry names: a person's actor id and role, or a node acting for the zone.
+#[derive(Clone, Copy)]
+pub(super) struct By<'a> {
+    pub(super) id: &'a str,
+    pub(super) role: &'a str,
+}
+
+impl<'a> From<&'a Actor> for By<'a> {
+    fn from(a: &'a Actor) -> Self {
+        By {
+            id: &a.id,
+            role: a.role.as_str(),
+        }
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn record_history(
     conn: &mut SqliteConnection,
     listing_id: &str,
     raft_index: u64,
     at: Timestamp,
-    actor: &Actor,
+    by: By<'_>,
     action: &str,
     from: Option<ListingState>,
     to: ListingState,
@@ -424,8 +440,8 @@ pub(super) async fn record_history(
     .bind(listing_id)
     .bind(raft_index as i64)
     .bind(at.0 as i64)
-    .bind(&actor.id)
-    .bind(actor.role.as_str())
+    .bind(by.id)
+    .bind(by.role)
     .bind(action)
     .bind(from.map(ListingState::as_str))
     .bind(to.as_str())
@@ -578,7 +594,7 @@ async fn update(
         &id.to_string(),
         raft_index,
         at,
-        actor,
+        actor.into(),
         "update",
         Some(cur.state),
         ListingState::Submitted,
@@ -638,7 +654,7 @@ async fn transition(
         &id.to_string(),
         raft_index,
         at,
-        actor,
+        actor.into(),
         action,
         Some(from),
         to,

@@ -10,8 +10,8 @@ use xchg_protocol::{
     AnnouncementKind, ContentId, Delisting, Envelope, Limits, Listing, Revocation, Timestamp,
 };
 
-use super::apply::{ListingRow, current, insert_new_listings, record_history, write_listing};
-use super::{Actor, Applied, CommandResponse, ListingState, Recognition, Refusal, ZoneFacts};
+use super::apply::{By, ListingRow, current, insert_new_listings, record_history, write_listing};
+use super::{Applied, CommandResponse, ListingState, Recognition, Refusal, ZoneFacts};
 use crate::federation::policy;
 
 /// Who recognised copies are recorded as submitted by.
@@ -341,11 +341,9 @@ async fn decided(conn: &mut SqliteConnection, content_id: &ContentId) -> Result<
     Ok(found.is_some())
 }
 
-fn federation_actor(r: &Recognition) -> Actor {
-    Actor {
-        id: format!("node:{}", r.node),
-        role: xchg_federation_config::Role::Admin,
-    }
+/// The history's name for the node that recorded a decision for the zone.
+fn node_actor(r: &Recognition) -> String {
+    format!("node:{}", r.node)
 }
 
 /// Applies the decision on an announcement from another zone or exchange.
@@ -492,7 +490,11 @@ async fn recognize_listing(
         } else {
             ListingState::Recognised
         };
-        let actor = federation_actor(r);
+        let node = node_actor(r);
+        let by = By {
+            id: &node,
+            role: "system",
+        };
         match &cur {
             Some(c) => {
                 write_listing(conn, &listing, state, FEDERATION_SUBMITTER).await?;
@@ -501,7 +503,7 @@ async fn recognize_listing(
                     &id.to_string(),
                     raft_index,
                     r.at,
-                    &actor,
+                    by,
                     "recognise",
                     Some(c.state),
                     state,
@@ -518,7 +520,7 @@ async fn recognize_listing(
                     &id.to_string(),
                     raft_index,
                     r.at,
-                    &actor,
+                    by,
                     "recognise",
                     None,
                     state,
@@ -602,7 +604,10 @@ async fn recognize_delisting(
                 &d.listing_id.to_string(),
                 raft_index,
                 r.at,
-                &federation_actor(r),
+                By {
+                    id: &node_actor(r),
+                    role: "system",
+                },
                 "delist",
                 Some(c.state),
                 ListingState::Delisted,
