@@ -278,6 +278,34 @@ impl Zone {
         Ok(id)
     }
 
+    /// Waits until listing `id` is in `state` on every node of `nodes` (their own replicas),
+    /// within `deadline`.
+    ///
+    /// # Errors
+    /// When the deadline passes; the message names a node that does not have it so.
+    pub async fn wait_for_state(
+        &self,
+        nodes: &[usize],
+        token: &str,
+        id: &str,
+        state: &str,
+        deadline: Duration,
+    ) -> anyhow::Result<()> {
+        eventually(deadline, &format!("{id} {state} on every node"), || async {
+            for &i in nodes {
+                let s = self
+                    .state_on(i, token, id)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if s.as_deref() != Some(state) {
+                    return Err(format!("{} has it as {s:?}", self.nodes[i].name));
+                }
+            }
+            Ok(Some(()))
+        })
+        .await
+    }
+
     /// The state of listing `id` on node `i`'s own replica, or `None` if it holds no such listing.
     ///
     /// # Errors

@@ -368,16 +368,12 @@ async fn a_listing_from_xuchang_is_found_and_traced_in_zhengzhous_dashboard() ->
     other["title"] = "许昌市公交实时到站数据 decoy".into();
     let decoy = fed.approve_new(xu, &xt, &other).await?;
     for listing_id in [&id, &decoy] {
-        eventually(
+        fed.wait_for_state(
+            &[zz],
+            &zt.regulator,
+            listing_id,
+            "recognised",
             FIRST_CROSSING,
-            "the listings recognised in Zhengzhou",
-            || async {
-                let state = fed
-                    .state_on(zz, &zt.regulator, listing_id)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                Ok((state.as_deref() == Some("recognised")).then_some(()))
-            },
         )
         .await?;
     }

@@ -167,18 +167,8 @@ async fn dashboard_assets_overview_and_flows_are_served() -> anyhow::Result<()> 
     let id = fed
         .approve_new(xu, &xt, &example_listing("dashboard-http"))
         .await?;
-    eventually(
-        FIRST_CROSSING,
-        "the listing recognised in Zhengzhou",
-        || async {
-            let state = fed
-                .state_on(zz, &zt.buyer, &id)
-                .await
-                .map_err(|e| e.to_string())?;
-            Ok((state.as_deref() == Some("recognised")).then_some(()))
-        },
-    )
-    .await?;
+    fed.wait_for_state(&[zz], &zt.buyer, &id, "recognised", FIRST_CROSSING)
+        .await?;
 
     // The overview makes the node call others: operators and regulators only.
     let (s, v) = fed

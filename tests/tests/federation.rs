@@ -11,30 +11,6 @@ use xchg_tests::{Zone, eventually, example_listing};
 const XUCHANG: &str = "xuchang/municipal";
 const ZHENGZHOU: &str = "zhengzhou/main";
 
-/// Waits until `id` is in `state` on every node of `nodes`, within `deadline`.
-async fn on_all(
-    fed: &Zone,
-    nodes: &[usize],
-    token: &str,
-    id: &str,
-    state: &str,
-    deadline: Duration,
-) -> anyhow::Result<()> {
-    eventually(deadline, &format!("{id} {state} on every node"), || async {
-        for &i in nodes {
-            let s = fed
-                .state_on(i, token, id)
-                .await
-                .map_err(|e| e.to_string())?;
-            if s.as_deref() != Some(state) {
-                return Err(format!("{} has it as {s:?}", fed.nodes[i].name));
-            }
-        }
-        Ok(Some(()))
-    })
-    .await
-}
-
 fn listing(suffix: &str, category: &str, classification: &str) -> Value {
     let mut l = example_listing(suffix);
     l["category"] = category.into();
@@ -79,8 +55,7 @@ async fn listings_cross_exchanges_under_the_agreement_and_nothing_else_leaves() 
     let warm = fed
         .approve_new(leader, &xt, &listing("warm-up", "credit", "general"))
         .await?;
-    on_all(
-        &fed,
+    fed.wait_for_state(
         &zz,
         &zt.regulator,
         &warm,
@@ -94,8 +69,7 @@ async fn listings_cross_exchanges_under_the_agreement_and_nothing_else_leaves() 
         .approve_new(leader, &xt, &listing("通用 general", "credit", "general"))
         .await?;
     let approved = Instant::now();
-    on_all(
-        &fed,
+    fed.wait_for_state(
         &zz,
         &zt.regulator,
         &general,
@@ -143,8 +117,7 @@ async fn listings_cross_exchanges_under_the_agreement_and_nothing_else_leaves() 
         )
         .await?;
     assert_eq!(s, 200, "{v}");
-    on_all(
-        &fed,
+    fed.wait_for_state(
         &zz,
         &zt.regulator,
         &general,
@@ -214,8 +187,7 @@ async fn listings_cross_exchanges_under_the_agreement_and_nothing_else_leaves() 
             &listing("after the canaries", "transport", "public"),
         )
         .await?;
-    on_all(
-        &fed,
+    fed.wait_for_state(
         &zz,
         &zt.regulator,
         &after,
@@ -247,8 +219,7 @@ async fn listings_cross_exchanges_under_the_agreement_and_nothing_else_leaves() 
         .approve_new(leader, &xt, &listing("leader dies", "finance", "general"))
         .await?;
     fed.kill(leader);
-    on_all(
-        &fed,
+    fed.wait_for_state(
         &zz,
         &zt.regulator,
         &last,

@@ -106,13 +106,13 @@ async fn a_hostile_peer_is_refused_and_penalised_while_honest_listings_cross() -
     let warm = fed
         .approve_new(xu, &xt, &example_listing("warm-up"))
         .await?;
-    eventually(Duration::from_secs(60), "warm-up crosses", || async {
-        let s = fed
-            .state_on(zz, &zt.regulator, &warm)
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok((s.as_deref() == Some("recognised")).then_some(()))
-    })
+    fed.wait_for_state(
+        &[zz],
+        &zt.regulator,
+        &warm,
+        "recognised",
+        Duration::from_secs(60),
+    )
     .await?;
 
     // The hostile peer: a fresh key, dialling both nodes, on Xuchang's topic.
@@ -184,16 +184,12 @@ async fn a_hostile_peer_is_refused_and_penalised_while_honest_listings_cross() -
         .approve_new(xu, &xt, &example_listing("honest, during the attack"))
         .await?;
     let approved = Instant::now();
-    eventually(
+    fed.wait_for_state(
+        &[zz],
+        &zt.regulator,
+        &honest,
+        "recognised",
         Duration::from_secs(5),
-        "the honest listing crosses",
-        || async {
-            let s = fed
-                .state_on(zz, &zt.regulator, &honest)
-                .await
-                .map_err(|e| e.to_string())?;
-            Ok((s.as_deref() == Some("recognised")).then_some(()))
-        },
     )
     .await?;
     eprintln!(
