@@ -19,7 +19,9 @@ pub struct Target {
 }
 
 impl Target {
-    async fn call(
+    /// Calls the node; an answer other than 2xx becomes an error naming its code, message
+    /// and field.
+    pub(crate) async fn call(
         &self,
         method: reqwest::Method,
         path: &str,

@@ -13,13 +13,14 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use serde_json::Value;
 use xchg_federation_config::layout::{self, Layout, LayoutKind, LayoutOptions, LayoutZone};
 use xchg_node::node::{self, GossipLink, NodeHandle, StartOptions, ZoneLink};
 use xchg_protocol::Timestamp;
 
+use super::client::Target;
 use super::demo;
 use super::run::shutdown_signal;
+use reqwest::Method;
 use tokio::sync::watch;
 
 /// What `xchg up` was asked for.
@@ -226,21 +227,6 @@ async fn wait_for_leaders(nodes: &[Running], zones: usize) -> anyhow::Result<()>
     }
 }
 
-async fn post(
-    http: &reqwest::Client,
-    url: String,
-    token: &str,
-    body: &Value,
-) -> anyhow::Result<Value> {
-    let resp = http.post(&url).bearer_auth(token).json(body).send().await?;
-    let status = resp.status();
-    let value: Value = resp.json().await.unwrap_or(Value::Null);
-    if !status.is_success() {
-        bail!("POST {url}: {status} {value}");
-    }
-    Ok(value)
-}
-
 /// Submits and approves the demo catalog, each product in its zone (or its exchange's hub).
 /// The demo products this layout gets, each with the zone it is submitted in.
 fn demo_plan(layout: &Layout) -> Vec<(&'static demo::DemoListing, &LayoutZone)> {
@@ -272,33 +258,31 @@ fn seeded_so_far(marker: &Path) -> usize {
 /// Submits and approves the demo products after the first `done`, recording progress in
 /// `marker` after each, so an interrupted seeding resumes without duplicates.
 async fn seed_demo(layout: &Layout, marker: &Path, done: usize) -> anyhow::Result<usize> {
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()?;
     let todo = demo_plan(layout);
     for (n, (listing, zone)) in todo.iter().enumerate().skip(done) {
         let api = &zone.nodes[n % zone.nodes.len()].api_url;
-        let created = post(
-            &http,
-            format!("{api}/v1/listings"),
-            &zone.tokens.provider,
-            &listing.body(),
-        )
-        .await
-        .with_context(|| format!("submitting {}", listing.title))?;
+        let as_role = |token: &str| Target {
+            node: api.clone(),
+            token: Some(token.to_owned()),
+            json: false,
+        };
+        let created = as_role(&zone.tokens.provider)
+            .call(Method::POST, "/v1/listings", Some(listing.body()))
+            .await
+            .with_context(|| format!("submitting {}", listing.title))?;
         let id = created["id"].as_str().unwrap_or_default();
         let review = serde_json::json!({
             "compliance_review": "合规审核通过 (demo)",
             "security_assessment": "安全评估通过 (demo)"
         });
-        post(
-            &http,
-            format!("{api}/v1/listings/{id}/approve"),
-            &zone.tokens.operator,
-            &review,
-        )
-        .await
-        .with_context(|| format!("approving {}", listing.title))?;
+        as_role(&zone.tokens.operator)
+            .call(
+                Method::POST,
+                &format!("/v1/listings/{id}/approve"),
+                Some(review),
+            )
+            .await
+            .with_context(|| format!("approving {}", listing.title))?;
         std::fs::write(marker, format!("{}\n", n + 1))
             .with_context(|| format!("recording demo progress in {}", marker.display()))?;
         progress(
