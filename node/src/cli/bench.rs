@@ -203,6 +203,28 @@ fn start_zone(dir: &Path, base_port: u16) -> anyhow::Result<(Layout, Nodes)> {
     Ok((layout, Nodes(children)))
 }
 
+/// The API URL of whichever of `apis` says it leads its zone, polled until `deadline`.
+pub(crate) async fn leader_among(
+    http: &reqwest::Client,
+    apis: &[String],
+    deadline: Instant,
+) -> Option<String> {
+    loop {
+        for api in apis {
+            if let Ok(r) = http.get(format!("{api}/v1/status")).send().await
+                && let Ok(s) = r.json::<Value>().await
+                && s["role"] == "leader"
+            {
+                return Some(api.clone());
+            }
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Starts `xchg run --config CONFIG` (this executable), logging warnings to `log`.
 pub(crate) fn spawn_node(config: &Path, log: &Path) -> anyhow::Result<Child> {
     let log = std::fs::File::create(log)?;
@@ -233,26 +255,11 @@ pub async fn zone(opts: BenchOptions) -> anyhow::Result<ExitCode> {
         .build()?;
 
     let deadline = Instant::now() + Duration::from_secs(60);
-    let leader_api = loop {
-        let mut found = None;
-        for api in &apis {
-            if let Ok(r) = http.get(format!("{api}/v1/status")).send().await
-                && let Ok(s) = r.json::<Value>().await
-                && s["role"] == "leader"
-            {
-                found = Some(api.clone());
-            }
-        }
-        if let Some(api) = found {
-            break api;
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "the bench zone elected no leader within 60 s; logs in {}",
-                dir.display()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    let Some(leader_api) = leader_among(&http, &apis, deadline).await else {
+        bail!(
+            "the bench zone elected no leader within 60 s; logs in {}",
+            dir.display()
+        );
     };
     let targets = match opts.target.as_str() {
         "leader" => vec![leader_api.clone()],

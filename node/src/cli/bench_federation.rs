@@ -19,7 +19,7 @@ use serde_json::Value;
 use xchg_federation_config::layout::{self, LayoutKind, LayoutOptions, LayoutZone};
 use xchg_protocol::Timestamp;
 
-use super::bench::{Nodes, ms, percentile, spawn_node};
+use super::bench::{Nodes, leader_among, ms, percentile, spawn_node};
 
 /// Settings from the command line.
 pub struct FederationBenchOptions {
@@ -55,21 +55,10 @@ impl Bench {
     }
 
     async fn leader_of(&self, zone: &LayoutZone, deadline: Instant) -> anyhow::Result<String> {
-        loop {
-            for n in &zone.nodes {
-                if let Ok((_, s)) = self
-                    .json(self.http.get(format!("{}/v1/status", n.api_url)))
-                    .await
-                    && s["role"] == "leader"
-                {
-                    return Ok(n.api_url.clone());
-                }
-            }
-            if Instant::now() > deadline {
-                bail!("zone {} elected no leader in time", zone.id);
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let apis: Vec<String> = zone.nodes.iter().map(|n| n.api_url.clone()).collect();
+        leader_among(&self.http, &apis, deadline)
+            .await
+            .ok_or_else(|| anyhow::anyhow!("zone {} elected no leader in time", zone.id))
     }
 
     async fn submit(&self, api: &str, token: &str, n: usize) -> anyhow::Result<String> {
