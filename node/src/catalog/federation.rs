@@ -329,14 +329,19 @@ async fn record_decision(
 }
 
 /// Whether a decision on `content_id` is already recorded.
-async fn decided(conn: &mut SqliteConnection, content_id: &ContentId) -> Result<bool, sqlx::Error> {
-    let id = content_id.to_string();
+///
+/// # Errors
+/// Storage errors.
+pub async fn decided<'e>(
+    exec: impl sqlx::SqliteExecutor<'e>,
+    content_id: &ContentId,
+) -> Result<bool, sqlx::Error> {
     let found: Option<i64> = sqlx::query_scalar(
         "SELECT 1 FROM recognitions WHERE content_id = ?1
          UNION ALL SELECT 1 FROM announcements WHERE content_id = ?1 LIMIT 1",
     )
-    .bind(id)
-    .fetch_optional(&mut *conn)
+    .bind(content_id.to_string())
+    .fetch_optional(exec)
     .await?;
     Ok(found.is_some())
 }
@@ -366,7 +371,7 @@ pub async fn recognize(
             "the envelope does not match the command's id and kind".into(),
         )));
     }
-    if decided(conn, &env.id).await? {
+    if decided(&mut *conn, &env.id).await? {
         return Ok(done(env.id, None, None));
     }
     let delegation = env.delegation.as_ref().map(|d| {

@@ -170,14 +170,10 @@ impl Federation {
         if self.is_pending(id) {
             return true;
         }
-        let found: Result<Option<i64>, _> = sqlx::query_scalar(
-            "SELECT 1 FROM recognitions WHERE content_id = ?1
-             UNION ALL SELECT 1 FROM announcements WHERE content_id = ?1 LIMIT 1",
+        matches!(
+            crate::catalog::federation::decided(&self.db.read, id).await,
+            Ok(true)
         )
-        .bind(id.to_string())
-        .fetch_optional(&self.db.read)
-        .await;
-        matches!(found, Ok(Some(_)))
     }
 
     /// The replica's copy of listing `id`, if any.
