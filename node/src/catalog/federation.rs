@@ -677,38 +677,51 @@ mod tests {
         id.parse().expect("zone id")
     }
 
-    /// An envelope of `listing` signed for its origin zone.
-    fn envelope_of(listing: &Listing) -> (Vec<u8>, ContentId) {
+    /// `body` of `kind` sealed by a node key delegated to `origin`.
+    fn signed(origin: &ZoneId, kind: AnnouncementKind, body: Vec<u8>) -> Envelope {
         let root = Keypair::from_seed(&[7; 32]);
         let key = Keypair::from_seed(&[8; 32]);
         let delegation = SignedDelegation::sign(
             Delegation {
-                exchange: listing.origin.exchange(),
-                zone: listing.origin.clone(),
+                exchange: origin.exchange(),
+                zone: origin.clone(),
                 node_key: key.public(),
                 not_before: Timestamp(0),
                 not_after: Timestamp(4_000_000_000_000),
             },
             &root,
         );
-        let env = Envelope::listing(listing, &key, delegation);
-        (env.to_bytes(), env.id)
+        Envelope::seal(kind, body, &key, Some(delegation))
     }
 
-    fn recognise(listing: &Listing, refusal: Option<&str>) -> CatalogCommand {
-        let (envelope, content_id) = envelope_of(listing);
+    /// The command recording `env` (from `origin`'s exchange) with `refusal`, received at `at`.
+    fn recognition(
+        env: &Envelope,
+        origin: &ZoneId,
+        refusal: Option<&str>,
+        at: u64,
+    ) -> CatalogCommand {
         CatalogCommand::Recognize(Box::new(Recognition {
-            envelope,
-            content_id,
-            kind: AnnouncementKind::Listing,
-            exchange: listing.origin.exchange(),
+            envelope: env.to_bytes(),
+            content_id: env.id,
+            kind: env.kind,
+            exchange: origin.exchange(),
             agreement: "outside:zhengzhou".into(),
             signer: Keypair::from_seed(&[8; 32]).public(),
             refusal: refusal.map(str::to_owned),
             received_from: "peer".into(),
-            at: Timestamp(5_000),
+            at: Timestamp(at),
             node: "main-1".into(),
         }))
+    }
+
+    fn recognise(listing: &Listing, refusal: Option<&str>) -> CatalogCommand {
+        let env = signed(
+            &listing.origin,
+            AnnouncementKind::Listing,
+            listing.canonical_bytes(),
+        );
+        recognition(&env, &listing.origin, refusal, 5_000)
     }
 
     fn delist(listing: &Listing) -> CatalogCommand {
@@ -719,26 +732,17 @@ mod tests {
             reason: "withdrawn".into(),
             delisted_at: Timestamp(6_000),
         };
-        let key = Keypair::from_seed(&[8; 32]);
-        let (listing_env, _) = envelope_of(listing);
-        let delegation =
-            xchg_protocol::canonical::from_canonical::<Envelope>(&listing_env, &Limits::default())
-                .expect("decode")
-                .delegation;
         let body = to_canonical(&d).expect("encode");
-        let env = Envelope::seal(AnnouncementKind::Delisting, body, &key, delegation);
-        CatalogCommand::Recognize(Box::new(Recognition {
-            envelope: env.to_bytes(),
-            content_id: env.id,
-            kind: AnnouncementKind::Delisting,
-            exchange: listing.origin.exchange(),
-            agreement: "outside:zhengzhou".into(),
-            signer: key.public(),
-            refusal: None,
-            received_from: "peer".into(),
-            at: Timestamp(6_000),
-            node: "main-1".into(),
-        }))
+        let env = signed(&listing.origin, AnnouncementKind::Delisting, body);
+        recognition(&env, &listing.origin, None, 6_000)
+    }
+
+    /// The (kind, state) of outbox rows, for comparing with literals.
+    fn kind_state(outbox: &[(String, String)]) -> Vec<(&str, &str)> {
+        outbox
+            .iter()
+            .map(|(k, s)| (k.as_str(), s.as_str()))
+            .collect()
     }
 
     fn listing(origin: &str, title: &str) -> Listing {
@@ -923,10 +927,7 @@ mod tests {
             review("approve", id, 4_000),
         ])
         .await;
-        let rows: Vec<(&str, &str)> = outbox
-            .iter()
-            .map(|(k, s)| (k.as_str(), s.as_str()))
-            .collect();
+        let rows = kind_state(&outbox);
         assert_eq!(
             rows,
             [
@@ -943,10 +944,7 @@ mod tests {
             review("reject", id, 4_000),
         ])
         .await;
-        let rows: Vec<(&str, &str)> = outbox
-            .iter()
-            .map(|(k, s)| (k.as_str(), s.as_str()))
-            .collect();
+        let rows = kind_state(&outbox);
         assert_eq!(rows, [("listing", "pending"), ("delisting", "pending")]);
         // Never exported: nothing to withdraw.
         let imp = {
@@ -960,10 +958,7 @@ mod tests {
             review("delist", imp.id(), 3_000),
         ])
         .await;
-        let rows: Vec<(&str, &str)> = outbox
-            .iter()
-            .map(|(k, s)| (k.as_str(), s.as_str()))
-            .collect();
+        let rows = kind_state(&outbox);
         assert_eq!(rows, [("listing", "withheld")]);
     }
 
