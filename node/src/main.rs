@@ -298,20 +298,14 @@ fn main() -> ExitCode {
                     base_port,
                     host,
                 };
-                match tokio::runtime::Runtime::new() {
-                    Ok(rt) => rt.block_on(cli::up::up(opts)),
-                    Err(e) => Err(anyhow::anyhow!("cannot start the async runtime: {e}")),
-                }
+                block_on(cli::up::up(opts))
             }
         },
         Command::Run {
             config,
             join,
             capture_wire,
-        } => match tokio::runtime::Runtime::new() {
-            Ok(rt) => rt.block_on(cli::run::run(&config, join, capture_wire)),
-            Err(e) => Err(anyhow::anyhow!("cannot start the async runtime: {e}")),
-        },
+        } => block_on(cli::run::run(&config, join, capture_wire)),
         Command::Status { target } => block_on(cli::client::status(&target.target())),
         Command::Listing(ListingCommand::Submit { file, target }) => {
             block_on(cli::client::submit(&target.target(), &file))
@@ -365,10 +359,7 @@ fn main() -> ExitCode {
                 base_port,
                 dir,
             };
-            match tokio::runtime::Runtime::new() {
-                Ok(rt) => rt.block_on(cli::bench::zone(opts)),
-                Err(e) => Err(anyhow::anyhow!("cannot start the async runtime: {e}")),
-            }
+            block_on(cli::bench::zone(opts))
         }
         Command::Bench(BenchCommand::Federation {
             layout,
@@ -394,10 +385,7 @@ fn main() -> ExitCode {
                     base_port,
                     dir,
                 };
-                match tokio::runtime::Runtime::new() {
-                    Ok(rt) => rt.block_on(cli::bench_federation::federation(opts)),
-                    Err(e) => Err(anyhow::anyhow!("cannot start the async runtime: {e}")),
-                }
+                block_on(cli::bench_federation::federation(opts))
             }
         },
     };

@@ -98,6 +98,18 @@ fn delisting_reason(reason: &str) -> String {
     }
 }
 
+/// The current row of `id` if it is one of this zone's own listings (copies recognised from
+/// elsewhere never go into the outbox).
+async fn own_current(
+    conn: &mut SqliteConnection,
+    zone: &ZoneFacts,
+    id: &ContentId,
+) -> Result<Option<super::apply::Current>, sqlx::Error> {
+    Ok(current(conn, id)
+        .await?
+        .filter(|c| c.listing.origin == zone.zone))
+}
+
 /// After an approval: queues the approved version of one of this zone's own listings for
 /// publication, or records that the export firewall withholds it — and, if an earlier version
 /// is out there, withdraws it, since the listing no longer may leave.
@@ -110,12 +122,9 @@ pub async fn queue_listing(
     id: &ContentId,
     at: Timestamp,
 ) -> Result<(), sqlx::Error> {
-    let Some(cur) = current(conn, id).await? else {
+    let Some(cur) = own_current(conn, zone, id).await? else {
         return Ok(());
     };
-    if cur.listing.origin != zone.zone {
-        return Ok(());
-    }
     let (state, reason) = match policy::export(&cur.listing, &zone.export) {
         Ok(()) => ("pending", None),
         Err(reason) => ("withheld", Some(reason)),
@@ -155,10 +164,7 @@ pub async fn queue_delisting(
     reason: &str,
     at: Timestamp,
 ) -> Result<(), sqlx::Error> {
-    let Some(cur) = current(conn, id).await? else {
-        return Ok(());
-    };
-    if cur.listing.origin != zone.zone {
+    if own_current(conn, zone, id).await?.is_none() {
         return Ok(());
     }
     match live_export(conn, id).await? {
