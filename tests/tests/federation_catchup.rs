@@ -11,10 +11,10 @@ use serde_json::{Value, json};
 use xchg_federation_config::layout::{self, Layout, LayoutKind, LayoutOptions};
 use xchg_node::federation::Tuning;
 use xchg_node::gossip::memory::Network;
-use xchg_node::node::{self, GossipLink, NodeHandle, StartOptions, ZoneLink};
+use xchg_node::node::{NodeHandle, StartOptions};
 use xchg_node::raft::router::Router;
 use xchg_protocol::Timestamp;
-use xchg_tests::{eventually, example_listing};
+use xchg_tests::{eventually, example_listing, start_in_process};
 
 struct Federation {
     _dir: tempfile::TempDir,
@@ -43,21 +43,10 @@ async fn start(kind: LayoutKind, tuning: Tuning) -> anyhow::Result<Federation> {
             let router = Router::new(3);
             let mut nodes = Vec::new();
             for n in &zone.nodes {
-                let config =
-                    xchg_federation_config::load(&out.join(&n.config), Timestamp::now())?.config;
-                let key = xchg_federation_config::read_key_file(&config.node.key_file)?;
-                let api = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-                nodes.push(
-                    node::start(
-                        config,
-                        key,
-                        api,
-                        ZoneLink::InProcess(router.clone()),
-                        GossipLink::InProcess(gossip.clone()),
-                        options.clone(),
-                    )
-                    .await?,
-                );
+                let node =
+                    start_in_process(&out, &n.config, &router, &gossip, options.clone(), |_| {})
+                        .await?;
+                nodes.push(node);
             }
             zones.push(nodes);
         }

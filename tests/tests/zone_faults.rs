@@ -7,10 +7,10 @@ use std::time::Duration;
 use serde_json::Value;
 use xchg_federation_config::layout::{self, LayoutKind, LayoutOptions};
 use xchg_node::gossip::memory::Network;
-use xchg_node::node::{self, GossipLink, NodeHandle, StartOptions, ZoneLink};
+use xchg_node::node::{NodeHandle, StartOptions};
 use xchg_node::raft::router::Router;
 use xchg_protocol::Timestamp;
-use xchg_tests::{eventually, example_listing};
+use xchg_tests::{eventually, example_listing, start_in_process};
 
 struct InProcessZone {
     _dir: tempfile::TempDir,
@@ -33,23 +33,19 @@ async fn start_zone(snapshot_every: u64, keep: u64) -> anyhow::Result<InProcessZ
     let gossip = Network::new(7);
     let mut nodes = Vec::new();
     for n in &zone.nodes {
-        let mut config =
-            xchg_federation_config::load(&out.join(&n.config), Timestamp::now())?.config;
-        config.raft.snapshot_every_entries = snapshot_every;
-        config.raft.keep_log_entries = keep;
-        let key = xchg_federation_config::read_key_file(&config.node.key_file)?;
-        let api = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        nodes.push(
-            node::start(
-                config,
-                key,
-                api,
-                ZoneLink::InProcess(router.clone()),
-                GossipLink::InProcess(gossip.clone()),
-                StartOptions::default(),
-            )
-            .await?,
-        );
+        let node = start_in_process(
+            &out,
+            &n.config,
+            &router,
+            &gossip,
+            StartOptions::default(),
+            |c| {
+                c.raft.snapshot_every_entries = snapshot_every;
+                c.raft.keep_log_entries = keep;
+            },
+        )
+        .await?;
+        nodes.push(node);
     }
     Ok(InProcessZone {
         _dir: dir,
