@@ -83,9 +83,6 @@ pub struct Chain {
     pending: Vec<AuditRecord>,
 }
 
-/// Rows per multi-row INSERT (10 parameters each, well under SQLite's variable limit).
-const ROWS_PER_INSERT: usize = 500;
-
 impl Chain {
     /// Reads the head of the chain (or its origin: seq 0, zero hash).
     ///
@@ -138,29 +135,30 @@ impl Chain {
         self.pending.push(AuditRecord { content, hash });
     }
 
-    /// Writes the records appended since the last flush, inside the caller's transaction.
+    /// Writes the records appended since the last flush, inside the caller's transaction (on
+    /// the state machine's connection, see [`crate::store::raw`]).
     ///
     /// # Errors
     /// Storage errors.
-    pub async fn flush(&mut self, conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
-        for chunk in self.pending.chunks(ROWS_PER_INSERT) {
-            let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-                "INSERT INTO audit (seq, raft_index, at, actor, role, action, object_id, result, prev_hash, hash) ",
-            );
-            qb.push_values(chunk, |mut b, r| {
-                let c = &r.content;
-                b.push_bind(c.seq as i64)
-                    .push_bind(c.raft_index as i64)
-                    .push_bind(c.at.0 as i64)
-                    .push_bind(c.actor.clone())
-                    .push_bind(c.role.clone())
-                    .push_bind(c.action.clone())
-                    .push_bind(c.object_id.clone())
-                    .push_bind(c.result.clone())
-                    .push_bind(c.prev_hash.to_vec())
-                    .push_bind(r.hash.to_vec());
-            });
-            qb.build().execute(&mut *conn).await?;
+    pub fn flush(&mut self, db: &rusqlite::Connection) -> rusqlite::Result<()> {
+        let mut insert = db.prepare_cached(
+            "INSERT INTO audit (seq, raft_index, at, actor, role, action, object_id, result, \
+             prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        )?;
+        for r in &self.pending {
+            let c = &r.content;
+            insert.execute(rusqlite::params![
+                c.seq as i64,
+                c.raft_index as i64,
+                c.at.0 as i64,
+                c.actor,
+                c.role,
+                c.action,
+                c.object_id,
+                c.result,
+                &c.prev_hash[..],
+                &r.hash[..],
+            ])?;
         }
         self.pending.clear();
         Ok(())

@@ -4,8 +4,6 @@
 //! that the current state does not allow changes nothing but its audit record, and returns a
 //! [`Refusal`] to the proposer.
 
-use std::collections::BTreeSet;
-
 use sqlx::{Row, SqliteConnection};
 use xchg_federation_config::Role;
 use xchg_protocol::{ContentId, Listing, Timestamp};
@@ -13,6 +11,7 @@ use xchg_protocol::{ContentId, Listing, Timestamp};
 use super::{Actor, Applied, CatalogCommand, CommandResponse, ListingState, Refusal, ZoneFacts};
 use crate::audit;
 use crate::catalog::federation;
+use crate::store::raw::with_raw;
 
 /// Applies `cmd` (the entry at `raft_index`) and records it in the audit chain.
 ///
@@ -27,7 +26,8 @@ pub async fn apply(
 ) -> Result<CommandResponse, sqlx::Error> {
     let response = match cmd {
         CatalogCommand::SubmitListing { listing, actor } => {
-            let mut one = submit_many(conn, raft_index, &[(listing.as_ref(), actor)]).await?;
+            let item = [(listing.as_ref(), actor)];
+            let mut one = with_raw(conn, |db| submit_many(db, raft_index, &item)).await?;
             one.pop()
                 .unwrap_or_else(|| Err(Refusal::Conflict("submission not applied".into())))
         }
@@ -145,26 +145,47 @@ pub async fn apply_batch(
     let mut out = Vec::with_capacity(commands.len());
     let mut rest = commands;
     while let Some(first) = rest.first() {
-        let run: Vec<(&Listing, &Actor)> = rest
+        let run = rest
             .iter()
-            .map_while(|c| match c {
-                CatalogCommand::SubmitListing { listing, actor } => Some((listing.as_ref(), actor)),
-                _ => None,
-            })
-            .collect();
-        if run.len() < 2 {
+            .take_while(|c| as_submission(c).is_some())
+            .count();
+        if run == 0 {
             out.push(apply(conn, chain, zone, raft_index, first).await?);
             rest = &rest[1..];
             continue;
         }
-        let responses = submit_many(conn, raft_index, &run).await?;
-        for (cmd, response) in rest.iter().zip(responses) {
-            record(chain, raft_index, cmd, &response);
-            out.push(response);
-        }
-        rest = &rest[run.len()..];
+        let (now, later) = rest.split_at(run);
+        out.extend(with_raw(conn, |db| submit_run(db, chain, raft_index, now)).await?);
+        rest = later;
     }
     Ok(out)
+}
+
+/// The listing and submitter of a submission.
+pub fn as_submission(cmd: &CatalogCommand) -> Option<(&Listing, &Actor)> {
+    match cmd {
+        CatalogCommand::SubmitListing { listing, actor } => Some((listing.as_ref(), actor)),
+        _ => None,
+    }
+}
+
+/// Applies the submissions among `commands` together and appends their audit records (other
+/// commands are the caller's: [`apply_batch`] passes runs of submissions only).
+///
+/// # Errors
+/// Only storage errors; refusals are part of the `Ok` value.
+pub fn submit_run(
+    db: &rusqlite::Connection,
+    chain: &mut audit::Chain,
+    raft_index: u64,
+    commands: &[CatalogCommand],
+) -> rusqlite::Result<Vec<CommandResponse>> {
+    let run: Vec<_> = commands.iter().map_while(as_submission).collect();
+    let responses = submit_many(db, raft_index, &run)?;
+    for (cmd, response) in commands.iter().zip(&responses) {
+        record(chain, raft_index, cmd, response);
+    }
+    Ok(responses)
 }
 
 /// Appends the audit record of `cmd` with its outcome.
@@ -309,13 +330,39 @@ impl Encoded {
     }
 }
 
-/// The listings columns, in the order [`push_row`] binds them.
-pub(super) const INSERT_LISTING: &str = "INSERT INTO listings (id, version, content_id, state, origin, \
+/// Inserts a listings row; on an existing id, [`OnConflict`] says what happens.
+const INSERT_LISTING: &str = "INSERT INTO listings (id, version, content_id, state, origin, \
     submitted_by, provider_id, provider_name, category, classification, delivery_modes, title, \
-    description, keywords, scenarios, created_at, updated_at, body) ";
+    description, keywords, scenarios, created_at, updated_at, body) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)";
 
-/// Rows per multi-row INSERT (18 parameters each, well under SQLite's variable limit).
-const ROWS_PER_INSERT: usize = 500;
+/// What writing a listings row does when the id is already there.
+#[derive(Clone, Copy)]
+pub(super) enum OnConflict {
+    /// Leave the existing row (a new listing that turns out not to be new).
+    Keep,
+    /// Replace every column but the first-seen order and creation time.
+    Replace,
+}
+
+impl OnConflict {
+    fn clause(self) -> &'static str {
+        match self {
+            OnConflict::Keep => " ON CONFLICT (id) DO NOTHING",
+            OnConflict::Replace => {
+                " ON CONFLICT (id) DO UPDATE SET version = excluded.version, \
+                 content_id = excluded.content_id, state = excluded.state, \
+                 origin = excluded.origin, submitted_by = excluded.submitted_by, \
+                 provider_id = excluded.provider_id, provider_name = excluded.provider_name, \
+                 category = excluded.category, classification = excluded.classification, \
+                 delivery_modes = excluded.delivery_modes, title = excluded.title, \
+                 description = excluded.description, keywords = excluded.keywords, \
+                 scenarios = excluded.scenarios, updated_at = excluded.updated_at, \
+                 body = excluded.body"
+            }
+        }
+    }
+}
 
 /// One row of the listings table.
 pub(super) struct ListingRow<'a> {
@@ -334,52 +381,73 @@ impl<'a> ListingRow<'a> {
             submitted_by,
         }
     }
-}
 
-pub(super) fn push_row(
-    mut b: sqlx::query_builder::Separated<'_, '_, sqlx::Sqlite, &'static str>,
-    r: &ListingRow<'_>,
-) {
-    let l = r.listing;
-    b.push_bind(r.encoded.id.to_string())
-        .push_bind(i64::from(l.version))
-        .push_bind(r.encoded.content_id.to_string())
-        .push_bind(r.state.as_str())
-        .push_bind(l.origin.to_string())
-        .push_bind(r.submitted_by.to_owned())
-        .push_bind(l.provider.id.to_string())
-        .push_bind(l.provider.name.clone())
-        .push_bind(l.category.clone())
-        .push_bind(enum_name(&l.classification))
-        .push_bind(modes(l))
-        .push_bind(l.title.clone())
-        .push_bind(l.description.clone())
-        .push_bind(join(&l.keywords))
-        .push_bind(join(&l.scenarios))
-        .push_bind(l.created_at.0 as i64)
-        .push_bind(l.updated_at.0 as i64)
-        .push_bind(r.encoded.bytes.clone());
-}
-
-/// Inserts new listings in as few statements as possible; returns the ids actually inserted
-/// (an id that already existed, or repeats within `rows`, is inserted once at most).
-pub(super) async fn insert_new_listings(
-    conn: &mut SqliteConnection,
-    rows: &[ListingRow<'_>],
-) -> Result<BTreeSet<String>, sqlx::Error> {
-    let mut inserted = BTreeSet::new();
-    for chunk in rows.chunks(ROWS_PER_INSERT) {
-        let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(INSERT_LISTING);
-        qb.push_values(chunk, push_row);
-        qb.push(" ON CONFLICT (id) DO NOTHING RETURNING id");
-        for row in qb.build().fetch_all(&mut *conn).await? {
-            inserted.insert(row.try_get::<String, _>(0)?);
+    /// Writes the row. Returns the new row's `seq` if one was inserted (to be indexed with
+    /// [`index_listings`]); `None` if the id was there (replaced, or kept).
+    fn put(
+        &self,
+        db: &rusqlite::Connection,
+        on_conflict: OnConflict,
+    ) -> rusqlite::Result<Option<i64>> {
+        let id = self.encoded.id.to_string();
+        if let OnConflict::Replace = on_conflict {
+            let mut exists = db.prepare_cached("SELECT 1 FROM listings WHERE id = ?1")?;
+            if exists.exists([&id])? {
+                // The update trigger keeps the search index in step.
+                let mut update =
+                    db.prepare_cached(&format!("{INSERT_LISTING}{}", on_conflict.clause()))?;
+                self.bind_and_run(&mut update, &id)?;
+                return Ok(None);
+            }
         }
+        let mut insert =
+            db.prepare_cached(&format!("{INSERT_LISTING}{}", OnConflict::Keep.clause()))?;
+        Ok((self.bind_and_run(&mut insert, &id)? == 1).then(|| db.last_insert_rowid()))
     }
-    Ok(inserted)
+
+    fn bind_and_run(
+        &self,
+        statement: &mut rusqlite::CachedStatement<'_>,
+        id: &str,
+    ) -> rusqlite::Result<usize> {
+        let l = self.listing;
+        statement.execute(rusqlite::params![
+            id,
+            i64::from(l.version),
+            self.encoded.content_id.to_string(),
+            self.state.as_str(),
+            l.origin.to_string(),
+            self.submitted_by,
+            l.provider.id.to_string(),
+            l.provider.name,
+            l.category,
+            enum_name(&l.classification),
+            modes(l),
+            l.title,
+            l.description,
+            join(&l.keywords),
+            join(&l.scenarios),
+            l.created_at.0 as i64,
+            l.updated_at.0 as i64,
+            self.encoded.bytes,
+        ])
+    }
 }
 
-/// Replaces the current version of an existing listing, in `state`.
+/// Adds the listings rows with `seq` in `first..=last` to the search index, in one statement
+/// (see `catalog_schema_v4.sql` for why not per row).
+fn index_listings(db: &rusqlite::Connection, first: i64, last: i64) -> rusqlite::Result<()> {
+    db.prepare_cached(
+        "INSERT INTO listings_fts (rowid, title, description, keywords, scenarios, provider_name) \
+         SELECT seq, title, description, keywords, scenarios, provider_name FROM listings \
+         WHERE seq BETWEEN ?1 AND ?2",
+    )?
+    .execute([first, last])?;
+    Ok(())
+}
+
+/// Writes `listing` as the current version of its id (a new row, or replacing the old one),
+/// in `state`.
 pub(super) async fn write_listing(
     conn: &mut SqliteConnection,
     listing: &Listing,
@@ -387,19 +455,11 @@ pub(super) async fn write_listing(
     submitted_by: &str,
 ) -> Result<(), sqlx::Error> {
     let row = ListingRow::new(listing, state, submitted_by);
-    let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(INSERT_LISTING);
-    qb.push_values([&row], push_row);
-    qb.push(
-        " ON CONFLICT (id) DO UPDATE SET version = excluded.version, content_id = excluded.content_id,
-            state = excluded.state, origin = excluded.origin, submitted_by = excluded.submitted_by,
-            provider_id = excluded.provider_id,
-            provider_name = excluded.provider_name, category = excluded.category,
-            classification = excluded.classification, delivery_modes = excluded.delivery_modes,
-            title = excluded.title, description = excluded.description, keywords = excluded.keywords,
-            scenarios = excluded.scenarios, updated_at = excluded.updated_at, body = excluded.body",
-    );
-    qb.build().execute(&mut *conn).await?;
-    Ok(())
+    with_raw(conn, |db| match row.put(db, OnConflict::Replace)? {
+        Some(seq) => index_listings(db, seq, seq),
+        None => Ok(()),
+    })
+    .await
 }
 
 /// Who a history entry names: a person's actor id and role, or a node acting for the zone.
@@ -459,26 +519,53 @@ pub(super) struct Current {
     pub(super) listing: Listing,
 }
 
+const SELECT_CURRENT: &str = "SELECT state, submitted_by, body FROM listings WHERE id = ?1";
+
+impl Current {
+    fn decode(
+        state: &str,
+        submitted_by: String,
+        body: &[u8],
+    ) -> Result<Current, Box<dyn std::error::Error + Send + Sync>> {
+        let listing: Listing = xchg_protocol::canonical::from_canonical(body, &Default::default())?;
+        let state =
+            ListingState::parse(state).ok_or_else(|| format!("unknown listing state {state:?}"))?;
+        Ok(Current {
+            state,
+            submitted_by,
+            listing,
+        })
+    }
+}
+
 pub(super) async fn current(
     conn: &mut SqliteConnection,
     id: &ContentId,
 ) -> Result<Option<Current>, sqlx::Error> {
-    let row = sqlx::query("SELECT state, submitted_by, body FROM listings WHERE id = ?")
+    let row = sqlx::query(SELECT_CURRENT)
         .bind(id.to_string())
         .fetch_optional(&mut *conn)
         .await?;
     let Some(row) = row else { return Ok(None) };
     let state: String = row.try_get(0)?;
     let body: Vec<u8> = row.try_get(2)?;
-    let listing: Listing = xchg_protocol::canonical::from_canonical(&body, &Default::default())
-        .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
-    let state = ListingState::parse(&state)
-        .ok_or_else(|| sqlx::Error::Decode(format!("unknown listing state {state:?}").into()))?;
-    Ok(Some(Current {
-        state,
-        submitted_by: row.try_get(1)?,
-        listing,
-    }))
+    Current::decode(&state, row.try_get(1)?, &body)
+        .map(Some)
+        .map_err(sqlx::Error::Decode)
+}
+
+/// [`current`] on the state machine's connection taken from sqlx.
+fn current_raw(db: &rusqlite::Connection, id: &str) -> rusqlite::Result<Option<Current>> {
+    let mut select = db.prepare_cached(SELECT_CURRENT)?;
+    let mut rows = select.query([id])?;
+    let Some(row) = rows.next()? else {
+        return Ok(None);
+    };
+    let state: String = row.get(0)?;
+    let body: Vec<u8> = row.get(2)?;
+    Current::decode(&state, row.get(1)?, &body)
+        .map(Some)
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(2, rusqlite::types::Type::Blob, e))
 }
 
 pub(super) fn applied(listing: &Listing, state: ListingState) -> CommandResponse {
@@ -489,28 +576,22 @@ pub(super) fn applied(listing: &Listing, state: ListingState) -> CommandResponse
     })
 }
 
-/// Submits a run of new listings: one multi-row insert for the listings and one for their
-/// first history entries, whatever the run's length. The outcome of each is what applying
-/// them one by one would give.
-async fn submit_many(
-    conn: &mut SqliteConnection,
+/// Submits a run of new listings over prepared statements on the state machine's connection
+/// taken from sqlx ([`with_raw`]): no hand-off to sqlx's thread per statement. The outcome of
+/// each is what applying them one by one would give.
+fn submit_many(
+    db: &rusqlite::Connection,
     raft_index: u64,
     items: &[(&Listing, &Actor)],
-) -> Result<Vec<CommandResponse>, sqlx::Error> {
-    let rows: Vec<ListingRow<'_>> = items
-        .iter()
-        .filter(|(l, _)| l.version == 1)
-        .map(|(l, a)| ListingRow {
-            listing: l,
-            encoded: Encoded::of(l),
-            state: ListingState::Submitted,
-            submitted_by: &a.id,
-        })
-        .collect();
-    let mut inserted = insert_new_listings(conn, &rows).await?;
+) -> rusqlite::Result<Vec<CommandResponse>> {
+    let mut history = db.prepare_cached(
+        "INSERT INTO listing_history (listing_id, seq, raft_index, at, actor, role, action, \
+         from_state, to_state, version, detail) \
+         VALUES (?1, 1, ?2, ?3, ?4, ?5, 'submit', NULL, ?6, 1, NULL)",
+    )?;
     let mut responses = Vec::with_capacity(items.len());
-    let mut history: Vec<(&Listing, &Actor, String)> = Vec::new();
-    let mut rows = rows.into_iter();
+    // Rows inserted by this run: consecutive, as nothing else inserts meanwhile.
+    let mut inserted: Option<(i64, i64)> = None;
     for (listing, actor) in items {
         if listing.version != 1 {
             responses.push(Err(Refusal::Conflict(
@@ -518,46 +599,36 @@ async fn submit_many(
             )));
             continue;
         }
-        let Some(row) = rows.next() else { break };
+        let row = ListingRow::new(listing, ListingState::Submitted, &actor.id);
         let id = row.encoded.id.to_string();
-        // `remove`: a repeat of the same id in this run is not the one that was inserted.
-        if inserted.remove(&id) {
+        if let Some(seq) = row.put(db, OnConflict::Keep)? {
+            inserted = Some((inserted.map_or(seq, |(first, _)| first), seq));
+            history.execute(rusqlite::params![
+                id,
+                raft_index as i64,
+                listing.created_at.0 as i64,
+                actor.id,
+                actor.role.as_str(),
+                ListingState::Submitted.as_str(),
+            ])?;
             responses.push(Ok(Applied {
-                object_id: id.clone(),
+                object_id: id,
                 version: Some(1),
                 state: Some(ListingState::Submitted),
             }));
-            history.push((listing, actor, id));
             continue;
         }
         // Resubmitting the very same version by the same submitter (a client retry after a
         // lost answer) succeeds without a second effect; anything else is a conflict.
-        responses.push(match current(conn, &row.encoded.id).await? {
+        responses.push(match current_raw(db, &id)? {
             Some(c) if c.submitted_by == actor.id && c.listing == **listing => {
                 applied(&c.listing, c.state)
             }
             _ => Err(Refusal::Conflict(format!("listing {id} already exists"))),
         });
     }
-    for chunk in history.chunks(ROWS_PER_INSERT) {
-        let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-            "INSERT INTO listing_history (listing_id, seq, raft_index, at, actor, role, action, \
-             from_state, to_state, version, detail) ",
-        );
-        qb.push_values(chunk, |mut b, (listing, actor, id)| {
-            b.push_bind(id.clone())
-                .push_bind(1i64)
-                .push_bind(raft_index as i64)
-                .push_bind(listing.created_at.0 as i64)
-                .push_bind(actor.id.clone())
-                .push_bind(actor.role.as_str())
-                .push_bind("submit")
-                .push_bind(None::<String>)
-                .push_bind(ListingState::Submitted.as_str())
-                .push_bind(1i64)
-                .push_bind(None::<String>);
-        });
-        qb.build().execute(&mut *conn).await?;
+    if let Some((first, last)) = inserted {
+        index_listings(db, first, last)?;
     }
     Ok(responses)
 }
@@ -773,7 +844,9 @@ mod tests {
                 .await
                 .expect("apply");
         }
-        chain.flush(&mut tx).await.expect("flush");
+        with_raw(&mut tx, |db| chain.flush(db))
+            .await
+            .expect("flush");
         let records = audit::range(&mut tx, 1, 100).await.expect("audit");
         let history: i64 = sqlx::query("SELECT count(*) FROM listing_history")
             .fetch_one(&mut *tx)

@@ -10,7 +10,7 @@ use xchg_protocol::{
     AnnouncementKind, ContentId, Delisting, Envelope, Limits, Listing, Revocation, Timestamp,
 };
 
-use super::apply::{By, ListingRow, current, insert_new_listings, record_history, write_listing};
+use super::apply::{By, current, record_history, write_listing};
 use super::{Applied, CommandResponse, ListingState, Recognition, Refusal, ZoneFacts};
 use crate::federation::policy;
 
@@ -524,8 +524,7 @@ async fn recognize_listing(
                 .await?;
             }
             None => {
-                let row = ListingRow::new(&listing, state, FEDERATION_SUBMITTER);
-                insert_new_listings(conn, std::slice::from_ref(&row)).await?;
+                write_listing(conn, &listing, state, FEDERATION_SUBMITTER).await?;
                 record_history(
                     conn,
                     &id.to_string(),

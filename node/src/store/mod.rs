@@ -21,8 +21,22 @@
 //!   checkpointed with `wal_checkpoint(FULL)`, which fsyncs everything committed to it — so no
 //!   entry leaves the log before its effects are on disk.
 //! - Reads go through separate `query_only` pools and never wait for the writers.
+//!
+//! # Checkpoints off the write path
+//!
+//! SQLite's automatic checkpoint runs inside the commit that crosses the threshold, so every
+//! few hundred batches one Raft log append or one state-machine transaction also copied
+//! megabytes from the WAL into the database file and fsynced it: that commit took tens of
+//! milliseconds and everything queued behind it waited. Here each file has its own
+//! checkpointer connection that runs `wal_checkpoint(PASSIVE)` every
+//! [`CHECKPOINT_EVERY`]; a passive checkpoint never blocks the writer or the readers. The
+//! writers keep an automatic checkpoint only as a far-off safety net
+//! ([`WRITER_AUTOCHECKPOINT_PAGES`]) for a checkpointer that cannot keep up. Durability is
+//! unchanged: a commit is durable (or, for the catalog, recoverable from the log) when it is in
+//! the WAL, whoever copies it on later.
 
 mod log;
+pub mod raw;
 mod state_machine;
 
 pub use log::LogStore;
@@ -55,7 +69,16 @@ const CATALOG_SCHEMA: &[&str] = &[
     include_str!("catalog_schema_v1.sql"),
     include_str!("catalog_schema_v2.sql"),
     include_str!("catalog_schema_v3.sql"),
+    include_str!("catalog_schema_v4.sql"),
 ];
+
+/// How often each file's checkpointer copies committed WAL frames into the database file.
+pub const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+
+/// The writers' own automatic checkpoint, in WAL pages (4 KiB each): reached only when the
+/// background checkpointer falls this far behind (or cannot finish because a reader holds
+/// old frames).
+const WRITER_AUTOCHECKPOINT_PAGES: &str = "50000";
 
 /// The Raft log file in a data directory.
 pub const LOG_FILE: &str = "raft-log.db";
@@ -96,6 +119,8 @@ pub struct Db {
     pub sm: SqlitePool,
     /// Catalog reads.
     pub read: SqlitePool,
+    /// One connection per file that only checkpoints, see [`Db::open`].
+    checkpointers: [SqlitePool; 2],
 }
 
 fn options(path: &Path, name: &str) -> Result<SqliteConnectOptions, StoreError> {
@@ -108,7 +133,10 @@ fn options(path: &Path, name: &str) -> Result<SqliteConnectOptions, StoreError> 
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .busy_timeout(Duration::from_secs(30))
-            .pragma("wal_autocheckpoint", "4000"),
+            .pragma("wal_autocheckpoint", WRITER_AUTOCHECKPOINT_PAGES)
+            // Statement journals (multi-row inserts with triggers need them) stay in memory
+            // instead of a new temporary file per transaction.
+            .pragma("temp_store", "MEMORY"),
     )
 }
 
@@ -117,7 +145,7 @@ async fn pools(
     schema: &[&str],
     sync: SqliteSynchronous,
     readers: u32,
-) -> Result<(SqlitePool, SqlitePool), StoreError> {
+) -> Result<(SqlitePool, SqlitePool, SqlitePool), StoreError> {
     let name = path.display().to_string();
     let err = |source| StoreError::Sqlite {
         path: name.clone(),
@@ -128,6 +156,16 @@ async fn pools(
     let writer = SqlitePoolOptions::new()
         .max_connections(1)
         .min_connections(1)
+        // The pool's only connection is never dropped by the server side: a ping before every
+        // batch would be one more hand-off to sqlx's thread for nothing.
+        .test_before_acquire(false)
+        .idle_timeout(None)
+        .max_lifetime(None)
+        .connect_with(base.clone().synchronous(sync))
+        .await
+        .map_err(err)?;
+    let checkpointer = SqlitePoolOptions::new()
+        .max_connections(1)
         .idle_timeout(None)
         .max_lifetime(None)
         .connect_with(base.clone().synchronous(sync))
@@ -138,7 +176,27 @@ async fn pools(
         .connect_with(base.pragma("query_only", "ON"))
         .await
         .map_err(err)?;
-    Ok((writer, reader))
+    Ok((writer, reader, checkpointer))
+}
+
+/// Checkpoints `pool`'s file every [`CHECKPOINT_EVERY`] until the pool is closed.
+async fn checkpoint_loop(pool: SqlitePool, name: String) {
+    let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if pool.is_closed() {
+            return;
+        }
+        match sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .fetch_one(&pool)
+            .await
+        {
+            Ok(_) => {}
+            Err(sqlx::Error::PoolClosed) => return,
+            Err(e) => tracing::warn!(database = %name, error = %e, "background checkpoint failed"),
+        }
+    }
 }
 
 impl Db {
@@ -148,25 +206,38 @@ impl Db {
     /// # Errors
     /// [`StoreError`] if a file cannot be opened, or was written by a newer version.
     pub async fn open(dir: &Path) -> Result<Db, StoreError> {
-        let (log, log_read) =
+        let (log, log_read, log_checkpointer) =
             pools(&dir.join(LOG_FILE), LOG_SCHEMA, SqliteSynchronous::Full, 2).await?;
-        let (sm, read) = pools(
+        let (sm, read, sm_checkpointer) = pools(
             &dir.join(CATALOG_FILE),
             CATALOG_SCHEMA,
             SqliteSynchronous::Normal,
             4,
         )
         .await?;
+        for (pool, file) in [
+            (&log_checkpointer, LOG_FILE),
+            (&sm_checkpointer, CATALOG_FILE),
+        ] {
+            tokio::spawn(checkpoint_loop(
+                pool.clone(),
+                dir.join(file).display().to_string(),
+            ));
+        }
         Ok(Db {
             log,
             log_read,
             sm,
             read,
+            checkpointers: [log_checkpointer, sm_checkpointer],
         })
     }
 
     /// Closes every pool, waiting for connections to be returned.
     pub async fn close(&self) {
+        for pool in &self.checkpointers {
+            pool.close().await;
+        }
         self.read.close().await;
         self.sm.close().await;
         self.log_read.close().await;

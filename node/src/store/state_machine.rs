@@ -16,9 +16,10 @@ use serde::{Deserialize, Serialize};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Column, Connection, Row, SqliteConnection, TypeInfo, ValueRef};
 
+use super::raw::with_raw;
 use super::{BatchObserver, Db, from_cbor, meta_value, to_cbor};
 use crate::audit;
-use crate::catalog::apply::apply_batch;
+use crate::catalog::apply::{apply_batch, as_submission, submit_run};
 use crate::catalog::{BatchResponse, CatalogCommand, ZoneFacts};
 use crate::raft::{Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
 
@@ -124,18 +125,81 @@ async fn pool_meta<T: serde::de::DeserializeOwned>(
     meta_value(row)
 }
 
-async fn set_meta<T: Serialize>(
-    conn: &mut SqliteConnection,
-    key: &str,
-    value: &T,
-) -> Result<(), sqlx::Error> {
-    let bytes = to_cbor(value).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-    sqlx::query("INSERT INTO sm_meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
-        .bind(key)
-        .bind(bytes)
-        .execute(&mut *conn)
-        .await?;
+fn set_meta<T: Serialize>(db: &rusqlite::Connection, key: &str, value: &T) -> rusqlite::Result<()> {
+    let bytes = to_cbor(value).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+    db.prepare_cached(
+        "INSERT INTO sm_meta (key, value) VALUES (?1, ?2) \
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    )?
+    .execute(rusqlite::params![key, bytes])?;
     Ok(())
+}
+
+/// One `apply` call's progress: the audit chain, what the entries changed, their responses.
+struct Applying {
+    chain: audit::Chain,
+    last_applied: Option<LogId>,
+    membership: StoredMembership,
+    membership_changed: bool,
+    tokens_changed: bool,
+    revocations_changed: bool,
+    outbox_changed: bool,
+    responses: Vec<BatchResponse>,
+}
+
+impl Applying {
+    /// Takes note of `entry`; returns its commands if it has any (the caller applies them and
+    /// pushes their responses), else records its (empty) response itself.
+    fn enter<'e>(&mut self, entry: &'e Entry) -> Option<&'e [CatalogCommand]> {
+        self.last_applied = Some(entry.log_id);
+        match &entry.payload {
+            EntryPayload::Blank => {}
+            EntryPayload::Normal(batch) => {
+                self.tokens_changed |= batch.0.iter().any(CatalogCommand::changes_tokens);
+                self.revocations_changed |= batch.0.iter().any(CatalogCommand::changes_revocations);
+                self.outbox_changed |= batch.0.iter().any(CatalogCommand::changes_outbox);
+                return Some(&batch.0);
+            }
+            EntryPayload::Membership(m) => {
+                self.membership = StoredMembership::new(Some(entry.log_id), m.clone());
+                self.membership_changed = true;
+                let voters: Vec<String> = m.nodes().map(|(_, n)| n.name.clone()).collect();
+                // A membership entry carries no time: it reuses the chain's last one, which
+                // every node has, so the record is the same everywhere.
+                let at = self.chain.last_at();
+                self.chain.append(audit::Event {
+                    raft_index: entry.log_id.index,
+                    at,
+                    actor: "raft",
+                    role: "system",
+                    action: "change_membership",
+                    object_id: &voters.join(","),
+                    result: "ok".into(),
+                });
+            }
+        }
+        self.responses.push(Vec::new());
+        None
+    }
+
+    /// Writes the audit records and the new position, and commits.
+    fn finish(&mut self, db: &rusqlite::Connection) -> rusqlite::Result<()> {
+        self.chain.flush(db)?;
+        set_meta(db, "last_applied", &self.last_applied)?;
+        if self.membership_changed {
+            set_meta(db, "membership", &self.membership)?;
+        }
+        db.execute_batch("COMMIT")
+    }
+}
+
+/// Whether every command of `entries` is a submission (the whole batch can then be written in
+/// one hand-off, see [`crate::store::raw`]).
+fn only_submissions(entries: &[Entry]) -> bool {
+    entries.iter().all(|e| match &e.payload {
+        EntryPayload::Normal(batch) => batch.0.iter().all(|c| as_submission(c).is_some()),
+        EntryPayload::Blank | EntryPayload::Membership(_) => true,
+    })
 }
 
 impl StateMachine {
@@ -266,12 +330,14 @@ impl StateMachine {
                 q.execute(&mut *tx).await.map_err(|e| sm_write(&e))?;
             }
         }
-        set_meta(&mut tx, "last_applied", &meta.last_log_id)
-            .await
-            .map_err(|e| sm_write(&e))?;
-        set_meta(&mut tx, "membership", &meta.last_membership)
-            .await
-            .map_err(|e| sm_write(&e))?;
+        with_raw(&mut tx, |db| {
+            // New listings rows are indexed by the state machine, not by a trigger (schema v4).
+            db.execute_batch("INSERT INTO listings_fts (listings_fts) VALUES ('rebuild')")?;
+            set_meta(db, "last_applied", &meta.last_log_id)?;
+            set_meta(db, "membership", &meta.last_membership)
+        })
+        .await
+        .map_err(|e| sm_write(&e))?;
         save_snapshot(&mut tx, meta, data)
             .await
             .map_err(|e| snap_err(&e))?;
@@ -337,68 +403,77 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I::IntoIter: openraft::OptionalSend,
     {
         let started = Instant::now();
+        let entries: Vec<Entry> = entries.into_iter().collect();
         let mut conn = self.db.sm.acquire().await.map_err(|e| sm_write(&e))?;
-        let mut tx = conn
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(|e| sm_write(&e))?;
-        let mut chain = match self.chain.take() {
+        let chain = match self.chain.take() {
             Some(c) => c,
-            None => audit::Chain::load(&mut tx)
+            None => audit::Chain::load(&mut conn)
                 .await
                 .map_err(|e| sm_write(&e))?,
         };
-        let mut responses = Vec::new();
-        let mut last_applied = self.last_applied;
-        let mut membership = self.membership.clone();
-        let mut membership_changed = false;
-        let mut tokens_changed = false;
-        let mut revocations_changed = false;
-        let mut outbox_changed = false;
-        for entry in entries {
-            let index = entry.log_id.index;
-            last_applied = Some(entry.log_id);
-            let response = match &entry.payload {
-                EntryPayload::Blank => Vec::new(),
-                EntryPayload::Normal(batch) => {
-                    tokens_changed |= batch.0.iter().any(CatalogCommand::changes_tokens);
-                    revocations_changed |= batch.0.iter().any(CatalogCommand::changes_revocations);
-                    outbox_changed |= batch.0.iter().any(CatalogCommand::changes_outbox);
-                    apply_batch(&mut tx, &mut chain, &self.zone, index, &batch.0)
-                        .await
-                        .map_err(|e| StorageIOError::apply(entry.log_id, AnyError::new(&e)))?
+        let mut batch = Applying {
+            chain,
+            last_applied: self.last_applied,
+            membership: self.membership.clone(),
+            membership_changed: false,
+            tokens_changed: false,
+            revocations_changed: false,
+            outbox_changed: false,
+            responses: Vec::with_capacity(entries.len()),
+        };
+        let written = if only_submissions(&entries) {
+            // The common case under load: the whole transaction in one hand-off.
+            with_raw(&mut conn, |db| {
+                db.execute_batch("BEGIN IMMEDIATE")?;
+                let done = entries
+                    .iter()
+                    .try_for_each(|entry| {
+                        if let Some(commands) = batch.enter(entry) {
+                            let index = entry.log_id.index;
+                            let r = submit_run(db, &mut batch.chain, index, commands)?;
+                            batch.responses.push(r);
+                        }
+                        Ok(())
+                    })
+                    .and_then(|()| batch.finish(db));
+                if done.is_err() {
+                    let _ = db.execute_batch("ROLLBACK");
                 }
-                EntryPayload::Membership(m) => {
-                    membership = StoredMembership::new(Some(entry.log_id), m.clone());
-                    membership_changed = true;
-                    let voters: Vec<String> = m.nodes().map(|(_, n)| n.name.clone()).collect();
-                    // A membership entry carries no time: it reuses the chain's last one, which
-                    // every node has, so the record is the same everywhere.
-                    let at = chain.last_at();
-                    chain.append(audit::Event {
-                        raft_index: index,
-                        at,
-                        actor: "raft",
-                        role: "system",
-                        action: "change_membership",
-                        object_id: &voters.join(","),
-                        result: "ok".into(),
-                    });
-                    Vec::new()
-                }
-            };
-            responses.push(response);
-        }
-        chain.flush(&mut tx).await.map_err(|e| sm_write(&e))?;
-        set_meta(&mut tx, "last_applied", &last_applied)
+                done
+            })
             .await
-            .map_err(|e| sm_write(&e))?;
-        if membership_changed {
-            set_meta(&mut tx, "membership", &membership)
-                .await
-                .map_err(|e| sm_write(&e))?;
-        }
-        tx.commit().await.map_err(|e| sm_write(&e))?;
+        } else {
+            let done = async {
+                with_raw(&mut conn, |db| db.execute_batch("BEGIN IMMEDIATE")).await?;
+                for entry in &entries {
+                    if let Some(commands) = batch.enter(entry) {
+                        let index = entry.log_id.index;
+                        let r =
+                            apply_batch(&mut conn, &mut batch.chain, &self.zone, index, commands)
+                                .await?;
+                        batch.responses.push(r);
+                    }
+                }
+                with_raw(&mut conn, |db| batch.finish(db)).await
+            }
+            .await;
+            if done.is_err() {
+                let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+            }
+            done
+        };
+        // On failure the chain stays unset: the next batch reads it back from the table.
+        written.map_err(|e| sm_write(&e))?;
+        let Applying {
+            chain,
+            last_applied,
+            membership,
+            tokens_changed,
+            revocations_changed,
+            outbox_changed,
+            responses,
+            ..
+        } = batch;
         self.last_applied = last_applied;
         self.membership = membership;
         self.chain = Some(chain);
@@ -446,5 +521,99 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             meta,
             snapshot: Box::new(Cursor::new(data)),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::CommittedLeaderId;
+    use xchg_federation_config::Role;
+    use xchg_protocol::{Listing, Timestamp};
+
+    use super::*;
+    use crate::catalog::{Actor, Batch, Review};
+
+    fn submission(title: &str) -> (Listing, CatalogCommand) {
+        let mut draft = xchg_protocol::vectors::credit_draft();
+        draft.title = title.into();
+        let listing = Listing::first_version(
+            draft,
+            "xuchang/yuzhou".parse().expect("zone"),
+            Timestamp(1_000),
+        );
+        let cmd = CatalogCommand::SubmitListing {
+            listing: Box::new(listing.clone()),
+            actor: Actor {
+                id: "p1".into(),
+                role: Role::Provider,
+            },
+        };
+        (listing, cmd)
+    }
+
+    fn entry(index: u64, commands: Vec<CatalogCommand>) -> Entry {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 0), index),
+            payload: EntryPayload::Normal(Batch(commands)),
+        }
+    }
+
+    /// How many listings the search index finds for `text` (a substring, as the API's `q`).
+    async fn found(sm: &StateMachine, text: &str) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM listings_fts WHERE listings_fts MATCH ?")
+            .bind(format!("\"{text}\""))
+            .fetch_one(&sm.db.read)
+            .await
+            .expect("search")
+    }
+
+    #[tokio::test]
+    async fn listings_of_every_batch_kind_are_searchable_and_stay_so_through_a_snapshot() {
+        let dirs = [
+            tempfile::tempdir().expect("dir"),
+            tempfile::tempdir().expect("dir"),
+        ];
+        let (_, mut sm) = super::super::open_pair(dirs[0].path()).await.expect("open");
+        let (a, submit_a) = submission("许昌禹州信用核验接口甲");
+        let (_, submit_b) = submission("许昌禹州信用核验接口乙");
+        let (_, submit_c) = submission("长葛市交通流量数据丙");
+        let approve_a = CatalogCommand::ApproveListing {
+            listing_id: a.id(),
+            review: Review::default(),
+            at: Timestamp(2_000),
+            actor: Actor {
+                id: "op".into(),
+                role: Role::Operator,
+            },
+        };
+        // A batch of submissions only (written in one hand-off), then a mixed one.
+        let responses = sm
+            .apply(vec![
+                entry(1, vec![submit_a.clone(), submit_b]),
+                entry(2, vec![approve_a, submit_c, submit_a]),
+            ])
+            .await
+            .expect("apply");
+        let ok: Vec<Vec<bool>> = responses
+            .iter()
+            .map(|b| b.iter().map(Result::is_ok).collect())
+            .collect();
+        assert_eq!(ok, [vec![true, true], vec![true, true, true]]);
+        assert_eq!(found(&sm, "禹州信用核验").await, 2);
+        assert_eq!(found(&sm, "交通流量").await, 1);
+
+        // A new member restored from a snapshot finds the same.
+        let snapshot = sm.build_snapshot().await.expect("snapshot");
+        let (_, mut fresh) = super::super::open_pair(dirs[1].path()).await.expect("open");
+        fresh
+            .install_snapshot(&snapshot.meta, snapshot.snapshot)
+            .await
+            .expect("install");
+        assert_eq!(found(&fresh, "禹州信用核验").await, 2);
+        assert_eq!(found(&fresh, "交通流量").await, 1);
+        let (applied, _) = fresh.applied_state().await.expect("state");
+        assert_eq!(applied.map(|id| id.index), Some(2));
+        sm.db.close().await;
+        fresh.db.close().await;
     }
 }
