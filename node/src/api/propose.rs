@@ -2,7 +2,7 @@
 //!
 //! Every write waits in a queue; a batching task takes whatever is queued (up to
 //! [`MAX_BATCH`]) and proposes it as one [`Batch`], with at most [`IN_FLIGHT`] batches under way.
-//! While batches are in flight new writes accumulate, so under load one entry — one log append
+//! While a batch is in flight new writes accumulate, so under load one entry — one log append
 //! and fsync per node, one replication round, one state-machine transaction — carries many
 //! writes, and a lone client still goes straight through. On a follower the batch is forwarded
 //! to the leader whole.
@@ -24,8 +24,11 @@ use crate::raft::{NodeId, Raft, leader_node};
 
 /// Most commands in one entry.
 pub const MAX_BATCH: usize = 256;
-/// Most batches under way at once.
-pub const IN_FLIGHT: usize = 2;
+/// Most batches under way at once. One: on the two-core machine of `bench/RESULTS.md` each
+/// entry costs every node a log fsync, a replication round and a state-machine transaction,
+/// so fewer, fuller entries beat more entries in parallel (2, 3 and 4 in flight were measured
+/// slower at 16 and 64 clients; a lone client is not slowed by it).
+pub const IN_FLIGHT: usize = 1;
 
 type Reply = oneshot::Sender<Result<(CommandResponse, u64), ApiError>>;
 

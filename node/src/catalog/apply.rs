@@ -492,10 +492,12 @@ pub(super) async fn record_history(
     detail: Option<String>,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO listing_history (listing_id, seq, raft_index, at, actor, role, action, from_state,
-            to_state, version, detail)
-         VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM listing_history WHERE listing_id = ?1),
-            ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        "INSERT INTO listing_history (listing_seq, listing_id, seq, raft_index, at, actor, role,
+            action, from_state, to_state, version, detail)
+         SELECT l.seq, ?1, (SELECT COALESCE(MAX(h.seq), 0) + 1 FROM listing_history h
+                            WHERE h.listing_seq = l.seq),
+            ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10
+         FROM listings l WHERE l.id = ?1",
     )
     .bind(listing_id)
     .bind(raft_index as i64)
@@ -585,9 +587,9 @@ fn submit_many(
     items: &[(&Listing, &Actor)],
 ) -> rusqlite::Result<Vec<CommandResponse>> {
     let mut history = db.prepare_cached(
-        "INSERT INTO listing_history (listing_id, seq, raft_index, at, actor, role, action, \
-         from_state, to_state, version, detail) \
-         VALUES (?1, 1, ?2, ?3, ?4, ?5, 'submit', NULL, ?6, 1, NULL)",
+        "INSERT INTO listing_history (listing_seq, listing_id, seq, raft_index, at, actor, role, \
+         action, from_state, to_state, version, detail) \
+         VALUES (?1, ?2, 1, ?3, ?4, ?5, ?6, 'submit', NULL, ?7, 1, NULL)",
     )?;
     let mut responses = Vec::with_capacity(items.len());
     // Rows inserted by this run: consecutive, as nothing else inserts meanwhile.
@@ -604,6 +606,7 @@ fn submit_many(
         if let Some(seq) = row.put(db, OnConflict::Keep)? {
             inserted = Some((inserted.map_or(seq, |(first, _)| first), seq));
             history.execute(rusqlite::params![
+                seq,
                 id,
                 raft_index as i64,
                 listing.created_at.0 as i64,

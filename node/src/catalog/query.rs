@@ -328,7 +328,8 @@ pub async fn get(
     let mut v = view(&row)?;
     let rows = sqlx::query(
         "SELECT seq, at, actor, role, action, from_state, to_state, version, detail, raft_index
-         FROM listing_history WHERE listing_id = ? ORDER BY seq",
+         FROM listing_history WHERE listing_seq = (SELECT seq FROM listings WHERE id = ?)
+         ORDER BY seq",
     )
     .bind(id)
     .fetch_all(&mut *conn)

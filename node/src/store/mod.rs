@@ -379,6 +379,22 @@ mod tests {
             .execute(&pool)
             .await
             .expect("row");
+        // A listing with two history entries, written the version 1 way (indexed by trigger,
+        // history keyed by listing id).
+        sqlx::raw_sql(
+            "INSERT INTO listings (seq, id, version, content_id, state, origin, submitted_by,
+                provider_id, provider_name, category, classification, delivery_modes, title,
+                description, keywords, scenarios, created_at, updated_at, body)
+             VALUES (7, 'sha256:aa', 1, 'sha256:aa', 'listed', 'xuchang/yuzhou', 'p1', 'p', 'P',
+                'credit', 'general', ',api,', '禹州市企业信用核验接口', 'd', '', '', 1, 2, x'00');
+             INSERT INTO listing_history (listing_id, seq, raft_index, at, actor, role, action,
+                from_state, to_state, version)
+             VALUES ('sha256:aa', 1, 3, 1, 'p1', 'provider', 'submit', NULL, 'submitted', 1),
+                    ('sha256:aa', 2, 4, 2, 'op', 'operator', 'approve', 'submitted', 'listed', 1);",
+        )
+        .execute(&pool)
+        .await
+        .expect("v1 listing");
         pool.close().await;
         migrate(&opts, &name, CATALOG_SCHEMA)
             .await
@@ -398,6 +414,25 @@ mod tests {
             .await
             .expect("kept");
         assert_eq!(kept, 1);
+        // Version 4: the history now hangs off the listing's seq, in the same order; the
+        // listing indexed by the old trigger is still found.
+        let history: Vec<(i64, i64, String)> = sqlx::query_as(
+            "SELECT listing_seq, seq, action FROM listing_history ORDER BY listing_seq, seq",
+        )
+        .fetch_all(&pool)
+        .await
+        .expect("history");
+        assert_eq!(
+            history,
+            [(7, 1, "submit".to_owned()), (7, 2, "approve".to_owned())]
+        );
+        let found: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM listings_fts WHERE listings_fts MATCH '\"信用核验\"'",
+        )
+        .fetch_one(&pool)
+        .await
+        .expect("search");
+        assert_eq!(found, 1);
         for table in ["outbox", "announcements", "recognitions", "revocations"] {
             let n: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
                 .fetch_one(&pool)

@@ -88,7 +88,9 @@ struct SnapshotPayload {
     tables: Vec<TableDump>,
 }
 
-const SNAPSHOT_FORMAT: u32 = 1;
+/// 2 since catalog schema v4 (history keyed by the listing's seq): a zone's nodes are upgraded
+/// together, and a snapshot of the old layout is refused by name rather than half restored.
+const SNAPSHOT_FORMAT: u32 = 2;
 
 fn sm_read(e: &(impl std::error::Error + 'static)) -> StorageError {
     StorageIOError::read_state_machine(AnyError::new(e)).into()
