@@ -8,6 +8,10 @@
 --    INSERT ... SELECT (`catalog::apply::index_listings`): one segment per batch. Updates and
 --    deletions still go through their triggers (rare, one row at a time).
 DROP TRIGGER listings_fts_insert;
+-- And the index merges its segments 16 at a time instead of 4 (FTS5's `automerge`): each
+-- listing's terms are rewritten fewer times as segments grow, for a few more segments to read
+-- per search (measured: about 9 % fewer pages written per batch of 32 listings).
+INSERT INTO listings_fts (listings_fts, rank) VALUES ('automerge', 16);
 
 -- 2. A listing's history is keyed by the listing's `seq` (its order of first appearance), not
 --    by its id. The id is a hash, so every new listing's first history entry landed on a
