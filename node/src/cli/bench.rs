@@ -57,6 +57,44 @@ struct Counters {
     applied: f64,
 }
 
+/// CPU time and bytes sent to storage by one process so far, from `/proc` (Linux; zeros where
+/// it cannot be read).
+#[derive(Debug, Default, Clone, Copy)]
+struct Usage {
+    cpu_seconds: f64,
+    disk_bytes: f64,
+}
+
+fn usage(pid: u32) -> Usage {
+    // `/proc/<pid>/stat`: after the command name in parentheses come the fields from the
+    // third on; utime and stime are the 14th and 15th, in clock ticks (100 per second).
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let ticks: f64 = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| {
+            rest.split_whitespace()
+                .skip(11)
+                .take(2)
+                .filter_map(|f| f.parse::<f64>().ok())
+                .sum()
+        })
+        .unwrap_or(0.0);
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap_or_default();
+    let disk_bytes = io
+        .lines()
+        .find_map(|l| l.strip_prefix("write_bytes:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0);
+    Usage {
+        cpu_seconds: ticks / 100.0,
+        disk_bytes,
+    }
+}
+
+fn usages(pids: &[u32]) -> Vec<Usage> {
+    pids.iter().map(|&p| usage(p)).collect()
+}
+
 fn metric(text: &str, name: &str) -> f64 {
     text.lines()
         .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
@@ -106,6 +144,8 @@ struct Level {
     latencies: Vec<Duration>,
     before: Counters,
     after: Counters,
+    /// Per process of `pids` (the nodes, then this load generator), before and after.
+    usage: Vec<(Usage, Usage)>,
 }
 
 async fn run_level(
@@ -115,6 +155,7 @@ async fn run_level(
     token: &str,
     clients: usize,
     seconds: u64,
+    pids: &[u32],
 ) -> anyhow::Result<Level> {
     let stop = Arc::new(AtomicBool::new(false));
     let measuring = Arc::new(AtomicBool::new(false));
@@ -158,11 +199,13 @@ async fn run_level(
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let before = counters(http, leader_api).await?;
+    let usage_before = usages(pids);
     measuring.store(true, Ordering::Relaxed);
     let started = Instant::now();
     tokio::time::sleep(Duration::from_secs(seconds)).await;
     measuring.store(false, Ordering::Relaxed);
     let elapsed = started.elapsed();
+    let usage_after = usages(pids);
     let after = counters(http, leader_api).await?;
     stop.store(true, Ordering::Relaxed);
     let mut latencies = Vec::new();
@@ -181,6 +224,7 @@ async fn run_level(
         latencies,
         before,
         after,
+        usage: usage_before.into_iter().zip(usage_after).collect(),
     })
 }
 
@@ -246,7 +290,7 @@ pub async fn zone(opts: BenchOptions) -> anyhow::Result<ExitCode> {
         .clone()
         .unwrap_or_else(|| temp.path().to_path_buf());
     std::fs::create_dir_all(&dir)?;
-    let (layout, _nodes) = start_zone(&dir, opts.base_port)?;
+    let (layout, nodes) = start_zone(&dir, opts.base_port)?;
     let zone = &layout.exchanges[0].zones[0];
     let apis: Vec<String> = zone.nodes.iter().map(|n| n.api_url.clone()).collect();
     let http = reqwest::Client::builder()
@@ -266,6 +310,17 @@ pub async fn zone(opts: BenchOptions) -> anyhow::Result<ExitCode> {
         "all" => apis.clone(),
         other => bail!("--target must be leader or all, not {other:?}"),
     };
+    // The leader first, then the followers, then this load generator.
+    let mut pids: Vec<u32> = Vec::new();
+    for (api, child) in apis.iter().zip(&nodes.0) {
+        if *api == leader_api {
+            pids.insert(0, child.id());
+        } else {
+            pids.push(child.id());
+        }
+    }
+    pids.push(std::process::id());
+    let mut levels = Vec::new();
     println!(
         "xchg bench zone: 3 nodes on loopback, mutual TLS, SQLite WAL synchronous=FULL for the log; \
          {} s per level; requests to {}",
@@ -294,6 +349,7 @@ pub async fn zone(opts: BenchOptions) -> anyhow::Result<ExitCode> {
             &zone.tokens.provider,
             clients,
             opts.seconds,
+            &pids,
         )
         .await?;
         let secs = l.elapsed.as_secs_f64();
@@ -339,12 +395,51 @@ pub async fn zone(opts: BenchOptions) -> anyhow::Result<ExitCode> {
             apply_ms,
             server_ms,
         );
+        levels.push(l);
     }
     println!(
         "fsyncs/s and append ms: the leader's Raft log appends (each one SQLite commit with fsync); \
          writes/fsync: client writes acknowledged per leader fsync; writes/apply and apply ms: the \
          leader's state-machine transactions; server ms: the leader's mean time from a write's \
          arrival to its applied response."
+    );
+    println!();
+    println!(
+        "{:>7} | {:>27} | {:>27}",
+        "", "CPU µs per listing", "storage KiB per listing"
+    );
+    println!(
+        "{:>7} | {:>8} {:>8} {:>9} | {:>8} {:>8} {:>9}",
+        "clients", "leader", "follower", "load gen", "leader", "follower", "load gen"
+    );
+    for l in &levels {
+        let per = |i: usize, f: fn(&Usage) -> f64| {
+            l.usage
+                .get(i)
+                .map_or(0.0, |(b, a)| (f(a) - f(b)) / l.done.max(1) as f64)
+        };
+        let followers = |f: fn(&Usage) -> f64| {
+            let n = l.usage.len().saturating_sub(2).max(1);
+            (1..=n).map(|i| per(i, f)).sum::<f64>() / n as f64
+        };
+        let cpu = |u: &Usage| u.cpu_seconds * 1e6;
+        let disk = |u: &Usage| u.disk_bytes / 1024.0;
+        let last = l.usage.len().saturating_sub(1);
+        println!(
+            "{:>7} | {:>8.0} {:>8.0} {:>9.0} | {:>8.1} {:>8.1} {:>9.1}",
+            l.clients,
+            per(0, cpu),
+            followers(cpu),
+            per(last, cpu),
+            per(0, disk),
+            followers(disk),
+            per(last, disk),
+        );
+    }
+    println!(
+        "CPU: user+system time of each process during the measured seconds (follower: the mean of \
+         the two); storage: bytes each process sent to the disk (/proc/<pid>/io write_bytes), \
+         both divided by the listings committed."
     );
     if opts.dir.is_some() {
         println!("zone directory kept: {}", dir.display());
