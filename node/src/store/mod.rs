@@ -34,6 +34,11 @@
 //! ([`WRITER_AUTOCHECKPOINT_PAGES`]) for a checkpointer that cannot keep up. Durability is
 //! unchanged: a commit is durable (or, for the catalog, recoverable from the log) when it is in
 //! the WAL, whoever copies it on later.
+//!
+//! # The state machine's writes
+//!
+//! The state machine writes through its sqlx connection, but a batch's statements run in one
+//! hand-off to SQLite rather than one per statement: see [`raw`].
 
 mod log;
 pub mod raw;
