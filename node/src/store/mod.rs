@@ -31,7 +31,7 @@
 //! checkpointer connection that runs `wal_checkpoint(PASSIVE)` every
 //! [`CHECKPOINT_EVERY`]; a passive checkpoint never blocks the writer or the readers. The
 //! writers keep an automatic checkpoint only as a far-off safety net
-//! ([`WRITER_AUTOCHECKPOINT_PAGES`]) for a checkpointer that cannot keep up. Durability is
+//! (`WRITER_AUTOCHECKPOINT_PAGES`) for a checkpointer that cannot keep up. Durability is
 //! unchanged: a commit is durable (or, for the catalog, recoverable from the log) when it is in
 //! the WAL, whoever copies it on later.
 //!
