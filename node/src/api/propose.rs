@@ -24,11 +24,16 @@ use crate::raft::{NodeId, Raft, leader_node};
 
 /// Most commands in one entry.
 pub const MAX_BATCH: usize = 256;
-/// Most batches under way at once. One: on the two-core machine of `bench/RESULTS.md` each
+/// Most batches this node's API has under way at once (batches forwarded to a leader by its
+/// followers are proposed by the transport, not counted here). One: on the two-core machine
+/// of `bench/RESULTS.md` each
 /// entry costs every node a log fsync, a replication round and a state-machine transaction,
 /// so fewer, fuller entries beat more entries in parallel (2, 3 and 4 in flight were measured
 /// slower at 16 and 64 clients; a lone client is not slowed by it).
 pub const IN_FLIGHT: usize = 1;
+
+/// How long a batch proposed on this node (as leader) may take to be committed and applied.
+pub const COMMIT_WAIT: Duration = Duration::from_secs(5);
 
 type Reply = oneshot::Sender<Result<(CommandResponse, u64), ApiError>>;
 
@@ -126,7 +131,15 @@ impl Core {
         let deadline = Instant::now() + LEADER_WAIT;
         let mut hint: Option<NodeId> = None;
         loop {
-            let leader = match self.raft.client_write(batch.clone()).await {
+            let written = tokio::time::timeout(COMMIT_WAIT, self.raft.client_write(batch.clone()));
+            let Ok(written) = written.await else {
+                // Proposed, not committed in time (a leader that lost its majority keeps
+                // waiting): the writers learn so, and the batches behind this one go on.
+                return Err(ApiError::outcome_unknown(&format!(
+                    "the zone did not commit the write within {COMMIT_WAIT:?}; it may still be applied"
+                )));
+            };
+            let leader = match written {
                 Ok(r) => return Ok((r.data, r.log_id.index)),
                 Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
                     f.leader_id.or(hint)

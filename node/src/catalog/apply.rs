@@ -181,6 +181,11 @@ pub fn submit_run(
     commands: &[CatalogCommand],
 ) -> rusqlite::Result<Vec<CommandResponse>> {
     let run: Vec<_> = commands.iter().map_while(as_submission).collect();
+    debug_assert_eq!(
+        run.len(),
+        commands.len(),
+        "submit_run takes submissions only"
+    );
     let responses = submit_many(db, raft_index, &run)?;
     for (cmd, response) in commands.iter().zip(&responses) {
         record(chain, raft_index, cmd, response);
@@ -365,7 +370,7 @@ impl OnConflict {
 }
 
 /// One row of the listings table.
-pub(super) struct ListingRow<'a> {
+struct ListingRow<'a> {
     listing: &'a Listing,
     encoded: Encoded,
     state: ListingState,
@@ -373,7 +378,7 @@ pub(super) struct ListingRow<'a> {
 }
 
 impl<'a> ListingRow<'a> {
-    pub(super) fn new(listing: &'a Listing, state: ListingState, submitted_by: &'a str) -> Self {
+    fn new(listing: &'a Listing, state: ListingState, submitted_by: &'a str) -> Self {
         ListingRow {
             listing,
             encoded: Encoded::of(listing),
@@ -491,7 +496,7 @@ pub(super) async fn record_history(
     version: u32,
     detail: Option<String>,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    let written = sqlx::query(
         "INSERT INTO listing_history (listing_seq, listing_id, seq, raft_index, at, actor, role,
             action, from_state, to_state, version, detail)
          SELECT l.seq, ?1, (SELECT COALESCE(MAX(h.seq), 0) + 1 FROM listing_history h
@@ -511,6 +516,10 @@ pub(super) async fn record_history(
     .bind(detail)
     .execute(&mut *conn)
     .await?;
+    if written.rows_affected() != 1 {
+        // Callers write the listing first; a history entry with no listing is a bug to stop on.
+        return Err(sqlx::Error::RowNotFound);
+    }
     Ok(())
 }
 

@@ -1,7 +1,8 @@
 //! The catalog state machine: the commands a zone agrees on through Raft, and their effects.
 //!
 //! Every command carries its own time and actor, so applying the same log gives byte-identical
-//! tables and audit records on every node. [`apply::apply`] is the only writer; [`query`] reads.
+//! tables and audit records on every node. [`apply`] is the only writer (`apply_batch`, and
+//! `submit_run` for entries of submissions only); [`query`] reads.
 
 pub mod apply;
 pub mod federation;

@@ -42,6 +42,9 @@ enum Op {
 /// Entries by index, shared between the store, its readers and the writer task.
 type Pending = Arc<Mutex<BTreeMap<u64, Entry>>>;
 
+/// How long a purge waits for the catalog's checkpoint before giving up (and keeping the log).
+const PURGE_CHECKPOINT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Flushed entries kept in memory so that replication reads the newest part of the log
 /// without a round trip to SQLite.
 const RECENT_ENTRIES: usize = 4096;
@@ -297,10 +300,26 @@ async fn write_entries(db: &Db, entries: impl Iterator<Item = &Entry>) -> Result
 async fn purge(db: &Db, log_id: LogId) -> Result<(), String> {
     // Everything the catalog has committed (including the snapshot the purge stands behind)
     // goes to disk before any log entry is deleted: see the module docs of `store`.
-    sqlx::query("PRAGMA wal_checkpoint(FULL)")
-        .execute(&db.sm)
-        .await
-        .map_err(|e| e.to_string())?;
+    // A checkpoint the background checkpointer is running makes this one give up at once
+    // (busy = 1, nothing done): retry until one completes.
+    let deadline = Instant::now() + PURGE_CHECKPOINT_WAIT;
+    loop {
+        let busy: i64 = sqlx::query("PRAGMA wal_checkpoint(FULL)")
+            .fetch_one(&db.sm)
+            .await
+            .and_then(|row| row.try_get(0))
+            .map_err(|e| e.to_string())?;
+        if busy == 0 {
+            break;
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "the catalog could not be checkpointed within {PURGE_CHECKPOINT_WAIT:?}; \
+                 log not purged"
+            ));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
     let bytes = to_cbor(&log_id).map_err(|e| e.to_string())?;
     let mut conn = db.log.acquire().await.map_err(|e| e.to_string())?;
     let mut tx = conn

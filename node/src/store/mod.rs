@@ -139,7 +139,7 @@ fn options(path: &Path, name: &str) -> Result<SqliteConnectOptions, StoreError> 
             .journal_mode(SqliteJournalMode::Wal)
             .busy_timeout(Duration::from_secs(30))
             .pragma("wal_autocheckpoint", WRITER_AUTOCHECKPOINT_PAGES)
-            // Statement journals (multi-row inserts with triggers need them) stay in memory
+            // Statement journals (statements that fire triggers need them) stay in memory
             // instead of a new temporary file per transaction.
             .pragma("temp_store", "MEMORY"),
     )

@@ -88,9 +88,52 @@ struct SnapshotPayload {
     tables: Vec<TableDump>,
 }
 
-/// 2 since catalog schema v4 (history keyed by the listing's seq): a zone's nodes are upgraded
-/// together, and a snapshot of the old layout is refused by name rather than half restored.
+/// The format written. 2 since catalog schema v4: `listing_history` rows carry `listing_seq`.
+/// A node before v4 refuses these by number; this node still restores format 1 (the
+/// snapshot a zone holds right after upgrading), deriving the column, see [`insert_sql`].
 const SNAPSHOT_FORMAT: u32 = 2;
+/// The oldest format this node restores.
+const FIRST_SNAPSHOT_FORMAT: u32 = 1;
+
+impl rusqlite::ToSql for Cell {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        use rusqlite::types::{ToSqlOutput, ValueRef};
+        Ok(ToSqlOutput::Borrowed(match self {
+            Cell::Null => ValueRef::Null,
+            Cell::Int(v) => ValueRef::Integer(*v),
+            Cell::Real(v) => ValueRef::Real(*v),
+            Cell::Text(v) => ValueRef::Text(v.as_bytes()),
+            Cell::Blob(v) => ValueRef::Blob(v),
+        }))
+    }
+}
+
+/// The INSERT for one row of a dumped table. History rows of a format-1 snapshot have no
+/// `listing_seq`: it is looked up from the listing (restored before the history).
+fn insert_sql(table: &TableDump) -> String {
+    let marks: Vec<String> = (1..=table.columns.len()).map(|i| format!("?{i}")).collect();
+    let listing_id = table.columns.iter().position(|c| c == "listing_id");
+    match listing_id {
+        Some(at)
+            if table.name == "listing_history"
+                && !table.columns.iter().any(|c| c == "listing_seq") =>
+        {
+            format!(
+                "INSERT INTO listing_history (listing_seq, {}) \
+                 VALUES ((SELECT seq FROM listings WHERE id = ?{}), {})",
+                table.columns.join(", "),
+                at + 1,
+                marks.join(", ")
+            )
+        }
+        _ => format!(
+            "INSERT INTO {} ({}) VALUES ({})",
+            table.name,
+            table.columns.join(", "),
+            marks.join(", ")
+        ),
+    }
+}
 
 fn sm_read(e: &(impl std::error::Error + 'static)) -> StorageError {
     StorageIOError::read_state_machine(AnyError::new(e)).into()
@@ -184,14 +227,14 @@ impl Applying {
         None
     }
 
-    /// Writes the audit records and the new position, and commits.
+    /// Writes the audit records and the new position (the caller commits).
     fn finish(&mut self, db: &rusqlite::Connection) -> rusqlite::Result<()> {
         self.chain.flush(db)?;
         set_meta(db, "last_applied", &self.last_applied)?;
         if self.membership_changed {
             set_meta(db, "membership", &self.membership)?;
         }
-        db.execute_batch("COMMIT")
+        Ok(())
     }
 }
 
@@ -294,9 +337,10 @@ impl StateMachine {
 
     async fn restore(&mut self, meta: &SnapshotMeta, data: &[u8]) -> Result<(), StorageError> {
         let payload: SnapshotPayload = from_cbor(data).map_err(|e| snap_err(&e))?;
-        if payload.format != SNAPSHOT_FORMAT {
+        if !(FIRST_SNAPSHOT_FORMAT..=SNAPSHOT_FORMAT).contains(&payload.format) {
             return Err(snap_err(&std::io::Error::other(format!(
-                "unknown snapshot format {}",
+                "snapshot format {} is not one this node reads ({FIRST_SNAPSHOT_FORMAT} to \
+                 {SNAPSHOT_FORMAT}); it was made by a newer xchg",
                 payload.format
             ))));
         }
@@ -305,34 +349,20 @@ impl StateMachine {
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(|e| sm_write(&e))?;
-        for name in REPLICATED_TABLES.iter().rev() {
-            sqlx::query(&format!("DELETE FROM {name}"))
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| sm_write(&e))?;
-        }
-        for table in &payload.tables {
-            if !REPLICATED_TABLES.contains(&table.name.as_str()) || table.rows.is_empty() {
-                continue;
-            }
-            let columns = table.columns.join(", ");
-            let marks = vec!["?"; table.columns.len()].join(", ");
-            let sql = format!("INSERT INTO {} ({columns}) VALUES ({marks})", table.name);
-            for row in &table.rows {
-                let mut q = sqlx::query(&sql);
-                for cell in row {
-                    q = match cell {
-                        Cell::Null => q.bind(None::<i64>),
-                        Cell::Int(v) => q.bind(*v),
-                        Cell::Real(v) => q.bind(*v),
-                        Cell::Text(v) => q.bind(v.clone()),
-                        Cell::Blob(v) => q.bind(v.to_vec()),
-                    };
-                }
-                q.execute(&mut *tx).await.map_err(|e| sm_write(&e))?;
-            }
-        }
+        // Every row in one hand-off to SQLite (a snapshot holds every listing of the zone).
         with_raw(&mut tx, |db| {
+            for name in REPLICATED_TABLES.iter().rev() {
+                db.execute(&format!("DELETE FROM {name}"), [])?;
+            }
+            for table in &payload.tables {
+                if !REPLICATED_TABLES.contains(&table.name.as_str()) || table.rows.is_empty() {
+                    continue;
+                }
+                let mut insert = db.prepare(&insert_sql(table))?;
+                for row in &table.rows {
+                    insert.execute(rusqlite::params_from_iter(row))?;
+                }
+            }
             // New listings rows are indexed by the state machine, not by a trigger (schema v4).
             db.execute_batch("INSERT INTO listings_fts (listings_fts) VALUES ('rebuild')")?;
             set_meta(db, "last_applied", &meta.last_log_id)?;
@@ -437,7 +467,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                         }
                         Ok(())
                     })
-                    .and_then(|()| batch.finish(db));
+                    .and_then(|()| batch.finish(db))
+                    .and_then(|()| db.execute_batch("COMMIT"));
                 if done.is_err() {
                     let _ = db.execute_batch("ROLLBACK");
                 }
@@ -445,24 +476,23 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             })
             .await
         } else {
-            let done = async {
-                with_raw(&mut conn, |db| db.execute_batch("BEGIN IMMEDIATE")).await?;
+            // sqlx's own transaction here: dropped on an error, a panic or a cancelled future,
+            // it rolls back before the connection is used again. (The fast path above awaits
+            // nothing between its BEGIN and its COMMIT or ROLLBACK.)
+            async {
+                let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
                 for entry in &entries {
                     if let Some(commands) = batch.enter(entry) {
                         let index = entry.log_id.index;
-                        let r =
-                            apply_batch(&mut conn, &mut batch.chain, &self.zone, index, commands)
-                                .await?;
+                        let r = apply_batch(&mut tx, &mut batch.chain, &self.zone, index, commands)
+                            .await?;
                         batch.responses.push(r);
                     }
                 }
-                with_raw(&mut conn, |db| batch.finish(db)).await
+                with_raw(&mut tx, |db| batch.finish(db)).await?;
+                tx.commit().await
             }
-            .await;
-            if done.is_err() {
-                let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-            }
-            done
+            .await
         };
         // On failure the chain stays unset: the next batch reads it back from the table.
         written.map_err(|e| sm_write(&e))?;
@@ -608,14 +638,54 @@ mod tests {
         let snapshot = sm.build_snapshot().await.expect("snapshot");
         let (_, mut fresh) = super::super::open_pair(dirs[1].path()).await.expect("open");
         fresh
-            .install_snapshot(&snapshot.meta, snapshot.snapshot)
+            .install_snapshot(&snapshot.meta, snapshot.snapshot.clone())
             .await
             .expect("install");
         assert_eq!(found(&fresh, "禹州信用核验").await, 2);
         assert_eq!(found(&fresh, "交通流量").await, 1);
         let (applied, _) = fresh.applied_state().await.expect("state");
         assert_eq!(applied.map(|id| id.index), Some(2));
+
+        // The snapshot a zone still holds right after upgrading to schema v4 is format 1, whose
+        // history rows have no listing_seq: restored, they hang off the right listings.
+        let mut payload: SnapshotPayload = from_cbor(snapshot.snapshot.get_ref()).expect("payload");
+        payload.format = 1;
+        let history = payload
+            .tables
+            .iter_mut()
+            .find(|t| t.name == "listing_history")
+            .expect("history dump");
+        let at = history
+            .columns
+            .iter()
+            .position(|c| c == "listing_seq")
+            .expect("listing_seq");
+        history.columns.remove(at);
+        for row in &mut history.rows {
+            row.remove(at);
+        }
+        let old = to_cbor(&payload).expect("encode");
+        let dir = tempfile::tempdir().expect("dir");
+        let (_, mut upgraded) = super::super::open_pair(dir.path()).await.expect("open");
+        upgraded
+            .install_snapshot(&snapshot.meta, Box::new(Cursor::new(old)))
+            .await
+            .expect("install format 1");
+        let linked: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT h.listing_seq, l.seq FROM listing_history h JOIN listings l ON l.id = h.listing_id",
+        )
+        .fetch_all(&upgraded.db.read)
+        .await
+        .expect("history");
+        assert_eq!(
+            linked.len(),
+            4,
+            "two submissions, the approval, the third submission"
+        );
+        assert!(linked.iter().all(|(h, l)| h == l), "{linked:?}");
+        assert_eq!(found(&upgraded, "禹州信用核验").await, 2);
         sm.db.close().await;
         fresh.db.close().await;
+        upgraded.db.close().await;
     }
 }
