@@ -1,5 +1,7 @@
 //! Faults injected through the in-process zone transport: a partitioned follower falls behind
-//! while the leader purges its log, then catches up from a snapshot once healed.
+//! while the leader purges its log, then catches up from a snapshot once healed; writes commit
+//! through delayed, lossy and one-way cut links; a leader cut off from its majority answers
+//! `outcome_unknown` instead of holding writes forever.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -234,6 +236,40 @@ async fn writes_commit_through_delayed_lossy_and_one_way_cut_links_and_replicas_
         got.sort();
         assert_eq!(got, expected, "node {i} holds the same catalog");
     }
+    for n in zone.nodes {
+        n.shutdown().await;
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_leader_cut_off_from_its_majority_answers_outcome_unknown_instead_of_hanging()
+-> anyhow::Result<()> {
+    let zone = start_zone(10_000, 1_000).await?;
+    let leader = eventually(Duration::from_secs(30), "a leader", || async {
+        Ok(leader_of(&zone))
+    })
+    .await?;
+    zone.router.isolate(zone.nodes[leader].id);
+    // Two writes to the cut-off leader: neither can commit. Each must get an answer (the
+    // second waits behind the first's batch), well before the client gives up.
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    let url = format!("http://{}/v1/listings", zone.nodes[leader].api_addr);
+    let send = |n: usize| {
+        http.post(url.clone())
+            .bearer_auth(&zone.provider)
+            .json(&example_listing(&format!("cut-off-{n}")))
+            .send()
+    };
+    let (first, second) = tokio::join!(send(1), send(2));
+    for resp in [first?, second?] {
+        assert_eq!(resp.status().as_u16(), 504);
+        let body: Value = resp.json().await?;
+        assert_eq!(body["error"]["code"], "outcome_unknown", "{body}");
+    }
+    zone.router.heal_all();
     for n in zone.nodes {
         n.shutdown().await;
     }
