@@ -442,23 +442,32 @@ fn rewrite(
                 });
             }
             let count = bounded_len(bytes, &h)?;
-            let mut entries: Vec<(Vec<u8>, Vec<u8>)> = Vec::with_capacity(count);
+            // Entries are rewritten straight into `out`, remembering where each key and entry
+            // ends; only a map whose keys are out of order is then rearranged, in one copy.
+            write_head(out, 5, h.arg);
+            let start = out.len();
+            let mut spans: Vec<(usize, usize, usize)> = Vec::with_capacity(count);
             let mut pos = h.next;
             for _ in 0..count {
-                let mut key = Vec::new();
-                pos = rewrite(bytes, pos, depth + 1, limits, &mut key)?;
-                let mut value = Vec::new();
-                pos = rewrite(bytes, pos, depth + 1, limits, &mut value)?;
-                entries.push((key, value));
+                let key_start = out.len();
+                pos = rewrite(bytes, pos, depth + 1, limits, out)?;
+                let key_end = out.len();
+                pos = rewrite(bytes, pos, depth + 1, limits, out)?;
+                spans.push((key_start, key_end, out.len()));
             }
-            entries.sort_by(|a, b| a.0.cmp(&b.0));
-            if entries.windows(2).any(|w| w[0].0 == w[1].0) {
-                return Err(DecodeError::DuplicateKey { offset: at });
-            }
-            write_head(out, 5, h.arg);
-            for (k, v) in entries {
-                out.extend_from_slice(&k);
-                out.extend_from_slice(&v);
+            let key = |s: &(usize, usize, usize)| s.0..s.1;
+            let ascending = spans.windows(2).all(|w| out[key(&w[0])] < out[key(&w[1])]);
+            if !ascending {
+                spans.sort_by(|a, b| out[key(a)].cmp(&out[key(b)]));
+                if spans.windows(2).any(|w| out[key(&w[0])] == out[key(&w[1])]) {
+                    return Err(DecodeError::DuplicateKey { offset: at });
+                }
+                let mut sorted = Vec::with_capacity(out.len() - start);
+                for &(key_start, _, end) in &spans {
+                    sorted.extend_from_slice(&out[key_start..end]);
+                }
+                out.truncate(start);
+                out.extend_from_slice(&sorted);
             }
             Ok(pos)
         }
