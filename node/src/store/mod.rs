@@ -158,24 +158,20 @@ async fn pools(
     };
     let base = options(path, &name)?;
     migrate(&base, &name, schema).await?;
-    let writer = SqlitePoolOptions::new()
-        .max_connections(1)
-        .min_connections(1)
-        // The pool's only connection is never dropped by the server side: a ping before every
-        // batch would be one more hand-off to sqlx's thread for nothing.
-        .test_before_acquire(false)
-        .idle_timeout(None)
-        .max_lifetime(None)
-        .connect_with(base.clone().synchronous(sync))
-        .await
-        .map_err(err)?;
-    let checkpointer = SqlitePoolOptions::new()
-        .max_connections(1)
-        .idle_timeout(None)
-        .max_lifetime(None)
-        .connect_with(base.clone().synchronous(sync))
-        .await
-        .map_err(err)?;
+    // The writer and the checkpointer: one connection each, kept for the node's life. It is
+    // never dropped by the other side, so a ping before every batch would be one more hand-off
+    // to sqlx's thread for nothing.
+    let single = || {
+        SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .test_before_acquire(false)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(base.clone().synchronous(sync))
+    };
+    let writer = single().await.map_err(err)?;
+    let checkpointer = single().await.map_err(err)?;
     let reader = SqlitePoolOptions::new()
         .max_connections(readers)
         .connect_with(base.pragma("query_only", "ON"))
