@@ -506,40 +506,20 @@ async fn recognize_listing(
             id: &node,
             role: "system",
         };
-        match &cur {
-            Some(c) => {
-                write_listing(conn, &listing, state, FEDERATION_SUBMITTER).await?;
-                record_history(
-                    conn,
-                    &id.to_string(),
-                    raft_index,
-                    r.at,
-                    by,
-                    "recognise",
-                    Some(c.state),
-                    state,
-                    listing.version,
-                    Some(serde_json::json!({ "agreement": r.agreement }).to_string()),
-                )
-                .await?;
-            }
-            None => {
-                write_listing(conn, &listing, state, FEDERATION_SUBMITTER).await?;
-                record_history(
-                    conn,
-                    &id.to_string(),
-                    raft_index,
-                    r.at,
-                    by,
-                    "recognise",
-                    None,
-                    state,
-                    listing.version,
-                    Some(serde_json::json!({ "agreement": r.agreement }).to_string()),
-                )
-                .await?;
-            }
-        }
+        write_listing(conn, &listing, state, FEDERATION_SUBMITTER).await?;
+        record_history(
+            conn,
+            &id.to_string(),
+            raft_index,
+            r.at,
+            by,
+            "recognise",
+            cur.as_ref().map(|c| c.state),
+            state,
+            listing.version,
+            Some(serde_json::json!({ "agreement": r.agreement }).to_string()),
+        )
+        .await?;
         insert_announcement(
             conn,
             &r.content_id,
