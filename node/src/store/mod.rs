@@ -77,6 +77,14 @@ const CATALOG_SCHEMA: &[&str] = &[
     include_str!("catalog_schema_v4.sql"),
 ];
 
+/// The page size of new database files, in bytes. Half SQLite's default: each new listing's
+/// entry in the unique index on its (hash) id lands on a random page, and every page a commit
+/// touches is written whole to the WAL and again by the checkpoint, so smaller pages write
+/// less (measured with `xchg bench zone`, alternating runs: 14 instead of 17 KiB written per
+/// listing per node at 64 clients, about 5 % more listings per second at 16 clients). 1024
+/// wrote less still but cost more CPU per listing.
+const PAGE_SIZE: u32 = 2048;
+
 /// How often each file's checkpointer copies committed WAL frames into the database file.
 pub const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
 
@@ -136,6 +144,8 @@ fn options(path: &Path, name: &str) -> Result<SqliteConnectOptions, StoreError> 
                 source,
             })?
             .create_if_missing(true)
+            // New files only (an existing file keeps its page size): see [`PAGE_SIZE`].
+            .page_size(PAGE_SIZE)
             .journal_mode(SqliteJournalMode::Wal)
             .busy_timeout(Duration::from_secs(30))
             .pragma("wal_autocheckpoint", WRITER_AUTOCHECKPOINT_PAGES)
