@@ -335,39 +335,19 @@ impl Encoded {
     }
 }
 
-/// Inserts a listings row; on an existing id, [`OnConflict`] says what happens.
+/// A new listings row; an id that is already there is left as it is.
 const INSERT_LISTING: &str = "INSERT INTO listings (id, version, content_id, state, origin, \
     submitted_by, provider_id, provider_name, category, classification, delivery_modes, title, \
     description, keywords, scenarios, created_at, updated_at, body) \
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)";
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18) \
+    ON CONFLICT (id) DO NOTHING";
 
-/// What writing a listings row does when the id is already there.
-#[derive(Clone, Copy)]
-pub(super) enum OnConflict {
-    /// Leave the existing row (a new listing that turns out not to be new).
-    Keep,
-    /// Replace every column but the first-seen order and creation time.
-    Replace,
-}
-
-impl OnConflict {
-    fn clause(self) -> &'static str {
-        match self {
-            OnConflict::Keep => " ON CONFLICT (id) DO NOTHING",
-            OnConflict::Replace => {
-                " ON CONFLICT (id) DO UPDATE SET version = excluded.version, \
-                 content_id = excluded.content_id, state = excluded.state, \
-                 origin = excluded.origin, submitted_by = excluded.submitted_by, \
-                 provider_id = excluded.provider_id, provider_name = excluded.provider_name, \
-                 category = excluded.category, classification = excluded.classification, \
-                 delivery_modes = excluded.delivery_modes, title = excluded.title, \
-                 description = excluded.description, keywords = excluded.keywords, \
-                 scenarios = excluded.scenarios, updated_at = excluded.updated_at, \
-                 body = excluded.body"
-            }
-        }
-    }
-}
+/// The same values over an existing row, keeping its first-seen order and creation time (?16).
+/// Its update trigger keeps the search index in step.
+const UPDATE_LISTING: &str = "UPDATE listings SET version = ?2, content_id = ?3, state = ?4, \
+    origin = ?5, submitted_by = ?6, provider_id = ?7, provider_name = ?8, category = ?9, \
+    classification = ?10, delivery_modes = ?11, title = ?12, description = ?13, keywords = ?14, \
+    scenarios = ?15, updated_at = ?17, body = ?18 WHERE id = ?1";
 
 /// One row of the listings table.
 struct ListingRow<'a> {
@@ -387,37 +367,27 @@ impl<'a> ListingRow<'a> {
         }
     }
 
-    /// Writes the row. Returns the new row's `seq` if one was inserted (to be indexed with
-    /// [`index_listings`]); `None` if the id was there (replaced, or kept).
-    fn put(
-        &self,
-        db: &rusqlite::Connection,
-        on_conflict: OnConflict,
-    ) -> rusqlite::Result<Option<i64>> {
-        let id = self.encoded.id.to_string();
-        if let OnConflict::Replace = on_conflict {
-            let mut exists = db.prepare_cached("SELECT 1 FROM listings WHERE id = ?1")?;
-            if exists.exists([&id])? {
-                // The update trigger keeps the search index in step.
-                let mut update =
-                    db.prepare_cached(&format!("{INSERT_LISTING}{}", on_conflict.clause()))?;
-                self.bind_and_run(&mut update, &id)?;
-                return Ok(None);
-            }
-        }
-        let mut insert =
-            db.prepare_cached(&format!("{INSERT_LISTING}{}", OnConflict::Keep.clause()))?;
-        Ok((self.bind_and_run(&mut insert, &id)? == 1).then(|| db.last_insert_rowid()))
+    /// Inserts the row unless its id is there. Returns the new row's `seq` (to be indexed with
+    /// [`index_listings`]), `None` if the id was there.
+    fn insert(&self, db: &rusqlite::Connection) -> rusqlite::Result<Option<i64>> {
+        let inserted = self.run(db, INSERT_LISTING)? == 1;
+        Ok(inserted.then(|| db.last_insert_rowid()))
     }
 
-    fn bind_and_run(
-        &self,
-        statement: &mut rusqlite::CachedStatement<'_>,
-        id: &str,
-    ) -> rusqlite::Result<usize> {
+    /// Writes the row over the one with its id, or inserts it; returns the `seq` as
+    /// [`ListingRow::insert`] does.
+    fn replace(&self, db: &rusqlite::Connection) -> rusqlite::Result<Option<i64>> {
+        if self.run(db, UPDATE_LISTING)? == 1 {
+            return Ok(None);
+        }
+        self.insert(db)
+    }
+
+    /// Runs `sql` ([`INSERT_LISTING`] or [`UPDATE_LISTING`]) with the row's 18 values.
+    fn run(&self, db: &rusqlite::Connection, sql: &str) -> rusqlite::Result<usize> {
         let l = self.listing;
-        statement.execute(rusqlite::params![
-            id,
+        db.prepare_cached(sql)?.execute(rusqlite::params![
+            self.encoded.id.to_string(),
             i64::from(l.version),
             self.encoded.content_id.to_string(),
             self.state.as_str(),
@@ -460,7 +430,7 @@ pub(super) async fn write_listing(
     submitted_by: &str,
 ) -> Result<(), sqlx::Error> {
     let row = ListingRow::new(listing, state, submitted_by);
-    with_raw(conn, |db| match row.put(db, OnConflict::Replace)? {
+    with_raw(conn, |db| match row.replace(db)? {
         Some(seq) => index_listings(db, seq, seq),
         None => Ok(()),
     })
@@ -612,7 +582,7 @@ fn submit_many(
         }
         let row = ListingRow::new(listing, ListingState::Submitted, &actor.id);
         let id = row.encoded.id.to_string();
-        if let Some(seq) = row.put(db, OnConflict::Keep)? {
+        if let Some(seq) = row.insert(db)? {
             inserted = Some((inserted.map_or(seq, |(first, _)| first), seq));
             history.execute(rusqlite::params![
                 seq,
