@@ -170,6 +170,14 @@ impl Session {
         self.post("/url", json!({"url": url})).await.map(drop)
     }
 
+    /// Whether an element matching `css` is on the page (for `eventually`'s error type).
+    async fn shown(&self, css: &str) -> Result<bool, String> {
+        self.find(css)
+            .await
+            .map(|e| e.is_some())
+            .map_err(|e| e.to_string())
+    }
+
     /// The first element matching `css`, if any.
     async fn find(&self, css: &str) -> anyhow::Result<Option<String>> {
         let resp = self
@@ -267,16 +275,7 @@ async fn search_and_open(
     let decoy = format!(".result[data-id=\"{decoy}\"]");
     // Before searching, the catalog lists both; the search must leave only the one asked for.
     eventually(PAGE, "both listings in the catalog", || async {
-        let both = session
-            .find(&selector)
-            .await
-            .map_err(|e| e.to_string())?
-            .is_some()
-            && session
-                .find(&decoy)
-                .await
-                .map_err(|e| e.to_string())?
-                .is_some();
+        let both = session.shown(&selector).await? && session.shown(&decoy).await?;
         Ok(both.then_some(()))
     })
     .await?;
@@ -285,16 +284,7 @@ async fn search_and_open(
         PAGE,
         "the search to keep only the listing asked for",
         || async {
-            let only = session
-                .find(&selector)
-                .await
-                .map_err(|e| e.to_string())?
-                .is_some()
-                && session
-                    .find(&decoy)
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .is_none();
+            let only = session.shown(&selector).await? && !session.shown(&decoy).await?;
             Ok(only.then_some(()))
         },
     )
