@@ -21,9 +21,10 @@ use std::time::Instant;
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{AnyError, OptionalSend, RaftLogReader, StorageIOError, Vote};
-use sqlx::{Connection, Row, SqliteConnection};
+use sqlx::{Connection, Row};
 use tokio::sync::{mpsc, oneshot};
 
+use super::raw::{in_transaction, with_raw};
 use super::{BatchObserver, Db, from_cbor, meta_value, to_cbor};
 use crate::raft::{Entry, LogId, NodeId, StorageError, TypeConfig};
 
@@ -32,15 +33,17 @@ enum Op {
     Append(Vec<Entry>, LogFlushed<TypeConfig>),
     Truncate(LogId, oneshot::Sender<Result<(), String>>),
     Purge(LogId, oneshot::Sender<Result<(), String>>),
-    Meta(
-        &'static str,
-        Vec<u8>,
-        Option<oneshot::Sender<Result<(), String>>>,
-    ),
+    Meta(&'static str, Vec<u8>, oneshot::Sender<Result<(), String>>),
+    /// The commit index, which openraft does not wait for: see [`write_loop`].
+    Committed(Vec<u8>),
 }
 
 /// Entries by index, shared between the store, its readers and the writer task.
 type Pending = Arc<Mutex<BTreeMap<u64, Entry>>>;
+
+/// How long a new commit index waits for an append to ride along with before it is written
+/// in a commit (and fsync) of its own.
+const COMMITTED_ALONE_AFTER: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// How long a purge waits for the catalog's checkpoint before giving up (and keeping the log).
 const PURGE_CHECKPOINT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
@@ -162,6 +165,13 @@ fn sql_index(i: u64) -> i64 {
 }
 
 /// The writer task: one transaction and one fsync for every run of queued appends.
+///
+/// openraft reports each new commit index (`save_committed`) without waiting for it. Written
+/// on its own, every entry would cost each node a second commit and fsync, and the next append
+/// would queue behind it. So the newest index is kept and written in the transaction of the
+/// next append; only when no append follows within [`COMMITTED_ALONE_AFTER`] (or the store
+/// closes) is it written alone. A restarted node may therefore read a slightly older commit
+/// index, which is safe: openraft learns the rest from the leader.
 async fn write_loop(
     db: Db,
     mut queue: mpsc::UnboundedReceiver<Op>,
@@ -170,28 +180,58 @@ async fn write_loop(
     observer: Option<BatchObserver>,
 ) {
     let mut held: Option<Op> = None;
+    let mut committed: Option<Vec<u8>> = None;
     loop {
         let op = match held.take() {
             Some(op) => op,
-            None => match queue.recv().await {
-                Some(op) => op,
-                None => return,
-            },
+            None => {
+                let next = if committed.is_some() {
+                    tokio::time::timeout(COMMITTED_ALONE_AFTER, queue.recv()).await
+                } else {
+                    Ok(queue.recv().await)
+                };
+                match next {
+                    Ok(Some(op)) => op,
+                    Ok(None) => {
+                        if let Some(value) = committed.take() {
+                            write_committed_alone(&db, value).await;
+                        }
+                        return;
+                    }
+                    Err(_quiet) => {
+                        if let Some(value) = committed.take() {
+                            write_committed_alone(&db, value).await;
+                        }
+                        continue;
+                    }
+                }
+            }
         };
         match op {
+            Op::Committed(value) => committed = Some(value),
             Op::Append(entries, callback) => {
                 let started = Instant::now();
                 let mut batch = vec![(entries, callback)];
                 while let Ok(next) = queue.try_recv() {
                     match next {
                         Op::Append(e, c) => batch.push((e, c)),
+                        Op::Committed(value) => committed = Some(value),
                         other => {
                             held = Some(other);
                             break;
                         }
                     }
                 }
-                let result = write_entries(&db, batch.iter().flat_map(|(e, _)| e.iter())).await;
+                let riding = committed.take();
+                let result = write_entries(
+                    &db,
+                    batch.iter().flat_map(|(e, _)| e.iter()),
+                    riding.as_deref(),
+                )
+                .await;
+                if result.is_err() && committed.is_none() {
+                    committed = riding;
+                }
                 let count: usize = batch.iter().map(|(e, _)| e.len()).sum();
                 if result.is_ok() {
                     // Lock order everywhere: pending, then recent.
@@ -230,45 +270,42 @@ async fn write_loop(
                 let _ = done.send(purge(&db, log_id).await.map_err(|e| e.to_string()));
             }
             Op::Meta(key, value, done) => {
-                let r = sqlx::query(
-                    "INSERT INTO raft_meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                )
-                .bind(key)
-                .bind(value)
-                .execute(&db.log)
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string());
-                if let Some(done) = done {
-                    let _ = done.send(r);
-                }
+                let _ = done.send(write_meta(&db, key, value).await);
             }
         }
     }
 }
 
-/// Entries per INSERT statement (3 parameters each).
-const ROWS_PER_STATEMENT: usize = 300;
+const UPSERT_META: &str = "INSERT INTO raft_meta (key, value) VALUES (?1, ?2) \
+    ON CONFLICT (key) DO UPDATE SET value = excluded.value";
 
-async fn insert_rows(
-    conn: &mut SqliteConnection,
-    rows: &[(i64, i64, Vec<u8>)],
-) -> Result<(), String> {
-    let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-        "INSERT OR REPLACE INTO raft_log (idx, term, entry) ",
-    );
-    qb.push_values(rows, |mut b, (idx, term, bytes)| {
-        b.push_bind(*idx).push_bind(*term).push_bind(bytes.clone());
-    });
-    qb.build()
-        .execute(&mut *conn)
+/// Writes one `raft_meta` value durably, in its own commit.
+async fn write_meta(db: &Db, key: &str, value: Vec<u8>) -> Result<(), String> {
+    sqlx::query(UPSERT_META)
+        .bind(key)
+        .bind(value)
+        .execute(&db.log)
         .await
         .map(|_| ())
         .map_err(|e| e.to_string())
 }
 
-/// Writes `entries` durably (`synchronous=FULL`: the commit returns after the WAL is fsynced).
-async fn write_entries(db: &Db, entries: impl Iterator<Item = &Entry>) -> Result<(), String> {
+/// Writes a commit index no append came to carry (see [`write_loop`]).
+async fn write_committed_alone(db: &Db, value: Vec<u8>) {
+    if let Err(e) = write_meta(db, "committed", value).await {
+        // Not needed for safety: a restarted node learns the index from the leader.
+        tracing::warn!(error = %e, "could not record the commit index");
+    }
+}
+
+/// Writes `entries` durably, with the commit index `committed` if given, in one transaction
+/// (`synchronous=FULL`: the commit returns after the WAL is fsynced). The whole transaction is
+/// one hand-off to SQLite ([`with_raw`]).
+async fn write_entries(
+    db: &Db,
+    entries: impl Iterator<Item = &Entry>,
+    committed: Option<&[u8]>,
+) -> Result<(), String> {
     let rows = entries
         .map(|e| {
             Ok((
@@ -280,21 +317,23 @@ async fn write_entries(db: &Db, entries: impl Iterator<Item = &Entry>) -> Result
         .collect::<Result<Vec<_>, std::io::Error>>()
         .map_err(|e| e.to_string())?;
     let mut conn = db.log.acquire().await.map_err(|e| e.to_string())?;
-    if rows.len() <= ROWS_PER_STATEMENT {
-        // One statement in autocommit mode is its own transaction: one round trip to SQLite's
-        // thread and one fsync for the whole batch.
-        return insert_rows(&mut conn, &rows).await;
-    }
-    // IMMEDIATE: take the write lock up front; a deferred transaction that reads first and
-    // writes later gets SQLITE_BUSY_SNAPSHOT (no retry) when the other writer committed.
-    let mut tx = conn
-        .begin_with("BEGIN IMMEDIATE")
-        .await
-        .map_err(|e| e.to_string())?;
-    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-        insert_rows(&mut tx, chunk).await?;
-    }
-    tx.commit().await.map_err(|e| e.to_string())
+    with_raw(&mut conn, |raw| {
+        in_transaction(raw, || {
+            let mut insert = raw.prepare_cached(
+                "INSERT OR REPLACE INTO raft_log (idx, term, entry) VALUES (?1, ?2, ?3)",
+            )?;
+            for (idx, term, bytes) in &rows {
+                insert.execute(rusqlite::params![idx, term, bytes])?;
+            }
+            if let Some(value) = committed {
+                raw.prepare_cached(UPSERT_META)?
+                    .execute(rusqlite::params!["committed", value])?;
+            }
+            Ok(())
+        })
+    })
+    .await
+    .map_err(|e| e.to_string())
 }
 
 async fn purge(db: &Db, log_id: LogId) -> Result<(), String> {
@@ -412,8 +451,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError> {
         let bytes = to_cbor(vote).map_err(|e| StorageIOError::write_vote(AnyError::new(&e)))?;
-        self.submit(|done| Op::Meta("vote", bytes, Some(done)))
-            .await
+        self.submit(|done| Op::Meta("vote", bytes, done)).await
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError> {
@@ -429,7 +467,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // rides along with the queue without waiting for its fsync.
         let bytes = to_cbor(&committed).map_err(|e| write_err(&e))?;
         self.writer
-            .send(Op::Meta("committed", bytes, None))
+            .send(Op::Committed(bytes))
             .map_err(|_| write_err(&std::io::Error::other("log writer stopped")))
     }
 
@@ -473,5 +511,84 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
         self.lock_recent().retain(|i, _| *i > log_id.index);
         self.submit(|done| Op::Purge(log_id, done)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use openraft::{CommittedLeaderId, EntryPayload, RaftLogReader};
+
+    use super::*;
+
+    fn log_id(index: u64) -> LogId {
+        LogId::new(CommittedLeaderId::new(1, 1), index)
+    }
+
+    fn blank(index: u64) -> Entry {
+        Entry {
+            log_id: log_id(index),
+            payload: EntryPayload::Blank,
+        }
+    }
+
+    async fn stored_committed(db: &Db) -> Option<LogId> {
+        let row = sqlx::query("SELECT value FROM raft_meta WHERE key = 'committed'")
+            .fetch_optional(&db.log_read)
+            .await
+            .expect("read raft_meta");
+        meta_value::<Option<LogId>>(row).expect("decode").flatten()
+    }
+
+    /// Polls `stored_committed` until it is `want`, for at most 10 s.
+    async fn wait_for_committed(db: &Db, want: LogId) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while stored_committed(db).await != Some(want) {
+            assert!(
+                Instant::now() < deadline,
+                "commit index {want} never written"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn an_append_carries_the_commit_index_in_its_own_transaction() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Db::open(dir.path()).await.expect("open");
+        let committed = to_cbor(&Some(log_id(1))).expect("cbor");
+        write_entries(&db, [blank(1), blank(2)].iter(), Some(&committed))
+            .await
+            .expect("append");
+        assert_eq!(stored_committed(&db).await, Some(log_id(1)));
+        let mut store = LogStore::new(db.clone(), None);
+        let read = store.try_get_log_entries(1..3).await.expect("read");
+        assert_eq!(
+            read.iter().map(|e| e.log_id.index).collect::<Vec<_>>(),
+            [1, 2]
+        );
+        // Without a commit index the row is left as it was.
+        write_entries(&db, [blank(3)].iter(), None)
+            .await
+            .expect("append");
+        assert_eq!(stored_committed(&db).await, Some(log_id(1)));
+        db.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_commit_index_no_append_carries_is_written_alone_when_the_log_is_quiet_or_closed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Db::open(dir.path()).await.expect("open");
+        let mut store = LogStore::new(db.clone(), None);
+        store.save_committed(Some(log_id(5))).await.expect("save");
+        // Quiet: written after COMMITTED_ALONE_AFTER.
+        wait_for_committed(&db, log_id(5)).await;
+        assert_eq!(store.read_committed().await.expect("read"), Some(log_id(5)));
+        // Closed: the last index is written as the writer stops.
+        store.save_committed(Some(log_id(6))).await.expect("save");
+        drop(store);
+        wait_for_committed(&db, log_id(6)).await;
+        db.close().await;
     }
 }

@@ -35,6 +35,25 @@ pub async fn with_raw<T>(
     out.map_err(to_sqlx)
 }
 
+/// Runs `f` between `BEGIN IMMEDIATE` and `COMMIT` on `db`, rolling back if `f` or the commit
+/// fails. IMMEDIATE takes the write lock up front: a deferred transaction that reads first
+/// and writes later fails with SQLITE_BUSY_SNAPSHOT when another connection committed
+/// meanwhile.
+///
+/// # Errors
+/// The first error of the BEGIN, `f` or the COMMIT.
+pub fn in_transaction<T>(
+    db: &rusqlite::Connection,
+    f: impl FnOnce() -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    db.execute_batch("BEGIN IMMEDIATE")?;
+    let done = f().and_then(|out| db.execute_batch("COMMIT").map(|()| out));
+    if done.is_err() {
+        let _ = db.execute_batch("ROLLBACK");
+    }
+    done
+}
+
 /// A rusqlite error in sqlx's error type, which the store's callers already handle.
 pub fn to_sqlx(e: rusqlite::Error) -> sqlx::Error {
     sqlx::Error::Io(std::io::Error::other(e))

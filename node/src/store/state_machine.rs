@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Column, Connection, Row, SqliteConnection, TypeInfo, ValueRef};
 
-use super::raw::with_raw;
+use super::raw::{in_transaction, with_raw};
 use super::{BatchObserver, Db, from_cbor, meta_value, to_cbor};
 use crate::audit;
 use crate::catalog::apply::{apply_batch, as_submission, submit_run};
@@ -456,23 +456,19 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let written = if only_submissions(&entries) {
             // The common case under load: the whole transaction in one hand-off.
             with_raw(&mut conn, |db| {
-                db.execute_batch("BEGIN IMMEDIATE")?;
-                let done = entries
-                    .iter()
-                    .try_for_each(|entry| {
-                        if let Some(commands) = batch.enter(entry) {
-                            let index = entry.log_id.index;
-                            let r = submit_run(db, &mut batch.chain, index, commands)?;
-                            batch.responses.push(r);
-                        }
-                        Ok(())
-                    })
-                    .and_then(|()| batch.finish(db))
-                    .and_then(|()| db.execute_batch("COMMIT"));
-                if done.is_err() {
-                    let _ = db.execute_batch("ROLLBACK");
-                }
-                done
+                in_transaction(db, || {
+                    entries
+                        .iter()
+                        .try_for_each(|entry| {
+                            if let Some(commands) = batch.enter(entry) {
+                                let index = entry.log_id.index;
+                                let r = submit_run(db, &mut batch.chain, index, commands)?;
+                                batch.responses.push(r);
+                            }
+                            Ok(())
+                        })
+                        .and_then(|()| batch.finish(db))
+                })
             })
             .await
         } else {
