@@ -43,6 +43,7 @@
 mod log;
 pub mod raw;
 mod state_machine;
+mod vfs;
 
 pub use log::LogStore;
 pub use state_machine::{Signals, StateMachine};
@@ -137,6 +138,10 @@ pub struct Db {
 }
 
 fn options(path: &Path, name: &str) -> Result<SqliteConnectOptions, StoreError> {
+    vfs::register().map_err(|message| StoreError::Sqlite {
+        path: name.to_owned(),
+        source: sqlx::Error::Configuration(message.into()),
+    })?;
     Ok(
         SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
             .map_err(|source| StoreError::Sqlite {
@@ -144,6 +149,8 @@ fn options(path: &Path, name: &str) -> Result<SqliteConnectOptions, StoreError> 
                 source,
             })?
             .create_if_missing(true)
+            // One write per transaction into the WAL instead of two per page: see [`vfs`].
+            .vfs(vfs::NAME)
             // New files only (an existing file keeps its page size): see [`PAGE_SIZE`].
             .page_size(PAGE_SIZE)
             .journal_mode(SqliteJournalMode::Wal)
