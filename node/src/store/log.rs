@@ -24,7 +24,7 @@ use openraft::{AnyError, OptionalSend, RaftLogReader, StorageIOError, Vote};
 use sqlx::{Connection, Row};
 use tokio::sync::{mpsc, oneshot};
 
-use super::raw::{in_transaction, with_raw};
+use super::raw::in_transaction;
 use super::{BatchObserver, Db, from_cbor, meta_value, to_cbor};
 use crate::raft::{Entry, LogId, NodeId, StorageError, TypeConfig};
 
@@ -258,13 +258,7 @@ async fn write_loop(
                 }
             }
             Op::Truncate(log_id, done) => {
-                let r = sqlx::query("DELETE FROM raft_log WHERE idx >= ?")
-                    .bind(sql_index(log_id.index))
-                    .execute(&db.log)
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| e.to_string());
-                let _ = done.send(r);
+                let _ = done.send(truncate(&db, log_id).await);
             }
             Op::Purge(log_id, done) => {
                 let _ = done.send(purge(&db, log_id).await.map_err(|e| e.to_string()));
@@ -281,10 +275,22 @@ const UPSERT_META: &str = "INSERT INTO raft_meta (key, value) VALUES (?1, ?2) \
 
 /// Writes one `raft_meta` value durably, in its own commit.
 async fn write_meta(db: &Db, key: &str, value: Vec<u8>) -> Result<(), String> {
+    let mut writer = db.log_writer.lock().await.map_err(|e| e.to_string())?;
     sqlx::query(UPSERT_META)
         .bind(key)
         .bind(value)
-        .execute(&db.log)
+        .execute(writer.conn())
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// Deletes the entries from `log_id` on.
+async fn truncate(db: &Db, log_id: LogId) -> Result<(), String> {
+    let mut writer = db.log_writer.lock().await.map_err(|e| e.to_string())?;
+    sqlx::query("DELETE FROM raft_log WHERE idx >= ?")
+        .bind(sql_index(log_id.index))
+        .execute(writer.conn())
         .await
         .map(|_| ())
         .map_err(|e| e.to_string())
@@ -300,7 +306,7 @@ async fn write_committed_alone(db: &Db, value: Vec<u8>) {
 
 /// Writes `entries` durably, with the commit index `committed` if given, in one transaction
 /// (`synchronous=FULL`: the commit returns after the WAL is fsynced). The whole transaction is
-/// one hand-off to SQLite ([`with_raw`]).
+/// one hand-off to SQLite, over statements kept prepared ([`super::raw::Writer`]).
 async fn write_entries(
     db: &Db,
     entries: impl Iterator<Item = &Entry>,
@@ -316,24 +322,25 @@ async fn write_entries(
         })
         .collect::<Result<Vec<_>, std::io::Error>>()
         .map_err(|e| e.to_string())?;
-    let mut conn = db.log.acquire().await.map_err(|e| e.to_string())?;
-    with_raw(&mut conn, |raw| {
-        in_transaction(raw, || {
-            let mut insert = raw.prepare_cached(
-                "INSERT OR REPLACE INTO raft_log (idx, term, entry) VALUES (?1, ?2, ?3)",
-            )?;
-            for (idx, term, bytes) in &rows {
-                insert.execute(rusqlite::params![idx, term, bytes])?;
-            }
-            if let Some(value) = committed {
-                raw.prepare_cached(UPSERT_META)?
-                    .execute(rusqlite::params!["committed", value])?;
-            }
-            Ok(())
+    let mut writer = db.log_writer.lock().await.map_err(|e| e.to_string())?;
+    writer
+        .raw(|raw| {
+            in_transaction(raw, || {
+                let mut insert = raw.prepare_cached(
+                    "INSERT OR REPLACE INTO raft_log (idx, term, entry) VALUES (?1, ?2, ?3)",
+                )?;
+                for (idx, term, bytes) in &rows {
+                    insert.execute(rusqlite::params![idx, term, bytes])?;
+                }
+                if let Some(value) = committed {
+                    raw.prepare_cached(UPSERT_META)?
+                        .execute(rusqlite::params!["committed", value])?;
+                }
+                Ok(())
+            })
         })
-    })
-    .await
-    .map_err(|e| e.to_string())
+        .await
+        .map_err(|e| e.to_string())
 }
 
 async fn purge(db: &Db, log_id: LogId) -> Result<(), String> {
@@ -344,7 +351,7 @@ async fn purge(db: &Db, log_id: LogId) -> Result<(), String> {
     let deadline = Instant::now() + PURGE_CHECKPOINT_WAIT;
     loop {
         let busy: i64 = sqlx::query("PRAGMA wal_checkpoint(FULL)")
-            .fetch_one(&db.sm)
+            .fetch_one(db.sm_writer.lock().await.map_err(|e| e.to_string())?.conn())
             .await
             .and_then(|row| row.try_get(0))
             .map_err(|e| e.to_string())?;
@@ -360,8 +367,9 @@ async fn purge(db: &Db, log_id: LogId) -> Result<(), String> {
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
     let bytes = to_cbor(&log_id).map_err(|e| e.to_string())?;
-    let mut conn = db.log.acquire().await.map_err(|e| e.to_string())?;
-    let mut tx = conn
+    let mut writer = db.log_writer.lock().await.map_err(|e| e.to_string())?;
+    let mut tx = writer
+        .conn()
         .begin_with("BEGIN IMMEDIATE")
         .await
         .map_err(|e| e.to_string())?;

@@ -125,11 +125,17 @@ pub enum StoreError {
 /// The pools over a node's two database files.
 #[derive(Clone, Debug)]
 pub struct Db {
-    /// Raft log and vote writes (`raft-log.db`, synchronous=FULL, one connection).
+    /// The `log` pool's connection, held by whoever writes the Raft log (see [`raw::Writer`]).
+    pub log_writer: std::sync::Arc<raw::WriterSlot>,
+    /// The `sm` pool's connection, held by whoever writes the catalog.
+    pub sm_writer: std::sync::Arc<raw::WriterSlot>,
+    /// Raft log and vote writes (`raft-log.db`, synchronous=FULL, one connection): taken for
+    /// good by [`Db::log_writer`] at its first use.
     pub log: SqlitePool,
     /// Raft log reads.
     pub log_read: SqlitePool,
-    /// State-machine writes (`catalog.db`, synchronous=NORMAL, one connection).
+    /// State-machine writes (`catalog.db`, synchronous=NORMAL, one connection): taken for good
+    /// by [`Db::sm_writer`] at its first use.
     pub sm: SqlitePool,
     /// Catalog reads.
     pub read: SqlitePool,
@@ -243,6 +249,8 @@ impl Db {
             ));
         }
         Ok(Db {
+            log_writer: std::sync::Arc::new(raw::WriterSlot::new(log.clone())),
+            sm_writer: std::sync::Arc::new(raw::WriterSlot::new(sm.clone())),
             log,
             log_read,
             sm,
@@ -251,8 +259,11 @@ impl Db {
         })
     }
 
-    /// Closes every pool, waiting for connections to be returned.
+    /// Closes every pool, waiting for connections to be returned (the writers first, which
+    /// finalize the statements they keep: sqlx's close requires it).
     pub async fn close(&self) {
+        self.log_writer.close().await;
+        self.sm_writer.close().await;
         for pool in &self.checkpointers {
             pool.close().await;
         }

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Column, Connection, Row, SqliteConnection, TypeInfo, ValueRef};
 
-use super::raw::{in_transaction, with_raw};
+use super::raw::{in_transaction, with_view};
 use super::{BatchObserver, Db, from_cbor, meta_value, to_cbor};
 use crate::audit;
 use crate::catalog::apply::{apply_batch, as_submission, submit_run};
@@ -165,7 +165,7 @@ async fn pool_meta<T: serde::de::DeserializeOwned>(
 ) -> Result<Option<T>, sqlx::Error> {
     let row = sqlx::query("SELECT value FROM sm_meta WHERE key = ?")
         .bind(key)
-        .fetch_optional(&db.sm)
+        .fetch_optional(&db.read)
         .await?;
     meta_value(row)
 }
@@ -344,13 +344,14 @@ impl StateMachine {
                 payload.format
             ))));
         }
-        let mut conn = self.db.sm.acquire().await.map_err(|e| sm_write(&e))?;
+        let mut writer = self.db.sm_writer.lock().await.map_err(|e| sm_write(&e))?;
+        let (conn, view) = writer.split();
         let mut tx = conn
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(|e| sm_write(&e))?;
         // Every row in one hand-off to SQLite (a snapshot holds every listing of the zone).
-        with_raw(&mut tx, |db| {
+        with_view(&mut tx, view, |db| {
             for name in REPLICATED_TABLES.iter().rev() {
                 db.execute(&format!("DELETE FROM {name}"), [])?;
             }
@@ -411,8 +412,8 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
             last_membership: payload.membership,
             snapshot_id,
         };
-        let mut conn = self.db.sm.acquire().await.map_err(|e| snap_err(&e))?;
-        save_snapshot(&mut conn, &meta, &data)
+        let mut writer = self.db.sm_writer.lock().await.map_err(|e| snap_err(&e))?;
+        save_snapshot(writer.conn(), &meta, &data)
             .await
             .map_err(|e| snap_err(&e))?;
         Ok(Snapshot {
@@ -436,10 +437,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     {
         let started = Instant::now();
         let entries: Vec<Entry> = entries.into_iter().collect();
-        let mut conn = self.db.sm.acquire().await.map_err(|e| sm_write(&e))?;
+        let mut writer = self.db.sm_writer.lock().await.map_err(|e| sm_write(&e))?;
         let chain = match self.chain.take() {
             Some(c) => c,
-            None => audit::Chain::load(&mut conn)
+            None => audit::Chain::load(writer.conn())
                 .await
                 .map_err(|e| sm_write(&e))?,
         };
@@ -455,26 +456,28 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         };
         let written = if only_submissions(&entries) {
             // The common case under load: the whole transaction in one hand-off.
-            with_raw(&mut conn, |db| {
-                in_transaction(db, || {
-                    entries
-                        .iter()
-                        .try_for_each(|entry| {
-                            if let Some(commands) = batch.enter(entry) {
-                                let index = entry.log_id.index;
-                                let r = submit_run(db, &mut batch.chain, index, commands)?;
-                                batch.responses.push(r);
-                            }
-                            Ok(())
-                        })
-                        .and_then(|()| batch.finish(db))
+            writer
+                .raw(|db| {
+                    in_transaction(db, || {
+                        entries
+                            .iter()
+                            .try_for_each(|entry| {
+                                if let Some(commands) = batch.enter(entry) {
+                                    let index = entry.log_id.index;
+                                    let r = submit_run(db, &mut batch.chain, index, commands)?;
+                                    batch.responses.push(r);
+                                }
+                                Ok(())
+                            })
+                            .and_then(|()| batch.finish(db))
+                    })
                 })
-            })
-            .await
+                .await
         } else {
             // sqlx's own transaction here: dropped on an error, a panic or a cancelled future,
             // it rolls back before the connection is used again. (The fast path above awaits
             // nothing between its BEGIN and its COMMIT or ROLLBACK.)
+            let (conn, view) = writer.split();
             async {
                 let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
                 for entry in &entries {
@@ -485,7 +488,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                         batch.responses.push(r);
                     }
                 }
-                with_raw(&mut tx, |db| batch.finish(db)).await?;
+                with_view(&mut tx, view, |db| batch.finish(db)).await?;
                 tx.commit().await
             }
             .await
@@ -538,7 +541,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
         let row = sqlx::query("SELECT meta, data FROM snapshot WHERE id = 1")
-            .fetch_optional(&self.db.sm)
+            .fetch_optional(&self.db.read)
             .await
             .map_err(|e| sm_read(&e))?;
         let Some(row) = row else { return Ok(None) };
