@@ -45,9 +45,6 @@ type Pending = Arc<Mutex<BTreeMap<u64, Entry>>>;
 /// in a commit (and fsync) of its own.
 const COMMITTED_ALONE_AFTER: std::time::Duration = std::time::Duration::from_millis(500);
 
-/// How long a purge waits for the catalog's checkpoint before giving up (and keeping the log).
-const PURGE_CHECKPOINT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
-
 /// Flushed entries kept in memory so that replication reads the newest part of the log
 /// without a round trip to SQLite.
 const RECENT_ENTRIES: usize = 4096;
@@ -169,9 +166,10 @@ fn sql_index(i: u64) -> i64 {
 /// openraft reports each new commit index (`save_committed`) without waiting for it. Written
 /// on its own, every entry would cost each node a second commit and fsync, and the next append
 /// would queue behind it. So the newest index is kept and written in the transaction of the
-/// next append; only when no append follows within [`COMMITTED_ALONE_AFTER`] (or the store
-/// closes) is it written alone. A restarted node may therefore read a slightly older commit
-/// index, which is safe: openraft learns the rest from the leader.
+/// next append; only when no append comes to carry it within [`COMMITTED_ALONE_AFTER`] (or
+/// the queue closes while the store is still open) is it written alone. A restarted node may
+/// therefore read a slightly older commit index, which is safe: openraft learns the rest from
+/// the leader.
 async fn write_loop(
     db: Db,
     mut queue: mpsc::UnboundedReceiver<Op>,
@@ -181,12 +179,15 @@ async fn write_loop(
 ) {
     let mut held: Option<Op> = None;
     let mut committed: Option<Vec<u8>> = None;
+    // When the held commit index was first left unwritten.
+    let mut held_since = Instant::now();
     loop {
         let op = match held.take() {
             Some(op) => op,
             None => {
                 let next = if committed.is_some() {
-                    tokio::time::timeout(COMMITTED_ALONE_AFTER, queue.recv()).await
+                    let wait = COMMITTED_ALONE_AFTER.saturating_sub(held_since.elapsed());
+                    tokio::time::timeout(wait, queue.recv()).await
                 } else {
                     Ok(queue.recv().await)
                 };
@@ -208,14 +209,24 @@ async fn write_loop(
             }
         };
         match op {
-            Op::Committed(value) => committed = Some(value),
+            Op::Committed(value) => {
+                if committed.is_none() {
+                    held_since = Instant::now();
+                }
+                committed = Some(value);
+            }
             Op::Append(entries, callback) => {
                 let started = Instant::now();
                 let mut batch = vec![(entries, callback)];
                 while let Ok(next) = queue.try_recv() {
                     match next {
                         Op::Append(e, c) => batch.push((e, c)),
-                        Op::Committed(value) => committed = Some(value),
+                        Op::Committed(value) => {
+                            if committed.is_none() {
+                                held_since = Instant::now();
+                            }
+                            committed = Some(value);
+                        }
                         other => {
                             held = Some(other);
                             break;
@@ -346,26 +357,7 @@ async fn write_entries(
 async fn purge(db: &Db, log_id: LogId) -> Result<(), String> {
     // Everything the catalog has committed (including the snapshot the purge stands behind)
     // goes to disk before any log entry is deleted: see the module docs of `store`.
-    // A checkpoint the background checkpointer is running makes this one give up at once
-    // (busy = 1, nothing done): retry until one completes.
-    let deadline = Instant::now() + PURGE_CHECKPOINT_WAIT;
-    loop {
-        let busy: i64 = sqlx::query("PRAGMA wal_checkpoint(FULL)")
-            .fetch_one(db.sm_writer.lock().await.map_err(|e| e.to_string())?.conn())
-            .await
-            .and_then(|row| row.try_get(0))
-            .map_err(|e| e.to_string())?;
-        if busy == 0 {
-            break;
-        }
-        if Instant::now() >= deadline {
-            return Err(format!(
-                "the catalog could not be checkpointed within {PURGE_CHECKPOINT_WAIT:?}; \
-                 log not purged"
-            ));
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    db.sync_catalog().await.map_err(|e| e.to_string())?;
     let bytes = to_cbor(&log_id).map_err(|e| e.to_string())?;
     let mut writer = db.log_writer.lock().await.map_err(|e| e.to_string())?;
     let mut tx = writer

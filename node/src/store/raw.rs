@@ -84,16 +84,16 @@ impl Writer {
     /// Finalizes the kept statements, taking the handle from sqlx's worker first (sqlx's
     /// connections are not thread-safe).
     async fn release(&mut self) {
-        if let Some(db) = self.view.db.take() {
-            match self.conn.lock_handle().await {
-                Ok(handle) => {
-                    drop(db);
-                    drop(handle);
-                }
-                // The worker is gone, and its handle with it: nothing to finalize against.
-                Err(_) => std::mem::forget(db),
-            }
+        if self.view.db.is_none() {
+            return;
         }
+        // The view is cleared only once the lock is held: a release cancelled while waiting
+        // leaves it in place for `Drop` to release.
+        let handle = self.conn.lock_handle().await;
+        // Locked, or the worker thread has crashed (and no longer uses the handle): either
+        // way this thread alone touches it now.
+        self.view.db = None;
+        drop(handle);
     }
 }
 
@@ -219,7 +219,7 @@ pub async fn with_view<T>(
 }
 
 /// Runs `f` between `BEGIN IMMEDIATE` and `COMMIT` on `db`, rolling back if `f` or the commit
-/// fails. IMMEDIATE takes the write lock up front: a deferred transaction that reads first
+/// fails, or `f` panics. IMMEDIATE takes the write lock up front: a deferred transaction that reads first
 /// and writes later fails with SQLITE_BUSY_SNAPSHOT when another connection committed
 /// meanwhile.
 ///
@@ -229,13 +229,20 @@ pub fn in_transaction<T>(
     db: &rusqlite::Connection,
     f: impl FnOnce() -> rusqlite::Result<T>,
 ) -> rusqlite::Result<T> {
+    /// Rolls back whatever is still open when dropped: after an error, and after a panic in
+    /// `f` (a transaction left open on a kept connection would fail every later batch).
+    struct RollBack<'a>(&'a rusqlite::Connection);
+    impl Drop for RollBack<'_> {
+        fn drop(&mut self) {
+            if !self.0.is_autocommit() {
+                let _ = self.0.execute_batch("ROLLBACK");
+            }
+        }
+    }
     let run = |sql: &str| db.prepare_cached(sql)?.execute([]).map(drop);
     run("BEGIN IMMEDIATE")?;
-    let done = f().and_then(|out| run("COMMIT").map(|()| out));
-    if done.is_err() {
-        let _ = run("ROLLBACK");
-    }
-    done
+    let _open = RollBack(db);
+    f().and_then(|out| run("COMMIT").map(|()| out))
 }
 
 /// A rusqlite error in sqlx's error type, which the store's callers already handle.
@@ -354,5 +361,35 @@ mod tests {
                 "a handle was closed with statements open (closed properly: {closed_properly})"
             );
         }
+    }
+
+    /// A batch that fails or panics half way leaves no transaction open behind it.
+    #[tokio::test]
+    async fn a_failed_or_panicking_transaction_is_rolled_back() {
+        let mut conn = SqliteConnection::connect("sqlite::memory:")
+            .await
+            .expect("connect");
+        with_raw(&mut conn, |db| {
+            db.execute_batch("CREATE TABLE t (x INTEGER)")?;
+            let failed = in_transaction(db, || {
+                db.execute("INSERT INTO t (x) VALUES (1)", [])?;
+                db.execute("INSERT INTO nowhere VALUES (1)", []).map(drop)
+            });
+            assert!(failed.is_err());
+            assert!(db.is_autocommit(), "open after an error");
+            let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                in_transaction(db, || -> rusqlite::Result<()> {
+                    db.execute("INSERT INTO t (x) VALUES (2)", [])?;
+                    panic!("half way")
+                })
+            }));
+            assert!(panicked.is_err());
+            assert!(db.is_autocommit(), "open after a panic");
+            db.query_row("SELECT count(*) FROM t", [], |row| row.get::<_, i64>(0))
+        })
+        .await
+        .map(|n| assert_eq!(n, 0))
+        .expect("raw");
+        conn.close().await.expect("close");
     }
 }
