@@ -399,6 +399,28 @@ async fn save_snapshot(
     Ok(())
 }
 
+/// Stores a snapshot this node built, unless a newer one is already stored: openraft builds
+/// in its own task, so a snapshot installed from the leader meanwhile may be newer than this
+/// node's dump, which started before it. Returns whether it was stored.
+async fn save_built_snapshot(
+    conn: &mut SqliteConnection,
+    meta: &SnapshotMeta,
+    data: &[u8],
+) -> Result<bool, sqlx::Error> {
+    let stored: Option<Vec<u8>> = sqlx::query_scalar("SELECT meta FROM snapshot WHERE id = 1")
+        .fetch_optional(&mut *conn)
+        .await?;
+    if let Some(bytes) = stored {
+        let stored: SnapshotMeta =
+            from_cbor(&bytes).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+        if stored.last_log_id > meta.last_log_id {
+            return Ok(false);
+        }
+    }
+    save_snapshot(conn, meta, data).await?;
+    Ok(true)
+}
+
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
         let payload = self.dump().await.map_err(|e| sm_read(&e))?;
@@ -413,9 +435,16 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
             snapshot_id,
         };
         let mut writer = self.db.sm_writer.lock().await.map_err(|e| snap_err(&e))?;
-        save_snapshot(writer.conn(), &meta, &data)
+        let stored = save_built_snapshot(writer.conn(), &meta, &data)
             .await
             .map_err(|e| snap_err(&e))?;
+        drop(writer);
+        if !stored {
+            // The newer one stays current; openraft gets that one back.
+            if let Some(current) = self.get_current_snapshot().await? {
+                return Ok(current);
+            }
+        }
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(data)),
@@ -557,6 +586,41 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
 #[cfg(test)]
 mod tests {
+    /// A dump that finished after a newer snapshot was installed does not replace it.
+    #[tokio::test]
+    async fn a_built_snapshot_older_than_the_stored_one_is_not_stored() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Db::open(dir.path()).await.expect("open");
+        let meta = |index: u64| SnapshotMeta {
+            last_log_id: Some(LogId::new(openraft::CommittedLeaderId::new(1, 1), index)),
+            last_membership: StoredMembership::default(),
+            snapshot_id: format!("s{index}"),
+        };
+        let mut writer = db.sm_writer.lock().await.expect("writer");
+        assert!(
+            save_built_snapshot(writer.conn(), &meta(100), b"new")
+                .await
+                .expect("save")
+        );
+        assert!(
+            !save_built_snapshot(writer.conn(), &meta(50), b"old")
+                .await
+                .expect("save")
+        );
+        let data: Vec<u8> = sqlx::query_scalar("SELECT data FROM snapshot WHERE id = 1")
+            .fetch_one(writer.conn())
+            .await
+            .expect("stored");
+        assert_eq!(data, b"new");
+        assert!(
+            save_built_snapshot(writer.conn(), &meta(150), b"newer")
+                .await
+                .expect("save")
+        );
+        drop(writer);
+        db.close().await;
+    }
+
     use openraft::CommittedLeaderId;
     use xchg_federation_config::Role;
     use xchg_protocol::{Listing, Timestamp};
