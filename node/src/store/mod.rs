@@ -142,6 +142,8 @@ pub struct Db {
     pub read: SqlitePool,
     /// One connection per file that only checkpoints, see [`Db::open`].
     checkpointers: [SqlitePool; 2],
+    /// The catalog file, which snapshots are dumped from on a connection of their own.
+    pub catalog_path: std::path::PathBuf,
 }
 
 fn options(path: &Path, name: &str) -> Result<SqliteConnectOptions, StoreError> {
@@ -257,6 +259,7 @@ impl Db {
             sm,
             read,
             checkpointers: [log_checkpointer, sm_checkpointer],
+            catalog_path: dir.join(CATALOG_FILE),
         })
     }
 

@@ -13,8 +13,7 @@ use std::time::Instant;
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{AnyError, EntryPayload, RaftSnapshotBuilder, StorageIOError};
 use serde::{Deserialize, Serialize};
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Column, Connection, Row, SqliteConnection, TypeInfo, ValueRef};
+use sqlx::{Connection, Row, SqliteConnection};
 
 use super::raw::{in_transaction, with_view};
 use super::{BatchObserver, Db, from_cbor, meta_value, to_cbor};
@@ -147,18 +146,8 @@ fn snap_err(e: &(impl std::error::Error + 'static)) -> StorageError {
     StorageIOError::write_snapshot(None, AnyError::new(e)).into()
 }
 
-async fn get_meta<T: serde::de::DeserializeOwned>(
-    conn: &mut SqliteConnection,
-    key: &str,
-) -> Result<Option<T>, sqlx::Error> {
-    let row = sqlx::query("SELECT value FROM sm_meta WHERE key = ?")
-        .bind(key)
-        .fetch_optional(&mut *conn)
-        .await?;
-    meta_value(row)
-}
-
-/// [`get_meta`] through the pool (keeps `StateMachine::new`'s future `Send` for any lifetime).
+/// A value of `sm_meta`, read through the read pool (keeps `StateMachine::new`'s future `Send`
+/// for any lifetime).
 async fn pool_meta<T: serde::de::DeserializeOwned>(
     db: &Db,
     key: &str,
@@ -281,58 +270,22 @@ impl StateMachine {
     }
 
     async fn dump(&self) -> Result<SnapshotPayload, sqlx::Error> {
-        // A reader connection, not the state machine's writer: in WAL mode one read transaction
-        // sees a consistent cut (tables and `last_applied` together) while batches keep being
-        // applied, so building a snapshot does not stall the zone's writes.
-        let mut conn = self.db.read.acquire().await?;
-        let mut tx = conn.begin().await?;
-        let mut tables = Vec::with_capacity(REPLICATED_TABLES.len());
-        for name in REPLICATED_TABLES {
-            let rows: Vec<SqliteRow> = sqlx::query(&format!("SELECT * FROM {name} ORDER BY rowid"))
-                .fetch_all(&mut *tx)
-                .await?;
-            let columns = rows
-                .first()
-                .map(|r| r.columns().iter().map(|c| c.name().to_owned()).collect())
-                .unwrap_or_default();
-            let mut out = Vec::with_capacity(rows.len());
-            for row in &rows {
-                let mut cells = Vec::with_capacity(row.len());
-                for i in 0..row.len() {
-                    let raw = row.try_get_raw(i)?;
-                    let cell = if raw.is_null() {
-                        Cell::Null
-                    } else {
-                        match raw.type_info().name() {
-                            "INTEGER" => Cell::Int(row.try_get(i)?),
-                            "REAL" => Cell::Real(row.try_get(i)?),
-                            "TEXT" => Cell::Text(row.try_get(i)?),
-                            _ => Cell::Blob(serde_bytes::ByteBuf::from(
-                                row.try_get::<Vec<u8>, _>(i)?,
-                            )),
-                        }
-                    };
-                    cells.push(cell);
-                }
-                out.push(cells);
-            }
-            tables.push(TableDump {
-                name: (*name).to_owned(),
-                columns,
-                rows: out,
-            });
-        }
-        let last_applied = get_meta::<Option<LogId>>(&mut tx, "last_applied")
-            .await?
-            .flatten();
-        let membership = get_meta(&mut tx, "membership").await?.unwrap_or_default();
-        tx.commit().await?;
-        Ok(SnapshotPayload {
-            format: SNAPSHOT_FORMAT,
-            last_applied,
-            membership,
-            tables,
-        })
+        // A thread of its own at a lower priority: the dump is the largest piece of work a
+        // node does, and the writes keep coming meanwhile (measured at 64 clients while the
+        // nodes dumped 100 MB: p99 37–38 ms through sqlx, 48–51 ms as a full-priority thread).
+        let path = self.db.catalog_path.clone();
+        let (done, result) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name("xchg-snapshot".into())
+            .spawn(move || {
+                lower_this_threads_priority();
+                let _ = done.send(dump_file(&path));
+            })
+            .map_err(sqlx::Error::Io)?;
+        result
+            .await
+            .map_err(|e| sqlx::Error::Io(std::io::Error::other(e)))?
+            .map_err(super::raw::to_sqlx)
     }
 
     async fn restore(&mut self, meta: &SnapshotMeta, data: &[u8]) -> Result<(), StorageError> {
@@ -383,6 +336,98 @@ impl StateMachine {
         self.signals.outbox.notify_one();
         Ok(())
     }
+}
+
+/// Gives the calling thread the lowest CPU priority (nice 19) short of idle scheduling; best
+/// effort (an error leaves it as it was).
+#[allow(unsafe_code)]
+fn lower_this_threads_priority() {
+    // SAFETY: `setpriority` on the calling thread's own id (Linux threads have one each) only
+    // changes its scheduling priority; it reads and writes no memory of ours.
+    let rc = unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid.unsigned_abs(), 19)
+    };
+    if rc != 0 {
+        tracing::debug!("could not lower the snapshot thread's priority");
+    }
+}
+
+/// Reads the replicated tables and the position of the catalog at `path` in one read
+/// transaction, on a read-only connection of its own in the calling (blocking) thread.
+///
+/// In WAL mode one read transaction sees a consistent cut (tables and `last_applied` together)
+/// while batches keep being applied, so building a snapshot does not stall the zone's writes.
+/// Reading through `rusqlite` directly rather than a sqlx pool: sqlx hands every row from its
+/// worker thread over a channel, and a snapshot reads every row of the zone.
+fn dump_file(path: &std::path::Path) -> rusqlite::Result<SnapshotPayload> {
+    use rusqlite::types::ValueRef;
+    let db = rusqlite::Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    db.busy_timeout(std::time::Duration::from_secs(30))?;
+    db.execute_batch("BEGIN")?;
+    let mut tables = Vec::with_capacity(REPLICATED_TABLES.len());
+    for name in REPLICATED_TABLES {
+        let mut select = db.prepare(&format!("SELECT * FROM {name} ORDER BY rowid"))?;
+        let columns: Vec<String> = select
+            .column_names()
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        let width = columns.len();
+        let mut rows = select.query([])?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            let mut cells = Vec::with_capacity(width);
+            for i in 0..width {
+                cells.push(match row.get_ref(i)? {
+                    ValueRef::Null => Cell::Null,
+                    ValueRef::Integer(v) => Cell::Int(v),
+                    ValueRef::Real(v) => Cell::Real(v),
+                    ValueRef::Text(t) => Cell::Text(
+                        std::str::from_utf8(t)
+                            .map_err(rusqlite::Error::Utf8Error)?
+                            .to_owned(),
+                    ),
+                    ValueRef::Blob(b) => Cell::Blob(serde_bytes::ByteBuf::from(b.to_vec())),
+                });
+            }
+            out.push(cells);
+        }
+        tables.push(TableDump {
+            name: (*name).to_owned(),
+            columns,
+            rows: out,
+        });
+    }
+    let meta = |key: &str| -> rusqlite::Result<Option<Vec<u8>>> {
+        db.query_row("SELECT value FROM sm_meta WHERE key = ?1", [key], |row| {
+            row.get(0)
+        })
+        .map(Some)
+        .or_else(|e| match e {
+            rusqlite::Error::QueryReturnedNoRows => Ok(None),
+            e => Err(e),
+        })
+    };
+    let decode = |e: std::io::Error| rusqlite::Error::ToSqlConversionFailure(Box::new(e));
+    let last_applied = match meta("last_applied")? {
+        Some(bytes) => from_cbor::<Option<LogId>>(&bytes).map_err(decode)?,
+        None => None,
+    };
+    let membership = match meta("membership")? {
+        Some(bytes) => from_cbor(&bytes).map_err(decode)?,
+        None => StoredMembership::default(),
+    };
+    db.execute_batch("COMMIT")?;
+    Ok(SnapshotPayload {
+        format: SNAPSHOT_FORMAT,
+        last_applied,
+        membership,
+        tables,
+    })
 }
 
 async fn save_snapshot(
