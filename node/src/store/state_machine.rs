@@ -87,6 +87,13 @@ struct SnapshotPayload {
     tables: Vec<TableDump>,
 }
 
+/// A snapshot's position, membership and encoded payload, as [`StateMachine::dump`] makes it.
+struct Dumped {
+    last_applied: Option<LogId>,
+    membership: StoredMembership,
+    data: Vec<u8>,
+}
+
 /// The format written. 2 since catalog schema v4: `listing_history` rows carry `listing_seq`.
 /// A node before v4 refuses these by number; this node still restores format 1 (the
 /// snapshot a zone holds right after upgrading), deriving the column, see [`insert_sql`].
@@ -269,23 +276,33 @@ impl StateMachine {
         self
     }
 
-    async fn dump(&self) -> Result<SnapshotPayload, sqlx::Error> {
-        // A thread of its own at a lower priority: the dump is the largest piece of work a
-        // node does, and the writes keep coming meanwhile (measured at 64 clients while the
-        // nodes dumped 100 MB: p99 37–38 ms through sqlx, 48–51 ms as a full-priority thread).
+    /// Dumps and encodes the replicated state. In a thread of its own at a lower priority:
+    /// reading and encoding every row is the largest piece of work a node does, and writes
+    /// keep coming meanwhile (measured at 64 clients while the nodes dumped 100 MB: p99 37–38 ms
+    /// through sqlx, 48–51 ms in a full-priority thread, 42–44 ms at the lowest priority).
+    async fn dump(&self) -> Result<Dumped, sqlx::Error> {
         let path = self.db.catalog_path.clone();
         let (done, result) = tokio::sync::oneshot::channel();
         std::thread::Builder::new()
             .name("xchg-snapshot".into())
             .spawn(move || {
                 lower_this_threads_priority();
-                let _ = done.send(dump_file(&path));
+                let dumped = dump_file(&path)
+                    .map_err(super::raw::to_sqlx)
+                    .and_then(|payload| {
+                        let data = to_cbor(&payload).map_err(sqlx::Error::Io)?;
+                        Ok(Dumped {
+                            last_applied: payload.last_applied,
+                            membership: payload.membership,
+                            data,
+                        })
+                    });
+                let _ = done.send(dumped);
             })
             .map_err(sqlx::Error::Io)?;
         result
             .await
             .map_err(|e| sqlx::Error::Io(std::io::Error::other(e)))?
-            .map_err(super::raw::to_sqlx)
     }
 
     async fn restore(&mut self, meta: &SnapshotMeta, data: &[u8]) -> Result<(), StorageError> {
@@ -468,15 +485,18 @@ async fn save_built_snapshot(
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
-        let payload = self.dump().await.map_err(|e| sm_read(&e))?;
-        let data = to_cbor(&payload).map_err(|e| snap_err(&e))?;
-        let snapshot_id = match payload.last_applied {
+        let Dumped {
+            last_applied,
+            membership,
+            data,
+        } = self.dump().await.map_err(|e| sm_read(&e))?;
+        let snapshot_id = match last_applied {
             Some(id) => format!("{}-{}-{}", id.leader_id.term, id.index, data.len()),
             None => format!("empty-{}", data.len()),
         };
         let meta = SnapshotMeta {
-            last_log_id: payload.last_applied,
-            last_membership: payload.membership,
+            last_log_id: last_applied,
+            last_membership: membership,
             snapshot_id,
         };
         let mut writer = self.db.sm_writer.lock().await.map_err(|e| snap_err(&e))?;
