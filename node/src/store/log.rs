@@ -178,30 +178,27 @@ async fn write_loop(
     observer: Option<BatchObserver>,
 ) {
     let mut held: Option<Op> = None;
-    let mut committed: Option<Vec<u8>> = None;
-    // When the held commit index was first left unwritten.
-    let mut held_since = Instant::now();
+    let mut committed: Option<HeldIndex> = None;
     loop {
         let op = match held.take() {
             Some(op) => op,
             None => {
-                let next = if committed.is_some() {
-                    let wait = COMMITTED_ALONE_AFTER.saturating_sub(held_since.elapsed());
-                    tokio::time::timeout(wait, queue.recv()).await
-                } else {
-                    Ok(queue.recv().await)
+                // `None`: quiet for as long as the held index may wait; `Some(None)`: closed.
+                let next = match &committed {
+                    Some(c) => {
+                        let wait = COMMITTED_ALONE_AFTER.saturating_sub(c.since.elapsed());
+                        tokio::time::timeout(wait, queue.recv()).await.ok()
+                    }
+                    None => Some(queue.recv().await),
                 };
                 match next {
-                    Ok(Some(op)) => op,
-                    Ok(None) => {
-                        if let Some(value) = committed.take() {
-                            write_committed_alone(&db, value).await;
+                    Some(Some(op)) => op,
+                    quiet_or_closed => {
+                        if let Some(c) = committed.take() {
+                            write_committed_alone(&db, c.value).await;
                         }
-                        return;
-                    }
-                    Err(_quiet) => {
-                        if let Some(value) = committed.take() {
-                            write_committed_alone(&db, value).await;
+                        if quiet_or_closed.is_some() {
+                            return;
                         }
                         continue;
                     }
@@ -209,24 +206,14 @@ async fn write_loop(
             }
         };
         match op {
-            Op::Committed(value) => {
-                if committed.is_none() {
-                    held_since = Instant::now();
-                }
-                committed = Some(value);
-            }
+            Op::Committed(value) => HeldIndex::hold(&mut committed, value),
             Op::Append(entries, callback) => {
                 let started = Instant::now();
                 let mut batch = vec![(entries, callback)];
                 while let Ok(next) = queue.try_recv() {
                     match next {
                         Op::Append(e, c) => batch.push((e, c)),
-                        Op::Committed(value) => {
-                            if committed.is_none() {
-                                held_since = Instant::now();
-                            }
-                            committed = Some(value);
-                        }
+                        Op::Committed(value) => HeldIndex::hold(&mut committed, value),
                         other => {
                             held = Some(other);
                             break;
@@ -237,7 +224,7 @@ async fn write_loop(
                 let result = write_entries(
                     &db,
                     batch.iter().flat_map(|(e, _)| e.iter()),
-                    riding.as_deref(),
+                    riding.as_ref().map(|c| c.value.as_slice()),
                 )
                 .await;
                 if result.is_err() && committed.is_none() {
@@ -305,6 +292,20 @@ async fn truncate(db: &Db, log_id: LogId) -> Result<(), String> {
         .await
         .map(|_| ())
         .map_err(|e| e.to_string())
+}
+
+/// The newest commit index not yet written, and since when one has been waiting.
+struct HeldIndex {
+    value: Vec<u8>,
+    since: Instant,
+}
+
+impl HeldIndex {
+    /// Holds `value` in `slot`, keeping the time the first unwritten one arrived.
+    fn hold(slot: &mut Option<HeldIndex>, value: Vec<u8>) {
+        let since = slot.as_ref().map_or_else(Instant::now, |c| c.since);
+        *slot = Some(HeldIndex { value, since });
+    }
 }
 
 /// Writes a commit index no append came to carry (see [`write_loop`]).

@@ -179,6 +179,19 @@ macro_rules! forward {
     }};
 }
 
+/// Writes out `$file`'s gathered bytes (returning the error if that fails), then forwards as
+/// [`forward!`] does: for the calls that must see every byte written so far.
+macro_rules! flush_then_forward {
+    ($file:expr, $m:ident, $missing:expr $(, $arg:expr)*) => {{
+        // SAFETY: the caller's `$file` is a live shim.
+        let rc = unsafe { flush($file.cast()) };
+        if rc != ffi::SQLITE_OK {
+            return rc;
+        }
+        forward!($file, $m, $missing $(, $arg)*)
+    }};
+}
+
 /// Writes out `file`'s gathered bytes, if any.
 ///
 /// # Safety
@@ -399,39 +412,19 @@ unsafe extern "C" fn read(
     amount: c_int,
     offset: i64,
 ) -> c_int {
-    // SAFETY: `file` is a live shim.
-    let rc = unsafe { flush(file.cast()) };
-    if rc != ffi::SQLITE_OK {
-        return rc;
-    }
-    forward!(file, xRead, ffi::SQLITE_IOERR_READ, buf, amount, offset)
+    flush_then_forward!(file, xRead, ffi::SQLITE_IOERR_READ, buf, amount, offset)
 }
 
 unsafe extern "C" fn truncate(file: *mut ffi::sqlite3_file, size: i64) -> c_int {
-    // SAFETY: `file` is a live shim.
-    let rc = unsafe { flush(file.cast()) };
-    if rc != ffi::SQLITE_OK {
-        return rc;
-    }
-    forward!(file, xTruncate, ffi::SQLITE_IOERR_TRUNCATE, size)
+    flush_then_forward!(file, xTruncate, ffi::SQLITE_IOERR_TRUNCATE, size)
 }
 
 unsafe extern "C" fn sync(file: *mut ffi::sqlite3_file, flags: c_int) -> c_int {
-    // SAFETY: `file` is a live shim.
-    let rc = unsafe { flush(file.cast()) };
-    if rc != ffi::SQLITE_OK {
-        return rc;
-    }
-    forward!(file, xSync, ffi::SQLITE_IOERR_FSYNC, flags)
+    flush_then_forward!(file, xSync, ffi::SQLITE_IOERR_FSYNC, flags)
 }
 
 unsafe extern "C" fn file_size(file: *mut ffi::sqlite3_file, size: *mut i64) -> c_int {
-    // SAFETY: `file` is a live shim.
-    let rc = unsafe { flush(file.cast()) };
-    if rc != ffi::SQLITE_OK {
-        return rc;
-    }
-    forward!(file, xFileSize, ffi::SQLITE_IOERR_FSTAT, size)
+    flush_then_forward!(file, xFileSize, ffi::SQLITE_IOERR_FSTAT, size)
 }
 
 unsafe extern "C" fn lock(file: *mut ffi::sqlite3_file, level: c_int) -> c_int {
