@@ -11,7 +11,7 @@ use xchg_protocol::{ContentId, Listing, Timestamp};
 use super::{Actor, Applied, CatalogCommand, CommandResponse, ListingState, Refusal, ZoneFacts};
 use crate::audit;
 use crate::catalog::federation;
-use crate::store::raw::with_raw;
+use crate::store::raw::{View, with_view};
 
 /// Applies `cmd` (the entry at `raft_index`) and records it in the audit chain.
 ///
@@ -19,6 +19,7 @@ use crate::store::raw::with_raw;
 /// Only storage errors; refusals are part of the `Ok` value.
 pub async fn apply(
     conn: &mut SqliteConnection,
+    view: &mut View,
     chain: &mut audit::Chain,
     zone: &ZoneFacts,
     raft_index: u64,
@@ -27,7 +28,7 @@ pub async fn apply(
     let response = match cmd {
         CatalogCommand::SubmitListing { listing, actor } => {
             let item = [(listing.as_ref(), actor)];
-            let mut one = with_raw(conn, |db| submit_many(db, raft_index, &item)).await?;
+            let mut one = with_view(conn, view, |db| submit_many(db, raft_index, &item)).await?;
             one.pop()
                 .unwrap_or_else(|| Err(Refusal::Conflict("submission not applied".into())))
         }
@@ -36,7 +37,7 @@ pub async fn apply(
             draft,
             at,
             actor,
-        } => update(conn, raft_index, listing_id, draft, *at, actor).await?,
+        } => update(conn, view, raft_index, listing_id, draft, *at, actor).await?,
         CatalogCommand::ApproveListing {
             listing_id,
             review,
@@ -125,7 +126,9 @@ pub async fn apply(
             at,
             ..
         } => federation::record_published(conn, zone, *outbox_seq, envelope, *at).await?,
-        CatalogCommand::Recognize(r) => federation::recognize(conn, zone, raft_index, r).await?,
+        CatalogCommand::Recognize(r) => {
+            federation::recognize(conn, view, zone, raft_index, r).await?
+        }
     };
     record(chain, raft_index, cmd, &response);
     Ok(response)
@@ -137,6 +140,7 @@ pub async fn apply(
 /// Only storage errors; refusals are part of the `Ok` value.
 pub async fn apply_batch(
     conn: &mut SqliteConnection,
+    view: &mut View,
     chain: &mut audit::Chain,
     zone: &ZoneFacts,
     raft_index: u64,
@@ -150,12 +154,12 @@ pub async fn apply_batch(
             .take_while(|c| as_submission(c).is_some())
             .count();
         if run == 0 {
-            out.push(apply(conn, chain, zone, raft_index, first).await?);
+            out.push(apply(conn, view, chain, zone, raft_index, first).await?);
             rest = &rest[1..];
             continue;
         }
         let (now, later) = rest.split_at(run);
-        out.extend(with_raw(conn, |db| submit_run(db, chain, raft_index, now)).await?);
+        out.extend(with_view(conn, view, |db| submit_run(db, chain, raft_index, now)).await?);
         rest = later;
     }
     Ok(out)
@@ -425,12 +429,13 @@ fn index_listings(db: &rusqlite::Connection, first: i64, last: i64) -> rusqlite:
 /// in `state`.
 pub(super) async fn write_listing(
     conn: &mut SqliteConnection,
+    view: &mut View,
     listing: &Listing,
     state: ListingState,
     submitted_by: &str,
 ) -> Result<(), sqlx::Error> {
     let row = ListingRow::new(listing, state, submitted_by);
-    with_raw(conn, |db| match row.replace(db)? {
+    with_view(conn, view, |db| match row.replace(db)? {
         Some(seq) => index_listings(db, seq, seq),
         None => Ok(()),
     })
@@ -558,7 +563,7 @@ pub(super) fn applied(listing: &Listing, state: ListingState) -> CommandResponse
 }
 
 /// Submits a run of new listings over prepared statements on the state machine's connection
-/// taken from sqlx ([`with_raw`]): no hand-off to sqlx's thread per statement. The outcome of
+/// taken from sqlx ([`with_view`]): no hand-off to sqlx's thread per statement. The outcome of
 /// each is what applying them one by one would give.
 fn submit_many(
     db: &rusqlite::Connection,
@@ -617,6 +622,7 @@ fn submit_many(
 
 async fn update(
     conn: &mut SqliteConnection,
+    view: &mut View,
     raft_index: u64,
     id: &ContentId,
     draft: &xchg_protocol::ListingDraft,
@@ -641,7 +647,14 @@ async fn update(
     let next = cur
         .listing
         .next_version(draft.clone(), at.max(cur.listing.updated_at));
-    write_listing(conn, &next, ListingState::Submitted, &cur.submitted_by).await?;
+    write_listing(
+        conn,
+        view,
+        &next,
+        ListingState::Submitted,
+        &cur.submitted_by,
+    )
+    .await?;
     record_history(
         conn,
         &id.to_string(),
@@ -808,7 +821,8 @@ mod tests {
     ) -> (Vec<CommandResponse>, Vec<audit::AuditRecord>, i64) {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = Db::open(dir.path()).await.expect("db");
-        let mut conn = db.sm.acquire().await.expect("conn");
+        let mut writer = db.sm_writer.lock().await.expect("writer");
+        let (conn, view) = writer.split();
         let mut tx = conn.begin().await.expect("tx");
         let mut chain = audit::Chain::load(&mut tx).await.expect("chain");
         let zone = crate::store::test_zone();
@@ -816,17 +830,17 @@ mod tests {
         if one_by_one {
             for c in commands {
                 responses.push(
-                    apply(&mut tx, &mut chain, &zone, 7, c)
+                    apply(&mut tx, view, &mut chain, &zone, 7, c)
                         .await
                         .expect("apply"),
                 );
             }
         } else {
-            responses = apply_batch(&mut tx, &mut chain, &zone, 7, commands)
+            responses = apply_batch(&mut tx, view, &mut chain, &zone, 7, commands)
                 .await
                 .expect("apply");
         }
-        with_raw(&mut tx, |db| chain.flush(db))
+        with_view(&mut tx, view, |db| chain.flush(db))
             .await
             .expect("flush");
         let records = audit::range(&mut tx, 1, 100).await.expect("audit");
@@ -836,7 +850,7 @@ mod tests {
             .and_then(|r| r.try_get(0))
             .expect("count");
         tx.commit().await.expect("commit");
-        drop(conn);
+        drop(writer);
         db.close().await;
         (responses, records, history)
     }

@@ -13,6 +13,7 @@ use xchg_protocol::{
 use super::apply::{By, current, record_history, write_listing};
 use super::{Applied, CommandResponse, ListingState, Recognition, Refusal, ZoneFacts};
 use crate::federation::policy;
+use crate::store::raw::View;
 
 /// Who recognised copies are recorded as submitted by.
 pub const FEDERATION_SUBMITTER: &str = "federation";
@@ -363,6 +364,7 @@ fn node_actor(r: &Recognition) -> String {
 /// Storage errors; an envelope that does not match the command is a refusal.
 pub async fn recognize(
     conn: &mut SqliteConnection,
+    view: &mut View,
     zone: &ZoneFacts,
     raft_index: u64,
     r: &Recognition,
@@ -398,7 +400,7 @@ pub async fn recognize(
                 Ok(l) => l,
                 Err(e) => return invalid(e),
             };
-            recognize_listing(conn, zone, raft_index, r, listing, delegation).await
+            recognize_listing(conn, view, zone, raft_index, r, listing, delegation).await
         }
         AnnouncementKind::Delisting => {
             let d: Delisting = match from_canonical(&env.body, &limits) {
@@ -453,6 +455,7 @@ pub async fn recognize(
 
 async fn recognize_listing(
     conn: &mut SqliteConnection,
+    view: &mut View,
     zone: &ZoneFacts,
     raft_index: u64,
     r: &Recognition,
@@ -506,7 +509,7 @@ async fn recognize_listing(
             id: &node,
             role: "system",
         };
-        write_listing(conn, &listing, state, FEDERATION_SUBMITTER).await?;
+        write_listing(conn, view, &listing, state, FEDERATION_SUBMITTER).await?;
         record_history(
             conn,
             &id.to_string(),
@@ -748,12 +751,13 @@ mod tests {
     ) {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = Db::open(dir.path()).await.expect("db");
-        let mut conn = db.sm.acquire().await.expect("conn");
+        let mut writer = db.sm_writer.lock().await.expect("writer");
+        let (conn, view) = writer.split();
         let mut tx = conn.begin().await.expect("tx");
         let mut chain = audit::Chain::load(&mut tx).await.expect("chain");
         let facts = crate::store::test_zone();
         for (i, c) in commands.iter().enumerate() {
-            let _response = apply(&mut tx, &mut chain, &facts, i as u64 + 1, c)
+            let _response = apply(&mut tx, view, &mut chain, &facts, i as u64 + 1, c)
                 .await
                 .expect("apply");
         }

@@ -3,38 +3,14 @@
 //! sqlx runs every statement on the connection's own worker thread: each statement is a
 //! message to that thread and an answer back, two thread wake-ups. A state-machine batch of
 //! a dozen statements therefore spent most of its time handing work between threads (on a
-//! loaded two-core machine, each hand-off waits for a core), not in SQLite. [`with_raw`] takes
+//! loaded two-core machine, each hand-off waits for a core), not in SQLite. [`with_view`] takes
 //! the connection from its worker once (sqlx's `lock_handle`, made for this) and runs a whole
 //! closure of statements in the calling thread through `rusqlite` over the same handle: same
-//! file, same transaction, one hand-off.
+//! file, same transaction, one hand-off. The writers ([`Writer`]) keep that `rusqlite` view,
+//! and the statements it prepared, from one batch to the next.
 
 use sqlx::pool::PoolConnection;
 use sqlx::{Sqlite, SqliteConnection, SqlitePool};
-
-/// Runs `f` on `conn`'s SQLite handle in the calling thread.
-///
-/// Statements `f` prepares are finalized before the handle goes back to sqlx (sqlx closes the
-/// handle with `sqlite3_close`, which must find none left). The call blocks the current thread
-/// for as long as `f` runs: keep `f` to one batch.
-///
-/// # Errors
-/// sqlx's error if the handle cannot be taken, or `f`'s error as [`sqlx::Error::Io`].
-#[allow(unsafe_code)]
-pub async fn with_raw<T>(
-    conn: &mut SqliteConnection,
-    f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T>,
-) -> Result<T, sqlx::Error> {
-    let mut handle = conn.lock_handle().await?;
-    let raw = handle.as_raw_handle();
-    // SAFETY: the handle is valid and exclusively ours while `handle` (sqlx's lock on the
-    // connection) lives; `from_handle` does not take ownership (dropping `db` does not close
-    // it), and `db` with its cached statements is dropped before `handle`.
-    let db = unsafe { rusqlite::Connection::from_handle(raw.as_ptr()) }.map_err(to_sqlx)?;
-    let out = f(&db);
-    drop(db);
-    drop(handle);
-    out.map_err(to_sqlx)
-}
 
 /// One writer connection of the store, taken from its pool at first use and held until
 /// [`WriterSlot::close`]; every write to its file goes through it.
@@ -51,8 +27,8 @@ pub struct Writer {
     conn: PoolConnection<Sqlite>,
 }
 
-/// A `rusqlite` view of one handle, made on first use (see [`with_view`]).
-#[derive(Default)]
+/// A `rusqlite` view of one handle, made on first use (see [`with_view`]). Only a [`Writer`]
+/// makes one: its safety rests on the writer owning the connection.
 pub struct View {
     db: Option<rusqlite::Connection>,
     /// The address of the handle `db` views.
@@ -162,7 +138,10 @@ impl WriterSlot {
         if slot.is_none() {
             let conn = self.pool.acquire().await?;
             *slot = Some(Writer {
-                view: View::default(),
+                view: View {
+                    db: None,
+                    handle: 0,
+                },
                 conn,
             });
         }
@@ -181,11 +160,13 @@ impl WriterSlot {
     }
 }
 
-/// Runs `f` on `conn`'s handle through `view`, as [`with_raw`] does, keeping the statements `f`
-/// prepares with `prepare_cached` in `view` for the next call.
+/// Runs `f` on `conn`'s SQLite handle in the calling thread, through `view`, which keeps the
+/// statements `f` prepares with `prepare_cached` for the next call. The call blocks the current
+/// thread for as long as `f` runs: keep `f` to one batch.
 ///
 /// # Errors
-/// As [`with_raw`]; also if `view` was made for another connection's handle.
+/// sqlx's error if the handle cannot be taken, `f`'s error as [`sqlx::Error::Io`], or an error
+/// if `view` was made for another connection's handle.
 #[allow(unsafe_code)]
 pub async fn with_view<T>(
     conn: &mut SqliteConnection,
@@ -201,8 +182,9 @@ pub async fn with_view<T>(
             )));
         }
         Some(db) => &*db,
-        // SAFETY: as in `with_raw`: the handle is valid and exclusively ours while `handle`
-        // (sqlx's lock) lives, and `from_handle` does not take ownership. The view outlives
+        // SAFETY: the handle is valid and exclusively ours while `handle` (sqlx's lock on the
+        // connection) lives, and `from_handle` does not take ownership (dropping the view does
+        // not close the handle). The view outlives
         // `handle` only inside its `Writer`, which owns the pool connection (so the handle
         // is not closed under it), uses it only here under the lock of the same handle
         // (checked above), and drops it only under that lock (`Writer::release`).
@@ -254,6 +236,32 @@ pub fn to_sqlx(e: rusqlite::Error) -> sqlx::Error {
 mod tests {
     use super::*;
     use sqlx::Connection;
+
+    /// Runs `f` on `conn`'s SQLite handle through a view made for this call only (for tests on
+    /// a plain connection, which has no [`Writer`]).
+    ///
+    /// Statements `f` prepares are finalized before the handle goes back to sqlx (sqlx closes the
+    /// handle with `sqlite3_close`, which must find none left). The call blocks the current thread
+    /// for as long as `f` runs: keep `f` to one batch.
+    ///
+    /// # Errors
+    /// sqlx's error if the handle cannot be taken, or `f`'s error as [`sqlx::Error::Io`].
+    #[allow(unsafe_code)]
+    async fn with_raw<T>(
+        conn: &mut SqliteConnection,
+        f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, sqlx::Error> {
+        let mut handle = conn.lock_handle().await?;
+        let raw = handle.as_raw_handle();
+        // SAFETY: the handle is valid and exclusively ours while `handle` (sqlx's lock on the
+        // connection) lives; `from_handle` does not take ownership (dropping `db` does not close
+        // it), and `db` with its cached statements is dropped before `handle`.
+        let db = unsafe { rusqlite::Connection::from_handle(raw.as_ptr()) }.map_err(to_sqlx)?;
+        let out = f(&db);
+        drop(db);
+        drop(handle);
+        out.map_err(to_sqlx)
+    }
 
     #[tokio::test]
     async fn raw_statements_share_the_connection_and_its_transaction() {

@@ -577,8 +577,15 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 for entry in &entries {
                     if let Some(commands) = batch.enter(entry) {
                         let index = entry.log_id.index;
-                        let r = apply_batch(&mut tx, &mut batch.chain, &self.zone, index, commands)
-                            .await?;
+                        let r = apply_batch(
+                            &mut tx,
+                            view,
+                            &mut batch.chain,
+                            &self.zone,
+                            index,
+                            commands,
+                        )
+                        .await?;
                         batch.responses.push(r);
                     }
                 }
