@@ -269,14 +269,15 @@ pub(crate) async fn leader_among(
     }
 }
 
-/// Starts `xchg run --config CONFIG` (this executable), logging warnings to `log`.
+/// Starts `xchg run --config CONFIG` (this executable), logging warnings and the snapshots it
+/// builds (with their timings) to `log`.
 pub(crate) fn spawn_node(config: &Path, log: &Path) -> anyhow::Result<Child> {
     let log = std::fs::File::create(log)?;
     Ok(Command::new(std::env::current_exe()?)
         .arg("run")
         .arg("--config")
         .arg(config)
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", "warn,xchg_node::store::state_machine=info")
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()?)

@@ -1,6 +1,6 @@
-//! The node's SQLite databases: `raft-log.db` (the Raft log and vote) and `catalog.db` (the
-//! state machine — catalog, audit chain, tokens — and the latest snapshot), both in the node's
-//! data directory.
+//! The node's storage, in its data directory: two SQLite databases, `raft-log.db` (the Raft
+//! log and vote) and `catalog.db` (the state machine: catalog, audit chain, tokens), and the
+//! latest snapshot in `snapshot.bin` ([`snapshot_file`]).
 //!
 //! # Why two files, and why that is durable
 //!
@@ -20,7 +20,8 @@
 //!   log is only ever purged behind a snapshot, and before every purge the catalog database is
 //!   made durable by one commit with `synchronous=FULL` ([`Db::sync_catalog`]), which fsyncs the
 //!   catalog's WAL and so everything committed before it — so no
-//!   entry leaves the log before its effects are on disk.
+//!   entry leaves the log before its effects are on disk. The snapshot itself is written to
+//!   its own file and synced before openraft learns of it ([`snapshot_file`]).
 //! - Reads go through separate `query_only` pools and never wait for the writers.
 //!
 //! # Checkpoints off the write path
@@ -43,6 +44,7 @@
 
 mod log;
 pub mod raw;
+pub mod snapshot_file;
 mod state_machine;
 mod vfs;
 
@@ -144,6 +146,8 @@ pub struct Db {
     checkpointers: [SqlitePool; 2],
     /// The catalog file, which snapshots are dumped from on a connection of their own.
     pub catalog_path: std::path::PathBuf,
+    /// The latest snapshot.
+    pub snapshot: std::sync::Arc<snapshot_file::SnapshotFile>,
 }
 
 fn options(path: &Path, name: &str) -> Result<SqliteConnectOptions, StoreError> {
@@ -242,6 +246,13 @@ impl Db {
             4,
         )
         .await?;
+        let snapshot = std::sync::Arc::new(snapshot_file::SnapshotFile::new(dir));
+        move_stored_snapshot(&sm, &snapshot)
+            .await
+            .map_err(|source| StoreError::Sqlite {
+                path: dir.join(CATALOG_FILE).display().to_string(),
+                source,
+            })?;
         for (pool, file) in [
             (&log_checkpointer, LOG_FILE),
             (&sm_checkpointer, CATALOG_FILE),
@@ -260,6 +271,7 @@ impl Db {
             read,
             checkpointers: [log_checkpointer, sm_checkpointer],
             catalog_path: dir.join(CATALOG_FILE),
+            snapshot,
         })
     }
 
@@ -305,6 +317,29 @@ impl Db {
         self.log_read.close().await;
         self.log.close().await;
     }
+}
+
+/// Moves a snapshot kept in the catalog (as nodes before `snapshot.bin` did) into the snapshot
+/// file, then deletes the row. The row goes only once the file is stored and synced, so a crash
+/// in between repeats the move at the next start.
+async fn move_stored_snapshot(
+    sm: &SqlitePool,
+    file: &std::sync::Arc<snapshot_file::SnapshotFile>,
+) -> Result<(), sqlx::Error> {
+    let row: Option<(Vec<u8>, Vec<u8>)> =
+        sqlx::query_as("SELECT meta, data FROM snapshot WHERE id = 1")
+            .fetch_optional(sm)
+            .await?;
+    let Some((meta, data)) = row else {
+        return Ok(());
+    };
+    let file = file.clone();
+    tokio::task::spawn_blocking(move || file.store_encoded(&meta, &data))
+        .await
+        .map_err(|e| sqlx::Error::Io(std::io::Error::other(e)))?
+        .map_err(sqlx::Error::Io)?;
+    sqlx::query("DELETE FROM snapshot").execute(sm).await?;
+    Ok(())
 }
 
 async fn migrate(
@@ -421,6 +456,42 @@ mod tests {
             })?;
             Ok(((), log, sm))
         }
+    }
+
+    /// A catalog from before `snapshot.bin` keeps its snapshot in a row: the first start of
+    /// this version moves it into the file, and the file then serves it.
+    #[tokio::test]
+    async fn a_snapshot_kept_in_an_older_catalog_moves_into_the_snapshot_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Db::open(dir.path()).await.expect("open");
+        let meta = crate::raft::SnapshotMeta {
+            last_log_id: Some(crate::raft::LogId::new(
+                openraft::CommittedLeaderId::new(3, 1),
+                42,
+            )),
+            last_membership: openraft::StoredMembership::default(),
+            snapshot_id: "3-42-5".into(),
+        };
+        sqlx::query("INSERT INTO snapshot (id, meta, data) VALUES (1, ?, ?)")
+            .bind(to_cbor(&meta).expect("meta"))
+            .bind(&b"dump!"[..])
+            .execute(&db.sm)
+            .await
+            .expect("old row");
+        assert!(db.snapshot.read().expect("read").is_none());
+        db.close().await;
+
+        let db = Db::open(dir.path()).await.expect("reopen");
+        let (moved, data) = db.snapshot.read().expect("read").expect("moved");
+        assert_eq!(moved.snapshot_id, "3-42-5");
+        assert_eq!(moved.last_log_id, meta.last_log_id);
+        assert_eq!(data, b"dump!");
+        let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM snapshot")
+            .fetch_one(&db.read)
+            .await
+            .expect("count");
+        assert_eq!(rows, 0, "the row goes once the file holds it");
+        db.close().await;
     }
 
     /// Each sync commits a change (so there is a frame to fsync) and leaves the writer at

@@ -13,9 +13,10 @@ use std::time::Instant;
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{AnyError, EntryPayload, RaftSnapshotBuilder, StorageIOError};
 use serde::{Deserialize, Serialize};
-use sqlx::{Connection, Row, SqliteConnection};
+use sqlx::Connection;
 
 use super::raw::{in_transaction, with_view};
+use super::snapshot_file::SnapshotFile;
 use super::{BatchObserver, Db, from_cbor, meta_value, to_cbor};
 use crate::audit;
 use crate::catalog::apply::{apply_batch, as_submission, submit_run};
@@ -87,11 +88,11 @@ struct SnapshotPayload {
     tables: Vec<TableDump>,
 }
 
-/// A snapshot's position, membership and encoded payload, as [`StateMachine::dump`] makes it.
-struct Dumped {
-    last_applied: Option<LogId>,
-    membership: StoredMembership,
+/// A snapshot [`StateMachine::build`] made, and whether it is the stored one now.
+struct Built {
+    meta: SnapshotMeta,
     data: Vec<u8>,
+    stored: bool,
 }
 
 /// The format written. 2 since catalog schema v4: `listing_history` rows carry `listing_seq`.
@@ -151,6 +152,10 @@ fn sm_write(e: &(impl std::error::Error + 'static)) -> StorageError {
 
 fn snap_err(e: &(impl std::error::Error + 'static)) -> StorageError {
     StorageIOError::write_snapshot(None, AnyError::new(e)).into()
+}
+
+fn snap_read(e: &(impl std::error::Error + 'static)) -> StorageError {
+    StorageIOError::read_snapshot(None, AnyError::new(e)).into()
 }
 
 /// A value of `sm_meta`, read through the read pool (keeps `StateMachine::new`'s future `Send`
@@ -276,44 +281,50 @@ impl StateMachine {
         self
     }
 
-    /// Dumps and encodes the replicated state. In a thread of its own at a lower priority:
-    /// reading and encoding every row is the largest piece of work a node does, and writes
-    /// keep coming meanwhile (measured at 64 clients while the nodes dumped 100 MB: p99 37–38 ms
-    /// through sqlx, 48–51 ms in a full-priority thread, 42–44 ms at the lowest priority).
-    async fn dump(&self) -> Result<Dumped, sqlx::Error> {
+    /// Dumps and encodes the replicated state and stores it in the snapshot file (unless a
+    /// newer one was stored meanwhile). In a thread of its own at a lower priority: reading and
+    /// encoding every row is the largest piece of work a node does, and writes keep coming
+    /// meanwhile (measured at 64 clients while the nodes dumped 100 MB: p99 37–38 ms through
+    /// sqlx, 48–51 ms in a full-priority thread, 42–44 ms at the lowest priority).
+    async fn build(&self) -> Result<Built, StorageError> {
         let path = self.db.catalog_path.clone();
+        let file = self.db.snapshot.clone();
         let (done, result) = tokio::sync::oneshot::channel();
         std::thread::Builder::new()
             .name("xchg-snapshot".into())
             .spawn(move || {
                 lower_this_threads_priority();
-                let dumped = dump_file(&path)
-                    .map_err(super::raw::to_sqlx)
-                    .and_then(|payload| {
-                        let data = to_cbor(&payload).map_err(sqlx::Error::Io)?;
-                        Ok(Dumped {
-                            last_applied: payload.last_applied,
-                            membership: payload.membership,
-                            data,
-                        })
-                    });
-                let _ = done.send(dumped);
+                let _ = done.send(build_file(&path, &file));
             })
-            .map_err(sqlx::Error::Io)?;
+            .map_err(|e| snap_err(&e))?;
         result
             .await
-            .map_err(|e| sqlx::Error::Io(std::io::Error::other(e)))?
+            .map_err(|e| snap_err(&std::io::Error::other(e)))?
     }
 
-    async fn restore(&mut self, meta: &SnapshotMeta, data: &[u8]) -> Result<(), StorageError> {
-        let payload: SnapshotPayload = from_cbor(data).map_err(|e| snap_err(&e))?;
-        if !(FIRST_SNAPSHOT_FORMAT..=SNAPSHOT_FORMAT).contains(&payload.format) {
-            return Err(snap_err(&std::io::Error::other(format!(
-                "snapshot format {} is not one this node reads ({FIRST_SNAPSHOT_FORMAT} to \
-                 {SNAPSHOT_FORMAT}); it was made by a newer xchg",
-                payload.format
-            ))));
-        }
+    /// Replaces the replicated tables with the snapshot `data` (from the leader).
+    ///
+    /// The snapshot is decoded and stored in the snapshot file, in a blocking thread, before
+    /// the tables are replaced: a crash in between leaves a stored snapshot ahead of the
+    /// tables, which is still a state of the zone the leader sends again; never tables ahead
+    /// of the snapshot with the log behind them gone.
+    async fn restore(&mut self, meta: &SnapshotMeta, data: Vec<u8>) -> Result<(), StorageError> {
+        let file = self.db.snapshot.clone();
+        let stored_meta = meta.clone();
+        let payload = tokio::task::spawn_blocking(move || {
+            let payload: SnapshotPayload = from_cbor(&data).map_err(|e| snap_err(&e))?;
+            if !(FIRST_SNAPSHOT_FORMAT..=SNAPSHOT_FORMAT).contains(&payload.format) {
+                return Err(snap_err(&std::io::Error::other(format!(
+                    "snapshot format {} is not one this node reads ({FIRST_SNAPSHOT_FORMAT} to \
+                     {SNAPSHOT_FORMAT}); it was made by a newer xchg",
+                    payload.format
+                ))));
+            }
+            file.store(&stored_meta, &data).map_err(|e| snap_err(&e))?;
+            Ok(payload)
+        })
+        .await
+        .map_err(|e| snap_err(&std::io::Error::other(e)))??;
         let mut writer = self.db.sm_writer.lock().await.map_err(|e| sm_write(&e))?;
         let (conn, view) = writer.split();
         let mut tx = conn
@@ -341,9 +352,6 @@ impl StateMachine {
         })
         .await
         .map_err(|e| sm_write(&e))?;
-        save_snapshot(&mut tx, meta, data)
-            .await
-            .map_err(|e| snap_err(&e))?;
         tx.commit().await.map_err(|e| sm_write(&e))?;
         self.last_applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
@@ -447,63 +455,42 @@ fn dump_file(path: &std::path::Path) -> rusqlite::Result<SnapshotPayload> {
     })
 }
 
-async fn save_snapshot(
-    conn: &mut SqliteConnection,
-    meta: &SnapshotMeta,
-    data: &[u8],
-) -> Result<(), sqlx::Error> {
-    let meta_bytes = to_cbor(meta).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-    sqlx::query("INSERT INTO snapshot (id, meta, data) VALUES (1, ?, ?) ON CONFLICT (id) DO UPDATE SET meta = excluded.meta, data = excluded.data")
-        .bind(meta_bytes)
-        .bind(data)
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
-}
-
-/// Stores a snapshot this node built, unless a newer one is already stored: openraft builds
-/// in its own task, so a snapshot installed from the leader meanwhile may be newer than this
-/// node's dump, which started before it. Returns whether it was stored.
-async fn save_built_snapshot(
-    conn: &mut SqliteConnection,
-    meta: &SnapshotMeta,
-    data: &[u8],
-) -> Result<bool, sqlx::Error> {
-    let stored: Option<Vec<u8>> = sqlx::query_scalar("SELECT meta FROM snapshot WHERE id = 1")
-        .fetch_optional(&mut *conn)
-        .await?;
-    if let Some(bytes) = stored {
-        let stored: SnapshotMeta =
-            from_cbor(&bytes).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
-        if stored.last_log_id > meta.last_log_id {
-            return Ok(false);
-        }
-    }
-    save_snapshot(conn, meta, data).await?;
-    Ok(true)
+/// Dumps the catalog at `path`, encodes it and stores it in `file`, in the calling (blocking)
+/// thread.
+fn build_file(path: &std::path::Path, file: &SnapshotFile) -> Result<Built, StorageError> {
+    let started = Instant::now();
+    let payload = dump_file(path).map_err(|e| sm_read(&e))?;
+    let dumped = started.elapsed();
+    let rows: usize = payload.tables.iter().map(|t| t.rows.len()).sum();
+    let data = to_cbor(&payload).map_err(|e| snap_err(&e))?;
+    let encoded = started.elapsed();
+    let snapshot_id = match payload.last_applied {
+        Some(id) => format!("{}-{}-{}", id.leader_id.term, id.index, data.len()),
+        None => format!("empty-{}", data.len()),
+    };
+    let meta = SnapshotMeta {
+        last_log_id: payload.last_applied,
+        last_membership: payload.membership,
+        snapshot_id,
+    };
+    drop(payload.tables);
+    let stored = file.store(&meta, &data).map_err(|e| snap_err(&e))?;
+    tracing::info!(
+        snapshot = %meta.snapshot_id,
+        rows,
+        bytes = data.len(),
+        stored,
+        dump_ms = dumped.as_millis(),
+        encode_ms = (encoded - dumped).as_millis(),
+        store_ms = (started.elapsed() - encoded).as_millis(),
+        "snapshot built"
+    );
+    Ok(Built { meta, data, stored })
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
-        let Dumped {
-            last_applied,
-            membership,
-            data,
-        } = self.dump().await.map_err(|e| sm_read(&e))?;
-        let snapshot_id = match last_applied {
-            Some(id) => format!("{}-{}-{}", id.leader_id.term, id.index, data.len()),
-            None => format!("empty-{}", data.len()),
-        };
-        let meta = SnapshotMeta {
-            last_log_id: last_applied,
-            last_membership: membership,
-            snapshot_id,
-        };
-        let mut writer = self.db.sm_writer.lock().await.map_err(|e| snap_err(&e))?;
-        let stored = save_built_snapshot(writer.conn(), &meta, &data)
-            .await
-            .map_err(|e| snap_err(&e))?;
-        drop(writer);
+        let Built { meta, data, stored } = self.build().await?;
         if !stored {
             // The newer one stays current; openraft gets that one back.
             if let Some(current) = self.get_current_snapshot().await? {
@@ -637,18 +624,18 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         meta: &SnapshotMeta,
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError> {
-        self.restore(meta, snapshot.get_ref()).await
+        self.restore(meta, snapshot.into_inner()).await
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
-        let row = sqlx::query("SELECT meta, data FROM snapshot WHERE id = 1")
-            .fetch_optional(&self.db.read)
+        let file = self.db.snapshot.clone();
+        let stored = tokio::task::spawn_blocking(move || file.read())
             .await
-            .map_err(|e| sm_read(&e))?;
-        let Some(row) = row else { return Ok(None) };
-        let meta_bytes: Vec<u8> = row.try_get(0).map_err(|e| sm_read(&e))?;
-        let data: Vec<u8> = row.try_get(1).map_err(|e| sm_read(&e))?;
-        let meta: SnapshotMeta = from_cbor(&meta_bytes).map_err(|e| sm_read(&e))?;
+            .map_err(|e| snap_read(&std::io::Error::other(e)))?
+            .map_err(|e| snap_read(&e))?;
+        let Some((meta, data)) = stored else {
+            return Ok(None);
+        };
         Ok(Some(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(data)),
@@ -658,41 +645,6 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
 #[cfg(test)]
 mod tests {
-    /// A dump that finished after a newer snapshot was installed does not replace it.
-    #[tokio::test]
-    async fn a_built_snapshot_older_than_the_stored_one_is_not_stored() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let db = Db::open(dir.path()).await.expect("open");
-        let meta = |index: u64| SnapshotMeta {
-            last_log_id: Some(LogId::new(openraft::CommittedLeaderId::new(1, 1), index)),
-            last_membership: StoredMembership::default(),
-            snapshot_id: format!("s{index}"),
-        };
-        let mut writer = db.sm_writer.lock().await.expect("writer");
-        assert!(
-            save_built_snapshot(writer.conn(), &meta(100), b"new")
-                .await
-                .expect("save")
-        );
-        assert!(
-            !save_built_snapshot(writer.conn(), &meta(50), b"old")
-                .await
-                .expect("save")
-        );
-        let data: Vec<u8> = sqlx::query_scalar("SELECT data FROM snapshot WHERE id = 1")
-            .fetch_one(writer.conn())
-            .await
-            .expect("stored");
-        assert_eq!(data, b"new");
-        assert!(
-            save_built_snapshot(writer.conn(), &meta(150), b"newer")
-                .await
-                .expect("save")
-        );
-        drop(writer);
-        db.close().await;
-    }
-
     use openraft::CommittedLeaderId;
     use xchg_federation_config::Role;
     use xchg_protocol::{Listing, Timestamp};
@@ -780,6 +732,16 @@ mod tests {
         assert_eq!(found(&fresh, "交通流量").await, 1);
         let (applied, _) = fresh.applied_state().await.expect("state");
         assert_eq!(applied.map(|id| id.index), Some(2));
+        // Both keep it as their current snapshot, in their snapshot files.
+        for node in [&mut sm, &mut fresh] {
+            let current = node
+                .get_current_snapshot()
+                .await
+                .expect("read")
+                .expect("kept");
+            assert_eq!(current.meta, snapshot.meta);
+            assert_eq!(current.snapshot.get_ref(), snapshot.snapshot.get_ref());
+        }
 
         // The snapshot a zone still holds right after upgrading to schema v4 is format 1, whose
         // history rows have no listing_seq: restored, they hang off the right listings.
