@@ -58,6 +58,8 @@ pub struct LogStore {
     pending: Pending,
     /// The newest flushed entries (at most [`RECENT_ENTRIES`]).
     recent: Pending,
+    /// Bytes of entries written since the store was opened.
+    appended: Arc<AtomicU64>,
     writer: mpsc::UnboundedSender<Op>,
 }
 
@@ -70,23 +72,58 @@ impl Debug for LogStore {
 impl LogStore {
     /// Wraps the database and starts the writer task (must be called inside a Tokio runtime).
     pub fn new(db: Db, observer: Option<BatchObserver>) -> Self {
+        Self::start(db, observer, PurgeGuard::AppliedOnly)
+    }
+
+    /// As [`LogStore::new`], for the openraft conformance suite, which purges logs on their own
+    /// with nothing applied: its purges do not wait for the catalog.
+    #[cfg(test)]
+    pub(crate) fn without_purge_guard(db: Db) -> Self {
+        Self::start(db, None, PurgeGuard::Off)
+    }
+
+    fn start(db: Db, observer: Option<BatchObserver>, guard: PurgeGuard) -> Self {
         let (writer, queue) = mpsc::unbounded_channel();
         let pending = Pending::default();
         let recent = Pending::default();
+        let appended = Arc::new(AtomicU64::new(0));
         tokio::spawn(write_loop(
             db.clone(),
             queue,
             pending.clone(),
             recent.clone(),
+            appended.clone(),
             observer,
+            guard,
         ));
         LogStore {
             db,
             committed: Arc::default(),
             pending,
             recent,
+            appended,
             writer,
         }
+    }
+
+    /// How many bytes of entries this store has written since it was opened (encoded, as
+    /// stored), shared for the snapshot policy.
+    pub fn appended_bytes(&self) -> Arc<AtomicU64> {
+        self.appended.clone()
+    }
+
+    /// How many bytes the stored entries after `index` take (encoded, as stored).
+    ///
+    /// # Errors
+    /// SQLite's error.
+    pub async fn bytes_after(&self, index: u64) -> Result<u64, sqlx::Error> {
+        let bytes: i64 = sqlx::query_scalar(
+            "SELECT coalesce(sum(length(entry)), 0) FROM raft_log WHERE idx > ?",
+        )
+        .bind(sql_index(index))
+        .fetch_one(&self.db.log_read)
+        .await?;
+        Ok(bytes.unsigned_abs())
     }
 
     /// The highest committed log index openraft has reported, shared for status reporting.
@@ -175,7 +212,9 @@ async fn write_loop(
     mut queue: mpsc::UnboundedReceiver<Op>,
     pending: Pending,
     recent: Pending,
+    appended: Arc<AtomicU64>,
     observer: Option<BatchObserver>,
+    guard: PurgeGuard,
 ) {
     let mut held: Option<Op> = None;
     let mut committed: Option<HeldIndex> = None;
@@ -231,7 +270,8 @@ async fn write_loop(
                     committed = riding;
                 }
                 let count: usize = batch.iter().map(|(e, _)| e.len()).sum();
-                if result.is_ok() {
+                if let Ok(bytes) = result {
+                    appended.fetch_add(bytes, Ordering::Relaxed);
                     // Lock order everywhere: pending, then recent.
                     let mut p = lock(&pending);
                     let mut r = lock(&recent);
@@ -248,18 +288,19 @@ async fn write_loop(
                         r.pop_first();
                     }
                 }
-                if let (Ok(()), Some(observer)) = (&result, &observer) {
+                if let (Ok(_), Some(observer)) = (&result, &observer) {
                     (observer.0)(started.elapsed(), count);
                 }
                 for (_, callback) in batch {
-                    callback.log_io_completed(result.clone().map_err(std::io::Error::other));
+                    callback
+                        .log_io_completed(result.clone().map(drop).map_err(std::io::Error::other));
                 }
             }
             Op::Truncate(log_id, done) => {
                 let _ = done.send(truncate(&db, log_id).await);
             }
             Op::Purge(log_id, done) => {
-                let _ = done.send(purge(&db, log_id).await.map_err(|e| e.to_string()));
+                let _ = done.send(purge(&db, log_id, guard).await.map_err(|e| e.to_string()));
             }
             Op::Meta(key, value, done) => {
                 let _ = done.send(write_meta(&db, key, value).await);
@@ -318,12 +359,13 @@ async fn write_committed_alone(db: &Db, value: Vec<u8>) {
 
 /// Writes `entries` durably, with the commit index `committed` if given, in one transaction
 /// (`synchronous=FULL`: the commit returns after the WAL is fsynced). The whole transaction is
-/// one hand-off to SQLite, over statements kept prepared ([`super::raw::Writer`]).
+/// one hand-off to SQLite, over statements kept prepared ([`super::raw::Writer`]). Returns the
+/// bytes of the entries written.
 async fn write_entries(
     db: &Db,
     entries: impl Iterator<Item = &Entry>,
     committed: Option<&[u8]>,
-) -> Result<(), String> {
+) -> Result<u64, String> {
     let rows = entries
         .map(|e| {
             Ok((
@@ -352,12 +394,50 @@ async fn write_entries(
             })
         })
         .await
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())?;
+    Ok(rows.iter().map(|(_, _, bytes)| bytes.len() as u64).sum())
 }
 
-async fn purge(db: &Db, log_id: LogId) -> Result<(), String> {
-    // Everything the catalog has committed (including the snapshot the purge stands behind)
-    // goes to disk before any log entry is deleted: see the module docs of `store`.
+/// Whether a purge waits for the catalog to have applied what it deletes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PurgeGuard {
+    /// Always, except in the storage conformance suite.
+    AppliedOnly,
+    /// The conformance suite's (see [`LogStore::without_purge_guard`]).
+    #[cfg_attr(not(test), allow(dead_code))]
+    Off,
+}
+
+/// How long a purge waits for the catalog to apply what it would delete before it leaves the
+/// entries in place (a later purge deletes them).
+const PURGE_WAITS_FOR_CATALOG: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Deletes the entries up to `log_id`, once the catalog has applied them and is on disk.
+///
+/// openraft issues the purge behind a snapshot from the leader right after it hands the
+/// snapshot to the state machine, without waiting for the install: deleting at once, a crash
+/// before the install commits would leave a catalog behind a log that no longer has the
+/// entries between them. So the purge first waits until the catalog has applied `log_id`
+/// ([`Db::applied`]). If that does not happen within [`PURGE_WAITS_FOR_CATALOG`] the entries
+/// stay (openraft allows a purge to be done later or not at once; the next one deletes them).
+async fn purge(db: &Db, log_id: LogId, guard: PurgeGuard) -> Result<(), String> {
+    if guard == PurgeGuard::AppliedOnly {
+        let mut applied = db.applied.subscribe();
+        let caught_up = applied.wait_for(|at| *at >= log_id.index);
+        match tokio::time::timeout(PURGE_WAITS_FOR_CATALOG, caught_up).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(_)) | Err(_) => {
+                tracing::warn!(
+                    upto = log_id.index,
+                    applied = *db.applied.borrow(),
+                    "not purging the log: the catalog has not applied these entries"
+                );
+                return Ok(());
+            }
+        }
+    }
+    // Everything the catalog has committed goes to disk before any log entry is deleted: see
+    // the module docs of `store`.
     db.sync_catalog().await.map_err(|e| e.to_string())?;
     let bytes = to_cbor(&log_id).map_err(|e| e.to_string())?;
     let mut writer = db.log_writer.lock().await.map_err(|e| e.to_string())?;
@@ -590,6 +670,43 @@ mod tests {
         store.save_committed(Some(log_id(6))).await.expect("save");
         drop(store);
         wait_for_committed(&db, log_id(6)).await;
+        db.close().await;
+    }
+
+    /// A purge deletes nothing the catalog has not applied: it waits for it (openraft purges
+    /// behind a snapshot from the leader before the install has committed).
+    #[tokio::test]
+    async fn a_purge_waits_until_the_catalog_has_applied_what_it_deletes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Db::open(dir.path()).await.expect("open");
+        write_entries(&db, (1..=5).map(blank).collect::<Vec<_>>().iter(), None)
+            .await
+            .expect("append");
+        let mut store = LogStore::new(db.clone(), None);
+        db.applied.send_replace(2);
+        let mut purging = {
+            let mut store = store.clone();
+            tokio::spawn(async move { store.purge(log_id(4)).await })
+        };
+        // Not while the catalog is at 2 ...
+        assert!(
+            tokio::time::timeout(Duration::from_millis(300), &mut purging)
+                .await
+                .is_err(),
+            "purged entries the catalog had not applied"
+        );
+        let left = store.try_get_log_entries(1..6).await.expect("read");
+        assert_eq!(left.len(), 5);
+        // ... but once it has applied them.
+        db.applied.send_replace(4);
+        tokio::time::timeout(Duration::from_secs(10), purging)
+            .await
+            .expect("the purge finishes once the catalog has caught up")
+            .expect("task")
+            .expect("purge");
+        let left = store.try_get_log_entries(1..6).await.expect("read");
+        assert_eq!(left.iter().map(|e| e.log_id.index).collect::<Vec<_>>(), [5]);
+        drop(store);
         db.close().await;
     }
 }

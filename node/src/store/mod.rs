@@ -2,7 +2,7 @@
 //! log and vote) and `catalog.db` (the state machine: catalog, audit chain, tokens), and the
 //! latest snapshot in `snapshot.bin` ([`snapshot_file`]).
 //!
-//! # Why two files, and why that is durable
+//! # Why two databases, and why that is durable
 //!
 //! SQLite lets one writer at a time into a database file. With the log and the state machine in
 //! one file, every state-machine batch held up the next log fsync, and the zone's commit rate
@@ -17,11 +17,16 @@
 //!   (SIGKILL) but may be lost with the machine's power. That is safe because the last-applied
 //!   log id is written in the same transaction: after a power loss the catalog is an older,
 //!   consistent state and openraft re-applies the missing entries from the durable log. The
-//!   log is only ever purged behind a snapshot, and before every purge the catalog database is
-//!   made durable by one commit with `synchronous=FULL` ([`Db::sync_catalog`]), which fsyncs the
-//!   catalog's WAL and so everything committed before it — so no
-//!   entry leaves the log before its effects are on disk. The snapshot itself is written to
-//!   its own file and synced before openraft learns of it ([`snapshot_file`]).
+//!   log is only ever purged behind a snapshot, and only up to what the catalog has committed
+//!   ([`Db::applied`]; openraft issues the purge of an installed snapshot without waiting for
+//!   the install). Before every purge the catalog database is made durable by one commit with
+//!   `synchronous=FULL` ([`Db::sync_catalog`]), which fsyncs the catalog's WAL and so
+//!   everything committed before it — so no entry leaves the log before its effects are on
+//!   disk.
+//! - `snapshot.bin`: written whole, synced and renamed into place ([`snapshot_file`]). A
+//!   snapshot from the leader is stored before the tables are replaced, so a crash in between
+//!   leaves the file ahead of the catalog; the next start restores the catalog from it
+//!   ([`StateMachine::new`]).
 //! - Reads go through separate `query_only` pools and never wait for the writers.
 //!
 //! # Checkpoints off the write path
@@ -113,6 +118,14 @@ pub enum StoreError {
         /// The SQLite error.
         source: sqlx::Error,
     },
+    /// The snapshot file could not be opened or stored.
+    #[error("snapshot file {path}: {source}")]
+    Snapshot {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
     /// The file was written by a newer xchg.
     #[error("database {path} has schema version {found}; this xchg reads up to {supported}")]
     TooNew {
@@ -148,6 +161,9 @@ pub struct Db {
     pub catalog_path: std::path::PathBuf,
     /// The latest snapshot.
     pub snapshot: std::sync::Arc<snapshot_file::SnapshotFile>,
+    /// The index of the last entry the catalog has committed (0: none), kept by the state
+    /// machine: the log is purged only behind it, see [`LogStore`].
+    pub applied: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 fn options(path: &Path, name: &str) -> Result<SqliteConnectOptions, StoreError> {
@@ -246,12 +262,25 @@ impl Db {
             4,
         )
         .await?;
-        let snapshot = std::sync::Arc::new(snapshot_file::SnapshotFile::new(dir));
+        let snapshot_err = |source| StoreError::Snapshot {
+            path: dir.join(snapshot_file::SNAPSHOT_FILE).display().to_string(),
+            source,
+        };
+        let opened = dir.to_owned();
+        let snapshot =
+            tokio::task::spawn_blocking(move || snapshot_file::SnapshotFile::open(&opened))
+                .await
+                .map_err(|e| snapshot_err(std::io::Error::other(e)))?
+                .map_err(snapshot_err)?;
+        let snapshot = std::sync::Arc::new(snapshot);
         move_stored_snapshot(&sm, &snapshot)
             .await
-            .map_err(|source| StoreError::Sqlite {
-                path: dir.join(CATALOG_FILE).display().to_string(),
-                source,
+            .map_err(|e| match e {
+                MoveError::Sqlite(source) => StoreError::Sqlite {
+                    path: dir.join(CATALOG_FILE).display().to_string(),
+                    source,
+                },
+                MoveError::File(source) => snapshot_err(source),
             })?;
         for (pool, file) in [
             (&log_checkpointer, LOG_FILE),
@@ -272,6 +301,7 @@ impl Db {
             checkpointers: [log_checkpointer, sm_checkpointer],
             catalog_path: dir.join(CATALOG_FILE),
             snapshot,
+            applied: std::sync::Arc::new(tokio::sync::watch::Sender::new(0)),
         })
     }
 
@@ -325,21 +355,31 @@ impl Db {
 async fn move_stored_snapshot(
     sm: &SqlitePool,
     file: &std::sync::Arc<snapshot_file::SnapshotFile>,
-) -> Result<(), sqlx::Error> {
+) -> Result<(), MoveError> {
     let row: Option<(Vec<u8>, Vec<u8>)> =
         sqlx::query_as("SELECT meta, data FROM snapshot WHERE id = 1")
             .fetch_optional(sm)
-            .await?;
+            .await
+            .map_err(MoveError::Sqlite)?;
     let Some((meta, data)) = row else {
         return Ok(());
     };
     let file = file.clone();
     tokio::task::spawn_blocking(move || file.store_encoded(&meta, &data))
         .await
-        .map_err(|e| sqlx::Error::Io(std::io::Error::other(e)))?
-        .map_err(sqlx::Error::Io)?;
-    sqlx::query("DELETE FROM snapshot").execute(sm).await?;
+        .map_err(|e| MoveError::File(std::io::Error::other(e)))?
+        .map_err(MoveError::File)?;
+    sqlx::query("DELETE FROM snapshot")
+        .execute(sm)
+        .await
+        .map_err(MoveError::Sqlite)?;
     Ok(())
+}
+
+/// Why [`move_stored_snapshot`] failed.
+enum MoveError {
+    Sqlite(sqlx::Error),
+    File(std::io::Error),
 }
 
 async fn migrate(
@@ -449,12 +489,16 @@ mod tests {
                     openraft::AnyError::new(&e),
                 ))
             })?;
-            let (log, sm) = open_pair(&path).await.map_err(|e| {
+            let failed = |e: &dyn std::error::Error| {
                 crate::raft::StorageError::from(openraft::StorageIOError::write(
-                    openraft::AnyError::new(&e),
+                    openraft::AnyError::error(e.to_string()),
                 ))
-            })?;
-            Ok(((), log, sm))
+            };
+            let db = Db::open(&path).await.map_err(|e| failed(&e))?;
+            let sm = StateMachine::new(db.clone(), test_zone())
+                .await
+                .map_err(|e| failed(&e))?;
+            Ok(((), LogStore::without_purge_guard(db), sm))
         }
     }
 

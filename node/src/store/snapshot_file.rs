@@ -23,12 +23,13 @@
 use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use sha2::{Digest, Sha256};
 
 use super::{from_cbor, to_cbor};
-use crate::raft::SnapshotMeta;
+use crate::raft::{LogId, SnapshotMeta};
 
 /// The snapshot file in a data directory.
 pub const SNAPSHOT_FILE: &str = "snapshot.bin";
@@ -44,13 +45,19 @@ const MAX_META_LEN: u32 = 1 << 20;
 /// of one flush of the whole file competing with the Raft log's fsyncs.
 const SYNC_EVERY: usize = 16 << 20;
 
-/// The latest snapshot of a node. Every store is made under one lock, so a check for a newer
-/// stored snapshot and the replacement are one step.
+/// Temporary files (one per store under way) start with this.
+const TEMPORARY_PREFIX: &str = "snapshot.bin.tmp";
+
+/// The latest snapshot of a node.
 #[derive(Debug)]
 pub struct SnapshotFile {
     path: PathBuf,
     dir: PathBuf,
-    storing: Mutex<()>,
+    /// The stored snapshot's position, `None` when there is none; locked for each store's
+    /// comparison and rename, so that they are one step.
+    stored: Mutex<Option<Option<LogId>>>,
+    /// Numbers the temporary files of stores under way.
+    temporaries: AtomicU64,
 }
 
 fn invalid(path: &Path, what: impl std::fmt::Display) -> std::io::Error {
@@ -122,23 +129,48 @@ impl Header {
 }
 
 impl SnapshotFile {
-    /// The snapshot file of data directory `dir` (which may hold none yet). A temporary file
-    /// left by a store that a crash interrupted is removed.
-    pub fn new(dir: &Path) -> SnapshotFile {
-        let file = SnapshotFile {
+    /// The snapshot file of data directory `dir`, which may hold none yet. Blocking: a stored
+    /// file is read whole and its hash checked once here, so that comparisons with it later can
+    /// trust the position it records. A damaged file counts as none (with a warning) and is
+    /// replaced by the next store. Temporary files left by stores a crash interrupted are
+    /// removed.
+    ///
+    /// # Errors
+    /// The directory cannot be read.
+    pub fn open(dir: &Path) -> std::io::Result<SnapshotFile> {
+        for entry in std::fs::read_dir(dir)? {
+            let name = entry?.file_name();
+            if name
+                .to_str()
+                .is_some_and(|n| n.starts_with(TEMPORARY_PREFIX))
+            {
+                std::fs::remove_file(dir.join(name))?;
+            }
+        }
+        let mut file = SnapshotFile {
             path: dir.join(SNAPSHOT_FILE),
             dir: dir.to_owned(),
-            storing: Mutex::new(()),
+            stored: Mutex::new(None),
+            temporaries: AtomicU64::new(0),
         };
-        let _ = std::fs::remove_file(file.temporary());
-        file
+        let stored = match file.read() {
+            Ok(stored) => stored.map(|(meta, _)| meta.last_log_id),
+            Err(e) => {
+                tracing::warn!(error = %e, "ignoring the damaged snapshot; the next one replaces it");
+                None
+            }
+        };
+        file.stored = Mutex::new(stored);
+        Ok(file)
     }
 
-    fn temporary(&self) -> PathBuf {
-        self.path.with_extension("bin.tmp")
+    /// The position of the stored snapshot (`None`: none stored, or the one stored was damaged
+    /// when the node started).
+    pub fn stored(&self) -> Option<Option<LogId>> {
+        *self.stored.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn open(&self) -> std::io::Result<Option<(File, Header)>> {
+    fn open_file(&self) -> std::io::Result<Option<(File, Header)>> {
         let mut file = match File::open(&self.path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -152,37 +184,23 @@ impl SnapshotFile {
         Ok(Some((file, header)))
     }
 
-    fn read_meta_from(&self, file: &mut File, header: &Header) -> std::io::Result<SnapshotMeta> {
-        let mut meta = vec![0u8; header.meta_len as usize];
-        file.read_exact(&mut meta)?;
-        from_cbor(&meta).map_err(|e| invalid(&self.path, format!("meta: {e}")))
-    }
-
-    /// The stored snapshot's meta, without reading its data. Blocking.
-    ///
-    /// # Errors
-    /// The file cannot be read, or is damaged.
-    pub fn read_meta(&self) -> std::io::Result<Option<SnapshotMeta>> {
-        let Some((mut file, header)) = self.open()? else {
-            return Ok(None);
-        };
-        self.read_meta_from(&mut file, &header).map(Some)
-    }
-
     /// The stored snapshot, its hash checked. Blocking.
     ///
     /// # Errors
-    /// The file cannot be read, or is damaged.
+    /// The file cannot be read, or is damaged (kind `InvalidData`).
     pub fn read(&self) -> std::io::Result<Option<(SnapshotMeta, Vec<u8>)>> {
-        let Some((mut file, header)) = self.open()? else {
+        let Some((file, header)) = self.open_file()? else {
             return Ok(None);
         };
-        let mut meta = vec![0u8; header.meta_len as usize];
-        file.read_exact(&mut meta)?;
         let data_len = usize::try_from(header.data_len)
             .map_err(|_| invalid(&self.path, "larger than this machine's memory"))?;
+        // The lengths were checked against the file's size; `take` keeps the read to them
+        // should the file grow meanwhile.
+        let mut body = file.take(u64::from(header.meta_len) + header.data_len);
+        let mut meta = vec![0u8; header.meta_len as usize];
+        body.read_exact(&mut meta)?;
         let mut data = Vec::with_capacity(data_len);
-        file.read_to_end(&mut data)?;
+        body.read_to_end(&mut data)?;
         let hash: [u8; 32] = Sha256::new()
             .chain_update(&meta)
             .chain_update(&data)
@@ -209,17 +227,19 @@ impl SnapshotFile {
     /// from the leader meanwhile may be newer than this node's dump, which started before it.
     /// Returns whether it was stored. Blocking.
     ///
+    /// The file is written under a name of its own, without the lock: a slow build (in a thread
+    /// of low priority) never holds up an install. Only the comparison and the rename are
+    /// made under the lock, as one step.
+    ///
     /// # Errors
     /// `meta` does not decode, or the file cannot be written; the stored snapshot is then
     /// unchanged.
     pub(super) fn store_encoded(&self, meta: &[u8], data: &[u8]) -> std::io::Result<bool> {
         let incoming: SnapshotMeta =
             from_cbor(meta).map_err(|e| invalid(&self.path, format!("meta: {e}")))?;
-        let _storing = self.storing.lock().unwrap_or_else(PoisonError::into_inner);
-        // A damaged stored file is replaced: it could not be served anyway.
-        if let Ok(Some(stored)) = self.read_meta()
-            && stored.last_log_id > incoming.last_log_id
-        {
+        let newer_stored =
+            |stored: &Option<Option<LogId>>| stored.is_some_and(|at| at > incoming.last_log_id);
+        if newer_stored(&self.stored()) {
             return Ok(false);
         }
         let meta_len = u32::try_from(meta.len())
@@ -235,28 +255,43 @@ impl SnapshotFile {
                 .finalize()
                 .into(),
         };
-        let temporary = self.temporary();
-        let mut file = File::create(&temporary)?;
-        file.write_all(&header.encode())?;
-        file.write_all(meta)?;
-        for piece in data.chunks(SYNC_EVERY) {
-            file.write_all(piece)?;
-            file.sync_data()?;
+        let n = self.temporaries.fetch_add(1, Ordering::Relaxed);
+        let temporary = self.dir.join(format!("{TEMPORARY_PREFIX}{n}"));
+        let written = (|| {
+            let mut file = File::create(&temporary)?;
+            file.write_all(&header.encode())?;
+            file.write_all(meta)?;
+            for piece in data.chunks(SYNC_EVERY) {
+                file.write_all(piece)?;
+                file.sync_data()?;
+            }
+            file.sync_all()
+        })();
+        let mut stored = self.stored.lock().unwrap_or_else(PoisonError::into_inner);
+        let replaced = written.and_then(|()| {
+            if newer_stored(&stored) {
+                return Ok(false);
+            }
+            std::fs::rename(&temporary, &self.path)?;
+            File::open(&self.dir)?.sync_all()?;
+            *stored = Some(incoming.last_log_id);
+            Ok(true)
+        });
+        drop(stored);
+        if !matches!(replaced, Ok(true)) {
+            let _ = std::fs::remove_file(&temporary);
         }
-        file.sync_all()?;
-        drop(file);
-        std::fs::rename(&temporary, &self.path)?;
-        File::open(&self.dir)?.sync_all()?;
-        Ok(true)
+        replaced
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::io::Seek;
+
     use openraft::{CommittedLeaderId, StoredMembership};
 
     use super::*;
-    use crate::raft::LogId;
 
     fn meta(index: u64) -> SnapshotMeta {
         SnapshotMeta {
@@ -266,11 +301,16 @@ mod tests {
         }
     }
 
+    fn at(index: u64) -> Option<Option<LogId>> {
+        Some(meta(index).last_log_id)
+    }
+
     #[test]
     fn a_stored_snapshot_reads_back_and_an_older_one_does_not_replace_it() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let file = SnapshotFile::new(dir.path());
+        let file = SnapshotFile::open(dir.path()).expect("open");
         assert!(file.read().expect("read").is_none());
+        assert_eq!(file.stored(), None);
         assert!(file.store(&meta(100), b"new").expect("store"));
         // A dump that finished after a newer snapshot was installed does not replace it.
         assert!(!file.store(&meta(50), b"old").expect("store"));
@@ -278,61 +318,78 @@ mod tests {
         assert_eq!(read.snapshot_id, "s100");
         assert_eq!(data, b"new");
         assert!(file.store(&meta(150), b"newer").expect("store"));
-        assert_eq!(
-            file.read_meta().expect("meta").expect("stored").snapshot_id,
-            "s150"
-        );
-        // Reopened (a restarted node), the same.
-        let file = SnapshotFile::new(dir.path());
+        assert_eq!(file.stored(), at(150));
+        // Reopened (a restarted node), the same; no temporary file is left behind.
+        let file = SnapshotFile::open(dir.path()).expect("reopen");
+        assert_eq!(file.stored(), at(150));
         assert_eq!(file.read().expect("read").expect("stored").1, b"newer");
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("dir")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(names, [SNAPSHOT_FILE]);
     }
 
     #[test]
     fn a_damaged_or_cut_file_is_an_error_and_is_replaced_by_the_next_store() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let file = SnapshotFile::new(dir.path());
+        let file = SnapshotFile::open(dir.path()).expect("open");
         let data = vec![7u8; 3 * 1024];
         assert!(file.store(&meta(10), &data).expect("store"));
         let path = dir.path().join(SNAPSHOT_FILE);
         let whole = std::fs::read(&path).expect("file");
-
-        // One byte of the data changed.
+        let damaged = |bytes: &[u8], expected: &str| {
+            std::fs::write(&path, bytes).expect("write");
+            let e = file.read().expect_err(expected);
+            assert_eq!(e.kind(), std::io::ErrorKind::InvalidData, "{e}");
+            assert!(e.to_string().contains(expected), "{e}");
+        };
         let mut flipped = whole.clone();
         let last = flipped.len() - 1;
         flipped[last] ^= 1;
-        std::fs::write(&path, &flipped).expect("write");
-        let e = file.read().expect_err("a changed byte");
-        assert!(e.to_string().contains("does not match its hash"), "{e}");
-
-        // Cut short.
-        std::fs::write(&path, &whole[..whole.len() - 10]).expect("write");
-        let e = file.read().expect_err("cut");
-        assert!(e.to_string().contains("cut short"), "{e}");
+        damaged(&flipped, "does not match its hash");
+        damaged(&whole[..whole.len() - 10], "cut short");
+        damaged(&[0u8; 200], "not an xchg snapshot");
         std::fs::write(&path, &whole[..10]).expect("write");
-        let e = file.read_meta().expect_err("shorter than a header");
-        assert!(e.to_string().contains("shorter than a header"), "{e}");
+        assert!(
+            file.read()
+                .expect_err("short")
+                .to_string()
+                .contains("shorter than a header")
+        );
 
-        // Something else.
-        std::fs::write(&path, vec![0u8; 200]).expect("write");
-        let e = file.read().expect_err("not ours");
-        assert!(e.to_string().contains("not an xchg snapshot"), "{e}");
-
-        // The next store replaces the damaged file, even with an older index.
+        // A node started over the damaged file counts it as none, and the next store replaces
+        // it even with an older position.
+        std::fs::write(&path, &flipped).expect("write");
+        let file = SnapshotFile::open(dir.path()).expect("open over a damaged file");
+        assert_eq!(file.stored(), None);
         assert!(file.store(&meta(5), b"fresh").expect("store"));
         assert_eq!(file.read().expect("read").expect("stored").1, b"fresh");
     }
 
+    /// A store never writes into the stored file: it is replaced whole by a rename, so a crash
+    /// mid-store leaves the previous snapshot as it was (and a partial temporary file, which
+    /// the next start removes).
     #[test]
-    fn a_store_interrupted_by_a_crash_leaves_the_previous_snapshot() {
+    fn a_store_replaces_the_file_whole_and_a_crash_mid_store_leaves_the_previous_one() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let file = SnapshotFile::new(dir.path());
+        let file = SnapshotFile::open(dir.path()).expect("open");
         assert!(file.store(&meta(10), b"kept").expect("store"));
-        // A crash mid-store leaves a partial temporary file; the stored one is untouched and a
-        // restarted node removes the leftover.
-        let temporary = dir.path().join("snapshot.bin.tmp");
+        let mut before = File::open(dir.path().join(SNAPSHOT_FILE)).expect("open stored");
+        assert!(file.store(&meta(20), b"replacing").expect("store"));
+        // The handle opened before the store still reads the old file, byte for byte.
+        let mut old = Vec::new();
+        before.rewind().expect("rewind");
+        before.read_to_end(&mut old).expect("read old");
+        assert!(
+            old.ends_with(b"kept"),
+            "the stored file was written in place"
+        );
+
+        let temporary = dir.path().join(format!("{TEMPORARY_PREFIX}7"));
         std::fs::write(&temporary, b"xchgsnap partial").expect("write");
-        let file = SnapshotFile::new(dir.path());
+        let file = SnapshotFile::open(dir.path()).expect("reopen");
         assert!(!temporary.exists());
-        assert_eq!(file.read().expect("read").expect("stored").1, b"kept");
+        assert_eq!(file.read().expect("read").expect("stored").1, b"replacing");
     }
 }

@@ -88,6 +88,15 @@ struct SnapshotPayload {
     tables: Vec<TableDump>,
 }
 
+/// Whether [`StateMachine::restore`] stores the snapshot it restores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Store {
+    /// From the leader: stored before the tables are replaced.
+    Store,
+    /// Read from the snapshot file.
+    AlreadyStored,
+}
+
 /// A snapshot [`StateMachine::build`] made, and whether it is the stored one now.
 struct Built {
     meta: SnapshotMeta,
@@ -258,7 +267,7 @@ impl StateMachine {
             .await?
             .flatten();
         let membership = pool_meta(&db, "membership").await?.unwrap_or_default();
-        Ok(StateMachine {
+        let mut sm = StateMachine {
             db,
             last_applied,
             membership,
@@ -266,7 +275,30 @@ impl StateMachine {
             chain: None,
             signals: Signals::default(),
             zone: Arc::new(zone),
-        })
+        };
+        // A snapshot from the leader is stored before the tables are replaced: after a crash
+        // in between, the catalog catches up from the file here, before Raft starts (openraft
+        // would not install the same snapshot again, and may have purged the log behind it).
+        if sm.db.snapshot.stored().is_some_and(|at| at > last_applied) {
+            let file = sm.db.snapshot.clone();
+            let stored = tokio::task::spawn_blocking(move || file.read())
+                .await
+                .map_err(|e| sqlx::Error::Io(std::io::Error::other(e)))?
+                .map_err(sqlx::Error::Io)?;
+            if let Some((meta, data)) = stored {
+                tracing::info!(
+                    snapshot = %meta.snapshot_id,
+                    "the catalog is behind the stored snapshot; restoring it"
+                );
+                sm.restore(&meta, data, Store::AlreadyStored)
+                    .await
+                    .map_err(|e| sqlx::Error::Io(std::io::Error::other(e.to_string())))?;
+            }
+        }
+        sm.db
+            .applied
+            .send_replace(sm.last_applied.map_or(0, |id| id.index));
+        Ok(sm)
     }
 
     /// Reports every applied batch to `observer`.
@@ -302,13 +334,19 @@ impl StateMachine {
             .map_err(|e| snap_err(&std::io::Error::other(e)))?
     }
 
-    /// Replaces the replicated tables with the snapshot `data` (from the leader).
+    /// Replaces the replicated tables with the snapshot `data`.
     ///
-    /// The snapshot is decoded and stored in the snapshot file, in a blocking thread, before
-    /// the tables are replaced: a crash in between leaves a stored snapshot ahead of the
-    /// tables, which is still a state of the zone the leader sends again; never tables ahead
-    /// of the snapshot with the log behind them gone.
-    async fn restore(&mut self, meta: &SnapshotMeta, data: Vec<u8>) -> Result<(), StorageError> {
+    /// A snapshot from the leader is decoded and stored in the snapshot file, in a blocking
+    /// thread, before the tables are replaced: a crash in between leaves the stored snapshot
+    /// ahead of the tables, and [`StateMachine::new`] restores from it at the next start. (The
+    /// other order could leave the tables ahead of a stored snapshot older than the purged log,
+    /// which this node could then not serve to a lagging member.)
+    async fn restore(
+        &mut self,
+        meta: &SnapshotMeta,
+        data: Vec<u8>,
+        store: Store,
+    ) -> Result<(), StorageError> {
         let file = self.db.snapshot.clone();
         let stored_meta = meta.clone();
         let payload = tokio::task::spawn_blocking(move || {
@@ -320,7 +358,9 @@ impl StateMachine {
                     payload.format
                 ))));
             }
-            file.store(&stored_meta, &data).map_err(|e| snap_err(&e))?;
+            if store == Store::Store {
+                file.store(&stored_meta, &data).map_err(|e| snap_err(&e))?;
+            }
             Ok(payload)
         })
         .await
@@ -354,6 +394,9 @@ impl StateMachine {
         .map_err(|e| sm_write(&e))?;
         tx.commit().await.map_err(|e| sm_write(&e))?;
         self.last_applied = meta.last_log_id;
+        self.db
+            .applied
+            .send_replace(meta.last_log_id.map_or(0, |id| id.index));
         self.membership = meta.last_membership.clone();
         self.chain = None;
         self.signals.tokens.fetch_add(1, Ordering::Release);
@@ -594,6 +637,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             ..
         } = batch;
         self.last_applied = last_applied;
+        self.db
+            .applied
+            .send_replace(last_applied.map_or(0, |id| id.index));
         self.membership = membership;
         self.chain = Some(chain);
         if tokens_changed {
@@ -624,15 +670,25 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         meta: &SnapshotMeta,
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError> {
-        self.restore(meta, snapshot.into_inner()).await
+        self.restore(meta, snapshot.into_inner(), Store::Store)
+            .await
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
         let file = self.db.snapshot.clone();
-        let stored = tokio::task::spawn_blocking(move || file.read())
+        let stored = match tokio::task::spawn_blocking(move || file.read())
             .await
             .map_err(|e| snap_read(&std::io::Error::other(e)))?
-            .map_err(|e| snap_read(&e))?;
+        {
+            Ok(stored) => stored,
+            // A damaged file is no snapshot: openraft builds a new one when it needs one, and
+            // that replaces the file.
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                tracing::warn!(error = %e, "the stored snapshot is damaged; not serving it");
+                None
+            }
+            Err(e) => return Err(snap_read(&e)),
+        };
         let Some((meta, data)) = stored else {
             return Ok(None);
         };
@@ -684,6 +740,39 @@ mod tests {
             .fetch_one(&sm.db.read)
             .await
             .expect("search")
+    }
+
+    /// A snapshot from the leader is stored before the tables are replaced. After a crash in
+    /// between, the next start restores the catalog from the stored file.
+    #[tokio::test]
+    async fn a_catalog_behind_its_stored_snapshot_is_restored_from_it_at_start() {
+        let dirs = [
+            tempfile::tempdir().expect("dir"),
+            tempfile::tempdir().expect("dir"),
+        ];
+        let (_, mut sm) = super::super::open_pair(dirs[0].path()).await.expect("open");
+        let (_, submit) = submission("许昌禹州信用核验接口甲");
+        sm.apply(vec![entry(1, vec![submit])]).await.expect("apply");
+        let snapshot = sm.build_snapshot().await.expect("snapshot");
+        sm.db.close().await;
+
+        // The crash: the file is stored, the tables are not replaced.
+        let db = Db::open(dirs[1].path()).await.expect("open");
+        assert!(
+            db.snapshot
+                .store(&snapshot.meta, snapshot.snapshot.get_ref())
+                .expect("store")
+        );
+        db.close().await;
+
+        let (_, restarted) = super::super::open_pair(dirs[1].path())
+            .await
+            .expect("reopen");
+        let (applied, _) = restarted.clone().applied_state().await.expect("state");
+        assert_eq!(applied, snapshot.meta.last_log_id);
+        assert_eq!(*restarted.db.applied.borrow(), 1);
+        assert_eq!(found(&restarted, "禹州信用核验").await, 1);
+        restarted.db.close().await;
     }
 
     #[tokio::test]
