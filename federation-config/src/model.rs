@@ -145,8 +145,14 @@ pub struct RaftTuning {
     pub election_timeout_min_ms: u64,
     /// Upper bound of the randomised election timeout, milliseconds; above the lower bound.
     pub election_timeout_max_ms: u64,
-    /// Build a snapshot after this many applied entries; at least 1.
+    /// Build a snapshot after at least this many applied entries; at least 1.
     pub snapshot_every_entries: u64,
+    /// …and only once the Raft log written since the last snapshot is at least this
+    /// percentage of the catalog's size (0: on the entry count alone). A snapshot is a full
+    /// copy of the catalog, so this keeps its cost in proportion to what was written: the log
+    /// stays under this share of the catalog, and each snapshot follows at least that much
+    /// new log.
+    pub snapshot_log_percent: u64,
     /// Log entries kept behind a snapshot before purging, so that a slightly lagging follower
     /// catches up from the log instead of a full snapshot.
     pub keep_log_entries: u64,
@@ -159,6 +165,7 @@ impl Default for RaftTuning {
             election_timeout_min_ms: 1000,
             election_timeout_max_ms: 2000,
             snapshot_every_entries: 10_000,
+            snapshot_log_percent: 50,
             keep_log_entries: 1000,
         }
     }

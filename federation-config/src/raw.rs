@@ -121,9 +121,13 @@ pub struct RawRaft {
     /// Upper bound of the randomised election timeout in milliseconds (default 2000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub election_timeout_max_ms: Option<u64>,
-    /// Build a snapshot after this many applied entries (default 10000).
+    /// Build a snapshot after at least this many applied entries (default 10000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot_every_entries: Option<u64>,
+    /// …and once the log written since the last snapshot is at least this percentage of the
+    /// catalog's size (default 50; 0: on the entry count alone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_log_percent: Option<u64>,
     /// Log entries kept behind a snapshot before they are purged (default 1000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keep_log_entries: Option<u64>,

@@ -38,6 +38,8 @@ pub const SCHEMA_VERSION: i64 = 1;
 pub const DELEGATION_RENEWAL_MS: u64 = 30 * DAY_MS;
 
 const DAY_MS: u64 = 24 * 60 * 60 * 1000;
+/// The highest `raft.snapshot_log_percent` accepted.
+const MAX_SNAPSHOT_LOG_PERCENT: u64 = 1000;
 
 /// The outcome of checking a raw file: the model if every section was readable, what was wrong,
 /// and the values the key-file check of [`crate::load`] needs.
@@ -499,6 +501,7 @@ impl Checker<'_> {
             snapshot_every_entries: raw
                 .snapshot_every_entries
                 .unwrap_or(d.snapshot_every_entries),
+            snapshot_log_percent: raw.snapshot_log_percent.unwrap_or(d.snapshot_log_percent),
             keep_log_entries: raw.keep_log_entries.unwrap_or(d.keep_log_entries),
         };
         let mark = self.report.errors();
@@ -528,6 +531,16 @@ impl Checker<'_> {
         if t.snapshot_every_entries == 0 {
             self.report
                 .error("raft.snapshot_every_entries", "must be at least 1");
+        }
+        if t.snapshot_log_percent > MAX_SNAPSHOT_LOG_PERCENT {
+            self.report.error(
+                "raft.snapshot_log_percent",
+                format!(
+                    "{} is above {MAX_SNAPSHOT_LOG_PERCENT}: the log could grow to more than \
+                     ten times the catalog before it is compacted",
+                    t.snapshot_log_percent
+                ),
+            );
         }
         self.report.clean_since(mark).then_some(t)
     }

@@ -20,6 +20,7 @@ use crate::api;
 use crate::catalog::ZoneFacts;
 use crate::federation::{Federation, Tuning};
 use crate::gossip::{self, Broadcast, swarm::SwarmConfig};
+use crate::raft::compaction;
 use crate::raft::network::ZoneNetwork;
 use crate::raft::router::Router;
 use crate::raft::tls::{self, MemberKeys, TlsTransport};
@@ -185,16 +186,23 @@ pub async fn start(
     let committed = log.committed_index();
 
     let tuning = config.raft;
+    let compaction = compaction::Policy::new(
+        tuning.snapshot_every_entries,
+        tuning.snapshot_log_percent,
+        id,
+    );
     let raft_config = openraft::Config {
         cluster_name: config.zone.id.to_string(),
         heartbeat_interval: tuning.heartbeat_ms,
         election_timeout_min: tuning.election_timeout_min_ms,
         election_timeout_max: tuning.election_timeout_max_ms,
         install_snapshot_timeout: 5_000,
-        snapshot_policy: SnapshotPolicy::LogsSinceLast(staggered(
-            tuning.snapshot_every_entries,
-            id,
-        )),
+        // See [`compaction`]: openraft's own policy only when the entry count alone decides.
+        snapshot_policy: if compaction.entries_only() {
+            SnapshotPolicy::LogsSinceLast(compaction.every_entries)
+        } else {
+            SnapshotPolicy::Never
+        },
         max_in_snapshot_log_to_keep: tuning.keep_log_entries,
         ..Default::default()
     }
@@ -226,11 +234,20 @@ pub async fn start(
         id,
         Arc::new(raft_config),
         ZoneNetwork::new(transport.clone()),
-        log,
+        log.clone(),
         sm,
     )
     .await
     .map_err(|e| StartError::Raft(e.to_string()))?;
+    if !compaction.entries_only() {
+        tasks.spawn(compaction::run(
+            raft.clone(),
+            log,
+            db.clone(),
+            compaction,
+            stop_rx.clone(),
+        ));
+    }
     let service = ZoneService::new(raft.clone()).with_member_keys(member_keys.clone());
     if let Some(router) = &router {
         router.register(id, service.clone());
@@ -376,31 +393,4 @@ pub async fn start(
         swarm,
         memory,
     })
-}
-
-/// The snapshot interval of the node with Raft id `id`: `every` plus up to a quarter more,
-/// fixed per node. A zone's members see the same log, so with one interval they all built
-/// their snapshot (a full dump of the catalog) at the same index, at once; on a shared or small
-/// machine that stalled the whole zone (measured with `xchg bench zone` at 64 clients while
-/// three 100 MB snapshots were built together: p99 54–72 ms, single writes up to 450 ms).
-fn staggered(every: u64, id: u64) -> u64 {
-    every.saturating_add(id % (every / 4 + 1))
-}
-
-#[cfg(test)]
-mod stagger_tests {
-    #[test]
-    fn snapshot_intervals_are_staggered_by_node_within_a_quarter() {
-        let ids: Vec<u64> = ["a-1", "a-2", "a-3"]
-            .iter()
-            .map(|n| crate::raft::node_id(n))
-            .collect();
-        let every: Vec<u64> = ids.iter().map(|id| super::staggered(10_000, *id)).collect();
-        assert!(
-            every.iter().all(|e| (10_000..=12_500).contains(e)),
-            "{every:?}"
-        );
-        assert!(every[0] != every[1] && every[1] != every[2], "{every:?}");
-        assert_eq!(super::staggered(1, u64::MAX), 1);
-    }
 }

@@ -22,7 +22,11 @@ struct InProcessZone {
     regulator: String,
 }
 
-async fn start_zone(snapshot_every: u64, keep: u64) -> anyhow::Result<InProcessZone> {
+async fn start_zone(
+    snapshot_every: u64,
+    snapshot_log_percent: u64,
+    keep: u64,
+) -> anyhow::Result<InProcessZone> {
     let dir = tempfile::tempdir()?;
     let out = dir.path().join("layout");
     let mut opts = LayoutOptions::new(out.clone(), LayoutKind::SingleZone);
@@ -43,6 +47,7 @@ async fn start_zone(snapshot_every: u64, keep: u64) -> anyhow::Result<InProcessZ
             StartOptions::default(),
             |c| {
                 c.raft.snapshot_every_entries = snapshot_every;
+                c.raft.snapshot_log_percent = snapshot_log_percent;
                 c.raft.keep_log_entries = keep;
             },
         )
@@ -98,7 +103,9 @@ async fn listing_ids(zone: &InProcessZone, i: usize) -> anyhow::Result<Vec<Strin
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_partitioned_follower_catches_up_from_a_snapshot_after_the_log_is_purged()
 -> anyhow::Result<()> {
-    let zone = start_zone(40, 5).await?;
+    // The node's own snapshot policy, at a low share so that 150 listings cross it: at least
+    // 40 entries, and a log of a tenth of the catalog.
+    let zone = start_zone(40, 10, 5).await?;
     let leader = eventually(Duration::from_secs(30), "a leader", || async {
         Ok(leader_of(&zone))
     })
@@ -181,7 +188,7 @@ async fn a_partitioned_follower_catches_up_from_a_snapshot_after_the_log_is_purg
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn writes_commit_through_delayed_lossy_and_one_way_cut_links_and_replicas_converge()
 -> anyhow::Result<()> {
-    let zone = start_zone(10_000, 1_000).await?;
+    let zone = start_zone(10_000, 0, 1_000).await?;
     let leader = eventually(Duration::from_secs(30), "a leader", || async {
         Ok(leader_of(&zone))
     })
@@ -245,7 +252,7 @@ async fn writes_commit_through_delayed_lossy_and_one_way_cut_links_and_replicas_
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_leader_cut_off_from_its_majority_answers_outcome_unknown_instead_of_hanging()
 -> anyhow::Result<()> {
-    let zone = start_zone(10_000, 1_000).await?;
+    let zone = start_zone(10_000, 0, 1_000).await?;
     let leader = eventually(Duration::from_secs(30), "a leader", || async {
         Ok(leader_of(&zone))
     })

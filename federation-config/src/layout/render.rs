@@ -74,6 +74,7 @@ pub(super) fn node_config(plan: &Plan, at: Position, validity: Validity) -> Opti
             election_timeout_min_ms: Some(raft.election_timeout_min_ms),
             election_timeout_max_ms: Some(raft.election_timeout_max_ms),
             snapshot_every_entries: Some(raft.snapshot_every_entries),
+            snapshot_log_percent: Some(raft.snapshot_log_percent),
             keep_log_entries: Some(raft.keep_log_entries),
         }),
         export: Some(RawExport {

@@ -3,6 +3,7 @@
 //! Types are declared once here. A node's Raft id is derived from its name (see [`node_id`]),
 //! so every member computes the same ids from the same config without coordination.
 
+pub mod compaction;
 pub mod network;
 pub mod router;
 pub mod tls;
