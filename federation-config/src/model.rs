@@ -148,10 +148,10 @@ pub struct RaftTuning {
     /// Build a snapshot after at least this many applied entries; at least 1.
     pub snapshot_every_entries: u64,
     /// …and only once the Raft log written since the last snapshot is at least this
-    /// percentage of the catalog's size (0: on the entry count alone). A snapshot is a full
-    /// copy of the catalog, so this keeps its cost in proportion to what was written: the log
-    /// stays under this share of the catalog, and each snapshot follows at least that much
-    /// new log.
+    /// percentage of the catalog's size, or 1 GiB (0: on the entry count alone); at most 1000.
+    /// A snapshot is a full copy of the catalog, so this keeps its cost in proportion to what
+    /// was written. Each node adds the same per-node stagger (up to a quarter) to both
+    /// thresholds, so that a zone's members do not all copy their catalogs at once.
     pub snapshot_log_percent: u64,
     /// Log entries kept behind a snapshot before purging, so that a slightly lagging follower
     /// catches up from the log instead of a full snapshot.

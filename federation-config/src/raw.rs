@@ -125,7 +125,7 @@ pub struct RawRaft {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot_every_entries: Option<u64>,
     /// …and once the log written since the last snapshot is at least this percentage of the
-    /// catalog's size (default 50; 0: on the entry count alone).
+    /// catalog's size, or 1 GiB (default 50; 0: on the entry count alone; at most 1000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot_log_percent: Option<u64>,
     /// Log entries kept behind a snapshot before they are purged (default 1000).

@@ -536,8 +536,8 @@ impl Checker<'_> {
             self.report.error(
                 "raft.snapshot_log_percent",
                 format!(
-                    "{} is above {MAX_SNAPSHOT_LOG_PERCENT}: the log could grow to more than \
-                     ten times the catalog before it is compacted",
+                    "{} is above {MAX_SNAPSHOT_LOG_PERCENT}: the log could grow to about ten \
+                     times the catalog before it is compacted",
                     t.snapshot_log_percent
                 ),
             );

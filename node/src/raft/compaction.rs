@@ -8,13 +8,14 @@
 //!
 //! - at least `snapshot_every_entries` entries were applied since the last one (staggered per
 //!   node, see [`staggered`]), and
-//! - the log written since then is at least `snapshot_log_percent` of the catalog's size.
+//! - the log written since then is at least `snapshot_log_percent` of the catalog's size, or
+//!   [`LOG_CAP_BYTES`] whatever the catalog.
 //!
 //! The second keeps the copying in proportion to the writing (at 50 %, a snapshot follows at
 //! least half a catalog's worth of new log) and bounds the log at about that share of the
 //! catalog. A zone that only ever adds listings writes less log than catalog (each listing
-//! also lands in indexes, its history and the audit chain), so at 50 % it may build no
-//! snapshot at all; its log stays under half the catalog's size. With
+//! also lands in indexes, its history and the audit chain: measured, the log is about a third
+//! of the catalog), so at 50 % it builds a snapshot only once its log reaches the cap. With
 //! `snapshot_log_percent = 0` the entry count alone decides (openraft's own policy).
 
 use std::sync::Arc;
@@ -29,6 +30,11 @@ use crate::store::{Db, LogStore};
 /// How often the policy is checked.
 const CHECK_EVERY: Duration = Duration::from_secs(1);
 
+/// A log this large since the last snapshot makes one due whatever the catalog's size, so the
+/// log is bounded even where it never reaches its share of the catalog. (Staggered per node
+/// like the rest.)
+pub const LOG_CAP_BYTES: u64 = 1 << 30;
+
 /// A node's snapshot policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Policy {
@@ -37,6 +43,8 @@ pub struct Policy {
     /// Log bytes since the last snapshot per thousand bytes of catalog, staggered the same
     /// way; 0 for the entry count alone.
     pub log_permille: u64,
+    /// Log bytes since the last snapshot that make one due whatever the catalog's size.
+    pub log_cap: u64,
 }
 
 /// The snapshot interval of the node with Raft id `id`: `every` plus up to a quarter more,
@@ -54,11 +62,14 @@ impl Policy {
         let every_entries = staggered(every, id);
         // The same stagger for the size condition: the zone's members see the same log and
         // catalog sizes, and would otherwise cross it together.
-        let log_permille =
-            u128::from(log_percent) * 10 * u128::from(every_entries) / u128::from(every.max(1));
+        let stagger = |value: u64| {
+            let v = u128::from(value) * u128::from(every_entries) / u128::from(every.max(1));
+            u64::try_from(v).unwrap_or(u64::MAX)
+        };
         Policy {
             every_entries,
-            log_permille: u64::try_from(log_permille).unwrap_or(u64::MAX),
+            log_permille: stagger(log_percent.saturating_mul(10)),
+            log_cap: stagger(LOG_CAP_BYTES),
         }
     }
 
@@ -71,8 +82,9 @@ impl Policy {
     /// the last one, with a catalog of `catalog_bytes`.
     pub fn due(&self, entries: u64, log_bytes: u64, catalog_bytes: u64) -> bool {
         entries >= self.every_entries
-            && u128::from(log_bytes) * 1000
-                >= u128::from(catalog_bytes) * u128::from(self.log_permille)
+            && (log_bytes >= self.log_cap
+                || u128::from(log_bytes) * 1000
+                    >= u128::from(catalog_bytes) * u128::from(self.log_permille))
     }
 }
 
@@ -134,11 +146,18 @@ pub async fn run(
         let catalog = match catalog_bytes(&db).await {
             Ok(b) => b,
             Err(e) => {
+                // The entry count decides alone rather than never.
                 tracing::warn!(error = %e, "snapshot policy: cannot size the catalog");
-                continue;
+                0
             }
         };
-        if policy.due(entries, log_bytes, catalog) {
+        // A build that finished since the metrics were read has reset the count.
+        let rebuilt = raft
+            .metrics()
+            .borrow()
+            .snapshot
+            .is_some_and(|id| id.index != snapshot);
+        if !rebuilt && policy.due(entries, log_bytes, catalog) {
             tracing::info!(
                 entries,
                 log_bytes,
@@ -184,6 +203,7 @@ mod tests {
         let p = Policy {
             every_entries: 100,
             log_permille: 500,
+            log_cap: 1 << 30,
         };
         let mb = 1 << 20;
         // Enough entries, and a log of half the catalog.
@@ -197,6 +217,9 @@ mod tests {
         let entries_only = Policy::new(100, 0, 7);
         assert!(entries_only.entries_only());
         assert!(entries_only.due(entries_only.every_entries, 0, 100 * mb));
+        // Whatever the catalog, once the log reaches the cap.
+        assert!(p.due(100, 1 << 30, u64::MAX));
+        assert!(!p.due(100, (1 << 30) - 1, u64::MAX));
         // No overflow at the extremes.
         assert!(!p.due(u64::MAX, 0, u64::MAX));
         assert!(p.due(u64::MAX, u64::MAX, u64::MAX));

@@ -218,29 +218,57 @@ async fn write_loop(
 ) {
     let mut held: Option<Op> = None;
     let mut committed: Option<HeldIndex> = None;
+    // A purge waiting for the catalog to apply what it deletes (see [`purge`]).
+    let mut purge_due: Option<LogId> = None;
+    let mut applied = db.applied.subscribe();
     loop {
+        if let Some(due) = purge_due
+            && *applied.borrow_and_update() >= due.index
+        {
+            purge_due = None;
+            if let Err(e) = purge(&db, due).await {
+                // The entries stay; the next purge deletes them.
+                tracing::warn!(error = %e, upto = due.index, "could not purge the log");
+            }
+        }
         let op = match held.take() {
             Some(op) => op,
             None => {
-                // `None`: quiet for as long as the held index may wait; `Some(None)`: closed.
-                let next = match &committed {
-                    Some(c) => {
-                        let wait = COMMITTED_ALONE_AFTER.saturating_sub(c.since.elapsed());
-                        tokio::time::timeout(wait, queue.recv()).await.ok()
+                let held_index_due = async {
+                    match &committed {
+                        Some(c) => {
+                            tokio::time::sleep(
+                                COMMITTED_ALONE_AFTER.saturating_sub(c.since.elapsed()),
+                            )
+                            .await;
+                        }
+                        None => std::future::pending().await,
                     }
-                    None => Some(queue.recv().await),
                 };
-                match next {
-                    Some(Some(op)) => op,
-                    quiet_or_closed => {
+                let catalog_moved = async {
+                    if purge_due.is_none() || applied.changed().await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                };
+                tokio::select! {
+                    next = queue.recv() => match next {
+                        Some(op) => op,
+                        None => {
+                            // Closed: the held index goes to disk before the writer stops.
+                            if let Some(c) = committed.take() {
+                                write_committed_alone(&db, c.value).await;
+                            }
+                            return;
+                        }
+                    },
+                    () = held_index_due => {
+                        // Quiet for as long as the held index may wait.
                         if let Some(c) = committed.take() {
                             write_committed_alone(&db, c.value).await;
                         }
-                        if quiet_or_closed.is_some() {
-                            return;
-                        }
                         continue;
                     }
+                    () = catalog_moved => continue,
                 }
             }
         };
@@ -299,9 +327,17 @@ async fn write_loop(
             Op::Truncate(log_id, done) => {
                 let _ = done.send(truncate(&db, log_id).await);
             }
-            Op::Purge(log_id, done) => {
-                let _ = done.send(purge(&db, log_id, guard).await.map_err(|e| e.to_string()));
-            }
+            Op::Purge(log_id, done) => match guard {
+                PurgeGuard::AppliedOnly => {
+                    // Done when the catalog has applied it (at the top of the loop, at once if
+                    // it has); openraft allows a purge to be carried out later.
+                    purge_due = purge_due.max(Some(log_id));
+                    let _ = done.send(Ok(()));
+                }
+                PurgeGuard::Off => {
+                    let _ = done.send(purge(&db, log_id).await.map_err(|e| e.to_string()));
+                }
+            },
             Op::Meta(key, value, done) => {
                 let _ = done.send(write_meta(&db, key, value).await);
             }
@@ -408,34 +444,15 @@ enum PurgeGuard {
     Off,
 }
 
-/// How long a purge waits for the catalog to apply what it would delete before it leaves the
-/// entries in place (a later purge deletes them).
-const PURGE_WAITS_FOR_CATALOG: std::time::Duration = std::time::Duration::from_secs(120);
-
-/// Deletes the entries up to `log_id`, once the catalog has applied them and is on disk.
+/// Deletes the entries up to `log_id`, once the catalog is on disk.
 ///
-/// openraft issues the purge behind a snapshot from the leader right after it hands the
-/// snapshot to the state machine, without waiting for the install: deleting at once, a crash
-/// before the install commits would leave a catalog behind a log that no longer has the
-/// entries between them. So the purge first waits until the catalog has applied `log_id`
-/// ([`Db::applied`]). If that does not happen within [`PURGE_WAITS_FOR_CATALOG`] the entries
-/// stay (openraft allows a purge to be done later or not at once; the next one deletes them).
-async fn purge(db: &Db, log_id: LogId, guard: PurgeGuard) -> Result<(), String> {
-    if guard == PurgeGuard::AppliedOnly {
-        let mut applied = db.applied.subscribe();
-        let caught_up = applied.wait_for(|at| *at >= log_id.index);
-        match tokio::time::timeout(PURGE_WAITS_FOR_CATALOG, caught_up).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(_)) | Err(_) => {
-                tracing::warn!(
-                    upto = log_id.index,
-                    applied = *db.applied.borrow(),
-                    "not purging the log: the catalog has not applied these entries"
-                );
-                return Ok(());
-            }
-        }
-    }
+/// The writer runs it only once the catalog has applied `log_id` ([`Db::applied`]): openraft
+/// issues the purge behind a snapshot from the leader right after it hands the snapshot to the
+/// state machine, without waiting for the install. Deleting at once, a crash before the install
+/// commits would leave a catalog behind a log that no longer has the entries between them. The
+/// purge is therefore recorded and carried out when the catalog has caught up (openraft allows
+/// a purge to be done later), without holding up openraft or the appends queued behind it.
+async fn purge(db: &Db, log_id: LogId) -> Result<(), String> {
     // Everything the catalog has committed goes to disk before any log entry is deleted: see
     // the module docs of `store`.
     db.sync_catalog().await.map_err(|e| e.to_string())?;
@@ -673,10 +690,11 @@ mod tests {
         db.close().await;
     }
 
-    /// A purge deletes nothing the catalog has not applied: it waits for it (openraft purges
-    /// behind a snapshot from the leader before the install has committed).
+    /// A purge deletes nothing the catalog has not applied: it is carried out once the catalog
+    /// has caught up (openraft purges behind a snapshot from the leader before the install has
+    /// committed), without holding up the caller.
     #[tokio::test]
-    async fn a_purge_waits_until_the_catalog_has_applied_what_it_deletes() {
+    async fn a_purge_is_carried_out_once_the_catalog_has_applied_what_it_deletes() {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = Db::open(dir.path()).await.expect("open");
         write_entries(&db, (1..=5).map(blank).collect::<Vec<_>>().iter(), None)
@@ -684,28 +702,36 @@ mod tests {
             .expect("append");
         let mut store = LogStore::new(db.clone(), None);
         db.applied.send_replace(2);
-        let mut purging = {
-            let mut store = store.clone();
-            tokio::spawn(async move { store.purge(log_id(4)).await })
-        };
-        // Not while the catalog is at 2 ...
-        assert!(
-            tokio::time::timeout(Duration::from_millis(300), &mut purging)
-                .await
-                .is_err(),
-            "purged entries the catalog had not applied"
-        );
+        tokio::time::timeout(Duration::from_secs(10), store.purge(log_id(4)))
+            .await
+            .expect("the purge is accepted at once")
+            .expect("purge");
+        // Not while the catalog is at 2 (only the deferred purge could delete them) ...
         let left = store.try_get_log_entries(1..6).await.expect("read");
-        assert_eq!(left.len(), 5);
+        assert_eq!(left.len(), 5, "purged entries the catalog had not applied");
         // ... but once it has applied them.
         db.applied.send_replace(4);
-        tokio::time::timeout(Duration::from_secs(10), purging)
-            .await
-            .expect("the purge finishes once the catalog has caught up")
-            .expect("task")
-            .expect("purge");
-        let left = store.try_get_log_entries(1..6).await.expect("read");
-        assert_eq!(left.iter().map(|e| e.log_id.index).collect::<Vec<_>>(), [5]);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let left = store.try_get_log_entries(1..6).await.expect("read");
+            if left.iter().map(|e| e.log_id.index).eq([5]) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "never purged: {} left",
+                left.len()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(
+            store
+                .get_log_state()
+                .await
+                .expect("state")
+                .last_purged_log_id,
+            Some(log_id(4))
+        );
         drop(store);
         db.close().await;
     }

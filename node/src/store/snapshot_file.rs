@@ -187,8 +187,20 @@ impl SnapshotFile {
     /// The stored snapshot, its hash checked. Blocking.
     ///
     /// # Errors
-    /// The file cannot be read, or is damaged (kind `InvalidData`).
+    /// The file cannot be read, or is damaged (kind `InvalidData`; it then counts as none, and
+    /// the next store replaces it whatever its position).
     pub fn read(&self) -> std::io::Result<Option<(SnapshotMeta, Vec<u8>)>> {
+        let read = self.read_checked();
+        if read
+            .as_ref()
+            .is_err_and(|e| e.kind() == std::io::ErrorKind::InvalidData)
+        {
+            *self.stored.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        }
+        read
+    }
+
+    fn read_checked(&self) -> std::io::Result<Option<(SnapshotMeta, Vec<u8>)>> {
         let Some((file, header)) = self.open_file()? else {
             return Ok(None);
         };
@@ -348,6 +360,7 @@ mod tests {
         let last = flipped.len() - 1;
         flipped[last] ^= 1;
         damaged(&flipped, "does not match its hash");
+        assert_eq!(file.stored(), None, "a damaged file counts as none");
         damaged(&whole[..whole.len() - 10], "cut short");
         damaged(&[0u8; 200], "not an xchg snapshot");
         std::fs::write(&path, &whole[..10]).expect("write");

@@ -681,11 +681,15 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .map_err(|e| snap_read(&std::io::Error::other(e)))?
         {
             Ok(stored) => stored,
-            // A damaged file is no snapshot: openraft builds a new one when it needs one, and
-            // that replaces the file.
+            // A damaged file is no snapshot: a new one is built in its place (a leader asks
+            // for the current snapshot to send it, and would stop on an error).
             Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
-                tracing::warn!(error = %e, "the stored snapshot is damaged; not serving it");
-                None
+                tracing::warn!(error = %e, "the stored snapshot is damaged; building a new one");
+                let Built { meta, data, .. } = self.build().await?;
+                return Ok(Some(Snapshot {
+                    meta,
+                    snapshot: Box::new(Cursor::new(data)),
+                }));
             }
             Err(e) => return Err(snap_read(&e)),
         };
@@ -773,6 +777,39 @@ mod tests {
         assert_eq!(*restarted.db.applied.borrow(), 1);
         assert_eq!(found(&restarted, "禹州信用核验").await, 1);
         restarted.db.close().await;
+    }
+
+    /// A leader asks for its current snapshot to send it: a damaged file is replaced by a new
+    /// snapshot rather than failing the request (which would stop Raft).
+    #[tokio::test]
+    async fn a_damaged_snapshot_file_is_rebuilt_when_the_snapshot_is_asked_for() {
+        let dir = tempfile::tempdir().expect("dir");
+        let (_, mut sm) = super::super::open_pair(dir.path()).await.expect("open");
+        let (_, submit) = submission("许昌禹州信用核验接口甲");
+        sm.apply(vec![entry(1, vec![submit])]).await.expect("apply");
+        let built = sm.build_snapshot().await.expect("snapshot");
+        let path = dir.path().join(crate::store::snapshot_file::SNAPSHOT_FILE);
+        let mut bytes = std::fs::read(&path).expect("file");
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        std::fs::write(&path, &bytes).expect("damage");
+
+        let current = sm
+            .get_current_snapshot()
+            .await
+            .expect("no error")
+            .expect("a snapshot");
+        assert_eq!(current.meta.last_log_id, built.meta.last_log_id);
+        assert_eq!(current.snapshot.get_ref(), built.snapshot.get_ref());
+        let (meta, data) = sm
+            .db
+            .snapshot
+            .read()
+            .expect("readable again")
+            .expect("stored");
+        assert_eq!(meta.last_log_id, built.meta.last_log_id);
+        assert_eq!(&data, built.snapshot.get_ref());
+        sm.db.close().await;
     }
 
     #[tokio::test]
