@@ -184,6 +184,10 @@ enum BenchCommand {
         /// Keep the zone's configs, data and logs in this directory.
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// Set the nodes' `raft.snapshot_log_percent` (0: a snapshot every
+        /// `raft.snapshot_every_entries` entries, as before the size condition).
+        #[arg(long)]
+        snapshot_log_percent: Option<u64>,
     },
     /// Start a whole federation and measure how long approved listings take to be recognised
     /// in every other zone.
@@ -351,6 +355,7 @@ fn main() -> ExitCode {
             target,
             base_port,
             dir,
+            snapshot_log_percent,
         }) => {
             let opts = cli::bench::BenchOptions {
                 clients,
@@ -358,6 +363,7 @@ fn main() -> ExitCode {
                 target,
                 base_port,
                 dir,
+                snapshot_log_percent,
             };
             block_on(cli::bench::zone(opts))
         }

@@ -26,6 +26,8 @@ pub struct BenchOptions {
     pub base_port: u16,
     /// Keep the zone's directory (configs, data, logs) afterwards here instead of a temp dir.
     pub dir: Option<PathBuf>,
+    /// Overrides the nodes' `raft.snapshot_log_percent`.
+    pub snapshot_log_percent: Option<u64>,
 }
 
 /// Child node processes, stopped with SIGTERM (then reaped) when dropped.
@@ -232,11 +234,20 @@ pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-fn start_zone(dir: &Path, base_port: u16) -> anyhow::Result<(Layout, Nodes)> {
+fn start_zone(
+    dir: &Path,
+    base_port: u16,
+    snapshot_log_percent: Option<u64>,
+) -> anyhow::Result<(Layout, Nodes)> {
     let out = dir.join("layout");
     let mut opts = LayoutOptions::new(out.clone(), LayoutKind::SingleZone);
     opts.base_port = base_port;
     let layout = layout::generate(&opts, Timestamp::now()).context("generating the bench zone")?;
+    if let Some(percent) = snapshot_log_percent {
+        for node in &layout.exchanges[0].zones[0].nodes {
+            set_snapshot_log_percent(&out.join(&node.config), percent)?;
+        }
+    }
     let mut children = Vec::new();
     for node in &layout.exchanges[0].zones[0].nodes {
         children.push(spawn_node(
@@ -245,6 +256,23 @@ fn start_zone(dir: &Path, base_port: u16) -> anyhow::Result<(Layout, Nodes)> {
         )?);
     }
     Ok((layout, Nodes(children)))
+}
+
+/// Sets `raft.snapshot_log_percent` in the generated node config at `path`.
+fn set_snapshot_log_percent(path: &Path, percent: u64) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(path)?;
+    let mut config: toml::Table = text.parse()?;
+    let raft = config
+        .entry("raft")
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+        .as_table_mut()
+        .context("[raft] is not a table")?;
+    raft.insert(
+        "snapshot_log_percent".into(),
+        toml::Value::Integer(i64::try_from(percent)?),
+    );
+    std::fs::write(path, toml::to_string(&config)?)?;
+    Ok(())
 }
 
 /// The API URL of whichever of `apis` says it leads its zone, polled until `deadline`.
@@ -291,7 +319,7 @@ pub async fn zone(opts: BenchOptions) -> anyhow::Result<ExitCode> {
         .clone()
         .unwrap_or_else(|| temp.path().to_path_buf());
     std::fs::create_dir_all(&dir)?;
-    let (layout, nodes) = start_zone(&dir, opts.base_port)?;
+    let (layout, nodes) = start_zone(&dir, opts.base_port, opts.snapshot_log_percent)?;
     let zone = &layout.exchanges[0].zones[0];
     let apis: Vec<String> = zone.nodes.iter().map(|n| n.api_url.clone()).collect();
     let http = reqwest::Client::builder()
@@ -324,8 +352,11 @@ pub async fn zone(opts: BenchOptions) -> anyhow::Result<ExitCode> {
     let mut levels = Vec::new();
     println!(
         "xchg bench zone: 3 nodes on loopback, mutual TLS, SQLite WAL synchronous=FULL for the log; \
-         {} s per level; requests to {}",
-        opts.seconds, opts.target
+         {} s per level; requests to {}; raft.snapshot_log_percent {}",
+        opts.seconds,
+        opts.target,
+        opts.snapshot_log_percent
+            .map_or_else(|| "as generated".to_owned(), |p| p.to_string())
     );
     println!(
         "{:>7} {:>10} {:>9} {:>9} {:>9} {:>7} | {:>9} {:>13} {:>9} {:>13} {:>8} {:>9}",
