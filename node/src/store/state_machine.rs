@@ -472,8 +472,9 @@ struct Encoded {
 /// Reads the replicated tables and the position of the catalog at `path` in one read
 /// transaction ([`open_for_dump`]) and encodes them as a [`SnapshotPayload`] as they are read,
 /// in the calling (blocking) thread: each cell goes from SQLite's row into the CBOR output
-/// without a copy of the table in between (which took about three times the encoded size in
-/// memory, and the time to build and free it).
+/// without a copy of the table in between (measured: the copy took about twice the encoded
+/// size in extra memory, 449 against 231 MiB peak for a 115 MB snapshot, and a quarter of the
+/// time).
 fn encode_file(path: &std::path::Path) -> std::io::Result<Encoded> {
     let db = open_for_dump(path).map_err(std::io::Error::other)?;
     let (last_applied, membership) = read_position(&db).map_err(std::io::Error::other)?;
