@@ -538,6 +538,15 @@ struct StreamedRow<'r, 's> {
     width: usize,
 }
 
+/// The names of `select`'s columns, in order.
+fn column_names(select: &rusqlite::Statement<'_>) -> Vec<String> {
+    select
+        .column_names()
+        .into_iter()
+        .map(str::to_owned)
+        .collect()
+}
+
 /// Serialized exactly as [`Cell`].
 #[derive(Serialize)]
 #[serde(rename = "Cell")]
@@ -562,11 +571,7 @@ impl Serialize for StreamedTables<'_> {
                 .db
                 .prepare(&format!("SELECT * FROM {name} ORDER BY rowid"))
                 .map_err(S::Error::custom)?;
-            let columns: Vec<String> = select
-                .column_names()
-                .into_iter()
-                .map(str::to_owned)
-                .collect();
+            let columns = column_names(&select);
             let width = columns.len();
             let rows = select.query([]).map_err(S::Error::custom)?;
             tables.serialize_element(&StreamedTable {
@@ -640,11 +645,7 @@ fn dump_file(path: &std::path::Path) -> rusqlite::Result<SnapshotPayload> {
     let mut tables = Vec::with_capacity(REPLICATED_TABLES.len());
     for name in REPLICATED_TABLES {
         let mut select = db.prepare(&format!("SELECT * FROM {name} ORDER BY rowid"))?;
-        let columns: Vec<String> = select
-            .column_names()
-            .into_iter()
-            .map(str::to_owned)
-            .collect();
+        let columns = column_names(&select);
         let width = columns.len();
         let mut rows = select.query([])?;
         let mut out = Vec::new();
@@ -912,6 +913,30 @@ mod tests {
         (listing, cmd)
     }
 
+    /// A state machine in `dir` with one listing applied, and its snapshot.
+    async fn one_listing_and_a_snapshot(
+        dir: &std::path::Path,
+    ) -> (StateMachine, Snapshot<TypeConfig>) {
+        let (_, mut sm) = super::super::open_pair(dir).await.expect("open");
+        let (_, submit) = submission("许昌禹州信用核验接口甲");
+        sm.apply(vec![entry(1, vec![submit])]).await.expect("apply");
+        let snapshot = sm.build_snapshot().await.expect("snapshot");
+        (sm, snapshot)
+    }
+
+    /// An operator's approval of `listing`.
+    fn approval(listing: &Listing) -> CatalogCommand {
+        CatalogCommand::ApproveListing {
+            listing_id: listing.id(),
+            review: Review::default(),
+            at: Timestamp(2_000),
+            actor: Actor {
+                id: "op".into(),
+                role: Role::Operator,
+            },
+        }
+    }
+
     fn entry(index: u64, commands: Vec<CatalogCommand>) -> Entry {
         Entry {
             log_id: LogId::new(CommittedLeaderId::new(1, 0), index),
@@ -936,10 +961,7 @@ mod tests {
             tempfile::tempdir().expect("dir"),
             tempfile::tempdir().expect("dir"),
         ];
-        let (_, mut sm) = super::super::open_pair(dirs[0].path()).await.expect("open");
-        let (_, submit) = submission("许昌禹州信用核验接口甲");
-        sm.apply(vec![entry(1, vec![submit])]).await.expect("apply");
-        let snapshot = sm.build_snapshot().await.expect("snapshot");
+        let (sm, snapshot) = one_listing_and_a_snapshot(dirs[0].path()).await;
         sm.db.close().await;
 
         // The crash: the file is stored, the tables are not replaced.
@@ -966,10 +988,7 @@ mod tests {
     #[tokio::test]
     async fn a_damaged_snapshot_file_is_rebuilt_when_the_snapshot_is_asked_for() {
         let dir = tempfile::tempdir().expect("dir");
-        let (_, mut sm) = super::super::open_pair(dir.path()).await.expect("open");
-        let (_, submit) = submission("许昌禹州信用核验接口甲");
-        sm.apply(vec![entry(1, vec![submit])]).await.expect("apply");
-        let built = sm.build_snapshot().await.expect("snapshot");
+        let (mut sm, built) = one_listing_and_a_snapshot(dir.path()).await;
         let path = dir.path().join(crate::store::snapshot_file::SNAPSHOT_FILE);
         let mut bytes = std::fs::read(&path).expect("file");
         let last = bytes.len() - 1;
@@ -1002,15 +1021,7 @@ mod tests {
         let (_, mut sm) = super::super::open_pair(dir.path()).await.expect("open");
         let (a, submit_a) = submission("许昌禹州信用核验接口甲");
         let (_, submit_b) = submission("长葛市交通流量数据乙");
-        let approve_a = CatalogCommand::ApproveListing {
-            listing_id: a.id(),
-            review: Review::default(),
-            at: Timestamp(2_000),
-            actor: Actor {
-                id: "op".into(),
-                role: Role::Operator,
-            },
-        };
+        let approve_a = approval(&a);
         sm.apply(vec![
             entry(1, vec![submit_a, submit_b]),
             entry(2, vec![approve_a]),
@@ -1062,15 +1073,7 @@ mod tests {
         let (a, submit_a) = submission("许昌禹州信用核验接口甲");
         let (_, submit_b) = submission("许昌禹州信用核验接口乙");
         let (_, submit_c) = submission("长葛市交通流量数据丙");
-        let approve_a = CatalogCommand::ApproveListing {
-            listing_id: a.id(),
-            review: Review::default(),
-            at: Timestamp(2_000),
-            actor: Actor {
-                id: "op".into(),
-                role: Role::Operator,
-            },
-        };
+        let approve_a = approval(&a);
         // A batch of submissions only (written in one hand-off), then a mixed one.
         let responses = sm
             .apply(vec![
