@@ -22,7 +22,10 @@ const XUCHANG: &str = "xuchang/municipal";
 const ZHENGZHOU: &str = "zhengzhou/main";
 
 /// The bad messages, each with what a receiver must say about it (PROTOCOL.md 7.4).
-fn hostile_messages(fed: &Zone, xu_node: usize) -> anyhow::Result<Vec<(&'static str, Vec<u8>)>> {
+fn hostile_messages(
+    fed: &Zone,
+    xu_node: usize,
+) -> anyhow::Result<Vec<(&'static str, &'static str, Vec<u8>)>> {
     let config = load(&fed.nodes[xu_node].config, Timestamp::now())?.config;
     let key = read_key_file(&config.node.key_file)?;
     let root_path = fed.dir.path().join("layout/keys/xuchang-root.key");
@@ -68,13 +71,53 @@ fn hostile_messages(fed: &Zone, xu_node: usize) -> anyhow::Result<Vec<(&'static 
     deep.push(0x00);
 
     Ok(vec![
-        ("tampered", tampered.to_bytes()),
-        ("unsigned", unsigned.to_bytes()),
-        ("wrongly delegated", wrongly_delegated.to_bytes()),
-        ("expired", expired.to_bytes()),
-        ("oversized", oversized),
-        ("too deep", deep),
+        ("tampered", "bad_signature", tampered.to_bytes()),
+        ("unsigned", "bad_signature", unsigned.to_bytes()),
+        (
+            "wrongly delegated",
+            "bad_delegation_signature",
+            wrongly_delegated.to_bytes(),
+        ),
+        ("expired", "delegation_expired", expired.to_bytes()),
+        ("oversized", "too_large", oversized),
+        ("too deep", "too_deep", deep),
     ])
+}
+
+/// `bytes` as sent in attempt `round`: the same message the first time; later attempts of the
+/// two raw messages differ in their last byte, so that gossip does not drop them as
+/// duplicates. (A signed message is sent as it is: a resend is dropped as a duplicate only
+/// where the first copy arrived, and there it was judged.)
+fn variant(bytes: &[u8], what: &str, round: u8) -> Vec<u8> {
+    let mut bytes = bytes.to_vec();
+    if round > 1 && matches!(what, "oversized" | "too deep") {
+        bytes.push(round);
+    }
+    bytes
+}
+
+/// How many announcements node `i` has judged for `reason`.
+async fn verdicts(fed: &Zone, i: usize, reason: &str) -> anyhow::Result<f64> {
+    let text = reqwest::get(format!("{}/metrics", fed.nodes[i].api_url))
+        .await?
+        .text()
+        .await?;
+    let suffix = format!(",reason=\"{reason}\"}}");
+    Ok(text
+        .lines()
+        .filter(|l| l.starts_with("xchg_gossip_verdicts_total{") && l.contains(&suffix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum())
+}
+
+/// Whether `client` sees the node named `node` (by its identify agent) subscribe to `topic`.
+async fn subscribed(client: &swarm::Client, node: &str, topic: &str) -> bool {
+    client.peers().await.iter().any(|p| {
+        p.agent
+            .as_deref()
+            .is_some_and(|a| a.split(' ').any(|word| word == node))
+            && p.topics.iter().any(|t| t == topic)
+    })
 }
 
 async fn peer_score(fed: &Zone, i: usize, token: &str, peer: &str) -> anyhow::Result<Option<f64>> {
@@ -142,23 +185,48 @@ async fn a_hostile_peer_is_refused_and_penalised_while_honest_listings_cross() -
         },
     )
     .await?;
-    let messages = hostile_messages(&fed, xu)?;
-    // Publishing needs the hostile peer in a mesh: retry while gossipsub says no peers.
-    for (what, bytes) in &messages {
-        eventually(
-            Duration::from_secs(20),
-            &format!("publishing {what}"),
-            || async {
-                match hostile
-                    .publish_unchecked(topic.clone(), bytes.clone())
-                    .await
-                {
-                    Ok(()) => Ok(Some(())),
-                    Err(e) => Err(e.to_string()),
+    // Each bad message is sent straight to the Zhengzhou node (flood publishing reaches every
+    // subscriber the sender knows of, and the others do not forward what they reject), and
+    // sent again only if that node has not judged it after a while: a gossip stream that broke
+    // on the oversized frame loses what is published before the stream is open again. Each
+    // kind should count once against the peer's score: five rejects put it at -125, and past
+    // -80 the node drops the peer's messages unread.
+    let zz_name = fed.nodes[zz].name.clone();
+    for (what, reason, bytes) in hostile_messages(&fed, xu)? {
+        let judged = verdicts(&fed, zz, reason).await?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut round = 0u8;
+        'sending: loop {
+            round += 1;
+            anyhow::ensure!(
+                Instant::now() < deadline && round < 10,
+                "{zz_name} never judged the {what} message (sent {} times)",
+                round - 1
+            );
+            eventually(
+                Duration::from_secs(20),
+                &format!("the hostile peer to see {zz_name} subscribe"),
+                || async { Ok(subscribed(&hostile, &zz_name, &topic).await.then_some(())) },
+            )
+            .await?;
+            if let Err(e) = hostile
+                .publish_unchecked(topic.clone(), variant(&bytes, what, round))
+                .await
+            {
+                eprintln!("publishing the {what} message: {e}; again");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+            // A verdict comes within milliseconds; only after a long silence is the message
+            // taken as lost and sent again (a copy judged twice would count twice).
+            let resend = Instant::now() + Duration::from_secs(3);
+            while Instant::now() < resend {
+                if verdicts(&fed, zz, reason).await? > judged {
+                    break 'sending;
                 }
-            },
-        )
-        .await?;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
     }
 
     // The attack goes on (a stream of fresh undecodable messages) while an honest listing
@@ -299,7 +367,18 @@ async fn a_hostile_peer_is_refused_and_penalised_while_honest_listings_cross() -
     let (thief, _thief_events) = swarm::spawn(sc).await?;
     thief.subscribe(topic.clone()).await?;
     let forged = forged.to_bytes();
-    eventually(Duration::from_secs(20), "the thief publishes", || async {
+    eventually(Duration::from_secs(30), "the thief publishes", || async {
+        if !subscribed(&thief, &zz_name, &topic).await {
+            let peers: Vec<String> = thief
+                .peers()
+                .await
+                .into_iter()
+                .map(|p| format!("{} {:?} {:?}", p.peer, p.agent, p.topics))
+                .collect();
+            return Err(format!(
+                "the thief does not see {zz_name} subscribe; its peers: {peers:?}"
+            ));
+        }
         match thief.publish_unchecked(topic.clone(), forged.clone()).await {
             Ok(()) => Ok(Some(())),
             Err(e) => Err(e.to_string()),
