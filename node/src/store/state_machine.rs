@@ -371,24 +371,27 @@ impl StateMachine {
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(|e| sm_write(&e))?;
-        // Every row in one hand-off to SQLite (a snapshot holds every listing of the zone).
+        // Every row in one hand-off to SQLite (a snapshot holds every listing of the zone):
+        // seconds for a large catalog, so the runtime is told to move its other tasks away.
         with_view(&mut tx, view, |db| {
-            for name in REPLICATED_TABLES.iter().rev() {
-                db.execute(&format!("DELETE FROM {name}"), [])?;
-            }
-            for table in &payload.tables {
-                if !REPLICATED_TABLES.contains(&table.name.as_str()) || table.rows.is_empty() {
-                    continue;
+            long_blocking(|| {
+                for name in REPLICATED_TABLES.iter().rev() {
+                    db.execute(&format!("DELETE FROM {name}"), [])?;
                 }
-                let mut insert = db.prepare(&insert_sql(table))?;
-                for row in &table.rows {
-                    insert.execute(rusqlite::params_from_iter(row))?;
+                for table in &payload.tables {
+                    if !REPLICATED_TABLES.contains(&table.name.as_str()) || table.rows.is_empty() {
+                        continue;
+                    }
+                    let mut insert = db.prepare(&insert_sql(table))?;
+                    for row in &table.rows {
+                        insert.execute(rusqlite::params_from_iter(row))?;
+                    }
                 }
-            }
-            // New listings rows are indexed by the state machine, not by a trigger (schema v4).
-            db.execute_batch("INSERT INTO listings_fts (listings_fts) VALUES ('rebuild')")?;
-            set_meta(db, "last_applied", &meta.last_log_id)?;
-            set_meta(db, "membership", &meta.last_membership)
+                // New listings rows are indexed by the state machine, not by a trigger (schema v4).
+                db.execute_batch("INSERT INTO listings_fts (listings_fts) VALUES ('rebuild')")?;
+                set_meta(db, "last_applied", &meta.last_log_id)?;
+                set_meta(db, "membership", &meta.last_membership)
+            })
         })
         .await
         .map_err(|e| sm_write(&e))?;
@@ -403,6 +406,16 @@ impl StateMachine {
         self.signals.revocations.fetch_add(1, Ordering::Release);
         self.signals.outbox.notify_one();
         Ok(())
+    }
+}
+
+/// Runs `f`, which blocks its thread for long, after telling a multi-threaded runtime so (its
+/// other tasks then move to other workers instead of waiting behind `f`); on a single-threaded
+/// runtime, or outside one, `f` just runs.
+fn long_blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
     }
 }
 
