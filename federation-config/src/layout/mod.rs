@@ -32,6 +32,7 @@ use rand::rngs::OsRng;
 use serde::{Deserialize, Serialize};
 use xchg_protocol::{ExchangeId, NodeName, Timestamp, ZoneId};
 
+use crate::model::RaftTuning;
 use crate::raw::RawConfig;
 use crate::role::Role;
 use crate::secret::{write_key_file, write_secret};
@@ -106,6 +107,8 @@ pub struct LayoutOptions {
     pub host: IpAddr,
     /// How long the node delegations are valid, in days from now.
     pub valid_days: u32,
+    /// The `[raft]` section every node config gets.
+    pub raft: RaftTuning,
 }
 
 impl LayoutOptions {
@@ -125,6 +128,7 @@ impl LayoutOptions {
             base_port: Self::DEFAULT_BASE_PORT,
             host: IpAddr::V4(Ipv4Addr::LOCALHOST),
             valid_days: Self::DEFAULT_VALID_DAYS,
+            raft: RaftTuning::default(),
         }
     }
 }
@@ -304,7 +308,7 @@ pub fn generate(opts: &LayoutOptions, now: Timestamp) -> Result<Layout, Generate
                     node: n,
                 };
                 let config = Path::new("nodes").join(format!("{}.toml", node.stem));
-                write_config(&opts.out.join(&config), &plan, at, validity, now)?;
+                write_config(&opts.out.join(&config), &plan, at, validity, opts.raft, now)?;
                 layout_nodes.push(LayoutNode {
                     name: node.name.clone(),
                     config,
@@ -340,9 +344,10 @@ fn write_config(
     plan: &Plan,
     at: Position,
     validity: Validity,
+    raft: RaftTuning,
     now: Timestamp,
 ) -> Result<(), GenerateError> {
-    let raw = render::node_config(plan, at, validity)
+    let raw = render::node_config(plan, at, validity, raft)
         .ok_or_else(|| GenerateError::Inconsistent(format!("no node for {}", path.display())))?;
     write_raw_config(path, &raw, now).map(drop)
 }

@@ -41,11 +41,15 @@ impl Validity {
 const DAY_MS: u64 = 24 * 60 * 60 * 1000;
 
 /// The configuration of the node at `at`, or `None` if `at` is outside the plan.
-pub(super) fn node_config(plan: &Plan, at: Position, validity: Validity) -> Option<RawConfig> {
+pub(super) fn node_config(
+    plan: &Plan,
+    at: Position,
+    validity: Validity,
+    raft: RaftTuning,
+) -> Option<RawConfig> {
     let ex = plan.exchanges.get(at.exchange)?;
     let zone = ex.zones.get(at.zone)?;
     let me = zone.nodes.get(at.node)?;
-    let raft = RaftTuning::default();
     Some(RawConfig {
         version: SCHEMA_VERSION,
         node: RawNode {

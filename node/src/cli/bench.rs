@@ -242,12 +242,10 @@ fn start_zone(
     let out = dir.join("layout");
     let mut opts = LayoutOptions::new(out.clone(), LayoutKind::SingleZone);
     opts.base_port = base_port;
-    let layout = layout::generate(&opts, Timestamp::now()).context("generating the bench zone")?;
     if let Some(percent) = snapshot_log_percent {
-        for node in &layout.exchanges[0].zones[0].nodes {
-            set_snapshot_log_percent(&out.join(&node.config), percent)?;
-        }
+        opts.raft.snapshot_log_percent = percent;
     }
+    let layout = layout::generate(&opts, Timestamp::now()).context("generating the bench zone")?;
     let mut children = Vec::new();
     for node in &layout.exchanges[0].zones[0].nodes {
         children.push(spawn_node(
@@ -256,23 +254,6 @@ fn start_zone(
         )?);
     }
     Ok((layout, Nodes(children)))
-}
-
-/// Sets `raft.snapshot_log_percent` in the generated node config at `path`.
-fn set_snapshot_log_percent(path: &Path, percent: u64) -> anyhow::Result<()> {
-    let text = std::fs::read_to_string(path)?;
-    let mut config: toml::Table = text.parse()?;
-    let raft = config
-        .entry("raft")
-        .or_insert_with(|| toml::Value::Table(toml::Table::new()))
-        .as_table_mut()
-        .context("[raft] is not a table")?;
-    raft.insert(
-        "snapshot_log_percent".into(),
-        toml::Value::Integer(i64::try_from(percent)?),
-    );
-    std::fs::write(path, toml::to_string(&config)?)?;
-    Ok(())
 }
 
 /// The API URL of whichever of `apis` says it leads its zone, polled until `deadline`.

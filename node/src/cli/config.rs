@@ -28,6 +28,7 @@ pub fn generate(
         base_port,
         host,
         valid_days,
+        raft: xchg_federation_config::RaftTuning::default(),
     };
     let generated = layout::generate(&opts, Timestamp::now())
         .with_context(|| format!("generating the {layout_name} layout in {}", out.display()))?;
