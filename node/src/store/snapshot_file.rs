@@ -67,6 +67,15 @@ fn invalid(path: &Path, what: impl std::fmt::Display) -> std::io::Error {
     )
 }
 
+/// The hash the header records: of the meta and the data, in that order.
+fn content_hash(meta: &[u8], data: &[u8]) -> [u8; 32] {
+    Sha256::new()
+        .chain_update(meta)
+        .chain_update(data)
+        .finalize()
+        .into()
+}
+
 /// The fixed-size start of the file.
 struct Header {
     meta_len: u32,
@@ -147,27 +156,30 @@ impl SnapshotFile {
                 std::fs::remove_file(dir.join(name))?;
             }
         }
-        let mut file = SnapshotFile {
+        let file = SnapshotFile {
             path: dir.join(SNAPSHOT_FILE),
             dir: dir.to_owned(),
             stored: Mutex::new(None),
             temporaries: AtomicU64::new(0),
         };
-        let stored = match file.read() {
-            Ok(stored) => stored.map(|(meta, _)| meta.last_log_id),
+        // A damaged file leaves `stored` at none (see `read`).
+        match file.read() {
+            Ok(stored) => *file.stored_slot() = stored.map(|(meta, _)| meta.last_log_id),
             Err(e) => {
                 tracing::warn!(error = %e, "ignoring the damaged snapshot; the next one replaces it");
-                None
             }
-        };
-        file.stored = Mutex::new(stored);
+        }
         Ok(file)
     }
 
     /// The position of the stored snapshot (`None`: none stored, or the one stored was damaged
     /// when the node started).
     pub fn stored(&self) -> Option<Option<LogId>> {
-        *self.stored.lock().unwrap_or_else(PoisonError::into_inner)
+        *self.stored_slot()
+    }
+
+    fn stored_slot(&self) -> std::sync::MutexGuard<'_, Option<Option<LogId>>> {
+        self.stored.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn open_file(&self) -> std::io::Result<Option<(File, Header)>> {
@@ -195,7 +207,7 @@ impl SnapshotFile {
             .as_ref()
             .is_err_and(|e| e.kind() == std::io::ErrorKind::InvalidData)
         {
-            *self.stored.lock().unwrap_or_else(PoisonError::into_inner) = None;
+            *self.stored_slot() = None;
         }
         read
     }
@@ -213,12 +225,7 @@ impl SnapshotFile {
         body.read_exact(&mut meta)?;
         let mut data = Vec::with_capacity(data_len);
         body.read_to_end(&mut data)?;
-        let hash: [u8; 32] = Sha256::new()
-            .chain_update(&meta)
-            .chain_update(&data)
-            .finalize()
-            .into();
-        if data.len() != data_len || hash != header.hash {
+        if data.len() != data_len || content_hash(&meta, &data) != header.hash {
             return Err(invalid(&self.path, "content does not match its hash"));
         }
         let meta = from_cbor(&meta).map_err(|e| invalid(&self.path, format!("meta: {e}")))?;
@@ -261,11 +268,7 @@ impl SnapshotFile {
         let header = Header {
             meta_len,
             data_len: data.len() as u64,
-            hash: Sha256::new()
-                .chain_update(meta)
-                .chain_update(data)
-                .finalize()
-                .into(),
+            hash: content_hash(meta, data),
         };
         let n = self.temporaries.fetch_add(1, Ordering::Relaxed);
         let temporary = self.dir.join(format!("{TEMPORARY_PREFIX}{n}"));
@@ -279,7 +282,7 @@ impl SnapshotFile {
             }
             file.sync_all()
         })();
-        let mut stored = self.stored.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut stored = self.stored_slot();
         let replaced = written.and_then(|()| {
             if newer_stored(&stored) {
                 return Ok(false);
