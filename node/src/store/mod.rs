@@ -267,11 +267,9 @@ impl Db {
             source,
         };
         let opened = dir.to_owned();
-        let snapshot =
-            tokio::task::spawn_blocking(move || snapshot_file::SnapshotFile::open(&opened))
-                .await
-                .map_err(|e| snapshot_err(std::io::Error::other(e)))?
-                .map_err(snapshot_err)?;
+        let snapshot = blocking(move || snapshot_file::SnapshotFile::open(&opened))
+            .await
+            .map_err(snapshot_err)?;
         let snapshot = std::sync::Arc::new(snapshot);
         move_stored_snapshot(&sm, &snapshot)
             .await
@@ -365,15 +363,24 @@ async fn move_stored_snapshot(
         return Ok(());
     };
     let file = file.clone();
-    tokio::task::spawn_blocking(move || file.store_encoded(&meta, &data))
+    blocking(move || file.store_encoded(&meta, &data))
         .await
-        .map_err(|e| MoveError::File(std::io::Error::other(e)))?
         .map_err(MoveError::File)?;
     sqlx::query("DELETE FROM snapshot")
         .execute(sm)
         .await
         .map_err(MoveError::Sqlite)?;
     Ok(())
+}
+
+/// Runs the blocking file work `f` on the runtime's blocking threads; a panic in it is an I/O
+/// error.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> std::io::Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(std::io::Error::other)?
 }
 
 /// Why [`move_stored_snapshot`] failed.

@@ -17,7 +17,7 @@ use sqlx::Connection;
 
 use super::raw::{in_transaction, with_view};
 use super::snapshot_file::SnapshotFile;
-use super::{BatchObserver, Db, from_cbor, meta_value, to_cbor};
+use super::{BatchObserver, Db, blocking, from_cbor, meta_value, to_cbor};
 use crate::audit;
 use crate::catalog::apply::{apply_batch, as_submission, submit_run};
 use crate::catalog::{BatchResponse, CatalogCommand, ZoneFacts};
@@ -281,9 +281,8 @@ impl StateMachine {
         // would not install the same snapshot again, and may have purged the log behind it).
         if sm.db.snapshot.stored().is_some_and(|at| at > last_applied) {
             let file = sm.db.snapshot.clone();
-            let stored = tokio::task::spawn_blocking(move || file.read())
+            let stored = blocking(move || file.read())
                 .await
-                .map_err(|e| sqlx::Error::Io(std::io::Error::other(e)))?
                 .map_err(sqlx::Error::Io)?;
             if let Some((meta, data)) = stored {
                 tracing::info!(
@@ -295,10 +294,15 @@ impl StateMachine {
                     .map_err(|e| sqlx::Error::Io(std::io::Error::other(e.to_string())))?;
             }
         }
-        sm.db
-            .applied
-            .send_replace(sm.last_applied.map_or(0, |id| id.index));
+        sm.set_applied(sm.last_applied);
         Ok(sm)
+    }
+
+    /// Records `at` as the last applied position, here and for the log's purges
+    /// ([`Db::applied`]).
+    fn set_applied(&mut self, at: Option<LogId>) {
+        self.last_applied = at;
+        self.db.applied.send_replace(at.map_or(0, |id| id.index));
     }
 
     /// Reports every applied batch to `observer`.
@@ -396,10 +400,8 @@ impl StateMachine {
         .await
         .map_err(|e| sm_write(&e))?;
         tx.commit().await.map_err(|e| sm_write(&e))?;
-        self.last_applied = meta.last_log_id;
-        self.db
-            .applied
-            .send_replace(meta.last_log_id.map_or(0, |id| id.index));
+        drop(writer);
+        self.set_applied(meta.last_log_id);
         self.membership = meta.last_membership.clone();
         self.chain = None;
         self.signals.tokens.fetch_add(1, Ordering::Release);
@@ -832,10 +834,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             responses,
             ..
         } = batch;
-        self.last_applied = last_applied;
-        self.db
-            .applied
-            .send_replace(last_applied.map_or(0, |id| id.index));
+        drop(writer);
+        self.set_applied(last_applied);
         self.membership = membership;
         self.chain = Some(chain);
         if tokens_changed {
@@ -872,10 +872,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
         let file = self.db.snapshot.clone();
-        let stored = match tokio::task::spawn_blocking(move || file.read())
-            .await
-            .map_err(|e| snap_read(&std::io::Error::other(e)))?
-        {
+        let stored = match blocking(move || file.read()).await {
             Ok(stored) => stored,
             // A damaged file is no snapshot: a new one is built in its place (a leader asks
             // for the current snapshot to send it, and would stop on an error).
