@@ -103,16 +103,23 @@ fn variant(bytes: &[u8], what: &str, sent: u8) -> Vec<u8> {
 
 /// How many announcements node `i` has judged for `reason`.
 async fn verdicts(fed: &Zone, i: usize, reason: &str) -> anyhow::Result<f64> {
-    let text = reqwest::get(format!("{}/metrics", fed.nodes[i].api_url))
+    let text = metrics_text(fed, i).await?;
+    Ok(["accept", "reject", "ignore"]
+        .iter()
+        .map(|verdict| {
+            let line =
+                format!("xchg_gossip_verdicts_total{{verdict=\"{verdict}\",reason=\"{reason}\"}}");
+            metric(&text, &line)
+        })
+        .sum())
+}
+
+/// Node `i`'s `/metrics` page.
+async fn metrics_text(fed: &Zone, i: usize) -> anyhow::Result<String> {
+    Ok(reqwest::get(format!("{}/metrics", fed.nodes[i].api_url))
         .await?
         .text()
-        .await?;
-    let suffix = format!(",reason=\"{reason}\"}}");
-    Ok(text
-        .lines()
-        .filter(|l| l.starts_with("xchg_gossip_verdicts_total{") && l.contains(&suffix))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum())
+        .await?)
 }
 
 /// Whether `client` sees the node named `node` (by its identify agent) subscribe to `topic`.
@@ -287,10 +294,7 @@ async fn a_hostile_peer_is_refused_and_penalised_while_honest_listings_cross() -
     eprintln!("hostile peer score at {}: {score}", fed.nodes[zz].name);
 
     // Every bad message was judged and none recorded: only the two honest listings crossed.
-    let metrics = reqwest::get(format!("{}/metrics", fed.nodes[zz].api_url))
-        .await?
-        .text()
-        .await?;
+    let metrics = metrics_text(&fed, zz).await?;
     let rejected = metric(&metrics, "xchg_gossip_verdicts_total{verdict=\"reject\"");
     assert!(rejected >= 5.0, "rejections counted: {rejected}\n{metrics}");
     // Each kind of forgery was judged for what it is.
@@ -397,12 +401,7 @@ async fn a_hostile_peer_is_refused_and_penalised_while_honest_listings_cross() -
         Duration::from_secs(10),
         "the revoked key refused",
         || async {
-            let text = reqwest::get(format!("{}/metrics", fed.nodes[zz].api_url))
-                .await
-                .map_err(|e| e.to_string())?
-                .text()
-                .await
-                .map_err(|e| e.to_string())?;
+            let text = metrics_text(&fed, zz).await.map_err(|e| e.to_string())?;
             let prefix = "xchg_gossip_verdicts_total{verdict=\"ignore\",reason=\"revoked_key\"}";
             Ok((metric(&text, prefix) >= 1.0).then_some(()))
         },
