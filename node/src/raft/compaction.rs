@@ -99,6 +99,15 @@ async fn catalog_bytes(db: &Db) -> Result<u64, sqlx::Error> {
     Ok(bytes.unsigned_abs())
 }
 
+/// The log written after a snapshot: the bytes stored after it when it was first seen, and the
+/// log writer's running count then (what it appends later is added from that count).
+struct LogSince {
+    /// The snapshot's index.
+    snapshot: u64,
+    stored: u64,
+    counter: u64,
+}
+
 /// Builds a snapshot whenever `policy` says one is due, until `stop` is raised.
 pub async fn run(
     raft: Raft,
@@ -108,9 +117,7 @@ pub async fn run(
     mut stop: watch::Receiver<bool>,
 ) {
     let appended: Arc<AtomicU64> = log.appended_bytes();
-    // The log bytes after the last snapshot: those stored when it was seen, plus those
-    // appended since.
-    let mut base: Option<(u64, u64, u64)> = None; // (snapshot index, bytes then, counter then)
+    let mut since: Option<LogSince> = None;
     let mut tick = tokio::time::interval(CHECK_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -125,24 +132,33 @@ pub async fn run(
                 m.snapshot.map_or(0, |id| id.index),
             )
         };
-        if base.is_none_or(|(at, _, _)| at != snapshot) {
+        if since.as_ref().is_none_or(|s| s.snapshot != snapshot) {
             let counter = appended.load(Ordering::Relaxed);
             match log.bytes_after(snapshot).await {
-                Ok(bytes) => base = Some((snapshot, bytes, counter)),
+                Ok(stored) => {
+                    since = Some(LogSince {
+                        snapshot,
+                        stored,
+                        counter,
+                    });
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "snapshot policy: cannot size the log");
                     continue;
                 }
             }
         }
-        let Some((_, stored, counter)) = base else {
+        let Some(since) = &since else {
             continue;
         };
         let entries = applied.saturating_sub(snapshot);
         if entries < policy.every_entries {
             continue;
         }
-        let log_bytes = stored + appended.load(Ordering::Relaxed).saturating_sub(counter);
+        let log_bytes = since.stored
+            + appended
+                .load(Ordering::Relaxed)
+                .saturating_sub(since.counter);
         let catalog = match catalog_bytes(&db).await {
             Ok(b) => b,
             Err(e) => {
