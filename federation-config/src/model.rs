@@ -305,6 +305,8 @@ pub struct ApiSection {
 impl ApiSection {
     /// The default request body limit: 1 MiB.
     pub const DEFAULT_MAX_BODY_BYTES: u64 = 1 << 20;
+    /// The highest request body limit a config may set: 16 MiB.
+    pub const MAX_MAX_BODY_BYTES: u64 = 16 << 20;
 }
 
 /// A role token, known only by its hash.

@@ -753,9 +753,15 @@ impl Checker<'_> {
         let max_body_bytes = raw
             .max_body_bytes
             .unwrap_or(ApiSection::DEFAULT_MAX_BODY_BYTES);
-        if max_body_bytes == 0 {
-            self.report
-                .error("api.max_body_bytes", "must be at least 1");
+        if max_body_bytes == 0 || max_body_bytes > ApiSection::MAX_MAX_BODY_BYTES {
+            self.report.error(
+                "api.max_body_bytes",
+                format!(
+                    "must be from 1 to {} (16 MiB): a request becomes one Raft command, and every \
+                     command must fit the zone's 64 MiB replication frame",
+                    ApiSection::MAX_MAX_BODY_BYTES
+                ),
+            );
         }
         let tokens: Vec<Option<TokenHash>> = raw
             .tokens

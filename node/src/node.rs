@@ -20,12 +20,12 @@ use crate::api;
 use crate::catalog::ZoneFacts;
 use crate::federation::{Federation, Tuning};
 use crate::gossip::{self, Broadcast, swarm::SwarmConfig};
-use crate::raft::compaction;
 use crate::raft::network::ZoneNetwork;
 use crate::raft::router::Router;
 use crate::raft::tls::{self, MemberKeys, TlsTransport};
 use crate::raft::transport::{ZoneService, ZoneTransport};
 use crate::raft::{MemberNode, NodeId, Raft, node_id};
+use crate::raft::{bootstrap, compaction, election};
 use crate::store::{Db, LogStore, Signals, StateMachine};
 
 /// How this node reaches the other members of its zone.
@@ -186,6 +186,11 @@ pub async fn start(
     let committed = log.committed_index();
 
     let tuning = config.raft;
+    let election_timing = election::Timing::new(
+        tuning.heartbeat_ms,
+        tuning.election_timeout_min_ms,
+        tuning.election_timeout_max_ms,
+    );
     let compaction = compaction::Policy::new(
         tuning.snapshot_every_entries,
         tuning.snapshot_log_percent,
@@ -204,6 +209,8 @@ pub async fn start(
             SnapshotPolicy::Never
         },
         max_in_snapshot_log_to_keep: tuning.keep_log_entries,
+        // Elections go through a pre-vote first: see [`election`].
+        enable_elect: false,
         ..Default::default()
     }
     .validate()?;
@@ -239,16 +246,27 @@ pub async fn start(
     )
     .await
     .map_err(|e| StartError::Raft(e.to_string()))?;
+    tasks.spawn(election::run(
+        raft.clone(),
+        log.clone(),
+        transport.clone(),
+        election_timing,
+        stop_rx.clone(),
+    ));
     if !compaction.entries_only() {
         tasks.spawn(compaction::run(
             raft.clone(),
-            log,
+            log.clone(),
             db.clone(),
             compaction,
             stop_rx.clone(),
         ));
     }
-    let service = ZoneService::new(raft.clone()).with_member_keys(member_keys.clone());
+    let amnesia = bootstrap::Amnesia::default();
+    let service = ZoneService::new(raft.clone())
+        .with_member_keys(member_keys.clone())
+        .with_pre_vote(log.clone(), election_timing.lease)
+        .with_amnesia(amnesia.clone());
     if let Some(router) = &router {
         router.register(id, service.clone());
     }
@@ -296,17 +314,16 @@ pub async fn start(
     }
 
     if !options.join {
-        let initialized = raft
-            .is_initialized()
-            .await
-            .map_err(|e| StartError::Raft(e.to_string()))?;
-        if !initialized {
-            // Every member initialises with the same membership; openraft accepts that, and
-            // whichever node wins the first election leads. Refusal means already initialised.
-            if let Err(e) = raft.initialize(members.clone()).await {
-                tracing::debug!(error = %e, "initialize refused (already initialised)");
-            }
-        }
+        // Who initialises a new zone, and what a member with a replaced disk does: see
+        // [`bootstrap`].
+        tasks.spawn(bootstrap::run(
+            raft.clone(),
+            transport.clone(),
+            members.clone(),
+            election_timing,
+            amnesia.clone(),
+            stop_rx.clone(),
+        ));
     }
 
     let api_addr = api_listener.local_addr().map_err(StartError::Listener)?;

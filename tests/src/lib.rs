@@ -240,6 +240,16 @@ impl Zone {
             .collect()
     }
 
+    /// Node `i`'s data directory, from its config.
+    ///
+    /// # Errors
+    /// If the config cannot be loaded.
+    pub fn data_dir(&self, i: usize) -> anyhow::Result<PathBuf> {
+        let loaded =
+            xchg_federation_config::load(&self.nodes[i].config, xchg_protocol::Timestamp::now())?;
+        Ok(loaded.config.node.data_dir)
+    }
+
     /// Rewrites node `i`'s config file with `edit` (before it starts).
     ///
     /// # Errors
@@ -521,6 +531,11 @@ impl Drop for Zone {
     fn drop(&mut self) {
         for i in 0..self.nodes.len() {
             self.kill(i);
+        }
+        // For a post-mortem: XCHG_TEST_KEEP=1 keeps the configs, data and logs.
+        if std::env::var_os("XCHG_TEST_KEEP").is_some() {
+            self.dir.disable_cleanup(true);
+            eprintln!("kept the zone's files in {}", self.dir.path().display());
         }
     }
 }

@@ -1,7 +1,8 @@
 //! Proposing writes: concurrent client writes are gathered into batches, one Raft entry each.
 //!
 //! Every write waits in a queue; a batching task takes whatever is queued (up to
-//! [`MAX_BATCH`]) and proposes it as one [`Batch`], with at most [`IN_FLIGHT`] batches under way.
+//! [`MAX_BATCH`] commands and [`MAX_BATCH_BYTES`]) and proposes it as one [`Batch`], with at
+//! most [`IN_FLIGHT`] batches under way.
 //! While a batch is in flight new writes accumulate, so under load one entry — one log append
 //! and fsync per node, one replication round, one state-machine transaction — carries many
 //! writes, and a lone client still goes straight through. On a follower the batch is forwarded
@@ -16,7 +17,9 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use super::error::ApiError;
 use super::metrics::Metrics;
 use super::{FORWARD_TIMEOUT, LEADER_WAIT};
-use crate::catalog::{Batch, BatchResponse, CatalogCommand, CommandResponse};
+use crate::catalog::{
+    Batch, BatchResponse, CatalogCommand, CommandResponse, MAX_BATCH_BYTES, cbor_len,
+};
 use crate::raft::transport::{
     ForwardError, TransportError, ZoneRequest, ZoneResponse, ZoneTransport,
 };
@@ -88,15 +91,33 @@ impl Proposer {
 
 async fn batch_loop(core: Arc<Core>, mut rx: mpsc::UnboundedReceiver<(CatalogCommand, Reply)>) {
     let slots = Arc::new(Semaphore::new(IN_FLIGHT));
-    while let Some(first) = rx.recv().await {
+    // A command that did not fit the previous batch's bytes; it starts the next one.
+    let mut carried: Option<(CatalogCommand, Reply)> = None;
+    loop {
+        let first = match carried.take() {
+            Some(c) => c,
+            None => match rx.recv().await {
+                Some(c) => c,
+                None => return,
+            },
+        };
         let Ok(slot) = slots.clone().acquire_owned().await else {
             return;
         };
-        // Whatever arrived while we waited for a slot joins this batch.
+        // Whatever arrived while we waited for a slot joins this batch, within its bounds.
+        let mut bytes = cbor_len(&first.0);
         let mut pending = vec![first];
         while pending.len() < MAX_BATCH {
             match rx.try_recv() {
-                Ok(p) => pending.push(p),
+                Ok(p) => {
+                    let size = cbor_len(&p.0);
+                    if bytes + size > MAX_BATCH_BYTES {
+                        carried = Some(p);
+                        break;
+                    }
+                    bytes += size;
+                    pending.push(p);
+                }
                 Err(_) => break,
             }
         }

@@ -331,5 +331,29 @@ pub type CommandResponse = Result<Applied, Refusal>;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Batch(pub Vec<CatalogCommand>);
 
+/// The most bytes of commands (encoded) one [`Batch`] gathers; a command larger than this on
+/// its own is proposed alone. Every message between zone members is bounded by it: see the
+/// zone transport's frame limit.
+pub const MAX_BATCH_BYTES: usize = 1024 * 1024;
+
+/// The size of `value` in CBOR, the encoding of the Raft log and the zone transport, counted
+/// without building it.
+pub fn cbor_len<T: Serialize>(value: &T) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Writing into a counter cannot fail; a value serde refuses counts as nothing.
+    let _ = cbor4ii::serde::to_writer(&mut count, value);
+    count.0
+}
+
 /// The responses to a [`Batch`], in command order.
 pub type BatchResponse = Vec<CommandResponse>;

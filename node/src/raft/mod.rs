@@ -3,9 +3,12 @@
 //! Types are declared once here. A node's Raft id is derived from its name (see [`node_id`]),
 //! so every member computes the same ids from the same config without coordination.
 
+pub mod bootstrap;
 pub mod compaction;
+pub mod election;
 pub mod network;
 pub mod router;
+pub mod runtime;
 pub mod tls;
 pub mod transport;
 
@@ -48,7 +51,7 @@ openraft::declare_raft_types!(
         Node = MemberNode,
         Entry = openraft::Entry<TypeConfig>,
         SnapshotData = Cursor<Vec<u8>>,
-        AsyncRuntime = openraft::TokioRuntime,
+        AsyncRuntime = runtime::ZoneRuntime,
 );
 
 /// The running Raft handle of a node.

@@ -4,7 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::error::{
-    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+    InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError,
+    Unreachable,
 };
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
@@ -12,7 +13,11 @@ use openraft::raft::{
     VoteRequest, VoteResponse,
 };
 
-use super::transport::{TransportError, ZoneRequest, ZoneResponse, ZoneTransport};
+use super::runtime::stretch_timeout;
+use super::transport::{
+    MAX_FRAME, REPLICATION_MIN_BYTES_PER_SEC, TransportError, ZoneRequest, ZoneResponse,
+    ZoneTransport, encoded_len,
+};
 use super::{MemberNode, NodeId, TypeConfig};
 
 /// Creates one client per replication target.
@@ -60,9 +65,9 @@ fn transport_error<E: std::error::Error>(e: TransportError) -> RPCError<NodeId, 
     match e {
         // Unreachable makes openraft back off before retrying this peer.
         TransportError::Unreachable(_) => RPCError::Unreachable(Unreachable::new(&e)),
-        TransportError::Timeout(_) | TransportError::Network(_) => {
-            RPCError::Network(NetworkError::new(&e))
-        }
+        TransportError::Timeout(_)
+        | TransportError::Network(_)
+        | TransportError::TooLarge { .. } => RPCError::Network(NetworkError::new(&e)),
     }
 }
 
@@ -73,6 +78,14 @@ impl ZoneClient {
         option: &RPCOption,
     ) -> Result<ZoneResponse, TransportError> {
         let timeout = option.hard_ttl().max(Duration::from_millis(50));
+        self.call_within(request, timeout).await
+    }
+
+    async fn call_within(
+        &self,
+        request: ZoneRequest,
+        timeout: Duration,
+    ) -> Result<ZoneResponse, TransportError> {
         self.transport
             .call(self.target, &self.node, request, timeout)
             .await
@@ -90,14 +103,33 @@ impl ZoneClient {
     }
 }
 
+/// How long an AppendEntries of `bytes` may take: the heartbeat bound openraft gives it, plus
+/// its size at [`REPLICATION_MIN_BYTES_PER_SEC`]. A heartbeat (no entries) keeps the bound.
+pub fn replication_timeout(heartbeat: Duration, bytes: usize) -> Duration {
+    let transfer_ms = (bytes as u64).saturating_mul(1000) / REPLICATION_MIN_BYTES_PER_SEC;
+    heartbeat.max(Duration::from_millis(50)) + Duration::from_millis(transfer_ms)
+}
+
 impl RaftNetwork<TypeConfig> for ZoneClient {
+    /// Sends entries with a timeout sized to their bytes, and refuses to build a frame the
+    /// follower would not accept: openraft then retries at once with fewer entries.
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse<NodeId>> {
+        let entries = rpc.entries.len() as u64;
+        let request = ZoneRequest::AppendEntries(rpc);
+        let bytes = encoded_len(&request);
+        if bytes > MAX_FRAME && entries > 1 {
+            return Err(RPCError::PayloadTooLarge(
+                PayloadTooLarge::new_entries_hint((entries / 2).max(1)),
+            ));
+        }
+        let timeout = replication_timeout(option.hard_ttl(), bytes);
+        stretch_timeout(timeout);
         match self
-            .call(ZoneRequest::AppendEntries(rpc), &option)
+            .call_within(request, timeout)
             .await
             .map_err(transport_error)?
         {

@@ -10,7 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::transport::{
-    BoxFuture, TransportError, ZoneRequest, ZoneResponse, ZoneService, ZoneTransport,
+    BoxFuture, MAX_FRAME, TransportError, ZoneRequest, ZoneResponse, ZoneService, ZoneTransport,
+    encoded_len,
 };
 use super::{MemberNode, NodeId};
 
@@ -162,6 +163,14 @@ impl ZoneTransport for RouterTransport {
         timeout: Duration,
     ) -> BoxFuture<'a, Result<ZoneResponse, TransportError>> {
         Box::pin(async move {
+            // The same frame limit as the TLS transport, so tests see what real nodes would.
+            let bytes = encoded_len(&request);
+            if bytes > MAX_FRAME {
+                return Err(TransportError::TooLarge {
+                    bytes,
+                    limit: MAX_FRAME,
+                });
+            }
             let delay = self.router.route(self.from, target)?;
             let service = self
                 .router

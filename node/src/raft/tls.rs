@@ -24,12 +24,10 @@ use tokio_rustls::{TlsAcceptor, TlsConnector};
 use xchg_protocol::Keypair;
 
 use super::transport::{
-    BoxFuture, TransportError, ZoneRequest, ZoneResponse, ZoneService, ZoneTransport,
+    BoxFuture, MAX_FRAME, TransportError, ZoneRequest, ZoneResponse, ZoneService, ZoneTransport,
 };
 use super::{MemberNode, NodeId};
 
-/// Largest accepted frame: 64 MiB (snapshot chunks and large append batches fit well below).
-pub const MAX_FRAME: usize = 64 * 1024 * 1024;
 /// The name both sides use in SNI; identity is the pinned key, not the name.
 const SERVER_NAME: &str = "xchg-zone-member";
 /// Idle pooled connections kept per peer.
@@ -394,6 +392,12 @@ impl ZoneTransport for TlsTransport {
         Box::pin(async move {
             let bytes = cbor4ii::serde::to_vec(Vec::new(), &request)
                 .map_err(|e| TransportError::Network(format!("cannot encode request: {e}")))?;
+            if bytes.len() > MAX_FRAME {
+                return Err(TransportError::TooLarge {
+                    bytes: bytes.len(),
+                    limit: MAX_FRAME,
+                });
+            }
             let work = async {
                 // A pooled connection may have been closed by the peer; one retry on a fresh one.
                 if let Some(mut stream) = self.take_idle(target)

@@ -17,9 +17,13 @@ use openraft::raft::{
 };
 use serde::{Deserialize, Serialize};
 
+use super::bootstrap::{Amnesia, Hello, hello};
+use super::election::{PreVote, grants, standing};
 use super::tls::MemberKeys;
 use super::{MemberNode, NodeId, Raft, TypeConfig};
+pub use crate::catalog::cbor_len as encoded_len;
 use crate::catalog::{Batch, BatchResponse};
+use crate::store::LogStore;
 
 /// A request from one zone member to another.
 #[derive(Debug, Serialize, Deserialize)]
@@ -36,6 +40,11 @@ pub enum ZoneRequest {
     ReadIndex,
     /// An admin's membership change, for the leader to carry out.
     ChangeMembers(MembershipChange),
+    /// Would the member vote for the sender if it campaigned now? ([`super::election`]).
+    PreVote(PreVote),
+    /// A starting member with an empty log asks whether the zone exists
+    /// ([`super::bootstrap`]).
+    Hello,
 }
 
 /// A change of the zone's voting membership.
@@ -86,6 +95,10 @@ pub enum ZoneResponse {
     ReadIndex(Result<u64, ForwardError>),
     /// Answer to `ChangeMembers`: the voters' names afterwards.
     ChangeMembers(Result<Vec<String>, ForwardError>),
+    /// Answer to `PreVote`: whether it would.
+    PreVote(bool),
+    /// Answer to `Hello`.
+    Hello(Hello),
 }
 
 /// Why a request did not get an answer.
@@ -100,7 +113,27 @@ pub enum TransportError {
     /// The connection broke or the answer was malformed.
     #[error("network: {0}")]
     Network(String),
+    /// The request is larger than a member accepts ([`MAX_FRAME`]); it was not sent.
+    #[error("a request of {bytes} bytes exceeds the {limit}-byte frame limit")]
+    TooLarge {
+        /// Its encoded size.
+        bytes: usize,
+        /// What a member accepts.
+        limit: usize,
+    },
 }
+
+/// The largest frame a member accepts, in either direction: 64 MiB. Nothing a member builds
+/// comes near it: a log entry holds at most [`crate::catalog::MAX_BATCH_BYTES`] of commands
+/// (or one command, itself bounded by the API's body limit, at most 16 MiB), and replication
+/// sends at most [`crate::store::REPLICATION_BUDGET_BYTES`] of entries, or one entry, per AppendEntries.
+pub const MAX_FRAME: usize = 64 * 1024 * 1024;
+
+/// The slowest transfer rate a replication RPC is given time for, in bytes per second: an
+/// AppendEntries may take the heartbeat interval plus its size at this rate
+/// ([`super::runtime::stretch_timeout`]), so 4 MiB gets 2 s more. Heartbeats keep the
+/// heartbeat interval.
+pub const REPLICATION_MIN_BYTES_PER_SEC: u64 = 2 * 1024 * 1024;
 
 /// A boxed future, so transports can be trait objects.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -122,6 +155,10 @@ pub trait ZoneTransport: Send + Sync + 'static {
 pub struct ZoneService {
     raft: Raft,
     member_keys: Option<MemberKeys>,
+    /// The log and the leader lease, to answer pre-votes; without them none is granted.
+    pre_vote: Option<(LogStore, Duration)>,
+    /// Set while this member lost its state and no leader has reached it: no votes.
+    amnesia: Amnesia,
 }
 
 impl ZoneService {
@@ -130,6 +167,37 @@ impl ZoneService {
         ZoneService {
             raft,
             member_keys: None,
+            pre_vote: None,
+            amnesia: Amnesia::default(),
+        }
+    }
+
+    /// Refuses votes while `amnesia` is set ([`super::bootstrap`]).
+    pub fn with_amnesia(mut self, amnesia: Amnesia) -> Self {
+        self.amnesia = amnesia;
+        self
+    }
+
+    /// Answers pre-votes from this node's `log` under the leader `lease`.
+    pub fn with_pre_vote(mut self, log: LogStore, lease: Duration) -> Self {
+        self.pre_vote = Some((log, lease));
+        self
+    }
+
+    async fn answer_pre_vote(&self, ask: &PreVote) -> bool {
+        let Some((log, lease)) = &self.pre_vote else {
+            return false;
+        };
+        match standing(&self.raft, log).await {
+            Ok(me) => {
+                let yes = grants(ask, &me, *lease);
+                tracing::debug!(candidate = ask.candidate, term = ask.term, yes, "pre-vote");
+                yes
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot answer a pre-vote");
+                false
+            }
         }
     }
 
@@ -145,7 +213,14 @@ impl ZoneService {
             ZoneRequest::AppendEntries(rpc) => {
                 ZoneResponse::AppendEntries(self.raft.append_entries(rpc).await)
             }
-            ZoneRequest::Vote(rpc) => ZoneResponse::Vote(self.raft.vote(rpc).await),
+            ZoneRequest::Vote(rpc) => {
+                if self.amnesia.guards(&self.raft, rpc.vote.leader_id().term) {
+                    let m = self.raft.metrics().borrow().clone();
+                    let refused = VoteResponse::new(m.vote, None, false);
+                    return ZoneResponse::Vote(Ok(refused));
+                }
+                ZoneResponse::Vote(self.raft.vote(rpc).await)
+            }
             ZoneRequest::InstallSnapshot(rpc) => {
                 ZoneResponse::InstallSnapshot(self.raft.install_snapshot(rpc).await)
             }
@@ -156,6 +231,8 @@ impl ZoneService {
             ZoneRequest::ChangeMembers(c) => {
                 ZoneResponse::ChangeMembers(self.change_membership_as_leader(c).await)
             }
+            ZoneRequest::PreVote(ask) => ZoneResponse::PreVote(self.answer_pre_vote(&ask).await),
+            ZoneRequest::Hello => ZoneResponse::Hello(hello(&self.raft)),
         }
     }
 

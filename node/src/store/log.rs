@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use futures::TryStreamExt;
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{AnyError, OptionalSend, RaftLogReader, StorageIOError, Vote};
 use sqlx::{Connection, Row};
@@ -30,7 +31,7 @@ use crate::raft::{Entry, LogId, NodeId, StorageError, TypeConfig};
 
 /// Work for the writer task, in the order openraft issued it.
 enum Op {
-    Append(Vec<Entry>, LogFlushed<TypeConfig>),
+    Append(Vec<Encoded>, LogFlushed<TypeConfig>),
     Truncate(LogId, oneshot::Sender<Result<(), String>>),
     Purge(LogId, oneshot::Sender<Result<(), String>>),
     Meta(&'static str, Vec<u8>, oneshot::Sender<Result<(), String>>),
@@ -38,12 +39,30 @@ enum Op {
     Committed(Vec<u8>),
 }
 
+/// An entry as the writer stores it: encoded once, when it is appended.
+struct Encoded {
+    log_id: LogId,
+    bytes: Vec<u8>,
+}
+
+/// An entry kept in memory, with its encoded size (what replication budgets by).
+#[derive(Clone)]
+struct Held {
+    entry: Entry,
+    bytes: u64,
+}
+
 /// Entries by index, shared between the store, its readers and the writer task.
-type Pending = Arc<Mutex<BTreeMap<u64, Entry>>>;
+type Pending = Arc<Mutex<BTreeMap<u64, Held>>>;
 
 /// How long a new commit index waits for an append to ride along with before it is written
 /// in a commit (and fsync) of its own.
 const COMMITTED_ALONE_AFTER: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// The bytes of log entries one AppendEntries carries at most (at least one entry is always
+/// sent). Small enough to cross a LAN in a few tens of milliseconds and to be appended by the
+/// follower in one transaction; large enough that catching up is not bound by round trips.
+pub const REPLICATION_BUDGET_BYTES: u64 = 4 * 1024 * 1024;
 
 /// Flushed entries kept in memory so that replication reads the newest part of the log
 /// without a round trip to SQLite.
@@ -126,6 +145,25 @@ impl LogStore {
         Ok(bytes.unsigned_abs())
     }
 
+    /// The id of the last entry in the log (appended, flushed or not), or of the last purged
+    /// one when the log is empty.
+    ///
+    /// # Errors
+    /// When the table cannot be read.
+    pub async fn last_log_id(&self) -> Result<Option<LogId>, StorageError> {
+        let held = {
+            let p = self.lock_pending();
+            let r = self.lock_recent();
+            p.last_key_value()
+                .or_else(|| r.last_key_value())
+                .map(|(_, h)| h.entry.log_id)
+        };
+        match held {
+            Some(id) => Ok(Some(id)),
+            None => Ok(self.clone().get_log_state().await?.last_log_id),
+        }
+    }
+
     /// The highest committed log index openraft has reported, shared for status reporting.
     pub fn committed_index(&self) -> Arc<AtomicU64> {
         self.committed.clone()
@@ -158,16 +196,31 @@ impl LogStore {
         }
     }
 
-    fn lock_pending(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Entry>> {
+    fn lock_pending(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Held>> {
         lock(&self.pending)
     }
 
-    fn lock_recent(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Entry>> {
+    fn lock_recent(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Held>> {
         lock(&self.recent)
+    }
+
+    /// The entry at `index` if it is held in memory, and the next index held at or after it.
+    fn in_memory(&self, index: u64) -> (Option<Held>, Option<u64>) {
+        let p = self.lock_pending();
+        let r = self.lock_recent();
+        if let Some(h) = p.get(&index).or_else(|| r.get(&index)) {
+            return (Some(h.clone()), Some(index));
+        }
+        let next = [p.range(index..).next(), r.range(index..).next()]
+            .into_iter()
+            .flatten()
+            .map(|(i, _)| *i)
+            .min();
+        (None, next)
     }
 }
 
-fn lock(map: &Pending) -> std::sync::MutexGuard<'_, BTreeMap<u64, Entry>> {
+fn lock(map: &Pending) -> std::sync::MutexGuard<'_, BTreeMap<u64, Held>> {
     map.lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
@@ -306,10 +359,10 @@ async fn write_loop(
                     for entry in batch.iter().flat_map(|(e, _)| e.iter()) {
                         // Move it to the recent entries, unless a truncation has replaced it.
                         if p.get(&entry.log_id.index)
-                            .is_some_and(|q| q.log_id == entry.log_id)
-                            && let Some(e) = p.remove(&entry.log_id.index)
+                            .is_some_and(|q| q.entry.log_id == entry.log_id)
+                            && let Some(h) = p.remove(&entry.log_id.index)
                         {
-                            r.insert(e.log_id.index, e);
+                            r.insert(entry.log_id.index, h);
                         }
                     }
                     while r.len() > RECENT_ENTRIES {
@@ -399,19 +452,18 @@ async fn write_committed_alone(db: &Db, value: Vec<u8>) {
 /// bytes of the entries written.
 async fn write_entries(
     db: &Db,
-    entries: impl Iterator<Item = &Entry>,
+    entries: impl Iterator<Item = &Encoded>,
     committed: Option<&[u8]>,
 ) -> Result<u64, String> {
-    let rows = entries
+    let rows: Vec<(i64, i64, &[u8])> = entries
         .map(|e| {
-            Ok((
+            (
                 sql_index(e.log_id.index),
                 e.log_id.leader_id.term as i64,
-                to_cbor(e)?,
-            ))
+                e.bytes.as_slice(),
+            )
         })
-        .collect::<Result<Vec<_>, std::io::Error>>()
-        .map_err(|e| e.to_string())?;
+        .collect();
     let mut writer = db.log_writer.lock().await.map_err(|e| e.to_string())?;
     writer
         .raw(|raw| {
@@ -490,7 +542,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
             let r = self.lock_recent();
             r.range(start..end)
                 .chain(p.range(start..end))
-                .map(|(i, e)| (*i, e.clone()))
+                .map(|(i, h)| (*i, h.entry.clone()))
                 .collect()
         };
         if end != u64::MAX && memory.len() as u64 == end.saturating_sub(start) {
@@ -512,6 +564,64 @@ impl RaftLogReader<TypeConfig> for LogStore {
         out.append(&mut memory);
         Ok(out.into_values().collect())
     }
+
+    /// Entries from `start` on, before `end`, up to [`REPLICATION_BUDGET_BYTES`] of them
+    /// (encoded, as stored) and always at least one: what one AppendEntries carries.
+    ///
+    /// The entries are consecutive from `start`: the run ends at the first index that is
+    /// missing (purged meanwhile), and nothing is returned if `start` itself is missing, so a
+    /// follower is never sent entries with a hole before them. Entries held in memory are taken
+    /// from there; runs of older ones are read from the table row by row, so a follower far
+    /// behind costs one budget's worth of reading, not the range openraft asked for.
+    async fn limited_get_log_entries(
+        &mut self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<Entry>, StorageError> {
+        let mut out = Vec::new();
+        let mut bytes = 0u64;
+        let mut next = start;
+        let fits = |out: &Vec<Entry>, bytes: u64, more: u64| {
+            out.is_empty() || bytes.saturating_add(more) <= REPLICATION_BUDGET_BYTES
+        };
+        'runs: while next < end {
+            let (held, memory_from) = self.in_memory(next);
+            if let Some(h) = held {
+                if !fits(&out, bytes, h.bytes) {
+                    break;
+                }
+                bytes += h.bytes;
+                out.push(h.entry);
+                next += 1;
+                continue;
+            }
+            // A run not in memory: from the table, up to the next entry memory holds.
+            let stop = memory_from.unwrap_or(end).min(end);
+            let mut rows = sqlx::query(
+                "SELECT idx, entry FROM raft_log WHERE idx >= ? AND idx < ? ORDER BY idx",
+            )
+            .bind(sql_index(next))
+            .bind(sql_index(stop))
+            .fetch(&self.db.log_read);
+            while let Some(row) = rows.try_next().await.map_err(|e| read_err(&e))? {
+                let idx: i64 = row.try_get(0).map_err(|e| read_err(&e))?;
+                let stored: &[u8] = row.try_get(1).map_err(|e| read_err(&e))?;
+                let size = stored.len() as u64;
+                if idx != sql_index(next) || !fits(&out, bytes, size) {
+                    break 'runs;
+                }
+                let entry: Entry = from_cbor(stored).map_err(|e| read_err(&e))?;
+                bytes += size;
+                out.push(entry);
+                next += 1;
+            }
+            if next < stop {
+                // The table ends before memory begins: a hole.
+                break;
+            }
+        }
+        Ok(out)
+    }
 }
 
 impl RaftLogStorage<TypeConfig> for LogStore {
@@ -520,7 +630,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
         let last_purged: Option<LogId> =
             self.meta("last_purged").await.map_err(|e| read_err(&e))?;
-        let last_pending = self.lock_pending().last_key_value().map(|(_, e)| e.log_id);
+        let last_pending = self
+            .lock_pending()
+            .last_key_value()
+            .map(|(_, h)| h.entry.log_id);
         let last = match last_pending {
             Some(id) => Some(id),
             None => {
@@ -586,15 +699,27 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        // Encoded here, once: the writer stores these bytes and replication budgets by them.
         let entries: Vec<Entry> = entries.into_iter().collect();
+        let encoded = entries
+            .iter()
+            .map(|e| {
+                Ok(Encoded {
+                    log_id: e.log_id,
+                    bytes: to_cbor(e)?,
+                })
+            })
+            .collect::<Result<Vec<_>, std::io::Error>>()
+            .map_err(|e| write_err(&e))?;
         {
             let mut p = self.lock_pending();
-            for e in &entries {
-                p.insert(e.log_id.index, e.clone());
+            for (entry, e) in entries.into_iter().zip(&encoded) {
+                let bytes = e.bytes.len() as u64;
+                p.insert(entry.log_id.index, Held { entry, bytes });
             }
         }
         self.writer
-            .send(Op::Append(entries, callback))
+            .send(Op::Append(encoded, callback))
             .map_err(|_| write_err(&std::io::Error::other("log writer stopped")))
     }
 
@@ -640,6 +765,129 @@ mod tests {
     }
 
     /// Polls `stored_committed` until it is `want`, for at most 10 s.
+    /// An entry of about `bytes` bytes: one command carrying that much text.
+    fn sized(index: u64, bytes: usize) -> Entry {
+        use crate::catalog::{Actor, Batch, CatalogCommand};
+        use xchg_federation_config::Role;
+        Entry {
+            log_id: log_id(index),
+            payload: EntryPayload::Normal(Batch(vec![CatalogCommand::RejectListing {
+                listing_id: xchg_protocol::ContentId::from_bytes([7; 32]),
+                reason: "x".repeat(bytes),
+                at: xchg_protocol::Timestamp(1),
+                actor: Actor {
+                    id: "op".into(),
+                    role: Role::Operator,
+                },
+            }])),
+        }
+    }
+
+    /// Regression (issue #12): a member with a replaced disk was sent entries 275.. with no
+    /// previous entry (openraft asked for purged ones), and panicked applying the hole.
+    #[tokio::test]
+    async fn replication_never_reads_past_a_hole_in_the_log() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Db::open(dir.path()).await.expect("open");
+        let entries = (1..=5).chain(8..=10).map(|i| sized(i, 10));
+        write_entries(&db, encoded(entries).iter(), None)
+            .await
+            .expect("append");
+        let store = LogStore::new(db.clone(), None);
+        store.lock_recent().insert(
+            12,
+            Held {
+                entry: sized(12, 10),
+                bytes: 50,
+            },
+        );
+        let indexes =
+            |entries: Vec<Entry>| entries.iter().map(|e| e.log_id.index).collect::<Vec<_>>();
+        let read = |s: u64| {
+            let mut store = store.clone();
+            async move { indexes(store.limited_get_log_entries(s, 13).await.expect("read")) }
+        };
+        assert_eq!(read(1).await, [1, 2, 3, 4, 5]);
+        assert_eq!(read(6).await, Vec::<u64>::new());
+        assert_eq!(read(8).await, [8, 9, 10]);
+        assert_eq!(read(11).await, Vec::<u64>::new());
+        assert_eq!(read(12).await, [12]);
+    }
+
+    /// Regression (issue #12): replication read up to 300 entries whatever their size, and a
+    /// lagging follower got an 84 MB AppendEntries it refused for ever.
+    #[tokio::test]
+    async fn replication_reads_at_most_its_byte_budget_from_table_and_memory_but_always_one_entry()
+    {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Db::open(dir.path()).await.expect("open");
+        const ENTRY: usize = 300 * 1024;
+        write_entries(&db, encoded((1..=20).map(|i| sized(i, ENTRY))).iter(), None)
+            .await
+            .expect("append");
+        let mut store = LogStore::new(db.clone(), None);
+        {
+            let mut recent = store.lock_recent();
+            for i in 21..=40 {
+                let entry = sized(i, ENTRY);
+                let bytes = to_cbor(&entry).expect("cbor").len() as u64;
+                recent.insert(i, Held { entry, bytes });
+            }
+        }
+        let indexes =
+            |entries: &[Entry]| entries.iter().map(|e| e.log_id.index).collect::<Vec<_>>();
+        let size = |entries: &[Entry]| -> u64 {
+            entries
+                .iter()
+                .map(|e| to_cbor(e).expect("cbor").len() as u64)
+                .sum()
+        };
+        for start in [1, 15, 30] {
+            let got = store
+                .limited_get_log_entries(start, 41)
+                .await
+                .expect("read");
+            assert!(
+                size(&got) <= REPLICATION_BUDGET_BYTES,
+                "{} bytes",
+                size(&got)
+            );
+            let want = (REPLICATION_BUDGET_BYTES as usize / (ENTRY + 64)) as u64;
+            assert_eq!(
+                indexes(&got),
+                (start..(start + want).min(41)).collect::<Vec<_>>()
+            );
+        }
+        let tail = store.limited_get_log_entries(38, 41).await.expect("read");
+        assert_eq!(indexes(&tail), [38, 39, 40]);
+        // The whole range is still there for whoever asks for all of it.
+        let all = store.try_get_log_entries(1..41).await.expect("read");
+        assert_eq!(indexes(&all), (1..=40).collect::<Vec<_>>());
+
+        // An entry larger than the budget goes alone.
+        write_entries(
+            &db,
+            encoded([sized(41, 5 << 20), sized(42, 10)]).iter(),
+            None,
+        )
+        .await
+        .expect("append");
+        let big = store.limited_get_log_entries(41, 43).await.expect("read");
+        assert_eq!(indexes(&big), [41]);
+        let after = store.limited_get_log_entries(42, 43).await.expect("read");
+        assert_eq!(indexes(&after), [42]);
+    }
+
+    fn encoded(entries: impl IntoIterator<Item = Entry>) -> Vec<Encoded> {
+        entries
+            .into_iter()
+            .map(|e| Encoded {
+                log_id: e.log_id,
+                bytes: to_cbor(&e).expect("cbor"),
+            })
+            .collect()
+    }
+
     async fn wait_for_committed(db: &Db, want: LogId) {
         let deadline = Instant::now() + Duration::from_secs(10);
         while stored_committed(db).await != Some(want) {
@@ -656,7 +904,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = Db::open(dir.path()).await.expect("open");
         let committed = to_cbor(&Some(log_id(1))).expect("cbor");
-        write_entries(&db, [blank(1), blank(2)].iter(), Some(&committed))
+        write_entries(&db, encoded([blank(1), blank(2)]).iter(), Some(&committed))
             .await
             .expect("append");
         assert_eq!(stored_committed(&db).await, Some(log_id(1)));
@@ -667,7 +915,7 @@ mod tests {
             [1, 2]
         );
         // Without a commit index the row is left as it was.
-        write_entries(&db, [blank(3)].iter(), None)
+        write_entries(&db, encoded([blank(3)]).iter(), None)
             .await
             .expect("append");
         assert_eq!(stored_committed(&db).await, Some(log_id(1)));
@@ -697,7 +945,7 @@ mod tests {
     async fn a_purge_is_carried_out_once_the_catalog_has_applied_what_it_deletes() {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = Db::open(dir.path()).await.expect("open");
-        write_entries(&db, (1..=5).map(blank).collect::<Vec<_>>().iter(), None)
+        write_entries(&db, encoded((1..=5).map(blank)).iter(), None)
             .await
             .expect("append");
         let mut store = LogStore::new(db.clone(), None);

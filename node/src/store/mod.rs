@@ -53,7 +53,7 @@ pub mod snapshot_file;
 mod state_machine;
 mod vfs;
 
-pub use log::LogStore;
+pub use log::{LogStore, REPLICATION_BUDGET_BYTES};
 pub use state_machine::{Signals, StateMachine};
 
 /// Told how long each batch (a log append with its fsync, or an applied batch of entries) took

@@ -1,0 +1,144 @@
+//! Starting a zone's Raft: which member initialises a new zone, and what a member whose disk
+//! was replaced does when it comes back.
+//!
+//! openraft's `initialize` makes the node campaign at once. When every member of a new zone
+//! did so at the same moment, the three candidates of term 1 split the votes, and a candidate
+//! whose vote compared higher made the elected leader step down (seen while reading the logs of
+//! issue #12's item 10: a fresh zone with no leader for seconds, and on a loaded machine for a
+//! minute). So a member with an empty log first asks the others ([`ZoneRequest::Hello`]):
+//!
+//! - If one of them has followed a leader (its vote is committed), the zone exists and this
+//!   member lost its state: a disk replacement, or a wiped data directory. It does not
+//!   initialise; the leader sends it the snapshot and the log. Until it has accepted a
+//!   leader's AppendEntries it grants no vote in any term up to the highest term the others
+//!   reported ([`Amnesia`]): it may have voted in those before it lost its state, and a member
+//!   that votes twice in one term can make two leaders. A later term it cannot have voted in,
+//!   so an election after the leader's loss still finds its majority.
+//! - Otherwise the zone is new. The member with the lowest Raft id initialises at once; the
+//!   others wait (the leader lease and a random spread) for it to contact them, and initialise
+//!   themselves only if it does not (it may be down).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures::future::join_all;
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::election::Timing;
+use super::transport::{ZoneRequest, ZoneResponse, ZoneTransport};
+use super::{MemberNode, NodeId, Raft};
+
+/// What a member tells a starting member about itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// The index of its last log entry (`None`: its log is empty).
+    pub last_log_index: Option<u64>,
+    /// It has followed (or been) an elected leader: its vote is committed.
+    pub led: bool,
+    /// Its current term.
+    pub term: u64,
+}
+
+/// Set while this member's log is empty in a zone that exists: the highest term the others
+/// reported, in which and below which it must not vote until a leader has reached it (0: no
+/// guard). Cheap to clone; clones share the value.
+#[derive(Debug, Clone, Default)]
+pub struct Amnesia(Arc<AtomicU64>);
+
+impl Amnesia {
+    /// Whether this member must refuse a vote in `term`. The guard lifts itself once `raft`
+    /// has accepted a leader (its vote is committed).
+    pub fn guards(&self, raft: &Raft, term: u64) -> bool {
+        let upto = self.0.load(Ordering::Acquire);
+        if upto == 0 {
+            return false;
+        }
+        if raft.metrics().borrow().vote.is_committed() {
+            self.0.store(0, Ordering::Release);
+            tracing::info!("a leader has reached this member; it votes again");
+            return false;
+        }
+        term <= upto
+    }
+
+    fn set(&self, upto: u64) {
+        self.0.store(upto.max(1), Ordering::Release);
+    }
+}
+
+/// This member's answer to [`ZoneRequest::Hello`].
+pub fn hello(raft: &Raft) -> Hello {
+    let m = raft.metrics().borrow().clone();
+    Hello {
+        last_log_index: m.last_log_index,
+        led: m.vote.is_committed(),
+        term: m.current_term,
+    }
+}
+
+/// Initialises `raft` with `members` when this member should (see the module docs), or marks
+/// it [`Amnesia`] when the zone exists without it. Returns when done or when `stop` is true.
+pub async fn run(
+    raft: Raft,
+    transport: Arc<dyn ZoneTransport>,
+    members: BTreeMap<NodeId, MemberNode>,
+    timing: Timing,
+    amnesia: Amnesia,
+    mut stop: watch::Receiver<bool>,
+) {
+    let me = raft.metrics().borrow().id;
+    let first = members.keys().next().copied();
+    let spread = rand::thread_rng().gen_range(0..=timing.spread.as_millis() as u64);
+    let patience = Instant::now() + timing.lease + Duration::from_millis(spread);
+    loop {
+        match raft.is_initialized().await {
+            Ok(true) | Err(_) => return,
+            Ok(false) => {}
+        }
+        let answers = join_all(
+            members
+                .iter()
+                .filter(|(id, _)| **id != me)
+                .map(|(id, node)| {
+                    let transport = transport.clone();
+                    async move {
+                        match transport
+                            .call(*id, node, ZoneRequest::Hello, timing.ask_timeout)
+                            .await
+                        {
+                            Ok(ZoneResponse::Hello(h)) => Some(h),
+                            _ => None,
+                        }
+                    }
+                }),
+        )
+        .await;
+        if answers.iter().flatten().any(|h| h.led) {
+            let upto = answers.iter().flatten().map(|h| h.term).max().unwrap_or(0);
+            amnesia.set(upto);
+            tracing::warn!(
+                term = upto,
+                "this member's log is empty but its zone has had a leader (a replaced disk or \
+                 a wiped data directory): not initialising; the leader sends it the catalog, \
+                 and until then it votes in no term up to this one"
+            );
+            return;
+        }
+        if Some(me) == first || Instant::now() >= patience {
+            // Refusal means initialised meanwhile (a leader reached this member first).
+            if let Err(e) = raft.initialize(members.clone()).await {
+                tracing::debug!(error = %e, "initialize refused (already initialised)");
+            }
+            return;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(200)) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
