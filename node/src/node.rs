@@ -246,11 +246,13 @@ pub async fn start(
     )
     .await
     .map_err(|e| StartError::Raft(e.to_string()))?;
+    let removal = election::Removal::default();
     tasks.spawn(election::run(
         raft.clone(),
         log.clone(),
         transport.clone(),
         election_timing,
+        removal.clone(),
         stop_rx.clone(),
     ));
     if !compaction.entries_only() {
@@ -381,6 +383,7 @@ pub async fn start(
         federation: federation.clone(),
         metrics,
         committed,
+        removal,
     });
     {
         let mut rx = stop_rx.clone();

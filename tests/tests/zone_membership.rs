@@ -232,3 +232,152 @@ async fn a_zone_forms_from_its_configs_whatever_order_its_members_start_in() -> 
     .await?;
     Ok(())
 }
+
+/// Every node's term, through its status.
+async fn terms(zone: &Zone, nodes: &[usize]) -> anyhow::Result<Vec<u64>> {
+    let mut out = Vec::new();
+    for &i in nodes {
+        let (_, s) = zone.get(i, "/v1/status", None).await?;
+        out.push(s["term"].as_u64().unwrap_or_default());
+    }
+    Ok(out)
+}
+
+/// Issue #12 (schema-driven fuzzing): re-adding a removed member answered 503 yet applied, and
+/// its inflated term knocked the leader out; removing two of three was accepted without a
+/// guard and the removed processes kept campaigning and serving stale reads; removing the last
+/// member answered 503; the audit chain named `raft` (dated 1970) instead of the admin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn membership_changes_are_guarded_audited_and_a_removed_node_stands_down()
+-> anyhow::Result<()> {
+    let started = xchg_protocol::Timestamp::now();
+    let mut zone = Zone::generate("single-zone", 3)?;
+    zone.start_all()?;
+    let tokens = zone.tokens().clone();
+    let leader = zone.wait_for_leader(0, Duration::from_secs(30)).await?;
+    let (a, b) = ((leader + 1) % 3, (leader + 2) % 3);
+    let names: Vec<String> = zone.nodes.iter().map(|n| n.name.clone()).collect();
+    let term = terms(&zone, &[leader]).await?[0];
+    let delete = |i: usize, query: &'static str| {
+        let path = format!("/v1/zone/members/{}{query}", names[i]);
+        let admin = tokens.admin.clone();
+        let zone = &zone;
+        async move {
+            zone.send(leader, reqwest::Method::DELETE, &path, Some(&admin), None)
+                .await
+        }
+    };
+
+    // Remove one member: it learns that it is out, stands down and says so.
+    let (code, body) = delete(b, "").await?;
+    assert_eq!(code, 200, "{body}");
+    let removed = eventually(
+        Duration::from_secs(30),
+        "the removed node to stand down",
+        || async {
+            let (_, s) = zone
+                .get(b, "/v1/status", None)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok((s["role"] == "removed").then_some(s))
+        },
+    )
+    .await?;
+    assert!(removed["removed"].is_string(), "{removed}");
+    let (code, body) = zone
+        .get(b, "/v1/listings?consistency=local", Some(&tokens.regulator))
+        .await?;
+    assert_eq!(code, 503, "a removed node serves no stale reads: {body}");
+    assert_eq!(body["error"]["code"], "removed_from_zone", "{body}");
+
+    // One of two left would not be a majority of the three configured: refused unless forced.
+    let (code, body) = delete(a, "").await?;
+    assert_eq!(code, 409, "{body}");
+    assert_eq!(body["error"]["code"], "would_lose_majority", "{body}");
+    // Re-adding the removed member answers 200 and it serves again, without an election.
+    let config = xchg_federation_config::load(&zone.nodes[b].config, started)?.config;
+    let me = config
+        .own_member()
+        .ok_or_else(|| anyhow::anyhow!("no own member"))?;
+    let (code, body) = zone
+        .post(
+            leader,
+            "/v1/zone/members",
+            &tokens.admin,
+            &json!({
+                "name": names[b], "raft_addr": me.raft_addr.to_string(),
+                "api_url": zone.nodes[b].api_url, "public_key": me.public_key.to_base64(),
+            }),
+        )
+        .await?;
+    assert_eq!(code, 200, "re-adding: {body}\n{}", zone.log_of(b));
+    assert_eq!(body["voters"].as_array().map(Vec::len), Some(3), "{body}");
+    eventually(
+        Duration::from_secs(30),
+        "the re-added node to serve",
+        || async {
+            let (_, s) = zone
+                .get(b, "/v1/status", None)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok((s["role"] == "follower").then_some(()))
+        },
+    )
+    .await?;
+    // Adding it again changes nothing and says so.
+    let (code, body) = zone
+        .post(
+            a,
+            "/v1/zone/members",
+            &tokens.admin,
+            &json!({
+                "name": names[b], "raft_addr": me.raft_addr.to_string(),
+                "api_url": zone.nodes[b].api_url, "public_key": me.public_key.to_base64(),
+            }),
+        )
+        .await?;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        terms(&zone, &[0, 1, 2]).await?,
+        vec![term; 3],
+        "no membership change cost the zone an election"
+    );
+
+    // The audit chain names the admin and the time of each request; nothing is dated 1970.
+    let (_, audit) = zone
+        .get(leader, "/v1/audit?limit=1000", Some(&tokens.regulator))
+        .await?;
+    let records = audit["items"].as_array().cloned().unwrap_or_default();
+    let requests: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["action"] == "request_membership_change")
+        .collect();
+    assert_eq!(requests.len(), 3, "remove, add, add again: {audit}");
+    for r in &requests {
+        assert_eq!(r["role"], "admin", "{r}");
+        assert_eq!(r["result"], "ok", "{r}");
+    }
+    assert_eq!(requests[0]["object_id"], format!("remove {}", names[b]));
+    for r in &records {
+        let at: xchg_protocol::Timestamp = serde_json::from_value(r["at"].clone())?;
+        assert!(at >= started, "a record dated before the zone existed: {r}");
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_member_of_a_zone_cannot_be_removed() -> anyhow::Result<()> {
+    let mut zone = Zone::generate("single-zone", 1)?;
+    zone.start_all()?;
+    zone.wait_for_leader(0, Duration::from_secs(30)).await?;
+    let path = format!("/v1/zone/members/{}?force=true", zone.nodes[0].name);
+    let admin = zone.tokens().admin.clone();
+    let (code, body) = zone
+        .send(0, reqwest::Method::DELETE, &path, Some(&admin), None)
+        .await?;
+    assert_eq!(code, 409, "{body}");
+    assert_eq!(body["error"]["code"], "last_member", "{body}");
+    let (_, status) = zone.get(0, "/v1/status", None).await?;
+    assert_eq!(status["role"], "leader", "nothing changed: {status}");
+    Ok(())
+}

@@ -61,6 +61,8 @@ pub struct Context {
     pub tokens: auth::TokenCache,
     /// The federation service (gossip peers, the receiving pipeline).
     pub federation: Arc<crate::federation::Federation>,
+    /// Set when this node is no longer a member of its zone: it then serves only its status.
+    pub removal: crate::raft::election::Removal,
 }
 
 /// Shared handler state.
@@ -124,9 +126,38 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
+            refuse_when_removed,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
             metrics::track,
         ))
         .with_state(state)
+}
+
+/// A node removed from its zone serves its status, `/metrics` and the OpenAPI document only:
+/// its replica is no longer kept up to date, and writes would be refused by the zone.
+async fn refuse_when_removed(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let path = request.uri().path();
+    let open = !path.starts_with("/v1/") || path == "/v1/status" || path == "/v1/openapi.json";
+    match state.removal.reason() {
+        Some(why) if !open => ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "removed_from_zone",
+            format!(
+                "this node is no longer a member of zone {} ({why}); use another member, or add \
+                 it back with POST /v1/zone/members",
+                state.config.zone.id
+            ),
+        )
+        .into_response(),
+        _ => next.run(request).await,
+    }
 }
 
 impl Context {

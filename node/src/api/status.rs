@@ -31,8 +31,13 @@ pub struct Status {
     pub exchange: String,
     /// The exchange's name for people.
     pub exchange_display_name: String,
-    /// `leader`, `follower`, `candidate` or `learner`.
+    /// `leader`, `follower`, `candidate`, `learner`, or `removed` (no longer a member of its
+    /// zone: see `removed`).
     pub role: &'static str,
+    /// Why this node is no longer a member of its zone (only when `role` is `removed`): it
+    /// then serves nothing but its status until it is stopped or added back.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub removed: Option<String>,
     /// The leader's name, if known.
     pub leader: Option<String>,
     /// Current term.
@@ -58,7 +63,9 @@ pub async fn get_status(State(state): State<AppState>) -> Json<Status> {
     let membership = m.membership_config.membership();
     let voters: Vec<u64> = membership.voter_ids().collect();
     let name_of = |id: &u64| membership.get_node(id).map(|n| n.name.clone());
+    let removed = state.removal.reason();
     let role = match m.state {
+        _ if removed.is_some() => "removed",
         ServerState::Leader => "leader",
         ServerState::Candidate => "candidate",
         ServerState::Learner => "learner",
@@ -86,6 +93,7 @@ pub async fn get_status(State(state): State<AppState>) -> Json<Status> {
         exchange_display_name: state.config.exchange.display_name.clone(),
         exchange: state.config.exchange.id.to_string(),
         role,
+        removed,
         leader: m.current_leader.as_ref().and_then(name_of),
         term: m.current_term,
         commit_index: state

@@ -1,18 +1,20 @@
 //! `/v1/zone/members`: add and remove zone members at run time (admin), by joint consensus.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use xchg_federation_config::Role;
-use xchg_protocol::{NodeName, PublicKey};
+use xchg_protocol::{NodeName, PublicKey, Timestamp};
 
 use super::AppState;
 use super::auth::Caller;
 use super::error::{ApiError, BearerErrors, BodyErrors, ErrorBody};
 use super::json::JsonBody;
-use crate::raft::transport::{ForwardError, MembershipChange, ZoneRequest, ZoneResponse};
-use crate::raft::{MemberNode, node_id};
+use crate::catalog::CatalogCommand;
+use crate::raft::transport::{MembershipChange, MembershipError, ZoneRequest, ZoneResponse};
+use crate::raft::{MemberNode, NodeId, node_id};
 
 /// `POST /v1/zone/members` body.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -35,11 +37,30 @@ pub struct Membership {
     pub voters: Vec<String>,
 }
 
-async fn change(state: &AppState, change: MembershipChange) -> Result<Membership, ApiError> {
+/// `DELETE /v1/zone/members/{name}` query.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct RemoveQuery {
+    /// Remove even if fewer voters than a majority of the zone's configured members remain
+    /// (`[[zone.members]]` of the config): a zone shrunk that far loses its majority with its
+    /// next failure. Default `false`.
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// Carries out `change` (on the leader, forwarded if need be), then records who asked and how
+/// it ended in the audit chain.
+async fn change(
+    state: &AppState,
+    caller: &Caller,
+    what: String,
+    change: MembershipChange,
+) -> Result<Membership, ApiError> {
     let service = crate::raft::transport::ZoneService::new(state.raft.clone())
         .with_member_keys(state.member_keys.clone());
     let mut answer = service.change_membership_as_leader(change.clone()).await;
-    if let Err(ForwardError::NotLeader { leader }) = &answer {
+    if let Err(MembershipError::NotLeader { leader }) = &answer {
         let Some((id, node)) = crate::raft::leader_node(&state.raft, *leader) else {
             return Err(ApiError::unavailable(
                 "no Raft leader is available in this zone; retry shortly",
@@ -56,20 +77,65 @@ async fn change(state: &AppState, change: MembershipChange) -> Result<Membership
             .await
         {
             Ok(ZoneResponse::ChangeMembers(r)) => r,
-            Ok(_) => Err(ForwardError::Unavailable(
+            Ok(_) => Err(MembershipError::Failed(
                 "unexpected answer from the leader".into(),
             )),
-            Err(e) => Err(ForwardError::Unavailable(e.to_string())),
+            Err(e) => Err(MembershipError::Failed(format!(
+                "the leader did not answer ({e}); read GET /v1/status to see whether it applied"
+            ))),
         };
     }
-    let voters = answer.map_err(|e| {
-        ApiError::new(
+    if !matches!(answer, Err(MembershipError::Refused { .. })) {
+        record(state, caller, what, &answer).await;
+    }
+    let voters = answer.map_err(|e| match e {
+        MembershipError::Refused { code, message } => match code.as_str() {
+            "not_found" => ApiError::not_found(message),
+            _ => ApiError::new(StatusCode::CONFLICT, conflict_code(&code), message),
+        },
+        MembershipError::NotLeader { .. } => {
+            ApiError::unavailable("the zone's leader changed during the request; retry it")
+        }
+        MembershipError::Failed(why) => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            format!("membership change failed: {e}"),
-        )
+            "membership_change_failed",
+            format!("membership change failed: {why}"),
+        ),
     })?;
     Ok(Membership { voters })
+}
+
+fn conflict_code(code: &str) -> &'static str {
+    match code {
+        "last_member" => "last_member",
+        _ => "conflict",
+    }
+}
+
+/// Records an attempted change in the audit chain (a failure to record is logged: the
+/// membership change itself has happened or not regardless).
+async fn record(
+    state: &AppState,
+    caller: &Caller,
+    change: String,
+    answer: &Result<Vec<String>, MembershipError>,
+) {
+    let outcome = match answer {
+        Ok(_) => "ok".to_owned(),
+        Err(e) => {
+            let why: String = e.to_string().chars().take(500).collect();
+            format!("failed: {why}")
+        }
+    };
+    let cmd = CatalogCommand::RecordMembershipChange {
+        change,
+        outcome,
+        at: Timestamp::now(),
+        actor: caller.actor.clone(),
+    };
+    if let Err(e) = state.propose(cmd).await {
+        tracing::warn!(error = ?e, "could not record a membership change in the audit chain");
+    }
 }
 
 /// `POST /v1/zone/members`: adds a node as a learner, waits for it to catch up, then makes it
@@ -86,7 +152,11 @@ async fn change(state: &AppState, change: MembershipChange) -> Result<Membership
         (status = 400, description = "Malformed JSON, or an invalid `name`, `raft_addr`, \
             `api_url` or `public_key` (`field` names it)", body = ErrorBody),
         (status = 403, description = "Not an admin token", body = ErrorBody),
-        (status = 503, description = "No Raft leader, or the membership change failed", body = ErrorBody),
+        (status = 409, description = "`conflict`: a member of that name exists with another \
+            address or key", body = ErrorBody),
+        (status = 503, description = "No Raft leader, or the change failed \
+            (`membership_change_failed`: the message says what the membership was left as; a \
+            learner added for it is removed again)", body = ErrorBody),
         BearerErrors,
         BodyErrors,
     )
@@ -123,6 +193,8 @@ pub async fn add_member(
     Ok(Json(
         change(
             &state,
+            &caller,
+            format!("add {name}"),
             MembershipChange::Add {
                 id: node_id(name.as_str()),
                 node,
@@ -138,13 +210,17 @@ pub async fn add_member(
     path = "/v1/zone/members/{name}",
     operation_id = "remove_zone_member",
     tag = "zone",
-    params(("name" = NodeName, Path, description = "The member's node name")),
+    params(("name" = NodeName, Path, description = "The member's node name"), RemoveQuery),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Removed; the zone's voters now", body = Membership),
         (status = 403, description = "Not an admin token", body = ErrorBody),
         (status = 404, description = "No member with this name in the zone", body = ErrorBody),
-        (status = 503, description = "No Raft leader, or the membership change failed", body = ErrorBody),
+        (status = 409, description = "`last_member`: it is the zone's only voter; \
+            `would_lose_majority`: fewer voters than a majority of the configured members would \
+            remain (repeat with `?force=true` to remove it anyway)", body = ErrorBody),
+        (status = 503, description = "No Raft leader, or the change failed \
+            (`membership_change_failed`)", body = ErrorBody),
         BearerErrors,
     )
 )]
@@ -152,21 +228,44 @@ pub async fn remove_member(
     State(state): State<AppState>,
     caller: Caller,
     Path(name): Path<String>,
+    query: Result<Query<RemoveQuery>, QueryRejection>,
 ) -> Result<Json<Membership>, ApiError> {
     caller.require(&[Role::Admin])?;
+    let Query(query) = query.map_err(super::listings::query_error)?;
     let id = node_id(&name);
-    let known = state
+    let membership = state
         .raft
         .metrics()
         .borrow()
         .membership_config
         .membership()
-        .get_node(&id)
-        .is_some();
-    if !known {
+        .clone();
+    if membership.get_node(&id).is_none() {
         return Err(ApiError::not_found(format!(
             "no member {name:?} in this zone"
         )));
     }
-    Ok(Json(change(&state, MembershipChange::Remove { id }).await?))
+    let voters: Vec<NodeId> = membership.voter_ids().collect();
+    let remaining = voters.iter().filter(|v| **v != id).count();
+    let configured = state.config.zone.members.len();
+    if voters.contains(&id) && remaining > 0 && remaining * 2 <= configured && !query.force {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "would_lose_majority",
+            format!(
+                "removing {name} leaves {remaining} voter(s), not a majority of the zone's \
+                 {configured} configured members: the zone would stop at its next failure; \
+                 add members first, or repeat with ?force=true"
+            ),
+        ));
+    }
+    Ok(Json(
+        change(
+            &state,
+            &caller,
+            format!("remove {name}"),
+            MembershipChange::Remove { id },
+        )
+        .await?,
+    ))
 }

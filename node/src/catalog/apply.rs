@@ -126,6 +126,11 @@ pub async fn apply(
             at,
             ..
         } => federation::record_published(conn, zone, *outbox_seq, envelope, *at).await?,
+        CatalogCommand::RecordMembershipChange { change, .. } => Ok(Applied {
+            object_id: change.clone(),
+            version: None,
+            state: None,
+        }),
         CatalogCommand::Recognize(r) => {
             federation::recognize(conn, view, zone, raft_index, r).await?
         }
@@ -205,9 +210,10 @@ fn record(
     response: &CommandResponse,
 ) {
     let (actor, role, at, object) = subject(cmd);
-    let result = match response {
-        Ok(_) => "ok".to_owned(),
-        Err(r) => format!("refused:{}: {r}", r.code()),
+    let result = match (cmd, response) {
+        (CatalogCommand::RecordMembershipChange { outcome, .. }, _) => outcome.clone(),
+        (_, Ok(_)) => "ok".to_owned(),
+        (_, Err(r)) => format!("refused:{}: {r}", r.code()),
     };
     chain.append(audit::Event {
         raft_index,
@@ -259,6 +265,12 @@ fn subject(cmd: &CatalogCommand) -> (String, &'static str, Timestamp, String) {
         } => {
             let (id, role) = by(actor);
             (id, role, *at, listing_id.to_string())
+        }
+        CatalogCommand::RecordMembershipChange {
+            change, at, actor, ..
+        } => {
+            let (id, role) = by(actor);
+            (id, role, *at, change.clone())
         }
         CatalogCommand::CreateToken {
             token_hash,

@@ -181,6 +181,18 @@ pub enum CatalogCommand {
         /// The admin.
         actor: Actor,
     },
+    /// An admin changed the zone's membership (or tried to): the record of who asked, when, and
+    /// how it ended. The membership itself changes through Raft's own entries.
+    RecordMembershipChange {
+        /// What was asked: `add <name>` or `remove <name>`.
+        change: String,
+        /// `ok`, or `failed: <why>`.
+        outcome: String,
+        /// When it was asked.
+        at: Timestamp,
+        /// The admin.
+        actor: Actor,
+    },
     /// An admin revokes a token (run-time or config-issued).
     RevokeToken {
         /// Hex SHA-256 of the token text.
@@ -213,6 +225,7 @@ impl CatalogCommand {
             CatalogCommand::DelistListing { .. } => "delist_listing",
             CatalogCommand::CreateToken { .. } => "create_token",
             CatalogCommand::RevokeToken { .. } => "revoke_token",
+            CatalogCommand::RecordMembershipChange { .. } => "request_membership_change",
             CatalogCommand::RecordPublished { .. } => "record_published",
             CatalogCommand::Recognize(_) => "recognize",
         }

@@ -20,8 +20,12 @@
 //! - the candidate's last log id is at least its own.
 //!
 //! A removed member or a learner never campaigns: it is not a voter of the membership it knows.
+//! A member removed before it saw the entry that removed it learns it from the others: they
+//! answer its pre-votes with [`PreVoteAnswer::NotAMember`]. Either way it records why in its
+//! [`Removal`], stops campaigning, and its API stops serving (`GET /v1/status` says so).
 
 use std::collections::BTreeSet;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use futures::future::join_all;
@@ -46,6 +50,50 @@ pub struct PreVote {
     pub last_log_id: Option<LogId>,
 }
 
+/// A member's answer to a [`PreVote`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PreVoteAnswer {
+    /// It would vote for the candidate.
+    Granted,
+    /// It would not (it hears a leader, or its log is ahead).
+    Refused,
+    /// The candidate is not a voter of the membership this member knows.
+    NotAMember,
+}
+
+/// Why this node is out of its zone, if it is: set when its membership no longer includes it,
+/// or when the other members say so; cleared when it is a member again. Cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct Removal(Arc<RwLock<Option<String>>>);
+
+impl Removal {
+    /// Why this node is out of its zone, or `None` while it is a member.
+    pub fn reason(&self) -> Option<String> {
+        self.0.read().ok().and_then(|r| r.clone())
+    }
+
+    fn set(&self, why: &str) {
+        if let Ok(mut r) = self.0.write()
+            && r.as_deref() != Some(why)
+        {
+            tracing::warn!(
+                reason = why,
+                "this node is no longer a member of its zone: it stops serving and campaigning; \
+                 an operator should stop it, or add it back (POST /v1/zone/members)"
+            );
+            *r = Some(why.to_owned());
+        }
+    }
+
+    fn clear(&self) {
+        if let Ok(mut r) = self.0.write()
+            && r.take().is_some()
+        {
+            tracing::info!("this node is a member of its zone again");
+        }
+    }
+}
+
 /// What a member knows when it is asked for a pre-vote.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Standing {
@@ -56,6 +104,8 @@ pub struct Standing {
     pub since_leader: Option<Duration>,
     /// Its last log id.
     pub last_log_id: Option<LogId>,
+    /// The voters of the membership it knows (both configurations during a joint change).
+    pub voters: BTreeSet<NodeId>,
 }
 
 /// Election timing, from the zone's Raft settings.
@@ -89,10 +139,16 @@ impl Timing {
     }
 }
 
-/// Whether a member in `me`'s standing grants `ask`, under `lease`.
-pub fn grants(ask: &PreVote, me: &Standing, lease: Duration) -> bool {
+/// How a member in `me`'s standing answers `ask`, under `lease`.
+pub fn answer(ask: &PreVote, me: &Standing, lease: Duration) -> PreVoteAnswer {
     let leader_heard = me.since_leader.is_some_and(|since| since < lease);
-    !me.leading && !leader_heard && ask.last_log_id >= me.last_log_id
+    if !me.voters.is_empty() && !me.voters.contains(&ask.candidate) {
+        PreVoteAnswer::NotAMember
+    } else if !me.leading && !leader_heard && ask.last_log_id >= me.last_log_id {
+        PreVoteAnswer::Granted
+    } else {
+        PreVoteAnswer::Refused
+    }
 }
 
 /// Whether the members in `granted` are a majority of every configuration in `configs` (one,
@@ -128,10 +184,21 @@ async fn heard(raft: &Raft) -> Result<(bool, Option<Duration>), String> {
 pub async fn standing(raft: &Raft, log: &LogStore) -> Result<Standing, String> {
     let (leading, since_leader) = heard(raft).await?;
     let last_log_id = log.last_log_id().await.map_err(|e| e.to_string())?;
+    let voters = raft
+        .metrics()
+        .borrow()
+        .membership_config
+        .membership()
+        .get_joint_config()
+        .iter()
+        .flatten()
+        .copied()
+        .collect();
     Ok(Standing {
         leading,
         since_leader,
         last_log_id,
+        voters,
     })
 }
 
@@ -140,8 +207,9 @@ pub async fn standing(raft: &Raft, log: &LogStore) -> Result<Standing, String> {
 pub async fn run(
     raft: Raft,
     log: LogStore,
-    transport: std::sync::Arc<dyn ZoneTransport>,
+    transport: Arc<dyn ZoneTransport>,
     timing: Timing,
+    removal: Removal,
     mut stop: watch::Receiver<bool>,
 ) {
     let tick = (timing.spread / 8).clamp(Duration::from_millis(20), Duration::from_millis(100));
@@ -156,13 +224,22 @@ pub async fn run(
         let membership = metrics.membership_config.membership().clone();
         let configs: Vec<BTreeSet<NodeId>> = membership.get_joint_config().clone();
         let voter = configs.iter().any(|c| c.contains(&me));
-        if metrics.state == ServerState::Leader || !voter {
-            attempts.reset();
-            continue;
+        let known = membership.nodes().count() > 0;
+        if known && membership.get_node(&me).is_none() {
+            removal.set("this node's zone membership no longer includes it");
         }
         let Ok((_, since_leader)) = heard(&raft).await else {
             return;
         };
+        if membership.get_node(&me).is_some()
+            && since_leader.is_some_and(|since| since < timing.lease)
+        {
+            removal.clear();
+        }
+        if metrics.state == ServerState::Leader || !voter || removal.reason().is_some() {
+            attempts.reset();
+            continue;
+        }
         if !attempts.due(since_leader) {
             continue;
         }
@@ -189,16 +266,27 @@ pub async fn run(
                 let answer = transport
                     .call(*id, node, request, timing.ask_timeout)
                     .await;
-                if !matches!(answer, Ok(ZoneResponse::PreVote(_))) {
-                    tracing::debug!(member = %node, answer = ?answer.as_ref().err(), "no pre-vote answer");
+                match answer {
+                    Ok(ZoneResponse::PreVote(a)) => (*id, Some(a)),
+                    other => {
+                        tracing::debug!(member = %node, answer = ?other.err(), "no pre-vote answer");
+                        (*id, None)
+                    }
                 }
-                (*id, matches!(answer, Ok(ZoneResponse::PreVote(true))))
             }
         }))
         .await;
+        let disowned = answers
+            .iter()
+            .filter(|(_, a)| *a == Some(PreVoteAnswer::NotAMember))
+            .count();
+        if disowned * 2 > others.len() {
+            removal.set("the zone's other members no longer count this node as a member");
+            continue;
+        }
         let mut granted: BTreeSet<NodeId> = answers
             .into_iter()
-            .filter_map(|(id, yes)| yes.then_some(id))
+            .filter_map(|(id, a)| (a == Some(PreVoteAnswer::Granted)).then_some(id))
             .collect();
         granted.insert(me);
         if is_quorum(&configs, &granted) {
@@ -270,6 +358,15 @@ mod tests {
         Some(LogId::new(CommittedLeaderId::new(term, 1), index))
     }
 
+    fn standing(leading: bool, since: Option<u64>, last: Option<LogId>) -> Standing {
+        Standing {
+            leading,
+            since_leader: since.map(Duration::from_millis),
+            last_log_id: last,
+            voters: BTreeSet::from([1, 2, 3]),
+        }
+    }
+
     fn ask(last: Option<LogId>) -> PreVote {
         PreVote {
             candidate: 2,
@@ -282,37 +379,54 @@ mod tests {
 
     #[test]
     fn a_candidate_behind_this_members_log_gets_no_pre_vote() {
-        let me = Standing {
-            leading: false,
-            since_leader: None,
-            last_log_id: log_id(3, 500),
-        };
-        assert!(!grants(&ask(log_id(3, 20)), &me, LEASE));
-        assert!(!grants(&ask(log_id(2, 900)), &me, LEASE));
-        assert!(!grants(&ask(None), &me, LEASE));
-        assert!(grants(&ask(log_id(3, 500)), &me, LEASE));
-        assert!(grants(&ask(log_id(4, 1)), &me, LEASE));
+        let me = standing(false, None, log_id(3, 500));
+        let refused = |last| answer(&ask(last), &me, LEASE) == PreVoteAnswer::Refused;
+        assert!(refused(log_id(3, 20)));
+        assert!(refused(log_id(2, 900)));
+        assert!(refused(None));
+        assert_eq!(
+            answer(&ask(log_id(3, 500)), &me, LEASE),
+            PreVoteAnswer::Granted
+        );
+        assert_eq!(
+            answer(&ask(log_id(4, 1)), &me, LEASE),
+            PreVoteAnswer::Granted
+        );
     }
 
     #[test]
     fn a_member_that_hears_its_leader_or_leads_grants_no_pre_vote() {
-        let heard = Standing {
-            leading: false,
-            since_leader: Some(Duration::from_millis(300)),
-            last_log_id: None,
-        };
-        assert!(!grants(&ask(log_id(5, 5)), &heard, LEASE));
-        let silent = Standing {
-            since_leader: Some(Duration::from_millis(2500)),
-            ..heard.clone()
-        };
-        assert!(grants(&ask(log_id(5, 5)), &silent, LEASE));
-        let leading = Standing {
-            leading: true,
-            since_leader: None,
-            last_log_id: None,
-        };
-        assert!(!grants(&ask(log_id(5, 5)), &leading, LEASE));
+        let heard = standing(false, Some(300), None);
+        assert_eq!(
+            answer(&ask(log_id(5, 5)), &heard, LEASE),
+            PreVoteAnswer::Refused
+        );
+        let silent = standing(false, Some(2500), None);
+        assert_eq!(
+            answer(&ask(log_id(5, 5)), &silent, LEASE),
+            PreVoteAnswer::Granted
+        );
+        let leading = standing(true, None, None);
+        assert_eq!(
+            answer(&ask(log_id(5, 5)), &leading, LEASE),
+            PreVoteAnswer::Refused
+        );
+    }
+
+    #[test]
+    fn a_candidate_outside_the_membership_is_told_so() {
+        let mut me = standing(false, None, None);
+        me.voters = BTreeSet::from([1, 3, 4]);
+        assert_eq!(
+            answer(&ask(log_id(9, 9)), &me, LEASE),
+            PreVoteAnswer::NotAMember
+        );
+        // A member that knows no membership yet cannot tell.
+        me.voters.clear();
+        assert_eq!(
+            answer(&ask(log_id(9, 9)), &me, LEASE),
+            PreVoteAnswer::Granted
+        );
     }
 
     #[test]

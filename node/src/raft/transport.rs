@@ -18,7 +18,7 @@ use openraft::raft::{
 use serde::{Deserialize, Serialize};
 
 use super::bootstrap::{Amnesia, Hello, hello};
-use super::election::{PreVote, grants, standing};
+use super::election::{PreVote, PreVoteAnswer, answer, standing};
 use super::tls::MemberKeys;
 use super::{MemberNode, NodeId, Raft, TypeConfig};
 pub use crate::catalog::cbor_len as encoded_len;
@@ -78,6 +78,38 @@ pub enum ForwardError {
     Unavailable(String),
 }
 
+/// Why a membership change was not carried out (or not completely).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum MembershipError {
+    /// The node asked is not the leader; it names the leader it knows of.
+    #[error("not the leader (leader: {leader:?})")]
+    NotLeader {
+        /// The leader the node knows, if any.
+        leader: Option<NodeId>,
+    },
+    /// The change is not allowed as asked; nothing was changed.
+    #[error("{message}")]
+    Refused {
+        /// `not_found`, `conflict` or `last_member`.
+        code: String,
+        /// What to do instead.
+        message: String,
+    },
+    /// Raft could not carry it out; the message says what the membership was left as.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// The voters' names of `membership`.
+fn voter_names(membership: &openraft::Membership<NodeId, MemberNode>) -> Vec<String> {
+    let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+    membership
+        .nodes()
+        .filter(|(id, _)| voters.contains(id))
+        .map(|(_, n)| n.name.clone())
+        .collect()
+}
+
 /// The answer to a [`ZoneRequest`], variant by variant.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum ZoneResponse {
@@ -94,9 +126,9 @@ pub enum ZoneResponse {
     /// Answer to `ReadIndex`: the index to have applied before reading.
     ReadIndex(Result<u64, ForwardError>),
     /// Answer to `ChangeMembers`: the voters' names afterwards.
-    ChangeMembers(Result<Vec<String>, ForwardError>),
-    /// Answer to `PreVote`: whether it would.
-    PreVote(bool),
+    ChangeMembers(Result<Vec<String>, MembershipError>),
+    /// Answer to `PreVote`.
+    PreVote(PreVoteAnswer),
     /// Answer to `Hello`.
     Hello(Hello),
 }
@@ -184,19 +216,19 @@ impl ZoneService {
         self
     }
 
-    async fn answer_pre_vote(&self, ask: &PreVote) -> bool {
+    async fn answer_pre_vote(&self, ask: &PreVote) -> PreVoteAnswer {
         let Some((log, lease)) = &self.pre_vote else {
-            return false;
+            return PreVoteAnswer::Refused;
         };
         match standing(&self.raft, log).await {
             Ok(me) => {
-                let yes = grants(ask, &me, *lease);
-                tracing::debug!(candidate = ask.candidate, term = ask.term, yes, "pre-vote");
-                yes
+                let a = answer(ask, &me, *lease);
+                tracing::debug!(candidate = ask.candidate, term = ask.term, answer = ?a, "pre-vote");
+                a
             }
             Err(e) => {
                 tracing::debug!(error = %e, "cannot answer a pre-vote");
-                false
+                PreVoteAnswer::Refused
             }
         }
     }
@@ -237,22 +269,51 @@ impl ZoneService {
     }
 
     /// Carries out a membership change if this node leads.
+    ///
+    /// Adding a member that is already a voter with the same record answers the voters at
+    /// once; adding one that is a learner finishes the promotion. If a step fails after the
+    /// learner was added, the learner is removed again, so a failed request leaves the
+    /// membership as it was (or says precisely what it left).
     pub async fn change_membership_as_leader(
         &self,
         change: MembershipChange,
-    ) -> Result<Vec<String>, ForwardError> {
-        let not_leader = |leader| ForwardError::NotLeader { leader };
+    ) -> Result<Vec<String>, MembershipError> {
         if let Err(e) = self.raft.ensure_linearizable().await {
             return match e {
                 RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)) => {
-                    Err(not_leader(f.leader_id))
+                    Err(MembershipError::NotLeader {
+                        leader: f.leader_id,
+                    })
                 }
-                e => Err(ForwardError::Unavailable(e.to_string())),
+                e => Err(MembershipError::Failed(e.to_string())),
             };
         }
-        let unavailable = |e: &dyn std::fmt::Display| ForwardError::Unavailable(e.to_string());
-        let changed = match change {
+        let current = self
+            .raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .clone();
+        let voters: BTreeSet<NodeId> = current.voter_ids().collect();
+        let failed = |e: &dyn std::fmt::Display| MembershipError::Failed(e.to_string());
+        match change {
             MembershipChange::Add { id, node } => {
+                match current.get_node(&id) {
+                    Some(existing) if *existing != node => {
+                        return Err(MembershipError::Refused {
+                            code: "conflict".into(),
+                            message: format!(
+                                "the zone has a member {} with another address or key; remove \
+                                 it first",
+                                existing.name
+                            ),
+                        });
+                    }
+                    Some(_) if voters.contains(&id) => return Ok(voter_names(&current)),
+                    _ => {}
+                }
+                let was_learner = current.get_node(&id).is_some();
                 if let (Some(keys), Ok(key)) = (
                     &self.member_keys,
                     <[u8; 32]>::try_from(node.public_key.as_slice()),
@@ -260,30 +321,74 @@ impl ZoneService {
                     keys.insert(key);
                 }
                 // Blocking: returns once the learner has caught up with the leader's log.
-                self.raft
-                    .add_learner(id, node, true)
-                    .await
-                    .map_err(|e| unavailable(&e))?;
-                self.raft
-                    .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
-                    .await
-                    .map_err(|e| unavailable(&e))?
+                let promoted = match self.raft.add_learner(id, node, true).await {
+                    Ok(_) => self
+                        .raft
+                        .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+                        .await
+                        .map_err(|e| failed(&e)),
+                    Err(e) => Err(failed(&e)),
+                };
+                match promoted {
+                    Ok(changed) => changed
+                        .membership
+                        .map(|m| voter_names(&m))
+                        .ok_or_else(|| failed(&"no membership in the answer")),
+                    Err(MembershipError::Failed(why)) if !was_learner => {
+                        Err(self.undo_learner(id, &why).await)
+                    }
+                    Err(e) => Err(e),
+                }
             }
-            MembershipChange::Remove { id } => self
-                .raft
-                .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false)
-                .await
-                .map_err(|e| unavailable(&e))?,
-        };
-        let membership = changed
-            .membership
-            .ok_or_else(|| ForwardError::Unavailable("no membership in the answer".into()))?;
-        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
-        Ok(membership
-            .nodes()
-            .filter(|(id, _)| voters.contains(id))
-            .map(|(_, n)| n.name.clone())
-            .collect())
+            MembershipChange::Remove { id } => {
+                if current.get_node(&id).is_none() {
+                    return Err(MembershipError::Refused {
+                        code: "not_found".into(),
+                        message: "no such member in the zone".into(),
+                    });
+                }
+                if voters.len() == 1 && voters.contains(&id) {
+                    return Err(MembershipError::Refused {
+                        code: "last_member".into(),
+                        message: "this is the zone's only voter; a zone cannot remove its last \
+                                  member"
+                            .into(),
+                    });
+                }
+                let request = if voters.contains(&id) {
+                    ChangeMembers::RemoveVoters(BTreeSet::from([id]))
+                } else {
+                    ChangeMembers::RemoveNodes(BTreeSet::from([id]))
+                };
+                let changed = self
+                    .raft
+                    .change_membership(request, false)
+                    .await
+                    .map_err(|e| failed(&e))?;
+                changed
+                    .membership
+                    .map(|m| voter_names(&m))
+                    .ok_or_else(|| failed(&"no membership in the answer"))
+            }
+        }
+    }
+
+    /// Removes the learner `id` added for a promotion that failed with `why`; says what the
+    /// membership was left as.
+    async fn undo_learner(&self, id: NodeId, why: &str) -> MembershipError {
+        let undone = self
+            .raft
+            .change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])), false)
+            .await;
+        match undone {
+            Ok(_) => MembershipError::Failed(format!(
+                "{why}; the learner added for it was removed again, nothing changed"
+            )),
+            Err(e) => MembershipError::Failed(format!(
+                "{why}; the node stays a learner (removing it again failed: {e}): repeat the \
+                 request to finish, or remove it"
+            )),
+        }
     }
 
     async fn write_as_leader(&self, cmd: Batch) -> Result<(BatchResponse, u64), ForwardError> {

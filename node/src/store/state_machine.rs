@@ -218,10 +218,18 @@ impl Applying {
             EntryPayload::Membership(m) => {
                 self.membership = StoredMembership::new(Some(entry.log_id), m.clone());
                 self.membership_changed = true;
-                let voters: Vec<String> = m.nodes().map(|(_, n)| n.name.clone()).collect();
                 // A membership entry carries no time: it reuses the chain's last one, which
-                // every node has, so the record is the same everywhere.
+                // every node has, so the record is the same everywhere. The entries that form
+                // the zone come before any command (there is no time yet): nobody asked for
+                // them, they are the members' configs, and they get no record (they were dated
+                // 1970-01-01). A change an admin asks for is recorded with the admin and the
+                // time of the request (`request_membership_change`).
                 let at = self.chain.last_at();
+                if at == xchg_protocol::Timestamp(0) {
+                    self.responses.push(Vec::new());
+                    return None;
+                }
+                let voters: Vec<String> = m.nodes().map(|(_, n)| n.name.clone()).collect();
                 self.chain.append(audit::Event {
                     raft_index: entry.log_id.index,
                     at,
