@@ -4,10 +4,11 @@
 //! bind port 0) and the zone link to use; it returns a [`NodeHandle`] whose
 //! [`NodeHandle::shutdown`] stops everything it started.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use openraft::SnapshotPolicy;
 use tokio::net::TcpListener;
@@ -154,6 +155,90 @@ fn key_of(node: &MemberNode) -> Option<[u8; 32]> {
     node.public_key.as_slice().try_into().ok()
 }
 
+/// How long a node that left the zone may still connect to be told so.
+const DEPARTED_KEYS_KEPT: Duration = Duration::from_secs(600);
+
+/// What [`follow_member_keys`] needs to know about this node.
+struct MemberKeyFacts {
+    exchange: String,
+    own_key: [u8; 32],
+    /// Bumped by the state machine when revocations were added.
+    revocations: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// The keys of this exchange's nodes that its root revoked (base64 in the catalog).
+async fn revoked_keys(db: &Db, exchange: &str) -> BTreeSet<[u8; 32]> {
+    let rows: Vec<String> = sqlx::query_scalar("SELECT key FROM revocations WHERE exchange = ?")
+        .bind(exchange)
+        .fetch_all(&db.read)
+        .await
+        .unwrap_or_default();
+    rows.iter()
+        .filter_map(|k| xchg_protocol::PublicKey::from_base64(k).ok())
+        .map(|k| *k.as_bytes())
+        .collect()
+}
+
+/// Keeps `keys` (who may talk Raft to this node) equal to the membership's keys less the
+/// revoked ones; see [`start`].
+async fn follow_member_keys(
+    raft: Raft,
+    db: Db,
+    keys: MemberKeys,
+    configured: BTreeMap<NodeId, MemberNode>,
+    facts: MemberKeyFacts,
+    removal: election::Removal,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut metrics_rx = raft.metrics();
+    let mut revoked = BTreeSet::new();
+    let mut seen_epoch = None;
+    // Keys that were members, with when they left: for a while they may still connect, to be
+    // told that they are out.
+    let mut departed: BTreeMap<[u8; 32], std::time::Instant> = BTreeMap::new();
+    let mut previous: BTreeSet<[u8; 32]> = BTreeSet::new();
+    loop {
+        let epoch = facts.revocations.load(std::sync::atomic::Ordering::Acquire);
+        if seen_epoch != Some(epoch) {
+            seen_epoch = Some(epoch);
+            revoked = revoked_keys(&db, &facts.exchange).await;
+            if revoked.contains(&facts.own_key) {
+                removal.set_for_good(
+                    "this node's key was revoked by its exchange's root: an operator must \
+                     remove it from the zone (DELETE /v1/zone/members/<name>)",
+                );
+            }
+        }
+        let nodes: Vec<[u8; 32]> = {
+            let m = metrics_rx.borrow_and_update();
+            let from_raft: Vec<[u8; 32]> = m
+                .membership_config
+                .membership()
+                .nodes()
+                .filter_map(|(_, n)| key_of(n))
+                .collect();
+            if from_raft.is_empty() {
+                configured.values().filter_map(key_of).collect()
+            } else {
+                from_raft
+            }
+        };
+        let now: BTreeSet<[u8; 32]> = nodes.into_iter().collect();
+        for gone in previous.difference(&now) {
+            departed.insert(*gone, std::time::Instant::now());
+        }
+        departed.retain(|k, at| !now.contains(k) && at.elapsed() < DEPARTED_KEYS_KEPT);
+        keys.set(now.iter().copied().filter(|k| !revoked.contains(k)));
+        keys.set_departed(departed.keys().copied(), revoked.iter().copied());
+        previous = now;
+        tokio::select! {
+            changed = metrics_rx.changed() => if changed.is_err() { break },
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = stop.wait_for(|s| *s) => break,
+        }
+    }
+}
+
 /// Starts a node.
 ///
 /// # Errors
@@ -267,6 +352,7 @@ pub async fn start(
     let amnesia = bootstrap::Amnesia::default();
     let service = ZoneService::new(raft.clone())
         .with_member_keys(member_keys.clone())
+        .with_configured(members.clone())
         .with_pre_vote(log.clone(), election_timing.lease)
         .with_amnesia(amnesia.clone());
     if let Some(router) = &router {
@@ -284,36 +370,22 @@ pub async fn start(
     }
 
     // The member keys follow the membership Raft knows (including entries not yet committed),
-    // so a node being added can connect as soon as the leader proposes it.
-    {
-        let mut metrics_rx = raft.metrics();
-        let mut rx = stop_rx.clone();
-        let keys = member_keys.clone();
-        let fallback = members.clone();
-        tasks.spawn(async move {
-            loop {
-                let nodes: Vec<[u8; 32]> = {
-                    let m = metrics_rx.borrow_and_update();
-                    let from_raft: Vec<[u8; 32]> = m
-                        .membership_config
-                        .membership()
-                        .nodes()
-                        .filter_map(|(_, n)| key_of(n))
-                        .collect();
-                    if from_raft.is_empty() {
-                        fallback.values().filter_map(key_of).collect()
-                    } else {
-                        from_raft
-                    }
-                };
-                keys.set(nodes);
-                tokio::select! {
-                    changed = metrics_rx.changed() => if changed.is_err() { break },
-                    _ = rx.wait_for(|s| *s) => break,
-                }
-            }
-        });
-    }
+    // so a node being added can connect as soon as the leader proposes it, less the keys this
+    // exchange's root revoked: a revoked member is cut off from Raft RPCs and forwarding at
+    // once, and a node whose own key was revoked stands down (an operator must remove it).
+    tasks.spawn(follow_member_keys(
+        raft.clone(),
+        db.clone(),
+        member_keys.clone(),
+        members.clone(),
+        MemberKeyFacts {
+            exchange: config.exchange.id.to_string(),
+            own_key: *key.public().as_bytes(),
+            revocations: signals.revocations.clone(),
+        },
+        removal.clone(),
+        stop_rx.clone(),
+    ));
 
     if !options.join {
         // Who initialises a new zone, and what a member with a replaced disk does: see
@@ -385,6 +457,8 @@ pub async fn start(
         committed,
         removal,
     });
+    // The leader checks writes its followers forward with the same token table as its API.
+    service.set_authorize(Arc::new(state.clone()));
     {
         let mut rx = stop_rx.clone();
         tasks.spawn(async move {

@@ -208,7 +208,7 @@ async fn leader_kill_loses_no_acknowledged_listing() -> anyhow::Result<()> {
         audit_chain(&zone, 2, &tokens.regulator).await?,
     ];
     assert!(
-        chains[0].len() > LISTINGS,
+        chains[0].len() >= LISTINGS,
         "the audit chain records every submission"
     );
     assert_eq!(

@@ -17,6 +17,7 @@ use xchg_federation_config::Role;
 use super::AppState;
 use super::error::ApiError;
 use crate::catalog::Actor;
+use crate::raft::transport::{Authorize, BoxFuture, Credential};
 
 /// The authenticated caller.
 #[derive(Debug, Clone)]
@@ -26,6 +27,8 @@ pub struct Caller {
     /// The party the token is bound to, if any (a provider token bound to a party may only
     /// submit listings for that party).
     pub party: Option<String>,
+    /// The token, for a leader to check again when this node forwards the caller's write.
+    pub credential: Credential,
 }
 
 impl Caller {
@@ -126,6 +129,44 @@ pub fn hash_hex(token: &str) -> String {
     hex::encode(xchg_federation_config::token_hash(token))
 }
 
+impl Caller {
+    /// The caller `token` identifies: a row of the replicated tokens table, or a token of the
+    /// config.
+    ///
+    /// # Errors
+    /// 401 for a revoked or unknown token.
+    pub async fn from_token(token: &str, state: &AppState) -> Result<Caller, ApiError> {
+        let unauthorized = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", m);
+        let hash = hash_hex(token);
+        let short = format!("token:{}", &hash[..8]);
+        let credential = Credential::Token(token.to_owned());
+        if let Some(row) = state.tokens.lookup(&hash, &state.db).await? {
+            if row.revoked {
+                return Err(unauthorized("this token has been revoked"));
+            }
+            let id = row.party.clone().unwrap_or(short);
+            return Ok(Caller {
+                actor: Actor { id, role: row.role },
+                party: row.party,
+                credential,
+            });
+        }
+        let digest = xchg_federation_config::token_hash(token);
+        let configured = state.config.api.tokens.iter().find(|t| t.sha256 == digest);
+        match configured {
+            Some(t) => Ok(Caller {
+                actor: Actor {
+                    id: short,
+                    role: t.role,
+                },
+                party: None,
+                credential,
+            }),
+            None => Err(unauthorized("unknown token")),
+        }
+    }
+}
+
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
@@ -142,29 +183,18 @@ impl FromRequestParts<AppState> for Caller {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or_else(|| unauthorized("the Authorization header must be \"Bearer <token>\""))?;
-        let hash = hash_hex(token);
-        let short = format!("token:{}", &hash[..8]);
-        if let Some(row) = state.tokens.lookup(&hash, &state.db).await? {
-            if row.revoked {
-                return Err(unauthorized("this token has been revoked"));
-            }
-            let id = row.party.clone().unwrap_or(short);
-            return Ok(Caller {
-                actor: Actor { id, role: row.role },
-                party: row.party,
-            });
-        }
-        let digest = xchg_federation_config::token_hash(token);
-        let configured = state.config.api.tokens.iter().find(|t| t.sha256 == digest);
-        match configured {
-            Some(t) => Ok(Caller {
-                actor: Actor {
-                    id: short,
-                    role: t.role,
-                },
-                party: None,
-            }),
-            None => Err(unauthorized("unknown token")),
-        }
+        Caller::from_token(token, state).await
+    }
+}
+
+/// The leader's check of forwarded writes: the same token resolution as the API's.
+impl Authorize for AppState {
+    fn caller<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Option<(Actor, Option<String>)>> {
+        Box::pin(async move {
+            Caller::from_token(token, self)
+                .await
+                .ok()
+                .map(|c| (c.actor, c.party))
+        })
     }
 }

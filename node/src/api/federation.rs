@@ -211,9 +211,10 @@ pub async fn revoke(
     let content_id = proposal.content_id.to_string();
     let envelope = proposal.envelope.clone();
     let (response, _) = state
-        .propose(crate::catalog::CatalogCommand::Recognize(Box::new(
-            proposal,
-        )))
+        .propose_as(
+            crate::catalog::CatalogCommand::Recognize(Box::new(proposal)),
+            caller.credential,
+        )
         .await?;
     let applied = response?;
     f.publish_envelope(envelope);

@@ -14,6 +14,7 @@ use super::json::{JsonBody, OptionalJsonBody};
 use super::{AppState, Consistency};
 use crate::catalog::query::{self, ListingView, Page, Search};
 use crate::catalog::{Applied, CatalogCommand, ListingState, Review};
+use crate::raft::transport::Credential;
 
 /// Longest accepted reason or review text, in characters.
 const MAX_REASON_CHARS: usize = 2000;
@@ -45,8 +46,12 @@ fn listing_id(raw: &str) -> Result<ContentId, ApiError> {
     })
 }
 
-async fn run(state: &AppState, cmd: CatalogCommand) -> Result<WriteResult, ApiError> {
-    let (response, _index) = state.propose(cmd).await?;
+async fn run(
+    state: &AppState,
+    credential: Credential,
+    cmd: CatalogCommand,
+) -> Result<WriteResult, ApiError> {
+    let (response, _index) = state.propose_as(cmd, credential).await?;
     Ok(response?.into())
 }
 
@@ -97,6 +102,7 @@ pub async fn submit(
     let listing = Listing::first_version(draft, state.config.zone.id.clone(), Timestamp::now());
     let result = run(
         &state,
+        caller.credential,
         CatalogCommand::SubmitListing {
             listing: Box::new(listing),
             actor: caller.actor,
@@ -145,7 +151,7 @@ pub async fn update(
         at: Timestamp::now(),
         actor: caller.actor,
     };
-    Ok(Json(run(&state, cmd).await?))
+    Ok(Json(run(&state, caller.credential, cmd).await?))
 }
 
 fn check_text(field: &str, value: &str, required: bool) -> Result<(), ApiError> {
@@ -208,7 +214,7 @@ pub async fn approve(
         at: Timestamp::now(),
         actor: caller.actor,
     };
-    Ok(Json(run(&state, cmd).await?))
+    Ok(Json(run(&state, caller.credential, cmd).await?))
 }
 
 /// `{"reason": "..."}`.
@@ -234,7 +240,7 @@ async fn with_reason(
     let listing_id = listing_id(id)?;
     check_text("reason", &body.reason, true)?;
     let cmd = command(listing_id, body.reason, Timestamp::now(), caller.actor);
-    Ok(Json(run(&state, cmd).await?))
+    Ok(Json(run(&state, caller.credential, cmd).await?))
 }
 
 /// `POST /v1/listings/{id}/reject` (operator).

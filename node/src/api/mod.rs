@@ -29,7 +29,7 @@ use xchg_federation_config::NodeConfig;
 
 use crate::catalog::{CatalogCommand, CommandResponse};
 use crate::raft::tls::MemberKeys;
-use crate::raft::transport::{ForwardError, ZoneRequest, ZoneResponse, ZoneTransport};
+use crate::raft::transport::{Credential, ForwardError, ZoneRequest, ZoneResponse, ZoneTransport};
 use crate::raft::{NodeId, Raft};
 use crate::store::Db;
 use error::ApiError;
@@ -168,6 +168,19 @@ impl Context {
     /// [`ApiError`] 503 when no leader answers within the wait; 504 when the outcome is unknown.
     pub async fn propose(&self, cmd: CatalogCommand) -> Result<(CommandResponse, u64), ApiError> {
         self.proposer.propose(cmd).await
+    }
+
+    /// As [`Context::propose`], for a command a caller asked for: a leader this node forwards
+    /// it to checks `credential` again before proposing it.
+    ///
+    /// # Errors
+    /// As [`Context::propose`].
+    pub async fn propose_as(
+        &self,
+        cmd: CatalogCommand,
+        credential: Credential,
+    ) -> Result<(CommandResponse, u64), ApiError> {
+        self.proposer.propose_as(cmd, credential).await
     }
 
     /// Waits until this node's replica reflects every write committed before the call

@@ -21,7 +21,7 @@ use crate::catalog::{
     Batch, BatchResponse, CatalogCommand, CommandResponse, MAX_BATCH_BYTES, cbor_len,
 };
 use crate::raft::transport::{
-    ForwardError, TransportError, ZoneRequest, ZoneResponse, ZoneTransport,
+    Credential, ForwardError, TransportError, ZoneRequest, ZoneResponse, ZoneTransport,
 };
 use crate::raft::{NodeId, Raft, leader_node};
 
@@ -40,10 +40,13 @@ pub const COMMIT_WAIT: Duration = Duration::from_secs(5);
 
 type Reply = oneshot::Sender<Result<(CommandResponse, u64), ApiError>>;
 
+/// One queued write: the command, on whose authority, and where its answer goes.
+type Queued = (CatalogCommand, Credential, Reply);
+
 /// The handle handlers use; cheap to clone.
 #[derive(Clone)]
 pub struct Proposer {
-    queue: mpsc::UnboundedSender<(CatalogCommand, Reply)>,
+    queue: mpsc::UnboundedSender<Queued>,
     metrics: Arc<Metrics>,
 }
 
@@ -71,15 +74,28 @@ impl Proposer {
         Proposer { queue, metrics }
     }
 
-    /// Queues `cmd` and waits for its response.
+    /// Queues `cmd`, proposed by this node on its own authority (a recognition, a published
+    /// envelope), and waits for its response.
     ///
     /// # Errors
     /// As for its batch: 503 without a leader, 504 when the outcome is unknown.
     pub async fn propose(&self, cmd: CatalogCommand) -> Result<(CommandResponse, u64), ApiError> {
+        self.propose_as(cmd, Credential::Node).await
+    }
+
+    /// Queues `cmd`, asked for on `credential`'s authority, and waits for its response.
+    ///
+    /// # Errors
+    /// As for its batch: 503 without a leader, 504 when the outcome is unknown.
+    pub async fn propose_as(
+        &self,
+        cmd: CatalogCommand,
+        credential: Credential,
+    ) -> Result<(CommandResponse, u64), ApiError> {
         let started = Instant::now();
         let (reply, wait) = oneshot::channel();
         self.queue
-            .send((cmd, reply))
+            .send((cmd, credential, reply))
             .map_err(|_| ApiError::unavailable("the node is shutting down"))?;
         let result = wait
             .await
@@ -89,10 +105,10 @@ impl Proposer {
     }
 }
 
-async fn batch_loop(core: Arc<Core>, mut rx: mpsc::UnboundedReceiver<(CatalogCommand, Reply)>) {
+async fn batch_loop(core: Arc<Core>, mut rx: mpsc::UnboundedReceiver<Queued>) {
     let slots = Arc::new(Semaphore::new(IN_FLIGHT));
     // A command that did not fit the previous batch's bytes; it starts the next one.
-    let mut carried: Option<(CatalogCommand, Reply)> = None;
+    let mut carried: Option<Queued> = None;
     loop {
         let first = match carried.take() {
             Some(c) => c,
@@ -123,8 +139,15 @@ async fn batch_loop(core: Arc<Core>, mut rx: mpsc::UnboundedReceiver<(CatalogCom
         }
         let core = core.clone();
         tokio::spawn(async move {
-            let (commands, replies): (Vec<_>, Vec<_>) = pending.into_iter().unzip();
-            match core.propose_batch(Batch(commands)).await {
+            let mut commands = Vec::with_capacity(pending.len());
+            let mut credentials = Vec::with_capacity(pending.len());
+            let mut replies = Vec::with_capacity(pending.len());
+            for (cmd, credential, reply) in pending {
+                commands.push(cmd);
+                credentials.push(credential);
+                replies.push(reply);
+            }
+            match core.propose_batch(Batch(commands), credentials).await {
                 Ok((responses, index)) => {
                     for (reply, response) in replies.into_iter().zip(responses) {
                         let _ = reply.send(Ok((response, index)));
@@ -148,7 +171,11 @@ impl Core {
     /// asked was not the leader, the leader could not be connected to). If a forwarded batch
     /// times out after it was sent, it may have been applied: its writers get
     /// `outcome_unknown` rather than a blind retry that could apply it twice.
-    async fn propose_batch(&self, batch: Batch) -> Result<(BatchResponse, u64), ApiError> {
+    async fn propose_batch(
+        &self,
+        batch: Batch,
+        credentials: Vec<Credential>,
+    ) -> Result<(BatchResponse, u64), ApiError> {
         let deadline = Instant::now() + LEADER_WAIT;
         let mut hint: Option<NodeId> = None;
         loop {
@@ -171,7 +198,7 @@ impl Core {
                     )));
                 }
             };
-            match self.forward(leader, &batch).await {
+            match self.forward(leader, &batch, &credentials).await {
                 Forwarded::Done(r) => return Ok(r),
                 Forwarded::Retry(next) => hint = next,
                 Forwarded::Unknown(msg) => return Err(ApiError::outcome_unknown(&msg)),
@@ -185,7 +212,12 @@ impl Core {
         }
     }
 
-    async fn forward(&self, leader: Option<NodeId>, batch: &Batch) -> Forwarded {
+    async fn forward(
+        &self,
+        leader: Option<NodeId>,
+        batch: &Batch,
+        credentials: &[Credential],
+    ) -> Forwarded {
         let Some((id, node)) = leader_node(&self.raft, leader) else {
             return Forwarded::Retry(None);
         };
@@ -194,7 +226,7 @@ impl Core {
             .call(
                 id,
                 &node,
-                ZoneRequest::ForwardWrite(batch.clone()),
+                ZoneRequest::ForwardWrite(batch.clone(), credentials.to_vec()),
                 FORWARD_TIMEOUT,
             )
             .await

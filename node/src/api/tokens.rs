@@ -103,7 +103,7 @@ pub async fn create(
         at: Timestamp::now(),
         actor: caller.actor,
     };
-    let (response, _) = state.propose(cmd).await?;
+    let (response, _) = state.propose_as(cmd, caller.credential).await?;
     response?;
     Ok((
         StatusCode::CREATED,
@@ -170,7 +170,7 @@ pub async fn revoke(
         at: Timestamp::now(),
         actor: caller.actor,
     };
-    let (response, _) = state.propose(cmd).await?;
+    let (response, _) = state.propose_as(cmd, caller.credential).await?;
     response?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -133,7 +133,7 @@ async fn record(
         at: Timestamp::now(),
         actor: caller.actor.clone(),
     };
-    if let Err(e) = state.propose(cmd).await {
+    if let Err(e) = state.propose_as(cmd, caller.credential.clone()).await {
         tracing::warn!(error = ?e, "could not record a membership change in the audit chain");
     }
 }

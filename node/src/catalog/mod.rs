@@ -231,6 +231,74 @@ impl CatalogCommand {
         }
     }
 
+    /// The member a node-proposed command names as its proposer (recognitions, published
+    /// envelopes); `None` for the commands people ask for.
+    pub fn proposing_node(&self) -> Option<&str> {
+        match self {
+            CatalogCommand::Recognize(r) => Some(r.node.as_str()),
+            CatalogCommand::RecordPublished { node, .. } => Some(node.as_str()),
+            _ => None,
+        }
+    }
+
+    /// Checks that a caller with `actor`'s role (acting for `party`, if its token is bound to
+    /// one) may ask for this command, the same rules the API applies, and makes `actor` the
+    /// command's actor. The leader does this again for commands a follower forwards.
+    ///
+    /// # Errors
+    /// [`Refusal::Forbidden`] naming the rule.
+    pub fn authorise(&mut self, actor: Actor, party: Option<&str>) -> Result<(), Refusal> {
+        let needs: &[Role] = match self {
+            CatalogCommand::SubmitListing { .. } | CatalogCommand::UpdateListing { .. } => {
+                &[Role::Provider]
+            }
+            CatalogCommand::ApproveListing { .. }
+            | CatalogCommand::RejectListing { .. }
+            | CatalogCommand::DelistListing { .. } => &[Role::Operator],
+            // Recognize: an admin posting a root-signed revocation.
+            CatalogCommand::CreateToken { .. }
+            | CatalogCommand::RevokeToken { .. }
+            | CatalogCommand::RecordMembershipChange { .. }
+            | CatalogCommand::Recognize(_) => &[],
+            CatalogCommand::RecordPublished { .. } => {
+                return Err(Refusal::Forbidden(
+                    "only a zone member records what it published".into(),
+                ));
+            }
+        };
+        if actor.role != Role::Admin && !needs.contains(&actor.role) {
+            return Err(Refusal::Forbidden(format!(
+                "a {} token cannot {}",
+                actor.role,
+                self.action().replace('_', " ")
+            )));
+        }
+        let named_party = match self {
+            CatalogCommand::SubmitListing { listing, .. } => Some(listing.provider.id.as_str()),
+            CatalogCommand::UpdateListing { draft, .. } => Some(draft.provider.id.as_str()),
+            _ => None,
+        };
+        if let (Some(party), Some(named)) = (party, named_party)
+            && party != named
+        {
+            return Err(Refusal::Forbidden(format!(
+                "this token acts for {party}; it cannot act for {named}"
+            )));
+        }
+        match self {
+            CatalogCommand::SubmitListing { actor: a, .. }
+            | CatalogCommand::UpdateListing { actor: a, .. }
+            | CatalogCommand::ApproveListing { actor: a, .. }
+            | CatalogCommand::RejectListing { actor: a, .. }
+            | CatalogCommand::DelistListing { actor: a, .. }
+            | CatalogCommand::CreateToken { actor: a, .. }
+            | CatalogCommand::RevokeToken { actor: a, .. }
+            | CatalogCommand::RecordMembershipChange { actor: a, .. } => *a = actor,
+            CatalogCommand::Recognize(_) | CatalogCommand::RecordPublished { .. } => {}
+        }
+        Ok(())
+    }
+
     /// Whether applying it may add revoked keys.
     pub fn changes_revocations(&self) -> bool {
         matches!(self, CatalogCommand::Recognize(r) if r.kind == AnnouncementKind::Revocation)

@@ -59,36 +59,57 @@ pub enum PreVoteAnswer {
     Refused,
     /// The candidate is not a voter of the membership this member knows.
     NotAMember,
+    /// The candidate's key was revoked by its exchange's root.
+    Revoked,
 }
 
 /// Why this node is out of its zone, if it is: set when its membership no longer includes it,
-/// or when the other members say so; cleared when it is a member again. Cheap to clone.
+/// or when the other members say so (cleared when it is a member again), or when its own key
+/// was revoked (which nothing clears but a restart with a new key). Cheap to clone.
 #[derive(Debug, Clone, Default)]
-pub struct Removal(Arc<RwLock<Option<String>>>);
+pub struct Removal(Arc<RwLock<Option<(String, bool)>>>);
 
 impl Removal {
     /// Why this node is out of its zone, or `None` while it is a member.
     pub fn reason(&self) -> Option<String> {
-        self.0.read().ok().and_then(|r| r.clone())
+        self.0
+            .read()
+            .ok()
+            .and_then(|r| r.as_ref().map(|(why, _)| why.clone()))
     }
 
-    fn set(&self, why: &str) {
-        if let Ok(mut r) = self.0.write()
-            && r.as_deref() != Some(why)
-        {
+    /// Records that this node is out of its zone's membership, and why (logged once per
+    /// reason); cleared when the membership includes it again.
+    pub fn set(&self, why: &str) {
+        self.record(why, false);
+    }
+
+    /// Records a reason that holds until the node restarts (its key was revoked).
+    pub fn set_for_good(&self, why: &str) {
+        self.record(why, true);
+    }
+
+    fn record(&self, why: &str, sticky: bool) {
+        if let Ok(mut r) = self.0.write() {
+            if r.as_ref()
+                .is_some_and(|(old, s)| old == why || (*s && !sticky))
+            {
+                return;
+            }
             tracing::warn!(
                 reason = why,
                 "this node is no longer a member of its zone: it stops serving and campaigning; \
                  an operator should stop it, or add it back (POST /v1/zone/members)"
             );
-            *r = Some(why.to_owned());
+            *r = Some((why.to_owned(), sticky));
         }
     }
 
     fn clear(&self) {
         if let Ok(mut r) = self.0.write()
-            && r.take().is_some()
+            && r.as_ref().is_some_and(|(_, sticky)| !sticky)
         {
+            *r = None;
             tracing::info!("this node is a member of its zone again");
         }
     }
@@ -276,11 +297,19 @@ pub async fn run(
             }
         }))
         .await;
-        let disowned = answers
-            .iter()
-            .filter(|(_, a)| *a == Some(PreVoteAnswer::NotAMember))
-            .count();
-        if disowned * 2 > others.len() {
+        let told = |what: PreVoteAnswer| answers.iter().filter(|(_, a)| *a == Some(what)).count();
+        let (disowned, revoked) = (
+            told(PreVoteAnswer::NotAMember),
+            told(PreVoteAnswer::Revoked),
+        );
+        if revoked * 2 > others.len() {
+            removal.set_for_good(
+                "this node's key was revoked by its exchange's root (the other members say so): \
+                 an operator must remove it from the zone (DELETE /v1/zone/members/<name>)",
+            );
+            continue;
+        }
+        if (disowned + revoked) * 2 > others.len() {
             removal.set("the zone's other members no longer count this node as a member");
             continue;
         }

@@ -138,13 +138,26 @@ impl RaftNetwork<TypeConfig> for ZoneClient {
         }
     }
 
+    /// Sends one chunk of a snapshot. The last chunk makes the follower install the whole
+    /// catalog before it answers, which takes time in proportion to the snapshot, not to the
+    /// chunk: its timeout is stretched by the whole size (openraft gives every chunk
+    /// `install_snapshot_timeout`, and a follower whose install outlasted it was sent the
+    /// snapshot again from the start, for ever).
     async fn install_snapshot(
         &mut self,
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<InstallSnapshotResponse<NodeId>, InstallSnapshotError> {
+        let carried = rpc.data.len() as u64;
+        let bytes = if rpc.done {
+            rpc.offset.saturating_add(carried)
+        } else {
+            carried
+        };
+        let timeout = replication_timeout(option.hard_ttl(), bytes as usize);
+        stretch_timeout(timeout);
         match self
-            .call(ZoneRequest::InstallSnapshot(rpc), &option)
+            .call_within(ZoneRequest::InstallSnapshot(rpc), timeout)
             .await
             .map_err(transport_error)?
         {

@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::transport::{
-    BoxFuture, MAX_FRAME, TransportError, ZoneRequest, ZoneResponse, ZoneService, ZoneTransport,
-    encoded_len,
+    BoxFuture, MAX_FRAME, Peer, TransportError, ZoneRequest, ZoneResponse, ZoneService,
+    ZoneTransport, encoded_len,
 };
 use super::{MemberNode, NodeId};
 
@@ -183,7 +183,15 @@ impl ZoneTransport for RouterTransport {
                 })?;
             let exchange = async {
                 tokio::time::sleep(delay).await;
-                let response = service.handle(request).await;
+                let response = service
+                    .handle(request, Peer::Id(self.from))
+                    .await
+                    .ok_or_else(|| {
+                        TransportError::Unreachable(format!(
+                            "node {target} refused node {} (not a current member)",
+                            self.from
+                        ))
+                    })?;
                 // The answer travels back over the same link, which may have been cut meanwhile.
                 self.router.route(target, self.from)?;
                 Ok(response)

@@ -24,7 +24,8 @@ use tokio_rustls::{TlsAcceptor, TlsConnector};
 use xchg_protocol::Keypair;
 
 use super::transport::{
-    BoxFuture, MAX_FRAME, TransportError, ZoneRequest, ZoneResponse, ZoneService, ZoneTransport,
+    BoxFuture, MAX_FRAME, Peer, TransportError, ZoneRequest, ZoneResponse, ZoneService,
+    ZoneTransport,
 };
 use super::{MemberNode, NodeId};
 
@@ -34,28 +35,69 @@ const SERVER_NAME: &str = "xchg-zone-member";
 const POOL_PER_PEER: usize = 4;
 
 /// The ed25519 keys of the zone's current members, shared with the running Raft so that
-/// membership changes take effect on the next handshake.
+/// membership changes take effect on the next handshake and the next request. Beside them, the
+/// keys of members that left recently or were revoked: they may still complete a handshake, so
+/// that such a node can be told it is out (its pre-vote is answered, nothing else is served).
 #[derive(Clone, Debug, Default)]
-pub struct MemberKeys(Arc<RwLock<BTreeSet<[u8; 32]>>>);
+pub struct MemberKeys(Arc<RwLock<KeySets>>);
+
+#[derive(Debug, Default)]
+struct KeySets {
+    members: BTreeSet<[u8; 32]>,
+    departed: BTreeSet<[u8; 32]>,
+    revoked: BTreeSet<[u8; 32]>,
+}
 
 impl MemberKeys {
-    /// Replaces the set.
+    /// Replaces the members' keys.
     pub fn set(&self, keys: impl IntoIterator<Item = [u8; 32]>) {
         if let Ok(mut k) = self.0.write() {
-            *k = keys.into_iter().collect();
+            k.members = keys.into_iter().collect();
+        }
+    }
+
+    /// Replaces the keys of nodes that left the zone or were revoked, which may still connect
+    /// to be told so.
+    pub fn set_departed(
+        &self,
+        departed: impl IntoIterator<Item = [u8; 32]>,
+        revoked: impl IntoIterator<Item = [u8; 32]>,
+    ) {
+        if let Ok(mut k) = self.0.write() {
+            k.departed = departed.into_iter().collect();
+            k.revoked = revoked.into_iter().collect();
         }
     }
 
     /// Adds one key (a member being added, before Raft's membership shows it).
     pub fn insert(&self, key: [u8; 32]) {
         if let Ok(mut k) = self.0.write() {
-            k.insert(key);
+            k.members.insert(key);
         }
     }
 
-    /// Whether `key` belongs to a member.
+    /// Whether `key` belongs to a member (it is served).
     pub fn contains(&self, key: &[u8; 32]) -> bool {
-        self.0.read().map(|k| k.contains(key)).unwrap_or(false)
+        self.0
+            .read()
+            .map(|k| k.members.contains(key) && !k.revoked.contains(key))
+            .unwrap_or(false)
+    }
+
+    /// Whether `key` may complete a handshake: a member's, or one that left or was revoked.
+    pub fn admits(&self, key: &[u8; 32]) -> bool {
+        self.0
+            .read()
+            .map(|k| k.members.contains(key) || k.departed.contains(key) || k.revoked.contains(key))
+            .unwrap_or(false)
+    }
+
+    /// Whether `key` was revoked by its exchange's root.
+    pub fn is_revoked(&self, key: &[u8; 32]) -> bool {
+        self.0
+            .read()
+            .map(|k| k.revoked.contains(key))
+            .unwrap_or(false)
     }
 }
 
@@ -159,7 +201,7 @@ struct PinnedKeys {
 impl PinnedKeys {
     fn check(&self, cert: &CertificateDer<'_>) -> Result<(), rustls::Error> {
         match ed25519_key_of(cert.as_ref()) {
-            Some(key) if self.keys.contains(&key) => Ok(()),
+            Some(key) if self.keys.admits(&key) => Ok(()),
             Some(_) => Err(rustls::Error::InvalidCertificate(
                 CertificateError::ApplicationVerificationFailure,
             )),
@@ -418,8 +460,89 @@ impl ZoneTransport for TlsTransport {
     }
 }
 
+/// TLS handshakes under way at once; a connection beyond them is closed at once. Members hold
+/// a handful of connections each, so only a flood reaches this.
+const MAX_HANDSHAKES: usize = 32;
+/// Handshakes under way at once from one IP address: a flood from one source cannot take every
+/// handshake slot from the members.
+const MAX_HANDSHAKES_PER_IP: usize = 8;
+/// Connections served at once (members pool [`POOL_PER_PEER`] each, per direction).
+const MAX_CONNECTIONS: usize = 256;
+/// How long a peer has to finish its handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// At most one warning about refused connections per this interval (a flood of strangers must
+/// not flood the log); the warning counts what it stands for.
+const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// Warns about refused connections at most once per [`REFUSAL_LOG_EVERY`].
+#[derive(Default)]
+struct RefusalLog {
+    last: Mutex<Option<(std::time::Instant, u64)>>,
+}
+
+impl RefusalLog {
+    fn refused(&self, peer: SocketAddr, why: &str) {
+        let Ok(mut last) = self.last.lock() else {
+            return;
+        };
+        let now = std::time::Instant::now();
+        match &mut *last {
+            Some((at, count)) if now.duration_since(*at) < REFUSAL_LOG_EVERY => *count += 1,
+            _ => {
+                let before = last.map_or(0, |(_, c)| c);
+                tracing::warn!(
+                    %peer,
+                    reason = why,
+                    refused_since_last_warning = before,
+                    "refused Raft connection"
+                );
+                *last = Some((now, 0));
+            }
+        }
+    }
+}
+
+/// One handshake slot of an IP address, given back when dropped.
+struct IpSlot {
+    counts: Arc<Mutex<BTreeMap<std::net::IpAddr, usize>>>,
+    ip: std::net::IpAddr,
+}
+
+impl IpSlot {
+    fn take(
+        counts: &Arc<Mutex<BTreeMap<std::net::IpAddr, usize>>>,
+        ip: std::net::IpAddr,
+    ) -> Option<Self> {
+        let mut c = counts.lock().ok()?;
+        let n = c.entry(ip).or_default();
+        if *n >= MAX_HANDSHAKES_PER_IP {
+            return None;
+        }
+        *n += 1;
+        Some(IpSlot {
+            counts: counts.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        if let Ok(mut c) = self.counts.lock()
+            && let Some(n) = c.get_mut(&self.ip)
+        {
+            *n -= 1;
+            if *n == 0 {
+                c.remove(&self.ip);
+            }
+        }
+    }
+}
+
 /// Accepts members' connections on `listener` and serves their requests until `shutdown`
-/// resolves; then every connection task is stopped.
+/// resolves; then every connection task is stopped. At most [`MAX_HANDSHAKES`] handshakes and
+/// [`MAX_CONNECTIONS`] connections are under way; the peer is checked against the current
+/// membership on every request, not only at the handshake ([`ZoneService::handle`]).
 pub async fn serve(
     listener: TcpListener,
     tls: TlsConfigs,
@@ -428,15 +551,32 @@ pub async fn serve(
 ) {
     let acceptor = TlsAcceptor::from(tls.server.clone());
     let mut connections = tokio::task::JoinSet::new();
+    let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
+    let per_ip: Arc<Mutex<BTreeMap<std::net::IpAddr, usize>>> = Arc::default();
+    let refusals = Arc::new(RefusalLog::default());
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             () = &mut shutdown => break,
             accepted = listener.accept() => {
                 let Ok((tcp, peer)) = accepted else { continue };
+                let Some(slot) = IpSlot::take(&per_ip, peer.ip()) else {
+                    refusals.refused(peer, "too many handshakes at once from this address");
+                    continue;
+                };
+                let permit = match handshakes.clone().try_acquire_owned() {
+                    Ok(p) if connections.len() < MAX_CONNECTIONS => (p, slot),
+                    _ => {
+                        refusals.refused(peer, "too many connections or handshakes at once");
+                        continue;
+                    }
+                };
                 let acceptor = acceptor.clone();
                 let service = service.clone();
-                connections.spawn(async move { serve_connection(acceptor, tcp, peer, service).await });
+                let refusals = refusals.clone();
+                connections.spawn(async move {
+                    serve_connection(acceptor, tcp, peer, service, permit, &refusals).await;
+                });
             }
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
         }
@@ -449,19 +589,32 @@ async fn serve_connection(
     tcp: TcpStream,
     peer: SocketAddr,
     service: ZoneService,
+    handshake_permit: (tokio::sync::OwnedSemaphorePermit, IpSlot),
+    refusals: &RefusalLog,
 ) {
     let _ = tcp.set_nodelay(true);
-    let handshake = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await;
+    let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await;
+    drop(handshake_permit);
     let mut stream = match handshake {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
-            tracing::warn!(%peer, error = %e, "refused Raft connection");
+            refusals.refused(peer, &e.to_string());
             return;
         }
         Err(_) => {
-            tracing::warn!(%peer, "Raft TLS handshake timed out");
+            refusals.refused(peer, "TLS handshake timed out");
             return;
         }
+    };
+    // The verifier admitted only a member's key; it is read back to check it on every request.
+    let Some(key) = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .and_then(|c| ed25519_key_of(c.as_ref()))
+    else {
+        return;
     };
     loop {
         let frame = match read_frame(&mut stream).await {
@@ -475,7 +628,10 @@ async fn serve_connection(
                 return;
             }
         };
-        let response = service.handle(request).await;
+        // A member removed or revoked since the handshake gets nothing more.
+        let Some(response) = service.handle(request, Peer::Key(key)).await else {
+            return;
+        };
         let Ok(bytes) = cbor4ii::serde::to_vec(Vec::new(), &response) else {
             return;
         };

@@ -7,6 +7,7 @@
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::ChangeMembers;
@@ -22,7 +23,7 @@ use super::election::{PreVote, PreVoteAnswer, answer, standing};
 use super::tls::MemberKeys;
 use super::{MemberNode, NodeId, Raft, TypeConfig};
 pub use crate::catalog::cbor_len as encoded_len;
-use crate::catalog::{Batch, BatchResponse};
+use crate::catalog::{Actor, Batch, BatchResponse, CatalogCommand, Refusal};
 use crate::store::LogStore;
 
 /// A request from one zone member to another.
@@ -34,8 +35,9 @@ pub enum ZoneRequest {
     Vote(VoteRequest<NodeId>),
     /// One chunk of a snapshot.
     InstallSnapshot(InstallSnapshotRequest<TypeConfig>),
-    /// Writes received by a follower, for the leader to propose as one entry.
-    ForwardWrite(Batch),
+    /// Writes received by a follower, for the leader to authorise again and propose as one
+    /// entry: each command with the credential of whoever asked for it.
+    ForwardWrite(Batch, Vec<Credential>),
     /// A follower asks the leader for a linearizable read point.
     ReadIndex,
     /// An admin's membership change, for the leader to carry out.
@@ -45,6 +47,35 @@ pub enum ZoneRequest {
     /// A starting member with an empty log asks whether the zone exists
     /// ([`super::bootstrap`]).
     Hello,
+}
+
+/// On whose authority a forwarded command is proposed. The leader does not take the follower's
+/// word for the command's actor: it resolves the caller's token itself, checks the role, and
+/// writes the actor it found into the command ([`Authorize`]).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Credential {
+    /// The bearer token the caller presented to the follower's API (over the zone's mutual TLS
+    /// only; never logged).
+    Token(String),
+    /// The forwarding member itself, for the commands a node proposes on its own
+    /// (recognitions, published envelopes): they must name that member as their node.
+    Node,
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credential::Token(_) => f.write_str("Token(..)"),
+            Credential::Node => f.write_str("Node"),
+        }
+    }
+}
+
+/// Resolves a forwarded command's credential on the leader (the API's token table, wired in by
+/// the node): the actor and party of a token, or `None` for an unknown or revoked one.
+pub trait Authorize: Send + Sync + 'static {
+    /// The caller that `token` identifies, if any.
+    fn caller<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Option<(Actor, Option<String>)>>;
 }
 
 /// A change of the zone's voting membership.
@@ -191,6 +222,20 @@ pub struct ZoneService {
     pre_vote: Option<(LogStore, Duration)>,
     /// Set while this member lost its state and no leader has reached it: no votes.
     amnesia: Amnesia,
+    /// Resolves the credentials of forwarded writes (set once the API exists; until then, and
+    /// without it, forwarded writes are refused). Shared by every clone.
+    authorize: Arc<std::sync::OnceLock<Arc<dyn Authorize>>>,
+    /// The members of the config, for a node whose Raft knows no membership yet.
+    configured: Arc<std::collections::BTreeMap<NodeId, MemberNode>>,
+}
+
+/// Who sent a request, as its transport authenticated it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Peer {
+    /// The ed25519 key of the TLS peer's certificate.
+    Key([u8; 32]),
+    /// The sender's Raft id (the in-process router, which knows who sends).
+    Id(NodeId),
 }
 
 impl ZoneService {
@@ -201,7 +246,48 @@ impl ZoneService {
             member_keys: None,
             pre_vote: None,
             amnesia: Amnesia::default(),
+            authorize: Arc::default(),
+            configured: Arc::default(),
         }
+    }
+
+    /// Knows the config's `members`, for the time before Raft knows a membership.
+    pub fn with_configured(
+        mut self,
+        members: std::collections::BTreeMap<NodeId, MemberNode>,
+    ) -> Self {
+        self.configured = Arc::new(members);
+        self
+    }
+
+    /// The name of the current member `peer` is, or `None` if it is none: not in the
+    /// membership (removed), or its key is no longer allowed (revoked by its root). Checked on
+    /// every request, so a removed or revoked member's open connection serves nothing more.
+    pub fn member_name(&self, peer: &Peer) -> Option<String> {
+        if let (Peer::Key(key), Some(keys)) = (peer, &self.member_keys)
+            && !keys.contains(key)
+        {
+            return None;
+        }
+        let metrics = self.raft.metrics().borrow().clone();
+        let membership = metrics.membership_config.membership();
+        let find = |(id, node): (&NodeId, &MemberNode)| {
+            let matches = match peer {
+                Peer::Key(key) => node.public_key.as_slice() == key.as_slice(),
+                Peer::Id(from) => id == from,
+            };
+            matches.then(|| node.name.clone())
+        };
+        if membership.nodes().count() > 0 {
+            membership.nodes().find_map(find)
+        } else {
+            self.configured.iter().find_map(find)
+        }
+    }
+
+    /// Resolves forwarded writes' credentials with `authorize` from now on, in every clone.
+    pub fn set_authorize(&self, authorize: Arc<dyn Authorize>) {
+        let _ = self.authorize.set(authorize);
     }
 
     /// Refuses votes while `amnesia` is set ([`super::bootstrap`]).
@@ -239,8 +325,34 @@ impl ZoneService {
         self
     }
 
-    /// Handles one request.
-    pub async fn handle(&self, request: ZoneRequest) -> ZoneResponse {
+    /// Handles one request from `peer`; `None` if `peer` is not a current member (the
+    /// transport then drops the request and the connection).
+    pub async fn handle(&self, request: ZoneRequest, peer: Peer) -> Option<ZoneResponse> {
+        let Some(name) = self.member_name(&peer) else {
+            // A node that left or was revoked is told so when it asks to campaign, and served
+            // nothing else.
+            if matches!(request, ZoneRequest::PreVote(_)) {
+                let revoked = match (&peer, &self.member_keys) {
+                    (Peer::Key(key), Some(keys)) => keys.is_revoked(key),
+                    _ => false,
+                };
+                let answer = if revoked {
+                    PreVoteAnswer::Revoked
+                } else {
+                    PreVoteAnswer::NotAMember
+                };
+                return Some(ZoneResponse::PreVote(answer));
+            }
+            tracing::warn!(
+                ?peer,
+                "a request from a node that is not a current member; dropped"
+            );
+            return None;
+        };
+        Some(self.serve(request, &name).await)
+    }
+
+    async fn serve(&self, request: ZoneRequest, peer: &str) -> ZoneResponse {
         match request {
             ZoneRequest::AppendEntries(rpc) => {
                 ZoneResponse::AppendEntries(self.raft.append_entries(rpc).await)
@@ -256,8 +368,8 @@ impl ZoneService {
             ZoneRequest::InstallSnapshot(rpc) => {
                 ZoneResponse::InstallSnapshot(self.raft.install_snapshot(rpc).await)
             }
-            ZoneRequest::ForwardWrite(cmd) => {
-                ZoneResponse::ForwardWrite(self.write_as_leader(cmd).await)
+            ZoneRequest::ForwardWrite(batch, credentials) => {
+                ZoneResponse::ForwardWrite(self.forwarded_write(batch, credentials, peer).await)
             }
             ZoneRequest::ReadIndex => ZoneResponse::ReadIndex(self.read_index_as_leader().await),
             ZoneRequest::ChangeMembers(c) => {
@@ -388,6 +500,81 @@ impl ZoneService {
                 "{why}; the node stays a learner (removing it again failed: {e}): repeat the \
                  request to finish, or remove it"
             )),
+        }
+    }
+
+    /// Authorises each forwarded command again, proposes those allowed as one entry, and
+    /// answers every command in order (a refused one with its refusal, not proposed).
+    async fn forwarded_write(
+        &self,
+        batch: Batch,
+        credentials: Vec<Credential>,
+        peer: &str,
+    ) -> Result<(BatchResponse, u64), ForwardError> {
+        if credentials.len() != batch.0.len() {
+            return Err(ForwardError::Unavailable(
+                "a forwarded batch must carry one credential per command".into(),
+            ));
+        }
+        let mut verdicts = Vec::with_capacity(batch.0.len());
+        for (cmd, credential) in batch.0.into_iter().zip(credentials) {
+            verdicts.push(self.authorise(cmd, &credential, peer).await);
+        }
+        let allowed: Vec<CatalogCommand> = verdicts
+            .iter()
+            .filter_map(|v| v.as_ref().ok().cloned())
+            .collect();
+        let (mut responses, index) = if allowed.is_empty() {
+            (Vec::new().into_iter(), 0)
+        } else {
+            let (r, index) = self.write_as_leader(Batch(allowed)).await?;
+            (r.into_iter(), index)
+        };
+        let answers = verdicts
+            .into_iter()
+            .map(|v| match v {
+                Ok(_) => responses.next().unwrap_or_else(|| {
+                    Err(Refusal::Invalid("no response from the catalog".into()))
+                }),
+                Err(refusal) => Err(refusal),
+            })
+            .collect();
+        Ok((answers, index))
+    }
+
+    /// The command as the leader allows it on `credential`'s authority, with the actor it
+    /// resolved; or why not.
+    async fn authorise(
+        &self,
+        mut cmd: CatalogCommand,
+        credential: &Credential,
+        peer: &str,
+    ) -> Result<CatalogCommand, Refusal> {
+        match credential {
+            Credential::Node => match cmd.proposing_node() {
+                Some(node) if node == peer => Ok(cmd),
+                Some(node) => Err(Refusal::Forbidden(format!(
+                    "member {peer} forwarded a command in member {node}'s name"
+                ))),
+                None => Err(Refusal::Forbidden(format!(
+                    "member {peer} forwarded a {} without its caller's token",
+                    cmd.action()
+                ))),
+            },
+            Credential::Token(token) => {
+                let Some(authorize) = self.authorize.get() else {
+                    return Err(Refusal::Forbidden(
+                        "this leader cannot check forwarded tokens".into(),
+                    ));
+                };
+                let Some((actor, party)) = authorize.caller(token).await else {
+                    return Err(Refusal::Forbidden(
+                        "the forwarded token is unknown or revoked".into(),
+                    ));
+                };
+                cmd.authorise(actor, party.as_deref())?;
+                Ok(cmd)
+            }
         }
     }
 
