@@ -10,6 +10,7 @@ use xchg_protocol::{Classification, ContentId, DeliveryMode, Listing, ListingDra
 
 use super::auth::Caller;
 use super::error::{ApiError, BearerErrors, BodyErrors, ErrorBody, ProposeErrors, ReadErrors};
+use super::idempotency::{IdempotencyHeader, IdempotencyKey};
 use super::json::{JsonBody, OptionalJsonBody};
 use super::{AppState, Consistency};
 use crate::catalog::query::{self, ListingView, Page, Search};
@@ -77,6 +78,7 @@ fn require_party(caller: &Caller, draft: &ListingDraft) -> Result<(), ApiError> 
     path = "/v1/listings",
     operation_id = "submit_listing",
     tag = "listings",
+    params(IdempotencyHeader),
     request_body = ListingDraft,
     security(("bearer" = [])),
     responses(
@@ -94,21 +96,24 @@ fn require_party(caller: &Caller, draft: &ListingDraft) -> Result<(), ApiError> 
 pub async fn submit(
     State(state): State<AppState>,
     caller: Caller,
+    idempotency: IdempotencyKey,
     JsonBody(draft): JsonBody<ListingDraft>,
 ) -> Result<(StatusCode, Json<WriteResult>), ApiError> {
     caller.require(&[Role::Provider])?;
     draft.validate()?;
     require_party(&caller, &draft)?;
-    let listing = Listing::first_version(draft, state.config.zone.id.clone(), Timestamp::now());
-    let result = run(
-        &state,
-        caller.credential,
+    let cmd = idempotency.wrap(
+        &draft,
         CatalogCommand::SubmitListing {
-            listing: Box::new(listing),
+            listing: Box::new(Listing::first_version(
+                draft.clone(),
+                state.config.zone.id.clone(),
+                Timestamp::now(),
+            )),
             actor: caller.actor,
         },
-    )
-    .await?;
+    );
+    let result = run(&state, caller.credential, cmd).await?;
     Ok((StatusCode::CREATED, Json(result)))
 }
 
@@ -118,7 +123,7 @@ pub async fn submit(
     path = "/v1/listings/{id}",
     operation_id = "update_listing",
     tag = "listings",
-    params(("id" = ContentId, Path, description = "Listing id")),
+    params(("id" = ContentId, Path, description = "Listing id"), IdempotencyHeader),
     request_body = ListingDraft,
     security(("bearer" = [])),
     responses(
@@ -137,6 +142,7 @@ pub async fn submit(
 pub async fn update(
     State(state): State<AppState>,
     caller: Caller,
+    idempotency: IdempotencyKey,
     Path(id): Path<String>,
     JsonBody(draft): JsonBody<ListingDraft>,
 ) -> Result<Json<WriteResult>, ApiError> {
@@ -145,12 +151,15 @@ pub async fn update(
     draft.validate()?;
     // Without this, a bound token could move its own listing into another party's name.
     require_party(&caller, &draft)?;
-    let cmd = CatalogCommand::UpdateListing {
-        listing_id,
-        draft: Box::new(draft),
-        at: Timestamp::now(),
-        actor: caller.actor,
-    };
+    let cmd = idempotency.wrap(
+        &draft,
+        CatalogCommand::UpdateListing {
+            listing_id,
+            draft: Box::new(draft.clone()),
+            at: Timestamp::now(),
+            actor: caller.actor,
+        },
+    );
     Ok(Json(run(&state, caller.credential, cmd).await?))
 }
 

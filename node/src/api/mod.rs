@@ -8,6 +8,7 @@ pub mod audit;
 pub mod auth;
 pub mod error;
 pub mod federation;
+pub mod idempotency;
 pub mod json;
 pub mod listings;
 pub mod metrics;

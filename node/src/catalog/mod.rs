@@ -193,6 +193,9 @@ pub enum CatalogCommand {
         /// The admin.
         actor: Actor,
     },
+    /// A write its caller sent with an `Idempotency-Key`: applied once per caller and key;
+    /// a retry gets the first response.
+    Idempotent(Box<Idempotent>),
     /// An admin revokes a token (run-time or config-issued).
     RevokeToken {
         /// Hex SHA-256 of the token text.
@@ -209,10 +212,13 @@ pub enum CatalogCommand {
 impl CatalogCommand {
     /// Whether applying it changes the tokens table.
     pub fn changes_tokens(&self) -> bool {
-        matches!(
-            self,
-            CatalogCommand::CreateToken { .. } | CatalogCommand::RevokeToken { .. }
-        )
+        match self {
+            CatalogCommand::Idempotent(i) => i.command.changes_tokens(),
+            c => matches!(
+                c,
+                CatalogCommand::CreateToken { .. } | CatalogCommand::RevokeToken { .. }
+            ),
+        }
     }
 
     /// The audit action name.
@@ -226,6 +232,7 @@ impl CatalogCommand {
             CatalogCommand::CreateToken { .. } => "create_token",
             CatalogCommand::RevokeToken { .. } => "revoke_token",
             CatalogCommand::RecordMembershipChange { .. } => "request_membership_change",
+            CatalogCommand::Idempotent(i) => i.command.action(),
             CatalogCommand::RecordPublished { .. } => "record_published",
             CatalogCommand::Recognize(_) => "recognize",
         }
@@ -235,6 +242,7 @@ impl CatalogCommand {
     /// envelopes); `None` for the commands people ask for.
     pub fn proposing_node(&self) -> Option<&str> {
         match self {
+            CatalogCommand::Idempotent(i) => i.command.proposing_node(),
             CatalogCommand::Recognize(r) => Some(r.node.as_str()),
             CatalogCommand::RecordPublished { node, .. } => Some(node.as_str()),
             _ => None,
@@ -248,7 +256,11 @@ impl CatalogCommand {
     /// # Errors
     /// [`Refusal::Forbidden`] naming the rule.
     pub fn authorise(&mut self, actor: Actor, party: Option<&str>) -> Result<(), Refusal> {
+        if let CatalogCommand::Idempotent(i) = self {
+            return i.command.authorise(actor, party);
+        }
         let needs: &[Role] = match self {
+            CatalogCommand::Idempotent(_) => &[],
             CatalogCommand::SubmitListing { .. } | CatalogCommand::UpdateListing { .. } => {
                 &[Role::Provider]
             }
@@ -294,18 +306,28 @@ impl CatalogCommand {
             | CatalogCommand::CreateToken { actor: a, .. }
             | CatalogCommand::RevokeToken { actor: a, .. }
             | CatalogCommand::RecordMembershipChange { actor: a, .. } => *a = actor,
-            CatalogCommand::Recognize(_) | CatalogCommand::RecordPublished { .. } => {}
+            CatalogCommand::Recognize(_)
+            | CatalogCommand::RecordPublished { .. }
+            | CatalogCommand::Idempotent(_) => {}
         }
         Ok(())
     }
 
     /// Whether applying it may add revoked keys.
     pub fn changes_revocations(&self) -> bool {
-        matches!(self, CatalogCommand::Recognize(r) if r.kind == AnnouncementKind::Revocation)
+        match self {
+            CatalogCommand::Idempotent(i) => i.command.changes_revocations(),
+            c => {
+                matches!(c, CatalogCommand::Recognize(r) if r.kind == AnnouncementKind::Revocation)
+            }
+        }
     }
 
     /// Whether applying it may add outbox entries.
     pub fn changes_outbox(&self) -> bool {
+        if let CatalogCommand::Idempotent(i) = self {
+            return i.command.changes_outbox();
+        }
         matches!(
             self,
             CatalogCommand::ApproveListing { .. }
@@ -314,6 +336,24 @@ impl CatalogCommand {
         )
     }
 }
+
+/// A command sent with an `Idempotency-Key` (see [`CatalogCommand::Idempotent`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Idempotent {
+    /// The caller's key (1 to 64 characters of `A-Z a-z 0-9 . _ : -`).
+    pub key: String,
+    /// SHA-256 of the request's method, path and body: the same key with another request is
+    /// refused.
+    #[serde(with = "serde_bytes")]
+    pub request: Vec<u8>,
+    /// When the caller asked (keys expire [`IDEMPOTENCY_TTL_MS`] after their first use).
+    pub at: Timestamp,
+    /// The write.
+    pub command: CatalogCommand,
+}
+
+/// How long an idempotency key is remembered: 24 hours.
+pub const IDEMPOTENCY_TTL_MS: u64 = 24 * 60 * 60 * 1000;
 
 /// The lifecycle state of a listing in this zone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -369,6 +409,9 @@ pub enum Refusal {
     /// The actor may not do this to this object.
     #[error("{0}")]
     Forbidden(String),
+    /// An `Idempotency-Key` already used by this caller for another request.
+    #[error("{0}")]
+    KeyReused(String),
     /// The object's state does not allow this command.
     #[error("{0}")]
     IllegalTransition(String),
@@ -384,6 +427,7 @@ impl Refusal {
             Refusal::NotFound(_) => "not_found",
             Refusal::Conflict(_) => "conflict",
             Refusal::Forbidden(_) => "forbidden",
+            Refusal::KeyReused(_) => "idempotency_key_reused",
             Refusal::IllegalTransition(_) => "illegal_transition",
             Refusal::Invalid(_) => "invalid",
         }
