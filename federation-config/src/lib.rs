@@ -14,6 +14,10 @@
 pub mod layout;
 mod model;
 pub mod raw;
+
+/// The configuration reference (`CONFIG.md`): every key, its type, default, unit and an
+/// example; `xchg config reference` prints it. A test keeps it in step with [`raw`].
+pub const REFERENCE: &str = include_str!("../CONFIG.md");
 mod role;
 mod secret;
 mod syntax;

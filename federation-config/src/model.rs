@@ -44,6 +44,30 @@ impl NodeConfig {
         self.zone.members.iter().find(|m| m.name == self.node.name)
     }
 
+    /// A digest of the settings every member of the zone must share: the export policy, the
+    /// sibling agreement and each outside exchange's id, root key and agreement (not display
+    /// names or bootstrap addresses, which may differ). Members compare it at run time.
+    pub fn zone_policy_digest(&self) -> [u8; 32] {
+        use sha2::{Digest, Sha256};
+        let mut outside: Vec<_> = self
+            .outside
+            .iter()
+            .map(|o| {
+                (
+                    o.id.to_string(),
+                    o.root_public_key.to_base64(),
+                    &o.agreement,
+                )
+            })
+            .collect();
+        outside.sort_by(|a, b| a.0.cmp(&b.0));
+        let text = format!(
+            "{:?}|{:?}|{:?}",
+            self.export, self.sibling_agreement, outside
+        );
+        Sha256::digest(text.as_bytes()).into()
+    }
+
     /// The other members of the zone: the Raft peers.
     pub fn peers(&self) -> impl Iterator<Item = &Member> {
         self.zone

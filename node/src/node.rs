@@ -26,7 +26,7 @@ use crate::raft::router::Router;
 use crate::raft::tls::{self, MemberKeys, TlsTransport};
 use crate::raft::transport::{ZoneService, ZoneTransport};
 use crate::raft::{MemberNode, NodeId, Raft, node_id};
-use crate::raft::{bootstrap, compaction, election};
+use crate::raft::{bootstrap, compaction, consistency, election};
 use crate::store::{Db, LogStore, Signals, StateMachine};
 
 /// How this node reaches the other members of its zone.
@@ -350,9 +350,19 @@ pub async fn start(
         ));
     }
     let amnesia = bootstrap::Amnesia::default();
+    let policy_digest = config.zone_policy_digest();
+    let policy_check = consistency::PolicyCheck::default();
+    tasks.spawn(consistency::run(
+        raft.clone(),
+        transport.clone(),
+        policy_digest,
+        policy_check.clone(),
+        stop_rx.clone(),
+    ));
     let service = ZoneService::new(raft.clone())
         .with_member_keys(member_keys.clone())
         .with_configured(members.clone())
+        .with_policy(policy_digest)
         .with_pre_vote(log.clone(), election_timing.lease)
         .with_amnesia(amnesia.clone());
     if let Some(router) = &router {
@@ -456,6 +466,7 @@ pub async fn start(
         metrics,
         committed,
         removal,
+        policy_check,
     });
     // The leader checks writes its followers forward with the same token table as its API.
     service.set_authorize(Arc::new(state.clone()));

@@ -64,6 +64,8 @@ pub struct Context {
     pub federation: Arc<crate::federation::Federation>,
     /// Set when this node is no longer a member of its zone: it then serves only its status.
     pub removal: crate::raft::election::Removal,
+    /// Which members' zone-wide settings differ from this node's.
+    pub policy_check: crate::raft::consistency::PolicyCheck,
 }
 
 /// Shared handler state.
