@@ -903,3 +903,88 @@ async fn wrong_method_on_a_known_route_is_405_json_error() -> anyhow::Result<()>
     api.expect_rejected(&answer, &before, 405, "method_not_allowed", None)
         .await
 }
+
+/// The example listing as a JSON array of its field values, in the struct's field order: what
+/// serde's derived structs also accepted.
+fn listing_as_array(suffix: &str) -> Value {
+    let listing = example_listing(suffix);
+    let order = [
+        "title",
+        "description",
+        "provider",
+        "category",
+        "product_form",
+        "classification",
+        "contains_personal_info",
+        "delivery_modes",
+        "pricing",
+        "scenarios",
+        "update_frequency",
+        "rights",
+    ];
+    Value::Array(order.iter().map(|k| listing[*k].clone()).collect())
+}
+
+#[tokio::test]
+async fn a_listing_sent_as_an_array_of_field_values_is_400_and_creates_nothing()
+-> anyhow::Result<()> {
+    let body = serde_json::to_vec(&listing_as_array("array"))?;
+    submit_raw("application/json", body, 400, "invalid_field").await
+}
+
+#[tokio::test]
+async fn a_nested_struct_sent_as_an_array_is_400_naming_it() -> anyhow::Result<()> {
+    submit_invalid(
+        |l| l["provider"] = json!(["yuzhou-credit-center", "禹州市信用中心"]),
+        "provider",
+    )
+    .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_approval_body_of_an_array_is_400_and_approves_nothing() -> anyhow::Result<()> {
+    let api = Api::start().await?;
+    let id = api.submit("array-review").await?;
+    let before = api.snapshot().await?;
+    let answer = api.review(&id, "approve", &json!([null, null])).await?;
+    api.expect_rejected(&answer, &before, 400, "invalid_field", None)
+        .await?;
+    ensure!(api.listing(&id).await?["state"] == "submitted");
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_approval_body_of_null_approves_as_documented() -> anyhow::Result<()> {
+    let api = Api::start().await?;
+    let id = api.submit("null-review").await?;
+    let (status, body) = api.review(&id, "approve", &Value::Null).await?;
+    ensure!(
+        status == 200 && body["state"] == "listed",
+        "{status} {body}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_content_type_that_only_starts_like_json_is_415_and_applies_nothing() -> anyhow::Result<()>
+{
+    let body = serde_json::to_vec(&example_listing("jsonp"))?;
+    submit_raw("application/jsonp", body, 415, "unsupported_media_type").await
+}
+
+#[tokio::test]
+async fn json_with_a_utf8_charset_parameter_is_accepted() -> anyhow::Result<()> {
+    let api = Api::start().await?;
+    let body = serde_json::to_vec(&example_listing("charset"))?;
+    let (status, answer) = api
+        .send(
+            Method::POST,
+            "/v1/listings",
+            Some(&api.tokens.provider),
+            Some(("Application/JSON; charset=\"UTF-8\"", body)),
+        )
+        .await?;
+    ensure!(status == 201, "{status} {answer}");
+    Ok(())
+}

@@ -162,7 +162,7 @@ fn check_text(field: &str, value: &str, required: bool) -> Result<(), ApiError> 
     Ok(())
 }
 
-/// `POST /v1/listings/{id}/approve` (operator): body `{}` or a review record.
+/// `POST /v1/listings/{id}/approve` (operator): no body, `null`, `{}` or a review record.
 #[utoipa::path(
     post,
     path = "/v1/listings/{id}/approve",
@@ -171,7 +171,7 @@ fn check_text(field: &str, value: &str, required: bool) -> Result<(), ApiError> 
     params(("id" = ContentId, Path, description = "Listing id")),
     request_body(
         content = Option<Review>,
-        description = "What the review found; the body may be left out or be `{}`",
+        description = "What the review found; the body may be left out, or be `null` or `{}`",
     ),
     security(("bearer" = [])),
     responses(
