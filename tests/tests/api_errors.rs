@@ -295,20 +295,14 @@ async fn review_with_bad_reason(action: &str, body: Value) -> anyhow::Result<()>
     Ok(())
 }
 
-/// `action` with a good body on a listing that does not exist: 404, and only the refusal
-/// recorded.
+/// `action` with a good body on a listing that does not exist: 404, and nothing written (not
+/// even a refusal: the node checks its catalog before proposing).
 async fn review_unknown_listing(action: &str, body: Value) -> anyhow::Result<()> {
     let api = Api::start().await?;
     let before = api.snapshot().await?;
     let answer = api.review(&unknown_id(), action, &body).await?;
-    api.expect_refused(
-        &answer,
-        &before,
-        404,
-        "not_found",
-        &format!("{action}_listing"),
-    )
-    .await
+    api.expect_rejected(&answer, &before, 404, "not_found", None)
+        .await
 }
 
 /// `action` on a listing brought to `state` (submitted or listed): 409 `illegal_transition`,
@@ -644,20 +638,17 @@ async fn get_of_an_unknown_listing_is_404() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
-async fn approve_of_an_unknown_listing_is_404_and_only_the_refusal_is_recorded()
--> anyhow::Result<()> {
+async fn approve_of_an_unknown_listing_is_404_and_writes_nothing() -> anyhow::Result<()> {
     review_unknown_listing("approve", json!({})).await
 }
 
 #[tokio::test]
-async fn reject_of_an_unknown_listing_is_404_and_only_the_refusal_is_recorded() -> anyhow::Result<()>
-{
+async fn reject_of_an_unknown_listing_is_404_and_writes_nothing() -> anyhow::Result<()> {
     review_unknown_listing("reject", json!({"reason": "incomplete"})).await
 }
 
 #[tokio::test]
-async fn delist_of_an_unknown_listing_is_404_and_only_the_refusal_is_recorded() -> anyhow::Result<()>
-{
+async fn delist_of_an_unknown_listing_is_404_and_writes_nothing() -> anyhow::Result<()> {
     review_unknown_listing("delist", json!({"reason": "withdrawn"})).await
 }
 
@@ -987,4 +978,98 @@ async fn json_with_a_utf8_charset_parameter_is_accepted() -> anyhow::Result<()> 
         .await?;
     ensure!(status == 201, "{status} {answer}");
     Ok(())
+}
+
+#[tokio::test]
+async fn update_of_an_unknown_listing_is_404_and_writes_nothing() -> anyhow::Result<()> {
+    let api = Api::start().await?;
+    let before = api.snapshot().await?;
+    let answer = api
+        .json(
+            Method::PUT,
+            &format!("/v1/listings/{}", unknown_id()),
+            &api.tokens.provider,
+            &example_listing("nobody's"),
+        )
+        .await?;
+    api.expect_rejected(&answer, &before, 404, "not_found", None)
+        .await
+}
+
+#[tokio::test]
+async fn approving_a_listing_just_submitted_through_another_node_finds_it() -> anyhow::Result<()> {
+    // The catalog check before proposing must not answer 404 for a listing this node has not
+    // applied yet: the submit goes to the leader, the approval to a follower at once.
+    let api = Api::start().await?;
+    let leader = (api.node + 2) % 3;
+    for i in 0..5 {
+        let (status, body) = api
+            .zone
+            .post(
+                leader,
+                "/v1/listings",
+                &api.tokens.provider,
+                &example_listing(&format!("fresh {i}")),
+            )
+            .await?;
+        ensure!(status == 201, "submit: {status} {body}");
+        let id = body["id"].as_str().context("an id")?;
+        let (status, body) = api.review(id, "approve", &json!({})).await?;
+        ensure!(status == 200, "approve right after submit: {status} {body}");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn audit_from_beyond_any_record_returns_none_instead_of_wrapping() -> anyhow::Result<()> {
+    let api = Api::start().await?;
+    api.submit("audit-from").await?;
+    for from in [
+        "9223372036854775808",
+        "18446744073709551615",
+        "99999999999999999999999",
+    ] {
+        let (status, page) = api
+            .get(&format!("/v1/audit?from={from}"), &api.tokens.regulator)
+            .await?;
+        ensure!(status == 200, "from={from}: {status} {page}");
+        ensure!(
+            page["items"].as_array().is_some_and(Vec::is_empty),
+            "from={from} returned records: {page}"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn audit_with_a_non_numeric_from_or_limit_is_400_naming_it() -> anyhow::Result<()> {
+    let api = Api::start().await?;
+    for (query, field) in [
+        ("from=-1", "from"),
+        ("limit=ten", "limit"),
+        ("from=1.5", "from"),
+    ] {
+        let answer = api
+            .get(&format!("/v1/audit?{query}"), &api.tokens.regulator)
+            .await?;
+        expect_error(&answer, 400, "invalid_field", Some(field)).context(query)?;
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn page_sizes_of_any_whole_number_are_brought_within_range() -> anyhow::Result<()> {
+    let api = Api::start().await?;
+    for query in ["limit=0", "limit=100000", "limit=18446744073709551616"] {
+        for path in ["/v1/listings", "/v1/recognitions", "/v1/audit"] {
+            let (status, body) = api
+                .get(&format!("{path}?{query}"), &api.tokens.admin)
+                .await?;
+            ensure!(status == 200, "{path}?{query}: {status} {body}");
+        }
+    }
+    let answer = api
+        .get("/v1/listings?cursor=abc", &api.tokens.buyer)
+        .await?;
+    expect_error(&answer, 400, "invalid_field", Some("cursor"))
 }

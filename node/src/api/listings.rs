@@ -11,7 +11,7 @@ use xchg_protocol::{Classification, ContentId, DeliveryMode, Listing, ListingDra
 use super::auth::Caller;
 use super::error::{ApiError, BearerErrors, BodyErrors, ErrorBody, ProposeErrors, ReadErrors};
 use super::json::{JsonBody, OptionalJsonBody};
-use super::{AppState, Consistency};
+use super::{AppState, Consistency, params};
 use crate::catalog::query::{self, ListingView, Page, Search};
 use crate::catalog::{Applied, CatalogCommand, ListingState, Review};
 
@@ -43,6 +43,31 @@ fn listing_id(raw: &str) -> Result<ContentId, ApiError> {
     raw.parse().map_err(|e: xchg_protocol::IdError| {
         ApiError::not_found(format!("no listing {raw:?}: {e}"))
     })
+}
+
+/// Answers 404 for a listing id the catalog does not hold, before anything is proposed: a
+/// command on an unknown listing would cost a Raft entry and an audit record only to be refused
+/// (issue #12). This replica may not yet have applied the write that created the listing, so an
+/// id it lacks is looked up again after a read barrier. A listing that appears or goes between
+/// this check and the command's entry is still decided by the state machine.
+async fn require_known(state: &AppState, id: &ContentId) -> Result<(), ApiError> {
+    if holds(state, id).await? {
+        return Ok(());
+    }
+    state.read_barrier(&Consistency::Linearizable).await?;
+    if holds(state, id).await? {
+        return Ok(());
+    }
+    Err(ApiError::not_found(format!("no listing {id}")))
+}
+
+/// Whether this replica's catalog holds listing `id`.
+async fn holds(state: &AppState, id: &ContentId) -> Result<bool, ApiError> {
+    let row = sqlx::query("SELECT 1 FROM listings WHERE id = ?")
+        .bind(id.to_string())
+        .fetch_optional(&state.db.read)
+        .await?;
+    Ok(row.is_some())
 }
 
 async fn run(state: &AppState, cmd: CatalogCommand) -> Result<WriteResult, ApiError> {
@@ -139,6 +164,7 @@ pub async fn update(
     draft.validate()?;
     // Without this, a bound token could move its own listing into another party's name.
     require_party(&caller, &draft)?;
+    require_known(&state, &listing_id).await?;
     let cmd = CatalogCommand::UpdateListing {
         listing_id,
         draft: Box::new(draft),
@@ -202,6 +228,7 @@ pub async fn approve(
             check_text(field, v, false)?;
         }
     }
+    require_known(&state, &listing_id).await?;
     let cmd = CatalogCommand::ApproveListing {
         listing_id,
         review,
@@ -233,6 +260,7 @@ async fn with_reason(
     caller.require(&[Role::Operator])?;
     let listing_id = listing_id(id)?;
     check_text("reason", &body.reason, true)?;
+    require_known(&state, &listing_id).await?;
     let cmd = command(listing_id, body.reason, Timestamp::now(), caller.actor);
     Ok(Json(run(&state, cmd).await?))
 }
@@ -394,10 +422,11 @@ pub struct SearchParams {
     delivery_mode: Option<String>,
     /// `local` (this zone), `external` (any other zone), an exchange id, or a zone id.
     origin: Option<String>,
-    /// Page size (default 20); values outside 1 to 100 are brought within.
-    #[param(value_type = Option<u32>)]
+    /// Page size.
+    #[param(schema_with = page_size_schema)]
     limit: Option<String>,
     /// The `next_cursor` of the previous page.
+    #[param(schema_with = cursor_schema)]
     cursor: Option<String>,
     #[serde(default)]
     #[param(schema_with = consistency_schema)]
@@ -420,34 +449,35 @@ fn one_of<T: for<'de> Deserialize<'de>>(
     Ok(())
 }
 
-/// Parses the `limit` and `cursor` query parameters of a paged list.
+/// Parses the `limit` and `cursor` query parameters of a paged list (see [`params`]): `limit`
+/// saturates here and is brought within 1 to [`query::MAX_PAGE`] by the query; a `cursor`
+/// beyond every record finds nothing.
 ///
 /// # Errors
-/// A 400 naming the parameter that is not a number.
+/// A 400 naming the parameter that is not a whole number.
 pub fn paging(
     limit: &Option<String>,
     cursor: &Option<String>,
 ) -> Result<(Option<u32>, Option<i64>), ApiError> {
-    let limit = match limit {
-        Some(l) => Some(l.parse::<u32>().map_err(|_| {
-            ApiError::invalid_field(
-                "limit",
-                format!(
-                    "expected a whole number from 1 to {}, got {l:?}",
-                    query::MAX_PAGE
-                ),
-            )
-        })?),
-        None => None,
-    };
-    let cursor =
-        match cursor {
-            Some(c) => Some(c.parse::<i64>().map_err(|_| {
-                ApiError::invalid_field("cursor", "not a cursor returned by this API")
-            })?),
-            None => None,
-        };
+    let limit = limit
+        .as_deref()
+        .map(|l| params::page_size("limit", Some(l), query::DEFAULT_PAGE, query::MAX_PAGE))
+        .transpose()?;
+    let cursor = cursor
+        .as_deref()
+        .map(|c| params::position("cursor", c))
+        .transpose()?;
     Ok((limit, cursor))
+}
+
+/// The schema of a paged list's `limit`.
+pub fn page_size_schema() -> utoipa::openapi::schema::Object {
+    params::page_size_schema(query::DEFAULT_PAGE, query::MAX_PAGE)
+}
+
+/// The schema of a paged list's `cursor`.
+pub fn cursor_schema() -> utoipa::openapi::schema::Object {
+    params::position_schema("The `next_cursor` of the previous page.")
 }
 
 /// `GET /v1/listings?q=&state=&category=&classification=&delivery_mode=&origin=&limit=&cursor=`.

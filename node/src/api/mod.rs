@@ -13,6 +13,7 @@ pub mod listings;
 pub mod metrics;
 pub mod openapi;
 pub mod overview;
+pub mod params;
 pub mod propose;
 pub mod status;
 pub mod tokens;
