@@ -1073,3 +1073,82 @@ async fn page_sizes_of_any_whole_number_are_brought_within_range() -> anyhow::Re
         .await?;
     expect_error(&answer, 400, "invalid_field", Some("cursor"))
 }
+
+#[tokio::test]
+async fn a_title_of_only_zero_width_characters_is_400_naming_title() -> anyhow::Result<()> {
+    submit_invalid(|l| l["title"] = json!("\u{200B}\u{200C}\u{FEFF}"), "title").await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_bidirectional_override_in_the_description_is_400_naming_it() -> anyhow::Result<()> {
+    submit_invalid(
+        |l| l["description"] = json!("信用核验\u{202E}exe.fdp"),
+        "description",
+    )
+    .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_noncharacter_in_a_scenario_is_400_naming_the_entry() -> anyhow::Result<()> {
+    submit_invalid(
+        |l| l["scenarios"] = json!(["贷款\u{FDD0}审查"]),
+        "scenarios[0]",
+    )
+    .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_reject_reason_of_only_zero_width_characters_is_400_naming_reason() -> anyhow::Result<()>
+{
+    review_with_bad_reason("reject", json!({"reason": "\u{200B}\u{2060}"})).await
+}
+
+#[tokio::test]
+async fn a_delist_reason_with_an_isolate_control_is_400_naming_reason() -> anyhow::Result<()> {
+    review_with_bad_reason("delist", json!({"reason": "withdrawn \u{2067}by request"})).await
+}
+
+#[tokio::test]
+async fn review_notes_with_a_control_or_override_character_are_400_naming_them()
+-> anyhow::Result<()> {
+    let api = Api::start().await?;
+    let id = api.submit("bad-notes").await?;
+    let before = api.snapshot().await?;
+    let body = json!({"notes": "ok\u{0007}", "compliance_review": "pass\u{202D}"});
+    let answer = api.review(&id, "approve", &body).await?;
+    api.expect_rejected(
+        &answer,
+        &before,
+        400,
+        "invalid_field",
+        Some("compliance_review"),
+    )
+    .await?;
+    let fields: Vec<&str> = answer.1["error"]["details"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|d| d["field"].as_str())
+        .collect();
+    ensure!(fields == ["compliance_review", "notes"], "{}", answer.1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_token_label_with_a_control_character_is_400_naming_label() -> anyhow::Result<()> {
+    let api = Api::start().await?;
+    let before = api.snapshot().await?;
+    let answer = api
+        .json(
+            Method::POST,
+            "/v1/tokens",
+            &api.tokens.admin,
+            &json!({"role": "buyer", "label": "desk\u{001B}[31m 3"}),
+        )
+        .await?;
+    api.expect_rejected(&answer, &before, 400, "invalid_field", Some("label"))
+        .await
+}

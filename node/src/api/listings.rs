@@ -11,6 +11,7 @@ use xchg_protocol::{Classification, ContentId, DeliveryMode, Listing, ListingDra
 use super::auth::Caller;
 use super::error::{ApiError, BearerErrors, BodyErrors, ErrorBody, ProposeErrors, ReadErrors};
 use super::json::{JsonBody, OptionalJsonBody};
+use super::text::{self, Text};
 use super::{AppState, Consistency, params};
 use crate::catalog::query::{self, ListingView, Page, Search};
 use crate::catalog::{Applied, CatalogCommand, ListingState, Review};
@@ -174,18 +175,15 @@ pub async fn update(
     Ok(Json(run(&state, cmd).await?))
 }
 
-fn check_text(field: &str, value: &str, required: bool) -> Result<(), ApiError> {
-    if required && value.trim().is_empty() {
-        return Err(ApiError::invalid_field(field, "must not be empty"));
+/// A review, rejection or delisting text: at most [`MAX_REASON_CHARS`] characters under the
+/// text rule.
+fn review_text<'a>(field: &'a str, value: &'a str, required: bool) -> Text<'a> {
+    Text {
+        field,
+        value,
+        max: MAX_REASON_CHARS,
+        required,
     }
-    let n = value.chars().count();
-    if n > MAX_REASON_CHARS {
-        return Err(ApiError::invalid_field(
-            field,
-            format!("{n} characters, at most {MAX_REASON_CHARS} allowed"),
-        ));
-    }
-    Ok(())
 }
 
 /// `POST /v1/listings/{id}/approve` (operator): no body, `null`, `{}` or a review record.
@@ -219,15 +217,15 @@ pub async fn approve(
 ) -> Result<Json<WriteResult>, ApiError> {
     caller.require(&[Role::Operator])?;
     let listing_id = listing_id(&id)?;
-    for (field, value) in [
+    let texts: Vec<Text<'_>> = [
         ("compliance_review", &review.compliance_review),
         ("security_assessment", &review.security_assessment),
         ("notes", &review.notes),
-    ] {
-        if let Some(v) = value {
-            check_text(field, v, false)?;
-        }
-    }
+    ]
+    .into_iter()
+    .filter_map(|(field, value)| Some(review_text(field, value.as_deref()?, false)))
+    .collect();
+    text::check(&texts)?;
     require_known(&state, &listing_id).await?;
     let cmd = CatalogCommand::ApproveListing {
         listing_id,
@@ -259,7 +257,7 @@ async fn with_reason(
 ) -> Result<Json<WriteResult>, ApiError> {
     caller.require(&[Role::Operator])?;
     let listing_id = listing_id(id)?;
-    check_text("reason", &body.reason, true)?;
+    text::check(&[review_text("reason", &body.reason, true)])?;
     require_known(&state, &listing_id).await?;
     let cmd = command(listing_id, body.reason, Timestamp::now(), caller.actor);
     Ok(Json(run(&state, cmd).await?))

@@ -16,6 +16,7 @@ pub mod overview;
 pub mod params;
 pub mod propose;
 pub mod status;
+pub mod text;
 pub mod tokens;
 pub mod zone;
 
