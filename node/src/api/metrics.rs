@@ -49,6 +49,11 @@ struct OutcomeLabels {
     outcome: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
 /// The `route` label of a request that matched no route (unknown paths all count here).
 pub const UNMATCHED: &str = "unmatched";
 
@@ -91,6 +96,18 @@ pub struct Metrics {
     gossip_verdicts: Family<VerdictLabels, Counter>,
     published: Family<OutcomeLabels, Counter>,
     catchup: Family<OutcomeLabels, Counter>,
+    connections: Gauge,
+    connections_refused: Counter,
+    connections_closed: Family<ReasonLabels, Counter>,
+}
+
+/// An open API connection, counted until dropped.
+pub struct OpenConnection(Gauge);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 impl Default for Metrics {
@@ -191,8 +208,29 @@ impl Metrics {
             "Catch-up rounds and envelopes fetched, by outcome",
             catchup.clone(),
         );
+        let connections = Gauge::default();
+        registry.register(
+            "http_connections",
+            "API connections open now",
+            connections.clone(),
+        );
+        let connections_refused = Counter::default();
+        registry.register(
+            "http_connections_refused",
+            "API connections answered 503 and closed because api.max_connections were open",
+            connections_refused.clone(),
+        );
+        let connections_closed = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "http_connections_closed",
+            "API connections the node closed because a time limit ran out, by limit",
+            connections_closed.clone(),
+        );
         Metrics {
             registry,
+            connections,
+            connections_refused,
+            connections_closed,
             gossip_verdicts,
             published,
             catchup,
@@ -249,6 +287,25 @@ impl Metrics {
         self.catchup
             .get_or_create(&OutcomeLabels { outcome })
             .inc_by(n);
+    }
+
+    /// Counts an accepted API connection as open until the returned value is dropped.
+    pub fn connection_opened(&self) -> OpenConnection {
+        self.connections.inc();
+        OpenConnection(self.connections.clone())
+    }
+
+    /// Counts a connection refused over the cap.
+    pub fn connection_refused(&self) {
+        self.connections_refused.inc();
+    }
+
+    /// Counts a connection closed by a time limit (`header_timeout`, `idle_timeout`,
+    /// `request_timeout`).
+    pub fn connection_closed(&self, reason: &'static str) {
+        self.connections_closed
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
     }
 
     /// Records one catalog write's latency.

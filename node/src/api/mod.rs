@@ -6,6 +6,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod deadline;
 pub mod error;
 pub mod federation;
 pub mod json;
@@ -15,6 +16,7 @@ pub mod openapi;
 pub mod overview;
 pub mod params;
 pub mod propose;
+pub mod server;
 pub mod status;
 pub mod text;
 pub mod tokens;
@@ -124,6 +126,11 @@ pub fn router(state: AppState) -> Router {
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            deadline::limit,
+        ))
+        .layer(axum::middleware::from_fn(error::json_errors))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::track,

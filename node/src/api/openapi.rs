@@ -52,7 +52,7 @@ use super::{audit, federation, listings, metrics, status, tokens, zone};
     ),
     // Named, not registered, by the shared error sets (`ErrorBody`) and by path parameters.
     components(schemas(ErrorBody, ContentId, NodeName)),
-    modifiers(&BearerToken, &OpenListing),
+    modifiers(&BearerToken, &OpenListing, &ServerErrors),
     tags(
         (name = "status", description = "This node's Raft view; no token needed"),
         (name = "listings", description = "Submit, review, delist, read and search listings"),
@@ -101,6 +101,47 @@ impl Modify for OpenListing {
             .and_then(|c| c.schemas.get_mut("Listing"));
         if let Some(RefOr::T(Schema::Object(listing))) = listing {
             listing.additional_properties = None;
+        }
+    }
+}
+
+/// Gives every operation a `default` answer: the errors the server itself may give any
+/// request, before or around its handler (see `api::server` and `api::deadline`).
+struct ServerErrors;
+
+impl Modify for ServerErrors {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let answer = utoipa::openapi::ResponseBuilder::new()
+            .description(
+                "Any other error, in the same shape; among them the server's own: 400 \
+                 `bad_request` (a head it cannot parse), 408 `request_timeout` (the head or the \
+                 body too slow), 414 `uri_too_long`, 431 `headers_too_large`, 503 \
+                 `too_many_connections`, 504 `timeout` (the request took longer than the \
+                 node's limit; a write may still be applied)",
+            )
+            .content(
+                "application/json",
+                utoipa::openapi::ContentBuilder::new()
+                    .schema(Some(utoipa::openapi::Ref::from_schema_name("ErrorBody")))
+                    .build(),
+            )
+            .build();
+        for item in openapi.paths.paths.values_mut() {
+            for op in [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                op.responses
+                    .responses
+                    .entry("default".to_owned())
+                    .or_insert_with(|| RefOr::T(answer.clone()));
+            }
         }
     }
 }
@@ -347,7 +388,7 @@ mod tests {
                     "{method} {path} has no success answer"
                 );
                 for (status, response) in responses {
-                    if status.starts_with('4') || status.starts_with('5') {
+                    if status.starts_with('4') || status.starts_with('5') || status == "default" {
                         assert_eq!(
                             response["content"]["application/json"]["schema"]["$ref"],
                             "#/components/schemas/ErrorBody",
@@ -358,6 +399,10 @@ mod tests {
                 if op.get("security").is_some() {
                     assert!(responses.contains_key("401"), "{method} {path} lacks 401");
                 }
+                assert!(
+                    responses.contains_key("default"),
+                    "{method} {path} lacks the server's own errors"
+                );
             }
         }
         assert_eq!(
