@@ -17,7 +17,7 @@ use crate::catalog::query::{self, ListingView, Page, Search};
 use crate::catalog::{Applied, CatalogCommand, ListingState, Review};
 
 /// Longest accepted reason or review text, in characters.
-const MAX_REASON_CHARS: usize = 2000;
+pub const MAX_REASON_CHARS: usize = 2000;
 
 /// The answer to a listing write.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -200,7 +200,8 @@ fn review_text<'a>(field: &'a str, value: &'a str, required: bool) -> Text<'a> {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Approved: state `listed`", body = WriteResult),
-        (status = 400, description = "Malformed JSON, or a review text over 2000 characters", body = ErrorBody),
+        (status = 400, description = "Malformed JSON, or a review text over 2000 characters or \
+            against the text rule (`field` names it)", body = ErrorBody),
         (status = 403, description = "Not an operator token", body = ErrorBody),
         (status = 404, description = "No listing with this id", body = ErrorBody),
         (status = 409, description = "The listing is not awaiting review", body = ErrorBody),
@@ -274,7 +275,8 @@ async fn with_reason(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Rejected: state `rejected`", body = WriteResult),
-        (status = 400, description = "Malformed JSON, or an empty or over-long `reason`", body = ErrorBody),
+        (status = 400, description = "Malformed JSON, or a `reason` that is empty, over 2000 \
+            characters or against the text rule", body = ErrorBody),
         (status = 403, description = "Not an operator token", body = ErrorBody),
         (status = 404, description = "No listing with this id", body = ErrorBody),
         (status = 409, description = "The listing is not awaiting review", body = ErrorBody),
@@ -311,7 +313,8 @@ pub async fn reject(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Withdrawn: state `delisted`", body = WriteResult),
-        (status = 400, description = "Malformed JSON, or an empty or over-long `reason`", body = ErrorBody),
+        (status = 400, description = "Malformed JSON, or a `reason` that is empty, over 2000 \
+            characters or against the text rule", body = ErrorBody),
         (status = 403, description = "Not an operator token", body = ErrorBody),
         (status = 404, description = "No listing with this id", body = ErrorBody),
         (status = 409, description = "The listing is not listed", body = ErrorBody),
@@ -406,6 +409,7 @@ pub async fn get_one(
 pub struct SearchParams {
     /// Free text (Chinese or English), whitespace-separated terms that must all match; at most
     /// 200 characters.
+    #[param(max_length = 200)]
     q: Option<String>,
     /// Lifecycle state.
     #[param(value_type = Option<ListingState>)]

@@ -2,7 +2,12 @@
 //! `#[utoipa::path]` annotations and the types they take and answer.
 //!
 //! The dashboard (`/`, `/assets/{file}`) is left out: it serves a page and its files, not the
-//! JSON API. `/metrics` is in, as text.
+//! JSON API. `/metrics` is in, as text. What the derived schemas cannot say about request
+//! bodies is added by [`rules`].
+
+mod rules;
+
+use std::sync::OnceLock;
 
 use axum::Json;
 use axum::response::IntoResponse;
@@ -155,7 +160,24 @@ impl Modify for ServerErrors {
     responses((status = 200, description = "This OpenAPI 3.1 document", body = Object))
 )]
 pub async fn document() -> impl IntoResponse {
-    Json(ApiDoc::openapi())
+    Json(served())
+}
+
+/// The document as served: [`ApiDoc`] with the request rules of [`rules`].
+pub fn served() -> &'static serde_json::Value {
+    static DOCUMENT: OnceLock<serde_json::Value> = OnceLock::new();
+    DOCUMENT.get_or_init(|| {
+        // The document is plain data: it always serializes.
+        let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+        let missed = rules::apply(&mut doc);
+        if !missed.is_empty() {
+            tracing::error!(
+                ?missed,
+                "OpenAPI request rules name properties that do not exist"
+            );
+        }
+        doc
+    })
 }
 
 /// `GET /v1/federation/overview` (admin, operator, regulator), served by
@@ -211,7 +233,7 @@ mod tests {
     use crate::api::overview;
 
     fn doc() -> Value {
-        serde_json::to_value(ApiDoc::openapi()).expect("the document serializes")
+        served().clone()
     }
 
     fn resolve<'a>(doc: &'a Value, schema: &'a Value) -> Result<&'a Value, String> {
@@ -337,6 +359,27 @@ mod tests {
 
     fn some(s: &str) -> Option<String> {
         Some(s.to_owned())
+    }
+
+    #[test]
+    fn every_request_rule_lands_on_a_property_that_exists() {
+        let mut doc = serde_json::to_value(ApiDoc::openapi()).expect("serializes");
+        assert_eq!(rules::apply(&mut doc), Vec::<String>::new());
+        let draft = &doc["components"]["schemas"]["ListingDraft"]["properties"];
+        assert_eq!(draft["title"]["maxLength"], 200);
+        assert_eq!(draft["scenarios"]["items"]["minLength"], 1);
+        assert_eq!(draft["delivery_modes"]["uniqueItems"], true);
+        // Nothing but the rules was added: no operation gained a `parameters: null`.
+        let before = serde_json::to_value(ApiDoc::openapi()).expect("serializes");
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            for (method, op) in item.as_object().expect("an item") {
+                assert_eq!(
+                    op.get("parameters").is_some(),
+                    before["paths"][path][method].get("parameters").is_some(),
+                    "{method} {path}"
+                );
+            }
+        }
     }
 
     #[test]

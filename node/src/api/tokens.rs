@@ -70,7 +70,7 @@ fn role_schema() -> utoipa::openapi::schema::Object {
     responses(
         (status = 201, description = "The new token; its text is shown only now", body = CreatedToken),
         (status = 400, description = "Malformed JSON, an unknown role, an invalid `party`, or a \
-            `label` that is empty or over 200 characters", body = ErrorBody),
+            `label` that is empty, over 200 characters or against the text rule", body = ErrorBody),
         (status = 403, description = "Not an admin token", body = ErrorBody),
         BearerErrors,
         BodyErrors,
