@@ -6,6 +6,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod body;
 pub mod deadline;
 pub mod error;
 pub mod federation;

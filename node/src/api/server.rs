@@ -34,10 +34,10 @@ use tokio::task::JoinSet;
 use tower::ServiceExt as _;
 use xchg_federation_config::HttpLimits;
 
-use super::deadline::Guarded;
+use super::body::Watched;
 use super::error::ApiError;
 use super::metrics::Metrics;
-use watch::{Expiry, Watch, Watched};
+use watch::{Expiry, Watch, WatchedSocket};
 
 /// Most bytes hyper buffers for one connection's request head (and body reads): a head over
 /// this is answered `431`. A URI over 64 KiB is `414` below it. Bounds what a connection that
@@ -159,13 +159,13 @@ async fn connection(
                     .await
                     .unwrap_or_else(|never| match never {});
                 // The request stays in flight until hyper has written (and dropped) the body.
-                Ok::<_, Infallible>(response.map(|body| Body::new(Guarded::new(body, in_flight))))
+                Ok::<_, Infallible>(response.map(|body| Body::new(Watched::new(body, in_flight))))
             }
         })
     };
     let mut builder = http1::Builder::new();
     builder.max_buf_size(MAX_BUFFER).keep_alive(true);
-    let io = TokioIo::new(Watched::new(stream, watch.clone()));
+    let io = TokioIo::new(WatchedSocket::new(stream, watch.clone()));
     let mut conn = std::pin::pin!(builder.serve_connection(io, service));
     let mut graceful = false;
     loop {

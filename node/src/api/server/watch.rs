@@ -157,6 +157,9 @@ impl Watch {
 #[derive(Debug)]
 pub struct InFlight(Arc<Watch>);
 
+/// Carried by the answer's body: the request ends when hyper drops it, written or not.
+impl crate::api::body::BodyWatch for InFlight {}
+
 impl Drop for InFlight {
     fn drop(&mut self) {
         let mut s = self.0.lock();
@@ -168,17 +171,17 @@ impl Drop for InFlight {
 }
 
 /// The connection's socket as hyper sees it.
-pub struct Watched {
+pub struct WatchedSocket {
     stream: TcpStream,
     watch: Arc<Watch>,
     /// Bytes of a replacement answer not yet written.
     pending: Vec<u8>,
 }
 
-impl Watched {
+impl WatchedSocket {
     /// Wraps an accepted socket.
     pub fn new(stream: TcpStream, watch: Arc<Watch>) -> Self {
-        Watched {
+        WatchedSocket {
             stream,
             watch,
             pending: Vec::new(),
@@ -226,7 +229,7 @@ fn replacement(status: StatusCode) -> Vec<u8> {
     ApiError::for_status(status, message).to_http1()
 }
 
-impl AsyncRead for Watched {
+impl AsyncRead for WatchedSocket {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -242,7 +245,7 @@ impl AsyncRead for Watched {
     }
 }
 
-impl AsyncWrite for Watched {
+impl AsyncWrite for WatchedSocket {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -280,7 +283,7 @@ impl AsyncWrite for Watched {
     }
 }
 
-impl Drop for Watched {
+impl Drop for WatchedSocket {
     fn drop(&mut self) {
         // Best effort and without waiting: a fresh answer fits an idle socket's send buffer.
         let farewell = self.watch.lock().farewell.take();
