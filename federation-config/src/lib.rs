@@ -29,9 +29,9 @@ use std::path::Path;
 use xchg_protocol::{PublicKey, Timestamp};
 
 pub use model::{
-    Agreement, ApiSection, CategorySet, ExchangeSection, ExportPolicy, Gossip, Listen, Member,
-    ModeSet, NodeConfig, NodeSection, OutsideExchange, PersonalInfoExport, RaftTuning, TokenHash,
-    ZoneSection,
+    Agreement, ApiSection, CategorySet, ExchangeSection, ExportPolicy, Gossip, HttpLimits, Listen,
+    Member, ModeSet, NodeConfig, NodeSection, OutsideExchange, PersonalInfoExport, RaftTuning,
+    TokenHash, ZoneSection,
 };
 pub use role::{Role, UnknownRole};
 pub use secret::{KeyFileError, read_key_file, token_hash, write_key_file, write_secret};

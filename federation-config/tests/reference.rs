@@ -41,6 +41,10 @@ fn everything() -> RawConfig {
     // A struct literal: a key added to `[api]` must be set here too.
     raw.api = Some(RawApi {
         max_body_bytes: Some(1),
+        max_connections: Some(1),
+        header_read_timeout_ms: Some(1),
+        idle_timeout_ms: Some(1),
+        request_timeout_ms: Some(1),
         tokens,
     });
     raw

@@ -472,18 +472,18 @@ pub async fn start(
     service.set_authorize(Arc::new(state.clone()));
     {
         let mut rx = stop_rx.clone();
-        tasks.spawn(async move {
-            let app = api::router(state);
-            let shutdown = async move {
+        let limits = api::server::Limits::from(config.api.limits);
+        let metrics = state.metrics.clone();
+        let app = api::router(state);
+        tasks.spawn(api::server::serve(
+            api_listener,
+            app,
+            limits,
+            metrics,
+            async move {
                 let _ = rx.wait_for(|s| *s).await;
-            };
-            if let Err(e) = axum::serve(api_listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-            {
-                tracing::error!(error = %e, "HTTP API stopped");
-            }
-        });
+            },
+        ));
     }
     tracing::info!(node = %config.node.name, zone = %config.zone.id, %api_addr, "node started");
     Ok(NodeHandle {

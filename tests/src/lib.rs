@@ -431,6 +431,11 @@ impl Zone {
         self.nodes[i].child.is_some()
     }
 
+    /// Node `i`'s process id, while it runs.
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.nodes[i].child.as_ref().map(Child::id)
+    }
+
     /// GET `path` on node `i` with `token`; the status and JSON body.
     ///
     /// # Errors

@@ -6,6 +6,8 @@
 
 pub mod audit;
 pub mod auth;
+pub mod body;
+pub mod deadline;
 pub mod error;
 pub mod federation;
 pub mod idempotency;
@@ -14,8 +16,11 @@ pub mod listings;
 pub mod metrics;
 pub mod openapi;
 pub mod overview;
+pub mod params;
 pub mod propose;
+pub mod server;
 pub mod status;
+pub mod text;
 pub mod tokens;
 pub mod zone;
 
@@ -131,6 +136,11 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             refuse_when_removed,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            deadline::limit,
+        ))
+        .layer(axum::middleware::from_fn(error::json_errors))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::track,

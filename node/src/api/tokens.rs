@@ -16,6 +16,9 @@ use super::error::{ApiError, BearerErrors, BodyErrors, ErrorBody, ProposeErrors}
 use super::json::JsonBody;
 use crate::catalog::CatalogCommand;
 
+/// Longest accepted token label, in characters.
+pub const MAX_LABEL_CHARS: usize = 200;
+
 /// `POST /v1/tokens` body.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -67,7 +70,7 @@ fn role_schema() -> utoipa::openapi::schema::Object {
     responses(
         (status = 201, description = "The new token; its text is shown only now", body = CreatedToken),
         (status = 400, description = "Malformed JSON, an unknown role, an invalid `party`, or a \
-            `label` that is empty or over 200 characters", body = ErrorBody),
+            `label` that is empty, over 200 characters or against the text rule", body = ErrorBody),
         (status = 403, description = "Not an admin token", body = ErrorBody),
         BearerErrors,
         BodyErrors,
@@ -84,9 +87,12 @@ pub async fn create(
         p.parse::<PartyId>()
             .map_err(|e| ApiError::invalid_field("party", e.to_string()))?;
     }
-    if body.label.trim().is_empty() || body.label.chars().count() > 200 {
-        return Err(ApiError::invalid_field("label", "1 to 200 characters"));
-    }
+    super::text::check(&[super::text::Text {
+        field: "label",
+        value: &body.label,
+        max: MAX_LABEL_CHARS,
+        required: true,
+    }])?;
     let mut secret = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut secret);
     let token = format!(
