@@ -514,6 +514,7 @@ mod tests {
             topics: vec!["xchg/xuchang/v1".into()],
             last_message_ms: Some(1),
             messages: 2,
+            connected_since_ms: Some(0),
         };
         assert_documented_as("PeerInfo", &value);
     }

@@ -867,6 +867,7 @@ mod tests {
             topics: Vec::new(),
             last_message_ms: Some(1_000),
             messages,
+            connected_since_ms: Some(500),
         }
     }
 
