@@ -36,7 +36,7 @@ async fn copies_recognised_under_a_revoked_key_become_revoked_with_the_revocatio
     )
     .await?;
 
-    // Xuchang's root revokes the node key that signed it. Base64 is the form of version 0.1,
+    // Xuchang's root revokes the node key that signed it. Base64, the form of earlier releases,
     // still accepted for the envelope.
     let node = &fed.layout.exchanges[0].zones[0].nodes[0];
     let config = load(&fed.layout_dir().join(&node.config), Timestamp::now())?.config;

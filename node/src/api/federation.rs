@@ -278,7 +278,7 @@ pub async fn verdicts(
 }
 
 /// Bytes written in JSON: lowercase hex (PROTOCOL.md 2.10). Standard base64, the form of
-/// version 0.1, is still accepted on input until the next version. The two cannot be confused:
+/// earlier releases, is still accepted on input until the next release. The two cannot be confused:
 /// an envelope's base64 starts with `p` (its first byte is `a5` or `a6`), not a hex digit.
 ///
 /// # Errors
@@ -297,7 +297,7 @@ fn json_bytes(field: &str, text: &str) -> Result<Vec<u8>, ApiError> {
         .map_err(|_| {
             ApiError::invalid_field(
                 field,
-                "not lowercase hex (nor the standard base64 still accepted until the next version)",
+                "not lowercase hex (nor the standard base64 still accepted until the next release)",
             )
         })
 }
@@ -307,7 +307,7 @@ fn json_bytes(field: &str, text: &str) -> Result<Vec<u8>, ApiError> {
 #[serde(deny_unknown_fields)]
 pub struct RevocationBody {
     /// The envelope (canonical CBOR in lowercase hex; standard base64 is still accepted until
-    /// the next version), signed offline with the exchange's root key (`xchg federation
+    /// the next release), signed offline with the exchange's root key (`xchg federation
     /// revoke`).
     #[schema(pattern = "^([0-9a-f]{2})+$|^[A-Za-z0-9+/]+={0,2}$")]
     envelope: String,
