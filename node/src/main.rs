@@ -156,7 +156,8 @@ enum FederationCommand {
         /// The exchange whose root signs.
         #[arg(long)]
         exchange: String,
-        /// The node key to revoke (base64, as in the zone's member list).
+        /// The node key to revoke: base64 (as in the zone's member list) or 64 hex digits (as
+        /// the API shows keys).
         #[arg(long)]
         key: String,
         /// Why, for the record.

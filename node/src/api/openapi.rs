@@ -27,7 +27,8 @@ use super::{audit, federation, listings, metrics, status, tokens, zone};
         title = "xchg node API",
         version = env!("CARGO_PKG_VERSION"),
         description = "The HTTP API of an xchg node: listings and their review, the audit \
-            chain, federation (recognitions, peers, revocations, the hub's overview and flows), \
+            chain, federation (recognitions, verdicts, peers, revocations, the hub's overview and \
+            flows), \
             tokens and zone membership. Every error answers `{\"error\":{\"code\",\"message\",\
             \"field\"}}` with the status that fits. Writes sent to any node of a zone are \
             forwarded to its leader; reads are linearizable unless `consistency=local` is asked.",
@@ -46,6 +47,7 @@ use super::{audit, federation, listings, metrics, status, tokens, zone};
         audit::list,
         federation::recognitions,
         federation::peers,
+        federation::verdicts,
         federation::revoke,
         overview,
         flows,
@@ -62,8 +64,9 @@ use super::{audit, federation, listings, metrics, status, tokens, zone};
         (name = "status", description = "This node's Raft view; no token needed"),
         (name = "listings", description = "Submit, review, delist, read and search listings"),
         (name = "audit", description = "The hash-chained audit trail (regulator, admin)"),
-        (name = "federation", description = "Recognitions, gossip peers, key revocations, and \
-            the hub's overview and flows"),
+        (name = "federation", description = "Recognitions, this node's verdicts, gossip peers, \
+            key revocations, and the hub's overview and flows. Keys, signatures and envelopes \
+            are lowercase hex in JSON (PROTOCOL.md 2.10)"),
         (name = "tokens", description = "API tokens (admin)"),
         (name = "zone", description = "Zone membership (admin)"),
         (name = "metrics", description = "Prometheus metrics"),
@@ -534,6 +537,13 @@ mod tests {
                 messages: 4,
                 last_message_at: Some(at()),
             }],
+            unverified: vec![overview::UnverifiedPeer {
+                peer: "12D3KooW".into(),
+                agent: some("xchg/0.1.0 xuchang/municipal municipal-9 -"),
+                address: some("/ip4/127.0.0.1/tcp/7120"),
+                reason: "no identity answer".into(),
+                messages: 1,
+            }],
             at: at(),
         };
         assert_documented_as("Overview", &value);
@@ -602,6 +612,7 @@ mod tests {
             topics: vec!["xchg/xuchang/v1".into()],
             last_message_ms: Some(1),
             messages: 2,
+            connected_since_ms: Some(0),
         };
         assert_documented_as("PeerInfo", &value);
     }

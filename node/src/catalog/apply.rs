@@ -143,6 +143,7 @@ pub async fn apply(
         CatalogCommand::Recognize(r) => {
             federation::recognize(conn, view, zone, raft_index, r).await?
         }
+        CatalogCommand::RecordRefusal(r) => federation::record_refusal(conn, raft_index, r).await?,
     };
     record(chain, raft_index, cmd, &response);
     Ok(response)
@@ -379,6 +380,12 @@ fn subject(cmd: &CatalogCommand) -> (String, &'static str, Timestamp, String) {
             format!("outbox:{outbox_seq}"),
         ),
         CatalogCommand::Recognize(r) => (
+            format!("node:{}", r.node),
+            "system",
+            r.at,
+            r.content_id.to_string(),
+        ),
+        CatalogCommand::RecordRefusal(r) => (
             format!("node:{}", r.node),
             "system",
             r.at,

@@ -60,7 +60,8 @@ pub struct Recognition {
     pub agreement: String,
     /// The key that signed it (a node key, or the root key for revocations).
     pub signer: PublicKey,
-    /// Why the agreement refuses it, if it does.
+    /// Why the agreement refuses it. Only log entries written before refusals became
+    /// [`CatalogCommand::RecordRefusal`] carry one; they are still applied as they were.
     pub refusal: Option<String>,
     /// The peer that delivered it.
     pub received_from: String,
@@ -69,6 +70,42 @@ pub struct Recognition {
     /// The proposing node's name.
     pub node: String,
 }
+
+/// An announcement from another zone or exchange that verified but is refused before it is
+/// recorded (the agreement refuses it, or it names a listing held from another origin): only
+/// this bounded record goes through Raft, never the envelope (PROTOCOL.md 7.4).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefusedAnnouncement {
+    /// Its body id.
+    pub content_id: ContentId,
+    /// Its kind.
+    pub kind: AnnouncementKind,
+    /// The listing it concerns, for listings and delistings.
+    pub listing_id: Option<ContentId>,
+    /// That listing's version.
+    pub version: Option<u32>,
+    /// Its origin zone.
+    pub origin: ZoneId,
+    /// The exchange whose authority it carries.
+    pub exchange: ExchangeId,
+    /// The agreement it was judged under: `sibling` or `outside:<exchange id>`.
+    pub agreement: String,
+    /// The key that signed it.
+    pub signer: PublicKey,
+    /// Why it is refused, at most [`REFUSAL_REASON_CHARS`] characters.
+    pub reason: String,
+    /// The peer that delivered it, at most [`PEER_CHARS`] characters.
+    pub received_from: String,
+    /// When the proposing node received it; refusal records expire by this time.
+    pub at: Timestamp,
+    /// The proposing node's name.
+    pub node: String,
+}
+
+/// Longest reason a refusal record keeps, in characters.
+pub const REFUSAL_REASON_CHARS: usize = 500;
+/// Longest peer id a refusal record keeps, in characters (a libp2p peer id has 52).
+pub const PEER_CHARS: usize = 64;
 
 /// Who issued a command: the identity behind the API token, and the role it was used in.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -166,6 +203,8 @@ pub enum CatalogCommand {
     },
     /// An announcement from another zone or exchange and the decision on it.
     Recognize(Box<Recognition>),
+    /// The bounded record of an announcement refused before recording.
+    RecordRefusal(Box<RefusedAnnouncement>),
     /// An admin creates an API token (only its hash is replicated).
     CreateToken {
         /// Hex SHA-256 of the token text.
@@ -235,6 +274,7 @@ impl CatalogCommand {
             CatalogCommand::Idempotent(i) => i.command.action(),
             CatalogCommand::RecordPublished { .. } => "record_published",
             CatalogCommand::Recognize(_) => "recognize",
+            CatalogCommand::RecordRefusal(_) => "record_refusal",
         }
     }
 
@@ -244,6 +284,7 @@ impl CatalogCommand {
         match self {
             CatalogCommand::Idempotent(i) => i.command.proposing_node(),
             CatalogCommand::Recognize(r) => Some(r.node.as_str()),
+            CatalogCommand::RecordRefusal(r) => Some(r.node.as_str()),
             CatalogCommand::RecordPublished { node, .. } => Some(node.as_str()),
             _ => None,
         }
@@ -272,10 +313,11 @@ impl CatalogCommand {
             | CatalogCommand::RevokeToken { .. }
             | CatalogCommand::RecordMembershipChange { .. }
             | CatalogCommand::Recognize(_) => &[],
-            CatalogCommand::RecordPublished { .. } => {
-                return Err(Refusal::Forbidden(
-                    "only a zone member records what it published".into(),
-                ));
+            CatalogCommand::RecordPublished { .. } | CatalogCommand::RecordRefusal(_) => {
+                return Err(Refusal::Forbidden(format!(
+                    "only a zone member may {}",
+                    self.action().replace('_', " ")
+                )));
             }
         };
         if actor.role != Role::Admin && !needs.contains(&actor.role) {
@@ -308,6 +350,7 @@ impl CatalogCommand {
             | CatalogCommand::RecordMembershipChange { actor: a, .. } => *a = actor,
             CatalogCommand::Recognize(_)
             | CatalogCommand::RecordPublished { .. }
+            | CatalogCommand::RecordRefusal(_)
             | CatalogCommand::Idempotent(_) => {}
         }
         Ok(())
@@ -369,6 +412,10 @@ pub enum ListingState {
     Delisted,
     /// A copy of another zone's listed listing, recognised under an agreement.
     Recognised,
+    /// A recognised copy whose signing key its exchange has since revoked: the revocation is in
+    /// its history and provenance (PROTOCOL.md 9). A later version signed with a valid key
+    /// recognises it again.
+    Revoked,
 }
 
 impl ListingState {
@@ -380,6 +427,7 @@ impl ListingState {
             ListingState::Rejected => "rejected",
             ListingState::Delisted => "delisted",
             ListingState::Recognised => "recognised",
+            ListingState::Revoked => "revoked",
         }
     }
 
@@ -391,6 +439,7 @@ impl ListingState {
             "rejected" => ListingState::Rejected,
             "delisted" => ListingState::Delisted,
             "recognised" => ListingState::Recognised,
+            "revoked" => ListingState::Revoked,
             _ => return None,
         })
     }
