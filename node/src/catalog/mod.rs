@@ -6,6 +6,7 @@
 
 pub mod apply;
 pub mod federation;
+pub mod format;
 pub mod query;
 
 use serde::{Deserialize, Serialize};
@@ -134,7 +135,8 @@ pub struct Review {
 /// One change to the zone's replicated state: the payload of a Raft log entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 // Externally tagged: internally tagged enums buffer their content and lose the binary encoding
-// of timestamps and ids, so they would not round-trip through CBOR.
+// of timestamps and ids, so they would not round-trip through CBOR. The snake_case names are
+// in every Raft log: a renamed variant keeps its old name with `#[serde(rename = "...")]`.
 #[serde(rename_all = "snake_case")]
 pub enum CatalogCommand {
     /// A provider submits version 1 of a new listing (built and validated by the receiving node).
@@ -502,7 +504,9 @@ pub type CommandResponse = Result<Applied, Refusal>;
 /// A node gathers the writes that arrive while its previous proposal is in flight into one
 /// entry, so one log append, one replication round and one state-machine call carry many
 /// client writes. Each command still gets its own response and its own audit record.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Encoded with a format version (`catalog::format`), so older logs and peers stay readable.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Batch(pub Vec<CatalogCommand>);
 
 /// The most bytes of commands (encoded) one [`Batch`] gathers; a command larger than this on

@@ -67,10 +67,12 @@ pub async fn run(
             () = tokio::time::sleep(wait) => {}
             _ = stop.wait_for(|s| *s) => return,
         }
-        wait = CHECK_EVERY;
         let metrics = raft.metrics().borrow().clone();
         let me = metrics.id;
         let mut differing = Vec::new();
+        // A member that did not answer (still starting, or down), or a membership not known
+        // yet, makes the comparison incomplete: it is tried again soon, not in CHECK_EVERY.
+        let mut complete = metrics.membership_config.membership().nodes().count() > 1;
         for (id, node) in metrics.membership_config.membership().nodes() {
             if *id == me {
                 continue;
@@ -78,12 +80,15 @@ pub async fn run(
             let answer = transport
                 .call(*id, node, ZoneRequest::Policy, Duration::from_secs(2))
                 .await;
-            if let Ok(ZoneResponse::Policy(theirs)) = answer
-                && theirs != digest
-            {
-                differing.push(node.name.clone());
+            match answer {
+                Ok(ZoneResponse::Policy(theirs)) if theirs != digest => {
+                    differing.push(node.name.clone());
+                }
+                Ok(ZoneResponse::Policy(_)) => {}
+                _ => complete = false,
             }
         }
         check.record(differing);
+        wait = if complete { CHECK_EVERY } else { FIRST_CHECK };
     }
 }

@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use super::transport::{
-    BoxFuture, MAX_FRAME, Peer, TransportError, ZoneRequest, ZoneResponse, ZoneService,
-    ZoneTransport, encoded_len,
+    BoxFuture, FRAME_FORMAT, MAX_FRAME, Peer, TransportError, ZoneRequest, ZoneResponse,
+    ZoneService, ZoneTransport, decode_frame, encode_frame, encoded_len,
 };
 use super::{MemberNode, NodeId};
 use crate::fault::{Delay, Fate, FaultModel};
@@ -161,9 +161,10 @@ impl ZoneTransport for RouterTransport {
                     })?;
                 if copies > 1 {
                     // The duplicate is a second decoding of the same bytes, handled on its own.
-                    let copy = cbor4ii::serde::to_vec(Vec::new(), &request)
+                    let copy = encode_frame(&request, FRAME_FORMAT)
                         .ok()
-                        .and_then(|b| cbor4ii::serde::from_slice::<ZoneRequest>(&b).ok());
+                        .and_then(|b| decode_frame::<ZoneRequest>(&b).ok())
+                        .map(|(copy, _)| copy);
                     if let Some(copy) = copy {
                         let (service, from) = (service.clone(), self.from);
                         tokio::spawn(async move {

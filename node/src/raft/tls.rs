@@ -24,8 +24,8 @@ use tokio_rustls::{TlsAcceptor, TlsConnector};
 use xchg_protocol::Keypair;
 
 use super::transport::{
-    BoxFuture, MAX_FRAME, Peer, TransportError, ZoneRequest, ZoneResponse, ZoneService,
-    ZoneTransport,
+    BoxFuture, FRAME_FORMAT, MAX_FRAME, Peer, TransportError, ZoneRequest, ZoneResponse,
+    ZoneService, ZoneTransport, decode_frame, encode_frame,
 };
 use super::{MemberNode, NodeId};
 
@@ -418,7 +418,8 @@ impl TlsTransport {
         let answer = read_frame(stream)
             .await
             .map_err(|e| TransportError::Network(e.to_string()))?;
-        cbor4ii::serde::from_slice(&answer)
+        decode_frame(&answer)
+            .map(|(response, _)| response)
             .map_err(|e| TransportError::Network(format!("bad answer: {e}")))
     }
 }
@@ -432,7 +433,7 @@ impl ZoneTransport for TlsTransport {
         timeout: Duration,
     ) -> BoxFuture<'a, Result<ZoneResponse, TransportError>> {
         Box::pin(async move {
-            let bytes = cbor4ii::serde::to_vec(Vec::new(), &request)
+            let bytes = encode_frame(&request, FRAME_FORMAT)
                 .map_err(|e| TransportError::Network(format!("cannot encode request: {e}")))?;
             if bytes.len() > MAX_FRAME {
                 return Err(TransportError::TooLarge {
@@ -621,7 +622,7 @@ async fn serve_connection(
             Ok(f) => f,
             Err(_) => return,
         };
-        let request: ZoneRequest = match cbor4ii::serde::from_slice(&frame) {
+        let (request, format): (ZoneRequest, u16) = match decode_frame(&frame) {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(%peer, error = %e, "undecodable Raft frame; closing");
@@ -632,7 +633,8 @@ async fn serve_connection(
         let Some(response) = service.handle(request, Peer::Key(key)).await else {
             return;
         };
-        let Ok(bytes) = cbor4ii::serde::to_vec(Vec::new(), &response) else {
+        // Answered in the request's format: a leader of the previous release reads it.
+        let Ok(bytes) = encode_frame(&response, format) else {
             return;
         };
         if write_frame(&mut stream, &bytes).await.is_err() {

@@ -202,6 +202,67 @@ pub const MAX_FRAME: usize = 64 * 1024 * 1024;
 /// heartbeat interval.
 pub const REPLICATION_MIN_BYTES_PER_SEC: u64 = 2 * 1024 * 1024;
 
+/// The frame format this release writes: every request and answer between members is
+/// `{"v": 1, "body": <request or answer>}` in CBOR. Format 0, the bare request or answer of the
+/// first release, is still read, and a request in format 0 is answered in format 0, so a member
+/// upgraded before its leader keeps serving it. A frame in a newer format is refused naming it.
+pub const FRAME_FORMAT: u16 = 1;
+
+#[derive(Serialize)]
+struct FrameOut<'a, T> {
+    v: u16,
+    body: &'a T,
+}
+
+#[derive(Deserialize)]
+struct FrameIn<T> {
+    v: u16,
+    body: Option<T>,
+}
+
+/// Encodes `body` as a frame in `format` (0 or [`FRAME_FORMAT`]).
+///
+/// # Errors
+/// If `body` cannot be encoded.
+pub fn encode_frame<T: Serialize>(body: &T, format: u16) -> Result<Vec<u8>, String> {
+    let bytes = if format == 0 {
+        cbor4ii::serde::to_vec(Vec::new(), body)
+    } else {
+        cbor4ii::serde::to_vec(Vec::new(), &FrameOut { v: format, body })
+    };
+    bytes.map_err(|e| e.to_string())
+}
+
+/// Decodes a frame of any format this release reads; the body and the frame's format.
+///
+/// # Errors
+/// A frame that is not CBOR of a `T` in format 0 or 1, or one in a newer format.
+pub fn decode_frame<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<(T, u16), String> {
+    match cbor4ii::serde::from_slice::<FrameIn<T>>(bytes) {
+        Ok(FrameIn { v, .. }) if v > FRAME_FORMAT => Err(format!(
+            "a frame in format {v}: this release reads formats 0 to {FRAME_FORMAT} (upgrade it)"
+        )),
+        Ok(FrameIn {
+            v,
+            body: Some(body),
+        }) if v == FRAME_FORMAT => Ok((body, v)),
+        Ok(FrameIn { v, body }) => Err(format!(
+            "a malformed frame marked format {v} ({})",
+            if body.is_some() {
+                "not a versioned format"
+            } else {
+                "no body"
+            }
+        )),
+        // Format 0: the bare body, with no version around it.
+        Err(versioned) => cbor4ii::serde::from_slice::<T>(bytes)
+            .map(|body| (body, 0))
+            .map_err(|bare| {
+                format!("neither a versioned frame ({versioned}) nor a bare one ({bare})")
+            }),
+    }
+}
+
 /// A boxed future, so transports can be trait objects.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -614,5 +675,36 @@ impl ZoneService {
             }
             Err(e) => Err(ForwardError::Unavailable(e.to_string())),
         }
+    }
+}
+
+#[cfg(test)]
+mod frame_tests {
+    use super::*;
+
+    #[test]
+    fn a_frame_round_trips_in_the_current_format_and_says_so() {
+        let bytes = encode_frame(&ZoneRequest::Policy, FRAME_FORMAT).expect("encode");
+        let (back, format): (ZoneRequest, u16) = decode_frame(&bytes).expect("decode");
+        assert!(matches!(back, ZoneRequest::Policy));
+        assert_eq!(format, FRAME_FORMAT);
+    }
+
+    /// Issue #13: a member of the previous release sends the bare request; it is read, and
+    /// the answer goes back in its format.
+    #[test]
+    fn a_bare_frame_of_the_previous_release_is_read_as_format_0() {
+        let bare = cbor4ii::serde::to_vec(Vec::new(), &ZoneRequest::Hello).expect("encode");
+        let (back, format): (ZoneRequest, u16) = decode_frame(&bare).expect("decode");
+        assert!(matches!(back, ZoneRequest::Hello));
+        assert_eq!(format, 0);
+        assert_eq!(encode_frame(&ZoneRequest::Hello, 0).expect("encode"), bare);
+    }
+
+    #[test]
+    fn a_frame_from_a_newer_release_is_refused_naming_its_format() {
+        let newer = encode_frame(&ZoneRequest::ReadIndex, FRAME_FORMAT + 1).expect("encode");
+        let err = decode_frame::<ZoneRequest>(&newer).expect_err("newer");
+        assert!(err.contains("format 2"), "{err}");
     }
 }

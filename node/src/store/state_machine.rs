@@ -1033,6 +1033,83 @@ mod tests {
         }
     }
 
+    /// The entries of the log fixture: one of each common kind of command.
+    fn fixture_entries() -> Vec<Entry> {
+        let (listing, submit) = submission("许昌禹州信用核验接口 (log format fixture)");
+        let keyed = keyed_submission("fixture-key", 7, 3_000);
+        let delist = CatalogCommand::DelistListing {
+            listing_id: listing.id(),
+            reason: "fixture".into(),
+            at: Timestamp(4_000),
+            actor: Actor {
+                id: "op".into(),
+                role: Role::Operator,
+            },
+        };
+        let token = CatalogCommand::CreateToken {
+            token_hash: "ab".repeat(32),
+            role: Role::Buyer,
+            party: None,
+            label: "fixture buyer".into(),
+            at: Timestamp(5_000),
+            actor: Actor {
+                id: "admin".into(),
+                role: Role::Admin,
+            },
+        };
+        vec![
+            entry(1, vec![submit]),
+            entry(2, vec![approval(&listing), keyed]),
+            entry(3, vec![delist, token]),
+        ]
+    }
+
+    /// Log entries written in format 0 (before batches carried a version) by the release
+    /// before it, kept as hex, one entry per line: [`fixture_entries`] as that release wrote
+    /// them. Never regenerate it; a later format change adds a fixture of its own.
+    const LOG_FIXTURE_V0: &str = include_str!("fixtures/log_entries_v0.hex");
+
+    /// Issue #13: a log written by the previous release must still be replayed, and renaming a
+    /// command variant must not break that.
+    #[tokio::test]
+    async fn entries_written_in_the_previous_log_format_are_still_applied() {
+        let old: Vec<Entry> = LOG_FIXTURE_V0
+            .lines()
+            .map(|line| from_cbor(&hex::decode(line).expect("hex")).expect("a format 0 entry"))
+            .collect();
+        assert_eq!(
+            old,
+            fixture_entries(),
+            "the fixture decodes to what was written"
+        );
+        let dir = tempfile::tempdir().expect("dir");
+        let (_, mut sm) = super::super::open_pair(dir.path()).await.expect("open");
+        let answers = sm.apply(old).await.expect("apply");
+        let all: Vec<&crate::catalog::CommandResponse> = answers.iter().flatten().collect();
+        assert_eq!(all.len(), 5);
+        assert!(all.iter().all(|a| a.is_ok()), "{all:?}");
+        let states: Vec<String> = sqlx::query_scalar("SELECT state FROM listings ORDER BY state")
+            .fetch_all(&sm.db.read)
+            .await
+            .expect("states");
+        assert_eq!(states, ["delisted", "submitted"]);
+        let tokens: i64 = sqlx::query_scalar("SELECT count(*) FROM tokens")
+            .fetch_one(&sm.db.read)
+            .await
+            .expect("tokens");
+        assert_eq!(tokens, 1);
+    }
+
+    #[test]
+    fn new_entries_are_written_in_the_current_format() {
+        let entry = &fixture_entries()[0];
+        let old_line = LOG_FIXTURE_V0.lines().next().expect("a line");
+        let now = hex::encode(to_cbor(entry).expect("cbor"));
+        assert_ne!(now, old_line, "the current format differs from format 0");
+        let back: Entry = from_cbor(&to_cbor(entry).expect("cbor")).expect("decode");
+        assert_eq!(&back, entry);
+    }
+
     /// How many listings the search index finds for `text` (a substring, as the API's `q`).
     async fn found(sm: &StateMachine, text: &str) -> i64 {
         sqlx::query_scalar("SELECT count(*) FROM listings_fts WHERE listings_fts MATCH ?")
