@@ -1,5 +1,5 @@
 //! One fault model for the in-process networks: the zone's Raft router
-//! ([`crate::raft::router`]) and the gossip network ([`crate::gossip::memory`]).
+//! (the `raft::router`) and the gossip network (`gossip::memory`).
 //!
 //! A fault description says, for every message from one endpoint to another, whether it is
 //! delivered, after how long and how many times. The faults:

@@ -17,4 +17,6 @@ pub mod federation;
 pub mod gossip;
 pub mod node;
 pub mod raft;
+pub mod raft_types;
+pub mod sqlite;
 pub mod store;

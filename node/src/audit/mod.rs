@@ -136,7 +136,7 @@ impl Chain {
     }
 
     /// Writes the records appended since the last flush, inside the caller's transaction (on
-    /// the state machine's connection, see [`crate::store::raw`]).
+    /// the state machine's connection, see `sqlite`).
     ///
     /// # Errors
     /// Storage errors.

@@ -14,7 +14,7 @@ use super::{
 };
 use crate::audit;
 use crate::catalog::federation;
-use crate::store::raw::{View, with_view};
+use crate::sqlite::{View, with_view};
 
 /// Applies `cmd` (the entry at `raft_index`) and records it in the audit chain.
 ///

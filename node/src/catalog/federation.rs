@@ -15,7 +15,7 @@ use super::{
     Applied, CommandResponse, ListingState, Recognition, Refusal, RefusedAnnouncement, ZoneFacts,
 };
 use crate::federation::policy;
-use crate::store::raw::View;
+use crate::sqlite::View;
 
 /// Who recognised copies are recorded as submitted by.
 pub const FEDERATION_SUBMITTER: &str = "federation";

@@ -12,8 +12,6 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 
-use crate::api::error::ApiError;
-
 /// One embedded file.
 #[derive(Debug)]
 pub struct Asset {
@@ -118,12 +116,26 @@ pub async fn index(request: HeaderMap) -> Response {
 ///
 /// # Errors
 /// 404 for a name that is not one of [`ASSETS`].
-pub async fn asset(Path(file): Path<String>, request: HeaderMap) -> Result<Response, ApiError> {
+pub async fn asset(Path(file): Path<String>, request: HeaderMap) -> Result<Response, NoAsset> {
     ASSETS
         .iter()
         .position(|a| a.name == file && a.name != "index.html")
         .map(|i| serve(i, &request))
-        .ok_or_else(|| ApiError::not_found(format!("no asset {file:?}")))
+        .ok_or(NoAsset(file))
+}
+
+/// A request for a file the dashboard does not have: `404 not_found` in the API's error shape
+/// (the README's error table), without depending on the API layer.
+#[derive(Debug)]
+pub struct NoAsset(String);
+
+impl IntoResponse for NoAsset {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({
+            "error": {"code": "not_found", "message": format!("no asset {:?}", self.0)}
+        });
+        (StatusCode::NOT_FOUND, axum::Json(body)).into_response()
+    }
 }
 
 #[cfg(test)]

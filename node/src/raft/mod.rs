@@ -1,72 +1,24 @@
-//! Raft inside a zone: openraft's type configuration, node identities, and the transport.
+//! Raft inside a zone: bootstrap, pre-vote elections, log compaction, the zone transport (mutual
+//! TLS, or the in-process router) and the checks between members.
 //!
-//! Types are declared once here. A node's Raft id is derived from its name (see [`node_id`]),
-//! so every member computes the same ids from the same config without coordination.
+//! The types (entries, member records, the runtime) are declared in [`crate::raft_types`],
+//! below the store, and re-exported here. A node's Raft id is derived from its name
+//! ([`node_id`]), so every member computes the same ids from the same config.
 
 pub mod bootstrap;
 pub mod compaction;
 pub mod consistency;
 pub mod election;
+pub mod members;
 pub mod network;
 pub mod router;
-pub mod runtime;
 pub mod tls;
 pub mod transport;
 
-use std::fmt;
-use std::io::Cursor;
-
-use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
-
-use crate::catalog::{Batch, BatchResponse};
-
-/// A Raft node id.
-pub type NodeId = u64;
-
-/// What the membership records about each node: enough to reach it and to authenticate it.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct MemberNode {
-    /// The member's name, unique in the zone.
-    pub name: String,
-    /// Address of its Raft (mutual TLS) listener.
-    pub raft_addr: String,
-    /// Base URL of its HTTP API.
-    pub api_url: String,
-    /// Its ed25519 node key (32 bytes): the only key its TLS certificate may carry.
-    pub public_key: Vec<u8>,
-}
-
-impl fmt::Display for MemberNode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}@{}", self.name, self.raft_addr)
-    }
-}
-
-openraft::declare_raft_types!(
-    /// The zone's Raft: batches of catalog commands in, their responses out.
-    pub TypeConfig:
-        D = Batch,
-        R = BatchResponse,
-        NodeId = NodeId,
-        Node = MemberNode,
-        Entry = openraft::Entry<TypeConfig>,
-        SnapshotData = Cursor<Vec<u8>>,
-        AsyncRuntime = runtime::ZoneRuntime,
-);
-
-/// The running Raft handle of a node.
-pub type Raft = openraft::Raft<TypeConfig>;
-/// A log id.
-pub type LogId = openraft::LogId<NodeId>;
-/// A log entry.
-pub type Entry = openraft::Entry<TypeConfig>;
-/// A storage error.
-pub type StorageError = openraft::StorageError<NodeId>;
-/// Membership as stored.
-pub type StoredMembership = openraft::StoredMembership<NodeId, MemberNode>;
-/// Snapshot metadata.
-pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, MemberNode>;
+pub use crate::raft_types::{
+    Entry, LogId, MemberNode, NodeId, Raft, SnapshotMeta, StorageError, StoredMembership,
+    TypeConfig, node_id, runtime,
+};
 
 /// The leader to talk to: `hint` if given, else the leader this node knows, with its member
 /// record from the current membership.
@@ -76,15 +28,4 @@ pub fn leader_node(raft: &Raft, hint: Option<NodeId>) -> Option<(NodeId, MemberN
     let id = hint.or(m.current_leader)?;
     let node = m.membership_config.membership().get_node(&id)?.clone();
     Some((id, node))
-}
-
-/// The Raft id of the member called `name`: the first 8 bytes of SHA-256(`name`), big-endian.
-///
-/// Names are unique within a zone and ids are only compared within a zone, so a collision would
-/// need two names of one zone sharing 64 hash bits; the config loader rejects that case anyway.
-pub fn node_id(name: &str) -> NodeId {
-    let digest = Sha256::digest(name.as_bytes());
-    let mut first = [0u8; 8];
-    first.copy_from_slice(&digest[..8]);
-    u64::from_be_bytes(first)
 }

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use super::bootstrap::{Amnesia, Hello, hello};
 use super::election::{PreVote, PreVoteAnswer, answer, standing};
-use super::tls::MemberKeys;
+use super::members::MemberKeys;
 use super::{MemberNode, NodeId, Raft, TypeConfig};
 pub use crate::catalog::cbor_len as encoded_len;
 use crate::catalog::{Actor, Batch, BatchResponse, CatalogCommand, Refusal};

@@ -27,7 +27,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::raw::in_transaction;
 use super::{BatchObserver, Db, from_cbor, meta_value, to_cbor};
-use crate::raft::{Entry, LogId, NodeId, StorageError, TypeConfig};
+use crate::raft_types::{Entry, LogId, NodeId, StorageError, TypeConfig};
 
 /// Work for the writer task, in the order openraft issued it.
 enum Op {

@@ -48,7 +48,7 @@
 //! hand-off to SQLite rather than one per statement: see [`raw`].
 
 mod log;
-pub mod raw;
+pub use crate::sqlite as raw;
 pub mod snapshot_file;
 mod state_machine;
 mod vfs;
@@ -486,20 +486,22 @@ mod tests {
         dir: tempfile::TempDir,
     }
 
-    impl openraft::testing::StoreBuilder<crate::raft::TypeConfig, LogStore, StateMachine, ()>
+    impl openraft::testing::StoreBuilder<crate::raft_types::TypeConfig, LogStore, StateMachine, ()>
         for Builder
     {
-        async fn build(&self) -> Result<((), LogStore, StateMachine), crate::raft::StorageError> {
+        async fn build(
+            &self,
+        ) -> Result<((), LogStore, StateMachine), crate::raft_types::StorageError> {
             static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
             let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let path = self.dir.path().join(format!("suite-{n}"));
             std::fs::create_dir_all(&path).map_err(|e| {
-                crate::raft::StorageError::from(openraft::StorageIOError::write(
+                crate::raft_types::StorageError::from(openraft::StorageIOError::write(
                     openraft::AnyError::new(&e),
                 ))
             })?;
             let failed = |e: &dyn std::error::Error| {
-                crate::raft::StorageError::from(openraft::StorageIOError::write(
+                crate::raft_types::StorageError::from(openraft::StorageIOError::write(
                     openraft::AnyError::error(e.to_string()),
                 ))
             };
@@ -517,8 +519,8 @@ mod tests {
     async fn a_snapshot_kept_in_an_older_catalog_moves_into_the_snapshot_file() {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = Db::open(dir.path()).await.expect("open");
-        let meta = crate::raft::SnapshotMeta {
-            last_log_id: Some(crate::raft::LogId::new(
+        let meta = crate::raft_types::SnapshotMeta {
+            last_log_id: Some(crate::raft_types::LogId::new(
                 openraft::CommittedLeaderId::new(3, 1),
                 42,
             )),

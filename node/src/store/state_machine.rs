@@ -21,7 +21,7 @@ use super::{BatchObserver, Db, blocking, from_cbor, meta_value, to_cbor};
 use crate::audit;
 use crate::catalog::apply::{apply_batch, as_submission, submit_run};
 use crate::catalog::{BatchResponse, CatalogCommand, ZoneFacts};
-use crate::raft::{Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
+use crate::raft_types::{Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
 
 /// Tables whose content is the replicated state, in restore order.
 pub const REPLICATED_TABLES: &[&str] = &[

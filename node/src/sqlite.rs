@@ -1,4 +1,6 @@
-//! Running a batch of SQL directly on a sqlx connection's SQLite handle.
+//! Running a batch of SQL directly on a sqlx connection's SQLite handle: the one place below
+//! both the catalog (whose rules run their statements here) and the store (which owns the
+//! connections) that touches the handle.
 //!
 //! sqlx runs every statement on the connection's own worker thread: each statement is a
 //! message to that thread and an answer back, two thread wake-ups. A state-machine batch of
