@@ -15,6 +15,7 @@ pub mod dashboard;
 pub mod fault;
 pub mod federation;
 pub mod gossip;
+pub mod metrics;
 pub mod node;
 pub mod raft;
 pub mod raft_types;

@@ -27,7 +27,7 @@ use crate::raft::tls::{self, MemberKeys, TlsTransport};
 use crate::raft::transport::{ZoneService, ZoneTransport};
 use crate::raft::{MemberNode, NodeId, Raft, node_id};
 use crate::raft::{bootstrap, compaction, consistency, election};
-use crate::store::{Db, LogStore, Signals, StateMachine};
+use crate::store::{BatchObserver, Db, LogStore, Signals, StateMachine};
 
 /// How this node reaches the other members of its zone.
 pub enum ZoneLink {
@@ -258,16 +258,25 @@ pub async fn start(
         source,
     })?;
     let db = Db::open(&config.node.data_dir).await?;
-    let metrics = Arc::new(api::metrics::Metrics::new());
+    let metrics = Arc::new(crate::metrics::Metrics::new());
     let zone = ZoneFacts::new(config.zone.id.clone(), config.export);
     let sm = StateMachine::new(db.clone(), zone.clone())
         .await
         .map_err(StartError::StateMachine)?;
     let signals = Signals::default();
     let sm = sm
-        .with_apply_observer(metrics.apply_observer())
+        .with_apply_observer({
+            let m = metrics.clone();
+            BatchObserver(Arc::new(move |elapsed, n| m.observe_apply(elapsed, n)))
+        })
         .with_signals(signals.clone());
-    let log = LogStore::new(db.clone(), Some(metrics.append_observer()));
+    let log = LogStore::new(
+        db.clone(),
+        Some({
+            let m = metrics.clone();
+            BatchObserver(Arc::new(move |elapsed, n| m.observe_append(elapsed, n)))
+        }),
+    );
     let committed = log.committed_index();
 
     let tuning = config.raft;

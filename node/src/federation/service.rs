@@ -20,10 +20,10 @@ use super::identity::{Identity, Registry};
 use super::inbound::{Judgement, Proposal};
 use super::limits::Budgets;
 use super::verdicts::{Journal, LogBudget, Reason, Via};
-use crate::api::metrics::Metrics;
 use crate::api::propose::Proposer;
 use crate::catalog::CatalogCommand;
 use crate::gossip::{Broadcast, Event, Verdict, exchange_of_topic, topic_of};
+use crate::metrics::Metrics;
 use crate::raft::{NodeId, Raft};
 use crate::store::{Db, Signals};
 
