@@ -331,3 +331,13 @@ error_set! {
                 retrying",
     }
 }
+
+impl From<crate::raft::client::ClientError> for ApiError {
+    fn from(e: crate::raft::client::ClientError) -> Self {
+        use crate::raft::client::ClientErrorKind;
+        match e.kind {
+            ClientErrorKind::Unavailable => ApiError::unavailable(&e.message),
+            ClientErrorKind::OutcomeUnknown => ApiError::outcome_unknown(&e.message),
+        }
+    }
+}

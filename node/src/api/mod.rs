@@ -17,7 +17,8 @@ pub mod metrics;
 pub mod openapi;
 pub mod overview;
 pub mod params;
-pub mod propose;
+/// The proposer, now in the Raft layer ([`crate::raft::client`]); kept under its old path.
+pub use crate::raft::client as propose;
 pub mod server;
 pub mod status;
 pub mod text;
@@ -25,25 +26,18 @@ pub mod tokens;
 pub mod zone;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::routing::{delete, get, post};
-use openraft::error::{CheckIsLeaderError, RaftError};
 use serde::Deserialize;
 use xchg_federation_config::NodeConfig;
 
 use crate::catalog::{CatalogCommand, CommandResponse};
+use crate::raft::Raft;
 use crate::raft::tls::MemberKeys;
-use crate::raft::transport::{Credential, ForwardError, ZoneRequest, ZoneResponse, ZoneTransport};
-use crate::raft::{NodeId, Raft};
+use crate::raft::transport::{Credential, ZoneTransport};
 use crate::store::Db;
 use error::ApiError;
-
-/// How long a write or a linearizable read may wait for a leader before answering 503.
-pub(crate) const LEADER_WAIT: Duration = Duration::from_secs(10);
-/// Timeout of one forwarded request.
-pub(crate) const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What the handlers need.
 pub struct Context {
@@ -181,7 +175,7 @@ impl Context {
     /// # Errors
     /// [`ApiError`] 503 when no leader answers within the wait; 504 when the outcome is unknown.
     pub async fn propose(&self, cmd: CatalogCommand) -> Result<(CommandResponse, u64), ApiError> {
-        self.proposer.propose(cmd).await
+        Ok(self.proposer.propose(cmd).await?)
     }
 
     /// As [`Context::propose`], for a command a caller asked for: a leader this node forwards
@@ -194,11 +188,12 @@ impl Context {
         cmd: CatalogCommand,
         credential: Credential,
     ) -> Result<(CommandResponse, u64), ApiError> {
-        self.proposer.propose_as(cmd, credential).await
+        Ok(self.proposer.propose_as(cmd, credential).await?)
     }
 
     /// Waits until this node's replica reflects every write committed before the call
-    /// (read index through the leader), unless `consistency` is local.
+    /// (read index through the leader, [`crate::raft::client::read_barrier`]), unless
+    /// `consistency` is local.
     ///
     /// # Errors
     /// [`ApiError`] 503 when no leader confirms within the wait.
@@ -206,53 +201,6 @@ impl Context {
         if matches!(consistency, Consistency::Local) {
             return Ok(());
         }
-        let deadline = Instant::now() + LEADER_WAIT;
-        let mut hint = None;
-        let index = loop {
-            let attempt = match self.raft.ensure_linearizable().await {
-                Ok(log_id) => break log_id.map_or(0, |l| l.index),
-                Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
-                    self.forward_read_index(f.leader_id.or(hint)).await
-                }
-                Err(e) => Err(ForwardError::Unavailable(e.to_string())),
-            };
-            match attempt {
-                Ok(i) => break i,
-                Err(ForwardError::NotLeader { leader }) => hint = leader,
-                Err(ForwardError::Unavailable(_)) => {}
-            }
-            if Instant::now() >= deadline {
-                return Err(ApiError::unavailable(
-                    "no Raft leader confirmed a read point; retry, or pass ?consistency=local",
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        self.raft
-            .wait(Some(remaining))
-            .applied_index_at_least(Some(index), "linearizable read")
-            .await
-            .map_err(|_| {
-                ApiError::unavailable("this node is catching up; retry, or read from another node")
-            })?;
-        Ok(())
-    }
-
-    async fn forward_read_index(&self, leader: Option<NodeId>) -> Result<u64, ForwardError> {
-        let Some((id, node)) = crate::raft::leader_node(&self.raft, leader) else {
-            return Err(ForwardError::Unavailable("leader unknown".into()));
-        };
-        match self
-            .transport
-            .call(id, &node, ZoneRequest::ReadIndex, FORWARD_TIMEOUT)
-            .await
-        {
-            Ok(ZoneResponse::ReadIndex(r)) => r,
-            Ok(_) => Err(ForwardError::Unavailable(
-                "unexpected answer from leader".into(),
-            )),
-            Err(e) => Err(ForwardError::Unavailable(e.to_string())),
-        }
+        Ok(crate::raft::client::read_barrier(&self.raft, &self.transport).await?)
     }
 }

@@ -6,6 +6,7 @@
 //! ([`node_id`]), so every member computes the same ids from the same config.
 
 pub mod bootstrap;
+pub mod client;
 pub mod compaction;
 pub mod consistency;
 pub mod election;

@@ -1,3 +1,6 @@
+//! The zone's client side: proposing writes ([`Proposer`]) and the read barrier of linearizable
+//! reads ([`read_barrier`]), for the API and the federation alike.
+//!
 //! Proposing writes: concurrent client writes are gathered into batches, one Raft entry each.
 //!
 //! Every write waits in a queue; a batching task takes whatever is queued (up to
@@ -11,19 +14,17 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use openraft::error::{ClientWriteError, RaftError};
+use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use super::error::ApiError;
-use super::metrics::Metrics;
-use super::{FORWARD_TIMEOUT, LEADER_WAIT};
+use super::transport::{
+    Credential, ForwardError, TransportError, ZoneRequest, ZoneResponse, ZoneTransport,
+};
+use super::{NodeId, Raft, leader_node};
 use crate::catalog::{
     Batch, BatchResponse, CatalogCommand, CommandResponse, MAX_BATCH_BYTES, cbor_len,
 };
-use crate::raft::transport::{
-    Credential, ForwardError, TransportError, ZoneRequest, ZoneResponse, ZoneTransport,
-};
-use crate::raft::{NodeId, Raft, leader_node};
+use crate::metrics::Metrics;
 
 /// Most commands in one entry.
 pub const MAX_BATCH: usize = 256;
@@ -38,7 +39,53 @@ pub const IN_FLIGHT: usize = 1;
 /// How long a batch proposed on this node (as leader) may take to be committed and applied.
 pub const COMMIT_WAIT: Duration = Duration::from_secs(5);
 
-type Reply = oneshot::Sender<Result<(CommandResponse, u64), ApiError>>;
+/// How long a write or a linearizable read waits for a leader to answer.
+pub const LEADER_WAIT: Duration = Duration::from_secs(10);
+
+/// How long a follower waits for the leader to answer one forwarded request.
+pub const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why a write or a read barrier did not complete.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientError {
+    /// Whether the write may still have been applied.
+    pub kind: ClientErrorKind,
+    /// What happened, for people.
+    pub message: String,
+}
+
+/// The two ways a zone request fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientErrorKind {
+    /// Nothing was done: no leader answered, or the node is stopping or catching up.
+    Unavailable,
+    /// A write reached the leader but its fate is unknown: read it back before retrying.
+    OutcomeUnknown,
+}
+
+impl ClientError {
+    fn unavailable(message: &str) -> ClientError {
+        ClientError {
+            kind: ClientErrorKind::Unavailable,
+            message: message.to_owned(),
+        }
+    }
+
+    fn outcome_unknown(message: &str) -> ClientError {
+        ClientError {
+            kind: ClientErrorKind::OutcomeUnknown,
+            message: message.to_owned(),
+        }
+    }
+}
+
+impl std::fmt::Display for ClientError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+type Reply = oneshot::Sender<Result<(CommandResponse, u64), ClientError>>;
 
 /// One queued write: the command, on whose authority, and where its answer goes.
 type Queued = (CatalogCommand, Credential, Reply);
@@ -79,7 +126,10 @@ impl Proposer {
     ///
     /// # Errors
     /// As for its batch: 503 without a leader, 504 when the outcome is unknown.
-    pub async fn propose(&self, cmd: CatalogCommand) -> Result<(CommandResponse, u64), ApiError> {
+    pub async fn propose(
+        &self,
+        cmd: CatalogCommand,
+    ) -> Result<(CommandResponse, u64), ClientError> {
         self.propose_as(cmd, Credential::Node).await
     }
 
@@ -91,15 +141,15 @@ impl Proposer {
         &self,
         cmd: CatalogCommand,
         credential: Credential,
-    ) -> Result<(CommandResponse, u64), ApiError> {
+    ) -> Result<(CommandResponse, u64), ClientError> {
         let started = Instant::now();
         let (reply, wait) = oneshot::channel();
         self.queue
             .send((cmd, credential, reply))
-            .map_err(|_| ApiError::unavailable("the node is shutting down"))?;
+            .map_err(|_| ClientError::unavailable("the node is shutting down"))?;
         let result = wait
             .await
-            .map_err(|_| ApiError::unavailable("the node is shutting down"))?;
+            .map_err(|_| ClientError::unavailable("the node is shutting down"))?;
         self.metrics.observe_write(started.elapsed());
         result
     }
@@ -175,7 +225,7 @@ impl Core {
         &self,
         batch: Batch,
         credentials: Vec<Credential>,
-    ) -> Result<(BatchResponse, u64), ApiError> {
+    ) -> Result<(BatchResponse, u64), ClientError> {
         let deadline = Instant::now() + LEADER_WAIT;
         let mut hint: Option<NodeId> = None;
         loop {
@@ -183,7 +233,7 @@ impl Core {
             let Ok(written) = written.await else {
                 // Proposed, not committed in time (a leader that lost its majority keeps
                 // waiting): the writers learn so, and the batches behind this one go on.
-                return Err(ApiError::outcome_unknown(&format!(
+                return Err(ClientError::outcome_unknown(&format!(
                     "the zone did not commit the write within {COMMIT_WAIT:?}; it may still be applied"
                 )));
             };
@@ -193,7 +243,7 @@ impl Core {
                     f.leader_id.or(hint)
                 }
                 Err(e) => {
-                    return Err(ApiError::unavailable(&format!(
+                    return Err(ClientError::unavailable(&format!(
                         "Raft cannot take writes: {e}"
                     )));
                 }
@@ -201,10 +251,10 @@ impl Core {
             match self.forward(leader, &batch, &credentials).await {
                 Forwarded::Done(r) => return Ok(r),
                 Forwarded::Retry(next) => hint = next,
-                Forwarded::Unknown(msg) => return Err(ApiError::outcome_unknown(&msg)),
+                Forwarded::Unknown(msg) => return Err(ClientError::outcome_unknown(&msg)),
             }
             if Instant::now() >= deadline {
-                return Err(ApiError::unavailable(
+                return Err(ClientError::unavailable(
                     "no Raft leader is available in this zone; retry shortly",
                 ));
             }
@@ -244,5 +294,67 @@ impl Core {
                 "forwarding to the leader failed after sending: {e}"
             )),
         }
+    }
+}
+
+/// Waits until this node's replica reflects every write committed before the call: the read
+/// index, from this node if it leads or from the leader otherwise, then this node's apply
+/// catching up to it. Gives up after [`LEADER_WAIT`].
+///
+/// # Errors
+/// Unavailable when no leader confirms a read point, or this node does not catch up, in time.
+pub async fn read_barrier(
+    raft: &Raft,
+    transport: &Arc<dyn ZoneTransport>,
+) -> Result<(), ClientError> {
+    let deadline = Instant::now() + LEADER_WAIT;
+    let mut hint = None;
+    let index = loop {
+        let attempt = match raft.ensure_linearizable().await {
+            Ok(log_id) => break log_id.map_or(0, |l| l.index),
+            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
+                forward_read_index(raft, transport, f.leader_id.or(hint)).await
+            }
+            Err(e) => Err(ForwardError::Unavailable(e.to_string())),
+        };
+        match attempt {
+            Ok(i) => break i,
+            Err(ForwardError::NotLeader { leader }) => hint = leader,
+            Err(ForwardError::Unavailable(_)) => {}
+        }
+        if Instant::now() >= deadline {
+            return Err(ClientError::unavailable(
+                "no Raft leader confirmed a read point; retry, or pass ?consistency=local",
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let remaining = deadline.saturating_duration_since(Instant::now());
+    raft.wait(Some(remaining))
+        .applied_index_at_least(Some(index), "linearizable read")
+        .await
+        .map_err(|_| {
+            ClientError::unavailable("this node is catching up; retry, or read from another node")
+        })?;
+    Ok(())
+}
+
+async fn forward_read_index(
+    raft: &Raft,
+    transport: &Arc<dyn ZoneTransport>,
+    leader: Option<NodeId>,
+) -> Result<u64, ForwardError> {
+    let Some((id, node)) = leader_node(raft, leader) else {
+        return Err(ForwardError::Unavailable("leader unknown".into()));
+    };
+    match transport
+        .call(id, &node, ZoneRequest::ReadIndex, FORWARD_TIMEOUT)
+        .await
+    {
+        Ok(ZoneResponse::ReadIndex(r)) => r,
+        Ok(_) => Err(ForwardError::Unavailable(
+            "unexpected answer from leader".into(),
+        )),
+        Err(e) => Err(ForwardError::Unavailable(e.to_string())),
     }
 }
