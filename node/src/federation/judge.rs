@@ -952,6 +952,19 @@ mod tests {
     }
 
     #[test]
+    fn this_zones_own_announcement_coming_back_is_accepted_and_nothing_proposed() {
+        let kit = Kit::new();
+        let own = kit.own_listing("ours");
+        let mut core = kit.core(true);
+        let out = core.handle(
+            testkit::message("xuchang", kit.own_envelope(&own), "p"),
+            testkit::NOW,
+        );
+        assert_eq!(outcome_of(&out), (Verdict::Accept, "own_zone", None));
+        assert!(!out.iter().any(|o| matches!(o, Output::LookUp { .. })));
+    }
+
+    #[test]
     fn an_unproven_peer_is_forgiven_a_few_untrusted_messages_then_penalised() {
         let kit = Kit::new();
         let stranger = Kit::stranger();

@@ -173,6 +173,11 @@ impl Kit {
         Listing::first_version(draft, zone("xuchang/yuzhou"), Timestamp(1_000))
     }
 
+    /// `listing` signed by this node.
+    pub fn own_envelope(&self, listing: &Listing) -> Vec<u8> {
+        Envelope::listing(listing, &self.own_node, self.own_delegation.clone()).to_bytes()
+    }
+
     /// A revocation of some key, signed by this exchange's root.
     pub fn own_revocation(&self) -> Vec<u8> {
         let revocation = Revocation {
