@@ -6,7 +6,9 @@
 //! listed as unverified, and the transport gives them a smaller share of its inbound queue.
 //!
 //! [`judge_delegation`] is the pure check; [`Registry`] caches answers so a map refresh does not
-//! ask every peer again.
+//! ask every peer again. It is part of the shell, not of the core: asking is IO, and the answers
+//! are checked on the handle's [`Clock`](crate::clock::Clock). What it finds goes to the transport
+//! and to the core's judge, which holds an unproven peer to account for untrusted messages.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
