@@ -667,27 +667,29 @@ mod tests {
         out
     }
 
+    /// Sends `data` on the partner's topic from `peer` to a leading core that holds nothing of
+    /// it; everything the core said.
+    fn fresh_to_leader(core: &mut Core, data: Vec<u8>, peer: &str) -> Vec<Output> {
+        judged_by_leader(core, "zhengzhou", data, peer, Facts::default())
+    }
+
+    /// Sends `data` on the partner's topic from `peer`; what the core said at once.
+    fn from_partner(core: &mut Core, data: Vec<u8>, peer: &str) -> Vec<Output> {
+        core.handle(testkit::message("zhengzhou", data, peer), testkit::NOW)
+    }
+
     #[test]
     fn a_new_listing_under_the_agreement_is_accepted_and_proposed_by_the_leader_only() {
         let kit = Kit::new();
         let listing = kit.partner_listing("new");
         let mut leader = kit.core(true);
-        let out = judged_by_leader(
-            &mut leader,
-            "zhengzhou",
-            kit.partner_envelope(&listing),
-            "p",
-            Facts::default(),
-        );
+        let out = fresh_to_leader(&mut leader, kit.partner_envelope(&listing), "p");
         assert_eq!(
             outcome_of(&out),
             (Verdict::Accept, "accepted", Some("recognize"))
         );
         let mut follower = kit.core(false);
-        let out = follower.handle(
-            testkit::message("zhengzhou", kit.partner_envelope(&listing), "p"),
-            testkit::NOW,
-        );
+        let out = from_partner(&mut follower, kit.partner_envelope(&listing), "p");
         assert!(
             !out.iter().any(|o| matches!(o, Output::LookUp { .. })),
             "a follower does not read the replica: {out:?}"
@@ -756,18 +758,9 @@ mod tests {
         assert_eq!(outcome_of(&out), (Verdict::Ignore, "duplicate", None));
         // Proposed and not yet applied: a second copy needs no lookup to be a duplicate.
         let other = kit.partner_listing("in flight");
-        let first = judged_by_leader(
-            &mut core,
-            "zhengzhou",
-            kit.partner_envelope(&other),
-            "p",
-            Facts::default(),
-        );
+        let first = fresh_to_leader(&mut core, kit.partner_envelope(&other), "p");
         assert_eq!(outcome_of(&first).2, Some("recognize"));
-        let again = core.handle(
-            testkit::message("zhengzhou", kit.partner_envelope(&other), "q"),
-            testkit::NOW,
-        );
+        let again = from_partner(&mut core, kit.partner_envelope(&other), "q");
         assert_eq!(outcome_of(&again), (Verdict::Ignore, "duplicate", None));
     }
 
@@ -802,13 +795,7 @@ mod tests {
         let kit = Kit::new();
         let refused = kit.partner_listing_in("refused", "health");
         let mut core = kit.core(true);
-        let out = judged_by_leader(
-            &mut core,
-            "zhengzhou",
-            kit.partner_envelope(&refused),
-            "p",
-            Facts::default(),
-        );
+        let out = fresh_to_leader(&mut core, kit.partner_envelope(&refused), "p");
         assert_eq!(
             outcome_of(&out),
             (Verdict::Ignore, "refused_by_agreement", Some("refuse"))
@@ -832,23 +819,11 @@ mod tests {
         for i in 0..burst {
             let refused = kit.partner_listing_in(&format!("refused {i}"), "health");
             // From many peers, so only the signer's budget runs out.
-            let out = judged_by_leader(
-                &mut core,
-                "zhengzhou",
-                kit.partner_envelope(&refused),
-                &format!("p{i}"),
-                Facts::default(),
-            );
+            let out = fresh_to_leader(&mut core, kit.partner_envelope(&refused), &format!("p{i}"));
             assert_eq!(outcome_of(&out).1, "refused_by_agreement", "{i}");
         }
         let refused = kit.partner_listing_in("one too many", "health");
-        let out = judged_by_leader(
-            &mut core,
-            "zhengzhou",
-            kit.partner_envelope(&refused),
-            "flooder",
-            Facts::default(),
-        );
+        let out = fresh_to_leader(&mut core, kit.partner_envelope(&refused), "flooder");
         assert_eq!(
             outcome_of(&out),
             (Verdict::Ignore, "refusal_rate_limited", None)
@@ -871,22 +846,14 @@ mod tests {
         for i in 0..burst {
             let signer = &signers[i / 50];
             let refused = signer.partner_listing_in(&format!("relayed {i}"), "health");
-            let out = judged_by_leader(
-                &mut core,
-                "zhengzhou",
-                signer.partner_envelope(&refused),
-                "relay",
-                Facts::default(),
-            );
+            let out = fresh_to_leader(&mut core, signer.partner_envelope(&refused), "relay");
             assert_eq!(outcome_of(&out).1, "refused_by_agreement", "{i}");
         }
         let fresh = signers[burst / 50].partner_listing_in("fresh signer", "health");
-        let out = judged_by_leader(
+        let out = fresh_to_leader(
             &mut core,
-            "zhengzhou",
             signers[burst / 50].partner_envelope(&fresh),
             "relay",
-            Facts::default(),
         );
         assert_eq!(outcome_of(&out).1, "refusal_rate_limited");
     }
@@ -900,23 +867,14 @@ mod tests {
             Input::Revoked(vec![(testkit::partner(), kit.partner_node.public())]),
             testkit::NOW,
         );
-        let out = core.handle(
-            testkit::message("zhengzhou", kit.partner_envelope(&listing), "p"),
-            testkit::NOW,
-        );
+        let out = from_partner(&mut core, kit.partner_envelope(&listing), "p");
         assert_eq!(outcome_of(&out), (Verdict::Ignore, "revoked_key", None));
         // The revocation is per exchange: the same key revoked by another exchange is not.
         core.handle(
             Input::Revoked(vec![(testkit::own(), kit.partner_node.public())]),
             testkit::NOW,
         );
-        let out = judged_by_leader(
-            &mut core,
-            "zhengzhou",
-            kit.partner_envelope(&listing),
-            "p",
-            Facts::default(),
-        );
+        let out = fresh_to_leader(&mut core, kit.partner_envelope(&listing), "p");
         assert_eq!(outcome_of(&out).1, "accepted");
     }
 
@@ -928,7 +886,7 @@ mod tests {
         let mut forged = kit.partner_envelope(&listing);
         let last = forged.len() - 1;
         forged[last] ^= 1;
-        let out = core.handle(testkit::message("zhengzhou", forged, "p"), testkit::NOW);
+        let out = from_partner(&mut core, forged, "p");
         assert_eq!(outcome_of(&out).0, Verdict::Reject);
         let out = core.handle(
             testkit::message("xuchang", kit.partner_envelope(&listing), "p"),
@@ -944,10 +902,7 @@ mod tests {
             testkit::NOW,
         );
         assert_eq!(outcome_of(&out), (Verdict::Ignore, "unknown_topic", None));
-        let out = core.handle(
-            testkit::message("zhengzhou", vec![0; MAX_PUBLISH_BYTES + 1], "p"),
-            testkit::NOW,
-        );
+        let out = from_partner(&mut core, vec![0; MAX_PUBLISH_BYTES + 1], "p");
         assert_eq!(outcome_of(&out), (Verdict::Reject, "too_large", None));
     }
 
@@ -982,18 +937,12 @@ mod tests {
         };
         for i in 0..crate::federation::limits::UNTRUSTED_BURST as usize {
             let l = stranger.partner_listing(&format!("untrusted {i}"));
-            let out = core.handle(
-                testkit::message("zhengzhou", stranger.partner_envelope(&l), "p"),
-                testkit::NOW,
-            );
+            let out = from_partner(&mut core, stranger.partner_envelope(&l), "p");
             assert_eq!(outcome_of(&out), (Verdict::Ignore, "untrusted_root", None));
             assert!(!penalised(&out), "{i}");
         }
         let l = stranger.partner_listing("one more");
-        let out = core.handle(
-            testkit::message("zhengzhou", stranger.partner_envelope(&l), "p"),
-            testkit::NOW,
-        );
+        let out = from_partner(&mut core, stranger.partner_envelope(&l), "p");
         assert!(penalised(&out));
         // Once it proves who it is, relaying them is not held against it.
         let p = Peer("p".into());
@@ -1060,13 +1009,7 @@ mod tests {
         let kit = Kit::new();
         let listing = kit.partner_listing("released");
         let mut core = kit.core(true);
-        let out = judged_by_leader(
-            &mut core,
-            "zhengzhou",
-            kit.partner_envelope(&listing),
-            "p",
-            Facts::default(),
-        );
+        let out = fresh_to_leader(&mut core, kit.partner_envelope(&listing), "p");
         let ticket = out
             .iter()
             .find_map(|o| match o {
@@ -1084,13 +1027,7 @@ mod tests {
         );
         assert_eq!(core.in_flight(), 0);
         // Not recorded: the next copy is judged afresh and proposed again.
-        let out = judged_by_leader(
-            &mut core,
-            "zhengzhou",
-            kit.partner_envelope(&listing),
-            "p",
-            Facts::default(),
-        );
+        let out = fresh_to_leader(&mut core, kit.partner_envelope(&listing), "p");
         assert_eq!(outcome_of(&out).2, Some("recognize"));
     }
 }
