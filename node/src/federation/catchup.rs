@@ -168,6 +168,15 @@ enum State {
     Round(Box<Round>),
 }
 
+/// What a round moves with: the core's shared state, the judge its envelopes go through, the
+/// time, and where outputs go.
+pub(super) struct Cx<'a> {
+    pub shared: &'a mut Shared,
+    pub judge: &'a mut Judge,
+    pub now: Timestamp,
+    pub out: &'a mut Vec<Output>,
+}
+
 /// The catch-up's state.
 #[derive(Debug)]
 pub(super) struct Catchup {
@@ -296,10 +305,7 @@ impl Catchup {
         &mut self,
         ticket: Ticket,
         response: Result<Vec<u8>, RequestError>,
-        shared: &mut Shared,
-        judge: &mut Judge,
-        now: Timestamp,
-        out: &mut Vec<Output>,
+        cx: &mut Cx<'_>,
     ) {
         let Some(round) = self.waiting_for(ticket) else {
             return;
@@ -308,13 +314,13 @@ impl Catchup {
         let bad = |why: &str| Err(CatchupError::BadAnswer(why.into()));
         let step = decode(response).and_then(|answer| match (wait, answer) {
             (Wait::Summary(_), Response::Summary { exchanges }) => {
-                let ticket = shared.ticket();
+                let ticket = cx.shared.ticket();
                 round.wait = Wait::Ours(ticket, exchanges);
-                out.push(Output::ReadSummaries { ticket });
+                cx.out.push(Output::ReadSummaries { ticket });
                 Ok(())
             }
             (Wait::Inventory(_), Response::Inventory { items, more }) => {
-                Self::inventory(round, items, more, shared, out)
+                Self::inventory(round, items, more, cx.shared, cx.out)
             }
             (Wait::Fetch(_), Response::Envelopes { envelopes }) => {
                 Self::envelopes(round, envelopes)
@@ -325,8 +331,8 @@ impl Catchup {
             _ => Ok(()),
         });
         match step {
-            Ok(()) => self.pump(shared, judge, now, out),
-            Err(e) => self.end(Err(e), shared, out),
+            Ok(()) => self.pump(cx),
+            Err(e) => self.end(Err(e), cx.shared, cx.out),
         }
     }
 
@@ -380,10 +386,7 @@ impl Catchup {
         &mut self,
         ticket: Ticket,
         summaries: Result<Vec<ExchangeSummary>, String>,
-        shared: &mut Shared,
-        judge: &mut Judge,
-        now: Timestamp,
-        out: &mut Vec<Output>,
+        cx: &mut Cx<'_>,
     ) {
         let Some(round) = self.waiting_for(ticket) else {
             return;
@@ -393,73 +396,51 @@ impl Catchup {
         };
         let ours = match summaries {
             Ok(s) => s,
-            Err(e) => return self.end(Err(CatchupError::Replica(e)), shared, out),
+            Err(e) => return self.end(Err(CatchupError::Replica(e)), cx.shared, cx.out),
         };
-        let wanted: BTreeSet<&ExchangeId> = shared.settings.exchanges().collect();
+        let wanted: BTreeSet<&ExchangeId> = cx.shared.settings.exchanges().collect();
         round.todo = theirs
             .into_iter()
             .filter(|t| wanted.contains(&t.exchange) && !ours.contains(t))
             .map(|t| t.exchange)
             .collect();
-        self.pump(shared, judge, now, out);
+        self.pump(cx);
     }
 
     /// The ids of the page the replica has no decision on.
-    pub(super) fn undecided(
-        &mut self,
-        ticket: Ticket,
-        ids: Vec<ContentId>,
-        shared: &mut Shared,
-        judge: &mut Judge,
-        now: Timestamp,
-        out: &mut Vec<Output>,
-    ) {
+    pub(super) fn undecided(&mut self, ticket: Ticket, ids: Vec<ContentId>, cx: &mut Cx<'_>) {
         let Some(round) = self.waiting_for(ticket) else {
             return;
         };
         round.wait = Wait::Nothing;
         if let Some(page) = round.page.as_mut() {
             // Being proposed counts as decided.
-            let missing: Vec<ContentId> =
-                ids.into_iter().filter(|id| !judge.is_pending(id)).collect();
+            let missing: Vec<ContentId> = ids
+                .into_iter()
+                .filter(|id| !cx.judge.is_pending(id))
+                .collect();
             page.chunks = missing.chunks(MAX_FETCH).map(<[_]>::to_vec).collect();
         }
-        self.pump(shared, judge, now, out);
+        self.pump(cx);
     }
 
     /// A judgement of an envelope fetched by round `id` (from the judge, after its facts).
-    pub(super) fn judged(
-        &mut self,
-        id: u64,
-        done: Done,
-        shared: &mut Shared,
-        judge: &mut Judge,
-        now: Timestamp,
-        out: &mut Vec<Output>,
-    ) {
+    pub(super) fn judged(&mut self, id: u64, done: Done, cx: &mut Cx<'_>) {
         match &mut self.state {
             State::Round(r) if r.id == id && matches!(r.wait, Wait::Judgement) => {
                 r.wait = Wait::Nothing;
-                self.take_judgement(done, shared, judge, now, out);
-                self.pump(shared, judge, now, out);
+                self.take_judgement(done, cx);
+                self.pump(cx);
             }
             // The round ended meanwhile: the verdict stands, nothing is proposed.
             _ => {
-                judge.note(&done, Via::Catchup, now, out);
+                cx.judge.note(&done, Via::Catchup, cx.now, cx.out);
             }
         }
     }
 
     /// Whether the proposal of round `id`'s envelope was recorded.
-    pub(super) fn recorded(
-        &mut self,
-        id: u64,
-        recorded: bool,
-        shared: &mut Shared,
-        judge: &mut Judge,
-        now: Timestamp,
-        out: &mut Vec<Output>,
-    ) {
+    pub(super) fn recorded(&mut self, id: u64, recorded: bool, cx: &mut Cx<'_>) {
         let State::Round(r) = &mut self.state else {
             return;
         };
@@ -470,32 +451,28 @@ impl Catchup {
         if let Some(page) = r.page.as_mut() {
             page.complete &= recorded;
         }
-        self.pump(shared, judge, now, out);
+        self.pump(cx);
     }
 
     /// Notes a judgement of this round's envelope and proposes what it says to.
-    fn take_judgement(
-        &mut self,
-        done: Done,
-        shared: &mut Shared,
-        judge: &mut Judge,
-        now: Timestamp,
-        out: &mut Vec<Output>,
-    ) {
+    fn take_judgement(&mut self, done: Done, cx: &mut Cx<'_>) {
         let State::Round(r) = &mut self.state else {
             return;
         };
-        judge.note(&done, Via::Catchup, now, out);
+        cx.judge.note(&done, Via::Catchup, cx.now, cx.out);
         let (Some(proposal), Some(page)) = (done.judgement.proposal, r.page.as_mut()) else {
             return;
         };
         if !page.asked.contains(&proposal.content_id()) {
             let why = "served an envelope that was not asked for".into();
-            return self.end(Err(CatchupError::BadAnswer(why)), shared, out);
+            return self.end(Err(CatchupError::BadAnswer(why)), cx.shared, cx.out);
         }
         page.fetched += 1;
         r.fetched += 1;
-        if judge.propose(shared, proposal, For::Catchup(r.id), out) {
+        if cx
+            .judge
+            .propose(cx.shared, proposal, For::Catchup(r.id), cx.out)
+        {
             r.wait = Wait::Proposal;
         } else {
             // Another proposal of it is under way; it may still fail.
@@ -504,13 +481,7 @@ impl Catchup {
     }
 
     /// Moves the round on until it waits for an answer.
-    fn pump(
-        &mut self,
-        shared: &mut Shared,
-        judge: &mut Judge,
-        now: Timestamp,
-        out: &mut Vec<Output>,
-    ) {
+    fn pump(&mut self, cx: &mut Cx<'_>) {
         loop {
             let State::Round(r) = &mut self.state else {
                 return;
@@ -525,9 +496,9 @@ impl Catchup {
                         let key = (r.peer.0.clone(), exchange.to_string());
                         let after = self.cursors.get(&key).copied().unwrap_or(0);
                         let page = Page::new(exchange, after, 1);
-                        Self::ask_page(r, page, shared, out);
+                        Self::ask_page(r, page, cx.shared, cx.out);
                     }
-                    None => return self.end(Ok(()), shared, out),
+                    None => return self.end(Ok(()), cx.shared, cx.out),
                 }
                 continue;
             };
@@ -538,17 +509,20 @@ impl Catchup {
                     from: r.peer.clone(),
                 };
                 let origin = Origin::Catchup(r.id);
-                match judge.begin(shared, arrival, true, origin, now, out) {
-                    Some(done) => self.take_judgement(done, shared, judge, now, out),
+                match cx
+                    .judge
+                    .begin(cx.shared, arrival, true, origin, cx.now, cx.out)
+                {
+                    Some(done) => self.take_judgement(done, cx),
                     None => r.wait = Wait::Judgement,
                 }
                 continue;
             }
             if let Some(chunk) = page.chunks.pop_front() {
                 page.asked = chunk.iter().copied().collect();
-                let ticket = shared.ticket();
+                let ticket = cx.shared.ticket();
                 r.wait = Wait::Fetch(ticket);
-                out.push(Output::Request {
+                cx.out.push(Output::Request {
                     ticket,
                     peer: r.peer.clone(),
                     request: Request::Fetch { ids: chunk },
@@ -556,7 +530,8 @@ impl Catchup {
                 continue;
             }
             // The page is done.
-            out.push(Output::Count(Count::Catchup("fetched", page.fetched)));
+            cx.out
+                .push(Output::Count(Count::Catchup("fetched", page.fetched)));
             let Some(page) = r.page.take() else {
                 continue;
             };
@@ -568,7 +543,7 @@ impl Catchup {
             self.cursors.insert(key, page.last);
             if page.more && page.number < PAGES_PER_ROUND {
                 let next = Page::new(page.exchange, page.last, page.number + 1);
-                Self::ask_page(r, next, shared, out);
+                Self::ask_page(r, next, cx.shared, cx.out);
             }
         }
     }

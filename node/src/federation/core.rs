@@ -29,7 +29,7 @@ use xchg_protocol::{
     ContentId, ExchangeId, Keypair, PublicKey, SignedDelegation, Timestamp, TrustStore, ZoneId,
 };
 
-use super::catchup::{Catchup, Query};
+use super::catchup::{Catchup, Cx, Query};
 use super::judge::{Arrival, Done, Facts, For, Judge, Judgement, Origin};
 use super::publish::{OutboxEntry, Publisher};
 use super::verdicts::{Reason, VerdictRecord, Via};
@@ -563,7 +563,16 @@ impl Core {
             }
             Input::Proposed { ticket, outcome } => match judge.proposed(ticket, &outcome) {
                 Some((For::Catchup(round), recorded)) => {
-                    catchup.recorded(round, recorded, shared, judge, now, out);
+                    catchup.recorded(
+                        round,
+                        recorded,
+                        &mut Cx {
+                            shared,
+                            judge,
+                            now,
+                            out,
+                        },
+                    );
                 }
                 Some((For::Gossip, _)) => {}
                 None => publisher.proposed(ticket, outcome, shared, out),
@@ -574,13 +583,40 @@ impl Core {
             Input::Published { ticket, result } => publisher.published(ticket, result, out),
             Input::Peers { ticket, peers } => catchup.peers(ticket, peers, shared, out),
             Input::Summaries { ticket, summaries } => {
-                catchup.summaries(ticket, summaries, shared, judge, now, out);
+                catchup.summaries(
+                    ticket,
+                    summaries,
+                    &mut Cx {
+                        shared,
+                        judge,
+                        now,
+                        out,
+                    },
+                );
             }
             Input::Undecided { ticket, ids } => {
-                catchup.undecided(ticket, ids, shared, judge, now, out);
+                catchup.undecided(
+                    ticket,
+                    ids,
+                    &mut Cx {
+                        shared,
+                        judge,
+                        now,
+                        out,
+                    },
+                );
             }
             Input::Response { ticket, response } => {
-                catchup.response(ticket, response, shared, judge, now, out);
+                catchup.response(
+                    ticket,
+                    response,
+                    &mut Cx {
+                        shared,
+                        judge,
+                        now,
+                        out,
+                    },
+                );
             }
             Input::Request { reply, body } => catchup.serve(reply, &body, shared, out),
             Input::Served { reply } => catchup.served(reply),
@@ -625,6 +661,15 @@ fn finished(
             reply,
             judgement: done.judgement,
         }),
-        Origin::Catchup(round) => catchup.judged(round, done, shared, judge, now, out),
+        Origin::Catchup(round) => catchup.judged(
+            round,
+            done,
+            &mut Cx {
+                shared,
+                judge,
+                now,
+                out,
+            },
+        ),
     }
 }
