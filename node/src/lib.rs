@@ -11,6 +11,7 @@
 pub mod api;
 pub mod audit;
 pub mod catalog;
+pub mod clock;
 pub mod dashboard;
 pub mod fault;
 pub mod federation;

@@ -19,7 +19,8 @@ use xchg_protocol::Keypair;
 
 use crate::api;
 use crate::catalog::ZoneFacts;
-use crate::federation::{Federation, Tuning};
+use crate::clock::SystemClock;
+use crate::federation::{Federation, Parts, Tuning};
 use crate::gossip::{self, Broadcast, swarm::SwarmConfig};
 use crate::raft::network::ZoneNetwork;
 use crate::raft::router::Router;
@@ -450,19 +451,20 @@ pub async fn start(
             (Arc::new(client), events, None, Some(network))
         }
     };
-    let federation = Federation::new(
-        config.clone(),
-        key.clone(),
+    let (federation, driver) = Federation::new(Parts {
+        config: config.clone(),
+        key: key.clone(),
         id,
-        raft.clone(),
-        db.clone(),
-        proposer.clone(),
+        raft: raft.clone(),
+        db: db.clone(),
+        proposer: proposer.clone(),
         net,
-        metrics.clone(),
-        signals.clone(),
-        options.federation,
-    );
-    tasks.spawn(federation.clone().run(events, stop_rx.clone()));
+        metrics: metrics.clone(),
+        signals: signals.clone(),
+        tuning: options.federation,
+        clock: Arc::new(SystemClock),
+    });
+    tasks.spawn(driver.run(events, stop_rx.clone()));
     let state = api::AppState::new(api::Context {
         config: config.clone(),
         raft: raft.clone(),

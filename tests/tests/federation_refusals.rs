@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use xchg_federation_config::layout::LayoutKind;
 use xchg_federation_config::{CategorySet, load, read_key_file};
 use xchg_node::catalog::{CatalogCommand, cbor_len};
+use xchg_node::federation::Proposal;
 use xchg_node::federation::Tuning;
-use xchg_node::federation::inbound::Proposal;
 use xchg_node::gossip::{Broadcast, Peer, topic_of};
 use xchg_protocol::{Envelope, Keypair, Listing, ListingDraft, Timestamp};
 use xchg_tests::in_process::Federation;
@@ -177,7 +177,7 @@ async fn a_refusal_goes_through_raft_as_a_small_record_without_its_envelope() ->
     let judgement = zz
         .federation
         .judge(&bytes, "xuchang", &Peer("some-peer".into()))
-        .await;
+        .await?;
     assert_eq!(judgement.reason.as_str(), "refused_by_agreement");
     let Some(Proposal::Refuse(refusal)) = judgement.proposal else {
         panic!("not a refusal record: {judgement:?}");

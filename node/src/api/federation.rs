@@ -17,7 +17,7 @@ use super::listings::{consistency_schema, query_error};
 use super::{AppState, Consistency};
 use crate::catalog::query::{self, RecognitionFilter, RecognitionPage};
 use crate::federation::identity::IdentityView;
-use crate::federation::inbound::Proposal;
+use crate::federation::judge::Proposal;
 use crate::federation::verdicts::{JournalFilter, Reason, VerdictRecord};
 use crate::gossip::{Peer, PeerInfo, Verdict};
 
@@ -356,7 +356,10 @@ pub async fn revoke(
     let f = &state.federation;
     let own = state.config.exchange.id.to_string();
     let api = Peer("api".into());
-    let judgement = f.judge(&bytes, &own, &api).await;
+    let judgement = f
+        .judge(&bytes, &own, &api)
+        .await
+        .map_err(|e| ApiError::unavailable(&e.to_string()))?;
     f.note(
         &judgement,
         &bytes,

@@ -11,10 +11,10 @@ use xchg_protocol::{
 };
 
 use super::apply::{By, current, record_history, write_listing};
+use super::policy;
 use super::{
     Applied, CommandResponse, ListingState, Recognition, Refusal, RefusedAnnouncement, ZoneFacts,
 };
-use crate::federation::policy;
 use crate::sqlite::View;
 
 /// Who recognised copies are recorded as submitted by.

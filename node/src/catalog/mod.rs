@@ -7,6 +7,7 @@
 pub mod apply;
 pub mod federation;
 pub mod format;
+pub mod policy;
 pub mod query;
 
 use serde::{Deserialize, Serialize};

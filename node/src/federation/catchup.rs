@@ -1,354 +1,78 @@
-//! Anti-entropy over request-response (PROTOCOL.md 7.5).
+//! Anti-entropy over request-response (PROTOCOL.md 7.5), as a part of the core with no IO.
 //!
-//! Serving: a node answers summaries, inventory pages and fetches from the announcements its zone
-//! holds, and identity requests with its own delegation. Asking: while it leads, a node picks
-//! one peer outside its zone per round (round-robin), compares per-exchange summaries, pages
-//! through the peer's inventory from where it last got to, fetches what it has not decided yet
-//! and runs every envelope through the same pipeline as gossip. A zone that was partitioned or
-//! offline converges with no operator action.
+//! Serving: the core decodes and bounds each request, answers at once what needs no replica
+//! (identity with this node's delegation, undecodable requests, "busy" beyond
+//! [`ANSWER_CONCURRENCY`] answers under way) and hands the rest to the driver as a [`Query`].
+//!
+//! Asking: while it leads, a node starts a round every `catchup_every` (±20 %, drawn from the
+//! core's seeded generator) against one peer outside its zone (round-robin), compares
+//! per-exchange summaries, pages through the peer's inventory from the cursor it reached, fetches
+//! what its zone has not decided yet and runs every envelope through the judge, one at a time,
+//! waiting for each proposal's outcome. A zone that was partitioned or offline converges with no
+//! operator action. The catch-up owns its cursors: a page's end becomes the cursor only when
+//! everything on it was decided, and every [`RESCAN_EVERY_ROUNDS`] rounds the cursors are
+//! forgotten, so announcements ignored for reasons that pass (a clock ahead, a root key being
+//! rotated) are judged again.
 
-use std::collections::{BTreeSet, HashSet};
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
-use rand::Rng;
-use sqlx::Row;
-use tokio::sync::watch;
+use rand::Rng as _;
+use rand::rngs::StdRng;
 use xchg_protocol::catchup::{
-    Blob, ExchangeSummary, Item, MAX_FETCH, MAX_INVENTORY, Request, Response, digest,
+    Blob, ExchangeSummary, Item, MAX_FETCH, MAX_INVENTORY, Request, Response,
 };
-use xchg_protocol::{ContentId, ExchangeId};
+use xchg_protocol::{ContentId, ExchangeId, Timestamp};
 
-use super::service::Federation;
+use super::core::{Count, Output, Reply, Shared, Ticket, Timer};
+use super::judge::{Arrival, Done, For, Judge, Origin};
 use super::verdicts::Via;
-use crate::gossip::Peer;
+use crate::gossip::{Peer, RequestError};
 
 /// Inventory pages one round reads from one peer for one exchange.
 pub const PAGES_PER_ROUND: usize = 16;
 /// Longest one catch-up round may take.
 pub const ROUND_TIME: Duration = Duration::from_secs(60);
 /// Rounds after which the positions reached are forgotten and peers' inventories read again
-/// from the start, so announcements ignored for reasons that pass (a clock ahead, a root key
-/// being rotated) are judged again.
+/// from the start.
 pub const RESCAN_EVERY_ROUNDS: u64 = 60;
+/// Catch-up requests answered from the replica at once; more are answered "busy".
+pub const ANSWER_CONCURRENCY: usize = 4;
 
 /// Why a catch-up round stopped early.
 #[derive(Debug, thiserror::Error)]
 pub enum CatchupError {
     /// The request failed.
     #[error(transparent)]
-    Request(#[from] crate::gossip::RequestError),
+    Request(#[from] RequestError),
     /// The peer answered something that is not a valid response to the request.
     #[error("peer answered badly: {0}")]
     BadAnswer(String),
     /// The local replica could not be read.
-    #[error(transparent)]
-    Db(#[from] sqlx::Error),
+    #[error("reading the replica: {0}")]
+    Replica(String),
 }
 
-impl Federation {
-    /// Answers one catch-up request (a response body, never an error at the transport level).
-    pub async fn answer(&self, peer: &Peer, body: &[u8]) -> Vec<u8> {
-        let response = match Request::from_bytes(body) {
-            Err(e) => Response::Error {
-                message: format!("undecodable request: {e}"),
-            },
-            Ok(req) => match self.serve(req).await {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::warn!(%peer, error = %e, "catch-up request failed");
-                    Response::Error {
-                        message: "internal error".into(),
-                    }
-                }
-            },
-        };
-        response.to_bytes().unwrap_or_default()
-    }
-
-    async fn serve(&self, req: Request) -> Result<Response, sqlx::Error> {
-        Ok(match req {
-            Request::Summary {} => Response::Summary {
-                exchanges: self.summaries().await?,
-            },
-            Request::Inventory {
-                exchange,
-                after,
-                limit,
-            } => {
-                let limit = limit.clamp(1, MAX_INVENTORY);
-                let rows = sqlx::query(
-                    "SELECT seq, content_id FROM announcements WHERE exchange = ? AND seq > ?
-                     ORDER BY seq LIMIT ?",
-                )
-                .bind(exchange.as_str())
-                .bind(i64::try_from(after).unwrap_or(i64::MAX))
-                .bind(i64::from(limit) + 1)
-                .fetch_all(&self.db.read)
-                .await?;
-                let more = rows.len() > limit as usize;
-                let mut items = Vec::with_capacity(rows.len());
-                for row in rows.iter().take(limit as usize) {
-                    let pos: i64 = row.try_get(0)?;
-                    let id: String = row.try_get(1)?;
-                    if let Ok(id) = id.parse() {
-                        items.push(Item {
-                            pos: pos as u64,
-                            id,
-                        });
-                    }
-                }
-                Response::Inventory { items, more }
-            }
-            Request::Fetch { ids } => {
-                let mut envelopes = Vec::with_capacity(ids.len());
-                for id in ids.iter().take(MAX_FETCH) {
-                    let env: Option<Vec<u8>> = sqlx::query_scalar(
-                        "SELECT envelope FROM announcements WHERE content_id = ?",
-                    )
-                    .bind(id.to_string())
-                    .fetch_optional(&self.db.read)
-                    .await?;
-                    if let Some(env) = env {
-                        envelopes.push(Blob(env));
-                    }
-                }
-                Response::Envelopes { envelopes }
-            }
-            // Who this node is: the delegation of the key it connected with.
-            Request::Identity {} => Response::Identity {
-                delegation: self.config.zone.delegation.clone(),
-            },
-        })
-    }
-
+/// A catch-up request the driver answers from the replica, already bounded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Query {
     /// Count and digest of the announcements held, per exchange.
-    pub async fn summaries(&self) -> Result<Vec<ExchangeSummary>, sqlx::Error> {
-        let rows: Vec<(String, String)> =
-            sqlx::query_as("SELECT exchange, content_id FROM announcements ORDER BY exchange")
-                .fetch_all(&self.db.read)
-                .await?;
-        let mut out: Vec<ExchangeSummary> = Vec::new();
-        let mut ids: Vec<ContentId> = Vec::new();
-        let mut current: Option<String> = None;
-        let mut flush = |exchange: Option<String>, ids: &mut Vec<ContentId>| {
-            if let Some(e) = exchange.and_then(|e| e.parse::<ExchangeId>().ok()) {
-                out.push(ExchangeSummary {
-                    exchange: e,
-                    count: ids.len() as u64,
-                    digest: digest(ids.iter()),
-                });
-            }
-            ids.clear();
-        };
-        for (exchange, id) in rows {
-            if current.as_deref() != Some(exchange.as_str()) {
-                flush(current.take(), &mut ids);
-                current = Some(exchange);
-            }
-            if let Ok(id) = id.parse() {
-                ids.push(id);
-            }
-        }
-        flush(current, &mut ids);
-        Ok(out)
-    }
-
-    /// Runs catch-up rounds while leading, every `catchup_every` with ±20 % jitter.
-    pub(crate) async fn catchup_loop(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
-        loop {
-            let base = self.tuning.catchup_every.as_millis() as u64;
-            let jitter = rand::thread_rng().gen_range(0..=base / 5 * 2);
-            let wait = Duration::from_millis(base - base / 5 + jitter);
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
-                _ = stop.wait_for(|s| *s) => break,
-            }
-            if !self.is_leader() {
-                continue;
-            }
-            match self.catch_up_once().await {
-                Ok(n) => {
-                    self.metrics.catchup("round", 1);
-                    if n > 0 {
-                        tracing::info!(fetched = n, "caught up");
-                    }
-                }
-                Err(e) => {
-                    self.metrics.catchup("failed", 1);
-                    tracing::debug!(error = %e, "catch-up round");
-                }
-            }
-        }
-    }
-
-    /// Peer ids of this zone's members (same replica: nothing to catch up from them).
-    fn zone_peers(&self) -> HashSet<String> {
-        self.members()
-            .iter()
-            .filter_map(|m| <[u8; 32]>::try_from(m.public_key.as_slice()).ok())
-            .filter_map(|k| xchg_protocol::PublicKey::from_bytes(&k).ok())
-            .map(|k| k.peer_id())
-            .collect()
-    }
-
-    /// One round against the next peer outside this zone; returns how many envelopes it fetched.
-    ///
-    /// # Errors
-    /// When a request fails or the peer answers out of protocol.
-    pub async fn catch_up_once(self: &Arc<Self>) -> Result<usize, CatchupError> {
-        let mine = self.zone_peers();
-        let mut peers: Vec<String> = self
-            .net
-            .peers()
-            .await
-            .into_iter()
-            .map(|p| p.peer)
-            .filter(|p| !mine.contains(p))
-            .collect();
-        peers.sort();
-        peers.dedup();
-        if peers.is_empty() {
-            return Ok(0);
-        }
-        let n = self.next_peer.fetch_add(1, Ordering::Relaxed);
-        if n % RESCAN_EVERY_ROUNDS == RESCAN_EVERY_ROUNDS - 1
-            && let Ok(mut c) = self.cursors.lock()
-        {
-            c.clear();
-        }
-        let peer = Peer(peers[n as usize % peers.len()].clone());
-        tokio::time::timeout(ROUND_TIME, self.catch_up_from(&peer))
-            .await
-            .map_err(|_| CatchupError::BadAnswer(format!("round with {peer} took too long")))?
-    }
-
-    /// One round against `peer`.
-    ///
-    /// # Errors
-    /// When a request fails or the peer answers out of protocol.
-    pub async fn catch_up_from(self: &Arc<Self>, peer: &Peer) -> Result<usize, CatchupError> {
-        let Response::Summary { exchanges } = self.ask(peer, &Request::Summary {}).await? else {
-            return Err(CatchupError::BadAnswer("expected a summary".into()));
-        };
-        let wanted: BTreeSet<String> = std::iter::once(self.config.exchange.id.to_string())
-            .chain(self.config.outside.iter().map(|o| o.id.to_string()))
-            .collect();
-        let ours = self.summaries().await?;
-        let mut fetched = 0;
-        for theirs in exchanges {
-            if !wanted.contains(theirs.exchange.as_str()) {
-                continue;
-            }
-            if ours.iter().any(|o| o == &theirs) {
-                continue;
-            }
-            fetched += self.page_through(peer, &theirs.exchange).await?;
-        }
-        Ok(fetched)
-    }
-
-    async fn ask(&self, peer: &Peer, req: &Request) -> Result<Response, CatchupError> {
-        let body = req
-            .to_bytes()
-            .map_err(|e| CatchupError::BadAnswer(e.to_string()))?;
-        let answer = self.net.request(peer.clone(), body).await?;
-        match Response::from_bytes(&answer) {
-            Ok(Response::Error { message }) => Err(CatchupError::BadAnswer(message)),
-            Ok(r) => Ok(r),
-            Err(e) => Err(CatchupError::BadAnswer(e.to_string())),
-        }
-    }
-
-    /// Pages through `peer`'s inventory of `exchange` from the last position reached, fetching
-    /// and judging what this zone has not decided yet. Everything the peer says is checked: a
-    /// page holds at most [`MAX_INVENTORY`] items in strictly increasing positions after the one
-    /// asked for, a fetch answers only ids that were asked for, and one round reads at most
-    /// [`PAGES_PER_ROUND`] pages.
-    async fn page_through(
-        self: &Arc<Self>,
-        peer: &Peer,
-        exchange: &ExchangeId,
-    ) -> Result<usize, CatchupError> {
-        let key = (peer.0.clone(), exchange.to_string());
-        let mut after = self
-            .cursors
-            .lock()
-            .ok()
-            .and_then(|c| c.get(&key).copied())
-            .unwrap_or(0);
-        let mut fetched = 0;
-        for _ in 0..PAGES_PER_ROUND {
-            let req = Request::Inventory {
-                exchange: exchange.clone(),
-                after,
-                limit: MAX_INVENTORY,
-            };
-            let Response::Inventory { items, more } = self.ask(peer, &req).await? else {
-                return Err(CatchupError::BadAnswer("expected an inventory".into()));
-            };
-            check_page(&items, after)?;
-            let Some(last) = items.last().map(|i| i.pos) else {
-                break;
-            };
-            let mut missing = Vec::new();
-            for item in &items {
-                if !self.seen(&item.id).await {
-                    missing.push(item.id);
-                }
-            }
-            let mut complete = true;
-            for chunk in missing.chunks(MAX_FETCH) {
-                let asked: HashSet<ContentId> = chunk.iter().copied().collect();
-                let req = Request::Fetch {
-                    ids: chunk.to_vec(),
-                };
-                let Response::Envelopes { envelopes } = self.ask(peer, &req).await? else {
-                    return Err(CatchupError::BadAnswer("expected envelopes".into()));
-                };
-                if envelopes.len() > chunk.len() {
-                    return Err(CatchupError::BadAnswer(
-                        "more envelopes than asked for".into(),
-                    ));
-                }
-                // Whatever was asked for and not served stays undecided: try again next round.
-                complete &= envelopes.len() == chunk.len();
-                for Blob(bytes) in envelopes {
-                    let judgement = self.judge(&bytes, exchange.as_str(), peer).await;
-                    self.note(
-                        &judgement,
-                        &bytes,
-                        peer,
-                        Some(exchange.as_str()),
-                        Via::Catchup,
-                    );
-                    if let Some(p) = judgement.proposal {
-                        if !asked.contains(&p.content_id()) {
-                            return Err(CatchupError::BadAnswer(
-                                "served an envelope that was not asked for".into(),
-                            ));
-                        }
-                        fetched += 1;
-                        complete &= self.propose_and_wait(p).await;
-                    }
-                }
-            }
-            self.metrics.catchup("fetched", fetched as u64);
-            if !complete {
-                // Try this page again next round.
-                break;
-            }
-            after = last;
-            if let Ok(mut c) = self.cursors.lock() {
-                c.insert(key.clone(), after);
-            }
-            if !more {
-                break;
-            }
-        }
-        Ok(fetched)
-    }
+    Summary,
+    /// Up to `limit` (1 to [`MAX_INVENTORY`]) announcements of `exchange` after position
+    /// `after`, and whether there are more.
+    Inventory {
+        /// The exchange.
+        exchange: ExchangeId,
+        /// The last position the asker has.
+        after: u64,
+        /// Most items.
+        limit: u32,
+    },
+    /// The envelopes of these ids that are held (at most [`MAX_FETCH`]).
+    Fetch {
+        /// The ids.
+        ids: Vec<ContentId>,
+    },
 }
 
 /// Checks an inventory page: at most [`MAX_INVENTORY`] items, positions strictly increasing and
@@ -375,9 +99,586 @@ pub fn check_page(items: &[Item], after: u64) -> Result<(), CatchupError> {
     Ok(())
 }
 
+/// One inventory page being worked through.
+#[derive(Debug)]
+struct Page {
+    exchange: ExchangeId,
+    /// The position it was asked after.
+    after: u64,
+    /// Pages asked for this exchange in this round, this one included.
+    number: usize,
+    /// The position of its last item and whether the peer has more.
+    last: u64,
+    more: bool,
+    /// Undecided ids still to fetch, [`MAX_FETCH`] at a time.
+    chunks: VecDeque<Vec<ContentId>>,
+    /// The ids of the fetch under way.
+    asked: BTreeSet<ContentId>,
+    /// Fetched envelopes still to judge.
+    envelopes: VecDeque<Vec<u8>>,
+    /// Envelopes proposed from this page.
+    fetched: u64,
+    /// Everything on the page is decided so far (nothing missing, no proposal failed).
+    complete: bool,
+}
+
+/// What the round waits for.
+#[derive(Debug)]
+enum Wait {
+    /// The peer's summary.
+    Summary(Ticket),
+    /// This zone's summaries, to compare with the peer's.
+    Ours(Ticket, Vec<ExchangeSummary>),
+    /// An inventory page.
+    Inventory(Ticket),
+    /// Which of the page's ids are undecided.
+    Undecided(Ticket),
+    /// The envelopes of a fetch.
+    Fetch(Ticket),
+    /// The judgement of the envelope handed to the judge.
+    Judgement,
+    /// The outcome of the envelope's proposal.
+    Proposal,
+    /// Nothing: the round moves on.
+    Nothing,
+}
+
+/// A round against one peer.
+#[derive(Debug)]
+struct Round {
+    id: u64,
+    peer: Peer,
+    /// Exchanges whose summaries differ, still to page through.
+    todo: VecDeque<ExchangeId>,
+    page: Option<Page>,
+    wait: Wait,
+    /// Envelopes proposed in this round.
+    fetched: u64,
+}
+
+/// What catch-up is doing.
+#[derive(Debug, Default)]
+enum State {
+    /// Waiting for the next round's timer.
+    #[default]
+    Idle,
+    /// Waiting for the list of peers.
+    Listing(Ticket),
+    /// A round.
+    Round(Box<Round>),
+}
+
+/// What a round moves with: the core's shared state, the judge its envelopes go through, the
+/// time, and where outputs go.
+pub(super) struct Cx<'a> {
+    pub shared: &'a mut Shared,
+    pub judge: &'a mut Judge,
+    pub now: Timestamp,
+    pub out: &'a mut Vec<Output>,
+}
+
+/// The catch-up's state.
+#[derive(Debug)]
+pub(super) struct Catchup {
+    rng: StdRng,
+    /// The last inventory position fully handled, per (peer, exchange).
+    cursors: BTreeMap<(String, String), u64>,
+    /// Rounds started against a peer (the round-robin position).
+    rounds: u64,
+    state: State,
+    /// Answers being served from the replica.
+    serving: usize,
+}
+
+impl Catchup {
+    pub(super) fn new(rng: StdRng) -> Self {
+        Catchup {
+            rng,
+            cursors: BTreeMap::new(),
+            rounds: 0,
+            state: State::Idle,
+            serving: 0,
+        }
+    }
+
+    /// Sets the first round's timer.
+    pub(super) fn start(&mut self, shared: &Shared, out: &mut Vec<Output>) {
+        self.schedule(shared, out);
+    }
+
+    /// The wait before the next round: `catchup_every` ±20 %.
+    fn schedule(&mut self, shared: &Shared, out: &mut Vec<Output>) {
+        let base =
+            u64::try_from(shared.settings.tuning.catchup_every.as_millis()).unwrap_or(u64::MAX);
+        let jitter = self.rng.gen_range(0..=base / 5 * 2);
+        out.push(Output::Timer {
+            after: Duration::from_millis(base - base / 5 + jitter),
+            timer: Timer::CatchupRound,
+        });
+    }
+
+    /// A catch-up timer fired.
+    pub(super) fn timer(&mut self, timer: Timer, shared: &mut Shared, out: &mut Vec<Output>) {
+        match timer {
+            Timer::CatchupRound if matches!(self.state, State::Idle) => {
+                if !shared.leading {
+                    self.schedule(shared, out);
+                    return;
+                }
+                let ticket = shared.ticket();
+                self.state = State::Listing(ticket);
+                out.push(Output::ListPeers { ticket });
+            }
+            Timer::RoundDeadline(id) => {
+                if let State::Round(r) = &self.state
+                    && r.id == id
+                {
+                    let why = format!("round with {} took too long", r.peer);
+                    self.end(Err(CatchupError::BadAnswer(why)), shared, out);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The peers to choose from: the next one in turn gets this round.
+    pub(super) fn peers(
+        &mut self,
+        ticket: Ticket,
+        mut peers: Vec<Peer>,
+        shared: &mut Shared,
+        out: &mut Vec<Output>,
+    ) {
+        if !matches!(self.state, State::Listing(t) if t == ticket) {
+            return;
+        }
+        peers.sort();
+        peers.dedup();
+        if peers.is_empty() {
+            self.end(Ok(()), shared, out);
+            return;
+        }
+        let n = self.rounds;
+        self.rounds += 1;
+        if n % RESCAN_EVERY_ROUNDS == RESCAN_EVERY_ROUNDS - 1 {
+            self.cursors.clear();
+        }
+        let peer = peers.swap_remove((n % peers.len() as u64) as usize);
+        let ticket = shared.ticket();
+        out.push(Output::Request {
+            ticket,
+            peer: peer.clone(),
+            request: Request::Summary {},
+        });
+        out.push(Output::Timer {
+            after: ROUND_TIME,
+            timer: Timer::RoundDeadline(n),
+        });
+        self.state = State::Round(Box::new(Round {
+            id: n,
+            peer,
+            todo: VecDeque::new(),
+            page: None,
+            wait: Wait::Summary(ticket),
+            fetched: 0,
+        }));
+    }
+
+    /// The round under way, if it waits for the answer to `ticket`.
+    fn waiting_for(&mut self, ticket: Ticket) -> Option<&mut Round> {
+        let State::Round(r) = &mut self.state else {
+            return None;
+        };
+        let waits = match r.wait {
+            Wait::Summary(t)
+            | Wait::Ours(t, _)
+            | Wait::Inventory(t)
+            | Wait::Undecided(t)
+            | Wait::Fetch(t) => t == ticket,
+            Wait::Judgement | Wait::Proposal | Wait::Nothing => false,
+        };
+        waits.then_some(r)
+    }
+
+    /// A peer's answer to a request of this round.
+    pub(super) fn response(
+        &mut self,
+        ticket: Ticket,
+        response: Result<Vec<u8>, RequestError>,
+        cx: &mut Cx<'_>,
+    ) {
+        let Some(round) = self.waiting_for(ticket) else {
+            return;
+        };
+        let wait = std::mem::replace(&mut round.wait, Wait::Nothing);
+        let bad = |why: &str| Err(CatchupError::BadAnswer(why.into()));
+        let step = decode(response).and_then(|answer| match (wait, answer) {
+            (Wait::Summary(_), Response::Summary { exchanges }) => {
+                let ticket = cx.shared.ticket();
+                round.wait = Wait::Ours(ticket, exchanges);
+                cx.out.push(Output::ReadSummaries { ticket });
+                Ok(())
+            }
+            (Wait::Inventory(_), Response::Inventory { items, more }) => {
+                Self::inventory(round, items, more, cx.shared, cx.out)
+            }
+            (Wait::Fetch(_), Response::Envelopes { envelopes }) => {
+                Self::envelopes(round, envelopes)
+            }
+            (Wait::Summary(_), _) => bad("expected a summary"),
+            (Wait::Inventory(_), _) => bad("expected an inventory"),
+            (Wait::Fetch(_), _) => bad("expected envelopes"),
+            _ => Ok(()),
+        });
+        match step {
+            Ok(()) => self.pump(cx),
+            Err(e) => self.end(Err(e), cx.shared, cx.out),
+        }
+    }
+
+    /// Takes the envelopes of a fetch, to be judged one by one.
+    fn envelopes(round: &mut Round, envelopes: Vec<Blob>) -> Result<(), CatchupError> {
+        let Some(page) = round.page.as_mut() else {
+            return Ok(());
+        };
+        if envelopes.len() > page.asked.len() {
+            return Err(CatchupError::BadAnswer(
+                "more envelopes than asked for".into(),
+            ));
+        }
+        // Whatever was asked for and not served stays undecided: try again next round.
+        page.complete &= envelopes.len() == page.asked.len();
+        page.envelopes = envelopes.into_iter().map(|Blob(b)| b).collect();
+        Ok(())
+    }
+
+    /// Takes an inventory page: checked, then its ids looked up.
+    fn inventory(
+        round: &mut Round,
+        items: Vec<Item>,
+        more: bool,
+        shared: &mut Shared,
+        out: &mut Vec<Output>,
+    ) -> Result<(), CatchupError> {
+        let Some(page) = round.page.as_mut() else {
+            return Ok(());
+        };
+        check_page(&items, page.after)?;
+        let Some(last) = items.last().map(|i| i.pos) else {
+            // Nothing after the cursor: this exchange is done.
+            round.page = None;
+            return Ok(());
+        };
+        page.last = last;
+        page.more = more;
+        let ticket = shared.ticket();
+        round.wait = Wait::Undecided(ticket);
+        out.push(Output::FindUndecided {
+            ticket,
+            ids: items.into_iter().map(|i| i.id).collect(),
+        });
+        Ok(())
+    }
+
+    /// This zone's summaries: the exchanges whose summaries differ from the peer's are paged
+    /// through.
+    pub(super) fn summaries(
+        &mut self,
+        ticket: Ticket,
+        summaries: Result<Vec<ExchangeSummary>, String>,
+        cx: &mut Cx<'_>,
+    ) {
+        let Some(round) = self.waiting_for(ticket) else {
+            return;
+        };
+        let Wait::Ours(_, theirs) = std::mem::replace(&mut round.wait, Wait::Nothing) else {
+            return;
+        };
+        let ours = match summaries {
+            Ok(s) => s,
+            Err(e) => return self.end(Err(CatchupError::Replica(e)), cx.shared, cx.out),
+        };
+        let wanted: BTreeSet<&ExchangeId> = cx.shared.settings.exchanges().collect();
+        round.todo = theirs
+            .into_iter()
+            .filter(|t| wanted.contains(&t.exchange) && !ours.contains(t))
+            .map(|t| t.exchange)
+            .collect();
+        self.pump(cx);
+    }
+
+    /// The ids of the page the replica has no decision on.
+    pub(super) fn undecided(&mut self, ticket: Ticket, ids: Vec<ContentId>, cx: &mut Cx<'_>) {
+        let Some(round) = self.waiting_for(ticket) else {
+            return;
+        };
+        round.wait = Wait::Nothing;
+        if let Some(page) = round.page.as_mut() {
+            // Being proposed counts as decided.
+            let missing: Vec<ContentId> = ids
+                .into_iter()
+                .filter(|id| !cx.judge.is_pending(id))
+                .collect();
+            page.chunks = missing.chunks(MAX_FETCH).map(<[_]>::to_vec).collect();
+        }
+        self.pump(cx);
+    }
+
+    /// A judgement of an envelope fetched by round `id` (from the judge, after its facts).
+    pub(super) fn judged(&mut self, id: u64, done: Done, cx: &mut Cx<'_>) {
+        match &mut self.state {
+            State::Round(r) if r.id == id && matches!(r.wait, Wait::Judgement) => {
+                r.wait = Wait::Nothing;
+                self.take_judgement(done, cx);
+                self.pump(cx);
+            }
+            // The round ended meanwhile: the verdict stands, nothing is proposed.
+            _ => {
+                cx.judge.note(&done, Via::Catchup, cx.now, cx.out);
+            }
+        }
+    }
+
+    /// Whether the proposal of round `id`'s envelope was recorded.
+    pub(super) fn recorded(&mut self, id: u64, recorded: bool, cx: &mut Cx<'_>) {
+        let State::Round(r) = &mut self.state else {
+            return;
+        };
+        if r.id != id || !matches!(r.wait, Wait::Proposal) {
+            return;
+        }
+        r.wait = Wait::Nothing;
+        if let Some(page) = r.page.as_mut() {
+            page.complete &= recorded;
+        }
+        self.pump(cx);
+    }
+
+    /// Notes a judgement of this round's envelope and proposes what it says to.
+    fn take_judgement(&mut self, done: Done, cx: &mut Cx<'_>) {
+        let State::Round(r) = &mut self.state else {
+            return;
+        };
+        cx.judge.note(&done, Via::Catchup, cx.now, cx.out);
+        let (Some(proposal), Some(page)) = (done.judgement.proposal, r.page.as_mut()) else {
+            return;
+        };
+        if !page.asked.contains(&proposal.content_id()) {
+            let why = "served an envelope that was not asked for".into();
+            return self.end(Err(CatchupError::BadAnswer(why)), cx.shared, cx.out);
+        }
+        page.fetched += 1;
+        r.fetched += 1;
+        if cx
+            .judge
+            .propose(cx.shared, proposal, For::Catchup(r.id), cx.out)
+        {
+            r.wait = Wait::Proposal;
+        } else {
+            // Another proposal of it is under way; it may still fail.
+            page.complete = false;
+        }
+    }
+
+    /// Moves the round on until it waits for an answer.
+    fn pump(&mut self, cx: &mut Cx<'_>) {
+        loop {
+            let State::Round(r) = &mut self.state else {
+                return;
+            };
+            if !matches!(r.wait, Wait::Nothing) {
+                return;
+            }
+            let Some(page) = r.page.as_mut() else {
+                // The next exchange, or the end of the round.
+                match r.todo.pop_front() {
+                    Some(exchange) => {
+                        let key = (r.peer.0.clone(), exchange.to_string());
+                        let after = self.cursors.get(&key).copied().unwrap_or(0);
+                        let page = Page::new(exchange, after, 1);
+                        Self::ask_page(r, page, cx.shared, cx.out);
+                    }
+                    None => return self.end(Ok(()), cx.shared, cx.out),
+                }
+                continue;
+            };
+            if let Some(data) = page.envelopes.pop_front() {
+                let arrival = Arrival {
+                    data,
+                    exchange: page.exchange.to_string(),
+                    from: r.peer.clone(),
+                };
+                let origin = Origin::Catchup(r.id);
+                match cx
+                    .judge
+                    .begin(cx.shared, arrival, true, origin, cx.now, cx.out)
+                {
+                    Some(done) => self.take_judgement(done, cx),
+                    None => r.wait = Wait::Judgement,
+                }
+                continue;
+            }
+            if let Some(chunk) = page.chunks.pop_front() {
+                page.asked = chunk.iter().copied().collect();
+                let ticket = cx.shared.ticket();
+                r.wait = Wait::Fetch(ticket);
+                cx.out.push(Output::Request {
+                    ticket,
+                    peer: r.peer.clone(),
+                    request: Request::Fetch { ids: chunk },
+                });
+                continue;
+            }
+            // The page is done.
+            cx.out
+                .push(Output::Count(Count::Catchup("fetched", page.fetched)));
+            let Some(page) = r.page.take() else {
+                continue;
+            };
+            if !page.complete {
+                // Try this page again next round.
+                continue;
+            }
+            let key = (r.peer.0.clone(), page.exchange.to_string());
+            self.cursors.insert(key, page.last);
+            if page.more && page.number < PAGES_PER_ROUND {
+                let next = Page::new(page.exchange, page.last, page.number + 1);
+                Self::ask_page(r, next, cx.shared, cx.out);
+            }
+        }
+    }
+
+    /// Asks the round's peer for `page`.
+    fn ask_page(round: &mut Round, page: Page, shared: &mut Shared, out: &mut Vec<Output>) {
+        let ticket = shared.ticket();
+        out.push(Output::Request {
+            ticket,
+            peer: round.peer.clone(),
+            request: Request::Inventory {
+                exchange: page.exchange.clone(),
+                after: page.after,
+                limit: MAX_INVENTORY,
+            },
+        });
+        round.page = Some(page);
+        round.wait = Wait::Inventory(ticket);
+    }
+
+    /// Ends the round (or the listing of peers) and sets the next round's timer.
+    fn end(&mut self, result: Result<(), CatchupError>, shared: &Shared, out: &mut Vec<Output>) {
+        let fetched = match std::mem::take(&mut self.state) {
+            State::Round(r) => r.fetched,
+            _ => 0,
+        };
+        match result {
+            Ok(()) => {
+                out.push(Output::Count(Count::Catchup("round", 1)));
+                if fetched > 0 {
+                    tracing::info!(fetched, "caught up");
+                }
+            }
+            Err(e) => {
+                out.push(Output::Count(Count::Catchup("failed", 1)));
+                tracing::debug!(error = %e, "catch-up round");
+            }
+        }
+        self.schedule(shared, out);
+    }
+
+    /// A peer's catch-up request: answered now, or handed to the driver to answer from the
+    /// replica.
+    pub(super) fn serve(
+        &mut self,
+        reply: Reply,
+        body: &[u8],
+        shared: &Shared,
+        out: &mut Vec<Output>,
+    ) {
+        if self.serving >= ANSWER_CONCURRENCY {
+            out.push(Output::Answer {
+                reply,
+                response: Response::Error {
+                    message: "busy; retry later".into(),
+                },
+            });
+            return;
+        }
+        let query = match Request::from_bytes(body) {
+            Err(e) => {
+                let message = format!("undecodable request: {e}");
+                out.push(Output::Answer {
+                    reply,
+                    response: Response::Error { message },
+                });
+                return;
+            }
+            // Who this node is: the delegation of the key it connected with.
+            Ok(Request::Identity {}) => {
+                out.push(Output::Answer {
+                    reply,
+                    response: Response::Identity {
+                        delegation: shared.settings.delegation.clone(),
+                    },
+                });
+                return;
+            }
+            Ok(Request::Summary {}) => Query::Summary,
+            Ok(Request::Inventory {
+                exchange,
+                after,
+                limit,
+            }) => Query::Inventory {
+                exchange,
+                after,
+                limit: limit.clamp(1, MAX_INVENTORY),
+            },
+            Ok(Request::Fetch { mut ids }) => {
+                ids.truncate(MAX_FETCH);
+                Query::Fetch { ids }
+            }
+        };
+        self.serving += 1;
+        out.push(Output::Serve { reply, query });
+    }
+
+    /// An answer from the replica is sent.
+    pub(super) fn served(&mut self, _reply: Reply) {
+        self.serving = self.serving.saturating_sub(1);
+    }
+}
+
+/// A peer's answer as a response, or why it is none.
+fn decode(response: Result<Vec<u8>, RequestError>) -> Result<Response, CatchupError> {
+    match Response::from_bytes(&response?) {
+        Ok(Response::Error { message }) => Err(CatchupError::BadAnswer(message)),
+        Ok(r) => Ok(r),
+        Err(e) => Err(CatchupError::BadAnswer(e.to_string())),
+    }
+}
+
+impl Page {
+    fn new(exchange: ExchangeId, after: u64, number: usize) -> Self {
+        Page {
+            exchange,
+            after,
+            number,
+            last: after,
+            more: false,
+            chunks: VecDeque::new(),
+            asked: BTreeSet::new(),
+            envelopes: VecDeque::new(),
+            fetched: 0,
+            complete: true,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::federation::core::{Core, Input, Outcome};
+    use crate::federation::testkit::{self, Kit};
+    use xchg_protocol::catchup::digest;
 
     fn items(positions: &[u64]) -> Vec<Item> {
         positions
@@ -398,5 +699,502 @@ mod tests {
         assert!(check_page(&items(&[6, 5]), 0).is_err(), "going back");
         let long: Vec<u64> = (1..=u64::from(MAX_INVENTORY) + 1).collect();
         assert!(check_page(&items(&long), 0).is_err(), "over the page bound");
+    }
+
+    /// A zone's replica and one peer outside it, answering whatever the core asks, at once.
+    struct World {
+        /// The peer's announcements of `zhengzhou`: (position, id, envelope).
+        theirs: Vec<(u64, ContentId, Vec<u8>)>,
+        /// Items per inventory page the peer sends.
+        page_size: usize,
+        /// Decided in this zone.
+        decided: BTreeSet<ContentId>,
+        /// Proposals are not committed.
+        failing: bool,
+        /// The peer serves this envelope instead of what a fetch asks for.
+        swap: Option<Vec<u8>>,
+        /// What the core asked the peer.
+        asked: Vec<Request>,
+        /// Everything the core said that nobody answers.
+        said: Vec<Output>,
+    }
+
+    impl World {
+        fn with(kit: &Kit, announcements: usize) -> Self {
+            let theirs = (0..announcements)
+                .map(|i| {
+                    let (id, envelope) = kit.partner_announcement(&format!("missed {i}"));
+                    (i as u64 + 1, id, envelope)
+                })
+                .collect();
+            World {
+                theirs,
+                page_size: MAX_INVENTORY as usize,
+                decided: BTreeSet::new(),
+                failing: false,
+                swap: None,
+                asked: Vec::new(),
+                said: Vec::new(),
+            }
+        }
+
+        fn answer(&self, request: &Request) -> Response {
+            match request {
+                Request::Summary {} => Response::Summary {
+                    exchanges: vec![ExchangeSummary {
+                        exchange: testkit::partner(),
+                        count: self.theirs.len() as u64,
+                        digest: digest(self.theirs.iter().map(|t| &t.1)),
+                    }],
+                },
+                Request::Inventory { after, .. } => {
+                    let after_cursor: Vec<_> =
+                        self.theirs.iter().filter(|t| t.0 > *after).collect();
+                    Response::Inventory {
+                        items: after_cursor
+                            .iter()
+                            .take(self.page_size)
+                            .map(|t| Item { pos: t.0, id: t.1 })
+                            .collect(),
+                        more: after_cursor.len() > self.page_size,
+                    }
+                }
+                Request::Fetch { ids } => Response::Envelopes {
+                    envelopes: self
+                        .theirs
+                        .iter()
+                        .filter(|t| ids.contains(&t.1))
+                        .map(|t| Blob(self.swap.clone().unwrap_or_else(|| t.2.clone())))
+                        .collect(),
+                },
+                Request::Identity {} => Response::Error {
+                    message: "not asked in these tests".into(),
+                },
+            }
+        }
+
+        /// Hands `input` to `core` and answers everything it asks until it waits for a timer.
+        fn run(&mut self, core: &mut Core, input: Input) {
+            let mut inputs = VecDeque::from([input]);
+            while let Some(input) = inputs.pop_front() {
+                for output in core.handle(input, testkit::NOW) {
+                    let answer = match output {
+                        Output::ListPeers { ticket } => Input::Peers {
+                            ticket,
+                            peers: vec![Peer("zz-1".into())],
+                        },
+                        Output::Request {
+                            ticket, request, ..
+                        } => {
+                            let response = self.answer(&request).to_bytes().expect("encodes");
+                            self.asked.push(request);
+                            Input::Response {
+                                ticket,
+                                response: Ok(response),
+                            }
+                        }
+                        Output::ReadSummaries { ticket } => Input::Summaries {
+                            ticket,
+                            summaries: Ok(Vec::new()),
+                        },
+                        Output::FindUndecided { ticket, ids } => Input::Undecided {
+                            ticket,
+                            ids: ids
+                                .into_iter()
+                                .filter(|i| !self.decided.contains(i))
+                                .collect(),
+                        },
+                        Output::LookUp {
+                            ticket, content_id, ..
+                        } => Input::Facts {
+                            ticket,
+                            facts: crate::federation::judge::Facts {
+                                decided: self.decided.contains(&content_id),
+                                held: None,
+                            },
+                        },
+                        Output::Propose { ticket, command } => {
+                            let outcome = match command {
+                                _ if self.failing => Outcome::Failed("no leader".into()),
+                                crate::catalog::CatalogCommand::Recognize(r) => {
+                                    self.decided.insert(r.content_id);
+                                    Outcome::Applied {
+                                        object_id: r.content_id.to_string(),
+                                    }
+                                }
+                                other => Outcome::Refused(format!("{other:?}")),
+                            };
+                            Input::Proposed { ticket, outcome }
+                        }
+                        other => {
+                            self.said.push(other);
+                            continue;
+                        }
+                    };
+                    inputs.push_back(answer);
+                }
+            }
+        }
+
+        /// One round, started by its timer.
+        fn round(&mut self, core: &mut Core) {
+            self.run(core, Input::Timer(Timer::CatchupRound));
+        }
+
+        /// The positions the inventory requests asked after, in order.
+        fn cursors_asked(&self) -> Vec<u64> {
+            self.asked
+                .iter()
+                .filter_map(|r| match r {
+                    Request::Inventory { after, .. } => Some(*after),
+                    _ => None,
+                })
+                .collect()
+        }
+
+        fn counted(&self, what: &str) -> u64 {
+            self.said
+                .iter()
+                .filter_map(|o| match o {
+                    Output::Count(Count::Catchup(w, n)) if *w == what => Some(*n),
+                    _ => None,
+                })
+                .sum()
+        }
+    }
+
+    #[test]
+    fn a_round_fetches_what_the_zone_has_not_decided_and_the_next_starts_from_its_cursor() {
+        let kit = Kit::new();
+        let mut core = kit.core(true);
+        let mut world = World::with(&kit, 5);
+        world.decided.insert(world.theirs[1].1);
+        world.round(&mut core);
+        assert_eq!(world.counted("round"), 1);
+        assert_eq!(
+            world.counted("fetched"),
+            4,
+            "the decided one is not fetched"
+        );
+        assert_eq!(world.decided.len(), 5);
+        let fetches: Vec<usize> = world
+            .asked
+            .iter()
+            .filter_map(|r| match r {
+                Request::Fetch { ids } => Some(ids.len()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(fetches, [4]);
+        // More arrive at the peer; the next round asks only after what it got to.
+        world.theirs.extend((5..8).map(|i| {
+            let (id, envelope) = kit.partner_announcement(&format!("later {i}"));
+            (i + 1, id, envelope)
+        }));
+        world.round(&mut core);
+        assert_eq!(world.cursors_asked(), [0, 5]);
+        assert_eq!(world.counted("fetched"), 7);
+        assert!(world.said.iter().any(|o| matches!(
+            o,
+            Output::Timer {
+                timer: Timer::CatchupRound,
+                ..
+            }
+        )));
+    }
+
+    #[test]
+    fn fetched_envelopes_are_counted_once_across_the_pages_of_a_round() {
+        let kit = Kit::new();
+        let mut core = kit.core(true);
+        let mut world = World::with(&kit, 5);
+        world.page_size = 2;
+        world.round(&mut core);
+        assert_eq!(world.cursors_asked(), [0, 2, 4]);
+        assert_eq!(world.counted("fetched"), 5);
+    }
+
+    #[test]
+    fn a_page_whose_proposals_fail_is_read_again_next_round() {
+        let kit = Kit::new();
+        let mut core = kit.core(true);
+        let mut world = World::with(&kit, 3);
+        world.failing = true;
+        world.round(&mut core);
+        world.failing = false;
+        world.round(&mut core);
+        assert_eq!(world.cursors_asked(), [0, 0]);
+        assert_eq!(world.decided.len(), 3);
+        world.round(&mut core);
+        assert_eq!(world.cursors_asked(), [0, 0, 3]);
+    }
+
+    #[test]
+    fn a_round_reads_at_most_its_page_budget_and_goes_on_next_round() {
+        let kit = Kit::new();
+        let mut core = kit.core(true);
+        let mut world = World::with(&kit, PAGES_PER_ROUND + 2);
+        world.page_size = 1;
+        world.round(&mut core);
+        assert_eq!(world.cursors_asked().len(), PAGES_PER_ROUND);
+        world.round(&mut core);
+        let asked = world.cursors_asked();
+        assert_eq!(asked[PAGES_PER_ROUND], PAGES_PER_ROUND as u64);
+        assert_eq!(world.decided.len(), PAGES_PER_ROUND + 2);
+    }
+
+    #[test]
+    fn every_sixtieth_round_reads_the_peers_inventory_from_the_start_again() {
+        let kit = Kit::new();
+        let mut core = kit.core(true);
+        let mut world = World::with(&kit, 1);
+        for _ in 0..RESCAN_EVERY_ROUNDS {
+            world.round(&mut core);
+        }
+        let asked = world.cursors_asked();
+        assert_eq!(asked.len() as u64, RESCAN_EVERY_ROUNDS);
+        assert_eq!(asked[0], 0);
+        assert!(
+            asked[1..asked.len() - 1].iter().all(|&a| a == 1),
+            "{asked:?}"
+        );
+        assert_eq!(asked.last(), Some(&0), "the cursors were forgotten");
+    }
+
+    #[test]
+    fn a_peer_serving_an_envelope_it_was_not_asked_for_ends_the_round() {
+        let kit = Kit::new();
+        let mut core = kit.core(true);
+        let mut world = World::with(&kit, 1);
+        world.swap = Some(kit.partner_announcement("unasked").1);
+        world.round(&mut core);
+        assert_eq!(world.counted("failed"), 1);
+        assert_eq!(world.counted("round"), 0);
+        assert!(world.decided.is_empty(), "nothing proposed");
+        // Its verdict is noted all the same.
+        assert!(world.said.iter().any(|o| matches!(o, Output::Noted { .. })));
+    }
+
+    #[test]
+    fn a_page_going_backwards_ends_the_round_and_the_next_is_scheduled() {
+        let kit = Kit::new();
+        let mut core = kit.core(true);
+        let mut world = World::with(&kit, 2);
+        world.theirs[0].0 = 2;
+        world.theirs[1].0 = 1;
+        world.round(&mut core);
+        assert_eq!(world.counted("failed"), 1);
+        assert!(world.decided.is_empty());
+        assert!(matches!(
+            world.said.last(),
+            Some(Output::Timer {
+                timer: Timer::CatchupRound,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn a_round_that_outlasts_its_deadline_is_abandoned_and_its_late_answers_ignored() {
+        let kit = Kit::new();
+        let mut core = kit.core(true);
+        let out = core.handle(Input::Timer(Timer::CatchupRound), testkit::NOW);
+        let [Output::ListPeers { ticket }] = out.as_slice() else {
+            panic!("{out:?}");
+        };
+        let out = core.handle(
+            Input::Peers {
+                ticket: *ticket,
+                peers: vec![Peer("slow".into())],
+            },
+            testkit::NOW,
+        );
+        let (Some(summary), Some(deadline)) = (
+            out.iter().find_map(|o| match o {
+                Output::Request { ticket, .. } => Some(*ticket),
+                _ => None,
+            }),
+            out.iter().find_map(|o| match o {
+                Output::Timer {
+                    timer: t @ Timer::RoundDeadline(_),
+                    after,
+                } => Some((*t, *after)),
+                _ => None,
+            }),
+        ) else {
+            panic!("{out:?}");
+        };
+        assert_eq!(deadline.1, ROUND_TIME);
+        let out = core.handle(Input::Timer(deadline.0), testkit::NOW);
+        assert!(
+            matches!(
+                out.as_slice(),
+                [
+                    Output::Count(Count::Catchup("failed", 1)),
+                    Output::Timer {
+                        timer: Timer::CatchupRound,
+                        ..
+                    }
+                ]
+            ),
+            "{out:?}"
+        );
+        let late = Response::Summary { exchanges: vec![] }
+            .to_bytes()
+            .expect("encodes");
+        let out = core.handle(
+            Input::Response {
+                ticket: summary,
+                response: Ok(late),
+            },
+            testkit::NOW,
+        );
+        assert!(out.is_empty(), "{out:?}");
+    }
+
+    #[test]
+    fn a_follower_runs_no_round_and_waits_for_the_next() {
+        let kit = Kit::new();
+        let mut core = kit.core(false);
+        let out = core.handle(Input::Timer(Timer::CatchupRound), testkit::NOW);
+        assert!(
+            matches!(
+                out.as_slice(),
+                [Output::Timer {
+                    timer: Timer::CatchupRound,
+                    ..
+                }]
+            ),
+            "{out:?}"
+        );
+    }
+
+    /// The waits between rounds of a core seeded with `seed`, for `n` rounds.
+    fn waits(seed: u64, n: usize) -> Vec<Duration> {
+        let kit = Kit::new();
+        let mut tuning = testkit::tuning();
+        tuning.seed = Some(seed);
+        let mut core = kit.core_with(tuning, false);
+        let mut input = Input::Start;
+        let mut waits = Vec::new();
+        while waits.len() < n {
+            for o in core.handle(input, testkit::NOW) {
+                if let Output::Timer {
+                    after,
+                    timer: Timer::CatchupRound,
+                } = o
+                {
+                    waits.push(after);
+                }
+            }
+            input = Input::Timer(Timer::CatchupRound);
+        }
+        waits
+    }
+
+    #[test]
+    fn the_waits_between_rounds_are_jittered_and_the_same_for_the_same_seed() {
+        let every = testkit::tuning().catchup_every;
+        let first = waits(42, 20);
+        assert_eq!(first, waits(42, 20), "one seed, one sequence");
+        assert_ne!(first, waits(43, 20), "another seed, another sequence");
+        assert!(
+            first
+                .iter()
+                .all(|w| *w >= every * 4 / 5 && *w <= every * 6 / 5),
+            "within ±20 %: {first:?}"
+        );
+        assert!(first.iter().any(|w| *w != first[0]), "jittered: {first:?}");
+    }
+
+    fn request(r: Request) -> Input {
+        Input::Request {
+            reply: Reply(1),
+            body: r.to_bytes().expect("encodes"),
+        }
+    }
+
+    #[test]
+    fn requests_are_bounded_and_beyond_four_answers_under_way_the_peer_is_told_busy() {
+        let kit = Kit::new();
+        let mut core = kit.core(false);
+        let out = core.handle(
+            request(Request::Inventory {
+                exchange: testkit::partner(),
+                after: 3,
+                limit: 0,
+            }),
+            testkit::NOW,
+        );
+        assert!(
+            matches!(
+                out.as_slice(),
+                [Output::Serve {
+                    query: Query::Inventory {
+                        limit: 1,
+                        after: 3,
+                        ..
+                    },
+                    ..
+                }]
+            ),
+            "{out:?}"
+        );
+        for _ in 1..ANSWER_CONCURRENCY {
+            let out = core.handle(request(Request::Summary {}), testkit::NOW);
+            assert!(matches!(
+                out.as_slice(),
+                [Output::Serve {
+                    query: Query::Summary,
+                    ..
+                }]
+            ));
+        }
+        let out = core.handle(request(Request::Summary {}), testkit::NOW);
+        assert!(
+            matches!(
+                out.as_slice(),
+                [Output::Answer { response: Response::Error { message }, .. }] if message.contains("busy")
+            ),
+            "{out:?}"
+        );
+        core.handle(Input::Served { reply: Reply(1) }, testkit::NOW);
+        let out = core.handle(request(Request::Summary {}), testkit::NOW);
+        assert!(
+            matches!(out.as_slice(), [Output::Serve { .. }]),
+            "a slot is free"
+        );
+    }
+
+    #[test]
+    fn identity_and_undecodable_requests_are_answered_without_the_replica() {
+        let kit = Kit::new();
+        let mut core = kit.core(false);
+        let out = core.handle(request(Request::Identity {}), testkit::NOW);
+        let [
+            Output::Answer {
+                response: Response::Identity { delegation },
+                ..
+            },
+        ] = out.as_slice()
+        else {
+            panic!("{out:?}");
+        };
+        assert_eq!(delegation.delegation.node_key, kit.own_node.public());
+        let out = core.handle(
+            Input::Request {
+                reply: Reply(2),
+                body: b"\xff not cbor".to_vec(),
+            },
+            testkit::NOW,
+        );
+        assert!(
+            matches!(
+                out.as_slice(),
+                [Output::Answer { reply: Reply(2), response: Response::Error { message } }]
+                    if message.starts_with("undecodable request")
+            ),
+            "{out:?}"
+        );
     }
 }

@@ -6,11 +6,13 @@
 //! listed as unverified, and the transport gives them a smaller share of its inbound queue.
 //!
 //! [`judge_delegation`] is the pure check; [`Registry`] caches answers so a map refresh does not
-//! ask every peer again.
+//! ask every peer again. It is part of the shell, not of the core: asking is IO, and the answers
+//! are checked on the handle's [`Clock`](crate::clock::Clock). What it finds goes to the transport
+//! and to the core's judge, which holds an unproven peer to account for untrusted messages.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::StreamExt as _;
 use serde::Serialize;
@@ -18,7 +20,7 @@ use tokio::sync::watch;
 use xchg_protocol::catchup::{Request, Response};
 use xchg_protocol::{PublicKey, SignedDelegation, Timestamp, TrustStore, ZoneId};
 
-use super::service::Federation;
+use super::driver::Federation;
 use crate::gossip::{Peer, PeerInfo};
 use crate::raft::MemberNode;
 
@@ -145,7 +147,7 @@ pub fn judge_delegation(
 #[derive(Debug)]
 struct Entry {
     answer: Result<SignedDelegation, String>,
-    at: Instant,
+    at: Timestamp,
 }
 
 /// The answers peers gave to identity requests.
@@ -158,13 +160,13 @@ pub struct Registry {
 impl Registry {
     /// Whether `peer` is due to be asked at `now` (as [`Registry::should_ask`], without marking
     /// it as being asked).
-    pub fn is_due(&self, peer: &str, now: Instant) -> bool {
+    pub fn is_due(&self, peer: &str, now: Timestamp) -> bool {
         !self.is_fresh(peer, now) && self.asking.lock().is_ok_and(|a| !a.contains(peer))
     }
 
     /// Whether `peer` should be asked at `now`: never asked, or its answer is stale, and no
     /// request to it is under way. Marks it as being asked when it should.
-    pub fn should_ask(&self, peer: &str, now: Instant) -> bool {
+    pub fn should_ask(&self, peer: &str, now: Timestamp) -> bool {
         !self.is_fresh(peer, now)
             && self
                 .asking
@@ -172,7 +174,7 @@ impl Registry {
                 .is_ok_and(|mut a| a.insert(peer.to_owned()))
     }
 
-    fn is_fresh(&self, peer: &str, now: Instant) -> bool {
+    fn is_fresh(&self, peer: &str, now: Timestamp) -> bool {
         self.answers.lock().is_ok_and(|a| {
             a.get(peer).is_some_and(|e| {
                 let kept = if e.answer.is_ok() {
@@ -180,13 +182,13 @@ impl Registry {
                 } else {
                     FAILURE_KEPT
                 };
-                now.duration_since(e.at) < kept
+                u128::from(now.millis().saturating_sub(e.at.millis())) < kept.as_millis()
             })
         })
     }
 
     /// Records `peer`'s answer (or why there is none).
-    pub fn answered(&self, peer: &str, answer: Result<SignedDelegation, String>, now: Instant) {
+    pub fn answered(&self, peer: &str, answer: Result<SignedDelegation, String>, now: Timestamp) {
         if let Ok(mut answers) = self.answers.lock() {
             if answers.len() >= MAX_KNOWN && !answers.contains_key(peer) {
                 let oldest = answers
@@ -211,6 +213,12 @@ impl Registry {
             .ok()
             .and_then(|a| a.get(peer).map(|e| e.answer.clone()))
     }
+}
+
+/// The libp2p peer id of a member's node key.
+pub(super) fn peer_id_of(member: &MemberNode) -> Option<String> {
+    let key = <[u8; 32]>::try_from(member.public_key.as_slice()).ok()?;
+    PublicKey::from_bytes(&key).ok().map(|k| k.peer_id())
 }
 
 impl Federation {
@@ -242,24 +250,18 @@ impl Federation {
     }
 
     /// What `peer` (a libp2p peer id) has proven, as [`Federation::identity_with`], with the
-    /// trust store last loaded (it never waits for the replica).
+    /// trust store last read.
     pub(super) fn identity_of(&self, peer: &str) -> Identity {
-        let trust = self
-            .trust
-            .try_read()
-            .map_or_else(|_| self.config.trust_store(), |t| t.1.clone());
-        self.identity_with(peer, &trust)
+        self.identity_with(peer, &self.trust())
     }
 
     /// What `peer` (a libp2p peer id) has proven: membership of this zone, or its last answer
     /// to an identity request checked against `trust` and the clock of now.
     fn identity_with(&self, peer: &str, trust: &TrustStore) -> Identity {
-        let member = self.members().into_iter().find(|m| {
-            <[u8; 32]>::try_from(m.public_key.as_slice())
-                .ok()
-                .and_then(|k| PublicKey::from_bytes(&k).ok())
-                .is_some_and(|k| k.peer_id() == peer)
-        });
+        let member = self
+            .members()
+            .into_iter()
+            .find(|m| peer_id_of(m).is_some_and(|id| id == peer));
         if let Some(m) = member {
             return Identity::Member { name: m.name };
         }
@@ -273,7 +275,7 @@ impl Federation {
                 &delegation,
                 trust,
                 &self.config.zone.id,
-                Timestamp::now(),
+                self.clock.now(),
             ) {
                 Ok(zone) => Identity::Delegated { zone },
                 Err(reason) => Identity::Unproven { reason },
@@ -285,7 +287,7 @@ impl Federation {
     /// `identity` request, bounded in time and concurrency), then tells the transport which
     /// of them are proven.
     pub async fn prove(&self, peers: &[Peer]) {
-        let now = Instant::now();
+        let now = self.clock.now();
         let to_ask: Vec<&Peer> = peers
             .iter()
             .filter(|p| !matches!(self.identity_of(&p.0), Identity::Member { .. }))
@@ -297,22 +299,25 @@ impl Federation {
                 if let Err(why) = &answer {
                     tracing::debug!(%peer, reason = %why, "peer did not prove who it is");
                 }
-                self.identities.answered(&peer.0, answer, Instant::now());
+                self.identities.answered(&peer.0, answer, self.clock.now());
             })
             .await;
-        let trust = self.trust().await;
+        let trust = self.trust();
         for peer in peers {
             let proven = self.identity_with(&peer.0, &trust).is_proven();
-            self.net.set_proven(peer.clone(), proven);
+            self.set_proven(peer.clone(), proven);
         }
     }
 
     async fn ask_identity(&self, peer: &Peer) -> Result<xchg_protocol::SignedDelegation, String> {
         let body = Request::Identity {}.to_bytes().map_err(|e| e.to_string())?;
-        let answer = tokio::time::timeout(ASK_TIMEOUT, self.net.request(peer.clone(), body))
-            .await
-            .map_err(|_| format!("no identity answer within {:?}", ASK_TIMEOUT))?
-            .map_err(|e| format!("identity request failed: {e}"))?;
+        let answer = tokio::select! {
+            answer = self.net.request(peer.clone(), body) => answer,
+            () = self.clock.sleep(ASK_TIMEOUT) => {
+                return Err(format!("no identity answer within {ASK_TIMEOUT:?}"));
+            }
+        };
+        let answer = answer.map_err(|e| format!("identity request failed: {e}"))?;
         match Response::from_bytes(&answer) {
             Ok(Response::Identity { delegation }) => Ok(delegation),
             Ok(Response::Error { message }) => Err(format!(
@@ -329,7 +334,7 @@ impl Federation {
         let peers = self.net.peers().await;
         let ids: Vec<Peer> = peers.iter().map(|p| Peer(p.peer.clone())).collect();
         self.prove(&ids).await;
-        let trust = self.trust().await;
+        let trust = self.trust();
         peers
             .into_iter()
             .map(|p| {
@@ -352,7 +357,7 @@ impl Federation {
                 .collect();
             self.prove(&peers).await;
             tokio::select! {
-                _ = tokio::time::sleep(IDENTITY_EVERY) => {}
+                () = self.clock.sleep(IDENTITY_EVERY) => {}
                 _ = stop.wait_for(|s| *s) => break,
             }
         }
@@ -418,14 +423,15 @@ mod tests {
     #[test]
     fn a_peer_is_asked_once_at_a_time_and_again_only_when_its_answer_is_stale() {
         let registry = Registry::default();
-        let start = Instant::now();
+        let start = Timestamp(1_000_000);
         assert!(registry.is_due("p", start));
         assert!(registry.should_ask("p", start));
         assert!(!registry.is_due("p", start), "already being asked");
         assert!(!registry.should_ask("p", start), "already being asked");
         registry.answered("p", Err("no answer".into()), start);
-        assert!(!registry.should_ask("p", start + FAILURE_KEPT / 2));
-        assert!(registry.should_ask("p", start + FAILURE_KEPT));
+        let later = |d: Duration| start.plus_millis(d.as_millis() as u64);
+        assert!(!registry.should_ask("p", later(FAILURE_KEPT / 2)));
+        assert!(registry.should_ask("p", later(FAILURE_KEPT)));
         assert!(registry.answer("p").is_some());
     }
 }

@@ -1,22 +1,39 @@
 //! Federation: what leaves a zone, what is accepted from elsewhere, and catching up.
 //!
+//! A core with no IO and a driver around it. The core ([`core::Core`]) is a state machine,
+//! `handle(input, now) -> outputs`, made of three parts that each own their state:
+//! - [`judge`]: the receiving pipeline (size → decode → delegation → signature → id →
+//!   agreement → refusal rate) that turns envelopes into verdicts and proposals;
+//! - [`publish`]: the leader's publisher, which signs the replicated outbox and publishes it;
+//! - [`catchup`]: anti-entropy over request-response, answering and asking, with its cursors.
+//!
+//! The core imports only the protocol, the catalog's types, the policies below and the
+//! transport's vocabulary (peers, verdicts, offences). [`driver`] is the async shell: it feeds
+//! the core from the transport, the replica's signals, Raft's leadership and the [`Clock`], and
+//! carries out its outputs (replica reads in [`replica`], proposals, publishes, requests,
+//! timers). [`Federation`] is the handle the rest of the node holds.
+//!
+//! Beside them:
 //! - [`policy`]: the export firewall and the recognition policy, as pure functions.
-//! - [`inbound`]: the receiving pipeline (size → decode → delegation → signature → id →
-//!   agreement) that turns gossip messages into verdicts and proposals.
-//! - [`outbound`]: the leader's publisher, which signs the replicated outbox and publishes it.
-//! - [`catchup`]: anti-entropy over request-response.
 //! - [`identity`]: what a gossip peer proves to be (membership, or a delegation of its key).
 //! - [`limits`]: how many agreement refusals are recorded per signer and peer.
 //! - [`verdicts`]: why each verdict was given, and the journal an operator reads.
-//! - [`service`]: the task that ties them to the gossip transport and to Raft.
+//!
+//! [`Clock`]: crate::clock::Clock
 
 pub mod catchup;
+pub mod core;
+pub mod driver;
 pub mod identity;
-pub mod inbound;
+pub mod judge;
 pub mod limits;
-pub mod outbound;
-pub mod policy;
-pub mod service;
+pub use crate::catalog::policy;
+pub mod publish;
+pub mod replica;
+#[cfg(test)]
+mod testkit;
 pub mod verdicts;
 
-pub use service::{Federation, Tuning};
+pub use self::core::Tuning;
+pub use driver::{Driver, Federation, Parts, Stopped};
+pub use judge::{Judgement, Proposal};

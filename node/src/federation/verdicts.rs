@@ -1,4 +1,4 @@
-//! Why the receiving pipeline decided what it did ([`Reason`], one name per outcome, each with
+//! Why the judge decided what it did ([`Reason`], one name per outcome, each with
 //! its fixed gossip verdict), and this node's [`Journal`] of recent verdicts, which an operator
 //! looks up by content id (`GET /v1/federation/verdicts`).
 //!
@@ -267,7 +267,7 @@ impl LogBudget {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::federation::inbound::verdict_for;
+    use crate::federation::judge::verdict_for;
 
     #[test]
     fn the_log_budget_holds_back_a_flood_and_says_how_much() {
