@@ -16,4 +16,5 @@ pub mod federation;
 pub mod gossip;
 pub mod node;
 pub mod raft;
+pub mod recovery;
 pub mod store;

@@ -2,10 +2,15 @@
 //!
 //! ```text
 //! out/layout.json                      what was generated, tokens included (mode 0600)
-//! out/keys/<exchange>-root.key         exchange root keys (mode 0600)
-//! out/keys/<exchange>-<zone>-<n>.key   node keys (mode 0600)
+//! out/root/<exchange>-root.key         exchange root keys (folder 0700, files 0600)
+//! out/keys/<exchange>-<zone>-<n>.key   node keys (folder 0700, files 0600)
 //! out/nodes/<exchange>-<zone>-<n>.toml node configs; paths inside are relative to nodes/
 //! ```
+//!
+//! The root keys have a folder of their own because they belong on no node: a root key signs
+//! delegations and revocations for its whole exchange, so it is kept offline and brought out
+//! only for `xchg config add-node` and `xchg federation revoke`; `keys/` is what a node's
+//! machine needs (its own key file).
 //!
 //! Nodes are numbered `i = 0, 1, 2, ...` over the whole layout in layout order (exchanges, their
 //! zones hub first, then nodes) and get ports `base + 3i` (API), `base + 3i + 1` (Raft) and
@@ -30,12 +35,12 @@ use std::str::FromStr;
 use multiaddr::Multiaddr;
 use rand::rngs::OsRng;
 use serde::{Deserialize, Serialize};
-use xchg_protocol::{ExchangeId, NodeName, Timestamp, ZoneId};
+use xchg_protocol::{ExchangeId, NodeName, PartyId, Timestamp, ZoneId};
 
 use crate::model::RaftTuning;
 use crate::raw::RawConfig;
 use crate::role::Role;
-use crate::secret::{write_key_file, write_secret};
+use crate::secret::{create_private_dir, write_key_file, write_secret};
 use crate::violation::{ConfigError, Violation};
 pub use add::{AddNodeError, AddNodeOptions, AddedNode, JoinRequest, add_node};
 use plan::Plan;
@@ -165,6 +170,9 @@ pub struct LayoutZone {
     pub display_name: String,
     /// The zone's initial tokens, one per role; the configs hold only their hashes.
     pub tokens: ZoneTokens,
+    /// The demo party the provider token is bound to: it submits and updates only listings
+    /// whose `provider.id` is this party's id.
+    pub provider_party: LayoutParty,
     /// The zone's nodes, in port order.
     pub nodes: Vec<LayoutNode>,
 }
@@ -196,6 +204,16 @@ impl ZoneTokens {
             Role::Regulator => &self.regulator,
         }
     }
+}
+
+/// A party (a provider organisation) as `layout.json` names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LayoutParty {
+    /// Party id: what a listing's `provider.id` holds.
+    pub id: PartyId,
+    /// Name shown to people: a listing's `provider.name`.
+    pub name: String,
 }
 
 /// One node of a layout.
@@ -285,15 +303,19 @@ pub fn generate(opts: &LayoutOptions, now: Timestamp) -> Result<Layout, Generate
     let plan = plan::plan(opts, &mut OsRng)?;
     let validity = Validity::days_from(now, opts.valid_days);
     let keys = opts.out.join("keys");
+    let roots = opts.out.join(ROOT_KEY_DIR);
     let nodes = opts.out.join("nodes");
-    for dir in [&opts.out, &keys, &nodes] {
-        std::fs::create_dir_all(dir).map_err(|source| io_error(dir, source))?;
+    // The layout directory holds every secret of the federation (tokens, keys): private when
+    // this run creates it; an existing directory keeps the modes its owner chose.
+    for dir in [&opts.out, &keys, &roots] {
+        create_private_dir(dir).map_err(|source| io_error(dir, source))?;
     }
+    std::fs::create_dir_all(&nodes).map_err(|source| io_error(&nodes, source))?;
     let mut layout = Layout {
         exchanges: Vec::new(),
     };
     for (e, ex) in plan.exchanges.iter().enumerate() {
-        let root_file = keys.join(format!("{}-root.key", ex.id));
+        let root_file = root_key_file(&opts.out, &ex.id);
         write_key_file(&root_file, &ex.root).map_err(|source| io_error(&root_file, source))?;
         let mut zones = Vec::new();
         for (z, zone) in ex.zones.iter().enumerate() {
@@ -321,6 +343,7 @@ pub fn generate(opts: &LayoutOptions, now: Timestamp) -> Result<Layout, Generate
                 id: zone.id.clone(),
                 display_name: zone.display_name.to_owned(),
                 tokens: zone.tokens.clone(),
+                provider_party: zone.provider_party.clone(),
                 nodes: layout_nodes,
             });
         }
@@ -336,6 +359,14 @@ pub fn generate(opts: &LayoutOptions, now: Timestamp) -> Result<Layout, Generate
     write_secret(&layout_file, format!("{json}\n").as_bytes())
         .map_err(|source| io_error(&layout_file, source))?;
     Ok(layout)
+}
+
+/// The folder of a layout that holds the exchange root keys, apart from the node keys.
+pub const ROOT_KEY_DIR: &str = "root";
+
+/// Where a layout in `dir` keeps `exchange`'s root key: `root/<exchange>-root.key`.
+pub fn root_key_file(dir: &Path, exchange: &ExchangeId) -> PathBuf {
+    dir.join(ROOT_KEY_DIR).join(format!("{exchange}-root.key"))
 }
 
 /// Writes one node's config and loads it back.

@@ -127,7 +127,9 @@ impl From<Refusal> for ApiError {
     fn from(r: Refusal) -> Self {
         let status = match r {
             Refusal::NotFound(_) => StatusCode::NOT_FOUND,
-            Refusal::Conflict(_) | Refusal::IllegalTransition(_) => StatusCode::CONFLICT,
+            Refusal::Conflict(_) | Refusal::IllegalTransition(_) | Refusal::LastAdmin(_) => {
+                StatusCode::CONFLICT
+            }
             Refusal::Forbidden(_) => StatusCode::FORBIDDEN,
             Refusal::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
         };

@@ -203,7 +203,37 @@ pub enum CatalogCommand {
         at: Timestamp,
         /// The admin.
         actor: Actor,
+        /// The hashes of the admin tokens in the proposing node's config: with the tokens
+        /// table, the admin tokens that still work, of which the state machine never revokes
+        /// the last. Absent in entries written before that rule, which apply as they did.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        config_admins: Option<Vec<String>>,
     },
+}
+
+/// The actor id of a command a zone member proposes on its own authority (`node:<name>`), as
+/// the offline admin recovery does ([`crate::recovery`]). Party ids and token ids cannot
+/// contain `:` after `node`, so no API caller is ever given it.
+pub const NODE_ACTOR_PREFIX: &str = "node:";
+
+/// The rule that binds providers to parties: a provider token acts only for the party it is
+/// bound to (a listing's `provider.id`), and a provider token bound to no party (created by an
+/// older xchg) acts for none. Other roles are not bound by it.
+///
+/// # Errors
+/// Why the caller may not act for `named`.
+pub fn party_rule(role: Role, party: Option<&str>, named: &str) -> Result<(), String> {
+    match party {
+        Some(party) if party != named => Err(format!(
+            "this token acts for {party}; it cannot submit or update listings for {named}"
+        )),
+        None if role == Role::Provider => Err(format!(
+            "this provider token is bound to no party, so it cannot submit or update listings \
+             (for {named} or anyone); an admin creates one bound to the party with POST \
+             /v1/tokens {{\"role\":\"provider\",\"party\":\"{named}\",...}}"
+        )),
+        _ => Ok(()),
+    }
 }
 
 impl CatalogCommand {
@@ -232,11 +262,15 @@ impl CatalogCommand {
     }
 
     /// The member a node-proposed command names as its proposer (recognitions, published
-    /// envelopes); `None` for the commands people ask for.
+    /// envelopes, a token handed over by the offline admin recovery); `None` for the commands
+    /// people ask for.
     pub fn proposing_node(&self) -> Option<&str> {
         match self {
             CatalogCommand::Recognize(r) => Some(r.node.as_str()),
             CatalogCommand::RecordPublished { node, .. } => Some(node.as_str()),
+            CatalogCommand::CreateToken { actor, .. } => {
+                actor.id.strip_prefix(NODE_ACTOR_PREFIX)
+            }
             _ => None,
         }
     }
@@ -278,12 +312,8 @@ impl CatalogCommand {
             CatalogCommand::UpdateListing { draft, .. } => Some(draft.provider.id.as_str()),
             _ => None,
         };
-        if let (Some(party), Some(named)) = (party, named_party)
-            && party != named
-        {
-            return Err(Refusal::Forbidden(format!(
-                "this token acts for {party}; it cannot act for {named}"
-            )));
+        if let Some(named) = named_party {
+            party_rule(actor.role, party, named).map_err(Refusal::Forbidden)?;
         }
         match self {
             CatalogCommand::SubmitListing { actor: a, .. }
@@ -375,6 +405,9 @@ pub enum Refusal {
     /// The command's content is inconsistent (an envelope that does not decode or match).
     #[error("{0}")]
     Invalid(String),
+    /// Revoking this admin token would leave the zone with no working admin token.
+    #[error("{0}")]
+    LastAdmin(String),
 }
 
 impl Refusal {
@@ -386,6 +419,7 @@ impl Refusal {
             Refusal::Forbidden(_) => "forbidden",
             Refusal::IllegalTransition(_) => "illegal_transition",
             Refusal::Invalid(_) => "invalid",
+            Refusal::LastAdmin(_) => "last_admin",
         }
     }
 }
