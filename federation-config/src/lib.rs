@@ -14,6 +14,10 @@
 pub mod layout;
 mod model;
 pub mod raw;
+
+/// The configuration reference (`CONFIG.md`): every key, its type, default, unit and an
+/// example; `xchg config reference` prints it. A test keeps it in step with [`raw`].
+pub const REFERENCE: &str = include_str!("../CONFIG.md");
 mod role;
 mod secret;
 mod syntax;
@@ -25,9 +29,9 @@ use std::path::Path;
 use xchg_protocol::{PublicKey, Timestamp};
 
 pub use model::{
-    Agreement, ApiSection, CategorySet, ExchangeSection, ExportPolicy, Gossip, Listen, Member,
-    ModeSet, NodeConfig, NodeSection, OutsideExchange, PersonalInfoExport, RaftTuning, TokenHash,
-    ZoneSection,
+    Agreement, ApiSection, CategorySet, ExchangeSection, ExportPolicy, Gossip, HttpLimits, Listen,
+    Member, ModeSet, NodeConfig, NodeSection, OutsideExchange, PersonalInfoExport, RaftTuning,
+    TokenHash, ZoneSection,
 };
 pub use role::{Role, UnknownRole};
 pub use secret::{

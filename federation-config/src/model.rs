@@ -44,6 +44,30 @@ impl NodeConfig {
         self.zone.members.iter().find(|m| m.name == self.node.name)
     }
 
+    /// A digest of the settings every member of the zone must share: the export policy, the
+    /// sibling agreement and each outside exchange's id, root key and agreement (not display
+    /// names or bootstrap addresses, which may differ). Members compare it at run time.
+    pub fn zone_policy_digest(&self) -> [u8; 32] {
+        use sha2::{Digest, Sha256};
+        let mut outside: Vec<_> = self
+            .outside
+            .iter()
+            .map(|o| {
+                (
+                    o.id.to_string(),
+                    o.root_public_key.to_base64(),
+                    &o.agreement,
+                )
+            })
+            .collect();
+        outside.sort_by(|a, b| a.0.cmp(&b.0));
+        let text = format!(
+            "{:?}|{:?}|{:?}",
+            self.export, self.sibling_agreement, outside
+        );
+        Sha256::digest(text.as_bytes()).into()
+    }
+
     /// The other members of the zone: the Raft peers.
     pub fn peers(&self) -> impl Iterator<Item = &Member> {
         self.zone
@@ -298,6 +322,8 @@ pub struct OutsideExchange {
 pub struct ApiSection {
     /// Largest accepted request body, bytes.
     pub max_body_bytes: u64,
+    /// The HTTP server's bounds on connections and time.
+    pub limits: HttpLimits,
     /// The zone's initial role tokens, as hashes; distinct.
     pub tokens: Vec<TokenHash>,
 }
@@ -307,6 +333,43 @@ impl ApiSection {
     pub const DEFAULT_MAX_BODY_BYTES: u64 = 1 << 20;
     /// The highest request body limit a config may set: 16 MiB.
     pub const MAX_MAX_BODY_BYTES: u64 = 16 << 20;
+}
+
+/// How many connections the API serves at once and how long each may take: a client that
+/// connects and stays silent, sends half a request, or never finishes its body is dropped, not
+/// served forever (issue #12: 300 half-sent requests held 400 files open for good).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// Most connections open at once; 1 to [`HttpLimits::MAX_CONNECTIONS`]. Each costs a file
+    /// descriptor, and the node needs others for its database, Raft and gossip, so the default
+    /// stays well under the usual limit of 1024 open files.
+    pub max_connections: u32,
+    /// Milliseconds to receive a request's head once the node waits for it.
+    pub header_read_timeout_ms: u64,
+    /// Milliseconds a kept-alive connection may wait for its next request.
+    pub idle_timeout_ms: u64,
+    /// Milliseconds from a request's head to its answer, its body included.
+    pub request_timeout_ms: u64,
+}
+
+impl HttpLimits {
+    /// The highest `max_connections` a config may set.
+    pub const MAX_CONNECTIONS: u32 = 65_536;
+    /// The shortest timeout a config may set, milliseconds.
+    pub const MIN_TIMEOUT_MS: u64 = 100;
+    /// The longest timeout a config may set, milliseconds (one hour).
+    pub const MAX_TIMEOUT_MS: u64 = 3_600_000;
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            max_connections: 512,
+            header_read_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
+            request_timeout_ms: 60_000,
+        }
+    }
 }
 
 /// A role token, known only by its hash.

@@ -197,6 +197,21 @@ pub struct RawApi {
     /// Largest accepted request body in bytes (default 1048576).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_body_bytes: Option<u64>,
+    /// Most HTTP connections open at once; more are answered 503 and closed (default 512).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<u64>,
+    /// Milliseconds a client has to send a request's head (request line and headers) once the
+    /// node waits for it: after connecting, or from its first byte on a kept-alive connection
+    /// (default 10000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header_read_timeout_ms: Option<u64>,
+    /// Milliseconds a kept-alive connection may wait for its next request (default 60000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_timeout_ms: Option<u64>,
+    /// Milliseconds one request may take from its head to its answer, its body included
+    /// (default 60000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_timeout_ms: Option<u64>,
     /// The zone's initial role tokens, as hashes.
     #[serde(default)]
     pub tokens: Vec<RawToken>,

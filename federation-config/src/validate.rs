@@ -20,9 +20,9 @@ use xchg_protocol::{
 };
 
 use crate::model::{
-    Agreement, ApiSection, CategorySet, ExchangeSection, ExportPolicy, Gossip, Listen, Member,
-    ModeSet, NodeConfig, NodeSection, OutsideExchange, PersonalInfoExport, RaftTuning, TokenHash,
-    ZoneSection,
+    Agreement, ApiSection, CategorySet, ExchangeSection, ExportPolicy, Gossip, HttpLimits, Listen,
+    Member, ModeSet, NodeConfig, NodeSection, OutsideExchange, PersonalInfoExport, RaftTuning,
+    TokenHash, ZoneSection,
 };
 use crate::raw::{
     RawAgreement, RawApi, RawConfig, RawExchange, RawExport, RawGossip, RawListen, RawMember,
@@ -763,6 +763,7 @@ impl Checker<'_> {
                 ),
             );
         }
+        let limits = self.http_limits(&raw);
         let tokens: Vec<Option<TokenHash>> = raw
             .tokens
             .iter()
@@ -787,8 +788,50 @@ impl Checker<'_> {
             .filter(|_| self.report.clean_since(mark))
             .map(|tokens| ApiSection {
                 max_body_bytes,
+                limits,
                 tokens,
             })
+    }
+
+    fn http_limits(&mut self, raw: &RawApi) -> HttpLimits {
+        let d = HttpLimits::default();
+        let max_connections = raw.max_connections.unwrap_or(u64::from(d.max_connections));
+        if max_connections == 0 || max_connections > u64::from(HttpLimits::MAX_CONNECTIONS) {
+            self.report.error(
+                "api.max_connections",
+                format!(
+                    "must be from 1 to {}: each connection holds a file descriptor",
+                    HttpLimits::MAX_CONNECTIONS
+                ),
+            );
+        }
+        let limits = HttpLimits {
+            max_connections: u32::try_from(max_connections).unwrap_or(d.max_connections),
+            header_read_timeout_ms: raw
+                .header_read_timeout_ms
+                .unwrap_or(d.header_read_timeout_ms),
+            idle_timeout_ms: raw.idle_timeout_ms.unwrap_or(d.idle_timeout_ms),
+            request_timeout_ms: raw.request_timeout_ms.unwrap_or(d.request_timeout_ms),
+        };
+        for (key, ms) in [
+            ("api.header_read_timeout_ms", limits.header_read_timeout_ms),
+            ("api.idle_timeout_ms", limits.idle_timeout_ms),
+            ("api.request_timeout_ms", limits.request_timeout_ms),
+        ] {
+            if !(HttpLimits::MIN_TIMEOUT_MS..=HttpLimits::MAX_TIMEOUT_MS).contains(&ms) {
+                self.report.error(
+                    key,
+                    format!(
+                        "{ms} is outside {} to {} milliseconds (0.1 s to one hour): a client \
+                         must get time to send, and a silent one must not hold its connection \
+                         for good",
+                        HttpLimits::MIN_TIMEOUT_MS,
+                        HttpLimits::MAX_TIMEOUT_MS
+                    ),
+                );
+            }
+        }
+        limits
     }
 
     fn token(&mut self, i: usize, raw: &RawToken) -> Option<TokenHash> {

@@ -6,8 +6,8 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use xchg_federation_config::{
-    Agreement, ApiSection, CategorySet, ConfigError, ExportPolicy, Loaded, ModeSet, RaftTuning,
-    Role, Severity, Violation, parse,
+    Agreement, ApiSection, CategorySet, ConfigError, ExportPolicy, HttpLimits, Loaded, ModeSet,
+    RaftTuning, Role, Severity, Violation, parse,
 };
 use xchg_protocol::{Classification, DeliveryMode, ExchangeId, Timestamp};
 
@@ -88,6 +88,15 @@ fn the_three_member_fixture_becomes_a_fully_typed_config() {
         .verify(&trust, common::NOW)
         .expect("own delegation verifies");
 
+    assert_eq!(
+        c.api.limits,
+        HttpLimits {
+            max_connections: 64,
+            header_read_timeout_ms: 2000,
+            idle_timeout_ms: 30_000,
+            request_timeout_ms: 15_000,
+        }
+    );
     let roles: Vec<Role> = c.api.tokens.iter().map(|t| t.role).collect();
     assert_eq!(roles, Role::ALL);
     let parties: Vec<Option<&str>> = c
@@ -119,6 +128,14 @@ fn omitted_sections_take_their_documented_defaults() {
     assert_eq!(c.sibling_agreement.categories, CategorySet::All);
     assert_eq!(c.sibling_agreement.delivery_modes, ModeSet::All);
     assert_eq!(c.api.max_body_bytes, ApiSection::DEFAULT_MAX_BODY_BYTES);
+    assert_eq!(c.api.limits, HttpLimits::default());
+    assert_eq!(
+        (
+            c.api.limits.max_connections,
+            c.api.limits.header_read_timeout_ms
+        ),
+        (512, 10_000)
+    );
     assert!(c.api.tokens.is_empty() && c.outside.is_empty() && c.gossip.bootstrap.is_empty());
 }
 

@@ -61,7 +61,7 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         capture_wire: Option<PathBuf>,
     },
-    /// Generate and check node configurations.
+    /// Generate and check node configurations (`xchg config reference` lists every key).
     #[command(subcommand)]
     Config(ConfigCommand),
     /// Measure throughput and latency.
@@ -156,7 +156,8 @@ enum FederationCommand {
         /// The exchange whose root signs.
         #[arg(long)]
         exchange: String,
-        /// The node key to revoke (base64, as in the zone's member list).
+        /// The node key to revoke: base64 (as in the zone's member list) or 64 hex digits (as
+        /// the API shows keys).
         #[arg(long)]
         key: String,
         /// Why, for the record.
@@ -273,6 +274,8 @@ enum ConfigCommand {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Print the configuration reference: every key, its type, default, unit and an example.
+    Reference,
 }
 
 fn main() -> ExitCode {
@@ -349,6 +352,10 @@ fn main() -> ExitCode {
             valid_days,
         }) => cli::config::add_node(layout, &zone, name.as_deref(), host, base_port, valid_days),
         Command::Config(ConfigCommand::Validate { files }) => cli::config::validate(&files),
+        Command::Config(ConfigCommand::Reference) => {
+            print!("{}", xchg_federation_config::REFERENCE);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Bench(BenchCommand::Zone {
             clients,
             seconds,

@@ -26,7 +26,7 @@ use crate::raft::router::Router;
 use crate::raft::tls::{self, MemberKeys, TlsTransport};
 use crate::raft::transport::{ZoneService, ZoneTransport};
 use crate::raft::{MemberNode, NodeId, Raft, node_id};
-use crate::raft::{bootstrap, compaction, election};
+use crate::raft::{bootstrap, compaction, consistency, election};
 use crate::store::{Db, LogStore, Signals, StateMachine};
 
 /// How this node reaches the other members of its zone.
@@ -338,9 +338,19 @@ pub async fn start(
         ));
     }
     let amnesia = bootstrap::Amnesia::default();
+    let policy_digest = config.zone_policy_digest();
+    let policy_check = consistency::PolicyCheck::default();
+    tasks.spawn(consistency::run(
+        raft.clone(),
+        transport.clone(),
+        policy_digest,
+        policy_check.clone(),
+        stop_rx.clone(),
+    ));
     let service = ZoneService::new(raft.clone())
         .with_member_keys(member_keys.clone())
         .with_configured(members.clone())
+        .with_policy(policy_digest)
         .with_pre_vote(log.clone(), election_timing.lease)
         .with_amnesia(amnesia.clone());
     if let Some(router) = &router {
@@ -451,23 +461,24 @@ pub async fn start(
         metrics,
         committed,
         removal,
+        policy_check,
     });
     // The leader checks writes its followers forward with the same token table as its API.
     service.set_authorize(Arc::new(state.clone()));
     {
         let mut rx = stop_rx.clone();
-        tasks.spawn(async move {
-            let app = api::router(state);
-            let shutdown = async move {
+        let limits = api::server::Limits::from(config.api.limits);
+        let metrics = state.metrics.clone();
+        let app = api::router(state);
+        tasks.spawn(api::server::serve(
+            api_listener,
+            app,
+            limits,
+            metrics,
+            async move {
                 let _ = rx.wait_for(|s| *s).await;
-            };
-            if let Err(e) = axum::serve(api_listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-            {
-                tracing::error!(error = %e, "HTTP API stopped");
-            }
-        });
+            },
+        ));
     }
     tracing::info!(node = %config.node.name, zone = %config.zone.id, %api_addr, "node started");
     Ok(NodeHandle {

@@ -394,6 +394,36 @@ pub enum VerifyError {
 }
 
 impl VerifyError {
+    /// Every string [`VerifyError::kind`] returns (the decoding kinds of [`DecodeError::kind`]
+    /// first), in the order of PROTOCOL.md 6.3, which lists the same strings
+    /// (`protocol/tests/kinds.rs` keeps the three in step).
+    pub const KINDS: [&'static str; 24] = [
+        "too_large",
+        "too_deep",
+        "truncated",
+        "trailing_bytes",
+        "non_canonical",
+        "unsupported_item",
+        "invalid_utf8",
+        "shape",
+        "unsupported_version",
+        "unexpected_delegation",
+        "missing_delegation",
+        "unknown_exchange",
+        "untrusted_root",
+        "bad_delegation_signature",
+        "zone_outside_exchange",
+        "revoked_key",
+        "delegation_not_yet_valid",
+        "delegation_expired",
+        "bad_signature",
+        "id_mismatch",
+        "invalid_listing",
+        "invalid_body",
+        "wrong_origin",
+        "from_the_future",
+    ];
+
     /// A stable snake_case name for this kind of error: test vectors, metrics, rejection records.
     pub fn kind(&self) -> &'static str {
         match self {

@@ -3,13 +3,15 @@
 //! A node asks a peer what it holds per exchange ([`Request::Summary`]), pages through the
 //! content ids it lacks ([`Request::Inventory`]) and fetches those envelopes
 //! ([`Request::Fetch`]). Every envelope obtained this way is verified exactly like gossip.
+//! On the same protocol a node asks a peer who it is ([`Request::Identity`]): the answer is the
+//! delegation of the key the peer connected with, which proves its exchange and zone.
 //! Requests and responses are canonical CBOR; receivers decode them with [`Limits`].
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::canonical::{DecodeError, EncodeError, Limits, from_canonical, to_canonical};
-use crate::{ContentId, ExchangeId};
+use crate::{ContentId, ExchangeId, SignedDelegation};
 
 /// Most content ids in one inventory page.
 pub const MAX_INVENTORY: u32 = 512;
@@ -40,6 +42,9 @@ pub enum Request {
         /// Wanted envelope body ids.
         ids: Vec<ContentId>,
     },
+    /// The responder's delegation (PROTOCOL.md 7.5): which zone the key it connected with
+    /// speaks for.
+    Identity {},
 }
 
 /// What a responder holds for one exchange.
@@ -89,6 +94,12 @@ pub enum Response {
     Envelopes {
         /// Envelope bytes, each exactly as published.
         envelopes: Vec<Blob>,
+    },
+    /// Answer to [`Request::Identity`]: the root-signed delegation of the responder's node
+    /// key, the key its libp2p identity is derived from.
+    Identity {
+        /// The delegation, as carried in the responder's envelopes.
+        delegation: SignedDelegation,
     },
     /// The request was understood but refused.
     Error {
@@ -176,6 +187,7 @@ mod tests {
                 limit: 100,
             },
             Request::Fetch { ids: vec![id] },
+            Request::Identity {},
         ];
         for r in reqs {
             let bytes = r.to_bytes().expect("encode");
@@ -187,6 +199,39 @@ mod tests {
         };
         let bytes = resp.to_bytes().expect("encode");
         assert_eq!(Response::from_bytes(&bytes).expect("decode"), resp);
+    }
+
+    #[test]
+    fn an_identity_answer_fits_the_response_depth_and_is_byte_exact() {
+        let root = crate::Keypair::from_seed(&[1; 32]);
+        let node = crate::Keypair::from_seed(&[2; 32]);
+        let delegation = SignedDelegation::sign(
+            crate::Delegation {
+                exchange: "xuchang".parse().expect("id"),
+                zone: "xuchang/yuzhou".parse().expect("id"),
+                node_key: node.public(),
+                not_before: crate::Timestamp(0),
+                not_after: crate::Timestamp(1),
+            },
+            &root,
+        );
+        let resp = Response::Identity {
+            delegation: delegation.clone(),
+        };
+        let bytes = resp.to_bytes().expect("encode");
+        assert_eq!(Response::from_bytes(&bytes).expect("decode"), resp);
+        // `{"identity": {"delegation": <the signed delegation's own bytes>}}`.
+        let mut expected = vec![0xa1, 0x68];
+        expected.extend_from_slice(b"identity");
+        expected.extend_from_slice(&[0xa1, 0x6a]);
+        expected.extend_from_slice(b"delegation");
+        expected.extend_from_slice(&delegation.to_bytes());
+        assert_eq!(bytes, expected);
+        let request = Request::Identity {}.to_bytes().expect("encode");
+        let mut expected = vec![0xa1, 0x68];
+        expected.extend_from_slice(b"identity");
+        expected.push(0xa0);
+        assert_eq!(request, expected);
     }
 
     #[test]

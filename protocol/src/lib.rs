@@ -7,7 +7,7 @@
 //! - [`canonical`]: deterministic CBOR encoding and bounded decoding of untrusted bytes.
 //! - [`ids`]: exchange, zone, node and party identifiers; content ids.
 //! - [`keys`]: ed25519 keys, signatures and domain tags.
-//! - [`listing`]: listings and their validation rules.
+//! - [`listing`]: listings and their validation rules; [`text`]: the rule of their free text.
 //! - [`announcement`]: delegations, signed announcements, offline verification.
 
 mod bytes;
@@ -20,6 +20,7 @@ pub mod keys;
 pub mod listing;
 #[cfg(feature = "openapi")]
 mod openapi;
+pub mod text;
 pub mod time;
 pub mod vectors;
 

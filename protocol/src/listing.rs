@@ -327,20 +327,12 @@ impl Violations {
         });
     }
 
-    /// The text rule: `required` text is not blank, at most `max` characters, and no control
-    /// characters other than newline and tab.
+    /// The text rule ([`crate::text`]): at most `max` characters; no control character other
+    /// than newline and tab, no bidirectional override or isolate, no noncharacter; and when
+    /// `required`, at least one visible character.
     pub(crate) fn text(&mut self, field: &str, value: &str, max: usize, required: bool) {
-        let chars = value.chars().count();
-        if required && value.trim().is_empty() {
-            self.add(field, "must not be empty");
-        } else if chars > max {
-            self.add(field, format!("{chars} characters, at most {max} allowed"));
-        }
-        if value
-            .chars()
-            .any(|c| c.is_control() && c != '\n' && c != '\t')
-        {
-            self.add(field, "must not contain control characters");
+        for problem in crate::text::problems(value, max, required) {
+            self.add(field, problem.message(max));
         }
     }
 

@@ -472,7 +472,7 @@ fn rust_white_space_is_exactly_the_25_unicode_white_space_code_points() {
 }
 
 #[test]
-fn a_title_of_only_white_space_is_blank_but_one_of_only_invisible_format_characters_is_not() {
+fn a_title_of_only_white_space_is_blank_and_one_of_only_invisible_characters_as_good() {
     for cp in WHITE_SPACE {
         let c = char::from_u32(cp).expect("a scalar value");
         let errors = draft_errors(|d| d.title = c.to_string().repeat(3));
@@ -482,12 +482,35 @@ fn a_title_of_only_white_space_is_blank_but_one_of_only_invisible_format_charact
         );
     }
     // ZERO WIDTH SPACE, MONGOLIAN VOWEL SEPARATOR, WORD JOINER, ZERO WIDTH NO-BREAK SPACE:
-    // general category Cf, not White_Space and not Cc.
+    // general category Cf, not White_Space and not Cc, but default-ignorable: they show
+    // nothing, so a title of only them is refused (it was accepted before issue #12).
     for c in ['\u{200B}', '\u{180E}', '\u{2060}', '\u{FEFF}'] {
-        assert_eq!(draft_errors(|d| d.title = c.to_string()), [], "{c:?}");
+        let errors = draft_errors(|d| d.title = c.to_string());
+        assert_eq!(errors.len(), 1, "{c:?}: {errors:?}");
+        assert!(
+            errors[0].1.starts_with("must show a visible character"),
+            "{errors:?}"
+        );
     }
     assert_eq!(listing_with("title", text("\u{3000}")), "invalid_listing");
-    assert_eq!(listing_with("title", text("\u{200B}")), "verified");
+    assert_eq!(listing_with("title", text("\u{200B}")), "invalid_listing");
+    assert_eq!(listing_with("title", text("信\u{200B}用")), "verified");
+}
+
+#[test]
+fn bidirectional_overrides_and_noncharacters_are_invalid_in_every_text_field() {
+    for bad in ["a\u{202E}b", "a\u{2066}b", "a\u{FDD0}b", "a\u{10FFFF}b"] {
+        for field in ["title", "description"] {
+            assert_eq!(
+                listing_with(field, text(bad)),
+                "invalid_listing",
+                "{field} {bad:?}"
+            );
+        }
+        let errors = draft_errors(|d| d.scenarios = vec![bad.to_owned()]);
+        assert_eq!(errors.len(), 1, "{bad:?}: {errors:?}");
+        assert_eq!(errors[0].0, "scenarios[0]");
+    }
 }
 
 #[test]

@@ -2,8 +2,9 @@
 //! processes on loopback addresses and stop everything they start.
 //!
 //! [`Zone`] generates a layout with the real `xchg config generate`, starts and kills node
-//! processes, and offers small HTTP helpers. Waits are conditions with deadlines ([`eventually`]),
-//! never fixed sleeps.
+//! processes, and offers small HTTP helpers; [`in_process::Federation`] runs a whole federation
+//! inside the test process. Waits are conditions with deadlines ([`eventually`]), never fixed
+//! sleeps.
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -14,6 +15,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use serde_json::Value;
 use xchg_federation_config::layout::{Layout, ZoneTokens};
+
+pub mod in_process;
 
 /// The `xchg` binary built alongside the tests (`target/<profile>/xchg`).
 ///
@@ -429,6 +432,11 @@ impl Zone {
     /// Whether node `i`'s process is running.
     pub fn is_running(&self, i: usize) -> bool {
         self.nodes[i].child.is_some()
+    }
+
+    /// Node `i`'s process id, while it runs.
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.nodes[i].child.as_ref().map(Child::id)
     }
 
     /// GET `path` on node `i` with `token`; the status and JSON body.

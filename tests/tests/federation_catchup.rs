@@ -4,139 +4,16 @@
 //! gossip and catch-up requests alike and which never replays old messages, so anything that
 //! arrives after healing came through catch-up.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{Value, json};
-use xchg_federation_config::layout::{self, Layout, LayoutKind, LayoutOptions};
+use serde_json::json;
+use xchg_federation_config::layout::LayoutKind;
 use xchg_node::federation::Tuning;
-use xchg_node::gossip::memory::Network;
-use xchg_node::node::{NodeHandle, StartOptions};
-use xchg_node::raft::router::Router;
-use xchg_protocol::Timestamp;
-use xchg_tests::{eventually, example_listing, start_in_process};
-
-struct Federation {
-    _dir: tempfile::TempDir,
-    layout: Layout,
-    /// Per zone of the layout (exchange order, then zone order), its running nodes.
-    zones: Vec<Vec<NodeHandle>>,
-    gossip: Arc<Network>,
-    http: reqwest::Client,
-}
+use xchg_tests::in_process::Federation;
+use xchg_tests::{eventually, example_listing};
 
 async fn start(kind: LayoutKind, tuning: Tuning) -> anyhow::Result<Federation> {
-    let dir = tempfile::tempdir()?;
-    let out = dir.path().join("layout");
-    let mut opts = LayoutOptions::new(out.clone(), kind);
-    // Never bound: APIs listen on port 0, Raft and gossip are in-process.
-    opts.base_port = 41_000;
-    let generated = layout::generate(&opts, Timestamp::now())?;
-    let gossip = Network::new(11);
-    let options = StartOptions {
-        join: false,
-        federation: tuning,
-    };
-    let mut zones = Vec::new();
-    for exchange in &generated.exchanges {
-        for zone in &exchange.zones {
-            let router = Router::new(3);
-            let mut nodes = Vec::new();
-            for n in &zone.nodes {
-                let node =
-                    start_in_process(&out, &n.config, &router, &gossip, options.clone(), |_| {})
-                        .await?;
-                nodes.push(node);
-            }
-            zones.push(nodes);
-        }
-    }
-    Ok(Federation {
-        _dir: dir,
-        layout: generated,
-        zones,
-        gossip,
-        http: reqwest::Client::new(),
-    })
-}
-
-impl Federation {
-    async fn call(
-        &self,
-        zone: usize,
-        node: usize,
-        method: reqwest::Method,
-        path: &str,
-        token: &str,
-        body: Option<Value>,
-    ) -> anyhow::Result<(u16, Value)> {
-        let url = format!("http://{}{path}", self.zones[zone][node].api_addr);
-        let mut req = self.http.request(method, url).bearer_auth(token);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await?;
-        let status = resp.status().as_u16();
-        let value = resp.json().await.unwrap_or(Value::Null);
-        Ok((status, value))
-    }
-
-    fn zone_tokens(&self, zone: usize) -> &xchg_federation_config::layout::ZoneTokens {
-        let all: Vec<_> = self
-            .layout
-            .exchanges
-            .iter()
-            .flat_map(|e| &e.zones)
-            .collect();
-        &all[zone].tokens
-    }
-
-    /// Submits and approves a listing in `zone` through its first node; returns its id.
-    async fn approve_new(&self, zone: usize, listing: Value) -> anyhow::Result<String> {
-        self.approve_on(zone, 0, listing).await
-    }
-
-    /// Submits and approves a listing in `zone` through node `node`; returns its id.
-    async fn approve_on(&self, zone: usize, node: usize, listing: Value) -> anyhow::Result<String> {
-        let t = self.zone_tokens(zone).clone();
-        let post = reqwest::Method::POST;
-        let (s, v) = self
-            .call(
-                zone,
-                0,
-                post.clone(),
-                "/v1/listings",
-                &t.provider,
-                Some(listing),
-            )
-            .await?;
-        anyhow::ensure!(s == 201, "submit: {s} {v}");
-        let id = v["id"].as_str().unwrap_or_default().to_owned();
-        let path = format!("/v1/listings/{id}/approve");
-        let (s, v) = self
-            .call(zone, node, post, &path, &t.operator, Some(json!({})))
-            .await?;
-        anyhow::ensure!(s == 200, "approve: {s} {v}");
-        Ok(id)
-    }
-
-    /// The state of listing `id` on one node's replica (None if absent).
-    async fn state_on(&self, zone: usize, node: usize, id: &str) -> anyhow::Result<Option<String>> {
-        let t = &self.zone_tokens(zone).regulator;
-        let path = format!("/v1/listings/{id}?consistency=local");
-        let (s, v) = self
-            .call(zone, node, reqwest::Method::GET, &path, t, None)
-            .await?;
-        Ok((s == 200).then(|| v["state"].as_str().unwrap_or_default().to_owned()))
-    }
-
-    async fn shutdown(self) {
-        for zone in self.zones {
-            for n in zone {
-                n.shutdown().await;
-            }
-        }
-    }
+    Federation::start(kind, 3, tuning, |_, _| {}).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
 use xchg_federation_config::{load, read_key_file};
 use xchg_node::gossip::swarm::{self, SwarmConfig};
 use xchg_node::gossip::{Broadcast, topic_of};
@@ -83,6 +82,28 @@ fn hostile_messages(
         // Last: its frame can break the gossip stream it travels on.
         ("oversized", "too_large", oversized),
     ])
+}
+
+/// Each bad message's name, kind and the content id it claims (`None` for raw bytes).
+fn hostile_ids(
+    messages: &[(&'static str, &'static str, Vec<u8>)],
+) -> Vec<(&'static str, &'static str, Option<String>)> {
+    messages
+        .iter()
+        .map(|(what, kind, bytes)| {
+            let id = if raw(what) {
+                None
+            } else {
+                xchg_protocol::canonical::from_canonical::<Envelope>(
+                    bytes,
+                    &xchg_protocol::Limits::default(),
+                )
+                .ok()
+                .map(|e| e.id.to_string())
+            };
+            (*what, *kind, id)
+        })
+        .collect()
 }
 
 /// Whether the message is raw bytes (not a signed envelope), which a resend can vary.
@@ -204,7 +225,8 @@ async fn a_hostile_peer_is_refused_and_penalised_while_honest_listings_cross() -
     // -80 the node drops the peer's messages unread. The oversized message goes last, as its
     // frame can break the stream; it alone is sent again (varied) if no verdict comes.
     let zz_name = fed.nodes[zz].name.clone();
-    for (what, reason, bytes) in hostile_messages(&fed, xu)? {
+    let messages = hostile_messages(&fed, xu)?;
+    for (what, reason, bytes) in messages.clone() {
         let judged = verdicts(&fed, zz, reason).await?;
         let deadline = Instant::now() + Duration::from_secs(30);
         let mut sent = 0u8;
@@ -297,6 +319,29 @@ async fn a_hostile_peer_is_refused_and_penalised_while_honest_listings_cross() -
     let metrics = metrics_text(&fed, zz).await?;
     let rejected = metric(&metrics, "xchg_gossip_verdicts_total{verdict=\"reject\"");
     assert!(rejected >= 5.0, "rejections counted: {rejected}\n{metrics}");
+    // Each is in the node's verdict journal, found by the id its sender knows: the envelope's
+    // content id, or for bytes that are no envelope the SHA-256 of the message.
+    for (what, kind, id) in hostile_ids(&messages) {
+        let query = match &id {
+            Some(id) => format!("content_id={id}"),
+            None => format!("kind={kind}&peer={me}"),
+        };
+        let (s, page) = fed
+            .get(
+                zz,
+                &format!("/v1/federation/verdicts?{query}"),
+                Some(&zt.admin),
+            )
+            .await?;
+        assert_eq!(s, 200, "{page}");
+        let found = page["items"].as_array().cloned().unwrap_or_default();
+        assert!(
+            found
+                .iter()
+                .any(|v| v["kind"] == kind && v["peer"] == me.as_str()),
+            "the {what} message is not in the verdict journal as {kind}: {page}"
+        );
+    }
     // Each kind of forgery was judged for what it is.
     for (verdict, reason) in [
         ("reject", "bad_signature"),
@@ -344,13 +389,18 @@ async fn a_hostile_peer_is_refused_and_penalised_while_honest_listings_cross() -
         },
         &root,
     );
-    let body = serde_json::json!({
-        "envelope": base64::engine::general_purpose::STANDARD.encode(revocation.to_bytes())
-    });
+    // Bytes are lowercase hex in JSON (PROTOCOL.md 2.10).
+    let hex: String = revocation
+        .to_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let body = serde_json::json!({ "envelope": hex });
     let (s, v) = fed
         .post(xu, "/v1/federation/revocations", &xt.admin, &body)
         .await?;
     assert_eq!(s, 201, "{v}");
+    assert_eq!(v["key"], stolen.public().to_string().as_str(), "{v}");
     eventually(
         Duration::from_secs(10),
         "the revocation reaches Zhengzhou",

@@ -381,3 +381,36 @@ async fn the_last_member_of_a_zone_cannot_be_removed() -> anyhow::Result<()> {
     assert_eq!(status["role"], "leader", "nothing changed: {status}");
     Ok(())
 }
+
+/// Issue #12: `[[outside]]` (like the export policy) must be the same on every node of a zone;
+/// nothing checked it. Members now compare their zone-wide settings and say who differs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_with_another_export_policy_are_named_in_the_status() -> anyhow::Result<()> {
+    let mut zone = Zone::generate("single-zone", 3)?;
+    zone.edit_config(2, |c| {
+        c.replace("ceiling = \"general\"", "ceiling = \"public\"")
+    })?;
+    zone.start_all()?;
+    zone.wait_for_leader(0, Duration::from_secs(30)).await?;
+    let odd = zone.nodes[2].name.clone();
+    let seen = eventually(
+        Duration::from_secs(30),
+        "node 0 to name the odd member",
+        || async {
+            let (_, s) = zone
+                .get(0, "/v1/status", None)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok((s["zone_policy"] != "same").then_some(s))
+        },
+    )
+    .await?;
+    assert_eq!(
+        seen["zone_policy"],
+        format!("differs from: {odd}"),
+        "{seen}"
+    );
+    let (_, own) = zone.get(1, "/v1/status", None).await?;
+    assert_ne!(own["zone_policy"], "same", "{own}");
+    Ok(())
+}

@@ -99,6 +99,7 @@ pub(super) fn node_config(
         api: Some(RawApi {
             max_body_bytes: Some(ApiSection::DEFAULT_MAX_BODY_BYTES),
             tokens: tokens(zone),
+            ..Default::default()
         }),
     })
 }

@@ -10,24 +10,37 @@ use xchg_protocol::Timestamp;
 use super::auth::Caller;
 use super::error::{ApiError, BearerErrors, ErrorBody, ReadErrors};
 use super::listings::{consistency_schema, query_error};
-use super::{AppState, Consistency};
+use super::{AppState, Consistency, params};
 use crate::audit::{self, AuditRecord};
 
 /// Most records one call returns; larger `limit`s are clamped to it.
 pub const MAX_LIMIT: u32 = 1000;
+/// Records returned when no `limit` is given.
+pub const DEFAULT_LIMIT: u32 = 100;
 
-/// Query string.
+/// Query string. Numbers are read by [`params`] (whole numbers; `limit` brought within range,
+/// `from` saturating).
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AuditParams {
     /// First seq to return (default 1).
-    from: Option<u64>,
-    /// How many (default 100, at most 1000).
-    limit: Option<u32>,
+    #[param(schema_with = from_schema)]
+    from: Option<String>,
+    /// How many.
+    #[param(schema_with = limit_schema)]
+    limit: Option<String>,
     #[serde(default)]
     #[param(schema_with = consistency_schema)]
     consistency: Consistency,
+}
+
+fn from_schema() -> utoipa::openapi::schema::Object {
+    params::position_integer_schema("First seq to return (default 1).")
+}
+
+fn limit_schema() -> utoipa::openapi::schema::Object {
+    params::page_size_schema(DEFAULT_LIMIT, MAX_LIMIT)
 }
 
 /// One page of audit records.
@@ -75,7 +88,8 @@ pub struct AuditRecordSchema {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Audit records from `from` on, in chain order", body = AuditPage),
-        (status = 400, description = "An unknown or malformed query parameter", body = ErrorBody),
+        (status = 400, description = "An unknown query parameter, or a `from` or `limit` that is \
+            not a whole number (`field` names it)", body = ErrorBody),
         (status = 403, description = "Not a regulator or admin token", body = ErrorBody),
         BearerErrors,
         ReadErrors,
@@ -84,13 +98,18 @@ pub struct AuditRecordSchema {
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
-    params: Result<Query<AuditParams>, QueryRejection>,
+    query: Result<Query<AuditParams>, QueryRejection>,
 ) -> Result<Json<AuditPage>, ApiError> {
     caller.require(&[Role::Regulator])?;
-    let Query(p) = params.map_err(query_error)?;
+    let Query(p) = query.map_err(query_error)?;
+    let from = p
+        .from
+        .as_deref()
+        .map_or(Ok(1), |f| params::position("from", f))?;
+    let limit = params::page_size("limit", p.limit.as_deref(), DEFAULT_LIMIT, MAX_LIMIT)?;
     state.read_barrier(&p.consistency).await?;
-    let limit = p.limit.unwrap_or(100).clamp(1, MAX_LIMIT);
     let mut conn = state.db.read.acquire().await?;
-    let items = audit::range(&mut conn, p.from.unwrap_or(1), limit).await?;
+    // `position` is never negative, and at most i64::MAX: the range binds it as SQLite's i64.
+    let items = audit::range(&mut conn, from.unsigned_abs(), limit).await?;
     Ok(Json(AuditPage { items }))
 }

@@ -127,7 +127,10 @@ impl From<Refusal> for ApiError {
     fn from(r: Refusal) -> Self {
         let status = match r {
             Refusal::NotFound(_) => StatusCode::NOT_FOUND,
-            Refusal::Conflict(_) | Refusal::IllegalTransition(_) | Refusal::LastAdmin(_) => {
+            Refusal::Conflict(_)
+            | Refusal::IllegalTransition(_)
+            | Refusal::KeyReused(_)
+            | Refusal::LastAdmin(_) => {
                 StatusCode::CONFLICT
             }
             Refusal::Forbidden(_) => StatusCode::FORBIDDEN,
@@ -152,18 +155,106 @@ impl From<xchg_protocol::ValidationError> for ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> axum::response::Response {
-        let body = ErrorBody {
+impl ApiError {
+    /// The error for `status` when nothing more precise is known: the code every error of
+    /// that status carries (see the README's table of error codes).
+    pub fn for_status(status: StatusCode, message: impl Into<String>) -> Self {
+        Self::new(status, code_for(status), message)
+    }
+
+    fn body(&self) -> ErrorBody<'_> {
+        ErrorBody {
             error: ErrorDetail {
                 code: self.code,
                 message: &self.message,
                 field: self.field.as_deref(),
                 details: &self.details,
             },
-        };
-        (self.status, axum::Json(body)).into_response()
+        }
     }
+
+    /// The whole HTTP/1.1 answer, for the server to write where no router runs (a connection
+    /// over the cap, a head hyper could not parse, a head that never arrived). It closes the
+    /// connection.
+    pub fn to_http1(&self) -> Vec<u8> {
+        // Strings, a number-free map and a list of strings always serialize.
+        let body = serde_json::to_vec(&self.body()).unwrap_or_default();
+        let mut answer = format!(
+            "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
+             connection: close\r\n\r\n",
+            self.status.as_u16(),
+            self.status.canonical_reason().unwrap_or("Error"),
+            body.len()
+        )
+        .into_bytes();
+        answer.extend_from_slice(&body);
+        answer
+    }
+}
+
+/// The code of an error of `status` that no handler chose.
+fn code_for(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => "bad_request",
+        401 => "unauthorized",
+        403 => "forbidden",
+        404 => "not_found",
+        405 => "method_not_allowed",
+        408 => "request_timeout",
+        409 => "conflict",
+        413 => "payload_too_large",
+        414 => "uri_too_long",
+        415 => "unsupported_media_type",
+        431 => "headers_too_large",
+        503 => "unavailable",
+        504 => "timeout",
+        _ if status.is_client_error() => "client_error",
+        _ => "internal",
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> axum::response::Response {
+        (self.status, axum::Json(self.body())).into_response()
+    }
+}
+
+/// Most bytes of a non-JSON error body kept as the message of its JSON replacement.
+const MAX_PLAIN_MESSAGE: usize = 300;
+
+/// Middleware giving every error answer of the router the JSON error shape: an error whose
+/// body is not JSON (axum's own rejections, such as a path segment that is not UTF-8, answer
+/// in plain text) is rewritten, its text kept as the message. Errors hyper answers before any
+/// router runs are rewritten by the server ([`super::server`]).
+pub async fn json_errors(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let response = next.run(req).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|ct| ct.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, MAX_PLAIN_MESSAGE * 4)
+        .await
+        .ok()
+        .and_then(|b| String::from_utf8(b.to_vec()).ok())
+        .map(|t| t.trim().chars().take(MAX_PLAIN_MESSAGE).collect::<String>())
+        .filter(|t| !t.is_empty())
+        .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_owned());
+    let mut replaced = ApiError::for_status(status, text).into_response();
+    // Keep what the answer said besides its body (Allow, Connection, ...).
+    for (name, value) in &parts.headers {
+        if name != axum::http::header::CONTENT_TYPE && name != axum::http::header::CONTENT_LENGTH {
+            replaced.headers_mut().append(name.clone(), value.clone());
+        }
+    }
+    replaced
 }
 
 /// The fallback for unknown routes.

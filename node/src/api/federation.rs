@@ -1,5 +1,5 @@
-//! Federation routes: recognition decisions, gossip peers, and submitting a root-signed key
-//! revocation.
+//! Federation routes: recognition decisions, this node's verdicts, gossip peers, and
+//! submitting a root-signed key revocation.
 
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
@@ -16,6 +16,9 @@ use super::json::JsonBody;
 use super::listings::{consistency_schema, query_error};
 use super::{AppState, Consistency};
 use crate::catalog::query::{self, RecognitionFilter, RecognitionPage};
+use crate::federation::identity::IdentityView;
+use crate::federation::inbound::Proposal;
+use crate::federation::verdicts::{JournalFilter, Reason, VerdictRecord};
 use crate::gossip::{Peer, PeerInfo, Verdict};
 
 /// `GET /v1/recognitions` query string.
@@ -101,7 +104,17 @@ pub struct PeersView {
     /// Topics this node subscribes to.
     pub topics: Vec<String>,
     /// Connected peers.
-    pub peers: Vec<PeerInfo>,
+    pub peers: Vec<PeerView>,
+}
+
+/// A connected gossip peer and what it has proven.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct PeerView {
+    /// What the transport knows of it (its `agent` is self-declared).
+    #[serde(flatten)]
+    pub info: PeerInfo,
+    /// What it has proven: membership of this zone, or a delegation of its key.
+    pub identity: IdentityView,
 }
 
 /// `GET /v1/federation/peers` (admin, operator, regulator): connected gossip peers.
@@ -112,7 +125,7 @@ pub struct PeersView {
     tag = "federation",
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "Connected gossip peers", body = PeersView),
+        (status = 200, description = "Connected gossip peers, each with what it has proven", body = PeersView),
         (status = 403, description = "Not an admin, operator or regulator token", body = ErrorBody),
         BearerErrors,
     )
@@ -123,19 +136,180 @@ pub async fn peers(
 ) -> Result<Json<PeersView>, ApiError> {
     caller.require(&[Role::Operator, Role::Regulator])?;
     let f = &state.federation;
+    let own = &state.config.zone.id;
+    let peers = f
+        .peer_identities()
+        .await
+        .into_iter()
+        .map(|(info, identity)| PeerView {
+            info,
+            identity: identity.view(own),
+        })
+        .collect();
     Ok(Json(PeersView {
         local_peer: f.net.local_peer().0,
         topics: f.topics(),
-        peers: f.net.peers().await,
+        peers,
     }))
+}
+
+/// `GET /v1/federation/verdicts` query string.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct VerdictParams {
+    /// Only verdicts on this announcement: its content id, or the SHA-256 of the message bytes
+    /// (`sha256:` and 64 lowercase hex digits).
+    #[param(pattern = "^sha256:[0-9a-f]{64}$")]
+    content_id: Option<String>,
+    /// Only messages delivered by this peer (a libp2p peer id).
+    peer: Option<String>,
+    /// Only this verdict.
+    #[param(schema_with = verdict_schema)]
+    verdict: Option<String>,
+    /// Only this kind (PROTOCOL.md 7.4).
+    #[param(schema_with = kind_schema)]
+    kind: Option<String>,
+    /// Most records returned (default 100); values outside 1 to 1000 are brought within.
+    #[param(value_type = Option<u32>)]
+    limit: Option<String>,
+}
+
+const VERDICTS: [&str; 3] = ["accept", "ignore", "reject"];
+/// Default and largest page of verdicts.
+const VERDICT_PAGE: (usize, usize) = (100, 1000);
+
+fn verdict_schema() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(VERDICTS))
+        .build()
+}
+
+fn kind_schema() -> utoipa::openapi::schema::Object {
+    let kinds: Vec<&'static str> = Reason::all().into_iter().map(Reason::as_str).collect();
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(kinds))
+        .build()
+}
+
+/// Verdicts found.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct VerdictPage {
+    /// Newest first.
+    pub items: Vec<VerdictRecord>,
+}
+
+/// `GET /v1/federation/verdicts?content_id=&peer=&verdict=&kind=&limit=` (admin, operator,
+/// regulator): this node's verdicts on the gossip messages and catch-up envelopes it judged in
+/// the last 24 hours (at most 10,000), newest first.
+#[utoipa::path(
+    get,
+    path = "/v1/federation/verdicts",
+    operation_id = "list_verdicts",
+    tag = "federation",
+    params(VerdictParams),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "This node's matching verdicts, newest first (kept in \
+            memory: each node has its own, and a restart empties it)", body = VerdictPage),
+        (status = 400, description = "An unknown parameter or value (`field` names it)", body = ErrorBody),
+        (status = 403, description = "Not an admin, operator or regulator token", body = ErrorBody),
+        BearerErrors,
+    )
+)]
+pub async fn verdicts(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Result<Query<VerdictParams>, QueryRejection>,
+) -> Result<Json<VerdictPage>, ApiError> {
+    caller.require(&[Role::Operator, Role::Regulator])?;
+    let Query(p) = params.map_err(query_error)?;
+    if let Some(id) = &p.content_id
+        && id.parse::<xchg_protocol::ContentId>().is_err()
+    {
+        return Err(ApiError::invalid_field(
+            "content_id",
+            "expected sha256: followed by 64 lowercase hex digits",
+        ));
+    }
+    if let Some(v) = &p.verdict
+        && !VERDICTS.contains(&v.as_str())
+    {
+        return Err(ApiError::invalid_field(
+            "verdict",
+            format!(
+                "unknown verdict {v:?}; expected one of {}",
+                VERDICTS.join(", ")
+            ),
+        ));
+    }
+    if let Some(k) = &p.kind
+        && !Reason::all().iter().any(|r| r.as_str() == k)
+    {
+        return Err(ApiError::invalid_field(
+            "kind",
+            format!("unknown kind {k:?}; PROTOCOL.md 7.4 lists them"),
+        ));
+    }
+    let (default, most) = VERDICT_PAGE;
+    let limit = match &p.limit {
+        None => default,
+        Some(l) => l.parse::<usize>().map(|n| n.clamp(1, most)).map_err(|_| {
+            ApiError::invalid_field(
+                "limit",
+                format!("expected a whole number from 1 to {most}, got {l:?}"),
+            )
+        })?,
+    };
+    let filter = JournalFilter {
+        id: p.content_id,
+        peer: p.peer,
+        verdict: p.verdict,
+        kind: p.kind,
+        limit,
+    };
+    let items = state
+        .federation
+        .journal
+        .query(&filter, xchg_protocol::Timestamp::now());
+    Ok(Json(VerdictPage { items }))
+}
+
+/// Bytes written in JSON: lowercase hex (PROTOCOL.md 2.10). Standard base64, the form of
+/// earlier releases, is still accepted on input until the next release. The two cannot be confused:
+/// an envelope's base64 starts with `p` (its first byte is `a5` or `a6`), not a hex digit.
+///
+/// # Errors
+/// A 400 naming `field`.
+fn json_bytes(field: &str, text: &str) -> Result<Vec<u8>, ApiError> {
+    let text = text.trim();
+    let is_hex = text.len().is_multiple_of(2)
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    if is_hex {
+        return hex::decode(text).map_err(|e| ApiError::invalid_field(field, e.to_string()));
+    }
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .map_err(|_| {
+            ApiError::invalid_field(
+                field,
+                "not lowercase hex (nor the standard base64 still accepted until the next release)",
+            )
+        })
 }
 
 /// A revocation to announce.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RevocationBody {
-    /// The envelope (canonical CBOR, standard base64), signed offline with the exchange's root
-    /// key (`xchg federation revoke`).
+    /// The envelope (canonical CBOR in lowercase hex; standard base64 is still accepted until
+    /// the next release), signed offline with the exchange's root key (`xchg federation
+    /// revoke`).
+    #[schema(pattern = "^(([0-9a-f]{2})+|[A-Za-z0-9+/]+={0,2})$")]
     envelope: String,
 }
 
@@ -144,7 +318,8 @@ pub struct RevocationBody {
 pub struct RevocationResult {
     /// The revocation's content id.
     pub content_id: String,
-    /// The revoked key (base64).
+    /// The revoked key: 64 lowercase hex digits.
+    #[schema(pattern = "^[0-9a-f]{64}$")]
     pub key: String,
     /// `revoked`.
     pub decision: String,
@@ -161,8 +336,8 @@ pub struct RevocationResult {
     security(("bearer" = [])),
     responses(
         (status = 201, description = "Recorded in the zone and published", body = RevocationResult),
-        (status = 400, description = "Malformed JSON, an envelope that is not base64, not a \
-            revocation, or not signed by this exchange's root key", body = ErrorBody),
+        (status = 400, description = "Malformed JSON, an envelope that is not hex (or base64), \
+            not a revocation, or not signed by this exchange's root key", body = ErrorBody),
         (status = 403, description = "Not an admin token", body = ErrorBody),
         (status = 409, description = "This revocation is already recorded", body = ErrorBody),
         (status = 422, description = "The zone refused the envelope when applying it", body = ErrorBody),
@@ -177,33 +352,44 @@ pub async fn revoke(
     JsonBody(body): JsonBody<RevocationBody>,
 ) -> Result<(StatusCode, Json<RevocationResult>), ApiError> {
     caller.require(&[])?;
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(body.envelope.trim())
-        .map_err(|e| ApiError::invalid_field("envelope", format!("not base64: {e}")))?;
+    let bytes = json_bytes("envelope", &body.envelope)?;
     let f = &state.federation;
     let own = state.config.exchange.id.to_string();
-    let judgement = f.judge(&bytes, &own, &Peer("api".into())).await;
-    let proposal = match (judgement.verdict, judgement.proposal) {
-        (Verdict::Accept, Some(p)) if p.kind == AnnouncementKind::Revocation => p,
+    let api = Peer("api".into());
+    let judgement = f.judge(&bytes, &own, &api).await;
+    f.note(
+        &judgement,
+        &bytes,
+        &api,
+        Some(&own),
+        crate::federation::verdicts::Via::Api,
+    );
+    let reason = judgement.reason;
+    let proposal = match (judgement.verdict(), judgement.proposal) {
+        (Verdict::Accept, Some(Proposal::Recognize(p)))
+            if p.kind == AnnouncementKind::Revocation =>
+        {
+            p
+        }
         (Verdict::Accept, Some(_)) => {
             return Err(ApiError::invalid_field(
                 "envelope",
                 "not a revocation envelope",
             ));
         }
-        (_, _) if judgement.reason == "duplicate" => {
+        _ if reason == Reason::Duplicate => {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
                 "conflict",
                 "this revocation is already recorded",
             ));
         }
-        (_, _) => {
+        _ => {
             return Err(ApiError::invalid_field(
                 "envelope",
                 format!(
                     "refused ({}): a revocation must be signed by this exchange's root key",
-                    judgement.reason
+                    reason.as_str()
                 ),
             ));
         }

@@ -10,14 +10,16 @@ use xchg_protocol::{Classification, ContentId, DeliveryMode, Listing, ListingDra
 
 use super::auth::Caller;
 use super::error::{ApiError, BearerErrors, BodyErrors, ErrorBody, ProposeErrors, ReadErrors};
+use super::idempotency::{IdempotencyHeader, IdempotencyKey};
 use super::json::{JsonBody, OptionalJsonBody};
-use super::{AppState, Consistency};
+use super::text::{self, Text};
+use super::{AppState, Consistency, params};
 use crate::catalog::query::{self, ListingView, Page, Search};
 use crate::catalog::{Applied, CatalogCommand, ListingState, Review};
 use crate::raft::transport::Credential;
 
 /// Longest accepted reason or review text, in characters.
-const MAX_REASON_CHARS: usize = 2000;
+pub const MAX_REASON_CHARS: usize = 2000;
 
 /// The answer to a listing write.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -46,6 +48,31 @@ fn listing_id(raw: &str) -> Result<ContentId, ApiError> {
     })
 }
 
+/// Answers 404 for a listing id the catalog does not hold, before anything is proposed: a
+/// command on an unknown listing would cost a Raft entry and an audit record only to be refused
+/// (issue #12). This replica may not yet have applied the write that created the listing, so an
+/// id it lacks is looked up again after a read barrier. A listing that appears or goes between
+/// this check and the command's entry is still decided by the state machine.
+async fn require_known(state: &AppState, id: &ContentId) -> Result<(), ApiError> {
+    if holds(state, id).await? {
+        return Ok(());
+    }
+    state.read_barrier(&Consistency::Linearizable).await?;
+    if holds(state, id).await? {
+        return Ok(());
+    }
+    Err(ApiError::not_found(format!("no listing {id}")))
+}
+
+/// Whether this replica's catalog holds listing `id`.
+async fn holds(state: &AppState, id: &ContentId) -> Result<bool, ApiError> {
+    let row = sqlx::query("SELECT 1 FROM listings WHERE id = ?")
+        .bind(id.to_string())
+        .fetch_optional(&state.db.read)
+        .await?;
+    Ok(row.is_some())
+}
+
 async fn run(
     state: &AppState,
     credential: Credential,
@@ -72,6 +99,7 @@ fn require_party(caller: &Caller, draft: &ListingDraft) -> Result<(), ApiError> 
     path = "/v1/listings",
     operation_id = "submit_listing",
     tag = "listings",
+    params(IdempotencyHeader),
     request_body = ListingDraft,
     security(("bearer" = [])),
     responses(
@@ -89,21 +117,24 @@ fn require_party(caller: &Caller, draft: &ListingDraft) -> Result<(), ApiError> 
 pub async fn submit(
     State(state): State<AppState>,
     caller: Caller,
+    idempotency: IdempotencyKey,
     JsonBody(draft): JsonBody<ListingDraft>,
 ) -> Result<(StatusCode, Json<WriteResult>), ApiError> {
     caller.require(&[Role::Provider])?;
     draft.validate()?;
     require_party(&caller, &draft)?;
-    let listing = Listing::first_version(draft, state.config.zone.id.clone(), Timestamp::now());
-    let result = run(
-        &state,
-        caller.credential,
+    let cmd = idempotency.wrap(
+        &draft,
         CatalogCommand::SubmitListing {
-            listing: Box::new(listing),
+            listing: Box::new(Listing::first_version(
+                draft.clone(),
+                state.config.zone.id.clone(),
+                Timestamp::now(),
+            )),
             actor: caller.actor,
         },
-    )
-    .await?;
+    );
+    let result = run(&state, caller.credential, cmd).await?;
     Ok((StatusCode::CREATED, Json(result)))
 }
 
@@ -113,7 +144,7 @@ pub async fn submit(
     path = "/v1/listings/{id}",
     operation_id = "update_listing",
     tag = "listings",
-    params(("id" = ContentId, Path, description = "Listing id")),
+    params(("id" = ContentId, Path, description = "Listing id"), IdempotencyHeader),
     request_body = ListingDraft,
     security(("bearer" = [])),
     responses(
@@ -133,6 +164,7 @@ pub async fn submit(
 pub async fn update(
     State(state): State<AppState>,
     caller: Caller,
+    idempotency: IdempotencyKey,
     Path(id): Path<String>,
     JsonBody(draft): JsonBody<ListingDraft>,
 ) -> Result<Json<WriteResult>, ApiError> {
@@ -141,30 +173,31 @@ pub async fn update(
     draft.validate()?;
     // Without this, a bound token could move its own listing into another party's name.
     require_party(&caller, &draft)?;
-    let cmd = CatalogCommand::UpdateListing {
-        listing_id,
-        draft: Box::new(draft),
-        at: Timestamp::now(),
-        actor: caller.actor,
-    };
+    require_known(&state, &listing_id).await?;
+    let cmd = idempotency.wrap(
+        &draft,
+        CatalogCommand::UpdateListing {
+            listing_id,
+            draft: Box::new(draft.clone()),
+            at: Timestamp::now(),
+            actor: caller.actor,
+        },
+    );
     Ok(Json(run(&state, caller.credential, cmd).await?))
 }
 
-fn check_text(field: &str, value: &str, required: bool) -> Result<(), ApiError> {
-    if required && value.trim().is_empty() {
-        return Err(ApiError::invalid_field(field, "must not be empty"));
+/// A review, rejection or delisting text: at most [`MAX_REASON_CHARS`] characters under the
+/// text rule.
+fn review_text<'a>(field: &'a str, value: &'a str, required: bool) -> Text<'a> {
+    Text {
+        field,
+        value,
+        max: MAX_REASON_CHARS,
+        required,
     }
-    let n = value.chars().count();
-    if n > MAX_REASON_CHARS {
-        return Err(ApiError::invalid_field(
-            field,
-            format!("{n} characters, at most {MAX_REASON_CHARS} allowed"),
-        ));
-    }
-    Ok(())
 }
 
-/// `POST /v1/listings/{id}/approve` (operator): body `{}` or a review record.
+/// `POST /v1/listings/{id}/approve` (operator): no body, `null`, `{}` or a review record.
 #[utoipa::path(
     post,
     path = "/v1/listings/{id}/approve",
@@ -173,12 +206,13 @@ fn check_text(field: &str, value: &str, required: bool) -> Result<(), ApiError> 
     params(("id" = ContentId, Path, description = "Listing id")),
     request_body(
         content = Option<Review>,
-        description = "What the review found; the body may be left out or be `{}`",
+        description = "What the review found; the body may be left out, or be `null` or `{}`",
     ),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Approved: state `listed`", body = WriteResult),
-        (status = 400, description = "Malformed JSON, or a review text over 2000 characters", body = ErrorBody),
+        (status = 400, description = "Malformed JSON, or a review text over 2000 characters or \
+            against the text rule (`field` names it)", body = ErrorBody),
         (status = 403, description = "Not an operator token", body = ErrorBody),
         (status = 404, description = "No listing with this id", body = ErrorBody),
         (status = 409, description = "The listing is not awaiting review", body = ErrorBody),
@@ -195,15 +229,16 @@ pub async fn approve(
 ) -> Result<Json<WriteResult>, ApiError> {
     caller.require(&[Role::Operator])?;
     let listing_id = listing_id(&id)?;
-    for (field, value) in [
+    let texts: Vec<Text<'_>> = [
         ("compliance_review", &review.compliance_review),
         ("security_assessment", &review.security_assessment),
         ("notes", &review.notes),
-    ] {
-        if let Some(v) = value {
-            check_text(field, v, false)?;
-        }
-    }
+    ]
+    .into_iter()
+    .filter_map(|(field, value)| Some(review_text(field, value.as_deref()?, false)))
+    .collect();
+    text::check(&texts)?;
+    require_known(&state, &listing_id).await?;
     let cmd = CatalogCommand::ApproveListing {
         listing_id,
         review,
@@ -234,7 +269,8 @@ async fn with_reason(
 ) -> Result<Json<WriteResult>, ApiError> {
     caller.require(&[Role::Operator])?;
     let listing_id = listing_id(id)?;
-    check_text("reason", &body.reason, true)?;
+    text::check(&[review_text("reason", &body.reason, true)])?;
+    require_known(&state, &listing_id).await?;
     let cmd = command(listing_id, body.reason, Timestamp::now(), caller.actor);
     Ok(Json(run(&state, caller.credential, cmd).await?))
 }
@@ -250,7 +286,8 @@ async fn with_reason(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Rejected: state `rejected`", body = WriteResult),
-        (status = 400, description = "Malformed JSON, or an empty or over-long `reason`", body = ErrorBody),
+        (status = 400, description = "Malformed JSON, or a `reason` that is empty, over 2000 \
+            characters or against the text rule", body = ErrorBody),
         (status = 403, description = "Not an operator token", body = ErrorBody),
         (status = 404, description = "No listing with this id", body = ErrorBody),
         (status = 409, description = "The listing is not awaiting review", body = ErrorBody),
@@ -287,7 +324,8 @@ pub async fn reject(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Withdrawn: state `delisted`", body = WriteResult),
-        (status = 400, description = "Malformed JSON, or an empty or over-long `reason`", body = ErrorBody),
+        (status = 400, description = "Malformed JSON, or a `reason` that is empty, over 2000 \
+            characters or against the text rule", body = ErrorBody),
         (status = 403, description = "Not an operator token", body = ErrorBody),
         (status = 404, description = "No listing with this id", body = ErrorBody),
         (status = 409, description = "The listing is not listed", body = ErrorBody),
@@ -382,6 +420,7 @@ pub async fn get_one(
 pub struct SearchParams {
     /// Free text (Chinese or English), whitespace-separated terms that must all match; at most
     /// 200 characters.
+    #[param(max_length = 200)]
     q: Option<String>,
     /// Lifecycle state.
     #[param(value_type = Option<ListingState>)]
@@ -396,10 +435,11 @@ pub struct SearchParams {
     delivery_mode: Option<String>,
     /// `local` (this zone), `external` (any other zone), an exchange id, or a zone id.
     origin: Option<String>,
-    /// Page size (default 20); values outside 1 to 100 are brought within.
-    #[param(value_type = Option<u32>)]
+    /// Page size.
+    #[param(schema_with = page_size_schema)]
     limit: Option<String>,
     /// The `next_cursor` of the previous page.
+    #[param(schema_with = cursor_schema)]
     cursor: Option<String>,
     #[serde(default)]
     #[param(schema_with = consistency_schema)]
@@ -422,34 +462,35 @@ fn one_of<T: for<'de> Deserialize<'de>>(
     Ok(())
 }
 
-/// Parses the `limit` and `cursor` query parameters of a paged list.
+/// Parses the `limit` and `cursor` query parameters of a paged list (see [`params`]): `limit`
+/// saturates here and is brought within 1 to [`query::MAX_PAGE`] by the query; a `cursor`
+/// beyond every record finds nothing.
 ///
 /// # Errors
-/// A 400 naming the parameter that is not a number.
+/// A 400 naming the parameter that is not a whole number.
 pub fn paging(
     limit: &Option<String>,
     cursor: &Option<String>,
 ) -> Result<(Option<u32>, Option<i64>), ApiError> {
-    let limit = match limit {
-        Some(l) => Some(l.parse::<u32>().map_err(|_| {
-            ApiError::invalid_field(
-                "limit",
-                format!(
-                    "expected a whole number from 1 to {}, got {l:?}",
-                    query::MAX_PAGE
-                ),
-            )
-        })?),
-        None => None,
-    };
-    let cursor =
-        match cursor {
-            Some(c) => Some(c.parse::<i64>().map_err(|_| {
-                ApiError::invalid_field("cursor", "not a cursor returned by this API")
-            })?),
-            None => None,
-        };
+    let limit = limit
+        .as_deref()
+        .map(|l| params::page_size("limit", Some(l), query::DEFAULT_PAGE, query::MAX_PAGE))
+        .transpose()?;
+    let cursor = cursor
+        .as_deref()
+        .map(|c| params::position("cursor", c))
+        .transpose()?;
     Ok((limit, cursor))
+}
+
+/// The schema of a paged list's `limit`.
+pub fn page_size_schema() -> utoipa::openapi::schema::Object {
+    params::page_size_schema(query::DEFAULT_PAGE, query::MAX_PAGE)
+}
+
+/// The schema of a paged list's `cursor`.
+pub fn cursor_schema() -> utoipa::openapi::schema::Object {
+    params::position_schema("The `next_cursor` of the previous page.")
 }
 
 /// `GET /v1/listings?q=&state=&category=&classification=&delivery_mode=&origin=&limit=&cursor=`.

@@ -1,5 +1,10 @@
 //! `/metrics` in Prometheus text: Raft role, term and indices; apply and write latency; API
 //! requests by route, method and status, with latency.
+//!
+//! Every label value comes from a fixed set, never from what a client or peer sent: a series
+//! lives as long as the process, so one label fed by a request would let anyone grow the node's
+//! memory and this page without bound (issue #12). Label values are `&'static str` (names
+//! compiled into the node, which the type enforces) or route templates of the router.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,8 +25,11 @@ use crate::store::BatchObserver;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
+    /// A route template of the router, or [`UNMATCHED`].
     route: String,
-    method: String,
+    /// One of [`METHODS`] or `other`.
+    method: &'static str,
+    /// The status the node answered (the node chooses it, not the client).
     status: u16,
 }
 
@@ -32,13 +40,35 @@ struct RouteLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct VerdictLabels {
-    verdict: String,
-    reason: String,
+    verdict: &'static str,
+    reason: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabels {
-    outcome: String,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+/// The `route` label of a request that matched no route (unknown paths all count here).
+pub const UNMATCHED: &str = "unmatched";
+
+/// The `method` label values besides `other`: the methods of RFC 9110 and PATCH.
+pub const METHODS: [&str; 9] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE",
+];
+
+/// The `method` label of `method`: its name if it is one of [`METHODS`], else `other`
+/// (a client may send any token as a method).
+pub fn method_label(method: &axum::http::Method) -> &'static str {
+    METHODS
+        .into_iter()
+        .find(|m| *m == method.as_str())
+        .unwrap_or("other")
 }
 
 fn latency_buckets() -> impl Iterator<Item = f64> {
@@ -66,6 +96,18 @@ pub struct Metrics {
     gossip_verdicts: Family<VerdictLabels, Counter>,
     published: Family<OutcomeLabels, Counter>,
     catchup: Family<OutcomeLabels, Counter>,
+    connections: Gauge,
+    connections_refused: Counter,
+    connections_closed: Family<ReasonLabels, Counter>,
+}
+
+/// An open API connection, counted until dropped.
+pub struct OpenConnection(Gauge);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 impl Default for Metrics {
@@ -166,8 +208,29 @@ impl Metrics {
             "Catch-up rounds and envelopes fetched, by outcome",
             catchup.clone(),
         );
+        let connections = Gauge::default();
+        registry.register(
+            "http_connections",
+            "API connections open now",
+            connections.clone(),
+        );
+        let connections_refused = Counter::default();
+        registry.register(
+            "http_connections_refused",
+            "API connections answered 503 and closed because api.max_connections were open",
+            connections_refused.clone(),
+        );
+        let connections_closed = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "http_connections_closed",
+            "API connections the node closed because a time limit ran out, by limit",
+            connections_closed.clone(),
+        );
         Metrics {
             registry,
+            connections,
+            connections_refused,
+            connections_closed,
             gossip_verdicts,
             published,
             catchup,
@@ -204,32 +267,45 @@ impl Metrics {
         }))
     }
 
-    /// Counts one judged announcement.
-    pub fn gossip_verdict(&self, verdict: &str, reason: &str) {
+    /// Counts one judged announcement. Both labels are names compiled into the node (a verdict
+    /// and a reason kind, PROTOCOL.md 7.4), never text from the message.
+    pub fn gossip_verdict(&self, verdict: &'static str, reason: &'static str) {
         self.gossip_verdicts
-            .get_or_create(&VerdictLabels {
-                verdict: verdict.to_owned(),
-                reason: reason.to_owned(),
-            })
+            .get_or_create(&VerdictLabels { verdict, reason })
             .inc();
     }
 
-    /// Counts one published outbox entry.
-    pub fn published(&self, outcome: &str) {
+    /// Counts one published outbox entry (`published`, `duplicate`, `failed`).
+    pub fn published(&self, outcome: &'static str) {
         self.published
-            .get_or_create(&OutcomeLabels {
-                outcome: outcome.to_owned(),
-            })
+            .get_or_create(&OutcomeLabels { outcome })
             .inc();
     }
 
     /// Counts catch-up events (`round`, `fetched`, `failed`).
-    pub fn catchup(&self, outcome: &str, n: u64) {
+    pub fn catchup(&self, outcome: &'static str, n: u64) {
         self.catchup
-            .get_or_create(&OutcomeLabels {
-                outcome: outcome.to_owned(),
-            })
+            .get_or_create(&OutcomeLabels { outcome })
             .inc_by(n);
+    }
+
+    /// Counts an accepted API connection as open until the returned value is dropped.
+    pub fn connection_opened(&self) -> OpenConnection {
+        self.connections.inc();
+        OpenConnection(self.connections.clone())
+    }
+
+    /// Counts a connection refused over the cap.
+    pub fn connection_refused(&self) {
+        self.connections_refused.inc();
+    }
+
+    /// Counts a connection closed by a time limit (`header_timeout`, `idle_timeout`,
+    /// `request_timeout`).
+    pub fn connection_closed(&self, reason: &'static str) {
+        self.connections_closed
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
     }
 
     /// Records one catalog write's latency.
@@ -240,11 +316,12 @@ impl Metrics {
 
 /// Middleware counting and timing every request by its route template.
 pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    // The template (`/v1/listings/{id}`), never the path the client sent.
     let route = req
         .extensions()
         .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = req.method().to_string();
+        .map_or_else(|| UNMATCHED.to_owned(), |p| p.as_str().to_owned());
+    let method = method_label(req.method());
     let started = Instant::now();
     let response = next.run(req).await;
     let status = response.status().as_u16();

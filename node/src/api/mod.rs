@@ -6,15 +6,21 @@
 
 pub mod audit;
 pub mod auth;
+pub mod body;
+pub mod deadline;
 pub mod error;
 pub mod federation;
+pub mod idempotency;
 pub mod json;
 pub mod listings;
 pub mod metrics;
 pub mod openapi;
 pub mod overview;
+pub mod params;
 pub mod propose;
+pub mod server;
 pub mod status;
+pub mod text;
 pub mod tokens;
 pub mod zone;
 
@@ -63,6 +69,8 @@ pub struct Context {
     pub federation: Arc<crate::federation::Federation>,
     /// Set when this node is no longer a member of its zone: it then serves only its status.
     pub removal: crate::raft::election::Removal,
+    /// Which members' zone-wide settings differ from this node's.
+    pub policy_check: crate::raft::consistency::PolicyCheck,
 }
 
 /// Shared handler state.
@@ -111,6 +119,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/audit", get(audit::list))
         .route("/v1/recognitions", get(federation::recognitions))
         .route("/v1/federation/peers", get(federation::peers))
+        .route("/v1/federation/verdicts", get(federation::verdicts))
         .route("/v1/federation/revocations", post(federation::revoke))
         .route("/v1/federation/overview", get(overview::overview))
         .route("/v1/federation/flows", get(overview::flows))
@@ -128,6 +137,11 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             refuse_when_removed,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            deadline::limit,
+        ))
+        .layer(axum::middleware::from_fn(error::json_errors))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::track,

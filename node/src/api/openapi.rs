@@ -2,7 +2,12 @@
 //! `#[utoipa::path]` annotations and the types they take and answer.
 //!
 //! The dashboard (`/`, `/assets/{file}`) is left out: it serves a page and its files, not the
-//! JSON API. `/metrics` is in, as text.
+//! JSON API. `/metrics` is in, as text. What the derived schemas cannot say about request
+//! bodies is added by [`rules`].
+
+mod rules;
+
+use std::sync::OnceLock;
 
 use axum::Json;
 use axum::response::IntoResponse;
@@ -22,7 +27,8 @@ use super::{audit, federation, listings, metrics, status, tokens, zone};
         title = "xchg node API",
         version = env!("CARGO_PKG_VERSION"),
         description = "The HTTP API of an xchg node: listings and their review, the audit \
-            chain, federation (recognitions, peers, revocations, the hub's overview and flows), \
+            chain, federation (recognitions, verdicts, peers, revocations, the hub's overview and \
+            flows), \
             tokens and zone membership. Every error answers `{\"error\":{\"code\",\"message\",\
             \"field\"}}` with the status that fits. Writes sent to any node of a zone are \
             forwarded to its leader; reads are linearizable unless `consistency=local` is asked.",
@@ -41,6 +47,7 @@ use super::{audit, federation, listings, metrics, status, tokens, zone};
         audit::list,
         federation::recognitions,
         federation::peers,
+        federation::verdicts,
         federation::revoke,
         overview,
         flows,
@@ -52,13 +59,14 @@ use super::{audit, federation, listings, metrics, status, tokens, zone};
     ),
     // Named, not registered, by the shared error sets (`ErrorBody`) and by path parameters.
     components(schemas(ErrorBody, ContentId, NodeName)),
-    modifiers(&BearerToken, &OpenListing),
+    modifiers(&BearerToken, &OpenListing, &ServerErrors),
     tags(
         (name = "status", description = "This node's Raft view; no token needed"),
         (name = "listings", description = "Submit, review, delist, read and search listings"),
         (name = "audit", description = "The hash-chained audit trail (regulator, admin)"),
-        (name = "federation", description = "Recognitions, gossip peers, key revocations, and \
-            the hub's overview and flows"),
+        (name = "federation", description = "Recognitions, this node's verdicts, gossip peers, \
+            key revocations, and the hub's overview and flows. Keys, signatures and envelopes \
+            are lowercase hex in JSON (PROTOCOL.md 2.10)"),
         (name = "tokens", description = "API tokens (admin)"),
         (name = "zone", description = "Zone membership (admin)"),
         (name = "metrics", description = "Prometheus metrics"),
@@ -105,6 +113,47 @@ impl Modify for OpenListing {
     }
 }
 
+/// Gives every operation a `default` answer: the errors the server itself may give any
+/// request, before or around its handler (see `api::server` and `api::deadline`).
+struct ServerErrors;
+
+impl Modify for ServerErrors {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let answer = utoipa::openapi::ResponseBuilder::new()
+            .description(
+                "Any other error, in the same shape; among them the server's own: 400 \
+                 `bad_request` (a head it cannot parse), 408 `request_timeout` (the head or the \
+                 body too slow), 414 `uri_too_long`, 431 `headers_too_large`, 503 \
+                 `too_many_connections`, 504 `timeout` (the request took longer than the \
+                 node's limit; a write may still be applied)",
+            )
+            .content(
+                "application/json",
+                utoipa::openapi::ContentBuilder::new()
+                    .schema(Some(utoipa::openapi::Ref::from_schema_name("ErrorBody")))
+                    .build(),
+            )
+            .build();
+        for item in openapi.paths.paths.values_mut() {
+            for op in [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                op.responses
+                    .responses
+                    .entry("default".to_owned())
+                    .or_insert_with(|| RefOr::T(answer.clone()));
+            }
+        }
+    }
+}
+
 /// `GET /v1/openapi.json` (no token needed).
 #[utoipa::path(
     get,
@@ -114,7 +163,24 @@ impl Modify for OpenListing {
     responses((status = 200, description = "This OpenAPI 3.1 document", body = Object))
 )]
 pub async fn document() -> impl IntoResponse {
-    Json(ApiDoc::openapi())
+    Json(served())
+}
+
+/// The document as served: [`ApiDoc`] with the request rules of [`rules`].
+pub fn served() -> &'static serde_json::Value {
+    static DOCUMENT: OnceLock<serde_json::Value> = OnceLock::new();
+    DOCUMENT.get_or_init(|| {
+        // The document is plain data: it always serializes.
+        let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+        let missed = rules::apply(&mut doc);
+        if !missed.is_empty() {
+            tracing::error!(
+                ?missed,
+                "OpenAPI request rules name properties that do not exist"
+            );
+        }
+        doc
+    })
 }
 
 /// `GET /v1/federation/overview` (admin, operator, regulator), served by
@@ -170,7 +236,7 @@ mod tests {
     use crate::api::overview;
 
     fn doc() -> Value {
-        serde_json::to_value(ApiDoc::openapi()).expect("the document serializes")
+        served().clone()
     }
 
     fn resolve<'a>(doc: &'a Value, schema: &'a Value) -> Result<&'a Value, String> {
@@ -299,6 +365,27 @@ mod tests {
     }
 
     #[test]
+    fn every_request_rule_lands_on_a_property_that_exists() {
+        let mut doc = serde_json::to_value(ApiDoc::openapi()).expect("serializes");
+        assert_eq!(rules::apply(&mut doc), Vec::<String>::new());
+        let draft = &doc["components"]["schemas"]["ListingDraft"]["properties"];
+        assert_eq!(draft["title"]["maxLength"], 200);
+        assert_eq!(draft["scenarios"]["items"]["minLength"], 1);
+        assert_eq!(draft["delivery_modes"]["uniqueItems"], true);
+        // Nothing but the rules was added: no operation gained a `parameters: null`.
+        let before = serde_json::to_value(ApiDoc::openapi()).expect("serializes");
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            for (method, op) in item.as_object().expect("an item") {
+                assert_eq!(
+                    op.get("parameters").is_some(),
+                    before["paths"][path][method].get("parameters").is_some(),
+                    "{method} {path}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn every_reference_in_the_document_resolves() {
         fn walk(doc: &Value, v: &Value, broken: &mut BTreeSet<String>) {
             match v {
@@ -347,7 +434,7 @@ mod tests {
                     "{method} {path} has no success answer"
                 );
                 for (status, response) in responses {
-                    if status.starts_with('4') || status.starts_with('5') {
+                    if status.starts_with('4') || status.starts_with('5') || status == "default" {
                         assert_eq!(
                             response["content"]["application/json"]["schema"]["$ref"],
                             "#/components/schemas/ErrorBody",
@@ -358,6 +445,10 @@ mod tests {
                 if op.get("security").is_some() {
                     assert!(responses.contains_key("401"), "{method} {path} lacks 401");
                 }
+                assert!(
+                    responses.contains_key("default"),
+                    "{method} {path} lacks the server's own errors"
+                );
             }
         }
         assert_eq!(
@@ -446,6 +537,13 @@ mod tests {
                 messages: 4,
                 last_message_at: Some(at()),
             }],
+            unverified: vec![overview::UnverifiedPeer {
+                peer: "12D3KooW".into(),
+                agent: some("xchg/0.1.0 xuchang/municipal municipal-9 -"),
+                address: some("/ip4/127.0.0.1/tcp/7120"),
+                reason: "no identity answer".into(),
+                messages: 1,
+            }],
             at: at(),
         };
         assert_documented_as("Overview", &value);
@@ -514,6 +612,7 @@ mod tests {
             topics: vec!["xchg/xuchang/v1".into()],
             last_message_ms: Some(1),
             messages: 2,
+            connected_since_ms: Some(0),
         };
         assert_documented_as("PeerInfo", &value);
     }

@@ -3,11 +3,13 @@
 //! boundary, minute by minute.
 //!
 //! The overview asks each node's own `/v1/status` rather than trusting gossip, so a node that
-//! is connected but stuck shows up as such. The URLs come from this zone's config and from the
-//! self-declared identify agents of gossip peers; a hostile peer can therefore make the hub
-//! send a bounded number of `GET <origin>/v1/status` requests with a short timeout, and nothing
-//! more: URLs are reduced to their origin, redirects are not followed, bodies are capped and
-//! errors are reported as a class, never as the remote text.
+//! is connected but stuck shows up as such. Only nodes whose identity is proven are shown or
+//! asked (`federation::identity`): this zone's Raft members, at the API URLs of the membership,
+//! and gossip peers whose key carries a valid delegation from a trusted root for the zone they
+//! declare, at the API URL their identify agent declares on the address they connected from.
+//! Every other peer is listed as unverified and never asked. Even a proven peer's URL is only
+//! reduced to its origin and asked once with a short timeout, without redirects, its body
+//! capped, and errors reported as a class, never as the remote text.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::OnceLock;
@@ -26,7 +28,9 @@ use super::auth::Caller;
 use super::error::ApiError;
 use super::listings::query_error;
 use super::{AppState, status};
+use crate::federation::identity::Identity;
 use crate::gossip::PeerInfo;
+use crate::raft::MemberNode;
 
 /// Most node APIs one overview asks; further URLs are left out.
 pub const MAX_PROBES: usize = 128;
@@ -54,10 +58,28 @@ pub struct Overview {
     pub this: SelfView,
     /// This node's exchange first, then the outside exchanges in config order.
     pub exchanges: Vec<ExchangeView>,
-    /// Gossip peers of this node in other zones or in its own, with their message counts.
+    /// Gossip peers of this node whose identity is proven, in other zones or in its own, with
+    /// their message counts.
     pub gossip: Vec<GossipLink>,
+    /// Gossip peers that proved nothing: shown as they declare themselves, never asked.
+    pub unverified: Vec<UnverifiedPeer>,
     /// When the view was assembled.
     pub at: Timestamp,
+}
+
+/// A gossip peer whose identity is not proven.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct UnverifiedPeer {
+    /// Its peer id.
+    pub peer: String,
+    /// Its identify agent, as it declares it (at most 256 characters).
+    pub agent: Option<String>,
+    /// The address it connected from.
+    pub address: Option<String>,
+    /// Why it is not verified.
+    pub reason: String,
+    /// Gossip messages it delivered to this node.
+    pub messages: u64,
 }
 
 /// Which node answered.
@@ -122,12 +144,13 @@ pub struct NodeView {
     pub lag: Option<u64>,
 }
 
-/// A gossip connection of this node.
+/// A gossip connection of this node to a peer whose identity is proven.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct GossipLink {
-    /// The peer's zone (self-declared).
+    /// The peer's zone (proven by membership or delegation).
     pub zone: String,
-    /// The peer's node name (self-declared).
+    /// The peer's node name: from the membership for this zone's members; as declared (or its
+    /// peer id, if it declares none) for nodes of other zones.
     pub node: String,
     /// Gossip messages it delivered to this node.
     pub messages: u64,
@@ -258,9 +281,20 @@ fn known_zone(config: &NodeConfig, zone: &str) -> bool {
     })
 }
 
-/// Parses an identify agent `xchg/<version> <zone> <node> <api url>` of a zone this node
-/// federates with.
-pub fn parse_agent(config: &NodeConfig, agent: &str) -> Option<Target> {
+/// What a peer declares in its identify agent (PROTOCOL.md 7.1):
+/// `<product>/<version> <zone id> <node name> <API base URL or ->`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Declared {
+    /// The zone it declares.
+    pub zone: String,
+    /// The node name it declares.
+    pub node: String,
+    /// The origin of the API it declares; `None` for `-` (a peer without an xchg API).
+    pub api_url: Option<String>,
+}
+
+/// Parses an identify agent of a zone this node federates with.
+pub fn parse_agent(config: &NodeConfig, agent: &str) -> Option<Declared> {
     let mut words = agent.split_whitespace();
     let (Some(product), Some(zone), Some(node), Some(url), None) = (
         words.next(),
@@ -271,41 +305,109 @@ pub fn parse_agent(config: &NodeConfig, agent: &str) -> Option<Target> {
     ) else {
         return None;
     };
-    if !product.starts_with("xchg/")
+    if !product.contains('/')
         || !known_zone(config, zone)
         || node.parse::<xchg_protocol::NodeName>().is_err()
     {
         return None;
     }
-    Some(Target {
-        api_url: api_origin(url)?,
+    let api_url = match url {
+        "-" => None,
+        url => Some(api_origin(url)?),
+    };
+    Some(Declared {
         zone: zone.to_owned(),
         node: node.to_owned(),
+        api_url,
     })
 }
 
-/// The APIs to ask: this zone's members from the config, then gossip peers; one per origin,
-/// at most [`MAX_PROBES`].
-pub fn targets(config: &NodeConfig, peers: &[PeerInfo]) -> Vec<Target> {
-    let own = config.zone.members.iter().filter_map(|m| {
+/// Who to ask and what to show, from the membership and the gossip peers' proven identities.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Found {
+    /// The APIs to ask, this zone's members first, one per origin, at most [`MAX_PROBES`].
+    pub targets: Vec<Target>,
+    /// Gossip links to proven peers.
+    pub links: Vec<GossipLink>,
+    /// Peers that proved nothing.
+    pub unverified: Vec<UnverifiedPeer>,
+}
+
+/// Sorts what this node knows into APIs to ask, proven links and unverified peers. A member of
+/// this zone is shown under its membership name; a peer with a delegation under the zone it
+/// proved, and only if it declares that same zone; its declared API is asked only if it is on
+/// the address the peer connected from. Nothing a peer merely declares makes it a target.
+pub fn find(config: &NodeConfig, members: &[MemberNode], peers: &[(PeerInfo, Identity)]) -> Found {
+    let own_zone = config.zone.id.to_string();
+    let mut found = Found::default();
+    let own = members.iter().filter_map(|m| {
         Some(Target {
             api_url: api_origin(&m.api_url)?,
-            zone: config.zone.id.to_string(),
-            node: m.name.to_string(),
+            zone: own_zone.clone(),
+            node: m.name.clone(),
         })
     });
-    // A peer's declared API is asked only if it is on the address the peer connected from.
-    let gossip = peers.iter().filter_map(|p| {
-        let t = parse_agent(config, p.agent.as_deref()?)?;
-        let host = reqwest::Url::parse(&t.api_url).ok()?.host_str()?.to_owned();
-        let connected = p.address.as_deref().and_then(ip_of_multiaddr)?;
-        same_host(host.trim_matches(['[', ']']), &connected).then_some(t)
-    });
+    let mut gossip_targets = Vec::new();
+    for (p, identity) in peers {
+        let unverified = |reason: String| UnverifiedPeer {
+            peer: p.peer.clone(),
+            agent: p.agent.clone(),
+            address: p.address.clone(),
+            reason,
+            messages: p.messages,
+        };
+        let declared = p.agent.as_deref().and_then(|a| parse_agent(config, a));
+        let (zone, node) = match identity {
+            Identity::Unproven { reason } => {
+                found.unverified.push(unverified(reason.clone()));
+                continue;
+            }
+            Identity::Member { name } => (own_zone.clone(), name.clone()),
+            Identity::Delegated { zone } => {
+                let zone = zone.to_string();
+                match &declared {
+                    Some(d) if d.zone != zone => {
+                        found.unverified.push(unverified(format!(
+                            "declares zone {}, but its delegation is for {zone}",
+                            d.zone
+                        )));
+                        continue;
+                    }
+                    Some(d) => {
+                        let host = d.api_url.as_deref().and_then(|u| {
+                            Some(reqwest::Url::parse(u).ok()?.host_str()?.to_owned())
+                        });
+                        let connected = p.address.as_deref().and_then(ip_of_multiaddr);
+                        if let (Some(url), Some(host), Some(connected)) =
+                            (&d.api_url, host, connected)
+                            && same_host(host.trim_matches(['[', ']']), &connected)
+                        {
+                            gossip_targets.push(Target {
+                                api_url: url.clone(),
+                                zone: zone.clone(),
+                                node: d.node.clone(),
+                            });
+                        }
+                        (zone, d.node.clone())
+                    }
+                    None => (zone, p.peer.clone()),
+                }
+            }
+        };
+        found.links.push(GossipLink {
+            zone,
+            node,
+            messages: p.messages,
+            last_message_at: p.last_message_ms.map(Timestamp),
+        });
+    }
     let mut seen = BTreeSet::new();
-    own.chain(gossip)
+    found.targets = own
+        .chain(gossip_targets)
         .filter(|t| seen.insert(t.api_url.clone()))
         .take(MAX_PROBES)
-        .collect()
+        .collect();
+    found
 }
 
 fn clip(s: &str) -> String {
@@ -320,11 +422,12 @@ fn role(raw: &str) -> String {
     }
 }
 
-/// Builds the overview from the probes (pure: no IO, `at` passed in).
+/// Builds the overview from the probes and the proven links (pure: no IO, `at` passed in).
 pub fn assemble(
     config: &NodeConfig,
     probes: Vec<Probe>,
-    peers: &[PeerInfo],
+    links: Vec<GossipLink>,
+    unverified: Vec<UnverifiedPeer>,
     at: Timestamp,
 ) -> Overview {
     let own_zone = config.zone.id.to_string();
@@ -459,18 +562,6 @@ pub fn assemble(
             ex.zones.push(zone);
         }
     }
-    let gossip = peers
-        .iter()
-        .filter_map(|p| {
-            let t = parse_agent(config, p.agent.as_deref()?)?;
-            Some(GossipLink {
-                zone: t.zone,
-                node: t.node,
-                messages: p.messages,
-                last_message_at: p.last_message_ms.map(Timestamp),
-            })
-        })
-        .collect();
     Overview {
         this: SelfView {
             exchange: config.exchange.id.to_string(),
@@ -478,7 +569,8 @@ pub fn assemble(
             node: config.node.name.to_string(),
         },
         exchanges,
-        gossip,
+        gossip: links,
+        unverified,
         at,
     }
 }
@@ -543,10 +635,11 @@ pub async fn overview(
     caller.require(&[Role::Operator, Role::Regulator])?;
     params.map_err(query_error)?;
     let config = &state.config;
-    let peers = state.federation.net().peers().await;
+    let peers = state.federation.peer_identities().await;
+    let found = find(config, &state.federation.members(), &peers);
     let own_name = config.node.name.to_string();
     let own_zone = config.zone.id.to_string();
-    let probes = futures::stream::iter(targets(config, &peers))
+    let probes = futures::stream::iter(found.targets)
         .map(|target| {
             let state = state.clone();
             let local = target.node == own_name && target.zone == own_zone;
@@ -565,7 +658,13 @@ pub async fn overview(
         .buffer_unordered(PROBE_CONCURRENCY)
         .collect::<Vec<_>>()
         .await;
-    Ok(Json(assemble(config, probes, &peers, Timestamp::now())))
+    Ok(Json(assemble(
+        config,
+        probes,
+        found.links,
+        found.unverified,
+        Timestamp::now(),
+    )))
 }
 
 /// Default window of `/v1/federation/flows`, minutes.
@@ -867,6 +966,7 @@ mod tests {
             topics: Vec::new(),
             last_message_ms: Some(1_000),
             messages,
+            connected_since_ms: Some(500),
         }
     }
 
@@ -915,29 +1015,123 @@ mod tests {
         }
     }
 
+    fn declared(url: Option<&str>, zone: &str, node: &str) -> Declared {
+        Declared {
+            api_url: url.map(str::to_owned),
+            zone: zone.into(),
+            node: node.into(),
+        }
+    }
+
+    fn members(config: &NodeConfig) -> Vec<MemberNode> {
+        config
+            .zone
+            .members
+            .iter()
+            .map(|m| MemberNode {
+                name: m.name.to_string(),
+                raft_addr: m.raft_addr.to_string(),
+                api_url: m.api_url.clone(),
+                public_key: m.public_key.as_bytes().to_vec(),
+            })
+            .collect()
+    }
+
+    fn delegated(zone: &str) -> Identity {
+        Identity::Delegated {
+            zone: zone.parse().expect("zone id"),
+        }
+    }
+
+    fn unproven() -> Identity {
+        Identity::Unproven {
+            reason: "no identity answer".into(),
+        }
+    }
+
     #[test]
-    fn only_xchg_agents_of_federated_exchanges_become_targets() {
+    fn agents_of_federated_zones_parse_with_an_api_url_or_a_dash() {
         let (_dir, config) = zhengzhou();
         let ok = "xchg/0.1.0 xuchang/municipal municipal-1 http://127.0.0.1:9000";
         assert_eq!(
             parse_agent(&config, ok),
-            Some(target(
-                "http://127.0.0.1:9000",
+            Some(declared(
+                Some("http://127.0.0.1:9000"),
                 "xuchang/municipal",
                 "municipal-1"
             ))
         );
+        // Another stack, without an xchg API (PROTOCOL.md 7.1).
+        assert_eq!(
+            parse_agent(&config, "rust-libp2p/0.45 xuchang/municipal municipal-1 -"),
+            Some(declared(None, "xuchang/municipal", "municipal-1"))
+        );
         for refused in [
-            "rust-libp2p/0.45 xuchang/municipal municipal-1 http://127.0.0.1:9000",
             "xchg/0.1.0 shanghai/main main-1 http://127.0.0.1:9000",
             "xchg/0.1.0 xuchang/municipal municipal-1",
             "xchg/0.1.0 xuchang/municipal municipal-1 - extra",
-            "xchg/0.1.0 xuchang/municipal municipal-1 -",
+            "xchg xuchang/municipal municipal-1 -",
             "xchg/0.1.0 xuchang/municipal municipal-1 http://127.0.0.1:9000/v1/tokens",
             "xchg/0.1.0 xuchang/municipal Not_A_Name http://127.0.0.1:9000",
         ] {
             assert_eq!(parse_agent(&config, refused), None, "{refused}");
         }
+    }
+
+    #[test]
+    fn a_peer_that_proves_nothing_is_listed_unverified_and_never_asked() {
+        let (_dir, config) = zhengzhou();
+        let liar = peer("xchg/0.1.0 zhengzhou/main main-9 http://127.0.0.1:9999", 7);
+        let found = find(&config, &members(&config), &[(liar, unproven())]);
+        assert_eq!(
+            found.targets.len(),
+            config.zone.members.len(),
+            "members only"
+        );
+        assert!(found.targets.iter().all(|t| t.node != "main-9"));
+        assert!(found.links.is_empty());
+        assert_eq!(found.unverified.len(), 1);
+        assert_eq!(found.unverified[0].reason, "no identity answer");
+        assert_eq!(found.unverified[0].messages, 7);
+    }
+
+    #[test]
+    fn a_delegated_peer_is_asked_only_for_the_zone_it_proved() {
+        let (_dir, config) = zhengzhou();
+        let honest = peer(
+            "xchg/0.1.0 xuchang/municipal municipal-1 http://127.0.0.1:9000",
+            1,
+        );
+        let found = find(
+            &config,
+            &members(&config),
+            &[(honest.clone(), delegated("xuchang/municipal"))],
+        );
+        let last = found.targets.last().expect("a target");
+        assert_eq!(last.api_url, "http://127.0.0.1:9000");
+        assert_eq!(found.links[0].zone, "xuchang/municipal");
+        assert_eq!(found.links[0].node, "municipal-1");
+        // Delegated to one zone, claiming another.
+        let found = find(
+            &config,
+            &members(&config),
+            &[(honest, delegated("xuchang/yuzhou"))],
+        );
+        assert!(found.links.is_empty());
+        assert!(
+            found.unverified[0].reason.contains("delegation is for"),
+            "{:?}",
+            found.unverified
+        );
+        // Without an API (`-`): linked, not asked.
+        let no_api = peer("other/2 xuchang/municipal municipal-2 -", 1);
+        let found = find(
+            &config,
+            &members(&config),
+            &[(no_api, delegated("xuchang/municipal"))],
+        );
+        assert_eq!(found.targets.len(), config.zone.members.len());
+        assert_eq!(found.links[0].node, "municipal-2");
     }
 
     #[test]
@@ -949,28 +1143,38 @@ mod tests {
             .iter()
             .map(|m| m.api_url.clone())
             .collect();
-        let mut peers = vec![peer(
-            &format!("xchg/0.1.0 zhengzhou/main main-2 {}/", own[1]),
-            1,
+        let member = Identity::Member {
+            name: config.zone.members[1].name.to_string(),
+        };
+        let mut peers = vec![(
+            peer(&format!("xchg/0.1.0 zhengzhou/main main-2 {}/", own[1]), 1),
+            member,
         )];
         peers.extend((0..300).map(|i| {
-            peer(
+            let p = peer(
                 &format!(
                     "xchg/0.1.0 xuchang/municipal municipal-{} http://127.0.0.1:{}",
                     i % 9 + 1,
                     10_000 + i
                 ),
                 i,
-            )
+            );
+            (p, delegated("xuchang/municipal"))
         }));
-        let found = targets(&config, &peers);
+        let found = find(&config, &members(&config), &peers).targets;
         assert_eq!(found.len(), MAX_PROBES);
         // A peer declaring an API on a host other than the one it connected from is not asked.
-        let elsewhere = [peer(
-            "xchg/0.1.0 xuchang/municipal municipal-1 http://10.9.9.9:7100",
-            1,
+        let elsewhere = [(
+            peer(
+                "xchg/0.1.0 xuchang/municipal municipal-1 http://10.9.9.9:7100",
+                1,
+            ),
+            delegated("xuchang/municipal"),
         )];
-        assert_eq!(targets(&config, &elsewhere).len(), own.len());
+        assert_eq!(
+            find(&config, &members(&config), &elsewhere).targets.len(),
+            own.len()
+        );
         assert_eq!(found[0].api_url, own[0]);
         assert_eq!(found[1].api_url, own[1]);
         assert_eq!(
@@ -1020,11 +1224,15 @@ mod tests {
                 outcome: Ok(status("impostor", "shanghai/main", "leader", 1, 1)),
             },
         ];
-        let peers = [peer(
-            "xchg/0.1.0 xuchang/municipal municipal-1 http://127.0.0.1:3",
-            42,
+        let peers = [(
+            peer(
+                "xchg/0.1.0 xuchang/municipal municipal-1 http://127.0.0.1:3",
+                42,
+            ),
+            delegated("xuchang/municipal"),
         )];
-        let o = assemble(&config, probes, &peers, Timestamp(5));
+        let found = find(&config, &members(&config), &peers);
+        let o = assemble(&config, probes, found.links, found.unverified, Timestamp(5));
 
         assert_eq!(o.this.zone, "zhengzhou/main");
         let ids: Vec<&str> = o.exchanges.iter().map(|e| e.id.as_str()).collect();

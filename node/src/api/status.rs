@@ -48,6 +48,9 @@ pub struct Status {
     pub applied_index: u64,
     /// The zone's members.
     pub members: Vec<MemberStatus>,
+    /// `same` when every member answered with this node's export policy, sibling agreement
+    /// and `[[outside]]` agreements (compared every 30 s), else `differs from: <names>`.
+    pub zone_policy: String,
 }
 
 /// `GET /v1/status` (no token needed: health checks use it).
@@ -102,5 +105,9 @@ pub async fn get_status(State(state): State<AppState>) -> Json<Status> {
             .max(m.last_applied.map_or(0, |l| l.index)),
         applied_index: m.last_applied.map_or(0, |l| l.index),
         members,
+        zone_policy: match state.policy_check.differing() {
+            d if d.is_empty() => "same".to_owned(),
+            d => format!("differs from: {}", d.join(", ")),
+        },
     })
 }

@@ -17,6 +17,9 @@ use super::json::JsonBody;
 use crate::catalog::CatalogCommand;
 use crate::catalog::apply::{last_admin, working_admins};
 
+/// Longest accepted token label, in characters.
+pub const MAX_LABEL_CHARS: usize = 200;
+
 /// `POST /v1/tokens` body.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -27,7 +30,6 @@ pub struct NewToken {
     /// The party it acts for: a listing's `provider.id`. Required for a provider token, which
     /// submits and updates only that party's listings.
     #[serde(default)]
-    #[schema(pattern = "^[a-z0-9][a-z0-9._-]{0,63}$")]
     pub party: Option<String>,
     /// A label for people, e.g. who holds it.
     pub label: String,
@@ -69,8 +71,8 @@ fn role_schema() -> utoipa::openapi::schema::Object {
     responses(
         (status = 201, description = "The new token; its text is shown only now", body = CreatedToken),
         (status = 400, description = "Malformed JSON, an unknown role, an invalid `party`, a \
-            provider token without `party`, or a `label` that is empty or over 200 characters \
-            (`field` names it)", body = ErrorBody),
+            provider token without `party`, or a `label` that is empty, over 200 characters or \
+            against the text rule (`field` names it)", body = ErrorBody),
         (status = 403, description = "Not an admin token", body = ErrorBody),
         BearerErrors,
         BodyErrors,
@@ -98,9 +100,12 @@ pub async fn create(
         }
         None => {}
     }
-    if body.label.trim().is_empty() || body.label.chars().count() > 200 {
-        return Err(ApiError::invalid_field("label", "1 to 200 characters"));
-    }
+    super::text::check(&[super::text::Text {
+        field: "label",
+        value: &body.label,
+        max: MAX_LABEL_CHARS,
+        required: true,
+    }])?;
     let mut secret = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut secret);
     let token = format!(

@@ -49,9 +49,34 @@ pub struct RemoveQuery {
     pub force: bool,
 }
 
+/// The longest a membership request is served: adding a member waits until it has caught up
+/// with the catalog.
+pub const MEMBERSHIP_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// Carries out `change` (on the leader, forwarded if need be), then records who asked and how
-/// it ended in the audit chain.
+/// it ended in the audit chain; at most [`MEMBERSHIP_WAIT`].
 async fn change(
+    state: &AppState,
+    caller: &Caller,
+    what: String,
+    change: MembershipChange,
+) -> Result<Membership, ApiError> {
+    tokio::time::timeout(MEMBERSHIP_WAIT, change_now(state, caller, what, change))
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "outcome_unknown",
+                format!(
+                    "the membership change did not finish within {MEMBERSHIP_WAIT:?} (a large \
+                     catalog to copy to a new member?); it may still complete: read GET \
+                     /v1/status before repeating it"
+                ),
+            )
+        })?
+}
+
+async fn change_now(
     state: &AppState,
     caller: &Caller,
     what: String,
@@ -72,7 +97,7 @@ async fn change(
                 id,
                 &node,
                 ZoneRequest::ChangeMembers(change),
-                std::time::Duration::from_secs(120),
+                MEMBERSHIP_WAIT,
             )
             .await
         {

@@ -8,7 +8,10 @@ use sqlx::{Row, SqliteConnection};
 use xchg_federation_config::Role;
 use xchg_protocol::{ContentId, Listing, Timestamp};
 
-use super::{Actor, Applied, CatalogCommand, CommandResponse, ListingState, Refusal, ZoneFacts};
+use super::{
+    Actor, Applied, CatalogCommand, CommandResponse, IDEMPOTENCY_TTL_MS, Idempotent, ListingState,
+    Refusal, ZoneFacts,
+};
 use crate::audit;
 use crate::catalog::federation;
 use crate::store::raw::{View, with_view};
@@ -25,6 +28,9 @@ pub async fn apply(
     raft_index: u64,
     cmd: &CatalogCommand,
 ) -> Result<CommandResponse, sqlx::Error> {
+    if let CatalogCommand::Idempotent(i) = cmd {
+        return Box::pin(idempotent(conn, view, chain, zone, raft_index, i)).await;
+    }
     let response = match cmd {
         CatalogCommand::SubmitListing { listing, actor } => {
             let item = [(listing.as_ref(), actor)];
@@ -132,11 +138,85 @@ pub async fn apply(
             version: None,
             state: None,
         }),
+        CatalogCommand::Idempotent(_) => Err(Refusal::Invalid(
+            "an idempotent write inside another".into(),
+        )),
         CatalogCommand::Recognize(r) => {
             federation::recognize(conn, view, zone, raft_index, r).await?
         }
+        CatalogCommand::RecordRefusal(r) => federation::record_refusal(conn, raft_index, r).await?,
     };
     record(chain, raft_index, cmd, &response);
+    Ok(response)
+}
+
+/// Applies a write sent with an `Idempotency-Key` once per caller and key: a retry with the
+/// same request gets the first response (and an audit record saying it was replayed, creating
+/// nothing), another request under the same key is refused. Keys older than
+/// [`IDEMPOTENCY_TTL_MS`] (by the command's time, so every replica agrees) are forgotten.
+async fn idempotent(
+    conn: &mut SqliteConnection,
+    view: &mut View,
+    chain: &mut audit::Chain,
+    zone: &ZoneFacts,
+    raft_index: u64,
+    i: &Idempotent,
+) -> Result<CommandResponse, sqlx::Error> {
+    let (actor, role, at, object) = subject(&i.command);
+    sqlx::query("DELETE FROM idempotency WHERE at < ?")
+        .bind(i.at.0.saturating_sub(IDEMPOTENCY_TTL_MS) as i64)
+        .execute(&mut *conn)
+        .await?;
+    let earlier =
+        sqlx::query("SELECT request, response FROM idempotency WHERE actor = ? AND key = ?")
+            .bind(&actor)
+            .bind(&i.key)
+            .fetch_optional(&mut *conn)
+            .await?;
+    if let Some(row) = earlier {
+        let request: Vec<u8> = row.try_get(0)?;
+        let stored: Vec<u8> = row.try_get(1)?;
+        let response = if request == i.request {
+            cbor4ii::serde::from_slice::<CommandResponse>(&stored).unwrap_or_else(|e| {
+                Err(Refusal::Invalid(format!(
+                    "the stored response does not decode: {e}"
+                )))
+            })
+        } else {
+            Err(Refusal::KeyReused(format!(
+                "Idempotency-Key {:?} was used for another request in the last 24 hours; use a \
+                 new key for a new request",
+                i.key
+            )))
+        };
+        let result = match &response {
+            Ok(_) => format!("replayed (Idempotency-Key {})", i.key),
+            Err(r) => format!("refused:{}: {r}", r.code()),
+        };
+        chain.append(audit::Event {
+            raft_index,
+            at,
+            actor: &actor,
+            role,
+            action: i.command.action(),
+            object_id: &object,
+            result,
+        });
+        return Ok(response);
+    }
+    let response = apply(conn, view, chain, zone, raft_index, &i.command).await?;
+    let stored = cbor4ii::serde::to_vec(Vec::new(), &response)
+        .map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    sqlx::query(
+        "INSERT INTO idempotency (actor, key, request, response, at) VALUES (?, ?, ?, ?, ?)",
+    )
+    .bind(&actor)
+    .bind(&i.key)
+    .bind(&i.request)
+    .bind(stored)
+    .bind(i.at.0 as i64)
+    .execute(&mut *conn)
+    .await?;
     Ok(response)
 }
 
@@ -267,6 +347,7 @@ fn subject(cmd: &CatalogCommand) -> (String, &'static str, Timestamp, String) {
             let (id, role) = by(actor);
             (id, role, *at, listing_id.to_string())
         }
+        CatalogCommand::Idempotent(i) => subject(&i.command),
         CatalogCommand::RecordMembershipChange {
             change, at, actor, ..
         } => {
@@ -300,6 +381,12 @@ fn subject(cmd: &CatalogCommand) -> (String, &'static str, Timestamp, String) {
             format!("outbox:{outbox_seq}"),
         ),
         CatalogCommand::Recognize(r) => (
+            format!("node:{}", r.node),
+            "system",
+            r.at,
+            r.content_id.to_string(),
+        ),
+        CatalogCommand::RecordRefusal(r) => (
             format!("node:{}", r.node),
             "system",
             r.at,

@@ -11,12 +11,43 @@ use xchg_protocol::{
 };
 
 use super::apply::{By, current, record_history, write_listing};
-use super::{Applied, CommandResponse, ListingState, Recognition, Refusal, ZoneFacts};
+use super::{
+    Applied, CommandResponse, ListingState, Recognition, Refusal, RefusedAnnouncement, ZoneFacts,
+};
 use crate::federation::policy;
 use crate::store::raw::View;
 
 /// Who recognised copies are recorded as submitted by.
 pub const FEDERATION_SUBMITTER: &str = "federation";
+
+/// How long a refusal record (a `rejected` decision) is kept, by the time in the commands:
+/// a refusal recorded at `t` is deleted by the first refusal applied after `t` + 30 days.
+pub const REFUSAL_RETENTION_MS: u64 = 30 * 24 * 60 * 60 * 1000;
+/// Most refusal records kept per signing key; the oldest go first.
+pub const MAX_REFUSALS_PER_SIGNER: i64 = 1_000;
+/// Most refusal records kept per exchange (whatever the number of its keys); the oldest go
+/// first. With the per-signer cap, no partner can fill a zone's disk with refusals.
+pub const MAX_REFUSALS_PER_EXCHANGE: i64 = 10_000;
+
+/// How long refusal records are kept and how many.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RefusalBounds {
+    /// Age, by command time, after which a record goes.
+    pub retention_ms: u64,
+    /// Records kept per signing key.
+    pub per_signer: i64,
+    /// Records kept per exchange.
+    pub per_exchange: i64,
+}
+
+impl RefusalBounds {
+    /// The bounds every zone applies.
+    pub const DEFAULT: RefusalBounds = RefusalBounds {
+        retention_ms: REFUSAL_RETENTION_MS,
+        per_signer: MAX_REFUSALS_PER_SIGNER,
+        per_exchange: MAX_REFUSALS_PER_EXCHANGE,
+    };
+}
 
 fn decode_err(e: impl std::fmt::Display) -> sqlx::Error {
     sqlx::Error::Decode(e.to_string().into())
@@ -332,6 +363,97 @@ async fn record_decision(
     .bind(raft_index as i64)
     .execute(&mut *conn)
     .await?;
+    if d.decision == "rejected" {
+        let (signer, exchange) = (d.r.signer.to_base64(), d.r.exchange.as_str());
+        bound_refusals(conn, &signer, exchange, d.r.at, &RefusalBounds::DEFAULT).await?;
+    }
+    Ok(())
+}
+
+/// Records a refusal made before recording (no envelope, PROTOCOL.md 7.4), then keeps the
+/// refusal records within their bounds.
+///
+/// # Errors
+/// Storage errors.
+pub async fn record_refusal(
+    conn: &mut SqliteConnection,
+    raft_index: u64,
+    r: &RefusedAnnouncement,
+) -> Result<CommandResponse, sqlx::Error> {
+    record_refusal_within(conn, raft_index, r, &RefusalBounds::DEFAULT).await
+}
+
+/// [`record_refusal`] within `bounds`.
+async fn record_refusal_within(
+    conn: &mut SqliteConnection,
+    raft_index: u64,
+    r: &RefusedAnnouncement,
+    bounds: &RefusalBounds,
+) -> Result<CommandResponse, sqlx::Error> {
+    if decided(&mut *conn, &r.content_id).await? {
+        return Ok(done(r.content_id, None, None));
+    }
+    let clip = |s: &str, n: usize| s.chars().take(n).collect::<String>();
+    sqlx::query(
+        "INSERT INTO recognitions (content_id, kind, listing_id, version, origin, exchange,
+            agreement, decision, reason, signer, delegation, received_from, at, raft_index)
+         VALUES (?, ?, ?, ?, ?, ?, ?, 'rejected', ?, ?, NULL, ?, ?, ?)",
+    )
+    .bind(r.content_id.to_string())
+    .bind(kind_name(r.kind))
+    .bind(r.listing_id.map(|i| i.to_string()))
+    .bind(r.version.map(i64::from))
+    .bind(r.origin.as_str())
+    .bind(r.exchange.as_str())
+    .bind(clip(&r.agreement, 64))
+    .bind(clip(&r.reason, super::REFUSAL_REASON_CHARS))
+    .bind(r.signer.to_base64())
+    .bind(clip(&r.received_from, super::PEER_CHARS))
+    .bind(r.at.0 as i64)
+    .bind(raft_index as i64)
+    .execute(&mut *conn)
+    .await?;
+    bound_refusals(
+        conn,
+        &r.signer.to_base64(),
+        r.exchange.as_str(),
+        r.at,
+        bounds,
+    )
+    .await?;
+    Ok(done(r.content_id, r.version, None))
+}
+
+/// Deletes refusal records older than the retention before `at`, and the oldest of `signer`'s
+/// and of `exchange`'s beyond their caps. Decided by the command's time and the replica alone,
+/// so every member deletes the same rows.
+async fn bound_refusals(
+    conn: &mut SqliteConnection,
+    signer: &str,
+    exchange: &str,
+    at: Timestamp,
+    bounds: &RefusalBounds,
+) -> Result<(), sqlx::Error> {
+    let expired = at.0.saturating_sub(bounds.retention_ms);
+    sqlx::query("DELETE FROM recognitions WHERE decision = 'rejected' AND at < ?")
+        .bind(i64::try_from(expired).unwrap_or(i64::MAX))
+        .execute(&mut *conn)
+        .await?;
+    for (column, value, cap) in [
+        ("signer", signer, bounds.per_signer),
+        ("exchange", exchange, bounds.per_exchange),
+    ] {
+        // The newest `cap` records stay; everything older than the cap-th newest goes.
+        sqlx::query(&format!(
+            "DELETE FROM recognitions WHERE decision = 'rejected' AND {column} = ?1 AND seq <
+                (SELECT seq FROM recognitions WHERE decision = 'rejected' AND {column} = ?1
+                 ORDER BY seq DESC LIMIT 1 OFFSET ?2)"
+        ))
+        .bind(value)
+        .bind(cap - 1)
+        .execute(&mut *conn)
+        .await?;
+    }
     Ok(())
 }
 
@@ -448,7 +570,8 @@ pub async fn recognize(
                 },
             )
             .await?;
-            Ok(done(rev.key.to_base64(), None, None))
+            revoke_copies(conn, raft_index, r, &env.id, &rev).await?;
+            Ok(done(hex::encode(rev.key.as_bytes()), None, None))
         }
     }
 }
@@ -551,6 +674,69 @@ async fn recognize_listing(
     Ok(response)
 }
 
+/// After a revocation of `rev.key` by `rev.exchange`: every recognised copy whose current
+/// version this zone recognised from an announcement that key signed under that exchange's
+/// delegation becomes `revoked`, with the revocation in its history (PROTOCOL.md 9: a
+/// revocation applies whatever the date of what the key signed). Copies of versions signed by
+/// other keys stay as they are.
+async fn revoke_copies(
+    conn: &mut SqliteConnection,
+    raft_index: u64,
+    r: &Recognition,
+    revocation: &ContentId,
+    rev: &Revocation,
+) -> Result<(), sqlx::Error> {
+    // The copies whose current version is the latest announcement recognised for them.
+    let rows: Vec<(String,)> = sqlx::query_as(
+        "SELECT r.listing_id FROM recognitions r
+         JOIN listings l ON l.id = r.listing_id AND l.state = 'recognised'
+         WHERE r.decision = 'recognised' AND r.signer = ?1 AND r.exchange = ?2
+           AND r.seq = (SELECT MAX(seq) FROM recognitions
+                        WHERE listing_id = r.listing_id AND decision = 'recognised')",
+    )
+    .bind(rev.key.to_base64())
+    .bind(rev.exchange.as_str())
+    .fetch_all(&mut *conn)
+    .await?;
+    let detail = serde_json::json!({
+        "revocation": revocation.to_string(),
+        "exchange": rev.exchange.as_str(),
+        "key": hex::encode(rev.key.as_bytes()),
+        "reason": rev.reason,
+    })
+    .to_string();
+    for (listing_id,) in rows {
+        let Ok(id) = listing_id.parse::<ContentId>() else {
+            continue;
+        };
+        let Some(cur) = current(conn, &id).await? else {
+            continue;
+        };
+        sqlx::query("UPDATE listings SET state = ? WHERE id = ?")
+            .bind(ListingState::Revoked.as_str())
+            .bind(&listing_id)
+            .execute(&mut *conn)
+            .await?;
+        record_history(
+            conn,
+            &listing_id,
+            raft_index,
+            r.at,
+            By {
+                id: &node_actor(r),
+                role: "system",
+            },
+            "revoke",
+            Some(cur.state),
+            ListingState::Revoked,
+            cur.listing.version,
+            Some(detail.clone()),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 /// Whether the origin's delisting of `listing` (at this version or later) arrived before it.
 async fn delisting_recorded(
     conn: &mut SqliteConnection,
@@ -586,7 +772,8 @@ async fn recognize_delisting(
             )),
             None,
         ),
-        Some(c) if c.state == ListingState::Recognised => {
+        // A revoked copy is still the origin's listing: its delisting is final all the same.
+        Some(c) if matches!(c.state, ListingState::Recognised | ListingState::Revoked) => {
             sqlx::query("UPDATE listings SET state = ? WHERE id = ?")
                 .bind(ListingState::Delisted.as_str())
                 .bind(d.listing_id.to_string())
@@ -949,6 +1136,191 @@ mod tests {
         .await;
         let rows = kind_state(&outbox);
         assert_eq!(rows, [("listing", "withheld")]);
+    }
+
+    /// A refusal record of `n` (its content id and time) signed by the key of `seed`.
+    fn refusal(n: u64, seed: u8, at: u64) -> RefusedAnnouncement {
+        RefusedAnnouncement {
+            content_id: ContentId::of(&n.to_be_bytes()),
+            kind: AnnouncementKind::Listing,
+            listing_id: Some(ContentId::of(&n.to_be_bytes())),
+            version: Some(1),
+            origin: zone("zhengzhou/main"),
+            exchange: "zhengzhou".parse().expect("exchange id"),
+            agreement: "outside:zhengzhou".into(),
+            signer: Keypair::from_seed(&[seed; 32]).public(),
+            reason: "x".repeat(crate::catalog::REFUSAL_REASON_CHARS + 50),
+            received_from: "peer".into(),
+            at: Timestamp(at),
+            node: "main-1".into(),
+        }
+    }
+
+    /// Records `refusals` in order within `bounds` on a fresh replica; returns the content ids
+    /// kept (`rejected`) and the longest reason, in order.
+    async fn kept(
+        refusals: &[RefusedAnnouncement],
+        bounds: &RefusalBounds,
+    ) -> (Vec<ContentId>, usize) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Db::open(dir.path()).await.expect("db");
+        let mut writer = db.sm_writer.lock().await.expect("writer");
+        let (conn, _) = writer.split();
+        let mut tx = conn.begin().await.expect("tx");
+        for (i, r) in refusals.iter().enumerate() {
+            let response = record_refusal_within(&mut tx, i as u64 + 1, r, bounds)
+                .await
+                .expect("apply");
+            assert!(response.is_ok(), "{response:?}");
+        }
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT content_id, reason FROM recognitions WHERE decision = 'rejected' ORDER BY seq",
+        )
+        .fetch_all(&mut *tx)
+        .await
+        .expect("rows");
+        let longest = rows.iter().map(|r| r.1.chars().count()).max().unwrap_or(0);
+        let ids = rows
+            .into_iter()
+            .map(|r| r.0.parse().expect("content id"))
+            .collect();
+        (ids, longest)
+    }
+
+    #[tokio::test]
+    async fn refusal_records_expire_by_command_time_and_stay_within_their_caps() {
+        let bounds = RefusalBounds {
+            retention_ms: 10_000,
+            per_signer: 3,
+            per_exchange: 4,
+        };
+        let id = |n: u64| ContentId::of(&n.to_be_bytes());
+        // Key 1 refused five times: its three newest stay.
+        let mut rs: Vec<RefusedAnnouncement> = (0..5).map(|n| refusal(n, 1, 1_000 + n)).collect();
+        let (ids, longest) = kept(&rs, &bounds).await;
+        assert_eq!(ids, [id(2), id(3), id(4)]);
+        assert_eq!(
+            longest,
+            crate::catalog::REFUSAL_REASON_CHARS,
+            "reasons are clipped"
+        );
+        // Key 2 of the same exchange twice: the exchange keeps four, the oldest go.
+        rs.extend((5..7).map(|n| refusal(n, 2, 1_000 + n)));
+        let (ids, _) = kept(&rs, &bounds).await;
+        assert_eq!(ids, [id(3), id(4), id(5), id(6)]);
+        // The same announcement again: recorded once.
+        rs.push(refusal(6, 2, 1_007));
+        assert_eq!(kept(&rs, &bounds).await.0, ids);
+        // A refusal applied more than the retention later: the old ones go, whatever the clock
+        // of the node applying it says (only command times count).
+        rs.push(refusal(9, 3, 11_006));
+        let (ids, _) = kept(&rs, &bounds).await;
+        assert_eq!(ids, [id(6), id(9)]);
+        // Every replica applying the same commands keeps the same records.
+        assert_eq!(kept(&rs, &bounds).await.0, ids);
+    }
+
+    /// The revocation, by the root of `origin`'s exchange, of the node key of `seed`.
+    fn revoke(origin: &ZoneId, seed: u8, at: u64) -> CatalogCommand {
+        let root = Keypair::from_seed(&[7; 32]);
+        let rev = Revocation {
+            exchange: origin.exchange(),
+            key: Keypair::from_seed(&[seed; 32]).public(),
+            reason: "key leaked".into(),
+            revoked_at: Timestamp(at),
+        };
+        let env = Envelope::revocation(&rev, &root);
+        CatalogCommand::Recognize(Box::new(Recognition {
+            envelope: env.to_bytes(),
+            content_id: env.id,
+            kind: env.kind,
+            exchange: origin.exchange(),
+            agreement: "outside:zhengzhou".into(),
+            signer: root.public(),
+            refusal: None,
+            received_from: "peer".into(),
+            at: Timestamp(at),
+            node: "main-1".into(),
+        }))
+    }
+
+    /// `listing` announced with the node key of `seed` (delegated by the seed-7 root).
+    fn recognise_signed_by(listing: &Listing, seed: u8) -> CatalogCommand {
+        let root = Keypair::from_seed(&[7; 32]);
+        let key = Keypair::from_seed(&[seed; 32]);
+        let delegation = SignedDelegation::sign(
+            Delegation {
+                exchange: listing.origin.exchange(),
+                zone: listing.origin.clone(),
+                node_key: key.public(),
+                not_before: Timestamp(0),
+                not_after: Timestamp(4_000_000_000_000),
+            },
+            &root,
+        );
+        let env = Envelope::listing(listing, &key, delegation);
+        CatalogCommand::Recognize(Box::new(Recognition {
+            envelope: env.to_bytes(),
+            content_id: env.id,
+            kind: env.kind,
+            exchange: listing.origin.exchange(),
+            agreement: "outside:zhengzhou".into(),
+            signer: key.public(),
+            refusal: None,
+            received_from: "peer".into(),
+            at: Timestamp(5_000),
+            node: "main-1".into(),
+        }))
+    }
+
+    #[tokio::test]
+    async fn a_revocation_moves_the_copies_its_key_signed_to_revoked() {
+        let origin = zone("zhengzhou/main");
+        let by_leaked = listing("zhengzhou/main", "signed by the leaked key");
+        let by_other = listing("zhengzhou/main", "signed by another key");
+        let moved_on = listing("zhengzhou/main", "v1 by the leaked key, v2 by another");
+        let moved_on_v2 = moved_on.next_version(moved_on.draft(), Timestamp(2_000));
+        let (decisions, listings, _) = run(&[
+            recognise_signed_by(&by_leaked, 8),
+            recognise_signed_by(&by_other, 9),
+            recognise_signed_by(&moved_on, 8),
+            recognise_signed_by(&moved_on_v2, 9),
+            revoke(&origin, 8, 7_000),
+        ])
+        .await;
+        assert_eq!(decisions.last().map(|d| d.0.as_str()), Some("revoked"));
+        let state = |l: &Listing| {
+            listings
+                .iter()
+                .find(|row| row.0 == l.id().to_string())
+                .map(|row| row.3.clone())
+        };
+        assert_eq!(state(&by_leaked).as_deref(), Some("revoked"));
+        assert_eq!(state(&by_other).as_deref(), Some("recognised"));
+        assert_eq!(
+            state(&moved_on).as_deref(),
+            Some("recognised"),
+            "v2 is another key's"
+        );
+
+        // A later version under a valid key recognises the copy again; the origin's delisting
+        // still delists a revoked copy.
+        let by_leaked_v2 = by_leaked.next_version(by_leaked.draft(), Timestamp(8_000));
+        let (_, listings, _) = run(&[
+            recognise_signed_by(&by_leaked, 8),
+            revoke(&origin, 8, 7_000),
+            recognise_signed_by(&by_leaked_v2, 9),
+        ])
+        .await;
+        assert_eq!(listings[0].3, "recognised");
+        assert_eq!(listings[0].2, 2);
+        let (_, listings, _) = run(&[
+            recognise_signed_by(&by_leaked, 8),
+            revoke(&origin, 8, 7_000),
+            delist(&by_leaked),
+        ])
+        .await;
+        assert_eq!(listings[0].3, "delisted");
     }
 
     #[test]

@@ -60,7 +60,8 @@ pub struct Recognition {
     pub agreement: String,
     /// The key that signed it (a node key, or the root key for revocations).
     pub signer: PublicKey,
-    /// Why the agreement refuses it, if it does.
+    /// Why the agreement refuses it. Only log entries written before refusals became
+    /// [`CatalogCommand::RecordRefusal`] carry one; they are still applied as they were.
     pub refusal: Option<String>,
     /// The peer that delivered it.
     pub received_from: String,
@@ -69,6 +70,42 @@ pub struct Recognition {
     /// The proposing node's name.
     pub node: String,
 }
+
+/// An announcement from another zone or exchange that verified but is refused before it is
+/// recorded (the agreement refuses it, or it names a listing held from another origin): only
+/// this bounded record goes through Raft, never the envelope (PROTOCOL.md 7.4).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefusedAnnouncement {
+    /// Its body id.
+    pub content_id: ContentId,
+    /// Its kind.
+    pub kind: AnnouncementKind,
+    /// The listing it concerns, for listings and delistings.
+    pub listing_id: Option<ContentId>,
+    /// That listing's version.
+    pub version: Option<u32>,
+    /// Its origin zone.
+    pub origin: ZoneId,
+    /// The exchange whose authority it carries.
+    pub exchange: ExchangeId,
+    /// The agreement it was judged under: `sibling` or `outside:<exchange id>`.
+    pub agreement: String,
+    /// The key that signed it.
+    pub signer: PublicKey,
+    /// Why it is refused, at most [`REFUSAL_REASON_CHARS`] characters.
+    pub reason: String,
+    /// The peer that delivered it, at most [`PEER_CHARS`] characters.
+    pub received_from: String,
+    /// When the proposing node received it; refusal records expire by this time.
+    pub at: Timestamp,
+    /// The proposing node's name.
+    pub node: String,
+}
+
+/// Longest reason a refusal record keeps, in characters.
+pub const REFUSAL_REASON_CHARS: usize = 500;
+/// Longest peer id a refusal record keeps, in characters (a libp2p peer id has 52).
+pub const PEER_CHARS: usize = 64;
 
 /// Who issued a command: the identity behind the API token, and the role it was used in.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -166,6 +203,8 @@ pub enum CatalogCommand {
     },
     /// An announcement from another zone or exchange and the decision on it.
     Recognize(Box<Recognition>),
+    /// The bounded record of an announcement refused before recording.
+    RecordRefusal(Box<RefusedAnnouncement>),
     /// An admin creates an API token (only its hash is replicated).
     CreateToken {
         /// Hex SHA-256 of the token text.
@@ -193,6 +232,9 @@ pub enum CatalogCommand {
         /// The admin.
         actor: Actor,
     },
+    /// A write its caller sent with an `Idempotency-Key`: applied once per caller and key;
+    /// a retry gets the first response.
+    Idempotent(Box<Idempotent>),
     /// An admin revokes a token (run-time or config-issued).
     RevokeToken {
         /// Hex SHA-256 of the token text.
@@ -239,10 +281,13 @@ pub fn party_rule(role: Role, party: Option<&str>, named: &str) -> Result<(), St
 impl CatalogCommand {
     /// Whether applying it changes the tokens table.
     pub fn changes_tokens(&self) -> bool {
-        matches!(
-            self,
-            CatalogCommand::CreateToken { .. } | CatalogCommand::RevokeToken { .. }
-        )
+        match self {
+            CatalogCommand::Idempotent(i) => i.command.changes_tokens(),
+            c => matches!(
+                c,
+                CatalogCommand::CreateToken { .. } | CatalogCommand::RevokeToken { .. }
+            ),
+        }
     }
 
     /// The audit action name.
@@ -256,8 +301,10 @@ impl CatalogCommand {
             CatalogCommand::CreateToken { .. } => "create_token",
             CatalogCommand::RevokeToken { .. } => "revoke_token",
             CatalogCommand::RecordMembershipChange { .. } => "request_membership_change",
+            CatalogCommand::Idempotent(i) => i.command.action(),
             CatalogCommand::RecordPublished { .. } => "record_published",
             CatalogCommand::Recognize(_) => "recognize",
+            CatalogCommand::RecordRefusal(_) => "record_refusal",
         }
     }
 
@@ -266,7 +313,9 @@ impl CatalogCommand {
     /// people ask for.
     pub fn proposing_node(&self) -> Option<&str> {
         match self {
+            CatalogCommand::Idempotent(i) => i.command.proposing_node(),
             CatalogCommand::Recognize(r) => Some(r.node.as_str()),
+            CatalogCommand::RecordRefusal(r) => Some(r.node.as_str()),
             CatalogCommand::RecordPublished { node, .. } => Some(node.as_str()),
             CatalogCommand::CreateToken { actor, .. } => {
                 actor.id.strip_prefix(NODE_ACTOR_PREFIX)
@@ -282,7 +331,11 @@ impl CatalogCommand {
     /// # Errors
     /// [`Refusal::Forbidden`] naming the rule.
     pub fn authorise(&mut self, actor: Actor, party: Option<&str>) -> Result<(), Refusal> {
+        if let CatalogCommand::Idempotent(i) = self {
+            return i.command.authorise(actor, party);
+        }
         let needs: &[Role] = match self {
+            CatalogCommand::Idempotent(_) => &[],
             CatalogCommand::SubmitListing { .. } | CatalogCommand::UpdateListing { .. } => {
                 &[Role::Provider]
             }
@@ -294,10 +347,11 @@ impl CatalogCommand {
             | CatalogCommand::RevokeToken { .. }
             | CatalogCommand::RecordMembershipChange { .. }
             | CatalogCommand::Recognize(_) => &[],
-            CatalogCommand::RecordPublished { .. } => {
-                return Err(Refusal::Forbidden(
-                    "only a zone member records what it published".into(),
-                ));
+            CatalogCommand::RecordPublished { .. } | CatalogCommand::RecordRefusal(_) => {
+                return Err(Refusal::Forbidden(format!(
+                    "only a zone member may {}",
+                    self.action().replace('_', " ")
+                )));
             }
         };
         if actor.role != Role::Admin && !needs.contains(&actor.role) {
@@ -324,18 +378,29 @@ impl CatalogCommand {
             | CatalogCommand::CreateToken { actor: a, .. }
             | CatalogCommand::RevokeToken { actor: a, .. }
             | CatalogCommand::RecordMembershipChange { actor: a, .. } => *a = actor,
-            CatalogCommand::Recognize(_) | CatalogCommand::RecordPublished { .. } => {}
+            CatalogCommand::Recognize(_)
+            | CatalogCommand::RecordPublished { .. }
+            | CatalogCommand::RecordRefusal(_)
+            | CatalogCommand::Idempotent(_) => {}
         }
         Ok(())
     }
 
     /// Whether applying it may add revoked keys.
     pub fn changes_revocations(&self) -> bool {
-        matches!(self, CatalogCommand::Recognize(r) if r.kind == AnnouncementKind::Revocation)
+        match self {
+            CatalogCommand::Idempotent(i) => i.command.changes_revocations(),
+            c => {
+                matches!(c, CatalogCommand::Recognize(r) if r.kind == AnnouncementKind::Revocation)
+            }
+        }
     }
 
     /// Whether applying it may add outbox entries.
     pub fn changes_outbox(&self) -> bool {
+        if let CatalogCommand::Idempotent(i) = self {
+            return i.command.changes_outbox();
+        }
         matches!(
             self,
             CatalogCommand::ApproveListing { .. }
@@ -344,6 +409,24 @@ impl CatalogCommand {
         )
     }
 }
+
+/// A command sent with an `Idempotency-Key` (see [`CatalogCommand::Idempotent`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Idempotent {
+    /// The caller's key (1 to 64 characters of `A-Z a-z 0-9 . _ : -`).
+    pub key: String,
+    /// SHA-256 of the request's method, path and body: the same key with another request is
+    /// refused.
+    #[serde(with = "serde_bytes")]
+    pub request: Vec<u8>,
+    /// When the caller asked (keys expire [`IDEMPOTENCY_TTL_MS`] after their first use).
+    pub at: Timestamp,
+    /// The write.
+    pub command: CatalogCommand,
+}
+
+/// How long an idempotency key is remembered: 24 hours.
+pub const IDEMPOTENCY_TTL_MS: u64 = 24 * 60 * 60 * 1000;
 
 /// The lifecycle state of a listing in this zone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -359,6 +442,10 @@ pub enum ListingState {
     Delisted,
     /// A copy of another zone's listed listing, recognised under an agreement.
     Recognised,
+    /// A recognised copy whose signing key its exchange has since revoked: the revocation is in
+    /// its history and provenance (PROTOCOL.md 9). A later version signed with a valid key
+    /// recognises it again.
+    Revoked,
 }
 
 impl ListingState {
@@ -370,6 +457,7 @@ impl ListingState {
             ListingState::Rejected => "rejected",
             ListingState::Delisted => "delisted",
             ListingState::Recognised => "recognised",
+            ListingState::Revoked => "revoked",
         }
     }
 
@@ -381,6 +469,7 @@ impl ListingState {
             "rejected" => ListingState::Rejected,
             "delisted" => ListingState::Delisted,
             "recognised" => ListingState::Recognised,
+            "revoked" => ListingState::Revoked,
             _ => return None,
         })
     }
@@ -399,6 +488,9 @@ pub enum Refusal {
     /// The actor may not do this to this object.
     #[error("{0}")]
     Forbidden(String),
+    /// An `Idempotency-Key` already used by this caller for another request.
+    #[error("{0}")]
+    KeyReused(String),
     /// The object's state does not allow this command.
     #[error("{0}")]
     IllegalTransition(String),
@@ -417,6 +509,7 @@ impl Refusal {
             Refusal::NotFound(_) => "not_found",
             Refusal::Conflict(_) => "conflict",
             Refusal::Forbidden(_) => "forbidden",
+            Refusal::KeyReused(_) => "idempotency_key_reused",
             Refusal::IllegalTransition(_) => "illegal_transition",
             Refusal::Invalid(_) => "invalid",
             Refusal::LastAdmin(_) => "last_admin",

@@ -8,7 +8,7 @@
 use serde::Serialize;
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 use xchg_protocol::canonical::{Limits, from_canonical};
-use xchg_protocol::{Listing, Timestamp, ZoneId};
+use xchg_protocol::{Listing, PublicKey, Timestamp, ZoneId};
 
 /// Most items one search page returns.
 pub const MAX_PAGE: u32 = 100;
@@ -79,6 +79,26 @@ pub struct Provenance {
     pub recognitions: Vec<RecognitionView>,
     /// What this zone's export firewall did with its versions, oldest first (own listings).
     pub export: Vec<ExportView>,
+    /// For a copy in state `revoked`: the revocation of the key that signed its current
+    /// version.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revocation: Option<RevocationView>,
+}
+
+/// A key revocation, as recorded by this zone.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct RevocationView {
+    /// The revocation announcement's content id.
+    pub content_id: String,
+    /// The revoking exchange.
+    pub exchange: String,
+    /// The revoked node key: 64 lowercase hex digits.
+    #[schema(pattern = "^[0-9a-f]{64}$")]
+    pub key: String,
+    /// Why, as the exchange's root stated it.
+    pub reason: String,
+    /// When the root revoked it (the revocation's `revoked_at`).
+    pub revoked_at: Timestamp,
 }
 
 /// One decision on a received announcement.
@@ -104,9 +124,10 @@ pub struct RecognitionView {
     pub decision: String,
     /// Why (rejections, staleness, delisting and revocation reasons).
     pub reason: Option<String>,
-    /// The signing key (base64).
+    /// The signing key: 64 lowercase hex digits (PROTOCOL.md 2.7).
+    #[schema(pattern = "^[0-9a-f]{64}$")]
     pub signer: String,
-    /// The signer's delegation: exchange, zone, node key, root key, validity window.
+    /// The signer's delegation: exchange, zone, node key and root key (hex), validity window.
     pub delegation: Option<serde_json::Value>,
     /// The gossip peer that delivered it.
     pub received_from: String,
@@ -139,8 +160,26 @@ const RECOGNITION_COLUMNS: &str = "SELECT seq, content_id, kind, listing_id, ver
     exchange, agreement, decision, reason, signer, delegation, received_from, at, raft_index \
     FROM recognitions";
 
+/// A key as the catalog stores it (base64) in its JSON form (lowercase hex, PROTOCOL.md 2.10);
+/// anything else is shown as stored.
+fn key_hex(stored: &str) -> String {
+    PublicKey::from_base64(stored).map_or_else(|_| stored.to_owned(), |k| k.to_string())
+}
+
+/// A stored delegation with its keys in their JSON form.
+fn delegation_json(stored: &str) -> Option<serde_json::Value> {
+    let mut d: serde_json::Value = serde_json::from_str(stored).ok()?;
+    for field in ["node_key", "root_key"] {
+        if let Some(serde_json::Value::String(k)) = d.get_mut(field) {
+            *k = key_hex(k);
+        }
+    }
+    Some(d)
+}
+
 fn recognition(r: &sqlx::sqlite::SqliteRow) -> Result<RecognitionView, sqlx::Error> {
     let delegation: Option<String> = r.try_get(11)?;
+    let signer: String = r.try_get(10)?;
     Ok(RecognitionView {
         seq: r.try_get(0)?,
         content_id: r.try_get(1)?,
@@ -152,8 +191,8 @@ fn recognition(r: &sqlx::sqlite::SqliteRow) -> Result<RecognitionView, sqlx::Err
         agreement: r.try_get(7)?,
         decision: r.try_get(8)?,
         reason: r.try_get(9)?,
-        signer: r.try_get(10)?,
-        delegation: delegation.and_then(|d| serde_json::from_str(&d).ok()),
+        signer: key_hex(&signer),
+        delegation: delegation.as_deref().and_then(delegation_json),
         received_from: r.try_get(12)?,
         at: Timestamp(r.try_get::<i64, _>(13)? as u64),
         raft_index: r.try_get(14)?,
@@ -253,13 +292,53 @@ async fn provenance(
             published_at: r.try_get::<Option<i64>, _>(6)?.map(|t| Timestamp(t as u64)),
         });
     }
+    let revocation = if v.state == crate::catalog::ListingState::Revoked.as_str() {
+        // The key of the latest recognised announcement, revoked by its exchange.
+        let latest = recognitions
+            .iter()
+            .rev()
+            .find(|r| r.decision == "recognised" && r.kind == "listing");
+        match latest {
+            Some(r) => revocation_of(conn, &r.exchange, &r.signer).await?,
+            None => None,
+        }
+    } else {
+        None
+    };
     Ok(Provenance {
         origin: v.listing.origin.to_string(),
         exchange: v.listing.origin.exchange().to_string(),
         recognised: v.listing.origin != *own,
         recognitions,
         export,
+        revocation,
     })
+}
+
+/// The revocation of `key` (hex) by `exchange`, if recorded.
+async fn revocation_of(
+    conn: &mut SqliteConnection,
+    exchange: &str,
+    key: &str,
+) -> Result<Option<RevocationView>, sqlx::Error> {
+    let Ok(key) = key.parse::<PublicKey>() else {
+        return Ok(None);
+    };
+    let row = sqlx::query(
+        "SELECT content_id, reason, at FROM revocations WHERE exchange = ? AND key = ?",
+    )
+    .bind(exchange)
+    .bind(key.to_base64())
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    Ok(Some(RevocationView {
+        content_id: row.try_get(0)?,
+        exchange: exchange.to_owned(),
+        key: key.to_string(),
+        reason: row.try_get(1)?,
+        revoked_at: Timestamp(row.try_get::<i64, _>(2)? as u64),
+    }))
 }
 
 /// Filters and paging of a search.

@@ -4,11 +4,12 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use base64::Engine as _;
 use xchg_federation_config::read_key_file;
 use xchg_protocol::{Envelope, ExchangeId, PublicKey, Revocation, Timestamp};
 
-/// Prints `{"envelope": "<base64>"}`, the body for `POST /v1/federation/revocations`.
+/// Prints `{"envelope": "<hex>"}`, the body for `POST /v1/federation/revocations` (bytes are
+/// lowercase hex in JSON, PROTOCOL.md 2.10). `key` is the node key in base64 (as in the zone's
+/// configs) or in hex (as in the API's JSON).
 pub fn revoke(
     root_key: &Path,
     exchange: &str,
@@ -20,7 +21,10 @@ pub fn revoke(
     let exchange: ExchangeId = exchange
         .parse()
         .with_context(|| format!("--exchange {exchange:?}"))?;
-    let key = PublicKey::from_base64(key).with_context(|| format!("--key {key:?}"))?;
+    let key = key
+        .parse::<PublicKey>()
+        .or_else(|_| PublicKey::from_base64(key))
+        .with_context(|| format!("--key {key:?}: expected base64 (as in configs) or hex"))?;
     let revocation = Revocation {
         exchange,
         key,
@@ -31,9 +35,7 @@ pub fn revoke(
         .validate()
         .map_err(|e| anyhow::anyhow!("invalid revocation: {e}"))?;
     let envelope = Envelope::revocation(&revocation, &root).to_bytes();
-    let body = serde_json::json!({
-        "envelope": base64::engine::general_purpose::STANDARD.encode(envelope)
-    });
+    let body = serde_json::json!({ "envelope": hex::encode(envelope) });
     println!("{body}");
     Ok(ExitCode::SUCCESS)
 }

@@ -1,10 +1,11 @@
 //! Anti-entropy over request-response (PROTOCOL.md 7.5).
 //!
 //! Serving: a node answers summaries, inventory pages and fetches from the announcements its zone
-//! holds. Asking: while it leads, a node picks one peer outside its zone per round (round-robin),
-//! compares per-exchange summaries, pages through the peer's inventory from where it last got to,
-//! fetches what it has not decided yet and runs every envelope through the same pipeline as
-//! gossip. A zone that was partitioned or offline converges with no operator action.
+//! holds, and identity requests with its own delegation. Asking: while it leads, a node picks
+//! one peer outside its zone per round (round-robin), compares per-exchange summaries, pages
+//! through the peer's inventory from where it last got to, fetches what it has not decided yet
+//! and runs every envelope through the same pipeline as gossip. A zone that was partitioned or
+//! offline converges with no operator action.
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
@@ -20,7 +21,8 @@ use xchg_protocol::catchup::{
 use xchg_protocol::{ContentId, ExchangeId};
 
 use super::service::Federation;
-use crate::gossip::{Peer, Verdict};
+use super::verdicts::Via;
+use crate::gossip::Peer;
 
 /// Inventory pages one round reads from one peer for one exchange.
 pub const PAGES_PER_ROUND: usize = 16;
@@ -114,6 +116,10 @@ impl Federation {
                 }
                 Response::Envelopes { envelopes }
             }
+            // Who this node is: the delegation of the key it connected with.
+            Request::Identity {} => Response::Identity {
+                delegation: self.config.zone.delegation.clone(),
+            },
         })
     }
 
@@ -179,11 +185,11 @@ impl Federation {
 
     /// Peer ids of this zone's members (same replica: nothing to catch up from them).
     fn zone_peers(&self) -> HashSet<String> {
-        self.config
-            .zone
-            .members
+        self.members()
             .iter()
-            .map(|m| m.public_key.peer_id())
+            .filter_map(|m| <[u8; 32]>::try_from(m.public_key.as_slice()).ok())
+            .filter_map(|k| xchg_protocol::PublicKey::from_bytes(&k).ok())
+            .map(|k| k.peer_id())
             .collect()
     }
 
@@ -310,13 +316,15 @@ impl Federation {
                 complete &= envelopes.len() == chunk.len();
                 for Blob(bytes) in envelopes {
                     let judgement = self.judge(&bytes, exchange.as_str(), peer).await;
-                    self.metrics
-                        .gossip_verdict(judgement.verdict.as_str(), judgement.reason);
-                    if judgement.verdict == Verdict::Reject {
-                        tracing::warn!(%peer, reason = judgement.reason, "peer served a bad envelope");
-                    }
+                    self.note(
+                        &judgement,
+                        &bytes,
+                        peer,
+                        Some(exchange.as_str()),
+                        Via::Catchup,
+                    );
                     if let Some(p) = judgement.proposal {
-                        if !asked.contains(&p.content_id) {
+                        if !asked.contains(&p.content_id()) {
                             return Err(CatchupError::BadAnswer(
                                 "served an envelope that was not asked for".into(),
                             ));

@@ -9,16 +9,20 @@
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{RwLock, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 use xchg_federation_config::NodeConfig;
 use xchg_protocol::{ContentId, Keypair, PublicKey, TrustStore};
 
+use super::identity::{Identity, Registry};
+use super::inbound::{Judgement, Proposal};
+use super::limits::Budgets;
+use super::verdicts::{Journal, LogBudget, Reason, Via};
 use crate::api::metrics::Metrics;
 use crate::api::propose::Proposer;
-use crate::catalog::{CatalogCommand, Recognition};
+use crate::catalog::CatalogCommand;
 use crate::gossip::{Broadcast, Event, Verdict, exchange_of_topic, topic_of};
 use crate::raft::{NodeId, Raft};
 use crate::store::{Db, Signals};
@@ -62,12 +66,22 @@ pub struct Federation {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) tuning: Tuning,
     signals: Signals,
-    trust: RwLock<(u64, TrustStore)>,
+    /// The trust store and the revocation epoch it was built at.
+    pub(super) trust: RwLock<(u64, TrustStore)>,
     pending: Mutex<HashSet<ContentId>>,
     /// Catch-up position per (peer, exchange): the last inventory position fully handled.
     pub(crate) cursors: Mutex<std::collections::HashMap<(String, String), u64>>,
     /// Round-robin position over peers for catch-up.
     pub(crate) next_peer: AtomicU64,
+    /// This node's recent verdicts.
+    pub(crate) journal: Journal,
+    /// Gossip peers' answers to identity requests.
+    pub(super) identities: Registry,
+    /// How many agreement refusals are still recorded per signer and peer, and how many
+    /// untrusted messages are still forgiven per unproven peer.
+    pub(super) budgets: Mutex<Budgets>,
+    /// Verdict lines still logged at INFO.
+    pub(super) log_budget: Mutex<LogBudget>,
 }
 
 impl Federation {
@@ -101,6 +115,10 @@ impl Federation {
             pending: Mutex::new(HashSet::new()),
             cursors: Mutex::default(),
             next_peer: AtomicU64::new(0),
+            journal: Journal::default(),
+            identities: Registry::default(),
+            budgets: Mutex::default(),
+            log_budget: Mutex::default(),
         })
     }
 
@@ -149,19 +167,20 @@ impl Federation {
         self.pending.lock().is_ok_and(|p| p.contains(id))
     }
 
-    /// Proposes `r` unless the same announcement is already being proposed, and waits for the
+    /// Proposes `p` unless the same announcement is already being proposed, and waits for the
     /// outcome; true when the decision is recorded, false when it is not (yet).
-    pub(crate) async fn propose_and_wait(&self, r: Recognition) -> bool {
-        let id = r.content_id;
+    pub(crate) async fn propose_and_wait(&self, p: Proposal) -> bool {
+        let id = p.content_id();
         let fresh = self.pending.lock().is_ok_and(|mut p| p.insert(id));
         if !fresh {
             // Another proposal of it is under way; it may still fail.
             return false;
         }
-        let outcome = self
-            .proposer
-            .propose(CatalogCommand::Recognize(Box::new(r)))
-            .await;
+        let command = match p {
+            Proposal::Recognize(r) => CatalogCommand::Recognize(Box::new(r)),
+            Proposal::Refuse(r) => CatalogCommand::RecordRefusal(Box::new(r)),
+        };
+        let outcome = self.proposer.propose(command).await;
         let recorded = match outcome {
             Ok((Ok(applied), _)) => {
                 tracing::debug!(announcement = %id, object = %applied.object_id, "recorded");
@@ -188,25 +207,39 @@ impl Federation {
 
     /// Handles one gossip message: judge, report the verdict, and propose when leading.
     async fn on_message(self: &Arc<Self>, message: crate::gossip::Message) {
+        let source = message.reference.source.clone();
+        if self.identities.is_due(&source.0, Instant::now())
+            && !matches!(self.identity_of(&source.0), Identity::Member { .. })
+        {
+            // A peer not heard of recently: find out who it is, without holding this message.
+            let this = self.clone();
+            tokio::spawn(async move { this.prove(&[source]).await });
+        }
+        let source = &message.reference.source;
         let Some(exchange) = exchange_of_topic(&message.topic) else {
+            let judgement = Judgement {
+                reason: Reason::UnknownTopic,
+                detail: None,
+                content_id: None,
+                proposal: None,
+            };
+            self.note(&judgement, &message.data, source, None, Via::Gossip);
             self.net.report(message.reference, Verdict::Ignore);
             return;
         };
         let exchange = exchange.to_owned();
         let leading = self.is_leader();
         let judgement = self
-            .judge_with(&message.data, &exchange, &message.reference.source, leading)
+            .judge_with(&message.data, &exchange, source, leading)
             .await;
-        self.metrics
-            .gossip_verdict(judgement.verdict.as_str(), judgement.reason);
-        if judgement.verdict == Verdict::Reject {
-            tracing::info!(
-                peer = %message.reference.source,
-                reason = judgement.reason,
-                "rejected a gossip message"
-            );
-        }
-        self.net.report(message.reference, judgement.verdict);
+        self.note(
+            &judgement,
+            &message.data,
+            source,
+            Some(&exchange),
+            Via::Gossip,
+        );
+        self.net.report(message.reference, judgement.verdict());
         if let Some(p) = judgement.proposal
             && leading
         {
@@ -230,6 +263,7 @@ impl Federation {
         let mut tasks = JoinSet::new();
         tasks.spawn(self.clone().publish_loop(stop.clone()));
         tasks.spawn(self.clone().catchup_loop(stop.clone()));
+        tasks.spawn(self.clone().identity_loop(stop.clone()));
         let judging = Arc::new(Semaphore::new(JUDGE_CONCURRENCY));
         let answering = Arc::new(Semaphore::new(ANSWER_CONCURRENCY));
         let mut stop_rx = stop.clone();

@@ -6,7 +6,8 @@
 //! receiver that reports `Accept` forwards it, on its behalf, to the subscribers reachable from
 //! *it* that have not seen it, so delivery spans partial connectivity as real gossip does.
 //! `Ignore` and `Reject` stop it there, and a `Reject` lowers the delivering peer's score as the
-//! reporting peer sees it (score = minus the rejected messages it delivered). Old messages are
+//! reporting peer sees it (score = minus the rejected messages it delivered, minus the points of
+//! the offences held against it, which do not decay here). Old messages are
 //! never replayed: whatever reaches a peer after a partition heals came through catch-up.
 //!
 //! Every fault is off by default. A partition (isolated peer or cut link) blocks gossip and
@@ -26,7 +27,8 @@ use xchg_protocol::PublicKey;
 use super::swarm::REQUEST_TIMEOUT;
 use super::{
     BoxFuture, Broadcast, EVENT_QUEUE, Event, MAX_PUBLISH_BYTES, MAX_REQUEST_BYTES,
-    MAX_RESPONSE_BYTES, Message, MessageRef, Peer, PeerInfo, PublishError, RequestError, Verdict,
+    MAX_RESPONSE_BYTES, Message, MessageRef, Offence, Peer, PeerInfo, PublishError, RequestError,
+    Verdict,
 };
 
 /// The shared medium every [`MemoryClient`] talks through.
@@ -77,6 +79,8 @@ struct Deliveries {
     messages: u64,
     last_message_ms: Option<u64>,
     rejects: u64,
+    /// Points of the offences held against the deliverer ([`Broadcast::penalise`]).
+    penalties: f64,
 }
 
 /// One gossip hop, decided under the lock and carried out now or after the delay.
@@ -450,6 +454,16 @@ impl Broadcast for MemoryClient {
         })
     }
 
+    fn penalise(&self, peer: Peer, offence: Offence) {
+        let mut state = self.network.lock();
+        if let Some(member) = state.member(&self.peer, self.generation) {
+            member.from.entry(peer).or_default().penalties += offence.cost();
+        }
+    }
+
+    /// The in-process network shares no queue between peers, so there is nothing to apportion.
+    fn set_proven(&self, _peer: Peer, _proven: bool) {}
+
     fn peers(&self) -> BoxFuture<'_, Vec<PeerInfo>> {
         let state = self.network.lock();
         let infos = match state.members.get(&self.peer) {
@@ -463,10 +477,11 @@ impl Broadcast for MemoryClient {
                         peer: peer.0.clone(),
                         address: Some(format!("memory/{peer}")),
                         agent: None,
-                        score: Some(-(deliveries.map_or(0, |d| d.rejects) as f64)),
+                        score: Some(-(deliveries.map_or(0.0, |d| d.rejects as f64 + d.penalties))),
                         topics: member.topics.iter().cloned().collect(),
                         last_message_ms: deliveries.and_then(|d| d.last_message_ms),
                         messages: deliveries.map_or(0, |d| d.messages),
+                        connected_since_ms: None,
                     }
                 })
                 .collect(),

@@ -84,6 +84,30 @@ impl Verdict {
     }
 }
 
+/// Something a peer did that the application holds against it beyond its verdicts
+/// ([`Broadcast::penalise`]). Each lowers the peer's gossip score (the application-specific
+/// part, PROTOCOL.md 7.3) by [`Offence::cost`]; the penalty halves every minute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offence {
+    /// A peer whose identity is not proven delivered a message ignored for this node's trust
+    /// store or clock (untrusted root, unknown exchange, revoked key, expired delegation, ...),
+    /// beyond the allowance the application grants (`federation::limits`).
+    Untrusted,
+    /// It delivered an announcement the agreement refuses, beyond the refusals recorded from
+    /// one signer or peer.
+    RefusedBeyondRate,
+}
+
+impl Offence {
+    /// The score points it costs.
+    pub fn cost(self) -> f64 {
+        match self {
+            Offence::Untrusted => 5.0,
+            Offence::RefusedBeyondRate => 1.0,
+        }
+    }
+}
+
 /// Identifies a received gossip message for its verdict.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MessageRef {
@@ -137,6 +161,8 @@ pub struct PeerInfo {
     pub last_message_ms: Option<u64>,
     /// Gossip messages it delivered to us.
     pub messages: u64,
+    /// Since when it has been connected without a break (ms since the Unix epoch).
+    pub connected_since_ms: Option<u64>,
 }
 
 /// Why a publish failed.
@@ -196,4 +222,13 @@ pub trait Broadcast: Send + Sync + 'static {
 
     /// Connected peers.
     fn peers(&self) -> BoxFuture<'_, Vec<PeerInfo>>;
+
+    /// Holds `offence` against `peer` (its gossip score drops). Never blocks.
+    fn penalise(&self, peer: Peer, offence: Offence);
+
+    /// Whether `peer`'s identity is proven (PROTOCOL.md 7.1). Every peer starts unproven:
+    /// unproven peers together may hold only a bounded part of the inbound event queue, so
+    /// that a flood from peers nobody vouches for cannot push proven peers' messages out.
+    /// Never blocks.
+    fn set_proven(&self, peer: Peer, proven: bool);
 }

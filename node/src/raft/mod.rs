@@ -5,6 +5,7 @@
 
 pub mod bootstrap;
 pub mod compaction;
+pub mod consistency;
 pub mod election;
 pub mod network;
 pub mod router;

@@ -47,6 +47,8 @@ pub enum ZoneRequest {
     /// A starting member with an empty log asks whether the zone exists
     /// ([`super::bootstrap`]).
     Hello,
+    /// The digest of the member's zone-wide settings ([`super::consistency`]).
+    Policy,
 }
 
 /// On whose authority a forwarded command is proposed. The leader does not take the follower's
@@ -162,6 +164,8 @@ pub enum ZoneResponse {
     PreVote(PreVoteAnswer),
     /// Answer to `Hello`.
     Hello(Hello),
+    /// Answer to `Policy`.
+    Policy([u8; 32]),
 }
 
 /// Why a request did not get an answer.
@@ -227,6 +231,8 @@ pub struct ZoneService {
     authorize: Arc<std::sync::OnceLock<Arc<dyn Authorize>>>,
     /// The members of the config, for a node whose Raft knows no membership yet.
     configured: Arc<std::collections::BTreeMap<NodeId, MemberNode>>,
+    /// The digest of this node's zone-wide settings ([`super::consistency`]).
+    policy: [u8; 32],
 }
 
 /// Who sent a request, as its transport authenticated it.
@@ -248,7 +254,14 @@ impl ZoneService {
             amnesia: Amnesia::default(),
             authorize: Arc::default(),
             configured: Arc::default(),
+            policy: [0; 32],
         }
+    }
+
+    /// Answers [`ZoneRequest::Policy`] with `digest`.
+    pub fn with_policy(mut self, digest: [u8; 32]) -> Self {
+        self.policy = digest;
+        self
     }
 
     /// Knows the config's `members`, for the time before Raft knows a membership.
@@ -377,6 +390,7 @@ impl ZoneService {
             }
             ZoneRequest::PreVote(ask) => ZoneResponse::PreVote(self.answer_pre_vote(&ask).await),
             ZoneRequest::Hello => ZoneResponse::Hello(hello(&self.raft)),
+            ZoneRequest::Policy => ZoneResponse::Policy(self.policy),
         }
     }
 

@@ -86,6 +86,8 @@ const CATALOG_SCHEMA: &[&str] = &[
     include_str!("catalog_schema_v2.sql"),
     include_str!("catalog_schema_v3.sql"),
     include_str!("catalog_schema_v4.sql"),
+    include_str!("catalog_schema_v5.sql"),
+    include_str!("catalog_schema_v6.sql"),
 ];
 
 /// The page size of new database files, in bytes. Half SQLite's default: each new listing's

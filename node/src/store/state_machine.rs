@@ -33,6 +33,7 @@ pub const REPLICATED_TABLES: &[&str] = &[
     "announcements",
     "recognitions",
     "revocations",
+    "idempotency",
 ];
 
 /// Counters bumped after an applied batch changed something others cache or wait for.
@@ -911,7 +912,7 @@ mod tests {
     use xchg_protocol::{Listing, Timestamp};
 
     use super::*;
-    use crate::catalog::{Actor, Batch, Review};
+    use crate::catalog::{Actor, Batch, Refusal, Review};
 
     fn submission(title: &str) -> (Listing, CatalogCommand) {
         let mut draft = xchg_protocol::vectors::credit_draft();
@@ -929,6 +930,76 @@ mod tests {
             },
         };
         (listing, cmd)
+    }
+
+    /// A submission sent with an `Idempotency-Key` at `at` (ms), its listing created then.
+    fn keyed_submission(key: &str, request: u8, at: u64) -> CatalogCommand {
+        let mut draft = xchg_protocol::vectors::credit_draft();
+        draft.title = "许昌禹州信用核验接口 (idempotent)".into();
+        let listing = Listing::first_version(
+            draft,
+            "xuchang/yuzhou".parse().expect("zone"),
+            Timestamp(at),
+        );
+        CatalogCommand::Idempotent(Box::new(crate::catalog::Idempotent {
+            key: key.into(),
+            request: vec![request; 32],
+            at: Timestamp(at),
+            command: CatalogCommand::SubmitListing {
+                listing: Box::new(listing),
+                actor: Actor {
+                    id: "p1".into(),
+                    role: Role::Provider,
+                },
+            },
+        }))
+    }
+
+    /// Issue #12: submitting the same body twice created two listings (the id includes the
+    /// time), so a retry after `outcome_unknown` duplicated.
+    #[tokio::test]
+    async fn a_keyed_write_applies_once_per_key_until_the_key_expires() {
+        let dir = tempfile::tempdir().expect("dir");
+        let (_, mut sm) = super::super::open_pair(dir.path()).await.expect("open");
+        let hour = 60 * 60 * 1000;
+        let first = sm
+            .apply(vec![entry(1, vec![keyed_submission("k-1", 1, hour)])])
+            .await
+            .expect("apply");
+        let first = first[0][0].clone().expect("submitted");
+        // The retry, an hour later, with the same request: the first answer, nothing new.
+        let retry = sm
+            .apply(vec![entry(2, vec![keyed_submission("k-1", 1, 2 * hour)])])
+            .await
+            .expect("apply");
+        assert_eq!(retry[0][0], Ok(first.clone()));
+        let listings: i64 = sqlx::query_scalar("SELECT count(*) FROM listings")
+            .fetch_one(&sm.db.read)
+            .await
+            .expect("count");
+        assert_eq!(listings, 1);
+        // Another request under the same key is refused.
+        let reused = sm
+            .apply(vec![entry(3, vec![keyed_submission("k-1", 2, 3 * hour)])])
+            .await
+            .expect("apply");
+        assert_eq!(
+            reused[0][0].as_ref().map_err(Refusal::code),
+            Err("idempotency_key_reused")
+        );
+        // A day after its first use the key is forgotten: the same request applies anew.
+        let later = sm
+            .apply(vec![entry(4, vec![keyed_submission("k-1", 1, 26 * hour)])])
+            .await
+            .expect("apply");
+        let later = later[0][0].clone().expect("submitted again");
+        assert_ne!(later.object_id, first.object_id);
+        let audit: Vec<String> = sqlx::query_scalar("SELECT result FROM audit ORDER BY seq")
+            .fetch_all(&sm.db.read)
+            .await
+            .expect("audit");
+        assert_eq!(audit.len(), 4, "{audit:?}");
+        assert!(audit[1].starts_with("replayed"), "{audit:?}");
     }
 
     /// A state machine in `dir` with one listing applied, and its snapshot.

@@ -10,7 +10,7 @@ const CATEGORIES = [
   "agriculture", "commerce", "credit", "culture_tourism", "ecology", "education", "emergency",
   "employment", "energy", "finance", "government", "healthcare", "industry", "public_safety", "transport",
 ];
-const STATES = ["submitted", "listed", "rejected", "delisted", "recognised"];
+const STATES = ["submitted", "listed", "rejected", "delisted", "recognised", "revoked"];
 const CLASSES = ["public", "general", "important", "core"];
 const MODES = ["file", "api", "sandbox", "privacy_computing", "model_output", "verification"];
 const IN_DOMAIN = new Set(["sandbox", "privacy_computing", "model_output", "verification"]);
@@ -18,7 +18,7 @@ const STAYS_HOME = new Set(["important", "core"]);
 /** The API counts matches up to this number. */
 const COUNT_CAP = 10000;
 
-const STATE_KIND = { submitted: "wait", listed: "good", rejected: "bad", delisted: "muted", recognised: "info" };
+const STATE_KIND = { submitted: "wait", listed: "good", rejected: "bad", delisted: "muted", recognised: "info", revoked: "bad" };
 const CLASS_KIND = { public: "good", general: "info", important: "warn", core: "bad" };
 const DECISION_KIND = { recognised: "good", rejected: "bad", stale: "warn", delisted: "muted", revoked: "bad" };
 const EXPORT_KIND = { pending: "wait", published: "good", withheld: "warn" };

@@ -8,7 +8,7 @@ use libp2p::gossipsub::{
     PeerScoreParams, PeerScoreThresholds, TopicHash, TopicScoreParams, ValidationMode,
 };
 use libp2p::swarm::NetworkBehaviour;
-use libp2p::{identify, identity, ping, request_response};
+use libp2p::{connection_limits, identify, identity, ping, request_response};
 use sha2::{Digest as _, Sha256};
 
 use super::codec::{CATCHUP_PROTOCOL, FrameCodec};
@@ -63,9 +63,74 @@ pub(crate) const IDONTWANT_THRESHOLD: usize = 1000;
 /// Mesh degree: target, low and high watermarks, outbound minimum (the libp2p defaults).
 pub(crate) const MESH: (usize, usize, usize, usize) = (6, 5, 12, 2);
 
-/// Everything the node speaks: identify, ping, gossipsub and catch-up request-response.
+/// How often the node pings each connected peer, and how long it waits for the answer. The
+/// answer only measures the round trip: a peer that never answers stays connected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PingTiming {
+    /// Time between two pings on one connection.
+    pub interval: Duration,
+    /// How long one ping may wait for its answer.
+    pub timeout: Duration,
+}
+
+impl Default for PingTiming {
+    /// The libp2p defaults: every 15 s, 20 s to answer.
+    fn default() -> Self {
+        PingTiming {
+            interval: Duration::from_secs(15),
+            timeout: Duration::from_secs(20),
+        }
+    }
+}
+
+/// How many connections the node keeps. A connection costs a socket, Noise and Yamux state and
+/// a gossipsub handler with its queues, so a peer (or many peer ids) dialling in cannot be
+/// allowed to open them without end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionCaps {
+    /// Established connections in total.
+    pub total: u32,
+    /// Established connections a peer dialled in; the difference to `total` stays free for the
+    /// node's own dials (its bootstrap peers).
+    pub incoming: u32,
+    /// Established connections to one peer (two when both dial at once).
+    pub per_peer: u32,
+    /// Incoming connections still in their handshake.
+    pub pending_incoming: u32,
+    /// Outgoing dials still in their handshake.
+    pub pending_outgoing: u32,
+}
+
+impl Default for ConnectionCaps {
+    /// 256 in total (a 33-node city federation fully meshed needs 32 per node), 192 of them
+    /// incoming, 2 per peer, 64 pending each way.
+    fn default() -> Self {
+        ConnectionCaps {
+            total: 256,
+            incoming: 192,
+            per_peer: 2,
+            pending_incoming: 64,
+            pending_outgoing: 64,
+        }
+    }
+}
+
+impl ConnectionCaps {
+    fn limits(self) -> connection_limits::ConnectionLimits {
+        connection_limits::ConnectionLimits::default()
+            .with_max_established(Some(self.total))
+            .with_max_established_incoming(Some(self.incoming))
+            .with_max_established_per_peer(Some(self.per_peer))
+            .with_max_pending_incoming(Some(self.pending_incoming))
+            .with_max_pending_outgoing(Some(self.pending_outgoing))
+    }
+}
+
+/// Everything the node speaks: identify, ping, gossipsub and catch-up request-response, within
+/// the connection limits.
 #[derive(NetworkBehaviour)]
 pub(crate) struct Behaviour {
+    pub(crate) limits: connection_limits::Behaviour,
     pub(crate) identify: identify::Behaviour,
     pub(crate) ping: ping::Behaviour,
     pub(crate) gossipsub: gossipsub::Behaviour<gossipsub::IdentityTransform, TopicFilter>,
@@ -87,6 +152,8 @@ impl Behaviour {
         key: &identity::Keypair,
         agent: String,
         heartbeat: Duration,
+        ping: PingTiming,
+        caps: ConnectionCaps,
     ) -> Result<Self, String> {
         let filter: TopicFilter = MaxCountSubscriptionFilter {
             filter: CallbackSubscriptionFilter(is_announcement_topic),
@@ -104,11 +171,18 @@ impl Behaviour {
             .map_err(|e| format!("gossipsub peer scoring: {e}"))?;
 
         Ok(Behaviour {
+            limits: connection_limits::Behaviour::new(caps.limits()),
             identify: identify::Behaviour::new(
                 identify::Config::new(IDENTIFY_PROTOCOL_VERSION.to_string(), key.public())
                     .with_agent_version(agent),
             ),
-            ping: ping::Behaviour::new(ping::Config::new()),
+            // A failed ping is only reported (libp2p ping closes nothing since 0.43); the event
+            // loop logs it and keeps the connection (PROTOCOL.md 7.1: answering is optional).
+            ping: ping::Behaviour::new(
+                ping::Config::new()
+                    .with_interval(ping.interval)
+                    .with_timeout(ping.timeout),
+            ),
             gossipsub,
             catchup: request_response::Behaviour::new(
                 [(CATCHUP_PROTOCOL, request_response::ProtocolSupport::Full)],
@@ -219,8 +293,10 @@ fn peer_score_params() -> PeerScoreParams {
         topics: Default::default(),
         // Positive topic score is capped at what one topic can give (P1 + P2 = 20).
         topic_score_cap: 20.0,
-        // P5: no application score is set.
-        app_specific_weight: 0.0,
+        // P5: the application's penalties (`Offence`), as a negative score: an unproven peer
+        // delivering messages signed under no trusted root, or a peer relaying refusals beyond
+        // their rate, reaches the graylist like one delivering invalid messages.
+        app_specific_weight: 1.0,
         // P6: more than 64 peers on one IP address costs (n - 64)² · 5; honest deployments stay
         // far below (the libp2p threshold of 10 would punish a zone run behind one NAT).
         ip_colocation_factor_weight: -5.0,
@@ -262,7 +338,14 @@ mod tests {
     #[test]
     fn the_configuration_is_accepted_by_libp2p() {
         let key = identity::Keypair::generate_ed25519();
-        Behaviour::new(&key, "xchg/test".into(), Duration::from_secs(1)).expect("behaviour");
+        Behaviour::new(
+            &key,
+            "xchg/test".into(),
+            Duration::from_secs(1),
+            PingTiming::default(),
+            ConnectionCaps::default(),
+        )
+        .expect("behaviour");
         topic_score_params().validate().expect("topic params");
         peer_score_params().validate().expect("peer params");
         peer_score_thresholds().validate().expect("thresholds");
@@ -271,8 +354,14 @@ mod tests {
     #[test]
     fn only_announcement_topics_may_be_subscribed() {
         let key = identity::Keypair::generate_ed25519();
-        let mut behaviour =
-            Behaviour::new(&key, "xchg/test".into(), Duration::from_secs(1)).expect("behaviour");
+        let mut behaviour = Behaviour::new(
+            &key,
+            "xchg/test".into(),
+            Duration::from_secs(1),
+            PingTiming::default(),
+            ConnectionCaps::default(),
+        )
+        .expect("behaviour");
         behaviour
             .subscribe(&crate::gossip::topic_of("xuchang"))
             .expect("announcement topic");

@@ -20,14 +20,40 @@ use super::behaviour::{Behaviour, BehaviourEvent, REQUEST_TIMEOUT};
 use super::bootstrap::Bootstrap;
 use super::capture::Capture;
 use crate::gossip::{
-    BoxFuture, Event, MAX_RESPONSE_BYTES, Message, MessageRef, Peer, PeerInfo, PublishError,
-    RequestError, Verdict,
+    BoxFuture, EVENT_QUEUE, Event, MAX_RESPONSE_BYTES, Message, MessageRef, Offence, Peer,
+    PeerInfo, PublishError, RequestError, Verdict,
 };
 
 /// Longest identify agent string kept (it is self-declared by the peer).
 const MAX_AGENT_CHARS: usize = 256;
 /// Dropped inbound events are logged once, then every this many.
 const DROP_LOG_EVERY: u64 = 100;
+/// Messages of one unproven peer awaiting the application's verdict at once; more are ignored
+/// unread (the sender cannot tell an honest node's queue from a slow one).
+pub(crate) const UNPROVEN_PER_PEER: usize = 64;
+/// Messages of all unproven peers together awaiting a verdict at once: a quarter of the event
+/// queue, so peers nobody vouches for cannot push out the messages of proven ones.
+pub(crate) const UNPROVEN_SHARE: usize = EVENT_QUEUE / 4;
+/// Messages of one proven peer awaiting a verdict at once: half the queue, so even a proven
+/// peer leaves room for the others.
+pub(crate) const PROVEN_PER_PEER: usize = EVENT_QUEUE / 2;
+/// Most peers remembered as proven; beyond it, those no longer connected are forgotten.
+const MAX_PROVEN: usize = 4096;
+/// How often penalties decay and scores are brought up to date.
+const PENALTY_TICK: Duration = Duration::from_secs(5);
+/// A penalty halves in this time.
+const PENALTY_HALF_LIFE: Duration = Duration::from_secs(60);
+
+/// What a [`super::Client`] tells the event loop without waiting for an answer.
+#[derive(Debug)]
+pub(crate) enum Control {
+    /// The application's verdict on a delivered message.
+    Verdict(MessageRef, Verdict),
+    /// Something held against a peer.
+    Penalise(Peer, Offence),
+    /// Whether a peer's identity is proven.
+    Proven(Peer, bool),
+}
 
 /// What a [`super::Client`] asks of the event loop; each carries its reply channel.
 #[derive(Debug)]
@@ -52,6 +78,9 @@ pub(crate) enum Command {
     ListenAddrs {
         reply: oneshot::Sender<Vec<Multiaddr>>,
     },
+    Stats {
+        reply: oneshot::Sender<TransportStats>,
+    },
     Dial {
         address: Multiaddr,
         reply: oneshot::Sender<Result<(), SwarmError>>,
@@ -61,6 +90,19 @@ pub(crate) enum Command {
     },
 }
 
+/// Counters of what the transport refused or dropped.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TransportStats {
+    /// Connections open now.
+    pub connections: usize,
+    /// Connections refused by the connection limits, in either direction.
+    pub denied: u64,
+    /// Gossip messages ignored unread because their peer had used its share of the queue.
+    pub shed: u64,
+    /// Inbound messages and requests dropped because the application's queue was full.
+    pub dropped: u64,
+}
+
 /// What we know of a connected peer beyond what the swarm and gossipsub keep.
 #[derive(Debug, Default)]
 struct PeerState {
@@ -68,15 +110,99 @@ struct PeerState {
     agent: Option<String>,
     last_message_ms: Option<u64>,
     messages: u64,
+    /// When its first current connection was established.
+    connected_since_ms: Option<u64>,
 }
 
 /// The application's answer to an inbound request, with the channel it goes back on.
 type PendingReply = BoxFuture<'static, (Option<Vec<u8>>, ResponseChannel<Vec<u8>>)>;
 
+/// Messages delivered to the application and awaiting its verdict, counted per peer, so that
+/// no peer, and no crowd of unproven peers, can take the whole event queue.
+#[derive(Debug, Default)]
+struct InFlight {
+    /// (message id, delivering peer) → whether it counted against the unproven share.
+    awaiting: HashMap<([u8; 32], PeerId), bool>,
+    per_peer: HashMap<PeerId, usize>,
+    unproven: usize,
+}
+
+impl InFlight {
+    /// Whether one more message of `peer` may go to the application.
+    fn has_room(&self, peer: &PeerId, proven: bool) -> bool {
+        let mine = self.per_peer.get(peer).copied().unwrap_or(0);
+        if proven {
+            mine < PROVEN_PER_PEER
+        } else {
+            mine < UNPROVEN_PER_PEER && self.unproven < UNPROVEN_SHARE
+        }
+    }
+
+    fn delivered(&mut self, id: [u8; 32], peer: PeerId, proven: bool) {
+        if self.awaiting.insert((id, peer), !proven).is_none() {
+            *self.per_peer.entry(peer).or_default() += 1;
+            if !proven {
+                self.unproven += 1;
+            }
+        }
+    }
+
+    fn judged(&mut self, id: [u8; 32], peer: PeerId) {
+        let Some(unproven) = self.awaiting.remove(&(id, peer)) else {
+            return;
+        };
+        if let Some(n) = self.per_peer.get_mut(&peer) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.per_peer.remove(&peer);
+            }
+        }
+        if unproven {
+            self.unproven = self.unproven.saturating_sub(1);
+        }
+    }
+}
+
+/// Penalties held against peers, decaying, as gossipsub application scores.
+#[derive(Debug, Default)]
+struct Penalties {
+    /// peer → (points, when they were last decayed).
+    points: HashMap<PeerId, (f64, Instant)>,
+}
+
+impl Penalties {
+    fn decayed(points: f64, since: Instant, now: Instant) -> f64 {
+        let halves = now.duration_since(since).as_secs_f64() / PENALTY_HALF_LIFE.as_secs_f64();
+        points * 0.5f64.powf(halves)
+    }
+
+    /// Adds `cost` to `peer`'s points; returns its new total.
+    fn add(&mut self, peer: PeerId, cost: f64, now: Instant) -> f64 {
+        let entry = self.points.entry(peer).or_insert((0.0, now));
+        let total = Self::decayed(entry.0, entry.1, now) + cost;
+        *entry = (total, now);
+        total
+    }
+
+    /// Decays every penalty to `now`; returns each peer's points (those that reached nothing
+    /// are forgotten after one last 0).
+    fn decay(&mut self, now: Instant) -> Vec<(PeerId, f64)> {
+        let mut out = Vec::with_capacity(self.points.len());
+        self.points.retain(|peer, (points, since)| {
+            *points = Self::decayed(*points, *since, now);
+            *since = now;
+            let keep = *points >= 0.1;
+            out.push((*peer, if keep { *points } else { 0.0 }));
+            keep
+        });
+        out
+    }
+}
+
 pub(crate) struct EventLoop {
     swarm: Swarm<Behaviour>,
     commands: mpsc::Receiver<Command>,
-    verdicts: mpsc::Receiver<(MessageRef, Verdict)>,
+    controls: mpsc::Receiver<Control>,
     events: mpsc::Sender<Event>,
     bootstrap: Bootstrap,
     peers: HashMap<PeerId, PeerState>,
@@ -87,13 +213,21 @@ pub(crate) struct EventLoop {
     capture: Option<Capture>,
     /// Inbound messages and requests dropped because the application's queue was full.
     dropped: u64,
+    /// Messages ignored unread because their peer had used its share of the queue.
+    shed: u64,
+    /// Connections refused by the connection limits.
+    denied: u64,
+    in_flight: InFlight,
+    /// Peers whose identity the application has proven.
+    proven: HashSet<PeerId>,
+    penalties: Penalties,
 }
 
 impl EventLoop {
     pub(crate) fn new(
         swarm: Swarm<Behaviour>,
         commands: mpsc::Receiver<Command>,
-        verdicts: mpsc::Receiver<(MessageRef, Verdict)>,
+        controls: mpsc::Receiver<Control>,
         events: mpsc::Sender<Event>,
         capture: Option<Capture>,
         bootstrap: Vec<Multiaddr>,
@@ -101,7 +235,7 @@ impl EventLoop {
         EventLoop {
             swarm,
             commands,
-            verdicts,
+            controls,
             events,
             bootstrap: Bootstrap::new(bootstrap, Instant::now()),
             peers: HashMap::new(),
@@ -109,6 +243,11 @@ impl EventLoop {
             replies: FuturesUnordered::new(),
             capture,
             dropped: 0,
+            shed: 0,
+            denied: 0,
+            in_flight: InFlight::default(),
+            proven: HashSet::new(),
+            penalties: Penalties::default(),
         }
     }
 
@@ -168,6 +307,7 @@ impl EventLoop {
     /// Runs until shutdown or until every client is gone, then drops the swarm.
     pub(crate) async fn run(mut self) {
         let mut done = None;
+        let mut decay = tokio::time::interval(PENALTY_TICK);
         loop {
             let redial = self.bootstrap.next_due();
             tokio::select! {
@@ -181,7 +321,8 @@ impl EventLoop {
                     }
                     None => break,
                 },
-                Some((message, verdict)) = self.verdicts.recv() => self.on_verdict(message, verdict),
+                Some(control) = self.controls.recv() => self.on_control(control),
+                _ = decay.tick() => self.decay_penalties(),
                 Some((body, channel)) = self.replies.next(), if !self.replies.is_empty() => {
                     self.respond(body, channel);
                 }
@@ -247,6 +388,18 @@ impl EventLoop {
             Command::ListenAddrs { reply } => {
                 let _ = reply.send(self.swarm.listeners().cloned().collect());
             }
+            Command::Stats { reply } => {
+                let _ = reply.send(TransportStats {
+                    connections: self
+                        .swarm
+                        .network_info()
+                        .connection_counters()
+                        .num_established() as usize,
+                    denied: self.denied,
+                    shed: self.shed,
+                    dropped: self.dropped,
+                });
+            }
             Command::Dial { address, reply } => {
                 let result = self
                     .swarm
@@ -262,11 +415,54 @@ impl EventLoop {
         None
     }
 
+    fn on_control(&mut self, control: Control) {
+        match control {
+            Control::Verdict(message, verdict) => self.on_verdict(message, verdict),
+            Control::Penalise(peer, offence) => {
+                let Ok(peer) = peer.0.parse::<PeerId>() else {
+                    return;
+                };
+                let points = self.penalties.add(peer, offence.cost(), Instant::now());
+                tracing::debug!(%peer, ?offence, points, "gossip peer penalised");
+                self.swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .set_application_score(&peer, -points);
+            }
+            Control::Proven(peer, proven) => {
+                let Ok(peer) = peer.0.parse::<PeerId>() else {
+                    return;
+                };
+                if !proven {
+                    self.proven.remove(&peer);
+                    return;
+                }
+                if self.proven.len() >= MAX_PROVEN && !self.proven.contains(&peer) {
+                    let swarm = &self.swarm;
+                    self.proven.retain(|p| swarm.is_connected(p));
+                }
+                if self.proven.len() < MAX_PROVEN {
+                    self.proven.insert(peer);
+                }
+            }
+        }
+    }
+
+    fn decay_penalties(&mut self) {
+        for (peer, points) in self.penalties.decay(Instant::now()) {
+            self.swarm
+                .behaviour_mut()
+                .gossipsub
+                .set_application_score(&peer, -points);
+        }
+    }
+
     fn on_verdict(&mut self, message: MessageRef, verdict: Verdict) {
         let Ok(source) = message.source.0.parse::<PeerId>() else {
             tracing::warn!(source = %message.source, "verdict for a message from an invalid peer id");
             return;
         };
+        self.in_flight.judged(message.id, source);
         let acceptance = match verdict {
             Verdict::Accept => MessageAcceptance::Accept,
             Verdict::Ignore => MessageAcceptance::Ignore,
@@ -314,7 +510,11 @@ impl EventLoop {
             } => {
                 let address = endpoint.get_remote_address().to_string();
                 tracing::debug!(peer = %peer_id, %address, connections = num_established, "connected");
-                self.peers.entry(peer_id).or_default().address = Some(address);
+                let state = self.peers.entry(peer_id).or_default();
+                state.address = Some(address);
+                if num_established.get() == 1 {
+                    state.connected_since_ms = Some(now_ms());
+                }
                 self.bootstrap.connected(connection_id, peer_id);
             }
             SwarmEvent::ConnectionClosed {
@@ -335,6 +535,9 @@ impl EventLoop {
                 peer_id,
                 error,
             } => {
+                if matches!(error, libp2p::swarm::DialError::Denied { .. }) {
+                    self.denied += 1;
+                }
                 tracing::debug!(peer = ?peer_id, %error, "dial failed");
                 self.bootstrap
                     .failed(connection_id, Instant::now(), rand::random());
@@ -344,6 +547,9 @@ impl EventLoop {
                 error,
                 ..
             } => {
+                if matches!(error, libp2p::swarm::ListenError::Denied { .. }) {
+                    self.denied += 1;
+                }
                 tracing::debug!(address = %send_back_addr, %error, "inbound connection failed");
             }
             _ => {}
@@ -393,6 +599,22 @@ impl EventLoop {
             id,
             source: Peer(source.to_base58()),
         };
+        let proven = self.proven.contains(&source);
+        if !self.in_flight.has_room(&source, proven) {
+            // Its share of the queue is taken: not forwarded, not read. Catch-up fetches what an
+            // honest peer sent meanwhile.
+            self.shed += 1;
+            if self.shed % DROP_LOG_EVERY == 1 {
+                tracing::warn!(
+                    peer = %source,
+                    proven,
+                    shed = self.shed,
+                    "gossip peer over its share of the inbound queue: message ignored unread"
+                );
+            }
+            self.on_verdict(reference, Verdict::Ignore);
+            return;
+        }
         let event = Event::Message(Message {
             reference: reference.clone(),
             topic: message.topic.into_string(),
@@ -401,6 +623,8 @@ impl EventLoop {
         if self.deliver(event).is_err() {
             // Not forwarded, not held against the peer: the delay is ours.
             self.on_verdict(reference, Verdict::Ignore);
+        } else {
+            self.in_flight.delivered(id, source, proven);
         }
     }
 
@@ -550,6 +774,7 @@ impl EventLoop {
                     topics: peer_topics,
                     last_message_ms: state.and_then(|s| s.last_message_ms),
                     messages: state.map_or(0, |s| s.messages),
+                    connected_since_ms: state.and_then(|s| s.connected_since_ms),
                 }
             })
             .collect();

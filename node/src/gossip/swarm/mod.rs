@@ -12,6 +12,8 @@ mod capture;
 mod codec;
 mod event_loop;
 #[cfg(test)]
+mod foreign;
+#[cfg(test)]
 mod tests;
 
 use std::path::PathBuf;
@@ -23,13 +25,15 @@ use xchg_protocol::Keypair;
 
 use super::{
     BoxFuture, Broadcast, EVENT_QUEUE, Event, MAX_PUBLISH_BYTES, MAX_REQUEST_BYTES, MessageRef,
-    Peer, PeerInfo, PublishError, RequestError, Verdict,
+    Offence, Peer, PeerInfo, PublishError, RequestError, Verdict,
 };
 use behaviour::Behaviour;
 use capture::Capture;
-use event_loop::{Command, EventLoop};
+pub use event_loop::TransportStats;
+use event_loop::{Command, Control, EventLoop};
 
 pub(crate) use behaviour::REQUEST_TIMEOUT;
+pub use behaviour::{ConnectionCaps, PingTiming};
 pub use capture::read_capture;
 /// The multiaddr type the swarm takes: libp2p's re-export, the same crate and major version as
 /// the workspace's `multiaddr` dependency, so config addresses pass straight through.
@@ -37,10 +41,11 @@ pub use libp2p::Multiaddr;
 
 /// Commands waiting for the event loop; callers wait when it is full.
 const COMMAND_QUEUE: usize = 256;
-/// Verdicts waiting for the event loop. At most one per delivered message, and deliveries stop
-/// while [`EVENT_QUEUE`] is full, so twice that never fills in practice; a verdict that does
-/// not fit is logged and lost (gossipsub then expires the message unforwarded).
-const VERDICT_QUEUE: usize = 2 * EVENT_QUEUE;
+/// Verdicts, penalties and proven peers waiting for the event loop. At most one verdict per
+/// delivered message, and deliveries stop while [`EVENT_QUEUE`] is full, so this never fills
+/// in practice; what does not fit is logged and lost (a lost verdict lets gossipsub expire the
+/// message unforwarded).
+const CONTROL_QUEUE: usize = 4 * EVENT_QUEUE;
 /// How long [`spawn`] waits for the listeners to report their addresses.
 const LISTEN_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -67,11 +72,15 @@ pub struct SwarmConfig {
     /// A connection with no open stream is closed after this long (bootstrap peers are then
     /// redialled).
     pub idle_timeout: Duration,
+    /// Pings to connected peers (round trips only: a peer that does not answer is kept).
+    pub ping: PingTiming,
+    /// Connection limits: in total, per peer, and being set up.
+    pub limits: ConnectionCaps,
 }
 
 impl SwarmConfig {
-    /// A configuration with no listen or bootstrap address, no capture, a 1 s heartbeat and a
-    /// 60 s idle timeout.
+    /// A configuration with no listen or bootstrap address, no capture, a 1 s heartbeat, a
+    /// 60 s idle timeout and pings every 15 s.
     pub fn new(key: Keypair, agent: impl Into<String>) -> Self {
         SwarmConfig {
             key,
@@ -81,6 +90,8 @@ impl SwarmConfig {
             capture: None,
             heartbeat: Duration::from_secs(1),
             idle_timeout: Duration::from_secs(60),
+            ping: PingTiming::default(),
+            limits: ConnectionCaps::default(),
         }
     }
 }
@@ -150,7 +161,12 @@ pub async fn spawn(config: SwarmConfig) -> Result<(Client, mpsc::Receiver<Event>
         })?),
         None => None,
     };
-    let (agent, heartbeat) = (config.agent.clone(), config.heartbeat);
+    let (agent, heartbeat, ping, limits) = (
+        config.agent.clone(),
+        config.heartbeat,
+        config.ping,
+        config.limits,
+    );
     let swarm = libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()
         .with_tcp(
@@ -159,18 +175,20 @@ pub async fn spawn(config: SwarmConfig) -> Result<(Client, mpsc::Receiver<Event>
             yamux::Config::default,
         )
         .map_err(|e| SwarmError::Build(e.to_string()))?
-        .with_behaviour(|key| Behaviour::new(key, agent, heartbeat).map_err(Into::into))
+        .with_behaviour(|key| {
+            Behaviour::new(key, agent, heartbeat, ping, limits).map_err(Into::into)
+        })
         .map_err(|e| SwarmError::Build(e.to_string()))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(config.idle_timeout))
         .build();
 
     let (command_tx, command_rx) = mpsc::channel(COMMAND_QUEUE);
-    let (verdict_tx, verdict_rx) = mpsc::channel(VERDICT_QUEUE);
+    let (control_tx, control_rx) = mpsc::channel(CONTROL_QUEUE);
     let (event_tx, event_rx) = mpsc::channel(EVENT_QUEUE);
     let mut event_loop = EventLoop::new(
         swarm,
         command_rx,
-        verdict_rx,
+        control_rx,
         event_tx,
         capture,
         config.bootstrap,
@@ -181,7 +199,7 @@ pub async fn spawn(config: SwarmConfig) -> Result<(Client, mpsc::Receiver<Event>
     let client = Client {
         local,
         commands: command_tx,
-        verdicts: verdict_tx,
+        controls: control_tx,
     };
     Ok((client, event_rx))
 }
@@ -192,7 +210,7 @@ pub async fn spawn(config: SwarmConfig) -> Result<(Client, mpsc::Receiver<Event>
 pub struct Client {
     local: Peer,
     commands: mpsc::Sender<Command>,
-    verdicts: mpsc::Sender<(MessageRef, Verdict)>,
+    controls: mpsc::Sender<Control>,
 }
 
 impl Client {
@@ -206,6 +224,14 @@ impl Client {
     /// The addresses actually bound (port 0 resolved); empty once stopped.
     pub async fn listen_addrs(&self) -> Vec<Multiaddr> {
         self.call(|reply| Command::ListenAddrs { reply })
+            .await
+            .unwrap_or_default()
+    }
+
+    /// What the transport refused or dropped so far, and its open connections; the default
+    /// once stopped.
+    pub async fn stats(&self) -> TransportStats {
+        self.call(|reply| Command::Stats { reply })
             .await
             .unwrap_or_default()
     }
@@ -271,8 +297,20 @@ impl Broadcast for Client {
     }
 
     fn report(&self, message: MessageRef, verdict: Verdict) {
-        if let Err(e) = self.verdicts.try_send((message, verdict)) {
+        if let Err(e) = self.controls.try_send(Control::Verdict(message, verdict)) {
             tracing::warn!(error = %e, "gossip verdict lost; the message will not be forwarded");
+        }
+    }
+
+    fn penalise(&self, peer: Peer, offence: Offence) {
+        if let Err(e) = self.controls.try_send(Control::Penalise(peer, offence)) {
+            tracing::warn!(error = %e, "gossip penalty lost");
+        }
+    }
+
+    fn set_proven(&self, peer: Peer, proven: bool) {
+        if let Err(e) = self.controls.try_send(Control::Proven(peer, proven)) {
+            tracing::debug!(error = %e, "proven peer not passed on; it is passed again later");
         }
     }
 

@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use xchg_protocol::Keypair;
 
+use super::event_loop::{UNPROVEN_PER_PEER, UNPROVEN_SHARE};
 use super::*;
 use crate::gossip::{MAX_RESPONSE_BYTES, Message, topic_of};
 
@@ -409,4 +410,193 @@ async fn an_oversized_publish_is_refused_before_gossipsub_unless_unchecked() {
         .publish_unchecked(topic, vec![0x40; crate::gossip::MAX_TRANSMIT_BYTES + 1])
         .await;
     assert!(matches!(beyond, Err(PublishError::Other(_))), "{beyond:?}");
+}
+
+#[tokio::test]
+async fn a_peer_that_pings_but_never_answers_pings_stays_connected() {
+    let any_port = "/ip4/127.0.0.1/tcp/0".parse().expect("multiaddr");
+    let mut config = SwarmConfig::new(Keypair::generate(), "xchg/test zone node");
+    config.listen = vec![any_port];
+    // Pings every 300 ms, each given 300 ms: many unanswered rounds within the test.
+    config.ping = PingTiming {
+        interval: Duration::from_millis(300),
+        timeout: Duration::from_millis(300),
+    };
+    let (node, _events) = spawn(config).await.expect("spawn");
+    let topic = topic_of("zhengzhou");
+    node.subscribe(topic.clone()).await.expect("subscribe");
+    let address = node.listen_addrs().await[0].clone();
+    let mut foreign = super::foreign::start(
+        address,
+        &topic,
+        "other-stack/2.1 zhengzhou/main main-1 -",
+        Duration::from_millis(300),
+    );
+    let since = |infos: Vec<PeerInfo>| {
+        infos
+            .into_iter()
+            .find(|p| p.peer == foreign.peer.to_base58())
+            .and_then(|p| p.connected_since_ms)
+    };
+    eventually("the foreign peer connected", || async {
+        since(node.peers().await).is_some()
+    })
+    .await;
+    let first = since(node.peers().await);
+    // Ten of our pings left unanswered, while it keeps pinging us and we answer.
+    let deadline = Instant::now() + DEADLINE;
+    while *foreign.unanswered.borrow_and_update() < 10 {
+        assert!(
+            Instant::now() < deadline,
+            "our node stopped pinging the peer"
+        );
+        let _ = tokio::time::timeout(POLL * 10, foreign.unanswered.changed()).await;
+    }
+    assert!(*foreign.answered.borrow() >= 3, "its pings were answered");
+    assert_eq!(
+        since(node.peers().await),
+        first,
+        "the connection was dropped and made again"
+    );
+}
+
+/// The gossip messages `from` has delivered to `node` so far (counted before any queue).
+async fn delivered_by(node: &Node, from: &Peer) -> u64 {
+    node.client
+        .peers()
+        .await
+        .into_iter()
+        .find(|p| p.peer == from.0)
+        .map_or(0, |p| p.messages)
+}
+
+/// Publishes numbered messages from `from` until `to` has received `count` of them (gossipsub
+/// may drop a few from a full send queue). Signing and checking a thousand messages takes a
+/// debug build on a busy machine a while, hence its own, longer deadline.
+async fn flood(from: &Node, to: &Node, topic: &str, count: u64) {
+    let deadline = Instant::now() + 4 * DEADLINE;
+    let mut n = 0u64;
+    while delivered_by(to, &from.peer()).await < count {
+        assert!(Instant::now() < deadline, "the flood did not arrive");
+        for _ in 0..64 {
+            publish(from, topic, format!("flood {} {n}", from.peer()).as_bytes()).await;
+            n += 1;
+        }
+    }
+}
+
+/// The messages waiting in `node`'s event queue, by their data.
+fn queued(node: &mut Node) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    while let Ok(event) = node.events.try_recv() {
+        if let Event::Message(m) = event {
+            out.push(m.data);
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_flooding_peer_cannot_push_others_out_of_the_inbound_queue() {
+    let topic = topic_of("xuchang");
+    let mut a = start(Vec::new(), None).await;
+    let flooder = start(vec![a.address.clone()], None).await;
+    let honest = start(vec![a.address.clone()], None).await;
+    for node in [&a, &flooder, &honest] {
+        node.client
+            .subscribe(topic.clone())
+            .await
+            .expect("subscribe");
+    }
+    sees_subscribed(&flooder, &a.peer(), &topic).await;
+    sees_subscribed(&honest, &a.peer(), &topic).await;
+
+    // More than the whole queue, while A's application reads nothing.
+    flood(&flooder, &a, &topic, EVENT_QUEUE as u64 + 64).await;
+    publish(&honest, &topic, b"honest").await;
+    eventually("the honest message at A", || async {
+        delivered_by(&a, &honest.peer()).await >= 1
+    })
+    .await;
+
+    let waiting = queued(&mut a);
+    assert!(
+        waiting.iter().any(|d| d == b"honest"),
+        "the honest message was pushed out ({} queued)",
+        waiting.len()
+    );
+    let from_flooder = waiting.iter().filter(|d| d.starts_with(b"flood")).count();
+    assert!(
+        from_flooder <= UNPROVEN_PER_PEER,
+        "{from_flooder} from the flooder"
+    );
+    assert!(a.client.stats().await.shed > 0);
+}
+
+#[tokio::test]
+async fn peers_nobody_vouches_for_share_a_quarter_of_the_queue_and_proven_ones_get_through() {
+    let topic = topic_of("xuchang");
+    let mut a = start(Vec::new(), None).await;
+    let proven = start(vec![a.address.clone()], None).await;
+    let mut flooders = Vec::new();
+    for _ in 0..UNPROVEN_SHARE / UNPROVEN_PER_PEER + 1 {
+        flooders.push(start(vec![a.address.clone()], None).await);
+    }
+    for node in std::iter::once(&a).chain([&proven]).chain(&flooders) {
+        node.client
+            .subscribe(topic.clone())
+            .await
+            .expect("subscribe");
+    }
+    for node in std::iter::once(&proven).chain(&flooders) {
+        sees_subscribed(node, &a.peer(), &topic).await;
+    }
+    a.client.set_proven(proven.peer(), true);
+
+    for f in &flooders {
+        flood(f, &a, &topic, UNPROVEN_PER_PEER as u64 + 8).await;
+    }
+    publish(&proven, &topic, b"proven").await;
+    eventually("the proven peer's message at A", || async {
+        delivered_by(&a, &proven.peer()).await >= 1
+    })
+    .await;
+    let waiting = queued(&mut a);
+    assert!(waiting.iter().any(|d| d == b"proven"));
+    let unproven = waiting.iter().filter(|d| d.starts_with(b"flood")).count();
+    assert_eq!(unproven, UNPROVEN_SHARE, "unproven peers together");
+}
+
+#[tokio::test]
+async fn a_node_at_its_connection_limit_refuses_more_peers() {
+    let any_port: Multiaddr = "/ip4/127.0.0.1/tcp/0".parse().expect("multiaddr");
+    let mut config = SwarmConfig::new(Keypair::generate(), "xchg/test zone node");
+    config.listen = vec![any_port];
+    config.limits = ConnectionCaps {
+        total: 2,
+        incoming: 2,
+        per_peer: 1,
+        pending_incoming: 8,
+        pending_outgoing: 8,
+    };
+    let (a, _events) = spawn(config).await.expect("spawn");
+    let a_peer: libp2p::PeerId = a.local_peer().0.parse().expect("peer id");
+    let address = a.listen_addrs().await[0]
+        .clone()
+        .with(Protocol::P2p(a_peer));
+    let b = start(vec![address.clone()], None).await;
+    eventually("B connected", || async { a.peers().await.len() == 1 }).await;
+    // A second connection from the same peer is one too many.
+    b.client.dial(address.clone()).await.expect("dial");
+    eventually("B's second connection refused", || async {
+        a.stats().await.denied >= 1
+    })
+    .await;
+    let _c = start(vec![address.clone()], None).await;
+    let _d = start(vec![address.clone()], None).await;
+    eventually("one of C and D refused", || async {
+        a.stats().await.denied >= 2 && a.peers().await.len() == 2
+    })
+    .await;
+    assert!(a.stats().await.connections <= 2);
 }

@@ -1,0 +1,169 @@
+//! The rules of request bodies that the types' derived schemas cannot state (lengths in
+//! characters, the text rule's pattern, `minItems`, `uniqueItems`, which pricing fields go with
+//! which model), written into the document from the same constants and rule the validators use.
+//! A test generates bodies from the served document and expects none of them refused as
+//! invalid (`tests/tests/openapi_fuzz.rs`), so a rule enforced but not stated here fails it.
+
+use serde_json::{Value, json};
+use xchg_protocol::listing::limits;
+use xchg_protocol::text;
+
+use crate::api::{listings, tokens};
+
+/// A required text: at least one visible character, at most `max` characters.
+fn required_text(max: usize) -> Value {
+    json!({"minLength": 1, "maxLength": max, "pattern": text::pattern(true)})
+}
+
+/// An optional text: may be empty, at most `max` characters.
+fn optional_text(max: usize) -> Value {
+    json!({"maxLength": max, "pattern": text::pattern(false)})
+}
+
+/// Adds `rules` to the schema of `schema`'s property `property`, keeping what it has. A
+/// property that is not there is recorded in `missed` (a renamed field, most likely).
+fn state(
+    schemas: &mut Value,
+    schema: &str,
+    property: &str,
+    rules: Value,
+    missed: &mut Vec<String>,
+) {
+    let target = schemas
+        .get_mut(schema)
+        .and_then(|s| s.get_mut("properties"))
+        .and_then(|p| p.get_mut(property))
+        .and_then(Value::as_object_mut);
+    match (target, rules) {
+        (Some(target), Value::Object(rules)) => target.extend(rules),
+        _ => missed.push(format!("{schema}.{property}")),
+    }
+}
+
+/// The pricing fields that go with each model (PROTOCOL.md 4.3): an amount and a currency
+/// exactly for the models with a price.
+fn pricing(description: Value) -> Value {
+    let model = |models: &[&str]| json!({"type": "string", "enum": models});
+    json!({
+        "description": description,
+        "oneOf": [
+            {
+                "type": "object",
+                "description": "No amount: free, or agreed case by case.",
+                "required": ["model"],
+                "properties": {"model": model(&["free", "negotiated"])},
+                "additionalProperties": false
+            },
+            {
+                "type": "object",
+                "description": "A price: a decimal amount (no sign, no exponent, no leading \
+                    zero; at most 15 integer digits and 4 decimals) and its ISO 4217 currency.",
+                "required": ["model", "amount", "currency"],
+                "properties": {
+                    "model": model(&["fixed", "per_call", "subscription"]),
+                    "amount": {
+                        "type": "string",
+                        "pattern": r"^(0|[1-9][0-9]{0,14})(\.[0-9]{1,4})?$",
+                        "examples": ["0.50"]
+                    },
+                    "currency": {"type": "string", "pattern": "^[A-Z]{3}$", "examples": ["CNY"]}
+                },
+                "additionalProperties": false
+            }
+        ]
+    })
+}
+
+/// The property rules: `(schema, property, what to add to its schema)`.
+fn property_rules(party_pattern: Value) -> Vec<(&'static str, &'static str, Value)> {
+    let short = limits::SHORT_TEXT_CHARS;
+    let entries = |min: usize, max: usize| {
+        let mut items = required_text(short);
+        items["type"] = json!("string");
+        json!({"minItems": min, "maxItems": max, "uniqueItems": true, "items": items})
+    };
+    let review = listings::MAX_REASON_CHARS;
+    vec![
+        ("ListingDraft", "title", required_text(limits::TITLE_CHARS)),
+        (
+            "ListingDraft",
+            "description",
+            optional_text(limits::DESCRIPTION_CHARS),
+        ),
+        (
+            "ListingDraft",
+            "category",
+            json!({
+                "minLength": 1,
+                "maxLength": limits::CATEGORY_CHARS,
+                "pattern": format!("^[a-z0-9_-]{{1,{}}}$", limits::CATEGORY_CHARS)
+            }),
+        ),
+        (
+            "ListingDraft",
+            "delivery_modes",
+            json!({"minItems": 1, "uniqueItems": true}),
+        ),
+        (
+            "ListingDraft",
+            "rights",
+            json!({"minItems": 1, "uniqueItems": true}),
+        ),
+        ("ListingDraft", "scenarios", entries(1, limits::SCENARIOS)),
+        ("ListingDraft", "keywords", entries(0, limits::KEYWORDS)),
+        // Present (even as ""), these are required text; absent or null, nothing.
+        ("ListingDraft", "spatial_coverage", required_text(short)),
+        ("ListingDraft", "temporal_coverage", required_text(short)),
+        ("Provider", "name", required_text(short)),
+        ("RegistrationRef", "certificate_id", required_text(short)),
+        ("RegistrationRef", "issuer", required_text(short)),
+        ("Review", "compliance_review", optional_text(review)),
+        ("Review", "security_assessment", optional_text(review)),
+        ("Review", "notes", optional_text(review)),
+        ("ReasonBody", "reason", required_text(review)),
+        ("NewToken", "label", required_text(tokens::MAX_LABEL_CHARS)),
+        ("NewToken", "party", json!({"pattern": party_pattern})),
+    ]
+}
+
+/// Writes the rules into `doc`; returns the properties it did not find (none, unless a type
+/// changed without this file).
+pub fn apply(doc: &mut Value) -> Vec<String> {
+    let mut missed = Vec::new();
+    let schemas = &mut doc["components"]["schemas"];
+    let party_pattern = schemas
+        .get("PartyId")
+        .map_or(Value::Null, |p| p["pattern"].clone());
+    for (schema, property, rules) in property_rules(party_pattern) {
+        state(schemas, schema, property, rules, &mut missed);
+    }
+    match schemas.get_mut("Pricing") {
+        Some(p) => {
+            let description = p["description"].take();
+            *p = pricing(description);
+        }
+        None => missed.push("Pricing".to_owned()),
+    }
+
+    // Every `cursor` is read by `listings::paging`, whichever route takes it.
+    let cursor = serde_json::to_value(listings::cursor_schema()).unwrap_or(Value::Null);
+    for item in doc["paths"]
+        .as_object_mut()
+        .into_iter()
+        .flat_map(|p| p.values_mut())
+    {
+        for op in item
+            .as_object_mut()
+            .into_iter()
+            .flat_map(|i| i.values_mut())
+        {
+            let params = op.get_mut("parameters").and_then(Value::as_array_mut);
+            for param in params.into_iter().flatten() {
+                if param["in"] == "query" && param["name"] == "cursor" {
+                    param["schema"] = cursor.clone();
+                }
+            }
+        }
+    }
+    missed
+}

@@ -1,0 +1,431 @@
+//! Who a gossip peer proves to be. A peer's libp2p identity is its node key (PROTOCOL.md 2.9),
+//! authenticated by the Noise handshake; what it says about itself in identify is not. A peer is
+//! proven when its key is a member of this zone's Raft membership, or when it answers the
+//! `identity` request (PROTOCOL.md 7.5) with a delegation of that very key from a root this node
+//! trusts. Only proven peers go on the federation map or get their APIs asked; the others are
+//! listed as unverified, and the transport gives them a smaller share of its inbound queue.
+//!
+//! [`judge_delegation`] is the pure check; [`Registry`] caches answers so a map refresh does not
+//! ask every peer again.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt as _;
+use serde::Serialize;
+use tokio::sync::watch;
+use xchg_protocol::catchup::{Request, Response};
+use xchg_protocol::{PublicKey, SignedDelegation, Timestamp, TrustStore, ZoneId};
+
+use super::service::Federation;
+use crate::gossip::{Peer, PeerInfo};
+use crate::raft::MemberNode;
+
+/// How long a peer's answer is kept before it is asked again (its delegation is checked against
+/// the current trust store and clock at every use meanwhile, so a revocation counts at once).
+pub const ANSWER_KEPT: Duration = Duration::from_secs(600);
+/// How long a peer that gave no usable answer is left alone before it is asked again.
+pub const FAILURE_KEPT: Duration = Duration::from_secs(60);
+/// How long one identity request may take.
+pub const ASK_TIMEOUT: Duration = Duration::from_secs(2);
+/// Identity requests in flight at once.
+pub const ASK_CONCURRENCY: usize = 16;
+/// Most peers whose answers are kept; beyond it, the oldest answers are forgotten.
+pub const MAX_KNOWN: usize = 4096;
+/// How often connected peers are asked who they are (those without a fresh answer) and the
+/// transport told which are proven.
+pub const IDENTITY_EVERY: Duration = Duration::from_secs(10);
+
+/// What a peer has proven.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Identity {
+    /// Its key is the node key of this member of this zone.
+    Member {
+        /// The member's name in the Raft membership.
+        name: String,
+    },
+    /// Its key holds a valid delegation for `zone`, a zone of another zone or exchange.
+    Delegated {
+        /// The delegated zone.
+        zone: ZoneId,
+    },
+    /// Nothing proven.
+    Unproven {
+        /// Why not.
+        reason: String,
+    },
+}
+
+impl Identity {
+    /// Whether anything is proven.
+    pub fn is_proven(&self) -> bool {
+        !matches!(self, Identity::Unproven { .. })
+    }
+
+    /// The zone it proved, if any (`own` for members).
+    pub fn zone<'a>(&'a self, own: &'a ZoneId) -> Option<&'a ZoneId> {
+        match self {
+            Identity::Member { .. } => Some(own),
+            Identity::Delegated { zone } => Some(zone),
+            Identity::Unproven { .. } => None,
+        }
+    }
+
+    /// As the API shows it.
+    pub fn view(&self, own: &ZoneId) -> IdentityView {
+        match self {
+            Identity::Member { name } => IdentityView {
+                verified: true,
+                by: Some("membership"),
+                zone: Some(own.to_string()),
+                node: Some(name.clone()),
+                reason: None,
+            },
+            Identity::Delegated { zone } => IdentityView {
+                verified: true,
+                by: Some("delegation"),
+                zone: Some(zone.to_string()),
+                node: None,
+                reason: None,
+            },
+            Identity::Unproven { reason } => IdentityView {
+                verified: false,
+                by: None,
+                zone: None,
+                node: None,
+                reason: Some(reason.clone()),
+            },
+        }
+    }
+}
+
+/// What a peer proved, in API responses.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct IdentityView {
+    /// Whether its identity is proven.
+    pub verified: bool,
+    /// How: `membership` (a member of this zone) or `delegation` (a delegation of its key from
+    /// a trusted root).
+    pub by: Option<&'static str>,
+    /// The zone it proved to belong to.
+    pub zone: Option<String>,
+    /// Its name, for members of this zone (other nodes only declare theirs).
+    pub node: Option<String>,
+    /// Why it is not verified.
+    pub reason: Option<String>,
+}
+
+/// Judges a peer's delegation: it must be for the key the peer connected with (`peer`, its
+/// libp2p peer id), chain to a root trusted for its exchange now, and name a zone other than
+/// `own` (this zone's nodes are proven by membership alone).
+///
+/// # Errors
+/// Why the delegation proves nothing.
+pub fn judge_delegation(
+    peer: &str,
+    delegation: &SignedDelegation,
+    trust: &TrustStore,
+    own: &ZoneId,
+    now: Timestamp,
+) -> Result<ZoneId, String> {
+    let d = &delegation.delegation;
+    if d.node_key.peer_id() != peer {
+        return Err("its delegation is for another key than the one it connected with".into());
+    }
+    delegation
+        .verify(trust, now)
+        .map_err(|e| format!("its delegation does not verify ({}): {e}", e.kind()))?;
+    if &d.zone == own {
+        return Err("delegated to this zone but not one of its members".into());
+    }
+    Ok(d.zone.clone())
+}
+
+#[derive(Debug)]
+struct Entry {
+    answer: Result<SignedDelegation, String>,
+    at: Instant,
+}
+
+/// The answers peers gave to identity requests.
+#[derive(Debug, Default)]
+pub struct Registry {
+    answers: Mutex<HashMap<String, Entry>>,
+    asking: Mutex<HashSet<String>>,
+}
+
+impl Registry {
+    /// Whether `peer` is due to be asked at `now` (as [`Registry::should_ask`], without marking
+    /// it as being asked).
+    pub fn is_due(&self, peer: &str, now: Instant) -> bool {
+        !self.is_fresh(peer, now) && self.asking.lock().is_ok_and(|a| !a.contains(peer))
+    }
+
+    /// Whether `peer` should be asked at `now`: never asked, or its answer is stale, and no
+    /// request to it is under way. Marks it as being asked when it should.
+    pub fn should_ask(&self, peer: &str, now: Instant) -> bool {
+        !self.is_fresh(peer, now)
+            && self
+                .asking
+                .lock()
+                .is_ok_and(|mut a| a.insert(peer.to_owned()))
+    }
+
+    fn is_fresh(&self, peer: &str, now: Instant) -> bool {
+        self.answers.lock().is_ok_and(|a| {
+            a.get(peer).is_some_and(|e| {
+                let kept = if e.answer.is_ok() {
+                    ANSWER_KEPT
+                } else {
+                    FAILURE_KEPT
+                };
+                now.duration_since(e.at) < kept
+            })
+        })
+    }
+
+    /// Records `peer`'s answer (or why there is none).
+    pub fn answered(&self, peer: &str, answer: Result<SignedDelegation, String>, now: Instant) {
+        if let Ok(mut answers) = self.answers.lock() {
+            if answers.len() >= MAX_KNOWN && !answers.contains_key(peer) {
+                let oldest = answers
+                    .iter()
+                    .min_by_key(|(_, e)| e.at)
+                    .map(|(p, _)| p.clone());
+                if let Some(p) = oldest {
+                    answers.remove(&p);
+                }
+            }
+            answers.insert(peer.to_owned(), Entry { answer, at: now });
+        }
+        if let Ok(mut asking) = self.asking.lock() {
+            asking.remove(peer);
+        }
+    }
+
+    /// `peer`'s last answer, if any.
+    pub fn answer(&self, peer: &str) -> Option<Result<SignedDelegation, String>> {
+        self.answers
+            .lock()
+            .ok()
+            .and_then(|a| a.get(peer).map(|e| e.answer.clone()))
+    }
+}
+
+impl Federation {
+    /// The members of this zone as Raft knows them (the configured ones before Raft knows any).
+    pub fn members(&self) -> Vec<MemberNode> {
+        let from_raft: Vec<MemberNode> = self
+            .raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .nodes()
+            .map(|(_, n)| n.clone())
+            .collect();
+        if !from_raft.is_empty() {
+            return from_raft;
+        }
+        self.config
+            .zone
+            .members
+            .iter()
+            .map(|m| MemberNode {
+                name: m.name.to_string(),
+                raft_addr: m.raft_addr.to_string(),
+                api_url: m.api_url.clone(),
+                public_key: m.public_key.as_bytes().to_vec(),
+            })
+            .collect()
+    }
+
+    /// What `peer` (a libp2p peer id) has proven, as [`Federation::identity_with`], with the
+    /// trust store last loaded (it never waits for the replica).
+    pub(super) fn identity_of(&self, peer: &str) -> Identity {
+        let trust = self
+            .trust
+            .try_read()
+            .map_or_else(|_| self.config.trust_store(), |t| t.1.clone());
+        self.identity_with(peer, &trust)
+    }
+
+    /// What `peer` (a libp2p peer id) has proven: membership of this zone, or its last answer
+    /// to an identity request checked against `trust` and the clock of now.
+    fn identity_with(&self, peer: &str, trust: &TrustStore) -> Identity {
+        let member = self.members().into_iter().find(|m| {
+            <[u8; 32]>::try_from(m.public_key.as_slice())
+                .ok()
+                .and_then(|k| PublicKey::from_bytes(&k).ok())
+                .is_some_and(|k| k.peer_id() == peer)
+        });
+        if let Some(m) = member {
+            return Identity::Member { name: m.name };
+        }
+        match self.identities.answer(peer) {
+            None => Identity::Unproven {
+                reason: "not asked who it is yet".into(),
+            },
+            Some(Err(reason)) => Identity::Unproven { reason },
+            Some(Ok(delegation)) => match judge_delegation(
+                peer,
+                &delegation,
+                trust,
+                &self.config.zone.id,
+                Timestamp::now(),
+            ) {
+                Ok(zone) => Identity::Delegated { zone },
+                Err(reason) => Identity::Unproven { reason },
+            },
+        }
+    }
+
+    /// Asks each of `peers` that is not a member and has no fresh answer who it is (the
+    /// `identity` request, bounded in time and concurrency), then tells the transport which
+    /// of them are proven.
+    pub async fn prove(&self, peers: &[Peer]) {
+        let now = Instant::now();
+        let to_ask: Vec<&Peer> = peers
+            .iter()
+            .filter(|p| !matches!(self.identity_of(&p.0), Identity::Member { .. }))
+            .filter(|p| self.identities.should_ask(&p.0, now))
+            .collect();
+        futures::stream::iter(to_ask)
+            .for_each_concurrent(ASK_CONCURRENCY, |peer| async move {
+                let answer = self.ask_identity(peer).await;
+                if let Err(why) = &answer {
+                    tracing::debug!(%peer, reason = %why, "peer did not prove who it is");
+                }
+                self.identities.answered(&peer.0, answer, Instant::now());
+            })
+            .await;
+        let trust = self.trust().await;
+        for peer in peers {
+            let proven = self.identity_with(&peer.0, &trust).is_proven();
+            self.net.set_proven(peer.clone(), proven);
+        }
+    }
+
+    async fn ask_identity(&self, peer: &Peer) -> Result<xchg_protocol::SignedDelegation, String> {
+        let body = Request::Identity {}.to_bytes().map_err(|e| e.to_string())?;
+        let answer = tokio::time::timeout(ASK_TIMEOUT, self.net.request(peer.clone(), body))
+            .await
+            .map_err(|_| format!("no identity answer within {:?}", ASK_TIMEOUT))?
+            .map_err(|e| format!("identity request failed: {e}"))?;
+        match Response::from_bytes(&answer) {
+            Ok(Response::Identity { delegation }) => Ok(delegation),
+            Ok(Response::Error { message }) => Err(format!(
+                "answered the identity request with an error: {}",
+                message.chars().take(200).collect::<String>()
+            )),
+            Ok(_) => Err("answered the identity request with something else".into()),
+            Err(e) => Err(format!("undecodable identity answer ({})", e.kind())),
+        }
+    }
+
+    /// The connected peers with what each has proven (asking those not asked recently).
+    pub async fn peer_identities(&self) -> Vec<(PeerInfo, Identity)> {
+        let peers = self.net.peers().await;
+        let ids: Vec<Peer> = peers.iter().map(|p| Peer(p.peer.clone())).collect();
+        self.prove(&ids).await;
+        let trust = self.trust().await;
+        peers
+            .into_iter()
+            .map(|p| {
+                let identity = self.identity_with(&p.peer, &trust);
+                (p, identity)
+            })
+            .collect()
+    }
+
+    /// Every [`IDENTITY_EVERY`], asks the connected peers without a fresh answer who they are
+    /// and tells the transport which are proven.
+    pub(super) async fn identity_loop(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        loop {
+            let peers: Vec<Peer> = self
+                .net
+                .peers()
+                .await
+                .into_iter()
+                .map(|p| Peer(p.peer))
+                .collect();
+            self.prove(&peers).await;
+            tokio::select! {
+                _ = tokio::time::sleep(IDENTITY_EVERY) => {}
+                _ = stop.wait_for(|s| *s) => break,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use xchg_protocol::{Delegation, Keypair};
+
+    fn zone(id: &str) -> ZoneId {
+        id.parse().expect("zone id")
+    }
+
+    /// A trust store with the `zhengzhou` root, and a delegation by it of `node` for `z`.
+    fn delegated(root: &Keypair, node: &Keypair, z: &str) -> (TrustStore, SignedDelegation) {
+        let mut trust = TrustStore::default();
+        trust.trust("zhengzhou".parse().expect("id"), root.public());
+        let d = SignedDelegation::sign(
+            Delegation {
+                exchange: "zhengzhou".parse().expect("id"),
+                zone: zone(z),
+                node_key: node.public(),
+                not_before: Timestamp(0),
+                not_after: Timestamp(10_000),
+            },
+            root,
+        );
+        (trust, d)
+    }
+
+    #[test]
+    fn a_delegation_proves_its_zone_only_for_the_key_it_delegates() {
+        let (root, node) = (Keypair::from_seed(&[1; 32]), Keypair::from_seed(&[2; 32]));
+        let (trust, d) = delegated(&root, &node, "zhengzhou/main");
+        let own = zone("xuchang/municipal");
+        let peer = node.public().peer_id();
+        assert_eq!(
+            judge_delegation(&peer, &d, &trust, &own, Timestamp(5)),
+            Ok(zone("zhengzhou/main"))
+        );
+        // Someone else presenting that node's delegation.
+        let other = Keypair::from_seed(&[3; 32]).public().peer_id();
+        let err = judge_delegation(&other, &d, &trust, &own, Timestamp(5)).expect_err("stolen");
+        assert!(err.contains("another key"), "{err}");
+        // Expired, untrusted, revoked.
+        let err = judge_delegation(&peer, &d, &trust, &own, Timestamp(10_000)).expect_err("old");
+        assert!(err.contains("delegation_expired"), "{err}");
+        let (_, foreign) = delegated(&Keypair::from_seed(&[4; 32]), &node, "zhengzhou/main");
+        let err = judge_delegation(&peer, &foreign, &trust, &own, Timestamp(5)).expect_err("root");
+        assert!(err.contains("untrusted_root"), "{err}");
+        let mut revoked = trust.clone();
+        revoked.revoke("zhengzhou".parse().expect("id"), node.public());
+        let err = judge_delegation(&peer, &d, &revoked, &own, Timestamp(5)).expect_err("revoked");
+        assert!(err.contains("revoked_key"), "{err}");
+        // This zone's nodes are proven by membership, not by a delegation.
+        let err = judge_delegation(&peer, &d, &trust, &zone("zhengzhou/main"), Timestamp(5))
+            .expect_err("own zone");
+        assert!(err.contains("not one of its members"), "{err}");
+    }
+
+    #[test]
+    fn a_peer_is_asked_once_at_a_time_and_again_only_when_its_answer_is_stale() {
+        let registry = Registry::default();
+        let start = Instant::now();
+        assert!(registry.is_due("p", start));
+        assert!(registry.should_ask("p", start));
+        assert!(!registry.is_due("p", start), "already being asked");
+        assert!(!registry.should_ask("p", start), "already being asked");
+        registry.answered("p", Err("no answer".into()), start);
+        assert!(!registry.should_ask("p", start + FAILURE_KEPT / 2));
+        assert!(registry.should_ask("p", start + FAILURE_KEPT));
+        assert!(registry.answer("p").is_some());
+    }
+}

@@ -1,0 +1,206 @@
+//! A whole federation inside the test process: Raft through in-process routers (one per zone)
+//! and gossip through the in-process network, whose cuts block gossip and catch-up requests
+//! alike and which never replays old messages. Nodes' APIs listen on loopback port 0.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use xchg_federation_config::NodeConfig;
+use xchg_federation_config::layout::{self, Layout, LayoutKind, LayoutOptions, ZoneTokens};
+use xchg_node::federation::Tuning;
+use xchg_node::gossip::memory::Network;
+use xchg_node::node::{NodeHandle, StartOptions};
+use xchg_node::raft::router::Router;
+use xchg_protocol::Timestamp;
+
+use crate::start_in_process;
+
+/// A running in-process federation.
+pub struct Federation {
+    /// The layout directory (keys, configs, data).
+    pub dir: tempfile::TempDir,
+    /// The generated layout.
+    pub layout: Layout,
+    /// Per zone of the layout (exchange order, then zone order), its running nodes.
+    pub zones: Vec<Vec<NodeHandle>>,
+    /// The gossip medium every node is on.
+    pub gossip: Arc<Network>,
+    http: reqwest::Client,
+}
+
+impl Federation {
+    /// Generates `kind` with `nodes_per_zone` nodes per zone and starts every node with
+    /// `tuning`; `tweak` adjusts each node's config (given its zone id) before it starts.
+    ///
+    /// # Errors
+    /// If the layout cannot be generated or a node cannot start.
+    pub async fn start(
+        kind: LayoutKind,
+        nodes_per_zone: usize,
+        tuning: Tuning,
+        tweak: impl Fn(&str, &mut NodeConfig),
+    ) -> anyhow::Result<Federation> {
+        let dir = tempfile::tempdir()?;
+        let out = dir.path().join("layout");
+        let mut opts = LayoutOptions::new(out.clone(), kind);
+        opts.nodes_per_zone = nodes_per_zone;
+        // Never bound: APIs listen on port 0, Raft and gossip are in-process.
+        opts.base_port = 41_000;
+        let generated = layout::generate(&opts, Timestamp::now())?;
+        let gossip = Network::new(11);
+        let options = StartOptions {
+            join: false,
+            federation: tuning,
+        };
+        let mut zones = Vec::new();
+        for exchange in &generated.exchanges {
+            for zone in &exchange.zones {
+                let router = Router::new(3);
+                let mut nodes = Vec::new();
+                for n in &zone.nodes {
+                    let zone_id = zone.id.to_string();
+                    let node =
+                        start_in_process(&out, &n.config, &router, &gossip, options.clone(), |c| {
+                            tweak(&zone_id, c)
+                        })
+                        .await?;
+                    nodes.push(node);
+                }
+                zones.push(nodes);
+            }
+        }
+        Ok(Federation {
+            dir,
+            layout: generated,
+            zones,
+            gossip,
+            http: reqwest::Client::new(),
+        })
+    }
+
+    /// The layout directory (where `keys/` and `nodes/` are).
+    pub fn layout_dir(&self) -> PathBuf {
+        self.dir.path().join("layout")
+    }
+
+    /// Sends `method` `path` to node `node` of zone `zone` with `token` and an optional JSON
+    /// body; the status and JSON answer.
+    ///
+    /// # Errors
+    /// Transport errors.
+    pub async fn call(
+        &self,
+        zone: usize,
+        node: usize,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<(u16, Value)> {
+        let url = format!("http://{}{path}", self.zones[zone][node].api_addr);
+        let mut req = self.http.request(method, url).bearer_auth(token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await?;
+        let status = resp.status().as_u16();
+        let value = resp.json().await.unwrap_or(Value::Null);
+        Ok((status, value))
+    }
+
+    /// GET `path` on node `node` of zone `zone`.
+    ///
+    /// # Errors
+    /// Transport errors.
+    pub async fn get(
+        &self,
+        zone: usize,
+        node: usize,
+        path: &str,
+        token: &str,
+    ) -> anyhow::Result<(u16, Value)> {
+        self.call(zone, node, reqwest::Method::GET, path, token, None)
+            .await
+    }
+
+    /// The role tokens of zone `zone` (layout order).
+    ///
+    /// # Panics
+    /// If the layout has fewer zones (a mistake in the test).
+    pub fn zone_tokens(&self, zone: usize) -> &ZoneTokens {
+        let all: Vec<_> = self
+            .layout
+            .exchanges
+            .iter()
+            .flat_map(|e| &e.zones)
+            .collect();
+        &all[zone].tokens
+    }
+
+    /// Submits and approves a listing in `zone` through its first node; returns its id.
+    ///
+    /// # Errors
+    /// If either call does not succeed.
+    pub async fn approve_new(&self, zone: usize, listing: Value) -> anyhow::Result<String> {
+        self.approve_on(zone, 0, listing).await
+    }
+
+    /// Submits a listing through the first node of `zone` and approves it through node `node`;
+    /// returns its id.
+    ///
+    /// # Errors
+    /// If either call does not succeed.
+    pub async fn approve_on(
+        &self,
+        zone: usize,
+        node: usize,
+        listing: Value,
+    ) -> anyhow::Result<String> {
+        let t = self.zone_tokens(zone).clone();
+        let post = reqwest::Method::POST;
+        let (s, v) = self
+            .call(
+                zone,
+                0,
+                post.clone(),
+                "/v1/listings",
+                &t.provider,
+                Some(listing),
+            )
+            .await?;
+        anyhow::ensure!(s == 201, "submit: {s} {v}");
+        let id = v["id"].as_str().unwrap_or_default().to_owned();
+        let path = format!("/v1/listings/{id}/approve");
+        let (s, v) = self
+            .call(zone, node, post, &path, &t.operator, Some(json!({})))
+            .await?;
+        anyhow::ensure!(s == 200, "approve: {s} {v}");
+        Ok(id)
+    }
+
+    /// The state of listing `id` on one node's replica (None if absent).
+    ///
+    /// # Errors
+    /// Transport errors.
+    pub async fn state_on(
+        &self,
+        zone: usize,
+        node: usize,
+        id: &str,
+    ) -> anyhow::Result<Option<String>> {
+        let t = &self.zone_tokens(zone).regulator;
+        let path = format!("/v1/listings/{id}?consistency=local");
+        let (s, v) = self.get(zone, node, &path, t).await?;
+        Ok((s == 200).then(|| v["state"].as_str().unwrap_or_default().to_owned()))
+    }
+
+    /// Stops every node.
+    pub async fn shutdown(self) {
+        for zone in self.zones {
+            for n in zone {
+                n.shutdown().await;
+            }
+        }
+    }
+}

@@ -1,0 +1,73 @@
+//! `Idempotency-Key` on creating writes, with real processes (issue #12): a retry after a
+//! lost answer, sent to any node of the zone, returns the first result and creates nothing.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use xchg_tests::{Zone, example_listing};
+
+async fn submit(zone: &Zone, node: usize, key: &str, body: &Value) -> anyhow::Result<(u16, Value)> {
+    let token = zone.tokens().provider.clone();
+    let url = format!("{}/v1/listings", zone.nodes[node].api_url);
+    let resp = reqwest::Client::new()
+        .post(url)
+        .bearer_auth(token)
+        .header("Idempotency-Key", key)
+        .json(body)
+        .send()
+        .await?;
+    let status = resp.status().as_u16();
+    Ok((status, resp.json().await.unwrap_or(Value::Null)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_retried_submission_with_its_key_creates_one_listing_whichever_node_it_reaches()
+-> anyhow::Result<()> {
+    let mut zone = Zone::generate("single-zone", 3)?;
+    zone.start_all()?;
+    let tokens = zone.tokens().clone();
+    let leader = zone.wait_for_leader(0, Duration::from_secs(30)).await?;
+    let follower = (leader + 1) % 3;
+    let body = example_listing("sent twice");
+    let key = "7f9c1c2e-0b7a-4d51-9a8e-3c2d1b0a9f8e";
+
+    let (code, first) = submit(&zone, follower, key, &body).await?;
+    assert_eq!(code, 201, "{first}");
+    let (code, again) = submit(&zone, leader, key, &body).await?;
+    assert_eq!(code, 201, "{again}");
+    assert_eq!(
+        again["id"], first["id"],
+        "the retry answers the first listing"
+    );
+    let (_, found) = zone
+        .get(
+            leader,
+            "/v1/listings?q=sent%20twice",
+            Some(&tokens.regulator),
+        )
+        .await?;
+    assert_eq!(found["total"], 1, "one listing, not two: {found}");
+
+    // The same key with another body is refused; a malformed key is refused.
+    let (code, other) = submit(&zone, leader, key, &example_listing("another")).await?;
+    assert_eq!(code, 409, "{other}");
+    assert_eq!(other["error"]["code"], "idempotency_key_reused", "{other}");
+    let (code, bad) = submit(&zone, leader, "no spaces please", &body).await?;
+    assert_eq!(code, 400, "{bad}");
+    assert_eq!(bad["error"]["code"], "invalid_idempotency_key", "{bad}");
+
+    // Without a key, the same body is a new listing, as before.
+    let (code, _) = zone
+        .post(leader, "/v1/listings", &tokens.provider, &body)
+        .await?;
+    assert_eq!(code, 201);
+    let (_, found) = zone
+        .get(
+            leader,
+            "/v1/listings?q=sent%20twice",
+            Some(&tokens.regulator),
+        )
+        .await?;
+    assert_eq!(found["total"], 2, "{found}");
+    Ok(())
+}
