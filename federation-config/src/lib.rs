@@ -131,4 +131,3 @@ fn check_key_file(
         );
     }
 }
-

@@ -4,13 +4,15 @@
 //! out/layout.json                      what was generated, tokens included (mode 0600)
 //! out/root/<exchange>-root.key         exchange root keys (folder 0700, files 0600)
 //! out/keys/<exchange>-<zone>-<n>.key   node keys (folder 0700, files 0600)
-//! out/nodes/<exchange>-<zone>-<n>.toml node configs; paths inside are relative to nodes/
+//! out/nodes/<exchange>-<zone>-<n>.toml node configs (folder 0700, files 0600); paths inside
+//!                                      are relative to nodes/
 //! ```
 //!
 //! The root keys have a folder of their own because they belong on no node: a root key signs
 //! delegations and revocations for its whole exchange, so it is kept offline and brought out
 //! only for `xchg config add-node` and `xchg federation revoke`; `keys/` is what a node's
-//! machine needs (its own key file).
+//! machine needs (its own key file). Every folder is created with mode 0700 and every file
+//! with mode 0600 (set when it is created, so whatever the umask; nothing is chmod-ed after).
 //!
 //! Nodes are numbered `i = 0, 1, 2, ...` over the whole layout in layout order (exchanges, their
 //! zones hub first, then nodes) and get ports `base + 3i` (API), `base + 3i + 1` (Raft) and
@@ -307,10 +309,9 @@ pub fn generate(opts: &LayoutOptions, now: Timestamp) -> Result<Layout, Generate
     let nodes = opts.out.join("nodes");
     // The layout directory holds every secret of the federation (tokens, keys): private when
     // this run creates it; an existing directory keeps the modes its owner chose.
-    for dir in [&opts.out, &keys, &roots] {
+    for dir in [&opts.out, &keys, &roots, &nodes] {
         create_private_dir(dir).map_err(|source| io_error(dir, source))?;
     }
-    std::fs::create_dir_all(&nodes).map_err(|source| io_error(&nodes, source))?;
     let mut layout = Layout {
         exchanges: Vec::new(),
     };
@@ -397,9 +398,13 @@ fn write_raw_config(
          {body}",
         raw.version, raw.node.name, raw.zone.id, raw.zone.display_name
     );
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
+    // Mode 0600 whatever the umask: a config names the keys a node trusts and the token hashes
+    // it accepts, so no other user may change it (nor read it: it sits beside the keys).
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
         .open(path)
         .map_err(|source| io_error(path, source))?;
     file.write_all(text.as_bytes())

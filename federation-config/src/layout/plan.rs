@@ -48,8 +48,16 @@ const XUCHANG: ExchangeTable = ExchangeTable {
             ("xuchang-big-data-bureau", "许昌市大数据局"),
         ),
         z("weidu", "魏都区", ("weidu-commerce-bureau", "魏都区商务局")),
-        z("jianan", "建安区", ("jianan-agri-center", "建安区农业农村局")),
-        z("yuzhou", "禹州市", ("yuzhou-credit-center", "禹州市信用中心")),
+        z(
+            "jianan",
+            "建安区",
+            ("jianan-agri-center", "建安区农业农村局"),
+        ),
+        z(
+            "yuzhou",
+            "禹州市",
+            ("yuzhou-credit-center", "禹州市信用中心"),
+        ),
         z(
             "changge",
             "长葛市",
