@@ -198,7 +198,12 @@ fn pending(dir: &Path) -> Vec<(PathBuf, Request)> {
 
 /// Hands every request waiting in the data directory `dir` to the zone, as member `node`,
 /// retrying until the zone has applied it or `stop` is set. Returns at once if there is none.
-pub async fn hand_over(dir: PathBuf, node: String, proposer: Proposer, stop: watch::Receiver<bool>) {
+pub async fn hand_over(
+    dir: PathBuf,
+    node: String,
+    proposer: Proposer,
+    stop: watch::Receiver<bool>,
+) {
     for (file, request) in pending(&dir) {
         tracing::info!(hash = %request.hash, role = %request.role,
             "handing a token created offline (xchg token create) to the zone");
@@ -273,11 +278,14 @@ mod tests {
     #[test]
     fn a_token_created_offline_leaves_a_private_request_holding_only_its_hash() {
         let dir = data_dir();
-        let made = add_offline_token(dir.path(), Role::Admin, "recovery", Timestamp(5))
-            .expect("created");
+        let made =
+            add_offline_token(dir.path(), Role::Admin, "recovery", Timestamp(5)).expect("created");
         assert!(made.token.starts_with("xchg-admin-"));
         let text = std::fs::read_to_string(&made.request_file).expect("request");
-        assert!(!text.contains(&made.token), "the token itself is never stored");
+        assert!(
+            !text.contains(&made.token),
+            "the token itself is never stored"
+        );
         let found = pending(dir.path());
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].1.hash, made.hash);

@@ -130,9 +130,7 @@ impl From<Refusal> for ApiError {
             Refusal::Conflict(_)
             | Refusal::IllegalTransition(_)
             | Refusal::KeyReused(_)
-            | Refusal::LastAdmin(_) => {
-                StatusCode::CONFLICT
-            }
+            | Refusal::LastAdmin(_) => StatusCode::CONFLICT,
             Refusal::Forbidden(_) => StatusCode::FORBIDDEN,
             Refusal::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
         };

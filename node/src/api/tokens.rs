@@ -11,9 +11,9 @@ use xchg_federation_config::Role;
 use xchg_protocol::{PartyId, Timestamp};
 
 use super::auth::{Caller, hash_hex};
-use super::{AppState, Consistency};
 use super::error::{ApiError, BearerErrors, BodyErrors, ErrorBody, ProposeErrors};
 use super::json::JsonBody;
+use super::{AppState, Consistency};
 use crate::catalog::CatalogCommand;
 use crate::catalog::apply::{last_admin, working_admins};
 

@@ -930,13 +930,12 @@ pub async fn working_admins(
     conn: &mut SqliteConnection,
     config_admins: &[String],
 ) -> Result<std::collections::BTreeSet<String>, sqlx::Error> {
-    let mut working: std::collections::BTreeSet<String> = sqlx::query_scalar(
-        "SELECT hash FROM tokens WHERE role = 'admin' AND revoked_at IS NULL",
-    )
-    .fetch_all(&mut *conn)
-    .await?
-    .into_iter()
-    .collect();
+    let mut working: std::collections::BTreeSet<String> =
+        sqlx::query_scalar("SELECT hash FROM tokens WHERE role = 'admin' AND revoked_at IS NULL")
+            .fetch_all(&mut *conn)
+            .await?
+            .into_iter()
+            .collect();
     for hash in config_admins {
         let revoked: Option<Option<i64>> =
             sqlx::query_scalar("SELECT revoked_at FROM tokens WHERE hash = ?")

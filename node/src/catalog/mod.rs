@@ -317,9 +317,13 @@ impl CatalogCommand {
             CatalogCommand::Recognize(r) => Some(r.node.as_str()),
             CatalogCommand::RecordRefusal(r) => Some(r.node.as_str()),
             CatalogCommand::RecordPublished { node, .. } => Some(node.as_str()),
-            CatalogCommand::CreateToken { actor, .. } => {
-                actor.id.strip_prefix(NODE_ACTOR_PREFIX)
-            }
+            // Only the admin token of the offline recovery is a member's to hand over.
+            CatalogCommand::CreateToken {
+                actor,
+                role: Role::Admin,
+                party: None,
+                ..
+            } => actor.id.strip_prefix(NODE_ACTOR_PREFIX),
             _ => None,
         }
     }

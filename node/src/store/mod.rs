@@ -568,7 +568,9 @@ mod tests {
         let root = tempfile::tempdir().expect("tempdir");
         let dir = root.path().join("data/xuchang-yuzhou-1");
         let db = Db::open(&dir).await.expect("open");
-        db.sync_catalog().await.expect("a commit, so the WAL files exist");
+        db.sync_catalog()
+            .await
+            .expect("a commit, so the WAL files exist");
         let meta = crate::raft::SnapshotMeta {
             last_log_id: Some(crate::raft::LogId::new(
                 openraft::CommittedLeaderId::new(1, 1),
@@ -587,7 +589,12 @@ mod tests {
         for entry in std::fs::read_dir(&dir).expect("list") {
             let path = entry.expect("entry").path();
             assert_eq!(mode(&path), 0o600, "{}", path.display());
-            names.push(path.file_name().expect("name").to_string_lossy().into_owned());
+            names.push(
+                path.file_name()
+                    .expect("name")
+                    .to_string_lossy()
+                    .into_owned(),
+            );
         }
         names.sort();
         for expected in [
@@ -599,7 +606,10 @@ mod tests {
             "snapshot.bin",
             "xchg.lock",
         ] {
-            assert!(names.iter().any(|n| n == expected), "{expected} in {names:?}");
+            assert!(
+                names.iter().any(|n| n == expected),
+                "{expected} in {names:?}"
+            );
         }
         db.close().await;
     }
