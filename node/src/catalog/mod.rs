@@ -569,3 +569,58 @@ pub fn cbor_len<T: Serialize>(value: &T) -> usize {
 
 /// The responses to a [`Batch`], in command order.
 pub type BatchResponse = Vec<CommandResponse>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every refusal, one of each kind; adding a kind fails to compile here until it is listed.
+    fn every_refusal() -> Vec<Refusal> {
+        let all = [
+            Refusal::NotFound(String::new()),
+            Refusal::Conflict(String::new()),
+            Refusal::Forbidden(String::new()),
+            Refusal::KeyReused(String::new()),
+            Refusal::IllegalTransition(String::new()),
+            Refusal::Invalid(String::new()),
+            Refusal::LastAdmin(String::new()),
+        ];
+        for r in &all {
+            match r {
+                Refusal::NotFound(_)
+                | Refusal::Conflict(_)
+                | Refusal::Forbidden(_)
+                | Refusal::KeyReused(_)
+                | Refusal::IllegalTransition(_)
+                | Refusal::Invalid(_)
+                | Refusal::LastAdmin(_) => {}
+            }
+        }
+        all.to_vec()
+    }
+
+    /// Every code a refusal is answered with is a row of the README's table of error codes,
+    /// with the status the API gives it.
+    #[test]
+    fn every_refusal_code_is_in_the_readmes_error_table_with_its_status() {
+        let readme = include_str!("../../../README.md");
+        let table = readme
+            .split("### Errors")
+            .nth(1)
+            .and_then(|t| t.split("\n### ").next())
+            .unwrap_or_default();
+        for refusal in every_refusal() {
+            let error = crate::api::error::ApiError::from(refusal);
+            let listed = table.lines().any(|row| {
+                row.starts_with(&format!("| {} |", error.status.as_u16()))
+                    && row.contains(&format!("`{}`", error.code))
+            });
+            assert!(
+                listed,
+                "README's error table has no row for {} `{}`",
+                error.status.as_u16(),
+                error.code
+            );
+        }
+    }
+}
