@@ -12,6 +12,7 @@ pub mod api;
 pub mod audit;
 pub mod catalog;
 pub mod dashboard;
+pub mod fault;
 pub mod federation;
 pub mod gossip;
 pub mod node;

@@ -197,7 +197,7 @@ async fn writes_commit_through_delayed_lossy_and_one_way_cut_links_and_replicas_
     // Every message 5 ms late, one in ten lost, and the leader cannot reach one follower
     // (which can still answer): a majority remains, so writes must still commit.
     zone.router.set_delay(Duration::from_millis(5));
-    zone.router.set_drop_probability(0.1);
+    zone.router.set_loss_per_million(100_000);
     zone.router
         .cut(zone.nodes[leader].id, zone.nodes[follower].id);
     let http = reqwest::Client::new();

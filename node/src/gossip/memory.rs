@@ -1,5 +1,5 @@
 //! An in-process [`Broadcast`] network for tests and simulations: gossip with flooding after
-//! Accept, catch-up requests, and faults (isolation, cut links, delay, seeded loss).
+//! Accept, catch-up requests, and the faults of [`crate::fault`].
 //!
 //! Gossip follows the swarm's semantics where a node can tell: a message goes to every
 //! reachable subscriber of its topic that has not seen its id (never back to its publisher); a
@@ -10,11 +10,13 @@
 //! the offences held against it, which do not decay here). Old messages are
 //! never replayed: whatever reaches a peer after a partition heals came through catch-up.
 //!
-//! Every fault is off by default. A partition (isolated peer or cut link) blocks gossip and
-//! requests alike, including those in flight when it is made. Loss applies to gossip hops only
-//! and is drawn from a xorshift generator seeded by [`Network::new`], in a fixed order
-//! (receivers by peer id), so a run that does the same things in the same order loses the same
-//! messages.
+//! The faults are those of [`crate::fault`], shared with the zone's Raft router, and every one
+//! is off by default. A partition (isolated peer, or a cut link in the direction a message
+//! travels) blocks gossip hops, requests and responses alike, including those in flight when it
+//! is made. Loss, duplication and delay apply to every gossip hop, request and response; draws
+//! come from each link's generator, derived from the seed given to [`Network::new`], so a run
+//! that does the same things in the same order loses the same messages. A lost request or
+//! response is a timeout for the requester; a paused peer's messages wait for it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -30,6 +32,7 @@ use super::{
     MAX_RESPONSE_BYTES, Message, MessageRef, Offence, Peer, PeerInfo, PublishError, RequestError,
     Verdict,
 };
+use crate::fault::{Delay, Fate, FaultModel};
 
 /// The shared medium every [`MemoryClient`] talks through.
 #[derive(Debug)]
@@ -39,14 +42,8 @@ pub struct Network {
 
 #[derive(Debug)]
 struct State {
-    /// xorshift64 state; never zero.
-    rng: u64,
+    faults: FaultModel<Peer>,
     members: BTreeMap<Peer, Member>,
-    isolated: BTreeSet<Peer>,
-    /// Cut links, each pair in ascending order.
-    cuts: BTreeSet<(Peer, Peer)>,
-    delay: Duration,
-    loss_per_million: u32,
     /// Tells a rejoined peer's handle from the one it had before.
     next_generation: u64,
 }
@@ -83,34 +80,37 @@ struct Deliveries {
     penalties: f64,
 }
 
-/// One gossip hop, decided under the lock and carried out now or after the delay.
+/// One gossip hop, decided under the lock and carried out now or after its wait.
 #[derive(Debug)]
 struct Hop {
     from: Peer,
     to: Peer,
     id: [u8; 32],
     gossip: Gossip,
+    /// The wait before it lands.
+    after: Duration,
+    /// How many times it lands (2 when duplicated).
+    copies: u32,
+    /// An end is paused: it waits for the resume first.
+    held: bool,
 }
 
 impl Network {
-    /// An empty network whose loss draws are seeded by `seed`.
+    /// An empty network whose fault draws derive from `seed`.
     pub fn new(seed: u64) -> Arc<Network> {
-        // xorshift is stuck at zero; mixing in a constant keeps seed 0 usable.
-        let rng = match seed ^ 0x9E37_79B9_7F4A_7C15 {
-            0 => 0x9E37_79B9_7F4A_7C15,
-            mixed => mixed,
-        };
         Arc::new(Network {
             state: Mutex::new(State {
-                rng,
+                faults: FaultModel::new(seed),
                 members: BTreeMap::new(),
-                isolated: BTreeSet::new(),
-                cuts: BTreeSet::new(),
-                delay: Duration::ZERO,
-                loss_per_million: 0,
                 next_generation: 0,
             }),
         })
+    }
+
+    /// Changes the faults with `change` ([`FaultModel`]: pauses, one-way cuts, duplication,
+    /// a delay tail, ...).
+    pub fn faults(&self, change: impl FnOnce(&mut FaultModel<Peer>)) {
+        change(&mut self.lock().faults);
     }
 
     /// Joins the peer of `key` (peer id = `key.peer_id()`), returning its handle and its event
@@ -150,29 +150,27 @@ impl Network {
 
     /// Takes every link of `peer` down, both directions.
     pub fn isolate(&self, peer: &Peer) {
-        self.lock().isolated.insert(peer.clone());
+        self.lock().faults.isolate(peer);
     }
 
     /// Takes the link between `a` and `b` down, both directions.
     pub fn cut(&self, a: &Peer, b: &Peer) {
-        self.lock().cuts.insert(ordered(a, b));
+        self.lock().faults.cut(a, b);
     }
 
-    /// Brings every isolated peer and cut link back (delay and loss stay as set).
+    /// Clears every fault ([`FaultModel::heal_all`]): links, pauses, loss, duplication, delay.
     pub fn heal_all(&self) {
-        let mut state = self.lock();
-        state.isolated.clear();
-        state.cuts.clear();
+        self.lock().faults.heal_all();
     }
 
     /// Delays every gossip hop, request and response by `delay`.
     pub fn set_delay(&self, delay: Duration) {
-        self.lock().delay = delay;
+        self.lock().faults.set_delay(Delay::fixed(delay));
     }
 
-    /// Loses each gossip hop with this probability (per million); requests are never lost.
+    /// Loses each gossip hop, request and response with this probability (per million).
     pub fn set_loss_per_million(&self, loss: u32) {
-        self.lock().loss_per_million = loss.min(1_000_000);
+        self.lock().faults.set_loss_per_million(loss);
     }
 
     /// Every verdict `peer` has reported, in order (empty for an unknown peer).
@@ -195,51 +193,81 @@ impl Network {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Carries out `hops` now, or after `delay` on a task.
-    fn send(self: &Arc<Self>, hops: Vec<Hop>, delay: Duration) {
-        if hops.is_empty() {
-            return;
-        }
-        if delay.is_zero() {
+    /// Carries out `hops`: at once those with no wait, the others each on a task.
+    fn send(self: &Arc<Self>, hops: Vec<Hop>) {
+        let (now, later): (Vec<Hop>, Vec<Hop>) =
+            hops.into_iter().partition(|h| h.after.is_zero() && !h.held);
+        if !now.is_empty() {
             let mut state = self.lock();
-            for hop in hops {
+            for hop in now {
                 state.land(hop);
             }
-            return;
         }
-        let network = Arc::clone(self);
-        tokio::spawn(async move {
-            tokio::time::sleep(delay).await;
-            let mut state = network.lock();
-            for hop in hops {
-                state.land(hop);
+        for hop in later {
+            let network = Arc::clone(self);
+            tokio::spawn(async move {
+                if hop.held {
+                    network.until_running(&hop.from, &hop.to).await;
+                }
+                tokio::time::sleep(hop.after).await;
+                network.lock().land(hop);
+            });
+        }
+    }
+
+    /// Returns once neither `a` nor `b` is paused.
+    async fn until_running(&self, a: &Peer, b: &Peer) {
+        loop {
+            let mut resumes = {
+                let state = self.lock();
+                if !state.faults.is_paused(a) && !state.faults.is_paused(b) {
+                    return;
+                }
+                state.faults.resumes()
+            };
+            if resumes.changed().await.is_err() {
+                return;
             }
-        });
+        }
+    }
+
+    /// Waits out the fate of one request or response `from → to`: how many copies arrive
+    /// (0 when lost), or the cut that stops it.
+    async fn cross(&self, from: &Peer, to: &Peer) -> Result<u32, RequestError> {
+        loop {
+            let (fate, mut resumes) = {
+                let mut state = self.lock();
+                (state.faults.fate(from, to), state.faults.resumes())
+            };
+            match fate {
+                Fate::Cut => return Err(RequestError::Unreachable(to.0.clone())),
+                Fate::Lost => return Ok(0),
+                Fate::Held => {
+                    if resumes.changed().await.is_err() {
+                        return Ok(0);
+                    }
+                }
+                Fate::Deliver { after, copies } => {
+                    tokio::time::sleep(after).await;
+                    return Ok(copies);
+                }
+            }
+        }
     }
 }
 
 impl State {
+    /// Whether `from` can send to `b` right now: both are members and the link `a → b` is up.
     fn reachable(&self, a: &Peer, b: &Peer) -> bool {
         a != b
             && self.members.contains_key(a)
             && self.members.contains_key(b)
-            && !self.isolated.contains(a)
-            && !self.isolated.contains(b)
-            && !self.cuts.contains(&ordered(a, b))
+            && self.faults.link_up(a, b)
     }
 
-    /// Whether the next hop is lost. Draws only while loss is on, so enabling loss later in a
-    /// run does not shift earlier draws.
-    fn lose(&mut self) -> bool {
-        if self.loss_per_million == 0 {
-            return false;
-        }
-        let mut x = self.rng;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.rng = x;
-        x % 1_000_000 < u64::from(self.loss_per_million)
+    /// Whether `a` and `b` are connected: reachable both ways, as a connection needs.
+    fn connected(&self, a: &Peer, b: &Peer) -> bool {
+        self.reachable(a, b) && self.reachable(b, a)
     }
 
     /// The hops that carry `gossip` from `from` to every reachable subscriber of its topic that
@@ -258,9 +286,11 @@ impl State {
             .collect();
         let mut hops = Vec::new();
         for to in receivers {
-            if self.lose() {
-                continue;
-            }
+            let (after, copies, held) = match self.faults.fate(from, &to) {
+                Fate::Cut | Fate::Lost => continue,
+                Fate::Held => (Duration::ZERO, 1, true),
+                Fate::Deliver { after, copies } => (after, copies, false),
+            };
             if let Some(member) = self.members.get_mut(&to) {
                 member.seen.insert(id);
             }
@@ -269,6 +299,9 @@ impl State {
                 to,
                 id,
                 gossip: gossip.clone(),
+                after,
+                copies,
+                held,
             });
         }
         hops
@@ -292,18 +325,20 @@ impl State {
             id: hop.id,
             source: hop.from,
         };
-        let event = Event::Message(Message {
-            reference: reference.clone(),
-            topic: hop.gossip.topic.clone(),
-            data: hop.gossip.data.as_ref().clone(),
-        });
-        if member.events.try_send(event).is_ok() {
-            member
-                .pending
-                .insert((reference.id, reference.source), hop.gossip);
-        } else {
-            // A full queue drops the message as the swarm does: seen, never validated.
-            member.dropped += 1;
+        for _ in 0..hop.copies {
+            let event = Event::Message(Message {
+                reference: reference.clone(),
+                topic: hop.gossip.topic.clone(),
+                data: hop.gossip.data.as_ref().clone(),
+            });
+            if member.events.try_send(event).is_ok() {
+                member
+                    .pending
+                    .insert((reference.id, reference.source.clone()), hop.gossip.clone());
+            } else {
+                // A full queue drops the message as the swarm does: seen, never validated.
+                member.dropped += 1;
+            }
         }
     }
 
@@ -324,10 +359,14 @@ pub struct MemoryClient {
 }
 
 impl MemoryClient {
-    /// One request and its response, each crossing the link after the delay.
+    /// One request and its response, each crossing its link with that link's faults.
     async fn exchange(&self, peer: Peer, body: Vec<u8>) -> Result<Vec<u8>, RequestError> {
-        let delay = self.network.lock().delay;
-        tokio::time::sleep(delay).await;
+        self.reach(&peer)?;
+        let copies = self.network.cross(&self.peer, &peer).await?;
+        if copies == 0 {
+            // Lost on the way: the requester hears nothing until its timeout.
+            return std::future::pending().await;
+        }
         let answer = {
             let mut state = self.network.lock();
             if state.member(&self.peer, self.generation).is_none() {
@@ -340,13 +379,18 @@ impl MemoryClient {
                 return Err(RequestError::Unreachable(peer.0));
             };
             let (reply, answer) = oneshot::channel();
-            let event = Event::Request {
-                peer: self.peer.clone(),
-                body,
-                reply,
-            };
-            if target.events.try_send(event).is_err() {
-                target.dropped += 1;
+            let mut replies = vec![reply];
+            // A duplicate is answered into the void, as a second stream would be.
+            replies.extend((1..copies).map(|_| oneshot::channel().0));
+            for reply in replies {
+                let event = Event::Request {
+                    peer: self.peer.clone(),
+                    body: body.clone(),
+                    reply,
+                };
+                if target.events.try_send(event).is_err() {
+                    target.dropped += 1;
+                }
             }
             answer
         };
@@ -355,8 +399,10 @@ impl MemoryClient {
         let response = answer
             .await
             .map_err(|_| RequestError::BadResponse("no response".into()))?;
-        tokio::time::sleep(delay).await;
-        if !self.network.lock().reachable(&self.peer, &peer) {
+        if self.network.cross(&peer, &self.peer).await? == 0 {
+            return std::future::pending().await;
+        }
+        if !self.network.lock().reachable(&peer, &self.peer) {
             return Err(RequestError::Unreachable(peer.0));
         }
         if response.len() > MAX_RESPONSE_BYTES {
@@ -366,6 +412,20 @@ impl MemoryClient {
             )));
         }
         Ok(response)
+    }
+}
+
+impl MemoryClient {
+    /// Whether this handle is live and `peer` reachable from it now.
+    fn reach(&self, peer: &Peer) -> Result<(), RequestError> {
+        let mut state = self.network.lock();
+        if state.member(&self.peer, self.generation).is_none() {
+            return Err(RequestError::Stopped);
+        }
+        if !state.reachable(&self.peer, peer) {
+            return Err(RequestError::Unreachable(peer.0.clone()));
+        }
+        Ok(())
     }
 }
 
@@ -396,7 +456,6 @@ impl Broadcast for MemoryClient {
                 .members
                 .iter()
                 .any(|(peer, m)| m.topics.contains(&topic) && state.reachable(&self.peer, peer));
-            let delay = state.delay;
             match state.member(&self.peer, self.generation) {
                 None => Err(PublishError::Stopped),
                 Some(member) if member.seen.contains(&id) => Err(PublishError::Duplicate),
@@ -407,18 +466,17 @@ impl Broadcast for MemoryClient {
                         topic,
                         data: Arc::new(data),
                     };
-                    Ok((state.route(&self.peer, id, &gossip), delay))
+                    Ok(state.route(&self.peer, id, &gossip))
                 }
             }
         };
-        let result = routed.map(|(hops, delay)| self.network.send(hops, delay));
+        let result = routed.map(|hops| self.network.send(hops));
         Box::pin(std::future::ready(result))
     }
 
     fn report(&self, message: MessageRef, verdict: Verdict) {
         let forward = {
             let mut state = self.network.lock();
-            let delay = state.delay;
             let Some(member) = state.member(&self.peer, self.generation) else {
                 return;
             };
@@ -427,7 +485,7 @@ impl Broadcast for MemoryClient {
                 return;
             };
             match verdict {
-                Verdict::Accept => Some((state.route(&self.peer, message.id, &gossip), delay)),
+                Verdict::Accept => Some(state.route(&self.peer, message.id, &gossip)),
                 Verdict::Ignore => None,
                 Verdict::Reject => {
                     member.from.entry(message.source).or_default().rejects += 1;
@@ -435,8 +493,8 @@ impl Broadcast for MemoryClient {
                 }
             }
         };
-        if let Some((hops, delay)) = forward {
-            self.network.send(hops, delay);
+        if let Some(hops) = forward {
+            self.network.send(hops);
         }
     }
 
@@ -470,7 +528,7 @@ impl Broadcast for MemoryClient {
             Some(me) if me.generation == self.generation => state
                 .members
                 .iter()
-                .filter(|(peer, _)| state.reachable(&self.peer, peer))
+                .filter(|(peer, _)| state.connected(&self.peer, peer))
                 .map(|(peer, member)| {
                     let deliveries = me.from.get(peer);
                     PeerInfo {
@@ -488,14 +546,6 @@ impl Broadcast for MemoryClient {
             _ => Vec::new(),
         };
         Box::pin(std::future::ready(infos))
-    }
-}
-
-fn ordered(a: &Peer, b: &Peer) -> (Peer, Peer) {
-    if a <= b {
-        (a.clone(), b.clone())
-    } else {
-        (b.clone(), a.clone())
     }
 }
 
@@ -793,6 +843,49 @@ mod tests {
             .expect("arrives at C");
         assert!(matches!(at_c, Some(Event::Message(_))));
         b.nothing();
+    }
+
+    #[tokio::test]
+    async fn a_paused_peer_gets_what_was_sent_to_it_once_resumed() {
+        let network = Network::new(1);
+        let topic = topic_of("xuchang");
+        let [a, mut b] = nodes(&network, &topic).await;
+        network.faults(|f| f.pause(&b.peer()));
+        a.client
+            .publish(topic, b"while paused".to_vec())
+            .await
+            .expect("a paused peer is still connected");
+        tokio::task::yield_now().await;
+        b.nothing();
+        network.faults(|f| f.resume(&b.peer()));
+        let arrived = tokio::time::timeout(Duration::from_secs(10), b.events.recv())
+            .await
+            .expect("arrives after the resume");
+        assert!(matches!(arrived, Some(Event::Message(m)) if m.data == b"while paused"));
+    }
+
+    #[tokio::test]
+    async fn a_duplicated_hop_delivers_the_message_twice() {
+        let network = Network::new(1);
+        network.faults(|f| f.set_duplicate_per_million(1_000_000));
+        let topic = topic_of("xuchang");
+        let [a, mut b] = nodes(&network, &topic).await;
+        a.client
+            .publish(topic, b"twice".to_vec())
+            .await
+            .expect("publish");
+        assert_eq!(b.message().data, b"twice");
+        assert_eq!(b.message().data, b"twice");
+        b.nothing();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lost_request_is_a_timeout_for_the_requester() {
+        let network = Network::new(1);
+        network.set_loss_per_million(1_000_000);
+        let [a, b] = nodes(&network, "t").await;
+        let asked = a.client.request(b.peer(), b"digest?".to_vec()).await;
+        assert!(matches!(asked, Err(RequestError::Timeout)), "{asked:?}");
     }
 
     #[tokio::test]

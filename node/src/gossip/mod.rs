@@ -232,3 +232,9 @@ pub trait Broadcast: Send + Sync + 'static {
     /// Never blocks.
     fn set_proven(&self, peer: Peer, proven: bool);
 }
+
+impl crate::fault::Endpoint for Peer {
+    fn stable_bytes(&self) -> Vec<u8> {
+        self.0.as_bytes().to_vec()
+    }
+}

@@ -1,12 +1,14 @@
 //! An in-process zone transport with fault injection, for tests and simulations.
 //!
 //! Every node registers its [`ZoneService`]; each node gets a [`RouterTransport`] that knows
-//! who is sending, so the router can cut links in either direction. Faults: isolating a node
-//! (all its links down), cutting a single directed link, a fixed delay, and a drop probability
-//! driven by a seeded generator so a run can be reproduced.
+//! who is sending, so the router can fault links in either direction. The faults are those of
+//! [`crate::fault`], shared with the in-process gossip network: isolation, one- and two-way
+//! cuts, pauses, seeded loss and duplication, and delay with a tail. A request and its answer
+//! each cross their link: a lost request or answer is a timeout for the caller, as on a real
+//! network; a duplicated request is handled twice by its receiver.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use super::transport::{
@@ -14,44 +16,21 @@ use super::transport::{
     ZoneTransport, encoded_len,
 };
 use super::{MemberNode, NodeId};
-
-/// Fault settings; all off by default.
-#[derive(Debug, Default)]
-struct Faults {
-    isolated: BTreeSet<NodeId>,
-    cut: BTreeSet<(NodeId, NodeId)>,
-    delay: Duration,
-    drop_per_million: u32,
-    rng: u64,
-}
-
-impl Faults {
-    /// xorshift64*: cheap, seeded, reproducible.
-    fn next(&mut self) -> u64 {
-        let mut x = self.rng.max(1);
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.rng = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-}
+use crate::fault::{Delay, Fate, FaultModel};
 
 /// The shared in-process network.
-#[derive(Default)]
 pub struct Router {
     services: Mutex<BTreeMap<NodeId, ZoneService>>,
-    faults: Mutex<Faults>,
+    faults: Mutex<FaultModel<NodeId>>,
 }
 
 impl Router {
-    /// A network with no faults, and `seed` for the drop generator.
+    /// A network with no faults; every fault draw derives from `seed`.
     pub fn new(seed: u64) -> Arc<Self> {
-        let router = Router::default();
-        if let Ok(mut f) = router.faults.lock() {
-            f.rng = seed;
-        }
-        Arc::new(router)
+        Arc::new(Router {
+            services: Mutex::new(BTreeMap::new()),
+            faults: Mutex::new(FaultModel::new(seed)),
+        })
     }
 
     /// Makes `id` reachable through `service`.
@@ -76,75 +55,69 @@ impl Router {
         })
     }
 
-    fn with_faults(&self, f: impl FnOnce(&mut Faults)) {
-        if let Ok(mut faults) = self.faults.lock() {
-            f(&mut faults);
-        }
+    /// The fault model, to change: `router.faults().cut(&a, &b)`.
+    pub fn faults(&self) -> MutexGuard<'_, FaultModel<NodeId>> {
+        // Every change to the model is one field at a time, so a panicked holder left it whole.
+        self.faults.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Cuts every link to and from `id`.
     pub fn isolate(&self, id: NodeId) {
-        self.with_faults(|f| {
-            f.isolated.insert(id);
-        });
+        self.faults().isolate(&id);
     }
 
     /// Restores the links of `id` (cut single links stay cut).
     pub fn heal(&self, id: NodeId) {
-        self.with_faults(|f| {
-            f.isolated.remove(&id);
-        });
+        self.faults().heal(&id);
     }
 
     /// Cuts the directed link `from → to`.
     pub fn cut(&self, from: NodeId, to: NodeId) {
-        self.with_faults(|f| {
-            f.cut.insert((from, to));
-        });
+        self.faults().cut_one_way(&from, &to);
     }
 
-    /// Restores every link and removes delay and drops.
+    /// Clears every fault ([`FaultModel::heal_all`]).
     pub fn heal_all(&self) {
-        self.with_faults(|f| {
-            f.isolated.clear();
-            f.cut.clear();
-            f.delay = Duration::ZERO;
-            f.drop_per_million = 0;
-        });
+        self.faults().heal_all();
     }
 
     /// Delays every message by `delay`.
     pub fn set_delay(&self, delay: Duration) {
-        self.with_faults(|f| f.delay = delay);
+        self.faults().set_delay(Delay::fixed(delay));
     }
 
-    /// Drops each message with probability `p` (0.0 to 1.0).
-    pub fn set_drop_probability(&self, p: f64) {
-        self.with_faults(|f| f.drop_per_million = (p.clamp(0.0, 1.0) * 1_000_000.0) as u32);
+    /// Loses each message with probability `per_million` / 1,000,000.
+    pub fn set_loss_per_million(&self, per_million: u32) {
+        self.faults().set_loss_per_million(per_million);
     }
 
-    /// Decides a message's fate: `Err` if it is lost, else the delay to apply.
-    fn route(&self, from: NodeId, to: NodeId) -> Result<Duration, TransportError> {
-        let mut faults = self
-            .faults
-            .lock()
-            .map_err(|_| TransportError::Network("router poisoned".into()))?;
-        if faults.isolated.contains(&from)
-            || faults.isolated.contains(&to)
-            || faults.cut.contains(&(from, to))
-        {
-            return Err(TransportError::Unreachable(format!(
-                "link {from} -> {to} is cut"
-            )));
+    /// Waits out the fate of one message `from → to`: the number of copies to deliver (0 when
+    /// lost), or the cut that stops it.
+    async fn cross(&self, from: NodeId, to: NodeId) -> Result<u32, TransportError> {
+        loop {
+            let (fate, mut resumes) = {
+                let mut faults = self.faults();
+                (faults.fate(&from, &to), faults.resumes())
+            };
+            match fate {
+                Fate::Cut => {
+                    return Err(TransportError::Unreachable(format!(
+                        "link {from} -> {to} is cut"
+                    )));
+                }
+                Fate::Lost => return Ok(0),
+                Fate::Held => {
+                    // The sender is gone if the model is; then the message waits for good.
+                    if resumes.changed().await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                }
+                Fate::Deliver { after, copies } => {
+                    tokio::time::sleep(after).await;
+                    return Ok(copies);
+                }
+            }
         }
-        if faults.drop_per_million > 0
-            && (faults.next() % 1_000_000) < u64::from(faults.drop_per_million)
-        {
-            return Err(TransportError::Network(format!(
-                "message {from} -> {to} dropped"
-            )));
-        }
-        Ok(faults.delay)
     }
 }
 
@@ -171,18 +144,33 @@ impl ZoneTransport for RouterTransport {
                     limit: MAX_FRAME,
                 });
             }
-            let delay = self.router.route(self.from, target)?;
-            let service = self
-                .router
-                .services
-                .lock()
-                .ok()
-                .and_then(|s| s.get(&target).cloned())
-                .ok_or_else(|| {
-                    TransportError::Unreachable(format!("node {target} is not running"))
-                })?;
             let exchange = async {
-                tokio::time::sleep(delay).await;
+                let copies = self.router.cross(self.from, target).await?;
+                if copies == 0 {
+                    // Lost on the way: the caller hears nothing until its timeout.
+                    return std::future::pending().await;
+                }
+                let service = self
+                    .router
+                    .services
+                    .lock()
+                    .ok()
+                    .and_then(|s| s.get(&target).cloned())
+                    .ok_or_else(|| {
+                        TransportError::Unreachable(format!("node {target} is not running"))
+                    })?;
+                if copies > 1 {
+                    // The duplicate is a second decoding of the same bytes, handled on its own.
+                    let copy = cbor4ii::serde::to_vec(Vec::new(), &request)
+                        .ok()
+                        .and_then(|b| cbor4ii::serde::from_slice::<ZoneRequest>(&b).ok());
+                    if let Some(copy) = copy {
+                        let (service, from) = (service.clone(), self.from);
+                        tokio::spawn(async move {
+                            let _ = service.handle(copy, Peer::Id(from)).await;
+                        });
+                    }
+                }
                 let response = service
                     .handle(request, Peer::Id(self.from))
                     .await
@@ -192,8 +180,10 @@ impl ZoneTransport for RouterTransport {
                             self.from
                         ))
                     })?;
-                // The answer travels back over the same link, which may have been cut meanwhile.
-                self.router.route(target, self.from)?;
+                // The answer travels back over its own link, which may be cut, lossy or slow.
+                if self.router.cross(target, self.from).await? == 0 {
+                    return std::future::pending().await;
+                }
                 Ok(response)
             };
             tokio::time::timeout(timeout, exchange)
