@@ -8,8 +8,8 @@
 //! - [`parse`] checks text; [`load`] reads a file and also checks the node's key file.
 //! - [`layout::generate`] writes a whole federation: root and node keys, one config per node,
 //!   tokens, and `layout.json`; [`layout::add_node`] grows one zone of it by a node.
-//! - [`read_key_file`], [`write_key_file`], [`write_secret`] and [`token_hash`] are shared with
-//!   the node.
+//! - [`read_key_file`], [`write_key_file`], [`write_secret`], [`create_private_dir`],
+//!   [`loose_mode`] and [`token_hash`] are shared with the node.
 
 pub mod layout;
 mod model;
@@ -34,7 +34,10 @@ pub use model::{
     TokenHash, ZoneSection,
 };
 pub use role::{Role, UnknownRole};
-pub use secret::{KeyFileError, read_key_file, token_hash, write_key_file, write_secret};
+pub use secret::{
+    KeyFileError, create_private_dir, loose_mode, read_key_file, token_hash, write_key_file,
+    write_secret,
+};
 pub use validate::{DELEGATION_RENEWAL_MS, SCHEMA_VERSION};
 pub use violation::{ConfigError, Severity, Violation};
 
@@ -127,17 +130,4 @@ fn check_key_file(
             ),
         );
     }
-}
-
-/// The file's permission bits if group or others have any access to it.
-#[cfg(unix)]
-fn loose_mode(path: &Path) -> Option<u32> {
-    use std::os::unix::fs::PermissionsExt as _;
-    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
-    (mode & 0o077 != 0).then_some(mode)
-}
-
-#[cfg(not(unix))]
-fn loose_mode(_path: &Path) -> Option<u32> {
-    None
 }

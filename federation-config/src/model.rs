@@ -7,8 +7,8 @@ use std::path::PathBuf;
 
 use multiaddr::Multiaddr;
 use xchg_protocol::{
-    Classification, DeliveryMode, ExchangeId, NodeName, PublicKey, SignedDelegation, TrustStore,
-    ZoneId,
+    Classification, DeliveryMode, ExchangeId, NodeName, PartyId, PublicKey, SignedDelegation,
+    TrustStore, ZoneId,
 };
 
 use crate::role::Role;
@@ -373,10 +373,13 @@ impl Default for HttpLimits {
 }
 
 /// A role token, known only by its hash.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TokenHash {
     /// What the token may do.
     pub role: Role,
     /// SHA-256 of the token text ([`crate::token_hash`]).
     pub sha256: [u8; 32],
+    /// The party it acts for; always present for a provider token, which may submit and update
+    /// only listings whose `provider.id` is this party.
+    pub party: Option<PartyId>,
 }

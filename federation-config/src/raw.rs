@@ -225,4 +225,8 @@ pub struct RawToken {
     pub role: String,
     /// SHA-256 of the token text, 64 lowercase hex digits; the token itself is never stored.
     pub sha256: String,
+    /// The party the token acts for (a listing's `provider.id`, e.g. `yuzhou-credit-center`);
+    /// required for `provider` tokens, which may submit and update only that party's listings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub party: Option<String>,
 }

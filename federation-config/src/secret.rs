@@ -86,6 +86,35 @@ pub fn write_secret(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     file.sync_all()
 }
 
+/// Creates `path` and any missing parents, readable only by the owner (mode 0700 on unix) from
+/// the start. An existing directory is left as it is.
+///
+/// # Errors
+/// Any IO error.
+pub fn create_private_dir(path: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(path)
+}
+
+/// The permission bits of `path` if group or others have any access to it (unix only; `None`
+/// elsewhere, or if it cannot be read).
+pub fn loose_mode(path: &Path) -> Option<u32> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+        (mode & 0o077 != 0).then_some(mode)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        None
+    }
+}
+
 /// The SHA-256 of a token's text: what configs and the replicated state store instead of the
 /// token.
 pub fn token_hash(token: &str) -> [u8; 32] {

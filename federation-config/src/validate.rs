@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 use serde::de::value::{Error as ValueError, StrDeserializer};
 use xchg_protocol::announcement::CLOCK_SKEW_MS;
 use xchg_protocol::{
-    Classification, DeliveryMode, ExchangeId, IdError, KeyError, NodeName, PublicKey,
+    Classification, DeliveryMode, ExchangeId, IdError, KeyError, NodeName, PartyId, PublicKey,
     SignedDelegation, Timestamp, TrustStore, VerifyError, ZoneId,
 };
 
@@ -841,9 +841,25 @@ impl Checker<'_> {
         let sha256 = self
             .report
             .check(format!("api.tokens[{i}].sha256"), sha256_hex(&raw.sha256));
+        let path = format!("api.tokens[{i}].party");
+        let party = match &raw.party {
+            Some(text) => Some(self.parse::<PartyId>(&path, text)?),
+            None if role == Some(Role::Provider) => {
+                // Unbound, a provider token could list in any party's name and update every
+                // listing made with it.
+                self.report.error(
+                    path,
+                    "required for a provider token: the party (a listing's provider.id, e.g. \
+                     party = \"yuzhou-credit-center\") whose listings it may submit and update",
+                );
+                return None;
+            }
+            None => None,
+        };
         Some(TokenHash {
             role: role?,
             sha256: sha256?,
+            party,
         })
     }
 }

@@ -1,7 +1,7 @@
 //! The committed example federation in `examples/xuchang/`: every config loads.
 //!
 //! To regenerate it (new keys and tokens, delegations valid for ten years), delete
-//! `examples/xuchang/{keys,nodes,layout.json}` and run
+//! `examples/xuchang/{keys,root,nodes,layout.json}` and run
 //! `cargo test -p xchg-federation-config --test examples -- --ignored regenerate`.
 
 use std::path::{Path, PathBuf};

@@ -221,7 +221,7 @@ fn generating_into_an_existing_layout_is_refused_and_changes_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let opts = LayoutOptions::new(dir.path().join("out"), LayoutKind::SingleZone);
     generate(&opts, common::NOW).expect("first run");
-    let key = dir.path().join("out/keys/xuchang-root.key");
+    let key = dir.path().join("out/root/xuchang-root.key");
     let before = std::fs::read(&key).expect("root key");
     let err = generate(&opts, common::NOW).expect_err("second run");
     assert!(matches!(err, GenerateError::AlreadyExists(_)), "{err}");
@@ -232,8 +232,8 @@ fn generating_into_an_existing_layout_is_refused_and_changes_nothing() {
 fn leftover_keys_without_a_layout_are_not_overwritten_either() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("out");
-    std::fs::create_dir_all(out.join("keys")).expect("keys dir");
-    std::fs::write(out.join("keys/xuchang-root.key"), "old key\n").expect("old key");
+    std::fs::create_dir_all(out.join("root")).expect("root dir");
+    std::fs::write(out.join("root/xuchang-root.key"), "old key\n").expect("old key");
     let err = generate(
         &LayoutOptions::new(&out, LayoutKind::SingleZone),
         common::NOW,
@@ -244,7 +244,7 @@ fn leftover_keys_without_a_layout_are_not_overwritten_either() {
         "{err}"
     );
     assert_eq!(
-        std::fs::read_to_string(out.join("keys/xuchang-root.key")).expect("key"),
+        std::fs::read_to_string(out.join("root/xuchang-root.key")).expect("key"),
         "old key\n"
     );
 }
@@ -265,23 +265,90 @@ fn nodes_per_zone_must_be_one_to_nine() {
 
 #[cfg(unix)]
 #[test]
-fn keys_and_layout_json_are_private_files() {
+fn keys_and_layout_json_are_private_files_in_private_folders() {
     use std::os::unix::fs::PermissionsExt as _;
     let (dir, _layout) = generated(LayoutKind::SingleZone, 1);
     let out = dir.path().join("out");
+    let mode = |path: &str| {
+        std::fs::metadata(out.join(path))
+            .expect(path)
+            .permissions()
+            .mode()
+            & 0o777
+    };
     for file in [
-        "keys/xuchang-root.key",
+        "root/xuchang-root.key",
         "keys/xuchang-municipal-1.key",
         "layout.json",
     ] {
-        let mode = std::fs::metadata(out.join(file))
-            .expect(file)
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o777, 0o600, "{file}");
+        assert_eq!(mode(file), 0o600, "{file}");
     }
-    let root = std::fs::read_to_string(out.join("keys/xuchang-root.key")).expect("root key");
+    for folder in ["", "root", "keys"] {
+        assert_eq!(mode(folder), 0o700, "{folder:?}");
+    }
+    let root = std::fs::read_to_string(out.join("root/xuchang-root.key")).expect("root key");
     assert_eq!(root.len(), 65);
+}
+
+/// A root key signs for its whole exchange and belongs offline: the folder a node's machine
+/// gets (`keys/`) holds node keys only.
+#[test]
+fn root_keys_are_written_to_their_own_folder_never_among_the_node_keys() {
+    let (dir, layout) = generated(LayoutKind::TwoExchanges, 1);
+    let out = dir.path().join("out");
+    for exchange in &layout.exchanges {
+        let file = xchg_federation_config::layout::root_key_file(&out, &exchange.id);
+        assert_eq!(
+            file,
+            out.join(format!("root/{}-root.key", exchange.id)),
+            "the documented place"
+        );
+        let key = read_key_file(&file).expect("root key");
+        assert_eq!(key.public().to_base64(), exchange.root_public_key);
+    }
+    let node_keys: Vec<String> = std::fs::read_dir(out.join("keys"))
+        .expect("keys")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(node_keys.len(), 2, "{node_keys:?}");
+    assert!(
+        node_keys.iter().all(|k| !k.contains("root")),
+        "{node_keys:?}"
+    );
+}
+
+/// Each zone's provider token is bound to the zone's demo party, in `layout.json` and in
+/// every node config of the zone.
+#[test]
+fn each_zones_provider_token_is_bound_to_the_party_named_in_layout_json() {
+    let (dir, layout) = generated(LayoutKind::Xuchang, 1);
+    let loaded = load_all(&dir.path().join("out"), &layout);
+    let mut parties = std::collections::BTreeSet::new();
+    for zone in layout.exchanges.iter().flat_map(|e| &e.zones) {
+        let config = &loaded[&zone.nodes[0].config.display().to_string()].config;
+        let bound: Vec<(Role, Option<String>)> = config
+            .api
+            .tokens
+            .iter()
+            .filter(|t| t.party.is_some() || t.role == Role::Provider)
+            .map(|t| (t.role, t.party.as_ref().map(ToString::to_string)))
+            .collect();
+        assert_eq!(
+            bound,
+            [(Role::Provider, Some(zone.provider_party.id.to_string()))],
+            "{}",
+            zone.id
+        );
+        assert!(!zone.provider_party.name.trim().is_empty());
+        parties.insert(zone.provider_party.id.clone());
+    }
+    assert_eq!(parties.len(), 11, "one party of its own per zone");
+    let json = std::fs::read_to_string(dir.path().join("out/layout.json")).expect("layout.json");
+    let raw: serde_json::Value = serde_json::from_str(&json).expect("json");
+    assert_eq!(
+        raw["exchanges"][0]["zones"][3]["provider_party"],
+        serde_json::json!({"id": "yuzhou-credit-center", "name": "禹州市信用中心"})
+    );
 }
 
 #[test]
@@ -448,7 +515,7 @@ fn adding_to_an_unknown_zone_names_the_zones_there_are_and_writes_nothing() {
     );
     assert_eq!(
         std::fs::read_dir(out.join("keys")).expect("keys").count(),
-        2
+        1
     );
 }
 
@@ -511,4 +578,19 @@ fn after_adding_a_node_its_key_and_layout_json_are_private_files() {
             .mode();
         assert_eq!(mode & 0o777, 0o600, "{}", file.display());
     }
+}
+
+/// A layout written before the root keys had their own folder keeps them in `keys/`: adding a
+/// node to it still finds the root key there.
+#[test]
+fn adding_a_node_to_a_layout_that_keeps_its_root_key_among_the_node_keys_still_works() {
+    let (dir, _layout) = generated(LayoutKind::SingleZone, 1);
+    let out = dir.path().join("out");
+    std::fs::rename(
+        out.join("root/xuchang-root.key"),
+        out.join("keys/xuchang-root.key"),
+    )
+    .expect("move the root key where older layouts kept it");
+    let added = add_node(&municipal(&out), common::NOW).expect("add node");
+    assert!(added.config_file.exists() && added.key_file.exists());
 }

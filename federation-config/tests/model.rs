@@ -99,6 +99,17 @@ fn the_three_member_fixture_becomes_a_fully_typed_config() {
     );
     let roles: Vec<Role> = c.api.tokens.iter().map(|t| t.role).collect();
     assert_eq!(roles, Role::ALL);
+    let parties: Vec<Option<&str>> = c
+        .api
+        .tokens
+        .iter()
+        .map(|t| t.party.as_ref().map(|p| p.as_str()))
+        .collect();
+    assert_eq!(
+        parties,
+        [None, None, Some("yuzhou-credit-center"), None, None],
+        "only the provider token is bound to a party"
+    );
     assert_eq!(
         c.api.tokens[0].sha256,
         xchg_federation_config::token_hash("xchg-admin-fixture")

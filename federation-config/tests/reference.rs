@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use xchg_federation_config::REFERENCE;
-use xchg_federation_config::raw::{RawAgreement, RawApi, RawConfig, RawExport, RawRaft};
+use xchg_federation_config::raw::{RawAgreement, RawApi, RawConfig, RawExport, RawRaft, RawToken};
 
 /// A config in which every optional key is set and every array has an element.
 fn everything() -> RawConfig {
@@ -37,7 +37,12 @@ fn everything() -> RawConfig {
         outside.agreement = agreement.clone();
         outside.bootstrap = vec!["/ip4/127.0.0.1/tcp/1".into()];
     }
-    let tokens = raw.api.map(|a| a.tokens).unwrap_or_default();
+    // A struct literal: a key added to `[[api.tokens]]` must be set here too.
+    let tokens = vec![RawToken {
+        role: "provider".into(),
+        sha256: "00".repeat(32),
+        party: Some("yuzhou-credit-center".into()),
+    }];
     // A struct literal: a key added to `[api]` must be set here too.
     raw.api = Some(RawApi {
         max_body_bytes: Some(1),

@@ -20,5 +20,6 @@ pub mod metrics;
 pub mod node;
 pub mod raft;
 pub mod raft_types;
+pub mod recovery;
 pub mod sqlite;
 pub mod store;

@@ -46,6 +46,10 @@ enum Command {
         /// Address every node listens on, on a first run only [default: 127.0.0.1].
         #[arg(long)]
         host: Option<IpAddr>,
+        /// Print the dashboard URL with the hub's regulator token in it (`#token=…`). Without
+        /// it the URL is printed bare and the token stays in DIR/dashboard.token.
+        #[arg(long)]
+        print_token: bool,
     },
     /// Run one node of a zone until SIGINT or SIGTERM.
     Run {
@@ -78,6 +82,28 @@ enum Command {
     /// Submit, approve, search and show listings through a node's API.
     #[command(subcommand)]
     Listing(ListingCommand),
+    /// API tokens kept in a node's data directory (offline admin recovery).
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create an admin token for a zone that has lost its admin tokens, in the data directory
+    /// of one of its nodes while that node is stopped. The node hands it to the zone through
+    /// Raft when it starts again; from then on it works on every member. Prints the token on
+    /// standard output (once; only its hash is kept).
+    Create {
+        /// The stopped node's data directory (`node.data_dir` of its config).
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The role: only `admin` can be created offline.
+        #[arg(long)]
+        role: String,
+        /// A label for people, e.g. who holds it.
+        #[arg(long, default_value = "offline recovery")]
+        label: String,
+    },
 }
 
 /// Which node to ask, and as whom.
@@ -86,21 +112,37 @@ struct TargetArgs {
     /// The node's API base URL.
     #[arg(long, env = "XCHG_NODE", default_value = "http://127.0.0.1:7100")]
     node: String,
-    /// Bearer token (role tokens are in layout.json).
+    /// Bearer token (role tokens are in layout.json). On a command line it is seen by other
+    /// users of the machine (`ps`) and kept in shell history: prefer XCHG_TOKEN or --token-file.
     #[arg(long, env = "XCHG_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// Read the bearer token from this file (its first line; e.g. the dashboard.token that
+    /// `xchg up` writes).
+    #[arg(long, value_name = "PATH", env = "XCHG_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
     /// Print the API's JSON instead of a summary.
     #[arg(long)]
     json: bool,
 }
 
 impl TargetArgs {
-    fn target(self) -> cli::client::Target {
-        cli::client::Target {
+    fn target(self) -> anyhow::Result<cli::client::Target> {
+        let token = match (self.token, self.token_file) {
+            // One of them may come from the environment: say which, rather than pick one.
+            (Some(_), Some(file)) => anyhow::bail!(
+                "a token is given twice: --token or XCHG_TOKEN, and --token-file {} (or \
+                 XCHG_TOKEN_FILE); give one",
+                file.display()
+            ),
+            (Some(token), None) => Some(token),
+            (None, Some(file)) => Some(cli::client::read_token_file(&file)?),
+            (None, None) => None,
+        };
+        Ok(cli::client::Target {
             node: self.node,
-            token: self.token,
+            token,
             json: self.json,
-        }
+        })
     }
 }
 
@@ -294,6 +336,7 @@ fn main() -> ExitCode {
             demo,
             base_port,
             host,
+            print_token,
         } => match layout.map(|l| l.parse()).transpose() {
             Err(e) => Err(anyhow::anyhow!("--layout: {e}")),
             Ok(layout) => {
@@ -304,6 +347,7 @@ fn main() -> ExitCode {
                     demo,
                     base_port,
                     host,
+                    print_token,
                 };
                 block_on(cli::up::up(opts))
             }
@@ -313,22 +357,31 @@ fn main() -> ExitCode {
             join,
             capture_wire,
         } => block_on(cli::run::run(&config, join, capture_wire)),
-        Command::Status { target } => block_on(cli::client::status(&target.target())),
-        Command::Listing(ListingCommand::Submit { file, target }) => {
-            block_on(cli::client::submit(&target.target(), &file))
-        }
-        Command::Listing(ListingCommand::Approve { id, notes, target }) => {
-            block_on(cli::client::approve(&target.target(), &id, notes))
-        }
+        Command::Status { target } => target
+            .target()
+            .and_then(|t| block_on(cli::client::status(&t))),
+        Command::Listing(ListingCommand::Submit { file, target }) => target
+            .target()
+            .and_then(|t| block_on(cli::client::submit(&t, &file))),
+        Command::Listing(ListingCommand::Approve { id, notes, target }) => target
+            .target()
+            .and_then(|t| block_on(cli::client::approve(&t, &id, notes))),
         Command::Listing(ListingCommand::Search {
             query,
             origin,
             limit,
             target,
-        }) => block_on(cli::client::search(&target.target(), &query, origin, limit)),
-        Command::Listing(ListingCommand::Show { id, target }) => {
-            block_on(cli::client::show(&target.target(), &id))
-        }
+        }) => target
+            .target()
+            .and_then(|t| block_on(cli::client::search(&t, &query, origin, limit))),
+        Command::Listing(ListingCommand::Show { id, target }) => target
+            .target()
+            .and_then(|t| block_on(cli::client::show(&t, &id))),
+        Command::Token(TokenCommand::Create {
+            data_dir,
+            role,
+            label,
+        }) => cli::token::create_offline(&data_dir, &role, &label),
         Command::Federation(FederationCommand::Revoke {
             root_key,
             exchange,

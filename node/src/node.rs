@@ -63,14 +63,6 @@ pub struct StartOptions {
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// The data directory could not be created.
-    #[error("data directory {path}: {source}")]
-    DataDir {
-        /// The directory.
-        path: String,
-        /// The IO error.
-        source: std::io::Error,
-    },
     /// The database could not be opened.
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
@@ -254,10 +246,6 @@ pub async fn start(
 ) -> Result<NodeHandle, StartError> {
     let config = Arc::new(config);
     let id = node_id(config.node.name.as_str());
-    std::fs::create_dir_all(&config.node.data_dir).map_err(|source| StartError::DataDir {
-        path: config.node.data_dir.display().to_string(),
-        source,
-    })?;
     let db = Db::open(&config.node.data_dir).await?;
     let metrics = Arc::new(crate::metrics::Metrics::new());
     let zone = ZoneFacts::new(config.zone.id.clone(), config.export);
@@ -465,6 +453,13 @@ pub async fn start(
         clock: Arc::new(SystemClock),
     });
     tasks.spawn(driver.run(events, stop_rx.clone()));
+    // Admin tokens created offline while the node was stopped go to the zone now.
+    tasks.spawn(crate::recovery::hand_over(
+        config.node.data_dir.clone(),
+        config.node.name.to_string(),
+        proposer.clone(),
+        stop_rx.clone(),
+    ));
     let state = api::AppState::new(api::Context {
         config: config.clone(),
         raft: raft.clone(),

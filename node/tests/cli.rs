@@ -147,8 +147,12 @@ fn add_node_writes_a_valid_config_and_prints_how_to_start_and_admit_it() {
         })
         .unwrap_or_else(|| panic!("no curl line:\n{stdout}"));
     assert!(
-        curl.contains("-H \"Authorization: Bearer xchg-admin-"),
+        curl.contains("-H \"Authorization: Bearer $ADMIN\""),
         "{curl}"
+    );
+    assert!(
+        !stdout.contains("xchg-admin-"),
+        "the admin token is not printed, only where it is:\n{stdout}"
     );
     assert!(
         curl.contains(r#"-d '{"name":"municipal-4","raft_addr":"127.0.0.1:27110","api_url":"http://127.0.0.1:27109","public_key":""#),

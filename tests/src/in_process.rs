@@ -124,6 +124,20 @@ impl Federation {
             .await
     }
 
+    /// The party the provider token of zone `zone` (layout order) is bound to.
+    ///
+    /// # Panics
+    /// If the layout has fewer zones (a mistake in the test).
+    pub fn zone_party(&self, zone: usize) -> &xchg_federation_config::layout::LayoutParty {
+        let all: Vec<_> = self
+            .layout
+            .exchanges
+            .iter()
+            .flat_map(|e| &e.zones)
+            .collect();
+        &all[zone].provider_party
+    }
+
     /// The role tokens of zone `zone` (layout order).
     ///
     /// # Panics
@@ -158,6 +172,8 @@ impl Federation {
         listing: Value,
     ) -> anyhow::Result<String> {
         let t = self.zone_tokens(zone).clone();
+        // The zone's provider token lists only for the zone's demo party.
+        let listing = crate::for_party(listing, self.zone_party(zone));
         let post = reqwest::Method::POST;
         let (s, v) = self
             .call(

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use serde_json::Value;
-use xchg_federation_config::layout::{Layout, ZoneTokens};
+use xchg_federation_config::layout::{Layout, LayoutParty, ZoneTokens};
 
 pub mod in_process;
 
@@ -227,6 +227,31 @@ impl Zone {
             .unwrap_or_else(|| panic!("no zone {zone} in the layout"))
     }
 
+    /// The party the provider token of zone `zone` is bound to (`provider_party` in
+    /// `layout.json`).
+    ///
+    /// # Panics
+    /// If the layout has no such zone (a mistake in the test).
+    pub fn zone_party(&self, zone: &str) -> &LayoutParty {
+        self.layout
+            .exchanges
+            .iter()
+            .flat_map(|e| &e.zones)
+            .find(|z| z.id.as_str() == zone)
+            .map(|z| &z.provider_party)
+            .unwrap_or_else(|| panic!("no zone {zone} in the layout"))
+    }
+
+    /// The party of the zone whose role tokens are `tokens`.
+    fn party_of(&self, tokens: &ZoneTokens) -> Option<&LayoutParty> {
+        self.layout
+            .exchanges
+            .iter()
+            .flat_map(|e| &e.zones)
+            .find(|z| z.tokens == *tokens)
+            .map(|z| &z.provider_party)
+    }
+
     /// Indices (into [`Zone::nodes`]) of the nodes of zone `zone`.
     pub fn zone_nodes(&self, zone: &str) -> Vec<usize> {
         let names: Vec<String> = self
@@ -274,8 +299,13 @@ impl Zone {
         tokens: &ZoneTokens,
         listing: &Value,
     ) -> anyhow::Result<String> {
+        // The zone's provider token lists only for the zone's demo party.
+        let listing = match self.party_of(tokens) {
+            Some(party) => for_party(listing.clone(), party),
+            None => listing.clone(),
+        };
         let (s, v) = self
-            .post(i, "/v1/listings", &tokens.provider, listing)
+            .post(i, "/v1/listings", &tokens.provider, &listing)
             .await?;
         if s != 201 {
             bail!("submit answered {s}: {v}");
@@ -348,6 +378,24 @@ impl Zone {
     /// # Errors
     /// If the process cannot be spawned or is already running.
     pub fn start_with(&mut self, i: usize, extra: &[&str]) -> anyhow::Result<()> {
+        self.spawn(i, extra, Command::new(xchg_binary()))
+    }
+
+    /// Starts node `i` with the file-creation mask `umask` (octal, e.g. `000`), through
+    /// `sh -c 'umask …; exec xchg …'`, so the node process itself runs under it.
+    ///
+    /// # Errors
+    /// As [`Zone::start_with`].
+    pub fn start_under_umask(&mut self, i: usize, umask: &str) -> anyhow::Result<()> {
+        let mut shell = Command::new("sh");
+        shell
+            .arg("-c")
+            .arg(format!("umask {umask} && exec \"$0\" \"$@\""))
+            .arg(xchg_binary());
+        self.spawn(i, &[], shell)
+    }
+
+    fn spawn(&mut self, i: usize, extra: &[&str], mut command: Command) -> anyhow::Result<()> {
         let node = &mut self.nodes[i];
         if node.child.is_some() {
             bail!("{} is already running", node.name);
@@ -356,7 +404,7 @@ impl Zone {
             .create(true)
             .append(true)
             .open(&node.log)?;
-        let child = Command::new(xchg_binary())
+        let child = command
             .arg("run")
             .arg("--config")
             .arg(&node.config)
@@ -548,11 +596,28 @@ impl Drop for Zone {
     }
 }
 
-/// The listing body of the API issue, with a distinguishing title suffix.
+/// The party the provider token of the first zone of every generated layout
+/// (`xuchang/municipal`: the single-zone layout's zone, the Xuchang hub) is bound to.
+pub const FIRST_ZONE_PARTY: (&str, &str) = ("xuchang-big-data-bureau", "许昌市大数据局");
+
+/// The listing body of the API issue, with a distinguishing title suffix, in the name of
+/// [`FIRST_ZONE_PARTY`], whose listings the first zone's provider token may submit.
 pub fn example_listing(suffix: &str) -> Value {
     let mut draft = xchg_protocol::vectors::credit_draft();
     draft.title = format!("{} {suffix}", draft.title);
-    serde_json::to_value(draft).expect("a listing draft always serialises")
+    let listing = serde_json::to_value(draft).expect("a listing draft always serialises");
+    with_provider(listing, FIRST_ZONE_PARTY.0, FIRST_ZONE_PARTY.1)
+}
+
+/// `listing` in the name of `party` (its `provider.id` and `provider.name`).
+pub fn for_party(listing: Value, party: &LayoutParty) -> Value {
+    with_provider(listing, party.id.as_str(), &party.name)
+}
+
+fn with_provider(mut listing: Value, id: &str, name: &str) -> Value {
+    listing["provider"]["id"] = id.into();
+    listing["provider"]["name"] = name.into();
+    listing
 }
 
 /// Starts, inside this process, the node whose config is `config` (a path from `layout.json`,

@@ -1152,3 +1152,140 @@ async fn a_token_label_with_a_control_character_is_400_naming_label() -> anyhow:
     api.expect_rejected(&answer, &before, 400, "invalid_field", Some("label"))
         .await
 }
+
+/// The highest log index the zone's leader has committed: a request that writes nothing
+/// leaves it where it was.
+async fn committed(api: &Api) -> anyhow::Result<u64> {
+    let leader = api.zone.wait_for_leader(api.node, ELECTION).await?;
+    let (_, status) = api.zone.get(leader, "/v1/status", None).await?;
+    status["commit_index"]
+        .as_u64()
+        .with_context(|| format!("no commit_index in {status}"))
+}
+
+/// Hex SHA-256 of a token: the handle `DELETE /v1/tokens/{hash}` takes.
+fn hash_of(token: &str) -> String {
+    xchg_federation_config::token_hash(token)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The generated layout binds the zone's provider token to the zone's demo party
+/// (`provider_party` in layout.json): it submits in that party's name, and a listing naming any
+/// other party is 403 blaming `provider.id`, with nothing written.
+#[tokio::test]
+async fn the_zones_provider_token_submits_only_for_the_party_it_is_bound_to() -> anyhow::Result<()>
+{
+    let api = Api::start().await?;
+    let party = api.zone.zone_party("xuchang/municipal").clone();
+    let before = api.snapshot().await?;
+    let index = committed(&api).await?;
+    let mut foreign = example_listing("in another party's name");
+    foreign["provider"] = json!({"id": "yuzhou-credit-center", "name": "禹州市信用中心"});
+    let answer = api
+        .json(Method::POST, "/v1/listings", &api.tokens.provider, &foreign)
+        .await?;
+    api.expect_rejected(&answer, &before, 403, "forbidden", Some("provider.id"))
+        .await?;
+    ensure!(committed(&api).await? == index, "a Raft entry was written");
+
+    let id = api
+        .submit_as(
+            &api.tokens.provider,
+            &xchg_tests::for_party(example_listing("own party"), &party),
+        )
+        .await?;
+    ensure!(
+        api.listing(&id).await?["provider"]["id"] == party.id.as_str(),
+        "submitted in the bound party's name"
+    );
+    Ok(())
+}
+
+/// A provider token created at run time must name its party: without one it could list in
+/// any party's name.
+#[tokio::test]
+async fn a_provider_token_without_a_party_is_400_naming_party() -> anyhow::Result<()> {
+    let api = Api::start().await?;
+    let before = api.snapshot().await?;
+    let answer = api
+        .json(
+            Method::POST,
+            "/v1/tokens",
+            &api.tokens.admin,
+            &json!({"role": "provider", "label": "unbound"}),
+        )
+        .await?;
+    api.expect_rejected(&answer, &before, 400, "invalid_field", Some("party"))
+        .await
+}
+
+/// Revoking the zone's last working admin token would leave nobody able to manage the zone:
+/// it is 409 `last_admin`, and writes nothing (no audit record, no Raft entry). With a second
+/// admin token the first can go, and then the second is the last.
+#[tokio::test]
+async fn revoking_the_last_admin_token_is_409_last_admin_and_writes_nothing() -> anyhow::Result<()>
+{
+    let api = Api::start().await?;
+    let admin = api.tokens.admin.clone();
+    let before = api.snapshot().await?;
+    let index = committed(&api).await?;
+    let path = format!("/v1/tokens/{}", hash_of(&admin));
+    let answer = api.send(Method::DELETE, &path, Some(&admin), None).await?;
+    api.expect_rejected(&answer, &before, 409, "last_admin", None)
+        .await?;
+    ensure!(committed(&api).await? == index, "a Raft entry was written");
+
+    let (status, second) = api
+        .json(
+            Method::POST,
+            "/v1/tokens",
+            &admin,
+            &json!({"role": "admin", "label": "second admin"}),
+        )
+        .await?;
+    ensure!(status == 201, "create: {status} {second}");
+    let second = second["token"].as_str().context("token")?.to_owned();
+    api.caught_up().await?;
+    let (status, body) = api.send(Method::DELETE, &path, Some(&second), None).await?;
+    ensure!(status == 204, "the first admin token goes: {status} {body}");
+    api.caught_up().await?;
+
+    let before = api.snapshot().await?;
+    let index = committed(&api).await?;
+    let own = format!("/v1/tokens/{}", hash_of(&second));
+    let answer = api.send(Method::DELETE, &own, Some(&second), None).await?;
+    api.expect_rejected(&answer, &before, 409, "last_admin", None)
+        .await?;
+    ensure!(committed(&api).await? == index, "a Raft entry was written");
+    let (status, body) = api.get("/v1/audit?limit=1", &second).await?;
+    ensure!(status == 200, "the last admin still works: {status} {body}");
+    Ok(())
+}
+
+/// Revoking a token already revoked, or one the zone never had, is 404 and writes nothing: no
+/// audit record, no Raft entry.
+#[tokio::test]
+async fn revoking_a_revoked_or_unknown_token_is_404_and_writes_nothing() -> anyhow::Result<()> {
+    let api = Api::start().await?;
+    let admin = api.tokens.admin.clone();
+    let operator = format!("/v1/tokens/{}", hash_of(&api.tokens.operator));
+    let (status, body) = api
+        .send(Method::DELETE, &operator, Some(&admin), None)
+        .await?;
+    ensure!(status == 204, "first revocation: {status} {body}");
+    api.caught_up().await?;
+    for path in [operator, format!("/v1/tokens/{}", "cd".repeat(32))] {
+        let before = api.snapshot().await?;
+        let index = committed(&api).await?;
+        let answer = api.send(Method::DELETE, &path, Some(&admin), None).await?;
+        api.expect_rejected(&answer, &before, 404, "not_found", None)
+            .await?;
+        ensure!(
+            committed(&api).await? == index,
+            "{path}: a Raft entry was written"
+        );
+    }
+    Ok(())
+}

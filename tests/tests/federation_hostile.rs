@@ -27,7 +27,7 @@ fn hostile_messages(
 ) -> anyhow::Result<Vec<(&'static str, &'static str, Vec<u8>)>> {
     let config = load(&fed.nodes[xu_node].config, Timestamp::now())?.config;
     let key = read_key_file(&config.node.key_file)?;
-    let root_path = fed.dir.path().join("layout/keys/xuchang-root.key");
+    let root_path = fed.dir.path().join("layout/root/xuchang-root.key");
     let root = read_key_file(&root_path)?;
     let mut draft: xchg_protocol::ListingDraft =
         serde_json::from_value(example_listing("hostile"))?;
@@ -379,7 +379,7 @@ async fn a_hostile_peer_is_refused_and_penalised_while_honest_listings_cross() -
     // however well formed.
     let config = load(&fed.nodes[xu].config, Timestamp::now())?.config;
     let stolen = read_key_file(&config.node.key_file)?;
-    let root = read_key_file(&fed.dir.path().join("layout/keys/xuchang-root.key"))?;
+    let root = read_key_file(&fed.dir.path().join("layout/root/xuchang-root.key"))?;
     let revocation = Envelope::revocation(
         &Revocation {
             exchange: "xuchang".parse()?,

@@ -41,7 +41,7 @@ async fn copies_recognised_under_a_revoked_key_become_revoked_with_the_revocatio
     let node = &fed.layout.exchanges[0].zones[0].nodes[0];
     let config = load(&fed.layout_dir().join(&node.config), Timestamp::now())?.config;
     let key = read_key_file(&config.node.key_file)?;
-    let root = read_key_file(&fed.layout_dir().join("keys/xuchang-root.key"))?;
+    let root = read_key_file(&fed.layout_dir().join("root/xuchang-root.key"))?;
     let revocation = Envelope::revocation(
         &Revocation {
             exchange: "xuchang".parse()?,

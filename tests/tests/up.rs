@@ -134,6 +134,22 @@ async fn xchg_up_runs_two_exchanges_with_the_demo_and_resumes_after_a_stop() -> 
     assert!(text.contains("seeding demo listings"), "{text}");
 
     let l = layout(&dir)?;
+    // The dashboard URL comes without its token, which stays in a private file.
+    let hub_regulator = &l.exchanges[0].zones[0].tokens.regulator;
+    assert!(
+        !text.contains(hub_regulator.as_str()) && !text.contains("#token="),
+        "a token on stdout: {text}"
+    );
+    let token_file = dir.join("dashboard.token");
+    assert!(text.contains(&token_file.display().to_string()), "{text}");
+    assert_eq!(std::fs::read_to_string(&token_file)?.trim(), hub_regulator);
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&token_file)?.permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "dashboard.token");
+        let mode = std::fs::metadata(&dir)?.permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "the data directory");
+    }
     let xu = &l.exchanges[0].zones[0];
     let zz = &l.exchanges[1].zones[0];
     let xu_api = &xu.nodes[0].api_url;
@@ -216,11 +232,14 @@ async fn xchg_up_runs_two_exchanges_with_the_demo_and_resumes_after_a_stop() -> 
         "--dir".to_string(),
         dir.to_str().context("path")?.to_string(),
         "--demo".into(),
+        "--print-token".into(),
     ])?;
     let out = up
         .wait_for("xchg up: ready", Duration::from_secs(120))?
         .join("\n");
     assert!(out.contains("reusing the two-exchanges layout"), "{out}");
+    // Asked for, the URL carries the token.
+    assert!(out.contains(&format!("/#token={hub_regulator}")), "{out}");
     assert!(out.contains("demo listings already seeded"), "{out}");
     let again = get(
         &format!("{zz_api}/v1/listings?origin=external&limit=1"),

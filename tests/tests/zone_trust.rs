@@ -270,3 +270,102 @@ async fn a_flood_of_silent_connections_on_the_raft_port_neither_blocks_members_n
     );
     Ok(())
 }
+
+/// A leader holds forwarded writes to the same party rule as the API: a provider token bound
+/// to the zone's demo party cannot have a member forward a submission in another party's
+/// name. A member may hand over an admin token created offline (`xchg token create`) in its
+/// own name only, and nothing else on its own authority.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_leader_applies_the_party_rule_and_the_recovery_rule_to_forwarded_writes()
+-> anyhow::Result<()> {
+    let mut zone = Zone::generate("single-zone", 3)?;
+    zone.start_all()?;
+    let tokens = zone.tokens().clone();
+    let leader = zone.wait_for_leader(0, Duration::from_secs(30)).await?;
+    let follower = (leader + 1) % 3;
+    let (target, _) = member(&zone, leader)?;
+    let (own, follower_key) = member(&zone, follower)?;
+    let transport = transport_as(&follower_key, &target)?;
+    let forward = |cmd: CatalogCommand, credential: Credential| {
+        let transport = &transport;
+        let target = target.clone();
+        async move {
+            let answer = transport
+                .call(
+                    1,
+                    &target,
+                    ZoneRequest::ForwardWrite(Batch(vec![cmd]), vec![credential]),
+                    Duration::from_secs(10),
+                )
+                .await?;
+            match answer {
+                ZoneResponse::ForwardWrite(Ok((mut answers, _))) if answers.len() == 1 => {
+                    Ok(answers.remove(0).map(drop).map_err(|e| e.code()))
+                }
+                other => anyhow::bail!("unexpected answer {other:?}"),
+            }
+        }
+    };
+    let actor = |id: &str, role| Actor {
+        id: id.into(),
+        role,
+    };
+
+    let mut draft: xchg_protocol::ListingDraft =
+        serde_json::from_value(example_listing("forwarded in another party's name"))?;
+    draft.provider.id = "yuzhou-credit-center".parse()?;
+    let submit = CatalogCommand::SubmitListing {
+        listing: Box::new(xchg_protocol::Listing::first_version(
+            draft,
+            "xuchang/municipal".parse()?,
+            Timestamp::now(),
+        )),
+        actor: actor(
+            "yuzhou-credit-center",
+            xchg_federation_config::Role::Provider,
+        ),
+    };
+    assert_eq!(
+        forward(submit, Credential::Token(tokens.provider.clone())).await?,
+        Err("forbidden"),
+        "the zone's provider token acts for its own party only"
+    );
+
+    let recovery = |node: &str, role| CatalogCommand::CreateToken {
+        token_hash: "ab".repeat(32),
+        role,
+        party: None,
+        label: "offline recovery".into(),
+        at: Timestamp::now(),
+        actor: actor(&format!("node:{node}"), xchg_federation_config::Role::Admin),
+    };
+    let other = &zone.nodes[leader].name;
+    assert_eq!(
+        forward(
+            recovery(other, xchg_federation_config::Role::Admin),
+            Credential::Node
+        )
+        .await?,
+        Err("forbidden"),
+        "in another member's name"
+    );
+    assert_eq!(
+        forward(
+            recovery(&own.name, xchg_federation_config::Role::Buyer),
+            Credential::Node
+        )
+        .await?,
+        Err("forbidden"),
+        "a member creates no token but the recovered admin's"
+    );
+    assert_eq!(
+        forward(
+            recovery(&own.name, xchg_federation_config::Role::Admin),
+            Credential::Node
+        )
+        .await?,
+        Ok(()),
+        "a member hands over an admin token created offline in its own name"
+    );
+    Ok(())
+}

@@ -218,7 +218,7 @@ pub fn add_node(opts: &AddNodeOptions, now: Timestamp) -> Result<AddedNode, AddN
     let mut layout = read_layout(&layout_file)?;
     let zone = Zone::read(opts, &layout, &layout_file, now)?;
     let exchange = opts.zone.exchange();
-    let root_file = opts.dir.join("keys").join(format!("{exchange}-root.key"));
+    let root_file = root_key_in(&opts.dir, &exchange);
     let root = read_key_file(&root_file)?;
     let expected = zone.source.exchange.root_public_key;
     if root.public() != expected {
@@ -613,4 +613,15 @@ fn p2p_addr(addr: &Multiaddr) -> Option<SocketAddr> {
         }
     }
     Some(SocketAddr::new(ip?, port?))
+}
+
+/// The root key file of `exchange` in a layout: `root/<exchange>-root.key`, or where layouts
+/// written before the root keys had their own folder kept it, `keys/<exchange>-root.key`.
+fn root_key_in(dir: &Path, exchange: &xchg_protocol::ExchangeId) -> PathBuf {
+    let file = super::root_key_file(dir, exchange);
+    let older = dir.join("keys").join(format!("{exchange}-root.key"));
+    if !file.exists() && older.exists() {
+        return older;
+    }
+    file
 }

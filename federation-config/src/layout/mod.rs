@@ -2,10 +2,17 @@
 //!
 //! ```text
 //! out/layout.json                      what was generated, tokens included (mode 0600)
-//! out/keys/<exchange>-root.key         exchange root keys (mode 0600)
-//! out/keys/<exchange>-<zone>-<n>.key   node keys (mode 0600)
-//! out/nodes/<exchange>-<zone>-<n>.toml node configs; paths inside are relative to nodes/
+//! out/root/<exchange>-root.key         exchange root keys (folder 0700, files 0600)
+//! out/keys/<exchange>-<zone>-<n>.key   node keys (folder 0700, files 0600)
+//! out/nodes/<exchange>-<zone>-<n>.toml node configs (folder 0700, files 0600); paths inside
+//!                                      are relative to nodes/
 //! ```
+//!
+//! The root keys have a folder of their own because they belong on no node: a root key signs
+//! delegations and revocations for its whole exchange, so it is kept offline and brought out
+//! only for `xchg config add-node` and `xchg federation revoke`; `keys/` is what a node's
+//! machine needs (its own key file). Every folder is created with mode 0700 and every file
+//! with mode 0600 (set when it is created, so whatever the umask; nothing is chmod-ed after).
 //!
 //! Nodes are numbered `i = 0, 1, 2, ...` over the whole layout in layout order (exchanges, their
 //! zones hub first, then nodes) and get ports `base + 3i` (API), `base + 3i + 1` (Raft) and
@@ -30,12 +37,12 @@ use std::str::FromStr;
 use multiaddr::Multiaddr;
 use rand::rngs::OsRng;
 use serde::{Deserialize, Serialize};
-use xchg_protocol::{ExchangeId, NodeName, Timestamp, ZoneId};
+use xchg_protocol::{ExchangeId, NodeName, PartyId, Timestamp, ZoneId};
 
 use crate::model::RaftTuning;
 use crate::raw::RawConfig;
 use crate::role::Role;
-use crate::secret::{write_key_file, write_secret};
+use crate::secret::{create_private_dir, write_key_file, write_secret};
 use crate::violation::{ConfigError, Violation};
 pub use add::{AddNodeError, AddNodeOptions, AddedNode, JoinRequest, add_node};
 use plan::Plan;
@@ -165,6 +172,9 @@ pub struct LayoutZone {
     pub display_name: String,
     /// The zone's initial tokens, one per role; the configs hold only their hashes.
     pub tokens: ZoneTokens,
+    /// The demo party the provider token is bound to: it submits and updates only listings
+    /// whose `provider.id` is this party's id.
+    pub provider_party: LayoutParty,
     /// The zone's nodes, in port order.
     pub nodes: Vec<LayoutNode>,
 }
@@ -196,6 +206,16 @@ impl ZoneTokens {
             Role::Regulator => &self.regulator,
         }
     }
+}
+
+/// A party (a provider organisation) as `layout.json` names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LayoutParty {
+    /// Party id: what a listing's `provider.id` holds.
+    pub id: PartyId,
+    /// Name shown to people: a listing's `provider.name`.
+    pub name: String,
 }
 
 /// One node of a layout.
@@ -285,15 +305,18 @@ pub fn generate(opts: &LayoutOptions, now: Timestamp) -> Result<Layout, Generate
     let plan = plan::plan(opts, &mut OsRng)?;
     let validity = Validity::days_from(now, opts.valid_days);
     let keys = opts.out.join("keys");
+    let roots = opts.out.join(ROOT_KEY_DIR);
     let nodes = opts.out.join("nodes");
-    for dir in [&opts.out, &keys, &nodes] {
-        std::fs::create_dir_all(dir).map_err(|source| io_error(dir, source))?;
+    // The layout directory holds every secret of the federation (tokens, keys): private when
+    // this run creates it; an existing directory keeps the modes its owner chose.
+    for dir in [&opts.out, &keys, &roots, &nodes] {
+        create_private_dir(dir).map_err(|source| io_error(dir, source))?;
     }
     let mut layout = Layout {
         exchanges: Vec::new(),
     };
     for (e, ex) in plan.exchanges.iter().enumerate() {
-        let root_file = keys.join(format!("{}-root.key", ex.id));
+        let root_file = root_key_file(&opts.out, &ex.id);
         write_key_file(&root_file, &ex.root).map_err(|source| io_error(&root_file, source))?;
         let mut zones = Vec::new();
         for (z, zone) in ex.zones.iter().enumerate() {
@@ -321,6 +344,7 @@ pub fn generate(opts: &LayoutOptions, now: Timestamp) -> Result<Layout, Generate
                 id: zone.id.clone(),
                 display_name: zone.display_name.to_owned(),
                 tokens: zone.tokens.clone(),
+                provider_party: zone.provider_party.clone(),
                 nodes: layout_nodes,
             });
         }
@@ -336,6 +360,14 @@ pub fn generate(opts: &LayoutOptions, now: Timestamp) -> Result<Layout, Generate
     write_secret(&layout_file, format!("{json}\n").as_bytes())
         .map_err(|source| io_error(&layout_file, source))?;
     Ok(layout)
+}
+
+/// The folder of a layout that holds the exchange root keys, apart from the node keys.
+pub const ROOT_KEY_DIR: &str = "root";
+
+/// Where a layout in `dir` keeps `exchange`'s root key: `root/<exchange>-root.key`.
+pub fn root_key_file(dir: &Path, exchange: &ExchangeId) -> PathBuf {
+    dir.join(ROOT_KEY_DIR).join(format!("{exchange}-root.key"))
 }
 
 /// Writes one node's config and loads it back.
@@ -366,9 +398,13 @@ fn write_raw_config(
          {body}",
         raw.version, raw.node.name, raw.zone.id, raw.zone.display_name
     );
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
+    // Mode 0600 whatever the umask: a config names the keys a node trusts and the token hashes
+    // it accepts, so no other user may change it (nor read it: it sits beside the keys).
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
         .open(path)
         .map_err(|source| io_error(path, source))?;
     file.write_all(text.as_bytes())

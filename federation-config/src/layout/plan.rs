@@ -8,37 +8,97 @@ use multiaddr::{Multiaddr, PeerId, Protocol};
 use rand::{CryptoRng, RngCore};
 use xchg_protocol::{ExchangeId, Keypair, NodeName, ZoneId};
 
-use super::{GenerateError, LayoutKind, LayoutOptions, ZoneTokens};
+use super::{GenerateError, LayoutKind, LayoutOptions, LayoutParty, ZoneTokens};
 use crate::role::Role;
 
-/// An exchange of a built-in layout: id, display name, zones (id, display name), hub first.
+/// An exchange of a built-in layout: id, display name, zones hub first.
 struct ExchangeTable {
     id: &'static str,
     display_name: &'static str,
-    zones: &'static [(&'static str, &'static str)],
+    zones: &'static [ZoneTable],
+}
+
+/// A zone of a built-in layout: its name, display name, and the demo party its provider token
+/// is bound to (id and name; the first provider of the zone in `xchg up --demo`'s catalog).
+struct ZoneTable {
+    name: &'static str,
+    display_name: &'static str,
+    party: (&'static str, &'static str),
+}
+
+const fn z(
+    name: &'static str,
+    display_name: &'static str,
+    party: (&'static str, &'static str),
+) -> ZoneTable {
+    ZoneTable {
+        name,
+        display_name,
+        party,
+    }
 }
 
 const XUCHANG: ExchangeTable = ExchangeTable {
     id: "xuchang",
     display_name: "许昌数据交易中心",
     zones: &[
-        ("municipal", "许昌市数据交易专区 (市级)"),
-        ("weidu", "魏都区"),
-        ("jianan", "建安区"),
-        ("yuzhou", "禹州市"),
-        ("changge", "长葛市"),
-        ("yanling", "鄢陵县"),
-        ("xiangcheng", "襄城县"),
-        ("demo", "城乡一体化示范区"),
-        ("devzone", "经济技术开发区"),
-        ("dongcheng", "东城区"),
+        z(
+            "municipal",
+            "许昌市数据交易专区 (市级)",
+            ("xuchang-big-data-bureau", "许昌市大数据局"),
+        ),
+        z("weidu", "魏都区", ("weidu-commerce-bureau", "魏都区商务局")),
+        z(
+            "jianan",
+            "建安区",
+            ("jianan-agri-center", "建安区农业农村局"),
+        ),
+        z(
+            "yuzhou",
+            "禹州市",
+            ("yuzhou-credit-center", "禹州市信用中心"),
+        ),
+        z(
+            "changge",
+            "长葛市",
+            ("changge-industry-park", "长葛市产业集聚区"),
+        ),
+        z(
+            "yanling",
+            "鄢陵县",
+            ("yanling-tourism", "鄢陵县文化广电和旅游局"),
+        ),
+        z(
+            "xiangcheng",
+            "襄城县",
+            ("xiangcheng-emergency", "襄城县应急管理局"),
+        ),
+        z(
+            "demo",
+            "城乡一体化示范区",
+            ("demo-ecology-station", "示范区生态环境分局"),
+        ),
+        z(
+            "devzone",
+            "经济技术开发区",
+            ("devzone-finance-service", "经开区金融服务中心"),
+        ),
+        z(
+            "dongcheng",
+            "东城区",
+            ("dongcheng-health-commission", "东城区卫生健康委"),
+        ),
     ],
 };
 
 const ZHENGZHOU: ExchangeTable = ExchangeTable {
     id: "zhengzhou",
     display_name: "郑州数据交易中心",
-    zones: &[("main", "郑州数据交易中心")],
+    zones: &[z(
+        "main",
+        "郑州数据交易中心",
+        ("zhengzhou-logistics-hub", "郑州国际陆港"),
+    )],
 };
 
 /// The exchanges of a layout and how many of each one's zones it uses, in layout order.
@@ -67,6 +127,8 @@ pub(super) struct PlannedZone {
     pub(super) id: ZoneId,
     pub(super) display_name: &'static str,
     pub(super) tokens: ZoneTokens,
+    /// The party the zone's provider token is bound to.
+    pub(super) provider_party: LayoutParty,
     pub(super) nodes: Vec<PlannedNode>,
 }
 
@@ -121,7 +183,12 @@ pub(super) fn plan(
     for (table, zone_count) in tables {
         let id: ExchangeId = table.id.parse()?;
         let mut zones = Vec::new();
-        for (zone_name, zone_display) in &table.zones[..zone_count] {
+        for ZoneTable {
+            name: zone_name,
+            display_name: zone_display,
+            party,
+        } in &table.zones[..zone_count]
+        {
             let zone_id = ZoneId::new(&id, zone_name)?;
             let mut nodes = Vec::new();
             for n in 1..=opts.nodes_per_zone {
@@ -142,6 +209,10 @@ pub(super) fn plan(
                 id: zone_id,
                 display_name: zone_display,
                 tokens: ZoneTokens::random(rng),
+                provider_party: LayoutParty {
+                    id: party.0.parse()?,
+                    name: party.1.to_owned(),
+                },
                 nodes,
             });
         }

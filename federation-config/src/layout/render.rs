@@ -159,6 +159,7 @@ fn tokens(zone: &PlannedZone) -> Vec<RawToken> {
         .map(|role| RawToken {
             role: role.to_string(),
             sha256: hex::encode(token_hash(zone.tokens.get(role))),
+            party: (role == Role::Provider).then(|| zone.provider_party.id.to_string()),
         })
         .collect()
 }

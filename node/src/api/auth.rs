@@ -24,8 +24,8 @@ use crate::raft::transport::{Authorize, BoxFuture, Credential};
 pub struct Caller {
     /// Who, and in which role.
     pub actor: Actor,
-    /// The party the token is bound to, if any (a provider token bound to a party may only
-    /// submit listings for that party).
+    /// The party the token is bound to, if any: a provider token submits and updates only
+    /// that party's listings, and one bound to no party none ([`crate::catalog::party_rule`]).
     pub party: Option<String>,
     /// The token, for a leader to check again when this node forwards the caller's write.
     pub credential: Credential,
@@ -154,14 +154,18 @@ impl Caller {
         let digest = xchg_federation_config::token_hash(token);
         let configured = state.config.api.tokens.iter().find(|t| t.sha256 == digest);
         match configured {
-            Some(t) => Ok(Caller {
-                actor: Actor {
-                    id: short,
-                    role: t.role,
-                },
-                party: None,
-                credential,
-            }),
+            Some(t) => {
+                // As for run-time tokens: a token bound to a party acts as that party.
+                let party = t.party.as_ref().map(ToString::to_string);
+                Ok(Caller {
+                    actor: Actor {
+                        id: party.clone().unwrap_or(short),
+                        role: t.role,
+                    },
+                    party,
+                    credential,
+                })
+            }
             None => Err(unauthorized("unknown token")),
         }
     }

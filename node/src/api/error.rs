@@ -127,9 +127,10 @@ impl From<Refusal> for ApiError {
     fn from(r: Refusal) -> Self {
         let status = match r {
             Refusal::NotFound(_) => StatusCode::NOT_FOUND,
-            Refusal::Conflict(_) | Refusal::IllegalTransition(_) | Refusal::KeyReused(_) => {
-                StatusCode::CONFLICT
-            }
+            Refusal::Conflict(_)
+            | Refusal::IllegalTransition(_)
+            | Refusal::KeyReused(_)
+            | Refusal::LastAdmin(_) => StatusCode::CONFLICT,
             Refusal::Forbidden(_) => StatusCode::FORBIDDEN,
             Refusal::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
         };

@@ -82,20 +82,15 @@ async fn run(
     Ok(response?.into())
 }
 
-/// Refuses a draft in another party's name from a token bound to a party.
+/// Refuses a draft in the name of a party the caller's token does not act for
+/// ([`crate::catalog::party_rule`]; the leader applies the same rule to forwarded writes).
 fn require_party(caller: &Caller, draft: &ListingDraft) -> Result<(), ApiError> {
-    match &caller.party {
-        Some(party) if draft.provider.id.as_str() != party => Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            format!(
-                "this token acts for {party}; it cannot submit or update listings for {}",
-                draft.provider.id
-            ),
-        )
-        .with_field("provider.id")),
-        _ => Ok(()),
-    }
+    crate::catalog::party_rule(
+        caller.actor.role,
+        caller.party.as_deref(),
+        draft.provider.id.as_str(),
+    )
+    .map_err(|why| ApiError::new(StatusCode::FORBIDDEN, "forbidden", why).with_field("provider.id"))
 }
 
 /// `POST /v1/listings` (provider): submit version 1 of a listing for review.
@@ -111,8 +106,8 @@ fn require_party(caller: &Caller, draft: &ListingDraft) -> Result<(), ApiError> 
         (status = 201, description = "Submitted: version 1, state `submitted`", body = WriteResult),
         (status = 400, description = "Malformed JSON, or fields that break listing rules \
             (`field` names the first, `details` lists every one)", body = ErrorBody),
-        (status = 403, description = "Not a provider token, or a token bound to another party \
-            than `provider.id`", body = ErrorBody),
+        (status = 403, description = "Not a provider token, a token bound to another party \
+            than `provider.id`, or a provider token bound to no party", body = ErrorBody),
         (status = 409, description = "The same listing already exists", body = ErrorBody),
         BearerErrors,
         BodyErrors,
@@ -156,8 +151,9 @@ pub async fn submit(
         (status = 200, description = "Updated: the new version, back in review", body = WriteResult),
         (status = 400, description = "Malformed JSON, or fields that break listing rules \
             (`field` names the first, `details` lists every one)", body = ErrorBody),
-        (status = 403, description = "Not a provider token, not the listing's submitter, or a \
-            token bound to another party than `provider.id`", body = ErrorBody),
+        (status = 403, description = "Not a provider token, not the listing's submitter, a \
+            token bound to another party than `provider.id`, or a provider token bound to no \
+            party", body = ErrorBody),
         (status = 404, description = "No listing with this id", body = ErrorBody),
         (status = 409, description = "The listing's state does not allow an update", body = ErrorBody),
         BearerErrors,

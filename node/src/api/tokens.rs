@@ -10,11 +10,12 @@ use sqlx::Row;
 use xchg_federation_config::Role;
 use xchg_protocol::{PartyId, Timestamp};
 
-use super::AppState;
 use super::auth::{Caller, hash_hex};
 use super::error::{ApiError, BearerErrors, BodyErrors, ErrorBody, ProposeErrors};
 use super::json::JsonBody;
+use super::{AppState, Consistency};
 use crate::catalog::CatalogCommand;
+use crate::catalog::apply::{last_admin, working_admins};
 
 /// Longest accepted token label, in characters.
 pub const MAX_LABEL_CHARS: usize = 200;
@@ -26,8 +27,8 @@ pub struct NewToken {
     /// The role it grants.
     #[schema(schema_with = role_schema)]
     pub role: Role,
-    /// The party it acts for (a provider token bound to a party submits only that party's
-    /// listings).
+    /// The party it acts for: a listing's `provider.id`. Required for a provider token, which
+    /// submits and updates only that party's listings.
     #[serde(default)]
     pub party: Option<String>,
     /// A label for people, e.g. who holds it.
@@ -69,8 +70,9 @@ fn role_schema() -> utoipa::openapi::schema::Object {
     security(("bearer" = [])),
     responses(
         (status = 201, description = "The new token; its text is shown only now", body = CreatedToken),
-        (status = 400, description = "Malformed JSON, an unknown role, an invalid `party`, or a \
-            `label` that is empty, over 200 characters or against the text rule", body = ErrorBody),
+        (status = 400, description = "Malformed JSON, an unknown role, an invalid `party`, a \
+            provider token without `party`, or a `label` that is empty, over 200 characters or \
+            against the text rule (`field` names it)", body = ErrorBody),
         (status = 403, description = "Not an admin token", body = ErrorBody),
         BearerErrors,
         BodyErrors,
@@ -83,9 +85,20 @@ pub async fn create(
     JsonBody(body): JsonBody<NewToken>,
 ) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
     caller.require(&[])?;
-    if let Some(p) = &body.party {
-        p.parse::<PartyId>()
-            .map_err(|e| ApiError::invalid_field("party", e.to_string()))?;
+    match &body.party {
+        Some(p) => drop(
+            p.parse::<PartyId>()
+                .map_err(|e| ApiError::invalid_field("party", e.to_string()))?,
+        ),
+        // Unbound, a provider token could list in any party's name.
+        None if body.role == Role::Provider => {
+            return Err(ApiError::invalid_field(
+                "party",
+                "required for a provider token: the party (a listing's provider.id) whose \
+                 listings it may submit and update",
+            ));
+        }
+        None => {}
     }
     super::text::check(&[super::text::Text {
         field: "label",
@@ -133,9 +146,12 @@ pub async fn create(
         answered)", pattern = "^[0-9a-fA-F]{64}$")),
     security(("bearer" = [])),
     responses(
-        (status = 204, description = "Revoked (revoking a revoked token changes nothing)"),
+        (status = 204, description = "Revoked"),
         (status = 403, description = "Not an admin token", body = ErrorBody),
-        (status = 404, description = "No token with this hash", body = ErrorBody),
+        (status = 404, description = "No token with this hash, or one already revoked; nothing \
+            is written", body = ErrorBody),
+        (status = 409, description = "`last_admin`: the zone's last working admin token, which \
+            is never revoked (create another admin token first)", body = ErrorBody),
         BearerErrors,
         ProposeErrors,
     )
@@ -152,29 +168,48 @@ pub async fn revoke(
     // Hashes are stored and looked up in lowercase: a revocation recorded under an uppercase
     // hash would answer 204 and leave the token working.
     let hash = hex::encode(digest);
-    let row = sqlx::query("SELECT role FROM tokens WHERE hash = ?")
+    // Every revocation acknowledged before is in this replica after the barrier, so a refusal
+    // below is the zone's answer and costs no Raft entry.
+    state.read_barrier(&Consistency::Linearizable).await?;
+    let row = sqlx::query("SELECT role, revoked_at FROM tokens WHERE hash = ?")
         .bind(&hash)
         .fetch_optional(&state.db.read)
         .await?;
-    let role = match row {
-        Some(r) => r
+    let configured = state.config.api.tokens.iter().find(|t| t.sha256 == digest);
+    let role = match (row, configured) {
+        (Some(r), _) if r.try_get::<Option<i64>, _>(1)?.is_some() => {
+            return Err(ApiError::not_found(format!(
+                "token {hash} is already revoked"
+            )));
+        }
+        (Some(r), _) => r
             .try_get::<String, _>(0)?
             .parse::<Role>()
             .map_err(ApiError::internal)?,
-        None => state
-            .config
-            .api
-            .tokens
-            .iter()
-            .find(|t| t.sha256 == digest)
-            .map(|t| t.role)
-            .ok_or_else(|| ApiError::not_found(format!("no token {hash}")))?,
+        (None, Some(t)) => t.role,
+        (None, None) => return Err(ApiError::not_found(format!("no token {hash}"))),
     };
+    let config_admins: Vec<String> = state
+        .config
+        .api
+        .tokens
+        .iter()
+        .filter(|t| t.role == Role::Admin)
+        .map(|t| hex::encode(t.sha256))
+        .collect();
+    if role == Role::Admin {
+        let mut reader = state.db.read.acquire().await?;
+        let working = working_admins(&mut reader, &config_admins).await?;
+        if working.iter().all(|h| *h == hash) {
+            return Err(last_admin(&hash).into());
+        }
+    }
     let cmd = CatalogCommand::RevokeToken {
         token_hash: hash,
         role,
         at: Timestamp::now(),
         actor: caller.actor,
+        config_admins: Some(config_admins),
     };
     let (response, _) = state.propose_as(cmd, caller.credential).await?;
     response?;

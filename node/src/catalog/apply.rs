@@ -124,8 +124,9 @@ pub async fn apply(
             token_hash,
             role,
             at,
+            config_admins,
             ..
-        } => revoke_token(conn, token_hash, *role, *at).await?,
+        } => revoke_token(conn, token_hash, *role, *at, config_admins.as_deref()).await?,
         CatalogCommand::RecordPublished {
             outbox_seq,
             envelope,
@@ -866,7 +867,34 @@ async fn revoke_token(
     hash: &str,
     role: Role,
     at: Timestamp,
+    config_admins: Option<&[String]>,
 ) -> Result<CommandResponse, sqlx::Error> {
+    // Entries from before these rules carry no config admins and apply as they did, so that
+    // every replica replays them the same.
+    if let Some(config_admins) = config_admins {
+        let revoked: Option<Option<i64>> =
+            sqlx::query_scalar("SELECT revoked_at FROM tokens WHERE hash = ?")
+                .bind(hash)
+                .fetch_optional(&mut *conn)
+                .await?;
+        if revoked.flatten().is_some() {
+            return Ok(Err(Refusal::NotFound(format!(
+                "token {hash} is already revoked"
+            ))));
+        }
+        // Checked here, where every revocation is applied in order, and not only by the API:
+        // two admins revoking each other at the same time both pass the API's check.
+        if role == Role::Admin {
+            let others = working_admins(conn, config_admins)
+                .await?
+                .into_iter()
+                .filter(|h| h != hash)
+                .count();
+            if others == 0 {
+                return Ok(Err(last_admin(hash)));
+            }
+        }
+    }
     // Config-issued tokens have no row yet: the revocation creates one.
     sqlx::query(
         "INSERT INTO tokens (hash, role, party, label, created_at, revoked_at) VALUES (?1, ?2, NULL, 'config', ?3, ?3)
@@ -882,6 +910,43 @@ async fn revoke_token(
         version: None,
         state: None,
     }))
+}
+
+/// The refusal to revoke `hash`, the zone's last working admin token.
+pub fn last_admin(hash: &str) -> Refusal {
+    Refusal::LastAdmin(format!(
+        "token {hash} is the zone's last working admin token; revoking it would leave nobody \
+         able to manage the zone (create another admin token first; a zone that lost every admin \
+         token recovers with `xchg token create --data-dir`, see the README)"
+    ))
+}
+
+/// The hashes of the admin tokens that work: run-time admin tokens and the config's
+/// (`config_admins`), less those revoked.
+///
+/// # Errors
+/// Only storage errors.
+pub async fn working_admins(
+    conn: &mut SqliteConnection,
+    config_admins: &[String],
+) -> Result<std::collections::BTreeSet<String>, sqlx::Error> {
+    let mut working: std::collections::BTreeSet<String> =
+        sqlx::query_scalar("SELECT hash FROM tokens WHERE role = 'admin' AND revoked_at IS NULL")
+            .fetch_all(&mut *conn)
+            .await?
+            .into_iter()
+            .collect();
+    for hash in config_admins {
+        let revoked: Option<Option<i64>> =
+            sqlx::query_scalar("SELECT revoked_at FROM tokens WHERE hash = ?")
+                .bind(hash)
+                .fetch_optional(&mut *conn)
+                .await?;
+        if revoked.flatten().is_none() {
+            working.insert(hash.clone());
+        }
+    }
+    Ok(working)
 }
 
 #[cfg(test)]
@@ -990,5 +1055,82 @@ mod tests {
             "every command is audited, refusals too"
         );
         assert!(audit::first_broken_link(&together.1, [0u8; 32]).is_none());
+    }
+
+    fn admin() -> Actor {
+        Actor {
+            id: "token:00000000".into(),
+            role: Role::Admin,
+        }
+    }
+
+    fn revoke(hash: &str, role: Role, config_admins: Option<&[&str]>) -> CatalogCommand {
+        CatalogCommand::RevokeToken {
+            token_hash: hash.into(),
+            role,
+            at: Timestamp(2_000),
+            actor: admin(),
+            config_admins: config_admins.map(|a| a.iter().map(|h| (*h).to_owned()).collect()),
+        }
+    }
+
+    fn create_admin(hash: &str) -> CatalogCommand {
+        CatalogCommand::CreateToken {
+            token_hash: hash.into(),
+            role: Role::Admin,
+            party: None,
+            label: "second admin".into(),
+            at: Timestamp(1_500),
+            actor: admin(),
+        }
+    }
+
+    fn codes(responses: &[CommandResponse]) -> Vec<Option<&'static str>> {
+        responses
+            .iter()
+            .map(|r| r.as_ref().err().map(Refusal::code))
+            .collect()
+    }
+
+    /// With one admin token in the config and none created, revoking it is refused, whether
+    /// it is asked once or, as two admins racing would, right after another admin's
+    /// revocation went through.
+    #[tokio::test]
+    async fn the_last_working_admin_token_is_never_revoked() {
+        let config: &[&str] = &["aa"];
+        let (responses, _, _) = run(&[revoke("aa", Role::Admin, Some(config))], true).await;
+        assert_eq!(codes(&responses), [Some("last_admin")]);
+
+        let racing = [
+            create_admin("bb"),
+            revoke("aa", Role::Admin, Some(config)),
+            revoke("bb", Role::Admin, Some(config)),
+        ];
+        let (responses, _, _) = run(&racing, true).await;
+        assert_eq!(codes(&responses), [None, None, Some("last_admin")]);
+    }
+
+    /// A token revoked once is not revoked again: the second revocation is refused as unknown.
+    #[tokio::test]
+    async fn revoking_a_revoked_token_again_is_refused_as_not_found() {
+        let config: &[&str] = &["aa"];
+        let commands = [
+            revoke("cc", Role::Buyer, Some(config)),
+            revoke("cc", Role::Buyer, Some(config)),
+        ];
+        let (responses, _, _) = run(&commands, true).await;
+        assert_eq!(codes(&responses), [None, Some("not_found")]);
+    }
+
+    /// Log entries written before these rules carry no config admins; replayed, they apply as
+    /// they did then, so every replica ends in the same state.
+    #[tokio::test]
+    async fn a_revocation_from_before_the_last_admin_rule_applies_as_it_did() {
+        let commands = [
+            revoke("aa", Role::Admin, None),
+            revoke("aa", Role::Admin, None),
+        ];
+        let (responses, _, _) = run(&commands, true).await;
+        assert_eq!(codes(&responses), [None, None]);
     }
 }

@@ -99,6 +99,7 @@ mod tests {
         CatalogCommand::RevokeToken {
             token_hash: "cd".repeat(32),
             role: Role::Buyer,
+            config_admins: None,
             at: Timestamp(9),
             actor: Actor {
                 id: "admin".into(),

@@ -248,7 +248,37 @@ pub enum CatalogCommand {
         at: Timestamp,
         /// The admin.
         actor: Actor,
+        /// The hashes of the admin tokens in the proposing node's config: with the tokens
+        /// table, the admin tokens that still work, of which the state machine never revokes
+        /// the last. Absent in entries written before that rule, which apply as they did.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        config_admins: Option<Vec<String>>,
     },
+}
+
+/// The actor id of a command a zone member proposes on its own authority (`node:<name>`), as
+/// the offline admin recovery does ([`crate::recovery`]). Party ids and token ids cannot
+/// contain `:` after `node`, so no API caller is ever given it.
+pub const NODE_ACTOR_PREFIX: &str = "node:";
+
+/// The rule that binds providers to parties: a provider token acts only for the party it is
+/// bound to (a listing's `provider.id`), and a provider token bound to no party (created by an
+/// older xchg) acts for none. Other roles are not bound by it.
+///
+/// # Errors
+/// Why the caller may not act for `named`.
+pub fn party_rule(role: Role, party: Option<&str>, named: &str) -> Result<(), String> {
+    match party {
+        Some(party) if party != named => Err(format!(
+            "this token acts for {party}; it cannot submit or update listings for {named}"
+        )),
+        None if role == Role::Provider => Err(format!(
+            "this provider token is bound to no party, so it cannot submit or update listings \
+             (for {named} or anyone); an admin creates one bound to the party with POST \
+             /v1/tokens {{\"role\":\"provider\",\"party\":\"{named}\",...}}"
+        )),
+        _ => Ok(()),
+    }
 }
 
 impl CatalogCommand {
@@ -282,13 +312,21 @@ impl CatalogCommand {
     }
 
     /// The member a node-proposed command names as its proposer (recognitions, published
-    /// envelopes); `None` for the commands people ask for.
+    /// envelopes, a token handed over by the offline admin recovery); `None` for the commands
+    /// people ask for.
     pub fn proposing_node(&self) -> Option<&str> {
         match self {
             CatalogCommand::Idempotent(i) => i.command.proposing_node(),
             CatalogCommand::Recognize(r) => Some(r.node.as_str()),
             CatalogCommand::RecordRefusal(r) => Some(r.node.as_str()),
             CatalogCommand::RecordPublished { node, .. } => Some(node.as_str()),
+            // Only the admin token of the offline recovery is a member's to hand over.
+            CatalogCommand::CreateToken {
+                actor,
+                role: Role::Admin,
+                party: None,
+                ..
+            } => actor.id.strip_prefix(NODE_ACTOR_PREFIX),
             _ => None,
         }
     }
@@ -335,12 +373,8 @@ impl CatalogCommand {
             CatalogCommand::UpdateListing { draft, .. } => Some(draft.provider.id.as_str()),
             _ => None,
         };
-        if let (Some(party), Some(named)) = (party, named_party)
-            && party != named
-        {
-            return Err(Refusal::Forbidden(format!(
-                "this token acts for {party}; it cannot act for {named}"
-            )));
+        if let Some(named) = named_party {
+            party_rule(actor.role, party, named).map_err(Refusal::Forbidden)?;
         }
         match self {
             CatalogCommand::SubmitListing { actor: a, .. }
@@ -470,6 +504,9 @@ pub enum Refusal {
     /// The command's content is inconsistent (an envelope that does not decode or match).
     #[error("{0}")]
     Invalid(String),
+    /// Revoking this admin token would leave the zone with no working admin token.
+    #[error("{0}")]
+    LastAdmin(String),
 }
 
 impl Refusal {
@@ -482,6 +519,7 @@ impl Refusal {
             Refusal::KeyReused(_) => "idempotency_key_reused",
             Refusal::IllegalTransition(_) => "illegal_transition",
             Refusal::Invalid(_) => "invalid",
+            Refusal::LastAdmin(_) => "last_admin",
         }
     }
 }
@@ -536,3 +574,58 @@ pub fn cbor_len<T: Serialize>(value: &T) -> usize {
 
 /// The responses to a [`Batch`], in command order.
 pub type BatchResponse = Vec<CommandResponse>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every refusal, one of each kind; adding a kind fails to compile here until it is listed.
+    fn every_refusal() -> Vec<Refusal> {
+        let all = [
+            Refusal::NotFound(String::new()),
+            Refusal::Conflict(String::new()),
+            Refusal::Forbidden(String::new()),
+            Refusal::KeyReused(String::new()),
+            Refusal::IllegalTransition(String::new()),
+            Refusal::Invalid(String::new()),
+            Refusal::LastAdmin(String::new()),
+        ];
+        for r in &all {
+            match r {
+                Refusal::NotFound(_)
+                | Refusal::Conflict(_)
+                | Refusal::Forbidden(_)
+                | Refusal::KeyReused(_)
+                | Refusal::IllegalTransition(_)
+                | Refusal::Invalid(_)
+                | Refusal::LastAdmin(_) => {}
+            }
+        }
+        all.to_vec()
+    }
+
+    /// Every code a refusal is answered with is a row of the README's table of error codes,
+    /// with the status the API gives it.
+    #[test]
+    fn every_refusal_code_is_in_the_readmes_error_table_with_its_status() {
+        let readme = include_str!("../../../README.md");
+        let table = readme
+            .split("### Errors")
+            .nth(1)
+            .and_then(|t| t.split("\n### ").next())
+            .unwrap_or_default();
+        for refusal in every_refusal() {
+            let error = crate::api::error::ApiError::from(refusal);
+            let listed = table.lines().any(|row| {
+                row.starts_with(&format!("| {} |", error.status.as_u16()))
+                    && row.contains(&format!("`{}`", error.code))
+            });
+            assert!(
+                listed,
+                "README's error table has no row for {} `{}`",
+                error.status.as_u16(),
+                error.code
+            );
+        }
+    }
+}

@@ -130,10 +130,24 @@ pub(crate) fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-/// The API's example listing (the protocol's credit-verification draft) with a distinct title.
-fn body(n: usize, client: usize) -> xchg_protocol::ListingDraft {
+/// Who submits: the zone's provider token and the party it is bound to.
+#[derive(Clone)]
+struct Submitter {
+    token: String,
+    party: xchg_federation_config::layout::LayoutParty,
+}
+
+/// The API's example listing (the protocol's credit-verification draft) with a distinct title,
+/// in the name of the party the provider token is bound to (it lists for no other).
+fn body(
+    n: usize,
+    client: usize,
+    party: &xchg_federation_config::layout::LayoutParty,
+) -> xchg_protocol::ListingDraft {
     let mut draft = xchg_protocol::vectors::credit_draft();
     draft.title = format!("压测数据产品 bench listing {client}-{n}");
+    draft.provider.id = party.id.clone();
+    draft.provider.name = party.name.clone();
     draft
 }
 
@@ -154,7 +168,7 @@ async fn run_level(
     http: &reqwest::Client,
     targets: &[String],
     leader_api: &str,
-    token: &str,
+    submitter: &Submitter,
     clients: usize,
     seconds: u64,
     pids: &[u32],
@@ -163,10 +177,10 @@ async fn run_level(
     let measuring = Arc::new(AtomicBool::new(false));
     let mut tasks = tokio::task::JoinSet::new();
     for c in 0..clients {
-        let (http, targets, token, stop, measuring) = (
+        let (http, targets, submitter, stop, measuring) = (
             http.clone(),
             targets.to_vec(),
-            token.to_owned(),
+            submitter.clone(),
             stop.clone(),
             measuring.clone(),
         );
@@ -180,8 +194,8 @@ async fn run_level(
                 let started = Instant::now();
                 let ok = match http
                     .post(url)
-                    .bearer_auth(&token)
-                    .json(&body(n, c))
+                    .bearer_auth(&submitter.token)
+                    .json(&body(n, c, &submitter.party))
                     .send()
                     .await
                 {
@@ -359,7 +373,10 @@ pub async fn zone(opts: BenchOptions) -> anyhow::Result<ExitCode> {
             &http,
             &targets,
             &leader_api,
-            &zone.tokens.provider,
+            &Submitter {
+                token: zone.tokens.provider.clone(),
+                party: zone.provider_party.clone(),
+            },
             clients,
             opts.seconds,
             &pids,

@@ -61,9 +61,13 @@ impl Bench {
             .ok_or_else(|| anyhow::anyhow!("zone {} elected no leader in time", zone.id))
     }
 
-    async fn submit(&self, api: &str, token: &str, n: usize) -> anyhow::Result<String> {
+    /// Submits listing `n` as `zone`'s provider, in the name of the party its token is bound to.
+    async fn submit(&self, api: &str, zone: &LayoutZone, n: usize) -> anyhow::Result<String> {
+        let token = &zone.tokens.provider;
         let mut draft = xchg_protocol::vectors::credit_draft();
         draft.title = format!("联邦传播压测 federation bench {n}");
+        draft.provider.id = zone.provider_party.id.clone();
+        draft.provider.name = zone.provider_party.name.clone();
         let (s, v) = self
             .json(
                 self.http
@@ -191,9 +195,7 @@ pub async fn federation(opts: FederationBenchOptions) -> anyhow::Result<ExitCode
     );
 
     // Warm-up: one listing must reach every zone before measuring (the gossip mesh forms).
-    let warm = bench
-        .submit(&origin_api, &origin.tokens.provider, usize::MAX)
-        .await?;
+    let warm = bench.submit(&origin_api, origin, usize::MAX).await?;
     bench
         .approve(&origin_api, &origin.tokens.operator, &warm)
         .await?;
@@ -221,11 +223,7 @@ pub async fn federation(opts: FederationBenchOptions) -> anyhow::Result<ExitCode
 
     let mut ids = Vec::with_capacity(opts.listings);
     for n in 0..opts.listings {
-        ids.push(
-            bench
-                .submit(&origin_api, &origin.tokens.provider, n)
-                .await?,
-        );
+        ids.push(bench.submit(&origin_api, origin, n).await?);
     }
     let wanted: HashSet<String> = ids.iter().cloned().collect();
 

@@ -72,6 +72,41 @@ impl Target {
     }
 }
 
+/// Longest token file read, in bytes: a token is about 60 characters.
+const TOKEN_FILE_BYTES: u64 = 4096;
+
+/// The token in `path`: its first line, without surrounding white space.
+///
+/// # Errors
+/// If the file cannot be read, is larger than a token file can be, or holds no token.
+pub fn read_token_file(path: &Path) -> anyhow::Result<String> {
+    use std::io::Read as _;
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(TOKEN_FILE_BYTES + 1).read_to_string(&mut text))
+        .with_context(|| format!("--token-file {}", path.display()))?;
+    if text.len() as u64 > TOKEN_FILE_BYTES {
+        bail!(
+            "--token-file {}: longer than {TOKEN_FILE_BYTES} bytes, not a token file",
+            path.display()
+        );
+    }
+    let token = text.lines().next().unwrap_or_default().trim();
+    if token.is_empty() {
+        bail!(
+            "--token-file {}: empty; it should hold the token on its first line",
+            path.display()
+        );
+    }
+    if let Some(mode) = xchg_federation_config::loose_mode(path) {
+        eprintln!(
+            "warning: {} (mode {mode:o}) can be read by other users of this machine; `chmod 600` it",
+            path.display()
+        );
+    }
+    Ok(token.to_owned())
+}
+
 fn s(v: &Value) -> &str {
     v.as_str().unwrap_or("-")
 }

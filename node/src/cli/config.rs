@@ -62,8 +62,24 @@ pub fn generate(
     }
     println!("node configs: {}", out.join("nodes").display());
     println!(
+        "node keys (secret, mode 0600; each node's machine needs only its own): {}",
+        out.join("keys").display()
+    );
+    println!(
         "role tokens (secret, mode 0600): {}",
         out.join("layout.json").display()
+    );
+    let roots = out.join(layout::ROOT_KEY_DIR);
+    println!(
+        "exchange root keys (secret, mode 0600): {}",
+        roots.display()
+    );
+    eprintln!(
+        "warning: {} holds the exchange root keys, which sign delegations and revocations for \
+         every node of their exchange. They belong offline: copy them to offline storage, \
+         delete them here, and bring one out only for `xchg config add-node` or `xchg \
+         federation revoke`. Never copy them to a node's machine.",
+        roots.display()
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -114,10 +130,22 @@ pub fn add_node(
         "     xchg run --config {} --join",
         added.config_file.display()
     );
-    println!("  2. add it to the zone through an existing member (admin token from layout.json):");
+    // The admin token is not printed: terminals, logs and CI output are read by others.
     println!(
-        "     curl -X POST {}/v1/zone/members -H \"Authorization: Bearer {}\" -H 'Content-Type: application/json' -d '{body}'",
-        added.member_api_url, added.admin_token
+        "  2. add it to the zone through an existing member, as the zone's admin (its token is \
+         in {}, not printed here):",
+        dir.join("layout.json").display()
+    );
+    println!(
+        "     ADMIN=$(python3 -c \"import json,sys;print(next(z['tokens']['admin'] for e in \
+         json.load(open(sys.argv[1]))['exchanges'] for z in e['zones'] if z['id']==sys.argv[2]))\" \
+         {} {})",
+        dir.join("layout.json").display(),
+        opts.zone
+    );
+    println!(
+        "     curl -X POST {}/v1/zone/members -H \"Authorization: Bearer $ADMIN\" -H 'Content-Type: application/json' -d '{body}'",
+        added.member_api_url
     );
     Ok(ExitCode::SUCCESS)
 }

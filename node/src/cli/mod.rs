@@ -7,6 +7,7 @@ pub mod config;
 pub mod demo;
 pub mod federation;
 pub mod run;
+pub mod token;
 pub mod up;
 
 /// Logs go to stderr, filtered by `RUST_LOG` (default `default`), so stdout stays clean for

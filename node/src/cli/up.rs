@@ -37,7 +37,14 @@ pub struct UpOptions {
     pub base_port: Option<u16>,
     /// Address every node listens on, for a first run (default 127.0.0.1); refused when reusing.
     pub host: Option<IpAddr>,
+    /// Print the dashboard URL with its token (`#token=…`) instead of the bare URL.
+    pub print_token: bool,
 }
+
+/// The file in the data directory holding the dashboard's token (the hub's regulator token),
+/// mode 0600: printed on stdout only when asked, since terminals, logs and CI output are read
+/// by others.
+pub const DASHBOARD_TOKEN_FILE: &str = "dashboard.token";
 
 /// Marker written once the demo catalog has been seeded into a data directory.
 const DEMO_MARKER: &str = "demo-seeded";
@@ -255,10 +262,60 @@ fn seeded_so_far(marker: &Path) -> usize {
         .unwrap_or(0)
 }
 
+/// Provider tokens of the demo parties, per zone: a provider token lists only for the party it
+/// is bound to, and a zone's demo products come from several parties.
+#[derive(Default)]
+struct DemoProviders {
+    /// `(zone id, party id)` → token.
+    tokens: BTreeMap<(String, String), String>,
+}
+
+impl DemoProviders {
+    /// The token that submits `listing` in `zone`: the zone's own provider token when the
+    /// listing is its party's, otherwise one the zone's admin creates for the party (once per
+    /// run).
+    async fn token_for(
+        &mut self,
+        zone: &LayoutZone,
+        api: &str,
+        listing: &demo::DemoListing,
+    ) -> anyhow::Result<String> {
+        let party = listing.provider.0;
+        if zone.provider_party.id.as_str() == party {
+            return Ok(zone.tokens.provider.clone());
+        }
+        let key = (zone.id.to_string(), party.to_owned());
+        if let Some(token) = self.tokens.get(&key) {
+            return Ok(token.clone());
+        }
+        let admin = Target {
+            node: api.to_owned(),
+            token: Some(zone.tokens.admin.clone()),
+            json: false,
+        };
+        let body = serde_json::json!({
+            "role": "provider",
+            "party": party,
+            "label": format!("xchg up --demo: {}", listing.provider.1),
+        });
+        let created = admin
+            .call(Method::POST, "/v1/tokens", Some(body))
+            .await
+            .with_context(|| format!("creating a provider token for {party} in {}", zone.id))?;
+        let token = created["token"]
+            .as_str()
+            .with_context(|| format!("no token in the answer: {created}"))?
+            .to_owned();
+        self.tokens.insert(key, token.clone());
+        Ok(token)
+    }
+}
+
 /// Submits and approves the demo products after the first `done`, recording progress in
 /// `marker` after each, so an interrupted seeding resumes without duplicates.
 async fn seed_demo(layout: &Layout, marker: &Path, done: usize) -> anyhow::Result<usize> {
     let todo = demo_plan(layout);
+    let mut providers = DemoProviders::default();
     for (n, (listing, zone)) in todo.iter().enumerate().skip(done) {
         let api = &zone.nodes[n % zone.nodes.len()].api_url;
         let as_role = |token: &str| Target {
@@ -266,7 +323,8 @@ async fn seed_demo(layout: &Layout, marker: &Path, done: usize) -> anyhow::Resul
             token: Some(token.to_owned()),
             json: false,
         };
-        let created = as_role(&zone.tokens.provider)
+        let provider = providers.token_for(zone, api, listing).await?;
+        let created = as_role(&provider)
             .call(Method::POST, "/v1/listings", Some(listing.body()))
             .await
             .with_context(|| format!("submitting {}", listing.title))?;
@@ -294,7 +352,24 @@ async fn seed_demo(layout: &Layout, marker: &Path, done: usize) -> anyhow::Resul
     Ok(todo.len())
 }
 
-fn print_table(layout: &Layout, dir: &Path) {
+/// Writes the dashboard's token to [`DASHBOARD_TOKEN_FILE`] in `dir` (mode 0600 from its
+/// creation), unless it holds it already; returns the file.
+fn write_dashboard_token(dir: &Path, token: &str) -> anyhow::Result<PathBuf> {
+    let file = dir.join(DASHBOARD_TOKEN_FILE);
+    match std::fs::read_to_string(&file) {
+        Ok(text) if text.trim() == token => return Ok(file),
+        // A file from another layout (the directory was regenerated): replace it.
+        Ok(_) => std::fs::remove_file(&file)
+            .with_context(|| format!("replacing the stale {}", file.display()))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("reading {}", file.display())),
+    }
+    xchg_federation_config::write_secret(&file, format!("{token}\n").as_bytes())
+        .with_context(|| format!("writing {}", file.display()))?;
+    Ok(file)
+}
+
+fn print_table(layout: &Layout, dir: &Path, print_token: bool) -> anyhow::Result<()> {
     println!();
     println!("{:<20} {:<26} nodes (HTTP API)", "zone", "name");
     for ex in &layout.exchanges {
@@ -310,16 +385,28 @@ fn print_table(layout: &Layout, dir: &Path) {
         }
     }
     let hub = &layout.exchanges[0].zones[0];
+    let token_file = write_dashboard_token(dir, &hub.tokens.regulator)?;
     println!();
+    if print_token {
+        println!(
+            "dashboard (the hub, {}): {}/#token={}",
+            hub.id, hub.nodes[0].api_url, hub.tokens.regulator
+        );
+    } else {
+        println!("dashboard (the hub, {}): {}/", hub.id, hub.nodes[0].api_url);
+        println!(
+            "  its token (the hub's regulator token) is in {} (mode 0600): paste it into the \
+             page, or run with --print-token for a URL that carries it",
+            token_file.display()
+        );
+    }
     println!(
-        "dashboard (the hub, {}): {}/#token={}",
-        hub.id, hub.nodes[0].api_url, hub.tokens.regulator
-    );
-    println!(
-        "role tokens of every zone (secret): {}",
+        "role tokens of every zone (secret): {}; CLI commands read one from XCHG_TOKEN or \
+         --token-file",
         dir.join("layout.json").display()
     );
     println!("Ctrl-C stops every node cleanly; `xchg up` again resumes with the same data.");
+    Ok(())
 }
 
 /// Runs `xchg up`.
@@ -334,7 +421,8 @@ pub async fn up(opts: UpOptions) -> anyhow::Result<ExitCode> {
         eprintln!("second signal: exiting without waiting for the nodes");
         std::process::exit(130);
     });
-    std::fs::create_dir_all(&opts.dir)
+    // It will hold every key, token and database of the federation: private from the start.
+    xchg_federation_config::create_private_dir(&opts.dir)
         .with_context(|| format!("creating {}", opts.dir.display()))?;
     let layout = layout_in(&opts)?;
     let plan: Vec<(String, PathBuf)> = layout
@@ -393,7 +481,10 @@ pub async fn up(opts: UpOptions) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    print_table(&layout, &opts.dir);
+    if let Err(e) = print_table(&layout, &opts.dir, opts.print_token) {
+        stop_all(nodes).await?;
+        return Err(e);
+    }
     let per_zone: BTreeMap<&str, usize> = nodes.iter().fold(BTreeMap::new(), |mut m, r| {
         *m.entry(r.zone.as_str()).or_default() += 1;
         m

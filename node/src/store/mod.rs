@@ -1,6 +1,7 @@
 //! The node's storage, in its data directory: two SQLite databases, `raft-log.db` (the Raft
 //! log and vote) and `catalog.db` (the state machine: catalog, audit chain, tokens), and the
-//! latest snapshot in `snapshot.bin` ([`snapshot_file`]).
+//! latest snapshot in `snapshot.bin` ([`snapshot_file`]). The directory is readable by the
+//! node's user only and locked by the running node ([`files`]).
 //!
 //! # Why two databases, and why that is durable
 //!
@@ -47,6 +48,7 @@
 //! The state machine writes through its sqlx connection, but a batch's statements run in one
 //! hand-off to SQLite rather than one per statement: see [`raw`].
 
+pub mod files;
 mod log;
 pub use crate::sqlite as raw;
 pub mod snapshot_file;
@@ -128,6 +130,17 @@ pub enum StoreError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The data directory could not be created, tightened or prepared.
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        /// The directory or file.
+        path: String,
+        /// The IO error.
+        source: std::io::Error,
+    },
+    /// Another process holds the data directory.
+    #[error("{0}; stop it first, or give this node another data directory")]
+    Locked(files::LockError),
     /// The file was written by a newer xchg.
     #[error("database {path} has schema version {found}; this xchg reads up to {supported}")]
     TooNew {
@@ -166,6 +179,9 @@ pub struct Db {
     /// The index of the last entry the catalog has committed (0: none), kept by the state
     /// machine: the log is purged only behind it, see [`LogStore`].
     pub applied: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
+    /// Held while the files are open, so that offline tools refuse to touch them; let go by
+    /// [`Db::close`].
+    lock: std::sync::Arc<std::sync::Mutex<Option<files::DataDirLock>>>,
 }
 
 fn options(path: &Path, name: &str) -> Result<SqliteConnectOptions, StoreError> {
@@ -255,6 +271,7 @@ impl Db {
     /// # Errors
     /// [`StoreError`] if a file cannot be opened, or was written by a newer version.
     pub async fn open(dir: &Path) -> Result<Db, StoreError> {
+        let lock = prepare(dir)?;
         let (log, log_read, log_checkpointer) =
             pools(&dir.join(LOG_FILE), LOG_SCHEMA, SqliteSynchronous::Full, 2).await?;
         let (sm, read, sm_checkpointer) = pools(
@@ -302,6 +319,7 @@ impl Db {
             catalog_path: dir.join(CATALOG_FILE),
             snapshot,
             applied: std::sync::Arc::new(tokio::sync::watch::Sender::new(0)),
+            lock: std::sync::Arc::new(std::sync::Mutex::new(Some(lock))),
         })
     }
 
@@ -346,7 +364,36 @@ impl Db {
         self.sm.close().await;
         self.log_read.close().await;
         self.log.close().await;
+        if let Ok(mut lock) = self.lock.lock() {
+            lock.take();
+        }
     }
+}
+
+/// Makes `dir` ready to be opened: created private (or tightened, once, if an older xchg left
+/// it readable by others), locked for this process, and the database files created with mode
+/// 0600 before SQLite opens them (see [`files`]).
+fn prepare(dir: &Path) -> Result<files::DataDirLock, StoreError> {
+    let failed = |path: &Path, source| StoreError::DataDir {
+        path: path.display().to_string(),
+        source,
+    };
+    let tightened = files::prepare_dir(dir).map_err(|e| failed(dir, e))?;
+    if !tightened.is_empty() {
+        let paths: Vec<String> = tightened.iter().map(|p| p.display().to_string()).collect();
+        tracing::info!(
+            dir = %dir.display(),
+            tightened = %paths.join(", "),
+            "made the data directory private: readable by this user only (directory 0700, files \
+             0600); an older xchg had created it readable by others"
+        );
+    }
+    let lock = files::DataDirLock::acquire(dir).map_err(StoreError::Locked)?;
+    for file in [LOG_FILE, CATALOG_FILE] {
+        let path = dir.join(file);
+        files::create_private_file(&path).map_err(|e| failed(&path, e))?;
+    }
+    Ok(lock)
 }
 
 /// Moves a snapshot kept in the catalog (as nodes before `snapshot.bin` did) into the snapshot
@@ -511,6 +558,73 @@ mod tests {
                 .map_err(|e| failed(&e))?;
             Ok(((), LogStore::without_purge_guard(db), sm))
         }
+    }
+
+    /// The data directory holds the whole catalog and the token hashes: the directory is
+    /// created 0700, and every file in it — both databases with their WAL and shared-memory
+    /// files, the snapshot, the lock — is 0600 from its creation.
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_new_data_directory_and_every_file_in_it_are_readable_by_the_owner_only() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let root = tempfile::tempdir().expect("tempdir");
+        let dir = root.path().join("data/xuchang-yuzhou-1");
+        let db = Db::open(&dir).await.expect("open");
+        db.sync_catalog()
+            .await
+            .expect("a commit, so the WAL files exist");
+        let meta = crate::raft::SnapshotMeta {
+            last_log_id: Some(crate::raft::LogId::new(
+                openraft::CommittedLeaderId::new(1, 1),
+                7,
+            )),
+            last_membership: openraft::StoredMembership::default(),
+            snapshot_id: "1-7-1".into(),
+        };
+        let file = db.snapshot.clone();
+        blocking(move || file.store(&meta, b"rows"))
+            .await
+            .expect("store a snapshot");
+        let mode = |p: &Path| std::fs::metadata(p).expect("metadata").permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700, "the data directory");
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(&dir).expect("list") {
+            let path = entry.expect("entry").path();
+            assert_eq!(mode(&path), 0o600, "{}", path.display());
+            names.push(
+                path.file_name()
+                    .expect("name")
+                    .to_string_lossy()
+                    .into_owned(),
+            );
+        }
+        names.sort();
+        for expected in [
+            "catalog.db",
+            "catalog.db-shm",
+            "catalog.db-wal",
+            "raft-log.db",
+            "raft-log.db-wal",
+            "snapshot.bin",
+            "xchg.lock",
+        ] {
+            assert!(
+                names.iter().any(|n| n == expected),
+                "{expected} in {names:?}"
+            );
+        }
+        db.close().await;
+    }
+
+    /// While a node has the files open, nothing else may open them; a closed database lets go.
+    #[tokio::test]
+    async fn an_open_data_directory_cannot_be_opened_twice() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Db::open(dir.path()).await.expect("open");
+        let second = Db::open(dir.path()).await.expect_err("held");
+        assert!(matches!(second, StoreError::Locked(_)), "{second}");
+        db.close().await;
+        Db::open(dir.path()).await.expect("reopen").close().await;
     }
 
     /// A catalog from before `snapshot.bin` keeps its snapshot in a row: the first start of

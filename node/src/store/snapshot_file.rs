@@ -15,8 +15,8 @@
 //!
 //! # Durability
 //!
-//! A new snapshot is written to `snapshot.bin.tmp`, synced, renamed over `snapshot.bin`, and
-//! the directory synced: a crash leaves the old file or the new one, never a mix. Openraft
+//! A new snapshot is written to `snapshot.bin.tmp` (created with mode 0600), synced, renamed
+//! over `snapshot.bin`, and the directory synced: a crash leaves the old file or the new one, never a mix. Openraft
 //! purges the log only behind a snapshot it has been given, which is on disk by then. Reading
 //! checks the lengths and the hash, so a damaged file is an error, never a wrong snapshot.
 
@@ -273,7 +273,13 @@ impl SnapshotFile {
         let n = self.temporaries.fetch_add(1, Ordering::Relaxed);
         let temporary = self.dir.join(format!("{TEMPORARY_PREFIX}{n}"));
         let written = (|| {
-            let mut file = File::create(&temporary)?;
+            // Private from its creation, like every file of the data directory (`files`); the
+            // rename keeps the mode.
+            let mut file = super::files::private_options()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&temporary)?;
             file.write_all(&header.encode())?;
             file.write_all(meta)?;
             for piece in data.chunks(SYNC_EVERY) {

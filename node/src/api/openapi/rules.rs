@@ -74,6 +74,32 @@ fn pricing(description: Value) -> Value {
     })
 }
 
+/// `POST /v1/tokens`: a provider token names its party (it lists only for that party); a token
+/// of another role may name one (the caller's name in the audit chain). Two branches of the
+/// derived `schema`, which already carries the property rules.
+fn new_token(schema: Value) -> Value {
+    let mut provider = schema.clone();
+    provider["properties"]["role"] = json!({"type": "string", "enum": ["provider"]});
+    if let Some(party) = provider["properties"]["party"].as_object_mut() {
+        party.insert("type".into(), json!("string"));
+    }
+    provider["required"] = json!(["role", "party", "label"]);
+    provider["description"] = json!("A provider token: `party` is required.");
+    let mut other = schema.clone();
+    let others: Vec<&str> = xchg_federation_config::Role::ALL
+        .into_iter()
+        .filter(|r| *r != xchg_federation_config::Role::Provider)
+        .map(xchg_federation_config::Role::as_str)
+        .collect();
+    other["properties"]["role"] = json!({"type": "string", "enum": others});
+    other["description"] = json!("A token of another role: `party` is optional.");
+    let mut both = json!({"oneOf": [provider, other]});
+    if let Some(description) = schema.get("description") {
+        both["description"] = description.clone();
+    }
+    both
+}
+
 /// The property rules: `(schema, property, what to add to its schema)`.
 fn property_rules(party_pattern: Value) -> Vec<(&'static str, &'static str, Value)> {
     let short = limits::SHORT_TEXT_CHARS;
@@ -136,6 +162,10 @@ pub fn apply(doc: &mut Value) -> Vec<String> {
         .map_or(Value::Null, |p| p["pattern"].clone());
     for (schema, property, rules) in property_rules(party_pattern) {
         state(schemas, schema, property, rules, &mut missed);
+    }
+    match schemas.get_mut("NewToken") {
+        Some(t) => *t = new_token(t.take()),
+        None => missed.push("NewToken".to_owned()),
     }
     match schemas.get_mut("Pricing") {
         Some(p) => {
