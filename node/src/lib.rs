@@ -19,7 +19,6 @@ pub mod gossip;
 pub mod metrics;
 pub mod node;
 pub mod raft;
-pub mod raft_types;
 pub mod recovery;
 pub mod sqlite;
 pub mod store;

@@ -345,27 +345,38 @@ mod tests {
         watch_for_unfinalized_statements();
         for closed_properly in [true, false] {
             let dir = tempfile::tempdir().expect("tempdir");
-            let db = crate::store::Db::open(dir.path()).await.expect("open");
+            let options = sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(dir.path().join("t.db"))
+                .create_if_missing(true);
+            let pool = sqlx::sqlite::SqlitePoolOptions::new()
+                .max_connections(2)
+                .connect_with(options)
+                .await
+                .expect("open");
+            sqlx::raw_sql("CREATE TABLE sm_meta (key TEXT PRIMARY KEY, value BLOB)")
+                .execute(&pool)
+                .await
+                .expect("table");
+            let slot = WriterSlot::new(pool.clone());
             {
-                let mut writer = db.sm_writer.lock().await.expect("writer");
+                let mut writer = slot.lock().await.expect("writer");
                 assert_eq!(count_meta(&mut writer).await, count_meta(&mut writer).await);
                 // A view made for this handle is refused on another connection.
-                let mut other = db.read.acquire().await.expect("reader");
+                let mut other = pool.acquire().await.expect("reader");
                 let (_, view) = writer.split();
                 let err = with_view(&mut other, view, |_| Ok(()))
                     .await
                     .expect_err("another handle");
                 assert!(err.to_string().contains("another connection"), "{err}");
             }
-            let sm = db.sm.clone();
             if closed_properly {
-                db.close().await;
+                slot.close().await;
             } else {
-                // Dropping the store drops the writer, which finalizes in its `Drop`; closing
+                // Dropping the slot drops the writer, which finalizes in its `Drop`; closing
                 // the pool then waits until sqlx has closed the handle.
-                drop(db);
-                sm.close().await;
+                drop(slot);
             }
+            pool.close().await;
             assert!(
                 !UNFINALIZED.load(std::sync::atomic::Ordering::SeqCst),
                 "a handle was closed with statements open (closed properly: {closed_properly})"

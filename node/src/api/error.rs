@@ -342,3 +342,33 @@ impl From<crate::raft::client::ClientError> for ApiError {
         }
     }
 }
+
+#[cfg(test)]
+mod readme_tests {
+    use super::*;
+
+    /// Every code a refusal is answered with is a row of the README's table of error codes,
+    /// with the status the API gives it.
+    #[test]
+    fn every_refusal_code_is_in_the_readmes_error_table_with_its_status() {
+        let readme = include_str!("../../../README.md");
+        let table = readme
+            .split("### Errors")
+            .nth(1)
+            .and_then(|t| t.split("\n### ").next())
+            .unwrap_or_default();
+        for refusal in crate::catalog::every_refusal() {
+            let error = ApiError::from(refusal);
+            let listed = table.lines().any(|row| {
+                row.starts_with(&format!("| {} |", error.status.as_u16()))
+                    && row.contains(&format!("`{}`", error.code))
+            });
+            assert!(
+                listed,
+                "README's error table has no row for {} `{}`",
+                error.status.as_u16(),
+                error.code
+            );
+        }
+    }
+}

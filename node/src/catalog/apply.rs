@@ -952,7 +952,6 @@ pub async fn working_admins(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::Db;
     use sqlx::Connection;
 
     fn actor(id: &str) -> Actor {
@@ -984,12 +983,12 @@ mod tests {
         one_by_one: bool,
     ) -> (Vec<CommandResponse>, Vec<audit::AuditRecord>, i64) {
         let dir = tempfile::tempdir().expect("tempdir");
-        let db = Db::open(dir.path()).await.expect("db");
-        let mut writer = db.sm_writer.lock().await.expect("writer");
+        let slot = crate::catalog::test_writer(dir.path()).await;
+        let mut writer = slot.lock().await.expect("writer");
         let (conn, view) = writer.split();
         let mut tx = conn.begin().await.expect("tx");
         let mut chain = audit::Chain::load(&mut tx).await.expect("chain");
-        let zone = crate::store::test_zone();
+        let zone = crate::catalog::test_zone();
         let mut responses = Vec::new();
         if one_by_one {
             for c in commands {
@@ -1015,7 +1014,7 @@ mod tests {
             .expect("count");
         tx.commit().await.expect("commit");
         drop(writer);
-        db.close().await;
+        slot.close().await;
         (responses, records, history)
     }
 

@@ -843,7 +843,6 @@ mod tests {
     use crate::audit;
     use crate::catalog::apply::apply;
     use crate::catalog::{Actor, CatalogCommand, Review};
-    use crate::store::Db;
     use sqlx::Connection;
     use xchg_federation_config::Role;
     use xchg_protocol::{Classification, Delegation, Keypair, SignedDelegation, ZoneId};
@@ -937,12 +936,12 @@ mod tests {
         Vec<(String, String)>,
     ) {
         let dir = tempfile::tempdir().expect("tempdir");
-        let db = Db::open(dir.path()).await.expect("db");
-        let mut writer = db.sm_writer.lock().await.expect("writer");
+        let slot = crate::catalog::test_writer(dir.path()).await;
+        let mut writer = slot.lock().await.expect("writer");
         let (conn, view) = writer.split();
         let mut tx = conn.begin().await.expect("tx");
         let mut chain = audit::Chain::load(&mut tx).await.expect("chain");
-        let facts = crate::store::test_zone();
+        let facts = crate::catalog::test_zone();
         for (i, c) in commands.iter().enumerate() {
             let _response = apply(&mut tx, view, &mut chain, &facts, i as u64 + 1, c)
                 .await
@@ -1163,8 +1162,8 @@ mod tests {
         bounds: &RefusalBounds,
     ) -> (Vec<ContentId>, usize) {
         let dir = tempfile::tempdir().expect("tempdir");
-        let db = Db::open(dir.path()).await.expect("db");
-        let mut writer = db.sm_writer.lock().await.expect("writer");
+        let slot = crate::catalog::test_writer(dir.path()).await;
+        let mut writer = slot.lock().await.expect("writer");
         let (conn, _) = writer.split();
         let mut tx = conn.begin().await.expect("tx");
         for (i, r) in refusals.iter().enumerate() {

@@ -133,6 +133,47 @@ pub struct Review {
     pub notes: Option<String>,
 }
 
+/// The catalog file's schema steps, applied in order by the store, each in its own transaction;
+/// the file's version (`PRAGMA user_version`) is how many it has had. The tables are the
+/// catalog's: their SQL lives with the rules that write them.
+pub const SCHEMA: &[&str] = &[
+    include_str!("schema/catalog_schema_v1.sql"),
+    include_str!("schema/catalog_schema_v2.sql"),
+    include_str!("schema/catalog_schema_v3.sql"),
+    include_str!("schema/catalog_schema_v4.sql"),
+    include_str!("schema/catalog_schema_v5.sql"),
+    include_str!("schema/catalog_schema_v6.sql"),
+];
+
+/// Zone facts for tests: `xuchang/yuzhou` with the default export policy.
+pub fn test_zone() -> ZoneFacts {
+    ZoneFacts::new(
+        "xuchang/yuzhou".parse().expect("a valid zone id literal"),
+        ExportPolicy::default(),
+    )
+}
+
+/// A catalog database for the catalog's own tests, without the store above it: the schema
+/// applied to a fresh file in `dir`, behind the writer the rules run through.
+#[cfg(test)]
+pub(crate) async fn test_writer(dir: &std::path::Path) -> crate::sqlite::WriterSlot {
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(dir.join("catalog.db"))
+        .create_if_missing(true);
+    let pool = sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(options)
+        .await
+        .expect("a catalog file in the test directory");
+    for step in SCHEMA {
+        sqlx::raw_sql(step)
+            .execute(&pool)
+            .await
+            .expect("the catalog schema applies");
+    }
+    crate::sqlite::WriterSlot::new(pool)
+}
+
 /// One change to the zone's replicated state: the payload of a Raft log entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 // Externally tagged: internally tagged enums buffer their content and lose the binary encoding
@@ -257,7 +298,7 @@ pub enum CatalogCommand {
 }
 
 /// The actor id of a command a zone member proposes on its own authority (`node:<name>`), as
-/// the offline admin recovery does ([`crate::recovery`]). Party ids and token ids cannot
+/// the offline admin recovery does (`recovery`). Party ids and token ids cannot
 /// contain `:` after `node`, so no API caller is ever given it.
 pub const NODE_ACTOR_PREFIX: &str = "node:";
 
@@ -575,57 +616,29 @@ pub fn cbor_len<T: Serialize>(value: &T) -> usize {
 /// The responses to a [`Batch`], in command order.
 pub type BatchResponse = Vec<CommandResponse>;
 
+/// Every refusal, one of each kind, for tests (the API checks their codes against the README);
+/// adding a kind fails to compile here until it is listed.
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Every refusal, one of each kind; adding a kind fails to compile here until it is listed.
-    fn every_refusal() -> Vec<Refusal> {
-        let all = [
-            Refusal::NotFound(String::new()),
-            Refusal::Conflict(String::new()),
-            Refusal::Forbidden(String::new()),
-            Refusal::KeyReused(String::new()),
-            Refusal::IllegalTransition(String::new()),
-            Refusal::Invalid(String::new()),
-            Refusal::LastAdmin(String::new()),
-        ];
-        for r in &all {
-            match r {
-                Refusal::NotFound(_)
-                | Refusal::Conflict(_)
-                | Refusal::Forbidden(_)
-                | Refusal::KeyReused(_)
-                | Refusal::IllegalTransition(_)
-                | Refusal::Invalid(_)
-                | Refusal::LastAdmin(_) => {}
-            }
-        }
-        all.to_vec()
-    }
-
-    /// Every code a refusal is answered with is a row of the README's table of error codes,
-    /// with the status the API gives it.
-    #[test]
-    fn every_refusal_code_is_in_the_readmes_error_table_with_its_status() {
-        let readme = include_str!("../../../README.md");
-        let table = readme
-            .split("### Errors")
-            .nth(1)
-            .and_then(|t| t.split("\n### ").next())
-            .unwrap_or_default();
-        for refusal in every_refusal() {
-            let error = crate::api::error::ApiError::from(refusal);
-            let listed = table.lines().any(|row| {
-                row.starts_with(&format!("| {} |", error.status.as_u16()))
-                    && row.contains(&format!("`{}`", error.code))
-            });
-            assert!(
-                listed,
-                "README's error table has no row for {} `{}`",
-                error.status.as_u16(),
-                error.code
-            );
+pub fn every_refusal() -> Vec<Refusal> {
+    let all = [
+        Refusal::NotFound(String::new()),
+        Refusal::Conflict(String::new()),
+        Refusal::Forbidden(String::new()),
+        Refusal::KeyReused(String::new()),
+        Refusal::IllegalTransition(String::new()),
+        Refusal::Invalid(String::new()),
+        Refusal::LastAdmin(String::new()),
+    ];
+    for r in &all {
+        match r {
+            Refusal::NotFound(_)
+            | Refusal::Conflict(_)
+            | Refusal::Forbidden(_)
+            | Refusal::KeyReused(_)
+            | Refusal::IllegalTransition(_)
+            | Refusal::Invalid(_)
+            | Refusal::LastAdmin(_) => {}
         }
     }
+    all.to_vec()
 }

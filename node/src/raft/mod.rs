@@ -1,8 +1,8 @@
 //! Raft inside a zone: bootstrap, pre-vote elections, log compaction, the zone transport (mutual
 //! TLS, or the in-process router) and the checks between members.
 //!
-//! The types (entries, member records, the runtime) are declared in [`crate::raft_types`],
-//! below the store, and re-exported here. A node's Raft id is derived from its name
+//! The types (entries, member records, the runtime) are declared in the store
+//! ([`crate::store::raft_types`], which keeps the entries) and re-exported here. A node's Raft id is derived from its name
 //! ([`node_id`]), so every member computes the same ids from the same config.
 
 pub mod bootstrap;
@@ -16,7 +16,7 @@ pub mod router;
 pub mod tls;
 pub mod transport;
 
-pub use crate::raft_types::{
+pub use crate::store::raft_types::{
     Entry, LogId, MemberNode, NodeId, Raft, SnapshotMeta, StorageError, StoredMembership,
     TypeConfig, node_id, runtime,
 };

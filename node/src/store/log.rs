@@ -25,9 +25,9 @@ use openraft::{AnyError, OptionalSend, RaftLogReader, StorageIOError, Vote};
 use sqlx::{Connection, Row};
 use tokio::sync::{mpsc, oneshot};
 
+use super::raft_types::{Entry, LogId, NodeId, StorageError, TypeConfig};
 use super::raw::in_transaction;
 use super::{BatchObserver, Db, from_cbor, meta_value, to_cbor};
-use crate::raft_types::{Entry, LogId, NodeId, StorageError, TypeConfig};
 
 /// Work for the writer task, in the order openraft issued it.
 enum Op {

@@ -50,6 +50,7 @@
 
 pub mod files;
 mod log;
+pub mod raft_types;
 pub use crate::sqlite as raw;
 pub mod snapshot_file;
 mod state_machine;
@@ -80,15 +81,8 @@ use sqlx::sqlite::{
 
 /// The Raft log file's schema steps; its version (`PRAGMA user_version`) is their count.
 const LOG_SCHEMA: &[&str] = &[include_str!("log_schema_v1.sql")];
-/// The catalog file's schema steps, applied in order, each in its own transaction.
-const CATALOG_SCHEMA: &[&str] = &[
-    include_str!("catalog_schema_v1.sql"),
-    include_str!("catalog_schema_v2.sql"),
-    include_str!("catalog_schema_v3.sql"),
-    include_str!("catalog_schema_v4.sql"),
-    include_str!("catalog_schema_v5.sql"),
-    include_str!("catalog_schema_v6.sql"),
-];
+/// The catalog file's schema steps: the catalog's own ([`crate::catalog::SCHEMA`]).
+const CATALOG_SCHEMA: &[&str] = crate::catalog::SCHEMA;
 
 /// The page size of new database files, in bytes. Half SQLite's default: each new listing's
 /// entry in the unique index on its (hash) id lands on a random page, and every page a commit
@@ -502,12 +496,7 @@ pub(crate) fn from_cbor<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<
 }
 
 /// Zone facts for tests: `xuchang/yuzhou` with the default export policy.
-pub fn test_zone() -> crate::catalog::ZoneFacts {
-    crate::catalog::ZoneFacts::new(
-        "xuchang/yuzhou".parse().expect("a valid zone id literal"),
-        xchg_federation_config::ExportPolicy::default(),
-    )
-}
+pub use crate::catalog::test_zone;
 
 /// Opens a log store and state machine over the databases in `dir`, for tests and the openraft
 /// conformance suite.
@@ -533,22 +522,22 @@ mod tests {
         dir: tempfile::TempDir,
     }
 
-    impl openraft::testing::StoreBuilder<crate::raft_types::TypeConfig, LogStore, StateMachine, ()>
+    impl openraft::testing::StoreBuilder<super::raft_types::TypeConfig, LogStore, StateMachine, ()>
         for Builder
     {
         async fn build(
             &self,
-        ) -> Result<((), LogStore, StateMachine), crate::raft_types::StorageError> {
+        ) -> Result<((), LogStore, StateMachine), super::raft_types::StorageError> {
             static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
             let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let path = self.dir.path().join(format!("suite-{n}"));
             std::fs::create_dir_all(&path).map_err(|e| {
-                crate::raft_types::StorageError::from(openraft::StorageIOError::write(
+                super::raft_types::StorageError::from(openraft::StorageIOError::write(
                     openraft::AnyError::new(&e),
                 ))
             })?;
             let failed = |e: &dyn std::error::Error| {
-                crate::raft_types::StorageError::from(openraft::StorageIOError::write(
+                super::raft_types::StorageError::from(openraft::StorageIOError::write(
                     openraft::AnyError::error(e.to_string()),
                 ))
             };
@@ -573,8 +562,8 @@ mod tests {
         db.sync_catalog()
             .await
             .expect("a commit, so the WAL files exist");
-        let meta = crate::raft::SnapshotMeta {
-            last_log_id: Some(crate::raft::LogId::new(
+        let meta = super::raft_types::SnapshotMeta {
+            last_log_id: Some(super::raft_types::LogId::new(
                 openraft::CommittedLeaderId::new(1, 1),
                 7,
             )),
@@ -633,8 +622,8 @@ mod tests {
     async fn a_snapshot_kept_in_an_older_catalog_moves_into_the_snapshot_file() {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = Db::open(dir.path()).await.expect("open");
-        let meta = crate::raft_types::SnapshotMeta {
-            last_log_id: Some(crate::raft_types::LogId::new(
+        let meta = super::raft_types::SnapshotMeta {
+            last_log_id: Some(super::raft_types::LogId::new(
                 openraft::CommittedLeaderId::new(3, 1),
                 42,
             )),

@@ -28,8 +28,8 @@ use std::sync::{Mutex, PoisonError};
 
 use sha2::{Digest, Sha256};
 
+use super::raft_types::{LogId, SnapshotMeta};
 use super::{from_cbor, to_cbor};
-use crate::raft_types::{LogId, SnapshotMeta};
 
 /// The snapshot file in a data directory.
 pub const SNAPSHOT_FILE: &str = "snapshot.bin";

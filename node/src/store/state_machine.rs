@@ -15,13 +15,13 @@ use openraft::{AnyError, EntryPayload, RaftSnapshotBuilder, StorageIOError};
 use serde::{Deserialize, Serialize};
 use sqlx::Connection;
 
+use super::raft_types::{Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
 use super::raw::{in_transaction, with_view};
 use super::snapshot_file::SnapshotFile;
 use super::{BatchObserver, Db, blocking, from_cbor, meta_value, to_cbor};
 use crate::audit;
 use crate::catalog::apply::{apply_batch, as_submission, submit_run};
 use crate::catalog::{BatchResponse, CatalogCommand, ZoneFacts};
-use crate::raft_types::{Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
 
 /// Tables whose content is the replicated state, in restore order.
 pub const REPLICATED_TABLES: &[&str] = &[

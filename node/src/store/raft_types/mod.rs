@@ -1,7 +1,7 @@
 //! The zone's Raft types: what a log entry carries, what a member record holds, and the async
-//! runtime openraft runs on. They sit below the store, which implements openraft's storage
-//! traits for them, and below the `raft` layer, which runs the consensus; both name them from
-//! here (`raft` re-exports them), so the store never imports the layer above it.
+//! runtime openraft runs on. They live in the store, which keeps the entries and implements
+//! openraft's storage traits for them; the `raft` layer above re-exports them, so the store
+//! never imports the layer above it.
 
 pub mod runtime;
 
