@@ -234,6 +234,29 @@ impl<K: Endpoint> FaultModel<K> {
     }
 }
 
+/// Waits out one message's fate as `decide` tells it: the copies to deliver (0 when lost) after
+/// the delay, or `None` when the link is cut. A held message waits for a resume and is decided
+/// again; if the model is gone it waits for good (the caller's timeout ends it). `decide` takes
+/// the fate and a resume receiver under one lock, so no resume between the two is missed.
+pub async fn cross(mut decide: impl FnMut() -> (Fate, watch::Receiver<u64>)) -> Option<u32> {
+    loop {
+        let (fate, mut resumes) = decide();
+        match fate {
+            Fate::Cut => return None,
+            Fate::Lost => return Some(0),
+            Fate::Held => {
+                if resumes.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+            Fate::Deliver { after, copies } => {
+                tokio::time::sleep(after).await;
+                return Some(copies);
+            }
+        }
+    }
+}
+
 /// SplitMix64: small, seeded, and good enough for fault draws.
 #[derive(Debug, Clone)]
 struct SplitMix(u64);

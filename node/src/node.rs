@@ -92,15 +92,7 @@ pub fn config_members(config: &NodeConfig) -> BTreeMap<NodeId, MemberNode> {
         .zone
         .members
         .iter()
-        .map(|m| {
-            let node = MemberNode {
-                name: m.name.to_string(),
-                raft_addr: m.raft_addr.to_string(),
-                api_url: m.api_url.clone(),
-                public_key: m.public_key.as_bytes().to_vec(),
-            };
-            (node_id(m.name.as_str()), node)
-        })
+        .map(|m| (node_id(m.name.as_str()), MemberNode::from(m)))
         .collect()
 }
 

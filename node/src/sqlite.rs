@@ -14,6 +14,44 @@
 use sqlx::pool::PoolConnection;
 use sqlx::{Sqlite, SqliteConnection, SqlitePool};
 
+/// Why [`migrate`] could not bring a file's schema up to date.
+#[derive(Debug)]
+pub enum MigrateError {
+    /// SQLite refused a step, or the version could not be read.
+    Sqlite(sqlx::Error),
+    /// The file is at version `found`, newer than the `supported` steps this build knows.
+    TooNew {
+        /// The file's version.
+        found: i64,
+        /// How many steps this build has.
+        supported: i64,
+    },
+}
+
+/// Applies the `steps` a file has not had yet, in order, each in its own transaction; the
+/// file's version (`PRAGMA user_version`) is how many it has had.
+///
+/// # Errors
+/// [`MigrateError`]: a failed step (earlier steps stay applied), or a newer file.
+pub async fn migrate(pool: &SqlitePool, steps: &[&str]) -> Result<(), MigrateError> {
+    let found: i64 = sqlx::query_scalar("PRAGMA user_version")
+        .fetch_one(pool)
+        .await
+        .map_err(MigrateError::Sqlite)?;
+    let supported = steps.len() as i64;
+    if found > supported {
+        return Err(MigrateError::TooNew { found, supported });
+    }
+    for (version, step) in (1i64..).zip(steps).skip(found.max(0) as usize) {
+        let script = format!("BEGIN;\n{step}\nPRAGMA user_version = {version};\nCOMMIT;");
+        sqlx::raw_sql(&script)
+            .execute(pool)
+            .await
+            .map_err(MigrateError::Sqlite)?;
+    }
+    Ok(())
+}
+
 /// One writer connection of the store, taken from its pool at first use and held until
 /// [`WriterSlot::close`]; every write to its file goes through it.
 ///

@@ -124,18 +124,25 @@ impl Federation {
             .await
     }
 
+    /// Zone `zone` of the layout (layout order).
+    ///
+    /// # Panics
+    /// If the layout has fewer zones (a mistake in the test).
+    fn layout_zone(&self, zone: usize) -> &layout::LayoutZone {
+        self.layout
+            .exchanges
+            .iter()
+            .flat_map(|e| &e.zones)
+            .nth(zone)
+            .expect("the test names a zone of its layout")
+    }
+
     /// The party the provider token of zone `zone` (layout order) is bound to.
     ///
     /// # Panics
     /// If the layout has fewer zones (a mistake in the test).
-    pub fn zone_party(&self, zone: usize) -> &xchg_federation_config::layout::LayoutParty {
-        let all: Vec<_> = self
-            .layout
-            .exchanges
-            .iter()
-            .flat_map(|e| &e.zones)
-            .collect();
-        &all[zone].provider_party
+    pub fn zone_party(&self, zone: usize) -> &layout::LayoutParty {
+        &self.layout_zone(zone).provider_party
     }
 
     /// The role tokens of zone `zone` (layout order).
@@ -143,13 +150,7 @@ impl Federation {
     /// # Panics
     /// If the layout has fewer zones (a mistake in the test).
     pub fn zone_tokens(&self, zone: usize) -> &ZoneTokens {
-        let all: Vec<_> = self
-            .layout
-            .exchanges
-            .iter()
-            .flat_map(|e| &e.zones)
-            .collect();
-        &all[zone].tokens
+        &self.layout_zone(zone).tokens
     }
 
     /// Submits and approves a listing in `zone` through its first node; returns its id.
@@ -209,6 +210,35 @@ impl Federation {
         let path = format!("/v1/listings/{id}?consistency=local");
         let (s, v) = self.get(zone, node, &path, t).await?;
         Ok((s == 200).then(|| v["state"].as_str().unwrap_or_default().to_owned()))
+    }
+
+    /// Waits up to 30 s until listing `id` is in `state` on one node's replica.
+    ///
+    /// # Errors
+    /// If it is not by then; the message names the last state seen.
+    pub async fn wait_for_state(
+        &self,
+        zone: usize,
+        node: usize,
+        id: &str,
+        state: &str,
+    ) -> anyhow::Result<()> {
+        crate::eventually(
+            std::time::Duration::from_secs(30),
+            &format!("listing {id} {state} on zone {zone} node {node}"),
+            || async {
+                let s = self
+                    .state_on(zone, node, id)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if s.as_deref() == Some(state) {
+                    Ok(Some(()))
+                } else {
+                    Err(format!("state {s:?}"))
+                }
+            },
+        )
+        .await
     }
 
     /// Stops every node.

@@ -606,20 +606,29 @@ async fn provider_reading_the_audit_chain_is_403() -> anyhow::Result<()> {
     expect_error(&answer, 403, "forbidden", None)
 }
 
+/// POSTs `body` to `/v1/tokens` with `token` and expects it refused as `status` `code`
+/// (naming `field`) with nothing applied; the answer, for more checks.
+async fn create_token_refused(
+    api: &Api,
+    token: &str,
+    body: &Value,
+    status: u16,
+    code: &str,
+    field: Option<&str>,
+) -> anyhow::Result<(u16, Value)> {
+    let before = api.snapshot().await?;
+    let answer = api.json(Method::POST, "/v1/tokens", token, body).await?;
+    api.expect_rejected(&answer, &before, status, code, field)
+        .await?;
+    Ok(answer)
+}
+
 #[tokio::test]
 async fn provider_creating_a_token_is_403_naming_only_admin() -> anyhow::Result<()> {
     let api = Api::start().await?;
-    let before = api.snapshot().await?;
-    let answer = api
-        .json(
-            Method::POST,
-            "/v1/tokens",
-            &api.tokens.provider,
-            &json!({"role": "admin", "label": "escalation"}),
-        )
-        .await?;
-    api.expect_rejected(&answer, &before, 403, "forbidden", None)
-        .await?;
+    let body = json!({"role": "admin", "label": "escalation"});
+    let answer =
+        create_token_refused(&api, &api.tokens.provider, &body, 403, "forbidden", None).await?;
     let message = answer.1["error"]["message"].as_str().unwrap_or_default();
     ensure!(
         message.ends_with("it needs one of: admin"),
@@ -1140,17 +1149,17 @@ async fn review_notes_with_a_control_or_override_character_are_400_naming_them()
 #[tokio::test]
 async fn a_token_label_with_a_control_character_is_400_naming_label() -> anyhow::Result<()> {
     let api = Api::start().await?;
-    let before = api.snapshot().await?;
-    let answer = api
-        .json(
-            Method::POST,
-            "/v1/tokens",
-            &api.tokens.admin,
-            &json!({"role": "buyer", "label": "desk\u{001B}[31m 3"}),
-        )
-        .await?;
-    api.expect_rejected(&answer, &before, 400, "invalid_field", Some("label"))
-        .await
+    let body = json!({"role": "buyer", "label": "desk\u{001B}[31m 3"});
+    create_token_refused(
+        &api,
+        &api.tokens.admin,
+        &body,
+        400,
+        "invalid_field",
+        Some("label"),
+    )
+    .await
+    .map(drop)
 }
 
 /// The highest log index the zone's leader has committed: a request that writes nothing
@@ -1208,17 +1217,17 @@ async fn the_zones_provider_token_submits_only_for_the_party_it_is_bound_to() ->
 #[tokio::test]
 async fn a_provider_token_without_a_party_is_400_naming_party() -> anyhow::Result<()> {
     let api = Api::start().await?;
-    let before = api.snapshot().await?;
-    let answer = api
-        .json(
-            Method::POST,
-            "/v1/tokens",
-            &api.tokens.admin,
-            &json!({"role": "provider", "label": "unbound"}),
-        )
-        .await?;
-    api.expect_rejected(&answer, &before, 400, "invalid_field", Some("party"))
-        .await
+    let body = json!({"role": "provider", "label": "unbound"});
+    create_token_refused(
+        &api,
+        &api.tokens.admin,
+        &body,
+        400,
+        "invalid_field",
+        Some("party"),
+    )
+    .await
+    .map(drop)
 }
 
 /// Revoking the zone's last working admin token would leave nobody able to manage the zone:

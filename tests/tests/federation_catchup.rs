@@ -156,18 +156,7 @@ async fn a_new_leader_publishes_what_the_old_one_approved_but_never_sent() -> an
     let old = fed.zones[0].remove(leader);
     old.shutdown().await;
     for node in 0..3 {
-        eventually(
-            Duration::from_secs(30),
-            "recognised in zhengzhou",
-            || async {
-                let s = fed
-                    .state_on(1, node, &id)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                Ok((s.as_deref() == Some("recognised")).then_some(()))
-            },
-        )
-        .await?;
+        fed.wait_for_state(1, node, &id, "recognised").await?;
     }
     // Signed and recorded by the new leader, not the one that approved it.
     let t = fed.zone_tokens(0).regulator.clone();

@@ -89,18 +89,7 @@ async fn a_flood_of_refused_announcements_is_recorded_only_up_to_its_rate_and_co
     let mut accepted = example_listing("transport");
     accepted["category"] = "transport".into();
     let id = fed.approve_new(XUCHANG, accepted).await?;
-    eventually(
-        Duration::from_secs(30),
-        "the transport listing recognised",
-        || async {
-            let s = fed
-                .state_on(ZHENGZHOU, 0, &id)
-                .await
-                .map_err(|e| e.to_string())?;
-            Ok((s.as_deref() == Some("recognised")).then_some(()))
-        },
-    )
-    .await?;
+    fed.wait_for_state(ZHENGZHOU, 0, &id, "recognised").await?;
 
     // The flooding peer relays refused announcements signed by Xuchang's (valid) node key.
     let flooder = Keypair::generate();

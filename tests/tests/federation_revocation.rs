@@ -23,18 +23,7 @@ async fn copies_recognised_under_a_revoked_key_become_revoked_with_the_revocatio
     let id = fed
         .approve_new(XUCHANG, example_listing("signed before the key leaked"))
         .await?;
-    eventually(
-        Duration::from_secs(30),
-        "recognised in Zhengzhou",
-        || async {
-            let s = fed
-                .state_on(ZHENGZHOU, 0, &id)
-                .await
-                .map_err(|e| e.to_string())?;
-            Ok((s.as_deref() == Some("recognised")).then_some(()))
-        },
-    )
-    .await?;
+    fed.wait_for_state(ZHENGZHOU, 0, &id, "recognised").await?;
 
     // Xuchang's root revokes the node key that signed it. Base64, the form of earlier releases,
     // still accepted for the envelope.

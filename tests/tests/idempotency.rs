@@ -20,6 +20,14 @@ async fn submit(zone: &Zone, node: usize, key: &str, body: &Value) -> anyhow::Re
     Ok((status, resp.json().await.unwrap_or(Value::Null)))
 }
 
+/// The search for the listings titled "sent twice", as node `node` answers it.
+async fn sent_twice(zone: &Zone, node: usize, token: &str) -> anyhow::Result<Value> {
+    let (_, found) = zone
+        .get(node, "/v1/listings?q=sent%20twice", Some(token))
+        .await?;
+    Ok(found)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_retried_submission_with_its_key_creates_one_listing_whichever_node_it_reaches()
 -> anyhow::Result<()> {
@@ -39,13 +47,7 @@ async fn a_retried_submission_with_its_key_creates_one_listing_whichever_node_it
         again["id"], first["id"],
         "the retry answers the first listing"
     );
-    let (_, found) = zone
-        .get(
-            leader,
-            "/v1/listings?q=sent%20twice",
-            Some(&tokens.regulator),
-        )
-        .await?;
+    let found = sent_twice(&zone, leader, &tokens.regulator).await?;
     assert_eq!(found["total"], 1, "one listing, not two: {found}");
 
     // The same key with another body is refused; a malformed key is refused.
@@ -61,13 +63,7 @@ async fn a_retried_submission_with_its_key_creates_one_listing_whichever_node_it
         .post(leader, "/v1/listings", &tokens.provider, &body)
         .await?;
     assert_eq!(code, 201);
-    let (_, found) = zone
-        .get(
-            leader,
-            "/v1/listings?q=sent%20twice",
-            Some(&tokens.regulator),
-        )
-        .await?;
+    let found = sent_twice(&zone, leader, &tokens.regulator).await?;
     assert_eq!(found["total"], 2, "{found}");
     Ok(())
 }

@@ -299,16 +299,12 @@ async fn membership_changes_are_guarded_audited_and_a_removed_node_stands_down()
     let me = config
         .own_member()
         .ok_or_else(|| anyhow::anyhow!("no own member"))?;
+    let member_b = json!({
+        "name": names[b], "raft_addr": me.raft_addr.to_string(),
+        "api_url": zone.nodes[b].api_url, "public_key": me.public_key.to_base64(),
+    });
     let (code, body) = zone
-        .post(
-            leader,
-            "/v1/zone/members",
-            &tokens.admin,
-            &json!({
-                "name": names[b], "raft_addr": me.raft_addr.to_string(),
-                "api_url": zone.nodes[b].api_url, "public_key": me.public_key.to_base64(),
-            }),
-        )
+        .post(leader, "/v1/zone/members", &tokens.admin, &member_b)
         .await?;
     assert_eq!(code, 200, "re-adding: {body}\n{}", zone.log_of(b));
     assert_eq!(body["voters"].as_array().map(Vec::len), Some(3), "{body}");
@@ -326,15 +322,7 @@ async fn membership_changes_are_guarded_audited_and_a_removed_node_stands_down()
     .await?;
     // Adding it again changes nothing and says so.
     let (code, body) = zone
-        .post(
-            a,
-            "/v1/zone/members",
-            &tokens.admin,
-            &json!({
-                "name": names[b], "raft_addr": me.raft_addr.to_string(),
-                "api_url": zone.nodes[b].api_url, "public_key": me.public_key.to_base64(),
-            }),
-        )
+        .post(a, "/v1/zone/members", &tokens.admin, &member_b)
         .await?;
     assert_eq!(code, 200, "{body}");
     assert_eq!(

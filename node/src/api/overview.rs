@@ -1024,17 +1024,7 @@ mod tests {
     }
 
     fn members(config: &NodeConfig) -> Vec<MemberNode> {
-        config
-            .zone
-            .members
-            .iter()
-            .map(|m| MemberNode {
-                name: m.name.to_string(),
-                raft_addr: m.raft_addr.to_string(),
-                api_url: m.api_url.clone(),
-                public_key: m.public_key.as_bytes().to_vec(),
-            })
-            .collect()
+        config.zone.members.iter().map(MemberNode::from).collect()
     }
 
     fn delegated(zone: &str) -> Identity {

@@ -165,12 +165,9 @@ pub(crate) async fn test_writer(dir: &std::path::Path) -> crate::sqlite::WriterS
         .connect_with(options)
         .await
         .expect("a catalog file in the test directory");
-    for step in SCHEMA {
-        sqlx::raw_sql(step)
-            .execute(&pool)
-            .await
-            .expect("the catalog schema applies");
-    }
+    crate::sqlite::migrate(&pool, SCHEMA)
+        .await
+        .expect("the catalog schema applies");
     crate::sqlite::WriterSlot::new(pool)
 }
 

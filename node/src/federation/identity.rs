@@ -240,12 +240,7 @@ impl Federation {
             .zone
             .members
             .iter()
-            .map(|m| MemberNode {
-                name: m.name.to_string(),
-                raft_addr: m.raft_addr.to_string(),
-                api_url: m.api_url.clone(),
-                public_key: m.public_key.as_bytes().to_vec(),
-            })
+            .map(MemberNode::from)
             .collect()
     }
 

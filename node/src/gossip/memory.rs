@@ -32,7 +32,7 @@ use super::{
     MAX_RESPONSE_BYTES, Message, MessageRef, Offence, Peer, PeerInfo, PublishError, RequestError,
     Verdict,
 };
-use crate::fault::{Delay, Fate, FaultModel};
+use crate::fault::{self, Delay, Fate, FaultModel};
 
 /// The shared medium every [`MemoryClient`] talks through.
 #[derive(Debug)]
@@ -231,28 +231,15 @@ impl Network {
         }
     }
 
-    /// Waits out the fate of one request or response `from → to`: how many copies arrive
-    /// (0 when lost), or the cut that stops it.
+    /// Waits out the fate of one request or response `from → to` ([`fault::cross`]): how many
+    /// copies arrive (0 when lost), or the cut that stops it.
     async fn cross(&self, from: &Peer, to: &Peer) -> Result<u32, RequestError> {
-        loop {
-            let (fate, mut resumes) = {
-                let mut state = self.lock();
-                (state.faults.fate(from, to), state.faults.resumes())
-            };
-            match fate {
-                Fate::Cut => return Err(RequestError::Unreachable(to.0.clone())),
-                Fate::Lost => return Ok(0),
-                Fate::Held => {
-                    if resumes.changed().await.is_err() {
-                        return Ok(0);
-                    }
-                }
-                Fate::Deliver { after, copies } => {
-                    tokio::time::sleep(after).await;
-                    return Ok(copies);
-                }
-            }
-        }
+        fault::cross(|| {
+            let mut state = self.lock();
+            (state.faults.fate(from, to), state.faults.resumes())
+        })
+        .await
+        .ok_or_else(|| RequestError::Unreachable(to.0.clone()))
     }
 }
 

@@ -16,7 +16,7 @@ use super::transport::{
     ZoneService, ZoneTransport, decode_frame, encode_frame, encoded_len,
 };
 use super::{MemberNode, NodeId};
-use crate::fault::{Delay, Fate, FaultModel};
+use crate::fault::{self, Delay, FaultModel};
 
 /// The shared in-process network.
 pub struct Router {
@@ -91,33 +91,15 @@ impl Router {
         self.faults().set_loss_per_million(per_million);
     }
 
-    /// Waits out the fate of one message `from → to`: the number of copies to deliver (0 when
-    /// lost), or the cut that stops it.
+    /// Waits out the fate of one message `from → to` ([`fault::cross`]): the number of copies to
+    /// deliver (0 when lost), or the cut that stops it.
     async fn cross(&self, from: NodeId, to: NodeId) -> Result<u32, TransportError> {
-        loop {
-            let (fate, mut resumes) = {
-                let mut faults = self.faults();
-                (faults.fate(&from, &to), faults.resumes())
-            };
-            match fate {
-                Fate::Cut => {
-                    return Err(TransportError::Unreachable(format!(
-                        "link {from} -> {to} is cut"
-                    )));
-                }
-                Fate::Lost => return Ok(0),
-                Fate::Held => {
-                    // The sender is gone if the model is; then the message waits for good.
-                    if resumes.changed().await.is_err() {
-                        std::future::pending::<()>().await;
-                    }
-                }
-                Fate::Deliver { after, copies } => {
-                    tokio::time::sleep(after).await;
-                    return Ok(copies);
-                }
-            }
-        }
+        fault::cross(|| {
+            let mut faults = self.faults();
+            (faults.fate(&from, &to), faults.resumes())
+        })
+        .await
+        .ok_or_else(|| TransportError::Unreachable(format!("link {from} -> {to} is cut")))
     }
 }
 

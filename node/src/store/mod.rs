@@ -448,26 +448,16 @@ async fn migrate(
         .connect_with(options.clone())
         .await
         .map_err(err)?;
-    let found: i64 = sqlx::query("PRAGMA user_version")
-        .fetch_one(&pool)
-        .await
-        .and_then(|r| r.try_get(0))
-        .map_err(err)?;
-    let supported = steps.len() as i64;
-    if found > supported {
-        pool.close().await;
-        return Err(StoreError::TooNew {
+    let migrated = raw::migrate(&pool, steps).await;
+    pool.close().await;
+    migrated.map_err(|e| match e {
+        raw::MigrateError::Sqlite(source) => err(source),
+        raw::MigrateError::TooNew { found, supported } => StoreError::TooNew {
             path: name.to_owned(),
             found,
             supported,
-        });
-    }
-    for (version, step) in (1i64..).zip(steps).skip(found.max(0) as usize) {
-        let script = format!("BEGIN;\n{step}\nPRAGMA user_version = {version};\nCOMMIT;");
-        sqlx::raw_sql(&script).execute(&pool).await.map_err(err)?;
-    }
-    pool.close().await;
-    Ok(())
+        },
+    })
 }
 
 /// Decodes the CBOR `value` column of a metadata row, if there is a row.

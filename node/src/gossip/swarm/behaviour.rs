@@ -335,17 +335,21 @@ fn peer_score_thresholds() -> PeerScoreThresholds {
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_configuration_is_accepted_by_libp2p() {
-        let key = identity::Keypair::generate_ed25519();
+    /// A behaviour with a fresh key and default settings; libp2p accepts it or this panics.
+    fn test_behaviour() -> Behaviour {
         Behaviour::new(
-            &key,
+            &identity::Keypair::generate_ed25519(),
             "xchg/test".into(),
             Duration::from_secs(1),
             PingTiming::default(),
             ConnectionCaps::default(),
         )
-        .expect("behaviour");
+        .expect("behaviour")
+    }
+
+    #[test]
+    fn the_configuration_is_accepted_by_libp2p() {
+        test_behaviour();
         topic_score_params().validate().expect("topic params");
         peer_score_params().validate().expect("peer params");
         peer_score_thresholds().validate().expect("thresholds");
@@ -353,15 +357,7 @@ mod tests {
 
     #[test]
     fn only_announcement_topics_may_be_subscribed() {
-        let key = identity::Keypair::generate_ed25519();
-        let mut behaviour = Behaviour::new(
-            &key,
-            "xchg/test".into(),
-            Duration::from_secs(1),
-            PingTiming::default(),
-            ConnectionCaps::default(),
-        )
-        .expect("behaviour");
+        let mut behaviour = test_behaviour();
         behaviour
             .subscribe(&crate::gossip::topic_of("xuchang"))
             .expect("announcement topic");

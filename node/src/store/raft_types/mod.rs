@@ -29,6 +29,18 @@ pub struct MemberNode {
     pub public_key: Vec<u8>,
 }
 
+impl From<&xchg_federation_config::Member> for MemberNode {
+    /// The record of a member named in the zone's config.
+    fn from(m: &xchg_federation_config::Member) -> Self {
+        MemberNode {
+            name: m.name.to_string(),
+            raft_addr: m.raft_addr.to_string(),
+            api_url: m.api_url.clone(),
+            public_key: m.public_key.as_bytes().to_vec(),
+        }
+    }
+}
+
 impl fmt::Display for MemberNode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}@{}", self.name, self.raft_addr)
