@@ -54,6 +54,7 @@ pub mod raft_types;
 pub use crate::sqlite as raw;
 pub mod snapshot_file;
 mod state_machine;
+#[cfg(feature = "wal-batch-vfs")]
 mod vfs;
 
 pub use log::{LogStore, REPLICATION_BUDGET_BYTES};
@@ -179,28 +180,31 @@ pub struct Db {
 }
 
 fn options(path: &Path, name: &str) -> Result<SqliteConnectOptions, StoreError> {
-    vfs::register().map_err(|message| StoreError::Sqlite {
-        path: name.to_owned(),
-        source: sqlx::Error::Configuration(message.into()),
-    })?;
-    Ok(
-        SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
-            .map_err(|source| StoreError::Sqlite {
-                path: name.to_owned(),
-                source,
-            })?
-            .create_if_missing(true)
-            // One write per transaction into the WAL instead of two per page: see [`vfs`].
-            .vfs(vfs::NAME)
-            // New files only (an existing file keeps its page size): see [`PAGE_SIZE`].
-            .page_size(PAGE_SIZE)
-            .journal_mode(SqliteJournalMode::Wal)
-            .busy_timeout(Duration::from_secs(30))
-            .pragma("wal_autocheckpoint", WRITER_AUTOCHECKPOINT_PAGES)
-            // Statement journals (statements that fire triggers need them) stay in memory
-            // instead of a new temporary file per transaction.
-            .pragma("temp_store", "MEMORY"),
-    )
+    let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display())).map_err(
+        |source| StoreError::Sqlite {
+            path: name.to_owned(),
+            source,
+        },
+    )?;
+    // One write per transaction into the WAL instead of two per page: see [`vfs`].
+    #[cfg(feature = "wal-batch-vfs")]
+    let options = {
+        vfs::register().map_err(|message| StoreError::Sqlite {
+            path: name.to_owned(),
+            source: sqlx::Error::Configuration(message.into()),
+        })?;
+        options.vfs(vfs::NAME)
+    };
+    Ok(options
+        .create_if_missing(true)
+        // New files only (an existing file keeps its page size): see [`PAGE_SIZE`].
+        .page_size(PAGE_SIZE)
+        .journal_mode(SqliteJournalMode::Wal)
+        .busy_timeout(Duration::from_secs(30))
+        .pragma("wal_autocheckpoint", WRITER_AUTOCHECKPOINT_PAGES)
+        // Statement journals (statements that fire triggers need them) stay in memory
+        // instead of a new temporary file per transaction.
+        .pragma("temp_store", "MEMORY"))
 }
 
 async fn pools(
