@@ -68,7 +68,7 @@ pub enum StartError {
     Store(#[from] crate::store::StoreError),
     /// The state machine could not be loaded.
     #[error("loading the state machine: {0}")]
-    StateMachine(sqlx::Error),
+    StateMachine(crate::store::WriteError),
     /// The Raft configuration was refused.
     #[error("Raft configuration: {0}")]
     RaftConfig(#[from] openraft::ConfigError),
@@ -153,11 +153,12 @@ struct MemberKeyFacts {
 
 /// The keys of this exchange's nodes that its root revoked (base64 in the catalog).
 async fn revoked_keys(db: &Db, exchange: &str) -> BTreeSet<[u8; 32]> {
-    let rows: Vec<String> = sqlx::query_scalar("SELECT key FROM revocations WHERE exchange = ?")
-        .bind(exchange)
-        .fetch_all(&db.read)
-        .await
-        .unwrap_or_default();
+    let rows = match db.reader().await {
+        Ok(mut conn) => crate::catalog::tables::revocations::keys_of(&mut conn, exchange)
+            .await
+            .unwrap_or_default(),
+        Err(_) => Vec::new(),
+    };
     rows.iter()
         .filter_map(|k| xchg_protocol::PublicKey::from_base64(k).ok())
         .map(|k| *k.as_bytes())

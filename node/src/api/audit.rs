@@ -108,7 +108,7 @@ pub async fn list(
         .map_or(Ok(1), |f| params::position("from", f))?;
     let limit = params::page_size("limit", p.limit.as_deref(), DEFAULT_LIMIT, MAX_LIMIT)?;
     state.read_barrier(&p.consistency).await?;
-    let mut conn = state.db.read.acquire().await?;
+    let mut conn = state.db.reader().await?;
     // `position` is never negative, and at most i64::MAX: the range binds it as SQLite's i64.
     let items = audit::range(&mut conn, from.unsigned_abs(), limit).await?;
     Ok(Json(AuditPage { items }))

@@ -11,12 +11,12 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use sqlx::Row;
 use xchg_federation_config::Role;
 
 use super::AppState;
 use super::error::ApiError;
 use crate::catalog::Actor;
+use crate::catalog::tables::tokens;
 use crate::raft::transport::{Authorize, BoxFuture, Credential};
 
 /// The authenticated caller.
@@ -57,12 +57,7 @@ impl Caller {
 }
 
 /// A row of the replicated `tokens` table.
-#[derive(Debug, Clone)]
-pub struct TokenRow {
-    role: Role,
-    party: Option<String>,
-    revoked: bool,
-}
+pub type TokenRow = tokens::Stored;
 
 /// Token rows read from the local replica, kept until the state machine applies a token
 /// command (which bumps `epoch`), so a request costs no database round trip for its token.
@@ -99,21 +94,7 @@ impl TokenCache {
         {
             return Ok(row.clone());
         }
-        let row = sqlx::query("SELECT role, party, revoked_at FROM tokens WHERE hash = ?")
-            .bind(hash)
-            .fetch_optional(&db.read)
-            .await?;
-        let row = match row {
-            Some(r) => Some(TokenRow {
-                role: r
-                    .try_get::<String, _>(0)?
-                    .parse()
-                    .map_err(ApiError::internal)?,
-                party: r.try_get(1)?,
-                revoked: r.try_get::<Option<i64>, _>(2)?.is_some(),
-            }),
-            None => None,
-        };
+        let row = tokens::lookup(&mut *db.reader().await?, hash).await?;
         if let Ok(mut entries) = self.entries.lock() {
             if entries.len() >= TOKEN_CACHE_ENTRIES {
                 entries.clear();

@@ -92,7 +92,7 @@ pub async fn recognitions(
         limit,
         cursor,
     };
-    let mut conn = state.db.read.acquire().await?;
+    let mut conn = state.db.reader().await?;
     Ok(Json(query::recognitions(&mut conn, &filter).await?))
 }
 

@@ -15,6 +15,7 @@ use super::json::{JsonBody, OptionalJsonBody};
 use super::text::{self, Text};
 use super::{AppState, Consistency, params};
 use crate::catalog::query::{self, ListingView, Page, Search};
+use crate::catalog::tables::listings;
 use crate::catalog::{Applied, CatalogCommand, ListingState, Review};
 use crate::raft::transport::Credential;
 
@@ -66,11 +67,8 @@ async fn require_known(state: &AppState, id: &ContentId) -> Result<(), ApiError>
 
 /// Whether this replica's catalog holds listing `id`.
 async fn holds(state: &AppState, id: &ContentId) -> Result<bool, ApiError> {
-    let row = sqlx::query("SELECT 1 FROM listings WHERE id = ?")
-        .bind(id.to_string())
-        .fetch_optional(&state.db.read)
-        .await?;
-    Ok(row.is_some())
+    let mut conn = state.db.reader().await?;
+    Ok(listings::exists(&mut conn, id).await?)
 }
 
 async fn run(
@@ -406,7 +404,7 @@ pub async fn get_one(
     let Query(params) = params.map_err(query_error)?;
     listing_id(&id)?;
     state.read_barrier(&params.consistency).await?;
-    let mut conn = state.db.read.acquire().await?;
+    let mut conn = state.db.reader().await?;
     query::get(&mut conn, &id, &state.config.zone.id)
         .await?
         .map(Json)
@@ -552,7 +550,7 @@ pub async fn search(
         limit,
         cursor,
     };
-    let mut conn = state.db.read.acquire().await?;
+    let mut conn = state.db.reader().await?;
     Ok(Json(
         query::search(&mut conn, &search, &state.config.zone.id).await?,
     ))

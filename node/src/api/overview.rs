@@ -20,7 +20,6 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use futures::StreamExt as _;
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
 use xchg_federation_config::{NodeConfig, Role};
 use xchg_protocol::{Timestamp, ZoneId};
 
@@ -28,6 +27,7 @@ use super::auth::Caller;
 use super::error::ApiError;
 use super::listings::query_error;
 use super::{AppState, status};
+use crate::catalog::tables::{outbox, recognitions};
 use crate::federation::identity::Identity;
 use crate::gossip::PeerInfo;
 use crate::raft::MemberNode;
@@ -817,25 +817,9 @@ pub async fn flows(
     let Query(p) = params.map_err(query_error)?;
     let minutes = minutes_param(p.minutes.as_deref())?;
     let (from, to) = window(Timestamp::now(), minutes);
-    let (from_ms, to_ms) = (from.millis() as i64, to.millis() as i64);
-    let bucket = MINUTE_MS as i64;
-    let mut conn = state.db.read.acquire().await?;
+    let mut conn = state.db.reader().await?;
 
-    let rows = sqlx::query(
-        "SELECT origin, exchange, decision, (at - ?) / ?, count(*) FROM recognitions
-         WHERE at >= ? AND at < ? GROUP BY 1, 2, 3, 4",
-    )
-    .bind(from_ms)
-    .bind(bucket)
-    .bind(from_ms)
-    .bind(to_ms)
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut inbound_rows = Vec::with_capacity(rows.len());
-    for r in &rows {
-        let key: (String, String, String) = (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
-        inbound_rows.push((key, r.try_get(3)?, r.try_get(4)?));
-    }
+    let inbound_rows = recognitions::flows(&mut conn, from, to, MINUTE_MS).await?;
     let inbound = series(inbound_rows, minutes)
         .into_iter()
         .map(
@@ -849,31 +833,12 @@ pub async fn flows(
         )
         .collect();
 
-    let rows = sqlx::query(
-        "SELECT 'published', (published_at - ?) / ?, count(*) FROM outbox
-         WHERE state = 'published' AND published_at >= ? AND published_at < ? GROUP BY 2
-         UNION ALL
-         SELECT 'withheld', (at - ?) / ?, count(*) FROM outbox
-         WHERE state = 'withheld' AND at >= ? AND at < ? GROUP BY 2",
-    )
-    .bind(from_ms)
-    .bind(bucket)
-    .bind(from_ms)
-    .bind(to_ms)
-    .bind(from_ms)
-    .bind(bucket)
-    .bind(from_ms)
-    .bind(to_ms)
-    .fetch_all(&mut *conn)
-    .await?;
     // Bucket -1 lies outside every window: these rows only make both series exist.
     let mut outbound_rows = vec![
         ("published".to_owned(), -1, 0),
         ("withheld".to_owned(), -1, 0),
     ];
-    for r in &rows {
-        outbound_rows.push((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?));
-    }
+    outbound_rows.extend(outbox::flows(&mut conn, from, to, MINUTE_MS).await?);
     let outbound = series(outbound_rows, minutes)
         .into_iter()
         .map(|(state, total, counts)| OutboundSeries {
@@ -883,48 +848,27 @@ pub async fn flows(
         })
         .collect();
 
-    let pending: i64 = sqlx::query("SELECT count(*) FROM outbox WHERE state = 'pending'")
-        .fetch_one(&mut *conn)
+    let pending = outbox::pending_count(&mut conn).await?;
+
+    let rejections = recognitions::reasons(&mut conn, from, to, MAX_REASONS)
         .await?
-        .try_get(0)?;
+        .into_iter()
+        .map(|(origin, decision, reason, n)| InboundReason {
+            origin,
+            decision,
+            reason,
+            count: count(n),
+        })
+        .collect();
 
-    let rows = sqlx::query(
-        "SELECT origin, decision, reason, count(*) FROM recognitions
-         WHERE at >= ? AND at < ? AND decision != 'recognised' AND reason IS NOT NULL
-         GROUP BY 1, 2, 3 ORDER BY 4 DESC, 1, 3 LIMIT ?",
-    )
-    .bind(from_ms)
-    .bind(to_ms)
-    .bind(MAX_REASONS)
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut rejections = Vec::with_capacity(rows.len());
-    for r in &rows {
-        rejections.push(InboundReason {
-            origin: r.try_get(0)?,
-            decision: r.try_get(1)?,
-            reason: r.try_get(2)?,
-            count: count(r.try_get(3)?),
-        });
-    }
-
-    let rows = sqlx::query(
-        "SELECT reason, count(*) FROM outbox
-         WHERE state = 'withheld' AND at >= ? AND at < ? AND reason IS NOT NULL
-         GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT ?",
-    )
-    .bind(from_ms)
-    .bind(to_ms)
-    .bind(MAX_REASONS)
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut withheld = Vec::with_capacity(rows.len());
-    for r in &rows {
-        withheld.push(OutboundReason {
-            reason: r.try_get(0)?,
-            count: count(r.try_get(1)?),
-        });
-    }
+    let withheld = outbox::withheld_reasons(&mut conn, from, to, MAX_REASONS)
+        .await?
+        .into_iter()
+        .map(|(reason, n)| OutboundReason {
+            reason,
+            count: count(n),
+        })
+        .collect();
 
     Ok(Json(Flows {
         zone: state.config.zone.id.to_string(),
@@ -933,7 +877,7 @@ pub async fn flows(
         to,
         inbound,
         outbound,
-        pending: count(pending),
+        pending,
         rejections,
         withheld,
     }))

@@ -6,7 +6,6 @@ use axum::http::StatusCode;
 use base64::Engine as _;
 use rand::RngCore as _;
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
 use xchg_federation_config::Role;
 use xchg_protocol::{PartyId, Timestamp};
 
@@ -15,7 +14,8 @@ use super::error::{ApiError, BearerErrors, BodyErrors, ErrorBody, ProposeErrors}
 use super::json::JsonBody;
 use super::{AppState, Consistency};
 use crate::catalog::CatalogCommand;
-use crate::catalog::apply::{last_admin, working_admins};
+use crate::catalog::apply::last_admin;
+use crate::catalog::tables::tokens;
 
 /// Longest accepted token label, in characters.
 pub const MAX_LABEL_CHARS: usize = 200;
@@ -171,21 +171,16 @@ pub async fn revoke(
     // Every revocation acknowledged before is in this replica after the barrier, so a refusal
     // below is the zone's answer and costs no Raft entry.
     state.read_barrier(&Consistency::Linearizable).await?;
-    let row = sqlx::query("SELECT role, revoked_at FROM tokens WHERE hash = ?")
-        .bind(&hash)
-        .fetch_optional(&state.db.read)
-        .await?;
+    let mut reader = state.db.reader().await?;
+    let row = tokens::lookup(&mut reader, &hash).await?;
     let configured = state.config.api.tokens.iter().find(|t| t.sha256 == digest);
     let role = match (row, configured) {
-        (Some(r), _) if r.try_get::<Option<i64>, _>(1)?.is_some() => {
+        (Some(r), _) if r.revoked => {
             return Err(ApiError::not_found(format!(
                 "token {hash} is already revoked"
             )));
         }
-        (Some(r), _) => r
-            .try_get::<String, _>(0)?
-            .parse::<Role>()
-            .map_err(ApiError::internal)?,
+        (Some(r), _) => r.role,
         (None, Some(t)) => t.role,
         (None, None) => return Err(ApiError::not_found(format!("no token {hash}"))),
     };
@@ -198,12 +193,13 @@ pub async fn revoke(
         .map(|t| hex::encode(t.sha256))
         .collect();
     if role == Role::Admin {
-        let mut reader = state.db.read.acquire().await?;
-        let working = working_admins(&mut reader, &config_admins).await?;
+        let working = tokens::working_admins_read(&mut reader, &config_admins).await?;
         if working.iter().all(|h| *h == hash) {
             return Err(last_admin(&hash).into());
         }
     }
+    // Back to the pool before the proposal, which may take a while.
+    drop(reader);
     let cmd = CatalogCommand::RevokeToken {
         token_hash: hash,
         role,

@@ -4,7 +4,11 @@
 //! so anyone holding the records can recompute the chain; the first record's `prev_hash` is 32
 //! zero bytes. Records hold only what the command carried, so every node's chain is identical.
 //! (Merkle-tree proofs over this chain come with the verifiable-audit work.)
+//!
+//! This module is the `audit` table's only home: the state machine appends through
+//! [`Chain`] on the catalog's writer, the API reads through [`range`].
 
+use rusqlite::OptionalExtension as _;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sqlx::{Row, SqliteConnection};
@@ -84,30 +88,35 @@ pub struct Chain {
 }
 
 impl Chain {
-    /// Reads the head of the chain (or its origin: seq 0, zero hash).
+    /// Reads the head of the chain (or its origin: seq 0, zero hash) on the catalog's writer.
     ///
     /// # Errors
-    /// Storage errors.
-    pub async fn load(conn: &mut SqliteConnection) -> Result<Chain, sqlx::Error> {
-        let row = sqlx::query("SELECT seq, hash, at FROM audit ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&mut *conn)
-            .await?;
-        let mut chain = Chain {
-            seq: 0,
-            hash: [0u8; 32],
-            at: Timestamp(0),
-            pending: Vec::new(),
+    /// Storage errors, or a stored hash that is not 32 bytes.
+    pub fn load(db: &rusqlite::Connection) -> rusqlite::Result<Chain> {
+        let head: Option<(i64, Vec<u8>, i64)> = db
+            .prepare_cached("SELECT seq, hash, at FROM audit ORDER BY seq DESC LIMIT 1")?
+            .query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .optional()?;
+        let Some((seq, hash, at)) = head else {
+            return Ok(Chain {
+                seq: 0,
+                hash: [0u8; 32],
+                at: Timestamp(0),
+                pending: Vec::new(),
+            });
         };
-        if let Some(r) = row {
-            let hash: Vec<u8> = r.try_get(1)?;
-            chain.seq = r.try_get::<i64, _>(0)? as u64;
-            chain.hash = hash
-                .as_slice()
-                .try_into()
-                .map_err(|_| sqlx::Error::Decode("audit hash is not 32 bytes".into()))?;
-            chain.at = Timestamp(r.try_get::<i64, _>(2)? as u64);
-        }
-        Ok(chain)
+        Ok(Chain {
+            seq: seq as u64,
+            hash: hash.as_slice().try_into().map_err(|_| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    1,
+                    rusqlite::types::Type::Blob,
+                    "audit hash is not 32 bytes".into(),
+                )
+            })?,
+            at: Timestamp(at as u64),
+            pending: Vec::new(),
+        })
     }
 
     /// The time of the last record (commands without a time of their own reuse it).
@@ -136,7 +145,7 @@ impl Chain {
     }
 
     /// Writes the records appended since the last flush, inside the caller's transaction (on
-    /// the state machine's connection, see `sqlite`).
+    /// the catalog's writer).
     ///
     /// # Errors
     /// Storage errors.
@@ -184,6 +193,9 @@ pub struct Event<'a> {
 }
 
 /// Reads up to `limit` records with `seq >= from`, in order.
+///
+/// # Errors
+/// Storage errors.
 pub async fn range(
     conn: &mut SqliteConnection,
     from: u64,

@@ -2,39 +2,41 @@
 //!
 //! Everything here is deterministic: it reads only the transaction and the command. A command
 //! that the current state does not allow changes nothing but its audit record, and returns a
-//! [`Refusal`] to the proposer.
+//! [`Refusal`] to the proposer. The rules run on the catalog's writer connection, in the
+//! calling thread, with nothing awaited (see [`crate::sqlite`]); the SQL is the tables' own
+//! ([`super::tables`]).
 
-use sqlx::{Row, SqliteConnection};
 use xchg_federation_config::Role;
 use xchg_protocol::{ContentId, Listing, Timestamp};
 
+use super::tables::listings::{self, By, NewRow, Transition};
+use super::tables::{idempotency, tokens};
 use super::{
     Actor, Applied, CatalogCommand, CommandResponse, IDEMPOTENCY_TTL_MS, Idempotent, ListingState,
     Refusal, ZoneFacts,
 };
 use crate::audit;
 use crate::catalog::federation;
-use crate::sqlite::{View, with_view};
+use crate::sqlite::unencodable;
 
 /// Applies `cmd` (the entry at `raft_index`) and records it in the audit chain.
 ///
 /// # Errors
 /// Only storage errors; refusals are part of the `Ok` value.
-pub async fn apply(
-    conn: &mut SqliteConnection,
-    view: &mut View,
+pub fn apply(
+    db: &rusqlite::Connection,
     chain: &mut audit::Chain,
     zone: &ZoneFacts,
     raft_index: u64,
     cmd: &CatalogCommand,
-) -> Result<CommandResponse, sqlx::Error> {
+) -> rusqlite::Result<CommandResponse> {
     if let CatalogCommand::Idempotent(i) = cmd {
-        return Box::pin(idempotent(conn, view, chain, zone, raft_index, i)).await;
+        return idempotent(db, chain, zone, raft_index, i);
     }
     let response = match cmd {
         CatalogCommand::SubmitListing { listing, actor } => {
             let item = [(listing.as_ref(), actor)];
-            let mut one = with_view(conn, view, |db| submit_many(db, raft_index, &item)).await?;
+            let mut one = submit_many(db, raft_index, &item)?;
             one.pop()
                 .unwrap_or_else(|| Err(Refusal::Conflict("submission not applied".into())))
         }
@@ -43,7 +45,7 @@ pub async fn apply(
             draft,
             at,
             actor,
-        } => update(conn, view, raft_index, listing_id, draft, *at, actor).await?,
+        } => update(db, raft_index, listing_id, draft, *at, actor)?,
         CatalogCommand::ApproveListing {
             listing_id,
             review,
@@ -52,17 +54,16 @@ pub async fn apply(
         } => {
             let detail = serde_json::to_string(review).ok();
             let response = transition(
-                conn,
+                db,
                 raft_index,
                 listing_id,
-                Transition::Approve,
+                Step::Approve,
                 *at,
                 actor,
                 detail,
-            )
-            .await?;
+            )?;
             if response.is_ok() {
-                federation::queue_listing(conn, zone, listing_id, *at).await?;
+                federation::queue_listing(db, zone, listing_id, *at)?;
             }
             response
         }
@@ -73,20 +74,12 @@ pub async fn apply(
             actor,
         } => {
             let detail = reason_detail(reason);
-            let response = transition(
-                conn,
-                raft_index,
-                listing_id,
-                Transition::Reject,
-                *at,
-                actor,
-                detail,
-            )
-            .await?;
+            let response =
+                transition(db, raft_index, listing_id, Step::Reject, *at, actor, detail)?;
             if response.is_ok() {
                 // A rejected new version of a listing that was out there withdraws it.
                 let why = format!("new version rejected in review: {reason}");
-                federation::queue_delisting(conn, zone, listing_id, &why, *at).await?;
+                federation::queue_delisting(db, zone, listing_id, &why, *at)?;
             }
             response
         }
@@ -97,18 +90,10 @@ pub async fn apply(
             actor,
         } => {
             let detail = reason_detail(reason);
-            let response = transition(
-                conn,
-                raft_index,
-                listing_id,
-                Transition::Delist,
-                *at,
-                actor,
-                detail,
-            )
-            .await?;
+            let response =
+                transition(db, raft_index, listing_id, Step::Delist, *at, actor, detail)?;
             if response.is_ok() {
-                federation::queue_delisting(conn, zone, listing_id, reason, *at).await?;
+                federation::queue_delisting(db, zone, listing_id, reason, *at)?;
             }
             response
         }
@@ -119,20 +104,20 @@ pub async fn apply(
             label,
             at,
             ..
-        } => create_token(conn, token_hash, *role, party.as_deref(), label, *at).await?,
+        } => create_token(db, token_hash, *role, party.as_deref(), label, *at)?,
         CatalogCommand::RevokeToken {
             token_hash,
             role,
             at,
             config_admins,
             ..
-        } => revoke_token(conn, token_hash, *role, *at, config_admins.as_deref()).await?,
+        } => revoke_token(db, token_hash, *role, *at, config_admins.as_deref())?,
         CatalogCommand::RecordPublished {
             outbox_seq,
             envelope,
             at,
             ..
-        } => federation::record_published(conn, zone, *outbox_seq, envelope, *at).await?,
+        } => federation::record_published(db, zone, *outbox_seq, envelope, *at)?,
         CatalogCommand::RecordMembershipChange { change, .. } => Ok(Applied {
             object_id: change.clone(),
             version: None,
@@ -141,10 +126,8 @@ pub async fn apply(
         CatalogCommand::Idempotent(_) => Err(Refusal::Invalid(
             "an idempotent write inside another".into(),
         )),
-        CatalogCommand::Recognize(r) => {
-            federation::recognize(conn, view, zone, raft_index, r).await?
-        }
-        CatalogCommand::RecordRefusal(r) => federation::record_refusal(conn, raft_index, r).await?,
+        CatalogCommand::Recognize(r) => federation::recognize(db, zone, raft_index, r)?,
+        CatalogCommand::RecordRefusal(r) => federation::record_refusal(db, raft_index, r)?,
     };
     record(chain, raft_index, cmd, &response);
     Ok(response)
@@ -154,28 +137,16 @@ pub async fn apply(
 /// same request gets the first response (and an audit record saying it was replayed, creating
 /// nothing), another request under the same key is refused. Keys older than
 /// [`IDEMPOTENCY_TTL_MS`] (by the command's time, so every replica agrees) are forgotten.
-async fn idempotent(
-    conn: &mut SqliteConnection,
-    view: &mut View,
+fn idempotent(
+    db: &rusqlite::Connection,
     chain: &mut audit::Chain,
     zone: &ZoneFacts,
     raft_index: u64,
     i: &Idempotent,
-) -> Result<CommandResponse, sqlx::Error> {
+) -> rusqlite::Result<CommandResponse> {
     let (actor, role, at, object) = subject(&i.command);
-    sqlx::query("DELETE FROM idempotency WHERE at < ?")
-        .bind(i.at.0.saturating_sub(IDEMPOTENCY_TTL_MS) as i64)
-        .execute(&mut *conn)
-        .await?;
-    let earlier =
-        sqlx::query("SELECT request, response FROM idempotency WHERE actor = ? AND key = ?")
-            .bind(&actor)
-            .bind(&i.key)
-            .fetch_optional(&mut *conn)
-            .await?;
-    if let Some(row) = earlier {
-        let request: Vec<u8> = row.try_get(0)?;
-        let stored: Vec<u8> = row.try_get(1)?;
+    idempotency::expire(db, Timestamp(i.at.0.saturating_sub(IDEMPOTENCY_TTL_MS)))?;
+    if let Some((request, stored)) = idempotency::find(db, &actor, &i.key)? {
         let response = if request == i.request {
             cbor4ii::serde::from_slice::<CommandResponse>(&stored).unwrap_or_else(|e| {
                 Err(Refusal::Invalid(format!(
@@ -204,19 +175,9 @@ async fn idempotent(
         });
         return Ok(response);
     }
-    let response = apply(conn, view, chain, zone, raft_index, &i.command).await?;
-    let stored = cbor4ii::serde::to_vec(Vec::new(), &response)
-        .map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-    sqlx::query(
-        "INSERT INTO idempotency (actor, key, request, response, at) VALUES (?, ?, ?, ?, ?)",
-    )
-    .bind(&actor)
-    .bind(&i.key)
-    .bind(&i.request)
-    .bind(stored)
-    .bind(i.at.0 as i64)
-    .execute(&mut *conn)
-    .await?;
+    let response = apply(db, chain, zone, raft_index, &i.command)?;
+    let stored = cbor4ii::serde::to_vec(Vec::new(), &response).map_err(unencodable)?;
+    idempotency::record(db, &actor, &i.key, &i.request, &stored, i.at)?;
     Ok(response)
 }
 
@@ -224,63 +185,39 @@ async fn idempotent(
 ///
 /// # Errors
 /// Only storage errors; refusals are part of the `Ok` value.
-pub async fn apply_batch(
-    conn: &mut SqliteConnection,
-    view: &mut View,
+pub fn apply_batch(
+    db: &rusqlite::Connection,
     chain: &mut audit::Chain,
     zone: &ZoneFacts,
     raft_index: u64,
     commands: &[CatalogCommand],
-) -> Result<Vec<CommandResponse>, sqlx::Error> {
+) -> rusqlite::Result<Vec<CommandResponse>> {
     let mut out = Vec::with_capacity(commands.len());
     let mut rest = commands;
     while let Some(first) = rest.first() {
-        let run = rest
-            .iter()
-            .take_while(|c| as_submission(c).is_some())
-            .count();
-        if run == 0 {
-            out.push(apply(conn, view, chain, zone, raft_index, first).await?);
+        let run: Vec<_> = rest.iter().map_while(as_submission).collect();
+        if run.is_empty() {
+            out.push(apply(db, chain, zone, raft_index, first)?);
             rest = &rest[1..];
             continue;
         }
-        let (now, later) = rest.split_at(run);
-        out.extend(with_view(conn, view, |db| submit_run(db, chain, raft_index, now)).await?);
+        let (now, later) = rest.split_at(run.len());
+        let responses = submit_many(db, raft_index, &run)?;
+        for (cmd, response) in now.iter().zip(&responses) {
+            record(chain, raft_index, cmd, response);
+        }
+        out.extend(responses);
         rest = later;
     }
     Ok(out)
 }
 
 /// The listing and submitter of a submission.
-pub fn as_submission(cmd: &CatalogCommand) -> Option<(&Listing, &Actor)> {
+fn as_submission(cmd: &CatalogCommand) -> Option<(&Listing, &Actor)> {
     match cmd {
         CatalogCommand::SubmitListing { listing, actor } => Some((listing.as_ref(), actor)),
         _ => None,
     }
-}
-
-/// Applies the submissions among `commands` together and appends their audit records (other
-/// commands are the caller's: [`apply_batch`] passes runs of submissions only).
-///
-/// # Errors
-/// Only storage errors; refusals are part of the `Ok` value.
-pub fn submit_run(
-    db: &rusqlite::Connection,
-    chain: &mut audit::Chain,
-    raft_index: u64,
-    commands: &[CatalogCommand],
-) -> rusqlite::Result<Vec<CommandResponse>> {
-    let run: Vec<_> = commands.iter().map_while(as_submission).collect();
-    debug_assert_eq!(
-        run.len(),
-        commands.len(),
-        "submit_run takes submissions only"
-    );
-    let responses = submit_many(db, raft_index, &run)?;
-    for (cmd, response) in commands.iter().zip(&responses) {
-        record(chain, raft_index, cmd, response);
-    }
-    Ok(responses)
 }
 
 /// Appends the audit record of `cmd` with its outcome.
@@ -395,160 +332,6 @@ fn subject(cmd: &CatalogCommand) -> (String, &'static str, Timestamp, String) {
     }
 }
 
-fn join(values: &[String]) -> String {
-    values.join("\n")
-}
-
-fn modes(listing: &Listing) -> String {
-    let names: Vec<String> = listing
-        .delivery_modes
-        .iter()
-        .map(|m| {
-            serde_json::to_value(m)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default()
-        })
-        .collect();
-    format!(",{},", names.join(","))
-}
-
-fn enum_name<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_value(value)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
-}
-
-/// A listing version's canonical bytes and the ids derived from them, computed once.
-pub(super) struct Encoded {
-    id: ContentId,
-    content_id: ContentId,
-    bytes: Vec<u8>,
-}
-
-impl Encoded {
-    fn of(listing: &Listing) -> Self {
-        let bytes = listing.canonical_bytes();
-        let content_id = ContentId::of(&bytes);
-        Encoded {
-            id: listing.listing_id.unwrap_or(content_id),
-            content_id,
-            bytes,
-        }
-    }
-}
-
-/// A new listings row; an id that is already there is left as it is.
-const INSERT_LISTING: &str = "INSERT INTO listings (id, version, content_id, state, origin, \
-    submitted_by, provider_id, provider_name, category, classification, delivery_modes, title, \
-    description, keywords, scenarios, created_at, updated_at, body) \
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18) \
-    ON CONFLICT (id) DO NOTHING";
-
-/// The same values over an existing row, keeping its first-seen order and creation time (?16).
-/// Its update trigger keeps the search index in step.
-const UPDATE_LISTING: &str = "UPDATE listings SET version = ?2, content_id = ?3, state = ?4, \
-    origin = ?5, submitted_by = ?6, provider_id = ?7, provider_name = ?8, category = ?9, \
-    classification = ?10, delivery_modes = ?11, title = ?12, description = ?13, keywords = ?14, \
-    scenarios = ?15, updated_at = ?17, body = ?18 WHERE id = ?1";
-
-/// One row of the listings table.
-struct ListingRow<'a> {
-    listing: &'a Listing,
-    encoded: Encoded,
-    state: ListingState,
-    submitted_by: &'a str,
-}
-
-impl<'a> ListingRow<'a> {
-    fn new(listing: &'a Listing, state: ListingState, submitted_by: &'a str) -> Self {
-        ListingRow {
-            listing,
-            encoded: Encoded::of(listing),
-            state,
-            submitted_by,
-        }
-    }
-
-    /// Inserts the row unless its id is there. Returns the new row's `seq` (to be indexed with
-    /// [`index_listings`]), `None` if the id was there.
-    fn insert(&self, db: &rusqlite::Connection) -> rusqlite::Result<Option<i64>> {
-        let inserted = self.run(db, INSERT_LISTING)? == 1;
-        Ok(inserted.then(|| db.last_insert_rowid()))
-    }
-
-    /// Writes the row over the one with its id, or inserts it; returns the `seq` as
-    /// [`ListingRow::insert`] does.
-    fn replace(&self, db: &rusqlite::Connection) -> rusqlite::Result<Option<i64>> {
-        if self.run(db, UPDATE_LISTING)? == 1 {
-            return Ok(None);
-        }
-        self.insert(db)
-    }
-
-    /// Runs `sql` ([`INSERT_LISTING`] or [`UPDATE_LISTING`]) with the row's 18 values.
-    fn run(&self, db: &rusqlite::Connection, sql: &str) -> rusqlite::Result<usize> {
-        let l = self.listing;
-        db.prepare_cached(sql)?.execute(rusqlite::params![
-            self.encoded.id.to_string(),
-            i64::from(l.version),
-            self.encoded.content_id.to_string(),
-            self.state.as_str(),
-            l.origin.to_string(),
-            self.submitted_by,
-            l.provider.id.to_string(),
-            l.provider.name,
-            l.category,
-            enum_name(&l.classification),
-            modes(l),
-            l.title,
-            l.description,
-            join(&l.keywords),
-            join(&l.scenarios),
-            l.created_at.0 as i64,
-            l.updated_at.0 as i64,
-            self.encoded.bytes,
-        ])
-    }
-}
-
-/// Adds the listings rows with `seq` in `first..=last` to the search index, in one statement
-/// (see `catalog_schema_v4.sql` for why not per row).
-fn index_listings(db: &rusqlite::Connection, first: i64, last: i64) -> rusqlite::Result<()> {
-    db.prepare_cached(
-        "INSERT INTO listings_fts (rowid, title, description, keywords, scenarios, provider_name) \
-         SELECT seq, title, description, keywords, scenarios, provider_name FROM listings \
-         WHERE seq BETWEEN ?1 AND ?2",
-    )?
-    .execute([first, last])?;
-    Ok(())
-}
-
-/// Writes `listing` as the current version of its id (a new row, or replacing the old one),
-/// in `state`.
-pub(super) async fn write_listing(
-    conn: &mut SqliteConnection,
-    view: &mut View,
-    listing: &Listing,
-    state: ListingState,
-    submitted_by: &str,
-) -> Result<(), sqlx::Error> {
-    let row = ListingRow::new(listing, state, submitted_by);
-    with_view(conn, view, |db| match row.replace(db)? {
-        Some(seq) => index_listings(db, seq, seq),
-        None => Ok(()),
-    })
-    .await
-}
-
-/// Who a history entry names: a person's actor id and role, or a node acting for the zone.
-#[derive(Clone, Copy)]
-pub(super) struct By<'a> {
-    pub(super) id: &'a str,
-    pub(super) role: &'a str,
-}
-
 impl<'a> From<&'a Actor> for By<'a> {
     fn from(a: &'a Actor) -> Self {
         By {
@@ -556,102 +339,6 @@ impl<'a> From<&'a Actor> for By<'a> {
             role: a.role.as_str(),
         }
     }
-}
-
-#[allow(clippy::too_many_arguments)]
-pub(super) async fn record_history(
-    conn: &mut SqliteConnection,
-    listing_id: &str,
-    raft_index: u64,
-    at: Timestamp,
-    by: By<'_>,
-    action: &str,
-    from: Option<ListingState>,
-    to: ListingState,
-    version: u32,
-    detail: Option<String>,
-) -> Result<(), sqlx::Error> {
-    let written = sqlx::query(
-        "INSERT INTO listing_history (listing_seq, listing_id, seq, raft_index, at, actor, role,
-            action, from_state, to_state, version, detail)
-         SELECT l.seq, ?1, (SELECT COALESCE(MAX(h.seq), 0) + 1 FROM listing_history h
-                            WHERE h.listing_seq = l.seq),
-            ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10
-         FROM listings l WHERE l.id = ?1",
-    )
-    .bind(listing_id)
-    .bind(raft_index as i64)
-    .bind(at.0 as i64)
-    .bind(by.id)
-    .bind(by.role)
-    .bind(action)
-    .bind(from.map(ListingState::as_str))
-    .bind(to.as_str())
-    .bind(i64::from(version))
-    .bind(detail)
-    .execute(&mut *conn)
-    .await?;
-    if written.rows_affected() != 1 {
-        // Callers write the listing first; a history entry with no listing is a bug to stop on.
-        return Err(sqlx::Error::RowNotFound);
-    }
-    Ok(())
-}
-
-/// The current row of a listing: state, submitter and decoded current version.
-pub(super) struct Current {
-    pub(super) state: ListingState,
-    pub(super) submitted_by: String,
-    pub(super) listing: Listing,
-}
-
-const SELECT_CURRENT: &str = "SELECT state, submitted_by, body FROM listings WHERE id = ?1";
-
-impl Current {
-    fn decode(
-        state: &str,
-        submitted_by: String,
-        body: &[u8],
-    ) -> Result<Current, Box<dyn std::error::Error + Send + Sync>> {
-        let listing: Listing = xchg_protocol::canonical::from_canonical(body, &Default::default())?;
-        let state =
-            ListingState::parse(state).ok_or_else(|| format!("unknown listing state {state:?}"))?;
-        Ok(Current {
-            state,
-            submitted_by,
-            listing,
-        })
-    }
-}
-
-pub(super) async fn current(
-    conn: &mut SqliteConnection,
-    id: &ContentId,
-) -> Result<Option<Current>, sqlx::Error> {
-    let row = sqlx::query(SELECT_CURRENT)
-        .bind(id.to_string())
-        .fetch_optional(&mut *conn)
-        .await?;
-    let Some(row) = row else { return Ok(None) };
-    let state: String = row.try_get(0)?;
-    let body: Vec<u8> = row.try_get(2)?;
-    Current::decode(&state, row.try_get(1)?, &body)
-        .map(Some)
-        .map_err(sqlx::Error::Decode)
-}
-
-/// [`current`] on the state machine's connection taken from sqlx.
-fn current_raw(db: &rusqlite::Connection, id: &str) -> rusqlite::Result<Option<Current>> {
-    let mut select = db.prepare_cached(SELECT_CURRENT)?;
-    let mut rows = select.query([id])?;
-    let Some(row) = rows.next()? else {
-        return Ok(None);
-    };
-    let state: String = row.get(0)?;
-    let body: Vec<u8> = row.get(2)?;
-    Current::decode(&state, row.get(1)?, &body)
-        .map(Some)
-        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(2, rusqlite::types::Type::Blob, e))
 }
 
 pub(super) fn applied(listing: &Listing, state: ListingState) -> CommandResponse {
@@ -662,19 +349,13 @@ pub(super) fn applied(listing: &Listing, state: ListingState) -> CommandResponse
     })
 }
 
-/// Submits a run of new listings over prepared statements on the state machine's connection
-/// taken from sqlx ([`with_view`]): no hand-off to sqlx's thread per statement. The outcome of
-/// each is what applying them one by one would give.
+/// Submits a run of new listings together: one search-index statement for the rows the run
+/// inserts. The outcome of each is what applying them one by one would give.
 fn submit_many(
     db: &rusqlite::Connection,
     raft_index: u64,
     items: &[(&Listing, &Actor)],
 ) -> rusqlite::Result<Vec<CommandResponse>> {
-    let mut history = db.prepare_cached(
-        "INSERT INTO listing_history (listing_seq, listing_id, seq, raft_index, at, actor, role, \
-         action, from_state, to_state, version, detail) \
-         VALUES (?1, ?2, 1, ?3, ?4, ?5, ?6, 'submit', NULL, ?7, 1, NULL)",
-    )?;
     let mut responses = Vec::with_capacity(items.len());
     // Rows inserted by this run: consecutive, as nothing else inserts meanwhile.
     let mut inserted: Option<(i64, i64)> = None;
@@ -685,19 +366,12 @@ fn submit_many(
             )));
             continue;
         }
-        let row = ListingRow::new(listing, ListingState::Submitted, &actor.id);
-        let id = row.encoded.id.to_string();
+        let row = NewRow::new(listing, ListingState::Submitted, &actor.id);
+        let id = row.id().to_string();
         if let Some(seq) = row.insert(db)? {
             inserted = Some((inserted.map_or(seq, |(first, _)| first), seq));
-            history.execute(rusqlite::params![
-                seq,
-                id,
-                raft_index as i64,
-                listing.created_at.0 as i64,
-                actor.id,
-                actor.role.as_str(),
-                ListingState::Submitted.as_str(),
-            ])?;
+            let by = By::from(*actor);
+            listings::record_submission(db, seq, &id, raft_index, listing.created_at, by)?;
             responses.push(Ok(Applied {
                 object_id: id,
                 version: Some(1),
@@ -707,7 +381,7 @@ fn submit_many(
         }
         // Resubmitting the very same version by the same submitter (a client retry after a
         // lost answer) succeeds without a second effect; anything else is a conflict.
-        responses.push(match current_raw(db, &id)? {
+        responses.push(match listings::current(db, &id)? {
             Some(c) if c.submitted_by == actor.id && c.listing == **listing => {
                 applied(&c.listing, c.state)
             }
@@ -715,21 +389,20 @@ fn submit_many(
         });
     }
     if let Some((first, last)) = inserted {
-        index_listings(db, first, last)?;
+        listings::index(db, first, last)?;
     }
     Ok(responses)
 }
 
-async fn update(
-    conn: &mut SqliteConnection,
-    view: &mut View,
+fn update(
+    db: &rusqlite::Connection,
     raft_index: u64,
     id: &ContentId,
     draft: &xchg_protocol::ListingDraft,
     at: Timestamp,
     actor: &Actor,
-) -> Result<CommandResponse, sqlx::Error> {
-    let Some(cur) = current(conn, id).await? else {
+) -> rusqlite::Result<CommandResponse> {
+    let Some(cur) = listings::current(db, &id.to_string())? else {
         return Ok(Err(Refusal::NotFound(format!("no listing {id}"))));
     };
     if actor.role != Role::Admin && cur.submitted_by != actor.id {
@@ -747,59 +420,54 @@ async fn update(
     let next = cur
         .listing
         .next_version(draft.clone(), at.max(cur.listing.updated_at));
-    write_listing(
-        conn,
-        view,
-        &next,
-        ListingState::Submitted,
-        &cur.submitted_by,
-    )
-    .await?;
-    record_history(
-        conn,
+    listings::write(db, &next, ListingState::Submitted, &cur.submitted_by)?;
+    listings::record_history(
+        db,
         &id.to_string(),
-        raft_index,
-        at,
-        actor.into(),
-        "update",
-        Some(cur.state),
-        ListingState::Submitted,
-        next.version,
-        None,
-    )
-    .await?;
+        &Transition {
+            raft_index,
+            at,
+            by: actor.into(),
+            action: "update",
+            from: Some(cur.state),
+            to: ListingState::Submitted,
+            version: next.version,
+            detail: None,
+        },
+    )?;
     Ok(applied(&next, ListingState::Submitted))
 }
 
+/// A review step an operator takes on a listing.
 #[derive(Clone, Copy)]
-enum Transition {
+enum Step {
     Approve,
     Reject,
     Delist,
 }
 
-impl Transition {
+impl Step {
     fn rule(self) -> (&'static str, ListingState, ListingState) {
         match self {
-            Transition::Approve => ("approve", ListingState::Submitted, ListingState::Listed),
-            Transition::Reject => ("reject", ListingState::Submitted, ListingState::Rejected),
-            Transition::Delist => ("delist", ListingState::Listed, ListingState::Delisted),
+            Step::Approve => ("approve", ListingState::Submitted, ListingState::Listed),
+            Step::Reject => ("reject", ListingState::Submitted, ListingState::Rejected),
+            Step::Delist => ("delist", ListingState::Listed, ListingState::Delisted),
         }
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn transition(
-    conn: &mut SqliteConnection,
+fn transition(
+    db: &rusqlite::Connection,
     raft_index: u64,
     id: &ContentId,
-    t: Transition,
+    step: Step,
     at: Timestamp,
     actor: &Actor,
     detail: Option<String>,
-) -> Result<CommandResponse, sqlx::Error> {
-    let (action, from, to) = t.rule();
-    let Some(cur) = current(conn, id).await? else {
+) -> rusqlite::Result<CommandResponse> {
+    let (action, from, to) = step.rule();
+    let key = id.to_string();
+    let Some(cur) = listings::current(db, &key)? else {
         return Ok(Err(Refusal::NotFound(format!("no listing {id}"))));
     };
     if cur.state != from {
@@ -810,47 +478,33 @@ async fn transition(
             to.as_str()
         ))));
     }
-    sqlx::query("UPDATE listings SET state = ? WHERE id = ?")
-        .bind(to.as_str())
-        .bind(id.to_string())
-        .execute(&mut *conn)
-        .await?;
-    record_history(
-        conn,
-        &id.to_string(),
-        raft_index,
-        at,
-        actor.into(),
-        action,
-        Some(from),
-        to,
-        cur.listing.version,
-        detail,
-    )
-    .await?;
+    listings::set_state(db, &key, to)?;
+    listings::record_history(
+        db,
+        &key,
+        &Transition {
+            raft_index,
+            at,
+            by: actor.into(),
+            action,
+            from: Some(from),
+            to,
+            version: cur.listing.version,
+            detail,
+        },
+    )?;
     Ok(applied(&cur.listing, to))
 }
 
-async fn create_token(
-    conn: &mut SqliteConnection,
+fn create_token(
+    db: &rusqlite::Connection,
     hash: &str,
     role: Role,
     party: Option<&str>,
     label: &str,
     at: Timestamp,
-) -> Result<CommandResponse, sqlx::Error> {
-    let done = sqlx::query(
-        "INSERT INTO tokens (hash, role, party, label, created_at) VALUES (?, ?, ?, ?, ?)
-         ON CONFLICT (hash) DO NOTHING",
-    )
-    .bind(hash)
-    .bind(role.as_str())
-    .bind(party)
-    .bind(label)
-    .bind(at.0 as i64)
-    .execute(&mut *conn)
-    .await?;
-    if done.rows_affected() == 0 {
+) -> rusqlite::Result<CommandResponse> {
+    if !tokens::create(db, hash, role, party, label, at)? {
         return Ok(Err(Refusal::Conflict(
             "a token with this hash already exists".into(),
         )));
@@ -862,22 +516,17 @@ async fn create_token(
     }))
 }
 
-async fn revoke_token(
-    conn: &mut SqliteConnection,
+fn revoke_token(
+    db: &rusqlite::Connection,
     hash: &str,
     role: Role,
     at: Timestamp,
     config_admins: Option<&[String]>,
-) -> Result<CommandResponse, sqlx::Error> {
+) -> rusqlite::Result<CommandResponse> {
     // Entries from before these rules carry no config admins and apply as they did, so that
     // every replica replays them the same.
     if let Some(config_admins) = config_admins {
-        let revoked: Option<Option<i64>> =
-            sqlx::query_scalar("SELECT revoked_at FROM tokens WHERE hash = ?")
-                .bind(hash)
-                .fetch_optional(&mut *conn)
-                .await?;
-        if revoked.flatten().is_some() {
+        if tokens::revoked(db, hash)? == Some(true) {
             return Ok(Err(Refusal::NotFound(format!(
                 "token {hash} is already revoked"
             ))));
@@ -885,8 +534,7 @@ async fn revoke_token(
         // Checked here, where every revocation is applied in order, and not only by the API:
         // two admins revoking each other at the same time both pass the API's check.
         if role == Role::Admin {
-            let others = working_admins(conn, config_admins)
-                .await?
+            let others = tokens::working_admins(db, config_admins)?
                 .into_iter()
                 .filter(|h| h != hash)
                 .count();
@@ -895,16 +543,7 @@ async fn revoke_token(
             }
         }
     }
-    // Config-issued tokens have no row yet: the revocation creates one.
-    sqlx::query(
-        "INSERT INTO tokens (hash, role, party, label, created_at, revoked_at) VALUES (?1, ?2, NULL, 'config', ?3, ?3)
-         ON CONFLICT (hash) DO UPDATE SET revoked_at = COALESCE(tokens.revoked_at, excluded.revoked_at)",
-    )
-    .bind(hash)
-    .bind(role.as_str())
-    .bind(at.0 as i64)
-    .execute(&mut *conn)
-    .await?;
+    tokens::revoke(db, hash, role, at)?;
     Ok(Ok(Applied {
         object_id: hash.to_owned(),
         version: None,
@@ -921,38 +560,10 @@ pub fn last_admin(hash: &str) -> Refusal {
     ))
 }
 
-/// The hashes of the admin tokens that work: run-time admin tokens and the config's
-/// (`config_admins`), less those revoked.
-///
-/// # Errors
-/// Only storage errors.
-pub async fn working_admins(
-    conn: &mut SqliteConnection,
-    config_admins: &[String],
-) -> Result<std::collections::BTreeSet<String>, sqlx::Error> {
-    let mut working: std::collections::BTreeSet<String> =
-        sqlx::query_scalar("SELECT hash FROM tokens WHERE role = 'admin' AND revoked_at IS NULL")
-            .fetch_all(&mut *conn)
-            .await?
-            .into_iter()
-            .collect();
-    for hash in config_admins {
-        let revoked: Option<Option<i64>> =
-            sqlx::query_scalar("SELECT revoked_at FROM tokens WHERE hash = ?")
-                .bind(hash)
-                .fetch_optional(&mut *conn)
-                .await?;
-        if revoked.flatten().is_none() {
-            working.insert(hash.clone());
-        }
-    }
-    Ok(working)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sqlx::Connection;
+    use crate::sqlite::in_transaction;
 
     fn actor(id: &str) -> Actor {
         Actor {
@@ -981,40 +592,38 @@ mod tests {
     async fn run(
         commands: &[CatalogCommand],
         one_by_one: bool,
-    ) -> (Vec<CommandResponse>, Vec<audit::AuditRecord>, i64) {
+    ) -> (Vec<CommandResponse>, Vec<audit::AuditRecord>, usize) {
         let dir = tempfile::tempdir().expect("tempdir");
-        let slot = crate::catalog::test_writer(dir.path()).await;
-        let mut writer = slot.lock().await.expect("writer");
-        let (conn, view) = writer.split();
-        let mut tx = conn.begin().await.expect("tx");
-        let mut chain = audit::Chain::load(&mut tx).await.expect("chain");
+        let db = crate::catalog::test_db(dir.path());
         let zone = crate::catalog::test_zone();
-        let mut responses = Vec::new();
-        if one_by_one {
-            for c in commands {
-                responses.push(
-                    apply(&mut tx, view, &mut chain, &zone, 7, c)
-                        .await
-                        .expect("apply"),
-                );
-            }
-        } else {
-            responses = apply_batch(&mut tx, view, &mut chain, &zone, 7, commands)
-                .await
-                .expect("apply");
+        let responses = in_transaction(&db, || {
+            let mut chain = audit::Chain::load(&db)?;
+            let responses = if one_by_one {
+                commands
+                    .iter()
+                    .map(|c| apply(&db, &mut chain, &zone, 7, c))
+                    .collect::<rusqlite::Result<Vec<_>>>()?
+            } else {
+                apply_batch(&db, &mut chain, &zone, 7, commands)?
+            };
+            chain.flush(&db)?;
+            Ok(responses)
+        })
+        .expect("apply");
+        drop(db);
+        let mut reader = crate::catalog::test_reader(dir.path()).await;
+        let records = audit::range(&mut reader, 1, 100).await.expect("audit");
+        let created: std::collections::BTreeSet<&str> = responses
+            .iter()
+            .flatten()
+            .map(|a| a.object_id.as_str())
+            .collect();
+        let mut history = 0;
+        for id in created {
+            // Token commands answer with a token hash: no listing, no history.
+            let view = listings::with_history(&mut reader, id).await.expect("read");
+            history += view.and_then(|v| v.history).map_or(0, |h| h.len());
         }
-        with_view(&mut tx, view, |db| chain.flush(db))
-            .await
-            .expect("flush");
-        let records = audit::range(&mut tx, 1, 100).await.expect("audit");
-        let history: i64 = sqlx::query("SELECT count(*) FROM listing_history")
-            .fetch_one(&mut *tx)
-            .await
-            .and_then(|r| r.try_get(0))
-            .expect("count");
-        tx.commit().await.expect("commit");
-        drop(writer);
-        slot.close().await;
         (responses, records, history)
     }
 

@@ -2,20 +2,22 @@
 //! envelopes it published or accepted, and the decisions on announcements from elsewhere.
 //!
 //! Like the rest of [`super::apply`], everything is deterministic: it reads only the transaction,
-//! the command and the zone's facts.
+//! the command and the zone's facts. The SQL is the tables' own ([`super::tables`]).
 
-use sqlx::{Row, SqliteConnection};
 use xchg_protocol::canonical::{from_canonical, to_canonical};
 use xchg_protocol::{
     AnnouncementKind, ContentId, Delisting, Envelope, Limits, Listing, Revocation, Timestamp,
 };
 
-use super::apply::{By, current, record_history, write_listing};
 use super::policy;
+use super::tables::listings::{self, By, Current, Transition};
+use super::tables::outbox::{self, NewEntry};
+use super::tables::recognitions::{self, Decision};
+use super::tables::{announcements, revocations};
 use super::{
     Applied, CommandResponse, ListingState, Recognition, Refusal, RefusedAnnouncement, ZoneFacts,
 };
-use crate::sqlite::View;
+use crate::sqlite::unencodable;
 
 /// Who recognised copies are recorded as submitted by.
 pub const FEDERATION_SUBMITTER: &str = "federation";
@@ -49,66 +51,6 @@ impl RefusalBounds {
     };
 }
 
-fn decode_err(e: impl std::fmt::Display) -> sqlx::Error {
-    sqlx::Error::Decode(e.to_string().into())
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn push_outbox(
-    conn: &mut SqliteConnection,
-    listing_id: &ContentId,
-    kind: AnnouncementKind,
-    version: u32,
-    state: &str,
-    reason: Option<&str>,
-    body: &[u8],
-    at: Timestamp,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO outbox (listing_id, kind, version, state, reason, content_id, body, at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(listing_id.to_string())
-    .bind(kind_name(kind))
-    .bind(i64::from(version))
-    .bind(state)
-    .bind(reason)
-    .bind(ContentId::of(body).to_string())
-    .bind(body)
-    .bind(at.0 as i64)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
-}
-
-/// The stored name of an announcement kind.
-pub fn kind_name(kind: AnnouncementKind) -> &'static str {
-    match kind {
-        AnnouncementKind::Listing => "listing",
-        AnnouncementKind::Delisting => "delisting",
-        AnnouncementKind::Revocation => "revocation",
-    }
-}
-
-/// The version of the listing's copies outside the zone, if any are live: the last
-/// non-withheld outbox entry of the listing is a listing version, not a delisting.
-async fn live_export(
-    conn: &mut SqliteConnection,
-    id: &ContentId,
-) -> Result<Option<u32>, sqlx::Error> {
-    let last: Option<(String, i64)> = sqlx::query_as(
-        "SELECT kind, version FROM outbox WHERE listing_id = ? AND state != 'withheld'
-         ORDER BY seq DESC LIMIT 1",
-    )
-    .bind(id.to_string())
-    .fetch_optional(&mut *conn)
-    .await?;
-    Ok(match last {
-        Some((kind, version)) if kind == "listing" => u32::try_from(version).ok(),
-        _ => None,
-    })
-}
-
 /// A reason as a delisting must carry it (PROTOCOL.md 4.4): control characters other than
 /// newline and tab become spaces, at most 2000 characters, never blank.
 fn delisting_reason(reason: &str) -> String {
@@ -132,14 +74,12 @@ fn delisting_reason(reason: &str) -> String {
 
 /// The current row of `id` if it is one of this zone's own listings (copies recognised from
 /// elsewhere never go into the outbox).
-async fn own_current(
-    conn: &mut SqliteConnection,
+fn own_current(
+    db: &rusqlite::Connection,
     zone: &ZoneFacts,
     id: &ContentId,
-) -> Result<Option<super::apply::Current>, sqlx::Error> {
-    Ok(current(conn, id)
-        .await?
-        .filter(|c| c.listing.origin == zone.zone))
+) -> rusqlite::Result<Option<Current>> {
+    Ok(listings::current(db, &id.to_string())?.filter(|c| c.listing.origin == zone.zone))
 }
 
 /// After an approval: queues the approved version of one of this zone's own listings for
@@ -148,38 +88,39 @@ async fn own_current(
 ///
 /// # Errors
 /// Storage errors.
-pub async fn queue_listing(
-    conn: &mut SqliteConnection,
+pub fn queue_listing(
+    db: &rusqlite::Connection,
     zone: &ZoneFacts,
     id: &ContentId,
     at: Timestamp,
-) -> Result<(), sqlx::Error> {
-    let Some(cur) = own_current(conn, zone, id).await? else {
+) -> rusqlite::Result<()> {
+    let Some(cur) = own_current(db, zone, id)? else {
         return Ok(());
     };
     let (state, reason) = match policy::export(&cur.listing, &zone.export) {
         Ok(()) => ("pending", None),
         Err(reason) => ("withheld", Some(reason)),
     };
-    let live = live_export(conn, id).await?;
+    let live = outbox::live_export(db, id)?;
     let body = cur.listing.canonical_bytes();
-    push_outbox(
-        conn,
-        id,
-        AnnouncementKind::Listing,
-        cur.listing.version,
-        state,
-        reason.as_deref(),
-        &body,
-        at,
-    )
-    .await?;
+    outbox::push(
+        db,
+        &NewEntry {
+            listing_id: id,
+            kind: AnnouncementKind::Listing,
+            version: cur.listing.version,
+            state,
+            reason: reason.as_deref(),
+            body: &body,
+            at,
+        },
+    )?;
     if let (Some(version), Some(why)) = (live, reason) {
         let why = format!(
             "version {} may not leave its zone: {why}",
             cur.listing.version
         );
-        push_delisting(conn, zone, id, version, &why, at).await?;
+        push_delisting(db, zone, id, version, &why, at)?;
     }
     Ok(())
 }
@@ -189,30 +130,30 @@ pub async fn queue_listing(
 ///
 /// # Errors
 /// Storage errors.
-pub async fn queue_delisting(
-    conn: &mut SqliteConnection,
+pub fn queue_delisting(
+    db: &rusqlite::Connection,
     zone: &ZoneFacts,
     id: &ContentId,
     reason: &str,
     at: Timestamp,
-) -> Result<(), sqlx::Error> {
-    if own_current(conn, zone, id).await?.is_none() {
+) -> rusqlite::Result<()> {
+    if own_current(db, zone, id)?.is_none() {
         return Ok(());
     }
-    match live_export(conn, id).await? {
-        Some(version) => push_delisting(conn, zone, id, version, reason, at).await,
+    match outbox::live_export(db, id)? {
+        Some(version) => push_delisting(db, zone, id, version, reason, at),
         None => Ok(()),
     }
 }
 
-async fn push_delisting(
-    conn: &mut SqliteConnection,
+fn push_delisting(
+    db: &rusqlite::Connection,
     zone: &ZoneFacts,
     id: &ContentId,
     version: u32,
     reason: &str,
     at: Timestamp,
-) -> Result<(), sqlx::Error> {
+) -> rusqlite::Result<()> {
     let delisting = Delisting {
         listing_id: *id,
         version,
@@ -220,40 +161,19 @@ async fn push_delisting(
         reason: delisting_reason(reason),
         delisted_at: at,
     };
-    let body = to_canonical(&delisting).map_err(decode_err)?;
-    push_outbox(
-        conn,
-        id,
-        AnnouncementKind::Delisting,
-        version,
-        "pending",
-        None,
-        &body,
-        at,
+    let body = to_canonical(&delisting).map_err(unencodable)?;
+    outbox::push(
+        db,
+        &NewEntry {
+            listing_id: id,
+            kind: AnnouncementKind::Delisting,
+            version,
+            state: "pending",
+            reason: None,
+            body: &body,
+            at,
+        },
     )
-    .await
-}
-
-async fn insert_announcement(
-    conn: &mut SqliteConnection,
-    content_id: &ContentId,
-    exchange: &str,
-    kind: AnnouncementKind,
-    listing_id: Option<&ContentId>,
-    envelope: &[u8],
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO announcements (content_id, exchange, kind, listing_id, envelope)
-         VALUES (?, ?, ?, ?, ?) ON CONFLICT (content_id) DO NOTHING",
-    )
-    .bind(content_id.to_string())
-    .bind(exchange)
-    .bind(kind_name(kind))
-    .bind(listing_id.map(ToString::to_string))
-    .bind(envelope)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
 }
 
 fn done(
@@ -272,24 +192,18 @@ fn done(
 ///
 /// # Errors
 /// Storage errors; a mismatched or withheld entry is a refusal.
-pub async fn record_published(
-    conn: &mut SqliteConnection,
+pub fn record_published(
+    db: &rusqlite::Connection,
     zone: &ZoneFacts,
     seq: u64,
     envelope: &[u8],
     at: Timestamp,
-) -> Result<CommandResponse, sqlx::Error> {
-    let row = sqlx::query("SELECT listing_id, state, content_id FROM outbox WHERE seq = ?")
-        .bind(seq as i64)
-        .fetch_optional(&mut *conn)
-        .await?;
-    let Some(row) = row else {
+) -> rusqlite::Result<CommandResponse> {
+    let Some(entry) = outbox::entry(db, seq)? else {
         return Ok(Err(Refusal::NotFound(format!("no outbox entry {seq}"))));
     };
-    let listing_id: String = row.try_get(0)?;
-    let state: String = row.try_get(1)?;
-    let content_id: String = row.try_get(2)?;
-    match state.as_str() {
+    let content_id = entry.content_id;
+    match entry.state.as_str() {
         "published" => return Ok(done(&content_id, None, None)),
         "withheld" => {
             return Ok(Err(Refusal::IllegalTransition(format!(
@@ -308,64 +222,68 @@ pub async fn record_published(
             env.id
         ))));
     }
-    sqlx::query("UPDATE outbox SET state = 'published', published_at = ? WHERE seq = ?")
-        .bind(at.0 as i64)
-        .bind(seq as i64)
-        .execute(&mut *conn)
-        .await?;
-    let listing_id: ContentId = listing_id.parse().map_err(decode_err)?;
-    insert_announcement(
-        conn,
+    outbox::mark_published(db, seq, at)?;
+    let listing_id: ContentId = entry
+        .listing_id
+        .parse()
+        .map_err(crate::sqlite::undecodable)?;
+    announcements::insert(
+        db,
         &env.id,
         zone.exchange.as_str(),
         env.kind,
         Some(&listing_id),
         envelope,
-    )
-    .await?;
+    )?;
     Ok(done(&content_id, None, None))
 }
 
-/// One row of the recognitions table.
-struct Decision<'a> {
-    r: &'a Recognition,
+/// What [`record_decision`] records about an announcement besides its [`Recognition`].
+struct Outcome<'a> {
     listing_id: Option<ContentId>,
     version: Option<u32>,
     origin: String,
     decision: &'static str,
     reason: Option<String>,
-    delegation: Option<String>,
+    delegation: Option<&'a str>,
 }
 
-async fn record_decision(
-    conn: &mut SqliteConnection,
+/// Records the decision on `r`, and keeps the refusal records within their bounds after a
+/// refusal.
+fn record_decision(
+    db: &rusqlite::Connection,
     raft_index: u64,
-    d: Decision<'_>,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO recognitions (content_id, kind, listing_id, version, origin, exchange,
-            agreement, decision, reason, signer, delegation, received_from, at, raft_index)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(d.r.content_id.to_string())
-    .bind(kind_name(d.r.kind))
-    .bind(d.listing_id.map(|i| i.to_string()))
-    .bind(d.version.map(i64::from))
-    .bind(d.origin)
-    .bind(d.r.exchange.as_str())
-    .bind(&d.r.agreement)
-    .bind(d.decision)
-    .bind(d.reason)
-    .bind(d.r.signer.to_base64())
-    .bind(d.delegation)
-    .bind(&d.r.received_from)
-    .bind(d.r.at.0 as i64)
-    .bind(raft_index as i64)
-    .execute(&mut *conn)
-    .await?;
-    if d.decision == "rejected" {
-        let (signer, exchange) = (d.r.signer.to_base64(), d.r.exchange.as_str());
-        bound_refusals(conn, &signer, exchange, d.r.at, &RefusalBounds::DEFAULT).await?;
+    r: &Recognition,
+    o: Outcome<'_>,
+) -> rusqlite::Result<()> {
+    let signer = r.signer.to_base64();
+    recognitions::record(
+        db,
+        &Decision {
+            content_id: &r.content_id,
+            kind: r.kind,
+            listing_id: o.listing_id.as_ref(),
+            version: o.version,
+            origin: &o.origin,
+            exchange: r.exchange.as_str(),
+            agreement: &r.agreement,
+            decision: o.decision,
+            reason: o.reason.as_deref(),
+            signer: &signer,
+            delegation: o.delegation,
+            received_from: &r.received_from,
+            at: r.at,
+            raft_index,
+        },
+    )?;
+    if o.decision == "rejected" {
+        bound_refusals(
+            db,
+            &signer,
+            r.exchange.as_str(),
+            r.at,
+            &RefusalBounds::DEFAULT,
+        )?;
     }
     Ok(())
 }
@@ -375,104 +293,65 @@ async fn record_decision(
 ///
 /// # Errors
 /// Storage errors.
-pub async fn record_refusal(
-    conn: &mut SqliteConnection,
+pub fn record_refusal(
+    db: &rusqlite::Connection,
     raft_index: u64,
     r: &RefusedAnnouncement,
-) -> Result<CommandResponse, sqlx::Error> {
-    record_refusal_within(conn, raft_index, r, &RefusalBounds::DEFAULT).await
+) -> rusqlite::Result<CommandResponse> {
+    record_refusal_within(db, raft_index, r, &RefusalBounds::DEFAULT)
 }
 
 /// [`record_refusal`] within `bounds`.
-async fn record_refusal_within(
-    conn: &mut SqliteConnection,
+fn record_refusal_within(
+    db: &rusqlite::Connection,
     raft_index: u64,
     r: &RefusedAnnouncement,
     bounds: &RefusalBounds,
-) -> Result<CommandResponse, sqlx::Error> {
-    if decided(&mut *conn, &r.content_id).await? {
+) -> rusqlite::Result<CommandResponse> {
+    if recognitions::decided(db, &r.content_id)? {
         return Ok(done(r.content_id, None, None));
     }
     let clip = |s: &str, n: usize| s.chars().take(n).collect::<String>();
-    sqlx::query(
-        "INSERT INTO recognitions (content_id, kind, listing_id, version, origin, exchange,
-            agreement, decision, reason, signer, delegation, received_from, at, raft_index)
-         VALUES (?, ?, ?, ?, ?, ?, ?, 'rejected', ?, ?, NULL, ?, ?, ?)",
-    )
-    .bind(r.content_id.to_string())
-    .bind(kind_name(r.kind))
-    .bind(r.listing_id.map(|i| i.to_string()))
-    .bind(r.version.map(i64::from))
-    .bind(r.origin.as_str())
-    .bind(r.exchange.as_str())
-    .bind(clip(&r.agreement, 64))
-    .bind(clip(&r.reason, super::REFUSAL_REASON_CHARS))
-    .bind(r.signer.to_base64())
-    .bind(clip(&r.received_from, super::PEER_CHARS))
-    .bind(r.at.0 as i64)
-    .bind(raft_index as i64)
-    .execute(&mut *conn)
-    .await?;
-    bound_refusals(
-        conn,
-        &r.signer.to_base64(),
-        r.exchange.as_str(),
-        r.at,
-        bounds,
-    )
-    .await?;
+    let signer = r.signer.to_base64();
+    recognitions::record(
+        db,
+        &Decision {
+            content_id: &r.content_id,
+            kind: r.kind,
+            listing_id: r.listing_id.as_ref(),
+            version: r.version,
+            origin: r.origin.as_str(),
+            exchange: r.exchange.as_str(),
+            agreement: &clip(&r.agreement, 64),
+            decision: "rejected",
+            reason: Some(&clip(&r.reason, super::REFUSAL_REASON_CHARS)),
+            signer: &signer,
+            delegation: None,
+            received_from: &clip(&r.received_from, super::PEER_CHARS),
+            at: r.at,
+            raft_index,
+        },
+    )?;
+    bound_refusals(db, &signer, r.exchange.as_str(), r.at, bounds)?;
     Ok(done(r.content_id, r.version, None))
 }
 
 /// Deletes refusal records older than the retention before `at`, and the oldest of `signer`'s
 /// and of `exchange`'s beyond their caps. Decided by the command's time and the replica alone,
 /// so every member deletes the same rows.
-async fn bound_refusals(
-    conn: &mut SqliteConnection,
+fn bound_refusals(
+    db: &rusqlite::Connection,
     signer: &str,
     exchange: &str,
     at: Timestamp,
     bounds: &RefusalBounds,
-) -> Result<(), sqlx::Error> {
-    let expired = at.0.saturating_sub(bounds.retention_ms);
-    sqlx::query("DELETE FROM recognitions WHERE decision = 'rejected' AND at < ?")
-        .bind(i64::try_from(expired).unwrap_or(i64::MAX))
-        .execute(&mut *conn)
-        .await?;
-    for (column, value, cap) in [
-        ("signer", signer, bounds.per_signer),
-        ("exchange", exchange, bounds.per_exchange),
-    ] {
-        // The newest `cap` records stay; everything older than the cap-th newest goes.
-        sqlx::query(&format!(
-            "DELETE FROM recognitions WHERE decision = 'rejected' AND {column} = ?1 AND seq <
-                (SELECT seq FROM recognitions WHERE decision = 'rejected' AND {column} = ?1
-                 ORDER BY seq DESC LIMIT 1 OFFSET ?2)"
-        ))
-        .bind(value)
-        .bind(cap - 1)
-        .execute(&mut *conn)
-        .await?;
-    }
-    Ok(())
-}
-
-/// Whether a decision on `content_id` is already recorded.
-///
-/// # Errors
-/// Storage errors.
-pub async fn decided<'e>(
-    exec: impl sqlx::SqliteExecutor<'e>,
-    content_id: &ContentId,
-) -> Result<bool, sqlx::Error> {
-    let found: Option<i64> = sqlx::query_scalar(
-        "SELECT 1 FROM recognitions WHERE content_id = ?1
-         UNION ALL SELECT 1 FROM announcements WHERE content_id = ?1 LIMIT 1",
+) -> rusqlite::Result<()> {
+    recognitions::bound_refusals(
+        db,
+        Timestamp(at.0.saturating_sub(bounds.retention_ms)),
+        (signer, bounds.per_signer),
+        (exchange, bounds.per_exchange),
     )
-    .bind(content_id.to_string())
-    .fetch_optional(exec)
-    .await?;
-    Ok(found.is_some())
 }
 
 /// The history's name for the node that recorded a decision for the zone.
@@ -484,13 +363,12 @@ fn node_actor(r: &Recognition) -> String {
 ///
 /// # Errors
 /// Storage errors; an envelope that does not match the command is a refusal.
-pub async fn recognize(
-    conn: &mut SqliteConnection,
-    view: &mut View,
+pub fn recognize(
+    db: &rusqlite::Connection,
     zone: &ZoneFacts,
     raft_index: u64,
     r: &Recognition,
-) -> Result<CommandResponse, sqlx::Error> {
+) -> rusqlite::Result<CommandResponse> {
     let limits = Limits::default();
     let env: Envelope = match from_canonical(&r.envelope, &limits) {
         Ok(env) => env,
@@ -501,7 +379,7 @@ pub async fn recognize(
             "the envelope does not match the command's id and kind".into(),
         )));
     }
-    if decided(&mut *conn, &env.id).await? {
+    if recognitions::decided(db, &env.id)? {
         return Ok(done(env.id, None, None));
     }
     let delegation = env.delegation.as_ref().map(|d| {
@@ -515,6 +393,7 @@ pub async fn recognize(
         })
         .to_string()
     });
+    let delegation = delegation.as_deref();
     let invalid = |e: xchg_protocol::DecodeError| Ok(Err(Refusal::Invalid(format!("body: {e}"))));
     match env.kind {
         AnnouncementKind::Listing => {
@@ -522,45 +401,41 @@ pub async fn recognize(
                 Ok(l) => l,
                 Err(e) => return invalid(e),
             };
-            recognize_listing(conn, view, zone, raft_index, r, listing, delegation).await
+            recognize_listing(db, zone, raft_index, r, listing, delegation)
         }
         AnnouncementKind::Delisting => {
             let d: Delisting = match from_canonical(&env.body, &limits) {
                 Ok(d) => d,
                 Err(e) => return invalid(e),
             };
-            recognize_delisting(conn, raft_index, r, d, delegation).await
+            recognize_delisting(db, raft_index, r, d, delegation)
         }
         AnnouncementKind::Revocation => {
             let rev: Revocation = match from_canonical(&env.body, &limits) {
                 Ok(rev) => rev,
                 Err(e) => return invalid(e),
             };
-            sqlx::query(
-                "INSERT INTO revocations (exchange, key, content_id, reason, at)
-                 VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            )
-            .bind(rev.exchange.as_str())
-            .bind(rev.key.to_base64())
-            .bind(env.id.to_string())
-            .bind(&rev.reason)
-            .bind(rev.revoked_at.0 as i64)
-            .execute(&mut *conn)
-            .await?;
-            insert_announcement(
-                conn,
+            revocations::insert(
+                db,
+                rev.exchange.as_str(),
+                &rev.key,
+                &env.id,
+                &rev.reason,
+                rev.revoked_at,
+            )?;
+            announcements::insert(
+                db,
                 &env.id,
                 r.exchange.as_str(),
                 env.kind,
                 None,
                 &r.envelope,
-            )
-            .await?;
+            )?;
             record_decision(
-                conn,
+                db,
                 raft_index,
-                Decision {
-                    r,
+                r,
+                Outcome {
                     listing_id: None,
                     version: None,
                     origin: rev.exchange.to_string(),
@@ -568,25 +443,23 @@ pub async fn recognize(
                     reason: Some(rev.reason.clone()),
                     delegation,
                 },
-            )
-            .await?;
-            revoke_copies(conn, raft_index, r, &env.id, &rev).await?;
+            )?;
+            revoke_copies(db, raft_index, r, &env.id, &rev)?;
             Ok(done(hex::encode(rev.key.as_bytes()), None, None))
         }
     }
 }
 
-async fn recognize_listing(
-    conn: &mut SqliteConnection,
-    view: &mut View,
+fn recognize_listing(
+    db: &rusqlite::Connection,
     zone: &ZoneFacts,
     raft_index: u64,
     r: &Recognition,
     listing: Listing,
-    delegation: Option<String>,
-) -> Result<CommandResponse, sqlx::Error> {
+    delegation: Option<&str>,
+) -> rusqlite::Result<CommandResponse> {
     let id = listing.id();
-    let cur = current(conn, &id).await?;
+    let cur = listings::current(db, &id.to_string())?;
     let (decision, reason): (&'static str, Option<String>) = if let Some(reason) = &r.refusal {
         ("rejected", Some(reason.clone()))
     } else if listing.origin == zone.zone {
@@ -621,47 +494,47 @@ async fn recognize_listing(
     };
     let mut response = done(id, Some(listing.version), None);
     if decision == "recognised" {
-        let delisted_before = delisting_recorded(conn, &id, &listing).await?;
+        let delisted_before =
+            recognitions::delisting_recorded(db, &id, listing.origin.as_str(), listing.version)?;
         let state = if delisted_before {
             ListingState::Delisted
         } else {
             ListingState::Recognised
         };
         let node = node_actor(r);
-        let by = By {
-            id: &node,
-            role: "system",
-        };
-        write_listing(conn, view, &listing, state, FEDERATION_SUBMITTER).await?;
-        record_history(
-            conn,
+        listings::write(db, &listing, state, FEDERATION_SUBMITTER)?;
+        listings::record_history(
+            db,
             &id.to_string(),
-            raft_index,
-            r.at,
-            by,
-            "recognise",
-            cur.as_ref().map(|c| c.state),
-            state,
-            listing.version,
-            Some(serde_json::json!({ "agreement": r.agreement }).to_string()),
-        )
-        .await?;
-        insert_announcement(
-            conn,
+            &Transition {
+                raft_index,
+                at: r.at,
+                by: By {
+                    id: &node,
+                    role: "system",
+                },
+                action: "recognise",
+                from: cur.as_ref().map(|c| c.state),
+                to: state,
+                version: listing.version,
+                detail: Some(serde_json::json!({ "agreement": r.agreement }).to_string()),
+            },
+        )?;
+        announcements::insert(
+            db,
             &r.content_id,
             r.exchange.as_str(),
             AnnouncementKind::Listing,
             Some(&id),
             &r.envelope,
-        )
-        .await?;
+        )?;
         response = done(id, Some(listing.version), Some(state));
     }
     record_decision(
-        conn,
+        db,
         raft_index,
-        Decision {
-            r,
+        r,
+        Outcome {
             listing_id: Some(id),
             version: Some(listing.version),
             origin: listing.origin.to_string(),
@@ -669,8 +542,7 @@ async fn recognize_listing(
             reason,
             delegation,
         },
-    )
-    .await?;
+    )?;
     Ok(response)
 }
 
@@ -679,25 +551,14 @@ async fn recognize_listing(
 /// delegation becomes `revoked`, with the revocation in its history (PROTOCOL.md 9: a
 /// revocation applies whatever the date of what the key signed). Copies of versions signed by
 /// other keys stay as they are.
-async fn revoke_copies(
-    conn: &mut SqliteConnection,
+fn revoke_copies(
+    db: &rusqlite::Connection,
     raft_index: u64,
     r: &Recognition,
     revocation: &ContentId,
     rev: &Revocation,
-) -> Result<(), sqlx::Error> {
-    // The copies whose current version is the latest announcement recognised for them.
-    let rows: Vec<(String,)> = sqlx::query_as(
-        "SELECT r.listing_id FROM recognitions r
-         JOIN listings l ON l.id = r.listing_id AND l.state = 'recognised'
-         WHERE r.decision = 'recognised' AND r.signer = ?1 AND r.exchange = ?2
-           AND r.seq = (SELECT MAX(seq) FROM recognitions
-                        WHERE listing_id = r.listing_id AND decision = 'recognised')",
-    )
-    .bind(rev.key.to_base64())
-    .bind(rev.exchange.as_str())
-    .fetch_all(&mut *conn)
-    .await?;
+) -> rusqlite::Result<()> {
+    let copies = recognitions::copies_signed_by(db, &rev.key.to_base64(), rev.exchange.as_str())?;
     let detail = serde_json::json!({
         "revocation": revocation.to_string(),
         "exchange": rev.exchange.as_str(),
@@ -705,64 +566,45 @@ async fn revoke_copies(
         "reason": rev.reason,
     })
     .to_string();
-    for (listing_id,) in rows {
-        let Ok(id) = listing_id.parse::<ContentId>() else {
+    let node = node_actor(r);
+    for listing_id in copies {
+        if listing_id.parse::<ContentId>().is_err() {
+            continue;
+        }
+        let Some(cur) = listings::current(db, &listing_id)? else {
             continue;
         };
-        let Some(cur) = current(conn, &id).await? else {
-            continue;
-        };
-        sqlx::query("UPDATE listings SET state = ? WHERE id = ?")
-            .bind(ListingState::Revoked.as_str())
-            .bind(&listing_id)
-            .execute(&mut *conn)
-            .await?;
-        record_history(
-            conn,
+        listings::set_state(db, &listing_id, ListingState::Revoked)?;
+        listings::record_history(
+            db,
             &listing_id,
-            raft_index,
-            r.at,
-            By {
-                id: &node_actor(r),
-                role: "system",
+            &Transition {
+                raft_index,
+                at: r.at,
+                by: By {
+                    id: &node,
+                    role: "system",
+                },
+                action: "revoke",
+                from: Some(cur.state),
+                to: ListingState::Revoked,
+                version: cur.listing.version,
+                detail: Some(detail.clone()),
             },
-            "revoke",
-            Some(cur.state),
-            ListingState::Revoked,
-            cur.listing.version,
-            Some(detail.clone()),
-        )
-        .await?;
+        )?;
     }
     Ok(())
 }
 
-/// Whether the origin's delisting of `listing` (at this version or later) arrived before it.
-async fn delisting_recorded(
-    conn: &mut SqliteConnection,
-    id: &ContentId,
-    listing: &Listing,
-) -> Result<bool, sqlx::Error> {
-    let found: Option<i64> = sqlx::query_scalar(
-        "SELECT 1 FROM recognitions WHERE listing_id = ? AND kind = 'delisting'
-            AND decision = 'delisted' AND origin = ? AND version >= ? LIMIT 1",
-    )
-    .bind(id.to_string())
-    .bind(listing.origin.as_str())
-    .bind(i64::from(listing.version))
-    .fetch_optional(&mut *conn)
-    .await?;
-    Ok(found.is_some())
-}
-
-async fn recognize_delisting(
-    conn: &mut SqliteConnection,
+fn recognize_delisting(
+    db: &rusqlite::Connection,
     raft_index: u64,
     r: &Recognition,
     d: Delisting,
-    delegation: Option<String>,
-) -> Result<CommandResponse, sqlx::Error> {
-    let cur = current(conn, &d.listing_id).await?;
+    delegation: Option<&str>,
+) -> rusqlite::Result<CommandResponse> {
+    let key = d.listing_id.to_string();
+    let cur = listings::current(db, &key)?;
     let (decision, reason, state) = match &cur {
         Some(c) if c.listing.origin != d.origin => (
             "rejected",
@@ -774,27 +616,25 @@ async fn recognize_delisting(
         ),
         // A revoked copy is still the origin's listing: its delisting is final all the same.
         Some(c) if matches!(c.state, ListingState::Recognised | ListingState::Revoked) => {
-            sqlx::query("UPDATE listings SET state = ? WHERE id = ?")
-                .bind(ListingState::Delisted.as_str())
-                .bind(d.listing_id.to_string())
-                .execute(&mut *conn)
-                .await?;
-            record_history(
-                conn,
-                &d.listing_id.to_string(),
-                raft_index,
-                r.at,
-                By {
-                    id: &node_actor(r),
-                    role: "system",
+            let node = node_actor(r);
+            listings::set_state(db, &key, ListingState::Delisted)?;
+            listings::record_history(
+                db,
+                &key,
+                &Transition {
+                    raft_index,
+                    at: r.at,
+                    by: By {
+                        id: &node,
+                        role: "system",
+                    },
+                    action: "delist",
+                    from: Some(c.state),
+                    to: ListingState::Delisted,
+                    version: c.listing.version,
+                    detail: Some(serde_json::json!({ "reason": d.reason }).to_string()),
                 },
-                "delist",
-                Some(c.state),
-                ListingState::Delisted,
-                c.listing.version,
-                Some(serde_json::json!({ "reason": d.reason }).to_string()),
-            )
-            .await?;
+            )?;
             (
                 "delisted",
                 Some(d.reason.clone()),
@@ -810,21 +650,20 @@ async fn recognize_delisting(
         None => ("delisted", Some(d.reason.clone()), None),
     };
     if decision != "rejected" {
-        insert_announcement(
-            conn,
+        announcements::insert(
+            db,
             &r.content_id,
             r.exchange.as_str(),
             AnnouncementKind::Delisting,
             Some(&d.listing_id),
             &r.envelope,
-        )
-        .await?;
+        )?;
     }
     record_decision(
-        conn,
+        db,
         raft_index,
-        Decision {
-            r,
+        r,
+        Outcome {
             listing_id: Some(d.listing_id),
             version: Some(d.version),
             origin: d.origin.to_string(),
@@ -832,8 +671,7 @@ async fn recognize_delisting(
             reason,
             delegation,
         },
-    )
-    .await?;
+    )?;
     Ok(done(d.listing_id, Some(d.version), state))
 }
 
@@ -842,8 +680,9 @@ mod tests {
     use super::*;
     use crate::audit;
     use crate::catalog::apply::apply;
+    use crate::catalog::query::{MAX_PAGE, RecognitionFilter, RecognitionView, Search};
     use crate::catalog::{Actor, CatalogCommand, Review};
-    use sqlx::Connection;
+    use crate::sqlite::in_transaction;
     use xchg_federation_config::Role;
     use xchg_protocol::{Classification, Delegation, Keypair, SignedDelegation, ZoneId};
 
@@ -925,9 +764,27 @@ mod tests {
         Listing::first_version(draft, zone(origin), Timestamp(1_000))
     }
 
-    /// Applies `commands` in order to a fresh xuchang/yuzhou replica; returns, per command, the
-    /// decisions table's last row (decision, reason) and the listing rows (id, origin, version,
-    /// state) at the end.
+    /// The decisions recorded in the catalog in `dir`, oldest first (`decision` only, if
+    /// given).
+    async fn decisions_in(dir: &std::path::Path, decision: Option<&str>) -> Vec<RecognitionView> {
+        let mut reader = crate::catalog::test_reader(dir).await;
+        let filter = RecognitionFilter {
+            decision: decision.map(str::to_owned),
+            limit: Some(MAX_PAGE),
+            ..RecognitionFilter::default()
+        };
+        let mut page = recognitions::page(&mut reader, &filter)
+            .await
+            .expect("decisions")
+            .items;
+        assert!(page.len() < MAX_PAGE as usize, "more than one page");
+        page.reverse();
+        page
+    }
+
+    /// Applies `commands` in order to a fresh xuchang/yuzhou replica; returns the decisions
+    /// recorded (decision, reason) and the listing rows (id, origin, version, state) in the
+    /// order they were recorded, and each listing's outbox entries (kind, state) in that order.
     async fn run(
         commands: &[CatalogCommand],
     ) -> (
@@ -936,32 +793,44 @@ mod tests {
         Vec<(String, String)>,
     ) {
         let dir = tempfile::tempdir().expect("tempdir");
-        let slot = crate::catalog::test_writer(dir.path()).await;
-        let mut writer = slot.lock().await.expect("writer");
-        let (conn, view) = writer.split();
-        let mut tx = conn.begin().await.expect("tx");
-        let mut chain = audit::Chain::load(&mut tx).await.expect("chain");
+        let db = crate::catalog::test_db(dir.path());
         let facts = crate::catalog::test_zone();
-        for (i, c) in commands.iter().enumerate() {
-            let _response = apply(&mut tx, view, &mut chain, &facts, i as u64 + 1, c)
+        in_transaction(&db, || {
+            let mut chain = audit::Chain::load(&db)?;
+            for (i, c) in commands.iter().enumerate() {
+                let _response = apply(&db, &mut chain, &facts, i as u64 + 1, c)?;
+            }
+            Ok(())
+        })
+        .expect("apply");
+        drop(db);
+        let decisions = decisions_in(dir.path(), None)
+            .await
+            .into_iter()
+            .map(|d| (d.decision, d.reason))
+            .collect();
+        let mut reader = crate::catalog::test_reader(dir.path()).await;
+        let search = Search {
+            limit: Some(MAX_PAGE),
+            ..Search::default()
+        };
+        let mut held = listings::search(&mut reader, &search, &facts.zone)
+            .await
+            .expect("listings")
+            .items;
+        held.reverse();
+        let mut listings = Vec::new();
+        let mut outbox = Vec::new();
+        for l in held {
+            for e in outbox::of_listing(&mut reader, &l.id)
                 .await
-                .expect("apply");
+                .expect("outbox")
+            {
+                outbox.push((e.kind, e.state));
+            }
+            let version = i64::from(l.listing.version);
+            listings.push((l.id, l.listing.origin.to_string(), version, l.state));
         }
-        let decisions: Vec<(String, Option<String>)> =
-            sqlx::query_as("SELECT decision, reason FROM recognitions ORDER BY seq")
-                .fetch_all(&mut *tx)
-                .await
-                .expect("decisions");
-        let listings: Vec<(String, String, i64, String)> =
-            sqlx::query_as("SELECT id, origin, version, state FROM listings ORDER BY seq")
-                .fetch_all(&mut *tx)
-                .await
-                .expect("listings");
-        let outbox: Vec<(String, String)> =
-            sqlx::query_as("SELECT kind, state FROM outbox ORDER BY seq")
-                .fetch_all(&mut *tx)
-                .await
-                .expect("outbox");
         (decisions, listings, outbox)
     }
 
@@ -1162,26 +1031,25 @@ mod tests {
         bounds: &RefusalBounds,
     ) -> (Vec<ContentId>, usize) {
         let dir = tempfile::tempdir().expect("tempdir");
-        let slot = crate::catalog::test_writer(dir.path()).await;
-        let mut writer = slot.lock().await.expect("writer");
-        let (conn, _) = writer.split();
-        let mut tx = conn.begin().await.expect("tx");
-        for (i, r) in refusals.iter().enumerate() {
-            let response = record_refusal_within(&mut tx, i as u64 + 1, r, bounds)
-                .await
-                .expect("apply");
-            assert!(response.is_ok(), "{response:?}");
-        }
-        let rows: Vec<(String, String)> = sqlx::query_as(
-            "SELECT content_id, reason FROM recognitions WHERE decision = 'rejected' ORDER BY seq",
-        )
-        .fetch_all(&mut *tx)
-        .await
-        .expect("rows");
-        let longest = rows.iter().map(|r| r.1.chars().count()).max().unwrap_or(0);
+        let db = crate::catalog::test_db(dir.path());
+        in_transaction(&db, || {
+            for (i, r) in refusals.iter().enumerate() {
+                let response = record_refusal_within(&db, i as u64 + 1, r, bounds)?;
+                assert!(response.is_ok(), "{response:?}");
+            }
+            Ok(())
+        })
+        .expect("apply");
+        drop(db);
+        let rows = decisions_in(dir.path(), Some("rejected")).await;
+        let longest = rows
+            .iter()
+            .map(|r| r.reason.as_deref().unwrap_or("").chars().count())
+            .max()
+            .unwrap_or(0);
         let ids = rows
             .into_iter()
-            .map(|r| r.0.parse().expect("content id"))
+            .map(|r| r.content_id.parse().expect("content id"))
             .collect();
         (ids, longest)
     }

@@ -1,14 +1,16 @@
 //! The catalog state machine: the commands a zone agrees on through Raft, and their effects.
 //!
 //! Every command carries its own time and actor, so applying the same log gives byte-identical
-//! tables and audit records on every node. [`apply`] is the only writer (`apply_batch`, and
-//! `submit_run` for entries of submissions only); [`query`] reads.
+//! tables and audit records on every node. [`apply`] holds the rules that write (with those
+//! of the federation, [`federation`]); [`query`] puts together what the API reads; every
+//! table's SQL has its home in [`tables`].
 
 pub mod apply;
 pub mod federation;
 pub mod format;
 pub mod policy;
 pub mod query;
+pub mod tables;
 
 use serde::{Deserialize, Serialize};
 use xchg_federation_config::{ExportPolicy, Role};
@@ -135,7 +137,7 @@ pub struct Review {
 
 /// The catalog file's schema steps, applied in order by the store, each in its own transaction;
 /// the file's version (`PRAGMA user_version`) is how many it has had. The tables are the
-/// catalog's: their SQL lives with the rules that write them.
+/// catalog's: their SQL lives in [`tables`].
 pub const SCHEMA: &[&str] = &[
     include_str!("schema/catalog_schema_v1.sql"),
     include_str!("schema/catalog_schema_v2.sql"),
@@ -154,21 +156,23 @@ pub fn test_zone() -> ZoneFacts {
 }
 
 /// A catalog database for the catalog's own tests, without the store above it: the schema
-/// applied to a fresh file in `dir`, behind the writer the rules run through.
+/// applied to a fresh file in `dir`, on the kind of connection the rules run on.
 #[cfg(test)]
-pub(crate) async fn test_writer(dir: &std::path::Path) -> crate::sqlite::WriterSlot {
-    let options = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(dir.join("catalog.db"))
-        .create_if_missing(true);
-    let pool = sqlx::sqlite::SqlitePoolOptions::new()
-        .max_connections(1)
-        .connect_with(options)
-        .await
+pub(crate) fn test_db(dir: &std::path::Path) -> rusqlite::Connection {
+    let db = rusqlite::Connection::open(dir.join("catalog.db"))
         .expect("a catalog file in the test directory");
-    crate::sqlite::migrate(&pool, SCHEMA)
+    crate::sqlite::migrate(&db, SCHEMA).expect("the catalog schema applies");
+    db
+}
+
+/// A reader of the catalog file [`test_db`] made in `dir`, for the tables' reads.
+#[cfg(test)]
+pub(crate) async fn test_reader(dir: &std::path::Path) -> sqlx::SqliteConnection {
+    use sqlx::Connection as _;
+    let options = sqlx::sqlite::SqliteConnectOptions::new().filename(dir.join("catalog.db"));
+    sqlx::SqliteConnection::connect_with(&options)
         .await
-        .expect("the catalog schema applies");
-    crate::sqlite::WriterSlot::new(pool)
+        .expect("the catalog file in the test directory")
 }
 
 /// One change to the zone's replicated state: the payload of a Raft log entry.
@@ -638,4 +642,77 @@ pub fn every_refusal() -> Vec<Refusal> {
         }
     }
     all.to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sqlite::{MigrateError, migrate};
+
+    fn count(db: &rusqlite::Connection, sql: &str) -> i64 {
+        db.query_row(sql, [], |row| row.get(0)).expect(sql)
+    }
+
+    /// A catalog written by an older xchg is brought up to date in place: its rows stay, and
+    /// what later steps changed (history keyed by the listing's seq, search indexed by the
+    /// state machine) holds for the old rows too. A file from a newer xchg is refused.
+    #[test]
+    fn a_catalog_of_an_older_schema_is_brought_up_to_date_and_keeps_its_rows() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = rusqlite::Connection::open(dir.path().join("catalog.db")).expect("open");
+        migrate(&db, &SCHEMA[..1]).expect("v1");
+        // A listing with two history entries, written the version 1 way (indexed by trigger,
+        // history keyed by listing id), and a metadata row.
+        db.execute_batch(
+            "INSERT INTO sm_meta (key, value) VALUES ('kept', x'01');
+             INSERT INTO listings (seq, id, version, content_id, state, origin, submitted_by,
+                provider_id, provider_name, category, classification, delivery_modes, title,
+                description, keywords, scenarios, created_at, updated_at, body)
+             VALUES (7, 'sha256:aa', 1, 'sha256:aa', 'listed', 'xuchang/yuzhou', 'p1', 'p', 'P',
+                'credit', 'general', ',api,', '禹州市企业信用核验接口', 'd', '', '', 1, 2, x'00');
+             INSERT INTO listing_history (listing_id, seq, raft_index, at, actor, role, action,
+                from_state, to_state, version)
+             VALUES ('sha256:aa', 1, 3, 1, 'p1', 'provider', 'submit', NULL, 'submitted', 1),
+                    ('sha256:aa', 2, 4, 2, 'op', 'operator', 'approve', 'submitted', 'listed', 1);",
+        )
+        .expect("v1 rows");
+        migrate(&db, SCHEMA).expect("upgrade");
+        assert_eq!(count(&db, "PRAGMA user_version"), SCHEMA.len() as i64);
+        assert_eq!(
+            count(&db, "SELECT count(*) FROM sm_meta WHERE key = 'kept'"),
+            1
+        );
+        // Version 4: the history now hangs off the listing's seq, in the same order; the
+        // listing indexed by the old trigger is still found.
+        let history: Vec<(i64, i64, String)> = db
+            .prepare(
+                "SELECT listing_seq, seq, action FROM listing_history ORDER BY listing_seq, seq",
+            )
+            .and_then(|mut s| {
+                s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                    .collect()
+            })
+            .expect("history");
+        assert_eq!(
+            history,
+            [(7, 1, "submit".to_owned()), (7, 2, "approve".to_owned())]
+        );
+        assert_eq!(
+            count(
+                &db,
+                "SELECT count(*) FROM listings_fts WHERE listings_fts MATCH '\"信用核验\"'"
+            ),
+            1
+        );
+        for table in ["outbox", "announcements", "recognitions", "revocations"] {
+            assert_eq!(count(&db, &format!("SELECT count(*) FROM {table}")), 0);
+        }
+        // A file from a newer xchg is refused, not touched.
+        let too_new = &[SCHEMA, &["SELECT 1;"]].concat();
+        migrate(&db, too_new).expect("newer");
+        assert!(matches!(
+            migrate(&db, SCHEMA),
+            Err(MigrateError::TooNew { .. })
+        ));
+    }
 }

@@ -88,17 +88,6 @@ impl Policy {
     }
 }
 
-/// The catalog's size: its pages in use, free pages left out.
-async fn catalog_bytes(db: &Db) -> Result<u64, sqlx::Error> {
-    let bytes: i64 = sqlx::query_scalar(
-        "SELECT (p.page_count - f.freelist_count) * s.page_size \
-         FROM pragma_page_count() p, pragma_freelist_count() f, pragma_page_size() s",
-    )
-    .fetch_one(&db.read)
-    .await?;
-    Ok(bytes.unsigned_abs())
-}
-
 /// The log written after a snapshot: the bytes stored after it when it was first seen, and the
 /// log writer's running count then (what it appends later is added from that count).
 struct LogSince {
@@ -159,7 +148,7 @@ pub async fn run(
             + appended
                 .load(Ordering::Relaxed)
                 .saturating_sub(since.counter);
-        let catalog = match catalog_bytes(&db).await {
+        let catalog = match db.catalog_bytes().await {
             Ok(b) => b,
             Err(e) => {
                 // The entry count decides alone rather than never.

@@ -22,12 +22,12 @@ use std::time::Instant;
 use futures::TryStreamExt;
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{AnyError, OptionalSend, RaftLogReader, StorageIOError, Vote};
-use sqlx::{Connection, Row};
+use sqlx::Row;
 use tokio::sync::{mpsc, oneshot};
 
 use super::raft_types::{Entry, LogId, NodeId, StorageError, TypeConfig};
-use super::raw::in_transaction;
 use super::{BatchObserver, Db, from_cbor, meta_value, to_cbor};
+use crate::sqlite::in_transaction;
 
 /// Work for the writer task, in the order openraft issued it.
 enum Op {
@@ -403,24 +403,21 @@ const UPSERT_META: &str = "INSERT INTO raft_meta (key, value) VALUES (?1, ?2) \
 
 /// Writes one `raft_meta` value durably, in its own commit.
 async fn write_meta(db: &Db, key: &str, value: Vec<u8>) -> Result<(), String> {
-    let mut writer = db.log_writer.lock().await.map_err(|e| e.to_string())?;
-    sqlx::query(UPSERT_META)
-        .bind(key)
-        .bind(value)
-        .execute(writer.conn())
-        .await
-        .map(|_| ())
+    let writer = db.log_writer.lock().await.map_err(|e| e.to_string())?;
+    writer
+        .prepare_cached(UPSERT_META)
+        .and_then(|mut upsert| upsert.execute(rusqlite::params![key, value]))
+        .map(drop)
         .map_err(|e| e.to_string())
 }
 
 /// Deletes the entries from `log_id` on.
 async fn truncate(db: &Db, log_id: LogId) -> Result<(), String> {
-    let mut writer = db.log_writer.lock().await.map_err(|e| e.to_string())?;
-    sqlx::query("DELETE FROM raft_log WHERE idx >= ?")
-        .bind(sql_index(log_id.index))
-        .execute(writer.conn())
-        .await
-        .map(|_| ())
+    let writer = db.log_writer.lock().await.map_err(|e| e.to_string())?;
+    writer
+        .prepare_cached("DELETE FROM raft_log WHERE idx >= ?1")
+        .and_then(|mut delete| delete.execute([sql_index(log_id.index)]))
+        .map(drop)
         .map_err(|e| e.to_string())
 }
 
@@ -448,7 +445,7 @@ async fn write_committed_alone(db: &Db, value: Vec<u8>) {
 
 /// Writes `entries` durably, with the commit index `committed` if given, in one transaction
 /// (`synchronous=FULL`: the commit returns after the WAL is fsynced). The whole transaction is
-/// one hand-off to SQLite, over statements kept prepared ([`super::raw::Writer`]). Returns the
+/// one call into SQLite on the log's writer, over statements kept prepared. Returns the
 /// bytes of the entries written.
 async fn write_entries(
     db: &Db,
@@ -464,25 +461,22 @@ async fn write_entries(
             )
         })
         .collect();
-    let mut writer = db.log_writer.lock().await.map_err(|e| e.to_string())?;
-    writer
-        .raw(|raw| {
-            in_transaction(raw, || {
-                let mut insert = raw.prepare_cached(
-                    "INSERT OR REPLACE INTO raft_log (idx, term, entry) VALUES (?1, ?2, ?3)",
-                )?;
-                for (idx, term, bytes) in &rows {
-                    insert.execute(rusqlite::params![idx, term, bytes])?;
-                }
-                if let Some(value) = committed {
-                    raw.prepare_cached(UPSERT_META)?
-                        .execute(rusqlite::params!["committed", value])?;
-                }
-                Ok(())
-            })
-        })
-        .await
-        .map_err(|e| e.to_string())?;
+    let writer = db.log_writer.lock().await.map_err(|e| e.to_string())?;
+    in_transaction(&writer, || {
+        let mut insert = writer.prepare_cached(
+            "INSERT OR REPLACE INTO raft_log (idx, term, entry) VALUES (?1, ?2, ?3)",
+        )?;
+        for (idx, term, bytes) in &rows {
+            insert.execute(rusqlite::params![idx, term, bytes])?;
+        }
+        if let Some(value) = committed {
+            writer
+                .prepare_cached(UPSERT_META)?
+                .execute(rusqlite::params!["committed", value])?;
+        }
+        Ok(())
+    })
+    .map_err(|e| e.to_string())?;
     Ok(rows.iter().map(|(_, _, bytes)| bytes.len() as u64).sum())
 }
 
@@ -509,25 +503,17 @@ async fn purge(db: &Db, log_id: LogId) -> Result<(), String> {
     // the module docs of `store`.
     db.sync_catalog().await.map_err(|e| e.to_string())?;
     let bytes = to_cbor(&log_id).map_err(|e| e.to_string())?;
-    let mut writer = db.log_writer.lock().await.map_err(|e| e.to_string())?;
-    let mut tx = writer
-        .conn()
-        .begin_with("BEGIN IMMEDIATE")
-        .await
-        .map_err(|e| e.to_string())?;
-    sqlx::query(
-        "INSERT INTO raft_meta (key, value) VALUES ('last_purged', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-    )
-    .bind(bytes)
-    .execute(&mut *tx)
-    .await
-    .map_err(|e| e.to_string())?;
-    sqlx::query("DELETE FROM raft_log WHERE idx <= ?")
-        .bind(sql_index(log_id.index))
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| e.to_string())?;
-    tx.commit().await.map_err(|e| e.to_string())
+    let writer = db.log_writer.lock().await.map_err(|e| e.to_string())?;
+    in_transaction(&writer, || {
+        writer
+            .prepare_cached(UPSERT_META)?
+            .execute(rusqlite::params!["last_purged", bytes])?;
+        writer
+            .prepare_cached("DELETE FROM raft_log WHERE idx <= ?1")?
+            .execute([sql_index(log_id.index)])
+            .map(drop)
+    })
+    .map_err(|e| e.to_string())
 }
 
 impl RaftLogReader<TypeConfig> for LogStore {

@@ -19,7 +19,7 @@
 //!   log id is written in the same transaction: after a power loss the catalog is an older,
 //!   consistent state and openraft re-applies the missing entries from the durable log. The
 //!   log is only ever purged behind a snapshot, and only up to what the catalog has committed
-//!   ([`Db::applied`]; openraft issues the purge of an installed snapshot without waiting for
+//!   (`Db::applied`; openraft issues the purge of an installed snapshot without waiting for
 //!   the install). Before every purge the catalog database is made durable by one commit with
 //!   `synchronous=FULL` ([`Db::sync_catalog`]), which fsyncs the catalog's WAL and so
 //!   everything committed before it — so no entry leaves the log before its effects are on
@@ -43,22 +43,29 @@
 //! unchanged: a commit is durable (or, for the catalog, recoverable from the log) when it is in
 //! the WAL, whoever copies it on later.
 //!
-//! # The state machine's writes
+//! # Who touches which connection
 //!
-//! The state machine writes through its sqlx connection, but a batch's statements run in one
-//! hand-off to SQLite rather than one per statement: see [`raw`].
+//! Each file has one writer connection, held by the store ([`writer`]): every write to the
+//! file, the state machine's batches and the log's appends alike, runs on it in the calling
+//! thread, with its statements kept prepared (see [`crate::sqlite`]). Reads go through sqlx
+//! pools of their own connections: the Raft log's inside this module, the catalog's handed out
+//! to the layers above by [`Db::reader`] for the typed queries of the tables' homes (the
+//! catalog's `tables`, `query` and the audit chain). No connection is driven by both.
 
 pub mod files;
 mod log;
 pub mod raft_types;
-pub use crate::sqlite as raw;
+mod sm_meta;
+mod snapshot;
 pub mod snapshot_file;
 mod state_machine;
 #[cfg(feature = "wal-batch-vfs")]
 mod vfs;
+mod writer;
 
 pub use log::{LogStore, REPLICATION_BUDGET_BYTES};
 pub use state_machine::{Signals, StateMachine};
+pub use writer::WriteError;
 
 /// Told how long each batch (a log append with its fsync, or an applied batch of entries) took
 /// and how many entries it held; feeds the metrics that show group commit at work.
@@ -75,10 +82,11 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
+use rusqlite::OptionalExtension as _;
 use sqlx::Row;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+
+use writer::{Durability, Writer};
 
 /// The Raft log file's schema steps; its version (`PRAGMA user_version`) is their count.
 const LOG_SCHEMA: &[&str] = &[include_str!("log_schema_v1.sql")];
@@ -96,15 +104,31 @@ const PAGE_SIZE: u32 = 2048;
 /// How often each file's checkpointer copies committed WAL frames into the database file.
 pub const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
 
-/// The writers' own automatic checkpoint, in WAL pages (4 KiB each): reached only when the
-/// background checkpointer falls this far behind (or cannot finish because a reader holds
-/// old frames).
-const WRITER_AUTOCHECKPOINT_PAGES: &str = "50000";
+/// The writers' own automatic checkpoint, in WAL pages: reached only when the background
+/// checkpointer falls this far behind (or cannot finish because a reader holds old frames).
+const WRITER_AUTOCHECKPOINT_PAGES: i64 = 50_000;
 
 /// The Raft log file in a data directory.
 pub const LOG_FILE: &str = "raft-log.db";
 /// The catalog file in a data directory.
 pub const CATALOG_FILE: &str = "catalog.db";
+
+/// An error of either of the store's SQLite drivers.
+#[derive(Debug, thiserror::Error)]
+pub enum SqliteError {
+    /// On a read pool (sqlx).
+    #[error(transparent)]
+    Read(#[from] sqlx::Error),
+    /// On a writer connection (rusqlite).
+    #[error(transparent)]
+    Write(#[from] WriteError),
+}
+
+impl From<rusqlite::Error> for SqliteError {
+    fn from(e: rusqlite::Error) -> Self {
+        SqliteError::Write(e.into())
+    }
+}
 
 /// Why the database could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -115,7 +139,7 @@ pub enum StoreError {
         /// The database file.
         path: String,
         /// The SQLite error.
-        source: sqlx::Error,
+        source: SqliteError,
     },
     /// The snapshot file could not be opened or stored.
     #[error("snapshot file {path}: {source}")]
@@ -148,98 +172,82 @@ pub enum StoreError {
     },
 }
 
-/// The pools over a node's two database files.
+/// A node's two database files: their writers, their read pools, the snapshot file. Nothing
+/// outside the store touches a connection but through [`Db::reader`].
 #[derive(Clone, Debug)]
 pub struct Db {
-    /// The `log` pool's connection, held by whoever writes the Raft log (see [`raw::Writer`]).
-    pub log_writer: std::sync::Arc<raw::WriterSlot>,
-    /// The `sm` pool's connection, held by whoever writes the catalog.
-    pub sm_writer: std::sync::Arc<raw::WriterSlot>,
-    /// Raft log and vote writes (`raft-log.db`, synchronous=FULL, one connection): taken for
-    /// good by [`Db::log_writer`] at its first use.
-    pub log: SqlitePool,
+    /// Raft log and vote writes (`raft-log.db`, synchronous=FULL).
+    log_writer: std::sync::Arc<Writer>,
+    /// State-machine writes (`catalog.db`, synchronous=NORMAL).
+    sm_writer: std::sync::Arc<Writer>,
     /// Raft log reads.
-    pub log_read: SqlitePool,
-    /// State-machine writes (`catalog.db`, synchronous=NORMAL, one connection): taken for good
-    /// by [`Db::sm_writer`] at its first use.
-    pub sm: SqlitePool,
+    log_read: SqlitePool,
     /// Catalog reads.
-    pub read: SqlitePool,
+    read: SqlitePool,
     /// One connection per file that only checkpoints, see [`Db::open`].
     checkpointers: [SqlitePool; 2],
     /// The catalog file, which snapshots are dumped from on a connection of their own.
-    pub catalog_path: std::path::PathBuf,
+    catalog_path: std::path::PathBuf,
     /// The latest snapshot.
-    pub snapshot: std::sync::Arc<snapshot_file::SnapshotFile>,
+    snapshot: std::sync::Arc<snapshot_file::SnapshotFile>,
     /// The index of the last entry the catalog has committed (0: none), kept by the state
     /// machine: the log is purged only behind it, see [`LogStore`].
-    pub applied: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
+    applied: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
     /// Held while the files are open, so that offline tools refuse to touch them; let go by
     /// [`Db::close`].
     lock: std::sync::Arc<std::sync::Mutex<Option<files::DataDirLock>>>,
 }
 
+/// A read-only connection to the catalog, for the typed queries of the tables' homes.
+pub type Reader = sqlx::pool::PoolConnection<sqlx::Sqlite>;
+
+/// The options of the read pools and the checkpointers (the writer sets the file up first).
 fn options(path: &Path, name: &str) -> Result<SqliteConnectOptions, StoreError> {
     let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display())).map_err(
         |source| StoreError::Sqlite {
             path: name.to_owned(),
-            source,
+            source: source.into(),
         },
     )?;
-    // One write per transaction into the WAL instead of two per page: see [`vfs`].
+    // Every connection to a file through the same VFS as its writer.
     #[cfg(feature = "wal-batch-vfs")]
     let options = {
         vfs::register().map_err(|message| StoreError::Sqlite {
             path: name.to_owned(),
-            source: sqlx::Error::Configuration(message.into()),
+            source: sqlx::Error::Configuration(message.into()).into(),
         })?;
         options.vfs(vfs::NAME)
     };
     Ok(options
-        .create_if_missing(true)
-        // New files only (an existing file keeps its page size): see [`PAGE_SIZE`].
-        .page_size(PAGE_SIZE)
         .journal_mode(SqliteJournalMode::Wal)
         .busy_timeout(Duration::from_secs(30))
-        .pragma("wal_autocheckpoint", WRITER_AUTOCHECKPOINT_PAGES)
-        // Statement journals (statements that fire triggers need them) stay in memory
-        // instead of a new temporary file per transaction.
         .pragma("temp_store", "MEMORY"))
 }
 
-async fn pools(
-    path: &Path,
-    schema: &[&str],
-    sync: SqliteSynchronous,
-    readers: u32,
-) -> Result<(SqlitePool, SqlitePool, SqlitePool), StoreError> {
+/// The read pool (`readers` connections, `query_only`) and the checkpointer (one connection,
+/// kept for the node's life) of the file at `path`.
+async fn pools(path: &Path, readers: u32) -> Result<(SqlitePool, SqlitePool), StoreError> {
     let name = path.display().to_string();
-    let err = |source| StoreError::Sqlite {
+    let err = |source: sqlx::Error| StoreError::Sqlite {
         path: name.clone(),
-        source,
+        source: source.into(),
     };
     let base = options(path, &name)?;
-    migrate(&base, &name, schema).await?;
-    // The writer and the checkpointer: one connection each, kept for the node's life. It is
-    // never dropped by the other side, so a ping before every batch would be one more hand-off
-    // to sqlx's thread for nothing.
-    let single = || {
-        SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
-            .test_before_acquire(false)
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .connect_with(base.clone().synchronous(sync))
-    };
-    let writer = single().await.map_err(err)?;
-    let checkpointer = single().await.map_err(err)?;
+    let checkpointer = SqlitePoolOptions::new()
+        .max_connections(1)
+        .min_connections(1)
+        .test_before_acquire(false)
+        .idle_timeout(None)
+        .max_lifetime(None)
+        .connect_with(base.clone())
+        .await
+        .map_err(err)?;
     let reader = SqlitePoolOptions::new()
         .max_connections(readers)
         .connect_with(base.pragma("query_only", "ON"))
         .await
         .map_err(err)?;
-    Ok((writer, reader, checkpointer))
+    Ok((reader, checkpointer))
 }
 
 /// Checkpoints `pool`'s file every [`CHECKPOINT_EVERY`] until the pool is closed.
@@ -270,15 +278,12 @@ impl Db {
     /// [`StoreError`] if a file cannot be opened, or was written by a newer version.
     pub async fn open(dir: &Path) -> Result<Db, StoreError> {
         let lock = prepare(dir)?;
-        let (log, log_read, log_checkpointer) =
-            pools(&dir.join(LOG_FILE), LOG_SCHEMA, SqliteSynchronous::Full, 2).await?;
-        let (sm, read, sm_checkpointer) = pools(
-            &dir.join(CATALOG_FILE),
-            CATALOG_SCHEMA,
-            SqliteSynchronous::Normal,
-            4,
-        )
-        .await?;
+        let log_path = dir.join(LOG_FILE);
+        let catalog_path = dir.join(CATALOG_FILE);
+        let log_writer = Writer::open(&log_path, Durability::Full, LOG_SCHEMA).await?;
+        let (log_read, log_checkpointer) = pools(&log_path, 2).await?;
+        let sm_writer = Writer::open(&catalog_path, Durability::Normal, CATALOG_SCHEMA).await?;
+        let (read, sm_checkpointer) = pools(&catalog_path, 4).await?;
         let snapshot_err = |source| StoreError::Snapshot {
             path: dir.join(snapshot_file::SNAPSHOT_FILE).display().to_string(),
             source,
@@ -288,12 +293,12 @@ impl Db {
             .await
             .map_err(snapshot_err)?;
         let snapshot = std::sync::Arc::new(snapshot);
-        move_stored_snapshot(&sm, &snapshot)
+        move_stored_snapshot(&sm_writer, &snapshot)
             .await
             .map_err(|e| match e {
                 MoveError::Sqlite(source) => StoreError::Sqlite {
-                    path: dir.join(CATALOG_FILE).display().to_string(),
-                    source,
+                    path: catalog_path.display().to_string(),
+                    source: source.into(),
                 },
                 MoveError::File(source) => snapshot_err(source),
             })?;
@@ -307,18 +312,38 @@ impl Db {
             ));
         }
         Ok(Db {
-            log_writer: std::sync::Arc::new(raw::WriterSlot::new(log.clone())),
-            sm_writer: std::sync::Arc::new(raw::WriterSlot::new(sm.clone())),
-            log,
+            log_writer: std::sync::Arc::new(log_writer),
+            sm_writer: std::sync::Arc::new(sm_writer),
             log_read,
-            sm,
             read,
             checkpointers: [log_checkpointer, sm_checkpointer],
-            catalog_path: dir.join(CATALOG_FILE),
+            catalog_path,
             snapshot,
             applied: std::sync::Arc::new(tokio::sync::watch::Sender::new(0)),
             lock: std::sync::Arc::new(std::sync::Mutex::new(Some(lock))),
         })
+    }
+
+    /// A connection that reads the catalog, for the typed queries of the tables' homes.
+    ///
+    /// # Errors
+    /// The pool's error (closed, or every connection busy past its timeout).
+    pub async fn reader(&self) -> Result<Reader, sqlx::Error> {
+        self.read.acquire().await
+    }
+
+    /// The catalog's size: its pages in use, free pages left out.
+    ///
+    /// # Errors
+    /// SQLite's error.
+    pub async fn catalog_bytes(&self) -> Result<u64, sqlx::Error> {
+        let bytes: i64 = sqlx::query_scalar(
+            "SELECT (p.page_count - f.freelist_count) * s.page_size \
+             FROM pragma_page_count() p, pragma_freelist_count() f, pragma_page_size() s",
+        )
+        .fetch_one(&self.read)
+        .await?;
+        Ok(bytes.unsigned_abs())
     }
 
     /// Makes everything committed to the catalog so far durable: one commit with
@@ -329,29 +354,15 @@ impl Db {
     ///
     /// # Errors
     /// SQLite's error; the writer is back at `synchronous=NORMAL` either way.
-    pub async fn sync_catalog(&self) -> Result<(), sqlx::Error> {
-        let mut writer = self.sm_writer.lock().await?;
-        writer
-            .raw(|db| {
-                db.execute_batch("PRAGMA synchronous = FULL")?;
-                // A row that always changes, so the commit has a frame to write and sync.
-                let synced = raw::in_transaction(db, || {
-                    db.prepare_cached(
-                        "INSERT INTO sm_meta (key, value) VALUES ('synced', x'01') \
-                         ON CONFLICT (key) DO UPDATE SET \
-                         value = CASE value WHEN x'01' THEN x'02' ELSE x'01' END",
-                    )?
-                    .execute([])
-                    .map(drop)
-                });
-                let restored = db.execute_batch("PRAGMA synchronous = NORMAL");
-                synced.and(restored)
-            })
-            .await
+    pub async fn sync_catalog(&self) -> Result<(), WriteError> {
+        let db = self.sm_writer.lock().await?;
+        db.execute_batch("PRAGMA synchronous = FULL")?;
+        let synced = crate::sqlite::in_transaction(&db, || sm_meta::mark_synced(&db));
+        let restored = db.execute_batch("PRAGMA synchronous = NORMAL");
+        Ok(synced.and(restored)?)
     }
 
-    /// Closes every pool, waiting for connections to be returned (the writers first, which
-    /// finalize the statements they keep: sqlx's close requires it).
+    /// Closes every connection, the writers first (once their current batch is done).
     pub async fn close(&self) {
         self.log_writer.close().await;
         self.sm_writer.close().await;
@@ -359,9 +370,7 @@ impl Db {
             pool.close().await;
         }
         self.read.close().await;
-        self.sm.close().await;
         self.log_read.close().await;
-        self.log.close().await;
         if let Ok(mut lock) = self.lock.lock() {
             lock.take();
         }
@@ -396,16 +405,19 @@ fn prepare(dir: &Path) -> Result<files::DataDirLock, StoreError> {
 
 /// Moves a snapshot kept in the catalog (as nodes before `snapshot.bin` did) into the snapshot
 /// file, then deletes the row. The row goes only once the file is stored and synced, so a crash
-/// in between repeats the move at the next start.
+/// in between repeats the move at the next start. The `snapshot` table's only home.
 async fn move_stored_snapshot(
-    sm: &SqlitePool,
+    sm: &Writer,
     file: &std::sync::Arc<snapshot_file::SnapshotFile>,
 ) -> Result<(), MoveError> {
-    let row: Option<(Vec<u8>, Vec<u8>)> =
-        sqlx::query_as("SELECT meta, data FROM snapshot WHERE id = 1")
-            .fetch_optional(sm)
-            .await
-            .map_err(MoveError::Sqlite)?;
+    let row: Option<(Vec<u8>, Vec<u8>)> = {
+        let db = sm.lock().await.map_err(MoveError::Sqlite)?;
+        db.query_row("SELECT meta, data FROM snapshot WHERE id = 1", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()
+        .map_err(|e| MoveError::Sqlite(e.into()))?
+    };
     let Some((meta, data)) = row else {
         return Ok(());
     };
@@ -413,10 +425,9 @@ async fn move_stored_snapshot(
     blocking(move || file.store_encoded(&meta, &data))
         .await
         .map_err(MoveError::File)?;
-    sqlx::query("DELETE FROM snapshot")
-        .execute(sm)
-        .await
-        .map_err(MoveError::Sqlite)?;
+    let db = sm.lock().await.map_err(MoveError::Sqlite)?;
+    db.execute("DELETE FROM snapshot", [])
+        .map_err(|e| MoveError::Sqlite(e.into()))?;
     Ok(())
 }
 
@@ -432,36 +443,8 @@ pub(crate) async fn blocking<T: Send + 'static>(
 
 /// Why [`move_stored_snapshot`] failed.
 enum MoveError {
-    Sqlite(sqlx::Error),
+    Sqlite(WriteError),
     File(std::io::Error),
-}
-
-async fn migrate(
-    options: &SqliteConnectOptions,
-    name: &str,
-    steps: &[&str],
-) -> Result<(), StoreError> {
-    let err = |source| StoreError::Sqlite {
-        path: name.to_owned(),
-        source,
-    };
-    // A pool as executor (not `&mut SqliteConnection`) keeps this future `Send` for callers
-    // that need it for any lifetime.
-    let pool = SqlitePoolOptions::new()
-        .max_connections(1)
-        .connect_with(options.clone())
-        .await
-        .map_err(err)?;
-    let migrated = raw::migrate(&pool, steps).await;
-    pool.close().await;
-    migrated.map_err(|e| match e {
-        raw::MigrateError::Sqlite(source) => err(source),
-        raw::MigrateError::TooNew { found, supported } => StoreError::TooNew {
-            path: name.to_owned(),
-            found,
-            supported,
-        },
-    })
 }
 
 /// Decodes the CBOR `value` column of a metadata row, if there is a row.
@@ -503,7 +486,7 @@ pub async fn open_pair(dir: &Path) -> Result<(LogStore, StateMachine), StoreErro
         .await
         .map_err(|e| StoreError::Sqlite {
             path: dir.join(CATALOG_FILE).display().to_string(),
-            source: e,
+            source: e.into(),
         })?;
     Ok((LogStore::new(db, None), sm))
 }
@@ -624,11 +607,14 @@ mod tests {
             last_membership: openraft::StoredMembership::default(),
             snapshot_id: "3-42-5".into(),
         };
-        sqlx::query("INSERT INTO snapshot (id, meta, data) VALUES (1, ?, ?)")
-            .bind(to_cbor(&meta).expect("meta"))
-            .bind(&b"dump!"[..])
-            .execute(&db.sm)
+        db.sm_writer
+            .lock()
             .await
+            .expect("writer")
+            .execute(
+                "INSERT INTO snapshot (id, meta, data) VALUES (1, ?1, ?2)",
+                rusqlite::params![to_cbor(&meta).expect("meta"), &b"dump!"[..]],
+            )
             .expect("old row");
         assert!(db.snapshot.read().expect("read").is_none());
         db.close().await;
@@ -638,9 +624,12 @@ mod tests {
         assert_eq!(moved.snapshot_id, "3-42-5");
         assert_eq!(moved.last_log_id, meta.last_log_id);
         assert_eq!(data, b"dump!");
-        let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM snapshot")
-            .fetch_one(&db.read)
+        let rows: i64 = db
+            .sm_writer
+            .lock()
             .await
+            .expect("writer")
+            .query_row("SELECT count(*) FROM snapshot", [], |r| r.get(0))
             .expect("count");
         assert_eq!(rows, 0, "the row goes once the file holds it");
         db.close().await;
@@ -654,111 +643,19 @@ mod tests {
         let db = Db::open(dir.path()).await.expect("open");
         for expected in [1_u8, 2, 1] {
             db.sync_catalog().await.expect("sync");
-            let value: Vec<u8> =
-                sqlx::query_scalar("SELECT value FROM sm_meta WHERE key = 'synced'")
-                    .fetch_one(&db.read)
-                    .await
-                    .expect("synced row");
-            assert_eq!(value, [expected]);
+            let writer = db.sm_writer.lock().await.expect("writer");
+            let value = sm_meta::synced(&writer).expect("synced row");
+            assert_eq!(value, Some(vec![expected]));
         }
-        let level: i64 = {
-            let mut writer = db.sm_writer.lock().await.expect("writer");
-            sqlx::query_scalar("PRAGMA synchronous")
-                .fetch_one(writer.conn())
-                .await
-                .expect("pragma")
-        };
+        let level: i64 = db
+            .sm_writer
+            .lock()
+            .await
+            .expect("writer")
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .expect("pragma");
         assert_eq!(level, 1);
         db.close().await;
-    }
-
-    #[tokio::test]
-    async fn a_catalog_of_an_older_schema_is_brought_up_to_date_and_keeps_its_rows() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join(CATALOG_FILE);
-        let name = path.display().to_string();
-        let opts = options(&path, &name).expect("options");
-        migrate(&opts, &name, &CATALOG_SCHEMA[..1])
-            .await
-            .expect("v1");
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(opts.clone())
-            .await
-            .expect("pool");
-        sqlx::query("INSERT INTO sm_meta (key, value) VALUES ('kept', x'01')")
-            .execute(&pool)
-            .await
-            .expect("row");
-        // A listing with two history entries, written the version 1 way (indexed by trigger,
-        // history keyed by listing id).
-        sqlx::raw_sql(
-            "INSERT INTO listings (seq, id, version, content_id, state, origin, submitted_by,
-                provider_id, provider_name, category, classification, delivery_modes, title,
-                description, keywords, scenarios, created_at, updated_at, body)
-             VALUES (7, 'sha256:aa', 1, 'sha256:aa', 'listed', 'xuchang/yuzhou', 'p1', 'p', 'P',
-                'credit', 'general', ',api,', '禹州市企业信用核验接口', 'd', '', '', 1, 2, x'00');
-             INSERT INTO listing_history (listing_id, seq, raft_index, at, actor, role, action,
-                from_state, to_state, version)
-             VALUES ('sha256:aa', 1, 3, 1, 'p1', 'provider', 'submit', NULL, 'submitted', 1),
-                    ('sha256:aa', 2, 4, 2, 'op', 'operator', 'approve', 'submitted', 'listed', 1);",
-        )
-        .execute(&pool)
-        .await
-        .expect("v1 listing");
-        pool.close().await;
-        migrate(&opts, &name, CATALOG_SCHEMA)
-            .await
-            .expect("upgrade");
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(opts.clone())
-            .await
-            .expect("pool");
-        let version: i64 = sqlx::query_scalar("PRAGMA user_version")
-            .fetch_one(&pool)
-            .await
-            .expect("version");
-        assert_eq!(version, CATALOG_SCHEMA.len() as i64);
-        let kept: i64 = sqlx::query_scalar("SELECT count(*) FROM sm_meta WHERE key = 'kept'")
-            .fetch_one(&pool)
-            .await
-            .expect("kept");
-        assert_eq!(kept, 1);
-        // Version 4: the history now hangs off the listing's seq, in the same order; the
-        // listing indexed by the old trigger is still found.
-        let history: Vec<(i64, i64, String)> = sqlx::query_as(
-            "SELECT listing_seq, seq, action FROM listing_history ORDER BY listing_seq, seq",
-        )
-        .fetch_all(&pool)
-        .await
-        .expect("history");
-        assert_eq!(
-            history,
-            [(7, 1, "submit".to_owned()), (7, 2, "approve".to_owned())]
-        );
-        let found: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM listings_fts WHERE listings_fts MATCH '\"信用核验\"'",
-        )
-        .fetch_one(&pool)
-        .await
-        .expect("search");
-        assert_eq!(found, 1);
-        for table in ["outbox", "announcements", "recognitions", "revocations"] {
-            let n: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
-                .fetch_one(&pool)
-                .await
-                .expect(table);
-            assert_eq!(n, 0);
-        }
-        pool.close().await;
-        // A file from a newer xchg is refused, not touched.
-        let too_new = &[CATALOG_SCHEMA, &["SELECT 1;"]].concat();
-        migrate(&opts, &name, too_new).await.expect("newer");
-        assert!(matches!(
-            migrate(&opts, &name, CATALOG_SCHEMA).await,
-            Err(StoreError::TooNew { .. })
-        ));
     }
 
     #[test]

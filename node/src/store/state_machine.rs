@@ -1,9 +1,8 @@
-//! The catalog state machine in SQLite (openraft `RaftStateMachine`), and its snapshots.
+//! The catalog state machine in SQLite (openraft `RaftStateMachine`).
 //!
-//! A batch of entries is applied in one transaction together with the new last-applied log id,
-//! so the tables and the recorded position never disagree. A snapshot is a dump of the
-//! replicated tables (generic rows, so new tables only need adding to [`REPLICATED_TABLES`]);
-//! installing one replaces those tables in one transaction.
+//! A batch of entries is applied in one transaction on the catalog's writer together with the
+//! new last-applied log id, so the tables and the recorded position never disagree. Snapshots
+//! (the dump of the replicated tables, and its restore) are in [`super::snapshot`].
 
 use std::io::Cursor;
 use std::sync::Arc;
@@ -12,29 +11,14 @@ use std::time::Instant;
 
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{AnyError, EntryPayload, RaftSnapshotBuilder, StorageIOError};
-use serde::{Deserialize, Serialize};
-use sqlx::Connection;
 
 use super::raft_types::{Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
-use super::raw::{in_transaction, with_view};
-use super::snapshot_file::SnapshotFile;
-use super::{BatchObserver, Db, blocking, from_cbor, meta_value, to_cbor};
+use super::snapshot::{self, Built};
+use super::{BatchObserver, Db, WriteError, blocking, sm_meta};
 use crate::audit;
-use crate::catalog::apply::{apply_batch, as_submission, submit_run};
+use crate::catalog::apply::apply_batch;
 use crate::catalog::{BatchResponse, CatalogCommand, ZoneFacts};
-
-/// Tables whose content is the replicated state, in restore order.
-pub const REPLICATED_TABLES: &[&str] = &[
-    "listings",
-    "listing_history",
-    "audit",
-    "tokens",
-    "outbox",
-    "announcements",
-    "recognitions",
-    "revocations",
-    "idempotency",
-];
+use crate::sqlite::in_transaction;
 
 /// Counters bumped after an applied batch changed something others cache or wait for.
 #[derive(Debug, Clone, Default)]
@@ -63,32 +47,6 @@ pub struct StateMachine {
     zone: Arc<ZoneFacts>,
 }
 
-/// A value of one SQLite cell.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-enum Cell {
-    Null,
-    Int(i64),
-    Real(f64),
-    Text(String),
-    Blob(serde_bytes::ByteBuf),
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct TableDump {
-    name: String,
-    columns: Vec<String>,
-    rows: Vec<Vec<Cell>>,
-}
-
-/// What a snapshot holds: the position, the membership and the replicated tables.
-#[derive(Debug, Serialize, Deserialize)]
-struct SnapshotPayload {
-    format: u32,
-    last_applied: Option<LogId>,
-    membership: StoredMembership,
-    tables: Vec<TableDump>,
-}
-
 /// Whether [`StateMachine::restore`] stores the snapshot it restores.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Store {
@@ -96,64 +54,6 @@ enum Store {
     Store,
     /// Read from the snapshot file.
     AlreadyStored,
-}
-
-/// A snapshot [`StateMachine::build`] made, and whether it is the stored one now.
-struct Built {
-    meta: SnapshotMeta,
-    data: Vec<u8>,
-    stored: bool,
-}
-
-/// The format written. 2 since catalog schema v4: `listing_history` rows carry `listing_seq`.
-/// A node before v4 refuses these by number; this node still restores format 1 (the
-/// snapshot a zone holds right after upgrading), deriving the column, see [`insert_sql`].
-const SNAPSHOT_FORMAT: u32 = 2;
-/// The oldest format this node restores.
-const FIRST_SNAPSHOT_FORMAT: u32 = 1;
-
-impl rusqlite::ToSql for Cell {
-    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
-        use rusqlite::types::{ToSqlOutput, ValueRef};
-        Ok(ToSqlOutput::Borrowed(match self {
-            Cell::Null => ValueRef::Null,
-            Cell::Int(v) => ValueRef::Integer(*v),
-            Cell::Real(v) => ValueRef::Real(*v),
-            Cell::Text(v) => ValueRef::Text(v.as_bytes()),
-            Cell::Blob(v) => ValueRef::Blob(v),
-        }))
-    }
-}
-
-/// The INSERT for one row of a dumped table. History rows of a format-1 snapshot have no
-/// `listing_seq`: it is looked up from the listing (restored before the history).
-fn insert_sql(table: &TableDump) -> String {
-    let marks: Vec<String> = (1..=table.columns.len()).map(|i| format!("?{i}")).collect();
-    let listing_id = table.columns.iter().position(|c| c == "listing_id");
-    match listing_id {
-        Some(at)
-            if table.name == "listing_history"
-                && !table.columns.iter().any(|c| c == "listing_seq") =>
-        {
-            format!(
-                "INSERT INTO listing_history (listing_seq, {}) \
-                 VALUES ((SELECT seq FROM listings WHERE id = ?{}), {})",
-                table.columns.join(", "),
-                at + 1,
-                marks.join(", ")
-            )
-        }
-        _ => format!(
-            "INSERT INTO {} ({}) VALUES ({})",
-            table.name,
-            table.columns.join(", "),
-            marks.join(", ")
-        ),
-    }
-}
-
-fn sm_read(e: &(impl std::error::Error + 'static)) -> StorageError {
-    StorageIOError::read_state_machine(AnyError::new(e)).into()
 }
 
 fn sm_write(e: &(impl std::error::Error + 'static)) -> StorageError {
@@ -166,29 +66,6 @@ fn snap_err(e: &(impl std::error::Error + 'static)) -> StorageError {
 
 fn snap_read(e: &(impl std::error::Error + 'static)) -> StorageError {
     StorageIOError::read_snapshot(None, AnyError::new(e)).into()
-}
-
-/// A value of `sm_meta`, read through the read pool (keeps `StateMachine::new`'s future `Send`
-/// for any lifetime).
-async fn pool_meta<T: serde::de::DeserializeOwned>(
-    db: &Db,
-    key: &str,
-) -> Result<Option<T>, sqlx::Error> {
-    let row = sqlx::query("SELECT value FROM sm_meta WHERE key = ?")
-        .bind(key)
-        .fetch_optional(&db.read)
-        .await?;
-    meta_value(row)
-}
-
-fn set_meta<T: Serialize>(db: &rusqlite::Connection, key: &str, value: &T) -> rusqlite::Result<()> {
-    let bytes = to_cbor(value).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
-    db.prepare_cached(
-        "INSERT INTO sm_meta (key, value) VALUES (?1, ?2) \
-         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-    )?
-    .execute(rusqlite::params![key, bytes])?;
-    Ok(())
 }
 
 /// One `apply` call's progress: the audit chain, what the entries changed, their responses.
@@ -249,21 +126,9 @@ impl Applying {
     /// Writes the audit records and the new position (the caller commits).
     fn finish(&mut self, db: &rusqlite::Connection) -> rusqlite::Result<()> {
         self.chain.flush(db)?;
-        set_meta(db, "last_applied", &self.last_applied)?;
-        if self.membership_changed {
-            set_meta(db, "membership", &self.membership)?;
-        }
-        Ok(())
+        let membership = self.membership_changed.then_some(&self.membership);
+        sm_meta::set_position(db, &self.last_applied, membership)
     }
-}
-
-/// Whether every command of `entries` is a submission (the whole batch can then be written in
-/// one hand-off, see [`crate::store::raw`]).
-fn only_submissions(entries: &[Entry]) -> bool {
-    entries.iter().all(|e| match &e.payload {
-        EntryPayload::Normal(batch) => batch.0.iter().all(|c| as_submission(c).is_some()),
-        EntryPayload::Blank | EntryPayload::Membership(_) => true,
-    })
 }
 
 impl StateMachine {
@@ -271,11 +136,11 @@ impl StateMachine {
     ///
     /// # Errors
     /// Storage errors.
-    pub async fn new(db: Db, zone: ZoneFacts) -> Result<Self, sqlx::Error> {
-        let last_applied = pool_meta::<Option<LogId>>(&db, "last_applied")
-            .await?
-            .flatten();
-        let membership = pool_meta(&db, "membership").await?.unwrap_or_default();
+    pub async fn new(db: Db, zone: ZoneFacts) -> Result<Self, WriteError> {
+        let (last_applied, membership) = {
+            let writer = db.sm_writer.lock().await?;
+            sm_meta::position(&writer)?
+        };
         let mut sm = StateMachine {
             db,
             last_applied,
@@ -290,9 +155,7 @@ impl StateMachine {
         // would not install the same snapshot again, and may have purged the log behind it).
         if sm.db.snapshot.stored().is_some_and(|at| at > last_applied) {
             let file = sm.db.snapshot.clone();
-            let stored = blocking(move || file.read())
-                .await
-                .map_err(sqlx::Error::Io)?;
+            let stored = blocking(move || file.read()).await.map_err(io_err)?;
             if let Some((meta, data)) = stored {
                 tracing::info!(
                     snapshot = %meta.snapshot_id,
@@ -300,7 +163,7 @@ impl StateMachine {
                 );
                 sm.restore(&meta, data, Store::AlreadyStored)
                     .await
-                    .map_err(|e| sqlx::Error::Io(std::io::Error::other(e.to_string())))?;
+                    .map_err(|e| io_err(std::io::Error::other(e.to_string())))?;
             }
         }
         sm.set_applied(sm.last_applied);
@@ -338,8 +201,8 @@ impl StateMachine {
         std::thread::Builder::new()
             .name("xchg-snapshot".into())
             .spawn(move || {
-                lower_this_threads_priority();
-                let _ = done.send(build_file(&path, &file));
+                snapshot::lower_this_threads_priority();
+                let _ = done.send(snapshot::build_file(&path, &file));
             })
             .map_err(|e| snap_err(&e))?;
         result
@@ -363,52 +226,19 @@ impl StateMachine {
         let file = self.db.snapshot.clone();
         let stored_meta = meta.clone();
         let payload = tokio::task::spawn_blocking(move || {
-            let payload: SnapshotPayload = from_cbor(&data).map_err(|e| snap_err(&e))?;
-            if !(FIRST_SNAPSHOT_FORMAT..=SNAPSHOT_FORMAT).contains(&payload.format) {
-                return Err(snap_err(&std::io::Error::other(format!(
-                    "snapshot format {} is not one this node reads ({FIRST_SNAPSHOT_FORMAT} to \
-                     {SNAPSHOT_FORMAT}); it was made by a newer xchg",
-                    payload.format
-                ))));
-            }
+            let payload = snapshot::decode(&data).map_err(|e| snap_err(&e))?;
             if store == Store::Store {
                 file.store(&stored_meta, &data).map_err(|e| snap_err(&e))?;
             }
-            Ok(payload)
+            Ok::<_, StorageError>(payload)
         })
         .await
         .map_err(|e| snap_err(&std::io::Error::other(e)))??;
-        let mut writer = self.db.sm_writer.lock().await.map_err(|e| sm_write(&e))?;
-        let (conn, view) = writer.split();
-        let mut tx = conn
-            .begin_with("BEGIN IMMEDIATE")
-            .await
+        let writer = self.db.sm_writer.lock().await.map_err(|e| sm_write(&e))?;
+        // Every row in one transaction (a snapshot holds every listing of the zone): seconds
+        // for a large catalog, so the runtime is told to move its other tasks away.
+        long_blocking(|| in_transaction(&writer, || snapshot::restore(&writer, &payload, meta)))
             .map_err(|e| sm_write(&e))?;
-        // Every row in one hand-off to SQLite (a snapshot holds every listing of the zone):
-        // seconds for a large catalog, so the runtime is told to move its other tasks away.
-        with_view(&mut tx, view, |db| {
-            long_blocking(|| {
-                for name in REPLICATED_TABLES.iter().rev() {
-                    db.execute(&format!("DELETE FROM {name}"), [])?;
-                }
-                for table in &payload.tables {
-                    if !REPLICATED_TABLES.contains(&table.name.as_str()) || table.rows.is_empty() {
-                        continue;
-                    }
-                    let mut insert = db.prepare(&insert_sql(table))?;
-                    for row in &table.rows {
-                        insert.execute(rusqlite::params_from_iter(row))?;
-                    }
-                }
-                // New listings rows are indexed by the state machine, not by a trigger (schema v4).
-                db.execute_batch("INSERT INTO listings_fts (listings_fts) VALUES ('rebuild')")?;
-                set_meta(db, "last_applied", &meta.last_log_id)?;
-                set_meta(db, "membership", &meta.last_membership)
-            })
-        })
-        .await
-        .map_err(|e| sm_write(&e))?;
-        tx.commit().await.map_err(|e| sm_write(&e))?;
         drop(writer);
         self.set_applied(meta.last_log_id);
         self.membership = meta.last_membership.clone();
@@ -420,6 +250,11 @@ impl StateMachine {
     }
 }
 
+/// An I/O error as the error [`StateMachine::new`] returns.
+fn io_err(e: std::io::Error) -> WriteError {
+    WriteError::Sqlite(crate::sqlite::undecodable(e))
+}
+
 /// Runs `f`, which blocks its thread for long, after telling a multi-threaded runtime so (its
 /// other tasks then move to other workers instead of waiting behind `f`); on a single-threaded
 /// runtime, or outside one, `f` just runs.
@@ -428,314 +263,6 @@ fn long_blocking<T>(f: impl FnOnce() -> T) -> T {
         Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
         _ => f(),
     }
-}
-
-/// Gives the calling thread the lowest CPU priority (nice 19) short of idle scheduling; best
-/// effort (an error leaves it as it was).
-#[allow(unsafe_code)]
-fn lower_this_threads_priority() {
-    // SAFETY: `setpriority` on the calling thread's own id (Linux threads have one each) only
-    // changes its scheduling priority; it reads and writes no memory of ours.
-    let rc = unsafe {
-        let tid = libc::gettid();
-        libc::setpriority(libc::PRIO_PROCESS, tid.unsigned_abs(), 19)
-    };
-    if rc != 0 {
-        tracing::debug!("could not lower the snapshot thread's priority");
-    }
-}
-
-/// A read-only connection of its own to the catalog at `path`, in a read transaction.
-///
-/// In WAL mode one read transaction sees a consistent cut (tables and `last_applied` together)
-/// while batches keep being applied, so building a snapshot does not stall the zone's writes.
-/// Reading through `rusqlite` directly rather than a sqlx pool: sqlx hands every row from its
-/// worker thread over a channel, and a snapshot reads every row of the zone.
-fn open_for_dump(path: &std::path::Path) -> rusqlite::Result<rusqlite::Connection> {
-    let db = rusqlite::Connection::open_with_flags(
-        path,
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
-    db.busy_timeout(std::time::Duration::from_secs(30))?;
-    db.execute_batch("BEGIN")?;
-    Ok(db)
-}
-
-/// The last applied log id and the membership recorded in `sm_meta`.
-fn read_position(db: &rusqlite::Connection) -> rusqlite::Result<(Option<LogId>, StoredMembership)> {
-    let meta = |key: &str| -> rusqlite::Result<Option<Vec<u8>>> {
-        db.query_row("SELECT value FROM sm_meta WHERE key = ?1", [key], |row| {
-            row.get(0)
-        })
-        .map(Some)
-        .or_else(|e| match e {
-            rusqlite::Error::QueryReturnedNoRows => Ok(None),
-            e => Err(e),
-        })
-    };
-    let decode = |e: std::io::Error| rusqlite::Error::ToSqlConversionFailure(Box::new(e));
-    let last_applied = match meta("last_applied")? {
-        Some(bytes) => from_cbor::<Option<LogId>>(&bytes).map_err(decode)?,
-        None => None,
-    };
-    let membership = match meta("membership")? {
-        Some(bytes) => from_cbor(&bytes).map_err(decode)?,
-        None => StoredMembership::default(),
-    };
-    Ok((last_applied, membership))
-}
-
-/// A snapshot encoded straight from the catalog's rows ([`encode_file`]).
-struct Encoded {
-    last_applied: Option<LogId>,
-    membership: StoredMembership,
-    data: Vec<u8>,
-    rows: u64,
-}
-
-/// Reads the replicated tables and the position of the catalog at `path` in one read
-/// transaction ([`open_for_dump`]) and encodes them as a [`SnapshotPayload`] as they are read,
-/// in the calling (blocking) thread: each cell goes from SQLite's row into the CBOR output
-/// without a copy of the table in between (measured: the copy took about twice the encoded
-/// size in extra memory, 449 against 231 MiB peak for a 115 MB snapshot, and a quarter of the
-/// time).
-fn encode_file(path: &std::path::Path) -> std::io::Result<Encoded> {
-    let db = open_for_dump(path).map_err(std::io::Error::other)?;
-    let (last_applied, membership) = read_position(&db).map_err(std::io::Error::other)?;
-    let rows = std::cell::Cell::new(0);
-    let data = to_cbor(&StreamedPayload {
-        format: SNAPSHOT_FORMAT,
-        last_applied,
-        membership: &membership,
-        tables: StreamedTables {
-            db: &db,
-            rows: &rows,
-        },
-    })?;
-    db.execute_batch("COMMIT").map_err(std::io::Error::other)?;
-    Ok(Encoded {
-        last_applied,
-        membership,
-        data,
-        rows: rows.get(),
-    })
-}
-
-/// Serialized exactly as [`SnapshotPayload`] (same names, same order), with the tables read
-/// while they are written out.
-#[derive(Serialize)]
-#[serde(rename = "SnapshotPayload")]
-struct StreamedPayload<'a> {
-    format: u32,
-    last_applied: Option<LogId>,
-    membership: &'a StoredMembership,
-    tables: StreamedTables<'a>,
-}
-
-/// [`REPLICATED_TABLES`], each read as it is serialized.
-struct StreamedTables<'a> {
-    db: &'a rusqlite::Connection,
-    /// Rows written so far.
-    rows: &'a std::cell::Cell<u64>,
-}
-
-/// Serialized exactly as [`TableDump`].
-#[derive(Serialize)]
-#[serde(rename = "TableDump")]
-struct StreamedTable<'a, 's> {
-    name: &'a str,
-    columns: Vec<String>,
-    rows: StreamedRows<'a, 's>,
-}
-
-/// A table's rows, read while serialized (a sequence of rows, each a sequence of cells).
-struct StreamedRows<'a, 's> {
-    rows: std::cell::RefCell<rusqlite::Rows<'s>>,
-    count: usize,
-    width: usize,
-    written: &'a std::cell::Cell<u64>,
-}
-
-/// One row of [`StreamedRows`].
-struct StreamedRow<'r, 's> {
-    row: &'r rusqlite::Row<'s>,
-    width: usize,
-}
-
-/// The names of `select`'s columns, in order.
-fn column_names(select: &rusqlite::Statement<'_>) -> Vec<String> {
-    select
-        .column_names()
-        .into_iter()
-        .map(str::to_owned)
-        .collect()
-}
-
-/// Serialized exactly as [`Cell`].
-#[derive(Serialize)]
-#[serde(rename = "Cell")]
-enum CellRef<'a> {
-    Null,
-    Int(i64),
-    Real(f64),
-    Text(&'a str),
-    Blob(&'a serde_bytes::Bytes),
-}
-
-impl Serialize for StreamedTables<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::{Error, SerializeSeq};
-        let mut tables = s.serialize_seq(Some(REPLICATED_TABLES.len()))?;
-        for name in REPLICATED_TABLES {
-            let count: i64 = self
-                .db
-                .query_row(&format!("SELECT count(*) FROM {name}"), [], |r| r.get(0))
-                .map_err(S::Error::custom)?;
-            let mut select = self
-                .db
-                .prepare(&format!("SELECT * FROM {name} ORDER BY rowid"))
-                .map_err(S::Error::custom)?;
-            let columns = column_names(&select);
-            let width = columns.len();
-            let rows = select.query([]).map_err(S::Error::custom)?;
-            tables.serialize_element(&StreamedTable {
-                name,
-                columns,
-                rows: StreamedRows {
-                    rows: std::cell::RefCell::new(rows),
-                    count: usize::try_from(count).map_err(S::Error::custom)?,
-                    width,
-                    written: self.rows,
-                },
-            })?;
-        }
-        tables.end()
-    }
-}
-
-impl Serialize for StreamedRows<'_, '_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::{Error, SerializeSeq};
-        let mut rows = self.rows.borrow_mut();
-        let mut out = s.serialize_seq(Some(self.count))?;
-        let mut n = 0;
-        while let Some(row) = rows.next().map_err(S::Error::custom)? {
-            out.serialize_element(&StreamedRow {
-                row,
-                width: self.width,
-            })?;
-            n += 1;
-        }
-        // One read transaction: the count and the rows agree, or the encoding would be wrong.
-        if n != self.count {
-            return Err(S::Error::custom(format!(
-                "counted {} rows, read {n}",
-                self.count
-            )));
-        }
-        self.written.set(self.written.get() + n as u64);
-        out.end()
-    }
-}
-
-impl Serialize for StreamedRow<'_, '_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use rusqlite::types::ValueRef;
-        use serde::ser::{Error, SerializeSeq};
-        let mut cells = s.serialize_seq(Some(self.width))?;
-        for i in 0..self.width {
-            let cell = match self.row.get_ref(i).map_err(S::Error::custom)? {
-                ValueRef::Null => CellRef::Null,
-                ValueRef::Integer(v) => CellRef::Int(v),
-                ValueRef::Real(v) => CellRef::Real(v),
-                ValueRef::Text(t) => {
-                    CellRef::Text(std::str::from_utf8(t).map_err(S::Error::custom)?)
-                }
-                ValueRef::Blob(b) => CellRef::Blob(serde_bytes::Bytes::new(b)),
-            };
-            cells.serialize_element(&cell)?;
-        }
-        cells.end()
-    }
-}
-
-/// The replicated tables and the position as values: what [`encode_file`] writes out as it
-/// reads, for the test that the two agree byte for byte.
-#[cfg(test)]
-fn dump_file(path: &std::path::Path) -> rusqlite::Result<SnapshotPayload> {
-    use rusqlite::types::ValueRef;
-    let db = open_for_dump(path)?;
-    let (last_applied, membership) = read_position(&db)?;
-    let mut tables = Vec::with_capacity(REPLICATED_TABLES.len());
-    for name in REPLICATED_TABLES {
-        let mut select = db.prepare(&format!("SELECT * FROM {name} ORDER BY rowid"))?;
-        let columns = column_names(&select);
-        let width = columns.len();
-        let mut rows = select.query([])?;
-        let mut out = Vec::new();
-        while let Some(row) = rows.next()? {
-            let mut cells = Vec::with_capacity(width);
-            for i in 0..width {
-                cells.push(match row.get_ref(i)? {
-                    ValueRef::Null => Cell::Null,
-                    ValueRef::Integer(v) => Cell::Int(v),
-                    ValueRef::Real(v) => Cell::Real(v),
-                    ValueRef::Text(t) => Cell::Text(
-                        std::str::from_utf8(t)
-                            .map_err(rusqlite::Error::Utf8Error)?
-                            .to_owned(),
-                    ),
-                    ValueRef::Blob(b) => Cell::Blob(serde_bytes::ByteBuf::from(b.to_vec())),
-                });
-            }
-            out.push(cells);
-        }
-        tables.push(TableDump {
-            name: (*name).to_owned(),
-            columns,
-            rows: out,
-        });
-    }
-    db.execute_batch("COMMIT")?;
-    Ok(SnapshotPayload {
-        format: SNAPSHOT_FORMAT,
-        last_applied,
-        membership,
-        tables,
-    })
-}
-
-/// Dumps the catalog at `path`, encodes it and stores it in `file`, in the calling (blocking)
-/// thread.
-fn build_file(path: &std::path::Path, file: &SnapshotFile) -> Result<Built, StorageError> {
-    let started = Instant::now();
-    let Encoded {
-        last_applied,
-        membership,
-        data,
-        rows,
-    } = encode_file(path).map_err(|e| sm_read(&e))?;
-    let encoded = started.elapsed();
-    let snapshot_id = match last_applied {
-        Some(id) => format!("{}-{}-{}", id.leader_id.term, id.index, data.len()),
-        None => format!("empty-{}", data.len()),
-    };
-    let meta = SnapshotMeta {
-        last_log_id: last_applied,
-        last_membership: membership,
-        snapshot_id,
-    };
-    let stored = file.store(&meta, &data).map_err(|e| snap_err(&e))?;
-    tracing::info!(
-        snapshot = %meta.snapshot_id,
-        rows,
-        bytes = data.len(),
-        stored,
-        encode_ms = encoded.as_millis(),
-        store_ms = (started.elapsed() - encoded).as_millis(),
-        "snapshot built"
-    );
-    Ok(Built { meta, data, stored })
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
@@ -768,12 +295,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     {
         let started = Instant::now();
         let entries: Vec<Entry> = entries.into_iter().collect();
-        let mut writer = self.db.sm_writer.lock().await.map_err(|e| sm_write(&e))?;
+        let writer = self.db.sm_writer.lock().await.map_err(|e| sm_write(&e))?;
         let chain = match self.chain.take() {
             Some(c) => c,
-            None => audit::Chain::load(writer.conn())
-                .await
-                .map_err(|e| sm_write(&e))?,
+            None => audit::Chain::load(&writer).map_err(|e| sm_write(&e))?,
         };
         let mut batch = Applying {
             chain,
@@ -785,52 +310,19 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             outbox_changed: false,
             responses: Vec::with_capacity(entries.len()),
         };
-        let written = if only_submissions(&entries) {
-            // The common case under load: the whole transaction in one hand-off.
-            writer
-                .raw(|db| {
-                    in_transaction(db, || {
-                        entries
-                            .iter()
-                            .try_for_each(|entry| {
-                                if let Some(commands) = batch.enter(entry) {
-                                    let index = entry.log_id.index;
-                                    let r = submit_run(db, &mut batch.chain, index, commands)?;
-                                    batch.responses.push(r);
-                                }
-                                Ok(())
-                            })
-                            .and_then(|()| batch.finish(db))
-                    })
-                })
-                .await
-        } else {
-            // sqlx's own transaction here: dropped on an error, a panic or a cancelled future,
-            // it rolls back before the connection is used again. (The fast path above awaits
-            // nothing between its BEGIN and its COMMIT or ROLLBACK.)
-            let (conn, view) = writer.split();
-            async {
-                let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-                for entry in &entries {
-                    if let Some(commands) = batch.enter(entry) {
-                        let index = entry.log_id.index;
-                        let r = apply_batch(
-                            &mut tx,
-                            view,
-                            &mut batch.chain,
-                            &self.zone,
-                            index,
-                            commands,
-                        )
-                        .await?;
-                        batch.responses.push(r);
-                    }
+        // The whole batch in one transaction, with nothing awaited between its BEGIN and its
+        // COMMIT or ROLLBACK (see `crate::sqlite`).
+        let written = in_transaction(&writer, || {
+            for entry in &entries {
+                if let Some(commands) = batch.enter(entry) {
+                    let index = entry.log_id.index;
+                    let r = apply_batch(&writer, &mut batch.chain, &self.zone, index, commands)?;
+                    batch.responses.push(r);
                 }
-                with_view(&mut tx, view, |db| batch.finish(db)).await?;
-                tx.commit().await
             }
-            .await
-        };
+            batch.finish(&writer)
+        });
+        drop(writer);
         // On failure the chain stays unset: the next batch reads it back from the table.
         written.map_err(|e| sm_write(&e))?;
         let Applying {
@@ -843,7 +335,6 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             responses,
             ..
         } = batch;
-        drop(writer);
         self.set_applied(last_applied);
         self.membership = membership;
         self.chain = Some(chain);
@@ -912,7 +403,12 @@ mod tests {
     use xchg_protocol::{Listing, Timestamp};
 
     use super::*;
+    use crate::catalog::query::Search;
+    use crate::catalog::tables::{listings, tokens};
     use crate::catalog::{Actor, Batch, Refusal, Review};
+    use crate::store::snapshot::SnapshotPayload;
+    use crate::store::test_zone;
+    use crate::store::{from_cbor, to_cbor};
 
     fn submission(title: &str) -> (Listing, CatalogCommand) {
         let mut draft = xchg_protocol::vectors::credit_draft();
@@ -973,11 +469,7 @@ mod tests {
             .await
             .expect("apply");
         assert_eq!(retry[0][0], Ok(first.clone()));
-        let listings: i64 = sqlx::query_scalar("SELECT count(*) FROM listings")
-            .fetch_one(&sm.db.read)
-            .await
-            .expect("count");
-        assert_eq!(listings, 1);
+        assert_eq!(held(&sm).await.len(), 1);
         // Another request under the same key is refused.
         let reused = sm
             .apply(vec![entry(3, vec![keyed_submission("k-1", 2, 3 * hour)])])
@@ -994,10 +486,13 @@ mod tests {
             .expect("apply");
         let later = later[0][0].clone().expect("submitted again");
         assert_ne!(later.object_id, first.object_id);
-        let audit: Vec<String> = sqlx::query_scalar("SELECT result FROM audit ORDER BY seq")
-            .fetch_all(&sm.db.read)
+        let mut reader = sm.db.reader().await.expect("reader");
+        let audit: Vec<String> = audit::range(&mut reader, 1, 100)
             .await
-            .expect("audit");
+            .expect("audit")
+            .into_iter()
+            .map(|r| r.content.result)
+            .collect();
         assert_eq!(audit.len(), 4, "{audit:?}");
         assert!(audit[1].starts_with("replayed"), "{audit:?}");
     }
@@ -1088,16 +583,14 @@ mod tests {
         let all: Vec<&crate::catalog::CommandResponse> = answers.iter().flatten().collect();
         assert_eq!(all.len(), 5);
         assert!(all.iter().all(|a| a.is_ok()), "{all:?}");
-        let states: Vec<String> = sqlx::query_scalar("SELECT state FROM listings ORDER BY state")
-            .fetch_all(&sm.db.read)
-            .await
-            .expect("states");
+        let mut states: Vec<String> = held(&sm).await.into_iter().map(|l| l.state).collect();
+        states.sort();
         assert_eq!(states, ["delisted", "submitted"]);
-        let tokens: i64 = sqlx::query_scalar("SELECT count(*) FROM tokens")
-            .fetch_one(&sm.db.read)
+        let mut reader = sm.db.reader().await.expect("reader");
+        let token = tokens::lookup(&mut reader, &"ab".repeat(32))
             .await
             .expect("tokens");
-        assert_eq!(tokens, 1);
+        assert_eq!(token.map(|t| t.role), Some(Role::Buyer));
     }
 
     #[test]
@@ -1112,11 +605,29 @@ mod tests {
 
     /// How many listings the search index finds for `text` (a substring, as the API's `q`).
     async fn found(sm: &StateMachine, text: &str) -> i64 {
-        sqlx::query_scalar("SELECT count(*) FROM listings_fts WHERE listings_fts MATCH ?")
-            .bind(format!("\"{text}\""))
-            .fetch_one(&sm.db.read)
+        let mut reader = sm.db.reader().await.expect("reader");
+        listings::found(&mut reader, text).await
+    }
+
+    /// Every listing the replica holds, newest first, with its history.
+    async fn held(sm: &StateMachine) -> Vec<crate::catalog::query::ListingView> {
+        let mut reader = sm.db.reader().await.expect("reader");
+        let search = Search {
+            limit: Some(crate::catalog::query::MAX_PAGE),
+            ..Search::default()
+        };
+        let page = listings::search(&mut reader, &search, &test_zone().zone)
             .await
-            .expect("search")
+            .expect("listings");
+        let mut out = Vec::new();
+        for l in page.items {
+            let whole = listings::with_history(&mut reader, &l.id)
+                .await
+                .expect("listing")
+                .expect("held");
+            out.push(whole);
+        }
+        out
     }
 
     /// A snapshot from the leader is stored before the tables are replaced. After a crash in
@@ -1207,8 +718,8 @@ mod tests {
         .expect("update");
         drop(raw);
 
-        let whole = to_cbor(&dump_file(&path).expect("dump")).expect("encode");
-        let streamed = encode_file(&path).expect("encode as read");
+        let whole = to_cbor(&snapshot::dump_file(&path).expect("dump")).expect("encode");
+        let streamed = snapshot::encode_file(&path).expect("encode as read");
         assert_eq!(streamed.data, whole);
         assert!(streamed.rows > 0);
         assert_eq!(streamed.last_applied.map(|id| id.index), Some(2));
@@ -1218,11 +729,11 @@ mod tests {
             .iter()
             .flat_map(|t| t.rows.iter().flatten())
             .map(|c| match c {
-                Cell::Null => "null",
-                Cell::Int(_) => "int",
-                Cell::Real(_) => "real",
-                Cell::Text(_) => "text",
-                Cell::Blob(_) => "blob",
+                snapshot::Cell::Null => "null",
+                snapshot::Cell::Int(_) => "int",
+                snapshot::Cell::Real(_) => "real",
+                snapshot::Cell::Text(_) => "text",
+                snapshot::Cell::Blob(_) => "blob",
             })
             .collect();
         assert_eq!(kinds.len(), 5, "{kinds:?}");
@@ -1303,18 +814,16 @@ mod tests {
             .install_snapshot(&snapshot.meta, Box::new(Cursor::new(old)))
             .await
             .expect("install format 1");
-        let linked: Vec<(i64, i64)> = sqlx::query_as(
-            "SELECT h.listing_seq, l.seq FROM listing_history h JOIN listings l ON l.id = h.listing_id",
-        )
-        .fetch_all(&upgraded.db.read)
-        .await
-        .expect("history");
+        // A listing's history is read by the listing's seq: every entry is found there.
+        let linked: usize = held(&upgraded)
+            .await
+            .iter()
+            .map(|l| l.history.as_ref().map_or(0, Vec::len))
+            .sum();
         assert_eq!(
-            linked.len(),
-            4,
+            linked, 4,
             "two submissions, the approval, the third submission"
         );
-        assert!(linked.iter().all(|(h, l)| h == l), "{linked:?}");
         assert_eq!(found(&upgraded, "禹州信用核验").await, 2);
         sm.db.close().await;
         fresh.db.close().await;

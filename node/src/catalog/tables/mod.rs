@@ -1,0 +1,52 @@
+//! The catalog's tables, one module each: the only place their SQL is written (the catalog
+//! file's schema steps are in `schema/`).
+//!
+//! Each module holds both sides of its table. Writes are plain functions on the catalog's
+//! writer connection (`rusqlite`), called by the rules in [`super::apply`] inside the state
+//! machine's transaction. Reads for the layers above (the API, the federation driver, the
+//! node) are async functions on a reader connection (sqlx) from `store::Db::reader`. Where
+//! both sides run the same statement, it is one constant used by both. The audit chain's
+//! table has its home in [`crate::audit`]; the store's own tables (`sm_meta`, the Raft log)
+//! in `store`.
+
+pub mod announcements;
+pub mod idempotency;
+pub mod listings;
+pub mod outbox;
+pub mod recognitions;
+pub mod revocations;
+pub mod tokens;
+
+use xchg_protocol::AnnouncementKind;
+
+/// Tables whose content is the replicated state, in restore order: what a snapshot holds.
+pub const REPLICATED_TABLES: &[&str] = &[
+    "listings",
+    "listing_history",
+    "audit",
+    "tokens",
+    "outbox",
+    "announcements",
+    "recognitions",
+    "revocations",
+    "idempotency",
+];
+
+/// The stored name of an announcement kind.
+pub fn kind_name(kind: AnnouncementKind) -> &'static str {
+    match kind {
+        AnnouncementKind::Listing => "listing",
+        AnnouncementKind::Delisting => "delisting",
+        AnnouncementKind::Revocation => "revocation",
+    }
+}
+
+/// A timestamp or count as SQLite stores it (its integers are signed 64-bit).
+fn int(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// A stored timestamp or count back (never negative as written).
+fn uint(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
