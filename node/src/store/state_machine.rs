@@ -751,7 +751,7 @@ mod tests {
         let (_, submit_b) = submission("许昌禹州信用核验接口乙");
         let (_, submit_c) = submission("长葛市交通流量数据丙");
         let approve_a = approval(&a);
-        // A batch of submissions only (written in one hand-off), then a mixed one.
+        // A batch of submissions only (written together), then a mixed one.
         let responses = sm
             .apply(vec![
                 entry(1, vec![submit_a.clone(), submit_b]),

@@ -29,9 +29,13 @@
 //!
 //! A crash loses only bytes of a transaction that had not reached its commit frame, which SQLite
 //! ignores on recovery anyway. Durability is unchanged: `synchronous=FULL` still syncs the WAL
-//! (after writing out) before a commit returns. A file is used by one thread at a time: sqlx
-//! opens connections with `SQLITE_OPEN_NOMUTEX` and uses each from its worker thread or under
-//! `lock_handle` ([`super::raw`]), and a WAL and its database file belong to one connection.
+//! (after writing out) before a commit returns. A file is used by one thread at a time: every
+//! connection is opened with `SQLITE_OPEN_NOMUTEX`, the writers are used only under the
+//! store's lock ([`super::writer`]) and sqlx's readers only from their worker thread, and a WAL
+//! and its database file belong to one connection.
+//!
+//! This is the only module with unsafe code; it is compiled only with the cargo feature
+//! `wal-batch-vfs`. Each block states why it is sound.
 
 #![allow(unsafe_code)]
 
