@@ -123,16 +123,18 @@ pub async fn submit(
     caller.require(&[Role::Provider])?;
     draft.validate()?;
     require_party(&caller, &draft)?;
+    let now = state.clock.now();
     let cmd = idempotency.wrap(
         &draft,
         CatalogCommand::SubmitListing {
             listing: Box::new(Listing::first_version(
                 draft.clone(),
                 state.config.zone.id.clone(),
-                Timestamp::now(),
+                now,
             )),
             actor: caller.actor,
         },
+        now,
     );
     let result = run(&state, caller.credential, cmd).await?;
     Ok((StatusCode::CREATED, Json(result)))
@@ -174,14 +176,16 @@ pub async fn update(
     // Without this, a bound token could move its own listing into another party's name.
     require_party(&caller, &draft)?;
     require_known(&state, &listing_id).await?;
+    let now = state.clock.now();
     let cmd = idempotency.wrap(
         &draft,
         CatalogCommand::UpdateListing {
             listing_id,
             draft: Box::new(draft.clone()),
-            at: Timestamp::now(),
+            at: now,
             actor: caller.actor,
         },
+        now,
     );
     Ok(Json(run(&state, caller.credential, cmd).await?))
 }
@@ -242,7 +246,7 @@ pub async fn approve(
     let cmd = CatalogCommand::ApproveListing {
         listing_id,
         review,
-        at: Timestamp::now(),
+        at: state.clock.now(),
         actor: caller.actor,
     };
     Ok(Json(run(&state, caller.credential, cmd).await?))
@@ -271,7 +275,7 @@ async fn with_reason(
     let listing_id = listing_id(id)?;
     text::check(&[review_text("reason", &body.reason, true)])?;
     require_known(&state, &listing_id).await?;
-    let cmd = command(listing_id, body.reason, Timestamp::now(), caller.actor);
+    let cmd = command(listing_id, body.reason, state.clock.now(), caller.actor);
     Ok(Json(run(&state, caller.credential, cmd).await?))
 }
 

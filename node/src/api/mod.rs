@@ -65,6 +65,8 @@ pub struct Context {
     pub removal: crate::raft::election::Removal,
     /// Which members' zone-wide settings differ from this node's.
     pub policy_check: crate::raft::consistency::PolicyCheck,
+    /// The time every command is stamped with (and idempotency keys expire by).
+    pub clock: Arc<dyn crate::clock::Clock>,
 }
 
 /// Shared handler state.

@@ -8,7 +8,7 @@ use rand::RngCore as _;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use xchg_federation_config::Role;
-use xchg_protocol::{PartyId, Timestamp};
+use xchg_protocol::PartyId;
 
 use super::auth::{Caller, hash_hex};
 use super::error::{ApiError, BearerErrors, BodyErrors, ErrorBody, ProposeErrors};
@@ -119,7 +119,7 @@ pub async fn create(
         role: body.role,
         party: body.party.clone(),
         label: body.label.clone(),
-        at: Timestamp::now(),
+        at: state.clock.now(),
         actor: caller.actor,
     };
     let (response, _) = state.propose_as(cmd, caller.credential).await?;
@@ -207,7 +207,7 @@ pub async fn revoke(
     let cmd = CatalogCommand::RevokeToken {
         token_hash: hash,
         role,
-        at: Timestamp::now(),
+        at: state.clock.now(),
         actor: caller.actor,
         config_admins: Some(config_admins),
     };
