@@ -17,29 +17,12 @@ use xchg_federation_config::layout::{self, Layout, LayoutKind, LayoutOptions, La
 use xchg_node::node::{self, GossipLink, NodeHandle, StartOptions, ZoneLink};
 use xchg_protocol::Timestamp;
 
+use super::args::{UpArgs, parse_layout};
 use super::client::Target;
 use super::demo;
 use super::run::shutdown_signal;
 use reqwest::Method;
 use tokio::sync::watch;
-
-/// What `xchg up` was asked for.
-pub struct UpOptions {
-    /// The data directory.
-    pub dir: PathBuf,
-    /// Layout for a first run; on later runs it must match the one in `dir`, if given.
-    pub layout: Option<LayoutKind>,
-    /// Nodes per zone for a first run (default 3); on later runs it must match, if given.
-    pub nodes_per_zone: Option<usize>,
-    /// Seed the demo catalog (once per data directory).
-    pub demo: bool,
-    /// First port of a first run (default 7100); refused when reusing a directory.
-    pub base_port: Option<u16>,
-    /// Address every node listens on, for a first run (default 127.0.0.1); refused when reusing.
-    pub host: Option<IpAddr>,
-    /// Print the dashboard URL with its token (`#token=…`) instead of the bare URL.
-    pub print_token: bool,
-}
 
 /// The file in the data directory holding the dashboard's token (the hub's regulator token),
 /// mode 0600: printed on stdout only when asked, since terminals, logs and CI output are read
@@ -67,7 +50,7 @@ fn kind_name(kind: LayoutKind) -> &'static str {
 }
 
 /// Loads the layout in `dir`, or generates it there.
-fn layout_in(opts: &UpOptions) -> anyhow::Result<Layout> {
+fn layout_in(opts: &UpArgs, asked: Option<LayoutKind>) -> anyhow::Result<Layout> {
     let path = opts.dir.join("layout.json");
     if path.exists() {
         let text = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
@@ -75,7 +58,7 @@ fn layout_in(opts: &UpOptions) -> anyhow::Result<Layout> {
             .with_context(|| format!("{} is not a layout written by xchg", path.display()))?;
         let kind = kind_of(&layout);
         let per_zone = layout.exchanges[0].zones[0].nodes.len();
-        if let Some(asked) = opts.layout
+        if let Some(asked) = asked
             && asked != kind
         {
             bail!(
@@ -114,7 +97,7 @@ fn layout_in(opts: &UpOptions) -> anyhow::Result<Layout> {
             opts.dir.display()
         );
     }
-    let kind = opts.layout.unwrap_or(LayoutKind::Xuchang);
+    let kind = asked.unwrap_or(LayoutKind::Xuchang);
     // Generated beside the directory and moved into place when complete, so an interrupted
     // first run leaves nothing half-written under the data directory's name.
     let partial = PathBuf::from(format!("{}.partial", opts.dir.display()));
@@ -410,7 +393,8 @@ fn print_table(layout: &Layout, dir: &Path, print_token: bool) -> anyhow::Result
 }
 
 /// Runs `xchg up`.
-pub async fn up(opts: UpOptions) -> anyhow::Result<ExitCode> {
+pub async fn up(opts: UpArgs) -> anyhow::Result<ExitCode> {
+    let asked = opts.layout.as_deref().map(parse_layout).transpose()?;
     // The first SIGINT/SIGTERM stops everything cleanly, at any stage; a second one exits at
     // once.
     let (stop_tx, mut stop) = watch::channel(false);
@@ -424,7 +408,7 @@ pub async fn up(opts: UpOptions) -> anyhow::Result<ExitCode> {
     // It will hold every key, token and database of the federation: private from the start.
     xchg_federation_config::create_private_dir(&opts.dir)
         .with_context(|| format!("creating {}", opts.dir.display()))?;
-    let layout = layout_in(&opts)?;
+    let layout = layout_in(&opts, asked)?;
     let plan: Vec<(String, PathBuf)> = layout
         .exchanges
         .iter()
