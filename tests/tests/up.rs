@@ -1,6 +1,8 @@
 //! `xchg up`, end to end: two exchanges with the demo catalog come up, the demo listings are
 //! recognised across the exchanges (and what must stay home does), SIGTERM stops everything,
-//! and a second `xchg up` on the same directory resumes with the same data.
+//! and a second `xchg up` on the same directory resumes with the same data; the demo is also
+//! seeded into a zone of three nodes. (The library function behind it, `xchg_node::up::start`,
+//! has tests of its own.)
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
