@@ -3,7 +3,7 @@
 //! committed listings per second, client latency percentiles, and the leader's own account of
 //! where the time went (log appends and their fsyncs, entries per fsync).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,21 +14,7 @@ use serde_json::Value;
 use xchg_federation_config::layout::{self, Layout, LayoutKind, LayoutOptions};
 use xchg_protocol::Timestamp;
 
-/// Bench settings from the command line.
-pub struct BenchOptions {
-    /// Concurrency levels to run, in order.
-    pub clients: Vec<usize>,
-    /// Measured seconds per level (after a one-second warm-up).
-    pub seconds: u64,
-    /// Send every request to the leader (`leader`) or spread them over all nodes (`all`).
-    pub target: String,
-    /// First port of the generated zone.
-    pub base_port: u16,
-    /// Keep the zone's directory (configs, data, logs) afterwards here instead of a temp dir.
-    pub dir: Option<PathBuf>,
-    /// Overrides the nodes' `raft.snapshot_log_percent`.
-    pub snapshot_log_percent: Option<u64>,
-}
+use super::args::BenchZoneArgs;
 
 /// Child node processes, stopped with SIGTERM (then reaped) when dropped.
 pub(crate) struct Nodes(pub(crate) Vec<Child>);
@@ -307,7 +293,7 @@ pub(crate) fn spawn_node(config: &Path, log: &Path) -> anyhow::Result<Child> {
 }
 
 /// Runs the zone benchmark and prints its table.
-pub async fn zone(opts: BenchOptions) -> anyhow::Result<ExitCode> {
+pub async fn zone(opts: BenchZoneArgs) -> anyhow::Result<ExitCode> {
     let temp = tempfile::tempdir()?;
     let dir = opts
         .dir

@@ -9,39 +9,17 @@
 //! the figures include up to one poll interval of observation delay, so they are upper bounds.
 
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use serde_json::Value;
-use xchg_federation_config::layout::{self, LayoutKind, LayoutOptions, LayoutZone};
+use xchg_federation_config::layout::{self, LayoutOptions, LayoutZone};
 use xchg_protocol::Timestamp;
 
+use super::args::{BenchFederationArgs, parse_layout};
 use super::bench::{Nodes, leader_among, ms, percentile, spawn_node};
-
-/// Settings from the command line.
-pub struct FederationBenchOptions {
-    /// Which layout to run.
-    pub layout: LayoutKind,
-    /// Nodes per zone.
-    pub nodes_per_zone: usize,
-    /// Listings approved.
-    pub listings: usize,
-    /// Concurrent approvers.
-    pub approvers: usize,
-    /// Approvals started per second, all approvers together; 0 for as fast as they go.
-    pub rate: f64,
-    /// The zone where listings are submitted and approved.
-    pub origin: String,
-    /// How often each watcher polls its zone.
-    pub poll: Duration,
-    /// First port of the generated layout.
-    pub base_port: u16,
-    /// Keep the layout's directory (configs, data, logs) here.
-    pub dir: Option<PathBuf>,
-}
 
 struct Bench {
     http: reqwest::Client,
@@ -136,7 +114,9 @@ impl Bench {
 }
 
 /// Runs the benchmark and prints its figures.
-pub async fn federation(opts: FederationBenchOptions) -> anyhow::Result<ExitCode> {
+pub async fn federation(opts: BenchFederationArgs) -> anyhow::Result<ExitCode> {
+    let kind = parse_layout(&opts.layout)?;
+    let poll = Duration::from_millis(opts.poll_ms.max(1));
     let temp = tempfile::tempdir()?;
     let dir = opts
         .dir
@@ -144,7 +124,7 @@ pub async fn federation(opts: FederationBenchOptions) -> anyhow::Result<ExitCode
         .unwrap_or_else(|| temp.path().to_path_buf());
     std::fs::create_dir_all(&dir)?;
     let out = dir.join("layout");
-    let mut lo = LayoutOptions::new(out.clone(), opts.layout);
+    let mut lo = LayoutOptions::new(out.clone(), kind);
     lo.base_port = opts.base_port;
     lo.nodes_per_zone = opts.nodes_per_zone;
     let layout = layout::generate(&lo, Timestamp::now()).context("generating the layout")?;
@@ -191,7 +171,7 @@ pub async fn federation(opts: FederationBenchOptions) -> anyhow::Result<ExitCode
             "unpaced".to_owned()
         },
         others.len(),
-        opts.poll.as_millis()
+        poll.as_millis()
     );
 
     // Warm-up: one listing must reach every zone before measuring (the gossip mesh forms).
@@ -238,7 +218,6 @@ pub async fn federation(opts: FederationBenchOptions) -> anyhow::Result<ExitCode
         let token = z.tokens.regulator.clone();
         let zone = z.id.to_string();
         let mut after = start_seq.get(&zone).copied().unwrap_or(0);
-        let poll = opts.poll;
         watchers.spawn(async move {
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 if let Ok((new, newest)) = bench.recognised_since(&api, &token, after).await {
@@ -345,7 +324,7 @@ pub async fn federation(opts: FederationBenchOptions) -> anyhow::Result<ExitCode
         ids.len(),
         approve_secs,
         ids.len() as f64 / approve_secs,
-        opts.poll.as_millis()
+        poll.as_millis()
     );
     if opts.dir.is_some() {
         println!("layout directory kept: {}", dir.display());

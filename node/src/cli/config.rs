@@ -1,37 +1,29 @@
 //! `xchg config generate`, `xchg config add-node` and `xchg config validate`.
 
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use xchg_federation_config::layout::{self, AddNodeOptions, LayoutKind, LayoutOptions};
+use xchg_federation_config::layout::{self, AddNodeOptions, LayoutOptions};
 use xchg_federation_config::{ConfigError, Severity};
 use xchg_protocol::Timestamp;
 
+use super::args::{AddNodeArgs, GenerateArgs, parse_layout};
+
 /// Generates a layout and prints where everything went.
-pub fn generate(
-    out: PathBuf,
-    layout_name: &str,
-    nodes_per_zone: usize,
-    base_port: u16,
-    host: IpAddr,
-    valid_days: u32,
-) -> anyhow::Result<ExitCode> {
-    let kind: LayoutKind = layout_name
-        .parse()
-        .map_err(|e| anyhow::anyhow!("--layout: {e}"))?;
+pub fn generate(args: GenerateArgs) -> anyhow::Result<ExitCode> {
+    let out = args.out;
     let opts = LayoutOptions {
         out: out.clone(),
-        layout: kind,
-        nodes_per_zone,
-        base_port,
-        host,
-        valid_days,
+        layout: parse_layout(&args.layout)?,
+        nodes_per_zone: args.nodes_per_zone,
+        base_port: args.base_port,
+        host: args.host,
+        valid_days: args.valid_days,
         raft: xchg_federation_config::RaftTuning::default(),
     };
     let generated = layout::generate(&opts, Timestamp::now())
-        .with_context(|| format!("generating the {layout_name} layout in {}", out.display()))?;
+        .with_context(|| format!("generating the {} layout in {}", args.layout, out.display()))?;
     let zones: usize = generated.exchanges.iter().map(|e| e.zones.len()).sum();
     let nodes: usize = generated
         .exchanges
@@ -86,24 +78,23 @@ pub fn generate(
 
 /// Adds a node to a zone of a generated layout and prints the two commands that start it and
 /// admit it to the zone.
-pub fn add_node(
-    dir: PathBuf,
-    zone: &str,
-    name: Option<&str>,
-    host: Option<IpAddr>,
-    base_port: Option<u16>,
-    valid_days: u32,
-) -> anyhow::Result<ExitCode> {
-    let zone = zone.parse().map_err(|e| anyhow::anyhow!("--zone: {e}"))?;
-    let name = name
+pub fn add_node(args: AddNodeArgs) -> anyhow::Result<ExitCode> {
+    let dir = args.layout;
+    let zone = args
+        .zone
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--zone: {e}"))?;
+    let name = args
+        .name
+        .as_deref()
         .map(str::parse)
         .transpose()
         .map_err(|e| anyhow::anyhow!("--name: {e}"))?;
     let opts = AddNodeOptions {
         name,
-        host,
-        base_port,
-        valid_days,
+        host: args.host,
+        base_port: args.base_port,
+        valid_days: args.valid_days,
         ..AddNodeOptions::new(&dir, zone)
     };
     let added = layout::add_node(&opts, Timestamp::now()).with_context(|| {

@@ -1,5 +1,9 @@
-//! The commands of the `xchg` binary: argument values in, human-readable output out.
+//! The commands of the `xchg` binary: the clap types in [`args`] in, human-readable output
+//! out. Each command lives in its own module and takes its own argument struct; [`execute`]
+//! only routes. Whole federations in one process are started by the library
+//! ([`xchg_node::up`]); `up` here adds the printing, the signals and the demo catalog.
 
+pub mod args;
 pub mod bench;
 pub mod bench_federation;
 pub mod client;
@@ -10,6 +14,10 @@ pub mod run;
 pub mod token;
 pub mod up;
 
+use std::process::ExitCode;
+
+use args::{BenchCommand, Command, ConfigCommand, FederationCommand, ListingCommand, TokenCommand};
+
 /// Logs go to stderr, filtered by `RUST_LOG` (default `default`), so stdout stays clean for
 /// output.
 pub fn init_tracing(default: &str) {
@@ -19,4 +27,43 @@ pub fn init_tracing(default: &str) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
+}
+
+/// Carries out `command`.
+///
+/// # Errors
+/// Whatever the command reports; the binary prints it and exits with status 1.
+pub fn execute(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Up(args) => block_on(up::up(args)),
+        Command::Run(args) => block_on(run::run(args)),
+        Command::Status(target) => block_on(client::status(target)),
+        Command::Listing(ListingCommand::Submit(args)) => block_on(client::submit(args)),
+        Command::Listing(ListingCommand::Approve(args)) => block_on(client::approve(args)),
+        Command::Listing(ListingCommand::Search(args)) => block_on(client::search(args)),
+        Command::Listing(ListingCommand::Show(args)) => block_on(client::show(args)),
+        Command::Token(TokenCommand::Create(args)) => token::create_offline(args),
+        Command::Federation(FederationCommand::Revoke(args)) => federation::revoke(args),
+        Command::Config(ConfigCommand::Generate(args)) => config::generate(args),
+        Command::Config(ConfigCommand::AddNode(args)) => config::add_node(args),
+        Command::Config(ConfigCommand::Validate(args)) => config::validate(&args.files),
+        Command::Config(ConfigCommand::Reference) => {
+            print!("{}", xchg_federation_config::REFERENCE);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(BenchCommand::Zone(args)) => block_on(bench::zone(args)),
+        Command::Bench(BenchCommand::Federation(args)) => {
+            block_on(bench_federation::federation(args))
+        }
+    }
+}
+
+/// Runs a command's future on a fresh runtime.
+fn block_on(
+    f: impl std::future::Future<Output = anyhow::Result<ExitCode>>,
+) -> anyhow::Result<ExitCode> {
+    match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt.block_on(f),
+        Err(e) => Err(anyhow::anyhow!("cannot start the async runtime: {e}")),
+    }
 }
