@@ -331,7 +331,7 @@ pub async fn zone(opts: BenchZoneArgs) -> anyhow::Result<ExitCode> {
     }
     pids.push(std::process::id());
     let mut levels = Vec::new();
-    println!(
+    outln!(
         "xchg bench zone: 3 nodes on loopback, mutual TLS, SQLite WAL synchronous=FULL for the log; \
          {} s per level; requests to {}; raft.snapshot_log_percent {}",
         opts.seconds,
@@ -339,7 +339,7 @@ pub async fn zone(opts: BenchZoneArgs) -> anyhow::Result<ExitCode> {
         opts.snapshot_log_percent
             .map_or_else(|| "as generated".to_owned(), |p| p.to_string())
     );
-    println!(
+    outln!(
         "{:>7} {:>10} {:>9} {:>9} {:>9} {:>7} | {:>9} {:>13} {:>9} {:>13} {:>8} {:>9}",
         "clients",
         "listings/s",
@@ -392,7 +392,7 @@ pub async fn zone(opts: BenchZoneArgs) -> anyhow::Result<ExitCode> {
         } else {
             0.0
         };
-        println!(
+        outln!(
             "{:>7} {:>10.0} {:>9.2} {:>9.2} {:>9.2} {:>7} | {:>9.0} {:>13.1} {:>9.2} {:>13.1} {:>8.2} {:>9.2}",
             l.clients,
             l.done as f64 / secs,
@@ -413,20 +413,28 @@ pub async fn zone(opts: BenchZoneArgs) -> anyhow::Result<ExitCode> {
         );
         levels.push(l);
     }
-    println!(
+    outln!(
         "fsyncs/s and append ms: the leader's Raft log appends (each one SQLite commit with fsync); \
          writes/fsync: client writes acknowledged per leader fsync; writes/apply and apply ms: the \
          leader's state-machine transactions; server ms: the leader's mean time from a write's \
          arrival to its applied response."
     );
-    println!();
-    println!(
+    outln!();
+    outln!(
         "{:>7} | {:>27} | {:>27}",
-        "", "CPU µs per listing", "storage KiB per listing"
+        "",
+        "CPU µs per listing",
+        "storage KiB per listing"
     );
-    println!(
+    outln!(
         "{:>7} | {:>8} {:>8} {:>9} | {:>8} {:>8} {:>9}",
-        "clients", "leader", "follower", "load gen", "leader", "follower", "load gen"
+        "clients",
+        "leader",
+        "follower",
+        "load gen",
+        "leader",
+        "follower",
+        "load gen"
     );
     for l in &levels {
         let per = |i: usize, f: fn(&Usage) -> f64| {
@@ -441,7 +449,7 @@ pub async fn zone(opts: BenchZoneArgs) -> anyhow::Result<ExitCode> {
         let cpu = |u: &Usage| u.cpu_seconds * 1e6;
         let disk = |u: &Usage| u.disk_bytes / 1024.0;
         let last = l.usage.len().saturating_sub(1);
-        println!(
+        outln!(
             "{:>7} | {:>8.0} {:>8.0} {:>9.0} | {:>8.1} {:>8.1} {:>9.1}",
             l.clients,
             per(0, cpu),
@@ -452,13 +460,13 @@ pub async fn zone(opts: BenchZoneArgs) -> anyhow::Result<ExitCode> {
             per(last, disk),
         );
     }
-    println!(
+    outln!(
         "CPU: user+system time of each process during the measured seconds (follower: the mean of \
          the two); storage: bytes each process sent to the disk (/proc/<pid>/io write_bytes), \
          both divided by the listings committed."
     );
     if opts.dir.is_some() {
-        println!("zone directory kept: {}", dir.display());
+        outln!("zone directory kept: {}", dir.display());
     }
     Ok(ExitCode::SUCCESS)
 }

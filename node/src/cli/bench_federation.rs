@@ -157,7 +157,7 @@ pub async fn federation(opts: BenchFederationArgs) -> anyhow::Result<ExitCode> {
         .filter(|z| z.id != origin.id)
         .copied()
         .collect();
-    println!(
+    outln!(
         "xchg bench federation: {} zones x {} node(s), {} listings approved in {} by {} approvers \
          ({}), watched in {} other zones every {} ms",
         zones.len(),
@@ -196,7 +196,7 @@ pub async fn federation(opts: BenchFederationArgs) -> anyhow::Result<ExitCode> {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
-    println!(
+    outln!(
         "warm-up listing reached every zone; submitting {} listings",
         opts.listings
     );
@@ -284,9 +284,14 @@ pub async fn federation(opts: BenchFederationArgs) -> anyhow::Result<ExitCode> {
     let approved = approved.lock().map(|a| a.clone()).unwrap_or_default();
     let seen = seen.lock().map(|s| s.clone()).unwrap_or_default();
     let mut all = Vec::with_capacity(seen.len());
-    println!(
+    outln!(
         "{:<24} {:>9} {:>9} {:>9} {:>9} {:>8}",
-        "zone", "p50 ms", "p99 ms", "max ms", "arrived", "missing"
+        "zone",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        "arrived",
+        "missing"
     );
     for z in &others {
         let mut lat: Vec<Duration> = ids
@@ -297,7 +302,7 @@ pub async fn federation(opts: BenchFederationArgs) -> anyhow::Result<ExitCode> {
             })
             .collect();
         lat.sort();
-        println!(
+        outln!(
             "{:<24} {:>9.0} {:>9.0} {:>9.0} {:>9} {:>8}",
             z.id.as_str(),
             ms(percentile(&lat, 50.0)),
@@ -309,7 +314,7 @@ pub async fn federation(opts: BenchFederationArgs) -> anyhow::Result<ExitCode> {
         all.extend(lat);
     }
     all.sort();
-    println!(
+    outln!(
         "{:<24} {:>9.0} {:>9.0} {:>9.0} {:>9} {:>8}",
         "all zones",
         ms(percentile(&all, 50.0)),
@@ -318,7 +323,7 @@ pub async fn federation(opts: BenchFederationArgs) -> anyhow::Result<ExitCode> {
         all.len(),
         expected - all.len()
     );
-    println!(
+    outln!(
         "approvals: {} in {:.1} s ({:.0}/s); latency = first seen recognised (committed, applied, \
          polled every {} ms) minus approval acknowledged",
         ids.len(),
@@ -327,7 +332,7 @@ pub async fn federation(opts: BenchFederationArgs) -> anyhow::Result<ExitCode> {
         poll.as_millis()
     );
     if opts.dir.is_some() {
-        println!("layout directory kept: {}", dir.display());
+        outln!("layout directory kept: {}", dir.display());
     }
     if all.len() < expected {
         bail!(

@@ -66,7 +66,7 @@ impl Target {
 
     fn print(&self, value: &Value, human: impl FnOnce(&Value)) {
         if self.json {
-            println!(
+            outln!(
                 "{}",
                 serde_json::to_string_pretty(value).unwrap_or_default()
             );
@@ -146,7 +146,7 @@ pub async fn status(target: TargetArgs) -> anyhow::Result<ExitCode> {
     let t = target.into_target()?;
     let v = t.call(reqwest::Method::GET, "/v1/status", None).await?;
     t.print(&v, |v| {
-        println!(
+        outln!(
             "{} of zone {} ({}): {}, leader {}, term {}, commit {}, applied {}",
             s(&v["node"]),
             s(&v["zone"]),
@@ -158,14 +158,14 @@ pub async fn status(target: TargetArgs) -> anyhow::Result<ExitCode> {
             v["applied_index"]
         );
         for m in v["members"].as_array().into_iter().flatten() {
-            println!("  member {:<16} {}", s(&m["name"]), s(&m["role"]));
+            outln!("  member {:<16} {}", s(&m["name"]), s(&m["role"]));
         }
     });
     Ok(ExitCode::SUCCESS)
 }
 
 fn print_write(v: &Value) {
-    println!(
+    outln!(
         "{}  version {}  {}",
         s(&v["id"]),
         v["version"],
@@ -236,11 +236,11 @@ pub async fn search(args: SearchArgs) -> anyhow::Result<ExitCode> {
     let v = t.call(reqwest::Method::GET, &path, None).await?;
     t.print(&v, |v| {
         let items = v["items"].as_array().cloned().unwrap_or_default();
-        println!("{} match(es), showing {}", v["total"], items.len());
+        outln!("{} match(es), showing {}", v["total"], items.len());
         for l in items {
             let id = s(&l["id"]);
             let short = id.get(..19).unwrap_or(id);
-            println!(
+            outln!(
                 "{short}…  {:<10} {:<20} {}",
                 s(&l["state"]),
                 s(&l["origin"]),
@@ -262,15 +262,15 @@ pub async fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
         )
         .await?;
     t.print(&v, |v| {
-        println!("{}", s(&v["title"]));
-        println!(
+        outln!("{}", s(&v["title"]));
+        outln!(
             "  id {}  version {}  {}  origin {}",
             s(&v["id"]),
             v["version"],
             s(&v["state"]),
             s(&v["origin"])
         );
-        println!(
+        outln!(
             "  {} / {} / {}  provider {}",
             s(&v["category"]),
             s(&v["classification"]),
@@ -278,7 +278,7 @@ pub async fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
             s(&v["provider"]["name"])
         );
         for h in v["history"].as_array().into_iter().flatten() {
-            println!(
+            outln!(
                 "  {}  {:<10} by {} ({}) → {}",
                 s(&h["at"]),
                 s(&h["action"]),
@@ -289,7 +289,7 @@ pub async fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
         }
         let p = &v["provenance"];
         for r in p["recognitions"].as_array().into_iter().flatten() {
-            println!(
+            outln!(
                 "  recognition: {} under {} from {} ({})",
                 s(&r["decision"]),
                 s(&r["agreement"]),
@@ -298,7 +298,7 @@ pub async fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
             );
         }
         for e in p["export"].as_array().into_iter().flatten() {
-            println!(
+            outln!(
                 "  export of version {} ({}): {} {}",
                 e["version"],
                 s(&e["kind"]),

@@ -39,6 +39,6 @@ pub fn revoke(args: RevokeArgs) -> anyhow::Result<ExitCode> {
         .map_err(|e| anyhow::anyhow!("invalid revocation: {e}"))?;
     let envelope = Envelope::revocation(&revocation, &root).to_bytes();
     let body = serde_json::json!({ "envelope": hex::encode(envelope) });
-    println!("{body}");
+    outln!("{body}");
     Ok(ExitCode::SUCCESS)
 }

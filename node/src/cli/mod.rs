@@ -3,6 +3,18 @@
 //! only routes. Whole federations in one process are started by the library
 //! ([`xchg_node::up`]); `up` here adds the printing, the signals and the demo catalog.
 
+/// `print!` for a command's output: a reader that went away (`xchg config reference | head`)
+/// ends the command quietly, where `print!` would panic.
+macro_rules! out {
+    ($($arg:tt)*) => { $crate::cli::write_out(format_args!($($arg)*)) };
+}
+
+/// `println!` for a command's output, as [`out!`].
+macro_rules! outln {
+    () => { out!("\n") };
+    ($($arg:tt)*) => { out!("{}\n", format_args!($($arg)*)) };
+}
+
 pub mod args;
 pub mod bench;
 pub mod bench_federation;
@@ -29,6 +41,20 @@ pub fn init_tracing(default: &str) {
         .init();
 }
 
+/// Writes a command's output to stdout. When the reader has gone (a closed pipe), the command
+/// has nothing left to do: the process exits with status 0, as a command whose output was
+/// cut short by `head` should. Any other error writing stdout ends it with status 1.
+pub fn write_out(args: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    if let Err(e) = std::io::stdout().lock().write_fmt(args) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: writing to stdout: {e}");
+        std::process::exit(1);
+    }
+}
+
 /// Carries out `command`.
 ///
 /// # Errors
@@ -48,7 +74,7 @@ pub fn execute(command: Command) -> anyhow::Result<ExitCode> {
         Command::Config(ConfigCommand::AddNode(args)) => config::add_node(args),
         Command::Config(ConfigCommand::Validate(args)) => config::validate(&args.files),
         Command::Config(ConfigCommand::Reference) => {
-            print!("{}", xchg_federation_config::REFERENCE);
+            out!("{}", xchg_federation_config::REFERENCE);
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(BenchCommand::Zone(args)) => block_on(bench::zone(args)),

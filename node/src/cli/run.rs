@@ -50,7 +50,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         options,
     )
     .await?;
-    println!("{name} serving the API on http://{}", handle.api_addr);
+    outln!("{name} serving the API on http://{}", handle.api_addr);
     shutdown_signal().await;
     tracing::info!("shutting down");
     handle.shutdown().await;

@@ -17,7 +17,7 @@ pub fn create_offline(args: TokenCreateArgs) -> anyhow::Result<ExitCode> {
         .parse()
         .map_err(|e| anyhow::anyhow!("--role: {e}"))?;
     let made = recovery::add_offline_token(&args.data_dir, role, &args.label, Timestamp::now())?;
-    println!("{}", made.token);
+    outln!("{}", made.token);
     eprintln!(
         "created an admin token (hash {}); it is shown once, above, and only its hash is kept.\n\
          It works once the node is started again: the node hands it to its zone through Raft \

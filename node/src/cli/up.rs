@@ -52,7 +52,7 @@ static LINE_OPEN: AtomicBool = AtomicBool::new(false);
 /// Ends a line in progress, if any.
 fn end_line() {
     if LINE_OPEN.swap(false, Ordering::Relaxed) {
-        println!();
+        outln!();
     }
 }
 
@@ -60,26 +60,26 @@ fn end_line() {
 /// final count.
 fn progress(label: &str, done: usize, total: usize) {
     if std::io::stdout().is_terminal() {
-        print!("\r{label} {done}/{total}");
+        out!("\r{label} {done}/{total}");
         let _ = std::io::stdout().flush();
         LINE_OPEN.store(done != total, Ordering::Relaxed);
         if done == total {
-            println!();
+            outln!();
         }
     } else if done == total {
-        println!("{label} {done}/{total}");
+        outln!("{label} {done}/{total}");
     }
 }
 
 /// Prints the library's progress as `xchg up` has always shown it.
 fn show(event: UpEvent, dir: &Path) {
     match event {
-        UpEvent::Reusing { kind } => println!("reusing the {kind} layout in {}", dir.display()),
+        UpEvent::Reusing { kind } => outln!("reusing the {kind} layout in {}", dir.display()),
         UpEvent::Generating {
             kind,
             nodes_per_zone,
         } => {
-            print!(
+            out!(
                 "first run: generating the {kind} layout ({nodes_per_zone} node(s) per zone) in \
                  {}: keys, delegations, tokens, configs … ",
                 dir.display()
@@ -89,7 +89,7 @@ fn show(event: UpEvent, dir: &Path) {
         }
         UpEvent::Generated { took } => {
             LINE_OPEN.store(false, Ordering::Relaxed);
-            println!("done in {:.1} s", took.as_secs_f64());
+            outln!("done in {:.1} s", took.as_secs_f64());
         }
         UpEvent::NodeStarted { started, total } => progress("starting nodes:", started, total),
         UpEvent::Leaders { led, zones } => {
@@ -267,13 +267,13 @@ fn write_dashboard_token(dir: &Path, token: &str) -> anyhow::Result<PathBuf> {
 
 fn print_table(running: &Running, print_token: bool) -> anyhow::Result<()> {
     let layout = running.layout();
-    println!();
-    println!("{:<20} {:<26} nodes (HTTP API)", "zone", "name");
+    outln!();
+    outln!("{:<20} {:<26} nodes (HTTP API)", "zone", "name");
     for ex in &layout.exchanges {
-        println!("{} {}", ex.id, ex.display_name);
+        outln!("{} {}", ex.id, ex.display_name);
         for z in &ex.zones {
             let apis: Vec<&str> = z.nodes.iter().map(|n| n.api_url.as_str()).collect();
-            println!(
+            outln!(
                 "  {:<18} {:<24} {}",
                 z.id.as_str(),
                 z.display_name,
@@ -283,32 +283,32 @@ fn print_table(running: &Running, print_token: bool) -> anyhow::Result<()> {
     }
     let hub = running.hub();
     let token_file = write_dashboard_token(running.dir(), running.dashboard_token())?;
-    println!();
+    outln!();
     if print_token {
-        println!(
+        outln!(
             "dashboard (the hub, {}): {}#token={}",
             hub.id,
             running.dashboard_url(),
             running.dashboard_token()
         );
     } else {
-        println!(
+        outln!(
             "dashboard (the hub, {}): {}",
             hub.id,
             running.dashboard_url()
         );
-        println!(
+        outln!(
             "  its token (the hub's regulator token) is in {} (mode 0600): paste it into the \
              page, or run with --print-token for a URL that carries it",
             token_file.display()
         );
     }
-    println!(
+    outln!(
         "role tokens of every zone (secret): {}; CLI commands read one from XCHG_TOKEN or \
          --token-file",
         running.dir().join("layout.json").display()
     );
-    println!("Ctrl-C stops every node cleanly; `xchg up` again resumes with the same data.");
+    outln!("Ctrl-C stops every node cleanly; `xchg up` again resumes with the same data.");
     Ok(())
 }
 
@@ -317,7 +317,7 @@ async fn demo(running: &Running) -> anyhow::Result<()> {
     let marker = running.dir().join(DEMO_MARKER);
     let done = seeded_so_far(&marker);
     if done >= demo_plan(running.layout()).len() {
-        println!(
+        outln!(
             "demo listings already seeded in {}",
             running.dir().display()
         );
@@ -362,15 +362,15 @@ pub async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         running.stop().await?;
         return Err(e);
     }
-    println!(
+    outln!(
         "xchg up: ready — {} node(s) in {} zone(s)",
         running.nodes().len(),
         running.zones()
     );
     stopped(stop).await;
     let n = running.nodes().len();
-    println!("stopping {n} node(s) …");
+    outln!("stopping {n} node(s) …");
     running.stop().await?;
-    println!("stopped {n} node(s); data kept in {}", dir.display());
+    outln!("stopped {n} node(s); data kept in {}", dir.display());
     Ok(ExitCode::SUCCESS)
 }
