@@ -37,5 +37,5 @@ pub use listing::{
     Classification, DeliveryMode, FieldError, Listing, ListingDraft, Pricing, PricingModel,
     ProductForm, Provider, RegistrationRef, Right, UpdateFrequency, ValidationError,
 };
-pub use party::{CreditCode, CreditCodeError, PartyKind};
+pub use party::{Contact, CreditCode, CreditCodeError, PartyKind, PartyProfile};
 pub use time::Timestamp;

@@ -9,6 +9,9 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::ids::PartyId;
+use crate::listing::{ValidationError, Violations};
+
 /// The 31 characters a credit code is written in, in the order of their values 0 to 30:
 /// the digits and the capital letters less I, O, S, V and Z (GB 32100-2015, table 1).
 pub const CREDIT_CODE_ALPHABET: &str = "0123456789ABCDEFGHJKLMNPQRTUWXY";
@@ -325,6 +328,159 @@ impl FromStr for PartyKind {
     }
 }
 
+/// The lengths of a party's texts, in characters.
+pub mod limits {
+    /// Legal name.
+    pub const NAME_CHARS: usize = 200;
+    /// The contact person's name.
+    pub const CONTACT_NAME_CHARS: usize = 100;
+    /// A phone number.
+    pub const PHONE_CHARS: usize = 32;
+    /// An e-mail address (RFC 5321's limit).
+    pub const EMAIL_CHARS: usize = 254;
+}
+
+/// What a phone number looks like: digits, with spaces and `-` inside and an optional leading
+/// `+`; 5 to 32 characters ([`Contact::validate`] checks exactly this).
+pub const PHONE_PATTERN: &str = r"^\+?[0-9][0-9 -]{3,29}[0-9]$";
+
+/// What an e-mail address looks like: printable ASCII without spaces, one `@`, and a `.` inside
+/// the domain; at most 254 characters ([`Contact::validate`] checks exactly this).
+pub const EMAIL_PATTERN: &str = r"^[!-?A-~]+@[!-?A-~]+\.[!-?A-~]+$";
+
+/// Whom to reach at a party: a person, and a phone number or an e-mail address (or both).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct Contact {
+    /// The contact person (or desk).
+    pub name: String,
+    /// A phone number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
+    /// An e-mail address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+}
+
+fn phone_ok(phone: &str) -> bool {
+    let digits = phone.strip_prefix('+').unwrap_or(phone);
+    let b = digits.as_bytes();
+    (5..=31).contains(&b.len())
+        && b.first().is_some_and(u8::is_ascii_digit)
+        && b.last().is_some_and(u8::is_ascii_digit)
+        && b.iter()
+            .all(|c| c.is_ascii_digit() || *c == b' ' || *c == b'-')
+}
+
+fn email_ok(email: &str) -> bool {
+    // Printable ASCII other than space and `@`.
+    let plain = |s: &str| !s.is_empty() && s.bytes().all(|c| c.is_ascii_graphic() && c != b'@');
+    match email.split_once('@') {
+        Some((local, domain)) => {
+            email.len() <= limits::EMAIL_CHARS
+                && plain(local)
+                && plain(domain)
+                && domain.len() >= 3
+                && domain[1..domain.len() - 1].contains('.')
+        }
+        None => false,
+    }
+}
+
+impl Contact {
+    fn check(&self, v: &mut Violations, at: &str) {
+        v.text(
+            &format!("{at}name"),
+            &self.name,
+            limits::CONTACT_NAME_CHARS,
+            true,
+        );
+        if let Some(phone) = &self.phone
+            && !phone_ok(phone)
+        {
+            v.add(
+                format!("{at}phone"),
+                "expected 5 to 32 characters: digits, spaces and '-' inside, an optional \
+                 leading '+', e.g. \"0374-1234567\"",
+            );
+        }
+        if let Some(email) = &self.email
+            && !email_ok(email)
+        {
+            v.add(
+                format!("{at}email"),
+                "expected an e-mail address: printable ASCII without spaces, one '@', a '.' \
+                 inside the domain, at most 254 characters",
+            );
+        }
+        if self.phone.is_none() && self.email.is_none() {
+            v.add(
+                format!("{at}phone"),
+                "a contact needs a phone number or an e-mail address",
+            );
+        }
+    }
+
+    /// Checks every rule of a contact.
+    ///
+    /// # Errors
+    /// Every broken rule, with its field.
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        let mut v = Violations::default();
+        self.check(&mut v, "");
+        v.finish()
+    }
+}
+
+/// A party as it applies to an exchange and as the registry keeps it: who it is (its id in
+/// listings, its legal name, its credit code), what kinds of participant it is, whom to reach.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct PartyProfile {
+    /// The party's id: what a listing's `provider.id` and a token's `party` hold.
+    pub id: PartyId,
+    /// Its legal name, as registered (e.g. `禹州市信用中心`).
+    pub name: String,
+    /// Its unified social credit code.
+    pub credit_code: CreditCode,
+    /// What kinds of participant it is: at least one, each once.
+    pub kinds: Vec<PartyKind>,
+    /// Whom to reach.
+    pub contact: Contact,
+}
+
+impl PartyProfile {
+    /// Checks every rule a profile's typed fields do not already hold (the id and the credit
+    /// code are checked as they are parsed): the name's text rule, kinds, the contact.
+    ///
+    /// # Errors
+    /// Every broken rule, with its field (`name`, `kinds`, `contact.email`, ...).
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        let mut v = Violations::default();
+        v.text("name", &self.name, limits::NAME_CHARS, true);
+        if self.kinds.is_empty() {
+            v.add("kinds", "at least one kind of participant required");
+        }
+        let mut seen = Vec::with_capacity(self.kinds.len());
+        for kind in &self.kinds {
+            if seen.contains(kind) {
+                v.add("kinds", format!("lists {kind} twice"));
+            }
+            seen.push(*kind);
+        }
+        self.contact.check(&mut v, "contact.");
+        v.finish()
+    }
+
+    /// Whether it may act for other parties: one of its kinds is a broker's
+    /// ([`PartyKind::BROKERS`]).
+    pub fn is_broker(&self) -> bool {
+        self.kinds.iter().any(|k| k.acts_for_others())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -443,5 +599,94 @@ mod tests {
         assert!("broker".parse::<PartyKind>().is_err());
         assert!(PartyKind::DataBroker.acts_for_others());
         assert!(!PartyKind::ResourceHolder.acts_for_others());
+    }
+
+    fn profile() -> PartyProfile {
+        PartyProfile {
+            id: "yuzhou-credit-center".parse().expect("a party id"),
+            name: "禹州市信用中心".into(),
+            credit_code: "11411081005012345B".parse().expect("a credit code"),
+            kinds: vec![PartyKind::ResourceHolder, PartyKind::ProductOperator],
+            contact: Contact {
+                name: "数据专员".into(),
+                phone: Some("0374-8888888".into()),
+                email: None,
+            },
+        }
+    }
+
+    fn fields(p: &PartyProfile) -> Vec<String> {
+        p.validate()
+            .err()
+            .map(|e| e.0.into_iter().map(|f| f.field).collect())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn a_profile_with_a_name_a_kind_and_a_way_to_reach_it_is_valid() {
+        assert_eq!(fields(&profile()), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_profile_names_every_broken_rule() {
+        let mut p = profile();
+        p.name = "\u{200b} ".into();
+        p.kinds = vec![PartyKind::DataBroker, PartyKind::DataBroker];
+        p.contact = Contact {
+            name: String::new(),
+            phone: Some("12".into()),
+            email: Some("nobody".into()),
+        };
+        assert_eq!(
+            fields(&p),
+            [
+                "name",
+                "kinds",
+                "contact.name",
+                "contact.phone",
+                "contact.email"
+            ]
+        );
+        p.kinds.clear();
+        p.contact.phone = None;
+        p.contact.email = None;
+        assert!(fields(&p).contains(&"contact.phone".to_owned()));
+        assert!(fields(&p).contains(&"kinds".to_owned()));
+    }
+
+    #[test]
+    fn phone_and_email_checks_accept_exactly_what_their_patterns_state() {
+        let phone = regex::Regex::new(PHONE_PATTERN).expect("the phone pattern");
+        let email = regex::Regex::new(EMAIL_PATTERN).expect("the e-mail pattern");
+        for sample in [
+            "0374-8888888",
+            "+86 374 888 8888",
+            "12345",
+            "1234",
+            "+1234",
+            "-12345",
+            "12345-",
+            "123456789012345678901234567890123",
+            "1234567890123456789012345678901",
+            "+1234567890123456789012345678901",
+            "0374_888",
+            "０３７４８８８８",
+        ] {
+            assert_eq!(phone_ok(sample), phone.is_match(sample), "phone {sample:?}");
+        }
+        for sample in [
+            "data@yuzhou.example",
+            "a@b.c",
+            "a@.bc",
+            "a@bc.",
+            "a@bc",
+            "@b.c",
+            "a b@c.d",
+            "a@b@c.d",
+            "数据@b.c",
+            "a@b..c",
+        ] {
+            assert_eq!(email_ok(sample), email.is_match(sample), "email {sample:?}");
+        }
     }
 }
