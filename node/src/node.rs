@@ -240,7 +240,7 @@ pub async fn start(
     let id = node_id(config.node.name.as_str());
     let db = Db::open(&config.node.data_dir).await?;
     let metrics = Arc::new(crate::metrics::Metrics::new());
-    let zone = ZoneFacts::new(config.zone.id.clone(), config.export);
+    let zone = ZoneFacts::new(config.zone.id.clone(), config.export).with_founding(&config.parties);
     let sm = StateMachine::new(db.clone(), zone.clone())
         .await
         .map_err(StartError::StateMachine)?;
