@@ -465,6 +465,7 @@ pub async fn start(
         committed,
         removal,
         policy_check,
+        parties: api::parties::Registry::new(&config, Arc::new(SystemClock)),
     });
     // The leader checks writes its followers forward with the same token table as its API.
     service.set_authorize(Arc::new(state.clone()));

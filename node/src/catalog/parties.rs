@@ -568,12 +568,10 @@ pub async fn decide(
 /// the party, an expiry after `at` and within [`MAX_ENTRUSTMENT_MS`].
 ///
 /// # Errors
-/// [`Refusal::Invalid`] naming the rule.
-pub fn grant_shape(grant: &EntrustmentGrant, at: Timestamp) -> Result<(), Refusal> {
+/// The field at fault (`scope`, `broker`, `expires_at`) and what is wrong with it.
+pub fn grant_shape(grant: &EntrustmentGrant, at: Timestamp) -> Result<(), (&'static str, String)> {
     if grant.scope.is_empty() {
-        return Err(Refusal::Invalid(
-            "an entrustment's scope names at least one act".into(),
-        ));
+        return Err(("scope", "an entrustment names at least one act".into()));
     }
     if grant
         .scope
@@ -581,28 +579,48 @@ pub fn grant_shape(grant: &EntrustmentGrant, at: Timestamp) -> Result<(), Refusa
         .enumerate()
         .any(|(i, a)| grant.scope[..i].contains(a))
     {
-        return Err(Refusal::Invalid(
-            "an entrustment's scope names each act once".into(),
-        ));
+        return Err(("scope", "an entrustment names each act once".into()));
     }
     if grant.broker == grant.party {
-        return Err(Refusal::Invalid(
+        return Err((
+            "broker",
             "a party acts for itself without an entrustment; entrust another party".into(),
         ));
     }
     if grant.expires_at <= at {
-        return Err(Refusal::Invalid(format!(
-            "the entrustment would expire at {}, which is not after now ({at})",
-            grant.expires_at
-        )));
+        return Err((
+            "expires_at",
+            format!(
+                "the entrustment would expire at {}, which is not after now ({at})",
+                grant.expires_at
+            ),
+        ));
     }
     if grant.expires_at.0 - at.0 > MAX_ENTRUSTMENT_MS {
-        return Err(Refusal::Invalid(format!(
-            "an entrustment runs at most 1096 days (three years); {} is further",
-            grant.expires_at
-        )));
+        return Err((
+            "expires_at",
+            format!(
+                "an entrustment runs at most 1096 days (three years); {} is further",
+                grant.expires_at
+            ),
+        ));
     }
     Ok(())
+}
+
+/// Whether a party of `standing` may be entrusted as a broker.
+///
+/// # Errors
+/// [`Refusal::Invalid`] saying which kinds may.
+pub fn broker_rule(broker: &str, standing: &Standing) -> Result<(), Refusal> {
+    if standing.broker {
+        return Ok(());
+    }
+    Err(Refusal::Invalid(format!(
+        "party {broker} is not a broker: only a data broker, an entrusted data merchant or a \
+         brokerage service firm (kinds {}) acts for other parties",
+        PartyKind::BROKERS.map(PartyKind::as_str).join(", ")
+    )))
 }
 
 /// Records an entrustment: both parties admitted, the broker of a broker's kind.
@@ -617,8 +635,8 @@ pub async fn grant(
     at: Timestamp,
     actor: &Actor,
 ) -> Result<CommandResponse, sqlx::Error> {
-    if let Err(refusal) = grant_shape(grant, at) {
-        return Ok(Err(refusal));
+    if let Err((_, why)) = grant_shape(grant, at) {
+        return Ok(Err(Refusal::Invalid(why)));
     }
     let party = standing(conn, &zone.founding, grant.party.as_str()).await?;
     if let Some(refusal) = not_admitted(grant.party.as_str(), party.as_ref()) {
@@ -628,13 +646,10 @@ pub async fn grant(
     if let Some(refusal) = not_admitted(grant.broker.as_str(), broker.as_ref()) {
         return Ok(Err(refusal));
     }
-    if !broker.is_some_and(|b| b.broker) {
-        return Ok(Err(Refusal::Invalid(format!(
-            "party {} is not a broker: only a data broker, an entrusted data merchant or a \
-             brokerage service firm (kinds {}) acts for other parties",
-            grant.broker,
-            PartyKind::BROKERS.map(PartyKind::as_str).join(", ")
-        ))));
+    if let Some(b) = &broker
+        && let Err(refusal) = broker_rule(grant.broker.as_str(), b)
+    {
+        return Ok(Err(refusal));
     }
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO entrustments (party, broker, scope, expires_at, granted_at, granted_by,
@@ -912,8 +927,10 @@ pub struct PartyView {
     pub credit_code: CreditCode,
     /// Kinds of participant.
     pub kinds: Vec<PartyKind>,
-    /// Whom to reach.
-    pub contact: Contact,
+    /// Whom to reach: shown to the zone's staff (operator, regulator, admin) and to the party
+    /// itself.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub contact: Option<Contact>,
     /// Its standing.
     pub state: PartyState,
     /// An application or the zone's configuration.
@@ -936,7 +953,7 @@ impl PartyView {
             name: p.name.clone(),
             credit_code: p.credit_code.clone(),
             kinds: p.kinds.clone(),
-            contact: p.contact.clone(),
+            contact: Some(p.contact.clone()),
             state: PartyState::Admitted,
             origin: PartyOrigin::Config,
             applied_at: None,
@@ -963,7 +980,7 @@ fn party_of(row: &sqlx::sqlite::SqliteRow) -> Result<PartyView, sqlx::Error> {
         name: row.try_get(1)?,
         credit_code: code.parse().map_err(|e| decode(format!("{code}: {e}")))?,
         kinds: kinds_of(&row.try_get::<String, _>(3)?),
-        contact: serde_json::from_str(&contact).map_err(|e| decode(e.to_string()))?,
+        contact: Some(serde_json::from_str(&contact).map_err(|e| decode(e.to_string()))?),
         state: parse_state(&row.try_get::<String, _>(5)?)?,
         origin: if origin == "config" {
             PartyOrigin::Config
@@ -1029,7 +1046,7 @@ pub struct PartyFilter {
     pub kind: Option<PartyKind>,
     /// Only parties in this state.
     pub state: Option<PartyState>,
-    /// Only parties whose id sorts after this one (the previous page's cursor).
+    /// Only parties whose id sorts after this one (the previous page's `next_after`).
     pub after: Option<String>,
     /// Page size.
     pub limit: u32,
@@ -1040,9 +1057,9 @@ pub struct PartyFilter {
 pub struct PartyPage {
     /// The parties, ordered by id.
     pub items: Vec<PartyView>,
-    /// Pass as `cursor` for the next page; absent on the last.
+    /// Pass as `after` for the next page; absent on the last.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub next_cursor: Option<String>,
+    pub next_after: Option<String>,
 }
 
 /// The registry's parties that `filter` selects, founding parties included, ordered by id.
@@ -1085,10 +1102,10 @@ pub async fn list(
     items.sort_by(|a, b| a.id.cmp(&b.id));
     let more = items.len() > limit;
     items.truncate(limit);
-    let next_cursor = more
+    let next_after = more
         .then(|| items.last().map(|p| p.id.to_string()))
         .flatten();
-    Ok(PartyPage { items, next_cursor })
+    Ok(PartyPage { items, next_after })
 }
 
 /// The entrustments `party` granted or `broker` holds (each filter optional), newest first.
@@ -1550,6 +1567,9 @@ mod tests {
         };
         let s = [Act::SubmitListing];
         assert!(grant_shape(&grant(&s, "b", 30), T0).is_ok());
+        let field = |g: EntrustmentGrant| grant_shape(&g, T0).err().map(|(f, _)| f);
+        assert_eq!(field(grant(&s, "a", 30)), Some("broker"));
+        assert_eq!(field(grant(&s, "b", 1097)), Some("expires_at"));
         assert!(grant_shape(&grant(&s, "b", 1096), T0).is_ok());
         for bad in [
             grant(&[], "b", 30),
@@ -1559,11 +1579,7 @@ mod tests {
             grant(&s, "b", -1),
             grant(&s, "b", 1097),
         ] {
-            assert_eq!(
-                grant_shape(&bad, T0).map_err(|r| r.code()),
-                Err("invalid"),
-                "{bad:?}"
-            );
+            assert!(grant_shape(&bad, T0).is_err(), "{bad:?}");
         }
     }
 
