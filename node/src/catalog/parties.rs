@@ -297,7 +297,8 @@ fn parse_state(s: &str) -> Result<PartyState, sqlx::Error> {
         .ok_or_else(|| sqlx::Error::Decode(format!("unknown party state {s:?}").into()))
 }
 
-/// `",kind,kind,"`: the stored form, which `LIKE '%,kind,%'` filters.
+/// `",kind,kind,"`: the stored form, in which `,kind,` finds a kind (with `instr`, not `LIKE`,
+/// whose `_` would match any character).
 fn kinds_text(kinds: &[PartyKind]) -> String {
     let names: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
     format!(",{},", names.join(","))
@@ -1073,7 +1074,7 @@ pub async fn list(
 ) -> Result<PartyPage, sqlx::Error> {
     let limit = usize::try_from(filter.limit.max(1)).unwrap_or(1);
     let rows = sqlx::query(&format!(
-        "{SELECT_PARTY} WHERE (?1 IS NULL OR kinds LIKE '%,' || ?1 || ',%')
+        "{SELECT_PARTY} WHERE (?1 IS NULL OR instr(kinds, ',' || ?1 || ',') > 0)
            AND (?2 IS NULL OR state = ?2) AND (?3 IS NULL OR id > ?3)
          ORDER BY id LIMIT ?4"
     ))
@@ -1733,6 +1734,84 @@ mod tests {
             .await
             .expect("apply");
         assert_eq!(full.map_err(|r| r.code()), Err("applications_full"));
+        drop(writer);
+        slot.close().await;
+    }
+
+    /// The registry lists founding parties with the recorded ones, by id, a page at a time,
+    /// filtered by kind (exactly: `data_broker` is not a pattern) and by state.
+    #[tokio::test]
+    async fn the_list_merges_founding_parties_filters_and_pages_by_id() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let slot = crate::catalog::test_writer(dir.path()).await;
+        let mut writer = slot.lock().await.expect("writer");
+        let (conn, view) = writer.split();
+        let mut chain = audit::Chain::load(conn).await.expect("chain");
+        let zone = test_zone().with_founding(&[founder()]);
+        for (i, c) in [
+            apply_party(&broker()),
+            apply_party(&plain()),
+            admit(&plain()),
+        ]
+        .iter()
+        .enumerate()
+        {
+            let r = apply(conn, view, &mut chain, &zone, i as u64 + 1, c)
+                .await
+                .expect("apply");
+            assert!(r.is_ok(), "{r:?}");
+        }
+        let ids =
+            |p: &PartyPage| -> Vec<String> { p.items.iter().map(|v| v.id.to_string()).collect() };
+        let all = list(
+            conn,
+            &zone.founding,
+            &PartyFilter {
+                limit: 2,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("list");
+        assert_eq!(ids(&all), ["henan-data-broker", "yuzhou-ceramics"]);
+        assert_eq!(all.next_after.as_deref(), Some("yuzhou-ceramics"));
+        let rest = list(
+            conn,
+            &zone.founding,
+            &PartyFilter {
+                after: all.next_after.clone(),
+                limit: 2,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("list");
+        assert_eq!(ids(&rest), ["yuzhou-credit-center"]);
+        assert_eq!(rest.next_after, None);
+        let admitted = list(
+            conn,
+            &zone.founding,
+            &PartyFilter {
+                state: Some(PartyState::Admitted),
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("list");
+        assert_eq!(ids(&admitted), ["yuzhou-ceramics", "yuzhou-credit-center"]);
+        let brokers = list(
+            conn,
+            &zone.founding,
+            &PartyFilter {
+                kind: Some(PartyKind::DataBroker),
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("list");
+        assert_eq!(ids(&brokers), ["henan-data-broker"]);
         drop(writer);
         slot.close().await;
     }
