@@ -253,7 +253,7 @@ pub async fn start(
     let id = node_id(config.node.name.as_str());
     let db = Db::open(&config.node.data_dir).await?;
     let metrics = Arc::new(crate::metrics::Metrics::new());
-    let zone = ZoneFacts::new(config.zone.id.clone(), config.export);
+    let zone = ZoneFacts::new(config.zone.id.clone(), config.export).with_founding(&config.parties);
     let sm = StateMachine::new(db.clone(), zone.clone())
         .await
         .map_err(StartError::StateMachine)?;
@@ -479,6 +479,7 @@ pub async fn start(
         removal,
         policy_check,
         clock: options.clock.clone(),
+        parties: api::parties::Registry::new(&config, options.clock.clone()),
     });
     // The leader checks writes its followers forward with the same token table as its API.
     service.set_authorize(Arc::new(state.clone()));

@@ -13,7 +13,7 @@ use super::{
     Refusal, ZoneFacts,
 };
 use crate::audit;
-use crate::catalog::federation;
+use crate::catalog::{federation, parties};
 use crate::sqlite::{View, with_view};
 
 /// Applies `cmd` (the entry at `raft_index`) and records it in the audit chain.
@@ -31,7 +31,20 @@ pub async fn apply(
     if let CatalogCommand::Idempotent(i) = cmd {
         return Box::pin(idempotent(conn, view, chain, zone, raft_index, i)).await;
     }
-    let response = match cmd {
+    let response = effect(conn, view, zone, raft_index, cmd).await?;
+    record(chain, raft_index, cmd, &response);
+    Ok(response)
+}
+
+/// What applying `cmd` does to the tables, without its audit record.
+async fn effect(
+    conn: &mut SqliteConnection,
+    view: &mut View,
+    zone: &ZoneFacts,
+    raft_index: u64,
+    cmd: &CatalogCommand,
+) -> Result<CommandResponse, sqlx::Error> {
+    Ok(match cmd {
         CatalogCommand::SubmitListing { listing, actor } => {
             let item = [(listing.as_ref(), actor)];
             let mut one = with_view(conn, view, |db| submit_many(db, raft_index, &item)).await?;
@@ -145,9 +158,134 @@ pub async fn apply(
             federation::recognize(conn, view, zone, raft_index, r).await?
         }
         CatalogCommand::RecordRefusal(r) => federation::record_refusal(conn, raft_index, r).await?,
+        CatalogCommand::ApplyParty {
+            profile,
+            at,
+            actor,
+            received_by,
+        } => {
+            let (id, role) = applicant(actor.as_ref(), received_by);
+            let who = parties::Who {
+                id: &id,
+                role: &role,
+            };
+            parties::apply_for(conn, zone, raft_index, profile, *at, &who).await?
+        }
+        CatalogCommand::AdmitParty {
+            party_id,
+            notes,
+            at,
+            actor,
+        } => {
+            let decision = parties::Decision::Admit;
+            let reason = notes.as_deref();
+            parties::decide(
+                conn, zone, raft_index, party_id, decision, reason, *at, actor,
+            )
+            .await?
+        }
+        CatalogCommand::RefuseParty {
+            party_id,
+            reason,
+            at,
+            actor,
+        }
+        | CatalogCommand::SuspendParty {
+            party_id,
+            reason,
+            at,
+            actor,
+        }
+        | CatalogCommand::ReinstateParty {
+            party_id,
+            reason,
+            at,
+            actor,
+        } => {
+            let decision = match cmd {
+                CatalogCommand::RefuseParty { .. } => parties::Decision::Refuse,
+                CatalogCommand::SuspendParty { .. } => parties::Decision::Suspend,
+                _ => parties::Decision::Reinstate,
+            };
+            let reason = Some(reason.as_str());
+            parties::decide(
+                conn, zone, raft_index, party_id, decision, reason, *at, actor,
+            )
+            .await?
+        }
+        CatalogCommand::GrantEntrustment { grant, at, actor } => {
+            parties::grant(conn, zone, raft_index, grant, *at, actor).await?
+        }
+        CatalogCommand::RevokeEntrustment {
+            entrustment_id,
+            reason,
+            at,
+            actor,
+        } => parties::revoke(conn, *entrustment_id, reason, *at, actor).await?,
+        CatalogCommand::Entrusted(act) => {
+            Box::pin(entrusted(conn, view, zone, raft_index, act)).await?
+        }
+    })
+}
+
+/// Applies a broker's act: the entrustment it names must allow it (both parties admitted), and
+/// then it is the party's own command, its history entry naming the broker and entrustment.
+async fn entrusted(
+    conn: &mut SqliteConnection,
+    view: &mut View,
+    zone: &ZoneFacts,
+    raft_index: u64,
+    act: &parties::BrokerAct,
+) -> Result<CommandResponse, sqlx::Error> {
+    let (Some(kind), Some(party)) = (act.command.act(), act.command.named_party()) else {
+        return Ok(Err(Refusal::Invalid(format!(
+            "a broker cannot be entrusted to {}",
+            act.command.action().replace('_', " ")
+        ))));
     };
-    record(chain, raft_index, cmd, &response);
+    let (_, _, at, _) = subject(&act.command);
+    if let Err(refusal) = parties::check_act(conn, zone, act, kind, party, at).await? {
+        return Ok(Err(refusal));
+    }
+    let response = effect(conn, view, zone, raft_index, &act.command).await?;
+    if let Ok(applied) = &response {
+        let detail = serde_json::json!({
+            "broker": act.broker.as_str(),
+            "entrustment": act.entrustment,
+        });
+        note_latest_history(conn, &applied.object_id, &detail.to_string()).await?;
+    }
     Ok(response)
+}
+
+/// Sets the detail of a listing's latest history entry (that of the command just applied).
+async fn note_latest_history(
+    conn: &mut SqliteConnection,
+    listing_id: &str,
+    detail: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE listing_history SET detail = ?1
+         WHERE listing_id = ?2
+           AND seq = (SELECT MAX(seq) FROM listing_history WHERE listing_id = ?2)",
+    )
+    .bind(detail)
+    .bind(listing_id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// The actor id and role an application is recorded with: the caller's token, or
+/// `anonymous via <member>`.
+fn applicant(actor: Option<&Actor>, received_by: &str) -> (String, String) {
+    match actor {
+        Some(a) => (a.id.clone(), a.role.as_str().to_owned()),
+        None => (
+            format!("anonymous via {received_by}"),
+            "anonymous".to_owned(),
+        ),
+    }
 }
 
 /// Applies a write sent with an `Idempotency-Key` once per caller and key: a retry with the
@@ -392,6 +530,66 @@ fn subject(cmd: &CatalogCommand) -> (String, &'static str, Timestamp, String) {
             r.at,
             r.content_id.to_string(),
         ),
+        CatalogCommand::ApplyParty {
+            profile,
+            at,
+            actor,
+            received_by,
+        } => match actor {
+            Some(a) => (a.id.clone(), a.role.as_str(), *at, profile.id.to_string()),
+            None => (
+                format!("anonymous via {received_by}"),
+                "anonymous",
+                *at,
+                profile.id.to_string(),
+            ),
+        },
+        CatalogCommand::AdmitParty {
+            party_id,
+            at,
+            actor,
+            ..
+        }
+        | CatalogCommand::RefuseParty {
+            party_id,
+            at,
+            actor,
+            ..
+        }
+        | CatalogCommand::SuspendParty {
+            party_id,
+            at,
+            actor,
+            ..
+        }
+        | CatalogCommand::ReinstateParty {
+            party_id,
+            at,
+            actor,
+            ..
+        } => {
+            let (id, role) = by(actor);
+            (id, role, *at, party_id.to_string())
+        }
+        CatalogCommand::GrantEntrustment { grant, at, actor } => {
+            let (id, role) = by(actor);
+            let object = format!("{}->{}", grant.party, grant.broker);
+            (id, role, *at, object)
+        }
+        CatalogCommand::RevokeEntrustment {
+            entrustment_id,
+            at,
+            actor,
+            ..
+        } => {
+            let (id, role) = by(actor);
+            (id, role, *at, format!("entrustment:{entrustment_id}"))
+        }
+        // Both names: the broker that acted and the party it acted for.
+        CatalogCommand::Entrusted(act) => {
+            let (party, role, at, object) = subject(&act.command);
+            (format!("{} for {party}", act.broker), role, at, object)
+        }
     }
 }
 
@@ -685,6 +883,10 @@ fn submit_many(
             )));
             continue;
         }
+        if let Some(refusal) = parties::recorded_refusal_raw(db, listing.provider.id.as_str())? {
+            responses.push(Err(refusal));
+            continue;
+        }
         let row = ListingRow::new(listing, ListingState::Submitted, &actor.id);
         let id = row.encoded.id.to_string();
         if let Some(seq) = row.insert(db)? {
@@ -732,6 +934,9 @@ async fn update(
     let Some(cur) = current(conn, id).await? else {
         return Ok(Err(Refusal::NotFound(format!("no listing {id}"))));
     };
+    if let Some(refusal) = parties::recorded_refusal(conn, draft.provider.id.as_str()).await? {
+        return Ok(Err(refusal));
+    }
     if actor.role != Role::Admin && cur.submitted_by != actor.id {
         return Ok(Err(Refusal::Forbidden(format!(
             "listing {id} was submitted by {}; only its provider may update it",
@@ -839,6 +1044,13 @@ async fn create_token(
     label: &str,
     at: Timestamp,
 ) -> Result<CommandResponse, sqlx::Error> {
+    // A provider or buyer token acts for its party: none for a party the registry holds as
+    // not admitted (a suspension committed before the token wins).
+    if let (Role::Provider | Role::Buyer, Some(party)) = (role, party)
+        && let Some(refusal) = parties::recorded_refusal(conn, party).await?
+    {
+        return Ok(Err(refusal));
+    }
     let done = sqlx::query(
         "INSERT INTO tokens (hash, role, party, label, created_at) VALUES (?, ?, ?, ?, ?)
          ON CONFLICT (hash) DO NOTHING",

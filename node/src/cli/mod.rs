@@ -21,6 +21,7 @@ pub mod bench_federation;
 pub mod client;
 pub mod config;
 pub mod demo;
+pub mod demo_parties;
 pub mod federation;
 pub mod run;
 pub mod token;

@@ -152,6 +152,8 @@ impl DemoProviders {
         if let Some(token) = self.tokens.get(&key) {
             return Ok(token.clone());
         }
+        // A token is only for an admitted party.
+        super::demo_parties::admit(zone, api, party, listing.provider.1).await?;
         let admin = Target {
             node: api.to_owned(),
             token: Some(zone.tokens.admin.clone()),

@@ -57,7 +57,7 @@ mod state_machine;
 mod vfs;
 
 pub use log::{LogStore, REPLICATION_BUDGET_BYTES};
-pub use state_machine::{Signals, StateMachine};
+pub use state_machine::{REPLICATED_TABLES, Signals, StateMachine};
 
 /// Told how long each batch (a log append with its fsync, or an applied batch of entries) took
 /// and how many entries it held; feeds the metrics that show group commit at work.

@@ -34,6 +34,9 @@ pub const REPLICATED_TABLES: &[&str] = &[
     "recognitions",
     "revocations",
     "idempotency",
+    "parties",
+    "party_history",
+    "entrustments",
 ];
 
 /// Counters bumped after an applied batch changed something others cache or wait for.
