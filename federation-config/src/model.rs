@@ -7,8 +7,8 @@ use std::path::PathBuf;
 
 use multiaddr::Multiaddr;
 use xchg_protocol::{
-    Classification, DeliveryMode, ExchangeId, NodeName, PartyId, PublicKey, SignedDelegation,
-    TrustStore, ZoneId,
+    Classification, DeliveryMode, ExchangeId, NodeName, PartyId, PartyProfile, PublicKey,
+    SignedDelegation, TrustStore, ZoneId,
 };
 
 use crate::role::Role;
@@ -36,6 +36,9 @@ pub struct NodeConfig {
     pub outside: Vec<OutsideExchange>,
     /// HTTP API settings.
     pub api: ApiSection,
+    /// The zone's founding parties (`[[parties]]`): admitted from the zone's start without an
+    /// application; their ids and credit codes are unique.
+    pub parties: Vec<PartyProfile>,
 }
 
 impl NodeConfig {
@@ -45,8 +48,9 @@ impl NodeConfig {
     }
 
     /// A digest of the settings every member of the zone must share: the export policy, the
-    /// sibling agreement and each outside exchange's id, root key and agreement (not display
-    /// names or bootstrap addresses, which may differ). Members compare it at run time.
+    /// sibling agreement, each outside exchange's id, root key and agreement (not display
+    /// names or bootstrap addresses, which may differ), and the founding parties (which the
+    /// catalog counts as admitted). Members compare it at run time.
     pub fn zone_policy_digest(&self) -> [u8; 32] {
         use sha2::{Digest, Sha256};
         let mut outside: Vec<_> = self
@@ -61,10 +65,19 @@ impl NodeConfig {
             })
             .collect();
         outside.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut parties: Vec<&PartyProfile> = self.parties.iter().collect();
+        parties.sort_by(|a, b| a.id.cmp(&b.id));
         let text = format!(
             "{:?}|{:?}|{:?}",
             self.export, self.sibling_agreement, outside
         );
+        // Appended only when there are founding parties, so a zone without any keeps the digest
+        // its members computed before parties existed (members of two releases agree).
+        let text = if parties.is_empty() {
+            text
+        } else {
+            format!("{text}|{parties:?}")
+        };
         Sha256::digest(text.as_bytes()).into()
     }
 
@@ -379,7 +392,7 @@ pub struct TokenHash {
     pub role: Role,
     /// SHA-256 of the token text ([`crate::token_hash`]).
     pub sha256: [u8; 32],
-    /// The party it acts for; always present for a provider token, which may submit and update
-    /// only listings whose `provider.id` is this party.
+    /// The party it acts for; always present for a provider or buyer token. A provider token
+    /// submits and updates only listings whose `provider.id` is this party.
     pub party: Option<PartyId>,
 }

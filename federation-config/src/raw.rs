@@ -40,6 +40,9 @@ pub struct RawConfig {
     /// HTTP API settings and the zone's initial role tokens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api: Option<RawApi>,
+    /// The zone's founding parties: admitted from the zone's start, without an application.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parties: Vec<RawParty>,
 }
 
 /// `[node]`.
@@ -226,7 +229,38 @@ pub struct RawToken {
     /// SHA-256 of the token text, 64 lowercase hex digits; the token itself is never stored.
     pub sha256: String,
     /// The party the token acts for (a listing's `provider.id`, e.g. `yuzhou-credit-center`);
-    /// required for `provider` tokens, which may submit and update only that party's listings.
+    /// required for `provider` and `buyer` tokens: a provider token submits and updates only
+    /// that party's listings.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub party: Option<String>,
+}
+
+/// `[[parties]]`: a founding party of the zone, admitted by the configuration itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawParty {
+    /// Party id, e.g. `yuzhou-credit-center`.
+    pub id: String,
+    /// Legal name, e.g. `禹州市信用中心`.
+    pub name: String,
+    /// Unified social credit code, 18 characters.
+    pub credit_code: String,
+    /// Kinds of participant, e.g. `["resource_holder"]`.
+    pub kinds: Vec<String>,
+    /// Whom to reach.
+    pub contact: RawContact,
+}
+
+/// `parties[].contact`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawContact {
+    /// Contact person or desk.
+    pub name: String,
+    /// Phone number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
+    /// E-mail address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
 }

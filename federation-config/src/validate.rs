@@ -15,8 +15,9 @@ use serde::de::DeserializeOwned;
 use serde::de::value::{Error as ValueError, StrDeserializer};
 use xchg_protocol::announcement::CLOCK_SKEW_MS;
 use xchg_protocol::{
-    Classification, DeliveryMode, ExchangeId, IdError, KeyError, NodeName, PartyId, PublicKey,
-    SignedDelegation, Timestamp, TrustStore, VerifyError, ZoneId,
+    Classification, Contact, CreditCode, DeliveryMode, ExchangeId, IdError, KeyError, NodeName,
+    PartyId, PartyKind, PartyProfile, PublicKey, SignedDelegation, Timestamp, TrustStore,
+    VerifyError, ZoneId,
 };
 
 use crate::model::{
@@ -26,7 +27,7 @@ use crate::model::{
 };
 use crate::raw::{
     RawAgreement, RawApi, RawConfig, RawExchange, RawExport, RawGossip, RawListen, RawMember,
-    RawOutside, RawRaft, RawToken, RawZone,
+    RawOutside, RawParty, RawRaft, RawToken, RawZone,
 };
 use crate::role::Role;
 use crate::violation::Report;
@@ -124,6 +125,7 @@ impl Checker<'_> {
             );
         }
         let api = self.api(raw.api.as_ref());
+        let parties = self.parties(&raw.parties);
         Some(NodeConfig {
             node: NodeSection {
                 name: name?,
@@ -139,7 +141,61 @@ impl Checker<'_> {
             gossip: gossip?,
             outside: outside?,
             api: api?,
+            parties: parties?,
         })
+    }
+
+    /// `[[parties]]`: each founding party whole and valid, no id or credit code twice.
+    fn parties(&mut self, raw: &[RawParty]) -> Option<Vec<PartyProfile>> {
+        let mark = self.report.errors();
+        let parties: Vec<Option<PartyProfile>> = raw
+            .iter()
+            .enumerate()
+            .map(|(i, p)| self.party(i, p))
+            .collect();
+        let ids: Vec<Option<String>> = raw.iter().map(|p| Some(p.id.clone())).collect();
+        self.duplicates(&ids, |i| format!("parties[{i}].id"));
+        let codes: Vec<Option<String>> = raw.iter().map(|p| Some(p.credit_code.clone())).collect();
+        self.duplicates(&codes, |i| format!("parties[{i}].credit_code"));
+        let parties: Option<Vec<PartyProfile>> = parties.into_iter().collect();
+        parties.filter(|_| self.report.clean_since(mark))
+    }
+
+    fn party(&mut self, i: usize, raw: &RawParty) -> Option<PartyProfile> {
+        let at = |field: &str| format!("parties[{i}].{field}");
+        let id = self.parse::<PartyId>(&at("id"), &raw.id);
+        let credit_code = self
+            .report
+            .check(at("credit_code"), raw.credit_code.parse::<CreditCode>());
+        let kinds: Vec<Option<PartyKind>> = raw
+            .kinds
+            .iter()
+            .enumerate()
+            .map(|(k, kind)| {
+                self.report
+                    .check(at(&format!("kinds[{k}]")), kind.parse::<PartyKind>())
+            })
+            .collect();
+        let profile = PartyProfile {
+            id: id?,
+            name: raw.name.clone(),
+            credit_code: credit_code?,
+            kinds: kinds.into_iter().collect::<Option<_>>()?,
+            contact: Contact {
+                name: raw.contact.name.clone(),
+                phone: raw.contact.phone.clone(),
+                email: raw.contact.email.clone(),
+            },
+        };
+        match profile.validate() {
+            Ok(()) => Some(profile),
+            Err(e) => {
+                for problem in e.0 {
+                    self.report.error(at(&problem.field), problem.message);
+                }
+                None
+            }
+        }
     }
 
     /// Parses an identifier; the protocol's message says what is expected.
@@ -851,6 +907,16 @@ impl Checker<'_> {
                     path,
                     "required for a provider token: the party (a listing's provider.id, e.g. \
                      party = \"yuzhou-credit-center\") whose listings it may submit and update",
+                );
+                return None;
+            }
+            None if role == Some(Role::Buyer) => {
+                // A buyer acts on the market (applications, authorisations) as a party the zone
+                // admitted, never anonymously.
+                self.report.error(
+                    path,
+                    "required for a buyer token: the party it buys for (a party id, e.g. party = \
+                     \"yuzhou-rural-bank\"), one the zone admits",
                 );
                 return None;
             }

@@ -317,10 +317,11 @@ fn root_keys_are_written_to_their_own_folder_never_among_the_node_keys() {
     );
 }
 
-/// Each zone's provider token is bound to the zone's demo party, in `layout.json` and in
-/// every node config of the zone.
+/// Each zone's provider and buyer tokens are bound to the zone's demo parties, in
+/// `layout.json` and in every node config of the zone, and both parties are founding parties of
+/// the zone (admitted by its configuration) with valid credit codes.
 #[test]
-fn each_zones_provider_token_is_bound_to_the_party_named_in_layout_json() {
+fn each_zones_provider_and_buyer_tokens_are_bound_to_founding_parties_named_in_layout_json() {
     let (dir, layout) = generated(LayoutKind::Xuchang, 1);
     let loaded = load_all(&dir.path().join("out"), &layout);
     let mut parties = std::collections::BTreeSet::new();
@@ -333,21 +334,47 @@ fn each_zones_provider_token_is_bound_to_the_party_named_in_layout_json() {
             .filter(|t| t.party.is_some() || t.role == Role::Provider)
             .map(|t| (t.role, t.party.as_ref().map(ToString::to_string)))
             .collect();
+        let buyer = zone.buyer_party.as_ref().expect("a buyer party");
         assert_eq!(
             bound,
-            [(Role::Provider, Some(zone.provider_party.id.to_string()))],
+            [
+                (Role::Provider, Some(zone.provider_party.id.to_string())),
+                (Role::Buyer, Some(buyer.id.to_string()))
+            ],
             "{}",
             zone.id
         );
-        assert!(!zone.provider_party.name.trim().is_empty());
+        let founding: Vec<(String, String)> = config
+            .parties
+            .iter()
+            .map(|p| (p.id.to_string(), p.name.clone()))
+            .collect();
+        assert_eq!(
+            founding,
+            [
+                (
+                    zone.provider_party.id.to_string(),
+                    zone.provider_party.name.clone()
+                ),
+                (buyer.id.to_string(), buyer.name.clone())
+            ],
+            "{}",
+            zone.id
+        );
+        assert!(config.parties.iter().all(|p| p.validate().is_ok()));
         parties.insert(zone.provider_party.id.clone());
+        parties.insert(buyer.id.clone());
     }
-    assert_eq!(parties.len(), 11, "one party of its own per zone");
+    assert_eq!(parties.len(), 22, "two parties of its own per zone");
     let json = std::fs::read_to_string(dir.path().join("out/layout.json")).expect("layout.json");
     let raw: serde_json::Value = serde_json::from_str(&json).expect("json");
     assert_eq!(
         raw["exchanges"][0]["zones"][3]["provider_party"],
         serde_json::json!({"id": "yuzhou-credit-center", "name": "禹州市信用中心"})
+    );
+    assert_eq!(
+        raw["exchanges"][0]["zones"][3]["buyer_party"],
+        serde_json::json!({"id": "yuzhou-rural-bank", "name": "禹州市农村商业银行股份有限公司"})
     );
 }
 

@@ -107,8 +107,26 @@ fn the_three_member_fixture_becomes_a_fully_typed_config() {
         .collect();
     assert_eq!(
         parties,
-        [None, None, Some("yuzhou-credit-center"), None, None],
-        "only the provider token is bound to a party"
+        [
+            None,
+            None,
+            Some("yuzhou-credit-center"),
+            Some("yuzhou-rural-bank"),
+            None
+        ],
+        "the provider and buyer tokens are bound to parties"
+    );
+    let founding: Vec<(&str, &str, usize)> = c
+        .parties
+        .iter()
+        .map(|p| (p.id.as_str(), p.credit_code.as_str(), p.kinds.len()))
+        .collect();
+    assert_eq!(
+        founding,
+        [
+            ("yuzhou-credit-center", "12411081T81DJ7JM9K", 2),
+            ("yuzhou-rural-bank", "91411081X35R9BLFW5", 1)
+        ]
     );
     assert_eq!(
         c.api.tokens[0].sha256,
@@ -277,4 +295,24 @@ fn a_weak_key_is_refused() {
         ("zone.members[2].public_key", Severity::Error)
     );
     assert!(v.message.contains("weak (small-order)"), "{v}");
+}
+
+/// The founding parties are zone-wide settings: a member with other founding parties (or
+/// none) has another policy digest.
+#[test]
+fn founding_parties_are_part_of_the_zone_policy_digest() {
+    let text = fixture("three_members_with_outside.toml");
+    let with = parse_at(&text, common::NOW).expect("valid fixture").config;
+    let cut = text
+        .find("[[parties]]")
+        .expect("the fixture founds parties");
+    let without = parse_at(&text[..cut], common::NOW)
+        .expect("valid without parties")
+        .config;
+    assert_ne!(with.zone_policy_digest(), without.zone_policy_digest());
+    let renamed = text.replace("禹州市信用中心", "禹州市信用中心 (renamed)");
+    let renamed = parse_at(&renamed, common::NOW)
+        .expect("valid renamed")
+        .config;
+    assert_ne!(with.zone_policy_digest(), renamed.zone_policy_digest());
 }

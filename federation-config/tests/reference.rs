@@ -4,7 +4,9 @@
 use std::collections::BTreeSet;
 
 use xchg_federation_config::REFERENCE;
-use xchg_federation_config::raw::{RawAgreement, RawApi, RawConfig, RawExport, RawRaft, RawToken};
+use xchg_federation_config::raw::{
+    RawAgreement, RawApi, RawConfig, RawContact, RawExport, RawParty, RawRaft, RawToken,
+};
 
 /// A config in which every optional key is set and every array has an element.
 fn everything() -> RawConfig {
@@ -52,6 +54,18 @@ fn everything() -> RawConfig {
         request_timeout_ms: Some(1),
         tokens,
     });
+    // Struct literals: a key added to `[[parties]]` or its contact must be set here too.
+    raw.parties = vec![RawParty {
+        id: "yuzhou-credit-center".into(),
+        name: "禹州市信用中心".into(),
+        credit_code: "12411081T81DJ7JM9K".into(),
+        kinds: vec!["resource_holder".into()],
+        contact: RawContact {
+            name: "数据专员".into(),
+            phone: Some("0374-8888888".into()),
+            email: Some("data@yuzhou-credit-center.example".into()),
+        },
+    }];
     raw
 }
 

@@ -4,6 +4,8 @@
 //! ([`node::start`]); it returns a handle. Inside a zone the nodes replicate the catalog with
 //! Raft ([`raft`], [`store`], [`catalog`]) and every applied command extends the audit chain
 //! ([`audit`]); operators, providers, buyers and regulators use the HTTP API ([`api`]).
+//! [`up`] starts every node of a generated layout in one process (`xchg up`, tests,
+//! simulations) and returns a handle that stops them all.
 
 // openraft's error types (StorageError, RaftError) are large by design and fixed by its traits.
 #![allow(clippy::result_large_err)]
@@ -22,3 +24,4 @@ pub mod raft;
 pub mod recovery;
 pub mod sqlite;
 pub mod store;
+pub mod up;

@@ -51,13 +51,26 @@ pub enum GossipLink {
 }
 
 /// How to start.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct StartOptions {
     /// Join an existing zone instead of forming it from the config's member list: the node
     /// waits to be added by `POST /v1/zone/members` on a current member.
     pub join: bool,
     /// Timing of the federation service.
     pub federation: Tuning,
+    /// Where the node reads the time it stamps commands with and judges by: the system clock,
+    /// or a [`crate::clock::ManualClock`] in tests and simulations.
+    pub clock: Arc<dyn crate::clock::Clock>,
+}
+
+impl Default for StartOptions {
+    fn default() -> Self {
+        StartOptions {
+            join: false,
+            federation: Tuning::default(),
+            clock: Arc::new(SystemClock),
+        }
+    }
 }
 
 /// Why a node could not start.
@@ -241,7 +254,7 @@ pub async fn start(
     let id = node_id(config.node.name.as_str());
     let db = Db::open(&config.node.data_dir).await?;
     let metrics = Arc::new(crate::metrics::Metrics::new());
-    let zone = ZoneFacts::new(config.zone.id.clone(), config.export);
+    let zone = ZoneFacts::new(config.zone.id.clone(), config.export).with_founding(&config.parties);
     let sm = StateMachine::new(db.clone(), zone.clone())
         .await
         .map_err(StartError::StateMachine)?;
@@ -443,7 +456,7 @@ pub async fn start(
         metrics: metrics.clone(),
         signals: signals.clone(),
         tuning: options.federation,
-        clock: Arc::new(SystemClock),
+        clock: options.clock.clone(),
     });
     tasks.spawn(driver.run(events, stop_rx.clone()));
     // Admin tokens created offline while the node was stopped go to the zone now.
@@ -466,6 +479,8 @@ pub async fn start(
         committed,
         removal,
         policy_check,
+        clock: options.clock.clone(),
+        parties: api::parties::Registry::new(&config, options.clock.clone()),
     });
     // The leader checks writes its followers forward with the same token table as its API.
     service.set_authorize(Arc::new(state.clone()));

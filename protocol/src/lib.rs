@@ -8,6 +8,7 @@
 //! - [`ids`]: exchange, zone, node and party identifiers; content ids.
 //! - [`keys`]: ed25519 keys, signatures and domain tags.
 //! - [`listing`]: listings and their validation rules; [`text`]: the rule of their free text.
+//! - [`party`]: market participants' credit codes (GB 32100) and kinds.
 //! - [`announcement`]: delegations, signed announcements, offline verification.
 
 mod bytes;
@@ -20,6 +21,7 @@ pub mod keys;
 pub mod listing;
 #[cfg(feature = "openapi")]
 mod openapi;
+pub mod party;
 pub mod text;
 pub mod time;
 pub mod vectors;
@@ -35,4 +37,5 @@ pub use listing::{
     Classification, DeliveryMode, FieldError, Listing, ListingDraft, Pricing, PricingModel,
     ProductForm, Provider, RegistrationRef, Right, UpdateFrequency, ValidationError,
 };
+pub use party::{Contact, CreditCode, CreditCodeError, PartyKind, PartyProfile};
 pub use time::Timestamp;

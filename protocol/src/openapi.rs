@@ -9,6 +9,7 @@ use utoipa::{PartialSchema, ToSchema};
 
 use crate::ids::{ContentId, ExchangeId, NodeName, PartyId, ZoneId};
 use crate::keys::PublicKey;
+use crate::party::CreditCode;
 use crate::time::Timestamp;
 
 /// A string schema: what it is, the pattern its text form matches, and one example.
@@ -82,6 +83,18 @@ text_schema!(
     )
 );
 text_schema!(
+    CreditCode,
+    text(
+        "A unified social credit code (统一社会信用代码, GB 32100): 18 characters of 0-9 A-H J-N \
+         P-R T-U W-Y (capitals, no I, O, S, V, Z), characters 3 to 8 digits (the administrative \
+         division), the 18th the check character of the first 17: 31 - (sum of value x 3^(i-1) \
+         mod 31, mod 31), 31 written 0, values in the order of that alphabet. A code whose check \
+         character is wrong is refused.",
+        "^[0-9A-HJ-NP-RTUW-Y]{2}[0-9]{6}[0-9A-HJ-NP-RTUW-Y]{10}$",
+        "91350100M000100Y43",
+    )
+);
+text_schema!(
     PublicKey,
     text(
         "An ed25519 public key: 64 lowercase hex digits (config files use base64 instead).",
@@ -111,5 +124,6 @@ mod tests {
         assert!(example_of::<NodeName>().parse::<NodeName>().is_ok());
         assert!(example_of::<PartyId>().parse::<PartyId>().is_ok());
         assert!(example_of::<PublicKey>().parse::<PublicKey>().is_ok());
+        assert!(example_of::<CreditCode>().parse::<CreditCode>().is_ok());
     }
 }

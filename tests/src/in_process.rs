@@ -41,6 +41,24 @@ impl Federation {
         tuning: Tuning,
         tweak: impl Fn(&str, &mut NodeConfig),
     ) -> anyhow::Result<Federation> {
+        let options = StartOptions {
+            federation: tuning,
+            ..StartOptions::default()
+        };
+        Federation::start_with(kind, nodes_per_zone, options, tweak).await
+    }
+
+    /// As [`Federation::start`], with every node started with `options` (a clock of the
+    /// test's, for one).
+    ///
+    /// # Errors
+    /// If the layout cannot be generated or a node cannot start.
+    pub async fn start_with(
+        kind: LayoutKind,
+        nodes_per_zone: usize,
+        options: StartOptions,
+        tweak: impl Fn(&str, &mut NodeConfig),
+    ) -> anyhow::Result<Federation> {
         let dir = tempfile::tempdir()?;
         let out = dir.path().join("layout");
         let mut opts = LayoutOptions::new(out.clone(), kind);
@@ -49,10 +67,6 @@ impl Federation {
         opts.base_port = 41_000;
         let generated = layout::generate(&opts, Timestamp::now())?;
         let gossip = Network::new(11);
-        let options = StartOptions {
-            join: false,
-            federation: tuning,
-        };
         let mut zones = Vec::new();
         for exchange in &generated.exchanges {
             for zone in &exchange.zones {

@@ -614,6 +614,27 @@ pub fn for_party(listing: Value, party: &LayoutParty) -> Value {
     with_provider(listing, party.id.as_str(), &party.name)
 }
 
+/// The body of `POST /v1/parties` for party `id` of `kinds`: a valid made-up credit code of
+/// Xuchang's division drawn from the id (as the generated layouts make them), a contact by
+/// e-mail.
+///
+/// # Panics
+/// If `id` is not a party id or a kind is unknown (a mistake in the test).
+pub fn party_application(id: &str, kinds: &[&str]) -> Value {
+    let party: xchg_protocol::PartyId = id.parse().expect("a party id");
+    let profile = xchg_federation_config::layout::demo_profile(
+        &party,
+        &format!("{id} 有限公司"),
+        "91",
+        "411000",
+        xchg_federation_config::layout::DemoRole::Provider,
+    )
+    .expect("a demo profile");
+    let mut body = serde_json::to_value(profile).expect("a profile serialises");
+    body["kinds"] = kinds.iter().map(|k| Value::from(*k)).collect();
+    body
+}
+
 fn with_provider(mut listing: Value, id: &str, name: &str) -> Value {
     listing["provider"]["id"] = id.into();
     listing["provider"]["name"] = name.into();

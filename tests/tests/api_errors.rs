@@ -347,8 +347,24 @@ async fn search_rejects(query: &str, code: &str, field: Option<&str>) -> anyhow:
     Ok(answer.1)
 }
 
-/// Creates a provider token bound to `party` with the admin token; returns its text.
+/// Has `party` apply and admits it (a token is only for an admitted party), then creates a
+/// provider token bound to it with the admin token; returns its text.
 async fn provider_token_for(api: &Api, party: &str) -> anyhow::Result<String> {
+    let application = xchg_tests::party_application(party, &["resource_holder"]);
+    let (status, body) = api
+        .json(
+            Method::POST,
+            "/v1/parties",
+            &api.tokens.operator,
+            &application,
+        )
+        .await?;
+    ensure!(status == 201, "apply: {status} {body}");
+    let admit = format!("/v1/parties/{party}/admit");
+    let (status, body) = api
+        .json(Method::POST, &admit, &api.tokens.operator, &json!({}))
+        .await?;
+    ensure!(status == 200, "admit: {status} {body}");
     let (status, body) = api
         .json(
             Method::POST,

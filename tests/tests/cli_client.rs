@@ -123,3 +123,19 @@ async fn the_readme_listing_goes_through_the_cli_with_tokens_from_the_environmen
     );
     Ok(())
 }
+
+#[test]
+fn output_cut_short_by_a_closed_pipe_ends_the_command_quietly() -> anyhow::Result<()> {
+    // `xchg config reference | head -1`: the reader goes away before the command writes.
+    let mut child = Command::new(xchg_binary())
+        .args(["config", "reference"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    drop(child.stdout.take());
+    let out = child.wait_with_output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(!stderr.contains("panicked"), "it panicked: {stderr}");
+    ensure!(out.status.success(), "exit {:?}: {stderr}", out.status);
+    Ok(())
+}

@@ -1,7 +1,8 @@
 //! Faults injected through the in-process zone transport: a partitioned follower falls behind
 //! while the leader purges its log, then catches up from a snapshot once healed; writes commit
 //! through delayed, lossy and one-way cut links; a leader cut off from its majority answers
-//! `outcome_unknown` instead of holding writes forever.
+//! `outcome_unknown` instead of holding writes forever; a token created a moment ago works on a
+//! follower that has not applied it yet.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +21,7 @@ struct InProcessZone {
     router: Arc<Router>,
     provider: String,
     regulator: String,
+    admin: String,
 }
 
 async fn start_zone(
@@ -60,6 +62,7 @@ async fn start_zone(
         router,
         provider: zone.tokens.provider.clone(),
         regulator: zone.tokens.regulator.clone(),
+        admin: zone.tokens.admin.clone(),
     })
 }
 
@@ -277,6 +280,68 @@ async fn a_leader_cut_off_from_its_majority_answers_outcome_unknown_instead_of_h
         assert_eq!(body["error"]["code"], "outcome_unknown", "{body}");
     }
     zone.router.heal_all();
+    for n in zone.nodes {
+        n.shutdown().await;
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_new_token_works_at_once_on_a_follower_that_has_not_applied_it_yet() -> anyhow::Result<()>
+{
+    let zone = start_zone(10_000, 50, 1_000).await?;
+    let leader = eventually(Duration::from_secs(30), "a leader", || async {
+        Ok(leader_of(&zone))
+    })
+    .await?;
+    let follower = (leader + 1) % 3;
+    // The follower hears nothing from the zone until resumed: the token reaches only the
+    // leader and the other follower.
+    zone.router.faults().pause(&zone.nodes[follower].id);
+    let http = reqwest::Client::new();
+    let created: Value = http
+        .post(format!("http://{}/v1/tokens", zone.nodes[leader].api_addr))
+        .bearer_auth(&zone.admin)
+        .json(&serde_json::json!({"role": "regulator", "label": "new auditor"}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let token = created["token"].as_str().unwrap_or_default().to_owned();
+    anyhow::ensure!(!token.is_empty(), "no token in {created}");
+
+    let read = http
+        .get(format!(
+            "http://{}/v1/listings?consistency=local",
+            zone.nodes[follower].api_addr
+        ))
+        .bearer_auth(&token)
+        .send();
+    tokio::pin!(read);
+    // Before the follower can learn of the token it must not refuse it; it asks the leader
+    // what it has missed, and answers once resumed and caught up.
+    let early = tokio::select! {
+        answer = &mut read => Some(answer?.status().as_u16()),
+        () = tokio::time::sleep(Duration::from_millis(500)) => None,
+    };
+    assert_eq!(early, None, "answered while it could not know the token");
+    zone.router.faults().resume(&zone.nodes[follower].id);
+    let status = read.await?.status().as_u16();
+    assert_eq!(
+        status, 200,
+        "the new token is known once the follower caught up"
+    );
+
+    // An unknown token is still refused, after the same check.
+    let unknown = http
+        .get(format!(
+            "http://{}/v1/listings",
+            zone.nodes[follower].api_addr
+        ))
+        .bearer_auth("xchg-regulator-never-issued")
+        .send()
+        .await?;
+    assert_eq!(unknown.status().as_u16(), 401);
     for n in zone.nodes {
         n.shutdown().await;
     }

@@ -271,6 +271,30 @@ async fn a_flood_of_silent_connections_on_the_raft_port_neither_blocks_members_n
     Ok(())
 }
 
+/// Forwards `cmd` on `credential`'s authority to the leader `target`, as the member whose key
+/// `transport` speaks with; the leader's answer: applied, or the refusal's code.
+async fn forward(
+    transport: &TlsTransport,
+    target: &MemberNode,
+    cmd: CatalogCommand,
+    credential: Credential,
+) -> anyhow::Result<Result<(), &'static str>> {
+    let answer = transport
+        .call(
+            1,
+            target,
+            ZoneRequest::ForwardWrite(Batch(vec![cmd]), vec![credential]),
+            Duration::from_secs(10),
+        )
+        .await?;
+    match answer {
+        ZoneResponse::ForwardWrite(Ok((mut answers, _))) if answers.len() == 1 => {
+            Ok(answers.remove(0).map(drop).map_err(|e| e.code()))
+        }
+        other => anyhow::bail!("unexpected answer {other:?}"),
+    }
+}
+
 /// A leader holds forwarded writes to the same party rule as the API: a provider token bound
 /// to the zone's demo party cannot have a member forward a submission in another party's
 /// name. A member may hand over an admin token created offline (`xchg token create`) in its
@@ -286,26 +310,7 @@ async fn a_leader_applies_the_party_rule_and_the_recovery_rule_to_forwarded_writ
     let (target, _) = member(&zone, leader)?;
     let (own, follower_key) = member(&zone, follower)?;
     let transport = transport_as(&follower_key, &target)?;
-    let forward = |cmd: CatalogCommand, credential: Credential| {
-        let transport = &transport;
-        let target = target.clone();
-        async move {
-            let answer = transport
-                .call(
-                    1,
-                    &target,
-                    ZoneRequest::ForwardWrite(Batch(vec![cmd]), vec![credential]),
-                    Duration::from_secs(10),
-                )
-                .await?;
-            match answer {
-                ZoneResponse::ForwardWrite(Ok((mut answers, _))) if answers.len() == 1 => {
-                    Ok(answers.remove(0).map(drop).map_err(|e| e.code()))
-                }
-                other => anyhow::bail!("unexpected answer {other:?}"),
-            }
-        }
-    };
+    let forward = |cmd, credential| forward(&transport, &target, cmd, credential);
     let actor = |id: &str, role| Actor {
         id: id.into(),
         role,
@@ -366,6 +371,74 @@ async fn a_leader_applies_the_party_rule_and_the_recovery_rule_to_forwarded_writ
         .await?,
         Ok(()),
         "a member hands over an admin token created offline in its own name"
+    );
+    Ok(())
+}
+
+/// A member forwards an application without a token in its own name only, and a broker is
+/// who its token says, whatever a forwarded command claims: the leader takes the broker from
+/// the token, so a party's own token cannot pass its listing off as a broker's act.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_leader_takes_applications_from_the_member_that_received_them_and_brokers_from_tokens()
+-> anyhow::Result<()> {
+    use xchg_node::catalog::parties::BrokerAct;
+    let mut zone = Zone::generate("single-zone", 3)?;
+    zone.start_all()?;
+    let tokens = zone.tokens().clone();
+    let leader = zone.wait_for_leader(0, Duration::from_secs(30)).await?;
+    let follower = (leader + 1) % 3;
+    let (target, _) = member(&zone, leader)?;
+    let (own, follower_key) = member(&zone, follower)?;
+    let transport = transport_as(&follower_key, &target)?;
+    let forward = |cmd, credential| forward(&transport, &target, cmd, credential);
+
+    let application = |id: &str, received_by: &str| -> anyhow::Result<CatalogCommand> {
+        let profile = serde_json::from_value(xchg_tests::party_application(id, &["processor"]))?;
+        Ok(CatalogCommand::ApplyParty {
+            profile: Box::new(profile),
+            at: Timestamp::now(),
+            actor: None,
+            received_by: received_by.to_owned(),
+        })
+    };
+    let other = zone.nodes[leader].name.clone();
+    assert_eq!(
+        forward(application("forged-applicant", &other)?, Credential::Node).await?,
+        Err("forbidden"),
+        "an application in another member's name"
+    );
+    assert_eq!(
+        forward(
+            application("walk-in-applicant", &own.name)?,
+            Credential::Node
+        )
+        .await?,
+        Ok(()),
+        "an application the member received itself"
+    );
+
+    let party = xchg_tests::FIRST_ZONE_PARTY.0;
+    let draft: xchg_protocol::ListingDraft =
+        serde_json::from_value(example_listing("as its own broker"))?;
+    let act = CatalogCommand::Entrusted(Box::new(BrokerAct {
+        broker: "henan-data-broker".parse()?,
+        entrustment: 1,
+        command: CatalogCommand::SubmitListing {
+            listing: Box::new(xchg_protocol::Listing::first_version(
+                draft,
+                "xuchang/municipal".parse()?,
+                Timestamp::now(),
+            )),
+            actor: Actor {
+                id: party.into(),
+                role: xchg_federation_config::Role::Provider,
+            },
+        },
+    }));
+    assert_eq!(
+        forward(act, Credential::Token(tokens.provider.clone())).await?,
+        Err("forbidden"),
+        "the zone's provider token is its party, not a broker of it"
     );
     Ok(())
 }

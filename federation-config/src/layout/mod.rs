@@ -24,6 +24,7 @@
 //! others, without touching the existing configs.
 
 mod add;
+mod parties;
 mod plan;
 mod render;
 
@@ -45,6 +46,7 @@ use crate::role::Role;
 use crate::secret::{create_private_dir, write_key_file, write_secret};
 use crate::violation::{ConfigError, Violation};
 pub use add::{AddNodeError, AddNodeOptions, AddedNode, JoinRequest, add_node};
+pub use parties::{DemoRole, demo_profile, demo_provider};
 use plan::Plan;
 use render::{Position, Validity};
 
@@ -173,8 +175,13 @@ pub struct LayoutZone {
     /// The zone's initial tokens, one per role; the configs hold only their hashes.
     pub tokens: ZoneTokens,
     /// The demo party the provider token is bound to: it submits and updates only listings
-    /// whose `provider.id` is this party's id.
+    /// whose `provider.id` is this party's id. A founding party of the zone (admitted by its
+    /// configuration).
     pub provider_party: LayoutParty,
+    /// The demo party the buyer token is bound to, a founding party of the zone too. Layouts
+    /// written before buyer tokens were bound to parties have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub buyer_party: Option<LayoutParty>,
     /// The zone's nodes, in port order.
     pub nodes: Vec<LayoutNode>,
 }
@@ -208,13 +215,13 @@ impl ZoneTokens {
     }
 }
 
-/// A party (a provider organisation) as `layout.json` names it.
+/// A party (a provider or buyer organisation) as `layout.json` names it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LayoutParty {
-    /// Party id: what a listing's `provider.id` holds.
+    /// Party id: what a listing's `provider.id` and a token's `party` hold.
     pub id: PartyId,
-    /// Name shown to people: a listing's `provider.name`.
+    /// Its legal name: a listing's `provider.name`.
     pub name: String,
 }
 
@@ -345,6 +352,7 @@ pub fn generate(opts: &LayoutOptions, now: Timestamp) -> Result<Layout, Generate
                 display_name: zone.display_name.to_owned(),
                 tokens: zone.tokens.clone(),
                 provider_party: zone.provider_party.clone(),
+                buyer_party: Some(zone.buyer_party.clone()),
                 nodes: layout_nodes,
             });
         }

@@ -8,6 +8,7 @@ use multiaddr::{Multiaddr, PeerId, Protocol};
 use rand::{CryptoRng, RngCore};
 use xchg_protocol::{ExchangeId, Keypair, NodeName, ZoneId};
 
+use super::parties::{DemoRole, demo_profile};
 use super::{GenerateError, LayoutKind, LayoutOptions, LayoutParty, ZoneTokens};
 use crate::role::Role;
 
@@ -18,23 +19,36 @@ struct ExchangeTable {
     zones: &'static [ZoneTable],
 }
 
-/// A zone of a built-in layout: its name, display name, and the demo party its provider token
-/// is bound to (id and name; the first provider of the zone in `xchg up --demo`'s catalog).
+/// A zone of a built-in layout: its name, display name, administrative division code (the
+/// one its parties' credit codes carry), and the demo parties its provider and buyer tokens are
+/// bound to (the provider is the first of the zone in `xchg up --demo`'s catalog).
 struct ZoneTable {
     name: &'static str,
     display_name: &'static str,
-    party: (&'static str, &'static str),
+    division: &'static str,
+    provider: DemoParty,
+    buyer: DemoParty,
 }
+
+/// A demo party of a built-in layout: id, legal name, and the first two characters of its
+/// credit code (registering authority and kind: `11` a government body, `12` a public
+/// institution, `91` a company).
+#[derive(Clone, Copy)]
+struct DemoParty(&'static str, &'static str, &'static str);
 
 const fn z(
     name: &'static str,
     display_name: &'static str,
-    party: (&'static str, &'static str),
+    division: &'static str,
+    provider: DemoParty,
+    buyer: DemoParty,
 ) -> ZoneTable {
     ZoneTable {
         name,
         display_name,
-        party,
+        division,
+        provider,
+        buyer,
     }
 }
 
@@ -45,48 +59,84 @@ const XUCHANG: ExchangeTable = ExchangeTable {
         z(
             "municipal",
             "许昌市数据交易专区 (市级)",
-            ("xuchang-big-data-bureau", "许昌市大数据局"),
+            "411000",
+            DemoParty("xuchang-big-data-bureau", "许昌市大数据局", "11"),
+            DemoParty("xuchang-smart-city-ops", "许昌智慧城市运营有限公司", "91"),
         ),
-        z("weidu", "魏都区", ("weidu-commerce-bureau", "魏都区商务局")),
+        z(
+            "weidu",
+            "魏都区",
+            "411002",
+            DemoParty("weidu-commerce-bureau", "魏都区商务局", "11"),
+            DemoParty("weidu-retail-analytics", "魏都区商贸数据服务有限公司", "91"),
+        ),
         z(
             "jianan",
             "建安区",
-            ("jianan-agri-center", "建安区农业农村局"),
+            "411003",
+            DemoParty("jianan-agri-center", "建安区农业农村局", "11"),
+            DemoParty(
+                "jianan-agri-cooperative",
+                "建安区农业专业合作社联合社",
+                "93",
+            ),
         ),
         z(
             "yuzhou",
             "禹州市",
-            ("yuzhou-credit-center", "禹州市信用中心"),
+            "411081",
+            DemoParty("yuzhou-credit-center", "禹州市信用中心", "12"),
+            DemoParty("yuzhou-rural-bank", "禹州市农村商业银行股份有限公司", "91"),
         ),
         z(
             "changge",
             "长葛市",
-            ("changge-industry-park", "长葛市产业集聚区"),
+            "411082",
+            DemoParty("changge-industry-park", "长葛市产业集聚区", "11"),
+            DemoParty("changge-auto-parts", "长葛市汽车零部件有限公司", "91"),
         ),
         z(
             "yanling",
             "鄢陵县",
-            ("yanling-tourism", "鄢陵县文化广电和旅游局"),
+            "411024",
+            DemoParty("yanling-tourism", "鄢陵县文化广电和旅游局", "11"),
+            DemoParty("yanling-flower-trade", "鄢陵县花木交易市场有限公司", "91"),
         ),
         z(
             "xiangcheng",
             "襄城县",
-            ("xiangcheng-emergency", "襄城县应急管理局"),
+            "411025",
+            DemoParty("xiangcheng-emergency", "襄城县应急管理局", "11"),
+            DemoParty("xiangcheng-coal-logistics", "襄城县煤化物流有限公司", "91"),
         ),
         z(
             "demo",
             "城乡一体化示范区",
-            ("demo-ecology-station", "示范区生态环境分局"),
+            "411000",
+            DemoParty("demo-ecology-station", "示范区生态环境分局", "11"),
+            DemoParty("demo-new-energy", "示范区新能源科技有限公司", "91"),
         ),
         z(
             "devzone",
             "经济技术开发区",
-            ("devzone-finance-service", "经开区金融服务中心"),
+            "411000",
+            DemoParty("devzone-finance-service", "经开区金融服务中心", "12"),
+            DemoParty(
+                "devzone-equipment-maker",
+                "经开区智能装备制造有限公司",
+                "91",
+            ),
         ),
         z(
             "dongcheng",
             "东城区",
-            ("dongcheng-health-commission", "东城区卫生健康委"),
+            "411000",
+            DemoParty("dongcheng-health-commission", "东城区卫生健康委", "11"),
+            DemoParty(
+                "dongcheng-health-insurer",
+                "东城区健康保险服务有限公司",
+                "91",
+            ),
         ),
     ],
 };
@@ -97,9 +147,26 @@ const ZHENGZHOU: ExchangeTable = ExchangeTable {
     zones: &[z(
         "main",
         "郑州数据交易中心",
-        ("zhengzhou-logistics-hub", "郑州国际陆港"),
+        "410100",
+        DemoParty("zhengzhou-logistics-hub", "郑州国际陆港", "91"),
+        DemoParty(
+            "zhengzhou-commodity-analytics",
+            "郑州商品数据分析有限公司",
+            "91",
+        ),
     )],
 };
+
+/// The administrative division code of `zone` in the built-in layouts: that of its city where
+/// it has none of its own, and Xuchang's for a zone the tables do not name.
+pub(super) fn division(zone: &ZoneId) -> &'static str {
+    [&XUCHANG, &ZHENGZHOU]
+        .iter()
+        .filter(|t| t.id == zone.exchange().as_str())
+        .flat_map(|t| t.zones.iter())
+        .find(|z| zone.as_str().ends_with(&format!("/{}", z.name)))
+        .map_or("411000", |z| z.division)
+}
 
 /// The exchanges of a layout and how many of each one's zones it uses, in layout order.
 fn tables(kind: LayoutKind) -> Vec<(&'static ExchangeTable, usize)> {
@@ -129,6 +196,10 @@ pub(super) struct PlannedZone {
     pub(super) tokens: ZoneTokens,
     /// The party the zone's provider token is bound to.
     pub(super) provider_party: LayoutParty,
+    /// The party the zone's buyer token is bound to.
+    pub(super) buyer_party: LayoutParty,
+    /// The zone's founding parties (written to every node's `[[parties]]`): the two above.
+    pub(super) founding: Vec<xchg_protocol::PartyProfile>,
     pub(super) nodes: Vec<PlannedNode>,
 }
 
@@ -186,7 +257,9 @@ pub(super) fn plan(
         for ZoneTable {
             name: zone_name,
             display_name: zone_display,
-            party,
+            division,
+            provider,
+            buyer,
         } in &table.zones[..zone_count]
         {
             let zone_id = ZoneId::new(&id, zone_name)?;
@@ -205,14 +278,17 @@ pub(super) fn plan(
                     p2p,
                 });
             }
+            let founding = vec![
+                provider.profile(division, DemoRole::Provider)?,
+                buyer.profile(division, DemoRole::Buyer)?,
+            ];
             zones.push(PlannedZone {
                 id: zone_id,
                 display_name: zone_display,
                 tokens: ZoneTokens::random(rng),
-                provider_party: LayoutParty {
-                    id: party.0.parse()?,
-                    name: party.1.to_owned(),
-                },
+                provider_party: provider.layout()?,
+                buyer_party: buyer.layout()?,
+                founding,
                 nodes,
             });
         }
@@ -225,6 +301,24 @@ pub(super) fn plan(
         });
     }
     Ok(Plan { exchanges })
+}
+
+impl DemoParty {
+    fn layout(self) -> Result<LayoutParty, GenerateError> {
+        Ok(LayoutParty {
+            id: self.0.parse()?,
+            name: self.1.to_owned(),
+        })
+    }
+
+    fn profile(
+        self,
+        division: &str,
+        role: DemoRole,
+    ) -> Result<xchg_protocol::PartyProfile, GenerateError> {
+        demo_profile(&self.0.parse()?, self.1, self.2, division, role)
+            .map_err(|e| GenerateError::Inconsistent(format!("demo party {}: {e}", self.0)))
+    }
 }
 
 fn random_bytes(rng: &mut impl RngCore) -> [u8; 32] {

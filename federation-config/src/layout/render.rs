@@ -5,8 +5,8 @@ use xchg_protocol::{Delegation, Keypair, SignedDelegation, Timestamp, ZoneId};
 use super::plan::{Plan, PlannedExchange, PlannedNode, PlannedZone};
 use crate::model::{ApiSection, RaftTuning};
 use crate::raw::{
-    RawAgreement, RawApi, RawConfig, RawExchange, RawExport, RawGossip, RawListen, RawMember,
-    RawNode, RawOutside, RawRaft, RawToken, RawZone,
+    RawAgreement, RawApi, RawConfig, RawContact, RawExchange, RawExport, RawGossip, RawListen,
+    RawMember, RawNode, RawOutside, RawParty, RawRaft, RawToken, RawZone,
 };
 use crate::role::Role;
 use crate::secret::token_hash;
@@ -101,7 +101,23 @@ pub(super) fn node_config(
             tokens: tokens(zone),
             ..Default::default()
         }),
+        parties: zone.founding.iter().map(raw_party).collect(),
     })
+}
+
+/// A founding party as `[[parties]]` writes it.
+pub(super) fn raw_party(p: &xchg_protocol::PartyProfile) -> RawParty {
+    RawParty {
+        id: p.id.to_string(),
+        name: p.name.clone(),
+        credit_code: p.credit_code.to_string(),
+        kinds: p.kinds.iter().map(ToString::to_string).collect(),
+        contact: RawContact {
+            name: p.contact.name.clone(),
+            phone: p.contact.phone.clone(),
+            email: p.contact.email.clone(),
+        },
+    }
 }
 
 /// `node`'s delegation for `zone`, signed by its exchange's `root`, as the hex a config holds.
@@ -159,7 +175,11 @@ fn tokens(zone: &PlannedZone) -> Vec<RawToken> {
         .map(|role| RawToken {
             role: role.to_string(),
             sha256: hex::encode(token_hash(zone.tokens.get(role))),
-            party: (role == Role::Provider).then(|| zone.provider_party.id.to_string()),
+            party: match role {
+                Role::Provider => Some(zone.provider_party.id.to_string()),
+                Role::Buyer => Some(zone.buyer_party.id.to_string()),
+                _ => None,
+            },
         })
         .collect()
 }

@@ -3,6 +3,12 @@
 //! A token is known by its SHA-256 only. The zone's initial tokens are in every node's config;
 //! tokens created at run time, and revocations of either kind, are in the replicated `tokens`
 //! table. A revoked token is refused even if the config still lists it.
+//!
+//! A token created a moment ago may not have reached this replica yet: before answering
+//! "unknown token", a node asks the zone what it has missed (a read barrier) and looks again, so
+//! a client can use a new token on any node at once. At most [`UNKNOWN_TOKEN_CHECKS`] such
+//! checks run at a time; beyond that an unknown token is refused at once, so a flood of made-up
+//! tokens costs the leader a bounded number of read-index round trips.
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -61,15 +67,21 @@ pub type TokenRow = tokens::Stored;
 
 /// Token rows read from the local replica, kept until the state machine applies a token
 /// command (which bumps `epoch`), so a request costs no database round trip for its token.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct TokenCache {
     /// Bumped by the state machine after every batch that changed the tokens table.
     pub epoch: Arc<AtomicU64>,
     entries: Mutex<HashMap<String, (u64, Option<TokenRow>)>>,
+    /// Permits for the checks of unknown tokens against the zone.
+    unknown_checks: tokio::sync::Semaphore,
 }
 
 /// Entries kept before the cache is emptied (bounds memory against random tokens).
 const TOKEN_CACHE_ENTRIES: usize = 10_000;
+
+/// How many requests with a token this replica does not know may wait on the zone at once to
+/// learn whether it was just created.
+pub const UNKNOWN_TOKEN_CHECKS: usize = 8;
 
 impl TokenCache {
     /// A cache invalidated through `epoch`.
@@ -77,6 +89,7 @@ impl TokenCache {
         TokenCache {
             epoch,
             entries: Mutex::default(),
+            unknown_checks: tokio::sync::Semaphore::new(UNKNOWN_TOKEN_CHECKS),
         }
     }
 
@@ -121,34 +134,44 @@ impl Caller {
         let hash = hash_hex(token);
         let short = format!("token:{}", &hash[..8]);
         let credential = Credential::Token(token.to_owned());
-        if let Some(row) = state.tokens.lookup(&hash, &state.db).await? {
+        let from_row = |row: TokenRow, short: String, credential| {
             if row.revoked {
                 return Err(unauthorized("this token has been revoked"));
             }
             let id = row.party.clone().unwrap_or(short);
-            return Ok(Caller {
+            Ok(Caller {
                 actor: Actor { id, role: row.role },
                 party: row.party,
                 credential,
-            });
+            })
+        };
+        if let Some(row) = state.tokens.lookup(&hash, &state.db).await? {
+            return from_row(row, short, credential);
         }
         let digest = xchg_federation_config::token_hash(token);
-        let configured = state.config.api.tokens.iter().find(|t| t.sha256 == digest);
-        match configured {
-            Some(t) => {
-                // As for run-time tokens: a token bound to a party acts as that party.
-                let party = t.party.as_ref().map(ToString::to_string);
-                Ok(Caller {
-                    actor: Actor {
-                        id: party.clone().unwrap_or(short),
-                        role: t.role,
-                    },
-                    party,
-                    credential,
-                })
-            }
-            None => Err(unauthorized("unknown token")),
+        if let Some(t) = state.config.api.tokens.iter().find(|t| t.sha256 == digest) {
+            // As for run-time tokens: a token bound to a party acts as that party.
+            let party = t.party.as_ref().map(ToString::to_string);
+            return Ok(Caller {
+                actor: Actor {
+                    id: party.clone().unwrap_or(short),
+                    role: t.role,
+                },
+                party,
+                credential,
+            });
         }
+        // Perhaps created a moment ago and not yet applied here: catch up with the zone and
+        // look again (bounded, see the module's header).
+        if let Ok(_permit) = state.tokens.unknown_checks.try_acquire()
+            && crate::raft::client::read_barrier(&state.raft, &state.transport)
+                .await
+                .is_ok()
+            && let Some(row) = state.tokens.lookup(&hash, &state.db).await?
+        {
+            return from_row(row, short, credential);
+        }
+        Err(unauthorized("unknown token"))
     }
 }
 

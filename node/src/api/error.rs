@@ -131,8 +131,11 @@ impl From<Refusal> for ApiError {
             | Refusal::IllegalTransition(_)
             | Refusal::KeyReused(_)
             | Refusal::LastAdmin(_) => StatusCode::CONFLICT,
-            Refusal::Forbidden(_) => StatusCode::FORBIDDEN,
+            Refusal::Forbidden(_) | Refusal::PartyNotAdmitted(_) | Refusal::NotEntrusted(_) => {
+                StatusCode::FORBIDDEN
+            }
             Refusal::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Refusal::ApplicationsFull(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
         ApiError::new(status, r.code(), r.to_string())
     }

@@ -270,10 +270,7 @@ pub async fn verdicts(
         kind: p.kind,
         limit,
     };
-    let items = state
-        .federation
-        .journal
-        .query(&filter, xchg_protocol::Timestamp::now());
+    let items = state.federation.journal.query(&filter, state.clock.now());
     Ok(Json(VerdictPage { items }))
 }
 

@@ -71,8 +71,14 @@ fn invalid() -> ApiError {
 
 impl IdempotencyKey {
     /// `cmd` as the write to propose: wrapped with the key and a hash of this request (its
-    /// method, path and `body`) when a key was sent, as it is otherwise.
-    pub fn wrap(&self, body: &impl Serialize, cmd: CatalogCommand) -> CatalogCommand {
+    /// method, path and `body`) when a key was sent, as it is otherwise. `at` is when the
+    /// key was used (by the node's clock): it expires 24 hours later.
+    pub fn wrap(
+        &self,
+        body: &impl Serialize,
+        cmd: CatalogCommand,
+        at: Timestamp,
+    ) -> CatalogCommand {
         let Some(key) = &self.key else {
             return cmd;
         };
@@ -83,7 +89,7 @@ impl IdempotencyKey {
         CatalogCommand::Idempotent(Box::new(Idempotent {
             key: key.clone(),
             request: hash.finalize().to_vec(),
-            at: Timestamp::now(),
+            at,
             command: cmd,
         }))
     }

@@ -80,17 +80,6 @@ async fn run(
     Ok(response?.into())
 }
 
-/// Refuses a draft in the name of a party the caller's token does not act for
-/// ([`crate::catalog::party_rule`]; the leader applies the same rule to forwarded writes).
-fn require_party(caller: &Caller, draft: &ListingDraft) -> Result<(), ApiError> {
-    crate::catalog::party_rule(
-        caller.actor.role,
-        caller.party.as_deref(),
-        draft.provider.id.as_str(),
-    )
-    .map_err(|why| ApiError::new(StatusCode::FORBIDDEN, "forbidden", why).with_field("provider.id"))
-}
-
 /// `POST /v1/listings` (provider): submit version 1 of a listing for review.
 #[utoipa::path(
     post,
@@ -105,7 +94,11 @@ fn require_party(caller: &Caller, draft: &ListingDraft) -> Result<(), ApiError> 
         (status = 400, description = "Malformed JSON, or fields that break listing rules \
             (`field` names the first, `details` lists every one)", body = ErrorBody),
         (status = 403, description = "Not a provider token, a token bound to another party \
-            than `provider.id`, or a provider token bound to no party", body = ErrorBody),
+            than `provider.id`, or a provider token bound to no party; `party_not_admitted`: \
+            the party named, or the token's, is not admitted (unknown, applied, refused or \
+            suspended); `not_entrusted`: a broker's token naming a party that has not \
+            entrusted it with `submit_listing` (none, revoked, expired, other acts)",
+            body = ErrorBody),
         (status = 409, description = "The same listing already exists", body = ErrorBody),
         BearerErrors,
         BodyErrors,
@@ -120,17 +113,20 @@ pub async fn submit(
 ) -> Result<(StatusCode, Json<WriteResult>), ApiError> {
     caller.require(&[Role::Provider])?;
     draft.validate()?;
-    require_party(&caller, &draft)?;
+    let now = state.clock.now();
+    let cmd = CatalogCommand::SubmitListing {
+        listing: Box::new(Listing::first_version(
+            draft.clone(),
+            state.config.zone.id.clone(),
+            now,
+        )),
+        actor: caller.actor.clone(),
+    };
+    // The party named must be admitted; another party's name only as its broker.
     let cmd = idempotency.wrap(
         &draft,
-        CatalogCommand::SubmitListing {
-            listing: Box::new(Listing::first_version(
-                draft.clone(),
-                state.config.zone.id.clone(),
-                Timestamp::now(),
-            )),
-            actor: caller.actor,
-        },
+        super::parties::act_for(&state, &caller, cmd).await?,
+        now,
     );
     let result = run(&state, caller.credential, cmd).await?;
     Ok((StatusCode::CREATED, Json(result)))
@@ -151,7 +147,9 @@ pub async fn submit(
             (`field` names the first, `details` lists every one)", body = ErrorBody),
         (status = 403, description = "Not a provider token, not the listing's submitter, a \
             token bound to another party than `provider.id`, or a provider token bound to no \
-            party", body = ErrorBody),
+            party; `party_not_admitted`: the party named, or the token's, is not admitted; \
+            `not_entrusted`: a broker's token naming a party that has not entrusted it with \
+            `update_listing`", body = ErrorBody),
         (status = 404, description = "No listing with this id", body = ErrorBody),
         (status = 409, description = "The listing's state does not allow an update", body = ErrorBody),
         BearerErrors,
@@ -169,17 +167,20 @@ pub async fn update(
     caller.require(&[Role::Provider])?;
     let listing_id = listing_id(&id)?;
     draft.validate()?;
-    // Without this, a bound token could move its own listing into another party's name.
-    require_party(&caller, &draft)?;
     require_known(&state, &listing_id).await?;
+    let now = state.clock.now();
+    let cmd = CatalogCommand::UpdateListing {
+        listing_id,
+        draft: Box::new(draft.clone()),
+        at: now,
+        actor: caller.actor.clone(),
+    };
+    // Without the party rule, a bound token could move its own listing into another party's
+    // name; a broker updates only under an entrustment.
     let cmd = idempotency.wrap(
         &draft,
-        CatalogCommand::UpdateListing {
-            listing_id,
-            draft: Box::new(draft.clone()),
-            at: Timestamp::now(),
-            actor: caller.actor,
-        },
+        super::parties::act_for(&state, &caller, cmd).await?,
+        now,
     );
     Ok(Json(run(&state, caller.credential, cmd).await?))
 }
@@ -240,7 +241,7 @@ pub async fn approve(
     let cmd = CatalogCommand::ApproveListing {
         listing_id,
         review,
-        at: Timestamp::now(),
+        at: state.clock.now(),
         actor: caller.actor,
     };
     Ok(Json(run(&state, caller.credential, cmd).await?))
@@ -269,7 +270,7 @@ async fn with_reason(
     let listing_id = listing_id(id)?;
     text::check(&[review_text("reason", &body.reason, true)])?;
     require_known(&state, &listing_id).await?;
-    let cmd = command(listing_id, body.reason, Timestamp::now(), caller.actor);
+    let cmd = command(listing_id, body.reason, state.clock.now(), caller.actor);
     Ok(Json(run(&state, caller.credential, cmd).await?))
 }
 

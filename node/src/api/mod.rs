@@ -8,6 +8,7 @@ pub mod audit;
 pub mod auth;
 pub mod body;
 pub mod deadline;
+pub mod entrustments;
 pub mod error;
 pub mod federation;
 pub mod idempotency;
@@ -17,8 +18,10 @@ pub mod metrics;
 pub mod openapi;
 pub mod overview;
 pub mod params;
+pub mod parties;
 /// The proposer, now in the Raft layer ([`crate::raft::client`]); kept under its old path.
 pub use crate::raft::client as propose;
+pub mod rate_limit;
 pub mod server;
 pub mod status;
 pub mod text;
@@ -65,6 +68,10 @@ pub struct Context {
     pub removal: crate::raft::election::Removal,
     /// Which members' zone-wide settings differ from this node's.
     pub policy_check: crate::raft::consistency::PolicyCheck,
+    /// The time every command is stamped with (and idempotency keys expire by).
+    pub clock: Arc<dyn crate::clock::Clock>,
+    /// The party registry's clock, founding parties and rate limit.
+    pub parties: parties::Registry,
 }
 
 /// Shared handler state.
@@ -117,6 +124,17 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/federation/revocations", post(federation::revoke))
         .route("/v1/federation/overview", get(overview::overview))
         .route("/v1/federation/flows", get(overview::flows))
+        .route("/v1/parties", post(parties::apply).get(parties::list))
+        .route("/v1/parties/{id}", get(parties::get_one))
+        .route("/v1/parties/{id}/admit", post(parties::admit))
+        .route("/v1/parties/{id}/refuse", post(parties::refuse))
+        .route("/v1/parties/{id}/suspend", post(parties::suspend))
+        .route("/v1/parties/{id}/reinstate", post(parties::reinstate))
+        .route(
+            "/v1/entrustments",
+            post(entrustments::grant).get(entrustments::list),
+        )
+        .route("/v1/entrustments/{id}/revoke", post(entrustments::revoke))
         .route("/v1/tokens", post(tokens::create))
         .route("/v1/tokens/{hash}", delete(tokens::revoke))
         .route("/v1/zone/members", post(zone::add_member))

@@ -15,10 +15,10 @@ use utoipa::openapi::RefOr;
 use utoipa::openapi::schema::Schema;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
-use xchg_protocol::{ContentId, NodeName};
+use xchg_protocol::{ContentId, CreditCode, NodeName, PartyId};
 
 use super::error::{BearerErrors, ErrorBody};
-use super::{audit, federation, listings, metrics, status, tokens, zone};
+use super::{audit, entrustments, federation, listings, metrics, parties, status, tokens, zone};
 
 /// The document.
 #[derive(OpenApi)]
@@ -29,7 +29,7 @@ use super::{audit, federation, listings, metrics, status, tokens, zone};
         description = "The HTTP API of an xchg node: listings and their review, the audit \
             chain, federation (recognitions, verdicts, peers, revocations, the hub's overview and \
             flows), \
-            tokens and zone membership. Every error answers `{\"error\":{\"code\",\"message\",\
+            the party registry and entrustments, tokens and zone membership. Every error answers `{\"error\":{\"code\",\"message\",\
             \"field\"}}` with the status that fits. Writes sent to any node of a zone are \
             forwarded to its leader; reads are linearizable unless `consistency=local` is asked.",
         license(name = "Apache-2.0"),
@@ -51,6 +51,16 @@ use super::{audit, federation, listings, metrics, status, tokens, zone};
         federation::revoke,
         overview,
         flows,
+        parties::apply,
+        parties::list,
+        parties::get_one,
+        parties::admit,
+        parties::refuse,
+        parties::suspend,
+        parties::reinstate,
+        entrustments::grant,
+        entrustments::list,
+        entrustments::revoke,
         tokens::create,
         tokens::revoke,
         zone::add_member,
@@ -58,7 +68,7 @@ use super::{audit, federation, listings, metrics, status, tokens, zone};
         metrics::render,
     ),
     // Named, not registered, by the shared error sets (`ErrorBody`) and by path parameters.
-    components(schemas(ErrorBody, ContentId, NodeName)),
+    components(schemas(ErrorBody, ContentId, NodeName, PartyId, CreditCode)),
     modifiers(&BearerToken, &OpenListing, &ServerErrors),
     tags(
         (name = "status", description = "This node's Raft view; no token needed"),
@@ -67,6 +77,9 @@ use super::{audit, federation, listings, metrics, status, tokens, zone};
         (name = "federation", description = "Recognitions, this node's verdicts, gossip peers, \
             key revocations, and the hub's overview and flows. Keys, signatures and envelopes \
             are lowercase hex in JSON (PROTOCOL.md 2.10)"),
+        (name = "parties", description = "The zone's party registry (交易主体): applications \
+            (anyone, rate-limited), an operator's decisions, reads; entrustments of brokers \
+            (委托)"),
         (name = "tokens", description = "API tokens (admin)"),
         (name = "zone", description = "Zone membership (admin)"),
         (name = "metrics", description = "Prometheus metrics"),
@@ -615,5 +628,54 @@ mod tests {
             connected_since_ms: Some(0),
         };
         assert_documented_as("PeerInfo", &value);
+    }
+
+    /// A party as the registry shows it (with history and contact) and an entrustment (revoked)
+    /// are what their schemas say.
+    #[test]
+    fn the_party_and_entrustment_schemas_match_their_json() {
+        use crate::catalog::parties::{
+            Act, Entrustment, PartyHistoryEntry, PartyOrigin, PartyState, PartyView,
+        };
+        let party = PartyView {
+            id: "yuzhou-rural-bank".parse().expect("id"),
+            name: "禹州市农村商业银行股份有限公司".into(),
+            credit_code: "91411081X35R9BLFW5".parse().expect("code"),
+            kinds: vec![xchg_protocol::PartyKind::Processor],
+            contact: Some(xchg_protocol::Contact {
+                name: "数据专员".into(),
+                phone: some("0374-8888888"),
+                email: some("data@yuzhou-rural-bank.example"),
+            }),
+            state: PartyState::Suspended,
+            origin: PartyOrigin::Application,
+            applied_at: Some(at()),
+            updated_at: Some(at()),
+            history: Some(vec![PartyHistoryEntry {
+                seq: 1,
+                at: at(),
+                actor: "anonymous via municipal-1".into(),
+                role: "anonymous".into(),
+                action: "apply".into(),
+                from_state: None,
+                to_state: PartyState::Applied,
+                reason: some("review notes"),
+                raft_index: 4,
+            }]),
+        };
+        assert_documented_as("PartyView", &party);
+        let entrustment = Entrustment {
+            id: 3,
+            party: "yuzhou-credit-center".parse().expect("id"),
+            broker: "henan-data-broker".parse().expect("id"),
+            scope: vec![Act::SubmitListing, Act::UpdateListing],
+            expires_at: at(),
+            granted_at: at(),
+            granted_by: "yuzhou-credit-center".into(),
+            revoked_at: Some(at()),
+            revoked_by: some("token:0perator"),
+            revoke_reason: some("contract ended"),
+        };
+        assert_documented_as("Entrustment", &entrustment);
     }
 }

@@ -663,7 +663,7 @@ pub async fn overview(
         probes,
         found.links,
         found.unverified,
-        Timestamp::now(),
+        state.clock.now(),
     )))
 }
 
@@ -816,7 +816,7 @@ pub async fn flows(
     let _ = caller;
     let Query(p) = params.map_err(query_error)?;
     let minutes = minutes_param(p.minutes.as_deref())?;
-    let (from, to) = window(Timestamp::now(), minutes);
+    let (from, to) = window(state.clock.now(), minutes);
     let mut conn = state.db.reader().await?;
 
     let inbound_rows = recognitions::flows(&mut conn, from, to, MINUTE_MS).await?;

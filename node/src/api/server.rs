@@ -147,10 +147,15 @@ async fn connection(
 ) {
     let _open = metrics.connection_opened();
     let _ = stream.set_nodelay(true);
+    // Handlers that limit by client address read it as axum's `ConnectInfo`.
+    let peer = stream.peer_addr().ok().map(axum::extract::ConnectInfo);
     let watch = Arc::new(Watch::new());
     let service = {
         let watch = watch.clone();
-        hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+        hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+            if let Some(peer) = peer {
+                req.extensions_mut().insert(peer);
+            }
             let app = app.clone();
             let in_flight = watch.request_started();
             async move {

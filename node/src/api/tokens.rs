@@ -7,7 +7,7 @@ use base64::Engine as _;
 use rand::RngCore as _;
 use serde::{Deserialize, Serialize};
 use xchg_federation_config::Role;
-use xchg_protocol::{PartyId, Timestamp};
+use xchg_protocol::PartyId;
 
 use super::auth::{Caller, hash_hex};
 use super::error::{ApiError, BearerErrors, BodyErrors, ErrorBody, ProposeErrors};
@@ -27,8 +27,9 @@ pub struct NewToken {
     /// The role it grants.
     #[schema(schema_with = role_schema)]
     pub role: Role,
-    /// The party it acts for: a listing's `provider.id`. Required for a provider token, which
-    /// submits and updates only that party's listings.
+    /// The party it acts for: a listing's `provider.id`. Required for a provider or buyer
+    /// token, and then a party the zone admitted; a provider token submits and updates only
+    /// that party's listings.
     #[serde(default)]
     pub party: Option<String>,
     /// A label for people, e.g. who holds it.
@@ -71,9 +72,10 @@ fn role_schema() -> utoipa::openapi::schema::Object {
     responses(
         (status = 201, description = "The new token; its text is shown only now", body = CreatedToken),
         (status = 400, description = "Malformed JSON, an unknown role, an invalid `party`, a \
-            provider token without `party`, or a `label` that is empty, over 200 characters or \
-            against the text rule (`field` names it)", body = ErrorBody),
-        (status = 403, description = "Not an admin token", body = ErrorBody),
+            provider or buyer token without `party`, or a `label` that is empty, over 200 \
+            characters or against the text rule (`field` names it)", body = ErrorBody),
+        (status = 403, description = "Not an admin token; or `party_not_admitted`: a provider or \
+            buyer token for a party the zone has not admitted (or suspended)", body = ErrorBody),
         BearerErrors,
         BodyErrors,
         ProposeErrors,
@@ -106,6 +108,7 @@ pub async fn create(
         max: MAX_LABEL_CHARS,
         required: true,
     }])?;
+    super::parties::require_token_party(&state, body.role, body.party.as_deref()).await?;
     let mut secret = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut secret);
     let token = format!(
@@ -119,7 +122,7 @@ pub async fn create(
         role: body.role,
         party: body.party.clone(),
         label: body.label.clone(),
-        at: Timestamp::now(),
+        at: state.clock.now(),
         actor: caller.actor,
     };
     let (response, _) = state.propose_as(cmd, caller.credential).await?;
@@ -203,7 +206,7 @@ pub async fn revoke(
     let cmd = CatalogCommand::RevokeToken {
         token_hash: hash,
         role,
-        at: Timestamp::now(),
+        at: state.clock.now(),
         actor: caller.actor,
         config_admins: Some(config_admins),
     };

@@ -6,7 +6,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use xchg_federation_config::Role;
-use xchg_protocol::{NodeName, PublicKey, Timestamp};
+use xchg_protocol::{NodeName, PublicKey};
 
 use super::AppState;
 use super::auth::Caller;
@@ -155,7 +155,7 @@ async fn record(
     let cmd = CatalogCommand::RecordMembershipChange {
         change,
         outcome,
-        at: Timestamp::now(),
+        at: state.clock.now(),
         actor: caller.actor.clone(),
     };
     if let Err(e) = state.propose_as(cmd, caller.credential.clone()).await {

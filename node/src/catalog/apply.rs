@@ -16,7 +16,7 @@ use super::{
     Refusal, ZoneFacts,
 };
 use crate::audit;
-use crate::catalog::federation;
+use crate::catalog::{federation, parties};
 use crate::sqlite::unencodable;
 
 /// Applies `cmd` (the entry at `raft_index`) and records it in the audit chain.
@@ -33,7 +33,19 @@ pub fn apply(
     if let CatalogCommand::Idempotent(i) = cmd {
         return idempotent(db, chain, zone, raft_index, i);
     }
-    let response = match cmd {
+    let response = effect(db, zone, raft_index, cmd)?;
+    record(chain, raft_index, cmd, &response);
+    Ok(response)
+}
+
+/// What applying `cmd` does to the tables, without its audit record.
+fn effect(
+    db: &rusqlite::Connection,
+    zone: &ZoneFacts,
+    raft_index: u64,
+    cmd: &CatalogCommand,
+) -> rusqlite::Result<CommandResponse> {
+    Ok(match cmd {
         CatalogCommand::SubmitListing { listing, actor } => {
             let item = [(listing.as_ref(), actor)];
             let mut one = submit_many(db, raft_index, &item)?;
@@ -128,9 +140,107 @@ pub fn apply(
         )),
         CatalogCommand::Recognize(r) => federation::recognize(db, zone, raft_index, r)?,
         CatalogCommand::RecordRefusal(r) => federation::record_refusal(db, raft_index, r)?,
+        CatalogCommand::ApplyParty {
+            profile,
+            at,
+            actor,
+            received_by,
+        } => {
+            let (id, role) = applicant(actor.as_ref(), received_by);
+            let who = parties::Who {
+                id: &id,
+                role: &role,
+            };
+            parties::apply_for(db, zone, raft_index, profile, *at, &who)?
+        }
+        CatalogCommand::AdmitParty {
+            party_id,
+            notes,
+            at,
+            actor,
+        } => {
+            let decision = parties::Decision::Admit;
+            let reason = notes.as_deref();
+            parties::decide(db, zone, raft_index, party_id, decision, reason, *at, actor)?
+        }
+        CatalogCommand::RefuseParty {
+            party_id,
+            reason,
+            at,
+            actor,
+        }
+        | CatalogCommand::SuspendParty {
+            party_id,
+            reason,
+            at,
+            actor,
+        }
+        | CatalogCommand::ReinstateParty {
+            party_id,
+            reason,
+            at,
+            actor,
+        } => {
+            let decision = match cmd {
+                CatalogCommand::RefuseParty { .. } => parties::Decision::Refuse,
+                CatalogCommand::SuspendParty { .. } => parties::Decision::Suspend,
+                _ => parties::Decision::Reinstate,
+            };
+            let reason = Some(reason.as_str());
+            parties::decide(db, zone, raft_index, party_id, decision, reason, *at, actor)?
+        }
+        CatalogCommand::GrantEntrustment { grant, at, actor } => {
+            parties::grant(db, zone, raft_index, grant, *at, actor)?
+        }
+        CatalogCommand::RevokeEntrustment {
+            entrustment_id,
+            reason,
+            at,
+            actor,
+        } => parties::revoke(db, *entrustment_id, reason, *at, actor)?,
+        CatalogCommand::Entrusted(act) => entrusted(db, zone, raft_index, act)?,
+    })
+}
+
+/// Applies a broker's act: the entrustment it names must allow it (both parties admitted), and
+/// then it is the party's own command, its history entry naming the broker and entrustment.
+fn entrusted(
+    db: &rusqlite::Connection,
+    zone: &ZoneFacts,
+    raft_index: u64,
+    act: &parties::BrokerAct,
+) -> rusqlite::Result<CommandResponse> {
+    let (Some(kind), Some(party)) = (act.command.act(), act.command.named_party()) else {
+        return Ok(Err(Refusal::Invalid(format!(
+            "a broker cannot be entrusted to {}",
+            act.command.action().replace('_', " ")
+        ))));
     };
-    record(chain, raft_index, cmd, &response);
+    let (_, _, at, _) = subject(&act.command);
+    if let Err(refusal) = parties::check_act(db, zone, act, kind, party, at)? {
+        return Ok(Err(refusal));
+    }
+    let response = effect(db, zone, raft_index, &act.command)?;
+    if let Ok(applied) = &response {
+        let detail = serde_json::json!({
+            "broker": act.broker.as_str(),
+            "entrustment": act.entrustment,
+        });
+        listings::note_latest_history(db, &applied.object_id, &detail.to_string())?;
+    }
     Ok(response)
+}
+
+/// The actor id and role an application is recorded with: the caller's token, or
+/// `anonymous via <member>`.
+fn applicant(actor: Option<&Actor>, received_by: &str) -> (String, String) {
+    match actor {
+        Some(a) => (a.id.clone(), a.role.as_str().to_owned()),
+        None => (
+            format!("anonymous via {received_by}"),
+            "anonymous".to_owned(),
+        ),
+    }
 }
 
 /// Applies a write sent with an `Idempotency-Key` once per caller and key: a retry with the
@@ -329,6 +439,66 @@ fn subject(cmd: &CatalogCommand) -> (String, &'static str, Timestamp, String) {
             r.at,
             r.content_id.to_string(),
         ),
+        CatalogCommand::ApplyParty {
+            profile,
+            at,
+            actor,
+            received_by,
+        } => match actor {
+            Some(a) => (a.id.clone(), a.role.as_str(), *at, profile.id.to_string()),
+            None => (
+                format!("anonymous via {received_by}"),
+                "anonymous",
+                *at,
+                profile.id.to_string(),
+            ),
+        },
+        CatalogCommand::AdmitParty {
+            party_id,
+            at,
+            actor,
+            ..
+        }
+        | CatalogCommand::RefuseParty {
+            party_id,
+            at,
+            actor,
+            ..
+        }
+        | CatalogCommand::SuspendParty {
+            party_id,
+            at,
+            actor,
+            ..
+        }
+        | CatalogCommand::ReinstateParty {
+            party_id,
+            at,
+            actor,
+            ..
+        } => {
+            let (id, role) = by(actor);
+            (id, role, *at, party_id.to_string())
+        }
+        CatalogCommand::GrantEntrustment { grant, at, actor } => {
+            let (id, role) = by(actor);
+            let object = format!("{}->{}", grant.party, grant.broker);
+            (id, role, *at, object)
+        }
+        CatalogCommand::RevokeEntrustment {
+            entrustment_id,
+            at,
+            actor,
+            ..
+        } => {
+            let (id, role) = by(actor);
+            (id, role, *at, format!("entrustment:{entrustment_id}"))
+        }
+        // Both names: the broker that acted and the party it acted for.
+        CatalogCommand::Entrusted(act) => {
+            let (party, role, at, object) = subject(&act.command);
+            (format!("{} for {party}", act.broker), role, at, object)
+        }
     }
 }
 
@@ -364,6 +534,10 @@ fn submit_many(
             responses.push(Err(Refusal::Conflict(
                 "a new listing must be version 1".into(),
             )));
+            continue;
+        }
+        if let Some(refusal) = parties::recorded_refusal(db, listing.provider.id.as_str())? {
+            responses.push(Err(refusal));
             continue;
         }
         let row = NewRow::new(listing, ListingState::Submitted, &actor.id);
@@ -405,6 +579,9 @@ fn update(
     let Some(cur) = listings::current(db, &id.to_string())? else {
         return Ok(Err(Refusal::NotFound(format!("no listing {id}"))));
     };
+    if let Some(refusal) = parties::recorded_refusal(db, draft.provider.id.as_str())? {
+        return Ok(Err(refusal));
+    }
     if actor.role != Role::Admin && cur.submitted_by != actor.id {
         return Ok(Err(Refusal::Forbidden(format!(
             "listing {id} was submitted by {}; only its provider may update it",
@@ -504,6 +681,13 @@ fn create_token(
     label: &str,
     at: Timestamp,
 ) -> rusqlite::Result<CommandResponse> {
+    // A provider or buyer token acts for its party: none for a party the registry holds as
+    // not admitted (a suspension committed before the token wins).
+    if let (Role::Provider | Role::Buyer, Some(party)) = (role, party)
+        && let Some(refusal) = parties::recorded_refusal(db, party)?
+    {
+        return Ok(Err(refusal));
+    }
     if !tokens::create(db, hash, role, party, label, at)? {
         return Ok(Err(Refusal::Conflict(
             "a token with this hash already exists".into(),

@@ -8,6 +8,7 @@
 pub mod apply;
 pub mod federation;
 pub mod format;
+pub mod parties;
 pub mod policy;
 pub mod query;
 pub mod tables;
@@ -15,7 +16,8 @@ pub mod tables;
 use serde::{Deserialize, Serialize};
 use xchg_federation_config::{ExportPolicy, Role};
 use xchg_protocol::{
-    AnnouncementKind, ContentId, ExchangeId, Listing, ListingDraft, PublicKey, Timestamp, ZoneId,
+    AnnouncementKind, ContentId, ExchangeId, Listing, ListingDraft, PartyId, PartyProfile,
+    PublicKey, Timestamp, ZoneId,
 };
 
 /// What the state machine knows of its zone. Identical on every member (it comes from the
@@ -28,6 +30,9 @@ pub struct ZoneFacts {
     pub exchange: ExchangeId,
     /// The export firewall applied when a listing is approved.
     pub export: ExportPolicy,
+    /// The zone's founding parties (its configuration's `[[parties]]`), admitted without an
+    /// application.
+    pub founding: std::sync::Arc<parties::Founding>,
 }
 
 impl ZoneFacts {
@@ -43,7 +48,15 @@ impl ZoneFacts {
             zone,
             exchange,
             export,
+            founding: std::sync::Arc::default(),
         }
+    }
+
+    /// The same facts with `parties` as the zone's founding parties.
+    pub fn with_founding(mut self, parties: &[PartyProfile]) -> Self {
+        self.founding =
+            std::sync::Arc::new(parties.iter().map(|p| (p.id.clone(), p.clone())).collect());
+        self
     }
 }
 
@@ -145,6 +158,7 @@ pub const SCHEMA: &[&str] = &[
     include_str!("schema/catalog_schema_v4.sql"),
     include_str!("schema/catalog_schema_v5.sql"),
     include_str!("schema/catalog_schema_v6.sql"),
+    include_str!("schema/catalog_schema_v7.sql"),
 ];
 
 /// Zone facts for tests: `xuchang/yuzhou` with the default export policy.
@@ -296,6 +310,85 @@ pub enum CatalogCommand {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         config_admins: Option<Vec<String>>,
     },
+    /// A party applies to trade in the zone (`parties::apply_for`): it becomes `applied`.
+    ApplyParty {
+        /// Who it is.
+        profile: Box<PartyProfile>,
+        /// When.
+        at: Timestamp,
+        /// The caller, if it presented a token (anyone may apply, with a token or without).
+        actor: Option<Actor>,
+        /// The member whose API received it: an application without a token is that
+        /// member's to propose ([`CatalogCommand::proposing_node`]).
+        received_by: String,
+    },
+    /// An operator admits an applicant: `applied → admitted`.
+    AdmitParty {
+        /// The party.
+        party_id: PartyId,
+        /// What the review found.
+        notes: Option<String>,
+        /// When.
+        at: Timestamp,
+        /// The operator.
+        actor: Actor,
+    },
+    /// An operator refuses an applicant: `applied → refused`.
+    RefuseParty {
+        /// The party.
+        party_id: PartyId,
+        /// Why.
+        reason: String,
+        /// When.
+        at: Timestamp,
+        /// The operator.
+        actor: Actor,
+    },
+    /// An operator suspends an admitted party: `admitted → suspended`.
+    SuspendParty {
+        /// The party.
+        party_id: PartyId,
+        /// Why.
+        reason: String,
+        /// When.
+        at: Timestamp,
+        /// The operator.
+        actor: Actor,
+    },
+    /// An operator reinstates a suspended party: `suspended → admitted`.
+    ReinstateParty {
+        /// The party.
+        party_id: PartyId,
+        /// Why.
+        reason: String,
+        /// When.
+        at: Timestamp,
+        /// The operator.
+        actor: Actor,
+    },
+    /// A party entrusts a broker with acts in its name until a time (委托).
+    GrantEntrustment {
+        /// Who entrusts whom with what, until when.
+        grant: Box<parties::EntrustmentGrant>,
+        /// When.
+        at: Timestamp,
+        /// The party's token.
+        actor: Actor,
+    },
+    /// A party (or an operator) ends an entrustment before its expiry.
+    RevokeEntrustment {
+        /// The entrustment.
+        entrustment_id: u64,
+        /// Why.
+        reason: String,
+        /// When.
+        at: Timestamp,
+        /// Who.
+        actor: Actor,
+    },
+    /// A broker's act in another party's name under an entrustment; applied as the party's
+    /// own command once the entrustment allows it, and recorded with both names.
+    Entrusted(Box<parties::BrokerAct>),
 }
 
 /// The actor id of a command a zone member proposes on its own authority (`node:<name>`), as
@@ -305,7 +398,8 @@ pub const NODE_ACTOR_PREFIX: &str = "node:";
 
 /// The rule that binds providers to parties: a provider token acts only for the party it is
 /// bound to (a listing's `provider.id`), and a provider token bound to no party (created by an
-/// older xchg) acts for none. Other roles are not bound by it.
+/// older xchg) acts for none. Other roles are not bound by it. A broker acts for another party
+/// only as a [`CatalogCommand::Entrusted`] command, whose inner command names that party.
 ///
 /// # Errors
 /// Why the caller may not act for `named`.
@@ -324,13 +418,20 @@ pub fn party_rule(role: Role, party: Option<&str>, named: &str) -> Result<(), St
 }
 
 impl CatalogCommand {
-    /// Whether applying it changes the tokens table.
+    /// Whether applying it changes the tokens table or the party registry: the API caches
+    /// both (a token acts only while its party is admitted).
     pub fn changes_tokens(&self) -> bool {
         match self {
             CatalogCommand::Idempotent(i) => i.command.changes_tokens(),
             c => matches!(
                 c,
-                CatalogCommand::CreateToken { .. } | CatalogCommand::RevokeToken { .. }
+                CatalogCommand::CreateToken { .. }
+                    | CatalogCommand::RevokeToken { .. }
+                    | CatalogCommand::ApplyParty { .. }
+                    | CatalogCommand::AdmitParty { .. }
+                    | CatalogCommand::RefuseParty { .. }
+                    | CatalogCommand::SuspendParty { .. }
+                    | CatalogCommand::ReinstateParty { .. }
             ),
         }
     }
@@ -350,12 +451,38 @@ impl CatalogCommand {
             CatalogCommand::RecordPublished { .. } => "record_published",
             CatalogCommand::Recognize(_) => "recognize",
             CatalogCommand::RecordRefusal(_) => "record_refusal",
+            CatalogCommand::ApplyParty { .. } => "apply_party",
+            CatalogCommand::AdmitParty { .. } => "admit_party",
+            CatalogCommand::RefuseParty { .. } => "refuse_party",
+            CatalogCommand::SuspendParty { .. } => "suspend_party",
+            CatalogCommand::ReinstateParty { .. } => "reinstate_party",
+            CatalogCommand::GrantEntrustment { .. } => "grant_entrustment",
+            CatalogCommand::RevokeEntrustment { .. } => "revoke_entrustment",
+            CatalogCommand::Entrusted(act) => act.command.action(),
+        }
+    }
+
+    /// The act a broker may be entrusted with that this command is, if any.
+    pub fn act(&self) -> Option<parties::Act> {
+        match self {
+            CatalogCommand::SubmitListing { .. } => Some(parties::Act::SubmitListing),
+            CatalogCommand::UpdateListing { .. } => Some(parties::Act::UpdateListing),
+            _ => None,
+        }
+    }
+
+    /// The party a command is in the name of (a listing's `provider.id`), if it names one.
+    pub fn named_party(&self) -> Option<&str> {
+        match self {
+            CatalogCommand::SubmitListing { listing, .. } => Some(listing.provider.id.as_str()),
+            CatalogCommand::UpdateListing { draft, .. } => Some(draft.provider.id.as_str()),
+            _ => None,
         }
     }
 
     /// The member a node-proposed command names as its proposer (recognitions, published
-    /// envelopes, a token handed over by the offline admin recovery); `None` for the commands
-    /// people ask for.
+    /// envelopes, a token handed over by the offline admin recovery, an application received
+    /// without a token); `None` for the commands people ask for.
     pub fn proposing_node(&self) -> Option<&str> {
         match self {
             CatalogCommand::Idempotent(i) => i.command.proposing_node(),
@@ -369,6 +496,12 @@ impl CatalogCommand {
                 party: None,
                 ..
             } => actor.id.strip_prefix(NODE_ACTOR_PREFIX),
+            // Anyone may apply without a token: the member that received it proposes it.
+            CatalogCommand::ApplyParty {
+                actor: None,
+                received_by,
+                ..
+            } => Some(received_by.as_str()),
             _ => None,
         }
     }
@@ -380,17 +513,28 @@ impl CatalogCommand {
     /// # Errors
     /// [`Refusal::Forbidden`] naming the rule.
     pub fn authorise(&mut self, actor: Actor, party: Option<&str>) -> Result<(), Refusal> {
-        if let CatalogCommand::Idempotent(i) = self {
-            return i.command.authorise(actor, party);
+        match self {
+            CatalogCommand::Idempotent(i) => return i.command.authorise(actor, party),
+            CatalogCommand::Entrusted(act) => return act.authorise(actor, party),
+            _ => {}
         }
         let needs: &[Role] = match self {
-            CatalogCommand::Idempotent(_) => &[],
+            CatalogCommand::Idempotent(_) | CatalogCommand::Entrusted(_) => &[],
             CatalogCommand::SubmitListing { .. } | CatalogCommand::UpdateListing { .. } => {
                 &[Role::Provider]
             }
             CatalogCommand::ApproveListing { .. }
             | CatalogCommand::RejectListing { .. }
-            | CatalogCommand::DelistListing { .. } => &[Role::Operator],
+            | CatalogCommand::DelistListing { .. }
+            | CatalogCommand::AdmitParty { .. }
+            | CatalogCommand::RefuseParty { .. }
+            | CatalogCommand::SuspendParty { .. }
+            | CatalogCommand::ReinstateParty { .. } => &[Role::Operator],
+            CatalogCommand::ApplyParty { .. } => &Role::ALL,
+            CatalogCommand::GrantEntrustment { .. } => &[Role::Provider, Role::Buyer],
+            CatalogCommand::RevokeEntrustment { .. } => {
+                &[Role::Provider, Role::Buyer, Role::Operator]
+            }
             // Recognize: an admin posting a root-signed revocation.
             CatalogCommand::CreateToken { .. }
             | CatalogCommand::RevokeToken { .. }
@@ -410,13 +554,12 @@ impl CatalogCommand {
                 self.action().replace('_', " ")
             )));
         }
-        let named_party = match self {
-            CatalogCommand::SubmitListing { listing, .. } => Some(listing.provider.id.as_str()),
-            CatalogCommand::UpdateListing { draft, .. } => Some(draft.provider.id.as_str()),
-            _ => None,
-        };
-        if let Some(named) = named_party {
+        if let Some(named) = self.named_party() {
             party_rule(actor.role, party, named).map_err(Refusal::Forbidden)?;
+        }
+        if let CatalogCommand::GrantEntrustment { grant, .. } = self {
+            // The party that entrusts is the caller's own, whatever the body said.
+            grant.party = own_party(party, "entrust a broker")?;
         }
         match self {
             CatalogCommand::SubmitListing { actor: a, .. }
@@ -426,11 +569,19 @@ impl CatalogCommand {
             | CatalogCommand::DelistListing { actor: a, .. }
             | CatalogCommand::CreateToken { actor: a, .. }
             | CatalogCommand::RevokeToken { actor: a, .. }
-            | CatalogCommand::RecordMembershipChange { actor: a, .. } => *a = actor,
+            | CatalogCommand::RecordMembershipChange { actor: a, .. }
+            | CatalogCommand::AdmitParty { actor: a, .. }
+            | CatalogCommand::RefuseParty { actor: a, .. }
+            | CatalogCommand::SuspendParty { actor: a, .. }
+            | CatalogCommand::ReinstateParty { actor: a, .. }
+            | CatalogCommand::GrantEntrustment { actor: a, .. }
+            | CatalogCommand::RevokeEntrustment { actor: a, .. } => *a = actor,
+            CatalogCommand::ApplyParty { actor: a, .. } => *a = Some(actor),
             CatalogCommand::Recognize(_)
             | CatalogCommand::RecordPublished { .. }
             | CatalogCommand::RecordRefusal(_)
-            | CatalogCommand::Idempotent(_) => {}
+            | CatalogCommand::Idempotent(_)
+            | CatalogCommand::Entrusted(_) => {}
         }
         Ok(())
     }
@@ -439,6 +590,7 @@ impl CatalogCommand {
     pub fn changes_revocations(&self) -> bool {
         match self {
             CatalogCommand::Idempotent(i) => i.command.changes_revocations(),
+            CatalogCommand::Entrusted(act) => act.command.changes_revocations(),
             c => {
                 matches!(c, CatalogCommand::Recognize(r) if r.kind == AnnouncementKind::Revocation)
             }
@@ -447,15 +599,55 @@ impl CatalogCommand {
 
     /// Whether applying it may add outbox entries.
     pub fn changes_outbox(&self) -> bool {
-        if let CatalogCommand::Idempotent(i) = self {
-            return i.command.changes_outbox();
+        match self {
+            CatalogCommand::Idempotent(i) => i.command.changes_outbox(),
+            CatalogCommand::Entrusted(act) => act.command.changes_outbox(),
+            c => matches!(
+                c,
+                CatalogCommand::ApproveListing { .. }
+                    | CatalogCommand::RejectListing { .. }
+                    | CatalogCommand::DelistListing { .. }
+            ),
         }
-        matches!(
-            self,
-            CatalogCommand::ApproveListing { .. }
-                | CatalogCommand::RejectListing { .. }
-                | CatalogCommand::DelistListing { .. }
-        )
+    }
+}
+
+/// The caller's own party, which `what` needs.
+fn own_party(party: Option<&str>, what: &str) -> Result<PartyId, Refusal> {
+    party
+        .and_then(|p| p.parse().ok())
+        .ok_or_else(|| Refusal::Forbidden(format!("only a token bound to a party can {what}")))
+}
+
+impl parties::BrokerAct {
+    /// As [`CatalogCommand::authorise`] for a broker's act: the broker is the caller's party,
+    /// the command one a broker may be entrusted with, asked for in the name of another party,
+    /// which becomes its actor.
+    ///
+    /// # Errors
+    /// [`Refusal::Forbidden`] naming the rule.
+    pub fn authorise(&mut self, actor: Actor, party: Option<&str>) -> Result<(), Refusal> {
+        let act = self.command.action();
+        let named = match (self.command.act(), self.command.named_party()) {
+            (Some(_), Some(named)) => named.to_owned(),
+            _ => {
+                return Err(Refusal::Forbidden(format!(
+                    "a broker cannot be entrusted to {}",
+                    act.replace('_', " ")
+                )));
+            }
+        };
+        self.broker = own_party(party, "act as a broker")?;
+        if self.broker.as_str() == named {
+            return Err(Refusal::Forbidden(format!(
+                "{named} acts for itself with its own token, not as its broker"
+            )));
+        }
+        let as_party = Actor {
+            id: named.clone(),
+            role: actor.role,
+        };
+        self.command.authorise(as_party, Some(&named))
     }
 }
 
@@ -549,6 +741,16 @@ pub enum Refusal {
     /// Revoking this admin token would leave the zone with no working admin token.
     #[error("{0}")]
     LastAdmin(String),
+    /// The party acted for is not admitted in the zone's registry (unknown, applied, refused
+    /// or suspended).
+    #[error("{0}")]
+    PartyNotAdmitted(String),
+    /// A broker acted for a party outside the entrustments that party granted it.
+    #[error("{0}")]
+    NotEntrusted(String),
+    /// The zone keeps no more applications awaiting a decision.
+    #[error("{0}")]
+    ApplicationsFull(String),
 }
 
 impl Refusal {
@@ -562,6 +764,9 @@ impl Refusal {
             Refusal::IllegalTransition(_) => "illegal_transition",
             Refusal::Invalid(_) => "invalid",
             Refusal::LastAdmin(_) => "last_admin",
+            Refusal::PartyNotAdmitted(_) => "party_not_admitted",
+            Refusal::NotEntrusted(_) => "not_entrusted",
+            Refusal::ApplicationsFull(_) => "applications_full",
         }
     }
 }
@@ -629,6 +834,9 @@ pub fn every_refusal() -> Vec<Refusal> {
         Refusal::IllegalTransition(String::new()),
         Refusal::Invalid(String::new()),
         Refusal::LastAdmin(String::new()),
+        Refusal::PartyNotAdmitted(String::new()),
+        Refusal::NotEntrusted(String::new()),
+        Refusal::ApplicationsFull(String::new()),
     ];
     for r in &all {
         match r {
@@ -638,7 +846,10 @@ pub fn every_refusal() -> Vec<Refusal> {
             | Refusal::KeyReused(_)
             | Refusal::IllegalTransition(_)
             | Refusal::Invalid(_)
-            | Refusal::LastAdmin(_) => {}
+            | Refusal::LastAdmin(_)
+            | Refusal::PartyNotAdmitted(_)
+            | Refusal::NotEntrusted(_)
+            | Refusal::ApplicationsFull(_) => {}
         }
     }
     all.to_vec()

@@ -3,7 +3,7 @@
 //! committed listings per second, client latency percentiles, and the leader's own account of
 //! where the time went (log appends and their fsyncs, entries per fsync).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,21 +14,7 @@ use serde_json::Value;
 use xchg_federation_config::layout::{self, Layout, LayoutKind, LayoutOptions};
 use xchg_protocol::Timestamp;
 
-/// Bench settings from the command line.
-pub struct BenchOptions {
-    /// Concurrency levels to run, in order.
-    pub clients: Vec<usize>,
-    /// Measured seconds per level (after a one-second warm-up).
-    pub seconds: u64,
-    /// Send every request to the leader (`leader`) or spread them over all nodes (`all`).
-    pub target: String,
-    /// First port of the generated zone.
-    pub base_port: u16,
-    /// Keep the zone's directory (configs, data, logs) afterwards here instead of a temp dir.
-    pub dir: Option<PathBuf>,
-    /// Overrides the nodes' `raft.snapshot_log_percent`.
-    pub snapshot_log_percent: Option<u64>,
-}
+use super::args::BenchZoneArgs;
 
 /// Child node processes, stopped with SIGTERM (then reaped) when dropped.
 pub(crate) struct Nodes(pub(crate) Vec<Child>);
@@ -307,7 +293,7 @@ pub(crate) fn spawn_node(config: &Path, log: &Path) -> anyhow::Result<Child> {
 }
 
 /// Runs the zone benchmark and prints its table.
-pub async fn zone(opts: BenchOptions) -> anyhow::Result<ExitCode> {
+pub async fn zone(opts: BenchZoneArgs) -> anyhow::Result<ExitCode> {
     let temp = tempfile::tempdir()?;
     let dir = opts
         .dir
@@ -345,7 +331,7 @@ pub async fn zone(opts: BenchOptions) -> anyhow::Result<ExitCode> {
     }
     pids.push(std::process::id());
     let mut levels = Vec::new();
-    println!(
+    outln!(
         "xchg bench zone: 3 nodes on loopback, mutual TLS, SQLite WAL synchronous=FULL for the log; \
          {} s per level; requests to {}; raft.snapshot_log_percent {}",
         opts.seconds,
@@ -353,7 +339,7 @@ pub async fn zone(opts: BenchOptions) -> anyhow::Result<ExitCode> {
         opts.snapshot_log_percent
             .map_or_else(|| "as generated".to_owned(), |p| p.to_string())
     );
-    println!(
+    outln!(
         "{:>7} {:>10} {:>9} {:>9} {:>9} {:>7} | {:>9} {:>13} {:>9} {:>13} {:>8} {:>9}",
         "clients",
         "listings/s",
@@ -406,7 +392,7 @@ pub async fn zone(opts: BenchOptions) -> anyhow::Result<ExitCode> {
         } else {
             0.0
         };
-        println!(
+        outln!(
             "{:>7} {:>10.0} {:>9.2} {:>9.2} {:>9.2} {:>7} | {:>9.0} {:>13.1} {:>9.2} {:>13.1} {:>8.2} {:>9.2}",
             l.clients,
             l.done as f64 / secs,
@@ -427,20 +413,28 @@ pub async fn zone(opts: BenchOptions) -> anyhow::Result<ExitCode> {
         );
         levels.push(l);
     }
-    println!(
+    outln!(
         "fsyncs/s and append ms: the leader's Raft log appends (each one SQLite commit with fsync); \
          writes/fsync: client writes acknowledged per leader fsync; writes/apply and apply ms: the \
          leader's state-machine transactions; server ms: the leader's mean time from a write's \
          arrival to its applied response."
     );
-    println!();
-    println!(
+    outln!();
+    outln!(
         "{:>7} | {:>27} | {:>27}",
-        "", "CPU µs per listing", "storage KiB per listing"
+        "",
+        "CPU µs per listing",
+        "storage KiB per listing"
     );
-    println!(
+    outln!(
         "{:>7} | {:>8} {:>8} {:>9} | {:>8} {:>8} {:>9}",
-        "clients", "leader", "follower", "load gen", "leader", "follower", "load gen"
+        "clients",
+        "leader",
+        "follower",
+        "load gen",
+        "leader",
+        "follower",
+        "load gen"
     );
     for l in &levels {
         let per = |i: usize, f: fn(&Usage) -> f64| {
@@ -455,7 +449,7 @@ pub async fn zone(opts: BenchOptions) -> anyhow::Result<ExitCode> {
         let cpu = |u: &Usage| u.cpu_seconds * 1e6;
         let disk = |u: &Usage| u.disk_bytes / 1024.0;
         let last = l.usage.len().saturating_sub(1);
-        println!(
+        outln!(
             "{:>7} | {:>8.0} {:>8.0} {:>9.0} | {:>8.1} {:>8.1} {:>9.1}",
             l.clients,
             per(0, cpu),
@@ -466,13 +460,13 @@ pub async fn zone(opts: BenchOptions) -> anyhow::Result<ExitCode> {
             per(last, disk),
         );
     }
-    println!(
+    outln!(
         "CPU: user+system time of each process during the measured seconds (follower: the mean of \
          the two); storage: bytes each process sent to the disk (/proc/<pid>/io write_bytes), \
          both divided by the listings committed."
     );
     if opts.dir.is_some() {
-        println!("zone directory kept: {}", dir.display());
+        outln!("zone directory kept: {}", dir.display());
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -9,39 +9,17 @@
 //! the figures include up to one poll interval of observation delay, so they are upper bounds.
 
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use serde_json::Value;
-use xchg_federation_config::layout::{self, LayoutKind, LayoutOptions, LayoutZone};
+use xchg_federation_config::layout::{self, LayoutOptions, LayoutZone};
 use xchg_protocol::Timestamp;
 
+use super::args::{BenchFederationArgs, parse_layout};
 use super::bench::{Nodes, leader_among, ms, percentile, spawn_node};
-
-/// Settings from the command line.
-pub struct FederationBenchOptions {
-    /// Which layout to run.
-    pub layout: LayoutKind,
-    /// Nodes per zone.
-    pub nodes_per_zone: usize,
-    /// Listings approved.
-    pub listings: usize,
-    /// Concurrent approvers.
-    pub approvers: usize,
-    /// Approvals started per second, all approvers together; 0 for as fast as they go.
-    pub rate: f64,
-    /// The zone where listings are submitted and approved.
-    pub origin: String,
-    /// How often each watcher polls its zone.
-    pub poll: Duration,
-    /// First port of the generated layout.
-    pub base_port: u16,
-    /// Keep the layout's directory (configs, data, logs) here.
-    pub dir: Option<PathBuf>,
-}
 
 struct Bench {
     http: reqwest::Client,
@@ -136,7 +114,9 @@ impl Bench {
 }
 
 /// Runs the benchmark and prints its figures.
-pub async fn federation(opts: FederationBenchOptions) -> anyhow::Result<ExitCode> {
+pub async fn federation(opts: BenchFederationArgs) -> anyhow::Result<ExitCode> {
+    let kind = parse_layout(&opts.layout)?;
+    let poll = Duration::from_millis(opts.poll_ms.max(1));
     let temp = tempfile::tempdir()?;
     let dir = opts
         .dir
@@ -144,7 +124,7 @@ pub async fn federation(opts: FederationBenchOptions) -> anyhow::Result<ExitCode
         .unwrap_or_else(|| temp.path().to_path_buf());
     std::fs::create_dir_all(&dir)?;
     let out = dir.join("layout");
-    let mut lo = LayoutOptions::new(out.clone(), opts.layout);
+    let mut lo = LayoutOptions::new(out.clone(), kind);
     lo.base_port = opts.base_port;
     lo.nodes_per_zone = opts.nodes_per_zone;
     let layout = layout::generate(&lo, Timestamp::now()).context("generating the layout")?;
@@ -177,7 +157,7 @@ pub async fn federation(opts: FederationBenchOptions) -> anyhow::Result<ExitCode
         .filter(|z| z.id != origin.id)
         .copied()
         .collect();
-    println!(
+    outln!(
         "xchg bench federation: {} zones x {} node(s), {} listings approved in {} by {} approvers \
          ({}), watched in {} other zones every {} ms",
         zones.len(),
@@ -191,7 +171,7 @@ pub async fn federation(opts: FederationBenchOptions) -> anyhow::Result<ExitCode
             "unpaced".to_owned()
         },
         others.len(),
-        opts.poll.as_millis()
+        poll.as_millis()
     );
 
     // Warm-up: one listing must reach every zone before measuring (the gossip mesh forms).
@@ -216,7 +196,7 @@ pub async fn federation(opts: FederationBenchOptions) -> anyhow::Result<ExitCode
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
-    println!(
+    outln!(
         "warm-up listing reached every zone; submitting {} listings",
         opts.listings
     );
@@ -238,7 +218,6 @@ pub async fn federation(opts: FederationBenchOptions) -> anyhow::Result<ExitCode
         let token = z.tokens.regulator.clone();
         let zone = z.id.to_string();
         let mut after = start_seq.get(&zone).copied().unwrap_or(0);
-        let poll = opts.poll;
         watchers.spawn(async move {
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 if let Ok((new, newest)) = bench.recognised_since(&api, &token, after).await {
@@ -305,9 +284,14 @@ pub async fn federation(opts: FederationBenchOptions) -> anyhow::Result<ExitCode
     let approved = approved.lock().map(|a| a.clone()).unwrap_or_default();
     let seen = seen.lock().map(|s| s.clone()).unwrap_or_default();
     let mut all = Vec::with_capacity(seen.len());
-    println!(
+    outln!(
         "{:<24} {:>9} {:>9} {:>9} {:>9} {:>8}",
-        "zone", "p50 ms", "p99 ms", "max ms", "arrived", "missing"
+        "zone",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        "arrived",
+        "missing"
     );
     for z in &others {
         let mut lat: Vec<Duration> = ids
@@ -318,7 +302,7 @@ pub async fn federation(opts: FederationBenchOptions) -> anyhow::Result<ExitCode
             })
             .collect();
         lat.sort();
-        println!(
+        outln!(
             "{:<24} {:>9.0} {:>9.0} {:>9.0} {:>9} {:>8}",
             z.id.as_str(),
             ms(percentile(&lat, 50.0)),
@@ -330,7 +314,7 @@ pub async fn federation(opts: FederationBenchOptions) -> anyhow::Result<ExitCode
         all.extend(lat);
     }
     all.sort();
-    println!(
+    outln!(
         "{:<24} {:>9.0} {:>9.0} {:>9.0} {:>9} {:>8}",
         "all zones",
         ms(percentile(&all, 50.0)),
@@ -339,16 +323,16 @@ pub async fn federation(opts: FederationBenchOptions) -> anyhow::Result<ExitCode
         all.len(),
         expected - all.len()
     );
-    println!(
+    outln!(
         "approvals: {} in {:.1} s ({:.0}/s); latency = first seen recognised (committed, applied, \
          polled every {} ms) minus approval acknowledged",
         ids.len(),
         approve_secs,
         ids.len() as f64 / approve_secs,
-        opts.poll.as_millis()
+        poll.as_millis()
     );
     if opts.dir.is_some() {
-        println!("layout directory kept: {}", dir.display());
+        outln!("layout directory kept: {}", dir.display());
     }
     if all.len() < expected {
         bail!(

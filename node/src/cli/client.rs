@@ -1,5 +1,7 @@
 //! Client commands for operators: `xchg status`, `xchg listing submit|approve|search|show`,
 //! against a node's HTTP API. Human-readable output by default, the API's JSON with `--json`.
+//! Each takes its clap struct from [`super::args`]; [`TargetArgs::into_target`] resolves the
+//! node and the token they share.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -7,6 +9,8 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use serde_json::Value;
+
+use super::args::{ApproveArgs, SearchArgs, ShowArgs, SubmitArgs, TargetArgs};
 
 /// Where and as whom to call.
 pub struct Target {
@@ -62,13 +66,39 @@ impl Target {
 
     fn print(&self, value: &Value, human: impl FnOnce(&Value)) {
         if self.json {
-            println!(
+            outln!(
                 "{}",
                 serde_json::to_string_pretty(value).unwrap_or_default()
             );
         } else {
             human(value);
         }
+    }
+}
+
+impl TargetArgs {
+    /// The node and the token to call it with, the token read from `--token-file` if given.
+    ///
+    /// # Errors
+    /// If a token is given twice (one of them may come from the environment), or the token
+    /// file cannot be read.
+    pub fn into_target(self) -> anyhow::Result<Target> {
+        let token = match (self.token, self.token_file) {
+            // One of them may come from the environment: say which, rather than pick one.
+            (Some(_), Some(file)) => bail!(
+                "a token is given twice: --token or XCHG_TOKEN, and --token-file {} (or \
+                 XCHG_TOKEN_FILE); give one",
+                file.display()
+            ),
+            (Some(token), None) => Some(token),
+            (None, Some(file)) => Some(read_token_file(&file)?),
+            (None, None) => None,
+        };
+        Ok(Target {
+            node: self.node,
+            token,
+            json: self.json,
+        })
     }
 }
 
@@ -112,10 +142,11 @@ fn s(v: &Value) -> &str {
 }
 
 /// `xchg status`.
-pub async fn status(t: &Target) -> anyhow::Result<ExitCode> {
+pub async fn status(target: TargetArgs) -> anyhow::Result<ExitCode> {
+    let t = target.into_target()?;
     let v = t.call(reqwest::Method::GET, "/v1/status", None).await?;
     t.print(&v, |v| {
-        println!(
+        outln!(
             "{} of zone {} ({}): {}, leader {}, term {}, commit {}, applied {}",
             s(&v["node"]),
             s(&v["zone"]),
@@ -127,14 +158,14 @@ pub async fn status(t: &Target) -> anyhow::Result<ExitCode> {
             v["applied_index"]
         );
         for m in v["members"].as_array().into_iter().flatten() {
-            println!("  member {:<16} {}", s(&m["name"]), s(&m["role"]));
+            outln!("  member {:<16} {}", s(&m["name"]), s(&m["role"]));
         }
     });
     Ok(ExitCode::SUCCESS)
 }
 
 fn print_write(v: &Value) {
-    println!(
+    outln!(
         "{}  version {}  {}",
         s(&v["id"]),
         v["version"],
@@ -143,7 +174,9 @@ fn print_write(v: &Value) {
 }
 
 /// `xchg listing submit FILE` (`-` reads standard input).
-pub async fn submit(t: &Target, file: &Path) -> anyhow::Result<ExitCode> {
+pub async fn submit(args: SubmitArgs) -> anyhow::Result<ExitCode> {
+    let t = args.target.into_target()?;
+    let file = args.file.as_path();
     let text = if file == Path::new("-") {
         std::io::read_to_string(std::io::stdin()).context("reading standard input")?
     } else {
@@ -159,15 +192,16 @@ pub async fn submit(t: &Target, file: &Path) -> anyhow::Result<ExitCode> {
 }
 
 /// `xchg listing approve ID`.
-pub async fn approve(t: &Target, id: &str, notes: Option<String>) -> anyhow::Result<ExitCode> {
-    let body = match notes {
+pub async fn approve(args: ApproveArgs) -> anyhow::Result<ExitCode> {
+    let t = args.target.into_target()?;
+    let body = match args.notes {
         Some(n) => serde_json::json!({ "notes": n }),
         None => serde_json::json!({}),
     };
     let v = t
         .call(
             reqwest::Method::POST,
-            &format!("/v1/listings/{id}/approve"),
+            &format!("/v1/listings/{}/approve", args.id),
             Some(body),
         )
         .await?;
@@ -189,24 +223,24 @@ fn encode(value: &str) -> String {
 }
 
 /// `xchg listing search QUERY`.
-pub async fn search(
-    t: &Target,
-    query: &str,
-    origin: Option<String>,
-    limit: u32,
-) -> anyhow::Result<ExitCode> {
-    let mut path = format!("/v1/listings?q={}&limit={limit}", encode(query));
-    if let Some(o) = origin {
+pub async fn search(args: SearchArgs) -> anyhow::Result<ExitCode> {
+    let t = args.target.into_target()?;
+    let mut path = format!(
+        "/v1/listings?q={}&limit={}",
+        encode(&args.query),
+        args.limit
+    );
+    if let Some(o) = args.origin {
         path.push_str(&format!("&origin={}", encode(&o)));
     }
     let v = t.call(reqwest::Method::GET, &path, None).await?;
     t.print(&v, |v| {
         let items = v["items"].as_array().cloned().unwrap_or_default();
-        println!("{} match(es), showing {}", v["total"], items.len());
+        outln!("{} match(es), showing {}", v["total"], items.len());
         for l in items {
             let id = s(&l["id"]);
             let short = id.get(..19).unwrap_or(id);
-            println!(
+            outln!(
                 "{short}…  {:<10} {:<20} {}",
                 s(&l["state"]),
                 s(&l["origin"]),
@@ -218,20 +252,25 @@ pub async fn search(
 }
 
 /// `xchg listing show ID`.
-pub async fn show(t: &Target, id: &str) -> anyhow::Result<ExitCode> {
+pub async fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
+    let t = args.target.into_target()?;
     let v = t
-        .call(reqwest::Method::GET, &format!("/v1/listings/{id}"), None)
+        .call(
+            reqwest::Method::GET,
+            &format!("/v1/listings/{}", args.id),
+            None,
+        )
         .await?;
     t.print(&v, |v| {
-        println!("{}", s(&v["title"]));
-        println!(
+        outln!("{}", s(&v["title"]));
+        outln!(
             "  id {}  version {}  {}  origin {}",
             s(&v["id"]),
             v["version"],
             s(&v["state"]),
             s(&v["origin"])
         );
-        println!(
+        outln!(
             "  {} / {} / {}  provider {}",
             s(&v["category"]),
             s(&v["classification"]),
@@ -239,7 +278,7 @@ pub async fn show(t: &Target, id: &str) -> anyhow::Result<ExitCode> {
             s(&v["provider"]["name"])
         );
         for h in v["history"].as_array().into_iter().flatten() {
-            println!(
+            outln!(
                 "  {}  {:<10} by {} ({}) → {}",
                 s(&h["at"]),
                 s(&h["action"]),
@@ -250,7 +289,7 @@ pub async fn show(t: &Target, id: &str) -> anyhow::Result<ExitCode> {
         }
         let p = &v["provenance"];
         for r in p["recognitions"].as_array().into_iter().flatten() {
-            println!(
+            outln!(
                 "  recognition: {} under {} from {} ({})",
                 s(&r["decision"]),
                 s(&r["agreement"]),
@@ -259,7 +298,7 @@ pub async fn show(t: &Target, id: &str) -> anyhow::Result<ExitCode> {
             );
         }
         for e in p["export"].as_array().into_iter().flatten() {
-            println!(
+            outln!(
                 "  export of version {} ({}): {} {}",
                 e["version"],
                 s(&e["kind"]),

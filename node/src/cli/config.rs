@@ -1,37 +1,29 @@
 //! `xchg config generate`, `xchg config add-node` and `xchg config validate`.
 
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use xchg_federation_config::layout::{self, AddNodeOptions, LayoutKind, LayoutOptions};
+use xchg_federation_config::layout::{self, AddNodeOptions, LayoutOptions};
 use xchg_federation_config::{ConfigError, Severity};
 use xchg_protocol::Timestamp;
 
+use super::args::{AddNodeArgs, GenerateArgs, parse_layout};
+
 /// Generates a layout and prints where everything went.
-pub fn generate(
-    out: PathBuf,
-    layout_name: &str,
-    nodes_per_zone: usize,
-    base_port: u16,
-    host: IpAddr,
-    valid_days: u32,
-) -> anyhow::Result<ExitCode> {
-    let kind: LayoutKind = layout_name
-        .parse()
-        .map_err(|e| anyhow::anyhow!("--layout: {e}"))?;
+pub fn generate(args: GenerateArgs) -> anyhow::Result<ExitCode> {
+    let out = args.out;
     let opts = LayoutOptions {
         out: out.clone(),
-        layout: kind,
-        nodes_per_zone,
-        base_port,
-        host,
-        valid_days,
+        layout: parse_layout(&args.layout)?,
+        nodes_per_zone: args.nodes_per_zone,
+        base_port: args.base_port,
+        host: args.host,
+        valid_days: args.valid_days,
         raft: xchg_federation_config::RaftTuning::default(),
     };
     let generated = layout::generate(&opts, Timestamp::now())
-        .with_context(|| format!("generating the {layout_name} layout in {}", out.display()))?;
+        .with_context(|| format!("generating the {} layout in {}", args.layout, out.display()))?;
     let zones: usize = generated.exchanges.iter().map(|e| e.zones.len()).sum();
     let nodes: usize = generated
         .exchanges
@@ -39,20 +31,20 @@ pub fn generate(
         .flat_map(|e| &e.zones)
         .map(|z| z.nodes.len())
         .sum();
-    println!(
+    outln!(
         "generated {} exchange(s), {zones} zone(s), {nodes} node(s) in {}",
         generated.exchanges.len(),
         out.display()
     );
     for exchange in &generated.exchanges {
-        println!("  {} ({})", exchange.id, exchange.display_name);
+        outln!("  {} ({})", exchange.id, exchange.display_name);
         for zone in &exchange.zones {
             let first = zone
                 .nodes
                 .first()
                 .map(|n| n.api_url.as_str())
                 .unwrap_or("-");
-            println!(
+            outln!(
                 "    {:<24} {:<28} {} node(s), first API {first}",
                 zone.id,
                 zone.display_name,
@@ -60,17 +52,17 @@ pub fn generate(
             );
         }
     }
-    println!("node configs: {}", out.join("nodes").display());
-    println!(
+    outln!("node configs: {}", out.join("nodes").display());
+    outln!(
         "node keys (secret, mode 0600; each node's machine needs only its own): {}",
         out.join("keys").display()
     );
-    println!(
+    outln!(
         "role tokens (secret, mode 0600): {}",
         out.join("layout.json").display()
     );
     let roots = out.join(layout::ROOT_KEY_DIR);
-    println!(
+    outln!(
         "exchange root keys (secret, mode 0600): {}",
         roots.display()
     );
@@ -86,24 +78,23 @@ pub fn generate(
 
 /// Adds a node to a zone of a generated layout and prints the two commands that start it and
 /// admit it to the zone.
-pub fn add_node(
-    dir: PathBuf,
-    zone: &str,
-    name: Option<&str>,
-    host: Option<IpAddr>,
-    base_port: Option<u16>,
-    valid_days: u32,
-) -> anyhow::Result<ExitCode> {
-    let zone = zone.parse().map_err(|e| anyhow::anyhow!("--zone: {e}"))?;
-    let name = name
+pub fn add_node(args: AddNodeArgs) -> anyhow::Result<ExitCode> {
+    let dir = args.layout;
+    let zone = args
+        .zone
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--zone: {e}"))?;
+    let name = args
+        .name
+        .as_deref()
         .map(str::parse)
         .transpose()
         .map_err(|e| anyhow::anyhow!("--name: {e}"))?;
     let opts = AddNodeOptions {
         name,
-        host,
-        base_port,
-        valid_days,
+        host: args.host,
+        base_port: args.base_port,
+        valid_days: args.valid_days,
         ..AddNodeOptions::new(&dir, zone)
     };
     let added = layout::add_node(&opts, Timestamp::now()).with_context(|| {
@@ -114,36 +105,38 @@ pub fn add_node(
         )
     })?;
     let body = serde_json::to_string(&added.join_request())?;
-    println!("added node {} to zone {}", added.node.name, opts.zone);
-    println!("  config: {}", added.config_file.display());
-    println!("  key:    {} (mode 0600)", added.key_file.display());
-    println!(
+    outln!("added node {} to zone {}", added.node.name, opts.zone);
+    outln!("  config: {}", added.config_file.display());
+    outln!("  key:    {} (mode 0600)", added.key_file.display());
+    outln!(
         "  api {}, raft {}, p2p {}",
-        added.node.api_url, added.node.raft_addr, added.node.p2p_addr
+        added.node.api_url,
+        added.node.raft_addr,
+        added.node.p2p_addr
     );
     for w in &added.warnings {
-        println!("{}: warning: {w}", added.config_file.display());
+        outln!("{}: warning: {w}", added.config_file.display());
     }
-    println!("next steps:");
-    println!("  1. start the node; it waits to be added:");
-    println!(
+    outln!("next steps:");
+    outln!("  1. start the node; it waits to be added:");
+    outln!(
         "     xchg run --config {} --join",
         added.config_file.display()
     );
     // The admin token is not printed: terminals, logs and CI output are read by others.
-    println!(
+    outln!(
         "  2. add it to the zone through an existing member, as the zone's admin (its token is \
          in {}, not printed here):",
         dir.join("layout.json").display()
     );
-    println!(
+    outln!(
         "     ADMIN=$(python3 -c \"import json,sys;print(next(z['tokens']['admin'] for e in \
          json.load(open(sys.argv[1]))['exchanges'] for z in e['zones'] if z['id']==sys.argv[2]))\" \
          {} {})",
         dir.join("layout.json").display(),
         opts.zone
     );
-    println!(
+    outln!(
         "     curl -X POST {}/v1/zone/members -H \"Authorization: Bearer $ADMIN\" -H 'Content-Type: application/json' -d '{body}'",
         added.member_api_url
     );
@@ -163,7 +156,7 @@ pub fn validate(files: &[PathBuf]) -> anyhow::Result<ExitCode> {
         eprintln!("{failed} of {} config file(s) invalid", files.len());
         Ok(ExitCode::FAILURE)
     } else {
-        println!("{} config file(s) valid", files.len());
+        outln!("{} config file(s) valid", files.len());
         Ok(ExitCode::SUCCESS)
     }
 }
@@ -171,9 +164,9 @@ pub fn validate(files: &[PathBuf]) -> anyhow::Result<ExitCode> {
 fn check_one(file: &Path, now: Timestamp) -> bool {
     match xchg_federation_config::load(file, now) {
         Ok(loaded) => {
-            println!("{}: ok", file.display());
+            outln!("{}: ok", file.display());
             for w in &loaded.warnings {
-                println!("{}: warning: {w}", file.display());
+                outln!("{}: warning: {w}", file.display());
             }
             true
         }
@@ -184,12 +177,12 @@ fn check_one(file: &Path, now: Timestamp) -> bool {
                 } else {
                     "error"
                 };
-                println!("{}: {label}: {v}", file.display());
+                outln!("{}: {label}: {v}", file.display());
             }
             false
         }
         Err(e) => {
-            println!("{}: error: {e}", file.display());
+            outln!("{}: error: {e}", file.display());
             false
         }
     }

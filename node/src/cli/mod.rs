@@ -1,14 +1,35 @@
-//! The commands of the `xchg` binary: argument values in, human-readable output out.
+//! The commands of the `xchg` binary: the clap types in [`args`] in, human-readable output
+//! out. Each command lives in its own module and takes its own argument struct; [`execute`]
+//! only routes. Whole federations in one process are started by the library
+//! ([`xchg_node::up`]); `up` here adds the printing, the signals and the demo catalog.
 
+/// `print!` for a command's output: a reader that went away (`xchg config reference | head`)
+/// ends the command quietly, where `print!` would panic.
+macro_rules! out {
+    ($($arg:tt)*) => { $crate::cli::write_out(format_args!($($arg)*)) };
+}
+
+/// `println!` for a command's output, as [`out!`].
+macro_rules! outln {
+    () => { out!("\n") };
+    ($($arg:tt)*) => { out!("{}\n", format_args!($($arg)*)) };
+}
+
+pub mod args;
 pub mod bench;
 pub mod bench_federation;
 pub mod client;
 pub mod config;
 pub mod demo;
+pub mod demo_parties;
 pub mod federation;
 pub mod run;
 pub mod token;
 pub mod up;
+
+use std::process::ExitCode;
+
+use args::{BenchCommand, Command, ConfigCommand, FederationCommand, ListingCommand, TokenCommand};
 
 /// Logs go to stderr, filtered by `RUST_LOG` (default `default`), so stdout stays clean for
 /// output.
@@ -19,4 +40,57 @@ pub fn init_tracing(default: &str) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
+}
+
+/// Writes a command's output to stdout. When the reader has gone (a closed pipe), the command
+/// has nothing left to do: the process exits with status 0, as a command whose output was
+/// cut short by `head` should. Any other error writing stdout ends it with status 1.
+pub fn write_out(args: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    if let Err(e) = std::io::stdout().lock().write_fmt(args) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: writing to stdout: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// Carries out `command`.
+///
+/// # Errors
+/// Whatever the command reports; the binary prints it and exits with status 1.
+pub fn execute(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Up(args) => block_on(up::up(args)),
+        Command::Run(args) => block_on(run::run(args)),
+        Command::Status(target) => block_on(client::status(target)),
+        Command::Listing(ListingCommand::Submit(args)) => block_on(client::submit(args)),
+        Command::Listing(ListingCommand::Approve(args)) => block_on(client::approve(args)),
+        Command::Listing(ListingCommand::Search(args)) => block_on(client::search(args)),
+        Command::Listing(ListingCommand::Show(args)) => block_on(client::show(args)),
+        Command::Token(TokenCommand::Create(args)) => token::create_offline(args),
+        Command::Federation(FederationCommand::Revoke(args)) => federation::revoke(args),
+        Command::Config(ConfigCommand::Generate(args)) => config::generate(args),
+        Command::Config(ConfigCommand::AddNode(args)) => config::add_node(args),
+        Command::Config(ConfigCommand::Validate(args)) => config::validate(&args.files),
+        Command::Config(ConfigCommand::Reference) => {
+            out!("{}", xchg_federation_config::REFERENCE);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(BenchCommand::Zone(args)) => block_on(bench::zone(args)),
+        Command::Bench(BenchCommand::Federation(args)) => {
+            block_on(bench_federation::federation(args))
+        }
+    }
+}
+
+/// Runs a command's future on a fresh runtime.
+fn block_on(
+    f: impl std::future::Future<Output = anyhow::Result<ExitCode>>,
+) -> anyhow::Result<ExitCode> {
+    match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt.block_on(f),
+        Err(e) => Err(anyhow::anyhow!("cannot start the async runtime: {e}")),
+    }
 }

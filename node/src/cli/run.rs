@@ -1,6 +1,5 @@
 //! `xchg run --config FILE`: run one node until SIGINT or SIGTERM.
 
-use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
@@ -8,12 +7,11 @@ use xchg_federation_config::{ConfigError, read_key_file};
 use xchg_node::node::{self, GossipLink, StartOptions, ZoneLink};
 use xchg_protocol::Timestamp;
 
+use super::args::RunArgs;
+
 /// Loads the config, binds the listeners, runs the node, stops it cleanly on a signal.
-pub async fn run(
-    config_path: &Path,
-    join: bool,
-    capture: Option<PathBuf>,
-) -> anyhow::Result<ExitCode> {
+pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let config_path = args.config.as_path();
     let loaded = match xchg_federation_config::load(config_path, Timestamp::now()) {
         Ok(l) => l,
         Err(ConfigError::Invalid(violations)) => {
@@ -38,7 +36,7 @@ pub async fn run(
         .with_context(|| format!("binding the Raft address {}", config.listen.raft))?;
     let name = config.node.name.clone();
     let options = StartOptions {
-        join,
+        join: args.join,
         ..StartOptions::default()
     };
     let handle = node::start(
@@ -46,11 +44,13 @@ pub async fn run(
         key,
         api,
         ZoneLink::Tls(raft),
-        GossipLink::Libp2p { capture },
+        GossipLink::Libp2p {
+            capture: args.capture_wire,
+        },
         options,
     )
     .await?;
-    println!("{name} serving the API on http://{}", handle.api_addr);
+    outln!("{name} serving the API on http://{}", handle.api_addr);
     shutdown_signal().await;
     tracing::info!("shutting down");
     handle.shutdown().await;

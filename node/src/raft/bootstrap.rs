@@ -44,6 +44,11 @@ pub struct Hello {
     pub term: u64,
 }
 
+/// The longest log the other members of a zone just formed hold (the initial membership and
+/// the first leader's entry, and a few writes): beyond it, a member with an empty log is taken
+/// for one that lost its disk, and the operator is warned.
+const FRESH_ZONE_ENTRIES: u64 = 10;
+
 /// Set while this member's log is empty in a zone that exists: the highest term the others
 /// reported, in which and below which it must not vote until a leader has reached it (0: no
 /// guard). Cheap to clone; clones share the value.
@@ -121,12 +126,28 @@ pub async fn run(
         if answers.iter().flatten().any(|h| h.led) {
             let upto = answers.iter().flatten().map(|h| h.term).max().unwrap_or(0);
             amnesia.set(upto);
-            tracing::warn!(
-                term = upto,
-                "this member's log is empty but its zone has had a leader (a replaced disk or \
-                 a wiped data directory): not initialising; the leader sends it the catalog, \
-                 and until then it votes in no term up to this one"
-            );
+            let longest = answers
+                .iter()
+                .flatten()
+                .filter_map(|h| h.last_log_index)
+                .max()
+                .unwrap_or(0);
+            if longest <= FRESH_ZONE_ENTRIES {
+                // The usual start of a new zone: another member was elected first.
+                tracing::info!(
+                    term = upto,
+                    "the zone has elected a leader before this member asked: not initialising; \
+                     the leader sends it the log"
+                );
+            } else {
+                tracing::warn!(
+                    term = upto,
+                    entries = longest,
+                    "this member's log is empty but its zone has a log (a replaced disk or a \
+                     wiped data directory): not initialising; the leader sends it the catalog, \
+                     and until then it votes in no term up to this one"
+                );
+            }
             return;
         }
         if Some(me) == first || Instant::now() >= patience {

@@ -8,7 +8,10 @@ use serde_json::{Value, json};
 use xchg_protocol::listing::limits;
 use xchg_protocol::text;
 
+use xchg_protocol::party::{self as party, EMAIL_PATTERN, PHONE_PATTERN};
+
 use crate::api::{listings, tokens};
+use crate::catalog::parties::MAX_REASON_CHARS as PARTY_REASON_CHARS;
 
 /// A required text: at least one visible character, at most `max` characters.
 fn required_text(max: usize) -> Value {
@@ -74,22 +77,26 @@ fn pricing(description: Value) -> Value {
     })
 }
 
-/// `POST /v1/tokens`: a provider token names its party (it lists only for that party); a token
-/// of another role may name one (the caller's name in the audit chain). Two branches of the
-/// derived `schema`, which already carries the property rules.
+/// `POST /v1/tokens`: a provider or buyer token names its party (a provider lists only for
+/// that party; the party must be admitted, which is `403 party_not_admitted` otherwise); a
+/// token of another role may name one (the caller's name in the audit chain). Two branches of
+/// the derived `schema`, which already carries the property rules.
 fn new_token(schema: Value) -> Value {
+    use xchg_federation_config::Role;
+    let bound = [Role::Provider, Role::Buyer];
     let mut provider = schema.clone();
-    provider["properties"]["role"] = json!({"type": "string", "enum": ["provider"]});
+    provider["properties"]["role"] = json!({"type": "string", "enum": bound.map(Role::as_str)});
     if let Some(party) = provider["properties"]["party"].as_object_mut() {
         party.insert("type".into(), json!("string"));
     }
     provider["required"] = json!(["role", "party", "label"]);
-    provider["description"] = json!("A provider token: `party` is required.");
+    provider["description"] =
+        json!("A provider or buyer token: `party` is required, a party the zone admitted.");
     let mut other = schema.clone();
-    let others: Vec<&str> = xchg_federation_config::Role::ALL
+    let others: Vec<&str> = Role::ALL
         .into_iter()
-        .filter(|r| *r != xchg_federation_config::Role::Provider)
-        .map(xchg_federation_config::Role::as_str)
+        .filter(|r| !bound.contains(r))
+        .map(Role::as_str)
         .collect();
     other["properties"]["role"] = json!({"type": "string", "enum": others});
     other["description"] = json!("A token of another role: `party` is optional.");
@@ -98,6 +105,56 @@ fn new_token(schema: Value) -> Value {
         both["description"] = description.clone();
     }
     both
+}
+
+/// A party's contact: a person, and a phone or an e-mail or both. Three branches, each an
+/// object of exactly its properties, so that exactly one matches any valid contact.
+fn contact(description: Value) -> Value {
+    let name = {
+        let mut n = required_text(party::limits::CONTACT_NAME_CHARS);
+        n["type"] = json!("string");
+        n["description"] = json!("The contact person (or desk).");
+        n
+    };
+    let phone = json!({
+        "type": "string",
+        "maxLength": party::limits::PHONE_CHARS,
+        "pattern": PHONE_PATTERN,
+        "examples": ["0374-8888888"],
+        "description": "Digits, with spaces and '-' inside and an optional leading '+'."
+    });
+    let email = json!({
+        "type": "string",
+        "maxLength": party::limits::EMAIL_CHARS,
+        "pattern": EMAIL_PATTERN,
+        "examples": ["data@yuzhou-credit-center.example"],
+        "description": "Printable ASCII without spaces, one '@', a '.' inside the domain."
+    });
+    let branch = |what: &str, fields: &[(&str, &Value)]| {
+        let properties: serde_json::Map<String, Value> = fields
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).clone()))
+            .collect();
+        let required: Vec<&str> = fields.iter().map(|(k, _)| *k).collect();
+        json!({
+            "type": "object",
+            "description": what,
+            "required": required,
+            "properties": properties,
+            "additionalProperties": false
+        })
+    };
+    json!({
+        "description": description,
+        "oneOf": [
+            branch("A phone number.", &[("name", &name), ("phone", &phone)]),
+            branch("An e-mail address.", &[("name", &name), ("email", &email)]),
+            branch(
+                "Both.",
+                &[("name", &name), ("phone", &phone), ("email", &email)]
+            ),
+        ]
+    })
 }
 
 /// The property rules: `(schema, property, what to add to its schema)`.
@@ -148,7 +205,32 @@ fn property_rules(party_pattern: Value) -> Vec<(&'static str, &'static str, Valu
         ("Review", "notes", optional_text(review)),
         ("ReasonBody", "reason", required_text(review)),
         ("NewToken", "label", required_text(tokens::MAX_LABEL_CHARS)),
-        ("NewToken", "party", json!({"pattern": party_pattern})),
+        (
+            "NewToken",
+            "party",
+            json!({"pattern": party_pattern.clone()}),
+        ),
+        (
+            "PartyProfile",
+            "name",
+            required_text(party::limits::NAME_CHARS),
+        ),
+        (
+            "PartyProfile",
+            "kinds",
+            json!({"minItems": 1, "uniqueItems": true}),
+        ),
+        ("AdmitBody", "notes", optional_text(PARTY_REASON_CHARS)),
+        (
+            "NewEntrustment",
+            "broker",
+            json!({"pattern": party_pattern}),
+        ),
+        (
+            "NewEntrustment",
+            "scope",
+            json!({"minItems": 1, "uniqueItems": true}),
+        ),
     ]
 }
 
@@ -166,6 +248,13 @@ pub fn apply(doc: &mut Value) -> Vec<String> {
     match schemas.get_mut("NewToken") {
         Some(t) => *t = new_token(t.take()),
         None => missed.push("NewToken".to_owned()),
+    }
+    match schemas.get_mut("Contact") {
+        Some(c) => {
+            let description = c["description"].take();
+            *c = contact(description);
+        }
+        None => missed.push("Contact".to_owned()),
     }
     match schemas.get_mut("Pricing") {
         Some(p) => {

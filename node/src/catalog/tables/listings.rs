@@ -252,6 +252,24 @@ pub fn record_history(
     Ok(())
 }
 
+/// Sets the detail of listing `id`'s latest history entry (that of the command just applied).
+///
+/// # Errors
+/// SQLite's error.
+pub fn note_latest_history(
+    db: &rusqlite::Connection,
+    id: &str,
+    detail: &str,
+) -> rusqlite::Result<()> {
+    db.prepare_cached(
+        "UPDATE listing_history SET detail = ?1 \
+         WHERE listing_id = ?2 \
+           AND seq = (SELECT MAX(seq) FROM listing_history WHERE listing_id = ?2)",
+    )?
+    .execute([detail, id])
+    .map(drop)
+}
+
 /// Records the submission of the new row `seq` (listing `id`, version 1): the first entry of
 /// its history, written without looking the row up.
 ///

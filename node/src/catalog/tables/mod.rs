@@ -13,6 +13,7 @@ pub mod announcements;
 pub mod idempotency;
 pub mod listings;
 pub mod outbox;
+pub mod parties;
 pub mod recognitions;
 pub mod revocations;
 pub mod tokens;
@@ -30,6 +31,9 @@ pub const REPLICATED_TABLES: &[&str] = &[
     "recognitions",
     "revocations",
     "idempotency",
+    "parties",
+    "party_history",
+    "entrustments",
 ];
 
 /// The stored name of an announcement kind.

@@ -1,0 +1,385 @@
+//! The `xchg` command line as clap types: one struct per command, and these structs are what
+//! the command functions in the sibling modules take, so a flag is declared once.
+//!
+//! The `///` lines on variants and fields are the help text: README.md and the suites in
+//! `tests/` quote them, so change them only together.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// The whole command line.
+#[derive(Parser)]
+#[command(
+    name = "xchg",
+    version,
+    about = "Node software of a federated data-product exchange"
+)]
+pub struct Args {
+    /// The command to carry out.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The top-level commands.
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run a whole federation on this machine (every node of a layout, in this process) until
+    /// SIGINT or SIGTERM: the Xuchang city with its hub by default.
+    Up(UpArgs),
+    /// Run one node of a zone until SIGINT or SIGTERM.
+    Run(RunArgs),
+    /// Generate and check node configurations (`xchg config reference` lists every key).
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Measure throughput and latency.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+    /// Federation tools.
+    #[command(subcommand)]
+    Federation(FederationCommand),
+    /// A node's status (role, leader, term, indices, members).
+    Status(TargetArgs),
+    /// Submit, approve, search and show listings through a node's API.
+    #[command(subcommand)]
+    Listing(ListingCommand),
+    /// API tokens kept in a node's data directory (offline admin recovery).
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+/// `xchg up`.
+#[derive(clap::Args)]
+pub struct UpArgs {
+    /// Data directory: the layout is generated here on first run and reused afterwards.
+    #[arg(long, default_value = "xchg-data")]
+    pub dir: PathBuf,
+    /// xuchang (10 zones + Zhengzhou), single-zone or two-exchanges [default: xuchang, or
+    /// what the data directory holds].
+    // A string, not a LayoutKind: an unknown name is this command's error (exit 1), as before.
+    #[arg(long)]
+    pub layout: Option<String>,
+    /// Nodes per zone on first run [default: 3, or what the data directory holds].
+    #[arg(long)]
+    pub nodes_per_zone: Option<usize>,
+    /// Seed realistic demo listings across zones and exchanges (once per data directory).
+    #[arg(long)]
+    pub demo: bool,
+    /// First TCP port, on a first run only; each node takes three consecutive ports
+    /// [default: 7100].
+    #[arg(long)]
+    pub base_port: Option<u16>,
+    /// Address every node listens on, on a first run only [default: 127.0.0.1].
+    #[arg(long)]
+    pub host: Option<IpAddr>,
+    /// Print the dashboard URL with the hub's regulator token in it (`#token=…`). Without
+    /// it the URL is printed bare and the token stays in DIR/dashboard.token.
+    #[arg(long)]
+    pub print_token: bool,
+}
+
+/// `xchg run`.
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// The node's config file.
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Join an existing zone (wait to be added with POST /v1/zone/members) instead of
+    /// forming the zone from the config's member list.
+    #[arg(long)]
+    pub join: bool,
+    /// Diagnostics: append every byte this node publishes on gossip or serves over
+    /// request-response to FILE (records of a 4-byte big-endian length and the bytes).
+    #[arg(long, value_name = "FILE")]
+    pub capture_wire: Option<PathBuf>,
+}
+
+/// `xchg token …`.
+#[derive(Subcommand)]
+pub enum TokenCommand {
+    /// Create an admin token for a zone that has lost its admin tokens, in the data directory
+    /// of one of its nodes while that node is stopped. The node hands it to the zone through
+    /// Raft when it starts again; from then on it works on every member. Prints the token on
+    /// standard output (once; only its hash is kept).
+    Create(TokenCreateArgs),
+}
+
+/// `xchg token create`.
+#[derive(clap::Args)]
+pub struct TokenCreateArgs {
+    /// The stopped node's data directory (`node.data_dir` of its config).
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// The role: only `admin` can be created offline.
+    #[arg(long)]
+    pub role: String,
+    /// A label for people, e.g. who holds it.
+    #[arg(long, default_value = "offline recovery")]
+    pub label: String,
+}
+
+/// Which node to ask, and as whom: flattened into every command that calls a node's API.
+#[derive(clap::Args)]
+pub struct TargetArgs {
+    /// The node's API base URL.
+    #[arg(long, env = "XCHG_NODE", default_value = "http://127.0.0.1:7100")]
+    pub node: String,
+    /// Bearer token (role tokens are in layout.json). On a command line it is seen by other
+    /// users of the machine (`ps`) and kept in shell history: prefer XCHG_TOKEN or --token-file.
+    #[arg(long, env = "XCHG_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Read the bearer token from this file (its first line; e.g. the dashboard.token that
+    /// `xchg up` writes).
+    #[arg(long, value_name = "PATH", env = "XCHG_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Print the API's JSON instead of a summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `xchg listing …`.
+#[derive(Subcommand)]
+pub enum ListingCommand {
+    /// Submit the listing in FILE (JSON; `-` for standard input) as a provider.
+    Submit(SubmitArgs),
+    /// Approve a submitted listing as an operator.
+    Approve(ApproveArgs),
+    /// Full-text search (Chinese too).
+    Search(SearchArgs),
+    /// One listing with its history and provenance.
+    Show(ShowArgs),
+}
+
+/// `xchg listing submit`.
+#[derive(clap::Args)]
+pub struct SubmitArgs {
+    /// The listing's JSON.
+    pub file: PathBuf,
+    /// The node and token.
+    #[command(flatten)]
+    pub target: TargetArgs,
+}
+
+/// `xchg listing approve`.
+#[derive(clap::Args)]
+pub struct ApproveArgs {
+    /// Listing id (sha256:…).
+    pub id: String,
+    /// Review notes.
+    #[arg(long)]
+    pub notes: Option<String>,
+    /// The node and token.
+    #[command(flatten)]
+    pub target: TargetArgs,
+}
+
+/// `xchg listing search`.
+#[derive(clap::Args)]
+pub struct SearchArgs {
+    /// Search terms.
+    pub query: String,
+    /// local, external, an exchange id or a zone id.
+    #[arg(long)]
+    pub origin: Option<String>,
+    /// Most results.
+    #[arg(long, default_value_t = 20)]
+    pub limit: u32,
+    /// The node and token.
+    #[command(flatten)]
+    pub target: TargetArgs,
+}
+
+/// `xchg listing show`.
+#[derive(clap::Args)]
+pub struct ShowArgs {
+    /// Listing id (sha256:…).
+    pub id: String,
+    /// The node and token.
+    #[command(flatten)]
+    pub target: TargetArgs,
+}
+
+/// `xchg federation …`.
+#[derive(Subcommand)]
+pub enum FederationCommand {
+    /// Sign a node-key revocation with the exchange's root key (offline) and print the body for
+    /// `POST /v1/federation/revocations`.
+    Revoke(RevokeArgs),
+}
+
+/// `xchg federation revoke`.
+#[derive(clap::Args)]
+pub struct RevokeArgs {
+    /// The exchange's root key file.
+    #[arg(long)]
+    pub root_key: PathBuf,
+    /// The exchange whose root signs.
+    #[arg(long)]
+    pub exchange: String,
+    /// The node key to revoke: base64 (as in the zone's member list) or 64 hex digits (as
+    /// the API shows keys).
+    #[arg(long)]
+    pub key: String,
+    /// Why, for the record.
+    #[arg(long)]
+    pub reason: String,
+}
+
+/// `xchg bench …`.
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// Start a local 3-node zone and submit listings at several concurrency levels.
+    Zone(BenchZoneArgs),
+    /// Start a whole federation and measure how long approved listings take to be recognised
+    /// in every other zone.
+    Federation(BenchFederationArgs),
+}
+
+// The two benches both take a first port and a directory to keep, but with their own defaults
+// and help (a zone's 9 ports from 7400, a layout's from 7600): a shared flattened struct would
+// change what `--help` says, so each declares its own.
+
+/// `xchg bench zone`.
+#[derive(clap::Args)]
+pub struct BenchZoneArgs {
+    /// Concurrency levels, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
+    pub clients: Vec<usize>,
+    /// Measured seconds per level.
+    #[arg(long, default_value_t = 10)]
+    pub seconds: u64,
+    /// `leader` (every request to the leader) or `all` (spread; followers forward).
+    #[arg(long, default_value = "leader")]
+    pub target: String,
+    /// First port of the bench zone (9 consecutive ports).
+    #[arg(long, default_value_t = 7400)]
+    pub base_port: u16,
+    /// Keep the zone's configs, data and logs in this directory.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Set the nodes' `raft.snapshot_log_percent` (0: a snapshot every
+    /// `raft.snapshot_every_entries` entries, as before the size condition).
+    #[arg(long)]
+    pub snapshot_log_percent: Option<u64>,
+}
+
+/// `xchg bench federation`.
+#[derive(clap::Args)]
+pub struct BenchFederationArgs {
+    /// Layout: xuchang (10 zones + Zhengzhou) or two-exchanges.
+    #[arg(long, default_value = "xuchang")]
+    pub layout: String,
+    /// Nodes per zone.
+    #[arg(long, default_value_t = 1)]
+    pub nodes_per_zone: usize,
+    /// Listings approved (and measured).
+    #[arg(long, default_value_t = 1000)]
+    pub listings: usize,
+    /// Concurrent approvers.
+    #[arg(long, default_value_t = 8)]
+    pub approvers: usize,
+    /// Approvals per second, all approvers together (0: as fast as they go).
+    #[arg(long, default_value_t = 50.0)]
+    pub rate: f64,
+    /// Zone where the listings are approved.
+    #[arg(long, default_value = "xuchang/yuzhou")]
+    pub origin: String,
+    /// Poll interval of the watchers, milliseconds.
+    #[arg(long, default_value_t = 50)]
+    pub poll_ms: u64,
+    /// First port of the layout (three per node).
+    #[arg(long, default_value_t = 7600)]
+    pub base_port: u16,
+    /// Keep the layout's configs, data and logs in this directory.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+}
+
+/// `xchg config …`.
+#[derive(Subcommand)]
+pub enum ConfigCommand {
+    /// Generate keys, delegations, tokens and one config per node for a whole layout.
+    Generate(GenerateArgs),
+    /// Add a node to a zone of a generated layout: key, delegation and config for `run --join`.
+    AddNode(AddNodeArgs),
+    /// Check node config files; prints every violation and exits non-zero if any is an error.
+    Validate(ValidateArgs),
+    /// Print the configuration reference: every key, its type, default, unit and an example.
+    Reference,
+}
+
+/// `xchg config generate`.
+#[derive(clap::Args)]
+pub struct GenerateArgs {
+    /// Output directory; must not already hold a layout.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Which federation to lay out: xuchang (10 zones + Zhengzhou), single-zone, two-exchanges.
+    #[arg(long, default_value = "xuchang")]
+    pub layout: String,
+    /// Nodes per zone (1 to 9; odd numbers tolerate failures best).
+    #[arg(long, default_value_t = 3)]
+    pub nodes_per_zone: usize,
+    /// First TCP port; each node takes three consecutive ports (API, Raft, libp2p).
+    #[arg(long, default_value_t = 7100)]
+    pub base_port: u16,
+    /// Address every node listens on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: IpAddr,
+    /// Validity of the node delegations, in days.
+    #[arg(long, default_value_t = 365)]
+    pub valid_days: u32,
+}
+
+/// `xchg config add-node`.
+#[derive(clap::Args)]
+pub struct AddNodeArgs {
+    /// Layout directory written by `xchg config generate`; layout.json there gains the node.
+    #[arg(long)]
+    pub layout: PathBuf,
+    /// Zone to grow, e.g. xuchang/municipal.
+    #[arg(long)]
+    pub zone: String,
+    /// Node name [default: <zone name>-<n>, n one above the zone's highest].
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Address the node listens on [default: the host of the zone's nodes].
+    #[arg(long)]
+    pub host: Option<IpAddr>,
+    /// API port; Raft and libp2p take the next two [default: after the highest port in
+    /// layout.json].
+    #[arg(long)]
+    pub base_port: Option<u16>,
+    /// Validity of the node's delegation, in days.
+    #[arg(long, default_value_t = 365)]
+    pub valid_days: u32,
+}
+
+/// `xchg config validate`.
+#[derive(clap::Args)]
+pub struct ValidateArgs {
+    /// Config files to check.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+}
+
+impl Command {
+    /// The log filter when `RUST_LOG` is unset.
+    pub fn default_log_filter(&self) -> &'static str {
+        match self {
+            // `xchg up` prints its own progress; while 33 nodes find each other at start,
+            // Raft's vote-request errors would bury it.
+            Command::Up(_) => "warn,openraft=off",
+            _ => "info",
+        }
+    }
+}
+
+/// A `--layout` name, or the error naming the flag (exit 1, as the commands always did).
+///
+/// # Errors
+/// If `name` is no layout.
+pub fn parse_layout(name: &str) -> anyhow::Result<xchg_federation_config::layout::LayoutKind> {
+    name.parse().map_err(|e| anyhow::anyhow!("--layout: {e}"))
+}
