@@ -2,7 +2,7 @@
 //! while the leader purges its log, then catches up from a snapshot once healed; writes commit
 //! through delayed, lossy and one-way cut links; a leader cut off from its majority answers
 //! `outcome_unknown` instead of holding writes forever; a token created a moment ago works on a
-//! follower that has not applied it yet.
+//! follower that has not applied it yet, and so does a broker's new entrustment.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +22,7 @@ struct InProcessZone {
     provider: String,
     regulator: String,
     admin: String,
+    operator: String,
 }
 
 async fn start_zone(
@@ -63,6 +64,7 @@ async fn start_zone(
         provider: zone.tokens.provider.clone(),
         regulator: zone.tokens.regulator.clone(),
         admin: zone.tokens.admin.clone(),
+        operator: zone.tokens.operator.clone(),
     })
 }
 
@@ -342,6 +344,95 @@ async fn a_new_token_works_at_once_on_a_follower_that_has_not_applied_it_yet() -
         .send()
         .await?;
     assert_eq!(unknown.status().as_u16(), 401);
+    for n in zone.nodes {
+        n.shutdown().await;
+    }
+    Ok(())
+}
+
+/// POSTs `body` to node `i` with `token`; the status and answer.
+async fn post(
+    zone: &InProcessZone,
+    i: usize,
+    path: &str,
+    token: &str,
+    body: &Value,
+) -> anyhow::Result<(u16, Value)> {
+    let resp = reqwest::Client::new()
+        .post(format!("http://{}{path}", zone.nodes[i].api_addr))
+        .bearer_auth(token)
+        .json(body)
+        .send()
+        .await?;
+    let status = resp.status().as_u16();
+    Ok((status, resp.json().await.unwrap_or(Value::Null)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_broker_acts_at_once_on_a_follower_that_has_not_applied_its_new_entrustment()
+-> anyhow::Result<()> {
+    let zone = start_zone(10_000, 50, 1_000).await?;
+    let leader = eventually(Duration::from_secs(30), "a leader", || async {
+        Ok(leader_of(&zone))
+    })
+    .await?;
+    let follower = (leader + 1) % 3;
+    let broker_party = "henan-data-broker";
+    let application = xchg_tests::party_application(broker_party, &["data_broker"]);
+    let (s, v) = post(&zone, leader, "/v1/parties", &zone.operator, &application).await?;
+    anyhow::ensure!(s == 201, "apply: {s} {v}");
+    let admit = format!("/v1/parties/{broker_party}/admit");
+    let (s, v) = post(
+        &zone,
+        leader,
+        &admit,
+        &zone.operator,
+        &serde_json::json!({}),
+    )
+    .await?;
+    anyhow::ensure!(s == 200, "admit: {s} {v}");
+    let body = serde_json::json!({"role": "provider", "party": broker_party, "label": "broker"});
+    let (s, v) = post(&zone, leader, "/v1/tokens", &zone.admin, &body).await?;
+    anyhow::ensure!(s == 201, "token: {s} {v}");
+    let broker = v["token"].as_str().unwrap_or_default().to_owned();
+    // Everything so far is on the follower too; the entrustment will not be.
+    eventually(
+        Duration::from_secs(30),
+        "the follower to catch up",
+        || async {
+            let m = |i: usize| zone.nodes[i].raft.metrics().borrow().last_applied;
+            Ok((m(follower) == m(leader)).then_some(()))
+        },
+    )
+    .await?;
+    zone.router.faults().pause(&zone.nodes[follower].id);
+    let grant = serde_json::json!({
+        "broker": broker_party,
+        "scope": ["submit_listing"],
+        "expires_at": Timestamp::now().plus_millis(86_400_000),
+    });
+    let (s, v) = post(&zone, leader, "/v1/entrustments", &zone.provider, &grant).await?;
+    anyhow::ensure!(s == 201, "grant: {s} {v}");
+
+    let listing = example_listing("through a broker");
+    let (status, answer) = {
+        let submit = post(&zone, follower, "/v1/listings", &broker, &listing);
+        tokio::pin!(submit);
+        let early = tokio::select! {
+            answer = &mut submit => Some(answer?),
+            () = tokio::time::sleep(Duration::from_millis(500)) => None,
+        };
+        assert_eq!(
+            early, None,
+            "answered while it could not know the entrustment"
+        );
+        zone.router.faults().resume(&zone.nodes[follower].id);
+        submit.await?
+    };
+    assert_eq!(
+        status, 201,
+        "under the entrustment, once caught up: {answer}"
+    );
     for n in zone.nodes {
         n.shutdown().await;
     }

@@ -202,10 +202,16 @@ pub async fn act_for(
         return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", why).with_field(FIELD));
     }
     require_admitted(state, &named, Some(FIELD)).await?;
-    let found = {
+    let mut found = {
         let mut conn = state.db.reader().await?;
         parties::find_entrustment(&mut conn, &named, own, act, state.parties.now()).await?
     };
+    if found.is_err() {
+        // Perhaps granted a moment ago and not yet applied here: catch up and look again.
+        state.read_barrier(&Consistency::Linearizable).await?;
+        let mut conn = state.db.reader().await?;
+        found = parties::find_entrustment(&mut conn, &named, own, act, state.parties.now()).await?;
+    }
     let entrustment = found.map_err(|r| ApiError::from(r).with_field(FIELD))?;
     let mut act = BrokerAct {
         broker: own
