@@ -20,6 +20,8 @@
 //!
 //! [`FaultModel::heal_all`] means the same in both networks: every link, pause, loss,
 //! duplication and delay is cleared.
+//!
+//! Layer: a leaf; the Raft router and the gossip network above use it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;

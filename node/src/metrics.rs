@@ -7,6 +7,8 @@
 //! lives as long as the process, so one label fed by a request would let anyone grow the node's
 //! memory and this page without bound (issue #12). Label values are `&'static str` (names
 //! compiled into the node, which the type enforces) or route templates of the router.
+//!
+//! Layer: a leaf every layer may count into; imports nothing of the crate.
 
 use std::time::Duration;
 

@@ -3,6 +3,8 @@
 //! [`start`] takes a validated config, the node key, listeners that are already bound (tests
 //! bind port 0) and the zone link to use; it returns a [`NodeHandle`] whose
 //! [`NodeHandle::shutdown`] stops everything it started.
+//!
+//! Layer: assembly, above every other module; `up` and the binary's `cli` use it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;

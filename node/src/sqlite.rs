@@ -9,6 +9,8 @@
 //! batch to the next (`prepare_cached`): compiling an INSERT into a table with five indexes
 //! takes longer than running it. Reads go through sqlx pools of their own connections; no
 //! connection is ever driven by both.
+//!
+//! Layer: a leaf below `catalog` and `store`; imports nothing of the crate.
 
 /// Why [`migrate`] could not bring a file's schema up to date.
 #[derive(Debug, thiserror::Error)]

@@ -3,6 +3,8 @@
 //! One file per resource. Writes become catalog commands proposed through Raft: on a follower
 //! they are forwarded to the leader over the zone transport, so a client never has to find the
 //! leader. Reads are linearizable unless `?consistency=local` asks for the local replica.
+//!
+//! Layer: above federation, Raft, the store and the catalog, which it reaches through their typed functions; below `node`, which assembles it. Nothing below imports it.
 
 pub mod audit;
 pub mod auth;

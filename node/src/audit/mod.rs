@@ -7,6 +7,8 @@
 //!
 //! This module is the `audit` table's only home: the state machine appends through
 //! [`Chain`] on the catalog's writer, the API reads through [`range`].
+//!
+//! Layer: below the catalog and the store, which record into it; imports nothing of the crate.
 
 use rusqlite::OptionalExtension as _;
 use serde::{Deserialize, Serialize};

@@ -4,6 +4,8 @@
 //! tables and audit records on every node. [`apply`] holds the rules that write (with those
 //! of the federation, [`federation`]); [`query`] puts together what the API reads; every
 //! table's SQL has its home in [`tables`].
+//!
+//! Layer: above `sqlite` and `audit`, below the store; imports nothing higher (not the store, Raft, federation or API).
 
 pub mod apply;
 pub mod federation;

@@ -20,6 +20,8 @@
 //! - [`verdicts`]: why each verdict was given, and the journal an operator reads.
 //!
 //! [`Clock`]: crate::clock::Clock
+//!
+//! Layer: above `raft`, `store`, `catalog` and `gossip`, below the API; never imports the API.
 
 pub mod catchup;
 pub mod core;

@@ -17,6 +17,8 @@
 //! and request/response bodies are the CBOR of PROTOCOL.md 7.5, both decoded by the federation
 //! layer with the bounded decoder. The transport enforces the size limits below before anything
 //! reaches the application.
+//!
+//! Layer: the federation's transport, below `federation`; imports only `fault` and the protocol.
 
 pub mod memory;
 pub mod swarm;

@@ -4,6 +4,8 @@
 //! The types (entries, member records, the runtime) are declared in the store
 //! ([`crate::store::raft_types`], which keeps the entries) and re-exported here. A node's Raft id is derived from its name
 //! ([`node_id`]), so every member computes the same ids from the same config.
+//!
+//! Layer: above the store, below federation and the API; imports `store`, `catalog`, `fault` and `metrics`.
 
 pub mod bootstrap;
 pub mod client;

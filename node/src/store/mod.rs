@@ -51,6 +51,8 @@
 //! pools of their own connections: the Raft log's inside this module, the catalog's handed out
 //! to the layers above by [`Db::reader`] for the typed queries of the tables' homes (the
 //! catalog's `tables`, `query` and the audit chain). No connection is driven by both.
+//!
+//! Layer: above the catalog (whose schema, tables and rules it runs) and below `raft`; imports only `catalog`, `audit` and `sqlite`.
 
 pub mod files;
 mod log;
