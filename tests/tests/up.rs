@@ -99,6 +99,35 @@ async fn get(url: &str, token: &str) -> anyhow::Result<Value> {
     Ok(resp.json().await?)
 }
 
+/// How many of this zone's own listings its export firewall published, or `None` while a
+/// decision is still pending.
+async fn published(api: &str, token: &str) -> anyhow::Result<Option<i64>> {
+    let page = get(&format!("{api}/v1/listings?origin=local&limit=100"), token).await?;
+    let items = page["items"].as_array().context("items")?;
+    anyhow::ensure!(page["next_cursor"].is_null(), "more than one page: {page}");
+    let mut count = 0;
+    for item in items {
+        let id = item["id"].as_str().context("id")?;
+        let one = get(&format!("{api}/v1/listings/{id}"), token).await?;
+        let export = one["provenance"]["export"].as_array().context("export")?;
+        let Some(last) = export.last() else {
+            return Ok(None);
+        };
+        match last["state"].as_str() {
+            Some("published") => count += 1,
+            Some("withheld") => {}
+            _ => return Ok(None),
+        }
+    }
+    Ok(Some(count))
+}
+
+/// How many listings of other exchanges this zone holds.
+async fn external(api: &str, token: &str) -> anyhow::Result<i64> {
+    let page = get(&format!("{api}/v1/listings?origin=external&limit=1"), token).await?;
+    page["total"].as_i64().context("total")
+}
+
 fn layout(dir: &Path) -> anyhow::Result<Layout> {
     Ok(serde_json::from_slice(&std::fs::read(
         dir.join("layout.json"),
@@ -157,24 +186,24 @@ async fn xchg_up_runs_two_exchanges_with_the_demo_and_resumes_after_a_stop() -> 
     let xu_api = &xu.nodes[0].api_url;
     let zz_api = &zz.nodes[0].api_url;
     // Demo listings exist on both sides, and cross the exchanges — except what must stay home.
+    // Wait until each side's firewall has decided on every own listing and the other side
+    // recognises exactly what it published (a count taken earlier may still be growing).
     let (crossed_in_zz, _) = eventually(Duration::from_secs(30), "the demo crosses", || async {
-        let zz_ext = get(
-            &format!("{zz_api}/v1/listings?origin=external&limit=1"),
-            &zz.tokens.regulator,
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-        let xu_ext = get(
-            &format!("{xu_api}/v1/listings?origin=external&limit=1"),
-            &xu.tokens.regulator,
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-        let (a, b) = (
-            zz_ext["total"].as_i64().unwrap_or(0),
-            xu_ext["total"].as_i64().unwrap_or(0),
-        );
-        Ok((a >= 10 && b >= 3).then_some((a, b)))
+        let settled = async {
+            let (Some(from_xu), Some(from_zz)) = (
+                published(xu_api, &xu.tokens.regulator).await?,
+                published(zz_api, &zz.tokens.regulator).await?,
+            ) else {
+                return Ok(None);
+            };
+            let in_zz = external(zz_api, &zz.tokens.regulator).await?;
+            let in_xu = external(xu_api, &xu.tokens.regulator).await?;
+            anyhow::Ok(
+                (from_xu >= 10 && from_zz >= 3 && in_zz == from_xu && in_xu == from_zz)
+                    .then_some((in_zz, in_xu)),
+            )
+        };
+        settled.await.map_err(|e| e.to_string())
     })
     .await?;
     let local = get(
