@@ -72,7 +72,7 @@ pub struct Context {
     pub policy_check: crate::raft::consistency::PolicyCheck,
     /// The time every command is stamped with (and idempotency keys expire by).
     pub clock: Arc<dyn crate::clock::Clock>,
-    /// The party registry's clock, founding parties and rate limit.
+    /// The party registry's founding parties and rate limit.
     pub parties: parties::Registry,
 }
 

@@ -18,7 +18,7 @@ use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use xchg_federation_config::{NodeConfig, Role};
+use xchg_federation_config::Role;
 use xchg_protocol::{PartyId, PartyKind, PartyProfile, Timestamp};
 
 use super::auth::Caller;
@@ -32,7 +32,6 @@ use crate::catalog::parties::{
     self, BrokerAct, Founding, PartyFilter, PartyPage, PartyState, PartyView, Standing,
 };
 use crate::catalog::{Actor, CatalogCommand, party_rule};
-use crate::clock::Clock;
 
 /// How often one source address may apply: 5 at once, then one a minute.
 pub const PER_SOURCE: Rate = Rate {
@@ -55,38 +54,23 @@ pub const MAX_PAGE: u32 = 100;
 /// Parties listed when no `limit` is given.
 pub const DEFAULT_PAGE: u32 = 50;
 
-/// What the registry's handlers keep between requests.
+/// What the registry's handlers keep between requests. The time comes from the context's
+/// clock ([`super::Context::clock`]) and the node's name from its config.
 pub struct Registry {
-    /// The node's clock: command times, entrustment expiry, the rate limit.
-    clock: Arc<dyn Clock>,
-    /// The zone's founding parties (the config's `[[parties]]`).
+    /// The zone's founding parties (the config's `[[parties]]`): the state machine's map.
     founding: Arc<Founding>,
     /// The limit on applications.
     limit: Mutex<RateLimit>,
-    /// This node's name: an application without a token is proposed in it.
-    node: String,
 }
 
 impl Registry {
-    /// The registry of the node with `config`, on `clock`.
-    pub fn new(config: &NodeConfig, clock: Arc<dyn Clock>) -> Self {
+    /// The registry of a zone whose founding parties are `founding` (the map the state
+    /// machine judges by, [`crate::catalog::ZoneFacts::founding`]).
+    pub fn new(founding: Arc<Founding>) -> Self {
         Registry {
-            clock,
-            founding: Arc::new(
-                config
-                    .parties
-                    .iter()
-                    .map(|p| (p.id.clone(), p.clone()))
-                    .collect(),
-            ),
+            founding,
             limit: Mutex::new(RateLimit::new(PER_SOURCE, PER_NODE, MAX_SOURCES)),
-            node: config.node.name.to_string(),
         }
-    }
-
-    /// The time now, by the node's clock.
-    pub fn now(&self) -> Timestamp {
-        self.clock.now()
     }
 }
 
@@ -204,13 +188,13 @@ pub async fn act_for(
     require_admitted(state, &named, Some(FIELD)).await?;
     let mut found = {
         let mut conn = state.db.reader().await?;
-        parties::find_entrustment(&mut conn, &named, own, act, state.parties.now()).await?
+        parties::find_entrustment(&mut conn, &named, own, act, state.clock.now()).await?
     };
     if found.is_err() {
         // Perhaps granted a moment ago and not yet applied here: catch up and look again.
         state.read_barrier(&Consistency::Linearizable).await?;
         let mut conn = state.db.reader().await?;
-        found = parties::find_entrustment(&mut conn, &named, own, act, state.parties.now()).await?;
+        found = parties::find_entrustment(&mut conn, &named, own, act, state.clock.now()).await?;
     }
     let entrustment = found.map_err(|r| ApiError::from(r).with_field(FIELD))?;
     let mut act = BrokerAct {
@@ -328,7 +312,7 @@ async fn apply_for(
     let staff = caller
         .as_ref()
         .is_some_and(|c| matches!(c.actor.role, Role::Operator | Role::Admin));
-    let now = state.parties.now();
+    let now = state.clock.now();
     if !staff {
         let taken = match state.parties.limit.lock() {
             Ok(mut limit) => limit.take(source, now),
@@ -343,7 +327,7 @@ async fn apply_for(
         profile: Box::new(profile),
         at: now,
         actor: caller.as_ref().map(|c| c.actor.clone()),
-        received_by: state.parties.node.clone(),
+        received_by: state.config.node.name.to_string(),
     };
     let (response, _) = match caller {
         Some(c) => state.propose_as(cmd, c.credential).await?,
@@ -534,7 +518,7 @@ async fn decide(
     if standing_of(state, party_id.as_str()).await?.is_none() {
         return Err(ApiError::not_found(format!("no party {party_id}")));
     }
-    let (at, actor) = (state.parties.now(), caller.actor);
+    let (at, actor) = (state.clock.now(), caller.actor);
     let cmd = decision_command(decision, party_id.clone(), reason, at, actor);
     let (response, _) = state.propose_as(cmd, caller.credential).await?;
     response?;
