@@ -27,7 +27,7 @@ use super::json::{JsonBody, OptionalJsonBody};
 use super::listings::{ReasonBody, consistency_schema, query_error};
 use super::rate_limit::{Limited, Rate, RateLimit};
 use super::text::{self, Text};
-use super::{AppState, Consistency, params};
+use super::{AppState, CatchUp, Consistency, params};
 use crate::catalog::parties::{
     self, BrokerAct, Founding, PartyFilter, PartyPage, PartyState, PartyView, Standing,
 };
@@ -118,17 +118,13 @@ fn party_id(raw: &str) -> Result<PartyId, ApiError> {
 /// # Errors
 /// 503 when no leader confirms the read point.
 pub async fn standing_of(state: &AppState, party: &str) -> Result<Option<Standing>, ApiError> {
+    let look = || async {
+        let mut conn = state.db.reader().await?;
+        Ok(parties::standing(&mut conn, &state.parties.founding, party).await?)
+    };
     let admitted =
         |s: &Option<Standing>| s.as_ref().is_some_and(|s| s.state == PartyState::Admitted);
-    let mut conn = state.db.reader().await?;
-    let local = parties::standing(&mut conn, &state.parties.founding, party).await?;
-    if admitted(&local) {
-        return Ok(local);
-    }
-    drop(conn);
-    state.read_barrier(&Consistency::Linearizable).await?;
-    let mut conn = state.db.reader().await?;
-    Ok(parties::standing(&mut conn, &state.parties.founding, party).await?)
+    state.look_again_if(CatchUp::Always, look, admitted).await
 }
 
 /// Refuses unless `party` is admitted.
@@ -186,16 +182,14 @@ pub async fn act_for(
         return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", why).with_field(FIELD));
     }
     require_admitted(state, &named, Some(FIELD)).await?;
-    let mut found = {
+    // Perhaps granted a moment ago and not yet applied here: then caught up with.
+    let look = || async {
         let mut conn = state.db.reader().await?;
-        parties::find_entrustment(&mut conn, &named, own, act, state.clock.now()).await?
+        Ok(parties::find_entrustment(&mut conn, &named, own, act, state.clock.now()).await?)
     };
-    if found.is_err() {
-        // Perhaps granted a moment ago and not yet applied here: catch up and look again.
-        state.read_barrier(&Consistency::Linearizable).await?;
-        let mut conn = state.db.reader().await?;
-        found = parties::find_entrustment(&mut conn, &named, own, act, state.clock.now()).await?;
-    }
+    let found = state
+        .look_again_if(CatchUp::Always, look, Result::is_ok)
+        .await?;
     let entrustment = found.map_err(|r| ApiError::from(r).with_field(FIELD))?;
     let mut act = BrokerAct {
         broker: own
