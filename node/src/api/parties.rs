@@ -111,20 +111,22 @@ fn party_id(raw: &str) -> Result<PartyId, ApiError> {
         .map_err(|e: xchg_protocol::IdError| ApiError::not_found(format!("no party {raw:?}: {e}")))
 }
 
-/// The standing of `party` in the zone. This replica may not have applied a decision the
-/// leader already committed, so a party it does not show admitted is looked up again after a
-/// read barrier.
+/// The standing of `party` in the zone, for a check that passes when `enough` holds of it.
+/// This replica may not have applied a decision the leader already committed, so a standing
+/// that is not enough is looked up again after a read barrier.
 ///
 /// # Errors
 /// 503 when no leader confirms the read point.
-pub async fn standing_of(state: &AppState, party: &str) -> Result<Option<Standing>, ApiError> {
+async fn standing_of(
+    state: &AppState,
+    party: &str,
+    enough: impl Fn(&Option<Standing>) -> bool,
+) -> Result<Option<Standing>, ApiError> {
     let look = || async {
         let mut conn = state.db.reader().await?;
         Ok(parties::standing(&mut conn, &state.parties.founding, party).await?)
     };
-    let admitted =
-        |s: &Option<Standing>| s.as_ref().is_some_and(|s| s.state == PartyState::Admitted);
-    state.look_again_if(CatchUp::Always, look, admitted).await
+    state.look_again_if(CatchUp::Always, look, enough).await
 }
 
 /// Refuses unless `party` is admitted.
@@ -136,7 +138,9 @@ pub async fn require_admitted(
     party: &str,
     field: Option<&str>,
 ) -> Result<Standing, ApiError> {
-    let standing = standing_of(state, party).await?;
+    let admitted =
+        |s: &Option<Standing>| s.as_ref().is_some_and(|s| s.state == PartyState::Admitted);
+    let standing = standing_of(state, party, admitted).await?;
     match parties::not_admitted(party, standing.as_ref()) {
         None => Ok(standing.unwrap_or(Standing {
             state: PartyState::Admitted,
@@ -509,7 +513,12 @@ async fn decide(
             required,
         }])?;
     }
-    if standing_of(state, party_id.as_str()).await?.is_none() {
+    // Known is enough here (the state machine judges the transition): a party this replica
+    // holds in any state costs no read barrier.
+    if standing_of(state, party_id.as_str(), Option::is_some)
+        .await?
+        .is_none()
+    {
         return Err(ApiError::not_found(format!("no party {party_id}")));
     }
     let (at, actor) = (state.clock.now(), caller.actor);
