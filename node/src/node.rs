@@ -482,7 +482,7 @@ pub async fn start(
         removal,
         policy_check,
         clock: options.clock.clone(),
-        parties: api::parties::Registry::new(&config, options.clock.clone()),
+        parties: api::parties::Registry::new(zone.founding.clone()),
     });
     // The leader checks writes its followers forward with the same token table as its API.
     service.set_authorize(Arc::new(state.clone()));

@@ -19,8 +19,8 @@ use std::sync::{Arc, Mutex};
 
 use xchg_federation_config::Role;
 
-use super::AppState;
 use super::error::ApiError;
+use super::{AppState, CatchUp};
 use crate::catalog::Actor;
 use crate::catalog::tables::tokens;
 use crate::raft::transport::{Authorize, BoxFuture, Credential};
@@ -131,48 +131,52 @@ impl Caller {
     /// 401 for a revoked or unknown token.
     pub async fn from_token(token: &str, state: &AppState) -> Result<Caller, ApiError> {
         let unauthorized = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", m);
-        let hash = hash_hex(token);
-        let short = format!("token:{}", &hash[..8]);
-        let credential = Credential::Token(token.to_owned());
-        let from_row = |row: TokenRow, short: String, credential| {
-            if row.revoked {
-                return Err(unauthorized("this token has been revoked"));
-            }
-            let id = row.party.clone().unwrap_or(short);
-            Ok(Caller {
-                actor: Actor { id, role: row.role },
-                party: row.party,
-                credential,
-            })
-        };
-        if let Some(row) = state.tokens.lookup(&hash, &state.db).await? {
-            return from_row(row, short, credential);
-        }
         let digest = xchg_federation_config::token_hash(token);
-        if let Some(t) = state.config.api.tokens.iter().find(|t| t.sha256 == digest) {
-            // As for run-time tokens: a token bound to a party acts as that party.
-            let party = t.party.as_ref().map(ToString::to_string);
-            return Ok(Caller {
-                actor: Actor {
-                    id: party.clone().unwrap_or(short),
-                    role: t.role,
-                },
-                party,
-                credential,
-            });
-        }
+        let hash = hex::encode(digest);
         // Perhaps created a moment ago and not yet applied here: catch up with the zone and
         // look again (bounded, see the module's header).
-        if let Ok(_permit) = state.tokens.unknown_checks.try_acquire()
-            && crate::raft::client::read_barrier(&state.raft, &state.transport)
-                .await
-                .is_ok()
-            && let Some(row) = state.tokens.lookup(&hash, &state.db).await?
-        {
-            return from_row(row, short, credential);
+        let catch_up = CatchUp::Bounded(&state.tokens.unknown_checks);
+        let row = state
+            .look_again_if(catch_up, || known(state, &hash, &digest), Option::is_some)
+            .await?
+            .ok_or_else(|| unauthorized("unknown token"))?;
+        if row.revoked {
+            return Err(unauthorized("this token has been revoked"));
         }
-        Err(unauthorized("unknown token"))
+        let id = row
+            .party
+            .clone()
+            .unwrap_or_else(|| format!("token:{}", &hash[..8]));
+        Ok(Caller {
+            actor: Actor { id, role: row.role },
+            party: row.party,
+            credential: Credential::Token(token.to_owned()),
+        })
     }
+}
+
+/// The token with SHA-256 `digest` (`hash` in hex) as this replica knows it: its row of the
+/// tokens table (a revocation included), else the config's token, which acts like a row that
+/// was never revoked (a token bound to a party acts as that party).
+async fn known(
+    state: &AppState,
+    hash: &str,
+    digest: &[u8; 32],
+) -> Result<Option<TokenRow>, ApiError> {
+    if let Some(row) = state.tokens.lookup(hash, &state.db).await? {
+        return Ok(Some(row));
+    }
+    Ok(state
+        .config
+        .api
+        .tokens
+        .iter()
+        .find(|t| t.sha256 == *digest)
+        .map(|t| TokenRow {
+            role: t.role,
+            party: t.party.as_ref().map(ToString::to_string),
+            revoked: false,
+        }))
 }
 
 impl FromRequestParts<AppState> for Caller {

@@ -89,7 +89,7 @@ pub async fn grant(
 ) -> Result<(StatusCode, Json<Entrustment>), ApiError> {
     caller.require(&[Role::Provider, Role::Buyer])?;
     let party = own_party(&caller)?;
-    let at = state.parties.now();
+    let at = state.clock.now();
     let grant = EntrustmentGrant {
         party: party.clone(),
         broker: body.broker.clone(),
@@ -194,7 +194,7 @@ pub async fn revoke(
             ),
         ));
     }
-    let at = state.parties.now();
+    let at = state.clock.now();
     let cmd = CatalogCommand::RevokeEntrustment {
         entrustment_id: id,
         reason: body.reason.clone(),

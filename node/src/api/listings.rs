@@ -13,7 +13,7 @@ use super::error::{ApiError, BearerErrors, BodyErrors, ErrorBody, ProposeErrors,
 use super::idempotency::{IdempotencyHeader, IdempotencyKey};
 use super::json::{JsonBody, OptionalJsonBody};
 use super::text::{self, Text};
-use super::{AppState, Consistency, params};
+use super::{AppState, CatchUp, Consistency, params};
 use crate::catalog::query::{self, ListingView, Page, Search};
 use crate::catalog::tables::listings;
 use crate::catalog::{Applied, CatalogCommand, ListingState, Review};
@@ -55,20 +55,17 @@ fn listing_id(raw: &str) -> Result<ContentId, ApiError> {
 /// id it lacks is looked up again after a read barrier. A listing that appears or goes between
 /// this check and the command's entry is still decided by the state machine.
 async fn require_known(state: &AppState, id: &ContentId) -> Result<(), ApiError> {
-    if holds(state, id).await? {
-        return Ok(());
-    }
-    state.read_barrier(&Consistency::Linearizable).await?;
-    if holds(state, id).await? {
+    let look = || async {
+        let mut conn = state.db.reader().await?;
+        Ok(listings::exists(&mut conn, id).await?)
+    };
+    if state
+        .look_again_if(CatchUp::Always, look, |held| *held)
+        .await?
+    {
         return Ok(());
     }
     Err(ApiError::not_found(format!("no listing {id}")))
-}
-
-/// Whether this replica's catalog holds listing `id`.
-async fn holds(state: &AppState, id: &ContentId) -> Result<bool, ApiError> {
-    let mut conn = state.db.reader().await?;
-    Ok(listings::exists(&mut conn, id).await?)
 }
 
 async fn run(

@@ -72,7 +72,7 @@ pub struct Context {
     pub policy_check: crate::raft::consistency::PolicyCheck,
     /// The time every command is stamped with (and idempotency keys expire by).
     pub clock: Arc<dyn crate::clock::Clock>,
-    /// The party registry's clock, founding parties and rate limit.
+    /// The party registry's founding parties and rate limit.
     pub parties: parties::Registry,
 }
 
@@ -223,4 +223,50 @@ impl Context {
         }
         Ok(crate::raft::client::read_barrier(&self.raft, &self.transport).await?)
     }
+
+    /// What `look` finds on this replica; when `found` rejects it, this replica may only lag
+    /// behind a write the zone already committed (a token, a decision, an entrustment, a
+    /// listing created a moment ago through another node), so it catches up with a read
+    /// barrier as `catch_up` allows and looks once more.
+    ///
+    /// # Errors
+    /// What `look` fails with; with [`CatchUp::Always`], 503 when no leader confirms the
+    /// read point.
+    pub async fn look_again_if<T, F, Fut>(
+        &self,
+        catch_up: CatchUp<'_>,
+        look: F,
+        found: impl Fn(&T) -> bool,
+    ) -> Result<T, ApiError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<T, ApiError>>,
+    {
+        let first = look().await?;
+        if found(&first) {
+            return Ok(first);
+        }
+        match catch_up {
+            CatchUp::Always => self.read_barrier(&Consistency::Linearizable).await?,
+            CatchUp::Bounded(permits) => {
+                let Ok(_permit) = permits.try_acquire() else {
+                    return Ok(first);
+                };
+                if self.read_barrier(&Consistency::Linearizable).await.is_err() {
+                    return Ok(first);
+                }
+            }
+        }
+        look().await
+    }
+}
+
+/// When [`Context::look_again_if`] catches up with the zone before looking again.
+#[derive(Clone, Copy)]
+pub enum CatchUp<'a> {
+    /// Every time; a read barrier that fails fails the request.
+    Always,
+    /// Only with one of these permits, for what anyone may ask at no cost (a made-up token):
+    /// without a free permit, or when the barrier fails, the first answer stands.
+    Bounded(&'a tokio::sync::Semaphore),
 }

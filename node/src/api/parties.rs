@@ -18,7 +18,7 @@ use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use xchg_federation_config::{NodeConfig, Role};
+use xchg_federation_config::Role;
 use xchg_protocol::{PartyId, PartyKind, PartyProfile, Timestamp};
 
 use super::auth::Caller;
@@ -27,12 +27,11 @@ use super::json::{JsonBody, OptionalJsonBody};
 use super::listings::{ReasonBody, consistency_schema, query_error};
 use super::rate_limit::{Limited, Rate, RateLimit};
 use super::text::{self, Text};
-use super::{AppState, Consistency, params};
+use super::{AppState, CatchUp, Consistency, params};
 use crate::catalog::parties::{
     self, BrokerAct, Founding, PartyFilter, PartyPage, PartyState, PartyView, Standing,
 };
 use crate::catalog::{Actor, CatalogCommand, party_rule};
-use crate::clock::Clock;
 
 /// How often one source address may apply: 5 at once, then one a minute.
 pub const PER_SOURCE: Rate = Rate {
@@ -55,38 +54,23 @@ pub const MAX_PAGE: u32 = 100;
 /// Parties listed when no `limit` is given.
 pub const DEFAULT_PAGE: u32 = 50;
 
-/// What the registry's handlers keep between requests.
+/// What the registry's handlers keep between requests. The time comes from the context's
+/// clock ([`super::Context::clock`]) and the node's name from its config.
 pub struct Registry {
-    /// The node's clock: command times, entrustment expiry, the rate limit.
-    clock: Arc<dyn Clock>,
-    /// The zone's founding parties (the config's `[[parties]]`).
+    /// The zone's founding parties (the config's `[[parties]]`): the state machine's map.
     founding: Arc<Founding>,
     /// The limit on applications.
     limit: Mutex<RateLimit>,
-    /// This node's name: an application without a token is proposed in it.
-    node: String,
 }
 
 impl Registry {
-    /// The registry of the node with `config`, on `clock`.
-    pub fn new(config: &NodeConfig, clock: Arc<dyn Clock>) -> Self {
+    /// The registry of a zone whose founding parties are `founding` (the map the state
+    /// machine judges by, [`crate::catalog::ZoneFacts::founding`]).
+    pub fn new(founding: Arc<Founding>) -> Self {
         Registry {
-            clock,
-            founding: Arc::new(
-                config
-                    .parties
-                    .iter()
-                    .map(|p| (p.id.clone(), p.clone()))
-                    .collect(),
-            ),
+            founding,
             limit: Mutex::new(RateLimit::new(PER_SOURCE, PER_NODE, MAX_SOURCES)),
-            node: config.node.name.to_string(),
         }
-    }
-
-    /// The time now, by the node's clock.
-    pub fn now(&self) -> Timestamp {
-        self.clock.now()
     }
 }
 
@@ -127,24 +111,22 @@ fn party_id(raw: &str) -> Result<PartyId, ApiError> {
         .map_err(|e: xchg_protocol::IdError| ApiError::not_found(format!("no party {raw:?}: {e}")))
 }
 
-/// The standing of `party` in the zone. This replica may not have applied a decision the
-/// leader already committed, so a party it does not show admitted is looked up again after a
-/// read barrier.
+/// The standing of `party` in the zone, for a check that passes when `enough` holds of it.
+/// This replica may not have applied a decision the leader already committed, so a standing
+/// that is not enough is looked up again after a read barrier.
 ///
 /// # Errors
 /// 503 when no leader confirms the read point.
-pub async fn standing_of(state: &AppState, party: &str) -> Result<Option<Standing>, ApiError> {
-    let admitted =
-        |s: &Option<Standing>| s.as_ref().is_some_and(|s| s.state == PartyState::Admitted);
-    let mut conn = state.db.reader().await?;
-    let local = parties::standing(&mut conn, &state.parties.founding, party).await?;
-    if admitted(&local) {
-        return Ok(local);
-    }
-    drop(conn);
-    state.read_barrier(&Consistency::Linearizable).await?;
-    let mut conn = state.db.reader().await?;
-    Ok(parties::standing(&mut conn, &state.parties.founding, party).await?)
+async fn standing_of(
+    state: &AppState,
+    party: &str,
+    enough: impl Fn(&Option<Standing>) -> bool,
+) -> Result<Option<Standing>, ApiError> {
+    let look = || async {
+        let mut conn = state.db.reader().await?;
+        Ok(parties::standing(&mut conn, &state.parties.founding, party).await?)
+    };
+    state.look_again_if(CatchUp::Always, look, enough).await
 }
 
 /// Refuses unless `party` is admitted.
@@ -156,7 +138,9 @@ pub async fn require_admitted(
     party: &str,
     field: Option<&str>,
 ) -> Result<Standing, ApiError> {
-    let standing = standing_of(state, party).await?;
+    let admitted =
+        |s: &Option<Standing>| s.as_ref().is_some_and(|s| s.state == PartyState::Admitted);
+    let standing = standing_of(state, party, admitted).await?;
     match parties::not_admitted(party, standing.as_ref()) {
         None => Ok(standing.unwrap_or(Standing {
             state: PartyState::Admitted,
@@ -202,16 +186,14 @@ pub async fn act_for(
         return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", why).with_field(FIELD));
     }
     require_admitted(state, &named, Some(FIELD)).await?;
-    let mut found = {
+    // Perhaps granted a moment ago and not yet applied here: then caught up with.
+    let look = || async {
         let mut conn = state.db.reader().await?;
-        parties::find_entrustment(&mut conn, &named, own, act, state.parties.now()).await?
+        Ok(parties::find_entrustment(&mut conn, &named, own, act, state.clock.now()).await?)
     };
-    if found.is_err() {
-        // Perhaps granted a moment ago and not yet applied here: catch up and look again.
-        state.read_barrier(&Consistency::Linearizable).await?;
-        let mut conn = state.db.reader().await?;
-        found = parties::find_entrustment(&mut conn, &named, own, act, state.parties.now()).await?;
-    }
+    let found = state
+        .look_again_if(CatchUp::Always, look, Result::is_ok)
+        .await?;
     let entrustment = found.map_err(|r| ApiError::from(r).with_field(FIELD))?;
     let mut act = BrokerAct {
         broker: own
@@ -328,7 +310,7 @@ async fn apply_for(
     let staff = caller
         .as_ref()
         .is_some_and(|c| matches!(c.actor.role, Role::Operator | Role::Admin));
-    let now = state.parties.now();
+    let now = state.clock.now();
     if !staff {
         let taken = match state.parties.limit.lock() {
             Ok(mut limit) => limit.take(source, now),
@@ -343,7 +325,7 @@ async fn apply_for(
         profile: Box::new(profile),
         at: now,
         actor: caller.as_ref().map(|c| c.actor.clone()),
-        received_by: state.parties.node.clone(),
+        received_by: state.config.node.name.to_string(),
     };
     let (response, _) = match caller {
         Some(c) => state.propose_as(cmd, c.credential).await?,
@@ -531,10 +513,15 @@ async fn decide(
             required,
         }])?;
     }
-    if standing_of(state, party_id.as_str()).await?.is_none() {
+    // Known is enough here (the state machine judges the transition): a party this replica
+    // holds in any state costs no read barrier.
+    if standing_of(state, party_id.as_str(), Option::is_some)
+        .await?
+        .is_none()
+    {
         return Err(ApiError::not_found(format!("no party {party_id}")));
     }
-    let (at, actor) = (state.parties.now(), caller.actor);
+    let (at, actor) = (state.clock.now(), caller.actor);
     let cmd = decision_command(decision, party_id.clone(), reason, at, actor);
     let (response, _) = state.propose_as(cmd, caller.credential).await?;
     response?;

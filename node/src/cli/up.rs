@@ -8,7 +8,6 @@ use std::io::{IsTerminal as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use reqwest::Method;
@@ -137,7 +136,8 @@ struct DemoProviders {
 impl DemoProviders {
     /// The token that submits `listing` in `zone`: the zone's own provider token when the
     /// listing is its party's, otherwise one the zone's admin creates for the party (once per
-    /// run).
+    /// run). Every node of the zone takes the new token at once: one that has not applied it
+    /// yet catches up before answering (see [`xchg_node::api::auth`]).
     async fn token_for(
         &mut self,
         zone: &LayoutZone,
@@ -172,41 +172,9 @@ impl DemoProviders {
             .as_str()
             .with_context(|| format!("no token in the answer: {created}"))?
             .to_owned();
-        known_in(zone, &token).await?;
         self.tokens.insert(key, token.clone());
         Ok(token)
     }
-}
-
-/// Longest a new token may take to reach every node of its zone.
-const TOKEN_SPREAD_WITHIN: Duration = Duration::from_secs(30);
-
-/// Waits until every node of `zone` accepts `token`. A token is created through Raft: the
-/// node that answered knows it, the others only once they apply it, and until then they refuse
-/// it as unknown (401).
-async fn known_in(zone: &LayoutZone, token: &str) -> anyhow::Result<()> {
-    let deadline = Instant::now() + TOKEN_SPREAD_WITHIN;
-    for node in &zone.nodes {
-        let caller = Target {
-            node: node.api_url.clone(),
-            token: Some(token.to_owned()),
-            json: false,
-        };
-        // Any authenticated read will do; this one is cheap and open to every role.
-        while let Err(e) = caller
-            .call(Method::GET, "/v1/listings?limit=1&consistency=local", None)
-            .await
-        {
-            if Instant::now() > deadline {
-                return Err(e.context(format!(
-                    "{} did not accept a new token of zone {} within {TOKEN_SPREAD_WITHIN:?}",
-                    node.api_url, zone.id
-                )));
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-    Ok(())
 }
 
 /// Submits and approves the demo products after the first `done`, recording progress in
