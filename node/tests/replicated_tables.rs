@@ -4,7 +4,7 @@
 //! would be missing on every member that caught up from a snapshot.
 
 use xchg_node::catalog::SCHEMA;
-use xchg_node::store::REPLICATED_TABLES;
+use xchg_node::catalog::tables::REPLICATED_TABLES;
 
 /// Tables each member keeps for itself: Raft's metadata, the snapshot it built, and the
 /// search index, rebuilt from `listings` after a snapshot is installed.

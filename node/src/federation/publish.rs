@@ -32,16 +32,8 @@ pub const FIRST_RETRY: Duration = Duration::from_millis(250);
 /// ... up to this.
 pub const LONGEST_RETRY: Duration = Duration::from_secs(4);
 
-/// One pending outbox entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OutboxEntry {
-    /// Its position in the outbox.
-    pub seq: u64,
-    /// `listing` or `delisting` as stored.
-    pub kind: String,
-    /// The canonical body to sign.
-    pub body: Vec<u8>,
-}
+/// One pending outbox entry, as the outbox table reads it.
+pub use crate::catalog::tables::outbox::Pending as OutboxEntry;
 
 fn kind_of(name: &str) -> Option<AnnouncementKind> {
     match name {

@@ -55,16 +55,7 @@ pub async fn revoked(db: &Db) -> Vec<(ExchangeId, PublicKey)> {
 /// # Errors
 /// The read failed.
 pub async fn pending_outbox(db: &Db, limit: usize) -> Result<Vec<OutboxEntry>, sqlx::Error> {
-    let mut conn = db.reader().await?;
-    let pending = outbox::pending(&mut conn, limit).await?;
-    Ok(pending
-        .into_iter()
-        .map(|p| OutboxEntry {
-            seq: p.seq,
-            kind: p.kind,
-            body: p.body,
-        })
-        .collect())
+    outbox::pending(&mut *db.reader().await?, limit).await
 }
 
 /// The ids of `ids` with no decision recorded, in order (a failed read counts as undecided:

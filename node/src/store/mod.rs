@@ -65,7 +65,6 @@ mod state_machine;
 mod vfs;
 mod writer;
 
-pub use crate::catalog::tables::REPLICATED_TABLES;
 pub use log::{LogStore, REPLICATION_BUDGET_BYTES};
 pub use state_machine::{Signals, StateMachine};
 pub use writer::WriteError;

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::raft_types::{LogId, SnapshotMeta, StorageError, StoredMembership};
 use super::snapshot_file::SnapshotFile;
 use super::{from_cbor, sm_meta, to_cbor};
-pub(super) use crate::catalog::tables::REPLICATED_TABLES;
+use crate::catalog::tables::REPLICATED_TABLES;
 
 /// A value of one SQLite cell.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -11,7 +11,7 @@ use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 use xchg_protocol::canonical::{Limits, from_canonical};
 use xchg_protocol::{ContentId, Listing, Timestamp, ZoneId};
 
-use super::{int, uint};
+use super::{int, set_text, uint};
 use crate::catalog::ListingState;
 use crate::catalog::query::{COUNT_CAP, DEFAULT_PAGE, HistoryEntry, ListingView, MAX_PAGE};
 use crate::catalog::query::{Page, Search};
@@ -125,7 +125,7 @@ fn join(values: &[String]) -> String {
 
 fn modes(listing: &Listing) -> String {
     let names: Vec<String> = listing.delivery_modes.iter().map(enum_name).collect();
-    format!(",{},", names.join(","))
+    set_text(&names)
 }
 
 fn enum_name<T: serde::Serialize>(value: &T) -> String {

@@ -45,6 +45,17 @@ pub fn kind_name(kind: AnnouncementKind) -> &'static str {
     }
 }
 
+/// A set of names as a column stores it, `",name,name,"`: `,name,` finds one of them with
+/// `instr` or `LIKE` whatever its neighbours.
+fn set_text<S: std::borrow::Borrow<str>>(names: &[S]) -> String {
+    format!(",{},", names.join(","))
+}
+
+/// The members of a set stored by [`set_text`] that `parse` knows.
+fn set_of<T>(text: &str, parse: impl FnMut(&str) -> Option<T>) -> Vec<T> {
+    text.split(',').filter_map(parse).collect()
+}
+
 /// A timestamp or count as SQLite stores it (its integers are signed 64-bit).
 fn int(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)

@@ -195,7 +195,7 @@ pub async fn flows(
     bucket: u64,
 ) -> Result<Vec<(String, i64, i64)>, sqlx::Error> {
     let (from, to, bucket) = (int(from.0), int(to.0), int(bucket));
-    let rows = sqlx::query(
+    sqlx::query_as(
         "SELECT 'published', (published_at - ?) / ?, count(*) FROM outbox
          WHERE state = 'published' AND published_at >= ? AND published_at < ? GROUP BY 2
          UNION ALL
@@ -211,10 +211,7 @@ pub async fn flows(
     .bind(from)
     .bind(to)
     .fetch_all(&mut *conn)
-    .await?;
-    rows.iter()
-        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
-        .collect()
+    .await
 }
 
 /// The firewall's most frequent reasons for entries withheld in `[from, to)`, at most `limit`,
@@ -228,7 +225,7 @@ pub async fn withheld_reasons(
     to: Timestamp,
     limit: i64,
 ) -> Result<Vec<(String, i64)>, sqlx::Error> {
-    let rows = sqlx::query(
+    sqlx::query_as(
         "SELECT reason, count(*) FROM outbox
          WHERE state = 'withheld' AND at >= ? AND at < ? AND reason IS NOT NULL
          GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT ?",
@@ -237,8 +234,5 @@ pub async fn withheld_reasons(
     .bind(int(to.0))
     .bind(limit)
     .fetch_all(&mut *conn)
-    .await?;
-    rows.iter()
-        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-        .collect()
+    .await
 }

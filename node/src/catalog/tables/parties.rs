@@ -7,31 +7,29 @@ use rusqlite::OptionalExtension as _;
 use sqlx::{Row, SqliteConnection};
 use xchg_protocol::{PartyId, PartyKind, PartyProfile, Timestamp};
 
-use super::{int, uint};
+use super::{int, set_of, set_text, uint};
 use crate::catalog::parties::{
     Act, Entrustment, EntrustmentGrant, PartyFilter, PartyHistoryEntry, PartyOrigin, PartyState,
     PartyView,
 };
 use crate::sqlite::{undecodable, unencodable};
 
-/// `",kind,kind,"`: the stored form, in which `,kind,` finds a kind (with `instr`, not `LIKE`,
-/// whose `_` would match any character).
+/// Kinds in their stored form ([`set_text`]), found with `instr`, not `LIKE`, whose `_` would
+/// match any character.
 fn kinds_text(kinds: &[PartyKind]) -> String {
-    let names: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
-    format!(",{},", names.join(","))
+    set_text(&kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>())
 }
 
 fn kinds_of(text: &str) -> Vec<PartyKind> {
-    text.split(',').filter_map(|k| k.parse().ok()).collect()
+    set_of(text, |k| k.parse().ok())
 }
 
 fn acts_text(acts: &[Act]) -> String {
-    let names: Vec<&str> = acts.iter().map(|a| a.as_str()).collect();
-    format!(",{},", names.join(","))
+    set_text(&acts.iter().map(|a| a.as_str()).collect::<Vec<_>>())
 }
 
 fn acts_of(text: &str) -> Vec<Act> {
-    text.split(',').filter_map(Act::parse).collect()
+    set_of(text, Act::parse)
 }
 
 fn state_of(s: &str) -> Result<PartyState, String> {

@@ -276,7 +276,7 @@ pub async fn flows(
     to: Timestamp,
     bucket: u64,
 ) -> Result<Vec<((String, String, String), i64, i64)>, sqlx::Error> {
-    let rows = sqlx::query(
+    let rows: Vec<(String, String, String, i64, i64)> = sqlx::query_as(
         "SELECT origin, exchange, decision, (at - ?) / ?, count(*) FROM recognitions
          WHERE at >= ? AND at < ? GROUP BY 1, 2, 3, 4",
     )
@@ -286,12 +286,10 @@ pub async fn flows(
     .bind(int(to.0))
     .fetch_all(&mut *conn)
     .await?;
-    rows.iter()
-        .map(|r| {
-            let key = (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
-            Ok((key, r.try_get(3)?, r.try_get(4)?))
-        })
-        .collect()
+    Ok(rows
+        .into_iter()
+        .map(|(origin, exchange, decision, bucket, n)| ((origin, exchange, decision), bucket, n))
+        .collect())
 }
 
 /// The most frequent reasons of the decisions other than `recognised` made in `[from, to)`,
@@ -305,7 +303,7 @@ pub async fn reasons(
     to: Timestamp,
     limit: i64,
 ) -> Result<Vec<(String, String, String, i64)>, sqlx::Error> {
-    let rows = sqlx::query(
+    sqlx::query_as(
         "SELECT origin, decision, reason, count(*) FROM recognitions
          WHERE at >= ? AND at < ? AND decision != 'recognised' AND reason IS NOT NULL
          GROUP BY 1, 2, 3 ORDER BY 4 DESC, 1, 3 LIMIT ?",
@@ -314,8 +312,5 @@ pub async fn reasons(
     .bind(int(to.0))
     .bind(limit)
     .fetch_all(&mut *conn)
-    .await?;
-    rows.iter()
-        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)))
-        .collect()
+    .await
 }
