@@ -41,14 +41,12 @@ fn value_of(c: char) -> Option<u32> {
 /// 31 − (Σ value × weight mod 31), where 31 is written `0`. `None` unless `body` is 17
 /// characters of the alphabet.
 pub fn check_character(body: &str) -> Option<char> {
+    if body.chars().count() != 17 {
+        return None;
+    }
     let mut sum = 0u32;
-    let mut count = 0usize;
     for (c, w) in body.chars().zip(WEIGHTS) {
         sum += value_of(c)? * w;
-        count += 1;
-    }
-    if count != 17 || body.chars().count() != 17 {
-        return None;
     }
     let check = (31 - sum % 31) % 31;
     CREDIT_CODE_ALPHABET

@@ -24,6 +24,9 @@ pub struct Federation {
     pub layout: Layout,
     /// Per zone of the layout (exchange order, then zone order), its running nodes.
     pub zones: Vec<Vec<NodeHandle>>,
+    /// Per zone (the order of `zones`), the router its Raft messages go through, where a test
+    /// injects faults.
+    pub routers: Vec<Arc<Router>>,
     /// The gossip medium every node is on.
     pub gossip: Arc<Network>,
     http: reqwest::Client,
@@ -68,6 +71,7 @@ impl Federation {
         let generated = layout::generate(&opts, Timestamp::now())?;
         let gossip = Network::new(11);
         let mut zones = Vec::new();
+        let mut routers = Vec::new();
         for exchange in &generated.exchanges {
             for zone in &exchange.zones {
                 let router = Router::new(3);
@@ -82,12 +86,14 @@ impl Federation {
                     nodes.push(node);
                 }
                 zones.push(nodes);
+                routers.push(router);
             }
         }
         Ok(Federation {
             dir,
             layout: generated,
             zones,
+            routers,
             gossip,
             http: reqwest::Client::new(),
         })
@@ -136,6 +142,29 @@ impl Federation {
     ) -> anyhow::Result<(u16, Value)> {
         self.call(zone, node, reqwest::Method::GET, path, token, None)
             .await
+    }
+
+    /// POSTs JSON `body` to node `node` of zone `zone` with `token`.
+    ///
+    /// # Errors
+    /// Transport errors.
+    pub async fn post(
+        &self,
+        zone: usize,
+        node: usize,
+        path: &str,
+        token: &str,
+        body: &Value,
+    ) -> anyhow::Result<(u16, Value)> {
+        self.call(
+            zone,
+            node,
+            reqwest::Method::POST,
+            path,
+            token,
+            Some(body.clone()),
+        )
+        .await
     }
 
     /// Zone `zone` of the layout (layout order).

@@ -635,6 +635,28 @@ pub fn party_application(id: &str, kinds: &[&str]) -> Value {
     body
 }
 
+/// POSTs JSON `body` to `url` with `token`, and `key` as its `Idempotency-Key` (which the
+/// fixtures' own POSTs never send); the status and JSON answer.
+///
+/// # Errors
+/// Transport errors.
+pub async fn post_with_key(
+    url: &str,
+    token: &str,
+    key: &str,
+    body: &Value,
+) -> anyhow::Result<(u16, Value)> {
+    let resp = reqwest::Client::new()
+        .post(url)
+        .bearer_auth(token)
+        .header("Idempotency-Key", key)
+        .json(body)
+        .send()
+        .await?;
+    let status = resp.status().as_u16();
+    Ok((status, resp.json().await.unwrap_or(Value::Null)))
+}
+
 fn with_provider(mut listing: Value, id: &str, name: &str) -> Value {
     listing["provider"]["id"] = id.into();
     listing["provider"]["name"] = name.into();

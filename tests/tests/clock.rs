@@ -9,23 +9,15 @@ use xchg_federation_config::layout::LayoutKind;
 use xchg_node::clock::{Clock, ManualClock};
 use xchg_node::node::StartOptions;
 use xchg_protocol::Timestamp;
-use xchg_tests::example_listing;
 use xchg_tests::in_process::Federation;
+use xchg_tests::{example_listing, post_with_key};
 
 const HOUR: Duration = Duration::from_secs(3_600);
 
 /// Submits `body` through node 0 with `key` as its `Idempotency-Key`; the status and answer.
 async fn submit(fed: &Federation, key: &str, body: &Value) -> anyhow::Result<(u16, Value)> {
     let url = format!("http://{}/v1/listings", fed.zones[0][0].api_addr);
-    let resp = reqwest::Client::new()
-        .post(url)
-        .bearer_auth(&fed.zone_tokens(0).provider)
-        .header("Idempotency-Key", key)
-        .json(body)
-        .send()
-        .await?;
-    let status = resp.status().as_u16();
-    Ok((status, resp.json().await.unwrap_or(Value::Null)))
+    post_with_key(&url, &fed.zone_tokens(0).provider, key, body).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,15 +3,13 @@
 //! when Xuchang's root revokes that key, with the revocation in the copy's history and
 //! provenance. Whole federation in one process.
 
-use std::time::Duration;
-
 use base64::Engine as _;
 use xchg_federation_config::layout::LayoutKind;
 use xchg_federation_config::{load, read_key_file};
 use xchg_node::federation::Tuning;
 use xchg_protocol::{Envelope, Revocation, Timestamp};
+use xchg_tests::example_listing;
 use xchg_tests::in_process::Federation;
-use xchg_tests::{eventually, example_listing};
 
 const XUCHANG: usize = 0;
 const ZHENGZHOU: usize = 1;
@@ -56,18 +54,7 @@ async fn copies_recognised_under_a_revoked_key_become_revoked_with_the_revocatio
         .await?;
     assert_eq!(s, 201, "{v}");
 
-    eventually(Duration::from_secs(30), "the copy revoked", || async {
-        let s = fed
-            .state_on(ZHENGZHOU, 0, &id)
-            .await
-            .map_err(|e| e.to_string())?;
-        if s.as_deref() == Some("revoked") {
-            Ok(Some(()))
-        } else {
-            Err(format!("the copy is {s:?}"))
-        }
-    })
-    .await?;
+    fed.wait_for_state(ZHENGZHOU, 0, &id, "revoked").await?;
     let token = fed.zone_tokens(ZHENGZHOU).regulator.clone();
     let (_, detail) = fed
         .get(ZHENGZHOU, 0, &format!("/v1/listings/{id}"), &token)

@@ -4,20 +4,12 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use xchg_tests::{Zone, example_listing};
+use xchg_tests::{Zone, example_listing, post_with_key};
 
+/// Submits `body` through node `node` with `key` as its `Idempotency-Key`; the status and answer.
 async fn submit(zone: &Zone, node: usize, key: &str, body: &Value) -> anyhow::Result<(u16, Value)> {
-    let token = zone.tokens().provider.clone();
     let url = format!("{}/v1/listings", zone.nodes[node].api_url);
-    let resp = reqwest::Client::new()
-        .post(url)
-        .bearer_auth(token)
-        .header("Idempotency-Key", key)
-        .json(body)
-        .send()
-        .await?;
-    let status = resp.status().as_u16();
-    Ok((status, resp.json().await.unwrap_or(Value::Null)))
+    post_with_key(&url, &zone.tokens().provider, key, body).await
 }
 
 /// The search for the listings titled "sent twice", as node `node` answers it.

@@ -134,18 +134,22 @@ fn layout(dir: &Path) -> anyhow::Result<Layout> {
     )?)?)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn xchg_up_runs_two_exchanges_with_the_demo_and_resumes_after_a_stop() -> anyhow::Result<()> {
-    let tmp = tempfile::tempdir()?;
-    let dir = tmp.path().join("data");
-    let (host, base) = free_addresses(2)?;
-    let args: Vec<String> = [
+/// The arguments of `xchg up --demo` in `dir` for `layout` with `nodes_per_zone` nodes per
+/// zone, on a loopback address where the ports of `nodes` nodes in all are free.
+fn demo_args(
+    dir: &Path,
+    layout: &str,
+    nodes_per_zone: usize,
+    nodes: usize,
+) -> anyhow::Result<Vec<String>> {
+    let (host, base) = free_addresses(nodes)?;
+    Ok([
         "--dir",
         dir.to_str().context("path")?,
         "--layout",
-        "two-exchanges",
+        layout,
         "--nodes-per-zone",
-        "1",
+        &nodes_per_zone.to_string(),
         "--demo",
         "--host",
         &host.to_string(),
@@ -154,8 +158,14 @@ async fn xchg_up_runs_two_exchanges_with_the_demo_and_resumes_after_a_stop() -> 
     ]
     .iter()
     .map(|s| s.to_string())
-    .collect();
-    let up = Up::start(&args)?;
+    .collect())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn xchg_up_runs_two_exchanges_with_the_demo_and_resumes_after_a_stop() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().join("data");
+    let up = Up::start(&demo_args(&dir, "two-exchanges", 1, 2)?)?;
     let out = up.wait_for("xchg up: ready", Duration::from_secs(120))?;
     let text = out.join("\n");
     assert!(
@@ -291,24 +301,7 @@ async fn xchg_up_demo_seeds_a_zone_of_three_whose_followers_learn_new_tokens_lat
 -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
     let dir = tmp.path().join("data");
-    let (host, base) = free_addresses(3)?;
-    let args: Vec<String> = [
-        "--dir",
-        dir.to_str().context("path")?,
-        "--layout",
-        "single-zone",
-        "--nodes-per-zone",
-        "3",
-        "--demo",
-        "--host",
-        &host.to_string(),
-        "--base-port",
-        &base.to_string(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let up = Up::start(&args)?;
+    let up = Up::start(&demo_args(&dir, "single-zone", 3, 3)?)?;
     let out = up
         .wait_for("xchg up: ready", Duration::from_secs(120))?
         .join("\n");
