@@ -134,7 +134,15 @@ impl From<Refusal> for ApiError {
             Refusal::Forbidden(_) | Refusal::PartyNotAdmitted(_) | Refusal::NotEntrusted(_) => {
                 StatusCode::FORBIDDEN
             }
-            Refusal::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Refusal::Invalid(_)
+            | Refusal::OneScenario(_)
+            | Refusal::ScenarioNotOffered(_)
+            | Refusal::InDomainOnly(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Refusal::AuthorizationExpired(_)
+            | Refusal::UsageLimitExceeded(_)
+            | Refusal::AuthorizationSuspended(_)
+            | Refusal::AuthorizationRevoked(_)
+            | Refusal::ListingNotListed(_) => StatusCode::FORBIDDEN,
             Refusal::ApplicationsFull(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
         ApiError::new(status, r.code(), r.to_string())

@@ -6,8 +6,10 @@
 //!
 //! Layer: above federation, Raft, the store and the catalog, which it reaches through their typed functions; below `node`, which assembles it. Nothing below imports it.
 
+pub mod applications;
 pub mod audit;
 pub mod auth;
+pub mod authorizations;
 pub mod body;
 pub mod deadline;
 pub mod entrustments;
@@ -137,6 +139,23 @@ pub fn router(state: AppState) -> Router {
             post(entrustments::grant).get(entrustments::list),
         )
         .route("/v1/entrustments/{id}/revoke", post(entrustments::revoke))
+        .route(
+            "/v1/applications",
+            post(applications::submit).get(applications::list),
+        )
+        .route("/v1/applications/{id}", get(applications::get_one))
+        .route("/v1/applications/{id}/approve", post(applications::approve))
+        .route("/v1/applications/{id}/reject", post(applications::reject))
+        .route("/v1/authorizations/{id}", get(authorizations::get_one))
+        .route("/v1/authorizations/{id}/usage", post(authorizations::usage))
+        .route(
+            "/v1/authorizations/{id}/suspend",
+            post(authorizations::suspend),
+        )
+        .route(
+            "/v1/authorizations/{id}/revoke",
+            post(authorizations::revoke),
+        )
         .route("/v1/tokens", post(tokens::create))
         .route("/v1/tokens/{hash}", delete(tokens::revoke))
         .route("/v1/zone/members", post(zone::add_member))

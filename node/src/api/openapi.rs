@@ -18,7 +18,10 @@ use utoipa::{Modify, OpenApi};
 use xchg_protocol::{ContentId, CreditCode, NodeName, PartyId};
 
 use super::error::{BearerErrors, ErrorBody};
-use super::{audit, entrustments, federation, listings, metrics, parties, status, tokens, zone};
+use super::{
+    applications, audit, authorizations, entrustments, federation, listings, metrics, parties,
+    status, tokens, zone,
+};
 
 /// The document.
 #[derive(OpenApi)]
@@ -29,7 +32,7 @@ use super::{audit, entrustments, federation, listings, metrics, parties, status,
         description = "The HTTP API of an xchg node: listings and their review, the audit \
             chain, federation (recognitions, verdicts, peers, revocations, the hub's overview and \
             flows), \
-            the party registry and entrustments, tokens and zone membership. Every error answers `{\"error\":{\"code\",\"message\",\
+            the party registry and entrustments, scenario applications and authorisations, tokens and zone membership. Every error answers `{\"error\":{\"code\",\"message\",\
             \"field\"}}` with the status that fits. Writes sent to any node of a zone are \
             forwarded to its leader; reads are linearizable unless `consistency=local` is asked.",
         license(name = "Apache-2.0"),
@@ -61,6 +64,15 @@ use super::{audit, entrustments, federation, listings, metrics, parties, status,
         entrustments::grant,
         entrustments::list,
         entrustments::revoke,
+        applications::submit,
+        applications::list,
+        applications::get_one,
+        applications::approve,
+        applications::reject,
+        authorizations::get_one,
+        authorizations::usage,
+        authorizations::suspend,
+        authorizations::revoke,
         tokens::create,
         tokens::revoke,
         zone::add_member,
@@ -80,6 +92,9 @@ use super::{audit, entrustments, federation, listings, metrics, parties, status,
         (name = "parties", description = "The zone's party registry (交易主体): applications \
             (anyone, rate-limited), an operator's decisions, reads; entrustments of brokers \
             (委托)"),
+        (name = "applications", description = "Scenario applications (一场景一申请): a buyer \
+            applies for one listing and one scenario, an operator approves or rejects; \
+            authorisations (一场景一授权) and the usage counted against them"),
         (name = "tokens", description = "API tokens (admin)"),
         (name = "zone", description = "Zone membership (admin)"),
         (name = "metrics", description = "Prometheus metrics"),
@@ -677,5 +692,87 @@ mod tests {
             revoke_reason: some("contract ended"),
         };
         assert_documented_as("Entrustment", &entrustment);
+    }
+
+    /// An application (decided, with its precedents), an authorisation (suspended, with a
+    /// refusal) and the answers of approval and usage are what their schemas say.
+    #[test]
+    fn the_application_and_authorization_schemas_match_their_json() {
+        use crate::catalog::applications::{
+            ApplicationState, ApplicationView, AuthorizationState, AuthorizationView, Precedent,
+        };
+        use xchg_protocol::DeliveryMode;
+        let listing_id: ContentId = ContentId::of(b"listing");
+        let application = ApplicationView {
+            id: 2,
+            listing_id,
+            buyer: "xuchang-bank".into(),
+            scenario: "企业贷款授信审查".into(),
+            purpose: "授信前核验".into(),
+            delivery_mode: DeliveryMode::Api,
+            duration_days: 30,
+            usage_limit: 100,
+            state: ApplicationState::Rejected,
+            submitted_at: at(),
+            decided_at: Some(at()),
+            decided_by: some("token:0perator"),
+            reason: some("用途与场景不符"),
+            authorization_id: Some(1),
+        };
+        let precedent = Precedent {
+            application_id: 1,
+            decision: ApplicationState::Approved,
+            decided_at: at(),
+            delivery_mode: Some(DeliveryMode::Verification),
+            duration_days: Some(7),
+            usage_limit: Some(10),
+            reason: some("用途与场景不符"),
+        };
+        let detail = super::applications::ApplicationDetail {
+            application: application.clone(),
+            precedents: vec![precedent.clone()],
+        };
+        assert_documented_as("ApplicationDetail", &detail);
+        let written = super::applications::ApplicationWrite {
+            id: 2,
+            state: ApplicationState::Submitted,
+            precedents: vec![precedent],
+        };
+        assert_documented_as("ApplicationWrite", &written);
+        let authorization = AuthorizationView {
+            id: 1,
+            application_id: 1,
+            listing_id,
+            provider: "yuzhou-credit-center".into(),
+            buyer: "xuchang-bank".into(),
+            scenario: "企业贷款授信审查".into(),
+            delivery_mode: DeliveryMode::Verification,
+            usage_limit: 10,
+            used: 4,
+            remaining: 6,
+            refused: 1,
+            last_refusal: some("authorization_suspended: suspended"),
+            state: AuthorizationState::Suspended,
+            granted_at: at(),
+            expires_at: at(),
+            granted_by: "token:0perator".into(),
+            changed_at: Some(at()),
+            changed_by: some("token:0perator"),
+            reason: some("合规检查"),
+        };
+        assert_documented_as("AuthorizationView", &authorization);
+        let approval = super::applications::Approval {
+            authorization_id: 1,
+            application_id: 1,
+            state: ApplicationState::Approved,
+            authorization,
+        };
+        assert_documented_as("Approval", &approval);
+        let count = super::authorizations::UsageCount {
+            authorization_id: 1,
+            used: 4,
+            remaining: 6,
+        };
+        assert_documented_as("UsageCount", &count);
     }
 }

@@ -16,7 +16,7 @@ use super::{
     Refusal, ZoneFacts,
 };
 use crate::audit;
-use crate::catalog::{federation, parties};
+use crate::catalog::{applications, federation, parties};
 use crate::sqlite::unencodable;
 
 /// Applies `cmd` (the entry at `raft_index`) and records it in the audit chain.
@@ -199,6 +199,54 @@ fn effect(
             actor,
         } => parties::revoke(db, *entrustment_id, reason, *at, actor)?,
         CatalogCommand::Entrusted(act) => entrusted(db, zone, raft_index, act)?,
+        CatalogCommand::SubmitApplication {
+            request,
+            buyer,
+            at,
+            actor,
+        } => applications::submit(db, raft_index, request, buyer.as_str(), *at, actor)?,
+        CatalogCommand::ApproveApplication {
+            application_id,
+            terms,
+            at,
+            actor,
+        } => {
+            let decision = applications::Decision::Approve(terms);
+            applications::decide(db, *application_id, &decision, *at, actor)?
+        }
+        CatalogCommand::RejectApplication {
+            application_id,
+            reason,
+            at,
+            actor,
+        } => {
+            let decision = applications::Decision::Reject(reason);
+            applications::decide(db, *application_id, &decision, *at, actor)?
+        }
+        CatalogCommand::RecordUsage {
+            authorization_id,
+            calls,
+            at,
+            actor,
+        } => applications::record_usage(db, *authorization_id, *calls, *at, actor)?,
+        CatalogCommand::SuspendAuthorization {
+            authorization_id,
+            reason,
+            at,
+            actor,
+        }
+        | CatalogCommand::RevokeAuthorization {
+            authorization_id,
+            reason,
+            at,
+            actor,
+        } => {
+            let change = match cmd {
+                CatalogCommand::SuspendAuthorization { .. } => applications::Change::Suspend,
+                _ => applications::Change::Revoke,
+            };
+            applications::change(db, *authorization_id, change, reason, *at, actor)?
+        }
     })
 }
 
@@ -498,6 +546,48 @@ fn subject(cmd: &CatalogCommand) -> (String, &'static str, Timestamp, String) {
         CatalogCommand::Entrusted(act) => {
             let (party, role, at, object) = subject(&act.command);
             (format!("{} for {party}", act.broker), role, at, object)
+        }
+        CatalogCommand::SubmitApplication {
+            request, at, actor, ..
+        } => {
+            let (id, role) = by(actor);
+            (id, role, *at, request.listing_id.to_string())
+        }
+        CatalogCommand::ApproveApplication {
+            application_id,
+            at,
+            actor,
+            ..
+        }
+        | CatalogCommand::RejectApplication {
+            application_id,
+            at,
+            actor,
+            ..
+        } => {
+            let (id, role) = by(actor);
+            (id, role, *at, format!("application:{application_id}"))
+        }
+        CatalogCommand::RecordUsage {
+            authorization_id,
+            at,
+            actor,
+            ..
+        }
+        | CatalogCommand::SuspendAuthorization {
+            authorization_id,
+            at,
+            actor,
+            ..
+        }
+        | CatalogCommand::RevokeAuthorization {
+            authorization_id,
+            at,
+            actor,
+            ..
+        } => {
+            let (id, role) = by(actor);
+            (id, role, *at, format!("authorization:{authorization_id}"))
         }
     }
 }

@@ -7,6 +7,7 @@
 //!
 //! Layer: above `sqlite` and `audit`, below the store; imports nothing higher (not the store, Raft, federation or API).
 
+pub mod applications;
 pub mod apply;
 pub mod federation;
 pub mod format;
@@ -161,6 +162,7 @@ pub const SCHEMA: &[&str] = &[
     include_str!("schema/catalog_schema_v5.sql"),
     include_str!("schema/catalog_schema_v6.sql"),
     include_str!("schema/catalog_schema_v7.sql"),
+    include_str!("schema/catalog_schema_v8.sql"),
 ];
 
 /// Zone facts for tests: `xuchang/yuzhou` with the default export policy.
@@ -391,6 +393,74 @@ pub enum CatalogCommand {
     /// A broker's act in another party's name under an entrustment; applied as the party's
     /// own command once the entrustment allows it, and recorded with both names.
     Entrusted(Box<parties::BrokerAct>),
+    /// A buyer applies to use a listing for one of its scenarios (`applications::submit`).
+    SubmitApplication {
+        /// What it asks for.
+        request: Box<applications::ApplicationRequest>,
+        /// The applying party: the caller's own.
+        buyer: PartyId,
+        /// When.
+        at: Timestamp,
+        /// The buyer's token.
+        actor: Actor,
+    },
+    /// An operator approves an application, with its terms as asked or narrowed: an
+    /// authorisation is created.
+    ApproveApplication {
+        /// The application.
+        application_id: u64,
+        /// The narrowed terms (none: as asked).
+        terms: applications::Terms,
+        /// When; the authorisation runs from it.
+        at: Timestamp,
+        /// The operator.
+        actor: Actor,
+    },
+    /// An operator rejects an application.
+    RejectApplication {
+        /// The application.
+        application_id: u64,
+        /// Why.
+        reason: String,
+        /// When.
+        at: Timestamp,
+        /// The operator.
+        actor: Actor,
+    },
+    /// The buyer, or the provider's delivery system, reports calls made under an
+    /// authorisation: counted if its rules allow them at `at`, else refused and recorded.
+    RecordUsage {
+        /// The authorisation.
+        authorization_id: u64,
+        /// How many calls.
+        calls: u64,
+        /// When (expiry is judged by it).
+        at: Timestamp,
+        /// Who reports.
+        actor: Actor,
+    },
+    /// An operator suspends an authorisation: `active → suspended`.
+    SuspendAuthorization {
+        /// The authorisation.
+        authorization_id: u64,
+        /// Why.
+        reason: String,
+        /// When.
+        at: Timestamp,
+        /// The operator.
+        actor: Actor,
+    },
+    /// An operator revokes an authorisation: `active | suspended → revoked`.
+    RevokeAuthorization {
+        /// The authorisation.
+        authorization_id: u64,
+        /// Why.
+        reason: String,
+        /// When.
+        at: Timestamp,
+        /// The operator.
+        actor: Actor,
+    },
 }
 
 /// The actor id of a command a zone member proposes on its own authority (`node:<name>`), as
@@ -461,6 +531,12 @@ impl CatalogCommand {
             CatalogCommand::GrantEntrustment { .. } => "grant_entrustment",
             CatalogCommand::RevokeEntrustment { .. } => "revoke_entrustment",
             CatalogCommand::Entrusted(act) => act.command.action(),
+            CatalogCommand::SubmitApplication { .. } => "submit_application",
+            CatalogCommand::ApproveApplication { .. } => "approve_application",
+            CatalogCommand::RejectApplication { .. } => "reject_application",
+            CatalogCommand::RecordUsage { .. } => "record_usage",
+            CatalogCommand::SuspendAuthorization { .. } => "suspend_authorization",
+            CatalogCommand::RevokeAuthorization { .. } => "revoke_authorization",
         }
     }
 
@@ -531,7 +607,14 @@ impl CatalogCommand {
             | CatalogCommand::AdmitParty { .. }
             | CatalogCommand::RefuseParty { .. }
             | CatalogCommand::SuspendParty { .. }
-            | CatalogCommand::ReinstateParty { .. } => &[Role::Operator],
+            | CatalogCommand::ReinstateParty { .. }
+            | CatalogCommand::ApproveApplication { .. }
+            | CatalogCommand::RejectApplication { .. }
+            | CatalogCommand::SuspendAuthorization { .. }
+            | CatalogCommand::RevokeAuthorization { .. } => &[Role::Operator],
+            CatalogCommand::SubmitApplication { .. } => &[Role::Buyer],
+            // Whose authorisation it is, the state machine judges (`applications::record_usage`).
+            CatalogCommand::RecordUsage { .. } => &[Role::Buyer, Role::Provider],
             CatalogCommand::ApplyParty { .. } => &Role::ALL,
             CatalogCommand::GrantEntrustment { .. } => &[Role::Provider, Role::Buyer],
             CatalogCommand::RevokeEntrustment { .. } => {
@@ -563,6 +646,10 @@ impl CatalogCommand {
             // The party that entrusts is the caller's own, whatever the body said.
             grant.party = own_party(party, "entrust a broker")?;
         }
+        if let CatalogCommand::SubmitApplication { buyer, .. } = self {
+            // The applying party is the caller's own, whatever the body said.
+            *buyer = own_party(party, "apply for a scenario")?;
+        }
         match self {
             CatalogCommand::SubmitListing { actor: a, .. }
             | CatalogCommand::UpdateListing { actor: a, .. }
@@ -577,7 +664,13 @@ impl CatalogCommand {
             | CatalogCommand::SuspendParty { actor: a, .. }
             | CatalogCommand::ReinstateParty { actor: a, .. }
             | CatalogCommand::GrantEntrustment { actor: a, .. }
-            | CatalogCommand::RevokeEntrustment { actor: a, .. } => *a = actor,
+            | CatalogCommand::RevokeEntrustment { actor: a, .. }
+            | CatalogCommand::SubmitApplication { actor: a, .. }
+            | CatalogCommand::ApproveApplication { actor: a, .. }
+            | CatalogCommand::RejectApplication { actor: a, .. }
+            | CatalogCommand::RecordUsage { actor: a, .. }
+            | CatalogCommand::SuspendAuthorization { actor: a, .. }
+            | CatalogCommand::RevokeAuthorization { actor: a, .. } => *a = actor,
             CatalogCommand::ApplyParty { actor: a, .. } => *a = Some(actor),
             CatalogCommand::Recognize(_)
             | CatalogCommand::RecordPublished { .. }
@@ -753,6 +846,31 @@ pub enum Refusal {
     /// The zone keeps no more applications awaiting a decision.
     #[error("{0}")]
     ApplicationsFull(String),
+    /// An application named no scenario or several (一场景一申请).
+    #[error("{0}")]
+    OneScenario(String),
+    /// An application named a scenario its listing does not offer.
+    #[error("{0}")]
+    ScenarioNotOffered(String),
+    /// Delivery out of its domain of a product that must stay in it (数据不出域).
+    #[error("{0}")]
+    InDomainOnly(String),
+    /// A use of an authorisation at or after its expiry.
+    #[error("{0}")]
+    AuthorizationExpired(String),
+    /// A use that would take an authorisation past its usage limit.
+    #[error("{0}")]
+    UsageLimitExceeded(String),
+    /// A use of a suspended authorisation.
+    #[error("{0}")]
+    AuthorizationSuspended(String),
+    /// A use of a revoked authorisation.
+    #[error("{0}")]
+    AuthorizationRevoked(String),
+    /// A use of an authorisation whose listing is no longer listed (delisted, or back in
+    /// review).
+    #[error("{0}")]
+    ListingNotListed(String),
 }
 
 impl Refusal {
@@ -769,6 +887,14 @@ impl Refusal {
             Refusal::PartyNotAdmitted(_) => "party_not_admitted",
             Refusal::NotEntrusted(_) => "not_entrusted",
             Refusal::ApplicationsFull(_) => "applications_full",
+            Refusal::OneScenario(_) => "one_scenario",
+            Refusal::ScenarioNotOffered(_) => "scenario_not_offered",
+            Refusal::InDomainOnly(_) => "in_domain_only",
+            Refusal::AuthorizationExpired(_) => "authorization_expired",
+            Refusal::UsageLimitExceeded(_) => "usage_limit_exceeded",
+            Refusal::AuthorizationSuspended(_) => "authorization_suspended",
+            Refusal::AuthorizationRevoked(_) => "authorization_revoked",
+            Refusal::ListingNotListed(_) => "listing_not_listed",
         }
     }
 }
@@ -839,6 +965,14 @@ pub fn every_refusal() -> Vec<Refusal> {
         Refusal::PartyNotAdmitted(String::new()),
         Refusal::NotEntrusted(String::new()),
         Refusal::ApplicationsFull(String::new()),
+        Refusal::OneScenario(String::new()),
+        Refusal::ScenarioNotOffered(String::new()),
+        Refusal::InDomainOnly(String::new()),
+        Refusal::AuthorizationExpired(String::new()),
+        Refusal::UsageLimitExceeded(String::new()),
+        Refusal::AuthorizationSuspended(String::new()),
+        Refusal::AuthorizationRevoked(String::new()),
+        Refusal::ListingNotListed(String::new()),
     ];
     for r in &all {
         match r {
@@ -851,7 +985,15 @@ pub fn every_refusal() -> Vec<Refusal> {
             | Refusal::LastAdmin(_)
             | Refusal::PartyNotAdmitted(_)
             | Refusal::NotEntrusted(_)
-            | Refusal::ApplicationsFull(_) => {}
+            | Refusal::ApplicationsFull(_)
+            | Refusal::OneScenario(_)
+            | Refusal::ScenarioNotOffered(_)
+            | Refusal::InDomainOnly(_)
+            | Refusal::AuthorizationExpired(_)
+            | Refusal::UsageLimitExceeded(_)
+            | Refusal::AuthorizationSuspended(_)
+            | Refusal::AuthorizationRevoked(_)
+            | Refusal::ListingNotListed(_) => {}
         }
     }
     all.to_vec()

@@ -1,8 +1,9 @@
-//! The two policies at a zone's boundary, as pure functions: the export firewall (what may leave)
-//! and the recognition policy of an agreement (what is accepted from elsewhere).
+//! The policies at a zone's boundary, as pure functions: the export firewall (what may leave),
+//! the recognition policy of an agreement (what is accepted from elsewhere), and in-domain
+//! delivery (how a sensitive product may be delivered to a buyer it is authorised for).
 
 use xchg_federation_config::{Agreement, ExportPolicy, PersonalInfoExport};
-use xchg_protocol::{Classification, Listing};
+use xchg_protocol::{Classification, DeliveryMode, Listing};
 
 /// Text form of an enum value (its serde name).
 fn name<T: serde::Serialize>(value: &T) -> String {
@@ -55,6 +56,34 @@ pub fn export(listing: &Listing, policy: &ExportPolicy) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Whether `listing` may be authorised for delivery by `mode` (数据不出域, 可用不可见): `Ok(())`,
+/// or the rule that forbids it.
+///
+/// A product that is `important` or `core`, or contains personal information, is delivered
+/// only in its domain: `sandbox`, `privacy_computing`, `model_output` or `verification`, never
+/// `file` or raw `api`. Other products may be delivered by any mode.
+///
+/// # Errors
+/// The rule and why it applies to this product, for the refusal.
+pub fn in_domain(listing: &Listing, mode: DeliveryMode) -> Result<(), String> {
+    if mode.is_in_domain() {
+        return Ok(());
+    }
+    let c = listing.classification;
+    let why = if c >= Classification::Important {
+        format!("it is classified {}", name(&c))
+    } else if listing.contains_personal_info {
+        "it contains personal information".to_owned()
+    } else {
+        return Ok(());
+    };
+    Err(format!(
+        "in-domain delivery rule (数据不出域): {why}, so it is delivered only by sandbox, \
+         privacy_computing, model_output or verification, not by {}",
+        name(&mode)
+    ))
 }
 
 /// Whether `listing` is recognised under `agreement`: `Ok(())`, or the reason it is refused.
@@ -152,6 +181,54 @@ mod tests {
         let e = export(&listing(Classification::General, false, &api), &public_only)
             .expect_err("above ceiling");
         assert!(e.contains("ceiling"), "{e}");
+    }
+
+    #[test]
+    fn in_domain_delivery() {
+        use DeliveryMode::*;
+        let all = [
+            File,
+            Api,
+            Sandbox,
+            PrivacyComputing,
+            ModelOutput,
+            Verification,
+        ];
+        for mode in all {
+            let open = listing(Classification::General, false, &all);
+            assert!(
+                in_domain(&open, mode).is_ok(),
+                "a general product by {mode:?}"
+            );
+        }
+        let sensitive = [
+            (
+                listing(Classification::Important, false, &all),
+                "classified important",
+            ),
+            (
+                listing(Classification::Core, false, &all),
+                "classified core",
+            ),
+            (
+                listing(Classification::General, true, &all),
+                "personal information",
+            ),
+            (
+                listing(Classification::Public, true, &all),
+                "personal information",
+            ),
+        ];
+        for (product, why) in &sensitive {
+            for mode in [Sandbox, PrivacyComputing, ModelOutput, Verification] {
+                assert!(in_domain(product, mode).is_ok(), "{why} by {mode:?}");
+            }
+            for (mode, shown) in [(File, "not by file"), (Api, "not by api")] {
+                let e = in_domain(product, mode).expect_err("leaves its domain");
+                assert!(e.contains("in-domain delivery rule"), "{e}");
+                assert!(e.contains(why) && e.contains(shown), "{e}");
+            }
+        }
     }
 
     #[test]

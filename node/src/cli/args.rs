@@ -47,6 +47,9 @@ pub enum Command {
     /// API tokens kept in a node's data directory (offline admin recovery).
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Apply for one listing and one scenario (buyer), approve (operator), list.
+    #[command(subcommand)]
+    Application(ApplicationCommand),
 }
 
 /// `xchg up`.
@@ -382,4 +385,77 @@ impl Command {
 /// If `name` is no layout.
 pub fn parse_layout(name: &str) -> anyhow::Result<xchg_federation_config::layout::LayoutKind> {
     name.parse().map_err(|e| anyhow::anyhow!("--layout: {e}"))
+}
+
+/// `xchg application …`.
+#[derive(Subcommand)]
+pub enum ApplicationCommand {
+    /// Apply, as a buyer, to use a listing for one of its scenarios.
+    Submit(ApplicationSubmitArgs),
+    /// Approve an application as an operator, as asked or narrowed.
+    Approve(ApplicationApproveArgs),
+    /// The applications the token may see, newest first.
+    List(ApplicationListArgs),
+}
+
+/// `xchg application submit`.
+#[derive(clap::Args)]
+pub struct ApplicationSubmitArgs {
+    /// Listing id (sha256:…).
+    #[arg(long)]
+    pub listing: String,
+    /// One of the listing's scenarios, as it is written there.
+    #[arg(long)]
+    pub scenario: String,
+    /// What the data will be used for.
+    #[arg(long)]
+    pub purpose: String,
+    /// Delivery mode: file, api, sandbox, privacy_computing, model_output or verification.
+    #[arg(long)]
+    pub mode: String,
+    /// Days from approval (1 to 1096).
+    #[arg(long)]
+    pub days: u32,
+    /// Calls in all.
+    #[arg(long)]
+    pub limit: u64,
+    /// The node and token.
+    #[command(flatten)]
+    pub target: TargetArgs,
+}
+
+/// `xchg application approve`.
+#[derive(clap::Args)]
+pub struct ApplicationApproveArgs {
+    /// Application number.
+    pub id: u64,
+    /// Fewer days than asked.
+    #[arg(long)]
+    pub days: Option<u32>,
+    /// Fewer calls than asked.
+    #[arg(long)]
+    pub limit: Option<u64>,
+    /// Another delivery mode the listing offers.
+    #[arg(long)]
+    pub mode: Option<String>,
+    /// The node and token.
+    #[command(flatten)]
+    pub target: TargetArgs,
+}
+
+/// `xchg application list`.
+#[derive(clap::Args)]
+pub struct ApplicationListArgs {
+    /// Only in this state: submitted, approved or rejected.
+    #[arg(long)]
+    pub state: Option<String>,
+    /// Only for this listing (sha256:…).
+    #[arg(long)]
+    pub listing: Option<String>,
+    /// Most results.
+    #[arg(long, default_value_t = 50)]
+    pub limit: u32,
+    /// The node and token.
+    #[command(flatten)]
+    pub target: TargetArgs,
 }

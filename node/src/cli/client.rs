@@ -64,7 +64,8 @@ impl Target {
         Ok(value)
     }
 
-    fn print(&self, value: &Value, human: impl FnOnce(&Value)) {
+    /// Prints `value` as JSON with `--json`, else as `human` writes it.
+    pub(crate) fn print(&self, value: &Value, human: impl FnOnce(&Value)) {
         if self.json {
             outln!(
                 "{}",

@@ -11,6 +11,9 @@ use xchg_protocol::text;
 use xchg_protocol::party::{self as party, EMAIL_PATTERN, PHONE_PATTERN};
 
 use crate::api::{listings, tokens};
+use crate::catalog::applications::{
+    MAX_CALLS, MAX_DURATION_DAYS, MAX_PURPOSE_CHARS, MAX_USAGE_LIMIT,
+};
 use crate::catalog::parties::MAX_REASON_CHARS as PARTY_REASON_CHARS;
 
 /// A required text: at least one visible character, at most `max` characters.
@@ -166,6 +169,8 @@ fn property_rules(party_pattern: Value) -> Vec<(&'static str, &'static str, Valu
         json!({"minItems": min, "maxItems": max, "uniqueItems": true, "items": items})
     };
     let review = listings::MAX_REASON_CHARS;
+    let days = json!({"minimum": 1, "maximum": MAX_DURATION_DAYS});
+    let calls = json!({"minimum": 1, "maximum": MAX_USAGE_LIMIT});
     vec![
         ("ListingDraft", "title", required_text(limits::TITLE_CHARS)),
         (
@@ -230,6 +235,21 @@ fn property_rules(party_pattern: Value) -> Vec<(&'static str, &'static str, Valu
             "NewEntrustment",
             "scope",
             json!({"minItems": 1, "uniqueItems": true}),
+        ),
+        ("NewApplication", "scenario", required_text(short)),
+        (
+            "NewApplication",
+            "purpose",
+            required_text(MAX_PURPOSE_CHARS),
+        ),
+        ("NewApplication", "duration_days", days.clone()),
+        ("NewApplication", "usage_limit", calls.clone()),
+        ("Terms", "duration_days", days),
+        ("Terms", "usage_limit", calls),
+        (
+            "Usage",
+            "calls",
+            json!({"minimum": 1, "maximum": MAX_CALLS}),
         ),
     ]
 }

@@ -11,7 +11,7 @@ use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 use xchg_protocol::canonical::{Limits, from_canonical};
 use xchg_protocol::{ContentId, Listing, Timestamp, ZoneId};
 
-use super::{int, set_text, uint};
+use super::{enum_name, int, set_text, uint};
 use crate::catalog::ListingState;
 use crate::catalog::query::{COUNT_CAP, DEFAULT_PAGE, HistoryEntry, ListingView, MAX_PAGE};
 use crate::catalog::query::{Page, Search};
@@ -126,13 +126,6 @@ fn join(values: &[String]) -> String {
 fn modes(listing: &Listing) -> String {
     let names: Vec<String> = listing.delivery_modes.iter().map(enum_name).collect();
     set_text(&names)
-}
-
-fn enum_name<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_value(value)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
 }
 
 /// Adds the listings rows with `seq` in `first..=last` to the search index, in one statement
@@ -336,6 +329,27 @@ pub fn current(db: &rusqlite::Connection, id: &str) -> rusqlite::Result<Option<C
         submitted_by,
         listing,
     }))
+}
+
+/// The state and current version of listing `id`, if held, on a reader.
+///
+/// # Errors
+/// SQLite's error, or a row that does not decode.
+pub async fn current_read(
+    conn: &mut SqliteConnection,
+    id: &str,
+) -> Result<Option<(ListingState, Listing)>, sqlx::Error> {
+    let row: Option<(String, Vec<u8>)> =
+        sqlx::query_as("SELECT state, body FROM listings WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?;
+    let Some((state, body)) = row else {
+        return Ok(None);
+    };
+    let state = ListingState::parse(&state)
+        .ok_or_else(|| sqlx::Error::Decode(format!("unknown listing state {state:?}").into()))?;
+    Ok(Some((state, decode(&body)?)))
 }
 
 /// Whether this replica holds listing `id`.

@@ -10,6 +10,8 @@
 //! in `store`.
 
 pub mod announcements;
+pub mod applications;
+pub mod authorizations;
 pub mod idempotency;
 pub mod listings;
 pub mod outbox;
@@ -34,6 +36,8 @@ pub const REPLICATED_TABLES: &[&str] = &[
     "parties",
     "party_history",
     "entrustments",
+    "applications",
+    "authorizations",
 ];
 
 /// The stored name of an announcement kind.
@@ -54,6 +58,20 @@ fn set_text<S: std::borrow::Borrow<str>>(names: &[S]) -> String {
 /// The members of a set stored by [`set_text`] that `parse` knows.
 fn set_of<T>(text: &str, parse: impl FnMut(&str) -> Option<T>) -> Vec<T> {
     text.split(',').filter_map(parse).collect()
+}
+
+/// The stored name of an enum value: its serde name.
+fn enum_name<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// An enum value back from its stored name ([`enum_name`]), or what is wrong with the name.
+fn enum_of<T: serde::de::DeserializeOwned>(what: &str, name: &str) -> Result<T, String> {
+    serde_json::from_value(serde_json::Value::String(name.to_owned()))
+        .map_err(|e| format!("{what} {name:?}: {e}"))
 }
 
 /// A timestamp or count as SQLite stores it (its integers are signed 64-bit).

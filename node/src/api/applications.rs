@@ -1,0 +1,538 @@
+//! `/v1/applications`: a buyer applies to use one listing for one of its scenarios
+//! (一场景一申请); an operator approves it (as asked, or narrowed), creating an authorisation,
+//! or rejects it. A buyer reads its own applications, a provider those for its listings, the
+//! zone's staff all. An application shows the earlier decisions on the same listing and
+//! scenario (scenario reuse), without who applied.
+//!
+//! The rules are the catalog's ([`crate::catalog::applications`]); what is checked here gives
+//! the caller a `field` and costs no Raft entry, and the state machine judges again.
+
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use xchg_federation_config::Role;
+use xchg_protocol::listing::limits::SHORT_TEXT_CHARS;
+use xchg_protocol::{ContentId, DeliveryMode, Listing};
+
+use super::auth::Caller;
+use super::authorizations::{forbidden, read_authorization};
+use super::error::{ApiError, BearerErrors, BodyErrors, ErrorBody, ProposeErrors, ReadErrors};
+use super::idempotency::{IdempotencyHeader, IdempotencyKey};
+use super::json::{JsonBody, OptionalJsonBody};
+use super::listings::{ReasonBody, consistency_schema, query_error};
+use super::parties::require_admitted;
+use super::text::{self, Text};
+use super::{AppState, CatchUp, Consistency, params};
+use crate::catalog::applications::{
+    self, ApplicationFilter, ApplicationPage, ApplicationRequest, ApplicationState,
+    ApplicationView, AuthorizationView, Precedent, Terms,
+};
+use crate::catalog::{CatalogCommand, ListingState};
+
+/// Most applications one page lists.
+pub const MAX_PAGE: u32 = 100;
+/// Applications listed when no `limit` is given.
+pub const DEFAULT_PAGE: u32 = 50;
+
+/// `POST /v1/applications` body.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewApplication {
+    /// The listing: listed in this zone.
+    pub listing_id: ContentId,
+    /// One of the listing's `scenarios`, exactly as it is written there: one application
+    /// names one scenario (a list, or a text joining two, is refused with `one_scenario`).
+    #[schema(value_type = String)]
+    pub scenario: Value,
+    /// What the buyer will use it for.
+    pub purpose: String,
+    /// One of the listing's delivery modes. A product that is `important` or `core`, or
+    /// contains personal information, is authorised only for `sandbox`, `privacy_computing`,
+    /// `model_output` or `verification` (`in_domain_only`).
+    pub delivery_mode: DeliveryMode,
+    /// Days from approval: 1 to 1096.
+    pub duration_days: u32,
+    /// Calls in all: 1 to 1,000,000,000.
+    pub usage_limit: u64,
+}
+
+/// The answer to a new application.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ApplicationWrite {
+    /// Its id.
+    pub id: u64,
+    /// `submitted`.
+    pub state: ApplicationState,
+    /// The earlier decisions on the same listing and scenario, newest first (at most 20):
+    /// what was granted or why it was refused, without who applied.
+    pub precedents: Vec<Precedent>,
+}
+
+/// An application with the earlier decisions on its listing and scenario.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ApplicationDetail {
+    /// The application.
+    #[serde(flatten)]
+    pub application: ApplicationView,
+    /// The other decisions on the same listing and scenario, newest first (at most 20).
+    pub precedents: Vec<Precedent>,
+}
+
+/// The scenarios `raw` names: a text names one, a list of texts each of its entries.
+fn named_scenarios(raw: &Value) -> Result<Vec<String>, ApiError> {
+    let not_text = || {
+        ApiError::invalid_field(
+            "scenario",
+            "a scenario is named by its text, as the listing has it",
+        )
+    };
+    match raw {
+        Value::String(s) => Ok(vec![s.clone()]),
+        Value::Array(items) => items
+            .iter()
+            .map(|v| v.as_str().map(str::to_owned).ok_or_else(not_text))
+            .collect(),
+        _ => Err(not_text()),
+    }
+}
+
+/// The caller's party, for a route only a buyer token bound to one may use.
+fn buyer_party(caller: &Caller) -> Result<String, ApiError> {
+    caller
+        .party
+        .clone()
+        .filter(|_| caller.actor.role == Role::Buyer)
+        .ok_or_else(|| {
+            forbidden("only a buyer token bound to a party applies, in its party's name".into())
+        })
+}
+
+/// Listing `id` and its state: as this replica holds it if it is listed here, else as the
+/// zone holds it after a read barrier (it may have been approved a moment ago through another
+/// node). The state machine judges the listing's state again when it applies the command.
+async fn listing(state: &AppState, id: &ContentId) -> Result<(ListingState, Listing), ApiError> {
+    let look = || async {
+        let mut conn = state.db.reader().await?;
+        Ok(applications::listing(&mut conn, &id.to_string()).await?)
+    };
+    let listed =
+        |found: &Option<(ListingState, Listing)>| matches!(found, Some((ListingState::Listed, _)));
+    state
+        .look_again_if(CatchUp::Always, look, listed)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no listing {id}")).with_field("listing_id"))
+}
+
+/// `POST /v1/applications` (a buyer token, for its own party).
+#[utoipa::path(
+    post,
+    path = "/v1/applications",
+    operation_id = "submit_application",
+    tag = "applications",
+    params(IdempotencyHeader),
+    request_body = NewApplication,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Submitted, for an operator to decide; with the earlier \
+            decisions on the same listing and scenario", body = ApplicationWrite),
+        (status = 400, description = "Malformed JSON, a `scenario` that is not text, a \
+            `purpose` that is empty, over 2000 characters or against the text rule, a \
+            `duration_days` or `usage_limit` out of range (`field` names it)", body = ErrorBody),
+        (status = 403, description = "Not a buyer token bound to a party; or \
+            `party_not_admitted`: the buyer's party is not admitted", body = ErrorBody),
+        (status = 404, description = "No listing `listing_id` in this zone", body = ErrorBody),
+        (status = 409, description = "`illegal_transition`: the listing is not listed here \
+            (in review, rejected, delisted, or a copy recognised from another zone)", body = ErrorBody),
+        (status = 422, description = "`one_scenario`: no scenario or several; \
+            `scenario_not_offered`: one the listing does not offer; `in_domain_only`: `file` or \
+            `api` for an `important` or `core` product or one with personal information; \
+            `invalid`: a delivery mode the listing does not offer", body = ErrorBody),
+        (status = 503, description = "`applications_full`: the buyer has 1000 applications \
+            awaiting a decision; or no Raft leader answered in time", body = ErrorBody),
+        BearerErrors,
+        BodyErrors,
+        ProposeErrors,
+    )
+)]
+pub async fn submit(
+    State(state): State<AppState>,
+    caller: Caller,
+    idempotency: IdempotencyKey,
+    JsonBody(body): JsonBody<NewApplication>,
+) -> Result<(StatusCode, Json<ApplicationWrite>), ApiError> {
+    caller.require(&[Role::Buyer])?;
+    let buyer = buyer_party(&caller)?;
+    let named = named_scenarios(&body.scenario)?;
+    let texts: Vec<Text<'_>> = std::iter::once(Text {
+        field: "purpose",
+        value: &body.purpose,
+        max: applications::MAX_PURPOSE_CHARS,
+        required: true,
+    })
+    .chain(named.iter().map(|s| Text {
+        field: "scenario",
+        value: s,
+        max: SHORT_TEXT_CHARS,
+        required: true,
+    }))
+    .collect();
+    text::check(&texts)?;
+    applications::request_shape(body.duration_days, body.usage_limit)
+        .map_err(|(field, why)| ApiError::invalid_field(field, why))?;
+    require_admitted(&state, &buyer, None).await?;
+    let (_, product) = listing(&state, &body.listing_id).await?;
+    let scenario = applications::one_scenario(&named, &product.scenarios)
+        .map_err(|r| ApiError::from(r).with_field("scenario"))?;
+    applications::deliverable(&product, body.delivery_mode)
+        .map_err(|r| ApiError::from(r).with_field("delivery_mode"))?;
+    let at = state.clock.now();
+    let request = ApplicationRequest {
+        listing_id: body.listing_id,
+        scenario: scenario.clone(),
+        purpose: body.purpose.clone(),
+        delivery_mode: body.delivery_mode,
+        duration_days: body.duration_days,
+        usage_limit: body.usage_limit,
+    };
+    let cmd = idempotency.wrap(
+        &body,
+        CatalogCommand::SubmitApplication {
+            request: Box::new(request),
+            buyer: buyer.parse().map_err(ApiError::internal)?,
+            at,
+            actor: caller.actor.clone(),
+        },
+        at,
+    );
+    let (response, _) = state.propose_as(cmd, caller.credential).await?;
+    let id: u64 = response?.object_id.parse().map_err(ApiError::internal)?;
+    state.read_barrier(&Consistency::Linearizable).await?;
+    let mut conn = state.db.reader().await?;
+    let listing_id = body.listing_id.to_string();
+    let precedents = applications::precedents(&mut conn, &listing_id, &scenario, id).await?;
+    let answer = ApplicationWrite {
+        id,
+        state: ApplicationState::Submitted,
+        precedents,
+    };
+    Ok((StatusCode::CREATED, Json(answer)))
+}
+
+fn application_id(raw: &str) -> Result<u64, ApiError> {
+    raw.parse()
+        .map_err(|_| ApiError::not_found(format!("no application {raw:?}: expected its number")))
+}
+
+/// Whether `caller` may read `a`: its buyer, the provider of its listing, or the zone's staff.
+async fn may_read(state: &AppState, caller: &Caller, a: &ApplicationView) -> Result<(), ApiError> {
+    let own = caller.party.as_deref().unwrap_or_default();
+    let allowed = match caller.actor.role {
+        Role::Buyer => a.buyer == own,
+        Role::Provider => {
+            let mut conn = state.db.reader().await?;
+            let listing = applications::listing(&mut conn, &a.listing_id.to_string()).await?;
+            listing.is_some_and(|(_, l)| l.provider.id.as_str() == own)
+        }
+        _ => true,
+    };
+    if allowed {
+        return Ok(());
+    }
+    Err(forbidden(format!(
+        "application {} is {}'s: a buyer reads its own applications, a provider those for its \
+         listings",
+        a.id, a.buyer
+    )))
+}
+
+/// `?consistency=` on a single read.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ReadParams {
+    #[serde(default)]
+    #[param(schema_with = consistency_schema)]
+    pub(super) consistency: Consistency,
+}
+
+/// `GET /v1/applications/{id}` (its buyer, its listing's provider, the zone's staff).
+#[utoipa::path(
+    get,
+    path = "/v1/applications/{id}",
+    operation_id = "get_application",
+    tag = "applications",
+    params(("id" = u64, Path, description = "Application number"), ReadParams),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The application, with the earlier decisions on its \
+            listing and scenario", body = ApplicationDetail),
+        (status = 400, description = "An unknown or malformed query parameter", body = ErrorBody),
+        (status = 403, description = "Another buyer's application, or one for another \
+            provider's listing", body = ErrorBody),
+        (status = 404, description = "No application with this number", body = ErrorBody),
+        BearerErrors,
+        ReadErrors,
+    )
+)]
+pub async fn get_one(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    query: Result<Query<ReadParams>, QueryRejection>,
+) -> Result<Json<ApplicationDetail>, ApiError> {
+    let Query(p) = query.map_err(query_error)?;
+    let id = application_id(&id)?;
+    state.read_barrier(&p.consistency).await?;
+    let found = {
+        let mut conn = state.db.reader().await?;
+        applications::application(&mut conn, id).await?
+    };
+    let application = found.ok_or_else(|| ApiError::not_found(format!("no application {id}")))?;
+    may_read(&state, &caller, &application).await?;
+    let mut conn = state.db.reader().await?;
+    let listing_id = application.listing_id.to_string();
+    let precedents =
+        applications::precedents(&mut conn, &listing_id, &application.scenario, id).await?;
+    Ok(Json(ApplicationDetail {
+        application,
+        precedents,
+    }))
+}
+
+/// The query string of `GET /v1/applications`.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    /// Only applications in this state.
+    #[param(value_type = Option<ApplicationState>)]
+    state: Option<String>,
+    /// Only applications for this listing.
+    #[param(value_type = Option<String>)]
+    listing_id: Option<String>,
+    /// Page size.
+    #[param(schema_with = page_size_schema)]
+    limit: Option<String>,
+    /// The `next_before` of the previous page: the page starts below this number.
+    #[param(value_type = Option<u64>)]
+    before: Option<String>,
+    #[serde(default)]
+    #[param(schema_with = consistency_schema)]
+    consistency: Consistency,
+}
+
+fn page_size_schema() -> utoipa::openapi::schema::Object {
+    params::page_size_schema(DEFAULT_PAGE, MAX_PAGE)
+}
+
+/// `GET /v1/applications?state=&listing_id=&limit=&before=` (a buyer: its own; a provider:
+/// those for its listings; staff: all).
+#[utoipa::path(
+    get,
+    path = "/v1/applications",
+    operation_id = "list_applications",
+    tag = "applications",
+    params(ListParams),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "One page, newest first: a buyer token sees its party's \
+            applications, a provider token those for its party's listings, operator, regulator \
+            and admin all", body = ApplicationPage),
+        (status = 400, description = "An unknown parameter or value (`field` names it)", body = ErrorBody),
+        BearerErrors,
+        ReadErrors,
+    )
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    query: Result<Query<ListParams>, QueryRejection>,
+) -> Result<Json<ApplicationPage>, ApiError> {
+    let Query(p) = query.map_err(query_error)?;
+    let wanted = p
+        .state
+        .as_deref()
+        .map(|s| {
+            ApplicationState::parse(s).ok_or_else(|| {
+                ApiError::invalid_field(
+                    "state",
+                    format!("unknown state {s:?}; expected submitted, approved or rejected"),
+                )
+            })
+        })
+        .transpose()?;
+    let before = p
+        .before
+        .as_deref()
+        .map(|b| params::whole_number("before", b))
+        .transpose()?;
+    let limit = params::page_size("limit", p.limit.as_deref(), DEFAULT_PAGE, MAX_PAGE)?;
+    // A party's token sees its party's own, whatever else it asks; one bound to no party
+    // sees nothing.
+    let own = || Some(caller.party.clone().unwrap_or_default());
+    let (buyer, provider) = match caller.actor.role {
+        Role::Buyer => (own(), None),
+        Role::Provider => (None, own()),
+        _ => (None, None),
+    };
+    let filter = ApplicationFilter {
+        state: wanted,
+        listing_id: p.listing_id,
+        buyer,
+        provider,
+        before,
+        limit,
+    };
+    state.read_barrier(&p.consistency).await?;
+    let mut conn = state.db.reader().await?;
+    Ok(Json(applications::list(&mut conn, &filter).await?))
+}
+
+/// The answer to an approval.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Approval {
+    /// The authorisation created.
+    pub authorization_id: u64,
+    /// The application approved.
+    pub application_id: u64,
+    /// `approved`.
+    pub state: ApplicationState,
+    /// The authorisation, as granted.
+    pub authorization: AuthorizationView,
+}
+
+/// An operator's decision on an application, proposed; the state machine judges it.
+async fn decide(
+    state: &AppState,
+    caller: Caller,
+    id: &str,
+    decision: Ruling,
+) -> Result<u64, ApiError> {
+    caller.require(&[Role::Operator])?;
+    let application_id = application_id(id)?;
+    let at = state.clock.now();
+    let cmd = match decision {
+        Ruling::Approve(terms) => CatalogCommand::ApproveApplication {
+            application_id,
+            terms,
+            at,
+            actor: caller.actor,
+        },
+        Ruling::Reject(reason) => CatalogCommand::RejectApplication {
+            application_id,
+            reason,
+            at,
+            actor: caller.actor,
+        },
+    };
+    let (response, _) = state.propose_as(cmd, caller.credential).await?;
+    response?.object_id.parse().map_err(ApiError::internal)
+}
+
+/// The decision an operator asked for.
+enum Ruling {
+    Approve(Terms),
+    Reject(String),
+}
+
+/// `POST /v1/applications/{id}/approve` (operator).
+#[utoipa::path(
+    post,
+    path = "/v1/applications/{id}/approve",
+    operation_id = "approve_application",
+    tag = "applications",
+    params(("id" = u64, Path, description = "Application number")),
+    request_body(
+        content = Option<Terms>,
+        description = "Terms narrowed from those asked (fewer days, fewer calls, another \
+            delivery mode the listing offers); the body may be left out, or be `null` or `{}`, \
+            to grant them as asked",
+    ),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Approved: the authorisation runs from now for the days \
+            granted", body = Approval),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 403, description = "Not an operator token", body = ErrorBody),
+        (status = 404, description = "No application with this number (or its listing is \
+            gone)", body = ErrorBody),
+        (status = 409, description = "`illegal_transition`: the application is decided, or its \
+            listing is no longer listed", body = ErrorBody),
+        (status = 422, description = "`invalid`: terms that widen what was asked or a mode the \
+            listing does not offer; `in_domain_only`: `file` or `api` for a product that stays \
+            in its domain", body = ErrorBody),
+        BearerErrors,
+        BodyErrors,
+        ProposeErrors,
+    )
+)]
+pub async fn approve(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    OptionalJsonBody(terms): OptionalJsonBody<Terms>,
+) -> Result<Json<Approval>, ApiError> {
+    let application_id = application_id(&id)?;
+    let authorization_id = decide(&state, caller, &id, Ruling::Approve(terms)).await?;
+    let authorization = read_authorization(&state, authorization_id).await?;
+    Ok(Json(Approval {
+        authorization_id,
+        application_id,
+        state: ApplicationState::Approved,
+        authorization,
+    }))
+}
+
+/// The answer to a rejection.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Rejection {
+    /// The application.
+    pub id: u64,
+    /// `rejected`.
+    pub state: ApplicationState,
+}
+
+/// `POST /v1/applications/{id}/reject` (operator).
+#[utoipa::path(
+    post,
+    path = "/v1/applications/{id}/reject",
+    operation_id = "reject_application",
+    tag = "applications",
+    params(("id" = u64, Path, description = "Application number")),
+    request_body = ReasonBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Rejected; the reason is shown to later applicants for \
+            the same listing and scenario", body = Rejection),
+        (status = 400, description = "Malformed JSON, or a `reason` that is empty, over 2000 \
+            characters or against the text rule", body = ErrorBody),
+        (status = 403, description = "Not an operator token", body = ErrorBody),
+        (status = 404, description = "No application with this number", body = ErrorBody),
+        (status = 409, description = "`illegal_transition`: the application is decided", body = ErrorBody),
+        BearerErrors,
+        BodyErrors,
+        ProposeErrors,
+    )
+)]
+pub async fn reject(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<ReasonBody>,
+) -> Result<Json<Rejection>, ApiError> {
+    caller.require(&[Role::Operator])?;
+    text::check(&[Text {
+        field: "reason",
+        value: &body.reason,
+        max: applications::MAX_REASON_CHARS,
+        required: true,
+    }])?;
+    let id = decide(&state, caller, &id, Ruling::Reject(body.reason)).await?;
+    Ok(Json(Rejection {
+        id,
+        state: ApplicationState::Rejected,
+    }))
+}

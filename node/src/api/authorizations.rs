@@ -1,0 +1,296 @@
+//! `/v1/authorizations`: what an approved application granted (一场景一授权), the usage counted
+//! against it, and an operator's suspension or revocation. Usage is reported by the buyer's
+//! token or by the delivery system of the listing's provider (its provider token); it is
+//! counted by the state machine, which judges it by the time this node stamped on it and
+//! records every refusal.
+
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use xchg_federation_config::Role;
+
+use super::applications::ReadParams;
+use super::auth::Caller;
+use super::error::{ApiError, BearerErrors, BodyErrors, ErrorBody, ProposeErrors, ReadErrors};
+use super::idempotency::{IdempotencyHeader, IdempotencyKey};
+use super::json::JsonBody;
+use super::listings::{ReasonBody, query_error};
+use super::text::{self, Text};
+use super::{AppState, CatchUp, Consistency};
+use crate::catalog::CatalogCommand;
+use crate::catalog::applications::{self, AuthorizationView, Change};
+
+/// A `403 forbidden` saying why.
+pub(super) fn forbidden(why: String) -> ApiError {
+    ApiError::new(StatusCode::FORBIDDEN, "forbidden", why)
+}
+
+fn authorization_id(raw: &str) -> Result<u64, ApiError> {
+    raw.parse()
+        .map_err(|_| ApiError::not_found(format!("no authorization {raw:?}: expected its number")))
+}
+
+/// Authorisation `id` as this replica holds it after a read barrier.
+///
+/// # Errors
+/// 404 when there is none; 503 when no leader confirms the read point.
+pub(super) async fn read_authorization(
+    state: &AppState,
+    id: u64,
+) -> Result<AuthorizationView, ApiError> {
+    state.read_barrier(&Consistency::Linearizable).await?;
+    let mut conn = state.db.reader().await?;
+    applications::authorization(&mut conn, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no authorization {id}")))
+}
+
+/// Authorisation `id`, for a check of who may act on it: from this replica if it has it (its
+/// parties never change), else after a read barrier (it may have been granted a moment ago
+/// through another node).
+async fn find(state: &AppState, id: u64) -> Result<AuthorizationView, ApiError> {
+    let look = || async {
+        let mut conn = state.db.reader().await?;
+        Ok(applications::authorization(&mut conn, id).await?)
+    };
+    state
+        .look_again_if(CatchUp::Always, look, Option::is_some)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no authorization {id}")))
+}
+
+/// Whether `caller` is one of `a`'s parties (its buyer, or its listing's provider) or the
+/// zone's staff.
+fn may_see(caller: &Caller, a: &AuthorizationView) -> Result<(), ApiError> {
+    let own = caller.party.as_deref();
+    let allowed = match caller.actor.role {
+        Role::Buyer => own == Some(a.buyer.as_str()),
+        Role::Provider => own == Some(a.provider.as_str()),
+        _ => true,
+    };
+    if allowed {
+        return Ok(());
+    }
+    Err(forbidden(format!(
+        "authorization {} is {}'s: a buyer sees its own authorisations, a provider those for \
+         its listings",
+        a.id, a.buyer
+    )))
+}
+
+/// `GET /v1/authorizations/{id}` (its buyer, its listing's provider, the zone's staff).
+#[utoipa::path(
+    get,
+    path = "/v1/authorizations/{id}",
+    operation_id = "get_authorization",
+    tag = "applications",
+    params(("id" = u64, Path, description = "Authorization number"), ReadParams),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The authorisation: terms, usage against its limit, \
+            refusals, state; a use at or after `expires_at` is refused", body = AuthorizationView),
+        (status = 400, description = "An unknown or malformed query parameter", body = ErrorBody),
+        (status = 403, description = "Another buyer's authorisation, or one for another \
+            provider's listing", body = ErrorBody),
+        (status = 404, description = "No authorization with this number", body = ErrorBody),
+        BearerErrors,
+        ReadErrors,
+    )
+)]
+pub async fn get_one(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    query: Result<Query<ReadParams>, QueryRejection>,
+) -> Result<Json<AuthorizationView>, ApiError> {
+    let Query(p) = query.map_err(query_error)?;
+    let id = authorization_id(&id)?;
+    state.read_barrier(&p.consistency).await?;
+    let found = {
+        let mut conn = state.db.reader().await?;
+        applications::authorization(&mut conn, id).await?
+    };
+    let a = found.ok_or_else(|| ApiError::not_found(format!("no authorization {id}")))?;
+    may_see(&caller, &a)?;
+    Ok(Json(a))
+}
+
+/// `POST /v1/authorizations/{id}/usage` body.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Usage {
+    /// Calls made: 1 to 1,000,000.
+    pub calls: u64,
+}
+
+/// The count after a usage report.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct UsageCount {
+    /// The authorisation.
+    pub authorization_id: u64,
+    /// Calls counted, this report's included (and any committed with it or since).
+    pub used: u64,
+    /// Calls left before the limit.
+    pub remaining: u64,
+}
+
+/// `POST /v1/authorizations/{id}/usage` (its buyer, or its listing's provider's delivery
+/// system).
+#[utoipa::path(
+    post,
+    path = "/v1/authorizations/{id}/usage",
+    operation_id = "record_usage",
+    tag = "applications",
+    params(("id" = u64, Path, description = "Authorization number"), IdempotencyHeader),
+    request_body = Usage,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Counted. Send an `Idempotency-Key` so that a retry is \
+            not counted twice", body = UsageCount),
+        (status = 400, description = "Malformed JSON, or `calls` not 1 to 1,000,000", body = ErrorBody),
+        (status = 403, description = "`forbidden`: neither its buyer's token nor its \
+            provider's; or the use is refused and the refusal recorded: \
+            `authorization_expired` (at or after `expires_at`), `usage_limit_exceeded` (the \
+            calls would pass the limit; none of them is counted), `authorization_suspended`, \
+            `authorization_revoked`, `listing_not_listed` (delisted or back in review), \
+            `party_not_admitted` (the buyer is suspended)", body = ErrorBody),
+        (status = 404, description = "No authorization with this number", body = ErrorBody),
+        BearerErrors,
+        BodyErrors,
+        ProposeErrors,
+    )
+)]
+pub async fn usage(
+    State(state): State<AppState>,
+    caller: Caller,
+    idempotency: IdempotencyKey,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<Usage>,
+) -> Result<Json<UsageCount>, ApiError> {
+    caller.require(&[Role::Buyer, Role::Provider])?;
+    let id = authorization_id(&id)?;
+    if !(1..=applications::MAX_CALLS).contains(&body.calls) {
+        return Err(ApiError::invalid_field(
+            "calls",
+            format!("{} is not 1 to {}", body.calls, applications::MAX_CALLS),
+        ));
+    }
+    may_see(&caller, &find(&state, id).await?)?;
+    let at = state.clock.now();
+    let cmd = idempotency.wrap(
+        &body,
+        CatalogCommand::RecordUsage {
+            authorization_id: id,
+            calls: body.calls,
+            at,
+            actor: caller.actor.clone(),
+        },
+        at,
+    );
+    let (response, _) = state.propose_as(cmd, caller.credential).await?;
+    response?;
+    let a = read_authorization(&state, id).await?;
+    Ok(Json(UsageCount {
+        authorization_id: id,
+        used: a.used,
+        remaining: a.remaining,
+    }))
+}
+
+/// An operator's suspension or revocation, proposed; the state machine judges it.
+async fn change(
+    state: &AppState,
+    caller: Caller,
+    id: &str,
+    change: Change,
+    reason: String,
+) -> Result<Json<AuthorizationView>, ApiError> {
+    caller.require(&[Role::Operator])?;
+    let id = authorization_id(id)?;
+    text::check(&[Text {
+        field: "reason",
+        value: &reason,
+        max: applications::MAX_REASON_CHARS,
+        required: true,
+    }])?;
+    let (at, actor) = (state.clock.now(), caller.actor);
+    let cmd = match change {
+        Change::Suspend => CatalogCommand::SuspendAuthorization {
+            authorization_id: id,
+            reason,
+            at,
+            actor,
+        },
+        Change::Revoke => CatalogCommand::RevokeAuthorization {
+            authorization_id: id,
+            reason,
+            at,
+            actor,
+        },
+    };
+    let (response, _) = state.propose_as(cmd, caller.credential).await?;
+    response?;
+    Ok(Json(read_authorization(state, id).await?))
+}
+
+/// `POST /v1/authorizations/{id}/suspend` (operator): `active → suspended`.
+#[utoipa::path(
+    post,
+    path = "/v1/authorizations/{id}/suspend",
+    operation_id = "suspend_authorization",
+    tag = "applications",
+    params(("id" = u64, Path, description = "Authorization number")),
+    request_body = ReasonBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Suspended: every use is refused", body = AuthorizationView),
+        (status = 400, description = "Malformed JSON, or a `reason` that is empty, over 2000 \
+            characters or against the text rule", body = ErrorBody),
+        (status = 403, description = "Not an operator token", body = ErrorBody),
+        (status = 404, description = "No authorization with this number", body = ErrorBody),
+        (status = 409, description = "`illegal_transition`: not `active`", body = ErrorBody),
+        BearerErrors,
+        BodyErrors,
+        ProposeErrors,
+    )
+)]
+pub async fn suspend(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<ReasonBody>,
+) -> Result<Json<AuthorizationView>, ApiError> {
+    change(&state, caller, &id, Change::Suspend, body.reason).await
+}
+
+/// `POST /v1/authorizations/{id}/revoke` (operator): `active | suspended → revoked`.
+#[utoipa::path(
+    post,
+    path = "/v1/authorizations/{id}/revoke",
+    operation_id = "revoke_authorization",
+    tag = "applications",
+    params(("id" = u64, Path, description = "Authorization number")),
+    request_body = ReasonBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Revoked for good: every use is refused", body = AuthorizationView),
+        (status = 400, description = "Malformed JSON, or a `reason` that is empty, over 2000 \
+            characters or against the text rule", body = ErrorBody),
+        (status = 403, description = "Not an operator token", body = ErrorBody),
+        (status = 404, description = "No authorization with this number", body = ErrorBody),
+        (status = 409, description = "`illegal_transition`: already revoked", body = ErrorBody),
+        BearerErrors,
+        BodyErrors,
+        ProposeErrors,
+    )
+)]
+pub async fn revoke(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<ReasonBody>,
+) -> Result<Json<AuthorizationView>, ApiError> {
+    change(&state, caller, &id, Change::Revoke, body.reason).await
+}

@@ -1,0 +1,317 @@
+//! The scenario applications table (schema v8): a row for every application a buyer made, the
+//! terms it asked and the operator's decision on it. The rules are in
+//! `catalog::applications`; the authorisation an approval created is in
+//! [`super::authorizations`].
+
+use rusqlite::OptionalExtension as _;
+use sqlx::SqliteConnection;
+use xchg_protocol::Timestamp;
+
+use super::{enum_name, enum_of, int, uint};
+use crate::catalog::applications::{
+    ApplicationFilter, ApplicationRequest, ApplicationState, ApplicationView, Precedent,
+};
+use crate::sqlite::undecodable;
+
+const DAY_MS: u64 = 24 * 60 * 60 * 1000;
+
+fn state_of(s: &str) -> Result<ApplicationState, String> {
+    ApplicationState::parse(s).ok_or_else(|| format!("unknown application state {s:?}"))
+}
+
+/// How many applications of `buyer` await a decision.
+///
+/// # Errors
+/// SQLite's error.
+pub fn pending_of(db: &rusqlite::Connection, buyer: &str) -> rusqlite::Result<i64> {
+    db.prepare_cached("SELECT count(*) FROM applications WHERE buyer = ?1 AND state = 'submitted'")?
+        .query_row([buyer], |row| row.get(0))
+}
+
+/// Records `request` of `buyer`, submitted at `at` by `submitted_by` (the entry at
+/// `raft_index`); returns its number (the next in log order, so every member agrees).
+///
+/// # Errors
+/// SQLite's error.
+pub fn insert(
+    db: &rusqlite::Connection,
+    request: &ApplicationRequest,
+    buyer: &str,
+    at: Timestamp,
+    submitted_by: &str,
+    raft_index: u64,
+) -> rusqlite::Result<u64> {
+    db.prepare_cached(
+        "INSERT INTO applications (listing_id, buyer, scenario, purpose, delivery_mode, \
+            duration_days, usage_limit, state, submitted_at, submitted_by, raft_index) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'submitted', ?8, ?9, ?10) RETURNING id",
+    )?
+    .query_row(
+        rusqlite::params![
+            request.listing_id.to_string(),
+            buyer,
+            request.scenario,
+            request.purpose,
+            enum_name(&request.delivery_mode),
+            i64::from(request.duration_days),
+            int(request.usage_limit),
+            int(at.0),
+            submitted_by,
+            int(raft_index),
+        ],
+        |row| row.get::<_, i64>(0),
+    )
+    .map(uint)
+}
+
+/// What application `id` asked, its buyer and its state.
+///
+/// # Errors
+/// SQLite's error, or a row that does not decode.
+pub fn asked(
+    db: &rusqlite::Connection,
+    id: u64,
+) -> rusqlite::Result<Option<(ApplicationRequest, String, ApplicationState)>> {
+    type Row = (String, String, String, String, i64, i64, String, String);
+    let row: Option<Row> = db
+        .prepare_cached(
+            "SELECT listing_id, scenario, purpose, delivery_mode, duration_days, usage_limit, \
+                buyer, state FROM applications WHERE id = ?1",
+        )?
+        .query_row([int(id)], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+                r.get(7)?,
+            ))
+        })
+        .optional()?;
+    let Some((listing_id, scenario, purpose, mode, days, limit, buyer, state)) = row else {
+        return Ok(None);
+    };
+    let request = ApplicationRequest {
+        listing_id: listing_id
+            .parse()
+            .map_err(|e| undecodable(format!("listing id {listing_id}: {e}")))?,
+        scenario,
+        purpose,
+        delivery_mode: enum_of("delivery mode", &mode).map_err(undecodable)?,
+        duration_days: u32::try_from(days).unwrap_or_default(),
+        usage_limit: uint(limit),
+    };
+    Ok(Some((
+        request,
+        buyer,
+        state_of(&state).map_err(undecodable)?,
+    )))
+}
+
+/// Records the rejection of application `id` at `at` by `by` for `reason`.
+///
+/// # Errors
+/// SQLite's error.
+pub fn reject(
+    db: &rusqlite::Connection,
+    id: u64,
+    at: Timestamp,
+    by: &str,
+    reason: &str,
+) -> rusqlite::Result<()> {
+    db.prepare_cached(
+        "UPDATE applications SET state = 'rejected', decided_at = ?1, decided_by = ?2, \
+            reason = ?3 WHERE id = ?4",
+    )?
+    .execute(rusqlite::params![int(at.0), by, reason, int(id)])
+    .map(drop)
+}
+
+/// Records the approval of application `id` at `at` by `by`, which created authorisation
+/// `authorization`.
+///
+/// # Errors
+/// SQLite's error.
+pub fn approve(
+    db: &rusqlite::Connection,
+    id: u64,
+    at: Timestamp,
+    by: &str,
+    authorization: u64,
+) -> rusqlite::Result<()> {
+    db.prepare_cached(
+        "UPDATE applications SET state = 'approved', decided_at = ?1, decided_by = ?2, \
+            authorization_id = ?3 WHERE id = ?4",
+    )?
+    .execute(rusqlite::params![
+        int(at.0),
+        by,
+        int(authorization),
+        int(id)
+    ])
+    .map(drop)
+}
+
+const SELECT_APPLICATION: &str = "SELECT id, listing_id, buyer, scenario, purpose, \
+    delivery_mode, duration_days, usage_limit, state, submitted_at, decided_at, decided_by, \
+    reason, authorization_id FROM applications";
+
+/// The columns of [`SELECT_APPLICATION`].
+type ApplicationRow = (
+    i64,
+    String,
+    String,
+    String,
+    String,
+    String,
+    i64,
+    i64,
+    String,
+    i64,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+);
+
+fn application_of(row: ApplicationRow) -> Result<ApplicationView, sqlx::Error> {
+    let decode = |e: String| sqlx::Error::Decode(e.into());
+    let (
+        id,
+        listing_id,
+        buyer,
+        scenario,
+        purpose,
+        mode,
+        days,
+        limit,
+        state,
+        submitted_at,
+        decided_at,
+        decided_by,
+        reason,
+        authorization_id,
+    ) = row;
+    Ok(ApplicationView {
+        id: uint(id),
+        listing_id: listing_id
+            .parse()
+            .map_err(|e| decode(format!("listing id {listing_id}: {e}")))?,
+        buyer,
+        scenario,
+        purpose,
+        delivery_mode: enum_of("delivery mode", &mode).map_err(decode)?,
+        duration_days: u32::try_from(days).unwrap_or_default(),
+        usage_limit: uint(limit),
+        state: state_of(&state).map_err(decode)?,
+        submitted_at: Timestamp(uint(submitted_at)),
+        decided_at: decided_at.map(|t| Timestamp(uint(t))),
+        decided_by,
+        reason,
+        authorization_id: authorization_id.map(uint),
+    })
+}
+
+/// Application `id`, on a reader.
+///
+/// # Errors
+/// SQLite's error, or a row that does not decode.
+pub async fn application(
+    conn: &mut SqliteConnection,
+    id: u64,
+) -> Result<Option<ApplicationView>, sqlx::Error> {
+    let row: Option<ApplicationRow> = sqlx::query_as(&format!("{SELECT_APPLICATION} WHERE id = ?"))
+        .bind(int(id))
+        .fetch_optional(&mut *conn)
+        .await?;
+    row.map(application_of).transpose()
+}
+
+/// The applications `filter` selects, newest first, at most `rows`.
+///
+/// # Errors
+/// SQLite's error, or a row that does not decode.
+pub async fn list(
+    conn: &mut SqliteConnection,
+    filter: &ApplicationFilter,
+    rows: i64,
+) -> Result<Vec<ApplicationView>, sqlx::Error> {
+    let found: Vec<ApplicationRow> = sqlx::query_as(&format!(
+        "{SELECT_APPLICATION} WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR listing_id = ?2)
+           AND (?3 IS NULL OR buyer = ?3) AND (?5 IS NULL OR id < ?5)
+           AND (?4 IS NULL OR listing_id IN (SELECT id FROM listings WHERE provider_id = ?4))
+         ORDER BY id DESC LIMIT ?6"
+    ))
+    .bind(filter.state.map(ApplicationState::as_str))
+    .bind(filter.listing_id.as_deref())
+    .bind(filter.buyer.as_deref())
+    .bind(filter.provider.as_deref())
+    .bind(filter.before.map(int))
+    .bind(rows)
+    .fetch_all(&mut *conn)
+    .await?;
+    found.into_iter().map(application_of).collect()
+}
+
+/// The columns of a precedent: the application's id, state, decision time and reason, and its
+/// authorisation's mode, grant and expiry times and limit.
+type PrecedentRow = (
+    i64,
+    String,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+);
+
+/// The latest decisions on `listing_id` for `scenario`, other than application `except`,
+/// newest first, at most `limit`.
+///
+/// # Errors
+/// SQLite's error, or a row that does not decode.
+pub async fn precedents(
+    conn: &mut SqliteConnection,
+    listing_id: &str,
+    scenario: &str,
+    except: u64,
+    limit: u32,
+) -> Result<Vec<Precedent>, sqlx::Error> {
+    let rows: Vec<PrecedentRow> = sqlx::query_as(
+        "SELECT a.id, a.state, a.decided_at, a.reason, z.delivery_mode, z.granted_at,
+            z.expires_at, z.usage_limit
+         FROM applications a LEFT JOIN authorizations z ON z.id = a.authorization_id
+         WHERE a.listing_id = ? AND a.scenario = ? AND a.state != 'submitted' AND a.id != ?
+         ORDER BY a.decided_at DESC, a.id DESC LIMIT ?",
+    )
+    .bind(listing_id)
+    .bind(scenario)
+    .bind(int(except))
+    .bind(i64::from(limit))
+    .fetch_all(&mut *conn)
+    .await?;
+    let decode = |e: String| sqlx::Error::Decode(e.into());
+    rows.into_iter()
+        .map(
+            |(id, state, decided_at, reason, mode, granted_at, expires_at, limit)| {
+                Ok(Precedent {
+                    application_id: uint(id),
+                    decision: state_of(&state).map_err(decode)?,
+                    decided_at: Timestamp(uint(decided_at.unwrap_or_default())),
+                    reason,
+                    delivery_mode: mode
+                        .map(|m| enum_of("delivery mode", &m).map_err(decode))
+                        .transpose()?,
+                    duration_days: granted_at
+                        .zip(expires_at)
+                        .map(|(g, e)| uint(e.saturating_sub(g)) / DAY_MS),
+                    usage_limit: limit.map(uint),
+                })
+            },
+        )
+        .collect()
+}

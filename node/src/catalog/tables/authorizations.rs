@@ -1,0 +1,219 @@
+//! The authorisations table (schema v8): what an approved application granted (一场景一授权),
+//! the usage counted against it, the refusals of usage, and an operator's suspension or
+//! revocation. The rules are in `catalog::applications`.
+
+use rusqlite::OptionalExtension as _;
+use sqlx::{Row as _, SqliteConnection};
+use xchg_protocol::{ContentId, DeliveryMode, Timestamp};
+
+use super::{enum_name, enum_of, int, uint};
+use crate::catalog::applications::{AuthorizationState, AuthorizationView, Grant};
+use crate::sqlite::undecodable;
+
+fn state_of(s: &str) -> Result<AuthorizationState, String> {
+    AuthorizationState::parse(s).ok_or_else(|| format!("unknown authorization state {s:?}"))
+}
+
+/// An authorisation to record.
+pub struct NewAuthorization<'a> {
+    /// The application whose approval creates it.
+    pub application_id: u64,
+    /// The listing.
+    pub listing_id: &'a ContentId,
+    /// The listing's party.
+    pub provider: &'a str,
+    /// The authorised party.
+    pub buyer: &'a str,
+    /// The one scenario.
+    pub scenario: &'a str,
+    /// The delivery mode granted.
+    pub delivery_mode: DeliveryMode,
+    /// Calls allowed.
+    pub usage_limit: u64,
+    /// When it was granted.
+    pub granted_at: Timestamp,
+    /// When it ends (exclusive).
+    pub expires_at: Timestamp,
+    /// Who granted it.
+    pub granted_by: &'a str,
+}
+
+/// Records `a`, active with nothing used; returns its number (the next in log order).
+///
+/// # Errors
+/// SQLite's error.
+pub fn insert(db: &rusqlite::Connection, a: &NewAuthorization<'_>) -> rusqlite::Result<u64> {
+    db.prepare_cached(
+        "INSERT INTO authorizations (application_id, listing_id, provider, buyer, scenario, \
+            delivery_mode, usage_limit, used, refused, state, granted_at, expires_at, granted_by) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, 0, 'active', ?8, ?9, ?10) RETURNING id",
+    )?
+    .query_row(
+        rusqlite::params![
+            int(a.application_id),
+            a.listing_id.to_string(),
+            a.provider,
+            a.buyer,
+            a.scenario,
+            enum_name(&a.delivery_mode),
+            int(a.usage_limit),
+            int(a.granted_at.0),
+            int(a.expires_at.0),
+            a.granted_by,
+        ],
+        |row| row.get::<_, i64>(0),
+    )
+    .map(uint)
+}
+
+/// An authorisation as usage is judged against it, with its listing, buyer and provider.
+pub struct Judged {
+    /// What usage is judged against.
+    pub grant: Grant,
+    /// The listing.
+    pub listing_id: String,
+    /// The authorised party.
+    pub buyer: String,
+    /// The listing's party.
+    pub provider: String,
+}
+
+/// Authorisation `id` as usage is judged against it.
+///
+/// # Errors
+/// SQLite's error, or a row that does not decode.
+pub fn judged(db: &rusqlite::Connection, id: u64) -> rusqlite::Result<Option<Judged>> {
+    type Row = (String, i64, i64, i64, String, String, String);
+    let row: Option<Row> = db
+        .prepare_cached(
+            "SELECT state, expires_at, used, usage_limit, listing_id, buyer, provider \
+             FROM authorizations WHERE id = ?1",
+        )?
+        .query_row([int(id)], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+            ))
+        })
+        .optional()?;
+    let Some((state, expires_at, used, usage_limit, listing_id, buyer, provider)) = row else {
+        return Ok(None);
+    };
+    Ok(Some(Judged {
+        grant: Grant {
+            id,
+            state: state_of(&state).map_err(undecodable)?,
+            expires_at: Timestamp(uint(expires_at)),
+            used: uint(used),
+            usage_limit: uint(usage_limit),
+        },
+        listing_id,
+        buyer,
+        provider,
+    }))
+}
+
+/// Sets the calls counted on authorisation `id`.
+///
+/// # Errors
+/// SQLite's error.
+pub fn set_used(db: &rusqlite::Connection, id: u64, used: u64) -> rusqlite::Result<()> {
+    db.prepare_cached("UPDATE authorizations SET used = ?1 WHERE id = ?2")?
+        .execute([int(used), int(id)])
+        .map(drop)
+}
+
+/// Counts a refused use of authorisation `id`, keeping `why` as its latest refusal.
+///
+/// # Errors
+/// SQLite's error.
+pub fn note_refusal(db: &rusqlite::Connection, id: u64, why: &str) -> rusqlite::Result<()> {
+    db.prepare_cached(
+        "UPDATE authorizations SET refused = refused + 1, last_refusal = ?1 WHERE id = ?2",
+    )?
+    .execute(rusqlite::params![why, int(id)])
+    .map(drop)
+}
+
+/// Sets the state of authorisation `id`, changed at `at` by `by` for `reason`.
+///
+/// # Errors
+/// SQLite's error.
+pub fn set_state(
+    db: &rusqlite::Connection,
+    id: u64,
+    state: AuthorizationState,
+    at: Timestamp,
+    by: &str,
+    reason: &str,
+) -> rusqlite::Result<()> {
+    db.prepare_cached(
+        "UPDATE authorizations SET state = ?1, changed_at = ?2, changed_by = ?3, reason = ?4 \
+         WHERE id = ?5",
+    )?
+    .execute(rusqlite::params![
+        state.as_str(),
+        int(at.0),
+        by,
+        reason,
+        int(id)
+    ])
+    .map(drop)
+}
+
+/// Authorisation `id` as the API shows it, on a reader.
+///
+/// # Errors
+/// SQLite's error, or a row that does not decode.
+pub async fn authorization(
+    conn: &mut SqliteConnection,
+    id: u64,
+) -> Result<Option<AuthorizationView>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT id, application_id, listing_id, provider, buyer, scenario, delivery_mode,
+            usage_limit, used, refused, last_refusal, state, granted_at, expires_at, granted_by,
+            changed_at, changed_by, reason FROM authorizations WHERE id = ?",
+    )
+    .bind(int(id))
+    .fetch_optional(&mut *conn)
+    .await?;
+    row.as_ref().map(view_of).transpose()
+}
+
+fn view_of(r: &sqlx::sqlite::SqliteRow) -> Result<AuthorizationView, sqlx::Error> {
+    let decode = |e: String| sqlx::Error::Decode(e.into());
+    let time = |t: i64| Timestamp(uint(t));
+    let listing_id: String = r.try_get("listing_id")?;
+    let mode: String = r.try_get("delivery_mode")?;
+    let state: String = r.try_get("state")?;
+    let usage_limit = uint(r.try_get("usage_limit")?);
+    let used = uint(r.try_get("used")?);
+    Ok(AuthorizationView {
+        id: uint(r.try_get("id")?),
+        application_id: uint(r.try_get("application_id")?),
+        listing_id: listing_id
+            .parse()
+            .map_err(|e| decode(format!("listing id {listing_id}: {e}")))?,
+        provider: r.try_get("provider")?,
+        buyer: r.try_get("buyer")?,
+        scenario: r.try_get("scenario")?,
+        delivery_mode: enum_of("delivery mode", &mode).map_err(decode)?,
+        usage_limit,
+        used,
+        remaining: usage_limit.saturating_sub(used),
+        refused: uint(r.try_get("refused")?),
+        last_refusal: r.try_get("last_refusal")?,
+        state: state_of(&state).map_err(decode)?,
+        granted_at: time(r.try_get("granted_at")?),
+        expires_at: time(r.try_get("expires_at")?),
+        granted_by: r.try_get("granted_by")?,
+        changed_at: r.try_get::<Option<i64>, _>("changed_at")?.map(time),
+        changed_by: r.try_get("changed_by")?,
+        reason: r.try_get("reason")?,
+    })
+}
