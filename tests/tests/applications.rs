@@ -395,8 +395,9 @@ async fn usage_over_the_limit_is_refused_and_recorded() -> anyhow::Result<()> {
 }
 
 /// An operator's `change` (`suspend` or `revoke`) of a fresh authorisation on node 1; every
-/// use afterwards, on any node, is refused with `code` and recorded.
-async fn every_use_refused_after(change: &str, code: &str) -> anyhow::Result<()> {
+/// use afterwards, on any node, is refused with `code` and recorded. The zone and the
+/// authorisation, for more.
+async fn every_use_refused_after(change: &str, code: &str) -> anyhow::Result<(Zone, u64)> {
     let zone = zone().await?;
     let listing = listed(&zone, |_| {}).await?;
     let id = authorised(&zone, &listing, 100).await?;
@@ -421,17 +422,44 @@ async fn every_use_refused_after(change: &str, code: &str) -> anyhow::Result<()>
             .is_some_and(|r| r.starts_with(code)),
         "{a}"
     );
+    let results = audit_results(&zone, 0, "record_usage").await?;
+    let refusal = format!("refused:{code}");
+    ensure!(
+        results.len() == 4 && results[1..].iter().all(|r| r.starts_with(&refusal)),
+        "every refused use is in the audit chain: {results:?}"
+    );
+    Ok((zone, id))
+}
+
+/// The operator lifts the suspension of authorisation `id`, on node 2.
+async fn reinstate(zone: &Zone, id: u64) -> anyhow::Result<(u16, Value)> {
+    let path = format!("/v1/authorizations/{id}/reinstate");
+    let reason = json!({"reason": "整改完成"});
+    zone.post(2, &path, &zone.tokens().operator, &reason).await
+}
+
+#[tokio::test]
+async fn a_suspended_authorisation_refuses_every_use_until_reinstated() -> anyhow::Result<()> {
+    let (zone, id) = every_use_refused_after("suspend", "authorization_suspended").await?;
+    let (status, a) = reinstate(&zone, id).await?;
+    ensure!(status == 200 && a["state"] == "active", "{status} {a}");
+    let (status, count) = use_it(&zone, 1, id, 1).await?;
+    ensure!(status == 200 && count["used"] == 2, "{status} {count}");
+    refused(&reinstate(&zone, id).await?, 409, "illegal_transition")?;
     Ok(())
 }
 
 #[tokio::test]
-async fn a_suspended_authorisation_refuses_every_use() -> anyhow::Result<()> {
-    every_use_refused_after("suspend", "authorization_suspended").await
-}
-
-#[tokio::test]
-async fn a_revoked_authorisation_refuses_every_use() -> anyhow::Result<()> {
-    every_use_refused_after("revoke", "authorization_revoked").await
+async fn a_revoked_authorisation_refuses_every_use_for_good() -> anyhow::Result<()> {
+    let (zone, id) = every_use_refused_after("revoke", "authorization_revoked").await?;
+    let why = refused(&reinstate(&zone, id).await?, 409, "illegal_transition")?;
+    ensure!(why.contains("revoked"), "{why}");
+    refused(
+        &use_it(&zone, 2, id, 1).await?,
+        403,
+        "authorization_revoked",
+    )?;
+    Ok(())
 }
 
 #[tokio::test]

@@ -229,6 +229,12 @@ async fn change(
             at,
             actor,
         },
+        Change::Reinstate => CatalogCommand::ReinstateAuthorization {
+            authorization_id: id,
+            reason,
+            at,
+            actor,
+        },
     };
     let (response, _) = state.propose_as(cmd, caller.credential).await?;
     response?;
@@ -293,4 +299,36 @@ pub async fn revoke(
     JsonBody(body): JsonBody<ReasonBody>,
 ) -> Result<Json<AuthorizationView>, ApiError> {
     change(&state, caller, &id, Change::Revoke, body.reason).await
+}
+
+/// `POST /v1/authorizations/{id}/reinstate` (operator): `suspended → active`.
+#[utoipa::path(
+    post,
+    path = "/v1/authorizations/{id}/reinstate",
+    operation_id = "reinstate_authorization",
+    tag = "applications",
+    params(("id" = u64, Path, description = "Authorization number")),
+    request_body = ReasonBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Active again: uses are judged by its expiry, limit and \
+            listing as before its suspension", body = AuthorizationView),
+        (status = 400, description = "Malformed JSON, or a `reason` that is empty, over 2000 \
+            characters or against the text rule", body = ErrorBody),
+        (status = 403, description = "Not an operator token", body = ErrorBody),
+        (status = 404, description = "No authorization with this number", body = ErrorBody),
+        (status = 409, description = "`illegal_transition`: not `suspended` (a revoked \
+            authorisation stays revoked)", body = ErrorBody),
+        BearerErrors,
+        BodyErrors,
+        ProposeErrors,
+    )
+)]
+pub async fn reinstate(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<ReasonBody>,
+) -> Result<Json<AuthorizationView>, ApiError> {
+    change(&state, caller, &id, Change::Reinstate, body.reason).await
 }

@@ -156,6 +156,10 @@ pub fn router(state: AppState) -> Router {
             "/v1/authorizations/{id}/revoke",
             post(authorizations::revoke),
         )
+        .route(
+            "/v1/authorizations/{id}/reinstate",
+            post(authorizations::reinstate),
+        )
         .route("/v1/tokens", post(tokens::create))
         .route("/v1/tokens/{hash}", delete(tokens::revoke))
         .route("/v1/zone/members", post(zone::add_member))

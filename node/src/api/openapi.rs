@@ -73,6 +73,7 @@ use super::{
         authorizations::usage,
         authorizations::suspend,
         authorizations::revoke,
+        authorizations::reinstate,
         tokens::create,
         tokens::revoke,
         zone::add_member,

@@ -121,6 +121,8 @@ pub enum Change {
     Suspend,
     /// `active | suspended → revoked`.
     Revoke,
+    /// `suspended → active`: an operator lifts a suspension.
+    Reinstate,
 }
 
 impl Change {
@@ -130,6 +132,7 @@ impl Change {
         match self {
             Change::Suspend => (&[Active], Suspended),
             Change::Revoke => (&[Active, Suspended], Revoked),
+            Change::Reinstate => (&[Suspended], Active),
         }
     }
 }
@@ -914,10 +917,12 @@ mod tests {
     }
 
     #[test]
-    fn only_an_active_authorisation_is_suspended_and_a_revoked_one_stays_revoked() {
+    fn only_an_active_authorisation_is_suspended_only_a_suspended_one_reinstated_and_a_revoked_one_stays_revoked()
+     {
         use AuthorizationState::*;
         assert_eq!(Change::Suspend.rule(), (&[Active][..], Suspended));
         assert_eq!(Change::Revoke.rule(), (&[Active, Suspended][..], Revoked));
+        assert_eq!(Change::Reinstate.rule(), (&[Suspended][..], Active));
     }
 
     /// Applies `commands` in order on a fresh catalog; the responses, and the authorisations

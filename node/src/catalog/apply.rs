@@ -240,10 +240,17 @@ fn effect(
             reason,
             at,
             actor,
+        }
+        | CatalogCommand::ReinstateAuthorization {
+            authorization_id,
+            reason,
+            at,
+            actor,
         } => {
             let change = match cmd {
                 CatalogCommand::SuspendAuthorization { .. } => applications::Change::Suspend,
-                _ => applications::Change::Revoke,
+                CatalogCommand::RevokeAuthorization { .. } => applications::Change::Revoke,
+                _ => applications::Change::Reinstate,
             };
             applications::change(db, *authorization_id, change, reason, *at, actor)?
         }
@@ -581,6 +588,12 @@ fn subject(cmd: &CatalogCommand) -> (String, &'static str, Timestamp, String) {
             ..
         }
         | CatalogCommand::RevokeAuthorization {
+            authorization_id,
+            at,
+            actor,
+            ..
+        }
+        | CatalogCommand::ReinstateAuthorization {
             authorization_id,
             at,
             actor,

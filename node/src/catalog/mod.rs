@@ -461,6 +461,17 @@ pub enum CatalogCommand {
         /// The operator.
         actor: Actor,
     },
+    /// An operator lifts an authorisation's suspension: `suspended → active`.
+    ReinstateAuthorization {
+        /// The authorisation.
+        authorization_id: u64,
+        /// Why.
+        reason: String,
+        /// When.
+        at: Timestamp,
+        /// The operator.
+        actor: Actor,
+    },
 }
 
 /// The actor id of a command a zone member proposes on its own authority (`node:<name>`), as
@@ -537,6 +548,7 @@ impl CatalogCommand {
             CatalogCommand::RecordUsage { .. } => "record_usage",
             CatalogCommand::SuspendAuthorization { .. } => "suspend_authorization",
             CatalogCommand::RevokeAuthorization { .. } => "revoke_authorization",
+            CatalogCommand::ReinstateAuthorization { .. } => "reinstate_authorization",
         }
     }
 
@@ -611,7 +623,8 @@ impl CatalogCommand {
             | CatalogCommand::ApproveApplication { .. }
             | CatalogCommand::RejectApplication { .. }
             | CatalogCommand::SuspendAuthorization { .. }
-            | CatalogCommand::RevokeAuthorization { .. } => &[Role::Operator],
+            | CatalogCommand::RevokeAuthorization { .. }
+            | CatalogCommand::ReinstateAuthorization { .. } => &[Role::Operator],
             CatalogCommand::SubmitApplication { .. } => &[Role::Buyer],
             // Whose authorisation it is, the state machine judges (`applications::record_usage`).
             CatalogCommand::RecordUsage { .. } => &[Role::Buyer, Role::Provider],
@@ -670,7 +683,8 @@ impl CatalogCommand {
             | CatalogCommand::RejectApplication { actor: a, .. }
             | CatalogCommand::RecordUsage { actor: a, .. }
             | CatalogCommand::SuspendAuthorization { actor: a, .. }
-            | CatalogCommand::RevokeAuthorization { actor: a, .. } => *a = actor,
+            | CatalogCommand::RevokeAuthorization { actor: a, .. }
+            | CatalogCommand::ReinstateAuthorization { actor: a, .. } => *a = actor,
             CatalogCommand::ApplyParty { actor: a, .. } => *a = Some(actor),
             CatalogCommand::Recognize(_)
             | CatalogCommand::RecordPublished { .. }
