@@ -124,6 +124,23 @@ async fn audit_results(zone: &Zone, i: usize, action: &str) -> anyhow::Result<Ve
         .collect())
 }
 
+/// Expects the audit records of `action` node `i` reads to be `count` refusals with `code`.
+async fn refusals_audited(
+    zone: &Zone,
+    i: usize,
+    action: &str,
+    code: &str,
+    count: usize,
+) -> anyhow::Result<()> {
+    let results = audit_results(zone, i, action).await?;
+    let refused = format!("refused:{code}: ");
+    ensure!(
+        results.len() == count && results.iter().all(|r| r.starts_with(&refused)),
+        "{count} {action} refused with {code} in the audit chain: {results:?}"
+    );
+    Ok(())
+}
+
 /// Has `party` apply and be admitted as a processor, and gives it a buyer token.
 async fn another_buyer(zone: &Zone, party: &str) -> anyhow::Result<String> {
     let t = zone.tokens();
@@ -287,7 +304,7 @@ async fn an_application_naming_two_scenarios_is_refused() -> anyhow::Result<()> 
         every_application(&zone).await?.is_empty(),
         "nothing written"
     );
-    Ok(())
+    refusals_audited(&zone, 2, "submit_application", "one_scenario", 2).await
 }
 
 #[tokio::test]
@@ -307,7 +324,7 @@ async fn a_scenario_the_listing_does_not_offer_is_refused() -> anyhow::Result<()
         every_application(&zone).await?.is_empty(),
         "nothing written"
     );
-    Ok(())
+    refusals_audited(&zone, 0, "submit_application", "scenario_not_offered", 1).await
 }
 
 #[tokio::test]
@@ -330,6 +347,7 @@ async fn file_delivery_of_an_important_product_is_refused() -> anyhow::Result<()
         every_application(&zone).await?.is_empty(),
         "nothing written"
     );
+    refusals_audited(&zone, 1, "submit_application", "in_domain_only", 1).await?;
 
     // The same product in its sandbox is applied for, and cannot be narrowed to files.
     let body = application(&listing, json!(LENDING), "sandbox", 10);
@@ -341,7 +359,7 @@ async fn file_delivery_of_an_important_product_is_refused() -> anyhow::Result<()
         .post(1, &approve, &zone.tokens().operator, &to_file)
         .await?;
     refused(&answer, 422, "in_domain_only")?;
-    Ok(())
+    refusals_audited(&zone, 2, "approve_application", "in_domain_only", 1).await
 }
 
 #[tokio::test]
@@ -363,7 +381,7 @@ async fn personal_information_over_raw_api_is_refused() -> anyhow::Result<()> {
         every_application(&zone).await?.is_empty(),
         "nothing written"
     );
-    Ok(())
+    refusals_audited(&zone, 2, "submit_application", "in_domain_only", 1).await
 }
 
 #[tokio::test]
@@ -477,7 +495,7 @@ async fn a_delisted_products_authorisation_refuses_every_use() -> anyhow::Result
     ensure!(why.contains("delisted"), "{why}");
     let a = authorization(&zone, 1, id).await?;
     ensure!(a["used"] == 0 && a["refused"] == 1, "{a}");
-    Ok(())
+    refusals_audited(&zone, 2, "record_usage", "listing_not_listed", 1).await
 }
 
 #[tokio::test]
@@ -499,7 +517,8 @@ async fn a_buyer_cannot_read_another_buyers_authorisation() -> anyhow::Result<()
         authorization(&zone, 0, id).await?["used"] == 0,
         "nothing counted"
     );
-    Ok(())
+    refusals_audited(&zone, 0, "read_authorization", "forbidden", 1).await?;
+    refusals_audited(&zone, 1, "record_usage", "forbidden", 1).await
 }
 
 #[tokio::test]
@@ -627,6 +646,19 @@ mod on_a_manual_clock {
         let path = format!("/v1/authorizations/{id}");
         let (_, a) = fed.get(0, 1, &path, &t.regulator).await?;
         ensure!(a["used"] == 1 && a["refused"] == 3, "recorded: {a}");
+        let (_, audit) = fed.get(0, 2, "/v1/audit?limit=1000", &t.admin).await?;
+        let expired: Vec<&serde_json::Value> = audit["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|r| r["action"] == "record_usage")
+            .filter(|r| {
+                r["result"]
+                    .as_str()
+                    .is_some_and(|r| r.starts_with("refused:authorization_expired: "))
+            })
+            .collect();
+        ensure!(expired.len() == 3, "every expired use audited: {audit}");
         fed.shutdown().await;
         Ok(())
     }

@@ -30,7 +30,7 @@ use crate::catalog::applications::{
     self, ApplicationFilter, ApplicationPage, ApplicationRequest, ApplicationState,
     ApplicationView, AuthorizationView, Precedent, Terms,
 };
-use crate::catalog::{CatalogCommand, ListingState};
+use crate::catalog::{CatalogCommand, ListingState, Refusal, RefusedAct, RefusedRequest};
 
 /// Most applications one page lists.
 pub const MAX_PAGE: u32 = 100;
@@ -184,10 +184,23 @@ pub async fn submit(
         .map_err(|(field, why)| ApiError::invalid_field(field, why))?;
     require_admitted(&state, &buyer, None).await?;
     let (_, product) = listing(&state, &body.listing_id).await?;
-    let scenario = applications::one_scenario(&named, &product.scenarios)
-        .map_err(|r| ApiError::from(r).with_field("scenario"))?;
-    applications::deliverable(&product, body.delivery_mode)
-        .map_err(|r| ApiError::from(r).with_field("delivery_mode"))?;
+    // The rules of the application itself are refused here, where the caller's list of
+    // scenarios is still known, and recorded in the audit chain like the state machine's.
+    let judged = applications::one_scenario(&named, &product.scenarios)
+        .map_err(|r| (r, "scenario"))
+        .and_then(|s| {
+            applications::deliverable(&product, body.delivery_mode)
+                .map(|()| s)
+                .map_err(|r| (r, "delivery_mode"))
+        });
+    let scenario = match judged {
+        Ok(s) => s,
+        Err((refusal, field)) => {
+            let object = body.listing_id.to_string();
+            let act = RefusedAct::SubmitApplication;
+            return Err(refuse(&state, &caller, act, object, refusal, Some(field)).await);
+        }
+    };
     let at = state.clock.now();
     let request = ApplicationRequest {
         listing_id: body.listing_id,
@@ -226,8 +239,42 @@ fn application_id(raw: &str) -> Result<u64, ApiError> {
         .map_err(|_| ApiError::not_found(format!("no application {raw:?}: expected its number")))
 }
 
-/// Whether `caller` may read `a`: its buyer, the provider of its listing, or the zone's staff.
-async fn may_read(state: &AppState, caller: &Caller, a: &ApplicationView) -> Result<(), ApiError> {
+/// Records in the audit chain, through the zone's Raft like every refusal the state machine
+/// makes, that `caller`'s request to `act` on `object` is refused for `refusal`, and answers
+/// it (naming `field`, if any). When the record cannot be made, the answer is why not.
+pub(super) async fn refuse(
+    state: &AppState,
+    caller: &Caller,
+    act: RefusedAct,
+    object: String,
+    refusal: Refusal,
+    field: Option<&str>,
+) -> ApiError {
+    let record = CatalogCommand::RecordRefusedRequest(Box::new(RefusedRequest {
+        act,
+        object,
+        refusal,
+        at: state.clock.now(),
+        actor: caller.actor.clone(),
+    }));
+    let answer = match state.propose_as(record, caller.credential.clone()).await {
+        Ok((Err(refusal), _)) => ApiError::from(refusal),
+        Ok((Ok(_), _)) => return ApiError::internal("a recorded refusal was applied as a success"),
+        Err(e) => return e,
+    };
+    match field {
+        Some(f) => answer.with_field(f),
+        None => answer,
+    }
+}
+
+/// Whether `caller` may read `a`: its buyer, the provider of its listing, or the zone's staff;
+/// if not, why.
+async fn may_read(
+    state: &AppState,
+    caller: &Caller,
+    a: &ApplicationView,
+) -> Result<Result<(), Refusal>, ApiError> {
     let own = caller.party.as_deref().unwrap_or_default();
     let allowed = match caller.actor.role {
         Role::Buyer => a.buyer == own,
@@ -239,13 +286,13 @@ async fn may_read(state: &AppState, caller: &Caller, a: &ApplicationView) -> Res
         _ => true,
     };
     if allowed {
-        return Ok(());
+        return Ok(Ok(()));
     }
-    Err(forbidden(format!(
+    Ok(Err(Refusal::Forbidden(format!(
         "application {} is {}'s: a buyer reads its own applications, a provider those for its \
          listings",
         a.id, a.buyer
-    )))
+    ))))
 }
 
 /// `?consistency=` on a single read.
@@ -291,7 +338,10 @@ pub async fn get_one(
         applications::application(&mut conn, id).await?
     };
     let application = found.ok_or_else(|| ApiError::not_found(format!("no application {id}")))?;
-    may_read(&state, &caller, &application).await?;
+    if let Err(refusal) = may_read(&state, &caller, &application).await? {
+        let (act, object) = (RefusedAct::ReadApplication, format!("application:{id}"));
+        return Err(refuse(&state, &caller, act, object, refusal, None).await);
+    }
     let mut conn = state.db.reader().await?;
     let listing_id = application.listing_id.to_string();
     let precedents =

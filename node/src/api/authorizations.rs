@@ -11,7 +11,7 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use xchg_federation_config::Role;
 
-use super::applications::ReadParams;
+use super::applications::{ReadParams, refuse};
 use super::auth::Caller;
 use super::error::{ApiError, BearerErrors, BodyErrors, ErrorBody, ProposeErrors, ReadErrors};
 use super::idempotency::{IdempotencyHeader, IdempotencyKey};
@@ -19,8 +19,8 @@ use super::json::JsonBody;
 use super::listings::{ReasonBody, query_error};
 use super::text::{self, Text};
 use super::{AppState, CatchUp, Consistency};
-use crate::catalog::CatalogCommand;
 use crate::catalog::applications::{self, AuthorizationView, Change};
+use crate::catalog::{CatalogCommand, Refusal, RefusedAct};
 
 /// A `403 forbidden` saying why.
 pub(super) fn forbidden(why: String) -> ApiError {
@@ -62,8 +62,8 @@ async fn find(state: &AppState, id: u64) -> Result<AuthorizationView, ApiError> 
 }
 
 /// Whether `caller` is one of `a`'s parties (its buyer, or its listing's provider) or the
-/// zone's staff.
-fn may_see(caller: &Caller, a: &AuthorizationView) -> Result<(), ApiError> {
+/// zone's staff; if not, why.
+fn may_see(caller: &Caller, a: &AuthorizationView) -> Result<(), Refusal> {
     let own = caller.party.as_deref();
     let allowed = match caller.actor.role {
         Role::Buyer => own == Some(a.buyer.as_str()),
@@ -73,11 +73,27 @@ fn may_see(caller: &Caller, a: &AuthorizationView) -> Result<(), ApiError> {
     if allowed {
         return Ok(());
     }
-    Err(forbidden(format!(
+    Err(Refusal::Forbidden(format!(
         "authorization {} is {}'s: a buyer sees its own authorisations, a provider those for \
          its listings",
         a.id, a.buyer
     )))
+}
+
+/// Refuses `caller` `act` on `a` unless it may see it; the refusal is in the audit chain.
+async fn require_may_see(
+    state: &AppState,
+    caller: &Caller,
+    act: RefusedAct,
+    a: &AuthorizationView,
+) -> Result<(), ApiError> {
+    match may_see(caller, a) {
+        Ok(()) => Ok(()),
+        Err(refusal) => {
+            let object = format!("authorization:{}", a.id);
+            Err(refuse(state, caller, act, object, refusal, None).await)
+        }
+    }
 }
 
 /// `GET /v1/authorizations/{id}` (its buyer, its listing's provider, the zone's staff).
@@ -113,7 +129,7 @@ pub async fn get_one(
         applications::authorization(&mut conn, id).await?
     };
     let a = found.ok_or_else(|| ApiError::not_found(format!("no authorization {id}")))?;
-    may_see(&caller, &a)?;
+    require_may_see(&state, &caller, RefusedAct::ReadAuthorization, &a).await?;
     Ok(Json(a))
 }
 
@@ -177,7 +193,8 @@ pub async fn usage(
             format!("{} is not 1 to {}", body.calls, applications::MAX_CALLS),
         ));
     }
-    may_see(&caller, &find(&state, id).await?)?;
+    let a = find(&state, id).await?;
+    require_may_see(&state, &caller, RefusedAct::RecordUsage, &a).await?;
     let at = state.clock.now();
     let cmd = idempotency.wrap(
         &body,

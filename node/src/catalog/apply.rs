@@ -254,6 +254,7 @@ fn effect(
             };
             applications::change(db, *authorization_id, change, reason, *at, actor)?
         }
+        CatalogCommand::RecordRefusedRequest(r) => Err(r.refusal.clone()),
     })
 }
 
@@ -601,6 +602,10 @@ fn subject(cmd: &CatalogCommand) -> (String, &'static str, Timestamp, String) {
         } => {
             let (id, role) = by(actor);
             (id, role, *at, format!("authorization:{authorization_id}"))
+        }
+        CatalogCommand::RecordRefusedRequest(r) => {
+            let (id, role) = by(&r.actor);
+            (id, role, r.at, r.object.clone())
         }
     }
 }

@@ -122,6 +122,50 @@ pub struct RefusedAnnouncement {
     pub node: String,
 }
 
+/// A request the receiving node refused before it became a command of its own (an application
+/// naming two scenarios, a scenario or a delivery the listing does not allow, a buyer reading
+/// or counting another's authorisation): only the refusal goes through Raft, so that it is in
+/// the audit chain like the refusals the state machine makes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefusedRequest {
+    /// What was asked.
+    pub act: RefusedAct,
+    /// What it was asked of: a listing id, `application:<id>` or `authorization:<id>`.
+    pub object: String,
+    /// Why it was refused.
+    pub refusal: Refusal,
+    /// When.
+    pub at: Timestamp,
+    /// Who asked.
+    pub actor: Actor,
+}
+
+/// What a [`RefusedRequest`] asked; its wire name is the audit action recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefusedAct {
+    /// `POST /v1/applications`.
+    SubmitApplication,
+    /// `GET /v1/applications/{id}`.
+    ReadApplication,
+    /// `GET /v1/authorizations/{id}`.
+    ReadAuthorization,
+    /// `POST /v1/authorizations/{id}/usage`.
+    RecordUsage,
+}
+
+impl RefusedAct {
+    /// The audit action.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefusedAct::SubmitApplication => "submit_application",
+            RefusedAct::ReadApplication => "read_application",
+            RefusedAct::ReadAuthorization => "read_authorization",
+            RefusedAct::RecordUsage => "record_usage",
+        }
+    }
+}
+
 /// Longest reason a refusal record keeps, in characters.
 pub const REFUSAL_REASON_CHARS: usize = 500;
 /// Longest peer id a refusal record keeps, in characters (a libp2p peer id has 52).
@@ -472,6 +516,9 @@ pub enum CatalogCommand {
         /// The operator.
         actor: Actor,
     },
+    /// The record of a request its receiving node refused before proposing it: changes
+    /// nothing, answers the refusal, and is audited under the act asked for.
+    RecordRefusedRequest(Box<RefusedRequest>),
 }
 
 /// The actor id of a command a zone member proposes on its own authority (`node:<name>`), as
@@ -549,6 +596,7 @@ impl CatalogCommand {
             CatalogCommand::SuspendAuthorization { .. } => "suspend_authorization",
             CatalogCommand::RevokeAuthorization { .. } => "revoke_authorization",
             CatalogCommand::ReinstateAuthorization { .. } => "reinstate_authorization",
+            CatalogCommand::RecordRefusedRequest(r) => r.act.as_str(),
         }
     }
 
@@ -625,6 +673,8 @@ impl CatalogCommand {
             | CatalogCommand::SuspendAuthorization { .. }
             | CatalogCommand::RevokeAuthorization { .. }
             | CatalogCommand::ReinstateAuthorization { .. } => &[Role::Operator],
+            // Whoever asked is recorded; the refusal is the receiving node's.
+            CatalogCommand::RecordRefusedRequest(_) => &Role::ALL,
             CatalogCommand::SubmitApplication { .. } => &[Role::Buyer],
             // Whose authorisation it is, the state machine judges (`applications::record_usage`).
             CatalogCommand::RecordUsage { .. } => &[Role::Buyer, Role::Provider],
@@ -685,6 +735,7 @@ impl CatalogCommand {
             | CatalogCommand::SuspendAuthorization { actor: a, .. }
             | CatalogCommand::RevokeAuthorization { actor: a, .. }
             | CatalogCommand::ReinstateAuthorization { actor: a, .. } => *a = actor,
+            CatalogCommand::RecordRefusedRequest(r) => r.actor = actor,
             CatalogCommand::ApplyParty { actor: a, .. } => *a = Some(actor),
             CatalogCommand::Recognize(_)
             | CatalogCommand::RecordPublished { .. }
