@@ -338,10 +338,9 @@ pub async fn get_one(
         applications::application(&mut conn, id).await?
     };
     let application = found.ok_or_else(|| ApiError::not_found(format!("no application {id}")))?;
-    if let Err(refusal) = may_read(&state, &caller, &application).await? {
-        let (act, object) = (RefusedAct::ReadApplication, format!("application:{id}"));
-        return Err(refuse(&state, &caller, act, object, refusal, None).await);
-    }
+    may_read(&state, &caller, &application)
+        .await?
+        .map_err(ApiError::from)?;
     let mut conn = state.db.reader().await?;
     let listing_id = application.listing_id.to_string();
     let precedents =

@@ -129,7 +129,7 @@ pub async fn get_one(
         applications::authorization(&mut conn, id).await?
     };
     let a = found.ok_or_else(|| ApiError::not_found(format!("no authorization {id}")))?;
-    require_may_see(&state, &caller, RefusedAct::ReadAuthorization, &a).await?;
+    may_see(&caller, &a).map_err(ApiError::from)?;
     Ok(Json(a))
 }
 

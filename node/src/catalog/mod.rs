@@ -123,9 +123,10 @@ pub struct RefusedAnnouncement {
 }
 
 /// A request the receiving node refused before it became a command of its own (an application
-/// naming two scenarios, a scenario or a delivery the listing does not allow, a buyer reading
-/// or counting another's authorisation): only the refusal goes through Raft, so that it is in
-/// the audit chain like the refusals the state machine makes.
+/// naming two scenarios, a scenario or a delivery the listing does not allow, a buyer counting
+/// usage on another's authorisation): only the refusal goes through Raft, so that it is in the
+/// audit chain like the refusals the state machine makes. A refused read is not recorded: a
+/// read that wrote to the log would let any token grow it, and would need a leader to answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RefusedRequest {
     /// What was asked.
@@ -146,10 +147,6 @@ pub struct RefusedRequest {
 pub enum RefusedAct {
     /// `POST /v1/applications`.
     SubmitApplication,
-    /// `GET /v1/applications/{id}`.
-    ReadApplication,
-    /// `GET /v1/authorizations/{id}`.
-    ReadAuthorization,
     /// `POST /v1/authorizations/{id}/usage`.
     RecordUsage,
 }
@@ -159,8 +156,6 @@ impl RefusedAct {
     pub fn as_str(self) -> &'static str {
         match self {
             RefusedAct::SubmitApplication => "submit_application",
-            RefusedAct::ReadApplication => "read_application",
-            RefusedAct::ReadAuthorization => "read_authorization",
             RefusedAct::RecordUsage => "record_usage",
         }
     }
