@@ -9,6 +9,7 @@
 pub mod audit;
 pub mod auth;
 pub mod body;
+pub mod certificates;
 pub mod deadline;
 pub mod entrustments;
 pub mod error;
@@ -24,6 +25,7 @@ pub mod parties;
 /// The proposer, now in the Raft layer ([`crate::raft::client`]); kept under its old path.
 pub use crate::raft::client as propose;
 pub mod rate_limit;
+pub mod registrations;
 pub mod server;
 pub mod status;
 pub mod text;
@@ -74,6 +76,8 @@ pub struct Context {
     pub clock: Arc<dyn crate::clock::Clock>,
     /// The party registry's founding parties and rate limit.
     pub parties: parties::Registry,
+    /// The key and delegation this node signs registration certificates with.
+    pub signer: registrations::Signer,
 }
 
 /// Shared handler state.
@@ -137,6 +141,18 @@ pub fn router(state: AppState) -> Router {
             post(entrustments::grant).get(entrustments::list),
         )
         .route("/v1/entrustments/{id}/revoke", post(entrustments::revoke))
+        .route("/v1/registrations", post(registrations::submit))
+        .route("/v1/registrations/{id}", get(registrations::get_one))
+        .route(
+            "/v1/registrations/{id}/approve",
+            post(registrations::approve),
+        )
+        .route("/v1/registrations/{id}/reject", post(registrations::reject))
+        .route("/v1/certificates/{number}", get(certificates::get_one))
+        .route(
+            "/v1/certificates/{number}/revoke",
+            post(certificates::revoke),
+        )
         .route("/v1/tokens", post(tokens::create))
         .route("/v1/tokens/{hash}", delete(tokens::revoke))
         .route("/v1/zone/members", post(zone::add_member))

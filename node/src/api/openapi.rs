@@ -18,7 +18,10 @@ use utoipa::{Modify, OpenApi};
 use xchg_protocol::{ContentId, CreditCode, NodeName, PartyId};
 
 use super::error::{BearerErrors, ErrorBody};
-use super::{audit, entrustments, federation, listings, metrics, parties, status, tokens, zone};
+use super::{
+    audit, certificates, entrustments, federation, listings, metrics, parties, registrations,
+    status, tokens, zone,
+};
 
 /// The document.
 #[derive(OpenApi)]
@@ -61,6 +64,12 @@ use super::{audit, entrustments, federation, listings, metrics, parties, status,
         entrustments::grant,
         entrustments::list,
         entrustments::revoke,
+        registrations::submit,
+        registrations::get_one,
+        registrations::approve,
+        registrations::reject,
+        certificates::get_one,
+        certificates::revoke,
         tokens::create,
         tokens::revoke,
         zone::add_member,
@@ -80,6 +89,10 @@ use super::{audit, entrustments, federation, listings, metrics, parties, status,
         (name = "parties", description = "The zone's party registry (交易主体): applications \
             (anyone, rate-limited), an operator's decisions, reads; entrustments of brokers \
             (委托)"),
+        (name = "registrations", description = "Registration and rights confirmation (登记确权): \
+            a provider registers a listing, an operator approves it (the zone issues a signed \
+            certificate, PROTOCOL.md 10) or rejects it; certificates with their verification \
+            and status; revocation"),
         (name = "tokens", description = "API tokens (admin)"),
         (name = "zone", description = "Zone membership (admin)"),
         (name = "metrics", description = "Prometheus metrics"),

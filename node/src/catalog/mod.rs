@@ -13,6 +13,7 @@ pub mod format;
 pub mod parties;
 pub mod policy;
 pub mod query;
+pub mod registrations;
 pub mod tables;
 
 use serde::{Deserialize, Serialize};
@@ -35,6 +36,9 @@ pub struct ZoneFacts {
     /// The zone's founding parties (its configuration's `[[parties]]`), admitted without an
     /// application.
     pub founding: std::sync::Arc<parties::Founding>,
+    /// The exchange's root key, against which approvals check the certificates they carry
+    /// (`registrations::check_certificate`); none refuses every approval.
+    pub root: Option<PublicKey>,
 }
 
 impl ZoneFacts {
@@ -51,7 +55,14 @@ impl ZoneFacts {
             exchange,
             export,
             founding: std::sync::Arc::default(),
+            root: None,
         }
+    }
+
+    /// The same facts with `root` as the exchange's root key.
+    pub fn with_root(mut self, root: PublicKey) -> Self {
+        self.root = Some(root);
+        self
     }
 
     /// The same facts with `parties` as the zone's founding parties.
@@ -161,6 +172,7 @@ pub const SCHEMA: &[&str] = &[
     include_str!("schema/catalog_schema_v5.sql"),
     include_str!("schema/catalog_schema_v6.sql"),
     include_str!("schema/catalog_schema_v7.sql"),
+    include_str!("schema/catalog_schema_v8.sql"),
 ];
 
 /// Zone facts for tests: `xuchang/yuzhou` with the default export policy.
@@ -169,6 +181,7 @@ pub fn test_zone() -> ZoneFacts {
         "xuchang/yuzhou".parse().expect("a valid zone id literal"),
         ExportPolicy::default(),
     )
+    .with_root(xchg_protocol::vectors::root().public())
 }
 
 /// A catalog database for the catalog's own tests, without the store above it: the schema
@@ -391,6 +404,52 @@ pub enum CatalogCommand {
     /// A broker's act in another party's name under an entrustment; applied as the party's
     /// own command once the entrustment allows it, and recorded with both names.
     Entrusted(Box<parties::BrokerAct>),
+    /// A provider registers one of its listings (登记): it becomes a `pending` registration.
+    SubmitRegistration {
+        /// What is registered, in whose name.
+        registration: Box<registrations::NewRegistration>,
+        /// When.
+        at: Timestamp,
+        /// The submitter.
+        actor: Actor,
+    },
+    /// An operator approves a pending registration with the certificate the handling node
+    /// built and signed ([`registrations::check_certificate`] verifies it when applied).
+    ApproveRegistration {
+        /// The registration.
+        registration_id: u64,
+        /// What the review found.
+        notes: Option<String>,
+        /// The signed certificate, canonical CBOR (PROTOCOL.md 10.2); issued at `at`.
+        #[serde(with = "serde_bytes")]
+        certificate: Vec<u8>,
+        /// When (the certificate's issue time).
+        at: Timestamp,
+        /// The reviewer.
+        actor: Actor,
+    },
+    /// An operator rejects a pending registration.
+    RejectRegistration {
+        /// The registration.
+        registration_id: u64,
+        /// Why.
+        reason: String,
+        /// When.
+        at: Timestamp,
+        /// The reviewer.
+        actor: Actor,
+    },
+    /// An operator revokes a valid certificate.
+    RevokeCertificate {
+        /// The certificate number.
+        number: String,
+        /// Why.
+        reason: String,
+        /// When.
+        at: Timestamp,
+        /// The operator.
+        actor: Actor,
+    },
 }
 
 /// The actor id of a command a zone member proposes on its own authority (`node:<name>`), as
@@ -461,6 +520,10 @@ impl CatalogCommand {
             CatalogCommand::GrantEntrustment { .. } => "grant_entrustment",
             CatalogCommand::RevokeEntrustment { .. } => "revoke_entrustment",
             CatalogCommand::Entrusted(act) => act.command.action(),
+            CatalogCommand::SubmitRegistration { .. } => "submit_registration",
+            CatalogCommand::ApproveRegistration { .. } => "approve_registration",
+            CatalogCommand::RejectRegistration { .. } => "reject_registration",
+            CatalogCommand::RevokeCertificate { .. } => "revoke_certificate",
         }
     }
 
@@ -469,6 +532,7 @@ impl CatalogCommand {
         match self {
             CatalogCommand::SubmitListing { .. } => Some(parties::Act::SubmitListing),
             CatalogCommand::UpdateListing { .. } => Some(parties::Act::UpdateListing),
+            CatalogCommand::SubmitRegistration { .. } => Some(parties::Act::SubmitRegistration),
             _ => None,
         }
     }
@@ -478,6 +542,9 @@ impl CatalogCommand {
         match self {
             CatalogCommand::SubmitListing { listing, .. } => Some(listing.provider.id.as_str()),
             CatalogCommand::UpdateListing { draft, .. } => Some(draft.provider.id.as_str()),
+            CatalogCommand::SubmitRegistration { registration, .. } => {
+                Some(registration.holder.as_str())
+            }
             _ => None,
         }
     }
@@ -522,9 +589,12 @@ impl CatalogCommand {
         }
         let needs: &[Role] = match self {
             CatalogCommand::Idempotent(_) | CatalogCommand::Entrusted(_) => &[],
-            CatalogCommand::SubmitListing { .. } | CatalogCommand::UpdateListing { .. } => {
-                &[Role::Provider]
-            }
+            CatalogCommand::SubmitListing { .. }
+            | CatalogCommand::UpdateListing { .. }
+            | CatalogCommand::SubmitRegistration { .. } => &[Role::Provider],
+            CatalogCommand::ApproveRegistration { .. }
+            | CatalogCommand::RejectRegistration { .. }
+            | CatalogCommand::RevokeCertificate { .. } => &[Role::Operator],
             CatalogCommand::ApproveListing { .. }
             | CatalogCommand::RejectListing { .. }
             | CatalogCommand::DelistListing { .. }
@@ -577,7 +647,11 @@ impl CatalogCommand {
             | CatalogCommand::SuspendParty { actor: a, .. }
             | CatalogCommand::ReinstateParty { actor: a, .. }
             | CatalogCommand::GrantEntrustment { actor: a, .. }
-            | CatalogCommand::RevokeEntrustment { actor: a, .. } => *a = actor,
+            | CatalogCommand::RevokeEntrustment { actor: a, .. }
+            | CatalogCommand::SubmitRegistration { actor: a, .. }
+            | CatalogCommand::ApproveRegistration { actor: a, .. }
+            | CatalogCommand::RejectRegistration { actor: a, .. }
+            | CatalogCommand::RevokeCertificate { actor: a, .. } => *a = actor,
             CatalogCommand::ApplyParty { actor: a, .. } => *a = Some(actor),
             CatalogCommand::Recognize(_)
             | CatalogCommand::RecordPublished { .. }

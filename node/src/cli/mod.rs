@@ -18,6 +18,7 @@ macro_rules! outln {
 pub mod args;
 pub mod bench;
 pub mod bench_federation;
+pub mod certificate;
 pub mod client;
 pub mod config;
 pub mod demo;
@@ -29,7 +30,10 @@ pub mod up;
 
 use std::process::ExitCode;
 
-use args::{BenchCommand, Command, ConfigCommand, FederationCommand, ListingCommand, TokenCommand};
+use args::{
+    BenchCommand, CertificateCommand, Command, ConfigCommand, FederationCommand, ListingCommand,
+    TokenCommand,
+};
 
 /// Logs go to stderr, filtered by `RUST_LOG` (default `default`), so stdout stays clean for
 /// output.
@@ -70,6 +74,7 @@ pub fn execute(command: Command) -> anyhow::Result<ExitCode> {
         Command::Listing(ListingCommand::Search(args)) => block_on(client::search(args)),
         Command::Listing(ListingCommand::Show(args)) => block_on(client::show(args)),
         Command::Token(TokenCommand::Create(args)) => token::create_offline(args),
+        Command::Certificate(CertificateCommand::Verify(args)) => certificate::verify(args),
         Command::Federation(FederationCommand::Revoke(args)) => federation::revoke(args),
         Command::Config(ConfigCommand::Generate(args)) => config::generate(args),
         Command::Config(ConfigCommand::AddNode(args)) => config::add_node(args),

@@ -231,6 +231,22 @@ fn property_rules(party_pattern: Value) -> Vec<(&'static str, &'static str, Valu
             "scope",
             json!({"minItems": 1, "uniqueItems": true}),
         ),
+        (
+            "RegistrationRequest",
+            "rights",
+            json!({"minItems": 1, "uniqueItems": true}),
+        ),
+        (
+            "RegistrationRequest",
+            "evidence_hashes",
+            json!({
+                "minItems": 1,
+                "maxItems": xchg_protocol::certificate::MAX_EVIDENCE,
+                "uniqueItems": true,
+                "items": {"type": "string", "pattern": "^sha256:[0-9a-f]{64}$"}
+            }),
+        ),
+        ("ApproveBody", "notes", optional_text(review)),
     ]
 }
 

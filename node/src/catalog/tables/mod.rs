@@ -10,11 +10,13 @@
 //! in `store`.
 
 pub mod announcements;
+pub mod certificates;
 pub mod idempotency;
 pub mod listings;
 pub mod outbox;
 pub mod parties;
 pub mod recognitions;
+pub mod registrations;
 pub mod revocations;
 pub mod tokens;
 
@@ -34,6 +36,8 @@ pub const REPLICATED_TABLES: &[&str] = &[
     "parties",
     "party_history",
     "entrustments",
+    "registrations",
+    "certificates",
 ];
 
 /// The stored name of an announcement kind.
