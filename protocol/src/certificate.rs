@@ -214,6 +214,11 @@ pub const CHECKS: [&str; 8] = [
     "issuing zone is the delegation's zone, issue time not in the future",
 ];
 
+/// The check [`check_revocation`] makes after [`CHECKS`], where the verifier knows revocations
+/// (PROTOCOL.md 10.3 step 9).
+pub const REVOCATION_CHECK: &str =
+    "node key not revoked at or before the issue time, by the revocations the verifier holds";
+
 /// Verifies a certificate offline: size → decoding → version → body decoding → delegation chain
 /// (at the issue time) → signature → id → content rules → zone matches the delegation → issue
 /// time not in the future (beyond [`CLOCK_SKEW_MS`]).
@@ -269,6 +274,26 @@ pub fn verify_certificate(
     })
 }
 
+/// Checks a verified certificate against the revocation of its signing key, when the verifier
+/// knows when the delegation's exchange revoked it (`revoked_at`, the revocation's own time,
+/// PROTOCOL.md 4.5): a key revoked at or before the certificate's issue time could no longer
+/// issue it. A key revoked later leaves the certificates it signed before valid, as an expired
+/// delegation does (PROTOCOL.md 10.3, step 9).
+///
+/// # Errors
+/// [`VerifyError::RevokedKey`] when the key was revoked at or before the issue time.
+pub fn check_revocation(
+    verified: &VerifiedCertificate,
+    revoked_at: Option<Timestamp>,
+) -> Result<(), VerifyError> {
+    match revoked_at {
+        Some(at) if at <= verified.certificate.issued_at => Err(VerifyError::RevokedKey {
+            key: verified.signer,
+        }),
+        _ => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -301,6 +326,28 @@ mod tests {
             &Limits::default(),
         );
         assert!(e.is_err());
+    }
+
+    #[test]
+    fn a_key_revoked_before_the_issue_time_invalidates_the_certificate_and_one_revoked_after_does_not()
+     {
+        let signed = crate::certificate_vectors::signed();
+        let v = verify_certificate(
+            &signed.to_bytes(),
+            &trust(),
+            vectors::NOW,
+            &Limits::default(),
+        )
+        .expect("verifies");
+        let issued = v.certificate.issued_at;
+        let e = check_revocation(&v, Some(Timestamp(issued.0 - 1))).expect_err("revoked before");
+        assert_eq!(e.kind(), "revoked_key");
+        assert!(
+            check_revocation(&v, Some(issued)).is_err(),
+            "revoked at the issue time"
+        );
+        assert!(check_revocation(&v, Some(issued.plus_millis(1))).is_ok());
+        assert!(check_revocation(&v, None).is_ok());
     }
 
     #[test]

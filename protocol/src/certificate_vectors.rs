@@ -34,6 +34,10 @@ pub struct CertificateVector {
     pub signing_input: String,
     /// **The input**: the signed certificate as stored in a file or sent.
     pub certificate: String,
+    /// When the verifier knows the exchange revoked the signing node key: the revocation's
+    /// time, in milliseconds since the Unix epoch (PROTOCOL.md 10.3 step 9).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<u64>,
     /// The verifier's clock, in milliseconds since the Unix epoch.
     pub now: u64,
     /// The size cap the verifier applies, in bytes.
@@ -104,6 +108,7 @@ fn vector_signed_over(
         id: signed.id.to_string(),
         signing_input: hex::encode(Domain::Certificate.signing_input(signed_body)),
         certificate: hex::encode(signed.to_bytes()),
+        revoked_at: None,
         now: NOW.0,
         max_size: DEFAULT_MAX_SIZE,
         max_depth: DEFAULT_MAX_DEPTH,
@@ -182,6 +187,29 @@ pub fn all() -> Vec<CertificateVector> {
         Some("untrusted_root"),
     ));
 
+    let issued = certificate().issued_at;
+    out.push(CertificateVector {
+        revoked_at: Some(issued.0 - 60_000),
+        ..vector(
+            "certificate-invalid-key-revoked-before-issue",
+            "The exchange revoked the signing node key a minute before the issue time: the key \
+             could no longer issue certificates.",
+            &valid,
+            Some("revoked_key"),
+        )
+    });
+
+    out.push(CertificateVector {
+        revoked_at: Some(issued.0 + 60_000),
+        ..vector(
+            "certificate-valid-key-revoked-after-issue",
+            "The exchange revoked the signing node key a minute after the issue time: the \
+             certificates it signed before stay valid.",
+            &valid,
+            None,
+        )
+    });
+
     out.push(vector(
         "certificate-valid",
         "Registration 123 of xuchang/yuzhou: holding and operating rights, one evidence hash, \
@@ -189,5 +217,7 @@ pub fn all() -> Vec<CertificateVector> {
         &valid,
         None,
     ));
+    // In the order of the files' names, as a directory listing sorts them.
+    out.sort_by_key(|v| format!("{}.json", v.name));
     out
 }

@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 
 use xchg_protocol::canonical::Limits;
+use xchg_protocol::certificate::check_revocation;
 use xchg_protocol::certificate_vectors::{CertificateVector, all};
 use xchg_protocol::{ExchangeId, PublicKey, Timestamp, TrustStore, verify_certificate};
 
@@ -75,7 +76,9 @@ fn every_certificate_vector_verifies_or_fails_as_it_says_using_only_its_own_fiel
         };
         let now = Timestamp(v["now"].as_u64().expect("now"));
         let bytes = hex::decode(text(&v, "certificate")).expect("hex");
-        let result = verify_certificate(&bytes, &trust, now, &limits);
+        let revoked_at = v["revoked_at"].as_u64().map(Timestamp);
+        let result = verify_certificate(&bytes, &trust, now, &limits)
+            .and_then(|ok| check_revocation(&ok, revoked_at).map(|()| ok));
         if v["valid"].as_bool().expect("valid") {
             let ok = result.unwrap_or_else(|e| panic!("{name}: {e}"));
             assert_eq!(ok.id.to_string(), text(&v, "id"), "{name}");

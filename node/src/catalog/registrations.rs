@@ -11,15 +11,15 @@
 
 use serde::{Deserialize, Serialize};
 use sqlx::SqliteConnection;
-use xchg_protocol::certificate::{MAX_EVIDENCE, number};
+use xchg_protocol::certificate::{MAX_EVIDENCE, check_revocation, number};
 use xchg_protocol::{
     Certificate, ContentId, Limits, PartyId, Right, SignedCertificate, Source, Timestamp,
-    TrustStore, ZoneId, verify_certificate,
+    TrustStore, VerifiedCertificate, VerifyError, ZoneId, verify_certificate,
 };
 
 use super::tables::certificates::{self as certificate_table, Issued};
-use super::tables::listings;
 use super::tables::registrations::{self as table, Decision};
+use super::tables::{listings, revocations};
 use super::{Actor, Applied, CommandResponse, Refusal, ZoneFacts, parties};
 
 /// Longest approval note, rejection or revocation reason, in characters.
@@ -300,16 +300,50 @@ pub fn decided(id: u64, state: RegistrationState) -> Refusal {
 }
 
 /// Checks `signed` as the certificate of `registration` approved at `at`: it verifies against
-/// this exchange's root key at its issue time, and states exactly [`certificate_for`].
+/// this exchange's root key at its issue time, its signing key was not revoked by then (as
+/// this zone recorded revocations), and it states exactly [`certificate_for`].
 ///
 /// # Errors
-/// [`Refusal::Invalid`] saying what does not hold.
+/// Storage errors; the inner [`Refusal::Invalid`] says what does not hold.
 pub fn check_certificate(
+    db: &rusqlite::Connection,
     zone: &ZoneFacts,
     registration: &Registration,
     signed: &[u8],
     at: Timestamp,
-) -> Result<String, Refusal> {
+) -> rusqlite::Result<Result<String, Refusal>> {
+    let verified = match verified(zone, signed, at) {
+        Ok(v) => v,
+        Err(refusal) => return Ok(Err(refusal)),
+    };
+    let exchange = verified.delegation.delegation.exchange.as_str();
+    let revoked = revocations::revoked_at(db, exchange, &verified.signer)?;
+    if let Err(e) = check_revocation(&verified, revoked) {
+        return Ok(Err(not_verified(&e)));
+    }
+    let expected = certificate_for(&zone.zone, registration, at);
+    if verified.certificate != expected {
+        return Ok(Err(Refusal::Invalid(format!(
+            "the certificate does not state registration {} as approved at {at}",
+            registration.id
+        ))));
+    }
+    Ok(Ok(expected.number))
+}
+
+fn not_verified(e: &xchg_protocol::VerifyError) -> Refusal {
+    Refusal::Invalid(format!(
+        "the certificate does not verify ({}): {e}",
+        e.kind()
+    ))
+}
+
+/// `signed` verified against this exchange's root key at `at`.
+fn verified(
+    zone: &ZoneFacts,
+    signed: &[u8],
+    at: Timestamp,
+) -> Result<xchg_protocol::VerifiedCertificate, Refusal> {
     let Some(root) = zone.root else {
         return Err(Refusal::Invalid(
             "this zone knows no exchange root key to check certificates against".into(),
@@ -317,20 +351,7 @@ pub fn check_certificate(
     };
     let mut trust = TrustStore::default();
     trust.trust(zone.exchange.clone(), root);
-    let verified = verify_certificate(signed, &trust, at, &Limits::default()).map_err(|e| {
-        Refusal::Invalid(format!(
-            "the certificate does not verify ({}): {e}",
-            e.kind()
-        ))
-    })?;
-    let expected = certificate_for(&zone.zone, registration, at);
-    if verified.certificate != expected {
-        return Err(Refusal::Invalid(format!(
-            "the certificate does not state registration {} as approved at {at}",
-            registration.id
-        )));
-    }
-    Ok(expected.number)
+    verify_certificate(signed, &trust, at, &Limits::default()).map_err(|e| not_verified(&e))
 }
 
 /// Applies an approval: the registration must be pending and `signed` its certificate
@@ -356,7 +377,7 @@ pub fn approve(
     if let Some(Err(why)) = notes.map(|n| reason_rule(n, false)) {
         return Ok(Err(Refusal::Invalid(format!("notes: {why}"))));
     }
-    let number = match check_certificate(zone, &reg, signed, at) {
+    let number = match check_certificate(db, zone, &reg, signed, at)? {
         Ok(number) => number,
         Err(refusal) => return Ok(Err(refusal)),
     };
@@ -477,6 +498,26 @@ pub fn revoke(
     Ok(ok(number))
 }
 
+/// Verifies `signed` as a verifier in this zone does: against `trust` at `now` (PROTOCOL.md
+/// 10.3 steps 1 to 8), then against the revocations this zone recorded (step 9).
+///
+/// # Errors
+/// Storage errors; the inner error is the first failed check.
+pub async fn verify_here(
+    conn: &mut SqliteConnection,
+    signed: &[u8],
+    trust: &TrustStore,
+    now: Timestamp,
+) -> Result<Result<VerifiedCertificate, VerifyError>, sqlx::Error> {
+    let verified = match verify_certificate(signed, trust, now, &Limits::default()) {
+        Ok(v) => v,
+        Err(e) => return Ok(Err(e)),
+    };
+    let exchange = verified.delegation.delegation.exchange.as_str();
+    let revoked = revocations::revoked_at_read(conn, exchange, &verified.signer).await?;
+    Ok(check_revocation(&verified, revoked).map(|()| verified))
+}
+
 /// Decodes a stored certificate's body for display (it was verified when approved).
 ///
 /// # Errors
@@ -542,11 +583,13 @@ mod tests {
     /// listing submitted and registered (registration 1); returns each response (`ok` and the
     /// object id, or the refusal's code and message).
     fn run(commands: impl Fn(&Registration) -> Vec<CatalogCommand>) -> Vec<String> {
-        run_and_read(commands).0
+        run_and_read(|_| Ok(()), commands).0
     }
 
-    /// As [`run`], with every registration as recorded at the end.
+    /// As [`run`], after `setup` wrote its rows, with every registration as recorded at the
+    /// end.
     fn run_and_read(
+        setup: impl Fn(&rusqlite::Connection) -> rusqlite::Result<()>,
         commands: impl Fn(&Registration) -> Vec<CatalogCommand>,
     ) -> (Vec<String>, Vec<Registration>) {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -560,6 +603,7 @@ mod tests {
             )
             .expect("party admitted");
         }
+        setup(&db).expect("setup");
         let zone = test_zone();
         let l = listing();
         in_transaction(&db, || {
@@ -635,6 +679,39 @@ mod tests {
         assert!(out[1].contains("untrusted_root"), "{}", out[1]);
     }
 
+    /// Approves registration 1 at [`vectors::NOW`] after the exchange revoked the signing
+    /// node key at `revoked_at`; the approval's response.
+    fn approve_after_revocation(revoked_at: Timestamp) -> String {
+        let setup = |db: &rusqlite::Connection| {
+            let key = vectors::node().public();
+            let exchange = test_zone().exchange;
+            revocations::insert(
+                db,
+                exchange.as_str(),
+                &key,
+                &ContentId::of(b"revocation"),
+                "key lost",
+                revoked_at,
+            )
+        };
+        let (out, _) = run_and_read(setup, |reg| {
+            let c = certificate_for(&test_zone().zone, reg, vectors::NOW);
+            vec![approval(1, signed(&c))]
+        });
+        out.into_iter().next().unwrap_or_default()
+    }
+
+    #[test]
+    fn a_certificate_signed_by_a_key_revoked_before_its_issue_time_is_not_applied() {
+        let before = approve_after_revocation(Timestamp(vectors::NOW.0 - 1));
+        assert!(
+            before.starts_with("invalid the certificate does not verify (revoked_key)"),
+            "{before}"
+        );
+        let after = approve_after_revocation(vectors::NOW.plus_millis(1));
+        assert_eq!(after, "ok XC-2026-YUZHOU-000001");
+    }
+
     #[test]
     fn only_the_listings_own_party_registers_it_and_an_unknown_listing_is_not_found() {
         let out = run(|reg| {
@@ -670,33 +747,36 @@ mod tests {
     /// noted on a listing's history under the registration's number, which names no listing).
     #[test]
     fn a_brokers_registration_records_the_broker_and_the_party() {
-        let (out, all) = run_and_read(|reg| {
-            let grant = parties::EntrustmentGrant {
-                party: HOLDER.parse().expect("party id"),
-                broker: BROKER.parse().expect("party id"),
-                scope: vec![parties::Act::SubmitRegistration],
-                expires_at: Timestamp(86_400_000),
-            };
-            let brokered = parties::BrokerAct {
-                broker: BROKER.parse().expect("party id"),
-                entrustment: 1,
-                command: register(reg.listing_id, HOLDER),
-            };
-            vec![
-                CatalogCommand::RejectRegistration {
-                    registration_id: 1,
-                    reason: "evidence unreadable".into(),
-                    at: Timestamp(2),
-                    actor: actor("token:op", Role::Operator),
-                },
-                CatalogCommand::GrantEntrustment {
-                    grant: Box::new(grant),
-                    at: Timestamp(2),
-                    actor: actor(HOLDER, Role::Provider),
-                },
-                CatalogCommand::Entrusted(Box::new(brokered)),
-            ]
-        });
+        let (out, all) = run_and_read(
+            |_| Ok(()),
+            |reg| {
+                let grant = parties::EntrustmentGrant {
+                    party: HOLDER.parse().expect("party id"),
+                    broker: BROKER.parse().expect("party id"),
+                    scope: vec![parties::Act::SubmitRegistration],
+                    expires_at: Timestamp(86_400_000),
+                };
+                let brokered = parties::BrokerAct {
+                    broker: BROKER.parse().expect("party id"),
+                    entrustment: 1,
+                    command: register(reg.listing_id, HOLDER),
+                };
+                vec![
+                    CatalogCommand::RejectRegistration {
+                        registration_id: 1,
+                        reason: "evidence unreadable".into(),
+                        at: Timestamp(2),
+                        actor: actor("token:op", Role::Operator),
+                    },
+                    CatalogCommand::GrantEntrustment {
+                        grant: Box::new(grant),
+                        at: Timestamp(2),
+                        actor: actor(HOLDER, Role::Provider),
+                    },
+                    CatalogCommand::Entrusted(Box::new(brokered)),
+                ]
+            },
+        );
         assert_eq!(out, ["ok 1", "ok 1", "ok 2"]);
         assert_eq!(all[1].holder.as_str(), HOLDER);
         assert_eq!(all[1].submitted_by, format!("{BROKER} for {HOLDER}"));
