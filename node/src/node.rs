@@ -256,7 +256,9 @@ pub async fn start(
     let id = node_id(config.node.name.as_str());
     let db = Db::open(&config.node.data_dir).await?;
     let metrics = Arc::new(crate::metrics::Metrics::new());
-    let zone = ZoneFacts::new(config.zone.id.clone(), config.export).with_founding(&config.parties);
+    let zone = ZoneFacts::new(config.zone.id.clone(), config.export)
+        .with_founding(&config.parties)
+        .with_root(config.exchange.root_public_key);
     let sm = StateMachine::new(db.clone(), zone.clone())
         .await
         .map_err(StartError::StateMachine)?;
@@ -483,6 +485,10 @@ pub async fn start(
         policy_check,
         clock: options.clock.clone(),
         parties: api::parties::Registry::new(zone.founding.clone()),
+        signer: api::registrations::Signer {
+            key: key.clone(),
+            delegation: config.zone.delegation.clone(),
+        },
     });
     // The leader checks writes its followers forward with the same token table as its API.
     service.set_authorize(Arc::new(state.clone()));

@@ -383,6 +383,12 @@ pub enum VerifyError {
     /// The listing breaks a content rule.
     #[error("invalid listing: {0}")]
     InvalidListing(ValidationError),
+    /// A registration certificate breaks a content rule.
+    #[error("invalid certificate: {errors}")]
+    InvalidCertificate {
+        /// Every broken rule.
+        errors: ValidationError,
+    },
     /// The delisting or revocation breaks a content rule.
     #[error("invalid {kind:?} body: {errors}")]
     InvalidBody {
@@ -397,7 +403,7 @@ impl VerifyError {
     /// Every string [`VerifyError::kind`] returns (the decoding kinds of [`DecodeError::kind`]
     /// first), in the order of PROTOCOL.md 6.3, which lists the same strings
     /// (`protocol/tests/kinds.rs` keeps the three in step).
-    pub const KINDS: [&'static str; 24] = [
+    pub const KINDS: [&'static str; 25] = [
         "too_large",
         "too_deep",
         "truncated",
@@ -422,6 +428,7 @@ impl VerifyError {
         "invalid_body",
         "wrong_origin",
         "from_the_future",
+        "invalid_certificate",
     ];
 
     /// A stable snake_case name for this kind of error: test vectors, metrics, rejection records.
@@ -444,6 +451,7 @@ impl VerifyError {
             VerifyError::FromTheFuture { .. } => "from_the_future",
             VerifyError::InvalidListing(_) => "invalid_listing",
             VerifyError::InvalidBody { .. } => "invalid_body",
+            VerifyError::InvalidCertificate { .. } => "invalid_certificate",
         }
     }
 }

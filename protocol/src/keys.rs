@@ -23,6 +23,8 @@ pub enum Domain {
     Delisting,
     /// A root key revoking a node key.
     Revocation,
+    /// A node issuing a registration certificate.
+    Certificate,
 }
 
 impl Domain {
@@ -33,6 +35,7 @@ impl Domain {
             Domain::Listing => b"xchg/v1/listing\0",
             Domain::Delisting => b"xchg/v1/delisting\0",
             Domain::Revocation => b"xchg/v1/revocation\0",
+            Domain::Certificate => b"xchg/v1/certificate\0",
         }
     }
 
@@ -345,6 +348,7 @@ mod tests {
             Domain::Listing,
             Domain::Delisting,
             Domain::Revocation,
+            Domain::Certificate,
         ];
         for a in all {
             for b in all {

@@ -10,12 +10,15 @@
 //! - [`listing`]: listings and their validation rules; [`text`]: the rule of their free text.
 //! - [`party`]: market participants' credit codes (GB 32100) and kinds.
 //! - [`announcement`]: delegations, signed announcements, offline verification.
+//! - [`certificate`]: registration certificates and their offline verification.
 
 mod bytes;
 
 pub mod announcement;
 pub mod canonical;
 pub mod catchup;
+pub mod certificate;
+pub mod certificate_vectors;
 pub mod ids;
 pub mod keys;
 pub mod listing;
@@ -31,6 +34,9 @@ pub use announcement::{
     TrustStore, Verified, VerifyError, verify,
 };
 pub use canonical::{DecodeError, Limits};
+pub use certificate::{
+    Certificate, SignedCertificate, Source, VerifiedCertificate, verify_certificate,
+};
 pub use ids::{ContentId, ExchangeId, IdError, NodeName, PartyId, ZoneId};
 pub use keys::{Domain, KeyError, Keypair, PublicKey, Signature};
 pub use listing::{

@@ -95,8 +95,9 @@ fn every_variant() -> Vec<VerifyError> {
         VerifyError::InvalidListing(invalid.clone()),
         VerifyError::InvalidBody {
             kind: AnnouncementKind::Delisting,
-            errors: invalid,
+            errors: invalid.clone(),
         },
+        VerifyError::InvalidCertificate { errors: invalid },
     ]);
     for e in &all {
         // Exhaustive: a new variant must be added above.
@@ -117,7 +118,8 @@ fn every_variant() -> Vec<VerifyError> {
             | VerifyError::WrongOrigin { .. }
             | VerifyError::FromTheFuture { .. }
             | VerifyError::InvalidListing(_)
-            | VerifyError::InvalidBody { .. } => {}
+            | VerifyError::InvalidBody { .. }
+            | VerifyError::InvalidCertificate { .. } => {}
         }
     }
     all

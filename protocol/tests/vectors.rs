@@ -67,6 +67,10 @@ fn every_vector_file_verifies_or_fails_as_it_says_using_only_its_own_fields() {
     let mut checked = 0;
     for entry in std::fs::read_dir(dir()).expect("dir") {
         let path = entry.expect("entry").path();
+        // `certificates/` holds the certificate vectors, run by `certificate_vectors.rs`.
+        if path.is_dir() {
+            continue;
+        }
         let v: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&path).expect("read")).expect("json");
         let name = path.display().to_string();

@@ -30,6 +30,7 @@ fn dummy(param: &str) -> anyhow::Result<String> {
         "id" => format!("sha256:{}", "ab".repeat(32)),
         "hash" => "cd".repeat(32),
         "name" => "no-such-node".to_owned(),
+        "number" => "XC-2026-NOWHERE-000000".to_owned(),
         other => bail!("no dummy value for path parameter {{{other}}}: add one to this test"),
     })
 }

@@ -11,6 +11,7 @@ pub mod audit;
 pub mod auth;
 pub mod authorizations;
 pub mod body;
+pub mod certificates;
 pub mod deadline;
 pub mod entrustments;
 pub mod error;
@@ -26,6 +27,7 @@ pub mod parties;
 /// The proposer, now in the Raft layer ([`crate::raft::client`]); kept under its old path.
 pub use crate::raft::client as propose;
 pub mod rate_limit;
+pub mod registrations;
 pub mod server;
 pub mod status;
 pub mod text;
@@ -76,6 +78,8 @@ pub struct Context {
     pub clock: Arc<dyn crate::clock::Clock>,
     /// The party registry's founding parties and rate limit.
     pub parties: parties::Registry,
+    /// The key and delegation this node signs registration certificates with.
+    pub signer: registrations::Signer,
 }
 
 /// Shared handler state.
@@ -159,6 +163,18 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/v1/authorizations/{id}/reinstate",
             post(authorizations::reinstate),
+        )
+        .route("/v1/registrations", post(registrations::submit))
+        .route("/v1/registrations/{id}", get(registrations::get_one))
+        .route(
+            "/v1/registrations/{id}/approve",
+            post(registrations::approve),
+        )
+        .route("/v1/registrations/{id}/reject", post(registrations::reject))
+        .route("/v1/certificates/{number}", get(certificates::get_one))
+        .route(
+            "/v1/certificates/{number}/revoke",
+            post(certificates::revoke),
         )
         .route("/v1/tokens", post(tokens::create))
         .route("/v1/tokens/{hash}", delete(tokens::revoke))

@@ -19,8 +19,8 @@ use xchg_protocol::{ContentId, CreditCode, NodeName, PartyId};
 
 use super::error::{BearerErrors, ErrorBody};
 use super::{
-    applications, audit, authorizations, entrustments, federation, listings, metrics, parties,
-    status, tokens, zone,
+    applications, audit, authorizations, certificates, entrustments, federation, listings, metrics,
+    parties, registrations, status, tokens, zone,
 };
 
 /// The document.
@@ -74,6 +74,12 @@ use super::{
         authorizations::suspend,
         authorizations::revoke,
         authorizations::reinstate,
+        registrations::submit,
+        registrations::get_one,
+        registrations::approve,
+        registrations::reject,
+        certificates::get_one,
+        certificates::revoke,
         tokens::create,
         tokens::revoke,
         zone::add_member,
@@ -96,6 +102,10 @@ use super::{
         (name = "applications", description = "Scenario applications (一场景一申请): a buyer \
             applies for one listing and one scenario, an operator approves or rejects; \
             authorisations (一场景一授权) and the usage counted against them"),
+        (name = "registrations", description = "Registration and rights confirmation (登记确权): \
+            a provider registers a listing, an operator approves it (the zone issues a signed \
+            certificate, PROTOCOL.md 10) or rejects it; certificates with their verification \
+            and status; revocation"),
         (name = "tokens", description = "API tokens (admin)"),
         (name = "zone", description = "Zone membership (admin)"),
         (name = "metrics", description = "Prometheus metrics"),

@@ -16,7 +16,7 @@ use super::{
     Refusal, ZoneFacts,
 };
 use crate::audit;
-use crate::catalog::{applications, federation, parties};
+use crate::catalog::{applications, federation, parties, registrations};
 use crate::sqlite::unencodable;
 
 /// Applies `cmd` (the entry at `raft_index`) and records it in the audit chain.
@@ -255,6 +255,34 @@ fn effect(
             applications::change(db, *authorization_id, change, reason, *at, actor)?
         }
         CatalogCommand::RecordRefusedRequest(r) => Err(r.refusal.clone()),
+        CatalogCommand::SubmitRegistration {
+            registration,
+            at,
+            actor,
+        } => registrations::submit(db, zone, raft_index, registration, *at, actor)?,
+        CatalogCommand::ApproveRegistration {
+            registration_id,
+            notes,
+            certificate,
+            at,
+            actor,
+        } => {
+            let notes = notes.as_deref();
+            let id = *registration_id;
+            registrations::approve(db, zone, id, notes, certificate, *at, actor)?
+        }
+        CatalogCommand::RejectRegistration {
+            registration_id,
+            reason,
+            at,
+            actor,
+        } => registrations::reject(db, *registration_id, reason, *at, actor)?,
+        CatalogCommand::RevokeCertificate {
+            number,
+            reason,
+            at,
+            actor,
+        } => registrations::revoke(db, number, reason, *at, actor)?,
     })
 }
 
@@ -278,11 +306,17 @@ fn entrusted(
     }
     let response = effect(db, zone, raft_index, &act.command)?;
     if let Ok(applied) = &response {
-        let detail = serde_json::json!({
-            "broker": act.broker.as_str(),
-            "entrustment": act.entrustment,
-        });
-        listings::note_latest_history(db, &applied.object_id, &detail.to_string())?;
+        // The object the act created or changed records the broker: a registration in its
+        // row, a listing in its latest history entry.
+        if let CatalogCommand::SubmitRegistration { .. } = &act.command {
+            registrations::note_broker(db, &applied.object_id, act.broker.as_str(), party)?;
+        } else {
+            let detail = serde_json::json!({
+                "broker": act.broker.as_str(),
+                "entrustment": act.entrustment,
+            });
+            listings::note_latest_history(db, &applied.object_id, &detail.to_string())?;
+        }
     }
     Ok(response)
 }
@@ -606,6 +640,36 @@ fn subject(cmd: &CatalogCommand) -> (String, &'static str, Timestamp, String) {
         CatalogCommand::RecordRefusedRequest(r) => {
             let (id, role) = by(&r.actor);
             (id, role, r.at, r.object.clone())
+        }
+        CatalogCommand::SubmitRegistration {
+            registration,
+            at,
+            actor,
+        } => {
+            let (id, role) = by(actor);
+            let object = format!("registration of {}", registration.listing_id);
+            (id, role, *at, object)
+        }
+        CatalogCommand::ApproveRegistration {
+            registration_id,
+            at,
+            actor,
+            ..
+        }
+        | CatalogCommand::RejectRegistration {
+            registration_id,
+            at,
+            actor,
+            ..
+        } => {
+            let (id, role) = by(actor);
+            (id, role, *at, format!("registration:{registration_id}"))
+        }
+        CatalogCommand::RevokeCertificate {
+            number, at, actor, ..
+        } => {
+            let (id, role) = by(actor);
+            (id, role, *at, format!("certificate:{number}"))
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod format;
 pub mod parties;
 pub mod policy;
 pub mod query;
+pub mod registrations;
 pub mod tables;
 
 use serde::{Deserialize, Serialize};
@@ -36,6 +37,9 @@ pub struct ZoneFacts {
     /// The zone's founding parties (its configuration's `[[parties]]`), admitted without an
     /// application.
     pub founding: std::sync::Arc<parties::Founding>,
+    /// The exchange's root key, against which approvals check the certificates they carry
+    /// (`registrations::check_certificate`); none refuses every approval.
+    pub root: Option<PublicKey>,
 }
 
 impl ZoneFacts {
@@ -52,7 +56,14 @@ impl ZoneFacts {
             exchange,
             export,
             founding: std::sync::Arc::default(),
+            root: None,
         }
+    }
+
+    /// The same facts with `root` as the exchange's root key.
+    pub fn with_root(mut self, root: PublicKey) -> Self {
+        self.root = Some(root);
+        self
     }
 
     /// The same facts with `parties` as the zone's founding parties.
@@ -202,6 +213,7 @@ pub const SCHEMA: &[&str] = &[
     include_str!("schema/catalog_schema_v6.sql"),
     include_str!("schema/catalog_schema_v7.sql"),
     include_str!("schema/catalog_schema_v8.sql"),
+    include_str!("schema/catalog_schema_v9.sql"),
 ];
 
 /// Zone facts for tests: `xuchang/yuzhou` with the default export policy.
@@ -210,6 +222,7 @@ pub fn test_zone() -> ZoneFacts {
         "xuchang/yuzhou".parse().expect("a valid zone id literal"),
         ExportPolicy::default(),
     )
+    .with_root(xchg_protocol::vectors::root().public())
 }
 
 /// A catalog database for the catalog's own tests, without the store above it: the schema
@@ -514,6 +527,52 @@ pub enum CatalogCommand {
     /// The record of a request its receiving node refused before proposing it: changes
     /// nothing, answers the refusal, and is audited under the act asked for.
     RecordRefusedRequest(Box<RefusedRequest>),
+    /// A provider registers one of its listings (登记): it becomes a `pending` registration.
+    SubmitRegistration {
+        /// What is registered, in whose name.
+        registration: Box<registrations::NewRegistration>,
+        /// When.
+        at: Timestamp,
+        /// The submitter.
+        actor: Actor,
+    },
+    /// An operator approves a pending registration with the certificate the handling node
+    /// built and signed ([`registrations::check_certificate`] verifies it when applied).
+    ApproveRegistration {
+        /// The registration.
+        registration_id: u64,
+        /// What the review found.
+        notes: Option<String>,
+        /// The signed certificate, canonical CBOR (PROTOCOL.md 10.2); issued at `at`.
+        #[serde(with = "serde_bytes")]
+        certificate: Vec<u8>,
+        /// When (the certificate's issue time).
+        at: Timestamp,
+        /// The reviewer.
+        actor: Actor,
+    },
+    /// An operator rejects a pending registration.
+    RejectRegistration {
+        /// The registration.
+        registration_id: u64,
+        /// Why.
+        reason: String,
+        /// When.
+        at: Timestamp,
+        /// The reviewer.
+        actor: Actor,
+    },
+    /// An operator revokes a valid certificate.
+    RevokeCertificate {
+        /// The certificate number.
+        number: String,
+        /// Why.
+        reason: String,
+        /// When.
+        at: Timestamp,
+        /// The operator.
+        actor: Actor,
+    },
 }
 
 /// The actor id of a command a zone member proposes on its own authority (`node:<name>`), as
@@ -592,6 +651,10 @@ impl CatalogCommand {
             CatalogCommand::RevokeAuthorization { .. } => "revoke_authorization",
             CatalogCommand::ReinstateAuthorization { .. } => "reinstate_authorization",
             CatalogCommand::RecordRefusedRequest(r) => r.act.as_str(),
+            CatalogCommand::SubmitRegistration { .. } => "submit_registration",
+            CatalogCommand::ApproveRegistration { .. } => "approve_registration",
+            CatalogCommand::RejectRegistration { .. } => "reject_registration",
+            CatalogCommand::RevokeCertificate { .. } => "revoke_certificate",
         }
     }
 
@@ -600,6 +663,7 @@ impl CatalogCommand {
         match self {
             CatalogCommand::SubmitListing { .. } => Some(parties::Act::SubmitListing),
             CatalogCommand::UpdateListing { .. } => Some(parties::Act::UpdateListing),
+            CatalogCommand::SubmitRegistration { .. } => Some(parties::Act::SubmitRegistration),
             _ => None,
         }
     }
@@ -609,6 +673,9 @@ impl CatalogCommand {
         match self {
             CatalogCommand::SubmitListing { listing, .. } => Some(listing.provider.id.as_str()),
             CatalogCommand::UpdateListing { draft, .. } => Some(draft.provider.id.as_str()),
+            CatalogCommand::SubmitRegistration { registration, .. } => {
+                Some(registration.holder.as_str())
+            }
             _ => None,
         }
     }
@@ -653,9 +720,12 @@ impl CatalogCommand {
         }
         let needs: &[Role] = match self {
             CatalogCommand::Idempotent(_) | CatalogCommand::Entrusted(_) => &[],
-            CatalogCommand::SubmitListing { .. } | CatalogCommand::UpdateListing { .. } => {
-                &[Role::Provider]
-            }
+            CatalogCommand::SubmitListing { .. }
+            | CatalogCommand::UpdateListing { .. }
+            | CatalogCommand::SubmitRegistration { .. } => &[Role::Provider],
+            CatalogCommand::ApproveRegistration { .. }
+            | CatalogCommand::RejectRegistration { .. }
+            | CatalogCommand::RevokeCertificate { .. } => &[Role::Operator],
             CatalogCommand::ApproveListing { .. }
             | CatalogCommand::RejectListing { .. }
             | CatalogCommand::DelistListing { .. }
@@ -729,7 +799,11 @@ impl CatalogCommand {
             | CatalogCommand::RecordUsage { actor: a, .. }
             | CatalogCommand::SuspendAuthorization { actor: a, .. }
             | CatalogCommand::RevokeAuthorization { actor: a, .. }
-            | CatalogCommand::ReinstateAuthorization { actor: a, .. } => *a = actor,
+            | CatalogCommand::ReinstateAuthorization { actor: a, .. }
+            | CatalogCommand::SubmitRegistration { actor: a, .. }
+            | CatalogCommand::ApproveRegistration { actor: a, .. }
+            | CatalogCommand::RejectRegistration { actor: a, .. }
+            | CatalogCommand::RevokeCertificate { actor: a, .. } => *a = actor,
             CatalogCommand::RecordRefusedRequest(r) => r.actor = actor,
             CatalogCommand::ApplyParty { actor: a, .. } => *a = Some(actor),
             CatalogCommand::Recognize(_)

@@ -136,17 +136,24 @@ pub enum Act {
     SubmitListing,
     /// Update one of the party's listings.
     UpdateListing,
+    /// Register one of the party's listings (登记).
+    SubmitRegistration,
 }
 
 impl Act {
     /// Every act.
-    pub const ALL: [Act; 2] = [Act::SubmitListing, Act::UpdateListing];
+    pub const ALL: [Act; 3] = [
+        Act::SubmitListing,
+        Act::UpdateListing,
+        Act::SubmitRegistration,
+    ];
 
     /// The wire name, which is also the name of the command it allows.
     pub fn as_str(self) -> &'static str {
         match self {
             Act::SubmitListing => "submit_listing",
             Act::UpdateListing => "update_listing",
+            Act::SubmitRegistration => "submit_registration",
         }
     }
 
@@ -245,7 +252,10 @@ pub async fn standing(
 }
 
 /// [`standing`] on the catalog's writer, for the rules.
-fn standing_on(
+///
+/// # Errors
+/// Only storage errors.
+pub fn standing_on(
     db: &rusqlite::Connection,
     founding: &Founding,
     party: &str,

@@ -50,6 +50,32 @@ pub enum Command {
     /// Apply for one listing and one scenario (buyer), approve (operator), list.
     #[command(subcommand)]
     Application(ApplicationCommand),
+    /// Registration certificates: verify one offline.
+    #[command(subcommand)]
+    Certificate(CertificateCommand),
+}
+
+/// `xchg certificate …`.
+#[derive(Subcommand)]
+pub enum CertificateCommand {
+    /// Check a certificate offline against the exchange's root key (PROTOCOL.md 10.3); exits 1
+    /// naming the failed check.
+    Verify(CertificateVerifyArgs),
+}
+
+/// `xchg certificate verify`.
+#[derive(clap::Args)]
+pub struct CertificateVerifyArgs {
+    /// The certificate: the JSON of `GET /v1/certificates/{number}`, the hex of its `signed`
+    /// field, or those bytes.
+    pub file: PathBuf,
+    /// The exchange's root public key (base64, as in node configs, or 64 hex digits).
+    #[arg(long)]
+    pub root_key: String,
+    /// The exchange that root key belongs to [default: the one the certificate's delegation
+    /// names].
+    #[arg(long)]
+    pub exchange: Option<String>,
 }
 
 /// `xchg up`.

@@ -19,6 +19,7 @@ pub mod application;
 pub mod args;
 pub mod bench;
 pub mod bench_federation;
+pub mod certificate;
 pub mod client;
 pub mod config;
 pub mod demo;
@@ -31,8 +32,8 @@ pub mod up;
 use std::process::ExitCode;
 
 use args::{
-    ApplicationCommand, BenchCommand, Command, ConfigCommand, FederationCommand, ListingCommand,
-    TokenCommand,
+    ApplicationCommand, BenchCommand, CertificateCommand, Command, ConfigCommand,
+    FederationCommand, ListingCommand, TokenCommand,
 };
 
 /// Logs go to stderr, filtered by `RUST_LOG` (default `default`), so stdout stays clean for
@@ -81,6 +82,7 @@ pub fn execute(command: Command) -> anyhow::Result<ExitCode> {
             block_on(application::approve(args))
         }
         Command::Application(ApplicationCommand::List(args)) => block_on(application::list(args)),
+        Command::Certificate(CertificateCommand::Verify(args)) => certificate::verify(args),
         Command::Federation(FederationCommand::Revoke(args)) => federation::revoke(args),
         Command::Config(ConfigCommand::Generate(args)) => config::generate(args),
         Command::Config(ConfigCommand::AddNode(args)) => config::add_node(args),

@@ -251,6 +251,22 @@ fn property_rules(party_pattern: Value) -> Vec<(&'static str, &'static str, Valu
             "calls",
             json!({"minimum": 1, "maximum": MAX_CALLS}),
         ),
+        (
+            "RegistrationRequest",
+            "rights",
+            json!({"minItems": 1, "uniqueItems": true}),
+        ),
+        (
+            "RegistrationRequest",
+            "evidence_hashes",
+            json!({
+                "minItems": 1,
+                "maxItems": xchg_protocol::certificate::MAX_EVIDENCE,
+                "uniqueItems": true,
+                "items": {"type": "string", "pattern": "^sha256:[0-9a-f]{64}$"}
+            }),
+        ),
+        ("ApproveBody", "notes", optional_text(review)),
     ]
 }
 

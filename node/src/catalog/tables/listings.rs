@@ -352,6 +352,58 @@ pub async fn current_read(
     Ok(Some((state, decode(&body)?)))
 }
 
+const OWNER: &str = "SELECT content_id, state, origin, provider_id FROM listings WHERE id = ?1";
+
+/// Who a listing belongs to, as the rules of registrations need it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    /// The content id of its current version.
+    pub content_id: String,
+    /// Its state in this zone.
+    pub state: String,
+    /// Its origin zone.
+    pub origin: String,
+    /// Its `provider.id`.
+    pub provider: String,
+}
+
+/// The owner of listing `id`, if held, on the writer (the rules).
+///
+/// # Errors
+/// SQLite's error.
+pub fn owner(db: &rusqlite::Connection, id: &str) -> rusqlite::Result<Option<Owner>> {
+    db.prepare_cached(OWNER)?
+        .query_row([id], |row| {
+            Ok(Owner {
+                content_id: row.get(0)?,
+                state: row.get(1)?,
+                origin: row.get(2)?,
+                provider: row.get(3)?,
+            })
+        })
+        .optional()
+}
+
+/// [`owner`] on a reader, for the API's checks before it proposes.
+///
+/// # Errors
+/// SQLite's error.
+pub async fn owner_read(
+    conn: &mut SqliteConnection,
+    id: &ContentId,
+) -> Result<Option<Owner>, sqlx::Error> {
+    let row: Option<(String, String, String, String)> = sqlx::query_as(OWNER)
+        .bind(id.to_string())
+        .fetch_optional(&mut *conn)
+        .await?;
+    Ok(row.map(|(content_id, state, origin, provider)| Owner {
+        content_id,
+        state,
+        origin,
+        provider,
+    }))
+}
+
 /// Whether this replica holds listing `id`.
 ///
 /// # Errors

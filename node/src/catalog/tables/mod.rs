@@ -12,11 +12,13 @@
 pub mod announcements;
 pub mod applications;
 pub mod authorizations;
+pub mod certificates;
 pub mod idempotency;
 pub mod listings;
 pub mod outbox;
 pub mod parties;
 pub mod recognitions;
+pub mod registrations;
 pub mod revocations;
 pub mod tokens;
 
@@ -38,6 +40,8 @@ pub const REPLICATED_TABLES: &[&str] = &[
     "entrustments",
     "applications",
     "authorizations",
+    "registrations",
+    "certificates",
 ];
 
 /// The stored name of an announcement kind.

@@ -1,6 +1,7 @@
 //! The `revocations` table: the node keys each exchange's root revoked, as this zone recorded
 //! them (keys in base64).
 
+use rusqlite::OptionalExtension as _;
 use sqlx::{Row, SqliteConnection};
 use xchg_protocol::{ContentId, PublicKey, Timestamp};
 
@@ -32,6 +33,44 @@ pub fn insert(
         int(at.0),
     ])
     .map(drop)
+}
+
+const REVOKED_AT: &str = "SELECT at FROM revocations WHERE exchange = ?1 AND key = ?2";
+
+/// When `exchange` revoked `key` (the revocation's own time), if this zone recorded it; on the
+/// writer, for the rules.
+///
+/// # Errors
+/// SQLite's error.
+pub fn revoked_at(
+    db: &rusqlite::Connection,
+    exchange: &str,
+    key: &PublicKey,
+) -> rusqlite::Result<Option<Timestamp>> {
+    let at: Option<i64> = db
+        .prepare_cached(REVOKED_AT)?
+        .query_row(rusqlite::params![exchange, key.to_base64()], |row| {
+            row.get(0)
+        })
+        .optional()?;
+    Ok(at.map(|t| Timestamp(uint(t))))
+}
+
+/// [`revoked_at`] on a reader, for the API.
+///
+/// # Errors
+/// SQLite's error.
+pub async fn revoked_at_read(
+    conn: &mut SqliteConnection,
+    exchange: &str,
+    key: &PublicKey,
+) -> Result<Option<Timestamp>, sqlx::Error> {
+    let at: Option<i64> = sqlx::query_scalar(REVOKED_AT)
+        .bind(exchange)
+        .bind(key.to_base64())
+        .fetch_optional(&mut *conn)
+        .await?;
+    Ok(at.map(|t| Timestamp(uint(t))))
 }
 
 /// Every revoked key with the exchange that revoked it, as stored: `(exchange, key)`.

@@ -1,0 +1,132 @@
+//! The `certificates` table (schema v9): the registration certificates the zone issued, the
+//! signed bytes exactly as approved, and their status here (`valid` or `revoked`). The rules
+//! are in `catalog::registrations`.
+
+use rusqlite::OptionalExtension as _;
+use sqlx::SqliteConnection;
+use xchg_protocol::Timestamp;
+
+use super::{int, uint};
+use crate::catalog::registrations::CertificateRecord;
+
+const SELECT_CERTIFICATE: &str = "SELECT number, registration_id, status, revoked_at, \
+    revoked_by, revoke_reason, signed FROM certificates WHERE number = ?1";
+
+/// The columns of [`SELECT_CERTIFICATE`], as either driver reads them.
+type CertificateRow = (
+    String,
+    i64,
+    String,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+    Vec<u8>,
+);
+
+fn certificate_of(row: CertificateRow) -> CertificateRecord {
+    let (number, registration_id, status, revoked_at, revoked_by, revoke_reason, signed) = row;
+    CertificateRecord {
+        number,
+        registration_id: uint(registration_id),
+        status,
+        revoked_at: revoked_at.map(|t| Timestamp(uint(t))),
+        revoked_by,
+        revoke_reason,
+        signed,
+    }
+}
+
+/// Certificate `number`, if issued here, on the writer (the rules).
+///
+/// # Errors
+/// SQLite's error.
+pub fn certificate(
+    db: &rusqlite::Connection,
+    number: &str,
+) -> rusqlite::Result<Option<CertificateRecord>> {
+    db.prepare_cached(SELECT_CERTIFICATE)?
+        .query_row([number], |row| {
+            Ok((
+                row.get(0)?,
+                row.get(1)?,
+                row.get(2)?,
+                row.get(3)?,
+                row.get(4)?,
+                row.get(5)?,
+                row.get(6)?,
+            ))
+        })
+        .optional()
+        .map(|row| row.map(certificate_of))
+}
+
+/// [`certificate`] on a reader, for the API.
+///
+/// # Errors
+/// SQLite's error.
+pub async fn certificate_read(
+    conn: &mut SqliteConnection,
+    number: &str,
+) -> Result<Option<CertificateRecord>, sqlx::Error> {
+    let row: Option<CertificateRow> = sqlx::query_as(SELECT_CERTIFICATE)
+        .bind(number)
+        .fetch_optional(&mut *conn)
+        .await?;
+    Ok(row.map(certificate_of))
+}
+
+/// What an approval issues: the certificate `number` of registration `registration_id`, for
+/// listing `listing_id` held by `holder`, issued at `issued_at`, as `signed`.
+pub struct Issued<'a> {
+    /// Its number.
+    pub number: &'a str,
+    /// The registration approved.
+    pub registration_id: u64,
+    /// The listing it certifies.
+    pub listing_id: &'a str,
+    /// The party holding the rights.
+    pub holder: &'a str,
+    /// Its issue time.
+    pub issued_at: Timestamp,
+    /// The signed certificate, canonical CBOR.
+    pub signed: &'a [u8],
+}
+
+/// Records certificate `c` as `valid`.
+///
+/// # Errors
+/// SQLite's error.
+pub fn insert(db: &rusqlite::Connection, c: &Issued<'_>) -> rusqlite::Result<()> {
+    db.prepare_cached(
+        "INSERT INTO certificates (number, registration_id, listing_id, holder, issued_at, \
+            signed, status) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'valid')",
+    )?
+    .execute(rusqlite::params![
+        c.number,
+        int(c.registration_id),
+        c.listing_id,
+        c.holder,
+        int(c.issued_at.0),
+        c.signed,
+    ])
+    .map(drop)
+}
+
+/// Marks certificate `number` revoked at `at` by `by` for `reason`.
+///
+/// # Errors
+/// SQLite's error.
+pub fn revoke(
+    db: &rusqlite::Connection,
+    number: &str,
+    at: Timestamp,
+    by: &str,
+    reason: &str,
+) -> rusqlite::Result<()> {
+    db.prepare_cached(
+        "UPDATE certificates SET status = 'revoked', revoked_at = ?1, revoked_by = ?2, \
+            revoke_reason = ?3 WHERE number = ?4",
+    )?
+    .execute(rusqlite::params![int(at.0), by, reason, number])
+    .map(drop)
+}

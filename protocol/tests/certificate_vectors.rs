@@ -1,0 +1,95 @@
+//! The certificate vectors in `test-vectors/certificates/` are exactly what the code produces,
+//! and each verifies (or fails with its stated error) using nothing but its own fields.
+//!
+//! Set `XCHG_WRITE_VECTORS=1` to rewrite the files after an intended change.
+
+use std::path::PathBuf;
+
+use xchg_protocol::canonical::Limits;
+use xchg_protocol::certificate::check_revocation;
+use xchg_protocol::certificate_vectors::{CertificateVector, all};
+use xchg_protocol::{ExchangeId, PublicKey, Timestamp, TrustStore, verify_certificate};
+
+fn dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("test-vectors/certificates")
+}
+
+fn render(v: &CertificateVector) -> String {
+    let mut s = serde_json::to_string_pretty(v).expect("vector serialises");
+    s.push('\n');
+    s
+}
+
+#[test]
+fn certificate_vector_files_are_byte_identical_to_what_the_code_generates() {
+    let generated = all();
+    if std::env::var_os("XCHG_WRITE_VECTORS").is_some() {
+        std::fs::create_dir_all(dir()).expect("create dir");
+        for v in &generated {
+            std::fs::write(dir().join(format!("{}.json", v.name)), render(v)).expect("write");
+        }
+    }
+    let mut on_disk: Vec<String> = std::fs::read_dir(dir())
+        .expect("test-vectors/certificates/ exists")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    on_disk.sort();
+    let names: Vec<String> = generated
+        .iter()
+        .map(|v| format!("{}.json", v.name))
+        .collect();
+    assert_eq!(
+        on_disk, names,
+        "the certificate vector files differ from the generated set"
+    );
+    for v in &generated {
+        let file = std::fs::read_to_string(dir().join(format!("{}.json", v.name))).expect("read");
+        assert!(
+            file == render(v),
+            "{} differs from the generated vector; rerun with XCHG_WRITE_VECTORS=1 if intended",
+            v.name
+        );
+    }
+}
+
+fn text<'a>(v: &'a serde_json::Value, name: &str) -> &'a str {
+    v.get(name)
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or_else(|| panic!("missing text field {name}"))
+}
+
+#[test]
+fn every_certificate_vector_verifies_or_fails_as_it_says_using_only_its_own_fields() {
+    let mut checked = 0;
+    for entry in std::fs::read_dir(dir()).expect("dir") {
+        let path = entry.expect("entry").path();
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).expect("read")).expect("json");
+        let name = path.display().to_string();
+        let mut trust = TrustStore::default();
+        let exchange: ExchangeId = text(&v, "exchange").parse().expect("exchange");
+        let root: PublicKey = text(&v, "root_public_key").parse().expect("root");
+        trust.trust(exchange, root);
+        let limits = Limits {
+            max_size: v["max_size"].as_u64().expect("max_size") as usize,
+            max_depth: v["max_depth"].as_u64().expect("max_depth") as usize,
+        };
+        let now = Timestamp(v["now"].as_u64().expect("now"));
+        let bytes = hex::decode(text(&v, "certificate")).expect("hex");
+        let revoked_at = v["revoked_at"].as_u64().map(Timestamp);
+        let result = verify_certificate(&bytes, &trust, now, &limits)
+            .and_then(|ok| check_revocation(&ok, revoked_at).map(|()| ok));
+        if v["valid"].as_bool().expect("valid") {
+            let ok = result.unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(ok.id.to_string(), text(&v, "id"), "{name}");
+            let body = hex::decode(text(&v, "body")).expect("hex");
+            let input = hex::decode(text(&v, "signing_input")).expect("hex");
+            assert_eq!(input, [b"xchg/v1/certificate\0".as_slice(), &body].concat());
+        } else {
+            let e = result.expect_err(&name);
+            assert_eq!(e.kind(), text(&v, "error"), "{name}: {e}");
+        }
+        checked += 1;
+    }
+    assert_eq!(checked, all().len());
+}
