@@ -389,6 +389,42 @@ pub enum VerifyError {
         /// Every broken rule.
         errors: ValidationError,
     },
+    /// A forwarded application request breaks a content rule (PROTOCOL.md 11.1).
+    #[error("invalid application request: {errors}")]
+    InvalidApplication {
+        /// Every broken rule.
+        errors: ValidationError,
+    },
+    /// An application decision breaks a content rule (PROTOCOL.md 11.2).
+    #[error("invalid application decision: {errors}")]
+    InvalidDecision {
+        /// Every broken rule.
+        errors: ValidationError,
+    },
+    /// The decision names another request than the one it is checked against.
+    #[error("the decision answers request {named}, not {request}")]
+    WrongRequest {
+        /// The request id the decision names.
+        named: ContentId,
+        /// The id of the request it was checked against.
+        request: ContentId,
+    },
+    /// The decision is signed for another zone than the one the request was addressed to.
+    #[error("the decision is by {decider}, but the request was addressed to {addressed}")]
+    WrongDecider {
+        /// The deciding zone (the signer's).
+        decider: ZoneId,
+        /// The zone the request named as its origin.
+        addressed: ZoneId,
+    },
+    /// An approval grants more than the request asked for.
+    #[error("granted terms wider than asked: {field}: {message}")]
+    WiderTerms {
+        /// The granted term that is too wide.
+        field: &'static str,
+        /// What was asked and what was granted.
+        message: String,
+    },
     /// The delisting or revocation breaks a content rule.
     #[error("invalid {kind:?} body: {errors}")]
     InvalidBody {
@@ -403,7 +439,7 @@ impl VerifyError {
     /// Every string [`VerifyError::kind`] returns (the decoding kinds of [`DecodeError::kind`]
     /// first), in the order of PROTOCOL.md 6.3, which lists the same strings
     /// (`protocol/tests/kinds.rs` keeps the three in step).
-    pub const KINDS: [&'static str; 25] = [
+    pub const KINDS: [&'static str; 30] = [
         "too_large",
         "too_deep",
         "truncated",
@@ -429,6 +465,11 @@ impl VerifyError {
         "wrong_origin",
         "from_the_future",
         "invalid_certificate",
+        "invalid_application",
+        "invalid_decision",
+        "wrong_request",
+        "wrong_decider",
+        "wider_terms",
     ];
 
     /// A stable snake_case name for this kind of error: test vectors, metrics, rejection records.
@@ -452,6 +493,11 @@ impl VerifyError {
             VerifyError::InvalidListing(_) => "invalid_listing",
             VerifyError::InvalidBody { .. } => "invalid_body",
             VerifyError::InvalidCertificate { .. } => "invalid_certificate",
+            VerifyError::InvalidApplication { .. } => "invalid_application",
+            VerifyError::InvalidDecision { .. } => "invalid_decision",
+            VerifyError::WrongRequest { .. } => "wrong_request",
+            VerifyError::WrongDecider { .. } => "wrong_decider",
+            VerifyError::WiderTerms { .. } => "wider_terms",
         }
     }
 }

@@ -25,6 +25,10 @@ pub enum Domain {
     Revocation,
     /// A node issuing a registration certificate.
     Certificate,
+    /// A node forwarding a buyer's application to the listing's origin exchange.
+    ApplicationRequest,
+    /// A node of the origin zone answering a forwarded application.
+    ApplicationDecision,
 }
 
 impl Domain {
@@ -36,6 +40,8 @@ impl Domain {
             Domain::Delisting => b"xchg/v1/delisting\0",
             Domain::Revocation => b"xchg/v1/revocation\0",
             Domain::Certificate => b"xchg/v1/certificate\0",
+            Domain::ApplicationRequest => b"xchg/v1/application-request\0",
+            Domain::ApplicationDecision => b"xchg/v1/application-decision\0",
         }
     }
 
@@ -349,6 +355,8 @@ mod tests {
             Domain::Delisting,
             Domain::Revocation,
             Domain::Certificate,
+            Domain::ApplicationRequest,
+            Domain::ApplicationDecision,
         ];
         for a in all {
             for b in all {

@@ -11,10 +11,13 @@
 //! - [`party`]: market participants' credit codes (GB 32100) and kinds.
 //! - [`announcement`]: delegations, signed announcements, offline verification.
 //! - [`certificate`]: registration certificates and their offline verification.
+//! - [`application`]: applications forwarded across exchanges and the origin's decisions.
 
 mod bytes;
 
 pub mod announcement;
+pub mod application;
+pub mod application_vectors;
 pub mod canonical;
 pub mod catchup;
 pub mod certificate;
@@ -32,6 +35,10 @@ pub mod vectors;
 pub use announcement::{
     AnnouncementKind, Body, Delegation, Delisting, Envelope, Revocation, SignedDelegation,
     TrustStore, Verified, VerifyError, verify,
+};
+pub use application::{
+    ApplicationDecision, ApplicationRequest, Granted, Outcome, SignedMessage, VerifiedDecision,
+    VerifiedRequest, verify_decision, verify_request,
 };
 pub use canonical::{DecodeError, Limits};
 pub use certificate::{

@@ -97,7 +97,25 @@ fn every_variant() -> Vec<VerifyError> {
             kind: AnnouncementKind::Delisting,
             errors: invalid.clone(),
         },
-        VerifyError::InvalidCertificate { errors: invalid },
+        VerifyError::InvalidCertificate {
+            errors: invalid.clone(),
+        },
+        VerifyError::InvalidApplication {
+            errors: invalid.clone(),
+        },
+        VerifyError::InvalidDecision { errors: invalid },
+        VerifyError::WrongRequest {
+            named: ContentId::of(b"a"),
+            request: ContentId::of(b"b"),
+        },
+        VerifyError::WrongDecider {
+            decider: "zhengzhou/erqi".parse().expect("id"),
+            addressed: "zhengzhou/zhongyuan".parse().expect("id"),
+        },
+        VerifyError::WiderTerms {
+            field: "usage_limit",
+            message: "x".into(),
+        },
     ]);
     for e in &all {
         // Exhaustive: a new variant must be added above.
@@ -119,7 +137,12 @@ fn every_variant() -> Vec<VerifyError> {
             | VerifyError::FromTheFuture { .. }
             | VerifyError::InvalidListing(_)
             | VerifyError::InvalidBody { .. }
-            | VerifyError::InvalidCertificate { .. } => {}
+            | VerifyError::InvalidCertificate { .. }
+            | VerifyError::InvalidApplication { .. }
+            | VerifyError::InvalidDecision { .. }
+            | VerifyError::WrongRequest { .. }
+            | VerifyError::WrongDecider { .. }
+            | VerifyError::WiderTerms { .. } => {}
         }
     }
     all
