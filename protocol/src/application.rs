@@ -23,8 +23,8 @@ use crate::time::Timestamp;
 pub const APPLICATION_VERSION: u32 = 1;
 
 /// Largest accepted encoding of either signed message: 16 KiB. The largest honest request (a
-/// 2000-character purpose of four-byte characters, a 200-character scenario, the delegation)
-/// is under 9 KiB, so a peer cannot make a receiver read more than twice that.
+/// 2000-character purpose and a 200-character scenario of four-byte characters, with the
+/// delegation) is about 9.3 KiB, so a peer cannot make a receiver read twice that.
 pub const MAX_MESSAGE_BYTES: usize = 16 * 1024;
 
 /// Longest `purpose`, in characters (Unicode scalar values).
@@ -576,5 +576,23 @@ mod tests {
         let e = verify_request(&signed.to_bytes(), &trust(), vectors::NOW, &limits())
             .expect_err("invalid");
         assert_eq!(e.kind(), "invalid_application");
+    }
+
+    #[test]
+    fn the_largest_honest_request_fits_the_size_cap() {
+        let mut r = av::request();
+        r.purpose = "𝔁".repeat(PURPOSE_CHARS);
+        r.scenario = "𝔁".repeat(limits::SHORT_TEXT_CHARS);
+        r.application = u64::MAX;
+        r.usage_limit = MAX_USAGE_LIMIT;
+        r.issued_at = Timestamp(u64::from(u32::MAX) + 1);
+        assert!(r.validate().is_ok());
+        let bytes = SignedMessage::request(&r, &vectors::node(), vectors::delegation()).to_bytes();
+        assert!(bytes.len() < 9_600, "{} bytes", bytes.len());
+        assert!(
+            bytes.len() * 3 / 2 < MAX_MESSAGE_BYTES,
+            "{} bytes",
+            bytes.len()
+        );
     }
 }
