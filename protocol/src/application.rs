@@ -477,6 +477,8 @@ pub fn verify_decision(
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
     use crate::application_vectors as av;
     use crate::vectors;
@@ -594,5 +596,84 @@ mod tests {
             "{} bytes",
             bytes.len()
         );
+    }
+
+    #[derive(Serialize)]
+    struct Reason {
+        reason: &'static str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        note: Option<&'static str>,
+    }
+
+    #[derive(Serialize)]
+    struct BothOutcomes {
+        approved: Granted,
+        rejected: Reason,
+    }
+
+    #[derive(Serialize)]
+    struct RawDecision<O> {
+        request: ContentId,
+        decider: ZoneId,
+        outcome: O,
+        decided_at: Timestamp,
+    }
+
+    fn raw_decision_kind<O: Serialize>(outcome: O) -> &'static str {
+        let d = av::approval();
+        let raw = RawDecision {
+            request: d.request,
+            decider: d.decider,
+            outcome,
+            decided_at: d.decided_at,
+        };
+        let signed = SignedMessage::seal(
+            Domain::ApplicationDecision,
+            canonical(&raw),
+            &av::origin_node(),
+            av::origin_delegation("zhengzhou/zhongyuan"),
+        );
+        let request = request_at(vectors::NOW);
+        match verify_decision(
+            &signed.to_bytes(),
+            &request,
+            &trust(),
+            vectors::NOW,
+            &limits(),
+        ) {
+            Ok(_) => "verified",
+            Err(e) => e.kind(),
+        }
+    }
+
+    #[test]
+    fn an_outcome_both_approved_and_rejected_or_with_an_unknown_key_is_refused_as_shape() {
+        let Outcome::Approved(g) = av::approval().outcome else {
+            unreachable!("the vectors' approval approves")
+        };
+        let both = BothOutcomes {
+            approved: g,
+            rejected: Reason {
+                reason: "no",
+                note: None,
+            },
+        };
+        assert_eq!(raw_decision_kind(both), "shape");
+        let extra = BTreeMap::from([(
+            "rejected",
+            Reason {
+                reason: "no",
+                note: Some("more"),
+            },
+        )]);
+        assert_eq!(raw_decision_kind(extra), "shape");
+        let plain = BTreeMap::from([(
+            "rejected",
+            Reason {
+                reason: "no",
+                note: None,
+            },
+        )]);
+        assert_eq!(raw_decision_kind(plain), "verified");
     }
 }
