@@ -676,4 +676,25 @@ mod tests {
         )]);
         assert_eq!(raw_decision_kind(plain), "verified");
     }
+
+    #[test]
+    fn flipping_a_bit_of_any_byte_of_a_signed_request_or_decision_never_verifies() {
+        let request = av::signed_request().to_bytes();
+        let answered = request_at(vectors::NOW);
+        let decision = av::signed_decision(&av::approval()).to_bytes();
+        // One bit per byte changes every field, length and key byte; all eight bits of each
+        // would take minutes in a debug build.
+        for i in 0..request.len() {
+            let mut bytes = request.clone();
+            bytes[i] ^= 1;
+            let r = verify_request(&bytes, &trust(), vectors::NOW, &limits());
+            assert!(r.is_err(), "request byte {i}");
+        }
+        for i in 0..decision.len() {
+            let mut bytes = decision.clone();
+            bytes[i] ^= 1;
+            let r = verify_decision(&bytes, &answered, &trust(), vectors::NOW, &limits());
+            assert!(r.is_err(), "decision byte {i}");
+        }
+    }
 }
