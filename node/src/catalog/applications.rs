@@ -62,7 +62,8 @@ pub struct ApplicationRequest {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Terms {
-    /// Another delivery mode the listing offers (the in-domain rule applies to it too).
+    /// Another delivery mode the listing offers that keeps the data in its domain (`sandbox`,
+    /// `privacy_computing`, `model_output`, `verification`); the in-domain rule applies to it too.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivery_mode: Option<DeliveryMode>,
     /// Fewer days than asked (at least 1).
@@ -215,6 +216,7 @@ pub fn request_shape(duration_days: u32, usage_limit: u64) -> Result<(), (&'stat
 /// # Errors
 /// [`Refusal::Invalid`] for a narrowing that widens or is out of range.
 pub fn narrow(asked: &ApplicationRequest, terms: &Terms) -> Result<Granted, Refusal> {
+    let mode = terms.delivery_mode.unwrap_or(asked.delivery_mode);
     let days = terms.duration_days.unwrap_or(asked.duration_days);
     let limit = terms.usage_limit.unwrap_or(asked.usage_limit);
     if days == 0 || days > asked.duration_days {
@@ -230,10 +232,30 @@ pub fn narrow(asked: &ApplicationRequest, terms: &Terms) -> Result<Granted, Refu
         )));
     }
     Ok(Granted {
-        delivery_mode: terms.delivery_mode.unwrap_or(asked.delivery_mode),
+        delivery_mode: mode,
         duration_days: days,
         usage_limit: limit,
     })
+}
+
+/// Whether `granted` changes the mode `asked` only to one that keeps the data in its domain:
+/// an approval narrows, and a mode that lets the data out is never narrower than another
+/// (PROTOCOL.md 11.4 holds a decision across exchanges to the same rule). Judged after
+/// [`deliverable`], whose refusal names the product's own rule.
+///
+/// # Errors
+/// [`Refusal::Invalid`] naming the modes.
+pub fn keeps_in_domain(asked: &ApplicationRequest, granted: &Granted) -> Result<(), Refusal> {
+    let mode = granted.delivery_mode;
+    if mode == asked.delivery_mode || mode.is_in_domain() {
+        return Ok(());
+    }
+    Err(Refusal::Invalid(format!(
+        "delivery_mode {}: an approval may change the {} mode asked only to one that keeps the \
+         data in its domain (sandbox, privacy_computing, model_output, verification)",
+        mode_name(&mode),
+        mode_name(&asked.delivery_mode)
+    )))
 }
 
 /// The terms of an authorisation.
@@ -426,7 +448,8 @@ pub fn decide(
     let product = &current.listing;
     let granted = open_for_applications(listing_id, current.state)
         .and_then(|()| narrow(&request, terms))
-        .and_then(|g| deliverable(product, g.delivery_mode).map(|()| g));
+        .and_then(|g| deliverable(product, g.delivery_mode).map(|()| g))
+        .and_then(|g| keeps_in_domain(&request, &g).map(|()| g));
     let granted = match granted {
         Ok(g) => g,
         Err(refusal) => return Ok(Err(refusal)),
@@ -880,6 +903,17 @@ mod tests {
             },
         ] {
             assert!(narrow(&a, &wider).is_err(), "{wider:?}");
+        }
+        // A mode changed away from the one asked must keep the data in its domain.
+        let sandbox = asked(DeliveryMode::Sandbox);
+        for out in [DeliveryMode::File, DeliveryMode::Api] {
+            let terms = Terms {
+                delivery_mode: Some(out),
+                ..Terms::default()
+            };
+            let granted = narrow(&sandbox, &terms).expect("the numbers are as asked");
+            let e = keeps_in_domain(&sandbox, &granted).expect_err("a mode that lets the data out");
+            assert_eq!(e.code(), "invalid", "{e}");
         }
     }
 
