@@ -78,6 +78,7 @@ use super::{
         registrations::get_one,
         registrations::approve,
         registrations::reject,
+        certificates::list,
         certificates::get_one,
         certificates::revoke,
         tokens::create,
