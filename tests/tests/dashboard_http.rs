@@ -119,6 +119,7 @@ async fn check_assets(http: &reqwest::Client, base: &str) -> anyhow::Result<()> 
         "map.js",
         "catalog.js",
         "flows.js",
+        "applications.js",
     ] {
         ensure!(seen.contains(name), "the page never loads {name}: {seen:?}");
     }
