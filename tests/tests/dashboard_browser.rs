@@ -384,7 +384,7 @@ async fn follow_the_authorisation(
         session,
         "the listing's certificate, valid and verified",
         "certificates",
-        &["登记证书", number, "有效", "验证通过", "数据资源持有权"],
+        &["登记确权证书", number, "有效", "验证通过", "数据资源持有权"],
     )
     .await?;
     click_when_shown(session, "a click on the language toggle", "#lang").await?;
