@@ -321,6 +321,73 @@ impl Zone {
         Ok(id)
     }
 
+    /// Registers listed listing `id` on node `i` as `provider` (source `collected`, the
+    /// holding right, one evidence hash) and approves the registration as `operator`; the
+    /// certificate's number.
+    ///
+    /// # Errors
+    /// If either call does not succeed.
+    pub async fn certify(&self, i: usize, tokens: &ZoneTokens, id: &str) -> anyhow::Result<String> {
+        let registration = serde_json::json!({
+            "listing_id": id,
+            "source": "collected",
+            "rights": ["holding"],
+            "evidence_hashes": [format!("sha256:{}", "0e".repeat(32))],
+        });
+        let (s, v) = self
+            .post(i, "/v1/registrations", &tokens.provider, &registration)
+            .await?;
+        if s != 201 {
+            bail!("register answered {s}: {v}");
+        }
+        let path = format!("/v1/registrations/{}/approve", v["id"]);
+        let (s, v) = self
+            .post(i, &path, &tokens.operator, &serde_json::json!({}))
+            .await?;
+        match v["certificate_number"].as_str() {
+            Some(number) if s == 200 => Ok(number.to_owned()),
+            _ => bail!("approve registration answered {s}: {v}"),
+        }
+    }
+
+    /// The zone's buyer applies on node `i` to use listed listing `id` for `scenario` by API
+    /// for 30 days and `limit` calls, and `operator` approves it as asked; the authorisation's
+    /// id.
+    ///
+    /// # Errors
+    /// If either call does not succeed.
+    pub async fn authorise(
+        &self,
+        i: usize,
+        tokens: &ZoneTokens,
+        id: &str,
+        scenario: &str,
+        limit: u64,
+    ) -> anyhow::Result<u64> {
+        let application = serde_json::json!({
+            "listing_id": id,
+            "scenario": scenario,
+            "purpose": "授信前核验企业登记状态",
+            "delivery_mode": "api",
+            "duration_days": 30,
+            "usage_limit": limit,
+        });
+        let (s, v) = self
+            .post(i, "/v1/applications", &tokens.buyer, &application)
+            .await?;
+        if s != 201 {
+            bail!("apply answered {s}: {v}");
+        }
+        let path = format!("/v1/applications/{}/approve", v["id"]);
+        let (s, v) = self
+            .post(i, &path, &tokens.operator, &serde_json::json!({}))
+            .await?;
+        match v["authorization_id"].as_u64() {
+            Some(auth) if s == 200 => Ok(auth),
+            _ => bail!("approve application answered {s}: {v}"),
+        }
+    }
+
     /// Waits until listing `id` is in `state` on every node of `nodes` (their own replicas),
     /// within `deadline`.
     ///

@@ -1,7 +1,11 @@
 //! The dashboard in a real browser: headless Chromium driven over WebDriver (chromedriver,
 //! plain HTTP and JSON) against two exchanges with one node per zone. A listing approved in
 //! Xuchang is found by its title in Zhengzhou's dashboard, and its provenance names its origin
-//! zone and the cross-exchange agreement it was recognised under. A screenshot is saved to
+//! zone and the cross-exchange agreement it was recognised under; Zhengzhou has no scenario
+//! applications, and its panel says so. In Xuchang's dashboard the applications panel shows an
+//! authorisation's usage against its limit, in Chinese and after the toggle in English, and the
+//! listing opened from there shows its registration certificate, valid and verified. A
+//! screenshot is saved to
 //! `target/test-artifacts/dashboard.png` whether the test passes or fails.
 //!
 //! Needs `chromium` and `chromedriver` on the PATH (Debian: `chromium`, `chromium-driver`;
@@ -26,6 +30,8 @@ const ELECTION: Duration = Duration::from_secs(30);
 const FIRST_CROSSING: Duration = Duration::from_secs(60);
 /// How long the page may take to show what the API already has (it polls every 3 s).
 const PAGE: Duration = Duration::from_secs(20);
+/// The scenario the listing offers and the buyer is authorised for.
+const SCENARIO: &str = "企业贷款授信审查";
 /// W3C WebDriver's key for an element reference.
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
@@ -252,6 +258,36 @@ async fn text_of(session: &Session, id: &str) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
+/// Clicks the first element matching `css`. The page may redraw it between finding and
+/// clicking (a poll's answer arriving); a click on the replaced element fails and is tried
+/// again on the new one.
+async fn click_when_shown(session: &Session, what: &str, css: &str) -> anyhow::Result<()> {
+    eventually(PAGE, what, || async {
+        let Some(element) = session.find(css).await.map_err(|e| e.to_string())? else {
+            return Ok(None);
+        };
+        session
+            .click(&element)
+            .await
+            .map(Some)
+            .map_err(|e| e.to_string())
+    })
+    .await
+}
+
+/// Waits until the element with `id` contains every one of `texts`.
+async fn shows(session: &Session, what: &str, id: &str, texts: &[&str]) -> anyhow::Result<()> {
+    eventually(PAGE, what, || async {
+        let text = text_of(session, id).await?;
+        if texts.iter().all(|t| text.contains(t)) {
+            Ok(Some(()))
+        } else {
+            Err(text)
+        }
+    })
+    .await
+}
+
 /// What the user does: search for the title, open the listing, read its provenance.
 async fn search_and_open(
     session: &Session,
@@ -289,18 +325,11 @@ async fn search_and_open(
         },
     )
     .await?;
-    // The list may be redrawn between finding the item and clicking it (a search answer
-    // arriving); a click on the replaced element fails and is tried again on the new one.
-    eventually(PAGE, "a click on the listing among the results", || async {
-        let Some(result) = session.find(&selector).await.map_err(|e| e.to_string())? else {
-            return Ok(None);
-        };
-        session
-            .click(&result)
-            .await
-            .map(Some)
-            .map_err(|e| e.to_string())
-    })
+    click_when_shown(
+        session,
+        "a click on the listing among the results",
+        &selector,
+    )
     .await?;
     eventually(
         PAGE,
@@ -330,6 +359,55 @@ async fn search_and_open(
         "the listing is no longer among the results"
     );
     Ok(())
+}
+
+/// What a regulator of the listing's origin zone sees at `url`: the authorisation's usage
+/// against its limit in the applications panel; the listing `id`, opened from there, with its
+/// certificate `number` valid and verified; both again in English after the toggle.
+async fn follow_the_authorisation(
+    session: &Session,
+    url: &str,
+    id: &str,
+    number: &str,
+) -> anyhow::Result<()> {
+    session.goto(url).await?;
+    shows(
+        session,
+        "the authorisation's usage against its limit",
+        "applications",
+        &["已用 / 上限", SCENARIO, "已批准", "有效", "20 / 1,000"],
+    )
+    .await?;
+    let link = format!("#applications a[title=\"{id}\"]");
+    click_when_shown(session, "a click on the application's listing", &link).await?;
+    shows(
+        session,
+        "the listing's certificate, valid and verified",
+        "certificates",
+        &["登记确权证书", number, "有效", "验证通过", "数据资源持有权"],
+    )
+    .await?;
+    click_when_shown(session, "a click on the language toggle", "#lang").await?;
+    shows(
+        session,
+        "the applications panel in English",
+        "applications",
+        &["Used / limit", "approved", "active", "20 / 1,000"],
+    )
+    .await?;
+    shows(
+        session,
+        "the certificate in English",
+        "certificates",
+        &[
+            "Registration certificates",
+            number,
+            "valid",
+            "verified",
+            "holding",
+        ],
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -368,13 +446,32 @@ async fn a_listing_from_xuchang_is_found_and_traced_in_zhengzhous_dashboard() ->
         .await?;
     }
     eprintln!("recognised after {:?}", started.elapsed());
+    let number = fed.certify(xu, &xt, &id).await?;
+    let grant = fed.authorise(xu, &xt, &id, SCENARIO, 1000).await?;
+    let usage = format!("/v1/authorizations/{grant}/usage");
+    let (s, v) = fed
+        .post(xu, &usage, &xt.buyer, &json!({"calls": 20}))
+        .await?;
+    ensure!(s == 200 && v["used"] == 20, "usage: {s} {v}");
 
     let http = reqwest::Client::new();
     let driver = Chromedriver::start(&http).await?;
     let session = driver.session(&http).await?;
     let url = format!("{}/#token={}", fed.nodes[zz].api_url, zt.regulator);
     let nodes: Vec<String> = fed.nodes.iter().map(|n| n.name.clone()).collect();
-    let outcome = search_and_open(&session, &url, &title, &id, &decoy, &nodes).await;
+    let origin = format!("{}/#token={}", fed.nodes[xu].api_url, xt.regulator);
+    let outcome = async {
+        search_and_open(&session, &url, &title, &id, &decoy, &nodes).await?;
+        shows(
+            &session,
+            "no applications in Zhengzhou",
+            "applications",
+            &["暂无场景申请"],
+        )
+        .await?;
+        follow_the_authorisation(&session, &origin, &id, &number).await
+    }
+    .await;
 
     // The screenshot is most useful when the test fails, so it is taken either way.
     let shot = artifact();

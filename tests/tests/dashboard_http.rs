@@ -1,14 +1,16 @@
 //! The dashboard over plain HTTP, against two exchanges with one node per zone
 //! (`two-exchanges`): the page and every file it loads are served from the binary with the
 //! right content type and name no other host, and the two routes the page draws from,
-//! `/v1/federation/overview` and `/v1/federation/flows`, answer as documented and refuse bad
-//! query strings naming the field.
+//! `/v1/federation/overview`, `/v1/federation/flows` and a listing's certificates
+//! (`/v1/certificates?listing_id=`), answer as documented and refuse bad query strings naming
+//! the field.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail, ensure};
 use serde_json::Value;
+use xchg_federation_config::layout::ZoneTokens;
 use xchg_tests::{Zone, eventually, example_listing};
 
 const XUCHANG: &str = "xuchang/municipal";
@@ -117,6 +119,7 @@ async fn check_assets(http: &reqwest::Client, base: &str) -> anyhow::Result<()> 
         "map.js",
         "catalog.js",
         "flows.js",
+        "applications.js",
     ] {
         ensure!(seen.contains(name), "the page never loads {name}: {seen:?}");
     }
@@ -150,8 +153,84 @@ fn total(flows: &Value, list: &str, key: &str, value: &str, origin: Option<&str>
         .sum()
 }
 
+/// The numbers of the certificates in a page of `GET /v1/certificates`, after checking that
+/// each is valid, verifies here and certifies `listing`.
+fn numbers(page: &Value, listing: &str) -> anyhow::Result<Vec<String>> {
+    let items = page["items"].as_array().context("items")?;
+    items
+        .iter()
+        .map(|c| {
+            ensure!(c["status"] == "valid", "{c}");
+            ensure!(c["verification"]["valid"] == true, "{c}");
+            ensure!(c["certificate"]["listing_id"] == listing, "{c}");
+            c["number"].as_str().map(str::to_owned).context("number")
+        })
+        .collect()
+}
+
+/// Listing `id`, listed in Xuchang (node `xu`) and recognised in Zhengzhou (node `zz`), is
+/// certified twice: the detail view finds both certificates by the listing, newest first and in
+/// pages, in its origin zone only.
+async fn check_certificates(
+    fed: &Zone,
+    (xu, xt): (usize, &ZoneTokens),
+    (zz, zt): (usize, &ZoneTokens),
+    id: &str,
+) -> anyhow::Result<()> {
+    let first = fed.certify(xu, xt, id).await?;
+    let second = fed.certify(xu, xt, id).await?;
+    let path = format!("/v1/certificates?listing_id={id}");
+    let (s, page) = fed.get(xu, &path, Some(&xt.buyer)).await?;
+    ensure!(s == 200, "{path}: {s} {page}");
+    ensure!(
+        numbers(&page, id)? == [second.clone(), first.clone()],
+        "newest first: {page}"
+    );
+    ensure!(page.get("next_before").is_none(), "one page: {page}");
+    let (s, page) = fed
+        .get(xu, &format!("{path}&limit=1"), Some(&xt.regulator))
+        .await?;
+    ensure!(s == 200 && numbers(&page, id)? == [second], "{page}");
+    let before = page["next_before"].as_u64().context("a next page")?;
+    let (s, page) = fed
+        .get(
+            xu,
+            &format!("{path}&limit=1&before={before}&consistency=local"),
+            Some(&xt.regulator),
+        )
+        .await?;
+    ensure!(s == 200 && numbers(&page, id)? == [first], "{page}");
+    ensure!(page.get("next_before").is_none(), "the last page: {page}");
+    // Certificates stay with the zone that issued them; a recognised copy has none.
+    let (s, page) = fed.get(zz, &path, Some(&zt.regulator)).await?;
+    ensure!(
+        s == 200 && page["items"].as_array().is_some_and(Vec::is_empty),
+        "{page}"
+    );
+    for (query, field) in [
+        ("listing_id=abc", Some("listing_id")),
+        ("limit=ten", Some("limit")),
+        ("before=-1", Some("before")),
+        ("number=1", None),
+    ] {
+        let path = format!("/v1/certificates?{query}");
+        let (s, v) = fed.get(xu, &path, Some(&xt.regulator)).await?;
+        ensure!(s == 400, "{path}: {s} {v}");
+        match field {
+            Some(f) => ensure!(
+                v["error"]["code"] == "invalid_field" && v["error"]["field"] == f,
+                "{path}: {v}"
+            ),
+            None => ensure!(v["error"]["code"] == "invalid_query", "{path}: {v}"),
+        }
+    }
+    let (s, v) = fed.get(xu, "/v1/certificates", None).await?;
+    ensure!(s == 401, "without a token: {s} {v}");
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dashboard_assets_overview_and_flows_are_served() -> anyhow::Result<()> {
+async fn dashboard_assets_overview_flows_and_certificates_are_served() -> anyhow::Result<()> {
     let mut fed = Zone::generate("two-exchanges", 1)?;
     fed.start_all()?;
     let xu = fed.zone_nodes(XUCHANG)[0];
@@ -239,6 +318,8 @@ async fn dashboard_assets_overview_and_flows_are_served() -> anyhow::Result<()> 
         },
     )
     .await?;
+
+    check_certificates(&fed, (xu, &xt), (zz, &zt), &id).await?;
 
     // Bad query strings are refused, naming the field.
     for (path, field) in [

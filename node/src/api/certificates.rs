@@ -1,22 +1,22 @@
-//! `/v1/certificates/{number}`: a registration certificate with this node's verification of it
-//! (against the exchange root keys of its configuration) and its status in the issuing zone;
-//! an operator revokes one.
+//! `/v1/certificates`: a registration certificate with this node's verification of it
+//! (against the exchange root keys of its configuration) and its status in the issuing zone,
+//! one by its number or a listing's in pages; an operator revokes one.
 
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use xchg_federation_config::Role;
 use xchg_protocol::Certificate;
 use xchg_protocol::certificate::{CHECKS, REVOCATION_CHECK};
 
-use super::AppState;
 use super::auth::Caller;
 use super::error::{ApiError, BearerErrors, BodyErrors, ErrorBody, ProposeErrors, ReadErrors};
 use super::json::JsonBody;
-use super::listings::{ReasonBody, query_error};
+use super::listings::{ReasonBody, consistency_schema, query_error};
 use super::registrations::ReadParams;
 use super::text::{self, Text};
+use super::{AppState, Consistency, params};
 use crate::catalog::registrations::{self, CertificateRecord, REASON_CHARS};
 use crate::catalog::{CatalogCommand, Refusal};
 
@@ -57,10 +57,19 @@ async fn view(state: &AppState, number: &str) -> Result<CertificateView, ApiErro
     let record = registrations::certificate(&mut conn, number)
         .await?
         .ok_or_else(|| ApiError::from(Refusal::NotFound(format!("no certificate {number:?}"))))?;
+    shown(state, &mut conn, record).await
+}
+
+/// `record` with what it states and this node's verification of it now.
+async fn shown(
+    state: &AppState,
+    conn: &mut sqlx::SqliteConnection,
+    record: CertificateRecord,
+) -> Result<CertificateView, ApiError> {
     let (_, certificate) = registrations::decoded(&record.signed).map_err(ApiError::internal)?;
     let trust = state.config.trust_store();
     let now = state.clock.now();
-    let result = registrations::verify_here(&mut conn, &record.signed, &trust, now).await?;
+    let result = registrations::verify_here(conn, &record.signed, &trust, now).await?;
     let verification = Verification {
         valid: result.is_ok(),
         checks: CHECKS.iter().copied().chain([REVOCATION_CHECK]).collect(),
@@ -100,6 +109,109 @@ pub async fn get_one(
     let Query(p) = query.map_err(query_error)?;
     state.read_barrier(&p.consistency).await?;
     Ok(Json(view(&state, &number).await?))
+}
+
+/// Most certificates one page lists.
+pub const MAX_PAGE: u32 = 100;
+/// Certificates listed when no `limit` is given.
+pub const DEFAULT_PAGE: u32 = 20;
+
+/// The query string of `GET /v1/certificates`.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    /// Only the certificates of this listing: `sha256:` and 64 lowercase hex digits.
+    #[param(value_type = Option<String>, pattern = "^sha256:[0-9a-f]{64}$")]
+    listing_id: Option<String>,
+    /// Page size.
+    #[param(schema_with = page_size_schema)]
+    limit: Option<String>,
+    /// The `next_before` of the previous page: the page starts below this registration number.
+    #[param(schema_with = before_schema)]
+    before: Option<String>,
+    #[serde(default)]
+    #[param(schema_with = consistency_schema)]
+    consistency: Consistency,
+}
+
+fn page_size_schema() -> utoipa::openapi::schema::Object {
+    params::page_size_schema(DEFAULT_PAGE, MAX_PAGE)
+}
+
+fn before_schema() -> utoipa::openapi::schema::Object {
+    params::position_schema("The previous page's `next_before`.")
+}
+
+/// A page of certificates, newest registration first.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CertificatePage {
+    /// The certificates, each with its status and this node's verification of it.
+    pub items: Vec<CertificateView>,
+    /// Pass as `before` for the next page; absent on the last.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_before: Option<u64>,
+}
+
+/// `GET /v1/certificates?listing_id=&limit=&before=` (any token).
+#[utoipa::path(
+    get,
+    path = "/v1/certificates",
+    operation_id = "list_certificates",
+    tag = "registrations",
+    params(ListParams),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "One page, newest registration first: the certificates \
+            this zone issued (a listing's, with `listing_id`), each with its status and this \
+            node's verification of it", body = CertificatePage),
+        (status = 400, description = "An unknown parameter (`invalid_query`); a `listing_id` \
+            that is not a content id, or a `limit` or `before` that is not a whole number \
+            (`invalid_field` naming it)", body = ErrorBody),
+        BearerErrors,
+        ReadErrors,
+    )
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    _caller: Caller,
+    query: Result<Query<ListParams>, QueryRejection>,
+) -> Result<Json<CertificatePage>, ApiError> {
+    let Query(p) = query.map_err(query_error)?;
+    let listing_id = p
+        .listing_id
+        .as_deref()
+        .map(|raw| {
+            raw.parse::<xchg_protocol::ContentId>().map_err(|_| {
+                ApiError::invalid_field(
+                    "listing_id",
+                    format!(
+                        "{raw:.80?} is not a listing id: expected sha256: followed by 64 \
+                         lowercase hex digits"
+                    ),
+                )
+            })
+        })
+        .transpose()?
+        .map(|id| id.to_string());
+    let limit = params::page_size("limit", p.limit.as_deref(), DEFAULT_PAGE, MAX_PAGE)?;
+    let before = p
+        .before
+        .as_deref()
+        .map(|b| params::whole_number("before", b))
+        .transpose()?;
+    state.read_barrier(&p.consistency).await?;
+    let mut conn = state.db.reader().await?;
+    let (records, more) =
+        registrations::certificates(&mut conn, listing_id.as_deref(), before, limit).await?;
+    let next_before = more
+        .then(|| records.last().map(|r| r.registration_id))
+        .flatten();
+    let mut items = Vec::with_capacity(records.len());
+    for record in records {
+        items.push(shown(&state, &mut conn, record).await?);
+    }
+    Ok(Json(CertificatePage { items, next_before }))
 }
 
 /// `POST /v1/certificates/{number}/revoke` (operator).

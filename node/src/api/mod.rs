@@ -171,6 +171,7 @@ pub fn router(state: AppState) -> Router {
             post(registrations::approve),
         )
         .route("/v1/registrations/{id}/reject", post(registrations::reject))
+        .route("/v1/certificates", get(certificates::list))
         .route("/v1/certificates/{number}", get(certificates::get_one))
         .route(
             "/v1/certificates/{number}/revoke",

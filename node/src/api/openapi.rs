@@ -78,6 +78,7 @@ use super::{
         registrations::get_one,
         registrations::approve,
         registrations::reject,
+        certificates::list,
         certificates::get_one,
         certificates::revoke,
         tokens::create,
@@ -703,6 +704,39 @@ mod tests {
             revoke_reason: some("contract ended"),
         };
         assert_documented_as("Entrustment", &entrustment);
+    }
+
+    /// The rules `GET /v1/certificates` enforces on its query string are in the document: a
+    /// listing id's pattern, the page size's range, the cursor's digits.
+    #[test]
+    fn the_certificate_list_states_its_query_rules() {
+        let doc = doc();
+        let op = &doc["paths"]["/v1/certificates"]["get"];
+        assert_eq!(op["operationId"], "list_certificates", "{op}");
+        let param = |name: &str| {
+            op["parameters"]
+                .as_array()
+                .and_then(|ps| ps.iter().find(|p| p["name"] == name))
+                .map(|p| p["schema"].clone())
+                .unwrap_or_default()
+        };
+        assert_eq!(param("listing_id")["pattern"], "^sha256:[0-9a-f]{64}$");
+        assert_eq!(param("limit")["default"], 20);
+        assert!(
+            param("limit")["description"]
+                .as_str()
+                .is_some_and(|d| d.contains("1 to 100")),
+            "{}",
+            param("limit")
+        );
+        assert_eq!(param("before")["pattern"], "^[0-9]+$");
+        let page = op["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].clone();
+        assert_eq!(page, "#/components/schemas/CertificatePage");
+        let items = &doc["components"]["schemas"]["CertificatePage"]["properties"]["items"];
+        assert_eq!(
+            items["items"]["$ref"], "#/components/schemas/CertificateView",
+            "{items}"
+        );
     }
 
     /// An application (decided, with its precedents), an authorisation (suspended, with a

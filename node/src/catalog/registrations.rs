@@ -472,6 +472,26 @@ pub async fn certificate(
     certificate_table::certificate_read(conn, number).await
 }
 
+/// A page of certificates (the listing's, when `listing_id` is given) with registration
+/// numbers below `before`, newest first: at most `limit`, and whether more follow.
+///
+/// # Errors
+/// Storage errors.
+pub async fn certificates(
+    conn: &mut SqliteConnection,
+    listing_id: Option<&str>,
+    before: Option<u64>,
+    limit: u32,
+) -> Result<(Vec<CertificateRecord>, bool), sqlx::Error> {
+    let limit = usize::try_from(limit.max(1)).unwrap_or(1);
+    let rows = i64::try_from(limit + 1).unwrap_or(i64::MAX);
+    let before = before.map_or(i64::MAX, |b| i64::try_from(b).unwrap_or(i64::MAX));
+    let mut found = certificate_table::list_read(conn, listing_id, before, rows).await?;
+    let more = found.len() > limit;
+    found.truncate(limit);
+    Ok((found, more))
+}
+
 /// Applies a revocation: the certificate must exist and be valid; `reason` is recorded.
 ///
 /// # Errors

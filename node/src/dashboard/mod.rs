@@ -51,6 +51,7 @@ pub const ASSETS: &[Asset] = &[
     asset!("catalog.js", JS),
     asset!("flows.js", JS),
     asset!("audit.js", JS),
+    asset!("applications.js", JS),
 ];
 
 /// The page may load only what this node serves and talk only to this node; the token lives

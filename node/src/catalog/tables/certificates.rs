@@ -9,10 +9,31 @@ use xchg_protocol::Timestamp;
 use super::{int, uint};
 use crate::catalog::registrations::CertificateRecord;
 
-const SELECT_CERTIFICATE: &str = "SELECT number, registration_id, status, revoked_at, \
-    revoked_by, revoke_reason, signed FROM certificates WHERE number = ?1";
+/// The columns every read of a certificate selects, in [`CertificateRow`]'s order.
+macro_rules! select_certificates {
+    () => {
+        "SELECT number, registration_id, status, revoked_at, revoked_by, revoke_reason, signed \
+            FROM certificates"
+    };
+}
 
-/// The columns of [`SELECT_CERTIFICATE`], as either driver reads them.
+const SELECT_CERTIFICATE: &str = concat!(select_certificates!(), " WHERE number = ?1");
+
+/// A page of one listing's certificates, newest registration first (`certificates_listing`
+/// finds them).
+const SELECT_PAGE_OF_LISTING: &str = concat!(
+    select_certificates!(),
+    " WHERE listing_id = ?1 AND registration_id < ?2 ORDER BY registration_id DESC LIMIT ?3"
+);
+
+/// A page of every certificate, newest registration first (the registration number's unique
+/// index walks them).
+const SELECT_PAGE: &str = concat!(
+    select_certificates!(),
+    " WHERE registration_id < ?1 ORDER BY registration_id DESC LIMIT ?2"
+);
+
+/// The columns of every `SELECT_*` here, as either driver reads them.
 type CertificateRow = (
     String,
     i64,
@@ -73,6 +94,25 @@ pub async fn certificate_read(
         .fetch_optional(&mut *conn)
         .await?;
     Ok(row.map(certificate_of))
+}
+
+/// At most `rows` certificates with registration numbers below `before`, of listing
+/// `listing_id` when given, newest registration first; on a reader, for the API.
+///
+/// # Errors
+/// SQLite's error.
+pub async fn list_read(
+    conn: &mut SqliteConnection,
+    listing_id: Option<&str>,
+    before: i64,
+    rows: i64,
+) -> Result<Vec<CertificateRecord>, sqlx::Error> {
+    let query = match listing_id {
+        Some(id) => sqlx::query_as(SELECT_PAGE_OF_LISTING).bind(id),
+        None => sqlx::query_as(SELECT_PAGE),
+    };
+    let found: Vec<CertificateRow> = query.bind(before).bind(rows).fetch_all(&mut *conn).await?;
+    Ok(found.into_iter().map(certificate_of).collect())
 }
 
 /// What an approval issues: the certificate `number` of registration `registration_id`, for

@@ -2,6 +2,7 @@
 // polling loop that keeps every panel live without reloading the page.
 
 import { getToken, setToken, takeTokenFromFragment, get, query } from "./api.js";
+import { createApplications } from "./applications.js";
 import { createAudit } from "./audit.js";
 import { createCatalog } from "./catalog.js";
 import { byId, debounce, h, put } from "./dom.js";
@@ -63,6 +64,7 @@ const ctx = {
 
 const catalog = createCatalog(ctx);
 const audit = createAudit(ctx);
+const applications = createApplications(ctx, (id) => catalog.open(id));
 const flowEls = {
   inbound: byId("flows-in"),
   outbound: byId("flows-out"),
@@ -136,7 +138,7 @@ async function tick() {
   }
   running = true;
   try {
-    await Promise.allSettled([loadOverview(), loadFlows(), catalog.refresh(), catalog.refreshDetail(), audit.refresh()]);
+    await Promise.allSettled([loadOverview(), loadFlows(), catalog.refresh(), catalog.refreshDetail(), applications.refresh(), audit.refresh()]);
     renderAll();
     setLive(errors.size ? "error" : "on");
   } finally {
@@ -160,6 +162,7 @@ function useToken(tok) {
   errors.clear();
   showErrors();
   catalog.reset();
+  applications.reset();
   audit.reset();
   renderAll();
   renderToken();
@@ -199,6 +202,7 @@ onLangChange(() => {
   invalidateMap();
   invalidateFlows();
   catalog.redraw();
+  applications.redraw();
   audit.redraw();
   renderAll();
   setLive(!getToken() ? "idle" : errors.size ? "error" : "on");

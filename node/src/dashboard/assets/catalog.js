@@ -1,6 +1,7 @@
 // The catalog panel: full-text search (Chinese and English), facets, results, and the detail
-// of one listing with its provenance (origin, signer, delegation, recognition decisions and
-// agreement, export decisions) and the audit trail of its transitions.
+// of one listing with its registration certificates (status and this node's verification),
+// its provenance (origin, signer, delegation, recognition decisions and agreement, export
+// decisions) and the audit trail of its transitions.
 
 import { get, query } from "./api.js";
 import { badge, byId, debounce, h, put, short } from "./dom.js";
@@ -22,6 +23,9 @@ const STATE_KIND = { submitted: "wait", listed: "good", rejected: "bad", deliste
 const CLASS_KIND = { public: "good", general: "info", important: "warn", core: "bad" };
 const DECISION_KIND = { recognised: "good", rejected: "bad", stale: "warn", delisted: "muted", revoked: "bad" };
 const EXPORT_KIND = { pending: "wait", published: "good", withheld: "warn" };
+const CERT_KIND = { valid: "good", revoked: "bad" };
+/** Certificates shown on a listing (newest first); the API pages beyond. */
+const CERTS_SHOWN = 20;
 
 /**
  * Creates the panel. `ctx` gives `report(source, error)`, `clear(source)`, `zoneName(id)`
@@ -233,7 +237,42 @@ export function createCatalog(ctx) {
         detailText(e.detail) ? h("div", { class: "tl-detail" }, detailText(e.detail)) : null));
   }
 
-  function renderDetail(v) {
+  function certificateCard(c) {
+    const cert = c.certificate ?? {};
+    const check = c.verification ?? {};
+    const revoked = c.status === "revoked";
+    return h("li", { class: "card cert", dataset: { number: c.number } },
+      h("div", { class: "card-head" },
+        h("span", { class: "strong mono" }, c.number),
+        badge(label("certstatus", c.status), CERT_KIND[c.status] ?? "muted"),
+        check.valid ? badge(t("cert.verified"), "good") : badge(t("cert.unverified"), "bad"),
+        h("span", { class: "muted right" }, fmtTime(cert.issued_at))),
+      h("dl", { class: "facts compact" },
+        fact(t("cert.verification"), check.valid
+          ? t("cert.verification.ok", { n: check.checks?.length ?? 0 })
+          : [h("code", {}, check.error ?? ""), check.message ? h("span", { class: "muted" }, ` ${check.message}`) : null]),
+        revoked ? fact(t("cert.revoked"), t("cert.revoked.value", { at: fmtTime(c.revoked_at), by: c.revoked_by ?? "" })) : [],
+        revoked ? fact(t("prov.reason"), c.revoke_reason) : [],
+        fact(t("cert.holder"), cert.holder),
+        fact(t("cert.rights"), list(cert.rights, "right")),
+        fact(t("cert.source"), label("source", cert.source)),
+        fact(t("cert.issued"), fmtTime(cert.issued_at)),
+        fact(t("cert.zone"), cert.zone ? ctx.zoneName(cert.zone) : "")));
+  }
+
+  /** The certificates section: `certs` is the API's page, or null when it could not be read. */
+  function certificateSection(certs, recognised) {
+    let body;
+    if (!certs) body = h("p", { class: "muted" }, t("cert.unreadable"));
+    else if (!certs.items.length) body = h("p", { class: "muted" }, recognised ? t("cert.atorigin") : t("cert.none"));
+    else {
+      body = [h("ol", { class: "cards" }, certs.items.map(certificateCard)),
+        certs.next_before ? h("p", { class: "muted small" }, t("cert.newest", { n: CERTS_SHOWN })) : null];
+    }
+    return h("section", { id: "certificates", class: "certificates" }, h("h3", {}, t("cert.title")), body);
+  }
+
+  function renderDetail(v, certs) {
     const p = v.provenance ?? { origin: v.origin, exchange: "", recognised: false, recognitions: [], export: [] };
     const pricing = v.pricing
       ? [label("pricing", v.pricing.model), v.pricing.amount ? ` ${v.pricing.amount} ${v.pricing.currency ?? ""}` : ""].join("")
@@ -267,6 +306,7 @@ export function createCatalog(ctx) {
         fact(t("detail.registration"), v.registration ? `${v.registration.certificate_id} · ${v.registration.issuer}` : ""),
         fact(t("detail.created"), fmtTime(v.created_at)),
         fact(t("detail.updated"), fmtTime(v.updated_at))),
+      certificateSection(certs, p.recognised),
       h("section", { id: "provenance", class: "provenance" },
         h("h3", {}, t("prov.title")),
         h("dl", { class: "facts" },
@@ -294,14 +334,23 @@ export function createCatalog(ctx) {
   async function loadDetail() {
     const id = selected;
     if (!id) return;
+    const certPath = `/v1/certificates${query({ listing_id: id, limit: CERTS_SHOWN, consistency: "local" })}`;
+    // The listing is shown even when its certificates cannot be read; that error is reported apart.
+    const certs = get(certPath).then((page) => {
+      if (id === selected) ctx.clear("certificates");
+      return page;
+    }, (e) => {
+      if (id === selected) ctx.report("certificates", e);
+      return null;
+    });
     try {
-      const v = await get(`/v1/listings/${encodeURIComponent(id)}?consistency=local`);
+      const [v, page] = await Promise.all([get(`/v1/listings/${encodeURIComponent(id)}?consistency=local`), certs]);
       if (id !== selected) return;
       ctx.clear("detail");
-      const key = JSON.stringify([v, getLang(), facetKey]);
+      const key = JSON.stringify([v, page, getLang(), facetKey]);
       if (key === detailKey) return;
       detailKey = key;
-      renderDetail(v);
+      renderDetail(v, page);
     } catch (e) {
       if (id === selected) ctx.report("detail", e);
     }
@@ -332,6 +381,8 @@ export function createCatalog(ctx) {
     refresh: () => search(),
     /** Re-reads the open listing (polling). */
     refreshDetail: () => loadDetail(),
+    /** Opens listing `id` in the detail view (from another panel). */
+    open: (id) => select(id),
     /** New overview: the origin facet lists its exchanges and zones. */
     onOverview: () => renderFacets(),
     /** Language change: redraw everything. */
