@@ -16,7 +16,7 @@ use super::{
     Refusal, ZoneFacts,
 };
 use crate::audit;
-use crate::catalog::{applications, federation, parties, registrations};
+use crate::catalog::{applications, certified, federation, parties, registrations};
 use crate::sqlite::unencodable;
 
 /// Applies `cmd` (the entry at `raft_index`) and records it in the audit chain.
@@ -283,6 +283,12 @@ fn effect(
             at,
             actor,
         } => registrations::revoke(db, number, reason, *at, actor)?,
+        CatalogCommand::ReceiveCertificate(r) => certified::receive(db, raft_index, r)?,
+        CatalogCommand::RecordCertificatePublished {
+            registration_id,
+            at,
+            ..
+        } => certified::published(db, *registration_id, *at)?,
     })
 }
 
@@ -671,6 +677,22 @@ fn subject(cmd: &CatalogCommand) -> (String, &'static str, Timestamp, String) {
             let (id, role) = by(actor);
             (id, role, *at, format!("certificate:{number}"))
         }
+        CatalogCommand::ReceiveCertificate(r) => (
+            format!("node:{}", r.node),
+            "system",
+            r.at,
+            format!("received-certificate:{}", r.message_id),
+        ),
+        CatalogCommand::RecordCertificatePublished {
+            registration_id,
+            at,
+            node,
+        } => (
+            format!("node:{node}"),
+            "system",
+            *at,
+            format!("registration:{registration_id}"),
+        ),
     }
 }
 

@@ -19,7 +19,7 @@ use xchg_protocol::{
 
 use super::tables::certificates::{self as certificate_table, Issued};
 use super::tables::registrations::{self as table, Decision};
-use super::tables::{listings, revocations};
+use super::tables::{listings, outbox, revocations};
 use super::{Actor, Applied, CommandResponse, Refusal, ZoneFacts, parties};
 
 /// Longest approval note, rejection or revocation reason, in characters.
@@ -389,6 +389,8 @@ pub fn approve(
         certificate: Some(&number),
     };
     table::decide(db, id, &decision)?;
+    // The certificate travels where its listing version went (PROTOCOL.md 10.5).
+    let exported = outbox::let_out(db, &reg.content_id)?;
     certificate_table::insert(
         db,
         &Issued {
@@ -399,6 +401,7 @@ pub fn approve(
             issued_at: at,
             signed,
         },
+        exported,
     )?;
     Ok(ok(number))
 }
