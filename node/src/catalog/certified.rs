@@ -202,3 +202,126 @@ pub fn published(
         state: None,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::tables::recognitions::Decision;
+    use xchg_protocol::{AnnouncementKind, certificate_vectors, vectors};
+
+    fn received(judged: Judged) -> ReceivedCertificate {
+        ReceivedCertificate {
+            message_id: ContentId::of(b"message"),
+            exchange: "xuchang".parse().expect("exchange"),
+            judged,
+            received_from: "peer".into(),
+            at: vectors::NOW,
+            node: "n1".into(),
+        }
+    }
+
+    fn valid() -> ReceivedCertificate {
+        received(Judged::Valid {
+            signed: certificate_vectors::signed().to_bytes(),
+        })
+    }
+
+    /// `(decision, kind)` of every received certificate, in order.
+    fn rows(db: &rusqlite::Connection) -> Vec<(String, Option<String>)> {
+        let mut stmt = db
+            .prepare("SELECT decision, kind FROM received_certificates ORDER BY rowid")
+            .expect("select");
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .expect("rows")
+            .collect::<Result<_, _>>()
+            .expect("read")
+    }
+
+    #[test]
+    fn a_valid_certificate_is_recorded_once_and_forgets_the_refusals_of_its_listing_version() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = crate::catalog::test_db(dir.path());
+        let certificate = certificate_vectors::certificate();
+        let key = vectors::node().public().to_base64();
+        recognitions::record(
+            &db,
+            &Decision {
+                content_id: &certificate.content_id,
+                kind: AnnouncementKind::Listing,
+                listing_id: Some(&certificate.listing_id),
+                version: Some(1),
+                origin: "xuchang/yuzhou",
+                exchange: "xuchang",
+                agreement: "outside:xuchang",
+                decision: "rejected",
+                reason: Some("the agreement requires a registration certificate"),
+                signer: &key,
+                delegation: None,
+                received_from: "peer",
+                at: vectors::NOW,
+                raft_index: 1,
+            },
+        )
+        .expect("refusal");
+        assert!(recognitions::decided(&db, &certificate.content_id).expect("read"));
+
+        let first = receive(&db, 2, &valid()).expect("apply").expect("recorded");
+        assert_eq!(first.object_id, certificate.number);
+        assert!(
+            !recognitions::decided(&db, &certificate.content_id).expect("read"),
+            "the listing version is undecided again, so catch-up fetches it"
+        );
+        receive(&db, 3, &valid())
+            .expect("apply")
+            .expect("a repeat is harmless");
+        assert_eq!(rows(&db), [("valid".to_owned(), None)]);
+    }
+
+    #[test]
+    fn a_certificate_whose_key_was_revoked_before_its_issue_time_is_recorded_as_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = crate::catalog::test_db(dir.path());
+        let issued = certificate_vectors::certificate().issued_at;
+        revocations::insert(
+            &db,
+            "xuchang",
+            &vectors::node().public(),
+            &ContentId::of(b"revocation"),
+            "key lost",
+            Timestamp(issued.0 - 1),
+        )
+        .expect("revocation");
+        receive(&db, 1, &valid()).expect("apply").expect("recorded");
+        assert_eq!(
+            rows(&db),
+            [("refused".to_owned(), Some("revoked_key".to_owned()))]
+        );
+    }
+
+    #[test]
+    fn refused_certificates_are_kept_within_their_cap_per_exchange() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = crate::catalog::test_db(dir.path());
+        for i in 0..5u8 {
+            let mut r = received(Judged::Refused {
+                certificate_id: None,
+                kind: "bad_signature".into(),
+                reason: "x".repeat(REFUSAL_REASON_CHARS + 10),
+            });
+            r.message_id = ContentId::of(&[i]);
+            receive(&db, u64::from(i), &r)
+                .expect("apply")
+                .expect("recorded");
+            table::bound_refused(&db, Timestamp(0), "xuchang", 3).expect("bound");
+        }
+        assert_eq!(rows(&db).len(), 3);
+        let longest: i64 = db
+            .query_row(
+                "SELECT max(length(reason)) FROM received_certificates",
+                [],
+                |r| r.get(0),
+            )
+            .expect("read");
+        assert_eq!(longest, REFUSAL_REASON_CHARS as i64);
+    }
+}
