@@ -10,7 +10,7 @@ use xchg_federation_config::Role;
 use xchg_protocol::{ContentId, Listing, Timestamp};
 
 use super::tables::listings::{self, By, NewRow, Transition};
-use super::tables::{idempotency, tokens};
+use super::tables::{certificates, idempotency, tokens};
 use super::{
     Actor, Applied, CatalogCommand, CommandResponse, IDEMPOTENCY_TTL_MS, Idempotent, ListingState,
     Refusal, ZoneFacts,
@@ -76,6 +76,8 @@ fn effect(
             )?;
             if response.is_ok() {
                 federation::queue_listing(db, zone, listing_id, *at)?;
+                // A certificate issued while its listing waited for approval travels now.
+                certificates::release_let_out(db)?;
             }
             response
         }

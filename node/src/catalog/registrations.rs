@@ -716,6 +716,34 @@ mod tests {
     }
 
     #[test]
+    fn a_certificate_of_a_listing_still_in_review_travels_once_the_listing_is_approved() {
+        let published = || CatalogCommand::RecordCertificatePublished {
+            registration_id: 1,
+            at: vectors::NOW,
+            node: "n1".into(),
+        };
+        let out = run(|reg| {
+            let c = certificate_for(&test_zone().zone, reg, vectors::NOW);
+            vec![
+                approval(1, signed(&c)),
+                published(),
+                CatalogCommand::ApproveListing {
+                    listing_id: reg.listing_id,
+                    review: crate::catalog::Review::default(),
+                    at: vectors::NOW,
+                    actor: actor("token:op", Role::Operator),
+                },
+                published(),
+            ]
+        });
+        assert!(
+            out[1].starts_with("conflict"),
+            "withheld while its listing is not out: {out:?}"
+        );
+        assert_eq!(out[3], "ok registration:1", "{out:?}");
+    }
+
+    #[test]
     fn only_the_listings_own_party_registers_it_and_an_unknown_listing_is_not_found() {
         let out = run(|reg| {
             vec![

@@ -115,6 +115,22 @@ pub fn insert(db: &rusqlite::Connection, c: &Issued<'_>, exported: bool) -> rusq
     .map(drop)
 }
 
+/// Queues for publication every `withheld` certificate whose listing version has since been
+/// let out of the zone (a listing registered while submitted, approved after its certificate
+/// was issued); how many.
+///
+/// # Errors
+/// SQLite's error.
+pub fn release_let_out(db: &rusqlite::Connection) -> rusqlite::Result<usize> {
+    db.prepare_cached(
+        "UPDATE certificates SET export = 'pending' WHERE export = 'withheld' \
+           AND EXISTS (SELECT 1 FROM registrations r JOIN outbox o ON o.content_id = r.content_id \
+                        WHERE r.id = certificates.registration_id \
+                          AND o.kind = 'listing' AND o.state != 'withheld')",
+    )?
+    .execute([])
+}
+
 /// A certificate waiting to be published: its registration (the position the publisher
 /// records it by) and its signed bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
