@@ -254,7 +254,8 @@ pub struct Agreement {
     pub max_classification: Classification,
     /// Delivery modes recognised; a listing qualifies if all its modes are in the set.
     pub delivery_modes: ModeSet,
-    /// Whether only listings with a registration certificate are recognised.
+    /// Whether only listings for whose version the zone holds a valid registration certificate
+    /// from their origin zone are recognised (PROTOCOL.md 10.5).
     pub require_registration: bool,
 }
 

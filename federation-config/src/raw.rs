@@ -162,7 +162,8 @@ pub struct RawAgreement {
     /// `["*"]` for every delivery mode, else delivery mode names.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivery_modes: Option<Vec<String>>,
-    /// Whether only listings with a registration certificate are recognised.
+    /// Whether only listings for whose version the zone holds a valid registration certificate
+    /// from their origin zone are recognised (PROTOCOL.md 10.5).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub require_registration: Option<bool>,
 }

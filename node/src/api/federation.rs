@@ -16,6 +16,7 @@ use super::json::JsonBody;
 use super::listings::{consistency_schema, query_error};
 use super::{AppState, Consistency};
 use crate::catalog::query::{self, RecognitionFilter, RecognitionPage};
+use crate::catalog::tables::received_certificates::{self as received, ReceivedView};
 use crate::federation::identity::IdentityView;
 use crate::federation::judge::Proposal;
 use crate::federation::verdicts::{JournalFilter, Reason, VerdictRecord};
@@ -94,6 +95,94 @@ pub async fn recognitions(
     };
     let mut conn = state.db.reader().await?;
     Ok(Json(query::recognitions(&mut conn, &filter).await?))
+}
+
+/// `GET /v1/federation/certificates` query string.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ReceivedParams {
+    /// Only this decision.
+    #[param(schema_with = received_decision_schema)]
+    decision: Option<String>,
+    /// Most records returned (default 100); values outside 1 to 1000 are brought within.
+    #[param(value_type = Option<u32>)]
+    limit: Option<String>,
+    #[serde(default)]
+    #[param(schema_with = consistency_schema)]
+    consistency: Consistency,
+}
+
+const RECEIVED_DECISIONS: [&str; 2] = ["valid", "refused"];
+
+fn received_decision_schema() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(RECEIVED_DECISIONS))
+        .build()
+}
+
+/// Received certificates found.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ReceivedPage {
+    /// Newest first.
+    pub items: Vec<ReceivedView>,
+}
+
+/// `GET /v1/federation/certificates?decision=&limit=` (any role): the registration
+/// certificates this zone received from other zones (PROTOCOL.md 10.5), valid or refused with
+/// the kind of the failed check, newest first.
+#[utoipa::path(
+    get,
+    path = "/v1/federation/certificates",
+    operation_id = "list_received_certificates",
+    tag = "federation",
+    params(ReceivedParams),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The zone's received certificates, newest first", body = ReceivedPage),
+        (status = 400, description = "An unknown parameter or value (`field` names it)", body = ErrorBody),
+        BearerErrors,
+        ReadErrors,
+    )
+)]
+pub async fn received_certificates(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Result<Query<ReceivedParams>, QueryRejection>,
+) -> Result<Json<ReceivedPage>, ApiError> {
+    let _ = caller;
+    let Query(p) = params.map_err(query_error)?;
+    if let Some(d) = &p.decision
+        && !RECEIVED_DECISIONS.contains(&d.as_str())
+    {
+        return Err(ApiError::invalid_field(
+            "decision",
+            format!(
+                "unknown decision {d:?}; expected one of {}",
+                RECEIVED_DECISIONS.join(", ")
+            ),
+        ));
+    }
+    let (default, most) = VERDICT_PAGE;
+    let limit = match &p.limit {
+        None => default,
+        Some(l) => l.parse::<usize>().map(|n| n.clamp(1, most)).map_err(|_| {
+            ApiError::invalid_field(
+                "limit",
+                format!("expected a whole number from 1 to {most}, got {l:?}"),
+            )
+        })?,
+    };
+    state.read_barrier(&p.consistency).await?;
+    let mut conn = state.db.reader().await?;
+    let items = received::list(
+        &mut conn,
+        p.decision.as_deref(),
+        i64::try_from(limit).unwrap_or(i64::MAX),
+    )
+    .await?;
+    Ok(Json(ReceivedPage { items }))
 }
 
 /// `GET /v1/federation/peers`.

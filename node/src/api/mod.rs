@@ -129,6 +129,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/recognitions", get(federation::recognitions))
         .route("/v1/federation/peers", get(federation::peers))
         .route("/v1/federation/verdicts", get(federation::verdicts))
+        .route(
+            "/v1/federation/certificates",
+            get(federation::received_certificates),
+        )
         .route("/v1/federation/revocations", post(federation::revoke))
         .route("/v1/federation/overview", get(overview::overview))
         .route("/v1/federation/flows", get(overview::flows))

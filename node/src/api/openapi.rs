@@ -51,6 +51,7 @@ use super::{
         federation::recognitions,
         federation::peers,
         federation::verdicts,
+        federation::received_certificates,
         federation::revoke,
         overview,
         flows,

@@ -10,13 +10,13 @@ use xchg_federation_config::Role;
 use xchg_protocol::{ContentId, Listing, Timestamp};
 
 use super::tables::listings::{self, By, NewRow, Transition};
-use super::tables::{idempotency, tokens};
+use super::tables::{certificates, idempotency, tokens};
 use super::{
     Actor, Applied, CatalogCommand, CommandResponse, IDEMPOTENCY_TTL_MS, Idempotent, ListingState,
     Refusal, ZoneFacts,
 };
 use crate::audit;
-use crate::catalog::{applications, federation, parties, registrations};
+use crate::catalog::{applications, certified, federation, parties, registrations};
 use crate::sqlite::unencodable;
 
 /// Applies `cmd` (the entry at `raft_index`) and records it in the audit chain.
@@ -76,6 +76,8 @@ fn effect(
             )?;
             if response.is_ok() {
                 federation::queue_listing(db, zone, listing_id, *at)?;
+                // A certificate issued while its listing waited for approval travels now.
+                certificates::release_let_out(db)?;
             }
             response
         }
@@ -283,6 +285,12 @@ fn effect(
             at,
             actor,
         } => registrations::revoke(db, number, reason, *at, actor)?,
+        CatalogCommand::ReceiveCertificate(r) => certified::receive(db, raft_index, r)?,
+        CatalogCommand::RecordCertificatePublished {
+            registration_id,
+            at,
+            ..
+        } => certified::published(db, *registration_id, *at)?,
     })
 }
 
@@ -671,6 +679,22 @@ fn subject(cmd: &CatalogCommand) -> (String, &'static str, Timestamp, String) {
             let (id, role) = by(actor);
             (id, role, *at, format!("certificate:{number}"))
         }
+        CatalogCommand::ReceiveCertificate(r) => (
+            format!("node:{}", r.node),
+            "system",
+            r.at,
+            format!("received-certificate:{}", r.message_id),
+        ),
+        CatalogCommand::RecordCertificatePublished {
+            registration_id,
+            at,
+            node,
+        } => (
+            format!("node:{node}"),
+            "system",
+            *at,
+            format!("registration:{registration_id}"),
+        ),
     }
 }
 

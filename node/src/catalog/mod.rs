@@ -9,6 +9,7 @@
 
 pub mod applications;
 pub mod apply;
+pub mod certified;
 pub mod federation;
 pub mod format;
 pub mod parties;
@@ -214,6 +215,7 @@ pub const SCHEMA: &[&str] = &[
     include_str!("schema/catalog_schema_v7.sql"),
     include_str!("schema/catalog_schema_v8.sql"),
     include_str!("schema/catalog_schema_v9.sql"),
+    include_str!("schema/catalog_schema_v10.sql"),
 ];
 
 /// Zone facts for tests: `xuchang/yuzhou` with the default export policy.
@@ -573,6 +575,19 @@ pub enum CatalogCommand {
         /// The operator.
         actor: Actor,
     },
+    /// A registration certificate from another zone, received on its exchange's certificate
+    /// topic, and the leader's judgement of it (PROTOCOL.md 10.5).
+    ReceiveCertificate(Box<certified::ReceivedCertificate>),
+    /// The leader published the certificate of a registration on its exchange's certificate
+    /// topic.
+    RecordCertificatePublished {
+        /// The registration the certificate was issued for.
+        registration_id: u64,
+        /// When.
+        at: Timestamp,
+        /// The publishing node's name.
+        node: String,
+    },
 }
 
 /// The actor id of a command a zone member proposes on its own authority (`node:<name>`), as
@@ -655,6 +670,8 @@ impl CatalogCommand {
             CatalogCommand::ApproveRegistration { .. } => "approve_registration",
             CatalogCommand::RejectRegistration { .. } => "reject_registration",
             CatalogCommand::RevokeCertificate { .. } => "revoke_certificate",
+            CatalogCommand::ReceiveCertificate(_) => "receive_certificate",
+            CatalogCommand::RecordCertificatePublished { .. } => "record_certificate_published",
         }
     }
 
@@ -689,6 +706,8 @@ impl CatalogCommand {
             CatalogCommand::Recognize(r) => Some(r.node.as_str()),
             CatalogCommand::RecordRefusal(r) => Some(r.node.as_str()),
             CatalogCommand::RecordPublished { node, .. } => Some(node.as_str()),
+            CatalogCommand::ReceiveCertificate(r) => Some(r.node.as_str()),
+            CatalogCommand::RecordCertificatePublished { node, .. } => Some(node.as_str()),
             // Only the admin token of the offline recovery is a member's to hand over.
             CatalogCommand::CreateToken {
                 actor,
@@ -753,7 +772,10 @@ impl CatalogCommand {
             | CatalogCommand::RevokeToken { .. }
             | CatalogCommand::RecordMembershipChange { .. }
             | CatalogCommand::Recognize(_) => &[],
-            CatalogCommand::RecordPublished { .. } | CatalogCommand::RecordRefusal(_) => {
+            CatalogCommand::RecordPublished { .. }
+            | CatalogCommand::RecordRefusal(_)
+            | CatalogCommand::ReceiveCertificate(_)
+            | CatalogCommand::RecordCertificatePublished { .. } => {
                 return Err(Refusal::Forbidden(format!(
                     "only a zone member may {}",
                     self.action().replace('_', " ")
@@ -809,6 +831,8 @@ impl CatalogCommand {
             CatalogCommand::Recognize(_)
             | CatalogCommand::RecordPublished { .. }
             | CatalogCommand::RecordRefusal(_)
+            | CatalogCommand::ReceiveCertificate(_)
+            | CatalogCommand::RecordCertificatePublished { .. }
             | CatalogCommand::Idempotent(_)
             | CatalogCommand::Entrusted(_) => {}
         }
@@ -836,6 +860,8 @@ impl CatalogCommand {
                 CatalogCommand::ApproveListing { .. }
                     | CatalogCommand::RejectListing { .. }
                     | CatalogCommand::DelistListing { .. }
+                    // An approval may queue its certificate for publication.
+                    | CatalogCommand::ApproveRegistration { .. }
             ),
         }
     }

@@ -91,9 +91,12 @@ pub fn in_domain(listing: &Listing, mode: DeliveryMode) -> Result<(), String> {
 /// Besides the agreement's own terms, the receiving side applies the sender's firewall rules
 /// again (a misconfigured or dishonest sender must not be able to push them in).
 ///
+/// Registration is not judged here: whether a listing carries a valid certificate depends on
+/// the certificates its zone received ([`registration`]), not on the listing.
+///
 /// # Errors
 /// The first term the listing fails, in the order: classification, personal information,
-/// category, delivery modes, registration.
+/// category, delivery modes.
 pub fn recognise(listing: &Listing, agreement: &Agreement) -> Result<(), String> {
     let c = listing.classification;
     if c > agreement.max_classification || c >= Classification::Important {
@@ -130,8 +133,23 @@ pub fn recognise(listing: &Listing, agreement: &Agreement) -> Result<(), String>
             refused.join(", ")
         ));
     }
-    if agreement.require_registration && listing.registration.is_none() {
-        return Err("the agreement requires a registration certificate; none is given".into());
+    Ok(())
+}
+
+/// Whether a listing version passes `agreement`'s registration term, given whether the
+/// receiving zone holds a valid certificate for exactly that version (`certified`,
+/// PROTOCOL.md 10.5). The listing's own `registration` field is the provider's word and
+/// proves nothing, so it is not consulted.
+///
+/// # Errors
+/// Why the listing is refused, for the record.
+pub fn registration(agreement: &Agreement, certified: bool) -> Result<(), String> {
+    if agreement.require_registration && !certified {
+        return Err(
+            "the agreement requires a registration certificate, and this zone holds no valid \
+             one for this listing version"
+                .into(),
+        );
     }
     Ok(())
 }
@@ -254,16 +272,18 @@ mod tests {
         )
         .expect_err("personal");
         assert!(e.contains("personal"), "{e}");
-        let registration = Agreement {
+        let registered = Agreement {
             require_registration: true,
             ..Agreement::default()
         };
-        let e = recognise(
-            &listing(Classification::General, false, &api),
-            &registration,
-        )
-        .expect_err("registration");
-        assert!(e.contains("registration"), "{e}");
+        assert!(
+            recognise(&listing(Classification::General, false, &api), &registered).is_ok(),
+            "registration is judged against the certificates held, not the listing"
+        );
+        let e = registration(&registered, false).expect_err("no certificate");
+        assert!(e.contains("registration certificate"), "{e}");
+        assert!(registration(&registered, true).is_ok());
+        assert!(registration(&all, false).is_ok());
         let modes = Agreement {
             delivery_modes: ModeSet::Only(BTreeSet::from([DeliveryMode::Sandbox])),
             ..Agreement::default()

@@ -19,7 +19,7 @@ use xchg_protocol::{
 
 use super::tables::certificates::{self as certificate_table, Issued};
 use super::tables::registrations::{self as table, Decision};
-use super::tables::{listings, revocations};
+use super::tables::{listings, outbox, revocations};
 use super::{Actor, Applied, CommandResponse, Refusal, ZoneFacts, parties};
 
 /// Longest approval note, rejection or revocation reason, in characters.
@@ -389,6 +389,8 @@ pub fn approve(
         certificate: Some(&number),
     };
     table::decide(db, id, &decision)?;
+    // The certificate travels where its listing version went (PROTOCOL.md 10.5).
+    let exported = outbox::let_out(db, &reg.content_id)?;
     certificate_table::insert(
         db,
         &Issued {
@@ -399,6 +401,7 @@ pub fn approve(
             issued_at: at,
             signed,
         },
+        exported,
     )?;
     Ok(ok(number))
 }
@@ -730,6 +733,34 @@ mod tests {
         );
         let after = approve_after_revocation(vectors::NOW.plus_millis(1));
         assert_eq!(after, "ok XC-2026-YUZHOU-000001");
+    }
+
+    #[test]
+    fn a_certificate_of_a_listing_still_in_review_travels_once_the_listing_is_approved() {
+        let published = || CatalogCommand::RecordCertificatePublished {
+            registration_id: 1,
+            at: vectors::NOW,
+            node: "n1".into(),
+        };
+        let out = run(|reg| {
+            let c = certificate_for(&test_zone().zone, reg, vectors::NOW);
+            vec![
+                approval(1, signed(&c)),
+                published(),
+                CatalogCommand::ApproveListing {
+                    listing_id: reg.listing_id,
+                    review: crate::catalog::Review::default(),
+                    at: vectors::NOW,
+                    actor: actor("token:op", Role::Operator),
+                },
+                published(),
+            ]
+        });
+        assert!(
+            out[1].starts_with("conflict"),
+            "withheld while its listing is not out: {out:?}"
+        );
+        assert_eq!(out[3], "ok registration:1", "{out:?}");
     }
 
     #[test]

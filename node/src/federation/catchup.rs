@@ -185,6 +185,8 @@ pub(super) struct Catchup {
     cursors: BTreeMap<(String, String), u64>,
     /// Rounds started against a peer (the round-robin position).
     rounds: u64,
+    /// A certificate arrived: the next round reads every inventory from the start again.
+    rescan: bool,
     state: State,
     /// Answers being served from the replica.
     serving: usize,
@@ -196,6 +198,7 @@ impl Catchup {
             rng,
             cursors: BTreeMap::new(),
             rounds: 0,
+            rescan: false,
             state: State::Idle,
             serving: 0,
         }
@@ -215,6 +218,13 @@ impl Catchup {
             after: Duration::from_millis(base - base / 5 + jitter),
             timer: Timer::CatchupRound,
         });
+    }
+
+    /// A certificate was recorded, so a listing version refused for want of one is undecided
+    /// again: the next round reads every inventory from the start (a round under way may still
+    /// move its cursors, so forgetting them now would not be enough).
+    pub(super) fn rescan(&mut self) {
+        self.rescan = true;
     }
 
     /// A catch-up timer fired.
@@ -260,7 +270,7 @@ impl Catchup {
         }
         let n = self.rounds;
         self.rounds += 1;
-        if n % RESCAN_EVERY_ROUNDS == RESCAN_EVERY_ROUNDS - 1 {
+        if n % RESCAN_EVERY_ROUNDS == RESCAN_EVERY_ROUNDS - 1 || std::mem::take(&mut self.rescan) {
             self.cursors.clear();
         }
         let peer = peers.swap_remove((n % peers.len() as u64) as usize);
@@ -810,7 +820,7 @@ mod tests {
                             ticket,
                             facts: crate::federation::judge::Facts {
                                 decided: self.decided.contains(&content_id),
-                                held: None,
+                                ..Default::default()
                             },
                         },
                         Output::Propose { ticket, command } => {

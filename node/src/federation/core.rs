@@ -30,12 +30,14 @@ use xchg_protocol::{
 };
 
 use super::catchup::{Catchup, Cx, Query};
-use super::judge::{Arrival, Done, Facts, For, Judge, Judgement, Origin};
+use super::certify;
+use super::judge::{Arrival, Done, Facts, For, Judge, Judgement, Origin, Proposal};
 use super::publish::{OutboxEntry, Publisher};
 use super::verdicts::{Reason, VerdictRecord, Via};
 use crate::catalog::CatalogCommand;
 use crate::gossip::{
-    MessageRef, Offence, Peer, PublishError, RequestError, Verdict, exchange_of_topic,
+    MessageRef, Offence, Peer, PublishError, RequestError, Verdict, exchange_of_certificate_topic,
+    exchange_of_topic,
 };
 
 /// Timing of the federation service.
@@ -519,6 +521,22 @@ impl Core {
                 data,
             } => {
                 let from = message.source.clone();
+                if let Some(exchange) = exchange_of_certificate_topic(&topic).map(str::to_owned) {
+                    let leading = shared.leading;
+                    let certified = certify::judge(&data, &exchange, &from, &shared.settings, now);
+                    let judgement = judge.certificate(certified, &from, leading, now);
+                    let done = Done {
+                        origin: Origin::Gossip { message, leading },
+                        judgement,
+                        arrival: Arrival {
+                            data,
+                            exchange,
+                            from,
+                        },
+                    };
+                    finished(shared, judge, catchup, done, now, out);
+                    return;
+                }
                 let Some(exchange) = exchange_of_topic(&topic).map(str::to_owned) else {
                     let judgement = Judgement {
                         reason: Reason::UnknownTopic,
@@ -574,7 +592,8 @@ impl Core {
                         },
                     );
                 }
-                Some((For::Gossip, _)) => {}
+                Some((For::Certified, true)) => catchup.rescan(),
+                Some((For::Gossip | For::Certified, _)) => {}
                 None => publisher.proposed(ticket, outcome, shared, out),
             },
             Input::Outbox { ticket, entries } => {
@@ -654,7 +673,11 @@ fn finished(
             if let Some(proposal) = done.judgement.proposal
                 && leading
             {
-                judge.propose(shared, proposal, For::Gossip, out);
+                let whose = match &proposal {
+                    Proposal::Certificate(c) if c.is_valid() => For::Certified,
+                    _ => For::Gossip,
+                };
+                judge.propose(shared, proposal, whose, out);
             }
         }
         Origin::Asked(reply) => out.push(Output::Judged {

@@ -29,7 +29,9 @@ use super::judge::{Arrival, Judgement};
 use super::replica;
 use super::verdicts::{Journal, LogBudget, Reason, VerdictRecord, Via};
 use crate::clock::Clock;
-use crate::gossip::{Broadcast, Event, Peer, RequestError, Verdict, topic_of};
+use crate::gossip::{
+    Broadcast, Event, Peer, RequestError, Verdict, certificate_topic_of, topic_of,
+};
 use crate::metrics::Metrics;
 use crate::raft::client::Proposer;
 use crate::raft::{NodeId, Raft};
@@ -150,11 +152,16 @@ impl Federation {
         (handle, driver)
     }
 
-    /// The topics this node subscribes to: its own exchange's and each agreement partner's.
+    /// The topics this node subscribes to: the announcement and certificate topics of its own
+    /// exchange and of each agreement partner.
     pub fn topics(&self) -> Vec<String> {
-        std::iter::once(self.config.exchange.id.as_str())
-            .chain(self.config.outside.iter().map(|o| o.id.as_str()))
+        let exchanges = || {
+            std::iter::once(self.config.exchange.id.as_str())
+                .chain(self.config.outside.iter().map(|o| o.id.as_str()))
+        };
+        exchanges()
             .map(topic_of)
+            .chain(exchanges().map(certificate_topic_of))
             .collect()
     }
 

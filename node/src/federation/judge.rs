@@ -24,10 +24,12 @@ use xchg_protocol::{
     TrustStore, Verified, VerifyError, verify,
 };
 
+use super::certify::Certified;
 use super::core::{Outcome, Output, Reply, Settings, Shared, Ticket};
 use super::limits::{Admission, Budgets};
 use super::policy;
 use super::verdicts::{Reason, VerdictRecord, Via};
+use crate::catalog::certified::ReceivedCertificate;
 use crate::catalog::{
     CatalogCommand, PEER_CHARS, REFUSAL_REASON_CHARS, Recognition, RefusedAnnouncement,
 };
@@ -40,6 +42,8 @@ pub enum Proposal {
     Recognize(Recognition),
     /// Record only a bounded refusal (no envelope).
     Refuse(RefusedAnnouncement),
+    /// Record a certificate received on a certificate topic, valid or refused.
+    Certificate(Box<ReceivedCertificate>),
 }
 
 impl Proposal {
@@ -48,6 +52,7 @@ impl Proposal {
         match self {
             Proposal::Recognize(r) => r.content_id,
             Proposal::Refuse(r) => r.content_id,
+            Proposal::Certificate(c) => c.message_id,
         }
     }
 
@@ -56,6 +61,7 @@ impl Proposal {
         match self {
             Proposal::Recognize(r) => CatalogCommand::Recognize(Box::new(r)),
             Proposal::Refuse(r) => CatalogCommand::RecordRefusal(Box::new(r)),
+            Proposal::Certificate(c) => CatalogCommand::ReceiveCertificate(c),
         }
     }
 }
@@ -146,6 +152,9 @@ pub struct Facts {
     pub decided: bool,
     /// The replica's copy of the listing it concerns, if any.
     pub held: Option<Held>,
+    /// For a listing: the zones that issued the valid certificates the zone holds for exactly
+    /// this version (PROTOCOL.md 10.5); only one from the listing's origin zone counts.
+    pub certified_by: Vec<String>,
 }
 
 /// An envelope as it arrived.
@@ -190,6 +199,9 @@ pub(super) enum For {
     Gossip,
     /// Catch-up round `round`, which waits for it before judging the next envelope.
     Catchup(u64),
+    /// A valid certificate: once recorded, catch-up reads the inventories again from the
+    /// start, so the listing version it certifies is fetched and judged again.
+    Certified,
 }
 
 /// An envelope that passed every check that needs no replica.
@@ -249,6 +261,34 @@ impl Judge {
             self.proven.remove(&first);
         }
         self.proven.insert(peer.0);
+    }
+
+    /// Takes the judgement of a certificate delivered by `from`: a refusal is recorded only
+    /// within the same per-signer and per-peer rate as refused announcements (beyond it the
+    /// verdict stands and nothing is proposed), and only the leader counts it.
+    pub(super) fn certificate(
+        &mut self,
+        certified: Certified,
+        from: &Peer,
+        leading: bool,
+        now: Timestamp,
+    ) -> Judgement {
+        let Certified {
+            mut judgement,
+            signer,
+        } = certified;
+        let refused =
+            matches!(&judgement.proposal, Some(Proposal::Certificate(c)) if !c.is_valid());
+        if refused
+            && leading
+            && !matches!(
+                self.budgets.admit(&signer, &from.0, now.millis()),
+                Admission::Record
+            )
+        {
+            judgement.proposal = None;
+        }
+        judgement
     }
 
     /// Whether a decision on `id` is being proposed.
@@ -364,6 +404,7 @@ impl Judge {
             agreement,
         } = assessed;
         let id = Some(verified.id);
+        let certified_by = facts.as_ref().map(|f| f.certified_by.clone());
         // Why it is refused before recording, and the listing it concerns.
         let mut refusal: Option<(Reason, String, &Listing)> = None;
         if let Body::Listing(listing) = &verified.body {
@@ -389,9 +430,17 @@ impl Judge {
             }
             if refusal.is_none()
                 && let Some((_, terms)) = settings.agreement_with(&authority)
-                && let Err(why) = policy::recognise(listing, terms)
             {
-                refusal = Some((Reason::RefusedByAgreement, why, listing));
+                if let Err(why) = policy::recognise(listing, terms) {
+                    refusal = Some((Reason::RefusedByAgreement, why, listing));
+                } else if let Some(by) = &certified_by
+                    && let Err(why) =
+                        policy::registration(terms, by.iter().any(|z| z == listing.origin.as_str()))
+                {
+                    // Only the leader, which looked up the certificates held, judges this; a
+                    // follower's verdict only decides forwarding.
+                    refusal = Some((Reason::RegistrationRequired, why, listing));
+                }
             }
         }
         let kind = match &verified.body {
@@ -708,6 +757,7 @@ mod tests {
                 origin: v1.origin.to_string(),
                 version,
             }),
+            certified_by: Vec::new(),
         };
         let mut core = kit.core(true);
         let out = judged_by_leader(
@@ -746,7 +796,7 @@ mod tests {
         let mut core = kit.core(true);
         let decided = Facts {
             decided: true,
-            held: None,
+            ..Facts::default()
         };
         let out = judged_by_leader(
             &mut core,
@@ -772,6 +822,7 @@ mod tests {
         let mut core = kit.core(true);
         let facts = Facts {
             decided: false,
+            certified_by: Vec::new(),
             held: Some(Held {
                 origin: "zhengzhou/other".into(),
                 version: 1,

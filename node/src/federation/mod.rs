@@ -5,7 +5,9 @@
 //! - [`judge`]: the receiving pipeline (size → decode → delegation → signature → id →
 //!   agreement → refusal rate) that turns envelopes into verdicts and proposals;
 //! - [`publish`]: the leader's publisher, which signs the replicated outbox and publishes it;
-//! - [`catchup`]: anti-entropy over request-response, answering and asking, with its cursors.
+//! - [`catchup`]: anti-entropy over request-response, answering and asking, with its cursors;
+//! - `certify`: certificates received on a certificate topic (PROTOCOL.md 10.5), judged
+//!   without the replica.
 //!
 //! The core imports only the protocol, the catalog's types, the policies below and the
 //! transport's vocabulary (peers, verdicts, offences). [`driver`] is the async shell: it feeds
@@ -24,6 +26,7 @@
 //! Layer: above `raft`, `store`, `catalog` and `gossip`, below the API; never imports the API.
 
 pub mod catchup;
+mod certify;
 pub mod core;
 pub mod driver;
 pub mod identity;

@@ -21,7 +21,7 @@ use xchg_protocol::{AnnouncementKind, Envelope, Limits, Listing, Timestamp};
 use super::core::{Count, Entries, Outcome, Output, Shared, Ticket, Timer};
 use super::policy;
 use crate::catalog::CatalogCommand;
-use crate::gossip::{PublishError, topic_of};
+use crate::gossip::{PublishError, certificate_topic_of, topic_of};
 
 /// Outbox entries signed per read.
 pub const PER_ROUND: usize = 256;
@@ -34,6 +34,11 @@ pub const LONGEST_RETRY: Duration = Duration::from_secs(4);
 
 /// One pending outbox entry, as the outbox table reads it.
 pub use crate::catalog::tables::outbox::Pending as OutboxEntry;
+
+/// The kind of a pending entry that is a certificate to publish (PROTOCOL.md 10.5): its `seq`
+/// is the registration it was issued for and its `body` the signed certificate, which the
+/// approving node signed already.
+pub const CERTIFICATE_ENTRY: &str = "certificate";
 
 fn kind_of(name: &str) -> Option<AnnouncementKind> {
     match name {
@@ -157,6 +162,19 @@ impl Publisher {
         };
         let mut outstanding = BTreeSet::new();
         for entry in entries {
+            if entry.kind == CERTIFICATE_ENTRY {
+                let command = CatalogCommand::RecordCertificatePublished {
+                    registration_id: entry.seq,
+                    at: now,
+                    node: shared.settings.node.clone(),
+                };
+                let topic = certificate_topic_of(shared.settings.exchange.as_str());
+                self.publish_on(shared, topic, entry.body, out);
+                let ticket = shared.ticket();
+                outstanding.insert(ticket);
+                out.push(Output::Propose { ticket, command });
+                continue;
+            }
             let Some(kind) = kind_of(&entry.kind) else {
                 continue;
             };
@@ -254,8 +272,19 @@ impl Publisher {
         envelope: Vec<u8>,
         out: &mut Vec<Output>,
     ) {
-        let ticket = shared.ticket();
         let topic = topic_of(shared.settings.exchange.as_str());
+        self.publish_on(shared, topic, envelope, out);
+    }
+
+    /// Publishes `envelope` on `topic`, retrying while no peer subscribes yet.
+    fn publish_on(
+        &mut self,
+        shared: &mut Shared,
+        topic: String,
+        envelope: Vec<u8>,
+        out: &mut Vec<Output>,
+    ) {
+        let ticket = shared.ticket();
         out.push(Output::Publish {
             ticket,
             topic: topic.clone(),

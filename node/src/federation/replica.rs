@@ -8,18 +8,18 @@ use xchg_protocol::{ContentId, ExchangeId, PublicKey};
 
 use super::catchup::Query;
 use super::judge::{Facts, Held};
-use super::publish::OutboxEntry;
-use crate::catalog::tables::{announcements, listings, outbox, recognitions, revocations};
+use super::publish::{CERTIFICATE_ENTRY, OutboxEntry};
+use crate::catalog::tables::{
+    announcements, certificates, listings, outbox, received_certificates, recognitions, revocations,
+};
 use crate::store::Db;
 
-/// Whether a decision on `content_id` is recorded, and the copy of `listing_id` held. A read
-/// that fails counts as nothing known (the leader then proposes, and apply decides).
+/// Whether a decision on `content_id` is recorded, the copy of `listing_id` held, and whether
+/// a valid certificate for that listing version is. A read that fails counts as nothing known
+/// (the leader then proposes, and apply decides; an unread certificate counts as none).
 pub async fn facts(db: &Db, content_id: &ContentId, listing_id: Option<&ContentId>) -> Facts {
     let Ok(mut conn) = db.reader().await else {
-        return Facts {
-            decided: false,
-            held: None,
-        };
+        return Facts::default();
     };
     let decided = matches!(
         recognitions::decided_read(&mut conn, content_id).await,
@@ -33,7 +33,17 @@ pub async fn facts(db: &Db, content_id: &ContentId, listing_id: Option<&ContentI
             .map(|(origin, version)| Held { origin, version }),
         _ => None,
     };
-    Facts { decided, held }
+    let certified_by = match (decided, listing_id) {
+        (false, Some(id)) => received_certificates::certified_by(&mut conn, id, content_id)
+            .await
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    Facts {
+        decided,
+        held,
+        certified_by,
+    }
 }
 
 /// Every revoked key with the exchange that revoked it (rows that do not parse are skipped; a
@@ -50,12 +60,25 @@ pub async fn revoked(db: &Db) -> Vec<(ExchangeId, PublicKey)> {
         .collect()
 }
 
-/// Up to `limit` pending outbox entries, oldest first.
+/// Up to `limit` pending outbox entries, oldest first, then, within the same limit, the
+/// certificates waiting to be published (kind [`CERTIFICATE_ENTRY`]: `seq` is the
+/// registration, `body` the signed certificate).
 ///
 /// # Errors
 /// The read failed.
 pub async fn pending_outbox(db: &Db, limit: usize) -> Result<Vec<OutboxEntry>, sqlx::Error> {
-    outbox::pending(&mut *db.reader().await?, limit).await
+    let mut conn = db.reader().await?;
+    let mut entries = outbox::pending(&mut conn, limit).await?;
+    let room = limit.saturating_sub(entries.len());
+    if room > 0 {
+        let pending = certificates::pending_export(&mut conn, room).await?;
+        entries.extend(pending.into_iter().map(|c| OutboxEntry {
+            seq: c.registration_id,
+            kind: CERTIFICATE_ENTRY.to_owned(),
+            body: c.signed,
+        }));
+    }
+    Ok(entries)
 }
 
 /// The ids of `ids` with no decision recorded, in order (a failed read counts as undecided:

@@ -29,6 +29,9 @@ pub enum Reason {
     OriginConflict,
     /// The agreement or recognition policy refuses it (Ignore; refusal recorded).
     RefusedByAgreement,
+    /// The agreement requires a registration certificate and the zone holds no valid one for
+    /// this listing version (Ignore; refusal recorded, forgotten when a certificate arrives).
+    RegistrationRequired,
     /// Refused by the agreement beyond what this node records from one signer or peer (Ignore;
     /// not recorded, and the delivering peer pays for it).
     RefusalRateLimited,
@@ -54,13 +57,14 @@ const RECEIVERS_VIEW: [&str; 7] = [
 
 impl Reason {
     /// The reasons that are not verification failures.
-    pub const OWN: [Reason; 9] = [
+    pub const OWN: [Reason; 10] = [
         Reason::Accepted,
         Reason::OwnZone,
         Reason::Duplicate,
         Reason::Stale,
         Reason::OriginConflict,
         Reason::RefusedByAgreement,
+        Reason::RegistrationRequired,
         Reason::RefusalRateLimited,
         Reason::WrongTopic,
         Reason::UnknownTopic,
@@ -88,6 +92,7 @@ impl Reason {
             Reason::Stale => "stale",
             Reason::OriginConflict => "origin_conflict",
             Reason::RefusedByAgreement => "refused_by_agreement",
+            Reason::RegistrationRequired => "registration_required",
             Reason::RefusalRateLimited => "refusal_rate_limited",
             Reason::WrongTopic => "wrong_topic",
             Reason::UnknownTopic => "unknown_topic",
@@ -103,6 +108,7 @@ impl Reason {
             | Reason::Stale
             | Reason::OriginConflict
             | Reason::RefusedByAgreement
+            | Reason::RegistrationRequired
             | Reason::RefusalRateLimited
             | Reason::UnknownTopic => Verdict::Ignore,
             Reason::WrongTopic => Verdict::Reject,

@@ -53,6 +53,17 @@ pub fn exchange_of_topic(topic: &str) -> Option<&str> {
     topic.strip_prefix("xchg/v1/announcements/")
 }
 
+/// The certificate topic of an exchange (PROTOCOL.md 10.5): registration certificates of its
+/// zones' exported listings. Version-1 peers do not subscribe to it, so they never see one.
+pub fn certificate_topic_of(exchange: &str) -> String {
+    format!("xchg/v1/certificates/{exchange}")
+}
+
+/// The exchange whose certificate topic `topic` is, if it is one.
+pub fn exchange_of_certificate_topic(topic: &str) -> Option<&str> {
+    topic.strip_prefix("xchg/v1/certificates/")
+}
+
 /// A peer, by its libp2p peer id in text form (base58; derived from its ed25519 key as in
 /// PROTOCOL.md 2.9, so the in-process network uses the same names).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]

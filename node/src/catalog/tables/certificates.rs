@@ -1,6 +1,7 @@
 //! The `certificates` table (schema v9): the registration certificates the zone issued, the
-//! signed bytes exactly as approved, and their status here (`valid` or `revoked`). The rules
-//! are in `catalog::registrations`.
+//! signed bytes exactly as approved, and their status here (`valid` or `revoked`); since v10,
+//! whether each goes out on the exchange's certificate topic (`export`). The rules are in
+//! `catalog::registrations` and `catalog::certified`.
 
 use rusqlite::OptionalExtension as _;
 use sqlx::SqliteConnection;
@@ -132,14 +133,15 @@ pub struct Issued<'a> {
     pub signed: &'a [u8],
 }
 
-/// Records certificate `c` as `valid`.
+/// Records certificate `c` as `valid`, its export `pending` when `exported` (its listing
+/// version left the zone) and `withheld` otherwise.
 ///
 /// # Errors
 /// SQLite's error.
-pub fn insert(db: &rusqlite::Connection, c: &Issued<'_>) -> rusqlite::Result<()> {
+pub fn insert(db: &rusqlite::Connection, c: &Issued<'_>, exported: bool) -> rusqlite::Result<()> {
     db.prepare_cached(
         "INSERT INTO certificates (number, registration_id, listing_id, holder, issued_at, \
-            signed, status) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'valid')",
+            signed, status, export) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'valid', ?7)",
     )?
     .execute(rusqlite::params![
         c.number,
@@ -148,8 +150,77 @@ pub fn insert(db: &rusqlite::Connection, c: &Issued<'_>) -> rusqlite::Result<()>
         c.holder,
         int(c.issued_at.0),
         c.signed,
+        if exported { "pending" } else { "withheld" },
     ])
     .map(drop)
+}
+
+/// Queues for publication every `withheld` certificate whose listing version has since been
+/// let out of the zone (a listing registered while submitted, approved after its certificate
+/// was issued); how many.
+///
+/// # Errors
+/// SQLite's error.
+pub fn release_let_out(db: &rusqlite::Connection) -> rusqlite::Result<usize> {
+    db.prepare_cached(
+        "UPDATE certificates SET export = 'pending' WHERE export = 'withheld' \
+           AND EXISTS (SELECT 1 FROM registrations r JOIN outbox o ON o.content_id = r.content_id \
+                        WHERE r.id = certificates.registration_id \
+                          AND o.kind = 'listing' AND o.state != 'withheld')",
+    )?
+    .execute([])
+}
+
+/// A certificate waiting to be published: its registration (the position the publisher
+/// records it by) and its signed bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingExport {
+    /// The registration it was issued for.
+    pub registration_id: u64,
+    /// The signed certificate, canonical CBOR, exactly as issued.
+    pub signed: Vec<u8>,
+}
+
+/// Up to `limit` certificates waiting to be published, in issue order.
+///
+/// # Errors
+/// SQLite's error.
+pub async fn pending_export(
+    conn: &mut SqliteConnection,
+    limit: usize,
+) -> Result<Vec<PendingExport>, sqlx::Error> {
+    let rows: Vec<(i64, Vec<u8>)> = sqlx::query_as(
+        "SELECT registration_id, signed FROM certificates WHERE export = 'pending' \
+         ORDER BY registration_id LIMIT ?",
+    )
+    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, signed)| PendingExport {
+            registration_id: uint(id),
+            signed,
+        })
+        .collect())
+}
+
+/// Marks the certificate of registration `registration_id` published at `at`; false when it
+/// was not pending.
+///
+/// # Errors
+/// SQLite's error.
+pub fn mark_published(
+    db: &rusqlite::Connection,
+    registration_id: u64,
+    at: Timestamp,
+) -> rusqlite::Result<bool> {
+    db.prepare_cached(
+        "UPDATE certificates SET export = 'published', published_at = ?1 \
+         WHERE registration_id = ?2 AND export = 'pending'",
+    )?
+    .execute([int(at.0), int(registration_id)])
+    .map(|n| n == 1)
 }
 
 /// Marks certificate `number` revoked at `at` by `by` for `reason`.

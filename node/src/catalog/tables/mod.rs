@@ -17,6 +17,7 @@ pub mod idempotency;
 pub mod listings;
 pub mod outbox;
 pub mod parties;
+pub mod received_certificates;
 pub mod recognitions;
 pub mod registrations;
 pub mod revocations;
@@ -42,6 +43,7 @@ pub const REPLICATED_TABLES: &[&str] = &[
     "authorizations",
     "registrations",
     "certificates",
+    "received_certificates",
 ];
 
 /// The stored name of an announcement kind.

@@ -70,6 +70,19 @@ pub fn live_export(db: &rusqlite::Connection, id: &ContentId) -> rusqlite::Resul
     })
 }
 
+/// Whether the listing version with body id `content_id` was let out of the zone: an outbox
+/// entry announces it and the firewall did not withhold it.
+///
+/// # Errors
+/// SQLite's error.
+pub fn let_out(db: &rusqlite::Connection, content_id: &ContentId) -> rusqlite::Result<bool> {
+    db.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM outbox WHERE content_id = ?1 AND kind = 'listing' \
+            AND state != 'withheld')",
+    )?
+    .query_row([content_id.to_string()], |row| row.get(0))
+}
+
 /// An entry as the publisher's record of it needs it.
 pub struct Queued {
     /// The listing it concerns.

@@ -100,6 +100,19 @@ pub fn bound_refusals(
     Ok(())
 }
 
+/// Deletes the refusal records of `content_id`, so that catch-up fetches and judges its
+/// envelope again; how many there were.
+///
+/// # Errors
+/// SQLite's error.
+pub fn forget_refusals(
+    db: &rusqlite::Connection,
+    content_id: &ContentId,
+) -> rusqlite::Result<usize> {
+    db.prepare_cached("DELETE FROM recognitions WHERE decision = 'rejected' AND content_id = ?1")?
+        .execute([content_id.to_string()])
+}
+
 /// Whether a decision on `content_id` is recorded here, or its envelope is held (an
 /// announcement this zone published or accepted).
 const DECIDED: &str = "SELECT 1 FROM recognitions WHERE content_id = ?1 \

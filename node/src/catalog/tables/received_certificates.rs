@@ -1,0 +1,201 @@
+//! The `received_certificates` table (schema v10): registration certificates received from
+//! other zones on their exchange's certificate topic, one row per message: `valid` ones with
+//! their bytes, `refused` ones as a bounded record of why. The rules are in
+//! `catalog::certified`; the recognition policy asks [`certified_by`] whether a listing version
+//! carries a valid certificate.
+
+use sqlx::{Row, SqliteConnection};
+use xchg_protocol::{ContentId, Timestamp};
+
+use super::{int, uint};
+
+/// One received certificate to record.
+pub struct Received<'a> {
+    /// SHA-256 of the bytes as received.
+    pub message_id: &'a ContentId,
+    /// The id the certificate carries, if it decoded.
+    pub certificate_id: Option<&'a ContentId>,
+    /// The exchange of the topic it arrived on.
+    pub exchange: &'a str,
+    /// What a valid certificate states; `None` for a refused one.
+    pub valid: Option<ValidFields<'a>>,
+    /// The refusal's kind and reason; `None` for a valid one.
+    pub refused: Option<(&'a str, &'a str)>,
+    /// The gossip peer that delivered it.
+    pub received_from: &'a str,
+    /// When the proposing node received it.
+    pub at: Timestamp,
+    /// The Raft index of the command.
+    pub raft_index: u64,
+}
+
+/// The columns of a valid certificate.
+pub struct ValidFields<'a> {
+    /// The issuing zone.
+    pub zone: &'a str,
+    /// Its number.
+    pub number: &'a str,
+    /// The listing it certifies.
+    pub listing_id: &'a ContentId,
+    /// The listing version it certifies.
+    pub content_id: &'a ContentId,
+    /// The signing node key, base64.
+    pub signer: &'a str,
+    /// Its issue time.
+    pub issued_at: Timestamp,
+    /// The signed bytes.
+    pub signed: &'a [u8],
+}
+
+/// Records `r` unless a message with the same id is recorded; whether it was new.
+///
+/// # Errors
+/// SQLite's error.
+pub fn record(db: &rusqlite::Connection, r: &Received<'_>) -> rusqlite::Result<bool> {
+    let v = r.valid.as_ref();
+    let decision = if v.is_some() { "valid" } else { "refused" };
+    db.prepare_cached(
+        "INSERT OR IGNORE INTO received_certificates (message_id, certificate_id, exchange, \
+            zone, number, listing_id, content_id, signer, issued_at, decision, kind, reason, \
+            signed, received_from, at, raft_index) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+    )?
+    .execute(rusqlite::params![
+        r.message_id.to_string(),
+        r.certificate_id.map(ToString::to_string),
+        r.exchange,
+        v.map(|v| v.zone),
+        v.map(|v| v.number),
+        v.map(|v| v.listing_id.to_string()),
+        v.map(|v| v.content_id.to_string()),
+        v.map(|v| v.signer),
+        v.map(|v| int(v.issued_at.0)),
+        decision,
+        r.refused.map(|(kind, _)| kind),
+        r.refused.map(|(_, reason)| reason),
+        v.map(|v| v.signed),
+        r.received_from,
+        int(r.at.0),
+        int(r.raft_index),
+    ])
+    .map(|n| n == 1)
+}
+
+/// Deletes refused records from before `expired_before`, and the oldest of `exchange`'s
+/// beyond `per_exchange`.
+///
+/// # Errors
+/// SQLite's error.
+pub fn bound_refused(
+    db: &rusqlite::Connection,
+    expired_before: Timestamp,
+    exchange: &str,
+    per_exchange: i64,
+) -> rusqlite::Result<()> {
+    db.prepare_cached("DELETE FROM received_certificates WHERE decision = 'refused' AND at < ?1")?
+        .execute([int(expired_before.0)])?;
+    db.prepare_cached(
+        "DELETE FROM received_certificates WHERE decision = 'refused' AND exchange = ?1 \
+            AND rowid < (SELECT rowid FROM received_certificates \
+                WHERE decision = 'refused' AND exchange = ?1 ORDER BY rowid DESC \
+                LIMIT 1 OFFSET ?2)",
+    )?
+    .execute(rusqlite::params![exchange, per_exchange - 1])?;
+    Ok(())
+}
+
+/// The issuing zones of the valid certificates this zone holds for version `content_id` of
+/// listing `listing_id`, signed by a key its exchange had not revoked by the certificate's
+/// issue time (as this zone recorded revocations, PROTOCOL.md 10.3 step 9).
+const CERTIFIED_BY: &str = "SELECT DISTINCT c.zone FROM received_certificates c \
+    WHERE c.listing_id = ?1 AND c.content_id = ?2 AND c.decision = 'valid' \
+      AND NOT EXISTS (SELECT 1 FROM revocations r \
+          WHERE r.exchange = c.exchange AND r.key = c.signer AND r.at <= c.issued_at) \
+    ORDER BY 1 LIMIT 16";
+
+/// [`CERTIFIED_BY`] on a reader, for the federation driver.
+///
+/// # Errors
+/// SQLite's error.
+pub async fn certified_by(
+    conn: &mut SqliteConnection,
+    listing_id: &ContentId,
+    content_id: &ContentId,
+) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(CERTIFIED_BY)
+        .bind(listing_id.to_string())
+        .bind(content_id.to_string())
+        .fetch_all(&mut *conn)
+        .await
+}
+
+/// A received certificate as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct ReceivedView {
+    /// SHA-256 of the bytes as received.
+    pub message_id: String,
+    /// The id the certificate carries, if it decoded.
+    pub certificate_id: Option<String>,
+    /// The exchange of the topic it arrived on.
+    pub exchange: String,
+    /// The issuing zone (valid ones).
+    pub zone: Option<String>,
+    /// Its number (valid ones).
+    pub number: Option<String>,
+    /// The listing it certifies (valid ones).
+    pub listing_id: Option<String>,
+    /// The listing version it certifies (valid ones).
+    pub content_id: Option<String>,
+    /// Its issue time (valid ones).
+    pub issued_at: Option<Timestamp>,
+    /// `valid` or `refused`.
+    pub decision: String,
+    /// The kind of the failed check (refused ones, PROTOCOL.md 6.3).
+    pub kind: Option<String>,
+    /// Why it was refused.
+    pub reason: Option<String>,
+    /// The gossip peer that delivered it.
+    pub received_from: String,
+    /// When the zone received it.
+    pub at: Timestamp,
+}
+
+/// The newest received certificates, at most `limit`, those of `decision` only when given.
+///
+/// # Errors
+/// SQLite's error.
+pub async fn list(
+    conn: &mut SqliteConnection,
+    decision: Option<&str>,
+    limit: i64,
+) -> Result<Vec<ReceivedView>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT message_id, certificate_id, exchange, zone, number, listing_id, content_id, \
+            issued_at, decision, kind, reason, received_from, at \
+         FROM received_certificates WHERE (?1 IS NULL OR decision = ?1) \
+         ORDER BY rowid DESC LIMIT ?2",
+    )
+    .bind(decision)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(ReceivedView {
+                message_id: r.try_get(0)?,
+                certificate_id: r.try_get(1)?,
+                exchange: r.try_get(2)?,
+                zone: r.try_get(3)?,
+                number: r.try_get(4)?,
+                listing_id: r.try_get(5)?,
+                content_id: r.try_get(6)?,
+                issued_at: r.try_get::<Option<i64>, _>(7)?.map(|t| Timestamp(uint(t))),
+                decision: r.try_get(8)?,
+                kind: r.try_get(9)?,
+                reason: r.try_get(10)?,
+                received_from: r.try_get(11)?,
+                at: Timestamp(uint(r.try_get(12)?)),
+            })
+        })
+        .collect()
+}

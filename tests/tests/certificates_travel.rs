@@ -1,0 +1,211 @@
+//! Certificates travel with exported listings (issue #14, PROTOCOL.md 10.5): Zhengzhou's
+//! agreement with Xuchang requires registration, so a Xuchang listing is recognised there only
+//! once Zhengzhou holds a valid certificate for that listing version; a certificate that does
+//! not verify is refused, recorded, and lets nothing in. Whole federation in one process.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use serde_json::{Value, json};
+use xchg_federation_config::layout::LayoutKind;
+use xchg_federation_config::{load, read_key_file};
+use xchg_node::federation::Tuning;
+use xchg_node::gossip::{Broadcast, certificate_topic_of};
+use xchg_protocol::canonical::to_canonical;
+use xchg_protocol::certificate::{Certificate, SignedCertificate, number};
+use xchg_protocol::{ContentId, Keypair, Right, Source, Timestamp};
+use xchg_tests::in_process::Federation;
+use xchg_tests::{eventually, example_listing};
+
+/// Zone indices of the two-exchanges layout.
+const XUCHANG: usize = 0;
+const ZHENGZHOU: usize = 1;
+
+/// A federation where Zhengzhou recognises Xuchang's listings only with a certificate.
+async fn start() -> anyhow::Result<Federation> {
+    let tuning = Tuning {
+        catchup_every: Duration::from_secs(1),
+        ..Tuning::default()
+    };
+    Federation::start(LayoutKind::TwoExchanges, 1, tuning, |zone, c| {
+        if zone == "zhengzhou/main" {
+            for o in &mut c.outside {
+                o.agreement.require_registration = true;
+            }
+        }
+    })
+    .await
+}
+
+/// `path` on Zhengzhou's node as its regulator.
+async fn zhengzhou(fed: &Federation, path: &str) -> Result<Value, String> {
+    let token = fed.zone_tokens(ZHENGZHOU).regulator.clone();
+    let (s, v) = fed
+        .get(ZHENGZHOU, 0, path, &token)
+        .await
+        .map_err(|e| e.to_string())?;
+    if s != 200 {
+        return Err(format!("{path}: {s} {v}"));
+    }
+    Ok(v)
+}
+
+/// Waits until Zhengzhou recorded the refusal of listing `id` for want of a certificate.
+async fn refused_for_registration(fed: &Federation, id: &str) -> anyhow::Result<Value> {
+    eventually(
+        Duration::from_secs(30),
+        "the listing refused for want of a certificate",
+        || async {
+            let page = zhengzhou(fed, "/v1/recognitions?decision=rejected&limit=100").await?;
+            let items = page["items"].as_array().cloned().unwrap_or_default();
+            match items.into_iter().find(|r| r["listing_id"] == id) {
+                Some(r) => Ok(Some(r)),
+                None => Err(page.to_string()),
+            }
+        },
+    )
+    .await
+}
+
+/// Registers listing `id` of Xuchang and approves the registration; the certificate number.
+async fn certify(fed: &Federation, id: &str) -> anyhow::Result<String> {
+    let t = fed.zone_tokens(XUCHANG).clone();
+    let body = json!({
+        "listing_id": id,
+        "source": "collected",
+        "rights": ["holding"],
+        "evidence_hashes": [format!("sha256:{}", "ab".repeat(32))],
+    });
+    let (s, v) = fed
+        .post(XUCHANG, 0, "/v1/registrations", &t.provider, &body)
+        .await?;
+    anyhow::ensure!(s == 201, "register: {s} {v}");
+    let n = v["id"].as_u64().context("a registration number")?;
+    let path = format!("/v1/registrations/{n}/approve");
+    let (s, v) = fed.post(XUCHANG, 0, &path, &t.operator, &json!({})).await?;
+    anyhow::ensure!(s == 200, "approve: {s} {v}");
+    Ok(v["certificate_number"]
+        .as_str()
+        .context("a certificate number")?
+        .to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listing_without_a_certificate_is_refused_and_recognised_once_its_certificate_arrives()
+-> anyhow::Result<()> {
+    let fed = start().await?;
+    let id = fed
+        .approve_new(XUCHANG, example_listing("登记证书随挂牌出境"))
+        .await?;
+    let refusal = refused_for_registration(&fed, &id).await?;
+    let reason = refusal["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("registration certificate"), "{refusal}");
+    let kinds = zhengzhou(&fed, "/v1/federation/verdicts?kind=registration_required")
+        .await
+        .map_err(anyhow::Error::msg)?;
+    assert!(
+        kinds["items"]
+            .as_array()
+            .is_some_and(|v| v.iter().any(|r| r["content_id"] == refusal["content_id"])),
+        "the verdict names the reason: {kinds}"
+    );
+    assert_eq!(fed.state_on(ZHENGZHOU, 0, &id).await?, None);
+
+    let number = certify(&fed, &id).await?;
+    fed.wait_for_state(ZHENGZHOU, 0, &id, "recognised").await?;
+    let valid = zhengzhou(&fed, "/v1/federation/certificates?decision=valid")
+        .await
+        .map_err(anyhow::Error::msg)?;
+    assert!(
+        valid["items"]
+            .as_array()
+            .is_some_and(|v| v.iter().any(|c| c["number"] == number.as_str())),
+        "{valid}"
+    );
+    fed.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tampered_certificate_is_refused_and_recorded_and_the_listing_stays_unrecognised()
+-> anyhow::Result<()> {
+    let fed = start().await?;
+    let id = fed
+        .approve_new(XUCHANG, example_listing("篡改的登记证书"))
+        .await?;
+    let refusal = refused_for_registration(&fed, &id).await?;
+    let content_id: ContentId = refusal["content_id"]
+        .as_str()
+        .context("a content id")?
+        .parse()?;
+
+    // A certificate for the listing, signed by Xuchang's node key under its delegation, then
+    // given a right after signing (its id recomputed, so only the signature can tell).
+    let node = &fed.layout.exchanges[0].zones[0].nodes[0];
+    let config = load(&fed.layout_dir().join(&node.config), Timestamp::now())?.config;
+    let key = read_key_file(&config.node.key_file)?;
+    let issued_at = Timestamp::now();
+    let certificate = Certificate {
+        number: number(&config.zone.id, issued_at, 900_001),
+        holder: fed.zone_party(XUCHANG).id.clone(),
+        listing_id: id.parse()?,
+        content_id,
+        source: Source::Collected,
+        rights: vec![Right::Holding],
+        evidence: vec![ContentId::of(b"evidence")],
+        zone: config.zone.id.clone(),
+        issued_at,
+    };
+    let genuine = SignedCertificate::sign(&certificate, &key, config.zone.delegation.clone());
+    let mut tampered = genuine.clone();
+    let mut claimed = certificate.clone();
+    claimed.rights.push(Right::Operating);
+    tampered.body = to_canonical(&claimed)?;
+    tampered.id = ContentId::of(&tampered.body);
+
+    let relay = Keypair::generate();
+    let (client, _events) = fed.gossip.join(&relay.public());
+    let topic = certificate_topic_of("xuchang");
+    client.subscribe(topic.clone()).await?;
+    eventually(
+        Duration::from_secs(30),
+        "the tampered certificate sent",
+        || async {
+            match client.publish(topic.clone(), tampered.to_bytes()).await {
+                Ok(()) => Ok(Some(())),
+                Err(e) => Err(e.to_string()),
+            }
+        },
+    )
+    .await?;
+    let refused = eventually(
+        Duration::from_secs(30),
+        "the tampered certificate refused and recorded",
+        || async {
+            let page = zhengzhou(&fed, "/v1/federation/certificates?decision=refused").await?;
+            match page["items"].as_array().and_then(|v| v.first()).cloned() {
+                Some(c) => Ok(Some(c)),
+                None => Err(page.to_string()),
+            }
+        },
+    )
+    .await?;
+    assert_eq!(refused["kind"], "bad_signature", "{refused}");
+    assert_eq!(
+        refused["certificate_id"],
+        tampered.id.to_string(),
+        "{refused}"
+    );
+    assert_eq!(fed.state_on(ZHENGZHOU, 0, &id).await?, None);
+    let held = zhengzhou(&fed, "/v1/federation/certificates?decision=valid")
+        .await
+        .map_err(anyhow::Error::msg)?;
+    assert_eq!(held["items"], json!([]), "{held}");
+
+    // The same certificate as signed is what lets the listing in: the signature alone was
+    // what kept it out.
+    client.publish(topic, genuine.to_bytes()).await?;
+    fed.wait_for_state(ZHENGZHOU, 0, &id, "recognised").await?;
+    fed.shutdown().await;
+    Ok(())
+}
