@@ -234,11 +234,6 @@ pub async fn submit(
     Ok((StatusCode::CREATED, Json(answer)))
 }
 
-fn application_id(raw: &str) -> Result<u64, ApiError> {
-    raw.parse()
-        .map_err(|_| ApiError::not_found(format!("no application {raw:?}: expected its number")))
-}
-
 /// Records in the audit chain, through the zone's Raft like every refusal the state machine
 /// makes, that `caller`'s request to `act` on `object` is refused for `refusal`, and answers
 /// it (naming `field`, if any). When the record cannot be made, the answer is why not.
@@ -331,7 +326,7 @@ pub async fn get_one(
     query: Result<Query<ReadParams>, QueryRejection>,
 ) -> Result<Json<ApplicationDetail>, ApiError> {
     let Query(p) = query.map_err(query_error)?;
-    let id = application_id(&id)?;
+    let id = params::number_in_path("application", &id)?;
     state.read_barrier(&p.consistency).await?;
     let found = {
         let mut conn = state.db.reader().await?;
@@ -461,7 +456,7 @@ async fn decide(
     decision: Ruling,
 ) -> Result<u64, ApiError> {
     caller.require(&[Role::Operator])?;
-    let application_id = application_id(id)?;
+    let application_id = params::number_in_path("application", id)?;
     let at = state.clock.now();
     let cmd = match decision {
         Ruling::Approve(terms) => CatalogCommand::ApproveApplication {
@@ -524,7 +519,7 @@ pub async fn approve(
     Path(id): Path<String>,
     OptionalJsonBody(terms): OptionalJsonBody<Terms>,
 ) -> Result<Json<Approval>, ApiError> {
-    let application_id = application_id(&id)?;
+    let application_id = params::number_in_path("application", &id)?;
     let authorization_id = decide(&state, caller, &id, Ruling::Approve(terms)).await?;
     let authorization = read_authorization(&state, authorization_id).await?;
     Ok(Json(Approval {

@@ -18,18 +18,13 @@ use super::idempotency::{IdempotencyHeader, IdempotencyKey};
 use super::json::JsonBody;
 use super::listings::{ReasonBody, query_error};
 use super::text::{self, Text};
-use super::{AppState, CatchUp, Consistency};
+use super::{AppState, CatchUp, Consistency, params};
 use crate::catalog::applications::{self, AuthorizationView, Change};
 use crate::catalog::{CatalogCommand, Refusal, RefusedAct};
 
 /// A `403 forbidden` saying why.
 pub(super) fn forbidden(why: String) -> ApiError {
     ApiError::new(StatusCode::FORBIDDEN, "forbidden", why)
-}
-
-fn authorization_id(raw: &str) -> Result<u64, ApiError> {
-    raw.parse()
-        .map_err(|_| ApiError::not_found(format!("no authorization {raw:?}: expected its number")))
 }
 
 /// Authorisation `id` as this replica holds it after a read barrier.
@@ -122,7 +117,7 @@ pub async fn get_one(
     query: Result<Query<ReadParams>, QueryRejection>,
 ) -> Result<Json<AuthorizationView>, ApiError> {
     let Query(p) = query.map_err(query_error)?;
-    let id = authorization_id(&id)?;
+    let id = params::number_in_path("authorization", &id)?;
     state.read_barrier(&p.consistency).await?;
     let found = {
         let mut conn = state.db.reader().await?;
@@ -186,7 +181,7 @@ pub async fn usage(
     JsonBody(body): JsonBody<Usage>,
 ) -> Result<Json<UsageCount>, ApiError> {
     caller.require(&[Role::Buyer, Role::Provider])?;
-    let id = authorization_id(&id)?;
+    let id = params::number_in_path("authorization", &id)?;
     if !(1..=applications::MAX_CALLS).contains(&body.calls) {
         return Err(ApiError::invalid_field(
             "calls",
@@ -225,7 +220,7 @@ async fn change(
     reason: String,
 ) -> Result<Json<AuthorizationView>, ApiError> {
     caller.require(&[Role::Operator])?;
-    let id = authorization_id(id)?;
+    let id = params::number_in_path("authorization", id)?;
     text::check(&[Text {
         field: "reason",
         value: &reason,

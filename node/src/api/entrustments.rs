@@ -131,11 +131,6 @@ pub async fn grant(
     ))
 }
 
-fn entrustment_id(raw: &str) -> Result<u64, ApiError> {
-    raw.parse()
-        .map_err(|_| ApiError::not_found(format!("no entrustment {raw:?}: expected its number")))
-}
-
 /// `POST /v1/entrustments/{id}/revoke` (its party, or an operator).
 #[utoipa::path(
     post,
@@ -164,7 +159,7 @@ pub async fn revoke(
     JsonBody(body): JsonBody<ReasonBody>,
 ) -> Result<Json<Entrustment>, ApiError> {
     caller.require(&[Role::Provider, Role::Buyer, Role::Operator])?;
-    let id = entrustment_id(&id)?;
+    let id = params::number_in_path("entrustment", &id)?;
     text::check(&[Text {
         field: "reason",
         value: &body.reason,

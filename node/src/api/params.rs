@@ -26,6 +26,15 @@ pub fn whole_number(field: &str, raw: &str) -> Result<u64, ApiError> {
     }))
 }
 
+/// The number in a path naming one `what` (an application, an entrustment …).
+///
+/// # Errors
+/// 404 `not_found` when `raw` is not a number: no such `what` can exist.
+pub fn number_in_path(what: &str, raw: &str) -> Result<u64, ApiError> {
+    raw.parse()
+        .map_err(|_| ApiError::not_found(format!("no {what} {raw:?}: expected its number")))
+}
+
 /// A page size: `default` when absent, else brought within 1 to `max`.
 ///
 /// # Errors

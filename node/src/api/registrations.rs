@@ -17,7 +17,7 @@ use super::idempotency::{IdempotencyHeader, IdempotencyKey};
 use super::json::{JsonBody, OptionalJsonBody};
 use super::listings::{ReasonBody, consistency_schema, query_error};
 use super::text::{self, Text};
-use super::{AppState, CatchUp, Consistency};
+use super::{AppState, CatchUp, Consistency, params};
 use crate::catalog::registrations::{
     self, NewRegistration, REASON_CHARS, Registration, RegistrationState,
 };
@@ -157,11 +157,6 @@ pub async fn submit(
     ))
 }
 
-fn registration_id(raw: &str) -> Result<u64, ApiError> {
-    raw.parse()
-        .map_err(|_| ApiError::not_found(format!("no registration {raw:?}: expected its number")))
-}
-
 /// `?consistency=` on a single registration or certificate.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -217,7 +212,7 @@ pub async fn get_one(
     query: Result<Query<ReadParams>, QueryRejection>,
 ) -> Result<Json<Registration>, ApiError> {
     let Query(p) = query.map_err(query_error)?;
-    let id = registration_id(&id)?;
+    let id = params::number_in_path("registration", &id)?;
     state.read_barrier(&p.consistency).await?;
     Ok(Json(read(&state, id).await?))
 }
@@ -283,7 +278,7 @@ pub async fn approve(
     OptionalJsonBody(body): OptionalJsonBody<ApproveBody>,
 ) -> Result<Json<Approved>, ApiError> {
     caller.require(&[Role::Operator])?;
-    let id = registration_id(&id)?;
+    let id = params::number_in_path("registration", &id)?;
     if let Some(notes) = &body.notes {
         text::check(&[note_text("notes", notes, false)])?;
     }
@@ -341,7 +336,7 @@ pub async fn reject(
     JsonBody(body): JsonBody<ReasonBody>,
 ) -> Result<Json<Registration>, ApiError> {
     caller.require(&[Role::Operator])?;
-    let id = registration_id(&id)?;
+    let id = params::number_in_path("registration", &id)?;
     text::check(&[note_text("reason", &body.reason, true)])?;
     let cmd = CatalogCommand::RejectRegistration {
         registration_id: id,
