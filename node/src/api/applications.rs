@@ -22,7 +22,7 @@ use super::authorizations::{forbidden, read_authorization};
 use super::error::{ApiError, BearerErrors, BodyErrors, ErrorBody, ProposeErrors, ReadErrors};
 use super::idempotency::{IdempotencyHeader, IdempotencyKey};
 use super::json::{JsonBody, OptionalJsonBody};
-use super::listings::{ReasonBody, consistency_schema, query_error};
+use super::listings::{ReadParams, ReasonBody, consistency_schema, query_error};
 use super::parties::require_admitted;
 use super::text::{self, Text};
 use super::{AppState, CatchUp, Consistency, params};
@@ -288,16 +288,6 @@ async fn may_read(
          listings",
         a.id, a.buyer
     ))))
-}
-
-/// `?consistency=` on a single read.
-#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-#[serde(deny_unknown_fields)]
-pub struct ReadParams {
-    #[serde(default)]
-    #[param(schema_with = consistency_schema)]
-    pub(super) consistency: Consistency,
 }
 
 /// `GET /v1/applications/{id}` (its buyer, its listing's provider, the zone's staff).

@@ -11,12 +11,12 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use xchg_federation_config::Role;
 
-use super::applications::{ReadParams, refuse};
+use super::applications::refuse;
 use super::auth::Caller;
 use super::error::{ApiError, BearerErrors, BodyErrors, ErrorBody, ProposeErrors, ReadErrors};
 use super::idempotency::{IdempotencyHeader, IdempotencyKey};
 use super::json::JsonBody;
-use super::listings::{ReasonBody, query_error};
+use super::listings::{ReadParams, ReasonBody, query_error};
 use super::text::{self, Text};
 use super::{AppState, CatchUp, Consistency, params};
 use crate::catalog::applications::{self, AuthorizationView, Change};

@@ -15,7 +15,7 @@ use super::auth::Caller;
 use super::error::{ApiError, BearerErrors, BodyErrors, ErrorBody, ProposeErrors, ReadErrors};
 use super::idempotency::{IdempotencyHeader, IdempotencyKey};
 use super::json::{JsonBody, OptionalJsonBody};
-use super::listings::{ReasonBody, consistency_schema, query_error};
+use super::listings::{ReadParams, ReasonBody, query_error};
 use super::text::{self, Text};
 use super::{AppState, CatchUp, Consistency, params};
 use crate::catalog::registrations::{
@@ -155,16 +155,6 @@ pub async fn submit(
             state: RegistrationState::Pending,
         }),
     ))
-}
-
-/// `?consistency=` on a single registration or certificate.
-#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-#[serde(deny_unknown_fields)]
-pub struct ReadParams {
-    #[serde(default)]
-    #[param(schema_with = consistency_schema)]
-    pub(super) consistency: Consistency,
 }
 
 async fn read(state: &AppState, id: u64) -> Result<Registration, ApiError> {
