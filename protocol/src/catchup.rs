@@ -45,6 +45,14 @@ pub enum Request {
     /// The responder's delegation (PROTOCOL.md 7.5): which zone the key it connected with
     /// speaks for.
     Identity {},
+    /// A forwarded application (PROTOCOL.md 11.7): a signed ApplicationRequest, sent to a node
+    /// of its origin zone (or of another zone of the origin's exchange, which passes it on).
+    /// Sending it again is how the applicant asks for the decision.
+    Application {
+        /// The SignedMessage of an ApplicationRequest, at most
+        /// [`crate::application::MAX_MESSAGE_BYTES`].
+        request: Blob,
+    },
 }
 
 /// What a responder holds for one exchange.
@@ -101,9 +109,33 @@ pub enum Response {
         /// The delegation, as carried in the responder's envelopes.
         delegation: SignedDelegation,
     },
+    /// Answer to [`Request::Application`].
+    Application(ApplicationAnswer),
     /// The request was understood but refused.
     Error {
         /// Why.
+        message: String,
+    },
+}
+
+/// The origin's answer to a forwarded application (PROTOCOL.md 11.7).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApplicationAnswer {
+    /// Recorded by the origin zone, awaiting its operator's decision.
+    Received {},
+    /// Decided: the SignedMessage of the ApplicationDecision.
+    Decided {
+        /// The signed decision.
+        decision: Blob,
+    },
+    /// Not recorded: the request failed verification (PROTOCOL.md 11.4) or a rule of 11.5
+    /// that leaves nothing to decide, or the origin could not be reached through the
+    /// responder. Sending it again later may succeed.
+    Refused {
+        /// The kind: one of 6.3, or one of the kinds of 11.7.
+        kind: String,
+        /// What failed.
         message: String,
     },
 }
@@ -145,6 +177,14 @@ impl Request {
                 "fetch asks for {} envelopes; at most {MAX_FETCH}",
                 ids.len()
             )));
+        }
+        if let Request::Application { request } = &req
+            && request.0.len() > crate::application::MAX_MESSAGE_BYTES
+        {
+            return Err(DecodeError::TooLarge {
+                size: request.0.len(),
+                max: crate::application::MAX_MESSAGE_BYTES,
+            });
         }
         Ok(req)
     }
@@ -188,6 +228,9 @@ mod tests {
             },
             Request::Fetch { ids: vec![id] },
             Request::Identity {},
+            Request::Application {
+                request: Blob(vec![1, 2, 3]),
+            },
         ];
         for r in reqs {
             let bytes = r.to_bytes().expect("encode");
@@ -199,6 +242,53 @@ mod tests {
         };
         let bytes = resp.to_bytes().expect("encode");
         assert_eq!(Response::from_bytes(&bytes).expect("decode"), resp);
+        for answer in [
+            ApplicationAnswer::Received {},
+            ApplicationAnswer::Decided {
+                decision: Blob(vec![9; 40]),
+            },
+            ApplicationAnswer::Refused {
+                kind: "bad_signature".into(),
+                message: "no".into(),
+            },
+        ] {
+            let resp = Response::Application(answer);
+            let bytes = resp.to_bytes().expect("encode");
+            assert_eq!(Response::from_bytes(&bytes).expect("decode"), resp);
+        }
+    }
+
+    #[test]
+    fn the_application_messages_are_byte_exact() {
+        // `{"application": {"request": h'0102'}}` and `{"application": {"received": {}}}`.
+        let request = Request::Application {
+            request: Blob(vec![1, 2]),
+        };
+        let mut expected = vec![0xa1, 0x6b];
+        expected.extend_from_slice(b"application");
+        expected.extend_from_slice(&[0xa1, 0x67]);
+        expected.extend_from_slice(b"request");
+        expected.extend_from_slice(&[0x42, 1, 2]);
+        assert_eq!(request.to_bytes().expect("encode"), expected);
+        let received = Response::Application(ApplicationAnswer::Received {});
+        let mut expected = vec![0xa1, 0x6b];
+        expected.extend_from_slice(b"application");
+        expected.extend_from_slice(&[0xa1, 0x68]);
+        expected.extend_from_slice(b"received");
+        expected.push(0xa0);
+        assert_eq!(received.to_bytes().expect("encode"), expected);
+    }
+
+    #[test]
+    fn a_forwarded_application_over_the_message_cap_is_refused() {
+        let big = Request::Application {
+            request: Blob(vec![0; crate::application::MAX_MESSAGE_BYTES + 1]),
+        };
+        let bytes = big.to_bytes().expect("encode");
+        assert!(matches!(
+            Request::from_bytes(&bytes),
+            Err(DecodeError::TooLarge { .. })
+        ));
     }
 
     #[test]

@@ -64,7 +64,7 @@ pub struct NewApplication {
 pub struct ApplicationWrite {
     /// Its id.
     pub id: u64,
-    /// `submitted`.
+    /// `submitted`, or `forwarding` for a listing recognised from another exchange.
     pub state: ApplicationState,
     /// The earlier decisions on the same listing and scenario, newest first (at most 20):
     /// what was granted or why it was refused, without who applied.
@@ -136,8 +136,10 @@ async fn listing(state: &AppState, id: &ContentId) -> Result<(ListingState, List
     request_body = NewApplication,
     security(("bearer" = [])),
     responses(
-        (status = 201, description = "Submitted, for an operator to decide; with the earlier \
-            decisions on the same listing and scenario", body = ApplicationWrite),
+        (status = 201, description = "Submitted (`submitted`), for an operator to decide; or, \
+            for a listing recognised from another exchange, `forwarding`: this zone's leader \
+            sends it to the listing's origin zone, whose operator decides (PROTOCOL.md 11.7). \
+            With the earlier decisions on the same listing and scenario", body = ApplicationWrite),
         (status = 400, description = "Malformed JSON, a `scenario` that is not text, a \
             `purpose` that is empty, over 2000 characters or against the text rule, a \
             `duration_days` or `usage_limit` out of range (`field` names it)", body = ErrorBody),
@@ -145,7 +147,8 @@ async fn listing(state: &AppState, id: &ContentId) -> Result<(ListingState, List
             `party_not_admitted`: the buyer's party is not admitted", body = ErrorBody),
         (status = 404, description = "No listing `listing_id` in this zone", body = ErrorBody),
         (status = 409, description = "`illegal_transition`: the listing is not listed here \
-            (in review, rejected, delisted, or a copy recognised from another zone)", body = ErrorBody),
+            (in review, rejected, delisted, or a copy recognised from another zone of this \
+            exchange, which is applied for there)", body = ErrorBody),
         (status = 422, description = "`one_scenario`: no scenario or several; \
             `scenario_not_offered`: one the listing does not offer; `in_domain_only`: `file` or \
             `api` for an `important` or `core` product or one with personal information; \
@@ -226,9 +229,12 @@ pub async fn submit(
     let mut conn = state.db.reader().await?;
     let listing_id = body.listing_id.to_string();
     let precedents = applications::precedents(&mut conn, &listing_id, &scenario, id).await?;
+    let state = applications::application(&mut conn, id)
+        .await?
+        .map_or(ApplicationState::Submitted, |a| a.state);
     let answer = ApplicationWrite {
         id,
-        state: ApplicationState::Submitted,
+        state,
         precedents,
     };
     Ok((StatusCode::CREATED, Json(answer)))
@@ -393,7 +399,10 @@ pub async fn list(
             ApplicationState::parse(s).ok_or_else(|| {
                 ApiError::invalid_field(
                     "state",
-                    format!("unknown state {s:?}; expected submitted, approved or rejected"),
+                    format!(
+                        "unknown state {s:?}; expected forwarding, submitted, approved or \
+                         rejected"
+                    ),
                 )
             })
         })

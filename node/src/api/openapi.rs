@@ -764,6 +764,14 @@ mod tests {
             decided_by: some("token:0perator"),
             reason: some("用途与场景不符"),
             authorization_id: Some(1),
+            across: Some(crate::catalog::applications::AcrossView {
+                origin_zone: some("zhengzhou/main"),
+                applicant_zone: some("xuchang/municipal"),
+                applicant_application: Some(42),
+                request_id: format!("sha256:{}", "ab".repeat(32)),
+                forwarded_at: Some(at()),
+                decision_id: Some(format!("sha256:{}", "cd".repeat(32))),
+            }),
         };
         let precedent = Precedent {
             application_id: 1,

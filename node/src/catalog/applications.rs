@@ -20,7 +20,9 @@ use xchg_protocol::{ContentId, DeliveryMode, Listing, Timestamp};
 
 use super::tables::applications as table;
 use super::tables::{authorizations, listings};
-use super::{Actor, Applied, CommandResponse, ListingState, Refusal, parties, policy};
+use super::{
+    Actor, Applied, CommandResponse, ListingState, Refusal, ZoneFacts, across, parties, policy,
+};
 
 /// The longest an authorisation may run: 1096 days (three years).
 pub const MAX_DURATION_DAYS: u32 = 1096;
@@ -78,7 +80,10 @@ pub struct Terms {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ApplicationState {
-    /// Awaiting the operator's decision.
+    /// For a listing of another exchange: not yet acknowledged by its origin zone, which is
+    /// unreachable or not yet asked; the leader sends it again with backoff.
+    Forwarding,
+    /// Awaiting the operator's decision (for a listing of another exchange: its origin's).
     Submitted,
     /// Approved: an authorisation was created.
     Approved,
@@ -112,7 +117,7 @@ macro_rules! names {
         }
     };
 }
-names!(ApplicationState { Submitted => "submitted", Approved => "approved", Rejected => "rejected" });
+names!(ApplicationState { Forwarding => "forwarding", Submitted => "submitted", Approved => "approved", Rejected => "rejected" });
 names!(AuthorizationState { Active => "active", Suspended => "suspended", Revoked => "revoked" });
 
 /// What an operator does to an authorisation.
@@ -371,6 +376,7 @@ fn open_for_applications(id: &ContentId, state: ListingState) -> Result<(), Refu
 /// Only storage errors; refusals are part of the `Ok` value.
 pub fn submit(
     db: &rusqlite::Connection,
+    zone: &ZoneFacts,
     raft_index: u64,
     request: &ApplicationRequest,
     buyer: &str,
@@ -388,7 +394,15 @@ pub fn submit(
         return Ok(Err(Refusal::NotFound(format!("no listing {id}"))));
     };
     let product = &current.listing;
-    let judged = open_for_applications(id, current.state)
+    // A listing recognised from another exchange is applied for at its origin, through this
+    // zone (PROTOCOL.md 11); the rules of the listing are judged here on this zone's copy too.
+    let recognised = current.state == ListingState::Recognised;
+    let state = if recognised {
+        ListingState::Listed
+    } else {
+        current.state
+    };
+    let judged = open_for_applications(id, state)
         .and_then(|()| one_scenario(std::slice::from_ref(&request.scenario), &product.scenarios))
         .and_then(|_| deliverable(product, request.delivery_mode));
     if let Err(refusal) = judged {
@@ -400,7 +414,28 @@ pub fn submit(
             "{buyer} has {pending} applications awaiting a decision, the most a buyer may have"
         ))));
     }
-    let new_id = table::insert(db, request, buyer, at, &actor.id, raft_index)?;
+    if recognised {
+        let Some(owner) = listings::owner(db, &id.to_string())? else {
+            return Ok(Err(Refusal::NotFound(format!("no listing {id}"))));
+        };
+        let Ok(content_id) = owner.content_id.parse::<ContentId>() else {
+            return Ok(Err(Refusal::Invalid(format!(
+                "listing {id} holds no valid content id"
+            ))));
+        };
+        return across::forward(
+            db, zone, raft_index, request, buyer, product, content_id, at, actor,
+        );
+    }
+    let new_id = table::insert(
+        db,
+        request,
+        buyer,
+        ApplicationState::Submitted,
+        at,
+        &actor.id,
+        raft_index,
+    )?;
     Ok(ok(new_id.to_string()))
 }
 
@@ -420,6 +455,7 @@ pub enum Decision<'a> {
 /// Only storage errors; refusals are part of the `Ok` value.
 pub fn decide(
     db: &rusqlite::Connection,
+    zone: &ZoneFacts,
     id: u64,
     decision: &Decision<'_>,
     at: Timestamp,
@@ -428,6 +464,12 @@ pub fn decide(
     let Some((request, buyer, state)) = table::asked(db, id)? else {
         return Ok(Err(Refusal::NotFound(format!("no application {id}"))));
     };
+    if let Some(origin) = table::across(db, id)?.and_then(|row| row.origin_zone) {
+        return Ok(Err(Refusal::IllegalTransition(format!(
+            "application {id} is for a listing of another exchange: its origin zone {origin} \
+             decides it"
+        ))));
+    }
     if state != ApplicationState::Submitted {
         return Ok(Err(Refusal::IllegalTransition(format!(
             "application {id} is {}: only a submitted application is decided",
@@ -437,6 +479,7 @@ pub fn decide(
     let terms = match decision {
         Decision::Reject(reason) => {
             table::reject(db, id, at, &actor.id, reason)?;
+            across::decision_body(db, zone, id, at)?;
             return Ok(ok(id.to_string()));
         }
         Decision::Approve(terms) => terms,
@@ -470,6 +513,7 @@ pub fn decide(
         },
     )?;
     table::approve(db, id, at, &actor.id, authorization)?;
+    across::decision_body(db, zone, id, at)?;
     Ok(ok(authorization.to_string()))
 }
 
@@ -512,6 +556,12 @@ pub fn record_usage(
     };
     if let Err(refusal) = may_count(actor, &found.buyer, &found.provider, id) {
         return Ok(Err(refusal));
+    }
+    if let Some((origin, there)) = authorizations::origin_of(db, id)? {
+        return Ok(Err(Refusal::Forbidden(format!(
+            "authorization {id} was granted by {origin} of another exchange (its authorization \
+             {there}): its usage is counted there, by the provider's delivery system"
+        ))));
     }
     let judged = match parties::recorded_refusal(db, &found.buyer)? {
         Some(refusal) => Err(refusal),
@@ -623,6 +673,31 @@ pub struct ApplicationView {
     /// The authorisation its approval created.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub authorization_id: Option<u64>,
+    /// For an application across exchanges (PROTOCOL.md 11), where it travels.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub across: Option<AcrossView>,
+}
+
+/// Where an application across exchanges travels, and the ids of its signed messages.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct AcrossView {
+    /// At the applying zone: the listing's origin zone, which decides.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub origin_zone: Option<String>,
+    /// At the origin zone: the zone that forwarded it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub applicant_zone: Option<String>,
+    /// At the origin zone: the application's number at the applying zone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub applicant_application: Option<u64>,
+    /// The id of the ApplicationRequest (`sha256:<hex>` of its body).
+    pub request_id: String,
+    /// At the applying zone: when the origin acknowledged it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forwarded_at: Option<Timestamp>,
+    /// The id of the ApplicationDecision, once decided.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decision_id: Option<String>,
 }
 
 /// What a list of applications asks for.

@@ -7,6 +7,7 @@
 //! ([`super::tables`]).
 
 use xchg_federation_config::Role;
+use xchg_protocol::application::SignedMessage;
 use xchg_protocol::{ContentId, Listing, Timestamp};
 
 use super::tables::listings::{self, By, NewRow, Transition};
@@ -16,7 +17,7 @@ use super::{
     Refusal, ZoneFacts,
 };
 use crate::audit;
-use crate::catalog::{applications, certified, federation, parties, registrations};
+use crate::catalog::{across, applications, certified, federation, parties, registrations};
 use crate::sqlite::unencodable;
 
 /// Applies `cmd` (the entry at `raft_index`) and records it in the audit chain.
@@ -206,7 +207,7 @@ fn effect(
             buyer,
             at,
             actor,
-        } => applications::submit(db, raft_index, request, buyer.as_str(), *at, actor)?,
+        } => applications::submit(db, zone, raft_index, request, buyer.as_str(), *at, actor)?,
         CatalogCommand::ApproveApplication {
             application_id,
             terms,
@@ -214,7 +215,7 @@ fn effect(
             actor,
         } => {
             let decision = applications::Decision::Approve(terms);
-            applications::decide(db, *application_id, &decision, *at, actor)?
+            applications::decide(db, zone, *application_id, &decision, *at, actor)?
         }
         CatalogCommand::RejectApplication {
             application_id,
@@ -223,7 +224,7 @@ fn effect(
             actor,
         } => {
             let decision = applications::Decision::Reject(reason);
-            applications::decide(db, *application_id, &decision, *at, actor)?
+            applications::decide(db, zone, *application_id, &decision, *at, actor)?
         }
         CatalogCommand::RecordUsage {
             authorization_id,
@@ -291,6 +292,11 @@ fn effect(
             at,
             ..
         } => certified::published(db, *registration_id, *at)?,
+        CatalogCommand::ApplicationForwarded {
+            application_id, at, ..
+        } => across::forwarded(db, *application_id, *at)?,
+        CatalogCommand::ReceiveApplication(r) => across::receive(db, zone, raft_index, r)?,
+        CatalogCommand::ApplicationDecided(r) => across::decided(db, r)?,
     })
 }
 
@@ -695,7 +701,40 @@ fn subject(cmd: &CatalogCommand) -> (String, &'static str, Timestamp, String) {
             *at,
             format!("registration:{registration_id}"),
         ),
+        CatalogCommand::ApplicationForwarded {
+            application_id,
+            at,
+            node,
+        } => (
+            format!("node:{node}"),
+            "system",
+            *at,
+            format!("application:{application_id}"),
+        ),
+        // The ids of the signed messages: the same in both zones' chains.
+        CatalogCommand::ReceiveApplication(r) => (
+            format!("node:{}", r.node),
+            "system",
+            r.at,
+            format!("application-request:{}", message_id(&r.request)),
+        ),
+        CatalogCommand::ApplicationDecided(r) => (
+            format!("node:{}", r.node),
+            "system",
+            r.at,
+            format!(
+                "application:{} decision:{}",
+                r.application_id,
+                message_id(&r.decision)
+            ),
+        ),
     }
+}
+
+/// The id a signed application message states (the hash of its body), or `undecodable`.
+fn message_id(signed: &[u8]) -> String {
+    SignedMessage::from_bytes(signed, &xchg_protocol::application::limits())
+        .map_or_else(|_| "undecodable".to_owned(), |m| m.id.to_string())
 }
 
 impl<'a> From<&'a Actor> for By<'a> {

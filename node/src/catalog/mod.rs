@@ -7,6 +7,7 @@
 //!
 //! Layer: above `sqlite` and `audit`, below the store; imports nothing higher (not the store, Raft, federation or API).
 
+pub mod across;
 pub mod applications;
 pub mod apply;
 pub mod certified;
@@ -216,6 +217,7 @@ pub const SCHEMA: &[&str] = &[
     include_str!("schema/catalog_schema_v8.sql"),
     include_str!("schema/catalog_schema_v9.sql"),
     include_str!("schema/catalog_schema_v10.sql"),
+    include_str!("schema/catalog_schema_v11.sql"),
 ];
 
 /// Zone facts for tests: `xuchang/yuzhou` with the default export policy.
@@ -588,6 +590,22 @@ pub enum CatalogCommand {
         /// The publishing node's name.
         node: String,
     },
+    /// At the applicant: the origin zone acknowledged an application forwarded to it
+    /// (`forwarding → submitted`, PROTOCOL.md 11).
+    ApplicationForwarded {
+        /// The application.
+        application_id: u64,
+        /// When the acknowledgement arrived.
+        at: Timestamp,
+        /// The member that forwarded it.
+        node: String,
+    },
+    /// At the origin: a request forwarded from another exchange, verified by the member that
+    /// received it (`across::receive`).
+    ReceiveApplication(Box<across::ReceivedApplication>),
+    /// At the applicant: the origin's signed decision, verified by the member that received it
+    /// (`across::decided`).
+    ApplicationDecided(Box<across::ReceivedDecision>),
 }
 
 /// The actor id of a command a zone member proposes on its own authority (`node:<name>`), as
@@ -672,6 +690,9 @@ impl CatalogCommand {
             CatalogCommand::RevokeCertificate { .. } => "revoke_certificate",
             CatalogCommand::ReceiveCertificate(_) => "receive_certificate",
             CatalogCommand::RecordCertificatePublished { .. } => "record_certificate_published",
+            CatalogCommand::ApplicationForwarded { .. } => "application_forwarded",
+            CatalogCommand::ReceiveApplication(_) => "receive_application",
+            CatalogCommand::ApplicationDecided(_) => "application_decided",
         }
     }
 
@@ -708,6 +729,9 @@ impl CatalogCommand {
             CatalogCommand::RecordPublished { node, .. } => Some(node.as_str()),
             CatalogCommand::ReceiveCertificate(r) => Some(r.node.as_str()),
             CatalogCommand::RecordCertificatePublished { node, .. } => Some(node.as_str()),
+            CatalogCommand::ApplicationForwarded { node, .. } => Some(node.as_str()),
+            CatalogCommand::ReceiveApplication(r) => Some(r.node.as_str()),
+            CatalogCommand::ApplicationDecided(r) => Some(r.node.as_str()),
             // Only the admin token of the offline recovery is a member's to hand over.
             CatalogCommand::CreateToken {
                 actor,
@@ -775,7 +799,10 @@ impl CatalogCommand {
             CatalogCommand::RecordPublished { .. }
             | CatalogCommand::RecordRefusal(_)
             | CatalogCommand::ReceiveCertificate(_)
-            | CatalogCommand::RecordCertificatePublished { .. } => {
+            | CatalogCommand::RecordCertificatePublished { .. }
+            | CatalogCommand::ApplicationForwarded { .. }
+            | CatalogCommand::ReceiveApplication(_)
+            | CatalogCommand::ApplicationDecided(_) => {
                 return Err(Refusal::Forbidden(format!(
                     "only a zone member may {}",
                     self.action().replace('_', " ")
@@ -833,6 +860,9 @@ impl CatalogCommand {
             | CatalogCommand::RecordRefusal(_)
             | CatalogCommand::ReceiveCertificate(_)
             | CatalogCommand::RecordCertificatePublished { .. }
+            | CatalogCommand::ApplicationForwarded { .. }
+            | CatalogCommand::ReceiveApplication(_)
+            | CatalogCommand::ApplicationDecided(_)
             | CatalogCommand::Idempotent(_)
             | CatalogCommand::Entrusted(_) => {}
         }

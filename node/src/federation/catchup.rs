@@ -646,6 +646,16 @@ impl Catchup {
                 ids.truncate(MAX_FETCH);
                 Query::Fetch { ids }
             }
+            // Answered by `super::across`: verified, recorded through Raft, or passed on to
+            // its origin zone.
+            Ok(Request::Application { request }) => {
+                self.serving += 1;
+                out.push(Output::AnswerApplication {
+                    reply,
+                    request: request.0,
+                });
+                return;
+            }
         };
         self.serving += 1;
         out.push(Output::Serve { reply, query });
@@ -777,7 +787,7 @@ mod tests {
                         .map(|t| Blob(self.swap.clone().unwrap_or_else(|| t.2.clone())))
                         .collect(),
                 },
-                Request::Identity {} => Response::Error {
+                Request::Identity {} | Request::Application { .. } => Response::Error {
                     message: "not asked in these tests".into(),
                 },
             }

@@ -386,6 +386,13 @@ pub enum Output {
         /// What to read (already bounded).
         query: Query,
     },
+    /// Answer a forwarded application (PROTOCOL.md 11.7), then send [`Input::Served`].
+    AnswerApplication {
+        /// The request's reply.
+        reply: Reply,
+        /// The signed request (at most 16384 bytes, as decoded).
+        request: Vec<u8>,
+    },
     /// Fire `timer` back after `after`.
     Timer {
         /// How long from now.

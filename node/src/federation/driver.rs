@@ -97,6 +97,8 @@ pub struct Federation {
     pub(super) identities: Registry,
     /// The roots and revoked keys as the driver last read them (the core holds its own copy).
     pub(super) trust: RwLock<TrustStore>,
+    /// The node key, which signs this zone's application messages (PROTOCOL.md 11).
+    pub(super) key: Keypair,
     commands: mpsc::UnboundedSender<Command>,
 }
 
@@ -119,7 +121,7 @@ impl Federation {
         } = parts;
         let seed = tuning.seed.unwrap_or_else(rand::random);
         tracing::debug!(seed, "federation core seeded");
-        let settings = Settings::of(&config, key, tuning);
+        let settings = Settings::of(&config, key.clone(), tuning);
         let (commands, inbox) = mpsc::unbounded_channel();
         let handle = Arc::new(Federation {
             trust: RwLock::new(settings.roots.clone()),
@@ -132,6 +134,7 @@ impl Federation {
             journal: Journal::default(),
             log_budget: Mutex::default(),
             identities: Registry::default(),
+            key,
             commands,
         });
         let driver = Driver {
@@ -233,7 +236,7 @@ impl Federation {
 
     /// Counts, journals and (for rejects and for ignores that depend on this node's trust
     /// store or clock) logs a verdict.
-    fn record(&self, reason: Reason, record: VerdictRecord) {
+    pub(super) fn record(&self, reason: Reason, record: VerdictRecord) {
         let verdict = reason.verdict();
         self.metrics
             .gossip_verdict(verdict.as_str(), reason.as_str());
@@ -311,6 +314,11 @@ impl Driver {
             }
         }
         let identities = tokio::spawn(self.handle.clone().identity_loop(stop.clone()));
+        let forwarding = tokio::spawn(self.handle.clone().forward_loop(
+            self.db.clone(),
+            self.proposer.clone(),
+            stop.clone(),
+        ));
         self.refresh().await;
         self.feed(Input::Start);
         let outbox = self.signals.outbox.clone();
@@ -338,6 +346,7 @@ impl Driver {
         }
         self.tasks.shutdown().await;
         let _ = identities.await;
+        let _ = forwarding.await;
     }
 
     /// Tells the core of a new revocation epoch (reading the revoked keys) or a change of
@@ -450,6 +459,20 @@ impl Driver {
                             message: "internal error".into(),
                         }
                     });
+                    let _ = asker.send(response.to_bytes().unwrap_or_default());
+                    Input::Served { reply }
+                });
+            }
+            Output::AnswerApplication { reply, request } => {
+                let Some((peer, asker)) = self.answering.remove(&reply) else {
+                    return;
+                };
+                let (handle, db, proposer) =
+                    (handle.clone(), self.db.clone(), self.proposer.clone());
+                self.tasks.spawn(async move {
+                    let response = handle
+                        .answer_application(&db, &proposer, &peer, request)
+                        .await;
                     let _ = asker.send(response.to_bytes().unwrap_or_default());
                     Input::Served { reply }
                 });

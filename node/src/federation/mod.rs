@@ -20,11 +20,14 @@
 //! - [`identity`]: what a gossip peer proves to be (membership, or a delegation of its key).
 //! - [`limits`]: how many agreement refusals are recorded per signer and peer.
 //! - [`verdicts`]: why each verdict was given, and the journal an operator reads.
+//! - [`across`]: applications across exchanges (PROTOCOL.md 11.7): the origin's answer to a
+//!   forwarded request, and the leader forwarding its zone's, with the backoff schedule.
 //!
 //! [`Clock`]: crate::clock::Clock
 //!
 //! Layer: above `raft`, `store`, `catalog` and `gossip`, below the API; never imports the API.
 
+pub mod across;
 pub mod catchup;
 mod certify;
 pub mod core;

@@ -135,6 +135,8 @@ pub enum Via {
     Catchup,
     /// `POST /v1/federation/revocations`.
     Api,
+    /// A forwarded application or its decision (PROTOCOL.md 11.7).
+    Application,
 }
 
 /// One verdict as the journal keeps it.

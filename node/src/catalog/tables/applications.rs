@@ -5,11 +5,11 @@
 
 use rusqlite::OptionalExtension as _;
 use sqlx::SqliteConnection;
-use xchg_protocol::Timestamp;
+use xchg_protocol::{ContentId, Timestamp};
 
 use super::{enum_name, enum_of, int, uint};
 use crate::catalog::applications::{
-    ApplicationFilter, ApplicationRequest, ApplicationState, ApplicationView, Precedent,
+    AcrossView, ApplicationFilter, ApplicationRequest, ApplicationState, ApplicationView, Precedent,
 };
 use crate::sqlite::undecodable;
 
@@ -24,11 +24,14 @@ fn state_of(s: &str) -> Result<ApplicationState, String> {
 /// # Errors
 /// SQLite's error.
 pub fn pending_of(db: &rusqlite::Connection, buyer: &str) -> rusqlite::Result<i64> {
-    db.prepare_cached("SELECT count(*) FROM applications WHERE buyer = ?1 AND state = 'submitted'")?
-        .query_row([buyer], |row| row.get(0))
+    db.prepare_cached(
+        "SELECT count(*) FROM applications WHERE buyer = ?1 \
+            AND state IN ('submitted', 'forwarding')",
+    )?
+    .query_row([buyer], |row| row.get(0))
 }
 
-/// Records `request` of `buyer`, submitted at `at` by `submitted_by` (the entry at
+/// Records `request` of `buyer` in `state`, submitted at `at` by `submitted_by` (the entry at
 /// `raft_index`); returns its number (the next in log order, so every member agrees).
 ///
 /// # Errors
@@ -37,6 +40,7 @@ pub fn insert(
     db: &rusqlite::Connection,
     request: &ApplicationRequest,
     buyer: &str,
+    state: ApplicationState,
     at: Timestamp,
     submitted_by: &str,
     raft_index: u64,
@@ -44,7 +48,7 @@ pub fn insert(
     db.prepare_cached(
         "INSERT INTO applications (listing_id, buyer, scenario, purpose, delivery_mode, \
             duration_days, usage_limit, state, submitted_at, submitted_by, raft_index) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'submitted', ?8, ?9, ?10) RETURNING id",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?11, ?8, ?9, ?10) RETURNING id",
     )?
     .query_row(
         rusqlite::params![
@@ -58,6 +62,7 @@ pub fn insert(
             int(at.0),
             submitted_by,
             int(raft_index),
+            state.as_str(),
         ],
         |row| row.get::<_, i64>(0),
     )
@@ -111,6 +116,17 @@ pub fn asked(
     )))
 }
 
+/// Why application `id` was rejected, if it was.
+///
+/// # Errors
+/// SQLite's error.
+pub fn reason_of(db: &rusqlite::Connection, id: u64) -> rusqlite::Result<Option<String>> {
+    db.prepare_cached("SELECT reason FROM applications WHERE id = ?1")?
+        .query_row([int(id)], |r| r.get::<_, Option<String>>(0))
+        .optional()
+        .map(Option::flatten)
+}
+
 /// Records the rejection of application `id` at `at` by `by` for `reason`.
 ///
 /// # Errors
@@ -155,9 +171,239 @@ pub fn approve(
     .map(drop)
 }
 
+/// The request of an application across exchanges (schema v11): at the applicant, the zone it
+/// is forwarded to; at the origin, the zone that forwarded it and its number there.
+///
+/// # Errors
+/// SQLite's error.
+pub fn set_request(
+    db: &rusqlite::Connection,
+    id: u64,
+    across: &Across<'_>,
+    request_id: &ContentId,
+    body: &[u8],
+) -> rusqlite::Result<()> {
+    let (origin, applicant, remote) = match across {
+        Across::ForwardedTo(zone) => (Some(*zone), None, None),
+        Across::ForwardedBy(zone, remote) => (None, Some(*zone), Some(int(*remote))),
+    };
+    db.prepare_cached(
+        "UPDATE applications SET origin_zone = ?1, applicant_zone = ?2, remote_id = ?3, \
+            request_id = ?4, request_body = ?5 WHERE id = ?6",
+    )?
+    .execute(rusqlite::params![
+        origin,
+        applicant,
+        remote,
+        request_id.to_string(),
+        body,
+        int(id)
+    ])
+    .map(drop)
+}
+
+/// Which side of an exchange boundary an application is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Across<'a> {
+    /// At the applicant: forwarded to this origin zone.
+    ForwardedTo(&'a str),
+    /// At the origin: forwarded by this zone, where it has this number.
+    ForwardedBy(&'a str, u64),
+}
+
+/// What the rules of an application across exchanges read of its row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcrossRow {
+    /// Its number here.
+    pub id: u64,
+    /// Its state.
+    pub state: ApplicationState,
+    /// At the applicant, the origin zone.
+    pub origin_zone: Option<String>,
+    /// At the origin, the applying zone.
+    pub applicant_zone: Option<String>,
+    /// The request's id.
+    pub request_id: Option<String>,
+    /// The canonical request.
+    pub request_body: Option<Vec<u8>>,
+    /// The decision's id, once decided.
+    pub decision_id: Option<String>,
+    /// The canonical decision (at the origin), once decided.
+    pub decision_body: Option<Vec<u8>>,
+    /// The authorisation an approval created here.
+    pub authorization_id: Option<u64>,
+}
+
+const SELECT_ACROSS: &str = "SELECT id, state, origin_zone, applicant_zone, request_id, \
+    request_body, decision_id, decision_body, authorization_id FROM applications";
+
+type AcrossColumns = (
+    i64,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<Vec<u8>>,
+    Option<String>,
+    Option<Vec<u8>>,
+    Option<i64>,
+);
+
+fn across_of(row: AcrossColumns) -> Result<AcrossRow, String> {
+    let (
+        id,
+        state,
+        origin_zone,
+        applicant_zone,
+        request_id,
+        request_body,
+        decision_id,
+        decision_body,
+        authorization_id,
+    ) = row;
+    Ok(AcrossRow {
+        id: uint(id),
+        state: state_of(&state)?,
+        origin_zone,
+        applicant_zone,
+        request_id,
+        request_body,
+        decision_id,
+        decision_body,
+        authorization_id: authorization_id.map(uint),
+    })
+}
+
+fn across_columns(r: &rusqlite::Row<'_>) -> rusqlite::Result<AcrossColumns> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+        r.get(7)?,
+        r.get(8)?,
+    ))
+}
+
+/// Application `id`'s cross-exchange columns, on the writer.
+///
+/// # Errors
+/// SQLite's error, or a row that does not decode.
+pub fn across(db: &rusqlite::Connection, id: u64) -> rusqlite::Result<Option<AcrossRow>> {
+    db.prepare_cached(&format!("{SELECT_ACROSS} WHERE id = ?1"))?
+        .query_row([int(id)], across_columns)
+        .optional()?
+        .map(|row| across_of(row).map_err(undecodable))
+        .transpose()
+}
+
+/// The application `applicant` forwarded as its number `remote`, on the writer.
+///
+/// # Errors
+/// SQLite's error, or a row that does not decode.
+pub fn forwarded_by(
+    db: &rusqlite::Connection,
+    applicant: &str,
+    remote: u64,
+) -> rusqlite::Result<Option<AcrossRow>> {
+    db.prepare_cached(&format!(
+        "{SELECT_ACROSS} WHERE applicant_zone = ?1 AND remote_id = ?2"
+    ))?
+    .query_row(rusqlite::params![applicant, int(remote)], across_columns)
+    .optional()?
+    .map(|row| across_of(row).map_err(undecodable))
+    .transpose()
+}
+
+/// [`forwarded_by`] on a reader, for the node answering a forwarded request.
+///
+/// # Errors
+/// SQLite's error, or a row that does not decode.
+pub async fn forwarded_by_read(
+    conn: &mut SqliteConnection,
+    applicant: &str,
+    remote: u64,
+) -> Result<Option<AcrossRow>, sqlx::Error> {
+    let row: Option<AcrossColumns> = sqlx::query_as(&format!(
+        "{SELECT_ACROSS} WHERE applicant_zone = ? AND remote_id = ?"
+    ))
+    .bind(applicant)
+    .bind(int(remote))
+    .fetch_optional(&mut *conn)
+    .await?;
+    row.map(|r| across_of(r).map_err(|e| sqlx::Error::Decode(e.into())))
+        .transpose()
+}
+
+/// This zone's applications awaiting another exchange (`forwarding`, or `submitted` to an
+/// origin zone), oldest first, at most `limit`: what the leader forwards and asks after.
+///
+/// # Errors
+/// SQLite's error, or a row that does not decode.
+pub async fn awaiting_origin(
+    conn: &mut SqliteConnection,
+    limit: u32,
+) -> Result<Vec<AcrossRow>, sqlx::Error> {
+    let rows: Vec<AcrossColumns> = sqlx::query_as(&format!(
+        "{SELECT_ACROSS} WHERE state IN ('forwarding', 'submitted') AND origin_zone IS NOT NULL \
+         ORDER BY id LIMIT ?"
+    ))
+    .bind(i64::from(limit))
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.into_iter()
+        .map(|r| across_of(r).map_err(|e| sqlx::Error::Decode(e.into())))
+        .collect()
+}
+
+/// At the applicant: the origin acknowledged application `id` at `at` (`forwarding →
+/// submitted`); an application no longer `forwarding` is left as it is.
+///
+/// # Errors
+/// SQLite's error.
+pub fn set_forwarded(db: &rusqlite::Connection, id: u64, at: Timestamp) -> rusqlite::Result<()> {
+    db.prepare_cached(
+        "UPDATE applications SET state = 'submitted', forwarded_at = ?1 \
+         WHERE id = ?2 AND state = 'forwarding'",
+    )?
+    .execute(rusqlite::params![int(at.0), int(id)])
+    .map(drop)
+}
+
+/// Records the decision on application `id` across exchanges: its id, its canonical body and,
+/// at the applicant, the signed decision as received.
+///
+/// # Errors
+/// SQLite's error.
+pub fn set_decision(
+    db: &rusqlite::Connection,
+    id: u64,
+    decision_id: &ContentId,
+    body: &[u8],
+    signed: Option<&[u8]>,
+) -> rusqlite::Result<()> {
+    db.prepare_cached(
+        "UPDATE applications SET decision_id = ?1, decision_body = ?2, decision = ?3 \
+         WHERE id = ?4",
+    )?
+    .execute(rusqlite::params![
+        decision_id.to_string(),
+        body,
+        signed,
+        int(id)
+    ])
+    .map(drop)
+}
+
 const SELECT_APPLICATION: &str = "SELECT id, listing_id, buyer, scenario, purpose, \
     delivery_mode, duration_days, usage_limit, state, submitted_at, decided_at, decided_by, \
-    reason, authorization_id FROM applications";
+    reason, authorization_id, CASE WHEN request_id IS NULL THEN NULL ELSE json_object(\
+        'origin_zone', origin_zone, 'applicant_zone', applicant_zone, \
+        'applicant_application', remote_id, 'request_id', request_id, \
+        'forwarded_at', forwarded_at, 'decision_id', decision_id) END FROM applications";
 
 /// The columns of [`SELECT_APPLICATION`].
 type ApplicationRow = (
@@ -175,7 +421,32 @@ type ApplicationRow = (
     Option<String>,
     Option<String>,
     Option<i64>,
+    Option<String>,
 );
+
+/// The cross-exchange columns as [`SELECT_APPLICATION`] gathers them into one JSON object.
+#[derive(serde::Deserialize)]
+struct AcrossJson {
+    origin_zone: Option<String>,
+    applicant_zone: Option<String>,
+    applicant_application: Option<u64>,
+    request_id: String,
+    forwarded_at: Option<u64>,
+    decision_id: Option<String>,
+}
+
+impl AcrossJson {
+    fn view(self) -> AcrossView {
+        AcrossView {
+            origin_zone: self.origin_zone,
+            applicant_zone: self.applicant_zone,
+            applicant_application: self.applicant_application,
+            request_id: self.request_id,
+            forwarded_at: self.forwarded_at.map(Timestamp),
+            decision_id: self.decision_id,
+        }
+    }
+}
 
 fn application_of(row: ApplicationRow) -> Result<ApplicationView, sqlx::Error> {
     let decode = |e: String| sqlx::Error::Decode(e.into());
@@ -194,7 +465,15 @@ fn application_of(row: ApplicationRow) -> Result<ApplicationView, sqlx::Error> {
         decided_by,
         reason,
         authorization_id,
+        across,
     ) = row;
+    let across = across
+        .map(|json| {
+            serde_json::from_str::<AcrossJson>(&json)
+                .map(AcrossJson::view)
+                .map_err(|e| decode(format!("across: {e}")))
+        })
+        .transpose()?;
     Ok(ApplicationView {
         id: uint(id),
         listing_id: listing_id
@@ -212,6 +491,7 @@ fn application_of(row: ApplicationRow) -> Result<ApplicationView, sqlx::Error> {
         decided_by,
         reason,
         authorization_id: authorization_id.map(uint),
+        across,
     })
 }
 

@@ -10,6 +10,8 @@ use super::{enum_name, enum_of, int, uint};
 use crate::catalog::applications::{AuthorizationState, AuthorizationView, Grant};
 use crate::sqlite::undecodable;
 
+const DAY_MS: u64 = 24 * 60 * 60 * 1000;
+
 fn state_of(s: &str) -> Result<AuthorizationState, String> {
     AuthorizationState::parse(s).ok_or_else(|| format!("unknown authorization state {s:?}"))
 }
@@ -64,6 +66,78 @@ pub fn insert(db: &rusqlite::Connection, a: &NewAuthorization<'_>) -> rusqlite::
         |row| row.get::<_, i64>(0),
     )
     .map(uint)
+}
+
+/// Marks authorisation `id` as the copy of authorisation `authorization` of `zone`, whose
+/// approval came from another exchange (schema v11).
+///
+/// # Errors
+/// SQLite's error.
+pub fn set_origin(
+    db: &rusqlite::Connection,
+    id: u64,
+    zone: &str,
+    authorization: u64,
+) -> rusqlite::Result<()> {
+    db.prepare_cached(
+        "UPDATE authorizations SET origin_zone = ?1, origin_authorization = ?2 WHERE id = ?3",
+    )?
+    .execute(rusqlite::params![zone, int(authorization), int(id)])
+    .map(drop)
+}
+
+/// The origin zone and its authorisation number, when authorisation `id` was granted by
+/// another exchange (its usage is counted there).
+///
+/// # Errors
+/// SQLite's error.
+pub fn origin_of(db: &rusqlite::Connection, id: u64) -> rusqlite::Result<Option<(String, u64)>> {
+    let row: Option<(Option<String>, Option<i64>)> = db
+        .prepare_cached(
+            "SELECT origin_zone, origin_authorization FROM authorizations WHERE id = ?1",
+        )?
+        .query_row([int(id)], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    Ok(row.and_then(|(zone, n)| Some((zone?, uint(n?)))))
+}
+
+/// What an authorisation granted, as a decision across exchanges states it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GrantedTerms {
+    /// The delivery mode.
+    pub delivery_mode: DeliveryMode,
+    /// Whole days from grant to expiry.
+    pub duration_days: u32,
+    /// Calls allowed.
+    pub usage_limit: u64,
+    /// When it ends (exclusive).
+    pub expires_at: Timestamp,
+}
+
+/// The terms authorisation `id` granted.
+///
+/// # Errors
+/// SQLite's error, or a row that does not decode.
+pub fn granted(db: &rusqlite::Connection, id: u64) -> rusqlite::Result<Option<GrantedTerms>> {
+    let row: Option<(String, i64, i64, i64)> = db
+        .prepare_cached(
+            "SELECT delivery_mode, usage_limit, granted_at, expires_at FROM authorizations \
+             WHERE id = ?1",
+        )?
+        .query_row([int(id)], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })
+        .optional()?;
+    let Some((mode, limit, granted_at, expires_at)) = row else {
+        return Ok(None);
+    };
+    let days = uint(expires_at.saturating_sub(granted_at)) / DAY_MS;
+    Ok(Some(GrantedTerms {
+        delivery_mode: enum_of("delivery mode", &mode).map_err(undecodable)?,
+        duration_days: u32::try_from(days).unwrap_or(u32::MAX),
+        usage_limit: uint(limit),
+        expires_at: Timestamp(uint(expires_at)),
+    }))
 }
 
 /// An authorisation as usage is judged against it, with its listing, buyer and provider.

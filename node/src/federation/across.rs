@@ -1,0 +1,506 @@
+//! Applications across exchanges on the wire (PROTOCOL.md 11.7): the origin answering a
+//! forwarded request, and the applicant's leader forwarding its zone's applications and asking
+//! after their decisions.
+//!
+//! A request travels as the catch-up request `{"application": {"request": ...}}` to a node of
+//! the listing's origin zone, or to a node of another zone of the origin's exchange, which
+//! passes it on to a connected node of the origin zone (the generated layouts connect every
+//! node to the other exchange's hub zone, and the hub zone to every zone of its exchange). The
+//! answer is `received` (recorded, awaiting the operator), `decided` (the signed decision) or
+//! `refused`. Sending the same request again is both the retry and the question "decided
+//! yet?": its body, and so its id, never changes, and the origin records it once.
+//!
+//! When to send again is [`Schedule`]'s, with no IO: with backoff while the origin is
+//! unreachable or refuses, at a slower pace while the origin's operator has not decided.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::join_all;
+use tokio::sync::watch;
+use xchg_protocol::application::{
+    self as protocol, SignedMessage, verify_decision, verify_request,
+};
+use xchg_protocol::catchup::{ApplicationAnswer, Blob, Request, Response};
+use xchg_protocol::{ContentId, Domain, Timestamp, ZoneId};
+
+use super::driver::Federation;
+use super::identity::Identity;
+use super::verdicts::{Reason, VerdictRecord, Via};
+use crate::catalog::across::{ReceivedApplication, ReceivedDecision};
+use crate::catalog::applications::ApplicationState;
+use crate::catalog::tables::applications::{self as table, AcrossRow};
+use crate::catalog::{CatalogCommand, PEER_CHARS};
+use crate::gossip::{Peer, PeerInfo};
+use crate::raft::client::Proposer;
+use crate::store::Db;
+
+/// Time between the leader's forwarding rounds.
+pub const ROUND_EVERY: Duration = Duration::from_secs(1);
+/// Most applications one round sends, at once.
+pub const ROUND_MOST: usize = 16;
+/// Most open applications one round reads.
+const READ_MOST: u32 = 512;
+/// The first wait after a failed send; it doubles up to [`MAX_BACKOFF`].
+pub const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+/// The longest wait after failed sends.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// The first wait before asking an origin that acknowledged again; it doubles up to
+/// [`MAX_POLL`].
+pub const FIRST_POLL: Duration = Duration::from_secs(2);
+/// The longest wait before asking an acknowledging origin again.
+pub const MAX_POLL: Duration = Duration::from_secs(30);
+
+/// When each open application is next sent, with no IO: the leader's, forgotten when it stops
+/// leading (the next leader starts by sending each at once, which is harmless: the origin
+/// answers a request it holds with what it holds).
+#[derive(Debug, Default)]
+pub struct Schedule {
+    next: HashMap<u64, (u32, Timestamp)>,
+}
+
+/// How one send went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sent {
+    /// The origin holds it, undecided.
+    Acknowledged,
+    /// The decision is recorded: nothing more to send.
+    Settled,
+    /// Not delivered or not answered usefully; why.
+    Failed(String),
+}
+
+fn doubled(first: Duration, most: Duration, times: u32) -> Duration {
+    first
+        .saturating_mul(2u32.saturating_pow(times.min(16)))
+        .min(most)
+}
+
+impl Schedule {
+    /// Whether application `id` is due at `now` (one never sent is).
+    pub fn is_due(&self, id: u64, now: Timestamp) -> bool {
+        self.next.get(&id).is_none_or(|(_, at)| *at <= now)
+    }
+
+    /// Records how sending `id` at `now` went.
+    pub fn sent(&mut self, id: u64, outcome: &Sent, now: Timestamp) {
+        let after = |first, most| {
+            let times = self.next.get(&id).map_or(0, |(n, _)| *n);
+            (
+                times + 1,
+                now.plus_millis(millis(doubled(first, most, times))),
+            )
+        };
+        match outcome {
+            Sent::Settled => {
+                self.next.remove(&id);
+            }
+            Sent::Acknowledged => {
+                let next = after(FIRST_POLL, MAX_POLL);
+                self.next.insert(id, next);
+            }
+            Sent::Failed(_) => {
+                let next = after(FIRST_BACKOFF, MAX_BACKOFF);
+                self.next.insert(id, next);
+            }
+        }
+    }
+
+    /// Forgets applications no longer open.
+    pub fn keep_only(&mut self, open: &HashSet<u64>) {
+        self.next.retain(|id, _| open.contains(id));
+    }
+
+    /// Forgets everything (this node stopped leading).
+    pub fn clear(&mut self) {
+        self.next.clear();
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The peer to send a request for `origin` to: a proven node of that zone, else a proven node
+/// of another zone of its exchange (which passes it on).
+fn peer_for(origin: &ZoneId, peers: &[(PeerInfo, Identity)]) -> Option<Peer> {
+    let of = |pred: &dyn Fn(&ZoneId) -> bool| {
+        peers.iter().find_map(|(info, identity)| match identity {
+            Identity::Delegated { zone } if pred(zone) => Some(Peer(info.peer.clone())),
+            _ => None,
+        })
+    };
+    of(&|z| z == origin).or_else(|| of(&|z| z.exchange() == origin.exchange()))
+}
+
+fn refused(kind: &str, message: impl Into<String>) -> Response {
+    Response::Application(ApplicationAnswer::Refused {
+        kind: kind.to_owned(),
+        message: message.into(),
+    })
+}
+
+impl Federation {
+    fn sign(&self, domain: Domain, body: Vec<u8>) -> Vec<u8> {
+        SignedMessage::seal(domain, body, &self.key, self.config.zone.delegation.clone()).to_bytes()
+    }
+
+    /// Records a refused application message in the verdict journal.
+    fn note_application(
+        &self,
+        from: &Peer,
+        bytes: &[u8],
+        claimed: Option<ContentId>,
+        kind: &'static str,
+        detail: String,
+    ) {
+        self.record(
+            Reason::Verification(kind),
+            VerdictRecord {
+                at: self.clock.now(),
+                verdict: "reject",
+                kind,
+                content_id: claimed.map(|c| c.to_string()),
+                message_id: ContentId::of(bytes).to_string(),
+                peer: from.0.chars().take(PEER_CHARS).collect(),
+                exchange: None,
+                via: Via::Application,
+                detail: Some(detail),
+            },
+        );
+    }
+
+    /// The origin's answer to a forwarded request `bytes` from `from` (PROTOCOL.md 11.7).
+    pub(super) async fn answer_application(
+        self: &Arc<Self>,
+        db: &Db,
+        proposer: &Proposer,
+        from: &Peer,
+        bytes: Vec<u8>,
+    ) -> Response {
+        let now = self.clock.now();
+        let limits = protocol::limits();
+        let verified = match verify_request(&bytes, &self.trust(), now, &limits) {
+            Ok(v) => v,
+            Err(e) => {
+                let claimed = SignedMessage::from_bytes(&bytes, &limits)
+                    .ok()
+                    .map(|m| m.id);
+                self.note_application(from, &bytes, claimed, e.kind(), e.to_string());
+                return refused(e.kind(), e.to_string());
+            }
+        };
+        let request = &verified.body;
+        let own = &self.config.zone.id;
+        if request.origin != *own {
+            if request.origin.exchange() == self.config.exchange.id {
+                return self.pass_on(&request.origin, bytes).await;
+            }
+            let why = format!(
+                "addressed to {}, not to a zone of this exchange",
+                request.origin
+            );
+            self.note_application(from, &bytes, Some(verified.id), "wrong_zone", why.clone());
+            return refused("wrong_zone", why);
+        }
+        let applicant = request.applicant.to_string();
+        match self.held(db, &applicant, request.application).await {
+            Ok(Some(row)) => return self.answer_held(from, &bytes, &verified.id, &row),
+            Ok(None) => {}
+            Err(e) => return refused("unavailable", e),
+        }
+        let command = CatalogCommand::ReceiveApplication(Box::new(ReceivedApplication {
+            request: bytes.clone(),
+            received_from: from.0.chars().take(PEER_CHARS).collect(),
+            at: now,
+            node: self.config.node.name.to_string(),
+        }));
+        match proposer.propose(command).await {
+            Ok((Ok(_), index)) => {
+                // The answer is read from this replica: wait until it applied the record.
+                let applied = self
+                    .raft
+                    .wait(Some(Duration::from_secs(5)))
+                    .applied_index_at_least(Some(index), "application recorded")
+                    .await;
+                if applied.is_err() {
+                    return refused(
+                        "unavailable",
+                        "recorded; this node is catching up: ask again",
+                    );
+                }
+                match self.held(db, &applicant, request.application).await {
+                    Ok(Some(row)) => self.answer_held(from, &bytes, &verified.id, &row),
+                    Ok(None) => refused("unavailable", "recorded, not yet readable: ask again"),
+                    Err(e) => refused("unavailable", e),
+                }
+            }
+            Ok((Err(refusal), _)) => {
+                let kind = refusal.code();
+                self.note_application(from, &bytes, Some(verified.id), kind, refusal.to_string());
+                refused(kind, refusal.to_string())
+            }
+            Err(e) => refused("unavailable", e.message),
+        }
+    }
+
+    async fn held(
+        &self,
+        db: &Db,
+        applicant: &str,
+        application: u64,
+    ) -> Result<Option<AcrossRow>, String> {
+        let mut conn = db.reader().await.map_err(|e| e.to_string())?;
+        table::forwarded_by_read(&mut conn, applicant, application)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// The answer for a request this zone holds as `row`.
+    fn answer_held(&self, from: &Peer, bytes: &[u8], id: &ContentId, row: &AcrossRow) -> Response {
+        if row.request_id.as_deref() != Some(id.to_string().as_str()) {
+            let why = format!(
+                "this application number was already forwarded as request {}",
+                row.request_id.as_deref().unwrap_or("-")
+            );
+            self.note_application(from, bytes, Some(*id), "conflict", why.clone());
+            return refused("conflict", why);
+        }
+        match &row.decision_body {
+            Some(body) => Response::Application(ApplicationAnswer::Decided {
+                decision: Blob(self.sign(Domain::ApplicationDecision, body.clone())),
+            }),
+            None => Response::Application(ApplicationAnswer::Received {}),
+        }
+    }
+
+    /// Passes a request for `origin`, another zone of this exchange, on to a connected node of
+    /// it, and answers what it answered.
+    async fn pass_on(&self, origin: &ZoneId, bytes: Vec<u8>) -> Response {
+        let peers = self.peer_identities().await;
+        let target = peers.iter().find_map(|(info, identity)| match identity {
+            Identity::Delegated { zone } if zone == origin => Some(Peer(info.peer.clone())),
+            _ => None,
+        });
+        let Some(peer) = target else {
+            return refused(
+                "origin_unreachable",
+                format!("no node of {origin} is connected here"),
+            );
+        };
+        let body = match (Request::Application {
+            request: Blob(bytes),
+        })
+        .to_bytes()
+        {
+            Ok(b) => b,
+            Err(e) => return refused("unavailable", e.to_string()),
+        };
+        match self.net.request(peer, body).await {
+            Ok(answer) => Response::from_bytes(&answer).unwrap_or_else(|e| {
+                refused("origin_unreachable", format!("{origin} answered: {e}"))
+            }),
+            Err(e) => refused("origin_unreachable", format!("{origin}: {e}")),
+        }
+    }
+
+    /// While this node leads, every [`ROUND_EVERY`]: sends the zone's applications awaiting
+    /// another exchange that are due, and records what the origins answer.
+    pub(super) async fn forward_loop(
+        self: Arc<Self>,
+        db: Db,
+        proposer: Proposer,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let mut schedule = Schedule::default();
+        loop {
+            tokio::select! {
+                () = self.clock.sleep(ROUND_EVERY) => {}
+                _ = stop.wait_for(|s| *s) => break,
+            }
+            if !self.is_leader() {
+                schedule.clear();
+                continue;
+            }
+            let open = match db.reader().await {
+                Ok(mut conn) => table::awaiting_origin(&mut conn, READ_MOST).await,
+                Err(e) => Err(e),
+            };
+            let open = match open {
+                Ok(rows) => rows,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the applications awaiting other exchanges");
+                    continue;
+                }
+            };
+            schedule.keep_only(&open.iter().map(|r| r.id).collect());
+            let now = self.clock.now();
+            let due: Vec<AcrossRow> = open
+                .into_iter()
+                .filter(|r| schedule.is_due(r.id, now))
+                .take(ROUND_MOST)
+                .collect();
+            if due.is_empty() {
+                continue;
+            }
+            let peers = self.peer_identities().await;
+            let sends = due
+                .iter()
+                .map(|row| self.forward_one(&proposer, &peers, row));
+            let outcomes = join_all(sends).await;
+            for (row, outcome) in due.iter().zip(outcomes) {
+                if let Sent::Failed(why) = &outcome {
+                    tracing::info!(
+                        application = row.id,
+                        origin = row.origin_zone.as_deref().unwrap_or("-"),
+                        why,
+                        "application not forwarded yet; will retry"
+                    );
+                }
+                schedule.sent(row.id, &outcome, now);
+            }
+        }
+    }
+
+    /// Sends application `row` to its origin once and records the answer.
+    async fn forward_one(
+        &self,
+        proposer: &Proposer,
+        peers: &[(PeerInfo, Identity)],
+        row: &AcrossRow,
+    ) -> Sent {
+        let (Some(origin), Some(body)) = (&row.origin_zone, &row.request_body) else {
+            return Sent::Failed("no request recorded".into());
+        };
+        let Ok(origin) = origin.parse::<ZoneId>() else {
+            return Sent::Failed(format!("origin {origin:?} is not a zone id"));
+        };
+        let now = self.clock.now();
+        let limits = protocol::limits();
+        let trust = self.trust();
+        let signed = self.sign(Domain::ApplicationRequest, body.clone());
+        // What the decision is checked against; this node's own signature verifies unless its
+        // delegation did not cover the request's time (another member may then send it).
+        let request = match verify_request(&signed, &trust, now, &limits) {
+            Ok(r) => r,
+            Err(e) => return Sent::Failed(format!("this node cannot sign the request: {e}")),
+        };
+        let Some(peer) = peer_for(&origin, peers) else {
+            return Sent::Failed(format!(
+                "no node of exchange {} is connected",
+                origin.exchange()
+            ));
+        };
+        let message = match (Request::Application {
+            request: Blob(signed),
+        })
+        .to_bytes()
+        {
+            Ok(m) => m,
+            Err(e) => return Sent::Failed(e.to_string()),
+        };
+        let answer = match self.net.request(peer.clone(), message).await {
+            Ok(a) => a,
+            Err(e) => return Sent::Failed(format!("{}: {e}", peer.0)),
+        };
+        let command = match Response::from_bytes(&answer) {
+            Ok(Response::Application(ApplicationAnswer::Received {})) => {
+                if row.state != ApplicationState::Forwarding {
+                    return Sent::Acknowledged;
+                }
+                CatalogCommand::ApplicationForwarded {
+                    application_id: row.id,
+                    at: now,
+                    node: self.config.node.name.to_string(),
+                }
+            }
+            Ok(Response::Application(ApplicationAnswer::Decided { decision })) => {
+                if let Err(e) = verify_decision(&decision.0, &request, &trust, now, &limits) {
+                    let claimed = SignedMessage::from_bytes(&decision.0, &limits)
+                        .ok()
+                        .map(|m| m.id);
+                    self.note_application(&peer, &decision.0, claimed, e.kind(), e.to_string());
+                    return Sent::Failed(format!(
+                        "the decision from {} failed verification: {e}",
+                        peer.0
+                    ));
+                }
+                CatalogCommand::ApplicationDecided(Box::new(ReceivedDecision {
+                    application_id: row.id,
+                    decision: decision.0,
+                    received_from: peer.0.chars().take(PEER_CHARS).collect(),
+                    at: now,
+                    node: self.config.node.name.to_string(),
+                }))
+            }
+            Ok(Response::Application(ApplicationAnswer::Refused { kind, message })) => {
+                return Sent::Failed(format!("refused ({kind}): {message}"));
+            }
+            Ok(Response::Error { message }) => return Sent::Failed(message),
+            Ok(_) => return Sent::Failed("answered with something else".into()),
+            Err(e) => return Sent::Failed(format!("undecodable answer: {e}")),
+        };
+        let settles = matches!(command, CatalogCommand::ApplicationDecided(_));
+        match proposer.propose(command).await {
+            Ok((Ok(_), _)) if settles => Sent::Settled,
+            Ok((Ok(_), _)) => Sent::Acknowledged,
+            Ok((Err(refusal), _)) => Sent::Failed(format!("not recorded: {refusal}")),
+            Err(e) => Sent::Failed(format!("not recorded: {}", e.message)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0: Timestamp = Timestamp(1_000_000);
+
+    fn at(ms: u64) -> Timestamp {
+        T0.plus_millis(ms)
+    }
+
+    #[test]
+    fn an_application_never_sent_is_due_at_once() {
+        assert!(Schedule::default().is_due(7, T0));
+    }
+
+    #[test]
+    fn failures_back_off_doubling_up_to_a_minute() {
+        let mut s = Schedule::default();
+        let mut now = T0;
+        let mut waits = Vec::new();
+        for _ in 0..9 {
+            s.sent(7, &Sent::Failed("down".into()), now);
+            let next = s.next[&7].1;
+            waits.push(next.0 - now.0);
+            assert!(!s.is_due(7, now.plus_millis(next.0 - now.0 - 1)));
+            assert!(s.is_due(7, next));
+            now = next;
+        }
+        assert_eq!(
+            waits,
+            [1000, 2000, 4000, 8000, 16000, 32000, 60000, 60000, 60000]
+        );
+    }
+
+    #[test]
+    fn an_acknowledged_application_is_asked_after_at_a_slower_pace_and_a_settled_one_never() {
+        let mut s = Schedule::default();
+        s.sent(7, &Sent::Acknowledged, T0);
+        assert!(!s.is_due(7, at(1999)));
+        assert!(s.is_due(7, at(2000)));
+        s.sent(7, &Sent::Settled, at(2000));
+        assert!(s.next.is_empty());
+    }
+
+    #[test]
+    fn closed_applications_are_forgotten() {
+        let mut s = Schedule::default();
+        s.sent(1, &Sent::Failed("x".into()), T0);
+        s.sent(2, &Sent::Failed("x".into()), T0);
+        s.keep_only(&HashSet::from([2]));
+        assert_eq!(s.next.keys().copied().collect::<Vec<_>>(), [2]);
+    }
+}
