@@ -284,6 +284,24 @@ async fn an_application_waits_while_the_origin_is_down_and_is_decided_there_once
     assert_eq!(precedent["decision"], "approved", "{precedent}");
     assert_eq!(precedent["usage_limit"], 500, "{precedent}");
     assert_eq!(precedent["duration_days"], 60, "{precedent}");
+    // And so does a buyer at the origin's exchange.
+    let (s, v) = zone
+        .post(
+            ZHENGZHOU,
+            "/v1/applications",
+            &z.buyer,
+            &application(&listing),
+        )
+        .await?;
+    ensure!(
+        s == 201 && v["state"] == "submitted",
+        "origin's buyer: {s} {v}"
+    );
+    let precedent = v["precedents"]
+        .as_array()
+        .and_then(|p| p.iter().find(|p| p["application_id"] == origin_id))
+        .with_context(|| format!("Xuchang's decision among the origin's precedents: {v}"))?;
+    assert_eq!(precedent["usage_limit"], 500, "{precedent}");
     Ok(())
 }
 

@@ -325,12 +325,19 @@ pub fn decision_body(
         },
         _ => return Ok(None),
     };
-    let decision = ApplicationDecision {
+    let mut decision = ApplicationDecision {
         request,
         decider: zone.zone.clone(),
         outcome,
         decided_at: at,
     };
+    // A reason the decision's own rule refuses would make the applicant refuse the decision,
+    // and ask for ever: it goes out as a plain rejection (the full reason stays recorded here).
+    if decision.validate().is_err() && matches!(decision.outcome, Outcome::Rejected { .. }) {
+        decision.outcome = Outcome::Rejected {
+            reason: "rejected by the origin zone".into(),
+        };
+    }
     let bytes = canonical(&decision);
     let decision_id = ContentId::of(&bytes);
     table::set_decision(db, id, &decision_id, &bytes, None)?;
@@ -440,4 +447,412 @@ pub fn decided(
 fn canonical<T: Serialize>(value: &T) -> Vec<u8> {
     // The protocol's own types hold no floats or tags: encoding cannot fail.
     to_canonical(value).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use xchg_federation_config::Role;
+    use xchg_protocol::announcement::{AnnouncementKind, Envelope};
+    use xchg_protocol::{Delegation, DeliveryMode, Keypair, SignedDelegation, ZoneId};
+
+    use super::*;
+    use crate::audit;
+    use crate::catalog::applications::{ApplicationView, AuthorizationView, Terms};
+    use crate::catalog::apply::apply;
+    use crate::catalog::{CatalogCommand, Recognition, test_zone};
+    use crate::sqlite::in_transaction;
+
+    const T0: Timestamp = Timestamp(1_800_000_000_000);
+    const LENDING: &str = "企业贷款授信审查";
+
+    fn zone(id: &str) -> ZoneId {
+        id.parse().expect("zone id")
+    }
+
+    fn actor(id: &str, role: Role) -> Actor {
+        Actor {
+            id: id.into(),
+            role,
+        }
+    }
+
+    fn product(origin: &str) -> Listing {
+        let mut draft = xchg_protocol::vectors::credit_draft();
+        draft.delivery_modes = vec![DeliveryMode::Verification, DeliveryMode::Sandbox];
+        draft.scenarios = vec![LENDING.into()];
+        Listing::first_version(draft, zone(origin), T0)
+    }
+
+    /// A key of `zone`'s exchange, delegated for it (apply never checks the chain: the
+    /// receiving member did).
+    fn signer(zone_id: &str) -> (Keypair, SignedDelegation) {
+        let z = zone(zone_id);
+        let root = Keypair::from_seed(&[7; 32]);
+        let key = Keypair::from_seed(&[8; 32]);
+        let delegation = SignedDelegation::sign(
+            Delegation {
+                exchange: z.exchange(),
+                zone: z,
+                node_key: key.public(),
+                not_before: Timestamp(0),
+                not_after: Timestamp(4_000_000_000_000),
+            },
+            &root,
+        );
+        (key, delegation)
+    }
+
+    /// Applies `commands` on a fresh catalog of `xuchang/yuzhou`; the responses, and what the
+    /// applications and authorisations ended as.
+    async fn run(
+        commands: &[CatalogCommand],
+    ) -> (
+        Vec<CommandResponse>,
+        Vec<ApplicationView>,
+        Vec<AuthorizationView>,
+    ) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = crate::catalog::test_db(dir.path());
+        let zone = test_zone();
+        let responses = in_transaction(&db, || {
+            let mut chain = audit::Chain::load(&db)?;
+            let responses = (10..)
+                .zip(commands)
+                .map(|(index, c)| apply(&db, &mut chain, &zone, index, c))
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            chain.flush(&db)?;
+            Ok(responses)
+        })
+        .expect("apply");
+        drop(db);
+        let mut reader = crate::catalog::test_reader(dir.path()).await;
+        let mut found = (Vec::new(), Vec::new());
+        for id in 1..20 {
+            if let Some(a) = applications::application(&mut reader, id)
+                .await
+                .expect("read")
+            {
+                found.0.push(a);
+            }
+            if let Some(a) = applications::authorization(&mut reader, id)
+                .await
+                .expect("read")
+            {
+                found.1.push(a);
+            }
+        }
+        (responses, found.0, found.1)
+    }
+
+    fn codes(responses: &[CommandResponse]) -> Vec<Option<&'static str>> {
+        responses
+            .iter()
+            .map(|r| r.as_ref().err().map(Refusal::code))
+            .collect()
+    }
+
+    // ---- the origin (this zone, xuchang/yuzhou, owns the listing) ----
+
+    fn listed(p: &Listing) -> [CatalogCommand; 2] {
+        [
+            CatalogCommand::SubmitListing {
+                listing: Box::new(p.clone()),
+                actor: actor("yuzhou-credit-center", Role::Provider),
+            },
+            CatalogCommand::ApproveListing {
+                listing_id: p.id(),
+                review: crate::catalog::Review::default(),
+                at: T0,
+                actor: actor("token:op", Role::Operator),
+            },
+        ]
+    }
+
+    /// Application `number` of `zhengzhou/main` for `p`, for `scenario`, signed.
+    fn request(p: &Listing, number: u64, scenario: &str, purpose: &str) -> SignedMessage {
+        let (key, delegation) = signer("zhengzhou/main");
+        let body = protocol::ApplicationRequest {
+            applicant: zone("zhengzhou/main"),
+            application: number,
+            origin: p.origin.clone(),
+            listing_id: p.id(),
+            content_id: p.content_id(),
+            buyer: "zz-bank".parse().expect("party"),
+            scenario: scenario.into(),
+            purpose: purpose.into(),
+            delivery_mode: DeliveryMode::Verification,
+            duration_days: 30,
+            usage_limit: 100,
+            issued_at: T0,
+        };
+        SignedMessage::request(&body, &key, delegation)
+    }
+
+    fn receive(signed: &SignedMessage) -> CatalogCommand {
+        CatalogCommand::ReceiveApplication(Box::new(ReceivedApplication {
+            request: signed.to_bytes(),
+            received_from: "peer".into(),
+            at: T0,
+            node: "yuzhou-1".into(),
+        }))
+    }
+
+    #[tokio::test]
+    async fn the_origin_records_a_request_once_and_refuses_a_second_under_its_number() {
+        let p = product("xuchang/yuzhou");
+        let first = request(&p, 7, LENDING, "授信前核验");
+        let other = request(&p, 7, LENDING, "另一个用途");
+        let mut commands = listed(&p).to_vec();
+        commands.extend([receive(&first), receive(&first), receive(&other)]);
+        let elsewhere = request(&product("xuchang/changge"), 8, LENDING, "x");
+        commands.push(receive(&elsewhere));
+        let (responses, apps, _) = run(&commands).await;
+        let c = codes(&responses);
+        assert_eq!(
+            &c[2..],
+            &[None, None, Some("conflict"), Some("invalid")],
+            "{responses:?}"
+        );
+        assert_eq!(
+            responses[2], responses[3],
+            "the same request is the same application"
+        );
+        assert_eq!(apps.len(), 1);
+        let a = &apps[0];
+        assert_eq!(a.buyer, "zz-bank@zhengzhou/main");
+        assert_eq!(a.state, ApplicationState::Submitted);
+        let across = a.across.as_ref().expect("across");
+        assert_eq!(across.applicant_zone.as_deref(), Some("zhengzhou/main"));
+        assert_eq!(across.applicant_application, Some(7));
+        assert_eq!(across.request_id, first.id.to_string());
+    }
+
+    #[tokio::test]
+    async fn the_origin_decision_states_the_terms_its_authorisation_grants() {
+        let p = product("xuchang/yuzhou");
+        let mut commands = listed(&p).to_vec();
+        commands.push(receive(&request(&p, 7, LENDING, "授信前核验")));
+        commands.push(CatalogCommand::ApproveApplication {
+            application_id: 1,
+            terms: Terms {
+                usage_limit: Some(40),
+                delivery_mode: Some(DeliveryMode::Sandbox),
+                ..Terms::default()
+            },
+            at: T0,
+            actor: actor("token:op", Role::Operator),
+        });
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = crate::catalog::test_db(dir.path());
+        let zone = test_zone();
+        in_transaction(&db, || {
+            let mut chain = audit::Chain::load(&db)?;
+            for (i, c) in commands.iter().enumerate() {
+                apply(&db, &mut chain, &zone, 10 + i as u64, c)?.expect("applied");
+            }
+            Ok(())
+        })
+        .expect("apply");
+        let row = table::across(&db, 1).expect("read").expect("row");
+        let body = row.decision_body.expect("a decision body");
+        let decision: ApplicationDecision =
+            from_canonical(&body, &protocol::limits()).expect("canonical");
+        assert_eq!(row.decision_id, Some(ContentId::of(&body).to_string()));
+        assert_eq!(decision.decider, zone.zone);
+        assert_eq!(decision.request.to_string(), row.request_id.expect("id"));
+        let Outcome::Approved(granted) = decision.outcome else {
+            panic!("approved: {decision:?}");
+        };
+        assert_eq!(granted.authorization, 1);
+        assert_eq!(granted.usage_limit, 40);
+        assert_eq!(granted.duration_days, 30);
+        assert_eq!(granted.delivery_mode, DeliveryMode::Sandbox);
+        assert_eq!(granted.expires_at, T0.plus_millis(30 * 86_400_000));
+    }
+
+    #[tokio::test]
+    async fn a_request_breaking_a_rule_of_the_listing_is_recorded_rejected_with_the_rule() {
+        let p = product("xuchang/yuzhou");
+        let mut commands = listed(&p).to_vec();
+        commands.push(receive(&request(&p, 7, "个人征信", "授信前核验")));
+        let (responses, apps, _) = run(&commands).await;
+        assert_eq!(codes(&responses), [None, None, None]);
+        let a = &apps[0];
+        assert_eq!(a.state, ApplicationState::Rejected);
+        assert!(
+            a.reason
+                .as_deref()
+                .is_some_and(|r| r.starts_with("scenario_not_offered: ")),
+            "{a:?}"
+        );
+        assert!(
+            a.across
+                .as_ref()
+                .and_then(|x| x.decision_id.as_ref())
+                .is_some()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_request_for_a_listing_the_origin_does_not_own_is_not_recorded() {
+        let p = product("xuchang/yuzhou");
+        let (responses, apps, _) = run(&[receive(&request(&p, 7, LENDING, "x"))]).await;
+        assert_eq!(codes(&responses), [Some("not_found")]);
+        assert!(apps.is_empty());
+    }
+
+    // ---- the applicant (this zone applies for a listing of zhengzhou/main) ----
+
+    fn recognised(p: &Listing) -> CatalogCommand {
+        let (key, delegation) = signer(p.origin.as_str());
+        let env = Envelope::seal(
+            AnnouncementKind::Listing,
+            p.canonical_bytes(),
+            &key,
+            Some(delegation),
+        );
+        CatalogCommand::Recognize(Box::new(Recognition {
+            envelope: env.to_bytes(),
+            content_id: env.id,
+            kind: env.kind,
+            exchange: p.origin.exchange(),
+            agreement: "outside:zhengzhou".into(),
+            signer: key.public(),
+            refusal: None,
+            received_from: "peer".into(),
+            at: T0,
+            node: "yuzhou-1".into(),
+        }))
+    }
+
+    fn apply_for(p: &Listing) -> CatalogCommand {
+        CatalogCommand::SubmitApplication {
+            request: Box::new(ApplicationRequest {
+                listing_id: p.id(),
+                scenario: LENDING.into(),
+                purpose: "授信前核验".into(),
+                delivery_mode: DeliveryMode::Verification,
+                duration_days: 30,
+                usage_limit: 100,
+            }),
+            buyer: "xuchang-bank".parse().expect("party"),
+            at: T0,
+            actor: actor("xuchang-bank", Role::Buyer),
+        }
+    }
+
+    /// The request application 1 of this zone sends for `p`, as [`forward`] builds it.
+    fn sent(p: &Listing) -> protocol::ApplicationRequest {
+        protocol::ApplicationRequest {
+            applicant: test_zone().zone,
+            application: 1,
+            origin: p.origin.clone(),
+            listing_id: p.id(),
+            content_id: p.content_id(),
+            buyer: "xuchang-bank".parse().expect("party"),
+            scenario: LENDING.into(),
+            purpose: "授信前核验".into(),
+            delivery_mode: DeliveryMode::Verification,
+            duration_days: 30,
+            usage_limit: 100,
+            issued_at: T0,
+        }
+    }
+
+    fn decision_on(request: &protocol::ApplicationRequest, outcome: Outcome) -> CatalogCommand {
+        let (key, delegation) = signer("zhengzhou/main");
+        let body = ApplicationDecision {
+            request: ContentId::of(&canonical(request)),
+            decider: zone("zhengzhou/main"),
+            outcome,
+            decided_at: T0.plus_millis(1000),
+        };
+        CatalogCommand::ApplicationDecided(Box::new(ReceivedDecision {
+            application_id: 1,
+            decision: SignedMessage::decision(&body, &key, delegation).to_bytes(),
+            received_from: "peer".into(),
+            at: T0,
+            node: "yuzhou-1".into(),
+        }))
+    }
+
+    fn approval(limit: u64) -> Outcome {
+        Outcome::Approved(GrantedTerms {
+            authorization: 9,
+            delivery_mode: DeliveryMode::Verification,
+            duration_days: 10,
+            usage_limit: limit,
+            expires_at: T0.plus_millis(1000 + 10 * 86_400_000),
+        })
+    }
+
+    #[tokio::test]
+    async fn an_application_for_a_listing_of_another_exchange_is_forwarded_and_settled_once() {
+        let p = product("zhengzhou/main");
+        let asked = sent(&p);
+        let mut other = asked.clone();
+        other.usage_limit = 99;
+        let commands = [
+            recognised(&p),
+            apply_for(&p),
+            CatalogCommand::ApproveApplication {
+                application_id: 1,
+                terms: Terms::default(),
+                at: T0,
+                actor: actor("token:op", Role::Operator),
+            },
+            decision_on(&other, approval(50)),
+            CatalogCommand::ApplicationForwarded {
+                application_id: 1,
+                at: T0,
+                node: "yuzhou-1".into(),
+            },
+            decision_on(&asked, approval(50)),
+            decision_on(&asked, approval(50)),
+            decision_on(&asked, approval(40)),
+            CatalogCommand::RecordUsage {
+                authorization_id: 1,
+                calls: 1,
+                at: T0.plus_millis(2000),
+                actor: actor("xuchang-bank", Role::Buyer),
+            },
+        ];
+        let (responses, apps, auths) = run(&commands).await;
+        assert_eq!(
+            codes(&responses),
+            [
+                None,
+                None,
+                Some("illegal_transition"),
+                Some("invalid"),
+                None,
+                None,
+                None,
+                Some("conflict"),
+                Some("forbidden")
+            ],
+            "{responses:?}"
+        );
+        let a = &apps[0];
+        assert_eq!(a.state, ApplicationState::Approved);
+        assert_eq!(a.decided_by.as_deref(), Some("zone:zhengzhou/main"));
+        let across = a.across.as_ref().expect("across");
+        assert_eq!(across.origin_zone.as_deref(), Some("zhengzhou/main"));
+        assert_eq!(
+            across.request_id,
+            ContentId::of(&canonical(&asked)).to_string()
+        );
+        assert_eq!(across.forwarded_at, Some(T0));
+        assert_eq!(auths.len(), 1);
+        assert_eq!((auths[0].usage_limit, auths[0].used), (50, 0));
+        assert_eq!(auths[0].granted_by, "zone:zhengzhou/main");
+    }
+
+    #[tokio::test]
+    async fn a_listing_of_a_sibling_zone_is_not_forwarded_across_exchanges() {
+        let p = product("xuchang/changge");
+        let (responses, apps, _) = run(&[recognised(&p), apply_for(&p)]).await;
+        assert_eq!(codes(&responses), [None, Some("illegal_transition")]);
+        assert!(apps.is_empty());
+    }
 }
