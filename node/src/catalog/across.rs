@@ -38,6 +38,10 @@ use super::{Actor, Applied, CommandResponse, ListingState, Refusal, ZoneFacts};
 /// party id contains `:`, so no caller is ever given it.
 pub const ZONE_ACTOR_PREFIX: &str = "zone:";
 
+/// Most applications one applying zone may have awaiting a decision at this origin, whatever
+/// buyers it names.
+pub const MAX_PENDING_PER_APPLICANT: i64 = 10_000;
+
 /// A forwarded application as the origin's member received it and proposes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReceivedApplication {
@@ -230,6 +234,14 @@ pub fn receive(
     if pending >= MAX_PENDING_PER_BUYER {
         return Ok(Err(Refusal::ApplicationsFull(format!(
             "{buyer} has {pending} applications awaiting a decision, the most a buyer may have"
+        ))));
+    }
+    // The applying zone names its buyers: one zone's are bounded together too.
+    let from_zone = table::pending_from(db, &applicant)?;
+    if from_zone >= MAX_PENDING_PER_APPLICANT {
+        return Ok(Err(Refusal::ApplicationsFull(format!(
+            "{applicant} has {from_zone} applications awaiting a decision here, the most one \
+             zone may have"
         ))));
     }
     let request = ApplicationRequest {
@@ -699,6 +711,40 @@ mod tests {
         let (responses, apps, _) = run(&[receive(&request(&p, 7, LENDING, "x"))]).await;
         assert_eq!(codes(&responses), [Some("not_found")]);
         assert!(apps.is_empty());
+    }
+
+    #[test]
+    fn one_applying_zone_may_have_ten_thousand_applications_awaiting_the_origin() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = crate::catalog::test_db(dir.path());
+        let zone = test_zone();
+        let p = product("xuchang/yuzhou");
+        in_transaction(&db, || {
+            let mut chain = audit::Chain::load(&db)?;
+            for (i, c) in listed(&p).iter().enumerate() {
+                apply(&db, &mut chain, &zone, 10 + i as u64, c)?.expect("listed");
+            }
+            // As if 10,000 requests of many buyers were recorded.
+            db.execute(
+                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10000)
+                 INSERT INTO applications (listing_id, buyer, scenario, purpose, delivery_mode,
+                    duration_days, usage_limit, state, submitted_at, submitted_by, raft_index,
+                    applicant_zone, remote_id)
+                 SELECT ?1, 'b' || i || '@zhengzhou/main', 's', 'p', 'verification', 1, 1,
+                    'submitted', 0, 'zone:zhengzhou/main', 1, 'zhengzhou/main', 100000 + i FROM n",
+                [p.id().to_string()],
+            )?;
+            let refused = apply(
+                &db,
+                &mut chain,
+                &zone,
+                20,
+                &receive(&request(&p, 7, LENDING, "x")),
+            )?;
+            assert_eq!(refused.err().map(|r| r.code()), Some("applications_full"));
+            Ok(())
+        })
+        .expect("apply");
     }
 
     // ---- the applicant (this zone applies for a listing of zhengzhou/main) ----

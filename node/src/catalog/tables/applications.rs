@@ -31,6 +31,17 @@ pub fn pending_of(db: &rusqlite::Connection, buyer: &str) -> rusqlite::Result<i6
     .query_row([buyer], |row| row.get(0))
 }
 
+/// How many applications forwarded by `applicant` await a decision here.
+///
+/// # Errors
+/// SQLite's error.
+pub fn pending_from(db: &rusqlite::Connection, applicant: &str) -> rusqlite::Result<i64> {
+    db.prepare_cached(
+        "SELECT count(*) FROM applications WHERE applicant_zone = ?1 AND state = 'submitted'",
+    )?
+    .query_row([applicant], |row| row.get(0))
+}
+
 /// Records `request` of `buyer` in `state`, submitted at `at` by `submitted_by` (the entry at
 /// `raft_index`); returns its number (the next in log order, so every member agrees).
 ///
