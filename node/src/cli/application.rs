@@ -104,8 +104,21 @@ pub async fn list(args: ApplicationListArgs) -> anyhow::Result<ExitCode> {
     let v = t.call(Method::GET, &path, None).await?;
     t.print(&v, |v| {
         for a in v["items"].as_array().into_iter().flatten() {
+            // Across exchanges: where it went, or where it came from.
+            let across = &a["across"];
+            let route = match (
+                across["origin_zone"].as_str(),
+                across["applicant_zone"].as_str(),
+            ) {
+                (Some(origin), _) => format!("  decided by {origin}"),
+                (None, Some(applicant)) => format!(
+                    "  from {applicant} (its application {})",
+                    across["applicant_application"]
+                ),
+                (None, None) => String::new(),
+            };
             outln!(
-                "{:>6}  {:<9}  {}  {}  {}  {}, {} calls",
+                "{:>6}  {:<10}  {}  {}  {}  {}, {} calls{route}",
                 a["id"],
                 s(&a["state"]),
                 s(&a["listing_id"]),
