@@ -1,0 +1,231 @@
+//! A whole federation of in-process nodes: the node's real components (catalog state machine,
+//! openraft, SQLite store, federation core) over the in-process transports, each zone's Raft
+//! through its own router and every node's gossip through one network, both with the node's
+//! fault model. Nodes crash (their tasks stop, their files stay) and start again from their
+//! files.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use xchg_federation_config::layout::{
+    self, Layout, LayoutKind, LayoutOptions, LayoutParty, ZoneTokens,
+};
+use xchg_node::fault::Delay;
+use xchg_node::federation::Tuning;
+use xchg_node::gossip::Peer;
+use xchg_node::gossip::memory::Network;
+use xchg_node::node::{NodeHandle, StartOptions};
+use xchg_node::raft::NodeId;
+use xchg_node::raft::router::Router;
+use xchg_protocol::Timestamp;
+
+/// One node of the federation.
+pub struct Node {
+    /// Its zone's index.
+    pub zone: usize,
+    /// Its name.
+    pub name: String,
+    /// Its config file, relative to the layout directory.
+    config: PathBuf,
+    /// Its Raft id.
+    pub id: NodeId,
+    /// Its gossip peer.
+    pub peer: Peer,
+    /// Running, or crashed.
+    pub handle: Option<NodeHandle>,
+}
+
+/// One zone: its id, tokens, parties and routers.
+pub struct Zone {
+    /// Zone id.
+    pub id: String,
+    /// The initial tokens.
+    pub tokens: ZoneTokens,
+    /// The demo provider party.
+    pub provider: LayoutParty,
+    /// Indices of its nodes in [`Cluster::nodes`].
+    pub nodes: Vec<usize>,
+    /// Its Raft router.
+    pub router: Arc<Router>,
+}
+
+/// The running federation.
+pub struct Cluster {
+    dir: tempfile::TempDir,
+    /// The generated layout.
+    pub layout: Layout,
+    /// Every zone, in layout order.
+    pub zones: Vec<Zone>,
+    /// Every node, zone by zone.
+    pub nodes: Vec<Node>,
+    /// The gossip network.
+    pub gossip: Arc<Network>,
+    options: StartOptions,
+}
+
+impl Cluster {
+    /// Generates `kind` with `nodes_per_zone` nodes per zone and starts every node, the
+    /// transports' fault generators seeded from `seed`.
+    ///
+    /// # Errors
+    /// If the layout cannot be generated or a node cannot start.
+    pub async fn start(
+        kind: LayoutKind,
+        nodes_per_zone: usize,
+        seed: u64,
+    ) -> anyhow::Result<Cluster> {
+        let dir = tempfile::tempdir()?;
+        let out = dir.path().join("layout");
+        let mut opts = LayoutOptions::new(out.clone(), kind);
+        opts.nodes_per_zone = nodes_per_zone;
+        // Never bound: APIs listen on port 0, Raft and gossip are in-process.
+        opts.base_port = 41_000;
+        let layout = layout::generate(&opts, Timestamp::now())?;
+        let gossip = Network::new(seed);
+        let options = StartOptions {
+            federation: Tuning {
+                catchup_every: Duration::from_secs(2),
+                seed: Some(seed),
+                ..Tuning::default()
+            },
+            ..StartOptions::default()
+        };
+        let mut cluster = Cluster {
+            dir,
+            layout: layout.clone(),
+            zones: Vec::new(),
+            nodes: Vec::new(),
+            gossip,
+            options,
+        };
+        for (z, zone) in layout.exchanges.iter().flat_map(|e| &e.zones).enumerate() {
+            let router = Router::new(seed.wrapping_add(z as u64 + 1));
+            let mut indices = Vec::new();
+            for n in &zone.nodes {
+                indices.push(cluster.nodes.len());
+                let handle = cluster.launch(&router, &n.config).await?;
+                cluster.nodes.push(Node {
+                    zone: z,
+                    name: n.name.to_string(),
+                    config: n.config.clone(),
+                    id: handle.id,
+                    peer: handle.federation.net().local_peer(),
+                    handle: Some(handle),
+                });
+            }
+            cluster.zones.push(Zone {
+                id: zone.id.to_string(),
+                tokens: zone.tokens.clone(),
+                provider: zone.provider_party.clone(),
+                nodes: indices,
+                router,
+            });
+        }
+        Ok(cluster)
+    }
+
+    async fn launch(
+        &self,
+        router: &Arc<Router>,
+        config: &std::path::Path,
+    ) -> anyhow::Result<NodeHandle> {
+        let out = self.dir.path().join("layout");
+        xchg_tests::start_in_process(
+            &out,
+            config,
+            router,
+            &self.gossip,
+            self.options.clone(),
+            |_| {},
+        )
+        .await
+        .with_context(|| format!("starting {}", config.display()))
+    }
+
+    /// The node index of node `node` of zone `zone`.
+    pub fn index(&self, zone: usize, node: usize) -> Option<usize> {
+        self.zones.get(zone)?.nodes.get(node).copied()
+    }
+
+    /// The API base URL of node `i`, if it runs.
+    pub fn url(&self, i: usize) -> Option<String> {
+        let h = self.nodes.get(i)?.handle.as_ref()?;
+        Some(format!("http://{}", h.api_addr))
+    }
+
+    /// Crashes node `i`: its tasks stop, its files stay. Nothing if it is down.
+    pub async fn crash(&mut self, i: usize) {
+        if let Some(handle) = self.nodes.get_mut(i).and_then(|n| n.handle.take()) {
+            handle.shutdown().await;
+        }
+    }
+
+    /// Starts node `i` again from its files. Nothing if it runs.
+    ///
+    /// # Errors
+    /// If it cannot start.
+    pub async fn restart(&mut self, i: usize) -> anyhow::Result<()> {
+        let Some(node) = self.nodes.get(i) else {
+            return Ok(());
+        };
+        if node.handle.is_some() {
+            return Ok(());
+        }
+        let router = self.zones[node.zone].router.clone();
+        let handle = self.launch(&router, &node.config.clone()).await?;
+        self.nodes[i].handle = Some(handle);
+        Ok(())
+    }
+
+    /// The running node of zone `zone` that leads it, by its own account.
+    pub fn leader_of(&self, zone: usize) -> Option<usize> {
+        self.zones.get(zone)?.nodes.iter().copied().find(|&i| {
+            self.nodes[i]
+                .handle
+                .as_ref()
+                .is_some_and(|h| h.raft.metrics().borrow().current_leader == Some(h.id))
+        })
+    }
+
+    /// Every zone's Raft and the gossip lose, duplicate and delay as given.
+    pub fn set_link_faults(&self, loss: Option<u32>, duplicate: Option<u32>, delay: Option<Delay>) {
+        fn apply<K: xchg_node::fault::Endpoint>(
+            f: &mut xchg_node::fault::FaultModel<K>,
+            (loss, duplicate, delay): (Option<u32>, Option<u32>, Option<Delay>),
+        ) {
+            if let Some(l) = loss {
+                f.set_loss_per_million(l);
+            }
+            if let Some(d) = duplicate {
+                f.set_duplicate_per_million(d);
+            }
+            if let Some(d) = delay {
+                f.set_delay(d);
+            }
+        }
+        let faults = (loss, duplicate, delay);
+        for z in &self.zones {
+            apply(&mut z.router.faults(), faults);
+        }
+        self.gossip.faults(|f| apply(f, faults));
+    }
+
+    /// Every fault on every transport ends.
+    pub fn heal_all(&self) {
+        for z in &self.zones {
+            z.router.heal_all();
+        }
+        self.gossip.heal_all();
+    }
+
+    /// Stops every node.
+    pub async fn shutdown(mut self) {
+        for n in &mut self.nodes {
+            if let Some(h) = n.handle.take() {
+                h.shutdown().await;
+            }
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! `xchg-sim`: runs one scenario of a whole federation in this process under faults drawn from
+//! one seed, checks the invariants, writes the report, and exits non-zero if one failed.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use xchg_federation_config::layout::LayoutKind;
+use xchg_simulations::run::{default_out, run};
+use xchg_simulations::scenario::{Options, Scenario};
+
+/// Runs a whole xchg federation in one process under seeded faults and checks its invariants.
+#[derive(Debug, Parser)]
+#[command(name = "xchg-sim", version)]
+struct Args {
+    /// The scenario: xuchang, partition-heal, leader-churn or lagging-follower.
+    scenario: String,
+    /// The seed every random choice derives from (default: drawn, and printed).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Length of the chaos phase, like `30s` or `2m`.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// How long the federation may take to converge once the faults end.
+    #[arg(long, default_value = "90s", value_parser = humantime::parse_duration)]
+    heal_deadline: Duration,
+    /// The layout (default: the scenario's): xuchang, single-zone or two-exchanges.
+    #[arg(long)]
+    layout: Option<String>,
+    /// Nodes per zone.
+    #[arg(long, default_value_t = 3)]
+    nodes_per_zone: usize,
+    /// Client operations per second over the whole federation.
+    #[arg(long, default_value_t = 20)]
+    rate: u32,
+    /// Where to write the report (default `sim-out/SCENARIO-SEED/`).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let Some(scenario) = Scenario::parse(&args.scenario) else {
+        let names: Vec<&str> = Scenario::ALL.iter().map(|s| s.as_str()).collect();
+        eprintln!(
+            "unknown scenario {:?}; one of: {}",
+            args.scenario,
+            names.join(", ")
+        );
+        return ExitCode::from(2);
+    };
+    let layout = match args.layout.as_deref() {
+        None => scenario.default_layout(),
+        Some(name) => match LayoutKind::ALL.into_iter().find(|k| k.as_str() == name) {
+            Some(k) => k,
+            None => {
+                eprintln!("unknown layout {name:?}; one of: xuchang, single-zone, two-exchanges");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    if !(1..=9).contains(&args.nodes_per_zone) {
+        eprintln!("--nodes-per-zone must be 1 to 9");
+        return ExitCode::from(2);
+    }
+    let options = Options {
+        scenario,
+        seed: args.seed.unwrap_or_else(rand::random),
+        duration: args.duration,
+        heal_deadline: args.heal_deadline,
+        layout,
+        nodes_per_zone: args.nodes_per_zone,
+        rate: args.rate.max(1),
+    };
+    let out = args.out.unwrap_or_else(|| default_out(&options));
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(&options, &out)) {
+        Ok(report) => {
+            for c in &report.invariants {
+                println!(
+                    "{:<26} {}  {}",
+                    c.name,
+                    if c.held { "held  " } else { "FAILED" },
+                    c.detail
+                );
+            }
+            println!("report: {}", out.join("report.md").display());
+            if report.held() {
+                ExitCode::SUCCESS
+            } else {
+                println!("reproduce: {}", report.reproduce);
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("xchg-sim: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

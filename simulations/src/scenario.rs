@@ -1,0 +1,455 @@
+//! Scenarios and their schedules: what faults happen when, and what the clients ask, as a pure
+//! function of the scenario, its options and the seed. The schedule's digest (SHA-256 of its
+//! canonical JSON) goes into the report, so two runs with the same seed and options can be
+//! shown to have run the same schedule.
+
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::{Rng as _, SeedableRng as _};
+use serde::Serialize;
+use sha2::{Digest as _, Sha256};
+use xchg_federation_config::layout::LayoutKind;
+
+/// The scenarios `xchg-sim` runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scenario {
+    /// The city layout (10 zones of Xuchang and Zhengzhou), moderate faults.
+    Xuchang,
+    /// A zone cut off from gossip and from a minority of its own nodes, then healed.
+    PartitionHeal,
+    /// Repeated leader kills in every zone during heavy submission.
+    LeaderChurn,
+    /// One follower down while large listings are written, then back.
+    LaggingFollower,
+}
+
+impl Scenario {
+    /// Every scenario, as named on the command line.
+    pub const ALL: [Scenario; 4] = [
+        Scenario::Xuchang,
+        Scenario::PartitionHeal,
+        Scenario::LeaderChurn,
+        Scenario::LaggingFollower,
+    ];
+
+    /// Its name on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scenario::Xuchang => "xuchang",
+            Scenario::PartitionHeal => "partition-heal",
+            Scenario::LeaderChurn => "leader-churn",
+            Scenario::LaggingFollower => "lagging-follower",
+        }
+    }
+
+    /// Parses a name.
+    pub fn parse(name: &str) -> Option<Scenario> {
+        Scenario::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+
+    /// The layout it runs by default.
+    pub fn default_layout(self) -> LayoutKind {
+        match self {
+            Scenario::Xuchang => LayoutKind::Xuchang,
+            _ => LayoutKind::TwoExchanges,
+        }
+    }
+}
+
+/// How many zones a generated layout has (the generator's tables: Xuchang's ten and
+/// Zhengzhou's one).
+pub fn zones_of(layout: LayoutKind) -> usize {
+    match layout {
+        LayoutKind::Xuchang => 11,
+        LayoutKind::SingleZone => 1,
+        LayoutKind::TwoExchanges => 2,
+    }
+}
+
+/// What a run is asked to do.
+#[derive(Debug, Clone, Serialize)]
+pub struct Options {
+    /// The scenario.
+    pub scenario: Scenario,
+    /// The seed every random choice derives from.
+    pub seed: u64,
+    /// Length of the chaos phase.
+    #[serde(with = "millis")]
+    pub duration: Duration,
+    /// How long the heal phase may take to converge.
+    #[serde(with = "millis")]
+    pub heal_deadline: Duration,
+    /// The layout.
+    #[serde(serialize_with = "layout_name")]
+    pub layout: LayoutKind,
+    /// Nodes per zone.
+    pub nodes_per_zone: usize,
+    /// Client operations per second, over the whole federation.
+    pub rate: u32,
+}
+
+mod millis {
+    use std::time::Duration;
+
+    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+}
+
+fn layout_name<S: serde::Serializer>(l: &LayoutKind, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(l.as_str())
+}
+
+/// A fault, applied at its time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "fault")]
+pub enum Fault {
+    /// Messages lost, per million, on every link (gossip and Raft).
+    Loss {
+        /// Per million.
+        per_million: u32,
+    },
+    /// Messages delivered twice, per million.
+    Duplicate {
+        /// Per million.
+        per_million: u32,
+    },
+    /// Every message waits `fixed_ms`, and `tail_per_million` of them up to `tail_ms` more.
+    Delay {
+        /// Fixed wait.
+        fixed_ms: u64,
+        /// Bound of the tail.
+        tail_ms: u64,
+        /// Per million with the tail.
+        tail_per_million: u32,
+    },
+    /// A node cut from its zone's other nodes (Raft).
+    IsolateMember {
+        /// Zone index.
+        zone: usize,
+        /// Node index in the zone.
+        node: usize,
+    },
+    /// Every node of a zone cut from gossip (to and from every other zone and exchange).
+    CutZoneGossip {
+        /// Zone index.
+        zone: usize,
+    },
+    /// A node crashes: in-flight work is lost, its files are kept.
+    Crash {
+        /// Zone index.
+        zone: usize,
+        /// Node index in the zone.
+        node: usize,
+    },
+    /// A crashed node starts again from its files.
+    Restart {
+        /// Zone index.
+        zone: usize,
+        /// Node index in the zone.
+        node: usize,
+    },
+    /// Whichever node leads the zone at that moment crashes, and restarts `down_ms` later.
+    KillLeader {
+        /// Zone index.
+        zone: usize,
+        /// How long it stays down.
+        down_ms: u64,
+    },
+    /// Every fault above ends (the heal phase starts with it too).
+    HealAll,
+}
+
+/// What a client asks, of a listing it names by `key` (its number in the run).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "op")]
+pub enum Op {
+    /// Submit a new listing `key` in `zone` through node `node`: `large` fills the description
+    /// to the API's limit; `sensitive` makes it `important` (never to leave its zone).
+    Submit {
+        /// Zone index.
+        zone: usize,
+        /// Node index in the zone.
+        node: usize,
+        /// The listing's number.
+        key: u64,
+        /// A listing near the size limit.
+        large: bool,
+        /// An `important` listing, which the export firewall keeps in.
+        sensitive: bool,
+    },
+    /// Approve it.
+    Approve {
+        /// Zone index.
+        zone: usize,
+        /// Node index.
+        node: usize,
+        /// The listing's number.
+        key: u64,
+    },
+    /// Delist it.
+    Delist {
+        /// Zone index.
+        zone: usize,
+        /// Node index.
+        node: usize,
+        /// The listing's number.
+        key: u64,
+    },
+    /// Read it (linearizable).
+    Read {
+        /// Zone index.
+        zone: usize,
+        /// Node index.
+        node: usize,
+        /// The listing's number.
+        key: u64,
+    },
+}
+
+/// One scheduled event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Timed<T> {
+    /// Milliseconds after the start of the chaos phase.
+    pub at_ms: u64,
+    /// What happens.
+    pub what: T,
+}
+
+/// The whole schedule of a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Schedule {
+    /// Faults, in time order.
+    pub faults: Vec<Timed<Fault>>,
+    /// Client operations, in time order.
+    pub ops: Vec<Timed<Op>>,
+}
+
+impl Schedule {
+    /// The schedule of `options`: a pure function of them.
+    pub fn generate(options: &Options) -> Schedule {
+        let mut rng = StdRng::seed_from_u64(options.seed);
+        let zones = zones_of(options.layout);
+        let nodes = options.nodes_per_zone;
+        let span = u64::try_from(options.duration.as_millis()).unwrap_or(u64::MAX);
+        let faults = faults(options.scenario, &mut rng, zones, nodes, span);
+        let ops = workload(options, &mut rng, zones, nodes, span);
+        Schedule { faults, ops }
+    }
+
+    /// SHA-256 of the canonical JSON of the schedule, hex.
+    pub fn digest(&self) -> String {
+        let json = serde_json::to_vec(self).unwrap_or_default();
+        hex::encode(Sha256::digest(json))
+    }
+}
+
+fn at<T>(at_ms: u64, what: T) -> Timed<T> {
+    Timed { at_ms, what }
+}
+
+/// The faults of `scenario` over `span` ms.
+fn faults(
+    scenario: Scenario,
+    rng: &mut StdRng,
+    zones: usize,
+    nodes: usize,
+    span: u64,
+) -> Vec<Timed<Fault>> {
+    let mut out = Vec::new();
+    let zone = |rng: &mut StdRng| rng.gen_range(0..zones);
+    match scenario {
+        Scenario::Xuchang => {
+            out.push(at(
+                0,
+                Fault::Loss {
+                    per_million: rng.gen_range(0..=20_000),
+                },
+            ));
+            out.push(at(
+                0,
+                Fault::Duplicate {
+                    per_million: rng.gen_range(0..=10_000),
+                },
+            ));
+            out.push(at(
+                0,
+                Fault::Delay {
+                    fixed_ms: rng.gen_range(1..=20),
+                    tail_ms: rng.gen_range(50..=500),
+                    tail_per_million: 20_000,
+                },
+            ));
+            // A crash and a restart now and then, in zones drawn at random.
+            let mut t = span / 6;
+            while t + 2000 < span {
+                let (z, n) = (zone(rng), rng.gen_range(0..nodes));
+                out.push(at(t, Fault::Crash { zone: z, node: n }));
+                let back = (t + rng.gen_range(1000..=span / 6 + 1000)).min(span - 1);
+                out.push(at(back, Fault::Restart { zone: z, node: n }));
+                t += span / 3;
+            }
+        }
+        Scenario::PartitionHeal => {
+            let z = zone(rng);
+            let start = rng.gen_range(span / 10..=span / 4);
+            out.push(at(start, Fault::CutZoneGossip { zone: z }));
+            if nodes >= 3 {
+                let minority = rng.gen_range(0..nodes);
+                out.push(at(
+                    start,
+                    Fault::IsolateMember {
+                        zone: z,
+                        node: minority,
+                    },
+                ));
+            }
+            out.push(at(start + span / 2, Fault::HealAll));
+        }
+        Scenario::LeaderChurn => {
+            let mut t = rng.gen_range(500..=2000);
+            while t + 1000 < span {
+                out.push(at(
+                    t,
+                    Fault::KillLeader {
+                        zone: zone(rng),
+                        down_ms: rng.gen_range(500..=3000),
+                    },
+                ));
+                t += rng.gen_range(1500..=4000);
+            }
+        }
+        Scenario::LaggingFollower => {
+            let z = zone(rng);
+            // Node 0 leads at the start as often as not: take the last, a follower mostly.
+            let n = nodes.saturating_sub(1);
+            out.push(at(span / 10, Fault::Crash { zone: z, node: n }));
+            out.push(at(span * 8 / 10, Fault::Restart { zone: z, node: n }));
+        }
+    }
+    out.sort_by_key(|t| t.at_ms);
+    out
+}
+
+/// The clients' operations over `span` ms at `options.rate` per second: submissions first of
+/// all, then approvals of submitted listings, reads, and now and then a delisting.
+fn workload(
+    options: &Options,
+    rng: &mut StdRng,
+    zones: usize,
+    nodes: usize,
+    span: u64,
+) -> Vec<Timed<Op>> {
+    let rate = u64::from(options.rate.max(1));
+    let count = span * rate / 1000;
+    let mut out = Vec::new();
+    // (zone of each key, whether submitted / approved)
+    let mut keys: Vec<(usize, u8)> = Vec::new();
+    let large_share = match options.scenario {
+        Scenario::LaggingFollower => 50,
+        _ => 10,
+    };
+    for i in 0..count {
+        let t = i * 1000 / rate;
+        let node = rng.gen_range(0..nodes);
+        let roll = rng.gen_range(0..100);
+        let op = if keys.is_empty() || roll < 35 {
+            let zone = rng.gen_range(0..zones);
+            keys.push((zone, 1));
+            Op::Submit {
+                zone,
+                node,
+                key: keys.len() as u64,
+                large: rng.gen_range(0..100) < large_share,
+                sensitive: rng.gen_range(0..100) < 10,
+            }
+        } else {
+            let k = rng.gen_range(0..keys.len());
+            let (zone, stage) = keys[k];
+            let key = k as u64 + 1;
+            match (roll, stage) {
+                (35..=69, 1) => {
+                    keys[k].1 = 2;
+                    Op::Approve { zone, node, key }
+                }
+                (70..=74, 2) => {
+                    keys[k].1 = 3;
+                    Op::Delist { zone, node, key }
+                }
+                _ => Op::Read { zone, node, key },
+            }
+        };
+        out.push(at(t, op));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(scenario: Scenario, seed: u64) -> Options {
+        Options {
+            scenario,
+            seed,
+            duration: Duration::from_secs(30),
+            heal_deadline: Duration::from_secs(60),
+            layout: scenario.default_layout(),
+            nodes_per_zone: 3,
+            rate: 20,
+        }
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_schedule_and_another_seed_another() {
+        for s in Scenario::ALL {
+            let a = Schedule::generate(&options(s, 7));
+            let b = Schedule::generate(&options(s, 7));
+            let c = Schedule::generate(&options(s, 8));
+            assert_eq!(a.digest(), b.digest(), "{s:?}");
+            assert_ne!(a.digest(), c.digest(), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn every_event_falls_in_the_chaos_phase_and_names_a_zone_and_node_that_exist() {
+        for s in Scenario::ALL {
+            for seed in 0..20 {
+                let o = options(s, seed);
+                let plan = Schedule::generate(&o);
+                let zones = zones_of(o.layout);
+                for f in &plan.faults {
+                    assert!(f.at_ms < 30_000, "{f:?}");
+                    if let Fault::Crash { zone, node }
+                    | Fault::Restart { zone, node }
+                    | Fault::IsolateMember { zone, node } = f.what
+                    {
+                        assert!(zone < zones && node < 3, "{f:?}");
+                    }
+                }
+                assert_eq!(plan.ops.len(), 600, "{s:?} at 20 per second");
+                assert!(matches!(plan.ops[0].what, Op::Submit { key: 1, .. }));
+            }
+        }
+    }
+
+    #[test]
+    fn a_crashed_node_is_restarted_in_the_chaos_phase() {
+        for seed in 0..50 {
+            let plan = Schedule::generate(&options(Scenario::Xuchang, seed));
+            let crashes = plan
+                .faults
+                .iter()
+                .filter(|f| matches!(f.what, Fault::Crash { .. }))
+                .count();
+            let restarts = plan
+                .faults
+                .iter()
+                .filter(|f| matches!(f.what, Fault::Restart { .. }))
+                .count();
+            assert_eq!(crashes, restarts, "seed {seed}");
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! The clients: each scheduled operation sent to its node's API, with when it was invoked,
+//! when it completed and what it returned, as the history the checkers read.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::scenario::Op;
+
+/// How long a client waits for an answer before it counts the outcome as unknown.
+pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What an operation returned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind", content = "value")]
+pub enum Outcome {
+    /// Done: for a submission the listing id, for a read the state (`None`: no such listing).
+    Ok(Option<String>),
+    /// Refused by the zone with this error code: nothing changed.
+    Refused(String),
+    /// No answer, a timeout, or `outcome_unknown`: it may or may not have taken effect.
+    Unknown,
+    /// Not sent: the node is down, or the listing's id is unknown to the client.
+    NotSent,
+}
+
+/// One operation as the history records it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Record {
+    /// The operation.
+    pub op: Op,
+    /// When it was sent, microseconds after the start.
+    pub invoked_us: u64,
+    /// When the answer came, microseconds after the start; `None` for an unknown outcome.
+    pub completed_us: Option<u64>,
+    /// What it returned.
+    pub outcome: Outcome,
+}
+
+/// The listing body of key `key` in a zone whose provider party is `(id, name)`.
+pub fn listing_body(key: u64, party: (&str, &str), large: bool, sensitive: bool) -> Value {
+    let mut listing = xchg_tests::example_listing(&format!("sim-{key}"));
+    listing["provider"] = json!({"id": party.0, "name": party.1});
+    if large {
+        // Near the description's limit (8000 characters), in three-byte characters.
+        listing["description"] = json!("数".repeat(7_900));
+    }
+    if sensitive {
+        listing["classification"] = json!("important");
+    }
+    listing
+}
+
+/// The HTTP client of a run, with the listing ids learnt so far; clones share them.
+#[derive(Clone)]
+pub struct Clients {
+    http: reqwest::Client,
+    start: Instant,
+    /// Listing id of each key whose submission was acknowledged.
+    ids: Arc<Mutex<BTreeMap<u64, String>>>,
+}
+
+impl Clients {
+    /// Clients whose clock starts now.
+    ///
+    /// # Errors
+    /// If the HTTP client cannot be built.
+    pub fn new(start: Instant) -> anyhow::Result<Clients> {
+        Ok(Clients {
+            http: reqwest::Client::builder().timeout(CLIENT_TIMEOUT).build()?,
+            start,
+            ids: Arc::default(),
+        })
+    }
+
+    /// The listing id of each key whose submission was acknowledged.
+    pub fn ids(&self) -> BTreeMap<u64, String> {
+        self.ids.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+
+    fn now_us(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_micros()).unwrap_or(u64::MAX)
+    }
+
+    /// Sends `op` to the node at `url` (`None`: down) with `token` and `body`, and records it.
+    pub async fn run(
+        &self,
+        op: Op,
+        url: Option<String>,
+        token: &str,
+        body: Option<Value>,
+    ) -> Record {
+        let invoked_us = self.now_us();
+        let not_sent = |op| Record {
+            op,
+            invoked_us,
+            completed_us: Some(invoked_us),
+            outcome: Outcome::NotSent,
+        };
+        let Some(url) = url else {
+            return not_sent(op);
+        };
+        let key = key_of(&op);
+        let id = self.ids.lock().ok().and_then(|m| m.get(&key).cloned());
+        let (method, path) = match (&op, &id) {
+            (Op::Submit { .. }, _) => (reqwest::Method::POST, "/v1/listings".to_owned()),
+            (Op::Approve { .. }, Some(id)) => {
+                (reqwest::Method::POST, format!("/v1/listings/{id}/approve"))
+            }
+            (Op::Delist { .. }, Some(id)) => {
+                (reqwest::Method::POST, format!("/v1/listings/{id}/delist"))
+            }
+            (Op::Read { .. }, Some(id)) => (reqwest::Method::GET, format!("/v1/listings/{id}")),
+            _ => return not_sent(op),
+        };
+        let mut request = self
+            .http
+            .request(method, format!("{url}{path}"))
+            .bearer_auth(token);
+        if let Some(b) = body {
+            request = request.json(&b);
+        }
+        let answer = request.send().await;
+        let completed = self.now_us();
+        let (outcome, completed_us) = match answer {
+            // Not connected: the request never reached the node.
+            Err(e) if e.is_connect() => (Outcome::NotSent, Some(completed)),
+            Err(_) => (Outcome::Unknown, None),
+            Ok(resp) => {
+                let status = resp.status().as_u16();
+                let v: Value = resp.json().await.unwrap_or(Value::Null);
+                judge(&op, status, &v, completed)
+            }
+        };
+        if let (Op::Submit { .. }, Outcome::Ok(Some(id))) = (&op, &outcome)
+            && let Ok(mut ids) = self.ids.lock()
+        {
+            ids.insert(key, id.clone());
+        }
+        Record {
+            op,
+            invoked_us,
+            completed_us,
+            outcome,
+        }
+    }
+}
+
+/// The key an operation names.
+pub fn key_of(op: &Op) -> u64 {
+    match op {
+        Op::Submit { key, .. }
+        | Op::Approve { key, .. }
+        | Op::Delist { key, .. }
+        | Op::Read { key, .. } => *key,
+    }
+}
+
+/// What `status` and body `v` mean for `op`.
+fn judge(op: &Op, status: u16, v: &Value, completed: u64) -> (Outcome, Option<u64>) {
+    let code = v["error"]["code"].as_str().unwrap_or_default().to_owned();
+    match (op, status) {
+        (Op::Submit { .. }, 201) => (
+            Outcome::Ok(v["id"].as_str().map(str::to_owned)),
+            Some(completed),
+        ),
+        (Op::Read { .. }, 200) => (
+            Outcome::Ok(v["state"].as_str().map(str::to_owned)),
+            Some(completed),
+        ),
+        (Op::Read { .. }, 404) => (Outcome::Ok(None), Some(completed)),
+        // A read that failed changed nothing and saw nothing.
+        (Op::Read { .. }, _) => (Outcome::NotSent, Some(completed)),
+        (Op::Approve { .. } | Op::Delist { .. }, 200) => (Outcome::Ok(None), Some(completed)),
+        // No leader, or a timeout: the write may still be applied (503 is counted so too,
+        // the weaker claim).
+        (_, 503 | 504) => (Outcome::Unknown, None),
+        (_, 400..=499) => (Outcome::Refused(code), Some(completed)),
+        _ => (Outcome::Unknown, None),
+    }
+}
