@@ -522,6 +522,73 @@ async fn a_buyer_cannot_read_another_buyers_authorisation() -> anyhow::Result<()
     refusals_audited(&zone, 1, "record_usage", "forbidden", 1).await
 }
 
+/// The numbers of the authorisations `token` lists on node `i` with `query`.
+async fn listed_authorizations(
+    zone: &Zone,
+    i: usize,
+    token: &str,
+    query: &str,
+) -> anyhow::Result<Vec<u64>> {
+    let (status, page) = zone
+        .get(i, &format!("/v1/authorizations{query}"), Some(token))
+        .await?;
+    ensure!(status == 200, "list {query}: {status} {page}");
+    Ok(page["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a["id"].as_u64())
+        .collect())
+}
+
+#[tokio::test]
+async fn authorisations_are_listed_by_number_each_party_seeing_only_its_own() -> anyhow::Result<()>
+{
+    // The dashboard reads the authorisations of a page of applications in one request.
+    let zone = zone().await?;
+    let t = zone.tokens().clone();
+    let listing = listed(&zone, |_| {}).await?;
+    let first = authorised(&zone, &listing, 100).await?;
+    let second = authorised(&zone, &listing, 10).await?;
+    ensure!(use_it(&zone, 2, second, 4).await?.0 == 200, "used");
+    let both = format!("?ids={first},{second}");
+    for token in [&t.buyer, &t.provider, &t.regulator, &t.operator] {
+        let ids = listed_authorizations(&zone, 0, token, &both).await?;
+        ensure!(
+            ids == [second, first],
+            "newest first, to its parties and staff: {ids:?}"
+        );
+    }
+    let (_, page) = zone
+        .get(
+            1,
+            &format!("/v1/authorizations?ids={second}"),
+            Some(&t.buyer),
+        )
+        .await?;
+    let a = &page["items"][0];
+    ensure!(
+        a["used"] == 4
+            && a["usage_limit"] == 10
+            && a["remaining"] == 6
+            && a["expires_at"].is_string(),
+        "usage against the limit and the expiry, as one authorisation shows them: {page}"
+    );
+    let other = another_buyer(&zone, "luohe-food-processing").await?;
+    let ids = listed_authorizations(&zone, 1, &other, &both).await?;
+    ensure!(ids.is_empty(), "another buyer sees none of them: {ids:?}");
+    let ids = listed_authorizations(&zone, 2, &t.regulator, "?limit=1").await?;
+    ensure!(ids == [second], "a page: {ids:?}");
+    for bad in ["?ids=1,,2", "?ids=", "?ids=x"] {
+        let answer = zone
+            .get(0, &format!("/v1/authorizations{bad}"), Some(&t.buyer))
+            .await?;
+        let why = refused(&answer, 400, "invalid_field")?;
+        ensure!(answer.1["error"]["field"] == "ids", "{bad}: {why}");
+    }
+    Ok(())
+}
+
 #[tokio::test]
 async fn concurrent_usage_spread_over_three_nodes_never_passes_the_limit() -> anyhow::Result<()> {
     const LIMIT: u64 = 50;

@@ -16,10 +16,11 @@ use super::auth::Caller;
 use super::error::{ApiError, BearerErrors, BodyErrors, ErrorBody, ProposeErrors, ReadErrors};
 use super::idempotency::{IdempotencyHeader, IdempotencyKey};
 use super::json::JsonBody;
-use super::listings::{ReadParams, ReasonBody, query_error};
+use super::listings::{ReadParams, ReasonBody, consistency_schema, query_error};
 use super::text::{self, Text};
 use super::{AppState, CatchUp, Consistency, params};
-use crate::catalog::applications::{self, AuthorizationView, Change};
+use crate::catalog::applications::{self, AuthorizationState, AuthorizationView, Change};
+use crate::catalog::tables::authorizations::{self, AuthorizationFilter};
 use crate::catalog::{CatalogCommand, Refusal, RefusedAct};
 
 /// A `403 forbidden` saying why.
@@ -126,6 +127,163 @@ pub async fn get_one(
     let a = found.ok_or_else(|| ApiError::not_found(format!("no authorization {id}")))?;
     may_see(&caller, &a).map_err(ApiError::from)?;
     Ok(Json(a))
+}
+
+/// Most authorisations one page lists, and most numbers `ids` may name.
+pub const MAX_PAGE: u32 = 100;
+/// Authorisations listed when no `limit` is given.
+pub const DEFAULT_PAGE: u32 = 50;
+/// The pattern of `ids`: 1 to [`MAX_PAGE`] numbers, comma-separated.
+const IDS_PATTERN: &str = "^[0-9]+(,[0-9]+){0,99}$";
+
+/// The query string of `GET /v1/authorizations`.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    /// Only these authorisations: 1 to 100 numbers separated by commas (`ids=3,8,21`), as the
+    /// applications of a page name them (`authorization_id`); numbers the caller may not see,
+    /// or that do not exist, are left out.
+    #[param(schema_with = ids_schema)]
+    ids: Option<String>,
+    /// Only authorisations in this state.
+    #[param(value_type = Option<AuthorizationState>)]
+    state: Option<String>,
+    /// Only authorisations for this listing.
+    #[param(value_type = Option<String>)]
+    listing_id: Option<String>,
+    /// Page size.
+    #[param(schema_with = page_size_schema)]
+    limit: Option<String>,
+    /// The `next_before` of the previous page: the page starts below this number.
+    #[param(schema_with = before_schema)]
+    before: Option<String>,
+    #[serde(default)]
+    #[param(schema_with = consistency_schema)]
+    consistency: Consistency,
+}
+
+fn page_size_schema() -> utoipa::openapi::schema::Object {
+    params::page_size_schema(DEFAULT_PAGE, MAX_PAGE)
+}
+
+fn ids_schema() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .pattern(Some(IDS_PATTERN))
+        .build()
+}
+
+fn before_schema() -> utoipa::openapi::schema::Object {
+    params::position_schema("The previous page's `next_before`.")
+}
+
+/// A page of authorisations, newest first.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AuthorizationPage {
+    /// The authorisations: terms, usage against the limit, refusals, state, expiry.
+    pub items: Vec<AuthorizationView>,
+    /// Pass as `before` for the next page; absent on the last.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_before: Option<u64>,
+}
+
+/// The numbers of `ids=`: 1 to [`MAX_PAGE`] whole numbers separated by commas.
+///
+/// # Errors
+/// 400 `invalid_field` naming `ids` otherwise.
+fn ids_of(raw: &str) -> Result<Vec<u64>, ApiError> {
+    let wrong = || {
+        ApiError::invalid_field(
+            "ids",
+            format!(
+                "expected 1 to {MAX_PAGE} authorization numbers separated by commas \
+                 ({IDS_PATTERN}), got {raw:.80?}"
+            ),
+        )
+    };
+    let parts: Vec<&str> = raw.split(',').collect();
+    if parts.len() > MAX_PAGE as usize {
+        return Err(wrong());
+    }
+    let mut ids = parts
+        .into_iter()
+        .map(|p| params::whole_number("ids", p).map_err(|_| wrong()))
+        .collect::<Result<Vec<_>, _>>()?;
+    ids.sort_unstable();
+    ids.dedup();
+    Ok(ids)
+}
+
+/// `GET /v1/authorizations?ids=&state=&listing_id=&limit=&before=` (a buyer: its own; a
+/// provider: those for its listings; staff: all).
+#[utoipa::path(
+    get,
+    path = "/v1/authorizations",
+    operation_id = "list_authorizations",
+    tag = "applications",
+    params(ListParams),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "One page, newest first: a buyer token sees its party's \
+            authorisations, a provider token those for its party's listings, operator, \
+            regulator and admin all; each with its usage against its limit and its expiry, as \
+            `GET /v1/authorizations/{id}` shows it", body = AuthorizationPage),
+        (status = 400, description = "An unknown parameter (`invalid_query`); `ids` that are \
+            not 1 to 100 numbers separated by commas, an unknown `state`, or a `limit` or \
+            `before` that is not a whole number (`invalid_field` naming it)", body = ErrorBody),
+        BearerErrors,
+        ReadErrors,
+    )
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    query: Result<Query<ListParams>, QueryRejection>,
+) -> Result<Json<AuthorizationPage>, ApiError> {
+    let Query(p) = query.map_err(query_error)?;
+    let ids = p.ids.as_deref().map(ids_of).transpose()?;
+    let wanted = p
+        .state
+        .as_deref()
+        .map(|s| {
+            AuthorizationState::parse(s).ok_or_else(|| {
+                ApiError::invalid_field(
+                    "state",
+                    format!("unknown state {s:.40?}; expected active, suspended or revoked"),
+                )
+            })
+        })
+        .transpose()?;
+    let before = p
+        .before
+        .as_deref()
+        .map(|b| params::whole_number("before", b))
+        .transpose()?;
+    let limit = params::page_size("limit", p.limit.as_deref(), DEFAULT_PAGE, MAX_PAGE)?;
+    // A party's token sees its party's own, whatever else it asks; one bound to no party
+    // sees nothing.
+    let own = || Some(caller.party.clone().unwrap_or_default());
+    let (buyer, provider) = match caller.actor.role {
+        Role::Buyer => (own(), None),
+        Role::Provider => (None, own()),
+        _ => (None, None),
+    };
+    let filter = AuthorizationFilter {
+        ids,
+        state: wanted,
+        listing_id: p.listing_id,
+        buyer,
+        provider,
+        before,
+    };
+    state.read_barrier(&p.consistency).await?;
+    let mut conn = state.db.reader().await?;
+    let mut items = authorizations::list(&mut conn, &filter, i64::from(limit) + 1).await?;
+    let more = items.len() > limit as usize;
+    items.truncate(limit as usize);
+    let next_before = more.then(|| items.last().map(|a| a.id)).flatten();
+    Ok(Json(AuthorizationPage { items, next_before }))
 }
 
 /// `POST /v1/authorizations/{id}/usage` body.
@@ -343,4 +501,39 @@ pub async fn reinstate(
     JsonBody(body): JsonBody<ReasonBody>,
 ) -> Result<Json<AuthorizationView>, ApiError> {
     change(&state, caller, &id, Change::Reinstate, body.reason).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_one_to_a_hundred_numbers_separated_by_commas() {
+        assert_eq!(ids_of("21,3,8,3").ok(), Some(vec![3, 8, 21]));
+        let hundred: Vec<String> = (1..=MAX_PAGE).map(|n| n.to_string()).collect();
+        assert_eq!(ids_of(&hundred.join(",")).map(|v| v.len()).ok(), Some(100));
+        let too_many = format!("{},101", hundred.join(","));
+        for bad in [
+            "",
+            "1,,2",
+            ",1",
+            "1,",
+            "a",
+            "-1",
+            "1 ,2",
+            "1;2",
+            too_many.as_str(),
+        ] {
+            let e = ids_of(bad).expect_err(bad);
+            assert_eq!(
+                (e.code, e.field.as_deref()),
+                ("invalid_field", Some("ids")),
+                "{bad}"
+            );
+        }
+        assert!(
+            IDS_PATTERN.contains(&format!("{{0,{}}}", MAX_PAGE - 1)),
+            "the documented pattern allows {MAX_PAGE} numbers"
+        );
+    }
 }

@@ -154,6 +154,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/applications/{id}", get(applications::get_one))
         .route("/v1/applications/{id}/approve", post(applications::approve))
         .route("/v1/applications/{id}/reject", post(applications::reject))
+        .route("/v1/authorizations", get(authorizations::list))
         .route("/v1/authorizations/{id}", get(authorizations::get_one))
         .route("/v1/authorizations/{id}/usage", post(authorizations::usage))
         .route(

@@ -70,6 +70,7 @@ use super::{
         applications::get_one,
         applications::approve,
         applications::reject,
+        authorizations::list,
         authorizations::get_one,
         authorizations::usage,
         authorizations::suspend,
@@ -738,6 +739,38 @@ mod tests {
             items["items"]["$ref"], "#/components/schemas/CertificateView",
             "{items}"
         );
+    }
+
+    /// The rules `GET /v1/authorizations` enforces on its query string are in the document,
+    /// and a page is what its schema says.
+    #[test]
+    fn the_authorization_list_states_its_query_rules() {
+        let doc = doc();
+        let op = &doc["paths"]["/v1/authorizations"]["get"];
+        assert_eq!(op["operationId"], "list_authorizations", "{op}");
+        let param = |name: &str| {
+            op["parameters"]
+                .as_array()
+                .and_then(|ps| ps.iter().find(|p| p["name"] == name))
+                .map(|p| p["schema"].clone())
+                .unwrap_or_default()
+        };
+        assert_eq!(param("ids")["pattern"], "^[0-9]+(,[0-9]+){0,99}$");
+        assert_eq!(param("limit")["default"], 50);
+        assert_eq!(param("before")["pattern"], "^[0-9]+$");
+        let states = resolve(&doc, &param("state"))
+            .expect("state schema")
+            .clone();
+        assert_eq!(
+            states["enum"],
+            json!(["active", "suspended", "revoked"]),
+            "{states}"
+        );
+        let page = super::authorizations::AuthorizationPage {
+            items: Vec::new(),
+            next_before: Some(3),
+        };
+        assert_documented_as("AuthorizationPage", &page);
     }
 
     /// An application (decided, with its precedents), an authorisation (suspended, with a

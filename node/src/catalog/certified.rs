@@ -277,6 +277,68 @@ mod tests {
         assert_eq!(rows(&db), [("valid".to_owned(), None)]);
     }
 
+    /// The leader's refusal of the vectors' listing version, for want of a certificate when
+    /// `wants_certificate`, for another rule of the agreement otherwise.
+    fn refusal_of_certified_version(
+        wants_certificate: bool,
+    ) -> crate::catalog::RefusedAnnouncement {
+        let certificate = certificate_vectors::certificate();
+        crate::catalog::RefusedAnnouncement {
+            content_id: certificate.content_id,
+            kind: AnnouncementKind::Listing,
+            listing_id: Some(certificate.listing_id),
+            version: Some(1),
+            origin: certificate.zone,
+            exchange: "xuchang".parse().expect("exchange"),
+            agreement: "outside:xuchang".into(),
+            signer: vectors::node().public(),
+            reason: "refused".into(),
+            wants_certificate,
+            received_from: "peer".into(),
+            at: vectors::NOW,
+            node: "n1".into(),
+        }
+    }
+
+    #[test]
+    fn a_refusal_for_want_of_a_certificate_applied_after_the_certificate_is_not_recorded() {
+        // The leader read the replica before the certificate was recorded, and proposed the
+        // refusal after it: recorded, the refusal would keep the version decided for good.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = crate::catalog::test_db(dir.path());
+        let certificate = certificate_vectors::certificate();
+        receive(&db, 1, &valid()).expect("apply").expect("recorded");
+        let late =
+            crate::catalog::federation::record_refusal(&db, 2, &refusal_of_certified_version(true))
+                .expect("apply");
+        assert!(
+            matches!(&late, Err(Refusal::Conflict(why)) if why.contains("certificate")),
+            "{late:?}"
+        );
+        assert!(
+            !recognitions::decided(&db, &certificate.content_id).expect("read"),
+            "the listing version stays undecided, so catch-up fetches and recognises it"
+        );
+        // A refusal under another rule of the agreement stands, certificate or not.
+        crate::catalog::federation::record_refusal(&db, 3, &refusal_of_certified_version(false))
+            .expect("apply")
+            .expect("recorded");
+        assert!(recognitions::decided(&db, &certificate.content_id).expect("read"));
+    }
+
+    #[test]
+    fn a_refusal_for_want_of_a_certificate_is_recorded_when_only_another_zone_certified_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = crate::catalog::test_db(dir.path());
+        receive(&db, 1, &valid()).expect("apply").expect("recorded");
+        let mut elsewhere = refusal_of_certified_version(true);
+        elsewhere.origin = "xuchang/other".parse().expect("zone");
+        crate::catalog::federation::record_refusal(&db, 2, &elsewhere)
+            .expect("apply")
+            .expect("recorded: only a certificate of the listing's origin zone counts");
+        assert!(recognitions::decided(&db, &elsewhere.content_id).expect("read"));
+    }
+
     #[test]
     fn a_certificate_whose_key_was_revoked_before_its_issue_time_is_recorded_as_refused() {
         let dir = tempfile::tempdir().expect("tempdir");

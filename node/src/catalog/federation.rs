@@ -13,7 +13,7 @@ use super::policy;
 use super::tables::listings::{self, By, Current, Transition};
 use super::tables::outbox::{self, NewEntry};
 use super::tables::recognitions::{self, Decision};
-use super::tables::{announcements, revocations};
+use super::tables::{announcements, received_certificates, revocations};
 use super::{
     Applied, CommandResponse, ListingState, Recognition, Refusal, RefusedAnnouncement, ZoneFacts,
 };
@@ -310,6 +310,24 @@ fn record_refusal_within(
 ) -> rusqlite::Result<CommandResponse> {
     if recognitions::decided(db, &r.content_id)? {
         return Ok(done(r.content_id, None, None));
+    }
+    // The leader found no certificate when it read the replica; one recorded since then
+    // already forgot the refusals of this version, so this one must not outlive it either.
+    if r.wants_certificate
+        && let Some(listing_id) = &r.listing_id
+        && received_certificates::certified_by_zone(
+            db,
+            listing_id,
+            &r.content_id,
+            r.origin.as_str(),
+        )?
+    {
+        return Ok(Err(Refusal::Conflict(format!(
+            "listing {listing_id} version {}: a valid certificate of its origin zone {} is \
+             held, so it is not refused for want of one; it is judged again",
+            r.version.unwrap_or_default(),
+            r.origin
+        ))));
     }
     let clip = |s: &str, n: usize| s.chars().take(n).collect::<String>();
     let signer = r.signer.to_base64();
@@ -1018,6 +1036,7 @@ mod tests {
             agreement: "outside:zhengzhou".into(),
             signer: Keypair::from_seed(&[seed; 32]).public(),
             reason: "x".repeat(crate::catalog::REFUSAL_REASON_CHARS + 50),
+            wants_certificate: false,
             received_from: "peer".into(),
             at: Timestamp(at),
             node: "main-1".into(),

@@ -127,6 +127,13 @@ pub struct RefusedAnnouncement {
     pub signer: PublicKey,
     /// Why it is refused, at most [`REFUSAL_REASON_CHARS`] characters.
     pub reason: String,
+    /// Refused only because the zone held no valid certificate of this listing version from
+    /// its origin zone (`registration_required`, PROTOCOL.md 10.5). The leader judged that
+    /// from what it read before proposing; applying the record checks it again, because a
+    /// certificate recorded meanwhile makes the refusal wrong. Log entries written before
+    /// this field existed read as `false` and are applied as they were.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub wants_certificate: bool,
     /// The peer that delivered it, at most [`PEER_CHARS`] characters.
     pub received_from: String,
     /// When the proposing node received it; refusal records expire by this time.

@@ -423,12 +423,16 @@ impl Catchup {
             return;
         };
         round.wait = Wait::Nothing;
+        let ids_len = ids.len();
         if let Some(page) = round.page.as_mut() {
-            // Being proposed counts as decided.
+            // Being proposed is not fetched again, but it is not decided yet: that proposal
+            // may fail, or be found moot when applied (a refusal for want of a certificate
+            // recorded meanwhile), so the page is read again next round.
             let missing: Vec<ContentId> = ids
                 .into_iter()
                 .filter(|id| !cx.judge.is_pending(id))
                 .collect();
+            page.complete &= missing.len() == ids_len;
             page.chunks = missing.chunks(MAX_FETCH).map(<[_]>::to_vec).collect();
         }
         self.pump(cx);
@@ -947,6 +951,58 @@ mod tests {
         assert_eq!(world.decided.len(), 3);
         world.round(&mut core);
         assert_eq!(world.cursors_asked(), [0, 0, 3]);
+    }
+
+    #[test]
+    fn a_page_holding_an_announcement_still_being_proposed_is_read_again_next_round() {
+        // Gossip brought the first announcement; its proposal is under way during the round,
+        // and then is not recorded (it failed, or the state machine found it moot): the
+        // cursor must not have moved past it.
+        let kit = Kit::new();
+        let mut core = kit.core(true);
+        let mut world = World::with(&kit, 2);
+        let gossip = testkit::message("zhengzhou", world.theirs[0].2.clone(), "p");
+        let ticket = core
+            .handle(gossip, testkit::NOW)
+            .into_iter()
+            .find_map(|o| match o {
+                Output::LookUp { ticket, .. } => Some(ticket),
+                _ => None,
+            })
+            .expect("the leader looks it up");
+        let proposing = core
+            .handle(
+                Input::Facts {
+                    ticket,
+                    facts: crate::federation::judge::Facts::default(),
+                },
+                testkit::NOW,
+            )
+            .into_iter()
+            .find_map(|o| match o {
+                Output::Propose { ticket, .. } => Some(ticket),
+                _ => None,
+            })
+            .expect("proposed");
+        world.round(&mut core);
+        assert_eq!(
+            world.counted("fetched"),
+            1,
+            "the one being proposed is not fetched"
+        );
+        core.handle(
+            Input::Proposed {
+                ticket: proposing,
+                outcome: Outcome::Failed("no leader".into()),
+            },
+            testkit::NOW,
+        );
+        world.round(&mut core);
+        assert_eq!(world.cursors_asked(), [0, 0]);
+        assert!(
+            world.decided.contains(&world.theirs[0].1),
+            "fetched and recorded"
+        );
     }
 
     #[test]

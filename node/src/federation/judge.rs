@@ -469,6 +469,7 @@ impl Judge {
                     agreement,
                     signer: verified.signer,
                     reason: why.chars().take(REFUSAL_REASON_CHARS).collect(),
+                    wants_certificate: reason == Reason::RegistrationRequired,
                     received_from,
                     at: now,
                     node: settings.node.clone(),
@@ -860,6 +861,45 @@ mod tests {
         };
         assert!(r.reason.contains("category health"), "{r:?}");
         assert_eq!(r.at, testkit::NOW);
+    }
+
+    #[test]
+    fn a_refusal_for_want_of_a_certificate_says_so_to_the_state_machine_and_no_other_does() {
+        let kit = Kit::new();
+        let mut settings = kit.settings(testkit::tuning());
+        settings.outside[0].1.require_registration = true;
+        let mut core = Core::new(settings, 7);
+        core.handle(Input::Leadership(true), testkit::NOW);
+        let wants_certificate = |out: &[Output]| {
+            out.iter().find_map(|o| match o {
+                Output::Propose {
+                    command: CatalogCommand::RecordRefusal(r),
+                    ..
+                } => Some(r.wants_certificate),
+                _ => None,
+            })
+        };
+        let uncertified = kit.partner_listing("uncertified");
+        let out = fresh_to_leader(&mut core, kit.partner_envelope(&uncertified), "p");
+        assert_eq!(outcome_of(&out).1, "registration_required");
+        assert_eq!(wants_certificate(&out), Some(true));
+        let health = kit.partner_listing_in("health", "health");
+        let out = fresh_to_leader(&mut core, kit.partner_envelope(&health), "p");
+        assert_eq!(outcome_of(&out).1, "refused_by_agreement");
+        assert_eq!(wants_certificate(&out), Some(false));
+        let certified = kit.partner_listing("certified");
+        let facts = Facts {
+            certified_by: vec![certified.origin.to_string()],
+            ..Facts::default()
+        };
+        let out = judged_by_leader(
+            &mut core,
+            "zhengzhou",
+            kit.partner_envelope(&certified),
+            "p",
+            facts,
+        );
+        assert_eq!(outcome_of(&out).1, "accepted");
     }
 
     #[test]

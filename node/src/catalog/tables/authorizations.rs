@@ -240,6 +240,11 @@ pub fn set_state(
     .map(drop)
 }
 
+/// The columns of an authorisation as the API shows it ([`view_of`]).
+const SELECT_VIEW: &str = "SELECT id, application_id, listing_id, provider, buyer, scenario, \
+    delivery_mode, usage_limit, used, refused, last_refusal, state, granted_at, expires_at, \
+    granted_by, changed_at, changed_by, reason FROM authorizations";
+
 /// Authorisation `id` as the API shows it, on a reader.
 ///
 /// # Errors
@@ -248,15 +253,67 @@ pub async fn authorization(
     conn: &mut SqliteConnection,
     id: u64,
 ) -> Result<Option<AuthorizationView>, sqlx::Error> {
-    let row = sqlx::query(
-        "SELECT id, application_id, listing_id, provider, buyer, scenario, delivery_mode,
-            usage_limit, used, refused, last_refusal, state, granted_at, expires_at, granted_by,
-            changed_at, changed_by, reason FROM authorizations WHERE id = ?",
-    )
-    .bind(int(id))
-    .fetch_optional(&mut *conn)
-    .await?;
+    let row = sqlx::query(&format!("{SELECT_VIEW} WHERE id = ?"))
+        .bind(int(id))
+        .fetch_optional(&mut *conn)
+        .await?;
     row.as_ref().map(view_of).transpose()
+}
+
+/// What a list of authorisations asks for; every field given narrows it.
+#[derive(Debug, Clone, Default)]
+pub struct AuthorizationFilter {
+    /// Only these numbers.
+    pub ids: Option<Vec<u64>>,
+    /// Only in this state.
+    pub state: Option<AuthorizationState>,
+    /// Only for this listing.
+    pub listing_id: Option<String>,
+    /// Only of this buyer (a buyer token sees its own only).
+    pub buyer: Option<String>,
+    /// Only for listings of this provider (a provider token sees its own only).
+    pub provider: Option<String>,
+    /// Only with numbers below this one (the previous page's `next_before`).
+    pub before: Option<u64>,
+}
+
+/// The authorisations `filter` selects, newest first, at most `rows`, on a reader.
+///
+/// # Errors
+/// SQLite's error, or a row that does not decode.
+pub async fn list(
+    conn: &mut SqliteConnection,
+    filter: &AuthorizationFilter,
+    rows: i64,
+) -> Result<Vec<AuthorizationView>, sqlx::Error> {
+    let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(format!("{SELECT_VIEW} WHERE 1 = 1"));
+    if let Some(ids) = &filter.ids {
+        qb.push(" AND id IN (");
+        let mut each = qb.separated(", ");
+        for id in ids {
+            each.push_bind(int(*id));
+        }
+        // An empty list selects nothing (`IN ()` is not SQL).
+        each.push_unseparated(if ids.is_empty() { "NULL)" } else { ")" });
+    }
+    if let Some(state) = filter.state {
+        qb.push(" AND state = ").push_bind(state.as_str());
+    }
+    if let Some(listing_id) = &filter.listing_id {
+        qb.push(" AND listing_id = ").push_bind(listing_id.as_str());
+    }
+    if let Some(buyer) = &filter.buyer {
+        qb.push(" AND buyer = ").push_bind(buyer.as_str());
+    }
+    if let Some(provider) = &filter.provider {
+        qb.push(" AND provider = ").push_bind(provider.as_str());
+    }
+    if let Some(before) = filter.before {
+        qb.push(" AND id < ").push_bind(int(before));
+    }
+    qb.push(" ORDER BY id DESC LIMIT ").push_bind(rows);
+    let found = qb.build().fetch_all(&mut *conn).await?;
+    found.iter().map(view_of).collect()
 }
 
 fn view_of(r: &sqlx::sqlite::SqliteRow) -> Result<AuthorizationView, sqlx::Error> {
@@ -290,4 +347,91 @@ fn view_of(r: &sqlx::sqlite::SqliteRow) -> Result<AuthorizationView, sqlx::Error
         changed_by: r.try_get("changed_by")?,
         reason: r.try_get("reason")?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Records authorisation `n` (application `n`) for `buyer` on a listing of `provider`.
+    fn grant(db: &rusqlite::Connection, n: u64, buyer: &str, provider: &str) -> u64 {
+        let listing = ContentId::of(provider.as_bytes());
+        insert(
+            db,
+            &NewAuthorization {
+                application_id: n,
+                listing_id: &listing,
+                provider,
+                buyer,
+                scenario: "企业贷款授信审查",
+                delivery_mode: DeliveryMode::Api,
+                usage_limit: 100,
+                granted_at: Timestamp(1_000),
+                expires_at: Timestamp(2_000),
+                granted_by: "token:0perator",
+            },
+        )
+        .expect("insert")
+    }
+
+    #[tokio::test]
+    async fn a_list_selects_by_number_party_state_and_position_newest_first() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = crate::catalog::test_db(dir.path());
+        let a = grant(&db, 1, "bank", "credit-center");
+        let b = grant(&db, 2, "bank", "weather-bureau");
+        let c = grant(&db, 3, "insurer", "credit-center");
+        set_state(
+            &db,
+            b,
+            AuthorizationState::Revoked,
+            Timestamp(1_500),
+            "op",
+            "ended",
+        )
+        .expect("revoke");
+        drop(db);
+        let mut reader = crate::catalog::test_reader(dir.path()).await;
+        let mut ids = async |filter: AuthorizationFilter| -> Vec<u64> {
+            list(&mut reader, &filter, 10)
+                .await
+                .expect("list")
+                .into_iter()
+                .map(|v| v.id)
+                .collect()
+        };
+        assert_eq!(ids(AuthorizationFilter::default()).await, [c, b, a]);
+        let these = AuthorizationFilter {
+            ids: Some(vec![a, c, 99]),
+            ..AuthorizationFilter::default()
+        };
+        assert_eq!(ids(these).await, [c, a], "an unknown number is left out");
+        let none = AuthorizationFilter {
+            ids: Some(Vec::new()),
+            ..AuthorizationFilter::default()
+        };
+        assert_eq!(ids(none).await, [0u64; 0]);
+        let the_banks = AuthorizationFilter {
+            ids: Some(vec![a, b, c]),
+            buyer: Some("bank".into()),
+            ..AuthorizationFilter::default()
+        };
+        assert_eq!(ids(the_banks).await, [b, a], "a buyer sees its own only");
+        let for_credit = AuthorizationFilter {
+            provider: Some("credit-center".into()),
+            ..AuthorizationFilter::default()
+        };
+        assert_eq!(ids(for_credit).await, [c, a]);
+        let revoked = AuthorizationFilter {
+            state: Some(AuthorizationState::Revoked),
+            ..AuthorizationFilter::default()
+        };
+        assert_eq!(ids(revoked).await, [b]);
+        let below = AuthorizationFilter {
+            before: Some(c),
+            listing_id: Some(ContentId::of(b"credit-center").to_string()),
+            ..AuthorizationFilter::default()
+        };
+        assert_eq!(ids(below).await, [a]);
+    }
 }

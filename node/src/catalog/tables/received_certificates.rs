@@ -104,14 +104,51 @@ pub fn bound_refused(
     Ok(())
 }
 
-/// The issuing zones of the valid certificates this zone holds for version `content_id` of
-/// listing `listing_id`, signed by a key its exchange had not revoked by the certificate's
-/// issue time (as this zone recorded revocations, PROTOCOL.md 10.3 step 9).
-const CERTIFIED_BY: &str = "SELECT DISTINCT c.zone FROM received_certificates c \
-    WHERE c.listing_id = ?1 AND c.content_id = ?2 AND c.decision = 'valid' \
-      AND NOT EXISTS (SELECT 1 FROM revocations r \
-          WHERE r.exchange = c.exchange AND r.key = c.signer AND r.at <= c.issued_at) \
-    ORDER BY 1 LIMIT 16";
+/// The valid certificates this zone holds for version `?2` of listing `?1`, signed by a key
+/// its exchange had not revoked by the certificate's issue time (as this zone recorded
+/// revocations, PROTOCOL.md 10.3 step 9).
+macro_rules! counting_certificates {
+    () => {
+        "FROM received_certificates c \
+         WHERE c.listing_id = ?1 AND c.content_id = ?2 AND c.decision = 'valid' \
+           AND NOT EXISTS (SELECT 1 FROM revocations r \
+               WHERE r.exchange = c.exchange AND r.key = c.signer AND r.at <= c.issued_at)"
+    };
+}
+
+/// The issuing zones of the certificates that count for a listing version.
+const CERTIFIED_BY: &str = concat!(
+    "SELECT DISTINCT c.zone ",
+    counting_certificates!(),
+    " ORDER BY 1 LIMIT 16"
+);
+
+/// Whether zone `?3` issued a certificate that counts for a listing version.
+const CERTIFIED_BY_ZONE: &str = concat!(
+    "SELECT 1 ",
+    counting_certificates!(),
+    " AND c.zone = ?3 LIMIT 1"
+);
+
+/// Whether this zone holds a certificate that counts for version `content_id` of listing
+/// `listing_id`, issued by `zone`: for the state machine, which decides at its point of the
+/// log what the leader judged earlier.
+///
+/// # Errors
+/// SQLite's error.
+pub fn certified_by_zone(
+    db: &rusqlite::Connection,
+    listing_id: &ContentId,
+    content_id: &ContentId,
+    zone: &str,
+) -> rusqlite::Result<bool> {
+    db.prepare_cached(CERTIFIED_BY_ZONE)?
+        .exists(rusqlite::params![
+            listing_id.to_string(),
+            content_id.to_string(),
+            zone
+        ])
+}
 
 /// [`CERTIFIED_BY`] on a reader, for the federation driver.
 ///
