@@ -1,8 +1,9 @@
 // The applications panel: this zone's scenario applications (一场景一申请), newest first, and
 // for each approved one its authorisation (一场景一授权): state, usage against its limit and
 // expiry, followed live. A buyer token sees its party's, a provider token those for its
-// listings, the zone's staff all (the API decides). Applications made across exchanges do not
-// exist yet, so none are shown.
+// listings, the zone's staff all (the API decides). An application across exchanges shows where
+// it travels: forwarded to the listing's origin zone (in flight while `forwarding` or
+// `submitted` there), or received from the applying zone.
 
 import { get, query } from "./api.js";
 import { badge, byId, h, put, short } from "./dom.js";
@@ -12,8 +13,8 @@ import { fmtNum, fmtTime, getLang, label, t } from "./i18n.js";
 const PAGE = 20;
 /** The most the API gives in one page; a refresh re-reads what is shown up to this. */
 const MAX_PAGE = 100;
-const STATES = ["submitted", "approved", "rejected"];
-const APP_KIND = { submitted: "wait", approved: "good", rejected: "bad" };
+const STATES = ["forwarding", "submitted", "approved", "rejected"];
+const APP_KIND = { forwarding: "warn", submitted: "wait", approved: "good", rejected: "bad" };
 const AUTH_KIND = { active: "good", suspended: "warn", revoked: "bad" };
 
 /**
@@ -68,6 +69,17 @@ export function createApplications(ctx, openListing) {
     ];
   }
 
+  /** Where an application across exchanges travels: to its origin zone, or from the zone that
+   * forwarded it. */
+  function route(x) {
+    const a = x.across;
+    if (!a) return null;
+    const text = a.origin_zone
+      ? t("apps.to_origin", { zone: a.origin_zone })
+      : t("apps.from_applicant", { zone: a.applicant_zone ?? "?", n: String(a.applicant_application ?? "?") });
+    return h("div", { class: "muted small", title: a.request_id }, text);
+  }
+
   function row(x) {
     const mode = grants.get(x.authorization_id)?.delivery_mode ?? x.delivery_mode;
     return h("tr", { dataset: { id: String(x.id) } },
@@ -86,7 +98,7 @@ export function createApplications(ctx, openListing) {
         }, short(x.listing_id, 14, 6))),
       h("td", {}, x.buyer),
       h("td", {}, label("delivery", mode)),
-      h("td", {}, badge(label("appstate", x.state), APP_KIND[x.state])),
+      h("td", {}, badge(label("appstate", x.state), APP_KIND[x.state]), route(x)),
       grantCells(x));
   }
 
