@@ -99,6 +99,9 @@ pub enum StartError {
     /// The federation transport could not start.
     #[error("gossip transport: {0}")]
     Gossip(#[from] gossip::swarm::SwarmError),
+    /// The node's config or key file could not be read ([`start_in_process`]).
+    #[error("{0}")]
+    Config(String),
 }
 
 /// The zone's members from the config, as Raft sees them.
@@ -238,6 +241,42 @@ async fn follow_member_keys(
             _ = stop.wait_for(|s| *s) => break,
         }
     }
+}
+
+/// Starts, inside this process, the node whose config is `config` (a path from `layout.json`,
+/// relative to the layout directory `layout`): its API on a free loopback port, Raft through
+/// `router`, gossip through `gossip`. `tweak` adjusts the loaded config first. For tests and
+/// simulations, which run whole federations in one process.
+///
+/// # Errors
+/// [`StartError::Config`] if the config or key cannot be read, else as [`start`].
+pub async fn start_in_process(
+    layout: &std::path::Path,
+    config: &std::path::Path,
+    router: &Arc<Router>,
+    gossip: &Arc<gossip::memory::Network>,
+    options: StartOptions,
+    tweak: impl FnOnce(&mut NodeConfig),
+) -> Result<NodeHandle, StartError> {
+    let path = layout.join(config);
+    let mut loaded = xchg_federation_config::load(&path, xchg_protocol::Timestamp::now())
+        .map_err(|e| StartError::Config(format!("{}: {e}", path.display())))?
+        .config;
+    tweak(&mut loaded);
+    let key = xchg_federation_config::read_key_file(&loaded.node.key_file)
+        .map_err(|e| StartError::Config(e.to_string()))?;
+    let api = TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(StartError::Listener)?;
+    start(
+        loaded,
+        key,
+        api,
+        ZoneLink::InProcess(router.clone()),
+        GossipLink::InProcess(gossip.clone()),
+        options,
+    )
+    .await
 }
 
 /// Starts a node.

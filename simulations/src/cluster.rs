@@ -132,7 +132,7 @@ impl Cluster {
         config: &std::path::Path,
     ) -> anyhow::Result<NodeHandle> {
         let out = self.dir.path().join("layout");
-        xchg_tests::start_in_process(
+        xchg_node::node::start_in_process(
             &out,
             config,
             router,

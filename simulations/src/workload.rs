@@ -42,7 +42,9 @@ pub struct Record {
 
 /// The listing body of key `key` in a zone whose provider party is `(id, name)`.
 pub fn listing_body(key: u64, party: (&str, &str), large: bool, sensitive: bool) -> Value {
-    let mut listing = xchg_tests::example_listing(&format!("sim-{key}"));
+    let mut draft = xchg_protocol::vectors::credit_draft();
+    draft.title = format!("{} sim-{key}", draft.title);
+    let mut listing = serde_json::to_value(draft).unwrap_or_default();
     listing["provider"] = json!({"id": party.0, "name": party.1});
     if large {
         // Near the description's limit (8000 characters), in three-byte characters.

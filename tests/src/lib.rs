@@ -731,8 +731,7 @@ fn with_provider(mut listing: Value, id: &str, name: &str) -> Value {
 }
 
 /// Starts, inside this process, the node whose config is `config` (a path from `layout.json`,
-/// relative to the layout directory `out`): its API on a free loopback port, Raft through
-/// `router`, gossip through `gossip`. `tweak` adjusts the loaded config first.
+/// relative to the layout directory `out`): [`xchg_node::node::start_in_process`].
 ///
 /// # Errors
 /// If the config or key cannot be read, or the node cannot start.
@@ -744,19 +743,5 @@ pub async fn start_in_process(
     options: xchg_node::node::StartOptions,
     tweak: impl FnOnce(&mut xchg_federation_config::NodeConfig),
 ) -> anyhow::Result<xchg_node::node::NodeHandle> {
-    use xchg_node::node::{self, GossipLink, ZoneLink};
-    let mut loaded =
-        xchg_federation_config::load(&out.join(config), xchg_protocol::Timestamp::now())?.config;
-    tweak(&mut loaded);
-    let key = xchg_federation_config::read_key_file(&loaded.node.key_file)?;
-    let api = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    Ok(node::start(
-        loaded,
-        key,
-        api,
-        ZoneLink::InProcess(router.clone()),
-        GossipLink::InProcess(gossip.clone()),
-        options,
-    )
-    .await?)
+    Ok(xchg_node::node::start_in_process(out, config, router, gossip, options, tweak).await?)
 }
