@@ -207,6 +207,15 @@ pub fn receive(
             body.origin, zone.zone
         ))));
     }
+    // Across exchanges only: a zone of this exchange has its buyers apply here directly, and
+    // a request from it would be a second road around that zone's own rules.
+    if body.applicant.exchange() == zone.exchange {
+        return Ok(Err(Refusal::Invalid(format!(
+            "the request comes from {}, a zone of this exchange: only another exchange forwards \
+             an application",
+            body.applicant
+        ))));
+    }
     let applicant = body.applicant.to_string();
     if let Some(row) = table::forwarded_by(db, &applicant, body.application)? {
         if row.request_id.as_deref() == Some(signed.id.to_string().as_str()) {
@@ -582,9 +591,20 @@ mod tests {
 
     /// Application `number` of `zhengzhou/main` for `p`, for `scenario`, signed.
     fn request(p: &Listing, number: u64, scenario: &str, purpose: &str) -> SignedMessage {
-        let (key, delegation) = signer("zhengzhou/main");
+        request_from("zhengzhou/main", p, number, scenario, purpose)
+    }
+
+    /// Application `number` of zone `applicant` for `p`, for `scenario`, signed.
+    fn request_from(
+        applicant: &str,
+        p: &Listing,
+        number: u64,
+        scenario: &str,
+        purpose: &str,
+    ) -> SignedMessage {
+        let (key, delegation) = signer(applicant);
         let body = protocol::ApplicationRequest {
-            applicant: zone("zhengzhou/main"),
+            applicant: zone(applicant),
             application: number,
             origin: p.origin.clone(),
             listing_id: p.id(),
@@ -745,6 +765,27 @@ mod tests {
             Ok(())
         })
         .expect("apply");
+    }
+
+    #[tokio::test]
+    async fn a_request_from_a_zone_of_the_origins_own_exchange_is_not_recorded() {
+        // A sibling zone's buyers apply here directly; only another exchange forwards.
+        let p = product("xuchang/yuzhou");
+        let mut commands = listed(&p).to_vec();
+        commands.push(receive(&request_from(
+            "xuchang/changge",
+            &p,
+            7,
+            LENDING,
+            "授信前核验",
+        )));
+        let (responses, apps, _) = run(&commands).await;
+        assert_eq!(
+            codes(&responses),
+            [None, None, Some("invalid")],
+            "{responses:?}"
+        );
+        assert!(apps.is_empty());
     }
 
     // ---- the applicant (this zone applies for a listing of zhengzhou/main) ----
