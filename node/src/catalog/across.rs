@@ -39,8 +39,13 @@ use super::{Actor, Applied, CommandResponse, ListingState, Refusal, ZoneFacts};
 pub const ZONE_ACTOR_PREFIX: &str = "zone:";
 
 /// Most applications one applying zone may have awaiting a decision at this origin, whatever
-/// buyers it names.
+/// buyers it names, together with those rejected at once (by a rule of the listing) in the
+/// last [`REJECTED_AT_ONCE_COUNT_FOR`] ms: these need no operator, so without counting them a
+/// partner could make this zone write rows for ever.
 pub const MAX_PENDING_PER_APPLICANT: i64 = 10_000;
+
+/// How long a request rejected at once counts against its applying zone: a day.
+pub const REJECTED_AT_ONCE_COUNT_FOR: u64 = 86_400_000;
 
 /// A forwarded application as the origin's member received it and proposes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -246,11 +251,12 @@ pub fn receive(
         ))));
     }
     // The applying zone names its buyers: one zone's are bounded together too.
-    let from_zone = table::pending_from(db, &applicant)?;
+    let since = Timestamp(received.at.0.saturating_sub(REJECTED_AT_ONCE_COUNT_FOR));
+    let from_zone = table::pending_from(db, &applicant, super::NODE_ACTOR_PREFIX, since)?;
     if from_zone >= MAX_PENDING_PER_APPLICANT {
         return Ok(Err(Refusal::ApplicationsFull(format!(
-            "{applicant} has {from_zone} applications awaiting a decision here, the most one \
-             zone may have"
+            "{applicant} has {from_zone} applications awaiting a decision here or rejected at \
+             once in the last day, the most one zone may have"
         ))));
     }
     let request = ApplicationRequest {
@@ -786,6 +792,50 @@ mod tests {
             "{responses:?}"
         );
         assert!(apps.is_empty());
+    }
+
+    /// Records, as if received, `count` requests of `zhengzhou/main` for `p` that this zone
+    /// rejected at once (by a rule of the listing) at `decided_at`.
+    fn rejected_at_once(db: &rusqlite::Connection, p: &Listing, count: u32, decided_at: u64) {
+        db.execute(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?2)
+             INSERT INTO applications (listing_id, buyer, scenario, purpose, delivery_mode,
+                duration_days, usage_limit, state, submitted_at, submitted_by, raft_index,
+                applicant_zone, remote_id, decided_at, decided_by, reason)
+             SELECT ?1, 'b' || i || '@zhengzhou/main', 's', 'p', 'verification', 1, 1,
+                'rejected', ?3, 'zone:zhengzhou/main', 1, 'zhengzhou/main', 100000 + i, ?3,
+                'node:yuzhou-1', 'scenario_not_offered: s' FROM n",
+            rusqlite::params![p.id().to_string(), count, decided_at],
+        )
+        .expect("rows");
+    }
+
+    #[test]
+    fn requests_rejected_at_once_count_against_the_applying_zone_for_a_day() {
+        // Each is a row and an audit record that no operator ever looks at: a partner sending
+        // rule-breaking requests under ever new numbers must not make this zone write for ever.
+        let p = product("xuchang/yuzhou");
+        let breaking = |n| receive(&request(&p, n, "个人征信", "x"));
+        let day = 86_400_000;
+        for (decided_at, expected) in [
+            (T0.0 - 1000, Some("applications_full")),
+            (T0.0 - day - 1, None),
+        ] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let db = crate::catalog::test_db(dir.path());
+            let zone = test_zone();
+            in_transaction(&db, || {
+                let mut chain = audit::Chain::load(&db)?;
+                for (i, c) in listed(&p).iter().enumerate() {
+                    apply(&db, &mut chain, &zone, 10 + i as u64, c)?.expect("listed");
+                }
+                rejected_at_once(&db, &p, 10_000, decided_at);
+                let answer = apply(&db, &mut chain, &zone, 20, &breaking(7))?;
+                assert_eq!(answer.err().map(|r| r.code()), expected, "{decided_at}");
+                Ok(())
+            })
+            .expect("apply");
+        }
     }
 
     // ---- the applicant (this zone applies for a listing of zhengzhou/main) ----

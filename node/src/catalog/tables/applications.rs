@@ -31,15 +31,30 @@ pub fn pending_of(db: &rusqlite::Connection, buyer: &str) -> rusqlite::Result<i6
     .query_row([buyer], |row| row.get(0))
 }
 
-/// How many applications forwarded by `applicant` await a decision here.
+/// How many applications forwarded by `applicant` await a decision here, or were rejected
+/// at once (by a member, `decided_by` starting with `by_member`) at or after `since`.
 ///
 /// # Errors
 /// SQLite's error.
-pub fn pending_from(db: &rusqlite::Connection, applicant: &str) -> rusqlite::Result<i64> {
+pub fn pending_from(
+    db: &rusqlite::Connection,
+    applicant: &str,
+    by_member: &str,
+    since: Timestamp,
+) -> rusqlite::Result<i64> {
     db.prepare_cached(
-        "SELECT count(*) FROM applications WHERE applicant_zone = ?1 AND state = 'submitted'",
+        "SELECT count(*) FROM applications WHERE applicant_zone = ?1 AND (state = 'submitted' \
+            OR (state = 'rejected' AND decided_at >= ?2 AND substr(decided_by, 1, ?3) = ?4))",
     )?
-    .query_row([applicant], |row| row.get(0))
+    .query_row(
+        rusqlite::params![
+            applicant,
+            int(since.0),
+            i64::try_from(by_member.chars().count()).unwrap_or(i64::MAX),
+            by_member
+        ],
+        |row| row.get(0),
+    )
 }
 
 /// Records `request` of `buyer` in `state`, submitted at `at` by `submitted_by` (the entry at
