@@ -58,6 +58,8 @@ pub const MAX_POLL: Duration = Duration::from_secs(30);
 #[derive(Debug, Default)]
 pub struct Schedule {
     next: HashMap<u64, (u32, Timestamp)>,
+    /// Where the next round reads on ([`Schedule::cursor`]).
+    after: u64,
 }
 
 /// How one send went.
@@ -107,14 +109,49 @@ impl Schedule {
         }
     }
 
-    /// Forgets applications no longer open.
-    pub fn keep_only(&mut self, open: &HashSet<u64>) {
-        self.next.retain(|id, _| open.contains(id));
+    /// The id after which the next round reads the open applications.
+    pub fn cursor(&self) -> u64 {
+        self.after
+    }
+
+    /// Of `page` (the open applications with ids above [`Self::cursor`], in id order, at most
+    /// `read_most`), those to send at `now`, at most [`ROUND_MOST`]. Forgets the applications
+    /// in the page's range that it no longer shows (closed), and moves the cursor past what it
+    /// looked at, back to the start after the last page: every open application is looked at
+    /// in turn, however many wait ahead of it for their origins.
+    pub fn due(
+        &mut self,
+        page: Vec<AcrossRow>,
+        read_most: usize,
+        now: Timestamp,
+    ) -> Vec<AcrossRow> {
+        let after = self.after;
+        let last_page = page.len() < read_most;
+        let upto = match page.last() {
+            Some(r) if !last_page => r.id,
+            _ => u64::MAX,
+        };
+        let shown: HashSet<u64> = page.iter().map(|r| r.id).collect();
+        self.next
+            .retain(|id, _| *id <= after || *id > upto || shown.contains(id));
+        let due: Vec<AcrossRow> = page
+            .into_iter()
+            .filter(|r| self.is_due(r.id, now))
+            .take(ROUND_MOST)
+            .collect();
+        self.after = match due.last() {
+            // More may be due after it: the next round starts there.
+            Some(r) if due.len() == ROUND_MOST => r.id,
+            _ if last_page => 0,
+            _ => upto,
+        };
+        due
     }
 
     /// Forgets everything (this node stopped leading).
     pub fn clear(&mut self) {
         self.next.clear();
+        self.after = 0;
     }
 }
 
@@ -323,24 +360,21 @@ impl Federation {
                 schedule.clear();
                 continue;
             }
-            let open = match db.reader().await {
-                Ok(mut conn) => table::awaiting_origin(&mut conn, READ_MOST).await,
+            let page = match db.reader().await {
+                Ok(mut conn) => {
+                    table::awaiting_origin(&mut conn, schedule.cursor(), READ_MOST).await
+                }
                 Err(e) => Err(e),
             };
-            let open = match open {
+            let page = match page {
                 Ok(rows) => rows,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot read the applications awaiting other exchanges");
                     continue;
                 }
             };
-            schedule.keep_only(&open.iter().map(|r| r.id).collect());
             let now = self.clock.now();
-            let due: Vec<AcrossRow> = open
-                .into_iter()
-                .filter(|r| schedule.is_due(r.id, now))
-                .take(ROUND_MOST)
-                .collect();
+            let due = schedule.due(page, READ_MOST as usize, now);
             if due.is_empty() {
                 continue;
             }
@@ -495,12 +529,61 @@ mod tests {
         assert!(s.next.is_empty());
     }
 
+    /// Open applications `ids`, as the table reads them.
+    fn rows(ids: std::ops::RangeInclusive<u64>) -> Vec<AcrossRow> {
+        ids.map(|id| AcrossRow {
+            id,
+            state: ApplicationState::Submitted,
+            origin_zone: Some("zhengzhou/main".into()),
+            applicant_zone: None,
+            request_id: None,
+            request_body: None,
+            decision_id: None,
+            decision_body: None,
+            authorization_id: None,
+        })
+        .collect()
+    }
+
+    /// What [`table::awaiting_origin`] reads of `open` after `after`, at most `most`.
+    fn page(open: &[AcrossRow], after: u64, most: usize) -> Vec<AcrossRow> {
+        open.iter()
+            .filter(|r| r.id > after)
+            .take(most)
+            .cloned()
+            .collect()
+    }
+
+    #[test]
+    fn applications_beyond_one_read_are_sent_while_earlier_ones_wait_for_their_origin() {
+        // More open applications than one round reads, the first ones all acknowledged just
+        // now: the later ones must not wait until an operator elsewhere decides the first.
+        let most = usize::try_from(READ_MOST).expect("small");
+        let last = u64::from(READ_MOST) + 88;
+        let open = rows(1..=last);
+        let mut s = Schedule::default();
+        for id in 1..=u64::from(READ_MOST) {
+            s.sent(id, &Sent::Acknowledged, T0);
+        }
+        let mut sent = Vec::new();
+        for _ in 0..12 {
+            let due = s.due(page(&open, s.cursor(), most), most, T0);
+            for r in due {
+                s.sent(r.id, &Sent::Failed("down".into()), T0);
+                sent.push(r.id);
+            }
+        }
+        let later: Vec<u64> = (u64::from(READ_MOST) + 1..=last).collect();
+        assert_eq!(sent, later, "each later one once, none of the waiting ones");
+        assert_eq!(s.next.len(), open.len(), "nothing open is forgotten");
+    }
+
     #[test]
     fn closed_applications_are_forgotten() {
         let mut s = Schedule::default();
         s.sent(1, &Sent::Failed("x".into()), T0);
         s.sent(2, &Sent::Failed("x".into()), T0);
-        s.keep_only(&HashSet::from([2]));
+        s.due(rows(2..=2), 16, T0);
         assert_eq!(s.next.keys().copied().collect::<Vec<_>>(), [2]);
     }
 }

@@ -365,18 +365,21 @@ pub async fn forwarded_by_read(
 }
 
 /// This zone's applications awaiting another exchange (`forwarding`, or `submitted` to an
-/// origin zone), oldest first, at most `limit`: what the leader forwards and asks after.
+/// origin zone) with ids above `after`, oldest first, at most `limit`: what the leader
+/// forwards and asks after, a page at a time.
 ///
 /// # Errors
 /// SQLite's error, or a row that does not decode.
 pub async fn awaiting_origin(
     conn: &mut SqliteConnection,
+    after: u64,
     limit: u32,
 ) -> Result<Vec<AcrossRow>, sqlx::Error> {
     let rows: Vec<AcrossColumns> = sqlx::query_as(&format!(
         "{SELECT_ACROSS} WHERE state IN ('forwarding', 'submitted') AND origin_zone IS NOT NULL \
-         ORDER BY id LIMIT ?"
+         AND id > ? ORDER BY id LIMIT ?"
     ))
+    .bind(int(after))
     .bind(i64::from(limit))
     .fetch_all(&mut *conn)
     .await?;
