@@ -28,10 +28,10 @@ use xchg_protocol::{ContentId, Domain, Timestamp, ZoneId};
 use super::driver::Federation;
 use super::identity::Identity;
 use super::verdicts::{Reason, VerdictRecord, Via};
-use crate::catalog::across::{ReceivedApplication, ReceivedDecision};
+use crate::catalog::across::{self, ReceivedApplication, ReceivedDecision};
 use crate::catalog::applications::ApplicationState;
 use crate::catalog::tables::applications::{self as table, AcrossRow};
-use crate::catalog::{CatalogCommand, PEER_CHARS};
+use crate::catalog::{CatalogCommand, PEER_CHARS, Refusal};
 use crate::gossip::{Peer, PeerInfo};
 use crate::raft::client::Proposer;
 use crate::store::Db;
@@ -247,6 +247,16 @@ impl Federation {
             Ok(None) => {}
             Err(e) => return refused("unavailable", e),
         }
+        // What this zone's state already refuses is answered without a write.
+        let unrecordable = match db.reader().await {
+            Ok(mut conn) => across::unrecordable(&mut conn, own, request, now).await,
+            Err(e) => Err(e),
+        };
+        match unrecordable {
+            Ok(None) => {}
+            Ok(Some(refusal)) => return self.refuse(from, &bytes, verified.id, &refusal),
+            Err(e) => return refused("unavailable", e.to_string()),
+        }
         let command = CatalogCommand::ReceiveApplication(Box::new(ReceivedApplication {
             request: bytes.clone(),
             received_from: from.0.chars().take(PEER_CHARS).collect(),
@@ -273,13 +283,16 @@ impl Federation {
                     Err(e) => refused("unavailable", e),
                 }
             }
-            Ok((Err(refusal), _)) => {
-                let kind = refusal.code();
-                self.note_application(from, &bytes, Some(verified.id), kind, refusal.to_string());
-                refused(kind, refusal.to_string())
-            }
+            Ok((Err(refusal), _)) => self.refuse(from, &bytes, verified.id, &refusal),
             Err(e) => refused("unavailable", e.message),
         }
+    }
+
+    /// Refuses request `bytes` (id `id`) from `from` as the zone's rules do, and records it.
+    fn refuse(&self, from: &Peer, bytes: &[u8], id: ContentId, refusal: &Refusal) -> Response {
+        let kind = refusal.code();
+        self.note_application(from, bytes, Some(id), kind, refusal.to_string());
+        refused(kind, refusal.to_string())
     }
 
     async fn held(
