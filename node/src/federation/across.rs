@@ -57,9 +57,18 @@ pub const MAX_POLL: Duration = Duration::from_secs(30);
 /// answers a request it holds with what it holds).
 #[derive(Debug, Default)]
 pub struct Schedule {
-    next: HashMap<u64, (u32, Timestamp)>,
+    next: HashMap<u64, Next>,
     /// Where the next round reads on ([`Schedule::cursor`]).
     after: u64,
+}
+
+/// When one application is next due, and how many sends in a row were answered alike.
+#[derive(Debug, Clone, Copy)]
+struct Next {
+    /// Whether those sends were acknowledged (else they failed).
+    acknowledged: bool,
+    times: u32,
+    at: Timestamp,
 }
 
 /// How one send went.
@@ -82,31 +91,34 @@ fn doubled(first: Duration, most: Duration, times: u32) -> Duration {
 impl Schedule {
     /// Whether application `id` is due at `now` (one never sent is).
     pub fn is_due(&self, id: u64, now: Timestamp) -> bool {
-        self.next.get(&id).is_none_or(|(_, at)| *at <= now)
+        self.next.get(&id).is_none_or(|n| n.at <= now)
     }
 
-    /// Records how sending `id` at `now` went.
+    /// Records how sending `id` at `now` went: the wait doubles while sends are answered
+    /// alike, and starts afresh when the answer changes (PROTOCOL.md 11.7).
     pub fn sent(&mut self, id: u64, outcome: &Sent, now: Timestamp) {
-        let after = |first, most| {
-            let times = self.next.get(&id).map_or(0, |(n, _)| *n);
-            (
-                times + 1,
-                now.plus_millis(millis(doubled(first, most, times))),
-            )
-        };
-        match outcome {
+        let (acknowledged, first, most) = match outcome {
             Sent::Settled => {
                 self.next.remove(&id);
+                return;
             }
-            Sent::Acknowledged => {
-                let next = after(FIRST_POLL, MAX_POLL);
-                self.next.insert(id, next);
-            }
-            Sent::Failed(_) => {
-                let next = after(FIRST_BACKOFF, MAX_BACKOFF);
-                self.next.insert(id, next);
-            }
-        }
+            Sent::Acknowledged => (true, FIRST_POLL, MAX_POLL),
+            Sent::Failed(_) => (false, FIRST_BACKOFF, MAX_BACKOFF),
+        };
+        let times = self
+            .next
+            .get(&id)
+            .filter(|n| n.acknowledged == acknowledged)
+            .map_or(0, |n| n.times);
+        let at = now.plus_millis(millis(doubled(first, most, times)));
+        self.next.insert(
+            id,
+            Next {
+                acknowledged,
+                times: times + 1,
+                at,
+            },
+        );
     }
 
     /// The id after which the next round reads the open applications.
@@ -520,7 +532,7 @@ mod tests {
         let mut waits = Vec::new();
         for _ in 0..9 {
             s.sent(7, &Sent::Failed("down".into()), now);
-            let next = s.next[&7].1;
+            let next = s.next[&7].at;
             waits.push(next.0 - now.0);
             assert!(!s.is_due(7, now.plus_millis(next.0 - now.0 - 1)));
             assert!(s.is_due(7, next));
@@ -589,6 +601,22 @@ mod tests {
         let later: Vec<u64> = (u64::from(READ_MOST) + 1..=last).collect();
         assert_eq!(sent, later, "each later one once, none of the waiting ones");
         assert_eq!(s.next.len(), open.len(), "nothing open is forgotten");
+    }
+
+    #[test]
+    fn an_acknowledgement_after_failures_is_asked_after_again_from_two_seconds_and_back() {
+        // PROTOCOL.md 11.7: each kind of answer has its own pace, starting afresh.
+        let mut s = Schedule::default();
+        for i in 0..6 {
+            s.sent(7, &Sent::Failed("down".into()), at(i));
+        }
+        s.sent(7, &Sent::Acknowledged, at(10));
+        assert!(s.is_due(7, at(10 + 2000)), "asked again after 2 s");
+        for i in 0..6 {
+            s.sent(7, &Sent::Acknowledged, at(20 + i));
+        }
+        s.sent(7, &Sent::Failed("refused".into()), at(40));
+        assert!(s.is_due(7, at(40 + 1000)), "sent again after 1 s");
     }
 
     #[test]
