@@ -357,8 +357,9 @@ fn room(
 /// Origin, before proposing: what [`receive`] would refuse `body`, received at `at`, without
 /// recording it, judged on a replica. Such a request is answered without a write (every
 /// proposal is a Raft entry and an audit record, and an applicant sends a refused request
-/// again and again); a replica that lags lets a request through, and [`receive`] judges it
-/// again on the zone's state.
+/// again and again). A replica that lags may let a request through, which [`receive`] judges
+/// again on the zone's state, or refuse one the zone could now record, which the applicant
+/// sends again (every refusal is temporary to it, PROTOCOL.md 11.7).
 ///
 /// # Errors
 /// SQLite's error, or a row that does not decode.

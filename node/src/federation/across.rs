@@ -69,6 +69,8 @@ struct Next {
     acknowledged: bool,
     times: u32,
     at: Timestamp,
+    /// Sends so far, whatever their answers (which connected node the next one goes to).
+    sends: usize,
 }
 
 /// How one send went.
@@ -105,9 +107,9 @@ impl Schedule {
             Sent::Acknowledged => (true, FIRST_POLL, MAX_POLL),
             Sent::Failed(_) => (false, FIRST_BACKOFF, MAX_BACKOFF),
         };
-        let times = self
-            .next
-            .get(&id)
+        let before = self.next.get(&id);
+        let sends = before.map_or(0, |n| n.sends) + 1;
+        let times = before
             .filter(|n| n.acknowledged == acknowledged)
             .map_or(0, |n| n.times);
         let at = now.plus_millis(millis(doubled(first, most, times)));
@@ -117,8 +119,15 @@ impl Schedule {
                 acknowledged,
                 times: times + 1,
                 at,
+                sends,
             },
         );
+    }
+
+    /// How many times application `id` was sent (the next send goes to the next connected
+    /// node of its origin, [`peer_for`]).
+    pub fn turn(&self, id: u64) -> usize {
+        self.next.get(&id).map_or(0, |n| n.sends)
     }
 
     /// The id after which the next round reads the open applications.
@@ -171,14 +180,23 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// The peer to send a request for `origin` to: a proven node of that zone, else a proven node
-/// of another zone of its exchange (which passes it on).
-fn peer_for(origin: &ZoneId, peers: &[(PeerInfo, Identity)]) -> Option<Peer> {
-    let of = |pred: &dyn Fn(&ZoneId) -> bool| {
-        peers.iter().find_map(|(info, identity)| match identity {
-            Identity::Delegated { zone } if pred(zone) => Some(Peer(info.peer.clone())),
-            _ => None,
-        })
+/// The peer to send a request for `origin` to on its `turn`-th send: the connected, proven
+/// nodes of that zone in turn, else those of another zone of its exchange (which pass it on).
+/// Taking them in turn keeps one node that cannot answer (cut off from its zone's leader, or
+/// lying) from holding an application for ever.
+fn peer_for(origin: &ZoneId, peers: &[(PeerInfo, Identity)], turn: usize) -> Option<Peer> {
+    let of = |pred: &dyn Fn(&ZoneId) -> bool| -> Option<Peer> {
+        let mut matching: Vec<&PeerInfo> = peers
+            .iter()
+            .filter_map(|(info, identity)| match identity {
+                Identity::Delegated { zone } if pred(zone) => Some(info),
+                _ => None,
+            })
+            .collect();
+        // In a fixed order, whatever order the transport lists them in.
+        matching.sort_by(|a, b| a.peer.cmp(&b.peer));
+        let n = matching.len();
+        (n > 0).then(|| Peer(matching[turn % n].peer.clone()))
     };
     of(&|z| z == origin).or_else(|| of(&|z| z.exchange() == origin.exchange()))
 }
@@ -406,7 +424,7 @@ impl Federation {
             let peers = self.peer_identities().await;
             let sends = due
                 .iter()
-                .map(|row| self.forward_one(&proposer, &peers, row));
+                .map(|row| self.forward_one(&proposer, &peers, row, schedule.turn(row.id)));
             let outcomes = join_all(sends).await;
             for (row, outcome) in due.iter().zip(outcomes) {
                 if let Sent::Failed(why) = &outcome {
@@ -428,6 +446,7 @@ impl Federation {
         proposer: &Proposer,
         peers: &[(PeerInfo, Identity)],
         row: &AcrossRow,
+        turn: usize,
     ) -> Sent {
         let (Some(origin), Some(body)) = (&row.origin_zone, &row.request_body) else {
             return Sent::Failed("no request recorded".into());
@@ -445,7 +464,7 @@ impl Federation {
             Ok(r) => r,
             Err(e) => return Sent::Failed(format!("this node cannot sign the request: {e}")),
         };
-        let Some(peer) = peer_for(&origin, peers) else {
+        let Some(peer) = peer_for(&origin, peers, turn) else {
             return Sent::Failed(format!(
                 "no node of exchange {} is connected",
                 origin.exchange()
@@ -617,6 +636,48 @@ mod tests {
         }
         s.sent(7, &Sent::Failed("refused".into()), at(40));
         assert!(s.is_due(7, at(40 + 1000)), "sent again after 1 s");
+    }
+
+    /// A connected peer `name` proven to speak for `zone`.
+    fn proven_as(name: &str, zone: &str) -> (PeerInfo, Identity) {
+        let info = PeerInfo {
+            peer: name.into(),
+            address: None,
+            agent: None,
+            score: None,
+            topics: Vec::new(),
+            last_message_ms: None,
+        };
+        let zone = zone.parse().expect("zone id");
+        (info, Identity::Delegated { zone })
+    }
+
+    #[test]
+    fn sends_again_go_to_each_connected_node_of_the_origin_in_turn() {
+        // One node of the origin that cannot answer (partitioned from its zone's leader, or
+        // lying that it holds the request) must not hold the application for ever.
+        let origin: ZoneId = "zhengzhou/main".parse().expect("zone id");
+        let peers = [
+            proven_as("relay", "zhengzhou/erqi"),
+            proven_as("a", "zhengzhou/main"),
+            proven_as("b", "zhengzhou/main"),
+        ];
+        let tried: Vec<String> = (0..4)
+            .filter_map(|turn| peer_for(&origin, &peers, turn))
+            .map(|p| p.0)
+            .collect();
+        assert_eq!(tried, ["a", "b", "a", "b"]);
+        let relays = [
+            proven_as("r1", "zhengzhou/erqi"),
+            proven_as("other", "beijing/main"),
+            proven_as("r2", "zhengzhou/erqi"),
+        ];
+        let tried: Vec<String> = (0..2)
+            .filter_map(|turn| peer_for(&origin, &relays, turn))
+            .map(|p| p.0)
+            .collect();
+        assert_eq!(tried, ["r1", "r2"], "without one, each node of its exchange in turn");
+        assert_eq!(peer_for(&origin, &relays[1..2], 0), None);
     }
 
     #[test]
