@@ -322,6 +322,85 @@ async fn ask(
     }
 }
 
+/// Application `number` of Xuchang's buyer for `listing_id` (version `content_id`) of
+/// Zhengzhou, as Xuchang's node would send it: the request, that node's key and configuration,
+/// and the peer of Zhengzhou's node.
+fn xuchang_request(
+    fed: &Federation,
+    number: u64,
+    listing_id: ContentId,
+    content_id: ContentId,
+) -> anyhow::Result<(
+    ApplicationRequest,
+    Keypair,
+    xchg_federation_config::NodeConfig,
+    Peer,
+)> {
+    let config_of = |zone: usize| -> anyhow::Result<xchg_federation_config::NodeConfig> {
+        let node = &fed.layout.exchanges[zone].zones[0].nodes[0];
+        Ok(load(&fed.layout_dir().join(&node.config), Timestamp::now())?.config)
+    };
+    let xuchang = config_of(XUCHANG)?;
+    let key = read_key_file(&xuchang.node.key_file)?;
+    let origin = config_of(ZHENGZHOU)?;
+    let origin_peer = Peer(read_key_file(&origin.node.key_file)?.public().peer_id());
+    let request = ApplicationRequest {
+        applicant: xuchang.zone.id.clone(),
+        application: number,
+        origin: origin.zone.id.clone(),
+        listing_id,
+        content_id,
+        buyer: fed.layout.exchanges[XUCHANG].zones[0]
+            .buyer_party
+            .as_ref()
+            .context("a buyer party")?
+            .id
+            .clone(),
+        scenario: LENDING.into(),
+        purpose: "授信前核验".into(),
+        delivery_mode: DeliveryMode::Verification,
+        duration_days: 30,
+        usage_limit: 10,
+        issued_at: Timestamp::now(),
+    };
+    Ok((request, key, xuchang, origin_peer))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_the_origin_would_refuse_is_answered_without_a_write() -> anyhow::Result<()> {
+    // Every proposal is a Raft entry and an audit record, and an applicant sends a refused
+    // request again and again: what the origin's own state already refuses is answered from
+    // it, not proposed.
+    let fed = Federation::start(LayoutKind::TwoExchanges, 1, Tuning::default(), |_, _| {}).await?;
+    let nowhere = ContentId::of(b"no listing of zhengzhou");
+    let (client, _events) = fed.gossip.join(&Keypair::generate().public());
+    for number in 1..=3 {
+        let (request, key, xuchang, origin_peer) = xuchang_request(&fed, number, nowhere, nowhere)?;
+        let signed = SignedMessage::request(&request, &key, xuchang.zone.delegation.clone());
+        let answer = ask(&client, &origin_peer, signed.to_bytes()).await?;
+        ensure!(
+            matches!(&answer, ApplicationAnswer::Refused { kind, .. } if kind == "not_found"),
+            "{answer:?}"
+        );
+    }
+    let z = fed.zone_tokens(ZHENGZHOU).clone();
+    let (s, chain) = fed
+        .get(ZHENGZHOU, 0, "/v1/audit?limit=1000", &z.regulator)
+        .await?;
+    ensure!(s == 200, "{s} {chain}");
+    let written: Vec<&Value> = chain["items"]
+        .as_array()
+        .map(|v| {
+            v.iter()
+                .filter(|r| r["action"] == "receive_application")
+                .collect()
+        })
+        .unwrap_or_default();
+    ensure!(written.is_empty(), "nothing written: {written:?}");
+    fed.shutdown().await;
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forged_or_second_request_under_one_application_number_is_refused_and_recorded()
 -> anyhow::Result<()> {
@@ -344,33 +423,8 @@ async fn a_forged_or_second_request_under_one_application_number_is_refused_and_
     let content_id = held["content_id"].as_str().context("content id")?.parse()?;
 
     // A request as Xuchang's node would sign it, for application 900001.
-    let config_of = |zone: usize| -> anyhow::Result<xchg_federation_config::NodeConfig> {
-        let node = &fed.layout.exchanges[zone].zones[0].nodes[0];
-        Ok(load(&fed.layout_dir().join(&node.config), Timestamp::now())?.config)
-    };
-    let xuchang = config_of(X)?;
-    let key = read_key_file(&xuchang.node.key_file)?;
-    let origin = config_of(Z)?;
-    let origin_peer = Peer(read_key_file(&origin.node.key_file)?.public().peer_id());
-    let request = ApplicationRequest {
-        applicant: xuchang.zone.id.clone(),
-        application: 900_001,
-        origin: origin.zone.id.clone(),
-        listing_id: listing.parse()?,
-        content_id,
-        buyer: fed.layout.exchanges[X].zones[0]
-            .buyer_party
-            .as_ref()
-            .context("a buyer party")?
-            .id
-            .clone(),
-        scenario: LENDING.into(),
-        purpose: "授信前核验".into(),
-        delivery_mode: DeliveryMode::Verification,
-        duration_days: 30,
-        usage_limit: 10,
-        issued_at: Timestamp::now(),
-    };
+    let (request, key, xuchang, origin_peer) =
+        xuchang_request(&fed, 900_001, listing.parse()?, content_id)?;
     let genuine = SignedMessage::request(&request, &key, xuchang.zone.delegation.clone());
     let mut tampered = genuine.clone();
     let mut raised = request.clone();

@@ -21,11 +21,12 @@
 //! what the zone's state decides, so every member applies the same way.
 
 use serde::{Deserialize, Serialize};
+use sqlx::SqliteConnection;
 use xchg_protocol::application::{
     self as protocol, ApplicationDecision, Granted as GrantedTerms, Outcome, SignedMessage,
 };
 use xchg_protocol::canonical::{from_canonical, to_canonical};
-use xchg_protocol::{ContentId, Listing, PartyId, Timestamp};
+use xchg_protocol::{ContentId, Listing, PartyId, Timestamp, ZoneId};
 
 use super::applications::{
     self, ApplicationRequest, ApplicationState, Decision, MAX_PENDING_PER_BUYER, MAX_REASON_CHARS,
@@ -39,8 +40,13 @@ use super::{Actor, Applied, CommandResponse, ListingState, Refusal, ZoneFacts};
 pub const ZONE_ACTOR_PREFIX: &str = "zone:";
 
 /// Most applications one applying zone may have awaiting a decision at this origin, whatever
-/// buyers it names.
+/// buyers it names, together with those rejected at once (by a rule of the listing) in the
+/// last [`REJECTED_AT_ONCE_COUNT_FOR`] ms: these need no operator, so without counting them a
+/// partner could make this zone write rows for ever.
 pub const MAX_PENDING_PER_APPLICANT: i64 = 10_000;
+
+/// How long a request rejected at once counts against its applying zone: a day.
+pub const REJECTED_AT_ONCE_COUNT_FOR: u64 = 86_400_000;
 
 /// A forwarded application as the origin's member received it and proposes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -201,11 +207,8 @@ pub fn receive(
         Ok(d) => d,
         Err(e) => return Ok(Err(Refusal::Invalid(format!("request: {e}")))),
     };
-    if body.origin != zone.zone {
-        return Ok(Err(Refusal::Invalid(format!(
-            "the request is addressed to {}, not to this zone {}",
-            body.origin, zone.zone
-        ))));
+    if let Err(refusal) = addressed(&zone.zone, &body) {
+        return Ok(Err(refusal));
     }
     let applicant = body.applicant.to_string();
     if let Some(row) = table::forwarded_by(db, &applicant, body.application)? {
@@ -220,30 +223,20 @@ pub fn receive(
         ))));
     }
     let listing_id = body.listing_id.to_string();
-    let current = match listings::current(db, &listing_id)? {
-        Some(c) if c.listing.origin == zone.zone => c,
-        _ => {
-            return Ok(Err(Refusal::NotFound(format!(
-                "listing {listing_id} is not a listing of {}",
-                zone.zone
-            ))));
-        }
-    };
+    let current = listings::current(db, &listing_id)?;
     let buyer = foreign_buyer(body.buyer.as_str(), &applicant);
-    let pending = table::pending_of(db, &buyer)?;
-    if pending >= MAX_PENDING_PER_BUYER {
-        return Ok(Err(Refusal::ApplicationsFull(format!(
-            "{buyer} has {pending} applications awaiting a decision, the most a buyer may have"
-        ))));
+    let since = counted_since(received.at);
+    let standing = Standing {
+        listing_origin: current.as_ref().map(|c| &c.listing.origin),
+        of_buyer: table::pending_of(db, &buyer)?,
+        of_applicant: table::pending_from(db, &applicant, super::NODE_ACTOR_PREFIX, since)?,
+    };
+    if let Err(refusal) = room(&zone.zone, &body, &standing) {
+        return Ok(Err(refusal));
     }
-    // The applying zone names its buyers: one zone's are bounded together too.
-    let from_zone = table::pending_from(db, &applicant)?;
-    if from_zone >= MAX_PENDING_PER_APPLICANT {
-        return Ok(Err(Refusal::ApplicationsFull(format!(
-            "{applicant} has {from_zone} applications awaiting a decision here, the most one \
-             zone may have"
-        ))));
-    }
+    let Some(current) = current else {
+        return Ok(Err(Refusal::NotFound(format!("no listing {listing_id}"))));
+    };
     let request = ApplicationRequest {
         listing_id: body.listing_id,
         scenario: body.scenario.clone(),
@@ -291,6 +284,109 @@ pub fn receive(
         }
     }
     Ok(ok(id.to_string()))
+}
+
+/// What a forwarded request needs of this zone's state before it is recorded.
+struct Standing<'a> {
+    /// The origin of the listing it applies for, if this zone holds it.
+    listing_origin: Option<&'a ZoneId>,
+    /// How many applications its buyer has awaiting a decision here.
+    of_buyer: i64,
+    /// How many its applying zone has awaiting a decision here or rejected at once lately.
+    of_applicant: i64,
+}
+
+/// The time from which requests rejected at once count against their applying zone, for a
+/// request received at `at`.
+fn counted_since(at: Timestamp) -> Timestamp {
+    Timestamp(at.0.saturating_sub(REJECTED_AT_ONCE_COUNT_FOR))
+}
+
+/// Whether `body` is for this zone `own` at all: addressed to it, from another exchange.
+fn addressed(own: &ZoneId, body: &protocol::ApplicationRequest) -> Result<(), Refusal> {
+    if body.origin != *own {
+        return Err(Refusal::Invalid(format!(
+            "the request is addressed to {}, not to this zone {own}",
+            body.origin
+        )));
+    }
+    // Across exchanges only: a zone of this exchange has its buyers apply here directly, and
+    // a request from it would be a second road around that zone's own rules.
+    if body.applicant.exchange() == own.exchange() {
+        return Err(Refusal::Invalid(format!(
+            "the request comes from {}, a zone of this exchange: only another exchange forwards \
+             an application",
+            body.applicant
+        )));
+    }
+    Ok(())
+}
+
+/// Whether this zone `own`, in `standing`, can record `body`: the listing is its own, and
+/// neither the buyer nor the applying zone is at its bound.
+fn room(
+    own: &ZoneId,
+    body: &protocol::ApplicationRequest,
+    standing: &Standing<'_>,
+) -> Result<(), Refusal> {
+    if standing.listing_origin != Some(own) {
+        return Err(Refusal::NotFound(format!(
+            "listing {} is not a listing of {own}",
+            body.listing_id
+        )));
+    }
+    let pending = standing.of_buyer;
+    if pending >= MAX_PENDING_PER_BUYER {
+        return Err(Refusal::ApplicationsFull(format!(
+            "{} has {pending} applications awaiting a decision, the most a buyer may have",
+            foreign_buyer(body.buyer.as_str(), body.applicant.as_str())
+        )));
+    }
+    // The applying zone names its buyers: one zone's are bounded together too.
+    let from_zone = standing.of_applicant;
+    if from_zone >= MAX_PENDING_PER_APPLICANT {
+        return Err(Refusal::ApplicationsFull(format!(
+            "{} has {from_zone} applications awaiting a decision here or rejected at once in \
+             the last day, the most one zone may have",
+            body.applicant
+        )));
+    }
+    Ok(())
+}
+
+/// Origin, before proposing: what [`receive`] would refuse `body`, received at `at`, without
+/// recording it, judged on a replica. Such a request is answered without a write (every
+/// proposal is a Raft entry and an audit record, and an applicant sends a refused request
+/// again and again). A replica that lags may let a request through, which [`receive`] judges
+/// again on the zone's state, or refuse one the zone could now record, which the applicant
+/// sends again (every refusal is temporary to it, PROTOCOL.md 11.7).
+///
+/// # Errors
+/// SQLite's error, or a row that does not decode.
+pub async fn unrecordable(
+    conn: &mut SqliteConnection,
+    own: &ZoneId,
+    body: &protocol::ApplicationRequest,
+    at: Timestamp,
+) -> Result<Option<Refusal>, sqlx::Error> {
+    if let Err(refusal) = addressed(own, body) {
+        return Ok(Some(refusal));
+    }
+    let applicant = body.applicant.to_string();
+    let buyer = foreign_buyer(body.buyer.as_str(), &applicant);
+    let listing = listings::current_read(conn, &body.listing_id.to_string()).await?;
+    let standing = Standing {
+        listing_origin: listing.as_ref().map(|(_, l)| &l.origin),
+        of_buyer: table::pending_of_read(conn, &buyer).await?,
+        of_applicant: table::pending_from_read(
+            conn,
+            &applicant,
+            super::NODE_ACTOR_PREFIX,
+            counted_since(at),
+        )
+        .await?,
+    };
+    Ok(room(own, body, &standing).err())
 }
 
 /// A rejection reason within the reason rule's length.
@@ -582,9 +678,20 @@ mod tests {
 
     /// Application `number` of `zhengzhou/main` for `p`, for `scenario`, signed.
     fn request(p: &Listing, number: u64, scenario: &str, purpose: &str) -> SignedMessage {
-        let (key, delegation) = signer("zhengzhou/main");
+        request_from("zhengzhou/main", p, number, scenario, purpose)
+    }
+
+    /// Application `number` of zone `applicant` for `p`, for `scenario`, signed.
+    fn request_from(
+        applicant: &str,
+        p: &Listing,
+        number: u64,
+        scenario: &str,
+        purpose: &str,
+    ) -> SignedMessage {
+        let (key, delegation) = signer(applicant);
         let body = protocol::ApplicationRequest {
-            applicant: zone("zhengzhou/main"),
+            applicant: zone(applicant),
             application: number,
             origin: p.origin.clone(),
             listing_id: p.id(),
@@ -745,6 +852,120 @@ mod tests {
             Ok(())
         })
         .expect("apply");
+    }
+
+    #[tokio::test]
+    async fn a_request_from_a_zone_of_the_origins_own_exchange_is_not_recorded() {
+        // A sibling zone's buyers apply here directly; only another exchange forwards.
+        let p = product("xuchang/yuzhou");
+        let mut commands = listed(&p).to_vec();
+        commands.push(receive(&request_from(
+            "xuchang/changge",
+            &p,
+            7,
+            LENDING,
+            "授信前核验",
+        )));
+        let (responses, apps, _) = run(&commands).await;
+        assert_eq!(
+            codes(&responses),
+            [None, None, Some("invalid")],
+            "{responses:?}"
+        );
+        assert!(apps.is_empty());
+    }
+
+    /// Records, as if received, `count` requests of `zhengzhou/main` for `p` that this zone
+    /// rejected at once (by a rule of the listing) at `decided_at`.
+    fn rejected_at_once(db: &rusqlite::Connection, p: &Listing, count: u32, decided_at: u64) {
+        db.execute(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?2)
+             INSERT INTO applications (listing_id, buyer, scenario, purpose, delivery_mode,
+                duration_days, usage_limit, state, submitted_at, submitted_by, raft_index,
+                applicant_zone, remote_id, decided_at, decided_by, reason)
+             SELECT ?1, 'b' || i || '@zhengzhou/main', 's', 'p', 'verification', 1, 1,
+                'rejected', ?3, 'zone:zhengzhou/main', 1, 'zhengzhou/main', 100000 + i, ?3,
+                'node:yuzhou-1', 'scenario_not_offered: s' FROM n",
+            rusqlite::params![p.id().to_string(), count, decided_at],
+        )
+        .expect("rows");
+    }
+
+    #[test]
+    fn requests_rejected_at_once_count_against_the_applying_zone_for_a_day() {
+        // Each is a row and an audit record that no operator ever looks at: a partner sending
+        // rule-breaking requests under ever new numbers must not make this zone write for ever.
+        let p = product("xuchang/yuzhou");
+        let breaking = |n| receive(&request(&p, n, "个人征信", "x"));
+        let day = 86_400_000;
+        for (decided_at, expected) in [
+            (T0.0 - 1000, Some("applications_full")),
+            (T0.0 - day - 1, None),
+        ] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let db = crate::catalog::test_db(dir.path());
+            let zone = test_zone();
+            in_transaction(&db, || {
+                let mut chain = audit::Chain::load(&db)?;
+                for (i, c) in listed(&p).iter().enumerate() {
+                    apply(&db, &mut chain, &zone, 10 + i as u64, c)?.expect("listed");
+                }
+                rejected_at_once(&db, &p, 10_000, decided_at);
+                let answer = apply(&db, &mut chain, &zone, 20, &breaking(7))?;
+                assert_eq!(answer.err().map(|r| r.code()), expected, "{decided_at}");
+                Ok(())
+            })
+            .expect("apply");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_replica_refuses_before_proposing_what_the_zone_would_refuse() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = crate::catalog::test_db(dir.path());
+        let zone = test_zone();
+        let p = product("xuchang/yuzhou");
+        in_transaction(&db, || {
+            let mut chain = audit::Chain::load(&db)?;
+            for (i, c) in listed(&p).iter().enumerate() {
+                apply(&db, &mut chain, &zone, 10 + i as u64, c)?.expect("listed");
+            }
+            Ok(())
+        })
+        .expect("apply");
+        let body = |p: &Listing, applicant: &str| {
+            let signed = request_from(applicant, p, 7, LENDING, "x");
+            from_canonical::<protocol::ApplicationRequest>(&signed.body, &protocol::limits())
+                .expect("body")
+        };
+        let mut unknown = body(&p, "zhengzhou/main");
+        unknown.listing_id = ContentId::of(b"no listing here");
+        let mut reader = crate::catalog::test_reader(dir.path()).await;
+        let mut codes = Vec::new();
+        for b in [
+            body(&p, "zhengzhou/main"),
+            body(&p, "xuchang/changge"),
+            unknown,
+        ] {
+            let refusal = unrecordable(&mut reader, &zone.zone, &b, T0)
+                .await
+                .expect("read");
+            codes.push(refusal.map(|r| r.code()));
+        }
+        rejected_at_once(&db, &p, 10_000, T0.0 - 1000);
+        let refusal = unrecordable(&mut reader, &zone.zone, &body(&p, "zhengzhou/main"), T0)
+            .await
+            .expect("read");
+        codes.push(refusal.map(|r| r.code()));
+        assert_eq!(
+            codes,
+            [
+                None,
+                Some("invalid"),
+                Some("not_found"),
+                Some("applications_full")
+            ]
+        );
     }
 
     // ---- the applicant (this zone applies for a listing of zhengzhou/main) ----

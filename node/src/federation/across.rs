@@ -28,10 +28,10 @@ use xchg_protocol::{ContentId, Domain, Timestamp, ZoneId};
 use super::driver::Federation;
 use super::identity::Identity;
 use super::verdicts::{Reason, VerdictRecord, Via};
-use crate::catalog::across::{ReceivedApplication, ReceivedDecision};
+use crate::catalog::across::{self, ReceivedApplication, ReceivedDecision};
 use crate::catalog::applications::ApplicationState;
 use crate::catalog::tables::applications::{self as table, AcrossRow};
-use crate::catalog::{CatalogCommand, PEER_CHARS};
+use crate::catalog::{CatalogCommand, PEER_CHARS, Refusal};
 use crate::gossip::{Peer, PeerInfo};
 use crate::raft::client::Proposer;
 use crate::store::Db;
@@ -57,7 +57,20 @@ pub const MAX_POLL: Duration = Duration::from_secs(30);
 /// answers a request it holds with what it holds).
 #[derive(Debug, Default)]
 pub struct Schedule {
-    next: HashMap<u64, (u32, Timestamp)>,
+    next: HashMap<u64, Next>,
+    /// Where the next round reads on ([`Schedule::cursor`]).
+    after: u64,
+}
+
+/// When one application is next due, and how many sends in a row were answered alike.
+#[derive(Debug, Clone, Copy)]
+struct Next {
+    /// Whether those sends were acknowledged (else they failed).
+    acknowledged: bool,
+    times: u32,
+    at: Timestamp,
+    /// Sends so far, whatever their answers (which connected node the next one goes to).
+    sends: usize,
 }
 
 /// How one send went.
@@ -80,41 +93,86 @@ fn doubled(first: Duration, most: Duration, times: u32) -> Duration {
 impl Schedule {
     /// Whether application `id` is due at `now` (one never sent is).
     pub fn is_due(&self, id: u64, now: Timestamp) -> bool {
-        self.next.get(&id).is_none_or(|(_, at)| *at <= now)
+        self.next.get(&id).is_none_or(|n| n.at <= now)
     }
 
-    /// Records how sending `id` at `now` went.
+    /// Records how sending `id` at `now` went: the wait doubles while sends are answered
+    /// alike, and starts afresh when the answer changes (PROTOCOL.md 11.7).
     pub fn sent(&mut self, id: u64, outcome: &Sent, now: Timestamp) {
-        let after = |first, most| {
-            let times = self.next.get(&id).map_or(0, |(n, _)| *n);
-            (
-                times + 1,
-                now.plus_millis(millis(doubled(first, most, times))),
-            )
-        };
-        match outcome {
+        let (acknowledged, first, most) = match outcome {
             Sent::Settled => {
                 self.next.remove(&id);
+                return;
             }
-            Sent::Acknowledged => {
-                let next = after(FIRST_POLL, MAX_POLL);
-                self.next.insert(id, next);
-            }
-            Sent::Failed(_) => {
-                let next = after(FIRST_BACKOFF, MAX_BACKOFF);
-                self.next.insert(id, next);
-            }
-        }
+            Sent::Acknowledged => (true, FIRST_POLL, MAX_POLL),
+            Sent::Failed(_) => (false, FIRST_BACKOFF, MAX_BACKOFF),
+        };
+        let before = self.next.get(&id);
+        let sends = before.map_or(0, |n| n.sends) + 1;
+        let times = before
+            .filter(|n| n.acknowledged == acknowledged)
+            .map_or(0, |n| n.times);
+        let at = now.plus_millis(millis(doubled(first, most, times)));
+        self.next.insert(
+            id,
+            Next {
+                acknowledged,
+                times: times + 1,
+                at,
+                sends,
+            },
+        );
     }
 
-    /// Forgets applications no longer open.
-    pub fn keep_only(&mut self, open: &HashSet<u64>) {
-        self.next.retain(|id, _| open.contains(id));
+    /// How many times application `id` was sent (the next send goes to the next connected
+    /// node of its origin, [`peer_for`]).
+    pub fn turn(&self, id: u64) -> usize {
+        self.next.get(&id).map_or(0, |n| n.sends)
+    }
+
+    /// The id after which the next round reads the open applications.
+    pub fn cursor(&self) -> u64 {
+        self.after
+    }
+
+    /// Of `page` (the open applications with ids above [`Self::cursor`], in id order, at most
+    /// `read_most`), those to send at `now`, at most [`ROUND_MOST`]. Forgets the applications
+    /// in the page's range that it no longer shows (closed), and moves the cursor past what it
+    /// looked at, back to the start after the last page: every open application is looked at
+    /// in turn, however many wait ahead of it for their origins.
+    pub fn due(
+        &mut self,
+        page: Vec<AcrossRow>,
+        read_most: usize,
+        now: Timestamp,
+    ) -> Vec<AcrossRow> {
+        let after = self.after;
+        let last_page = page.len() < read_most;
+        let upto = match page.last() {
+            Some(r) if !last_page => r.id,
+            _ => u64::MAX,
+        };
+        let shown: HashSet<u64> = page.iter().map(|r| r.id).collect();
+        self.next
+            .retain(|id, _| *id <= after || *id > upto || shown.contains(id));
+        let due: Vec<AcrossRow> = page
+            .into_iter()
+            .filter(|r| self.is_due(r.id, now))
+            .take(ROUND_MOST)
+            .collect();
+        self.after = match due.last() {
+            // More may be due after it: the next round starts there.
+            Some(r) if due.len() == ROUND_MOST => r.id,
+            _ if last_page => 0,
+            _ => upto,
+        };
+        due
     }
 
     /// Forgets everything (this node stopped leading).
     pub fn clear(&mut self) {
         self.next.clear();
+        self.after = 0;
     }
 }
 
@@ -122,14 +180,23 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// The peer to send a request for `origin` to: a proven node of that zone, else a proven node
-/// of another zone of its exchange (which passes it on).
-fn peer_for(origin: &ZoneId, peers: &[(PeerInfo, Identity)]) -> Option<Peer> {
-    let of = |pred: &dyn Fn(&ZoneId) -> bool| {
-        peers.iter().find_map(|(info, identity)| match identity {
-            Identity::Delegated { zone } if pred(zone) => Some(Peer(info.peer.clone())),
-            _ => None,
-        })
+/// The peer to send a request for `origin` to on its `turn`-th send: the connected, proven
+/// nodes of that zone in turn, else those of another zone of its exchange (which pass it on).
+/// Taking them in turn keeps one node that cannot answer (cut off from its zone's leader, or
+/// lying) from holding an application for ever.
+fn peer_for(origin: &ZoneId, peers: &[(PeerInfo, Identity)], turn: usize) -> Option<Peer> {
+    let of = |pred: &dyn Fn(&ZoneId) -> bool| -> Option<Peer> {
+        let mut matching: Vec<&PeerInfo> = peers
+            .iter()
+            .filter_map(|(info, identity)| match identity {
+                Identity::Delegated { zone } if pred(zone) => Some(info),
+                _ => None,
+            })
+            .collect();
+        // In a fixed order, whatever order the transport lists them in.
+        matching.sort_by(|a, b| a.peer.cmp(&b.peer));
+        let n = matching.len();
+        (n > 0).then(|| Peer(matching[turn % n].peer.clone()))
     };
     of(&|z| z == origin).or_else(|| of(&|z| z.exchange() == origin.exchange()))
 }
@@ -210,6 +277,16 @@ impl Federation {
             Ok(None) => {}
             Err(e) => return refused("unavailable", e),
         }
+        // What this zone's state already refuses is answered without a write.
+        let unrecordable = match db.reader().await {
+            Ok(mut conn) => across::unrecordable(&mut conn, own, request, now).await,
+            Err(e) => Err(e),
+        };
+        match unrecordable {
+            Ok(None) => {}
+            Ok(Some(refusal)) => return self.refuse(from, &bytes, verified.id, &refusal),
+            Err(e) => return refused("unavailable", e.to_string()),
+        }
         let command = CatalogCommand::ReceiveApplication(Box::new(ReceivedApplication {
             request: bytes.clone(),
             received_from: from.0.chars().take(PEER_CHARS).collect(),
@@ -236,13 +313,16 @@ impl Federation {
                     Err(e) => refused("unavailable", e),
                 }
             }
-            Ok((Err(refusal), _)) => {
-                let kind = refusal.code();
-                self.note_application(from, &bytes, Some(verified.id), kind, refusal.to_string());
-                refused(kind, refusal.to_string())
-            }
+            Ok((Err(refusal), _)) => self.refuse(from, &bytes, verified.id, &refusal),
             Err(e) => refused("unavailable", e.message),
         }
+    }
+
+    /// Refuses request `bytes` (id `id`) from `from` as the zone's rules do, and records it.
+    fn refuse(&self, from: &Peer, bytes: &[u8], id: ContentId, refusal: &Refusal) -> Response {
+        let kind = refusal.code();
+        self.note_application(from, bytes, Some(id), kind, refusal.to_string());
+        refused(kind, refusal.to_string())
     }
 
     async fn held(
@@ -323,31 +403,28 @@ impl Federation {
                 schedule.clear();
                 continue;
             }
-            let open = match db.reader().await {
-                Ok(mut conn) => table::awaiting_origin(&mut conn, READ_MOST).await,
+            let page = match db.reader().await {
+                Ok(mut conn) => {
+                    table::awaiting_origin(&mut conn, schedule.cursor(), READ_MOST).await
+                }
                 Err(e) => Err(e),
             };
-            let open = match open {
+            let page = match page {
                 Ok(rows) => rows,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot read the applications awaiting other exchanges");
                     continue;
                 }
             };
-            schedule.keep_only(&open.iter().map(|r| r.id).collect());
             let now = self.clock.now();
-            let due: Vec<AcrossRow> = open
-                .into_iter()
-                .filter(|r| schedule.is_due(r.id, now))
-                .take(ROUND_MOST)
-                .collect();
+            let due = schedule.due(page, READ_MOST as usize, now);
             if due.is_empty() {
                 continue;
             }
             let peers = self.peer_identities().await;
             let sends = due
                 .iter()
-                .map(|row| self.forward_one(&proposer, &peers, row));
+                .map(|row| self.forward_one(&proposer, &peers, row, schedule.turn(row.id)));
             let outcomes = join_all(sends).await;
             for (row, outcome) in due.iter().zip(outcomes) {
                 if let Sent::Failed(why) = &outcome {
@@ -369,6 +446,7 @@ impl Federation {
         proposer: &Proposer,
         peers: &[(PeerInfo, Identity)],
         row: &AcrossRow,
+        turn: usize,
     ) -> Sent {
         let (Some(origin), Some(body)) = (&row.origin_zone, &row.request_body) else {
             return Sent::Failed("no request recorded".into());
@@ -386,7 +464,7 @@ impl Federation {
             Ok(r) => r,
             Err(e) => return Sent::Failed(format!("this node cannot sign the request: {e}")),
         };
-        let Some(peer) = peer_for(&origin, peers) else {
+        let Some(peer) = peer_for(&origin, peers, turn) else {
             return Sent::Failed(format!(
                 "no node of exchange {} is connected",
                 origin.exchange()
@@ -473,7 +551,7 @@ mod tests {
         let mut waits = Vec::new();
         for _ in 0..9 {
             s.sent(7, &Sent::Failed("down".into()), now);
-            let next = s.next[&7].1;
+            let next = s.next[&7].at;
             waits.push(next.0 - now.0);
             assert!(!s.is_due(7, now.plus_millis(next.0 - now.0 - 1)));
             assert!(s.is_due(7, next));
@@ -495,12 +573,119 @@ mod tests {
         assert!(s.next.is_empty());
     }
 
+    /// Open applications `ids`, as the table reads them.
+    fn rows(ids: std::ops::RangeInclusive<u64>) -> Vec<AcrossRow> {
+        ids.map(|id| AcrossRow {
+            id,
+            state: ApplicationState::Submitted,
+            origin_zone: Some("zhengzhou/main".into()),
+            applicant_zone: None,
+            request_id: None,
+            request_body: None,
+            decision_id: None,
+            decision_body: None,
+            authorization_id: None,
+        })
+        .collect()
+    }
+
+    /// What [`table::awaiting_origin`] reads of `open` after `after`, at most `most`.
+    fn page(open: &[AcrossRow], after: u64, most: usize) -> Vec<AcrossRow> {
+        open.iter()
+            .filter(|r| r.id > after)
+            .take(most)
+            .cloned()
+            .collect()
+    }
+
+    #[test]
+    fn applications_beyond_one_read_are_sent_while_earlier_ones_wait_for_their_origin() {
+        // More open applications than one round reads, the first ones all acknowledged just
+        // now: the later ones must not wait until an operator elsewhere decides the first.
+        let most = usize::try_from(READ_MOST).expect("small");
+        let last = u64::from(READ_MOST) + 88;
+        let open = rows(1..=last);
+        let mut s = Schedule::default();
+        for id in 1..=u64::from(READ_MOST) {
+            s.sent(id, &Sent::Acknowledged, T0);
+        }
+        let mut sent = Vec::new();
+        for _ in 0..12 {
+            let due = s.due(page(&open, s.cursor(), most), most, T0);
+            for r in due {
+                s.sent(r.id, &Sent::Failed("down".into()), T0);
+                sent.push(r.id);
+            }
+        }
+        let later: Vec<u64> = (u64::from(READ_MOST) + 1..=last).collect();
+        assert_eq!(sent, later, "each later one once, none of the waiting ones");
+        assert_eq!(s.next.len(), open.len(), "nothing open is forgotten");
+    }
+
+    #[test]
+    fn an_acknowledgement_after_failures_is_asked_after_again_from_two_seconds_and_back() {
+        // PROTOCOL.md 11.7: each kind of answer has its own pace, starting afresh.
+        let mut s = Schedule::default();
+        for i in 0..6 {
+            s.sent(7, &Sent::Failed("down".into()), at(i));
+        }
+        s.sent(7, &Sent::Acknowledged, at(10));
+        assert!(s.is_due(7, at(10 + 2000)), "asked again after 2 s");
+        for i in 0..6 {
+            s.sent(7, &Sent::Acknowledged, at(20 + i));
+        }
+        s.sent(7, &Sent::Failed("refused".into()), at(40));
+        assert!(s.is_due(7, at(40 + 1000)), "sent again after 1 s");
+    }
+
+    /// A connected peer `name` proven to speak for `zone`.
+    fn proven_as(name: &str, zone: &str) -> (PeerInfo, Identity) {
+        let info = PeerInfo {
+            peer: name.into(),
+            address: None,
+            agent: None,
+            score: None,
+            topics: Vec::new(),
+            last_message_ms: None,
+        };
+        let zone = zone.parse().expect("zone id");
+        (info, Identity::Delegated { zone })
+    }
+
+    #[test]
+    fn sends_again_go_to_each_connected_node_of_the_origin_in_turn() {
+        // One node of the origin that cannot answer (partitioned from its zone's leader, or
+        // lying that it holds the request) must not hold the application for ever.
+        let origin: ZoneId = "zhengzhou/main".parse().expect("zone id");
+        let peers = [
+            proven_as("relay", "zhengzhou/erqi"),
+            proven_as("a", "zhengzhou/main"),
+            proven_as("b", "zhengzhou/main"),
+        ];
+        let tried: Vec<String> = (0..4)
+            .filter_map(|turn| peer_for(&origin, &peers, turn))
+            .map(|p| p.0)
+            .collect();
+        assert_eq!(tried, ["a", "b", "a", "b"]);
+        let relays = [
+            proven_as("r1", "zhengzhou/erqi"),
+            proven_as("other", "beijing/main"),
+            proven_as("r2", "zhengzhou/erqi"),
+        ];
+        let tried: Vec<String> = (0..2)
+            .filter_map(|turn| peer_for(&origin, &relays, turn))
+            .map(|p| p.0)
+            .collect();
+        assert_eq!(tried, ["r1", "r2"], "without one, each node of its exchange in turn");
+        assert_eq!(peer_for(&origin, &relays[1..2], 0), None);
+    }
+
     #[test]
     fn closed_applications_are_forgotten() {
         let mut s = Schedule::default();
         s.sent(1, &Sent::Failed("x".into()), T0);
         s.sent(2, &Sent::Failed("x".into()), T0);
-        s.keep_only(&HashSet::from([2]));
+        s.due(rows(2..=2), 16, T0);
         assert_eq!(s.next.keys().copied().collect::<Vec<_>>(), [2]);
     }
 }

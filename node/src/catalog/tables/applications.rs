@@ -19,27 +19,71 @@ fn state_of(s: &str) -> Result<ApplicationState, String> {
     ApplicationState::parse(s).ok_or_else(|| format!("unknown application state {s:?}"))
 }
 
+const PENDING_OF: &str = "SELECT count(*) FROM applications WHERE buyer = ?1 \
+    AND state IN ('submitted', 'forwarding')";
+
 /// How many applications of `buyer` await a decision.
 ///
 /// # Errors
 /// SQLite's error.
 pub fn pending_of(db: &rusqlite::Connection, buyer: &str) -> rusqlite::Result<i64> {
-    db.prepare_cached(
-        "SELECT count(*) FROM applications WHERE buyer = ?1 \
-            AND state IN ('submitted', 'forwarding')",
-    )?
-    .query_row([buyer], |row| row.get(0))
+    db.prepare_cached(PENDING_OF)?
+        .query_row([buyer], |row| row.get(0))
 }
 
-/// How many applications forwarded by `applicant` await a decision here.
+/// [`pending_of`] on a reader.
 ///
 /// # Errors
 /// SQLite's error.
-pub fn pending_from(db: &rusqlite::Connection, applicant: &str) -> rusqlite::Result<i64> {
-    db.prepare_cached(
-        "SELECT count(*) FROM applications WHERE applicant_zone = ?1 AND state = 'submitted'",
-    )?
-    .query_row([applicant], |row| row.get(0))
+pub async fn pending_of_read(conn: &mut SqliteConnection, buyer: &str) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(PENDING_OF)
+        .bind(buyer)
+        .fetch_one(&mut *conn)
+        .await
+}
+
+const PENDING_FROM: &str = "SELECT count(*) FROM applications WHERE applicant_zone = ?1 \
+    AND (state = 'submitted' \
+        OR (state = 'rejected' AND decided_at >= ?2 AND substr(decided_by, 1, ?3) = ?4))";
+
+/// How many applications forwarded by `applicant` await a decision here, or were rejected
+/// at once (by a member, `decided_by` starting with `by_member`) at or after `since`.
+///
+/// # Errors
+/// SQLite's error.
+pub fn pending_from(
+    db: &rusqlite::Connection,
+    applicant: &str,
+    by_member: &str,
+    since: Timestamp,
+) -> rusqlite::Result<i64> {
+    db.prepare_cached(PENDING_FROM)?.query_row(
+        rusqlite::params![applicant, int(since.0), prefix_chars(by_member), by_member],
+        |row| row.get(0),
+    )
+}
+
+/// [`pending_from`] on a reader.
+///
+/// # Errors
+/// SQLite's error.
+pub async fn pending_from_read(
+    conn: &mut SqliteConnection,
+    applicant: &str,
+    by_member: &str,
+    since: Timestamp,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(PENDING_FROM)
+        .bind(applicant)
+        .bind(int(since.0))
+        .bind(prefix_chars(by_member))
+        .bind(by_member)
+        .fetch_one(&mut *conn)
+        .await
+}
+
+fn prefix_chars(prefix: &str) -> i64 {
+    i64::try_from(prefix.chars().count()).unwrap_or(i64::MAX)
 }
 
 /// Records `request` of `buyer` in `state`, submitted at `at` by `submitted_by` (the entry at
@@ -350,18 +394,21 @@ pub async fn forwarded_by_read(
 }
 
 /// This zone's applications awaiting another exchange (`forwarding`, or `submitted` to an
-/// origin zone), oldest first, at most `limit`: what the leader forwards and asks after.
+/// origin zone) with ids above `after`, oldest first, at most `limit`: what the leader
+/// forwards and asks after, a page at a time.
 ///
 /// # Errors
 /// SQLite's error, or a row that does not decode.
 pub async fn awaiting_origin(
     conn: &mut SqliteConnection,
+    after: u64,
     limit: u32,
 ) -> Result<Vec<AcrossRow>, sqlx::Error> {
     let rows: Vec<AcrossColumns> = sqlx::query_as(&format!(
         "{SELECT_ACROSS} WHERE state IN ('forwarding', 'submitted') AND origin_zone IS NOT NULL \
-         ORDER BY id LIMIT ?"
+         AND id > ? ORDER BY id LIMIT ?"
     ))
+    .bind(int(after))
     .bind(i64::from(limit))
     .fetch_all(&mut *conn)
     .await?;
