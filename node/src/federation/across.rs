@@ -647,6 +647,8 @@ mod tests {
             score: None,
             topics: Vec::new(),
             last_message_ms: None,
+            messages: 0,
+            connected_since_ms: None,
         };
         let zone = zone.parse().expect("zone id");
         (info, Identity::Delegated { zone })
@@ -676,7 +678,11 @@ mod tests {
             .filter_map(|turn| peer_for(&origin, &relays, turn))
             .map(|p| p.0)
             .collect();
-        assert_eq!(tried, ["r1", "r2"], "without one, each node of its exchange in turn");
+        assert_eq!(
+            tried,
+            ["r1", "r2"],
+            "without one, each node of its exchange in turn"
+        );
         assert_eq!(peer_for(&origin, &relays[1..2], 0), None);
     }
 
