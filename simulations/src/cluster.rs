@@ -144,6 +144,18 @@ impl Cluster {
         .with_context(|| format!("starting {}", config.display()))
     }
 
+    /// The data directory of node `i` (its files, kept across a crash).
+    ///
+    /// # Errors
+    /// If its config no longer loads.
+    pub fn data_dir(&self, i: usize) -> anyhow::Result<PathBuf> {
+        let node = self.nodes.get(i).context("no such node")?;
+        let path = self.dir.path().join("layout").join(&node.config);
+        let loaded = xchg_federation_config::load(&path, Timestamp::now())
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        Ok(loaded.config.node.data_dir)
+    }
+
     /// The node index of node `node` of zone `zone`.
     pub fn index(&self, zone: usize, node: usize) -> Option<usize> {
         self.zones.get(zone)?.nodes.get(node).copied()

@@ -2,6 +2,7 @@
 //! history. Every checker answers a [`Check`]: its name, whether it held, and what it found.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
@@ -14,7 +15,7 @@ use xchg_protocol::ContentId;
 use crate::cluster::Cluster;
 use crate::linearizability::{self, Model, Operation, Verdict};
 use crate::scenario::Op;
-use crate::workload::{Outcome, Record, key_of};
+use crate::workload::{Outcome, Record, key_of, listing_body};
 
 /// One invariant's verdict.
 #[derive(Debug, Clone, Serialize)]
@@ -200,12 +201,14 @@ impl Leaders {
             let Some(h) = &n.handle else { continue };
             let m = h.raft.metrics().borrow().clone();
             if m.current_leader == Some(h.id) {
-                self.seen
-                    .entry((n.zone, m.current_term))
-                    .or_default()
-                    .insert(h.id);
+                self.saw(n.zone, m.current_term, h.id);
             }
         }
+    }
+
+    /// Records that node `id` said it leads zone `zone` in `term`.
+    pub fn saw(&mut self, zone: usize, term: u64, id: u64) {
+        self.seen.entry((zone, term)).or_default().insert(id);
     }
 
     /// Invariant 3, At most one leader per zone per term.
@@ -417,6 +420,47 @@ pub async fn audit_chains(cluster: &Cluster) -> Check {
         &problems,
         format_args!("{verified} records verified"),
     )
+}
+
+/// Invariant 7, Liveness: after healing, every zone has a leader and takes a write.
+pub async fn liveness(cluster: &Cluster, converged: bool) -> Check {
+    let mut problems = Vec::new();
+    if !converged {
+        problems.push("the federation did not converge within the heal deadline".to_owned());
+    }
+    let http = reqwest::Client::new();
+    for (z, zone) in cluster.zones.iter().enumerate() {
+        let Some(url) = cluster.leader_of(z).and_then(|i| cluster.url(i)) else {
+            problems.push(format!("{} has no leader", zone.id));
+            continue;
+        };
+        let body = listing_body(
+            1_000_000 + z as u64,
+            (zone.provider.id.as_str(), &zone.provider.name),
+            false,
+            false,
+        );
+        let answer = http
+            .post(format!("{url}/v1/listings"))
+            .bearer_auth(&zone.tokens.provider)
+            .json(&body)
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await;
+        match answer {
+            Ok(r) if r.status().as_u16() == 201 => {}
+            Ok(r) => problems.push(format!("{} answered a write {}", zone.id, r.status())),
+            Err(e) => problems.push(format!("{}: {e}", zone.id)),
+        }
+    }
+    Check {
+        name: "liveness",
+        held: problems.is_empty(),
+        detail: problems
+            .first()
+            .cloned()
+            .unwrap_or_else(|| format!("{} zones took a write", cluster.zones.len())),
+    }
 }
 
 /// The sequential specification of one listing as the API changes it.

@@ -1,5 +1,6 @@
 //! `xchg-sim`: runs one scenario of a whole federation in this process under faults drawn from
-//! one seed, checks the invariants, writes the report, and exits non-zero if one failed.
+//! one seed, checks the invariants, writes the report, and exits non-zero if one failed;
+//! `xchg-sim sweep` runs one scenario over a range of seeds.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,13 +10,21 @@ use clap::Parser;
 use xchg_federation_config::layout::LayoutKind;
 use xchg_simulations::run::{default_out, run};
 use xchg_simulations::scenario::{Options, Scenario};
+use xchg_simulations::sweep::{failure_table, parse_seeds, sweep};
 
 /// Runs a whole xchg federation in one process under seeded faults and checks its invariants.
 #[derive(Debug, Parser)]
 #[command(name = "xchg-sim", version)]
 struct Args {
-    /// The scenario: xuchang, partition-heal, leader-churn or lagging-follower.
+    /// The scenario: xuchang, partition-heal, leader-churn or lagging-follower; or `sweep`, to
+    /// run the scenario named by --scenario over the seeds of --seeds.
     scenario: String,
+    /// With `sweep`: the seeds, like `1..200` (both ends included).
+    #[arg(long)]
+    seeds: Option<String>,
+    /// With `sweep`: the scenario to run.
+    #[arg(long = "scenario")]
+    swept: Option<String>,
     /// The seed every random choice derives from (default: drawn, and printed).
     #[arg(long)]
     seed: Option<u64>,
@@ -34,20 +43,43 @@ struct Args {
     /// Client operations per second over the whole federation.
     #[arg(long, default_value_t = 20)]
     rate: u32,
-    /// Where to write the report (default `sim-out/SCENARIO-SEED/`).
+    /// Where to write the report (default `sim-out/SCENARIO-SEED/`, or for a sweep
+    /// `sim-out/sweep-SCENARIO-A-B/`).
     #[arg(long)]
     out: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let Some(scenario) = Scenario::parse(&args.scenario) else {
+    let sweeping = args.scenario == "sweep";
+    let seeds = match (sweeping, &args.seeds, &args.swept) {
+        (true, Some(seeds), Some(_)) => match parse_seeds(seeds) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                eprintln!("--seeds: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        (true, _, _) => {
+            eprintln!("sweep needs --seeds A..B and --scenario NAME");
+            return ExitCode::from(2);
+        }
+        (false, None, None) => None,
+        (false, _, _) => {
+            eprintln!(
+                "--seeds and --scenario go with sweep: xchg-sim sweep --seeds A..B --scenario NAME"
+            );
+            return ExitCode::from(2);
+        }
+    };
+    let name = if sweeping {
+        args.swept.clone().unwrap_or_default()
+    } else {
+        args.scenario.clone()
+    };
+    let Some(scenario) = Scenario::parse(&name) else {
         let names: Vec<&str> = Scenario::ALL.iter().map(|s| s.as_str()).collect();
-        eprintln!(
-            "unknown scenario {:?}; one of: {}",
-            args.scenario,
-            names.join(", ")
-        );
+        eprintln!("unknown scenario {:?}; one of: {}", name, names.join(", "));
         return ExitCode::from(2);
     };
     let layout = match args.layout.as_deref() {
@@ -73,7 +105,6 @@ fn main() -> ExitCode {
         nodes_per_zone: args.nodes_per_zone,
         rate: args.rate.max(1),
     };
-    let out = args.out.unwrap_or_else(|| default_out(&options));
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
@@ -81,6 +112,38 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(seeds) = seeds {
+        let out = args.out.unwrap_or_else(|| {
+            PathBuf::from("sim-out").join(format!(
+                "sweep-{}-{}-{}",
+                scenario.as_str(),
+                seeds.start(),
+                seeds.end()
+            ))
+        });
+        return match runtime.block_on(sweep(&options, seeds, &out)) {
+            Ok(s) => {
+                let failed = s.failed().count();
+                println!(
+                    "{} runs of {}, {failed} with an invariant failing; {}",
+                    s.runs.len(),
+                    s.scenario,
+                    out.join("sweep.md").display()
+                );
+                if failed == 0 {
+                    ExitCode::SUCCESS
+                } else {
+                    print!("{}", failure_table(&s));
+                    ExitCode::FAILURE
+                }
+            }
+            Err(e) => {
+                eprintln!("xchg-sim: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let out = args.out.unwrap_or_else(|| default_out(&options));
     match runtime.block_on(run(&options, &out)) {
         Ok(report) => {
             for c in &report.invariants {

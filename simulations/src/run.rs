@@ -22,6 +22,7 @@ use xchg_protocol::Keypair;
 use crate::cluster::Cluster;
 use crate::invariants::{self, Check, Leaders};
 use crate::scenario::{Fault, Op, Options, Schedule};
+use crate::svg;
 use crate::workload::{Clients, Outcome, Record, listing_body};
 
 /// How often the leaders are sampled (invariant 3).
@@ -39,6 +40,20 @@ pub struct Figures {
     pub convergence_ms: Option<u64>,
     /// Gossip messages a listening peer saw.
     pub gossip_messages: u64,
+    /// From a listing's approval acknowledged at its origin to its recognition in another
+    /// zone, over every (listing, zone) pair: p50, p99 and max in ms (`None`: none).
+    pub propagation_ms: Option<Latency>,
+    /// Gossip messages seen per listing approved (`None`: none approved).
+    pub messages_per_listing: Option<f64>,
+}
+
+/// The values behind the figures, for the charts.
+#[derive(Debug, Clone, Default)]
+pub struct Samples {
+    /// Commit latency of each acknowledged submission, per zone, ms.
+    pub commit: BTreeMap<String, Vec<u64>>,
+    /// Propagation latency of each (listing, other zone) pair, ms.
+    pub propagation: Vec<u64>,
 }
 
 /// A latency distribution.
@@ -75,6 +90,9 @@ pub struct Report {
     pub invariants: Vec<Check>,
     /// The command that repeats this run.
     pub reproduce: String,
+    /// The values the charts draw (not in `report.json`).
+    #[serde(skip)]
+    pub samples: Samples,
 }
 
 impl Report {
@@ -127,6 +145,7 @@ pub async fn run(options: &Options, out: &Path) -> anyhow::Result<Report> {
     wait_for_leaders(&cluster, Duration::from_secs(60)).await?;
     let messages = listen(&cluster).await;
     let start = Instant::now();
+    let start_wall_ms = xchg_protocol::Timestamp::now().0;
     let clients = Clients::new(start)?;
     let mut leaders = Leaders::default();
     let mut running: JoinSet<Record> = JoinSet::new();
@@ -209,9 +228,17 @@ pub async fn run(options: &Options, out: &Path) -> anyhow::Result<Report> {
             .unwrap_or_else(|| format!("{} listings", ids.len())),
     });
     checks.push(invariants::audit_chains(&cluster).await);
-    checks.push(liveness(&cluster, converged).await);
+    checks.push(invariants::liveness(&cluster, converged).await);
     checks.push(invariants::linearizable(&history));
 
+    let propagation = propagation(&cluster, &history, &ids, start_wall_ms).await;
+    let (figures, samples) = figures(
+        &cluster,
+        &history,
+        convergence_ms,
+        seen.len() as u64,
+        propagation,
+    );
     let report = Report {
         scenario: options.scenario.as_str().to_owned(),
         seed: options.seed,
@@ -219,9 +246,10 @@ pub async fn run(options: &Options, out: &Path) -> anyhow::Result<Report> {
         schedule_digest: digest,
         faults: schedule.faults.len(),
         operations: schedule.ops.len(),
-        figures: figures(&cluster, &history, convergence_ms, seen.len() as u64),
+        figures,
         invariants: checks,
         reproduce: reproduce(options),
+        samples,
     };
     cluster.shutdown().await;
     write(&report, out)?;
@@ -399,44 +427,73 @@ fn same_applied(cluster: &Cluster) -> bool {
     })
 }
 
-/// Invariant 7, Liveness: after healing, every zone has a leader and takes a write.
-async fn liveness(cluster: &Cluster, converged: bool) -> Check {
-    let mut problems = Vec::new();
-    if !converged {
-        problems.push("the federation did not converge within the heal deadline".to_owned());
-    }
-    let http = reqwest::Client::new();
-    for (z, zone) in cluster.zones.iter().enumerate() {
-        let Some(url) = cluster.leader_of(z).and_then(|i| cluster.url(i)) else {
-            problems.push(format!("{} has no leader", zone.id));
+/// For every listing approved (and acknowledged) that may leave its zone, and every other
+/// zone: how long after the approval's acknowledgement the zone recorded it recognised (0 when
+/// it did before the client heard back), read from one running node of the zone.
+async fn propagation(
+    cluster: &Cluster,
+    history: &[Record],
+    ids: &BTreeMap<u64, String>,
+    start_wall_ms: u64,
+) -> Vec<u64> {
+    let sensitive: std::collections::HashSet<u64> = history
+        .iter()
+        .filter_map(|r| match r.op {
+            Op::Submit {
+                key,
+                sensitive: true,
+                ..
+            } => Some(key),
+            _ => None,
+        })
+        .collect();
+    let mut out = Vec::new();
+    for r in history {
+        let (Op::Approve { zone, key, .. }, Outcome::Ok(_), Some(done)) =
+            (&r.op, &r.outcome, r.completed_us)
+        else {
             continue;
         };
-        let body = listing_body(
-            1_000_000 + z as u64,
-            (zone.provider.id.as_str(), &zone.provider.name),
-            false,
-            false,
-        );
-        let answer = http
-            .post(format!("{url}/v1/listings"))
-            .bearer_auth(&zone.tokens.provider)
-            .json(&body)
-            .timeout(Duration::from_secs(10))
-            .send()
+        let Some(id) = ids.get(key).filter(|_| !sensitive.contains(key)) else {
+            continue;
+        };
+        let acknowledged = start_wall_ms + done / 1000;
+        for (z, other) in cluster.zones.iter().enumerate() {
+            if z == *zone {
+                continue;
+            }
+            let Some(h) = other
+                .nodes
+                .iter()
+                .find_map(|&i| cluster.nodes[i].handle.as_ref())
+            else {
+                continue;
+            };
+            let Ok(mut conn) = h.db.reader().await else {
+                continue;
+            };
+            let at = sqlx::query_scalar::<_, Option<i64>>(
+                "SELECT min(at) FROM recognitions WHERE listing_id = ? AND kind = 'listing' \
+                 AND decision = 'recognised'",
+            )
+            .bind(id)
+            .fetch_one(&mut *conn)
             .await;
-        match answer {
-            Ok(r) if r.status().as_u16() == 201 => {}
-            Ok(r) => problems.push(format!("{} answered a write {}", zone.id, r.status())),
-            Err(e) => problems.push(format!("{}: {e}", zone.id)),
+            if let Ok(Some(at)) = at {
+                out.push(u64::try_from(at).unwrap_or(0).saturating_sub(acknowledged));
+            }
         }
     }
-    Check {
-        name: "liveness",
-        held: problems.is_empty(),
-        detail: problems
-            .first()
-            .cloned()
-            .unwrap_or_else(|| format!("{} zones took a write", cluster.zones.len())),
+    out
+}
+
+fn latency(mut v: Vec<u64>) -> Latency {
+    v.sort_unstable();
+    Latency {
+        p50: percentile(&v, 50),
+        p99: percentile(&v, 99),
+        max: v.last().copied().unwrap_or(0),
+        count: v.len(),
     }
 }
 
@@ -445,9 +502,10 @@ fn figures(
     history: &[Record],
     convergence_ms: Option<u64>,
     gossip_messages: u64,
-) -> Figures {
+    propagation: Vec<u64>,
+) -> (Figures, Samples) {
     let mut operations = BTreeMap::new();
-    let mut latency: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    let mut commits: BTreeMap<String, Vec<u64>> = BTreeMap::new();
     for r in history {
         let kind = match &r.outcome {
             Outcome::Ok(_) => "ok".to_owned(),
@@ -459,31 +517,33 @@ fn figures(
         if let (Op::Submit { zone, .. }, Outcome::Ok(_), Some(done)) =
             (&r.op, &r.outcome, r.completed_us)
         {
-            latency
+            commits
                 .entry(cluster.zones[*zone].id.clone())
                 .or_default()
                 .push(done.saturating_sub(r.invoked_us) / 1000);
         }
     }
-    let commit_latency_ms = latency
-        .into_iter()
-        .map(|(zone, mut v)| {
-            v.sort_unstable();
-            let l = Latency {
-                p50: percentile(&v, 50),
-                p99: percentile(&v, 99),
-                max: v.last().copied().unwrap_or(0),
-                count: v.len(),
-            };
-            (zone, l)
-        })
+    let commit_latency_ms = commits
+        .iter()
+        .map(|(zone, v)| (zone.clone(), latency(v.clone())))
         .collect();
-    Figures {
+    let approved = history
+        .iter()
+        .filter(|r| matches!((&r.op, &r.outcome), (Op::Approve { .. }, Outcome::Ok(_))))
+        .count();
+    let figures = Figures {
         operations,
         commit_latency_ms,
         convergence_ms,
         gossip_messages,
-    }
+        propagation_ms: (!propagation.is_empty()).then(|| latency(propagation.clone())),
+        messages_per_listing: (approved > 0).then(|| gossip_messages as f64 / approved as f64),
+    };
+    let samples = Samples {
+        commit: commits,
+        propagation,
+    };
+    (figures, samples)
 }
 
 /// Writes `report.json` and `report.md` into `out`.
@@ -521,7 +581,48 @@ fn write(report: &Report, out: &Path) -> anyhow::Result<()> {
             l.count, l.p50, l.p99, l.max
         ));
     }
+    if let Some(p) = &report.figures.propagation_ms {
+        md.push_str(&format!(
+            "\nPropagation, approval acknowledged at the origin to recognised in another zone, over {} (listing, zone) pairs: p50 {} ms, p99 {} ms, max {} ms.\n",
+            p.count, p.p50, p.p99, p.max
+        ));
+    }
+    if let Some(m) = report.figures.messages_per_listing {
+        md.push_str(&format!(
+            "Gossip messages seen per listing approved: {m:.1}.\n"
+        ));
+    }
+    md.push_str("\n![commit latency](commit-latency.svg)\n\n![propagation](propagation.svg)\n");
     std::fs::write(out.join("report.md"), md)?;
+    let series: Vec<(String, Vec<u64>)> = report
+        .samples
+        .commit
+        .iter()
+        .map(|(zone, v)| (zone.clone(), v.clone()))
+        .collect();
+    let title = format!(
+        "Commit latency of acknowledged submissions ({} seed {})",
+        report.scenario, report.seed
+    );
+    std::fs::write(
+        out.join("commit-latency.svg"),
+        svg::cdf(&title, "ms from request to acknowledgement", &series),
+    )?;
+    let title = format!(
+        "Cross-zone propagation ({} seed {})",
+        report.scenario, report.seed
+    );
+    std::fs::write(
+        out.join("propagation.svg"),
+        svg::cdf(
+            &title,
+            "ms from approval acknowledged to recognised in another zone",
+            &[(
+                "(listing, zone) pairs".to_owned(),
+                report.samples.propagation.clone(),
+            )],
+        ),
+    )?;
     Ok(())
 }
 
