@@ -95,9 +95,65 @@ impl Clock for ManualClock {
     }
 }
 
+/// The operating system's clock moved by an offset that can change while it runs (a machine
+/// whose clock is ahead or behind, in simulations); waiting is tokio's, like [`SystemClock`].
+/// Clones share one offset.
+#[derive(Debug, Clone, Default)]
+pub struct SkewedClock {
+    offset_ms: Arc<std::sync::atomic::AtomicI64>,
+}
+
+impl SkewedClock {
+    /// A clock `offset_ms` ahead of the system clock (behind when negative).
+    pub fn new(offset_ms: i64) -> Self {
+        SkewedClock {
+            offset_ms: Arc::new(std::sync::atomic::AtomicI64::new(offset_ms)),
+        }
+    }
+
+    /// Sets the offset from the system clock.
+    pub fn set_offset(&self, offset_ms: i64) {
+        self.offset_ms
+            .store(offset_ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The offset from the system clock.
+    pub fn offset(&self) -> i64 {
+        self.offset_ms.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Clock for SkewedClock {
+    fn now(&self) -> Timestamp {
+        let system = Timestamp::now().millis();
+        let offset = self.offset();
+        Timestamp(if offset >= 0 {
+            system.saturating_add(offset.unsigned_abs())
+        } else {
+            system.saturating_sub(offset.unsigned_abs())
+        })
+    }
+
+    fn sleep(&self, d: Duration) -> Sleep {
+        Box::pin(tokio::time::sleep(d))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_skewed_clock_reads_the_system_clock_moved_by_its_offset() {
+        let clock = SkewedClock::new(-120_000);
+        let shared = clock.clone();
+        let before = Timestamp::now().millis();
+        let behind = clock.now().millis();
+        assert!(behind + 120_000 >= before && behind + 120_000 <= Timestamp::now().millis());
+        shared.set_offset(60_000);
+        let ahead = clock.now().millis();
+        assert!(ahead >= before + 60_000, "clones share the offset");
+    }
     use futures::FutureExt as _;
 
     #[test]

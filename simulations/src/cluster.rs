@@ -12,6 +12,7 @@ use anyhow::Context as _;
 use xchg_federation_config::layout::{
     self, Layout, LayoutKind, LayoutOptions, LayoutParty, ZoneTokens,
 };
+use xchg_node::clock::SkewedClock;
 use xchg_node::fault::Delay;
 use xchg_node::federation::Tuning;
 use xchg_node::gossip::Peer;
@@ -25,6 +26,8 @@ use xchg_protocol::Timestamp;
 pub struct Node {
     /// Its zone's index.
     pub zone: usize,
+    /// Its exchange's index (in layout order).
+    pub exchange: usize,
     /// Its name.
     pub name: String,
     /// Its config file, relative to the layout directory.
@@ -63,6 +66,8 @@ pub struct Cluster {
     /// The gossip network.
     pub gossip: Arc<Network>,
     options: StartOptions,
+    /// One clock per exchange, in layout order: every node of an exchange reads it.
+    clocks: Vec<SkewedClock>,
 }
 
 impl Cluster {
@@ -99,15 +104,26 @@ impl Cluster {
             nodes: Vec::new(),
             gossip,
             options,
+            clocks: layout
+                .exchanges
+                .iter()
+                .map(|_| SkewedClock::default())
+                .collect(),
         };
-        for (z, zone) in layout.exchanges.iter().flat_map(|e| &e.zones).enumerate() {
+        let zones = layout
+            .exchanges
+            .iter()
+            .enumerate()
+            .flat_map(|(e, x)| x.zones.iter().map(move |z| (e, z)));
+        for (z, (exchange, zone)) in zones.enumerate() {
             let router = Router::new(seed.wrapping_add(z as u64 + 1));
             let mut indices = Vec::new();
             for n in &zone.nodes {
                 indices.push(cluster.nodes.len());
-                let handle = cluster.launch(&router, &n.config).await?;
+                let handle = cluster.launch(&router, &n.config, exchange).await?;
                 cluster.nodes.push(Node {
                     zone: z,
+                    exchange,
                     name: n.name.to_string(),
                     config: n.config.clone(),
                     id: handle.id,
@@ -130,18 +146,16 @@ impl Cluster {
         &self,
         router: &Arc<Router>,
         config: &std::path::Path,
+        exchange: usize,
     ) -> anyhow::Result<NodeHandle> {
         let out = self.dir.path().join("layout");
-        xchg_node::node::start_in_process(
-            &out,
-            config,
-            router,
-            &self.gossip,
-            self.options.clone(),
-            |_| {},
-        )
-        .await
-        .with_context(|| format!("starting {}", config.display()))
+        let mut options = self.options.clone();
+        if let Some(clock) = self.clocks.get(exchange) {
+            options.clock = Arc::new(clock.clone());
+        }
+        xchg_node::node::start_in_process(&out, config, router, &self.gossip, options, |_| {})
+            .await
+            .with_context(|| format!("starting {}", config.display()))
     }
 
     /// The data directory of node `i` (its files, kept across a crash).
@@ -186,7 +200,9 @@ impl Cluster {
             return Ok(());
         }
         let router = self.zones[node.zone].router.clone();
-        let handle = self.launch(&router, &node.config.clone()).await?;
+        let handle = self
+            .launch(&router, &node.config.clone(), node.exchange)
+            .await?;
         self.nodes[i].handle = Some(handle);
         Ok(())
     }
@@ -224,12 +240,72 @@ impl Cluster {
         self.gossip.faults(|f| apply(f, faults));
     }
 
-    /// Every fault on every transport ends.
+    /// Sets how far exchange `exchange`'s clock is ahead of the system clock (behind when
+    /// negative): every node of it reads that time, and judges by it.
+    pub fn set_skew(&self, exchange: usize, offset_ms: i64) {
+        if let Some(c) = self.clocks.get(exchange) {
+            c.set_offset(offset_ms);
+        }
+    }
+
+    /// Takes the Raft link from node `from` to node `to` of zone `zone` down, one way.
+    pub fn cut_raft_one_way(&self, zone: usize, from: usize, to: usize) {
+        if let (Some(a), Some(b)) = (self.index(zone, from), self.index(zone, to)) {
+            self.zones[zone]
+                .router
+                .faults()
+                .cut_one_way(&self.nodes[a].id, &self.nodes[b].id);
+        }
+    }
+
+    /// Takes the gossip links from every node of zone `from` to every node of zone `to` down,
+    /// one way.
+    pub fn cut_gossip_one_way(&self, from: usize, to: usize) {
+        let peers = |z: usize| -> Vec<Peer> {
+            self.zones
+                .get(z)
+                .map(|z| {
+                    z.nodes
+                        .iter()
+                        .map(|&i| self.nodes[i].peer.clone())
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let (senders, receivers) = (peers(from), peers(to));
+        self.gossip.faults(|f| {
+            for a in &senders {
+                for b in &receivers {
+                    f.cut_one_way(a, b);
+                }
+            }
+        });
+    }
+
+    /// Holds every message to and from node `i` (Raft and gossip) until [`Cluster::resume`]:
+    /// the node seems stopped to the others, and they to it.
+    pub fn pause(&self, i: usize) {
+        let Some(n) = self.nodes.get(i) else { return };
+        self.zones[n.zone].router.faults().pause(&n.id);
+        self.gossip.faults(|f| f.pause(&n.peer));
+    }
+
+    /// Lets node `i`'s held messages go on.
+    pub fn resume(&self, i: usize) {
+        let Some(n) = self.nodes.get(i) else { return };
+        self.zones[n.zone].router.faults().resume(&n.id);
+        self.gossip.faults(|f| f.resume(&n.peer));
+    }
+
+    /// Every fault on every transport ends, and every exchange's clock reads the system's.
     pub fn heal_all(&self) {
         for z in &self.zones {
             z.router.heal_all();
         }
         self.gossip.heal_all();
+        for c in &self.clocks {
+            c.set_offset(0);
+        }
     }
 
     /// Stops every node.

@@ -380,6 +380,24 @@ async fn apply(
                 crashed.push((Instant::now() + Duration::from_millis(down_ms), i));
             }
         }
+        Fault::CutRaftOneWay { zone, from, to } => cluster.cut_raft_one_way(zone, from, to),
+        Fault::CutGossipOneWay { from_zone, to_zone } => {
+            cluster.cut_gossip_one_way(from_zone, to_zone);
+        }
+        Fault::Pause { zone, node } => {
+            if let Some(i) = cluster.index(zone, node) {
+                cluster.pause(i);
+            }
+        }
+        Fault::Resume { zone, node } => {
+            if let Some(i) = cluster.index(zone, node) {
+                cluster.resume(i);
+            }
+        }
+        Fault::Skew {
+            exchange,
+            offset_ms,
+        } => cluster.set_skew(exchange, offset_ms),
         Fault::HealAll => cluster.heal_all(),
     }
     Ok(())

@@ -158,9 +158,62 @@ pub enum Fault {
         /// How long it stays down.
         down_ms: u64,
     },
+    /// The Raft link from node `from` to node `to` of a zone goes down, one way (until the
+    /// heal).
+    CutRaftOneWay {
+        /// Zone index.
+        zone: usize,
+        /// Node index of the sender.
+        from: usize,
+        /// Node index of the receiver.
+        to: usize,
+    },
+    /// Gossip from every node of zone `from_zone` to every node of zone `to_zone` is cut, one
+    /// way (until the heal).
+    CutGossipOneWay {
+        /// Zone index of the senders.
+        from_zone: usize,
+        /// Zone index of the receivers.
+        to_zone: usize,
+    },
+    /// A node stalls: every message to and from it (Raft and gossip) is held, as if the
+    /// process were stopped (its own timers still run), until [`Fault::Resume`].
+    Pause {
+        /// Zone index.
+        zone: usize,
+        /// Node index in the zone.
+        node: usize,
+    },
+    /// A paused node's held messages go on.
+    Resume {
+        /// Zone index.
+        zone: usize,
+        /// Node index in the zone.
+        node: usize,
+    },
+    /// Every node of exchange `exchange` reads a clock `offset_ms` ahead of the others'
+    /// (behind when negative), and judges delegations and dates by it (until the heal).
+    Skew {
+        /// Exchange index, in layout order.
+        exchange: usize,
+        /// Milliseconds ahead.
+        offset_ms: i64,
+    },
     /// Every fault above ends (the heal phase starts with it too).
     HealAll,
 }
+
+/// How many exchanges a generated layout has.
+pub fn exchanges_of(layout: LayoutKind) -> usize {
+    match layout {
+        LayoutKind::SingleZone => 1,
+        LayoutKind::Xuchang | LayoutKind::TwoExchanges => 2,
+    }
+}
+
+/// The largest clock skew a schedule draws: inside the 5 minutes of skew the protocol allows
+/// (PROTOCOL.md 6.2), so that a skewed exchange is still recognised once its messages arrive.
+pub const MAX_SKEW_MS: i64 = 240_000;
 
 /// What a client asks, of a listing it names by `key` (its number in the run).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -234,7 +287,8 @@ impl Schedule {
         let zones = zones_of(options.layout);
         let nodes = options.nodes_per_zone;
         let span = u64::try_from(options.duration.as_millis()).unwrap_or(u64::MAX);
-        let faults = faults(options.scenario, &mut rng, zones, nodes, span);
+        let exchanges = exchanges_of(options.layout);
+        let faults = faults(options.scenario, &mut rng, (exchanges, zones, nodes), span);
         let ops = workload(options, &mut rng, zones, nodes, span);
         Schedule { faults, ops }
     }
@@ -254,8 +308,7 @@ fn at<T>(at_ms: u64, what: T) -> Timed<T> {
 fn faults(
     scenario: Scenario,
     rng: &mut StdRng,
-    zones: usize,
-    nodes: usize,
+    (exchanges, zones, nodes): (usize, usize, usize),
     span: u64,
 ) -> Vec<Timed<Fault>> {
     let mut out = Vec::new();
@@ -291,11 +344,62 @@ fn faults(
                 out.push(at(back, Fault::Restart { zone: z, node: n }));
                 t += span / 3;
             }
+            // Every exchange's clock off by up to four minutes either way.
+            for exchange in 0..exchanges {
+                out.push(at(
+                    0,
+                    Fault::Skew {
+                        exchange,
+                        offset_ms: rng.gen_range(-MAX_SKEW_MS..=MAX_SKEW_MS),
+                    },
+                ));
+            }
+            // A node stalls for one to four seconds.
+            let (z, n) = (zone(rng), rng.gen_range(0..nodes));
+            let t = span / 4;
+            out.push(at(t, Fault::Pause { zone: z, node: n }));
+            let back = (t + rng.gen_range(1000..=4000)).min(span - 1);
+            out.push(at(back, Fault::Resume { zone: z, node: n }));
+            // Gossip from one zone to another goes down one way.
+            if zones > 1 {
+                let from_zone = zone(rng);
+                let to_zone = (from_zone + rng.gen_range(1..zones)) % zones;
+                out.push(at(span / 2, Fault::CutGossipOneWay { from_zone, to_zone }));
+            }
+            // Raft from one node of a zone to another goes down one way.
+            if nodes > 1 {
+                let z = zone(rng);
+                let from = rng.gen_range(0..nodes);
+                let to = (from + rng.gen_range(1..nodes)) % nodes;
+                out.push(at(span * 2 / 3, Fault::CutRaftOneWay { zone: z, from, to }));
+            }
         }
         Scenario::PartitionHeal => {
             let z = zone(rng);
             let start = rng.gen_range(span / 10..=span / 4);
-            out.push(at(start, Fault::CutZoneGossip { zone: z }));
+            // Half the seeds cut the zone off both ways; the others one way, the zone deaf to
+            // the rest or unheard by it.
+            match rng.gen_range(0..4) {
+                0 => (0..zones).filter(|&o| o != z).for_each(|o| {
+                    out.push(at(
+                        start,
+                        Fault::CutGossipOneWay {
+                            from_zone: o,
+                            to_zone: z,
+                        },
+                    ));
+                }),
+                1 => (0..zones).filter(|&o| o != z).for_each(|o| {
+                    out.push(at(
+                        start,
+                        Fault::CutGossipOneWay {
+                            from_zone: z,
+                            to_zone: o,
+                        },
+                    ));
+                }),
+                _ => out.push(at(start, Fault::CutZoneGossip { zone: z })),
+            }
             if nodes >= 3 {
                 let minority = rng.gen_range(0..nodes);
                 out.push(at(
@@ -422,11 +526,28 @@ mod tests {
                 let zones = zones_of(o.layout);
                 for f in &plan.faults {
                     assert!(f.at_ms < 30_000, "{f:?}");
-                    if let Fault::Crash { zone, node }
-                    | Fault::Restart { zone, node }
-                    | Fault::IsolateMember { zone, node } = f.what
-                    {
-                        assert!(zone < zones && node < 3, "{f:?}");
+                    match f.what {
+                        Fault::Crash { zone, node }
+                        | Fault::Restart { zone, node }
+                        | Fault::Pause { zone, node }
+                        | Fault::Resume { zone, node }
+                        | Fault::IsolateMember { zone, node } => {
+                            assert!(zone < zones && node < 3, "{f:?}");
+                        }
+                        Fault::CutRaftOneWay { zone, from, to } => {
+                            assert!(zone < zones && from < 3 && to < 3 && from != to, "{f:?}");
+                        }
+                        Fault::CutGossipOneWay { from_zone, to_zone } => {
+                            assert!(from_zone < zones && to_zone < zones && from_zone != to_zone);
+                        }
+                        Fault::Skew {
+                            exchange,
+                            offset_ms,
+                        } => {
+                            assert!(exchange < exchanges_of(o.layout), "{f:?}");
+                            assert!(offset_ms.abs() <= MAX_SKEW_MS, "{f:?}");
+                        }
+                        _ => {}
                     }
                 }
                 assert_eq!(plan.ops.len(), 600, "{s:?} at 20 per second");
@@ -450,6 +571,14 @@ mod tests {
                 .filter(|f| matches!(f.what, Fault::Restart { .. }))
                 .count();
             assert_eq!(crashes, restarts, "seed {seed}");
+            let count =
+                |pred: fn(&Fault) -> bool| plan.faults.iter().filter(|f| pred(&f.what)).count();
+            assert_eq!(
+                count(|f| matches!(f, Fault::Pause { .. })),
+                count(|f| matches!(f, Fault::Resume { .. })),
+                "seed {seed}: every pause ends"
+            );
+            assert_eq!(count(|f| matches!(f, Fault::Skew { .. })), 2, "seed {seed}");
         }
     }
 }

@@ -42,7 +42,9 @@ async fn every_scenario_runs_briefly_with_every_invariant_holding() -> anyhow::R
             serde_json::from_slice(&std::fs::read(dir.join("report.json"))?)?;
         assert_eq!(written["seed"], 11);
         assert_eq!(written["schedule_digest"], report.schedule_digest.as_str());
-        assert!(dir.join("report.md").exists());
+        for file in ["report.md", "commit-latency.svg", "propagation.svg"] {
+            assert!(dir.join(file).exists(), "{file} written");
+        }
     }
     Ok(())
 }
