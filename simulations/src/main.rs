@@ -9,6 +9,7 @@ use std::time::Duration;
 use clap::Parser;
 use xchg_federation_config::layout::LayoutKind;
 use xchg_simulations::run::{default_out, run};
+use xchg_simulations::scale::{parse_sizes, scale};
 use xchg_simulations::scenario::{Options, Scenario};
 use xchg_simulations::sweep::{failure_table, parse_seeds, sweep};
 
@@ -16,8 +17,8 @@ use xchg_simulations::sweep::{failure_table, parse_seeds, sweep};
 #[derive(Debug, Parser)]
 #[command(name = "xchg-sim", version)]
 struct Args {
-    /// The scenario: xuchang, partition-heal, leader-churn or lagging-follower; or `sweep`, to
-    /// run the scenario named by --scenario over the seeds of --seeds.
+    /// The scenario: xuchang, partition-heal, leader-churn, lagging-follower or scale; or
+    /// `sweep`, to run the scenario named by --scenario over the seeds of --seeds.
     scenario: String,
     /// With `sweep`: the seeds, like `1..200` (both ends included).
     #[arg(long)]
@@ -25,6 +26,10 @@ struct Args {
     /// With `sweep`: the scenario to run.
     #[arg(long = "scenario")]
     swept: Option<String>,
+    /// With `scale`: how many single-zone exchanges, or several sizes run one after the other
+    /// (`10,50,200`).
+    #[arg(long, default_value = "50")]
+    exchanges: String,
     /// The seed every random choice derives from (default: drawn, and printed).
     #[arg(long)]
     seed: Option<u64>,
@@ -34,12 +39,12 @@ struct Args {
     /// How long the federation may take to converge once the faults end.
     #[arg(long, default_value = "90s", value_parser = humantime::parse_duration)]
     heal_deadline: Duration,
-    /// The layout (default: the scenario's): xuchang, single-zone or two-exchanges.
+    /// The layout (default: the scenario's): xuchang, single-zone, two-exchanges or mesh-N.
     #[arg(long)]
     layout: Option<String>,
-    /// Nodes per zone.
-    #[arg(long, default_value_t = 3)]
-    nodes_per_zone: usize,
+    /// Nodes per zone (default 3; 1 for scale).
+    #[arg(long)]
+    nodes_per_zone: Option<usize>,
     /// Client operations per second over the whole federation.
     #[arg(long, default_value_t = 20)]
     rate: u32,
@@ -84,15 +89,26 @@ fn main() -> ExitCode {
     };
     let layout = match args.layout.as_deref() {
         None => scenario.default_layout(),
-        Some(name) => match LayoutKind::ALL.into_iter().find(|k| k.as_str() == name) {
-            Some(k) => k,
-            None => {
-                eprintln!("unknown layout {name:?}; one of: xuchang, single-zone, two-exchanges");
+        Some(name) => match name.parse::<LayoutKind>() {
+            Ok(k) => k,
+            Err(e) => {
+                eprintln!("{e}");
                 return ExitCode::from(2);
             }
         },
     };
-    if !(1..=9).contains(&args.nodes_per_zone) {
+    let sizes = match parse_sizes(&args.exchanges) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("--exchanges: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let nodes_per_zone = args.nodes_per_zone.unwrap_or(match scenario {
+        Scenario::Scale => 1,
+        _ => 3,
+    });
+    if !(1..=9).contains(&nodes_per_zone) {
         eprintln!("--nodes-per-zone must be 1 to 9");
         return ExitCode::from(2);
     }
@@ -102,7 +118,7 @@ fn main() -> ExitCode {
         duration: args.duration,
         heal_deadline: args.heal_deadline,
         layout,
-        nodes_per_zone: args.nodes_per_zone,
+        nodes_per_zone,
         rate: args.rate.max(1),
     };
     let runtime = match tokio::runtime::Runtime::new() {
@@ -134,6 +150,25 @@ fn main() -> ExitCode {
                     ExitCode::SUCCESS
                 } else {
                     print!("{}", failure_table(&s));
+                    ExitCode::FAILURE
+                }
+            }
+            Err(e) => {
+                eprintln!("xchg-sim: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if scenario == Scenario::Scale && args.layout.is_none() {
+        let out = args
+            .out
+            .unwrap_or_else(|| PathBuf::from("sim-out").join(format!("scale-{}", options.seed)));
+        return match runtime.block_on(scale(&options, &sizes, &out)) {
+            Ok(points) => {
+                println!("{}", out.join("scale.md").display());
+                if points.iter().all(|p| p.held) {
+                    ExitCode::SUCCESS
+                } else {
                     ExitCode::FAILURE
                 }
             }

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde_json::Value;
 use tokio::task::JoinSet;
+use xchg_federation_config::layout::LayoutKind;
 use xchg_node::fault::Delay;
 use xchg_node::gossip::{Broadcast as _, Event, Verdict, topic_of};
 use xchg_protocol::Keypair;
@@ -38,12 +39,16 @@ pub struct Figures {
     /// How long after the faults ended the federation converged, in ms (`None`: not within the
     /// deadline).
     pub convergence_ms: Option<u64>,
-    /// Gossip messages a listening peer saw.
+    /// Gossip messages a listening peer saw (each once).
     pub gossip_messages: u64,
+    /// Gossip messages that landed at a peer, over every peer (the in-process network floods:
+    /// each peer is sent each message once, where gossipsub's mesh sends it a few times).
+    pub gossip_deliveries: u64,
     /// From a listing's approval acknowledged at its origin to its recognition in another
     /// zone, over every (listing, zone) pair: p50, p99 and max in ms (`None`: none).
-    pub propagation_ms: Option<Latency>,
-    /// Gossip messages seen per listing approved (`None`: none approved).
+    pub recognition_latency_ms: Option<Latency>,
+    /// Gossip deliveries per listing approved, every kind of message counted (`None`: none
+    /// approved).
     pub messages_per_listing: Option<f64>,
 }
 
@@ -104,12 +109,23 @@ impl Report {
 
 /// The command line that repeats a run of `options`.
 pub fn reproduce(options: &Options) -> String {
+    if let (crate::scenario::Scenario::Scale, LayoutKind::Mesh { exchanges }) =
+        (options.scenario, options.layout)
+    {
+        return format!(
+            "cargo run -p xchg-simulations --release -- scale --exchanges {exchanges} --seed {} --duration {}s --nodes-per-zone {} --rate {}",
+            options.seed,
+            options.duration.as_secs(),
+            options.nodes_per_zone,
+            options.rate
+        );
+    }
     format!(
         "cargo run -p xchg-simulations --release -- {} --seed {} --duration {}s --layout {} --nodes-per-zone {} --rate {}",
         options.scenario.as_str(),
         options.seed,
         options.duration.as_secs(),
-        options.layout.as_str(),
+        options.layout,
         options.nodes_per_zone,
         options.rate
     )
@@ -135,7 +151,7 @@ pub async fn run(options: &Options, out: &Path) -> anyhow::Result<Report> {
         options.scenario.as_str(),
         options.seed,
         options.duration.as_secs(),
-        options.layout.as_str(),
+        options.layout,
         options.nodes_per_zone,
         schedule.faults.len(),
         schedule.ops.len(),
@@ -236,7 +252,7 @@ pub async fn run(options: &Options, out: &Path) -> anyhow::Result<Report> {
         &cluster,
         &history,
         convergence_ms,
-        seen.len() as u64,
+        (seen.len() as u64, cluster.gossip.deliveries()),
         propagation,
     );
     let report = Report {
@@ -519,7 +535,7 @@ fn figures(
     cluster: &Cluster,
     history: &[Record],
     convergence_ms: Option<u64>,
-    gossip_messages: u64,
+    (gossip_messages, gossip_deliveries): (u64, u64),
     propagation: Vec<u64>,
 ) -> (Figures, Samples) {
     let mut operations = BTreeMap::new();
@@ -554,8 +570,9 @@ fn figures(
         commit_latency_ms,
         convergence_ms,
         gossip_messages,
-        propagation_ms: (!propagation.is_empty()).then(|| latency(propagation.clone())),
-        messages_per_listing: (approved > 0).then(|| gossip_messages as f64 / approved as f64),
+        gossip_deliveries,
+        recognition_latency_ms: (!propagation.is_empty()).then(|| latency(propagation.clone())),
+        messages_per_listing: (approved > 0).then(|| gossip_deliveries as f64 / approved as f64),
     };
     let samples = Samples {
         commit: commits,
@@ -576,7 +593,7 @@ fn write(report: &Report, out: &Path) -> anyhow::Result<()> {
         report.faults,
         report.operations,
         report.options.duration.as_secs(),
-        report.options.layout.as_str(),
+        report.options.layout,
         report.options.nodes_per_zone,
         report.reproduce
     );
@@ -599,7 +616,7 @@ fn write(report: &Report, out: &Path) -> anyhow::Result<()> {
             l.count, l.p50, l.p99, l.max
         ));
     }
-    if let Some(p) = &report.figures.propagation_ms {
+    if let Some(p) = &report.figures.recognition_latency_ms {
         md.push_str(&format!(
             "\nPropagation, approval acknowledged at the origin to recognised in another zone, over {} (listing, zone) pairs: p50 {} ms, p99 {} ms, max {} ms.\n",
             p.count, p.p50, p.p99, p.max
@@ -607,7 +624,7 @@ fn write(report: &Report, out: &Path) -> anyhow::Result<()> {
     }
     if let Some(m) = report.figures.messages_per_listing {
         md.push_str(&format!(
-            "Gossip messages seen per listing approved: {m:.1}.\n"
+            "Gossip deliveries per listing approved (every kind of message): {m:.1}.\n"
         ));
     }
     md.push_str("\n![commit latency](commit-latency.svg)\n\n![propagation](propagation.svg)\n");

@@ -23,15 +23,19 @@ pub enum Scenario {
     LeaderChurn,
     /// One follower down while large listings are written, then back.
     LaggingFollower,
+    /// N single-zone exchanges in a mesh, each recognising every other, under WAN-like delays:
+    /// how recognition latency and messages per listing grow with N.
+    Scale,
 }
 
 impl Scenario {
     /// Every scenario, as named on the command line.
-    pub const ALL: [Scenario; 4] = [
+    pub const ALL: [Scenario; 5] = [
         Scenario::Xuchang,
         Scenario::PartitionHeal,
         Scenario::LeaderChurn,
         Scenario::LaggingFollower,
+        Scenario::Scale,
     ];
 
     /// Its name on the command line.
@@ -41,6 +45,7 @@ impl Scenario {
             Scenario::PartitionHeal => "partition-heal",
             Scenario::LeaderChurn => "leader-churn",
             Scenario::LaggingFollower => "lagging-follower",
+            Scenario::Scale => "scale",
         }
     }
 
@@ -53,6 +58,7 @@ impl Scenario {
     pub fn default_layout(self) -> LayoutKind {
         match self {
             Scenario::Xuchang => LayoutKind::Xuchang,
+            Scenario::Scale => LayoutKind::Mesh { exchanges: 10 },
             _ => LayoutKind::TwoExchanges,
         }
     }
@@ -65,6 +71,7 @@ pub fn zones_of(layout: LayoutKind) -> usize {
         LayoutKind::Xuchang => 11,
         LayoutKind::SingleZone => 1,
         LayoutKind::TwoExchanges => 2,
+        LayoutKind::Mesh { exchanges } => usize::from(exchanges),
     }
 }
 
@@ -99,7 +106,7 @@ mod millis {
 }
 
 fn layout_name<S: serde::Serializer>(l: &LayoutKind, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(l.as_str())
+    s.serialize_str(&l.to_string())
 }
 
 /// A fault, applied at its time.
@@ -208,6 +215,7 @@ pub fn exchanges_of(layout: LayoutKind) -> usize {
     match layout {
         LayoutKind::SingleZone => 1,
         LayoutKind::Xuchang | LayoutKind::TwoExchanges => 2,
+        LayoutKind::Mesh { exchanges } => usize::from(exchanges),
     }
 }
 
@@ -424,6 +432,19 @@ fn faults(
                 ));
                 t += rng.gen_range(1500..=4000);
             }
+        }
+        Scenario::Scale => {
+            // Every message waits what crossing a province's backbone takes one way (15 ms),
+            // and one in twenty up to 200 ms more, drawn uniformly (a congested or re-routed
+            // path); drawn per message, not per link.
+            out.push(at(
+                0,
+                Fault::Delay {
+                    fixed_ms: 15,
+                    tail_ms: 200,
+                    tail_per_million: 50_000,
+                },
+            ));
         }
         Scenario::LaggingFollower => {
             let z = zone(rng);

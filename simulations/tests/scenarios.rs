@@ -15,8 +15,12 @@ fn options(scenario: Scenario, seed: u64) -> Options {
         duration: Duration::from_secs(8),
         heal_deadline: Duration::from_secs(90),
         layout,
-        // The city layout with one node per zone keeps the run small.
-        nodes_per_zone: if layout == LayoutKind::Xuchang { 1 } else { 3 },
+        // The city layout and the mesh with one node per zone keep the run small.
+        nodes_per_zone: if matches!(layout, LayoutKind::Xuchang | LayoutKind::Mesh { .. }) {
+            1
+        } else {
+            3
+        },
         rate: 20,
     }
 }

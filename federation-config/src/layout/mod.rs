@@ -60,6 +60,12 @@ pub enum LayoutKind {
     SingleZone,
     /// `two-exchanges`: `xuchang/municipal` and `zhengzhou/main`, recognising each other.
     TwoExchanges,
+    /// `mesh-N`: N exchanges `ex-001` … of one zone `main` each, every one recognising every
+    /// other (the simulator's scale runs; not listed in [`LayoutKind::ALL`]).
+    Mesh {
+        /// How many exchanges, 2 to 999.
+        exchanges: u16,
+    },
 }
 
 impl LayoutKind {
@@ -76,24 +82,38 @@ impl LayoutKind {
             LayoutKind::Xuchang => "xuchang",
             LayoutKind::SingleZone => "single-zone",
             LayoutKind::TwoExchanges => "two-exchanges",
+            LayoutKind::Mesh { .. } => "mesh",
         }
     }
 }
 
 impl fmt::Display for LayoutKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        match self {
+            LayoutKind::Mesh { exchanges } => write!(f, "mesh-{exchanges}"),
+            other => f.write_str(other.as_str()),
+        }
     }
 }
 
 /// A string that names no layout.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown layout {0:?}; expected xuchang, single-zone or two-exchanges")]
+#[error(
+    "unknown layout {0:?}; expected xuchang, single-zone, two-exchanges or mesh-N (N from 2 to 999)"
+)]
 pub struct UnknownLayout(pub String);
 
 impl FromStr for LayoutKind {
     type Err = UnknownLayout;
     fn from_str(s: &str) -> Result<Self, UnknownLayout> {
+        if let Some(n) = s.strip_prefix("mesh-") {
+            return match n.parse::<u16>() {
+                Ok(exchanges) if (2..=999).contains(&exchanges) => {
+                    Ok(LayoutKind::Mesh { exchanges })
+                }
+                _ => Err(UnknownLayout(s.to_owned())),
+            };
+        }
         LayoutKind::ALL
             .into_iter()
             .find(|k| k.as_str() == s)

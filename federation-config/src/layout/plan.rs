@@ -1,6 +1,7 @@
 //! The built-in layouts and the plan of one run: which exchanges, zones and nodes, their keys,
 //! names, ports and tokens. Nothing here touches the file system.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 
 use base64::Engine as _;
@@ -13,18 +14,20 @@ use super::{GenerateError, LayoutKind, LayoutOptions, LayoutParty, ZoneTokens};
 use crate::role::Role;
 
 /// An exchange of a built-in layout: id, display name, zones hub first.
+#[derive(Clone)]
 struct ExchangeTable {
-    id: &'static str,
-    display_name: &'static str,
-    zones: &'static [ZoneTable],
+    id: Cow<'static, str>,
+    display_name: Cow<'static, str>,
+    zones: Cow<'static, [ZoneTable]>,
 }
 
 /// A zone of a built-in layout: its name, display name, administrative division code (the
 /// one its parties' credit codes carry), and the demo parties its provider and buyer tokens are
 /// bound to (the provider is the first of the zone in `xchg up --demo`'s catalog).
+#[derive(Clone)]
 struct ZoneTable {
-    name: &'static str,
-    display_name: &'static str,
+    name: Cow<'static, str>,
+    display_name: Cow<'static, str>,
     division: &'static str,
     provider: DemoParty,
     buyer: DemoParty,
@@ -33,8 +36,8 @@ struct ZoneTable {
 /// A demo party of a built-in layout: id, legal name, and the first two characters of its
 /// credit code (registering authority and kind: `11` a government body, `12` a public
 /// institution, `91` a company).
-#[derive(Clone, Copy)]
-struct DemoParty(&'static str, &'static str, &'static str);
+#[derive(Clone)]
+struct DemoParty(Cow<'static, str>, Cow<'static, str>, &'static str);
 
 const fn z(
     name: &'static str,
@@ -44,38 +47,43 @@ const fn z(
     buyer: DemoParty,
 ) -> ZoneTable {
     ZoneTable {
-        name,
-        display_name,
+        name: Cow::Borrowed(name),
+        display_name: Cow::Borrowed(display_name),
         division,
         provider,
         buyer,
     }
 }
 
+/// A demo party of the tables.
+const fn p(id: &'static str, name: &'static str, kind: &'static str) -> DemoParty {
+    DemoParty(Cow::Borrowed(id), Cow::Borrowed(name), kind)
+}
+
 const XUCHANG: ExchangeTable = ExchangeTable {
-    id: "xuchang",
-    display_name: "许昌数据交易中心",
-    zones: &[
+    id: Cow::Borrowed("xuchang"),
+    display_name: Cow::Borrowed("许昌数据交易中心"),
+    zones: Cow::Borrowed(&[
         z(
             "municipal",
             "许昌市数据交易专区 (市级)",
             "411000",
-            DemoParty("xuchang-big-data-bureau", "许昌市大数据局", "11"),
-            DemoParty("xuchang-smart-city-ops", "许昌智慧城市运营有限公司", "91"),
+            p("xuchang-big-data-bureau", "许昌市大数据局", "11"),
+            p("xuchang-smart-city-ops", "许昌智慧城市运营有限公司", "91"),
         ),
         z(
             "weidu",
             "魏都区",
             "411002",
-            DemoParty("weidu-commerce-bureau", "魏都区商务局", "11"),
-            DemoParty("weidu-retail-analytics", "魏都区商贸数据服务有限公司", "91"),
+            p("weidu-commerce-bureau", "魏都区商务局", "11"),
+            p("weidu-retail-analytics", "魏都区商贸数据服务有限公司", "91"),
         ),
         z(
             "jianan",
             "建安区",
             "411003",
-            DemoParty("jianan-agri-center", "建安区农业农村局", "11"),
-            DemoParty(
+            p("jianan-agri-center", "建安区农业农村局", "11"),
+            p(
                 "jianan-agri-cooperative",
                 "建安区农业专业合作社联合社",
                 "93",
@@ -85,43 +93,43 @@ const XUCHANG: ExchangeTable = ExchangeTable {
             "yuzhou",
             "禹州市",
             "411081",
-            DemoParty("yuzhou-credit-center", "禹州市信用中心", "12"),
-            DemoParty("yuzhou-rural-bank", "禹州市农村商业银行股份有限公司", "91"),
+            p("yuzhou-credit-center", "禹州市信用中心", "12"),
+            p("yuzhou-rural-bank", "禹州市农村商业银行股份有限公司", "91"),
         ),
         z(
             "changge",
             "长葛市",
             "411082",
-            DemoParty("changge-industry-park", "长葛市产业集聚区", "11"),
-            DemoParty("changge-auto-parts", "长葛市汽车零部件有限公司", "91"),
+            p("changge-industry-park", "长葛市产业集聚区", "11"),
+            p("changge-auto-parts", "长葛市汽车零部件有限公司", "91"),
         ),
         z(
             "yanling",
             "鄢陵县",
             "411024",
-            DemoParty("yanling-tourism", "鄢陵县文化广电和旅游局", "11"),
-            DemoParty("yanling-flower-trade", "鄢陵县花木交易市场有限公司", "91"),
+            p("yanling-tourism", "鄢陵县文化广电和旅游局", "11"),
+            p("yanling-flower-trade", "鄢陵县花木交易市场有限公司", "91"),
         ),
         z(
             "xiangcheng",
             "襄城县",
             "411025",
-            DemoParty("xiangcheng-emergency", "襄城县应急管理局", "11"),
-            DemoParty("xiangcheng-coal-logistics", "襄城县煤化物流有限公司", "91"),
+            p("xiangcheng-emergency", "襄城县应急管理局", "11"),
+            p("xiangcheng-coal-logistics", "襄城县煤化物流有限公司", "91"),
         ),
         z(
             "demo",
             "城乡一体化示范区",
             "411000",
-            DemoParty("demo-ecology-station", "示范区生态环境分局", "11"),
-            DemoParty("demo-new-energy", "示范区新能源科技有限公司", "91"),
+            p("demo-ecology-station", "示范区生态环境分局", "11"),
+            p("demo-new-energy", "示范区新能源科技有限公司", "91"),
         ),
         z(
             "devzone",
             "经济技术开发区",
             "411000",
-            DemoParty("devzone-finance-service", "经开区金融服务中心", "12"),
-            DemoParty(
+            p("devzone-finance-service", "经开区金融服务中心", "12"),
+            p(
                 "devzone-equipment-maker",
                 "经开区智能装备制造有限公司",
                 "91",
@@ -131,30 +139,30 @@ const XUCHANG: ExchangeTable = ExchangeTable {
             "dongcheng",
             "东城区",
             "411000",
-            DemoParty("dongcheng-health-commission", "东城区卫生健康委", "11"),
-            DemoParty(
+            p("dongcheng-health-commission", "东城区卫生健康委", "11"),
+            p(
                 "dongcheng-health-insurer",
                 "东城区健康保险服务有限公司",
                 "91",
             ),
         ),
-    ],
+    ]),
 };
 
 const ZHENGZHOU: ExchangeTable = ExchangeTable {
-    id: "zhengzhou",
-    display_name: "郑州数据交易中心",
-    zones: &[z(
+    id: Cow::Borrowed("zhengzhou"),
+    display_name: Cow::Borrowed("郑州数据交易中心"),
+    zones: Cow::Borrowed(&[z(
         "main",
         "郑州数据交易中心",
         "410100",
-        DemoParty("zhengzhou-logistics-hub", "郑州国际陆港", "91"),
-        DemoParty(
+        p("zhengzhou-logistics-hub", "郑州国际陆港", "91"),
+        p(
             "zhengzhou-commodity-analytics",
             "郑州商品数据分析有限公司",
             "91",
         ),
-    )],
+    )]),
 };
 
 /// The administrative division code of `zone` in the built-in layouts: that of its city where
@@ -169,11 +177,37 @@ pub(super) fn division(zone: &ZoneId) -> &'static str {
 }
 
 /// The exchanges of a layout and how many of each one's zones it uses, in layout order.
-fn tables(kind: LayoutKind) -> Vec<(&'static ExchangeTable, usize)> {
+fn tables(kind: LayoutKind) -> Vec<(ExchangeTable, usize)> {
     match kind {
-        LayoutKind::Xuchang => vec![(&XUCHANG, XUCHANG.zones.len()), (&ZHENGZHOU, 1)],
-        LayoutKind::SingleZone => vec![(&XUCHANG, 1)],
-        LayoutKind::TwoExchanges => vec![(&XUCHANG, 1), (&ZHENGZHOU, 1)],
+        LayoutKind::Xuchang => vec![(XUCHANG, XUCHANG.zones.len()), (ZHENGZHOU, 1)],
+        LayoutKind::SingleZone => vec![(XUCHANG, 1)],
+        LayoutKind::TwoExchanges => vec![(XUCHANG, 1), (ZHENGZHOU, 1)],
+        LayoutKind::Mesh { exchanges } => (1..=exchanges).map(|n| (mesh_exchange(n), 1)).collect(),
+    }
+}
+
+/// Exchange `n` of a mesh: `ex-<n>` (three digits at least) with its one zone `main`, in
+/// Henan (division 410000), and two demo companies.
+fn mesh_exchange(n: u16) -> ExchangeTable {
+    let id = format!("ex-{n:03}");
+    let party = |role: &str, name: &str| {
+        DemoParty(
+            Cow::Owned(format!("{id}-{role}")),
+            Cow::Owned(format!("第{n}数据交易所{name}")),
+            "91",
+        )
+    };
+    let zone = ZoneTable {
+        name: Cow::Borrowed("main"),
+        display_name: Cow::Owned(format!("第{n}数据交易所")),
+        division: "410000",
+        provider: party("provider", "数据服务有限公司"),
+        buyer: party("buyer", "数据应用有限公司"),
+    };
+    ExchangeTable {
+        display_name: Cow::Owned(format!("第{n}数据交易所")),
+        id: Cow::Owned(id),
+        zones: Cow::Owned(vec![zone]),
     }
 }
 
@@ -184,7 +218,7 @@ pub(super) struct Plan {
 
 pub(super) struct PlannedExchange {
     pub(super) id: ExchangeId,
-    pub(super) display_name: &'static str,
+    pub(super) display_name: String,
     pub(super) root: Keypair,
     /// The hub zone first.
     pub(super) zones: Vec<PlannedZone>,
@@ -192,7 +226,7 @@ pub(super) struct PlannedExchange {
 
 pub(super) struct PlannedZone {
     pub(super) id: ZoneId,
-    pub(super) display_name: &'static str,
+    pub(super) display_name: String,
     pub(super) tokens: ZoneTokens,
     /// The party the zone's provider token is bound to.
     pub(super) provider_party: LayoutParty,
@@ -284,7 +318,7 @@ pub(super) fn plan(
             ];
             zones.push(PlannedZone {
                 id: zone_id,
-                display_name: zone_display,
+                display_name: zone_display.to_string(),
                 tokens: ZoneTokens::random(rng),
                 provider_party: provider.layout()?,
                 buyer_party: buyer.layout()?,
@@ -295,7 +329,7 @@ pub(super) fn plan(
         let root = Keypair::from_seed(&random_bytes(rng));
         exchanges.push(PlannedExchange {
             id,
-            display_name: table.display_name,
+            display_name: table.display_name.to_string(),
             root,
             zones,
         });
@@ -304,19 +338,19 @@ pub(super) fn plan(
 }
 
 impl DemoParty {
-    fn layout(self) -> Result<LayoutParty, GenerateError> {
+    fn layout(&self) -> Result<LayoutParty, GenerateError> {
         Ok(LayoutParty {
             id: self.0.parse()?,
-            name: self.1.to_owned(),
+            name: self.1.to_string(),
         })
     }
 
     fn profile(
-        self,
+        &self,
         division: &str,
         role: DemoRole,
     ) -> Result<xchg_protocol::PartyProfile, GenerateError> {
-        demo_profile(&self.0.parse()?, self.1, self.2, division, role)
+        demo_profile(&self.0.parse()?, &self.1, self.2, division, role)
             .map_err(|e| GenerateError::Inconsistent(format!("demo party {}: {e}", self.0)))
     }
 }

@@ -113,6 +113,17 @@ impl Network {
         change(&mut self.lock().faults);
     }
 
+    /// How many messages have landed at a peer so far, over every peer (a duplicate counts
+    /// once; one dropped for a full queue counts).
+    pub fn deliveries(&self) -> u64 {
+        self.lock()
+            .members
+            .values()
+            .flat_map(|m| m.from.values())
+            .map(|d| d.messages)
+            .sum()
+    }
+
     /// Joins the peer of `key` (peer id = `key.peer_id()`), returning its handle and its event
     /// stream (capacity [`EVENT_QUEUE`]). Joining again replaces the earlier membership; the
     /// old handle then answers `Stopped`.
