@@ -223,9 +223,9 @@ pub async fn submit(
         },
         at,
     );
-    let (response, _) = state.propose_as(cmd, caller.credential).await?;
+    let (response, index) = state.propose_as(cmd, caller.credential).await?;
     let id: u64 = response?.object_id.parse().map_err(ApiError::internal)?;
-    state.read_barrier(&Consistency::Linearizable).await?;
+    state.applied(index).await?;
     let mut conn = state.db.reader().await?;
     let listing_id = body.listing_id.to_string();
     let precedents = applications::precedents(&mut conn, &listing_id, &scenario, id).await?;
@@ -453,7 +453,7 @@ async fn decide(
     caller: Caller,
     id: &str,
     decision: Ruling,
-) -> Result<u64, ApiError> {
+) -> Result<(u64, u64), ApiError> {
     caller.require(&[Role::Operator])?;
     let application_id = params::number_in_path("application", id)?;
     let at = state.clock.now();
@@ -471,8 +471,9 @@ async fn decide(
             actor: caller.actor,
         },
     };
-    let (response, _) = state.propose_as(cmd, caller.credential).await?;
-    response?.object_id.parse().map_err(ApiError::internal)
+    let (response, index) = state.propose_as(cmd, caller.credential).await?;
+    let id = response?.object_id.parse().map_err(ApiError::internal)?;
+    Ok((id, index))
 }
 
 /// The decision an operator asked for.
@@ -499,7 +500,9 @@ enum Ruling {
         (status = 200, description = "Approved: the authorisation runs from now for the days \
             granted", body = Approval),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
-        (status = 403, description = "Not an operator token", body = ErrorBody),
+        (status = 403, description = "Not an operator token; or `party_not_admitted`: the \
+            buyer was suspended or refused since it applied (its application may be rejected)",
+            body = ErrorBody),
         (status = 404, description = "No application with this number (or its listing is \
             gone)", body = ErrorBody),
         (status = 409, description = "`illegal_transition`: the application is decided, or its \
@@ -519,8 +522,8 @@ pub async fn approve(
     OptionalJsonBody(terms): OptionalJsonBody<Terms>,
 ) -> Result<Json<Approval>, ApiError> {
     let application_id = params::number_in_path("application", &id)?;
-    let authorization_id = decide(&state, caller, &id, Ruling::Approve(terms)).await?;
-    let authorization = read_authorization(&state, authorization_id).await?;
+    let (authorization_id, index) = decide(&state, caller, &id, Ruling::Approve(terms)).await?;
+    let authorization = read_authorization(&state, authorization_id, index).await?;
     Ok(Json(Approval {
         authorization_id,
         application_id,
@@ -573,7 +576,7 @@ pub async fn reject(
         max: applications::MAX_REASON_CHARS,
         required: true,
     }])?;
-    let id = decide(&state, caller, &id, Ruling::Reject(body.reason)).await?;
+    let (id, _) = decide(&state, caller, &id, Ruling::Reject(body.reason)).await?;
     Ok(Json(Rejection {
         id,
         state: ApplicationState::Rejected,

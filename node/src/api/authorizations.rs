@@ -35,8 +35,9 @@ pub(super) fn forbidden(why: String) -> ApiError {
 pub(super) async fn read_authorization(
     state: &AppState,
     id: u64,
+    written_at: u64,
 ) -> Result<AuthorizationView, ApiError> {
-    state.read_barrier(&Consistency::Linearizable).await?;
+    state.applied(written_at).await?;
     let mut conn = state.db.reader().await?;
     applications::authorization(&mut conn, id)
         .await?
@@ -359,9 +360,9 @@ pub async fn usage(
         },
         at,
     );
-    let (response, _) = state.propose_as(cmd, caller.credential).await?;
+    let (response, index) = state.propose_as(cmd, caller.credential).await?;
     response?;
-    let a = read_authorization(&state, id).await?;
+    let a = read_authorization(&state, id, index).await?;
     Ok(Json(UsageCount {
         authorization_id: id,
         used: a.used,
@@ -406,9 +407,9 @@ async fn change(
             actor,
         },
     };
-    let (response, _) = state.propose_as(cmd, caller.credential).await?;
+    let (response, index) = state.propose_as(cmd, caller.credential).await?;
     response?;
-    Ok(Json(read_authorization(state, id).await?))
+    Ok(Json(read_authorization(state, id, index).await?))
 }
 
 /// `POST /v1/authorizations/{id}/suspend` (operator): `active → suspended`.

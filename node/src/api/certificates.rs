@@ -253,10 +253,8 @@ pub async fn revoke(
         at: state.clock.now(),
         actor: caller.actor,
     };
-    let (response, _) = state.propose_as(cmd, caller.credential).await?;
+    let (response, index) = state.propose_as(cmd, caller.credential).await?;
     response?;
-    state
-        .read_barrier(&super::Consistency::Linearizable)
-        .await?;
+    state.applied(index).await?;
     Ok(Json(view(&state, &number).await?))
 }

@@ -256,6 +256,28 @@ impl Context {
         Ok(self.proposer.propose_as(cmd, credential).await?)
     }
 
+    /// Waits until this node has applied log entry `index`: the entry of a write it proposed,
+    /// which the zone committed, so that what it reads next shows the write (the leader has
+    /// applied it when it answers; a follower that forwarded it may still be applying).
+    ///
+    /// # Errors
+    /// The write took effect whatever happens here, so a node that does not apply it within
+    /// [`crate::raft::client::LEADER_WAIT`] answers `504 outcome_unknown` saying so (read it
+    /// back), never the 503 that says nothing was applied.
+    pub async fn applied(&self, index: u64) -> Result<(), ApiError> {
+        self.raft
+            .wait(Some(crate::raft::client::LEADER_WAIT))
+            .applied_index_at_least(Some(index), "a write's answer")
+            .await
+            .map(|_| ())
+            .map_err(|_| {
+                ApiError::outcome_unknown(&format!(
+                    "the write was committed (log index {index}) but this node has not applied \
+                     it yet; read it back, here later or from another node"
+                ))
+            })
+    }
+
     /// Waits until this node's replica reflects every write committed before the call
     /// (read index through the leader, [`crate::raft::client::read_barrier`]), unless
     /// `consistency` is local.

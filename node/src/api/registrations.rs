@@ -17,7 +17,7 @@ use super::idempotency::{IdempotencyHeader, IdempotencyKey};
 use super::json::{JsonBody, OptionalJsonBody};
 use super::listings::{ReadParams, ReasonBody, query_error};
 use super::text::{self, Text};
-use super::{AppState, CatchUp, Consistency, params};
+use super::{AppState, CatchUp, params};
 use crate::catalog::registrations::{
     self, NewRegistration, REASON_CHARS, Registration, RegistrationState,
 };
@@ -334,8 +334,8 @@ pub async fn reject(
         at: state.clock.now(),
         actor: caller.actor,
     };
-    let (response, _) = state.propose_as(cmd, caller.credential).await?;
+    let (response, index) = state.propose_as(cmd, caller.credential).await?;
     response?;
-    state.read_barrier(&Consistency::Linearizable).await?;
+    state.applied(index).await?;
     Ok(Json(read(&state, id).await?))
 }

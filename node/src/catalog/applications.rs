@@ -484,6 +484,11 @@ pub fn decide(
         }
         Decision::Approve(terms) => terms,
     };
+    // A suspended (or refused) buyer can do nothing new, and an authorisation is new: its
+    // pending applications may be rejected, not approved.
+    if let Some(refusal) = super::parties::recorded_refusal(db, &buyer)? {
+        return Ok(Err(refusal));
+    }
     let listing_id = &request.listing_id;
     let Some(current) = listings::current(db, &listing_id.to_string())? else {
         return Ok(Err(Refusal::NotFound(format!("no listing {listing_id}"))));
@@ -1156,6 +1161,57 @@ mod tests {
                 .is_some_and(|r| r.starts_with("invalid")),
             "{a:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_suspended_buyers_pending_application_may_be_rejected_not_approved() {
+        let p = product(Classification::General, false, &[DeliveryMode::Api]);
+        let mut commands = listed(&p).to_vec();
+        // The buyer in the registry, admitted.
+        let buyer = xchg_protocol::PartyProfile {
+            id: BUYER.parse().expect("party id"),
+            name: "许昌银行".into(),
+            credit_code: "11411081005012345B".parse().expect("a credit code"),
+            kinds: vec![xchg_protocol::PartyKind::Processor],
+            contact: xchg_protocol::Contact {
+                name: "数据专员".into(),
+                phone: None,
+                email: Some("data@bank.example".into()),
+            },
+        };
+        commands.push(CatalogCommand::ApplyParty {
+            profile: Box::new(buyer),
+            at: T0,
+            actor: None,
+            received_by: "yuzhou-1".into(),
+        });
+        commands.push(CatalogCommand::AdmitParty {
+            party_id: BUYER.parse().expect("party id"),
+            notes: None,
+            at: T0,
+            actor: operator(),
+        });
+        commands.push(apply_for(&p, DeliveryMode::Api, 10));
+        commands.push(apply_for(&p, DeliveryMode::Api, 10));
+        commands.push(CatalogCommand::SuspendParty {
+            party_id: BUYER.parse().expect("party id"),
+            reason: "under investigation".into(),
+            at: T0,
+            actor: operator(),
+        });
+        commands.push(approve(1, Terms::default()));
+        commands.push(CatalogCommand::RejectApplication {
+            application_id: 2,
+            reason: "the buyer is suspended".into(),
+            at: T0,
+            actor: operator(),
+        });
+        let (responses, auths) = run(&commands).await;
+        let c = codes(&responses);
+        assert_eq!(&c[..7], &[None; 7], "up to the suspension: {responses:?}");
+        assert_eq!(c[7], Some("party_not_admitted"), "{responses:?}");
+        assert_eq!(c[8], None, "a rejection is allowed");
+        assert!(auths.is_empty(), "no authorisation: {auths:?}");
     }
 
     #[tokio::test]
