@@ -389,6 +389,12 @@ pub enum VerifyError {
         /// Every broken rule.
         errors: ValidationError,
     },
+    /// A certificate revocation breaks a content rule (PROTOCOL.md 10.6).
+    #[error("invalid certificate revocation: {errors}")]
+    InvalidCertificateRevocation {
+        /// Every broken rule.
+        errors: ValidationError,
+    },
     /// A forwarded application request breaks a content rule (PROTOCOL.md 11.1).
     #[error("invalid application request: {errors}")]
     InvalidApplication {
@@ -408,6 +414,17 @@ pub enum VerifyError {
         named: ContentId,
         /// The id of the request it was checked against.
         request: ContentId,
+    },
+    /// A certificate revocation names, with the id of a certificate the verifier holds, another
+    /// number than that certificate's (PROTOCOL.md 10.6 step 10).
+    #[error(
+        "the revocation names certificate {named}, but the certificate with its id is {number}"
+    )]
+    WrongCertificate {
+        /// The number the revocation names.
+        named: String,
+        /// The number of the certificate with the id it names.
+        number: String,
     },
     /// The decision is signed for another zone than the one the request was addressed to.
     #[error("the decision is by {decider}, but the request was addressed to {addressed}")]
@@ -439,7 +456,7 @@ impl VerifyError {
     /// Every string [`VerifyError::kind`] returns (the decoding kinds of [`DecodeError::kind`]
     /// first), in the order of PROTOCOL.md 6.3, which lists the same strings
     /// (`protocol/tests/kinds.rs` keeps the three in step).
-    pub const KINDS: [&'static str; 30] = [
+    pub const KINDS: [&'static str; 32] = [
         "too_large",
         "too_deep",
         "truncated",
@@ -465,6 +482,8 @@ impl VerifyError {
         "wrong_origin",
         "from_the_future",
         "invalid_certificate",
+        "invalid_certificate_revocation",
+        "wrong_certificate",
         "invalid_application",
         "invalid_decision",
         "wrong_request",
@@ -493,6 +512,8 @@ impl VerifyError {
             VerifyError::InvalidListing(_) => "invalid_listing",
             VerifyError::InvalidBody { .. } => "invalid_body",
             VerifyError::InvalidCertificate { .. } => "invalid_certificate",
+            VerifyError::InvalidCertificateRevocation { .. } => "invalid_certificate_revocation",
+            VerifyError::WrongCertificate { .. } => "wrong_certificate",
             VerifyError::InvalidApplication { .. } => "invalid_application",
             VerifyError::InvalidDecision { .. } => "invalid_decision",
             VerifyError::WrongRequest { .. } => "wrong_request",

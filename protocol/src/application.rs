@@ -353,7 +353,7 @@ pub type VerifiedDecision = Verified<ApplicationDecision>;
 
 /// Steps 1 to 6 of PROTOCOL.md 11.4, shared by both messages: decoding, version, body
 /// decoding, the delegation chain at the time the body states, the signature, the id.
-fn open<T: DeserializeOwned + Serialize>(
+pub(crate) fn open<T: DeserializeOwned + Serialize>(
     bytes: &[u8],
     domain: Domain,
     stated: impl Fn(&T) -> Timestamp,
@@ -385,7 +385,7 @@ fn open<T: DeserializeOwned + Serialize>(
 }
 
 /// Step 8: the zone the body speaks for is the signer's, and its time is not in the future.
-fn check_authority(
+pub(crate) fn check_authority(
     zone: &ZoneId,
     at: Timestamp,
     delegation: &SignedDelegation,

@@ -1,12 +1,15 @@
-//! The registration-certificate test vectors (`protocol/test-vectors/certificates/*.json`),
+//! The registration-certificate test vectors (`protocol/test-vectors/certificates/*.json`)
+//! and the certificate-revocation vectors (`protocol/test-vectors/certificate-revocations/`),
 //! built from the same fixed keys and clock as the announcement vectors ([`crate::vectors`]).
 //! A test rebuilds them and compares the bytes, so the files never drift from the code.
 
 use serde::Serialize;
 
 use crate::announcement::{Delegation, SignedDelegation};
+use crate::application::SignedMessage;
 use crate::canonical::{DEFAULT_MAX_DEPTH, DEFAULT_MAX_SIZE, to_canonical};
 use crate::certificate::{Certificate, SignedCertificate, Source};
+use crate::certificate_revocation::{self, CertificateRevocation, MAX_REVOCATION_BYTES};
 use crate::ids::ContentId;
 use crate::keys::{Domain, Keypair};
 use crate::listing::Right;
@@ -218,6 +221,204 @@ pub fn all() -> Vec<CertificateVector> {
         None,
     ));
     // In the order of the files' names, as a directory listing sorts them.
+    out.sort_by_key(|v| format!("{}.json", v.name));
+    out
+}
+
+/// The revocation of the vectors' certificate by its issuing zone, an hour before [`NOW`].
+pub fn revocation() -> CertificateRevocation {
+    CertificateRevocation {
+        number: certificate().number,
+        certificate_id: signed().id,
+        zone: lit("xuchang/yuzhou"),
+        reason: "the evidence was forged".into(),
+        revoked_at: Timestamp(NOW.0 - 3_600_000),
+    }
+}
+
+/// `revocation` signed by the vectors' node key under its delegation to `xuchang/yuzhou`.
+pub fn signed_revocation(revocation: &CertificateRevocation) -> SignedMessage {
+    certificate_revocation::sign(revocation, &node(), crate::vectors::delegation())
+}
+
+/// One certificate-revocation vector, as stored in
+/// `test-vectors/certificate-revocations/<name>.json`. Byte fields are lowercase hex.
+#[derive(Debug, Clone, Serialize)]
+pub struct RevocationVector {
+    /// File name without `.json`.
+    pub name: String,
+    /// What the case shows.
+    pub description: String,
+    /// The exchange whose root key the verifier trusts.
+    pub exchange: String,
+    /// The trusted root public key of `exchange`.
+    pub root_public_key: String,
+    /// The revocation body as carried.
+    pub body: String,
+    /// The id carried, in text form.
+    pub id: String,
+    /// Exactly the bytes the signature covers: the tag followed by the body as signed.
+    pub signing_input: String,
+    /// **The input**: the signed revocation as sent.
+    pub revocation: String,
+    /// The signed certificate the verifier holds under the id the revocation names (step 10).
+    pub certificate: String,
+    /// When the verifier knows the exchange revoked the signing node key: the revocation's
+    /// time, in milliseconds since the Unix epoch (step 9).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_revoked_at: Option<u64>,
+    /// The verifier's clock, in milliseconds since the Unix epoch.
+    pub now: u64,
+    /// The size cap the verifier applies, in bytes.
+    pub max_size: usize,
+    /// The nesting cap the verifier applies.
+    pub max_depth: usize,
+    /// Whether verification succeeds.
+    pub valid: bool,
+    /// When invalid, the error kind (`VerifyError::kind`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+fn revocation_vector(
+    name: &str,
+    description: &str,
+    signed: &SignedMessage,
+    domain: Domain,
+    error: Option<&str>,
+) -> RevocationVector {
+    RevocationVector {
+        name: name.into(),
+        description: description.into(),
+        exchange: "xuchang".into(),
+        root_public_key: root().public().to_string(),
+        body: hex::encode(&signed.body),
+        id: signed.id.to_string(),
+        signing_input: hex::encode(domain.signing_input(&signed.body)),
+        revocation: hex::encode(signed.to_bytes()),
+        certificate: hex::encode(self::signed().to_bytes()),
+        key_revoked_at: None,
+        now: NOW.0,
+        max_size: MAX_REVOCATION_BYTES,
+        max_depth: DEFAULT_MAX_DEPTH,
+        valid: error.is_none(),
+        error: error.map(str::to_owned),
+    }
+}
+
+/// Every certificate-revocation vector, in file-name order.
+pub fn revocations() -> Vec<RevocationVector> {
+    let tag = Domain::CertificateRevocation;
+    let valid = signed_revocation(&revocation());
+    let changge = SignedDelegation::sign(
+        Delegation {
+            zone: lit("xuchang/changge"),
+            ..crate::vectors::delegation().delegation
+        },
+        &root(),
+    );
+    let mut out = Vec::new();
+
+    out.push(revocation_vector(
+        "certificate-revocation-valid",
+        "xuchang/yuzhou revokes its certificate XC-2026-YUZHOU-000123 an hour before now, \
+         naming it by number and id.",
+        &valid,
+        tag,
+        None,
+    ));
+
+    out.push(revocation_vector(
+        "certificate-revocation-invalid-signed-by-another-zone",
+        "A node of xuchang/changge signs a revocation in the name of xuchang/yuzhou: the \
+         revoking zone is not the signer's.",
+        &certificate_revocation::sign(&revocation(), &node(), changge.clone()),
+        tag,
+        Some("wrong_origin"),
+    ));
+
+    let theirs = CertificateRevocation {
+        number: "XC-2026-CHANGGE-000123".into(),
+        zone: lit("xuchang/changge"),
+        ..revocation()
+    };
+    out.push(revocation_vector(
+        "certificate-revocation-invalid-of-another-zones-certificate",
+        "A node of xuchang/changge revokes, in its own name, the id of a certificate of \
+         xuchang/yuzhou: valid offline, but the certificate with that id is not the revoking \
+         zone's (step 10).",
+        &certificate_revocation::sign(&theirs, &node(), changge),
+        tag,
+        Some("wrong_origin"),
+    ));
+
+    let other_number = CertificateRevocation {
+        number: "XC-2026-YUZHOU-000124".into(),
+        ..revocation()
+    };
+    out.push(revocation_vector(
+        "certificate-revocation-invalid-wrong-certificate",
+        "The revocation names number 000124 with the id of certificate 000123 (step 10).",
+        &signed_revocation(&other_number),
+        tag,
+        Some("wrong_certificate"),
+    ));
+
+    let mut tampered = valid.clone();
+    tampered.body = to_canonical(&CertificateRevocation {
+        reason: "revoked at the holder's request".into(),
+        ..revocation()
+    })
+    .unwrap_or_default();
+    tampered.id = ContentId::of(&tampered.body);
+    let mut v = revocation_vector(
+        "certificate-revocation-invalid-tampered-reason",
+        "The reason was changed after signing (the id was recomputed): the signature no longer \
+         verifies. signing_input shows the original body, which the signature covers.",
+        &tampered,
+        tag,
+        Some("bad_signature"),
+    );
+    v.signing_input = hex::encode(tag.signing_input(&valid.body));
+    out.push(v);
+
+    let body = to_canonical(&revocation()).unwrap_or_default();
+    out.push(revocation_vector(
+        "certificate-revocation-invalid-certificate-tag",
+        "The revocation body signed under the certificate tag: domain separation makes the \
+         signature fail under the revocation tag.",
+        &SignedMessage::seal(
+            Domain::Certificate,
+            body,
+            &node(),
+            crate::vectors::delegation(),
+        ),
+        Domain::Certificate,
+        Some("bad_signature"),
+    ));
+
+    out.push(revocation_vector(
+        "certificate-revocation-invalid-blank-reason",
+        "A reason of white space only breaks the reason rule.",
+        &signed_revocation(&CertificateRevocation {
+            reason: " \t ".into(),
+            ..revocation()
+        }),
+        tag,
+        Some("invalid_certificate_revocation"),
+    ));
+
+    let revoked_at = revocation().revoked_at;
+    out.push(RevocationVector {
+        key_revoked_at: Some(revoked_at.0 - 60_000),
+        ..revocation_vector(
+            "certificate-revocation-invalid-key-revoked-before",
+            "The exchange revoked the signing node key a minute before the revocation time.",
+            &valid,
+            tag,
+            Some("revoked_key"),
+        )
+    });
     out.sort_by_key(|v| format!("{}.json", v.name));
     out
 }

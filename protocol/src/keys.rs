@@ -25,6 +25,8 @@ pub enum Domain {
     Revocation,
     /// A node issuing a registration certificate.
     Certificate,
+    /// A node of the issuing zone revoking one of its registration certificates.
+    CertificateRevocation,
     /// A node forwarding a buyer's application to the listing's origin exchange.
     ApplicationRequest,
     /// A node of the origin zone answering a forwarded application.
@@ -40,6 +42,7 @@ impl Domain {
             Domain::Delisting => b"xchg/v1/delisting\0",
             Domain::Revocation => b"xchg/v1/revocation\0",
             Domain::Certificate => b"xchg/v1/certificate\0",
+            Domain::CertificateRevocation => b"xchg/v1/certificate-revocation\0",
             Domain::ApplicationRequest => b"xchg/v1/application-request\0",
             Domain::ApplicationDecision => b"xchg/v1/application-decision\0",
         }
@@ -355,6 +358,7 @@ mod tests {
             Domain::Delisting,
             Domain::Revocation,
             Domain::Certificate,
+            Domain::CertificateRevocation,
             Domain::ApplicationRequest,
             Domain::ApplicationDecision,
         ];

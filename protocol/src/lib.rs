@@ -10,7 +10,8 @@
 //! - [`listing`]: listings and their validation rules; [`text`]: the rule of their free text.
 //! - [`party`]: market participants' credit codes (GB 32100) and kinds.
 //! - [`announcement`]: delegations, signed announcements, offline verification.
-//! - [`certificate`]: registration certificates and their offline verification.
+//! - [`certificate`]: registration certificates and their offline verification;
+//!   [`certificate_revocation`]: their revocation by the issuing zone.
 //! - [`application`]: applications forwarded across exchanges and the origin's decisions.
 
 mod bytes;
@@ -21,6 +22,7 @@ pub mod application_vectors;
 pub mod canonical;
 pub mod catchup;
 pub mod certificate;
+pub mod certificate_revocation;
 pub mod certificate_vectors;
 pub mod ids;
 pub mod keys;

@@ -100,6 +100,13 @@ fn every_variant() -> Vec<VerifyError> {
         VerifyError::InvalidCertificate {
             errors: invalid.clone(),
         },
+        VerifyError::InvalidCertificateRevocation {
+            errors: invalid.clone(),
+        },
+        VerifyError::WrongCertificate {
+            named: "a".into(),
+            number: "b".into(),
+        },
         VerifyError::InvalidApplication {
             errors: invalid.clone(),
         },
@@ -138,6 +145,8 @@ fn every_variant() -> Vec<VerifyError> {
             | VerifyError::InvalidListing(_)
             | VerifyError::InvalidBody { .. }
             | VerifyError::InvalidCertificate { .. }
+            | VerifyError::InvalidCertificateRevocation { .. }
+            | VerifyError::WrongCertificate { .. }
             | VerifyError::InvalidApplication { .. }
             | VerifyError::InvalidDecision { .. }
             | VerifyError::WrongRequest { .. }

@@ -1,19 +1,23 @@
 //! Certificates travel with exported listings (issue #14, PROTOCOL.md 10.5): Zhengzhou's
 //! agreement with Xuchang requires registration, so a Xuchang listing is recognised there only
 //! once Zhengzhou holds a valid certificate for that listing version; a certificate that does
-//! not verify is refused, recorded, and lets nothing in. Whole federation in one process.
+//! not verify is refused, recorded, and lets nothing in; a certificate Xuchang revokes stops
+//! counting at Zhengzhou, which withdraws the listing it let in (PROTOCOL.md 10.6), while a
+//! revocation another zone signed is refused and recorded. Whole federation in one process.
 
 use std::time::Duration;
 
 use anyhow::Context as _;
 use serde_json::{Value, json};
 use xchg_federation_config::layout::LayoutKind;
+use xchg_federation_config::layout::root_key_file;
 use xchg_federation_config::{load, read_key_file};
 use xchg_node::federation::Tuning;
 use xchg_node::gossip::{Broadcast, certificate_topic_of};
 use xchg_protocol::canonical::to_canonical;
 use xchg_protocol::certificate::{Certificate, SignedCertificate, number};
-use xchg_protocol::{ContentId, Keypair, Right, Source, Timestamp};
+use xchg_protocol::certificate_revocation::{self, CertificateRevocation};
+use xchg_protocol::{ContentId, Delegation, Keypair, Right, SignedDelegation, Source, Timestamp};
 use xchg_tests::in_process::Federation;
 use xchg_tests::{eventually, example_listing};
 
@@ -206,6 +210,144 @@ async fn a_tampered_certificate_is_refused_and_recorded_and_the_listing_stays_un
     // what kept it out.
     client.publish(topic, genuine.to_bytes()).await?;
     fed.wait_for_state(ZHENGZHOU, 0, &id, "recognised").await?;
+    fed.shutdown().await;
+    Ok(())
+}
+
+/// Sends `data` on Xuchang's certificate topic from a peer of the test's own.
+async fn send_on_xuchang_certificate_topic(fed: &Federation, data: Vec<u8>) -> anyhow::Result<()> {
+    let relay = Keypair::generate();
+    let (client, _events) = fed.gossip.join(&relay.public());
+    let topic = certificate_topic_of("xuchang");
+    client.subscribe(topic.clone()).await?;
+    eventually(Duration::from_secs(30), "the message sent", || async {
+        match client.publish(topic.clone(), data.clone()).await {
+            Ok(()) => Ok(Some(())),
+            Err(e) => Err(e.to_string()),
+        }
+    })
+    .await
+}
+
+/// Waits until Zhengzhou lists a received revocation of `decision`; the first one.
+async fn revocation_recorded(fed: &Federation, decision: &str) -> anyhow::Result<Value> {
+    let path = format!("/v1/federation/certificate-revocations?decision={decision}");
+    eventually(
+        Duration::from_secs(30),
+        &format!("a {decision} certificate revocation at Zhengzhou"),
+        || async {
+            let page = zhengzhou(fed, &path).await?;
+            match page["items"].as_array().and_then(|v| v.first()).cloned() {
+                Some(r) => Ok(Some(r)),
+                None => Err(page.to_string()),
+            }
+        },
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_certificate_stops_the_partner_recognising_its_listing_and_a_forged_revocation_is_refused()
+-> anyhow::Result<()> {
+    let fed = start().await?;
+    let id = fed
+        .approve_new(XUCHANG, example_listing("撤销登记证书"))
+        .await?;
+    refused_for_registration(&fed, &id).await?;
+    let number = certify(&fed, &id).await?;
+    fed.wait_for_state(ZHENGZHOU, 0, &id, "recognised").await?;
+    let held = zhengzhou(&fed, "/v1/federation/certificates?decision=valid")
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let certificate_id: ContentId = held["items"]
+        .as_array()
+        .and_then(|v| v.iter().find(|c| c["number"] == number.as_str()))
+        .and_then(|c| c["certificate_id"].as_str())
+        .context("the certificate held at Zhengzhou")?
+        .parse()?;
+
+    // Another zone of Xuchang, with a key the root delegated to it, revokes the certificate in
+    // its own name: step 10 of PROTOCOL.md 10.6 refuses it, and the listing stays recognised.
+    let exchange = "xuchang".parse()?;
+    let root = read_key_file(&root_key_file(&fed.layout_dir(), &exchange))?;
+    let forger = Keypair::generate();
+    let now = Timestamp::now();
+    let delegation = SignedDelegation::sign(
+        Delegation {
+            exchange,
+            zone: "xuchang/forger".parse()?,
+            node_key: forger.public(),
+            not_before: Timestamp(now.0 - 60_000),
+            not_after: now.plus_millis(86_400_000),
+        },
+        &root,
+    );
+    let forged = CertificateRevocation {
+        number: {
+            let parts: Vec<&str> = number.split('-').collect();
+            format!("XC-{}-FORGER-{}", parts[1], parts[3])
+        },
+        certificate_id,
+        zone: "xuchang/forger".parse()?,
+        reason: "forged".into(),
+        revoked_at: now,
+    };
+    let forged = certificate_revocation::sign(&forged, &forger, delegation).to_bytes();
+    send_on_xuchang_certificate_topic(&fed, forged.clone()).await?;
+    let refused = revocation_recorded(&fed, "refused").await?;
+    assert_eq!(refused["kind"], "wrong_origin", "{refused}");
+    assert_eq!(
+        refused["message_id"],
+        ContentId::of(&forged).to_string(),
+        "{refused}"
+    );
+    assert_eq!(
+        fed.state_on(ZHENGZHOU, 0, &id).await?.as_deref(),
+        Some("recognised")
+    );
+
+    // Xuchang's operator revokes it: Zhengzhou applies the revocation and withdraws the copy.
+    let t = fed.zone_tokens(XUCHANG).clone();
+    let path = format!("/v1/certificates/{number}/revoke");
+    let (s, v) = fed
+        .post(
+            XUCHANG,
+            0,
+            &path,
+            &t.operator,
+            &json!({"reason": "证据伪造 evidence forged"}),
+        )
+        .await?;
+    anyhow::ensure!(s == 200 && v["status"] == "revoked", "revoke: {s} {v}");
+    fed.wait_for_state(ZHENGZHOU, 0, &id, "revoked").await?;
+    let applied = revocation_recorded(&fed, "applied").await?;
+    assert_eq!(applied["number"], number.as_str(), "{applied}");
+    let held = zhengzhou(&fed, "/v1/federation/certificates?decision=valid")
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let shown = held["items"]
+        .as_array()
+        .and_then(|v| v.iter().find(|c| c["number"] == number.as_str()))
+        .cloned()
+        .context("the certificate still listed")?;
+    assert_eq!(
+        shown["revocation_reason"], "证据伪造 evidence forged",
+        "{shown}"
+    );
+    let decisions = zhengzhou(&fed, "/v1/recognitions?decision=revoked&limit=100")
+        .await
+        .map_err(anyhow::Error::msg)?;
+    assert!(
+        decisions["items"]
+            .as_array()
+            .is_some_and(|v| v.iter().any(|r| {
+                r["listing_id"] == id.as_str()
+                    && r["reason"]
+                        .as_str()
+                        .is_some_and(|why| why.starts_with("certificate_revoked: "))
+            })),
+        "{decisions}"
+    );
     fed.shutdown().await;
     Ok(())
 }

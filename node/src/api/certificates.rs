@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use xchg_federation_config::Role;
 use xchg_protocol::Certificate;
 use xchg_protocol::certificate::{CHECKS, REVOCATION_CHECK};
+use xchg_protocol::certificate_revocation;
 
 use super::auth::Caller;
 use super::error::{ApiError, BearerErrors, BodyErrors, ErrorBody, ProposeErrors, ReadErrors};
@@ -213,7 +214,8 @@ pub async fn list(
     Ok(Json(CertificatePage { items, next_before }))
 }
 
-/// `POST /v1/certificates/{number}/revoke` (operator).
+/// `POST /v1/certificates/{number}/revoke` (operator): this node signs the revocation, which
+/// goes out where the certificate went (PROTOCOL.md 10.6).
 #[utoipa::path(
     post,
     path = "/v1/certificates/{number}/revoke",
@@ -223,12 +225,16 @@ pub async fn list(
     request_body = ReasonBody,
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "Revoked: `status` `revoked`", body = CertificateView),
+        (status = 200, description = "Revoked: `status` `revoked`; the revocation, signed by \
+            this node's key under the exchange's delegation, is published on the exchange's \
+            certificate topic when the certificate was", body = CertificateView),
         (status = 400, description = "Malformed JSON, or a `reason` that is empty, over 2000 \
             characters or against the text rule", body = ErrorBody),
         (status = 403, description = "Not an operator token", body = ErrorBody),
         (status = 404, description = "No certificate with this number", body = ErrorBody),
         (status = 409, description = "`illegal_transition`: already revoked", body = ErrorBody),
+        (status = 422, description = "`invalid`: the revocation this node signed does not \
+            verify against the exchange's root key (for example an expired delegation); retry", body = ErrorBody),
         BearerErrors,
         BodyErrors,
         ProposeErrors,
@@ -247,10 +253,30 @@ pub async fn revoke(
         max: REASON_CHARS,
         required: true,
     }])?;
+    // Signed here, before proposing: apply only verifies (a state machine must not sign). The
+    // revocation names the certificate by its id, read from the record.
+    let record = {
+        let mut conn = state.db.reader().await?;
+        registrations::certificate(&mut conn, &number)
+            .await?
+            .ok_or_else(|| {
+                ApiError::from(Refusal::NotFound(format!("no certificate {number:?}")))
+            })?
+    };
+    let (issued, _) = registrations::decoded(&record.signed).map_err(ApiError::internal)?;
+    let at = state.clock.now();
+    let revocation =
+        registrations::revocation_for(&state.config.zone.id, &number, issued.id, &body.reason, at);
+    let signed = certificate_revocation::sign(
+        &revocation,
+        &state.signer.key,
+        state.signer.delegation.clone(),
+    );
     let cmd = CatalogCommand::RevokeCertificate {
         number: number.clone(),
         reason: body.reason,
-        at: state.clock.now(),
+        revocation: signed.to_bytes(),
+        at,
         actor: caller.actor,
     };
     let (response, index) = state.propose_as(cmd, caller.credential).await?;

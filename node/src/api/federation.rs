@@ -17,6 +17,7 @@ use super::listings::{consistency_schema, query_error};
 use super::{AppState, Consistency};
 use crate::catalog::query::{self, RecognitionFilter, RecognitionPage};
 use crate::catalog::tables::received_certificates::{self as received, ReceivedView};
+use crate::catalog::tables::received_revocations::{self as revocations_received, RevocationView};
 use crate::federation::identity::IdentityView;
 use crate::federation::judge::Proposal;
 use crate::federation::verdicts::{JournalFilter, Reason, VerdictRecord};
@@ -153,19 +154,40 @@ pub async fn received_certificates(
 ) -> Result<Json<ReceivedPage>, ApiError> {
     let _ = caller;
     let Query(p) = params.map_err(query_error)?;
-    if let Some(d) = &p.decision
-        && !RECEIVED_DECISIONS.contains(&d.as_str())
+    let limit = decision_and_limit(
+        p.decision.as_deref(),
+        &RECEIVED_DECISIONS,
+        p.limit.as_deref(),
+    )?;
+    state.read_barrier(&p.consistency).await?;
+    let mut conn = state.db.reader().await?;
+    let items = received::list(&mut conn, p.decision.as_deref(), limit).await?;
+    Ok(Json(ReceivedPage { items }))
+}
+
+/// Checks a `decision` filter against `allowed` and brings `limit` within the verdict page's
+/// bounds; the number of rows to read.
+///
+/// # Errors
+/// `invalid_field` naming the parameter at fault.
+fn decision_and_limit(
+    decision: Option<&str>,
+    allowed: &[&str],
+    limit: Option<&str>,
+) -> Result<i64, ApiError> {
+    if let Some(d) = decision
+        && !allowed.contains(&d)
     {
         return Err(ApiError::invalid_field(
             "decision",
             format!(
                 "unknown decision {d:?}; expected one of {}",
-                RECEIVED_DECISIONS.join(", ")
+                allowed.join(", ")
             ),
         ));
     }
     let (default, most) = VERDICT_PAGE;
-    let limit = match &p.limit {
+    let limit = match limit {
         None => default,
         Some(l) => l.parse::<usize>().map(|n| n.clamp(1, most)).map_err(|_| {
             ApiError::invalid_field(
@@ -174,15 +196,74 @@ pub async fn received_certificates(
             )
         })?,
     };
+    Ok(i64::try_from(limit).unwrap_or(i64::MAX))
+}
+
+/// `GET /v1/federation/certificate-revocations` query string.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct RevocationParams {
+    /// Only this decision.
+    #[param(schema_with = revocation_decision_schema)]
+    decision: Option<String>,
+    /// Most records returned (default 100); values outside 1 to 1000 are brought within.
+    #[param(value_type = Option<u32>)]
+    limit: Option<String>,
+    #[serde(default)]
+    #[param(schema_with = consistency_schema)]
+    consistency: Consistency,
+}
+
+const REVOCATION_DECISIONS: [&str; 3] = ["applied", "waiting", "refused"];
+
+fn revocation_decision_schema() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(REVOCATION_DECISIONS))
+        .build()
+}
+
+/// Received certificate revocations found.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RevocationPage {
+    /// Newest first.
+    pub items: Vec<RevocationView>,
+}
+
+/// `GET /v1/federation/certificate-revocations?decision=&limit=` (any role): the certificate
+/// revocations this zone received from other zones (PROTOCOL.md 10.6), applied, waiting for
+/// their certificate, or refused with the kind of the failed check, newest first.
+#[utoipa::path(
+    get,
+    path = "/v1/federation/certificate-revocations",
+    operation_id = "list_received_certificate_revocations",
+    tag = "federation",
+    params(RevocationParams),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The zone's received certificate revocations, newest first", body = RevocationPage),
+        (status = 400, description = "An unknown parameter or value (`field` names it)", body = ErrorBody),
+        BearerErrors,
+        ReadErrors,
+    )
+)]
+pub async fn received_revocations(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Result<Query<RevocationParams>, QueryRejection>,
+) -> Result<Json<RevocationPage>, ApiError> {
+    let _ = caller;
+    let Query(p) = params.map_err(query_error)?;
+    let limit = decision_and_limit(
+        p.decision.as_deref(),
+        &REVOCATION_DECISIONS,
+        p.limit.as_deref(),
+    )?;
     state.read_barrier(&p.consistency).await?;
     let mut conn = state.db.reader().await?;
-    let items = received::list(
-        &mut conn,
-        p.decision.as_deref(),
-        i64::try_from(limit).unwrap_or(i64::MAX),
-    )
-    .await?;
-    Ok(Json(ReceivedPage { items }))
+    let items = revocations_received::list(&mut conn, p.decision.as_deref(), limit).await?;
+    Ok(Json(RevocationPage { items }))
 }
 
 /// `GET /v1/federation/peers`.

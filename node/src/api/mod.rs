@@ -133,6 +133,10 @@ pub fn router(state: AppState) -> Router {
             "/v1/federation/certificates",
             get(federation::received_certificates),
         )
+        .route(
+            "/v1/federation/certificate-revocations",
+            get(federation::received_revocations),
+        )
         .route("/v1/federation/revocations", post(federation::revoke))
         .route("/v1/federation/overview", get(overview::overview))
         .route("/v1/federation/flows", get(overview::flows))

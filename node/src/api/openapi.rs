@@ -52,6 +52,7 @@ use super::{
         federation::peers,
         federation::verdicts,
         federation::received_certificates,
+        federation::received_revocations,
         federation::revoke,
         overview,
         flows,

@@ -283,15 +283,24 @@ fn effect(
         CatalogCommand::RevokeCertificate {
             number,
             reason,
+            revocation,
             at,
             actor,
-        } => registrations::revoke(db, number, reason, *at, actor)?,
+        } => registrations::revoke(db, zone, number, reason, revocation, *at, actor)?,
         CatalogCommand::ReceiveCertificate(r) => certified::receive(db, raft_index, r)?,
         CatalogCommand::RecordCertificatePublished {
             registration_id,
             at,
             ..
         } => certified::published(db, *registration_id, *at)?,
+        CatalogCommand::ReceiveCertificateRevocation(r) => {
+            certified::receive_revocation(db, raft_index, r)?
+        }
+        CatalogCommand::RecordCertificateRevocationPublished {
+            registration_id,
+            at,
+            ..
+        } => certified::revocation_published(db, *registration_id, *at)?,
         CatalogCommand::ApplicationForwarded {
             application_id, at, ..
         } => across::forwarded(db, *application_id, *at)?,
@@ -695,11 +704,22 @@ fn subject(cmd: &CatalogCommand) -> (String, &'static str, Timestamp, String) {
             registration_id,
             at,
             node,
+        }
+        | CatalogCommand::RecordCertificateRevocationPublished {
+            registration_id,
+            at,
+            node,
         } => (
             format!("node:{node}"),
             "system",
             *at,
             format!("registration:{registration_id}"),
+        ),
+        CatalogCommand::ReceiveCertificateRevocation(r) => (
+            format!("node:{}", r.node),
+            "system",
+            r.at,
+            format!("received-certificate-revocation:{}", r.message_id),
         ),
         CatalogCommand::ApplicationForwarded {
             application_id,

@@ -1,6 +1,6 @@
-//! Certificates that travel (PROTOCOL.md 10.5): the rules that record a registration
-//! certificate received from another zone, valid or refused, and that mark this zone's own
-//! certificates published.
+//! Certificates that travel (PROTOCOL.md 10.5, 10.6): the rules that record a registration
+//! certificate or a certificate revocation received from another zone, valid or refused, and
+//! that mark this zone's own certificates and revocations published.
 //!
 //! The leader verifies a received certificate (10.3 steps 1 to 8, with no state of its zone)
 //! before it proposes anything; applying the record checks step 9 against the revocations the
@@ -8,18 +8,29 @@
 //! the same decision. A valid certificate forgets the refusals of the listing version it
 //! certifies: the zone has no decision on that version any more, so catch-up fetches and judges
 //! it again, and the agreement may now recognise it.
+//!
+//! A revocation is applied to the valid certificate held with the id it names, once the state
+//! machine has checked that the certificate is the revoking zone's with that number (10.6 step
+//! 10); one that arrives first waits for its certificate. An applied revocation makes the
+//! certificate count for nothing, and, under an agreement that requires registration (the
+//! leader states the term in the command, as it judges `registration_required`), withdraws the
+//! recognised copy whose current version only that certificate let in.
 
 use serde::{Deserialize, Serialize};
 use xchg_protocol::canonical::from_canonical;
 use xchg_protocol::certificate::{Certificate, SignedCertificate, check_revocation};
+use xchg_protocol::certificate_revocation::{self, CertificateRevocation, check_names};
 use xchg_protocol::{ContentId, ExchangeId, Limits, Timestamp};
 
 use super::federation::REFUSAL_RETENTION_MS;
+use super::tables::listings::{self, By, Transition};
 use super::tables::received_certificates::{self as table, Received, ValidFields};
+use super::tables::received_revocations as revocation_table;
 use super::tables::{certificates, recognitions, revocations};
-use super::{Applied, CommandResponse, REFUSAL_REASON_CHARS, Refusal};
+use super::{Applied, CommandResponse, ListingState, REFUSAL_REASON_CHARS, Refusal};
 
-/// Most refused certificates kept per exchange; the oldest go first.
+/// Most refused certificates kept per exchange; the oldest go first. The same cap holds for
+/// refused revocations, and for revocations waiting for their certificate.
 pub const MAX_REFUSED_PER_EXCHANGE: i64 = 10_000;
 
 /// A certificate received on an exchange's certificate topic, as the leader judged it.
@@ -171,11 +182,326 @@ pub fn receive(
         issued_at: certificate.issued_at,
         signed,
     });
-    if table::record(db, &record)? {
+    if table::record(db, &record)? && !settle_waiting(db, &outer.id, &certificate)? {
+        // Revoked before it came, it counts for nothing: the refusals stand.
         recognitions::forget_refusals(db, &certificate.content_id)?;
     }
     Ok(Ok(Applied {
         object_id: certificate.number,
+        version: None,
+        state: None,
+    }))
+}
+
+/// Decides the revocations that waited for certificate `id`, just recorded: each is applied
+/// when the certificate is its zone's with its number (PROTOCOL.md 10.6 step 10), refused
+/// otherwise. Whether one was applied.
+fn settle_waiting(
+    db: &rusqlite::Connection,
+    id: &ContentId,
+    certificate: &Certificate,
+) -> rusqlite::Result<bool> {
+    let mut applied = false;
+    for w in revocation_table::waiting_for(db, id)? {
+        let named = CertificateRevocation {
+            number: w.number,
+            certificate_id: *id,
+            zone: match w.zone.parse() {
+                Ok(zone) => zone,
+                Err(_) => continue,
+            },
+            reason: String::new(),
+            revoked_at: Timestamp(0),
+        };
+        match check_names(&named, certificate) {
+            Ok(()) => {
+                revocation_table::decide(db, &w.message_id, None)?;
+                applied = true;
+            }
+            Err(e) => {
+                let reason = clip(&e.to_string());
+                revocation_table::decide(db, &w.message_id, Some((e.kind(), &reason)))?;
+            }
+        }
+    }
+    Ok(applied)
+}
+
+/// A certificate revocation received on an exchange's certificate topic, as the leader judged
+/// it (PROTOCOL.md 10.6).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReceivedRevocation {
+    /// SHA-256 of the bytes as received (the gossip message id).
+    pub message_id: ContentId,
+    /// The exchange of the topic it arrived on.
+    pub exchange: ExchangeId,
+    /// What the leader found.
+    pub judged: JudgedRevocation,
+    /// The peer that delivered it, at most [`super::PEER_CHARS`] characters.
+    pub received_from: String,
+    /// When the proposing node received it.
+    pub at: Timestamp,
+    /// The proposing node's name.
+    pub node: String,
+}
+
+/// The leader's judgement of a received revocation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JudgedRevocation {
+    /// It passed PROTOCOL.md 10.6 steps 1 to 8.
+    Valid {
+        /// Canonical CBOR of the signed revocation.
+        #[serde(with = "serde_bytes")]
+        signed: Vec<u8>,
+        /// Whether this zone's agreement with the revocation's exchange requires
+        /// registration, as the leader's configuration says: then the recognised copy that
+        /// counted on the certificate is withdrawn.
+        require_registration: bool,
+    },
+    /// It failed a check: a bounded record of which and why (never the bytes).
+    Refused {
+        /// The id it carries, if it decoded.
+        revocation_id: Option<ContentId>,
+        /// The kind of the failed check (PROTOCOL.md 6.3).
+        kind: String,
+        /// What failed, at most [`REFUSAL_REASON_CHARS`] characters.
+        reason: String,
+    },
+}
+
+impl ReceivedRevocation {
+    /// Whether the leader found it valid.
+    pub fn is_valid(&self) -> bool {
+        matches!(self.judged, JudgedRevocation::Valid { .. })
+    }
+}
+
+/// Applies the record of a received revocation: a valid one is checked against the key
+/// revocations recorded here (PROTOCOL.md 10.6 step 9) and against the certificate it names,
+/// if held (step 10), then recorded `applied` (and the copy that counted on the certificate is
+/// withdrawn where the agreement requires registration) or `waiting` for its certificate; a
+/// refused one is recorded within the bounds. A message already recorded is left as it is.
+///
+/// # Errors
+/// Only storage errors; refusals are part of the `Ok` value.
+pub fn receive_revocation(
+    db: &rusqlite::Connection,
+    raft_index: u64,
+    r: &ReceivedRevocation,
+) -> rusqlite::Result<CommandResponse> {
+    let received_from: String = r.received_from.chars().take(super::PEER_CHARS).collect();
+    let mut record = revocation_table::Received {
+        message_id: &r.message_id,
+        revocation_id: None,
+        exchange: r.exchange.as_str(),
+        valid: None,
+        decision: "refused",
+        refused: None,
+        received_from: &received_from,
+        at: r.at,
+        raft_index,
+    };
+    let bound = |db: &rusqlite::Connection| {
+        let expired = Timestamp(r.at.0.saturating_sub(REFUSAL_RETENTION_MS));
+        revocation_table::bound(
+            db,
+            expired,
+            r.exchange.as_str(),
+            MAX_REFUSED_PER_EXCHANGE,
+            MAX_REFUSED_PER_EXCHANGE,
+        )
+    };
+    let recorded = |object_id: String| {
+        Ok(Ok(Applied {
+            object_id,
+            version: None,
+            state: None,
+        }))
+    };
+    let (signed, require_registration) = match &r.judged {
+        JudgedRevocation::Refused {
+            revocation_id,
+            kind,
+            reason,
+        } => {
+            let reason = clip(reason);
+            record.revocation_id = revocation_id.as_ref();
+            record.refused = Some((kind, &reason));
+            revocation_table::record(db, &record)?;
+            bound(db)?;
+            return recorded(r.message_id.to_string());
+        }
+        JudgedRevocation::Valid {
+            signed,
+            require_registration,
+        } => (signed, *require_registration),
+    };
+    let (outer, revocation) =
+        match certificate_revocation::decode(signed, &certificate_revocation::limits()) {
+            Ok(decoded) => decoded,
+            Err(e) => {
+                return Ok(Err(Refusal::Invalid(format!(
+                    "a revocation proposed as valid does not decode: {e}"
+                ))));
+            }
+        };
+    let delegation = &outer.delegation.delegation;
+    if ContentId::of(&outer.body) != outer.id
+        || delegation.zone != revocation.zone
+        || delegation.exchange != r.exchange
+    {
+        return Ok(Err(Refusal::Invalid(format!(
+            "a revocation proposed as valid for the topic of {} is not one of its zones' \
+             (its id, zone or exchange does not match)",
+            r.exchange
+        ))));
+    }
+    let verified = certificate_revocation::VerifiedCertificateRevocation {
+        id: outer.id,
+        body: revocation.clone(),
+        signer: delegation.node_key,
+        delegation: outer.delegation.clone(),
+    };
+    record.revocation_id = Some(&outer.id);
+    let key_revoked = revocations::revoked_at(db, r.exchange.as_str(), &verified.signer)?;
+    let held = table::held(db, &revocation.certificate_id)?;
+    let certificate = held.as_deref().map(decode).transpose();
+    let refusal = certificate_revocation::check_key_revocation(&verified, key_revoked)
+        .err()
+        .or_else(|| match &certificate {
+            Ok(Some((_, c))) => check_names(&revocation, c).err(),
+            _ => None,
+        });
+    if let Some(e) = refusal {
+        let reason = clip(&e.to_string());
+        record.refused = Some((e.kind(), &reason));
+        revocation_table::record(db, &record)?;
+        bound(db)?;
+        return recorded(r.message_id.to_string());
+    }
+    let certificate = match certificate {
+        Ok(c) => c.map(|(_, c)| c),
+        Err(why) => {
+            return Ok(Err(Refusal::Invalid(format!(
+                "the certificate held as {} does not decode: {why}",
+                revocation.certificate_id
+            ))));
+        }
+    };
+    let signer = verified.signer.to_base64();
+    let zone = revocation.zone.to_string();
+    record.decision = if certificate.is_some() {
+        "applied"
+    } else {
+        "waiting"
+    };
+    record.valid = Some(revocation_table::ValidFields {
+        certificate_id: &revocation.certificate_id,
+        zone: &zone,
+        number: &revocation.number,
+        revoked_at: revocation.revoked_at,
+        reason: &revocation.reason,
+        signer: &signer,
+        signed,
+    });
+    let new = revocation_table::record(db, &record)?;
+    bound(db)?;
+    if new
+        && require_registration
+        && let Some(certificate) = &certificate
+    {
+        withdraw(db, raft_index, r, &outer.id, &revocation, certificate)?;
+    }
+    recorded(revocation.number)
+}
+
+/// After revocation `revocation_id` of `certificate` was applied under an agreement that
+/// requires registration: the recognised copy of the certificate's listing, from its issuing
+/// zone, whose current version is the one certified, becomes `revoked` (its decision too, with
+/// the reason `certificate_revoked: ...`), unless another certificate of that zone still
+/// counts for the version. Copies of other versions, or already withdrawn, stay as they are.
+fn withdraw(
+    db: &rusqlite::Connection,
+    raft_index: u64,
+    r: &ReceivedRevocation,
+    revocation_id: &ContentId,
+    revocation: &CertificateRevocation,
+    certificate: &Certificate,
+) -> rusqlite::Result<()> {
+    let listing_id = certificate.listing_id.to_string();
+    let Some(cur) = listings::current(db, &listing_id)? else {
+        return Ok(());
+    };
+    if cur.state != ListingState::Recognised
+        || cur.listing.origin != certificate.zone
+        || cur.listing.content_id() != certificate.content_id
+        || table::certified_by_zone(
+            db,
+            &certificate.listing_id,
+            &certificate.content_id,
+            certificate.zone.as_str(),
+        )?
+    {
+        return Ok(());
+    }
+    let node = format!("node:{}", r.node);
+    listings::set_state(db, &listing_id, ListingState::Revoked)?;
+    listings::record_history(
+        db,
+        &listing_id,
+        &Transition {
+            raft_index,
+            at: r.at,
+            by: By {
+                id: &node,
+                role: "system",
+            },
+            action: "revoke",
+            from: Some(cur.state),
+            to: ListingState::Revoked,
+            version: cur.listing.version,
+            detail: Some(
+                serde_json::json!({
+                    "certificate_revocation": revocation_id.to_string(),
+                    "certificate": revocation.number,
+                    "zone": revocation.zone.as_str(),
+                    "reason": revocation.reason,
+                })
+                .to_string(),
+            ),
+        },
+    )?;
+    let why = clip(&format!(
+        "{CERTIFICATE_REVOKED}: certificate {} was revoked by {}: {}",
+        revocation.number, revocation.zone, revocation.reason
+    ));
+    recognitions::mark_revoked(db, &certificate.content_id, &why)?;
+    Ok(())
+}
+
+/// The kind a copy withdrawn for its certificate's revocation is recorded with (the reason of
+/// its `revoked` decision starts with it, PROTOCOL.md 7.4 and 10.6).
+pub const CERTIFICATE_REVOKED: &str = "certificate_revoked";
+
+/// Applies the leader's record that it published the revocation of the certificate of
+/// registration `registration_id`.
+///
+/// # Errors
+/// Only storage errors; a revocation not waiting to be published is refused.
+pub fn revocation_published(
+    db: &rusqlite::Connection,
+    registration_id: u64,
+    at: Timestamp,
+) -> rusqlite::Result<CommandResponse> {
+    if !certificates::mark_revocation_published(db, registration_id, at)? {
+        return Ok(Err(Refusal::Conflict(format!(
+            "the revocation of the certificate of registration {registration_id} is not waiting \
+             to be published"
+        ))));
+    }
+    Ok(Ok(Applied {
+        object_id: format!("registration:{registration_id}"),
         version: None,
         state: None,
     }))
@@ -358,6 +684,197 @@ mod tests {
             rows(&db),
             [("refused".to_owned(), Some("revoked_key".to_owned()))]
         );
+    }
+
+    /// The credit listing of the vectors, as a copy recognised from `xuchang/yuzhou`.
+    fn copy() -> xchg_protocol::Listing {
+        xchg_protocol::Listing::first_version(
+            vectors::credit_draft(),
+            "xuchang/yuzhou".parse().expect("zone"),
+            Timestamp(1),
+        )
+    }
+
+    /// The vectors' certificate, for the version of [`copy`].
+    fn certificate_of_copy() -> SignedCertificate {
+        let l = copy();
+        let mut c = certificate_vectors::certificate();
+        c.listing_id = l.id();
+        c.content_id = l.content_id();
+        SignedCertificate::sign(&c, &vectors::node(), vectors::delegation())
+    }
+
+    /// `revocation` signed by the vectors' node key delegated to `zone`.
+    fn revocation_signed_in(zone: &str, revocation: &CertificateRevocation) -> Vec<u8> {
+        let delegation = xchg_protocol::SignedDelegation::sign(
+            xchg_protocol::Delegation {
+                zone: zone.parse().expect("zone"),
+                ..vectors::delegation().delegation
+            },
+            &vectors::root(),
+        );
+        certificate_revocation::sign(revocation, &vectors::node(), delegation).to_bytes()
+    }
+
+    fn revocation_received(signed: Vec<u8>, require_registration: bool) -> ReceivedRevocation {
+        ReceivedRevocation {
+            message_id: ContentId::of(&signed),
+            exchange: "xuchang".parse().expect("exchange"),
+            judged: JudgedRevocation::Valid {
+                signed,
+                require_registration,
+            },
+            received_from: "peer".into(),
+            at: vectors::NOW,
+            node: "n1".into(),
+        }
+    }
+
+    /// The yuzhou revocation of [`certificate_of_copy`].
+    fn revocation_of_copy(require_registration: bool) -> ReceivedRevocation {
+        let r = CertificateRevocation {
+            certificate_id: certificate_of_copy().id,
+            ..certificate_vectors::revocation()
+        };
+        revocation_received(
+            revocation_signed_in("xuchang/yuzhou", &r),
+            require_registration,
+        )
+    }
+
+    /// `(decision, kind)` of every received revocation, in order.
+    fn revocation_rows(db: &rusqlite::Connection) -> Vec<(String, Option<String>)> {
+        let mut stmt = db
+            .prepare("SELECT decision, kind FROM received_revocations ORDER BY rowid")
+            .expect("select");
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .expect("rows")
+            .collect::<Result<_, _>>()
+            .expect("read")
+    }
+
+    fn counts(db: &rusqlite::Connection) -> bool {
+        let l = copy();
+        table::certified_by_zone(db, &l.id(), &l.content_id(), "xuchang/yuzhou").expect("read")
+    }
+
+    /// A zone holding [`copy`] recognised thanks to [`certificate_of_copy`], after the
+    /// certificate's revocation was applied under an agreement that requires registration when
+    /// `require_registration`: the copy's state and its recorded decision.
+    fn copy_after_revocation(require_registration: bool) -> (ListingState, String) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = crate::catalog::test_db(dir.path());
+        let l = copy();
+        listings::write(&db, &l, ListingState::Recognised, "federation").expect("copy");
+        recognitions::record(
+            &db,
+            &Decision {
+                content_id: &l.content_id(),
+                kind: AnnouncementKind::Listing,
+                listing_id: Some(&l.id()),
+                version: Some(1),
+                origin: "xuchang/yuzhou",
+                exchange: "xuchang",
+                agreement: "sibling",
+                decision: "recognised",
+                reason: None,
+                signer: &vectors::node().public().to_base64(),
+                delegation: None,
+                received_from: "peer",
+                at: vectors::NOW,
+                raft_index: 1,
+            },
+        )
+        .expect("recognised");
+        let cert = received(Judged::Valid {
+            signed: certificate_of_copy().to_bytes(),
+        });
+        receive(&db, 2, &cert).expect("apply").expect("recorded");
+        assert!(counts(&db));
+        let applied = receive_revocation(&db, 3, &revocation_of_copy(require_registration))
+            .expect("apply")
+            .expect("recorded");
+        assert_eq!(applied.object_id, "XC-2026-YUZHOU-000123");
+        assert_eq!(revocation_rows(&db), [("applied".to_owned(), None)]);
+        assert!(!counts(&db), "a revoked certificate counts for nothing");
+        let state = listings::current(&db, &l.id().to_string())
+            .expect("read")
+            .expect("held")
+            .state;
+        let decision: String = db
+            .query_row(
+                "SELECT decision || ' ' || coalesce(reason, '') FROM recognitions \
+                 WHERE content_id = ?1",
+                [l.content_id().to_string()],
+                |r| r.get(0),
+            )
+            .expect("decision");
+        (state, decision)
+    }
+
+    #[test]
+    fn a_revoked_certificate_withdraws_the_copy_it_let_in_only_where_registration_is_required() {
+        let (state, decision) = copy_after_revocation(true);
+        assert_eq!(state, ListingState::Revoked);
+        assert!(
+            decision.starts_with("revoked certificate_revoked: certificate XC-2026-YUZHOU-000123"),
+            "{decision}"
+        );
+        let (state, decision) = copy_after_revocation(false);
+        assert_eq!(state, ListingState::Recognised);
+        assert_eq!(decision.trim(), "recognised");
+    }
+
+    #[test]
+    fn a_revocation_that_arrives_before_its_certificate_waits_and_is_applied_when_it_comes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = crate::catalog::test_db(dir.path());
+        receive_revocation(&db, 1, &revocation_of_copy(true))
+            .expect("apply")
+            .expect("recorded");
+        assert_eq!(revocation_rows(&db), [("waiting".to_owned(), None)]);
+        let cert = received(Judged::Valid {
+            signed: certificate_of_copy().to_bytes(),
+        });
+        receive(&db, 2, &cert).expect("apply").expect("recorded");
+        assert_eq!(revocation_rows(&db), [("applied".to_owned(), None)]);
+        assert!(!counts(&db), "the certificate never counts");
+    }
+
+    #[test]
+    fn a_revocation_of_another_zones_certificate_is_refused_held_or_not() {
+        // A changge node revokes, in changge's name, the id of yuzhou's certificate.
+        let forged = || {
+            let r = CertificateRevocation {
+                number: "XC-2026-CHANGGE-000123".into(),
+                zone: "xuchang/changge".parse().expect("zone"),
+                certificate_id: certificate_of_copy().id,
+                ..certificate_vectors::revocation()
+            };
+            revocation_received(revocation_signed_in("xuchang/changge", &r), true)
+        };
+        let cert = received(Judged::Valid {
+            signed: certificate_of_copy().to_bytes(),
+        });
+        let refused = [("refused".to_owned(), Some("wrong_origin".to_owned()))];
+        // The certificate held first.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = crate::catalog::test_db(dir.path());
+        receive(&db, 1, &cert).expect("apply").expect("recorded");
+        receive_revocation(&db, 2, &forged())
+            .expect("apply")
+            .expect("recorded");
+        assert_eq!(revocation_rows(&db), refused);
+        assert!(counts(&db));
+        // The forged revocation first: refused when the certificate comes.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = crate::catalog::test_db(dir.path());
+        receive_revocation(&db, 1, &forged())
+            .expect("apply")
+            .expect("recorded");
+        receive(&db, 2, &cert).expect("apply").expect("recorded");
+        assert_eq!(revocation_rows(&db), refused);
+        assert!(counts(&db));
     }
 
     #[test]

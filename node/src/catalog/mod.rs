@@ -225,6 +225,7 @@ pub const SCHEMA: &[&str] = &[
     include_str!("schema/catalog_schema_v9.sql"),
     include_str!("schema/catalog_schema_v10.sql"),
     include_str!("schema/catalog_schema_v11.sql"),
+    include_str!("schema/catalog_schema_v12.sql"),
 ];
 
 /// Zone facts for tests: `xuchang/yuzhou` with the default export policy.
@@ -573,12 +574,17 @@ pub enum CatalogCommand {
         /// The reviewer.
         actor: Actor,
     },
-    /// An operator revokes a valid certificate.
+    /// An operator revokes a valid certificate, with the revocation the handling node built
+    /// and signed ([`registrations::revoke`] verifies it when applied, PROTOCOL.md 10.6).
     RevokeCertificate {
         /// The certificate number.
         number: String,
         /// Why.
         reason: String,
+        /// The signed revocation, canonical CBOR; empty in a command written before
+        /// revocations travelled (recorded, never published).
+        #[serde(default, with = "serde_bytes")]
+        revocation: Vec<u8>,
         /// When.
         at: Timestamp,
         /// The operator.
@@ -587,6 +593,19 @@ pub enum CatalogCommand {
     /// A registration certificate from another zone, received on its exchange's certificate
     /// topic, and the leader's judgement of it (PROTOCOL.md 10.5).
     ReceiveCertificate(Box<certified::ReceivedCertificate>),
+    /// A certificate revocation from another zone, received on its exchange's certificate
+    /// topic, and the leader's judgement of it (PROTOCOL.md 10.6).
+    ReceiveCertificateRevocation(Box<certified::ReceivedRevocation>),
+    /// The leader published the revocation of the certificate of a registration on its
+    /// exchange's certificate topic.
+    RecordCertificateRevocationPublished {
+        /// The registration the revoked certificate was issued for.
+        registration_id: u64,
+        /// When.
+        at: Timestamp,
+        /// The publishing node's name.
+        node: String,
+    },
     /// The leader published the certificate of a registration on its exchange's certificate
     /// topic.
     RecordCertificatePublished {
@@ -697,6 +716,10 @@ impl CatalogCommand {
             CatalogCommand::RevokeCertificate { .. } => "revoke_certificate",
             CatalogCommand::ReceiveCertificate(_) => "receive_certificate",
             CatalogCommand::RecordCertificatePublished { .. } => "record_certificate_published",
+            CatalogCommand::ReceiveCertificateRevocation(_) => "receive_certificate_revocation",
+            CatalogCommand::RecordCertificateRevocationPublished { .. } => {
+                "record_certificate_revocation_published"
+            }
             CatalogCommand::ApplicationForwarded { .. } => "application_forwarded",
             CatalogCommand::ReceiveApplication(_) => "receive_application",
             CatalogCommand::ApplicationDecided(_) => "application_decided",
@@ -736,6 +759,10 @@ impl CatalogCommand {
             CatalogCommand::RecordPublished { node, .. } => Some(node.as_str()),
             CatalogCommand::ReceiveCertificate(r) => Some(r.node.as_str()),
             CatalogCommand::RecordCertificatePublished { node, .. } => Some(node.as_str()),
+            CatalogCommand::ReceiveCertificateRevocation(r) => Some(r.node.as_str()),
+            CatalogCommand::RecordCertificateRevocationPublished { node, .. } => {
+                Some(node.as_str())
+            }
             CatalogCommand::ApplicationForwarded { node, .. } => Some(node.as_str()),
             CatalogCommand::ReceiveApplication(r) => Some(r.node.as_str()),
             CatalogCommand::ApplicationDecided(r) => Some(r.node.as_str()),
@@ -807,6 +834,8 @@ impl CatalogCommand {
             | CatalogCommand::RecordRefusal(_)
             | CatalogCommand::ReceiveCertificate(_)
             | CatalogCommand::RecordCertificatePublished { .. }
+            | CatalogCommand::ReceiveCertificateRevocation(_)
+            | CatalogCommand::RecordCertificateRevocationPublished { .. }
             | CatalogCommand::ApplicationForwarded { .. }
             | CatalogCommand::ReceiveApplication(_)
             | CatalogCommand::ApplicationDecided(_) => {
@@ -867,6 +896,8 @@ impl CatalogCommand {
             | CatalogCommand::RecordRefusal(_)
             | CatalogCommand::ReceiveCertificate(_)
             | CatalogCommand::RecordCertificatePublished { .. }
+            | CatalogCommand::ReceiveCertificateRevocation(_)
+            | CatalogCommand::RecordCertificateRevocationPublished { .. }
             | CatalogCommand::ApplicationForwarded { .. }
             | CatalogCommand::ReceiveApplication(_)
             | CatalogCommand::ApplicationDecided(_)
@@ -897,8 +928,10 @@ impl CatalogCommand {
                 CatalogCommand::ApproveListing { .. }
                     | CatalogCommand::RejectListing { .. }
                     | CatalogCommand::DelistListing { .. }
-                    // An approval may queue its certificate for publication.
+                    // An approval may queue its certificate for publication, a revocation
+                    // its revocation.
                     | CatalogCommand::ApproveRegistration { .. }
+                    | CatalogCommand::RevokeCertificate { .. }
             ),
         }
     }

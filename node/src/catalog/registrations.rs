@@ -12,6 +12,9 @@
 use serde::{Deserialize, Serialize};
 use sqlx::SqliteConnection;
 use xchg_protocol::certificate::{MAX_EVIDENCE, check_revocation, number};
+use xchg_protocol::certificate_revocation::{
+    self, CertificateRevocation, verify_certificate_revocation,
+};
 use xchg_protocol::{
     Certificate, ContentId, Limits, PartyId, Right, SignedCertificate, Source, Timestamp,
     TrustStore, VerifiedCertificate, VerifyError, ZoneId, verify_certificate,
@@ -495,14 +498,90 @@ pub async fn certificates(
     Ok((found, more))
 }
 
-/// Applies a revocation: the certificate must exist and be valid; `reason` is recorded.
+/// The revocation a zone signs when its operator revokes certificate `number` (whose id is
+/// `certificate_id`) at `at` for `reason` (PROTOCOL.md 10.6): what the handling node signs and
+/// what [`revoke`] requires the signed revocation to state.
+pub fn revocation_for(
+    zone: &ZoneId,
+    number: &str,
+    certificate_id: ContentId,
+    reason: &str,
+    at: Timestamp,
+) -> CertificateRevocation {
+    CertificateRevocation {
+        number: number.to_owned(),
+        certificate_id,
+        zone: zone.clone(),
+        reason: reason.to_owned(),
+        revoked_at: at,
+    }
+}
+
+/// Checks `signed` as the revocation of `record` for `reason` at `at`: it verifies against
+/// this exchange's root key at `at`, its signing key was not revoked by then, and it states
+/// exactly [`revocation_for`].
+fn check_revocation_signed(
+    db: &rusqlite::Connection,
+    zone: &ZoneFacts,
+    record: &CertificateRecord,
+    signed: &[u8],
+    reason: &str,
+    at: Timestamp,
+) -> rusqlite::Result<Result<(), Refusal>> {
+    let not_verified = |e: &VerifyError| {
+        Refusal::Invalid(format!(
+            "the revocation does not verify ({}): {e}",
+            e.kind()
+        ))
+    };
+    let Some(root) = zone.root else {
+        return Ok(Err(Refusal::Invalid(
+            "this zone knows no exchange root key to check revocations against".into(),
+        )));
+    };
+    let mut trust = TrustStore::default();
+    trust.trust(zone.exchange.clone(), root);
+    let limits = certificate_revocation::limits();
+    let verified = match verify_certificate_revocation(signed, &trust, at, &limits) {
+        Ok(v) => v,
+        Err(e) => return Ok(Err(not_verified(&e))),
+    };
+    let key_revoked = revocations::revoked_at(db, zone.exchange.as_str(), &verified.signer)?;
+    if let Err(e) = certificate_revocation::check_key_revocation(&verified, key_revoked) {
+        return Ok(Err(not_verified(&e)));
+    }
+    let certificate_id = match decoded(&record.signed) {
+        Ok((s, _)) => s.id,
+        Err(why) => {
+            return Ok(Err(Refusal::Invalid(format!(
+                "certificate {} does not decode: {why}",
+                record.number
+            ))));
+        }
+    };
+    let expected = revocation_for(&zone.zone, &record.number, certificate_id, reason, at);
+    if verified.body != expected {
+        return Ok(Err(Refusal::Invalid(format!(
+            "the signed revocation does not state the revocation of {} at {at} for this reason",
+            record.number
+        ))));
+    }
+    Ok(Ok(()))
+}
+
+/// Applies a revocation: the certificate must exist and be valid; `reason` is recorded, with
+/// `signed`, the revocation the handling node signed ([`revocation_for`], checked here), which
+/// goes out where the certificate went (PROTOCOL.md 10.6). An empty `signed` is a command from
+/// before revocations travelled: recorded, never published.
 ///
 /// # Errors
 /// Only storage errors; refusals are part of the `Ok` value.
 pub fn revoke(
     db: &rusqlite::Connection,
+    zone: &ZoneFacts,
     number: &str,
     reason: &str,
+    signed: &[u8],
     at: Timestamp,
     actor: &Actor,
 ) -> rusqlite::Result<CommandResponse> {
@@ -517,7 +596,19 @@ pub fn revoke(
     if let Err(why) = reason_rule(reason, true) {
         return Ok(Err(Refusal::Invalid(format!("reason: {why}"))));
     }
-    certificate_table::revoke(db, number, at, &actor.id, reason)?;
+    let signed = (!signed.is_empty()).then_some(signed);
+    if let Some(bytes) = signed
+        && let Err(refusal) = check_revocation_signed(db, zone, &record, bytes, reason, at)?
+    {
+        return Ok(Err(refusal));
+    }
+    let revoked = certificate_table::Revoked {
+        at,
+        by: &actor.id,
+        reason,
+        signed,
+    };
+    certificate_table::revoke(db, number, &revoked)?;
     Ok(ok(number))
 }
 
@@ -561,6 +652,7 @@ mod tests {
     use crate::catalog::{CatalogCommand, test_zone};
     use crate::sqlite::in_transaction;
     use xchg_federation_config::Role;
+    use xchg_protocol::canonical::to_canonical;
     use xchg_protocol::{Listing, vectors};
 
     const HOLDER: &str = "yuzhou-credit-center";
@@ -779,19 +871,45 @@ mod tests {
     }
 
     #[test]
-    fn a_revoked_certificate_is_not_revoked_again() {
+    fn a_revocation_states_exactly_what_the_operator_revoked_and_is_not_repeated() {
         let out = run(|reg| {
             let c = certificate_for(&test_zone().zone, reg, vectors::NOW);
-            let revoke = CatalogCommand::RevokeCertificate {
-                number: c.number.clone(),
-                reason: "evidence forged".into(),
-                at: vectors::NOW,
-                actor: actor("token:op", Role::Operator),
+            let id = ContentId::of(&to_canonical(&c).expect("encodes"));
+            let revoke = |reason: &str, signed_reason: &str| {
+                let r = revocation_for(
+                    &test_zone().zone,
+                    &c.number,
+                    id,
+                    signed_reason,
+                    vectors::NOW,
+                );
+                CatalogCommand::RevokeCertificate {
+                    number: c.number.clone(),
+                    reason: reason.into(),
+                    revocation: certificate_revocation::sign(
+                        &r,
+                        &vectors::node(),
+                        vectors::delegation(),
+                    )
+                    .to_bytes(),
+                    at: vectors::NOW,
+                    actor: actor("token:op", Role::Operator),
+                }
             };
-            vec![approval(1, signed(&c)), revoke.clone(), revoke]
+            vec![
+                approval(1, signed(&c)),
+                revoke("evidence forged", "holder's request"),
+                revoke("evidence forged", "evidence forged"),
+                revoke("evidence forged", "evidence forged"),
+            ]
         });
-        assert_eq!(out[1], "ok XC-2026-YUZHOU-000001");
-        assert!(out[2].starts_with("illegal_transition"), "{}", out[2]);
+        assert!(
+            out[1].starts_with("invalid the signed revocation does not state"),
+            "a revocation signed for another reason is not applied: {}",
+            out[1]
+        );
+        assert_eq!(out[2], "ok XC-2026-YUZHOU-000001");
+        assert!(out[3].starts_with("illegal_transition"), "{}", out[3]);
     }
 
     /// Regression: a broker's registration named only the party it acted for (the broker was

@@ -29,7 +29,7 @@ use super::core::{Outcome, Output, Reply, Settings, Shared, Ticket};
 use super::limits::{Admission, Budgets};
 use super::policy;
 use super::verdicts::{Reason, VerdictRecord, Via};
-use crate::catalog::certified::ReceivedCertificate;
+use crate::catalog::certified::{ReceivedCertificate, ReceivedRevocation};
 use crate::catalog::{
     CatalogCommand, PEER_CHARS, REFUSAL_REASON_CHARS, Recognition, RefusedAnnouncement,
 };
@@ -44,6 +44,8 @@ pub enum Proposal {
     Refuse(RefusedAnnouncement),
     /// Record a certificate received on a certificate topic, valid or refused.
     Certificate(Box<ReceivedCertificate>),
+    /// Record a certificate revocation received on a certificate topic, valid or refused.
+    CertificateRevocation(Box<ReceivedRevocation>),
 }
 
 impl Proposal {
@@ -53,6 +55,7 @@ impl Proposal {
             Proposal::Recognize(r) => r.content_id,
             Proposal::Refuse(r) => r.content_id,
             Proposal::Certificate(c) => c.message_id,
+            Proposal::CertificateRevocation(r) => r.message_id,
         }
     }
 
@@ -62,6 +65,7 @@ impl Proposal {
             Proposal::Recognize(r) => CatalogCommand::Recognize(Box::new(r)),
             Proposal::Refuse(r) => CatalogCommand::RecordRefusal(Box::new(r)),
             Proposal::Certificate(c) => CatalogCommand::ReceiveCertificate(c),
+            Proposal::CertificateRevocation(r) => CatalogCommand::ReceiveCertificateRevocation(r),
         }
     }
 }
@@ -263,7 +267,8 @@ impl Judge {
         self.proven.insert(peer.0);
     }
 
-    /// Takes the judgement of a certificate delivered by `from`: a refusal is recorded only
+    /// Takes the judgement of a certificate or a certificate revocation delivered by `from`: a
+    /// refusal is recorded only
     /// within the same per-signer and per-peer rate as refused announcements (beyond it the
     /// verdict stands and nothing is proposed), and only the leader counts it.
     pub(super) fn certificate(
@@ -277,8 +282,11 @@ impl Judge {
             mut judgement,
             signer,
         } = certified;
-        let refused =
-            matches!(&judgement.proposal, Some(Proposal::Certificate(c)) if !c.is_valid());
+        let refused = match &judgement.proposal {
+            Some(Proposal::Certificate(c)) => !c.is_valid(),
+            Some(Proposal::CertificateRevocation(r)) => !r.is_valid(),
+            _ => false,
+        };
         if refused
             && leading
             && !matches!(

@@ -40,6 +40,11 @@ pub use crate::catalog::tables::outbox::Pending as OutboxEntry;
 /// approving node signed already.
 pub const CERTIFICATE_ENTRY: &str = "certificate";
 
+/// The kind of a pending entry that is a certificate revocation to publish (PROTOCOL.md
+/// 10.6): `seq` is the registration of the revoked certificate and `body` the signed
+/// revocation, which the revoking node signed already.
+pub const CERTIFICATE_REVOCATION_ENTRY: &str = "certificate_revocation";
+
 fn kind_of(name: &str) -> Option<AnnouncementKind> {
     match name {
         "listing" => Some(AnnouncementKind::Listing),
@@ -162,12 +167,22 @@ impl Publisher {
         };
         let mut outstanding = BTreeSet::new();
         for entry in entries {
-            if entry.kind == CERTIFICATE_ENTRY {
-                let command = CatalogCommand::RecordCertificatePublished {
+            let signed = match entry.kind.as_str() {
+                CERTIFICATE_ENTRY => Some(CatalogCommand::RecordCertificatePublished {
                     registration_id: entry.seq,
                     at: now,
                     node: shared.settings.node.clone(),
-                };
+                }),
+                CERTIFICATE_REVOCATION_ENTRY => {
+                    Some(CatalogCommand::RecordCertificateRevocationPublished {
+                        registration_id: entry.seq,
+                        at: now,
+                        node: shared.settings.node.clone(),
+                    })
+                }
+                _ => None,
+            };
+            if let Some(command) = signed {
                 let topic = certificate_topic_of(shared.settings.exchange.as_str());
                 self.publish_on(shared, topic, entry.body, out);
                 let ticket = shared.ticket();

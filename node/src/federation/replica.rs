@@ -8,7 +8,7 @@ use xchg_protocol::{ContentId, ExchangeId, PublicKey};
 
 use super::catchup::Query;
 use super::judge::{Facts, Held};
-use super::publish::{CERTIFICATE_ENTRY, OutboxEntry};
+use super::publish::{CERTIFICATE_ENTRY, CERTIFICATE_REVOCATION_ENTRY, OutboxEntry};
 use crate::catalog::tables::{
     announcements, certificates, listings, outbox, received_certificates, recognitions, revocations,
 };
@@ -62,7 +62,8 @@ pub async fn revoked(db: &Db) -> Vec<(ExchangeId, PublicKey)> {
 
 /// Up to `limit` pending outbox entries, oldest first, then, within the same limit, the
 /// certificates waiting to be published (kind [`CERTIFICATE_ENTRY`]: `seq` is the
-/// registration, `body` the signed certificate).
+/// registration, `body` the signed certificate), then the certificate revocations (kind
+/// [`CERTIFICATE_REVOCATION_ENTRY`], the same way).
 ///
 /// # Errors
 /// The read failed.
@@ -75,6 +76,17 @@ pub async fn pending_outbox(db: &Db, limit: usize) -> Result<Vec<OutboxEntry>, s
         entries.extend(pending.into_iter().map(|c| OutboxEntry {
             seq: c.registration_id,
             kind: CERTIFICATE_ENTRY.to_owned(),
+            body: c.signed,
+        }));
+    }
+    // After the certificates, so a certificate revoked before it went out is sent first (a
+    // receiver keeps a revocation that comes first all the same).
+    let room = limit.saturating_sub(entries.len());
+    if room > 0 {
+        let pending = certificates::pending_revocations(&mut conn, room).await?;
+        entries.extend(pending.into_iter().map(|c| OutboxEntry {
+            seq: c.registration_id,
+            kind: CERTIFICATE_REVOCATION_ENTRY.to_owned(),
             body: c.signed,
         }));
     }

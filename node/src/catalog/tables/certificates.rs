@@ -157,14 +157,14 @@ pub fn insert(db: &rusqlite::Connection, c: &Issued<'_>, exported: bool) -> rusq
 
 /// Queues for publication every `withheld` certificate whose listing version has since been
 /// let out of the zone (a listing registered while submitted, approved after its certificate
-/// was issued); how many.
+/// was issued), unless it was revoked meanwhile (no partner holds it); how many.
 ///
 /// # Errors
 /// SQLite's error.
 pub fn release_let_out(db: &rusqlite::Connection) -> rusqlite::Result<usize> {
     db.prepare_cached(
         "UPDATE certificates SET export = 'pending' WHERE export = 'withheld' \
-           AND EXISTS (SELECT 1 FROM registrations r JOIN outbox o ON o.content_id = r.content_id \
+           AND status = 'valid' AND EXISTS (SELECT 1 FROM registrations r JOIN outbox o ON o.content_id = r.content_id \
                         WHERE r.id = certificates.registration_id \
                           AND o.kind = 'listing' AND o.state != 'withheld')",
     )?
@@ -223,21 +223,84 @@ pub fn mark_published(
     .map(|n| n == 1)
 }
 
-/// Marks certificate `number` revoked at `at` by `by` for `reason`.
+/// How an operator's revocation is recorded: when, by whom, why, and the signed revocation
+/// (PROTOCOL.md 10.6) with whether it goes out.
+pub struct Revoked<'a> {
+    /// When.
+    pub at: Timestamp,
+    /// The operator.
+    pub by: &'a str,
+    /// Why.
+    pub reason: &'a str,
+    /// The signed revocation, canonical CBOR; `None` for a command from before revocations
+    /// travelled.
+    pub signed: Option<&'a [u8]>,
+}
+
+/// Marks certificate `number` revoked as `r` states. Its revocation goes out (`pending`) when
+/// it is signed and the certificate itself went or is going out; otherwise it is `withheld`.
 ///
 /// # Errors
 /// SQLite's error.
-pub fn revoke(
-    db: &rusqlite::Connection,
-    number: &str,
-    at: Timestamp,
-    by: &str,
-    reason: &str,
-) -> rusqlite::Result<()> {
+pub fn revoke(db: &rusqlite::Connection, number: &str, r: &Revoked<'_>) -> rusqlite::Result<()> {
     db.prepare_cached(
         "UPDATE certificates SET status = 'revoked', revoked_at = ?1, revoked_by = ?2, \
-            revoke_reason = ?3 WHERE number = ?4",
+            revoke_reason = ?3, revocation = ?4, \
+            revocation_export = CASE WHEN ?4 IS NOT NULL AND export IN ('pending', 'published') \
+                THEN 'pending' ELSE 'withheld' END \
+         WHERE number = ?5",
     )?
-    .execute(rusqlite::params![int(at.0), by, reason, number])
+    .execute(rusqlite::params![
+        int(r.at.0),
+        r.by,
+        r.reason,
+        r.signed,
+        number
+    ])
     .map(drop)
+}
+
+/// Up to `limit` revocations of this zone's certificates waiting to be published, in
+/// registration order: the registration (the position the publisher records them by) and the
+/// signed revocation.
+///
+/// # Errors
+/// SQLite's error.
+pub async fn pending_revocations(
+    conn: &mut SqliteConnection,
+    limit: usize,
+) -> Result<Vec<PendingExport>, sqlx::Error> {
+    let rows: Vec<(i64, Vec<u8>)> = sqlx::query_as(
+        "SELECT registration_id, revocation FROM certificates \
+         WHERE revocation_export = 'pending' AND revocation IS NOT NULL \
+         ORDER BY registration_id LIMIT ?",
+    )
+    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, signed)| PendingExport {
+            registration_id: uint(id),
+            signed,
+        })
+        .collect())
+}
+
+/// Marks the revocation of the certificate of registration `registration_id` published at
+/// `at`; false when it was not pending.
+///
+/// # Errors
+/// SQLite's error.
+pub fn mark_revocation_published(
+    db: &rusqlite::Connection,
+    registration_id: u64,
+    at: Timestamp,
+) -> rusqlite::Result<bool> {
+    db.prepare_cached(
+        "UPDATE certificates SET revocation_export = 'published', revocation_published_at = ?1 \
+         WHERE registration_id = ?2 AND revocation_export = 'pending'",
+    )?
+    .execute([int(at.0), int(registration_id)])
+    .map(|n| n == 1)
 }

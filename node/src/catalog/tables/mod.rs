@@ -18,6 +18,7 @@ pub mod listings;
 pub mod outbox;
 pub mod parties;
 pub mod received_certificates;
+pub mod received_revocations;
 pub mod recognitions;
 pub mod registrations;
 pub mod revocations;
@@ -44,6 +45,7 @@ pub const REPLICATED_TABLES: &[&str] = &[
     "registrations",
     "certificates",
     "received_certificates",
+    "received_revocations",
 ];
 
 /// The stored name of an announcement kind.

@@ -2,7 +2,7 @@
 //! other zones on their exchange's certificate topic, one row per message: `valid` ones with
 //! their bytes, `refused` ones as a bounded record of why. The rules are in
 //! `catalog::certified`; the recognition policy asks [`certified_by`] whether a listing version
-//! carries a valid certificate.
+//! carries a valid certificate that its issuing zone has not revoked.
 
 use sqlx::{Row, SqliteConnection};
 use xchg_protocol::{ContentId, Timestamp};
@@ -106,13 +106,15 @@ pub fn bound_refused(
 
 /// The valid certificates this zone holds for version `?2` of listing `?1`, signed by a key
 /// its exchange had not revoked by the certificate's issue time (as this zone recorded
-/// revocations, PROTOCOL.md 10.3 step 9).
+/// revocations, PROTOCOL.md 10.3 step 9), and not revoked by their issuing zone (10.6).
 macro_rules! counting_certificates {
     () => {
         "FROM received_certificates c \
          WHERE c.listing_id = ?1 AND c.content_id = ?2 AND c.decision = 'valid' \
            AND NOT EXISTS (SELECT 1 FROM revocations r \
-               WHERE r.exchange = c.exchange AND r.key = c.signer AND r.at <= c.issued_at)"
+               WHERE r.exchange = c.exchange AND r.key = c.signer AND r.at <= c.issued_at) \
+           AND NOT EXISTS (SELECT 1 FROM received_revocations v \
+               WHERE v.certificate_id = c.certificate_id AND v.decision = 'applied')"
     };
 }
 
@@ -166,6 +168,24 @@ pub async fn certified_by(
         .await
 }
 
+/// The signed bytes of a valid certificate this zone holds with id `certificate_id`, if any
+/// (every valid one with that id has the same body).
+///
+/// # Errors
+/// SQLite's error.
+pub fn held(
+    db: &rusqlite::Connection,
+    certificate_id: &ContentId,
+) -> rusqlite::Result<Option<Vec<u8>>> {
+    use rusqlite::OptionalExtension as _;
+    db.prepare_cached(
+        "SELECT signed FROM received_certificates \
+         WHERE certificate_id = ?1 AND decision = 'valid' ORDER BY rowid LIMIT 1",
+    )?
+    .query_row([certificate_id.to_string()], |r| r.get(0))
+    .optional()
+}
+
 /// A received certificate as the API shows it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct ReceivedView {
@@ -191,6 +211,11 @@ pub struct ReceivedView {
     pub kind: Option<String>,
     /// Why it was refused.
     pub reason: Option<String>,
+    /// When its issuing zone revoked it, if this zone applied that zone's revocation
+    /// (PROTOCOL.md 10.6): it no longer counts for recognition.
+    pub revoked_at: Option<Timestamp>,
+    /// The issuing zone's reason for revoking it.
+    pub revocation_reason: Option<String>,
     /// The gossip peer that delivered it.
     pub received_from: String,
     /// When the zone received it.
@@ -207,10 +232,15 @@ pub async fn list(
     limit: i64,
 ) -> Result<Vec<ReceivedView>, sqlx::Error> {
     let rows = sqlx::query(
-        "SELECT message_id, certificate_id, exchange, zone, number, listing_id, content_id, \
-            issued_at, decision, kind, reason, received_from, at \
-         FROM received_certificates WHERE (?1 IS NULL OR decision = ?1) \
-         ORDER BY rowid DESC LIMIT ?2",
+        "SELECT c.message_id, c.certificate_id, c.exchange, c.zone, c.number, c.listing_id, \
+            c.content_id, c.issued_at, c.decision, c.kind, c.reason, c.received_from, c.at, \
+            v.revoked_at, v.revocation_reason \
+         FROM received_certificates c \
+         LEFT JOIN received_revocations v ON v.rowid = (SELECT rowid FROM received_revocations \
+             WHERE c.decision = 'valid' AND certificate_id = c.certificate_id \
+               AND decision = 'applied' ORDER BY rowid LIMIT 1) \
+         WHERE (?1 IS NULL OR c.decision = ?1) \
+         ORDER BY c.rowid DESC LIMIT ?2",
     )
     .bind(decision)
     .bind(limit)
@@ -232,6 +262,8 @@ pub async fn list(
                 reason: r.try_get(10)?,
                 received_from: r.try_get(11)?,
                 at: Timestamp(uint(r.try_get(12)?)),
+                revoked_at: r.try_get::<Option<i64>, _>(13)?.map(|t| Timestamp(uint(t))),
+                revocation_reason: r.try_get(14)?,
             })
         })
         .collect()

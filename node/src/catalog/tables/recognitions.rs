@@ -113,6 +113,24 @@ pub fn forget_refusals(
         .execute([content_id.to_string()])
 }
 
+/// Turns the `recognised` decision on `content_id` into `revoked` with `reason` (a copy
+/// withdrawn after the fact, PROTOCOL.md 10.6); whether there was one.
+///
+/// # Errors
+/// SQLite's error.
+pub fn mark_revoked(
+    db: &rusqlite::Connection,
+    content_id: &ContentId,
+    reason: &str,
+) -> rusqlite::Result<bool> {
+    db.prepare_cached(
+        "UPDATE recognitions SET decision = 'revoked', reason = ?2 \
+         WHERE content_id = ?1 AND decision = 'recognised'",
+    )?
+    .execute([content_id.to_string(), reason.to_owned()])
+    .map(|n| n == 1)
+}
+
 /// Whether a decision on `content_id` is recorded here, or its envelope is held (an
 /// announcement this zone published or accepted).
 const DECIDED: &str = "SELECT 1 FROM recognitions WHERE content_id = ?1 \
