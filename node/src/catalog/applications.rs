@@ -522,6 +522,36 @@ pub fn decide(
     Ok(ok(authorization.to_string()))
 }
 
+/// After listing `listing_id` was delisted by `by`: every application for it still awaiting
+/// this zone's decision is rejected, by `by`, for that reason (one received from another
+/// exchange too, whose decision then goes back to it). An application this zone forwarded to
+/// another exchange is left to its origin, which does the same when it delists.
+///
+/// # Errors
+/// Only storage errors.
+pub fn close_on_delisting(
+    db: &rusqlite::Connection,
+    zone: &ZoneFacts,
+    listing_id: &ContentId,
+    at: Timestamp,
+    by: &Actor,
+    reason: &str,
+) -> rusqlite::Result<()> {
+    let why = format!("the listing was delisted: {reason}");
+    let why: String = why.chars().take(MAX_REASON_CHARS).collect();
+    for id in table::submitted_for(db, &listing_id.to_string())? {
+        if table::across(db, id)?
+            .and_then(|row| row.origin_zone)
+            .is_some()
+        {
+            continue;
+        }
+        table::reject(db, id, at, &by.id, &why)?;
+        across::decision_body(db, zone, id, at)?;
+    }
+    Ok(())
+}
+
 /// Whether `actor` may count usage of an authorisation of `buyer` for a listing of
 /// `provider`: the buyer's own token, the provider's delivery system (its provider token), or
 /// an admin.
@@ -1212,6 +1242,63 @@ mod tests {
         assert_eq!(c[7], Some("party_not_admitted"), "{responses:?}");
         assert_eq!(c[8], None, "a rejection is allowed");
         assert!(auths.is_empty(), "no authorisation: {auths:?}");
+    }
+
+    #[tokio::test]
+    async fn delisting_rejects_the_applications_still_awaiting_a_decision() {
+        let p = product(Classification::General, false, &[DeliveryMode::Api]);
+        let mut commands = listed(&p).to_vec();
+        commands.push(apply_for(&p, DeliveryMode::Api, 10));
+        commands.push(apply_for(&p, DeliveryMode::Api, 10));
+        commands.push(approve(1, Terms::default()));
+        commands.push(CatalogCommand::DelistListing {
+            listing_id: p.id(),
+            reason: "source data withdrawn".into(),
+            at: T0,
+            actor: operator(),
+        });
+        commands.push(CatalogCommand::RejectApplication {
+            application_id: 2,
+            reason: "too late".into(),
+            at: T0,
+            actor: operator(),
+        });
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = crate::catalog::test_db(dir.path());
+        let zone = test_zone();
+        let responses = in_transaction(&db, || {
+            let mut chain = audit::Chain::load(&db)?;
+            let r = (10..)
+                .zip(&commands)
+                .map(|(index, c)| apply(&db, &mut chain, &zone, index, c))
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            chain.flush(&db)?;
+            Ok(r)
+        })
+        .expect("apply");
+        let c = codes(&responses);
+        assert_eq!(&c[..6], &[None; 6], "{responses:?}");
+        assert_eq!(
+            c[6],
+            Some("illegal_transition"),
+            "already rejected by the delisting"
+        );
+        drop(db);
+        let mut reader = crate::catalog::test_reader(dir.path()).await;
+        let second = application(&mut reader, 2)
+            .await
+            .expect("read")
+            .expect("application 2");
+        assert_eq!(second.state, ApplicationState::Rejected);
+        assert_eq!(
+            second.reason.as_deref(),
+            Some("the listing was delisted: source data withdrawn")
+        );
+        let first = application(&mut reader, 1)
+            .await
+            .expect("read")
+            .expect("application 1");
+        assert_eq!(first.state, ApplicationState::Approved, "a decided one stays");
     }
 
     #[tokio::test]

@@ -109,6 +109,7 @@ fn effect(
                 transition(db, raft_index, listing_id, Step::Delist, *at, actor, detail)?;
             if response.is_ok() {
                 federation::queue_delisting(db, zone, listing_id, reason, *at)?;
+                applications::close_on_delisting(db, zone, listing_id, *at, actor, reason)?;
             }
             response
         }

@@ -186,6 +186,19 @@ pub fn reason_of(db: &rusqlite::Connection, id: u64) -> rusqlite::Result<Option<
 ///
 /// # Errors
 /// SQLite's error.
+/// The applications for `listing_id` awaiting a decision (`submitted`), in number order.
+///
+/// # Errors
+/// SQLite's error.
+pub fn submitted_for(db: &rusqlite::Connection, listing_id: &str) -> rusqlite::Result<Vec<u64>> {
+    let mut stmt = db.prepare_cached(
+        "SELECT id FROM applications WHERE listing_id = ?1 AND state = 'submitted' ORDER BY id",
+    )?;
+    let ids = stmt.query_map([listing_id], |r| r.get::<_, i64>(0))?;
+    ids.map(|id| id.map(|i| u64::try_from(i).unwrap_or(0)))
+        .collect()
+}
+
 pub fn reject(
     db: &rusqlite::Connection,
     id: u64,
