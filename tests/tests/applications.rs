@@ -412,6 +412,30 @@ async fn usage_over_the_limit_is_refused_and_recorded() -> anyhow::Result<()> {
     Ok(())
 }
 
+#[tokio::test]
+async fn a_usage_report_sent_again_under_its_key_answers_what_it_counted_then() -> anyhow::Result<()>
+{
+    let zone = zone().await?;
+    let listing = listed(&zone, |_| {}).await?;
+    let id = authorised(&zone, &listing, 1000).await?;
+    let url = |i: usize| format!("{}/v1/authorizations/{id}/usage", zone.nodes[i].api_url);
+    let buyer = &zone.tokens().buyer;
+    let calls = json!({"calls": 20});
+    let (status, first) = xchg_tests::post_with_key(&url(0), buyer, "batch-1", &calls).await?;
+    ensure!(status == 200 && first["used"] == 20, "{status} {first}");
+    let (status, other) = use_it(&zone, 1, id, 100).await?;
+    ensure!(status == 200 && other["used"] == 120, "{status} {other}");
+    // The retry, to another node: counted once, and answered as the first time.
+    let (status, again) = xchg_tests::post_with_key(&url(2), buyer, "batch-1", &calls).await?;
+    ensure!(
+        status == 200 && again["used"] == 20 && again["remaining"] == 980,
+        "the first answer again: {status} {again}"
+    );
+    let a = authorization(&zone, 0, id).await?;
+    ensure!(a["used"] == 120, "counted once: {a}");
+    Ok(())
+}
+
 /// An operator's `change` (`suspend` or `revoke`) of a fresh authorisation on node 1; every
 /// use afterwards, on any node, is refused with `code` and recorded. The zone and the
 /// authorisation, for more.

@@ -361,12 +361,15 @@ pub async fn usage(
         at,
     );
     let (response, index) = state.propose_as(cmd, caller.credential).await?;
-    response?;
+    // The count this report left, as the state machine answered it (a replay under the same
+    // idempotency key answers it again), not whatever later reports made of it since.
+    let counted = response?.used;
     let a = read_authorization(&state, id, index).await?;
+    let used = counted.unwrap_or(a.used);
     Ok(Json(UsageCount {
         authorization_id: id,
-        used: a.used,
-        remaining: a.remaining,
+        used,
+        remaining: a.usage_limit.saturating_sub(used),
     }))
 }
 

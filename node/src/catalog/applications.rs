@@ -353,6 +353,7 @@ fn ok(object_id: impl Into<String>) -> CommandResponse {
         object_id: object_id.into(),
         version: None,
         state: None,
+        used: None,
     })
 }
 
@@ -611,7 +612,12 @@ pub fn record_usage(
     match judged {
         Ok(after) => {
             authorizations::set_used(db, id, after)?;
-            Ok(ok(id.to_string()))
+            Ok(Ok(Applied {
+                object_id: id.to_string(),
+                version: None,
+                state: None,
+                used: Some(after),
+            }))
         }
         Err(refusal) => {
             let why = format!("{}: {refusal}", refusal.code());
@@ -1298,7 +1304,11 @@ mod tests {
             .await
             .expect("read")
             .expect("application 1");
-        assert_eq!(first.state, ApplicationState::Approved, "a decided one stays");
+        assert_eq!(
+            first.state,
+            ApplicationState::Approved,
+            "a decided one stays"
+        );
     }
 
     #[tokio::test]

@@ -138,6 +138,7 @@ fn effect(
             object_id: change.clone(),
             version: None,
             state: None,
+            used: None,
         }),
         CatalogCommand::Idempotent(_) => Err(Refusal::Invalid(
             "an idempotent write inside another".into(),
@@ -772,6 +773,7 @@ pub(super) fn applied(listing: &Listing, state: ListingState) -> CommandResponse
         object_id: listing.id().to_string(),
         version: Some(listing.version),
         state: Some(state),
+        used: None,
     })
 }
 
@@ -806,6 +808,7 @@ fn submit_many(
                 object_id: id,
                 version: Some(1),
                 state: Some(ListingState::Submitted),
+                used: None,
             }));
             continue;
         }
@@ -953,6 +956,7 @@ fn create_token(
         object_id: hash.to_owned(),
         version: None,
         state: None,
+        used: None,
     }))
 }
 
@@ -988,6 +992,7 @@ fn revoke_token(
         object_id: hash.to_owned(),
         version: None,
         state: None,
+        used: None,
     }))
 }
 

@@ -128,6 +128,7 @@ pub fn receive(
             object_id: r.message_id.to_string(),
             version: None,
             state: None,
+            used: None,
         }))
     };
     let signed = match &r.judged {
@@ -190,6 +191,7 @@ pub fn receive(
         object_id: certificate.number,
         version: None,
         state: None,
+        used: None,
     }))
 }
 
@@ -317,6 +319,7 @@ pub fn receive_revocation(
             object_id,
             version: None,
             state: None,
+            used: None,
         }))
     };
     let (signed, require_registration) = match &r.judged {
@@ -504,6 +507,7 @@ pub fn revocation_published(
         object_id: format!("registration:{registration_id}"),
         version: None,
         state: None,
+        used: None,
     }))
 }
 
@@ -526,6 +530,7 @@ pub fn published(
         object_id: format!("registration:{registration_id}"),
         version: None,
         state: None,
+        used: None,
     }))
 }
 

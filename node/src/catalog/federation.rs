@@ -185,6 +185,7 @@ fn done(
         object_id: object.to_string(),
         version,
         state,
+        used: None,
     })
 }
 

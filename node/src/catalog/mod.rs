@@ -1138,6 +1138,10 @@ pub struct Applied {
     pub version: Option<u32>,
     /// The listing state after the command, for listing commands.
     pub state: Option<ListingState>,
+    /// For a usage report: the calls counted on the authorisation once it was (what a replay
+    /// of the report under its idempotency key answers again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub used: Option<u64>,
 }
 
 /// The response to one command, handed back to the client that proposed it.

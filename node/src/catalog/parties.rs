@@ -293,6 +293,7 @@ fn ok(object_id: impl Into<String>) -> CommandResponse {
         object_id: object_id.into(),
         version: None,
         state: None,
+        used: None,
     })
 }
 

@@ -182,10 +182,6 @@ pub fn reason_of(db: &rusqlite::Connection, id: u64) -> rusqlite::Result<Option<
         .map(Option::flatten)
 }
 
-/// Records the rejection of application `id` at `at` by `by` for `reason`.
-///
-/// # Errors
-/// SQLite's error.
 /// The applications for `listing_id` awaiting a decision (`submitted`), in number order.
 ///
 /// # Errors
@@ -199,6 +195,10 @@ pub fn submitted_for(db: &rusqlite::Connection, listing_id: &str) -> rusqlite::R
         .collect()
 }
 
+/// Records the rejection of application `id` at `at` by `by` for `reason`.
+///
+/// # Errors
+/// SQLite's error.
 pub fn reject(
     db: &rusqlite::Connection,
     id: u64,
