@@ -220,6 +220,20 @@ async fn a_registration_approved_on_one_node_is_certified_on_every_node_and_veri
         "{out}"
     );
 
+    // The whole JSON of GET /v1/certificates/{number} verifies too; with a readable field
+    // changed (the signed bytes untouched) it does not.
+    let (ok, out) = verify_offline(&zone, "json", &view.to_string(), &root)?;
+    ensure!(ok && out.contains("valid: every check passed"), "{out}");
+    let mut edited = view.clone();
+    edited["certificate"]["holder"] = json!("someone-else");
+    let (ok, out) = verify_offline(&zone, "edited", &edited.to_string(), &root)?;
+    ensure!(
+        !ok && out.contains("disagrees with them in: holder"),
+        "{out}"
+    );
+    let (ok, out) = verify_offline(&zone, "root-key", &signed, "zz")?;
+    ensure!(!ok && out.contains("base64"), "{out}");
+
     let (ok, out) = verify_offline(&zone, "rights", &tampered(&signed, Tamper::Rights)?, &root)?;
     ensure!(!ok && out.contains("invalid: bad_signature"), "{out}");
     let (ok, out) = verify_offline(

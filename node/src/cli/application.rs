@@ -106,19 +106,25 @@ pub async fn list(args: ApplicationListArgs) -> anyhow::Result<ExitCode> {
         for a in v["items"].as_array().into_iter().flatten() {
             // Across exchanges: where it went, or where it came from.
             let across = &a["across"];
+            let decided = matches!(a["state"].as_str(), Some("approved" | "rejected"));
             let route = match (
                 across["origin_zone"].as_str(),
                 across["applicant_zone"].as_str(),
             ) {
-                (Some(origin), _) => format!("  decided by {origin}"),
+                (Some(origin), _) if decided => format!("  decided by {origin}"),
+                (Some(origin), _) => format!("  sent to {origin}, which decides"),
                 (None, Some(applicant)) => format!(
                     "  from {applicant} (its application {})",
                     across["applicant_application"]
                 ),
                 (None, None) => String::new(),
             };
+            // The terms asked; an approval's granted terms are its authorisation's.
+            let granted = a["authorization_id"]
+                .as_u64()
+                .map_or(String::new(), |n| format!("  → authorization {n}"));
             outln!(
-                "{:>6}  {:<10}  {}  {}  {}  {}, {} calls{route}",
+                "{:>6}  {:<10}  {}  {}  {}  asked {}, {} calls{granted}{route}",
                 a["id"],
                 s(&a["state"]),
                 s(&a["listing_id"]),

@@ -472,7 +472,7 @@ pub struct ApplicationApproveArgs {
 /// `xchg application list`.
 #[derive(clap::Args)]
 pub struct ApplicationListArgs {
-    /// Only in this state: submitted, approved or rejected.
+    /// Only in this state: forwarding, submitted, approved or rejected.
     #[arg(long)]
     pub state: Option<String>,
     /// Only for this listing (sha256:…).

@@ -12,9 +12,13 @@ use xchg_protocol::{
 
 use super::args::CertificateVerifyArgs;
 
+/// The largest file read: a certificate's JSON is a few kilobytes.
+const MAX_FILE_BYTES: u64 = 1 << 20;
+
 /// The certificate bytes in `text`: the JSON of `GET /v1/certificates/{number}` (its `signed`
-/// field), hex of the canonical CBOR, or the CBOR itself.
-fn certificate_bytes(raw: &[u8]) -> anyhow::Result<Vec<u8>> {
+/// field, and its readable `certificate` to compare), hex of the canonical CBOR, or the CBOR
+/// itself.
+fn certificate_bytes(raw: &[u8]) -> anyhow::Result<(Vec<u8>, Option<serde_json::Value>)> {
     let trimmed = raw.trim_ascii();
     if trimmed.first() == Some(&b'{') {
         let value: serde_json::Value =
@@ -22,12 +26,25 @@ fn certificate_bytes(raw: &[u8]) -> anyhow::Result<Vec<u8>> {
         let signed = value["signed"]
             .as_str()
             .context("the JSON has no \"signed\" field (the hex of the signed certificate)")?;
-        return hex::decode(signed).context("\"signed\" is not hex");
+        let bytes = hex::decode(signed).context("\"signed\" is not hex")?;
+        return Ok((bytes, value.get("certificate").cloned()));
     }
     if !trimmed.is_empty() && trimmed.iter().all(u8::is_ascii_hexdigit) {
-        return hex::decode(trimmed).context("not hex");
+        return Ok((hex::decode(trimmed).context("not hex")?, None));
     }
-    Ok(raw.to_vec())
+    Ok((raw.to_vec(), None))
+}
+
+/// The fields of the readable `shown` certificate whose values are not those signed.
+fn disagreeing(shown: &serde_json::Value, signed: &serde_json::Value) -> Vec<String> {
+    let Some(shown) = shown.as_object() else {
+        return vec!["certificate (not an object)".to_owned()];
+    };
+    shown
+        .iter()
+        .filter(|(k, v)| signed.get(k.as_str()) != Some(*v))
+        .map(|(k, _)| k.clone())
+        .collect()
 }
 
 /// Verifies the certificate in `args.file`; exit 0 when valid, 1 when not.
@@ -35,12 +52,27 @@ fn certificate_bytes(raw: &[u8]) -> anyhow::Result<Vec<u8>> {
 /// # Errors
 /// A file that cannot be read, or a root key that is not one.
 pub fn verify(args: CertificateVerifyArgs) -> anyhow::Result<ExitCode> {
-    let raw = std::fs::read(&args.file)
+    use std::io::Read as _;
+    let file = std::fs::File::open(&args.file)
         .with_context(|| format!("cannot read {}", args.file.display()))?;
-    let bytes = certificate_bytes(&raw)?;
+    let mut raw = Vec::new();
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut raw)
+        .with_context(|| format!("cannot read {}", args.file.display()))?;
+    anyhow::ensure!(
+        raw.len() as u64 <= MAX_FILE_BYTES,
+        "{} is over {MAX_FILE_BYTES} bytes: not a certificate",
+        args.file.display()
+    );
+    let (bytes, shown) = certificate_bytes(&raw)?;
     let root = PublicKey::from_base64(&args.root_key)
         .or_else(|_| args.root_key.parse())
-        .map_err(|e| anyhow::anyhow!("--root-key: {e}"))?;
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "--root-key: not a public key: give it in base64 (as root_public_key in a node's \
+                 config) or as 64 hex digits"
+            )
+        })?;
     // Trusted for the exchange given, or else for the one the certificate's delegation names:
     // the caller vouches that this is that exchange's root key.
     let exchange: ExchangeId = match &args.exchange {
@@ -60,6 +92,18 @@ pub fn verify(args: CertificateVerifyArgs) -> anyhow::Result<ExitCode> {
     match verify_certificate(&bytes, &trust, now, &Limits::default()) {
         Ok(v) => {
             let c = &v.certificate;
+            if let Some(shown) = &shown {
+                let signed = serde_json::to_value(c).unwrap_or_default();
+                let wrong = disagreeing(shown, &signed);
+                if !wrong.is_empty() {
+                    eprintln!(
+                        "invalid: the signed bytes verify, but the file's readable certificate \
+                         disagrees with them in: {} (trust only what was signed)",
+                        wrong.join(", ")
+                    );
+                    return Ok(ExitCode::FAILURE);
+                }
+            }
             let rights: Vec<String> = c
                 .rights
                 .iter()

@@ -428,12 +428,22 @@ impl Federation {
             let outcomes = join_all(sends).await;
             for (row, outcome) in due.iter().zip(outcomes) {
                 if let Sent::Failed(why) = &outcome {
-                    tracing::info!(
-                        application = row.id,
-                        origin = row.origin_zone.as_deref().unwrap_or("-"),
-                        why,
-                        "application not forwarded yet; will retry"
-                    );
+                    let origin = row.origin_zone.as_deref().unwrap_or("-");
+                    if row.state == ApplicationState::Forwarding {
+                        tracing::info!(
+                            application = row.id,
+                            origin,
+                            why,
+                            "application not forwarded yet; will retry"
+                        );
+                    } else {
+                        tracing::info!(
+                            application = row.id,
+                            origin,
+                            why,
+                            "no answer from the origin on an application it holds; will ask again"
+                        );
+                    }
                 }
                 schedule.sent(row.id, &outcome, now);
             }
