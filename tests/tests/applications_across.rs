@@ -224,6 +224,11 @@ async fn an_application_waits_while_the_origin_is_down_and_is_decided_there_once
     ensure!(s == 200, "{s} {grant}");
     assert_eq!(grant["usage_limit"], 500, "{grant}");
     assert_eq!(grant["delivery_mode"], "verification", "{grant}");
+    assert_eq!(
+        grant["origin"],
+        json!({"zone": "zhengzhou/main", "authorization": origin_authorization}),
+        "where it is kept: {grant}"
+    );
     let (s, v) = zone
         .post(
             XUCHANG,

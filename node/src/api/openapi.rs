@@ -847,6 +847,10 @@ mod tests {
             changed_at: Some(at()),
             changed_by: some("token:0perator"),
             reason: some("合规检查"),
+            origin: Some(crate::catalog::applications::OriginAuthorization {
+                zone: "zhengzhou/main".into(),
+                authorization: 7,
+            }),
         };
         assert_documented_as("AuthorizationView", &authorization);
         let approval = super::applications::Approval {

@@ -813,6 +813,20 @@ pub struct AuthorizationView {
     /// Why.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// For an authorisation granted by another exchange: the origin zone that granted it and
+    /// its number there. The terms here are those granted; its state and usage are kept at the
+    /// origin, where usage is reported and which alone suspends or revokes it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub origin: Option<OriginAuthorization>,
+}
+
+/// Where an authorisation granted by another exchange is kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct OriginAuthorization {
+    /// The origin zone.
+    pub zone: String,
+    /// The authorisation's number there.
+    pub authorization: u64,
 }
 
 /// The state and content of listing `id` in this zone, if it holds it, on a reader.

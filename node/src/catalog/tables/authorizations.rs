@@ -243,7 +243,8 @@ pub fn set_state(
 /// The columns of an authorisation as the API shows it ([`view_of`]).
 const SELECT_VIEW: &str = "SELECT id, application_id, listing_id, provider, buyer, scenario, \
     delivery_mode, usage_limit, used, refused, last_refusal, state, granted_at, expires_at, \
-    granted_by, changed_at, changed_by, reason FROM authorizations";
+    granted_by, changed_at, changed_by, reason, origin_zone, origin_authorization \
+    FROM authorizations";
 
 /// Authorisation `id` as the API shows it, on a reader.
 ///
@@ -346,6 +347,16 @@ fn view_of(r: &sqlx::sqlite::SqliteRow) -> Result<AuthorizationView, sqlx::Error
         changed_at: r.try_get::<Option<i64>, _>("changed_at")?.map(time),
         changed_by: r.try_get("changed_by")?,
         reason: r.try_get("reason")?,
+        origin: match (
+            r.try_get::<Option<String>, _>("origin_zone")?,
+            r.try_get::<Option<i64>, _>("origin_authorization")?,
+        ) {
+            (Some(zone), Some(n)) => Some(crate::catalog::applications::OriginAuthorization {
+                zone,
+                authorization: uint(n),
+            }),
+            _ => None,
+        },
     })
 }
 
