@@ -194,8 +194,8 @@ pub fn receive(
 }
 
 /// Decides the revocations that waited for certificate `id`, just recorded: each is applied
-/// when the certificate is its zone's with its number (PROTOCOL.md 10.6 step 10), refused
-/// otherwise. Whether one was applied.
+/// when the certificate is its zone's with its number, issued at or before the revocation
+/// (PROTOCOL.md 10.6 step 10), refused otherwise. Whether one was applied.
 fn settle_waiting(
     db: &rusqlite::Connection,
     id: &ContentId,
@@ -211,7 +211,7 @@ fn settle_waiting(
                 Err(_) => continue,
             },
             reason: String::new(),
-            revoked_at: Timestamp(0),
+            revoked_at: w.revoked_at,
         };
         match check_names(&named, certificate) {
             Ok(()) => {
@@ -875,6 +875,44 @@ mod tests {
         receive(&db, 2, &cert).expect("apply").expect("recorded");
         assert_eq!(revocation_rows(&db), refused);
         assert!(counts(&db));
+    }
+
+    #[test]
+    fn a_revocation_dated_before_its_certificate_was_issued_is_refused_held_or_not() {
+        // Signed with a key whose delegation ended before the issue, it can only be backdated.
+        let backdated = || {
+            let r = CertificateRevocation {
+                certificate_id: certificate_of_copy().id,
+                revoked_at: Timestamp(certificate_vectors::certificate().issued_at.0 - 1),
+                ..certificate_vectors::revocation()
+            };
+            revocation_received(revocation_signed_in("xuchang/yuzhou", &r), true)
+        };
+        let cert = || {
+            received(Judged::Valid {
+                signed: certificate_of_copy().to_bytes(),
+            })
+        };
+        let refused = [("refused".to_owned(), Some("wrong_certificate".to_owned()))];
+        for certificate_first in [true, false] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let db = crate::catalog::test_db(dir.path());
+            if certificate_first {
+                receive(&db, 1, &cert()).expect("apply").expect("recorded");
+            }
+            receive_revocation(&db, 2, &backdated())
+                .expect("apply")
+                .expect("recorded");
+            if !certificate_first {
+                receive(&db, 3, &cert()).expect("apply").expect("recorded");
+            }
+            assert_eq!(
+                revocation_rows(&db),
+                refused,
+                "certificate first: {certificate_first}"
+            );
+            assert!(counts(&db), "certificate first: {certificate_first}");
+        }
     }
 
     #[test]

@@ -109,7 +109,7 @@ pub fn bound(
     Ok(())
 }
 
-/// A waiting revocation: its message id, the zone and number it names, and its signed reason.
+/// A waiting revocation: its message id, the zone and number it names, and its time.
 pub struct Waiting {
     /// SHA-256 of the bytes as received.
     pub message_id: String,
@@ -117,6 +117,8 @@ pub struct Waiting {
     pub zone: String,
     /// The number it names.
     pub number: String,
+    /// When the zone revoked the certificate.
+    pub revoked_at: Timestamp,
 }
 
 /// The revocations waiting for certificate `certificate_id`, in arrival order.
@@ -128,7 +130,7 @@ pub fn waiting_for(
     certificate_id: &ContentId,
 ) -> rusqlite::Result<Vec<Waiting>> {
     db.prepare_cached(
-        "SELECT message_id, zone, number FROM received_revocations \
+        "SELECT message_id, zone, number, revoked_at FROM received_revocations \
          WHERE certificate_id = ?1 AND decision = 'waiting' ORDER BY rowid",
     )?
     .query_map([certificate_id.to_string()], |r| {
@@ -136,6 +138,7 @@ pub fn waiting_for(
             message_id: r.get(0)?,
             zone: r.get(1)?,
             number: r.get(2)?,
+            revoked_at: Timestamp(uint(r.get(3)?)),
         })
     })?
     .collect()
