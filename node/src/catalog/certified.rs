@@ -30,8 +30,13 @@ use super::tables::{certificates, recognitions, revocations};
 use super::{Applied, CommandResponse, ListingState, REFUSAL_REASON_CHARS, Refusal};
 
 /// Most refused certificates kept per exchange; the oldest go first. The same cap holds for
-/// refused revocations, and for revocations waiting for their certificate.
+/// refused revocations, and for the revocations of one zone waiting for their certificate.
 pub const MAX_REFUSED_PER_EXCHANGE: i64 = 10_000;
+
+/// Most revocations waiting for their certificate kept per exchange, all its zones together;
+/// the oldest go first. Only an exchange root, which may sign for any of its zones, delegates
+/// enough zones to reach it: a zone reaches only its own cap, [`MAX_REFUSED_PER_EXCHANGE`].
+pub const MAX_WAITING_PER_EXCHANGE: i64 = 100_000;
 
 /// A certificate received on an exchange's certificate topic, as the leader judged it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -302,14 +307,18 @@ pub fn receive_revocation(
         at: r.at,
         raft_index,
     };
-    let bound = |db: &rusqlite::Connection| {
+    let bound = |db: &rusqlite::Connection, zone: Option<&str>| {
         let expired = Timestamp(r.at.0.saturating_sub(REFUSAL_RETENTION_MS));
         revocation_table::bound(
             db,
             expired,
             r.exchange.as_str(),
-            MAX_REFUSED_PER_EXCHANGE,
-            MAX_REFUSED_PER_EXCHANGE,
+            zone,
+            revocation_table::Caps {
+                refused_per_exchange: MAX_REFUSED_PER_EXCHANGE,
+                waiting_per_zone: MAX_REFUSED_PER_EXCHANGE,
+                waiting_per_exchange: MAX_WAITING_PER_EXCHANGE,
+            },
         )
     };
     let recorded = |object_id: String| {
@@ -329,7 +338,7 @@ pub fn receive_revocation(
             record.revocation_id = revocation_id.as_ref();
             record.refused = Some((kind, &reason));
             revocation_table::record(db, &record)?;
-            bound(db)?;
+            bound(db, None)?;
             return recorded(r.message_id.to_string());
         }
         JudgedRevocation::Valid {
@@ -377,7 +386,7 @@ pub fn receive_revocation(
         let reason = clip(&e.to_string());
         record.refused = Some((e.kind(), &reason));
         revocation_table::record(db, &record)?;
-        bound(db)?;
+        bound(db, None)?;
         return recorded(r.message_id.to_string());
     }
     let certificate = match certificate {
@@ -406,7 +415,7 @@ pub fn receive_revocation(
         signed,
     });
     let new = revocation_table::record(db, &record)?;
-    bound(db)?;
+    bound(db, Some(&zone))?;
     if new
         && require_registration
         && let Some(certificate) = &certificate
@@ -913,6 +922,72 @@ mod tests {
             );
             assert!(counts(&db), "certificate first: {certificate_first}");
         }
+    }
+
+    /// Records a valid revocation by `zone` of certificate `certificate`, waiting for it.
+    fn waiting(db: &rusqlite::Connection, n: u64, zone: &str, certificate: &ContentId) {
+        let message = ContentId::of(format!("message {n}").as_bytes());
+        revocation_table::record(
+            db,
+            &revocation_table::Received {
+                message_id: &message,
+                revocation_id: Some(&message),
+                exchange: "xuchang",
+                valid: Some(revocation_table::ValidFields {
+                    certificate_id: certificate,
+                    zone,
+                    number: "XC-2026-X-000001",
+                    revoked_at: vectors::NOW,
+                    reason: "r",
+                    signer: "k",
+                    signed: b"s",
+                }),
+                decision: "waiting",
+                refused: None,
+                received_from: "peer",
+                at: vectors::NOW,
+                raft_index: n,
+            },
+        )
+        .expect("record");
+    }
+
+    #[test]
+    fn a_zone_flooding_waiting_revocations_pushes_out_only_its_own() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = crate::catalog::test_db(dir.path());
+        let real = ContentId::of(b"a certificate of yuzhou");
+        waiting(&db, 0, "xuchang/yuzhou", &real);
+        for n in 1..=10 {
+            // Valid-looking: changge's own, naming certificates no one holds.
+            waiting(&db, n, "xuchang/changge", &ContentId::of(&n.to_be_bytes()));
+            let caps = revocation_table::Caps {
+                refused_per_exchange: 10,
+                waiting_per_zone: 3,
+                waiting_per_exchange: 100,
+            };
+            revocation_table::bound(&db, Timestamp(0), "xuchang", Some("xuchang/changge"), caps)
+                .expect("bound");
+        }
+        let left = |zone: &str| -> i64 {
+            db.query_row(
+                "SELECT count(*) FROM received_revocations WHERE decision = 'waiting' \
+                 AND zone = ?1",
+                [zone],
+                |r| r.get(0),
+            )
+            .expect("count")
+        };
+        assert_eq!(
+            left("xuchang/changge"),
+            3,
+            "changge keeps its newest within the cap"
+        );
+        assert_eq!(
+            left("xuchang/yuzhou"),
+            1,
+            "yuzhou's waiting revocation is not pushed out"
+        );
     }
 
     #[test]
