@@ -835,6 +835,66 @@ mod tests {
     }
 
     #[test]
+    fn a_recognition_judged_on_a_certificate_revoked_before_it_is_applied_is_not_recorded() {
+        // The leader read the replica while the certificate counted and proposed the copy's
+        // recognition; the certificate's revocation was applied first. Recorded, the copy
+        // would stay recognised on a certificate that no longer counts.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = crate::catalog::test_db(dir.path());
+        let cert = received(Judged::Valid {
+            signed: certificate_of_copy().to_bytes(),
+        });
+        receive(&db, 1, &cert).expect("apply").expect("recorded");
+        receive_revocation(&db, 2, &revocation_of_copy(true))
+            .expect("apply")
+            .expect("recorded");
+        let l = copy();
+        let env = xchg_protocol::Envelope::seal(
+            AnnouncementKind::Listing,
+            l.canonical_bytes(),
+            &vectors::node(),
+            Some(vectors::delegation()),
+        );
+        let recognition = |wants_certificate: bool| crate::catalog::Recognition {
+            envelope: env.to_bytes(),
+            content_id: env.id,
+            kind: env.kind,
+            exchange: "xuchang".parse().expect("exchange"),
+            agreement: "sibling".into(),
+            signer: vectors::node().public(),
+            refusal: None,
+            wants_certificate,
+            received_from: "peer".into(),
+            at: vectors::NOW,
+            node: "n1".into(),
+        };
+        let zone = crate::catalog::ZoneFacts::new(
+            "xuchang/changge".parse().expect("zone"),
+            crate::catalog::ExportPolicy::default(),
+        );
+        let late = crate::catalog::federation::recognize(&db, &zone, 3, &recognition(true))
+            .expect("apply");
+        assert!(
+            matches!(&late, Err(Refusal::Conflict(why)) if why.contains("certificate")),
+            "{late:?}"
+        );
+        assert!(
+            !recognitions::decided(&db, &l.content_id()).expect("read"),
+            "undecided, so catch-up judges it again (and refuses it for want of a certificate)"
+        );
+        assert!(
+            listings::current(&db, &l.id().to_string())
+                .expect("read")
+                .is_none()
+        );
+        // Recognised under an agreement without the term, it stands, certificate or not.
+        crate::catalog::federation::recognize(&db, &zone, 4, &recognition(false))
+            .expect("apply")
+            .expect("recorded");
+        assert!(recognitions::decided(&db, &l.content_id()).expect("read"));
+    }
+
+    #[test]
     fn a_revocation_that_arrives_before_its_certificate_waits_and_is_applied_when_it_comes() {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = crate::catalog::test_db(dir.path());
