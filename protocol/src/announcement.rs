@@ -426,6 +426,20 @@ pub enum VerifyError {
         /// The number of the certificate with the id it names.
         number: String,
     },
+    /// A certificate revocation is dated before the certificate with the id it names was
+    /// issued (PROTOCOL.md 10.6 step 10): no key of the zone revoked it then.
+    #[error(
+        "the revocation of certificate {number} is dated {revoked_at}, before its issue at \
+         {issued_at}"
+    )]
+    RevokedBeforeIssue {
+        /// The certificate's number.
+        number: String,
+        /// The revocation's time.
+        revoked_at: Timestamp,
+        /// The certificate's issue time.
+        issued_at: Timestamp,
+    },
     /// The decision is signed for another zone than the one the request was addressed to.
     #[error("the decision is by {decider}, but the request was addressed to {addressed}")]
     WrongDecider {
@@ -513,7 +527,9 @@ impl VerifyError {
             VerifyError::InvalidBody { .. } => "invalid_body",
             VerifyError::InvalidCertificate { .. } => "invalid_certificate",
             VerifyError::InvalidCertificateRevocation { .. } => "invalid_certificate_revocation",
-            VerifyError::WrongCertificate { .. } => "wrong_certificate",
+            VerifyError::WrongCertificate { .. } | VerifyError::RevokedBeforeIssue { .. } => {
+                "wrong_certificate"
+            }
             VerifyError::InvalidApplication { .. } => "invalid_application",
             VerifyError::InvalidDecision { .. } => "invalid_decision",
             VerifyError::WrongRequest { .. } => "wrong_request",

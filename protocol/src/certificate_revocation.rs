@@ -174,12 +174,15 @@ pub fn check_key_revocation(
 }
 
 /// Step 10, once the verifier holds the certificate with the id the revocation names: the
-/// certificate's issuing zone is the revoking zone (so the signer's, by step 8), and its number
-/// the one the revocation names.
+/// certificate's issuing zone is the revoking zone (so the signer's, by step 8), its number
+/// the one the revocation names, and its issue time at or before the revocation's time (so a
+/// key whose delegation ended before the issue cannot revoke it by backdating).
 ///
 /// # Errors
 /// [`VerifyError::WrongOrigin`] when the certificate is another zone's,
-/// [`VerifyError::WrongCertificate`] when it has another number.
+/// [`VerifyError::WrongCertificate`] when it has another number,
+/// [`VerifyError::RevokedBeforeIssue`] (kind `wrong_certificate`) when the revocation is dated
+/// before the issue.
 pub fn check_names(
     revocation: &CertificateRevocation,
     certificate: &Certificate,
@@ -194,6 +197,13 @@ pub fn check_names(
         return Err(VerifyError::WrongCertificate {
             named: revocation.number.clone(),
             number: certificate.number.clone(),
+        });
+    }
+    if revocation.revoked_at < certificate.issued_at {
+        return Err(VerifyError::RevokedBeforeIssue {
+            number: certificate.number.clone(),
+            revoked_at: revocation.revoked_at,
+            issued_at: certificate.issued_at,
         });
     }
     Ok(())
@@ -219,6 +229,19 @@ mod tests {
         assert_eq!(v.body.number, "XC-2026-YUZHOU-000123");
         let certificate = crate::certificate_vectors::certificate();
         check_names(&v.body, &certificate).expect("names the vectors' certificate");
+    }
+
+    #[test]
+    fn a_revocation_dated_before_its_certificate_was_issued_is_wrong_certificate() {
+        // A key whose delegation ended before the certificate was issued can sign a revocation
+        // only by dating it inside that delegation, so before the issue: step 10 refuses it.
+        let certificate = crate::certificate_vectors::certificate();
+        let mut r = revocation();
+        r.revoked_at = Timestamp(certificate.issued_at.0 - 1);
+        let e = check_names(&r, &certificate).expect_err("dated before the issue");
+        assert_eq!(e.kind(), "wrong_certificate");
+        r.revoked_at = certificate.issued_at;
+        check_names(&r, &certificate).expect("dated at the issue time");
     }
 
     #[test]

@@ -408,6 +408,18 @@ pub fn revocations() -> Vec<RevocationVector> {
         Some("invalid_certificate_revocation"),
     ));
 
+    out.push(revocation_vector(
+        "certificate-revocation-invalid-dated-before-issue",
+        "A revocation dated a minute before the certificate it names was issued, as a key whose \
+         delegation ended before the issue would date it (step 10).",
+        &signed_revocation(&CertificateRevocation {
+            revoked_at: Timestamp(certificate().issued_at.0 - 60_000),
+            ..revocation()
+        }),
+        tag,
+        Some("wrong_certificate"),
+    ));
+
     let revoked_at = revocation().revoked_at;
     out.push(RevocationVector {
         key_revoked_at: Some(revoked_at.0 - 60_000),

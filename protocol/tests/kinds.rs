@@ -107,6 +107,11 @@ fn every_variant() -> Vec<VerifyError> {
             named: "a".into(),
             number: "b".into(),
         },
+        VerifyError::RevokedBeforeIssue {
+            number: "a".into(),
+            revoked_at: Timestamp(1),
+            issued_at: Timestamp(2),
+        },
         VerifyError::InvalidApplication {
             errors: invalid.clone(),
         },
@@ -147,6 +152,7 @@ fn every_variant() -> Vec<VerifyError> {
             | VerifyError::InvalidCertificate { .. }
             | VerifyError::InvalidCertificateRevocation { .. }
             | VerifyError::WrongCertificate { .. }
+            | VerifyError::RevokedBeforeIssue { .. }
             | VerifyError::InvalidApplication { .. }
             | VerifyError::InvalidDecision { .. }
             | VerifyError::WrongRequest { .. }

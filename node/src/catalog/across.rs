@@ -987,6 +987,7 @@ mod tests {
             agreement: "outside:zhengzhou".into(),
             signer: key.public(),
             refusal: None,
+            wants_certificate: false,
             received_from: "peer".into(),
             at: T0,
             node: "yuzhou-1".into(),

@@ -30,8 +30,13 @@ use super::tables::{certificates, recognitions, revocations};
 use super::{Applied, CommandResponse, ListingState, REFUSAL_REASON_CHARS, Refusal};
 
 /// Most refused certificates kept per exchange; the oldest go first. The same cap holds for
-/// refused revocations, and for revocations waiting for their certificate.
+/// refused revocations, and for the revocations of one zone waiting for their certificate.
 pub const MAX_REFUSED_PER_EXCHANGE: i64 = 10_000;
+
+/// Most revocations waiting for their certificate kept per exchange, all its zones together;
+/// the oldest go first. Only an exchange root, which may sign for any of its zones, delegates
+/// enough zones to reach it: a zone reaches only its own cap, [`MAX_REFUSED_PER_EXCHANGE`].
+pub const MAX_WAITING_PER_EXCHANGE: i64 = 100_000;
 
 /// A certificate received on an exchange's certificate topic, as the leader judged it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -196,8 +201,8 @@ pub fn receive(
 }
 
 /// Decides the revocations that waited for certificate `id`, just recorded: each is applied
-/// when the certificate is its zone's with its number (PROTOCOL.md 10.6 step 10), refused
-/// otherwise. Whether one was applied.
+/// when the certificate is its zone's with its number, issued at or before the revocation
+/// (PROTOCOL.md 10.6 step 10), refused otherwise. Whether one was applied.
 fn settle_waiting(
     db: &rusqlite::Connection,
     id: &ContentId,
@@ -213,7 +218,7 @@ fn settle_waiting(
                 Err(_) => continue,
             },
             reason: String::new(),
-            revoked_at: Timestamp(0),
+            revoked_at: w.revoked_at,
         };
         match check_names(&named, certificate) {
             Ok(()) => {
@@ -304,14 +309,18 @@ pub fn receive_revocation(
         at: r.at,
         raft_index,
     };
-    let bound = |db: &rusqlite::Connection| {
+    let bound = |db: &rusqlite::Connection, zone: Option<&str>| {
         let expired = Timestamp(r.at.0.saturating_sub(REFUSAL_RETENTION_MS));
         revocation_table::bound(
             db,
             expired,
             r.exchange.as_str(),
-            MAX_REFUSED_PER_EXCHANGE,
-            MAX_REFUSED_PER_EXCHANGE,
+            zone,
+            revocation_table::Caps {
+                refused_per_exchange: MAX_REFUSED_PER_EXCHANGE,
+                waiting_per_zone: MAX_REFUSED_PER_EXCHANGE,
+                waiting_per_exchange: MAX_WAITING_PER_EXCHANGE,
+            },
         )
     };
     let recorded = |object_id: String| {
@@ -332,7 +341,7 @@ pub fn receive_revocation(
             record.revocation_id = revocation_id.as_ref();
             record.refused = Some((kind, &reason));
             revocation_table::record(db, &record)?;
-            bound(db)?;
+            bound(db, None)?;
             return recorded(r.message_id.to_string());
         }
         JudgedRevocation::Valid {
@@ -380,7 +389,7 @@ pub fn receive_revocation(
         let reason = clip(&e.to_string());
         record.refused = Some((e.kind(), &reason));
         revocation_table::record(db, &record)?;
-        bound(db)?;
+        bound(db, None)?;
         return recorded(r.message_id.to_string());
     }
     let certificate = match certificate {
@@ -409,7 +418,7 @@ pub fn receive_revocation(
         signed,
     });
     let new = revocation_table::record(db, &record)?;
-    bound(db)?;
+    bound(db, Some(&zone))?;
     if new
         && require_registration
         && let Some(certificate) = &certificate
@@ -831,6 +840,66 @@ mod tests {
     }
 
     #[test]
+    fn a_recognition_judged_on_a_certificate_revoked_before_it_is_applied_is_not_recorded() {
+        // The leader read the replica while the certificate counted and proposed the copy's
+        // recognition; the certificate's revocation was applied first. Recorded, the copy
+        // would stay recognised on a certificate that no longer counts.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = crate::catalog::test_db(dir.path());
+        let cert = received(Judged::Valid {
+            signed: certificate_of_copy().to_bytes(),
+        });
+        receive(&db, 1, &cert).expect("apply").expect("recorded");
+        receive_revocation(&db, 2, &revocation_of_copy(true))
+            .expect("apply")
+            .expect("recorded");
+        let l = copy();
+        let env = xchg_protocol::Envelope::seal(
+            AnnouncementKind::Listing,
+            l.canonical_bytes(),
+            &vectors::node(),
+            Some(vectors::delegation()),
+        );
+        let recognition = |wants_certificate: bool| crate::catalog::Recognition {
+            envelope: env.to_bytes(),
+            content_id: env.id,
+            kind: env.kind,
+            exchange: "xuchang".parse().expect("exchange"),
+            agreement: "sibling".into(),
+            signer: vectors::node().public(),
+            refusal: None,
+            wants_certificate,
+            received_from: "peer".into(),
+            at: vectors::NOW,
+            node: "n1".into(),
+        };
+        let zone = crate::catalog::ZoneFacts::new(
+            "xuchang/changge".parse().expect("zone"),
+            crate::catalog::ExportPolicy::default(),
+        );
+        let late = crate::catalog::federation::recognize(&db, &zone, 3, &recognition(true))
+            .expect("apply");
+        assert!(
+            matches!(&late, Err(Refusal::Conflict(why)) if why.contains("certificate")),
+            "{late:?}"
+        );
+        assert!(
+            !recognitions::decided(&db, &l.content_id()).expect("read"),
+            "undecided, so catch-up judges it again (and refuses it for want of a certificate)"
+        );
+        assert!(
+            listings::current(&db, &l.id().to_string())
+                .expect("read")
+                .is_none()
+        );
+        // Recognised under an agreement without the term, it stands, certificate or not.
+        crate::catalog::federation::recognize(&db, &zone, 4, &recognition(false))
+            .expect("apply")
+            .expect("recorded");
+        assert!(recognitions::decided(&db, &l.content_id()).expect("read"));
+    }
+
+    #[test]
     fn a_revocation_that_arrives_before_its_certificate_waits_and_is_applied_when_it_comes() {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = crate::catalog::test_db(dir.path());
@@ -880,6 +949,110 @@ mod tests {
         receive(&db, 2, &cert).expect("apply").expect("recorded");
         assert_eq!(revocation_rows(&db), refused);
         assert!(counts(&db));
+    }
+
+    #[test]
+    fn a_revocation_dated_before_its_certificate_was_issued_is_refused_held_or_not() {
+        // Signed with a key whose delegation ended before the issue, it can only be backdated.
+        let backdated = || {
+            let r = CertificateRevocation {
+                certificate_id: certificate_of_copy().id,
+                revoked_at: Timestamp(certificate_vectors::certificate().issued_at.0 - 1),
+                ..certificate_vectors::revocation()
+            };
+            revocation_received(revocation_signed_in("xuchang/yuzhou", &r), true)
+        };
+        let cert = || {
+            received(Judged::Valid {
+                signed: certificate_of_copy().to_bytes(),
+            })
+        };
+        let refused = [("refused".to_owned(), Some("wrong_certificate".to_owned()))];
+        for certificate_first in [true, false] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let db = crate::catalog::test_db(dir.path());
+            if certificate_first {
+                receive(&db, 1, &cert()).expect("apply").expect("recorded");
+            }
+            receive_revocation(&db, 2, &backdated())
+                .expect("apply")
+                .expect("recorded");
+            if !certificate_first {
+                receive(&db, 3, &cert()).expect("apply").expect("recorded");
+            }
+            assert_eq!(
+                revocation_rows(&db),
+                refused,
+                "certificate first: {certificate_first}"
+            );
+            assert!(counts(&db), "certificate first: {certificate_first}");
+        }
+    }
+
+    /// Records a valid revocation by `zone` of certificate `certificate`, waiting for it.
+    fn waiting(db: &rusqlite::Connection, n: u64, zone: &str, certificate: &ContentId) {
+        let message = ContentId::of(format!("message {n}").as_bytes());
+        revocation_table::record(
+            db,
+            &revocation_table::Received {
+                message_id: &message,
+                revocation_id: Some(&message),
+                exchange: "xuchang",
+                valid: Some(revocation_table::ValidFields {
+                    certificate_id: certificate,
+                    zone,
+                    number: "XC-2026-X-000001",
+                    revoked_at: vectors::NOW,
+                    reason: "r",
+                    signer: "k",
+                    signed: b"s",
+                }),
+                decision: "waiting",
+                refused: None,
+                received_from: "peer",
+                at: vectors::NOW,
+                raft_index: n,
+            },
+        )
+        .expect("record");
+    }
+
+    #[test]
+    fn a_zone_flooding_waiting_revocations_pushes_out_only_its_own() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = crate::catalog::test_db(dir.path());
+        let real = ContentId::of(b"a certificate of yuzhou");
+        waiting(&db, 0, "xuchang/yuzhou", &real);
+        for n in 1..=10 {
+            // Valid-looking: changge's own, naming certificates no one holds.
+            waiting(&db, n, "xuchang/changge", &ContentId::of(&n.to_be_bytes()));
+            let caps = revocation_table::Caps {
+                refused_per_exchange: 10,
+                waiting_per_zone: 3,
+                waiting_per_exchange: 100,
+            };
+            revocation_table::bound(&db, Timestamp(0), "xuchang", Some("xuchang/changge"), caps)
+                .expect("bound");
+        }
+        let left = |zone: &str| -> i64 {
+            db.query_row(
+                "SELECT count(*) FROM received_revocations WHERE decision = 'waiting' \
+                 AND zone = ?1",
+                [zone],
+                |r| r.get(0),
+            )
+            .expect("count")
+        };
+        assert_eq!(
+            left("xuchang/changge"),
+            3,
+            "changge keeps its newest within the cap"
+        );
+        assert_eq!(
+            left("xuchang/yuzhou"),
+            1,
+            "yuzhou's waiting revocation is not pushed out"
+        );
     }
 
     #[test]

@@ -478,6 +478,23 @@ fn recognize_listing(
     delegation: Option<&str>,
 ) -> rusqlite::Result<CommandResponse> {
     let id = listing.id();
+    // The leader found a certificate of the origin zone when it read the replica; one revoked
+    // since then (PROTOCOL.md 10.6) no longer lets the version in: it is judged again.
+    if r.wants_certificate
+        && r.refusal.is_none()
+        && !received_certificates::certified_by_zone(
+            db,
+            &id,
+            &listing.content_id(),
+            listing.origin.as_str(),
+        )?
+    {
+        return Ok(Err(Refusal::Conflict(format!(
+            "listing {id} version {}: no certificate of its origin zone {} counts any more \
+             (revoked since it was judged), so it is not recognised; it is judged again",
+            listing.version, listing.origin
+        ))));
+    }
     let cur = listings::current(db, &id.to_string())?;
     let (decision, reason): (&'static str, Option<String>) = if let Some(reason) = &r.refusal {
         ("rejected", Some(reason.clone()))
@@ -741,6 +758,7 @@ mod tests {
             agreement: "outside:zhengzhou".into(),
             signer: Keypair::from_seed(&[8; 32]).public(),
             refusal: refusal.map(str::to_owned),
+            wants_certificate: false,
             received_from: "peer".into(),
             at: Timestamp(at),
             node: "main-1".into(),
@@ -1125,6 +1143,7 @@ mod tests {
             agreement: "outside:zhengzhou".into(),
             signer: root.public(),
             refusal: None,
+            wants_certificate: false,
             received_from: "peer".into(),
             at: Timestamp(at),
             node: "main-1".into(),
@@ -1154,6 +1173,7 @@ mod tests {
             agreement: "outside:zhengzhou".into(),
             signer: key.public(),
             refusal: None,
+            wants_certificate: false,
             received_from: "peer".into(),
             at: Timestamp(5_000),
             node: "main-1".into(),

@@ -96,6 +96,12 @@ pub struct Recognition {
     /// Why the agreement refuses it. Only log entries written before refusals became
     /// [`CatalogCommand::RecordRefusal`] carry one; they are still applied as they were.
     pub refusal: Option<String>,
+    /// Whether the proposing node let it in only on a certificate of its origin zone (a
+    /// listing under an agreement that requires registration, PROTOCOL.md 10.5): applying it
+    /// checks that one still counts, as a revocation applied since may have withdrawn it
+    /// (10.6). Absent (false) in entries written before.
+    #[serde(default)]
+    pub wants_certificate: bool,
     /// The peer that delivered it.
     pub received_from: String,
     /// When the proposing node received it.

@@ -415,6 +415,8 @@ impl Judge {
         let certified_by = facts.as_ref().map(|f| f.certified_by.clone());
         // Why it is refused before recording, and the listing it concerns.
         let mut refusal: Option<(Reason, String, &Listing)> = None;
+        // Let in only on a certificate of its origin zone: applying it checks one still counts.
+        let mut wants_certificate = false;
         if let Body::Listing(listing) = &verified.body {
             match facts.and_then(|f| f.held) {
                 // A version 1 proves its listing id (the id is its own content id), so it may
@@ -448,6 +450,8 @@ impl Judge {
                     // Only the leader, which looked up the certificates held, judges this; a
                     // follower's verdict only decides forwarding.
                     refusal = Some((Reason::RegistrationRequired, why, listing));
+                } else {
+                    wants_certificate = terms.require_registration && certified_by.is_some();
                 }
             }
         }
@@ -496,6 +500,7 @@ impl Judge {
                 agreement,
                 signer: verified.signer,
                 refusal: None,
+                wants_certificate,
                 received_from,
                 at: now,
                 node: settings.node.clone(),

@@ -82,9 +82,23 @@ pub fn record(db: &rusqlite::Connection, r: &Received<'_>) -> rusqlite::Result<b
     .map(|n| n == 1)
 }
 
+/// How many received revocations of an exchange are kept, by decision: refused ones per
+/// exchange; waiting ones per revoking zone, so that a zone flooding revocations of
+/// certificates no one holds pushes out only its own, and per exchange as a backstop (only an
+/// exchange root, which may sign for any of its zones, delegates enough zones to reach it).
+#[derive(Debug, Clone, Copy)]
+pub struct Caps {
+    /// Refused records per exchange.
+    pub refused_per_exchange: i64,
+    /// Waiting records per revoking zone.
+    pub waiting_per_zone: i64,
+    /// Waiting records per exchange.
+    pub waiting_per_exchange: i64,
+}
+
 /// Deletes refused records from before `expired_before` and the oldest of `exchange`'s
-/// beyond `per_exchange`, and the oldest of `exchange`'s waiting records beyond
-/// `waiting_per_exchange`.
+/// beyond the cap, the oldest waiting records of `zone` (the zone of the record just made, if
+/// it was valid) beyond its cap, and the oldest of `exchange`'s beyond the exchange's.
 ///
 /// # Errors
 /// SQLite's error.
@@ -92,12 +106,24 @@ pub fn bound(
     db: &rusqlite::Connection,
     expired_before: Timestamp,
     exchange: &str,
-    per_exchange: i64,
-    waiting_per_exchange: i64,
+    zone: Option<&str>,
+    caps: Caps,
 ) -> rusqlite::Result<()> {
     db.prepare_cached("DELETE FROM received_revocations WHERE decision = 'refused' AND at < ?1")?
         .execute([int(expired_before.0)])?;
-    for (decision, cap) in [("refused", per_exchange), ("waiting", waiting_per_exchange)] {
+    if let Some(zone) = zone {
+        db.prepare_cached(
+            "DELETE FROM received_revocations WHERE decision = 'waiting' AND exchange = ?1 \
+                AND zone = ?2 AND rowid < (SELECT rowid FROM received_revocations \
+                    WHERE decision = 'waiting' AND exchange = ?1 AND zone = ?2 \
+                    ORDER BY rowid DESC LIMIT 1 OFFSET ?3)",
+        )?
+        .execute(rusqlite::params![exchange, zone, caps.waiting_per_zone - 1])?;
+    }
+    for (decision, cap) in [
+        ("refused", caps.refused_per_exchange),
+        ("waiting", caps.waiting_per_exchange),
+    ] {
         db.prepare_cached(
             "DELETE FROM received_revocations WHERE decision = ?1 AND exchange = ?2 \
                 AND rowid < (SELECT rowid FROM received_revocations \
@@ -109,7 +135,7 @@ pub fn bound(
     Ok(())
 }
 
-/// A waiting revocation: its message id, the zone and number it names, and its signed reason.
+/// A waiting revocation: its message id, the zone and number it names, and its time.
 pub struct Waiting {
     /// SHA-256 of the bytes as received.
     pub message_id: String,
@@ -117,6 +143,8 @@ pub struct Waiting {
     pub zone: String,
     /// The number it names.
     pub number: String,
+    /// When the zone revoked the certificate.
+    pub revoked_at: Timestamp,
 }
 
 /// The revocations waiting for certificate `certificate_id`, in arrival order.
@@ -128,7 +156,7 @@ pub fn waiting_for(
     certificate_id: &ContentId,
 ) -> rusqlite::Result<Vec<Waiting>> {
     db.prepare_cached(
-        "SELECT message_id, zone, number FROM received_revocations \
+        "SELECT message_id, zone, number, revoked_at FROM received_revocations \
          WHERE certificate_id = ?1 AND decision = 'waiting' ORDER BY rowid",
     )?
     .query_map([certificate_id.to_string()], |r| {
@@ -136,6 +164,7 @@ pub fn waiting_for(
             message_id: r.get(0)?,
             zone: r.get(1)?,
             number: r.get(2)?,
+            revoked_at: Timestamp(uint(r.get(3)?)),
         })
     })?
     .collect()
