@@ -31,6 +31,17 @@ impl Target {
         path: &str,
         body: Option<Value>,
     ) -> anyhow::Result<Value> {
+        self.call_keyed(method, path, body, None).await
+    }
+
+    /// As [`Target::call`], sending `key` as the request's `Idempotency-Key` when given.
+    pub(crate) async fn call_keyed(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+        key: Option<&str>,
+    ) -> anyhow::Result<Value> {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()?;
@@ -38,6 +49,9 @@ impl Target {
         let mut req = http.request(method, &url);
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
+        }
+        if let Some(k) = key {
+            req = req.header("Idempotency-Key", k);
         }
         if let Some(b) = body {
             req = req.json(&b);

@@ -179,6 +179,33 @@ impl DemoProviders {
 
 /// Submits and approves the demo products after the first `done`, recording progress in
 /// `marker` after each, so an interrupted seeding resumes without duplicates.
+/// Runs `step` until it succeeds, or fails with an error that is not a moment's unavailability
+/// (a 503, a 504, no connection), at most five times, waiting 1, 2, 4 and 8 s between tries.
+async fn again<F, Fut>(step: F) -> anyhow::Result<serde_json::Value>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<serde_json::Value>>,
+{
+    let mut wait = std::time::Duration::from_secs(1);
+    for _ in 0..4 {
+        match step().await {
+            Err(e) if transient(&e) => {
+                tracing::warn!(error = %e, "demo seeding: trying again in {wait:?}");
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+            }
+            other => return other,
+        }
+    }
+    step().await
+}
+
+/// Whether `e` (from [`Target::call`]) says the zone was unavailable for a moment.
+fn transient(e: &anyhow::Error) -> bool {
+    let text = e.to_string();
+    text.starts_with("503 ") || text.starts_with("504 ") || text.starts_with("cannot reach")
+}
+
 async fn seed_demo(layout: &Layout, marker: &Path, done: usize) -> anyhow::Result<()> {
     let todo = demo_plan(layout);
     let mut providers = DemoProviders::default();
@@ -190,23 +217,41 @@ async fn seed_demo(layout: &Layout, marker: &Path, done: usize) -> anyhow::Resul
             json: false,
         };
         let provider = providers.token_for(zone, api, listing).await?;
-        let created = as_role(&provider)
-            .call(Method::POST, "/v1/listings", Some(listing.body()))
-            .await
-            .with_context(|| format!("submitting {}", listing.title))?;
+        // A busy machine may time a write out (504) or find no leader for a moment (503):
+        // each step is sent again, the submission under one Idempotency-Key (created once
+        // however often it is sent), the approval accepting 'already approved'.
+        let key = format!("xchg-up-demo-{n}");
+        let created = again(|| {
+            let (target, body, key) = (as_role(&provider), listing.body(), key.clone());
+            async move {
+                target
+                    .call_keyed(Method::POST, "/v1/listings", Some(body), Some(&key))
+                    .await
+            }
+        })
+        .await
+        .with_context(|| format!("submitting {}", listing.title))?;
         let id = created["id"].as_str().unwrap_or_default();
         let review = serde_json::json!({
             "compliance_review": "合规审核通过 (demo)",
             "security_assessment": "安全评估通过 (demo)"
         });
-        as_role(&zone.tokens.operator)
-            .call(
-                Method::POST,
-                &format!("/v1/listings/{id}/approve"),
-                Some(review),
-            )
-            .await
-            .with_context(|| format!("approving {}", listing.title))?;
+        let approve = format!("/v1/listings/{id}/approve");
+        let approved = again(|| {
+            let (target, path, body) = (
+                as_role(&zone.tokens.operator),
+                approve.clone(),
+                review.clone(),
+            );
+            async move { target.call(Method::POST, &path, Some(body)).await }
+        })
+        .await;
+        match approved {
+            Ok(_) => {}
+            // An earlier try of this approval was applied though its answer was lost.
+            Err(e) if e.to_string().starts_with("409 illegal_transition") => {}
+            Err(e) => return Err(e).with_context(|| format!("approving {}", listing.title)),
+        }
         std::fs::write(marker, format!("{}\n", n + 1))
             .with_context(|| format!("recording demo progress in {}", marker.display()))?;
         progress(
