@@ -413,6 +413,33 @@ async fn usage_over_the_limit_is_refused_and_recorded() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
+async fn a_decision_on_a_number_that_is_nothing_is_404_and_writes_nothing() -> anyhow::Result<()> {
+    let zone = zone().await?;
+    let t = zone.tokens();
+    for (path, body) in [
+        ("/v1/applications/999/approve", json!({})),
+        ("/v1/applications/999/reject", json!({"reason": "no"})),
+        ("/v1/authorizations/999/suspend", json!({"reason": "no"})),
+        ("/v1/authorizations/999/revoke", json!({"reason": "no"})),
+    ] {
+        let (status, answer) = zone.post(1, path, &t.operator, &body).await?;
+        ensure!(
+            status == 404 && answer["error"]["code"] == "not_found",
+            "{path}: {status} {answer}"
+        );
+    }
+    for action in [
+        "approve_application",
+        "reject_application",
+        "suspend_authorization",
+    ] {
+        let recorded = audit_results(&zone, 0, action).await?;
+        ensure!(recorded.is_empty(), "{action} recorded: {recorded:?}");
+    }
+    Ok(())
+}
+
+#[tokio::test]
 async fn a_usage_report_sent_again_under_its_key_answers_what_it_counted_then() -> anyhow::Result<()>
 {
     let zone = zone().await?;

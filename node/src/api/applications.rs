@@ -456,6 +456,21 @@ async fn decide(
 ) -> Result<(u64, u64), ApiError> {
     caller.require(&[Role::Operator])?;
     let application_id = params::number_in_path("application", id)?;
+    // A number that is no application is answered here, writing nothing (as a listing's is);
+    // one submitted a moment ago through another node is found after a read barrier.
+    let look = || async {
+        let mut conn = state.db.reader().await?;
+        Ok(applications::application(&mut conn, application_id).await?)
+    };
+    if state
+        .look_again_if(CatchUp::Always, look, Option::is_some)
+        .await?
+        .is_none()
+    {
+        return Err(ApiError::not_found(format!(
+            "no application {application_id}"
+        )));
+    }
     let at = state.clock.now();
     let cmd = match decision {
         Ruling::Approve(terms) => CatalogCommand::ApproveApplication {

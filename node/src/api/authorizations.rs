@@ -389,6 +389,8 @@ async fn change(
         max: applications::MAX_REASON_CHARS,
         required: true,
     }])?;
+    // A number that is no authorisation is answered here, writing nothing.
+    find(state, id).await?;
     let (at, actor) = (state.clock.now(), caller.actor);
     let cmd = match change {
         Change::Suspend => CatalogCommand::SuspendAuthorization {
