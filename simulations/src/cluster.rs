@@ -115,12 +115,24 @@ impl Cluster {
             .iter()
             .enumerate()
             .flat_map(|(e, x)| x.zones.iter().map(move |z| (e, z)));
+        let total: usize = layout
+            .exchanges
+            .iter()
+            .flat_map(|e| &e.zones)
+            .map(|z| z.nodes.len())
+            .sum();
+        let mut shown = std::time::Instant::now();
         for (z, (exchange, zone)) in zones.enumerate() {
             let router = Router::new(seed.wrapping_add(z as u64 + 1));
             let mut indices = Vec::new();
             for n in &zone.nodes {
                 indices.push(cluster.nodes.len());
                 let handle = cluster.launch(&router, &n.config, exchange).await?;
+                // Progress on a large layout, at most every two seconds.
+                if shown.elapsed() >= Duration::from_secs(2) {
+                    println!("  started {} of {total} nodes", cluster.nodes.len() + 1);
+                    shown = std::time::Instant::now();
+                }
                 cluster.nodes.push(Node {
                     zone: z,
                     exchange,

@@ -159,6 +159,11 @@ pub async fn run(options: &Options, out: &Path) -> anyhow::Result<Report> {
     );
     let mut cluster = Cluster::start(options.layout, options.nodes_per_zone, options.seed).await?;
     wait_for_leaders(&cluster, Duration::from_secs(60)).await?;
+    println!(
+        "  {} nodes running, every zone has a leader; chaos for {} s",
+        cluster.nodes.len(),
+        options.duration.as_secs()
+    );
     let messages = listen(&cluster).await;
     let start = Instant::now();
     let start_wall_ms = xchg_protocol::Timestamp::now().0;
@@ -203,6 +208,10 @@ pub async fn run(options: &Options, out: &Path) -> anyhow::Result<Report> {
     }
 
     // Heal: every fault ends, every node runs.
+    println!(
+        "  healing: every fault ends; converging (at most {} s)",
+        options.heal_deadline.as_secs()
+    );
     let healed = Instant::now();
     cluster.heal_all();
     for i in 0..cluster.nodes.len() {
@@ -227,6 +236,10 @@ pub async fn run(options: &Options, out: &Path) -> anyhow::Result<Report> {
     let convergence_ms =
         converged.then(|| u64::try_from(healed.elapsed().as_millis()).unwrap_or(u64::MAX));
 
+    match convergence_ms {
+        Some(ms) => println!("  converged {ms} ms after the faults ended; checking invariants"),
+        None => println!("  did not converge within the deadline; checking invariants"),
+    }
     let seen = messages.lock().map(|m| m.clone()).unwrap_or_default();
     let mut checks = vec![
         invariants::acknowledged_writes(&cluster, &history, &ids).await,
