@@ -413,7 +413,8 @@ async fn usage_over_the_limit_is_refused_and_recorded() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
-async fn a_decision_on_a_number_that_is_nothing_is_404_and_writes_nothing() -> anyhow::Result<()> {
+async fn a_number_that_is_nothing_is_404_writing_nothing_and_a_listing_id_that_is_none_400()
+-> anyhow::Result<()> {
     let zone = zone().await?;
     let t = zone.tokens();
     for (path, body) in [
@@ -425,6 +426,15 @@ async fn a_decision_on_a_number_that_is_nothing_is_404_and_writes_nothing() -> a
         let (status, answer) = zone.post(1, path, &t.operator, &body).await?;
         ensure!(
             status == 404 && answer["error"]["code"] == "not_found",
+            "{path}: {status} {answer}"
+        );
+    }
+    // A listing_id filter that is no listing id is refused, as on certificates.
+    for list in ["/v1/applications", "/v1/authorizations", "/v1/certificates"] {
+        let path = format!("{list}?listing_id=bad");
+        let (status, answer) = zone.get(0, &path, Some(&t.regulator)).await?;
+        ensure!(
+            status == 400 && answer["error"]["field"] == "listing_id",
             "{path}: {status} {answer}"
         );
     }

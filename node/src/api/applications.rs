@@ -381,7 +381,9 @@ fn page_size_schema() -> utoipa::openapi::schema::Object {
         (status = 200, description = "One page, newest first: a buyer token sees its party's \
             applications, a provider token those for its party's listings, operator, regulator \
             and admin all", body = ApplicationPage),
-        (status = 400, description = "An unknown parameter or value (`field` names it)", body = ErrorBody),
+        (status = 400, description = "An unknown parameter (`invalid_query`); an unknown \
+            `state`, a `listing_id` that is not a listing id, or a `limit` or `before` that is \
+            not a whole number (`invalid_field` naming it)", body = ErrorBody),
         BearerErrors,
         ReadErrors,
     )
@@ -423,7 +425,7 @@ pub async fn list(
     };
     let filter = ApplicationFilter {
         state: wanted,
-        listing_id: p.listing_id,
+        listing_id: params::listing_id_filter(p.listing_id.as_deref())?,
         buyer,
         provider,
         before,

@@ -231,8 +231,9 @@ fn ids_of(raw: &str) -> Result<Vec<u64>, ApiError> {
             regulator and admin all; each with its usage against its limit and its expiry, as \
             `GET /v1/authorizations/{id}` shows it", body = AuthorizationPage),
         (status = 400, description = "An unknown parameter (`invalid_query`); `ids` that are \
-            not 1 to 100 numbers separated by commas, an unknown `state`, or a `limit` or \
-            `before` that is not a whole number (`invalid_field` naming it)", body = ErrorBody),
+            not 1 to 100 numbers separated by commas, an unknown `state`, a `listing_id` that \
+            is not a listing id, or a `limit` or `before` that is not a whole number \
+            (`invalid_field` naming it)", body = ErrorBody),
         BearerErrors,
         ReadErrors,
     )
@@ -273,7 +274,7 @@ pub async fn list(
     let filter = AuthorizationFilter {
         ids,
         state: wanted,
-        listing_id: p.listing_id,
+        listing_id: params::listing_id_filter(p.listing_id.as_deref())?,
         buyer,
         provider,
         before,

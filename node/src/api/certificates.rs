@@ -178,22 +178,7 @@ pub async fn list(
     query: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Json<CertificatePage>, ApiError> {
     let Query(p) = query.map_err(query_error)?;
-    let listing_id = p
-        .listing_id
-        .as_deref()
-        .map(|raw| {
-            raw.parse::<xchg_protocol::ContentId>().map_err(|_| {
-                ApiError::invalid_field(
-                    "listing_id",
-                    format!(
-                        "{raw:.80?} is not a listing id: expected sha256: followed by 64 \
-                         lowercase hex digits"
-                    ),
-                )
-            })
-        })
-        .transpose()?
-        .map(|id| id.to_string());
+    let listing_id = params::listing_id_filter(p.listing_id.as_deref())?;
     let limit = params::page_size("limit", p.limit.as_deref(), DEFAULT_PAGE, MAX_PAGE)?;
     let before = p
         .before

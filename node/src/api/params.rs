@@ -26,6 +26,28 @@ pub fn whole_number(field: &str, raw: &str) -> Result<u64, ApiError> {
     }))
 }
 
+/// A `listing_id` query parameter, checked, in its text form; `400 invalid_field` naming it
+/// when it is not a listing id (a filter on it would only ever select nothing).
+///
+/// # Errors
+/// As said.
+pub fn listing_id_filter(raw: Option<&str>) -> Result<Option<String>, ApiError> {
+    raw.map(|raw| {
+        raw.parse::<xchg_protocol::ContentId>()
+            .map(|id| id.to_string())
+            .map_err(|_| {
+                ApiError::invalid_field(
+                    "listing_id",
+                    format!(
+                        "{raw:.80?} is not a listing id: expected sha256: followed by 64 \
+                         lowercase hex digits"
+                    ),
+                )
+            })
+    })
+    .transpose()
+}
+
 /// The number in a path naming one `what` (an application, an entrustment …).
 ///
 /// # Errors
