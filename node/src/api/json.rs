@@ -119,6 +119,8 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             format!("malformed JSON: {e}"),
         )
     };
+    // Syntax first, over the whole body: `{}{}` is malformed, not an object lacking fields.
+    serde_json::from_slice::<serde::de::IgnoredAny>(bytes).map_err(malformed)?;
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(objects::ObjectsOnly(&mut *de)).map_err(|e| {
         let path = e.path().to_string();
@@ -170,6 +172,14 @@ mod tests {
 
     fn refusal<T: DeserializeOwned + std::fmt::Debug>(json: &str) -> ApiError {
         parse::<T>(json.as_bytes()).expect_err("refused")
+    }
+
+    #[test]
+    fn trailing_data_is_malformed_even_when_the_first_value_lacks_fields() {
+        for body in ["{}{}", "{} x", "{\"title\": \"t\"}]"] {
+            let e = refusal::<Outer>(body);
+            assert_eq!(e.code, "malformed_json", "{body}: {e:?}");
+        }
     }
 
     #[test]
