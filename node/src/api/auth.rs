@@ -50,12 +50,17 @@ impl Caller {
             .chain(roles.iter().copied().filter(|r| *r != Role::Admin))
             .map(Role::as_str)
             .collect();
+        let role = self.actor.role.as_str();
+        let article = if role.starts_with(['a', 'e', 'i', 'o', 'u']) {
+            "an"
+        } else {
+            "a"
+        };
         Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden",
             format!(
-                "a {} token cannot do this; it needs one of: {}",
-                self.actor.role,
+                "{article} {role} token cannot do this; it needs one of: {}",
                 allowed.join(", ")
             ),
         ))
