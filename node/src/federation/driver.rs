@@ -24,7 +24,7 @@ use xchg_protocol::catchup::Response;
 use xchg_protocol::{Keypair, TrustStore};
 
 use super::core::{Core, Count, Input, Outcome, Output, Reply, Settings, Timer, Tuning};
-use super::identity::{Identity, Registry};
+use super::identity::Registry;
 use super::judge::{Arrival, Judgement};
 use super::replica;
 use super::verdicts::{Journal, LogBudget, Reason, VerdictRecord, Via};
@@ -393,7 +393,7 @@ impl Driver {
                     .handle
                     .identities
                     .is_due(&source.0, self.handle.clock.now())
-                    && !matches!(self.handle.identity_of(&source.0), Identity::Member { .. })
+                    && !self.handle.is_member(&source.0)
                 {
                     // A peer not heard of recently: find out who it is, without holding this
                     // message.

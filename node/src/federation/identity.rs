@@ -244,10 +244,13 @@ impl Federation {
             .collect()
     }
 
-    /// What `peer` (a libp2p peer id) has proven, as [`Federation::identity_with`], with the
-    /// trust store last read.
-    pub(super) fn identity_of(&self, peer: &str) -> Identity {
-        self.identity_with(peer, &self.trust())
+    /// Whether `peer` (a libp2p peer id) is a member of this zone: no trust store needed (a
+    /// check made per peer and per message, where copying the trust store, which grows with
+    /// the exchanges agreed with, cost more than all the rest).
+    pub(super) fn is_member(&self, peer: &str) -> bool {
+        self.members()
+            .iter()
+            .any(|m| peer_id_of(m).is_some_and(|id| id == peer))
     }
 
     /// What `peer` (a libp2p peer id) has proven: membership of this zone, or its last answer
@@ -285,7 +288,7 @@ impl Federation {
         let now = self.clock.now();
         let to_ask: Vec<&Peer> = peers
             .iter()
-            .filter(|p| !matches!(self.identity_of(&p.0), Identity::Member { .. }))
+            .filter(|p| !self.is_member(&p.0))
             .filter(|p| self.identities.should_ask(&p.0, now))
             .collect();
         futures::stream::iter(to_ask)
