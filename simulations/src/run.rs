@@ -98,6 +98,12 @@ pub struct Report {
     /// The values the charts draw (not in `report.json`).
     #[serde(skip)]
     pub samples: Samples,
+    /// Every client operation, in invocation order (written to `history.json`).
+    #[serde(skip)]
+    pub history: Vec<Record>,
+    /// The schedule played (written to `schedule.json`).
+    #[serde(skip)]
+    pub schedule: Schedule,
 }
 
 impl Report {
@@ -279,6 +285,8 @@ pub async fn run(options: &Options, out: &Path) -> anyhow::Result<Report> {
         invariants: checks,
         reproduce: reproduce(options),
         samples,
+        history,
+        schedule,
     };
     cluster.shutdown().await;
     write(&report, out)?;
@@ -598,6 +606,16 @@ fn figures(
 fn write(report: &Report, out: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(out)?;
     std::fs::write(out.join("report.json"), serde_json::to_vec_pretty(report)?)?;
+    // What a failure is read from: the operations with their times and results (listing
+    // keys are the numbers the checkers name), and the schedule of faults.
+    std::fs::write(
+        out.join("history.json"),
+        serde_json::to_vec(&report.history)?,
+    )?;
+    std::fs::write(
+        out.join("schedule.json"),
+        serde_json::to_vec(&report.schedule)?,
+    )?;
     let mut md = format!(
         "# xchg-sim {} seed {}\n\nSchedule digest `{}`: {} faults, {} operations over {} s on `{}` ({} nodes per zone).\n\nReproduce: `{}`\n\n| invariant | held | detail |\n|---|---|---|\n",
         report.scenario,

@@ -336,3 +336,53 @@ async fn a_broker_acts_at_once_on_a_follower_that_has_not_applied_its_new_entrus
     zone.shutdown().await;
     Ok(())
 }
+
+/// The in-process transport reported an answer lost on a cut return link as `Unreachable`,
+/// which tells the caller nothing was sent: a follower then proposed a forwarded write again
+/// after the leader had applied it, and its client was answered `409` for a write that took
+/// effect (found by `xchg-sim sweep --scenario partition-heal`, seed 6). A request that was
+/// handled and whose answer is lost is a broken connection; only a request that never left is
+/// `Unreachable`.
+#[tokio::test]
+async fn an_answer_lost_on_its_way_back_is_a_broken_connection_not_an_unreachable_node()
+-> anyhow::Result<()> {
+    use xchg_node::raft::transport::{TransportError, ZoneRequest, ZoneTransport as _};
+    let f = Federation::start_with(
+        LayoutKind::SingleZone,
+        2,
+        StartOptions::default(),
+        |_, _| {},
+    )
+    .await?;
+    let router = &f.routers[0];
+    let (a, b) = (f.zones[0][0].id, f.zones[0][1].id);
+    let node = xchg_node::store::raft_types::MemberNode {
+        name: "b".into(),
+        raft_addr: String::new(),
+        api_url: String::new(),
+        public_key: Vec::new(),
+    };
+    let from_a = router.transport(a);
+    let answered = from_a
+        .call(b, &node, ZoneRequest::Policy, Duration::from_secs(2))
+        .await;
+    anyhow::ensure!(answered.is_ok(), "both ways up: {answered:?}");
+    router.faults().cut_one_way(&b, &a);
+    let lost = from_a
+        .call(b, &node, ZoneRequest::Policy, Duration::from_secs(2))
+        .await;
+    anyhow::ensure!(
+        matches!(lost, Err(TransportError::Network(_))),
+        "handled, answer lost: {lost:?}"
+    );
+    router.faults().heal_all();
+    router.faults().cut_one_way(&a, &b);
+    let unsent = from_a
+        .call(b, &node, ZoneRequest::Policy, Duration::from_secs(2))
+        .await;
+    anyhow::ensure!(
+        matches!(unsent, Err(TransportError::Unreachable(_))),
+        "never sent: {unsent:?}"
+    );
+    Ok(())
+}

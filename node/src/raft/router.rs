@@ -164,10 +164,17 @@ impl ZoneTransport for RouterTransport {
                         ))
                     })?;
                 // The answer travels back over its own link, which may be cut, lossy or slow.
-                if self.router.cross(target, self.from).await? == 0 {
-                    return std::future::pending().await;
+                // The request was handled: an answer lost now is a broken connection after
+                // sending (the write may have been applied), never `Unreachable`, which tells
+                // the caller nothing was sent and a retry is safe.
+                match self.router.cross(target, self.from).await {
+                    Ok(0) => std::future::pending().await,
+                    Ok(_) => Ok(response),
+                    Err(_) => Err(TransportError::Network(format!(
+                        "the answer of node {target} was lost: link {target} -> {} is cut",
+                        self.from
+                    ))),
                 }
-                Ok(response)
             };
             tokio::time::timeout(timeout, exchange)
                 .await
