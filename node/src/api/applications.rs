@@ -350,8 +350,8 @@ pub struct ListParams {
     /// Only applications in this state.
     #[param(value_type = Option<ApplicationState>)]
     state: Option<String>,
-    /// Only applications for this listing.
-    #[param(value_type = Option<String>)]
+    /// Only applications for this listing: `sha256:` and 64 lowercase hex digits.
+    #[param(value_type = Option<String>, pattern = "^sha256:[0-9a-f]{64}$")]
     listing_id: Option<String>,
     /// Page size.
     #[param(schema_with = page_size_schema)]
