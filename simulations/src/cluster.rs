@@ -229,6 +229,19 @@ impl Cluster {
         })
     }
 
+    /// Whether the running members of every zone have applied the same log position.
+    pub fn same_applied(&self) -> bool {
+        self.zones.iter().all(|z| {
+            let applied: Vec<_> = z
+                .nodes
+                .iter()
+                .filter_map(|&i| self.nodes[i].handle.as_ref())
+                .map(|h| h.raft.metrics().borrow().last_applied)
+                .collect();
+            applied.windows(2).all(|w| w[0] == w[1])
+        })
+    }
+
     /// Every zone's Raft and the gossip lose, duplicate and delay as given.
     pub fn set_link_faults(&self, loss: Option<u32>, duplicate: Option<u32>, delay: Option<Delay>) {
         fn apply<K: xchg_node::fault::Endpoint>(

@@ -454,32 +454,19 @@ async fn converge(
     while Instant::now() < until {
         leaders.sample(cluster);
         let settled = (0..cluster.zones.len()).all(|z| cluster.leader_of(z).is_some())
-            && same_applied(cluster);
+            && cluster.same_applied();
         quiet = if settled { quiet + 1 } else { 0 };
         if quiet >= 3
             && invariants::recognition(cluster, history, ids)
                 .await
                 .is_empty()
-            && same_applied(cluster)
+            && cluster.same_applied()
         {
             return true;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     false
-}
-
-/// Whether the running members of every zone have applied the same log position.
-fn same_applied(cluster: &Cluster) -> bool {
-    cluster.zones.iter().all(|z| {
-        let applied: Vec<_> = z
-            .nodes
-            .iter()
-            .filter_map(|&i| cluster.nodes[i].handle.as_ref())
-            .map(|h| h.raft.metrics().borrow().last_applied)
-            .collect();
-        applied.windows(2).all(|w| w[0] == w[1])
-    })
 }
 
 /// For every listing approved (and acknowledged) that may leave its zone, and every other

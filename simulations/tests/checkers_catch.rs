@@ -46,19 +46,6 @@ where
     Ok(())
 }
 
-/// Whether the running members of every zone have applied the same position.
-fn same_applied(cluster: &Cluster) -> bool {
-    cluster.zones.iter().all(|z| {
-        let applied: Vec<_> = z
-            .nodes
-            .iter()
-            .filter_map(|&i| cluster.nodes[i].handle.as_ref())
-            .map(|h| h.raft.metrics().borrow().last_applied)
-            .collect();
-        applied.windows(2).all(|w| w[0] == w[1])
-    })
-}
-
 /// Sends `op` to zone `zone`'s leader and returns its record, which must be acknowledged.
 async fn send(cluster: &Cluster, clients: &Clients, op: Op) -> anyhow::Result<Record> {
     let zone = match op {
@@ -143,7 +130,7 @@ async fn each_checker_reports_a_violation_made_on_purpose() -> anyhow::Result<()
     })
     .await?;
     until("every zone's members apply the same position", || async {
-        same_applied(&cluster)
+        cluster.same_applied()
     })
     .await?;
 
@@ -215,7 +202,7 @@ async fn each_checker_reports_a_violation_made_on_purpose() -> anyhow::Result<()
     )
     .await?;
     until("the tampered follower catches up", || async {
-        same_applied(&cluster)
+        cluster.same_applied()
     })
     .await?;
     let name = cluster.nodes[follower].name.clone();

@@ -38,6 +38,19 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// The sides a list of applications or authorisations is narrowed to for this caller:
+    /// `(buyer, provider)`. A buyer's token sees its party's as buyer, a provider's its
+    /// party's listings', whatever else it asks (one bound to no party sees nothing); other
+    /// roles are not narrowed.
+    pub fn own_side(&self) -> (Option<String>, Option<String>) {
+        let own = || Some(self.party.clone().unwrap_or_default());
+        match self.actor.role {
+            Role::Buyer => (own(), None),
+            Role::Provider => (None, own()),
+            _ => (None, None),
+        }
+    }
+
     /// Refuses unless the caller has one of `roles` (admin always passes).
     ///
     /// # Errors

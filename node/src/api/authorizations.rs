@@ -263,14 +263,7 @@ pub async fn list(
         .map(|b| params::whole_number("before", b))
         .transpose()?;
     let limit = params::page_size("limit", p.limit.as_deref(), DEFAULT_PAGE, MAX_PAGE)?;
-    // A party's token sees its party's own, whatever else it asks; one bound to no party
-    // sees nothing.
-    let own = || Some(caller.party.clone().unwrap_or_default());
-    let (buyer, provider) = match caller.actor.role {
-        Role::Buyer => (own(), None),
-        Role::Provider => (None, own()),
-        _ => (None, None),
-    };
+    let (buyer, provider) = caller.own_side();
     let filter = AuthorizationFilter {
         ids,
         state: wanted,

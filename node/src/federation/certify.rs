@@ -17,8 +17,11 @@
 //! agreement's `require_registration` to a valid one: that term is this node's configuration,
 //! and the state machine withdraws a copy only when it is set.
 
+use xchg_protocol::application::SignedMessage;
 use xchg_protocol::certificate::{SignedCertificate, verify_certificate};
-use xchg_protocol::certificate_revocation::{self, verify_certificate_revocation};
+use xchg_protocol::certificate_revocation::{
+    self, CertificateRevocation, verify_certificate_revocation,
+};
 use xchg_protocol::{ContentId, Limits, Timestamp};
 
 use super::core::Settings;
@@ -49,9 +52,9 @@ pub(super) fn judge(
     now: Timestamp,
 ) -> Certified {
     if data.len() <= MAX_PUBLISH_BYTES
-        && certificate_revocation::decode(data, &certificate_revocation::limits()).is_ok()
+        && let Ok(decoded) = certificate_revocation::decode(data, &certificate_revocation::limits())
     {
-        return judge_revocation(data, topic_exchange, from, settings, now);
+        return judge_revocation(data, &decoded, topic_exchange, from, settings, now);
     }
     let limits = Limits::default();
     let decoded = SignedCertificate::from_bytes(data, &limits).ok();
@@ -144,22 +147,19 @@ pub(super) fn judge(
     Certified { judgement, signer }
 }
 
-/// Judges `data`, a certificate revocation (its body decodes as one), received from `from` on
-/// the certificate topic of `topic_exchange`, at `now`.
+/// Judges `data`, a certificate revocation (`decoded`, its body decoded), received from `from`
+/// on the certificate topic of `topic_exchange`, at `now`.
 fn judge_revocation(
     data: &[u8],
+    (signed, _): &(SignedMessage, CertificateRevocation),
     topic_exchange: &str,
     from: &Peer,
     settings: &Settings,
     now: Timestamp,
 ) -> Certified {
     let limits = certificate_revocation::limits();
-    let decoded = certificate_revocation::decode(data, &limits).ok();
-    let claimed = decoded.as_ref().map(|(s, _)| s.id);
-    let signer = decoded
-        .as_ref()
-        .map(|(s, _)| s.delegation.delegation.node_key.to_base64())
-        .unwrap_or_default();
+    let claimed = Some(signed.id);
+    let signer = signed.delegation.delegation.node_key.to_base64();
     let record = |judged: JudgedRevocation| ReceivedRevocation {
         message_id: ContentId::of(data),
         exchange: topic_exchange

@@ -189,10 +189,39 @@ pub async fn pending_export(
     conn: &mut SqliteConnection,
     limit: usize,
 ) -> Result<Vec<PendingExport>, sqlx::Error> {
-    let rows: Vec<(i64, Vec<u8>)> = sqlx::query_as(
-        "SELECT registration_id, signed FROM certificates WHERE export = 'pending' \
-         ORDER BY registration_id LIMIT ?",
-    )
+    pending(conn, Outgoing::Certificate, limit).await
+}
+
+/// What goes out of this zone on the certificate topic: a certificate, or its revocation. Each
+/// has its signed bytes and its export state and publication time in the certificate's row.
+#[derive(Clone, Copy)]
+enum Outgoing {
+    Certificate,
+    Revocation,
+}
+
+impl Outgoing {
+    /// Its columns: signed bytes, export state, publication time.
+    fn columns(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            Outgoing::Certificate => ("signed", "export", "published_at"),
+            Outgoing::Revocation => ("revocation", "revocation_export", "revocation_published_at"),
+        }
+    }
+}
+
+/// Up to `limit` rows whose `what` waits to be published, in registration order.
+async fn pending(
+    conn: &mut SqliteConnection,
+    what: Outgoing,
+    limit: usize,
+) -> Result<Vec<PendingExport>, sqlx::Error> {
+    let (signed, export, _) = what.columns();
+    let rows: Vec<(i64, Vec<u8>)> = sqlx::query_as(&format!(
+        "SELECT registration_id, {signed} FROM certificates \
+         WHERE {export} = 'pending' AND {signed} IS NOT NULL \
+         ORDER BY registration_id LIMIT ?"
+    ))
     .bind(i64::try_from(limit).unwrap_or(i64::MAX))
     .fetch_all(&mut *conn)
     .await?;
@@ -205,6 +234,23 @@ pub async fn pending_export(
         .collect())
 }
 
+/// Marks `what` of registration `registration_id` published at `at`; false when it was not
+/// pending.
+fn mark(
+    db: &rusqlite::Connection,
+    what: Outgoing,
+    registration_id: u64,
+    at: Timestamp,
+) -> rusqlite::Result<bool> {
+    let (_, export, published_at) = what.columns();
+    db.prepare_cached(&format!(
+        "UPDATE certificates SET {export} = 'published', {published_at} = ?1 \
+         WHERE registration_id = ?2 AND {export} = 'pending'"
+    ))?
+    .execute([int(at.0), int(registration_id)])
+    .map(|n| n == 1)
+}
+
 /// Marks the certificate of registration `registration_id` published at `at`; false when it
 /// was not pending.
 ///
@@ -215,12 +261,7 @@ pub fn mark_published(
     registration_id: u64,
     at: Timestamp,
 ) -> rusqlite::Result<bool> {
-    db.prepare_cached(
-        "UPDATE certificates SET export = 'published', published_at = ?1 \
-         WHERE registration_id = ?2 AND export = 'pending'",
-    )?
-    .execute([int(at.0), int(registration_id)])
-    .map(|n| n == 1)
+    mark(db, Outgoing::Certificate, registration_id, at)
 }
 
 /// How an operator's revocation is recorded: when, by whom, why, and the signed revocation
@@ -270,21 +311,7 @@ pub async fn pending_revocations(
     conn: &mut SqliteConnection,
     limit: usize,
 ) -> Result<Vec<PendingExport>, sqlx::Error> {
-    let rows: Vec<(i64, Vec<u8>)> = sqlx::query_as(
-        "SELECT registration_id, revocation FROM certificates \
-         WHERE revocation_export = 'pending' AND revocation IS NOT NULL \
-         ORDER BY registration_id LIMIT ?",
-    )
-    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-    .fetch_all(&mut *conn)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(id, signed)| PendingExport {
-            registration_id: uint(id),
-            signed,
-        })
-        .collect())
+    pending(conn, Outgoing::Revocation, limit).await
 }
 
 /// Marks the revocation of the certificate of registration `registration_id` published at
@@ -297,10 +324,5 @@ pub fn mark_revocation_published(
     registration_id: u64,
     at: Timestamp,
 ) -> rusqlite::Result<bool> {
-    db.prepare_cached(
-        "UPDATE certificates SET revocation_export = 'published', revocation_published_at = ?1 \
-         WHERE registration_id = ?2 AND revocation_export = 'pending'",
-    )?
-    .execute([int(at.0), int(registration_id)])
-    .map(|n| n == 1)
+    mark(db, Outgoing::Revocation, registration_id, at)
 }
