@@ -21,6 +21,11 @@ pub const MAX_FETCH: usize = 16;
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
 /// Largest response accepted, bytes: a full fetch of maximal envelopes plus framing.
 pub const MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
+/// Most messages in one page of a certificate topic's held messages.
+pub const MAX_CERTIFICATE_PAGE: u32 = 64;
+/// Most message bytes in one such page: a responder stops before the message that would pass
+/// it, but always sends at least one.
+pub const MAX_CERTIFICATE_PAGE_BYTES: usize = 4 * 1024 * 1024;
 
 /// A catch-up request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,6 +50,17 @@ pub enum Request {
     /// The responder's delegation (PROTOCOL.md 7.5): which zone the key it connected with
     /// speaks for.
     Identity {},
+    /// The messages of `exchange`'s certificate topic the peer holds (certificates and
+    /// certificate revocations, PROTOCOL.md 10.5, 10.6), in its storage order, after position
+    /// `after`.
+    Certificates {
+        /// The exchange whose certificate topic's messages are listed.
+        exchange: ExchangeId,
+        /// Position after which to list (0 for the start).
+        after: u64,
+        /// Most messages wanted; the responder sends at most [`MAX_CERTIFICATE_PAGE`].
+        limit: u32,
+    },
     /// A forwarded application (PROTOCOL.md 11.7): a signed ApplicationRequest, sent to a node
     /// of its origin zone (or of another zone of the origin's exchange, which passes it on).
     /// Sending it again is how the applicant asks for the decision.
@@ -78,6 +94,18 @@ pub struct Item {
     pub id: ContentId,
 }
 
+/// One held message of a certificate topic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeldMessage {
+    /// The responder's position of this message (pass the last one as `after` for the next
+    /// page).
+    pub pos: u64,
+    /// The message, exactly as published.
+    #[serde(with = "crate::bytes::buf")]
+    pub data: Vec<u8>,
+}
+
 /// Bytes carried as a CBOR byte string.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Blob(#[serde(with = "crate::bytes::buf")] pub Vec<u8>);
@@ -108,6 +136,13 @@ pub enum Response {
     Identity {
         /// The delegation, as carried in the responder's envelopes.
         delegation: SignedDelegation,
+    },
+    /// Answer to [`Request::Certificates`].
+    Certificates {
+        /// Messages in ascending `pos`.
+        items: Vec<HeldMessage>,
+        /// Whether more messages follow the last one.
+        more: bool,
     },
     /// Answer to [`Request::Application`].
     Application(ApplicationAnswer),
@@ -228,6 +263,11 @@ mod tests {
             },
             Request::Fetch { ids: vec![id] },
             Request::Identity {},
+            Request::Certificates {
+                exchange: "zhengzhou".parse().expect("id"),
+                after: 0,
+                limit: MAX_CERTIFICATE_PAGE,
+            },
             Request::Application {
                 request: Blob(vec![1, 2, 3]),
             },
@@ -277,6 +317,49 @@ mod tests {
         expected.extend_from_slice(b"received");
         expected.push(0xa0);
         assert_eq!(received.to_bytes().expect("encode"), expected);
+    }
+
+    #[test]
+    fn the_certificate_page_messages_are_byte_exact() {
+        // `{"certificates": {"after": 5, "limit": 64, "exchange": "zz"}}`: map keys in
+        // length-first order (3.1).
+        let request = Request::Certificates {
+            exchange: "zz".parse().expect("id"),
+            after: 5,
+            limit: 64,
+        };
+        let mut expected = vec![0xa1, 0x6c];
+        expected.extend_from_slice(b"certificates");
+        expected.extend_from_slice(&[0xa3, 0x65]);
+        expected.extend_from_slice(b"after");
+        expected.extend_from_slice(&[0x05, 0x65]);
+        expected.extend_from_slice(b"limit");
+        expected.extend_from_slice(&[0x18, 0x40, 0x68]);
+        expected.extend_from_slice(b"exchange");
+        expected.extend_from_slice(&[0x62, b'z', b'z']);
+        assert_eq!(request.to_bytes().expect("encode"), expected);
+        // `{"certificates": {"more": false, "items": [{"pos": 1, "data": h'0102'}]}}`.
+        let page = Response::Certificates {
+            items: vec![HeldMessage {
+                pos: 1,
+                data: vec![1, 2],
+            }],
+            more: false,
+        };
+        let mut expected = vec![0xa1, 0x6c];
+        expected.extend_from_slice(b"certificates");
+        expected.extend_from_slice(&[0xa2, 0x64]);
+        expected.extend_from_slice(b"more");
+        expected.extend_from_slice(&[0xf4, 0x65]);
+        expected.extend_from_slice(b"items");
+        expected.extend_from_slice(&[0x81, 0xa2, 0x63]);
+        expected.extend_from_slice(b"pos");
+        expected.extend_from_slice(&[0x01, 0x64]);
+        expected.extend_from_slice(b"data");
+        expected.extend_from_slice(&[0x42, 1, 2]);
+        let bytes = page.to_bytes().expect("encode");
+        assert_eq!(bytes, expected);
+        assert_eq!(Response::from_bytes(&bytes).expect("decode"), page);
     }
 
     #[test]

@@ -351,3 +351,111 @@ async fn a_revoked_certificate_stops_the_partner_recognising_its_listing_and_a_f
     fed.shutdown().await;
     Ok(())
 }
+
+/// Waits until Xuchang's certificate `number` shows `field` as `published`.
+async fn published_at_xuchang(fed: &Federation, number: &str, field: &str) -> anyhow::Result<()> {
+    let token = fed.zone_tokens(XUCHANG).regulator.clone();
+    let path = format!("/v1/certificates/{number}");
+    eventually(
+        Duration::from_secs(30),
+        &format!("{field} published by Xuchang"),
+        || async {
+            let (s, v) = fed
+                .get(XUCHANG, 0, &path, &token)
+                .await
+                .map_err(|e| e.to_string())?;
+            match (s, v[field].as_str()) {
+                (200, Some("published")) => Ok(Some(())),
+                _ => Err(format!("{s} {v}")),
+            }
+        },
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificates_and_revocations_missed_while_cut_off_arrive_by_catch_up() -> anyhow::Result<()>
+{
+    // Three nodes per zone, so Xuchang's publisher has its own zone's nodes to publish to while
+    // every link to Zhengzhou is cut (gossip and catch-up requests alike; the in-process network
+    // never replays a message): whatever reaches Zhengzhou after healing came by catch-up.
+    let tuning = Tuning {
+        catchup_every: Duration::from_secs(1),
+        ..Tuning::default()
+    };
+    let fed = Federation::start(LayoutKind::TwoExchanges, 3, tuning, |zone, c| {
+        if zone == "zhengzhou/main" {
+            for o in &mut c.outside {
+                o.agreement.require_registration = true;
+            }
+        }
+    })
+    .await?;
+    let kept = fed
+        .approve_new(XUCHANG, example_listing("断网期间发出的证书"))
+        .await?;
+    let dropped = fed
+        .approve_new(XUCHANG, example_listing("断网期间撤销的证书"))
+        .await?;
+    refused_for_registration(&fed, &kept).await?;
+    refused_for_registration(&fed, &dropped).await?;
+    let peers = |zone: usize| -> Vec<_> {
+        fed.zones[zone]
+            .iter()
+            .map(|n| n.federation.net().local_peer())
+            .collect()
+    };
+    for a in &peers(XUCHANG) {
+        for b in &peers(ZHENGZHOU) {
+            fed.gossip.cut(a, b);
+        }
+    }
+    let kept_number = certify(&fed, &kept).await?;
+    let dropped_number = certify(&fed, &dropped).await?;
+    published_at_xuchang(&fed, &kept_number, "export").await?;
+    published_at_xuchang(&fed, &dropped_number, "export").await?;
+    let t = fed.zone_tokens(XUCHANG).clone();
+    let path = format!("/v1/certificates/{dropped_number}/revoke");
+    let (s, v) = fed
+        .post(
+            XUCHANG,
+            0,
+            &path,
+            &t.operator,
+            &json!({"reason": "断网期间撤销"}),
+        )
+        .await?;
+    anyhow::ensure!(s == 200 && v["status"] == "revoked", "revoke: {s} {v}");
+    published_at_xuchang(&fed, &dropped_number, "revocation_export").await?;
+    // The cut held: Zhengzhou has none of it.
+    let held = zhengzhou(&fed, "/v1/federation/certificates?decision=valid")
+        .await
+        .map_err(anyhow::Error::msg)?;
+    assert_eq!(held["items"], json!([]), "{held}");
+
+    fed.gossip.heal_all();
+    // The kept listing's certificate comes by catch-up, and the listing refused for want of it
+    // is judged again and recognised, on every node of the zone.
+    for node in 0..3 {
+        fed.wait_for_state(ZHENGZHOU, node, &kept, "recognised")
+            .await?;
+    }
+    // The revoked one's certificate and revocation come too: the revocation is applied and the
+    // listing is not recognised.
+    let applied = revocation_recorded(&fed, "applied").await?;
+    assert_eq!(applied["number"], dropped_number.as_str(), "{applied}");
+    assert_eq!(fed.state_on(ZHENGZHOU, 0, &dropped).await?, None);
+    let held = zhengzhou(&fed, "/v1/federation/certificates?decision=valid")
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let numbers: Vec<&str> = held["items"]
+        .as_array()
+        .map(|v| v.iter().filter_map(|c| c["number"].as_str()).collect())
+        .unwrap_or_default();
+    assert!(
+        numbers.contains(&kept_number.as_str()) && numbers.contains(&dropped_number.as_str()),
+        "{held}"
+    );
+    fed.shutdown().await;
+    Ok(())
+}

@@ -232,6 +232,7 @@ pub const SCHEMA: &[&str] = &[
     include_str!("schema/catalog_schema_v10.sql"),
     include_str!("schema/catalog_schema_v11.sql"),
     include_str!("schema/catalog_schema_v12.sql"),
+    include_str!("schema/catalog_schema_v13.sql"),
 ];
 
 /// Zone facts for tests: `xuchang/yuzhou` with the default export policy.

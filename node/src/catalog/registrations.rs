@@ -466,6 +466,15 @@ pub struct CertificateRecord {
     /// The signed certificate, canonical CBOR (PROTOCOL.md 10.2).
     #[serde(skip)]
     pub signed: Vec<u8>,
+    /// Whether it goes out on the exchange's certificate topic (PROTOCOL.md 10.5): `pending`
+    /// until published, then `published`; `withheld` when its listing version never left the
+    /// zone.
+    pub export: String,
+    /// The same for its revocation (PROTOCOL.md 10.6), once revoked: `pending`, `published`,
+    /// or `withheld` (the certificate never went out, or it was revoked before revocations
+    /// travelled).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revocation_export: Option<String>,
 }
 
 /// Reads certificate `number`, for the API.

@@ -20,12 +20,14 @@ use std::time::Duration;
 use rand::Rng as _;
 use rand::rngs::StdRng;
 use xchg_protocol::catchup::{
-    Blob, ExchangeSummary, Item, MAX_FETCH, MAX_INVENTORY, Request, Response,
+    Blob, ExchangeSummary, HeldMessage, Item, MAX_CERTIFICATE_PAGE, MAX_FETCH, MAX_INVENTORY,
+    Request, Response,
 };
 use xchg_protocol::{ContentId, ExchangeId, Timestamp};
 
+use super::certify;
 use super::core::{Count, Output, Reply, Shared, Ticket, Timer};
-use super::judge::{Arrival, Done, For, Judge, Origin};
+use super::judge::{Arrival, Done, For, Judge, Origin, Proposal};
 use super::verdicts::Via;
 use crate::gossip::{Peer, RequestError};
 
@@ -73,6 +75,18 @@ pub enum Query {
         /// The ids.
         ids: Vec<ContentId>,
     },
+    /// Up to `limit` (1 to [`MAX_CERTIFICATE_PAGE`]) messages of `exchange`'s certificate
+    /// topic after position `after`, and whether there are more.
+    Certificates {
+        /// The exchange.
+        exchange: ExchangeId,
+        /// Whether it is this node's own exchange.
+        own: bool,
+        /// The last position the asker has.
+        after: u64,
+        /// Most messages.
+        limit: u32,
+    },
 }
 
 /// Checks an inventory page: at most [`MAX_INVENTORY`] items, positions strictly increasing and
@@ -81,22 +95,42 @@ pub enum Query {
 /// # Errors
 /// [`CatchupError::BadAnswer`] naming the broken rule.
 pub fn check_page(items: &[Item], after: u64) -> Result<(), CatchupError> {
-    if items.len() > MAX_INVENTORY as usize {
+    check_positions(
+        items.iter().map(|i| i.pos),
+        items.len(),
+        MAX_INVENTORY,
+        after,
+    )
+}
+
+/// Checks a page of `len` positions: at most `max`, strictly increasing and all after `after`.
+fn check_positions(
+    positions: impl Iterator<Item = u64>,
+    len: usize,
+    max: u32,
+    after: u64,
+) -> Result<(), CatchupError> {
+    if len > max as usize {
         return Err(CatchupError::BadAnswer(format!(
-            "inventory page of {} items; at most {MAX_INVENTORY}",
-            items.len()
+            "page of {len} items; at most {max}"
         )));
     }
     let mut previous = after;
-    for item in items {
-        if item.pos <= previous {
+    for pos in positions {
+        if pos <= previous {
             return Err(CatchupError::BadAnswer(
-                "inventory positions do not increase".into(),
+                "page positions do not increase".into(),
             ));
         }
-        previous = item.pos;
+        previous = pos;
     }
     Ok(())
+}
+
+/// The cursor key of `exchange`'s certificate topic at `peer` (the inventory's key is the
+/// exchange id alone, which never contains a space).
+fn certificates_key(peer: &Peer, exchange: &ExchangeId) -> (String, String) {
+    (peer.0.clone(), format!("certificates {exchange}"))
 }
 
 /// One inventory page being worked through.
@@ -122,6 +156,23 @@ struct Page {
     complete: bool,
 }
 
+/// One page of a peer's certificate-topic messages being worked through (PROTOCOL.md 7.5).
+#[derive(Debug)]
+struct CertificatePage {
+    exchange: ExchangeId,
+    /// Pages asked for this exchange in this round, this one included.
+    number: usize,
+    /// The position of its last message and whether the peer has more.
+    last: u64,
+    more: bool,
+    /// The page's messages, until the replica says which are unrecorded.
+    items: Vec<Vec<u8>>,
+    /// Unrecorded messages still to judge.
+    messages: VecDeque<Vec<u8>>,
+    /// Everything on the page is decided so far.
+    complete: bool,
+}
+
 /// What the round waits for.
 #[derive(Debug)]
 enum Wait {
@@ -135,6 +186,10 @@ enum Wait {
     Undecided(Ticket),
     /// The envelopes of a fetch.
     Fetch(Ticket),
+    /// A page of certificate-topic messages.
+    Certificates(Ticket),
+    /// Which of that page's messages are unrecorded.
+    Unreceived(Ticket),
     /// The judgement of the envelope handed to the judge.
     Judgement,
     /// The outcome of the envelope's proposal.
@@ -151,6 +206,9 @@ struct Round {
     /// Exchanges whose summaries differ, still to page through.
     todo: VecDeque<ExchangeId>,
     page: Option<Page>,
+    /// Exchanges whose certificate topics are still to page through, once `todo` is done.
+    certificates: VecDeque<ExchangeId>,
+    certificate_page: Option<CertificatePage>,
     wait: Wait,
     /// Envelopes proposed in this round.
     fetched: u64,
@@ -289,6 +347,8 @@ impl Catchup {
             peer,
             todo: VecDeque::new(),
             page: None,
+            certificates: shared.settings.exchanges().cloned().collect(),
+            certificate_page: None,
             wait: Wait::Summary(ticket),
             fetched: 0,
         }));
@@ -304,7 +364,9 @@ impl Catchup {
             | Wait::Ours(t, _)
             | Wait::Inventory(t)
             | Wait::Undecided(t)
-            | Wait::Fetch(t) => t == ticket,
+            | Wait::Fetch(t)
+            | Wait::Certificates(t)
+            | Wait::Unreceived(t) => t == ticket,
             Wait::Judgement | Wait::Proposal | Wait::Nothing => false,
         };
         waits.then_some(r)
@@ -335,9 +397,13 @@ impl Catchup {
             (Wait::Fetch(_), Response::Envelopes { envelopes }) => {
                 Self::envelopes(round, envelopes)
             }
+            (Wait::Certificates(_), Response::Certificates { items, more }) => {
+                Self::certificates(round, items, more, cx.shared, cx.out)
+            }
             (Wait::Summary(_), _) => bad("expected a summary"),
             (Wait::Inventory(_), _) => bad("expected an inventory"),
             (Wait::Fetch(_), _) => bad("expected envelopes"),
+            (Wait::Certificates(_), _) => bad("expected certificate-topic messages"),
             _ => Ok(()),
         });
         match step {
@@ -360,6 +426,136 @@ impl Catchup {
         page.complete &= envelopes.len() == page.asked.len();
         page.envelopes = envelopes.into_iter().map(|Blob(b)| b).collect();
         Ok(())
+    }
+
+    /// Takes a page of certificate-topic messages: checked, then looked up.
+    fn certificates(
+        round: &mut Round,
+        items: Vec<HeldMessage>,
+        more: bool,
+        shared: &mut Shared,
+        out: &mut Vec<Output>,
+    ) -> Result<(), CatchupError> {
+        let Some(page) = round.certificate_page.as_mut() else {
+            return Ok(());
+        };
+        check_positions(
+            items.iter().map(|i| i.pos),
+            items.len(),
+            MAX_CERTIFICATE_PAGE,
+            page.last,
+        )?;
+        let Some(last) = items.last().map(|i| i.pos) else {
+            // Nothing after the cursor: this exchange is done.
+            round.certificate_page = None;
+            return Ok(());
+        };
+        page.last = last;
+        page.more = more;
+        page.items = items.into_iter().map(|i| i.data).collect();
+        let ticket = shared.ticket();
+        round.wait = Wait::Unreceived(ticket);
+        out.push(Output::FindUnreceived {
+            ticket,
+            ids: page.items.iter().map(|d| ContentId::of(d)).collect(),
+        });
+        Ok(())
+    }
+
+    /// Which of the certificate page's messages the replica has recorded nothing of: those are
+    /// judged, one at a time.
+    pub(super) fn unreceived(&mut self, ticket: Ticket, unreceived: &[bool], cx: &mut Cx<'_>) {
+        let Some(round) = self.waiting_for(ticket) else {
+            return;
+        };
+        round.wait = Wait::Nothing;
+        if let Some(page) = round.certificate_page.as_mut() {
+            for (data, new) in std::mem::take(&mut page.items).into_iter().zip(unreceived) {
+                if !new {
+                    continue;
+                }
+                if cx.judge.is_pending(&ContentId::of(&data)) {
+                    // Being recorded from gossip; that may fail: read the page again.
+                    page.complete = false;
+                } else {
+                    page.messages.push_back(data);
+                }
+            }
+        }
+        self.pump(cx);
+    }
+
+    /// Judges one certificate-topic message of the round's page as if it arrived on that
+    /// exchange's certificate topic, and proposes what the judgement says to.
+    fn judge_certificate(&mut self, data: Vec<u8>, cx: &mut Cx<'_>) {
+        let State::Round(r) = &mut self.state else {
+            return;
+        };
+        let Some(page) = r.certificate_page.as_mut() else {
+            return;
+        };
+        let exchange = page.exchange.to_string();
+        let certified = certify::judge(&data, &exchange, &r.peer, &cx.shared.settings, cx.now);
+        let judgement = cx.judge.certificate(certified, &r.peer, true, cx.now);
+        let done = Done {
+            origin: Origin::Catchup(r.id),
+            judgement,
+            arrival: Arrival {
+                data,
+                exchange,
+                from: r.peer.clone(),
+            },
+        };
+        cx.judge.note(&done, Via::Catchup, cx.now, cx.out);
+        let Some(proposal) = done.judgement.proposal else {
+            return;
+        };
+        let certified = matches!(&proposal, Proposal::Certificate(c) if c.is_valid());
+        r.fetched += 1;
+        let whose = For::Catchup {
+            round: r.id,
+            certified,
+        };
+        if cx.judge.propose(cx.shared, proposal, whose, cx.out) {
+            r.wait = Wait::Proposal;
+        } else {
+            page.complete = false;
+        }
+    }
+
+    /// Asks the round's peer for the next page of `exchange`'s certificate-topic messages.
+    fn ask_certificates(
+        cursors: &BTreeMap<(String, String), u64>,
+        round: &mut Round,
+        exchange: ExchangeId,
+        number: usize,
+        shared: &mut Shared,
+        out: &mut Vec<Output>,
+    ) {
+        let after = cursors
+            .get(&certificates_key(&round.peer, &exchange))
+            .copied()
+            .unwrap_or(0);
+        let ticket = shared.ticket();
+        out.push(Output::Request {
+            ticket,
+            peer: round.peer.clone(),
+            request: Request::Certificates {
+                exchange: exchange.clone(),
+                after,
+                limit: MAX_CERTIFICATE_PAGE,
+            },
+        });
+        round.certificate_page = Some(CertificatePage {
+            exchange,
+            number,
+            last: after,
+            more: false,
+            items: Vec::new(),
+            messages: VecDeque::new(),
+            complete: true,
+        });
+        round.wait = Wait::Certificates(ticket);
     }
 
     /// Takes an inventory page: checked, then its ids looked up.
@@ -464,6 +660,8 @@ impl Catchup {
         r.wait = Wait::Nothing;
         if let Some(page) = r.page.as_mut() {
             page.complete &= recorded;
+        } else if let Some(page) = r.certificate_page.as_mut() {
+            page.complete &= recorded;
         }
         self.pump(cx);
     }
@@ -483,10 +681,15 @@ impl Catchup {
         }
         page.fetched += 1;
         r.fetched += 1;
-        if cx
-            .judge
-            .propose(cx.shared, proposal, For::Catchup(r.id), cx.out)
-        {
+        if cx.judge.propose(
+            cx.shared,
+            proposal,
+            For::Catchup {
+                round: r.id,
+                certified: false,
+            },
+            cx.out,
+        ) {
             r.wait = Wait::Proposal;
         } else {
             // Another proposal of it is under way; it may still fail.
@@ -504,15 +707,16 @@ impl Catchup {
                 return;
             }
             let Some(page) = r.page.as_mut() else {
-                // The next exchange, or the end of the round.
-                match r.todo.pop_front() {
-                    Some(exchange) => {
-                        let key = (r.peer.0.clone(), exchange.to_string());
-                        let after = self.cursors.get(&key).copied().unwrap_or(0);
-                        let page = Page::new(exchange, after, 1);
-                        Self::ask_page(r, page, cx.shared, cx.out);
-                    }
-                    None => return self.end(Ok(()), cx.shared, cx.out),
+                // The next exchange, then the certificate topics, then the end of the round.
+                if let Some(exchange) = r.todo.pop_front() {
+                    let key = (r.peer.0.clone(), exchange.to_string());
+                    let after = self.cursors.get(&key).copied().unwrap_or(0);
+                    let page = Page::new(exchange, after, 1);
+                    Self::ask_page(r, page, cx.shared, cx.out);
+                    continue;
+                }
+                if !self.pump_certificates(cx) {
+                    return self.end(Ok(()), cx.shared, cx.out);
                 }
                 continue;
             };
@@ -560,6 +764,37 @@ impl Catchup {
                 Self::ask_page(r, next, cx.shared, cx.out);
             }
         }
+    }
+
+    /// Moves the round's certificate topics on by one step; false when they are all done.
+    fn pump_certificates(&mut self, cx: &mut Cx<'_>) -> bool {
+        let State::Round(r) = &mut self.state else {
+            return false;
+        };
+        let Some(page) = r.certificate_page.as_mut() else {
+            let Some(exchange) = r.certificates.pop_front() else {
+                return false;
+            };
+            Self::ask_certificates(&self.cursors, r, exchange, 1, cx.shared, cx.out);
+            return true;
+        };
+        if let Some(data) = page.messages.pop_front() {
+            self.judge_certificate(data, cx);
+            return true;
+        }
+        // The page is done.
+        let Some(page) = r.certificate_page.take() else {
+            return true;
+        };
+        if page.complete {
+            self.cursors
+                .insert(certificates_key(&r.peer, &page.exchange), page.last);
+            if page.more && page.number < PAGES_PER_ROUND {
+                let number = page.number + 1;
+                Self::ask_certificates(&self.cursors, r, page.exchange, number, cx.shared, cx.out);
+            }
+        }
+        true
     }
 
     /// Asks the round's peer for `page`.
@@ -650,6 +885,16 @@ impl Catchup {
                 ids.truncate(MAX_FETCH);
                 Query::Fetch { ids }
             }
+            Ok(Request::Certificates {
+                exchange,
+                after,
+                limit,
+            }) => Query::Certificates {
+                own: exchange == shared.settings.exchange,
+                exchange,
+                after,
+                limit: limit.clamp(1, MAX_CERTIFICATE_PAGE),
+            },
             // Answered by `super::across`: verified, recorded through Raft, or passed on to
             // its origin zone.
             Ok(Request::Application { request }) => {
@@ -737,6 +982,10 @@ mod tests {
         failing: bool,
         /// The peer serves this envelope instead of what a fetch asks for.
         swap: Option<Vec<u8>>,
+        /// The peer's messages of `zhengzhou`'s certificate topic: (position, bytes).
+        certificates: Vec<(u64, Vec<u8>)>,
+        /// Certificate-topic messages recorded in this zone, by message id.
+        received: BTreeSet<ContentId>,
         /// What the core asked the peer.
         asked: Vec<Request>,
         /// Everything the core said that nobody answers.
@@ -757,6 +1006,8 @@ mod tests {
                 decided: BTreeSet::new(),
                 failing: false,
                 swap: None,
+                certificates: Vec::new(),
+                received: BTreeSet::new(),
                 asked: Vec::new(),
                 said: Vec::new(),
             }
@@ -791,6 +1042,26 @@ mod tests {
                         .map(|t| Blob(self.swap.clone().unwrap_or_else(|| t.2.clone())))
                         .collect(),
                 },
+                Request::Certificates {
+                    exchange, after, ..
+                } => {
+                    let held: Vec<_> = self
+                        .certificates
+                        .iter()
+                        .filter(|c| *exchange == testkit::partner() && c.0 > *after)
+                        .collect();
+                    Response::Certificates {
+                        items: held
+                            .iter()
+                            .take(self.page_size)
+                            .map(|c| HeldMessage {
+                                pos: c.0,
+                                data: c.1.clone(),
+                            })
+                            .collect(),
+                        more: held.len() > self.page_size,
+                    }
+                }
                 Request::Identity {} | Request::Application { .. } => Response::Error {
                     message: "not asked in these tests".into(),
                 },
@@ -828,6 +1099,10 @@ mod tests {
                                 .filter(|i| !self.decided.contains(i))
                                 .collect(),
                         },
+                        Output::FindUnreceived { ticket, ids } => Input::Unreceived {
+                            ticket,
+                            unreceived: ids.iter().map(|i| !self.received.contains(i)).collect(),
+                        },
                         Output::LookUp {
                             ticket, content_id, ..
                         } => Input::Facts {
@@ -844,6 +1119,12 @@ mod tests {
                                     self.decided.insert(r.content_id);
                                     Outcome::Applied {
                                         object_id: r.content_id.to_string(),
+                                    }
+                                }
+                                crate::catalog::CatalogCommand::ReceiveCertificate(c) => {
+                                    self.received.insert(c.message_id);
+                                    Outcome::Applied {
+                                        object_id: c.message_id.to_string(),
                                     }
                                 }
                                 other => Outcome::Refused(format!("{other:?}")),
@@ -863,6 +1144,17 @@ mod tests {
         /// One round, started by its timer.
         fn round(&mut self, core: &mut Core) {
             self.run(core, Input::Timer(Timer::CatchupRound));
+        }
+
+        /// The positions the certificate-page requests asked after, in order.
+        fn certificate_cursors_asked(&self) -> Vec<u64> {
+            self.asked
+                .iter()
+                .filter_map(|r| match r {
+                    Request::Certificates { after, .. } => Some(*after),
+                    _ => None,
+                })
+                .collect()
         }
 
         /// The positions the inventory requests asked after, in order.
@@ -925,6 +1217,60 @@ mod tests {
                 ..
             }
         )));
+    }
+
+    #[test]
+    fn a_round_records_the_certificates_the_zone_missed_and_reads_inventories_again_after() {
+        let kit = Kit::new();
+        let mut core = kit.core(true);
+        let mut world = World::with(&kit, 1);
+        world.page_size = 2;
+        let listing = kit.partner_listing("certified");
+        world.certificates = (1..=3)
+            .map(|seq| (seq * 10, kit.partner_certificate(&listing, seq)))
+            .collect();
+        // One was recorded from gossip already: it is not judged again.
+        world
+            .received
+            .insert(ContentId::of(&world.certificates[0].1));
+        world.round(&mut core);
+        assert_eq!(world.received.len(), 3, "the two missed are recorded");
+        // This exchange's topic (empty here), then the partner's, two pages.
+        assert_eq!(world.certificate_cursors_asked(), [0, 0, 20]);
+        assert_eq!(world.cursors_asked(), [0]);
+        // A certificate was recorded: the next round reads every inventory (and every
+        // certificate topic) from the start again, so a listing refused for want of a
+        // certificate is judged again; nothing more is recorded.
+        world.round(&mut core);
+        assert_eq!(
+            world.cursors_asked(),
+            [0, 0],
+            "the inventory cursor was forgotten"
+        );
+        assert_eq!(world.certificate_cursors_asked(), [0, 0, 20, 0, 0, 20]);
+        // Then it goes on from where it got to.
+        world.round(&mut core);
+        assert_eq!(world.cursors_asked(), [0, 0, 1]);
+        assert_eq!(world.certificate_cursors_asked()[6..], [0, 30]);
+        assert_eq!(world.received.len(), 3);
+    }
+
+    #[test]
+    fn a_certificate_page_going_backwards_ends_the_round() {
+        let kit = Kit::new();
+        let mut core = kit.core(true);
+        let mut world = World::with(&kit, 0);
+        let listing = kit.partner_listing("certified");
+        world.certificates = vec![
+            (5, kit.partner_certificate(&listing, 1)),
+            (5, kit.partner_certificate(&listing, 2)),
+        ];
+        world.round(&mut core);
+        assert_eq!(world.counted("failed"), 1);
+        assert!(
+            world.received.is_empty(),
+            "nothing recorded from a bad page"
+        );
     }
 
     #[test]

@@ -260,6 +260,13 @@ pub enum Input {
         /// The ids asked about that the replica has no decision on, in the order asked.
         ids: Vec<ContentId>,
     },
+    /// The answer to [`Output::FindUnreceived`].
+    Unreceived {
+        /// The ticket.
+        ticket: Ticket,
+        /// Whether each message asked about is unrecorded, in the order asked.
+        unreceived: Vec<bool>,
+    },
     /// The answer to [`Output::Request`].
     Response {
         /// The request's ticket.
@@ -361,6 +368,14 @@ pub enum Output {
         /// Carried back.
         ticket: Ticket,
         /// The ids.
+        ids: Vec<ContentId>,
+    },
+    /// Find which of the certificate-topic messages with these ids (SHA-256 of their bytes)
+    /// the replica has recorded no decision on; answer with [`Input::Unreceived`].
+    FindUnreceived {
+        /// Carried back.
+        ticket: Ticket,
+        /// The message ids.
         ids: Vec<ContentId>,
     },
     /// Send a catch-up request; answer with [`Input::Response`].
@@ -587,7 +602,10 @@ impl Core {
                 }
             }
             Input::Proposed { ticket, outcome } => match judge.proposed(ticket, &outcome) {
-                Some((For::Catchup(round), recorded)) => {
+                Some((For::Catchup { round, certified }, recorded)) => {
+                    if recorded && certified {
+                        catchup.rescan();
+                    }
                     catchup.recorded(
                         round,
                         recorded,
@@ -624,6 +642,18 @@ impl Core {
                 catchup.undecided(
                     ticket,
                     ids,
+                    &mut Cx {
+                        shared,
+                        judge,
+                        now,
+                        out,
+                    },
+                );
+            }
+            Input::Unreceived { ticket, unreceived } => {
+                catchup.unreceived(
+                    ticket,
+                    &unreceived,
                     &mut Cx {
                         shared,
                         judge,

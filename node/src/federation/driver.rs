@@ -542,6 +542,13 @@ impl Driver {
                     Input::Undecided { ticket, ids }
                 });
             }
+            Output::FindUnreceived { ticket, ids } => {
+                let db = self.db.clone();
+                self.tasks.spawn(async move {
+                    let unreceived = replica::unreceived(&db, &ids).await;
+                    Input::Unreceived { ticket, unreceived }
+                });
+            }
             Output::Request {
                 ticket,
                 peer,

@@ -201,8 +201,15 @@ pub(super) struct Done {
 pub(super) enum For {
     /// A gossip message; nobody waits.
     Gossip,
-    /// Catch-up round `round`, which waits for it before judging the next envelope.
-    Catchup(u64),
+    /// Catch-up round `round`, which waits for it before judging the next envelope;
+    /// `certified` when it is a valid certificate (recorded, it makes catch-up read the
+    /// inventories again from the start, as [`For::Certified`] does).
+    Catchup {
+        /// The round.
+        round: u64,
+        /// A valid certificate.
+        certified: bool,
+    },
     /// A valid certificate: once recorded, catch-up reads the inventories again from the
     /// start, so the listing version it certifies is fetched and judged again.
     Certified,

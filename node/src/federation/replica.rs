@@ -3,14 +3,17 @@
 //! and the answers to peers' catch-up queries. All through the catalog tables' reads on a
 //! reader connection; none of it writes, and none of it holds SQL of its own.
 
-use xchg_protocol::catchup::{Blob, ExchangeSummary, Item, Response, digest};
+use xchg_protocol::catchup::{
+    Blob, ExchangeSummary, HeldMessage, Item, MAX_CERTIFICATE_PAGE_BYTES, Response, digest,
+};
 use xchg_protocol::{ContentId, ExchangeId, PublicKey};
 
 use super::catchup::Query;
 use super::judge::{Facts, Held};
 use super::publish::{CERTIFICATE_ENTRY, CERTIFICATE_REVOCATION_ENTRY, OutboxEntry};
 use crate::catalog::tables::{
-    announcements, certificates, listings, outbox, received_certificates, recognitions, revocations,
+    announcements, certificate_feed, certificates, listings, outbox, received_certificates,
+    recognitions, revocations,
 };
 use crate::store::Db;
 
@@ -108,6 +111,22 @@ pub async fn undecided(db: &Db, ids: Vec<ContentId>) -> Vec<ContentId> {
     missing
 }
 
+/// Whether each of the certificate-topic messages with these ids is unrecorded, in order (a
+/// failed read counts as unrecorded: the message is judged, and apply decides).
+pub async fn unreceived(db: &Db, ids: &[ContentId]) -> Vec<bool> {
+    let Ok(mut conn) = db.reader().await else {
+        return vec![true; ids.len()];
+    };
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        out.push(!matches!(
+            certificate_feed::received(&mut conn, id).await,
+            Ok(true)
+        ));
+    }
+    out
+}
+
 /// Count and digest of the announcements held, per exchange.
 ///
 /// # Errors
@@ -179,6 +198,34 @@ pub async fn serve(db: &Db, query: Query) -> Result<Response, sqlx::Error> {
                 }
             }
             Response::Envelopes { envelopes }
+        }
+        Query::Certificates {
+            exchange,
+            own,
+            after,
+            limit,
+        } => {
+            let rows = certificate_feed::after(
+                &mut *db.reader().await?,
+                exchange.as_str(),
+                own,
+                after,
+                i64::from(limit) + 1,
+            )
+            .await?;
+            let mut more = rows.len() > limit as usize;
+            let mut items = Vec::with_capacity(rows.len().min(limit as usize));
+            let mut bytes = 0;
+            for (pos, data) in rows.into_iter().take(limit as usize) {
+                // Within the page's byte budget, but never an empty page while there is more.
+                if !items.is_empty() && bytes + data.len() > MAX_CERTIFICATE_PAGE_BYTES {
+                    more = true;
+                    break;
+                }
+                bytes += data.len();
+                items.push(HeldMessage { pos, data });
+            }
+            Response::Certificates { items, more }
         }
     })
 }

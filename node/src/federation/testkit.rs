@@ -166,6 +166,32 @@ impl Kit {
         (envelope.id, envelope.to_bytes())
     }
 
+    /// A certificate of the partner's zone, registration `seq`, for `listing`, signed by the
+    /// partner node: the bytes published on the certificate topic.
+    pub fn partner_certificate(&self, listing: &Listing, seq: u64) -> Vec<u8> {
+        use xchg_protocol::Right;
+        use xchg_protocol::certificate::{Certificate, SignedCertificate, Source, number};
+        let zone_id = zone("zhengzhou/main");
+        let issued_at = Timestamp(2_000);
+        let certificate = Certificate {
+            number: number(&zone_id, issued_at, seq),
+            holder: listing.provider.id.clone(),
+            listing_id: listing.id(),
+            content_id: listing.content_id(),
+            source: Source::Collected,
+            rights: vec![Right::Holding],
+            evidence: vec![xchg_protocol::ContentId::of(b"evidence")],
+            zone: zone_id,
+            issued_at,
+        };
+        SignedCertificate::sign(
+            &certificate,
+            &self.partner_node,
+            self.partner_delegation.clone(),
+        )
+        .to_bytes()
+    }
+
     /// A listing of this node's zone.
     pub fn own_listing(&self, title: &str) -> Listing {
         let mut draft = xchg_protocol::vectors::credit_draft();

@@ -13,8 +13,8 @@ use crate::catalog::registrations::CertificateRecord;
 /// The columns every read of a certificate selects, in [`CertificateRow`]'s order.
 macro_rules! select_certificates {
     () => {
-        "SELECT number, registration_id, status, revoked_at, revoked_by, revoke_reason, signed \
-            FROM certificates"
+        "SELECT number, registration_id, status, revoked_at, revoked_by, revoke_reason, signed, \
+            export, revocation_export FROM certificates"
     };
 }
 
@@ -43,10 +43,22 @@ type CertificateRow = (
     Option<String>,
     Option<String>,
     Vec<u8>,
+    String,
+    Option<String>,
 );
 
 fn certificate_of(row: CertificateRow) -> CertificateRecord {
-    let (number, registration_id, status, revoked_at, revoked_by, revoke_reason, signed) = row;
+    let (
+        number,
+        registration_id,
+        status,
+        revoked_at,
+        revoked_by,
+        revoke_reason,
+        signed,
+        export,
+        revocation_export,
+    ) = row;
     CertificateRecord {
         number,
         registration_id: uint(registration_id),
@@ -55,6 +67,8 @@ fn certificate_of(row: CertificateRow) -> CertificateRecord {
         revoked_by,
         revoke_reason,
         signed,
+        export,
+        revocation_export,
     }
 }
 
@@ -76,6 +90,8 @@ pub fn certificate(
                 row.get(4)?,
                 row.get(5)?,
                 row.get(6)?,
+                row.get(7)?,
+                row.get(8)?,
             ))
         })
         .optional()

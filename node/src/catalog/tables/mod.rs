@@ -12,6 +12,7 @@
 pub mod announcements;
 pub mod applications;
 pub mod authorizations;
+pub mod certificate_feed;
 pub mod certificates;
 pub mod idempotency;
 pub mod listings;
