@@ -456,6 +456,18 @@ pub enum VerifyError {
         /// What was asked and what was granted.
         message: String,
     },
+    /// A list of precedents breaks a content rule (PROTOCOL.md 11.8).
+    #[error("invalid precedents: {errors}")]
+    InvalidPrecedents {
+        /// Every broken rule.
+        errors: ValidationError,
+    },
+    /// A list of precedents answers another question than the one asked (PROTOCOL.md 11.8).
+    #[error("{message}")]
+    NotAsked {
+        /// What it answers and what was asked.
+        message: String,
+    },
     /// The delisting or revocation breaks a content rule.
     #[error("invalid {kind:?} body: {errors}")]
     InvalidBody {
@@ -470,7 +482,7 @@ impl VerifyError {
     /// Every string [`VerifyError::kind`] returns (the decoding kinds of [`DecodeError::kind`]
     /// first), in the order of PROTOCOL.md 6.3, which lists the same strings
     /// (`protocol/tests/kinds.rs` keeps the three in step).
-    pub const KINDS: [&'static str; 32] = [
+    pub const KINDS: [&'static str; 34] = [
         "too_large",
         "too_deep",
         "truncated",
@@ -503,6 +515,8 @@ impl VerifyError {
         "wrong_request",
         "wrong_decider",
         "wider_terms",
+        "invalid_precedents",
+        "not_asked",
     ];
 
     /// A stable snake_case name for this kind of error: test vectors, metrics, rejection records.
@@ -535,6 +549,8 @@ impl VerifyError {
             VerifyError::WrongRequest { .. } => "wrong_request",
             VerifyError::WrongDecider { .. } => "wrong_decider",
             VerifyError::WiderTerms { .. } => "wider_terms",
+            VerifyError::InvalidPrecedents { .. } => "invalid_precedents",
+            VerifyError::NotAsked { .. } => "not_asked",
         }
     }
 }

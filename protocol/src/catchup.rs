@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::canonical::{DecodeError, EncodeError, Limits, from_canonical, to_canonical};
-use crate::{ContentId, ExchangeId, SignedDelegation};
+use crate::{ContentId, ExchangeId, SignedDelegation, ZoneId};
 
 /// Most content ids in one inventory page.
 pub const MAX_INVENTORY: u32 = 512;
@@ -68,6 +68,17 @@ pub enum Request {
         /// The SignedMessage of an ApplicationRequest, at most
         /// [`crate::application::MAX_MESSAGE_BYTES`].
         request: Blob,
+    },
+    /// The decisions `zone` made on its listing `listing_id` for `scenario` (PROTOCOL.md
+    /// 11.8), asked of a node of that zone (or of another zone of its exchange, which passes
+    /// it on).
+    Precedents {
+        /// The listing's origin zone.
+        zone: ZoneId,
+        /// The listing.
+        listing_id: ContentId,
+        /// The scenario, at most [`crate::precedents::SCENARIO_CHARS`] characters.
+        scenario: String,
     },
 }
 
@@ -146,6 +157,11 @@ pub enum Response {
     },
     /// Answer to [`Request::Application`].
     Application(ApplicationAnswer),
+    /// Answer to [`Request::Precedents`]: the SignedMessage of the zone's Precedents.
+    Precedents {
+        /// The signed list.
+        list: Blob,
+    },
     /// The request was understood but refused.
     Error {
         /// Why.
@@ -213,6 +229,14 @@ impl Request {
                 ids.len()
             )));
         }
+        if let Request::Precedents { scenario, .. } = &req
+            && scenario.chars().count() > crate::precedents::SCENARIO_CHARS
+        {
+            return Err(DecodeError::Shape(format!(
+                "a scenario of more than {} characters",
+                crate::precedents::SCENARIO_CHARS
+            )));
+        }
         if let Request::Application { request } = &req
             && request.0.len() > crate::application::MAX_MESSAGE_BYTES
         {
@@ -270,6 +294,11 @@ mod tests {
             },
             Request::Application {
                 request: Blob(vec![1, 2, 3]),
+            },
+            Request::Precedents {
+                zone: "zhengzhou/main".parse().expect("zone"),
+                listing_id: id,
+                scenario: "企业信用评价".into(),
             },
         ];
         for r in reqs {

@@ -31,6 +31,8 @@ pub enum Domain {
     ApplicationRequest,
     /// A node of the origin zone answering a forwarded application.
     ApplicationDecision,
+    /// A node of an origin zone listing its decisions on one listing and scenario.
+    ApplicationPrecedents,
 }
 
 impl Domain {
@@ -45,6 +47,7 @@ impl Domain {
             Domain::CertificateRevocation => b"xchg/v1/certificate-revocation\0",
             Domain::ApplicationRequest => b"xchg/v1/application-request\0",
             Domain::ApplicationDecision => b"xchg/v1/application-decision\0",
+            Domain::ApplicationPrecedents => b"xchg/v1/application-precedents\0",
         }
     }
 
@@ -361,6 +364,7 @@ mod tests {
             Domain::CertificateRevocation,
             Domain::ApplicationRequest,
             Domain::ApplicationDecision,
+            Domain::ApplicationPrecedents,
         ];
         for a in all {
             for b in all {

@@ -30,6 +30,7 @@ pub mod listing;
 #[cfg(feature = "openapi")]
 mod openapi;
 pub mod party;
+pub mod precedents;
 pub mod text;
 pub mod time;
 pub mod vectors;

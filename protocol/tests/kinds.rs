@@ -115,7 +115,9 @@ fn every_variant() -> Vec<VerifyError> {
         VerifyError::InvalidApplication {
             errors: invalid.clone(),
         },
-        VerifyError::InvalidDecision { errors: invalid },
+        VerifyError::InvalidDecision {
+            errors: invalid.clone(),
+        },
         VerifyError::WrongRequest {
             named: ContentId::of(b"a"),
             request: ContentId::of(b"b"),
@@ -126,6 +128,10 @@ fn every_variant() -> Vec<VerifyError> {
         },
         VerifyError::WiderTerms {
             field: "usage_limit",
+            message: "x".into(),
+        },
+        VerifyError::InvalidPrecedents { errors: invalid },
+        VerifyError::NotAsked {
             message: "x".into(),
         },
     ]);
@@ -157,7 +163,9 @@ fn every_variant() -> Vec<VerifyError> {
             | VerifyError::InvalidDecision { .. }
             | VerifyError::WrongRequest { .. }
             | VerifyError::WrongDecider { .. }
-            | VerifyError::WiderTerms { .. } => {}
+            | VerifyError::WiderTerms { .. }
+            | VerifyError::InvalidPrecedents { .. }
+            | VerifyError::NotAsked { .. } => {}
         }
     }
     all

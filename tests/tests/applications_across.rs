@@ -282,6 +282,7 @@ async fn an_application_waits_while_the_origin_is_down_and_is_decided_there_once
         )
         .await?;
     ensure!(s == 201, "second application: {s} {v}");
+    let second = v["id"].as_u64().context("the second application's id")?;
     let precedent = v["precedents"]
         .as_array()
         .and_then(|p| p.iter().find(|p| p["application_id"] == id))
@@ -307,6 +308,77 @@ async fn an_application_waits_while_the_origin_is_down_and_is_decided_there_once
         .and_then(|p| p.iter().find(|p| p["application_id"] == origin_id))
         .with_context(|| format!("Xuchang's decision among the origin's precedents: {v}"))?;
     assert_eq!(precedent["usage_limit"], 500, "{precedent}");
+
+    // The origin's decisions on its own buyers reach Xuchang's buyers too (PROTOCOL.md 11.8):
+    // Zhengzhou rejects its buyer's application, and the open Xuchang application for the same
+    // product and scenario shows that decision once its leader fetched the origin's list.
+    let origin_own = v["id"].as_u64().context("the origin buyer's application")?;
+    let reason = "用途超出场景范围 purpose outside the scenario";
+    let (s, v) = zone
+        .post(
+            ZHENGZHOU,
+            &format!("/v1/applications/{origin_own}/reject"),
+            &z.operator,
+            &json!({"reason": reason}),
+        )
+        .await?;
+    ensure!(s == 200, "reject at the origin: {s} {v}");
+    let detail = eventually(
+        Duration::from_secs(60),
+        "the origin's own decision among Xuchang's precedents",
+        || async {
+            let v = application_on(&zone, XUCHANG, &x.buyer, second)
+                .await
+                .map_err(|e| e.to_string())?;
+            let found = v["precedents"].as_array().is_some_and(|p| {
+                p.iter()
+                    .any(|p| p["decided_in"] == ZHENGZHOU_ZONE && p["application_id"] == origin_own)
+            });
+            if found {
+                Ok(Some(v))
+            } else {
+                Err(v.to_string())
+            }
+        },
+    )
+    .await?;
+    let shown = detail["precedents"]
+        .as_array()
+        .and_then(|p| {
+            p.iter()
+                .find(|p| p["decided_in"] == ZHENGZHOU_ZONE && p["application_id"] == origin_own)
+        })
+        .context("found above")?;
+    assert_eq!(shown["decision"], "rejected", "{shown}");
+    assert_eq!(shown["reason"], reason, "{shown}");
+    assert!(
+        detail["precedents"].as_array().is_some_and(|p| !p
+            .iter()
+            .any(|p| p["decided_in"] == ZHENGZHOU_ZONE && p["application_id"] == origin_id)),
+        "Xuchang's own application is shown once, as its own: {detail}"
+    );
+    // A buyer applying now sees it at once.
+    let (s, v) = zone
+        .post(
+            XUCHANG,
+            "/v1/applications",
+            &x.buyer,
+            &application(&listing),
+        )
+        .await?;
+    ensure!(s == 201, "third application: {s} {v}");
+    ensure!(
+        v["precedents"].as_array().is_some_and(|p| p
+            .iter()
+            .any(|p| p["decided_in"] == ZHENGZHOU_ZONE && p["application_id"] == origin_own)),
+        "{v}"
+    );
+    // Both chains: the list's id is in Xuchang's.
+    let recorded = audited(&zone, XUCHANG, &x.regulator, "record_precedents").await?;
+    ensure!(
+        !recorded.is_empty(),
+        "Xuchang's chain holds the precedents it recorded"
+    );
     Ok(())
 }
 

@@ -228,7 +228,8 @@ pub async fn submit(
     state.applied(index).await?;
     let mut conn = state.db.reader().await?;
     let listing_id = body.listing_id.to_string();
-    let precedents = applications::precedents(&mut conn, &listing_id, &scenario, id).await?;
+    let own = &state.config.zone.id;
+    let precedents = applications::precedents(&mut conn, &listing_id, &scenario, id, own).await?;
     let state = applications::application(&mut conn, id)
         .await?
         .map_or(ApplicationState::Submitted, |a| a.state);
@@ -334,8 +335,9 @@ pub async fn get_one(
         .map_err(ApiError::from)?;
     let mut conn = state.db.reader().await?;
     let listing_id = application.listing_id.to_string();
+    let own = &state.config.zone.id;
     let precedents =
-        applications::precedents(&mut conn, &listing_id, &application.scenario, id).await?;
+        applications::precedents(&mut conn, &listing_id, &application.scenario, id, own).await?;
     Ok(Json(ApplicationDetail {
         application,
         precedents,

@@ -815,6 +815,7 @@ mod tests {
             duration_days: Some(7),
             usage_limit: Some(10),
             reason: some("用途与场景不符"),
+            decided_in: some("zhengzhou/main"),
         };
         let detail = super::applications::ApplicationDetail {
             application: application.clone(),

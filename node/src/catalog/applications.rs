@@ -16,7 +16,7 @@
 use serde::{Deserialize, Serialize};
 use sqlx::SqliteConnection;
 use xchg_federation_config::Role;
-use xchg_protocol::{ContentId, DeliveryMode, Listing, Timestamp};
+use xchg_protocol::{ContentId, DeliveryMode, Listing, Timestamp, ZoneId};
 
 use super::tables::applications as table;
 use super::tables::{authorizations, listings};
@@ -677,6 +677,11 @@ pub struct Precedent {
     /// Why it was rejected (rejections).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The zone of another exchange that made the decision and listed it among its precedents
+    /// (PROTOCOL.md 11.8), `application_id` being its number there; absent for a decision held
+    /// in this zone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decided_in: Option<String>,
 }
 
 /// An application as the API shows it.
@@ -841,7 +846,8 @@ pub async fn listing(
 }
 
 /// The latest decisions on `listing_id` for `scenario`, other than application `except`,
-/// newest first (at most [`MAX_PRECEDENTS`]).
+/// newest first (at most [`MAX_PRECEDENTS`]): this zone's, and for a listing of another
+/// exchange those its origin zone listed (PROTOCOL.md 11.8) on applications not of zone `own`.
 ///
 /// # Errors
 /// Only storage errors.
@@ -850,8 +856,13 @@ pub async fn precedents(
     listing_id: &str,
     scenario: &str,
     except: u64,
+    own: &ZoneId,
 ) -> Result<Vec<Precedent>, sqlx::Error> {
-    table::precedents(conn, listing_id, scenario, except, MAX_PRECEDENTS).await
+    let mut all = table::precedents(conn, listing_id, scenario, except, MAX_PRECEDENTS).await?;
+    all.extend(super::precedents::remote(conn, listing_id, scenario, own).await?);
+    all.sort_by_key(|p| std::cmp::Reverse(p.decided_at));
+    all.truncate(MAX_PRECEDENTS as usize);
+    Ok(all)
 }
 
 /// Application `id`.

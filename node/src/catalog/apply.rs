@@ -308,6 +308,9 @@ fn effect(
         } => across::forwarded(db, *application_id, *at)?,
         CatalogCommand::ReceiveApplication(r) => across::receive(db, zone, raft_index, r)?,
         CatalogCommand::ApplicationDecided(r) => across::decided(db, r)?,
+        CatalogCommand::RecordPrecedents(r) => {
+            super::precedents::record(db, &zone.zone, raft_index, r)?
+        }
     })
 }
 
@@ -750,7 +753,19 @@ fn subject(cmd: &CatalogCommand) -> (String, &'static str, Timestamp, String) {
                 message_id(&r.decision)
             ),
         ),
+        CatalogCommand::RecordPrecedents(r) => (
+            format!("node:{}", r.node),
+            "system",
+            r.at,
+            format!("precedents:{}", precedents_id(&r.list)),
+        ),
     }
+}
+
+/// The id a signed list of precedents states (the hash of its body), or `undecodable`.
+fn precedents_id(signed: &[u8]) -> String {
+    SignedMessage::from_bytes(signed, &xchg_protocol::precedents::limits())
+        .map_or_else(|_| "undecodable".to_owned(), |m| m.id.to_string())
 }
 
 /// The id a signed application message states (the hash of its body), or `undecodable`.

@@ -15,6 +15,7 @@ pub mod federation;
 pub mod format;
 pub mod parties;
 pub mod policy;
+pub mod precedents;
 pub mod query;
 pub mod registrations;
 pub mod tables;
@@ -233,6 +234,7 @@ pub const SCHEMA: &[&str] = &[
     include_str!("schema/catalog_schema_v11.sql"),
     include_str!("schema/catalog_schema_v12.sql"),
     include_str!("schema/catalog_schema_v13.sql"),
+    include_str!("schema/catalog_schema_v14.sql"),
 ];
 
 /// Zone facts for tests: `xuchang/yuzhou` with the default export policy.
@@ -639,6 +641,9 @@ pub enum CatalogCommand {
     /// At the applicant: the origin's signed decision, verified by the member that received it
     /// (`across::decided`).
     ApplicationDecided(Box<across::ReceivedDecision>),
+    /// At the applicant: an origin zone's signed list of precedents, verified by the member
+    /// that fetched it (`precedents::record`).
+    RecordPrecedents(Box<precedents::ReceivedPrecedents>),
 }
 
 /// The actor id of a command a zone member proposes on its own authority (`node:<name>`), as
@@ -730,6 +735,7 @@ impl CatalogCommand {
             CatalogCommand::ApplicationForwarded { .. } => "application_forwarded",
             CatalogCommand::ReceiveApplication(_) => "receive_application",
             CatalogCommand::ApplicationDecided(_) => "application_decided",
+            CatalogCommand::RecordPrecedents(_) => "record_precedents",
         }
     }
 
@@ -773,6 +779,7 @@ impl CatalogCommand {
             CatalogCommand::ApplicationForwarded { node, .. } => Some(node.as_str()),
             CatalogCommand::ReceiveApplication(r) => Some(r.node.as_str()),
             CatalogCommand::ApplicationDecided(r) => Some(r.node.as_str()),
+            CatalogCommand::RecordPrecedents(r) => Some(r.node.as_str()),
             // Only the admin token of the offline recovery is a member's to hand over.
             CatalogCommand::CreateToken {
                 actor,
@@ -845,7 +852,8 @@ impl CatalogCommand {
             | CatalogCommand::RecordCertificateRevocationPublished { .. }
             | CatalogCommand::ApplicationForwarded { .. }
             | CatalogCommand::ReceiveApplication(_)
-            | CatalogCommand::ApplicationDecided(_) => {
+            | CatalogCommand::ApplicationDecided(_)
+            | CatalogCommand::RecordPrecedents(_) => {
                 return Err(Refusal::Forbidden(format!(
                     "only a zone member may {}",
                     self.action().replace('_', " ")
@@ -908,6 +916,7 @@ impl CatalogCommand {
             | CatalogCommand::ApplicationForwarded { .. }
             | CatalogCommand::ReceiveApplication(_)
             | CatalogCommand::ApplicationDecided(_)
+            | CatalogCommand::RecordPrecedents(_)
             | CatalogCommand::Idempotent(_)
             | CatalogCommand::Entrusted(_) => {}
         }

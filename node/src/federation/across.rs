@@ -20,9 +20,11 @@ use std::time::Duration;
 use futures::future::join_all;
 use tokio::sync::watch;
 use xchg_protocol::application::{
-    self as protocol, SignedMessage, verify_decision, verify_request,
+    self as protocol, ApplicationRequest, SignedMessage, verify_decision, verify_request,
 };
+use xchg_protocol::canonical::from_canonical;
 use xchg_protocol::catchup::{ApplicationAnswer, Blob, Request, Response};
+use xchg_protocol::precedents::{self as precedents_protocol, Question};
 use xchg_protocol::{ContentId, Domain, Timestamp, ZoneId};
 
 use super::driver::Federation;
@@ -30,6 +32,7 @@ use super::identity::Identity;
 use super::verdicts::{Reason, VerdictRecord, Via};
 use crate::catalog::across::{self, ReceivedApplication, ReceivedDecision};
 use crate::catalog::applications::ApplicationState;
+use crate::catalog::precedents::{self, ReceivedPrecedents};
 use crate::catalog::tables::applications::{self as table, AcrossRow};
 use crate::catalog::{CatalogCommand, PEER_CHARS, Refusal};
 use crate::gossip::{Peer, PeerInfo};
@@ -51,6 +54,11 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
 pub const FIRST_POLL: Duration = Duration::from_secs(2);
 /// The longest wait before asking an acknowledging origin again.
 pub const MAX_POLL: Duration = Duration::from_secs(30);
+/// Least time between two fetches of an origin's precedents for one listing and scenario.
+pub const PRECEDENTS_EVERY: Duration = Duration::from_secs(10);
+/// Most (origin, listing, scenario) fetch times the leader remembers; beyond, it forgets them
+/// all (and fetches each again at most once more).
+const PRECEDENTS_REMEMBERED: usize = 10_000;
 
 /// When each open application is next sent, with no IO: the leader's, forgotten when it stops
 /// leading (the next leader starts by sending each at once, which is harmless: the origin
@@ -358,30 +366,147 @@ impl Federation {
     /// Passes a request for `origin`, another zone of this exchange, on to a connected node of
     /// it, and answers what it answered.
     async fn pass_on(&self, origin: &ZoneId, bytes: Vec<u8>) -> Response {
+        self.pass_on_request(
+            origin,
+            &Request::Application {
+                request: Blob(bytes),
+            },
+        )
+        .await
+        .unwrap_or_else(|why| refused("origin_unreachable", why))
+    }
+
+    /// Sends `request` on to a connected node of `zone`, another zone of this exchange; its
+    /// answer, or why there is none.
+    async fn pass_on_request(&self, zone: &ZoneId, request: &Request) -> Result<Response, String> {
         let peers = self.peer_identities().await;
         let target = peers.iter().find_map(|(info, identity)| match identity {
-            Identity::Delegated { zone } if zone == origin => Some(Peer(info.peer.clone())),
+            Identity::Delegated { zone: z } if z == zone => Some(Peer(info.peer.clone())),
             _ => None,
         });
-        let Some(peer) = target else {
-            return refused(
-                "origin_unreachable",
-                format!("no node of {origin} is connected here"),
-            );
+        let peer = target.ok_or_else(|| format!("no node of {zone} is connected here"))?;
+        let body = request.to_bytes().map_err(|e| e.to_string())?;
+        let answer = self
+            .net
+            .request(peer, body)
+            .await
+            .map_err(|e| format!("{zone}: {e}"))?;
+        Response::from_bytes(&answer).map_err(|e| format!("{zone} answered: {e}"))
+    }
+
+    /// The answer to a question for `zone`'s precedents on `listing_id` for `scenario`
+    /// (PROTOCOL.md 11.8): this zone's list, signed by this node, or the question passed on to
+    /// a node of `zone` when it is another zone of this exchange.
+    pub(super) async fn answer_precedents(
+        &self,
+        db: &Db,
+        zone: &ZoneId,
+        listing_id: &ContentId,
+        scenario: &str,
+    ) -> Response {
+        let error = |message: String| Response::Error { message };
+        let own = &self.config.zone.id;
+        if zone != own {
+            if zone.exchange() != self.config.exchange.id {
+                return error(format!("wrong_zone: {zone} is not a zone of this exchange"));
+            }
+            let request = Request::Precedents {
+                zone: zone.clone(),
+                listing_id: *listing_id,
+                scenario: scenario.to_owned(),
+            };
+            return self
+                .pass_on_request(zone, &request)
+                .await
+                .unwrap_or_else(|why| error(format!("origin_unreachable: {why}")));
+        }
+        let list = match db.reader().await {
+            Ok(mut conn) => {
+                precedents::own_list(&mut conn, own, listing_id, scenario, self.clock.now()).await
+            }
+            Err(e) => Err(e),
         };
-        let body = match (Request::Application {
-            request: Blob(bytes),
-        })
-        .to_bytes()
+        match list {
+            Ok(Some(list)) => Response::Precedents {
+                list: Blob(
+                    precedents_protocol::sign(
+                        &list,
+                        &self.key,
+                        self.config.zone.delegation.clone(),
+                    )
+                    .to_bytes(),
+                ),
+            },
+            Ok(None) => error(format!("not_found: {listing_id} is not a listing of {own}")),
+            Err(e) => error(format!("unavailable: {e}")),
+        }
+    }
+
+    /// Fetches `origin`'s precedents for the listing and scenario of application `row` from
+    /// a connected node of its exchange, verifies them against that question, and records them
+    /// when they differ from those held; whether a new list was recorded.
+    async fn refresh_precedents(
+        &self,
+        db: &Db,
+        proposer: &Proposer,
+        peers: &[(PeerInfo, Identity)],
+        origin: &ZoneId,
+        asked: &ApplicationRequest,
+        turn: usize,
+    ) -> Result<bool, String> {
+        let peer = peer_for(origin, peers, turn)
+            .ok_or_else(|| format!("no node of exchange {} is connected", origin.exchange()))?;
+        let request = Request::Precedents {
+            zone: origin.clone(),
+            listing_id: asked.listing_id,
+            scenario: asked.scenario.clone(),
+        };
+        let body = request.to_bytes().map_err(|e| e.to_string())?;
+        let answer = self
+            .net
+            .request(peer.clone(), body)
+            .await
+            .map_err(|e| format!("{}: {e}", peer.0))?;
+        let list = match Response::from_bytes(&answer) {
+            Ok(Response::Precedents { list }) => list.0,
+            Ok(Response::Error { message }) => return Err(message),
+            Ok(_) => return Err("answered with something else".into()),
+            Err(e) => return Err(format!("undecodable answer: {e}")),
+        };
+        let question = Question {
+            zone: origin,
+            listing_id: &asked.listing_id,
+            scenario: &asked.scenario,
+        };
+        let limits = precedents_protocol::limits();
+        let now = self.clock.now();
+        let verified =
+            match precedents_protocol::verify(&list, &question, &self.trust(), now, &limits) {
+                Ok(v) => v,
+                Err(e) => {
+                    let claimed = SignedMessage::from_bytes(&list, &limits).ok().map(|m| m.id);
+                    self.note_application(&peer, &list, claimed, e.kind(), e.to_string());
+                    return Err(format!("the precedents failed verification: {e}"));
+                }
+            };
+        let mut conn = db.reader().await.map_err(|e| e.to_string())?;
+        if precedents::unchanged(&mut conn, &verified.body)
+            .await
+            .map_err(|e| e.to_string())?
         {
-            Ok(b) => b,
-            Err(e) => return refused("unavailable", e.to_string()),
-        };
-        match self.net.request(peer, body).await {
-            Ok(answer) => Response::from_bytes(&answer).unwrap_or_else(|e| {
-                refused("origin_unreachable", format!("{origin} answered: {e}"))
-            }),
-            Err(e) => refused("origin_unreachable", format!("{origin}: {e}")),
+            return Ok(false);
+        }
+        drop(conn);
+        let command = CatalogCommand::RecordPrecedents(Box::new(ReceivedPrecedents {
+            list,
+            received_from: peer.0.chars().take(PEER_CHARS).collect(),
+            at: now,
+            node: self.config.node.name.to_string(),
+        }));
+        match proposer.propose(command).await {
+            Ok((Ok(_), _)) => Ok(true),
+            Ok((Err(refusal), _)) => Err(format!("not recorded: {refusal}")),
+            Err(e) => Err(format!("not recorded: {}", e.message)),
         }
     }
 
@@ -394,6 +519,8 @@ impl Federation {
         mut stop: watch::Receiver<bool>,
     ) {
         let mut schedule = Schedule::default();
+        // When each (origin, listing, scenario)'s precedents were last fetched.
+        let mut fetched: HashMap<(String, ContentId, String), Timestamp> = HashMap::new();
         loop {
             tokio::select! {
                 () = self.clock.sleep(ROUND_EVERY) => {}
@@ -426,7 +553,7 @@ impl Federation {
                 .iter()
                 .map(|row| self.forward_one(&proposer, &peers, row, schedule.turn(row.id)));
             let outcomes = join_all(sends).await;
-            for (row, outcome) in due.iter().zip(outcomes) {
+            for (row, outcome) in due.iter().zip(&outcomes) {
                 if let Sent::Failed(why) = &outcome {
                     let origin = row.origin_zone.as_deref().unwrap_or("-");
                     if row.state == ApplicationState::Forwarding {
@@ -445,7 +572,48 @@ impl Federation {
                         );
                     }
                 }
-                schedule.sent(row.id, &outcome, now);
+                schedule.sent(row.id, outcome, now);
+            }
+            // The origin answers: its precedents for what was asked, now and then.
+            for (row, outcome) in due.iter().zip(&outcomes) {
+                if !matches!(outcome, Sent::Acknowledged | Sent::Settled) {
+                    continue;
+                }
+                let (Some(origin), Some(body)) = (&row.origin_zone, &row.request_body) else {
+                    continue;
+                };
+                let (Ok(origin), Ok(asked)) = (
+                    origin.parse::<ZoneId>(),
+                    from_canonical::<ApplicationRequest>(body, &protocol::limits()),
+                ) else {
+                    continue;
+                };
+                let key = (origin.to_string(), asked.listing_id, asked.scenario.clone());
+                let every = millis(PRECEDENTS_EVERY);
+                if fetched
+                    .get(&key)
+                    .is_some_and(|at| now.0 < at.0.saturating_add(every))
+                {
+                    continue;
+                }
+                if fetched.len() >= PRECEDENTS_REMEMBERED {
+                    fetched.clear();
+                }
+                fetched.insert(key, now);
+                let turn = schedule.turn(row.id);
+                match self
+                    .refresh_precedents(&db, &proposer, &peers, &origin, &asked, turn)
+                    .await
+                {
+                    Ok(true) => tracing::debug!(application = row.id, "precedents recorded"),
+                    Ok(false) => {}
+                    Err(why) => tracing::info!(
+                        application = row.id,
+                        origin = %origin,
+                        why,
+                        "precedents not fetched; will ask again"
+                    ),
+                }
             }
         }
     }

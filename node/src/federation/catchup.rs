@@ -895,6 +895,21 @@ impl Catchup {
                 after,
                 limit: limit.clamp(1, MAX_CERTIFICATE_PAGE),
             },
+            // Answered by `super::across` from the replica, or passed on to the zone asked.
+            Ok(Request::Precedents {
+                zone,
+                listing_id,
+                scenario,
+            }) => {
+                self.serving += 1;
+                out.push(Output::AnswerPrecedents {
+                    reply,
+                    zone,
+                    listing_id,
+                    scenario,
+                });
+                return;
+            }
             // Answered by `super::across`: verified, recorded through Raft, or passed on to
             // its origin zone.
             Ok(Request::Application { request }) => {
@@ -1062,9 +1077,11 @@ mod tests {
                         more: held.len() > self.page_size,
                     }
                 }
-                Request::Identity {} | Request::Application { .. } => Response::Error {
-                    message: "not asked in these tests".into(),
-                },
+                Request::Identity {} | Request::Application { .. } | Request::Precedents { .. } => {
+                    Response::Error {
+                        message: "not asked in these tests".into(),
+                    }
+                }
             }
         }
 

@@ -401,6 +401,18 @@ pub enum Output {
         /// What to read (already bounded).
         query: Query,
     },
+    /// Answer a question for a zone's precedents (PROTOCOL.md 11.8), then send
+    /// [`Input::Served`].
+    AnswerPrecedents {
+        /// The request's reply.
+        reply: Reply,
+        /// The zone asked about.
+        zone: xchg_protocol::ZoneId,
+        /// Its listing.
+        listing_id: ContentId,
+        /// The scenario.
+        scenario: String,
+    },
     /// Answer a forwarded application (PROTOCOL.md 11.7), then send [`Input::Served`].
     AnswerApplication {
         /// The request's reply.

@@ -463,6 +463,24 @@ impl Driver {
                     Input::Served { reply }
                 });
             }
+            Output::AnswerPrecedents {
+                reply,
+                zone,
+                listing_id,
+                scenario,
+            } => {
+                let Some((_, asker)) = self.answering.remove(&reply) else {
+                    return;
+                };
+                let (handle, db) = (handle.clone(), self.db.clone());
+                self.tasks.spawn(async move {
+                    let response = handle
+                        .answer_precedents(&db, &zone, &listing_id, &scenario)
+                        .await;
+                    let _ = asker.send(response.to_bytes().unwrap_or_default());
+                    Input::Served { reply }
+                });
+            }
             Output::AnswerApplication { reply, request } => {
                 let Some((peer, asker)) = self.answering.remove(&reply) else {
                     return;

@@ -661,8 +661,91 @@ pub async fn precedents(
                         .zip(expires_at)
                         .map(|(g, e)| uint(e.saturating_sub(g)) / DAY_MS),
                     usage_limit: limit.map(uint),
+                    decided_in: None,
                 })
             },
         )
         .collect()
+}
+
+/// One decision of this zone, as its list of precedents states it (PROTOCOL.md 11.8).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnDecision {
+    /// The application's id here.
+    pub id: u64,
+    /// `approved` or `rejected`.
+    pub state: String,
+    /// When it was decided.
+    pub decided_at: Timestamp,
+    /// Why it was rejected.
+    pub reason: Option<String>,
+    /// The zone that forwarded it; `None` for this zone's own buyers.
+    pub applicant_zone: Option<String>,
+    /// An approval's authorisation: its id, mode, grant and expiry times and limit.
+    pub granted: Option<(u64, String, Timestamp, Timestamp, u64)>,
+}
+
+type OwnDecisionRow = (
+    i64,
+    String,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+    Option<String>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+);
+
+/// The latest approvals and rejections this zone decided itself on `listing_id` for
+/// `scenario` (its own buyers' and those forwarded to it, not those it forwarded), newest
+/// first, at most `limit`.
+///
+/// # Errors
+/// SQLite's error.
+pub async fn own_decisions(
+    conn: &mut SqliteConnection,
+    listing_id: &str,
+    scenario: &str,
+    limit: u32,
+) -> Result<Vec<OwnDecision>, sqlx::Error> {
+    let rows: Vec<OwnDecisionRow> = sqlx::query_as(
+        "SELECT a.id, a.state, a.decided_at, a.reason, a.applicant_zone, z.id, z.delivery_mode,
+            z.granted_at, z.expires_at, z.usage_limit
+         FROM applications a LEFT JOIN authorizations z ON z.id = a.authorization_id
+         WHERE a.listing_id = ? AND a.scenario = ? AND a.origin_zone IS NULL
+           AND a.state IN ('approved', 'rejected') AND a.decided_at IS NOT NULL
+         ORDER BY a.decided_at DESC, a.id DESC LIMIT ?",
+    )
+    .bind(listing_id)
+    .bind(scenario)
+    .bind(i64::from(limit))
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(id, state, decided_at, reason, applicant_zone, z, mode, granted, expires, limit)| {
+                let granted = match (z, mode, granted, expires, limit) {
+                    (Some(z), Some(mode), Some(g), Some(e), Some(l)) => Some((
+                        uint(z),
+                        mode,
+                        Timestamp(uint(g)),
+                        Timestamp(uint(e)),
+                        uint(l),
+                    )),
+                    _ => None,
+                };
+                OwnDecision {
+                    id: uint(id),
+                    state,
+                    decided_at: Timestamp(uint(decided_at.unwrap_or_default())),
+                    reason,
+                    applicant_zone,
+                    granted,
+                }
+            },
+        )
+        .collect())
 }

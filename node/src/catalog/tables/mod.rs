@@ -22,6 +22,7 @@ pub mod received_certificates;
 pub mod received_revocations;
 pub mod recognitions;
 pub mod registrations;
+pub mod remote_precedents;
 pub mod revocations;
 pub mod tokens;
 
@@ -47,6 +48,7 @@ pub const REPLICATED_TABLES: &[&str] = &[
     "certificates",
     "received_certificates",
     "received_revocations",
+    "remote_precedents",
 ];
 
 /// The stored name of an announcement kind.

@@ -1,0 +1,328 @@
+//! Scenario precedents across exchanges (场景互认复用, PROTOCOL.md 11.8): a buyer applying at one
+//! exchange for a product of another sees the decisions the product's origin zone made for the
+//! same scenario, whoever applied, as its own zone's buyers see their zone's.
+//!
+//! At the origin, [`own_list`] states the zone's latest decisions on one of its listings for one
+//! scenario (read from the replica; a member signs it when asked). At the applicant, the leader
+//! fetches that list while an application of its zone for the listing and scenario is open,
+//! verifies it, and proposes it; [`record`] keeps the latest per origin zone, and [`remote`]
+//! shows its decisions next to the zone's own precedents.
+
+use serde::{Deserialize, Serialize};
+use sqlx::SqliteConnection;
+use xchg_protocol::application::{Granted, Outcome, SignedMessage};
+use xchg_protocol::canonical::from_canonical;
+use xchg_protocol::precedents::{self as protocol, MAX_PRECEDENTS, Precedents};
+use xchg_protocol::{ContentId, DeliveryMode, Timestamp, ZoneId};
+
+use super::applications::{ApplicationState, Precedent};
+use super::tables::{applications as table, listings, remote_precedents};
+use super::{Applied, CommandResponse, Refusal};
+
+const DAY_MS: u64 = 86_400_000;
+
+/// A list of precedents received from an origin zone, verified by the member that fetched it
+/// against the question it asked (PROTOCOL.md 11.8).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReceivedPrecedents {
+    /// The SignedMessage of the Precedents, as received.
+    #[serde(with = "serde_bytes")]
+    pub list: Vec<u8>,
+    /// The libp2p peer that delivered it (bounded).
+    pub received_from: String,
+    /// When the member received it.
+    pub at: Timestamp,
+    /// The member's name.
+    pub node: String,
+}
+
+/// Origin: this zone's list of precedents for its listing `listing_id` and `scenario` at `now`,
+/// or `None` when the listing is not one of this zone's own.
+///
+/// # Errors
+/// Only storage errors.
+pub async fn own_list(
+    conn: &mut SqliteConnection,
+    zone: &ZoneId,
+    listing_id: &ContentId,
+    scenario: &str,
+    now: Timestamp,
+) -> Result<Option<Precedents>, sqlx::Error> {
+    match listings::origin_and_version(conn, listing_id).await? {
+        Some((origin, _)) if origin == zone.as_str() => {}
+        _ => return Ok(None),
+    }
+    let rows = table::own_decisions(
+        conn,
+        &listing_id.to_string(),
+        scenario,
+        MAX_PRECEDENTS as u32,
+    )
+    .await?;
+    let mut decisions = Vec::with_capacity(rows.len());
+    for row in rows {
+        let outcome = match (row.state.as_str(), row.granted, row.reason) {
+            ("approved", Some((authorization, mode, granted_at, expires_at, limit)), _) => {
+                let Ok(delivery_mode) =
+                    serde_json::from_value::<DeliveryMode>(serde_json::Value::String(mode))
+                else {
+                    continue;
+                };
+                let days = expires_at.0.saturating_sub(granted_at.0) / DAY_MS;
+                Outcome::Approved(Granted {
+                    authorization,
+                    delivery_mode,
+                    duration_days: u32::try_from(days.max(1)).unwrap_or(u32::MAX),
+                    usage_limit: limit,
+                    expires_at,
+                })
+            }
+            ("rejected", _, Some(reason)) => Outcome::Rejected { reason },
+            _ => continue,
+        };
+        let applicant = match row.applicant_zone {
+            Some(z) => match z.parse() {
+                Ok(z) => z,
+                Err(_) => continue,
+            },
+            None => zone.clone(),
+        };
+        decisions.push(protocol::Precedent {
+            applicant,
+            application: row.id,
+            decided_at: row.decided_at,
+            outcome,
+        });
+    }
+    // Members' clocks differ: a list is never older than what it lists.
+    let newest = decisions.first().map_or(now, |d| d.decided_at.max(now));
+    Ok(Some(Precedents {
+        zone: zone.clone(),
+        listing_id: *listing_id,
+        scenario: scenario.to_owned(),
+        issued_at: newest,
+        decisions,
+    }))
+}
+
+/// Decodes a signed list, not verifying it (the member that proposed it did).
+fn decode(list: &[u8]) -> Result<(SignedMessage, Precedents), String> {
+    let limits = protocol::limits();
+    let signed = SignedMessage::from_bytes(list, &limits).map_err(|e| e.to_string())?;
+    let body = from_canonical(&signed.body, &limits).map_err(|e| e.to_string())?;
+    Ok((signed, body))
+}
+
+/// Applicant: keeps a verified list in place of the one held for its listing, scenario and
+/// zone, unless that one is as new or newer.
+///
+/// # Errors
+/// Only storage errors; refusals are part of the `Ok` value.
+pub fn record(
+    db: &rusqlite::Connection,
+    own: &ZoneId,
+    raft_index: u64,
+    r: &ReceivedPrecedents,
+) -> rusqlite::Result<CommandResponse> {
+    let (signed, list) = match decode(&r.list) {
+        Ok(d) => d,
+        Err(e) => return Ok(Err(Refusal::Invalid(format!("precedents: {e}")))),
+    };
+    if list.zone.exchange() == own.exchange() {
+        return Ok(Err(Refusal::Invalid(format!(
+            "precedents of {}, a zone of this exchange: its decisions are not recognised across \
+             exchanges",
+            list.zone
+        ))));
+    }
+    let listing_id = list.listing_id.to_string();
+    let list_id = signed.id.to_string();
+    remote_precedents::keep(
+        db,
+        &remote_precedents::Kept {
+            listing_id: &listing_id,
+            scenario: &list.scenario,
+            origin_zone: list.zone.as_str(),
+            list_id: &list_id,
+            issued_at: list.issued_at,
+            signed: &r.list,
+            received_from: &r.received_from,
+            at: r.at,
+            raft_index,
+        },
+    )?;
+    Ok(Ok(Applied {
+        object_id: format!("precedents:{list_id}"),
+        version: None,
+        state: None,
+        used: None,
+    }))
+}
+
+/// Applicant: whether the list held for the same listing, scenario and zone states exactly the
+/// decisions of `list` (then there is nothing new to record).
+///
+/// # Errors
+/// Only storage errors.
+pub async fn unchanged(
+    conn: &mut SqliteConnection,
+    list: &Precedents,
+) -> Result<bool, sqlx::Error> {
+    let held = remote_precedents::held(
+        conn,
+        &list.listing_id.to_string(),
+        &list.scenario,
+        list.zone.as_str(),
+    )
+    .await?;
+    Ok(held
+        .and_then(|h| decode(&h).ok())
+        .is_some_and(|(_, h)| h.decisions == list.decisions))
+}
+
+/// Applicant: the decisions of the lists held for `listing_id` and `scenario`, as precedents,
+/// except those on applications of zone `own` (which it holds itself).
+///
+/// # Errors
+/// Only storage errors.
+pub async fn remote(
+    conn: &mut SqliteConnection,
+    listing_id: &str,
+    scenario: &str,
+    own: &ZoneId,
+) -> Result<Vec<Precedent>, sqlx::Error> {
+    let lists = remote_precedents::lists(conn, listing_id, scenario).await?;
+    let mut out = Vec::new();
+    for list in lists {
+        let Ok((_, list)) = decode(&list) else {
+            continue;
+        };
+        for d in list.decisions {
+            if d.applicant == *own {
+                continue;
+            }
+            let (decision, reason, granted) = match d.outcome {
+                Outcome::Approved(g) => (ApplicationState::Approved, None, Some(g)),
+                Outcome::Rejected { reason } => (ApplicationState::Rejected, Some(reason), None),
+            };
+            out.push(Precedent {
+                application_id: d.application,
+                decision,
+                decided_at: d.decided_at,
+                delivery_mode: granted.as_ref().map(|g| g.delivery_mode),
+                duration_days: granted.as_ref().map(|g| u64::from(g.duration_days)),
+                usage_limit: granted.as_ref().map(|g| g.usage_limit),
+                reason,
+                decided_in: Some(list.zone.to_string()),
+            });
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use xchg_protocol::application_vectors as av;
+    use xchg_protocol::precedents::{Precedent as Listed, sign};
+
+    fn list(issued_at: u64, reasons: &[(&str, &str)]) -> Vec<u8> {
+        let zone: ZoneId = "zhengzhou/zhongyuan".parse().expect("zone");
+        let list = Precedents {
+            zone: zone.clone(),
+            listing_id: ContentId::of(b"listing"),
+            scenario: "授信".into(),
+            issued_at: Timestamp(issued_at),
+            decisions: reasons
+                .iter()
+                .enumerate()
+                .map(|(i, (applicant, reason))| Listed {
+                    applicant: applicant.parse().expect("zone"),
+                    application: i as u64 + 1,
+                    decided_at: Timestamp(issued_at - i as u64 - 1),
+                    outcome: Outcome::Rejected {
+                        reason: (*reason).into(),
+                    },
+                })
+                .collect(),
+        };
+        sign(
+            &list,
+            &av::origin_node(),
+            av::origin_delegation(zone.as_str()),
+        )
+        .to_bytes()
+    }
+
+    fn received(list: Vec<u8>) -> ReceivedPrecedents {
+        ReceivedPrecedents {
+            list,
+            received_from: "peer".into(),
+            at: Timestamp(1),
+            node: "n1".into(),
+        }
+    }
+
+    async fn shown(dir: &std::path::Path) -> Vec<(u64, Option<String>)> {
+        let mut conn = crate::catalog::test_reader(dir).await;
+        let own: ZoneId = "xuchang/yuzhou".parse().expect("zone");
+        let listing = ContentId::of(b"listing").to_string();
+        remote(&mut conn, &listing, "授信", &own)
+            .await
+            .expect("read")
+            .into_iter()
+            .map(|p| (p.application_id, p.reason))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn the_newest_list_is_kept_and_this_zones_own_applications_are_not_shown_twice() {
+        let dir = tempfile::tempdir().expect("dir");
+        let db = crate::catalog::test_db(dir.path());
+        let own: ZoneId = "xuchang/yuzhou".parse().expect("zone");
+        let first = list(
+            1_000,
+            &[("zhengzhou/zhongyuan", "一"), ("xuchang/yuzhou", "own")],
+        );
+        assert!(
+            record(&db, &own, 5, &received(first))
+                .expect("applied")
+                .is_ok()
+        );
+        assert_eq!(shown(dir.path()).await, [(1, Some("一".to_owned()))]);
+        // An older list arriving late changes nothing; a newer one replaces it.
+        let older = list(900, &[("zhengzhou/zhongyuan", "旧")]);
+        assert!(
+            record(&db, &own, 6, &received(older))
+                .expect("applied")
+                .is_ok()
+        );
+        assert_eq!(shown(dir.path()).await, [(1, Some("一".to_owned()))]);
+        let newer = list(
+            2_000,
+            &[("zhengzhou/zhongyuan", "新"), ("xuchang/other", "二")],
+        );
+        assert!(
+            record(&db, &own, 7, &received(newer))
+                .expect("applied")
+                .is_ok()
+        );
+        assert_eq!(
+            shown(dir.path()).await,
+            [(1, Some("新".to_owned())), (2, Some("二".to_owned()))]
+        );
+        // A list of a zone of this exchange is not recorded.
+        let sibling: ZoneId = "zhengzhou/other".parse().expect("zone");
+        assert!(
+            record(&db, &sibling, 8, &received(list(3_000, &[])))
+                .expect("applied")
+                .is_err()
+        );
+        // Nor is one that does not decode.
+        assert!(
+            record(&db, &own, 9, &received(vec![1, 2, 3]))
+                .expect("applied")
+                .is_err()
+        );
+    }
+}
