@@ -359,7 +359,35 @@ async fn file_delivery_of_an_important_product_is_refused() -> anyhow::Result<()
         .post(1, &approve, &zone.tokens().operator, &to_file)
         .await?;
     refused(&answer, 422, "in_domain_only")?;
+    ensure!(answer.1["error"]["field"] == "delivery_mode", "{answer:?}");
     refusals_audited(&zone, 2, "approve_application", "in_domain_only", 1).await
+}
+
+#[tokio::test]
+async fn a_refused_approval_names_the_term_it_blames() -> anyhow::Result<()> {
+    let zone = zone().await?;
+    // Delivered by file or API (the example's modes); asked by API, 30 days, 10 calls.
+    let listing = listed(&zone, |_| {}).await?;
+    let body = application(&listing, json!(LENDING), "api", 10);
+    let buyer = zone.tokens().buyer.clone();
+    let (status, applied) = zone.post(0, "/v1/applications", &buyer, &body).await?;
+    ensure!(status == 201, "apply: {status} {applied}");
+    let approve = format!("/v1/applications/{}/approve", applied["id"]);
+    for (terms, field) in [
+        (json!({"duration_days": 31}), "duration_days"),
+        (json!({"usage_limit": 11}), "usage_limit"),
+        (json!({"delivery_mode": "sandbox"}), "delivery_mode"),
+    ] {
+        let answer = zone
+            .post(1, &approve, &zone.tokens().operator, &terms)
+            .await?;
+        refused(&answer, 422, "invalid")?;
+        ensure!(
+            answer.1["error"]["field"] == field,
+            "{terms} blames {field}: {answer:?}"
+        );
+    }
+    refusals_audited(&zone, 2, "approve_application", "invalid", 3).await
 }
 
 #[tokio::test]

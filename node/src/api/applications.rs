@@ -152,7 +152,8 @@ async fn listing(state: &AppState, id: &ContentId) -> Result<(ListingState, List
         (status = 422, description = "`one_scenario`: no scenario or several; \
             `scenario_not_offered`: one the listing does not offer; `in_domain_only`: `file` or \
             `api` for an `important` or `core` product or one with personal information; \
-            `invalid`: a delivery mode the listing does not offer", body = ErrorBody),
+            `invalid`: a delivery mode the listing does not offer. `field` names `scenario` or \
+            `delivery_mode`", body = ErrorBody),
         (status = 503, description = "`applications_full`: the buyer has 1000 applications \
             awaiting a decision; or no Raft leader answered in time", body = ErrorBody),
         BearerErrors,
@@ -457,16 +458,20 @@ async fn decide(
         let mut conn = state.db.reader().await?;
         Ok(applications::application(&mut conn, application_id).await?)
     };
-    if state
+    let Some(asked) = state
         .look_again_if(CatchUp::Always, look, Option::is_some)
         .await?
-        .is_none()
-    {
+    else {
         return Err(ApiError::not_found(format!(
             "no application {application_id}"
         )));
-    }
+    };
     let at = state.clock.now();
+    // A refusal of narrowed terms names the term it blames, as one of an application does.
+    let narrowed = match &decision {
+        Ruling::Approve(terms) => Some(terms.clone()),
+        Ruling::Reject(_) => None,
+    };
     let cmd = match decision {
         Ruling::Approve(terms) => CatalogCommand::ApproveApplication {
             application_id,
@@ -482,7 +487,17 @@ async fn decide(
         },
     };
     let (response, index) = state.propose_as(cmd, caller.credential).await?;
-    let id = response?.object_id.parse().map_err(ApiError::internal)?;
+    let applied = response.map_err(|refusal| {
+        let field = narrowed.as_ref().and_then(|terms| {
+            applications::approval_field(asked.duration_days, asked.usage_limit, terms, &refusal)
+        });
+        let answer = ApiError::from(refusal);
+        match field {
+            Some(f) => answer.with_field(f),
+            None => answer,
+        }
+    })?;
+    let id = applied.object_id.parse().map_err(ApiError::internal)?;
     Ok((id, index))
 }
 
@@ -517,9 +532,11 @@ enum Ruling {
             gone)", body = ErrorBody),
         (status = 409, description = "`illegal_transition`: the application is decided, or its \
             listing is no longer listed", body = ErrorBody),
-        (status = 422, description = "`invalid`: terms that widen what was asked or a mode the \
-            listing does not offer; `in_domain_only`: `file` or `api` for a product that stays \
-            in its domain", body = ErrorBody),
+        (status = 422, description = "`invalid`: terms that widen what was asked, a mode the \
+            listing does not offer, or a change of the mode asked to one that lets the data out; \
+            `in_domain_only`: `file` or `api` for a product that stays in its domain. `field` \
+            names the term refused: `duration_days`, `usage_limit` or `delivery_mode` (the \
+            mode granted, whether narrowed or as asked)", body = ErrorBody),
         BearerErrors,
         BodyErrors,
         ProposeErrors,

@@ -221,26 +221,67 @@ pub fn request_shape(duration_days: u32, usage_limit: u64) -> Result<(), (&'stat
 /// # Errors
 /// [`Refusal::Invalid`] for a narrowing that widens or is out of range.
 pub fn narrow(asked: &ApplicationRequest, terms: &Terms) -> Result<Granted, Refusal> {
-    let mode = terms.delivery_mode.unwrap_or(asked.delivery_mode);
-    let days = terms.duration_days.unwrap_or(asked.duration_days);
-    let limit = terms.usage_limit.unwrap_or(asked.usage_limit);
-    if days == 0 || days > asked.duration_days {
-        return Err(Refusal::Invalid(format!(
-            "duration_days {days}: an approval narrows the {} days asked to 1 to {}",
-            asked.duration_days, asked.duration_days
-        )));
-    }
-    if limit == 0 || limit > asked.usage_limit {
-        return Err(Refusal::Invalid(format!(
-            "usage_limit {limit}: an approval narrows the {} calls asked to 1 to {}",
-            asked.usage_limit, asked.usage_limit
-        )));
-    }
+    let (days, limit) = narrowed_numbers(asked.duration_days, asked.usage_limit, terms)
+        .map_err(|(_, refusal)| refusal)?;
     Ok(Granted {
-        delivery_mode: mode,
+        delivery_mode: terms.delivery_mode.unwrap_or(asked.delivery_mode),
         duration_days: days,
         usage_limit: limit,
     })
+}
+
+/// The days and calls granted when `terms` narrow the `days` and `limit` asked.
+///
+/// # Errors
+/// The term that widens or is out of range, and the refusal naming it.
+fn narrowed_numbers(
+    days: u32,
+    limit: u64,
+    terms: &Terms,
+) -> Result<(u32, u64), (&'static str, Refusal)> {
+    let granted_days = terms.duration_days.unwrap_or(days);
+    let granted_limit = terms.usage_limit.unwrap_or(limit);
+    if granted_days == 0 || granted_days > days {
+        return Err((
+            "duration_days",
+            Refusal::Invalid(format!(
+                "duration_days {granted_days}: an approval narrows the {days} days asked to 1 to \
+                 {days}"
+            )),
+        ));
+    }
+    if granted_limit == 0 || granted_limit > limit {
+        return Err((
+            "usage_limit",
+            Refusal::Invalid(format!(
+                "usage_limit {granted_limit}: an approval narrows the {limit} calls asked to 1 \
+                 to {limit}"
+            )),
+        ));
+    }
+    Ok((granted_days, granted_limit))
+}
+
+/// The term of an approval that `refusal` (the state machine's answer to approving, with
+/// `terms`, an application that asked for `days` and `limit`) blames, for the API's `field`:
+/// the number [`narrow`] refused, else the delivery mode granted ([`deliverable`] and
+/// [`keeps_in_domain`] judge nothing else, and run after it); none for a refusal of the
+/// application's or the listing's state. The terms asked never change, so this names the
+/// term the state machine judged.
+pub fn approval_field(
+    days: u32,
+    limit: u64,
+    terms: &Terms,
+    refusal: &Refusal,
+) -> Option<&'static str> {
+    match refusal {
+        Refusal::InDomainOnly(_) => Some("delivery_mode"),
+        Refusal::Invalid(_) => Some(match narrowed_numbers(days, limit, terms) {
+            Err((field, _)) => field,
+            Ok(_) => "delivery_mode",
+        }),
+        _ => None,
+    }
 }
 
 /// Whether `granted` changes the mode `asked` only to one that keeps the data in its domain:
@@ -1045,6 +1086,57 @@ mod tests {
             let e = keeps_in_domain(&sandbox, &granted).expect_err("a mode that lets the data out");
             assert_eq!(e.code(), "invalid", "{e}");
         }
+    }
+
+    #[test]
+    fn a_refused_approval_names_the_term_it_blames() {
+        let a = asked(DeliveryMode::Sandbox);
+        let p = product(
+            Classification::Important,
+            false,
+            &[DeliveryMode::Sandbox, DeliveryMode::File],
+        );
+        // What the state machine judges, in its order, and the field the API names.
+        let judged = |terms: &Terms| {
+            let refusal = narrow(&a, terms)
+                .and_then(|g| deliverable(&p, g.delivery_mode).map(|()| g))
+                .and_then(|g| keeps_in_domain(&a, &g))
+                .expect_err("refused");
+            (
+                refusal.code(),
+                approval_field(a.duration_days, a.usage_limit, terms, &refusal),
+            )
+        };
+        let days = Terms {
+            duration_days: Some(31),
+            ..Terms::default()
+        };
+        assert_eq!(judged(&days), ("invalid", Some("duration_days")));
+        let limit = Terms {
+            usage_limit: Some(0),
+            ..Terms::default()
+        };
+        assert_eq!(judged(&limit), ("invalid", Some("usage_limit")));
+        // A number widened and a mode not offered: the number is judged first.
+        let both = Terms {
+            delivery_mode: Some(DeliveryMode::Api),
+            usage_limit: Some(101),
+            ..Terms::default()
+        };
+        assert_eq!(judged(&both), ("invalid", Some("usage_limit")));
+        for (mode, code) in [
+            (DeliveryMode::File, "in_domain_only"),
+            (DeliveryMode::Verification, "invalid"),
+        ] {
+            let terms = Terms {
+                delivery_mode: Some(mode),
+                ..Terms::default()
+            };
+            assert_eq!(judged(&terms), (code, Some("delivery_mode")), "{mode:?}");
+        }
+        // A refusal of the application's or the listing's state blames no term.
+        let state = Refusal::IllegalTransition("decided".into());
+        assert_eq!(approval_field(30, 100, &days, &state), None);
     }
 
     #[test]
