@@ -286,6 +286,35 @@ async fn a_buyer_applies_on_one_node_is_authorised_on_another_and_uses_through_a
 }
 
 #[tokio::test]
+async fn only_a_buyer_token_applies_and_a_refusal_names_that_role_alone() -> anyhow::Result<()> {
+    let zone = zone().await?;
+    let listing = listed(&zone, |_| {}).await?;
+    let body = application(&listing, json!(LENDING), "api", 10);
+    let t = zone.tokens().clone();
+    // An admin token passes most role checks, but an application is in a buyer party's name.
+    for (role, token) in [
+        ("admin", &t.admin),
+        ("operator", &t.operator),
+        ("regulator", &t.regulator),
+        ("provider", &t.provider),
+    ] {
+        let answer = zone.post(1, "/v1/applications", token, &body).await?;
+        let why = refused(&answer, 403, "forbidden")?;
+        ensure!(
+            why.ends_with(&format!(
+                "{role} token cannot do this; it needs one of: buyer"
+            )),
+            "names the buyer role alone: {why}"
+        );
+    }
+    ensure!(
+        every_application(&zone).await?.is_empty(),
+        "nothing written"
+    );
+    Ok(())
+}
+
+#[tokio::test]
 async fn an_application_naming_two_scenarios_is_refused() -> anyhow::Result<()> {
     let zone = zone().await?;
     let listing = listed(&zone, |_| {}).await?;

@@ -99,15 +99,17 @@ fn named_scenarios(raw: &Value) -> Result<Vec<String>, ApiError> {
     }
 }
 
-/// The caller's party, for a route only a buyer token bound to one may use.
+/// The caller's party, for a route only a buyer token bound to one may use (an admin's
+/// token too is refused: an application is made in the buyer's party's name).
 fn buyer_party(caller: &Caller) -> Result<String, ApiError> {
-    caller
-        .party
-        .clone()
-        .filter(|_| caller.actor.role == Role::Buyer)
-        .ok_or_else(|| {
-            forbidden("only a buyer token bound to a party applies, in its party's name".into())
-        })
+    caller.require_exactly(&[Role::Buyer])?;
+    caller.party.clone().ok_or_else(|| {
+        forbidden(
+            "this buyer token is bound to no party: only a buyer token bound to a party \
+             applies, in its party's name"
+                .into(),
+        )
+    })
 }
 
 /// Listing `id` and its state: as this replica holds it if it is listed here, else as the
@@ -143,8 +145,10 @@ async fn listing(state: &AppState, id: &ContentId) -> Result<(ListingState, List
         (status = 400, description = "Malformed JSON, a `scenario` that is not text, a \
             `purpose` that is empty, over 2000 characters or against the text rule, a \
             `duration_days` or `usage_limit` out of range (`field` names it)", body = ErrorBody),
-        (status = 403, description = "Not a buyer token bound to a party; or \
-            `party_not_admitted`: the buyer's party is not admitted", body = ErrorBody),
+        (status = 403, description = "Not a buyer token bound to a party (an admin token \
+            neither: an application is made in the buyer's party's name; the message names the \
+            `buyer` role alone); or `party_not_admitted`: the buyer's party is not admitted",
+            body = ErrorBody),
         (status = 404, description = "No listing `listing_id` in this zone", body = ErrorBody),
         (status = 409, description = "`illegal_transition`: the listing is not listed here \
             (in review, rejected, delisted, or a copy recognised from another zone of this \
@@ -167,7 +171,6 @@ pub async fn submit(
     idempotency: IdempotencyKey,
     JsonBody(body): JsonBody<NewApplication>,
 ) -> Result<(StatusCode, Json<ApplicationWrite>), ApiError> {
-    caller.require(&[Role::Buyer])?;
     let buyer = buyer_party(&caller)?;
     let named = named_scenarios(&body.scenario)?;
     let texts: Vec<Text<'_>> = std::iter::once(Text {
