@@ -322,6 +322,7 @@ async fn an_application_naming_two_scenarios_is_refused() -> anyhow::Result<()> 
     for two in [
         json!([LENDING, SUPPLY_CHAIN]),
         json!(format!("{LENDING}、{SUPPLY_CHAIN}")),
+        json!(format!("{LENDING} {SUPPLY_CHAIN}")),
     ] {
         let body = application(&listing, two, "api", 10);
         let answer = zone.post(1, "/v1/applications", &buyer, &body).await?;
@@ -333,7 +334,7 @@ async fn an_application_naming_two_scenarios_is_refused() -> anyhow::Result<()> 
         every_application(&zone).await?.is_empty(),
         "nothing written"
     );
-    refusals_audited(&zone, 2, "submit_application", "one_scenario", 2).await
+    refusals_audited(&zone, 2, "submit_application", "one_scenario", 3).await
 }
 
 #[tokio::test]

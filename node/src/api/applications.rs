@@ -44,7 +44,11 @@ pub struct NewApplication {
     /// The listing: listed in this zone.
     pub listing_id: ContentId,
     /// One of the listing's `scenarios`, exactly as it is written there: one application
-    /// names one scenario (a list, or a text joining two, is refused with `one_scenario`).
+    /// names one scenario. A list is refused with `one_scenario`, and so is a text that is
+    /// not one of the listing's scenarios but holds two or more of them, each as written and
+    /// bounded by the text's start or end, white space or one of `, ; 、 ， ； /`, none
+    /// overlapping another (`"credit risk"` when the listing offers `credit` and `risk`, but
+    /// not `credit risk`); any other text is `scenario_not_offered`.
     #[schema(value_type = String)]
     pub scenario: Value,
     /// What the buyer will use it for.
@@ -153,7 +157,9 @@ async fn listing(state: &AppState, id: &ContentId) -> Result<(ListingState, List
         (status = 409, description = "`illegal_transition`: the listing is not listed here \
             (in review, rejected, delisted, or a copy recognised from another zone of this \
             exchange, which is applied for there)", body = ErrorBody),
-        (status = 422, description = "`one_scenario`: no scenario or several; \
+        (status = 422, description = "`one_scenario`: no scenario or several (a list, or a \
+            text that is no offered scenario but holds two or more, apart, each bounded by \
+            white space, `, ; 、 ， ； /` or the text's ends); \
             `scenario_not_offered`: one the listing does not offer; `in_domain_only`: `file` or \
             `api` for an `important` or `core` product or one with personal information; \
             `invalid`: a delivery mode the listing does not offer. `field` names `scenario` or \

@@ -143,12 +143,16 @@ impl Change {
     }
 }
 
+/// What may stand between two scenarios joined in one text, besides white space.
+pub const SCENARIO_SEPARATORS: [char; 6] = [',', ';', '、', '，', '；', '/'];
+
 /// The one scenario named by `named` (what the application's `scenario` held), if it is one
 /// the listing offers (一场景一申请).
 ///
 /// # Errors
-/// [`Refusal::OneScenario`] for none or several scenarios (a list, or one text joining two
-/// offered scenarios); [`Refusal::ScenarioNotOffered`] for one the listing does not offer.
+/// [`Refusal::OneScenario`] for none or several scenarios: a list, or one text that is not an
+/// offered scenario but joins two or more ([`joined_scenarios`]);
+/// [`Refusal::ScenarioNotOffered`] for one the listing does not offer.
 pub fn one_scenario(named: &[String], offered: &[String]) -> Result<String, Refusal> {
     let rule = "one application names one scenario (一场景一申请)";
     let [scenario] = named else {
@@ -160,11 +164,7 @@ pub fn one_scenario(named: &[String], offered: &[String]) -> Result<String, Refu
     if offered.iter().any(|o| o == scenario) {
         return Ok(scenario.clone());
     }
-    let parts: Vec<&str> = scenario
-        .split([',', ';', '、', '，', '；', '/', '\n'])
-        .map(str::trim)
-        .filter(|p| offered.iter().any(|o| o == p))
-        .collect();
+    let parts = joined_scenarios(scenario, offered);
     if parts.len() > 1 {
         return Err(Refusal::OneScenario(format!(
             "{rule}; {scenario:?} names {}: apply once per scenario",
@@ -175,6 +175,55 @@ pub fn one_scenario(named: &[String], offered: &[String]) -> Result<String, Refu
         "the listing does not offer the scenario {scenario:?}; it offers: {}",
         offered.join(", ")
     )))
+}
+
+/// The offered scenarios `text` joins, in order: each as the listing writes it (a scenario
+/// may hold spaces and separators itself), bounded on each side by the start or end of the
+/// text, white space or one of [`SCENARIO_SEPARATORS`], none overlapping another: the most
+/// such parts there are, and of those the ones covering the most text. `"credit risk"` joins
+/// `credit` and `risk`; `"credit risk, fraud"` joins `credit risk` and `fraud` when the listing
+/// offers those; `"creditrisk"` joins nothing.
+pub fn joined_scenarios<'a>(text: &str, offered: &'a [String]) -> Vec<&'a str> {
+    let separates = |c: char| c.is_whitespace() || SCENARIO_SEPARATORS.contains(&c);
+    // For each byte where a part may start, where each offered scenario found there ends.
+    let mut found: Vec<Vec<(usize, &'a str)>> = vec![Vec::new(); text.len()];
+    for (start, _) in text.char_indices() {
+        if !text[..start].chars().next_back().is_none_or(separates) {
+            continue;
+        }
+        for o in offered.iter().filter(|o| !o.is_empty()) {
+            let end = start + o.len();
+            if text[start..].starts_with(o.as_str())
+                && text[end..].chars().next().is_none_or(separates)
+            {
+                found[start].push((end, o));
+            }
+        }
+    }
+    // best[i]: (parts, bytes covered) of the best choice in text[i..], and its first part.
+    let mut best = vec![((0usize, 0usize), None::<(usize, &'a str)>); text.len() + 1];
+    for i in (0..text.len()).rev() {
+        best[i] = (best[i + 1].0, None);
+        for &(end, o) in &found[i] {
+            let ((parts, covered), _) = best[end];
+            let taken = (parts + 1, covered + o.len());
+            if taken > best[i].0 {
+                best[i] = (taken, Some((end, o)));
+            }
+        }
+    }
+    let mut parts = Vec::new();
+    let mut i = 0;
+    while i < text.len() {
+        match best[i].1 {
+            Some((end, o)) => {
+                parts.push(o);
+                i = end;
+            }
+            None => i += 1,
+        }
+    }
+    parts
 }
 
 /// Whether `listing` may be authorised for delivery by `mode`: the in-domain rule first (the
@@ -1010,6 +1059,56 @@ mod tests {
             e.to_string().contains("供应链金融"),
             "names what is offered: {e}"
         );
+        // Joined by white space (an ideographic space too), or by nothing but a word.
+        for two in [
+            "企业贷款授信审查 供应链金融",
+            "企业贷款授信审查\u{3000}供应链金融",
+            "企业贷款授信审查\t供应链金融",
+            " 供应链金融 / 企业贷款授信审查 ",
+        ] {
+            assert_eq!(code(one(two)), Some("one_scenario"), "{two:?}");
+        }
+        // Run together, they are one text the listing does not offer.
+        assert_eq!(
+            code(one("企业贷款授信审查供应链金融")),
+            Some("scenario_not_offered")
+        );
+    }
+
+    #[test]
+    fn two_scenarios_joined_are_found_even_when_a_scenario_holds_spaces() {
+        let offered: Vec<String> = ["credit", "risk", "credit risk", "fraud", "a/b"]
+            .map(String::from)
+            .to_vec();
+        let joined = |t: &str| joined_scenarios(t, &offered);
+        let code = |t: &str| {
+            one_scenario(&[t.to_owned()], &offered)
+                .err()
+                .map(|e| e.code())
+        };
+        // A scenario with a space is one scenario, as the listing writes it.
+        assert_eq!(code("credit risk"), None);
+        assert_eq!(joined("credit fraud"), ["credit", "fraud"]);
+        assert_eq!(code("credit fraud"), Some("one_scenario"));
+        // The reading with the most parts; of those, the one covering the most text.
+        assert_eq!(joined("credit risk fraud"), ["credit", "risk", "fraud"]);
+        assert_eq!(joined("credit risk, a/b"), ["credit", "risk", "a/b"]);
+        let nested: Vec<String> = ["credit", "credit risk", "fraud"]
+            .map(String::from)
+            .to_vec();
+        assert_eq!(
+            joined_scenarios("credit risk fraud", &nested),
+            ["credit risk", "fraud"]
+        );
+        assert_eq!(joined("risk and fraud"), ["risk", "fraud"]);
+        // One offered part and another that is not: a scenario not offered.
+        assert_eq!(joined("credit scoring"), ["credit"]);
+        assert_eq!(code("credit scoring"), Some("scenario_not_offered"));
+        // Parts are whole: inside a word nothing is found.
+        assert!(joined("creditrisk").is_empty());
+        assert!(joined("discredit riskier").is_empty());
+        assert_eq!(code("credit  risk"), Some("one_scenario"));
+        assert!(joined("").is_empty());
     }
 
     #[test]
