@@ -286,6 +286,35 @@ async fn a_buyer_applies_on_one_node_is_authorised_on_another_and_uses_through_a
 }
 
 #[tokio::test]
+async fn only_a_buyer_token_applies_and_a_refusal_names_that_role_alone() -> anyhow::Result<()> {
+    let zone = zone().await?;
+    let listing = listed(&zone, |_| {}).await?;
+    let body = application(&listing, json!(LENDING), "api", 10);
+    let t = zone.tokens().clone();
+    // An admin token passes most role checks, but an application is in a buyer party's name.
+    for (role, token) in [
+        ("admin", &t.admin),
+        ("operator", &t.operator),
+        ("regulator", &t.regulator),
+        ("provider", &t.provider),
+    ] {
+        let answer = zone.post(1, "/v1/applications", token, &body).await?;
+        let why = refused(&answer, 403, "forbidden")?;
+        ensure!(
+            why.ends_with(&format!(
+                "{role} token cannot do this; it needs one of: buyer"
+            )),
+            "names the buyer role alone: {why}"
+        );
+    }
+    ensure!(
+        every_application(&zone).await?.is_empty(),
+        "nothing written"
+    );
+    Ok(())
+}
+
+#[tokio::test]
 async fn an_application_naming_two_scenarios_is_refused() -> anyhow::Result<()> {
     let zone = zone().await?;
     let listing = listed(&zone, |_| {}).await?;
@@ -293,6 +322,7 @@ async fn an_application_naming_two_scenarios_is_refused() -> anyhow::Result<()> 
     for two in [
         json!([LENDING, SUPPLY_CHAIN]),
         json!(format!("{LENDING}、{SUPPLY_CHAIN}")),
+        json!(format!("{LENDING} {SUPPLY_CHAIN}")),
     ] {
         let body = application(&listing, two, "api", 10);
         let answer = zone.post(1, "/v1/applications", &buyer, &body).await?;
@@ -304,7 +334,7 @@ async fn an_application_naming_two_scenarios_is_refused() -> anyhow::Result<()> 
         every_application(&zone).await?.is_empty(),
         "nothing written"
     );
-    refusals_audited(&zone, 2, "submit_application", "one_scenario", 2).await
+    refusals_audited(&zone, 2, "submit_application", "one_scenario", 3).await
 }
 
 #[tokio::test]
@@ -359,7 +389,35 @@ async fn file_delivery_of_an_important_product_is_refused() -> anyhow::Result<()
         .post(1, &approve, &zone.tokens().operator, &to_file)
         .await?;
     refused(&answer, 422, "in_domain_only")?;
+    ensure!(answer.1["error"]["field"] == "delivery_mode", "{answer:?}");
     refusals_audited(&zone, 2, "approve_application", "in_domain_only", 1).await
+}
+
+#[tokio::test]
+async fn a_refused_approval_names_the_term_it_blames() -> anyhow::Result<()> {
+    let zone = zone().await?;
+    // Delivered by file or API (the example's modes); asked by API, 30 days, 10 calls.
+    let listing = listed(&zone, |_| {}).await?;
+    let body = application(&listing, json!(LENDING), "api", 10);
+    let buyer = zone.tokens().buyer.clone();
+    let (status, applied) = zone.post(0, "/v1/applications", &buyer, &body).await?;
+    ensure!(status == 201, "apply: {status} {applied}");
+    let approve = format!("/v1/applications/{}/approve", applied["id"]);
+    for (terms, field) in [
+        (json!({"duration_days": 31}), "duration_days"),
+        (json!({"usage_limit": 11}), "usage_limit"),
+        (json!({"delivery_mode": "sandbox"}), "delivery_mode"),
+    ] {
+        let answer = zone
+            .post(1, &approve, &zone.tokens().operator, &terms)
+            .await?;
+        refused(&answer, 422, "invalid")?;
+        ensure!(
+            answer.1["error"]["field"] == field,
+            "{terms} blames {field}: {answer:?}"
+        );
+    }
+    refusals_audited(&zone, 2, "approve_application", "invalid", 3).await
 }
 
 #[tokio::test]

@@ -2,8 +2,9 @@
 //! agreement with Xuchang requires registration, so a Xuchang listing is recognised there only
 //! once Zhengzhou holds a valid certificate for that listing version; a certificate that does
 //! not verify is refused, recorded, and lets nothing in; a certificate Xuchang revokes stops
-//! counting at Zhengzhou, which withdraws the listing it let in (PROTOCOL.md 10.6), while a
-//! revocation another zone signed is refused and recorded. Whole federation in one process.
+//! counting at Zhengzhou, which withdraws the listing it let in (PROTOCOL.md 10.6), and
+//! recognises it again once Xuchang certifies it again, while a revocation another zone signed
+//! is refused and recorded. Whole federation in one process.
 
 use std::time::Duration;
 
@@ -456,6 +457,48 @@ async fn certificates_and_revocations_missed_while_cut_off_arrive_by_catch_up() 
         numbers.contains(&kept_number.as_str()) && numbers.contains(&dropped_number.as_str()),
         "{held}"
     );
+    fed.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_withdrawn_for_its_revoked_certificate_is_recognised_again_once_certified_again()
+-> anyhow::Result<()> {
+    let fed = start().await?;
+    let id = fed
+        .approve_new(XUCHANG, example_listing("撤销后重新登记"))
+        .await?;
+    refused_for_registration(&fed, &id).await?;
+    let first = certify(&fed, &id).await?;
+    fed.wait_for_state(ZHENGZHOU, 0, &id, "recognised").await?;
+    let t = fed.zone_tokens(XUCHANG).clone();
+    let path = format!("/v1/certificates/{first}/revoke");
+    let (s, v) = fed
+        .post(
+            XUCHANG,
+            0,
+            &path,
+            &t.operator,
+            &json!({"reason": "证据待补 evidence incomplete"}),
+        )
+        .await?;
+    anyhow::ensure!(s == 200 && v["status"] == "revoked", "revoke: {s} {v}");
+    fed.wait_for_state(ZHENGZHOU, 0, &id, "revoked").await?;
+
+    // Registered and certified again, the same version is judged anew and let in again.
+    let second = certify(&fed, &id).await?;
+    anyhow::ensure!(second != first, "a new certificate: {second}");
+    fed.wait_for_state(ZHENGZHOU, 0, &id, "recognised").await?;
+    let listing = zhengzhou(&fed, &format!("/v1/listings/{id}"))
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let actions: Vec<&str> = listing["history"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|h| h["action"].as_str())
+        .collect();
+    assert_eq!(actions, ["recognise", "revoke", "recognise"], "{listing}");
     fed.shutdown().await;
     Ok(())
 }

@@ -394,6 +394,35 @@ async fn a_suspended_party_can_do_nothing_new_until_reinstated() -> anyhow::Resu
 }
 
 #[tokio::test]
+async fn only_a_provider_or_buyer_token_entrusts_and_a_refusal_names_those_roles_alone()
+-> anyhow::Result<()> {
+    let zone = zone().await?;
+    let tokens = zone.tokens().clone();
+    admitted(&zone, "henan-data-broker", &["data_broker"]).await?;
+    let grant = json!({
+        "broker": "henan-data-broker",
+        "scope": ["submit_listing"],
+        "expires_at": xchg_protocol::Timestamp::now().plus_millis(86_400_000),
+    });
+    // An admin token passes most role checks, but an entrustment is in a party's name.
+    for (role, token) in [
+        ("admin", &tokens.admin),
+        ("operator", &tokens.operator),
+        ("regulator", &tokens.regulator),
+    ] {
+        let answer = zone.post(1, "/v1/entrustments", token, &grant).await?;
+        let why = refused(&answer, 403, "forbidden", None)?;
+        ensure!(
+            why.ends_with(&format!(
+                "{role} token cannot do this; it needs one of: provider, buyer"
+            )),
+            "names the provider and buyer roles alone: {why}"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
 async fn a_broker_acts_for_a_party_only_under_its_entrustment_and_both_are_recorded()
 -> anyhow::Result<()> {
     let zone = zone().await?;

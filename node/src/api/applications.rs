@@ -44,7 +44,11 @@ pub struct NewApplication {
     /// The listing: listed in this zone.
     pub listing_id: ContentId,
     /// One of the listing's `scenarios`, exactly as it is written there: one application
-    /// names one scenario (a list, or a text joining two, is refused with `one_scenario`).
+    /// names one scenario. A list is refused with `one_scenario`, and so is a text that is
+    /// not one of the listing's scenarios but holds two or more of them, each as written and
+    /// bounded by the text's start or end, white space or one of `, ; 、 ， ； /`, none
+    /// overlapping another (`"credit risk"` when the listing offers `credit` and `risk`, but
+    /// not `credit risk`); any other text is `scenario_not_offered`.
     #[schema(value_type = String)]
     pub scenario: Value,
     /// What the buyer will use it for.
@@ -99,15 +103,17 @@ fn named_scenarios(raw: &Value) -> Result<Vec<String>, ApiError> {
     }
 }
 
-/// The caller's party, for a route only a buyer token bound to one may use.
+/// The caller's party, for a route only a buyer token bound to one may use (an admin's
+/// token too is refused: an application is made in the buyer's party's name).
 fn buyer_party(caller: &Caller) -> Result<String, ApiError> {
-    caller
-        .party
-        .clone()
-        .filter(|_| caller.actor.role == Role::Buyer)
-        .ok_or_else(|| {
-            forbidden("only a buyer token bound to a party applies, in its party's name".into())
-        })
+    caller.require_exactly(&[Role::Buyer])?;
+    caller.party.clone().ok_or_else(|| {
+        forbidden(
+            "this buyer token is bound to no party: only a buyer token bound to a party \
+             applies, in its party's name"
+                .into(),
+        )
+    })
 }
 
 /// Listing `id` and its state: as this replica holds it if it is listed here, else as the
@@ -143,16 +149,21 @@ async fn listing(state: &AppState, id: &ContentId) -> Result<(ListingState, List
         (status = 400, description = "Malformed JSON, a `scenario` that is not text, a \
             `purpose` that is empty, over 2000 characters or against the text rule, a \
             `duration_days` or `usage_limit` out of range (`field` names it)", body = ErrorBody),
-        (status = 403, description = "Not a buyer token bound to a party; or \
-            `party_not_admitted`: the buyer's party is not admitted", body = ErrorBody),
+        (status = 403, description = "Not a buyer token bound to a party (an admin token \
+            neither: an application is made in the buyer's party's name; the message names the \
+            `buyer` role alone); or `party_not_admitted`: the buyer's party is not admitted",
+            body = ErrorBody),
         (status = 404, description = "No listing `listing_id` in this zone", body = ErrorBody),
         (status = 409, description = "`illegal_transition`: the listing is not listed here \
             (in review, rejected, delisted, or a copy recognised from another zone of this \
             exchange, which is applied for there)", body = ErrorBody),
-        (status = 422, description = "`one_scenario`: no scenario or several; \
+        (status = 422, description = "`one_scenario`: no scenario or several (a list, or a \
+            text that is no offered scenario but holds two or more, apart, each bounded by \
+            white space, `, ; 、 ， ； /` or the text's ends); \
             `scenario_not_offered`: one the listing does not offer; `in_domain_only`: `file` or \
             `api` for an `important` or `core` product or one with personal information; \
-            `invalid`: a delivery mode the listing does not offer", body = ErrorBody),
+            `invalid`: a delivery mode the listing does not offer. `field` names `scenario` or \
+            `delivery_mode`", body = ErrorBody),
         (status = 503, description = "`applications_full`: the buyer has 1000 applications \
             awaiting a decision; or no Raft leader answered in time", body = ErrorBody),
         BearerErrors,
@@ -166,7 +177,6 @@ pub async fn submit(
     idempotency: IdempotencyKey,
     JsonBody(body): JsonBody<NewApplication>,
 ) -> Result<(StatusCode, Json<ApplicationWrite>), ApiError> {
-    caller.require(&[Role::Buyer])?;
     let buyer = buyer_party(&caller)?;
     let named = named_scenarios(&body.scenario)?;
     let texts: Vec<Text<'_>> = std::iter::once(Text {
@@ -459,16 +469,20 @@ async fn decide(
         let mut conn = state.db.reader().await?;
         Ok(applications::application(&mut conn, application_id).await?)
     };
-    if state
+    let Some(asked) = state
         .look_again_if(CatchUp::Always, look, Option::is_some)
         .await?
-        .is_none()
-    {
+    else {
         return Err(ApiError::not_found(format!(
             "no application {application_id}"
         )));
-    }
+    };
     let at = state.clock.now();
+    // A refusal of narrowed terms names the term it blames, as one of an application does.
+    let narrowed = match &decision {
+        Ruling::Approve(terms) => Some(terms.clone()),
+        Ruling::Reject(_) => None,
+    };
     let cmd = match decision {
         Ruling::Approve(terms) => CatalogCommand::ApproveApplication {
             application_id,
@@ -484,7 +498,17 @@ async fn decide(
         },
     };
     let (response, index) = state.propose_as(cmd, caller.credential).await?;
-    let id = response?.object_id.parse().map_err(ApiError::internal)?;
+    let applied = response.map_err(|refusal| {
+        let field = narrowed.as_ref().and_then(|terms| {
+            applications::approval_field(asked.duration_days, asked.usage_limit, terms, &refusal)
+        });
+        let answer = ApiError::from(refusal);
+        match field {
+            Some(f) => answer.with_field(f),
+            None => answer,
+        }
+    })?;
+    let id = applied.object_id.parse().map_err(ApiError::internal)?;
     Ok((id, index))
 }
 
@@ -519,9 +543,11 @@ enum Ruling {
             gone)", body = ErrorBody),
         (status = 409, description = "`illegal_transition`: the application is decided, or its \
             listing is no longer listed", body = ErrorBody),
-        (status = 422, description = "`invalid`: terms that widen what was asked or a mode the \
-            listing does not offer; `in_domain_only`: `file` or `api` for a product that stays \
-            in its domain", body = ErrorBody),
+        (status = 422, description = "`invalid`: terms that widen what was asked, a mode the \
+            listing does not offer, or a change of the mode asked to one that lets the data out; \
+            `in_domain_only`: `file` or `api` for a product that stays in its domain. `field` \
+            names the term refused: `duration_days`, `usage_limit` or `delivery_mode` (the \
+            mode granted, whether narrowed or as asked)", body = ErrorBody),
         BearerErrors,
         BodyErrors,
         ProposeErrors,

@@ -59,24 +59,42 @@ impl Caller {
         if self.actor.role == Role::Admin || roles.contains(&self.actor.role) {
             return Ok(());
         }
-        let allowed: Vec<&str> = std::iter::once(Role::Admin)
+        let allowed: Vec<Role> = std::iter::once(Role::Admin)
             .chain(roles.iter().copied().filter(|r| *r != Role::Admin))
-            .map(Role::as_str)
             .collect();
+        Err(self.refused_role(&allowed))
+    }
+
+    /// Refuses unless the caller has one of `roles`, an admin's token too: for what only
+    /// those roles' tokens can do (an act in the token's party's name, which an admin token
+    /// has not).
+    ///
+    /// # Errors
+    /// 403 `forbidden` naming exactly `roles`.
+    pub fn require_exactly(&self, roles: &[Role]) -> Result<(), ApiError> {
+        if roles.contains(&self.actor.role) {
+            return Ok(());
+        }
+        Err(self.refused_role(roles))
+    }
+
+    /// 403 `forbidden`: this caller's role is not one of `allowed`, which are named.
+    fn refused_role(&self, allowed: &[Role]) -> ApiError {
+        let allowed: Vec<&str> = allowed.iter().copied().map(Role::as_str).collect();
         let role = self.actor.role.as_str();
         let article = if role.starts_with(['a', 'e', 'i', 'o', 'u']) {
             "an"
         } else {
             "a"
         };
-        Err(ApiError::new(
+        ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden",
             format!(
                 "{article} {role} token cannot do this; it needs one of: {}",
                 allowed.join(", ")
             ),
-        ))
+        )
     }
 }
 

@@ -43,10 +43,11 @@ pub struct NewEntrustment {
 
 /// The caller's own party, for a route only a party's token may use.
 fn own_party(caller: &Caller) -> Result<PartyId, ApiError> {
+    // An admin's token too is refused: an entrustment is granted in the party's name.
+    caller.require_exactly(&[Role::Provider, Role::Buyer])?;
     caller
         .party
         .as_deref()
-        .filter(|_| matches!(caller.actor.role, Role::Provider | Role::Buyer))
         .and_then(|p| p.parse().ok())
         .ok_or_else(|| {
             ApiError::new(
@@ -73,8 +74,10 @@ fn own_party(caller: &Caller) -> Result<PartyId, ApiError> {
         (status = 400, description = "Malformed JSON, an empty scope or an act twice, the \
             caller's own party as broker, or an `expires_at` not after now or more than 1096 \
             days ahead (`field` names it)", body = ErrorBody),
-        (status = 403, description = "Not a provider or buyer token bound to a party; or \
-            `party_not_admitted`: the caller's party or the broker is not admitted", body = ErrorBody),
+        (status = 403, description = "Not a provider or buyer token bound to a party (an \
+            admin token neither: an entrustment is granted in the party's name; the message \
+            names the `provider` and `buyer` roles alone); or `party_not_admitted`: the \
+            caller's party or the broker is not admitted", body = ErrorBody),
         (status = 422, description = "`invalid`: the broker's kinds do not include a broker's", body = ErrorBody),
         BearerErrors,
         BodyErrors,
@@ -87,7 +90,6 @@ pub async fn grant(
     idempotency: IdempotencyKey,
     JsonBody(body): JsonBody<NewEntrustment>,
 ) -> Result<(StatusCode, Json<Entrustment>), ApiError> {
-    caller.require(&[Role::Provider, Role::Buyer])?;
     let party = own_party(&caller)?;
     let at = state.clock.now();
     let grant = EntrustmentGrant {

@@ -143,12 +143,16 @@ impl Change {
     }
 }
 
+/// What may stand between two scenarios joined in one text, besides white space.
+pub const SCENARIO_SEPARATORS: [char; 6] = [',', ';', '、', '，', '；', '/'];
+
 /// The one scenario named by `named` (what the application's `scenario` held), if it is one
 /// the listing offers (一场景一申请).
 ///
 /// # Errors
-/// [`Refusal::OneScenario`] for none or several scenarios (a list, or one text joining two
-/// offered scenarios); [`Refusal::ScenarioNotOffered`] for one the listing does not offer.
+/// [`Refusal::OneScenario`] for none or several scenarios: a list, or one text that is not an
+/// offered scenario but joins two or more ([`joined_scenarios`]);
+/// [`Refusal::ScenarioNotOffered`] for one the listing does not offer.
 pub fn one_scenario(named: &[String], offered: &[String]) -> Result<String, Refusal> {
     let rule = "one application names one scenario (一场景一申请)";
     let [scenario] = named else {
@@ -160,11 +164,7 @@ pub fn one_scenario(named: &[String], offered: &[String]) -> Result<String, Refu
     if offered.iter().any(|o| o == scenario) {
         return Ok(scenario.clone());
     }
-    let parts: Vec<&str> = scenario
-        .split([',', ';', '、', '，', '；', '/', '\n'])
-        .map(str::trim)
-        .filter(|p| offered.iter().any(|o| o == p))
-        .collect();
+    let parts = joined_scenarios(scenario, offered);
     if parts.len() > 1 {
         return Err(Refusal::OneScenario(format!(
             "{rule}; {scenario:?} names {}: apply once per scenario",
@@ -175,6 +175,55 @@ pub fn one_scenario(named: &[String], offered: &[String]) -> Result<String, Refu
         "the listing does not offer the scenario {scenario:?}; it offers: {}",
         offered.join(", ")
     )))
+}
+
+/// The offered scenarios `text` joins, in order: each as the listing writes it (a scenario
+/// may hold spaces and separators itself), bounded on each side by the start or end of the
+/// text, white space or one of [`SCENARIO_SEPARATORS`], none overlapping another: the most
+/// such parts there are, and of those the ones covering the most text. `"credit risk"` joins
+/// `credit` and `risk`; `"credit risk, fraud"` joins `credit risk` and `fraud` when the listing
+/// offers those; `"creditrisk"` joins nothing.
+pub fn joined_scenarios<'a>(text: &str, offered: &'a [String]) -> Vec<&'a str> {
+    let separates = |c: char| c.is_whitespace() || SCENARIO_SEPARATORS.contains(&c);
+    // For each byte where a part may start, where each offered scenario found there ends.
+    let mut found: Vec<Vec<(usize, &'a str)>> = vec![Vec::new(); text.len()];
+    for (start, _) in text.char_indices() {
+        if !text[..start].chars().next_back().is_none_or(separates) {
+            continue;
+        }
+        for o in offered.iter().filter(|o| !o.is_empty()) {
+            let end = start + o.len();
+            if text[start..].starts_with(o.as_str())
+                && text[end..].chars().next().is_none_or(separates)
+            {
+                found[start].push((end, o));
+            }
+        }
+    }
+    // best[i]: (parts, bytes covered) of the best choice in text[i..], and its first part.
+    let mut best = vec![((0usize, 0usize), None::<(usize, &'a str)>); text.len() + 1];
+    for i in (0..text.len()).rev() {
+        best[i] = (best[i + 1].0, None);
+        for &(end, o) in &found[i] {
+            let ((parts, covered), _) = best[end];
+            let taken = (parts + 1, covered + o.len());
+            if taken > best[i].0 {
+                best[i] = (taken, Some((end, o)));
+            }
+        }
+    }
+    let mut parts = Vec::new();
+    let mut i = 0;
+    while i < text.len() {
+        match best[i].1 {
+            Some((end, o)) => {
+                parts.push(o);
+                i = end;
+            }
+            None => i += 1,
+        }
+    }
+    parts
 }
 
 /// Whether `listing` may be authorised for delivery by `mode`: the in-domain rule first (the
@@ -221,26 +270,67 @@ pub fn request_shape(duration_days: u32, usage_limit: u64) -> Result<(), (&'stat
 /// # Errors
 /// [`Refusal::Invalid`] for a narrowing that widens or is out of range.
 pub fn narrow(asked: &ApplicationRequest, terms: &Terms) -> Result<Granted, Refusal> {
-    let mode = terms.delivery_mode.unwrap_or(asked.delivery_mode);
-    let days = terms.duration_days.unwrap_or(asked.duration_days);
-    let limit = terms.usage_limit.unwrap_or(asked.usage_limit);
-    if days == 0 || days > asked.duration_days {
-        return Err(Refusal::Invalid(format!(
-            "duration_days {days}: an approval narrows the {} days asked to 1 to {}",
-            asked.duration_days, asked.duration_days
-        )));
-    }
-    if limit == 0 || limit > asked.usage_limit {
-        return Err(Refusal::Invalid(format!(
-            "usage_limit {limit}: an approval narrows the {} calls asked to 1 to {}",
-            asked.usage_limit, asked.usage_limit
-        )));
-    }
+    let (days, limit) = narrowed_numbers(asked.duration_days, asked.usage_limit, terms)
+        .map_err(|(_, refusal)| refusal)?;
     Ok(Granted {
-        delivery_mode: mode,
+        delivery_mode: terms.delivery_mode.unwrap_or(asked.delivery_mode),
         duration_days: days,
         usage_limit: limit,
     })
+}
+
+/// The days and calls granted when `terms` narrow the `days` and `limit` asked.
+///
+/// # Errors
+/// The term that widens or is out of range, and the refusal naming it.
+fn narrowed_numbers(
+    days: u32,
+    limit: u64,
+    terms: &Terms,
+) -> Result<(u32, u64), (&'static str, Refusal)> {
+    let granted_days = terms.duration_days.unwrap_or(days);
+    let granted_limit = terms.usage_limit.unwrap_or(limit);
+    if granted_days == 0 || granted_days > days {
+        return Err((
+            "duration_days",
+            Refusal::Invalid(format!(
+                "duration_days {granted_days}: an approval narrows the {days} days asked to 1 to \
+                 {days}"
+            )),
+        ));
+    }
+    if granted_limit == 0 || granted_limit > limit {
+        return Err((
+            "usage_limit",
+            Refusal::Invalid(format!(
+                "usage_limit {granted_limit}: an approval narrows the {limit} calls asked to 1 \
+                 to {limit}"
+            )),
+        ));
+    }
+    Ok((granted_days, granted_limit))
+}
+
+/// The term of an approval that `refusal` (the state machine's answer to approving, with
+/// `terms`, an application that asked for `days` and `limit`) blames, for the API's `field`:
+/// the number [`narrow`] refused, else the delivery mode granted ([`deliverable`] and
+/// [`keeps_in_domain`] judge nothing else, and run after it); none for a refusal of the
+/// application's or the listing's state. The terms asked never change, so this names the
+/// term the state machine judged.
+pub fn approval_field(
+    days: u32,
+    limit: u64,
+    terms: &Terms,
+    refusal: &Refusal,
+) -> Option<&'static str> {
+    match refusal {
+        Refusal::InDomainOnly(_) => Some("delivery_mode"),
+        Refusal::Invalid(_) => Some(match narrowed_numbers(days, limit, terms) {
+            Err((field, _)) => field,
+            Ok(_) => "delivery_mode",
+        }),
+        _ => None,
+    }
 }
 
 /// Whether `granted` changes the mode `asked` only to one that keeps the data in its domain:
@@ -980,6 +1070,56 @@ mod tests {
             e.to_string().contains("供应链金融"),
             "names what is offered: {e}"
         );
+        // Joined by white space (an ideographic space too), or by nothing but a word.
+        for two in [
+            "企业贷款授信审查 供应链金融",
+            "企业贷款授信审查\u{3000}供应链金融",
+            "企业贷款授信审查\t供应链金融",
+            " 供应链金融 / 企业贷款授信审查 ",
+        ] {
+            assert_eq!(code(one(two)), Some("one_scenario"), "{two:?}");
+        }
+        // Run together, they are one text the listing does not offer.
+        assert_eq!(
+            code(one("企业贷款授信审查供应链金融")),
+            Some("scenario_not_offered")
+        );
+    }
+
+    #[test]
+    fn two_scenarios_joined_are_found_even_when_a_scenario_holds_spaces() {
+        let offered: Vec<String> = ["credit", "risk", "credit risk", "fraud", "a/b"]
+            .map(String::from)
+            .to_vec();
+        let joined = |t: &str| joined_scenarios(t, &offered);
+        let code = |t: &str| {
+            one_scenario(&[t.to_owned()], &offered)
+                .err()
+                .map(|e| e.code())
+        };
+        // A scenario with a space is one scenario, as the listing writes it.
+        assert_eq!(code("credit risk"), None);
+        assert_eq!(joined("credit fraud"), ["credit", "fraud"]);
+        assert_eq!(code("credit fraud"), Some("one_scenario"));
+        // The reading with the most parts; of those, the one covering the most text.
+        assert_eq!(joined("credit risk fraud"), ["credit", "risk", "fraud"]);
+        assert_eq!(joined("credit risk, a/b"), ["credit", "risk", "a/b"]);
+        let nested: Vec<String> = ["credit", "credit risk", "fraud"]
+            .map(String::from)
+            .to_vec();
+        assert_eq!(
+            joined_scenarios("credit risk fraud", &nested),
+            ["credit risk", "fraud"]
+        );
+        assert_eq!(joined("risk and fraud"), ["risk", "fraud"]);
+        // One offered part and another that is not: a scenario not offered.
+        assert_eq!(joined("credit scoring"), ["credit"]);
+        assert_eq!(code("credit scoring"), Some("scenario_not_offered"));
+        // Parts are whole: inside a word nothing is found.
+        assert!(joined("creditrisk").is_empty());
+        assert!(joined("discredit riskier").is_empty());
+        assert_eq!(code("credit  risk"), Some("one_scenario"));
+        assert!(joined("").is_empty());
     }
 
     #[test]
@@ -1056,6 +1196,57 @@ mod tests {
             let e = keeps_in_domain(&sandbox, &granted).expect_err("a mode that lets the data out");
             assert_eq!(e.code(), "invalid", "{e}");
         }
+    }
+
+    #[test]
+    fn a_refused_approval_names_the_term_it_blames() {
+        let a = asked(DeliveryMode::Sandbox);
+        let p = product(
+            Classification::Important,
+            false,
+            &[DeliveryMode::Sandbox, DeliveryMode::File],
+        );
+        // What the state machine judges, in its order, and the field the API names.
+        let judged = |terms: &Terms| {
+            let refusal = narrow(&a, terms)
+                .and_then(|g| deliverable(&p, g.delivery_mode).map(|()| g))
+                .and_then(|g| keeps_in_domain(&a, &g))
+                .expect_err("refused");
+            (
+                refusal.code(),
+                approval_field(a.duration_days, a.usage_limit, terms, &refusal),
+            )
+        };
+        let days = Terms {
+            duration_days: Some(31),
+            ..Terms::default()
+        };
+        assert_eq!(judged(&days), ("invalid", Some("duration_days")));
+        let limit = Terms {
+            usage_limit: Some(0),
+            ..Terms::default()
+        };
+        assert_eq!(judged(&limit), ("invalid", Some("usage_limit")));
+        // A number widened and a mode not offered: the number is judged first.
+        let both = Terms {
+            delivery_mode: Some(DeliveryMode::Api),
+            usage_limit: Some(101),
+            ..Terms::default()
+        };
+        assert_eq!(judged(&both), ("invalid", Some("usage_limit")));
+        for (mode, code) in [
+            (DeliveryMode::File, "in_domain_only"),
+            (DeliveryMode::Verification, "invalid"),
+        ] {
+            let terms = Terms {
+                delivery_mode: Some(mode),
+                ..Terms::default()
+            };
+            assert_eq!(judged(&terms), (code, Some("delivery_mode")), "{mode:?}");
+        }
+        // A refusal of the application's or the listing's state blames no term.
+        let state = Refusal::IllegalTransition("decided".into());
+        assert_eq!(approval_field(30, 100, &days, &state), None);
     }
 
     #[test]

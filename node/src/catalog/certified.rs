@@ -14,19 +14,21 @@
 //! 10); one that arrives first waits for its certificate. An applied revocation makes the
 //! certificate count for nothing, and, under an agreement that requires registration (the
 //! leader states the term in the command, as it judges `registration_required`), withdraws the
-//! recognised copy whose current version only that certificate let in.
+//! recognised copy whose current version only that certificate let in. A later valid
+//! certificate of that version forgets the withdrawal as it forgets refusals, so catch-up
+//! judges the version again.
 
 use serde::{Deserialize, Serialize};
 use xchg_protocol::canonical::from_canonical;
 use xchg_protocol::certificate::{Certificate, SignedCertificate, check_revocation};
 use xchg_protocol::certificate_revocation::{self, CertificateRevocation, check_names};
-use xchg_protocol::{ContentId, ExchangeId, Limits, Timestamp};
+use xchg_protocol::{ContentId, ExchangeId, Limits, PublicKey, Timestamp};
 
 use super::federation::REFUSAL_RETENTION_MS;
 use super::tables::listings::{self, By, Transition};
 use super::tables::received_certificates::{self as table, Received, ValidFields};
 use super::tables::received_revocations as revocation_table;
-use super::tables::{certificates, recognitions, revocations};
+use super::tables::{announcements, certificates, recognitions, revocations};
 use super::{Applied, CommandResponse, ListingState, REFUSAL_REASON_CHARS, Refusal};
 
 /// Most refused certificates kept per exchange; the oldest go first. The same cap holds for
@@ -189,8 +191,10 @@ pub fn receive(
         signed,
     });
     if table::record(db, &record)? && !settle_waiting(db, &outer.id, &certificate)? {
-        // Revoked before it came, it counts for nothing: the refusals stand.
+        // Revoked before it came, it counts for nothing: the refusals (and a withdrawal)
+        // stand.
         recognitions::forget_refusals(db, &certificate.content_id)?;
+        forget_withdrawal(db, &certificate)?;
     }
     Ok(Ok(Applied {
         object_id: certificate.number,
@@ -198,6 +202,39 @@ pub fn receive(
         state: None,
         used: None,
     }))
+}
+
+/// After `certificate` was recorded and counts: when the copy of its listing, from its issuing
+/// zone, is `revoked` at exactly the version it certifies because an earlier certificate of
+/// that version was revoked (PROTOCOL.md 10.6), the zone forgets its `revoked` decision on the
+/// version and the envelope it held for it, so it has no decision on that version any more:
+/// catch-up fetches it and judges it again, and the agreement may recognise it anew, as it does
+/// a version refused for want of a certificate (10.5). A copy whose signing key its exchange
+/// revoked stays withdrawn: judged again, it would only be refused.
+fn forget_withdrawal(db: &rusqlite::Connection, certificate: &Certificate) -> rusqlite::Result<()> {
+    let Some(cur) = listings::current(db, &certificate.listing_id.to_string())? else {
+        return Ok(());
+    };
+    if cur.state != ListingState::Revoked
+        || cur.listing.origin != certificate.zone
+        || cur.listing.content_id() != certificate.content_id
+    {
+        return Ok(());
+    }
+    let Some((signer, exchange)) =
+        recognitions::withdrawn_for(db, &certificate.content_id, CERTIFICATE_REVOKED)?
+    else {
+        return Ok(());
+    };
+    let key_revoked = match PublicKey::from_base64(&signer) {
+        Ok(key) => revocations::revoked_at(db, &exchange, &key)?.is_some(),
+        Err(_) => true,
+    };
+    if !key_revoked {
+        recognitions::forget_revoked(db, &certificate.content_id)?;
+        announcements::forget(db, &certificate.content_id)?;
+    }
+    Ok(())
 }
 
 /// Decides the revocations that waited for certificate `id`, just recorded: each is applied
@@ -897,6 +934,148 @@ mod tests {
             .expect("apply")
             .expect("recorded");
         assert!(recognitions::decided(&db, &l.content_id()).expect("read"));
+    }
+
+    /// [`certificate_of_copy`] under another number: the same version certified again.
+    fn second_certificate_of_copy() -> ReceivedCertificate {
+        let l = copy();
+        let mut c = certificate_vectors::certificate();
+        c.number = "XC-2026-YUZHOU-000124".into();
+        c.listing_id = l.id();
+        c.content_id = l.content_id();
+        let signed = SignedCertificate::sign(&c, &vectors::node(), vectors::delegation());
+        let mut r = received(Judged::Valid {
+            signed: signed.to_bytes(),
+        });
+        r.message_id = ContentId::of(b"the second certificate");
+        r
+    }
+
+    /// The recognition of [`copy`]'s envelope under an agreement that requires registration,
+    /// as the leader proposes it after finding a certificate of its origin zone.
+    fn recognition_of_copy() -> crate::catalog::Recognition {
+        let env = xchg_protocol::Envelope::seal(
+            AnnouncementKind::Listing,
+            copy().canonical_bytes(),
+            &vectors::node(),
+            Some(vectors::delegation()),
+        );
+        crate::catalog::Recognition {
+            envelope: env.to_bytes(),
+            content_id: env.id,
+            kind: env.kind,
+            exchange: "xuchang".parse().expect("exchange"),
+            agreement: "sibling".into(),
+            signer: vectors::node().public(),
+            refusal: None,
+            wants_certificate: true,
+            received_from: "peer".into(),
+            at: vectors::NOW,
+            node: "n1".into(),
+        }
+    }
+
+    fn changge() -> crate::catalog::ZoneFacts {
+        crate::catalog::ZoneFacts::new(
+            "xuchang/changge".parse().expect("zone"),
+            crate::catalog::ExportPolicy::default(),
+        )
+    }
+
+    /// A zone that recognised [`copy`] on [`certificate_of_copy`], then withdrew it when that
+    /// certificate was revoked (registration required).
+    fn withdrawn_copy(db: &rusqlite::Connection) {
+        let cert = received(Judged::Valid {
+            signed: certificate_of_copy().to_bytes(),
+        });
+        receive(db, 1, &cert).expect("apply").expect("recorded");
+        let recognised =
+            crate::catalog::federation::recognize(db, &changge(), 2, &recognition_of_copy())
+                .expect("apply")
+                .expect("recognised");
+        assert_eq!(recognised.state, Some(ListingState::Recognised));
+        receive_revocation(db, 3, &revocation_of_copy(true))
+            .expect("apply")
+            .expect("recorded");
+        let l = copy();
+        assert_eq!(state_of(db), ListingState::Revoked);
+        assert!(recognitions::decided(db, &l.content_id()).expect("read"));
+    }
+
+    fn state_of(db: &rusqlite::Connection) -> ListingState {
+        listings::current(db, &copy().id().to_string())
+            .expect("read")
+            .expect("held")
+            .state
+    }
+
+    #[test]
+    fn a_copy_withdrawn_for_its_certificate_is_judged_again_and_recognised_when_certified_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = crate::catalog::test_db(dir.path());
+        withdrawn_copy(&db);
+        let l = copy();
+        receive(&db, 4, &second_certificate_of_copy())
+            .expect("apply")
+            .expect("recorded");
+        assert!(counts(&db), "the new certificate counts");
+        assert!(
+            !recognitions::decided(&db, &l.content_id()).expect("read"),
+            "the version is undecided again, so catch-up fetches and judges it"
+        );
+        assert_eq!(state_of(&db), ListingState::Revoked, "until it is judged");
+        let again =
+            crate::catalog::federation::recognize(&db, &changge(), 5, &recognition_of_copy())
+                .expect("apply")
+                .expect("recognised again, not stale");
+        assert_eq!(again.state, Some(ListingState::Recognised));
+        assert_eq!(state_of(&db), ListingState::Recognised);
+        let actions: Vec<(String, String)> = db
+            .prepare(
+                "SELECT action, to_state FROM listing_history WHERE listing_id = ?1 ORDER BY seq",
+            )
+            .expect("select")
+            .query_map([l.id().to_string()], |r| Ok((r.get(0)?, r.get(1)?)))
+            .expect("rows")
+            .collect::<Result<_, _>>()
+            .expect("read");
+        let pair = |a: &str, s: &str| (a.to_owned(), s.to_owned());
+        assert_eq!(
+            actions,
+            [
+                pair("recognise", "recognised"),
+                pair("revoke", "revoked"),
+                pair("recognise", "recognised")
+            ]
+        );
+        assert!(recognitions::decided(&db, &l.content_id()).expect("read"));
+    }
+
+    #[test]
+    fn a_withdrawn_copy_whose_key_was_revoked_stays_withdrawn_when_certified_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = crate::catalog::test_db(dir.path());
+        withdrawn_copy(&db);
+        // Revoked after the certificates were issued: they stay valid, the envelope does not.
+        let issued = certificate_vectors::certificate().issued_at;
+        revocations::insert(
+            &db,
+            "xuchang",
+            &vectors::node().public(),
+            &ContentId::of(b"key revocation"),
+            "key lost",
+            Timestamp(issued.0 + 1),
+        )
+        .expect("key revocation");
+        receive(&db, 4, &second_certificate_of_copy())
+            .expect("apply")
+            .expect("recorded");
+        assert!(counts(&db));
+        assert!(
+            recognitions::decided(&db, &copy().content_id()).expect("read"),
+            "judged again, it would only be refused: the withdrawal stands"
+        );
+        assert_eq!(state_of(&db), ListingState::Revoked);
     }
 
     #[test]

@@ -521,6 +521,14 @@ fn recognize_listing(
             Some(c) if c.state == ListingState::Delisted => {
                 ("stale", Some("already delisted by its origin".into()))
             }
+            // Withdrawn when its certificate was revoked, then certified again: the zone
+            // forgot its decision on this version (PROTOCOL.md 10.6), which is judged anew.
+            Some(c)
+                if c.state == ListingState::Revoked
+                    && c.listing.content_id() == listing.content_id() =>
+            {
+                ("recognised", None)
+            }
             Some(c) if c.listing.version >= listing.version => (
                 "stale",
                 Some(format!("version {} is already held", c.listing.version)),

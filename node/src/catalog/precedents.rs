@@ -49,7 +49,7 @@ pub async fn own_list(
     now: Timestamp,
 ) -> Result<Option<Precedents>, sqlx::Error> {
     match listings::origin_and_version(conn, listing_id).await? {
-        Some((origin, _)) if origin == zone.as_str() => {}
+        Some(copy) if copy.origin == zone.as_str() => {}
         _ => return Ok(None),
     }
     let rows = table::own_decisions(

@@ -147,6 +147,10 @@ pub struct Held {
     pub origin: String,
     /// Its current version.
     pub version: u32,
+    /// It is `revoked` at exactly the content id judged, and the zone holds no decision on
+    /// that version: withdrawn when its certificate was revoked, then certified again
+    /// (PROTOCOL.md 10.6), it is judged anew rather than found stale.
+    pub withdrawn: bool,
 }
 
 /// What the replica says about one envelope, as the driver looked it up.
@@ -440,7 +444,11 @@ impl Judge {
                     );
                     refusal = Some((Reason::OriginConflict, why, listing));
                 }
-                Some(h) if h.origin == listing.origin.as_str() && h.version >= listing.version => {
+                Some(h)
+                    if h.origin == listing.origin.as_str()
+                        && h.version >= listing.version
+                        && !h.withdrawn =>
+                {
                     return Judgement::drop(Reason::Stale, id);
                 }
                 _ => {}
@@ -772,14 +780,16 @@ mod tests {
         let kit = Kit::new();
         let v1 = kit.partner_listing("versions");
         let v2 = v1.next_version(v1.draft(), Timestamp(2_000));
-        let held = |version| Facts {
+        let held_as = |version, withdrawn| Facts {
             decided: false,
             held: Some(Held {
                 origin: v1.origin.to_string(),
                 version,
+                withdrawn,
             }),
             certified_by: Vec::new(),
         };
+        let held = |version| held_as(version, false);
         let mut core = kit.core(true);
         let out = judged_by_leader(
             &mut core,
@@ -803,6 +813,19 @@ mod tests {
             kit.partner_envelope(&v2),
             "p",
             held(1),
+        );
+        assert_eq!(
+            outcome_of(&out),
+            (Verdict::Accept, "accepted", Some("recognize"))
+        );
+        // The same version, held withdrawn with no decision on it (its certificate revoked,
+        // then certified again): judged anew.
+        let out = judged_by_leader(
+            &mut core,
+            "zhengzhou",
+            kit.partner_envelope(&v1),
+            "p",
+            held_as(1, true),
         );
         assert_eq!(
             outcome_of(&out),
@@ -847,6 +870,7 @@ mod tests {
             held: Some(Held {
                 origin: "zhengzhou/other".into(),
                 version: 1,
+                withdrawn: false,
             }),
         };
         let out = judged_by_leader(

@@ -33,7 +33,12 @@ pub async fn facts(db: &Db, content_id: &ContentId, listing_id: Option<&ContentI
             .await
             .ok()
             .flatten()
-            .map(|(origin, version)| Held { origin, version }),
+            .map(|c| Held {
+                withdrawn: c.state == crate::catalog::ListingState::Revoked.as_str()
+                    && c.content_id == content_id.to_string(),
+                origin: c.origin,
+                version: c.version,
+            }),
         _ => None,
     };
     let certified_by = match (decided, listing_id) {

@@ -33,6 +33,17 @@ pub fn insert(
     .map(drop)
 }
 
+/// Deletes the envelope whose body id is `content_id`: the zone no longer holds it as
+/// accepted (a copy withdrawn, whose version is to be judged again); whether it was held.
+///
+/// # Errors
+/// SQLite's error.
+pub fn forget(db: &rusqlite::Connection, content_id: &ContentId) -> rusqlite::Result<bool> {
+    db.prepare_cached("DELETE FROM announcements WHERE content_id = ?1")?
+        .execute([content_id.to_string()])
+        .map(|n| n == 1)
+}
+
 /// Every announcement's exchange and body id, grouped by exchange: `(exchange, content_id)`.
 ///
 /// # Errors

@@ -416,20 +416,38 @@ pub async fn exists(conn: &mut SqliteConnection, id: &ContentId) -> Result<bool,
     Ok(row.is_some())
 }
 
-/// The origin and version of the copy of listing `id` held, if any.
+/// The copy of listing `id` held, if any: its origin, version, state and content id.
 ///
 /// # Errors
 /// SQLite's error.
 pub async fn origin_and_version(
     conn: &mut SqliteConnection,
     id: &ContentId,
-) -> Result<Option<(String, u32)>, sqlx::Error> {
-    let row: Option<(String, i64)> =
-        sqlx::query_as("SELECT origin, version FROM listings WHERE id = ?")
+) -> Result<Option<HeldCopy>, sqlx::Error> {
+    let row: Option<(String, i64, String, String)> =
+        sqlx::query_as("SELECT origin, version, state, content_id FROM listings WHERE id = ?")
             .bind(id.to_string())
             .fetch_optional(&mut *conn)
             .await?;
-    Ok(row.map(|(origin, version)| (origin, u32::try_from(version).unwrap_or(u32::MAX))))
+    Ok(row.map(|(origin, version, state, content_id)| HeldCopy {
+        origin,
+        version: u32::try_from(version).unwrap_or(u32::MAX),
+        state,
+        content_id,
+    }))
+}
+
+/// What [`origin_and_version`] reads of a copy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldCopy {
+    /// Its origin zone.
+    pub origin: String,
+    /// Its current version.
+    pub version: u32,
+    /// Its state's stored name.
+    pub state: String,
+    /// The content id of its current version.
+    pub content_id: String,
 }
 
 fn decode(body: &[u8]) -> Result<Listing, sqlx::Error> {

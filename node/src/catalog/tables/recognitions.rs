@@ -113,6 +113,46 @@ pub fn forget_refusals(
         .execute([content_id.to_string()])
 }
 
+/// The signer and exchange of the `revoked` decision on `content_id` whose reason starts with
+/// `kind` (`certificate_revoked`: a copy withdrawn for its certificate's revocation,
+/// PROTOCOL.md 10.6), if there is one.
+///
+/// # Errors
+/// SQLite's error.
+pub fn withdrawn_for(
+    db: &rusqlite::Connection,
+    content_id: &ContentId,
+    kind: &str,
+) -> rusqlite::Result<Option<(String, String)>> {
+    let rows: Vec<(Option<String>, String, String)> = db
+        .prepare_cached(
+            "SELECT reason, signer, exchange FROM recognitions \
+             WHERE content_id = ?1 AND decision = 'revoked'",
+        )?
+        .query_map([content_id.to_string()], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let prefix = format!("{kind}: ");
+    Ok(rows
+        .into_iter()
+        .find(|(reason, _, _)| reason.as_deref().is_some_and(|r| r.starts_with(&prefix)))
+        .map(|(_, signer, exchange)| (signer, exchange)))
+}
+
+/// Deletes the `revoked` decisions on `content_id`, so that catch-up fetches and judges its
+/// envelope again (with [`super::announcements::forget`]); how many there were.
+///
+/// # Errors
+/// SQLite's error.
+pub fn forget_revoked(
+    db: &rusqlite::Connection,
+    content_id: &ContentId,
+) -> rusqlite::Result<usize> {
+    db.prepare_cached("DELETE FROM recognitions WHERE decision = 'revoked' AND content_id = ?1")?
+        .execute([content_id.to_string()])
+}
+
 /// Turns the `recognised` decision on `content_id` into `revoked` with `reason` (a copy
 /// withdrawn after the fact, PROTOCOL.md 10.6); whether there was one.
 ///
