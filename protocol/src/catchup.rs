@@ -50,12 +50,10 @@ pub enum Request {
     /// The responder's delegation (PROTOCOL.md 7.5): which zone the key it connected with
     /// speaks for.
     Identity {},
-    /// The messages of `exchange`'s certificate topic the peer holds (certificates and
-    /// certificate revocations, PROTOCOL.md 10.5, 10.6), in its storage order, after position
-    /// `after`.
+    /// The messages of every certificate topic the peer holds (certificates and certificate
+    /// revocations, PROTOCOL.md 10.5, 10.6), each with its exchange, in its storage order,
+    /// after position `after`.
     Certificates {
-        /// The exchange whose certificate topic's messages are listed.
-        exchange: ExchangeId,
         /// Position after which to list (0 for the start).
         after: u64,
         /// Most messages wanted; the responder sends at most [`MAX_CERTIFICATE_PAGE`].
@@ -112,6 +110,8 @@ pub struct HeldMessage {
     /// The responder's position of this message (pass the last one as `after` for the next
     /// page).
     pub pos: u64,
+    /// The exchange of the certificate topic it is filed under.
+    pub exchange: ExchangeId,
     /// The message, exactly as published.
     #[serde(with = "crate::bytes::buf")]
     pub data: Vec<u8>,
@@ -288,7 +288,6 @@ mod tests {
             Request::Fetch { ids: vec![id] },
             Request::Identity {},
             Request::Certificates {
-                exchange: "zhengzhou".parse().expect("id"),
                 after: 0,
                 limit: MAX_CERTIFICATE_PAGE,
             },
@@ -350,27 +349,25 @@ mod tests {
 
     #[test]
     fn the_certificate_page_messages_are_byte_exact() {
-        // `{"certificates": {"after": 5, "limit": 64, "exchange": "zz"}}`: map keys in
-        // length-first order (3.1).
+        // `{"certificates": {"after": 5, "limit": 64}}`: map keys in canonical order (3.1).
         let request = Request::Certificates {
-            exchange: "zz".parse().expect("id"),
             after: 5,
             limit: 64,
         };
         let mut expected = vec![0xa1, 0x6c];
         expected.extend_from_slice(b"certificates");
-        expected.extend_from_slice(&[0xa3, 0x65]);
+        expected.extend_from_slice(&[0xa2, 0x65]);
         expected.extend_from_slice(b"after");
         expected.extend_from_slice(&[0x05, 0x65]);
         expected.extend_from_slice(b"limit");
-        expected.extend_from_slice(&[0x18, 0x40, 0x68]);
-        expected.extend_from_slice(b"exchange");
-        expected.extend_from_slice(&[0x62, b'z', b'z']);
+        expected.extend_from_slice(&[0x18, 0x40]);
         assert_eq!(request.to_bytes().expect("encode"), expected);
-        // `{"certificates": {"more": false, "items": [{"pos": 1, "data": h'0102'}]}}`.
+        // `{"certificates": {"more": false, "items": [{"pos": 1, "data": h'0102',
+        // "exchange": "zz"}]}}`.
         let page = Response::Certificates {
             items: vec![HeldMessage {
                 pos: 1,
+                exchange: "zz".parse().expect("id"),
                 data: vec![1, 2],
             }],
             more: false,
@@ -381,11 +378,13 @@ mod tests {
         expected.extend_from_slice(b"more");
         expected.extend_from_slice(&[0xf4, 0x65]);
         expected.extend_from_slice(b"items");
-        expected.extend_from_slice(&[0x81, 0xa2, 0x63]);
+        expected.extend_from_slice(&[0x81, 0xa3, 0x63]);
         expected.extend_from_slice(b"pos");
         expected.extend_from_slice(&[0x01, 0x64]);
         expected.extend_from_slice(b"data");
-        expected.extend_from_slice(&[0x42, 1, 2]);
+        expected.extend_from_slice(&[0x42, 1, 2, 0x68]);
+        expected.extend_from_slice(b"exchange");
+        expected.extend_from_slice(&[0x62, b'z', b'z']);
         let bytes = page.to_bytes().expect("encode");
         assert_eq!(bytes, expected);
         assert_eq!(Response::from_bytes(&bytes).expect("decode"), page);

@@ -75,13 +75,11 @@ pub enum Query {
         /// The ids.
         ids: Vec<ContentId>,
     },
-    /// Up to `limit` (1 to [`MAX_CERTIFICATE_PAGE`]) messages of `exchange`'s certificate
-    /// topic after position `after`, and whether there are more.
+    /// Up to `limit` (1 to [`MAX_CERTIFICATE_PAGE`]) messages of every certificate topic after
+    /// position `after`, and whether there are more.
     Certificates {
-        /// The exchange.
-        exchange: ExchangeId,
-        /// Whether it is this node's own exchange.
-        own: bool,
+        /// This node's own exchange, whose messages are filed without one.
+        own: ExchangeId,
         /// The last position the asker has.
         after: u64,
         /// Most messages.
@@ -127,10 +125,10 @@ fn check_positions(
     Ok(())
 }
 
-/// The cursor key of `exchange`'s certificate topic at `peer` (the inventory's key is the
-/// exchange id alone, which never contains a space).
-fn certificates_key(peer: &Peer, exchange: &ExchangeId) -> (String, String) {
-    (peer.0.clone(), format!("certificates {exchange}"))
+/// The cursor key of the certificate topics' messages at `peer` (an inventory's key is an
+/// exchange id, which never contains a space).
+fn certificates_key(peer: &Peer) -> (String, String) {
+    (peer.0.clone(), "certificate topics".to_owned())
 }
 
 /// One inventory page being worked through.
@@ -159,16 +157,16 @@ struct Page {
 /// One page of a peer's certificate-topic messages being worked through (PROTOCOL.md 7.5).
 #[derive(Debug)]
 struct CertificatePage {
-    exchange: ExchangeId,
-    /// Pages asked for this exchange in this round, this one included.
+    /// Pages asked in this round, this one included.
     number: usize,
     /// The position of its last message and whether the peer has more.
     last: u64,
     more: bool,
-    /// The page's messages, until the replica says which are unrecorded.
-    items: Vec<Vec<u8>>,
-    /// Unrecorded messages still to judge.
-    messages: VecDeque<Vec<u8>>,
+    /// The page's messages of the exchanges this node follows, until the replica says which
+    /// are unrecorded.
+    items: Vec<(ExchangeId, Vec<u8>)>,
+    /// Unrecorded messages still to judge, with the exchange of their topic.
+    messages: VecDeque<(ExchangeId, Vec<u8>)>,
     /// Everything on the page is decided so far.
     complete: bool,
 }
@@ -206,8 +204,8 @@ struct Round {
     /// Exchanges whose summaries differ, still to page through.
     todo: VecDeque<ExchangeId>,
     page: Option<Page>,
-    /// Exchanges whose certificate topics are still to page through, once `todo` is done.
-    certificates: VecDeque<ExchangeId>,
+    /// Whether the certificate topics are still to page through, once `todo` is done.
+    certificates: bool,
     certificate_page: Option<CertificatePage>,
     wait: Wait,
     /// Envelopes proposed in this round.
@@ -347,7 +345,7 @@ impl Catchup {
             peer,
             todo: VecDeque::new(),
             page: None,
-            certificates: shared.settings.exchanges().cloned().collect(),
+            certificates: true,
             certificate_page: None,
             wait: Wait::Summary(ticket),
             fetched: 0,
@@ -452,12 +450,18 @@ impl Catchup {
         };
         page.last = last;
         page.more = more;
-        page.items = items.into_iter().map(|i| i.data).collect();
+        // Messages of exchanges this node does not follow are passed.
+        let followed: BTreeSet<&ExchangeId> = shared.settings.exchanges().collect();
+        page.items = items
+            .into_iter()
+            .filter(|i| followed.contains(&i.exchange))
+            .map(|i| (i.exchange, i.data))
+            .collect();
         let ticket = shared.ticket();
         round.wait = Wait::Unreceived(ticket);
         out.push(Output::FindUnreceived {
             ticket,
-            ids: page.items.iter().map(|d| ContentId::of(d)).collect(),
+            ids: page.items.iter().map(|(_, d)| ContentId::of(d)).collect(),
         });
         Ok(())
     }
@@ -470,7 +474,9 @@ impl Catchup {
         };
         round.wait = Wait::Nothing;
         if let Some(page) = round.certificate_page.as_mut() {
-            for (data, new) in std::mem::take(&mut page.items).into_iter().zip(unreceived) {
+            for ((exchange, data), new) in
+                std::mem::take(&mut page.items).into_iter().zip(unreceived)
+            {
                 if !new {
                     continue;
                 }
@@ -478,7 +484,7 @@ impl Catchup {
                     // Being recorded from gossip; that may fail: read the page again.
                     page.complete = false;
                 } else {
-                    page.messages.push_back(data);
+                    page.messages.push_back((exchange, data));
                 }
             }
         }
@@ -487,14 +493,14 @@ impl Catchup {
 
     /// Judges one certificate-topic message of the round's page as if it arrived on that
     /// exchange's certificate topic, and proposes what the judgement says to.
-    fn judge_certificate(&mut self, data: Vec<u8>, cx: &mut Cx<'_>) {
+    fn judge_certificate(&mut self, exchange: &ExchangeId, data: Vec<u8>, cx: &mut Cx<'_>) {
         let State::Round(r) = &mut self.state else {
             return;
         };
         let Some(page) = r.certificate_page.as_mut() else {
             return;
         };
-        let exchange = page.exchange.to_string();
+        let exchange = exchange.to_string();
         let certified = certify::judge(&data, &exchange, &r.peer, &cx.shared.settings, cx.now);
         let judgement = cx.judge.certificate(certified, &r.peer, true, cx.now);
         let done = Done {
@@ -523,17 +529,16 @@ impl Catchup {
         }
     }
 
-    /// Asks the round's peer for the next page of `exchange`'s certificate-topic messages.
+    /// Asks the round's peer for the next page of its certificate-topic messages.
     fn ask_certificates(
         cursors: &BTreeMap<(String, String), u64>,
         round: &mut Round,
-        exchange: ExchangeId,
         number: usize,
         shared: &mut Shared,
         out: &mut Vec<Output>,
     ) {
         let after = cursors
-            .get(&certificates_key(&round.peer, &exchange))
+            .get(&certificates_key(&round.peer))
             .copied()
             .unwrap_or(0);
         let ticket = shared.ticket();
@@ -541,13 +546,11 @@ impl Catchup {
             ticket,
             peer: round.peer.clone(),
             request: Request::Certificates {
-                exchange: exchange.clone(),
                 after,
                 limit: MAX_CERTIFICATE_PAGE,
             },
         });
         round.certificate_page = Some(CertificatePage {
-            exchange,
             number,
             last: after,
             more: false,
@@ -772,14 +775,14 @@ impl Catchup {
             return false;
         };
         let Some(page) = r.certificate_page.as_mut() else {
-            let Some(exchange) = r.certificates.pop_front() else {
+            if !std::mem::take(&mut r.certificates) {
                 return false;
-            };
-            Self::ask_certificates(&self.cursors, r, exchange, 1, cx.shared, cx.out);
+            }
+            Self::ask_certificates(&self.cursors, r, 1, cx.shared, cx.out);
             return true;
         };
-        if let Some(data) = page.messages.pop_front() {
-            self.judge_certificate(data, cx);
+        if let Some((exchange, data)) = page.messages.pop_front() {
+            self.judge_certificate(&exchange, data, cx);
             return true;
         }
         // The page is done.
@@ -787,11 +790,10 @@ impl Catchup {
             return true;
         };
         if page.complete {
-            self.cursors
-                .insert(certificates_key(&r.peer, &page.exchange), page.last);
+            self.cursors.insert(certificates_key(&r.peer), page.last);
             if page.more && page.number < PAGES_PER_ROUND {
                 let number = page.number + 1;
-                Self::ask_certificates(&self.cursors, r, page.exchange, number, cx.shared, cx.out);
+                Self::ask_certificates(&self.cursors, r, number, cx.shared, cx.out);
             }
         }
         true
@@ -885,13 +887,8 @@ impl Catchup {
                 ids.truncate(MAX_FETCH);
                 Query::Fetch { ids }
             }
-            Ok(Request::Certificates {
-                exchange,
-                after,
-                limit,
-            }) => Query::Certificates {
-                own: exchange == shared.settings.exchange,
-                exchange,
+            Ok(Request::Certificates { after, limit }) => Query::Certificates {
+                own: shared.settings.exchange.clone(),
                 after,
                 limit: limit.clamp(1, MAX_CERTIFICATE_PAGE),
             },
@@ -997,8 +994,8 @@ mod tests {
         failing: bool,
         /// The peer serves this envelope instead of what a fetch asks for.
         swap: Option<Vec<u8>>,
-        /// The peer's messages of `zhengzhou`'s certificate topic: (position, bytes).
-        certificates: Vec<(u64, Vec<u8>)>,
+        /// The peer's certificate-topic messages: (position, exchange, bytes).
+        certificates: Vec<(u64, ExchangeId, Vec<u8>)>,
         /// Certificate-topic messages recorded in this zone, by message id.
         received: BTreeSet<ContentId>,
         /// What the core asked the peer.
@@ -1057,21 +1054,16 @@ mod tests {
                         .map(|t| Blob(self.swap.clone().unwrap_or_else(|| t.2.clone())))
                         .collect(),
                 },
-                Request::Certificates {
-                    exchange, after, ..
-                } => {
-                    let held: Vec<_> = self
-                        .certificates
-                        .iter()
-                        .filter(|c| *exchange == testkit::partner() && c.0 > *after)
-                        .collect();
+                Request::Certificates { after, .. } => {
+                    let held: Vec<_> = self.certificates.iter().filter(|c| c.0 > *after).collect();
                     Response::Certificates {
                         items: held
                             .iter()
                             .take(self.page_size)
                             .map(|c| HeldMessage {
                                 pos: c.0,
-                                data: c.1.clone(),
+                                exchange: c.1.clone(),
+                                data: c.2.clone(),
                             })
                             .collect(),
                         more: held.len() > self.page_size,
@@ -1244,19 +1236,31 @@ mod tests {
         world.page_size = 2;
         let listing = kit.partner_listing("certified");
         world.certificates = (1..=3)
-            .map(|seq| (seq * 10, kit.partner_certificate(&listing, seq)))
+            .map(|seq| {
+                (
+                    seq * 10,
+                    testkit::partner(),
+                    kit.partner_certificate(&listing, seq),
+                )
+            })
             .collect();
+        // A message of an exchange this node does not follow is passed, never judged.
+        let elsewhere = kit.partner_certificate(&listing, 9);
+        world
+            .certificates
+            .insert(1, (15, "elsewhere".parse().expect("id"), elsewhere.clone()));
         // One was recorded from gossip already: it is not judged again.
         world
             .received
-            .insert(ContentId::of(&world.certificates[0].1));
+            .insert(ContentId::of(&world.certificates[0].2));
         world.round(&mut core);
         assert_eq!(world.received.len(), 3, "the two missed are recorded");
-        // This exchange's topic (empty here), then the partner's, two pages.
-        assert_eq!(world.certificate_cursors_asked(), [0, 0, 20]);
+        assert!(!world.received.contains(&ContentId::of(&elsewhere)));
+        // Two pages of two.
+        assert_eq!(world.certificate_cursors_asked(), [0, 15]);
         assert_eq!(world.cursors_asked(), [0]);
-        // A certificate was recorded: the next round reads every inventory (and every
-        // certificate topic) from the start again, so a listing refused for want of a
+        // A certificate was recorded: the next round reads every inventory (and the
+        // certificate topics) from the start again, so a listing refused for want of a
         // certificate is judged again; nothing more is recorded.
         world.round(&mut core);
         assert_eq!(
@@ -1264,11 +1268,11 @@ mod tests {
             [0, 0],
             "the inventory cursor was forgotten"
         );
-        assert_eq!(world.certificate_cursors_asked(), [0, 0, 20, 0, 0, 20]);
+        assert_eq!(world.certificate_cursors_asked(), [0, 15, 0, 15]);
         // Then it goes on from where it got to.
         world.round(&mut core);
         assert_eq!(world.cursors_asked(), [0, 0, 1]);
-        assert_eq!(world.certificate_cursors_asked()[6..], [0, 30]);
+        assert_eq!(world.certificate_cursors_asked()[4..], [30]);
         assert_eq!(world.received.len(), 3);
     }
 
@@ -1279,8 +1283,8 @@ mod tests {
         let mut world = World::with(&kit, 0);
         let listing = kit.partner_listing("certified");
         world.certificates = vec![
-            (5, kit.partner_certificate(&listing, 1)),
-            (5, kit.partner_certificate(&listing, 2)),
+            (5, testkit::partner(), kit.partner_certificate(&listing, 1)),
+            (5, testkit::partner(), kit.partner_certificate(&listing, 2)),
         ];
         world.round(&mut core);
         assert_eq!(world.counted("failed"), 1);

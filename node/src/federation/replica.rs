@@ -204,16 +204,10 @@ pub async fn serve(db: &Db, query: Query) -> Result<Response, sqlx::Error> {
             }
             Response::Envelopes { envelopes }
         }
-        Query::Certificates {
-            exchange,
-            own,
-            after,
-            limit,
-        } => {
+        Query::Certificates { own, after, limit } => {
             let rows = certificate_feed::after(
                 &mut *db.reader().await?,
-                exchange.as_str(),
-                own,
+                own.as_str(),
                 after,
                 i64::from(limit) + 1,
             )
@@ -221,14 +215,21 @@ pub async fn serve(db: &Db, query: Query) -> Result<Response, sqlx::Error> {
             let mut more = rows.len() > limit as usize;
             let mut items = Vec::with_capacity(rows.len().min(limit as usize));
             let mut bytes = 0;
-            for (pos, data) in rows.into_iter().take(limit as usize) {
+            for (pos, exchange, data) in rows.into_iter().take(limit as usize) {
                 // Within the page's byte budget, but never an empty page while there is more.
                 if !items.is_empty() && bytes + data.len() > MAX_CERTIFICATE_PAGE_BYTES {
                     more = true;
                     break;
                 }
+                let Ok(exchange) = exchange.parse() else {
+                    continue;
+                };
                 bytes += data.len();
-                items.push(HeldMessage { pos, data });
+                items.push(HeldMessage {
+                    pos,
+                    exchange,
+                    data,
+                });
             }
             Response::Certificates { items, more }
         }

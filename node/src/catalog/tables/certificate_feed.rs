@@ -39,33 +39,29 @@ pub fn rebuild(db: &rusqlite::Connection) -> rusqlite::Result<()> {
     )
 }
 
-/// Up to `rows` messages of `exchange`'s certificate topic after position `after`, ascending:
-/// `(pos, data)`. `own` says whether `exchange` is this zone's own exchange, whose messages
-/// are filed without one.
+/// Up to `rows` messages after position `after`, ascending: `(pos, exchange, data)`, the
+/// messages this zone published itself filed under `own`, its exchange.
 ///
 /// # Errors
 /// SQLite's error.
 pub async fn after(
     conn: &mut SqliteConnection,
-    exchange: &str,
-    own: bool,
+    own: &str,
     after: u64,
     rows: i64,
-) -> Result<Vec<(u64, Vec<u8>)>, sqlx::Error> {
+) -> Result<Vec<(u64, String, Vec<u8>)>, sqlx::Error> {
     let found = sqlx::query(
-        "SELECT pos, data FROM certificate_feed
-          WHERE pos > ?1 AND (exchange = ?2 OR (exchange IS NULL AND ?3))
-          ORDER BY pos LIMIT ?4",
+        "SELECT pos, COALESCE(exchange, ?1), data FROM certificate_feed
+          WHERE pos > ?2 ORDER BY pos LIMIT ?3",
     )
-    .bind(int(after))
-    .bind(exchange)
     .bind(own)
+    .bind(int(after))
     .bind(rows)
     .fetch_all(&mut *conn)
     .await?;
     found
         .iter()
-        .map(|row| Ok((uint(row.try_get(0)?), row.try_get(1)?)))
+        .map(|row| Ok((uint(row.try_get(0)?), row.try_get(1)?, row.try_get(2)?)))
         .collect()
 }
 
@@ -153,9 +149,11 @@ mod tests {
 
     async fn feed(dir: &std::path::Path, exchange: &str) -> Vec<(u64, Vec<u8>)> {
         let mut conn = crate::catalog::test_reader(dir).await;
-        after(&mut conn, exchange, false, 0, 100)
-            .await
-            .expect("read")
+        let all = after(&mut conn, "xuchang", 0, 100).await.expect("read");
+        all.into_iter()
+            .filter(|(_, e, _)| e == exchange)
+            .map(|(pos, _, data)| (pos, data))
+            .collect()
     }
 
     #[tokio::test]
