@@ -44,7 +44,8 @@ pub struct NewApplication {
     /// The listing: listed in this zone.
     pub listing_id: ContentId,
     /// One of the listing's `scenarios`, exactly as it is written there: one application
-    /// names one scenario. A list is refused with `one_scenario`, and so is a text that is
+    /// names one scenario. A list of two or more (or none) is refused with `one_scenario` (a
+    /// list of one text is read as that text), and so is a text that is
     /// not one of the listing's scenarios but holds two or more of them, each as written and
     /// bounded by the text's start or end, white space or one of `, ; 、 ， ； /`, none
     /// overlapping another (`"credit risk"` when the listing offers `credit` and `risk`, but
@@ -157,9 +158,9 @@ async fn listing(state: &AppState, id: &ContentId) -> Result<(ListingState, List
         (status = 409, description = "`illegal_transition`: the listing is not listed here \
             (in review, rejected, delisted, or a copy recognised from another zone of this \
             exchange, which is applied for there)", body = ErrorBody),
-        (status = 422, description = "`one_scenario`: no scenario or several (a list, or a \
-            text that is no offered scenario but holds two or more, apart, each bounded by \
-            white space, `, ; 、 ， ； /` or the text's ends); \
+        (status = 422, description = "`one_scenario`: no scenario or several (an empty list or a \
+            list of two or more, or a text that is no offered scenario but holds two or more, \
+            apart, each bounded by white space, `, ; 、 ， ； /` or the text's ends); \
             `scenario_not_offered`: one the listing does not offer; `in_domain_only`: `file` or \
             `api` for an `important` or `core` product or one with personal information; \
             `invalid`: a delivery mode the listing does not offer. `field` names `scenario` or \

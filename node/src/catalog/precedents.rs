@@ -159,8 +159,10 @@ pub fn record(
     }))
 }
 
-/// Applicant: whether the list held for the same listing, scenario and zone states exactly the
-/// decisions of `list` (then there is nothing new to record).
+/// Applicant: whether the list held for the same listing, scenario and zone leaves nothing new
+/// to record: it states exactly the decisions of `list`, or it was made at the same time as
+/// `list` or later ([`record`] would keep it in place of `list`: a list replayed by a peer, or
+/// made by an origin member whose clock is behind, is not proposed again and again).
 ///
 /// # Errors
 /// Only storage errors.
@@ -177,7 +179,7 @@ pub async fn unchanged(
     .await?;
     Ok(held
         .and_then(|h| decode(&h).ok())
-        .is_some_and(|(_, h)| h.decisions == list.decisions))
+        .is_some_and(|(_, h)| h.issued_at >= list.issued_at || h.decisions == list.decisions))
 }
 
 /// Applicant: the decisions of the lists held for `listing_id` and `scenario`, as precedents,
@@ -311,6 +313,20 @@ mod tests {
             shown(dir.path()).await,
             [(1, Some("新".to_owned())), (2, Some("二".to_owned()))]
         );
+        // Nothing new: the same decisions, or a list older than the one held (a peer replaying
+        // an earlier list would otherwise cost a Raft entry and an audit record each time).
+        let (_, held) = decode(&list(
+            2_000,
+            &[("zhengzhou/zhongyuan", "新"), ("xuchang/other", "二")],
+        ))
+        .expect("decodes");
+        let (_, replayed) = decode(&list(900, &[("zhengzhou/zhongyuan", "旧")])).expect("decodes");
+        let (_, newer) = decode(&list(2_500, &[("zhengzhou/zhongyuan", "新新")])).expect("decodes");
+        let mut conn = crate::catalog::test_reader(dir.path()).await;
+        assert!(unchanged(&mut conn, &held).await.expect("read"));
+        assert!(unchanged(&mut conn, &replayed).await.expect("read"));
+        assert!(!unchanged(&mut conn, &newer).await.expect("read"));
+        drop(conn);
         // A list of a zone of this exchange is not recorded.
         let sibling: ZoneId = "zhengzhou/other".parse().expect("zone");
         assert!(
