@@ -652,7 +652,7 @@ mod tests {
             address: some("/ip4/127.0.0.1/tcp/7120"),
             agent: some("xchg/0.1.0 xuchang/weidu weidu-1 http://127.0.0.1:7200"),
             score: Some(0.5),
-            topics: vec!["xchg/xuchang/v1".into()],
+            topics: std::sync::Arc::from(["xchg/xuchang/v1".to_owned()]),
             last_message_ms: Some(1),
             messages: 2,
             connected_since_ms: Some(0),

@@ -907,7 +907,7 @@ mod tests {
             address: Some("/ip4/127.0.0.1/tcp/40000".into()),
             agent: Some(agent.to_owned()),
             score: None,
-            topics: Vec::new(),
+            topics: std::sync::Arc::from([]),
             last_message_ms: Some(1_000),
             messages,
             connected_since_ms: Some(500),

@@ -823,7 +823,7 @@ mod tests {
             address: None,
             agent: None,
             score: None,
-            topics: Vec::new(),
+            topics: std::sync::Arc::from([]),
             last_message_ms: None,
             messages: 0,
             connected_since_ms: None,

@@ -53,6 +53,10 @@ struct Member {
     generation: u64,
     events: mpsc::Sender<Event>,
     topics: BTreeSet<String>,
+    /// `topics` as [`PeerInfo`] shows them, made again on each subscription: peers() is asked
+    /// by every node every round, and copying hundreds of topic names per peer each time was
+    /// most of a 200-exchange simulation's work.
+    topic_list: Arc<[String]>,
     /// Ids this peer published, received, or has on the way to it.
     seen: HashSet<[u8; 32]>,
     /// Delivered messages awaiting this peer's verdict, by id and deliverer.
@@ -139,6 +143,7 @@ impl Network {
                 generation,
                 events,
                 topics: BTreeSet::new(),
+                topic_list: Arc::from([]),
                 seen: HashSet::new(),
                 pending: HashMap::new(),
                 verdicts: Vec::new(),
@@ -435,7 +440,9 @@ impl Broadcast for MemoryClient {
     fn subscribe(&self, topic: String) -> BoxFuture<'_, Result<(), PublishError>> {
         let result = match self.network.lock().member(&self.peer, self.generation) {
             Some(member) => {
-                member.topics.insert(topic);
+                if member.topics.insert(topic) {
+                    member.topic_list = member.topics.iter().cloned().collect();
+                }
                 Ok(())
             }
             None => Err(PublishError::Stopped),
@@ -534,7 +541,7 @@ impl Broadcast for MemoryClient {
                         address: Some(format!("memory/{peer}")),
                         agent: None,
                         score: Some(-(deliveries.map_or(0.0, |d| d.rejects as f64 + d.penalties))),
-                        topics: member.topics.iter().cloned().collect(),
+                        topics: Arc::clone(&member.topic_list),
                         last_message_ms: deliveries.and_then(|d| d.last_message_ms),
                         messages: deliveries.map_or(0, |d| d.messages),
                         connected_since_ms: None,

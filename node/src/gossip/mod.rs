@@ -168,8 +168,9 @@ pub struct PeerInfo {
     pub agent: Option<String>,
     /// Gossipsub peer score, if scoring is on.
     pub score: Option<f64>,
-    /// Topics it subscribes to.
-    pub topics: Vec<String>,
+    /// Topics it subscribes to (shared: a transport may hand the same list to many callers).
+    #[schema(value_type = Vec<String>)]
+    pub topics: std::sync::Arc<[String]>,
     /// When it last delivered a gossip message to us (ms since the Unix epoch).
     pub last_message_ms: Option<u64>,
     /// Gossip messages it delivered to us.

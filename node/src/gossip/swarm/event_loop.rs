@@ -771,7 +771,7 @@ impl EventLoop {
                     address: state.and_then(|s| s.address.clone()),
                     agent: state.and_then(|s| s.agent.clone()),
                     score: gossipsub.peer_score(peer),
-                    topics: peer_topics,
+                    topics: peer_topics.into(),
                     last_message_ms: state.and_then(|s| s.last_message_ms),
                     messages: state.map_or(0, |s| s.messages),
                     connected_since_ms: state.and_then(|s| s.connected_since_ms),
