@@ -282,7 +282,11 @@ async fn every_refusal_of_a_registration_or_certificate_names_its_rule() -> anyh
     let answer = zone
         .post(0, "/v1/registrations", &other, &registration(&listing))
         .await?;
-    refused(&answer, 403, "forbidden", Some("listing_id"))?;
+    let why = refused(&answer, 403, "forbidden", Some("listing_id"))?;
+    ensure!(
+        why.contains("regist") && !why.contains("submit or update listings"),
+        "the refusal speaks of registering: {why}"
+    );
 
     let unknown = format!("sha256:{}", "ab".repeat(32));
     let answer = zone

@@ -172,7 +172,7 @@ pub async fn act_for(
     let own = caller.party.as_deref();
     let bound = matches!(caller.actor.role, Role::Provider | Role::Buyer);
     let Some(own) = own.filter(|own| bound && *own != named) else {
-        party_rule(caller.actor.role, own, &named).map_err(|why| {
+        party_rule(caller.actor.role, own, &named, cmd.party_act()).map_err(|why| {
             ApiError::new(StatusCode::FORBIDDEN, "forbidden", why).with_field(FIELD)
         })?;
         require_admitted(state, &named, Some(FIELD)).await?;
@@ -180,7 +180,7 @@ pub async fn act_for(
     };
     let mine = require_admitted(state, own, Some(FIELD)).await?;
     if !mine.broker {
-        let why = party_rule(caller.actor.role, Some(own), &named)
+        let why = party_rule(caller.actor.role, Some(own), &named, cmd.party_act())
             .err()
             .unwrap_or_default();
         return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", why).with_field(FIELD));

@@ -657,16 +657,16 @@ pub const NODE_ACTOR_PREFIX: &str = "node:";
 /// only as a [`CatalogCommand::Entrusted`] command, whose inner command names that party.
 ///
 /// # Errors
-/// Why the caller may not act for `named`.
-pub fn party_rule(role: Role, party: Option<&str>, named: &str) -> Result<(), String> {
+/// Why the caller may not `act` (what the command does, in words) for `named`.
+pub fn party_rule(role: Role, party: Option<&str>, named: &str, act: &str) -> Result<(), String> {
     match party {
         Some(party) if party != named => Err(format!(
-            "this token acts for {party}; it cannot submit or update listings for {named}"
+            "this token acts for {party}; it cannot {act} for {named}"
         )),
         None if role == Role::Provider => Err(format!(
-            "this provider token is bound to no party, so it cannot submit or update listings \
-             (for {named} or anyone); an admin creates one bound to the party with POST \
-             /v1/tokens {{\"role\":\"provider\",\"party\":\"{named}\",...}}"
+            "this provider token is bound to no party, so it cannot {act} (for {named} or \
+             anyone); an admin creates one bound to the party with POST /v1/tokens \
+             {{\"role\":\"provider\",\"party\":\"{named}\",...}}"
         )),
         _ => Ok(()),
     }
@@ -746,6 +746,14 @@ impl CatalogCommand {
             CatalogCommand::UpdateListing { .. } => Some(parties::Act::UpdateListing),
             CatalogCommand::SubmitRegistration { .. } => Some(parties::Act::SubmitRegistration),
             _ => None,
+        }
+    }
+
+    /// What a command in a party's name does, in the words of [`party_rule`]'s refusals.
+    pub fn party_act(&self) -> &'static str {
+        match self {
+            CatalogCommand::SubmitRegistration { .. } => "register listings",
+            _ => "submit or update listings",
         }
     }
 
@@ -868,7 +876,7 @@ impl CatalogCommand {
             )));
         }
         if let Some(named) = self.named_party() {
-            party_rule(actor.role, party, named).map_err(Refusal::Forbidden)?;
+            party_rule(actor.role, party, named, self.party_act()).map_err(Refusal::Forbidden)?;
         }
         if let CatalogCommand::GrantEntrustment { grant, .. } = self {
             // The party that entrusts is the caller's own, whatever the body said.

@@ -16,7 +16,7 @@ use xchg_protocol::precedents::{self as protocol, MAX_PRECEDENTS, Precedents};
 use xchg_protocol::{ContentId, DeliveryMode, Timestamp, ZoneId};
 
 use super::applications::{ApplicationState, Precedent};
-use super::tables::{applications as table, listings, remote_precedents};
+use super::tables::{applications as table, listings, outbox, remote_precedents};
 use super::{Applied, CommandResponse, Refusal};
 
 const DAY_MS: u64 = 86_400_000;
@@ -37,7 +37,8 @@ pub struct ReceivedPrecedents {
 }
 
 /// Origin: this zone's list of precedents for its listing `listing_id` and `scenario` at `now`,
-/// or `None` when the listing is not one of this zone's own.
+/// or `None` when the listing is not one of this zone's own or never left the zone (a product
+/// the export firewall keeps home is nobody else's business, nor are the decisions on it).
 ///
 /// # Errors
 /// Only storage errors.
@@ -51,6 +52,9 @@ pub async fn own_list(
     match listings::origin_and_version(conn, listing_id).await? {
         Some(copy) if copy.origin == zone.as_str() => {}
         _ => return Ok(None),
+    }
+    if !outbox::ever_let_out(conn, listing_id).await? {
+        return Ok(None);
     }
     let rows = table::own_decisions(
         conn,
@@ -225,8 +229,14 @@ pub async fn remote(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::audit;
+    use crate::catalog::apply::apply;
+    use crate::catalog::{Actor, CatalogCommand, test_zone};
+    use crate::sqlite::in_transaction;
+    use xchg_federation_config::Role;
     use xchg_protocol::application_vectors as av;
     use xchg_protocol::precedents::{Precedent as Listed, sign};
+    use xchg_protocol::{Classification, Listing};
 
     fn list(issued_at: u64, reasons: &[(&str, &str)]) -> Vec<u8> {
         let zone: ZoneId = "zhengzhou/zhongyuan".parse().expect("zone");
@@ -275,6 +285,68 @@ mod tests {
             .into_iter()
             .map(|p| (p.application_id, p.reason))
             .collect()
+    }
+
+    /// Submits and approves a credit listing of `xuchang/yuzhou` of `classification`.
+    fn listed(db: &rusqlite::Connection, title: &str, classification: Classification) -> Listing {
+        let mut draft = xchg_protocol::vectors::credit_draft();
+        draft.title = title.into();
+        draft.classification = classification;
+        let listing = Listing::first_version(draft, test_zone().zone.clone(), Timestamp(1));
+        let actor = |id: &str, role| Actor {
+            id: id.into(),
+            role,
+        };
+        let commands = [
+            CatalogCommand::SubmitListing {
+                listing: Box::new(listing.clone()),
+                actor: actor("yuzhou-credit-center", Role::Provider),
+            },
+            CatalogCommand::ApproveListing {
+                listing_id: listing.id(),
+                review: crate::catalog::Review::default(),
+                at: Timestamp(2),
+                actor: actor("token:op", Role::Operator),
+            },
+        ];
+        in_transaction(db, || {
+            let mut chain = audit::Chain::load(db)?;
+            for (index, c) in (10..).zip(&commands) {
+                let response = apply(db, &mut chain, &test_zone(), index, c)?;
+                assert!(response.is_ok(), "{response:?}");
+            }
+            chain.flush(db)
+        })
+        .expect("applied");
+        listing
+    }
+
+    #[tokio::test]
+    async fn the_origin_lists_decisions_only_on_its_own_listings_that_left_the_zone() {
+        let dir = tempfile::tempdir().expect("dir");
+        let db = crate::catalog::test_db(dir.path());
+        let out = listed(&db, "出境的产品", Classification::General);
+        let home = listed(&db, "重要数据产品", Classification::Important);
+        let mut conn = crate::catalog::test_reader(dir.path()).await;
+        let zone = test_zone().zone;
+        let out_list = own_list(&mut conn, &zone, &out.id(), "授信", Timestamp(3)).await;
+        assert!(
+            out_list.expect("read").is_some(),
+            "an exported listing is answered"
+        );
+        let home_list = own_list(&mut conn, &zone, &home.id(), "授信", Timestamp(3)).await;
+        assert!(
+            home_list.expect("read").is_none(),
+            "an important listing the firewall kept home is not"
+        );
+        let elsewhere: ZoneId = "xuchang/changge".parse().expect("zone");
+        assert!(
+            own_list(&mut conn, &elsewhere, &out.id(), "授信", Timestamp(3))
+                .await
+                .expect("read")
+                .is_none(),
+            "nor is a listing of another zone"
+        );
     }
 
     #[tokio::test]

@@ -83,6 +83,24 @@ pub fn let_out(db: &rusqlite::Connection, content_id: &ContentId) -> rusqlite::R
     .query_row([content_id.to_string()], |row| row.get(0))
 }
 
+/// Whether some version of listing `id` was let out of the zone (an outbox entry announces it
+/// and the firewall did not withhold it), on a reader.
+///
+/// # Errors
+/// SQLite's error.
+pub async fn ever_let_out(
+    conn: &mut SqliteConnection,
+    id: &ContentId,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM outbox WHERE listing_id = ? AND kind = 'listing' \
+            AND state != 'withheld')",
+    )
+    .bind(id.to_string())
+    .fetch_one(&mut *conn)
+    .await
+}
+
 /// An entry as the publisher's record of it needs it.
 pub struct Queued {
     /// The listing it concerns.
