@@ -182,6 +182,37 @@ impl Cluster {
         Ok(loaded.config.node.data_dir)
     }
 
+    /// The exchange of zone `zone`.
+    pub fn exchange_of(&self, zone: usize) -> Option<xchg_protocol::ExchangeId> {
+        let id: xchg_protocol::ZoneId = self.zones.get(zone)?.id.parse().ok()?;
+        Some(id.exchange())
+    }
+
+    /// The envelope of a revocation of `key` signed by the root of zone `zone`'s exchange (as
+    /// `xchg federation revoke` makes it).
+    ///
+    /// # Errors
+    /// The zone is unknown or its exchange's root key cannot be read.
+    pub fn revocation(
+        &self,
+        zone: usize,
+        key: &xchg_protocol::PublicKey,
+    ) -> anyhow::Result<Vec<u8>> {
+        let exchange = self.exchange_of(zone).context("no such zone")?;
+        let file = xchg_federation_config::layout::root_key_file(
+            &self.dir.path().join("layout"),
+            &exchange,
+        );
+        let root = xchg_federation_config::read_key_file(&file)?;
+        let revocation = xchg_protocol::Revocation {
+            exchange,
+            key: *key,
+            reason: "revoked in a simulation".into(),
+            revoked_at: Timestamp::now(),
+        };
+        Ok(xchg_protocol::Envelope::revocation(&revocation, &root).to_bytes())
+    }
+
     /// The node index of node `node` of zone `zone`.
     pub fn index(&self, zone: usize, node: usize) -> Option<usize> {
         self.zones.get(zone)?.nodes.get(node).copied()

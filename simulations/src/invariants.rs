@@ -14,7 +14,7 @@ use xchg_protocol::ContentId;
 
 use crate::cluster::Cluster;
 use crate::linearizability::{self, Model, Operation, Verdict};
-use crate::scenario::Op;
+use crate::scenario::{Op, spare_key};
 use crate::workload::{Outcome, Record, key_of, listing_body};
 
 /// One invariant's verdict.
@@ -54,7 +54,7 @@ fn allowed_after(op: &Op) -> &'static [&'static str] {
         Op::Submit { .. } => &["submitted", "listed", "rejected", "delisted"],
         Op::Approve { .. } => &["listed", "delisted"],
         Op::Delist { .. } => &["delisted"],
-        Op::Read { .. } => &[],
+        Op::Read { .. } | Op::Revoke { .. } => &[],
     }
 }
 
@@ -70,7 +70,7 @@ pub async fn acknowledged_writes(
         let (Outcome::Ok(_), zone) = (&r.outcome, zone_of(&r.op)) else {
             continue;
         };
-        if matches!(r.op, Op::Read { .. }) {
+        if matches!(r.op, Op::Read { .. } | Op::Revoke { .. }) {
             continue;
         }
         let Some(id) = ids.get(&key_of(&r.op)) else {
@@ -102,7 +102,8 @@ fn zone_of(op: &Op) -> usize {
         Op::Submit { zone, .. }
         | Op::Approve { zone, .. }
         | Op::Delist { zone, .. }
-        | Op::Read { zone, .. } => *zone,
+        | Op::Read { zone, .. }
+        | Op::Revoke { zone, .. } => *zone,
     }
 }
 
@@ -358,6 +359,42 @@ pub async fn recognition(
     problems
 }
 
+/// Revocations (part of invariant 5): every key revocation a zone acknowledged is recorded on
+/// every running node (every layout's zones all trust every exchange).
+pub async fn revocations(cluster: &Cluster, history: &[Record]) -> Vec<String> {
+    let mut problems = Vec::new();
+    for r in history {
+        let (Op::Revoke { zone, key, .. }, Outcome::Ok(_)) = (&r.op, &r.outcome) else {
+            continue;
+        };
+        let Some(exchange) = cluster.exchange_of(*zone) else {
+            continue;
+        };
+        let revoked = spare_key(*key).public().to_base64();
+        for n in &cluster.nodes {
+            let Some(h) = &n.handle else { continue };
+            let held = match h.db.reader().await {
+                Ok(mut conn) => sqlx::query_scalar::<_, i64>(
+                    "SELECT count(*) FROM revocations WHERE exchange = ? AND key = ?",
+                )
+                .bind(exchange.as_str())
+                .bind(&revoked)
+                .fetch_one(&mut *conn)
+                .await
+                .is_ok_and(|c| c > 0),
+                Err(_) => false,
+            };
+            if !held {
+                problems.push(format!(
+                    "{} has not recorded {exchange}'s revocation of spare key {key}",
+                    n.name
+                ));
+            }
+        }
+    }
+    problems
+}
+
 /// Whether `db` recorded a refusal of a version of listing `id`.
 async fn refused_on(db: &Db, id: &str) -> bool {
     let Ok(mut conn) = db.reader().await else {
@@ -519,17 +556,22 @@ pub fn linearizable(history: &[Record]) -> Check {
     let ops: Vec<Operation<u64, Asked, Outcome>> = history
         .iter()
         .filter(|r| r.outcome != Outcome::NotSent)
-        .map(|r| Operation {
-            key: key_of(&r.op),
-            input: match r.op {
+        .filter_map(|r| {
+            let input = match r.op {
                 Op::Submit { .. } => Asked::Submit,
                 Op::Approve { .. } => Asked::Approve,
                 Op::Delist { .. } => Asked::Delist,
                 Op::Read { .. } => Asked::Read,
-            },
-            invoked: r.invoked_us,
-            completed: r.completed_us,
-            output: (r.outcome != Outcome::Unknown).then(|| r.outcome.clone()),
+                // Not an operation on a listing.
+                Op::Revoke { .. } => return None,
+            };
+            Some(Operation {
+                key: key_of(&r.op),
+                input,
+                invoked: r.invoked_us,
+                completed: r.completed_us,
+                output: (r.outcome != Outcome::Unknown).then(|| r.outcome.clone()),
+            })
         })
         .collect();
     let n = ops.len();

@@ -22,7 +22,7 @@ use xchg_protocol::Keypair;
 
 use crate::cluster::Cluster;
 use crate::invariants::{self, Check, Leaders};
-use crate::scenario::{Fault, Op, Options, Schedule};
+use crate::scenario::{Fault, Op, Options, Schedule, spare_key};
 use crate::svg;
 use crate::workload::{Clients, Outcome, Record, listing_body};
 
@@ -253,14 +253,19 @@ pub async fn run(options: &Options, out: &Path) -> anyhow::Result<Report> {
         leaders.check(&cluster),
         invariants::export_firewall(&cluster, &history, &ids, &seen).await,
     ];
-    let unrecognised = invariants::recognition(&cluster, &history, &ids).await;
+    let mut unrecognised = invariants::recognition(&cluster, &history, &ids).await;
+    unrecognised.extend(invariants::revocations(&cluster, &history).await);
+    let revoked = history
+        .iter()
+        .filter(|r| matches!((&r.op, &r.outcome), (Op::Revoke { .. }, Outcome::Ok(_))))
+        .count();
     checks.push(Check {
         name: "recognition_convergence",
         held: unrecognised.is_empty(),
         detail: unrecognised
             .first()
             .cloned()
-            .unwrap_or_else(|| format!("{} listings", ids.len())),
+            .unwrap_or_else(|| format!("{} listings, {revoked} key revocations", ids.len())),
     });
     checks.push(invariants::audit_chains(&cluster).await);
     checks.push(invariants::liveness(&cluster, converged).await);
@@ -340,7 +345,8 @@ fn request_of(cluster: &Cluster, op: &Op) -> (Option<String>, String, Option<Val
         Op::Submit { zone, node, .. }
         | Op::Approve { zone, node, .. }
         | Op::Delist { zone, node, .. }
-        | Op::Read { zone, node, .. } => (*zone, *node),
+        | Op::Read { zone, node, .. }
+        | Op::Revoke { zone, node, .. } => (*zone, *node),
     };
     let z = &cluster.zones[zone];
     let url = cluster.index(zone, node).and_then(|i| cluster.url(i));
@@ -367,6 +373,12 @@ fn request_of(cluster: &Cluster, op: &Op) -> (Option<String>, String, Option<Val
             Some(serde_json::json!({"reason": "withdrawn in a simulation"})),
         ),
         Op::Read { .. } => (url, z.tokens.regulator.clone(), None),
+        Op::Revoke { key, .. } => {
+            let body = cluster
+                .revocation(zone, &spare_key(*key).public())
+                .map(|envelope| serde_json::json!({"envelope": hex::encode(envelope)}));
+            (url, z.tokens.admin.clone(), body.ok())
+        }
     }
 }
 
@@ -460,6 +472,7 @@ async fn converge(
             && invariants::recognition(cluster, history, ids)
                 .await
                 .is_empty()
+            && invariants::revocations(cluster, history).await.is_empty()
             && cluster.same_applied()
         {
             return true;

@@ -259,6 +259,17 @@ pub enum Op {
         /// The listing's number.
         key: u64,
     },
+    /// Revoke spare key number `key` of the zone's exchange (a key no node holds, so the
+    /// federation keeps working), signed by the exchange's root and posted to node `node` as
+    /// the zone's admin: every zone that trusts the exchange must record it.
+    Revoke {
+        /// Zone index.
+        zone: usize,
+        /// Node index.
+        node: usize,
+        /// The spare key's number ([`spare_key`]).
+        key: u64,
+    },
     /// Read it (linearizable).
     Read {
         /// Zone index.
@@ -268,6 +279,12 @@ pub enum Op {
         /// The listing's number.
         key: u64,
     },
+}
+
+/// Spare key `n` of the simulator: a key no node holds, revoked by [`Op::Revoke`].
+pub fn spare_key(n: u64) -> xchg_protocol::Keypair {
+    let seed: [u8; 32] = Sha256::digest(format!("xchg-sim spare key {n}").as_bytes()).into();
+    xchg_protocol::Keypair::from_seed(&seed)
 }
 
 /// One scheduled event.
@@ -472,6 +489,7 @@ fn workload(
     let mut out = Vec::new();
     // (zone of each key, whether submitted / approved)
     let mut keys: Vec<(usize, u8)> = Vec::new();
+    let mut revoked = 0;
     let large_share = match options.scenario {
         Scenario::LaggingFollower => 50,
         _ => 10,
@@ -502,6 +520,15 @@ fn workload(
                 (70..=74, 2) => {
                     keys[k].1 = 3;
                     Op::Delist { zone, node, key }
+                }
+                // One operation in a hundred revokes a key, in the zone of a listing drawn.
+                (99, _) => {
+                    revoked += 1;
+                    Op::Revoke {
+                        zone,
+                        node,
+                        key: revoked,
+                    }
                 }
                 _ => Op::Read { zone, node, key },
             }

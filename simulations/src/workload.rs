@@ -116,6 +116,10 @@ impl Clients {
                 (reqwest::Method::POST, format!("/v1/listings/{id}/delist"))
             }
             (Op::Read { .. }, Some(id)) => (reqwest::Method::GET, format!("/v1/listings/{id}")),
+            (Op::Revoke { .. }, _) => (
+                reqwest::Method::POST,
+                "/v1/federation/revocations".to_owned(),
+            ),
             _ => return not_sent(op),
         };
         let mut request = self
@@ -157,7 +161,8 @@ pub fn key_of(op: &Op) -> u64 {
         Op::Submit { key, .. }
         | Op::Approve { key, .. }
         | Op::Delist { key, .. }
-        | Op::Read { key, .. } => *key,
+        | Op::Read { key, .. }
+        | Op::Revoke { key, .. } => *key,
     }
 }
 
@@ -177,6 +182,7 @@ fn judge(op: &Op, status: u16, v: &Value, completed: u64) -> (Outcome, Option<u6
         // A read that failed changed nothing and saw nothing.
         (Op::Read { .. }, _) => (Outcome::NotSent, Some(completed)),
         (Op::Approve { .. } | Op::Delist { .. }, 200) => (Outcome::Ok(None), Some(completed)),
+        (Op::Revoke { .. }, 200 | 201) => (Outcome::Ok(None), Some(completed)),
         // No leader, or a timeout: the write may still be applied (503 is counted so too,
         // the weaker claim).
         (_, 503 | 504) => (Outcome::Unknown, None),

@@ -13,7 +13,7 @@ use xchg_federation_config::layout::LayoutKind;
 use xchg_protocol::{Classification, Envelope, Listing, Timestamp, vectors};
 use xchg_simulations::cluster::Cluster;
 use xchg_simulations::invariants::{self, Check, Leaders};
-use xchg_simulations::scenario::Op;
+use xchg_simulations::scenario::{Op, spare_key};
 use xchg_simulations::workload::{Clients, Outcome, Record, listing_body};
 
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -52,7 +52,8 @@ async fn send(cluster: &Cluster, clients: &Clients, op: Op) -> anyhow::Result<Re
         Op::Submit { zone, .. }
         | Op::Approve { zone, .. }
         | Op::Delist { zone, .. }
-        | Op::Read { zone, .. } => zone,
+        | Op::Read { zone, .. }
+        | Op::Revoke { zone, .. } => zone,
     };
     let z = &cluster.zones[zone];
     let url = cluster.leader_of(zone).and_then(|i| cluster.url(i));
@@ -67,6 +68,13 @@ async fn send(cluster: &Cluster, clients: &Clients, op: Op) -> anyhow::Result<Re
             )),
         ),
         Op::Approve { .. } => (&z.tokens.operator, Some(serde_json::json!({}))),
+        Op::Revoke { key, .. } => {
+            let envelope = cluster.revocation(zone, &spare_key(*key).public())?;
+            (
+                &z.tokens.admin,
+                Some(serde_json::json!({"envelope": hex::encode(envelope)})),
+            )
+        }
         _ => (&z.tokens.regulator, None),
     };
     let record = clients.run(op, url, token, body).await;
@@ -121,8 +129,24 @@ async fn each_checker_reports_a_violation_made_on_purpose() -> anyhow::Result<()
         };
         history.push(send(&cluster, &clients, approve).await?);
     }
+    history.push(
+        send(
+            &cluster,
+            &clients,
+            Op::Revoke {
+                zone: 0,
+                node: 0,
+                key: 1,
+            },
+        )
+        .await?,
+    );
     let ids: BTreeMap<u64, String> = clients.ids();
     let id = ids.get(&1).context("listing 1 has an id")?.clone();
+    until("the key revocation is recorded everywhere", || async {
+        invariants::revocations(&cluster, &history).await.is_empty()
+    })
+    .await?;
     until("listing 1 is recognised by the other exchange", || async {
         invariants::recognition(&cluster, &history, &ids)
             .await
@@ -225,15 +249,25 @@ async fn each_checker_reports_a_violation_made_on_purpose() -> anyhow::Result<()
         .copied()
         .find(|&i| Some(i) != cluster.leader_of(1))
         .context("a follower in zone 1")?;
+    let revoked = spare_key(1).public().to_base64();
     tamper(
         &mut cluster,
         receiver,
         &[
             ("DELETE FROM listings WHERE id = ?", id.as_str()),
             ("DELETE FROM recognitions WHERE listing_id = ?", id.as_str()),
+            ("DELETE FROM revocations WHERE key = ?", revoked.as_str()),
         ],
     )
     .await?;
+    let unrevoked = invariants::revocations(&cluster, &history).await;
+    assert!(
+        unrevoked
+            .iter()
+            .any(|p| p.contains(&cluster.nodes[receiver].name)),
+        "the revocation check should name {}: {unrevoked:?}",
+        cluster.nodes[receiver].name
+    );
     let unrecognised = invariants::recognition(&cluster, &history, &ids).await;
     assert!(
         unrecognised
