@@ -31,6 +31,7 @@ pub mod listing;
 mod openapi;
 pub mod party;
 pub mod precedents;
+pub mod precedents_vectors;
 pub mod text;
 pub mod time;
 pub mod vectors;

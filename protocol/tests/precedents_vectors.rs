@@ -1,0 +1,107 @@
+//! The precedents vectors in `test-vectors/precedents/` are exactly what the code produces, and
+//! each verifies (or fails with its stated error) using nothing but its own fields.
+//!
+//! Set `XCHG_WRITE_VECTORS=1` to rewrite the files after an intended change.
+
+use std::path::PathBuf;
+
+use xchg_protocol::canonical::Limits;
+use xchg_protocol::precedents::{Question, verify};
+use xchg_protocol::precedents_vectors::{PrecedentsVector, all};
+use xchg_protocol::{ContentId, ExchangeId, PublicKey, Timestamp, TrustStore, ZoneId};
+
+fn dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("test-vectors/precedents")
+}
+
+fn render(v: &PrecedentsVector) -> String {
+    let mut s = serde_json::to_string_pretty(v).expect("vector serialises");
+    s.push('\n');
+    s
+}
+
+#[test]
+fn precedents_vector_files_are_byte_identical_to_what_the_code_generates() {
+    let generated = all();
+    if std::env::var_os("XCHG_WRITE_VECTORS").is_some() {
+        std::fs::create_dir_all(dir()).expect("create dir");
+        for v in &generated {
+            std::fs::write(dir().join(format!("{}.json", v.name)), render(v)).expect("write");
+        }
+    }
+    let mut on_disk: Vec<String> = std::fs::read_dir(dir())
+        .expect("test-vectors/precedents/ exists")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    on_disk.sort();
+    let mut names: Vec<String> = generated
+        .iter()
+        .map(|v| format!("{}.json", v.name))
+        .collect();
+    names.sort();
+    assert_eq!(
+        on_disk, names,
+        "the precedents vector files differ from the generated set"
+    );
+    for v in &generated {
+        let file = std::fs::read_to_string(dir().join(format!("{}.json", v.name))).expect("read");
+        assert!(
+            file == render(v),
+            "{} differs from the generated vector; rerun with XCHG_WRITE_VECTORS=1 if intended",
+            v.name
+        );
+    }
+}
+
+fn text<'a>(v: &'a serde_json::Value, name: &str) -> &'a str {
+    v.get(name)
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or_else(|| panic!("missing text field {name}"))
+}
+
+fn hex_field(v: &serde_json::Value, name: &str) -> Vec<u8> {
+    hex::decode(text(v, name)).expect("hex")
+}
+
+#[test]
+fn every_precedents_vector_verifies_or_fails_as_it_says_using_only_its_own_fields() {
+    let mut checked = 0;
+    for entry in std::fs::read_dir(dir()).expect("dir") {
+        let path = entry.expect("entry").path();
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).expect("read")).expect("json");
+        let name = path.display().to_string();
+        let mut trust = TrustStore::default();
+        for root in v["trust"].as_array().expect("trust") {
+            let exchange: ExchangeId = text(root, "exchange").parse().expect("exchange");
+            let key: PublicKey = text(root, "root_public_key").parse().expect("root");
+            trust.trust(exchange, key);
+        }
+        let limits = Limits {
+            max_size: v["max_size"].as_u64().expect("max_size") as usize,
+            max_depth: v["max_depth"].as_u64().expect("max_depth") as usize,
+        };
+        let q = &v["question"];
+        let zone: ZoneId = text(q, "zone").parse().expect("zone");
+        let listing: ContentId = text(q, "listing_id").parse().expect("listing");
+        let asked = Question {
+            zone: &zone,
+            listing_id: &listing,
+            scenario: text(q, "scenario"),
+        };
+        let now = Timestamp(v["now"].as_u64().expect("now"));
+        let result = verify(&hex_field(&v, "list"), &asked, &trust, now, &limits);
+        if v["valid"].as_bool().expect("valid") {
+            let verified = result.unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(verified.id.to_string(), text(&v, "id"), "{name}");
+            let tag: &[u8] = b"xchg/v1/application-precedents\0";
+            let input = hex_field(&v, "signing_input");
+            assert_eq!(input, [tag, &hex_field(&v, "body")].concat(), "{name}");
+        } else {
+            let e = result.map(drop).expect_err(&name);
+            assert_eq!(e.kind(), text(&v, "error"), "{name}: {e}");
+        }
+        checked += 1;
+    }
+    assert_eq!(checked, all().len());
+}
