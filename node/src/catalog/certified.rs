@@ -107,7 +107,8 @@ fn decode(signed: &[u8]) -> Result<(SignedCertificate, Certificate), String> {
 /// Applies the record of a received certificate: a valid one is checked against the
 /// revocations recorded here (PROTOCOL.md 10.3 step 9) and recorded, and the refusals of the
 /// listing version it certifies are forgotten; a refused one is recorded within the bounds. A
-/// message already recorded is left as it is.
+/// message already recorded is left as it is, except a refusal, which a valid copy of the same
+/// bytes replaces (a peer that delivered them on the wrong topic first must not keep them out).
 ///
 /// # Errors
 /// Only storage errors; refusals are part of the `Ok` value.
@@ -325,7 +326,8 @@ impl ReceivedRevocation {
 /// revocations recorded here (PROTOCOL.md 10.6 step 9) and against the certificate it names,
 /// if held (step 10), then recorded `applied` (and the copy that counted on the certificate is
 /// withdrawn where the agreement requires registration) or `waiting` for its certificate; a
-/// refused one is recorded within the bounds. A message already recorded is left as it is.
+/// refused one is recorded within the bounds. A message already recorded is left as it is,
+/// except a refusal, which a valid copy of the same bytes replaces.
 ///
 /// # Errors
 /// Only storage errors; refusals are part of the `Ok` value.

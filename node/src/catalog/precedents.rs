@@ -149,6 +149,7 @@ pub fn record(
             origin_zone: list.zone.as_str(),
             list_id: &list_id,
             issued_at: list.issued_at,
+            newest: newest(&list),
             signed: &r.list,
             received_from: &r.received_from,
             at: r.at,
@@ -163,10 +164,18 @@ pub fn record(
     }))
 }
 
-/// Applicant: whether the list held for the same listing, scenario and zone leaves nothing new
-/// to record: it states exactly the decisions of `list`, or it was made at the same time as
-/// `list` or later ([`record`] would keep it in place of `list`: a list replayed by a peer, or
-/// made by an origin member whose clock is behind, is not proposed again and again).
+/// When the newest decision of `list` was made (0 for a list of none).
+fn newest(list: &Precedents) -> Timestamp {
+    list.decisions
+        .first()
+        .map_or(Timestamp(0), |d| d.decided_at)
+}
+
+/// Applicant: whether `list` brings nothing to record: the list held for the same listing,
+/// scenario and zone states the same decisions, or is as new or newer by its newest decision
+/// and then by its time ([`record`] would keep it in place of `list`: a list replayed by a
+/// peer, or made by an origin member that lags behind or whose clock is behind, is not
+/// proposed again and again); or none is held and `list` has no decision.
 ///
 /// # Errors
 /// Only storage errors.
@@ -181,9 +190,13 @@ pub async fn unchanged(
         list.zone.as_str(),
     )
     .await?;
-    Ok(held
-        .and_then(|h| decode(&h).ok())
-        .is_some_and(|(_, h)| h.issued_at >= list.issued_at || h.decisions == list.decisions))
+    Ok(match held.and_then(|h| decode(&h).ok()) {
+        Some((_, h)) => {
+            h.decisions == list.decisions
+                || (newest(&h), h.issued_at) >= (newest(list), list.issued_at)
+        }
+        None => list.decisions.is_empty(),
+    })
 }
 
 /// Applicant: the decisions of the lists held for `listing_id` and `scenario`, as precedents,
@@ -347,6 +360,85 @@ mod tests {
                 .is_none(),
             "nor is a listing of another zone"
         );
+    }
+
+    fn list_of(issued_at: u64, decisions: &[(u64, u64)]) -> Vec<u8> {
+        let zone: ZoneId = "zhengzhou/zhongyuan".parse().expect("zone");
+        let list = Precedents {
+            zone: zone.clone(),
+            listing_id: ContentId::of(b"listing"),
+            scenario: "授信".into(),
+            issued_at: Timestamp(issued_at),
+            decisions: decisions
+                .iter()
+                .map(|&(application, decided_at)| Listed {
+                    applicant: zone.clone(),
+                    application,
+                    decided_at: Timestamp(decided_at),
+                    outcome: Outcome::Rejected {
+                        reason: "不符".into(),
+                    },
+                })
+                .collect(),
+        };
+        sign(
+            &list,
+            &av::origin_node(),
+            av::origin_delegation(zone.as_str()),
+        )
+        .to_bytes()
+    }
+
+    #[tokio::test]
+    async fn a_later_list_from_a_member_that_lags_does_not_replace_a_fuller_one() {
+        let dir = tempfile::tempdir().expect("dir");
+        let db = crate::catalog::test_db(dir.path());
+        let own: ZoneId = "xuchang/yuzhou".parse().expect("zone");
+        let fuller = list_of(2_000, &[(2, 1_900), (1, 1_800)]);
+        assert!(
+            record(&db, &own, 5, &received(fuller))
+                .expect("applied")
+                .is_ok()
+        );
+        // Signed later by a member that has not applied decision 2 yet.
+        let lagging = list_of(3_000, &[(1, 1_800)]);
+        let mut conn = crate::catalog::test_reader(dir.path()).await;
+        let (_, body) = decode(&lagging).expect("decodes");
+        assert!(
+            unchanged(&mut conn, &body).await.expect("read"),
+            "nothing new to propose"
+        );
+        assert!(
+            record(&db, &own, 6, &received(lagging))
+                .expect("applied")
+                .is_ok()
+        );
+        let kept: Vec<u64> = shown(dir.path())
+            .await
+            .into_iter()
+            .map(|(a, _)| a)
+            .collect();
+        assert_eq!(kept, [2, 1], "the fuller list stays");
+        // A list with a newer decision replaces it.
+        let newer = list_of(4_000, &[(3, 3_500), (2, 1_900), (1, 1_800)]);
+        let (_, body) = decode(&newer).expect("decodes");
+        assert!(!unchanged(&mut conn, &body).await.expect("read"));
+        assert!(
+            record(&db, &own, 7, &received(newer))
+                .expect("applied")
+                .is_ok()
+        );
+        let kept: Vec<u64> = shown(dir.path())
+            .await
+            .into_iter()
+            .map(|(a, _)| a)
+            .collect();
+        assert_eq!(kept, [3, 2, 1]);
+        // With none held, an empty list brings nothing.
+        let (_, empty) = decode(&list_of(5_000, &[])).expect("decodes");
+        let mut other = empty.clone();
+        other.scenario = "其他".into();
+        assert!(unchanged(&mut conn, &other).await.expect("read"));
     }
 
     #[tokio::test]

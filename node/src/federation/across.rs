@@ -574,7 +574,9 @@ impl Federation {
                 }
                 schedule.sent(row.id, outcome, now);
             }
-            // The origin answers: its precedents for what was asked, now and then.
+            // The origin answers: its precedents for what was asked, now and then, all at once
+            // (one origin node that never answers holds up none of the others).
+            let mut asks = Vec::new();
             for (row, outcome) in due.iter().zip(&outcomes) {
                 if !matches!(outcome, Sent::Acknowledged | Sent::Settled) {
                     continue;
@@ -600,15 +602,21 @@ impl Federation {
                     fetched.clear();
                 }
                 fetched.insert(key, now);
-                let turn = schedule.turn(row.id);
-                match self
-                    .refresh_precedents(&db, &proposer, &peers, &origin, &asked, turn)
-                    .await
-                {
-                    Ok(true) => tracing::debug!(application = row.id, "precedents recorded"),
+                asks.push((row.id, origin, asked, schedule.turn(row.id)));
+            }
+            let (this, db, proposer, peers) = (&self, &db, &proposer, &peers);
+            let refreshes = asks.iter().map(|(id, origin, asked, turn)| async move {
+                let result = this
+                    .refresh_precedents(db, proposer, peers, origin, asked, *turn)
+                    .await;
+                (*id, origin, result)
+            });
+            for (id, origin, result) in join_all(refreshes).await {
+                match result {
+                    Ok(true) => tracing::debug!(application = id, "precedents recorded"),
                     Ok(false) => {}
                     Err(why) => tracing::info!(
-                        application = row.id,
+                        application = id,
                         origin = %origin,
                         why,
                         "precedents not fetched; will ask again"

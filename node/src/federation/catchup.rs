@@ -28,7 +28,7 @@ use xchg_protocol::{ContentId, ExchangeId, Timestamp};
 use super::certify;
 use super::core::{Count, Output, Reply, Shared, Ticket, Timer};
 use super::judge::{Arrival, Done, For, Judge, Origin, Proposal};
-use super::verdicts::Via;
+use super::verdicts::{Reason, Via};
 use crate::gossip::{Peer, RequestError};
 
 /// Inventory pages one round reads from one peer for one exchange.
@@ -125,10 +125,13 @@ fn check_positions(
     Ok(())
 }
 
-/// The cursor key of the certificate topics' messages at `peer` (an inventory's key is an
-/// exchange id, which never contains a space).
+/// The second part of the cursor key of the certificate topics' messages (an inventory's is
+/// an exchange id, which never contains a space).
+const CERTIFICATES_CURSOR: &str = "certificate topics";
+
+/// The cursor key of the certificate topics' messages at `peer`.
 fn certificates_key(peer: &Peer) -> (String, String) {
-    (peer.0.clone(), "certificate topics".to_owned())
+    (peer.0.clone(), CERTIFICATES_CURSOR.to_owned())
 }
 
 /// One inventory page being worked through.
@@ -326,8 +329,14 @@ impl Catchup {
         }
         let n = self.rounds;
         self.rounds += 1;
-        if n % RESCAN_EVERY_ROUNDS == RESCAN_EVERY_ROUNDS - 1 || std::mem::take(&mut self.rescan) {
+        if n % RESCAN_EVERY_ROUNDS == RESCAN_EVERY_ROUNDS - 1 {
             self.cursors.clear();
+            self.rescan = false;
+        } else if std::mem::take(&mut self.rescan) {
+            // A certificate was recorded: the inventories are read again (a listing refused for
+            // want of it is judged anew); the certificate pages go on where they were, or a busy
+            // federation would read its peers' first pages for ever.
+            self.cursors.retain(|key, _| key.1 == CERTIFICATES_CURSOR);
         }
         let peer = peers.swap_remove((n % peers.len() as u64) as usize);
         let ticket = shared.ticket();
@@ -502,6 +511,13 @@ impl Catchup {
         };
         let exchange = exchange.to_string();
         let certified = certify::judge(&data, &exchange, &r.peer, &cx.shared.settings, cx.now);
+        if certified.judgement.reason == Reason::WrongTopic {
+            // The peer filed it under another exchange than the one that signed it: out of
+            // protocol. Recording it refused would keep the genuine message out (a message is
+            // recorded once by its hash), so nothing is recorded and the round ends.
+            let why = format!("served a certificate-topic message under {exchange}, not its own");
+            return self.end(Err(CatchupError::BadAnswer(why)), cx.shared, cx.out);
+        }
         let judgement = cx.judge.certificate(certified, &r.peer, true, cx.now);
         let done = Done {
             origin: Origin::Catchup(r.id),
@@ -1259,21 +1275,74 @@ mod tests {
         // Two pages of two.
         assert_eq!(world.certificate_cursors_asked(), [0, 15]);
         assert_eq!(world.cursors_asked(), [0]);
-        // A certificate was recorded: the next round reads every inventory (and the
-        // certificate topics) from the start again, so a listing refused for want of a
-        // certificate is judged again; nothing more is recorded.
+        // A certificate was recorded: the next round reads every inventory from the start
+        // again, so a listing refused for want of a certificate is judged again; the
+        // certificate pages go on where they were.
         world.round(&mut core);
         assert_eq!(
             world.cursors_asked(),
             [0, 0],
             "the inventory cursor was forgotten"
         );
-        assert_eq!(world.certificate_cursors_asked(), [0, 15, 0, 15]);
-        // Then it goes on from where it got to.
+        assert_eq!(world.certificate_cursors_asked(), [0, 15, 30]);
         world.round(&mut core);
         assert_eq!(world.cursors_asked(), [0, 0, 1]);
-        assert_eq!(world.certificate_cursors_asked()[4..], [30]);
+        assert_eq!(world.certificate_cursors_asked(), [0, 15, 30, 30]);
         assert_eq!(world.received.len(), 3);
+    }
+
+    #[test]
+    fn a_certificate_page_does_not_restart_while_certificates_keep_arriving() {
+        // Every round records a certificate (as a busy federation's gossip would): the pages
+        // still reach the newest message.
+        let kit = Kit::new();
+        let mut core = kit.core(true);
+        let mut world = World::with(&kit, 0);
+        world.page_size = 1;
+        let listing = kit.partner_listing("certified");
+        world.certificates = (1..=40)
+            .map(|seq| {
+                (
+                    seq,
+                    testkit::partner(),
+                    kit.partner_certificate(&listing, seq),
+                )
+            })
+            .collect();
+        for _ in 0..3 {
+            world.round(&mut core);
+        }
+        assert_eq!(
+            world.received.len(),
+            40,
+            "{:?}",
+            world.certificate_cursors_asked()
+        );
+    }
+
+    #[test]
+    fn a_message_served_under_another_exchange_ends_the_round_and_is_not_recorded() {
+        let kit = Kit::new();
+        let mut core = kit.core(true);
+        let mut world = World::with(&kit, 0);
+        let listing = kit.partner_listing("certified");
+        let genuine = kit.partner_certificate(&listing, 1);
+        // Zhengzhou's certificate, filed under Xuchang (which this node follows too).
+        world.certificates = vec![(1, testkit::own(), genuine.clone())];
+        world.round(&mut core);
+        assert_eq!(world.counted("failed"), 1);
+        assert!(world.received.is_empty(), "nothing recorded");
+        assert!(
+            !world
+                .said
+                .iter()
+                .any(|o| matches!(o, Output::Propose { .. })),
+            "no refusal proposed"
+        );
+        // Served as it is, it is recorded.
+        world.certificates = vec![(1, testkit::partner(), genuine.clone())];
+        world.round(&mut core);
+        assert!(world.received.contains(&ContentId::of(&genuine)));
     }
 
     #[test]

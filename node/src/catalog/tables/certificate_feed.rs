@@ -65,8 +65,8 @@ pub async fn after(
         .collect()
 }
 
-/// Whether a message with id `message_id` (SHA-256 of its bytes) was recorded as received,
-/// whatever the decision.
+/// Whether a message with id `message_id` (SHA-256 of its bytes) was recorded as received and
+/// not refused (a refused one is judged again when met: a valid copy replaces the refusal).
 ///
 /// # Errors
 /// SQLite's error.
@@ -76,8 +76,9 @@ pub async fn received(
 ) -> Result<bool, sqlx::Error> {
     let id = message_id.to_string();
     let found: Option<i64> = sqlx::query_scalar(
-        "SELECT 1 FROM received_certificates WHERE message_id = ?1
-         UNION ALL SELECT 1 FROM received_revocations WHERE message_id = ?1 LIMIT 1",
+        "SELECT 1 FROM received_certificates WHERE message_id = ?1 AND decision != 'refused'
+         UNION ALL SELECT 1 FROM received_revocations
+          WHERE message_id = ?1 AND decision != 'refused' LIMIT 1",
     )
     .bind(id)
     .fetch_optional(&mut *conn)
@@ -118,7 +119,7 @@ mod tests {
             at: Timestamp(1),
             raft_index: 1,
         };
-        assert!(received_certificates::record(db, &r).expect("recorded"));
+        received_certificates::record(db, &r).expect("recorded");
         id
     }
 
@@ -145,6 +146,36 @@ mod tests {
         };
         assert!(received_revocations::record(db, &r).expect("recorded"));
         id
+    }
+
+    #[tokio::test]
+    async fn a_valid_copy_replaces_a_refusal_of_the_same_bytes_and_a_refused_revocation_leaves() {
+        let dir = tempfile::tempdir().expect("dir");
+        let db = crate::catalog::test_db(dir.path());
+        // The same bytes, first refused (delivered on the wrong topic), then valid.
+        let id = certificate(&db, "twice", false);
+        let mut conn = crate::catalog::test_reader(dir.path()).await;
+        assert!(
+            !received(&mut conn, &id).await.expect("read"),
+            "a refusal is judged again"
+        );
+        drop(conn);
+        certificate(&db, "twice", true);
+        let filed = feed(dir.path(), "zhengzhou").await;
+        assert_eq!(filed.len(), 1, "filed once it is valid");
+        let mut conn = crate::catalog::test_reader(dir.path()).await;
+        assert!(received(&mut conn, &id).await.expect("read"));
+        drop(conn);
+        // A waiting revocation later refused is no longer served.
+        let waiting = revocation(&db, "waiting");
+        assert_eq!(feed(dir.path(), "zhengzhou").await.len(), 2);
+        received_revocations::decide(
+            &db,
+            &waiting.to_string(),
+            Some(("wrong_origin", "another zone's certificate")),
+        )
+        .expect("decided");
+        assert_eq!(feed(dir.path(), "zhengzhou").await.len(), 1);
     }
 
     async fn feed(dir: &std::path::Path, exchange: &str) -> Vec<(u64, Vec<u8>)> {
@@ -177,10 +208,10 @@ mod tests {
         let mut conn = crate::catalog::test_reader(dir.path()).await;
         assert!(received(&mut conn, &valid).await.expect("read"));
         assert!(
-            received(&mut conn, &ContentId::of(b"refused"))
+            !received(&mut conn, &ContentId::of(b"refused"))
                 .await
                 .expect("read"),
-            "a refused one is recorded too: not judged again"
+            "a refused one is judged again when met (a valid copy may replace it)"
         );
         assert!(
             !received(&mut conn, &ContentId::of(b"never"))

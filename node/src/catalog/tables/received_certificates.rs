@@ -47,7 +47,9 @@ pub struct ValidFields<'a> {
     pub signed: &'a [u8],
 }
 
-/// Records `r` unless a message with the same id is recorded; whether it was new.
+/// Records `r` unless a message with the same id is recorded, except that a valid one replaces
+/// a refusal of the same bytes (a peer that delivered them on the wrong topic first must not
+/// keep them out); whether it was recorded.
 ///
 /// # Errors
 /// SQLite's error.
@@ -55,10 +57,18 @@ pub fn record(db: &rusqlite::Connection, r: &Received<'_>) -> rusqlite::Result<b
     let v = r.valid.as_ref();
     let decision = if v.is_some() { "valid" } else { "refused" };
     db.prepare_cached(
-        "INSERT OR IGNORE INTO received_certificates (message_id, certificate_id, exchange, \
+        "INSERT INTO received_certificates (message_id, certificate_id, exchange, \
             zone, number, listing_id, content_id, signer, issued_at, decision, kind, reason, \
             signed, received_from, at, raft_index) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16) \
+         ON CONFLICT (message_id) DO UPDATE SET certificate_id = excluded.certificate_id, \
+            exchange = excluded.exchange, zone = excluded.zone, number = excluded.number, \
+            listing_id = excluded.listing_id, content_id = excluded.content_id, \
+            signer = excluded.signer, issued_at = excluded.issued_at, \
+            decision = excluded.decision, kind = NULL, reason = NULL, signed = excluded.signed, \
+            received_from = excluded.received_from, at = excluded.at, \
+            raft_index = excluded.raft_index \
+         WHERE received_certificates.decision = 'refused' AND excluded.decision = 'valid'",
     )?
     .execute(rusqlite::params![
         r.message_id.to_string(),

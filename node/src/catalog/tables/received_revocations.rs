@@ -49,17 +49,27 @@ pub struct ValidFields<'a> {
     pub signed: &'a [u8],
 }
 
-/// Records `r` unless a message with the same id is recorded; whether it was new.
+/// Records `r` unless a message with the same id is recorded, except that one that passed the
+/// offline checks replaces a refusal of the same bytes (a peer that delivered them on the wrong
+/// topic first must not keep them out); whether it was recorded.
 ///
 /// # Errors
 /// SQLite's error.
 pub fn record(db: &rusqlite::Connection, r: &Received<'_>) -> rusqlite::Result<bool> {
     let v = r.valid.as_ref();
     db.prepare_cached(
-        "INSERT OR IGNORE INTO received_revocations (message_id, revocation_id, certificate_id, \
+        "INSERT INTO received_revocations (message_id, revocation_id, certificate_id, \
             exchange, zone, number, revoked_at, revocation_reason, signer, decision, kind, \
             reason, signed, received_from, at, raft_index) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16) \
+         ON CONFLICT (message_id) DO UPDATE SET revocation_id = excluded.revocation_id, \
+            certificate_id = excluded.certificate_id, exchange = excluded.exchange, \
+            zone = excluded.zone, number = excluded.number, revoked_at = excluded.revoked_at, \
+            revocation_reason = excluded.revocation_reason, signer = excluded.signer, \
+            decision = excluded.decision, kind = excluded.kind, reason = excluded.reason, \
+            signed = excluded.signed, received_from = excluded.received_from, at = excluded.at, \
+            raft_index = excluded.raft_index \
+         WHERE received_revocations.decision = 'refused' AND excluded.decision != 'refused'",
     )?
     .execute(rusqlite::params![
         r.message_id.to_string(),

@@ -19,6 +19,8 @@ pub struct Kept<'a> {
     pub list_id: &'a str,
     /// When the origin made it.
     pub issued_at: Timestamp,
+    /// When its newest decision was made (0 for a list of none).
+    pub newest: Timestamp,
     /// The signed list.
     pub signed: &'a [u8],
     /// The peer that delivered it.
@@ -29,20 +31,24 @@ pub struct Kept<'a> {
     pub raft_index: u64,
 }
 
-/// Keeps `k` in place of the list held for its listing, scenario and zone, unless that one was
-/// made at the same time or later; whether it was kept.
+/// Keeps `k` in place of the list held for its listing, scenario and zone, unless that one has
+/// a newer decision, or as new a decision and was made at the same time or later; whether it
+/// was kept. (A list signed by an origin member that lags behind its zone is made later but
+/// misses the newest decisions: it must not replace a fuller one.)
 ///
 /// # Errors
 /// SQLite's error.
 pub fn keep(db: &rusqlite::Connection, k: &Kept<'_>) -> rusqlite::Result<bool> {
     db.prepare_cached(
         "INSERT INTO remote_precedents (listing_id, scenario, origin_zone, list_id, issued_at, \
-            signed, received_from, at, raft_index) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+            signed, received_from, at, raft_index, newest) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
          ON CONFLICT (listing_id, scenario, origin_zone) DO UPDATE SET list_id = excluded.list_id, \
             issued_at = excluded.issued_at, signed = excluded.signed, \
             received_from = excluded.received_from, at = excluded.at, \
-            raft_index = excluded.raft_index \
-         WHERE excluded.issued_at > remote_precedents.issued_at",
+            raft_index = excluded.raft_index, newest = excluded.newest \
+         WHERE (excluded.newest, excluded.issued_at) \
+             > (remote_precedents.newest, remote_precedents.issued_at)",
     )?
     .execute(rusqlite::params![
         k.listing_id,
@@ -54,6 +60,7 @@ pub fn keep(db: &rusqlite::Connection, k: &Kept<'_>) -> rusqlite::Result<bool> {
         k.received_from,
         int(k.at.0),
         int(k.raft_index),
+        int(k.newest.0),
     ])
     .map(|n| n == 1)
 }
