@@ -12,7 +12,9 @@ use serde_json::Value;
 use xchg_node::catalog::{Actor, Batch, CatalogCommand};
 use xchg_node::raft::MemberNode;
 use xchg_node::raft::tls::{self, MemberKeys, TlsTransport};
-use xchg_node::raft::transport::{Credential, ZoneRequest, ZoneResponse, ZoneTransport};
+use xchg_node::raft::transport::{
+    Credential, ForwardError, ZoneRequest, ZoneResponse, ZoneTransport,
+};
 use xchg_protocol::{Keypair, Timestamp};
 use xchg_tests::{Zone, eventually, example_listing, xchg_binary};
 
@@ -268,6 +270,55 @@ async fn a_flood_of_silent_connections_on_the_raft_port_neither_blocks_members_n
         (1..=5).contains(&warnings),
         "{warnings} refusal warnings for 600 bad connections"
     );
+    Ok(())
+}
+
+/// A member that is not the leader, asked to take a forwarded write (its peers may still think
+/// it leads, just after it restarted), sends the forwarder on to the leader before judging the
+/// command: it used to read the token from its own replica first and answer a good write
+/// `forbidden` (found by `xchg-sim leader-churn --seed 150 --duration 10s`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_member_that_is_not_the_leader_sends_a_forwarded_write_on_instead_of_judging_it()
+-> anyhow::Result<()> {
+    let mut zone = Zone::generate("single-zone", 3)?;
+    zone.start_all()?;
+    let tokens = zone.tokens().clone();
+    let leader = zone.wait_for_leader(0, Duration::from_secs(30)).await?;
+    let (a, b) = ((leader + 1) % 3, (leader + 2) % 3);
+    let (target, _) = member(&zone, a)?;
+    let (_, sender_key) = member(&zone, b)?;
+    let transport = transport_as(&sender_key, &target)?;
+    let (status, body) = zone
+        .post(
+            leader,
+            "/v1/listings",
+            &tokens.provider,
+            &example_listing("sent on"),
+        )
+        .await?;
+    anyhow::ensure!(status == 201, "{status} {body}");
+    let id = body["id"].as_str().unwrap_or_default().to_owned();
+    let cmd = approve(&id, xchg_federation_config::Role::Operator)?;
+    for credential in [
+        Credential::Token(tokens.operator.clone()),
+        Credential::Token("xchg-operator-made-up".into()),
+    ] {
+        let answer = transport
+            .call(
+                1,
+                &target,
+                ZoneRequest::ForwardWrite(Batch(vec![cmd.clone()]), vec![credential]),
+                Duration::from_secs(10),
+            )
+            .await?;
+        assert!(
+            matches!(
+                answer,
+                ZoneResponse::ForwardWrite(Err(ForwardError::NotLeader { leader: Some(_) }))
+            ),
+            "a follower names the leader, judging nothing: {answer:?}"
+        );
+    }
     Ok(())
 }
 

@@ -591,6 +591,24 @@ impl ZoneService {
                 "a forwarded batch must carry one credential per command".into(),
             ));
         }
+        // Only the leader judges forwarded commands. A member that is not (a former leader
+        // just restarted, whose peers still send to it) sends the forwarder on before reading
+        // tokens from a replica that may not hold them yet: refusing there answered a
+        // client's good write `403 forbidden` during a leader change (found by xchg-sim
+        // leader-churn seeds 150 and 160).
+        let (id, leader) = {
+            let m = self.raft.metrics();
+            let m = m.borrow();
+            (m.id, m.current_leader)
+        };
+        if leader != Some(id) {
+            return Err(ForwardError::NotLeader { leader });
+        }
+        if self.authorize.get().is_none() {
+            return Err(ForwardError::Unavailable(
+                "this member is starting: it cannot check forwarded tokens yet".into(),
+            ));
+        }
         let mut verdicts = Vec::with_capacity(batch.0.len());
         for (cmd, credential) in batch.0.into_iter().zip(credentials) {
             verdicts.push(self.authorise(cmd, &credential, peer).await);
