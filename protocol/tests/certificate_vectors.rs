@@ -6,6 +6,9 @@
 
 use std::path::PathBuf;
 
+mod common;
+use common::{files_are, render, text};
+
 use xchg_protocol::canonical::Limits;
 use xchg_protocol::certificate::check_revocation;
 use xchg_protocol::certificate_revocation::{
@@ -22,42 +25,6 @@ fn revocation_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("test-vectors/certificate-revocations")
 }
 
-/// Checks that the files of `dir` are exactly `generated` (`(name, rendered JSON)`), after
-/// writing them when `XCHG_WRITE_VECTORS` is set.
-fn files_are(dir: &std::path::Path, generated: &[(String, String)]) {
-    if std::env::var_os("XCHG_WRITE_VECTORS").is_some() {
-        std::fs::create_dir_all(dir).expect("create dir");
-        for (name, text) in generated {
-            std::fs::write(dir.join(format!("{name}.json")), text).expect("write");
-        }
-    }
-    let mut on_disk: Vec<String> = std::fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-        .collect();
-    on_disk.sort();
-    let names: Vec<String> = generated.iter().map(|(n, _)| format!("{n}.json")).collect();
-    assert_eq!(
-        on_disk,
-        names,
-        "the vector files of {} differ from the generated set",
-        dir.display()
-    );
-    for (name, text) in generated {
-        let file = std::fs::read_to_string(dir.join(format!("{name}.json"))).expect("read");
-        assert!(
-            file == *text,
-            "{name} differs from the generated vector; rerun with XCHG_WRITE_VECTORS=1 if intended"
-        );
-    }
-}
-
-fn render<T: serde::Serialize>(v: &T) -> String {
-    let mut s = serde_json::to_string_pretty(v).expect("vector serialises");
-    s.push('\n');
-    s
-}
-
 #[test]
 fn certificate_vector_files_are_byte_identical_to_what_the_code_generates() {
     let generated: Vec<_> = all().iter().map(|v| (v.name.clone(), render(v))).collect();
@@ -71,12 +38,6 @@ fn certificate_revocation_vector_files_are_byte_identical_to_what_the_code_gener
         .map(|v| (v.name.clone(), render(v)))
         .collect();
     files_are(&revocation_dir(), &generated);
-}
-
-fn text<'a>(v: &'a serde_json::Value, name: &str) -> &'a str {
-    v.get(name)
-        .and_then(serde_json::Value::as_str)
-        .unwrap_or_else(|| panic!("missing text field {name}"))
 }
 
 #[test]

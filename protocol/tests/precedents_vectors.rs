@@ -5,62 +5,22 @@
 
 use std::path::PathBuf;
 
+mod common;
+use common::{files_are, hex_field, render, text};
+
 use xchg_protocol::canonical::Limits;
 use xchg_protocol::precedents::{Question, verify};
-use xchg_protocol::precedents_vectors::{PrecedentsVector, all};
+use xchg_protocol::precedents_vectors::all;
 use xchg_protocol::{ContentId, ExchangeId, PublicKey, Timestamp, TrustStore, ZoneId};
 
 fn dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("test-vectors/precedents")
 }
 
-fn render(v: &PrecedentsVector) -> String {
-    let mut s = serde_json::to_string_pretty(v).expect("vector serialises");
-    s.push('\n');
-    s
-}
-
 #[test]
 fn precedents_vector_files_are_byte_identical_to_what_the_code_generates() {
-    let generated = all();
-    if std::env::var_os("XCHG_WRITE_VECTORS").is_some() {
-        std::fs::create_dir_all(dir()).expect("create dir");
-        for v in &generated {
-            std::fs::write(dir().join(format!("{}.json", v.name)), render(v)).expect("write");
-        }
-    }
-    let mut on_disk: Vec<String> = std::fs::read_dir(dir())
-        .expect("test-vectors/precedents/ exists")
-        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-        .collect();
-    on_disk.sort();
-    let mut names: Vec<String> = generated
-        .iter()
-        .map(|v| format!("{}.json", v.name))
-        .collect();
-    names.sort();
-    assert_eq!(
-        on_disk, names,
-        "the precedents vector files differ from the generated set"
-    );
-    for v in &generated {
-        let file = std::fs::read_to_string(dir().join(format!("{}.json", v.name))).expect("read");
-        assert!(
-            file == render(v),
-            "{} differs from the generated vector; rerun with XCHG_WRITE_VECTORS=1 if intended",
-            v.name
-        );
-    }
-}
-
-fn text<'a>(v: &'a serde_json::Value, name: &str) -> &'a str {
-    v.get(name)
-        .and_then(serde_json::Value::as_str)
-        .unwrap_or_else(|| panic!("missing text field {name}"))
-}
-
-fn hex_field(v: &serde_json::Value, name: &str) -> Vec<u8> {
-    hex::decode(text(v, name)).expect("hex")
+    let generated: Vec<_> = all().iter().map(|v| (v.name.clone(), render(v))).collect();
+    files_are(&dir(), &generated);
 }
 
 #[test]
