@@ -41,8 +41,10 @@ const SEMANTIC_REFUSALS: [(&str, u16, &str); 2] = [
 ];
 
 /// The JSON Schema keywords the generator honours.
-const KNOWN_KEYWORDS: [&str; 21] = [
+const KNOWN_KEYWORDS: [&str; 23] = [
     "$ref",
+    "minProperties",
+    "maxProperties",
     "type",
     "enum",
     "oneOf",
@@ -314,6 +316,27 @@ impl Generator {
                 let v = self.value(property, &format!("{at}.{name}"))?;
                 out.insert(name.clone(), v);
             }
+        }
+        let least = schema["minProperties"].as_u64().unwrap_or(0);
+        let mut left: Vec<&String> = properties
+            .keys()
+            .filter(|k| !out.contains_key(*k))
+            .collect();
+        while (out.len() as u64) < least {
+            ensure!(
+                !left.is_empty(),
+                "{at}: fewer properties than minProperties"
+            );
+            let i = usize::try_from(self.dice.range(0, left.len() as u64 - 1)).unwrap_or(0);
+            let name = left.remove(i);
+            let v = self.value(&properties[name], &format!("{at}.{name}"))?;
+            out.insert(name.clone(), v);
+        }
+        if let Some(most) = schema["maxProperties"].as_u64() {
+            ensure!(
+                out.len() as u64 <= most,
+                "{at}: the generator made more properties than maxProperties {most}"
+            );
         }
         Ok(Value::Object(out))
     }

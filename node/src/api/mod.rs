@@ -32,6 +32,7 @@ pub mod server;
 pub mod status;
 pub mod text;
 pub mod tokens;
+pub mod valuations;
 pub mod zone;
 
 use std::sync::Arc;
@@ -125,6 +126,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/listings/{id}/approve", post(listings::approve))
         .route("/v1/listings/{id}/reject", post(listings::reject))
         .route("/v1/listings/{id}/delist", post(listings::delist))
+        .route(
+            "/v1/listings/{id}/valuations",
+            post(valuations::create).get(valuations::history),
+        )
+        .route("/v1/listings/{id}/valuation", get(valuations::get_one))
         .route("/v1/audit", get(audit::list))
         .route("/v1/recognitions", get(federation::recognitions))
         .route("/v1/federation/peers", get(federation::peers))

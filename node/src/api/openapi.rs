@@ -20,7 +20,7 @@ use xchg_protocol::{ContentId, CreditCode, NodeName, PartyId};
 use super::error::{BearerErrors, ErrorBody};
 use super::{
     applications, audit, authorizations, certificates, entrustments, federation, listings, metrics,
-    parties, registrations, status, tokens, zone,
+    parties, registrations, status, tokens, valuations, zone,
 };
 
 /// The document.
@@ -81,6 +81,9 @@ use super::{
         registrations::get_one,
         registrations::approve,
         registrations::reject,
+        valuations::create,
+        valuations::get_one,
+        valuations::history,
         certificates::list,
         certificates::get_one,
         certificates::revoke,
@@ -92,7 +95,7 @@ use super::{
     ),
     // Named, not registered, by the shared error sets (`ErrorBody`) and by path parameters.
     components(schemas(ErrorBody, ContentId, NodeName, PartyId, CreditCode)),
-    modifiers(&BearerToken, &OpenListing, &ServerErrors),
+    modifiers(&BearerToken, &OpenListing, &AtLeastOneApproach, &ServerErrors),
     tags(
         (name = "status", description = "This node's Raft view; no token needed"),
         (name = "listings", description = "Submit, review, delist, read and search listings"),
@@ -110,6 +113,9 @@ use super::{
             a provider registers a listing, an operator approves it (the zone issues a signed \
             certificate, PROTOCOL.md 10) or rejects it; certificates with their verification \
             and status; revocation"),
+        (name = "valuations", description = "Valuation reports (数据资产评估) by the cost, \
+            income and market approaches, versioned per listing: made by the listing's provider \
+            or an operator, read by them, regulators and admins"),
         (name = "tokens", description = "API tokens (admin)"),
         (name = "zone", description = "Zone membership (admin)"),
         (name = "metrics", description = "Prometheus metrics"),
@@ -152,6 +158,22 @@ impl Modify for OpenListing {
             .and_then(|c| c.schemas.get_mut("Listing"));
         if let Some(RefOr::T(Schema::Object(listing))) = listing {
             listing.additional_properties = None;
+        }
+    }
+}
+
+/// States that a valuation names at least one approach. (utoipa 5.5's `min_properties`
+/// attribute writes `maxProperties`, so the rule is set here.)
+struct AtLeastOneApproach;
+
+impl Modify for AtLeastOneApproach {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let approaches = openapi
+            .components
+            .as_mut()
+            .and_then(|c| c.schemas.get_mut("Approaches"));
+        if let Some(RefOr::T(Schema::Object(approaches))) = approaches {
+            approaches.min_properties = Some(1);
         }
     }
 }

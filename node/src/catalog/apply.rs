@@ -311,6 +311,9 @@ fn effect(
         CatalogCommand::RecordPrecedents(r) => {
             super::precedents::record(db, &zone.zone, raft_index, r)?
         }
+        CatalogCommand::RecordValuation { report, actor } => {
+            super::valuation::record(db, raft_index, report, actor)?
+        }
     })
 }
 
@@ -759,6 +762,10 @@ fn subject(cmd: &CatalogCommand) -> (String, &'static str, Timestamp, String) {
             r.at,
             format!("precedents:{}", precedents_id(&r.list)),
         ),
+        CatalogCommand::RecordValuation { report, actor } => {
+            let (id, role) = by(actor);
+            (id, role, report.valued_at, report.listing_id.to_string())
+        }
     }
 }
 

@@ -19,6 +19,7 @@ pub mod precedents;
 pub mod query;
 pub mod registrations;
 pub mod tables;
+pub mod valuation;
 
 use serde::{Deserialize, Serialize};
 use xchg_federation_config::{ExportPolicy, Role};
@@ -236,6 +237,7 @@ pub const SCHEMA: &[&str] = &[
     include_str!("schema/catalog_schema_v13.sql"),
     include_str!("schema/catalog_schema_v14.sql"),
     include_str!("schema/catalog_schema_v15.sql"),
+    include_str!("schema/catalog_schema_v16.sql"),
 ];
 
 /// Zone facts for tests: `xuchang/yuzhou` with the default export policy.
@@ -645,6 +647,14 @@ pub enum CatalogCommand {
     /// At the applicant: an origin zone's signed list of precedents, verified by the member
     /// that fetched it (`precedents::record`).
     RecordPrecedents(Box<precedents::ReceivedPrecedents>),
+    /// A provider (for its own listing) or an operator records a valuation report, computed by
+    /// the receiving node; it becomes the listing's next report version.
+    RecordValuation {
+        /// The report (its `version` is assigned when applied).
+        report: Box<valuation::ValuationReport>,
+        /// Who asks.
+        actor: Actor,
+    },
 }
 
 /// The actor id of a command a zone member proposes on its own authority (`node:<name>`), as
@@ -737,6 +747,7 @@ impl CatalogCommand {
             CatalogCommand::ReceiveApplication(_) => "receive_application",
             CatalogCommand::ApplicationDecided(_) => "application_decided",
             CatalogCommand::RecordPrecedents(_) => "record_precedents",
+            CatalogCommand::RecordValuation { .. } => "record_valuation",
         }
     }
 
@@ -841,6 +852,8 @@ impl CatalogCommand {
             // Whoever asked is recorded; the refusal is the receiving node's.
             CatalogCommand::RecordRefusedRequest(_) => &Role::ALL,
             CatalogCommand::SubmitApplication { .. } => &[Role::Buyer],
+            // Whose listing it is, the state machine judges (`valuation::record`).
+            CatalogCommand::RecordValuation { .. } => &[Role::Provider, Role::Operator],
             // Whose authorisation it is, the state machine judges (`applications::record_usage`).
             CatalogCommand::RecordUsage { .. } => &[Role::Buyer, Role::Provider],
             CatalogCommand::ApplyParty { .. } => &Role::ALL,
@@ -912,7 +925,8 @@ impl CatalogCommand {
             | CatalogCommand::SubmitRegistration { actor: a, .. }
             | CatalogCommand::ApproveRegistration { actor: a, .. }
             | CatalogCommand::RejectRegistration { actor: a, .. }
-            | CatalogCommand::RevokeCertificate { actor: a, .. } => *a = actor,
+            | CatalogCommand::RevokeCertificate { actor: a, .. }
+            | CatalogCommand::RecordValuation { actor: a, .. } => *a = actor,
             CatalogCommand::RecordRefusedRequest(r) => r.actor = actor,
             CatalogCommand::ApplyParty { actor: a, .. } => *a = Some(actor),
             CatalogCommand::Recognize(_)

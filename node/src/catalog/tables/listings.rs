@@ -642,3 +642,47 @@ pub async fn found(conn: &mut SqliteConnection, text: &str) -> i64 {
         .await
         .expect("search")
 }
+
+/// Candidate comparables for valuing listing `id` by the market approach: the listed or
+/// recognised listings other than it, priced in `currency`, at most `per_query` of its category
+/// and `per_query` of the others, the most recently first held first.
+///
+/// # Errors
+/// SQLite's error, or a row that does not decode.
+pub async fn comparable_candidates(
+    conn: &mut SqliteConnection,
+    id: &ContentId,
+    category: &str,
+    currency: &str,
+    per_query: u32,
+) -> Result<Vec<(ContentId, Listing)>, sqlx::Error> {
+    let mut out = Vec::new();
+    for same in [true, false] {
+        let sql = if same {
+            "SELECT id, body FROM listings INDEXED BY listings_category \
+             WHERE category = ?1 AND id <> ?2 AND state IN ('listed', 'recognised') \
+             ORDER BY seq DESC LIMIT ?3"
+        } else {
+            "SELECT id, body FROM listings \
+             WHERE category <> ?1 AND id <> ?2 AND state IN ('listed', 'recognised') \
+             ORDER BY seq DESC LIMIT ?3"
+        };
+        let rows: Vec<(String, Vec<u8>)> = sqlx::query_as(sql)
+            .bind(category)
+            .bind(id.to_string())
+            .bind(i64::from(per_query))
+            .fetch_all(&mut *conn)
+            .await?;
+        for (held, body) in rows {
+            let listing = decode(&body)?;
+            if listing.pricing.currency.as_deref() != Some(currency) {
+                continue;
+            }
+            let held = held
+                .parse()
+                .map_err(|_| sqlx::Error::Decode(format!("listing id {held:?}").into()))?;
+            out.push((held, listing));
+        }
+    }
+    Ok(out)
+}

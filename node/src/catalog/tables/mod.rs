@@ -25,6 +25,7 @@ pub mod registrations;
 pub mod remote_precedents;
 pub mod revocations;
 pub mod tokens;
+pub mod valuations;
 
 use xchg_protocol::AnnouncementKind;
 
@@ -49,6 +50,7 @@ pub const REPLICATED_TABLES: &[&str] = &[
     "received_certificates",
     "received_revocations",
     "remote_precedents",
+    "valuations",
 ];
 
 /// The stored name of an announcement kind.
