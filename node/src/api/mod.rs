@@ -13,6 +13,7 @@ pub mod authorizations;
 pub mod body;
 pub mod certificates;
 pub mod deadline;
+pub mod demands;
 pub mod entrustments;
 pub mod error;
 pub mod federation;
@@ -164,6 +165,12 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/applications/{id}", get(applications::get_one))
         .route("/v1/applications/{id}/approve", post(applications::approve))
         .route("/v1/applications/{id}/reject", post(applications::reject))
+        .route("/v1/demands", post(demands::post).get(demands::search))
+        .route("/v1/demands/{id}", get(demands::get_one))
+        .route("/v1/demands/{id}/matches", get(demands::matches))
+        .route("/v1/demands/{id}/proposals", post(demands::propose))
+        .route("/v1/demands/{id}/accept", post(demands::accept))
+        .route("/v1/demands/{id}/withdraw", post(demands::withdraw))
         .route("/v1/authorizations", get(authorizations::list))
         .route("/v1/authorizations/{id}", get(authorizations::get_one))
         .route("/v1/authorizations/{id}/usage", post(authorizations::usage))

@@ -19,8 +19,8 @@ use xchg_protocol::{ContentId, CreditCode, NodeName, PartyId};
 
 use super::error::{BearerErrors, ErrorBody};
 use super::{
-    applications, audit, authorizations, certificates, entrustments, federation, listings, metrics,
-    parties, registrations, status, tokens, valuations, zone,
+    applications, audit, authorizations, certificates, demands, entrustments, federation, listings,
+    metrics, parties, registrations, status, tokens, valuations, zone,
 };
 
 /// The document.
@@ -81,6 +81,13 @@ use super::{
         registrations::get_one,
         registrations::approve,
         registrations::reject,
+        demands::post,
+        demands::search,
+        demands::get_one,
+        demands::matches,
+        demands::propose,
+        demands::accept,
+        demands::withdraw,
         valuations::create,
         valuations::get_one,
         valuations::history,
@@ -95,7 +102,7 @@ use super::{
     ),
     // Named, not registered, by the shared error sets (`ErrorBody`) and by path parameters.
     components(schemas(ErrorBody, ContentId, NodeName, PartyId, CreditCode)),
-    modifiers(&BearerToken, &OpenListing, &AtLeastOneApproach, &ServerErrors),
+    modifiers(&BearerToken, &OpenListing, &ServerErrors),
     tags(
         (name = "status", description = "This node's Raft view; no token needed"),
         (name = "listings", description = "Submit, review, delist, read and search listings"),
@@ -113,6 +120,10 @@ use super::{
             a provider registers a listing, an operator approves it (the zone issues a signed \
             certificate, PROTOCOL.md 10) or rejects it; certificates with their verification \
             and status; revocation"),
+        (name = "demands", description = "Demands and matchmaking (交易撮合): a buyer (or a \
+            broker it entrusted with `post_demand`) posts what data it needs; the exchange \
+            matches listings to it with a score and reasons; brokers and operators propose \
+            listings; the buyer accepts one and goes on to apply"),
         (name = "valuations", description = "Valuation reports (数据资产评估) by the cost, \
             income and market approaches, versioned per listing: made by the listing's provider \
             or an operator, read by them, regulators and admins"),
@@ -158,22 +169,6 @@ impl Modify for OpenListing {
             .and_then(|c| c.schemas.get_mut("Listing"));
         if let Some(RefOr::T(Schema::Object(listing))) = listing {
             listing.additional_properties = None;
-        }
-    }
-}
-
-/// States that a valuation names at least one approach. (utoipa 5.5's `min_properties`
-/// attribute writes `maxProperties`, so the rule is set here.)
-struct AtLeastOneApproach;
-
-impl Modify for AtLeastOneApproach {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let approaches = openapi
-            .components
-            .as_mut()
-            .and_then(|c| c.schemas.get_mut("Approaches"));
-        if let Some(RefOr::T(Schema::Object(approaches))) = approaches {
-            approaches.min_properties = Some(1);
         }
     }
 }

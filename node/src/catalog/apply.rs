@@ -10,6 +10,7 @@ use xchg_federation_config::Role;
 use xchg_protocol::application::SignedMessage;
 use xchg_protocol::{ContentId, Listing, Timestamp};
 
+use super::tables::demands as demands_table;
 use super::tables::listings::{self, By, NewRow, Transition};
 use super::tables::{certificates, idempotency, tokens};
 use super::{
@@ -17,7 +18,9 @@ use super::{
     Refusal, ZoneFacts,
 };
 use crate::audit;
-use crate::catalog::{across, applications, certified, federation, parties, registrations};
+use crate::catalog::{
+    across, applications, certified, demands, federation, parties, registrations,
+};
 use crate::sqlite::unencodable;
 
 /// Applies `cmd` (the entry at `raft_index`) and records it in the audit chain.
@@ -314,6 +317,35 @@ fn effect(
         CatalogCommand::RecordValuation { report, actor } => {
             super::valuation::record(db, raft_index, report, actor)?
         }
+        CatalogCommand::PostDemand { demand, at, actor } => {
+            demands::post(db, zone, raft_index, demand, *at, actor)?
+        }
+        CatalogCommand::ProposeToDemand {
+            demand_id,
+            listing_id,
+            note,
+            at,
+            actor,
+        } => demands::propose(
+            db,
+            zone,
+            raft_index,
+            *demand_id,
+            listing_id,
+            note.as_deref(),
+            *at,
+            actor,
+        )?,
+        CatalogCommand::AcceptDemandMatch {
+            demand_id,
+            acceptance,
+            actor,
+        } => demands::accept(db, *demand_id, acceptance, actor)?,
+        CatalogCommand::WithdrawDemand {
+            demand_id,
+            at,
+            actor,
+        } => demands::withdraw(db, *demand_id, *at, actor)?,
     })
 }
 
@@ -341,6 +373,8 @@ fn entrusted(
         // row, a listing in its latest history entry.
         if let CatalogCommand::SubmitRegistration { .. } = &act.command {
             registrations::note_broker(db, &applied.object_id, act.broker.as_str(), party)?;
+        } else if let CatalogCommand::PostDemand { .. } = &act.command {
+            demands_table::note_broker(db, &applied.object_id, act.broker.as_str())?;
         } else {
             let detail = serde_json::json!({
                 "broker": act.broker.as_str(),
@@ -765,6 +799,42 @@ fn subject(cmd: &CatalogCommand) -> (String, &'static str, Timestamp, String) {
         CatalogCommand::RecordValuation { report, actor } => {
             let (id, role) = by(actor);
             (id, role, report.valued_at, report.listing_id.to_string())
+        }
+        CatalogCommand::PostDemand { demand, at, actor } => {
+            let (id, role) = by(actor);
+            (id, role, *at, format!("demand of {}", demand.buyer))
+        }
+        CatalogCommand::ProposeToDemand {
+            demand_id,
+            listing_id,
+            at,
+            actor,
+            ..
+        } => {
+            let (id, role) = by(actor);
+            (
+                id,
+                role,
+                *at,
+                format!("demand:{demand_id} listing:{listing_id}"),
+            )
+        }
+        CatalogCommand::AcceptDemandMatch {
+            demand_id,
+            acceptance,
+            actor,
+        } => {
+            let (id, role) = by(actor);
+            let object = format!("demand:{demand_id} listing:{}", acceptance.listing_id);
+            (id, role, acceptance.at, object)
+        }
+        CatalogCommand::WithdrawDemand {
+            demand_id,
+            at,
+            actor,
+        } => {
+            let (id, role) = by(actor);
+            (id, role, *at, format!("demand:{demand_id}"))
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod across;
 pub mod applications;
 pub mod apply;
 pub mod certified;
+pub mod demands;
 pub mod federation;
 pub mod format;
 pub mod parties;
@@ -238,6 +239,7 @@ pub const SCHEMA: &[&str] = &[
     include_str!("schema/catalog_schema_v14.sql"),
     include_str!("schema/catalog_schema_v15.sql"),
     include_str!("schema/catalog_schema_v16.sql"),
+    include_str!("schema/catalog_schema_v17.sql"),
 ];
 
 /// Zone facts for tests: `xuchang/yuzhou` with the default export policy.
@@ -647,6 +649,46 @@ pub enum CatalogCommand {
     /// At the applicant: an origin zone's signed list of precedents, verified by the member
     /// that fetched it (`precedents::record`).
     RecordPrecedents(Box<precedents::ReceivedPrecedents>),
+    /// A buyer (or a broker it entrusted with `post_demand`) posts a demand.
+    PostDemand {
+        /// The demand.
+        demand: Box<demands::NewDemand>,
+        /// When.
+        at: Timestamp,
+        /// Who asks.
+        actor: Actor,
+    },
+    /// A broker party or an operator proposes a listing to a demand.
+    ProposeToDemand {
+        /// The demand.
+        demand_id: u64,
+        /// The listing.
+        listing_id: ContentId,
+        /// Why.
+        note: Option<String>,
+        /// When.
+        at: Timestamp,
+        /// Who asks.
+        actor: Actor,
+    },
+    /// A demand's buyer accepts a listing for it.
+    AcceptDemandMatch {
+        /// The demand.
+        demand_id: u64,
+        /// The listing, with the match as scored by the receiving node.
+        acceptance: Box<demands::Acceptance>,
+        /// Who asks.
+        actor: Actor,
+    },
+    /// A demand's buyer withdraws it.
+    WithdrawDemand {
+        /// The demand.
+        demand_id: u64,
+        /// When.
+        at: Timestamp,
+        /// Who asks.
+        actor: Actor,
+    },
     /// A provider (for its own listing) or an operator records a valuation report, computed by
     /// the receiving node; it becomes the listing's next report version.
     RecordValuation {
@@ -748,6 +790,10 @@ impl CatalogCommand {
             CatalogCommand::ApplicationDecided(_) => "application_decided",
             CatalogCommand::RecordPrecedents(_) => "record_precedents",
             CatalogCommand::RecordValuation { .. } => "record_valuation",
+            CatalogCommand::PostDemand { .. } => "post_demand",
+            CatalogCommand::ProposeToDemand { .. } => "propose_to_demand",
+            CatalogCommand::AcceptDemandMatch { .. } => "accept_demand_match",
+            CatalogCommand::WithdrawDemand { .. } => "withdraw_demand",
         }
     }
 
@@ -757,6 +803,7 @@ impl CatalogCommand {
             CatalogCommand::SubmitListing { .. } => Some(parties::Act::SubmitListing),
             CatalogCommand::UpdateListing { .. } => Some(parties::Act::UpdateListing),
             CatalogCommand::SubmitRegistration { .. } => Some(parties::Act::SubmitRegistration),
+            CatalogCommand::PostDemand { .. } => Some(parties::Act::PostDemand),
             _ => None,
         }
     }
@@ -765,6 +812,7 @@ impl CatalogCommand {
     pub fn party_act(&self) -> &'static str {
         match self {
             CatalogCommand::SubmitRegistration { .. } => "register listings",
+            CatalogCommand::PostDemand { .. } => "post demands",
             _ => "submit or update listings",
         }
     }
@@ -777,6 +825,7 @@ impl CatalogCommand {
             CatalogCommand::SubmitRegistration { registration, .. } => {
                 Some(registration.holder.as_str())
             }
+            CatalogCommand::PostDemand { demand, .. } => Some(demand.buyer.as_str()),
             _ => None,
         }
     }
@@ -852,6 +901,13 @@ impl CatalogCommand {
             // Whoever asked is recorded; the refusal is the receiving node's.
             CatalogCommand::RecordRefusedRequest(_) => &Role::ALL,
             CatalogCommand::SubmitApplication { .. } => &[Role::Buyer],
+            CatalogCommand::PostDemand { .. }
+            | CatalogCommand::AcceptDemandMatch { .. }
+            | CatalogCommand::WithdrawDemand { .. } => &[Role::Buyer],
+            // A broker party's token of either role; the state machine judges the party.
+            CatalogCommand::ProposeToDemand { .. } => {
+                &[Role::Operator, Role::Provider, Role::Buyer]
+            }
             // Whose listing it is, the state machine judges (`valuation::record`).
             CatalogCommand::RecordValuation { .. } => &[Role::Provider, Role::Operator],
             // Whose authorisation it is, the state machine judges (`applications::record_usage`).
@@ -896,6 +952,11 @@ impl CatalogCommand {
             // The party that entrusts is the caller's own, whatever the body said.
             grant.party = own_party(party, "entrust a broker")?;
         }
+        if let CatalogCommand::ProposeToDemand { .. } = self
+            && matches!(actor.role, Role::Provider | Role::Buyer)
+        {
+            own_party(party, "propose listings to demands")?;
+        }
         if let CatalogCommand::SubmitApplication { buyer, .. } = self {
             // The applying party is the caller's own, whatever the body said.
             *buyer = own_party(party, "apply for a scenario")?;
@@ -926,7 +987,11 @@ impl CatalogCommand {
             | CatalogCommand::ApproveRegistration { actor: a, .. }
             | CatalogCommand::RejectRegistration { actor: a, .. }
             | CatalogCommand::RevokeCertificate { actor: a, .. }
-            | CatalogCommand::RecordValuation { actor: a, .. } => *a = actor,
+            | CatalogCommand::RecordValuation { actor: a, .. }
+            | CatalogCommand::PostDemand { actor: a, .. }
+            | CatalogCommand::ProposeToDemand { actor: a, .. }
+            | CatalogCommand::AcceptDemandMatch { actor: a, .. }
+            | CatalogCommand::WithdrawDemand { actor: a, .. } => *a = actor,
             CatalogCommand::RecordRefusedRequest(r) => r.actor = actor,
             CatalogCommand::ApplyParty { actor: a, .. } => *a = Some(actor),
             CatalogCommand::Recognize(_)

@@ -15,10 +15,18 @@ use crate::catalog::applications::{
     MAX_CALLS, MAX_DURATION_DAYS, MAX_PURPOSE_CHARS, MAX_USAGE_LIMIT,
 };
 use crate::catalog::parties::MAX_REASON_CHARS as PARTY_REASON_CHARS;
+use crate::catalog::{demands, valuation};
 
 /// A required text: at least one visible character, at most `max` characters.
 fn required_text(max: usize) -> Value {
     json!({"minLength": 1, "maxLength": max, "pattern": text::pattern(true)})
+}
+
+/// A required text as an array's items: a string with the text rule.
+fn typed_text(max: usize) -> Value {
+    let mut items = required_text(max);
+    items["type"] = json!("string");
+    items
 }
 
 /// An optional text: may be empty, at most `max` characters.
@@ -267,6 +275,39 @@ fn property_rules(party_pattern: Value) -> Vec<(&'static str, &'static str, Valu
             }),
         ),
         ("ApproveBody", "notes", optional_text(review)),
+        (
+            "ValuationRequest",
+            "assumptions",
+            json!({
+                "maxItems": valuation::MAX_ASSUMPTIONS,
+                "items": typed_text(valuation::MAX_ASSUMPTION_CHARS),
+            }),
+        ),
+        (
+            "DemandRequest",
+            "title",
+            required_text(demands::MAX_TITLE_CHARS),
+        ),
+        (
+            "DemandRequest",
+            "description",
+            required_text(demands::MAX_DESCRIPTION_CHARS),
+        ),
+        (
+            "DemandRequest",
+            "scenario",
+            required_text(demands::MAX_SCENARIO_CHARS),
+        ),
+        (
+            "DemandRequest",
+            "delivery_modes",
+            json!({"minItems": 1, "uniqueItems": true}),
+        ),
+        (
+            "ProposalRequest",
+            "note",
+            optional_text(demands::MAX_NOTE_CHARS),
+        ),
     ]
 }
 
@@ -280,6 +321,14 @@ pub fn apply(doc: &mut Value) -> Vec<String> {
         .map_or(Value::Null, |p| p["pattern"].clone());
     for (schema, property, rules) in property_rules(party_pattern) {
         state(schemas, schema, property, rules, &mut missed);
+    }
+    // At least one approach: `minProperties` (utoipa 5.5's `min_properties` attribute writes
+    // `maxProperties`, so the rule is stated here).
+    match schemas.get_mut("Approaches").and_then(Value::as_object_mut) {
+        Some(a) => {
+            a.insert("minProperties".into(), json!(1));
+        }
+        None => missed.push("Approaches".to_owned()),
     }
     match schemas.get_mut("NewToken") {
         Some(t) => *t = new_token(t.take()),

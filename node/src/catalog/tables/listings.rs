@@ -686,3 +686,31 @@ pub async fn comparable_candidates(
     }
     Ok(out)
 }
+
+/// The listed or recognised listings of `category`, the most recently held first, at most
+/// `limit`.
+///
+/// # Errors
+/// SQLite's error, or a row that does not decode.
+pub async fn listed_of_category(
+    conn: &mut SqliteConnection,
+    category: &str,
+    limit: u32,
+) -> Result<Vec<(ContentId, Listing)>, sqlx::Error> {
+    let rows: Vec<(String, Vec<u8>)> = sqlx::query_as(
+        "SELECT id, body FROM listings INDEXED BY listings_category \
+         WHERE category = ?1 AND state IN ('listed', 'recognised') ORDER BY seq DESC LIMIT ?2",
+    )
+    .bind(category)
+    .bind(i64::from(limit))
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.into_iter()
+        .map(|(id, body)| {
+            let id = id
+                .parse()
+                .map_err(|_| sqlx::Error::Decode(format!("listing id {id:?}").into()))?;
+            Ok((id, decode(&body)?))
+        })
+        .collect()
+}

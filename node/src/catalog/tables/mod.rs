@@ -14,6 +14,7 @@ pub mod applications;
 pub mod authorizations;
 pub mod certificate_feed;
 pub mod certificates;
+pub mod demands;
 pub mod idempotency;
 pub mod listings;
 pub mod outbox;
@@ -51,6 +52,8 @@ pub const REPLICATED_TABLES: &[&str] = &[
     "received_revocations",
     "remote_precedents",
     "valuations",
+    "demands",
+    "demand_proposals",
 ];
 
 /// The stored name of an announcement kind.

@@ -1,0 +1,574 @@
+//! `/v1/demands`: demands and matchmaking (交易撮合). A buyer, or a broker it entrusted with
+//! `post_demand`, posts what data it needs; anyone with a token reads and searches demands and
+//! the listings the exchange matches to them, each with its score and reasons; a broker party or
+//! an operator proposes a listing; the buyer accepts one and is shown the application to send.
+//! The rules are in [`crate::catalog::demands`].
+
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use xchg_federation_config::Role;
+use xchg_protocol::{ContentId, DeliveryMode, PartyId, Timestamp};
+
+use super::auth::Caller;
+use super::error::{ApiError, BearerErrors, BodyErrors, ErrorBody, ProposeErrors, ReadErrors};
+use super::idempotency::{IdempotencyHeader, IdempotencyKey};
+use super::json::JsonBody;
+use super::listings::{ReadParams, consistency_schema, query_error};
+use super::text::{self, Text};
+use super::{AppState, CatchUp, Consistency, params};
+use crate::catalog::demands::{
+    self, Acceptance, Budget, Demand, DemandState, MAX_DESCRIPTION_CHARS, MAX_NOTE_CHARS,
+    MAX_SCENARIO_CHARS, MAX_TITLE_CHARS, Match, NewDemand,
+};
+use crate::catalog::tables::{demands as table, listings};
+use crate::catalog::{CatalogCommand, Refusal};
+
+/// Demands one page returns at most.
+pub const MAX_LIMIT: u32 = 100;
+/// Demands a page returns when no `limit` is given.
+pub const DEFAULT_LIMIT: u32 = 20;
+
+/// `POST /v1/demands` body.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DemandRequest {
+    /// The buyer it is for: default the token's party; another party only by a broker it
+    /// entrusted with `post_demand`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub buyer: Option<PartyId>,
+    /// What data it needs, in a line: 1 to 200 characters.
+    #[schema(min_length = 1, max_length = 200)]
+    pub title: String,
+    /// What data it needs, in full: 1 to 4000 characters.
+    #[schema(min_length = 1, max_length = 4000)]
+    pub description: String,
+    /// The category sought.
+    #[schema(pattern = "^[a-z0-9_-]{1,64}$")]
+    pub category: String,
+    /// The one scenario it would use the data in: 1 to 200 characters.
+    #[schema(min_length = 1, max_length = 200)]
+    pub scenario: String,
+    /// Delivery modes it can accept: at least one, none twice.
+    #[schema(min_items = 1)]
+    pub delivery_modes: Vec<DeliveryMode>,
+    /// Its budget: `min`, when given, at most `max`.
+    pub budget: Budget,
+    /// When it stops looking: after now, at most 366 days ahead.
+    pub deadline: Timestamp,
+}
+
+/// The answer to a new demand.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DemandCreated {
+    /// Its number in this zone.
+    pub id: u64,
+    /// `open`.
+    pub state: DemandState,
+}
+
+fn refused_field((field, why): demands::Invalid) -> ApiError {
+    ApiError::invalid_field(field, why)
+}
+
+/// `POST /v1/demands` (buyer; a broker for the buyer it names).
+#[utoipa::path(
+    post,
+    path = "/v1/demands",
+    operation_id = "post_demand",
+    tag = "demands",
+    params(IdempotencyHeader),
+    request_body = DemandRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Posted: state `open`", body = DemandCreated),
+        (status = 400, description = "`invalid_field` (`field` names it): a text empty, too \
+            long or with control characters; a category not `[a-z0-9_-]{1,64}`; no delivery \
+            mode or one twice; a budget amount not up to 15 digits and 4 decimals, `min` over \
+            `max`, a currency not three capitals; a deadline not after now or more than 366 \
+            days ahead", body = ErrorBody),
+        (status = 403, description = "Not a buyer token; a token bound to no party; \
+            `party_not_admitted`; `forbidden`: another party's `buyer` by a party that is no \
+            broker; `not_entrusted`: a broker without a `post_demand` entrustment from it",
+            body = ErrorBody),
+        (status = 503, description = "`applications_full`: the buyer has 200 open demands",
+            body = ErrorBody),
+        BearerErrors,
+        BodyErrors,
+        ProposeErrors,
+    )
+)]
+pub async fn post(
+    State(state): State<AppState>,
+    caller: Caller,
+    idempotency: IdempotencyKey,
+    JsonBody(body): JsonBody<DemandRequest>,
+) -> Result<(StatusCode, Json<DemandCreated>), ApiError> {
+    caller.require_exactly(&[Role::Buyer])?;
+    let buyer = match (&body.buyer, caller.party.as_deref()) {
+        (Some(b), _) => b.clone(),
+        (None, Some(own)) => own.parse().map_err(ApiError::internal)?,
+        (None, None) => {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "only a token bound to a party can post demands",
+            )
+            .with_field("buyer"));
+        }
+    };
+    text::check(&[
+        Text {
+            field: "title",
+            value: &body.title,
+            max: MAX_TITLE_CHARS,
+            required: true,
+        },
+        Text {
+            field: "description",
+            value: &body.description,
+            max: MAX_DESCRIPTION_CHARS,
+            required: true,
+        },
+        Text {
+            field: "scenario",
+            value: &body.scenario,
+            max: MAX_SCENARIO_CHARS,
+            required: true,
+        },
+    ])?;
+    let at = state.clock.now();
+    let demand = NewDemand {
+        buyer,
+        title: body.title.clone(),
+        description: body.description.clone(),
+        category: body.category.clone(),
+        scenario: body.scenario.clone(),
+        delivery_modes: body.delivery_modes.clone(),
+        budget: body.budget.clone(),
+        deadline: body.deadline,
+    };
+    demands::shape(&demand, at).map_err(refused_field)?;
+    let cmd = CatalogCommand::PostDemand {
+        demand: Box::new(demand),
+        at,
+        actor: caller.actor.clone(),
+    };
+    let cmd = super::parties::act_for_blaming(&state, &caller, cmd, "buyer").await?;
+    let cmd = idempotency.wrap(&body, cmd, at);
+    let (response, _) = state.propose_as(cmd, caller.credential).await?;
+    let id = response?.object_id.parse().map_err(ApiError::internal)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(DemandCreated {
+            id,
+            state: DemandState::Open,
+        }),
+    ))
+}
+
+/// Query string of `GET /v1/demands`.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct DemandSearch {
+    /// Text in the title or description.
+    #[param(max_length = 200)]
+    q: Option<String>,
+    /// Only this category.
+    #[param(pattern = "^[a-z0-9_-]{1,64}$")]
+    category: Option<String>,
+    /// Only this buyer's.
+    buyer: Option<String>,
+    /// `true` for open ones only (deadline not passed).
+    open: Option<bool>,
+    /// Demands numbered below this one (the `next` of the page before).
+    #[param(schema_with = before_schema)]
+    before: Option<String>,
+    /// How many: 1 to 100 (default 20; larger values are brought to 100).
+    #[param(schema_with = limit_schema)]
+    limit: Option<String>,
+    #[serde(default)]
+    #[param(schema_with = consistency_schema)]
+    consistency: Consistency,
+}
+
+fn before_schema() -> utoipa::openapi::schema::Object {
+    params::position_integer_schema("Demands numbered below this one.")
+}
+
+fn limit_schema() -> utoipa::openapi::schema::Object {
+    params::page_size_schema(DEFAULT_LIMIT, MAX_LIMIT)
+}
+
+/// A page of demands.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct DemandPage {
+    /// Newest first.
+    pub items: Vec<Demand>,
+    /// `before` of the next page, when there may be one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<u64>,
+}
+
+/// `GET /v1/demands` (any token).
+#[utoipa::path(
+    get,
+    path = "/v1/demands",
+    operation_id = "search_demands",
+    tag = "demands",
+    params(DemandSearch),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Demands, newest first", body = DemandPage),
+        (status = 400, description = "An unknown or malformed query parameter", body = ErrorBody),
+        BearerErrors,
+        ReadErrors,
+    )
+)]
+pub async fn search(
+    State(state): State<AppState>,
+    _caller: Caller,
+    query: Result<Query<DemandSearch>, QueryRejection>,
+) -> Result<Json<DemandPage>, ApiError> {
+    let Query(p) = query.map_err(query_error)?;
+    let limit = params::page_size("limit", p.limit.as_deref(), DEFAULT_LIMIT, MAX_LIMIT)?;
+    let before = p
+        .before
+        .as_deref()
+        .map(|b| params::position("before", b))
+        .transpose()?;
+    if p.q.as_deref().is_some_and(|q| q.chars().count() > 200) {
+        return Err(ApiError::invalid_field("q", "at most 200 characters"));
+    }
+    state.read_barrier(&p.consistency).await?;
+    let filter = table::Filter {
+        q: p.q.as_deref().filter(|q| !q.is_empty()),
+        category: p.category.as_deref(),
+        buyer: p.buyer.as_deref(),
+        open: p.open.unwrap_or(false),
+        before: before.map(|b| u64::try_from(b).unwrap_or(0)),
+    };
+    let mut conn = state.db.reader().await?;
+    let items = table::search(&mut conn, &filter, limit, state.clock.now()).await?;
+    let next = (items.len() == limit as usize)
+        .then(|| items.last().map(|d| d.id))
+        .flatten();
+    Ok(Json(DemandPage { items, next }))
+}
+
+async fn held(state: &AppState, id: u64) -> Result<Demand, ApiError> {
+    let now = state.clock.now();
+    let look = || async {
+        let mut conn = state.db.reader().await?;
+        Ok(table::get(&mut conn, id, now).await?)
+    };
+    state
+        .look_again_if(CatchUp::Always, look, Option::is_some)
+        .await?
+        .ok_or_else(|| ApiError::from(Refusal::NotFound(format!("no demand {id}"))))
+}
+
+/// `GET /v1/demands/{id}` (any token).
+#[utoipa::path(
+    get,
+    path = "/v1/demands/{id}",
+    operation_id = "get_demand",
+    tag = "demands",
+    params(("id" = u64, Path, description = "Demand number"), ReadParams),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The demand, its proposals and what was accepted",
+            body = Demand),
+        (status = 400, description = "An unknown or malformed query parameter", body = ErrorBody),
+        (status = 404, description = "No demand with this number", body = ErrorBody),
+        BearerErrors,
+        ReadErrors,
+    )
+)]
+pub async fn get_one(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Path(id): Path<u64>,
+    query: Result<Query<ReadParams>, QueryRejection>,
+) -> Result<Json<Demand>, ApiError> {
+    let Query(p) = query.map_err(query_error)?;
+    state.read_barrier(&p.consistency).await?;
+    Ok(Json(held(&state, id).await?))
+}
+
+/// The exchange's matches for a demand.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Matches {
+    /// The demand.
+    pub demand: u64,
+    /// Best first, at most 20.
+    pub matches: Vec<Match>,
+}
+
+/// The listings that match `demand`: listed or recognised ones of its category (the 500 most
+/// recent) and every one proposed to it.
+async fn matches_of(state: &AppState, demand: &Demand) -> Result<Vec<Match>, ApiError> {
+    let mut conn = state.db.reader().await?;
+    let mut candidates =
+        listings::listed_of_category(&mut conn, &demand.category, demands::CANDIDATES).await?;
+    for p in &demand.proposals {
+        if candidates.iter().any(|(id, _)| *id == p.listing_id) {
+            continue;
+        }
+        if let Some((state, listing)) =
+            listings::current_read(&mut conn, &p.listing_id.to_string()).await?
+            && matches!(
+                state,
+                crate::catalog::ListingState::Listed | crate::catalog::ListingState::Recognised
+            )
+        {
+            candidates.push((p.listing_id, listing));
+        }
+    }
+    Ok(demands::matches(demand, &candidates))
+}
+
+/// `GET /v1/demands/{id}/matches` (any token).
+#[utoipa::path(
+    get,
+    path = "/v1/demands/{id}/matches",
+    operation_id = "match_demand",
+    tag = "demands",
+    params(("id" = u64, Path, description = "Demand number"), ReadParams),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Listed or recognised listings that can serve the demand, \
+            best first, each with its score and reasons: a delivery mode the buyer accepts \
+            (and the listing's in-domain rule allows) is needed, and a fixed price within the \
+            budget; score = scenario 40 (a close one 20), delivery 20, price 25 (per call or \
+            period 15, negotiated 10), public or general data 5, a proposal 10", body = Matches),
+        (status = 400, description = "An unknown or malformed query parameter", body = ErrorBody),
+        (status = 404, description = "No demand with this number", body = ErrorBody),
+        BearerErrors,
+        ReadErrors,
+    )
+)]
+pub async fn matches(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Path(id): Path<u64>,
+    query: Result<Query<ReadParams>, QueryRejection>,
+) -> Result<Json<Matches>, ApiError> {
+    let Query(p) = query.map_err(query_error)?;
+    state.read_barrier(&p.consistency).await?;
+    let demand = held(&state, id).await?;
+    let matches = matches_of(&state, &demand).await?;
+    Ok(Json(Matches {
+        demand: id,
+        matches,
+    }))
+}
+
+/// `POST /v1/demands/{id}/proposals` body.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProposalRequest {
+    /// The listing proposed: listed or recognised here.
+    #[schema(value_type = String, pattern = "^sha256:[0-9a-f]{64}$")]
+    pub listing_id: ContentId,
+    /// Why it fits: up to 1000 characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 1000)]
+    pub note: Option<String>,
+}
+
+/// The answer to a proposal.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ProposalCreated {
+    /// Its number.
+    pub id: u64,
+}
+
+/// `POST /v1/demands/{id}/proposals` (a broker party's token, operator).
+#[utoipa::path(
+    post,
+    path = "/v1/demands/{id}/proposals",
+    operation_id = "propose_to_demand",
+    tag = "demands",
+    params(("id" = u64, Path, description = "Demand number"), IdempotencyHeader),
+    request_body = ProposalRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Recorded", body = ProposalCreated),
+        (status = 400, description = "`invalid_field`: a note too long or with control \
+            characters", body = ErrorBody),
+        (status = 403, description = "A regulator's token; a provider or buyer token bound to \
+            no party, or to a party that is not a broker; `party_not_admitted`; \
+            `listing_not_listed`: the listing is not listed or recognised", body = ErrorBody),
+        (status = 404, description = "No such demand or listing", body = ErrorBody),
+        (status = 409, description = "`illegal_transition`: the demand is accepted, withdrawn \
+            or past its deadline; `conflict`: this proposer proposed this listing already, or \
+            the demand has 200 proposals", body = ErrorBody),
+        BearerErrors,
+        BodyErrors,
+        ProposeErrors,
+    )
+)]
+pub async fn propose(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<u64>,
+    idempotency: IdempotencyKey,
+    JsonBody(body): JsonBody<ProposalRequest>,
+) -> Result<(StatusCode, Json<ProposalCreated>), ApiError> {
+    caller.require(&[Role::Operator, Role::Provider, Role::Buyer])?;
+    if let Some(note) = &body.note {
+        text::check(&[Text {
+            field: "note",
+            value: note,
+            max: MAX_NOTE_CHARS,
+            required: false,
+        }])?;
+    }
+    held(&state, id).await?;
+    let at = state.clock.now();
+    let cmd = CatalogCommand::ProposeToDemand {
+        demand_id: id,
+        listing_id: body.listing_id,
+        note: body.note.clone().filter(|n| !n.trim().is_empty()),
+        at,
+        actor: caller.actor.clone(),
+    };
+    let cmd = idempotency.wrap(&body, cmd, at);
+    let (response, _) = state.propose_as(cmd, caller.credential).await?;
+    let id = response?.object_id.parse().map_err(ApiError::internal)?;
+    Ok((StatusCode::CREATED, Json(ProposalCreated { id })))
+}
+
+/// `POST /v1/demands/{id}/accept` body.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AcceptRequest {
+    /// The listing accepted: one that matches the demand.
+    #[schema(value_type = String, pattern = "^sha256:[0-9a-f]{64}$")]
+    pub listing_id: ContentId,
+    /// The proposal it came from, if a broker or operator proposed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proposal: Option<u64>,
+}
+
+/// The answer to an acceptance: the demand, and the application to send next.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Accepted {
+    /// The demand, now `accepted`.
+    pub demand: Demand,
+    /// `POST /v1/applications` with this body (add `purpose`, `duration_days`, `usage_limit`).
+    pub next: serde_json::Value,
+}
+
+/// `POST /v1/demands/{id}/accept` (the demand's buyer).
+#[utoipa::path(
+    post,
+    path = "/v1/demands/{id}/accept",
+    operation_id = "accept_demand_match",
+    tag = "demands",
+    params(("id" = u64, Path, description = "Demand number")),
+    request_body = AcceptRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Accepted: the demand, with the match recorded as \
+            scored, and the application to send next", body = Accepted),
+        (status = 403, description = "Not a buyer token, or another buyer's demand; \
+            `listing_not_listed`", body = ErrorBody),
+        (status = 404, description = "No such demand or listing", body = ErrorBody),
+        (status = 409, description = "`illegal_transition`: the demand is accepted, withdrawn \
+            or past its deadline; `conflict`: the listing does not match the demand (the \
+            message says why)", body = ErrorBody),
+        (status = 422, description = "`invalid`: `proposal` does not propose this listing to \
+            this demand", body = ErrorBody),
+        BearerErrors,
+        BodyErrors,
+        ProposeErrors,
+    )
+)]
+pub async fn accept(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<u64>,
+    JsonBody(body): JsonBody<AcceptRequest>,
+) -> Result<Json<Accepted>, ApiError> {
+    caller.require_exactly(&[Role::Buyer])?;
+    let demand = held(&state, id).await?;
+    let mut conn = state.db.reader().await?;
+    let Some((_, listing)) =
+        listings::current_read(&mut conn, &body.listing_id.to_string()).await?
+    else {
+        return Err(
+            ApiError::not_found(format!("no listing {}", body.listing_id)).with_field("listing_id"),
+        );
+    };
+    drop(conn);
+    let scored = demands::score(&demand, body.listing_id, &listing)
+        .map_err(|why| ApiError::from(Refusal::Conflict(why)).with_field("listing_id"))?;
+    let at = state.clock.now();
+    let cmd = CatalogCommand::AcceptDemandMatch {
+        demand_id: id,
+        acceptance: Box::new(Acceptance {
+            listing_id: body.listing_id,
+            proposal: body.proposal,
+            score: scored.score,
+            reasons: scored.reasons.clone(),
+            at,
+        }),
+        actor: caller.actor.clone(),
+    };
+    let (response, index) = state.propose_as(cmd, caller.credential).await?;
+    response?;
+    state.applied(index).await?;
+    let demand = held(&state, id).await?;
+    let next = serde_json::json!({
+        "method": "POST",
+        "path": "/v1/applications",
+        "body": {
+            "listing_id": body.listing_id,
+            "scenario": demand.scenario,
+            "delivery_mode": scored.delivery_modes.first(),
+        },
+    });
+    Ok(Json(Accepted { demand, next }))
+}
+
+/// `POST /v1/demands/{id}/withdraw` (the demand's buyer).
+#[utoipa::path(
+    post,
+    path = "/v1/demands/{id}/withdraw",
+    operation_id = "withdraw_demand",
+    tag = "demands",
+    params(("id" = u64, Path, description = "Demand number")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Withdrawn", body = Demand),
+        (status = 403, description = "Not a buyer token, or another buyer's demand",
+            body = ErrorBody),
+        (status = 404, description = "No demand with this number", body = ErrorBody),
+        (status = 409, description = "`illegal_transition`: the demand is accepted, withdrawn \
+            or past its deadline", body = ErrorBody),
+        BearerErrors,
+        ProposeErrors,
+    )
+)]
+pub async fn withdraw(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<u64>,
+) -> Result<Json<Demand>, ApiError> {
+    caller.require_exactly(&[Role::Buyer])?;
+    held(&state, id).await?;
+    let cmd = CatalogCommand::WithdrawDemand {
+        demand_id: id,
+        at: state.clock.now(),
+        actor: caller.actor.clone(),
+    };
+    let (response, index) = state.propose_as(cmd, caller.credential).await?;
+    response?;
+    state.applied(index).await?;
+    Ok(Json(held(&state, id).await?))
+}
