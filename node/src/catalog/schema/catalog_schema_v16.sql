@@ -10,4 +10,4 @@ CREATE TABLE valuations (
     report     TEXT    NOT NULL,  -- the whole report as JSON
     raft_index INTEGER NOT NULL,
     PRIMARY KEY (listing_id, version)
-) WITHOUT ROWID;
+);
