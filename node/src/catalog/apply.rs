@@ -17,7 +17,7 @@ use super::{
     Refusal, ZoneFacts,
 };
 use crate::audit;
-use crate::catalog::{across, applications, certified, federation, parties, registrations};
+use crate::catalog::{across, applications, certified, federation, parties, registrations, trades};
 use crate::sqlite::unencodable;
 
 /// Applies `cmd` (the entry at `raft_index`) and records it in the audit chain.
@@ -311,6 +311,45 @@ fn effect(
         CatalogCommand::RecordPrecedents(r) => {
             super::precedents::record(db, &zone.zone, raft_index, r)?
         }
+        CatalogCommand::SetFeeSchedule {
+            schedule,
+            at,
+            actor,
+        } => trades::set_fee_schedule(db, raft_index, schedule, *at, actor)?,
+        CatalogCommand::PlaceOrder {
+            request,
+            buyer,
+            at,
+            actor,
+        } => trades::place(db, raft_index, request, buyer.as_str(), *at, actor)?,
+        CatalogCommand::ConfirmOrder {
+            order_id,
+            at,
+            actor,
+        } => trades::confirm(db, *order_id, *at, actor)?,
+        CatalogCommand::RecordDelivery {
+            order_id,
+            delivery,
+            at,
+            actor,
+        } => trades::deliver(db, raft_index, *order_id, delivery, *at, actor)?,
+        CatalogCommand::SettleOrder {
+            order_id,
+            at,
+            actor,
+        } => trades::settle(db, raft_index, *order_id, *at, actor)?,
+        CatalogCommand::DisputeSettlement {
+            order_id,
+            reason,
+            at,
+            actor,
+        } => trades::dispute(db, raft_index, *order_id, reason, *at, actor)?,
+        CatalogCommand::ReverseSettlement {
+            order_id,
+            reason,
+            at,
+            actor,
+        } => trades::reverse(db, raft_index, *order_id, reason, *at, actor)?,
     })
 }
 
@@ -759,6 +798,48 @@ fn subject(cmd: &CatalogCommand) -> (String, &'static str, Timestamp, String) {
             r.at,
             format!("precedents:{}", precedents_id(&r.list)),
         ),
+        CatalogCommand::SetFeeSchedule { at, actor, .. } => {
+            let (id, role) = by(actor);
+            (id, role, *at, "fee_schedule".to_owned())
+        }
+        CatalogCommand::PlaceOrder {
+            request, at, actor, ..
+        } => {
+            let (id, role) = by(actor);
+            let object = format!("authorization:{}", request.authorization_id);
+            (id, role, *at, object)
+        }
+        CatalogCommand::ConfirmOrder {
+            order_id,
+            at,
+            actor,
+        }
+        | CatalogCommand::RecordDelivery {
+            order_id,
+            at,
+            actor,
+            ..
+        }
+        | CatalogCommand::SettleOrder {
+            order_id,
+            at,
+            actor,
+        }
+        | CatalogCommand::DisputeSettlement {
+            order_id,
+            at,
+            actor,
+            ..
+        }
+        | CatalogCommand::ReverseSettlement {
+            order_id,
+            at,
+            actor,
+            ..
+        } => {
+            let (id, role) = by(actor);
+            (id, role, *at, format!("order:{order_id}"))
+        }
     }
 }
 

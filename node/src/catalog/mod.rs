@@ -13,12 +13,14 @@ pub mod apply;
 pub mod certified;
 pub mod federation;
 pub mod format;
+pub mod money;
 pub mod parties;
 pub mod policy;
 pub mod precedents;
 pub mod query;
 pub mod registrations;
 pub mod tables;
+pub mod trades;
 
 use serde::{Deserialize, Serialize};
 use xchg_federation_config::{ExportPolicy, Role};
@@ -236,6 +238,7 @@ pub const SCHEMA: &[&str] = &[
     include_str!("schema/catalog_schema_v13.sql"),
     include_str!("schema/catalog_schema_v14.sql"),
     include_str!("schema/catalog_schema_v15.sql"),
+    include_str!("schema/catalog_schema_v16.sql"),
 ];
 
 /// Zone facts for tests: `xuchang/yuzhou` with the default export policy.
@@ -645,6 +648,77 @@ pub enum CatalogCommand {
     /// At the applicant: an origin zone's signed list of precedents, verified by the member
     /// that fetched it (`precedents::record`).
     RecordPrecedents(Box<precedents::ReceivedPrecedents>),
+    /// An admin sets the zone's fee schedule: its next version (`trades::set_fee_schedule`).
+    SetFeeSchedule {
+        /// The rates.
+        schedule: trades::FeeSchedule,
+        /// When.
+        at: Timestamp,
+        /// The admin.
+        actor: Actor,
+    },
+    /// A buyer places an order under one of its authorisations (`trades::place`).
+    PlaceOrder {
+        /// What it orders.
+        request: trades::OrderRequest,
+        /// The ordering party: the caller's own.
+        buyer: PartyId,
+        /// When.
+        at: Timestamp,
+        /// The buyer's token.
+        actor: Actor,
+    },
+    /// The provider confirms an order: `placed → confirmed`.
+    ConfirmOrder {
+        /// The order.
+        order_id: u64,
+        /// When.
+        at: Timestamp,
+        /// The provider's token.
+        actor: Actor,
+    },
+    /// The provider records a delivery for an order (`trades::deliver`).
+    RecordDelivery {
+        /// The order.
+        order_id: u64,
+        /// What was delivered.
+        delivery: Box<trades::DeliveryRequest>,
+        /// When (the authorisation's expiry is judged by it).
+        at: Timestamp,
+        /// The provider's token.
+        actor: Actor,
+    },
+    /// An operator settles a delivered order under the current fee schedule.
+    SettleOrder {
+        /// The order.
+        order_id: u64,
+        /// When.
+        at: Timestamp,
+        /// The operator.
+        actor: Actor,
+    },
+    /// The buyer or the provider disputes an order's settlement: `settled → disputed`.
+    DisputeSettlement {
+        /// The order.
+        order_id: u64,
+        /// Why.
+        reason: String,
+        /// When.
+        at: Timestamp,
+        /// The buyer's or the provider's token.
+        actor: Actor,
+    },
+    /// An operator reverses a disputed settlement by a new record: `disputed → reversed`.
+    ReverseSettlement {
+        /// The order.
+        order_id: u64,
+        /// Why.
+        reason: String,
+        /// When.
+        at: Timestamp,
+        /// The operator.
+        actor: Actor,
+    },
 }
 
 /// The actor id of a command a zone member proposes on its own authority (`node:<name>`), as
@@ -737,6 +811,13 @@ impl CatalogCommand {
             CatalogCommand::ReceiveApplication(_) => "receive_application",
             CatalogCommand::ApplicationDecided(_) => "application_decided",
             CatalogCommand::RecordPrecedents(_) => "record_precedents",
+            CatalogCommand::SetFeeSchedule { .. } => "set_fee_schedule",
+            CatalogCommand::PlaceOrder { .. } => "place_order",
+            CatalogCommand::ConfirmOrder { .. } => "confirm_order",
+            CatalogCommand::RecordDelivery { .. } => "record_delivery",
+            CatalogCommand::SettleOrder { .. } => "settle_order",
+            CatalogCommand::DisputeSettlement { .. } => "dispute_settlement",
+            CatalogCommand::ReverseSettlement { .. } => "reverse_settlement",
         }
     }
 
@@ -841,6 +922,16 @@ impl CatalogCommand {
             // Whoever asked is recorded; the refusal is the receiving node's.
             CatalogCommand::RecordRefusedRequest(_) => &Role::ALL,
             CatalogCommand::SubmitApplication { .. } => &[Role::Buyer],
+            // Whose order it is, the state machine judges (`trades`).
+            CatalogCommand::PlaceOrder { .. } => &[Role::Buyer],
+            CatalogCommand::ConfirmOrder { .. } | CatalogCommand::RecordDelivery { .. } => {
+                &[Role::Provider]
+            }
+            CatalogCommand::SettleOrder { .. } | CatalogCommand::ReverseSettlement { .. } => {
+                &[Role::Operator]
+            }
+            CatalogCommand::DisputeSettlement { .. } => &[Role::Buyer, Role::Provider],
+            CatalogCommand::SetFeeSchedule { .. } => &[],
             // Whose authorisation it is, the state machine judges (`applications::record_usage`).
             CatalogCommand::RecordUsage { .. } => &[Role::Buyer, Role::Provider],
             CatalogCommand::ApplyParty { .. } => &Role::ALL,
@@ -887,6 +978,10 @@ impl CatalogCommand {
             // The applying party is the caller's own, whatever the body said.
             *buyer = own_party(party, "apply for a scenario")?;
         }
+        if let CatalogCommand::PlaceOrder { buyer, .. } = self {
+            // The ordering party is the caller's own.
+            *buyer = own_party(party, "place an order")?;
+        }
         match self {
             CatalogCommand::SubmitListing { actor: a, .. }
             | CatalogCommand::UpdateListing { actor: a, .. }
@@ -912,7 +1007,14 @@ impl CatalogCommand {
             | CatalogCommand::SubmitRegistration { actor: a, .. }
             | CatalogCommand::ApproveRegistration { actor: a, .. }
             | CatalogCommand::RejectRegistration { actor: a, .. }
-            | CatalogCommand::RevokeCertificate { actor: a, .. } => *a = actor,
+            | CatalogCommand::RevokeCertificate { actor: a, .. }
+            | CatalogCommand::SetFeeSchedule { actor: a, .. }
+            | CatalogCommand::PlaceOrder { actor: a, .. }
+            | CatalogCommand::ConfirmOrder { actor: a, .. }
+            | CatalogCommand::RecordDelivery { actor: a, .. }
+            | CatalogCommand::SettleOrder { actor: a, .. }
+            | CatalogCommand::DisputeSettlement { actor: a, .. }
+            | CatalogCommand::ReverseSettlement { actor: a, .. } => *a = actor,
             CatalogCommand::RecordRefusedRequest(r) => r.actor = actor,
             CatalogCommand::ApplyParty { actor: a, .. } => *a = Some(actor),
             CatalogCommand::Recognize(_)
@@ -1126,6 +1228,12 @@ pub enum Refusal {
     /// review).
     #[error("{0}")]
     ListingNotListed(String),
+    /// A delivery in another mode than the one its order's authorisation grants.
+    #[error("{0}")]
+    DeliveryModeNotAuthorized(String),
+    /// A delivery that would take a per-call order past the calls it was placed for.
+    #[error("{0}")]
+    OrderQuantityExceeded(String),
 }
 
 impl Refusal {
@@ -1150,6 +1258,8 @@ impl Refusal {
             Refusal::AuthorizationSuspended(_) => "authorization_suspended",
             Refusal::AuthorizationRevoked(_) => "authorization_revoked",
             Refusal::ListingNotListed(_) => "listing_not_listed",
+            Refusal::DeliveryModeNotAuthorized(_) => "delivery_mode_not_authorized",
+            Refusal::OrderQuantityExceeded(_) => "order_quantity_exceeded",
         }
     }
 }
@@ -1232,6 +1342,8 @@ pub fn every_refusal() -> Vec<Refusal> {
         Refusal::AuthorizationSuspended(String::new()),
         Refusal::AuthorizationRevoked(String::new()),
         Refusal::ListingNotListed(String::new()),
+        Refusal::DeliveryModeNotAuthorized(String::new()),
+        Refusal::OrderQuantityExceeded(String::new()),
     ];
     for r in &all {
         match r {
@@ -1252,7 +1364,9 @@ pub fn every_refusal() -> Vec<Refusal> {
             | Refusal::UsageLimitExceeded(_)
             | Refusal::AuthorizationSuspended(_)
             | Refusal::AuthorizationRevoked(_)
-            | Refusal::ListingNotListed(_) => {}
+            | Refusal::ListingNotListed(_)
+            | Refusal::DeliveryModeNotAuthorized(_)
+            | Refusal::OrderQuantityExceeded(_) => {}
         }
     }
     all.to_vec()

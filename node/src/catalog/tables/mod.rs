@@ -25,6 +25,7 @@ pub mod registrations;
 pub mod remote_precedents;
 pub mod revocations;
 pub mod tokens;
+pub mod trades;
 
 use xchg_protocol::AnnouncementKind;
 
@@ -49,6 +50,11 @@ pub const REPLICATED_TABLES: &[&str] = &[
     "received_certificates",
     "received_revocations",
     "remote_precedents",
+    "fee_schedules",
+    "orders",
+    "deliveries",
+    "settlements",
+    "settlement_disputes",
 ];
 
 /// The stored name of an announcement kind.
