@@ -81,7 +81,7 @@ impl Money {
 
     /// Whether it is a whole number of fen.
     pub fn is_fen(self) -> bool {
-        self.0 % FEN == 0
+        self.0.is_multiple_of(FEN)
     }
 
     /// With exactly two decimals (for amounts rounded to the fen).
