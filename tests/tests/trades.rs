@@ -506,3 +506,72 @@ async fn the_settlement_of_an_unconfirmed_order_is_refused() -> anyhow::Result<(
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn a_broker_orders_for_its_buyer_only_under_an_entrustment_and_the_settlement_gives_it_its_share()
+-> anyhow::Result<()> {
+    let (zone, auth, _) = trade_zone(1000).await?;
+    let t = zone.tokens().clone();
+    let schedule = json!({
+        "platform_fee_bp": 500, "operator_share_bp": 1000, "broker_share_bp": 500,
+        "minimum_fee": "0",
+    });
+    let (status, body) = put(&zone, 1, &t.admin, &schedule).await?;
+    ensure!(status == 200, "{status} {body}");
+    // A brokerage admitted in the zone, with a buyer token of its own.
+    let broker = "henan-data-broker";
+    let operator = &t.operator;
+    let application = xchg_tests::party_application(broker, &["data_broker"]);
+    let answer = zone.post(0, "/v1/parties", operator, &application).await?;
+    ensure!(answer.0 == 201, "apply: {answer:?}");
+    let admit = format!("/v1/parties/{broker}/admit");
+    let answer = zone.post(1, &admit, operator, &json!({})).await?;
+    ensure!(answer.0 == 200, "admit: {answer:?}");
+    let body = json!({"role": "buyer", "party": broker, "label": "broker"});
+    let (status, created) = zone.post(2, "/v1/tokens", &t.admin, &body).await?;
+    ensure!(status == 201, "token: {status} {created}");
+    let broker_token = created["token"].as_str().context("token")?.to_owned();
+    let path = format!("/v1/authorizations/{auth}");
+    let (_, a) = zone.get(0, &path, Some(&t.regulator)).await?;
+    let buyer = a["buyer"]
+        .as_str()
+        .context("the authorisation's buyer")?
+        .to_owned();
+    let for_buyer = json!({"authorization_id": auth, "quantity": 200, "buyer": buyer});
+    // Not entrusted yet: refused, naming the field.
+    let answer = zone
+        .post(0, "/v1/orders", &broker_token, &for_buyer)
+        .await?;
+    refused(&answer, 403, "not_entrusted")?;
+    ensure!(answer.1["error"]["field"] == "buyer", "{answer:?}");
+    // The buyer entrusts the broker with placing orders.
+    let grant = json!({
+        "broker": broker,
+        "scope": ["place_order"],
+        "expires_at": xchg_protocol::Timestamp::now().plus_millis(86_400_000),
+    });
+    let answer = zone.post(1, "/v1/entrustments", &t.buyer, &grant).await?;
+    ensure!(answer.0 == 201, "entrust: {answer:?}");
+    let (status, placed) = zone
+        .post(2, "/v1/orders", &broker_token, &for_buyer)
+        .await?;
+    ensure!(status == 201, "{status} {placed}");
+    let id = placed["id"].as_u64().context("order id")?;
+    let o = read_order(&zone, 0, id).await?;
+    ensure!(o["broker"] == broker && o["buyer"] == buyer.as_str(), "{o}");
+    let confirm = format!("/v1/orders/{id}/confirm");
+    let answer = zone.post(1, &confirm, &t.provider, &json!({})).await?;
+    ensure!(answer.0 == 200, "{answer:?}");
+    let (status, body) = deliver(&zone, 2, id, json!({"mode": "api", "calls": 200})).await?;
+    ensure!(status == 201, "{status} {body}");
+    let settle = format!("/v1/orders/{id}/settlement");
+    let (status, s) = zone.post(0, &settle, &t.operator, &json!({})).await?;
+    // 100.00: fee 5.00; revenue 95.00: operator 10% 9.50, broker 5% 4.75, provider 80.75.
+    ensure!(
+        status == 201
+            && s["fees"] == "5.00"
+            && s["split"] == json!({"provider": "80.75", "operator": "9.50", "broker": "4.75"}),
+        "{status} {s}"
+    );
+    Ok(())
+}

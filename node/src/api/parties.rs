@@ -165,27 +165,27 @@ pub async fn act_for(
     caller: &Caller,
     cmd: CatalogCommand,
 ) -> Result<CatalogCommand, ApiError> {
-    const FIELD: &str = "provider.id";
     let (Some(named), Some(act)) = (cmd.named_party().map(str::to_owned), cmd.act()) else {
         return Ok(cmd);
     };
+    let field = cmd.party_field();
     let own = caller.party.as_deref();
     let bound = matches!(caller.actor.role, Role::Provider | Role::Buyer);
     let Some(own) = own.filter(|own| bound && *own != named) else {
         party_rule(caller.actor.role, own, &named, cmd.party_act()).map_err(|why| {
-            ApiError::new(StatusCode::FORBIDDEN, "forbidden", why).with_field(FIELD)
+            ApiError::new(StatusCode::FORBIDDEN, "forbidden", why).with_field(field)
         })?;
-        require_admitted(state, &named, Some(FIELD)).await?;
+        require_admitted(state, &named, Some(field)).await?;
         return Ok(cmd);
     };
-    let mine = require_admitted(state, own, Some(FIELD)).await?;
+    let mine = require_admitted(state, own, Some(field)).await?;
     if !mine.broker {
         let why = party_rule(caller.actor.role, Some(own), &named, cmd.party_act())
             .err()
             .unwrap_or_default();
-        return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", why).with_field(FIELD));
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", why).with_field(field));
     }
-    require_admitted(state, &named, Some(FIELD)).await?;
+    require_admitted(state, &named, Some(field)).await?;
     // Perhaps granted a moment ago and not yet applied here: then caught up with.
     let look = || async {
         let mut conn = state.db.reader().await?;
@@ -194,7 +194,7 @@ pub async fn act_for(
     let found = state
         .look_again_if(CatchUp::Always, look, Result::is_ok)
         .await?;
-    let entrustment = found.map_err(|r| ApiError::from(r).with_field(FIELD))?;
+    let entrustment = found.map_err(|r| ApiError::from(r).with_field(field))?;
     let mut act = BrokerAct {
         broker: own
             .parse()
@@ -203,7 +203,7 @@ pub async fn act_for(
         command: cmd,
     };
     act.authorise(caller.actor.clone(), Some(own))
-        .map_err(|r| ApiError::from(r).with_field(FIELD))?;
+        .map_err(|r| ApiError::from(r).with_field(field))?;
     Ok(CatalogCommand::Entrusted(Box::new(act)))
 }
 

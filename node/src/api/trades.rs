@@ -27,6 +27,7 @@ use crate::catalog::trades::{
     OrderRequest, OrderState, OrderView, SettlementView,
 };
 use crate::catalog::{CatalogCommand, CommandResponse};
+use xchg_protocol::PartyId;
 
 /// The body of a write that takes none: `{}` or nothing.
 #[derive(Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
@@ -74,6 +75,29 @@ pub struct OrderWrite {
     pub state: OrderState,
 }
 
+/// The body of `POST /v1/orders`.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewOrder {
+    /// An active authorisation of the buyer's party.
+    pub authorization_id: u64,
+    /// Units of the listing's pricing model, 1 to 1,000,000,000: calls (`per_call`), periods
+    /// (`subscription`), 1 (`fixed`); any for `free` and `negotiated`.
+    #[schema(minimum = 1, maximum = 1_000_000_000)]
+    pub quantity: u64,
+    /// The agreed unit price, a decimal string (up to 15 integer digits, up to 4 decimals):
+    /// required for a `negotiated` price, refused for every other model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = r"^(0|[1-9][0-9]{0,14})(\.[0-9]{1,4})?$")]
+    pub unit_price: Option<String>,
+    /// The buyer party ordered for: absent, the token's own; another party only for a broker
+    /// it entrusted with `place_order` (the order then records the broker, whose share the
+    /// settlement gives it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub buyer: Option<PartyId>,
+}
+
 /// `POST /v1/orders` (a buyer token, for its own party).
 #[utoipa::path(
     post,
@@ -81,7 +105,7 @@ pub struct OrderWrite {
     operation_id = "place_order",
     tag = "trades",
     params(IdempotencyHeader),
-    request_body = OrderRequest,
+    request_body = NewOrder,
     security(("bearer" = [])),
     responses(
         (status = 201, description = "Placed: the order records the contract (the listing's \
@@ -94,7 +118,9 @@ pub struct OrderWrite {
         (status = 400, description = "Malformed JSON, a `quantity` not 1 to 1,000,000,000, or \
             a `unit_price` that is not a decimal amount (`field` names it)", body = ErrorBody),
         (status = 403, description = "Not a buyer token bound to a party; `forbidden`: another \
-            buyer's authorisation, or one granted by another exchange; \
+            buyer's authorisation, one granted by another exchange, or a `buyer` other than the \
+            token's party when that party is no broker; `not_entrusted`: a broker without an \
+            entrustment of `place_order` from `buyer`; \
             `authorization_expired`, `authorization_suspended`, `authorization_revoked`, \
             `listing_not_listed`: the authorisation is not active; `usage_limit_exceeded`: a \
             per-call order for more calls than it has left; `party_not_admitted`", body = ErrorBody),
@@ -113,10 +139,10 @@ pub async fn place(
     State(state): State<AppState>,
     caller: Caller,
     idempotency: IdempotencyKey,
-    JsonBody(body): JsonBody<OrderRequest>,
+    JsonBody(body): JsonBody<NewOrder>,
 ) -> Result<(StatusCode, Json<OrderWrite>), ApiError> {
     caller.require_exactly(&[Role::Buyer])?;
-    let buyer = caller.party.clone().ok_or_else(|| {
+    let own = caller.party.clone().ok_or_else(|| {
         forbidden(
             "this buyer token is bound to no party: an order is placed in a party's name".into(),
         )
@@ -130,17 +156,24 @@ pub async fn place(
     if let Some(p) = &body.unit_price {
         Money::parse(p).map_err(|e| ApiError::invalid_field("unit_price", e))?;
     }
+    let buyer = match &body.buyer {
+        Some(b) => b.clone(),
+        None => own.parse().map_err(ApiError::internal)?,
+    };
     let at = state.clock.now();
-    let cmd = idempotency.wrap(
-        &body,
-        CatalogCommand::PlaceOrder {
-            request: body.clone(),
-            buyer: buyer.parse().map_err(ApiError::internal)?,
-            at,
-            actor: caller.actor.clone(),
+    let cmd = CatalogCommand::PlaceOrder {
+        request: OrderRequest {
+            authorization_id: body.authorization_id,
+            quantity: body.quantity,
+            unit_price: body.unit_price.clone(),
         },
+        buyer,
         at,
-    );
+        actor: caller.actor.clone(),
+    };
+    // Another party's name: a broker's act under an entrustment, or refused.
+    let cmd = super::parties::act_for(&state, &caller, cmd).await?;
+    let cmd = idempotency.wrap(&body, cmd, at);
     let (response, _) = state.propose_as(cmd, caller.credential).await?;
     let id = created(response)?;
     Ok((

@@ -377,6 +377,8 @@ fn entrusted(
         // row, a listing in its latest history entry.
         if let CatalogCommand::SubmitRegistration { .. } = &act.command {
             registrations::note_broker(db, &applied.object_id, act.broker.as_str(), party)?;
+        } else if let CatalogCommand::PlaceOrder { .. } = &act.command {
+            trades::note_broker(db, &applied.object_id, act.broker.as_str())?;
         } else {
             let detail = serde_json::json!({
                 "broker": act.broker.as_str(),

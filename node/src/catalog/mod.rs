@@ -827,6 +827,7 @@ impl CatalogCommand {
             CatalogCommand::SubmitListing { .. } => Some(parties::Act::SubmitListing),
             CatalogCommand::UpdateListing { .. } => Some(parties::Act::UpdateListing),
             CatalogCommand::SubmitRegistration { .. } => Some(parties::Act::SubmitRegistration),
+            CatalogCommand::PlaceOrder { .. } => Some(parties::Act::PlaceOrder),
             _ => None,
         }
     }
@@ -835,7 +836,17 @@ impl CatalogCommand {
     pub fn party_act(&self) -> &'static str {
         match self {
             CatalogCommand::SubmitRegistration { .. } => "register listings",
+            CatalogCommand::PlaceOrder { .. } => "place orders",
             _ => "submit or update listings",
+        }
+    }
+
+    /// The request field that names the party of [`Self::named_party`], which the API's
+    /// refusals of a party blame.
+    pub fn party_field(&self) -> &'static str {
+        match self {
+            CatalogCommand::PlaceOrder { .. } => "buyer",
+            _ => "provider.id",
         }
     }
 
@@ -847,6 +858,7 @@ impl CatalogCommand {
             CatalogCommand::SubmitRegistration { registration, .. } => {
                 Some(registration.holder.as_str())
             }
+            CatalogCommand::PlaceOrder { buyer, .. } => Some(buyer.as_str()),
             _ => None,
         }
     }

@@ -138,14 +138,17 @@ pub enum Act {
     UpdateListing,
     /// Register one of the party's listings (登记).
     SubmitRegistration,
+    /// Place an order under one of the party's authorisations (a buyer's broker).
+    PlaceOrder,
 }
 
 impl Act {
     /// Every act.
-    pub const ALL: [Act; 3] = [
+    pub const ALL: [Act; 4] = [
         Act::SubmitListing,
         Act::UpdateListing,
         Act::SubmitRegistration,
+        Act::PlaceOrder,
     ];
 
     /// The wire name, which is also the name of the command it allows.
@@ -154,6 +157,7 @@ impl Act {
             Act::SubmitListing => "submit_listing",
             Act::UpdateListing => "update_listing",
             Act::SubmitRegistration => "submit_registration",
+            Act::PlaceOrder => "place_order",
         }
     }
 

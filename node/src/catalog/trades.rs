@@ -598,6 +598,22 @@ pub fn place(
     Ok(ok(table::insert_order(db, &order)?))
 }
 
+/// Records `broker` on order `order_id`, which it placed in its buyer's name under an
+/// entrustment (`apply::entrusted` has checked it): its settlement gives the broker its share.
+///
+/// # Errors
+/// Only storage errors.
+pub fn note_broker(
+    db: &rusqlite::Connection,
+    order_id: &str,
+    broker: &str,
+) -> rusqlite::Result<()> {
+    match order_id.parse::<u64>() {
+        Ok(id) => table::set_broker(db, id, broker),
+        Err(_) => Ok(()),
+    }
+}
+
 /// Whether `actor` is the party of `side` (`buyer` or `provider`) of order `id`, or an admin.
 fn is_party(actor: &Actor, role: Role, party: &str) -> bool {
     actor.role == Role::Admin || (actor.role == role && actor.id == party)

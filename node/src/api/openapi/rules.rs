@@ -292,8 +292,9 @@ fn property_rules(party_pattern: Value) -> Vec<(&'static str, &'static str, Valu
         (
             "NewEntrustment",
             "broker",
-            json!({"pattern": party_pattern}),
+            json!({"pattern": party_pattern.clone()}),
         ),
+        ("NewOrder", "buyer", json!({"pattern": party_pattern})),
         (
             "NewEntrustment",
             "scope",

@@ -303,6 +303,16 @@ pub fn delivered(
         .map(drop)
 }
 
+/// Records the broker that placed order `id` for its buyer.
+///
+/// # Errors
+/// SQLite's error.
+pub fn set_broker(db: &rusqlite::Connection, id: u64, broker: &str) -> rusqlite::Result<()> {
+    db.prepare_cached("UPDATE orders SET broker = ?1 WHERE id = ?2")?
+        .execute(rusqlite::params![broker, int(id)])
+        .map(drop)
+}
+
 /// Sets the state of order `id`.
 ///
 /// # Errors
