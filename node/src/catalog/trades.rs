@@ -1301,4 +1301,210 @@ mod tests {
             Some("model_output_ids")
         );
     }
+
+    mod rules {
+        use xchg_protocol::{Listing, Timestamp};
+
+        use super::super::*;
+        use crate::audit;
+        use crate::catalog::applications::{ApplicationRequest, Terms};
+        use crate::catalog::apply::apply;
+        use crate::catalog::{CatalogCommand, Review, test_zone};
+        use crate::sqlite::in_transaction;
+
+        const T0: Timestamp = Timestamp(1_800_000_000_000);
+        const PROVIDER: &str = "yuzhou-credit-center";
+        const BUYER: &str = "xuchang-bank";
+
+        fn actor(id: &str, role: Role) -> Actor {
+            Actor {
+                id: id.into(),
+                role,
+            }
+        }
+
+        fn operator() -> Actor {
+            actor("token:0perator", Role::Operator)
+        }
+
+        fn provider() -> Actor {
+            actor(PROVIDER, Role::Provider)
+        }
+
+        fn buyer() -> Actor {
+            actor(BUYER, Role::Buyer)
+        }
+
+        /// A listed per-call product (0.50 CNY), an application by API for 100 calls and its
+        /// approval: authorisation 1.
+        fn authorised() -> Vec<CatalogCommand> {
+            let mut draft = xchg_protocol::vectors::credit_draft();
+            draft.delivery_modes = vec![DeliveryMode::Api, DeliveryMode::Verification];
+            let p = Listing::first_version(draft, "xuchang/yuzhou".parse().expect("zone"), T0);
+            vec![
+                CatalogCommand::SubmitListing {
+                    listing: Box::new(p.clone()),
+                    actor: provider(),
+                },
+                CatalogCommand::ApproveListing {
+                    listing_id: p.id(),
+                    review: Review::default(),
+                    at: T0,
+                    actor: operator(),
+                },
+                CatalogCommand::SubmitApplication {
+                    request: Box::new(ApplicationRequest {
+                        listing_id: p.id(),
+                        scenario: "企业贷款授信审查".into(),
+                        purpose: "授信前核验".into(),
+                        delivery_mode: DeliveryMode::Api,
+                        duration_days: 30,
+                        usage_limit: 100,
+                    }),
+                    buyer: BUYER.parse().expect("party id"),
+                    at: T0,
+                    actor: buyer(),
+                },
+                CatalogCommand::ApproveApplication {
+                    application_id: 1,
+                    terms: Terms::default(),
+                    at: T0,
+                    actor: operator(),
+                },
+            ]
+        }
+
+        fn order(quantity: u64, by: Actor) -> CatalogCommand {
+            CatalogCommand::PlaceOrder {
+                request: OrderRequest {
+                    authorization_id: 1,
+                    quantity,
+                    unit_price: None,
+                },
+                buyer: by.id.parse().expect("party id"),
+                at: T0,
+                actor: by,
+            }
+        }
+
+        fn deliver(mode: DeliveryMode, calls: u64, by: Actor) -> CatalogCommand {
+            CatalogCommand::RecordDelivery {
+                order_id: 1,
+                delivery: Box::new(DeliveryRequest {
+                    mode,
+                    calls: Some(calls),
+                    manifest_hashes: None,
+                    model_output_ids: None,
+                    note: None,
+                }),
+                at: T0,
+                actor: by,
+            }
+        }
+
+        fn step(cmd: fn(u64, Timestamp, Actor) -> CatalogCommand, by: Actor) -> CatalogCommand {
+            cmd(1, T0, by)
+        }
+
+        fn confirm(order_id: u64, at: Timestamp, actor: Actor) -> CatalogCommand {
+            CatalogCommand::ConfirmOrder {
+                order_id,
+                at,
+                actor,
+            }
+        }
+
+        fn settle(order_id: u64, at: Timestamp, actor: Actor) -> CatalogCommand {
+            CatalogCommand::SettleOrder {
+                order_id,
+                at,
+                actor,
+            }
+        }
+
+        /// Applies `commands` on a fresh catalog: the refusal codes (none for a success),
+        /// the calls counted on authorisation 1, and order 1's delivered calls and state.
+        fn run(commands: &[CatalogCommand]) -> (Vec<Option<&'static str>>, u64, u64, OrderState) {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let db = crate::catalog::test_db(dir.path());
+            let zone = test_zone();
+            let responses = in_transaction(&db, || {
+                let mut chain = audit::Chain::load(&db)?;
+                let r = (10..)
+                    .zip(commands)
+                    .map(|(index, c)| apply(&db, &mut chain, &zone, index, c))
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                chain.flush(&db)?;
+                Ok(r)
+            })
+            .expect("apply");
+            let used = authorizations::judged(&db, 1)
+                .expect("read")
+                .map_or(0, |j| j.grant.used);
+            let order = table::order_row(&db, 1).expect("read").expect("order 1");
+            let codes = responses
+                .iter()
+                .map(|r| r.as_ref().err().map(Refusal::code))
+                .collect();
+            (codes, used, order.delivered_calls, order.state)
+        }
+
+        #[test]
+        fn an_order_moves_only_by_its_parties_in_order_and_counts_what_is_delivered() {
+            let stranger = actor("another-provider", Role::Provider);
+            let mut commands = authorised();
+            commands.extend([
+                order(101, buyer()),                                 // over the limit
+                order(1, actor("another-bank", Role::Buyer)),        // not its buyer's
+                order(60, buyer()),                                  // placed
+                deliver(DeliveryMode::Api, 10, provider()),          // not yet confirmed
+                step(settle, operator()),                            // not yet confirmed
+                step(confirm, stranger.clone()),                     // another provider
+                step(confirm, provider()),                           // confirmed
+                step(confirm, provider()),                           // already
+                step(settle, operator()),                            // nothing delivered
+                deliver(DeliveryMode::Verification, 10, provider()), // not the mode
+                deliver(DeliveryMode::Api, 10, stranger),            // not its provider
+                deliver(DeliveryMode::Api, 61, provider()),          // past the order
+                deliver(DeliveryMode::Api, 40, provider()),          // delivering
+                CatalogCommand::RecordUsage {
+                    authorization_id: 1,
+                    calls: 50,
+                    at: T0,
+                    actor: buyer(),
+                },
+                deliver(DeliveryMode::Api, 20, provider()), // past the authorisation
+                deliver(DeliveryMode::Api, 10, provider()),
+                step(settle, operator()),
+                deliver(DeliveryMode::Api, 10, provider()), // settled
+            ]);
+            let (codes, used, delivered, state) = run(&commands);
+            assert_eq!(&codes[..4], &[None; 4]);
+            assert_eq!(
+                &codes[4..],
+                &[
+                    Some("usage_limit_exceeded"),
+                    Some("forbidden"),
+                    None,
+                    Some("illegal_transition"),
+                    Some("illegal_transition"),
+                    Some("forbidden"),
+                    None,
+                    Some("illegal_transition"),
+                    Some("illegal_transition"),
+                    Some("delivery_mode_not_authorized"),
+                    Some("forbidden"),
+                    Some("order_quantity_exceeded"),
+                    None,
+                    None,
+                    Some("usage_limit_exceeded"),
+                    None,
+                    None,
+                    Some("illegal_transition"),
+                ]
+            );
+            // 40 + 10 delivered, 50 reported besides: 100 counted, the refused 20 not.
+            assert_eq!((used, delivered, state), (100, 50, OrderState::Settled));
+        }
+    }
 }
