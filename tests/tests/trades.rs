@@ -575,3 +575,54 @@ async fn a_broker_orders_for_its_buyer_only_under_an_entrustment_and_the_settlem
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn a_party_reads_only_its_own_orders_and_the_regulator_all() -> anyhow::Result<()> {
+    let (zone, auth, _) = trade_zone(100).await?;
+    let t = zone.tokens().clone();
+    let (status, body) = order(&zone, 0, auth, 5).await?;
+    ensure!(status == 201, "{status} {body}");
+    let id = body["id"].as_u64().context("order id")?;
+    // Another buyer, admitted, with its own token.
+    let other = "xuchang-insurer";
+    let application = xchg_tests::party_application(other, &["processor"]);
+    let answer = zone
+        .post(0, "/v1/parties", &t.operator, &application)
+        .await?;
+    ensure!(answer.0 == 201, "apply: {answer:?}");
+    let admit = format!("/v1/parties/{other}/admit");
+    let answer = zone.post(1, &admit, &t.operator, &json!({})).await?;
+    ensure!(answer.0 == 200, "admit: {answer:?}");
+    let body = json!({"role": "buyer", "party": other, "label": "another buyer"});
+    let (status, created) = zone.post(2, "/v1/tokens", &t.admin, &body).await?;
+    ensure!(status == 201, "token: {status} {created}");
+    let stranger = created["token"].as_str().context("token")?.to_owned();
+    let path = format!("/v1/orders/{id}");
+    refused(
+        &zone.get(1, &path, Some(&stranger)).await?,
+        403,
+        "forbidden",
+    )?;
+    let (status, page) = zone.get(2, "/v1/orders", Some(&stranger)).await?;
+    ensure!(
+        status == 200 && page["items"] == json!([]),
+        "{status} {page}"
+    );
+    // Nor may it order under the demo buyer's authorisation.
+    let mine = json!({"authorization_id": auth, "quantity": 1});
+    refused(
+        &zone.post(0, "/v1/orders", &stranger, &mine).await?,
+        403,
+        "forbidden",
+    )?;
+    for token in [&t.buyer, &t.provider, &t.operator, &t.regulator] {
+        let (status, o) = zone.get(0, &path, Some(token)).await?;
+        ensure!(status == 200 && o["id"] == id, "{status} {o}");
+        let (status, page) = zone.get(1, "/v1/orders", Some(token)).await?;
+        ensure!(
+            status == 200 && page["items"].as_array().map(Vec::len) == Some(1),
+            "{status} {page}"
+        );
+    }
+    Ok(())
+}
