@@ -102,6 +102,25 @@ async fn put(zone: &Zone, i: usize, token: &str, body: &Value) -> anyhow::Result
         .await
 }
 
+/// PUTs the fee schedule `body` on node `i` with `token` and `key` as its `Idempotency-Key`.
+async fn put_with_key(
+    zone: &Zone,
+    i: usize,
+    token: &str,
+    key: &str,
+    body: &Value,
+) -> anyhow::Result<(u16, Value)> {
+    let resp = reqwest::Client::new()
+        .put(url(zone, i, "/v1/zone/fee-schedule"))
+        .bearer_auth(token)
+        .header("Idempotency-Key", key)
+        .json(body)
+        .send()
+        .await?;
+    let status = resp.status().as_u16();
+    Ok((status, resp.json().await.unwrap_or(Value::Null)))
+}
+
 /// The calls counted on authorisation `id`.
 async fn used(zone: &Zone, id: u64) -> anyhow::Result<Value> {
     let path = format!("/v1/authorizations/{id}");
@@ -149,11 +168,26 @@ async fn an_order_is_placed_confirmed_delivered_settled_disputed_and_reversed_ac
         status == 200 && body["current"]["version"] == 1 && body["current"]["set_by"].is_string(),
         "set: {status} {body}"
     );
+    // Sent again under one key, to two nodes: one version more, not two.
+    let mut again = schedule.clone();
+    again["minimum_fee"] = json!("1.50");
+    let first = put_with_key(&zone, 0, &t.admin, "fees-2", &again).await?;
+    let retry = put_with_key(&zone, 1, &t.admin, "fees-2", &again).await?;
+    ensure!(
+        first.0 == 200 && retry.0 == 200 && retry.1["current"]["version"] == 2,
+        "{first:?} {retry:?}"
+    );
+    again["minimum_fee"] = json!("1.00");
+    let (status, body) = put(&zone, 2, &t.admin, &again).await?;
+    ensure!(
+        status == 200 && body["current"]["version"] == 3,
+        "{status} {body}"
+    );
     let (status, body) = zone.get(0, "/v1/zone/fee-schedule", Some(&t.buyer)).await?;
     ensure!(
         status == 200
             && body["current"]["platform_fee_bp"] == 500
-            && body["history"].as_array().map(Vec::len) == Some(1),
+            && body["history"].as_array().map(Vec::len) == Some(3),
         "read on another node: {status} {body}"
     );
 
@@ -238,7 +272,7 @@ async fn an_order_is_placed_confirmed_delivered_settled_disputed_and_reversed_ac
         s["amount"] == "100.00"
             && s["fees"] == "5.00"
             && s["split"] == json!({"provider": "85.50", "operator": "9.50", "broker": "0.00"})
-            && s["fee_schedule_version"] == 1
+            && s["fee_schedule_version"] == 3
             && s["kind"] == "settlement"
             && s["quantity"] == 200,
         "{s}"

@@ -651,16 +651,19 @@ async fn schedules(state: &AppState) -> Result<FeeSchedules, ApiError> {
     path = "/v1/zone/fee-schedule",
     operation_id = "set_fee_schedule",
     tag = "trades",
+    params(IdempotencyHeader),
     request_body = FeeSchedule,
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Recorded as the next version (who and when with it); \
-            settlements made from now on apply it and record its version", body = FeeSchedules),
+            settlements made from now on apply it and record its version. A retry with the same \
+            `Idempotency-Key` and body records no second version", body = FeeSchedules),
         (status = 400, description = "Malformed JSON; a rate over 10000 basis points; \
             `operator_share_bp` + `broker_share_bp` over 10000; a `minimum_fee` that is not a \
             decimal amount of whole fen; a `note` over 2000 characters or against the text \
             rule (`field` names it)", body = ErrorBody),
         (status = 403, description = "Not an admin token", body = ErrorBody),
+        (status = 409, description = "`idempotency_key_reused`", body = ErrorBody),
         BearerErrors,
         BodyErrors,
         ProposeErrors,
@@ -669,17 +672,22 @@ async fn schedules(state: &AppState) -> Result<FeeSchedules, ApiError> {
 pub async fn set_fee_schedule(
     State(state): State<AppState>,
     caller: Caller,
+    idempotency: IdempotencyKey,
     JsonBody(body): JsonBody<FeeSchedule>,
 ) -> Result<Json<FeeSchedules>, ApiError> {
     caller.require(&[])?;
     body.check()
         .map_err(|(field, why)| ApiError::invalid_field(field, why))?;
     let at = state.clock.now();
-    let cmd = CatalogCommand::SetFeeSchedule {
-        schedule: body,
+    let cmd = idempotency.wrap(
+        &body,
+        CatalogCommand::SetFeeSchedule {
+            schedule: body.clone(),
+            at,
+            actor: caller.actor.clone(),
+        },
         at,
-        actor: caller.actor.clone(),
-    };
+    );
     let (response, index) = state.propose_as(cmd, caller.credential).await?;
     response?;
     state.applied(index).await?;
