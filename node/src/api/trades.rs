@@ -19,7 +19,7 @@ use super::idempotency::{IdempotencyHeader, IdempotencyKey};
 use super::json::{JsonBody, OptionalJsonBody};
 use super::listings::{ReadParams, ReasonBody, consistency_schema, query_error};
 use super::text::{self, Text};
-use super::{AppState, Consistency, params};
+use super::{AppState, CatchUp, Consistency, params};
 use crate::catalog::money::Money;
 use crate::catalog::tables::trades as table;
 use crate::catalog::trades::{
@@ -55,6 +55,43 @@ fn may_see(caller: &Caller, o: &OrderView) -> Result<(), ApiError> {
         "order {} is between {} and {}: a party sees its own orders",
         o.id, o.buyer, o.provider
     )))
+}
+
+/// Answers `404` for a number that is no order, writing nothing: from this replica if it has it,
+/// else after a read barrier (it may have been placed a moment ago through another node). The
+/// state machine judges the order again when it applies the command.
+async fn require_order(state: &AppState, id: u64) -> Result<(), ApiError> {
+    let look = || async {
+        let mut conn = state.db.reader().await?;
+        Ok(table::order_exists(&mut conn, id).await?)
+    };
+    if state
+        .look_again_if(CatchUp::Always, look, |found| *found)
+        .await?
+    {
+        Ok(())
+    } else {
+        Err(ApiError::not_found(format!("no order {id}")))
+    }
+}
+
+/// Answers `404` for a number that is no authorisation, writing nothing (as
+/// [`require_order`]).
+async fn require_authorization(state: &AppState, id: u64) -> Result<(), ApiError> {
+    let look = || async {
+        let mut conn = state.db.reader().await?;
+        Ok(crate::catalog::applications::authorization(&mut conn, id)
+            .await?
+            .is_some())
+    };
+    if state
+        .look_again_if(CatchUp::Always, look, |found| *found)
+        .await?
+    {
+        Ok(())
+    } else {
+        Err(ApiError::not_found(format!("no authorization {id}")))
+    }
 }
 
 /// Order `id` after the write at `index` is applied here.
@@ -160,6 +197,7 @@ pub async fn place(
         Some(b) => b.clone(),
         None => own.parse().map_err(ApiError::internal)?,
     };
+    require_authorization(&state, body.authorization_id).await?;
     let at = state.clock.now();
     let cmd = CatalogCommand::PlaceOrder {
         request: OrderRequest {
@@ -359,6 +397,7 @@ pub async fn confirm(
 ) -> Result<Json<OrderView>, ApiError> {
     caller.require(&[Role::Provider])?;
     let id = params::number_in_path("order", &id)?;
+    require_order(&state, id).await?;
     let at = state.clock.now();
     let cmd = CatalogCommand::ConfirmOrder {
         order_id: id,
@@ -414,6 +453,7 @@ pub async fn deliver(
 ) -> Result<(StatusCode, Json<DeliveryView>), ApiError> {
     caller.require(&[Role::Provider])?;
     let id = params::number_in_path("order", &id)?;
+    require_order(&state, id).await?;
     trades::delivery_shape(&body).map_err(|(field, why)| ApiError::invalid_field(field, why))?;
     if let Some(note) = &body.note {
         text::check(&[Text {
@@ -494,6 +534,7 @@ pub async fn settle(
 ) -> Result<(StatusCode, Json<SettlementView>), ApiError> {
     caller.require(&[Role::Operator])?;
     let id = params::number_in_path("order", &id)?;
+    require_order(&state, id).await?;
     let at = state.clock.now();
     let cmd = idempotency.wrap(
         &body,
@@ -553,6 +594,7 @@ pub async fn dispute(
 ) -> Result<(StatusCode, Json<DisputeView>), ApiError> {
     caller.require(&[Role::Buyer, Role::Provider])?;
     let id = params::number_in_path("order", &id)?;
+    require_order(&state, id).await?;
     reason_rule(&body.reason)?;
     let at = state.clock.now();
     let cmd = idempotency.wrap(
@@ -608,6 +650,7 @@ pub async fn reverse(
 ) -> Result<(StatusCode, Json<SettlementView>), ApiError> {
     caller.require(&[Role::Operator])?;
     let id = params::number_in_path("order", &id)?;
+    require_order(&state, id).await?;
     reason_rule(&body.reason)?;
     let at = state.clock.now();
     let cmd = idempotency.wrap(

@@ -695,6 +695,18 @@ pub async fn list_read(
     Ok(out)
 }
 
+/// Whether order `id` exists, on a reader.
+///
+/// # Errors
+/// SQLite's error.
+pub async fn order_exists(conn: &mut SqliteConnection, id: u64) -> Result<bool, sqlx::Error> {
+    let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM orders WHERE id = ?")
+        .bind(int(id))
+        .fetch_optional(&mut *conn)
+        .await?;
+    Ok(found.is_some())
+}
+
 /// Delivery `id`, on a reader.
 ///
 /// # Errors
