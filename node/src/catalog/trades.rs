@@ -1078,6 +1078,14 @@ pub struct OrderFilter {
     pub before: Option<u64>,
 }
 
+/// For tests: a whole trade as commands, from a listed per-call product (0.50 CNY) and its
+/// authorisation (1, 100 calls by API) to an order of 60 calls (1) confirmed, delivered in
+/// two parts, settled under a fee schedule (5%, operator 10%), disputed and reversed.
+#[cfg(test)]
+pub(crate) fn whole_trade() -> Vec<super::CatalogCommand> {
+    tests::rules::whole_trade()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1302,7 +1310,7 @@ mod tests {
         );
     }
 
-    mod rules {
+    pub(super) mod rules {
         use xchg_protocol::{Listing, Timestamp};
 
         use super::super::*;
@@ -1372,6 +1380,42 @@ mod tests {
                     actor: operator(),
                 },
             ]
+        }
+
+        /// See [`super::super::whole_trade`].
+        pub(crate) fn whole_trade() -> Vec<CatalogCommand> {
+            let mut commands = authorised();
+            commands.extend([
+                CatalogCommand::SetFeeSchedule {
+                    schedule: FeeSchedule {
+                        platform_fee_bp: 500,
+                        operator_share_bp: 1000,
+                        broker_share_bp: 0,
+                        minimum_fee: "0".into(),
+                        note: None,
+                    },
+                    at: T0,
+                    actor: actor("token:adm1n", Role::Admin),
+                },
+                order(60, buyer()),
+                step(confirm, provider()),
+                deliver(DeliveryMode::Api, 40, provider()),
+                deliver(DeliveryMode::Api, 20, provider()),
+                step(settle, operator()),
+                CatalogCommand::DisputeSettlement {
+                    order_id: 1,
+                    reason: "对账不符".into(),
+                    at: T0,
+                    actor: buyer(),
+                },
+                CatalogCommand::ReverseSettlement {
+                    order_id: 1,
+                    reason: "冲正".into(),
+                    at: T0,
+                    actor: operator(),
+                },
+            ]);
+            commands
         }
 
         fn order(quantity: u64, by: Actor) -> CatalogCommand {
