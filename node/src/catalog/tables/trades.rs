@@ -1,4 +1,4 @@
-//! The trade tables (schema v16): `fee_schedules`, `orders`, `deliveries`, `settlements` and
+//! The trade tables (schema v18): `fee_schedules`, `orders`, `deliveries`, `settlements` and
 //! `settlement_disputes`. The rules are in `catalog::trades`; a settlement row is never
 //! updated (a reversal is a new row).
 

@@ -1,4 +1,4 @@
--- Catalog schema version 16: trades (issue #16). A zone's fee schedule, versioned; orders
+-- Catalog schema version 18: trades (issue #16). A zone's fee schedule, versioned; orders
 -- placed from authorisations, the contract each records; deliveries against them; and
 -- settlements, each a record never edited: a reversal is a new row naming the one it
 -- reverses, a dispute a row of its own. Money is a decimal string (`catalog::money`).
