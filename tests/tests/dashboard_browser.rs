@@ -4,7 +4,8 @@
 //! zone and the cross-exchange agreement it was recognised under; Zhengzhou has no scenario
 //! applications, and its panel says so. In Xuchang's dashboard the applications panel shows an
 //! authorisation's usage against its limit, in Chinese and after the toggle in English, and the
-//! listing opened from there shows its registration certificate, valid and verified. A
+//! listing opened from there shows its registration certificate, valid and verified; the trades
+//! panel shows an order under the authorisation, settled, with its fee and split. A
 //! screenshot is saved to
 //! `target/test-artifacts/dashboard.png` whether the test passes or fails.
 //!
@@ -371,11 +372,26 @@ async fn follow_the_authorisation(
     number: &str,
 ) -> anyhow::Result<()> {
     session.goto(url).await?;
+    // 20 calls reported and 100 delivered under the order.
     shows(
         session,
         "the authorisation's usage against its limit",
         "applications",
-        &["已用 / 上限", SCENARIO, "已批准", "有效", "20 / 1,000"],
+        &["已用 / 上限", SCENARIO, "已批准", "有效", "120 / 1,000"],
+    )
+    .await?;
+    // 100 calls at 0.50 = 50.00; a 5% fee, 2.50; the provider keeps 47.50.
+    shows(
+        session,
+        "the order and its settlement",
+        "orders",
+        &[
+            "已结算",
+            "CNY 50.00",
+            "平台费 2.50",
+            "提供方 47.50",
+            "费率 v1",
+        ],
     )
     .await?;
     let link = format!("#applications a[title=\"{id}\"]");
@@ -392,7 +408,20 @@ async fn follow_the_authorisation(
         session,
         "the applications panel in English",
         "applications",
-        &["Used / limit", "approved", "active", "20 / 1,000"],
+        &["Used / limit", "approved", "active", "120 / 1,000"],
+    )
+    .await?;
+    shows(
+        session,
+        "the trades panel in English",
+        "orders",
+        &[
+            "settled",
+            "CNY 50.00",
+            "fee 2.50",
+            "provider 47.50",
+            "fees v1",
+        ],
     )
     .await?;
     shows(
@@ -408,6 +437,45 @@ async fn follow_the_authorisation(
         ],
     )
     .await
+}
+
+/// A trade under authorisation `grant` through node `i`: a fee schedule of 5%, an order of 100
+/// calls, confirmed, delivered and settled.
+async fn trade(
+    fed: &Zone,
+    i: usize,
+    t: &xchg_federation_config::layout::ZoneTokens,
+    grant: u64,
+) -> anyhow::Result<()> {
+    let schedule = json!({
+        "platform_fee_bp": 500, "operator_share_bp": 0, "broker_share_bp": 0, "minimum_fee": "0",
+    });
+    let body = Some(("application/json", serde_json::to_vec(&schedule)?));
+    let path = "/v1/zone/fee-schedule";
+    let (s, v) = fed
+        .send(i, reqwest::Method::PUT, path, Some(&t.admin), body)
+        .await?;
+    ensure!(s == 200, "fee schedule: {s} {v}");
+    let order = json!({"authorization_id": grant, "quantity": 100});
+    let (s, v) = fed.post(i, "/v1/orders", &t.buyer, &order).await?;
+    ensure!(s == 201, "order: {s} {v}");
+    let id = v["id"].as_u64().context("order id")?;
+    let steps = [
+        ("confirm", &t.provider, json!({})),
+        (
+            "deliveries",
+            &t.provider,
+            json!({"mode": "api", "calls": 100}),
+        ),
+        ("settlement", &t.operator, json!({})),
+    ];
+    for (step, token, body) in steps {
+        let (s, v) = fed
+            .post(i, &format!("/v1/orders/{id}/{step}"), token, &body)
+            .await?;
+        ensure!(s == 200 || s == 201, "{step}: {s} {v}");
+    }
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -453,6 +521,7 @@ async fn a_listing_from_xuchang_is_found_and_traced_in_zhengzhous_dashboard() ->
         .post(xu, &usage, &xt.buyer, &json!({"calls": 20}))
         .await?;
     ensure!(s == 200 && v["used"] == 20, "usage: {s} {v}");
+    trade(&fed, xu, &xt, grant).await?;
 
     let http = reqwest::Client::new();
     let driver = Chromedriver::start(&http).await?;

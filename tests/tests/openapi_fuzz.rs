@@ -32,12 +32,15 @@ const NOT_SENT: [(&str, &str); 1] = [(
 )];
 
 /// Refusals that no schema can prevent, by operation: `(operation, status, field)`.
-const SEMANTIC_REFUSALS: [(&str, u16, &str); 2] = [
+const SEMANTIC_REFUSALS: [(&str, u16, &str); 3] = [
     // A revocation must be signed by the exchange's root key, which a generator does not hold.
     ("revoke_key", 400, "envelope"),
     // A credit code's 18th character is a check character over the other 17, which no
     // pattern states (one generated code in 31 has it right).
     ("apply_party", 400, "credit_code"),
+    // The operator's and the broker's shares of a fee schedule are each 0 to 10000 basis
+    // points, as the schema states, and together at most 10000, which no schema states.
+    ("set_fee_schedule", 400, "broker_share_bp"),
 ];
 
 /// The JSON Schema keywords the generator honours.

@@ -156,7 +156,7 @@ pub async fn post(
         at,
         actor: caller.actor.clone(),
     };
-    let cmd = super::parties::act_for_blaming(&state, &caller, cmd, "buyer").await?;
+    let cmd = super::parties::act_for(&state, &caller, cmd).await?;
     let cmd = idempotency.wrap(&body, cmd, at);
     let (response, _) = state.propose_as(cmd, caller.credential).await?;
     let id = response?.object_id.parse().map_err(ApiError::internal)?;

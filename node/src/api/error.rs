@@ -142,7 +142,9 @@ impl From<Refusal> for ApiError {
             | Refusal::UsageLimitExceeded(_)
             | Refusal::AuthorizationSuspended(_)
             | Refusal::AuthorizationRevoked(_)
-            | Refusal::ListingNotListed(_) => StatusCode::FORBIDDEN,
+            | Refusal::ListingNotListed(_)
+            | Refusal::DeliveryModeNotAuthorized(_) => StatusCode::FORBIDDEN,
+            Refusal::OrderQuantityExceeded(_) => StatusCode::CONFLICT,
             Refusal::ApplicationsFull(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
         ApiError::new(status, r.code(), r.to_string())

@@ -245,7 +245,7 @@ pub async fn approve(
 }
 
 /// `{"reason": "..."}`.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, serde::Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReasonBody {
     /// Why: 1 to 2000 characters.

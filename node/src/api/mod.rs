@@ -33,13 +33,14 @@ pub mod server;
 pub mod status;
 pub mod text;
 pub mod tokens;
+pub mod trades;
 pub mod valuations;
 pub mod zone;
 
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use serde::Deserialize;
 use xchg_federation_config::NodeConfig;
 
@@ -201,6 +202,17 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/tokens", post(tokens::create))
         .route("/v1/tokens/{hash}", delete(tokens::revoke))
+        .route("/v1/orders", post(trades::place).get(trades::list))
+        .route("/v1/orders/{id}", get(trades::get_one))
+        .route("/v1/orders/{id}/confirm", post(trades::confirm))
+        .route("/v1/orders/{id}/deliveries", post(trades::deliver))
+        .route("/v1/orders/{id}/settlement", post(trades::settle))
+        .route("/v1/orders/{id}/settlement/dispute", post(trades::dispute))
+        .route("/v1/orders/{id}/settlement/reversal", post(trades::reverse))
+        .route(
+            "/v1/zone/fee-schedule",
+            put(trades::set_fee_schedule).get(trades::get_fee_schedule),
+        )
         .route("/v1/zone/members", post(zone::add_member))
         .route("/v1/zone/members/{name}", delete(zone::remove_member))
         .route("/metrics", get(metrics::render))

@@ -20,7 +20,7 @@ use xchg_protocol::{ContentId, CreditCode, NodeName, PartyId};
 use super::error::{BearerErrors, ErrorBody};
 use super::{
     applications, audit, authorizations, certificates, demands, entrustments, federation, listings,
-    metrics, parties, registrations, status, tokens, valuations, zone,
+    metrics, parties, registrations, status, tokens, trades, valuations, zone,
 };
 
 /// The document.
@@ -32,7 +32,7 @@ use super::{
         description = "The HTTP API of an xchg node: listings and their review, the audit \
             chain, federation (recognitions, verdicts, peers, revocations, the hub's overview and \
             flows), \
-            the party registry and entrustments, scenario applications and authorisations, tokens and zone membership. Every error answers `{\"error\":{\"code\",\"message\",\
+            the party registry and entrustments, scenario applications and authorisations, trades from order to settlement, tokens and zone membership. Every error answers `{\"error\":{\"code\",\"message\",\
             \"field\"}}` with the status that fits. Writes sent to any node of a zone are \
             forwarded to its leader; reads are linearizable unless `consistency=local` is asked.",
         license(name = "Apache-2.0"),
@@ -94,6 +94,16 @@ use super::{
         certificates::list,
         certificates::get_one,
         certificates::revoke,
+        trades::place,
+        trades::list,
+        trades::get_one,
+        trades::confirm,
+        trades::deliver,
+        trades::settle,
+        trades::dispute,
+        trades::reverse,
+        trades::set_fee_schedule,
+        trades::get_fee_schedule,
         tokens::create,
         tokens::revoke,
         zone::add_member,
@@ -127,6 +137,11 @@ use super::{
         (name = "valuations", description = "Valuation reports (数据资产评估) by the cost, \
             income and market approaches, versioned per listing: made by the listing's provider \
             or an operator, read by them, regulators and admins"),
+        (name = "trades", description = "Trades (交易): an order placed from an active \
+            authorisation records the contract; its provider confirms and delivers in the \
+            authorised mode; an operator settles it under the zone's fee schedule (admin), \
+            money as decimal strings rounded to the fen half up; a settlement is disputed and \
+            reversed only by new records"),
         (name = "tokens", description = "API tokens (admin)"),
         (name = "zone", description = "Zone membership (admin)"),
         (name = "metrics", description = "Prometheus metrics"),

@@ -165,22 +165,10 @@ pub async fn act_for(
     caller: &Caller,
     cmd: CatalogCommand,
 ) -> Result<CatalogCommand, ApiError> {
-    act_for_blaming(state, caller, cmd, "provider.id").await
-}
-
-/// As [`act_for`], blaming `field` (the body's field naming the party) in its refusals.
-///
-/// # Errors
-/// As [`act_for`].
-pub async fn act_for_blaming(
-    state: &AppState,
-    caller: &Caller,
-    cmd: CatalogCommand,
-    field: &'static str,
-) -> Result<CatalogCommand, ApiError> {
     let (Some(named), Some(act)) = (cmd.named_party().map(str::to_owned), cmd.act()) else {
         return Ok(cmd);
     };
+    let field = cmd.party_field();
     let own = caller.party.as_deref();
     let bound = matches!(caller.actor.role, Role::Provider | Role::Buyer);
     let Some(own) = own.filter(|own| bound && *own != named) else {

@@ -19,7 +19,7 @@ use super::{
 };
 use crate::audit;
 use crate::catalog::{
-    across, applications, certified, demands, federation, parties, registrations,
+    across, applications, certified, demands, federation, parties, registrations, trades,
 };
 use crate::sqlite::unencodable;
 
@@ -346,6 +346,45 @@ fn effect(
             at,
             actor,
         } => demands::withdraw(db, *demand_id, *at, actor)?,
+        CatalogCommand::SetFeeSchedule {
+            schedule,
+            at,
+            actor,
+        } => trades::set_fee_schedule(db, raft_index, schedule, *at, actor)?,
+        CatalogCommand::PlaceOrder {
+            request,
+            buyer,
+            at,
+            actor,
+        } => trades::place(db, raft_index, request, buyer.as_str(), *at, actor)?,
+        CatalogCommand::ConfirmOrder {
+            order_id,
+            at,
+            actor,
+        } => trades::confirm(db, *order_id, *at, actor)?,
+        CatalogCommand::RecordDelivery {
+            order_id,
+            delivery,
+            at,
+            actor,
+        } => trades::deliver(db, raft_index, *order_id, delivery, *at, actor)?,
+        CatalogCommand::SettleOrder {
+            order_id,
+            at,
+            actor,
+        } => trades::settle(db, raft_index, *order_id, *at, actor)?,
+        CatalogCommand::DisputeSettlement {
+            order_id,
+            reason,
+            at,
+            actor,
+        } => trades::dispute(db, raft_index, *order_id, reason, *at, actor)?,
+        CatalogCommand::ReverseSettlement {
+            order_id,
+            reason,
+            at,
+            actor,
+        } => trades::reverse(db, raft_index, *order_id, reason, *at, actor)?,
     })
 }
 
@@ -375,6 +414,8 @@ fn entrusted(
             registrations::note_broker(db, &applied.object_id, act.broker.as_str(), party)?;
         } else if let CatalogCommand::PostDemand { .. } = &act.command {
             demands_table::note_broker(db, &applied.object_id, act.broker.as_str())?;
+        } else if let CatalogCommand::PlaceOrder { .. } = &act.command {
+            trades::note_broker(db, &applied.object_id, act.broker.as_str())?;
         } else {
             let detail = serde_json::json!({
                 "broker": act.broker.as_str(),
@@ -835,6 +876,48 @@ fn subject(cmd: &CatalogCommand) -> (String, &'static str, Timestamp, String) {
         } => {
             let (id, role) = by(actor);
             (id, role, *at, format!("demand:{demand_id}"))
+        }
+        CatalogCommand::SetFeeSchedule { at, actor, .. } => {
+            let (id, role) = by(actor);
+            (id, role, *at, "fee_schedule".to_owned())
+        }
+        CatalogCommand::PlaceOrder {
+            request, at, actor, ..
+        } => {
+            let (id, role) = by(actor);
+            let object = format!("authorization:{}", request.authorization_id);
+            (id, role, *at, object)
+        }
+        CatalogCommand::ConfirmOrder {
+            order_id,
+            at,
+            actor,
+        }
+        | CatalogCommand::RecordDelivery {
+            order_id,
+            at,
+            actor,
+            ..
+        }
+        | CatalogCommand::SettleOrder {
+            order_id,
+            at,
+            actor,
+        }
+        | CatalogCommand::DisputeSettlement {
+            order_id,
+            at,
+            actor,
+            ..
+        }
+        | CatalogCommand::ReverseSettlement {
+            order_id,
+            at,
+            actor,
+            ..
+        } => {
+            let (id, role) = by(actor);
+            (id, role, *at, format!("order:{order_id}"))
         }
     }
 }

@@ -14,12 +14,14 @@ pub mod certified;
 pub mod demands;
 pub mod federation;
 pub mod format;
+pub mod money;
 pub mod parties;
 pub mod policy;
 pub mod precedents;
 pub mod query;
 pub mod registrations;
 pub mod tables;
+pub mod trades;
 pub mod valuation;
 
 use serde::{Deserialize, Serialize};
@@ -240,6 +242,7 @@ pub const SCHEMA: &[&str] = &[
     include_str!("schema/catalog_schema_v15.sql"),
     include_str!("schema/catalog_schema_v16.sql"),
     include_str!("schema/catalog_schema_v17.sql"),
+    include_str!("schema/catalog_schema_v18.sql"),
 ];
 
 /// Zone facts for tests: `xuchang/yuzhou` with the default export policy.
@@ -697,6 +700,77 @@ pub enum CatalogCommand {
         /// Who asks.
         actor: Actor,
     },
+    /// An admin sets the zone's fee schedule: its next version (`trades::set_fee_schedule`).
+    SetFeeSchedule {
+        /// The rates.
+        schedule: trades::FeeSchedule,
+        /// When.
+        at: Timestamp,
+        /// The admin.
+        actor: Actor,
+    },
+    /// A buyer places an order under one of its authorisations (`trades::place`).
+    PlaceOrder {
+        /// What it orders.
+        request: trades::OrderRequest,
+        /// The ordering party: the caller's own.
+        buyer: PartyId,
+        /// When.
+        at: Timestamp,
+        /// The buyer's token.
+        actor: Actor,
+    },
+    /// The provider confirms an order: `placed → confirmed`.
+    ConfirmOrder {
+        /// The order.
+        order_id: u64,
+        /// When.
+        at: Timestamp,
+        /// The provider's token.
+        actor: Actor,
+    },
+    /// The provider records a delivery for an order (`trades::deliver`).
+    RecordDelivery {
+        /// The order.
+        order_id: u64,
+        /// What was delivered.
+        delivery: Box<trades::DeliveryRequest>,
+        /// When (the authorisation's expiry is judged by it).
+        at: Timestamp,
+        /// The provider's token.
+        actor: Actor,
+    },
+    /// An operator settles a delivered order under the current fee schedule.
+    SettleOrder {
+        /// The order.
+        order_id: u64,
+        /// When.
+        at: Timestamp,
+        /// The operator.
+        actor: Actor,
+    },
+    /// The buyer or the provider disputes an order's settlement: `settled → disputed`.
+    DisputeSettlement {
+        /// The order.
+        order_id: u64,
+        /// Why.
+        reason: String,
+        /// When.
+        at: Timestamp,
+        /// The buyer's or the provider's token.
+        actor: Actor,
+    },
+    /// An operator reverses a disputed settlement by a new record: `disputed → reversed`.
+    ReverseSettlement {
+        /// The order.
+        order_id: u64,
+        /// Why.
+        reason: String,
+        /// When.
+        at: Timestamp,
+        /// The operator.
+        actor: Actor,
+    },
 }
 
 /// The actor id of a command a zone member proposes on its own authority (`node:<name>`), as
@@ -794,6 +868,13 @@ impl CatalogCommand {
             CatalogCommand::ProposeToDemand { .. } => "propose_to_demand",
             CatalogCommand::AcceptDemandMatch { .. } => "accept_demand_match",
             CatalogCommand::WithdrawDemand { .. } => "withdraw_demand",
+            CatalogCommand::SetFeeSchedule { .. } => "set_fee_schedule",
+            CatalogCommand::PlaceOrder { .. } => "place_order",
+            CatalogCommand::ConfirmOrder { .. } => "confirm_order",
+            CatalogCommand::RecordDelivery { .. } => "record_delivery",
+            CatalogCommand::SettleOrder { .. } => "settle_order",
+            CatalogCommand::DisputeSettlement { .. } => "dispute_settlement",
+            CatalogCommand::ReverseSettlement { .. } => "reverse_settlement",
         }
     }
 
@@ -804,6 +885,7 @@ impl CatalogCommand {
             CatalogCommand::UpdateListing { .. } => Some(parties::Act::UpdateListing),
             CatalogCommand::SubmitRegistration { .. } => Some(parties::Act::SubmitRegistration),
             CatalogCommand::PostDemand { .. } => Some(parties::Act::PostDemand),
+            CatalogCommand::PlaceOrder { .. } => Some(parties::Act::PlaceOrder),
             _ => None,
         }
     }
@@ -813,7 +895,17 @@ impl CatalogCommand {
         match self {
             CatalogCommand::SubmitRegistration { .. } => "register listings",
             CatalogCommand::PostDemand { .. } => "post demands",
+            CatalogCommand::PlaceOrder { .. } => "place orders",
             _ => "submit or update listings",
+        }
+    }
+
+    /// The request field that names the party of [`Self::named_party`], which the API's
+    /// refusals of a party blame.
+    pub fn party_field(&self) -> &'static str {
+        match self {
+            CatalogCommand::PlaceOrder { .. } | CatalogCommand::PostDemand { .. } => "buyer",
+            _ => "provider.id",
         }
     }
 
@@ -826,6 +918,7 @@ impl CatalogCommand {
                 Some(registration.holder.as_str())
             }
             CatalogCommand::PostDemand { demand, .. } => Some(demand.buyer.as_str()),
+            CatalogCommand::PlaceOrder { buyer, .. } => Some(buyer.as_str()),
             _ => None,
         }
     }
@@ -910,6 +1003,16 @@ impl CatalogCommand {
             }
             // Whose listing it is, the state machine judges (`valuation::record`).
             CatalogCommand::RecordValuation { .. } => &[Role::Provider, Role::Operator],
+            // Whose order it is, the state machine judges (`trades`).
+            CatalogCommand::PlaceOrder { .. } => &[Role::Buyer],
+            CatalogCommand::ConfirmOrder { .. } | CatalogCommand::RecordDelivery { .. } => {
+                &[Role::Provider]
+            }
+            CatalogCommand::SettleOrder { .. } | CatalogCommand::ReverseSettlement { .. } => {
+                &[Role::Operator]
+            }
+            CatalogCommand::DisputeSettlement { .. } => &[Role::Buyer, Role::Provider],
+            CatalogCommand::SetFeeSchedule { .. } => &[],
             // Whose authorisation it is, the state machine judges (`applications::record_usage`).
             CatalogCommand::RecordUsage { .. } => &[Role::Buyer, Role::Provider],
             CatalogCommand::ApplyParty { .. } => &Role::ALL,
@@ -961,6 +1064,10 @@ impl CatalogCommand {
             // The applying party is the caller's own, whatever the body said.
             *buyer = own_party(party, "apply for a scenario")?;
         }
+        if let CatalogCommand::PlaceOrder { buyer, .. } = self {
+            // The ordering party is the caller's own.
+            *buyer = own_party(party, "place an order")?;
+        }
         match self {
             CatalogCommand::SubmitListing { actor: a, .. }
             | CatalogCommand::UpdateListing { actor: a, .. }
@@ -991,7 +1098,14 @@ impl CatalogCommand {
             | CatalogCommand::PostDemand { actor: a, .. }
             | CatalogCommand::ProposeToDemand { actor: a, .. }
             | CatalogCommand::AcceptDemandMatch { actor: a, .. }
-            | CatalogCommand::WithdrawDemand { actor: a, .. } => *a = actor,
+            | CatalogCommand::WithdrawDemand { actor: a, .. }
+            | CatalogCommand::SetFeeSchedule { actor: a, .. }
+            | CatalogCommand::PlaceOrder { actor: a, .. }
+            | CatalogCommand::ConfirmOrder { actor: a, .. }
+            | CatalogCommand::RecordDelivery { actor: a, .. }
+            | CatalogCommand::SettleOrder { actor: a, .. }
+            | CatalogCommand::DisputeSettlement { actor: a, .. }
+            | CatalogCommand::ReverseSettlement { actor: a, .. } => *a = actor,
             CatalogCommand::RecordRefusedRequest(r) => r.actor = actor,
             CatalogCommand::ApplyParty { actor: a, .. } => *a = Some(actor),
             CatalogCommand::Recognize(_)
@@ -1205,6 +1319,12 @@ pub enum Refusal {
     /// review).
     #[error("{0}")]
     ListingNotListed(String),
+    /// A delivery in another mode than the one its order's authorisation grants.
+    #[error("{0}")]
+    DeliveryModeNotAuthorized(String),
+    /// A delivery that would take a per-call order past the calls it was placed for.
+    #[error("{0}")]
+    OrderQuantityExceeded(String),
 }
 
 impl Refusal {
@@ -1229,6 +1349,8 @@ impl Refusal {
             Refusal::AuthorizationSuspended(_) => "authorization_suspended",
             Refusal::AuthorizationRevoked(_) => "authorization_revoked",
             Refusal::ListingNotListed(_) => "listing_not_listed",
+            Refusal::DeliveryModeNotAuthorized(_) => "delivery_mode_not_authorized",
+            Refusal::OrderQuantityExceeded(_) => "order_quantity_exceeded",
         }
     }
 }
@@ -1311,6 +1433,8 @@ pub fn every_refusal() -> Vec<Refusal> {
         Refusal::AuthorizationSuspended(String::new()),
         Refusal::AuthorizationRevoked(String::new()),
         Refusal::ListingNotListed(String::new()),
+        Refusal::DeliveryModeNotAuthorized(String::new()),
+        Refusal::OrderQuantityExceeded(String::new()),
     ];
     for r in &all {
         match r {
@@ -1331,7 +1455,9 @@ pub fn every_refusal() -> Vec<Refusal> {
             | Refusal::UsageLimitExceeded(_)
             | Refusal::AuthorizationSuspended(_)
             | Refusal::AuthorizationRevoked(_)
-            | Refusal::ListingNotListed(_) => {}
+            | Refusal::ListingNotListed(_)
+            | Refusal::DeliveryModeNotAuthorized(_)
+            | Refusal::OrderQuantityExceeded(_) => {}
         }
     }
     all.to_vec()

@@ -140,15 +140,18 @@ pub enum Act {
     SubmitRegistration,
     /// Post a demand in the party's name (交易撮合).
     PostDemand,
+    /// Place an order under one of the party's authorisations (a buyer's broker).
+    PlaceOrder,
 }
 
 impl Act {
     /// Every act.
-    pub const ALL: [Act; 4] = [
+    pub const ALL: [Act; 5] = [
         Act::SubmitListing,
         Act::UpdateListing,
         Act::SubmitRegistration,
         Act::PostDemand,
+        Act::PlaceOrder,
     ];
 
     /// The wire name, which is also the name of the command it allows.
@@ -158,6 +161,7 @@ impl Act {
             Act::UpdateListing => "update_listing",
             Act::SubmitRegistration => "submit_registration",
             Act::PostDemand => "post_demand",
+            Act::PlaceOrder => "place_order",
         }
     }
 

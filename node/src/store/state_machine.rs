@@ -630,6 +630,60 @@ mod tests {
         out
     }
 
+    /// A whole trade (fee schedule, order, deliveries, settlement, dispute, reversal) reaches a
+    /// member restored from a snapshot as it is on the member that built it.
+    #[tokio::test]
+    async fn a_trade_travels_whole_in_a_snapshot() {
+        let dirs = [
+            tempfile::tempdir().expect("dir"),
+            tempfile::tempdir().expect("dir"),
+        ];
+        let (_, mut sm) = super::super::open_pair(dirs[0].path()).await.expect("open");
+        let answers = sm
+            .apply(vec![entry(1, crate::catalog::trades::whole_trade())])
+            .await
+            .expect("apply");
+        assert!(answers.iter().flatten().all(Result::is_ok), "{answers:?}");
+        let snapshot = sm.build_snapshot().await.expect("snapshot");
+        let (_, mut fresh) = super::super::open_pair(dirs[1].path()).await.expect("open");
+        fresh
+            .install_snapshot(&snapshot.meta, snapshot.snapshot.clone())
+            .await
+            .expect("install");
+        let mut views = Vec::new();
+        for node in [&sm, &fresh] {
+            let mut reader = node.db.reader().await.expect("reader");
+            let order = crate::catalog::tables::trades::order_read(&mut reader, 1)
+                .await
+                .expect("read")
+                .expect("order 1");
+            let fees = crate::catalog::tables::trades::fee_schedules_read(&mut reader)
+                .await
+                .expect("read");
+            views.push((order, fees));
+        }
+        assert_eq!(views[0], views[1]);
+        let (order, fees) = &views[1];
+        assert_eq!(order.state, crate::catalog::trades::OrderState::Reversed);
+        let kinds: Vec<&str> = order.settlements.iter().map(|s| s.kind.as_str()).collect();
+        assert_eq!(kinds, ["settlement", "reversal"]);
+        // 60 × 0.50 = 30.00; 5% fee 1.50; of 28.50 the operator 2.85, the provider 25.65.
+        let s = &order.settlements[0];
+        assert_eq!(
+            (
+                s.amount.as_str(),
+                s.fees.as_str(),
+                s.split.operator.as_str()
+            ),
+            ("30.00", "1.50", "2.85")
+        );
+        assert_eq!(s.split.provider, "25.65");
+        assert_eq!(order.deliveries.as_ref().map(Vec::len), Some(2));
+        assert_eq!((order.disputes.len(), fees.len()), (1, 1));
+        sm.db.close().await;
+        fresh.db.close().await;
+    }
+
     /// A snapshot from the leader is stored before the tables are replaced. After a crash in
     /// between, the next start restores the catalog from the stored file.
     #[tokio::test]

@@ -88,6 +88,69 @@ fn pricing(description: Value) -> Value {
     })
 }
 
+/// `POST /v1/orders/{id}/deliveries`: what each delivery mode records (`trades::delivery_shape`):
+/// a file delivery its manifest hashes and no calls; a model output delivery its calls, its
+/// output ids or both; every other mode its calls. The mode's enum, the calls and the note
+/// keep the derived rules of `schema`.
+fn delivery(schema: Value) -> Value {
+    use crate::catalog::trades::{
+        MAX_DELIVERY_CALLS, MAX_MANIFEST_HASHES, MAX_MODEL_OUTPUTS, MAX_NOTE_CHARS,
+        MAX_OUTPUT_ID_CHARS,
+    };
+    let mode = |modes: &[&str]| json!({"type": "string", "enum": modes});
+    let calls = json!({"type": "integer", "format": "int64", "minimum": 1,
+        "maximum": MAX_DELIVERY_CALLS});
+    let mut note = optional_text(MAX_NOTE_CHARS);
+    note["type"] = json!("string");
+    let hashes = json!({
+        "type": "array", "minItems": 1, "maxItems": MAX_MANIFEST_HASHES, "uniqueItems": true,
+        "items": {"type": "string", "pattern": "^[0-9a-f]{64}$"}
+    });
+    let outputs = json!({
+        "type": "array", "minItems": 1, "maxItems": MAX_MODEL_OUTPUTS, "uniqueItems": true,
+        "items": {"type": "string",
+            "pattern": format!("^[A-Za-z0-9._:-]{{1,{MAX_OUTPUT_ID_CHARS}}}$")}
+    });
+    let branch = |description: &str, required: Value, properties: Value| {
+        json!({
+            "type": "object",
+            "description": description,
+            "required": required,
+            "properties": properties,
+            "additionalProperties": false
+        })
+    };
+    let counted = ["api", "sandbox", "privacy_computing", "verification"];
+    let mut both = json!({"oneOf": [
+        branch(
+            "A file delivery: the SHA-256 of each file handed over; no calls.",
+            json!(["mode", "manifest_hashes"]),
+            json!({"mode": mode(&["file"]), "manifest_hashes": hashes, "note": note}),
+        ),
+        branch(
+            "A model output delivery by its calls (and, if given, its output ids).",
+            json!(["mode", "calls"]),
+            json!({"mode": mode(&["model_output"]), "calls": calls,
+                "model_output_ids": outputs, "note": note}),
+        ),
+        branch(
+            "A model output delivery by its output ids alone.",
+            json!(["mode", "model_output_ids"]),
+            json!({"mode": mode(&["model_output"]), "model_output_ids": outputs,
+                "note": note}),
+        ),
+        branch(
+            "A delivery counted in calls.",
+            json!(["mode", "calls"]),
+            json!({"mode": mode(&counted), "calls": calls, "note": note}),
+        ),
+    ]});
+    if let Some(description) = schema.get("description") {
+        both["description"] = description.clone();
+    }
+    both
+}
+
 /// `POST /v1/tokens`: a provider or buyer token names its party (a provider lists only for
 /// that party; the party must be admitted, which is `403 party_not_admitted` otherwise); a
 /// token of another role may name one (the caller's name in the audit chain). Two branches of
@@ -237,8 +300,9 @@ fn property_rules(party_pattern: Value) -> Vec<(&'static str, &'static str, Valu
         (
             "NewEntrustment",
             "broker",
-            json!({"pattern": party_pattern}),
+            json!({"pattern": party_pattern.clone()}),
         ),
+        ("NewOrder", "buyer", json!({"pattern": party_pattern})),
         (
             "NewEntrustment",
             "scope",
@@ -308,6 +372,11 @@ fn property_rules(party_pattern: Value) -> Vec<(&'static str, &'static str, Valu
             "note",
             optional_text(demands::MAX_NOTE_CHARS),
         ),
+        (
+            "FeeSchedule",
+            "note",
+            optional_text(crate::catalog::trades::MAX_NOTE_CHARS),
+        ),
     ]
 }
 
@@ -333,6 +402,10 @@ pub fn apply(doc: &mut Value) -> Vec<String> {
     match schemas.get_mut("NewToken") {
         Some(t) => *t = new_token(t.take()),
         None => missed.push("NewToken".to_owned()),
+    }
+    match schemas.get_mut("DeliveryRequest") {
+        Some(d) => *d = delivery(d.take()),
+        None => missed.push("DeliveryRequest".to_owned()),
     }
     match schemas.get_mut("Contact") {
         Some(c) => {

@@ -192,6 +192,16 @@ pub fn judged(db: &rusqlite::Connection, id: u64) -> rusqlite::Result<Option<Jud
     }))
 }
 
+/// The scenario authorisation `id` covers.
+///
+/// # Errors
+/// SQLite's error.
+pub fn scenario_of(db: &rusqlite::Connection, id: u64) -> rusqlite::Result<Option<String>> {
+    db.prepare_cached("SELECT scenario FROM authorizations WHERE id = ?1")?
+        .query_row([int(id)], |r| r.get(0))
+        .optional()
+}
+
 /// Sets the calls counted on authorisation `id`.
 ///
 /// # Errors

@@ -98,6 +98,23 @@ pub fn certificate(
         .map(|row| row.map(certificate_of))
 }
 
+/// The number of the latest valid certificate of listing `listing_id` issued here, if any: what
+/// an order's contract names (`catalog::trades`).
+///
+/// # Errors
+/// SQLite's error.
+pub fn valid_number_for(
+    db: &rusqlite::Connection,
+    listing_id: &str,
+) -> rusqlite::Result<Option<String>> {
+    db.prepare_cached(
+        "SELECT number FROM certificates WHERE listing_id = ?1 AND status = 'valid' \
+         ORDER BY issued_at DESC, registration_id DESC LIMIT 1",
+    )?
+    .query_row([listing_id], |row| row.get(0))
+    .optional()
+}
+
 /// [`certificate`] on a reader, for the API.
 ///
 /// # Errors

@@ -26,6 +26,7 @@ pub mod registrations;
 pub mod remote_precedents;
 pub mod revocations;
 pub mod tokens;
+pub mod trades;
 pub mod valuations;
 
 use xchg_protocol::AnnouncementKind;
@@ -54,6 +55,11 @@ pub const REPLICATED_TABLES: &[&str] = &[
     "valuations",
     "demands",
     "demand_proposals",
+    "fee_schedules",
+    "orders",
+    "deliveries",
+    "settlements",
+    "settlement_disputes",
 ];
 
 /// The stored name of an announcement kind.
