@@ -17,7 +17,9 @@ use super::{
     Refusal, ZoneFacts,
 };
 use crate::audit;
-use crate::catalog::{across, applications, certified, federation, parties, registrations};
+use crate::catalog::{
+    across, applications, certified, complaints, federation, parties, registrations,
+};
 use crate::sqlite::unencodable;
 
 /// Applies `cmd` (the entry at `raft_index`) and records it in the audit chain.
@@ -311,6 +313,18 @@ fn effect(
         CatalogCommand::RecordPrecedents(r) => {
             super::precedents::record(db, &zone.zone, raft_index, r)?
         }
+        CatalogCommand::FileComplaint {
+            complaint,
+            at,
+            actor,
+        } => complaints::file(db, zone, raft_index, complaint, *at, actor)?,
+        CatalogCommand::ActOnComplaint {
+            complaint_id,
+            step,
+            note,
+            at,
+            actor,
+        } => complaints::act(db, zone, raft_index, *complaint_id, *step, note, *at, actor)?,
     })
 }
 
@@ -753,6 +767,24 @@ fn subject(cmd: &CatalogCommand) -> (String, &'static str, Timestamp, String) {
                 message_id(&r.decision)
             ),
         ),
+        CatalogCommand::FileComplaint {
+            complaint,
+            at,
+            actor,
+        } => {
+            let (id, role) = by(actor);
+            let t = &complaint.target;
+            (id, role, *at, format!("{}:{}", t.kind.as_str(), t.id))
+        }
+        CatalogCommand::ActOnComplaint {
+            complaint_id,
+            at,
+            actor,
+            ..
+        } => {
+            let (id, role) = by(actor);
+            (id, role, *at, format!("complaint:{complaint_id}"))
+        }
         CatalogCommand::RecordPrecedents(r) => (
             format!("node:{}", r.node),
             "system",

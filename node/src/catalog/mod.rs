@@ -11,6 +11,7 @@ pub mod across;
 pub mod applications;
 pub mod apply;
 pub mod certified;
+pub mod complaints;
 pub mod federation;
 pub mod format;
 pub mod parties;
@@ -236,6 +237,7 @@ pub const SCHEMA: &[&str] = &[
     include_str!("schema/catalog_schema_v13.sql"),
     include_str!("schema/catalog_schema_v14.sql"),
     include_str!("schema/catalog_schema_v15.sql"),
+    include_str!("schema/catalog_schema_v16.sql"),
 ];
 
 /// Zone facts for tests: `xuchang/yuzhou` with the default export policy.
@@ -645,6 +647,30 @@ pub enum CatalogCommand {
     /// At the applicant: an origin zone's signed list of precedents, verified by the member
     /// that fetched it (`precedents::record`).
     RecordPrecedents(Box<precedents::ReceivedPrecedents>),
+    /// Anyone with a token files a complaint against a listing or party of the zone
+    /// (`complaints::file`): it is `received`.
+    FileComplaint {
+        /// What is complained of.
+        complaint: Box<complaints::NewComplaint>,
+        /// When.
+        at: Timestamp,
+        /// The complainant.
+        actor: Actor,
+    },
+    /// The regulator takes a step on a complaint (`complaints::act`): investigates it,
+    /// resolves or dismisses it, suspends the listing it is against or lifts that suspension.
+    ActOnComplaint {
+        /// The complaint.
+        complaint_id: u64,
+        /// The step.
+        step: complaints::Step,
+        /// The regulator's note, kept in the complaint's history.
+        note: String,
+        /// When.
+        at: Timestamp,
+        /// The regulator.
+        actor: Actor,
+    },
 }
 
 /// The actor id of a command a zone member proposes on its own authority (`node:<name>`), as
@@ -737,6 +763,14 @@ impl CatalogCommand {
             CatalogCommand::ReceiveApplication(_) => "receive_application",
             CatalogCommand::ApplicationDecided(_) => "application_decided",
             CatalogCommand::RecordPrecedents(_) => "record_precedents",
+            CatalogCommand::FileComplaint { .. } => "file_complaint",
+            CatalogCommand::ActOnComplaint { step, .. } => match step {
+                complaints::Step::Investigate => "investigate_complaint",
+                complaints::Step::Close(complaints::Outcome::Resolved) => "resolve_complaint",
+                complaints::Step::Close(complaints::Outcome::Dismissed) => "dismiss_complaint",
+                complaints::Step::SuspendListing => "suspend_listing",
+                complaints::Step::LiftSuspension => "lift_listing_suspension",
+            },
         }
     }
 
@@ -843,7 +877,8 @@ impl CatalogCommand {
             CatalogCommand::SubmitApplication { .. } => &[Role::Buyer],
             // Whose authorisation it is, the state machine judges (`applications::record_usage`).
             CatalogCommand::RecordUsage { .. } => &[Role::Buyer, Role::Provider],
-            CatalogCommand::ApplyParty { .. } => &Role::ALL,
+            CatalogCommand::ApplyParty { .. } | CatalogCommand::FileComplaint { .. } => &Role::ALL,
+            CatalogCommand::ActOnComplaint { .. } => &[Role::Regulator],
             CatalogCommand::GrantEntrustment { .. } => &[Role::Provider, Role::Buyer],
             CatalogCommand::RevokeEntrustment { .. } => {
                 &[Role::Provider, Role::Buyer, Role::Operator]
@@ -912,7 +947,9 @@ impl CatalogCommand {
             | CatalogCommand::SubmitRegistration { actor: a, .. }
             | CatalogCommand::ApproveRegistration { actor: a, .. }
             | CatalogCommand::RejectRegistration { actor: a, .. }
-            | CatalogCommand::RevokeCertificate { actor: a, .. } => *a = actor,
+            | CatalogCommand::RevokeCertificate { actor: a, .. }
+            | CatalogCommand::FileComplaint { actor: a, .. }
+            | CatalogCommand::ActOnComplaint { actor: a, .. } => *a = actor,
             CatalogCommand::RecordRefusedRequest(r) => r.actor = actor,
             CatalogCommand::ApplyParty { actor: a, .. } => *a = Some(actor),
             CatalogCommand::Recognize(_)
@@ -957,6 +994,11 @@ impl CatalogCommand {
                     // its revocation.
                     | CatalogCommand::ApproveRegistration { .. }
                     | CatalogCommand::RevokeCertificate { .. }
+                    // A suspension withdraws the listing from the exchanges that hold it.
+                    | CatalogCommand::ActOnComplaint {
+                        step: complaints::Step::SuspendListing,
+                        ..
+                    }
             ),
         }
     }
@@ -1037,6 +1079,10 @@ pub enum ListingState {
     /// its history and provenance (PROTOCOL.md 9). A later version signed with a valid key
     /// recognises it again.
     Revoked,
+    /// One of this zone's listed listings suspended by the regulator under a complaint: not
+    /// exported (its delisting is announced), no application for it is taken or approved,
+    /// no usage counted, until the regulator lifts the suspension (back to `listed`).
+    Suspended,
 }
 
 impl ListingState {
@@ -1049,6 +1095,7 @@ impl ListingState {
             ListingState::Delisted => "delisted",
             ListingState::Recognised => "recognised",
             ListingState::Revoked => "revoked",
+            ListingState::Suspended => "suspended",
         }
     }
 
@@ -1061,6 +1108,7 @@ impl ListingState {
             "delisted" => ListingState::Delisted,
             "recognised" => ListingState::Recognised,
             "revoked" => ListingState::Revoked,
+            "suspended" => ListingState::Suspended,
             _ => return None,
         })
     }
@@ -1126,6 +1174,13 @@ pub enum Refusal {
     /// review).
     #[error("{0}")]
     ListingNotListed(String),
+    /// An application for, or the approval of one for, a listing the regulator suspended
+    /// under a complaint.
+    #[error("{0}")]
+    ListingSuspended(String),
+    /// The complainant has the most complaints open that one may have.
+    #[error("{0}")]
+    ComplaintsFull(String),
 }
 
 impl Refusal {
@@ -1150,6 +1205,8 @@ impl Refusal {
             Refusal::AuthorizationSuspended(_) => "authorization_suspended",
             Refusal::AuthorizationRevoked(_) => "authorization_revoked",
             Refusal::ListingNotListed(_) => "listing_not_listed",
+            Refusal::ListingSuspended(_) => "listing_suspended",
+            Refusal::ComplaintsFull(_) => "complaints_full",
         }
     }
 }
@@ -1232,6 +1289,8 @@ pub fn every_refusal() -> Vec<Refusal> {
         Refusal::AuthorizationSuspended(String::new()),
         Refusal::AuthorizationRevoked(String::new()),
         Refusal::ListingNotListed(String::new()),
+        Refusal::ListingSuspended(String::new()),
+        Refusal::ComplaintsFull(String::new()),
     ];
     for r in &all {
         match r {
@@ -1252,7 +1311,9 @@ pub fn every_refusal() -> Vec<Refusal> {
             | Refusal::UsageLimitExceeded(_)
             | Refusal::AuthorizationSuspended(_)
             | Refusal::AuthorizationRevoked(_)
-            | Refusal::ListingNotListed(_) => {}
+            | Refusal::ListingNotListed(_)
+            | Refusal::ListingSuspended(_)
+            | Refusal::ComplaintsFull(_) => {}
         }
     }
     all.to_vec()

@@ -14,6 +14,7 @@ pub mod applications;
 pub mod authorizations;
 pub mod certificate_feed;
 pub mod certificates;
+pub mod complaints;
 pub mod idempotency;
 pub mod listings;
 pub mod outbox;
@@ -49,6 +50,8 @@ pub const REPLICATED_TABLES: &[&str] = &[
     "received_certificates",
     "received_revocations",
     "remote_precedents",
+    "complaints",
+    "complaint_history",
 ];
 
 /// The stored name of an announcement kind.
