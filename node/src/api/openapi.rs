@@ -19,8 +19,8 @@ use xchg_protocol::{ContentId, CreditCode, NodeName, PartyId};
 
 use super::error::{BearerErrors, ErrorBody};
 use super::{
-    applications, audit, authorizations, certificates, entrustments, federation, listings, metrics,
-    parties, registrations, status, tokens, zone,
+    applications, audit, authorizations, certificates, complaints, entrustments, federation,
+    listings, metrics, parties, registrations, status, tokens, zone,
 };
 
 /// The document.
@@ -84,6 +84,13 @@ use super::{
         certificates::list,
         certificates::get_one,
         certificates::revoke,
+        complaints::file,
+        complaints::list,
+        complaints::get_one,
+        complaints::investigate,
+        complaints::resolve,
+        complaints::suspend_listing,
+        complaints::lift_suspension,
         tokens::create,
         tokens::revoke,
         zone::add_member,
@@ -110,6 +117,9 @@ use super::{
             a provider registers a listing, an operator approves it (the zone issues a signed \
             certificate, PROTOCOL.md 10) or rejects it; certificates with their verification \
             and status; revocation"),
+        (name = "supervision", description = "Supervision (监管): complaints (投诉举报) filed by \
+            any token, the regulator's investigation and decision on them, the suspension of a \
+            listing under complaint; the zone's figures per period"),
         (name = "tokens", description = "API tokens (admin)"),
         (name = "zone", description = "Zone membership (admin)"),
         (name = "metrics", description = "Prometheus metrics"),
