@@ -317,6 +317,50 @@ async fn the_regulator_reads_its_zone_and_takes_a_complaint_from_filing_to_resol
         "{steps:?}"
     );
 
+    // The zone's figures: the last 30 days, summed (the test may cross midnight).
+    let stats = ok(
+        &zone
+            .get(1, "/v1/supervision/stats", Some(&t.regulator))
+            .await?,
+        200,
+    )?;
+    let periods = stats["periods"].as_array().context("periods")?;
+    ensure!(periods.len() == 30, "{stats}");
+    let sum = |path: &[&str]| -> u64 {
+        periods
+            .iter()
+            .map(|p| path.iter().fold(p, |v, k| &v[*k]).as_u64().unwrap_or(0))
+            .sum()
+    };
+    let last = periods.last().context("a period")?;
+    ensure!(
+        sum(&["listings", "entered", "listed"]) == 2,
+        "approved, lifted: {stats}"
+    );
+    ensure!(sum(&["listings", "entered", "suspended"]) == 1, "{stats}");
+    ensure!(last["listings"]["by_state"]["listed"] == 1, "{stats}");
+    ensure!(sum(&["applications", "submitted"]) == 2, "{stats}");
+    ensure!(sum(&["applications", "approved"]) == 1, "{stats}");
+    ensure!(sum(&["authorizations", "granted"]) == 1, "{stats}");
+    ensure!(last["authorizations"]["at_end"]["active"] == 1, "{stats}");
+    ensure!(sum(&["complaints", "steps", "file"]) == 2, "{stats}");
+    ensure!(
+        last["complaints"]["at_end"] == json!({"resolved": 1, "dismissed": 1}),
+        "{stats}"
+    );
+    refused(
+        &zone.get(1, "/v1/supervision/stats", Some(&t.buyer)).await?,
+        403,
+        "forbidden",
+    )?;
+    refused(
+        &zone
+            .get(1, "/v1/supervision/stats?period=year", Some(&t.operator))
+            .await?,
+        400,
+        "invalid_field",
+    )?;
+
     // Every step, and the refused ones the state machine judged, are in the audit chain.
     let (_, audit) = zone
         .get(0, "/v1/audit?limit=1000", Some(&t.regulator))

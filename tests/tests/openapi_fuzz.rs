@@ -32,12 +32,16 @@ const NOT_SENT: [(&str, &str); 1] = [(
 )];
 
 /// Refusals that no schema can prevent, by operation: `(operation, status, field)`.
-const SEMANTIC_REFUSALS: [(&str, u16, &str); 2] = [
+const SEMANTIC_REFUSALS: [(&str, u16, &str); 4] = [
     // A revocation must be signed by the exchange's root key, which a generator does not hold.
     ("revoke_key", 400, "envelope"),
     // A credit code's 18th character is a check character over the other 17, which no
     // pattern states (one generated code in 31 has it right).
     ("apply_party", 400, "credit_code"),
+    // Dates: the pattern states the digits, months and days it can; 2026-02-30 matches it,
+    // and that `from` is not after `to`, nor 100 periods before it, no schema states.
+    ("supervision_stats", 400, "from"),
+    ("supervision_stats", 400, "to"),
 ];
 
 /// The JSON Schema keywords the generator honours.

@@ -31,6 +31,7 @@ pub mod rate_limit;
 pub mod registrations;
 pub mod server;
 pub mod status;
+pub mod supervision;
 pub mod text;
 pub mod tokens;
 pub mod zone;
@@ -192,6 +193,7 @@ pub fn router(state: AppState) -> Router {
             post(complaints::file).get(complaints::list),
         )
         .route("/v1/complaints/{id}", get(complaints::get_one))
+        .route("/v1/supervision/stats", get(supervision::stats))
         .route(
             "/v1/complaints/{id}/investigate",
             post(complaints::investigate),

@@ -20,7 +20,7 @@ use xchg_protocol::{ContentId, CreditCode, NodeName, PartyId};
 use super::error::{BearerErrors, ErrorBody};
 use super::{
     applications, audit, authorizations, certificates, complaints, entrustments, federation,
-    listings, metrics, parties, registrations, status, tokens, zone,
+    listings, metrics, parties, registrations, status, supervision, tokens, zone,
 };
 
 /// The document.
@@ -91,6 +91,7 @@ use super::{
         complaints::resolve,
         complaints::suspend_listing,
         complaints::lift_suspension,
+        supervision::stats,
         tokens::create,
         tokens::revoke,
         zone::add_member,

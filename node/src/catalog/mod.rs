@@ -19,6 +19,7 @@ pub mod policy;
 pub mod precedents;
 pub mod query;
 pub mod registrations;
+pub mod supervision;
 pub mod tables;
 
 use serde::{Deserialize, Serialize};

@@ -38,3 +38,31 @@ CREATE TABLE complaint_history (
     PRIMARY KEY (complaint_id, seq)
 );
 CREATE INDEX complaint_history_at ON complaint_history (at);
+
+-- The supervision figures (`catalog::supervision`) count by time: what changed in a period,
+-- and what stood at its end. An authorisation's suspensions, reinstatements and revocations
+-- are kept one row each (the authorisation row keeps only the latest), those made before this
+-- version taken from the audit chain, where every one is recorded.
+CREATE TABLE authorization_changes (
+    authorization_id INTEGER NOT NULL,
+    seq              INTEGER NOT NULL,       -- 1, 2, ... per authorisation
+    at               INTEGER NOT NULL,
+    to_state         TEXT    NOT NULL,       -- active | suspended | revoked
+    PRIMARY KEY (authorization_id, seq)
+);
+INSERT INTO authorization_changes (authorization_id, seq, at, to_state)
+    SELECT CAST(substr(object_id, 15) AS INTEGER),
+           row_number() OVER (PARTITION BY object_id ORDER BY seq),
+           at,
+           CASE action WHEN 'suspend_authorization' THEN 'suspended'
+                       WHEN 'revoke_authorization' THEN 'revoked'
+                       ELSE 'active' END
+      FROM audit
+     WHERE action IN ('suspend_authorization', 'reinstate_authorization', 'revoke_authorization')
+       AND result = 'ok' AND object_id LIKE 'authorization:%';
+CREATE INDEX authorization_changes_at ON authorization_changes (at);
+CREATE INDEX listing_history_at ON listing_history (at);
+CREATE INDEX applications_submitted_at ON applications (submitted_at);
+CREATE INDEX applications_decided_at ON applications (decided_at);
+CREATE INDEX authorizations_granted_at ON authorizations (granted_at);
+CREATE INDEX authorizations_expires_at ON authorizations (expires_at);

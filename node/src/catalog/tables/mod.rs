@@ -25,6 +25,7 @@ pub mod recognitions;
 pub mod registrations;
 pub mod remote_precedents;
 pub mod revocations;
+pub mod supervision;
 pub mod tokens;
 
 use xchg_protocol::AnnouncementKind;
@@ -52,6 +53,7 @@ pub const REPLICATED_TABLES: &[&str] = &[
     "remote_precedents",
     "complaints",
     "complaint_history",
+    "authorization_changes",
 ];
 
 /// The stored name of an announcement kind.
