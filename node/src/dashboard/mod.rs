@@ -52,6 +52,7 @@ pub const ASSETS: &[Asset] = &[
     asset!("flows.js", JS),
     asset!("audit.js", JS),
     asset!("applications.js", JS),
+    asset!("supervision.js", JS),
 ];
 
 /// The page may load only what this node serves and talk only to this node; the token lives

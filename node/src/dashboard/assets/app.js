@@ -9,6 +9,7 @@ import { byId, debounce, h, put } from "./dom.js";
 import { invalidateFlows, renderFlows } from "./flows.js";
 import { applyStatic, fmtTime, getLang, onLangChange, setLang, t } from "./i18n.js";
 import { invalidateMap, renderLegend, renderMap } from "./map.js";
+import { createSupervision } from "./supervision.js";
 
 /** Time between two refreshes of every panel. */
 const POLL_MS = 3000;
@@ -65,6 +66,7 @@ const ctx = {
 const catalog = createCatalog(ctx);
 const audit = createAudit(ctx);
 const applications = createApplications(ctx, (id) => catalog.open(id));
+const supervision = createSupervision(ctx, (id) => catalog.open(id));
 const flowEls = {
   inbound: byId("flows-in"),
   outbound: byId("flows-out"),
@@ -138,7 +140,7 @@ async function tick() {
   }
   running = true;
   try {
-    await Promise.allSettled([loadOverview(), loadFlows(), catalog.refresh(), catalog.refreshDetail(), applications.refresh(), audit.refresh()]);
+    await Promise.allSettled([loadOverview(), loadFlows(), catalog.refresh(), catalog.refreshDetail(), applications.refresh(), supervision.refresh(), audit.refresh()]);
     renderAll();
     setLive(errors.size ? "error" : "on");
   } finally {
@@ -163,6 +165,7 @@ function useToken(tok) {
   showErrors();
   catalog.reset();
   applications.reset();
+  supervision.reset();
   audit.reset();
   renderAll();
   renderToken();
@@ -191,6 +194,7 @@ document.addEventListener("visibilitychange", () => {
   if (!document.hidden) tick();
 });
 window.addEventListener("resize", debounce(() => {
+  supervision.redraw();
   invalidateMap();
   invalidateFlows();
   renderAll();
@@ -203,6 +207,7 @@ onLangChange(() => {
   invalidateFlows();
   catalog.redraw();
   applications.redraw();
+  supervision.redraw();
   audit.redraw();
   renderAll();
   setLive(!getToken() ? "idle" : errors.size ? "error" : "on");
