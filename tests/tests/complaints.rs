@@ -450,3 +450,95 @@ async fn a_suspension_reaches_a_recognising_exchange_as_a_delisting_naming_the_c
     fed.shutdown().await;
     Ok(())
 }
+
+/// The Xuchang layout's zones: the hub, and a county zone.
+const HUB: usize = 0;
+const COUNTY: usize = 1;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_hub_sees_the_figures_of_every_zone_of_its_exchange_in_one_view() -> anyhow::Result<()>
+{
+    let fed = Federation::start(LayoutKind::Xuchang, 1, Tuning::default(), |_, _| {}).await?;
+    let county = fed.zone_tokens(COUNTY).clone();
+    let id = fed
+        .approve_new(COUNTY, example_listing("县区监管统计"))
+        .await?;
+    let complaint = json!({"target": {"kind": "listing", "id": id}, "text": "价格与约定不符"});
+    let (s, v) = fed
+        .post(COUNTY, 0, "/v1/complaints", &county.buyer, &complaint)
+        .await?;
+    ensure!(s == 201, "{v}");
+    let county_zone = fed.get(COUNTY, 0, "/v1/status", &county.regulator).await?.1["zone"]
+        .as_str()
+        .context("zone")?
+        .to_owned();
+
+    // The hub's regulator: every Xuchang zone, the county's figures as the county counts them,
+    // and no zone of the outside exchange.
+    let hub = fed.zone_tokens(HUB).regulator.clone();
+    let view = xchg_tests::eventually(
+        Duration::from_secs(60),
+        "every Xuchang zone in the hub's view",
+        || async {
+            let (s, v) = fed
+                .get(HUB, 0, "/v1/supervision/federation?period=month", &hub)
+                .await
+                .map_err(|e| e.to_string())?;
+            if s != 200 {
+                return Err(format!("{s} {v}"));
+            }
+            let zones = v["zones"].as_array().cloned().unwrap_or_default();
+            let answered = zones.iter().filter(|z| z["stats"].is_object()).count();
+            // The hub and its nine county and district zones.
+            if answered == 10 {
+                Ok(Some(v))
+            } else {
+                Err(v.to_string())
+            }
+        },
+    )
+    .await?;
+    let zones = view["zones"].as_array().context("zones")?;
+    ensure!(
+        zones[0]["zone"] == "xuchang/municipal",
+        "own zone first: {view}"
+    );
+    ensure!(
+        zones.iter().all(|z| z["zone"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("xuchang/"))),
+        "only Xuchang's zones: {view}"
+    );
+    let entry = zones
+        .iter()
+        .find(|z| z["zone"] == county_zone.as_str())
+        .context("the county")?;
+    let sum = |path: &[&str]| -> u64 {
+        entry["stats"]["periods"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| path.iter().fold(p, |v, k| &v[*k]).as_u64().unwrap_or(0))
+            .sum()
+    };
+    ensure!(sum(&["complaints", "steps", "file"]) == 1, "{entry}");
+    ensure!(sum(&["listings", "entered", "listed"]) == 1, "{entry}");
+    // The county's own answer to its regulator is the same.
+    let (_, own) = fed
+        .get(
+            COUNTY,
+            0,
+            "/v1/supervision/stats?period=month",
+            &county.regulator,
+        )
+        .await?;
+    ensure!(own == entry["stats"], "{own} vs {entry}");
+    // Only the zone's staff reads the view.
+    let buyer = fed.zone_tokens(HUB).buyer.clone();
+    let (s, _) = fed
+        .get(HUB, 0, "/v1/supervision/federation", &buyer)
+        .await?;
+    ensure!(s == 403, "a buyer: {s}");
+    fed.shutdown().await;
+    Ok(())
+}

@@ -32,7 +32,7 @@ const NOT_SENT: [(&str, &str); 1] = [(
 )];
 
 /// Refusals that no schema can prevent, by operation: `(operation, status, field)`.
-const SEMANTIC_REFUSALS: [(&str, u16, &str); 4] = [
+const SEMANTIC_REFUSALS: [(&str, u16, &str); 6] = [
     // A revocation must be signed by the exchange's root key, which a generator does not hold.
     ("revoke_key", 400, "envelope"),
     // A credit code's 18th character is a check character over the other 17, which no
@@ -42,6 +42,8 @@ const SEMANTIC_REFUSALS: [(&str, u16, &str); 4] = [
     // and that `from` is not after `to`, nor 100 periods before it, no schema states.
     ("supervision_stats", 400, "from"),
     ("supervision_stats", 400, "to"),
+    ("supervision_federation", 400, "from"),
+    ("supervision_federation", 400, "to"),
 ];
 
 /// The JSON Schema keywords the generator honours.

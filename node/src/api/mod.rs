@@ -194,6 +194,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/complaints/{id}", get(complaints::get_one))
         .route("/v1/supervision/stats", get(supervision::stats))
+        .route("/v1/supervision/federation", get(supervision::federation))
         .route(
             "/v1/complaints/{id}/investigate",
             post(complaints::investigate),

@@ -92,6 +92,7 @@ use super::{
         complaints::suspend_listing,
         complaints::lift_suspension,
         supervision::stats,
+        supervision::federation,
         tokens::create,
         tokens::revoke,
         zone::add_member,

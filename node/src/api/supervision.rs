@@ -11,12 +11,7 @@ use super::auth::Caller;
 use super::error::{ApiError, BearerErrors, ErrorBody, ReadErrors};
 use super::listings::{consistency_schema, query_error};
 use super::{AppState, Consistency};
-use crate::catalog::supervision::{
-    self, MAX_PERIODS, Period, PeriodFigures, civil_from_days, day_of, parse_date, period_start,
-};
-
-/// Periods covered when `from` is not given.
-pub const DEFAULT_PERIODS: usize = 30;
+use crate::catalog::supervision::{self, Period, ZoneStats, day_of};
 
 /// The query string of `GET /v1/supervision/stats`.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
@@ -39,22 +34,6 @@ pub struct StatsParams {
     consistency: Consistency,
 }
 
-/// The figures of one zone.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct ZoneStats {
-    /// The zone counted.
-    pub zone: String,
-    /// The length of its periods.
-    pub period: Period,
-    /// Its periods, oldest first, each `[start, end)` in UTC.
-    pub periods: Vec<PeriodFigures>,
-}
-
-fn date(day: i64) -> String {
-    let (y, m, d) = civil_from_days(day);
-    format!("{y:04}-{m:02}-{d:02}")
-}
-
 /// The periods `p` asks for, with `today` as the default end.
 ///
 /// # Errors
@@ -65,38 +44,8 @@ pub fn windows_of(
     period: Option<&str>,
     today: i64,
 ) -> Result<(Period, Vec<supervision::Window>), ApiError> {
-    let period = match period {
-        None => Period::Day,
-        Some(p) => Period::parse(p).ok_or_else(|| {
-            ApiError::invalid_field(
-                "period",
-                format!("unknown period {p:.40?}; expected day, week or month"),
-            )
-        })?,
-    };
-    let to = match to {
-        None => today,
-        Some(t) => parse_date(t).map_err(|e| ApiError::invalid_field("to", e))?,
-    };
-    let from = match from {
-        None => {
-            let mut start = period_start(period, to);
-            for _ in 1..DEFAULT_PERIODS {
-                start = period_start(period, start - 1);
-            }
-            start.max(0)
-        }
-        Some(f) => parse_date(f).map_err(|e| ApiError::invalid_field("from", e))?,
-    };
-    if from > to {
-        return Err(ApiError::invalid_field(
-            "from",
-            format!("{} is after to {}", date(from), date(to)),
-        ));
-    }
-    let windows = supervision::windows(period, from, to)
-        .map_err(|e| ApiError::invalid_field("from", format!("{e} (at most {MAX_PERIODS})")))?;
-    Ok((period, windows))
+    supervision::windows_of(from, to, period, today)
+        .map_err(|(field, why)| ApiError::invalid_field(field, why))
 }
 
 /// `GET /v1/supervision/stats?from=&to=&period=` (regulator, operator, admin).
@@ -151,7 +100,7 @@ pub async fn stats(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::supervision::days_from_civil;
+    use crate::catalog::supervision::{DEFAULT_PERIODS, civil_from_days, days_from_civil};
 
     #[test]
     fn the_periods_asked_default_to_thirty_ending_today_and_are_bounded() {
@@ -194,4 +143,106 @@ mod tests {
             "more than 100 days"
         );
     }
+}
+
+/// One zone in the exchange's view: its figures, or why they are missing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct ZoneEntry {
+    /// The zone.
+    pub zone: String,
+    /// Its figures, as its own `GET /v1/supervision/stats` gives them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stats: Option<ZoneStats>,
+    /// Why they are missing (unreachable, refused, undecodable).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The figures of every zone of this exchange that could be reached.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct ExchangeStats {
+    /// The exchange.
+    pub exchange: String,
+    /// The length of the periods.
+    pub period: Period,
+    /// This node's zone first, then the other zones with a connected, proven node, by id.
+    pub zones: Vec<ZoneEntry>,
+}
+
+/// `GET /v1/supervision/federation?from=&to=&period=` (regulator, operator, admin).
+#[utoipa::path(
+    get,
+    path = "/v1/supervision/federation",
+    operation_id = "supervision_federation",
+    tag = "supervision",
+    params(StatsParams),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Every zone of this node's exchange in one view (the \
+            hub's): this zone's figures, then those of each other zone of the exchange one of \
+            whose nodes is connected and proven (PROTOCOL.md 7.5), asked over the catch-up \
+            protocol with the same `from`, `to` and `period`; a zone that does not answer \
+            within 3 seconds, or refuses, carries `error` instead of `stats`. A zone with no \
+            connected node is not listed", body = ExchangeStats),
+        (status = 400, description = "As `GET /v1/supervision/stats`", body = ErrorBody),
+        (status = 403, description = "Not a regulator, operator or admin token", body = ErrorBody),
+        BearerErrors,
+        ReadErrors,
+    )
+)]
+pub async fn federation(
+    State(state): State<AppState>,
+    caller: Caller,
+    query: Result<Query<StatsParams>, QueryRejection>,
+) -> Result<Json<ExchangeStats>, ApiError> {
+    caller.require(&[Role::Regulator, Role::Operator])?;
+    let Query(p) = query.map_err(query_error)?;
+    let today = day_of(state.clock.now());
+    let (period, windows) = windows_of(
+        p.from.as_deref(),
+        p.to.as_deref(),
+        p.period.as_deref(),
+        today,
+    )?;
+    // The other zones are asked for exactly these days.
+    let (Some(first), Some(last)) = (windows.first(), windows.last()) else {
+        return Err(ApiError::internal("no period"));
+    };
+    let from = supervision::date(day_of(first.start));
+    let to = supervision::date(day_of(last.end) - 1);
+    let period_name = match period {
+        Period::Day => "day",
+        Period::Week => "week",
+        Period::Month => "month",
+    };
+    state.read_barrier(&p.consistency).await?;
+    let own = {
+        let mut conn = state.db.reader().await?;
+        supervision::figures(&mut conn, &windows).await?
+    };
+    let mut zones = vec![ZoneEntry {
+        zone: state.config.zone.id.to_string(),
+        stats: Some(ZoneStats {
+            zone: state.config.zone.id.to_string(),
+            period,
+            periods: own,
+        }),
+        error: None,
+    }];
+    for answer in state.federation.zone_figures(&from, &to, period_name).await {
+        let (stats, error) = match answer.figures {
+            Ok(s) => (Some(s), None),
+            Err(e) => (None, Some(e)),
+        };
+        zones.push(ZoneEntry {
+            zone: answer.zone.to_string(),
+            stats,
+            error,
+        });
+    }
+    Ok(Json(ExchangeStats {
+        exchange: state.config.exchange.id.to_string(),
+        period,
+        zones,
+    }))
 }

@@ -171,6 +171,69 @@ pub fn windows(period: Period, from: i64, to: i64) -> Result<Vec<Window>, String
     Ok(out)
 }
 
+/// Periods covered when `from` is not given.
+pub const DEFAULT_PERIODS: usize = 30;
+
+/// The figures of one zone, as `GET /v1/supervision/stats` answers them and a zone's node
+/// answers the hub (PROTOCOL.md 7.5).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ZoneStats {
+    /// The zone counted.
+    pub zone: String,
+    /// The length of its periods.
+    pub period: Period,
+    /// Its periods, oldest first, each `[start, end)` in UTC.
+    pub periods: Vec<PeriodFigures>,
+}
+
+/// `YYYY-MM-DD` of day `day`.
+pub fn date(day: i64) -> String {
+    let (y, m, d) = civil_from_days(day);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// The periods asked by `from`, `to` (days as `YYYY-MM-DD`) and `period` (`day`, `week`,
+/// `month`), with `today` as the default end and [`DEFAULT_PERIODS`] periods ending with it as
+/// the default range.
+///
+/// # Errors
+/// The parameter at fault and why.
+pub fn windows_of(
+    from: Option<&str>,
+    to: Option<&str>,
+    period: Option<&str>,
+    today: i64,
+) -> Result<(Period, Vec<Window>), (&'static str, String)> {
+    let period = match period {
+        None => Period::Day,
+        Some(p) => Period::parse(p).ok_or_else(|| {
+            (
+                "period",
+                format!("unknown period {p:.40?}; expected day, week or month"),
+            )
+        })?,
+    };
+    let to = match to {
+        None => today,
+        Some(t) => parse_date(t).map_err(|e| ("to", e))?,
+    };
+    let from = match from {
+        None => {
+            let mut start = period_start(period, to);
+            for _ in 1..DEFAULT_PERIODS {
+                start = period_start(period, start - 1);
+            }
+            start.max(0)
+        }
+        Some(f) => parse_date(f).map_err(|e| ("from", e))?,
+    };
+    if from > to {
+        return Err(("from", format!("{} is after to {}", date(from), date(to))));
+    }
+    let windows = windows(period, from, to).map_err(|e| ("from", e))?;
+    Ok((period, windows))
+}
+
 /// Counts by name.
 pub type Counts = BTreeMap<String, u64>;
 
