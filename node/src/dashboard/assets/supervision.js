@@ -21,6 +21,8 @@ const SERIES = [
 ];
 const COMPLAINT_KIND = { received: "wait", investigating: "warn", resolved: "good", dismissed: "muted" };
 const COMPLAINTS_PAGE = 50;
+/** Refreshes between two readings of every zone's figures (each asks the other zones). */
+const ZONES_EVERY = 5;
 
 /** The label of period `p` for the x axis. */
 function periodLabel(p, period) {
@@ -96,10 +98,13 @@ export function createSupervision(ctx, openListing) {
     period: byId("sup-period"),
     complaints: byId("complaints"),
     count: byId("complaints-count"),
+    zones: byId("sup-zones"),
   };
   let stats = null;
   let refused = false;
   let complaints = null;
+  let zones = null;
+  let ticks = 0;
   let key = "";
 
   function target(c) {
@@ -127,10 +132,29 @@ export function createSupervision(ctx, openListing) {
         c.suspended_listing ? [" ", badge(t("sup.suspended"), "bad")] : null));
   }
 
+  /** Every zone of the exchange that answered, with its totals over the periods shown. */
+  function zoneTable() {
+    if (!zones || zones.zones.length < 2) return null;
+    const head = ["zone", ...SERIES.map((x) => `series.${x.key}`), "open"].map((c) => h("th", {}, t(`sup.${c}`)));
+    const rows = zones.zones.map((z) => {
+      if (!z.stats) {
+        return h("tr", {}, h("td", {}, ctx.zoneName(z.zone)),
+          h("td", { colspan: SERIES.length + 1, class: "muted small" }, z.error ?? "—"));
+      }
+      const last = z.stats.periods[z.stats.periods.length - 1];
+      const open = last ? (last.complaints.at_end.received ?? 0) + (last.complaints.at_end.investigating ?? 0) : 0;
+      return h("tr", { dataset: { zone: z.zone } }, h("td", { title: z.zone }, ctx.zoneName(z.zone)),
+        SERIES.map((x) => h("td", { class: "num" }, fmtNum(z.stats.periods.reduce((n, p) => n + x.of(p), 0)))),
+        h("td", { class: "num" }, fmtNum(open)));
+    });
+    return [h("h4", {}, t("sup.zones")), h("table", { class: "audit zones" }, h("thead", {}, h("tr", {}, head)), h("tbody", {}, rows))];
+  }
+
   function render() {
-    const drawn = JSON.stringify([stats, refused, complaints, getLang(), widthOf(els.chart)]);
+    const drawn = JSON.stringify([stats, refused, complaints, zones, getLang(), widthOf(els.chart)]);
     if (drawn === key) return;
     key = drawn;
+    put(els.zones, refused ? null : zoneTable());
     if (refused) {
       put(els.chart, h("p", { class: "muted" }, t("sup.needs_role")));
       put(els.legend);
@@ -141,6 +165,7 @@ export function createSupervision(ctx, openListing) {
       const last = stats.periods[stats.periods.length - 1];
       put(els.now, last ? standing(last) : null);
     } else {
+      put(els.zones);
       put(els.chart);
       put(els.legend);
       put(els.now);
@@ -175,6 +200,14 @@ export function createSupervision(ctx, openListing) {
         ctx.report("supervision", e);
       }
     }
+    if (!refused && ticks++ % ZONES_EVERY === 0) {
+      try {
+        zones = await get(`/v1/supervision/federation${query({ period, consistency: "local" })}`);
+        ctx.clear("zones");
+      } catch (e) {
+        if (e?.status !== 403) ctx.report("zones", e);
+      }
+    }
     try {
       const page = await get(`/v1/complaints${query({ limit: COMPLAINTS_PAGE, consistency: "local" })}`);
       complaints = page.items;
@@ -187,6 +220,8 @@ export function createSupervision(ctx, openListing) {
 
   els.period.addEventListener("change", () => {
     stats = null;
+    zones = null;
+    ticks = 0;
     load();
   });
 
@@ -200,6 +235,8 @@ export function createSupervision(ctx, openListing) {
       stats = null;
       refused = false;
       complaints = null;
+      zones = null;
+      ticks = 0;
       key = "";
       render();
     },
