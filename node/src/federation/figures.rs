@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use futures::future::join_all;
-use xchg_protocol::ZoneId;
 use xchg_protocol::catchup::{Blob, MAX_FIGURES_BYTES, Request, Response};
+use xchg_protocol::{ExchangeId, ZoneId};
 
 use super::driver::Federation;
 use super::identity::Identity;
@@ -46,6 +46,16 @@ pub struct ZoneAnswer {
     pub figures: Result<ZoneStats, String>,
 }
 
+/// Whether a peer that proved `identity` (none: not connected any more) is answered this
+/// exchange's figures: a member of this zone, or a node delegated to a zone of `exchange`.
+pub fn may_ask(identity: Option<&Identity>, exchange: &ExchangeId) -> bool {
+    match identity {
+        Some(Identity::Member { .. }) => true,
+        Some(Identity::Delegated { zone }) => zone.exchange() == *exchange,
+        Some(Identity::Unproven { .. }) | None => false,
+    }
+}
+
 impl Federation {
     /// Answers `from`'s question for this zone's figures.
     pub(super) async fn answer_figures(
@@ -69,12 +79,7 @@ impl Federation {
             .into_iter()
             .find(|(info, _)| info.peer == from.0)
             .map(|(_, identity)| identity);
-        let allowed = match &identity {
-            Some(Identity::Member { .. }) => true,
-            Some(Identity::Delegated { zone }) => zone.exchange() == *exchange,
-            _ => false,
-        };
-        if !allowed {
+        if !may_ask(identity.as_ref(), exchange) {
             return error(format!(
                 "forbidden: a zone's figures are answered to the nodes of the zones of exchange \
                  {exchange} only"
@@ -192,5 +197,30 @@ impl Federation {
             };
         }
         Err(why)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_nodes_of_this_exchange_are_answered_its_figures() {
+        let xuchang: ExchangeId = "xuchang".parse().expect("id");
+        let delegated = |zone: &str| Identity::Delegated {
+            zone: zone.parse().expect("zone"),
+        };
+        assert!(may_ask(Some(&delegated("xuchang/municipal")), &xuchang));
+        assert!(may_ask(Some(&delegated("xuchang/yuzhou")), &xuchang));
+        let member = Identity::Member {
+            name: "yuzhou-2".into(),
+        };
+        assert!(may_ask(Some(&member), &xuchang));
+        assert!(!may_ask(Some(&delegated("zhengzhou/main")), &xuchang));
+        let unproven = Identity::Unproven {
+            reason: "no delegation".into(),
+        };
+        assert!(!may_ask(Some(&unproven), &xuchang));
+        assert!(!may_ask(None, &xuchang));
     }
 }
