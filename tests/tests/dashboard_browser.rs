@@ -441,7 +441,15 @@ async fn supervise(session: &Session, complaint: &str) -> anyhow::Result<()> {
         "sup-now",
         &["Listings", "listed", "Complaints", "received"],
     )
-    .await
+    .await?;
+    // The screenshot taken after shows the panel.
+    session
+        .script(
+            "document.querySelector('.sup-panel').scrollIntoView();",
+            json!([]),
+        )
+        .await?;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

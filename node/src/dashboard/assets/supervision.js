@@ -78,7 +78,8 @@ function legend(periods) {
 
 /** What stood at the end of the last period. */
 function standing(last) {
-  const part = (title, counts, group) => h("span", {}, h("span", { class: "strong" }, `${title}：`),
+  const colon = getLang() === "zh" ? "：" : ": ";
+  const part = (title, counts, group) => h("span", {}, h("span", { class: "strong" }, `${title}${colon}`),
     Object.keys(counts).length
       ? Object.entries(counts).map(([k, n], i) => [i ? " · " : "", `${label(group, k)} ${fmtNum(n)}`])
       : "—");
