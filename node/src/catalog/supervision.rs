@@ -680,3 +680,48 @@ mod tests {
         assert_eq!(month.listings.by_state, d3.listings.by_state);
     }
 }
+
+#[cfg(test)]
+mod migration_tests {
+    use crate::catalog::SCHEMA;
+    use crate::sqlite::migrate;
+
+    /// Schema v16 takes the suspensions, reinstatements and revocations recorded before it from
+    /// the audit chain: only those applied (`ok`), in their order, with their times.
+    #[test]
+    fn the_authorisation_changes_made_before_version_16_are_taken_from_the_audit_chain() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = rusqlite::Connection::open(dir.path().join("catalog.db")).expect("open");
+        migrate(&db, &SCHEMA[..15]).expect("v15");
+        db.execute_batch(
+            "INSERT INTO audit (seq, raft_index, at, actor, role, action, object_id, result,
+                prev_hash, hash) VALUES
+             (1, 5, 100, 'op', 'operator', 'suspend_authorization', 'authorization:7', 'ok', x'00', x'01'),
+             (2, 6, 200, 'op', 'operator', 'reinstate_authorization', 'authorization:7', 'ok', x'01', x'02'),
+             (3, 7, 300, 'op', 'operator', 'revoke_authorization', 'authorization:12',
+                 'refused:illegal_transition: no', x'02', x'03'),
+             (4, 8, 400, 'op', 'operator', 'revoke_authorization', 'authorization:7', 'ok', x'03', x'04'),
+             (5, 9, 500, 'op', 'operator', 'approve_application', 'application:1', 'ok', x'04', x'05');",
+        )
+        .expect("old audit records");
+        migrate(&db, SCHEMA).expect("v16");
+        let rows: Vec<(i64, i64, i64, String)> = db
+            .prepare(
+                "SELECT authorization_id, seq, at, to_state FROM authorization_changes \
+                 ORDER BY authorization_id, seq",
+            )
+            .and_then(|mut s| {
+                s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+                    .collect()
+            })
+            .expect("changes");
+        assert_eq!(
+            rows,
+            [
+                (7, 1, 100, "suspended".to_owned()),
+                (7, 2, 200, "active".to_owned()),
+                (7, 3, 400, "revoked".to_owned()),
+            ]
+        );
+    }
+}
