@@ -686,7 +686,7 @@ mod migration_tests {
     use crate::catalog::SCHEMA;
     use crate::sqlite::migrate;
 
-    /// Schema v16 takes the suspensions, reinstatements and revocations recorded before it from
+    /// Schema v19 takes the suspensions, reinstatements and revocations recorded before it from
     /// the audit chain: only those applied (`ok`), in their order, with their times.
     #[test]
     fn the_authorisation_changes_made_before_version_16_are_taken_from_the_audit_chain() {
@@ -704,7 +704,7 @@ mod migration_tests {
              (5, 9, 500, 'op', 'operator', 'approve_application', 'application:1', 'ok', x'04', x'05');",
         )
         .expect("old audit records");
-        migrate(&db, SCHEMA).expect("v16");
+        migrate(&db, SCHEMA).expect("v19");
         let rows: Vec<(i64, i64, i64, String)> = db
             .prepare(
                 "SELECT authorization_id, seq, at, to_state FROM authorization_changes \

@@ -237,7 +237,7 @@ pub fn set_state(
         reason,
         int(id)
     ])?;
-    // Every change is kept, for the supervision figures (schema v16).
+    // Every change is kept, for the supervision figures (schema v19).
     db.prepare_cached(
         "INSERT INTO authorization_changes (authorization_id, seq, at, to_state) \
          VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM authorization_changes \

@@ -1,4 +1,4 @@
-//! The complaints table and their history (schema v16). The rules are in
+//! The complaints table and their history (schema v19). The rules are in
 //! `catalog::complaints`.
 
 use rusqlite::OptionalExtension as _;

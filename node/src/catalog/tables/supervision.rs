@@ -1,5 +1,5 @@
 //! The counts behind the supervision figures (`catalog::supervision`), read from the listings'
-//! and complaints' histories, the applications, authorisations and their changes (schema v16),
+//! and complaints' histories, the applications, authorisations and their changes (schema v19),
 //! and the recognitions. Every period is `[start, end)` by the commands' own times.
 
 use std::collections::BTreeMap;

@@ -1,4 +1,4 @@
--- Catalog schema version 16: complaints (投诉举报) and the regulator's handling of them. A
+-- Catalog schema version 19: complaints (投诉举报) and the regulator's handling of them. A
 -- complaint names its target (a listing or a party of the zone), is filed by any token, and
 -- moves received -> investigating -> resolved | dismissed, each step with its note in its
 -- history. A listing under complaint can be suspended (listings.state 'suspended', set by the
