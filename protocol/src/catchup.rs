@@ -78,7 +78,24 @@ pub enum Request {
         /// The scenario, at most [`crate::precedents::SCENARIO_CHARS`] characters.
         scenario: String,
     },
+    /// The supervision figures of `zone` (PROTOCOL.md 7.5), asked of a node of that zone by a
+    /// node of another zone of the same exchange (the hub); answered only to such a node.
+    Figures {
+        /// The zone asked about: the responder's own.
+        zone: ZoneId,
+        /// The first day covered, `YYYY-MM-DD` (UTC).
+        from: String,
+        /// The last day covered, `YYYY-MM-DD` (UTC).
+        to: String,
+        /// `day`, `week` or `month`.
+        period: String,
+    },
 }
+
+/// Longest `from`, `to` or `period` of a [`Request::Figures`], in bytes.
+pub const FIGURES_FIELD_BYTES: usize = 16;
+/// Largest figures document a [`Response::Figures`] carries, in bytes.
+pub const MAX_FIGURES_BYTES: usize = 1024 * 1024;
 
 /// What a responder holds for one exchange.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -162,6 +179,12 @@ pub enum Response {
         /// The signed list.
         list: Blob,
     },
+    /// Answer to [`Request::Figures`]: the zone's figures as the JSON document of
+    /// `GET /v1/supervision/stats` (UTF-8, at most [`MAX_FIGURES_BYTES`]).
+    Figures {
+        /// The JSON document.
+        json: Blob,
+    },
     /// The request was understood but refused.
     Error {
         /// Why.
@@ -235,6 +258,17 @@ impl Request {
             return Err(DecodeError::Shape(format!(
                 "a scenario of more than {} characters",
                 crate::precedents::SCENARIO_CHARS
+            )));
+        }
+        if let Request::Figures {
+            from, to, period, ..
+        } = &req
+            && [from, to, period]
+                .iter()
+                .any(|f| f.len() > FIGURES_FIELD_BYTES)
+        {
+            return Err(DecodeError::Shape(format!(
+                "a figures request field of more than {FIGURES_FIELD_BYTES} bytes"
             )));
         }
         if let Request::Application { request } = &req
@@ -345,6 +379,63 @@ mod tests {
         expected.extend_from_slice(b"received");
         expected.push(0xa0);
         assert_eq!(received.to_bytes().expect("encode"), expected);
+    }
+
+    #[test]
+    fn the_figures_messages_are_byte_exact_and_bounded() {
+        // `{"figures": {"to": "2026-12-02", "from": "2026-12-01", "zone": "xuchang/yuzhou",
+        // "period": "day"}}`: map keys in canonical order (3.1).
+        let request = Request::Figures {
+            zone: "xuchang/yuzhou".parse().expect("zone"),
+            from: "2026-12-01".into(),
+            to: "2026-12-02".into(),
+            period: "day".into(),
+        };
+        let mut expected = vec![0xa1, 0x67];
+        expected.extend_from_slice(b"figures");
+        expected.extend_from_slice(&[0xa4, 0x62]);
+        expected.extend_from_slice(b"to");
+        expected.push(0x6a);
+        expected.extend_from_slice(b"2026-12-02");
+        expected.push(0x64);
+        expected.extend_from_slice(b"from");
+        expected.push(0x6a);
+        expected.extend_from_slice(b"2026-12-01");
+        expected.push(0x64);
+        expected.extend_from_slice(b"zone");
+        expected.push(0x6e);
+        expected.extend_from_slice(b"xuchang/yuzhou");
+        expected.push(0x66);
+        expected.extend_from_slice(b"period");
+        expected.push(0x63);
+        expected.extend_from_slice(b"day");
+        let bytes = request.to_bytes().expect("encode");
+        assert_eq!(bytes, expected);
+        assert_eq!(Request::from_bytes(&bytes).expect("decode"), request);
+        // `{"figures": {"json": h'7b7d'}}`.
+        let answer = Response::Figures {
+            json: Blob(b"{}".to_vec()),
+        };
+        let mut expected = vec![0xa1, 0x67];
+        expected.extend_from_slice(b"figures");
+        expected.extend_from_slice(&[0xa1, 0x64]);
+        expected.extend_from_slice(b"json");
+        expected.extend_from_slice(&[0x42, b'{', b'}']);
+        let bytes = answer.to_bytes().expect("encode");
+        assert_eq!(bytes, expected);
+        assert_eq!(Response::from_bytes(&bytes).expect("decode"), answer);
+        // A field longer than 16 bytes is refused.
+        let long = Request::Figures {
+            zone: "xuchang/yuzhou".parse().expect("zone"),
+            from: "2026-12-01".into(),
+            to: "2026-12-02".into(),
+            period: "fortnight-or-more".into(),
+        };
+        let bytes = long.to_bytes().expect("encode");
+        assert!(matches!(
+            Request::from_bytes(&bytes),
+            Err(DecodeError::Shape(_))
+        ));
     }
 
     #[test]

@@ -478,6 +478,48 @@ async fn trade(
     Ok(())
 }
 
+/// The supervision panel at the origin, in English after the toggle: the complaint filed
+/// against the listing, received, and the chart drawn with bars for the period's figures.
+async fn supervise(session: &Session, complaint: &str) -> anyhow::Result<()> {
+    shows(
+        session,
+        "the complaint in the supervision panel",
+        "complaints",
+        &[complaint, "received", "listing"],
+    )
+    .await?;
+    eventually(PAGE, "the supervision chart's bars", || async {
+        let bars: Value = session
+            .script(
+                "return document.querySelectorAll('#sup-chart svg rect.bar').length;",
+                json!([]),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        // Listed, applied, approved, granted and complained of today: five bars at least.
+        match bars.as_u64() {
+            Some(n) if n >= 5 => Ok(Some(())),
+            other => Err(format!("{other:?} bars")),
+        }
+    })
+    .await?;
+    shows(
+        session,
+        "the standing at the period's end",
+        "sup-now",
+        &["Listings", "listed", "Complaints", "received"],
+    )
+    .await?;
+    // The screenshot taken after shows the panel.
+    session
+        .script(
+            "document.querySelector('.sup-panel').scrollIntoView();",
+            json!([]),
+        )
+        .await?;
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_listing_from_xuchang_is_found_and_traced_in_zhengzhous_dashboard() -> anyhow::Result<()>
 {
@@ -522,6 +564,16 @@ async fn a_listing_from_xuchang_is_found_and_traced_in_zhengzhous_dashboard() ->
         .await?;
     ensure!(s == 200 && v["used"] == 20, "usage: {s} {v}");
     trade(&fed, xu, &xt, grant).await?;
+    let complaint = "投诉：接口返回的数据与目录描述不符";
+    let (s, v) = fed
+        .post(
+            xu,
+            "/v1/complaints",
+            &xt.buyer,
+            &json!({"target": {"kind": "listing", "id": id}, "text": complaint}),
+        )
+        .await?;
+    ensure!(s == 201, "complaint: {s} {v}");
 
     let http = reqwest::Client::new();
     let driver = Chromedriver::start(&http).await?;
@@ -538,7 +590,8 @@ async fn a_listing_from_xuchang_is_found_and_traced_in_zhengzhous_dashboard() ->
             &["暂无场景申请"],
         )
         .await?;
-        follow_the_authorisation(&session, &origin, &id, &number).await
+        follow_the_authorisation(&session, &origin, &id, &number).await?;
+        supervise(&session, complaint).await
     }
     .await;
 

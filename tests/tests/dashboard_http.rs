@@ -120,6 +120,7 @@ async fn check_assets(http: &reqwest::Client, base: &str) -> anyhow::Result<()> 
         "catalog.js",
         "flows.js",
         "applications.js",
+        "supervision.js",
     ] {
         ensure!(seen.contains(name), "the page never loads {name}: {seen:?}");
     }

@@ -32,7 +32,7 @@ const NOT_SENT: [(&str, &str); 1] = [(
 )];
 
 /// Refusals that no schema can prevent, by operation: `(operation, status, field)`.
-const SEMANTIC_REFUSALS: [(&str, u16, &str); 3] = [
+const SEMANTIC_REFUSALS: [(&str, u16, &str); 7] = [
     // A revocation must be signed by the exchange's root key, which a generator does not hold.
     ("revoke_key", 400, "envelope"),
     // A credit code's 18th character is a check character over the other 17, which no
@@ -41,6 +41,12 @@ const SEMANTIC_REFUSALS: [(&str, u16, &str); 3] = [
     // The operator's and the broker's shares of a fee schedule are each 0 to 10000 basis
     // points, as the schema states, and together at most 10000, which no schema states.
     ("set_fee_schedule", 400, "broker_share_bp"),
+    // Dates: the pattern states the digits, months and days it can; 2026-02-30 matches it,
+    // and that `from` is not after `to`, nor 100 periods before it, no schema states.
+    ("supervision_stats", 400, "from"),
+    ("supervision_stats", 400, "to"),
+    ("supervision_federation", 400, "from"),
+    ("supervision_federation", 400, "to"),
 ];
 
 /// The JSON Schema keywords the generator honours.

@@ -129,6 +129,7 @@ impl From<Refusal> for ApiError {
             Refusal::NotFound(_) => StatusCode::NOT_FOUND,
             Refusal::Conflict(_)
             | Refusal::IllegalTransition(_)
+            | Refusal::ListingSuspended(_)
             | Refusal::KeyReused(_)
             | Refusal::LastAdmin(_) => StatusCode::CONFLICT,
             Refusal::Forbidden(_) | Refusal::PartyNotAdmitted(_) | Refusal::NotEntrusted(_) => {
@@ -145,7 +146,9 @@ impl From<Refusal> for ApiError {
             | Refusal::ListingNotListed(_)
             | Refusal::DeliveryModeNotAuthorized(_) => StatusCode::FORBIDDEN,
             Refusal::OrderQuantityExceeded(_) => StatusCode::CONFLICT,
-            Refusal::ApplicationsFull(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Refusal::ApplicationsFull(_) | Refusal::ComplaintsFull(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         };
         ApiError::new(status, r.code(), r.to_string())
     }

@@ -12,6 +12,7 @@ pub mod auth;
 pub mod authorizations;
 pub mod body;
 pub mod certificates;
+pub mod complaints;
 pub mod deadline;
 pub mod demands;
 pub mod entrustments;
@@ -31,6 +32,7 @@ pub mod rate_limit;
 pub mod registrations;
 pub mod server;
 pub mod status;
+pub mod supervision;
 pub mod text;
 pub mod tokens;
 pub mod trades;
@@ -199,6 +201,26 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/v1/certificates/{number}/revoke",
             post(certificates::revoke),
+        )
+        .route(
+            "/v1/complaints",
+            post(complaints::file).get(complaints::list),
+        )
+        .route("/v1/complaints/{id}", get(complaints::get_one))
+        .route("/v1/supervision/stats", get(supervision::stats))
+        .route("/v1/supervision/federation", get(supervision::federation))
+        .route(
+            "/v1/complaints/{id}/investigate",
+            post(complaints::investigate),
+        )
+        .route("/v1/complaints/{id}/resolve", post(complaints::resolve))
+        .route(
+            "/v1/complaints/{id}/suspend-listing",
+            post(complaints::suspend_listing),
+        )
+        .route(
+            "/v1/complaints/{id}/lift-suspension",
+            post(complaints::lift_suspension),
         )
         .route("/v1/tokens", post(tokens::create))
         .route("/v1/tokens/{hash}", delete(tokens::revoke))

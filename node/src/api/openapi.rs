@@ -19,8 +19,9 @@ use xchg_protocol::{ContentId, CreditCode, NodeName, PartyId};
 
 use super::error::{BearerErrors, ErrorBody};
 use super::{
-    applications, audit, authorizations, certificates, demands, entrustments, federation, listings,
-    metrics, parties, registrations, status, tokens, trades, valuations, zone,
+    applications, audit, authorizations, certificates, complaints, demands, entrustments,
+    federation, listings, metrics, parties, registrations, status, supervision, tokens, trades,
+    valuations, zone,
 };
 
 /// The document.
@@ -104,6 +105,15 @@ use super::{
         trades::reverse,
         trades::set_fee_schedule,
         trades::get_fee_schedule,
+        complaints::file,
+        complaints::list,
+        complaints::get_one,
+        complaints::investigate,
+        complaints::resolve,
+        complaints::suspend_listing,
+        complaints::lift_suspension,
+        supervision::stats,
+        supervision::federation,
         tokens::create,
         tokens::revoke,
         zone::add_member,
@@ -142,6 +152,9 @@ use super::{
             authorised mode; an operator settles it under the zone's fee schedule (admin), \
             money as decimal strings rounded to the fen half up; a settlement is disputed and \
             reversed only by new records"),
+        (name = "supervision", description = "Supervision (监管): complaints (投诉举报) filed by \
+            any token, the regulator's investigation and decision on them, the suspension of a \
+            listing under complaint; the zone's figures per period"),
         (name = "tokens", description = "API tokens (admin)"),
         (name = "zone", description = "Zone membership (admin)"),
         (name = "metrics", description = "Prometheus metrics"),

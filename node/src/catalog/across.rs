@@ -261,6 +261,7 @@ pub fn receive(
     let product = &current.listing;
     let judged = match current.state {
         ListingState::Listed => Ok(()),
+        ListingState::Suspended => Err(applications::suspended(&request.listing_id)),
         s => Err(Refusal::ListingNotListed(format!(
             "listing {listing_id} is {}: only a listed listing is applied for",
             s.as_str()

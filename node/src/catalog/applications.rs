@@ -447,6 +447,14 @@ fn ok(object_id: impl Into<String>) -> CommandResponse {
     })
 }
 
+/// The refusal of an application for, or the approval of one for, suspended listing `id`.
+pub fn suspended(id: &ContentId) -> Refusal {
+    Refusal::ListingSuspended(format!(
+        "listing {id} is suspended by the regulator under a complaint: no application for it \
+         is taken or approved until the suspension is lifted"
+    ))
+}
+
 /// Whether `listing` (in `state`) can be applied for: listed here.
 fn open_for_applications(id: &ContentId, state: ListingState) -> Result<(), Refusal> {
     match state {
@@ -454,6 +462,7 @@ fn open_for_applications(id: &ContentId, state: ListingState) -> Result<(), Refu
         ListingState::Recognised => Err(Refusal::IllegalTransition(format!(
             "listing {id} is recognised from another zone: it is applied for at its origin"
         ))),
+        ListingState::Suspended => Err(suspended(id)),
         s => Err(Refusal::IllegalTransition(format!(
             "listing {id} is {}: only a listed listing is applied for or authorised",
             s.as_str()

@@ -19,7 +19,7 @@ use super::{
 };
 use crate::audit;
 use crate::catalog::{
-    across, applications, certified, demands, federation, parties, registrations, trades,
+    across, applications, certified, complaints, demands, federation, parties, registrations, trades,
 };
 use crate::sqlite::unencodable;
 
@@ -385,6 +385,18 @@ fn effect(
             at,
             actor,
         } => trades::reverse(db, raft_index, *order_id, reason, *at, actor)?,
+        CatalogCommand::FileComplaint {
+            complaint,
+            at,
+            actor,
+        } => complaints::file(db, zone, raft_index, complaint, *at, actor)?,
+        CatalogCommand::ActOnComplaint {
+            complaint_id,
+            step,
+            note,
+            at,
+            actor,
+        } => complaints::act(db, zone, raft_index, *complaint_id, *step, note, *at, actor)?,
     })
 }
 
@@ -831,6 +843,24 @@ fn subject(cmd: &CatalogCommand) -> (String, &'static str, Timestamp, String) {
                 message_id(&r.decision)
             ),
         ),
+        CatalogCommand::FileComplaint {
+            complaint,
+            at,
+            actor,
+        } => {
+            let (id, role) = by(actor);
+            let t = &complaint.target;
+            (id, role, *at, format!("{}:{}", t.kind.as_str(), t.id))
+        }
+        CatalogCommand::ActOnComplaint {
+            complaint_id,
+            at,
+            actor,
+            ..
+        } => {
+            let (id, role) = by(actor);
+            (id, role, *at, format!("complaint:{complaint_id}"))
+        }
         CatalogCommand::RecordPrecedents(r) => (
             format!("node:{}", r.node),
             "system",

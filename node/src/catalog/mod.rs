@@ -12,6 +12,7 @@ pub mod applications;
 pub mod apply;
 pub mod certified;
 pub mod demands;
+pub mod complaints;
 pub mod federation;
 pub mod format;
 pub mod money;
@@ -20,6 +21,7 @@ pub mod policy;
 pub mod precedents;
 pub mod query;
 pub mod registrations;
+pub mod supervision;
 pub mod tables;
 pub mod trades;
 pub mod valuation;
@@ -243,6 +245,7 @@ pub const SCHEMA: &[&str] = &[
     include_str!("schema/catalog_schema_v16.sql"),
     include_str!("schema/catalog_schema_v17.sql"),
     include_str!("schema/catalog_schema_v18.sql"),
+    include_str!("schema/catalog_schema_v19.sql"),
 ];
 
 /// Zone facts for tests: `xuchang/yuzhou` with the default export policy.
@@ -771,6 +774,30 @@ pub enum CatalogCommand {
         /// The operator.
         actor: Actor,
     },
+    /// Anyone with a token files a complaint against a listing or party of the zone
+    /// (`complaints::file`): it is `received`.
+    FileComplaint {
+        /// What is complained of.
+        complaint: Box<complaints::NewComplaint>,
+        /// When.
+        at: Timestamp,
+        /// The complainant.
+        actor: Actor,
+    },
+    /// The regulator takes a step on a complaint (`complaints::act`): investigates it,
+    /// resolves or dismisses it, suspends the listing it is against or lifts that suspension.
+    ActOnComplaint {
+        /// The complaint.
+        complaint_id: u64,
+        /// The step.
+        step: complaints::Step,
+        /// The regulator's note, kept in the complaint's history.
+        note: String,
+        /// When.
+        at: Timestamp,
+        /// The regulator.
+        actor: Actor,
+    },
 }
 
 /// The actor id of a command a zone member proposes on its own authority (`node:<name>`), as
@@ -875,6 +902,14 @@ impl CatalogCommand {
             CatalogCommand::SettleOrder { .. } => "settle_order",
             CatalogCommand::DisputeSettlement { .. } => "dispute_settlement",
             CatalogCommand::ReverseSettlement { .. } => "reverse_settlement",
+            CatalogCommand::FileComplaint { .. } => "file_complaint",
+            CatalogCommand::ActOnComplaint { step, .. } => match step {
+                complaints::Step::Investigate => "investigate_complaint",
+                complaints::Step::Close(complaints::Outcome::Resolved) => "resolve_complaint",
+                complaints::Step::Close(complaints::Outcome::Dismissed) => "dismiss_complaint",
+                complaints::Step::SuspendListing => "suspend_listing",
+                complaints::Step::LiftSuspension => "lift_listing_suspension",
+            },
         }
     }
 
@@ -1015,7 +1050,8 @@ impl CatalogCommand {
             CatalogCommand::SetFeeSchedule { .. } => &[],
             // Whose authorisation it is, the state machine judges (`applications::record_usage`).
             CatalogCommand::RecordUsage { .. } => &[Role::Buyer, Role::Provider],
-            CatalogCommand::ApplyParty { .. } => &Role::ALL,
+            CatalogCommand::ApplyParty { .. } | CatalogCommand::FileComplaint { .. } => &Role::ALL,
+            CatalogCommand::ActOnComplaint { .. } => &[Role::Regulator],
             CatalogCommand::GrantEntrustment { .. } => &[Role::Provider, Role::Buyer],
             CatalogCommand::RevokeEntrustment { .. } => {
                 &[Role::Provider, Role::Buyer, Role::Operator]
@@ -1106,6 +1142,8 @@ impl CatalogCommand {
             | CatalogCommand::SettleOrder { actor: a, .. }
             | CatalogCommand::DisputeSettlement { actor: a, .. }
             | CatalogCommand::ReverseSettlement { actor: a, .. } => *a = actor,
+            | CatalogCommand::FileComplaint { actor: a, .. }
+            | CatalogCommand::ActOnComplaint { actor: a, .. } => *a = actor,
             CatalogCommand::RecordRefusedRequest(r) => r.actor = actor,
             CatalogCommand::ApplyParty { actor: a, .. } => *a = Some(actor),
             CatalogCommand::Recognize(_)
@@ -1150,6 +1188,11 @@ impl CatalogCommand {
                     // its revocation.
                     | CatalogCommand::ApproveRegistration { .. }
                     | CatalogCommand::RevokeCertificate { .. }
+                    // A suspension withdraws the listing from the exchanges that hold it.
+                    | CatalogCommand::ActOnComplaint {
+                        step: complaints::Step::SuspendListing,
+                        ..
+                    }
             ),
         }
     }
@@ -1230,6 +1273,10 @@ pub enum ListingState {
     /// its history and provenance (PROTOCOL.md 9). A later version signed with a valid key
     /// recognises it again.
     Revoked,
+    /// One of this zone's listed listings suspended by the regulator under a complaint: not
+    /// exported (its delisting is announced), no application for it is taken or approved,
+    /// no usage counted, until the regulator lifts the suspension (back to `listed`).
+    Suspended,
 }
 
 impl ListingState {
@@ -1242,6 +1289,7 @@ impl ListingState {
             ListingState::Delisted => "delisted",
             ListingState::Recognised => "recognised",
             ListingState::Revoked => "revoked",
+            ListingState::Suspended => "suspended",
         }
     }
 
@@ -1254,6 +1302,7 @@ impl ListingState {
             "delisted" => ListingState::Delisted,
             "recognised" => ListingState::Recognised,
             "revoked" => ListingState::Revoked,
+            "suspended" => ListingState::Suspended,
             _ => return None,
         })
     }
@@ -1325,6 +1374,13 @@ pub enum Refusal {
     /// A delivery that would take a per-call order past the calls it was placed for.
     #[error("{0}")]
     OrderQuantityExceeded(String),
+    /// An application for, or the approval of one for, a listing the regulator suspended
+    /// under a complaint.
+    #[error("{0}")]
+    ListingSuspended(String),
+    /// The complainant has the most complaints open that one may have.
+    #[error("{0}")]
+    ComplaintsFull(String),
 }
 
 impl Refusal {
@@ -1351,6 +1407,8 @@ impl Refusal {
             Refusal::ListingNotListed(_) => "listing_not_listed",
             Refusal::DeliveryModeNotAuthorized(_) => "delivery_mode_not_authorized",
             Refusal::OrderQuantityExceeded(_) => "order_quantity_exceeded",
+            Refusal::ListingSuspended(_) => "listing_suspended",
+            Refusal::ComplaintsFull(_) => "complaints_full",
         }
     }
 }
@@ -1435,6 +1493,8 @@ pub fn every_refusal() -> Vec<Refusal> {
         Refusal::ListingNotListed(String::new()),
         Refusal::DeliveryModeNotAuthorized(String::new()),
         Refusal::OrderQuantityExceeded(String::new()),
+        Refusal::ListingSuspended(String::new()),
+        Refusal::ComplaintsFull(String::new()),
     ];
     for r in &all {
         match r {
@@ -1458,6 +1518,8 @@ pub fn every_refusal() -> Vec<Refusal> {
             | Refusal::ListingNotListed(_)
             | Refusal::DeliveryModeNotAuthorized(_)
             | Refusal::OrderQuantityExceeded(_) => {}
+            | Refusal::ListingSuspended(_)
+            | Refusal::ComplaintsFull(_) => {}
         }
     }
     all.to_vec()

@@ -53,6 +53,7 @@ pub const ASSETS: &[Asset] = &[
     asset!("audit.js", JS),
     asset!("applications.js", JS),
     asset!("trades.js", JS),
+    asset!("supervision.js", JS),
 ];
 
 /// The page may load only what this node serves and talk only to this node; the token lives

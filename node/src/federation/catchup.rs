@@ -923,6 +923,23 @@ impl Catchup {
                 });
                 return;
             }
+            // Answered by `super::across` from the replica, to a node of this exchange only.
+            Ok(Request::Figures {
+                zone,
+                from,
+                to,
+                period,
+            }) => {
+                self.serving += 1;
+                out.push(Output::AnswerFigures {
+                    reply,
+                    zone,
+                    from,
+                    to,
+                    period,
+                });
+                return;
+            }
             // Answered by `super::across`: verified, recorded through Raft, or passed on to
             // its origin zone.
             Ok(Request::Application { request }) => {
@@ -1085,11 +1102,12 @@ mod tests {
                         more: held.len() > self.page_size,
                     }
                 }
-                Request::Identity {} | Request::Application { .. } | Request::Precedents { .. } => {
-                    Response::Error {
-                        message: "not asked in these tests".into(),
-                    }
-                }
+                Request::Identity {}
+                | Request::Application { .. }
+                | Request::Precedents { .. }
+                | Request::Figures { .. } => Response::Error {
+                    message: "not asked in these tests".into(),
+                },
             }
         }
 
@@ -1705,6 +1723,30 @@ mod tests {
                 out.as_slice(),
                 [Output::Answer { reply: Reply(2), response: Response::Error { message } }]
                     if message.starts_with("undecodable request")
+            ),
+            "{out:?}"
+        );
+    }
+
+    #[test]
+    fn a_question_for_figures_goes_to_the_driver_with_what_was_asked() {
+        let kit = Kit::new();
+        let mut core = kit.core(false);
+        let asked = Request::Figures {
+            zone: "xuchang/yuzhou".parse().expect("zone"),
+            from: "2026-12-01".into(),
+            to: "2026-12-02".into(),
+            period: "week".into(),
+        };
+        let out = core.handle(request(asked), testkit::NOW);
+        assert!(
+            matches!(
+                out.as_slice(),
+                [Output::AnswerFigures { zone, from, to, period, .. }]
+                    if zone.as_str() == "xuchang/yuzhou"
+                        && from == "2026-12-01"
+                        && to == "2026-12-02"
+                        && period == "week"
             ),
             "{out:?}"
         );

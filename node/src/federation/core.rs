@@ -413,6 +413,20 @@ pub enum Output {
         /// The scenario.
         scenario: String,
     },
+    /// Answer a question for this zone's supervision figures (PROTOCOL.md 7.5), then send
+    /// [`Input::Served`].
+    AnswerFigures {
+        /// The request's reply.
+        reply: Reply,
+        /// The zone asked about.
+        zone: xchg_protocol::ZoneId,
+        /// The first day, as asked (at most 16 bytes).
+        from: String,
+        /// The last day, as asked.
+        to: String,
+        /// The period, as asked.
+        period: String,
+    },
     /// Answer a forwarded application (PROTOCOL.md 11.7), then send [`Input::Served`].
     AnswerApplication {
         /// The request's reply.

@@ -481,6 +481,29 @@ impl Driver {
                     Input::Served { reply }
                 });
             }
+            Output::AnswerFigures {
+                reply,
+                zone,
+                from,
+                to,
+                period,
+            } => {
+                let Some((peer, asker)) = self.answering.remove(&reply) else {
+                    return;
+                };
+                let (handle, db) = (handle.clone(), self.db.clone());
+                self.tasks.spawn(async move {
+                    let asked = super::figures::FiguresAsked {
+                        zone: &zone,
+                        from: &from,
+                        to: &to,
+                        period: &period,
+                    };
+                    let response = handle.answer_figures(&db, &peer, &asked).await;
+                    let _ = asker.send(response.to_bytes().unwrap_or_default());
+                    Input::Served { reply }
+                });
+            }
             Output::AnswerApplication { reply, request } => {
                 let Some((peer, asker)) = self.answering.remove(&reply) else {
                     return;

@@ -32,6 +32,7 @@ pub mod catchup;
 mod certify;
 pub mod core;
 pub mod driver;
+pub mod figures;
 pub mod identity;
 pub mod judge;
 pub mod limits;

@@ -14,6 +14,7 @@ use crate::api::{listings, tokens};
 use crate::catalog::applications::{
     MAX_CALLS, MAX_DURATION_DAYS, MAX_PURPOSE_CHARS, MAX_USAGE_LIMIT,
 };
+use crate::catalog::complaints;
 use crate::catalog::parties::MAX_REASON_CHARS as PARTY_REASON_CHARS;
 use crate::catalog::{demands, valuation};
 
@@ -231,6 +232,35 @@ fn contact(description: Value) -> Value {
     })
 }
 
+/// A complaint's target: the pattern of its `id` follows its `kind`.
+fn complaint_target(description: Value, party_pattern: Value) -> Value {
+    let branch = |kind: &str, pattern: Value, what: &str| {
+        json!({
+            "type": "object",
+            "description": what,
+            "required": ["kind", "id"],
+            "additionalProperties": false,
+            "properties": {
+                "kind": {"type": "string", "enum": [kind]},
+                "id": {"type": "string", "pattern": pattern},
+            }
+        })
+    };
+    json!({
+        "description": description,
+        "oneOf": [
+            branch("listing", json!("^sha256:[0-9a-f]{64}$"), "A listing the zone holds, by its listing id."),
+            branch("party", party_pattern, "A party of the zone's registry or a founding party, by its id."),
+        ]
+    })
+}
+
+fn party_pattern_of(schemas: &Value) -> Value {
+    schemas
+        .get("PartyId")
+        .map_or(Value::Null, |p| p["pattern"].clone())
+}
+
 /// The property rules: `(schema, property, what to add to its schema)`.
 fn property_rules(party_pattern: Value) -> Vec<(&'static str, &'static str, Value)> {
     let short = limits::SHORT_TEXT_CHARS;
@@ -377,6 +407,26 @@ fn property_rules(party_pattern: Value) -> Vec<(&'static str, &'static str, Valu
             "note",
             optional_text(crate::catalog::trades::MAX_NOTE_CHARS),
         ),
+        (
+            "NewComplaint",
+            "text",
+            required_text(complaints::MAX_TEXT_CHARS),
+        ),
+        (
+            "NewComplaint",
+            "category",
+            required_text(complaints::MAX_CATEGORY_CHARS),
+        ),
+        (
+            "NoteBody",
+            "note",
+            required_text(complaints::MAX_NOTE_CHARS),
+        ),
+        (
+            "ResolveBody",
+            "note",
+            required_text(complaints::MAX_NOTE_CHARS),
+        ),
     ]
 }
 
@@ -413,6 +463,14 @@ pub fn apply(doc: &mut Value) -> Vec<String> {
             *c = contact(description);
         }
         None => missed.push("Contact".to_owned()),
+    }
+    let party_ids = party_pattern_of(schemas);
+    match schemas.get_mut("Target") {
+        Some(t) => {
+            let description = t["description"].take();
+            *t = complaint_target(description, party_ids);
+        }
+        None => missed.push("Target".to_owned()),
     }
     match schemas.get_mut("Pricing") {
         Some(p) => {

@@ -246,7 +246,14 @@ pub fn set_state(
         by,
         reason,
         int(id)
-    ])
+    ])?;
+    // Every change is kept, for the supervision figures (schema v19).
+    db.prepare_cached(
+        "INSERT INTO authorization_changes (authorization_id, seq, at, to_state) \
+         VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM authorization_changes \
+                      WHERE authorization_id = ?1), ?2, ?3)",
+    )?
+    .execute(rusqlite::params![int(id), int(at.0), state.as_str()])
     .map(drop)
 }
 

@@ -15,6 +15,7 @@ pub mod authorizations;
 pub mod certificate_feed;
 pub mod certificates;
 pub mod demands;
+pub mod complaints;
 pub mod idempotency;
 pub mod listings;
 pub mod outbox;
@@ -25,6 +26,7 @@ pub mod recognitions;
 pub mod registrations;
 pub mod remote_precedents;
 pub mod revocations;
+pub mod supervision;
 pub mod tokens;
 pub mod trades;
 pub mod valuations;
@@ -60,6 +62,9 @@ pub const REPLICATED_TABLES: &[&str] = &[
     "deliveries",
     "settlements",
     "settlement_disputes",
+    "complaints",
+    "complaint_history",
+    "authorization_changes",
 ];
 
 /// The stored name of an announcement kind.

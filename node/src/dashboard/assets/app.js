@@ -10,6 +10,7 @@ import { invalidateFlows, renderFlows } from "./flows.js";
 import { applyStatic, fmtTime, getLang, onLangChange, setLang, t } from "./i18n.js";
 import { invalidateMap, renderLegend, renderMap } from "./map.js";
 import { createTrades } from "./trades.js";
+import { createSupervision } from "./supervision.js";
 
 /** Time between two refreshes of every panel. */
 const POLL_MS = 3000;
@@ -67,6 +68,7 @@ const catalog = createCatalog(ctx);
 const audit = createAudit(ctx);
 const applications = createApplications(ctx, (id) => catalog.open(id));
 const trades = createTrades(ctx, (id) => catalog.open(id));
+const supervision = createSupervision(ctx, (id) => catalog.open(id));
 const flowEls = {
   inbound: byId("flows-in"),
   outbound: byId("flows-out"),
@@ -141,6 +143,7 @@ async function tick() {
   running = true;
   try {
     await Promise.allSettled([loadOverview(), loadFlows(), catalog.refresh(), catalog.refreshDetail(), applications.refresh(), trades.refresh(), audit.refresh()]);
+    await Promise.allSettled([loadOverview(), loadFlows(), catalog.refresh(), catalog.refreshDetail(), applications.refresh(), supervision.refresh(), audit.refresh()]);
     renderAll();
     setLive(errors.size ? "error" : "on");
   } finally {
@@ -166,6 +169,7 @@ function useToken(tok) {
   catalog.reset();
   applications.reset();
   trades.reset();
+  supervision.reset();
   audit.reset();
   renderAll();
   renderToken();
@@ -194,6 +198,7 @@ document.addEventListener("visibilitychange", () => {
   if (!document.hidden) tick();
 });
 window.addEventListener("resize", debounce(() => {
+  supervision.redraw();
   invalidateMap();
   invalidateFlows();
   renderAll();
@@ -207,6 +212,7 @@ onLangChange(() => {
   catalog.redraw();
   applications.redraw();
   trades.redraw();
+  supervision.redraw();
   audit.redraw();
   renderAll();
   setLive(!getToken() ? "idle" : errors.size ? "error" : "on");

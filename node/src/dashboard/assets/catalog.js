@@ -11,7 +11,7 @@ const CATEGORIES = [
   "agriculture", "commerce", "credit", "culture_tourism", "ecology", "education", "emergency",
   "employment", "energy", "finance", "government", "healthcare", "industry", "public_safety", "transport",
 ];
-const STATES = ["submitted", "listed", "rejected", "delisted", "recognised", "revoked"];
+const STATES = ["submitted", "listed", "suspended", "rejected", "delisted", "recognised", "revoked"];
 const CLASSES = ["public", "general", "important", "core"];
 const MODES = ["file", "api", "sandbox", "privacy_computing", "model_output", "verification"];
 const IN_DOMAIN = new Set(["sandbox", "privacy_computing", "model_output", "verification"]);
