@@ -134,7 +134,8 @@ pub struct SignedTreeHeadJson {
     /// The tree's root (RFC 9162 2.1.1), 64 hex digits; for size 0, SHA-256 of nothing.
     #[schema(pattern = "^[0-9a-f]{64}$")]
     pub root_hash: String,
-    /// When the node signed it (milliseconds since the Unix epoch).
+    /// When the node signed it (RFC 3339 in JSON, milliseconds since the Unix epoch in the
+    /// signed CBOR).
     pub timestamp: Timestamp,
     /// The signing node's key, 64 hex digits.
     #[schema(pattern = "^[0-9a-f]{64}$")]
