@@ -244,6 +244,13 @@ async fn proofs_check_against_an_implementation_written_here_and_a_tampered_row_
     let dir = zone.data_dir(2)?;
     zone.kill(2);
     let dir_arg = dir.to_string_lossy().into_owned();
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(dir.join("audit-head.cbor"))?
+            .permissions()
+            .mode();
+        ensure!(mode & 0o777 == 0o600, "the kept head is mode {mode:o}");
+    }
     let (ok, out, err) = audit_verify(&["--data-dir", &dir_arg, "--root-key", &root_key])?;
     ensure!(
         ok,
@@ -303,5 +310,150 @@ async fn proofs_check_against_an_implementation_written_here_and_a_tampered_row_
         err.contains("record 5, field leaf_hash"),
         "not named: {err}"
     );
+    Ok(())
+}
+
+/// Rewrites the audit log of the stopped node whose data directory is `dir`: record `seq`'s
+/// result changed, every hash after it recomputed, and the Merkle tree dropped (the node
+/// rebuilds it from the rewritten records on its next append) — a zone rewriting its history
+/// so that its own chain still checks.
+fn rewrite_history(dir: &std::path::Path, seq: i64) -> anyhow::Result<()> {
+    let db = rusqlite::Connection::open(dir.join("catalog.db"))?;
+    db.execute(
+        "UPDATE audit SET result = 'refused:forbidden: never happened' WHERE seq = ?1",
+        [seq],
+    )?;
+    let rows: Vec<xchg_node::audit::AuditContent> = {
+        let mut q = db.prepare(
+            "SELECT seq, raft_index, at, actor, role, action, object_id, result FROM audit \
+             ORDER BY seq",
+        )?;
+        let mut rows = q.query([])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            out.push(xchg_node::audit::AuditContent {
+                seq: r.get::<_, i64>(0)? as u64,
+                raft_index: r.get::<_, i64>(1)? as u64,
+                at: xchg_protocol::Timestamp(r.get::<_, i64>(2)? as u64),
+                actor: r.get(3)?,
+                role: r.get(4)?,
+                action: r.get(5)?,
+                object_id: r.get(6)?,
+                result: r.get(7)?,
+                prev_hash: [0; 32],
+            });
+        }
+        out
+    };
+    let mut prev = [0u8; 32];
+    for mut c in rows {
+        c.prev_hash = prev;
+        let hash = c.hash();
+        db.execute(
+            "UPDATE audit SET prev_hash = ?1, hash = ?2 WHERE seq = ?3",
+            rusqlite::params![&prev[..], &hash[..], c.seq as i64],
+        )?;
+        prev = hash;
+    }
+    db.execute("DELETE FROM audit_tree", [])?;
+    Ok(())
+}
+
+/// The audit head `observer` holds of `zone`, from its overview.
+async fn held_head(
+    fed: &Zone,
+    observer: usize,
+    token: &str,
+    zone: &str,
+) -> anyhow::Result<Option<Value>> {
+    let (s, o) = fed
+        .get(observer, "/v1/federation/overview", Some(token))
+        .await?;
+    ensure!(s == 200, "overview answered {s}: {o}");
+    Ok(o["audit_heads"]
+        .as_array()
+        .context("audit_heads")?
+        .iter()
+        .find(|h| h["zone"] == zone)
+        .cloned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_of_another_zone_catches_a_zone_whose_signed_heads_rewrite_its_history()
+-> anyhow::Result<()> {
+    const XUCHANG: &str = "xuchang/municipal";
+    const ZHENGZHOU: &str = "zhengzhou/main";
+    let mut fed = Zone::generate("two-exchanges", 1)?;
+    let hub = fed.zone_nodes(XUCHANG)[0];
+    let zz = fed.zone_nodes(ZHENGZHOU)[0];
+    fed.start_all()?;
+    fed.wait_for_leader(hub, ELECTION).await?;
+    fed.wait_for_leader(zz, ELECTION).await?;
+    let ht = fed.zone_tokens(XUCHANG).clone();
+    let zt = fed.zone_tokens(ZHENGZHOU).clone();
+    for i in 0..3 {
+        fed.approve_new(zz, &zt, &example_listing(&format!("zz-{i}")))
+            .await?;
+    }
+    let (_, head) = fed.get(zz, "/v1/audit/head", Some(&zt.buyer)).await?;
+    let size = head["size"].as_u64().context("size")?;
+    ensure!(size >= 6, "{head}");
+
+    // The hub holds Zhengzhou's head once it has caught up with those records.
+    xchg_tests::eventually(
+        Duration::from_secs(60),
+        "the hub holding zhengzhou's head",
+        || async {
+            let check = async {
+                let held = held_head(&fed, hub, &ht.regulator, ZHENGZHOU).await?;
+                let held = held.context("not held yet")?;
+                ensure!(held["size"].as_u64() >= Some(size), "held {held}");
+                ensure!(held["consistent"] == true, "{held}");
+                Ok(())
+            };
+            check
+                .await
+                .map(Some)
+                .map_err(|e: anyhow::Error| format!("{e:#}"))
+        },
+    )
+    .await?;
+
+    // Zhengzhou rewrites record 2 of its log, every hash after it recomputed, and goes on.
+    let dir = fed.data_dir(zz)?;
+    fed.kill(zz);
+    rewrite_history(&dir, 2)?;
+    fed.start(zz)?;
+    fed.wait_for_leader(zz, ELECTION).await?;
+    fed.approve_new(zz, &zt, &example_listing("zz-after"))
+        .await?;
+
+    // Its next head, signed with its own key, does not extend the one the hub holds.
+    xchg_tests::eventually(
+        Duration::from_secs(60),
+        "the hub flagging zhengzhou",
+        || async {
+            let check = async {
+                let held = held_head(&fed, hub, &ht.regulator, ZHENGZHOU)
+                    .await?
+                    .context("not held")?;
+                ensure!(held["consistent"] == false, "not flagged: {held}");
+                ensure!(
+                    held["problem"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .contains("does not extend"),
+                    "{held}"
+                );
+                ensure!(held["evidence"]["signed_head"].is_string(), "{held}");
+                Ok(())
+            };
+            check
+                .await
+                .map(Some)
+                .map_err(|e: anyhow::Error| format!("{e:#}"))
+        },
+    )
+    .await?;
     Ok(())
 }

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use xchg_federation_config::Role;
 use xchg_protocol::Timestamp;
 use xchg_protocol::application::SignedMessage;
-use xchg_protocol::tree_head::{self, TreeHead};
+use xchg_protocol::tree_head::TreeHead;
 
 use super::auth::Caller;
 use super::error::{ApiError, BearerErrors, ErrorBody, ReadErrors};
@@ -118,11 +118,6 @@ pub async fn list(
     Ok(Json(AuditPage { items }))
 }
 
-/// The file in the node's data directory holding the last tree head this node signed with
-/// the largest size (the canonical CBOR of the SignedMessage): what `xchg audit verify
-/// --data-dir` checks a stopped node's log against.
-pub const HEAD_FILE: &str = "audit-head.cbor";
-
 /// `GET /v1/audit/head`: a signed tree head (PROTOCOL.md 12.3). Hashes, keys and signatures in
 /// lowercase hex.
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
@@ -194,37 +189,13 @@ pub async fn sign_head(state: &AppState) -> Result<(TreeHead, SignedMessage), Ap
         root_hash,
         timestamp: state.clock.now(),
     };
-    let signed = tree_head::sign(&head, &state.signer.key, state.signer.delegation.clone());
-    keep_head(&state.config.node.data_dir, &signed, size);
+    let signed = audit::sign_and_keep(
+        &state.config.node.data_dir,
+        head.clone(),
+        &state.signer.key,
+        state.signer.delegation.clone(),
+    );
     Ok((head, signed))
-}
-
-/// Writes `signed` to [`HEAD_FILE`] unless the file holds a head at least as large; best
-/// effort (a failure is logged: the head is still served).
-fn keep_head(dir: &std::path::Path, signed: &SignedMessage, size: u64) {
-    static WRITES: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _one_at_a_time = WRITES
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let path = dir.join(HEAD_FILE);
-    if let Some(kept) = kept_head(&path)
-        && kept.size >= size
-    {
-        return;
-    }
-    let tmp = dir.join(format!("{HEAD_FILE}.tmp"));
-    if let Err(e) =
-        std::fs::write(&tmp, signed.to_bytes()).and_then(|()| std::fs::rename(&tmp, &path))
-    {
-        tracing::warn!(error = %e, "could not keep the signed tree head");
-    }
-}
-
-/// The head kept in `path`, decoded without verification (the caller verifies).
-pub fn kept_head(path: &std::path::Path) -> Option<TreeHead> {
-    let bytes = std::fs::read(path).ok()?;
-    let signed = SignedMessage::from_bytes(&bytes, &tree_head::limits()).ok()?;
-    xchg_protocol::canonical::from_canonical(&signed.body, &tree_head::limits()).ok()
 }
 
 /// `GET /v1/audit/head`.

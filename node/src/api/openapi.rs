@@ -590,6 +590,23 @@ mod tests {
                 reason: "no identity answer".into(),
                 messages: 1,
             }],
+            audit_heads: vec![crate::federation::heads::ZoneHead {
+                zone: "xuchang/weidu".into(),
+                size: 7,
+                root_hash: "ab".repeat(32),
+                timestamp: at(),
+                signer: "cd".repeat(32),
+                checked_at: at(),
+                consistent: false,
+                problem: Some("the head of 8 records does not extend …".into()),
+                signed_head: "a5".into(),
+                evidence: Some(crate::federation::heads::Evidence {
+                    signed_head: "a5".into(),
+                    size: 8,
+                    root_hash: "ef".repeat(32),
+                    proof: vec!["01".repeat(32)],
+                }),
+            }],
             at: at(),
         };
         assert_documented_as("Overview", &value);

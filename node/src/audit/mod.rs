@@ -21,8 +21,10 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sqlx::{Row, SqliteConnection};
 use xchg_protocol::Timestamp;
+use xchg_protocol::application::SignedMessage;
 use xchg_protocol::canonical::to_canonical;
 use xchg_protocol::merkle::{self, Hash};
+use xchg_protocol::tree_head::{self, TreeHead};
 
 /// The hashed content of an audit record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -362,6 +364,71 @@ pub async fn consistency_proof(
         proof.push(subtree(conn, a, b).await?);
     }
     Ok(proof)
+}
+
+/// The file in a node's data directory holding the largest tree head this node has signed
+/// (the canonical CBOR of the SignedMessage): what `xchg audit verify --data-dir` checks a
+/// stopped node's log against.
+pub const HEAD_FILE: &str = "audit-head.cbor";
+
+/// Writes `signed`, a head of `size` records, to [`HEAD_FILE`] in `dir` unless the file holds
+/// a head at least as large; best effort (a failure is logged: the head is still served).
+pub fn keep_head(dir: &std::path::Path, signed: &SignedMessage, size: u64) {
+    static WRITES: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = WRITES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let path = dir.join(HEAD_FILE);
+    if let Some(kept) = kept_head(&path)
+        && kept.size >= size
+    {
+        return;
+    }
+    if let Err(e) = write_private(&path, &signed.to_bytes()) {
+        tracing::warn!(error = %e, "could not keep the signed tree head");
+    }
+}
+
+/// Replaces `path` with `bytes` through a temporary file of mode 0600 renamed over it, as
+/// private as the rest of the data directory.
+///
+/// # Errors
+/// IO errors.
+pub fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = std::path::PathBuf::from(tmp);
+    let _ = std::fs::remove_file(&tmp);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    drop(file);
+    std::fs::rename(&tmp, path)
+}
+
+/// The head kept in `path`, decoded without verification (the caller verifies).
+pub fn kept_head(path: &std::path::Path) -> Option<TreeHead> {
+    let bytes = std::fs::read(path).ok()?;
+    let signed = SignedMessage::from_bytes(&bytes, &tree_head::limits()).ok()?;
+    xchg_protocol::canonical::from_canonical(&signed.body, &tree_head::limits()).ok()
+}
+
+/// Signs the head of the first `size` records, whose root is `root_hash`, for `zone` at `at`,
+/// with `key` under `delegation`, and keeps it in `dir` ([`keep_head`]).
+pub fn sign_and_keep(
+    dir: &std::path::Path,
+    head: TreeHead,
+    key: &xchg_protocol::Keypair,
+    delegation: xchg_protocol::SignedDelegation,
+) -> SignedMessage {
+    let signed = tree_head::sign(&head, key, delegation);
+    keep_head(dir, &signed, head.size);
+    signed
 }
 
 /// What to record; seq and hashes are filled in by [`Chain::append`].

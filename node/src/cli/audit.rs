@@ -288,7 +288,7 @@ fn offline(dir: &Path, root_key: Option<&str>) -> anyhow::Result<ExitCode> {
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .with_context(|| format!("cannot open {}", catalog.display()))?;
-    let head_file = dir.join(xchg_node::api::audit::HEAD_FILE);
+    let head_file = dir.join(xchg_node::audit::HEAD_FILE);
     let head = match std::fs::read(&head_file) {
         Ok(bytes) => Some(verify_head(&bytes, root_key)?),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

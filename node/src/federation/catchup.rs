@@ -923,6 +923,12 @@ impl Catchup {
                 });
                 return;
             }
+            // Answered by `super::heads` from the replica.
+            Ok(Request::TreeHead { zone, from }) => {
+                self.serving += 1;
+                out.push(Output::AnswerTreeHead { reply, zone, from });
+                return;
+            }
             // Answered by `super::across`: verified, recorded through Raft, or passed on to
             // its origin zone.
             Ok(Request::Application { request }) => {
@@ -1085,11 +1091,12 @@ mod tests {
                         more: held.len() > self.page_size,
                     }
                 }
-                Request::Identity {} | Request::Application { .. } | Request::Precedents { .. } => {
-                    Response::Error {
-                        message: "not asked in these tests".into(),
-                    }
-                }
+                Request::Identity {}
+                | Request::Application { .. }
+                | Request::Precedents { .. }
+                | Request::TreeHead { .. } => Response::Error {
+                    message: "not asked in these tests".into(),
+                },
             }
         }
 

@@ -413,6 +413,16 @@ pub enum Output {
         /// The scenario.
         scenario: String,
     },
+    /// Answer a question for the zone's signed tree head and a consistency proof
+    /// (PROTOCOL.md 12.7), then send [`Input::Served`].
+    AnswerTreeHead {
+        /// The request's reply.
+        reply: Reply,
+        /// The zone asked about.
+        zone: xchg_protocol::ZoneId,
+        /// The size of the head the asker holds.
+        from: u64,
+    },
     /// Answer a forwarded application (PROTOCOL.md 11.7), then send [`Input::Served`].
     AnswerApplication {
         /// The request's reply.

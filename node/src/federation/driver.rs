@@ -99,6 +99,8 @@ pub struct Federation {
     pub(super) trust: RwLock<TrustStore>,
     /// The node key, which signs this zone's application messages (PROTOCOL.md 11).
     pub(super) key: Keypair,
+    /// The tree heads held of other zones (PROTOCOL.md 12.7).
+    pub(super) heads: super::heads::Held,
     commands: mpsc::UnboundedSender<Command>,
 }
 
@@ -123,7 +125,9 @@ impl Federation {
         tracing::debug!(seed, "federation core seeded");
         let settings = Settings::of(&config, key.clone(), tuning);
         let (commands, inbox) = mpsc::unbounded_channel();
+        let heads = super::heads::Held::load(&config.node.data_dir);
         let handle = Arc::new(Federation {
+            heads,
             trust: RwLock::new(settings.roots.clone()),
             config,
             net,
@@ -319,6 +323,7 @@ impl Driver {
             self.proposer.clone(),
             stop.clone(),
         ));
+        let watching = tokio::spawn(self.handle.clone().heads_loop(stop.clone()));
         self.refresh().await;
         self.feed(Input::Start);
         let outbox = self.signals.outbox.clone();
@@ -347,6 +352,7 @@ impl Driver {
         self.tasks.shutdown().await;
         let _ = identities.await;
         let _ = forwarding.await;
+        let _ = watching.await;
     }
 
     /// Tells the core of a new revocation epoch (reading the revoked keys) or a change of
@@ -477,6 +483,17 @@ impl Driver {
                     let response = handle
                         .answer_precedents(&db, &zone, &listing_id, &scenario)
                         .await;
+                    let _ = asker.send(response.to_bytes().unwrap_or_default());
+                    Input::Served { reply }
+                });
+            }
+            Output::AnswerTreeHead { reply, zone, from } => {
+                let Some((_, asker)) = self.answering.remove(&reply) else {
+                    return;
+                };
+                let (handle, db) = (handle.clone(), self.db.clone());
+                self.tasks.spawn(async move {
+                    let response = handle.answer_tree_head(&db, &zone, from).await;
                     let _ = asker.send(response.to_bytes().unwrap_or_default());
                     Input::Served { reply }
                 });
