@@ -159,8 +159,8 @@ impl Federation {
         (handle, driver)
     }
 
-    /// The topics this node subscribes to: the announcement and certificate topics of its own
-    /// exchange and of each agreement partner.
+    /// The topics this node subscribes to: the announcement, certificate and tree-head topics
+    /// of its own exchange and of each agreement partner.
     pub fn topics(&self) -> Vec<String> {
         let exchanges = || {
             std::iter::once(self.config.exchange.id.as_str())
@@ -169,6 +169,7 @@ impl Federation {
         exchanges()
             .map(topic_of)
             .chain(exchanges().map(certificate_topic_of))
+            .chain(exchanges().map(crate::gossip::tree_head_topic_of))
             .collect()
     }
 
@@ -323,7 +324,11 @@ impl Driver {
             self.proposer.clone(),
             stop.clone(),
         ));
-        let watching = tokio::spawn(self.handle.clone().heads_loop(stop.clone()));
+        let watching = tokio::spawn(
+            self.handle
+                .clone()
+                .heads_loop(self.db.clone(), stop.clone()),
+        );
         self.refresh().await;
         self.feed(Input::Start);
         let outbox = self.signals.outbox.clone();
@@ -486,6 +491,12 @@ impl Driver {
                     let _ = asker.send(response.to_bytes().unwrap_or_default());
                     Input::Served { reply }
                 });
+            }
+            Output::HeadHeard { zone, size } => {
+                if handle.wants_check(&zone, size) {
+                    let handle = handle.clone();
+                    tokio::spawn(async move { handle.check_zone(&zone).await });
+                }
             }
             Output::AnswerTreeHead { reply, zone, from } => {
                 let Some((_, asker)) = self.answering.remove(&reply) else {

@@ -76,9 +76,14 @@ pub struct Evidence {
     pub proof: Vec<String>,
 }
 
-/// The heads this node holds, by zone.
+/// The heads this node holds, by zone; when each zone was last asked; what this node last
+/// published of its own zone.
 #[derive(Debug, Default)]
-pub struct Held(Mutex<BTreeMap<String, ZoneHead>>);
+pub struct Held(
+    Mutex<BTreeMap<String, ZoneHead>>,
+    Mutex<BTreeMap<String, Timestamp>>,
+    Mutex<Option<(u64, Timestamp)>>,
+);
 
 impl Held {
     /// Reads [`HEADS_FILE`] in `dir` (nothing held when absent or unreadable).
@@ -87,9 +92,11 @@ impl Held {
             .ok()
             .and_then(|b| serde_json::from_slice::<Vec<ZoneHead>>(&b).ok())
             .unwrap_or_default();
-        Held(Mutex::new(
-            held.into_iter().map(|h| (h.zone.clone(), h)).collect(),
-        ))
+        Held(
+            Mutex::new(held.into_iter().map(|h| (h.zone.clone(), h)).collect()),
+            Mutex::default(),
+            Mutex::default(),
+        )
     }
 
     /// Every zone held, by zone id.
@@ -120,6 +127,34 @@ impl Held {
             tracing::warn!(error = %e, "could not keep the zones' tree heads");
         }
     }
+}
+
+/// Most often a heard head makes this node ask its zone (a flood of heads costs one request a
+/// second per zone).
+pub const ASK_AT_MOST_EVERY: Duration = Duration::from_secs(1);
+/// A leader publishes its zone's head when it has grown, and at least this often.
+pub const PUBLISH_AT_LEAST_EVERY: Duration = Duration::from_secs(60);
+
+/// The zone and size of a head heard on the tree-head topic of `exchange`, if it verifies
+/// (PROTOCOL.md 12.3) and its zone is of that exchange; pure.
+pub fn heard(
+    data: &[u8],
+    exchange: &str,
+    trust: &TrustStore,
+    now: Timestamp,
+) -> Option<(ZoneId, u64)> {
+    let limits = tree_head::limits();
+    let signed = xchg_protocol::application::SignedMessage::from_bytes(data, &limits).ok()?;
+    let claimed: TreeHead = xchg_protocol::canonical::from_canonical(&signed.body, &limits).ok()?;
+    if claimed.zone.exchange().as_str() != exchange {
+        return None;
+    }
+    let verified = tree_head::verify(data, &claimed.zone, trust, now, &limits).ok()?;
+    Some((verified.body.zone, verified.body.size))
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// What checking one answer found.
@@ -232,6 +267,105 @@ impl Federation {
         self.heads.all()
     }
 
+    /// Whether a head of `size` heard for `zone` is worth asking that zone about now: another
+    /// zone's, larger than the one held (or none held), and the zone not asked in the last
+    /// [`ASK_AT_MOST_EVERY`]. Notes the ask.
+    pub(super) fn wants_check(&self, zone: &ZoneId, size: u64) -> bool {
+        if *zone == self.config.zone.id {
+            return false;
+        }
+        if self
+            .heads
+            .get(zone.as_str())
+            .is_some_and(|h| !h.consistent || h.size >= size)
+        {
+            return false;
+        }
+        let now = self.clock.now();
+        let Ok(mut asked) = self.heads.1.lock() else {
+            return false;
+        };
+        if asked
+            .get(zone.as_str())
+            .is_some_and(|at| now.0 < at.0.saturating_add(millis(ASK_AT_MOST_EVERY)))
+        {
+            return false;
+        }
+        if asked.len() >= MAX_ZONES && !asked.contains_key(zone.as_str()) {
+            return false;
+        }
+        asked.insert(zone.to_string(), now);
+        true
+    }
+
+    /// Asks a connected, proven node of `zone` for its head and checks it.
+    pub(super) async fn check_zone(&self, zone: &ZoneId) {
+        let peer = self
+            .peer_identities()
+            .await
+            .into_iter()
+            .find_map(|(info, identity)| match identity {
+                Identity::Delegated { zone: z } if z == *zone => Some(Peer(info.peer)),
+                _ => None,
+            });
+        if let Some(peer) = peer {
+            self.watch_one(zone, peer).await;
+        }
+    }
+
+    /// While this node leads its zone: publishes the zone's head on its exchange's tree-head
+    /// topic when the log has grown since the last one published, or
+    /// [`PUBLISH_AT_LEAST_EVERY`] after it.
+    async fn publish_own_head(&self, db: &Db) {
+        if !self.is_leader() {
+            return;
+        }
+        let read = async {
+            let mut conn = db.reader().await?;
+            let size = audit::tree_size(&mut conn).await?;
+            let root = audit::root(&mut conn, size).await?;
+            Ok::<_, sqlx::Error>((size, root))
+        };
+        let (size, root_hash) = match read.await {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot read the audit tree to publish its head");
+                return;
+            }
+        };
+        let now = self.clock.now();
+        let due = self.heads.2.lock().is_ok_and(|last| match *last {
+            None => true,
+            Some((published, at)) => {
+                published != size || now.0 >= at.0.saturating_add(millis(PUBLISH_AT_LEAST_EVERY))
+            }
+        });
+        if !due {
+            return;
+        }
+        let head = TreeHead {
+            zone: self.config.zone.id.clone(),
+            size,
+            root_hash,
+            timestamp: now,
+        };
+        let signed = audit::sign_and_keep(
+            &self.config.node.data_dir,
+            head,
+            &self.key,
+            self.config.zone.delegation.clone(),
+        );
+        let topic = crate::gossip::tree_head_topic_of(self.config.exchange.id.as_str());
+        match self.net.publish(topic, signed.to_bytes()).await {
+            Ok(()) => {
+                if let Ok(mut last) = self.heads.2.lock() {
+                    *last = Some((size, now));
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "the zone's tree head was not published"),
+        }
+    }
+
     /// The answer to a question for this zone's tree head and the consistency proof from
     /// `from` (PROTOCOL.md 12.7): signed now by this node, from its replica.
     pub(super) async fn answer_tree_head(&self, db: &Db, zone: &ZoneId, from: u64) -> Response {
@@ -326,14 +460,16 @@ impl Federation {
         }
     }
 
-    /// Every [`HEADS_EVERY`], asks one connected, proven node of each other zone for its
-    /// head ([`Federation::watch_one`]), all at once.
-    pub(super) async fn heads_loop(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+    /// Every [`HEADS_EVERY`]: while leading, publishes this zone's head
+    /// ([`Federation::publish_own_head`]); asks one connected, proven node of each other zone
+    /// for its head ([`Federation::watch_one`]), all at once.
+    pub(super) async fn heads_loop(self: Arc<Self>, db: Db, mut stop: watch::Receiver<bool>) {
         loop {
             tokio::select! {
                 () = self.clock.sleep(HEADS_EVERY) => {}
                 _ = stop.wait_for(|s| *s) => break,
             }
+            self.publish_own_head(&db).await;
             let own = &self.config.zone.id;
             let mut zones: BTreeMap<ZoneId, Peer> = BTreeMap::new();
             for (info, identity) in self.peer_identities().await {
@@ -462,5 +598,55 @@ mod tests {
             judge(Some(&held), &zone, &bytes, &proof, &trust(), NOW),
             Judged::Unverified(why) if why.starts_with("not_asked")
         ));
+    }
+
+    #[test]
+    fn a_valid_head_on_its_exchanges_topic_is_forwarded_and_asked_about_and_others_are_rejected() {
+        use crate::federation::core::{Input, Output};
+        use crate::federation::testkit::{self, Kit};
+        use crate::gossip::{Verdict, tree_head_topic_of};
+        let kit = Kit::new();
+        let mut core = kit.core(false);
+        let at = Timestamp(testkit::NOW.0 - 1000);
+        let mut deliver = |exchange: &str, data: Vec<u8>| {
+            let input = Input::Message {
+                message: testkit::reference(&data, "peer-1"),
+                topic: tree_head_topic_of(exchange),
+                data,
+            };
+            core.handle(input, testkit::NOW)
+        };
+        let out = deliver("zhengzhou", kit.partner_head(9, [1; 32], at));
+        assert!(
+            out.iter()
+                .any(|o| matches!(o, Output::HeadHeard { zone, size: 9 }
+            if zone.as_str() == "zhengzhou/main"))
+        );
+        assert!(out.iter().any(|o| matches!(
+            o,
+            Output::Report {
+                verdict: Verdict::Accept,
+                ..
+            }
+        )));
+        // On another exchange's topic, tampered, or by an untrusted root: rejected, not asked.
+        let mut tampered = kit.partner_head(9, [1; 32], at);
+        let last = tampered.len() - 1;
+        tampered[last] ^= 1;
+        for (exchange, data) in [
+            ("xuchang", kit.partner_head(9, [1; 32], at)),
+            ("zhengzhou", tampered),
+            ("zhengzhou", Kit::stranger().partner_head(9, [1; 32], at)),
+        ] {
+            let out = deliver(exchange, data);
+            assert!(!out.iter().any(|o| matches!(o, Output::HeadHeard { .. })));
+            assert!(out.iter().any(|o| matches!(
+                o,
+                Output::Report {
+                    verdict: Verdict::Reject,
+                    ..
+                }
+            )));
+        }
     }
 }
