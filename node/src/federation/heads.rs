@@ -1,5 +1,7 @@
-//! Watching other zones' audit logs (PROTOCOL.md 12.7): every [`HEADS_EVERY`] a node asks one
-//! connected node of each other zone it can prove (a delegation from a trusted root) for its
+//! Watching other zones' audit logs (PROTOCOL.md 12.7). A zone's leader publishes its signed
+//! tree head on its exchange's tree-head topic when the log grows (and once a minute); a node
+//! hearing a larger head of another zone asks that zone for the proof at once. And every
+//! [`HEADS_EVERY`] a node asks one connected node of each other zone it can prove (a delegation from a trusted root) for its
 //! zone's signed tree head and the consistency proof from the head it holds of that zone. A
 //! head that verifies and is consistent replaces the one held; a head that verifies but is not
 //! consistent with the one held (or of the same size with another root) is the zone's own
