@@ -211,7 +211,6 @@ async fn proofs_check_against_an_implementation_written_here_and_a_tampered_row_
         ("inclusion?index=3&size=3", "index"),
         ("inclusion?index=0&size=0", "size"),
         ("inclusion?index=0&size=99999", "size"),
-        ("inclusion?size=3", "index"),
         ("inclusion?index=x&size=3", "index"),
         ("consistency?from=5&to=4", "from"),
         ("consistency?from=1&to=99999", "to"),
@@ -222,6 +221,13 @@ async fn proofs_check_against_an_implementation_written_here_and_a_tampered_row_
         ensure!(s == 400, "{query}: {s} {e}");
         ensure!(e["error"]["field"] == field, "{query}: {e}");
     }
+    let (s, e) = zone
+        .get(0, "/v1/audit/proof/inclusion?size=3", Some(&tokens.buyer))
+        .await?;
+    ensure!(
+        s == 400 && e["error"]["code"] == "invalid_query",
+        "a missing index: {s} {e}"
+    );
     let (s, _) = zone.get(0, "/v1/audit/head", None).await?;
     ensure!(s == 401, "a head without a token: {s}");
 

@@ -32,12 +32,18 @@ const NOT_SENT: [(&str, &str); 1] = [(
 )];
 
 /// Refusals that no schema can prevent, by operation: `(operation, status, field)`.
-const SEMANTIC_REFUSALS: [(&str, u16, &str); 2] = [
+const SEMANTIC_REFUSALS: [(&str, u16, &str); 6] = [
     // A revocation must be signed by the exchange's root key, which a generator does not hold.
     ("revoke_key", 400, "envelope"),
     // A credit code's 18th character is a check character over the other 17, which no
     // pattern states (one generated code in 31 has it right).
     ("apply_party", 400, "credit_code"),
+    // A tree size beyond the log's, a leaf index not below the size, an older size above the
+    // newer: rules between the parameters and the log's size, which no schema states.
+    ("get_audit_inclusion_proof", 400, "size"),
+    ("get_audit_inclusion_proof", 400, "index"),
+    ("get_audit_consistency_proof", 400, "to"),
+    ("get_audit_consistency_proof", 400, "from"),
 ];
 
 /// The JSON Schema keywords the generator honours.

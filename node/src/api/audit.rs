@@ -232,38 +232,14 @@ pub async fn head(
 #[serde(deny_unknown_fields)]
 pub struct InclusionParams {
     /// The leaf: the record with seq `index + 1`. Required; below `size`.
-    #[param(schema_with = index_schema)]
-    index: Option<String>,
+    #[param(value_type = u64, minimum = 0)]
+    index: String,
     /// The tree size. Required; at least 1, at most the log's size.
-    #[param(schema_with = size_schema)]
-    size: Option<String>,
+    #[param(value_type = u64, minimum = 0)]
+    size: String,
     #[serde(default)]
     #[param(schema_with = consistency_schema)]
     consistency: Consistency,
-}
-
-fn index_schema() -> utoipa::openapi::schema::Object {
-    whole_schema("The leaf, from 0 (the record with seq index + 1). Required; below `size`.")
-}
-
-fn size_schema() -> utoipa::openapi::schema::Object {
-    whole_schema("The tree size. Required; at least 1 and at most the log's current size.")
-}
-
-fn from_size_schema() -> utoipa::openapi::schema::Object {
-    whole_schema("The older tree size. Required; at most `to`.")
-}
-
-fn to_size_schema() -> utoipa::openapi::schema::Object {
-    whole_schema("The newer tree size. Required; at most the log's current size.")
-}
-
-fn whole_schema(description: &str) -> utoipa::openapi::schema::Object {
-    utoipa::openapi::schema::ObjectBuilder::new()
-        .schema_type(utoipa::openapi::schema::Type::Integer)
-        .minimum(Some(0))
-        .description(Some(description))
-        .build()
 }
 
 /// `GET /v1/audit/proof/inclusion` answer (RFC 9162 2.1.3).
@@ -297,19 +273,14 @@ pub struct ConsistencyProofJson {
 #[serde(deny_unknown_fields)]
 pub struct ConsistencyParams {
     /// The older tree size. Required; at most `to`.
-    #[param(schema_with = from_size_schema)]
-    from: Option<String>,
+    #[param(value_type = u64, minimum = 0)]
+    from: String,
     /// The newer tree size. Required; at most the log's current size.
-    #[param(schema_with = to_size_schema)]
-    to: Option<String>,
+    #[param(value_type = u64, minimum = 0)]
+    to: String,
     #[serde(default)]
     #[param(schema_with = consistency_schema)]
     consistency: Consistency,
-}
-
-fn required(field: &str, raw: Option<&str>) -> Result<u64, ApiError> {
-    let raw = raw.ok_or_else(|| ApiError::invalid_field(field, format!("{field} is required")))?;
-    params::whole_number(field, raw)
 }
 
 /// Refuses a size beyond the log's.
@@ -334,9 +305,9 @@ fn within(field: &str, size: u64, held: u64) -> Result<(), ApiError> {
     responses(
         (status = 200, description = "The proof that record `index + 1` is leaf `index` of the \
             tree of `size` records (any role)", body = InclusionProofJson),
-        (status = 400, description = "`invalid_field` naming `index` or `size`: missing, not a \
-            whole number, `size` 0 or beyond the log's size, `index` not below `size`; \
-            `invalid_query`: an unknown parameter", body = ErrorBody),
+        (status = 400, description = "`invalid_field` naming `index` or `size`: not a whole \
+            number, `size` 0 or beyond the log's size, `index` not below `size`; \
+            `invalid_query`: a missing or unknown parameter", body = ErrorBody),
         BearerErrors,
         ReadErrors,
     )
@@ -347,8 +318,8 @@ pub async fn inclusion(
     query: Result<Query<InclusionParams>, QueryRejection>,
 ) -> Result<Json<InclusionProofJson>, ApiError> {
     let Query(p) = query.map_err(query_error)?;
-    let index = required("index", p.index.as_deref())?;
-    let size = required("size", p.size.as_deref())?;
+    let index = params::whole_number("index", &p.index)?;
+    let size = params::whole_number("size", &p.size)?;
     if size == 0 {
         return Err(ApiError::invalid_field(
             "size",
@@ -384,9 +355,9 @@ pub async fn inclusion(
     responses(
         (status = 200, description = "The proof that the tree of `to` records extends the tree \
             of `from` records (any role)", body = ConsistencyProofJson),
-        (status = 400, description = "`invalid_field` naming `from` or `to`: missing, not a \
-            whole number, `from` above `to`, `to` beyond the log's size; `invalid_query`: an \
-            unknown parameter", body = ErrorBody),
+        (status = 400, description = "`invalid_field` naming `from` or `to`: not a whole \
+            number, `from` above `to`, `to` beyond the log's size; `invalid_query`: a missing \
+            or unknown parameter", body = ErrorBody),
         BearerErrors,
         ReadErrors,
     )
@@ -397,8 +368,8 @@ pub async fn consistency(
     query: Result<Query<ConsistencyParams>, QueryRejection>,
 ) -> Result<Json<ConsistencyProofJson>, ApiError> {
     let Query(p) = query.map_err(query_error)?;
-    let from = required("from", p.from.as_deref())?;
-    let to = required("to", p.to.as_deref())?;
+    let from = params::whole_number("from", &p.from)?;
+    let to = params::whole_number("to", &p.to)?;
     if from > to {
         return Err(ApiError::invalid_field(
             "from",
