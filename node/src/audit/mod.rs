@@ -173,7 +173,7 @@ impl Chain {
     /// Storage errors.
     pub fn flush(&mut self, db: &rusqlite::Connection) -> rusqlite::Result<()> {
         if let Some(first) = self.pending.first() {
-            // Records older than the tree (written before schema v16) get their leaves first.
+            // Records older than the tree (written before schema v20) get their leaves first.
             fill_tree(db, first.content.seq - 1)?;
         }
         let mut insert = db.prepare_cached(

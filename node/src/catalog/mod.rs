@@ -236,7 +236,7 @@ pub const SCHEMA: &[&str] = &[
     include_str!("schema/catalog_schema_v13.sql"),
     include_str!("schema/catalog_schema_v14.sql"),
     include_str!("schema/catalog_schema_v15.sql"),
-    include_str!("schema/catalog_schema_v16.sql"),
+    include_str!("schema/catalog_schema_v20.sql"),
 ];
 
 /// Zone facts for tests: `xuchang/yuzhou` with the default export policy.
