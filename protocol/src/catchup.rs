@@ -21,6 +21,8 @@ pub const MAX_FETCH: usize = 16;
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
 /// Largest response accepted, bytes: a full fetch of maximal envelopes plus framing.
 pub const MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
+/// Most hashes in a consistency proof: two per level of a tree of 2^64 leaves.
+pub const MAX_PROOF_HASHES: usize = 128;
 /// Most messages in one page of a certificate topic's held messages.
 pub const MAX_CERTIFICATE_PAGE: u32 = 64;
 /// Most message bytes in one such page: a responder stops before the message that would pass
@@ -89,6 +91,14 @@ pub enum Request {
         to: String,
         /// `day`, `week` or `month`.
         period: String,
+    },
+    /// A signed tree head of `zone`'s audit log and the consistency proof from the tree of
+    /// `from` records to it (PROTOCOL.md 12.7), asked of a node of that zone.
+    TreeHead {
+        /// The zone whose head is asked for.
+        zone: ZoneId,
+        /// The size of the head the asker holds (0 for none).
+        from: u64,
     },
 }
 
@@ -184,6 +194,15 @@ pub enum Response {
     Figures {
         /// The JSON document.
         json: Blob,
+    },
+    /// Answer to [`Request::TreeHead`]: the responder's signed head of its zone's audit log,
+    /// and the consistency proof from `from` to the head's size.
+    TreeHead {
+        /// The SignedMessage of the TreeHead, at most
+        /// [`crate::tree_head::MAX_TREE_HEAD_BYTES`].
+        head: Blob,
+        /// The proof (RFC 9162 2.1.4), 32-byte hashes; at most [`MAX_PROOF_HASHES`].
+        proof: Vec<Blob>,
     },
     /// The request was understood but refused.
     Error {
@@ -333,6 +352,10 @@ mod tests {
                 listing_id: id,
                 scenario: "企业信用评价".into(),
             },
+            Request::TreeHead {
+                zone: "zhengzhou/main".parse().expect("zone"),
+                from: 41,
+            },
         ];
         for r in reqs {
             let bytes = r.to_bytes().expect("encode");
@@ -341,6 +364,12 @@ mod tests {
         let resp = Response::Inventory {
             items: vec![Item { pos: 3, id }],
             more: false,
+        };
+        let bytes = resp.to_bytes().expect("encode");
+        assert_eq!(Response::from_bytes(&bytes).expect("decode"), resp);
+        let resp = Response::TreeHead {
+            head: Blob(vec![5; 488]),
+            proof: vec![Blob(vec![1; 32]), Blob(vec![2; 32])],
         };
         let bytes = resp.to_bytes().expect("encode");
         assert_eq!(Response::from_bytes(&bytes).expect("decode"), resp);

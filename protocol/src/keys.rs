@@ -33,6 +33,8 @@ pub enum Domain {
     ApplicationDecision,
     /// A node of an origin zone listing its decisions on one listing and scenario.
     ApplicationPrecedents,
+    /// A node of a zone stating the size and root of its zone's audit log.
+    TreeHead,
 }
 
 impl Domain {
@@ -48,6 +50,7 @@ impl Domain {
             Domain::ApplicationRequest => b"xchg/v1/application-request\0",
             Domain::ApplicationDecision => b"xchg/v1/application-decision\0",
             Domain::ApplicationPrecedents => b"xchg/v1/application-precedents\0",
+            Domain::TreeHead => b"xchg/v1/tree-head\0",
         }
     }
 
@@ -365,6 +368,7 @@ mod tests {
             Domain::ApplicationRequest,
             Domain::ApplicationDecision,
             Domain::ApplicationPrecedents,
+            Domain::TreeHead,
         ];
         for a in all {
             for b in all {

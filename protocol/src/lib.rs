@@ -27,6 +27,7 @@ pub mod certificate_vectors;
 pub mod ids;
 pub mod keys;
 pub mod listing;
+pub mod merkle;
 #[cfg(feature = "openapi")]
 mod openapi;
 pub mod party;
@@ -34,6 +35,8 @@ pub mod precedents;
 pub mod precedents_vectors;
 pub mod text;
 pub mod time;
+pub mod tree_head;
+pub mod tree_head_vectors;
 pub mod vectors;
 
 pub use announcement::{

@@ -409,8 +409,9 @@ async fn refused_on(db: &Db, id: &str) -> bool {
     .is_ok_and(|n| n > 0)
 }
 
-/// Invariant 6, Audit chain: every member's chain verifies, and members at the same applied position
-/// hold the same chain.
+/// Invariant 6, Audit chain: every member's chain verifies, its Merkle tree (as stored, after any
+/// snapshot installed) has the root recomputed from its records, and members at the same
+/// applied position hold the same chain.
 pub async fn audit_chains(cluster: &Cluster) -> Check {
     let mut problems = Vec::new();
     let mut verified = 0;
@@ -436,6 +437,31 @@ pub async fn audit_chains(cluster: &Cluster) -> Check {
             };
             if let Some(seq) = xchg_node::audit::first_broken_link(&records, [0u8; 32]) {
                 problems.push(format!("{name}: the audit chain breaks at record {seq}"));
+            }
+            let size = records.len() as u64;
+            let recomputed = xchg_protocol::merkle::MemoryTree::new(
+                records.iter().map(|r| r.content.leaf_hash()),
+            )
+            .root(size);
+            let stored = match h.db.reader().await {
+                Ok(mut conn) => {
+                    let held = xchg_node::audit::tree_size(&mut conn).await;
+                    match held {
+                        Ok(held) if held == size => xchg_node::audit::root(&mut conn, size)
+                            .await
+                            .map_err(|e| e.to_string()),
+                        Ok(held) => Err(format!("the tree holds {held} leaves of {size} records")),
+                        Err(e) => Err(e.to_string()),
+                    }
+                }
+                Err(e) => Err(e.to_string()),
+            };
+            match stored {
+                Ok(root) if root == recomputed => {}
+                Ok(_) => problems.push(format!(
+                    "{name}: the stored Merkle tree's root differs from its records'"
+                )),
+                Err(e) => problems.push(format!("{name}: the Merkle tree: {e}")),
             }
             verified += records.len();
             let applied = digest(&h.db).await.map(|d| d.0).unwrap_or_default();

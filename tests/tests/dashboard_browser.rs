@@ -590,6 +590,20 @@ async fn a_listing_from_xuchang_is_found_and_traced_in_zhengzhous_dashboard() ->
             &["暂无场景申请"],
         )
         .await?;
+        shows(
+            &session,
+            "Xuchang's signed audit tree head, held and consistent",
+            "heads",
+            &[XUCHANG, "一致"],
+        )
+        .await?;
+        shows(
+            &session,
+            "the heads' count",
+            "heads-count",
+            &["1 个区，0 个被标记"],
+        )
+        .await?;
         follow_the_authorisation(&session, &origin, &id, &number).await?;
         supervise(&session, complaint).await
     }

@@ -32,7 +32,7 @@ const NOT_SENT: [(&str, &str); 1] = [(
 )];
 
 /// Refusals that no schema can prevent, by operation: `(operation, status, field)`.
-const SEMANTIC_REFUSALS: [(&str, u16, &str); 7] = [
+const SEMANTIC_REFUSALS: [(&str, u16, &str); 11] = [
     // A revocation must be signed by the exchange's root key, which a generator does not hold.
     ("revoke_key", 400, "envelope"),
     // A credit code's 18th character is a check character over the other 17, which no
@@ -47,6 +47,12 @@ const SEMANTIC_REFUSALS: [(&str, u16, &str); 7] = [
     ("supervision_stats", 400, "to"),
     ("supervision_federation", 400, "from"),
     ("supervision_federation", 400, "to"),
+    // A tree size beyond the log's, a leaf index not below the size, an older size above the
+    // newer: rules between the parameters and the log's size, which no schema states.
+    ("get_audit_inclusion_proof", 400, "size"),
+    ("get_audit_inclusion_proof", 400, "index"),
+    ("get_audit_consistency_proof", 400, "to"),
+    ("get_audit_consistency_proof", 400, "from"),
 ];
 
 /// The JSON Schema keywords the generator honours.

@@ -63,6 +63,10 @@ pub struct Overview {
     pub gossip: Vec<GossipLink>,
     /// Gossip peers that proved nothing: shown as they declare themselves, never asked.
     pub unverified: Vec<UnverifiedPeer>,
+    /// The signed audit tree head this node holds of each other zone it watches (PROTOCOL.md
+    /// 12.7), by zone id: `consistent` false for a zone caught rewriting its history, with the
+    /// `problem` and the `evidence` (the contradicting signed head and its proof).
+    pub audit_heads: Vec<crate::federation::heads::ZoneHead>,
     /// When the view was assembled.
     pub at: Timestamp,
 }
@@ -571,6 +575,7 @@ pub fn assemble(
         exchanges,
         gossip: links,
         unverified,
+        audit_heads: Vec::new(),
         at,
     }
 }
@@ -658,13 +663,15 @@ pub async fn overview(
         .buffer_unordered(PROBE_CONCURRENCY)
         .collect::<Vec<_>>()
         .await;
-    Ok(Json(assemble(
+    let mut overview = assemble(
         config,
         probes,
         found.links,
         found.unverified,
         state.clock.now(),
-    )))
+    );
+    overview.audit_heads = state.federation.zone_heads();
+    Ok(Json(overview))
 }
 
 /// Default window of `/v1/federation/flows`, minutes.

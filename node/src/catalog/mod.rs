@@ -246,6 +246,7 @@ pub const SCHEMA: &[&str] = &[
     include_str!("schema/catalog_schema_v17.sql"),
     include_str!("schema/catalog_schema_v18.sql"),
     include_str!("schema/catalog_schema_v19.sql"),
+    include_str!("schema/catalog_schema_v20.sql"),
 ];
 
 /// Zone facts for tests: `xuchang/yuzhou` with the default export policy.

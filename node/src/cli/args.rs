@@ -53,6 +53,34 @@ pub enum Command {
     /// Registration certificates: verify one offline.
     #[command(subcommand)]
     Certificate(CertificateCommand),
+    /// The audit log: verify it against its signed tree head.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+/// `xchg audit …`.
+#[derive(Subcommand)]
+pub enum AuditCommand {
+    /// Check the whole audit log against the zone's signed tree head (PROTOCOL.md 12): the
+    /// head's signature and delegation, every record's chain link and hash, the leaves and the
+    /// root; exits 1 naming the first record (seq and field) that does not match.
+    Verify(AuditVerifyArgs),
+}
+
+/// `xchg audit verify`.
+#[derive(clap::Args)]
+pub struct AuditVerifyArgs {
+    /// The node to ask, and a regulator's or admin's token (which reads the records).
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Check a stopped node's data directory offline instead, against the last head that node
+    /// signed (`audit-head.cbor`) and its Merkle tree.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// The exchange's root public key (base64, as in node configs, or 64 hex digits) [default:
+    /// the one the head's delegation names, which only shows the head is self-consistent].
+    #[arg(long)]
+    pub root_key: Option<String>,
 }
 
 /// `xchg certificate …`.

@@ -17,6 +17,7 @@ macro_rules! outln {
 
 pub mod application;
 pub mod args;
+pub mod audit;
 pub mod bench;
 pub mod bench_federation;
 pub mod certificate;
@@ -32,7 +33,7 @@ pub mod up;
 use std::process::ExitCode;
 
 use args::{
-    ApplicationCommand, BenchCommand, CertificateCommand, Command, ConfigCommand,
+    ApplicationCommand, AuditCommand, BenchCommand, CertificateCommand, Command, ConfigCommand,
     FederationCommand, ListingCommand, TokenCommand,
 };
 
@@ -83,6 +84,7 @@ pub fn execute(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Application(ApplicationCommand::List(args)) => block_on(application::list(args)),
         Command::Certificate(CertificateCommand::Verify(args)) => certificate::verify(args),
+        Command::Audit(AuditCommand::Verify(args)) => audit::verify(args),
         Command::Federation(FederationCommand::Revoke(args)) => federation::revoke(args),
         Command::Config(ConfigCommand::Generate(args)) => config::generate(args),
         Command::Config(ConfigCommand::AddNode(args)) => config::add_node(args),

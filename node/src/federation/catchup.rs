@@ -940,6 +940,12 @@ impl Catchup {
                 });
                 return;
             }
+            // Answered by `super::heads` from the replica.
+            Ok(Request::TreeHead { zone, from }) => {
+                self.serving += 1;
+                out.push(Output::AnswerTreeHead { reply, zone, from });
+                return;
+            }
             // Answered by `super::across`: verified, recorded through Raft, or passed on to
             // its origin zone.
             Ok(Request::Application { request }) => {
@@ -1105,7 +1111,8 @@ mod tests {
                 Request::Identity {}
                 | Request::Application { .. }
                 | Request::Precedents { .. }
-                | Request::Figures { .. } => Response::Error {
+                | Request::Figures { .. }
+                | Request::TreeHead { .. } => Response::Error {
                     message: "not asked in these tests".into(),
                 },
             }

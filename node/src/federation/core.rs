@@ -427,6 +427,24 @@ pub enum Output {
         /// The period, as asked.
         period: String,
     },
+    /// A valid signed tree head of `zone` was heard on a tree-head topic (PROTOCOL.md 12.7):
+    /// check it against the one held if it is larger.
+    HeadHeard {
+        /// The zone.
+        zone: xchg_protocol::ZoneId,
+        /// The head's size.
+        size: u64,
+    },
+    /// Answer a question for the zone's signed tree head and a consistency proof
+    /// (PROTOCOL.md 12.7), then send [`Input::Served`].
+    AnswerTreeHead {
+        /// The request's reply.
+        reply: Reply,
+        /// The zone asked about.
+        zone: xchg_protocol::ZoneId,
+        /// The size of the head the asker holds.
+        from: u64,
+    },
     /// Answer a forwarded application (PROTOCOL.md 11.7), then send [`Input::Served`].
     AnswerApplication {
         /// The request's reply.
@@ -569,6 +587,18 @@ impl Core {
                 data,
             } => {
                 let from = message.source.clone();
+                if let Some(exchange) = crate::gossip::exchange_of_tree_head_topic(&topic) {
+                    let heard = super::heads::heard(&data, exchange, &shared.trust, now);
+                    let verdict = match heard {
+                        Some((zone, size)) => {
+                            out.push(Output::HeadHeard { zone, size });
+                            Verdict::Accept
+                        }
+                        None => Verdict::Reject,
+                    };
+                    out.push(Output::Report { message, verdict });
+                    return;
+                }
                 if let Some(exchange) = exchange_of_certificate_topic(&topic).map(str::to_owned) {
                     let leading = shared.leading;
                     let certified = certify::judge(&data, &exchange, &from, &shared.settings, now);

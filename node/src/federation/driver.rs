@@ -99,6 +99,8 @@ pub struct Federation {
     pub(super) trust: RwLock<TrustStore>,
     /// The node key, which signs this zone's application messages (PROTOCOL.md 11).
     pub(super) key: Keypair,
+    /// The tree heads held of other zones (PROTOCOL.md 12.7).
+    pub(super) heads: super::heads::Held,
     commands: mpsc::UnboundedSender<Command>,
 }
 
@@ -123,7 +125,9 @@ impl Federation {
         tracing::debug!(seed, "federation core seeded");
         let settings = Settings::of(&config, key.clone(), tuning);
         let (commands, inbox) = mpsc::unbounded_channel();
+        let heads = super::heads::Held::load(&config.node.data_dir);
         let handle = Arc::new(Federation {
+            heads,
             trust: RwLock::new(settings.roots.clone()),
             config,
             net,
@@ -155,8 +159,8 @@ impl Federation {
         (handle, driver)
     }
 
-    /// The topics this node subscribes to: the announcement and certificate topics of its own
-    /// exchange and of each agreement partner.
+    /// The topics this node subscribes to: the announcement, certificate and tree-head topics
+    /// of its own exchange and of each agreement partner.
     pub fn topics(&self) -> Vec<String> {
         let exchanges = || {
             std::iter::once(self.config.exchange.id.as_str())
@@ -165,6 +169,7 @@ impl Federation {
         exchanges()
             .map(topic_of)
             .chain(exchanges().map(certificate_topic_of))
+            .chain(exchanges().map(crate::gossip::tree_head_topic_of))
             .collect()
     }
 
@@ -319,6 +324,11 @@ impl Driver {
             self.proposer.clone(),
             stop.clone(),
         ));
+        let watching = tokio::spawn(
+            self.handle
+                .clone()
+                .heads_loop(self.db.clone(), stop.clone()),
+        );
         self.refresh().await;
         self.feed(Input::Start);
         let outbox = self.signals.outbox.clone();
@@ -347,6 +357,7 @@ impl Driver {
         self.tasks.shutdown().await;
         let _ = identities.await;
         let _ = forwarding.await;
+        let _ = watching.await;
     }
 
     /// Tells the core of a new revocation epoch (reading the revoked keys) or a change of
@@ -500,6 +511,23 @@ impl Driver {
                         period: &period,
                     };
                     let response = handle.answer_figures(&db, &peer, &asked).await;
+                    let _ = asker.send(response.to_bytes().unwrap_or_default());
+                    Input::Served { reply }
+                });
+            }
+            Output::HeadHeard { zone, size } => {
+                if handle.wants_check(&zone, size) {
+                    let handle = handle.clone();
+                    tokio::spawn(async move { handle.check_zone(&zone).await });
+                }
+            }
+            Output::AnswerTreeHead { reply, zone, from } => {
+                let Some((_, asker)) = self.answering.remove(&reply) else {
+                    return;
+                };
+                let (handle, db) = (handle.clone(), self.db.clone());
+                self.tasks.spawn(async move {
+                    let response = handle.answer_tree_head(&db, &zone, from).await;
                     let _ = asker.send(response.to_bytes().unwrap_or_default());
                     Input::Served { reply }
                 });

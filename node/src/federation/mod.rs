@@ -20,6 +20,8 @@
 //! - [`identity`]: what a gossip peer proves to be (membership, or a delegation of its key).
 //! - [`limits`]: how many agreement refusals are recorded per signer and peer.
 //! - [`verdicts`]: why each verdict was given, and the journal an operator reads.
+//! - [`heads`]: other zones' signed audit tree heads, each checked consistent with the last
+//!   held (PROTOCOL.md 12.7).
 //! - [`across`]: applications across exchanges (PROTOCOL.md 11.7): the origin's answer to a
 //!   forwarded request, and the leader forwarding its zone's, with the backoff schedule.
 //!
@@ -33,6 +35,7 @@ mod certify;
 pub mod core;
 pub mod driver;
 pub mod figures;
+pub mod heads;
 pub mod identity;
 pub mod judge;
 pub mod limits;

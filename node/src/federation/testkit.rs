@@ -95,6 +95,18 @@ impl Kit {
         Kit::with_partner_root(self.partner_root.clone(), key(100 + i))
     }
 
+    /// A signed tree head of the partner's zone `zhengzhou/main` (PROTOCOL.md 12.3).
+    pub fn partner_head(&self, size: u64, root_hash: [u8; 32], at: Timestamp) -> Vec<u8> {
+        let head = xchg_protocol::tree_head::TreeHead {
+            zone: zone("zhengzhou/main"),
+            size,
+            root_hash,
+            timestamp: at,
+        };
+        xchg_protocol::tree_head::sign(&head, &self.partner_node, self.partner_delegation.clone())
+            .to_bytes()
+    }
+
     /// A partner side whose root this node does not trust.
     pub fn stranger() -> Kit {
         Kit::with_partner_root(key(99), key(98))

@@ -64,6 +64,17 @@ pub fn exchange_of_certificate_topic(topic: &str) -> Option<&str> {
     topic.strip_prefix("xchg/v1/certificates/")
 }
 
+/// The tree-head topic of an exchange (PROTOCOL.md 12.7): its zones' leaders publish their
+/// signed audit tree heads there.
+pub fn tree_head_topic_of(exchange: &str) -> String {
+    format!("xchg/v1/tree-heads/{exchange}")
+}
+
+/// The exchange whose tree-head topic `topic` is, if it is one.
+pub fn exchange_of_tree_head_topic(topic: &str) -> Option<&str> {
+    topic.strip_prefix("xchg/v1/tree-heads/")
+}
+
 /// A peer, by its libp2p peer id in text form (base58; derived from its ed25519 key as in
 /// PROTOCOL.md 2.9, so the in-process network uses the same names).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]

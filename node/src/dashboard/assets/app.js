@@ -5,9 +5,9 @@ import { getToken, setToken, takeTokenFromFragment, get, query } from "./api.js"
 import { createApplications } from "./applications.js";
 import { createAudit } from "./audit.js";
 import { createCatalog } from "./catalog.js";
-import { byId, debounce, h, put } from "./dom.js";
+import { badge, byId, debounce, h, put, short } from "./dom.js";
 import { invalidateFlows, renderFlows } from "./flows.js";
-import { applyStatic, fmtTime, getLang, onLangChange, setLang, t } from "./i18n.js";
+import { applyStatic, fmtNum, fmtTime, getLang, onLangChange, setLang, t } from "./i18n.js";
 import { invalidateMap, renderLegend, renderMap } from "./map.js";
 import { createTrades } from "./trades.js";
 import { createSupervision } from "./supervision.js";
@@ -92,8 +92,37 @@ function renderWhoami() {
     h("code", {}, o.self.node), " · ", t("subtitle"));
 }
 
+/** The signed audit tree heads this node holds of other zones, a flagged zone first. */
+function renderHeads() {
+  const el = byId("heads");
+  const heads = [...(ctx.overview?.audit_heads ?? [])].sort((a, b) => Number(a.consistent) - Number(b.consistent));
+  if (!ctx.overview) {
+    put(byId("heads-count"));
+    put(el);
+    return;
+  }
+  const bad = heads.filter((x) => !x.consistent).length;
+  put(byId("heads-count"), heads.length ? t("heads.count", { n: fmtNum(heads.length), bad: fmtNum(bad) }) : "");
+  if (!heads.length) {
+    put(el, h("p", { class: "muted" }, t("heads.empty")));
+    return;
+  }
+  const head = ["zone", "size", "root", "signed", "checked", "state"].map((c) => h("th", {}, t(`heads.${c}`)));
+  const body = heads.map((x) => h("tr", { class: x.consistent ? "" : "refused" },
+    h("td", {}, ctx.zoneName(x.zone), h("span", { class: "muted small" }, ` ${x.zone}`)),
+    h("td", { class: "num" }, fmtNum(x.size)),
+    h("td", { class: "mono", title: x.root_hash }, short(x.root_hash, 12, 6)),
+    h("td", { class: "nowrap" }, fmtTime(x.timestamp)),
+    h("td", { class: "nowrap" }, fmtTime(x.checked_at)),
+    h("td", { title: x.problem ?? "" },
+      x.consistent ? badge(t("heads.consistent"), "good") : badge(t("heads.rewritten"), "bad"),
+      x.consistent ? null : h("span", { class: "muted small" }, ` ${x.problem ?? ""}`))));
+  put(el, h("table", { class: "audit" }, h("thead", {}, h("tr", {}, head)), h("tbody", {}, body)));
+}
+
 function renderAll() {
   renderWhoami();
+  renderHeads();
   const waiting = getToken() ? t("map.waiting") : t("token.needed");
   renderMap(byId("map"), byId("map-summary"), ctx.overview, ctx.flows, waiting);
   renderFlows(flowEls, ctx.flows, ctx.zoneName);

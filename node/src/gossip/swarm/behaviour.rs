@@ -12,7 +12,10 @@ use libp2p::{connection_limits, identify, identity, ping, request_response};
 use sha2::{Digest as _, Sha256};
 
 use super::codec::{CATCHUP_PROTOCOL, FrameCodec};
-use crate::gossip::{MAX_TRANSMIT_BYTES, exchange_of_certificate_topic, exchange_of_topic};
+use crate::gossip::{
+    MAX_TRANSMIT_BYTES, exchange_of_certificate_topic, exchange_of_topic,
+    exchange_of_tree_head_topic,
+};
 
 /// identify `protocolVersion` (PROTOCOL.md 7.1).
 pub(crate) const IDENTIFY_PROTOCOL_VERSION: &str = "xchg/1";
@@ -137,7 +140,7 @@ pub(crate) struct Behaviour {
     pub(crate) catchup: request_response::Behaviour<FrameCodec>,
 }
 
-/// Only xchg announcement and certificate topics, and a bounded number of them per peer: a peer announcing
+/// Only xchg announcement, certificate and tree-head topics, and a bounded number of them per peer: a peer announcing
 /// thousands of junk subscriptions must not grow our state.
 pub(crate) type TopicFilter =
     MaxCountSubscriptionFilter<CallbackSubscriptionFilter<fn(&TopicHash) -> bool>>;
@@ -145,6 +148,7 @@ pub(crate) type TopicFilter =
 fn is_announcement_topic(topic: &TopicHash) -> bool {
     exchange_of_topic(topic.as_str()).is_some()
         || exchange_of_certificate_topic(topic.as_str()).is_some()
+        || exchange_of_tree_head_topic(topic.as_str()).is_some()
 }
 
 impl Behaviour {

@@ -1,0 +1,414 @@
+//! `xchg audit verify`: checks a zone's whole audit log against a signed tree head
+//! (PROTOCOL.md 12), from a running node's API (`--node`, `--token`: a regulator's or admin's,
+//! which reads the records) or offline from a stopped node's data directory (`--data-dir`,
+//! against the last head that node signed, kept in `audit-head.cbor`).
+//!
+//! The checks: the head's signature and its signer's delegation; then every record in order:
+//! its seq, its `prev_hash` (the previous record's `hash`), its `hash` (SHA-256 of its fields'
+//! canonical CBOR), and offline its leaf hash as the node's Merkle tree stores it; then the
+//! root of the first `size` leaves, recomputed from the records, against the head's. The first
+//! record that does not match is named with the field found wrong; exit status 1.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context as _, bail};
+use xchg_protocol::application::SignedMessage;
+use xchg_protocol::merkle::{Hash, MemoryTree};
+use xchg_protocol::tree_head::{self, TreeHead};
+use xchg_protocol::{PublicKey, Timestamp, TrustStore};
+
+use super::args::AuditVerifyArgs;
+use xchg_node::audit::{AuditContent, AuditRecord};
+
+/// Records asked for per page (the API's largest page).
+const PAGE: u32 = 1000;
+
+/// The first disagreement found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mismatch {
+    /// The record's seq, when one record is to blame.
+    pub seq: Option<u64>,
+    /// The field found wrong (`seq`, `prev_hash`, `hash`, `leaf_hash`, `root_hash`, `size`).
+    pub field: &'static str,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl std::fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.seq {
+            Some(seq) => write!(f, "record {seq}, field {}: {}", self.field, self.message),
+            None => write!(f, "field {}: {}", self.field, self.message),
+        }
+    }
+}
+
+/// Checks records one at a time against the chain and builds the tree from them.
+pub struct Checker {
+    tree: MemoryTree,
+    prev: Hash,
+    next_seq: u64,
+}
+
+impl Default for Checker {
+    fn default() -> Self {
+        Checker {
+            tree: MemoryTree::default(),
+            prev: [0; 32],
+            next_seq: 1,
+        }
+    }
+}
+
+impl Checker {
+    /// Records checked so far.
+    pub fn size(&self) -> u64 {
+        self.tree.size()
+    }
+
+    /// Checks the next record; `stored_leaf` is the leaf hash the node's tree holds for it,
+    /// when known.
+    ///
+    /// # Errors
+    /// The record's first wrong field.
+    pub fn push(&mut self, r: &AuditRecord, stored_leaf: Option<Hash>) -> Result<(), Mismatch> {
+        let c = &r.content;
+        let at = |field, message: String| Mismatch {
+            seq: Some(c.seq),
+            field,
+            message,
+        };
+        if c.seq != self.next_seq {
+            return Err(at(
+                "seq",
+                format!(
+                    "expected record {} here: a record is missing or moved",
+                    self.next_seq
+                ),
+            ));
+        }
+        if c.prev_hash != self.prev {
+            return Err(at(
+                "prev_hash",
+                format!(
+                    "{} is not the hash of the record before, {}",
+                    hex::encode(c.prev_hash),
+                    hex::encode(self.prev)
+                ),
+            ));
+        }
+        let computed = c.hash();
+        if computed != r.hash {
+            return Err(at(
+                "hash",
+                format!(
+                    "the record's fields (at {}, actor {:?}, role {:?}, action {:?}, object \
+                     {:?}, result {:?}) hash to {}, not to its stored hash {}: a field was \
+                     changed after the record was written",
+                    c.at.0,
+                    c.actor,
+                    c.role,
+                    c.action,
+                    c.object_id,
+                    c.result,
+                    hex::encode(computed),
+                    hex::encode(r.hash)
+                ),
+            ));
+        }
+        let leaf = c.leaf_hash();
+        if let Some(stored) = stored_leaf
+            && stored != leaf
+        {
+            return Err(at(
+                "leaf_hash",
+                format!(
+                    "the Merkle tree holds leaf {} for it, its fields give {}",
+                    hex::encode(stored),
+                    hex::encode(leaf)
+                ),
+            ));
+        }
+        self.tree.push(leaf);
+        self.prev = r.hash;
+        self.next_seq += 1;
+        Ok(())
+    }
+
+    /// Checks the records seen against `head`: at least `size` of them, and the root of the
+    /// first `size` the head's.
+    ///
+    /// # Errors
+    /// What disagrees.
+    pub fn finish(&self, head: &TreeHead) -> Result<(), Mismatch> {
+        if self.size() < head.size {
+            return Err(Mismatch {
+                seq: Some(self.size() + 1),
+                field: "size",
+                message: format!(
+                    "the head signs {} records, the log has {}: records were removed",
+                    head.size,
+                    self.size()
+                ),
+            });
+        }
+        let root = self.tree.root(head.size);
+        if root != head.root_hash {
+            return Err(Mismatch {
+                seq: None,
+                field: "root_hash",
+                message: format!(
+                    "the first {} records give root {}, the signed head says {}: the log was \
+                     rewritten after the head was signed",
+                    head.size,
+                    hex::encode(root),
+                    hex::encode(head.root_hash)
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Verifies a signed head's signature and delegation, trusting `root_key` (or, without one,
+/// the root key its delegation names, said so).
+///
+/// # Errors
+/// The head does not verify.
+pub fn verify_head(bytes: &[u8], root_key: Option<&str>) -> anyhow::Result<TreeHead> {
+    let limits = tree_head::limits();
+    let signed = SignedMessage::from_bytes(bytes, &limits).context("the head does not decode")?;
+    let claimed: TreeHead = xchg_protocol::canonical::from_canonical(&signed.body, &limits)
+        .context("the head's body does not decode")?;
+    let root = match root_key {
+        Some(k) => PublicKey::from_base64(k)
+            .or_else(|_| k.parse())
+            .map_err(|_| {
+                anyhow::anyhow!("--root-key: not a public key: base64 or 64 hex digits")
+            })?,
+        None => {
+            let named = signed.delegation.root_key;
+            outln!(
+                "note: trusting the root key the head's delegation names, {named}; pass \
+                 --root-key to check it against the exchange's"
+            );
+            named
+        }
+    };
+    let mut trust = TrustStore::default();
+    trust.trust(signed.delegation.delegation.exchange.clone(), root);
+    let verified = tree_head::verify(bytes, &claimed.zone, &trust, Timestamp::now(), &limits)
+        .map_err(|e| anyhow::anyhow!("the signed head does not verify: {} ({e})", e.kind()))?;
+    outln!(
+        "signed head: zone {}, {} records, root {}, signed at {} by {}: signature and delegation \
+         valid",
+        verified.body.zone,
+        verified.body.size,
+        hex::encode(verified.body.root_hash),
+        verified.body.timestamp,
+        verified.signer
+    );
+    Ok(verified.body)
+}
+
+fn report(checker: &Checker, result: Result<(), Mismatch>) -> ExitCode {
+    match result {
+        Ok(()) => {
+            outln!(
+                "ok: {} records: every chain link, record hash and leaf checks, and the root \
+                 matches the signed head",
+                checker.size()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(m) => {
+            eprintln!("tampered: {m}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `xchg audit verify`.
+///
+/// # Errors
+/// The node or the files cannot be read, or the head does not verify.
+pub fn verify(args: AuditVerifyArgs) -> anyhow::Result<ExitCode> {
+    match args.data_dir.clone() {
+        Some(dir) => offline(&dir, args.root_key.as_deref()),
+        None => super::block_on(online(args)),
+    }
+}
+
+async fn online(args: AuditVerifyArgs) -> anyhow::Result<ExitCode> {
+    let root_key = args.root_key.clone();
+    let t = args.target.into_target()?;
+    let head = t.call(reqwest::Method::GET, "/v1/audit/head", None).await?;
+    let bytes = hex::decode(head["signed_head"].as_str().unwrap_or_default())
+        .context("the head's signed_head is not hex")?;
+    let head = verify_head(&bytes, root_key.as_deref())?;
+    let mut checker = Checker::default();
+    loop {
+        let from = checker.size() + 1;
+        let page = t
+            .call(
+                reqwest::Method::GET,
+                &format!("/v1/audit?from={from}&limit={PAGE}"),
+                None,
+            )
+            .await?;
+        let items: Vec<AuditRecord> = serde_json::from_value(page["items"].clone())
+            .context("the audit page is not a list of records")?;
+        if items.is_empty() {
+            break;
+        }
+        for r in &items {
+            if let Err(m) = checker.push(r, None) {
+                return Ok(report(&checker, Err(m)));
+            }
+        }
+        if checker.size() >= head.size && (items.len() as u32) < PAGE {
+            break;
+        }
+    }
+    let result = checker.finish(&head);
+    Ok(report(&checker, result))
+}
+
+fn offline(dir: &Path, root_key: Option<&str>) -> anyhow::Result<ExitCode> {
+    let catalog: PathBuf = dir.join(xchg_node::store::CATALOG_FILE);
+    if !catalog.exists() {
+        bail!(
+            "{}: no catalog here; is it a node's data directory?",
+            catalog.display()
+        );
+    }
+    let db = rusqlite::Connection::open_with_flags(
+        &catalog,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .with_context(|| format!("cannot open {}", catalog.display()))?;
+    let head_file = dir.join(xchg_node::audit::HEAD_FILE);
+    let head = match std::fs::read(&head_file) {
+        Ok(bytes) => Some(verify_head(&bytes, root_key)?),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            outln!(
+                "note: no signed head kept in {} (the node never served one): checking the \
+                 chain and its tree only",
+                head_file.display()
+            );
+            None
+        }
+        Err(e) => return Err(e).context(format!("cannot read {}", head_file.display())),
+    };
+    let mut rows = db.prepare(
+        "SELECT a.seq, a.raft_index, a.at, a.actor, a.role, a.action, a.object_id, a.result, \
+         a.prev_hash, a.hash, t.hash FROM audit a \
+         LEFT JOIN audit_tree t ON t.level = 0 AND t.idx = a.seq - 1 ORDER BY a.seq",
+    )?;
+    let mut records = rows.query([])?;
+    let mut checker = Checker::default();
+    let hash = |v: Vec<u8>| -> Hash { v.try_into().unwrap_or([0xff; 32]) };
+    while let Some(r) = records.next()? {
+        let record = AuditRecord {
+            content: AuditContent {
+                seq: r.get::<_, i64>(0)? as u64,
+                raft_index: r.get::<_, i64>(1)? as u64,
+                at: Timestamp(r.get::<_, i64>(2)? as u64),
+                actor: r.get(3)?,
+                role: r.get(4)?,
+                action: r.get(5)?,
+                object_id: r.get(6)?,
+                result: r.get(7)?,
+                prev_hash: hash(r.get(8)?),
+            },
+            hash: hash(r.get(9)?),
+        };
+        let stored: Option<Vec<u8>> = r.get(10)?;
+        if let Err(m) = checker.push(&record, stored.map(hash)) {
+            return Ok(report(&checker, Err(m)));
+        }
+    }
+    let result = match &head {
+        Some(h) => checker.finish(h),
+        None => Ok(()),
+    };
+    Ok(report(&checker, result))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chain(n: u64) -> Vec<AuditRecord> {
+        let mut prev = [0u8; 32];
+        (1..=n)
+            .map(|seq| {
+                let content = AuditContent {
+                    seq,
+                    raft_index: seq + 2,
+                    at: Timestamp(1_000 + seq),
+                    actor: "admin".into(),
+                    role: "admin".into(),
+                    action: "submit_listing".into(),
+                    object_id: format!("o{seq}"),
+                    result: "ok".into(),
+                    prev_hash: prev,
+                };
+                let hash = content.hash();
+                prev = hash;
+                AuditRecord { content, hash }
+            })
+            .collect()
+    }
+
+    fn head_of(records: &[AuditRecord], size: u64) -> TreeHead {
+        let tree = MemoryTree::new(records.iter().map(|r| r.content.leaf_hash()));
+        TreeHead {
+            zone: "xuchang/yuzhou".parse().expect("zone"),
+            size,
+            root_hash: tree.root(size),
+            timestamp: Timestamp(5),
+        }
+    }
+
+    fn check(records: &[AuditRecord], head: &TreeHead) -> Result<(), Mismatch> {
+        let mut c = Checker::default();
+        for r in records {
+            c.push(r, None)?;
+        }
+        c.finish(head)
+    }
+
+    #[test]
+    fn a_changed_field_a_removed_record_and_a_rewritten_log_are_each_named() {
+        let records = chain(9);
+        let head = head_of(&records, 8);
+        assert_eq!(check(&records, &head), Ok(()));
+
+        let mut changed = records.clone();
+        changed[4].content.result = "refused:forbidden: no".into();
+        let e = check(&changed, &head).expect_err("caught");
+        assert_eq!((e.seq, e.field), (Some(5), "hash"));
+
+        let mut removed = records.clone();
+        removed.remove(3);
+        let e = check(&removed, &head).expect_err("caught");
+        assert_eq!((e.seq, e.field), (Some(5), "seq"));
+
+        let e = check(&records[..6], &head).expect_err("caught");
+        assert_eq!((e.seq, e.field), (Some(7), "size"));
+
+        // Every hash recomputed after the change: the chain holds, the signed root does not.
+        let mut rewritten = chain(9);
+        rewritten[2].content.actor = "someone else".into();
+        let mut prev = [0u8; 32];
+        for r in &mut rewritten {
+            r.content.prev_hash = prev;
+            r.hash = r.content.hash();
+            prev = r.hash;
+        }
+        let e = check(&rewritten, &head).expect_err("caught");
+        assert_eq!((e.seq, e.field), (None, "root_hash"));
+    }
+}
