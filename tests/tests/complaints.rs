@@ -129,9 +129,16 @@ async fn the_regulator_reads_its_zone_and_takes_a_complaint_from_filing_to_resol
         404,
         "not_found",
     )?;
+    // An order is named by its number; this zone has none yet.
     let order = json!({"target": {"kind": "order", "id": "1"}, "text": "订单"});
-    let (s, _) = zone.post(0, "/v1/complaints", &t.buyer, &order).await?;
-    ensure!(s == 400, "no order kind yet: {s}");
+    refused(
+        &zone.post(0, "/v1/complaints", &t.buyer, &order).await?,
+        404,
+        "not_found",
+    )?;
+    let unknown = json!({"target": {"kind": "contract", "id": "1"}, "text": "合同"});
+    let (s, _) = zone.post(0, "/v1/complaints", &t.buyer, &unknown).await?;
+    ensure!(s == 400, "an unknown kind: {s}");
     let blank = json!({"target": {"kind": "party", "id": provider}, "text": "   "});
     refused(
         &zone.post(0, "/v1/complaints", &t.buyer, &blank).await?,

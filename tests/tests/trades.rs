@@ -344,6 +344,53 @@ async fn an_order_is_placed_confirmed_delivered_settled_disputed_and_reversed_ac
         let results = audit_results(&zone, 0, action).await?;
         ensure!(results.iter().any(|r| r == "ok"), "{action}: {results:?}");
     }
+
+    // The regulator's figures count the trade today: one order placed, confirmed, delivered
+    // twice, settled, disputed and reversed, 100.00 CNY settled and 100.00 reversed.
+    let today = xchg_protocol::Timestamp::now().to_string();
+    let day = &today[..10];
+    let (status, stats) = zone
+        .get(
+            1,
+            &format!("/v1/supervision/stats?period=day&from={day}&to={day}"),
+            Some(&t.regulator),
+        )
+        .await?;
+    ensure!(status == 200, "stats: {status} {stats}");
+    let figures = &stats["periods"][0]["orders"];
+    ensure!(
+        *figures
+            == json!({
+                "placed": 1, "confirmed": 1, "deliveries": 2, "settled": 1, "disputed": 1,
+                "reversed": 1, "settled_amounts": {"CNY": "100.00"},
+                "reversed_amounts": {"CNY": "100.00"},
+            }),
+        "the day's order figures: {figures}"
+    );
+    // A complaint names the order by its number; one that names no order is 404.
+    let complaint =
+        |order: String| json!({"target": {"kind": "order", "id": order}, "text": "对账单有误"});
+    let (status, filed) = zone
+        .post(2, "/v1/complaints", &t.buyer, &complaint(id.to_string()))
+        .await?;
+    ensure!(
+        status == 201,
+        "a complaint against the order: {status} {filed}"
+    );
+    refused(
+        &zone
+            .post(0, "/v1/complaints", &t.buyer, &complaint("987654".into()))
+            .await?,
+        404,
+        "not_found",
+    )?;
+    refused(
+        &zone
+            .post(0, "/v1/complaints", &t.buyer, &complaint("07".into()))
+            .await?,
+        400,
+        "invalid_field",
+    )?;
     Ok(())
 }
 

@@ -83,7 +83,7 @@ pub struct ComplaintWrite {
             a party id (for `party`); a `text` that is empty, over 4000 characters or against \
             the text rule; a `category` that is empty, over 64 characters or against the text \
             rule (`invalid_field` naming it)", body = ErrorBody),
-        (status = 404, description = "`not_found`: no such listing or party in this zone \
+        (status = 404, description = "`not_found`: no such listing, party or order in this zone \
             (recorded in the audit chain)", body = ErrorBody),
         (status = 503, description = "`complaints_full`: the complainant has 100 complaints \
             open; or no Raft leader answered in time", body = ErrorBody),
@@ -265,7 +265,7 @@ pub async fn list(
             TargetKind::parse(s).ok_or_else(|| {
                 ApiError::invalid_field(
                     "target_kind",
-                    format!("unknown target kind {s:.40?}; expected listing or party"),
+                    format!("unknown target kind {s:.40?}; expected listing, party or order"),
                 )
             })
         })

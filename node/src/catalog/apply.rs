@@ -19,7 +19,8 @@ use super::{
 };
 use crate::audit;
 use crate::catalog::{
-    across, applications, certified, complaints, demands, federation, parties, registrations, trades,
+    across, applications, certified, complaints, demands, federation, parties, registrations,
+    trades,
 };
 use crate::sqlite::unencodable;
 

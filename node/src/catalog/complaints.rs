@@ -6,8 +6,7 @@
 //! suspension lifted again. The SQL is in [`super::tables::complaints`].
 //!
 //! A complaint's target is a [`TargetKind`]: every kind names what it must exist as in the
-//! zone ([`target_exists`]). Orders are not a kind yet; when they exist, `TargetKind::Order`
-//! and its arm in [`target_exists`] are the whole change here.
+//! zone ([`target_exists`]): a listing, a party, or an order.
 
 use serde::{Deserialize, Serialize};
 use sqlx::SqliteConnection;
@@ -38,6 +37,8 @@ pub enum TargetKind {
     Listing,
     /// A party of the zone's registry (or a founding party): `id` is its party id.
     Party,
+    /// An order of the zone (交易): `id` is its number.
+    Order,
 }
 
 impl TargetKind {
@@ -46,6 +47,7 @@ impl TargetKind {
         match self {
             TargetKind::Listing => "listing",
             TargetKind::Party => "party",
+            TargetKind::Order => "order",
         }
     }
 
@@ -54,6 +56,7 @@ impl TargetKind {
         Some(match s {
             "listing" => TargetKind::Listing,
             "party" => TargetKind::Party,
+            "order" => TargetKind::Order,
             _ => return None,
         })
     }
@@ -240,7 +243,19 @@ pub fn target_exists(
     Ok(match target.kind {
         TargetKind::Listing => listings::current(db, &target.id)?.is_some(),
         TargetKind::Party => parties::standing_on(db, &zone.founding, &target.id)?.is_some(),
+        TargetKind::Order => match order_number(&target.id) {
+            Some(n) => super::tables::trades::order_row(db, n)?.is_some(),
+            None => false,
+        },
     })
+}
+
+/// The number an order target names: 1 to 18 decimal digits without a leading zero.
+fn order_number(id: &str) -> Option<u64> {
+    let digits = (1..=18).contains(&id.len())
+        && id.bytes().all(|b| b.is_ascii_digit())
+        && !id.starts_with('0');
+    digits.then(|| id.parse::<u64>().ok()).flatten()
 }
 
 /// The shape rules of a new complaint, as the API and the state machine both apply them:
@@ -262,6 +277,12 @@ pub fn shape(c: &NewComplaint) -> Result<(), (&'static str, String)> {
         }
         TargetKind::Party if id.parse::<xchg_protocol::PartyId>().is_err() => {
             return Err(("target.id", "not a valid party id".into()));
+        }
+        TargetKind::Order if order_number(id).is_none() => {
+            return Err((
+                "target.id",
+                "an order is named by its number: 1 to 18 digits, no leading zero".into(),
+            ));
         }
         _ => {}
     }

@@ -11,8 +11,8 @@ pub mod across;
 pub mod applications;
 pub mod apply;
 pub mod certified;
-pub mod demands;
 pub mod complaints;
+pub mod demands;
 pub mod federation;
 pub mod format;
 pub mod money;
@@ -1143,7 +1143,7 @@ impl CatalogCommand {
             | CatalogCommand::SettleOrder { actor: a, .. }
             | CatalogCommand::DisputeSettlement { actor: a, .. }
             | CatalogCommand::ReverseSettlement { actor: a, .. } => *a = actor,
-            | CatalogCommand::FileComplaint { actor: a, .. }
+            CatalogCommand::FileComplaint { actor: a, .. }
             | CatalogCommand::ActOnComplaint { actor: a, .. } => *a = actor,
             CatalogCommand::RecordRefusedRequest(r) => r.actor = actor,
             CatalogCommand::ApplyParty { actor: a, .. } => *a = Some(actor),
@@ -1519,8 +1519,7 @@ pub fn every_refusal() -> Vec<Refusal> {
             | Refusal::ListingNotListed(_)
             | Refusal::DeliveryModeNotAuthorized(_)
             | Refusal::OrderQuantityExceeded(_) => {}
-            | Refusal::ListingSuspended(_)
-            | Refusal::ComplaintsFull(_) => {}
+            Refusal::ListingSuspended(_) | Refusal::ComplaintsFull(_) => {}
         }
     }
     all.to_vec()

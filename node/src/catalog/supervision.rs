@@ -3,8 +3,9 @@
 //! calendar months. Every figure is counted from the replicated tables, so every member
 //! answers the same for the same applied log. The SQL is in [`super::tables::supervision`].
 //!
-//! Orders and settled amounts are not counted yet: [`PeriodFigures`] is where their figures
-//! go, computed in [`figures`] like the others.
+//! Orders are counted by the times of their steps (placed, confirmed, each delivery,
+//! settlement, dispute and reversal); amounts settled and reversed are summed by currency in
+//! the trades' decimal [`Money`].
 
 use std::collections::BTreeMap;
 
@@ -12,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::SqliteConnection;
 use xchg_protocol::Timestamp;
 
+use super::money::Money;
 use super::tables::supervision as table;
 
 /// Most periods one request covers.
@@ -287,6 +289,27 @@ pub struct ComplaintFigures {
     pub at_end: Counts,
 }
 
+/// The trades of one period (交易): orders by step, and the amounts settled and reversed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct OrderFigures {
+    /// Orders placed during the period.
+    pub placed: u64,
+    /// Orders confirmed by their provider during the period.
+    pub confirmed: u64,
+    /// Deliveries recorded during the period.
+    pub deliveries: u64,
+    /// Settlements recorded during the period.
+    pub settled: u64,
+    /// Settlements disputed during the period.
+    pub disputed: u64,
+    /// Settlements reversed during the period (each by a new record).
+    pub reversed: u64,
+    /// The amounts settled during the period, by currency: decimal strings to the fen.
+    pub settled_amounts: BTreeMap<String, String>,
+    /// The amounts reversed during the period, by currency.
+    pub reversed_amounts: BTreeMap<String, String>,
+}
+
 /// The figures of one period.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PeriodFigures {
@@ -306,6 +329,8 @@ pub struct PeriodFigures {
     pub recognitions: BTreeMap<String, Counts>,
     /// Complaints.
     pub complaints: ComplaintFigures,
+    /// Orders and settlements.
+    pub orders: OrderFigures,
 }
 
 /// The figures of `windows`.
@@ -350,6 +375,32 @@ pub async fn figures(
             steps: table::complaint_steps(conn, start, end).await?,
             at_end: table::complaints_at(conn, end).await?,
         };
+        let steps = table::order_steps(conn, start, end).await?;
+        let step = |name: &str| steps.get(name).copied().unwrap_or(0);
+        let mut orders = OrderFigures {
+            placed: step("placed"),
+            confirmed: step("confirmed"),
+            deliveries: step("delivery"),
+            settled: step("settlement"),
+            disputed: step("dispute"),
+            reversed: step("reversal"),
+            ..OrderFigures::default()
+        };
+        for (kind, currency, amount) in table::settled_amounts(conn, start, end).await? {
+            let sums = match kind.as_str() {
+                "settlement" => &mut orders.settled_amounts,
+                _ => &mut orders.reversed_amounts,
+            };
+            let held = sums
+                .get(&currency)
+                .map_or(Ok(Money::ZERO), |s| Money::parse(s))
+                .map_err(|e| sqlx::Error::Decode(e.into()))?;
+            let added = Money::parse(&amount)
+                .ok()
+                .and_then(|a| held.plus(a))
+                .ok_or_else(|| sqlx::Error::Decode(format!("amount {amount:?}").into()))?;
+            sums.insert(currency, added.fen_string());
+        }
         out.push(PeriodFigures {
             window: *w,
             listings,
@@ -357,6 +408,7 @@ pub async fn figures(
             authorizations,
             recognitions: table::recognitions(conn, start, end).await?,
             complaints,
+            orders,
         });
     }
     Ok(out)

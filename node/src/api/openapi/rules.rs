@@ -251,6 +251,7 @@ fn complaint_target(description: Value, party_pattern: Value) -> Value {
         "oneOf": [
             branch("listing", json!("^sha256:[0-9a-f]{64}$"), "A listing the zone holds, by its listing id."),
             branch("party", party_pattern, "A party of the zone's registry or a founding party, by its id."),
+            branch("order", json!("^[1-9][0-9]{0,17}$"), "An order of the zone, by its number."),
         ]
     })
 }

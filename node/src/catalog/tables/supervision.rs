@@ -262,3 +262,46 @@ pub async fn complaints_at(
     )
     .await
 }
+
+/// The steps of orders taken in `[start, end)`, by name: `placed`, `confirmed`, `delivery`,
+/// `settlement`, `reversal`, `dispute`.
+///
+/// # Errors
+/// SQLite's error.
+pub async fn order_steps(
+    conn: &mut SqliteConnection,
+    start: Timestamp,
+    end: Timestamp,
+) -> Result<Counts, sqlx::Error> {
+    counts(
+        conn,
+        "SELECT 'placed', count(*) FROM orders WHERE placed_at >= ?1 AND placed_at < ?2 \
+         UNION ALL SELECT 'confirmed', count(*) FROM orders \
+             WHERE confirmed_at >= ?1 AND confirmed_at < ?2 \
+         UNION ALL SELECT 'delivery', count(*) FROM deliveries WHERE at >= ?1 AND at < ?2 \
+         UNION ALL SELECT kind, count(*) FROM settlements WHERE at >= ?1 AND at < ?2 \
+             GROUP BY kind \
+         UNION ALL SELECT 'dispute', count(*) FROM settlement_disputes \
+             WHERE at >= ?1 AND at < ?2",
+        &[start, end],
+    )
+    .await
+}
+
+/// Every settlement and reversal recorded in `[start, end)`: its kind, currency and amount.
+///
+/// # Errors
+/// SQLite's error.
+pub async fn settled_amounts(
+    conn: &mut SqliteConnection,
+    start: Timestamp,
+    end: Timestamp,
+) -> Result<Vec<(String, String, String)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT kind, currency, amount FROM settlements WHERE at >= ?1 AND at < ?2 ORDER BY id",
+    )
+    .bind(int(start.0))
+    .bind(int(end.0))
+    .fetch_all(&mut *conn)
+    .await
+}

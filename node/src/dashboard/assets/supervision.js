@@ -18,6 +18,8 @@ const SERIES = [
   { key: "approved", color: "#8b5cf6", of: (p) => p.applications.approved },
   { key: "granted", color: "#f59e0b", of: (p) => p.authorizations.granted },
   { key: "complaints", color: "#e11d48", of: (p) => p.complaints.steps.file ?? 0 },
+  { key: "orders", color: "#64748b", of: (p) => p.orders?.placed ?? 0 },
+  { key: "settled", color: "#0f766e", of: (p) => p.orders?.settled ?? 0 },
 ];
 const COMPLAINT_KIND = { received: "wait", investigating: "warn", resolved: "good", dismissed: "muted" };
 const COMPLAINTS_PAGE = 50;
