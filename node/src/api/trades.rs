@@ -166,7 +166,7 @@ pub struct NewOrder {
             request", body = ErrorBody),
         (status = 422, description = "`invalid`: a fixed price ordered more than once, a \
             negotiated price without `unit_price`, a `unit_price` for another model, or a total \
-            past 15 integer digits", body = ErrorBody),
+            that, rounded to the fen, is past 15 integer digits", body = ErrorBody),
         BearerErrors,
         BodyErrors,
         ProposeErrors,

@@ -459,11 +459,17 @@ pub fn price(
             "quantity: a fixed price buys the product once: quantity 1, not {quantity}"
         )));
     }
-    let total = unit.times(quantity).ok_or_else(|| {
-        Refusal::Invalid(format!(
-            "quantity: {quantity} × {unit} passes the largest amount kept (15 integer digits)"
-        ))
-    })?;
+    // The total rounded to the fen (what a settlement of it comes to) must fit too: a total
+    // just under the largest amount can round up past it.
+    let total = unit
+        .times(quantity)
+        .filter(|t| t.to_fen() <= super::money::MAX)
+        .ok_or_else(|| {
+            Refusal::Invalid(format!(
+                "quantity: {quantity} × {unit}, rounded to the fen, passes the largest amount \
+                 kept (15 integer digits)"
+            ))
+        })?;
     Ok((unit, total))
 }
 
@@ -1235,6 +1241,25 @@ mod tests {
             Some("invalid"),
             "a total past 15 integer digits"
         );
+    }
+
+    #[test]
+    fn a_total_that_rounds_to_the_fen_past_the_largest_amount_is_refused() {
+        // 999999999999999.995 fits under the largest amount kept, but its settlement, rounded
+        // to the fen half up, would be 1000000000000000.00: 16 integer digits, which no amount
+        // of this node may have (the supervision figures could not read it back).
+        for (model, amount, unit) in [
+            (PricingModel::Fixed, Some("999999999999999.995"), None),
+            (PricingModel::Negotiated, None, Some("999999999999999.9999")),
+        ] {
+            let refused = price(model, amount, 1, unit).err().map(|r| r.code());
+            assert_eq!(refused, Some("invalid"), "{model:?}");
+        }
+        let (_, total) =
+            price(PricingModel::Fixed, Some("999999999999999.9949"), 1, None).expect("fits");
+        let a = settle_amounts(total, &FeeSchedule::none(), Money::ZERO, false);
+        assert_eq!(a.amount.fen_string(), "999999999999999.99");
+        assert!(Money::parse(&a.amount.fen_string()).is_ok());
     }
 
     #[test]
