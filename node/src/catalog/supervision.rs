@@ -386,21 +386,27 @@ pub async fn figures(
             reversed: step("reversal"),
             ..OrderFigures::default()
         };
+        // Each amount is at most the largest amount kept, but a period's sum of them may pass
+        // it: the sums are not bounded by it (a u128 holds far more than any log's).
+        let (mut settled, mut reversed) = (BTreeMap::new(), BTreeMap::new());
         for (kind, currency, amount) in table::settled_amounts(conn, start, end).await? {
-            let sums = match kind.as_str() {
-                "settlement" => &mut orders.settled_amounts,
-                _ => &mut orders.reversed_amounts,
+            let sums: &mut BTreeMap<String, u128> = match kind.as_str() {
+                "settlement" => &mut settled,
+                _ => &mut reversed,
             };
-            let held = sums
-                .get(&currency)
-                .map_or(Ok(Money::ZERO), |s| Money::parse(s))
-                .map_err(|e| sqlx::Error::Decode(e.into()))?;
-            let added = Money::parse(&amount)
+            let held = sums.entry(currency).or_default();
+            *held = Money::parse(&amount)
                 .ok()
-                .and_then(|a| held.plus(a))
+                .and_then(|a| held.checked_add(a.0))
                 .ok_or_else(|| sqlx::Error::Decode(format!("amount {amount:?}").into()))?;
-            sums.insert(currency, added.fen_string());
         }
+        let shown = |sums: BTreeMap<String, u128>| {
+            sums.into_iter()
+                .map(|(currency, sum)| (currency, Money(sum).fen_string()))
+                .collect()
+        };
+        orders.settled_amounts = shown(settled);
+        orders.reversed_amounts = shown(reversed);
         out.push(PeriodFigures {
             window: *w,
             listings,
@@ -730,6 +736,46 @@ mod tests {
             ])
         );
         assert_eq!(month.listings.by_state, d3.listings.by_state);
+    }
+
+    /// Each settlement fits under the largest amount an order may have, but a period's sum of
+    /// them need not: the figures add them up all the same, and do not fail.
+    #[tokio::test]
+    async fn a_periods_settled_sum_may_pass_the_largest_amount_of_one_settlement() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = crate::catalog::test_db(dir.path());
+        let when = at(2, 1).0;
+        db.execute_batch(&format!(
+            "INSERT INTO orders (id, authorization_id, listing_id, content_id, provider, buyer, \
+                scenario, delivery_mode, pricing_model, currency, quantity, unit_price, total, \
+                state, placed_at, placed_by, raft_index) VALUES \
+             (1, 1, 'l', 'l', 'p', 'b', 's', 'api', 'fixed', 'CNY', 1, '600000000000000.00', \
+                '600000000000000.00', 'settled', {when}, 'b', 1), \
+             (2, 1, 'l', 'l', 'p', 'b', 's', 'api', 'fixed', 'CNY', 1, '999999999999999.99', \
+                '999999999999999.99', 'reversed', {when}, 'b', 2);
+             INSERT INTO settlements (order_id, kind, reverses, quantity, amount, fees, \
+                provider_share, operator_share, broker_share, currency, fee_schedule_version, \
+                at, by, raft_index) VALUES \
+             (1, 'settlement', NULL, 1, '600000000000000.00', '0.00', '600000000000000.00', \
+                '0.00', '0.00', 'CNY', 0, {when}, 'op', 3), \
+             (2, 'settlement', NULL, 1, '999999999999999.99', '0.00', '999999999999999.99', \
+                '0.00', '0.00', 'CNY', 0, {when}, 'op', 4), \
+             (2, 'reversal', 2, 1, '999999999999999.99', '0.00', '999999999999999.99', \
+                '0.00', '0.00', 'CNY', 0, {when}, 'op', 5), \
+             (2, 'reversal', 2, 1, '999999999999999.99', '0.00', '999999999999999.99', \
+                '0.00', '0.00', 'CNY', 0, {when}, 'op', 6);"
+        ))
+        .expect("two settlements and two reversals");
+        drop(db);
+        let mut reader = crate::catalog::test_reader(dir.path()).await;
+        let day = days_from_civil(2026, 12, 2);
+        let w = windows(Period::Day, day, day).expect("a day");
+        let f = figures(&mut reader, &w).await.expect("figures");
+        assert_eq!(
+            f[0].orders.settled_amounts["CNY"], "1599999999999999.99",
+            "{f:?}"
+        );
+        assert_eq!(f[0].orders.reversed_amounts["CNY"], "1999999999999999.98");
     }
 }
 
