@@ -5,7 +5,8 @@
 //!
 //! The checks: the head's signature and its signer's delegation; then every record in order:
 //! its seq, its `prev_hash` (the previous record's `hash`), its `hash` (SHA-256 of its fields'
-//! canonical CBOR), and offline its leaf hash as the node's Merkle tree stores it; then the
+//! canonical CBOR), and offline its leaf hash as the node's Merkle tree stores it and then every
+//! node of that stored tree (each aligned subtree the records complete, none more); then the
 //! root of the first `size` leaves, recomputed from the records, against the head's. The first
 //! record that does not match is named with the field found wrong; exit status 1.
 
@@ -276,6 +277,16 @@ async fn online(args: AuditVerifyArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn offline(dir: &Path, root_key: Option<&str>) -> anyhow::Result<ExitCode> {
+    let (checker, result) = check_offline(dir, root_key)?;
+    Ok(report(&checker, result))
+}
+
+/// The offline check of a stopped node's data directory: the checker over its records and the
+/// first mismatch, if any.
+fn check_offline(
+    dir: &Path,
+    root_key: Option<&str>,
+) -> anyhow::Result<(Checker, Result<(), Mismatch>)> {
     let catalog: PathBuf = dir.join(xchg_node::store::CATALOG_FILE);
     if !catalog.exists() {
         bail!(
@@ -308,6 +319,7 @@ fn offline(dir: &Path, root_key: Option<&str>) -> anyhow::Result<ExitCode> {
     )?;
     let mut records = rows.query([])?;
     let mut checker = Checker::default();
+    let mut leaves = Vec::new();
     let hash = |v: Vec<u8>| -> Hash { v.try_into().unwrap_or([0xff; 32]) };
     while let Some(r) = records.next()? {
         let record = AuditRecord {
@@ -326,14 +338,131 @@ fn offline(dir: &Path, root_key: Option<&str>) -> anyhow::Result<ExitCode> {
         };
         let stored: Option<Vec<u8>> = r.get(10)?;
         if let Err(m) = checker.push(&record, stored.map(hash)) {
-            return Ok(report(&checker, Err(m)));
+            return Ok((checker, Err(m)));
         }
+        leaves.push(record.content.leaf_hash());
+    }
+    if let Err(m) = stored_tree(&db, &leaves)? {
+        return Ok((checker, Err(m)));
     }
     let result = match &head {
         Some(h) => checker.finish(h),
         None => Ok(()),
     };
-    Ok(report(&checker, result))
+    Ok((checker, result))
+}
+
+/// The hashes of the complete pairs of a level: the level above.
+fn parents(level: &[Hash]) -> Vec<Hash> {
+    level
+        .chunks_exact(2)
+        .map(|pair| xchg_protocol::merkle::node_hash(&pair[0], &pair[1]))
+        .collect()
+}
+
+/// The record whose leaf is the first of the aligned subtree `(level, index)`, if it can be
+/// one.
+fn first_record(level: u64, index: u64) -> Option<u64> {
+    let width = 1u64.checked_shl(u32::try_from(level).ok()?)?;
+    index.checked_mul(width)?.checked_add(1)
+}
+
+/// Checks every node the node stores of its Merkle tree (`audit_tree`) against the tree the
+/// records' `leaves` give: the node holds the hash of every aligned subtree its records
+/// complete, from all of them (or none, for a log written before schema v20 and not appended
+/// to since), so a node changed, removed or added is named by the first record it covers.
+fn stored_tree(db: &rusqlite::Connection, leaves: &[Hash]) -> anyhow::Result<Result<(), Mismatch>> {
+    let node = |level: u64, index: u64, message: String| Mismatch {
+        seq: first_record(level, index),
+        field: "audit_tree",
+        message: format!("level {level}, index {index}: {message}"),
+    };
+    let mut rows = db.prepare("SELECT level, idx, hash FROM audit_tree ORDER BY level, idx")?;
+    let mut rows = rows.query([])?;
+    // The expected tree, a level at a time; `next` is the index expected at `level`.
+    let mut level_hashes: Vec<Hash> = leaves.to_vec();
+    let (mut level, mut next) = (0u64, 0u64);
+    let mut any = false;
+    while let Some(r) = rows.next()? {
+        let (l, i, h): (i64, i64, Vec<u8>) = (r.get(0)?, r.get(1)?, r.get(2)?);
+        // No tree of this log has a level of 64 or more (nor a negative one).
+        let (Ok(l @ 0..64), Ok(i)) = (u64::try_from(l), u64::try_from(i)) else {
+            return Ok(Err(Mismatch {
+                seq: None,
+                field: "audit_tree",
+                message: format!("a node at level {l}, index {i}, which no tree has"),
+            }));
+        };
+        if !any && leaves.is_empty() {
+            return Ok(Err(node(
+                l,
+                i,
+                "a node of a tree the log has no records for".into(),
+            )));
+        }
+        any = true;
+        while level < l {
+            if usize::try_from(next).is_ok_and(|n| n < level_hashes.len()) {
+                return Ok(Err(node(
+                    level,
+                    next,
+                    "missing from the stored tree".into(),
+                )));
+            }
+            level_hashes = parents(&level_hashes);
+            level += 1;
+            next = 0;
+        }
+        if i > next {
+            return Ok(Err(node(
+                level,
+                next,
+                "missing from the stored tree".into(),
+            )));
+        }
+        let Some(expected) = level_hashes.get(usize::try_from(i).unwrap_or(usize::MAX)) else {
+            return Ok(Err(node(
+                l,
+                i,
+                format!(
+                    "a node no record completes (the log has {} records)",
+                    leaves.len()
+                ),
+            )));
+        };
+        if h.as_slice() != expected.as_slice() {
+            return Ok(Err(node(
+                l,
+                i,
+                format!(
+                    "holds {}, the records give {}",
+                    hex::encode(&h),
+                    hex::encode(expected)
+                ),
+            )));
+        }
+        next = i + 1;
+    }
+    if !any {
+        // No tree yet: it is built from the records at the node's next append.
+        return Ok(Ok(()));
+    }
+    // Every node the records complete above the last row read must be there too.
+    loop {
+        if usize::try_from(next).is_ok_and(|n| n < level_hashes.len()) {
+            return Ok(Err(node(
+                level,
+                next,
+                "missing from the stored tree".into(),
+            )));
+        }
+        if level_hashes.len() < 2 {
+            return Ok(Ok(()));
+        }
+        level_hashes = parents(&level_hashes);
+        level += 1;
+        next = 0;
+    }
 }
 
 #[cfg(test)]
@@ -378,6 +507,77 @@ mod tests {
             c.push(r, None)?;
         }
         c.finish(head)
+    }
+
+    /// A stopped node's data directory holding a log of `n` records and its Merkle tree, as
+    /// the node writes them.
+    fn data_dir(n: u64) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("dir");
+        let db = rusqlite::Connection::open(dir.path().join(xchg_node::store::CATALOG_FILE))
+            .expect("open");
+        xchg_node::sqlite::migrate(&db, xchg_node::catalog::SCHEMA).expect("schema");
+        let mut chain = xchg_node::audit::Chain::load(&db).expect("load");
+        for i in 0..n {
+            chain.append(xchg_node::audit::Event {
+                raft_index: i + 3,
+                at: Timestamp(1_000 + i),
+                actor: "admin",
+                role: "admin",
+                action: "submit_listing",
+                object_id: "o",
+                result: "ok".into(),
+            });
+        }
+        chain.flush(&db).expect("flush");
+        dir
+    }
+
+    fn tamper(dir: &tempfile::TempDir, sql: &str) {
+        let db = rusqlite::Connection::open(dir.path().join(xchg_node::store::CATALOG_FILE))
+            .expect("open");
+        db.execute_batch(sql).expect("tamper");
+    }
+
+    #[test]
+    fn offline_every_stored_node_of_the_tree_is_checked_not_only_the_leaves() {
+        let field = |dir: &tempfile::TempDir| {
+            let (_, result) = check_offline(dir.path(), None).expect("checks");
+            result.err().map(|m| (m.field, m.seq))
+        };
+        assert_eq!(field(&data_dir(6)), None);
+        // An inner node changed: the proofs and the heads the node serves would be wrong.
+        let dir = data_dir(6);
+        tamper(
+            &dir,
+            "UPDATE audit_tree SET hash = zeroblob(32) WHERE level = 1 AND idx = 1",
+        );
+        assert_eq!(field(&dir), Some(("audit_tree", Some(3))));
+        // A leaf removed from the middle of the tree.
+        let dir = data_dir(6);
+        tamper(&dir, "DELETE FROM audit_tree WHERE level = 0 AND idx = 2");
+        assert_eq!(field(&dir), Some(("audit_tree", Some(3))));
+        // The last leaf of an odd log removed: what is left is a whole tree, of one record less.
+        let dir = data_dir(7);
+        tamper(&dir, "DELETE FROM audit_tree WHERE level = 0 AND idx = 6");
+        assert_eq!(field(&dir), Some(("audit_tree", Some(7))));
+        // A node no record completes.
+        let dir = data_dir(6);
+        tamper(
+            &dir,
+            "INSERT INTO audit_tree (level, idx, hash) VALUES (1, 3, zeroblob(32))",
+        );
+        assert_eq!(field(&dir), Some(("audit_tree", Some(7))));
+        // A node at a level no tree has is named at once, without climbing to it.
+        let dir = data_dir(6);
+        tamper(
+            &dir,
+            "INSERT INTO audit_tree (level, idx, hash) VALUES (9223372036854775807, 0, x'00')",
+        );
+        assert_eq!(field(&dir), Some(("audit_tree", None)));
+        // A log written before the tree (schema v20) holds no tree yet: that is no tamper.
+        let dir = data_dir(6);
+        tamper(&dir, "DELETE FROM audit_tree");
+        assert_eq!(field(&dir), None);
     }
 
     #[test]
