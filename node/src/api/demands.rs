@@ -107,17 +107,18 @@ pub async fn post(
     JsonBody(body): JsonBody<DemandRequest>,
 ) -> Result<(StatusCode, Json<DemandCreated>), ApiError> {
     caller.require_exactly(&[Role::Buyer])?;
-    let buyer = match (&body.buyer, caller.party.as_deref()) {
-        (Some(b), _) => b.clone(),
-        (None, Some(own)) => own.parse().map_err(ApiError::internal)?,
-        (None, None) => {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                "only a token bound to a party can post demands",
-            )
-            .with_field("buyer"));
-        }
+    // A token bound to no party posts none, in its own name or (naming `buyer`) another's.
+    let Some(own) = caller.party.as_deref() else {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "only a token bound to a party can post demands",
+        )
+        .with_field("buyer"));
+    };
+    let buyer = match &body.buyer {
+        Some(b) => b.clone(),
+        None => own.parse().map_err(ApiError::internal)?,
     };
     text::check(&[
         Text {

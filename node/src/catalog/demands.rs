@@ -285,6 +285,15 @@ pub fn post(
     actor: &Actor,
 ) -> rusqlite::Result<CommandResponse> {
     let buyer = demand.buyer.as_str();
+    // The buyer's own token, or its broker's act (whose actor is the buyer): never a token
+    // bound to no party or to another party.
+    if actor.id != buyer {
+        return Ok(Err(Refusal::Forbidden(format!(
+            "{} cannot post a demand in the name of {buyer}: a buyer posts its own, or a broker \
+             it entrusted with post_demand does",
+            actor.id
+        ))));
+    }
     let standing = parties::standing_on(db, &zone.founding, buyer)?;
     if let Some(refusal) = parties::not_admitted(buyer, standing.as_ref()) {
         return Ok(Err(refusal));
@@ -728,6 +737,85 @@ mod tests {
         let ranked = matches(&d, &[(other_id, other), (id, listing(None))]);
         assert_eq!(ranked[0].listing_id, id);
         assert_eq!(ranked.len(), 2);
+    }
+
+    fn new_demand(buyer: &str) -> NewDemand {
+        NewDemand {
+            buyer: buyer.parse().expect("party"),
+            title: "t".into(),
+            description: "d".into(),
+            category: "credit".into(),
+            scenario: "s".into(),
+            delivery_modes: vec![DeliveryMode::Api],
+            budget: Budget {
+                min: None,
+                max: "2".into(),
+                currency: "CNY".into(),
+            },
+            deadline: Timestamp(DAY_MS),
+        }
+    }
+
+    fn post_as(buyer: &str, actor: &str) -> crate::catalog::CatalogCommand {
+        crate::catalog::CatalogCommand::PostDemand {
+            demand: Box::new(new_demand(buyer)),
+            at: Timestamp(1),
+            actor: Actor {
+                id: actor.into(),
+                role: Role::Buyer,
+            },
+        }
+    }
+
+    /// A buyer token bound to no party (one an older xchg created) posts no demand, in anyone's
+    /// name: the leader's check of a forwarded command and the state machine both refuse it,
+    /// which writes no demand (it would count against that buyer's open demands).
+    #[test]
+    fn a_demand_is_posted_only_by_its_buyers_own_token_or_a_broker() {
+        let mut cmd = post_as("xuchang-bank", "token:1234abcd");
+        let refused = cmd.authorise(
+            Actor {
+                id: "token:1234abcd".into(),
+                role: Role::Buyer,
+            },
+            None,
+        );
+        assert_eq!(refused.map_err(|r| r.code()), Err("forbidden"));
+        let mut own = post_as("xuchang-bank", "xuchang-bank");
+        let caller = Actor {
+            id: "xuchang-bank".into(),
+            role: Role::Buyer,
+        };
+        assert!(own.authorise(caller, Some("xuchang-bank")).is_ok());
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = crate::catalog::test_db(dir.path());
+        let zone = crate::catalog::test_zone();
+        let responses = crate::sqlite::in_transaction(&db, || {
+            let mut chain = crate::audit::Chain::load(&db)?;
+            let responses = [
+                post_as("xuchang-bank", "token:1234abcd"),
+                post_as("xuchang-bank", "xuchang-bank"),
+            ]
+            .iter()
+            .zip(10..)
+            .map(|(c, index)| crate::catalog::apply::apply(&db, &mut chain, &zone, index, c))
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+            chain.flush(&db)?;
+            Ok(responses)
+        })
+        .expect("apply");
+        let codes: Vec<_> = responses
+            .iter()
+            .map(|r| r.as_ref().map(|_| ()).map_err(Refusal::code))
+            .collect();
+        // The buyer's own token passes the check and meets the next: this test zone has not
+        // admitted it.
+        assert_eq!(codes, [Err("forbidden"), Err("party_not_admitted")]);
+        let held: i64 = db
+            .query_row("SELECT count(*) FROM demands", [], |r| r.get(0))
+            .expect("count");
+        assert_eq!(held, 0, "the refused demands wrote nothing");
     }
 
     #[test]

@@ -1105,6 +1105,11 @@ impl CatalogCommand {
             // The ordering party is the caller's own.
             *buyer = own_party(party, "place an order")?;
         }
+        if let CatalogCommand::PostDemand { .. } = self {
+            // In the caller's own party's name ([`party_rule`] has checked it is that one): a
+            // token bound to no party posts none, in anyone's name.
+            own_party(party, "post demands")?;
+        }
         match self {
             CatalogCommand::SubmitListing { actor: a, .. }
             | CatalogCommand::UpdateListing { actor: a, .. }
