@@ -371,14 +371,32 @@ pub async fn consistency_proof(
 /// stopped node's log against.
 pub const HEAD_FILE: &str = "audit-head.cbor";
 
+/// Most often a node rewrites [`HEAD_FILE`]: it signs a head for every request and answer
+/// (`GET /v1/audit/head`, every other zone's check every 5 s, the heads it publishes), and a
+/// synced write for each stalled a busy node. The kept head is therefore the largest signed at
+/// least this long after the one kept before it, never older than that.
+pub const KEEP_HEAD_AT_MOST_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Writes `signed`, a head of `size` records, to [`HEAD_FILE`] in `dir` unless the file holds
-/// a head at least as large; best effort (a failure is logged: the head is still served).
+/// a head at least as large, or one was kept there less than [`KEEP_HEAD_AT_MOST_EVERY`] ago;
+/// best effort (a failure is logged: the head is still served).
 pub fn keep_head(dir: &std::path::Path, signed: &SignedMessage, size: u64) {
-    static WRITES: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _one_at_a_time = WRITES
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    static KEPT: std::sync::Mutex<
+        std::collections::BTreeMap<std::path::PathBuf, std::time::Instant>,
+    > = std::sync::Mutex::new(std::collections::BTreeMap::new());
     let path = dir.join(HEAD_FILE);
+    {
+        let mut kept = KEPT
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if kept
+            .get(&path)
+            .is_some_and(|t| t.elapsed() < KEEP_HEAD_AT_MOST_EVERY)
+        {
+            return;
+        }
+        kept.insert(path.clone(), std::time::Instant::now());
+    }
     if let Some(kept) = kept_head(&path)
         && kept.size >= size
     {
@@ -500,6 +518,29 @@ pub fn first_broken_link(records: &[AuditRecord], mut prev: [u8; 32]) -> Option<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_signed_head_is_kept_at_most_every_5_s() {
+        let dir = tempfile::tempdir().expect("dir");
+        let head = |size: u64| {
+            let h = TreeHead {
+                zone: "xuchang/yuzhou".parse().expect("zone"),
+                size,
+                root_hash: [size as u8; 32],
+                timestamp: Timestamp(1),
+            };
+            xchg_protocol::tree_head::sign(
+                &h,
+                &xchg_protocol::application_vectors::origin_node(),
+                xchg_protocol::application_vectors::origin_delegation("xuchang/yuzhou"),
+            )
+        };
+        keep_head(dir.path(), &head(3), 3);
+        let kept = || kept_head(&dir.path().join(HEAD_FILE)).map(|h| h.size);
+        assert_eq!(kept(), Some(3));
+        keep_head(dir.path(), &head(9), 9);
+        assert_eq!(kept(), Some(3), "a larger head within 5 s waits: no synced write per head");
+    }
     use xchg_protocol::merkle::MemoryTree;
 
     fn append(chain: &mut Chain, db: &rusqlite::Connection, n: u64) {

@@ -85,7 +85,14 @@ pub struct Held(
     Mutex<BTreeMap<String, ZoneHead>>,
     Mutex<BTreeMap<String, Timestamp>>,
     Mutex<Option<(u64, Timestamp)>>,
+    Mutex<Option<std::time::Instant>>,
 );
+
+/// Most often the heads held are written to [`HEADS_FILE`] while nothing is flagged and no zone
+/// is new: every zone's head is checked every [`HEADS_EVERY`] and on every head heard, and a
+/// synced file write for each (it was) stalls a busy node. A head lost to a crash in between is
+/// asked for again, with a proof from the older one kept.
+pub const KEEP_HEADS_AT_MOST_EVERY: Duration = Duration::from_secs(5);
 
 impl Held {
     /// Reads [`HEADS_FILE`] in `dir` (nothing held when absent or unreadable).
@@ -96,6 +103,7 @@ impl Held {
             .unwrap_or_default();
         Held(
             Mutex::new(held.into_iter().map(|h| (h.zone.clone(), h)).collect()),
+            Mutex::default(),
             Mutex::default(),
             Mutex::default(),
         )
@@ -119,7 +127,14 @@ impl Held {
             if m.len() >= MAX_ZONES && !m.contains_key(&head.zone) {
                 return;
             }
+            let urgent = !head.consistent || !m.contains_key(&head.zone);
             m.insert(head.zone.clone(), head);
+            let Ok(mut last) = self.3.lock() else { return };
+            let due = last.is_none_or(|t| t.elapsed() >= KEEP_HEADS_AT_MOST_EVERY);
+            if !urgent && !due {
+                return;
+            }
+            *last = Some(std::time::Instant::now());
             m.values().cloned().collect::<Vec<_>>()
         };
         let written = serde_json::to_vec_pretty(&all)
@@ -538,6 +553,31 @@ mod tests {
             Judged::Accepted(h) => h,
             other => panic!("not accepted: {other:?}"),
         }
+    }
+
+    #[test]
+    fn the_heads_file_is_written_for_a_new_or_flagged_zone_at_once_and_else_at_most_every_5_s() {
+        let dir = tempfile::tempdir().expect("dir");
+        let sizes = || -> Vec<(u64, bool)> {
+            let bytes = std::fs::read(dir.path().join(HEADS_FILE)).expect("the file");
+            let held: Vec<ZoneHead> = serde_json::from_slice(&bytes).expect("json");
+            held.iter().map(|h| (h.size, h.consistent)).collect()
+        };
+        let honest = tree(&["a", "b", "c", "d"]);
+        let first = accepted(check(None, &answer(&honest, 2, 0)));
+        let held = Held::default();
+        held.set(dir.path(), first.clone());
+        assert_eq!(sizes(), [(2, true)], "a new zone is written at once");
+        let grown = accepted(check(Some(&first), &answer(&honest, 4, 2)));
+        held.set(dir.path(), grown.clone());
+        assert_eq!(sizes(), [(2, true)], "a grown head waits for the next write");
+        assert_eq!(held.get(ZONE).map(|h| h.size), Some(4), "held in memory meanwhile");
+        let flagged = ZoneHead {
+            consistent: false,
+            ..grown
+        };
+        held.set(dir.path(), flagged);
+        assert_eq!(sizes(), [(4, false)], "a flag is written at once");
     }
 
     #[test]
