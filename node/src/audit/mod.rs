@@ -539,7 +539,11 @@ mod tests {
         let kept = || kept_head(&dir.path().join(HEAD_FILE)).map(|h| h.size);
         assert_eq!(kept(), Some(3));
         keep_head(dir.path(), &head(9), 9);
-        assert_eq!(kept(), Some(3), "a larger head within 5 s waits: no synced write per head");
+        assert_eq!(
+            kept(),
+            Some(3),
+            "a larger head within 5 s waits: no synced write per head"
+        );
     }
     use xchg_protocol::merkle::MemoryTree;
 

@@ -570,8 +570,16 @@ mod tests {
         assert_eq!(sizes(), [(2, true)], "a new zone is written at once");
         let grown = accepted(check(Some(&first), &answer(&honest, 4, 2)));
         held.set(dir.path(), grown.clone());
-        assert_eq!(sizes(), [(2, true)], "a grown head waits for the next write");
-        assert_eq!(held.get(ZONE).map(|h| h.size), Some(4), "held in memory meanwhile");
+        assert_eq!(
+            sizes(),
+            [(2, true)],
+            "a grown head waits for the next write"
+        );
+        assert_eq!(
+            held.get(ZONE).map(|h| h.size),
+            Some(4),
+            "held in memory meanwhile"
+        );
         let flagged = ZoneHead {
             consistent: false,
             ..grown
