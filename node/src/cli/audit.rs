@@ -50,6 +50,8 @@ pub struct Checker {
     tree: MemoryTree,
     prev: Hash,
     next_seq: u64,
+    /// The size of the signed head the records were finished against, once they were.
+    signed: std::cell::Cell<Option<u64>>,
 }
 
 impl Default for Checker {
@@ -58,6 +60,7 @@ impl Default for Checker {
             tree: MemoryTree::default(),
             prev: [0; 32],
             next_seq: 1,
+            signed: std::cell::Cell::new(None),
         }
     }
 }
@@ -143,6 +146,7 @@ impl Checker {
     /// # Errors
     /// What disagrees.
     pub fn finish(&self, head: &TreeHead) -> Result<(), Mismatch> {
+        self.signed.set(Some(head.size));
         if self.size() < head.size {
             return Err(Mismatch {
                 seq: Some(self.size() + 1),
@@ -213,14 +217,25 @@ pub fn verify_head(bytes: &[u8], root_key: Option<&str>) -> anyhow::Result<TreeH
     Ok(verified.body)
 }
 
+/// What a check that passed covers: every record's chain link, hash and leaf, and the root of
+/// the first `signed` of them (the signed head's size), if a head was checked.
+fn ok_line(records: u64, signed: Option<u64>) -> String {
+    let checked = format!("ok: {records} records: every chain link, record hash and leaf checks");
+    match signed {
+        Some(s) if s >= records => format!("{checked}, and the root matches the signed head"),
+        Some(s) => format!(
+            "{checked}; the root of the first {s} matches the signed head, the {} after it are \
+             checked as a chain only (the log grew after the head was signed)",
+            records - s
+        ),
+        None => format!("{checked}; no signed head was kept to check the root against"),
+    }
+}
+
 fn report(checker: &Checker, result: Result<(), Mismatch>) -> ExitCode {
     match result {
         Ok(()) => {
-            outln!(
-                "ok: {} records: every chain link, record hash and leaf checks, and the root \
-                 matches the signed head",
-                checker.size()
-            );
+            outln!("{}", ok_line(checker.size(), checker.signed.get()));
             ExitCode::SUCCESS
         }
         Err(m) => {
@@ -468,6 +483,20 @@ fn stored_tree(db: &rusqlite::Connection, leaves: &[Hash]) -> anyhow::Result<Res
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_passing_check_says_how_many_records_the_signed_head_covers() {
+        assert!(ok_line(5, Some(5)).ends_with("and the root matches the signed head"));
+        let grown = ok_line(7, Some(0));
+        assert!(
+            grown.contains(
+                "the root of the first 0 matches the signed head, the 7 after it are \
+                 checked as a chain only"
+            ),
+            "{grown}"
+        );
+        assert!(ok_line(3, None).contains("no signed head was kept"));
+    }
 
     fn chain(n: u64) -> Vec<AuditRecord> {
         let mut prev = [0u8; 32];
