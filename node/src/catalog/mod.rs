@@ -10,6 +10,8 @@
 pub mod across;
 pub mod applications;
 pub mod apply;
+#[cfg(test)]
+mod audit_tree;
 pub mod certified;
 pub mod complaints;
 pub mod demands;
