@@ -19,6 +19,7 @@ use xchg_federation_config::Role;
 use xchg_protocol::{ContentId, DeliveryMode, Listing, Timestamp, ZoneId};
 
 use super::tables::applications as table;
+use super::tables::enum_name;
 use super::tables::{authorizations, listings};
 use super::{
     Actor, Applied, CommandResponse, ListingState, Refusal, ZoneFacts, across, parties, policy,
@@ -235,10 +236,10 @@ pub fn joined_scenarios<'a>(text: &str, offered: &'a [String]) -> Vec<&'a str> {
 pub fn deliverable(listing: &Listing, mode: DeliveryMode) -> Result<(), Refusal> {
     policy::in_domain(listing, mode).map_err(Refusal::InDomainOnly)?;
     if !listing.delivery_modes.contains(&mode) {
-        let offered: Vec<String> = listing.delivery_modes.iter().map(mode_name).collect();
+        let offered: Vec<String> = listing.delivery_modes.iter().map(enum_name).collect();
         return Err(Refusal::Invalid(format!(
             "the listing is not delivered by {}; it offers: {}",
-            mode_name(&mode),
+            enum_name(&mode),
             offered.join(", ")
         )));
     }
@@ -348,8 +349,8 @@ pub fn keeps_in_domain(asked: &ApplicationRequest, granted: &Granted) -> Result<
     Err(Refusal::Invalid(format!(
         "delivery_mode {}: an approval may change the {} mode asked only to one that keeps the \
          data in its domain (sandbox, privacy_computing, model_output, verification)",
-        mode_name(&mode),
-        mode_name(&asked.delivery_mode)
+        enum_name(&mode),
+        enum_name(&asked.delivery_mode)
     )))
 }
 
@@ -429,13 +430,6 @@ pub fn judge_use(
         )));
     }
     Ok(after)
-}
-
-fn mode_name(mode: &DeliveryMode) -> String {
-    serde_json::to_value(mode)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
 }
 
 fn ok(object_id: impl Into<String>) -> CommandResponse {

@@ -14,7 +14,7 @@ use xchg_protocol::{
 };
 
 use super::tables::demands as table;
-use super::tables::listings;
+use super::tables::{enum_name, listings};
 use super::valuation::Dec;
 use super::{Actor, Applied, CommandResponse, ListingState, Refusal, ZoneFacts, parties};
 
@@ -494,11 +494,7 @@ pub fn score(demand: &Demand, id: ContentId, listing: &Listing) -> Result<Match,
         .filter(|m| demand.delivery_modes.contains(m) && (!restricted || m.is_in_domain()))
         .collect();
     if modes.is_empty() {
-        let offered: Vec<&str> = listing
-            .delivery_modes
-            .iter()
-            .map(|m| mode_name(*m))
-            .collect();
+        let offered: Vec<String> = listing.delivery_modes.iter().map(enum_name).collect();
         return Err(format!(
             "listing {id} delivers by {}{}: none of them is a mode demand {} accepts",
             offered.join(", "),
@@ -511,7 +507,7 @@ pub fn score(demand: &Demand, id: ContentId, listing: &Listing) -> Result<Match,
         ));
     }
     score += 20;
-    let names: Vec<&str> = modes.iter().map(|m| mode_name(*m)).collect();
+    let names: Vec<String> = modes.iter().map(enum_name).collect();
     reasons.push(format!(
         "delivers by {} as the buyer accepts",
         names.join(", ")
@@ -622,17 +618,6 @@ pub fn score(demand: &Demand, id: ContentId, listing: &Listing) -> Result<Match,
         reasons,
         proposed_by,
     })
-}
-
-fn mode_name(m: DeliveryMode) -> &'static str {
-    match m {
-        DeliveryMode::File => "file",
-        DeliveryMode::Api => "api",
-        DeliveryMode::Sandbox => "sandbox",
-        DeliveryMode::PrivacyComputing => "privacy_computing",
-        DeliveryMode::ModelOutput => "model_output",
-        DeliveryMode::Verification => "verification",
-    }
 }
 
 /// The matches of `demand` among `candidates` (listed or recognised listings), best first (then

@@ -21,7 +21,7 @@ use xchg_protocol::{DeliveryMode, PricingModel, Timestamp};
 
 use super::money::{Money, WHOLE_BP};
 use super::tables::trades as table;
-use super::tables::{authorizations, certificates, listings};
+use super::tables::{authorizations, certificates, enum_name, listings};
 use super::{Actor, Applied, CommandResponse, Refusal, applications, parties};
 
 /// The most units one order may be placed for (calls, periods).
@@ -261,7 +261,7 @@ fn counts_calls(mode: DeliveryMode) -> bool {
 /// # Errors
 /// The field and what is wrong with it.
 pub fn delivery_shape(d: &DeliveryRequest) -> Result<(), (&'static str, String)> {
-    let mode = mode_name(d.mode);
+    let mode = enum_name(&d.mode);
     if let Some(calls) = d.calls {
         if !counts_calls(d.mode) {
             return Err((
@@ -473,20 +473,6 @@ pub fn price(
     Ok((unit, total))
 }
 
-fn mode_name(mode: DeliveryMode) -> String {
-    serde_json::to_value(mode)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
-}
-
-fn pricing_name(model: PricingModel) -> String {
-    serde_json::to_value(model)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
-}
-
 fn ok(object_id: u64) -> CommandResponse {
     Ok(Applied {
         object_id: object_id.to_string(),
@@ -592,7 +578,7 @@ pub fn place(
         broker: None,
         scenario: &scenario,
         delivery_mode: terms.delivery_mode,
-        pricing_model: &pricing_name(pricing.model),
+        pricing_model: &enum_name(&pricing.model),
         currency: pricing.currency.as_deref().unwrap_or("CNY"),
         quantity: request.quantity,
         unit_price: &unit.to_string(),
@@ -716,11 +702,11 @@ pub fn deliver(
     if delivery.mode != order.delivery_mode {
         return Ok(Err(Refusal::DeliveryModeNotAuthorized(format!(
             "authorization {auth} grants delivery by {} only: order {id} is not delivered by {}",
-            mode_name(order.delivery_mode),
-            mode_name(delivery.mode)
+            enum_name(&order.delivery_mode),
+            enum_name(&delivery.mode)
         ))));
     }
-    let per_call = order.pricing_model == pricing_name(PricingModel::PerCall);
+    let per_call = order.pricing_model == enum_name(&PricingModel::PerCall);
     let calls = delivery.calls.unwrap_or(0);
     if per_call && calls == 0 {
         return Ok(Err(Refusal::Invalid(
@@ -794,7 +780,7 @@ pub fn settle(
             ))));
         }
     }
-    let per_call = order.pricing_model == pricing_name(PricingModel::PerCall);
+    let per_call = order.pricing_model == enum_name(&PricingModel::PerCall);
     let quantity = if per_call {
         order.delivered_calls
     } else {

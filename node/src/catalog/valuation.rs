@@ -27,8 +27,8 @@ use serde::{Deserialize, Serialize};
 use xchg_federation_config::Role;
 use xchg_protocol::{Classification, ContentId, Listing, PricingModel, Timestamp, UpdateFrequency};
 
-use super::tables::listings;
 use super::tables::valuations as table;
+use super::tables::{enum_name, listings};
 use super::{Actor, Applied, CommandResponse, Refusal, parties};
 
 /// Most yearly cash flows of the income approach.
@@ -770,7 +770,7 @@ pub fn market(
             format!(
                 "no listed or recognised listing is priced {} in {}: the market approach has \
                  nothing to compare",
-                pricing_name(basis.model),
+                enum_name(&basis.model),
                 basis.currency
             ),
         ));
@@ -856,16 +856,6 @@ pub fn market(
         },
         value,
     ))
-}
-
-fn pricing_name(model: PricingModel) -> &'static str {
-    match model {
-        PricingModel::Free => "free",
-        PricingModel::Fixed => "fixed",
-        PricingModel::PerCall => "per_call",
-        PricingModel::Subscription => "subscription",
-        PricingModel::Negotiated => "negotiated",
-    }
 }
 
 /// The relative weight of each approach given (cost, income, market), 1 when not said.

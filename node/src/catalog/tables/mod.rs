@@ -88,7 +88,8 @@ fn set_of<T>(text: &str, parse: impl FnMut(&str) -> Option<T>) -> Vec<T> {
 }
 
 /// The stored name of an enum value: its serde name.
-fn enum_name<T: serde::Serialize>(value: &T) -> String {
+/// The wire (serde) name of a unit enum value: `per_call`, `api`, …
+pub(crate) fn enum_name<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_value(value)
         .ok()
         .and_then(|v| v.as_str().map(str::to_owned))
