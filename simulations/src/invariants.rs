@@ -603,13 +603,29 @@ pub fn linearizable(history: &[Record]) -> Check {
     let n = ops.len();
     let (held, detail) = match linearizability::check(&ListingModel, &ops) {
         Verdict::Linearizable => (true, format!("{n} operations")),
-        Verdict::Violated(v) => (
-            false,
-            format!(
-                "listing key {} has no linearization ({} of {} operations placed)",
-                v.key, v.placed, v.operations
-            ),
-        ),
+        Verdict::Violated(v) => {
+            // The key's operations, so a failed run's log shows the evidence on its own.
+            let ops: Vec<String> = ops
+                .iter()
+                .filter(|o| o.key == v.key)
+                .map(|o| {
+                    let done = o
+                        .completed
+                        .map_or("never".to_owned(), |c| format!("{c} µs"));
+                    format!("{:?} {} µs → {done}: {:?}", o.input, o.invoked, o.output)
+                })
+                .collect();
+            (
+                false,
+                format!(
+                    "listing key {} has no linearization ({} of {} operations placed): {}",
+                    v.key,
+                    v.placed,
+                    v.operations,
+                    ops.join("; ")
+                ),
+            )
+        }
         Verdict::Unknown(k) => (false, format!("the search for listing key {k} gave up")),
     };
     Check {
