@@ -485,6 +485,9 @@ pub async fn audit_chains(cluster: &Cluster) -> Check {
     )
 }
 
+/// How long a healed zone may take to accept the liveness write.
+pub const LIVENESS_WAIT: Duration = Duration::from_secs(30);
+
 /// Invariant 7, Liveness: after healing, every zone has a leader and takes a write.
 pub async fn liveness(cluster: &Cluster, converged: bool) -> Check {
     let mut problems = Vec::new();
@@ -503,18 +506,35 @@ pub async fn liveness(cluster: &Cluster, converged: bool) -> Check {
             false,
             false,
         );
-        let answer = http
-            .post(format!("{url}/v1/listings"))
-            .bearer_auth(&zone.tokens.provider)
-            .json(&body)
-            .timeout(Duration::from_secs(10))
-            .send()
-            .await;
-        match answer {
-            Ok(r) if r.status().as_u16() == 201 => {}
-            Ok(r) => problems.push(format!("{} answered a write {}", zone.id, r.status())),
-            Err(e) => problems.push(format!("{}: {e}", zone.id)),
-        }
+        // A zone is live if it takes the write within LIVENESS_WAIT: an answer that only says
+        // "not now" (a timeout, 503, 504) is asked again, as a client would; a refusal is not.
+        let deadline = tokio::time::Instant::now() + LIVENESS_WAIT;
+        let mut asked_again = false;
+        let problem = loop {
+            let answer = http
+                .post(format!("{url}/v1/listings"))
+                .bearer_auth(&zone.tokens.provider)
+                .json(&body)
+                .timeout(Duration::from_secs(10))
+                .send()
+                .await;
+            let problem = match answer {
+                Ok(r) if r.status().as_u16() == 201 => break None,
+                // The attempt before was taken after all: the same listing already exists.
+                Ok(r) if asked_again && r.status().as_u16() == 409 => break None,
+                Ok(r) if ![503, 504].contains(&r.status().as_u16()) => {
+                    break Some(format!("{} answered a write {}", zone.id, r.status()));
+                }
+                Ok(r) => format!("{} answered a write {}", zone.id, r.status()),
+                Err(e) => format!("{}: {e} ({:?})", zone.id, std::error::Error::source(&e)),
+            };
+            if tokio::time::Instant::now() >= deadline {
+                break Some(problem);
+            }
+            asked_again = true;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        };
+        problems.extend(problem);
     }
     Check {
         name: "liveness",
