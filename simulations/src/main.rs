@@ -56,6 +56,14 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    // The nodes' logs, when asked for (`RUST_LOG=xchg_node=info`): every node of the
+    // federation logs into this process's standard error.
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let sweeping = args.scenario == "sweep";
     let seeds = match (sweeping, &args.seeds, &args.swept) {
         (true, Some(seeds), Some(_)) => match parse_seeds(seeds) {
