@@ -23,6 +23,7 @@ use crate::catalog::demands::{
     self, Acceptance, Budget, Demand, DemandState, MAX_DESCRIPTION_CHARS, MAX_NOTE_CHARS,
     MAX_SCENARIO_CHARS, MAX_TITLE_CHARS, Match, NewDemand,
 };
+use crate::catalog::demands_across::Share;
 use crate::catalog::tables::{demands as table, listings};
 use crate::catalog::{CatalogCommand, Refusal};
 
@@ -58,6 +59,12 @@ pub struct DemandRequest {
     pub budget: Budget,
     /// When it stops looking: after now, at most 366 days ahead.
     pub deadline: Timestamp,
+    /// `exchange` (the default): it stays in this exchange; `federation`: it is also published
+    /// to the exchanges this one has agreements with, without the buyer or broker, and shown
+    /// there when their agreement covers its category and one of its delivery modes; its
+    /// withdrawal or acceptance follows it (PROTOCOL.md 11.9).
+    #[serde(default, skip_serializing_if = "Share::is_exchange")]
+    pub share: Share,
 }
 
 /// The answer to a new demand.
@@ -150,6 +157,7 @@ pub async fn post(
         delivery_modes: body.delivery_modes.clone(),
         budget: body.budget.clone(),
         deadline: body.deadline,
+        share: body.share,
     };
     demands::shape(&demand, at).map_err(refused_field)?;
     let cmd = CatalogCommand::PostDemand {

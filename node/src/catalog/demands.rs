@@ -13,6 +13,7 @@ use xchg_protocol::{
     Classification, ContentId, DeliveryMode, Listing, PartyId, PricingModel, Timestamp,
 };
 
+use super::demands_across::{self, Share};
 use super::tables::demands as table;
 use super::tables::{enum_name, listings};
 use super::valuation::Dec;
@@ -74,6 +75,10 @@ pub struct NewDemand {
     pub budget: Budget,
     /// When it stops looking.
     pub deadline: Timestamp,
+    /// Whether it leaves the exchange (PROTOCOL.md 11.9); absent in a demand posted before
+    /// demands travelled.
+    #[serde(default, skip_serializing_if = "Share::is_exchange")]
+    pub share: Share,
 }
 
 /// The state of a demand.
@@ -308,6 +313,7 @@ pub fn post(
         ))));
     }
     let id = table::insert(db, demand, at, &actor.id, raft_index)?;
+    demands_across::queue_posted(db, &zone.zone, raft_index, id, demand, at)?;
     Ok(ok(id))
 }
 
@@ -738,6 +744,7 @@ mod tests {
                 currency: "CNY".into(),
             },
             deadline: Timestamp(DAY_MS),
+            share: Share::Exchange,
         }
     }
 
@@ -819,6 +826,7 @@ mod tests {
                     currency: "CNY".into(),
                 },
                 deadline: Timestamp(DAY_MS),
+                share: Share::Exchange,
             };
             f(&mut n);
             shape(&n, Timestamp(1)).err().map(|e| e.0)
