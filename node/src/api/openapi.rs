@@ -92,6 +92,8 @@ use super::{
         demands::propose,
         demands::accept,
         demands::withdraw,
+        demands::get_external,
+        demands::match_external,
         valuations::create,
         valuations::get_one,
         valuations::history,

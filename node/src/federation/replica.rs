@@ -10,7 +10,7 @@ use xchg_protocol::{ContentId, ExchangeId, PublicKey};
 
 use super::catchup::Query;
 use super::judge::{Facts, Held};
-use super::publish::{CERTIFICATE_ENTRY, CERTIFICATE_REVOCATION_ENTRY, OutboxEntry};
+use super::publish::{CERTIFICATE_ENTRY, CERTIFICATE_REVOCATION_ENTRY, DEMAND_ENTRY, OutboxEntry};
 use crate::catalog::tables::{
     announcements, certificate_feed, certificates, listings, outbox, received_certificates,
     recognitions, revocations,
@@ -71,7 +71,8 @@ pub async fn revoked(db: &Db) -> Vec<(ExchangeId, PublicKey)> {
 /// Up to `limit` pending outbox entries, oldest first, then, within the same limit, the
 /// certificates waiting to be published (kind [`CERTIFICATE_ENTRY`]: `seq` is the
 /// registration, `body` the signed certificate), then the certificate revocations (kind
-/// [`CERTIFICATE_REVOCATION_ENTRY`], the same way).
+/// [`CERTIFICATE_REVOCATION_ENTRY`], the same way), then the shared demands whose latest state
+/// waits to be signed (kind [`DEMAND_ENTRY`]: `seq` is the demand, `body` its canonical Demand).
 ///
 /// # Errors
 /// The read failed.
@@ -96,6 +97,15 @@ pub async fn pending_outbox(db: &Db, limit: usize) -> Result<Vec<OutboxEntry>, s
             seq: c.registration_id,
             kind: CERTIFICATE_REVOCATION_ENTRY.to_owned(),
             body: c.signed,
+        }));
+    }
+    let room = limit.saturating_sub(entries.len());
+    if room > 0 {
+        let pending = crate::catalog::tables::demands_across::pending(&mut conn, room).await?;
+        entries.extend(pending.into_iter().map(|(demand_id, body)| OutboxEntry {
+            seq: demand_id,
+            kind: DEMAND_ENTRY.to_owned(),
+            body,
         }));
     }
     Ok(entries)
