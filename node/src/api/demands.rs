@@ -248,8 +248,12 @@ pub struct DemandPage {
     params(DemandSearch),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "Demands, newest first", body = DemandPage),
-        (status = 400, description = "An unknown or malformed query parameter", body = ErrorBody),
+        (status = 200, description = "Demands, newest first: this zone's, or with `origin` \
+            `external`, an exchange id or another zone's id, the demands of other zones \
+            recognised here (PROTOCOL.md 11.9), each with its `origin` and `number`", body = DemandPage),
+        (status = 400, description = "An unknown or malformed query parameter; \
+            `invalid_field`: an `origin` that is not `local`, `external`, an exchange id or a \
+            zone id, or `buyer` with external demands (they name no buyer)", body = ErrorBody),
         BearerErrors,
         ReadErrors,
     )
