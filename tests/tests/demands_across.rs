@@ -2,8 +2,9 @@
 //! a demand with the federation; Zhengzhou, whose agreement covers it, lists it among its
 //! external demands with its provenance and ranks its own listings for it; a demand its buyer
 //! keeps home never arrives, nor does one the agreement does not cover; proposing to it at
-//! Zhengzhou is refused (that happens at its origin); its withdrawal arrives and it stops showing
-//! open; a tampered one is refused. Whole federation in one process.
+//! Zhengzhou has no route (that happens at its origin); its withdrawal arrives and it stops showing
+//! open; a tampered one is refused; what a cut-off zone missed arrives by catch-up. Whole
+//! federation in one process.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -288,6 +289,109 @@ async fn a_tampered_demand_is_refused_and_never_shown() -> anyhow::Result<()> {
         )
         .await?;
     assert_eq!(s, 404);
+    fed.shutdown().await;
+    Ok(())
+}
+
+/// Waits until Xuchang's audit chain records that its leader published the latest state of
+/// demand `number` (`expected` records of it in all).
+async fn published_at_xuchang(
+    fed: &Federation,
+    number: u64,
+    expected: usize,
+) -> anyhow::Result<()> {
+    let token = fed.zone_tokens(XUCHANG).regulator.clone();
+    let object = format!("demand:{number} ");
+    eventually(WAIT, "the demand published at Xuchang", || async {
+        let (s, v) = fed
+            .get(XUCHANG, 0, "/v1/audit?limit=1000", &token)
+            .await
+            .map_err(|e| e.to_string())?;
+        if s != 200 {
+            return Err(format!("audit: {s} {v}"));
+        }
+        let n = v["items"].as_array().map_or(0, |items| {
+            items
+                .iter()
+                .filter(|r| {
+                    r["action"] == "record_demand_published"
+                        && r["object_id"]
+                            .as_str()
+                            .is_some_and(|o| o.starts_with(&object))
+                })
+                .count()
+        });
+        Ok((n >= expected).then_some(()))
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_demand_and_its_withdrawal_missed_while_cut_off_arrive_by_catch_up() -> anyhow::Result<()>
+{
+    // Three nodes per zone, so Xuchang's publisher has its own zone's nodes to publish to while
+    // every link to Zhengzhou is cut (gossip and catch-up alike; the in-process network never
+    // replays a message): whatever reaches Zhengzhou after healing came by catch-up.
+    let tuning = Tuning {
+        catchup_every: Duration::from_secs(1),
+        ..Tuning::default()
+    };
+    let fed = Federation::start(LayoutKind::TwoExchanges, 3, tuning, |_, _| {}).await?;
+    let peers = |zone: usize| -> Vec<_> {
+        fed.zones[zone]
+            .iter()
+            .map(|n| n.federation.net().local_peer())
+            .collect()
+    };
+    for a in &peers(XUCHANG) {
+        for b in &peers(ZHENGZHOU) {
+            fed.gossip.cut(a, b);
+        }
+    }
+    let kept = post(
+        &fed,
+        &demand("断网期间发布的需求", "credit", Some("federation")),
+    )
+    .await?;
+    let gone = post(
+        &fed,
+        &demand("断网期间撤回的需求", "credit", Some("federation")),
+    )
+    .await?;
+    published_at_xuchang(&fed, kept, 1).await?;
+    published_at_xuchang(&fed, gone, 1).await?;
+    let buyer = fed.zone_tokens(XUCHANG).buyer.clone();
+    let (s, v) = fed
+        .post(
+            XUCHANG,
+            0,
+            &format!("/v1/demands/{gone}/withdraw"),
+            &buyer,
+            &json!({}),
+        )
+        .await?;
+    anyhow::ensure!(s == 200, "withdraw: {s} {v}");
+    published_at_xuchang(&fed, gone, 2).await?;
+    // The cut held: Zhengzhou has none of it.
+    let held = external(&fed, "").await.map_err(anyhow::Error::msg)?;
+    assert!(held.is_empty(), "{held:?}");
+
+    fed.gossip.heal_all();
+    arrived(&fed, kept).await?;
+    let zone = fed.layout.exchanges[0].zones[0].id.to_string();
+    let path = format!("/v1/demands/external/{zone}/{gone}");
+    let state = eventually(WAIT, "the withdrawn demand by catch-up", || async {
+        match zhengzhou(&fed, &path).await {
+            Ok(d) => Ok(Some(d["state"].clone())),
+            Err(e) => Err(e),
+        }
+    })
+    .await?;
+    assert_eq!(state, "withdrawn", "only its latest state is served");
+    let open = external(&fed, "&open=true")
+        .await
+        .map_err(anyhow::Error::msg)?;
+    assert_eq!(open, [kept]);
     fed.shutdown().await;
     Ok(())
 }

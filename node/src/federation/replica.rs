@@ -4,7 +4,8 @@
 //! reader connection; none of it writes, and none of it holds SQL of its own.
 
 use xchg_protocol::catchup::{
-    Blob, ExchangeSummary, HeldMessage, Item, MAX_CERTIFICATE_PAGE_BYTES, Response, digest,
+    Blob, ExchangeSummary, HeldDemand, HeldMessage, Item, MAX_CERTIFICATE_PAGE_BYTES, Response,
+    digest,
 };
 use xchg_protocol::{ContentId, ExchangeId, PublicKey};
 
@@ -127,17 +128,21 @@ pub async fn undecided(db: &Db, ids: Vec<ContentId>) -> Vec<ContentId> {
 }
 
 /// Whether each of the certificate-topic messages with these ids is unrecorded, in order (a
-/// failed read counts as unrecorded: the message is judged, and apply decides).
+/// failed read counts as unrecorded: the message is judged, and apply decides); for a page of
+/// signed demands, the ids are their SignedMessages' and a demand held in that very state is
+/// recorded.
 pub async fn unreceived(db: &Db, ids: &[ContentId]) -> Vec<bool> {
     let Ok(mut conn) = db.reader().await else {
         return vec![true; ids.len()];
     };
     let mut out = Vec::with_capacity(ids.len());
     for id in ids {
-        out.push(!matches!(
-            certificate_feed::received(&mut conn, id).await,
-            Ok(true)
-        ));
+        let held = matches!(certificate_feed::received(&mut conn, id).await, Ok(true))
+            || matches!(
+                crate::catalog::tables::demands_across::recognised(&mut conn, id).await,
+                Ok(true)
+            );
+        out.push(!held);
     }
     out
 }
@@ -242,6 +247,21 @@ pub async fn serve(db: &Db, query: Query) -> Result<Response, sqlx::Error> {
                 });
             }
             Response::Certificates { items, more }
+        }
+        Query::Demands { after, limit } => {
+            let rows = crate::catalog::tables::demands_across::page(
+                &mut *db.reader().await?,
+                after,
+                limit + 1,
+            )
+            .await?;
+            let more = rows.len() > limit as usize;
+            let items = rows
+                .into_iter()
+                .take(limit as usize)
+                .map(|(pos, data)| HeldDemand { pos, data })
+                .collect();
+            Response::Demands { items, more }
         }
     })
 }

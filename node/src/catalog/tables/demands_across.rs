@@ -126,6 +126,21 @@ pub async fn page(
     Ok(rows.into_iter().map(|(i, s)| (uint(i), s)).collect())
 }
 
+/// Whether a foreign demand is held in the state of the SignedMessage with id `message_id`
+/// (the hash of its body), on a reader.
+///
+/// # Errors
+/// SQLite's error.
+pub async fn recognised(
+    conn: &mut SqliteConnection,
+    message_id: &xchg_protocol::ContentId,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM foreign_demands WHERE message_id = ?)")
+        .bind(message_id.to_string())
+        .fetch_one(&mut *conn)
+        .await
+}
+
 /// The `updated_at` and state of the foreign demand `number` of `zone` held, if one is.
 ///
 /// # Errors
