@@ -191,7 +191,7 @@ pub struct DemandSearch {
     /// Only this category.
     #[param(pattern = "^[a-z0-9_-]{1,64}$")]
     category: Option<String>,
-    /// Only this buyer's (this zone's demands only).
+    /// Only this buyer's (external demands name no buyer: with `buyer`, none of them is listed).
     buyer: Option<String>,
     /// `local` (the default: this zone's demands), `external` (every demand of another zone
     /// recognised here, PROTOCOL.md 11.9), an exchange id (the external demands of that
@@ -253,7 +253,7 @@ pub struct DemandPage {
             recognised here (PROTOCOL.md 11.9), each with its `origin` and `number`", body = DemandPage),
         (status = 400, description = "An unknown or malformed query parameter; \
             `invalid_field`: an `origin` that is not `local`, `external`, an exchange id or a \
-            zone id, or `buyer` with external demands (they name no buyer)", body = ErrorBody),
+            zone id", body = ErrorBody),
         BearerErrors,
         ReadErrors,
     )
@@ -275,10 +275,11 @@ pub async fn search(
     }
     let origin = Origin::of(p.origin.as_deref(), state.config.zone.id.as_str())?;
     if origin != Origin::Local && p.buyer.is_some() {
-        return Err(ApiError::invalid_field(
-            "buyer",
-            "external demands name no buyer: `buyer` only narrows this zone's demands",
-        ));
+        // External demands name no buyer: none is any buyer's.
+        return Ok(Json(DemandPage {
+            items: Vec::new(),
+            next: None,
+        }));
     }
     state.read_barrier(&p.consistency).await?;
     let q = p.q.as_deref().filter(|q| !q.is_empty());
