@@ -131,6 +131,15 @@ async fn a_shared_demand_is_recognised_at_the_partner_with_its_matches_and_follo
         &demand("企业信用数据需求", "credit", Some("federation")),
     )
     .await?;
+    let token = fed.zone_tokens(XUCHANG).buyer.clone();
+    let (_, own) = fed
+        .get(XUCHANG, 0, &format!("/v1/demands/{shared}"), &token)
+        .await?;
+    assert_eq!(own["share"], "federation", "{own}");
+    let (_, kept) = fed
+        .get(XUCHANG, 0, &format!("/v1/demands/{home}"), &token)
+        .await?;
+    assert!(kept.get("share").is_none(), "{kept}");
     arrived(&fed, shared).await?;
     // Published in order of their numbers: those before it would have arrived first.
     let numbers = external(&fed, "").await.map_err(anyhow::Error::msg)?;

@@ -188,6 +188,10 @@ pub struct Demand {
     pub accepted: Option<Acceptance>,
     /// Proposals of brokers and operators, oldest first.
     pub proposals: Vec<Proposal>,
+    /// `federation` when its buyer shared it with the exchanges this one has agreements with
+    /// (PROTOCOL.md 11.9); absent when it stays in this exchange.
+    #[serde(default, skip_serializing_if = "Share::is_exchange")]
+    pub share: Share,
 }
 
 /// One listing the exchange proposes for a demand.
@@ -692,6 +696,7 @@ mod tests {
             posted_at: Timestamp(1),
             accepted: None,
             proposals: vec![],
+            share: Share::Exchange,
         }
     }
 
