@@ -113,3 +113,64 @@ pub(super) fn judge(
         }))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::federation::testkit::{self, Kit};
+
+    fn judged(kit: &Kit, data: &[u8], topic: &str) -> Judgement {
+        let settings = kit.settings(testkit::tuning());
+        let trust = settings.roots.clone();
+        judge(
+            data,
+            topic,
+            &Peer("zz-1".into()),
+            &settings,
+            &trust,
+            testkit::NOW,
+        )
+    }
+
+    #[test]
+    fn a_covered_demand_is_proposed_and_the_rest_get_their_verdicts() {
+        let kit = Kit::new();
+        let credit = kit.partner_demand(1, "credit");
+        let accepted = judged(&kit, &credit, "zhengzhou");
+        assert_eq!(accepted.reason, Reason::Accepted);
+        assert!(
+            matches!(&accepted.proposal, Some(Proposal::Demand(d)) if d.signed == credit
+                && d.exchange.as_str() == "zhengzhou")
+        );
+        // The agreement covers credit and transport only.
+        let uncovered = judged(&kit, &kit.partner_demand(2, "healthcare"), "zhengzhou");
+        assert_eq!(uncovered.reason, Reason::RefusedByAgreement);
+        assert!(uncovered.proposal.is_none());
+        assert!(
+            uncovered
+                .detail
+                .is_some_and(|d| d.contains("category healthcare")),
+        );
+        // Zhengzhou's authority on Xuchang's topic.
+        let moved = judged(&kit, &credit, "xuchang");
+        assert_eq!(
+            (moved.reason, moved.proposal.is_none()),
+            (Reason::WrongTopic, true)
+        );
+        // Tampered after signing: the id it claims is journalled.
+        let mut tampered = credit.clone();
+        let at = tampered
+            .windows(6)
+            .position(|w| w == "需求".as_bytes())
+            .expect("the title");
+        tampered[at] ^= 1;
+        let refused = judged(&kit, &tampered, "zhengzhou");
+        assert_eq!(refused.reason.as_str(), "bad_signature");
+        assert!(refused.content_id.is_some() && refused.proposal.is_none());
+        let huge = vec![0; MAX_DEMAND_BYTES + 1];
+        assert_eq!(
+            judged(&kit, &huge, "zhengzhou").reason.as_str(),
+            "too_large"
+        );
+    }
+}
