@@ -468,6 +468,12 @@ pub enum VerifyError {
         /// What it answers and what was asked.
         message: String,
     },
+    /// A demand breaks a content rule (PROTOCOL.md 11.9).
+    #[error("invalid demand: {errors}")]
+    InvalidDemand {
+        /// Every broken rule.
+        errors: ValidationError,
+    },
     /// The delisting or revocation breaks a content rule.
     #[error("invalid {kind:?} body: {errors}")]
     InvalidBody {
@@ -482,7 +488,7 @@ impl VerifyError {
     /// Every string [`VerifyError::kind`] returns (the decoding kinds of [`DecodeError::kind`]
     /// first), in the order of PROTOCOL.md 6.3, which lists the same strings
     /// (`protocol/tests/kinds.rs` keeps the three in step).
-    pub const KINDS: [&'static str; 34] = [
+    pub const KINDS: [&'static str; 35] = [
         "too_large",
         "too_deep",
         "truncated",
@@ -517,6 +523,7 @@ impl VerifyError {
         "wider_terms",
         "invalid_precedents",
         "not_asked",
+        "invalid_demand",
     ];
 
     /// A stable snake_case name for this kind of error: test vectors, metrics, rejection records.
@@ -551,6 +558,7 @@ impl VerifyError {
             VerifyError::WiderTerms { .. } => "wider_terms",
             VerifyError::InvalidPrecedents { .. } => "invalid_precedents",
             VerifyError::NotAsked { .. } => "not_asked",
+            VerifyError::InvalidDemand { .. } => "invalid_demand",
         }
     }
 }

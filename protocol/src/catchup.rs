@@ -29,6 +29,10 @@ pub const MAX_CERTIFICATE_PAGE: u32 = 64;
 /// it, but always sends at least one.
 pub const MAX_CERTIFICATE_PAGE_BYTES: usize = 4 * 1024 * 1024;
 
+/// Most signed demands in one page of [`Request::Demands`] (each at most
+/// [`crate::demand::MAX_DEMAND_BYTES`]: a page stays within [`MAX_RESPONSE_BYTES`]).
+pub const MAX_DEMAND_PAGE: u32 = 64;
+
 /// A catch-up request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -92,6 +96,15 @@ pub enum Request {
         /// `day`, `week` or `month`.
         period: String,
     },
+    /// The signed demands the peer holds (PROTOCOL.md 11.9): its zone's shared ones and those
+    /// of other zones it recognised, each in its latest state, in its storage order, after
+    /// position `after`.
+    Demands {
+        /// Position after which to list (0 for the start).
+        after: u64,
+        /// Most demands wanted; the responder sends at most [`MAX_DEMAND_PAGE`].
+        limit: u32,
+    },
     /// A signed tree head of `zone`'s audit log and the consistency proof from the tree of
     /// `from` records to it (PROTOCOL.md 12.7), asked of a node of that zone.
     TreeHead {
@@ -144,6 +157,17 @@ pub struct HeldMessage {
     pub data: Vec<u8>,
 }
 
+/// One held signed demand (PROTOCOL.md 11.9).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeldDemand {
+    /// The responder's position of it (pass the last one as `after` for the next page).
+    pub pos: u64,
+    /// The SignedMessage of the Demand, exactly as published.
+    #[serde(with = "crate::bytes::buf")]
+    pub data: Vec<u8>,
+}
+
 /// Bytes carried as a CBOR byte string.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Blob(#[serde(with = "crate::bytes::buf")] pub Vec<u8>);
@@ -180,6 +204,13 @@ pub enum Response {
         /// Messages in ascending `pos`.
         items: Vec<HeldMessage>,
         /// Whether more messages follow the last one.
+        more: bool,
+    },
+    /// Answer to [`Request::Demands`].
+    Demands {
+        /// Signed demands in ascending `pos`.
+        items: Vec<HeldDemand>,
+        /// Whether more follow the last one.
         more: bool,
     },
     /// Answer to [`Request::Application`].
@@ -465,6 +496,45 @@ mod tests {
             Request::from_bytes(&bytes),
             Err(DecodeError::Shape(_))
         ));
+    }
+
+    #[test]
+    fn the_demand_page_messages_are_byte_exact() {
+        // `{"demands": {"after": 5, "limit": 64}}`.
+        let request = Request::Demands {
+            after: 5,
+            limit: 64,
+        };
+        let mut expected = vec![0xa1, 0x67];
+        expected.extend_from_slice(b"demands");
+        expected.extend_from_slice(&[0xa2, 0x65]);
+        expected.extend_from_slice(b"after");
+        expected.extend_from_slice(&[0x05, 0x65]);
+        expected.extend_from_slice(b"limit");
+        expected.extend_from_slice(&[0x18, 0x40]);
+        assert_eq!(request.to_bytes().expect("encode"), expected);
+        // `{"demands": {"more": true, "items": [{"pos": 7, "data": h'0102'}]}}`.
+        let page = Response::Demands {
+            items: vec![HeldDemand {
+                pos: 7,
+                data: vec![1, 2],
+            }],
+            more: true,
+        };
+        let mut expected = vec![0xa1, 0x67];
+        expected.extend_from_slice(b"demands");
+        expected.extend_from_slice(&[0xa2, 0x64]);
+        expected.extend_from_slice(b"more");
+        expected.extend_from_slice(&[0xf5, 0x65]);
+        expected.extend_from_slice(b"items");
+        expected.extend_from_slice(&[0x81, 0xa2, 0x63]);
+        expected.extend_from_slice(b"pos");
+        expected.extend_from_slice(&[0x07, 0x64]);
+        expected.extend_from_slice(b"data");
+        expected.extend_from_slice(&[0x42, 1, 2]);
+        let bytes = page.to_bytes().expect("encode");
+        assert_eq!(bytes, expected);
+        assert_eq!(Response::from_bytes(&bytes).expect("decode"), page);
     }
 
     #[test]

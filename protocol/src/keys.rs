@@ -35,6 +35,8 @@ pub enum Domain {
     ApplicationPrecedents,
     /// A node of a zone stating the size and root of its zone's audit log.
     TreeHead,
+    /// A node of an origin zone sharing one of its buyers' demands.
+    Demand,
 }
 
 impl Domain {
@@ -51,6 +53,7 @@ impl Domain {
             Domain::ApplicationDecision => b"xchg/v1/application-decision\0",
             Domain::ApplicationPrecedents => b"xchg/v1/application-precedents\0",
             Domain::TreeHead => b"xchg/v1/tree-head\0",
+            Domain::Demand => b"xchg/v1/demand\0",
         }
     }
 
@@ -369,6 +372,7 @@ mod tests {
             Domain::ApplicationDecision,
             Domain::ApplicationPrecedents,
             Domain::TreeHead,
+            Domain::Demand,
         ];
         for a in all {
             for b in all {

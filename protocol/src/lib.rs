@@ -13,6 +13,7 @@
 //! - [`certificate`]: registration certificates and their offline verification;
 //!   [`certificate_revocation`]: their revocation by the issuing zone.
 //! - [`application`]: applications forwarded across exchanges and the origin's decisions.
+//! - [`demand`]: buyers' demands shared with partner exchanges.
 
 mod bytes;
 
@@ -24,6 +25,8 @@ pub mod catchup;
 pub mod certificate;
 pub mod certificate_revocation;
 pub mod certificate_vectors;
+pub mod demand;
+pub mod demand_vectors;
 pub mod ids;
 pub mod keys;
 pub mod listing;

@@ -130,10 +130,13 @@ fn every_variant() -> Vec<VerifyError> {
             field: "usage_limit",
             message: "x".into(),
         },
-        VerifyError::InvalidPrecedents { errors: invalid },
+        VerifyError::InvalidPrecedents {
+            errors: invalid.clone(),
+        },
         VerifyError::NotAsked {
             message: "x".into(),
         },
+        VerifyError::InvalidDemand { errors: invalid },
     ]);
     for e in &all {
         // Exhaustive: a new variant must be added above.
@@ -165,7 +168,8 @@ fn every_variant() -> Vec<VerifyError> {
             | VerifyError::WrongDecider { .. }
             | VerifyError::WiderTerms { .. }
             | VerifyError::InvalidPrecedents { .. }
-            | VerifyError::NotAsked { .. } => {}
+            | VerifyError::NotAsked { .. }
+            | VerifyError::InvalidDemand { .. } => {}
         }
     }
     all

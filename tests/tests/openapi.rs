@@ -31,6 +31,8 @@ fn dummy(param: &str) -> anyhow::Result<String> {
         "hash" => "cd".repeat(32),
         "name" => "no-such-node".to_owned(),
         "number" => "XC-2026-NOWHERE-000000".to_owned(),
+        "exchange" => "nowhere".to_owned(),
+        "zone" => "no-such-zone".to_owned(),
         other => bail!("no dummy value for path parameter {{{other}}}: add one to this test"),
     })
 }

@@ -21,8 +21,11 @@ use super::text::{self, Text};
 use super::{AppState, CatchUp, Consistency, params};
 use crate::catalog::demands::{
     self, Acceptance, Budget, Demand, DemandState, MAX_DESCRIPTION_CHARS, MAX_NOTE_CHARS,
-    MAX_SCENARIO_CHARS, MAX_TITLE_CHARS, Match, NewDemand,
+    MAX_SCENARIO_CHARS, MAX_TITLE_CHARS, Match, Need, NewDemand,
 };
+use crate::catalog::demands_across::ExternalDemand;
+use crate::catalog::demands_across::Share;
+use crate::catalog::tables::demands_across as external;
 use crate::catalog::tables::{demands as table, listings};
 use crate::catalog::{CatalogCommand, Refusal};
 
@@ -58,6 +61,12 @@ pub struct DemandRequest {
     pub budget: Budget,
     /// When it stops looking: after now, at most 366 days ahead.
     pub deadline: Timestamp,
+    /// `exchange` (the default): it stays in this exchange; `federation`: it is also published
+    /// to the exchanges this one has agreements with, without the buyer or broker, and shown
+    /// there when their agreement covers its category and one of its delivery modes; its
+    /// withdrawal or acceptance follows it (PROTOCOL.md 11.9).
+    #[serde(default, skip_serializing_if = "Share::is_exchange")]
+    pub share: Share,
 }
 
 /// The answer to a new demand.
@@ -150,6 +159,7 @@ pub async fn post(
         delivery_modes: body.delivery_modes.clone(),
         budget: body.budget.clone(),
         deadline: body.deadline,
+        share: body.share,
     };
     demands::shape(&demand, at).map_err(refused_field)?;
     let cmd = CatalogCommand::PostDemand {
@@ -181,8 +191,12 @@ pub struct DemandSearch {
     /// Only this category.
     #[param(pattern = "^[a-z0-9_-]{1,64}$")]
     category: Option<String>,
-    /// Only this buyer's.
+    /// Only this buyer's (external demands name no buyer: with `buyer`, none of them is listed).
     buyer: Option<String>,
+    /// `local` (the default: this zone's demands), `external` (every demand of another zone
+    /// recognised here, PROTOCOL.md 11.9), an exchange id (the external demands of that
+    /// exchange's zones) or a zone id (that zone's: this zone's own id means `local`).
+    origin: Option<String>,
     /// `true` for open ones only (deadline not passed).
     open: Option<bool>,
     /// Demands numbered below this one (the `next` of the page before).
@@ -204,11 +218,22 @@ fn limit_schema() -> utoipa::openapi::schema::Object {
     params::page_size_schema(DEFAULT_LIMIT, MAX_LIMIT)
 }
 
+/// One demand of a page: this zone's, or another zone's recognised here (with its `origin`).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum DemandItem {
+    /// This zone's.
+    Local(Demand),
+    /// Another zone's.
+    External(ExternalDemand),
+}
+
 /// A page of demands.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DemandPage {
-    /// Newest first.
-    pub items: Vec<Demand>,
+    /// Newest first (external ones: the most recently first recognised first). Each page is of
+    /// one origin kind: this zone's demands, or external ones.
+    pub items: Vec<DemandItem>,
     /// `before` of the next page, when there may be one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next: Option<u64>,
@@ -223,8 +248,12 @@ pub struct DemandPage {
     params(DemandSearch),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "Demands, newest first", body = DemandPage),
-        (status = 400, description = "An unknown or malformed query parameter", body = ErrorBody),
+        (status = 200, description = "Demands, newest first: this zone's, or with `origin` \
+            `external`, an exchange id or another zone's id, the demands of other zones \
+            recognised here (PROTOCOL.md 11.9), each with its `origin` and `number`", body = DemandPage),
+        (status = 400, description = "An unknown or malformed query parameter; \
+            `invalid_field`: an `origin` that is not `local`, `external`, an exchange id or a \
+            zone id", body = ErrorBody),
         BearerErrors,
         ReadErrors,
     )
@@ -244,20 +273,86 @@ pub async fn search(
     if p.q.as_deref().is_some_and(|q| q.chars().count() > 200) {
         return Err(ApiError::invalid_field("q", "at most 200 characters"));
     }
+    let origin = Origin::of(p.origin.as_deref(), state.config.zone.id.as_str())?;
+    if origin != Origin::Local && p.buyer.is_some() {
+        // External demands name no buyer: none is any buyer's.
+        return Ok(Json(DemandPage {
+            items: Vec::new(),
+            next: None,
+        }));
+    }
     state.read_barrier(&p.consistency).await?;
-    let filter = table::Filter {
-        q: p.q.as_deref().filter(|q| !q.is_empty()),
-        category: p.category.as_deref(),
-        buyer: p.buyer.as_deref(),
-        open: p.open.unwrap_or(false),
-        before: before.map(|b| u64::try_from(b).unwrap_or(0)),
-    };
+    let q = p.q.as_deref().filter(|q| !q.is_empty());
+    let open = p.open.unwrap_or(false);
+    let before = before.map(|b| u64::try_from(b).unwrap_or(0));
     let mut conn = state.db.reader().await?;
-    let items = table::search(&mut conn, &filter, limit, state.clock.now()).await?;
-    let next = (items.len() == limit as usize)
-        .then(|| items.last().map(|d| d.id))
-        .flatten();
+    let now = state.clock.now();
+    let (items, last): (Vec<DemandItem>, Option<u64>) = if origin == Origin::Local {
+        let filter = table::Filter {
+            q,
+            category: p.category.as_deref(),
+            buyer: p.buyer.as_deref(),
+            open,
+            before,
+        };
+        let found = table::search(&mut conn, &filter, limit, now).await?;
+        let last = found.last().map(|d| d.id);
+        (found.into_iter().map(DemandItem::Local).collect(), last)
+    } else {
+        let filter = external::Filter {
+            q,
+            category: p.category.as_deref(),
+            exchange: match &origin {
+                Origin::Exchange(e) => Some(e.as_str()),
+                _ => None,
+            },
+            zone: match &origin {
+                Origin::Zone(z) => Some(z.as_str()),
+                _ => None,
+            },
+            open,
+            before,
+        };
+        let found = external::search(&mut conn, &filter, limit, now).await?;
+        let last = found.last().map(|d| d.position);
+        (found.into_iter().map(DemandItem::External).collect(), last)
+    };
+    let next = (items.len() == limit as usize).then_some(last).flatten();
     Ok(Json(DemandPage { items, next }))
+}
+
+/// Which demands a search lists.
+#[derive(Debug, PartialEq, Eq)]
+enum Origin {
+    /// This zone's.
+    Local,
+    /// Every external one.
+    External,
+    /// The external ones of an exchange.
+    Exchange(String),
+    /// The external ones of a zone.
+    Zone(String),
+}
+
+impl Origin {
+    /// The `origin` parameter, for a node of `own` zone.
+    fn of(origin: Option<&str>, own: &str) -> Result<Self, ApiError> {
+        Ok(match origin {
+            None | Some("local") => Origin::Local,
+            Some("external") => Origin::External,
+            Some(z) if z == own => Origin::Local,
+            Some(z) if z.contains('/') => Origin::Zone(
+                z.parse::<xchg_protocol::ZoneId>()
+                    .map_err(|e| ApiError::invalid_field("origin", e.to_string()))?
+                    .to_string(),
+            ),
+            Some(e) => Origin::Exchange(
+                e.parse::<xchg_protocol::ExchangeId>()
+                    .map_err(|e| ApiError::invalid_field("origin", e.to_string()))?
+                    .to_string(),
+            ),
+        })
+    }
 }
 
 async fn held(state: &AppState, id: u64) -> Result<Demand, ApiError> {
@@ -309,13 +404,17 @@ pub struct Matches {
     pub matches: Vec<Match>,
 }
 
-/// The listings that match `demand`: listed or recognised ones of its category (the 500 most
-/// recent) and every one proposed to it.
-async fn matches_of(state: &AppState, demand: &Demand) -> Result<Vec<Match>, ApiError> {
+/// The listings that match `need` (a demand of `category`): listed or recognised ones of its
+/// category (the 500 most recent) and every one proposed to it.
+async fn matches_of(
+    state: &AppState,
+    need: &Need<'_>,
+    category: &str,
+) -> Result<Vec<Match>, ApiError> {
     let mut conn = state.db.reader().await?;
     let mut candidates =
-        listings::listed_of_category(&mut conn, &demand.category, demands::CANDIDATES).await?;
-    for p in &demand.proposals {
+        listings::listed_of_category(&mut conn, category, demands::CANDIDATES).await?;
+    for p in need.proposals {
         if candidates.iter().any(|(id, _)| *id == p.listing_id) {
             continue;
         }
@@ -329,7 +428,7 @@ async fn matches_of(state: &AppState, demand: &Demand) -> Result<Vec<Match>, Api
             candidates.push((p.listing_id, listing));
         }
     }
-    Ok(demands::matches(demand, &candidates))
+    Ok(demands::matches(need, &candidates))
 }
 
 /// `GET /v1/demands/{id}/matches` (any token).
@@ -361,7 +460,7 @@ pub async fn matches(
     let Query(p) = query.map_err(query_error)?;
     state.read_barrier(&p.consistency).await?;
     let demand = held(&state, id).await?;
-    let matches = matches_of(&state, &demand).await?;
+    let matches = matches_of(&state, &demand.need(), &demand.category).await?;
     Ok(Json(Matches {
         demand: id,
         matches,
@@ -507,7 +606,7 @@ pub async fn accept(
         );
     };
     drop(conn);
-    let scored = demands::score(&demand, body.listing_id, &listing)
+    let scored = demands::score(&demand.need(), body.listing_id, &listing)
         .map_err(|why| ApiError::from(Refusal::Conflict(why)).with_field("listing_id"))?;
     let at = state.clock.now();
     let cmd = CatalogCommand::AcceptDemandMatch {
@@ -572,4 +671,129 @@ pub async fn withdraw(
     response?;
     state.applied(index).await?;
     Ok(Json(held(&state, id).await?))
+}
+
+/// The zone id of an external demand's path.
+fn zone_of(exchange: &str, zone: &str) -> Result<xchg_protocol::ZoneId, ApiError> {
+    format!("{exchange}/{zone}")
+        .parse()
+        .map_err(|e: xchg_protocol::IdError| ApiError::invalid_field("zone", e.to_string()))
+}
+
+async fn held_external(
+    state: &AppState,
+    exchange: &str,
+    zone: &str,
+    number: u64,
+) -> Result<ExternalDemand, ApiError> {
+    let zone = zone_of(exchange, zone)?;
+    let now = state.clock.now();
+    let look = || async {
+        let mut conn = state.db.reader().await?;
+        Ok(external::get(&mut conn, zone.as_str(), number, now).await?)
+    };
+    state
+        .look_again_if(CatchUp::Always, look, Option::is_some)
+        .await?
+        .ok_or_else(|| {
+            ApiError::from(Refusal::NotFound(format!(
+                "no demand {number} of {zone} is recognised here"
+            )))
+        })
+}
+
+/// `GET /v1/demands/external/{exchange}/{zone}/{number}` (any token).
+#[utoipa::path(
+    get,
+    path = "/v1/demands/external/{exchange}/{zone}/{number}",
+    operation_id = "get_external_demand",
+    tag = "demands",
+    params(
+        ("exchange" = String, Path, description = "The origin zone's exchange"),
+        ("zone" = String, Path, description = "The origin zone's name in its exchange (the \
+            part of its zone id after the `/`)"),
+        ("number" = u64, Path, description = "The demand's number at its origin zone"),
+        ReadParams
+    ),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A demand of another zone, recognised here under the \
+            agreement with its exchange (PROTOCOL.md 11.9), in its latest state",
+            body = ExternalDemand),
+        (status = 400, description = "An unknown or malformed query parameter, or a malformed \
+            zone", body = ErrorBody),
+        (status = 404, description = "No such demand recognised here", body = ErrorBody),
+        BearerErrors,
+        ReadErrors,
+    )
+)]
+pub async fn get_external(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Path((exchange, zone, number)): Path<(String, String, u64)>,
+    query: Result<Query<ReadParams>, QueryRejection>,
+) -> Result<Json<ExternalDemand>, ApiError> {
+    let Query(p) = query.map_err(query_error)?;
+    state.read_barrier(&p.consistency).await?;
+    Ok(Json(held_external(&state, &exchange, &zone, number).await?))
+}
+
+/// This exchange's matches for a demand of another zone.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ExternalMatches {
+    /// The demand's origin.
+    pub origin: crate::catalog::demands_across::Provenance,
+    /// Its number there.
+    pub number: u64,
+    /// This exchange's listings, best first, at most 20.
+    pub matches: Vec<Match>,
+}
+
+/// `GET /v1/demands/external/{exchange}/{zone}/{number}/matches` (any token).
+#[utoipa::path(
+    get,
+    path = "/v1/demands/external/{exchange}/{zone}/{number}/matches",
+    operation_id = "match_external_demand",
+    tag = "demands",
+    params(
+        ("exchange" = String, Path, description = "The origin zone's exchange"),
+        ("zone" = String, Path, description = "The origin zone's name in its exchange"),
+        ("number" = u64, Path, description = "The demand's number at its origin zone"),
+        ReadParams
+    ),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The listings held here (listed or recognised) that can \
+            serve another zone's demand, best first, scored and explained as for this zone's \
+            demands (no proposals: those are made at the demand's origin)",
+            body = ExternalMatches),
+        (status = 400, description = "An unknown or malformed query parameter, or a malformed \
+            zone", body = ErrorBody),
+        (status = 404, description = "No such demand recognised here", body = ErrorBody),
+        BearerErrors,
+        ReadErrors,
+    )
+)]
+pub async fn match_external(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Path((exchange, zone, number)): Path<(String, String, u64)>,
+    query: Result<Query<ReadParams>, QueryRejection>,
+) -> Result<Json<ExternalMatches>, ApiError> {
+    let Query(p) = query.map_err(query_error)?;
+    state.read_barrier(&p.consistency).await?;
+    let demand = held_external(&state, &exchange, &zone, number).await?;
+    let need = Need {
+        name: demand.name(),
+        scenario: &demand.scenario,
+        delivery_modes: &demand.delivery_modes,
+        budget: &demand.budget,
+        proposals: &[],
+    };
+    let matches = matches_of(&state, &need, &demand.category).await?;
+    Ok(Json(ExternalMatches {
+        origin: demand.origin.clone(),
+        number,
+        matches,
+    }))
 }

@@ -177,6 +177,14 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/demands/{id}/proposals", post(demands::propose))
         .route("/v1/demands/{id}/accept", post(demands::accept))
         .route("/v1/demands/{id}/withdraw", post(demands::withdraw))
+        .route(
+            "/v1/demands/external/{exchange}/{zone}/{number}",
+            get(demands::get_external),
+        )
+        .route(
+            "/v1/demands/external/{exchange}/{zone}/{number}/matches",
+            get(demands::match_external),
+        )
         .route("/v1/authorizations", get(authorizations::list))
         .route("/v1/authorizations/{id}", get(authorizations::get_one))
         .route("/v1/authorizations/{id}/usage", post(authorizations::usage))

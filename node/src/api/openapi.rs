@@ -92,6 +92,8 @@ use super::{
         demands::propose,
         demands::accept,
         demands::withdraw,
+        demands::get_external,
+        demands::match_external,
         valuations::create,
         valuations::get_one,
         valuations::history,
@@ -146,7 +148,12 @@ use super::{
         (name = "demands", description = "Demands and matchmaking (交易撮合): a buyer (or a \
             broker it entrusted with `post_demand`) posts what data it needs; the exchange \
             matches listings to it with a score and reasons; brokers and operators propose \
-            listings; the buyer accepts one and goes on to apply"),
+            listings; the buyer accepts one and goes on to apply. A demand posted with `share: \
+            federation` is also shown by the exchanges this one has agreements with, when their \
+            agreement covers it, under `/v1/demands?origin=external` and \
+            `/v1/demands/external/{exchange}/{zone}/{number}`, where their own listings are \
+            matched to it; it is proposed to, accepted and withdrawn only at its origin \
+            (PROTOCOL.md 11.9)"),
         (name = "valuations", description = "Valuation reports (数据资产评估) by the cost, \
             income and market approaches, versioned per listing: made by the listing's provider \
             or an operator, read by them, regulators and admins"),

@@ -19,8 +19,8 @@ use super::{
 };
 use crate::audit;
 use crate::catalog::{
-    across, applications, certified, complaints, demands, federation, parties, registrations,
-    trades,
+    across, applications, certified, complaints, demands, demands_across, federation, parties,
+    registrations, trades,
 };
 use crate::sqlite::unencodable;
 
@@ -341,12 +341,33 @@ fn effect(
             demand_id,
             acceptance,
             actor,
-        } => demands::accept(db, *demand_id, acceptance, actor)?,
+        } => {
+            let response = demands::accept(db, *demand_id, acceptance, actor)?;
+            if response.is_ok() {
+                let accepted = xchg_protocol::demand::DemandState::Accepted;
+                demands_across::queue_closed(db, raft_index, *demand_id, accepted, acceptance.at)?;
+            }
+            response
+        }
         CatalogCommand::WithdrawDemand {
             demand_id,
             at,
             actor,
-        } => demands::withdraw(db, *demand_id, *at, actor)?,
+        } => {
+            let response = demands::withdraw(db, *demand_id, *at, actor)?;
+            if response.is_ok() {
+                let withdrawn = xchg_protocol::demand::DemandState::Withdrawn;
+                demands_across::queue_closed(db, raft_index, *demand_id, withdrawn, *at)?;
+            }
+            response
+        }
+        CatalogCommand::ReceiveDemand(r) => demands_across::receive(db, &zone.zone, raft_index, r)?,
+        CatalogCommand::RecordDemandPublished {
+            demand_id,
+            signed,
+            at,
+            ..
+        } => demands_across::published(db, raft_index, *demand_id, signed, *at)?,
         CatalogCommand::SetFeeSchedule {
             schedule,
             at,
@@ -867,6 +888,27 @@ fn subject(cmd: &CatalogCommand) -> (String, &'static str, Timestamp, String) {
             "system",
             r.at,
             format!("precedents:{}", precedents_id(&r.list)),
+        ),
+        // The id of the signed demand: the same in every zone that holds it.
+        CatalogCommand::ReceiveDemand(r) => (
+            format!("node:{}", r.node),
+            "system",
+            r.at,
+            format!("demand-message:{}", demands_across::message_id(&r.signed)),
+        ),
+        CatalogCommand::RecordDemandPublished {
+            demand_id,
+            signed,
+            at,
+            node,
+        } => (
+            format!("node:{node}"),
+            "system",
+            *at,
+            format!(
+                "demand:{demand_id} demand-message:{}",
+                demands_across::message_id(signed)
+            ),
         ),
         CatalogCommand::RecordValuation { report, actor } => {
             let (id, role) = by(actor);

@@ -13,6 +13,7 @@ use xchg_protocol::{
     Classification, ContentId, DeliveryMode, Listing, PartyId, PricingModel, Timestamp,
 };
 
+use super::demands_across::{self, Share};
 use super::tables::demands as table;
 use super::tables::{enum_name, listings};
 use super::valuation::Dec;
@@ -74,6 +75,10 @@ pub struct NewDemand {
     pub budget: Budget,
     /// When it stops looking.
     pub deadline: Timestamp,
+    /// Whether it leaves the exchange (PROTOCOL.md 11.9); absent in a demand posted before
+    /// demands travelled.
+    #[serde(default, skip_serializing_if = "Share::is_exchange")]
+    pub share: Share,
 }
 
 /// The state of a demand.
@@ -183,6 +188,10 @@ pub struct Demand {
     pub accepted: Option<Acceptance>,
     /// Proposals of brokers and operators, oldest first.
     pub proposals: Vec<Proposal>,
+    /// `federation` when its buyer shared it with the exchanges this one has agreements with
+    /// (PROTOCOL.md 11.9); absent when it stays in this exchange.
+    #[serde(default, skip_serializing_if = "Share::is_exchange")]
+    pub share: Share,
 }
 
 /// One listing the exchange proposes for a demand.
@@ -308,6 +317,7 @@ pub fn post(
         ))));
     }
     let id = table::insert(db, demand, at, &actor.id, raft_index)?;
+    demands_across::queue_posted(db, &zone.zone, raft_index, id, demand, at)?;
     Ok(ok(id))
 }
 
@@ -475,12 +485,41 @@ fn price_text(l: &Listing) -> String {
     )
 }
 
+/// What a match is scored against: a demand of this zone ([`Demand::need`]) or of another
+/// (`demands_across::ExternalDemand::need`).
+#[derive(Debug, Clone)]
+pub struct Need<'a> {
+    /// How it is named in reasons: `demand 12`, `demand zhengzhou/zhongyuan:12`.
+    pub name: String,
+    /// The one scenario.
+    pub scenario: &'a str,
+    /// Delivery modes it can accept.
+    pub delivery_modes: &'a [DeliveryMode],
+    /// Its budget.
+    pub budget: &'a Budget,
+    /// Proposals of brokers and operators (none for another zone's demand).
+    pub proposals: &'a [Proposal],
+}
+
+impl Demand {
+    /// What its matches are scored against.
+    pub fn need(&self) -> Need<'_> {
+        Need {
+            name: format!("demand {}", self.id),
+            scenario: &self.scenario,
+            delivery_modes: &self.delivery_modes,
+            budget: &self.budget,
+            proposals: &self.proposals,
+        }
+    }
+}
+
 /// How `listing` matches `demand`, or why it cannot serve it (no delivery mode the buyer accepts
 /// and the listing's rules allow, or a fixed price over the budget).
 ///
 /// # Errors
 /// Why it does not match.
-pub fn score(demand: &Demand, id: ContentId, listing: &Listing) -> Result<Match, String> {
+pub fn score(demand: &Need<'_>, id: ContentId, listing: &Listing) -> Result<Match, String> {
     let mut reasons = Vec::new();
     let mut score = 0;
     let restricted = matches!(
@@ -496,14 +535,14 @@ pub fn score(demand: &Demand, id: ContentId, listing: &Listing) -> Result<Match,
     if modes.is_empty() {
         let offered: Vec<String> = listing.delivery_modes.iter().map(enum_name).collect();
         return Err(format!(
-            "listing {id} delivers by {}{}: none of them is a mode demand {} accepts",
+            "listing {id} delivers by {}{}: none of them is a mode {} accepts",
             offered.join(", "),
             if restricted {
                 " (its data stays in its domain: in-domain modes only)"
             } else {
                 ""
             },
-            demand.id
+            demand.name
         ));
     }
     score += 20;
@@ -515,13 +554,13 @@ pub fn score(demand: &Demand, id: ContentId, listing: &Listing) -> Result<Match,
     if restricted {
         reasons.push("its data stays in its domain (数据不出域): in-domain delivery only".into());
     }
-    if listing.scenarios.contains(&demand.scenario) {
+    if listing.scenarios.iter().any(|s| s == demand.scenario) {
         score += 40;
         reasons.push(format!("offers the scenario {}", demand.scenario));
     } else if let Some(s) = listing
         .scenarios
         .iter()
-        .find(|s| s.contains(demand.scenario.as_str()) || demand.scenario.contains(s.as_str()))
+        .find(|s| s.contains(demand.scenario) || demand.scenario.contains(s.as_str()))
     {
         score += 20;
         reasons.push(format!("offers the close scenario {s}"));
@@ -547,10 +586,10 @@ pub fn score(demand: &Demand, id: ContentId, listing: &Listing) -> Result<Match,
         (PricingModel::Fixed, Some(a)) if same_currency => {
             if a > budget_max {
                 return Err(format!(
-                    "listing {id}'s fixed price {} {} is over demand {}'s budget of {}",
+                    "listing {id}'s fixed price {} {} is over {}'s budget of {}",
                     a.money(),
                     demand.budget.currency,
-                    demand.id,
+                    demand.name,
                     budget_max.money()
                 ));
             }
@@ -622,7 +661,7 @@ pub fn score(demand: &Demand, id: ContentId, listing: &Listing) -> Result<Match,
 
 /// The matches of `demand` among `candidates` (listed or recognised listings), best first (then
 /// the most recently held), at most [`MAX_MATCHES`].
-pub fn matches(demand: &Demand, candidates: &[(ContentId, Listing)]) -> Vec<Match> {
+pub fn matches(demand: &Need<'_>, candidates: &[(ContentId, Listing)]) -> Vec<Match> {
     let mut found: Vec<(usize, Match)> = candidates
         .iter()
         .enumerate()
@@ -657,6 +696,7 @@ mod tests {
             posted_at: Timestamp(1),
             accepted: None,
             proposals: vec![],
+            share: Share::Exchange,
         }
     }
 
@@ -678,13 +718,14 @@ mod tests {
         use DeliveryMode::{Api, File, Sandbox, Verification};
         let id = ContentId::of(b"l");
         // The credit draft offers verification and api, scenario 企业贷款授信审查, per call.
-        let m = score(&demand(&[Api, File], "1000"), id, &listing(None)).expect("a match");
+        let m = score(&demand(&[Api, File], "1000").need(), id, &listing(None)).expect("a match");
         assert_eq!(m.score, 20 + 40 + 15 + 5);
         assert_eq!(m.delivery_modes, [Api]);
         assert!(m.reasons[0].contains("api"), "{:?}", m.reasons);
-        assert!(score(&demand(&[File, Sandbox], "1000"), id, &listing(None)).is_err());
-        assert!(score(&demand(&[Api], "99.99"), id, &listing(Some("100"))).is_err());
-        let within = score(&demand(&[Api], "100"), id, &listing(Some("100"))).expect("within");
+        assert!(score(&demand(&[File, Sandbox], "1000").need(), id, &listing(None)).is_err());
+        assert!(score(&demand(&[Api], "99.99").need(), id, &listing(Some("100"))).is_err());
+        let within =
+            score(&demand(&[Api], "100").need(), id, &listing(Some("100"))).expect("within");
         assert!(
             within
                 .reasons
@@ -694,8 +735,9 @@ mod tests {
         // Important data: only in-domain modes count.
         let mut important = listing(None);
         important.classification = Classification::Important;
-        assert!(score(&demand(&[Api], "1"), id, &important).is_err());
-        let m = score(&demand(&[Api, Verification], "1"), id, &important).expect("in-domain");
+        assert!(score(&demand(&[Api], "1").need(), id, &important).is_err());
+        let m =
+            score(&demand(&[Api, Verification], "1").need(), id, &important).expect("in-domain");
         assert_eq!(
             (m.delivery_modes.as_slice(), m.score),
             ([Verification].as_slice(), 75)
@@ -710,7 +752,7 @@ mod tests {
             note: None,
             at: Timestamp(2),
         });
-        let m = score(&d, id, &listing(None)).expect("proposed");
+        let m = score(&d.need(), id, &listing(None)).expect("proposed");
         assert_eq!(
             (m.score, m.proposed_by.as_slice()),
             (90, ["broker-1".to_owned()].as_slice())
@@ -719,7 +761,7 @@ mod tests {
         let mut other = listing(None);
         other.scenarios = vec!["其他".into()];
         let other_id = ContentId::of(b"o");
-        let ranked = matches(&d, &[(other_id, other), (id, listing(None))]);
+        let ranked = matches(&d.need(), &[(other_id, other), (id, listing(None))]);
         assert_eq!(ranked[0].listing_id, id);
         assert_eq!(ranked.len(), 2);
     }
@@ -738,6 +780,7 @@ mod tests {
                 currency: "CNY".into(),
             },
             deadline: Timestamp(DAY_MS),
+            share: Share::Exchange,
         }
     }
 
@@ -819,6 +862,7 @@ mod tests {
                     currency: "CNY".into(),
                 },
                 deadline: Timestamp(DAY_MS),
+                share: Share::Exchange,
             };
             f(&mut n);
             shape(&n, Timestamp(1)).err().map(|e| e.0)

@@ -15,6 +15,7 @@ mod audit_tree;
 pub mod certified;
 pub mod complaints;
 pub mod demands;
+pub mod demands_across;
 pub mod federation;
 pub mod format;
 pub mod money;
@@ -249,6 +250,7 @@ pub const SCHEMA: &[&str] = &[
     include_str!("schema/catalog_schema_v18.sql"),
     include_str!("schema/catalog_schema_v19.sql"),
     include_str!("schema/catalog_schema_v20.sql"),
+    include_str!("schema/catalog_schema_v21.sql"),
 ];
 
 /// Zone facts for tests: `xuchang/yuzhou` with the default export policy.
@@ -658,6 +660,22 @@ pub enum CatalogCommand {
     /// At the applicant: an origin zone's signed list of precedents, verified by the member
     /// that fetched it (`precedents::record`).
     RecordPrecedents(Box<precedents::ReceivedPrecedents>),
+    /// A demand of another zone, received on a demand topic or by catch-up and verified by
+    /// the leader under its agreement with the demand's exchange (PROTOCOL.md 11.9).
+    ReceiveDemand(Box<demands_across::ReceivedDemand>),
+    /// The leader published the signed state of a demand its buyer shared with the federation
+    /// on its exchange's demand topic (PROTOCOL.md 11.9).
+    RecordDemandPublished {
+        /// The demand.
+        demand_id: u64,
+        /// The SignedMessage published.
+        #[serde(with = "serde_bytes")]
+        signed: Vec<u8>,
+        /// When.
+        at: Timestamp,
+        /// The publishing node's name.
+        node: String,
+    },
     /// A buyer (or a broker it entrusted with `post_demand`) posts a demand.
     PostDemand {
         /// The demand.
@@ -893,6 +911,8 @@ impl CatalogCommand {
             CatalogCommand::ReceiveApplication(_) => "receive_application",
             CatalogCommand::ApplicationDecided(_) => "application_decided",
             CatalogCommand::RecordPrecedents(_) => "record_precedents",
+            CatalogCommand::ReceiveDemand(_) => "receive_demand",
+            CatalogCommand::RecordDemandPublished { .. } => "record_demand_published",
             CatalogCommand::RecordValuation { .. } => "record_valuation",
             CatalogCommand::PostDemand { .. } => "post_demand",
             CatalogCommand::ProposeToDemand { .. } => "propose_to_demand",
@@ -980,6 +1000,8 @@ impl CatalogCommand {
             CatalogCommand::ReceiveApplication(r) => Some(r.node.as_str()),
             CatalogCommand::ApplicationDecided(r) => Some(r.node.as_str()),
             CatalogCommand::RecordPrecedents(r) => Some(r.node.as_str()),
+            CatalogCommand::ReceiveDemand(r) => Some(r.node.as_str()),
+            CatalogCommand::RecordDemandPublished { node, .. } => Some(node.as_str()),
             // Only the admin token of the offline recovery is a member's to hand over.
             CatalogCommand::CreateToken {
                 actor,
@@ -1073,7 +1095,9 @@ impl CatalogCommand {
             | CatalogCommand::ApplicationForwarded { .. }
             | CatalogCommand::ReceiveApplication(_)
             | CatalogCommand::ApplicationDecided(_)
-            | CatalogCommand::RecordPrecedents(_) => {
+            | CatalogCommand::RecordPrecedents(_)
+            | CatalogCommand::ReceiveDemand(_)
+            | CatalogCommand::RecordDemandPublished { .. } => {
                 return Err(Refusal::Forbidden(format!(
                     "only a zone member may {}",
                     self.action().replace('_', " ")
@@ -1165,6 +1189,8 @@ impl CatalogCommand {
             | CatalogCommand::ReceiveApplication(_)
             | CatalogCommand::ApplicationDecided(_)
             | CatalogCommand::RecordPrecedents(_)
+            | CatalogCommand::ReceiveDemand(_)
+            | CatalogCommand::RecordDemandPublished { .. }
             | CatalogCommand::Idempotent(_)
             | CatalogCommand::Entrusted(_) => {}
         }
@@ -1196,6 +1222,10 @@ impl CatalogCommand {
                     // its revocation.
                     | CatalogCommand::ApproveRegistration { .. }
                     | CatalogCommand::RevokeCertificate { .. }
+                    // A shared demand, posted, withdrawn or accepted, is published.
+                    | CatalogCommand::PostDemand { .. }
+                    | CatalogCommand::WithdrawDemand { .. }
+                    | CatalogCommand::AcceptDemandMatch { .. }
                     // A suspension withdraws the listing from the exchanges that hold it.
                     | CatalogCommand::ActOnComplaint {
                         step: complaints::Step::SuspendListing,

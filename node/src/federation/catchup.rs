@@ -19,9 +19,10 @@ use std::time::Duration;
 
 use rand::Rng as _;
 use rand::rngs::StdRng;
+use xchg_protocol::application::SignedMessage;
 use xchg_protocol::catchup::{
-    Blob, ExchangeSummary, HeldMessage, Item, MAX_CERTIFICATE_PAGE, MAX_FETCH, MAX_INVENTORY,
-    Request, Response,
+    Blob, ExchangeSummary, HeldDemand, HeldMessage, Item, MAX_CERTIFICATE_PAGE, MAX_DEMAND_PAGE,
+    MAX_FETCH, MAX_INVENTORY, Request, Response,
 };
 use xchg_protocol::{ContentId, ExchangeId, Timestamp};
 
@@ -85,6 +86,14 @@ pub enum Query {
         /// Most messages.
         limit: u32,
     },
+    /// Up to `limit` (1 to [`MAX_DEMAND_PAGE`]) signed demands after position `after`, and
+    /// whether there are more (PROTOCOL.md 11.9).
+    Demands {
+        /// The last position the asker has.
+        after: u64,
+        /// Most demands.
+        limit: u32,
+    },
 }
 
 /// Checks an inventory page: at most [`MAX_INVENTORY`] items, positions strictly increasing and
@@ -128,6 +137,9 @@ fn check_positions(
 /// The second part of the cursor key of the certificate topics' messages (an inventory's is
 /// an exchange id, which never contains a space).
 const CERTIFICATES_CURSOR: &str = "certificate topics";
+
+/// The second part of the cursor key of the signed demands (PROTOCOL.md 11.9).
+const DEMANDS_CURSOR: &str = "demands";
 
 /// The cursor key of the certificate topics' messages at `peer`.
 fn certificates_key(peer: &Peer) -> (String, String) {
@@ -174,6 +186,20 @@ struct CertificatePage {
     complete: bool,
 }
 
+/// One page of a peer's signed demands being worked through (PROTOCOL.md 11.9).
+#[derive(Debug)]
+struct DemandPage {
+    /// Pages asked in this round, this one included.
+    number: usize,
+    /// The position of its last demand and whether the peer has more.
+    last: u64,
+    more: bool,
+    /// The page's demands, until the replica says which it holds.
+    items: Vec<Vec<u8>>,
+    /// Demands not held, still to judge.
+    messages: VecDeque<Vec<u8>>,
+}
+
 /// What the round waits for.
 #[derive(Debug)]
 enum Wait {
@@ -189,6 +215,8 @@ enum Wait {
     Fetch(Ticket),
     /// A page of certificate-topic messages.
     Certificates(Ticket),
+    /// A page of signed demands.
+    Demands(Ticket),
     /// Which of that page's messages are unrecorded.
     Unreceived(Ticket),
     /// The judgement of the envelope handed to the judge.
@@ -210,6 +238,9 @@ struct Round {
     /// Whether the certificate topics are still to page through, once `todo` is done.
     certificates: bool,
     certificate_page: Option<CertificatePage>,
+    /// Whether the signed demands are still to page through, after the certificate topics.
+    demands: bool,
+    demand_page: Option<DemandPage>,
     wait: Wait,
     /// Envelopes proposed in this round.
     fetched: u64,
@@ -356,6 +387,8 @@ impl Catchup {
             page: None,
             certificates: true,
             certificate_page: None,
+            demands: true,
+            demand_page: None,
             wait: Wait::Summary(ticket),
             fetched: 0,
         }));
@@ -373,6 +406,7 @@ impl Catchup {
             | Wait::Undecided(t)
             | Wait::Fetch(t)
             | Wait::Certificates(t)
+            | Wait::Demands(t)
             | Wait::Unreceived(t) => t == ticket,
             Wait::Judgement | Wait::Proposal | Wait::Nothing => false,
         };
@@ -410,7 +444,11 @@ impl Catchup {
             (Wait::Summary(_), _) => bad("expected a summary"),
             (Wait::Inventory(_), _) => bad("expected an inventory"),
             (Wait::Fetch(_), _) => bad("expected envelopes"),
+            (Wait::Demands(_), Response::Demands { items, more }) => {
+                Self::demands(round, items, more, cx.shared, cx.out)
+            }
             (Wait::Certificates(_), _) => bad("expected certificate-topic messages"),
+            (Wait::Demands(_), _) => bad("expected signed demands"),
             _ => Ok(()),
         });
         match step {
@@ -475,6 +513,137 @@ impl Catchup {
         Ok(())
     }
 
+    /// Takes a page of signed demands: checked, then looked up.
+    fn demands(
+        round: &mut Round,
+        items: Vec<HeldDemand>,
+        more: bool,
+        shared: &mut Shared,
+        out: &mut Vec<Output>,
+    ) -> Result<(), CatchupError> {
+        let Some(page) = round.demand_page.as_mut() else {
+            return Ok(());
+        };
+        check_positions(
+            items.iter().map(|i| i.pos),
+            items.len(),
+            MAX_DEMAND_PAGE,
+            page.last,
+        )?;
+        let Some(last) = items.last().map(|i| i.pos) else {
+            round.demand_page = None;
+            return Ok(());
+        };
+        page.last = last;
+        page.more = more;
+        page.items = items.into_iter().map(|i| i.data).collect();
+        // The replica knows a recognised demand by the id of its SignedMessage.
+        let limits = xchg_protocol::demand::limits();
+        let ids = page
+            .items
+            .iter()
+            .map(|d| {
+                SignedMessage::from_bytes(d, &limits).map_or_else(|_| ContentId::of(d), |m| m.id)
+            })
+            .collect();
+        let ticket = shared.ticket();
+        round.wait = Wait::Unreceived(ticket);
+        out.push(Output::FindUnreceived { ticket, ids });
+        Ok(())
+    }
+
+    /// Judges one signed demand of the round's page as if it arrived on the demand topic of its
+    /// signer's exchange, and proposes it if the judgement says to (not waited for: a demand
+    /// recorded meanwhile, or again, changes nothing).
+    fn judge_demand(&mut self, data: Vec<u8>, cx: &mut Cx<'_>) {
+        let State::Round(r) = &mut self.state else {
+            return;
+        };
+        let exchange = SignedMessage::from_bytes(&data, &xchg_protocol::demand::limits())
+            .map(|m| m.delegation.delegation.exchange.to_string())
+            .unwrap_or_default();
+        let judgement = super::demanded::judge(
+            &data,
+            &exchange,
+            &r.peer,
+            &cx.shared.settings,
+            &cx.shared.trust,
+            cx.now,
+        );
+        let done = Done {
+            origin: Origin::Catchup(r.id),
+            judgement,
+            arrival: Arrival {
+                data,
+                exchange,
+                from: r.peer.clone(),
+            },
+        };
+        cx.judge.note(&done, Via::Catchup, cx.now, cx.out);
+        if let Some(proposal) = done.judgement.proposal {
+            r.fetched += 1;
+            cx.judge.propose(cx.shared, proposal, For::Gossip, cx.out);
+        }
+    }
+
+    /// Asks the round's peer for the next page of its signed demands.
+    fn ask_demands(
+        cursors: &BTreeMap<(String, String), u64>,
+        round: &mut Round,
+        number: usize,
+        shared: &mut Shared,
+        out: &mut Vec<Output>,
+    ) {
+        let after = cursors
+            .get(&(round.peer.0.clone(), DEMANDS_CURSOR.to_owned()))
+            .copied()
+            .unwrap_or(0);
+        let ticket = shared.ticket();
+        out.push(Output::Request {
+            ticket,
+            peer: round.peer.clone(),
+            request: Request::Demands {
+                after,
+                limit: MAX_DEMAND_PAGE,
+            },
+        });
+        round.demand_page = Some(DemandPage {
+            number,
+            last: after,
+            more: false,
+            items: Vec::new(),
+            messages: VecDeque::new(),
+        });
+        round.wait = Wait::Demands(ticket);
+    }
+
+    /// Moves the round's signed demands on by one step; false when they are all done.
+    fn pump_demands(&mut self, cx: &mut Cx<'_>) -> bool {
+        let State::Round(r) = &mut self.state else {
+            return false;
+        };
+        let Some(page) = r.demand_page.as_mut() else {
+            if !std::mem::take(&mut r.demands) {
+                return false;
+            }
+            Self::ask_demands(&self.cursors, r, 1, cx.shared, cx.out);
+            return true;
+        };
+        if let Some(data) = page.messages.pop_front() {
+            self.judge_demand(data, cx);
+            return true;
+        }
+        let Some(page) = r.demand_page.take() else {
+            return true;
+        };
+        let key = (r.peer.0.clone(), DEMANDS_CURSOR.to_owned());
+        self.cursors.insert(key, page.last);
+        if page.more && page.number < PAGES_PER_ROUND {
+            Self::ask_demands(&self.cursors, r, page.number + 1, cx.shared, cx.out);
+        }
+        true
+    }
+
     /// Which of the certificate page's messages the replica has recorded nothing of: those are
     /// judged, one at a time.
     pub(super) fn unreceived(&mut self, ticket: Ticket, unreceived: &[bool], cx: &mut Cx<'_>) {
@@ -494,6 +663,12 @@ impl Catchup {
                     page.complete = false;
                 } else {
                     page.messages.push_back((exchange, data));
+                }
+            }
+        } else if let Some(page) = round.demand_page.as_mut() {
+            for (data, new) in std::mem::take(&mut page.items).into_iter().zip(unreceived) {
+                if *new && !cx.judge.is_pending(&ContentId::of(&data)) {
+                    page.messages.push_back(data);
                 }
             }
         }
@@ -734,7 +909,7 @@ impl Catchup {
                     Self::ask_page(r, page, cx.shared, cx.out);
                     continue;
                 }
-                if !self.pump_certificates(cx) {
+                if !self.pump_certificates(cx) && !self.pump_demands(cx) {
                     return self.end(Ok(()), cx.shared, cx.out);
                 }
                 continue;
@@ -908,6 +1083,10 @@ impl Catchup {
                 after,
                 limit: limit.clamp(1, MAX_CERTIFICATE_PAGE),
             },
+            Ok(Request::Demands { after, limit }) => Query::Demands {
+                after,
+                limit: limit.clamp(1, MAX_DEMAND_PAGE),
+            },
             // Answered by `super::across` from the replica, or passed on to the zone asked.
             Ok(Request::Precedents {
                 zone,
@@ -998,6 +1177,7 @@ mod tests {
     use super::*;
     use crate::federation::core::{Core, Input, Outcome};
     use crate::federation::testkit::{self, Kit};
+    use xchg_protocol::Limits;
     use xchg_protocol::catchup::digest;
 
     fn items(positions: &[u64]) -> Vec<Item> {
@@ -1035,8 +1215,13 @@ mod tests {
         swap: Option<Vec<u8>>,
         /// The peer's certificate-topic messages: (position, exchange, bytes).
         certificates: Vec<(u64, ExchangeId, Vec<u8>)>,
-        /// Certificate-topic messages recorded in this zone, by message id.
+        /// Certificate-topic messages recorded in this zone, by message id; demands held, by
+        /// the id of their SignedMessage.
         received: BTreeSet<ContentId>,
+        /// The peer's signed demands: (position, bytes).
+        demands: Vec<(u64, Vec<u8>)>,
+        /// The demands proposed, in order.
+        demanded: Vec<Vec<u8>>,
         /// What the core asked the peer.
         asked: Vec<Request>,
         /// Everything the core said that nobody answers.
@@ -1059,6 +1244,8 @@ mod tests {
                 swap: None,
                 certificates: Vec::new(),
                 received: BTreeSet::new(),
+                demands: Vec::new(),
+                demanded: Vec::new(),
                 asked: Vec::new(),
                 said: Vec::new(),
             }
@@ -1103,6 +1290,20 @@ mod tests {
                                 pos: c.0,
                                 exchange: c.1.clone(),
                                 data: c.2.clone(),
+                            })
+                            .collect(),
+                        more: held.len() > self.page_size,
+                    }
+                }
+                Request::Demands { after, .. } => {
+                    let held: Vec<_> = self.demands.iter().filter(|d| d.0 > *after).collect();
+                    Response::Demands {
+                        items: held
+                            .iter()
+                            .take(self.page_size)
+                            .map(|d| HeldDemand {
+                                pos: d.0,
+                                data: d.1.clone(),
                             })
                             .collect(),
                         more: held.len() > self.page_size,
@@ -1171,6 +1372,19 @@ mod tests {
                                         object_id: r.content_id.to_string(),
                                     }
                                 }
+                                crate::catalog::CatalogCommand::ReceiveDemand(d) => {
+                                    let id = SignedMessage::from_bytes(
+                                        &d.signed,
+                                        &xchg_protocol::demand::limits(),
+                                    )
+                                    .expect("a signed demand")
+                                    .id;
+                                    self.received.insert(id);
+                                    self.demanded.push(d.signed.clone());
+                                    Outcome::Applied {
+                                        object_id: id.to_string(),
+                                    }
+                                }
                                 crate::catalog::CatalogCommand::ReceiveCertificate(c) => {
                                     self.received.insert(c.message_id);
                                     Outcome::Applied {
@@ -1227,6 +1441,47 @@ mod tests {
                 })
                 .sum()
         }
+    }
+
+    #[test]
+    fn a_round_records_the_demands_the_zone_missed_passes_those_it_holds_and_goes_on_from_its_cursor()
+     {
+        let kit = Kit::new();
+        let mut core = kit.core(true);
+        let mut world = World::with(&kit, 0);
+        world.page_size = 2;
+        world.demands = vec![
+            (10, kit.partner_demand(1, "credit")),
+            (20, kit.partner_demand(2, "credit")),
+            // Not covered: the agreement is for credit and transport.
+            (30, kit.partner_demand(3, "healthcare")),
+            (40, kit.partner_demand(4, "transport")),
+        ];
+        let held = SignedMessage::from_bytes(&world.demands[1].1, &Limits::default())
+            .expect("decodes")
+            .id;
+        world.received.insert(held);
+        world.round(&mut core);
+        let demanded = |w: &World| w.demanded.clone();
+        assert_eq!(
+            demanded(&world),
+            [world.demands[0].1.clone(), world.demands[3].1.clone()],
+            "the missed, covered ones"
+        );
+        let demand_cursors = |w: &World| -> Vec<u64> {
+            w.asked
+                .iter()
+                .filter_map(|r| match r {
+                    Request::Demands { after, .. } => Some(*after),
+                    _ => None,
+                })
+                .collect()
+        };
+        assert_eq!(demand_cursors(&world), [0, 20], "two pages of two");
+        // The next round starts after the last one, and proposes nothing again.
+        world.round(&mut core);
+        assert_eq!(demand_cursors(&world), [0, 20, 40]);
+        assert_eq!(world.demanded.len(), 2);
     }
 
     #[test]

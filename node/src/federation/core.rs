@@ -615,6 +615,30 @@ impl Core {
                     finished(shared, judge, catchup, done, now, out);
                     return;
                 }
+                if let Some(exchange) =
+                    crate::gossip::exchange_of_demand_topic(&topic).map(str::to_owned)
+                {
+                    let leading = shared.leading;
+                    let judgement = super::demanded::judge(
+                        &data,
+                        &exchange,
+                        &from,
+                        &shared.settings,
+                        &shared.trust,
+                        now,
+                    );
+                    let done = Done {
+                        origin: Origin::Gossip { message, leading },
+                        judgement,
+                        arrival: Arrival {
+                            data,
+                            exchange,
+                            from,
+                        },
+                    };
+                    finished(shared, judge, catchup, done, now, out);
+                    return;
+                }
                 let Some(exchange) = exchange_of_topic(&topic).map(str::to_owned) else {
                     let judgement = Judgement {
                         reason: Reason::UnknownTopic,

@@ -159,8 +159,8 @@ impl Federation {
         (handle, driver)
     }
 
-    /// The topics this node subscribes to: the announcement, certificate and tree-head topics
-    /// of its own exchange and of each agreement partner.
+    /// The topics this node subscribes to: the announcement, certificate, tree-head and demand
+    /// topics of its own exchange and of each agreement partner.
     pub fn topics(&self) -> Vec<String> {
         let exchanges = || {
             std::iter::once(self.config.exchange.id.as_str())
@@ -170,6 +170,7 @@ impl Federation {
             .map(topic_of)
             .chain(exchanges().map(certificate_topic_of))
             .chain(exchanges().map(crate::gossip::tree_head_topic_of))
+            .chain(exchanges().map(crate::gossip::demand_topic_of))
             .collect()
     }
 

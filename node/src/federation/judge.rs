@@ -30,6 +30,7 @@ use super::limits::{Admission, Budgets};
 use super::policy;
 use super::verdicts::{Reason, VerdictRecord, Via};
 use crate::catalog::certified::{ReceivedCertificate, ReceivedRevocation};
+use crate::catalog::demands_across::ReceivedDemand;
 use crate::catalog::{
     CatalogCommand, PEER_CHARS, REFUSAL_REASON_CHARS, Recognition, RefusedAnnouncement,
 };
@@ -46,6 +47,8 @@ pub enum Proposal {
     Certificate(Box<ReceivedCertificate>),
     /// Record a certificate revocation received on a certificate topic, valid or refused.
     CertificateRevocation(Box<ReceivedRevocation>),
+    /// Record a demand of another zone, verified and covered by the agreement.
+    Demand(Box<ReceivedDemand>),
 }
 
 impl Proposal {
@@ -56,6 +59,7 @@ impl Proposal {
             Proposal::Refuse(r) => r.content_id,
             Proposal::Certificate(c) => c.message_id,
             Proposal::CertificateRevocation(r) => r.message_id,
+            Proposal::Demand(d) => ContentId::of(&d.signed),
         }
     }
 
@@ -66,6 +70,7 @@ impl Proposal {
             Proposal::Refuse(r) => CatalogCommand::RecordRefusal(Box::new(r)),
             Proposal::Certificate(c) => CatalogCommand::ReceiveCertificate(c),
             Proposal::CertificateRevocation(r) => CatalogCommand::ReceiveCertificateRevocation(r),
+            Proposal::Demand(d) => CatalogCommand::ReceiveDemand(d),
         }
     }
 }

@@ -7,7 +7,8 @@
 //! - [`publish`]: the leader's publisher, which signs the replicated outbox and publishes it;
 //! - [`catchup`]: anti-entropy over request-response, answering and asking, with its cursors;
 //! - `certify`: certificates received on a certificate topic (PROTOCOL.md 10.5), judged
-//!   without the replica.
+//!   without the replica;
+//! - [`demanded`]: demands received on a demand topic (PROTOCOL.md 11.9), judged likewise.
 //!
 //! The core imports only the protocol, the catalog's types, the policies below and the
 //! transport's vocabulary (peers, verdicts, offences). [`driver`] is the async shell: it feeds
@@ -33,6 +34,7 @@ pub mod across;
 pub mod catchup;
 mod certify;
 pub mod core;
+pub mod demanded;
 pub mod driver;
 pub mod figures;
 pub mod heads;

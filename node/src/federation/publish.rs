@@ -15,13 +15,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use xchg_protocol::application::SignedMessage;
 use xchg_protocol::canonical::from_canonical;
-use xchg_protocol::{AnnouncementKind, Envelope, Limits, Listing, Timestamp};
+use xchg_protocol::{AnnouncementKind, Domain, Envelope, Limits, Listing, Timestamp};
 
 use super::core::{Count, Entries, Outcome, Output, Shared, Ticket, Timer};
 use super::policy;
 use crate::catalog::CatalogCommand;
-use crate::gossip::{PublishError, certificate_topic_of, topic_of};
+use crate::gossip::{PublishError, certificate_topic_of, demand_topic_of, topic_of};
 
 /// Outbox entries signed per read.
 pub const PER_ROUND: usize = 256;
@@ -44,6 +45,11 @@ pub const CERTIFICATE_ENTRY: &str = "certificate";
 /// 10.6): `seq` is the registration of the revoked certificate and `body` the signed
 /// revocation, which the revoking node signed already.
 pub const CERTIFICATE_REVOCATION_ENTRY: &str = "certificate_revocation";
+
+/// The kind of a pending entry that is a shared demand's latest state to sign and publish on
+/// the exchange's demand topic (PROTOCOL.md 11.9): `seq` is the demand and `body` its
+/// canonical Demand.
+pub const DEMAND_ENTRY: &str = "demand";
 
 fn kind_of(name: &str) -> Option<AnnouncementKind> {
     match name {
@@ -182,6 +188,28 @@ impl Publisher {
                 }
                 _ => None,
             };
+            if entry.kind == DEMAND_ENTRY {
+                let settings = &shared.settings;
+                let signed = SignedMessage::seal(
+                    Domain::Demand,
+                    entry.body,
+                    &settings.key,
+                    settings.delegation.clone(),
+                )
+                .to_bytes();
+                let command = CatalogCommand::RecordDemandPublished {
+                    demand_id: entry.seq,
+                    signed: signed.clone(),
+                    at: now,
+                    node: settings.node.clone(),
+                };
+                let topic = demand_topic_of(settings.exchange.as_str());
+                self.publish_on(shared, topic, signed, out);
+                let ticket = shared.ticket();
+                outstanding.insert(ticket);
+                out.push(Output::Propose { ticket, command });
+                continue;
+            }
             if let Some(command) = signed {
                 let topic = certificate_topic_of(shared.settings.exchange.as_str());
                 self.publish_on(shared, topic, entry.body, out);

@@ -4,13 +4,14 @@
 //! reader connection; none of it writes, and none of it holds SQL of its own.
 
 use xchg_protocol::catchup::{
-    Blob, ExchangeSummary, HeldMessage, Item, MAX_CERTIFICATE_PAGE_BYTES, Response, digest,
+    Blob, ExchangeSummary, HeldDemand, HeldMessage, Item, MAX_CERTIFICATE_PAGE_BYTES, Response,
+    digest,
 };
 use xchg_protocol::{ContentId, ExchangeId, PublicKey};
 
 use super::catchup::Query;
 use super::judge::{Facts, Held};
-use super::publish::{CERTIFICATE_ENTRY, CERTIFICATE_REVOCATION_ENTRY, OutboxEntry};
+use super::publish::{CERTIFICATE_ENTRY, CERTIFICATE_REVOCATION_ENTRY, DEMAND_ENTRY, OutboxEntry};
 use crate::catalog::tables::{
     announcements, certificate_feed, certificates, listings, outbox, received_certificates,
     recognitions, revocations,
@@ -71,7 +72,8 @@ pub async fn revoked(db: &Db) -> Vec<(ExchangeId, PublicKey)> {
 /// Up to `limit` pending outbox entries, oldest first, then, within the same limit, the
 /// certificates waiting to be published (kind [`CERTIFICATE_ENTRY`]: `seq` is the
 /// registration, `body` the signed certificate), then the certificate revocations (kind
-/// [`CERTIFICATE_REVOCATION_ENTRY`], the same way).
+/// [`CERTIFICATE_REVOCATION_ENTRY`], the same way), then the shared demands whose latest state
+/// waits to be signed (kind [`DEMAND_ENTRY`]: `seq` is the demand, `body` its canonical Demand).
 ///
 /// # Errors
 /// The read failed.
@@ -98,6 +100,15 @@ pub async fn pending_outbox(db: &Db, limit: usize) -> Result<Vec<OutboxEntry>, s
             body: c.signed,
         }));
     }
+    let room = limit.saturating_sub(entries.len());
+    if room > 0 {
+        let pending = crate::catalog::tables::demands_across::pending(&mut conn, room).await?;
+        entries.extend(pending.into_iter().map(|(demand_id, body)| OutboxEntry {
+            seq: demand_id,
+            kind: DEMAND_ENTRY.to_owned(),
+            body,
+        }));
+    }
     Ok(entries)
 }
 
@@ -117,17 +128,21 @@ pub async fn undecided(db: &Db, ids: Vec<ContentId>) -> Vec<ContentId> {
 }
 
 /// Whether each of the certificate-topic messages with these ids is unrecorded, in order (a
-/// failed read counts as unrecorded: the message is judged, and apply decides).
+/// failed read counts as unrecorded: the message is judged, and apply decides); for a page of
+/// signed demands, the ids are their SignedMessages' and a demand held in that very state is
+/// recorded.
 pub async fn unreceived(db: &Db, ids: &[ContentId]) -> Vec<bool> {
     let Ok(mut conn) = db.reader().await else {
         return vec![true; ids.len()];
     };
     let mut out = Vec::with_capacity(ids.len());
     for id in ids {
-        out.push(!matches!(
-            certificate_feed::received(&mut conn, id).await,
-            Ok(true)
-        ));
+        let held = matches!(certificate_feed::received(&mut conn, id).await, Ok(true))
+            || matches!(
+                crate::catalog::tables::demands_across::recognised(&mut conn, id).await,
+                Ok(true)
+            );
+        out.push(!held);
     }
     out
 }
@@ -232,6 +247,21 @@ pub async fn serve(db: &Db, query: Query) -> Result<Response, sqlx::Error> {
                 });
             }
             Response::Certificates { items, more }
+        }
+        Query::Demands { after, limit } => {
+            let rows = crate::catalog::tables::demands_across::page(
+                &mut *db.reader().await?,
+                after,
+                limit + 1,
+            )
+            .await?;
+            let more = rows.len() > limit as usize;
+            let items = rows
+                .into_iter()
+                .take(limit as usize)
+                .map(|(pos, data)| HeldDemand { pos, data })
+                .collect();
+            Response::Demands { items, more }
         }
     })
 }

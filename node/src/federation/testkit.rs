@@ -163,6 +163,31 @@ impl Kit {
         Listing::first_version(draft, zone("zhengzhou/main"), Timestamp(1_000))
     }
 
+    /// Demand `number` of the partner's zone, open, of `category`, signed by the partner node.
+    pub fn partner_demand(&self, number: u64, category: &str) -> Vec<u8> {
+        let posted_at = Timestamp(NOW.0 - 60_000);
+        let demand = xchg_protocol::demand::Demand {
+            zone: zone("zhengzhou/main"),
+            number,
+            state: xchg_protocol::demand::DemandState::Open,
+            category: category.into(),
+            title: format!("需求 {number}"),
+            description: "企业信用数据".into(),
+            scenario: "企业贷款授信审查".into(),
+            delivery_modes: vec![xchg_protocol::DeliveryMode::Api],
+            budget: xchg_protocol::demand::DemandBudget {
+                min: "0".into(),
+                max: "100".into(),
+                currency: "CNY".into(),
+            },
+            deadline: NOW.plus_millis(86_400_000),
+            posted_at,
+            updated_at: posted_at,
+        };
+        xchg_protocol::demand::sign(&demand, &self.partner_node, self.partner_delegation.clone())
+            .to_bytes()
+    }
+
     /// `listing` signed by the partner node.
     pub fn partner_envelope(&self, listing: &Listing) -> Vec<u8> {
         Envelope::listing(listing, &self.partner_node, self.partner_delegation.clone()).to_bytes()

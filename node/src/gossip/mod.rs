@@ -64,6 +64,17 @@ pub fn exchange_of_certificate_topic(topic: &str) -> Option<&str> {
     topic.strip_prefix("xchg/v1/certificates/")
 }
 
+/// The demand topic of an exchange (PROTOCOL.md 11.9): the demands its zones' buyers share
+/// with the federation, and their withdrawals and acceptances.
+pub fn demand_topic_of(exchange: &str) -> String {
+    format!("xchg/v1/demands/{exchange}")
+}
+
+/// The exchange whose demand topic `topic` is, if it is one.
+pub fn exchange_of_demand_topic(topic: &str) -> Option<&str> {
+    topic.strip_prefix("xchg/v1/demands/")
+}
+
 /// The tree-head topic of an exchange (PROTOCOL.md 12.7): its zones' leaders publish their
 /// signed audit tree heads there.
 pub fn tree_head_topic_of(exchange: &str) -> String {

@@ -481,13 +481,22 @@ pub fn apply(doc: &mut Value) -> Vec<String> {
         None => missed.push("Pricing".to_owned()),
     }
 
-    // Every `cursor` is read by `listings::paging`, whichever route takes it.
+    // Every `cursor` is read by `listings::paging`, whichever route takes it. The ids of an
+    // external demand's path and of a demand search's `origin` follow PROTOCOL.md 2.1 and 2.2.
     let cursor = serde_json::to_value(listings::cursor_schema()).unwrap_or(Value::Null);
-    for item in doc["paths"]
+    const ID: &str = "[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?";
+    let id = json!({"type": "string", "pattern": format!("^{ID}$")});
+    let origin = json!({
+        "type": "string",
+        "pattern": format!("^(local|external|{ID}(/{ID})?)$"),
+    });
+    for (path, item) in doc["paths"]
         .as_object_mut()
         .into_iter()
-        .flat_map(|p| p.values_mut())
+        .flat_map(|p| p.iter_mut())
     {
+        let external = path.starts_with("/v1/demands/external/");
+        let search = path == "/v1/demands";
         for op in item
             .as_object_mut()
             .into_iter()
@@ -497,6 +506,13 @@ pub fn apply(doc: &mut Value) -> Vec<String> {
             for param in params.into_iter().flatten() {
                 if param["in"] == "query" && param["name"] == "cursor" {
                     param["schema"] = cursor.clone();
+                }
+                let name = param["name"].as_str().unwrap_or_default().to_owned();
+                if external && param["in"] == "path" && (name == "exchange" || name == "zone") {
+                    param["schema"] = id.clone();
+                }
+                if search && param["in"] == "query" && name == "origin" {
+                    param["schema"] = origin.clone();
                 }
             }
         }

@@ -41,6 +41,7 @@ fn assemble(row: Row, proposals: Vec<Proposal>, now: Option<Timestamp>) -> Resul
         posted_at: Timestamp(uint(posted_at)),
         accepted,
         proposals,
+        share: posted.share,
     })
 }
 

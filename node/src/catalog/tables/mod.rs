@@ -16,6 +16,7 @@ pub mod certificate_feed;
 pub mod certificates;
 pub mod complaints;
 pub mod demands;
+pub mod demands_across;
 pub mod idempotency;
 pub mod listings;
 pub mod outbox;
@@ -65,6 +66,8 @@ pub const REPLICATED_TABLES: &[&str] = &[
     "complaints",
     "complaint_history",
     "authorization_changes",
+    "shared_demands",
+    "foreign_demands",
 ];
 
 /// The stored name of an announcement kind.

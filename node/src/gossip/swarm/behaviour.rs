@@ -140,7 +140,7 @@ pub(crate) struct Behaviour {
     pub(crate) catchup: request_response::Behaviour<FrameCodec>,
 }
 
-/// Only xchg announcement, certificate and tree-head topics, and a bounded number of them per peer: a peer announcing
+/// Only xchg announcement, certificate, tree-head and demand topics, and a bounded number of them per peer: a peer announcing
 /// thousands of junk subscriptions must not grow our state.
 pub(crate) type TopicFilter =
     MaxCountSubscriptionFilter<CallbackSubscriptionFilter<fn(&TopicHash) -> bool>>;
@@ -149,6 +149,7 @@ fn is_announcement_topic(topic: &TopicHash) -> bool {
     exchange_of_topic(topic.as_str()).is_some()
         || exchange_of_certificate_topic(topic.as_str()).is_some()
         || exchange_of_tree_head_topic(topic.as_str()).is_some()
+        || crate::gossip::exchange_of_demand_topic(topic.as_str()).is_some()
 }
 
 impl Behaviour {

@@ -1,0 +1,506 @@
+//! Demands across exchanges (PROTOCOL.md 11.9): a buyer may share its demand beyond its
+//! exchange; the zones of the exchanges with an agreement show it beside their own demands and
+//! rank their own listings for it.
+//!
+//! Sending: posting a shared demand, and withdrawing or accepting one, queues the canonical
+//! Demand of its new state ([`queue_posted`], [`queue_closed`]); the leader signs and publishes
+//! it on its exchange's demand topic and records that ([`published`]). Never the buyer or the
+//! broker: only what is needed, and who needs it stays here.
+//!
+//! Receiving: the leader verifies a demand against its roots and clock and its agreement with
+//! the origin's exchange, and proposes it; [`receive`] keeps, per origin zone and number, the
+//! one with the latest `updated_at` (a replayed or older one changes nothing), so a withdrawal
+//! or an acceptance replaces the open demand and it stops showing as open.
+//!
+//! The SQL of `shared_demands` and `foreign_demands` (schema v21) is in
+//! [`super::tables::demands_across`].
+
+use serde::{Deserialize, Serialize};
+use xchg_protocol::application::SignedMessage;
+use xchg_protocol::canonical::{from_canonical, to_canonical};
+use xchg_protocol::demand::{
+    self as wire, Demand as WireDemand, DemandBudget, DemandState as WireState,
+};
+use xchg_protocol::{DeliveryMode, ExchangeId, Timestamp, ZoneId};
+
+use super::demands::{Budget, DemandState, NewDemand};
+use super::tables::demands_across as table;
+use super::{Applied, CommandResponse, PEER_CHARS, Refusal};
+
+/// Whether a demand leaves its exchange.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Share {
+    /// It stays in this exchange (the default).
+    #[default]
+    Exchange,
+    /// It is published to the exchanges this one has agreements with (PROTOCOL.md 11.9).
+    Federation,
+}
+
+impl Share {
+    /// Whether it stays home (what a request without `share` asks).
+    pub fn is_exchange(&self) -> bool {
+        *self == Share::Exchange
+    }
+}
+
+/// Where an external demand comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Provenance {
+    /// Its origin's exchange.
+    pub exchange: String,
+    /// Its origin zone.
+    pub zone: String,
+}
+
+/// A demand of another zone, recognised here under the agreement with its exchange.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct ExternalDemand {
+    /// Where it comes from.
+    pub origin: Provenance,
+    /// Its number at its origin zone.
+    pub number: u64,
+    /// What data it needs, in a line.
+    pub title: String,
+    /// What data it needs, in full.
+    pub description: String,
+    /// The category sought.
+    pub category: String,
+    /// The one scenario.
+    pub scenario: String,
+    /// Delivery modes it can accept.
+    pub delivery_modes: Vec<DeliveryMode>,
+    /// Its budget.
+    pub budget: Budget,
+    /// When it stops looking.
+    pub deadline: Timestamp,
+    /// Its state at its origin (`expired` once the deadline passed while open).
+    pub state: DemandState,
+    /// When it was posted at its origin.
+    pub posted_at: Timestamp,
+    /// When its origin reached this state.
+    pub updated_at: Timestamp,
+    /// When this zone recorded this state.
+    pub recorded_at: Timestamp,
+    /// Its row here: the order of searches.
+    #[serde(skip)]
+    pub position: u64,
+}
+
+impl ExternalDemand {
+    /// The view of `d`, held at row `position`, of `exchange`, recorded at `recorded_at`, its
+    /// state judged at `now`.
+    pub fn of(
+        position: u64,
+        exchange: String,
+        d: WireDemand,
+        recorded_at: Timestamp,
+        now: Timestamp,
+    ) -> Self {
+        let state = match d.state {
+            WireState::Open if now >= d.deadline => DemandState::Expired,
+            WireState::Open => DemandState::Open,
+            WireState::Withdrawn => DemandState::Withdrawn,
+            WireState::Accepted => DemandState::Accepted,
+        };
+        ExternalDemand {
+            origin: Provenance {
+                exchange,
+                zone: d.zone.to_string(),
+            },
+            number: d.number,
+            title: d.title,
+            description: d.description,
+            category: d.category,
+            scenario: d.scenario,
+            delivery_modes: d.delivery_modes,
+            budget: Budget {
+                min: Some(d.budget.min),
+                max: d.budget.max,
+                currency: d.budget.currency,
+            },
+            deadline: d.deadline,
+            state,
+            posted_at: d.posted_at,
+            updated_at: d.updated_at,
+            recorded_at,
+            position,
+        }
+    }
+
+    /// How it is named in match reasons and errors: `demand <zone>:<number>`.
+    pub fn name(&self) -> String {
+        format!("demand {}:{}", self.origin.zone, self.number)
+    }
+}
+
+/// The canonical Demand of `zone`'s demand `id`, posted as `d` at `posted_at`.
+pub fn wire_of(zone: &ZoneId, id: u64, d: &NewDemand, posted_at: Timestamp) -> WireDemand {
+    WireDemand {
+        zone: zone.clone(),
+        number: id,
+        state: WireState::Open,
+        category: d.category.clone(),
+        title: d.title.clone(),
+        description: d.description.clone(),
+        scenario: d.scenario.clone(),
+        delivery_modes: d.delivery_modes.clone(),
+        budget: DemandBudget {
+            min: d.budget.min.clone().unwrap_or_else(|| "0".to_owned()),
+            max: d.budget.max.clone(),
+            currency: d.budget.currency.clone(),
+        },
+        deadline: d.deadline,
+        posted_at,
+        updated_at: posted_at,
+    }
+}
+
+fn encode(d: &WireDemand) -> rusqlite::Result<Vec<u8>> {
+    to_canonical(d).map_err(|e| crate::sqlite::unencodable(e.to_string()))
+}
+
+/// Origin: queues the demand `id` just posted as `d` at `at`, when its buyer shares it.
+///
+/// # Errors
+/// Only storage errors.
+pub fn queue_posted(
+    db: &rusqlite::Connection,
+    zone: &ZoneId,
+    raft_index: u64,
+    id: u64,
+    d: &NewDemand,
+    at: Timestamp,
+) -> rusqlite::Result<()> {
+    if d.share.is_exchange() {
+        return Ok(());
+    }
+    let body = encode(&wire_of(zone, id, d, at))?;
+    table::queue(db, id, &body, at, raft_index)
+}
+
+/// Origin: queues the new state of demand `id`, withdrawn or accepted at `at`, when it is
+/// shared.
+///
+/// # Errors
+/// Only storage errors.
+pub fn queue_closed(
+    db: &rusqlite::Connection,
+    raft_index: u64,
+    id: u64,
+    state: WireState,
+    at: Timestamp,
+) -> rusqlite::Result<()> {
+    let Some(body) = table::shared_body(db, id)? else {
+        return Ok(());
+    };
+    let mut d: WireDemand = from_canonical(&body, &wire::limits())
+        .map_err(|e| crate::sqlite::undecodable(e.to_string()))?;
+    d.state = state;
+    // Never before its posting, whatever the clock of the member that took the request.
+    d.updated_at = at.max(d.posted_at);
+    table::queue(db, id, &encode(&d)?, d.updated_at, raft_index)
+}
+
+fn applied(object_id: String) -> rusqlite::Result<CommandResponse> {
+    Ok(Ok(Applied {
+        object_id,
+        version: None,
+        state: None,
+        used: None,
+    }))
+}
+
+/// Origin: the leader published `signed`, its signature of demand `demand_id`'s queued state.
+/// A signature of an older state (a newer one was queued meanwhile) is not recorded: the newer
+/// one stays pending.
+///
+/// # Errors
+/// Only storage errors; refusals are part of the `Ok` value.
+pub fn published(
+    db: &rusqlite::Connection,
+    raft_index: u64,
+    demand_id: u64,
+    signed: &[u8],
+    at: Timestamp,
+) -> rusqlite::Result<CommandResponse> {
+    let Some(queued) = table::shared_body(db, demand_id)? else {
+        return Ok(Err(Refusal::NotFound(format!(
+            "demand {demand_id} is not shared with the federation"
+        ))));
+    };
+    let message = match SignedMessage::from_bytes(signed, &wire::limits()) {
+        Ok(m) => m,
+        Err(e) => return Ok(Err(Refusal::Invalid(format!("signed demand: {e}")))),
+    };
+    if message.body == queued {
+        table::mark_published(db, demand_id, signed, at, raft_index)?;
+    }
+    applied(format!("demand:{demand_id}"))
+}
+
+/// A demand of another zone, received on a demand topic (or by catch-up) and verified by the
+/// member that proposes it (PROTOCOL.md 11.9).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReceivedDemand {
+    /// The SignedMessage of the Demand, as received.
+    #[serde(with = "serde_bytes")]
+    pub signed: Vec<u8>,
+    /// The exchange of the signer's delegation.
+    pub exchange: ExchangeId,
+    /// The libp2p peer that delivered it (bounded).
+    pub received_from: String,
+    /// When the member received it.
+    pub at: Timestamp,
+    /// The member's name.
+    pub node: String,
+}
+
+/// The id of a signed demand (the hash of its body), or `undecodable`.
+pub fn message_id(signed: &[u8]) -> String {
+    SignedMessage::from_bytes(signed, &wire::limits())
+        .map_or_else(|_| "undecodable".to_owned(), |m| m.id.to_string())
+}
+
+/// Whether `a` supersedes `b`: a later `updated_at`, or at the same time a closed state over
+/// an open one.
+fn newer(a: (Timestamp, bool), b: (Timestamp, bool)) -> bool {
+    a > b
+}
+
+/// Receiver: keeps a verified demand of another zone in place of the one held of its zone and
+/// number, when it is newer ([`newer`]); an older or replayed one changes nothing.
+///
+/// # Errors
+/// Only storage errors; refusals are part of the `Ok` value.
+pub fn receive(
+    db: &rusqlite::Connection,
+    own: &ZoneId,
+    raft_index: u64,
+    r: &ReceivedDemand,
+) -> rusqlite::Result<CommandResponse> {
+    let limits = wire::limits();
+    let decoded = SignedMessage::from_bytes(&r.signed, &limits).and_then(|m| {
+        let d: WireDemand = from_canonical(&m.body, &limits)?;
+        Ok((m, d))
+    });
+    let (message, demand) = match decoded {
+        Ok(d) => d,
+        Err(e) => return Ok(Err(Refusal::Invalid(format!("signed demand: {e}")))),
+    };
+    if demand.zone == *own {
+        return Ok(Err(Refusal::Invalid(format!(
+            "demand {} is this zone's own",
+            demand.number
+        ))));
+    }
+    let object = format!("demand:{}:{}", demand.zone, demand.number);
+    let closed = |s: WireState| s != WireState::Open;
+    if let Some((held_at, held_state)) = table::held(db, demand.zone.as_str(), demand.number)? {
+        let held = (held_at, held_state != WireState::Open.as_str());
+        if !newer((demand.updated_at, closed(demand.state)), held) {
+            return applied(object);
+        }
+    }
+    let received_from: String = r.received_from.chars().take(PEER_CHARS).collect();
+    table::keep(
+        db,
+        &table::Kept {
+            exchange: r.exchange.as_str(),
+            demand: &demand,
+            message_id: &message.id.to_string(),
+            signed: &r.signed,
+            received_from: &received_from,
+            at: r.at,
+            raft_index,
+        },
+    )?;
+    applied(object)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use xchg_protocol::application_vectors as av;
+    use xchg_protocol::demand_vectors as dv;
+
+    fn received(d: &WireDemand) -> ReceivedDemand {
+        let signed = wire::sign(
+            d,
+            &av::origin_node(),
+            av::origin_delegation("zhengzhou/zhongyuan"),
+        );
+        ReceivedDemand {
+            signed: signed.to_bytes(),
+            exchange: "zhengzhou".parse().expect("exchange"),
+            received_from: "peer".into(),
+            at: d.updated_at,
+            node: "n1".into(),
+        }
+    }
+
+    fn held(db: &rusqlite::Connection) -> Vec<(String, i64, i64)> {
+        let mut stmt = db
+            .prepare("SELECT state, updated_at, raft_index FROM foreign_demands ORDER BY id")
+            .expect("query");
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .expect("rows")
+            .collect::<Result<_, _>>()
+            .expect("rows")
+    }
+
+    /// Applies `commands` as the state machine does, from Raft index 10 on.
+    fn apply(
+        db: &rusqlite::Connection,
+        commands: &[crate::catalog::CatalogCommand],
+    ) -> Vec<Result<(), &'static str>> {
+        let zone = crate::catalog::test_zone();
+        crate::sqlite::in_transaction(db, || {
+            let mut chain = crate::audit::Chain::load(db)?;
+            let responses = commands
+                .iter()
+                .zip(10..)
+                .map(|(c, index)| crate::catalog::apply::apply(db, &mut chain, &zone, index, c))
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            chain.flush(db)?;
+            Ok(responses)
+        })
+        .expect("apply")
+        .into_iter()
+        .map(|r| r.map(drop).map_err(|e| e.code()))
+        .collect()
+    }
+
+    #[test]
+    fn a_newer_state_replaces_the_held_one_and_an_older_or_replayed_one_changes_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = crate::catalog::test_db(dir.path());
+        let open = dv::demand();
+        let gone = dv::withdrawn();
+        let receive =
+            |d: &WireDemand| crate::catalog::CatalogCommand::ReceiveDemand(Box::new(received(d)));
+        // Open, then withdrawn: replaced in place.
+        assert_eq!(
+            apply(&db, &[receive(&open), receive(&gone)]),
+            [Ok(()), Ok(())]
+        );
+        let (posted, withdrawn) = (open.posted_at.0 as i64, gone.updated_at.0 as i64);
+        assert_eq!(held(&db), [("withdrawn".into(), withdrawn, 11)]);
+        // The open one replayed, and the withdrawal again: nothing changes.
+        assert_eq!(
+            apply(&db, &[receive(&open), receive(&gone)]),
+            [Ok(()), Ok(())]
+        );
+        assert_eq!(held(&db), [("withdrawn".into(), withdrawn, 11)]);
+        // Arriving in the other order: the open one does not bring it back.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = crate::catalog::test_db(dir.path());
+        apply(&db, &[receive(&gone), receive(&open)]);
+        assert_eq!(held(&db), [("withdrawn".into(), withdrawn, 10)]);
+        // Closed at the very time it was posted: the closed state wins the tie.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = crate::catalog::test_db(dir.path());
+        let mut at_once = open.clone();
+        at_once.state = WireState::Accepted;
+        apply(&db, &[receive(&open), receive(&at_once)]);
+        assert_eq!(held(&db), [("accepted".into(), posted, 11)]);
+    }
+
+    #[test]
+    fn a_demand_of_the_zone_itself_is_not_received_and_shows_as_external_elsewhere() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = crate::catalog::test_db(dir.path());
+        let mut own = dv::demand();
+        own.zone = crate::catalog::test_zone().zone;
+        let r = received(&own);
+        assert_eq!(
+            apply(
+                &db,
+                &[crate::catalog::CatalogCommand::ReceiveDemand(Box::new(r))]
+            ),
+            [Err("invalid")]
+        );
+        assert!(held(&db).is_empty());
+        let view = ExternalDemand::of(
+            1,
+            "zhengzhou".into(),
+            dv::demand(),
+            Timestamp(1),
+            dv::demand().deadline,
+        );
+        assert_eq!(view.state, DemandState::Expired);
+        assert_eq!(view.name(), "demand zhengzhou/zhongyuan:12");
+    }
+
+    #[test]
+    fn a_shared_demand_is_queued_when_posted_and_again_when_withdrawn_and_a_stale_signature_is_not_recorded()
+     {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = crate::catalog::test_db(dir.path());
+        let zone = crate::catalog::test_zone().zone;
+        let mut d = NewDemand {
+            buyer: "buyer-1".parse().expect("party"),
+            title: "t".into(),
+            description: "d".into(),
+            category: "credit".into(),
+            scenario: "s".into(),
+            delivery_modes: vec![DeliveryMode::Api],
+            budget: Budget {
+                min: None,
+                max: "2".into(),
+                currency: "CNY".into(),
+            },
+            deadline: Timestamp(86_400_000),
+            share: Share::Exchange,
+        };
+        queue_posted(&db, &zone, 5, 1, &d, Timestamp(10)).expect("queue");
+        assert_eq!(table::shared_body(&db, 1).expect("read"), None);
+        d.share = Share::Federation;
+        queue_posted(&db, &zone, 6, 2, &d, Timestamp(10)).expect("queue");
+        let open = table::shared_body(&db, 2).expect("read").expect("queued");
+        let wire: WireDemand = from_canonical(&open, &wire::limits()).expect("decodes");
+        assert_eq!(
+            (wire.number, wire.state, wire.budget.min.as_str()),
+            (2, WireState::Open, "0")
+        );
+        assert_eq!(wire.validate().map_err(|e| e.to_string()), Ok(()));
+        queue_closed(&db, 7, 2, WireState::Withdrawn, Timestamp(20)).expect("queue");
+        queue_closed(&db, 7, 1, WireState::Withdrawn, Timestamp(20)).expect("unshared: no-op");
+        assert_eq!(table::shared_body(&db, 1).expect("read"), None);
+        // The open state's signature, recorded after the withdrawal was queued, is not kept.
+        let key = av::origin_node();
+        let signed = |body: Vec<u8>| {
+            SignedMessage::seal(
+                xchg_protocol::Domain::Demand,
+                body,
+                &key,
+                av::origin_delegation("zhengzhou/zhongyuan"),
+            )
+            .to_bytes()
+        };
+        published(&db, 8, 2, &signed(open), Timestamp(21))
+            .expect("apply")
+            .expect("applied");
+        let state: String = db
+            .query_row(
+                "SELECT state FROM shared_demands WHERE demand_id = 2",
+                [],
+                |r| r.get(0),
+            )
+            .expect("row");
+        assert_eq!(state, "pending");
+        let closed = table::shared_body(&db, 2).expect("read").expect("queued");
+        published(&db, 9, 2, &signed(closed), Timestamp(22))
+            .expect("apply")
+            .expect("applied");
+        let (state, index): (String, i64) = db
+            .query_row(
+                "SELECT state, raft_index FROM shared_demands WHERE demand_id = 2",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .expect("row");
+        assert_eq!((state.as_str(), index), ("published", 9));
+    }
+}
