@@ -333,10 +333,15 @@ impl Context {
             .await
             .map(|_| ())
             .map_err(|_| {
-                ApiError::outcome_unknown(&format!(
-                    "the write was committed (log index {index}) but this node has not applied \
-                     it yet; read it back, here later or from another node"
-                ))
+                // Committed: unlike other `outcome_unknown` answers, it will be applied.
+                ApiError::new(
+                    axum::http::StatusCode::GATEWAY_TIMEOUT,
+                    "outcome_unknown",
+                    format!(
+                        "the write was committed (log index {index}) but this node has not \
+                         applied it yet; read it back, here later or from another node"
+                    ),
+                )
             })
     }
 

@@ -13,6 +13,7 @@ use serde_json::Value;
 use super::args::{ApproveArgs, SearchArgs, ShowArgs, SubmitArgs, TargetArgs};
 
 /// Where and as whom to call.
+#[derive(Clone)]
 pub struct Target {
     /// The node's API base URL.
     pub node: String,

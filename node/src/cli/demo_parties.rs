@@ -7,6 +7,7 @@ use reqwest::Method;
 use xchg_federation_config::layout::{LayoutZone, demo_provider};
 
 use super::client::Target;
+use super::up::{again, already_done};
 
 /// Makes sure `party` (`name`) is admitted in `zone`, through the node at `api`: applies for it
 /// and admits it as the zone's operator unless it already is (an earlier, interrupted run may
@@ -28,19 +29,37 @@ pub async fn admit(zone: &LayoutZone, api: &str, party: &str, name: &str) -> any
             let profile = demo_provider(&zone.id, &id, name)
                 .with_context(|| format!("a profile for demo party {party}"))?;
             let body = serde_json::to_value(&profile)?;
-            // The operator's token: staff are not held to the applications' rate limit.
-            operator
-                .call(Method::POST, "/v1/parties", Some(body))
-                .await
-                .with_context(|| format!("{party} applying in {}", zone.id))?;
+            // The operator's token: staff are not held to the applications' rate limit. A
+            // busy zone may time the write out: it is sent again, and a 409 then says an
+            // earlier try was applied.
+            let applied = again(|| {
+                let (operator, body) = (operator.clone(), body.clone());
+                async move { operator.call(Method::POST, "/v1/parties", Some(body)).await }
+            })
+            .await;
+            match applied {
+                Ok(_) => {}
+                Err(e) if already_done(&e) => {}
+                Err(e) => {
+                    return Err(e).with_context(|| format!("{party} applying in {}", zone.id));
+                }
+            }
             "applied".to_owned()
         }
     };
     if state == "applied" {
-        operator
-            .call(Method::POST, &format!("{path}/admit"), None)
-            .await
-            .with_context(|| format!("admitting {party} in {}", zone.id))?;
+        let admit = format!("{path}/admit");
+        let admitted = again(|| {
+            let (operator, admit) = (operator.clone(), admit.clone());
+            async move { operator.call(Method::POST, &admit, None).await }
+        })
+        .await;
+        match admitted {
+            Ok(_) => {}
+            // Admitted already, by an earlier try whose answer was lost.
+            Err(e) if already_done(&e) => {}
+            Err(e) => return Err(e).with_context(|| format!("admitting {party} in {}", zone.id)),
+        }
     }
     Ok(())
 }

@@ -164,10 +164,12 @@ impl DemoProviders {
             "party": party,
             "label": format!("xchg up --demo: {}", listing.provider.1),
         });
-        let created = admin
-            .call(Method::POST, "/v1/tokens", Some(body))
-            .await
-            .with_context(|| format!("creating a provider token for {party} in {}", zone.id))?;
+        let created = again(|| {
+            let (admin, body) = (admin.clone(), body.clone());
+            async move { admin.call(Method::POST, "/v1/tokens", Some(body)).await }
+        })
+        .await
+        .with_context(|| format!("creating a provider token for {party} in {}", zone.id))?;
         let token = created["token"]
             .as_str()
             .with_context(|| format!("no token in the answer: {created}"))?
@@ -180,30 +182,43 @@ impl DemoProviders {
 /// Submits and approves the demo products after the first `done`, recording progress in
 /// `marker` after each, so an interrupted seeding resumes without duplicates.
 /// Runs `step` until it succeeds, or fails with an error that is not a moment's unavailability
-/// (a 503, a 504, no connection), at most five times, waiting 1, 2, 4 and 8 s between tries.
-async fn again<F, Fut>(step: F) -> anyhow::Result<serde_json::Value>
+/// (a 503, a 504, no connection), for at most [`SEEDING_PATIENCE`], waiting 1, 2, 4, 8 and then
+/// 10 s between tries (a loaded machine's zones can take that long to settle).
+pub(super) async fn again<F, Fut>(step: F) -> anyhow::Result<serde_json::Value>
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<serde_json::Value>>,
 {
+    let deadline = std::time::Instant::now() + SEEDING_PATIENCE;
     let mut wait = std::time::Duration::from_secs(1);
-    for _ in 0..4 {
+    loop {
         match step().await {
-            Err(e) if transient(&e) => {
+            Err(e) if transient(&e) && std::time::Instant::now() + wait < deadline => {
                 tracing::warn!(error = %e, "demo seeding: trying again in {wait:?}");
                 tokio::time::sleep(wait).await;
-                wait *= 2;
+                wait = (wait * 2).min(std::time::Duration::from_secs(10));
             }
             other => return other,
         }
     }
-    step().await
 }
 
-/// Whether `e` (from [`Target::call`]) says the zone was unavailable for a moment.
-fn transient(e: &anyhow::Error) -> bool {
-    let text = e.to_string();
-    text.starts_with("503 ") || text.starts_with("504 ") || text.starts_with("cannot reach")
+/// How long one seeding step is tried again while its zone is unavailable.
+const SEEDING_PATIENCE: std::time::Duration = std::time::Duration::from_secs(90);
+
+/// Whether `e` (from [`Target::call`], perhaps with context added) says the zone was
+/// unavailable for a moment.
+pub(super) fn transient(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        let text = cause.to_string();
+        text.starts_with("503 ") || text.starts_with("504 ") || text.starts_with("cannot reach")
+    })
+}
+
+/// Whether `e` says the zone refused the step as already done (`409`): an earlier try was
+/// applied though its answer was lost.
+pub(super) fn already_done(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| cause.to_string().starts_with("409 "))
 }
 
 async fn seed_demo(layout: &Layout, marker: &Path, done: usize) -> anyhow::Result<()> {
@@ -249,7 +264,7 @@ async fn seed_demo(layout: &Layout, marker: &Path, done: usize) -> anyhow::Resul
         match approved {
             Ok(_) => {}
             // An earlier try of this approval was applied though its answer was lost.
-            Err(e) if e.to_string().starts_with("409 illegal_transition") => {}
+            Err(e) if already_done(&e) => {}
             Err(e) => return Err(e).with_context(|| format!("approving {}", listing.title)),
         }
         std::fs::write(marker, format!("{}\n", n + 1))
@@ -338,7 +353,9 @@ async fn demo(running: &Running) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    seed_demo(running.layout(), &marker, done).await
+    seed_demo(running.layout(), &marker, done).await.context(
+        "seeding the demo catalog stopped; `xchg up --demo` again resumes it where it stopped",
+    )
 }
 
 /// Runs `xchg up`.
@@ -388,4 +405,22 @@ pub async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     running.stop().await?;
     outln!("stopped {n} node(s); data kept in {}", dir.display());
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_moments_unavailability_is_seen_under_the_context_a_step_adds() {
+        // A 504 under "admitting … in …" was taken for a lasting failure, and `up --demo`
+        // stopped every node on a loaded machine (found by a user trying the README).
+        let e = anyhow::anyhow!("504 outcome_unknown: the zone did not commit the write within 5s")
+            .context("admitting xuchang-transit in xuchang/municipal");
+        assert!(transient(&e));
+        assert!(!already_done(&e));
+        let e = anyhow::anyhow!("409 illegal_transition: already admitted").context("admitting");
+        assert!(already_done(&e) && !transient(&e));
+        assert!(!transient(&anyhow::anyhow!("400 invalid_field: title")));
+    }
 }

@@ -234,7 +234,7 @@ impl Core {
                 // Proposed, not committed in time (a leader that lost its majority keeps
                 // waiting): the writers learn so, and the batches behind this one go on.
                 return Err(ClientError::outcome_unknown(&format!(
-                    "the zone did not commit the write within {COMMIT_WAIT:?}; it may still be applied"
+                    "the zone did not commit the write within {COMMIT_WAIT:?}"
                 )));
             };
             let leader = match written {
