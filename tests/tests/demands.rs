@@ -59,6 +59,9 @@ async fn a_buyer_posts_a_demand_a_broker_proposes_and_the_buyer_accepts_a_match(
     let mut health = priced("医疗", "100");
     health["category"] = "healthcare".into();
     let other_category = zone.approve_new(0, &tokens, &health).await?;
+    let mut elsewhere = priced("别的场景", "100");
+    elsewhere["scenarios"] = json!(["气象预报"]);
+    let other_scenario = zone.approve_new(0, &tokens, &elsewhere).await?;
 
     let posted = zone
         .post(0, "/v1/demands", &tokens.buyer, &demand(7 * DAY_MS))
@@ -206,6 +209,22 @@ async fn a_buyer_posts_a_demand_a_broker_proposes_and_the_buyer_accepts_a_match(
         (409, "conflict".into()),
         "{over_budget:?}"
     );
+    // Nor a listing of another category no one proposed, nor one whose scenario the
+    // application that follows would be refused for (a user found both accepted).
+    for (listing, why) in [
+        (&other_category, "in category healthcare"),
+        (&other_scenario, "does not offer the scenario"),
+    ] {
+        let refused = zone
+            .post(0, &accept, &tokens.buyer, &json!({"listing_id": listing}))
+            .await?;
+        assert_eq!(
+            status_code(&refused),
+            (409, "conflict".into()),
+            "{refused:?}"
+        );
+        assert!(refused.1.to_string().contains(why), "{refused:?}");
+    }
     let accepted = zone
         .post(
             1,

@@ -608,6 +608,8 @@ pub async fn accept(
     drop(conn);
     let scored = demands::score(&demand.need(), body.listing_id, &listing)
         .map_err(|why| ApiError::from(Refusal::Conflict(why)).with_field("listing_id"))?;
+    let apply_for = acceptable(&demand, body.listing_id, &listing)
+        .map_err(|why| ApiError::from(Refusal::Conflict(why)).with_field("listing_id"))?;
     let at = state.clock.now();
     let cmd = CatalogCommand::AcceptDemandMatch {
         demand_id: id,
@@ -629,11 +631,43 @@ pub async fn accept(
         "path": "/v1/applications",
         "body": {
             "listing_id": body.listing_id,
-            "scenario": demand.scenario,
+            "scenario": apply_for,
             "delivery_mode": scored.delivery_modes.first(),
         },
     });
     Ok(Json(Accepted { demand, next }))
+}
+
+/// Whether `demand`'s buyer may accept `listing` (`id`), which [`demands::score`] found a
+/// match by its delivery, scenario and price: it is in the demand's category or was proposed
+/// to it. The scenario to apply for (the demand's, or the close one the listing offers), or why
+/// not.
+fn acceptable(
+    demand: &demands::Demand,
+    id: ContentId,
+    listing: &xchg_protocol::Listing,
+) -> Result<String, String> {
+    let proposed = demand.proposals.iter().any(|p| p.listing_id == id);
+    if listing.category != demand.category && !proposed {
+        return Err(format!(
+            "listing {id} is in category {}, not {} as demand {} asks, and no one proposed it \
+             to the demand",
+            listing.category, demand.category, demand.id
+        ));
+    }
+    let wanted = demand.scenario.as_str();
+    Ok(listing
+        .scenarios
+        .iter()
+        .find(|s| *s == wanted)
+        .or_else(|| {
+            listing
+                .scenarios
+                .iter()
+                .find(|s| s.contains(wanted) || wanted.contains(s.as_str()))
+        })
+        .cloned()
+        .unwrap_or_else(|| wanted.to_owned()))
 }
 
 /// `POST /v1/demands/{id}/withdraw` (the demand's buyer).

@@ -565,8 +565,10 @@ pub fn score(demand: &Need<'_>, id: ContentId, listing: &Listing) -> Result<Matc
         score += 20;
         reasons.push(format!("offers the close scenario {s}"));
     } else {
-        reasons.push(format!(
-            "does not offer the scenario {}: an application would be refused",
+        // Not a match: the application the buyer would go on to send would be refused.
+        return Err(format!(
+            "listing {id} does not offer the scenario {} nor a close one: the application that \
+             follows would be refused",
             demand.scenario
         ));
     }
@@ -757,13 +759,26 @@ mod tests {
             (m.score, m.proposed_by.as_slice()),
             (90, ["broker-1".to_owned()].as_slice())
         );
-        // Ranked best first.
-        let mut other = listing(None);
-        other.scenarios = vec!["其他".into()];
-        let other_id = ContentId::of(b"o");
-        let ranked = matches(&d.need(), &[(other_id, other), (id, listing(None))]);
-        assert_eq!(ranked[0].listing_id, id);
-        assert_eq!(ranked.len(), 2);
+        // A listing offering neither the scenario nor a close one is no match: the application
+        // that follows would be refused.
+        let mut unrelated = listing(None);
+        unrelated.scenarios = vec!["其他".into()];
+        let why = score(&d.need(), id, &unrelated).expect_err("no scenario");
+        assert!(why.contains("does not offer the scenario"), "{why}");
+        // Ranked best first: a close scenario after the scenario itself.
+        let mut close = listing(None);
+        close.scenarios = vec!["小微企业贷款授信审查".into()];
+        let (close_id, unrelated_id) = (ContentId::of(b"c"), ContentId::of(b"o"));
+        let ranked = matches(
+            &d.need(),
+            &[
+                (close_id, close),
+                (unrelated_id, unrelated),
+                (id, listing(None)),
+            ],
+        );
+        let order: Vec<ContentId> = ranked.iter().map(|m| m.listing_id).collect();
+        assert_eq!(order, [id, close_id]);
     }
 
     fn new_demand(buyer: &str) -> NewDemand {
