@@ -304,6 +304,7 @@ pub fn receive(
         }
     }
     let received_from: String = r.received_from.chars().take(PEER_CHARS).collect();
+    let signer = message.delegation.delegation.node_key.to_base64();
     table::keep(
         db,
         &table::Kept {
@@ -311,6 +312,7 @@ pub fn receive(
             demand: &demand,
             message_id: &message.id.to_string(),
             signed: &r.signed,
+            signer: &signer,
             received_from: &received_from,
             at: r.at,
             raft_index,
@@ -355,12 +357,21 @@ mod tests {
         db: &rusqlite::Connection,
         commands: &[crate::catalog::CatalogCommand],
     ) -> Vec<Result<(), &'static str>> {
+        apply_from(db, 10.., commands)
+    }
+
+    /// Applies `commands` as the state machine does, at the Raft indexes `indexes` gives.
+    fn apply_from(
+        db: &rusqlite::Connection,
+        indexes: impl Iterator<Item = u64>,
+        commands: &[crate::catalog::CatalogCommand],
+    ) -> Vec<Result<(), &'static str>> {
         let zone = crate::catalog::test_zone();
         crate::sqlite::in_transaction(db, || {
             let mut chain = crate::audit::Chain::load(db)?;
             let responses = commands
                 .iter()
-                .zip(10..)
+                .zip(indexes)
                 .map(|(c, index)| crate::catalog::apply::apply(db, &mut chain, &zone, index, c))
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             chain.flush(db)?;
@@ -370,6 +381,97 @@ mod tests {
         .into_iter()
         .map(|r| r.map(drop).map_err(|e| e.code()))
         .collect()
+    }
+
+    /// What catch-up serves, paged `limit` at a time: `(pos, signed)`.
+    async fn feed(dir: &std::path::Path, limit: u32) -> Vec<(u64, Vec<u8>)> {
+        let mut conn = crate::catalog::test_reader(dir).await;
+        let mut all = Vec::new();
+        let mut after = 0;
+        loop {
+            let page = table::page(&mut conn, after, limit).await.expect("page");
+            let Some(last) = page.last() else {
+                return all;
+            };
+            after = last.0;
+            all.extend(page);
+        }
+    }
+
+    fn origin_signed(body: Vec<u8>) -> Vec<u8> {
+        SignedMessage::seal(
+            xchg_protocol::Domain::Demand,
+            body,
+            &av::origin_node(),
+            av::origin_delegation("zhengzhou/zhongyuan"),
+        )
+        .to_bytes()
+    }
+
+    #[tokio::test]
+    async fn demands_written_by_one_raft_entry_get_increasing_positions_and_none_is_lost() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = crate::catalog::test_db(dir.path());
+        let zone = crate::catalog::test_zone().zone;
+        let d = NewDemand {
+            buyer: "buyer-1".parse().expect("party"),
+            title: "t".into(),
+            description: "d".into(),
+            category: "credit".into(),
+            scenario: "s".into(),
+            delivery_modes: vec![DeliveryMode::Api],
+            budget: Budget {
+                min: None,
+                max: "2".into(),
+                currency: "CNY".into(),
+            },
+            deadline: Timestamp(86_400_000),
+            share: Share::Federation,
+        };
+        queue_posted(&db, &zone, 5, 1, &d, Timestamp(10)).expect("queue");
+        queue_posted(&db, &zone, 5, 2, &d, Timestamp(10)).expect("queue");
+        let published = |id: u64| crate::catalog::CatalogCommand::RecordDemandPublished {
+            demand_id: id,
+            signed: origin_signed(table::shared_body(&db, id).expect("read").expect("queued")),
+            at: Timestamp(11),
+            node: "n1".into(),
+        };
+        let mut other = dv::demand();
+        other.number += 1;
+        let receive =
+            |d: &WireDemand| crate::catalog::CatalogCommand::ReceiveDemand(Box::new(received(d)));
+        // One Raft entry: every command at index 20.
+        let batch = [
+            receive(&dv::demand()),
+            receive(&other),
+            published(1),
+            published(2),
+        ];
+        assert_eq!(
+            apply_from(&db, std::iter::repeat(20), &batch),
+            [Ok(()), Ok(()), Ok(()), Ok(())]
+        );
+        let whole = feed(dir.path(), 100).await;
+        assert_eq!(whole.len(), 4);
+        assert!(whole.windows(2).all(|w| w[0].0 < w[1].0), "{whole:?}");
+        assert_eq!(feed(dir.path(), 1).await, whole, "one at a time, none lost");
+        // The first demand withdrawn: it moves to the end, once.
+        apply_from(&db, std::iter::repeat(21), &[receive(&dv::withdrawn())]);
+        let again = feed(dir.path(), 1).await;
+        assert_eq!(again.len(), 4);
+        assert_eq!(again[..3], whole[1..]);
+        assert_eq!(again[3].1, received(&dv::withdrawn()).signed);
+        // Rebuilt after a snapshot: the same order, at positions after the old ones.
+        table::rebuild_feed(&db).expect("rebuild");
+        let rebuilt = feed(dir.path(), 1).await;
+        assert!(rebuilt[0].0 > again[3].0);
+        let data = |f: &[(u64, Vec<u8>)]| f.iter().map(|r| r.1.clone()).collect::<Vec<_>>();
+        let held = data(&again);
+        // By Raft index: at 20 the zone's own, then the foreign one; then the withdrawal.
+        assert_eq!(
+            data(&rebuilt),
+            [&held[1], &held[2], &held[0], &held[3]].map(Clone::clone)
+        );
     }
 
     #[test]
