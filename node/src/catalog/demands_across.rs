@@ -10,7 +10,8 @@
 //! Receiving: the leader verifies a demand against its roots and clock and its agreement with
 //! the origin's exchange, and proposes it; [`receive`] keeps, per origin zone and number, the
 //! one with the latest `updated_at` (a replayed or older one changes nothing), so a withdrawal
-//! or an acceptance replaces the open demand and it stops showing as open.
+//! or an acceptance replaces the open demand and it stops showing as open. The revocation of a
+//! node key deletes the demands held in a state it signed ([`forget_signed_by`]).
 //!
 //! The SQL of `shared_demands` and `foreign_demands` (schema v21) is in
 //! [`super::tables::demands_across`].
@@ -321,6 +322,20 @@ pub fn receive(
     applied(object)
 }
 
+/// Receiver: the node key `signer` (base64) of `exchange` was revoked (7.3): the foreign demands
+/// held in a state it signed are deleted, so they are neither shown, matched nor served on
+/// catch-up; the next validly signed state of each is received as if none had been held.
+///
+/// # Errors
+/// Only storage errors.
+pub fn forget_signed_by(
+    db: &rusqlite::Connection,
+    exchange: &str,
+    signer: &str,
+) -> rusqlite::Result<()> {
+    table::delete_signed_by(db, exchange, signer).map(drop)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -472,6 +487,66 @@ mod tests {
             data(&rebuilt),
             [&held[1], &held[2], &held[0], &held[3]].map(Clone::clone)
         );
+    }
+
+    /// The revocation, by the Zhengzhou root, of the key that signs the vectors' demands.
+    fn revoke_origin_key(at: Timestamp) -> crate::catalog::CatalogCommand {
+        let root = av::origin_root();
+        let rev = xchg_protocol::Revocation {
+            exchange: "zhengzhou".parse().expect("exchange"),
+            key: av::origin_node().public(),
+            reason: "key leaked".into(),
+            revoked_at: at,
+        };
+        let env = xchg_protocol::Envelope::revocation(&rev, &root);
+        crate::catalog::CatalogCommand::Recognize(Box::new(crate::catalog::Recognition {
+            envelope: env.to_bytes(),
+            content_id: env.id,
+            kind: env.kind,
+            exchange: rev.exchange.clone(),
+            agreement: "outside:zhengzhou".into(),
+            signer: root.public(),
+            refusal: None,
+            wants_certificate: false,
+            received_from: "peer".into(),
+            at,
+            node: "n1".into(),
+        }))
+    }
+
+    #[tokio::test]
+    async fn a_revoked_keys_demands_are_forgotten_and_a_validly_signed_state_is_taken_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = crate::catalog::test_db(dir.path());
+        let receive =
+            |r: ReceivedDemand| crate::catalog::CatalogCommand::ReceiveDemand(Box::new(r));
+        // Withdrawn, under the key about to be revoked: it would hide every later state.
+        let gone = dv::withdrawn();
+        assert_eq!(apply(&db, &[receive(received(&gone))]), [Ok(())]);
+        assert_eq!(held(&db).len(), 1);
+        assert_eq!(feed(dir.path(), 10).await.len(), 1);
+        assert_eq!(
+            apply(&db, &[revoke_origin_key(Timestamp(gone.updated_at.0 + 1))]),
+            [Ok(())]
+        );
+        assert!(held(&db).is_empty(), "not shown nor matched");
+        assert!(feed(dir.path(), 10).await.is_empty(), "not served");
+        // The open state, older, signed by another key of the zone: taken.
+        let other = xchg_protocol::Keypair::from_seed(&[42; 32]);
+        let mut delegation = av::origin_delegation("zhengzhou/zhongyuan");
+        delegation = xchg_protocol::SignedDelegation::sign(
+            xchg_protocol::Delegation {
+                node_key: other.public(),
+                ..delegation.delegation
+            },
+            &av::origin_root(),
+        );
+        let open = dv::demand();
+        let mut r = received(&open);
+        r.signed = wire::sign(&open, &other, delegation).to_bytes();
+        assert_eq!(apply(&db, &[receive(r)]), [Ok(())]);
+        assert_eq!(held(&db), [("open".into(), open.updated_at.0 as i64, 10)],);
+        assert_eq!(feed(dir.path(), 10).await.len(), 1);
     }
 
     #[test]

@@ -239,6 +239,20 @@ pub fn keep(db: &rusqlite::Connection, k: &Kept<'_>) -> rusqlite::Result<()> {
     .map(drop)
 }
 
+/// Deletes the foreign demands of `exchange` whose held state the node key `signer` (base64)
+/// signed, with their place in the demand feed: how many.
+///
+/// # Errors
+/// SQLite's error.
+pub fn delete_signed_by(
+    db: &rusqlite::Connection,
+    exchange: &str,
+    signer: &str,
+) -> rusqlite::Result<usize> {
+    db.prepare_cached("DELETE FROM foreign_demands WHERE exchange = ?1 AND signer = ?2")?
+        .execute([exchange, signer])
+}
+
 const COLUMNS: &str = "id, exchange, body, recorded_at";
 
 type Row = (i64, String, String, i64);
