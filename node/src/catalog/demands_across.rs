@@ -264,6 +264,14 @@ pub fn message_id(signed: &[u8]) -> String {
         .map_or_else(|_| "undecodable".to_owned(), |m| m.id.to_string())
 }
 
+/// The most demands of one origin zone a zone holds (PROTOCOL.md 11.9): one more is refused
+/// ([`Refusal::DemandsFull`]) until some end.
+pub const MAX_DEMANDS_PER_ZONE: u64 = 2_000;
+
+/// How long a foreign demand is kept after its deadline passed or it closed, in milliseconds
+/// (30 days).
+pub const ENDED_DEMAND_RETENTION_MS: u64 = 30 * 24 * 60 * 60 * 1000;
+
 /// Whether `a` supersedes `b`: a later `updated_at`, or at the same time a closed state over
 /// an open one.
 fn newer(a: (Timestamp, bool), b: (Timestamp, bool)) -> bool {
@@ -297,12 +305,27 @@ pub fn receive(
         ))));
     }
     let object = format!("demand:{}:{}", demand.zone, demand.number);
+    // Demands that ended long ago go, by the command's time: the same on every replica. One
+    // that ended as long ago itself is not kept (a replay cannot bring it back).
+    let cutoff = Timestamp(r.at.0.saturating_sub(ENDED_DEMAND_RETENTION_MS));
+    table::delete_ended_before(db, cutoff)?;
+    if demand.deadline < cutoff || (demand.state != WireState::Open && demand.updated_at < cutoff) {
+        return applied(object);
+    }
     let closed = |s: WireState| s != WireState::Open;
     if let Some((held_at, held_state)) = table::held(db, demand.zone.as_str(), demand.number)? {
         let held = (held_at, held_state != WireState::Open.as_str());
         if !newer((demand.updated_at, closed(demand.state)), held) {
             return applied(object);
         }
+    }
+    let others = table::count_of_zone(db, demand.zone.as_str(), demand.number)?;
+    if others >= MAX_DEMANDS_PER_ZONE {
+        return Ok(Err(Refusal::DemandsFull(format!(
+            "this zone holds {others} demands of {}, the most it keeps of one zone; \
+             demand {} is not kept",
+            demand.zone, demand.number
+        ))));
     }
     let received_from: String = r.received_from.chars().take(PEER_CHARS).collect();
     let signer = message.delegation.delegation.node_key.to_base64();
@@ -547,6 +570,79 @@ mod tests {
         assert_eq!(apply(&db, &[receive(r)]), [Ok(())]);
         assert_eq!(held(&db), [("open".into(), open.updated_at.0 as i64, 10)],);
         assert_eq!(feed(dir.path(), 10).await.len(), 1);
+    }
+
+    #[test]
+    fn demands_of_one_zone_are_capped_and_those_ended_long_ago_go() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = crate::catalog::test_db(dir.path());
+        let receive =
+            |r: ReceivedDemand| crate::catalog::CatalogCommand::ReceiveDemand(Box::new(r));
+        let day = 24 * 60 * 60 * 1000;
+        let base = dv::demand();
+        let numbered = |n: u64| {
+            let mut d = base.clone();
+            d.number = n;
+            d
+        };
+        // The zone's fill, kept directly (signing two thousand would only slow the test).
+        crate::sqlite::in_transaction(&db, || {
+            for n in 0..MAX_DEMANDS_PER_ZONE {
+                table::keep(
+                    &db,
+                    &table::Kept {
+                        exchange: "zhengzhou",
+                        demand: &numbered(n),
+                        message_id: &format!("m{n}"),
+                        signed: b"signed",
+                        signer: "key",
+                        received_from: "peer",
+                        at: base.updated_at,
+                        raft_index: 1,
+                    },
+                )?;
+            }
+            Ok(())
+        })
+        .expect("fill");
+        let one_more = numbered(MAX_DEMANDS_PER_ZONE);
+        assert_eq!(
+            apply(&db, &[receive(received(&one_more))]),
+            [Err("demands_full")]
+        );
+        let audit: String = db
+            .query_row(
+                "SELECT result FROM audit ORDER BY seq DESC LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .expect("audit");
+        assert!(audit.starts_with("refused:demands_full:"), "{audit}");
+        // A new state of one held is no new demand; another zone's is counted apart.
+        let mut closed = numbered(5);
+        closed.state = WireState::Withdrawn;
+        closed.updated_at = Timestamp(base.updated_at.0 + 1);
+        assert_eq!(apply(&db, &[receive(received(&closed))]), [Ok(())]);
+        // Thirty-one days after the withdrawal, a new demand arrives: the withdrawn one goes,
+        // and so room is made; the open ones whose deadline is not a month past stay.
+        let mut later = received(&one_more);
+        later.at = Timestamp(closed.updated_at.0 + 31 * day);
+        assert!(
+            base.deadline.0 + 30 * day > later.at.0,
+            "the vector's deadline"
+        );
+        assert_eq!(apply(&db, &[receive(later)]), [Ok(())]);
+        let count = |db: &rusqlite::Connection| -> i64 {
+            db.query_row("SELECT COUNT(*) FROM foreign_demands", [], |r| r.get(0))
+                .expect("count")
+        };
+        assert_eq!(count(&db), MAX_DEMANDS_PER_ZONE as i64);
+        assert_eq!(table::held(&db, base.zone.as_str(), 5).expect("read"), None);
+        // A month past every deadline: all go, and one ended as long ago is not kept again.
+        let mut much_later = received(&numbered(5));
+        much_later.at = Timestamp(base.deadline.0 + 31 * day);
+        assert_eq!(apply(&db, &[receive(much_later)]), [Ok(())]);
+        assert_eq!(count(&db), 0);
     }
 
     #[test]

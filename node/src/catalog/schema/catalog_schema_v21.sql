@@ -43,7 +43,8 @@ CREATE TABLE foreign_demands (
 CREATE INDEX foreign_demands_category ON foreign_demands (category, id);
 CREATE INDEX foreign_demands_message ON foreign_demands (message_id);
 CREATE INDEX foreign_demands_signer ON foreign_demands (exchange, signer);
-CREATE INDEX foreign_demands_zone ON foreign_demands (zone, updated_at);
+CREATE INDEX foreign_demands_deadline ON foreign_demands (deadline);
+CREATE INDEX foreign_demands_updated ON foreign_demands (updated_at);
 
 CREATE TABLE demand_feed (
     pos    INTEGER PRIMARY KEY AUTOINCREMENT,

@@ -177,6 +177,33 @@ pub fn held(
     .optional()
 }
 
+/// How many foreign demands of `zone` are held, not counting its demand `number`.
+///
+/// # Errors
+/// SQLite's error.
+pub fn count_of_zone(db: &rusqlite::Connection, zone: &str, number: u64) -> rusqlite::Result<u64> {
+    db.prepare_cached("SELECT COUNT(*) FROM foreign_demands WHERE zone = ?1 AND number <> ?2")?
+        .query_row(rusqlite::params![zone, int(number)], |row| {
+            Ok(uint(row.get(0)?))
+        })
+}
+
+/// Deletes the foreign demands whose deadline is before `cutoff`, or that closed (withdrawn or
+/// accepted) before it, with their place in the demand feed: how many.
+///
+/// # Errors
+/// SQLite's error.
+pub fn delete_ended_before(
+    db: &rusqlite::Connection,
+    cutoff: Timestamp,
+) -> rusqlite::Result<usize> {
+    db.prepare_cached(
+        "DELETE FROM foreign_demands WHERE deadline < ?1 \
+            OR (updated_at < ?1 AND state <> 'open')",
+    )?
+    .execute([int(cutoff.0)])
+}
+
 /// A recognised foreign demand to keep.
 pub struct Kept<'a> {
     /// Its origin's exchange.
