@@ -553,8 +553,9 @@ impl Catchup {
     }
 
     /// Judges one signed demand of the round's page as if it arrived on the demand topic of its
-    /// signer's exchange, and proposes it if the judgement says to (not waited for: a demand
-    /// recorded meanwhile, or again, changes nothing).
+    /// signer's exchange and, when it is accepted and newer than the state the replica holds of
+    /// its zone and number, proposes it (not waited for: a demand recorded meanwhile, or again,
+    /// changes nothing).
     fn judge_demand(&mut self, data: Vec<u8>, cx: &mut Cx<'_>) {
         let State::Round(r) = &mut self.state else {
             return;
@@ -579,10 +580,10 @@ impl Catchup {
                 from: r.peer.clone(),
             },
         };
-        cx.judge.note(&done, Via::Catchup, cx.now, cx.out);
-        if let Some(proposal) = done.judgement.proposal {
-            r.fetched += 1;
-            cx.judge.propose(cx.shared, proposal, For::Gossip, cx.out);
+        // An accepted one waits for the state the replica holds of its zone and number.
+        match cx.judge.look_up_demand(cx.shared, done, cx.out) {
+            Some(done) => self.take_judgement(done, cx),
+            None => r.wait = Wait::Judgement,
         }
     }
 
@@ -866,6 +867,15 @@ impl Catchup {
             return;
         };
         cx.judge.note(&done, Via::Catchup, cx.now, cx.out);
+        if r.demand_page.is_some() {
+            // A demand, once the replica said it holds no newer state: proposed, not waited
+            // for (a demand recorded meanwhile, or again, changes nothing).
+            if let Some(proposal) = done.judgement.proposal {
+                r.fetched += 1;
+                cx.judge.propose(cx.shared, proposal, For::Gossip, cx.out);
+            }
+            return;
+        }
         let (Some(proposal), Some(page)) = (done.judgement.proposal, r.page.as_mut()) else {
             return;
         };
@@ -1222,6 +1232,8 @@ mod tests {
         demands: Vec<(u64, Vec<u8>)>,
         /// The demands proposed, in order.
         demanded: Vec<Vec<u8>>,
+        /// The state held of each demand recorded: `updated_at` and whether it is closed.
+        demand_states: BTreeMap<(String, u64), (Timestamp, bool)>,
         /// What the core asked the peer.
         asked: Vec<Request>,
         /// Everything the core said that nobody answers.
@@ -1246,6 +1258,7 @@ mod tests {
                 received: BTreeSet::new(),
                 demands: Vec::new(),
                 demanded: Vec::new(),
+                demand_states: BTreeMap::new(),
                 asked: Vec::new(),
                 said: Vec::new(),
             }
@@ -1354,6 +1367,14 @@ mod tests {
                             ticket,
                             unreceived: ids.iter().map(|i| !self.received.contains(i)).collect(),
                         },
+                        Output::LookUpDemand {
+                            ticket,
+                            zone,
+                            number,
+                        } => Input::DemandHeld {
+                            ticket,
+                            held: self.demand_states.get(&(zone, number)).copied(),
+                        },
                         Output::LookUp {
                             ticket, content_id, ..
                         } => Input::Facts {
@@ -1381,6 +1402,24 @@ mod tests {
                                     .id;
                                     self.received.insert(id);
                                     self.demanded.push(d.signed.clone());
+                                    let m = SignedMessage::from_bytes(
+                                        &d.signed,
+                                        &xchg_protocol::demand::limits(),
+                                    )
+                                    .expect("a signed demand");
+                                    let body: xchg_protocol::demand::Demand =
+                                        xchg_protocol::canonical::from_canonical(
+                                            &m.body,
+                                            &xchg_protocol::demand::limits(),
+                                        )
+                                        .expect("a demand");
+                                    self.demand_states.insert(
+                                        (body.zone.to_string(), body.number),
+                                        (
+                                            body.updated_at,
+                                            body.state != xchg_protocol::demand::DemandState::Open,
+                                        ),
+                                    );
                                     Outcome::Applied {
                                         object_id: id.to_string(),
                                     }

@@ -177,6 +177,26 @@ pub fn held(
     .optional()
 }
 
+/// The `updated_at` of the foreign demand `number` of `zone` held, and whether it is closed, if
+/// one is, on a reader.
+///
+/// # Errors
+/// SQLite's error.
+pub async fn held_read(
+    conn: &mut SqliteConnection,
+    zone: &str,
+    number: u64,
+) -> Result<Option<(Timestamp, bool)>, sqlx::Error> {
+    let row: Option<(i64, String)> = sqlx::query_as(
+        "SELECT updated_at, state FROM foreign_demands WHERE zone = ? AND number = ?",
+    )
+    .bind(zone)
+    .bind(int(number))
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(row.map(|(at, state)| (Timestamp(uint(at)), state != "open")))
+}
+
 /// How many foreign demands of `zone` are held, not counting its demand `number`.
 ///
 /// # Errors
