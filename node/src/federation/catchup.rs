@@ -198,6 +198,9 @@ struct DemandPage {
     items: Vec<Vec<u8>>,
     /// Demands not held, still to judge.
     messages: VecDeque<Vec<u8>>,
+    /// False when one of its demands was being recorded from gossip: that may fail, so the
+    /// cursor stays and the page is read again next round.
+    complete: bool,
 }
 
 /// What the round waits for.
@@ -614,6 +617,7 @@ impl Catchup {
             more: false,
             items: Vec::new(),
             messages: VecDeque::new(),
+            complete: true,
         });
         round.wait = Wait::Demands(ticket);
     }
@@ -637,10 +641,12 @@ impl Catchup {
         let Some(page) = r.demand_page.take() else {
             return true;
         };
-        let key = (r.peer.0.clone(), DEMANDS_CURSOR.to_owned());
-        self.cursors.insert(key, page.last);
-        if page.more && page.number < PAGES_PER_ROUND {
-            Self::ask_demands(&self.cursors, r, page.number + 1, cx.shared, cx.out);
+        if page.complete {
+            let key = (r.peer.0.clone(), DEMANDS_CURSOR.to_owned());
+            self.cursors.insert(key, page.last);
+            if page.more && page.number < PAGES_PER_ROUND {
+                Self::ask_demands(&self.cursors, r, page.number + 1, cx.shared, cx.out);
+            }
         }
         true
     }
@@ -668,7 +674,13 @@ impl Catchup {
             }
         } else if let Some(page) = round.demand_page.as_mut() {
             for (data, new) in std::mem::take(&mut page.items).into_iter().zip(unreceived) {
-                if *new && !cx.judge.is_pending(&ContentId::of(&data)) {
+                if !new {
+                    continue;
+                }
+                if cx.judge.is_pending(&ContentId::of(&data)) {
+                    // Being recorded from gossip; that may fail: read the page again.
+                    page.complete = false;
+                } else {
                     page.messages.push_back(data);
                 }
             }
@@ -1521,6 +1533,47 @@ mod tests {
         world.round(&mut core);
         assert_eq!(demand_cursors(&world), [0, 20, 40]);
         assert_eq!(world.demanded.len(), 2);
+    }
+
+    #[test]
+    fn a_demand_being_recorded_from_gossip_keeps_the_demand_cursor_where_it_was() {
+        let kit = Kit::new();
+        let mut core = kit.core(true);
+        let mut world = World::with(&kit, 0);
+        world.demands = vec![(10, kit.partner_demand(1, "credit"))];
+        let data = world.demands[0].1.clone();
+        let arrived = Input::Message {
+            message: testkit::reference(&data, "p"),
+            topic: crate::gossip::demand_topic_of("zhengzhou"),
+            data,
+        };
+        let ticket = core
+            .handle(arrived, testkit::NOW)
+            .into_iter()
+            .find_map(|o| match o {
+                Output::LookUpDemand { ticket, .. } => Some(ticket),
+                _ => None,
+            })
+            .expect("the leader looks it up");
+        let out = core.handle(Input::DemandHeld { ticket, held: None }, testkit::NOW);
+        assert!(out.iter().any(|o| matches!(o, Output::Propose { .. })));
+        // Its proposal is not answered yet: the round leaves it to gossip, and its cursor.
+        world.round(&mut core);
+        world.round(&mut core);
+        assert!(world.demanded.is_empty());
+        let demand_cursors: Vec<u64> = world
+            .asked
+            .iter()
+            .filter_map(|r| match r {
+                Request::Demands { after, .. } => Some(*after),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            demand_cursors,
+            [0, 0],
+            "read again: the gossip one may fail"
+        );
     }
 
     #[test]

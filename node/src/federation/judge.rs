@@ -283,10 +283,10 @@ impl Judge {
         let Some(key) = super::demanded::key_of(&done.judgement) else {
             return Some(done);
         };
-        if let Some(id) = done.judgement.content_id
-            && self.pending.contains(&id)
+        if let Some(proposal) = &done.judgement.proposal
+            && self.pending.contains(&proposal.content_id())
         {
-            done.judgement = Judgement::drop(Reason::Duplicate, Some(id));
+            done.judgement = Judgement::drop(Reason::Duplicate, done.judgement.content_id);
             return Some(done);
         }
         let ticket = shared.ticket();
