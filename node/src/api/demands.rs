@@ -61,10 +61,12 @@ pub struct DemandRequest {
     pub budget: Budget,
     /// When it stops looking: after now, at most 366 days ahead.
     pub deadline: Timestamp,
-    /// `exchange` (the default): it stays in this exchange; `federation`: it is also published
-    /// to the exchanges this one has agreements with, without the buyer or broker, and shown
-    /// there when their agreement covers its category and one of its delivery modes; its
-    /// withdrawal or acceptance follows it (PROTOCOL.md 11.9).
+    /// `exchange` (the default): it stays in this zone (the other zones of this exchange do not
+    /// see it either); `federation`: it is also published on this exchange's demand topic,
+    /// without the buyer or broker, and shown by the sibling zones of this exchange and the
+    /// zones of the exchanges this one has agreements with, when the agreement covers its
+    /// category and one of its delivery modes; the topic and catch-up are readable by any peer
+    /// of the federation. Its withdrawal or acceptance follows it (PROTOCOL.md 11.9).
     #[serde(default, skip_serializing_if = "Share::is_exchange")]
     pub share: Share,
 }

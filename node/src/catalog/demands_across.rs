@@ -28,19 +28,22 @@ use super::demands::{Budget, DemandState, NewDemand};
 use super::tables::demands_across as table;
 use super::{Applied, CommandResponse, PEER_CHARS, Refusal};
 
-/// Whether a demand leaves its exchange.
+/// Whether a demand leaves its zone.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Share {
-    /// It stays in this exchange (the default).
+    /// It stays in its zone (the default): the other zones of this exchange do not see it
+    /// either.
     #[default]
     Exchange,
-    /// It is published to the exchanges this one has agreements with (PROTOCOL.md 11.9).
+    /// It is published on this exchange's demand topic (PROTOCOL.md 11.9): the sibling zones of
+    /// this exchange and the zones of the exchanges with an agreement show it when their
+    /// agreement covers it; the topic and catch-up are readable by any peer of the federation.
     Federation,
 }
 
 impl Share {
-    /// Whether it stays home (what a request without `share` asks).
+    /// Whether it stays in its zone (what a request without `share` asks).
     pub fn is_exchange(&self) -> bool {
         *self == Share::Exchange
     }
