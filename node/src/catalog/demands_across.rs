@@ -308,6 +308,14 @@ pub fn receive(
         ))));
     }
     let object = format!("demand:{}:{}", demand.zone, demand.number);
+    // Proposed before the key's revocation was recorded, applied after: not kept either.
+    let key = &message.delegation.delegation.node_key;
+    if super::tables::revocations::revoked_at(db, r.exchange.as_str(), key)?.is_some() {
+        return Ok(Err(Refusal::Invalid(format!(
+            "demand {} of {} is signed by a node key {} revoked",
+            demand.number, demand.zone, r.exchange
+        ))));
+    }
     // Demands that ended long ago go, by the command's time: the same on every replica. One
     // that ended as long ago itself is not kept (a replay cannot bring it back).
     let cutoff = Timestamp(r.at.0.saturating_sub(ENDED_DEMAND_RETENTION_MS));
@@ -557,6 +565,9 @@ mod tests {
         );
         assert!(held(&db).is_empty(), "not shown nor matched");
         assert!(feed(dir.path(), 10).await.is_empty(), "not served");
+        // Proposed before the revocation was recorded, applied after: refused.
+        assert_eq!(apply(&db, &[receive(received(&gone))]), [Err("invalid")]);
+        assert!(held(&db).is_empty());
         // The open state, older, signed by another key of the zone: taken.
         let other = xchg_protocol::Keypair::from_seed(&[42; 32]);
         let mut delegation = av::origin_delegation("zhengzhou/zhongyuan");
