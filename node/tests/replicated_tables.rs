@@ -8,13 +8,15 @@ use xchg_node::catalog::tables::REPLICATED_TABLES;
 
 /// Tables each member keeps for itself: Raft's metadata, the snapshot it built, the search
 /// index, rebuilt from `listings` after a snapshot is installed, and the certificate feed
-/// catch-up serves from, rebuilt from the certificate tables after a snapshot is installed, and
-/// the audit chain's Merkle tree, rebuilt from the audit records after a snapshot is installed.
+/// catch-up serves from, rebuilt from the certificate tables after a snapshot is installed, the
+/// demand feed, rebuilt from the demand tables likewise, and the audit chain's Merkle tree,
+/// rebuilt from the audit records after a snapshot is installed.
 const OWN_TABLES: &[&str] = &[
     "sm_meta",
     "snapshot",
     "listings_fts",
     "certificate_feed",
+    "demand_feed",
     "audit_tree",
 ];
 

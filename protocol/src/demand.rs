@@ -147,6 +147,9 @@ impl Demand {
         v.text("title", &self.title, TITLE_CHARS, true);
         v.text("description", &self.description, DESCRIPTION_CHARS, true);
         v.text("scenario", &self.scenario, SCENARIO_CHARS, true);
+        if i64::try_from(self.number).is_err() {
+            v.add("number", "at most 2^63 - 1");
+        }
         if !valid_category(&self.category) {
             v.add("category", "1 to 64 characters of a-z 0-9 _ -");
         }
@@ -294,6 +297,7 @@ mod tests {
             broken(&|d| d.title = " ".into()),
             Some(vec!["title".into()])
         );
+        assert_eq!(broken(&|d| d.number = 1 << 63), Some(vec!["number".into()]));
         assert_eq!(
             broken(&|d| d.category = "Credit".into()),
             Some(vec!["category".into()])

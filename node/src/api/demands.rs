@@ -61,10 +61,12 @@ pub struct DemandRequest {
     pub budget: Budget,
     /// When it stops looking: after now, at most 366 days ahead.
     pub deadline: Timestamp,
-    /// `exchange` (the default): it stays in this exchange; `federation`: it is also published
-    /// to the exchanges this one has agreements with, without the buyer or broker, and shown
-    /// there when their agreement covers its category and one of its delivery modes; its
-    /// withdrawal or acceptance follows it (PROTOCOL.md 11.9).
+    /// `exchange` (the default): it stays in this zone (the other zones of this exchange do not
+    /// see it either); `federation`: it is also published on this exchange's demand topic,
+    /// without the buyer or broker, and shown by the sibling zones of this exchange and the
+    /// zones of the exchanges this one has agreements with, when the agreement covers its
+    /// category and one of its delivery modes; the topic and catch-up are readable by any peer
+    /// of the federation. Its withdrawal or acceptance follows it (PROTOCOL.md 11.9).
     #[serde(default, skip_serializing_if = "Share::is_exchange")]
     pub share: Share,
 }
@@ -199,7 +201,8 @@ pub struct DemandSearch {
     origin: Option<String>,
     /// `true` for open ones only (deadline not passed).
     open: Option<bool>,
-    /// Demands numbered below this one (the `next` of the page before).
+    /// The `next` of the page before: this zone's demands numbered below it, or, for external
+    /// demands, those at a position below it (their row here, not their number at the origin).
     #[param(schema_with = before_schema)]
     before: Option<String>,
     /// How many: 1 to 100 (default 20; larger values are brought to 100).
@@ -211,7 +214,10 @@ pub struct DemandSearch {
 }
 
 fn before_schema() -> utoipa::openapi::schema::Object {
-    params::position_integer_schema("Demands numbered below this one.")
+    params::position_integer_schema(
+        "The `next` of the page before: this zone's demands numbered below it, or external \
+         demands at a position below it (their row here, not their number at the origin).",
+    )
 }
 
 fn limit_schema() -> utoipa::openapi::schema::Object {
@@ -707,11 +713,26 @@ pub async fn withdraw(
     Ok(Json(held(&state, id).await?))
 }
 
-/// The zone id of an external demand's path.
-fn zone_of(exchange: &str, zone: &str) -> Result<xchg_protocol::ZoneId, ApiError> {
-    format!("{exchange}/{zone}")
+/// The zone id and number of an external demand's path, each malformed part named as its
+/// field: `exchange`, `zone`, or `number` (at most 2^63 − 1, as on the wire).
+fn external_key(
+    exchange: &str,
+    zone: &str,
+    number: u64,
+) -> Result<(xchg_protocol::ZoneId, u64), ApiError> {
+    exchange
+        .parse::<xchg_protocol::ExchangeId>()
+        .map_err(|e| ApiError::invalid_field("exchange", e.to_string()))?;
+    let zone = format!("{exchange}/{zone}")
         .parse()
-        .map_err(|e: xchg_protocol::IdError| ApiError::invalid_field("zone", e.to_string()))
+        .map_err(|e: xchg_protocol::IdError| ApiError::invalid_field("zone", e.to_string()))?;
+    if i64::try_from(number).is_err() {
+        return Err(ApiError::invalid_field(
+            "number",
+            format!("at most {}", i64::MAX),
+        ));
+    }
+    Ok((zone, number))
 }
 
 async fn held_external(
@@ -720,7 +741,7 @@ async fn held_external(
     zone: &str,
     number: u64,
 ) -> Result<ExternalDemand, ApiError> {
-    let zone = zone_of(exchange, zone)?;
+    let (zone, number) = external_key(exchange, zone, number)?;
     let now = state.clock.now();
     let look = || async {
         let mut conn = state.db.reader().await?;
@@ -754,8 +775,9 @@ async fn held_external(
         (status = 200, description = "A demand of another zone, recognised here under the \
             agreement with its exchange (PROTOCOL.md 11.9), in its latest state",
             body = ExternalDemand),
-        (status = 400, description = "An unknown or malformed query parameter, or a malformed \
-            zone", body = ErrorBody),
+        (status = 400, description = "An unknown or malformed query parameter; \
+            `invalid_field` with the field to blame: a malformed `exchange` or `zone`, or a \
+            `number` above 2^63 - 1", body = ErrorBody),
         (status = 404, description = "No such demand recognised here", body = ErrorBody),
         BearerErrors,
         ReadErrors,
@@ -801,8 +823,9 @@ pub struct ExternalMatches {
             serve another zone's demand, best first, scored and explained as for this zone's \
             demands (no proposals: those are made at the demand's origin)",
             body = ExternalMatches),
-        (status = 400, description = "An unknown or malformed query parameter, or a malformed \
-            zone", body = ErrorBody),
+        (status = 400, description = "An unknown or malformed query parameter; \
+            `invalid_field` with the field to blame: a malformed `exchange` or `zone`, or a \
+            `number` above 2^63 - 1", body = ErrorBody),
         (status = 404, description = "No such demand recognised here", body = ErrorBody),
         BearerErrors,
         ReadErrors,
@@ -830,4 +853,29 @@ pub async fn match_external(
         number,
         matches,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_malformed_external_demand_path_names_the_part_to_blame() {
+        let field = |exchange: &str, zone: &str, number: u64| {
+            external_key(exchange, zone, number)
+                .err()
+                .map(|e| (e.status.as_u16(), e.field.unwrap_or_default()))
+        };
+        assert_eq!(field("zhengzhou", "main", 12), None);
+        assert_eq!(
+            field("Zheng zhou", "main", 12),
+            Some((400, "exchange".into()))
+        );
+        assert_eq!(field("zhengzhou", "Main!", 12), Some((400, "zone".into())));
+        assert_eq!(
+            field("zhengzhou", "main", i64::MAX as u64 + 1),
+            Some((400, "number".into()))
+        );
+        assert_eq!(field("zhengzhou", "main", i64::MAX as u64), None);
+    }
 }

@@ -146,7 +146,7 @@ impl From<Refusal> for ApiError {
             | Refusal::ListingNotListed(_)
             | Refusal::DeliveryModeNotAuthorized(_) => StatusCode::FORBIDDEN,
             Refusal::OrderQuantityExceeded(_) => StatusCode::CONFLICT,
-            Refusal::ApplicationsFull(_) | Refusal::ComplaintsFull(_) => {
+            Refusal::ApplicationsFull(_) | Refusal::ComplaintsFull(_) | Refusal::DemandsFull(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
         };

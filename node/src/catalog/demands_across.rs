@@ -10,7 +10,8 @@
 //! Receiving: the leader verifies a demand against its roots and clock and its agreement with
 //! the origin's exchange, and proposes it; [`receive`] keeps, per origin zone and number, the
 //! one with the latest `updated_at` (a replayed or older one changes nothing), so a withdrawal
-//! or an acceptance replaces the open demand and it stops showing as open.
+//! or an acceptance replaces the open demand and it stops showing as open. The revocation of a
+//! node key deletes the demands held in a state it signed ([`forget_signed_by`]).
 //!
 //! The SQL of `shared_demands` and `foreign_demands` (schema v21) is in
 //! [`super::tables::demands_across`].
@@ -27,19 +28,22 @@ use super::demands::{Budget, DemandState, NewDemand};
 use super::tables::demands_across as table;
 use super::{Applied, CommandResponse, PEER_CHARS, Refusal};
 
-/// Whether a demand leaves its exchange.
+/// Whether a demand leaves its zone.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Share {
-    /// It stays in this exchange (the default).
+    /// It stays in its zone (the default): the other zones of this exchange do not see it
+    /// either.
     #[default]
     Exchange,
-    /// It is published to the exchanges this one has agreements with (PROTOCOL.md 11.9).
+    /// It is published on this exchange's demand topic (PROTOCOL.md 11.9): the sibling zones of
+    /// this exchange and the zones of the exchanges with an agreement show it when their
+    /// agreement covers it; the topic and catch-up are readable by any peer of the federation.
     Federation,
 }
 
 impl Share {
-    /// Whether it stays home (what a request without `share` asks).
+    /// Whether it stays in its zone (what a request without `share` asks).
     pub fn is_exchange(&self) -> bool {
         *self == Share::Exchange
     }
@@ -263,6 +267,14 @@ pub fn message_id(signed: &[u8]) -> String {
         .map_or_else(|_| "undecodable".to_owned(), |m| m.id.to_string())
 }
 
+/// The most demands of one origin zone a zone holds (PROTOCOL.md 11.9): one more is refused
+/// ([`Refusal::DemandsFull`]) until some end.
+pub const MAX_DEMANDS_PER_ZONE: u64 = 2_000;
+
+/// How long a foreign demand is kept after its deadline passed or it closed, in milliseconds
+/// (30 days).
+pub const ENDED_DEMAND_RETENTION_MS: u64 = 30 * 24 * 60 * 60 * 1000;
+
 /// Whether `a` supersedes `b`: a later `updated_at`, or at the same time a closed state over
 /// an open one.
 fn newer(a: (Timestamp, bool), b: (Timestamp, bool)) -> bool {
@@ -296,6 +308,21 @@ pub fn receive(
         ))));
     }
     let object = format!("demand:{}:{}", demand.zone, demand.number);
+    // Proposed before the key's revocation was recorded, applied after: not kept either.
+    let key = &message.delegation.delegation.node_key;
+    if super::tables::revocations::revoked_at(db, r.exchange.as_str(), key)?.is_some() {
+        return Ok(Err(Refusal::Invalid(format!(
+            "demand {} of {} is signed by a node key {} revoked",
+            demand.number, demand.zone, r.exchange
+        ))));
+    }
+    // Demands that ended long ago go, by the command's time: the same on every replica. One
+    // that ended as long ago itself is not kept (a replay cannot bring it back).
+    let cutoff = Timestamp(r.at.0.saturating_sub(ENDED_DEMAND_RETENTION_MS));
+    table::delete_ended_before(db, cutoff)?;
+    if demand.deadline < cutoff || (demand.state != WireState::Open && demand.updated_at < cutoff) {
+        return applied(object);
+    }
     let closed = |s: WireState| s != WireState::Open;
     if let Some((held_at, held_state)) = table::held(db, demand.zone.as_str(), demand.number)? {
         let held = (held_at, held_state != WireState::Open.as_str());
@@ -303,7 +330,16 @@ pub fn receive(
             return applied(object);
         }
     }
+    let others = table::count_of_zone(db, demand.zone.as_str(), demand.number)?;
+    if others >= MAX_DEMANDS_PER_ZONE {
+        return Ok(Err(Refusal::DemandsFull(format!(
+            "this zone holds {others} demands of {}, the most it keeps of one zone; \
+             demand {} is not kept",
+            demand.zone, demand.number
+        ))));
+    }
     let received_from: String = r.received_from.chars().take(PEER_CHARS).collect();
+    let signer = message.delegation.delegation.node_key.to_base64();
     table::keep(
         db,
         &table::Kept {
@@ -311,12 +347,27 @@ pub fn receive(
             demand: &demand,
             message_id: &message.id.to_string(),
             signed: &r.signed,
+            signer: &signer,
             received_from: &received_from,
             at: r.at,
             raft_index,
         },
     )?;
     applied(object)
+}
+
+/// Receiver: the node key `signer` (base64) of `exchange` was revoked (7.3): the foreign demands
+/// held in a state it signed are deleted, so they are neither shown, matched nor served on
+/// catch-up; the next validly signed state of each is received as if none had been held.
+///
+/// # Errors
+/// Only storage errors.
+pub fn forget_signed_by(
+    db: &rusqlite::Connection,
+    exchange: &str,
+    signer: &str,
+) -> rusqlite::Result<()> {
+    table::delete_signed_by(db, exchange, signer).map(drop)
 }
 
 #[cfg(test)]
@@ -355,12 +406,21 @@ mod tests {
         db: &rusqlite::Connection,
         commands: &[crate::catalog::CatalogCommand],
     ) -> Vec<Result<(), &'static str>> {
+        apply_from(db, 10.., commands)
+    }
+
+    /// Applies `commands` as the state machine does, at the Raft indexes `indexes` gives.
+    fn apply_from(
+        db: &rusqlite::Connection,
+        indexes: impl Iterator<Item = u64>,
+        commands: &[crate::catalog::CatalogCommand],
+    ) -> Vec<Result<(), &'static str>> {
         let zone = crate::catalog::test_zone();
         crate::sqlite::in_transaction(db, || {
             let mut chain = crate::audit::Chain::load(db)?;
             let responses = commands
                 .iter()
-                .zip(10..)
+                .zip(indexes)
                 .map(|(c, index)| crate::catalog::apply::apply(db, &mut chain, &zone, index, c))
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             chain.flush(db)?;
@@ -370,6 +430,233 @@ mod tests {
         .into_iter()
         .map(|r| r.map(drop).map_err(|e| e.code()))
         .collect()
+    }
+
+    /// What catch-up serves, paged `limit` at a time: `(pos, signed)`.
+    async fn feed(dir: &std::path::Path, limit: u32) -> Vec<(u64, Vec<u8>)> {
+        let mut conn = crate::catalog::test_reader(dir).await;
+        let mut all = Vec::new();
+        let mut after = 0;
+        loop {
+            let page = table::page(&mut conn, after, limit).await.expect("page");
+            let Some(last) = page.last() else {
+                return all;
+            };
+            after = last.0;
+            all.extend(page);
+        }
+    }
+
+    fn origin_signed(body: Vec<u8>) -> Vec<u8> {
+        SignedMessage::seal(
+            xchg_protocol::Domain::Demand,
+            body,
+            &av::origin_node(),
+            av::origin_delegation("zhengzhou/zhongyuan"),
+        )
+        .to_bytes()
+    }
+
+    #[tokio::test]
+    async fn demands_written_by_one_raft_entry_get_increasing_positions_and_none_is_lost() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = crate::catalog::test_db(dir.path());
+        let zone = crate::catalog::test_zone().zone;
+        let d = NewDemand {
+            buyer: "buyer-1".parse().expect("party"),
+            title: "t".into(),
+            description: "d".into(),
+            category: "credit".into(),
+            scenario: "s".into(),
+            delivery_modes: vec![DeliveryMode::Api],
+            budget: Budget {
+                min: None,
+                max: "2".into(),
+                currency: "CNY".into(),
+            },
+            deadline: Timestamp(86_400_000),
+            share: Share::Federation,
+        };
+        queue_posted(&db, &zone, 5, 1, &d, Timestamp(10)).expect("queue");
+        queue_posted(&db, &zone, 5, 2, &d, Timestamp(10)).expect("queue");
+        let published = |id: u64| crate::catalog::CatalogCommand::RecordDemandPublished {
+            demand_id: id,
+            signed: origin_signed(table::shared_body(&db, id).expect("read").expect("queued")),
+            at: Timestamp(11),
+            node: "n1".into(),
+        };
+        let mut other = dv::demand();
+        other.number += 1;
+        let receive =
+            |d: &WireDemand| crate::catalog::CatalogCommand::ReceiveDemand(Box::new(received(d)));
+        // One Raft entry: every command at index 20.
+        let batch = [
+            receive(&dv::demand()),
+            receive(&other),
+            published(1),
+            published(2),
+        ];
+        assert_eq!(
+            apply_from(&db, std::iter::repeat(20), &batch),
+            [Ok(()), Ok(()), Ok(()), Ok(())]
+        );
+        let whole = feed(dir.path(), 100).await;
+        assert_eq!(whole.len(), 4);
+        assert!(whole.windows(2).all(|w| w[0].0 < w[1].0), "{whole:?}");
+        assert_eq!(feed(dir.path(), 1).await, whole, "one at a time, none lost");
+        // The first demand withdrawn: it moves to the end, once.
+        apply_from(&db, std::iter::repeat(21), &[receive(&dv::withdrawn())]);
+        let again = feed(dir.path(), 1).await;
+        assert_eq!(again.len(), 4);
+        assert_eq!(again[..3], whole[1..]);
+        assert_eq!(again[3].1, received(&dv::withdrawn()).signed);
+        // Rebuilt after a snapshot: the same order, at positions after the old ones.
+        table::rebuild_feed(&db).expect("rebuild");
+        let rebuilt = feed(dir.path(), 1).await;
+        assert!(rebuilt[0].0 > again[3].0);
+        let data = |f: &[(u64, Vec<u8>)]| f.iter().map(|r| r.1.clone()).collect::<Vec<_>>();
+        let held = data(&again);
+        // By Raft index: at 20 the zone's own, then the foreign one; then the withdrawal.
+        assert_eq!(
+            data(&rebuilt),
+            [&held[1], &held[2], &held[0], &held[3]].map(Clone::clone)
+        );
+    }
+
+    /// The revocation, by the Zhengzhou root, of the key that signs the vectors' demands.
+    fn revoke_origin_key(at: Timestamp) -> crate::catalog::CatalogCommand {
+        let root = av::origin_root();
+        let rev = xchg_protocol::Revocation {
+            exchange: "zhengzhou".parse().expect("exchange"),
+            key: av::origin_node().public(),
+            reason: "key leaked".into(),
+            revoked_at: at,
+        };
+        let env = xchg_protocol::Envelope::revocation(&rev, &root);
+        crate::catalog::CatalogCommand::Recognize(Box::new(crate::catalog::Recognition {
+            envelope: env.to_bytes(),
+            content_id: env.id,
+            kind: env.kind,
+            exchange: rev.exchange.clone(),
+            agreement: "outside:zhengzhou".into(),
+            signer: root.public(),
+            refusal: None,
+            wants_certificate: false,
+            received_from: "peer".into(),
+            at,
+            node: "n1".into(),
+        }))
+    }
+
+    #[tokio::test]
+    async fn a_revoked_keys_demands_are_forgotten_and_a_validly_signed_state_is_taken_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = crate::catalog::test_db(dir.path());
+        let receive =
+            |r: ReceivedDemand| crate::catalog::CatalogCommand::ReceiveDemand(Box::new(r));
+        // Withdrawn, under the key about to be revoked: it would hide every later state.
+        let gone = dv::withdrawn();
+        assert_eq!(apply(&db, &[receive(received(&gone))]), [Ok(())]);
+        assert_eq!(held(&db).len(), 1);
+        assert_eq!(feed(dir.path(), 10).await.len(), 1);
+        assert_eq!(
+            apply(&db, &[revoke_origin_key(Timestamp(gone.updated_at.0 + 1))]),
+            [Ok(())]
+        );
+        assert!(held(&db).is_empty(), "not shown nor matched");
+        assert!(feed(dir.path(), 10).await.is_empty(), "not served");
+        // Proposed before the revocation was recorded, applied after: refused.
+        assert_eq!(apply(&db, &[receive(received(&gone))]), [Err("invalid")]);
+        assert!(held(&db).is_empty());
+        // The open state, older, signed by another key of the zone: taken.
+        let other = xchg_protocol::Keypair::from_seed(&[42; 32]);
+        let mut delegation = av::origin_delegation("zhengzhou/zhongyuan");
+        delegation = xchg_protocol::SignedDelegation::sign(
+            xchg_protocol::Delegation {
+                node_key: other.public(),
+                ..delegation.delegation
+            },
+            &av::origin_root(),
+        );
+        let open = dv::demand();
+        let mut r = received(&open);
+        r.signed = wire::sign(&open, &other, delegation).to_bytes();
+        assert_eq!(apply(&db, &[receive(r)]), [Ok(())]);
+        assert_eq!(held(&db), [("open".into(), open.updated_at.0 as i64, 10)],);
+        assert_eq!(feed(dir.path(), 10).await.len(), 1);
+    }
+
+    #[test]
+    fn demands_of_one_zone_are_capped_and_those_ended_long_ago_go() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = crate::catalog::test_db(dir.path());
+        let receive =
+            |r: ReceivedDemand| crate::catalog::CatalogCommand::ReceiveDemand(Box::new(r));
+        let day = 24 * 60 * 60 * 1000;
+        let base = dv::demand();
+        let numbered = |n: u64| {
+            let mut d = base.clone();
+            d.number = n;
+            d
+        };
+        // The zone's fill, kept directly (signing two thousand would only slow the test).
+        crate::sqlite::in_transaction(&db, || {
+            for n in 0..MAX_DEMANDS_PER_ZONE {
+                table::keep(
+                    &db,
+                    &table::Kept {
+                        exchange: "zhengzhou",
+                        demand: &numbered(n),
+                        message_id: &format!("m{n}"),
+                        signed: b"signed",
+                        signer: "key",
+                        received_from: "peer",
+                        at: base.updated_at,
+                        raft_index: 1,
+                    },
+                )?;
+            }
+            Ok(())
+        })
+        .expect("fill");
+        let one_more = numbered(MAX_DEMANDS_PER_ZONE);
+        assert_eq!(
+            apply(&db, &[receive(received(&one_more))]),
+            [Err("demands_full")]
+        );
+        let audit: String = db
+            .query_row(
+                "SELECT result FROM audit ORDER BY seq DESC LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .expect("audit");
+        assert!(audit.starts_with("refused:demands_full:"), "{audit}");
+        // A new state of one held is no new demand; another zone's is counted apart.
+        let mut closed = numbered(5);
+        closed.state = WireState::Withdrawn;
+        closed.updated_at = Timestamp(base.updated_at.0 + 1);
+        assert_eq!(apply(&db, &[receive(received(&closed))]), [Ok(())]);
+        // Thirty-one days after the withdrawal, a new demand arrives: the withdrawn one goes,
+        // and so room is made; the open ones whose deadline is not a month past stay.
+        let mut later = received(&one_more);
+        later.at = Timestamp(closed.updated_at.0 + 31 * day);
+        assert!(
+            base.deadline.0 + 30 * day > later.at.0,
+            "the vector's deadline"
+        );
+        assert_eq!(apply(&db, &[receive(later)]), [Ok(())]);
+        let count = |db: &rusqlite::Connection| -> i64 {
+            db.query_row("SELECT COUNT(*) FROM foreign_demands", [], |r| r.get(0))
+                .expect("count")
+        };
+        assert_eq!(count(&db), MAX_DEMANDS_PER_ZONE as i64);
+        assert_eq!(table::held(&db, base.zone.as_str(), 5).expect("read"), None);
+        // A month past every deadline: all go, and one ended as long ago is not kept again.
+        let mut much_later = received(&numbered(5));
+        much_later.at = Timestamp(base.deadline.0 + 31 * day);
+        assert_eq!(apply(&db, &[receive(much_later)]), [Ok(())]);
+        assert_eq!(count(&db), 0);
     }
 
     #[test]

@@ -464,6 +464,11 @@ pub fn recognize(
                 },
             )?;
             revoke_copies(db, raft_index, r, &env.id, &rev)?;
+            super::demands_across::forget_signed_by(
+                db,
+                rev.exchange.as_str(),
+                &rev.key.to_base64(),
+            )?;
             Ok(done(hex::encode(rev.key.as_bytes()), None, None))
         }
     }

@@ -1419,6 +1419,9 @@ pub enum Refusal {
     /// The complainant has the most complaints open that one may have.
     #[error("{0}")]
     ComplaintsFull(String),
+    /// The zone holds the most demands of one origin zone it keeps (PROTOCOL.md 11.9).
+    #[error("{0}")]
+    DemandsFull(String),
 }
 
 impl Refusal {
@@ -1447,6 +1450,7 @@ impl Refusal {
             Refusal::OrderQuantityExceeded(_) => "order_quantity_exceeded",
             Refusal::ListingSuspended(_) => "listing_suspended",
             Refusal::ComplaintsFull(_) => "complaints_full",
+            Refusal::DemandsFull(_) => "demands_full",
         }
     }
 }
@@ -1533,6 +1537,7 @@ pub fn every_refusal() -> Vec<Refusal> {
         Refusal::OrderQuantityExceeded(String::new()),
         Refusal::ListingSuspended(String::new()),
         Refusal::ComplaintsFull(String::new()),
+        Refusal::DemandsFull(String::new()),
     ];
     for r in &all {
         match r {
@@ -1556,7 +1561,8 @@ pub fn every_refusal() -> Vec<Refusal> {
             | Refusal::ListingNotListed(_)
             | Refusal::DeliveryModeNotAuthorized(_)
             | Refusal::OrderQuantityExceeded(_) => {}
-            Refusal::ListingSuspended(_) | Refusal::ComplaintsFull(_) => {}
+            Refusal::ListingSuspended(_) | Refusal::ComplaintsFull(_) | Refusal::DemandsFull(_) => {
+            }
         }
     }
     all.to_vec()

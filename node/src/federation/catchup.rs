@@ -198,6 +198,9 @@ struct DemandPage {
     items: Vec<Vec<u8>>,
     /// Demands not held, still to judge.
     messages: VecDeque<Vec<u8>>,
+    /// False when one of its demands was being recorded from gossip: that may fail, so the
+    /// cursor stays and the page is read again next round.
+    complete: bool,
 }
 
 /// What the round waits for.
@@ -553,8 +556,9 @@ impl Catchup {
     }
 
     /// Judges one signed demand of the round's page as if it arrived on the demand topic of its
-    /// signer's exchange, and proposes it if the judgement says to (not waited for: a demand
-    /// recorded meanwhile, or again, changes nothing).
+    /// signer's exchange and, when it is accepted and newer than the state the replica holds of
+    /// its zone and number, proposes it (not waited for: a demand recorded meanwhile, or again,
+    /// changes nothing).
     fn judge_demand(&mut self, data: Vec<u8>, cx: &mut Cx<'_>) {
         let State::Round(r) = &mut self.state else {
             return;
@@ -579,10 +583,10 @@ impl Catchup {
                 from: r.peer.clone(),
             },
         };
-        cx.judge.note(&done, Via::Catchup, cx.now, cx.out);
-        if let Some(proposal) = done.judgement.proposal {
-            r.fetched += 1;
-            cx.judge.propose(cx.shared, proposal, For::Gossip, cx.out);
+        // An accepted one waits for the state the replica holds of its zone and number.
+        match cx.judge.look_up_demand(cx.shared, done, cx.out) {
+            Some(done) => self.take_judgement(done, cx),
+            None => r.wait = Wait::Judgement,
         }
     }
 
@@ -613,6 +617,7 @@ impl Catchup {
             more: false,
             items: Vec::new(),
             messages: VecDeque::new(),
+            complete: true,
         });
         round.wait = Wait::Demands(ticket);
     }
@@ -636,10 +641,12 @@ impl Catchup {
         let Some(page) = r.demand_page.take() else {
             return true;
         };
-        let key = (r.peer.0.clone(), DEMANDS_CURSOR.to_owned());
-        self.cursors.insert(key, page.last);
-        if page.more && page.number < PAGES_PER_ROUND {
-            Self::ask_demands(&self.cursors, r, page.number + 1, cx.shared, cx.out);
+        if page.complete {
+            let key = (r.peer.0.clone(), DEMANDS_CURSOR.to_owned());
+            self.cursors.insert(key, page.last);
+            if page.more && page.number < PAGES_PER_ROUND {
+                Self::ask_demands(&self.cursors, r, page.number + 1, cx.shared, cx.out);
+            }
         }
         true
     }
@@ -667,7 +674,13 @@ impl Catchup {
             }
         } else if let Some(page) = round.demand_page.as_mut() {
             for (data, new) in std::mem::take(&mut page.items).into_iter().zip(unreceived) {
-                if *new && !cx.judge.is_pending(&ContentId::of(&data)) {
+                if !new {
+                    continue;
+                }
+                if cx.judge.is_pending(&ContentId::of(&data)) {
+                    // Being recorded from gossip; that may fail: read the page again.
+                    page.complete = false;
+                } else {
                     page.messages.push_back(data);
                 }
             }
@@ -866,6 +879,15 @@ impl Catchup {
             return;
         };
         cx.judge.note(&done, Via::Catchup, cx.now, cx.out);
+        if r.demand_page.is_some() {
+            // A demand, once the replica said it holds no newer state: proposed, not waited
+            // for (a demand recorded meanwhile, or again, changes nothing).
+            if let Some(proposal) = done.judgement.proposal {
+                r.fetched += 1;
+                cx.judge.propose(cx.shared, proposal, For::Gossip, cx.out);
+            }
+            return;
+        }
         let (Some(proposal), Some(page)) = (done.judgement.proposal, r.page.as_mut()) else {
             return;
         };
@@ -1222,6 +1244,8 @@ mod tests {
         demands: Vec<(u64, Vec<u8>)>,
         /// The demands proposed, in order.
         demanded: Vec<Vec<u8>>,
+        /// The state held of each demand recorded: `updated_at` and whether it is closed.
+        demand_states: BTreeMap<(String, u64), (Timestamp, bool)>,
         /// What the core asked the peer.
         asked: Vec<Request>,
         /// Everything the core said that nobody answers.
@@ -1246,6 +1270,7 @@ mod tests {
                 received: BTreeSet::new(),
                 demands: Vec::new(),
                 demanded: Vec::new(),
+                demand_states: BTreeMap::new(),
                 asked: Vec::new(),
                 said: Vec::new(),
             }
@@ -1354,6 +1379,14 @@ mod tests {
                             ticket,
                             unreceived: ids.iter().map(|i| !self.received.contains(i)).collect(),
                         },
+                        Output::LookUpDemand {
+                            ticket,
+                            zone,
+                            number,
+                        } => Input::DemandHeld {
+                            ticket,
+                            held: self.demand_states.get(&(zone, number)).copied(),
+                        },
                         Output::LookUp {
                             ticket, content_id, ..
                         } => Input::Facts {
@@ -1381,6 +1414,24 @@ mod tests {
                                     .id;
                                     self.received.insert(id);
                                     self.demanded.push(d.signed.clone());
+                                    let m = SignedMessage::from_bytes(
+                                        &d.signed,
+                                        &xchg_protocol::demand::limits(),
+                                    )
+                                    .expect("a signed demand");
+                                    let body: xchg_protocol::demand::Demand =
+                                        xchg_protocol::canonical::from_canonical(
+                                            &m.body,
+                                            &xchg_protocol::demand::limits(),
+                                        )
+                                        .expect("a demand");
+                                    self.demand_states.insert(
+                                        (body.zone.to_string(), body.number),
+                                        (
+                                            body.updated_at,
+                                            body.state != xchg_protocol::demand::DemandState::Open,
+                                        ),
+                                    );
                                     Outcome::Applied {
                                         object_id: id.to_string(),
                                     }
@@ -1482,6 +1533,47 @@ mod tests {
         world.round(&mut core);
         assert_eq!(demand_cursors(&world), [0, 20, 40]);
         assert_eq!(world.demanded.len(), 2);
+    }
+
+    #[test]
+    fn a_demand_being_recorded_from_gossip_keeps_the_demand_cursor_where_it_was() {
+        let kit = Kit::new();
+        let mut core = kit.core(true);
+        let mut world = World::with(&kit, 0);
+        world.demands = vec![(10, kit.partner_demand(1, "credit"))];
+        let data = world.demands[0].1.clone();
+        let arrived = Input::Message {
+            message: testkit::reference(&data, "p"),
+            topic: crate::gossip::demand_topic_of("zhengzhou"),
+            data,
+        };
+        let ticket = core
+            .handle(arrived, testkit::NOW)
+            .into_iter()
+            .find_map(|o| match o {
+                Output::LookUpDemand { ticket, .. } => Some(ticket),
+                _ => None,
+            })
+            .expect("the leader looks it up");
+        let out = core.handle(Input::DemandHeld { ticket, held: None }, testkit::NOW);
+        assert!(out.iter().any(|o| matches!(o, Output::Propose { .. })));
+        // Its proposal is not answered yet: the round leaves it to gossip, and its cursor.
+        world.round(&mut core);
+        world.round(&mut core);
+        assert!(world.demanded.is_empty());
+        let demand_cursors: Vec<u64> = world
+            .asked
+            .iter()
+            .filter_map(|r| match r {
+                Request::Demands { after, .. } => Some(*after),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            demand_cursors,
+            [0, 0],
+            "read again: the gossip one may fail"
+        );
     }
 
     #[test]

@@ -217,6 +217,13 @@ pub enum Input {
         /// What the replica holds.
         facts: Facts,
     },
+    /// The answer to [`Output::LookUpDemand`].
+    DemandHeld {
+        /// The lookup's ticket.
+        ticket: Ticket,
+        /// The `updated_at` of the state held and whether it is closed, if one is.
+        held: Option<(Timestamp, bool)>,
+    },
     /// The answer to [`Output::Propose`].
     Proposed {
         /// The proposal's ticket.
@@ -320,6 +327,16 @@ pub enum Output {
         reply: Reply,
         /// The judgement.
         judgement: Judgement,
+    },
+    /// Look up the state the replica holds of demand `number` of `zone`; answer with
+    /// [`Input::DemandHeld`].
+    LookUpDemand {
+        /// Carried back.
+        ticket: Ticket,
+        /// The demand's origin zone.
+        zone: String,
+        /// Its number there.
+        number: u64,
     },
     /// Look up what the replica holds of an announcement; answer with [`Input::Facts`].
     LookUp {
@@ -636,7 +653,15 @@ impl Core {
                             from,
                         },
                     };
-                    finished(shared, judge, catchup, done, now, out);
+                    // Only a leader proposes: it asks the replica first.
+                    let done = if leading {
+                        judge.look_up_demand(shared, done, out)
+                    } else {
+                        Some(done)
+                    };
+                    if let Some(done) = done {
+                        finished(shared, judge, catchup, done, now, out);
+                    }
                     return;
                 }
                 let Some(exchange) = exchange_of_topic(&topic).map(str::to_owned) else {
@@ -678,6 +703,11 @@ impl Core {
             Input::Publish { envelope } => publisher.publish(shared, envelope, out),
             Input::Facts { ticket, facts } => {
                 if let Some(done) = judge.facts(shared, ticket, facts, now) {
+                    finished(shared, judge, catchup, done, now, out);
+                }
+            }
+            Input::DemandHeld { ticket, held } => {
+                if let Some(done) = judge.demand_held(ticket, held) {
                     finished(shared, judge, catchup, done, now, out);
                 }
             }

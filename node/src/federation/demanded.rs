@@ -5,9 +5,11 @@
 //! `now` → the delegation's exchange is the topic's → an agreement with that exchange (none:
 //! ignored as `unknown_exchange`) → this zone's own demand coming back → the agreement covers
 //! the demand: its category, and at least one of its delivery modes (else
-//! `refused_by_agreement`). Whether it is newer than the one held of its zone and number is the
-//! state machine's to decide (`catalog::demands_across::receive`). A refused demand is only
-//! noted in the verdict journal: nothing of it reaches Raft.
+//! `refused_by_agreement`). Before a leader proposes an accepted one, it looks up the state held
+//! of its zone and number on the replica ([`against_held`]): one no newer is dropped (`stale`,
+//! or `duplicate` when the same), so replays do not reach Raft; the state machine decides again
+//! (`catalog::demands_across::receive`). A refused demand is only noted in the verdict journal:
+//! nothing of it reaches Raft.
 
 use xchg_protocol::application::SignedMessage;
 use xchg_protocol::demand::{self, MAX_DEMAND_BYTES};
@@ -39,6 +41,53 @@ pub fn covers(
         return Err("none of its delivery modes is covered by the agreement".into());
     }
     Ok(())
+}
+
+/// The zone and number of an accepted demand's proposal, what the replica is asked about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct DemandKey {
+    /// Its origin zone.
+    pub zone: String,
+    /// Its number there.
+    pub number: u64,
+    /// When it reached its state, and whether that state is closed.
+    pub at: (Timestamp, bool),
+}
+
+/// The key of the demand `judgement` proposes, if it proposes one.
+pub(super) fn key_of(judgement: &Judgement) -> Option<DemandKey> {
+    let Some(Proposal::Demand(r)) = &judgement.proposal else {
+        return None;
+    };
+    let limits = demand::limits();
+    let m = SignedMessage::from_bytes(&r.signed, &limits).ok()?;
+    let d: demand::Demand = xchg_protocol::canonical::from_canonical(&m.body, &limits).ok()?;
+    Some(DemandKey {
+        zone: d.zone.to_string(),
+        number: d.number,
+        at: (d.updated_at, d.state != demand::DemandState::Open),
+    })
+}
+
+/// `judgement` after the replica's answer: the state `held` of its demand's zone and number
+/// (its `updated_at` and whether it is closed), if one is. A demand no newer than the one held
+/// (the state machine's rule, `catalog::demands_across`) is dropped: `duplicate` when it is the
+/// same, `stale` when older; nothing is proposed.
+pub(super) fn against_held(judgement: Judgement, held: Option<(Timestamp, bool)>) -> Judgement {
+    let (Some(key), Some(held)) = (key_of(&judgement), held) else {
+        return judgement;
+    };
+    let reason = match key.at.cmp(&held) {
+        std::cmp::Ordering::Greater => return judgement,
+        std::cmp::Ordering::Equal => Reason::Duplicate,
+        std::cmp::Ordering::Less => Reason::Stale,
+    };
+    Judgement {
+        reason,
+        detail: None,
+        content_id: judgement.content_id,
+        proposal: None,
+    }
 }
 
 /// Judges `data`, received from `from` on the demand topic of `topic_exchange`, at `now`.
@@ -172,5 +221,87 @@ mod tests {
             judged(&kit, &huge, "zhengzhou").reason.as_str(),
             "too_large"
         );
+    }
+
+    #[test]
+    fn a_leader_asks_the_replica_first_and_drops_a_replayed_or_older_demand() {
+        use crate::federation::core::{Input, Output};
+        use crate::gossip::Verdict;
+        let kit = Kit::new();
+        let data = kit.partner_demand(1, "credit");
+        let v = demand::verify(
+            &data,
+            &kit.settings(testkit::tuning()).roots,
+            testkit::NOW,
+            &demand::limits(),
+        )
+        .expect("verifies");
+        let at = v.body.updated_at;
+        // What the leader does with the demand when the replica holds `held` of it.
+        let outcome = |held: Option<(Timestamp, bool)>| {
+            let mut core = kit.core(true);
+            let arrived = Input::Message {
+                message: testkit::reference(&data, "zz-1"),
+                topic: crate::gossip::demand_topic_of("zhengzhou"),
+                data: data.clone(),
+            };
+            let out = core.handle(arrived, testkit::NOW);
+            assert!(!out.iter().any(|o| matches!(o, Output::Propose { .. })));
+            let ticket = out
+                .iter()
+                .find_map(|o| match o {
+                    Output::LookUpDemand {
+                        ticket,
+                        zone,
+                        number,
+                    } if zone == "zhengzhou/main" && *number == 1 => Some(*ticket),
+                    _ => None,
+                })
+                .expect("the leader looks up the state held");
+            let out = core.handle(Input::DemandHeld { ticket, held }, testkit::NOW);
+            let proposed = out.iter().any(|o| matches!(o, Output::Propose { .. }));
+            let reported = out.iter().find_map(|o| match o {
+                Output::Report { verdict, .. } => Some(*verdict),
+                _ => None,
+            });
+            let reason = out.iter().find_map(|o| match o {
+                Output::Noted { reason, .. } => Some(reason.as_str()),
+                _ => None,
+            });
+            (proposed, reported, reason)
+        };
+        assert_eq!(
+            outcome(None),
+            (true, Some(Verdict::Accept), Some("accepted"))
+        );
+        let older = Timestamp(at.0 - 1);
+        assert_eq!(
+            outcome(Some((older, false))),
+            (true, Some(Verdict::Accept), Some("accepted"))
+        );
+        assert_eq!(
+            outcome(Some((at, false))),
+            (false, Some(Verdict::Ignore), Some("duplicate"))
+        );
+        assert_eq!(
+            outcome(Some((at, true))),
+            (false, Some(Verdict::Ignore), Some("stale")),
+            "closed at the same time"
+        );
+        assert_eq!(
+            outcome(Some((Timestamp(at.0 + 1), false))),
+            (false, Some(Verdict::Ignore), Some("stale"))
+        );
+        // A follower proposes nothing, and so asks nothing.
+        let mut follower = kit.core(false);
+        let out = follower.handle(
+            Input::Message {
+                message: testkit::reference(&data, "zz-1"),
+                topic: crate::gossip::demand_topic_of("zhengzhou"),
+                data: data.clone(),
+            },
+            testkit::NOW,
+        );
+        assert!(!out.iter().any(|o| matches!(o, Output::LookUpDemand { .. })));
     }
 }

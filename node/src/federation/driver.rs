@@ -547,6 +547,17 @@ impl Driver {
                     Input::Served { reply }
                 });
             }
+            Output::LookUpDemand {
+                ticket,
+                zone,
+                number,
+            } => {
+                let db = self.db.clone();
+                self.tasks.spawn(async move {
+                    let held = replica::demand_held(&db, &zone, number).await;
+                    Input::DemandHeld { ticket, held }
+                });
+            }
             Output::LookUp {
                 ticket,
                 content_id,

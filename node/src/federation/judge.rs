@@ -251,6 +251,9 @@ pub(super) struct Judge {
     pending: BTreeSet<ContentId>,
     /// Envelopes waiting for the replica's facts, by the ticket of the lookup.
     waiting: BTreeMap<Ticket, Waiting>,
+    /// Accepted demands waiting for the state the replica holds of their zone and number, by
+    /// the ticket of the lookup.
+    waiting_demands: BTreeMap<Ticket, Done>,
     /// Proposals under way: their announcement and who waits for them.
     proposing: BTreeMap<Ticket, (ContentId, For)>,
     /// Peers that have proven who they are, as the driver last said.
@@ -265,7 +268,48 @@ impl Judge {
     /// Envelopes waiting for their facts plus proposals under way: the driver takes no more
     /// gossip while this is at its bound.
     pub(super) fn in_flight(&self) -> usize {
-        self.waiting.len() + self.proposing.len()
+        self.waiting.len() + self.waiting_demands.len() + self.proposing.len()
+    }
+
+    /// Holds `done`, an accepted demand, until the replica says which state of its zone and
+    /// number it holds ([`Output::LookUpDemand`], then [`Judge::demand_held`]); any other
+    /// judgement, or one whose demand is being proposed already, is final now.
+    pub(super) fn look_up_demand(
+        &mut self,
+        shared: &mut Shared,
+        mut done: Done,
+        out: &mut Vec<Output>,
+    ) -> Option<Done> {
+        let Some(key) = super::demanded::key_of(&done.judgement) else {
+            return Some(done);
+        };
+        if let Some(proposal) = &done.judgement.proposal
+            && self.pending.contains(&proposal.content_id())
+        {
+            done.judgement = Judgement::drop(Reason::Duplicate, done.judgement.content_id);
+            return Some(done);
+        }
+        let ticket = shared.ticket();
+        out.push(Output::LookUpDemand {
+            ticket,
+            zone: key.zone,
+            number: key.number,
+        });
+        self.waiting_demands.insert(ticket, done);
+        None
+    }
+
+    /// Concludes the demand that waited for the state held of its zone and number (`held`:
+    /// its `updated_at` and whether it is closed): one no newer than that is dropped, `stale`
+    /// when older and `duplicate` when the same. `None` for an unknown ticket.
+    pub(super) fn demand_held(
+        &mut self,
+        ticket: Ticket,
+        held: Option<(Timestamp, bool)>,
+    ) -> Option<Done> {
+        let mut done = self.waiting_demands.remove(&ticket)?;
+        done.judgement = super::demanded::against_held(done.judgement, held);
+        Some(done)
     }
 
     /// Records whether `peer` has proven who it is.

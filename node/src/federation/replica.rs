@@ -7,7 +7,7 @@ use xchg_protocol::catchup::{
     Blob, ExchangeSummary, HeldDemand, HeldMessage, Item, MAX_CERTIFICATE_PAGE_BYTES, Response,
     digest,
 };
-use xchg_protocol::{ContentId, ExchangeId, PublicKey};
+use xchg_protocol::{ContentId, ExchangeId, PublicKey, Timestamp};
 
 use super::catchup::Query;
 use super::judge::{Facts, Held};
@@ -53,6 +53,16 @@ pub async fn facts(db: &Db, content_id: &ContentId, listing_id: Option<&ContentI
         held,
         certified_by,
     }
+}
+
+/// The `updated_at` of the state held of foreign demand `number` of `zone`, and whether it is
+/// closed, if one is (a failed read says none: the state machine decides anyway).
+pub async fn demand_held(db: &Db, zone: &str, number: u64) -> Option<(Timestamp, bool)> {
+    let mut conn = db.reader().await.ok()?;
+    crate::catalog::tables::demands_across::held_read(&mut conn, zone, number)
+        .await
+        .ok()
+        .flatten()
 }
 
 /// Every revoked key with the exchange that revoked it (rows that do not parse are skipped; a

@@ -146,6 +146,7 @@ pub(super) fn restore(
     }
     crate::catalog::tables::listings::rebuild_search_index(db)?;
     crate::catalog::tables::certificate_feed::rebuild(db)?;
+    crate::catalog::tables::demands_across::rebuild_feed(db)?;
     crate::audit::rebuild_tree(db)?;
     sm_meta::set_position(db, &meta.last_log_id, Some(&meta.last_membership))
 }

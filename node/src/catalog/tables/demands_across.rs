@@ -101,9 +101,10 @@ pub async fn pending(
     Ok(rows.into_iter().map(|(id, b)| (uint(id), b)).collect())
 }
 
-/// Up to `limit` signed demands this zone published, and foreign ones it recognised, whose
-/// last write is after Raft index `after`, in that order: `(raft_index, signed)` (what
-/// catch-up serves, PROTOCOL.md 11.9).
+/// Up to `limit` signed demands this zone published, and foreign ones it holds, filed after
+/// position `after` of the demand feed, ascending: `(pos, signed)` (what catch-up serves,
+/// PROTOCOL.md 11.9). Positions are strictly increasing: each write files the demand anew at
+/// the end.
 ///
 /// # Errors
 /// SQLite's error.
@@ -112,18 +113,35 @@ pub async fn page(
     after: u64,
     limit: u32,
 ) -> Result<Vec<(u64, Vec<u8>)>, sqlx::Error> {
-    let rows: Vec<(i64, Vec<u8>)> = sqlx::query_as(
-        "SELECT raft_index, signed FROM shared_demands WHERE signed IS NOT NULL \
-            AND raft_index > ?1 \
-         UNION ALL \
-         SELECT raft_index, signed FROM foreign_demands WHERE raft_index > ?1 \
-         ORDER BY 1 LIMIT ?2",
-    )
-    .bind(int(after))
-    .bind(i64::from(limit))
-    .fetch_all(&mut *conn)
-    .await?;
+    let rows: Vec<(i64, Vec<u8>)> =
+        sqlx::query_as("SELECT pos, data FROM demand_feed WHERE pos > ?1 ORDER BY pos LIMIT ?2")
+            .bind(int(after))
+            .bind(i64::from(limit))
+            .fetch_all(&mut *conn)
+            .await?;
     Ok(rows.into_iter().map(|(i, s)| (uint(i), s)).collect())
+}
+
+/// Files again every signed demand held, in the order they were last written (by Raft index,
+/// then row), after a snapshot is installed: the feed is a member's own table. Positions
+/// continue after the highest ever given, so a cursor a peer holds never skips what is filed
+/// again.
+///
+/// # Errors
+/// SQLite's error.
+pub fn rebuild_feed(db: &rusqlite::Connection) -> rusqlite::Result<()> {
+    db.execute_batch(
+        "DELETE FROM demand_feed;
+         INSERT INTO demand_feed (source, ref, data)
+            SELECT src, ref, data FROM (
+                SELECT 'own' AS src, CAST(demand_id AS TEXT) AS ref, signed AS data,
+                       raft_index AS ix, 0 AS side, demand_id AS row
+                  FROM shared_demands WHERE signed IS NOT NULL
+                UNION ALL
+                SELECT 'foreign', zone || ':' || number, signed, raft_index, 1, id
+                  FROM foreign_demands)
+            ORDER BY ix, side, row;",
+    )
 }
 
 /// Whether a foreign demand is held in the state of the SignedMessage with id `message_id`
@@ -159,6 +177,53 @@ pub fn held(
     .optional()
 }
 
+/// The `updated_at` of the foreign demand `number` of `zone` held, and whether it is closed, if
+/// one is, on a reader.
+///
+/// # Errors
+/// SQLite's error.
+pub async fn held_read(
+    conn: &mut SqliteConnection,
+    zone: &str,
+    number: u64,
+) -> Result<Option<(Timestamp, bool)>, sqlx::Error> {
+    let row: Option<(i64, String)> = sqlx::query_as(
+        "SELECT updated_at, state FROM foreign_demands WHERE zone = ? AND number = ?",
+    )
+    .bind(zone)
+    .bind(int(number))
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(row.map(|(at, state)| (Timestamp(uint(at)), state != "open")))
+}
+
+/// How many foreign demands of `zone` are held, not counting its demand `number`.
+///
+/// # Errors
+/// SQLite's error.
+pub fn count_of_zone(db: &rusqlite::Connection, zone: &str, number: u64) -> rusqlite::Result<u64> {
+    db.prepare_cached("SELECT COUNT(*) FROM foreign_demands WHERE zone = ?1 AND number <> ?2")?
+        .query_row(rusqlite::params![zone, int(number)], |row| {
+            Ok(uint(row.get(0)?))
+        })
+}
+
+/// Deletes the foreign demands whose deadline is before `cutoff`, or that closed (withdrawn or
+/// accepted) before it, with their place in the demand feed: how many.
+///
+/// # Errors
+/// SQLite's error.
+pub fn delete_ended_before(
+    db: &rusqlite::Connection,
+    cutoff: Timestamp,
+) -> rusqlite::Result<usize> {
+    db.prepare_cached(
+        "DELETE FROM foreign_demands WHERE deadline < ?1 \
+            OR (updated_at < ?1 AND state <> 'open')",
+    )?
+    .execute([int(cutoff.0)])
+}
+
 /// A recognised foreign demand to keep.
 pub struct Kept<'a> {
     /// Its origin's exchange.
@@ -169,6 +234,8 @@ pub struct Kept<'a> {
     pub message_id: &'a str,
     /// The SignedMessage as received.
     pub signed: &'a [u8],
+    /// The node key that signed it, base64.
+    pub signer: &'a str,
     /// The peer that delivered it.
     pub received_from: &'a str,
     /// When the member received it.
@@ -188,15 +255,15 @@ pub fn keep(db: &rusqlite::Connection, k: &Kept<'_>) -> rusqlite::Result<()> {
     db.prepare_cached(
         "INSERT INTO foreign_demands (exchange, zone, number, state, category, title, \
             description, body, deadline, updated_at, message_id, signed, received_from, \
-            recorded_at, raft_index) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) \
+            recorded_at, raft_index, signer) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16) \
          ON CONFLICT (zone, number) DO UPDATE SET state = excluded.state, \
             category = excluded.category, title = excluded.title, \
             description = excluded.description, body = excluded.body, \
             deadline = excluded.deadline, updated_at = excluded.updated_at, \
             message_id = excluded.message_id, signed = excluded.signed, \
             received_from = excluded.received_from, recorded_at = excluded.recorded_at, \
-            raft_index = excluded.raft_index",
+            raft_index = excluded.raft_index, signer = excluded.signer",
     )?
     .execute(rusqlite::params![
         k.exchange,
@@ -214,8 +281,23 @@ pub fn keep(db: &rusqlite::Connection, k: &Kept<'_>) -> rusqlite::Result<()> {
         k.received_from,
         int(k.at.0),
         int(k.raft_index),
+        k.signer,
     ])
     .map(drop)
+}
+
+/// Deletes the foreign demands of `exchange` whose held state the node key `signer` (base64)
+/// signed, with their place in the demand feed: how many.
+///
+/// # Errors
+/// SQLite's error.
+pub fn delete_signed_by(
+    db: &rusqlite::Connection,
+    exchange: &str,
+    signer: &str,
+) -> rusqlite::Result<usize> {
+    db.prepare_cached("DELETE FROM foreign_demands WHERE exchange = ?1 AND signer = ?2")?
+        .execute([exchange, signer])
 }
 
 const COLUMNS: &str = "id, exchange, body, recorded_at";
