@@ -225,6 +225,20 @@ async fn a_buyer_posts_a_demand_a_broker_proposes_and_the_buyer_accepts_a_match(
         );
         assert!(refused.1.to_string().contains(why), "{refused:?}");
     }
+    // A proposal that proposes another listing is named as the field to blame.
+    let mismatched = zone
+        .post(
+            0,
+            &accept,
+            &tokens.buyer,
+            &json!({"listing_id": within, "proposal": proposal_id}),
+        )
+        .await?;
+    assert_eq!(
+        (mismatched.0, mismatched.1["error"]["field"].as_str()),
+        (422, Some("proposal")),
+        "{mismatched:?}"
+    );
     let accepted = zone
         .post(
             1,

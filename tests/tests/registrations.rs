@@ -288,6 +288,17 @@ async fn every_refusal_of_a_registration_or_certificate_names_its_rule() -> anyh
         "the refusal speaks of registering: {why}"
     );
 
+    // Nor an admin token, which has no party (a user registered a provider's listing with one).
+    let answer = zone
+        .post(
+            0,
+            "/v1/registrations",
+            &tokens.admin,
+            &registration(&listing),
+        )
+        .await?;
+    refused(&answer, 403, "forbidden", None)?;
+
     let unknown = format!("sha256:{}", "ab".repeat(32));
     let answer = zone
         .post(

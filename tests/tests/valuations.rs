@@ -261,6 +261,21 @@ async fn a_provider_values_its_listing_by_three_approaches_and_the_zone_keeps_ev
     let unknown = format!("/v1/listings/sha256:{}/valuations", "0".repeat(64));
     let missing = zone.post(0, &unknown, &tokens.provider, &request()).await?;
     assert_eq!(code(&missing).0, 404, "{missing:?}");
+    // A path that is not a listing id names no listing, as for /v1/listings/{id} (it was a
+    // 400 `bad_request` with no field, which the OpenAPI document did not state).
+    let malformed = zone
+        .post(
+            0,
+            "/v1/listings/abc/valuations",
+            &tokens.provider,
+            &request(),
+        )
+        .await?;
+    assert_eq!(code(&malformed).0, 404, "{malformed:?}");
+    assert!(
+        malformed.1.to_string().contains("not_found"),
+        "{malformed:?}"
+    );
     // Nothing refused was recorded.
     let (_, history) = zone
         .get(

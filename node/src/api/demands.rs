@@ -588,8 +588,10 @@ pub struct Accepted {
         (status = 409, description = "`illegal_transition`: the demand is accepted, withdrawn \
             or past its deadline; `conflict`: the listing does not match the demand (the \
             message says why)", body = ErrorBody),
-        (status = 422, description = "`invalid`: `proposal` does not propose this listing to \
-            this demand", body = ErrorBody),
+        (status = 400, description = "`invalid_field` (`field` names it): `listing_id` \
+            missing or not a listing id, `proposal` not a whole number", body = ErrorBody),
+        (status = 422, description = "`invalid` (`field` is `proposal`): `proposal` does not \
+            propose this listing to this demand", body = ErrorBody),
         BearerErrors,
         BodyErrors,
         ProposeErrors,
@@ -616,6 +618,19 @@ pub async fn accept(
         .map_err(|why| ApiError::from(Refusal::Conflict(why)).with_field("listing_id"))?;
     let apply_for = acceptable(&demand, body.listing_id, &listing)
         .map_err(|why| ApiError::from(Refusal::Conflict(why)).with_field("listing_id"))?;
+    if let Some(p) = body.proposal
+        && !demand
+            .proposals
+            .iter()
+            .any(|q| q.id == p && q.listing_id == body.listing_id)
+    {
+        // The state machine refuses it too; said here with the field to blame.
+        return Err(ApiError::from(Refusal::Invalid(format!(
+            "proposal {p} of demand {id} does not propose listing {}",
+            body.listing_id
+        )))
+        .with_field("proposal"));
+    }
     let at = state.clock.now();
     let cmd = CatalogCommand::AcceptDemandMatch {
         demand_id: id,

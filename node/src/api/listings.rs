@@ -43,7 +43,9 @@ impl From<Applied> for WriteResult {
     }
 }
 
-fn listing_id(raw: &str) -> Result<ContentId, ApiError> {
+/// The listing id a path names; one that is not an id names no listing: 404, as an id the
+/// catalog does not hold.
+pub(super) fn listing_id(raw: &str) -> Result<ContentId, ApiError> {
     raw.parse().map_err(|e: xchg_protocol::IdError| {
         ApiError::not_found(format!("no listing {raw:?}: {e}"))
     })

@@ -87,8 +87,9 @@ fn content_id(field: &str, raw: &str) -> Result<ContentId, ApiError> {
         (status = 400, description = "Malformed JSON; a `listing_id` or an `evidence_hashes[i]` \
             that is not a content id; no right, a right twice, no evidence hash, more than 32, \
             or one twice (`field` names it)", body = ErrorBody),
-        (status = 403, description = "Not a provider token; `forbidden`: the listing is another \
-            party's (and the caller is not its broker), or comes from another zone; \
+        (status = 403, description = "Not a provider token (an admin token has no party to \
+            register for); `forbidden`: the listing is another party's (and the caller is not \
+            its broker), or comes from another zone; \
             `party_not_admitted`; `not_entrusted`: a broker without a `submit_registration` \
             entrustment from the listing's party", body = ErrorBody),
         (status = 404, description = "No listing with this id in this zone", body = ErrorBody),
@@ -105,7 +106,9 @@ pub async fn submit(
     idempotency: IdempotencyKey,
     JsonBody(body): JsonBody<RegistrationRequest>,
 ) -> Result<(StatusCode, Json<RegistrationCreated>), ApiError> {
-    caller.require(&[Role::Provider])?;
+    // The provider's own statement of source and rights: an admin token has no party to make
+    // it for (README: provider routes need a token bound to the party named).
+    caller.require_exactly(&[Role::Provider])?;
     let listing_id = content_id("listing_id", &body.listing_id)?;
     let evidence = body
         .evidence_hashes

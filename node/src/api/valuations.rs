@@ -15,7 +15,7 @@ use super::auth::Caller;
 use super::error::{ApiError, BearerErrors, BodyErrors, ErrorBody, ProposeErrors, ReadErrors};
 use super::idempotency::{IdempotencyHeader, IdempotencyKey};
 use super::json::JsonBody;
-use super::listings::{consistency_schema, query_error};
+use super::listings::{consistency_schema, listing_id, query_error};
 use super::{AppState, CatchUp, Consistency, params};
 use crate::catalog::CatalogCommand;
 use crate::catalog::tables::{listings, valuations};
@@ -23,14 +23,6 @@ use crate::catalog::valuation::{self, Candidate, Subject, ValuationReport, Valua
 
 /// Most lines of a listing's valuation history one call returns.
 pub const MAX_HISTORY: u32 = 100;
-
-fn listing_id(raw: &str) -> Result<ContentId, ApiError> {
-    raw.parse().map_err(|_| {
-        ApiError::bad_request(format!(
-            "{raw:?} is not a listing id: expected sha256: followed by 64 lowercase hex digits"
-        ))
-    })
-}
 
 /// The listing `id` as held here, caught up with the zone if this replica does not hold it yet.
 async fn held(state: &AppState, id: &ContentId) -> Result<Listing, ApiError> {
@@ -203,11 +195,12 @@ async fn readable(
     responses(
         (status = 200, description = "The listing's latest report, or the version asked for",
             body = ValuationReport),
-        (status = 400, description = "A listing id that is not `sha256:` and 64 hex digits; \
-            an unknown or malformed query parameter", body = ErrorBody),
+        (status = 400, description = "An unknown or malformed query parameter",
+            body = ErrorBody),
         (status = 403, description = "A buyer's or broker's token; a provider whose party is \
             not the listing's", body = ErrorBody),
-        (status = 404, description = "No such listing, or no report (of that version)",
+        (status = 404, description = "No such listing (or a path that is not a listing id), \
+            or no report (of that version)",
             body = ErrorBody),
         BearerErrors,
         ReadErrors,
@@ -250,11 +243,12 @@ pub async fn get_one(
     responses(
         (status = 200, description = "The listing's reports, newest first (at most 100): \
             version, time, author, value", body = [valuations::Summary]),
-        (status = 400, description = "A listing id that is not `sha256:` and 64 hex digits; \
-            an unknown or malformed query parameter", body = ErrorBody),
+        (status = 400, description = "An unknown or malformed query parameter",
+            body = ErrorBody),
         (status = 403, description = "A buyer's or broker's token; a provider whose party is \
             not the listing's", body = ErrorBody),
-        (status = 404, description = "No listing with this id", body = ErrorBody),
+        (status = 404, description = "No listing with this id (or a path that is not a \
+            listing id)", body = ErrorBody),
         BearerErrors,
         ReadErrors,
     )
