@@ -674,6 +674,27 @@ pub fn matches(demand: &Need<'_>, candidates: &[(ContentId, Listing)]) -> Vec<Ma
     found.into_iter().map(|(_, m)| m).collect()
 }
 
+/// A demand of `buyer` as the tests post it: credit, scenario `s`, by API, at most 2 CNY, a day
+/// to run, kept in its zone.
+#[cfg(test)]
+pub(crate) fn sample(buyer: &str) -> NewDemand {
+    NewDemand {
+        buyer: buyer.parse().expect("party"),
+        title: "t".into(),
+        description: "d".into(),
+        category: "credit".into(),
+        scenario: "s".into(),
+        delivery_modes: vec![DeliveryMode::Api],
+        budget: Budget {
+            min: None,
+            max: "2".into(),
+            currency: "CNY".into(),
+        },
+        deadline: Timestamp(DAY_MS),
+        share: Share::Exchange,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -781,27 +802,9 @@ mod tests {
         assert_eq!(order, [id, close_id]);
     }
 
-    fn new_demand(buyer: &str) -> NewDemand {
-        NewDemand {
-            buyer: buyer.parse().expect("party"),
-            title: "t".into(),
-            description: "d".into(),
-            category: "credit".into(),
-            scenario: "s".into(),
-            delivery_modes: vec![DeliveryMode::Api],
-            budget: Budget {
-                min: None,
-                max: "2".into(),
-                currency: "CNY".into(),
-            },
-            deadline: Timestamp(DAY_MS),
-            share: Share::Exchange,
-        }
-    }
-
     fn post_as(buyer: &str, actor: &str) -> crate::catalog::CatalogCommand {
         crate::catalog::CatalogCommand::PostDemand {
-            demand: Box::new(new_demand(buyer)),
+            demand: Box::new(sample(buyer)),
             at: Timestamp(1),
             actor: Actor {
                 id: actor.into(),
@@ -864,21 +867,8 @@ mod tests {
     #[test]
     fn a_demand_states_its_needs_within_bounds() {
         let d = |f: &dyn Fn(&mut NewDemand)| {
-            let mut n = NewDemand {
-                buyer: "buyer-1".parse().expect("party"),
-                title: "t".into(),
-                description: "d".into(),
-                category: "credit".into(),
-                scenario: "s".into(),
-                delivery_modes: vec![DeliveryMode::Api],
-                budget: Budget {
-                    min: Some("1".into()),
-                    max: "2".into(),
-                    currency: "CNY".into(),
-                },
-                deadline: Timestamp(DAY_MS),
-                share: Share::Exchange,
-            };
+            let mut n = sample("buyer-1");
+            n.budget.min = Some("1".into());
             f(&mut n);
             shape(&n, Timestamp(1)).err().map(|e| e.0)
         };

@@ -463,19 +463,8 @@ mod tests {
         let db = crate::catalog::test_db(dir.path());
         let zone = crate::catalog::test_zone().zone;
         let d = NewDemand {
-            buyer: "buyer-1".parse().expect("party"),
-            title: "t".into(),
-            description: "d".into(),
-            category: "credit".into(),
-            scenario: "s".into(),
-            delivery_modes: vec![DeliveryMode::Api],
-            budget: Budget {
-                min: None,
-                max: "2".into(),
-                currency: "CNY".into(),
-            },
-            deadline: Timestamp(86_400_000),
             share: Share::Federation,
+            ..crate::catalog::demands::sample("buyer-1")
         };
         queue_posted(&db, &zone, 5, 1, &d, Timestamp(10)).expect("queue");
         queue_posted(&db, &zone, 5, 2, &d, Timestamp(10)).expect("queue");
@@ -726,21 +715,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = crate::catalog::test_db(dir.path());
         let zone = crate::catalog::test_zone().zone;
-        let mut d = NewDemand {
-            buyer: "buyer-1".parse().expect("party"),
-            title: "t".into(),
-            description: "d".into(),
-            category: "credit".into(),
-            scenario: "s".into(),
-            delivery_modes: vec![DeliveryMode::Api],
-            budget: Budget {
-                min: None,
-                max: "2".into(),
-                currency: "CNY".into(),
-            },
-            deadline: Timestamp(86_400_000),
-            share: Share::Exchange,
-        };
+        let mut d = crate::catalog::demands::sample("buyer-1");
         queue_posted(&db, &zone, 5, 1, &d, Timestamp(10)).expect("queue");
         assert_eq!(table::shared_body(&db, 1).expect("read"), None);
         d.share = Share::Federation;

@@ -295,13 +295,7 @@ pub async fn search(
     limit: u32,
     now: Timestamp,
 ) -> Result<Vec<Demand>, sqlx::Error> {
-    let like = f.q.map(|q| {
-        let escaped = q
-            .replace('\\', "\\\\")
-            .replace('%', "\\%")
-            .replace('_', "\\_");
-        format!("%{escaped}%")
-    });
+    let like = f.q.map(super::contains_pattern);
     let rows: Vec<Row> = sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM demands \
          WHERE (?1 IS NULL OR title LIKE ?1 ESCAPE '\\' OR description LIKE ?1 ESCAPE '\\') \

@@ -345,13 +345,7 @@ pub async fn search(
     limit: u32,
     now: Timestamp,
 ) -> Result<Vec<ExternalDemand>, sqlx::Error> {
-    let like = f.q.map(|q| {
-        let escaped = q
-            .replace('\\', "\\\\")
-            .replace('%', "\\%")
-            .replace('_', "\\_");
-        format!("%{escaped}%")
-    });
+    let like = f.q.map(super::contains_pattern);
     let rows: Vec<Row> = sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM foreign_demands \
          WHERE (?1 IS NULL OR title LIKE ?1 ESCAPE '\\' OR description LIKE ?1 ESCAPE '\\') \

@@ -529,13 +529,7 @@ fn push_filters<'a>(qb: &mut QueryBuilder<'a, Sqlite>, s: &'a Search, own: &Zone
             qb.push(")");
         }
         for short in terms.iter().filter(|t| t.chars().count() < 3) {
-            let pattern = format!(
-                "%{}%",
-                short
-                    .replace('\\', "\\\\")
-                    .replace('%', "\\%")
-                    .replace('_', "\\_")
-            );
+            let pattern = super::contains_pattern(short);
             qb.push(" AND (");
             for (i, col) in [
                 "title",

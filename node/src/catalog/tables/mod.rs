@@ -90,8 +90,7 @@ fn set_of<T>(text: &str, parse: impl FnMut(&str) -> Option<T>) -> Vec<T> {
     text.split(',').filter_map(parse).collect()
 }
 
-/// The stored name of an enum value: its serde name.
-/// The wire (serde) name of a unit enum value: `per_call`, `api`, …
+/// The wire (serde) name of a unit enum value, as it is also stored: `per_call`, `api`, …
 pub(crate) fn enum_name<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_value(value)
         .ok()
@@ -103,6 +102,16 @@ pub(crate) fn enum_name<T: serde::Serialize>(value: &T) -> String {
 fn enum_of<T: serde::de::DeserializeOwned>(what: &str, name: &str) -> Result<T, String> {
     serde_json::from_value(serde_json::Value::String(name.to_owned()))
         .map_err(|e| format!("{what} {name:?}: {e}"))
+}
+
+/// The `LIKE … ESCAPE '\'` pattern matching text that contains `text` literally (its `%`, `_`
+/// and `\` escaped).
+fn contains_pattern(text: &str) -> String {
+    let escaped = text
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    format!("%{escaped}%")
 }
 
 /// A timestamp or count as SQLite stores it (its integers are signed 64-bit).
