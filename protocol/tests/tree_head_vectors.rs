@@ -8,13 +8,12 @@
 use std::path::PathBuf;
 
 mod common;
-use common::{files_are, hex_field, render, text};
+use common::{files_are, hex_field, limits_of, now_of, render, text, trusted_roots, vectors_in};
 
 use sha2::{Digest, Sha256};
-use xchg_protocol::canonical::Limits;
+use xchg_protocol::ZoneId;
 use xchg_protocol::tree_head::verify;
 use xchg_protocol::tree_head_vectors::{all, tree_vector};
-use xchg_protocol::{ExchangeId, PublicKey, Timestamp, TrustStore, ZoneId};
 
 fn dir(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -33,23 +32,10 @@ fn tree_head_and_merkle_vector_files_are_byte_identical_to_what_the_code_generat
 #[test]
 fn every_tree_head_vector_verifies_or_fails_as_it_says_using_only_its_own_fields() {
     let mut checked = 0;
-    for entry in std::fs::read_dir(dir("tree-heads")).expect("dir") {
-        let path = entry.expect("entry").path();
-        let v: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(&path).expect("read")).expect("json");
-        let name = path.display().to_string();
-        let mut trust = TrustStore::default();
-        for root in v["trust"].as_array().expect("trust") {
-            let exchange: ExchangeId = text(root, "exchange").parse().expect("exchange");
-            let key: PublicKey = text(root, "root_public_key").parse().expect("root");
-            trust.trust(exchange, key);
-        }
-        let limits = Limits {
-            max_size: v["max_size"].as_u64().expect("max_size") as usize,
-            max_depth: v["max_depth"].as_u64().expect("max_depth") as usize,
-        };
+    for (name, v) in vectors_in(&dir("tree-heads")) {
+        let (trust, limits) = (trusted_roots(&v), limits_of(&v));
         let zone: ZoneId = text(&v, "zone").parse().expect("zone");
-        let now = Timestamp(v["now"].as_u64().expect("now"));
+        let now = now_of(&v);
         let result = verify(&hex_field(&v, "head"), &zone, &trust, now, &limits);
         if v["valid"].as_bool().expect("valid") {
             let verified = result.unwrap_or_else(|e| panic!("{name}: {e}"));

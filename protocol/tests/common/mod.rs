@@ -50,3 +50,44 @@ pub fn text<'a>(v: &'a serde_json::Value, name: &str) -> &'a str {
 pub fn hex_field(v: &serde_json::Value, name: &str) -> Vec<u8> {
     hex::decode(text(v, name)).expect("hex")
 }
+
+/// Every vector file of `dir`: its path (for messages) and its JSON.
+pub fn vectors_in(dir: &std::path::Path) -> Vec<(String, serde_json::Value)> {
+    std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|entry| {
+            let path = entry.expect("entry").path();
+            let text = std::fs::read_to_string(&path).expect("read");
+            let v = serde_json::from_str(&text).expect("json");
+            (path.display().to_string(), v)
+        })
+        .collect()
+}
+
+/// The roots a vector's `trust` list names (`[{"exchange","root_public_key"}]`), trusted.
+pub fn trusted_roots(v: &serde_json::Value) -> xchg_protocol::TrustStore {
+    let mut trust = xchg_protocol::TrustStore::default();
+    for root in v["trust"].as_array().expect("trust") {
+        let exchange: xchg_protocol::ExchangeId = text(root, "exchange").parse().expect("exchange");
+        let key: xchg_protocol::PublicKey = text(root, "root_public_key").parse().expect("root");
+        trust.trust(exchange, key);
+    }
+    trust
+}
+
+/// The decoding limits a vector states (`max_size`, `max_depth`).
+pub fn limits_of(v: &serde_json::Value) -> xchg_protocol::canonical::Limits {
+    let field = |name: &str| {
+        let n = v[name].as_u64().unwrap_or_else(|| panic!("missing {name}"));
+        usize::try_from(n).expect("fits")
+    };
+    xchg_protocol::canonical::Limits {
+        max_size: field("max_size"),
+        max_depth: field("max_depth"),
+    }
+}
+
+/// The clock a vector states (`now`).
+pub fn now_of(v: &serde_json::Value) -> xchg_protocol::Timestamp {
+    xchg_protocol::Timestamp(v["now"].as_u64().expect("now"))
+}
