@@ -618,18 +618,9 @@ pub async fn accept(
         .map_err(|why| ApiError::from(Refusal::Conflict(why)).with_field("listing_id"))?;
     let apply_for = acceptable(&demand, body.listing_id, &listing)
         .map_err(|why| ApiError::from(Refusal::Conflict(why)).with_field("listing_id"))?;
-    if let Some(p) = body.proposal
-        && !demand
-            .proposals
-            .iter()
-            .any(|q| q.id == p && q.listing_id == body.listing_id)
-    {
-        // The state machine refuses it too; said here with the field to blame.
-        return Err(ApiError::from(Refusal::Invalid(format!(
-            "proposal {p} of demand {id} does not propose listing {}",
-            body.listing_id
-        )))
-        .with_field("proposal"));
+    // The state machine refuses it too; said here with the field to blame.
+    if let Some(why) = demands::proposal_mismatch(&demand, body.proposal, body.listing_id) {
+        return Err(ApiError::from(Refusal::Invalid(why)).with_field("proposal"));
     }
     let at = state.clock.now();
     let cmd = CatalogCommand::AcceptDemandMatch {
@@ -676,19 +667,9 @@ fn acceptable(
             listing.category, demand.category, demand.id
         ));
     }
-    let wanted = demand.scenario.as_str();
-    Ok(listing
-        .scenarios
-        .iter()
-        .find(|s| *s == wanted)
-        .or_else(|| {
-            listing
-                .scenarios
-                .iter()
-                .find(|s| s.contains(wanted) || wanted.contains(s.as_str()))
-        })
-        .cloned()
-        .unwrap_or_else(|| wanted.to_owned()))
+    Ok(demands::offered_scenario(listing, &demand.scenario)
+        .unwrap_or(&demand.scenario)
+        .to_owned())
 }
 
 /// `POST /v1/demands/{id}/withdraw` (the demand's buyer).

@@ -394,19 +394,28 @@ pub fn accept(
     if let Err(refusal) = listed(db, &acceptance.listing_id)? {
         return Ok(Err(refusal));
     }
-    if let Some(p) = acceptance.proposal
-        && !found
-            .proposals
-            .iter()
-            .any(|q| q.id == p && q.listing_id == acceptance.listing_id)
-    {
-        return Ok(Err(Refusal::Invalid(format!(
-            "proposal {p} of demand {id} does not propose listing {}",
-            acceptance.listing_id
-        ))));
+    if let Some(why) = proposal_mismatch(&found, acceptance.proposal, acceptance.listing_id) {
+        return Ok(Err(Refusal::Invalid(why)));
     }
     table::accept(db, id, acceptance)?;
     Ok(ok(id))
+}
+
+/// Why `proposal`, named in accepting `listing_id` for `demand`, is not a proposal of that
+/// listing to it; `None` when it is, or when none is named.
+pub fn proposal_mismatch(
+    demand: &Demand,
+    proposal: Option<u64>,
+    listing_id: ContentId,
+) -> Option<String> {
+    let p = proposal?;
+    let proposes = |q: &Proposal| q.id == p && q.listing_id == listing_id;
+    (!demand.proposals.iter().any(proposes)).then(|| {
+        format!(
+            "proposal {p} of demand {} does not propose listing {listing_id}",
+            demand.id
+        )
+    })
 }
 
 /// The buyer withdraws demand `id`.
@@ -514,8 +523,18 @@ impl Demand {
     }
 }
 
+/// The scenario of `listing` an application for `wanted` goes on with: `wanted` itself when
+/// the listing offers it, else the first it offers that contains it or is contained in it.
+pub fn offered_scenario<'l>(listing: &'l Listing, wanted: &str) -> Option<&'l str> {
+    let offered = || listing.scenarios.iter().map(String::as_str);
+    offered()
+        .find(|s| *s == wanted)
+        .or_else(|| offered().find(|s| s.contains(wanted) || wanted.contains(s)))
+}
+
 /// How `listing` matches `demand`, or why it cannot serve it (no delivery mode the buyer accepts
-/// and the listing's rules allow, or a fixed price over the budget).
+/// and the listing's rules allow, neither the scenario nor a close one, or a fixed price over
+/// the budget).
 ///
 /// # Errors
 /// Why it does not match.
@@ -554,23 +573,23 @@ pub fn score(demand: &Need<'_>, id: ContentId, listing: &Listing) -> Result<Matc
     if restricted {
         reasons.push("its data stays in its domain (数据不出域): in-domain delivery only".into());
     }
-    if listing.scenarios.iter().any(|s| s == demand.scenario) {
-        score += 40;
-        reasons.push(format!("offers the scenario {}", demand.scenario));
-    } else if let Some(s) = listing
-        .scenarios
-        .iter()
-        .find(|s| s.contains(demand.scenario) || demand.scenario.contains(s.as_str()))
-    {
-        score += 20;
-        reasons.push(format!("offers the close scenario {s}"));
-    } else {
-        // Not a match: the application the buyer would go on to send would be refused.
-        return Err(format!(
-            "listing {id} does not offer the scenario {} nor a close one: the application that \
-             follows would be refused",
-            demand.scenario
-        ));
+    match offered_scenario(listing, demand.scenario) {
+        Some(s) if s == demand.scenario => {
+            score += 40;
+            reasons.push(format!("offers the scenario {s}"));
+        }
+        Some(s) => {
+            score += 20;
+            reasons.push(format!("offers the close scenario {s}"));
+        }
+        None => {
+            // Not a match: the application the buyer would go on to send would be refused.
+            return Err(format!(
+                "listing {id} does not offer the scenario {} nor a close one: the application \
+                 that follows would be refused",
+                demand.scenario
+            ));
+        }
     }
     let budget_max = Dec::parse(&demand.budget.max, 4, false).unwrap_or(Dec::ZERO);
     let same_currency =
