@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod node;
 pub mod raft;
 pub mod recovery;
+pub mod search;
 pub mod sqlite;
 pub mod store;
 pub mod up;

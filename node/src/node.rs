@@ -99,6 +99,9 @@ pub enum StartError {
     /// The federation transport could not start.
     #[error("gossip transport: {0}")]
     Gossip(#[from] gossip::swarm::SwarmError),
+    /// The search index could not be opened.
+    #[error("search index: {0}")]
+    Search(String),
     /// The node's config or key file could not be read ([`start_in_process`]).
     #[error("{0}")]
     Config(String),
@@ -294,6 +297,20 @@ pub async fn start(
     let config = Arc::new(config);
     let id = node_id(config.node.name.as_str());
     let db = Db::open(&config.node.data_dir).await?;
+    // The search index compares what it covers with the catalog before anything is applied.
+    let search = {
+        let search_error = |e: &dyn std::fmt::Display| StartError::Search(e.to_string());
+        let mut conn = db.reader().await.map_err(|e| search_error(&e))?;
+        let clock = crate::catalog::tables::listings::clock(&mut conn)
+            .await
+            .map_err(|e| search_error(&e))?;
+        drop(conn);
+        let dir = config.node.data_dir.clone();
+        tokio::task::spawn_blocking(move || crate::search::SearchIndex::open(&dir, clock))
+            .await
+            .map_err(|e| search_error(&e))?
+            .map_err(|e| search_error(&e))?
+    };
     let metrics = Arc::new(crate::metrics::Metrics::new());
     let zone = ZoneFacts::new(config.zone.id.clone(), config.export)
         .with_founding(&config.parties)
@@ -509,7 +526,9 @@ pub async fn start(
         proposer.clone(),
         stop_rx.clone(),
     ));
+    tasks.spawn(search.clone().run(db.clone(), stop_rx.clone()));
     let state = api::AppState::new(api::Context {
+        search,
         config: config.clone(),
         raft: raft.clone(),
         db: db.clone(),

@@ -14,7 +14,8 @@ use xchg_node::catalog::tables::REPLICATED_TABLES;
 const OWN_TABLES: &[&str] = &[
     "sm_meta",
     "snapshot",
-    "listings_fts",
+    "listing_clock",
+    "listing_changes",
     "certificate_feed",
     "demand_feed",
     "audit_tree",

@@ -32,7 +32,10 @@ const NOT_SENT: [(&str, &str); 1] = [(
 )];
 
 /// Refusals that no schema can prevent, by operation: `(operation, status, field)`.
-const SEMANTIC_REFUSALS: [(&str, u16, &str); 11] = [
+const SEMANTIC_REFUSALS: [(&str, u16, &str); 12] = [
+    // A search cursor is written by the node for one search (its order, and in relevance order
+    // the statistics its first page was scored with): one drawn from the pattern is not one.
+    ("search_listings", 400, "cursor"),
     // A revocation must be signed by the exchange's root key, which a generator does not hold.
     ("revoke_key", 400, "envelope"),
     // A credit code's 18th character is a check character over the other 17, which no

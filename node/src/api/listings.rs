@@ -14,7 +14,7 @@ use super::idempotency::{IdempotencyHeader, IdempotencyKey};
 use super::json::{JsonBody, OptionalJsonBody};
 use super::text::{self, Text};
 use super::{AppState, CatchUp, Consistency, params};
-use crate::catalog::query::{self, ListingView, Page, Search};
+use crate::catalog::query::{self, ListingView, Page, Search, Sort};
 use crate::catalog::tables::listings;
 use crate::catalog::{Applied, CatalogCommand, ListingState, Review};
 use crate::raft::transport::Credential;
@@ -433,15 +433,44 @@ pub struct SearchParams {
     delivery_mode: Option<String>,
     /// `local` (this zone), `external` (any other zone), an exchange id, or a zone id.
     origin: Option<String>,
+    /// `relevance` (the default with `q`: best match first) or `newest` (the default without
+    /// `q`: the most recently held first). Without `q` every match is equally relevant, so
+    /// `relevance` orders newest first.
+    #[param(schema_with = sort_schema)]
+    sort: Option<String>,
     /// Page size.
     #[param(schema_with = page_size_schema)]
     limit: Option<String>,
-    /// The `next_cursor` of the previous page.
-    #[param(schema_with = cursor_schema)]
+    /// The `next_cursor` of the previous page of the same search.
+    #[param(schema_with = search_cursor_schema)]
     cursor: Option<String>,
     #[serde(default)]
     #[param(schema_with = consistency_schema)]
     consistency: Consistency,
+}
+
+fn sort_schema() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(["relevance", "newest"]))
+        .description(Some(
+            "`relevance` (default with `q`) or `newest` (default without `q`)",
+        ))
+        .build()
+}
+
+fn search_cursor_schema() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .pattern(Some("^([0-9]+|r\\.[A-Za-z0-9_-]+)$"))
+        .max_length(Some(crate::search::CURSOR_MAX))
+        .description(Some(
+            "The `next_cursor` of the previous page of the same search (same `q`, filters and \
+             `sort`): decimal digits in newest-first order, `r.` and base64url in relevance \
+             order, which carries the statistics the first page was scored with so that pages \
+             stay in one order while listings change.",
+        ))
+        .build()
 }
 
 fn one_of<T: for<'de> Deserialize<'de>>(
@@ -500,7 +529,7 @@ pub fn cursor_schema() -> utoipa::openapi::schema::Object {
     params(SearchParams),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "One page of matches, newest first", body = Page),
+        (status = 200, description = "One page of matches, with the exact total and facet counts", body = Page),
         (status = 400, description = "An unknown parameter or value (`field` names it)", body = ErrorBody),
         BearerErrors,
         ReadErrors,
@@ -533,25 +562,72 @@ pub async fn search(
         &p.delivery_mode,
         "file, api, sandbox, privacy_computing, model_output, verification",
     )?;
-    let (limit, cursor) = paging(&p.limit, &p.cursor)?;
+    let limit = p
+        .limit
+        .as_deref()
+        .map(|l| params::page_size("limit", Some(l), query::DEFAULT_PAGE, query::MAX_PAGE))
+        .transpose()?;
     if let Some(q) = &p.q
         && q.chars().count() > 200
     {
         return Err(ApiError::invalid_field("q", "at most 200 characters"));
     }
+    let q = p.q.filter(|q| !q.trim().is_empty());
+    let sort = match p.sort.as_deref() {
+        None if q.is_some() => Sort::Relevance,
+        None => Sort::Newest,
+        Some("relevance") => Sort::Relevance,
+        Some("newest") => Sort::Newest,
+        Some(other) => {
+            return Err(ApiError::invalid_field(
+                "sort",
+                format!("unknown sort {other:?}; expected relevance or newest"),
+            ));
+        }
+    };
     state.read_barrier(&p.consistency).await?;
+    let clock = {
+        let mut conn = state.db.reader().await?;
+        crate::catalog::tables::listings::clock(&mut conn).await?
+    };
+    if matches!(p.consistency, Consistency::Linearizable) {
+        state
+            .search
+            .wait_covers(clock, crate::search::COVER_WAIT)
+            .await
+            .map_err(search_error)?;
+    }
     let search = Search {
-        q: p.q.filter(|q| !q.trim().is_empty()),
+        q,
+        sort,
         state: p.state,
         category: p.category,
         classification: p.classification,
         delivery_mode: p.delivery_mode,
         origin: p.origin,
         limit,
-        cursor,
+        cursor: p.cursor,
     };
-    let mut conn = state.db.reader().await?;
-    Ok(Json(
-        query::search(&mut conn, &search, &state.config.zone.id).await?,
-    ))
+    let page = crate::search::search(
+        &state.search,
+        &state.db,
+        search,
+        state.config.zone.id.clone(),
+        clock,
+    )
+    .await
+    .map_err(search_error)?;
+    Ok(Json(page))
+}
+
+fn search_error(e: crate::search::SearchError) -> ApiError {
+    use crate::search::SearchError;
+    match e {
+        SearchError::Cursor(message) => ApiError::invalid_field("cursor", message),
+        SearchError::Behind { .. } => ApiError::unavailable(&format!(
+            "{e}; try again, or read with consistency=local (index_lag says how far behind)"
+        )),
+        SearchError::Catalog(e) => e.into(),
+        other => ApiError::internal(other),
+    }
 }

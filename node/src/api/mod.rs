@@ -61,6 +61,8 @@ pub struct Context {
     pub raft: Raft,
     /// The node's database.
     pub db: Db,
+    /// The search index over the catalog's listings.
+    pub search: crate::search::SearchIndex,
     /// The zone transport, for forwarding to the leader.
     pub transport: Arc<dyn ZoneTransport>,
     /// Keys allowed on the zone transport (a member being added is allowed at once).

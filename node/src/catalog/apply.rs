@@ -1033,8 +1033,6 @@ fn submit_many(
     items: &[(&Listing, &Actor)],
 ) -> rusqlite::Result<Vec<CommandResponse>> {
     let mut responses = Vec::with_capacity(items.len());
-    // Rows inserted by this run: consecutive, as nothing else inserts meanwhile.
-    let mut inserted: Option<(i64, i64)> = None;
     for (listing, actor) in items {
         if listing.version != 1 {
             responses.push(Err(Refusal::Conflict(
@@ -1049,7 +1047,6 @@ fn submit_many(
         let row = NewRow::new(listing, ListingState::Submitted, &actor.id);
         let id = row.id().to_string();
         if let Some(seq) = row.insert(db)? {
-            inserted = Some((inserted.map_or(seq, |(first, _)| first), seq));
             let by = By::from(*actor);
             listings::record_submission(db, seq, &id, raft_index, listing.created_at, by)?;
             responses.push(Ok(Applied {
@@ -1068,9 +1065,6 @@ fn submit_many(
             }
             _ => Err(Refusal::Conflict(format!("listing {id} already exists"))),
         });
-    }
-    if let Some((first, last)) = inserted {
-        listings::index(db, first, last)?;
     }
     Ok(responses)
 }

@@ -729,7 +729,7 @@ mod tests {
     use super::*;
     use crate::audit;
     use crate::catalog::apply::apply;
-    use crate::catalog::query::{MAX_PAGE, RecognitionFilter, RecognitionView, Search};
+    use crate::catalog::query::{MAX_PAGE, RecognitionFilter, RecognitionView};
     use crate::catalog::{Actor, CatalogCommand, Review};
     use crate::sqlite::in_transaction;
     use xchg_federation_config::Role;
@@ -860,14 +860,9 @@ mod tests {
             .map(|d| (d.decision, d.reason))
             .collect();
         let mut reader = crate::catalog::test_reader(dir.path()).await;
-        let search = Search {
-            limit: Some(MAX_PAGE),
-            ..Search::default()
-        };
-        let mut held = listings::search(&mut reader, &search, &facts.zone)
+        let mut held = listings::newest(&mut reader, MAX_PAGE)
             .await
-            .expect("listings")
-            .items;
+            .expect("listings");
         held.reverse();
         let mut listings = Vec::new();
         let mut outbox = Vec::new();

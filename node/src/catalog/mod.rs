@@ -251,6 +251,7 @@ pub const SCHEMA: &[&str] = &[
     include_str!("schema/catalog_schema_v19.sql"),
     include_str!("schema/catalog_schema_v20.sql"),
     include_str!("schema/catalog_schema_v21.sql"),
+    include_str!("schema/catalog_schema_v22.sql"),
 ];
 
 /// Zone facts for tests: `xuchang/yuzhou` with the default export policy.
@@ -1621,13 +1622,15 @@ mod tests {
             history,
             [(7, 1, "submit".to_owned()), (7, 2, "approve".to_owned())]
         );
+        // Version 22: the row is numbered on the listing clock for the search index.
         assert_eq!(
             count(
                 &db,
-                "SELECT count(*) FROM listings_fts WHERE listings_fts MATCH '\"信用核验\"'"
+                "SELECT count(*) FROM listing_changes WHERE seq = 7 AND change = 7"
             ),
             1
         );
+        assert_eq!(count(&db, "SELECT n FROM listing_clock"), 7);
         for table in ["outbox", "announcements", "recognitions", "revocations"] {
             assert_eq!(count(&db, &format!("SELECT count(*) FROM {table}")), 0);
         }

@@ -889,7 +889,7 @@ mod tests {
     use super::*;
     use crate::audit;
     use crate::catalog::apply::apply;
-    use crate::catalog::query::{MAX_PAGE, Search};
+    use crate::catalog::query::MAX_PAGE;
     use crate::catalog::tables::listings;
     use crate::catalog::{CatalogCommand, test_zone};
     use crate::sqlite::in_transaction;
@@ -1072,14 +1072,9 @@ mod tests {
         drop(db);
         let mut reader = crate::catalog::test_reader(dir.path()).await;
         let audit = audit::range(&mut reader, 1, 100).await.expect("audit");
-        let search = Search {
-            limit: Some(MAX_PAGE),
-            ..Search::default()
-        };
-        let mut held = listings::search(&mut reader, &search, &zone.zone)
+        let mut held = listings::newest(&mut reader, MAX_PAGE)
             .await
-            .expect("listings")
-            .items;
+            .expect("listings");
         held.reverse();
         let (mut details, mut submitted_by) = (Vec::new(), Vec::new());
         for l in held {

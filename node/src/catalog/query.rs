@@ -1,6 +1,9 @@
 //! Reading the catalog as the API shows it: one listing with its history and provenance,
-//! faceted full-text search, the record of recognition decisions. The views are put together
+//! the shape of a faceted search (served by `crate::search`), the record of recognition
+//! decisions. The views are put together
 //! here from the tables' own reads ([`super::tables`]), which hold the SQL.
+
+use std::collections::BTreeMap;
 
 use serde::Serialize;
 use sqlx::SqliteConnection;
@@ -12,8 +15,6 @@ use super::tables::{listings, outbox, recognitions, revocations};
 pub const MAX_PAGE: u32 = 100;
 /// Default page size.
 pub const DEFAULT_PAGE: u32 = 20;
-/// Matches are counted up to this number; `total` says "at least" beyond it.
-pub const COUNT_CAP: i64 = 10_000;
 
 /// One transition of a listing.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -217,11 +218,25 @@ async fn provenance(
     })
 }
 
+/// The order of a search's results.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Sort {
+    /// Best match first (BM25: title above description, a phrase above scattered words), the
+    /// most recently held first among equals. The default with `q`.
+    Relevance,
+    /// The most recently held first. The default without `q`.
+    #[default]
+    Newest,
+}
+
 /// Filters and paging of a search.
 #[derive(Debug, Clone, Default)]
 pub struct Search {
     /// Free text, whitespace-separated terms, all must match.
     pub q: Option<String>,
+    /// The order.
+    pub sort: Sort,
     /// Lifecycle state.
     pub state: Option<String>,
     /// Category.
@@ -235,18 +250,43 @@ pub struct Search {
     /// Page size (clamped to [`MAX_PAGE`]).
     pub limit: Option<u32>,
     /// Continue after this cursor (from a previous page's `next_cursor`).
-    pub cursor: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+/// How many matches each value of each facet has (see [`Page::facets`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct Facets {
+    /// By lifecycle state.
+    pub state: BTreeMap<String, u64>,
+    /// By category.
+    pub category: BTreeMap<String, u64>,
+    /// By classification.
+    pub classification: BTreeMap<String, u64>,
+    /// By delivery mode offered (a listing offering two counts under both).
+    pub delivery_mode: BTreeMap<String, u64>,
+    /// By origin zone.
+    pub origin: BTreeMap<String, u64>,
 }
 
 /// One page of results.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Page {
-    /// The listings, newest first.
+    /// The listings, in the page's order.
     pub items: Vec<ListingView>,
     /// Pass as `cursor` for the next page; absent on the last page.
     pub next_cursor: Option<String>,
-    /// Number of matches (all pages), counted up to 10,000.
-    pub total: i64,
+    /// Number of matches (all pages), exact.
+    pub total: u64,
+    /// The order of `items`.
+    pub sort: Sort,
+    /// For each facet, the number of matches per value: matches of `q` and of every filter
+    /// but that facet's own (so a facet's other values show what choosing them would find),
+    /// exact; values with no match are left out.
+    pub facets: Facets,
+    /// How many listing changes the search index had not taken in when the page was read: 0
+    /// for a `linearizable` read (it waits for the index), possibly more with
+    /// `consistency=local`.
+    pub index_lag: u64,
 }
 
 /// Reads one listing with its history and provenance; `own` is this node's zone.
@@ -263,16 +303,4 @@ pub async fn get(
     };
     v.provenance = Some(provenance(conn, &v, own).await?);
     Ok(Some(v))
-}
-
-/// Runs a search; `own` is this node's zone (for `origin=local|external`).
-///
-/// # Errors
-/// Storage errors, including a malformed full-text expression.
-pub async fn search(
-    conn: &mut SqliteConnection,
-    s: &Search,
-    own: &ZoneId,
-) -> Result<Page, sqlx::Error> {
-    listings::search(conn, s, own).await
 }

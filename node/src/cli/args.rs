@@ -56,6 +56,25 @@ pub enum Command {
     /// The audit log: verify it against its signed tree head.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// The search index of a node's data directory.
+    #[command(subcommand)]
+    Index(IndexCommand),
+}
+
+/// `xchg index …`.
+#[derive(Subcommand)]
+pub enum IndexCommand {
+    /// Drop a stopped node's search index and build it again from its catalog, showing
+    /// progress (a node also rebuilds it by itself when the index is missing or damaged).
+    Rebuild(IndexRebuildArgs),
+}
+
+/// `xchg index rebuild`.
+#[derive(clap::Args)]
+pub struct IndexRebuildArgs {
+    /// The node's data directory (`node.data_dir` of its config); the node must be stopped.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: PathBuf,
 }
 
 /// `xchg audit …`.
@@ -291,6 +310,26 @@ pub enum BenchCommand {
     /// Start a whole federation and measure how long approved listings take to be recognised
     /// in every other zone.
     Federation(BenchFederationArgs),
+    /// Load a synthetic catalog into a node's catalog and search index, then time every class
+    /// of search query (p50/p99/max), the load and index rates, and the bytes per listing.
+    Search(BenchSearchArgs),
+}
+
+/// `xchg bench search`.
+#[derive(clap::Args)]
+pub struct BenchSearchArgs {
+    /// Listings to load.
+    #[arg(long, default_value_t = 100_000)]
+    pub listings: u64,
+    /// Times each query class is asked.
+    #[arg(long, default_value_t = 200)]
+    pub queries: usize,
+    /// Keep the data directory here (loading is skipped if it already holds the listings).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Seed of the synthetic catalog.
+    #[arg(long, default_value_t = 17)]
+    pub seed: u64,
 }
 
 // The two benches both take a first port and a directory to keep, but with their own defaults

@@ -253,6 +253,14 @@ pub async fn search(args: SearchArgs) -> anyhow::Result<ExitCode> {
     t.print(&v, |v| {
         let items = v["items"].as_array().cloned().unwrap_or_default();
         outln!("{} match(es), showing {}", v["total"], items.len());
+        for facet in ["category", "state", "origin"] {
+            if let Some(counts) = v["facets"][facet].as_object()
+                && !counts.is_empty()
+            {
+                let list: Vec<String> = counts.iter().map(|(k, n)| format!("{k} {n}")).collect();
+                outln!("  by {facet}: {}", list.join(", "));
+            }
+        }
         for l in items {
             let id = s(&l["id"]);
             let short = id.get(..19).unwrap_or(id);

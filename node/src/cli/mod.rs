@@ -20,6 +20,7 @@ pub mod args;
 pub mod audit;
 pub mod bench;
 pub mod bench_federation;
+pub mod bench_search;
 pub mod certificate;
 pub mod client;
 pub mod config;
@@ -34,7 +35,7 @@ use std::process::ExitCode;
 
 use args::{
     ApplicationCommand, AuditCommand, BenchCommand, CertificateCommand, Command, ConfigCommand,
-    FederationCommand, ListingCommand, TokenCommand,
+    FederationCommand, IndexCommand, ListingCommand, TokenCommand,
 };
 
 /// Logs go to stderr, filtered by `RUST_LOG` (default `default`), so stdout stays clean for
@@ -94,6 +95,8 @@ pub fn execute(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(BenchCommand::Zone(args)) => block_on(bench::zone(args)),
+        Command::Bench(BenchCommand::Search(args)) => block_on(bench_search::search(args)),
+        Command::Index(IndexCommand::Rebuild(args)) => block_on(bench_search::rebuild(args)),
         Command::Bench(BenchCommand::Federation(args)) => {
             block_on(bench_federation::federation(args))
         }

@@ -334,6 +334,12 @@ impl Db {
         self.read.acquire().await
     }
 
+    /// Follows the index of the last entry the catalog has committed (changes after every
+    /// applied batch and snapshot install): what derived indexes wake on.
+    pub fn subscribe_applied(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.applied.subscribe()
+    }
+
     /// The catalog's size: its pages in use, free pages left out.
     ///
     /// # Errors

@@ -54,7 +54,9 @@ pub(super) struct Built {
 /// The format written. 2 since catalog schema v4: `listing_history` rows carry `listing_seq`.
 /// A node before v4 refuses these by number; this node still restores format 1 (the
 /// snapshot a zone holds right after upgrading), deriving the column, see [`insert_sql`].
-const SNAPSHOT_FORMAT: u32 = 2;
+/// 3 since catalog schema v22: listings rows no longer carry copies of their text, which a
+/// node before v22 requires; this node restores formats 1 and 2 without them.
+const SNAPSHOT_FORMAT: u32 = 3;
 /// The oldest format this node restores.
 const FIRST_SNAPSHOT_FORMAT: u32 = 1;
 
@@ -139,12 +141,31 @@ pub(super) fn restore(
         if !REPLICATED_TABLES.contains(&table.name.as_str()) || table.rows.is_empty() {
             continue;
         }
-        let mut insert = db.prepare(&insert_sql(table))?;
+        // Columns a later schema dropped (format 2 and before: the listings' text copies) are
+        // left out.
+        let held: Vec<String> = db
+            .prepare(&format!(
+                "SELECT name FROM pragma_table_info('{}')",
+                table.name
+            ))?
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        let kept: Vec<usize> = (0..table.columns.len())
+            .filter(|&i| held.contains(&table.columns[i]))
+            .collect();
+        let shape = TableDump {
+            name: table.name.clone(),
+            columns: kept.iter().map(|&i| table.columns[i].clone()).collect(),
+            rows: Vec::new(),
+        };
+        let mut insert = db.prepare(&insert_sql(&shape))?;
         for row in &table.rows {
-            insert.execute(rusqlite::params_from_iter(row))?;
+            insert.execute(rusqlite::params_from_iter(
+                kept.iter().filter_map(|&i| row.get(i)),
+            ))?;
         }
     }
-    crate::catalog::tables::listings::rebuild_search_index(db)?;
+    crate::catalog::tables::listings::new_clock_epoch(db)?;
     crate::catalog::tables::certificate_feed::rebuild(db)?;
     crate::catalog::tables::demands_across::rebuild_feed(db)?;
     crate::audit::rebuild_tree(db)?;

@@ -481,7 +481,8 @@ pub fn apply(doc: &mut Value) -> Vec<String> {
         None => missed.push("Pricing".to_owned()),
     }
 
-    // Every `cursor` is read by `listings::paging`, whichever route takes it. The ids of an
+    // Every `cursor` but the listing search's (a cursor of its own, `search_cursor_schema`) is
+    // read by `listings::paging`, whichever route takes it. The ids of an
     // external demand's path and of a demand search's `origin` follow PROTOCOL.md 2.1 and 2.2.
     let cursor = serde_json::to_value(listings::cursor_schema()).unwrap_or(Value::Null);
     const ID: &str = "[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?";
@@ -504,7 +505,7 @@ pub fn apply(doc: &mut Value) -> Vec<String> {
         {
             let params = op.get_mut("parameters").and_then(Value::as_array_mut);
             for param in params.into_iter().flatten() {
-                if param["in"] == "query" && param["name"] == "cursor" {
+                if param["in"] == "query" && param["name"] == "cursor" && path != "/v1/listings" {
                     param["schema"] = cursor.clone();
                 }
                 let name = param["name"].as_str().unwrap_or_default().to_owned();

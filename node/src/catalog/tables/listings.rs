@@ -1,20 +1,16 @@
 //! The `listings` table (the current version of every listing held, with its zone-local
-//! state), its history (`listing_history`) and its full-text index (`listings_fts`).
-//!
-//! Search uses the FTS5 trigram index for terms of three or more characters and a substring
-//! scan for shorter ones (two-character Chinese words are common and trigrams cannot match
-//! them). Results come newest first and are never ranked, so a common term costs no more than
-//! reading one page: ranking every match is what makes common terms slow on large catalogs.
+//! state), its history (`listing_history`) and this member's change clock (`listing_clock`,
+//! `listing_changes`), which the search index (`crate::search`, off the apply path) follows:
+//! every change of a row takes the clock's next number, by trigger (`catalog_schema_v22.sql`).
 
 use rusqlite::OptionalExtension as _;
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 use xchg_protocol::canonical::{Limits, from_canonical};
-use xchg_protocol::{ContentId, Listing, Timestamp, ZoneId};
+use xchg_protocol::{ContentId, Listing, Timestamp};
 
 use super::{enum_name, int, set_text, uint};
 use crate::catalog::ListingState;
-use crate::catalog::query::{COUNT_CAP, DEFAULT_PAGE, HistoryEntry, ListingView, MAX_PAGE};
-use crate::catalog::query::{Page, Search};
+use crate::catalog::query::{HistoryEntry, ListingView};
 use crate::sqlite::undecodable;
 
 /// A listing version's canonical bytes and the ids derived from them, computed once.
@@ -38,17 +34,15 @@ impl Encoded {
 
 /// A new listings row; an id that is already there is left as it is.
 const INSERT_LISTING: &str = "INSERT INTO listings (id, version, content_id, state, origin, \
-    submitted_by, provider_id, provider_name, category, classification, delivery_modes, title, \
-    description, keywords, scenarios, created_at, updated_at, body) \
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18) \
+    submitted_by, provider_id, category, classification, delivery_modes, created_at, \
+    updated_at, body) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
     ON CONFLICT (id) DO NOTHING";
 
-/// The same values over an existing row, keeping its first-seen order and creation time (?16).
-/// Its update trigger keeps the search index in step.
+/// The same values over an existing row, keeping its first-seen order and creation time (?11).
 const UPDATE_LISTING: &str = "UPDATE listings SET version = ?2, content_id = ?3, state = ?4, \
-    origin = ?5, submitted_by = ?6, provider_id = ?7, provider_name = ?8, category = ?9, \
-    classification = ?10, delivery_modes = ?11, title = ?12, description = ?13, keywords = ?14, \
-    scenarios = ?15, updated_at = ?17, body = ?18 WHERE id = ?1";
+    origin = ?5, submitted_by = ?6, provider_id = ?7, category = ?8, classification = ?9, \
+    delivery_modes = ?10, updated_at = ?12, body = ?13 WHERE id = ?1";
 
 /// One row of the listings table, to be written.
 pub struct NewRow<'a> {
@@ -74,8 +68,8 @@ impl<'a> NewRow<'a> {
         &self.encoded.id
     }
 
-    /// Inserts the row unless its id is there. Returns the new row's `seq` (to be indexed with
-    /// [`index`]), `None` if the id was there.
+    /// Inserts the row unless its id is there. Returns the new row's `seq`, `None` if the id
+    /// was there.
     ///
     /// # Errors
     /// SQLite's error.
@@ -93,7 +87,7 @@ impl<'a> NewRow<'a> {
         self.insert(db)
     }
 
-    /// Runs `sql` ([`INSERT_LISTING`] or [`UPDATE_LISTING`]) with the row's 18 values.
+    /// Runs `sql` ([`INSERT_LISTING`] or [`UPDATE_LISTING`]) with the row's 13 values.
     fn run(&self, db: &rusqlite::Connection, sql: &str) -> rusqlite::Result<usize> {
         let l = self.listing;
         db.prepare_cached(sql)?.execute(rusqlite::params![
@@ -104,14 +98,9 @@ impl<'a> NewRow<'a> {
             l.origin.to_string(),
             self.submitted_by,
             l.provider.id.to_string(),
-            l.provider.name,
             l.category,
             enum_name(&l.classification),
             modes(l),
-            l.title,
-            l.description,
-            join(&l.keywords),
-            join(&l.scenarios),
             int(l.created_at.0),
             int(l.updated_at.0),
             self.encoded.bytes,
@@ -119,37 +108,129 @@ impl<'a> NewRow<'a> {
     }
 }
 
-fn join(values: &[String]) -> String {
-    values.join("\n")
-}
-
 fn modes(listing: &Listing) -> String {
     let names: Vec<String> = listing.delivery_modes.iter().map(enum_name).collect();
     set_text(&names)
 }
 
-/// Adds the listings rows with `seq` in `first..=last` to the search index, in one statement
-/// (see `catalog_schema_v4.sql` for why not per row).
+/// Draws a new epoch for the listing clock: every row was renumbered (a snapshot replaced
+/// them), so the search index starts over.
 ///
 /// # Errors
 /// SQLite's error.
-pub fn index(db: &rusqlite::Connection, first: i64, last: i64) -> rusqlite::Result<()> {
-    db.prepare_cached(
-        "INSERT INTO listings_fts (rowid, title, description, keywords, scenarios, provider_name) \
-         SELECT seq, title, description, keywords, scenarios, provider_name FROM listings \
-         WHERE seq BETWEEN ?1 AND ?2",
-    )?
-    .execute([first, last])?;
-    Ok(())
+pub fn new_clock_epoch(db: &rusqlite::Connection) -> rusqlite::Result<()> {
+    db.execute_batch(
+        "UPDATE listing_clock SET epoch = abs(random() % 9007199254740991) WHERE id = 1",
+    )
 }
 
-/// Rebuilds the search index from the table (after a snapshot replaced the rows; new rows are
-/// indexed by the state machine, not by a trigger, since schema v4).
+/// The listing clock: the number of the latest change of a listings row, and the epoch of the
+/// numbering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Clock {
+    /// The latest change's number (0: none yet).
+    pub change: i64,
+    /// The numbering's epoch.
+    pub epoch: i64,
+}
+
+/// The listing clock as of this read.
 ///
 /// # Errors
 /// SQLite's error.
-pub fn rebuild_search_index(db: &rusqlite::Connection) -> rusqlite::Result<()> {
-    db.execute_batch("INSERT INTO listings_fts (listings_fts) VALUES ('rebuild')")
+pub async fn clock(conn: &mut SqliteConnection) -> Result<Clock, sqlx::Error> {
+    let (change, epoch): (i64, i64) =
+        sqlx::query_as("SELECT n, epoch FROM listing_clock WHERE id = 1")
+            .fetch_one(&mut *conn)
+            .await?;
+    Ok(Clock { change, epoch })
+}
+
+/// One changed listings row, as the search index takes it.
+#[derive(Debug, Clone)]
+pub struct Changed {
+    /// Its order of first appearance (the index's key).
+    pub seq: i64,
+    /// The number of its latest change.
+    pub change: i64,
+    /// Its state in this zone.
+    pub state: String,
+    /// The canonical bytes of its current version.
+    pub body: Vec<u8>,
+}
+
+/// The rows changed after change `after`, in change order, at most `limit`.
+///
+/// # Errors
+/// SQLite's error.
+pub async fn changed_since(
+    conn: &mut SqliteConnection,
+    after: i64,
+    limit: u32,
+) -> Result<Vec<Changed>, sqlx::Error> {
+    let rows: Vec<(i64, i64, String, Vec<u8>)> = sqlx::query_as(
+        "SELECT l.seq, c.change, l.state, l.body FROM listing_changes c \
+         JOIN listings l ON l.seq = c.seq WHERE c.change > ?1 ORDER BY c.change LIMIT ?2",
+    )
+    .bind(after)
+    .bind(i64::from(limit))
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(seq, change, state, body)| Changed {
+            seq,
+            change,
+            state,
+            body,
+        })
+        .collect())
+}
+
+/// The listings with these `seq`s as the API shows them, in the order given (a `seq` not held
+/// is left out).
+///
+/// # Errors
+/// SQLite's error, or a row that does not decode.
+pub async fn views_by_seq(
+    conn: &mut SqliteConnection,
+    seqs: &[i64],
+) -> Result<Vec<ListingView>, sqlx::Error> {
+    if seqs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut qb = QueryBuilder::<Sqlite>::new(
+        "SELECT seq, id, state, content_id, submitted_by, body FROM listings WHERE seq IN (",
+    );
+    let mut list = qb.separated(", ");
+    for seq in seqs {
+        list.push_bind(*seq);
+    }
+    qb.push(")");
+    let rows = qb.build().fetch_all(&mut *conn).await?;
+    let mut by_seq = std::collections::HashMap::with_capacity(rows.len());
+    for row in &rows {
+        by_seq.insert(row.try_get::<i64, _>("seq")?, view(row)?);
+    }
+    Ok(seqs.iter().filter_map(|s| by_seq.remove(s)).collect())
+}
+
+/// The newest `limit` listings held, newest first (tests read the whole catalog with it).
+///
+/// # Errors
+/// SQLite's error, or a row that does not decode.
+pub async fn newest(
+    conn: &mut SqliteConnection,
+    limit: u32,
+) -> Result<Vec<ListingView>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT seq, id, state, content_id, submitted_by, body FROM listings \
+         ORDER BY seq DESC LIMIT ?",
+    )
+    .bind(i64::from(limit))
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter().map(view).collect()
 }
 
 /// Writes `listing` as the current version of its id (a new row, or replacing the old one),
@@ -163,10 +244,9 @@ pub fn write(
     state: ListingState,
     submitted_by: &str,
 ) -> rusqlite::Result<()> {
-    match NewRow::new(listing, state, submitted_by).replace(db)? {
-        Some(seq) => index(db, seq, seq),
-        None => Ok(()),
-    }
+    NewRow::new(listing, state, submitted_by)
+        .replace(db)
+        .map(drop)
 }
 
 /// Sets the state of listing `id`.
@@ -507,134 +587,6 @@ pub async fn with_history(
     }
     v.history = Some(history);
     Ok(Some(v))
-}
-
-/// FTS5 needs each term quoted as a phrase; quotes inside are doubled.
-fn phrase(term: &str) -> String {
-    format!("\"{}\"", term.replace('"', "\"\""))
-}
-
-fn push_filters<'a>(qb: &mut QueryBuilder<'a, Sqlite>, s: &'a Search, own: &ZoneId) {
-    qb.push(" WHERE 1 = 1");
-    if let Some(q) = &s.q {
-        let terms: Vec<&str> = q.split_whitespace().collect();
-        let long: Vec<String> = terms
-            .iter()
-            .filter(|t| t.chars().count() >= 3)
-            .map(|t| phrase(t))
-            .collect();
-        if !long.is_empty() {
-            qb.push(" AND seq IN (SELECT rowid FROM listings_fts WHERE listings_fts MATCH ");
-            qb.push_bind(long.join(" AND "));
-            qb.push(")");
-        }
-        for short in terms.iter().filter(|t| t.chars().count() < 3) {
-            let pattern = super::contains_pattern(short);
-            qb.push(" AND (");
-            for (i, col) in [
-                "title",
-                "description",
-                "keywords",
-                "scenarios",
-                "provider_name",
-            ]
-            .iter()
-            .enumerate()
-            {
-                if i > 0 {
-                    qb.push(" OR ");
-                }
-                qb.push(*col)
-                    .push(" LIKE ")
-                    .push_bind(pattern.clone())
-                    .push(" ESCAPE '\\'");
-            }
-            qb.push(")");
-        }
-    }
-    for (col, value) in [
-        ("state", &s.state),
-        ("category", &s.category),
-        ("classification", &s.classification),
-    ] {
-        if let Some(v) = value {
-            qb.push(format!(" AND {col} = ")).push_bind(v.as_str());
-        }
-    }
-    if let Some(mode) = &s.delivery_mode {
-        qb.push(" AND delivery_modes LIKE ")
-            .push_bind(format!("%,{mode},%"));
-    }
-    match s.origin.as_deref() {
-        None => {}
-        Some("local") => {
-            qb.push(" AND origin = ").push_bind(own.to_string());
-        }
-        Some("external") => {
-            qb.push(" AND origin != ").push_bind(own.to_string());
-        }
-        Some(o) if o.contains('/') => {
-            qb.push(" AND origin = ").push_bind(o);
-        }
-        Some(o) => {
-            qb.push(" AND origin LIKE ").push_bind(format!("{o}/%"));
-        }
-    }
-}
-
-/// Runs a search; `own` is this node's zone (for `origin=local|external`).
-///
-/// # Errors
-/// Storage errors, including a malformed full-text expression.
-pub async fn search(
-    conn: &mut SqliteConnection,
-    s: &Search,
-    own: &ZoneId,
-) -> Result<Page, sqlx::Error> {
-    let limit = s.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
-    let mut qb = QueryBuilder::new("SELECT count(*) FROM (SELECT 1 FROM listings");
-    push_filters(&mut qb, s, own);
-    qb.push(" LIMIT ").push_bind(COUNT_CAP).push(")");
-    let total: i64 = qb.build().fetch_one(&mut *conn).await?.try_get(0)?;
-
-    let mut qb =
-        QueryBuilder::new("SELECT seq, id, state, content_id, submitted_by, body FROM listings");
-    push_filters(&mut qb, s, own);
-    if let Some(cursor) = s.cursor {
-        qb.push(" AND seq < ").push_bind(cursor);
-    }
-    // One extra row tells whether another page exists.
-    qb.push(" ORDER BY seq DESC LIMIT ")
-        .push_bind(i64::from(limit) + 1);
-    let rows = qb.build().fetch_all(&mut *conn).await?;
-    let more = rows.len() > limit as usize;
-    let mut items = Vec::with_capacity(rows.len().min(limit as usize));
-    let mut last_seq = None;
-    for row in rows.iter().take(limit as usize) {
-        last_seq = Some(row.try_get::<i64, _>("seq")?);
-        items.push(view(row)?);
-    }
-    let next_cursor = if more {
-        last_seq.map(|s| s.to_string())
-    } else {
-        None
-    };
-    Ok(Page {
-        items,
-        next_cursor,
-        total,
-    })
-}
-
-/// How many listings the search index finds for `text` (a substring, as the API's `q`), for
-/// tests.
-#[cfg(test)]
-pub async fn found(conn: &mut SqliteConnection, text: &str) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM listings_fts WHERE listings_fts MATCH ?")
-        .bind(phrase(text))
-        .fetch_one(&mut *conn)
-        .await
-        .expect("search")
 }
 
 /// Candidate comparables for valuing listing `id` by the market approach: the listed or

@@ -16,8 +16,7 @@ const CLASSES = ["public", "general", "important", "core"];
 const MODES = ["file", "api", "sandbox", "privacy_computing", "model_output", "verification"];
 const IN_DOMAIN = new Set(["sandbox", "privacy_computing", "model_output", "verification"]);
 const STAYS_HOME = new Set(["important", "core"]);
-/** The API counts matches up to this number. */
-const COUNT_CAP = 10000;
+const SORTS = ["relevance", "newest"];
 
 const STATE_KIND = { submitted: "wait", listed: "good", rejected: "bad", delisted: "muted", recognised: "info", revoked: "bad" };
 const CLASS_KIND = { public: "good", general: "info", important: "warn", core: "bad" };
@@ -45,10 +44,17 @@ export function createCatalog(ctx) {
   let items = [];
   let next = null;
   let total = 0;
+  /** The last page's facet counts ({facet: {value: n}}), its sort and its index lag. */
+  let counts = null;
+  let sorted = "";
+  let lag = 0;
+  /** The sort the reader picked, or "" to let the API choose. */
+  let sort = "";
   let loaded = false;
   let seq = 0;
   let listKey = "";
   let facetKey = "";
+  let countKey = "";
   let selected = null;
   let detailKey = "";
 
@@ -67,30 +73,74 @@ export function createCatalog(ctx) {
     return h("label", { class: "facet" }, h("span", {}, t(`facet.${name}`)), select);
   }
 
+  /** How many results choosing `value` of facet `name` would give, or null before any page. */
+  function count(name, value) {
+    return counts ? counts[name]?.[value] ?? 0 : null;
+  }
+
+  /**
+   * The count of an origin option, matched as the API filters: this zone, the others, a zone
+   * id ("exchange/zone") or an exchange id (its zones' counts summed). Null before any page,
+   * and for local/external until the overview names this zone.
+   */
+  function originCount(value) {
+    if (!counts) return null;
+    const zones = counts.origin ?? {};
+    const self = ctx.overview?.self?.zone;
+    const sum = (pick) => Object.entries(zones).reduce((n, [z, c]) => (pick(z) ? n + c : n), 0);
+    if (value === "local") return self ? zones[self] ?? 0 : null;
+    if (value === "external") return self ? sum((z) => z !== self) : null;
+    if (value.includes("/")) return zones[value] ?? 0;
+    return sum((z) => z.startsWith(`${value}/`));
+  }
+
+  /** An option whose text ends with its count ("信用 (1,234)"), or without one when unknown. */
+  function counted(value, text, current, n) {
+    return option(value, n === null ? text : `${text} (${fmtNum(n)})`, current);
+  }
+
+  /** The sort select: the API's choice (shown in brackets) or one the reader picked. */
+  function sortControl() {
+    const auto = sorted ? `${t("sort.auto")} (${label("sort", sorted)})` : t("sort.auto");
+    const select = h("select", {
+      id: "f-sort",
+      onchange: () => {
+        sort = select.value;
+        search();
+      },
+    }, option("", auto, sort), SORTS.map((v) => option(v, label("sort", v), sort)));
+    return h("label", { class: "facet" }, h("span", {}, t("sort.title")), select);
+  }
+
   /** Rebuilds the facet selects (language change, new zones or categories). */
   function renderFacets() {
     const exchanges = ctx.overview?.exchanges ?? [];
     const key = JSON.stringify([exchanges.map((e) => [e.id, e.zones.map((z) => z.id)]), [...categories], getLang()]);
-    if (key === facetKey) return;
+    const keyOfCounts = JSON.stringify([counts, sorted, sort, ctx.overview?.self?.zone]);
+    if (key === facetKey && keyOfCounts === countKey) return;
     facetKey = key;
-    const origins = [
-      option("local", t("origin.local"), filters.origin),
-      option("external", t("origin.external"), filters.origin),
-    ];
+    countKey = keyOfCounts;
+    const originOption = (value, text) => counted(value, text, filters.origin, originCount(value));
+    const origins = [originOption("local", t("origin.local")), originOption("external", t("origin.external"))];
     for (const e of exchanges) {
-      origins.push(option(e.id, t("origin.exchange", { name: e.display_name ?? e.id }), filters.origin));
-      for (const z of e.zones) origins.push(option(z.id, `\u3000${ctx.zoneName(z.id)}`, filters.origin));
+      origins.push(originOption(e.id, t("origin.exchange", { name: e.display_name ?? e.id })));
+      for (const z of e.zones) origins.push(originOption(z.id, `\u3000${ctx.zoneName(z.id)}`));
     }
     if (filters.origin && !origins.some((o) => o.value === filters.origin)) {
-      origins.push(option(filters.origin, filters.origin, filters.origin));
+      origins.push(originOption(filters.origin, filters.origin));
     }
+    const opt = (name, group) => (v) => counted(v, label(group, v), filters[name], count(name, v));
     const sortedCategories = [...categories].sort((a, b) => label("cat", a).localeCompare(label("cat", b), getLang()));
+    // Rebuilding the selects drops the focus; give it back to the same select.
+    const focused = els.facets.contains(document.activeElement) ? document.activeElement.id : "";
     put(els.facets,
       facet("origin", origins),
-      facet("category", sortedCategories.map((c) => option(c, label("cat", c), filters.category))),
-      facet("classification", CLASSES.map((c) => option(c, label("class", c), filters.classification))),
-      facet("delivery_mode", MODES.map((m) => option(m, label("delivery", m), filters.delivery_mode))),
-      facet("state", STATES.map((st) => option(st, label("state", st), filters.state))));
+      facet("category", sortedCategories.map(opt("category", "cat"))),
+      facet("classification", CLASSES.map(opt("classification", "class"))),
+      facet("delivery_mode", MODES.map(opt("delivery_mode", "delivery"))),
+      facet("state", STATES.map(opt("state", "state"))),
+      sortControl());
+    if (focused) byId(focused)?.focus();
   }
 
   function resultItem(item) {
@@ -118,7 +168,7 @@ export function createCatalog(ctx) {
   }
 
   function renderResults() {
-    const key = JSON.stringify([items.map((i) => [i.id, i.state, i.version, i.origin]), total, loaded, selected, getLang(), facetKey]);
+    const key = JSON.stringify([items.map((i) => [i.id, i.state, i.version, i.origin]), total, lag, loaded, selected, getLang(), facetKey]);
     if (key === listKey) return;
     listKey = key;
     if (!loaded) {
@@ -127,7 +177,8 @@ export function createCatalog(ctx) {
       els.more.hidden = true;
       return;
     }
-    put(els.total, total >= COUNT_CAP ? `≥ ${t("catalog.total", { n: fmtNum(COUNT_CAP) })}` : t("catalog.total", { n: fmtNum(total) }));
+    put(els.total, t("catalog.total", { n: fmtNum(total) }),
+      lag > 0 ? h("span", { class: "small" }, ` · ${t("catalog.lag", { n: fmtNum(lag) })}`) : null);
     if (!items.length) {
       put(els.results, h("li", { class: "empty" }, t("catalog.empty")));
     } else {
@@ -143,6 +194,7 @@ export function createCatalog(ctx) {
     const params = {
       q: els.search.value.trim(),
       ...filters,
+      sort,
       limit,
       cursor: append ? next : "",
       consistency: "local",
@@ -154,10 +206,16 @@ export function createCatalog(ctx) {
       items = append ? items.concat(page.items) : page.items;
       next = page.next_cursor ?? null;
       total = page.total;
+      // A page appended to the list has the same counts as the first, so it keeps them.
+      if (!append) {
+        counts = page.facets ?? null;
+        sorted = page.sort ?? "";
+        lag = page.index_lag ?? 0;
+      }
       loaded = true;
-      const before = categories.size;
       for (const it of page.items) categories.add(it.category);
-      if (categories.size !== before) renderFacets();
+      for (const c of Object.keys(page.facets?.category ?? {})) categories.add(c);
+      renderFacets();
       renderResults();
     } catch (e) {
       if (mine === seq) ctx.report("catalog", e);
@@ -399,10 +457,14 @@ export function createCatalog(ctx) {
     reset() {
       items = [];
       next = null;
+      counts = null;
+      sorted = "";
+      lag = 0;
       loaded = false;
       selected = null;
       listKey = "";
       detailKey = "";
+      renderFacets();
       renderResults();
       placeholder();
     },

@@ -1,0 +1,349 @@
+use xchg_protocol::{Listing, Timestamp};
+
+use super::*;
+use crate::catalog::tables::listings;
+
+fn listing(title: &str, description: &str, category: &str) -> Listing {
+    let mut draft = xchg_protocol::vectors::credit_draft();
+    draft.title = title.into();
+    draft.description = description.into();
+    draft.category = category.into();
+    draft.keywords = Vec::new();
+    draft.scenarios = vec!["贷款审查".into()];
+    draft.provider.name = "禹州市大数据中心".into();
+    Listing::first_version(
+        draft,
+        "xuchang/yuzhou".parse().expect("zone"),
+        Timestamp(1_000),
+    )
+}
+
+/// Writes `listings` to the catalog in `dir` as the state machine would (the index is not
+/// running: a node that crashed after applying them and before indexing them).
+fn apply(dir: &Path, listings: &[(Listing, ListingState)]) {
+    let db = crate::catalog::test_db(dir);
+    for (l, state) in listings {
+        listings::write(&db, l, *state, "p1").expect("write");
+    }
+}
+
+async fn opened(dir: &Path) -> (Db, SearchIndex) {
+    let db = Db::open(dir).await.expect("db");
+    let clock = {
+        let mut conn = db.reader().await.expect("reader");
+        listings::clock(&mut conn).await.expect("clock")
+    };
+    let index = SearchIndex::open(dir, clock).expect("index");
+    (db, index)
+}
+
+async fn caught_up(dir: &Path) -> (Db, SearchIndex) {
+    let (db, index) = opened(dir).await;
+    index.catch_up(&db, &mut |_| {}).await.expect("catch up");
+    (db, index)
+}
+
+async fn titles(index: &SearchIndex, db: &Db, s: Search) -> (Vec<String>, Page) {
+    let clock = {
+        let mut conn = db.reader().await.expect("reader");
+        listings::clock(&mut conn).await.expect("clock")
+    };
+    let page = search(index, db, s, "xuchang/yuzhou".parse().expect("zone"), clock)
+        .await
+        .expect("search");
+    let titles = page.items.iter().map(|v| v.listing.title.clone()).collect();
+    (titles, page)
+}
+
+fn q(text: &str) -> Search {
+    Search {
+        q: Some(text.into()),
+        sort: Sort::Relevance,
+        ..Search::default()
+    }
+}
+
+async fn close(db: Db, index: SearchIndex) {
+    index.close().await;
+    db.close().await;
+}
+
+#[tokio::test]
+async fn a_word_finds_longer_words_holding_it_and_the_title_ranks_first() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    apply(
+        dir.path(),
+        &[
+            (
+                listing("交通流量数据", "含企业信用评价的交通数据", "traffic"),
+                ListingState::Listed,
+            ),
+            (
+                listing("企业信用评价接口", "按统一社会信用代码查询", "credit"),
+                ListingState::Listed,
+            ),
+            (
+                listing("不动产登记数据", "不动产登记信息", "property"),
+                ListingState::Submitted,
+            ),
+        ],
+    );
+    let (db, index) = caught_up(dir.path()).await;
+    let (found, page) = titles(&index, &db, q("信用")).await;
+    assert_eq!(found, ["企业信用评价接口", "交通流量数据"], "{page:?}");
+    assert_eq!(page.total, 2);
+    assert_eq!(page.sort, Sort::Relevance);
+    assert_eq!(page.index_lag, 0);
+    assert_eq!(page.facets.category.get("credit"), Some(&1));
+    assert_eq!(page.facets.category.get("traffic"), Some(&1));
+    assert_eq!(page.facets.category.get("property"), None);
+    // A word that is nowhere finds nothing, quickly, with facets empty.
+    let (found, page) = titles(&index, &db, q("航空")).await;
+    assert!(found.is_empty());
+    assert_eq!((page.total, page.facets.state.len()), (0, 0));
+    // Facets count as if their own filter were not set.
+    let (found, page) = titles(
+        &index,
+        &db,
+        Search {
+            state: Some("listed".into()),
+            category: Some("credit".into()),
+            ..Search::default()
+        },
+    )
+    .await;
+    assert_eq!(found, ["企业信用评价接口"]);
+    assert_eq!(page.total, 1);
+    assert_eq!(page.facets.category.get("traffic"), Some(&1), "{page:?}");
+    assert_eq!(page.facets.state.get("submitted"), None, "{page:?}");
+    assert_eq!(page.facets.state.get("listed"), Some(&1), "{page:?}");
+    close(db, index).await;
+}
+
+#[tokio::test]
+async fn pages_follow_each_other_without_repeats_while_listings_are_added() {
+    for sort in [Sort::Relevance, Sort::Newest] {
+        pages_while_listings_are_added(sort).await;
+    }
+}
+
+/// Pages of 7 through 25 matches of differing relevance; after the first page a listing that
+/// matches better than any arrives. Every listing there at the first page comes exactly once.
+async fn pages_while_listings_are_added(sort: Sort) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let first: Vec<(Listing, ListingState)> = (0..25)
+        .map(|i| {
+            let title = format!("信用数据产品{i}");
+            (
+                listing(&title, &"信用 ".repeat(1 + i % 5), "credit"),
+                ListingState::Listed,
+            )
+        })
+        .collect();
+    apply(dir.path(), &first);
+    let (mut db, mut index) = caught_up(dir.path()).await;
+    let mut seen = Vec::new();
+    let mut s = Search {
+        limit: Some(7),
+        sort,
+        ..q("信用")
+    };
+    loop {
+        let (found, page) = titles(&index, &db, s.clone()).await;
+        assert_eq!(page.total, if seen.is_empty() { 25 } else { 26 });
+        assert_eq!(page.sort, sort);
+        seen.extend(found);
+        let Some(next) = page.next_cursor else { break };
+        s.cursor = Some(next);
+        if seen.len() == 7 {
+            close(db, index).await;
+            apply(
+                dir.path(),
+                &[(
+                    listing("信用信用信用", "信用", "credit"),
+                    ListingState::Listed,
+                )],
+            );
+            (db, index) = caught_up(dir.path()).await;
+        }
+    }
+    let mut unique = seen.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(
+        unique.len(),
+        seen.len(),
+        "a listing came twice ({sort:?}): {seen:?}"
+    );
+    for i in 0..25 {
+        let title = format!("信用数据产品{i}");
+        assert!(
+            seen.contains(&title),
+            "{title} missing ({sort:?}): {seen:?}"
+        );
+    }
+    close(db, index).await;
+}
+
+/// The index is derived from the applied catalog, committed apart from it: a node that applied
+/// listings and stopped before indexing them (killed, or the index's commit failed) takes them
+/// in when it starts again, and a changed state is seen as well as a new listing.
+#[tokio::test]
+async fn the_index_catches_up_after_a_crash_between_apply_and_indexing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kept = listing("禹州市企业信用核验", "核验", "credit");
+    apply(dir.path(), &[(kept.clone(), ListingState::Submitted)]);
+    let (db, index) = caught_up(dir.path()).await;
+    let before = index.covered();
+    close(db, index).await;
+    // Applied while the index was not running.
+    apply(
+        dir.path(),
+        &[
+            (
+                listing("长葛市公积金缴存数据", "公积金", "housing"),
+                ListingState::Listed,
+            ),
+            (kept.clone(), ListingState::Listed),
+        ],
+    );
+    let (db, index) = opened(dir.path()).await;
+    assert_eq!(index.covered(), before, "the index kept its own position");
+    let (_, page) = titles(&index, &db, q("公积金")).await;
+    assert_eq!((page.total, page.index_lag), (0, 2), "not yet taken in");
+    // The node's indexer, as it runs.
+    let (stop, stop_rx) = watch::channel(false);
+    let task = tokio::spawn(index.clone().run(db.clone(), stop_rx));
+    let clock = {
+        let mut conn = db.reader().await.expect("reader");
+        listings::clock(&mut conn).await.expect("clock")
+    };
+    index
+        .wait_covers(clock, Duration::from_secs(30))
+        .await
+        .expect("caught up");
+    let (found, _) = titles(&index, &db, q("公积金")).await;
+    assert_eq!(found, ["长葛市公积金缴存数据"]);
+    let (_, page) = titles(
+        &index,
+        &db,
+        Search {
+            state: Some("listed".into()),
+            ..Search::default()
+        },
+    )
+    .await;
+    assert_eq!(page.total, 2, "the state change was taken in: {page:?}");
+    stop.send_replace(true);
+    task.await.expect("indexer stops");
+    db.close().await;
+}
+
+/// A snapshot replaces every row and draws a new epoch: the index starts over, so a listing
+/// the snapshot does not hold is no longer found.
+#[tokio::test]
+async fn a_new_epoch_starts_the_index_over() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    apply(
+        dir.path(),
+        &[
+            (
+                listing("鄢陵县花木数据", "花木", "agri"),
+                ListingState::Listed,
+            ),
+            (
+                listing("襄城县煤炭数据", "煤炭", "energy"),
+                ListingState::Listed,
+            ),
+        ],
+    );
+    let (db, index) = caught_up(dir.path()).await;
+    close(db, index).await;
+    {
+        let db = crate::catalog::test_db(dir.path());
+        db.execute_batch(
+            "DELETE FROM listing_history; DELETE FROM listings WHERE category = 'agri'",
+        )
+        .expect("delete");
+        listings::new_clock_epoch(&db).expect("epoch");
+    }
+    let (db, index) = caught_up(dir.path()).await;
+    let (found, page) = titles(&index, &db, Search::default()).await;
+    assert_eq!(found, ["襄城县煤炭数据"], "{page:?}");
+    close(db, index).await;
+}
+
+#[tokio::test]
+async fn a_cursor_not_written_by_the_index_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    apply(dir.path(), &[]);
+    let (db, index) = caught_up(dir.path()).await;
+    for (cursor, sort) in [
+        ("r.!!", Sort::Relevance),
+        ("r.e30", Sort::Newest),
+        ("abc", Sort::Newest),
+        ("12", Sort::Relevance),
+    ] {
+        let s = Search {
+            cursor: Some(cursor.into()),
+            sort,
+            ..q("信用")
+        };
+        let err = index
+            .find(&s, &"xuchang/yuzhou".parse().expect("zone"))
+            .expect_err(cursor);
+        assert!(matches!(err, SearchError::Cursor(_)), "{err}");
+    }
+    close(db, index).await;
+}
+
+/// Found by review: a changed listing is deleted and added again, and a deleted document still
+/// counts in a word's document frequency until segments merge; scoring with the count of live
+/// documents alone broke BM25's n >= df and panicked every search for the word.
+#[tokio::test]
+async fn a_word_of_changed_listings_is_still_searchable() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = listing("交通数据", "数据", "traffic");
+    let b = listing("医疗数据", "数据", "health");
+    let c = listing("能源数据", "数据", "energy");
+    apply(
+        dir.path(),
+        &[
+            (a.clone(), ListingState::Submitted),
+            (b, ListingState::Submitted),
+            (c, ListingState::Submitted),
+        ],
+    );
+    let (db, index) = caught_up(dir.path()).await;
+    close(db, index).await;
+    // One of the three changes: its first document is deleted, not yet merged away.
+    apply(dir.path(), &[(a, ListingState::Listed)]);
+    let (db, index) = caught_up(dir.path()).await;
+    let (found, page) = titles(&index, &db, q("数据")).await;
+    assert_eq!(found.len(), 3, "{page:?}");
+    assert_eq!(page.facets.state.get("listed"), Some(&1));
+    close(db, index).await;
+}
+
+/// A relevance cursor carrying a word's document frequency above its count of documents is
+/// not one the index wrote (it would break BM25's n >= df).
+#[tokio::test]
+async fn a_cursor_with_impossible_statistics_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    apply(
+        dir.path(),
+        &[(listing("交通数据", "数据", "traffic"), ListingState::Listed)],
+    );
+    let (db, index) = caught_up(dir.path()).await;
+    let forged = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(r#"{"s":0,"q":0,"n":1,"t":[1,1],"d":[[0,"数据",5]]}"#);
+    let s = Search {
+        cursor: Some(format!("r.{forged}")),
+        ..q("数据")
+    };
+    let err = index
+        .find(&s, &"xuchang/yuzhou".parse().expect("zone"))
+        .expect_err("forged");
+    assert!(matches!(err, SearchError::Cursor(_)), "{err}");
+    close(db, index).await;
+}
