@@ -24,7 +24,9 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
-use tantivy::query::{BooleanQuery, BoostQuery, Occur, PhraseQuery, Query, TermQuery};
+use tantivy::query::{
+    BooleanQuery, BoostQuery, EnableScoring, Occur, PhraseQuery, Query, TermQuery,
+};
 use tantivy::schema::{
     FAST, Field, INDEXED, IndexRecordOption, Schema, TextFieldIndexing, TextOptions,
 };
@@ -40,7 +42,7 @@ use crate::catalog::tables::listings::{self, Changed, Clock};
 use crate::store::Db;
 
 pub use collect::Packed;
-use collect::{Collect, Filter, Hits, Key};
+use collect::{Filter, Key};
 
 /// The index's directory inside the data directory.
 pub const INDEX_DIR: &str = "search";
@@ -188,6 +190,9 @@ struct Fields {
     packed: Field,
     title: Field,
     text: Field,
+    /// Every word of the title and the text, without frequencies or positions: what a query's
+    /// matches are counted on.
+    all: Field,
 }
 
 fn schema() -> (Schema, Fields) {
@@ -202,6 +207,15 @@ fn schema() -> (Schema, Fields) {
         packed: b.add_u64_field("packed", FAST),
         title: b.add_text_field("title", words.clone()),
         text: b.add_text_field("text", words),
+        all: b.add_text_field(
+            "all",
+            TextOptions::default().set_indexing_options(
+                TextFieldIndexing::default()
+                    .set_tokenizer("raw")
+                    .set_index_option(IndexRecordOption::Basic)
+                    .set_fieldnorms(false),
+            ),
+        ),
     };
     (b.build(), fields)
 }
@@ -522,30 +536,40 @@ impl SearchIndex {
             .transpose()?;
         // The statistics the first page scored with, so that later pages score alike while
         // listings come and go.
-        let stats = match cursor.as_ref().and_then(|c| c.stats.clone()) {
-            Some(stats) => stats,
-            None => Stats::default(),
-        };
+        let stats: Stats = cursor
+            .as_ref()
+            .and_then(|c| c.stats.clone())
+            .unwrap_or_default();
         let mut stats = FrozenStats::new(&searcher, stats);
-        let query: Box<dyn Query> = match text {
+        // The words, all required (what is counted), and the query that scores them (the
+        // same with a bonus for the words in order).
+        let (counting, scoring): (Box<dyn Query>, Box<dyn Query>) = match text {
             Some(q) => match self.text_query(q, &mut stats)? {
-                Some(query) => query,
+                Some(queries) => queries,
                 // Nothing in the query is a word: it matches nothing.
-                None => Box::new(tantivy::query::EmptyQuery),
+                None => (
+                    Box::new(tantivy::query::EmptyQuery),
+                    Box::new(tantivy::query::EmptyQuery),
+                ),
             },
-            None => Box::new(tantivy::query::AllQuery),
+            None => (
+                Box::new(tantivy::query::AllQuery),
+                Box::new(tantivy::query::AllQuery),
+            ),
         };
-        let collect = Collect {
-            filter,
-            scored: relevance,
-            after: cursor.map(|c| c.after),
-            keep: limit + 1,
-            seq: "seq",
-            packed: "packed",
-        };
-        let hits: Hits = searcher.search_with_statistics_provider(&*query, &collect, &stats)?;
-        let more = hits.after_cursor > limit as u64;
-        let page: Vec<Key> = hits.top.into_iter().take(limit).collect();
+        let after = cursor.map(|c| c.after);
+        let keep = limit + 1;
+        let counting = counting.weight(EnableScoring::disabled_from_searcher(&searcher))?;
+        let newest = (!relevance).then_some((after, keep));
+        let (total, counts, mut top) = collect::count(&searcher, &*counting, &filter, newest)?;
+        if relevance {
+            let scoring = scoring.weight(EnableScoring::enabled_from_statistics_provider(
+                &stats, &searcher,
+            ))?;
+            top = collect::best(&searcher, &*scoring, &filter, after, keep)?;
+        }
+        let more = top.len() > limit;
+        let page: Vec<Key> = top.into_iter().take(limit).collect();
         let next_cursor = if more {
             page.last().map(|k| {
                 Cursor {
@@ -563,8 +587,8 @@ impl SearchIndex {
                 .map(|k| i64::try_from(k.seq).unwrap_or(i64::MAX))
                 .collect(),
             next_cursor,
-            total: hits.total,
-            facets: hits.counts.facets(&names),
+            total,
+            facets: counts.facets(&names),
             sort: order,
             covered,
         })
@@ -577,31 +601,47 @@ impl SearchIndex {
         &self,
         q: &str,
         stats: &mut FrozenStats<'_>,
-    ) -> Result<Option<Box<dyn Query>>, SearchError> {
+    ) -> Result<Option<TextQueries>, SearchError> {
         let f = self.0.fields;
-        let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        // Scored: each word in the title (weighted) or the text. Counted: each word in `all`,
+        // one posting list per word.
+        let mut scored: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        let mut counted: Vec<(Occur, Box<dyn Query>)> = Vec::new();
         let mut in_order: Vec<String> = Vec::new();
+        let matches = |word: &str| -> Box<dyn Query> {
+            Box::new(TermQuery::new(
+                Term::from_field_text(f.all, word),
+                IndexRecordOption::Basic,
+            ))
+        };
         for term in q.split_whitespace() {
             for (word, pieces) in words::query_words(term) {
                 let held = stats.doc_freq_of(f.title, &word)? + stats.doc_freq_of(f.text, &word)?;
                 if held > 0 || pieces.is_empty() {
-                    clauses.push((Occur::Must, word_query(f, &word)));
+                    scored.push((Occur::Must, word_query(f, &word)));
+                    counted.push((Occur::Must, matches(&word)));
                     in_order.push(word);
                 } else {
-                    let all: Vec<(Occur, Box<dyn Query>)> = pieces
-                        .iter()
-                        .map(|p| {
-                            stats.doc_freq_of(f.title, p)?;
-                            stats.doc_freq_of(f.text, p)?;
-                            Ok((Occur::Must, word_query(f, p)))
-                        })
-                        .collect::<Result<_, SearchError>>()?;
-                    clauses.push((Occur::Must, Box::new(BooleanQuery::new(all))));
+                    for piece in &pieces {
+                        stats.doc_freq_of(f.title, piece)?;
+                        stats.doc_freq_of(f.text, piece)?;
+                        scored.push((Occur::Must, word_query(f, piece)));
+                        counted.push((Occur::Must, matches(piece)));
+                    }
                 }
             }
         }
-        if clauses.is_empty() {
+        if scored.is_empty() {
             return Ok(None);
+        }
+        let counting: Box<dyn Query> = if counted.len() == 1 {
+            counted.remove(0).1
+        } else {
+            Box::new(BooleanQuery::new(counted))
+        };
+        if scored.len() == 1 {
+            // One word: its title-or-text union alone, which the scorers prune by block maxima.
+            return Ok(Some((counting, scored.remove(0).1)));
         }
         if in_order.len() >= 2 {
             for (field, boost) in [
@@ -612,13 +652,13 @@ impl SearchIndex {
                     .iter()
                     .map(|w| Term::from_field_text(field, w))
                     .collect();
-                clauses.push((
+                scored.push((
                     Occur::Should,
                     Box::new(BoostQuery::new(Box::new(PhraseQuery::new(terms)), boost)),
                 ));
             }
         }
-        Ok(Some(Box::new(BooleanQuery::new(clauses))))
+        Ok(Some((counting, Box::new(BooleanQuery::new(scored)))))
     }
 
     /// The index's size on disk, in bytes.
@@ -626,6 +666,9 @@ impl SearchIndex {
         dir_bytes(&self.0.dir)
     }
 }
+
+/// A text query's two forms: what is counted (every word required) and what is scored.
+type TextQueries = (Box<dyn Query>, Box<dyn Query>);
 
 /// What [`SearchIndex::find`] found: the page's listings by `seq`, to be read from the catalog.
 #[derive(Debug, Clone)]
@@ -742,11 +785,27 @@ fn document(f: Fields, names: &mut Names, row: &Changed, l: &Listing) -> Tantivy
     let mut doc = TantivyDocument::default();
     doc.add_u64(f.seq, row.seq.unsigned_abs());
     doc.add_u64(f.packed, packed.0);
-    doc.add_pre_tokenized_text(f.title, tokens(&[&l.title]));
+    let title = tokens(&[&l.title]);
     let mut parts: Vec<&str> = vec![&l.description, &l.provider.name];
     parts.extend(l.keywords.iter().map(String::as_str));
     parts.extend(l.scenarios.iter().map(String::as_str));
-    doc.add_pre_tokenized_text(f.text, tokens(&parts));
+    let text = tokens(&parts);
+    let all = PreTokenizedString {
+        text: String::new(),
+        tokens: title
+            .tokens
+            .iter()
+            .chain(&text.tokens)
+            .map(|t| Token {
+                offset_from: 0,
+                offset_to: 0,
+                ..t.clone()
+            })
+            .collect(),
+    };
+    doc.add_pre_tokenized_text(f.title, title);
+    doc.add_pre_tokenized_text(f.text, text);
+    doc.add_pre_tokenized_text(f.all, all);
     doc
 }
 

@@ -406,7 +406,6 @@ mod tests {
     use crate::catalog::tables::{listings, tokens};
     use crate::catalog::{Actor, Batch, Refusal, Review};
     use crate::store::snapshot::SnapshotPayload;
-    use crate::store::test_zone;
     use crate::store::{from_cbor, to_cbor};
 
     fn submission(title: &str) -> (Listing, CatalogCommand) {
