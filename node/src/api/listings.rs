@@ -590,12 +590,20 @@ pub async fn search(
         let mut conn = state.db.reader().await?;
         crate::catalog::tables::listings::clock(&mut conn).await?
     };
-    if matches!(p.consistency, Consistency::Linearizable) {
-        state
+    match p.consistency {
+        Consistency::Linearizable => state
             .search
             .wait_covers(clock, crate::search::COVER_WAIT)
             .await
-            .map_err(search_error)?;
+            .map_err(search_error)?,
+        // What this replica holds, if the index takes it in within a moment; otherwise (the
+        // index rebuilding) what the index holds, `index_lag` saying how far behind.
+        Consistency::Local => {
+            let _ = state
+                .search
+                .wait_covers(clock, crate::search::LOCAL_WAIT)
+                .await;
+        }
     }
     let search = Search {
         q,

@@ -284,8 +284,8 @@ pub struct Page {
     /// exact; values with no match are left out.
     pub facets: Facets,
     /// How many listing changes the search index had not taken in when the page was read: 0
-    /// for a `linearizable` read (it waits for the index), possibly more with
-    /// `consistency=local`.
+    /// for a `linearizable` read (it waits for the index); with `consistency=local` more only
+    /// when the index did not catch up within a second (a rebuild).
     pub index_lag: u64,
 }
 

@@ -55,6 +55,9 @@ const WRITER_BYTES: usize = 64 << 20;
 const COMMIT_EVERY: Duration = Duration::from_millis(100);
 /// How long a search waits for the index to take in its read point.
 pub const COVER_WAIT: Duration = Duration::from_secs(10);
+/// How long a `consistency=local` search waits for the index to take in what this node's
+/// catalog holds before answering from the index as it is.
+pub const LOCAL_WAIT: Duration = Duration::from_secs(1);
 /// Weight of a word found in the title over one found in the rest of the text.
 const TITLE_BOOST: f32 = 3.0;
 /// Weight of the query's words found together, in order (a phrase), on top of each word's.
