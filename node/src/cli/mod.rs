@@ -69,8 +69,14 @@ pub fn write_out(args: std::fmt::Arguments<'_>) {
 /// Whatever the command reports; the binary prints it and exits with status 1.
 pub fn execute(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Up(args) => block_on(up::up(args)),
-        Command::Run(args) => block_on(run::run(args)),
+        Command::Up(args) => {
+            private_files();
+            block_on(up::up(args))
+        }
+        Command::Run(args) => {
+            private_files();
+            block_on(run::run(args))
+        }
         Command::Status(target) => block_on(client::status(target)),
         Command::Listing(ListingCommand::Submit(args)) => block_on(client::submit(args)),
         Command::Listing(ListingCommand::Approve(args)) => block_on(client::approve(args)),
@@ -101,6 +107,12 @@ pub fn execute(command: Command) -> anyhow::Result<ExitCode> {
             block_on(bench_federation::federation(args))
         }
     }
+}
+
+/// A node's files are its own: whatever it creates from here on is readable by this user only
+/// (umask 077), files that libraries create included (the search index's).
+fn private_files() {
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
 }
 
 /// Runs a command's future on a fresh runtime.

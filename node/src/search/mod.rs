@@ -403,6 +403,7 @@ impl SearchIndex {
             if let Some(writer) = writer {
                 let _ = writer.wait_merging_threads();
             }
+            tighten(&inner.dir);
         })
         .await;
     }
@@ -502,6 +503,7 @@ impl SearchIndex {
         let mut commit = writer.prepare_commit()?;
         commit.set_payload(&payload);
         commit.commit()?;
+        tighten(&inner.dir);
         inner.reader.reload()?;
         inner.covered.send_replace(covered);
         Ok(())
@@ -735,7 +737,8 @@ fn word_query(f: Fields, word: &str) -> Box<dyn Query> {
 }
 
 fn open_dir(dir: &Path, schema: &Schema) -> Result<Index, tantivy::TantivyError> {
-    std::fs::create_dir_all(dir)?;
+    // Private like the rest of the data directory: 0700, its files 0600 ([`tighten`]).
+    crate::store::files::prepare_dir(dir)?;
     let directory = tantivy::directory::MmapDirectory::open(dir)?;
     let index = Index::open_or_create(directory, schema.clone())?;
     if index.schema() != *schema {
@@ -744,6 +747,15 @@ fn open_dir(dir: &Path, schema: &Schema) -> Result<Index, tantivy::TantivyError>
         ));
     }
     Ok(index)
+}
+
+/// Brings the index's files to mode 0600 (tantivy creates them as the umask allows; the
+/// directory is 0700 throughout, so no one else reaches them meanwhile). `xchg run` and `xchg up`
+/// also set the umask to 077.
+fn tighten(dir: &Path) {
+    if let Err(e) = crate::store::files::prepare_dir(dir) {
+        tracing::warn!(dir = %dir.display(), error = %e, "search index: could not make its files private");
+    }
 }
 
 fn dir_bytes(dir: &Path) -> u64 {
