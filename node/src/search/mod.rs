@@ -49,6 +49,8 @@ pub const INDEX_DIR: &str = "search";
 
 /// Rows read from the catalog per indexing step.
 const STEP: u32 = 5_000;
+/// Longest an indexing step goes on before it commits what it has.
+const STEP_TIME: Duration = Duration::from_millis(250);
 /// Indexing memory (tantivy's writer arena, one thread).
 const WRITER_BYTES: usize = 64 << 20;
 /// Least time between two commits while writes arrive and no search waits.
@@ -395,14 +397,14 @@ impl SearchIndex {
         self.close().await;
     }
 
-    /// Lets go of the index's writer (and its lock), waiting for merges in progress.
+    /// Lets go of the index's writer (and its lock).
     pub async fn close(&self) {
         let inner = self.0.clone();
         let _ = tokio::task::spawn_blocking(move || {
             let writer = inner.writer.lock().ok().and_then(|mut w| w.take());
-            if let Some(writer) = writer {
-                let _ = writer.wait_merging_threads();
-            }
+            // Dropped, not waited for: merges in progress are abandoned (their files are
+            // collected next time), so a node stops promptly whatever the index is doing.
+            drop(writer);
             tighten(&inner.dir);
         })
         .await;
@@ -442,22 +444,22 @@ impl SearchIndex {
         };
         report.start(self.covered().lag(clock));
         let this = self.clone();
-        let n = rows.len();
-        tokio::task::spawn_blocking(move || this.take_in(clock, after, &rows))
+        let taken = tokio::task::spawn_blocking(move || this.take_in(clock, after, &rows))
             .await
             .map_err(|_| SearchError::Stopped)??;
-        report.add(n as u64);
+        report.add(taken as u64);
         Ok(true)
     }
 
     /// Indexes `rows` (the rows of `clock`'s epoch changed after `after`, in change order;
-    /// `None`: all of them, the index starting over) and commits.
+    /// `None`: all of them, the index starting over) and commits; returns how many it took in
+    /// (a prefix: a step is bounded in time).
     fn take_in(
         &self,
         clock: Clock,
         after: Option<i64>,
         rows: &[Changed],
-    ) -> Result<(), SearchError> {
+    ) -> Result<usize, SearchError> {
         let inner = &*self.0;
         let mut guard = inner.writer.lock().map_err(|_| SearchError::Stopped)?;
         let writer = guard.as_mut().ok_or(SearchError::Stopped)?;
@@ -471,7 +473,15 @@ impl SearchIndex {
             writer.delete_all_documents()?;
         }
         let mut reached = after.unwrap_or(0);
-        for row in rows {
+        let started = Instant::now();
+        let mut taken = 0;
+        for (n, row) in rows.iter().enumerate() {
+            // A step ends after STEP_TIME (rows come in change order, so what is indexed is a
+            // prefix): a stopping node waits for one step at most.
+            if n > 0 && started.elapsed() >= STEP_TIME {
+                break;
+            }
+            taken += 1;
             let seq = row.seq.unsigned_abs();
             writer.delete_term(Term::from_field_u64(inner.fields.seq, seq));
             reached = reached.max(row.change);
@@ -506,7 +516,7 @@ impl SearchIndex {
         tighten(&inner.dir);
         inner.reader.reload()?;
         inner.covered.send_replace(covered);
-        Ok(())
+        Ok(taken)
     }
 
     /// Runs `search` against the index (blocking: call from a blocking thread); `own` is this
