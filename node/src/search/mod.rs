@@ -234,8 +234,6 @@ struct Inner {
     covered: watch::Sender<Covered>,
     /// Woken by a search waiting for the index: commit now rather than at the next interval.
     hurry: Notify,
-    /// What the searcher's segments hold, in memory.
-    facts: collect::Facts,
 }
 
 /// The search index of one node (cheap to clone).
@@ -294,8 +292,6 @@ impl SearchIndex {
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
             .try_into()?;
-        let facts = collect::Facts::default();
-        facts.warm(&reader.searcher())?;
         // The writer's lock: a node stopped in this process a moment ago (tests, simulations)
         // may still be letting go of it.
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -316,7 +312,6 @@ impl SearchIndex {
             writer: Mutex::new(Some(writer)),
             covered: watch::Sender::new(covered),
             hurry: Notify::new(),
-            facts,
         })))
     }
 
@@ -520,7 +515,6 @@ impl SearchIndex {
         commit.commit()?;
         tighten(&inner.dir);
         inner.reader.reload()?;
-        inner.facts.warm(&inner.reader.searcher())?;
         inner.covered.send_replace(covered);
         Ok(taken)
     }
@@ -582,21 +576,12 @@ impl SearchIndex {
         let keep = limit + 1;
         let counting = counting.weight(EnableScoring::disabled_from_searcher(&searcher))?;
         let newest = (!relevance).then_some((after, keep));
-        let (total, counts, mut top) = collect::count(
-            &searcher,
-            &inner.facts,
-            collect::Counting {
-                everything: text.is_none(),
-                weight: &*counting,
-                filter: &filter,
-                newest,
-            },
-        )?;
+        let (total, counts, mut top) = collect::count(&searcher, &*counting, &filter, newest)?;
         if relevance {
             let scoring = scoring.weight(EnableScoring::enabled_from_statistics_provider(
                 &stats, &searcher,
             ))?;
-            top = collect::best(&searcher, &inner.facts, &*scoring, &filter, after, keep)?;
+            top = collect::best(&searcher, &*scoring, &filter, after, keep)?;
         }
         let more = top.len() > limit;
         let page: Vec<Key> = top.into_iter().take(limit).collect();
