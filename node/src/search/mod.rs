@@ -49,8 +49,6 @@ pub const INDEX_DIR: &str = "search";
 
 /// Rows read from the catalog per indexing step.
 const STEP: u32 = 5_000;
-/// Longest an indexing step goes on before it commits what it has.
-const STEP_TIME: Duration = Duration::from_millis(250);
 /// Indexing memory (tantivy's writer arena, one thread).
 const WRITER_BYTES: usize = 64 << 20;
 /// Least time between two commits while writes arrive and no search waits.
@@ -361,7 +359,7 @@ impl SearchIndex {
             }
             // Seen before the clock is read: a batch applied from here on wakes the wait below.
             applied.borrow_and_update();
-            match self.step(&db, &mut report).await {
+            match self.step(&db, &mut report, Some(&stop)).await {
                 Ok(true) => {
                     // More to take in: go on at once, unless commits come too fast.
                     let since = last_commit.elapsed();
@@ -385,6 +383,8 @@ impl SearchIndex {
                         _ = stop.changed() => {}
                     }
                 }
+                // Told to stop mid-step: what the step took in was not committed.
+                Err(SearchError::Stopped) if *stop.borrow() => break,
                 Err(e) => {
                     tracing::warn!(error = %e, "search index: indexing failed; trying again");
                     tokio::select! {
@@ -421,7 +421,7 @@ impl SearchIndex {
         progress: &mut dyn FnMut(Progress),
     ) -> Result<(), SearchError> {
         let mut report = Reporter::default();
-        while self.step(db, &mut report).await? {
+        while self.step(db, &mut report, None).await? {
             progress(report.progress());
         }
         Ok(())
@@ -429,7 +429,12 @@ impl SearchIndex {
 
     /// One indexing step: starts over if the epoch changed, then takes in up to [`STEP`]
     /// changed rows and commits. Returns whether there was anything to take in.
-    async fn step(&self, db: &Db, report: &mut Reporter) -> Result<bool, SearchError> {
+    async fn step(
+        &self,
+        db: &Db,
+        report: &mut Reporter,
+        stop: Option<&watch::Receiver<bool>>,
+    ) -> Result<bool, SearchError> {
         let (clock, after, rows) = {
             let mut conn = db.reader().await?;
             let clock = listings::clock(&mut conn).await?;
@@ -444,22 +449,26 @@ impl SearchIndex {
         };
         report.start(self.covered().lag(clock));
         let this = self.clone();
-        let taken = tokio::task::spawn_blocking(move || this.take_in(clock, after, &rows))
+        let n = rows.len();
+        let stop = stop.cloned();
+        tokio::task::spawn_blocking(move || this.take_in(clock, after, &rows, stop.as_ref()))
             .await
             .map_err(|_| SearchError::Stopped)??;
-        report.add(taken as u64);
+        report.add(n as u64);
         Ok(true)
     }
 
     /// Indexes `rows` (the rows of `clock`'s epoch changed after `after`, in change order;
-    /// `None`: all of them, the index starting over) and commits; returns how many it took in
-    /// (a prefix: a step is bounded in time).
+    /// `None`: all of them, the index starting over) and commits. Once `stop` is set it gives
+    /// up before the next row, committing nothing ([`SearchError::Stopped`]): a stopping node
+    /// does not wait for a step of a rebuild.
     fn take_in(
         &self,
         clock: Clock,
         after: Option<i64>,
         rows: &[Changed],
-    ) -> Result<usize, SearchError> {
+        stop: Option<&watch::Receiver<bool>>,
+    ) -> Result<(), SearchError> {
         let inner = &*self.0;
         let mut guard = inner.writer.lock().map_err(|_| SearchError::Stopped)?;
         let writer = guard.as_mut().ok_or(SearchError::Stopped)?;
@@ -473,15 +482,11 @@ impl SearchIndex {
             writer.delete_all_documents()?;
         }
         let mut reached = after.unwrap_or(0);
-        let started = Instant::now();
-        let mut taken = 0;
-        for (n, row) in rows.iter().enumerate() {
-            // A step ends after STEP_TIME (rows come in change order, so what is indexed is a
-            // prefix): a stopping node waits for one step at most.
-            if n > 0 && started.elapsed() >= STEP_TIME {
-                break;
+        for row in rows {
+            if stop.is_some_and(|stop| *stop.borrow()) {
+                // Uncommitted: dropped with the writer when the node closes the index.
+                return Err(SearchError::Stopped);
             }
-            taken += 1;
             let seq = row.seq.unsigned_abs();
             writer.delete_term(Term::from_field_u64(inner.fields.seq, seq));
             reached = reached.max(row.change);
@@ -516,7 +521,7 @@ impl SearchIndex {
         tighten(&inner.dir);
         inner.reader.reload()?;
         inner.covered.send_replace(covered);
-        Ok(taken)
+        Ok(())
     }
 
     /// Runs `search` against the index (blocking: call from a blocking thread); `own` is this

@@ -347,3 +347,40 @@ async fn a_cursor_with_impossible_statistics_is_refused() {
     assert!(matches!(err, SearchError::Cursor(_)), "{err}");
     close(db, index).await;
 }
+
+/// Found by CI (tests/zone_catch_up): a node told to stop while its index was rebuilding did
+/// not stop within 20 s. A step gives up at the next row once told to stop, commits nothing,
+/// and what it did not commit is taken in at the next start.
+#[tokio::test]
+async fn a_step_told_to_stop_commits_nothing_and_the_next_start_takes_everything_in() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    apply(
+        dir.path(),
+        &[
+            (listing("交通数据", "数据", "traffic"), ListingState::Listed),
+            (listing("医疗数据", "数据", "health"), ListingState::Listed),
+        ],
+    );
+    let (db, index) = opened(dir.path()).await;
+    let before = index.covered();
+    let (clock, rows) = {
+        let mut conn = db.reader().await.expect("reader");
+        let clock = listings::clock(&mut conn).await.expect("clock");
+        let rows = listings::changed_since(&mut conn, 0, STEP)
+            .await
+            .expect("rows");
+        (clock, rows)
+    };
+    assert_eq!(rows.len(), 2);
+    let (_tell, stop) = watch::channel(true);
+    let err = index
+        .take_in(clock, None, &rows, Some(&stop))
+        .expect_err("stopped");
+    assert!(matches!(err, SearchError::Stopped), "{err}");
+    assert_eq!(index.covered(), before);
+    close(db, index).await;
+    let (db, index) = caught_up(dir.path()).await;
+    let (found, _) = titles(&index, &db, q("数据")).await;
+    assert_eq!(found.len(), 2);
+    close(db, index).await;
+}
