@@ -1058,16 +1058,8 @@ impl Catchup {
         shared: &Shared,
         out: &mut Vec<Output>,
     ) {
-        if self.serving >= ANSWER_CONCURRENCY {
-            out.push(Output::Answer {
-                reply,
-                response: Response::Error {
-                    message: "busy; retry later".into(),
-                },
-            });
-            return;
-        }
-        let query = match Request::from_bytes(body) {
+        let request = match Request::from_bytes(body) {
+            Ok(request) => request,
             Err(e) => {
                 let message = format!("undecodable request: {e}");
                 out.push(Output::Answer {
@@ -1076,8 +1068,22 @@ impl Catchup {
                 });
                 return;
             }
+        };
+        // An identity request costs nothing, so it is answered however busy the node is (a
+        // peer told "busy" there stayed unproven, and shut out of what only proven peers get,
+        // for a minute).
+        if self.serving >= ANSWER_CONCURRENCY && !matches!(request, Request::Identity {}) {
+            out.push(Output::Answer {
+                reply,
+                response: Response::Error {
+                    message: "busy; retry later".into(),
+                },
+            });
+            return;
+        }
+        let query = match request {
             // Who this node is: the delegation of the key it connected with.
-            Ok(Request::Identity {}) => {
+            Request::Identity {} => {
                 out.push(Output::Answer {
                     reply,
                     response: Response::Identity {
@@ -1086,35 +1092,35 @@ impl Catchup {
                 });
                 return;
             }
-            Ok(Request::Summary {}) => Query::Summary,
-            Ok(Request::Inventory {
+            Request::Summary {} => Query::Summary,
+            Request::Inventory {
                 exchange,
                 after,
                 limit,
-            }) => Query::Inventory {
+            } => Query::Inventory {
                 exchange,
                 after,
                 limit: limit.clamp(1, MAX_INVENTORY),
             },
-            Ok(Request::Fetch { mut ids }) => {
+            Request::Fetch { mut ids } => {
                 ids.truncate(MAX_FETCH);
                 Query::Fetch { ids }
             }
-            Ok(Request::Certificates { after, limit }) => Query::Certificates {
+            Request::Certificates { after, limit } => Query::Certificates {
                 own: shared.settings.exchange.clone(),
                 after,
                 limit: limit.clamp(1, MAX_CERTIFICATE_PAGE),
             },
-            Ok(Request::Demands { after, limit }) => Query::Demands {
+            Request::Demands { after, limit } => Query::Demands {
                 after,
                 limit: limit.clamp(1, MAX_DEMAND_PAGE),
             },
             // Answered by `super::across` from the replica, or passed on to the zone asked.
-            Ok(Request::Precedents {
+            Request::Precedents {
                 zone,
                 listing_id,
                 scenario,
-            }) => {
+            } => {
                 self.serving += 1;
                 out.push(Output::AnswerPrecedents {
                     reply,
@@ -1125,12 +1131,12 @@ impl Catchup {
                 return;
             }
             // Answered by `super::across` from the replica, to a node of this exchange only.
-            Ok(Request::Figures {
+            Request::Figures {
                 zone,
                 from,
                 to,
                 period,
-            }) => {
+            } => {
                 self.serving += 1;
                 out.push(Output::AnswerFigures {
                     reply,
@@ -1142,14 +1148,14 @@ impl Catchup {
                 return;
             }
             // Answered by `super::heads` from the replica.
-            Ok(Request::TreeHead { zone, from }) => {
+            Request::TreeHead { zone, from } => {
                 self.serving += 1;
                 out.push(Output::AnswerTreeHead { reply, zone, from });
                 return;
             }
             // Answered by `super::across`: verified, recorded through Raft, or passed on to
             // its origin zone.
-            Ok(Request::Application { request }) => {
+            Request::Application { request } => {
                 self.serving += 1;
                 out.push(Output::AnswerApplication {
                     reply,
@@ -1999,7 +2005,8 @@ mod tests {
     }
 
     #[test]
-    fn requests_are_bounded_and_beyond_four_answers_under_way_the_peer_is_told_busy() {
+    fn requests_are_bounded_and_beyond_four_answers_under_way_the_peer_is_told_busy_but_for_identity()
+     {
         let kit = Kit::new();
         let mut core = kit.core(false);
         let out = core.handle(
@@ -2039,6 +2046,19 @@ mod tests {
             matches!(
                 out.as_slice(),
                 [Output::Answer { response: Response::Error { message }, .. }] if message.contains("busy")
+            ),
+            "{out:?}"
+        );
+        // Found by tests/complaints: a busy node answered identity requests "busy", and its
+        // peers left it unproven for a minute. Identity is answered however busy it is.
+        let out = core.handle(request(Request::Identity {}), testkit::NOW);
+        assert!(
+            matches!(
+                out.as_slice(),
+                [Output::Answer {
+                    response: Response::Identity { .. },
+                    ..
+                }]
             ),
             "{out:?}"
         );

@@ -410,7 +410,7 @@ impl Driver {
                     // A peer not heard of recently: find out who it is, without holding this
                     // message.
                     let handle = self.handle.clone();
-                    tokio::spawn(async move { handle.prove(&[source]).await });
+                    tokio::spawn(async move { handle.prove(&[source], false).await });
                 }
                 self.feed(Input::Message {
                     message: m.reference,

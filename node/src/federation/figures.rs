@@ -73,12 +73,9 @@ impl Federation {
             ));
         }
         let exchange = &self.config.exchange.id;
-        let identity = self
-            .peer_identities()
-            .await
-            .into_iter()
-            .find(|(info, _)| info.peer == from.0)
-            .map(|(_, identity)| identity);
+        // Only the asker's identity matters: asking every peer here would make the answer
+        // wait on any of them that is slow.
+        let identity = self.identity_of(from).await;
         if !may_ask(identity.as_ref(), exchange) {
             return error(format!(
                 "forbidden: a zone's figures are answered to the nodes of the zones of exchange \

@@ -27,8 +27,17 @@ use crate::raft::MemberNode;
 /// How long a peer's answer is kept before it is asked again (its delegation is checked against
 /// the current trust store and clock at every use meanwhile, so a revocation counts at once).
 pub const ANSWER_KEPT: Duration = Duration::from_secs(600);
-/// How long a peer that gave no usable answer is left alone before it is asked again.
+/// How long a peer that answered with no usable delegation is left alone before it is asked
+/// again.
 pub const FAILURE_KEPT: Duration = Duration::from_secs(60);
+/// How soon a peer that gave no answer (timed out, or the request failed) is asked again: a
+/// node busy starting, or a moment of loss, is not held against it for a minute. Each further
+/// silence doubles the wait, up to [`SILENCE_LONGEST_WAIT`].
+pub const SILENCE_FIRST_RETRY: Duration = Duration::from_secs(2);
+/// The longest wait before a peer that keeps giving no answer is asked again: one request of at
+/// most [`ASK_TIMEOUT`] every 16 s per silent peer is cheap, and a peer that was slow while
+/// busy is proven within seconds of its becoming responsive.
+pub const SILENCE_LONGEST_WAIT: Duration = Duration::from_secs(16);
 /// How long one identity request may take.
 pub const ASK_TIMEOUT: Duration = Duration::from_secs(2);
 /// Identity requests in flight at once.
@@ -148,6 +157,10 @@ pub fn judge_delegation(
 struct Entry {
     answer: Result<SignedDelegation, String>,
     at: Timestamp,
+    /// How long the entry stands before the peer is asked again.
+    kept: Duration,
+    /// Whether it records a silence (no answer), whose wait doubles each time.
+    silent: bool,
 }
 
 /// The answers peers gave to identity requests.
@@ -177,18 +190,43 @@ impl Registry {
     fn is_fresh(&self, peer: &str, now: Timestamp) -> bool {
         self.answers.lock().is_ok_and(|a| {
             a.get(peer).is_some_and(|e| {
-                let kept = if e.answer.is_ok() {
-                    ANSWER_KEPT
-                } else {
-                    FAILURE_KEPT
-                };
-                u128::from(now.millis().saturating_sub(e.at.millis())) < kept.as_millis()
+                u128::from(now.millis().saturating_sub(e.at.millis())) < e.kept.as_millis()
             })
         })
     }
 
-    /// Records `peer`'s answer (or why there is none).
+    /// Records `peer`'s answer: its delegation, or why what it answered is no use.
     pub fn answered(&self, peer: &str, answer: Result<SignedDelegation, String>, now: Timestamp) {
+        let kept = if answer.is_ok() {
+            ANSWER_KEPT
+        } else {
+            FAILURE_KEPT
+        };
+        self.record(peer, answer, now, kept, false);
+    }
+
+    /// Records that `peer` gave no answer, and why: it is asked again after
+    /// [`SILENCE_FIRST_RETRY`], twice as long after each further silence, at most
+    /// [`SILENCE_LONGEST_WAIT`].
+    pub fn unanswered(&self, peer: &str, why: String, now: Timestamp) {
+        let kept = self
+            .answers
+            .lock()
+            .ok()
+            .and_then(|a| a.get(peer).filter(|e| e.silent).map(|e| e.kept * 2))
+            .unwrap_or(SILENCE_FIRST_RETRY)
+            .min(SILENCE_LONGEST_WAIT);
+        self.record(peer, Err(why), now, kept, true);
+    }
+
+    fn record(
+        &self,
+        peer: &str,
+        answer: Result<SignedDelegation, String>,
+        now: Timestamp,
+        kept: Duration,
+        silent: bool,
+    ) {
         if let Ok(mut answers) = self.answers.lock() {
             if answers.len() >= MAX_KNOWN && !answers.contains_key(peer) {
                 let oldest = answers
@@ -199,10 +237,33 @@ impl Registry {
                     answers.remove(&p);
                 }
             }
-            answers.insert(peer.to_owned(), Entry { answer, at: now });
+            answers.insert(
+                peer.to_owned(),
+                Entry {
+                    answer,
+                    at: now,
+                    kept,
+                    silent,
+                },
+            );
         }
         if let Ok(mut asking) = self.asking.lock() {
             asking.remove(peer);
+        }
+    }
+
+    /// Whether `peer` was never asked (or its record was dropped to make room).
+    pub fn is_new(&self, peer: &str) -> bool {
+        self.answers.lock().is_ok_and(|a| !a.contains_key(peer))
+    }
+
+    /// Forgets that `peer` gave no answer, if that is all there is on record: it has just
+    /// shown it is there.
+    pub fn forget_silence(&self, peer: &str) {
+        if let Ok(mut answers) = self.answers.lock()
+            && answers.get(peer).is_some_and(|e| e.silent)
+        {
+            answers.remove(peer);
         }
     }
 
@@ -281,23 +342,32 @@ impl Federation {
         }
     }
 
-    /// Asks each of `peers` that is not a member and has no fresh answer who it is (the
-    /// `identity` request, bounded in time and concurrency), then tells the transport which
-    /// of them are proven.
-    pub async fn prove(&self, peers: &[Peer]) {
+    /// Asks each of `peers` that is not a member and has no fresh answer (with `only_new`:
+    /// that was never asked) who it is (the `identity` request, bounded in time and
+    /// concurrency), then tells the transport which of them are proven.
+    pub async fn prove(&self, peers: &[Peer], only_new: bool) {
         let now = self.clock.now();
         let to_ask: Vec<&Peer> = peers
             .iter()
             .filter(|p| !self.is_member(&p.0))
+            .filter(|p| !only_new || self.identities.is_new(&p.0))
             .filter(|p| self.identities.should_ask(&p.0, now))
             .collect();
         futures::stream::iter(to_ask)
             .for_each_concurrent(ASK_CONCURRENCY, |peer| async move {
-                let answer = self.ask_identity(peer).await;
-                if let Err(why) = &answer {
-                    tracing::debug!(%peer, reason = %why, "peer did not prove who it is");
+                let now = || self.clock.now();
+                match self.ask_identity(peer).await {
+                    Ok(answer) => {
+                        if let Err(why) = &answer {
+                            tracing::debug!(%peer, reason = %why, "peer did not prove who it is");
+                        }
+                        self.identities.answered(&peer.0, answer, now());
+                    }
+                    Err(why) => {
+                        tracing::debug!(%peer, reason = %why, "peer did not answer who it is");
+                        self.identities.unanswered(&peer.0, why, now());
+                    }
                 }
-                self.identities.answered(&peer.0, answer, self.clock.now());
             })
             .await;
         let trust = self.trust();
@@ -307,7 +377,9 @@ impl Federation {
         }
     }
 
-    async fn ask_identity(&self, peer: &Peer) -> Result<xchg_protocol::SignedDelegation, String> {
+    /// Asks `peer` who it is: `Err` when it gave no answer (timed out, or the request
+    /// failed), else what it answered.
+    async fn ask_identity(&self, peer: &Peer) -> Result<Result<SignedDelegation, String>, String> {
         let body = Request::Identity {}.to_bytes().map_err(|e| e.to_string())?;
         let answer = tokio::select! {
             answer = self.net.request(peer.clone(), body) => answer,
@@ -316,22 +388,29 @@ impl Federation {
             }
         };
         let answer = answer.map_err(|e| format!("identity request failed: {e}"))?;
-        match Response::from_bytes(&answer) {
+        Ok(match Response::from_bytes(&answer) {
             Ok(Response::Identity { delegation }) => Ok(delegation),
+            // A node that answers identity only when it is not busy (releases before it was
+            // answered first) has said nothing about itself: asked again as if silent.
+            Ok(Response::Error { message }) if message.starts_with("busy") => {
+                return Err(format!("answered busy: {message}"));
+            }
             Ok(Response::Error { message }) => Err(format!(
                 "answered the identity request with an error: {}",
                 message.chars().take(200).collect::<String>()
             )),
             Ok(_) => Err("answered the identity request with something else".into()),
             Err(e) => Err(format!("undecodable identity answer ({})", e.kind())),
-        }
+        })
     }
 
-    /// The connected peers with what each has proven (asking those not asked recently).
+    /// The connected peers with what each has proven, asking first those never asked. Peers
+    /// whose answer is stale, or that gave none, are asked again by [`Self::identity_loop`],
+    /// not here: a request answered or served with this list does not wait on a silent peer.
     pub async fn peer_identities(&self) -> Vec<(PeerInfo, Identity)> {
         let peers = self.net.peers().await;
         let ids: Vec<Peer> = peers.iter().map(|p| Peer(p.peer.clone())).collect();
-        self.prove(&ids).await;
+        self.prove(&ids, true).await;
         let trust = self.trust();
         peers
             .into_iter()
@@ -342,22 +421,43 @@ impl Federation {
             .collect()
     }
 
+    /// What `peer`, connected, has proven, asking it first if it was never asked or gave no
+    /// answer last time (it is asking something of this node, so it is there to answer);
+    /// `None` if it is not connected.
+    pub async fn identity_of(&self, peer: &Peer) -> Option<Identity> {
+        let connected = self.net.peers().await.iter().any(|p| p.peer == peer.0);
+        if !connected {
+            return None;
+        }
+        self.identities.forget_silence(&peer.0);
+        self.prove(std::slice::from_ref(peer), true).await;
+        Some(self.identity_with(&peer.0, &self.trust()))
+    }
+
     /// Every [`IDENTITY_EVERY`], asks the connected peers without a fresh answer who they are
-    /// and tells the transport which are proven.
+    /// and tells the transport which are proven; in between, every [`SILENCE_FIRST_RETRY`],
+    /// asks those that fell due (a silent peer's next try).
     pub(super) async fn identity_loop(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let mut since_full = IDENTITY_EVERY;
         loop {
-            let peers: Vec<Peer> = self
-                .net
-                .peers()
-                .await
-                .into_iter()
-                .map(|p| Peer(p.peer))
-                .collect();
-            self.prove(&peers).await;
+            let peers = self.net.peers().await.into_iter().map(|p| Peer(p.peer));
+            if since_full >= IDENTITY_EVERY {
+                self.prove(&peers.collect::<Vec<_>>(), false).await;
+                since_full = Duration::ZERO;
+            } else {
+                let now = self.clock.now();
+                let due: Vec<Peer> = peers
+                    .filter(|p| self.identities.is_due(&p.0, now) && !self.is_member(&p.0))
+                    .collect();
+                if !due.is_empty() {
+                    self.prove(&due, false).await;
+                }
+            }
             tokio::select! {
-                () = self.clock.sleep(IDENTITY_EVERY) => {}
+                () = self.clock.sleep(SILENCE_FIRST_RETRY) => {}
                 _ = stop.wait_for(|s| *s) => break,
             }
+            since_full += SILENCE_FIRST_RETRY;
         }
     }
 }
@@ -426,10 +526,48 @@ mod tests {
         assert!(registry.should_ask("p", start));
         assert!(!registry.is_due("p", start), "already being asked");
         assert!(!registry.should_ask("p", start), "already being asked");
-        registry.answered("p", Err("no answer".into()), start);
+        registry.answered("p", Err("no delegation".into()), start);
         let later = |d: Duration| start.plus_millis(d.as_millis() as u64);
         assert!(!registry.should_ask("p", later(FAILURE_KEPT / 2)));
         assert!(registry.should_ask("p", later(FAILURE_KEPT)));
         assert!(registry.answer("p").is_some());
+    }
+
+    /// Found by tests/complaints (the hub's view of every zone): in a city starting on a busy
+    /// machine, every county's node took longer than 2 s to answer the hub's first identity
+    /// request and was then left unproven for a minute. A peer that gave no answer is asked
+    /// again after 2 s, then 4, 8 and every 16 s after that; an answer that proves nothing still
+    /// waits the minute.
+    #[test]
+    fn a_silent_peer_is_asked_again_soon_and_less_often_the_longer_it_stays_silent() {
+        let registry = Registry::default();
+        let mut at = Timestamp(1_000_000);
+        let after = |t: Timestamp, d: Duration| t.plus_millis(d.as_millis() as u64);
+        let mut waits = Vec::new();
+        for _ in 0..7 {
+            assert!(registry.should_ask("p", at));
+            registry.unanswered("p", "no identity answer within 2s".into(), at);
+            let mut wait = Duration::from_secs(1);
+            while !registry.is_due("p", after(at, wait)) {
+                wait += Duration::from_secs(1);
+            }
+            waits.push(wait.as_secs());
+            at = after(at, wait);
+        }
+        assert_eq!(waits, [2, 4, 8, 16, 16, 16, 16]);
+        // An answer resets the schedule; a useless answer waits the full minute.
+        assert!(registry.should_ask("p", at));
+        registry.answered("p", Err("no delegation".into()), at);
+        assert!(!registry.is_due("p", after(at, Duration::from_secs(59))));
+        assert!(registry.should_ask("p", after(at, FAILURE_KEPT)));
+        registry.unanswered("p", "silent".into(), after(at, FAILURE_KEPT));
+        assert!(registry.is_due("p", after(at, FAILURE_KEPT + SILENCE_FIRST_RETRY)));
+        // A peer heard from again has its silence forgotten (and is asked at once); an answer
+        // is never forgotten that way.
+        registry.forget_silence("p");
+        assert!(registry.is_new("p"));
+        registry.answered("p", Err("no delegation".into()), at);
+        registry.forget_silence("p");
+        assert!(!registry.is_new("p"));
     }
 }
