@@ -63,6 +63,48 @@ where
     }
 }
 
+/// How long a write is retried while the zone answers `504 outcome_unknown`.
+pub const OUTCOME_UNKNOWN_RETRIES_FOR: Duration = Duration::from_secs(60);
+
+/// Whether an answer is a node's `504 outcome_unknown`: the zone did not commit the write in
+/// time, and it may or may not have been applied.
+pub fn is_outcome_unknown(status: u16, body: &Value) -> bool {
+    status == 504 && body["error"]["code"] == "outcome_unknown"
+}
+
+/// A key for `Idempotency-Key` no other write of this test run uses.
+pub fn fresh_idempotency_key() -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!(
+        "test-{}-{nanos}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Sends a write with `send` again for as long as it answers `504 outcome_unknown`, up to
+/// [`OUTCOME_UNKNOWN_RETRIES_FOR`], as a client must on a busy machine: `send` makes the retry
+/// safe (the same `Idempotency-Key`, or a read-back first). The last answer.
+///
+/// # Errors
+/// Transport errors from `send`.
+pub async fn while_outcome_unknown<F, Fut>(mut send: F) -> anyhow::Result<(u16, Value)>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<(u16, Value)>>,
+{
+    let until = Instant::now() + OUTCOME_UNKNOWN_RETRIES_FOR;
+    loop {
+        let (s, v) = send().await?;
+        if !is_outcome_unknown(s, &v) || Instant::now() >= until {
+            return Ok((s, v));
+        }
+    }
+}
+
 /// A loopback host and base port whose 3 × `nodes` ports are free right now. Each fixture gets
 /// its own 127.x.y.1 address, so parallel tests do not collide.
 ///
@@ -304,17 +346,36 @@ impl Zone {
             Some(party) => for_party(listing.clone(), party),
             None => listing.clone(),
         };
-        let (s, v) = self
-            .post(i, "/v1/listings", &tokens.provider, &listing)
-            .await?;
+        // A zone slow to commit answers 504 outcome_unknown; as its message says, the write
+        // is then retried with the same key (submit) or read back (approve).
+        let key = fresh_idempotency_key();
+        let url = format!("{}/v1/listings", self.nodes[i].api_url);
+        let (s, v) =
+            while_outcome_unknown(|| post_with_key(&url, &tokens.provider, &key, &listing)).await?;
         if s != 201 {
             bail!("submit answered {s}: {v}");
         }
         let id = v["id"].as_str().unwrap_or_default().to_owned();
         let path = format!("/v1/listings/{id}/approve");
-        let (s, v) = self
-            .post(i, &path, &tokens.operator, &serde_json::json!({}))
-            .await?;
+        // After an unknown outcome, a 409 (no longer awaiting review) may be the first approval
+        // having landed: the listing's linearizable state says.
+        let unknown = std::cell::Cell::new(false);
+        let (s, v) = while_outcome_unknown(|| async {
+            let (s, v) = self
+                .post(i, &path, &tokens.operator, &serde_json::json!({}))
+                .await?;
+            if is_outcome_unknown(s, &v) || (unknown.get() && s == 409) {
+                unknown.set(true);
+                let (rs, rv) = self
+                    .get(i, &format!("/v1/listings/{id}"), Some(&tokens.regulator))
+                    .await?;
+                if rs == 200 && rv["state"] == "listed" {
+                    return Ok((200, v));
+                }
+            }
+            Ok((s, v))
+        })
+        .await?;
         if s != 200 {
             bail!("approve answered {s}: {v}");
         }
