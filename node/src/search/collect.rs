@@ -1,11 +1,13 @@
 //! Collecting a search's matches: the exact total and every facet's counts in one pass that
-//! reads one packed value per match into a histogram ([`count`]), and the page (the best `keep`
-//! after the cursor): newest first in that same pass, by relevance in a pass of its own whose
-//! scorers skip what cannot make the page ([`best`]).
+//! tallies each match's facet combination ([`count`]; without words, the tallies kept per
+//! segment answer alone), and the page (the best `keep` after the cursor): newest first in that
+//! same pass, by relevance in a pass of its own whose scorers skip what cannot make the page
+//! ([`best`]). What a segment's documents hold is read into memory once ([`Facts`]).
 
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 
-use tantivy::columnar::ColumnValues;
+use tantivy::index::SegmentId;
 use tantivy::query::Weight;
 use tantivy::{DocId, Score, Searcher, SegmentReader};
 use xchg_protocol::ZoneId;
@@ -322,42 +324,163 @@ impl Best {
     }
 }
 
-/// A fast field column.
-type Column = Arc<dyn ColumnValues<u64>>;
-
-/// The fast field columns a pass reads: packed facets and `seq`.
-fn columns(reader: &SegmentReader) -> tantivy::Result<(Column, Column)> {
-    let fast = reader.fast_fields();
-    Ok((
-        fast.u64("packed")?.first_or_default_col(0),
-        fast.u64("seq")?.first_or_default_col(0),
-    ))
+/// What the documents of one segment hold, read once from its fast fields and kept in memory
+/// while the segment lives: each document's facet combination (a dense code into `table`), its
+/// `seq`, and the documents in `seq` order. A search then reads two arrays per match instead of
+/// two compressed columns, and counts matches per combination (a small table, a few thousand
+/// entries) rather than per facet.
+struct SegmentFacts {
+    /// Per document: its combination.
+    combo: Vec<u32>,
+    /// Per combination: the packed facets.
+    table: Vec<Packed>,
+    /// Per document: its `seq`.
+    seq: Vec<u64>,
+    /// The documents, highest `seq` first (dead ones included: check the alive bitset).
+    newest: Vec<DocId>,
+    /// Live documents per combination, for the segment's deletes as of `deletes`.
+    live: Mutex<Option<LiveCounts>>,
 }
 
-/// Counts every match of `counting` (a weight built without scoring) by facet, the exact total
-/// of those passing every filter, and when `newest`, keeps the `keep` most recent of those
-/// after `after`. The segments are split between this thread and one more when the index is
-/// large (the machine this was measured on has two cores).
+/// Live documents per combination, and the delete stamp they were counted at.
+type LiveCounts = (Option<u64>, Arc<Vec<u64>>);
+
+impl SegmentFacts {
+    fn read(reader: &SegmentReader) -> tantivy::Result<Self> {
+        let fast = reader.fast_fields();
+        let packed = fast.u64("packed")?.first_or_default_col(0);
+        let seqs = fast.u64("seq")?.first_or_default_col(0);
+        let n = reader.max_doc() as usize;
+        let mut combo = Vec::with_capacity(n);
+        let mut seq = vec![0u64; n];
+        let mut table = Vec::new();
+        let mut codes: HashMap<u64, u32> = HashMap::new();
+        let mut values = [0u64; 256];
+        let docs: Vec<DocId> = (0..reader.max_doc()).collect();
+        for (chunk, seq) in docs.chunks(values.len()).zip(seq.chunks_mut(values.len())) {
+            let values = &mut values[..chunk.len()];
+            packed.get_vals(chunk, values);
+            seqs.get_vals(chunk, seq);
+            for value in values.iter() {
+                let code = *codes.entry(*value).or_insert_with(|| {
+                    table.push(Packed(*value));
+                    u32::try_from(table.len() - 1).unwrap_or(u32::MAX)
+                });
+                combo.push(code);
+            }
+        }
+        let mut newest = docs;
+        newest.sort_unstable_by_key(|d| std::cmp::Reverse(seq[*d as usize]));
+        Ok(SegmentFacts {
+            combo,
+            table,
+            seq,
+            newest,
+            live: Mutex::new(None),
+        })
+    }
+
+    /// Live documents per combination under `reader`'s deletes.
+    fn live(&self, reader: &SegmentReader) -> Arc<Vec<u64>> {
+        let deletes = reader.delete_opstamp();
+        let mut guard = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((at, live)) = guard.as_ref()
+            && *at == deletes
+        {
+            return live.clone();
+        }
+        let mut live = vec![0u64; self.table.len()];
+        match reader.alive_bitset() {
+            Some(bits) => {
+                for (doc, c) in self.combo.iter().enumerate() {
+                    if bits.is_alive(doc as DocId) {
+                        live[*c as usize] += 1;
+                    }
+                }
+            }
+            None => {
+                for c in &self.combo {
+                    live[*c as usize] += 1;
+                }
+            }
+        }
+        let live = Arc::new(live);
+        *guard = Some((deletes, live.clone()));
+        live
+    }
+}
+
+/// The in-memory facts of the segments of the index's current searchers.
+#[derive(Default)]
+pub struct Facts(Mutex<HashMap<SegmentId, Arc<SegmentFacts>>>);
+
+impl Facts {
+    /// The facts of `reader`'s segment, read now if not yet.
+    fn of(&self, reader: &SegmentReader) -> tantivy::Result<Arc<SegmentFacts>> {
+        let id = reader.segment_id();
+        if let Some(facts) = self.lock().get(&id) {
+            return Ok(facts.clone());
+        }
+        let facts = Arc::new(SegmentFacts::read(reader)?);
+        self.lock().insert(id, facts.clone());
+        Ok(facts)
+    }
+
+    /// Reads what `searcher`'s segments hold (so that searches need not) and forgets segments
+    /// it no longer has.
+    ///
+    /// # Errors
+    /// The index's errors.
+    pub fn warm(&self, searcher: &Searcher) -> tantivy::Result<()> {
+        let readers = searcher.segment_readers();
+        let ids: HashSet<SegmentId> = readers.iter().map(SegmentReader::segment_id).collect();
+        self.lock().retain(|id, _| ids.contains(id));
+        for reader in readers {
+            self.of(reader)?.live(reader);
+        }
+        Ok(())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SegmentId, Arc<SegmentFacts>>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// What a search asks of [`count`].
+#[derive(Clone, Copy)]
+pub struct Counting<'a> {
+    /// Matches every document (no words): counts come from the per-combination tallies.
+    pub everything: bool,
+    /// The weight whose matches are counted (built without scoring).
+    pub weight: &'a dyn Weight,
+    /// The facet filters.
+    pub filter: &'a Filter,
+    /// Keep the `.1` most recent passing matches after `.0`.
+    pub newest: Option<(Option<Key>, usize)>,
+}
+
+/// Counts every match by facet, the exact total of those passing every filter, and when
+/// `newest`, keeps the most recent of those after the cursor. The segments are split between
+/// this thread and one more when the index is large (the machine this was measured on has two
+/// cores).
 ///
 /// # Errors
 /// The index's errors.
 pub fn count(
     searcher: &Searcher,
-    counting: &dyn Weight,
-    filter: &Filter,
-    newest: Option<(Option<Key>, usize)>,
+    facts: &Facts,
+    ask: Counting<'_>,
 ) -> tantivy::Result<(u64, Counts, Vec<Key>)> {
     let readers = searcher.segment_readers();
     let docs: u64 = readers.iter().map(|r| u64::from(r.max_doc())).sum();
-    let (mine, theirs) = if docs >= PARALLEL_DOCS && readers.len() >= 2 {
+    let (mine, theirs) = if docs >= PARALLEL_DOCS && readers.len() >= 2 && !ask.everything {
         split(readers)
     } else {
         (readers.iter().collect(), Vec::new())
     };
     let (a, b) = std::thread::scope(|scope| {
-        let other = (!theirs.is_empty())
-            .then(|| scope.spawn(|| count_in(&theirs, counting, filter, newest)));
-        let a = count_in(&mine, counting, filter, newest);
+        let other = (!theirs.is_empty()).then(|| scope.spawn(|| count_in(&theirs, facts, ask)));
+        let a = count_in(&mine, facts, ask);
         let b = other.map(|h| {
             h.join().unwrap_or_else(|_| {
                 Err(tantivy::TantivyError::InternalError(
@@ -403,59 +526,91 @@ fn split(readers: &[SegmentReader]) -> (Vec<&SegmentReader>, Vec<&SegmentReader>
 /// [`count`] over some segments.
 fn count_in(
     readers: &[&SegmentReader],
-    counting: &dyn Weight,
-    filter: &Filter,
-    newest: Option<(Option<Key>, usize)>,
+    facts: &Facts,
+    ask: Counting<'_>,
 ) -> tantivy::Result<(u64, Counts, Option<Best>)> {
     let mut counts = Counts::default();
     let mut total = 0u64;
-    let mut best = newest.map(|(after, keep)| Best::new(after, keep));
+    let mut best = ask.newest.map(|(after, keep)| Best::new(after, keep));
     for reader in readers {
-        let (packed, seq) = columns(reader)?;
+        let facts = facts.of(reader)?;
         let alive = reader.alive_bitset();
-        let mut values = [0u64; 64];
-        let mut seqs = [0u64; 64];
-        let mut alive_docs = [0u32; 64];
-        counting.for_each_no_score(reader, &mut |docs: &[DocId]| {
-            let docs = match alive {
-                Some(bits) => {
-                    let mut n = 0;
+        let fails: Vec<u8> = facts.table.iter().map(|p| ask.filter.fails(*p)).collect();
+        let hits = if ask.everything {
+            if let Some(best) = best.as_mut() {
+                newest_of_all(&facts, alive, &fails, best);
+            }
+            facts.live(reader)
+        } else {
+            let mut hits = vec![0u64; facts.table.len()];
+            ask.weight
+                .for_each_no_score(reader, &mut |docs: &[DocId]| {
                     for &d in docs {
-                        if bits.is_alive(d) {
-                            alive_docs[n] = d;
-                            n += 1;
+                        if alive.is_some_and(|bits| !bits.is_alive(d)) {
+                            continue;
                         }
-                    }
-                    &alive_docs[..n]
-                }
-                None => docs,
-            };
-            for chunk in docs.chunks(values.len()) {
-                let values = &mut values[..chunk.len()];
-                packed.get_vals(chunk, values);
-                if best.is_some() {
-                    seq.get_vals(chunk, &mut seqs[..chunk.len()]);
-                }
-                for (i, value) in values.iter().enumerate() {
-                    let p = Packed(*value);
-                    let fails = filter.fails(p);
-                    if fails == 0 {
-                        total += 1;
-                        counts.count(p, u8::MAX, 1);
-                        if let Some(best) = best.as_mut() {
+                        let c = facts.combo[d as usize] as usize;
+                        hits[c] += 1;
+                        if fails[c] == 0
+                            && let Some(best) = best.as_mut()
+                        {
                             best.offer(Key {
                                 score: 0,
-                                seq: seqs[i],
+                                seq: facts.seq[d as usize],
                             });
                         }
-                    } else if fails.is_power_of_two() {
-                        counts.count(p, fails, 1);
                     }
-                }
+                })?;
+            Arc::new(hits)
+        };
+        for (c, n) in hits.iter().enumerate() {
+            if *n == 0 {
+                continue;
             }
-        })?;
+            let p = facts.table[c];
+            match fails[c] {
+                0 => {
+                    total += n;
+                    counts.count(p, u8::MAX, *n);
+                }
+                one if one.is_power_of_two() => counts.count(p, one, *n),
+                _ => {}
+            }
+        }
     }
     Ok((total, counts, best))
+}
+
+/// Offers `best` the segment's newest live documents passing the filters, in `seq` order from
+/// the cursor on, until it holds as many as it keeps.
+fn newest_of_all(
+    facts: &SegmentFacts,
+    alive: Option<&tantivy::fastfield::AliveBitSet>,
+    fails: &[u8],
+    best: &mut Best,
+) {
+    let start = match best.after {
+        Some(after) => facts
+            .newest
+            .partition_point(|d| facts.seq[*d as usize] >= after.seq),
+        None => 0,
+    };
+    let mut offered = 0;
+    for &d in &facts.newest[start..] {
+        if offered == best.keep {
+            break;
+        }
+        if alive.is_some_and(|bits| !bits.is_alive(d))
+            || fails[facts.combo[d as usize] as usize] != 0
+        {
+            continue;
+        }
+        best.offer(Key {
+            score: 0,
+            seq: facts.seq[d as usize],
+        });
+        offered += 1;
+    }
 }
 
 /// The `keep` best-scoring matches of `scoring` passing the filters, after `after`: scorers
@@ -466,6 +621,7 @@ fn count_in(
 /// The index's errors.
 pub fn best(
     searcher: &Searcher,
+    facts: &Facts,
     scoring: &dyn Weight,
     filter: &Filter,
     after: Option<Key>,
@@ -485,15 +641,16 @@ pub fn best(
         })
     };
     for reader in searcher.segment_readers() {
-        let (packed, seq) = columns(reader)?;
+        let facts = facts.of(reader)?;
+        let fails: Vec<u8> = facts.table.iter().map(|p| filter.fails(*p)).collect();
         let alive = reader.alive_bitset();
         let start = threshold(&best);
         scoring.for_each_pruning(start, reader, &mut |doc, score| {
             let dead = alive.is_some_and(|bits| !bits.is_alive(doc));
-            if !dead && filter.fails(Packed(packed.get_val(doc))) == 0 {
+            if !dead && fails[facts.combo[doc as usize] as usize] == 0 {
                 best.offer(Key {
                     score: sortable(score),
-                    seq: seq.get_val(doc),
+                    seq: facts.seq[doc as usize],
                 });
             }
             threshold(&best)

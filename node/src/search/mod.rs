@@ -232,6 +232,8 @@ struct Inner {
     covered: watch::Sender<Covered>,
     /// Woken by a search waiting for the index: commit now rather than at the next interval.
     hurry: Notify,
+    /// What the searcher's segments hold, in memory.
+    facts: collect::Facts,
 }
 
 /// The search index of one node (cheap to clone).
@@ -290,6 +292,8 @@ impl SearchIndex {
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
             .try_into()?;
+        let facts = collect::Facts::default();
+        facts.warm(&reader.searcher())?;
         // The writer's lock: a node stopped in this process a moment ago (tests, simulations)
         // may still be letting go of it.
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -310,6 +314,7 @@ impl SearchIndex {
             writer: Mutex::new(Some(writer)),
             covered: watch::Sender::new(covered),
             hurry: Notify::new(),
+            facts,
         })))
     }
 
@@ -520,6 +525,7 @@ impl SearchIndex {
         commit.commit()?;
         tighten(&inner.dir);
         inner.reader.reload()?;
+        inner.facts.warm(&inner.reader.searcher())?;
         inner.covered.send_replace(covered);
         Ok(())
     }
@@ -581,12 +587,21 @@ impl SearchIndex {
         let keep = limit + 1;
         let counting = counting.weight(EnableScoring::disabled_from_searcher(&searcher))?;
         let newest = (!relevance).then_some((after, keep));
-        let (total, counts, mut top) = collect::count(&searcher, &*counting, &filter, newest)?;
+        let (total, counts, mut top) = collect::count(
+            &searcher,
+            &inner.facts,
+            collect::Counting {
+                everything: text.is_none(),
+                weight: &*counting,
+                filter: &filter,
+                newest,
+            },
+        )?;
         if relevance {
             let scoring = scoring.weight(EnableScoring::enabled_from_statistics_provider(
                 &stats, &searcher,
             ))?;
-            top = collect::best(&searcher, &*scoring, &filter, after, keep)?;
+            top = collect::best(&searcher, &inner.facts, &*scoring, &filter, after, keep)?;
         }
         let more = top.len() > limit;
         let page: Vec<Key> = top.into_iter().take(limit).collect();

@@ -384,3 +384,101 @@ async fn a_step_told_to_stop_commits_nothing_and_the_next_start_takes_everything
     assert_eq!(found.len(), 2);
     close(db, index).await;
 }
+
+/// Totals, facet counts and newest-first pages against a model of the catalog, with and
+/// without words, before and after listings change while the index stays open (the counts
+/// kept per segment must follow its deletes).
+#[tokio::test]
+async fn counts_and_pages_match_the_catalog_while_listings_change() {
+    const CATEGORIES: [&str; 3] = ["traffic", "health", "energy"];
+    let dir = tempfile::tempdir().expect("tempdir");
+    let all: Vec<Listing> = (0..40usize)
+        .map(|i| {
+            let text = if i.is_multiple_of(2) {
+                "企业信用评价"
+            } else {
+                "道路流量"
+            };
+            listing(&format!("数据{i}"), text, CATEGORIES[i % 3])
+        })
+        .collect();
+    let mut states: Vec<ListingState> = (0..40)
+        .map(|i| {
+            if i % 4 == 0 {
+                ListingState::Submitted
+            } else {
+                ListingState::Listed
+            }
+        })
+        .collect();
+    let rows: Vec<_> = all.iter().cloned().zip(states.iter().copied()).collect();
+    apply(dir.path(), &rows);
+    let (db, index) = caught_up(dir.path()).await;
+    for round in 0..2 {
+        for words in [None, Some("信用")] {
+            let search = |cursor: Option<String>| Search {
+                q: words.map(str::to_owned),
+                sort: Sort::Newest,
+                state: Some("listed".into()),
+                category: Some("traffic".into()),
+                limit: Some(3),
+                cursor,
+                ..Search::default()
+            };
+            let has_words = |i: usize| words.is_none() || i.is_multiple_of(2);
+            let listed = |i: usize| states[i] == ListingState::Listed;
+            let traffic = |i: usize| i.is_multiple_of(3);
+            let expected: Vec<String> = (0..40)
+                .rev()
+                .filter(|i| has_words(*i) && listed(*i) && traffic(*i))
+                .map(|i| format!("数据{i}"))
+                .collect();
+            let mut seen = Vec::new();
+            let mut cursor = None;
+            loop {
+                let (page_titles, page) = titles(&index, &db, search(cursor)).await;
+                assert_eq!(page.total, expected.len() as u64, "round {round} {words:?}");
+                let by_state = (0..40)
+                    .filter(|i| {
+                        has_words(*i) && traffic(*i) && states[*i] == ListingState::Submitted
+                    })
+                    .count() as u64;
+                assert_eq!(
+                    page.facets.state.get("submitted").copied().unwrap_or(0),
+                    by_state,
+                    "round {round} {words:?}"
+                );
+                for (n, category) in CATEGORIES.iter().enumerate() {
+                    let n = (0..40)
+                        .filter(|i| has_words(*i) && listed(*i) && i % 3 == n)
+                        .count() as u64;
+                    assert_eq!(
+                        page.facets.category.get(*category).copied().unwrap_or(0),
+                        n,
+                        "round {round} {words:?} {category}"
+                    );
+                }
+                seen.extend(page_titles);
+                match page.next_cursor {
+                    Some(next) => cursor = Some(next),
+                    None => break,
+                }
+            }
+            assert_eq!(seen, expected, "round {round} {words:?}");
+        }
+        // Some listed listings are delisted and some submitted ones listed, the index open.
+        let mut changed = Vec::new();
+        for (i, state) in states.iter_mut().enumerate() {
+            let next = match (*state, i % 5) {
+                (ListingState::Listed, 0 | 3) => ListingState::Delisted,
+                (ListingState::Submitted, _) => ListingState::Listed,
+                _ => continue,
+            };
+            *state = next;
+            changed.push((all[i].clone(), next));
+        }
+        apply(dir.path(), &changed);
+        index.catch_up(&db, &mut |_| {}).await.expect("catch up");
+    }
+    close(db, index).await;
+}
