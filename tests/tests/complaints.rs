@@ -498,10 +498,15 @@ async fn the_hub_sees_the_figures_of_every_zone_of_its_exchange_in_one_view() ->
             let answered = zones.iter().filter(|z| z["stats"].is_object()).count();
             // The hub and its nine county and district zones.
             if answered == 10 {
-                Ok(Some(v))
-            } else {
-                Err(v.to_string())
+                return Ok(Some(v));
             }
+            // What the hub knows of its peers says why a zone is missing.
+            let peers = fed
+                .get(HUB, 0, "/v1/federation/peers", &hub)
+                .await
+                .map(|(_, p)| p["peers"].clone())
+                .unwrap_or_default();
+            Err(format!("{v}; the hub's peers: {peers}"))
         },
     )
     .await?;

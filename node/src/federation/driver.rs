@@ -101,6 +101,8 @@ pub struct Federation {
     pub(super) key: Keypair,
     /// The tree heads held of other zones (PROTOCOL.md 12.7).
     pub(super) heads: super::heads::Held,
+    /// The figures last answered to a peer (`super::figures`).
+    pub(super) last_figures: super::figures::LastFigures,
     commands: mpsc::UnboundedSender<Command>,
 }
 
@@ -138,6 +140,7 @@ impl Federation {
             journal: Journal::default(),
             log_budget: Mutex::default(),
             identities: Registry::default(),
+            last_figures: super::figures::LastFigures::default(),
             key,
             commands,
         });
