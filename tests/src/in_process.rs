@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use xchg_federation_config::NodeConfig;
 use xchg_federation_config::layout::{self, Layout, LayoutKind, LayoutOptions, ZoneTokens};
 use xchg_node::federation::Tuning;
@@ -118,30 +118,8 @@ impl Federation {
         token: &str,
         body: Option<Value>,
     ) -> anyhow::Result<(u16, Value)> {
-        self.call_keyed(zone, node, method, path, token, body, None)
-            .await
-    }
-
-    /// As [`Federation::call`], with an `Idempotency-Key` when `key` is given.
-    ///
-    /// # Errors
-    /// Transport errors.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn call_keyed(
-        &self,
-        zone: usize,
-        node: usize,
-        method: reqwest::Method,
-        path: &str,
-        token: &str,
-        body: Option<Value>,
-        key: Option<&str>,
-    ) -> anyhow::Result<(u16, Value)> {
         let url = format!("http://{}{path}", self.zones[zone][node].api_addr);
         let mut req = self.http.request(method, url).bearer_auth(token);
-        if let Some(k) = key {
-            req = req.header("Idempotency-Key", k);
-        }
         if let Some(b) = body {
             req = req.json(&b);
         }
@@ -237,56 +215,11 @@ impl Federation {
         node: usize,
         listing: Value,
     ) -> anyhow::Result<String> {
-        let t = self.zone_tokens(zone).clone();
+        let t = self.zone_tokens(zone);
         // The zone's provider token lists only for the zone's demo party.
         let listing = crate::for_party(listing, self.zone_party(zone));
-        let post = reqwest::Method::POST;
-        // A zone slow to commit answers 504 outcome_unknown; as its message says, the write
-        // is then retried with the same key (submit) or read back (approve).
-        let key = crate::fresh_idempotency_key();
-        let (s, v) = crate::while_outcome_unknown(|| {
-            self.call_keyed(
-                zone,
-                0,
-                post.clone(),
-                "/v1/listings",
-                &t.provider,
-                Some(listing.clone()),
-                Some(&key),
-            )
-        })
-        .await?;
-        anyhow::ensure!(s == 201, "submit: {s} {v}");
-        let id = v["id"].as_str().unwrap_or_default().to_owned();
-        let path = format!("/v1/listings/{id}/approve");
-        // After an unknown outcome, a 409 (no longer awaiting review) may be the first approval
-        // having landed: the listing's linearizable state says.
-        let unknown = std::cell::Cell::new(false);
-        let (s, v) = crate::while_outcome_unknown(|| async {
-            let (s, v) = self
-                .call(
-                    zone,
-                    node,
-                    post.clone(),
-                    &path,
-                    &t.operator,
-                    Some(json!({})),
-                )
-                .await?;
-            if crate::is_outcome_unknown(s, &v) || (unknown.get() && s == 409) {
-                unknown.set(true);
-                let (rs, rv) = self
-                    .get(zone, node, &format!("/v1/listings/{id}"), &t.regulator)
-                    .await?;
-                if rs == 200 && rv["state"] == "listed" {
-                    return Ok((200, v));
-                }
-            }
-            Ok((s, v))
-        })
-        .await?;
-        anyhow::ensure!(s == 200, "approve: {s} {v}");
-        Ok(id)
+        let base = |node: usize| format!("http://{}", self.zones[zone][node].api_addr);
+        crate::submit_and_approve(&base(0), &base(node), t, &listing).await
     }
 
     /// The state of listing `id` on one node's replica (None if absent).

@@ -346,40 +346,8 @@ impl Zone {
             Some(party) => for_party(listing.clone(), party),
             None => listing.clone(),
         };
-        // A zone slow to commit answers 504 outcome_unknown; as its message says, the write
-        // is then retried with the same key (submit) or read back (approve).
-        let key = fresh_idempotency_key();
-        let url = format!("{}/v1/listings", self.nodes[i].api_url);
-        let (s, v) =
-            while_outcome_unknown(|| post_with_key(&url, &tokens.provider, &key, &listing)).await?;
-        if s != 201 {
-            bail!("submit answered {s}: {v}");
-        }
-        let id = v["id"].as_str().unwrap_or_default().to_owned();
-        let path = format!("/v1/listings/{id}/approve");
-        // After an unknown outcome, a 409 (no longer awaiting review) may be the first approval
-        // having landed: the listing's linearizable state says.
-        let unknown = std::cell::Cell::new(false);
-        let (s, v) = while_outcome_unknown(|| async {
-            let (s, v) = self
-                .post(i, &path, &tokens.operator, &serde_json::json!({}))
-                .await?;
-            if is_outcome_unknown(s, &v) || (unknown.get() && s == 409) {
-                unknown.set(true);
-                let (rs, rv) = self
-                    .get(i, &format!("/v1/listings/{id}"), Some(&tokens.regulator))
-                    .await?;
-                if rs == 200 && rv["state"] == "listed" {
-                    return Ok((200, v));
-                }
-            }
-            Ok((s, v))
-        })
-        .await?;
-        if s != 200 {
-            bail!("approve answered {s}: {v}");
-        }
-        Ok(id)
+        let node = &self.nodes[i].api_url;
+        submit_and_approve(node, node, tokens, &listing).await
     }
 
     /// Registers listed listing `id` on node `i` as `provider` (source `collected`, the
@@ -783,6 +751,63 @@ pub async fn post_with_key(
         .await?;
     let status = resp.status().as_u16();
     Ok((status, resp.json().await.unwrap_or(Value::Null)))
+}
+
+/// Submits `listing` through the node at `submit_to` with the zone's provider token and
+/// approves it through the node at `approve_at` with its operator token (base URLs); its id.
+/// A zone slow to commit answers `504 outcome_unknown`; as its message says, the submit is then
+/// sent again with the same `Idempotency-Key`, and the approval again after the listing's state
+/// is read back (a 409 after an unknown outcome may be the first approval having landed).
+///
+/// # Errors
+/// If either write does not succeed.
+pub async fn submit_and_approve(
+    submit_to: &str,
+    approve_at: &str,
+    tokens: &ZoneTokens,
+    listing: &Value,
+) -> anyhow::Result<String> {
+    let key = fresh_idempotency_key();
+    let url = format!("{submit_to}/v1/listings");
+    let (s, v) =
+        while_outcome_unknown(|| post_with_key(&url, &tokens.provider, &key, listing)).await?;
+    if s != 201 {
+        bail!("submit answered {s}: {v}");
+    }
+    let id = v["id"].as_str().unwrap_or_default().to_owned();
+    let approve = format!("{approve_at}/v1/listings/{id}/approve");
+    let read_back = format!("{approve_at}/v1/listings/{id}");
+    let http = reqwest::Client::new();
+    let unknown = std::cell::Cell::new(false);
+    let (s, v) = while_outcome_unknown(|| async {
+        let answer = http
+            .post(&approve)
+            .bearer_auth(&tokens.operator)
+            .json(&serde_json::json!({}))
+            .send()
+            .await?;
+        let s = answer.status().as_u16();
+        let v: Value = answer.json().await.unwrap_or(Value::Null);
+        if is_outcome_unknown(s, &v) || (unknown.get() && s == 409) {
+            unknown.set(true);
+            let state = http
+                .get(&read_back)
+                .bearer_auth(&tokens.regulator)
+                .send()
+                .await?;
+            if state.status().is_success()
+                && state.json::<Value>().await.unwrap_or(Value::Null)["state"] == "listed"
+            {
+                return Ok((200, v));
+            }
+        }
+        Ok((s, v))
+    })
+    .await?;
+    if s != 200 {
+        bail!("approve answered {s}: {v}");
+    }
+    Ok(id)
 }
 
 fn with_provider(mut listing: Value, id: &str, name: &str) -> Value {

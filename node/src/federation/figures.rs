@@ -128,20 +128,14 @@ impl Federation {
         let periods = match self.last_figures.get(&windows, applied) {
             Some(p) => p,
             None => {
-                let read = match db.reader().await {
-                    Ok(mut conn) => supervision::figures(&mut conn, &windows).await,
-                    Err(e) => Err(e),
+                let read = async { supervision::figures(&mut *db.reader().await?, &windows).await };
+                let Ok(p) = read.await.inspect_err(|e| {
+                    tracing::warn!(error = %e, "supervision figures");
+                }) else {
+                    return error("internal error".into());
                 };
-                match read {
-                    Ok(p) => {
-                        self.last_figures.put(&windows, applied, &p);
-                        p
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "supervision figures");
-                        return error("internal error".into());
-                    }
-                }
+                self.last_figures.put(&windows, applied, &p);
+                p
             }
         };
         let stats = ZoneStats {
