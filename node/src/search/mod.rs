@@ -27,11 +27,12 @@ use serde::{Deserialize, Serialize};
 use tantivy::query::{
     BooleanQuery, BoostQuery, EnableScoring, Occur, PhraseQuery, Query, TermQuery,
 };
+use tantivy::schema::document::{ReferenceValue, ReferenceValueLeaf, Value};
 use tantivy::schema::{
     FAST, Field, INDEXED, IndexRecordOption, Schema, TextFieldIndexing, TextOptions,
 };
 use tantivy::tokenizer::{PreTokenizedString, Token};
-use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
+use tantivy::{Document, Index, IndexReader, IndexWriter, ReloadPolicy, Term};
 use tokio::sync::{Notify, watch};
 use xchg_protocol::canonical::{Limits, from_canonical};
 use xchg_protocol::{Listing, ZoneId};
@@ -51,8 +52,13 @@ pub const INDEX_DIR: &str = "search";
 const STEP: u32 = 5_000;
 /// Indexing memory (tantivy's writer arena, one thread).
 const WRITER_BYTES: usize = 64 << 20;
-/// Least time between two commits while writes arrive and no search waits.
-const COMMIT_EVERY: Duration = Duration::from_millis(100);
+/// Least time between two commits while the index follows the writes (less than a step behind)
+/// and no search waits. Every commit writes and syncs a new segment, which merges then write
+/// again: at 100 ms the three members of a zone under write load spent over a third of the
+/// machine's processor time in tantivy and took half as many writes/s (perf and
+/// `scripts/bench-vs-etcd`, bench/RESULTS.md). Searches lose nothing by it: one that needs the
+/// newest writes has the indexer commit at once.
+const COMMIT_EVERY: Duration = Duration::from_secs(1);
 /// How long a search waits for the index to take in its read point.
 pub const COVER_WAIT: Duration = Duration::from_secs(10);
 /// How long a `consistency=local` search waits for the index to take in what this node's
@@ -228,7 +234,7 @@ struct Inner {
     reader: IndexReader,
     fields: Fields,
     names: RwLock<Names>,
-    writer: Mutex<Option<IndexWriter>>,
+    writer: Mutex<Option<IndexWriter<Doc>>>,
     covered: watch::Sender<Covered>,
     /// Woken by a search waiting for the index: commit now rather than at the next interval.
     hurry: Notify,
@@ -365,8 +371,11 @@ impl SearchIndex {
             // Seen before the clock is read: a batch applied from here on wakes the wait below.
             applied.borrow_and_update();
             match self.step(&db, &mut report, Some(&stop)).await {
-                Ok(true) => {
-                    // More to take in: go on at once, unless commits come too fast.
+                // A whole step: further behind than one step, go on at once.
+                Ok(Some(n)) if n >= STEP as usize => last_commit = Instant::now(),
+                Ok(Some(_)) => {
+                    // Following the writes: the next commit no sooner than COMMIT_EVERY after
+                    // this one, unless a search waits.
                     let since = last_commit.elapsed();
                     last_commit = Instant::now();
                     if since < COMMIT_EVERY {
@@ -377,7 +386,7 @@ impl SearchIndex {
                         }
                     }
                 }
-                Ok(false) => {
+                Ok(None) => {
                     // Nothing new: wait for the next applied batch (or a search that waits, or
                     // a second, whichever comes first: writes to the catalog from outside the
                     // state machine, such as `xchg bench search`'s loader, are found too).
@@ -426,26 +435,27 @@ impl SearchIndex {
         progress: &mut dyn FnMut(Progress),
     ) -> Result<(), SearchError> {
         let mut report = Reporter::default();
-        while self.step(db, &mut report, None).await? {
+        while self.step(db, &mut report, None).await?.is_some() {
             progress(report.progress());
         }
         Ok(())
     }
 
     /// One indexing step: starts over if the epoch changed, then takes in up to [`STEP`]
-    /// changed rows and commits. Returns whether there was anything to take in.
+    /// changed rows and commits. Returns how many rows it took in, `None` when there was
+    /// nothing to take in.
     async fn step(
         &self,
         db: &Db,
         report: &mut Reporter,
         stop: Option<&watch::Receiver<bool>>,
-    ) -> Result<bool, SearchError> {
+    ) -> Result<Option<usize>, SearchError> {
         let (clock, after, rows) = {
             let mut conn = db.reader().await?;
             let clock = listings::clock(&mut conn).await?;
             let covered = self.covered();
             if covered.covers(clock) {
-                return Ok(false);
+                return Ok(None);
             }
             // Another epoch: every row was numbered anew, the index starts over.
             let after = (covered.epoch == clock.epoch).then_some(covered.change);
@@ -460,7 +470,7 @@ impl SearchIndex {
             .await
             .map_err(|_| SearchError::Stopped)??;
         report.add(n as u64);
-        Ok(true)
+        Ok(Some(n))
     }
 
     /// Indexes `rows` (the rows of `clock`'s epoch changed after `after`, in change order;
@@ -802,7 +812,7 @@ fn dir_bytes(dir: &Path) -> u64 {
 }
 
 /// The index document of a listings row.
-fn document(f: Fields, names: &mut Names, row: &Changed, l: &Listing) -> TantivyDocument {
+fn document(f: Fields, names: &mut Names, row: &Changed, l: &Listing) -> Doc {
     let state = ListingState::parse(&row.state).map_or(u64::MAX, |s| {
         STATES
             .iter()
@@ -827,9 +837,6 @@ fn document(f: Fields, names: &mut Names, row: &Changed, l: &Listing) -> Tantivy
         u64::from(names.category(&l.category)),
         u64::from(names.origin(&l.origin.to_string())),
     );
-    let mut doc = TantivyDocument::default();
-    doc.add_u64(f.seq, row.seq.unsigned_abs());
-    doc.add_u64(f.packed, packed.0);
     let title = tokens(&[&l.title]);
     let mut parts: Vec<&str> = vec![&l.description, &l.provider.name];
     parts.extend(l.keywords.iter().map(String::as_str));
@@ -848,10 +855,64 @@ fn document(f: Fields, names: &mut Names, row: &Changed, l: &Listing) -> Tantivy
             })
             .collect(),
     };
-    doc.add_pre_tokenized_text(f.title, title);
-    doc.add_pre_tokenized_text(f.text, text);
-    doc.add_pre_tokenized_text(f.all, all);
-    doc
+    Doc {
+        fields: f,
+        seq: row.seq.unsigned_abs(),
+        packed: packed.0,
+        title,
+        text,
+        all,
+    }
+}
+
+/// A listing as the index takes it in, its words already found. Handed to tantivy as it is:
+/// tantivy's own document type keeps pre-tokenised text as JSON, written when the document is
+/// built and parsed again in tantivy's indexing thread, which cost a zone under write load
+/// some 15 % of its processor time (perf, `scripts/bench-vs-etcd` at 64 clients).
+struct Doc {
+    fields: Fields,
+    seq: u64,
+    packed: u64,
+    title: PreTokenizedString,
+    text: PreTokenizedString,
+    all: PreTokenizedString,
+}
+
+/// One value of a [`Doc`].
+#[derive(Debug, Clone, Copy)]
+enum DocValue<'a> {
+    Number(u64),
+    Words(&'a PreTokenizedString),
+}
+
+impl<'a> Value<'a> for DocValue<'a> {
+    type ArrayIter = std::iter::Empty<Self>;
+    type ObjectIter = std::iter::Empty<(&'a str, Self)>;
+
+    fn as_value(&self) -> ReferenceValue<'a, Self> {
+        ReferenceValue::Leaf(match *self {
+            DocValue::Number(n) => ReferenceValueLeaf::U64(n),
+            // Tantivy takes the words by value, once per field and document.
+            DocValue::Words(w) => ReferenceValueLeaf::PreTokStr(Box::new(w.clone())),
+        })
+    }
+}
+
+impl Document for Doc {
+    type Value<'a> = DocValue<'a>;
+    type FieldsValuesIter<'a> = std::array::IntoIter<(Field, DocValue<'a>), 5>;
+
+    fn iter_fields_and_values(&self) -> Self::FieldsValuesIter<'_> {
+        let f = self.fields;
+        [
+            (f.seq, DocValue::Number(self.seq)),
+            (f.packed, DocValue::Number(self.packed)),
+            (f.title, DocValue::Words(&self.title)),
+            (f.text, DocValue::Words(&self.text)),
+            (f.all, DocValue::Words(&self.all)),
+        ]
+        .into_iter()
+    }
 }
 
 fn code(names: &[&str], name: &str) -> u64 {
