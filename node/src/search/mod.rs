@@ -57,7 +57,8 @@ const WRITER_BYTES: usize = 64 << 20;
 /// again: at 100 ms the three members of a zone under write load spent over a third of the
 /// machine's processor time in tantivy and took half as many writes/s (perf and
 /// `scripts/bench-vs-etcd`, bench/RESULTS.md). Searches lose nothing by it: one that needs the
-/// newest writes has the indexer commit at once.
+/// newest writes has the indexer commit at once (so a steady stream of searches beside steady
+/// writes brings the commit rate back up).
 const COMMIT_EVERY: Duration = Duration::from_secs(1);
 /// How long a search waits for the index to take in its read point.
 pub const COVER_WAIT: Duration = Duration::from_secs(10);
@@ -335,16 +336,18 @@ impl SearchIndex {
     /// # Errors
     /// [`SearchError::Behind`] after `wait`.
     pub async fn wait_covers(&self, clock: Clock, wait: Duration) -> Result<(), SearchError> {
-        if self.covered().covers(clock) {
+        let mut rx = self.0.covered.subscribe();
+        if rx.borrow_and_update().covers(clock) {
             return Ok(());
         }
-        let mut rx = self.0.covered.subscribe();
         let waited = tokio::time::timeout(wait, async {
+            // Asked once, and again after each commit that fell short (a permit is kept until
+            // the indexer takes it, so none is lost while it works).
             loop {
                 self.0.hurry.notify_one();
-                tokio::select! {
-                    r = rx.wait_for(|c| c.covers(clock)) => return r.map(drop),
-                    () = tokio::time::sleep(Duration::from_millis(50)) => {}
+                rx.changed().await?;
+                if rx.borrow_and_update().covers(clock) {
+                    return Ok::<_, watch::error::RecvError>(());
                 }
             }
         })
@@ -359,10 +362,10 @@ impl SearchIndex {
     }
 
     /// Follows the catalog until `stop`: indexes what changed, commits at most every
-    /// [`COMMIT_EVERY`] unless a search waits, logs progress while far behind.
+    /// [`COMMIT_EVERY`] unless a search waits or it is a whole step behind (then it goes on at
+    /// once), logs progress while far behind.
     pub async fn run(self, db: Db, mut stop: watch::Receiver<bool>) {
         let mut applied = db.subscribe_applied();
-        let mut last_commit = Instant::now() - COMMIT_EVERY;
         let mut report = Reporter::default();
         loop {
             if *stop.borrow() {
@@ -372,18 +375,14 @@ impl SearchIndex {
             applied.borrow_and_update();
             match self.step(&db, &mut report, Some(&stop)).await {
                 // A whole step: further behind than one step, go on at once.
-                Ok(Some(n)) if n >= STEP as usize => last_commit = Instant::now(),
+                Ok(Some(n)) if n >= STEP as usize => {}
                 Ok(Some(_)) => {
                     // Following the writes: the next commit no sooner than COMMIT_EVERY after
                     // this one, unless a search waits.
-                    let since = last_commit.elapsed();
-                    last_commit = Instant::now();
-                    if since < COMMIT_EVERY {
-                        tokio::select! {
-                            () = tokio::time::sleep(COMMIT_EVERY - since) => {}
-                            () = self.0.hurry.notified() => {}
-                            _ = stop.changed() => {}
-                        }
+                    tokio::select! {
+                        () = tokio::time::sleep(COMMIT_EVERY) => {}
+                        () = self.0.hurry.notified() => {}
+                        _ = stop.changed() => {}
                     }
                 }
                 Ok(None) => {
@@ -892,7 +891,8 @@ impl<'a> Value<'a> for DocValue<'a> {
     fn as_value(&self) -> ReferenceValue<'a, Self> {
         ReferenceValue::Leaf(match *self {
             DocValue::Number(n) => ReferenceValueLeaf::U64(n),
-            // Tantivy takes the words by value, once per field and document.
+            // Tantivy takes the words by value, once per field and document (and copies them
+            // once more to index them).
             DocValue::Words(w) => ReferenceValueLeaf::PreTokStr(Box::new(w.clone())),
         })
     }
