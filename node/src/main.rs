@@ -12,8 +12,8 @@ use clap::Parser as _;
 fn main() -> ExitCode {
     let args = cli::args::Args::parse();
     // RUST_LOG overrides the command's default.
-    cli::init_tracing(args.command.default_log_filter());
-    match cli::execute(args.command) {
+    cli::init_tracing(args.command.default_log_filter(), args.log_format);
+    match cli::execute(args.command, args.log_format) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -17,9 +17,22 @@ use clap::{Parser, Subcommand};
     about = "Node software of a federated data-product exchange"
 )]
 pub struct Args {
+    /// How logs are written to stderr: `text` for people, `json` for log shippers (one JSON
+    /// object a line: timestamp, level, target, the event's fields, its spans).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "XCHG_LOG_FORMAT")]
+    pub log_format: LogFormat,
     /// The command to carry out.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// `--log-format`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Lines for people to read.
+    Text,
+    /// One JSON object a line.
+    Json,
 }
 
 /// The top-level commands.
@@ -59,6 +72,28 @@ pub enum Command {
     /// The search index of a node's data directory.
     #[command(subcommand)]
     Index(IndexCommand),
+    /// Print a completion script for a shell (e.g. `xchg completions bash >
+    /// /etc/bash_completion.d/xchg`).
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff: `xchg man | man -l -`), or write one page per command.
+    Man(ManArgs),
+}
+
+/// `xchg completions`.
+#[derive(clap::Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// `xchg man`.
+#[derive(clap::Args)]
+pub struct ManArgs {
+    /// Write `xchg.1` and one page per command (`xchg-listing-submit.1`, …) into this
+    /// directory (created if missing) rather than printing the top page.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
 }
 
 /// `xchg index …`.

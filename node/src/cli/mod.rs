@@ -27,6 +27,7 @@ pub mod config;
 pub mod demo;
 pub mod demo_parties;
 pub mod federation;
+pub mod manual;
 pub mod run;
 pub mod token;
 pub mod up;
@@ -39,14 +40,19 @@ use args::{
 };
 
 /// Logs go to stderr, filtered by `RUST_LOG` (default `default`), so stdout stays clean for
-/// output.
-pub fn init_tracing(default: &str) {
+/// output; as text, or as one JSON object a line for log shippers.
+pub fn init_tracing(default: &str, format: args::LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        args::LogFormat::Text => logs.init(),
+        // The event's fields as keys of the line's object (not nested under "fields"), with
+        // the span it happened in and the spans around it.
+        args::LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
 }
 
 /// Writes a command's output to stdout. When the reader has gone (a closed pipe), the command
@@ -67,7 +73,7 @@ pub fn write_out(args: std::fmt::Arguments<'_>) {
 ///
 /// # Errors
 /// Whatever the command reports; the binary prints it and exits with status 1.
-pub fn execute(command: Command) -> anyhow::Result<ExitCode> {
+pub fn execute(command: Command, log_format: args::LogFormat) -> anyhow::Result<ExitCode> {
     match command {
         Command::Up(args) => {
             private_files();
@@ -75,7 +81,7 @@ pub fn execute(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Run(args) => {
             private_files();
-            block_on(run::run(args))
+            block_on(run::run(args, log_format))
         }
         Command::Status(target) => block_on(client::status(target)),
         Command::Listing(ListingCommand::Submit(args)) => block_on(client::submit(args)),
@@ -106,6 +112,8 @@ pub fn execute(command: Command) -> anyhow::Result<ExitCode> {
         Command::Bench(BenchCommand::Federation(args)) => {
             block_on(bench_federation::federation(args))
         }
+        Command::Completions(args) => manual::completions(&args),
+        Command::Man(args) => manual::man(&args),
     }
 }
 

@@ -7,10 +7,11 @@ use xchg_federation_config::{ConfigError, read_key_file};
 use xchg_node::node::{self, GossipLink, StartOptions, ZoneLink};
 use xchg_protocol::Timestamp;
 
-use super::args::RunArgs;
+use super::args::{LogFormat, RunArgs};
 
-/// Loads the config, binds the listeners, runs the node, stops it cleanly on a signal.
-pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+/// Loads the config, binds the listeners, runs the node, stops it cleanly on a signal. With
+/// `--log-format json` everything it says is a log line (the API's address too).
+pub async fn run(args: RunArgs, format: LogFormat) -> anyhow::Result<ExitCode> {
     let config_path = args.config.as_path();
     let loaded = match xchg_federation_config::load(config_path, Timestamp::now()) {
         Ok(l) => l,
@@ -50,7 +51,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         options,
     )
     .await?;
-    outln!("{name} serving the API on http://{}", handle.api_addr);
+    match format {
+        LogFormat::Text => outln!("{name} serving the API on http://{}", handle.api_addr),
+        LogFormat::Json => {
+            tracing::info!(node = %name, api = %format!("http://{}", handle.api_addr),
+                "serving the API");
+        }
+    }
     shutdown_signal().await;
     tracing::info!("shutting down");
     handle.shutdown().await;

@@ -1,0 +1,106 @@
+//! The operator's niceties of issue #18: shell completions and manual pages generated from the
+//! command line's definitions, and logs as one JSON object a line for log shippers.
+
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context as _, ensure};
+use xchg_tests::{Zone, xchg_binary};
+
+fn xchg(args: &[&str]) -> anyhow::Result<(String, String)> {
+    let out = Command::new(xchg_binary()).args(args).output()?;
+    let stdout = String::from_utf8(out.stdout)?;
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    ensure!(out.status.success(), "xchg {args:?} failed: {stderr}");
+    Ok((stdout, stderr))
+}
+
+#[test]
+fn every_shell_gets_a_completion_script_and_bash_accepts_its_own() -> anyhow::Result<()> {
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let (script, _) = xchg(&["completions", shell])?;
+        // Subcommands two levels down are completed too.
+        ensure!(
+            script.contains("rebuild") && script.contains("data-dir"),
+            "{shell}'s script does not complete `xchg index rebuild --data-dir`"
+        );
+    }
+    let (bash, _) = xchg(&["completions", "bash"])?;
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("xchg.bash");
+    std::fs::write(&file, bash)?;
+    let checked = Command::new("bash").arg("-n").arg(&file).output()?;
+    ensure!(
+        checked.status.success(),
+        "bash -n refuses the script: {}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    let refused = Command::new(xchg_binary())
+        .args(["completions", "tcsh"])
+        .output()?;
+    ensure!(
+        refused.status.code() == Some(2)
+            && String::from_utf8_lossy(&refused.stderr).contains("possible values"),
+        "an unknown shell is refused with the shells there are"
+    );
+    Ok(())
+}
+
+#[test]
+fn the_manual_has_a_page_for_the_binary_and_one_for_every_command() -> anyhow::Result<()> {
+    let (page, _) = xchg(&["man"])?;
+    ensure!(page.contains(".TH xchg 1"), "not a roff page: {page:.200}");
+    ensure!(page.contains("listing") && page.contains("completions"));
+    let dir = tempfile::tempdir()?;
+    let out = dir.path().join("man1");
+    let (said, _) = xchg(&["man", "--out", out.to_str().context("path")?])?;
+    for name in [
+        "xchg.1",
+        "xchg-run.1",
+        "xchg-listing-submit.1",
+        "xchg-index-rebuild.1",
+        "xchg-config-generate.1",
+    ] {
+        let text = std::fs::read_to_string(out.join(name))
+            .with_context(|| format!("{name} was not written"))?;
+        ensure!(text.contains(".TH"), "{name} is not a roff page");
+    }
+    let written = std::fs::read_dir(&out)?.count();
+    ensure!(
+        said.contains(&format!("wrote {written} manual page(s)")),
+        "the command says how many pages it wrote ({written}): {said}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_logs_one_json_object_a_line_when_asked() -> anyhow::Result<()> {
+    let mut zone = Zone::generate("single-zone", 3)?;
+    for i in 0..3 {
+        zone.start_with(i, &["--log-format", "json"])?;
+    }
+    zone.wait_for_leader(0, Duration::from_secs(30)).await?;
+    let log = zone.log_of(0);
+    let mut lines = 0;
+    for line in log.lines().filter(|l| !l.trim().is_empty()) {
+        let value: serde_json::Value = serde_json::from_str(line)
+            .with_context(|| format!("a log line is not JSON: {line}"))?;
+        ensure!(
+            value["timestamp"].is_string()
+                && value["level"].is_string()
+                && value["target"].is_string(),
+            "a log line lacks timestamp, level or target: {line}"
+        );
+        lines += 1;
+    }
+    ensure!(lines > 0, "the node logged nothing");
+    // The event's fields are keys of the object itself, for a shipper to index; what the
+    // node says on stdout in text (the API's address) is a log line too.
+    ensure!(
+        log.lines()
+            .any(|l| l.contains("\"message\":\"serving the API\"")
+                && l.contains("\"api\":\"http://")),
+        "no line says where the API is served, with the address as a key: {log}"
+    );
+    Ok(())
+}
