@@ -11,12 +11,26 @@ use clap::Parser as _;
 
 fn main() -> ExitCode {
     let args = cli::args::Args::parse();
+    let format = match args.log_format() {
+        Ok(format) => format,
+        Err(e) => {
+            // As clap ends a command line it refuses.
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     // RUST_LOG overrides the command's default.
-    cli::init_tracing(args.command.default_log_filter(), args.log_format);
-    match cli::execute(args.command, args.log_format) {
+    cli::init_tracing(args.command.default_log_filter(), format);
+    match cli::execute(args.command, format) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            let reason = cli::error_chain(&e);
+            match format {
+                cli::args::LogFormat::Text => eprintln!("error: {reason}"),
+                // A log shipper sees why the command (a node, most often) ended as a line
+                // like the others.
+                cli::args::LogFormat::Json => tracing::error!(error = %reason, "failed"),
+            }
             ExitCode::FAILURE
         }
     }

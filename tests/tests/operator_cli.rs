@@ -47,6 +47,55 @@ fn every_shell_gets_a_completion_script_and_bash_accepts_its_own() -> anyhow::Re
 }
 
 #[test]
+fn the_log_format_flag_overrides_the_variable_and_a_bad_variable_is_named() -> anyhow::Result<()> {
+    let run = |env: &str, args: &[&str]| -> anyhow::Result<std::process::Output> {
+        Ok(Command::new(xchg_binary())
+            .env("XCHG_LOG_FORMAT", env)
+            .args(args)
+            .output()?)
+    };
+    let out = run("bogus", &["completions", "bash"])?;
+    let said = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        out.status.code() == Some(2) && said.contains("XCHG_LOG_FORMAT") && said.contains("json"),
+        "a bad XCHG_LOG_FORMAT is refused naming the variable: {said}"
+    );
+    for (env, args) in [
+        (
+            "bogus",
+            &["--log-format", "text", "completions", "bash"][..],
+        ),
+        ("", &["completions", "bash"][..]),
+        ("JSON", &["completions", "bash"][..]),
+    ] {
+        let out = run(env, args)?;
+        ensure!(
+            out.status.success(),
+            "XCHG_LOG_FORMAT={env:?} xchg {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // A command that fails says why as a log line in JSON, once.
+    let dir = tempfile::tempdir()?;
+    let missing = dir.path().join("missing.toml");
+    let out = run(
+        "json",
+        &["run", "--config", missing.to_str().context("path")?],
+    )?;
+    let said = String::from_utf8_lossy(&out.stderr);
+    let line: serde_json::Value = serde_json::from_str(said.trim())
+        .with_context(|| format!("the failure is not one JSON line: {said}"))?;
+    let error = line["fields"]["error"].as_str().unwrap_or_default();
+    ensure!(
+        line["level"] == "ERROR"
+            && error.contains("missing.toml")
+            && error.matches("os error 2").count() == 1,
+        "the failure names the file and its reason once: {said}"
+    );
+    Ok(())
+}
+
+#[test]
 fn the_manual_has_a_page_for_the_binary_and_one_for_every_command() -> anyhow::Result<()> {
     let (page, _) = xchg(&["man"])?;
     ensure!(page.contains(".TH xchg 1"), "not a roff page: {page:.200}");
@@ -94,13 +143,19 @@ async fn a_node_logs_one_json_object_a_line_when_asked() -> anyhow::Result<()> {
         lines += 1;
     }
     ensure!(lines > 0, "the node logged nothing");
-    // The event's fields are keys of the object itself, for a shipper to index; what the
-    // node says on stdout in text (the API's address) is a log line too.
+    // The event's fields are keys of an object of their own (a field named like one of the
+    // line's keys, `target` say, would otherwise repeat it); what the node says on stdout in
+    // text (the API's address) is a log line too.
+    let serving = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["fields"]["message"] == "serving the API")
+        .with_context(|| format!("no line says where the API is served: {log}"))?;
     ensure!(
-        log.lines()
-            .any(|l| l.contains("\"message\":\"serving the API\"")
-                && l.contains("\"api\":\"http://")),
-        "no line says where the API is served, with the address as a key: {log}"
+        serving["fields"]["api"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("http://127.")),
+        "the address is not a field of its own: {serving}"
     );
     Ok(())
 }

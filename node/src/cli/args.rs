@@ -18,9 +18,10 @@ use clap::{Parser, Subcommand};
 )]
 pub struct Args {
     /// How logs are written to stderr: `text` for people, `json` for log shippers (one JSON
-    /// object a line: timestamp, level, target, the event's fields, its spans).
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "XCHG_LOG_FORMAT")]
-    pub log_format: LogFormat,
+    /// object a line: timestamp, level, target, the event's fields, its spans). Without the
+    /// flag, from XCHG_LOG_FORMAT; `text` when neither is given.
+    #[arg(long, global = true, value_enum)]
+    pub log_format: Option<LogFormat>,
     /// The command to carry out.
     #[command(subcommand)]
     pub command: Command,
@@ -33,6 +34,30 @@ pub enum LogFormat {
     Text,
     /// One JSON object a line.
     Json,
+}
+
+impl Args {
+    /// The log format: the flag's, else `XCHG_LOG_FORMAT`'s (an empty variable counts as
+    /// unset), else text. Read here rather than by clap so that the flag overrides a variable
+    /// holding something else, and the error names the variable.
+    ///
+    /// # Errors
+    /// `XCHG_LOG_FORMAT` holds neither `text` nor `json` and no flag overrides it.
+    pub fn log_format(&self) -> Result<LogFormat, String> {
+        if let Some(format) = self.log_format {
+            return Ok(format);
+        }
+        match std::env::var("XCHG_LOG_FORMAT") {
+            Err(std::env::VarError::NotPresent) => Ok(LogFormat::Text),
+            Ok(v) if v.trim().is_empty() => Ok(LogFormat::Text),
+            Ok(v) => <LogFormat as clap::ValueEnum>::from_str(v.trim(), true).map_err(|_| {
+                format!("XCHG_LOG_FORMAT={v:?} is no log format: text or json (or unset it)")
+            }),
+            Err(std::env::VarError::NotUnicode(_)) => {
+                Err("XCHG_LOG_FORMAT is not UTF-8: text or json (or unset it)".into())
+            }
+        }
+    }
 }
 
 /// The top-level commands.

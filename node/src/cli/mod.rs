@@ -49,10 +49,28 @@ pub fn init_tracing(default: &str, format: args::LogFormat) {
         .with_writer(std::io::stderr);
     match format {
         args::LogFormat::Text => logs.init(),
-        // The event's fields as keys of the line's object (not nested under "fields"), with
-        // the span it happened in and the spans around it.
-        args::LogFormat::Json => logs.json().flatten_event(true).init(),
+        // The event's fields under "fields" (flattened, a field named `target`, as some of
+        // openraft's are, would repeat the line's own key), with the span it happened in and
+        // the spans around it.
+        args::LogFormat::Json => logs.json().init(),
     }
+}
+
+/// An error and its causes, `: ` between them, leaving out a cause whose words the text
+/// already has (errors that name their source in their own message, as most of ours do, would
+/// otherwise say it twice).
+pub fn error_chain(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let words = cause.to_string();
+        if text.is_empty() {
+            text = words;
+        } else if !text.contains(&words) {
+            text.push_str(": ");
+            text.push_str(&words);
+        }
+    }
+    text
 }
 
 /// Writes a command's output to stdout. When the reader has gone (a closed pipe), the command

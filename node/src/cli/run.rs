@@ -17,7 +17,13 @@ pub async fn run(args: RunArgs, format: LogFormat) -> anyhow::Result<ExitCode> {
         Ok(l) => l,
         Err(ConfigError::Invalid(violations)) => {
             for v in &violations {
-                eprintln!("{}: {v}", config_path.display());
+                match format {
+                    LogFormat::Text => eprintln!("{}: {v}", config_path.display()),
+                    LogFormat::Json => {
+                        tracing::error!(config = %config_path.display(), violation = %v,
+                            "the node config breaks a rule");
+                    }
+                }
             }
             anyhow::bail!("{} is not a valid node config", config_path.display());
         }
