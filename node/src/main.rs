@@ -28,8 +28,10 @@ fn main() -> ExitCode {
             match format {
                 cli::args::LogFormat::Text => eprintln!("error: {reason}"),
                 // A log shipper sees why the command (a node, most often) ended as a line
-                // like the others.
-                cli::args::LogFormat::Json => tracing::error!(error = %reason, "failed"),
+                // like the others, whatever RUST_LOG lets through.
+                cli::args::LogFormat::Json => {
+                    cli::json_line("ERROR", "failed", &[("error", &reason)]);
+                }
             }
             ExitCode::FAILURE
         }

@@ -509,6 +509,8 @@ impl Zone {
                 "RUST_LOG",
                 std::env::var("XCHG_TEST_LOG").unwrap_or_else(|_| "info".into()),
             )
+            // The suites read the text logs.
+            .env_remove("XCHG_LOG_FORMAT")
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()?;

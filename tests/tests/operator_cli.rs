@@ -8,7 +8,10 @@ use anyhow::{Context as _, ensure};
 use xchg_tests::{Zone, xchg_binary};
 
 fn xchg(args: &[&str]) -> anyhow::Result<(String, String)> {
-    let out = Command::new(xchg_binary()).args(args).output()?;
+    let out = Command::new(xchg_binary())
+        .args(args)
+        .env_remove("XCHG_LOG_FORMAT")
+        .output()?;
     let stdout = String::from_utf8(out.stdout)?;
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     ensure!(out.status.success(), "xchg {args:?} failed: {stderr}");
@@ -51,6 +54,8 @@ fn the_log_format_flag_overrides_the_variable_and_a_bad_variable_is_named() -> a
     let run = |env: &str, args: &[&str]| -> anyhow::Result<std::process::Output> {
         Ok(Command::new(xchg_binary())
             .env("XCHG_LOG_FORMAT", env)
+            // The failure line is written past any filter.
+            .env("RUST_LOG", "off")
             .args(args)
             .output()?)
     };
@@ -92,6 +97,25 @@ fn the_log_format_flag_overrides_the_variable_and_a_bad_variable_is_named() -> a
             && error.matches("os error 2").count() == 1,
         "the failure names the file and its reason once: {said}"
     );
+    // A config that breaks rules: each rule a line at its severity, then the failure.
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "bogus = 1\n")?;
+    let out = run("json", &["run", "--config", bad.to_str().context("path")?])?;
+    let said = String::from_utf8_lossy(&out.stderr);
+    let lines = said
+        .lines()
+        .map(serde_json::from_str::<serde_json::Value>)
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("not JSON lines: {said}"))?;
+    ensure!(
+        lines.len() == 2
+            && lines[0]["level"] == "ERROR"
+            && lines[0]["fields"]["violation"]
+                .as_str()
+                .is_some_and(|v| v.contains("unknown field `bogus`"))
+            && lines[1]["fields"]["message"] == "failed",
+        "the rule, then the failure: {said}"
+    );
     Ok(())
 }
 
@@ -119,6 +143,10 @@ fn the_manual_has_a_page_for_the_binary_and_one_for_every_command() -> anyhow::R
         said.contains(&format!("wrote {written} manual page(s)")),
         "the command says how many pages it wrote ({written}): {said}"
     );
+    // Into a directory holding other pages, it counts its own.
+    std::fs::write(out.join("xchg-old-command.1"), ".TH old 1\n")?;
+    let (again, _) = xchg(&["man", "--out", out.to_str().context("path")?])?;
+    ensure!(again == said, "{again} after {said}");
     Ok(())
 }
 
@@ -144,18 +172,18 @@ async fn a_node_logs_one_json_object_a_line_when_asked() -> anyhow::Result<()> {
     }
     ensure!(lines > 0, "the node logged nothing");
     // The event's fields are keys of an object of their own (a field named like one of the
-    // line's keys, `target` say, would otherwise repeat it); what the node says on stdout in
-    // text (the API's address) is a log line too.
-    let serving = log
+    // line's keys, `target` say, would otherwise repeat it); where the API is served, which
+    // text prints on stdout, is a field of a log line.
+    let started = log
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find(|v| v["fields"]["message"] == "serving the API")
-        .with_context(|| format!("no line says where the API is served: {log}"))?;
+        .find(|v| v["fields"]["message"] == "node started")
+        .with_context(|| format!("no line says the node started: {log}"))?;
     ensure!(
-        serving["fields"]["api"]
+        started["fields"]["api_addr"]
             .as_str()
-            .is_some_and(|a| a.starts_with("http://127.")),
-        "the address is not a field of its own: {serving}"
+            .is_some_and(|a| a.starts_with("127.")),
+        "the address is not a field of its own: {started}"
     );
     Ok(())
 }

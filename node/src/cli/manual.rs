@@ -19,6 +19,16 @@ pub fn completions(args: &CompletionsArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The pages `clap_mangen::generate_to` writes for `command`: its own and one per command under
+/// it, hidden ones and `help` left out.
+fn pages(command: &clap::Command) -> usize {
+    1 + command
+        .get_subcommands()
+        .filter(|c| !c.is_hide_set() && c.get_name() != "help")
+        .map(pages)
+        .sum::<usize>()
+}
+
 /// Prints the top manual page, or writes one page per command into `args.out`.
 ///
 /// # Errors
@@ -33,19 +43,10 @@ pub fn man(args: &ManArgs) -> anyhow::Result<ExitCode> {
         }
         Some(dir) => {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            let pages = pages(&command);
             clap_mangen::generate_to(command, dir)
                 .with_context(|| format!("writing manual pages into {}", dir.display()))?;
-            let mut pages: Vec<_> = std::fs::read_dir(dir)?
-                .filter_map(Result::ok)
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|name| name.starts_with("xchg") && name.ends_with(".1"))
-                .collect();
-            pages.sort();
-            outln!(
-                "wrote {} manual page(s) into {}",
-                pages.len(),
-                dir.display()
-            );
+            outln!("wrote {pages} manual page(s) into {}", dir.display());
             outln!("read one with: man -l {}", dir.join("xchg.1").display());
         }
     }

@@ -56,21 +56,38 @@ pub fn init_tracing(default: &str, format: args::LogFormat) {
     }
 }
 
-/// An error and its causes, `: ` between them, leaving out a cause whose words the text
-/// already has (errors that name their source in their own message, as most of ours do, would
-/// otherwise say it twice).
+/// An error and its causes, `: ` between them, leaving out a cause the text already ends with
+/// (errors written `"…: {source}"`, as most of ours are, would otherwise say it twice).
 pub fn error_chain(e: &anyhow::Error) -> String {
     let mut text = String::new();
     for cause in e.chain() {
         let words = cause.to_string();
         if text.is_empty() {
             text = words;
-        } else if !text.contains(&words) {
+        } else if !text.ends_with(&words) {
             text.push_str(": ");
             text.push_str(&words);
         }
     }
     text
+}
+
+/// Writes one line of the JSON log to stderr, in the shape of the tracing lines (`timestamp`,
+/// `level`, `fields` with `message`, `target`), past `RUST_LOG`: for what ends a command, which
+/// no filter should hide.
+pub fn json_line(level: &str, message: &str, fields: &[(&str, &str)]) {
+    let mut all = serde_json::Map::new();
+    all.insert("message".into(), message.into());
+    for (key, value) in fields {
+        all.insert((*key).into(), (*value).into());
+    }
+    let line = serde_json::json!({
+        "timestamp": humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string(),
+        "level": level,
+        "fields": all,
+        "target": "xchg",
+    });
+    eprintln!("{line}");
 }
 
 /// Writes a command's output to stdout. When the reader has gone (a closed pipe), the command

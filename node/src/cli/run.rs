@@ -3,14 +3,15 @@
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use xchg_federation_config::{ConfigError, read_key_file};
+use xchg_federation_config::{ConfigError, Severity, read_key_file};
 use xchg_node::node::{self, GossipLink, StartOptions, ZoneLink};
 use xchg_protocol::Timestamp;
 
 use super::args::{LogFormat, RunArgs};
 
 /// Loads the config, binds the listeners, runs the node, stops it cleanly on a signal. With
-/// `--log-format json` everything it says is a log line (the API's address too).
+/// `--log-format json` everything it says is a log line (where it serves the API is the "node
+/// started" line's `api_addr`).
 pub async fn run(args: RunArgs, format: LogFormat) -> anyhow::Result<ExitCode> {
     let config_path = args.config.as_path();
     let loaded = match xchg_federation_config::load(config_path, Timestamp::now()) {
@@ -19,10 +20,17 @@ pub async fn run(args: RunArgs, format: LogFormat) -> anyhow::Result<ExitCode> {
             for v in &violations {
                 match format {
                     LogFormat::Text => eprintln!("{}: {v}", config_path.display()),
-                    LogFormat::Json => {
-                        tracing::error!(config = %config_path.display(), violation = %v,
-                            "the node config breaks a rule");
-                    }
+                    LogFormat::Json => super::json_line(
+                        match v.severity {
+                            Severity::Error => "ERROR",
+                            Severity::Warning => "WARN",
+                        },
+                        "the node config breaks a rule",
+                        &[
+                            ("config", &config_path.display().to_string()),
+                            ("violation", &v.to_string()),
+                        ],
+                    ),
                 }
             }
             anyhow::bail!("{} is not a valid node config", config_path.display());
@@ -57,12 +65,9 @@ pub async fn run(args: RunArgs, format: LogFormat) -> anyhow::Result<ExitCode> {
         options,
     )
     .await?;
-    match format {
-        LogFormat::Text => outln!("{name} serving the API on http://{}", handle.api_addr),
-        LogFormat::Json => {
-            tracing::info!(node = %name, api = %format!("http://{}", handle.api_addr),
-                "serving the API");
-        }
+    // In JSON, the node's own "node started" line (`api_addr`) says it.
+    if format == LogFormat::Text {
+        outln!("{name} serving the API on http://{}", handle.api_addr);
     }
     shutdown_signal().await;
     tracing::info!("shutting down");
