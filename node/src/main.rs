@@ -30,7 +30,7 @@ fn main() -> ExitCode {
                 // A log shipper sees why the command (a node, most often) ended as a line
                 // like the others, whatever RUST_LOG lets through.
                 cli::args::LogFormat::Json => {
-                    cli::json_line("ERROR", "failed", &[("error", &reason)]);
+                    tracing::error!(target: cli::OUTCOME, error = %reason, "failed");
                 }
             }
             ExitCode::FAILURE

@@ -39,11 +39,21 @@ use args::{
     FederationCommand, IndexCommand, ListingCommand, TokenCommand,
 };
 
-/// Logs go to stderr, filtered by `RUST_LOG` (default `default`), so stdout stays clean for
-/// output; as text, or as one JSON object a line for log shippers.
+/// The target of the log lines that say why a command ends (JSON logs only; text prints
+/// `error: …`): `RUST_LOG` does not hide them.
+pub const OUTCOME: &str = "xchg::outcome";
+
+/// Logs go to stderr, filtered by `RUST_LOG` (default `default`) but for [`OUTCOME`]'s
+/// warnings and errors, so stdout stays clean for output; as text, or as one JSON object a
+/// line for log shippers.
 pub fn init_tracing(default: &str, format: args::LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // More specific than any level RUST_LOG sets for everything or for `xchg`.
+    let filter = match format!("{OUTCOME}=warn").parse() {
+        Ok(directive) => filter.add_directive(directive),
+        Err(_) => filter,
+    };
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -70,24 +80,6 @@ pub fn error_chain(e: &anyhow::Error) -> String {
         }
     }
     text
-}
-
-/// Writes one line of the JSON log to stderr, in the shape of the tracing lines (`timestamp`,
-/// `level`, `fields` with `message`, `target`), past `RUST_LOG`: for what ends a command, which
-/// no filter should hide.
-pub fn json_line(level: &str, message: &str, fields: &[(&str, &str)]) {
-    let mut all = serde_json::Map::new();
-    all.insert("message".into(), message.into());
-    for (key, value) in fields {
-        all.insert((*key).into(), (*value).into());
-    }
-    let line = serde_json::json!({
-        "timestamp": humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string(),
-        "level": level,
-        "fields": all,
-        "target": "xchg",
-    });
-    eprintln!("{line}");
 }
 
 /// Writes a command's output to stdout. When the reader has gone (a closed pipe), the command

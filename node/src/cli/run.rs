@@ -20,17 +20,14 @@ pub async fn run(args: RunArgs, format: LogFormat) -> anyhow::Result<ExitCode> {
             for v in &violations {
                 match format {
                     LogFormat::Text => eprintln!("{}: {v}", config_path.display()),
-                    LogFormat::Json => super::json_line(
-                        match v.severity {
-                            Severity::Error => "ERROR",
-                            Severity::Warning => "WARN",
-                        },
-                        "the node config breaks a rule",
-                        &[
-                            ("config", &config_path.display().to_string()),
-                            ("violation", &v.to_string()),
-                        ],
-                    ),
+                    LogFormat::Json if v.severity == Severity::Warning => {
+                        tracing::warn!(target: super::OUTCOME, config = %config_path.display(),
+                            violation = %v, "the node config breaks a rule");
+                    }
+                    LogFormat::Json => {
+                        tracing::error!(target: super::OUTCOME, config = %config_path.display(),
+                            violation = %v, "the node config breaks a rule");
+                    }
                 }
             }
             anyhow::bail!("{} is not a valid node config", config_path.display());

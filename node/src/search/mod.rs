@@ -840,27 +840,12 @@ fn document(f: Fields, names: &mut Names, row: &Changed, l: &Listing) -> Doc {
     let mut parts: Vec<&str> = vec![&l.description, &l.provider.name];
     parts.extend(l.keywords.iter().map(String::as_str));
     parts.extend(l.scenarios.iter().map(String::as_str));
-    let text = tokens(&parts);
-    let all = PreTokenizedString {
-        text: String::new(),
-        tokens: title
-            .tokens
-            .iter()
-            .chain(&text.tokens)
-            .map(|t| Token {
-                offset_from: 0,
-                offset_to: 0,
-                ..t.clone()
-            })
-            .collect(),
-    };
     Doc {
         fields: f,
         seq: row.seq.unsigned_abs(),
         packed: packed.0,
         title,
-        text,
-        all,
+        text: tokens(&parts),
     }
 }
 
@@ -874,7 +859,6 @@ struct Doc {
     packed: u64,
     title: PreTokenizedString,
     text: PreTokenizedString,
-    all: PreTokenizedString,
 }
 
 /// One value of a [`Doc`].
@@ -882,6 +866,8 @@ struct Doc {
 enum DocValue<'a> {
     Number(u64),
     Words(&'a PreTokenizedString),
+    /// The `all` field: the title's words and the text's, without offsets.
+    Both(&'a PreTokenizedString, &'a PreTokenizedString),
 }
 
 impl<'a> Value<'a> for DocValue<'a> {
@@ -894,6 +880,19 @@ impl<'a> Value<'a> for DocValue<'a> {
             // Tantivy takes the words by value, once per field and document (and copies them
             // once more to index them).
             DocValue::Words(w) => ReferenceValueLeaf::PreTokStr(Box::new(w.clone())),
+            DocValue::Both(title, text) => ReferenceValueLeaf::PreTokStr(Box::new({
+                let tokens = title.tokens.iter().chain(&text.tokens);
+                PreTokenizedString {
+                    text: String::new(),
+                    tokens: tokens
+                        .map(|t| Token {
+                            offset_from: 0,
+                            offset_to: 0,
+                            ..t.clone()
+                        })
+                        .collect(),
+                }
+            })),
         })
     }
 }
@@ -909,7 +908,7 @@ impl Document for Doc {
             (f.packed, DocValue::Number(self.packed)),
             (f.title, DocValue::Words(&self.title)),
             (f.text, DocValue::Words(&self.text)),
-            (f.all, DocValue::Words(&self.all)),
+            (f.all, DocValue::Both(&self.title, &self.text)),
         ]
         .into_iter()
     }
