@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use tantivy::index::SegmentId;
 use tantivy::query::Weight;
-use tantivy::{DocId, Score, Searcher, SegmentReader};
+use tantivy::{DocId, DocSet, Score, Searcher, SeekDangerResult, SegmentReader, TERMINATED};
 use xchg_protocol::ZoneId;
 
 use super::{CLASSIFICATIONS, MODES, STATES};
@@ -338,6 +338,8 @@ struct SegmentFacts {
     seq: Vec<u64>,
     /// The documents, highest `seq` first (dead ones included: check the alive bitset).
     newest: Vec<DocId>,
+    /// Whether the documents' ids already are in that order (the index sorts its segments so).
+    newest_first: bool,
     /// Live documents per combination, for the segment's deletes as of `deletes`.
     live: Mutex<Option<LiveCounts>>,
 }
@@ -369,13 +371,17 @@ impl SegmentFacts {
                 combo.push(code);
             }
         }
+        let newest_first = seq.windows(2).all(|w| w[0] >= w[1]);
         let mut newest = docs;
-        newest.sort_unstable_by_key(|d| std::cmp::Reverse(seq[*d as usize]));
+        if !newest_first {
+            newest.sort_by_key(|d| std::cmp::Reverse(seq[*d as usize]));
+        }
         Ok(SegmentFacts {
             combo,
             table,
             seq,
             newest,
+            newest_first,
             live: Mutex::new(None),
         })
     }
@@ -613,48 +619,107 @@ fn newest_of_all(
     }
 }
 
-/// The `keep` best-scoring matches of `scoring` passing the filters, after `after`: scorers
-/// skip blocks that cannot beat the least kept (block-max WAND), so a common word costs far
-/// less than its number of matches.
+/// What a search in relevance order asks of [`best`].
+#[derive(Clone, Copy)]
+pub struct Scoring<'a> {
+    /// The weight whose matches are scored (BM25).
+    pub weight: &'a dyn Weight,
+    /// A phrase (built without scoring) and the factor a match holding it has its score
+    /// multiplied by.
+    pub phrase: Option<(&'a dyn Weight, Score)>,
+    /// The facet filters.
+    pub filter: &'a Filter,
+    /// Keep only keys below this (the cursor).
+    pub after: Option<Key>,
+    /// Keep this many.
+    pub keep: usize,
+}
+
+/// The `keep` best matches of the scoring weight passing the filters, after the cursor: the
+/// scorers skip blocks that cannot beat the least kept (block-max WAND), so a common word
+/// costs far less than its number of matches.
+///
+/// Equal scores go to the most recent (highest `seq`). A segment whose documents are newest
+/// first (the index is sorted so) meets the most recent of any score first: once the documents
+/// still to come in it are older than the least kept, a score that only ties it cannot win,
+/// and whole blocks whose best score ties it are skipped. A segment found in any other order
+/// (none should be) is read with ties competing throughout.
 ///
 /// # Errors
 /// The index's errors.
-pub fn best(
-    searcher: &Searcher,
-    facts: &Facts,
-    scoring: &dyn Weight,
-    filter: &Filter,
-    after: Option<Key>,
-    keep: usize,
-) -> tantivy::Result<Vec<Key>> {
-    let mut best = Best::new(after, keep);
-    // Scores at or below the threshold may be skipped: just below the least kept score, so
-    // that equal scores still compete on recency.
-    let threshold = |best: &Best| {
-        best.least().map_or(Score::MIN, |k| {
-            let score = unsortable(k.score);
-            if score > 0.0 {
-                Score::from_bits(score.to_bits() - 1)
-            } else {
-                Score::MIN
-            }
-        })
+pub fn best(searcher: &Searcher, facts: &Facts, ask: Scoring<'_>) -> tantivy::Result<Vec<Key>> {
+    let mut best = Best::new(ask.after, ask.keep);
+    let factor = ask.phrase.map_or(1.0, |(_, factor)| factor.max(1.0));
+    // Scores at or below the threshold are skipped; `older` bounds the `seq` of every document
+    // still to come in the segment (u64::MAX: unknown).
+    let threshold = |best: &Best, older: u64| {
+        let Some(least) = best.least() else {
+            return Score::MIN;
+        };
+        let score = unsortable(least.score);
+        let beaten = if older <= least.seq {
+            score
+        } else if score > 0.0 {
+            Score::from_bits(score.to_bits() - 1)
+        } else {
+            return Score::MIN;
+        };
+        if factor > 1.0 {
+            // A candidate's score may yet be multiplied by the phrase's factor; a little lower
+            // still, for the rounding of that product.
+            beaten / factor * (1.0 - 1e-5)
+        } else {
+            beaten
+        }
     };
-    for reader in searcher.segment_readers() {
-        let facts = facts.of(reader)?;
-        let fails: Vec<u8> = facts.table.iter().map(|p| filter.fails(*p)).collect();
+    // The segments holding the most recent listings first: their best set the threshold that
+    // the older segments' ties cannot pass.
+    let mut segments = searcher
+        .segment_readers()
+        .iter()
+        .map(|reader| Ok((reader, facts.of(reader)?)))
+        .collect::<tantivy::Result<Vec<_>>>()?;
+    segments.sort_by_key(|(_, facts)| {
+        std::cmp::Reverse(facts.newest.first().map(|d| facts.seq[*d as usize]))
+    });
+    for (reader, facts) in segments {
+        let fails: Vec<u8> = facts.table.iter().map(|p| ask.filter.fails(*p)).collect();
         let alive = reader.alive_bitset();
-        let start = threshold(&best);
-        scoring.for_each_pruning(start, reader, &mut |doc, score| {
-            let dead = alive.is_some_and(|bits| !bits.is_alive(doc));
-            if !dead && fails[facts.combo[doc as usize] as usize] == 0 {
-                best.offer(Key {
-                    score: sortable(score),
-                    seq: facts.seq[doc as usize],
-                });
-            }
-            threshold(&best)
-        })?;
+        let newest_first = facts.newest_first;
+        let mut phrase = match ask.phrase {
+            Some((weight, _)) => Some(weight.scorer(reader, 1.0)?),
+            None => None,
+        };
+        // The first document the phrase may be found in.
+        let mut phrase_from = phrase.as_ref().map_or(TERMINATED, |p| p.doc());
+        let start = match facts.newest.first() {
+            Some(d) if newest_first => facts.seq[*d as usize],
+            _ => u64::MAX,
+        };
+        ask.weight
+            .for_each_pruning(threshold(&best, start), reader, &mut |doc, score| {
+                let seq = facts.seq[doc as usize];
+                let dead = alive.is_some_and(|bits| !bits.is_alive(doc));
+                if !dead && fails[facts.combo[doc as usize] as usize] == 0 {
+                    let mut score = score;
+                    if let Some(p) = phrase.as_mut()
+                        && doc >= phrase_from
+                    {
+                        match p.seek_danger(doc) {
+                            SeekDangerResult::Found => {
+                                score *= factor;
+                                phrase_from = doc + 1;
+                            }
+                            SeekDangerResult::SeekLowerBound(next) => phrase_from = next,
+                        }
+                    }
+                    best.offer(Key {
+                        score: sortable(score),
+                        seq,
+                    });
+                }
+                threshold(&best, if newest_first { seq } else { u64::MAX })
+            })?;
     }
     Ok(best.sorted())
 }

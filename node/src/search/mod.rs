@@ -24,15 +24,16 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
-use tantivy::query::{
-    BooleanQuery, BoostQuery, EnableScoring, Occur, PhraseQuery, Query, TermQuery,
-};
+use tantivy::query::{BooleanQuery, EnableScoring, Occur, PhraseQuery, Query, TermQuery};
 use tantivy::schema::document::{ReferenceValue, ReferenceValueLeaf, Value};
 use tantivy::schema::{
     FAST, Field, INDEXED, IndexRecordOption, Schema, TextFieldIndexing, TextOptions,
 };
 use tantivy::tokenizer::{PreTokenizedString, Token};
-use tantivy::{Document, Index, IndexReader, IndexWriter, ReloadPolicy, Term};
+use tantivy::{
+    Document, Index, IndexReader, IndexSettings, IndexSortByField, IndexWriter, Order,
+    ReloadPolicy, Term,
+};
 use tokio::sync::{Notify, watch};
 use xchg_protocol::canonical::{Limits, from_canonical};
 use xchg_protocol::{Listing, ZoneId};
@@ -65,10 +66,13 @@ pub const COVER_WAIT: Duration = Duration::from_secs(10);
 /// How long a `consistency=local` search waits for the index to take in what this node's
 /// catalog holds before answering from the index as it is.
 pub const LOCAL_WAIT: Duration = Duration::from_secs(1);
-/// Weight of a word found in the title over one found in the rest of the text.
-const TITLE_BOOST: f32 = 3.0;
-/// Weight of the query's words found together, in order (a phrase), on top of each word's.
-const PHRASE_BOOST: f32 = 2.0;
+/// Times the title's words are indexed, so that a word found in the title weighs more than
+/// one found in the rest of the text (BM25 over one field, whose scorers tantivy prunes).
+const TITLE_COPIES: usize = 3;
+/// A listing holding the query's words together and in order (a phrase) scores this many times
+/// what its words score apart. A factor rather than an added score: the pruning threshold
+/// stays the least score kept divided by it, and the phrase is checked only for candidates.
+const PHRASE_FACTOR: f32 = 1.5;
 /// Positions left between the parts of a listing's text so that no phrase spans two.
 const PART_GAP: usize = 8;
 
@@ -198,36 +202,39 @@ struct Payload {
 struct Fields {
     seq: Field,
     packed: Field,
-    title: Field,
-    text: Field,
-    /// Every word of the title and the text, without frequencies or positions: what a query's
-    /// matches are counted on.
-    all: Field,
+    /// The title's words ([`TITLE_COPIES`] times) and the rest of the text's, with
+    /// frequencies and positions.
+    words: Field,
 }
 
 fn schema() -> (Schema, Fields) {
     let mut b = Schema::builder();
-    let words = TextOptions::default().set_indexing_options(
-        TextFieldIndexing::default()
-            .set_tokenizer("raw")
-            .set_index_option(IndexRecordOption::WithFreqsAndPositions),
-    );
     let fields = Fields {
         seq: b.add_u64_field("seq", INDEXED | FAST),
         packed: b.add_u64_field("packed", FAST),
-        title: b.add_text_field("title", words.clone()),
-        text: b.add_text_field("text", words),
-        all: b.add_text_field(
-            "all",
+        words: b.add_text_field(
+            "words",
             TextOptions::default().set_indexing_options(
                 TextFieldIndexing::default()
                     .set_tokenizer("raw")
-                    .set_index_option(IndexRecordOption::Basic)
-                    .set_fieldnorms(false),
+                    .set_index_option(IndexRecordOption::WithFreqsAndPositions),
             ),
         ),
     };
     (b.build(), fields)
+}
+
+/// Every segment holds its documents newest first (highest `seq`), so that of the matches
+/// sharing a score the first met is the one the recency tie-break keeps: relevance order can
+/// then skip every block whose best score only ties the least kept ([`collect::best`]).
+fn settings() -> IndexSettings {
+    IndexSettings {
+        sort_by_field: Some(IndexSortByField {
+            field: "seq".into(),
+            order: Order::Desc,
+        }),
+        ..IndexSettings::default()
+    }
 }
 
 struct Inner {
@@ -576,21 +583,17 @@ impl SearchIndex {
             .and_then(|c| c.stats.clone())
             .unwrap_or_default();
         let mut stats = FrozenStats::new(&searcher, stats);
-        // The words, all required (what is counted), and the query that scores them (the
-        // same with a bonus for the words in order).
-        let (counting, scoring): (Box<dyn Query>, Box<dyn Query>) = match text {
-            Some(q) => match self.text_query(q, &mut stats)? {
-                Some(queries) => queries,
-                // Nothing in the query is a word: it matches nothing.
-                None => (
-                    Box::new(tantivy::query::EmptyQuery),
-                    Box::new(tantivy::query::EmptyQuery),
-                ),
-            },
-            None => (
-                Box::new(tantivy::query::AllQuery),
-                Box::new(tantivy::query::AllQuery),
-            ),
+        // The words, all required (what is counted), the query that scores them, and the
+        // phrase that multiplies the score of those holding them in order.
+        let queries = match text {
+            Some(q) => self.text_query(q, &mut stats)?,
+            None => None,
+        };
+        let counting: Box<dyn Query> = match (&queries, text) {
+            (Some(queries), _) => queries.counting.box_clone(),
+            // Nothing in the query is a word: it matches nothing.
+            (None, Some(_)) => Box::new(tantivy::query::EmptyQuery),
+            (None, None) => Box::new(tantivy::query::AllQuery),
         };
         let after = cursor.map(|c| c.after);
         let keep = limit + 1;
@@ -607,10 +610,31 @@ impl SearchIndex {
             },
         )?;
         if relevance {
-            let scoring = scoring.weight(EnableScoring::enabled_from_statistics_provider(
-                &stats, &searcher,
-            ))?;
-            top = collect::best(&searcher, &inner.facts, &*scoring, &filter, after, keep)?;
+            top =
+                match &queries {
+                    Some(queries) => {
+                        let scoring = queries.scoring.weight(
+                            EnableScoring::enabled_from_statistics_provider(&stats, &searcher),
+                        )?;
+                        let phrase = queries
+                            .phrase
+                            .as_ref()
+                            .map(|p| p.weight(EnableScoring::disabled_from_searcher(&searcher)))
+                            .transpose()?;
+                        collect::best(
+                            &searcher,
+                            &inner.facts,
+                            collect::Scoring {
+                                weight: &*scoring,
+                                phrase: phrase.as_deref().map(|p| (p, PHRASE_FACTOR)),
+                                filter: &filter,
+                                after,
+                                keep,
+                            },
+                        )?
+                    }
+                    None => Vec::new(),
+                };
         }
         let more = top.len() > limit;
         let page: Vec<Key> = top.into_iter().take(limit).collect();
@@ -638,71 +662,68 @@ impl SearchIndex {
         })
     }
 
-    /// The query of free text `q`: every word must be found (in the title or the text; a word
-    /// the index does not hold by its pieces), each scored BM25 with the title weighted, plus
-    /// a bonus for all words found together in order. `None` if `q` holds no word.
+    /// The queries of free text `q`: every word must be found (a word the index does not hold
+    /// by its pieces), scored BM25 together (one term scorer, or an intersection of them, which
+    /// tantivy prunes by block maxima), and, when `q` has several words, the phrase of them
+    /// in order, checked for the candidates only. `None` if `q` holds no word.
     fn text_query(
         &self,
         q: &str,
         stats: &mut FrozenStats<'_>,
     ) -> Result<Option<TextQueries>, SearchError> {
         let f = self.0.fields;
-        // Scored: each word in the title (weighted) or the text. Counted: each word in `all`,
-        // one posting list per word.
-        let mut scored: Vec<(Occur, Box<dyn Query>)> = Vec::new();
-        let mut counted: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        let mut words: Vec<String> = Vec::new();
         let mut in_order: Vec<String> = Vec::new();
-        let matches = |word: &str| -> Box<dyn Query> {
-            Box::new(TermQuery::new(
-                Term::from_field_text(f.all, word),
-                IndexRecordOption::Basic,
-            ))
-        };
         for term in q.split_whitespace() {
             for (word, pieces) in words::query_words(term) {
-                let held = stats.doc_freq_of(f.title, &word)? + stats.doc_freq_of(f.text, &word)?;
-                if held > 0 || pieces.is_empty() {
-                    scored.push((Occur::Must, word_query(f, &word)));
-                    counted.push((Occur::Must, matches(&word)));
+                if stats.doc_freq_of(&word)? > 0 || pieces.is_empty() {
+                    words.push(word.clone());
                     in_order.push(word);
                 } else {
-                    for piece in &pieces {
-                        stats.doc_freq_of(f.title, piece)?;
-                        stats.doc_freq_of(f.text, piece)?;
-                        scored.push((Occur::Must, word_query(f, piece)));
-                        counted.push((Occur::Must, matches(piece)));
+                    for piece in pieces {
+                        stats.doc_freq_of(&piece)?;
+                        words.push(piece);
                     }
                 }
             }
         }
-        if scored.is_empty() {
-            return Ok(None);
-        }
-        let counting: Box<dyn Query> = if counted.len() == 1 {
-            counted.remove(0).1
-        } else {
-            Box::new(BooleanQuery::new(counted))
+        // A word twice is one requirement (the phrase keeps both).
+        let mut required = words.clone();
+        required.sort();
+        required.dedup();
+        let term = |word: &str, option| -> Box<dyn Query> {
+            Box::new(TermQuery::new(Term::from_field_text(f.words, word), option))
         };
-        if scored.len() == 1 {
-            // One word: its title-or-text union alone, which the scorers prune by block maxima.
-            return Ok(Some((counting, scored.remove(0).1)));
-        }
-        if in_order.len() >= 2 {
-            for (field, boost) in [
-                (f.title, TITLE_BOOST * PHRASE_BOOST),
-                (f.text, PHRASE_BOOST),
-            ] {
-                let terms: Vec<Term> = in_order
-                    .iter()
-                    .map(|w| Term::from_field_text(field, w))
-                    .collect();
-                scored.push((
-                    Occur::Should,
-                    Box::new(BoostQuery::new(Box::new(PhraseQuery::new(terms)), boost)),
-                ));
+        let all_of = |option| -> Option<Box<dyn Query>> {
+            let mut queries: Vec<Box<dyn Query>> =
+                required.iter().map(|w| term(w, option)).collect();
+            match queries.len() {
+                0 => None,
+                1 => queries.pop(),
+                _ => Some(Box::new(BooleanQuery::new(
+                    queries.into_iter().map(|q| (Occur::Must, q)).collect(),
+                ))),
             }
-        }
-        Ok(Some((counting, Box::new(BooleanQuery::new(scored)))))
+        };
+        let (Some(counting), Some(scoring)) = (
+            all_of(IndexRecordOption::Basic),
+            all_of(IndexRecordOption::WithFreqs),
+        ) else {
+            return Ok(None);
+        };
+        let phrase = (in_order.len() >= 2).then(|| {
+            PhraseQuery::new(
+                in_order
+                    .iter()
+                    .map(|w| Term::from_field_text(f.words, w))
+                    .collect(),
+            )
+        });
+        Ok(Some(TextQueries {
+            counting,
+            scoring,
+            phrase,
+        }))
     }
 
     /// The index's size on disk, in bytes.
@@ -711,8 +732,13 @@ impl SearchIndex {
     }
 }
 
-/// A text query's two forms: what is counted (every word required) and what is scored.
-type TextQueries = (Box<dyn Query>, Box<dyn Query>);
+/// A text query's forms: what is counted (every word required), what is scored (the same
+/// words, with their frequencies), and the phrase of its words in order, if several.
+struct TextQueries {
+    counting: Box<dyn Query>,
+    scoring: Box<dyn Query>,
+    phrase: Option<PhraseQuery>,
+}
 
 /// What [`SearchIndex::find`] found: the page's listings by `seq`, to be read from the catalog.
 #[derive(Debug, Clone)]
@@ -759,30 +785,17 @@ pub async fn search(
     })
 }
 
-fn word_query(f: Fields, word: &str) -> Box<dyn Query> {
-    let term = |field| {
-        Box::new(TermQuery::new(
-            Term::from_field_text(field, word),
-            IndexRecordOption::WithFreqs,
-        ))
-    };
-    Box::new(BooleanQuery::new(vec![
-        (
-            Occur::Should,
-            Box::new(BoostQuery::new(term(f.title), TITLE_BOOST)),
-        ),
-        (Occur::Should, term(f.text)),
-    ]))
-}
-
 fn open_dir(dir: &Path, schema: &Schema) -> Result<Index, tantivy::TantivyError> {
     // Private like the rest of the data directory: 0700, its files 0600 ([`tighten`]).
     crate::store::files::prepare_dir(dir)?;
     let directory = tantivy::directory::MmapDirectory::open(dir)?;
-    let index = Index::open_or_create(directory, schema.clone())?;
-    if index.schema() != *schema {
+    let index = Index::builder()
+        .schema(schema.clone())
+        .settings(settings())
+        .open_or_create(directory)?;
+    if index.schema() != *schema || index.settings().sort_by_field != settings().sort_by_field {
         return Err(tantivy::TantivyError::SchemaError(
-            "the index was written with another schema".into(),
+            "the index was written with another schema or document order".into(),
         ));
     }
     Ok(index)
@@ -836,7 +849,6 @@ fn document(f: Fields, names: &mut Names, row: &Changed, l: &Listing) -> Doc {
         u64::from(names.category(&l.category)),
         u64::from(names.origin(&l.origin.to_string())),
     );
-    let title = tokens(&[&l.title]);
     let mut parts: Vec<&str> = vec![&l.description, &l.provider.name];
     parts.extend(l.keywords.iter().map(String::as_str));
     parts.extend(l.scenarios.iter().map(String::as_str));
@@ -844,8 +856,7 @@ fn document(f: Fields, names: &mut Names, row: &Changed, l: &Listing) -> Doc {
         fields: f,
         seq: row.seq.unsigned_abs(),
         packed: packed.0,
-        title,
-        text: tokens(&parts),
+        words: tokens(&l.title, &parts),
     }
 }
 
@@ -857,8 +868,7 @@ struct Doc {
     fields: Fields,
     seq: u64,
     packed: u64,
-    title: PreTokenizedString,
-    text: PreTokenizedString,
+    words: PreTokenizedString,
 }
 
 /// One value of a [`Doc`].
@@ -866,8 +876,6 @@ struct Doc {
 enum DocValue<'a> {
     Number(u64),
     Words(&'a PreTokenizedString),
-    /// The `all` field: the title's words and the text's, without offsets.
-    Both(&'a PreTokenizedString, &'a PreTokenizedString),
 }
 
 impl<'a> Value<'a> for DocValue<'a> {
@@ -877,38 +885,22 @@ impl<'a> Value<'a> for DocValue<'a> {
     fn as_value(&self) -> ReferenceValue<'a, Self> {
         ReferenceValue::Leaf(match *self {
             DocValue::Number(n) => ReferenceValueLeaf::U64(n),
-            // Tantivy takes the words by value, once per field and document (and copies them
-            // once more to index them).
+            // Tantivy takes the words by value (and copies them once more to index them).
             DocValue::Words(w) => ReferenceValueLeaf::PreTokStr(Box::new(w.clone())),
-            DocValue::Both(title, text) => ReferenceValueLeaf::PreTokStr(Box::new({
-                let tokens = title.tokens.iter().chain(&text.tokens);
-                PreTokenizedString {
-                    text: String::new(),
-                    tokens: tokens
-                        .map(|t| Token {
-                            offset_from: 0,
-                            offset_to: 0,
-                            ..t.clone()
-                        })
-                        .collect(),
-                }
-            })),
         })
     }
 }
 
 impl Document for Doc {
     type Value<'a> = DocValue<'a>;
-    type FieldsValuesIter<'a> = std::array::IntoIter<(Field, DocValue<'a>), 5>;
+    type FieldsValuesIter<'a> = std::array::IntoIter<(Field, DocValue<'a>), 3>;
 
     fn iter_fields_and_values(&self) -> Self::FieldsValuesIter<'_> {
         let f = self.fields;
         [
             (f.seq, DocValue::Number(self.seq)),
             (f.packed, DocValue::Number(self.packed)),
-            (f.title, DocValue::Words(&self.title)),
-            (f.text, DocValue::Words(&self.text)),
-            (f.all, DocValue::Both(&self.title, &self.text)),
+            (f.words, DocValue::Words(&self.words)),
         ]
         .into_iter()
     }
@@ -921,29 +913,36 @@ fn code(names: &[&str], name: &str) -> u64 {
         .map_or(u64::MAX, |p| p as u64)
 }
 
-/// The words of `parts` as one pre-tokenised text, a gap of positions between parts.
-fn tokens(parts: &[&str]) -> PreTokenizedString {
-    let mut text = String::new();
-    let mut out = Vec::new();
+/// The words of a listing as one pre-tokenised text: the title's [`TITLE_COPIES`] times, then
+/// those of each of `parts`, a gap of positions between any two so that no phrase spans them.
+/// Offsets are not kept (nothing is highlighted).
+fn tokens(title: &str, parts: &[&str]) -> PreTokenizedString {
+    let token = |w: words::Word, shift: usize| Token {
+        offset_from: 0,
+        offset_to: 0,
+        position: w.position + shift,
+        text: w.text,
+        position_length: 1,
+    };
+    let mut found = Vec::new();
+    let end = words::index_words(title, 0, &mut found);
+    let mut out = Vec::with_capacity(found.len() * TITLE_COPIES + 64);
     let mut position = 0;
-    for part in parts {
-        if !text.is_empty() {
-            text.push('\n');
-            position += PART_GAP;
-        }
-        let base = text.len();
-        text.push_str(part);
-        let mut found = Vec::new();
-        position = words::index_words(part, position, &mut found);
-        out.extend(found.into_iter().map(|w| Token {
-            offset_from: base + w.from,
-            offset_to: base + w.to,
-            position: w.position,
-            text: w.text,
-            position_length: 1,
-        }));
+    for copy in 0..TITLE_COPIES {
+        position = copy * (end + PART_GAP);
+        out.extend(found.iter().map(|w| token(w.clone(), position)));
     }
-    PreTokenizedString { text, tokens: out }
+    position += end + PART_GAP;
+    for part in parts {
+        found.clear();
+        let next = words::index_words(part, position, &mut found);
+        out.extend(found.drain(..).map(|w| token(w, 0)));
+        position = next + PART_GAP;
+    }
+    PreTokenizedString {
+        text: String::new(),
+        tokens: out,
+    }
 }
 
 /// BM25 statistics, either taken from the searcher (first page) or carried by a cursor.
@@ -951,10 +950,10 @@ fn tokens(parts: &[&str]) -> PreTokenizedString {
 struct Stats {
     /// Documents.
     n: u64,
-    /// Tokens in the title and in the text fields.
-    t: [u64; 2],
-    /// Document frequency per (field 0 = title / 1 = text, word).
-    d: Vec<(u8, String, u64)>,
+    /// Tokens in the words field.
+    t: u64,
+    /// Document frequency per word.
+    d: Vec<(String, u64)>,
 }
 
 struct FrozenStats<'a> {
@@ -982,35 +981,23 @@ impl<'a> FrozenStats<'a> {
                 .iter()
                 .map(|r| u64::from(r.max_doc()))
                 .sum();
-            for (i, field) in [fields.title, fields.text].into_iter().enumerate() {
-                this.stats.t[i] =
-                    tantivy::query::Bm25StatisticsProvider::total_num_tokens(searcher, field)
-                        .unwrap_or(0);
-            }
+            this.stats.t =
+                tantivy::query::Bm25StatisticsProvider::total_num_tokens(searcher, fields.words)
+                    .unwrap_or(0);
         }
         this
     }
 
-    fn slot(&self, field: Field) -> u8 {
-        u8::from(field != self.fields.title)
-    }
-
-    fn doc_freq_of(&mut self, field: Field, word: &str) -> Result<u64, SearchError> {
-        let slot = self.slot(field);
-        if let Some((_, _, df)) = self
-            .stats
-            .d
-            .iter()
-            .find(|(s, w, _)| *s == slot && w == word)
-        {
+    fn doc_freq_of(&mut self, word: &str) -> Result<u64, SearchError> {
+        if let Some((_, df)) = self.stats.d.iter().find(|(w, _)| w == word) {
             return Ok(*df);
         }
         let df = self
             .searcher
-            .doc_freq(&Term::from_field_text(field, word))?
+            .doc_freq(&Term::from_field_text(self.fields.words, word))?
             .min(self.stats.n);
         if self.fresh {
-            self.stats.d.push((slot, word.to_owned(), df));
+            self.stats.d.push((word.to_owned(), df));
         }
         Ok(df)
     }
@@ -1021,8 +1008,8 @@ impl<'a> FrozenStats<'a> {
 }
 
 impl tantivy::query::Bm25StatisticsProvider for FrozenStats<'_> {
-    fn total_num_tokens(&self, field: Field) -> tantivy::Result<u64> {
-        Ok(self.stats.t[usize::from(self.slot(field))].max(1))
+    fn total_num_tokens(&self, _field: Field) -> tantivy::Result<u64> {
+        Ok(self.stats.t.max(1))
     }
 
     fn total_num_docs(&self) -> tantivy::Result<u64> {
@@ -1030,16 +1017,10 @@ impl tantivy::query::Bm25StatisticsProvider for FrozenStats<'_> {
     }
 
     fn doc_freq(&self, term: &Term) -> tantivy::Result<u64> {
-        let slot = self.slot(term.field());
         let value = term.value();
         let word = value.as_str().unwrap_or_default();
-        match self
-            .stats
-            .d
-            .iter()
-            .find(|(s, w, _)| *s == slot && w == word)
-        {
-            Some((_, _, df)) => Ok((*df).min(self.stats.n.max(1))),
+        match self.stats.d.iter().find(|(w, _)| w == word) {
+            Some((_, df)) => Ok((*df).min(self.stats.n.max(1))),
             // Never above the count of documents, whatever a cursor carried.
             None => Ok(self.searcher.doc_freq(term)?.min(self.stats.n.max(1))),
         }
@@ -1099,11 +1080,8 @@ impl Cursor {
                 .map_err(|_| bad("not a cursor this node wrote"))?;
             let c: RelevanceCursor =
                 serde_json::from_slice(&json).map_err(|_| bad("not a cursor this node wrote"))?;
-            let plausible = c.stats.d.len() <= 512
-                && c.stats
-                    .d
-                    .iter()
-                    .all(|(slot, _, df)| *slot <= 1 && *df <= c.stats.n);
+            let plausible =
+                c.stats.d.len() <= 512 && c.stats.d.iter().all(|(_, df)| *df <= c.stats.n);
             if !plausible {
                 return Err(bad("not a cursor this node wrote"));
             }
@@ -1137,6 +1115,8 @@ struct Reporter {
     behind: u64,
     done: u64,
     last_log: Option<Instant>,
+    /// How long the last catch-up took, once it is over.
+    took: Duration,
 }
 
 /// Behind by more than this many changes, the indexer logs its progress.
@@ -1168,7 +1148,7 @@ impl Reporter {
                     "search index: caught up with the catalog"
                 );
             }
-            self.started = None;
+            self.took = self.started.take().map(|t| t.elapsed()).unwrap_or_default();
             return;
         }
         if self.behind > LOG_BEHIND && self.last_log.is_some_and(|t| t.elapsed() >= LOG_EVERY) {
@@ -1188,7 +1168,7 @@ impl Reporter {
         Progress {
             done: self.done,
             behind: self.behind,
-            elapsed: self.started.map(|t| t.elapsed()).unwrap_or_default(),
+            elapsed: self.started.map_or(self.took, |t| t.elapsed()),
         }
     }
 }

@@ -336,7 +336,7 @@ async fn a_cursor_with_impossible_statistics_is_refused() {
     );
     let (db, index) = caught_up(dir.path()).await;
     let forged = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .encode(r#"{"s":0,"q":0,"n":1,"t":[1,1],"d":[[0,"数据",5]]}"#);
+        .encode(r#"{"s":0,"q":0,"n":1,"t":1,"d":[["数据",5]]}"#);
     let s = Search {
         cursor: Some(format!("r.{forged}")),
         ..q("数据")
@@ -481,4 +481,128 @@ async fn counts_and_pages_match_the_catalog_while_listings_change() {
         index.catch_up(&db, &mut |_| {}).await.expect("catch up");
     }
     close(db, index).await;
+}
+
+/// Relevance order breaks ties by recency: of the listings sharing a score the most recent
+/// comes first, whatever segment holds it and however often it changed, while whole blocks
+/// that only tie the least kept score are skipped ([`collect::best`]).
+#[tokio::test]
+async fn equal_scores_come_newest_first_across_segments_and_changes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Every third listing holds the word in its title too (scores higher); the others all
+    // score alike.
+    let all: Vec<Listing> = (0..300usize)
+        .map(|i| {
+            let title = if i.is_multiple_of(3) {
+                format!("信用数据{i}")
+            } else {
+                format!("交通数据{i}")
+            };
+            listing(&title, "企业信用评价", "credit")
+        })
+        .collect();
+    let expected: Vec<String> = (0..300)
+        .rev()
+        .filter(|i| i % 3 == 0)
+        .chain((0..300).rev().filter(|i| i % 3 != 0))
+        .map(|i| all[i].title.clone())
+        .collect();
+    let (mut db, mut index) = caught_up(dir.path()).await;
+    for batch in all.chunks(100) {
+        // One commit, one segment, per batch.
+        let rows: Vec<_> = batch
+            .iter()
+            .map(|l| (l.clone(), ListingState::Listed))
+            .collect();
+        close(db, index).await;
+        apply(dir.path(), &rows);
+        (db, index) = caught_up(dir.path()).await;
+    }
+    for round in 0..2 {
+        for limit in [1u32, 7, 70] {
+            let mut seen = Vec::new();
+            let mut s = Search {
+                limit: Some(limit),
+                ..q("信用")
+            };
+            loop {
+                let (found, page) = titles(&index, &db, s.clone()).await;
+                seen.extend(found);
+                match page.next_cursor {
+                    Some(next) => s.cursor = Some(next),
+                    None => break,
+                }
+            }
+            assert_eq!(seen, expected, "round {round}, pages of {limit}");
+        }
+        // Some old listings change (each is written again, into a new segment, keeping its
+        // place in time); one is delisted and leaves the listed ones.
+        let changed: Vec<_> = [2usize, 3, 5, 30]
+            .iter()
+            .map(|i| (all[*i].clone(), ListingState::Listed))
+            .chain([(all[4].clone(), ListingState::Delisted)])
+            .collect();
+        apply(dir.path(), &changed);
+        index.catch_up(&db, &mut |_| {}).await.expect("catch up");
+        let listed: Vec<String> = expected
+            .iter()
+            .filter(|t| **t != all[4].title)
+            .cloned()
+            .collect();
+        let (found, _) = titles(
+            &index,
+            &db,
+            Search {
+                state: Some("listed".into()),
+                limit: Some(100),
+                ..q("信用")
+            },
+        )
+        .await;
+        assert_eq!(found, listed[..100], "listed, round {round}");
+    }
+    close(db, index).await;
+}
+
+/// A listing holding the query's words together and in order comes before one holding them
+/// apart, though the other is newer and scores alike word by word.
+#[tokio::test]
+async fn the_words_in_order_rank_above_the_words_apart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    apply(
+        dir.path(),
+        &[
+            (
+                listing("数据A", "road traffic flow counts", "traffic"),
+                ListingState::Listed,
+            ),
+            (
+                listing("数据B", "flow counts traffic road", "traffic"),
+                ListingState::Listed,
+            ),
+        ],
+    );
+    let (db, index) = caught_up(dir.path()).await;
+    let (found, _) = titles(&index, &db, q("traffic flow")).await;
+    assert_eq!(found, ["数据A", "数据B"]);
+    let (found, _) = titles(&index, &db, q("traffic")).await;
+    assert_eq!(found, ["数据B", "数据A"], "alike, the newer first");
+    // A word twice is one requirement; the phrase of it twice is found nowhere.
+    let (found, page) = titles(&index, &db, q("traffic traffic")).await;
+    assert_eq!((found.len(), page.total), (2, 2));
+    close(db, index).await;
+}
+
+/// Found running `xchg index rebuild`: its last progress line said "1000000 of 1000000 changes
+/// (1000000000/s)", the catch-up's time forgotten the moment it was over.
+#[test]
+fn a_finished_catch_up_reports_the_time_it_took() {
+    let mut report = Reporter::default();
+    report.start(30_000);
+    report.add(10_000);
+    std::thread::sleep(Duration::from_millis(5));
+    report.add(20_000);
+    let p = report.progress();
+    assert_eq!((p.done, p.behind), (30_000, 30_000));
+    assert!(p.elapsed >= Duration::from_millis(5), "{p:?}");
 }
