@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use tantivy::index::SegmentId;
 use tantivy::query::Weight;
-use tantivy::{DocId, DocSet, Score, Searcher, SeekDangerResult, SegmentReader, TERMINATED};
+use tantivy::{DocId, DocSet, Score, Searcher, SeekDangerResult, SegmentReader};
 use xchg_protocol::ZoneId;
 
 use super::{CLASSIFICATIONS, MODES, STATES};
@@ -686,12 +686,11 @@ pub fn best(searcher: &Searcher, facts: &Facts, ask: Scoring<'_>) -> tantivy::Re
         let fails: Vec<u8> = facts.table.iter().map(|p| ask.filter.fails(*p)).collect();
         let alive = reader.alive_bitset();
         let newest_first = facts.newest_first;
-        let mut phrase = match ask.phrase {
-            Some((weight, _)) => Some(weight.scorer(reader, 1.0)?),
-            None => None,
-        };
-        // The first document the phrase may be found in.
-        let mut phrase_from = phrase.as_ref().map_or(TERMINATED, |p| p.doc());
+        // The phrase's scorer, opened at the first candidate (opened before, it would look for
+        // its first match at once, reading positions of every document holding the words
+        // until one holds them in order), and the first document it may still match.
+        let mut phrase: Option<(Box<dyn tantivy::query::Scorer>, DocId)> = None;
+        let mut failed: Option<tantivy::TantivyError> = None;
         let start = match facts.newest.first() {
             Some(d) if newest_first => facts.seq[*d as usize],
             _ => u64::MAX,
@@ -702,16 +701,29 @@ pub fn best(searcher: &Searcher, facts: &Facts, ask: Scoring<'_>) -> tantivy::Re
                 let dead = alive.is_some_and(|bits| !bits.is_alive(doc));
                 if !dead && fails[facts.combo[doc as usize] as usize] == 0 {
                     let mut score = score;
-                    if let Some(p) = phrase.as_mut()
-                        && doc >= phrase_from
-                    {
-                        match p.seek_danger(doc) {
+                    let found = match (&mut phrase, ask.phrase) {
+                        (_, None) => None,
+                        (Some((_, from)), _) if doc < *from => None,
+                        (Some((scorer, _)), _) => Some(scorer.seek_danger(doc)),
+                        (None, Some((weight, _))) => match weight.scorer_danger(reader, doc, 1.0) {
+                            Ok((found, scorer)) => {
+                                phrase = Some((scorer, doc));
+                                Some(found)
+                            }
+                            Err(e) => {
+                                failed.get_or_insert(e);
+                                None
+                            }
+                        },
+                    };
+                    if let (Some(found), Some((_, from))) = (found, &mut phrase) {
+                        *from = match found {
                             SeekDangerResult::Found => {
                                 score *= factor;
-                                phrase_from = doc + 1;
+                                doc + 1
                             }
-                            SeekDangerResult::SeekLowerBound(next) => phrase_from = next,
-                        }
+                            SeekDangerResult::SeekLowerBound(next) => next,
+                        };
                     }
                     best.offer(Key {
                         score: sortable(score),
@@ -720,6 +732,9 @@ pub fn best(searcher: &Searcher, facts: &Facts, ask: Scoring<'_>) -> tantivy::Re
                 }
                 threshold(&best, if newest_first { seq } else { u64::MAX })
             })?;
+        if let Some(e) = failed {
+            return Err(e);
+        }
     }
     Ok(best.sorted())
 }

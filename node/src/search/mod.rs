@@ -461,6 +461,7 @@ impl SearchIndex {
             let clock = listings::clock(&mut conn).await?;
             let covered = self.covered();
             if covered.covers(clock) {
+                report.caught_up();
                 return Ok(None);
             }
             // Another epoch: every row was numbered anew, the index starts over.
@@ -476,6 +477,9 @@ impl SearchIndex {
             .await
             .map_err(|_| SearchError::Stopped)??;
         report.add(n as u64);
+        if self.covered().covers(clock) {
+            report.caught_up();
+        }
         Ok(Some(n))
     }
 
@@ -1137,18 +1141,28 @@ impl Reporter {
         }
     }
 
+    /// The index holds everything up to the clock its last step read: a catch-up under way is
+    /// over (the rows taken in may be fewer than the changes it was behind by: a listing
+    /// changed twice is one row, a deleted one none).
+    fn caught_up(&mut self) {
+        if self.started.is_none() {
+            return;
+        }
+        if self.behind > LOG_BEHIND {
+            let p = self.progress();
+            tracing::info!(
+                indexed = p.done,
+                seconds = p.elapsed.as_secs_f64(),
+                "search index: caught up with the catalog"
+            );
+        }
+        self.took = self.started.take().map(|t| t.elapsed()).unwrap_or_default();
+    }
+
     fn add(&mut self, n: u64) {
         self.done += n;
         if self.done >= self.behind {
-            if self.behind > LOG_BEHIND {
-                let p = self.progress();
-                tracing::info!(
-                    indexed = p.done,
-                    seconds = p.elapsed.as_secs_f64(),
-                    "search index: caught up with the catalog"
-                );
-            }
-            self.took = self.started.take().map(|t| t.elapsed()).unwrap_or_default();
+            self.caught_up();
             return;
         }
         if self.behind > LOG_BEHIND && self.last_log.is_some_and(|t| t.elapsed() >= LOG_EVERY) {

@@ -606,3 +606,31 @@ fn a_finished_catch_up_reports_the_time_it_took() {
     assert_eq!((p.done, p.behind), (30_000, 30_000));
     assert!(p.elapsed >= Duration::from_millis(5), "{p:?}");
 }
+
+/// Found by review: a catch-up counted rows against the changes it was behind by, and a
+/// listing changed twice is one row, so it never ended (later catch-ups were not reported, the
+/// first one's figures were logged forever).
+#[tokio::test]
+async fn a_catch_up_ends_when_the_index_holds_the_catalog_though_rows_were_fewer_than_changes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = listing("交通数据", "数据", "traffic");
+    let b = listing("信用数据", "数据", "credit");
+    apply(
+        dir.path(),
+        &[
+            (a.clone(), ListingState::Submitted),
+            (b, ListingState::Listed),
+        ],
+    );
+    apply(dir.path(), &[(a.clone(), ListingState::Listed)]);
+    apply(dir.path(), &[(a, ListingState::Delisted)]);
+    let (db, index) = opened(dir.path()).await;
+    let mut report = Reporter::default();
+    let mut rows = 0;
+    while let Some(n) = index.step(&db, &mut report, None).await.expect("step") {
+        rows += n;
+    }
+    assert_eq!((rows, report.behind), (2, 4));
+    assert!(report.started.is_none(), "the catch-up never ended");
+    close(db, index).await;
+}
