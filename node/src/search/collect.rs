@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use tantivy::index::SegmentId;
-use tantivy::query::Weight;
+use tantivy::query::{Scorer, Weight};
 use tantivy::{DocId, DocSet, Score, Searcher, SeekDangerResult, SegmentReader};
 use xchg_protocol::ZoneId;
 
@@ -326,7 +326,7 @@ impl Best {
 
 /// What the documents of one segment hold, read once from its fast fields and kept in memory
 /// while the segment lives: each document's facet combination (a dense code into `table`), its
-/// `seq`, and the documents in `seq` order. A search then reads two arrays per match instead of
+/// `seq`, and the order of the documents by `seq`. A search then reads two arrays per match instead of
 /// two compressed columns, and counts matches per combination (a small table, a few thousand
 /// entries) rather than per facet.
 struct SegmentFacts {
@@ -336,10 +336,9 @@ struct SegmentFacts {
     table: Vec<Packed>,
     /// Per document: its `seq`.
     seq: Vec<u64>,
-    /// The documents, highest `seq` first (dead ones included: check the alive bitset).
-    newest: Vec<DocId>,
-    /// Whether the documents' ids already are in that order (the index sorts its segments so).
-    newest_first: bool,
+    /// The documents, highest `seq` first (dead ones included: check the alive bitset); `None`
+    /// when that is the order of their ids (the index sorts its segments so).
+    order: Option<Vec<DocId>>,
     /// Live documents per combination, for the segment's deletes as of `deletes`.
     live: Mutex<Option<LiveCounts>>,
 }
@@ -371,19 +370,41 @@ impl SegmentFacts {
                 combo.push(code);
             }
         }
-        let newest_first = seq.windows(2).all(|w| w[0] >= w[1]);
-        let mut newest = docs;
-        if !newest_first {
-            newest.sort_by_key(|d| std::cmp::Reverse(seq[*d as usize]));
-        }
+        let order = order_of(&seq);
         Ok(SegmentFacts {
             combo,
             table,
             seq,
-            newest,
-            newest_first,
+            order,
             live: Mutex::new(None),
         })
+    }
+
+    /// Whether the documents' ids are in `seq` order, highest first.
+    #[inline]
+    fn newest_first(&self) -> bool {
+        self.order.is_none()
+    }
+
+    /// The documents with a `seq` below `after` (all without it), highest `seq` first.
+    fn newest_from(&self, after: Option<u64>) -> impl Iterator<Item = DocId> + '_ {
+        let older = |seq: u64| after.is_none_or(|after| seq < after);
+        let (ids, listed) = match &self.order {
+            None => {
+                let start = self.seq.partition_point(|s| !older(*s));
+                (start as DocId..self.seq.len() as DocId, &[][..])
+            }
+            Some(order) => {
+                let start = order.partition_point(|d| !older(self.seq[*d as usize]));
+                (0..0, &order[start..])
+            }
+        };
+        ids.chain(listed.iter().copied())
+    }
+
+    /// The highest `seq` of the segment.
+    fn newest_seq(&self) -> Option<u64> {
+        self.newest_from(None).next().map(|d| self.seq[d as usize])
     }
 
     /// Live documents per combination under `reader`'s deletes.
@@ -414,6 +435,16 @@ impl SegmentFacts {
         *guard = Some((deletes, live.clone()));
         live
     }
+}
+
+/// The documents of `seq` (per document) highest `seq` first, `None` when their ids are in
+/// that order already.
+fn order_of(seq: &[u64]) -> Option<Vec<DocId>> {
+    (!seq.windows(2).all(|w| w[0] >= w[1])).then(|| {
+        let mut order: Vec<DocId> = (0..seq.len() as DocId).collect();
+        order.sort_unstable_by_key(|d| std::cmp::Reverse(seq[*d as usize]));
+        order
+    })
 }
 
 /// The in-memory facts of the segments of the index's current searchers.
@@ -595,14 +626,8 @@ fn newest_of_all(
     fails: &[u8],
     best: &mut Best,
 ) {
-    let start = match best.after {
-        Some(after) => facts
-            .newest
-            .partition_point(|d| facts.seq[*d as usize] >= after.seq),
-        None => 0,
-    };
     let mut offered = 0;
-    for &d in &facts.newest[start..] {
+    for d in facts.newest_from(best.after.map(|after| after.seq)) {
         if offered == best.keep {
             break;
         }
@@ -679,64 +704,93 @@ pub fn best(searcher: &Searcher, facts: &Facts, ask: Scoring<'_>) -> tantivy::Re
         .iter()
         .map(|reader| Ok((reader, facts.of(reader)?)))
         .collect::<tantivy::Result<Vec<_>>>()?;
-    segments.sort_by_key(|(_, facts)| {
-        std::cmp::Reverse(facts.newest.first().map(|d| facts.seq[*d as usize]))
-    });
+    segments.sort_by_key(|(_, facts)| std::cmp::Reverse(facts.newest_seq()));
     for (reader, facts) in segments {
         let fails: Vec<u8> = facts.table.iter().map(|p| ask.filter.fails(*p)).collect();
         let alive = reader.alive_bitset();
-        let newest_first = facts.newest_first;
-        // The phrase's scorer, opened at the first candidate (opened before, it would look for
-        // its first match at once, reading positions of every document holding the words
-        // until one holds them in order), and the first document it may still match.
-        let mut phrase: Option<(Box<dyn tantivy::query::Scorer>, DocId)> = None;
-        let mut failed: Option<tantivy::TantivyError> = None;
-        let start = match facts.newest.first() {
-            Some(d) if newest_first => facts.seq[*d as usize],
+        // What the documents still to come are older than (or not: u64::MAX).
+        let bound = |seq: Option<u64>| match seq {
+            Some(seq) if facts.newest_first() => seq,
             _ => u64::MAX,
         };
-        ask.weight
-            .for_each_pruning(threshold(&best, start), reader, &mut |doc, score| {
+        let mut phrase = ask.phrase.map(|(weight, _)| Phrase::new(weight, reader));
+        ask.weight.for_each_pruning(
+            threshold(&best, bound(facts.newest_seq())),
+            reader,
+            &mut |doc, score| {
                 let seq = facts.seq[doc as usize];
                 let dead = alive.is_some_and(|bits| !bits.is_alive(doc));
                 if !dead && fails[facts.combo[doc as usize] as usize] == 0 {
-                    let mut score = score;
-                    let found = match (&mut phrase, ask.phrase) {
-                        (_, None) => None,
-                        (Some((_, from)), _) if doc < *from => None,
-                        (Some((scorer, _)), _) => Some(scorer.seek_danger(doc)),
-                        (None, Some((weight, _))) => match weight.scorer_danger(reader, doc, 1.0) {
-                            Ok((found, scorer)) => {
-                                phrase = Some((scorer, doc));
-                                Some(found)
-                            }
-                            Err(e) => {
-                                failed.get_or_insert(e);
-                                None
-                            }
-                        },
-                    };
-                    if let (Some(found), Some((_, from))) = (found, &mut phrase) {
-                        *from = match found {
-                            SeekDangerResult::Found => {
-                                score *= factor;
-                                doc + 1
-                            }
-                            SeekDangerResult::SeekLowerBound(next) => next,
-                        };
-                    }
+                    let held = phrase.as_mut().is_some_and(|p| p.holds(doc));
                     best.offer(Key {
-                        score: sortable(score),
+                        score: sortable(if held { score * factor } else { score }),
                         seq,
                     });
                 }
-                threshold(&best, if newest_first { seq } else { u64::MAX })
-            })?;
-        if let Some(e) = failed {
+                threshold(&best, bound(Some(seq)))
+            },
+        )?;
+        if let Some(e) = phrase.and_then(|p| p.failed) {
             return Err(e);
         }
     }
     Ok(best.sorted())
+}
+
+/// Whether the documents of a segment hold a phrase, asked in increasing document order. The
+/// phrase's scorer is opened at the first document asked about: opened before, it would look
+/// for its first match at once, reading the positions of every document holding the words
+/// until one holds them in order.
+struct Phrase<'a> {
+    weight: &'a dyn Weight,
+    reader: &'a SegmentReader,
+    scorer: Option<Box<dyn Scorer>>,
+    /// The first document the phrase may still be found in.
+    from: DocId,
+    /// Why the scorer could not be opened (the pruning callback cannot return it).
+    failed: Option<tantivy::TantivyError>,
+}
+
+impl<'a> Phrase<'a> {
+    fn new(weight: &'a dyn Weight, reader: &'a SegmentReader) -> Self {
+        Phrase {
+            weight,
+            reader,
+            scorer: None,
+            from: 0,
+            failed: None,
+        }
+    }
+
+    /// Whether `doc` (above any document asked before) holds the phrase.
+    fn holds(&mut self, doc: DocId) -> bool {
+        if doc < self.from || self.failed.is_some() {
+            return false;
+        }
+        let found = match self.scorer.as_mut() {
+            Some(scorer) => scorer.seek_danger(doc),
+            None => match self.weight.scorer_danger(self.reader, doc, 1.0) {
+                Ok((found, scorer)) => {
+                    self.scorer = Some(scorer);
+                    found
+                }
+                Err(e) => {
+                    self.failed = Some(e);
+                    return false;
+                }
+            },
+        };
+        match found {
+            SeekDangerResult::Found => {
+                self.from = doc + 1;
+                true
+            }
+            SeekDangerResult::SeekLowerBound(next) => {
+                self.from = next;
+                false
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -774,6 +828,38 @@ mod tests {
             let kept: Vec<u64> = best.sorted().iter().map(|k| k.seq).collect();
             assert_eq!(kept, (969..990).rev().collect::<Vec<_>>());
         }
+    }
+
+    /// The index sorts its segments newest first; a segment found in another order is read
+    /// through its own order, with the same answers.
+    #[test]
+    fn a_segment_in_either_order_gives_its_newest_documents_alike() {
+        let facts = |seq: Vec<u64>| SegmentFacts {
+            combo: vec![0; seq.len()],
+            table: vec![Packed(0)],
+            order: order_of(&seq),
+            seq,
+            live: Mutex::new(None),
+        };
+        let sorted = facts(vec![9, 7, 5, 3, 1]);
+        let shuffled = facts(vec![3, 9, 1, 7, 5]);
+        assert!(sorted.newest_first() && !shuffled.newest_first());
+        for after in [None, Some(10), Some(7), Some(6), Some(1)] {
+            let seqs = |f: &SegmentFacts| -> Vec<u64> {
+                f.newest_from(after).map(|d| f.seq[d as usize]).collect()
+            };
+            assert_eq!(seqs(&sorted), seqs(&shuffled), "after {after:?}");
+            let expected: Vec<u64> = [9, 7, 5, 3, 1]
+                .into_iter()
+                .filter(|s| after.is_none_or(|a| *s < a))
+                .collect();
+            assert_eq!(seqs(&sorted), expected, "after {after:?}");
+        }
+        assert_eq!(
+            (sorted.newest_seq(), shuffled.newest_seq()),
+            (Some(9), Some(9))
+        );
+        assert_eq!(facts(Vec::new()).newest_seq(), None);
     }
 
     #[test]

@@ -586,22 +586,22 @@ impl SearchIndex {
             .as_ref()
             .and_then(|c| c.stats.clone())
             .unwrap_or_default();
-        let mut stats = FrozenStats::new(&searcher, stats);
-        // The words, all required (what is counted), the query that scores them, and the
-        // phrase that multiplies the score of those holding them in order.
+        let mut stats = FrozenStats::new(&searcher, inner.fields, stats);
+        // The words, all required (counted without scoring, then scored), and the phrase that
+        // multiplies the score of those holding them in order.
         let queries = match text {
             Some(q) => self.text_query(q, &mut stats)?,
             None => None,
         };
-        let counting: Box<dyn Query> = match (&queries, text) {
-            (Some(queries), _) => queries.counting.box_clone(),
+        let unscored = EnableScoring::disabled_from_searcher(&searcher);
+        let counting = match (&queries, text) {
+            (Some(queries), _) => queries.words.weight(unscored)?,
             // Nothing in the query is a word: it matches nothing.
-            (None, Some(_)) => Box::new(tantivy::query::EmptyQuery),
-            (None, None) => Box::new(tantivy::query::AllQuery),
+            (None, Some(_)) => tantivy::query::EmptyQuery.weight(unscored)?,
+            (None, None) => tantivy::query::AllQuery.weight(unscored)?,
         };
         let after = cursor.map(|c| c.after);
         let keep = limit + 1;
-        let counting = counting.weight(EnableScoring::disabled_from_searcher(&searcher))?;
         let newest = (!relevance).then_some((after, keep));
         let (total, counts, mut top) = collect::count(
             &searcher,
@@ -613,32 +613,28 @@ impl SearchIndex {
                 newest,
             },
         )?;
-        if relevance {
-            top =
-                match &queries {
-                    Some(queries) => {
-                        let scoring = queries.scoring.weight(
-                            EnableScoring::enabled_from_statistics_provider(&stats, &searcher),
-                        )?;
-                        let phrase = queries
-                            .phrase
-                            .as_ref()
-                            .map(|p| p.weight(EnableScoring::disabled_from_searcher(&searcher)))
-                            .transpose()?;
-                        collect::best(
-                            &searcher,
-                            &inner.facts,
-                            collect::Scoring {
-                                weight: &*scoring,
-                                phrase: phrase.as_deref().map(|p| (p, PHRASE_FACTOR)),
-                                filter: &filter,
-                                after,
-                                keep,
-                            },
-                        )?
-                    }
-                    None => Vec::new(),
-                };
+        if relevance && let Some(queries) = &queries {
+            let scoring = queries
+                .words
+                .weight(EnableScoring::enabled_from_statistics_provider(
+                    &stats, &searcher,
+                ))?;
+            let phrase = queries
+                .phrase
+                .as_ref()
+                .map(|p| p.weight(unscored))
+                .transpose()?;
+            top = collect::best(
+                &searcher,
+                &inner.facts,
+                collect::Scoring {
+                    weight: &*scoring,
+                    phrase: phrase.as_deref().map(|p| (p, PHRASE_FACTOR)),
+                    filter: &filter,
+                    after,
+                    keep,
+                },
+            )?;
         }
         let more = top.len() > limit;
         let page: Vec<Key> = top.into_iter().take(limit).collect();
@@ -676,44 +672,40 @@ impl SearchIndex {
         stats: &mut FrozenStats<'_>,
     ) -> Result<Option<TextQueries>, SearchError> {
         let f = self.0.fields;
-        let mut words: Vec<String> = Vec::new();
+        let mut required: Vec<String> = Vec::new();
         let mut in_order: Vec<String> = Vec::new();
         for term in q.split_whitespace() {
             for (word, pieces) in words::query_words(term) {
                 if stats.doc_freq_of(&word)? > 0 || pieces.is_empty() {
-                    words.push(word.clone());
+                    required.push(word.clone());
                     in_order.push(word);
                 } else {
                     for piece in pieces {
                         stats.doc_freq_of(&piece)?;
-                        words.push(piece);
+                        required.push(piece);
                     }
                 }
             }
         }
         // A word twice is one requirement (the phrase keeps both).
-        let mut required = words.clone();
         required.sort();
         required.dedup();
-        let term = |word: &str, option| -> Box<dyn Query> {
-            Box::new(TermQuery::new(Term::from_field_text(f.words, word), option))
-        };
-        let all_of = |option| -> Option<Box<dyn Query>> {
-            let mut queries: Vec<Box<dyn Query>> =
-                required.iter().map(|w| term(w, option)).collect();
-            match queries.len() {
-                0 => None,
-                1 => queries.pop(),
-                _ => Some(Box::new(BooleanQuery::new(
-                    queries.into_iter().map(|q| (Occur::Must, q)).collect(),
-                ))),
-            }
-        };
-        let (Some(counting), Some(scoring)) = (
-            all_of(IndexRecordOption::Basic),
-            all_of(IndexRecordOption::WithFreqs),
-        ) else {
-            return Ok(None);
+        // With scoring disabled (counting) tantivy reads the terms' documents only.
+        let mut terms: Vec<Box<dyn Query>> = required
+            .iter()
+            .map(|w| -> Box<dyn Query> {
+                Box::new(TermQuery::new(
+                    Term::from_field_text(f.words, w),
+                    IndexRecordOption::WithFreqs,
+                ))
+            })
+            .collect();
+        let words = match terms.len() {
+            0 => return Ok(None),
+            1 => terms.remove(0),
+            _ => Box::new(BooleanQuery::new(
+                terms.into_iter().map(|q| (Occur::Must, q)).collect(),
+            )),
         };
         let phrase = (in_order.len() >= 2).then(|| {
             PhraseQuery::new(
@@ -723,11 +715,7 @@ impl SearchIndex {
                     .collect(),
             )
         });
-        Ok(Some(TextQueries {
-            counting,
-            scoring,
-            phrase,
-        }))
+        Ok(Some(TextQueries { words, phrase }))
     }
 
     /// The index's size on disk, in bytes.
@@ -736,11 +724,10 @@ impl SearchIndex {
     }
 }
 
-/// A text query's forms: what is counted (every word required), what is scored (the same
-/// words, with their frequencies), and the phrase of its words in order, if several.
+/// A text query: its words, every one required (counted, and scored with their frequencies),
+/// and the phrase of its words in order, if several.
 struct TextQueries {
-    counting: Box<dyn Query>,
-    scoring: Box<dyn Query>,
+    words: Box<dyn Query>,
     phrase: Option<PhraseQuery>,
 }
 
@@ -968,9 +955,8 @@ struct FrozenStats<'a> {
 }
 
 impl<'a> FrozenStats<'a> {
-    fn new(searcher: &'a tantivy::Searcher, stats: Stats) -> Self {
+    fn new(searcher: &'a tantivy::Searcher, fields: Fields, stats: Stats) -> Self {
         let fresh = stats.n == 0 && stats.d.is_empty();
-        let (_, fields) = schema();
         let mut this = FrozenStats {
             searcher,
             fields,
