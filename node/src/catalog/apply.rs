@@ -1048,7 +1048,7 @@ fn submit_many(
         let id = row.id().to_string();
         if let Some(seq) = row.insert(db)? {
             let by = By::from(*actor);
-            listings::record_submission(db, seq, &id, raft_index, listing.created_at, by)?;
+            listings::record_submission(db, seq, raft_index, listing.created_at, by)?;
             responses.push(Ok(Applied {
                 object_id: id,
                 version: Some(1),

@@ -1034,7 +1034,8 @@ mod tests {
         assert_eq!(state_of(&db), ListingState::Recognised);
         let actions: Vec<(String, String)> = db
             .prepare(
-                "SELECT action, to_state FROM listing_history WHERE listing_id = ?1 ORDER BY seq",
+                "SELECT action, to_state FROM listing_history \
+                 WHERE listing_seq = (SELECT seq FROM listings WHERE id = ?1) ORDER BY seq",
             )
             .expect("select")
             .query_map([l.id().to_string()], |r| Ok((r.get(0)?, r.get(1)?)))

@@ -252,6 +252,7 @@ pub const SCHEMA: &[&str] = &[
     include_str!("schema/catalog_schema_v20.sql"),
     include_str!("schema/catalog_schema_v21.sql"),
     include_str!("schema/catalog_schema_v22.sql"),
+    include_str!("schema/catalog_schema_v23.sql"),
 ];
 
 /// Zone facts for tests: `xuchang/yuzhou` with the default export policy.
@@ -1641,5 +1642,78 @@ mod tests {
             migrate(&db, SCHEMA),
             Err(MigrateError::TooNew { .. })
         ));
+    }
+
+    /// Version 23 packs listing bodies and drops columns the body holds: a listing written
+    /// before it (plain canonical bytes, a stored content id) reads the same after, its
+    /// content id computed from the bytes, and is packed when next written.
+    #[test]
+    fn a_listing_written_before_v23_reads_the_same_after_and_is_packed_when_written() {
+        use crate::catalog::tables::listings;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = rusqlite::Connection::open(dir.path().join("catalog.db")).expect("open");
+        migrate(&db, &SCHEMA[..22]).expect("v22");
+        let listing = xchg_protocol::Listing::first_version(
+            xchg_protocol::vectors::credit_draft(),
+            test_zone().zone,
+            xchg_protocol::Timestamp(1),
+        );
+        let bytes = listing.canonical_bytes();
+        let id = listing.id().to_string();
+        db.execute(
+            "INSERT INTO listings (seq, id, version, content_id, state, origin, submitted_by,
+                provider_id, category, classification, delivery_modes, created_at, updated_at,
+                body)
+             VALUES (3, ?1, 1, ?1, 'listed', 'xuchang/yuzhou', 'p1', 'p', 'credit', 'general',
+                ',api,', 1, 1, ?2)",
+            rusqlite::params![id, bytes],
+        )
+        .expect("v22 row");
+        db.execute(
+            "INSERT INTO listing_history (listing_seq, listing_id, seq, raft_index, at, actor,
+                role, action, from_state, to_state, version)
+             VALUES (3, ?1, 1, 5, 1, 'p1', 'provider', 'submit', NULL, 'submitted', 1)",
+            [&id],
+        )
+        .expect("v22 history");
+        migrate(&db, SCHEMA).expect("upgrade");
+        for (table, column) in [
+            ("listings", "content_id"),
+            ("listings", "delivery_modes"),
+            ("listings", "created_at"),
+            ("listings", "updated_at"),
+            ("listing_history", "listing_id"),
+        ] {
+            let sql = format!(
+                "SELECT count(*) FROM pragma_table_info('{table}') WHERE name = '{column}'"
+            );
+            assert_eq!(count(&db, &sql), 0, "{table}.{column} dropped");
+        }
+        let current = listings::current(&db, &id).expect("read").expect("held");
+        assert_eq!(current.listing, listing);
+        assert_eq!(current.state, ListingState::Listed);
+        let owner = listings::owner(&db, &id).expect("read").expect("held");
+        assert_eq!(
+            owner.content_id, id,
+            "version 1: the content id is the listing id"
+        );
+        // A later write packs the body; the listing and its history read as before.
+        listings::write(&db, &listing, ListingState::Listed, "p1").expect("write");
+        let body: Vec<u8> = db
+            .query_row("SELECT body FROM listings WHERE seq = 3", [], |r| r.get(0))
+            .expect("body");
+        assert_eq!(body[0], 0x01, "packed");
+        assert!(body.len() < bytes.len(), "{} < {}", body.len(), bytes.len());
+        let again = listings::current(&db, &id).expect("read").expect("held");
+        assert_eq!(again.listing, listing);
+        listings::note_latest_history(&db, &id, "{\"note\":1}").expect("note");
+        assert_eq!(
+            count(
+                &db,
+                "SELECT count(*) FROM listing_history WHERE listing_seq = 3 AND detail IS NOT NULL"
+            ),
+            1,
+            "the history entry is found by the listing's seq"
+        );
     }
 }

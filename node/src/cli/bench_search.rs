@@ -411,13 +411,12 @@ fn load(dir: &Path, generator_: &mut Generator, from: u64, to: u64) -> anyhow::R
         for n in i..end {
             let (listing, state) = generator_.listing(n);
             let row = NewRow::new(&listing, state, "bench-provider");
-            let id = row.id().to_string();
             if let Some(seq) = row.insert(&tx)? {
                 let by = By {
                     id: "bench-provider",
                     role: "provider",
                 };
-                listings::record_submission(&tx, seq, &id, n + 1, listing.created_at, by)?;
+                listings::record_submission(&tx, seq, n + 1, listing.created_at, by)?;
             }
         }
         tx.commit()?;

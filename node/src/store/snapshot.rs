@@ -56,7 +56,11 @@ pub(super) struct Built {
 /// snapshot a zone holds right after upgrading), deriving the column, see [`insert_sql`].
 /// 3 since catalog schema v22: listings rows no longer carry copies of their text, which a
 /// node before v22 requires; this node restores formats 1 and 2 without them.
-const SNAPSHOT_FORMAT: u32 = 3;
+/// 4 since catalog schema v23: listings bodies may be packed (`catalog::tables::packed`),
+/// which a node before v23 would take for canonical bytes; the columns v23 dropped (a
+/// listing's content id, delivery modes and times, a history entry's listing id) are left out
+/// when an older format is restored, and its plain bodies are read as they are.
+const SNAPSHOT_FORMAT: u32 = 4;
 /// The oldest format this node restores.
 const FIRST_SNAPSHOT_FORMAT: u32 = 1;
 
@@ -73,30 +77,26 @@ impl rusqlite::ToSql for Cell {
     }
 }
 
-/// The INSERT for one row of a dumped table. History rows of a format-1 snapshot have no
-/// `listing_seq`: it is looked up from the listing (restored before the history).
-fn insert_sql(table: &TableDump) -> String {
-    let marks: Vec<String> = (1..=table.columns.len()).map(|i| format!("?{i}")).collect();
-    let listing_id = table.columns.iter().position(|c| c == "listing_id");
-    match listing_id {
-        Some(at)
-            if table.name == "listing_history"
-                && !table.columns.iter().any(|c| c == "listing_seq") =>
-        {
-            format!(
-                "INSERT INTO listing_history (listing_seq, {}) \
-                 VALUES ((SELECT seq FROM listings WHERE id = ?{}), {})",
-                table.columns.join(", "),
-                at + 1,
-                marks.join(", ")
-            )
-        }
-        _ => format!(
-            "INSERT INTO {} ({}) VALUES ({})",
-            table.name,
-            table.columns.join(", "),
+/// The INSERT for one row of table `name` with values for `columns`, in order. With
+/// `listing_seq_by_id`, one more value follows them: a listing id, whose listing's `seq` is the
+/// row's `listing_seq` (history rows of a format-1 snapshot have none; the listings are
+/// restored before the history).
+fn insert_sql(name: &str, columns: &[String], listing_seq_by_id: bool) -> String {
+    let marks: Vec<String> = (1..=columns.len()).map(|i| format!("?{i}")).collect();
+    if listing_seq_by_id {
+        format!(
+            "INSERT INTO {name} (listing_seq, {}) \
+             VALUES ((SELECT seq FROM listings WHERE id = ?{}), {})",
+            columns.join(", "),
+            columns.len() + 1,
             marks.join(", ")
-        ),
+        )
+    } else {
+        format!(
+            "INSERT INTO {name} ({}) VALUES ({})",
+            columns.join(", "),
+            marks.join(", ")
+        )
     }
 }
 
@@ -141,8 +141,8 @@ pub(super) fn restore(
         if !REPLICATED_TABLES.contains(&table.name.as_str()) || table.rows.is_empty() {
             continue;
         }
-        // Columns a later schema dropped (format 2 and before: the listings' text copies) are
-        // left out.
+        // Columns a later schema dropped (format 2 and before: the listings' text copies;
+        // format 3 and before: see SNAPSHOT_FORMAT) are left out.
         let held: Vec<String> = db
             .prepare(&format!(
                 "SELECT name FROM pragma_table_info('{}')",
@@ -153,15 +153,15 @@ pub(super) fn restore(
         let kept: Vec<usize> = (0..table.columns.len())
             .filter(|&i| held.contains(&table.columns[i]))
             .collect();
-        let shape = TableDump {
-            name: table.name.clone(),
-            columns: kept.iter().map(|&i| table.columns[i].clone()).collect(),
-            rows: Vec::new(),
-        };
-        let mut insert = db.prepare(&insert_sql(&shape))?;
+        let columns: Vec<String> = kept.iter().map(|&i| table.columns[i].clone()).collect();
+        let listing_id = (table.name == "listing_history"
+            && !table.columns.iter().any(|c| c == "listing_seq"))
+        .then(|| table.columns.iter().position(|c| c == "listing_id"))
+        .flatten();
+        let mut insert = db.prepare(&insert_sql(&table.name, &columns, listing_id.is_some()))?;
         for row in &table.rows {
             insert.execute(rusqlite::params_from_iter(
-                kept.iter().filter_map(|&i| row.get(i)),
+                kept.iter().chain(&listing_id).filter_map(|&i| row.get(i)),
             ))?;
         }
     }

@@ -405,7 +405,7 @@ mod tests {
     use super::*;
     use crate::catalog::tables::{listings, tokens};
     use crate::catalog::{Actor, Batch, Refusal, Review};
-    use crate::store::snapshot::SnapshotPayload;
+    use crate::store::snapshot::{Cell, SnapshotPayload};
     use crate::store::{from_cbor, to_cbor};
 
     fn submission(title: &str) -> (Listing, CatalogCommand) {
@@ -844,9 +844,33 @@ mod tests {
         }
 
         // The snapshot a zone still holds right after upgrading to schema v4 is format 1, whose
-        // history rows have no listing_seq: restored, they hang off the right listings.
+        // history rows have no listing_seq but the listing's id: restored, they hang off the
+        // right listings.
         let mut payload: SnapshotPayload = from_cbor(snapshot.snapshot.get_ref()).expect("payload");
         payload.format = 1;
+        let ids: std::collections::HashMap<i64, String> = {
+            let listings = payload
+                .tables
+                .iter()
+                .find(|t| t.name == "listings")
+                .expect("listings dump");
+            let column = |name: &str| {
+                listings
+                    .columns
+                    .iter()
+                    .position(|c| c == name)
+                    .expect("column")
+            };
+            let (seq, id) = (column("seq"), column("id"));
+            listings
+                .rows
+                .iter()
+                .map(|row| match (&row[seq], &row[id]) {
+                    (Cell::Int(seq), Cell::Text(id)) => (*seq, id.clone()),
+                    other => panic!("a listings row's seq and id: {other:?}"),
+                })
+                .collect()
+        };
         let history = payload
             .tables
             .iter_mut()
@@ -857,9 +881,12 @@ mod tests {
             .iter()
             .position(|c| c == "listing_seq")
             .expect("listing_seq");
-        history.columns.remove(at);
+        history.columns[at] = "listing_id".to_owned();
         for row in &mut history.rows {
-            row.remove(at);
+            let Cell::Int(seq) = row[at] else {
+                panic!("a listing_seq: {:?}", row[at])
+            };
+            row[at] = Cell::Text(ids[&seq].clone());
         }
         let old = to_cbor(&payload).expect("encode");
         let dir = tempfile::tempdir().expect("dir");

@@ -8,41 +8,38 @@ use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 use xchg_protocol::canonical::{Limits, from_canonical};
 use xchg_protocol::{ContentId, Listing, Timestamp};
 
-use super::{enum_name, int, set_text, uint};
+use super::{enum_name, int, packed, uint};
 use crate::catalog::ListingState;
 use crate::catalog::query::{HistoryEntry, ListingView};
 use crate::sqlite::undecodable;
 
-/// A listing version's canonical bytes and the ids derived from them, computed once.
+/// A listing version's id and its canonical bytes packed for the row ([`packed`]), computed
+/// once.
 struct Encoded {
     id: ContentId,
-    content_id: ContentId,
-    bytes: Vec<u8>,
+    body: Vec<u8>,
 }
 
 impl Encoded {
     fn of(listing: &Listing) -> Self {
         let bytes = listing.canonical_bytes();
-        let content_id = ContentId::of(&bytes);
         Encoded {
-            id: listing.listing_id.unwrap_or(content_id),
-            content_id,
-            bytes,
+            id: listing.listing_id.unwrap_or_else(|| ContentId::of(&bytes)),
+            body: packed::pack(&bytes),
         }
     }
 }
 
 /// A new listings row; an id that is already there is left as it is.
-const INSERT_LISTING: &str = "INSERT INTO listings (id, version, content_id, state, origin, \
-    submitted_by, provider_id, category, classification, delivery_modes, created_at, \
-    updated_at, body) \
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
+const INSERT_LISTING: &str = "INSERT INTO listings (id, version, state, origin, submitted_by, \
+    provider_id, category, classification, body) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
     ON CONFLICT (id) DO NOTHING";
 
-/// The same values over an existing row, keeping its first-seen order and creation time (?11).
-const UPDATE_LISTING: &str = "UPDATE listings SET version = ?2, content_id = ?3, state = ?4, \
-    origin = ?5, submitted_by = ?6, provider_id = ?7, category = ?8, classification = ?9, \
-    delivery_modes = ?10, updated_at = ?12, body = ?13 WHERE id = ?1";
+/// The same values over an existing row, keeping its first-seen order.
+const UPDATE_LISTING: &str = "UPDATE listings SET version = ?2, state = ?3, origin = ?4, \
+    submitted_by = ?5, provider_id = ?6, category = ?7, classification = ?8, body = ?9 \
+    WHERE id = ?1";
 
 /// One row of the listings table, to be written.
 pub struct NewRow<'a> {
@@ -87,30 +84,21 @@ impl<'a> NewRow<'a> {
         self.insert(db)
     }
 
-    /// Runs `sql` ([`INSERT_LISTING`] or [`UPDATE_LISTING`]) with the row's 13 values.
+    /// Runs `sql` ([`INSERT_LISTING`] or [`UPDATE_LISTING`]) with the row's 9 values.
     fn run(&self, db: &rusqlite::Connection, sql: &str) -> rusqlite::Result<usize> {
         let l = self.listing;
         db.prepare_cached(sql)?.execute(rusqlite::params![
             self.encoded.id.to_string(),
             i64::from(l.version),
-            self.encoded.content_id.to_string(),
             self.state.as_str(),
             l.origin.to_string(),
             self.submitted_by,
             l.provider.id.to_string(),
             l.category,
             enum_name(&l.classification),
-            modes(l),
-            int(l.created_at.0),
-            int(l.updated_at.0),
-            self.encoded.bytes,
+            self.encoded.body,
         ])
     }
-}
-
-fn modes(listing: &Listing) -> String {
-    let names: Vec<String> = listing.delivery_modes.iter().map(enum_name).collect();
-    set_text(&names)
 }
 
 /// Draws a new epoch for the listing clock: every row was renumbered (a snapshot replaced
@@ -176,15 +164,16 @@ pub async fn changed_since(
     .bind(i64::from(limit))
     .fetch_all(&mut *conn)
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(seq, change, state, body)| Changed {
-            seq,
-            change,
-            state,
-            body,
+    rows.into_iter()
+        .map(|(seq, change, state, body)| {
+            Ok(Changed {
+                seq,
+                change,
+                state,
+                body: canonical(&body)?.into_owned(),
+            })
         })
-        .collect())
+        .collect()
 }
 
 /// The listings with these `seq`s as the API shows them, in the order given (a `seq` not held
@@ -200,7 +189,7 @@ pub async fn views_by_seq(
         return Ok(Vec::new());
     }
     let mut qb = QueryBuilder::<Sqlite>::new(
-        "SELECT seq, id, state, content_id, submitted_by, body FROM listings WHERE seq IN (",
+        "SELECT seq, id, state, submitted_by, body FROM listings WHERE seq IN (",
     );
     let mut list = qb.separated(", ");
     for seq in seqs {
@@ -224,8 +213,7 @@ pub async fn newest(
     limit: u32,
 ) -> Result<Vec<ListingView>, sqlx::Error> {
     let rows = sqlx::query(
-        "SELECT seq, id, state, content_id, submitted_by, body FROM listings \
-         ORDER BY seq DESC LIMIT ?",
+        "SELECT seq, id, state, submitted_by, body FROM listings ORDER BY seq DESC LIMIT ?",
     )
     .bind(i64::from(limit))
     .fetch_all(&mut *conn)
@@ -300,9 +288,9 @@ pub fn record_history(
 ) -> rusqlite::Result<()> {
     let written = db
         .prepare_cached(
-            "INSERT INTO listing_history (listing_seq, listing_id, seq, raft_index, at, actor, \
-             role, action, from_state, to_state, version, detail) \
-             SELECT l.seq, ?1, (SELECT COALESCE(MAX(h.seq), 0) + 1 FROM listing_history h \
+            "INSERT INTO listing_history (listing_seq, seq, raft_index, at, actor, role, action, \
+             from_state, to_state, version, detail) \
+             SELECT l.seq, (SELECT COALESCE(MAX(h.seq), 0) + 1 FROM listing_history h \
                                 WHERE h.listing_seq = l.seq), \
                 ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10 \
              FROM listings l WHERE l.id = ?1",
@@ -336,34 +324,33 @@ pub fn note_latest_history(
 ) -> rusqlite::Result<()> {
     db.prepare_cached(
         "UPDATE listing_history SET detail = ?1 \
-         WHERE listing_id = ?2 \
-           AND seq = (SELECT MAX(seq) FROM listing_history WHERE listing_id = ?2)",
+         WHERE listing_seq = (SELECT seq FROM listings WHERE id = ?2) \
+           AND seq = (SELECT MAX(h.seq) FROM listing_history h \
+                      WHERE h.listing_seq = listing_history.listing_seq)",
     )?
     .execute([detail, id])
     .map(drop)
 }
 
-/// Records the submission of the new row `seq` (listing `id`, version 1): the first entry of
-/// its history, written without looking the row up.
+/// Records the submission of the new row `seq` (a listing's version 1): the first entry of its
+/// history, written without looking the row up.
 ///
 /// # Errors
 /// SQLite's error.
 pub fn record_submission(
     db: &rusqlite::Connection,
     seq: i64,
-    id: &str,
     raft_index: u64,
     at: Timestamp,
     by: By<'_>,
 ) -> rusqlite::Result<()> {
     db.prepare_cached(
-        "INSERT INTO listing_history (listing_seq, listing_id, seq, raft_index, at, actor, role, \
-         action, from_state, to_state, version, detail) \
-         VALUES (?1, ?2, 1, ?3, ?4, ?5, ?6, 'submit', NULL, ?7, 1, NULL)",
+        "INSERT INTO listing_history (listing_seq, seq, raft_index, at, actor, role, action, \
+         from_state, to_state, version, detail) \
+         VALUES (?1, 1, ?2, ?3, ?4, ?5, 'submit', NULL, ?6, 1, NULL)",
     )?
     .execute(rusqlite::params![
         seq,
-        id,
         int(raft_index),
         int(at.0),
         by.id,
@@ -401,6 +388,7 @@ pub fn current(db: &rusqlite::Connection, id: &str) -> rusqlite::Result<Option<C
     let Some((state, submitted_by, body)) = row else {
         return Ok(None);
     };
+    let body = packed::unpack(&body).map_err(undecodable)?;
     let listing: Listing = from_canonical(&body, &Limits::default()).map_err(undecodable)?;
     let state = ListingState::parse(&state)
         .ok_or_else(|| undecodable(format!("unknown listing state {state:?}")))?;
@@ -432,7 +420,7 @@ pub async fn current_read(
     Ok(Some((state, decode(&body)?)))
 }
 
-const OWNER: &str = "SELECT content_id, state, origin, provider_id FROM listings WHERE id = ?1";
+const OWNER: &str = "SELECT body, state, origin, provider_id FROM listings WHERE id = ?1";
 
 /// Who a listing belongs to, as the rules of registrations need it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -454,8 +442,10 @@ pub struct Owner {
 pub fn owner(db: &rusqlite::Connection, id: &str) -> rusqlite::Result<Option<Owner>> {
     db.prepare_cached(OWNER)?
         .query_row([id], |row| {
+            let body: Vec<u8> = row.get(0)?;
+            let body = packed::unpack(&body).map_err(undecodable)?;
             Ok(Owner {
-                content_id: row.get(0)?,
+                content_id: ContentId::of(&body).to_string(),
                 state: row.get(1)?,
                 origin: row.get(2)?,
                 provider: row.get(3)?,
@@ -472,16 +462,19 @@ pub async fn owner_read(
     conn: &mut SqliteConnection,
     id: &ContentId,
 ) -> Result<Option<Owner>, sqlx::Error> {
-    let row: Option<(String, String, String, String)> = sqlx::query_as(OWNER)
+    let row: Option<(Vec<u8>, String, String, String)> = sqlx::query_as(OWNER)
         .bind(id.to_string())
         .fetch_optional(&mut *conn)
         .await?;
-    Ok(row.map(|(content_id, state, origin, provider)| Owner {
-        content_id,
-        state,
-        origin,
-        provider,
-    }))
+    row.map(|(body, state, origin, provider)| {
+        Ok(Owner {
+            content_id: content_id(&body)?,
+            state,
+            origin,
+            provider,
+        })
+    })
+    .transpose()
 }
 
 /// Whether this replica holds listing `id`.
@@ -504,17 +497,20 @@ pub async fn origin_and_version(
     conn: &mut SqliteConnection,
     id: &ContentId,
 ) -> Result<Option<HeldCopy>, sqlx::Error> {
-    let row: Option<(String, i64, String, String)> =
-        sqlx::query_as("SELECT origin, version, state, content_id FROM listings WHERE id = ?")
+    let row: Option<(String, i64, String, Vec<u8>)> =
+        sqlx::query_as("SELECT origin, version, state, body FROM listings WHERE id = ?")
             .bind(id.to_string())
             .fetch_optional(&mut *conn)
             .await?;
-    Ok(row.map(|(origin, version, state, content_id)| HeldCopy {
-        origin,
-        version: u32::try_from(version).unwrap_or(u32::MAX),
-        state,
-        content_id,
-    }))
+    row.map(|(origin, version, state, body)| {
+        Ok(HeldCopy {
+            origin,
+            version: u32::try_from(version).unwrap_or(u32::MAX),
+            state,
+            content_id: content_id(&body)?,
+        })
+    })
+    .transpose()
 }
 
 /// What [`origin_and_version`] reads of a copy.
@@ -530,17 +526,33 @@ pub struct HeldCopy {
     pub content_id: String,
 }
 
+/// The canonical bytes of a stored body ([`packed::unpack`]).
+fn canonical(body: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, sqlx::Error> {
+    packed::unpack(body).map_err(|e| sqlx::Error::Decode(Box::new(e)))
+}
+
+/// The content id of a stored body's version: the hash of its canonical bytes.
+fn content_id(body: &[u8]) -> Result<String, sqlx::Error> {
+    Ok(ContentId::of(&canonical(body)?).to_string())
+}
+
+fn decode_canonical(bytes: &[u8]) -> Result<Listing, sqlx::Error> {
+    from_canonical(bytes, &Limits::default()).map_err(|e| sqlx::Error::Decode(Box::new(e)))
+}
+
 fn decode(body: &[u8]) -> Result<Listing, sqlx::Error> {
-    from_canonical(body, &Limits::default()).map_err(|e| sqlx::Error::Decode(Box::new(e)))
+    decode_canonical(&canonical(body)?)
 }
 
 fn view(row: &sqlx::sqlite::SqliteRow) -> Result<ListingView, sqlx::Error> {
+    let body = row.try_get::<Vec<u8>, _>("body")?;
+    let bytes = canonical(&body)?;
     Ok(ListingView {
         id: row.try_get("id")?,
         state: row.try_get("state")?,
-        content_id: row.try_get("content_id")?,
+        content_id: ContentId::of(&bytes).to_string(),
         submitted_by: row.try_get("submitted_by")?,
-        listing: decode(&row.try_get::<Vec<u8>, _>("body")?)?,
+        listing: decode_canonical(&bytes)?,
         history: None,
         provenance: None,
     })
@@ -554,11 +566,10 @@ pub async fn with_history(
     conn: &mut SqliteConnection,
     id: &str,
 ) -> Result<Option<ListingView>, sqlx::Error> {
-    let row =
-        sqlx::query("SELECT id, state, content_id, submitted_by, body FROM listings WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&mut *conn)
-            .await?;
+    let row = sqlx::query("SELECT id, state, submitted_by, body FROM listings WHERE id = ?")
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?;
     let Some(row) = row else { return Ok(None) };
     let mut v = view(&row)?;
     let rows = sqlx::query(
