@@ -14,6 +14,10 @@ measures the WAL growth of 200 more commits. Variants switch parts off to see th
 
 A model, not the node: Python's SQLite build and per-statement overhead differ from the
 node's, so the times are only comparable between variants; the page counts are SQLite's own.
+
+Historical: it models the state machine up to catalog schema v21 (the FTS5 index inside the
+apply, the columns v22 and v23 dropped) and no longer runs against the schema files since v22;
+its figures in bench/RESULTS.md are of that time.
 """
 
 import argparse

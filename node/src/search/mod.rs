@@ -515,7 +515,13 @@ impl SearchIndex {
             let seq = row.seq.unsigned_abs();
             writer.delete_term(Term::from_field_u64(inner.fields.seq, seq));
             reached = reached.max(row.change);
-            match from_canonical::<Listing>(&row.body, &Limits::default()) {
+            let listing = row
+                .canonical()
+                .map_err(|e| e.to_string())
+                .and_then(|bytes| {
+                    from_canonical::<Listing>(&bytes, &Limits::default()).map_err(|e| e.to_string())
+                });
+            match listing {
                 Ok(listing) => {
                     writer.add_document(document(inner.fields, &mut names, row, &listing))?;
                 }

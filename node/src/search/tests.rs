@@ -634,3 +634,58 @@ async fn a_catch_up_ends_when_the_index_holds_the_catalog_though_rows_were_fewer
     assert!(report.started.is_none(), "the catch-up never ended");
     close(db, index).await;
 }
+
+/// A body that does not unpack (a damaged file) is left out of search; the listings after it
+/// are still taken in, and the index reaches the catalog's clock (it used to fail the whole
+/// step, again at every retry, once bodies were packed).
+#[tokio::test]
+async fn a_body_that_does_not_unpack_is_left_out_and_the_rest_is_indexed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    apply(
+        dir.path(),
+        &[
+            (
+                listing("禹州市企业信用核验", "核验", "credit"),
+                ListingState::Listed,
+            ),
+            (
+                listing("长葛市公积金缴存数据", "公积金", "housing"),
+                ListingState::Listed,
+            ),
+        ],
+    );
+    {
+        let db = crate::catalog::test_db(dir.path());
+        // A packed body whose frame is cut short: the first listing's.
+        db.execute_batch(
+            "UPDATE listings SET body = substr(body, 1, length(body) / 2)
+             WHERE seq = (SELECT min(seq) FROM listings)",
+        )
+        .expect("damage");
+        let first: String = db
+            .query_row(
+                "SELECT hex(substr(body, 1, 1)) FROM listings ORDER BY seq LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .expect("first byte");
+        assert_eq!(first, "01", "the damaged body is a packed one");
+    }
+    let (db, index) = caught_up(dir.path()).await;
+    let clock = {
+        let mut conn = db.reader().await.expect("reader");
+        listings::clock(&mut conn).await.expect("clock")
+    };
+    assert!(
+        index.covered().covers(clock),
+        "the index reached the catalog"
+    );
+    let (found, _) = titles(&index, &db, q("公积金")).await;
+    assert_eq!(found, ["长葛市公积金缴存数据"]);
+    let (found, _) = titles(&index, &db, q("信用")).await;
+    assert!(
+        found.is_empty(),
+        "the damaged listing is left out: {found:?}"
+    );
+    close(db, index).await;
+}

@@ -4,7 +4,8 @@
 --    dictionary of the listing format's own field and value names), about 350 bytes for a
 --    listing of 590. Rows written before this version keep their plain canonical bytes, which
 --    are still read as such (a packed body starts with a byte no canonical listing starts
---    with); they are packed when next written.
+--    with); one is packed when a new version of it is written (a change of state alone
+--    leaves the body as it is).
 -- 2. Columns the body already holds and no query reads are dropped: the current version's
 --    content id (the hash of the canonical bytes, computed when read), the delivery modes and
 --    the two times. So are the indexes on state and on origin, which no query uses since

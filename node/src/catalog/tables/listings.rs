@@ -13,11 +13,10 @@ use crate::catalog::ListingState;
 use crate::catalog::query::{HistoryEntry, ListingView};
 use crate::sqlite::undecodable;
 
-/// A listing version's id and its canonical bytes packed for the row ([`packed`]), computed
-/// once.
+/// A listing version's id and its canonical bytes, computed once.
 struct Encoded {
     id: ContentId,
-    body: Vec<u8>,
+    bytes: Vec<u8>,
 }
 
 impl Encoded {
@@ -25,7 +24,7 @@ impl Encoded {
         let bytes = listing.canonical_bytes();
         Encoded {
             id: listing.listing_id.unwrap_or_else(|| ContentId::of(&bytes)),
-            body: packed::pack(&bytes),
+            bytes,
         }
     }
 }
@@ -84,9 +83,12 @@ impl<'a> NewRow<'a> {
         self.insert(db)
     }
 
-    /// Runs `sql` ([`INSERT_LISTING`] or [`UPDATE_LISTING`]) with the row's 9 values.
+    /// Runs `sql` ([`INSERT_LISTING`] or [`UPDATE_LISTING`]) with the row's 9 values, the
+    /// body packed ([`packed::pack`]).
     fn run(&self, db: &rusqlite::Connection, sql: &str) -> rusqlite::Result<usize> {
         let l = self.listing;
+        let body = packed::pack(&self.encoded.bytes)
+            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
         db.prepare_cached(sql)?.execute(rusqlite::params![
             self.encoded.id.to_string(),
             i64::from(l.version),
@@ -96,7 +98,7 @@ impl<'a> NewRow<'a> {
             l.provider.id.to_string(),
             l.category,
             enum_name(&l.classification),
-            self.encoded.body,
+            body,
         ])
     }
 }
@@ -143,8 +145,18 @@ pub struct Changed {
     pub change: i64,
     /// Its state in this zone.
     pub state: String,
-    /// The canonical bytes of its current version.
+    /// Its current version as stored: packed or plain ([`Changed::canonical`]).
     pub body: Vec<u8>,
+}
+
+impl Changed {
+    /// The canonical bytes of its current version.
+    ///
+    /// # Errors
+    /// A packed body that does not unpack (a damaged file, or a bug).
+    pub fn canonical(&self) -> std::io::Result<std::borrow::Cow<'_, [u8]>> {
+        packed::unpack(&self.body)
+    }
 }
 
 /// The rows changed after change `after`, in change order, at most `limit`.
@@ -164,16 +176,15 @@ pub async fn changed_since(
     .bind(i64::from(limit))
     .fetch_all(&mut *conn)
     .await?;
-    rows.into_iter()
-        .map(|(seq, change, state, body)| {
-            Ok(Changed {
-                seq,
-                change,
-                state,
-                body: canonical(&body)?.into_owned(),
-            })
+    Ok(rows
+        .into_iter()
+        .map(|(seq, change, state, body)| Changed {
+            seq,
+            change,
+            state,
+            body,
         })
-        .collect()
+        .collect())
 }
 
 /// The listings with these `seq`s as the API shows them, in the order given (a `seq` not held
@@ -219,6 +230,32 @@ pub async fn newest(
     .fetch_all(&mut *conn)
     .await?;
     rows.iter().map(view).collect()
+}
+
+/// The listings a zone publishes to harvesters (`GET /v1/catalog/dcat`): listed or recognised,
+/// classified public or general; those after `seq` `after`, in `seq` order, at most `limit`,
+/// each with its `seq`.
+///
+/// # Errors
+/// SQLite's error, or a row that does not decode.
+pub async fn published_after(
+    conn: &mut SqliteConnection,
+    after: i64,
+    limit: u32,
+) -> Result<Vec<(i64, ListingView)>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT seq, id, state, submitted_by, body FROM listings \
+         WHERE seq > ?1 AND state IN ('listed', 'recognised') \
+           AND classification IN ('public', 'general') \
+         ORDER BY seq LIMIT ?2",
+    )
+    .bind(after)
+    .bind(i64::from(limit))
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter()
+        .map(|row| Ok((row.try_get::<i64, _>("seq")?, view(row)?)))
+        .collect()
 }
 
 /// Writes `listing` as the current version of its id (a new row, or replacing the old one),

@@ -20,7 +20,7 @@ pub mod demands_across;
 pub mod idempotency;
 pub mod listings;
 pub mod outbox;
-mod packed;
+pub mod packed;
 pub mod parties;
 pub mod received_certificates;
 pub mod received_revocations;

@@ -8,8 +8,9 @@
 //! A packed body is [`PACKED`] followed by one zstd frame. [`PACKED`] is a byte no canonical
 //! listing starts with (a listing is a map: its first byte is 0xa0 to 0xbf), so a body written
 //! before v23, plain, is read as it is. Packing is deterministic (same dictionary, same level,
-//! same zstd), so every member writes the same bytes for the same listing; but nothing relies
-//! on that: the content id is always computed from the unpacked bytes.
+//! same zstd), so every member writes the same bytes for the same listing, and the replicated
+//! rows stay identical on every member (the simulations' zone-agreement check compares them);
+//! the content id is always computed from the unpacked bytes.
 //!
 //! The dictionary must never change: a body packed with it is read with it. Another one would
 //! take another leading byte. A test pins its hash.
@@ -116,25 +117,28 @@ thread_local! {
     static DECOMPRESSOR: RefCell<Option<Decompressor<'static>>> = const { RefCell::new(None) };
 }
 
-/// `canonical` packed for `listings.body`. Falls back to the plain bytes should zstd fail
-/// (it does not for input in memory; the plain bytes read back all the same).
-pub fn pack(canonical: &[u8]) -> Vec<u8> {
-    let packed = COMPRESSOR.with(|cell| {
+/// `canonical` packed for `listings.body`: [`PACKED`] and the frame, or the plain bytes when
+/// packing would not make them smaller (the same choice on every member).
+///
+/// # Errors
+/// zstd's, which it gives only when it cannot allocate its context. Not papered over with the
+/// plain bytes: that member's row would then differ from the others'.
+pub fn pack(canonical: &[u8]) -> std::io::Result<Vec<u8>> {
+    let frame = COMPRESSOR.with(|cell| {
         let mut slot = cell.borrow_mut();
-        if slot.is_none() {
-            *slot = Compressor::with_prepared_dictionary(&ENCODER).ok();
-        }
-        let compressor = slot.as_mut()?;
-        let mut out = Vec::with_capacity(1 + zstd::zstd_safe::compress_bound(canonical.len()));
-        out.push(PACKED);
-        let frame = compressor.compress(canonical).ok()?;
-        out.extend_from_slice(&frame);
-        Some(out)
-    });
-    match packed {
-        Some(out) if out.len() < canonical.len() => out,
-        _ => canonical.to_vec(),
+        let compressor = match &mut *slot {
+            Some(compressor) => compressor,
+            empty => empty.insert(Compressor::with_prepared_dictionary(&ENCODER)?),
+        };
+        compressor.compress(canonical)
+    })?;
+    if 1 + frame.len() >= canonical.len() {
+        return Ok(canonical.to_vec());
     }
+    let mut out = Vec::with_capacity(1 + frame.len());
+    out.push(PACKED);
+    out.extend_from_slice(&frame);
+    Ok(out)
 }
 
 /// The canonical bytes of a stored body: unpacked if packed, else the body itself. At most
@@ -149,12 +153,10 @@ pub fn unpack(stored: &[u8]) -> std::io::Result<Cow<'_, [u8]>> {
     };
     DECOMPRESSOR.with(|cell| {
         let mut slot = cell.borrow_mut();
-        if slot.is_none() {
-            *slot = Some(Decompressor::with_prepared_dictionary(&DECODER)?);
-        }
-        let decompressor = slot
-            .as_mut()
-            .ok_or_else(|| std::io::Error::other("unreachable"))?;
+        let decompressor = match &mut *slot {
+            Some(decompressor) => decompressor,
+            empty => empty.insert(Decompressor::with_prepared_dictionary(&DECODER)?),
+        };
         decompressor
             .decompress(frame, DEFAULT_MAX_SIZE)
             .map(Cow::Owned)
@@ -190,7 +192,7 @@ mod tests {
     #[test]
     fn a_listing_packs_smaller_and_unpacks_to_its_bytes() {
         let plain = listing_bytes();
-        let packed = pack(&plain);
+        let packed = pack(&plain).expect("packs");
         assert_eq!(packed[0], PACKED);
         assert!(
             packed.len() < plain.len() * 3 / 4,
@@ -199,7 +201,16 @@ mod tests {
             plain.len()
         );
         assert_eq!(unpack(&packed).expect("unpacks").as_ref(), plain.as_slice());
-        assert_eq!(pack(&plain), packed, "packing is deterministic");
+        assert_eq!(
+            pack(&plain).expect("packs"),
+            packed,
+            "packing is deterministic"
+        );
+        assert_eq!(
+            pack(b"\xa0").expect("packs"),
+            b"\xa0",
+            "kept plain when not smaller"
+        );
     }
 
     /// Bodies written before schema v23 are the canonical bytes themselves.
@@ -212,14 +223,14 @@ mod tests {
 
     #[test]
     fn a_damaged_or_oversized_body_is_an_error_not_a_panic() {
-        let mut packed = pack(&listing_bytes());
+        let mut packed = pack(&listing_bytes()).expect("packs");
         let at = packed.len() / 2;
         packed.truncate(at);
         assert!(unpack(&packed).is_err(), "a truncated frame");
         assert!(unpack(&[PACKED, 1, 2, 3]).is_err(), "not a frame");
         // A frame that unpacks to more than the cap: refused, not allocated.
         let big = vec![b'a'; DEFAULT_MAX_SIZE + 1];
-        let bomb = pack(&big);
+        let bomb = pack(&big).expect("packs");
         assert_eq!(bomb[0], PACKED);
         assert!(bomb.len() < 1_000, "{}", bomb.len());
         assert!(unpack(&bomb).is_err(), "more than the cap");
