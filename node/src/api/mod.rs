@@ -13,6 +13,7 @@ pub mod authorizations;
 pub mod body;
 pub mod certificates;
 pub mod complaints;
+pub mod dcat;
 pub mod deadline;
 pub mod demands;
 pub mod entrustments;
@@ -125,6 +126,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/openapi.json", get(openapi::document))
         .route("/v1/status", get(status::get_status))
         .route("/v1/listings", post(listings::submit).get(listings::search))
+        .route("/v1/catalog/dcat", get(dcat::catalog))
         .route(
             "/v1/listings/{id}",
             get(listings::get_one).put(listings::update),

@@ -19,7 +19,7 @@ use xchg_protocol::{ContentId, CreditCode, NodeName, PartyId};
 
 use super::error::{BearerErrors, ErrorBody};
 use super::{
-    applications, audit, authorizations, certificates, complaints, demands, entrustments,
+    applications, audit, authorizations, certificates, complaints, dcat, demands, entrustments,
     federation, listings, metrics, parties, registrations, status, supervision, tokens, trades,
     valuations, zone,
 };
@@ -48,6 +48,7 @@ use super::{
         listings::approve,
         listings::reject,
         listings::delist,
+        dcat::catalog,
         audit::list,
         audit::head,
         audit::inclusion,
@@ -131,6 +132,8 @@ use super::{
     tags(
         (name = "status", description = "This node's Raft view; no token needed"),
         (name = "listings", description = "Submit, review, delist, read and search listings"),
+        (name = "catalog", description = "The zone's published listings as a DCAT-AP 3 catalog \
+            (JSON-LD or Turtle, paged the Hydra way) for portals to harvest; no token needed"),
         (name = "audit", description = "The hash-chained audit trail (regulator, admin)"),
         (name = "federation", description = "Recognitions, this node's verdicts, gossip peers, \
             key revocations, and the hub's overview and flows. Keys, signatures and envelopes \

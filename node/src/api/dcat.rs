@@ -1,0 +1,589 @@
+//! `GET /v1/catalog/dcat`: the zone's published listings as a DCAT-AP 3 catalog, for portals
+//! and national platforms to harvest (CKAN's `dcat_rdf_harvester`, for one).
+//!
+//! Published are the listings this zone holds in state `listed` or `recognised` whose
+//! classification is `public` or `general`; no token is needed, and nothing else is shown.
+//! The answer is one page of an RDF graph: the `dcat:Catalog` with its datasets on this page, a
+//! `dcat:Dataset` per listing (its distributions, publisher, theme, place), and a Hydra
+//! `PagedCollection` naming the next page, which is how harvesters page. JSON-LD by default,
+//! Turtle when the `Accept` header asks for `text/turtle`.
+//!
+//! The graph is built once as triples ([`Graph`]) and written in either syntax, so the two
+//! always say the same.
+
+use std::fmt::Write as _;
+
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use xchg_protocol::{Classification, Listing, PricingModel};
+
+use super::error::ApiError;
+use super::listings::query_error;
+use super::{AppState, params};
+use crate::catalog::query::ListingView;
+use crate::catalog::tables::listings;
+
+/// Datasets on a page unless `limit` says otherwise.
+pub const DEFAULT_PAGE: u32 = 100;
+/// The most datasets on one page.
+pub const MAX_PAGE: u32 = 500;
+
+/// The prefixes the graph is written with, in both syntaxes.
+const PREFIXES: &[(&str, &str)] = &[
+    ("dcat", "http://www.w3.org/ns/dcat#"),
+    ("dct", "http://purl.org/dc/terms/"),
+    ("foaf", "http://xmlns.com/foaf/0.1/"),
+    ("hydra", "http://www.w3.org/ns/hydra/core#"),
+    ("rdf", "http://www.w3.org/1999/02/22-rdf-syntax-ns#"),
+    ("rdfs", "http://www.w3.org/2000/01/rdf-schema#"),
+    ("skos", "http://www.w3.org/2004/02/skos/core#"),
+    ("xsd", "http://www.w3.org/2001/XMLSchema#"),
+];
+
+/// The EU vocabularies DCAT-AP asks for: access rights and languages.
+const ACCESS_RIGHT: &str = "http://publications.europa.eu/resource/authority/access-right/";
+const LANGUAGE_ZH: &str = "http://publications.europa.eu/resource/authority/language/ZHO";
+
+/// The query string.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct DcatParams {
+    /// Continue after this position (the `after` of the previous page's `hydra:next`): a whole
+    /// number; absent, the first page.
+    #[param(value_type = Option<u64>)]
+    pub after: Option<String>,
+    /// Datasets per page, brought within 1 to 500 (default 100).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 500)]
+    pub limit: Option<String>,
+}
+
+/// `GET /v1/catalog/dcat` (no token).
+#[utoipa::path(
+    get,
+    path = "/v1/catalog/dcat",
+    operation_id = "get_dcat_catalog",
+    tag = "catalog",
+    params(DcatParams),
+    responses(
+        (status = 200, description = "One page of the zone's published listings (listed or \
+            recognised, classified public or general) as a DCAT-AP 3 catalog: JSON-LD, or \
+            Turtle when `Accept` names `text/turtle`. The page is a `hydra:PagedCollection`; \
+            `hydra:next` (and `hydra:nextPage`) is absent on the last page",
+            content(
+                (Object = "application/ld+json"),
+                (String = "text/turtle"),
+            )),
+        (status = 400, description = "`after` or `limit` is not a whole number, or an unknown \
+            query parameter (`invalid_field`, `invalid_query`)", body = super::error::ErrorBody),
+    )
+)]
+pub async fn catalog(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    params: Result<Query<DcatParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(p) = params.map_err(query_error)?;
+    let after = p
+        .after
+        .as_deref()
+        .map(|a| params::position("after", a))
+        .transpose()?
+        .unwrap_or(0);
+    let limit = params::page_size("limit", p.limit.as_deref(), DEFAULT_PAGE, MAX_PAGE)?;
+    let mut rows = {
+        let mut conn = state.db.reader().await?;
+        listings::published_after(&mut conn, after, limit.saturating_add(1)).await?
+    };
+    let more = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    let base = base_url(&headers, &state);
+    let page = Page {
+        base: &base,
+        after,
+        limit,
+        next: more.then(|| rows.last().map(|(seq, _)| *seq)).flatten(),
+        exchange: (
+            state.config.exchange.id.as_str(),
+            &state.config.exchange.display_name,
+        ),
+        zone: (
+            state.config.zone.id.to_string(),
+            &state.config.zone.display_name,
+        ),
+    };
+    let graph = page.graph(rows.iter().map(|(_, v)| v));
+    let turtle = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.to_ascii_lowercase().contains("text/turtle"));
+    let (body, content_type) = if turtle {
+        (graph.turtle(), "text/turtle; charset=utf-8")
+    } else {
+        (graph.json_ld().to_string(), "application/ld+json")
+    };
+    let mut response = body.into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+        .headers_mut()
+        .insert(header::VARY, HeaderValue::from_static("accept"));
+    Ok(response)
+}
+
+/// The URL the client reached this node by: `http://` and the `Host` header when it is a plain
+/// host name or address with an optional port, else this node's API address.
+fn base_url(headers: &HeaderMap, state: &AppState) -> String {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| {
+            !h.is_empty()
+                && h.len() <= 255
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+        });
+    match host {
+        Some(host) => format!("http://{host}"),
+        None => format!("http://{}", state.config.listen.api),
+    }
+}
+
+/// What one page shows besides its listings.
+struct Page<'a> {
+    base: &'a str,
+    after: i64,
+    limit: u32,
+    /// The position the next page starts after, if there is one.
+    next: Option<i64>,
+    /// The exchange's id and name.
+    exchange: (&'a str, &'a str),
+    /// The zone's id and name.
+    zone: (String, &'a str),
+}
+
+impl Page<'_> {
+    fn graph<'v>(&self, listings: impl Iterator<Item = &'v ListingView>) -> Graph {
+        let mut g = Graph::default();
+        let catalog = format!("{}/v1/catalog/dcat", self.base);
+        let exchange = format!("urn:xchg:exchange:{}", iri_part(self.exchange.0));
+        let datasets: Vec<&ListingView> = listings.collect();
+
+        let c = g.node(Term::iri(&catalog), "dcat:Catalog");
+        g.add(
+            c,
+            "dct:title",
+            Term::lang(&format!("{} · {}", self.exchange.1, self.zone.1), "zh"),
+        );
+        g.add(
+            c,
+            "dct:description",
+            Term::lang(
+                &format!(
+                    "Data products listed or recognised in zone {} of exchange {}, public or \
+                     general classification",
+                    self.zone.0, self.exchange.0
+                ),
+                "en",
+            ),
+        );
+        g.add(c, "dct:publisher", Term::iri(&exchange));
+        g.add(c, "foaf:homepage", Term::iri(&format!("{}/", self.base)));
+        g.add(c, "dct:language", Term::iri(LANGUAGE_ZH));
+        for v in &datasets {
+            g.add(c, "dcat:dataset", Term::iri(&self.dataset_iri(v)));
+        }
+        let e = g.node(Term::iri(&exchange), "foaf:Agent");
+        g.add(e, "foaf:name", Term::lang(self.exchange.1, "zh"));
+
+        let here = match self.after {
+            0 => format!("{catalog}?limit={}", self.limit),
+            after => format!("{catalog}?after={after}&limit={}", self.limit),
+        };
+        let first = format!("{catalog}?limit={}", self.limit);
+        let p = g.node(Term::iri(&here), "hydra:PagedCollection");
+        g.add(
+            p,
+            "hydra:itemsPerPage",
+            Term::typed(&self.limit.to_string(), "xsd:integer"),
+        );
+        g.add(p, "hydra:first", Term::iri(&first));
+        g.add(p, "hydra:firstPage", Term::iri(&first));
+        if let Some(next) = self.next {
+            let next = format!("{catalog}?after={next}&limit={}", self.limit);
+            g.add(p, "hydra:next", Term::iri(&next));
+            g.add(p, "hydra:nextPage", Term::iri(&next));
+        }
+        for v in &datasets {
+            self.dataset(&mut g, v);
+        }
+        g
+    }
+
+    fn dataset_iri(&self, v: &ListingView) -> String {
+        format!("{}/v1/listings/{}", self.base, iri_part(&v.id))
+    }
+
+    fn dataset(&self, g: &mut Graph, v: &ListingView) {
+        let l: &Listing = &v.listing;
+        let iri = self.dataset_iri(v);
+        let d = g.node(Term::iri(&iri), "dcat:Dataset");
+        g.add(d, "dct:identifier", Term::plain(&v.id));
+        g.add(d, "dct:title", Term::lang(&l.title, "zh"));
+        g.add(d, "dct:description", Term::lang(&l.description, "zh"));
+        for k in &l.keywords {
+            g.add(d, "dcat:keyword", Term::lang(k, "zh"));
+        }
+        let theme = format!("{}/v1/catalog/themes/{}", self.base, iri_part(&l.category));
+        g.add(d, "dcat:theme", Term::iri(&theme));
+        let provider = format!(
+            "{}/v1/parties/{}",
+            self.base,
+            iri_part(l.provider.id.as_str())
+        );
+        g.add(d, "dct:publisher", Term::iri(&provider));
+        let access = match l.classification {
+            Classification::Public => "PUBLIC",
+            _ => "RESTRICTED",
+        };
+        g.add(
+            d,
+            "dct:accessRights",
+            Term::iri(&format!("{ACCESS_RIGHT}{access}")),
+        );
+        g.add(d, "dct:issued", Term::time(l.created_at));
+        g.add(d, "dct:modified", Term::time(l.updated_at));
+        g.add(d, "dcat:version", Term::plain(&l.version.to_string()));
+        let place = format!("urn:xchg:zone:{}", iri_part(&l.origin.to_string()));
+        g.add(d, "dct:spatial", Term::iri(&place));
+        let provenance = g.blank("dct:ProvenanceStatement");
+        g.add(d, "dct:provenance", provenance.clone());
+        let said = if v.state == "recognised" {
+            format!(
+                "A copy recognised by zone {} of a listing submitted in zone {} of exchange {}",
+                self.zone.0,
+                l.origin,
+                l.origin.exchange()
+            )
+        } else {
+            format!("Listed in zone {} after its review", l.origin)
+        };
+        let at = g.index_of(&provenance);
+        g.add(at, "rdfs:label", Term::lang(&said, "en"));
+        for mode in &l.delivery_modes {
+            let name = crate::catalog::tables::enum_name(mode);
+            let dist = g.node(
+                Term::iri(&format!("{iri}#distribution-{}", iri_part(&name))),
+                "dcat:Distribution",
+            );
+            let subject = g.subject(dist);
+            g.add(d, "dcat:distribution", subject);
+            g.add(dist, "dct:title", Term::plain(&name));
+            g.add(dist, "dcat:accessURL", Term::iri(&iri));
+            let rights = g.blank("dct:RightsStatement");
+            g.add(dist, "dct:rights", rights.clone());
+            let at = g.index_of(&rights);
+            g.add(at, "rdfs:label", Term::plain(&price(l)));
+        }
+
+        let t = g.node(Term::iri(&theme), "skos:Concept");
+        g.add(t, "skos:prefLabel", Term::plain(&l.category));
+        let a = g.node(Term::iri(&provider), "foaf:Agent");
+        g.add(a, "foaf:name", Term::lang(&l.provider.name, "zh"));
+        g.add(a, "dct:identifier", Term::plain(l.provider.id.as_str()));
+        let z = g.node(Term::iri(&place), "dct:Location");
+        g.add(z, "skos:prefLabel", Term::plain(&l.origin.to_string()));
+    }
+}
+
+/// A listing's price as text: its model, then the amount and currency when it has them.
+fn price(l: &Listing) -> String {
+    let model = match l.pricing.model {
+        PricingModel::Free => "free",
+        PricingModel::Fixed => "fixed price",
+        PricingModel::PerCall => "per call",
+        PricingModel::Subscription => "subscription",
+        PricingModel::Negotiated => "negotiated",
+    };
+    match (&l.pricing.amount, &l.pricing.currency) {
+        (Some(amount), Some(currency)) => format!("price: {model}, {amount} {currency}"),
+        (Some(amount), None) => format!("price: {model}, {amount}"),
+        _ => format!("price: {model}"),
+    }
+}
+
+/// `text` for use inside an IRI: ASCII letters, digits and `-._~:/` as they are, every other
+/// byte percent-encoded (so no text can end the IRI or break out of it in either syntax).
+fn iri_part(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~:/".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
+/// An RDF term.
+#[derive(Debug, Clone, PartialEq)]
+enum Term {
+    /// An IRI, already safe ([`iri_part`]).
+    Iri(String),
+    /// A blank node, by number.
+    Blank(usize),
+    /// A literal: its text, and a language tag or a datatype (a prefixed name).
+    Literal {
+        value: String,
+        lang: Option<&'static str>,
+        datatype: Option<&'static str>,
+    },
+}
+
+impl Term {
+    fn iri(iri: &str) -> Self {
+        Term::Iri(iri.to_owned())
+    }
+    fn plain(value: &str) -> Self {
+        Term::Literal {
+            value: value.to_owned(),
+            lang: None,
+            datatype: None,
+        }
+    }
+    fn lang(value: &str, lang: &'static str) -> Self {
+        Term::Literal {
+            value: value.to_owned(),
+            lang: Some(lang),
+            datatype: None,
+        }
+    }
+    fn typed(value: &str, datatype: &'static str) -> Self {
+        Term::Literal {
+            value: value.to_owned(),
+            lang: None,
+            datatype: Some(datatype),
+        }
+    }
+    fn time(t: xchg_protocol::Timestamp) -> Self {
+        Term::typed(&t.to_string(), "xsd:dateTime")
+    }
+}
+
+/// Subjects in the order first met, each with its type and its (predicate, object) pairs;
+/// predicates and types are prefixed names of [`PREFIXES`].
+#[derive(Debug, Default)]
+struct Graph {
+    nodes: Vec<(Term, Vec<(&'static str, Term)>)>,
+    blanks: usize,
+}
+
+impl Graph {
+    /// The node for `subject` of type `class` (made if new); its index.
+    fn node(&mut self, subject: Term, class: &'static str) -> usize {
+        if let Some(at) = self.nodes.iter().position(|(s, _)| *s == subject) {
+            return at;
+        }
+        self.nodes
+            .push((subject, vec![("rdf:type", Term::Iri(class.to_owned()))]));
+        self.nodes.len() - 1
+    }
+
+    /// A new blank node of type `class`.
+    fn blank(&mut self, class: &'static str) -> Term {
+        self.blanks += 1;
+        let term = Term::Blank(self.blanks);
+        self.node(term.clone(), class);
+        term
+    }
+
+    fn index_of(&self, subject: &Term) -> usize {
+        self.nodes
+            .iter()
+            .position(|(s, _)| s == subject)
+            .unwrap_or_default()
+    }
+
+    fn subject(&self, at: usize) -> Term {
+        self.nodes[at].0.clone()
+    }
+
+    /// Adds `predicate` `object` to node `at`, once.
+    fn add(&mut self, at: usize, predicate: &'static str, object: Term) {
+        let pairs = &mut self.nodes[at].1;
+        if !pairs.iter().any(|(p, o)| *p == predicate && *o == object) {
+            pairs.push((predicate, object));
+        }
+    }
+
+    /// The graph in Turtle.
+    fn turtle(&self) -> String {
+        let mut out = String::new();
+        for (prefix, iri) in PREFIXES {
+            let _ = writeln!(out, "@prefix {prefix}: <{iri}> .");
+        }
+        for (subject, pairs) in &self.nodes {
+            out.push('\n');
+            out.push_str(&turtle_term(subject));
+            for (i, (predicate, object)) in pairs.iter().enumerate() {
+                let sep = if i == 0 { " " } else { " ;\n    " };
+                let predicate = if *predicate == "rdf:type" {
+                    "a"
+                } else {
+                    predicate
+                };
+                let object = match (predicate, object) {
+                    ("a", Term::Iri(class)) => class.clone(),
+                    _ => turtle_term(object),
+                };
+                let _ = write!(out, "{sep}{predicate} {object}");
+            }
+            out.push_str(" .\n");
+        }
+        out
+    }
+
+    /// The graph in JSON-LD: the prefixes as the context, every node in `@graph`.
+    fn json_ld(&self) -> serde_json::Value {
+        use serde_json::{Map, Value, json};
+        let context: Map<String, Value> = PREFIXES
+            .iter()
+            .map(|(p, iri)| ((*p).to_owned(), Value::String((*iri).to_owned())))
+            .collect();
+        let graph: Vec<Value> = self
+            .nodes
+            .iter()
+            .map(|(subject, pairs)| {
+                let mut node = Map::new();
+                node.insert("@id".into(), Value::String(json_ld_id(subject)));
+                for (predicate, object) in pairs {
+                    let (key, value) = match (*predicate, object) {
+                        ("rdf:type", Term::Iri(class)) => ("@type", Value::String(class.clone())),
+                        (p, Term::Iri(iri)) => (p, json!({ "@id": iri })),
+                        (p, Term::Blank(_)) => (p, json!({ "@id": json_ld_id(object) })),
+                        (
+                            p,
+                            Term::Literal {
+                                value,
+                                lang,
+                                datatype,
+                            },
+                        ) => {
+                            let mut v = Map::new();
+                            v.insert("@value".into(), Value::String(value.clone()));
+                            if let Some(lang) = lang {
+                                v.insert("@language".into(), Value::String((*lang).into()));
+                            }
+                            if let Some(datatype) = datatype {
+                                v.insert("@type".into(), Value::String((*datatype).into()));
+                            }
+                            (p, Value::Object(v))
+                        }
+                    };
+                    match node.get_mut(key) {
+                        Some(Value::Array(values)) => values.push(value),
+                        _ => {
+                            node.insert(key.to_owned(), Value::Array(vec![value]));
+                        }
+                    }
+                }
+                Value::Object(node)
+            })
+            .collect();
+        json!({ "@context": context, "@graph": graph })
+    }
+}
+
+fn json_ld_id(term: &Term) -> String {
+    match term {
+        Term::Iri(iri) => iri.clone(),
+        Term::Blank(n) => format!("_:b{n}"),
+        Term::Literal { value, .. } => value.clone(),
+    }
+}
+
+fn turtle_term(term: &Term) -> String {
+    match term {
+        Term::Iri(iri) => format!("<{iri}>"),
+        Term::Blank(n) => format!("_:b{n}"),
+        Term::Literal {
+            value,
+            lang,
+            datatype,
+        } => {
+            let mut out = String::with_capacity(value.len() + 2);
+            out.push('"');
+            for c in value.chars() {
+                match c {
+                    '"' => out.push_str("\\\""),
+                    '\\' => out.push_str("\\\\"),
+                    '\n' => out.push_str("\\n"),
+                    '\r' => out.push_str("\\r"),
+                    '\t' => out.push_str("\\t"),
+                    c if c.is_control() => {
+                        let _ = write!(out, "\\u{:04X}", u32::from(c));
+                    }
+                    c => out.push(c),
+                }
+            }
+            out.push('"');
+            if let Some(lang) = lang {
+                let _ = write!(out, "@{lang}");
+            } else if let Some(datatype) = datatype {
+                let _ = write!(out, "^^{datatype}");
+            }
+            out
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_cannot_leave_an_iri_or_a_literal() {
+        assert_eq!(iri_part("a b>\"c}"), "a%20b%3E%22c%7D");
+        assert_eq!(iri_part("信用"), "%E4%BF%A1%E7%94%A8");
+        assert_eq!(
+            turtle_term(&Term::lang("say \"hi\"\\\n\u{1}", "zh")),
+            "\"say \\\"hi\\\"\\\\\\n\\u0001\"@zh"
+        );
+    }
+
+    #[test]
+    fn both_syntaxes_say_the_same_triples() {
+        let mut g = Graph::default();
+        let a = g.node(Term::iri("http://x/a"), "dcat:Dataset");
+        g.add(a, "dct:title", Term::lang("标题", "zh"));
+        g.add(a, "dct:title", Term::lang("标题", "zh"));
+        let b = g.blank("dct:RightsStatement");
+        g.add(a, "dct:rights", b.clone());
+        let at = g.index_of(&b);
+        g.add(at, "rdfs:label", Term::plain("price: free"));
+        let ttl = g.turtle();
+        assert!(
+            ttl.contains(
+                "<http://x/a> a dcat:Dataset ;\n    dct:title \"标题\"@zh ;\n    dct:rights _:b1 ."
+            ),
+            "{ttl}"
+        );
+        assert!(
+            ttl.contains("_:b1 a dct:RightsStatement ;\n    rdfs:label \"price: free\" ."),
+            "{ttl}"
+        );
+        let json = g.json_ld();
+        assert_eq!(
+            json["@graph"][0]["dct:title"].as_array().map(Vec::len),
+            Some(1),
+            "added once"
+        );
+        assert_eq!(json["@graph"][0]["dct:rights"][0]["@id"], "_:b1");
+        assert_eq!(json["@graph"][1]["@type"][0], "dct:RightsStatement");
+    }
+}
