@@ -1,8 +1,8 @@
 //! `GET /v1/catalog/dcat` (issue #18): the zone's published listings as DCAT-AP 3, read the way
 //! a harvester reads them. Xuchang lists a public and a general product, an important one, and
-//! one still under review; Zhengzhou lists a general one that Xuchang recognises. Paged two at a
-//! time by following `hydra:next`, Xuchang's catalog holds exactly the public, the general and
-//! the recognised products, each a `dcat:Dataset` with the properties DCAT-AP makes mandatory
+//! one still under review, and one it then delists; Zhengzhou lists a general one that Xuchang
+//! recognises. Paged two at a time by following `hydra:next`, Xuchang's catalog holds exactly
+//! the public, the general and the recognised products, each once, each a `dcat:Dataset` with the properties DCAT-AP makes mandatory
 //! and the ones this exchange promises; JSON-LD and Turtle (by `Accept`) are parsed with
 //! oxigraph's parsers, written independently of the node, and say the same. No token is used.
 
@@ -132,6 +132,21 @@ fn check_page(triples: &[Triple]) -> anyhow::Result<(Vec<String>, Option<String>
         };
         let id = literal(&format!("{DCT}identifier"))?;
         ids.push(id.value().to_owned());
+        ensure!(
+            d.to_string() == format!("<urn:xchg:listing:{}>", id.value()),
+            "a dataset is named by its listing id, not by the host asked: {d}"
+        );
+        let access: Vec<String> = objects(triples, d, &format!("{DCT}accessRights"))
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        ensure!(
+            access.len() == 1
+                && access[0]
+                    .starts_with("<http://publications.europa.eu/resource/authority/access-right/")
+                && (access[0].ends_with("/PUBLIC>") || access[0].ends_with("/RESTRICTED>")),
+            "{d} dct:accessRights from the EU vocabulary: {access:?}"
+        );
         for p in ["title", "description"] {
             let l = literal(&format!("{DCT}{p}"))?;
             ensure!(l.language() == Some("zh"), "{d} dct:{p} is tagged @zh: {l}");
@@ -172,6 +187,15 @@ fn check_page(triples: &[Triple]) -> anyhow::Result<(Vec<String>, Option<String>
         None => None,
         Some(other) => bail!("hydra:next is an IRI: {other}"),
     };
+    // Older harvesters read hydra:nextPage: the same link.
+    let next_page = match objects(triples, &pages[0], &format!("{HYDRA}nextPage")).first() {
+        Some(Term::NamedNode(n)) => Some(n.as_str().to_owned()),
+        _ => None,
+    };
+    ensure!(
+        next == next_page,
+        "hydra:next {next:?}, hydra:nextPage {next_page:?}"
+    );
     Ok((ids, next))
 }
 
@@ -205,6 +229,19 @@ async fn a_harvester_pages_through_the_public_catalog_in_json_ld_and_turtle() ->
         .await?;
     ensure!(s == 201 || s == 200, "submit: {s} {v}");
     let pending = v["id"].as_str().context("an id")?.to_owned();
+    // One listed, then delisted.
+    let delisted = fed.approve_new(X, classified("下架", "public")).await?;
+    let (s, v) = fed
+        .call(
+            X,
+            0,
+            reqwest::Method::POST,
+            &format!("/v1/listings/{delisted}/delist"),
+            &t.operator,
+            Some(serde_json::json!({ "reason": "停止提供" })),
+        )
+        .await?;
+    ensure!(s == 200, "delist: {s} {v}");
 
     let base = format!("http://{}", fed.zones[X][0].api_addr);
     let mut url = Some(format!("{base}/v1/catalog/dcat?limit=2"));
@@ -234,7 +271,12 @@ async fn a_harvester_pages_through_the_public_catalog_in_json_ld_and_turtle() ->
         seen.extend(ids);
         url = next;
     }
-    let seen: BTreeSet<String> = seen.into_iter().collect();
+    let once: BTreeSet<String> = seen.iter().cloned().collect();
+    ensure!(
+        once.len() == seen.len(),
+        "no dataset on two pages: {seen:?}"
+    );
+    let seen = once;
     let expected: BTreeSet<String> = [&public, &general, &recognised]
         .into_iter()
         .cloned()
@@ -242,7 +284,7 @@ async fn a_harvester_pages_through_the_public_catalog_in_json_ld_and_turtle() ->
     ensure!(
         seen == expected,
         "published: {seen:?}, expected {expected:?} (not the important {important}, not the \
-         pending {pending})"
+         pending {pending}, not the delisted {delisted})"
     );
     ensure!(pages == 2, "three datasets, two a page: {pages} pages");
 

@@ -10,6 +10,12 @@
 //!
 //! The graph is built once as triples ([`Graph`]) and written in either syntax, so the two
 //! always say the same.
+//!
+//! What a harvester keys on does not depend on how it reached the node: the catalog, datasets,
+//! distributions, publishers, themes and places are URNs (`urn:xchg:listing:<id>`, a provider
+//! as `urn:xchg:party:<zone>:<id>`, party ids being unique within a zone). Only the links to
+//! follow (the pages, a dataset's access URL, the homepage) are built from the request's
+//! `Host`.
 
 use std::fmt::Write as _;
 
@@ -19,9 +25,11 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use xchg_protocol::{Classification, Listing, PricingModel};
 
+use std::collections::HashMap;
+
 use super::error::ApiError;
 use super::listings::query_error;
-use super::{AppState, params};
+use super::{AppState, Consistency, params};
 use crate::catalog::query::ListingView;
 use crate::catalog::tables::listings;
 
@@ -29,6 +37,9 @@ use crate::catalog::tables::listings;
 pub const DEFAULT_PAGE: u32 = 100;
 /// The most datasets on one page.
 pub const MAX_PAGE: u32 = 500;
+/// The most listings one page looks at, published or not: a page costs at most this many rows
+/// read, and may then hold fewer datasets than asked (its `hydra:next` goes on from there).
+pub const WINDOW: u32 = 10_000;
 
 /// The prefixes the graph is written with, in both syntaxes.
 const PREFIXES: &[(&str, &str)] = &[
@@ -51,13 +62,24 @@ const LANGUAGE_ZH: &str = "http://publications.europa.eu/resource/authority/lang
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct DcatParams {
-    /// Continue after this position (the `after` of the previous page's `hydra:next`): a whole
-    /// number; absent, the first page.
-    #[param(value_type = Option<u64>)]
+    /// Continue after this position (the `after` of the previous page's `hydra:next`); absent,
+    /// the first page.
+    #[param(schema_with = after_schema)]
     pub after: Option<String>,
-    /// Datasets per page, brought within 1 to 500 (default 100).
-    #[param(value_type = Option<u32>, minimum = 1, maximum = 500)]
+    /// Datasets per page.
+    #[param(schema_with = page_size_schema)]
     pub limit: Option<String>,
+}
+
+fn after_schema() -> utoipa::openapi::schema::Object {
+    params::position_schema(
+        "A position this node wrote into the previous page's `hydra:next`; a larger one than \
+         any held finds nothing",
+    )
+}
+
+fn page_size_schema() -> utoipa::openapi::schema::Object {
+    params::page_size_schema(DEFAULT_PAGE, MAX_PAGE)
 }
 
 /// `GET /v1/catalog/dcat` (no token).
@@ -71,13 +93,17 @@ pub struct DcatParams {
         (status = 200, description = "One page of the zone's published listings (listed or \
             recognised, classified public or general) as a DCAT-AP 3 catalog: JSON-LD, or \
             Turtle when `Accept` names `text/turtle`. The page is a `hydra:PagedCollection`; \
-            `hydra:next` (and `hydra:nextPage`) is absent on the last page",
+            `hydra:next` (and `hydra:nextPage`) is absent on the last page. A page looks at no \
+            more than 10,000 listings, so it may hold fewer datasets than `limit` and still \
+            have a next page",
             content(
                 (Object = "application/ld+json"),
                 (String = "text/turtle"),
             )),
         (status = 400, description = "`after` or `limit` is not a whole number, or an unknown \
             query parameter (`invalid_field`, `invalid_query`)", body = super::error::ErrorBody),
+        (status = 503, description = "The zone has no leader to read the catalog's commit \
+            point from (`unavailable`); try again", body = super::error::ErrorBody),
     )
 )]
 pub async fn catalog(
@@ -93,18 +119,19 @@ pub async fn catalog(
         .transpose()?
         .unwrap_or(0);
     let limit = params::page_size("limit", p.limit.as_deref(), DEFAULT_PAGE, MAX_PAGE)?;
-    let mut rows = {
+    // A member behind its zone (catching up, restoring a snapshot) would hand a harvester a
+    // catalog with listings missing, which it takes for withdrawn: read what the zone agreed.
+    state.read_barrier(&Consistency::Linearizable).await?;
+    let published = {
         let mut conn = state.db.reader().await?;
-        listings::published_after(&mut conn, after, limit.saturating_add(1)).await?
+        listings::published_after(&mut conn, after, limit, WINDOW).await?
     };
-    let more = rows.len() > limit as usize;
-    rows.truncate(limit as usize);
     let base = base_url(&headers, &state);
     let page = Page {
         base: &base,
         after,
         limit,
-        next: more.then(|| rows.last().map(|(seq, _)| *seq)).flatten(),
+        next: published.next,
         exchange: (
             state.config.exchange.id.as_str(),
             &state.config.exchange.display_name,
@@ -114,12 +141,8 @@ pub async fn catalog(
             &state.config.zone.display_name,
         ),
     };
-    let graph = page.graph(rows.iter().map(|(_, v)| v));
-    let turtle = headers
-        .get_all(header::ACCEPT)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| v.to_ascii_lowercase().contains("text/turtle"));
+    let graph = page.graph(published.items.iter().map(|(_, v)| v));
+    let turtle = wants_turtle(&headers);
     let (body, content_type) = if turtle {
         (graph.turtle(), "text/turtle; charset=utf-8")
     } else {
@@ -133,6 +156,25 @@ pub async fn catalog(
         .headers_mut()
         .insert(header::VARY, HeaderValue::from_static("accept"));
     Ok(response)
+}
+
+/// Whether `Accept` names `text/turtle` with a quality above 0.
+fn wants_turtle(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|range| {
+            let mut parts = range.split(';').map(str::trim);
+            let kind = parts.next().unwrap_or_default();
+            let refused = parts.any(|p| {
+                p.strip_prefix("q=")
+                    .and_then(|q| q.parse::<f32>().ok())
+                    .is_some_and(|q| q <= 0.0)
+            });
+            kind.eq_ignore_ascii_case("text/turtle") && !refused
+        })
 }
 
 /// The URL the client reached this node by: `http://` and the `Host` header when it is a plain
@@ -171,9 +213,10 @@ impl Page<'_> {
         let mut g = Graph::default();
         let catalog = format!("{}/v1/catalog/dcat", self.base);
         let exchange = format!("urn:xchg:exchange:{}", iri_part(self.exchange.0));
+        let catalog_id = format!("urn:xchg:catalog:{}", iri_part(&self.zone.0));
         let datasets: Vec<&ListingView> = listings.collect();
 
-        let c = g.node(Term::iri(&catalog), "dcat:Catalog");
+        let c = g.node(Term::iri(&catalog_id), "dcat:Catalog");
         g.add(
             c,
             "dct:title",
@@ -225,12 +268,13 @@ impl Page<'_> {
     }
 
     fn dataset_iri(&self, v: &ListingView) -> String {
-        format!("{}/v1/listings/{}", self.base, iri_part(&v.id))
+        format!("urn:xchg:listing:{}", iri_part(&v.id))
     }
 
     fn dataset(&self, g: &mut Graph, v: &ListingView) {
         let l: &Listing = &v.listing;
         let iri = self.dataset_iri(v);
+        let url = format!("{}/v1/listings/{}", self.base, iri_part(&v.id));
         let d = g.node(Term::iri(&iri), "dcat:Dataset");
         g.add(d, "dct:identifier", Term::plain(&v.id));
         g.add(d, "dct:title", Term::lang(&l.title, "zh"));
@@ -238,11 +282,11 @@ impl Page<'_> {
         for k in &l.keywords {
             g.add(d, "dcat:keyword", Term::lang(k, "zh"));
         }
-        let theme = format!("{}/v1/catalog/themes/{}", self.base, iri_part(&l.category));
+        let theme = format!("urn:xchg:category:{}", iri_part(&l.category));
         g.add(d, "dcat:theme", Term::iri(&theme));
         let provider = format!(
-            "{}/v1/parties/{}",
-            self.base,
+            "urn:xchg:party:{}:{}",
+            iri_part(&l.origin.to_string()),
             iri_part(l.provider.id.as_str())
         );
         g.add(d, "dct:publisher", Term::iri(&provider));
@@ -283,7 +327,7 @@ impl Page<'_> {
             let subject = g.subject(dist);
             g.add(d, "dcat:distribution", subject);
             g.add(dist, "dct:title", Term::plain(&name));
-            g.add(dist, "dcat:accessURL", Term::iri(&iri));
+            g.add(dist, "dcat:accessURL", Term::iri(&url));
             let rights = g.blank("dct:RightsStatement");
             g.add(dist, "dct:rights", rights.clone());
             let at = g.index_of(&rights);
@@ -380,17 +424,21 @@ impl Term {
 #[derive(Debug, Default)]
 struct Graph {
     nodes: Vec<(Term, Vec<(&'static str, Term)>)>,
+    /// Where each subject is in `nodes`.
+    at: HashMap<String, usize>,
     blanks: usize,
 }
 
 impl Graph {
     /// The node for `subject` of type `class` (made if new); its index.
     fn node(&mut self, subject: Term, class: &'static str) -> usize {
-        if let Some(at) = self.nodes.iter().position(|(s, _)| *s == subject) {
+        let key = json_ld_id(&subject);
+        if let Some(&at) = self.at.get(&key) {
             return at;
         }
         self.nodes
             .push((subject, vec![("rdf:type", Term::Iri(class.to_owned()))]));
+        self.at.insert(key, self.nodes.len() - 1);
         self.nodes.len() - 1
     }
 
@@ -403,9 +451,9 @@ impl Graph {
     }
 
     fn index_of(&self, subject: &Term) -> usize {
-        self.nodes
-            .iter()
-            .position(|(s, _)| s == subject)
+        self.at
+            .get(&json_ld_id(subject))
+            .copied()
             .unwrap_or_default()
     }
 
@@ -554,6 +602,76 @@ mod tests {
             turtle_term(&Term::lang("say \"hi\"\\\n\u{1}", "zh")),
             "\"say \\\"hi\\\"\\\\\\n\\u0001\"@zh"
         );
+    }
+
+    #[test]
+    fn turtle_only_when_accept_names_it_without_refusing_it() {
+        let with = |accept: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(
+                header::ACCEPT,
+                HeaderValue::from_str(accept).expect("header"),
+            );
+            wants_turtle(&h)
+        };
+        assert!(with("text/turtle"));
+        assert!(with("application/ld+json;q=0.5, Text/Turtle ; q=0.9"));
+        assert!(!with("text/turtle;q=0"));
+        assert!(!with("application/ld+json, */*"));
+        assert!(!with("text/turtlex"));
+        assert!(!wants_turtle(&HeaderMap::new()));
+    }
+
+    /// A page looks at no more than its window of rows: where few are published it holds fewer
+    /// datasets than asked and still says where to go on, and paging to the end finds each
+    /// published listing once.
+    #[tokio::test]
+    async fn a_page_looks_at_a_window_of_rows_and_paging_finds_every_published_listing_once() {
+        use crate::catalog::ListingState;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut published = Vec::new();
+        {
+            let db = crate::catalog::test_db(dir.path());
+            for i in 0..40u32 {
+                let mut draft = xchg_protocol::vectors::credit_draft();
+                draft.title = format!("listing {i}");
+                let listing = Listing::first_version(
+                    draft,
+                    "xuchang/yuzhou".parse().expect("zone"),
+                    xchg_protocol::Timestamp(1),
+                );
+                // Every fifth is listed; the rest are still under review.
+                let state = if i % 5 == 0 {
+                    published.push(listing.id().to_string());
+                    ListingState::Listed
+                } else {
+                    ListingState::Submitted
+                };
+                listings::write(&db, &listing, state, "p1").expect("write");
+            }
+        }
+        let db = crate::store::Db::open(dir.path()).await.expect("db");
+        let mut conn = db.reader().await.expect("reader");
+        let (mut after, mut seen, mut pages) = (0, Vec::new(), 0);
+        loop {
+            let page = listings::published_after(&mut conn, after, 3, 7)
+                .await
+                .expect("page");
+            pages += 1;
+            assert!(page.items.len() <= 3);
+            seen.extend(page.items.iter().map(|(_, v)| v.id.clone()));
+            match page.next {
+                Some(next) => {
+                    assert!(next > after, "paging moves on");
+                    after = next;
+                }
+                None => break,
+            }
+        }
+        assert_eq!(seen, published, "each published listing once, in order");
+        assert!(pages >= 40 / 7, "windows of 7 rows: {pages} pages");
+        drop(conn);
+        db.close().await;
     }
 
     #[test]

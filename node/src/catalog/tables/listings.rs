@@ -232,9 +232,18 @@ pub async fn newest(
     rows.iter().map(view).collect()
 }
 
-/// The listings a zone publishes to harvesters (`GET /v1/catalog/dcat`): listed or recognised,
-/// classified public or general; those after `seq` `after`, in `seq` order, at most `limit`,
-/// each with its `seq`.
+/// One page of what a zone publishes to harvesters (`GET /v1/catalog/dcat`).
+pub struct Published {
+    /// The listings, each with its `seq`, in `seq` order.
+    pub items: Vec<(i64, ListingView)>,
+    /// Where the next page starts after, if there may be more.
+    pub next: Option<i64>,
+}
+
+/// The listings a zone publishes to harvesters: listed or recognised, classified public or
+/// general; those after `seq` `after`, in `seq` order, at most `limit`. At most `window` rows
+/// are looked at, whatever they hold, so a page costs the same however few of them are
+/// published: a page may hold fewer than `limit` (none, even) and still have a next one.
 ///
 /// # Errors
 /// SQLite's error, or a row that does not decode.
@@ -242,20 +251,47 @@ pub async fn published_after(
     conn: &mut SqliteConnection,
     after: i64,
     limit: u32,
-) -> Result<Vec<(i64, ListingView)>, sqlx::Error> {
-    let rows = sqlx::query(
-        "SELECT seq, id, state, submitted_by, body FROM listings \
-         WHERE seq > ?1 AND state IN ('listed', 'recognised') \
-           AND classification IN ('public', 'general') \
-         ORDER BY seq LIMIT ?2",
+    window: u32,
+) -> Result<Published, sqlx::Error> {
+    let (looked, last): (i64, Option<i64>) = sqlx::query_as(
+        "SELECT count(*), max(seq) FROM \
+           (SELECT seq FROM listings WHERE seq > ?1 ORDER BY seq LIMIT ?2)",
     )
     .bind(after)
-    .bind(i64::from(limit))
+    .bind(i64::from(window))
+    .fetch_one(&mut *conn)
+    .await?;
+    let Some(last) = last else {
+        return Ok(Published {
+            items: Vec::new(),
+            next: None,
+        });
+    };
+    let rows = sqlx::query(
+        "SELECT seq, id, state, submitted_by, body FROM listings \
+         WHERE seq > ?1 AND seq <= ?2 AND state IN ('listed', 'recognised') \
+           AND classification IN ('public', 'general') \
+         ORDER BY seq LIMIT ?3",
+    )
+    .bind(after)
+    .bind(last)
+    .bind(i64::from(limit) + 1)
     .fetch_all(&mut *conn)
     .await?;
-    rows.iter()
+    let mut items = rows
+        .iter()
         .map(|row| Ok((row.try_get::<i64, _>("seq")?, view(row)?)))
-        .collect()
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    let next = if items.len() > limit as usize {
+        items.truncate(limit as usize);
+        items.last().map(|(seq, _)| *seq)
+    } else if looked >= i64::from(window) {
+        // The window was full: rows after it may hold more.
+        Some(last)
+    } else {
+        None
+    };
+    Ok(Published { items, next })
 }
 
 /// Writes `listing` as the current version of its id (a new row, or replacing the old one),
