@@ -187,3 +187,50 @@ async fn a_node_logs_one_json_object_a_line_when_asked() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// The systemd unit shipped in `deploy/` runs a command this binary accepts: its `ExecStart`,
+/// with the binary replaced by the one under test and the instance named, fails only for the
+/// missing bundle it names (exit 1, the config's path in the error), not for its arguments (a
+/// usage error exits 2). And the unit asks for what a node needs: a clean stop on SIGTERM with
+/// time for it, a restart on failure, and its bundle as the only place it may write.
+#[test]
+fn the_systemd_unit_runs_a_command_the_binary_accepts() -> anyhow::Result<()> {
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/xchg@.service"
+    ))?;
+    let setting = |key: &str| -> anyhow::Result<String> {
+        unit.lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}=")))
+            .map(str::to_owned)
+            .with_context(|| format!("no {key}= in the unit"))
+    };
+    let exec = setting("ExecStart")?.replace("%i", "no-such-node");
+    let mut words = exec.split_whitespace();
+    ensure!(
+        words.next() == Some("/usr/local/bin/xchg"),
+        "ExecStart runs xchg: {exec}"
+    );
+    let args: Vec<&str> = words.collect();
+    ensure!(
+        args.first() == Some(&"run"),
+        "ExecStart runs `xchg run`: {exec}"
+    );
+    let out = Command::new(xchg_binary())
+        .args(&args)
+        .env_remove("XCHG_LOG_FORMAT")
+        .output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        out.status.code() == Some(1) && stderr.contains("/var/lib/xchg/no-such-node/node.toml"),
+        "exit {:?}: {stderr}",
+        out.status.code()
+    );
+    ensure!(setting("KillSignal")? == "SIGTERM", "a clean stop");
+    ensure!(setting("Restart")? == "on-failure", "restarted on failure");
+    ensure!(
+        setting("ReadWritePaths")? == "/var/lib/xchg/%i" && setting("ProtectSystem")? == "strict",
+        "writes only to its bundle"
+    );
+    Ok(())
+}
