@@ -305,7 +305,7 @@ impl Page<'_> {
         let place = format!("urn:xchg:zone:{}", iri_part(&l.origin.to_string()));
         g.add(d, "dct:spatial", Term::iri(&place));
         let provenance = g.blank("dct:ProvenanceStatement");
-        g.add(d, "dct:provenance", provenance.clone());
+        g.link(d, "dct:provenance", provenance);
         let said = if v.state == "recognised" {
             format!(
                 "A copy recognised by zone {} of a listing submitted in zone {} of exchange {}",
@@ -316,22 +316,19 @@ impl Page<'_> {
         } else {
             format!("Listed in zone {} after its review", l.origin)
         };
-        let at = g.index_of(&provenance);
-        g.add(at, "rdfs:label", Term::lang(&said, "en"));
+        g.add(provenance, "rdfs:label", Term::lang(&said, "en"));
         for mode in &l.delivery_modes {
             let name = crate::catalog::tables::enum_name(mode);
             let dist = g.node(
                 Term::iri(&format!("{iri}#distribution-{}", iri_part(&name))),
                 "dcat:Distribution",
             );
-            let subject = g.subject(dist);
-            g.add(d, "dcat:distribution", subject);
+            g.link(d, "dcat:distribution", dist);
             g.add(dist, "dct:title", Term::plain(&name));
             g.add(dist, "dcat:accessURL", Term::iri(&url));
             let rights = g.blank("dct:RightsStatement");
-            g.add(dist, "dct:rights", rights.clone());
-            let at = g.index_of(&rights);
-            g.add(at, "rdfs:label", Term::plain(&price(l)));
+            g.link(dist, "dct:rights", rights);
+            g.add(rights, "rdfs:label", Term::plain(&price(l)));
         }
 
         let t = g.node(Term::iri(&theme), "skos:Concept");
@@ -442,23 +439,16 @@ impl Graph {
         self.nodes.len() - 1
     }
 
-    /// A new blank node of type `class`.
-    fn blank(&mut self, class: &'static str) -> Term {
+    /// A new blank node of type `class`; its index.
+    fn blank(&mut self, class: &'static str) -> usize {
         self.blanks += 1;
-        let term = Term::Blank(self.blanks);
-        self.node(term.clone(), class);
-        term
+        self.node(Term::Blank(self.blanks), class)
     }
 
-    fn index_of(&self, subject: &Term) -> usize {
-        self.at
-            .get(&json_ld_id(subject))
-            .copied()
-            .unwrap_or_default()
-    }
-
-    fn subject(&self, at: usize) -> Term {
-        self.nodes[at].0.clone()
+    /// Adds `predicate` to node `from`, its object node `to`.
+    fn link(&mut self, from: usize, predicate: &'static str, to: usize) {
+        let object = self.nodes[to].0.clone();
+        self.add(from, predicate, object);
     }
 
     /// Adds `predicate` `object` to node `at`, once.
@@ -681,9 +671,8 @@ mod tests {
         g.add(a, "dct:title", Term::lang("标题", "zh"));
         g.add(a, "dct:title", Term::lang("标题", "zh"));
         let b = g.blank("dct:RightsStatement");
-        g.add(a, "dct:rights", b.clone());
-        let at = g.index_of(&b);
-        g.add(at, "rdfs:label", Term::plain("price: free"));
+        g.link(a, "dct:rights", b);
+        g.add(b, "rdfs:label", Term::plain("price: free"));
         let ttl = g.turtle();
         assert!(
             ttl.contains(

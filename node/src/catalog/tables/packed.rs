@@ -107,10 +107,11 @@ fn dictionary() -> Vec<u8> {
     bytes
 }
 
+static DICTIONARY: LazyLock<Vec<u8>> = LazyLock::new(dictionary);
 static ENCODER: LazyLock<EncoderDictionary<'static>> =
-    LazyLock::new(|| EncoderDictionary::copy(&dictionary(), LEVEL));
+    LazyLock::new(|| EncoderDictionary::copy(&DICTIONARY, LEVEL));
 static DECODER: LazyLock<DecoderDictionary<'static>> =
-    LazyLock::new(|| DecoderDictionary::copy(&dictionary()));
+    LazyLock::new(|| DecoderDictionary::copy(&DICTIONARY));
 
 thread_local! {
     static COMPRESSOR: RefCell<Option<Compressor<'static>>> = const { RefCell::new(None) };
