@@ -29,9 +29,9 @@ use std::path::Path;
 use xchg_protocol::{PublicKey, Timestamp};
 
 pub use model::{
-    Agreement, ApiSection, CategorySet, ExchangeSection, ExportPolicy, Gossip, HttpLimits, Listen,
-    Member, ModeSet, NodeConfig, NodeSection, OutsideExchange, PersonalInfoExport, RaftTuning,
-    TokenHash, ZoneSection,
+    Agreement, ApiSection, ApiTls, CategorySet, ExchangeSection, ExportPolicy, Gossip, HttpLimits,
+    Listen, Member, ModeSet, NodeConfig, NodeSection, OutsideExchange, PersonalInfoExport,
+    RaftTuning, TokenHash, ZoneSection,
 };
 pub use role::{Role, UnknownRole};
 pub use secret::{
@@ -80,7 +80,37 @@ pub fn load(path: &Path, now: Timestamp) -> Result<Loaded, ConfigError> {
     if let Some(key_file) = &checked.key_file {
         check_key_file(&mut checked.report, key_file, checked.own_key);
     }
+    if let Some(api) = checked.config.as_ref().map(|c| &c.api) {
+        check_api_files(&mut checked.report, api);
+    }
     finish(checked.config, checked.report)
+}
+
+/// The API's TLS files and CA file exist; the TLS key is private. Their contents are read (and
+/// refused with the reason) when the node starts.
+fn check_api_files(report: &mut violation::Report, api: &ApiSection) {
+    let tls = api.tls.iter().flat_map(|t| {
+        [
+            ("api.tls_cert", t.cert.as_path()),
+            ("api.tls_key", t.key.as_path()),
+        ]
+    });
+    for (path, file) in tls.chain(api.ca_cert.iter().map(|f| ("api.ca_cert", f.as_path()))) {
+        if !file.is_file() {
+            report.error(path, format!("{} does not exist", file.display()));
+        }
+    }
+    if let Some(mode) = api.tls.as_ref().and_then(|t| loose_mode(&t.key)) {
+        report.warning(
+            "api.tls_key",
+            format!(
+                "{} is readable by group or others (mode {mode:o}); run chmod 600 on it",
+                api.tls
+                    .as_ref()
+                    .map_or_else(String::new, |t| t.key.display().to_string())
+            ),
+        );
+    }
 }
 
 fn finish(config: Option<NodeConfig>, report: violation::Report) -> Result<Loaded, ConfigError> {

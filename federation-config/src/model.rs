@@ -340,6 +340,21 @@ pub struct ApiSection {
     pub limits: HttpLimits,
     /// The zone's initial role tokens, as hashes; distinct.
     pub tokens: Vec<TokenHash>,
+    /// HTTPS: the certificate chain and key the API is served with; `None` serves plain HTTP,
+    /// which validation allows only on a loopback address or with `allow_plain_http`.
+    pub tls: Option<ApiTls>,
+    /// Certificate authorities (a PEM file) trusted for other nodes' HTTPS APIs; without it
+    /// this node reaches only plain-HTTP APIs.
+    pub ca_cert: Option<PathBuf>,
+}
+
+/// `[api] tls_cert` and `tls_key`, resolved against the config file's directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiTls {
+    /// PEM certificate chain, this node's certificate first.
+    pub cert: PathBuf,
+    /// PEM private key of the certificate.
+    pub key: PathBuf,
 }
 
 impl ApiSection {

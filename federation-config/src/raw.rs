@@ -216,6 +216,22 @@ pub struct RawApi {
     /// (default 60000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_timeout_ms: Option<u64>,
+    /// PEM file with the API's TLS certificate chain (this node's certificate first), relative
+    /// to the config file's directory. With `tls_key`, the API is served over HTTPS only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<String>,
+    /// PEM file with the private key of `tls_cert` (PKCS#8, SEC1 or PKCS#1), relative to the
+    /// config file's directory; mode 0600.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<String>,
+    /// PEM file with the certificate authorities this node trusts when it calls other nodes'
+    /// APIs over HTTPS (the federation overview), relative to the config file's directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_cert: Option<String>,
+    /// Serve plain HTTP on an address other than loopback (default false: such a node refuses
+    /// to start, because bearer tokens would cross the network in clear text).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_plain_http: Option<bool>,
     /// The zone's initial role tokens, as hashes.
     #[serde(default)]
     pub tokens: Vec<RawToken>,

@@ -21,9 +21,9 @@ use xchg_protocol::{
 };
 
 use crate::model::{
-    Agreement, ApiSection, CategorySet, ExchangeSection, ExportPolicy, Gossip, HttpLimits, Listen,
-    Member, ModeSet, NodeConfig, NodeSection, OutsideExchange, PersonalInfoExport, RaftTuning,
-    TokenHash, ZoneSection,
+    Agreement, ApiSection, ApiTls, CategorySet, ExchangeSection, ExportPolicy, Gossip, HttpLimits,
+    Listen, Member, ModeSet, NodeConfig, NodeSection, OutsideExchange, PersonalInfoExport,
+    RaftTuning, TokenHash, ZoneSection,
 };
 use crate::raw::{
     RawAgreement, RawApi, RawConfig, RawExchange, RawExport, RawGossip, RawListen, RawMember,
@@ -124,7 +124,7 @@ impl Checker<'_> {
                  its listings reach other zones only if they dial it",
             );
         }
-        let api = self.api(raw.api.as_ref());
+        let api = self.api(raw.api.as_ref(), listen.as_ref().map(|l| l.api));
         let parties = self.parties(&raw.parties);
         Some(NodeConfig {
             node: NodeSection {
@@ -803,9 +803,14 @@ impl Checker<'_> {
         parsed.filter(|_| self.report.clean_since(mark))
     }
 
-    fn api(&mut self, raw: Option<&RawApi>) -> Option<ApiSection> {
+    fn api(&mut self, raw: Option<&RawApi>, listen: Option<SocketAddr>) -> Option<ApiSection> {
         let raw = raw.cloned().unwrap_or_default();
         let mark = self.report.errors();
+        let tls = self.api_tls(&raw, listen);
+        let ca_cert = raw
+            .ca_cert
+            .as_deref()
+            .and_then(|text| self.relative_path("api.ca_cert", text));
         let max_body_bytes = raw
             .max_body_bytes
             .unwrap_or(ApiSection::DEFAULT_MAX_BODY_BYTES);
@@ -846,7 +851,57 @@ impl Checker<'_> {
                 max_body_bytes,
                 limits,
                 tokens,
+                tls,
+                ca_cert,
             })
+    }
+
+    /// `tls_cert` and `tls_key` come together; without them the API is plain HTTP, which is
+    /// refused on an address other than loopback unless `allow_plain_http` says so (and then
+    /// warned about): bearer tokens would cross the network in clear text.
+    fn api_tls(&mut self, raw: &RawApi, listen: Option<SocketAddr>) -> Option<ApiTls> {
+        let cert = raw
+            .tls_cert
+            .as_deref()
+            .and_then(|text| self.relative_path("api.tls_cert", text));
+        let key = raw
+            .tls_key
+            .as_deref()
+            .and_then(|text| self.relative_path("api.tls_key", text));
+        match (&raw.tls_cert, &raw.tls_key) {
+            (Some(_), None) => self.report.error(
+                "api.tls_key",
+                "missing: tls_cert is set, and a certificate is served only with its private key",
+            ),
+            (None, Some(_)) => self.report.error(
+                "api.tls_cert",
+                "missing: tls_key is set, and a private key is served only with its certificate",
+            ),
+            _ => {}
+        }
+        let tls = cert.zip(key).map(|(cert, key)| ApiTls { cert, key });
+        let allowed = raw.allow_plain_http.unwrap_or(false);
+        let plain = raw.tls_cert.is_none() && raw.tls_key.is_none();
+        match listen {
+            Some(addr) if plain && !addr.ip().is_loopback() && !allowed => self.report.error(
+                "listen.api",
+                format!(
+                    "{addr} is not a loopback address and the API has no TLS: bearer tokens \
+                     would cross the network in clear text. Set [api] tls_cert and tls_key \
+                     (`xchg config generate --api-tls` issues them), or allow_plain_http = true \
+                     behind a TLS-terminating proxy"
+                ),
+            ),
+            Some(addr) if plain && !addr.ip().is_loopback() => self.report.warning(
+                "api.allow_plain_http",
+                format!(
+                    "the API serves plain HTTP on {addr}: bearer tokens cross the network in \
+                     clear text unless a proxy in front of it terminates TLS"
+                ),
+            ),
+            _ => {}
+        }
+        tls
     }
 
     fn http_limits(&mut self, raw: &RawApi) -> HttpLimits {

@@ -264,27 +264,29 @@ fn nodes_per_zone_must_be_one_to_nine() {
 }
 
 #[cfg(unix)]
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::metadata(path)
+        .expect("metadata")
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+#[cfg(unix)]
 #[test]
 fn keys_and_layout_json_are_private_files_in_private_folders() {
-    use std::os::unix::fs::PermissionsExt as _;
     let (dir, _layout) = generated(LayoutKind::SingleZone, 1);
     let out = dir.path().join("out");
-    let mode = |path: &str| {
-        std::fs::metadata(out.join(path))
-            .expect(path)
-            .permissions()
-            .mode()
-            & 0o777
-    };
     for file in [
         "root/xuchang-root.key",
         "keys/xuchang-municipal-1.key",
         "layout.json",
     ] {
-        assert_eq!(mode(file), 0o600, "{file}");
+        assert_eq!(mode(&out.join(file)), 0o600, "{file}");
     }
     for folder in ["", "root", "keys"] {
-        assert_eq!(mode(folder), 0o700, "{folder:?}");
+        assert_eq!(mode(&out.join(folder)), 0o700, "{folder:?}");
     }
     let root = std::fs::read_to_string(out.join("root/xuchang-root.key")).expect("root key");
     assert_eq!(root.len(), 65);
@@ -620,4 +622,218 @@ fn adding_a_node_to_a_layout_that_keeps_its_root_key_among_the_node_keys_still_w
     .expect("move the root key where older layouts kept it");
     let added = add_node(&municipal(&out), common::NOW).expect("add node");
     assert!(added.config_file.exists() && added.key_file.exists());
+}
+
+/// A single-zone layout generated with `--api-tls`.
+fn generated_with_tls() -> (tempfile::TempDir, Layout) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut opts = LayoutOptions::new(dir.path().join("out"), LayoutKind::SingleZone);
+    opts.api_tls = true;
+    let layout = generate(&opts, common::NOW).expect("generate");
+    (dir, layout)
+}
+
+#[test]
+fn an_api_tls_layout_serves_https_with_a_certificate_per_node_and_its_ca_key_offline() {
+    let (dir, layout) = generated_with_tls();
+    let out = dir.path().join("out");
+    let ca = layout.api_ca.as_ref().expect("layout.json records the CA");
+    assert_eq!(ca.cert, Path::new("api-ca.pem"));
+    let ca_pem = std::fs::read_to_string(out.join(&ca.cert)).expect("CA certificate");
+    assert!(
+        ca_pem.starts_with("-----BEGIN CERTIFICATE-----"),
+        "{ca_pem}"
+    );
+    let ca_key = xchg_federation_config::layout::ca_key_file(&out);
+    assert_eq!(ca_key, out.join("root/api-ca.key"), "beside the root keys");
+    #[cfg(unix)]
+    assert_eq!(mode(&ca_key), 0o600);
+    for (path, loaded) in load_all(&out, &layout) {
+        assert!(loaded.warnings.is_empty(), "{path}: {:?}", loaded.warnings);
+        let config = &loaded.config;
+        let tls = config.api.tls.as_ref().expect("the API has TLS");
+        let stem = Path::new(&path)
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .expect("stem")
+            .to_owned();
+        assert_eq!(
+            tls.cert,
+            out.join("nodes/../tls").join(format!("{stem}.crt"))
+        );
+        assert_eq!(
+            tls.key,
+            out.join("nodes/../tls").join(format!("{stem}.key"))
+        );
+        #[cfg(unix)]
+        assert_eq!(mode(&tls.key), 0o600, "{path}");
+        assert_eq!(
+            config.api.ca_cert.as_deref(),
+            Some(out.join("nodes/../api-ca.pem").as_path())
+        );
+        for member in &config.zone.members {
+            assert!(
+                member.api_url.starts_with("https://127.0.0.1:"),
+                "{}",
+                member.api_url
+            );
+        }
+    }
+    for node in nodes(&layout) {
+        assert!(node.api_url.starts_with("https://"), "{}", node.api_url);
+    }
+    let (plain_dir, plain) = generated(LayoutKind::SingleZone, 3);
+    assert_eq!(plain.api_ca, None);
+    assert!(!plain_dir.path().join("out/api-ca.pem").exists());
+    assert!(!plain_dir.path().join("out/tls").exists());
+}
+
+#[test]
+fn add_node_to_an_api_tls_layout_issues_its_certificate_and_needs_the_ca_key() {
+    let (dir, _) = generated_with_tls();
+    let out = dir.path().join("out");
+    let ca_key = xchg_federation_config::layout::ca_key_file(&out);
+    let offline = dir.path().join("api-ca.key.offline");
+    std::fs::rename(&ca_key, &offline).expect("take the CA key offline");
+    let layout_before = std::fs::read(out.join("layout.json")).expect("layout.json");
+
+    let refused = add_node(&municipal(&out), common::NOW).expect_err("no CA key");
+    assert!(
+        matches!(&refused, AddNodeError::Write(GenerateError::MissingCaKey(p)) if *p == ca_key),
+        "{refused}"
+    );
+    assert!(refused.to_string().contains("offline storage"), "{refused}");
+    assert_eq!(
+        std::fs::read(out.join("layout.json")).expect("layout.json"),
+        layout_before
+    );
+    assert!(!out.join("nodes/xuchang-municipal-4.toml").exists());
+    assert!(!out.join("keys/xuchang-municipal-4.key").exists());
+    assert!(!out.join("tls/xuchang-municipal-4.crt").exists());
+    assert!(!out.join("bundles/xuchang-municipal-4").exists());
+
+    std::fs::rename(&offline, &ca_key).expect("bring the CA key back");
+    let added = add_node(&municipal(&out), common::NOW).expect("add node");
+    assert_eq!(added.node.api_url, "https://127.0.0.1:7109");
+    let loaded = load(&added.config_file, common::NOW).expect("the new config loads");
+    let tls = loaded.config.api.tls.clone().expect("TLS");
+    assert_eq!(tls.cert, out.join("nodes/../tls/xuchang-municipal-4.crt"));
+    assert!(tls.cert.is_file() && tls.key.is_file());
+    assert_eq!(
+        loaded.config.own_member().map(|m| m.api_url.as_str()),
+        Some("https://127.0.0.1:7109")
+    );
+}
+
+/// The files of a folder, sorted by name.
+fn names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("folder")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn each_node_gets_a_bundle_with_its_own_secrets_only_and_paths_inside_it() {
+    for tls in [false, true] {
+        let (dir, layout) = if tls {
+            generated_with_tls()
+        } else {
+            generated(LayoutKind::SingleZone, 3)
+        };
+        let out = dir.path().join("out");
+        let stems: Vec<String> = nodes(&layout)
+            .map(|n| {
+                n.config
+                    .file_stem()
+                    .and_then(|s| s.to_str())
+                    .expect("stem")
+                    .to_owned()
+            })
+            .collect();
+        assert_eq!(names(&out.join("bundles")), stems);
+        for (node, stem) in nodes(&layout).zip(&stems) {
+            let bundle = xchg_federation_config::layout::bundle_dir(&out, stem);
+            let expected: &[&str] = if tls {
+                &["api-ca.pem", "api.crt", "api.key", "node.key", "node.toml"]
+            } else {
+                &["node.key", "node.toml"]
+            };
+            assert_eq!(names(&bundle), expected, "{stem}");
+            // Moved anywhere, it still loads: every path in it is its own.
+            let moved = dir.path().join("machine").join(stem);
+            std::fs::create_dir_all(moved.parent().expect("parent")).expect("machine");
+            std::fs::rename(&bundle, &moved).expect("move the bundle");
+            let loaded = load(&moved.join("node.toml"), common::NOW)
+                .unwrap_or_else(|e| panic!("{stem}: {e}"));
+            assert!(loaded.warnings.is_empty(), "{stem}: {:?}", loaded.warnings);
+            let config = loaded.config;
+            assert_eq!(config.node.name, node.name);
+            assert_eq!(config.node.key_file, moved.join("node.key"));
+            assert_eq!(config.node.data_dir, moved.join("data"));
+            assert_eq!(
+                read_key_file(&config.node.key_file).expect("key").public(),
+                config.own_member().expect("member").public_key
+            );
+            if tls {
+                let api_tls = config.api.tls.as_ref().expect("TLS");
+                assert_eq!(api_tls.cert, moved.join("api.crt"));
+                assert_eq!(config.api.ca_cert, Some(moved.join("api-ca.pem")));
+                assert_eq!(
+                    std::fs::read(&api_tls.cert).expect("certificate"),
+                    std::fs::read(out.join("tls").join(format!("{stem}.crt"))).expect("issued")
+                );
+            }
+            #[cfg(unix)]
+            {
+                assert_eq!(mode(&moved), 0o700, "{stem}");
+                for file in names(&moved) {
+                    assert_eq!(mode(&moved.join(&file)), 0o600, "{stem}/{file}");
+                }
+            }
+            // The same config as nodes/ but for its paths.
+            let beside = load(&out.join(&node.config), common::NOW)
+                .expect("nodes/")
+                .config;
+            assert_eq!(config.zone, beside.zone);
+            assert_eq!(config.api.tokens, beside.api.tokens);
+            assert_eq!(config.listen, beside.listen);
+        }
+    }
+}
+
+#[test]
+fn an_added_node_gets_its_bundle_too() {
+    let (dir, _) = generated(LayoutKind::SingleZone, 3);
+    let out = dir.path().join("out");
+    let added = add_node(&municipal(&out), common::NOW).expect("add node");
+    let bundle = xchg_federation_config::layout::bundle_dir(&out, "xuchang-municipal-4");
+    assert_eq!(names(&bundle), ["node.key", "node.toml"]);
+    let config = load(&bundle.join("node.toml"), common::NOW)
+        .expect("the bundle loads")
+        .config;
+    assert_eq!(config.node.name, added.node.name);
+    assert_eq!(config.zone.members.len(), 4);
+}
+
+#[test]
+fn a_routable_host_without_api_tls_is_refused_before_anything_is_written() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut opts = LayoutOptions::new(dir.path().join("out"), LayoutKind::SingleZone);
+    opts.host = "10.0.0.5".parse().expect("ip");
+    let err = generate(&opts, common::NOW).expect_err("plain HTTP off loopback");
+    assert!(matches!(err, GenerateError::PlainHttp(_)), "{err}");
+    assert!(err.to_string().contains("--api-tls"), "{err}");
+    assert!(!opts.out.exists());
+    opts.api_tls = true;
+    let layout = generate(&opts, common::NOW).expect("with --api-tls");
+    for node in nodes(&layout) {
+        assert!(
+            node.api_url.starts_with("https://10.0.0.5:"),
+            "{}",
+            node.api_url
+        );
+    }
 }

@@ -52,6 +52,10 @@ fn everything() -> RawConfig {
         header_read_timeout_ms: Some(1),
         idle_timeout_ms: Some(1),
         request_timeout_ms: Some(1),
+        tls_cert: Some("tls/node.crt".into()),
+        tls_key: Some("tls/node.key".into()),
+        ca_cert: Some("api-ca.pem".into()),
+        allow_plain_http: Some(false),
         tokens,
     });
     // Struct literals: a key added to `[[parties]]` or its contact must be set here too.

@@ -330,7 +330,7 @@ impl Metrics {
     }
 
     /// Counts a connection closed by a time limit (`header_timeout`, `idle_timeout`,
-    /// `request_timeout`).
+    /// `request_timeout`) or a failed TLS handshake (`tls_handshake`).
     pub fn connection_closed(&self, reason: &'static str) {
         self.connections_closed
             .get_or_create(&ReasonLabels { reason })

@@ -296,6 +296,14 @@ pub async fn start(
 ) -> Result<NodeHandle, StartError> {
     let config = Arc::new(config);
     let id = node_id(config.node.name.as_str());
+    // Certificate and key are read before anything else opens: a bad file stops the start.
+    let api_tls = config
+        .api
+        .tls
+        .as_ref()
+        .map(api::tls::acceptor)
+        .transpose()
+        .map_err(|e| StartError::Config(e.to_string()))?;
     let db = Db::open(&config.node.data_dir).await?;
     // The search index compares what it covers with the catalog before anything is applied.
     let search = {
@@ -333,6 +341,38 @@ pub async fn start(
         }),
     );
     let committed = log.committed_index();
+    // A data directory restored from a backup (`xchg restore`): the catalog is at the backup's
+    // position and there is no vote. The vote is set to the backup's term (a zone restored
+    // whole would otherwise elect in term 1, below its log's last entry, and never commit), and
+    // the member is kept out of elections until it catches up ([`bootstrap::guard_restored`]).
+    let restored_marker = config
+        .node
+        .data_dir
+        .join(crate::store::backup::RESTORED_MARKER);
+    let restored = restored_marker.exists();
+    let mut sm = sm;
+    if restored {
+        let raft_err = |e: &dyn std::fmt::Display| StartError::Raft(e.to_string());
+        let mut log_store = log.clone();
+        let vote = openraft::storage::RaftLogStorage::read_vote(&mut log_store)
+            .await
+            .map_err(|e| raft_err(&e))?;
+        let (applied, _) = openraft::storage::RaftStateMachine::applied_state(&mut sm)
+            .await
+            .map_err(|e| raft_err(&e))?;
+        if let (None, Some(at)) = (vote, applied) {
+            // For no member (id 0): in that term, every real member's vote compares above it,
+            // so the zone's leader is followed at once (a vote for itself would outrank the
+            // leader's of the same term and make it step down); its own elections are in later
+            // terms than its log's last entry.
+            openraft::storage::RaftLogStorage::save_vote(
+                &mut log_store,
+                &openraft::Vote::new(at.leader_id.term, 0),
+            )
+            .await
+            .map_err(|e| raft_err(&e))?;
+        }
+    }
 
     let tuning = config.raft;
     let election_timing = election::Timing::new(
@@ -414,6 +454,9 @@ pub async fn start(
         ));
     }
     let amnesia = bootstrap::Amnesia::default();
+    if restored {
+        amnesia.set_restored();
+    }
     let policy_digest = config.zone_policy_digest();
     let policy_check = consistency::PolicyCheck::default();
     tasks.spawn(consistency::run(
@@ -461,6 +504,17 @@ pub async fn start(
         stop_rx.clone(),
     ));
 
+    if restored {
+        tasks.spawn(bootstrap::guard_restored(
+            raft.clone(),
+            transport.clone(),
+            members.clone(),
+            election_timing,
+            amnesia.clone(),
+            restored_marker,
+            stop_rx.clone(),
+        ));
+    }
     if !options.join {
         // Who initialises a new zone, and what a member with a replaced disk does: see
         // [`bootstrap`].
@@ -527,8 +581,11 @@ pub async fn start(
         stop_rx.clone(),
     ));
     tasks.spawn(search.clone().run(db.clone(), stop_rx.clone()));
+    let peers_http =
+        api::overview::client(config.api.ca_cert.as_deref()).map_err(StartError::Config)?;
     let state = api::AppState::new(api::Context {
         search,
+        peers_http,
         config: config.clone(),
         raft: raft.clone(),
         db: db.clone(),
@@ -559,13 +616,19 @@ pub async fn start(
             api_listener,
             app,
             limits,
+            api_tls,
             metrics,
             async move {
                 let _ = rx.wait_for(|s| *s).await;
             },
         ));
     }
-    tracing::info!(node = %config.node.name, zone = %config.zone.id, %api_addr, "node started");
+    let api_scheme = if config.api.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    tracing::info!(node = %config.node.name, zone = %config.zone.id, %api_addr, api_scheme, "node started");
     Ok(NodeHandle {
         id,
         raft,

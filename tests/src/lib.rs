@@ -156,6 +156,19 @@ impl Zone {
     /// # Errors
     /// If the generator fails.
     pub fn generate(layout: &str, nodes_per_zone: usize) -> anyhow::Result<Zone> {
+        Self::generate_with(layout, nodes_per_zone, &[])
+    }
+
+    /// As [`Zone::generate`], with more arguments for `xchg config generate` (e.g.
+    /// `--api-tls`; the fixture's client then trusts the layout's API CA).
+    ///
+    /// # Errors
+    /// If the generator fails.
+    pub fn generate_with(
+        layout: &str,
+        nodes_per_zone: usize,
+        extra: &[&str],
+    ) -> anyhow::Result<Zone> {
         let dir = tempfile::tempdir()?;
         let zones = match layout {
             "single-zone" => 1,
@@ -173,6 +186,7 @@ impl Zone {
             .arg(host.to_string())
             .arg("--out")
             .arg(&out)
+            .args(extra)
             .stdout(Stdio::null())
             .status()
             .with_context(|| format!("running {}", xchg_binary().display()))?;
@@ -193,7 +207,8 @@ impl Zone {
                 child: None,
             })
             .collect();
-        let http = reqwest::Client::builder()
+        let ca = layout.api_ca.as_ref().map(|ca| out.join(&ca.cert));
+        let http = xchg_node::api::tls::client_builder(ca.as_deref())?
             .timeout(Duration::from_secs(30))
             .build()?;
         Ok(Zone {

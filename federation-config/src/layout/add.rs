@@ -244,8 +244,19 @@ pub fn add_node(opts: &AddNodeOptions, now: Timestamp) -> Result<AddedNode, AddN
         });
     }
     let host = opts.host.unwrap_or(zone.host);
+    if layout.api_ca.is_none() && !host.is_loopback() {
+        return Err(GenerateError::PlainHttp(host).into());
+    }
     let first = opts.base_port.unwrap_or_else(|| next_port(&layout));
-    let node = plan_node(name, stem, host, first, &layout)?;
+    // A layout serving HTTPS needs its CA key back from offline storage to sign the node's
+    // certificate.
+    let ca = layout
+        .api_ca
+        .as_ref()
+        .map(|record| super::tls::ApiCa::load(&opts.dir, record))
+        .transpose()?;
+    let node = plan_node(name, stem, host, first, &layout, ca.is_some())?;
+    let (cert_file, cert_key_file) = super::tls::node_files(&opts.dir, &node.stem);
 
     let files = NewFiles {
         key: opts.dir.join("keys").join(format!("{}.key", node.stem)),
@@ -253,11 +264,15 @@ pub fn add_node(opts: &AddNodeOptions, now: Timestamp) -> Result<AddedNode, AddN
         layout: layout_file,
     };
     let staged = staged_layout(&files.layout);
+    let bundle = super::bundle::bundle_dir(&opts.dir, &node.stem);
     for path in [
         &files.key,
         &opts.dir.join(&files.config),
         &opts.dir.join("data").join(&node.stem),
         &staged,
+        &cert_file,
+        &cert_key_file,
+        &bundle,
     ] {
         if path.exists() {
             return Err(AddNodeError::AlreadyExists(path.clone()));
@@ -265,7 +280,13 @@ pub fn add_node(opts: &AddNodeOptions, now: Timestamp) -> Result<AddedNode, AddN
     }
 
     let validity = Validity::days_from(now, opts.valid_days);
-    let raw = zone.config_for(&node, delegation_hex(&root, &opts.zone, &node, validity));
+    let mut raw = zone.config_for(&node, delegation_hex(&root, &opts.zone, &node, validity));
+    if ca.is_some() {
+        raw.api = Some(super::tls::with_tls(
+            raw.api.take().unwrap_or_default(),
+            &node.stem,
+        ));
+    }
     let layout_node = LayoutNode {
         name: node.name.clone(),
         config: files.config.clone(),
@@ -279,13 +300,40 @@ pub fn add_node(opts: &AddNodeOptions, now: Timestamp) -> Result<AddedNode, AddN
         .push(layout_node.clone());
 
     let mut created = Vec::new();
-    let written = files.write(&opts.dir, &node.key, &raw, &layout, now, &mut created);
+    let written = match &ca {
+        Some(ca) => {
+            let issued = ca.issue(
+                &opts.dir,
+                &node.stem,
+                node.name.as_str(),
+                node.api.ip(),
+                validity,
+            );
+            // Whatever of the two files exists now was made by this call.
+            created.extend(
+                [cert_file, cert_key_file]
+                    .into_iter()
+                    .filter(|p| p.exists()),
+            );
+            issued.map_err(AddNodeError::from)
+        }
+        None => Ok(()),
+    }
+    // The bundle before `layout.json` is replaced, which comes last: a failure leaves the
+    // layout as it was.
+    .and_then(|()| {
+        super::bundle::write(&opts.dir, &node.stem, &raw, &node.key, now)
+            .map_err(AddNodeError::from)
+    })
+    .and_then(|()| files.write(&opts.dir, &node.key, &raw, &layout, now, &mut created));
     if written.is_err() {
         // Only files this call created are removed; a failure to remove one changes nothing
         // about the error the operator has to see.
         for path in &created {
             let _ = std::fs::remove_file(path);
         }
+        // It did not exist before this call (checked above).
+        let _ = std::fs::remove_dir_all(&bundle);
     }
     let warnings = written?;
     Ok(AddedNode {
@@ -536,6 +584,7 @@ fn plan_node(
     host: IpAddr,
     first: u16,
     layout: &Layout,
+    https: bool,
 ) -> Result<PlannedNode, AddNodeError> {
     let last = u32::from(first) + 2;
     let (Some(raft), Some(p2p)) = (first.checked_add(1), first.checked_add(2)) else {
@@ -564,6 +613,7 @@ fn plan_node(
         api: SocketAddr::new(host, first),
         raft: SocketAddr::new(host, raft),
         p2p: listen,
+        https,
     })
 }
 

@@ -6,6 +6,8 @@
 //! out/keys/<exchange>-<zone>-<n>.key   node keys (folder 0700, files 0600)
 //! out/nodes/<exchange>-<zone>-<n>.toml node configs (folder 0700, files 0600); paths inside
 //!                                      are relative to nodes/
+//! out/bundles/<exchange>-<zone>-<n>/   one folder per node to copy to its machine: its config
+//!                                      (node.toml), key, and API certificate ([`bundle`])
 //! ```
 //!
 //! The root keys have a folder of their own because they belong on no node: a root key signs
@@ -24,9 +26,11 @@
 //! others, without touching the existing configs.
 
 mod add;
+mod bundle;
 mod parties;
 mod plan;
 mod render;
+mod tls;
 
 use std::fmt;
 use std::fs::OpenOptions;
@@ -46,9 +50,11 @@ use crate::role::Role;
 use crate::secret::{create_private_dir, write_key_file, write_secret};
 use crate::violation::{ConfigError, Violation};
 pub use add::{AddNodeError, AddNodeOptions, AddedNode, JoinRequest, add_node};
+pub use bundle::{BUNDLE_CONFIG, BUNDLE_DIR, bundle_dir};
 pub use parties::{DemoRole, demo_profile, demo_provider};
 use plan::Plan;
 use render::{Position, Validity};
+pub use tls::{CA_CERT_FILE, LayoutApiCa, TLS_DIR, ca_key_file};
 
 /// Which federation to generate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,6 +144,9 @@ pub struct LayoutOptions {
     pub valid_days: u32,
     /// The `[raft]` section every node config gets.
     pub raft: RaftTuning,
+    /// Serve every API over HTTPS, with a certificate per node from a certificate authority
+    /// made for the layout (`--api-tls`).
+    pub api_tls: bool,
 }
 
 impl LayoutOptions {
@@ -158,6 +167,7 @@ impl LayoutOptions {
             host: IpAddr::V4(Ipv4Addr::LOCALHOST),
             valid_days: Self::DEFAULT_VALID_DAYS,
             raft: RaftTuning::default(),
+            api_tls: false,
         }
     }
 }
@@ -168,6 +178,10 @@ impl LayoutOptions {
 pub struct Layout {
     /// In layout order: the Xuchang exchange first.
     pub exchanges: Vec<LayoutExchange>,
+    /// The certificate authority of the nodes' HTTPS APIs, if the layout was generated with
+    /// `--api-tls`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_ca: Option<LayoutApiCa>,
 }
 
 /// One exchange of a layout.
@@ -298,6 +312,20 @@ pub enum GenerateError {
         /// The operating system's reason.
         source: std::io::Error,
     },
+    /// The nodes would serve plain HTTP on an address other than loopback.
+    #[error(
+        "the nodes would listen on {0} over plain HTTP, and bearer tokens would cross the \
+         network in clear text: add --api-tls (a certificate for each node from a CA made for \
+         the layout)"
+    )]
+    PlainHttp(IpAddr),
+    /// The layout serves HTTPS and its CA key is not in `root/`.
+    #[error(
+        "{} is missing: this layout serves its APIs over HTTPS, and the new node's certificate is \
+         signed with the layout's CA key; bring it back from offline storage",
+        .0.display()
+    )]
+    MissingCaKey(PathBuf),
     /// A generated config did not load: a bug in the generator.
     #[error("generated config {} does not load:\n{source}", path.display())]
     SelfCheck {
@@ -325,6 +353,9 @@ pub fn generate(opts: &LayoutOptions, now: Timestamp) -> Result<Layout, Generate
     if opts.valid_days == 0 {
         return Err(GenerateError::ValidDays);
     }
+    if !opts.api_tls && !opts.host.is_loopback() {
+        return Err(GenerateError::PlainHttp(opts.host));
+    }
     let layout_file = opts.out.join("layout.json");
     if layout_file.exists() {
         return Err(GenerateError::AlreadyExists(layout_file));
@@ -339,8 +370,17 @@ pub fn generate(opts: &LayoutOptions, now: Timestamp) -> Result<Layout, Generate
     for dir in [&opts.out, &keys, &roots, &nodes] {
         create_private_dir(dir).map_err(|source| io_error(dir, source))?;
     }
+    let ca = if opts.api_tls {
+        let first = plan.exchanges.first().map(|e| e.id.to_string());
+        let ca = tls::ApiCa::create(first.as_deref().unwrap_or("layout"), now)?;
+        ca.write(&opts.out)?;
+        Some(ca)
+    } else {
+        None
+    };
     let mut layout = Layout {
         exchanges: Vec::new(),
+        api_ca: ca.as_ref().map(tls::ApiCa::record),
     };
     for (e, ex) in plan.exchanges.iter().enumerate() {
         let root_file = root_key_file(&opts.out, &ex.id);
@@ -357,8 +397,19 @@ pub fn generate(opts: &LayoutOptions, now: Timestamp) -> Result<Layout, Generate
                     zone: z,
                     node: n,
                 };
+                if let Some(ca) = &ca {
+                    ca.issue(
+                        &opts.out,
+                        &node.stem,
+                        node.name.as_str(),
+                        node.api.ip(),
+                        validity,
+                    )?;
+                }
                 let config = Path::new("nodes").join(format!("{}.toml", node.stem));
-                write_config(&opts.out.join(&config), &plan, at, validity, opts.raft, now)?;
+                let raw =
+                    write_config(&opts.out.join(&config), &plan, at, validity, opts.raft, now)?;
+                bundle::write(&opts.out, &node.stem, &raw, &node.key, now)?;
                 layout_nodes.push(LayoutNode {
                     name: node.name.clone(),
                     config,
@@ -398,7 +449,7 @@ pub fn root_key_file(dir: &Path, exchange: &ExchangeId) -> PathBuf {
     dir.join(ROOT_KEY_DIR).join(format!("{exchange}-root.key"))
 }
 
-/// Writes one node's config and loads it back.
+/// Writes one node's config and loads it back; returns what it wrote.
 fn write_config(
     path: &Path,
     plan: &Plan,
@@ -406,10 +457,11 @@ fn write_config(
     validity: Validity,
     raft: RaftTuning,
     now: Timestamp,
-) -> Result<(), GenerateError> {
+) -> Result<RawConfig, GenerateError> {
     let raw = render::node_config(plan, at, validity, raft)
         .ok_or_else(|| GenerateError::Inconsistent(format!("no node for {}", path.display())))?;
-    write_raw_config(path, &raw, now).map(drop)
+    write_raw_config(path, &raw, now)?;
+    Ok(raw)
 }
 
 /// Writes a config file that must not exist yet and loads it back; returns its warnings.

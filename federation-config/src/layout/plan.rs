@@ -248,11 +248,14 @@ pub(super) struct PlannedNode {
     pub(super) p2p: Multiaddr,
     /// `p2p` plus `/p2p/<peer id>`: how others dial it.
     pub(super) dial: Multiaddr,
+    /// Whether its API is served over HTTPS (a certificate in the layout's `tls/`).
+    pub(super) https: bool,
 }
 
 impl PlannedNode {
     pub(super) fn api_url(&self) -> String {
-        format!("http://{}", self.api)
+        let scheme = if self.https { "https" } else { "http" };
+        format!("{scheme}://{}", self.api)
     }
 }
 
@@ -310,6 +313,7 @@ pub(super) fn plan(
                     api: SocketAddr::new(opts.host, api),
                     raft: SocketAddr::new(opts.host, raft),
                     p2p,
+                    https: opts.api_tls,
                 });
             }
             let founding = vec![

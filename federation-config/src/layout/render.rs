@@ -96,13 +96,23 @@ pub(super) fn node_config(
             .filter(|(e, _)| *e != at.exchange)
             .map(|(_, other)| outside(other))
             .collect(),
-        api: Some(RawApi {
-            max_body_bytes: Some(ApiSection::DEFAULT_MAX_BODY_BYTES),
-            tokens: tokens(zone),
-            ..Default::default()
-        }),
+        api: Some(api_section(zone, me)),
         parties: zone.founding.iter().map(raw_party).collect(),
     })
+}
+
+/// `[api]`: the zone's tokens, and the node's certificate when the layout serves HTTPS.
+fn api_section(zone: &PlannedZone, me: &PlannedNode) -> RawApi {
+    let api = RawApi {
+        max_body_bytes: Some(ApiSection::DEFAULT_MAX_BODY_BYTES),
+        tokens: tokens(zone),
+        ..Default::default()
+    };
+    if me.https {
+        super::tls::with_tls(api, &me.stem)
+    } else {
+        api
+    }
 }
 
 /// A founding party as `[[parties]]` writes it.

@@ -189,9 +189,14 @@ fn base_url(headers: &HeaderMap, state: &AppState) -> String {
                 && h.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
         });
+    let scheme = if state.config.api.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     match host {
-        Some(host) => format!("http://{host}"),
-        None => format!("http://{}", state.config.listen.api),
+        Some(host) => format!("{scheme}://{host}"),
+        None => format!("{scheme}://{}", state.config.listen.api),
     }
 }
 

@@ -35,6 +35,7 @@ pub mod server;
 pub mod status;
 pub mod supervision;
 pub mod text;
+pub mod tls;
 pub mod tokens;
 pub mod trades;
 pub mod valuations;
@@ -64,6 +65,9 @@ pub struct Context {
     pub db: Db,
     /// The search index over the catalog's listings.
     pub search: crate::search::SearchIndex,
+    /// The client for other nodes' APIs (the federation overview's status probes): short
+    /// timeout, no redirects, no proxy, trusting `[api] ca_cert` for HTTPS.
+    pub peers_http: reqwest::Client,
     /// The zone transport, for forwarding to the leader.
     pub transport: Arc<dyn ZoneTransport>,
     /// Keys allowed on the zone transport (a member being added is allowed at once).
@@ -250,6 +254,7 @@ pub fn router(state: AppState) -> Router {
             "/v1/zone/fee-schedule",
             put(trades::set_fee_schedule).get(trades::get_fee_schedule),
         )
+        .route("/v1/zone/backup", get(zone::backup))
         .route("/v1/zone/members", post(zone::add_member))
         .route("/v1/zone/members/{name}", delete(zone::remove_member))
         .route("/metrics", get(metrics::render))

@@ -122,6 +122,7 @@ use super::{
         supervision::federation,
         tokens::create,
         tokens::revoke,
+        zone::backup,
         zone::add_member,
         zone::remove_member,
         metrics::render,

@@ -12,7 +12,6 @@
 //! capped, and errors reported as a class, never as the remote text.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use axum::Json;
@@ -581,33 +580,54 @@ pub fn assemble(
 }
 
 /// The client for status probes: short timeout, no redirects, no proxy (node APIs are asked
-/// directly), built once. `None` if it cannot be built, which the probes report.
-fn client() -> Option<&'static reqwest::Client> {
-    static CLIENT: OnceLock<Option<reqwest::Client>> = OnceLock::new();
-    CLIENT
-        .get_or_init(|| {
-            reqwest::Client::builder()
-                .timeout(PROBE_TIMEOUT)
-                .redirect(reqwest::redirect::Policy::none())
-                .no_proxy()
-                .build()
-                .ok()
-        })
-        .as_ref()
+/// directly), trusting the CA file of `[api] ca_cert` for HTTPS APIs.
+///
+/// # Errors
+/// If the CA file cannot be read.
+pub fn client(ca: Option<&std::path::Path>) -> Result<reqwest::Client, String> {
+    super::tls::client_builder(ca)
+        .map_err(|e| e.to_string())?
+        .timeout(PROBE_TIMEOUT)
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .build()
+        .map_err(|e| format!("cannot build the HTTP client for other nodes' APIs: {e}"))
 }
 
 /// A transport failure as the overview shows it: its class, never the remote's words.
 fn transport_error(e: reqwest::Error) -> String {
     if e.is_timeout() {
         format!("no answer within {} ms", PROBE_TIMEOUT.as_millis())
+    } else if refused_by_tls(&e) {
+        "TLS handshake failed (certificate not trusted by [api] ca_cert, or not for this address)"
+            .to_owned()
     } else {
         "connection failed".to_owned()
     }
 }
 
+/// Whether rustls ended the connection: the peer's certificate was refused, or the handshake
+/// broke.
+fn refused_by_tls(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(err) = cause {
+        if err.downcast_ref::<rustls::Error>().is_some() {
+            return true;
+        }
+        // An I/O error's `source` skips the error it wraps (hyper-rustls nests rustls's
+        // error two I/O errors deep): look inside it instead.
+        cause = match err.downcast_ref::<std::io::Error>() {
+            Some(io) => io
+                .get_ref()
+                .map(|inner| inner as &(dyn std::error::Error + 'static)),
+            None => err.source(),
+        };
+    }
+    false
+}
+
 /// Asks one node for its status.
-async fn probe(target: &Target) -> Result<RemoteStatus, String> {
-    let client = client().ok_or("this node cannot build an HTTP client")?;
+async fn probe(client: &reqwest::Client, target: &Target) -> Result<RemoteStatus, String> {
     let mut resp = client
         .get(format!("{}/v1/status", target.api_url))
         .send()
@@ -655,7 +675,7 @@ pub async fn overview(
                     let Json(s) = status::get_status(State(state)).await;
                     Ok(RemoteStatus::from(s))
                 } else {
-                    probe(&target).await
+                    probe(&state.peers_http, &target).await
                 };
                 Probe { target, outcome }
             }

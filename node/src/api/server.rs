@@ -19,6 +19,7 @@ mod watch;
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,13 +32,14 @@ use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch as signal};
 use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt as _;
 use xchg_federation_config::HttpLimits;
 
 use super::body::Watched;
 use super::error::ApiError;
 use super::metrics::Metrics;
-use watch::{Expiry, Watch, WatchedSocket};
+use watch::{Expiry, Socket, Watch, WatchedSocket};
 
 /// Most bytes hyper buffers for one connection's request head (and body reads): a head over
 /// this is answered `431`. A URI over 64 KiB is `414` below it. Bounds what a connection that
@@ -82,6 +84,7 @@ pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: Limits,
+    tls: Option<TlsAcceptor>,
     metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()>,
 ) {
@@ -95,8 +98,9 @@ pub async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => match slots.clone().try_acquire_owned() {
                     Ok(slot) => {
-                        connections.spawn(connection(
+                        connections.spawn(accepted_connection(
                             stream,
+                            tls.clone(),
                             app.clone(),
                             limits,
                             slot,
@@ -106,7 +110,10 @@ pub async fn serve(
                     }
                     Err(_) => {
                         metrics.connection_refused();
-                        refuse(&stream, limits.max_connections);
+                        // A TLS client cannot read a plain answer: it is only closed.
+                        if tls.is_none() {
+                            refuse(&stream, limits.max_connections);
+                        }
                     }
                 },
                 Err(e) => {
@@ -136,9 +143,46 @@ fn refuse(stream: &TcpStream, cap: usize) {
     let _ = stream.try_read(&mut [0u8; 4096]);
 }
 
-/// Serves one connection until it ends, a limit runs out, or the server stops.
-async fn connection(
+/// Serves an accepted connection, after its TLS handshake when the API has TLS. The handshake
+/// must finish within the time a request's head has (`header_read`); one that fails or runs
+/// out closes the connection (counted as `tls_handshake` in the closed-connection metric).
+#[allow(clippy::too_many_arguments)]
+async fn accepted_connection(
     stream: TcpStream,
+    tls: Option<TlsAcceptor>,
+    app: Router,
+    limits: Limits,
+    slot: OwnedSemaphorePermit,
+    stopping: signal::Receiver<bool>,
+    metrics: Arc<Metrics>,
+) {
+    let _ = stream.set_nodelay(true);
+    // Handlers that limit by client address read it as axum's `ConnectInfo`.
+    let peer = stream.peer_addr().ok();
+    let Some(tls) = tls else {
+        return connection(stream, peer, app, limits, slot, stopping, metrics).await;
+    };
+    let _open = metrics.connection_opened();
+    match tokio::time::timeout(limits.header_read, tls.accept(stream)).await {
+        Ok(Ok(stream)) => {
+            drop(_open);
+            connection(stream, peer, app, limits, slot, stopping, metrics).await;
+        }
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, ?peer, "API TLS handshake failed");
+            metrics.connection_closed("tls_handshake");
+        }
+        Err(_) => {
+            tracing::debug!(?peer, "API TLS handshake did not finish in time");
+            metrics.connection_closed("tls_handshake");
+        }
+    }
+}
+
+/// Serves one connection until it ends, a limit runs out, or the server stops.
+async fn connection<S: Socket>(
+    stream: S,
+    peer: Option<SocketAddr>,
     app: Router,
     limits: Limits,
     _slot: OwnedSemaphorePermit,
@@ -146,9 +190,7 @@ async fn connection(
     metrics: Arc<Metrics>,
 ) {
     let _open = metrics.connection_opened();
-    let _ = stream.set_nodelay(true);
-    // Handlers that limit by client address read it as axum's `ConnectInfo`.
-    let peer = stream.peer_addr().ok().map(axum::extract::ConnectInfo);
+    let peer = peer.map(axum::extract::ConnectInfo);
     let watch = Arc::new(Watch::new());
     let service = {
         let watch = watch.clone();

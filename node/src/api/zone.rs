@@ -1,9 +1,11 @@
 //! `/v1/zone/members`: add and remove zone members at run time (admin), by joint consensus.
 
 use axum::Json;
+use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse as _, Response};
 use serde::{Deserialize, Serialize};
 use xchg_federation_config::Role;
 use xchg_protocol::{NodeName, PublicKey};
@@ -293,4 +295,88 @@ pub async fn remove_member(
         )
         .await?,
     ))
+}
+
+/// `GET /v1/zone/backup`: a consistent copy of the zone's replicated state and its log
+/// position, as one file (the layout of PROTOCOL.md's snapshot file; `xchg backup` saves it and
+/// `xchg restore` puts it in a data directory).
+#[utoipa::path(
+    get,
+    path = "/v1/zone/backup",
+    operation_id = "get_zone_backup",
+    tag = "zone",
+    params(super::listings::ReadParams),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The backup file (`application/octet-stream`, with \
+            `Content-Length`): every replicated table read in one read transaction of this \
+            node's catalog, at the log position named by `X-Xchg-Backup-Index` and \
+            `X-Xchg-Backup-Term`. With `consistency=linearizable` (the default) it holds every \
+            write the zone acknowledged before the request; `local` copies this replica as it \
+            is, without a leader. It must be delivered within `api.request_timeout_ms` plus \
+            `api.header_read_timeout_ms`; for a catalog too large for that, back up a stopped \
+            node with `xchg backup --data-dir`",
+            content_type = "application/octet-stream", body = Vec<u8>,
+            headers(
+                ("X-Xchg-Backup-Index" = u64, description = "The log index the backup holds \
+                    the zone at"),
+                ("X-Xchg-Backup-Term" = u64, description = "The term of that log entry"),
+            )),
+        (status = 400, description = "An unknown query parameter or consistency value \
+            (`invalid_query`)", body = ErrorBody),
+        (status = 403, description = "Not an admin token", body = ErrorBody),
+        (status = 503, description = "No Raft leader to read the commit point from \
+            (`unavailable`); try again, or ask with `consistency=local`", body = ErrorBody),
+        BearerErrors,
+    )
+)]
+pub async fn backup(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Result<Query<super::listings::ReadParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    caller.require(&[Role::Admin])?;
+    let Query(params) = params.map_err(super::listings::query_error)?;
+    state.read_barrier(&params.consistency).await?;
+    let catalog = state.db.catalog_path().to_owned();
+    let started = std::time::Instant::now();
+    let backup = tokio::task::spawn_blocking(move || crate::store::backup::encode(&catalog))
+        .await
+        .map_err(|e| ApiError::internal(format!("the backup task failed: {e}")))?
+        .map_err(|e| ApiError::internal(format!("reading the catalog for a backup: {e}")))?;
+    let head = backup
+        .head()
+        .map_err(|e| ApiError::internal(format!("encoding the backup: {e}")))?;
+    let (term, index) = backup
+        .position()
+        .map_or((0, 0), |id| (id.leader_id.term, id.index));
+    tracing::info!(
+        caller = %caller.actor.id,
+        index,
+        rows = backup.rows,
+        bytes = head.len() + backup.data.len(),
+        encode_ms = started.elapsed().as_millis(),
+        "backup taken"
+    );
+    let length = head.len() + backup.data.len();
+    let pieces = [head, backup.data]
+        .into_iter()
+        .map(|piece| Ok::<_, std::convert::Infallible>(axum::body::Bytes::from(piece)));
+    let mut response = Body::from_stream(futures::stream::iter(pieces)).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    let file = format!(
+        "xchg-{}-{index}.backup",
+        state.config.zone.id.to_string().replace('/', "-")
+    );
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{file}\"")) {
+        headers.insert(header::CONTENT_DISPOSITION, v);
+    }
+    headers.insert("x-xchg-backup-index", HeaderValue::from(index));
+    headers.insert("x-xchg-backup-term", HeaderValue::from(term));
+    Ok(response)
 }

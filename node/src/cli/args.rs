@@ -97,6 +97,12 @@ pub enum Command {
     /// The search index of a node's data directory.
     #[command(subcommand)]
     Index(IndexCommand),
+    /// Back up a node: online through its API (`--node`, an admin token), or a stopped node's
+    /// data directory (`--data-dir`). One file: the zone's replicated state and log position.
+    Backup(BackupArgs),
+    /// Restore a backup into an empty data directory: the node started on it loads the
+    /// catalog, rejoins its zone and catches up with what came after.
+    Restore(RestoreArgs),
     /// Print a completion script for a shell (e.g. `xchg completions bash >
     /// /etc/bash_completion.d/xchg`).
     Completions(CompletionsArgs),
@@ -119,6 +125,38 @@ pub struct ManArgs {
     /// directory (created if missing) rather than printing the top page.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+}
+
+/// `xchg backup`.
+#[derive(clap::Args)]
+pub struct BackupArgs {
+    /// The backup file to write; must not exist. Written whole or not at all, mode 0600 (it
+    /// holds every party's contact and every token's hash).
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// Back up the stopped node whose data directory this is (`node.data_dir` of its
+    /// config), instead of asking a running node.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Online: copy the node's replica as it is, even without a leader (default: at the zone's
+    /// commit point, every acknowledged write included).
+    #[arg(long)]
+    pub local: bool,
+    /// The node to ask online, and its admin token.
+    #[command(flatten)]
+    pub target: TargetArgs,
+}
+
+/// `xchg restore`.
+#[derive(clap::Args)]
+pub struct RestoreArgs {
+    /// The backup file (`xchg backup --out`).
+    #[arg(long, value_name = "FILE")]
+    pub from: PathBuf,
+    /// The node's data directory (`node.data_dir` of its config): empty or missing; the node
+    /// must be stopped.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: PathBuf,
 }
 
 /// `xchg index …`.
@@ -269,6 +307,10 @@ pub struct TargetArgs {
     /// `xchg up` writes).
     #[arg(long, value_name = "PATH", env = "XCHG_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
+    /// PEM file of the certificate authority to trust for an https:// node (the api-ca.pem
+    /// that `xchg config generate --api-tls` writes); no system roots are used.
+    #[arg(long, value_name = "FILE", env = "XCHG_CA")]
+    pub ca: Option<PathBuf>,
     /// Print the API's JSON instead of a summary.
     #[arg(long)]
     pub json: bool,
@@ -486,6 +528,10 @@ pub struct GenerateArgs {
     /// Validity of the node delegations, in days.
     #[arg(long, default_value_t = 365)]
     pub valid_days: u32,
+    /// Serve every node's API over HTTPS: makes a certificate authority for the layout
+    /// (api-ca.pem; its key in root/) and a certificate for each node's address (tls/).
+    #[arg(long)]
+    pub api_tls: bool,
 }
 
 /// `xchg config add-node`.

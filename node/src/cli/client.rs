@@ -3,7 +3,7 @@
 //! Each takes its clap struct from [`super::args`]; [`TargetArgs::into_target`] resolves the
 //! node and the token they share.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -21,6 +21,9 @@ pub struct Target {
     pub token: Option<String>,
     /// Print the API's JSON instead of a summary.
     pub json: bool,
+    /// The certificate authorities to trust for an `https://` node (PEM); none: an HTTPS node
+    /// is refused.
+    pub ca: Option<PathBuf>,
 }
 
 impl Target {
@@ -43,10 +46,13 @@ impl Target {
         body: Option<Value>,
         key: Option<&str>,
     ) -> anyhow::Result<Value> {
-        let http = reqwest::Client::builder()
+        let http = xchg_node::api::tls::client_builder(self.ca.as_deref())?
             .timeout(Duration::from_secs(30))
             .build()?;
         let url = format!("{}{path}", self.node.trim_end_matches('/'));
+        if self.token.is_some() {
+            warn_plain_http(&url);
+        }
         let mut req = http.request(method, &url);
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
@@ -57,10 +63,7 @@ impl Target {
         if let Some(b) = body {
             req = req.json(&b);
         }
-        let resp = req
-            .send()
-            .await
-            .with_context(|| format!("cannot reach {url}"))?;
+        let resp = req.send().await.map_err(|e| unreachable(&url, self, e))?;
         let status = resp.status();
         let value: Value = resp.json().await.unwrap_or(Value::Null);
         if !status.is_success() {
@@ -92,6 +95,46 @@ impl Target {
     }
 }
 
+/// Says once, on standard error, that a token is about to cross the network in clear text:
+/// `url` is plain HTTP to a host other than loopback.
+pub(crate) fn warn_plain_http(url: &str) {
+    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    let Ok(parsed) = reqwest::Url::parse(url) else {
+        return;
+    };
+    let host = parsed.host_str().unwrap_or_default();
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if parsed.scheme() == "http"
+        && !loopback
+        && !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed)
+    {
+        eprintln!(
+            "warning: sending a bearer token over plain HTTP to {}: anyone on the path can read \
+             it; use the node's https:// address",
+            parsed.host_str().unwrap_or_default()
+        );
+    }
+}
+
+/// Why a call got no answer, with a hint for the TLS cases a user can fix.
+fn unreachable(url: &str, target: &Target, e: reqwest::Error) -> anyhow::Error {
+    let hint = if !url.starts_with("https://") {
+        ""
+    } else if target.ca.is_none() {
+        " (an https:// node: give its CA certificate with --ca FILE or XCHG_CA; `xchg config \
+         generate --api-tls` writes it as api-ca.pem beside layout.json)"
+    } else {
+        " (if the certificate was refused: is --ca the CA that issued it, and is the node's \
+         certificate for this host name or address?)"
+    };
+    anyhow::Error::new(e).context(format!("cannot reach {url}{hint}"))
+}
+
 impl TargetArgs {
     /// The node and the token to call it with, the token read from `--token-file` if given.
     ///
@@ -114,6 +157,7 @@ impl TargetArgs {
             node: self.node,
             token,
             json: self.json,
+            ca: self.ca,
         })
     }
 }

@@ -21,6 +21,7 @@ pub fn generate(args: GenerateArgs) -> anyhow::Result<ExitCode> {
         host: args.host,
         valid_days: args.valid_days,
         raft: xchg_federation_config::RaftTuning::default(),
+        api_tls: args.api_tls,
     };
     let generated = layout::generate(&opts, Timestamp::now())
         .with_context(|| format!("generating the {} layout in {}", args.layout, out.display()))?;
@@ -66,9 +67,19 @@ pub fn generate(args: GenerateArgs) -> anyhow::Result<ExitCode> {
         "exchange root keys (secret, mode 0600): {}",
         roots.display()
     );
+    if generated.api_ca.is_some() {
+        outln!(
+            "API certificate authority (give it to clients: --ca or XCHG_CA): {}",
+            out.join(layout::CA_CERT_FILE).display()
+        );
+        outln!(
+            "API certificates and keys (each node's machine needs only its own): {}",
+            out.join(layout::TLS_DIR).display()
+        );
+    }
     eprintln!(
-        "warning: {} holds the exchange root keys, which sign delegations and revocations for \
-         every node of their exchange. They belong offline: copy them to offline storage, \
+        "warning: {} holds the exchange root keys (and, with --api-tls, the API CA key), which \
+         sign delegations and revocations for every node of their exchange. They belong offline: copy them to offline storage, \
          delete them here, and bring one out only for `xchg config add-node` or `xchg \
          federation revoke`. Never copy them to a node's machine.",
         roots.display()

@@ -20,6 +20,7 @@ pub async fn admit(zone: &LayoutZone, api: &str, party: &str, name: &str) -> any
         node: api.to_owned(),
         token: Some(zone.tokens.operator.clone()),
         json: false,
+        ca: None,
     };
     let path = format!("/v1/parties/{party}");
     let state = match operator.call(Method::GET, &path, None).await {

@@ -18,6 +18,7 @@ macro_rules! outln {
 pub mod application;
 pub mod args;
 pub mod audit;
+pub mod backup;
 pub mod bench;
 pub mod bench_federation;
 pub mod bench_search;
@@ -136,6 +137,8 @@ pub fn execute(command: Command, log_format: args::LogFormat) -> anyhow::Result<
         Command::Bench(BenchCommand::Zone(args)) => block_on(bench::zone(args)),
         Command::Bench(BenchCommand::Search(args)) => block_on(bench_search::search(args)),
         Command::Index(IndexCommand::Rebuild(args)) => block_on(bench_search::rebuild(args)),
+        Command::Backup(args) => block_on(backup::backup(args)),
+        Command::Restore(args) => backup::restore(&args),
         Command::Bench(BenchCommand::Federation(args)) => {
             block_on(bench_federation::federation(args))
         }

@@ -47,6 +47,11 @@ pub async fn run(args: RunArgs, format: LogFormat) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("binding the Raft address {}", config.listen.raft))?;
     let name = config.node.name.clone();
+    let scheme = if config.api.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let options = StartOptions {
         join: args.join,
         ..StartOptions::default()
@@ -64,7 +69,7 @@ pub async fn run(args: RunArgs, format: LogFormat) -> anyhow::Result<ExitCode> {
     .await?;
     // In JSON, the node's own "node started" line (`api_addr`) says it.
     if format == LogFormat::Text {
-        outln!("{name} serving the API on http://{}", handle.api_addr);
+        outln!("{name} serving the API on {scheme}://{}", handle.api_addr);
     }
     shutdown_signal().await;
     tracing::info!("shutting down");

@@ -158,6 +158,7 @@ impl DemoProviders {
             node: api.to_owned(),
             token: Some(zone.tokens.admin.clone()),
             json: false,
+            ca: None,
         };
         let body = serde_json::json!({
             "role": "provider",
@@ -230,6 +231,7 @@ async fn seed_demo(layout: &Layout, marker: &Path, done: usize) -> anyhow::Resul
             node: api.clone(),
             token: Some(token.to_owned()),
             json: false,
+            ca: None,
         };
         let provider = providers.token_for(zone, api, listing).await?;
         // A busy machine may time a write out (504) or find no leader for a moment (503):

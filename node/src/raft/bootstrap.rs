@@ -14,13 +14,23 @@
 //!   reported ([`Amnesia`]): it may have voted in those before it lost its state, and a member
 //!   that votes twice in one term can make two leaders. A later term it cannot have voted in,
 //!   so an election after the leader's loss still finds its majority.
+//! - A member restored from a backup (`xchg restore`, which leaves a marker file) has a catalog
+//!   at the backup's position, no log after it and no record of its votes: before it lost its
+//!   disk it may have voted in the zone's current term, and acknowledged entries the backup
+//!   does not hold. Granting a vote now could elect a leader without them, losing writes the
+//!   zone acknowledged. So it grants **no** vote until it has caught up with a leader (applied
+//!   what that leader held when it first reached it: every committed entry), or every other
+//!   member reports it was restored too (a whole zone brought back from backups, where nothing
+//!   newer exists) — [`guard_restored`]. Its stored vote is set to the backup's term, so that the
+//!   elections it takes part in are in later terms than its log's last entry.
 //! - Otherwise the zone is new. The member with the lowest Raft id initialises at once; the
 //!   others wait (the leader lease and a random spread) for it to contact them, and initialise
 //!   themselves only if it does not (it may be down).
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::future::join_all;
@@ -42,6 +52,9 @@ pub struct Hello {
     pub led: bool,
     /// Its current term.
     pub term: u64,
+    /// It was restored from a backup and no leader has reached it since.
+    #[serde(default)]
+    pub restored: bool,
 }
 
 /// The longest log the other members of a zone just formed hold (the initial membership and
@@ -52,13 +65,19 @@ const FRESH_ZONE_ENTRIES: u64 = 10;
 /// Set while this member's log is empty in a zone that exists: the highest term the others
 /// reported, in which and below which it must not vote until a leader has reached it (0: no
 /// guard). Cheap to clone; clones share the value.
+/// A member restored from a backup refuses every vote until [`guard_restored`] lifts that
+/// (the second flag), and says it was restored until a leader reaches it (the third).
 #[derive(Debug, Clone, Default)]
-pub struct Amnesia(Arc<AtomicU64>);
+pub struct Amnesia(Arc<AtomicU64>, Arc<AtomicBool>, Arc<AtomicBool>);
 
 impl Amnesia {
-    /// Whether this member must refuse a vote in `term`. The guard lifts itself once `raft`
-    /// has accepted a leader (its vote is committed).
+    /// Whether this member must refuse a vote in `term`. The guard of an empty log lifts itself
+    /// once `raft` has accepted a leader (its vote is committed); a restored member's only when
+    /// [`guard_restored`] lifts it.
     pub fn guards(&self, raft: &Raft, term: u64) -> bool {
+        if self.is_restored() {
+            return true;
+        }
         let upto = self.0.load(Ordering::Acquire);
         if upto == 0 {
             return false;
@@ -74,15 +93,135 @@ impl Amnesia {
     fn set(&self, upto: u64) {
         self.0.store(upto.max(1), Ordering::Release);
     }
+
+    /// Marks this member restored from a backup: it refuses every vote from now on.
+    pub fn set_restored(&self) {
+        self.1.store(true, Ordering::Release);
+        self.2.store(true, Ordering::Release);
+    }
+
+    /// Whether this member refuses every vote (restored from a backup, not yet caught up).
+    pub fn is_restored(&self) -> bool {
+        self.1.load(Ordering::Acquire)
+    }
+
+    /// Whether this member was restored from a backup and no leader has reached it since:
+    /// what it tells the others ([`Hello::restored`]), whether or not it votes again already.
+    fn restored_unled(&self, raft: &Raft) -> bool {
+        self.2.load(Ordering::Acquire) && !raft.metrics().borrow().vote.is_committed()
+    }
+}
+
+/// Asks every other member for its [`Hello`]; `None` for one that did not answer.
+async fn ask_others(
+    transport: &dyn ZoneTransport,
+    members: &BTreeMap<NodeId, MemberNode>,
+    me: NodeId,
+    timing: Timing,
+) -> Vec<Option<Hello>> {
+    join_all(
+        members
+            .iter()
+            .filter(|(id, _)| **id != me)
+            .map(|(id, node)| async move {
+                match transport
+                    .call(*id, node, ZoneRequest::Hello, timing.ask_timeout)
+                    .await
+                {
+                    Ok(ZoneResponse::Hello(h)) => Some(h),
+                    _ => None,
+                }
+            }),
+    )
+    .await
+}
+
+/// How often a restored member looks again at whether it may vote.
+const RESTORED_CHECK_EVERY: Duration = Duration::from_millis(500);
+
+/// Keeps a member restored from a backup out of every election ([`Amnesia::set_restored`],
+/// set before it serves Raft) until either a leader has reached it and it has applied what
+/// that leader held when it first asked (its last log index: every entry the zone had
+/// committed, which includes whatever this member acknowledged before it was lost), or every
+/// other member answers that it was restored too. Then it deletes `marker` and votes again.
+/// Returns then, or when `stop` is true.
+pub async fn guard_restored(
+    raft: Raft,
+    transport: Arc<dyn ZoneTransport>,
+    members: BTreeMap<NodeId, MemberNode>,
+    timing: Timing,
+    amnesia: Amnesia,
+    marker: PathBuf,
+    mut stop: watch::Receiver<bool>,
+) {
+    let me = raft.metrics().borrow().id;
+    tracing::warn!(
+        "this member was restored from a backup: it votes in no election until it has caught up \
+         with its zone's leader (or every member turns out to be restored from a backup too)"
+    );
+    let mut target: Option<u64> = None;
+    let why = loop {
+        let m = raft.metrics().borrow().clone();
+        if m.current_leader == Some(me) && m.vote.is_committed() {
+            // Elected by a majority whose logs are no more up to date than its own: it holds
+            // every committed entry.
+            break "the zone elected it leader";
+        }
+        if let Some(leader) = m
+            .current_leader
+            .filter(|l| *l != me && m.vote.is_committed())
+        {
+            if target.is_none()
+                && let Some(node) = members.get(&leader)
+                && let Ok(ZoneResponse::Hello(h)) = transport
+                    .call(leader, node, ZoneRequest::Hello, timing.ask_timeout)
+                    .await
+            {
+                target = Some(h.last_log_index.unwrap_or(0));
+                tracing::info!(
+                    leader,
+                    upto = target,
+                    "a leader has reached this restored member; it votes again once it has \
+                     applied this far"
+                );
+            }
+            let applied = m.last_applied.map_or(0, |a| a.index);
+            if target.is_some_and(|t| applied >= t) {
+                break "it has caught up with its zone's leader";
+            }
+        } else {
+            let answers = ask_others(&*transport, &members, me, timing).await;
+            let others = members
+                .len()
+                .saturating_sub(usize::from(members.contains_key(&me)));
+            let all_restored = answers.iter().flatten().count() == others
+                && answers.iter().flatten().all(|h| h.restored);
+            if all_restored {
+                break "every other member of the zone was restored from a backup too";
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(RESTORED_CHECK_EVERY) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    };
+    amnesia.1.store(false, Ordering::Release);
+    if let Err(e) = std::fs::remove_file(&marker)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(error = %e, marker = %marker.display(), "cannot remove the restore marker; it is guarded again at its next start");
+    }
+    tracing::info!(reason = why, "this restored member votes again");
 }
 
 /// This member's answer to [`ZoneRequest::Hello`].
-pub fn hello(raft: &Raft) -> Hello {
+pub fn hello(raft: &Raft, amnesia: &Amnesia) -> Hello {
     let m = raft.metrics().borrow().clone();
     Hello {
         last_log_index: m.last_log_index,
         led: m.vote.is_committed(),
         term: m.current_term,
+        restored: amnesia.restored_unled(raft),
     }
 }
 
@@ -105,24 +244,7 @@ pub async fn run(
             Ok(true) | Err(_) => return,
             Ok(false) => {}
         }
-        let answers = join_all(
-            members
-                .iter()
-                .filter(|(id, _)| **id != me)
-                .map(|(id, node)| {
-                    let transport = transport.clone();
-                    async move {
-                        match transport
-                            .call(*id, node, ZoneRequest::Hello, timing.ask_timeout)
-                            .await
-                        {
-                            Ok(ZoneResponse::Hello(h)) => Some(h),
-                            _ => None,
-                        }
-                    }
-                }),
-        )
-        .await;
+        let answers = ask_others(&*transport, &members, me, timing).await;
         if answers.iter().flatten().any(|h| h.led) {
             let upto = answers.iter().flatten().map(|h| h.term).max().unwrap_or(0);
             amnesia.set(upto);

@@ -450,7 +450,7 @@ impl ZoneService {
                 ZoneResponse::ChangeMembers(self.change_membership_as_leader(c).await)
             }
             ZoneRequest::PreVote(ask) => ZoneResponse::PreVote(self.answer_pre_vote(&ask).await),
-            ZoneRequest::Hello => ZoneResponse::Hello(hello(&self.raft)),
+            ZoneRequest::Hello => ZoneResponse::Hello(hello(&self.raft, &self.amnesia)),
             ZoneRequest::Policy => ZoneResponse::Policy(self.policy),
         }
     }

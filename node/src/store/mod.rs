@@ -54,6 +54,7 @@
 //!
 //! Layer: above the catalog (whose schema, tables and rules it runs) and below `raft`; imports only `catalog`, `audit` and `sqlite`.
 
+pub mod backup;
 pub mod files;
 mod log;
 pub mod raft_types;
@@ -324,6 +325,11 @@ impl Db {
             applied: std::sync::Arc::new(tokio::sync::watch::Sender::new(0)),
             lock: std::sync::Arc::new(std::sync::Mutex::new(Some(lock))),
         })
+    }
+
+    /// The catalog file (`catalog.db`), for readers that open their own connection (a backup).
+    pub fn catalog_path(&self) -> &Path {
+        &self.catalog_path
     }
 
     /// A connection that reads the catalog, for the typed queries of the tables' homes.

@@ -201,7 +201,7 @@ fn open_for_dump(path: &std::path::Path) -> rusqlite::Result<rusqlite::Connectio
 /// A snapshot encoded straight from the catalog's rows ([`encode_file`]).
 pub(super) struct Encoded {
     pub(super) last_applied: Option<LogId>,
-    membership: StoredMembership,
+    pub(super) membership: StoredMembership,
     pub(super) data: Vec<u8>,
     pub(super) rows: u64,
 }

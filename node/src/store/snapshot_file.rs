@@ -137,6 +137,57 @@ impl Header {
     }
 }
 
+/// Reads the snapshot file at `path` (a node's, or a backup made of one) and checks its
+/// lengths and hash. Blocking.
+///
+/// # Errors
+/// The file cannot be read (kind `NotFound` if it does not exist), or is not a whole, undamaged
+/// snapshot file (kind `InvalidData`, saying what is wrong).
+pub fn read_from(path: &Path) -> std::io::Result<(SnapshotMeta, Vec<u8>)> {
+    let mut file = File::open(path)?;
+    let len = file.metadata()?.len();
+    let mut header = [0u8; HEADER_LEN];
+    file.read_exact(&mut header)
+        .map_err(|_| invalid(path, format!("{len} bytes, shorter than a header")))?;
+    let header = Header::decode(path, &header, len)?;
+    let data_len = usize::try_from(header.data_len)
+        .map_err(|_| invalid(path, "larger than this machine's memory"))?;
+    // The lengths were checked against the file's size; `take` keeps the read to them should
+    // the file grow meanwhile.
+    let mut body = file.take(u64::from(header.meta_len) + header.data_len);
+    let mut meta = vec![0u8; header.meta_len as usize];
+    body.read_exact(&mut meta)?;
+    let mut data = Vec::with_capacity(data_len);
+    body.read_to_end(&mut data)?;
+    if data.len() != data_len || content_hash(&meta, &data) != header.hash {
+        return Err(invalid(path, "content does not match its hash"));
+    }
+    let meta = from_cbor(&meta).map_err(|e| invalid(path, format!("meta: {e}")))?;
+    Ok((meta, data))
+}
+
+/// The start of the snapshot file of `meta` and `data` (its header and meta): the whole file is
+/// this followed by `data`.
+///
+/// # Errors
+/// `meta` does not encode, or is too large.
+pub fn head(meta: &SnapshotMeta, data: &[u8]) -> std::io::Result<Vec<u8>> {
+    let meta = to_cbor(meta)?;
+    let meta_len = u32::try_from(meta.len())
+        .ok()
+        .filter(|n| *n <= MAX_META_LEN)
+        .ok_or_else(|| std::io::Error::other(format!("meta of {} bytes", meta.len())))?;
+    let header = Header {
+        meta_len,
+        data_len: data.len() as u64,
+        hash: content_hash(&meta, data),
+    };
+    let mut out = Vec::with_capacity(HEADER_LEN + meta.len());
+    out.extend_from_slice(&header.encode());
+    out.extend_from_slice(&meta);
+    Ok(out)
+}
+
 impl SnapshotFile {
     /// The snapshot file of data directory `dir`, which may hold none yet. Blocking: a stored
     /// file is read whole and its hash checked once here, so that comparisons with it later can
@@ -182,20 +233,6 @@ impl SnapshotFile {
         self.stored.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn open_file(&self) -> std::io::Result<Option<(File, Header)>> {
-        let mut file = match File::open(&self.path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        let len = file.metadata()?.len();
-        let mut header = [0u8; HEADER_LEN];
-        file.read_exact(&mut header)
-            .map_err(|_| invalid(&self.path, format!("{len} bytes, shorter than a header")))?;
-        let header = Header::decode(&self.path, &header, len)?;
-        Ok(Some((file, header)))
-    }
-
     /// The stored snapshot, its hash checked. Blocking.
     ///
     /// # Errors
@@ -213,23 +250,11 @@ impl SnapshotFile {
     }
 
     fn read_checked(&self) -> std::io::Result<Option<(SnapshotMeta, Vec<u8>)>> {
-        let Some((file, header)) = self.open_file()? else {
-            return Ok(None);
-        };
-        let data_len = usize::try_from(header.data_len)
-            .map_err(|_| invalid(&self.path, "larger than this machine's memory"))?;
-        // The lengths were checked against the file's size; `take` keeps the read to them
-        // should the file grow meanwhile.
-        let mut body = file.take(u64::from(header.meta_len) + header.data_len);
-        let mut meta = vec![0u8; header.meta_len as usize];
-        body.read_exact(&mut meta)?;
-        let mut data = Vec::with_capacity(data_len);
-        body.read_to_end(&mut data)?;
-        if data.len() != data_len || content_hash(&meta, &data) != header.hash {
-            return Err(invalid(&self.path, "content does not match its hash"));
+        match read_from(&self.path) {
+            Ok(read) => Ok(Some(read)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
         }
-        let meta = from_cbor(&meta).map_err(|e| invalid(&self.path, format!("meta: {e}")))?;
-        Ok(Some((meta, data)))
     }
 
     /// Stores `data` as the snapshot `meta` describes, unless the stored one is newer (see

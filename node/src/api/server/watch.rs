@@ -170,17 +170,53 @@ impl Drop for InFlight {
     }
 }
 
+/// A connection's byte stream: a TCP socket, or TLS over one.
+pub trait Socket: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+    /// Writes `bytes` if the socket takes them at once, without waiting (best effort).
+    fn write_now(&mut self, bytes: &[u8]);
+}
+
+impl Socket for TcpStream {
+    fn write_now(&mut self, bytes: &[u8]) {
+        let _ = self.try_write(bytes);
+    }
+}
+
+impl Socket for tokio_rustls::server::TlsStream<TcpStream> {
+    fn write_now(&mut self, bytes: &[u8]) {
+        /// The TCP socket as a writer that never waits.
+        struct Now<'a>(&'a TcpStream);
+        impl io::Write for Now<'_> {
+            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+                self.0.try_write(buf)
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let (tcp, tls) = self.get_mut();
+        if io::Write::write_all(&mut tls.writer(), bytes).is_err() {
+            return;
+        }
+        while tls.wants_write() {
+            if tls.write_tls(&mut Now(tcp)).is_err() {
+                return;
+            }
+        }
+    }
+}
+
 /// The connection's socket as hyper sees it.
-pub struct WatchedSocket {
-    stream: TcpStream,
+pub struct WatchedSocket<S: Socket> {
+    stream: S,
     watch: Arc<Watch>,
     /// Bytes of a replacement answer not yet written.
     pending: Vec<u8>,
 }
 
-impl WatchedSocket {
+impl<S: Socket> WatchedSocket<S> {
     /// Wraps an accepted socket.
-    pub fn new(stream: TcpStream, watch: Arc<Watch>) -> Self {
+    pub fn new(stream: S, watch: Arc<Watch>) -> Self {
         WatchedSocket {
             stream,
             watch,
@@ -229,7 +265,7 @@ fn replacement(status: StatusCode) -> Vec<u8> {
     ApiError::for_status(status, message).to_http1()
 }
 
-impl AsyncRead for WatchedSocket {
+impl<S: Socket> AsyncRead for WatchedSocket<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -245,7 +281,7 @@ impl AsyncRead for WatchedSocket {
     }
 }
 
-impl AsyncWrite for WatchedSocket {
+impl<S: Socket> AsyncWrite for WatchedSocket<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -283,12 +319,12 @@ impl AsyncWrite for WatchedSocket {
     }
 }
 
-impl Drop for WatchedSocket {
+impl<S: Socket> Drop for WatchedSocket<S> {
     fn drop(&mut self) {
         // Best effort and without waiting: a fresh answer fits an idle socket's send buffer.
         let farewell = self.watch.lock().farewell.take();
         if let Some(bytes) = farewell {
-            let _ = self.stream.try_write(&bytes);
+            self.stream.write_now(&bytes);
         }
     }
 }

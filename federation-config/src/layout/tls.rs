@@ -1,0 +1,210 @@
+//! HTTPS for a layout's APIs (`--api-tls`): a certificate authority of the layout's own, and a
+//! certificate from it for each node's API address.
+//!
+//! ```text
+//! out/api-ca.pem              the CA certificate: what clients (`--ca`, XCHG_CA) and the
+//!                             nodes themselves (`[api] ca_cert`) trust
+//! out/root/api-ca.key         the CA's private key (0600), offline with the root keys; only
+//!                             `xchg config add-node` needs it back
+//! out/tls/<stem>.crt          a node's certificate, for its API address
+//! out/tls/<stem>.key          its private key (0600)
+//! ```
+//!
+//! The CA's name is kept in `layout.json`: with it and the key, `add-node` signs a new node's
+//! certificate as the same issuer.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose,
+};
+use serde::{Deserialize, Serialize};
+use xchg_protocol::Timestamp;
+
+use super::render::Validity;
+use super::{GenerateError, ROOT_KEY_DIR, io_error};
+use crate::raw::RawApi;
+use crate::secret::{create_private_dir, write_secret};
+
+/// The CA certificate's file, in the layout directory.
+pub const CA_CERT_FILE: &str = "api-ca.pem";
+/// The CA key's file, in the layout's `root/`.
+pub const CA_KEY_FILE: &str = "api-ca.key";
+/// The folder of the nodes' certificates and keys.
+pub const TLS_DIR: &str = "tls";
+
+/// How long the CA is valid: ten years.
+const CA_DAYS: u64 = 3650;
+
+/// `layout.json`'s record of the layout's API certificate authority.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LayoutApiCa {
+    /// The CA certificate, relative to the layout directory (`api-ca.pem`).
+    pub cert: PathBuf,
+    /// The CA's subject common name, which every node certificate names as its issuer.
+    pub name: String,
+}
+
+/// The layout's certificate authority, key in hand.
+pub(super) struct ApiCa {
+    cert: rcgen::Certificate,
+    key: KeyPair,
+    name: String,
+}
+
+/// The CA's certificate parameters; the same for issuing as when created, so that a CA
+/// rebuilt from its key and name issues as the original did.
+fn ca_params(name: &str, not_before: Timestamp) -> Result<CertificateParams, GenerateError> {
+    let mut params = CertificateParams::new(Vec::<String>::new()).map_err(inconsistent)?;
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, name);
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    params.not_before = time_of(not_before)?;
+    params.not_after = time_of(not_before.plus_millis(CA_DAYS * 24 * 60 * 60 * 1000))?;
+    Ok(params)
+}
+
+impl ApiCa {
+    /// A new CA named after the layout's first exchange and a random suffix.
+    pub(super) fn create(first_exchange: &str, now: Timestamp) -> Result<Self, GenerateError> {
+        let key = KeyPair::generate().map_err(inconsistent)?;
+        let suffix: String = hex::encode(&key.public_key_raw()[1..5]);
+        let name = format!("xchg API CA {first_exchange} {suffix}");
+        let cert = ca_params(&name, now)?
+            .self_signed(&key)
+            .map_err(inconsistent)?;
+        Ok(ApiCa { cert, key, name })
+    }
+
+    /// The CA of a layout in `dir`, from its key in `root/` and its name in `layout.json`.
+    ///
+    /// # Errors
+    /// The key file is missing (with where to put it back) or unreadable.
+    pub(super) fn load(dir: &Path, record: &LayoutApiCa) -> Result<Self, GenerateError> {
+        let path = ca_key_file(dir);
+        let pem = std::fs::read_to_string(&path).map_err(|source| {
+            if source.kind() == std::io::ErrorKind::NotFound {
+                GenerateError::MissingCaKey(path.clone())
+            } else {
+                io_error(&path, source)
+            }
+        })?;
+        let key = KeyPair::from_pem(&pem).map_err(|e| {
+            GenerateError::Inconsistent(format!("{}: not a PEM private key: {e}", path.display()))
+        })?;
+        let cert = ca_params(&record.name, Timestamp(0))?
+            .self_signed(&key)
+            .map_err(inconsistent)?;
+        Ok(ApiCa {
+            cert,
+            key,
+            name: record.name.clone(),
+        })
+    }
+
+    /// What `layout.json` records of it.
+    pub(super) fn record(&self) -> LayoutApiCa {
+        LayoutApiCa {
+            cert: PathBuf::from(CA_CERT_FILE),
+            name: self.name.clone(),
+        }
+    }
+
+    /// Writes the CA certificate to `dir/api-ca.pem` and its key to `dir/root/api-ca.key`.
+    pub(super) fn write(&self, dir: &Path) -> Result<(), GenerateError> {
+        let cert = dir.join(CA_CERT_FILE);
+        write_new(&cert, self.cert.pem().as_bytes())?;
+        let key = ca_key_file(dir);
+        write_secret(&key, self.key.serialize_pem().as_bytes())
+            .map_err(|source| io_error(&key, source))
+    }
+
+    /// Issues the API certificate of node `stem` reached at `host`, valid as its delegation
+    /// is, and writes it with its new key to `dir/tls/`.
+    pub(super) fn issue(
+        &self,
+        dir: &Path,
+        stem: &str,
+        node_name: &str,
+        host: IpAddr,
+        validity: Validity,
+    ) -> Result<(), GenerateError> {
+        let mut names = vec![host.to_string()];
+        if host.is_loopback() {
+            names.push("localhost".to_owned());
+        }
+        let mut params = CertificateParams::new(names).map_err(inconsistent)?;
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, node_name);
+        params.distinguished_name = dn;
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.use_authority_key_identifier_extension = true;
+        params.not_before = time_of(validity.not_before)?;
+        params.not_after = time_of(validity.not_after)?;
+        let key = KeyPair::generate().map_err(inconsistent)?;
+        let cert = params
+            .signed_by(&key, &self.cert, &self.key)
+            .map_err(inconsistent)?;
+        let tls = dir.join(TLS_DIR);
+        create_private_dir(&tls).map_err(|source| io_error(&tls, source))?;
+        let (cert_file, key_file) = node_files(dir, stem);
+        write_new(&cert_file, cert.pem().as_bytes())?;
+        write_secret(&key_file, key.serialize_pem().as_bytes())
+            .map_err(|source| io_error(&key_file, source))
+    }
+}
+
+/// Where the CA key of a layout in `dir` is kept.
+pub fn ca_key_file(dir: &Path) -> PathBuf {
+    dir.join(ROOT_KEY_DIR).join(CA_KEY_FILE)
+}
+
+/// A node's certificate and key files in a layout directory.
+pub(super) fn node_files(dir: &Path, stem: &str) -> (PathBuf, PathBuf) {
+    let tls = dir.join(TLS_DIR);
+    (
+        tls.join(format!("{stem}.crt")),
+        tls.join(format!("{stem}.key")),
+    )
+}
+
+/// The `[api]` settings of a node config in `nodes/` whose certificate is `tls/<stem>.*`.
+pub(super) fn with_tls(api: RawApi, stem: &str) -> RawApi {
+    RawApi {
+        tls_cert: Some(format!("../{TLS_DIR}/{stem}.crt")),
+        tls_key: Some(format!("../{TLS_DIR}/{stem}.key")),
+        ca_cert: Some(format!("../{CA_CERT_FILE}")),
+        ..api
+    }
+}
+
+/// Writes a file that must not exist yet (a certificate: public, mode 0644 by the umask).
+fn write_new(path: &Path, bytes: &[u8]) -> Result<(), GenerateError> {
+    use std::io::Write as _;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .and_then(|mut f| f.write_all(bytes))
+        .map_err(|source| io_error(path, source))
+}
+
+fn time_of(t: Timestamp) -> Result<time::OffsetDateTime, GenerateError> {
+    let secs = i64::try_from(t.millis() / 1000).map_err(|_| inconsistent("time out of range"))?;
+    time::OffsetDateTime::from_unix_timestamp(secs).map_err(inconsistent)
+}
+
+fn inconsistent(e: impl std::fmt::Display) -> GenerateError {
+    GenerateError::Inconsistent(format!("API certificate: {e}"))
+}

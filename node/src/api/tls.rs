@@ -1,0 +1,173 @@
+//! HTTPS for the API: the server's rustls configuration from `[api] tls_cert` / `tls_key`, and
+//! the HTTP client that calls other nodes' APIs trusting `[api] ca_cert`.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::TlsAcceptor;
+use xchg_federation_config::ApiTls;
+
+/// Why the API's TLS setup failed; each names the file and what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiTlsError {
+    /// A PEM file could not be read or holds no usable item.
+    #[error("{}: {what}", path.display())]
+    File {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        what: String,
+    },
+    /// rustls refused the certificate and key (they do not match, or an algorithm is unsupported).
+    #[error("the API certificate {} and key {} cannot be served: {source}", cert.display(), key.display())]
+    Refused {
+        /// The certificate file.
+        cert: std::path::PathBuf,
+        /// The key file.
+        key: std::path::PathBuf,
+        /// rustls's reason.
+        source: rustls::Error,
+    },
+}
+
+/// The certificates of a PEM file, in order; none is an error.
+pub fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, ApiTlsError> {
+    let file = |what: String| ApiTlsError::File {
+        path: path.to_owned(),
+        what,
+    };
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| file(format!("cannot read certificates: {e}")))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| file(format!("not a PEM certificate file: {e}")))?;
+    if certs.is_empty() {
+        return Err(file(
+            "holds no certificate (expected -----BEGIN CERTIFICATE-----)".to_owned(),
+        ));
+    }
+    Ok(certs)
+}
+
+/// The acceptor that serves the API over TLS 1.3 or 1.2 with the configured certificate chain
+/// and key (HTTP/1.1 by ALPN).
+///
+/// # Errors
+/// [`ApiTlsError`]: a file is missing or unreadable, or the key does not fit the certificate.
+pub fn acceptor(tls: &ApiTls) -> Result<TlsAcceptor, ApiTlsError> {
+    let certs = read_certificates(&tls.cert)?;
+    let key = PrivateKeyDer::from_pem_file(&tls.key).map_err(|e| ApiTlsError::File {
+        path: tls.key.clone(),
+        what: format!("no private key read (expected a PEM PKCS#8, SEC1 or PKCS#1 key): {e}"),
+    })?;
+    let refused = |source| ApiTlsError::Refused {
+        cert: tls.cert.clone(),
+        key: tls.key.clone(),
+        source,
+    };
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(refused)?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(refused)?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// A client builder trusting exactly the certificates of `ca` (a PEM file) for HTTPS, or none
+/// when `ca` is `None` (then only plain-HTTP APIs are reachable).
+///
+/// # Errors
+/// [`ApiTlsError`] if `ca` cannot be read or holds no certificate.
+pub fn client_builder(ca: Option<&Path>) -> Result<reqwest::ClientBuilder, ApiTlsError> {
+    let mut builder = reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false);
+    if let Some(path) = ca {
+        for cert in read_certificates(path)? {
+            let cert = reqwest::Certificate::from_der(&cert).map_err(|e| ApiTlsError::File {
+                path: path.to_owned(),
+                what: format!("a certificate is unusable: {e}"),
+            })?;
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    Ok(builder)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A self-signed certificate for 127.0.0.1 and its key, as PEM.
+    fn self_signed() -> (String, String) {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+            .expect("params")
+            .self_signed(&key)
+            .expect("certificate");
+        (cert.pem(), key.serialize_pem())
+    }
+
+    fn files(dir: &Path, cert: &str, key: &str) -> ApiTls {
+        let tls = ApiTls {
+            cert: dir.join("api.crt"),
+            key: dir.join("api.key"),
+        };
+        std::fs::write(&tls.cert, cert).expect("write certificate");
+        std::fs::write(&tls.key, key).expect("write key");
+        tls
+    }
+
+    #[test]
+    fn a_certificate_with_its_key_is_served() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (cert, key) = self_signed();
+        acceptor(&files(dir.path(), &cert, &key)).expect("served");
+    }
+
+    #[test]
+    fn a_key_of_another_certificate_is_refused_naming_both_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (cert, _) = self_signed();
+        let (_, other_key) = self_signed();
+        let err = acceptor(&files(dir.path(), &cert, &other_key))
+            .err()
+            .expect("refused");
+        assert!(matches!(err, ApiTlsError::Refused { .. }), "{err}");
+        let text = err.to_string();
+        assert!(
+            text.contains("api.crt") && text.contains("api.key"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn files_without_a_certificate_or_a_key_are_refused_naming_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (cert, key) = self_signed();
+        for (c, k, bad) in [
+            ("", key.as_str(), "api.crt"),
+            (key.as_str(), key.as_str(), "api.crt"),
+            (cert.as_str(), "", "api.key"),
+            (cert.as_str(), cert.as_str(), "api.key"),
+        ] {
+            let err = acceptor(&files(dir.path(), c, k)).err().expect("refused");
+            assert!(
+                matches!(&err, ApiTlsError::File { path, .. } if path.ends_with(bad)),
+                "{err}"
+            );
+        }
+        let missing = ApiTls {
+            cert: dir.path().join("nowhere.crt"),
+            key: dir.path().join("api.key"),
+        };
+        let err = acceptor(&missing).err().expect("refused");
+        assert!(err.to_string().contains("nowhere.crt"), "{err}");
+        let err = client_builder(Some(&dir.path().join("nowhere.pem"))).expect_err("refused");
+        assert!(err.to_string().contains("nowhere.pem"), "{err}");
+    }
+}

@@ -1,0 +1,184 @@
+//! `xchg backup` (online through a node's API, or offline from a stopped node's data directory)
+//! and `xchg restore`.
+
+use std::io::{IsTerminal as _, Write as _};
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use xchg_node::store::backup::{self, Backup};
+
+use super::args::{BackupArgs, RestoreArgs};
+
+/// How often a progress line is rewritten on a terminal.
+const PROGRESS_EVERY: Duration = Duration::from_millis(200);
+
+/// Megabytes, for people.
+fn mb(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1e6)
+}
+
+/// Takes a backup and writes it to `--out`.
+///
+/// # Errors
+/// The node or data directory cannot be backed up, or the file cannot be written.
+pub async fn backup(args: BackupArgs) -> anyhow::Result<ExitCode> {
+    let out = args.out.clone();
+    if out.exists() {
+        bail!("{} exists already; choose another name", out.display());
+    }
+    let (position, rows, bytes) = match &args.data_dir {
+        // A token (from the environment, most likely) is of no use offline: ignored.
+        Some(dir) => offline(dir, &out).await?,
+        None => online(args).await?,
+    };
+    let (term, index) = position.unwrap_or((0, 0));
+    outln!(
+        "backed up {rows} rows at log index {index} (term {term}), {}, to {}",
+        mb(bytes),
+        out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+type Summary = (Option<(u64, u64)>, u64, u64);
+
+fn position_of(b: &Backup) -> Option<(u64, u64)> {
+    b.position().map(|id| (id.leader_id.term, id.index))
+}
+
+/// A stopped node's data directory.
+async fn offline(dir: &Path, out: &Path) -> anyhow::Result<Summary> {
+    eprintln!("reading the catalog of {}", dir.display());
+    let started = Instant::now();
+    let (dir, out_path) = (dir.to_owned(), out.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let b = backup::offline(&dir)?;
+        let head = b.head()?;
+        eprintln!(
+            "read {} rows in {:.1} s; writing {}",
+            b.rows,
+            started.elapsed().as_secs_f64(),
+            mb((head.len() + b.data.len()) as u64)
+        );
+        backup::write_file(&out_path, &[&head, &b.data])?;
+        Ok::<_, anyhow::Error>((position_of(&b), b.rows, (head.len() + b.data.len()) as u64))
+    })
+    .await
+    .context("the backup task failed")?
+}
+
+/// A running node, through `GET /v1/zone/backup`: streamed into `<out>.partial` with progress on
+/// a terminal, checked whole, then renamed to `out`.
+async fn online(args: BackupArgs) -> anyhow::Result<Summary> {
+    let out = args.out;
+    let local = args.local;
+    let target = args.target.into_target()?;
+    let Some(token) = target.token.clone() else {
+        bail!("an online backup needs the zone's admin token: XCHG_TOKEN, --token-file or --token");
+    };
+    let http = xchg_node::api::tls::client_builder(target.ca.as_deref())?
+        .connect_timeout(Duration::from_secs(10))
+        .read_timeout(Duration::from_secs(120))
+        .build()?;
+    let consistency = if local { "local" } else { "linearizable" };
+    let url = format!(
+        "{}/v1/zone/backup?consistency={consistency}",
+        target.node.trim_end_matches('/')
+    );
+    super::client::warn_plain_http(&url);
+    let mut resp = http
+        .get(&url)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {url}"))?;
+    let status = resp.status();
+    if !status.is_success() {
+        let value: serde_json::Value = resp.json().await.unwrap_or_default();
+        let e = &value["error"];
+        bail!(
+            "{} {}: {}",
+            status.as_u16(),
+            e["code"].as_str().unwrap_or("error"),
+            e["message"].as_str().unwrap_or("no message")
+        );
+    }
+    let total = resp.content_length();
+    let partial = backup::partial_path(&out);
+    let mut file = backup::create_partial(&partial)?;
+    let terminal = std::io::stderr().is_terminal();
+    let started = Instant::now();
+    let mut shown = Instant::now();
+    let mut received = 0u64;
+    let downloaded: anyhow::Result<()> = async {
+        while let Some(chunk) = resp.chunk().await.context("receiving the backup")? {
+            file.write_all(&chunk)
+                .with_context(|| format!("writing {}", partial.display()))?;
+            received += chunk.len() as u64;
+            if terminal && shown.elapsed() >= PROGRESS_EVERY {
+                shown = Instant::now();
+                let rate = received as f64 / started.elapsed().as_secs_f64().max(0.001) / 1e6;
+                match total {
+                    Some(t) if t > 0 => eprint!(
+                        "\rreceived {} of {} ({:.0} %, {rate:.1} MB/s)   ",
+                        mb(received),
+                        mb(t),
+                        received as f64 * 100.0 / t as f64
+                    ),
+                    _ => eprint!("\rreceived {} ({rate:.1} MB/s)   ", mb(received)),
+                }
+            }
+        }
+        if terminal {
+            eprintln!();
+        }
+        if let Some(t) = total
+            && t != received
+        {
+            bail!("the node sent {received} of {t} bytes: the backup is incomplete");
+        }
+        file.sync_all()
+            .with_context(|| format!("syncing {}", partial.display()))?;
+        Ok(())
+    }
+    .await;
+    drop(file);
+    let checked = downloaded.and_then(|()| {
+        let b = backup::check(&partial)?;
+        backup::publish(&partial, &out)?;
+        Ok((position_of(&b), b.rows, received))
+    });
+    if checked.is_err() {
+        let _ = std::fs::remove_file(&partial);
+    }
+    checked
+}
+
+/// Restores `--from` into `--data-dir`.
+///
+/// # Errors
+/// The backup is unusable or the directory is not an empty, unlocked one.
+pub fn restore(args: &RestoreArgs) -> anyhow::Result<ExitCode> {
+    let size = std::fs::metadata(&args.from)
+        .with_context(|| format!("reading {}", args.from.display()))?
+        .len();
+    eprintln!("checking {} ({})", args.from.display(), mb(size));
+    let restored = backup::restore(&args.from, &args.data_dir)?;
+    let (term, index) = restored
+        .position
+        .map_or((0, 0), |id| (id.leader_id.term, id.index));
+    outln!(
+        "restored {} rows at log index {index} (term {term}) into {}; the zone's voters in the \
+         backup: {}",
+        restored.rows,
+        args.data_dir.display(),
+        restored.voters.len()
+    );
+    outln!(
+        "start the node on it (xchg run --config …): it loads the catalog, rejoins its zone and \
+         catches up with what came after"
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,346 @@
+//! Backups of a node: the zone's replicated state and its log position in one file, taken
+//! online (`GET /v1/zone/backup`) or from a stopped node's data directory, and the restore of a
+//! data directory from one (`xchg backup`, `xchg restore`).
+//!
+//! A backup is a snapshot in the layout of the snapshot file (`snapshot_file`): header, meta
+//! (the log position and the zone's membership) and payload (every replicated table), read in
+//! one read transaction of the catalog, so a consistent point of the zone's history, with a
+//! hash over the whole. Restoring puts it in an empty data directory as the node's stored
+//! snapshot and nothing else: the node, started, loads its catalog from it (as after a crash
+//! between storing a leader's snapshot and applying it), and its zone's leader sends what came
+//! after. Its Raft log is empty and it has no vote: it may have voted in the zone's current
+//! term before it was lost, so until a leader has reached it, it refuses votes in the terms the
+//! other members report (`raft::bootstrap`).
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use super::raft_types::{LogId, SnapshotMeta};
+use super::snapshot_file::{self, SNAPSHOT_FILE, SnapshotFile};
+use super::{CATALOG_FILE, CATALOG_SCHEMA, LOG_FILE, files, snapshot};
+
+/// One backup, in memory.
+pub struct Backup {
+    /// Its position and membership.
+    pub meta: SnapshotMeta,
+    /// The encoded payload.
+    pub data: Vec<u8>,
+    /// Rows of the replicated tables it holds.
+    pub rows: u64,
+}
+
+impl Backup {
+    /// The file's start (header and meta): the backup file is this followed by [`Backup::data`].
+    ///
+    /// # Errors
+    /// The meta does not encode.
+    pub fn head(&self) -> std::io::Result<Vec<u8>> {
+        snapshot_file::head(&self.meta, &self.data)
+    }
+
+    /// The log position it holds the zone at.
+    pub fn position(&self) -> Option<LogId> {
+        self.meta.last_log_id
+    }
+}
+
+/// Why a backup or restore failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    /// The data directory is in use.
+    #[error("{0}; stop the node first (or back it up online: xchg backup --node URL)")]
+    Locked(#[from] files::LockError),
+    /// The directory holds no node database.
+    #[error("{} holds no node database ({CATALOG_FILE}): give a node's data directory", .0.display())]
+    NoCatalog(PathBuf),
+    /// The catalog was written by another version of xchg.
+    #[error(
+        "{} has catalog schema version {found}, this xchg writes version {expected}: back it \
+         up with the xchg that wrote it, or start the node once with this one (which upgrades \
+         it) and back it up then",
+        path.display()
+    )]
+    Schema {
+        /// The catalog file.
+        path: PathBuf,
+        /// Its version.
+        found: i64,
+        /// This build's version.
+        expected: usize,
+    },
+    /// The target directory is not empty.
+    #[error(
+        "{} is not empty ({first} and maybe more): a backup is restored into an empty data \
+         directory only; move the old one aside (it may be what you need to keep)",
+        dir.display()
+    )]
+    NotEmpty {
+        /// The directory.
+        dir: PathBuf,
+        /// An entry found in it.
+        first: String,
+    },
+    /// The backup file is damaged, cut short, or not a backup.
+    #[error("{}: not a usable backup: {source}", path.display())]
+    Unusable {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        source: std::io::Error,
+    },
+    /// A file could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The operating system's reason.
+        source: std::io::Error,
+    },
+}
+
+/// The file `xchg restore` leaves in a data directory: the node started on it stays out of
+/// elections until it has caught up (`raft::bootstrap::guard_restored`), then deletes it.
+pub const RESTORED_MARKER: &str = "restored-from-backup";
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BackupError + '_ {
+    move |source| BackupError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Reads the catalog at `catalog` in one read transaction and encodes it as a backup. Blocking;
+/// safe while the node runs (it reads on a connection of its own, as a snapshot build does).
+///
+/// # Errors
+/// The catalog cannot be read.
+pub fn encode(catalog: &Path) -> std::io::Result<Backup> {
+    let encoded = snapshot::encode_file(catalog)?;
+    let position = encoded.last_applied;
+    let snapshot_id = match position {
+        Some(id) => format!(
+            "backup-{}-{}-{}",
+            id.leader_id.term,
+            id.index,
+            encoded.data.len()
+        ),
+        None => format!("backup-empty-{}", encoded.data.len()),
+    };
+    Ok(Backup {
+        meta: SnapshotMeta {
+            last_log_id: position,
+            last_membership: encoded.membership,
+            snapshot_id,
+        },
+        data: encoded.data,
+        rows: encoded.rows,
+    })
+}
+
+/// A backup of the stopped node whose data directory is `dir`. Blocking.
+///
+/// # Errors
+/// A running node holds the directory, it holds no catalog or one of another schema version, or
+/// the catalog cannot be read.
+pub fn offline(dir: &Path) -> Result<Backup, BackupError> {
+    let catalog = dir.join(CATALOG_FILE);
+    if !catalog.is_file() {
+        return Err(BackupError::NoCatalog(dir.to_owned()));
+    }
+    let _lock = files::DataDirLock::acquire(dir)?;
+    let version: i64 = rusqlite::Connection::open_with_flags(
+        &catalog,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .and_then(|db| db.query_row("PRAGMA user_version", [], |r| r.get(0)))
+    .map_err(|e| BackupError::Io {
+        path: catalog.clone(),
+        source: std::io::Error::other(e),
+    })?;
+    if usize::try_from(version).ok() != Some(CATALOG_SCHEMA.len()) {
+        return Err(BackupError::Schema {
+            path: catalog,
+            found: version,
+            expected: CATALOG_SCHEMA.len(),
+        });
+    }
+    encode(&catalog).map_err(io(&catalog))
+}
+
+/// Writes `pieces` as the new file `out`: first to `out` + `.partial` (created new, mode
+/// 0600: a backup holds every party's contact and every token's hash), synced, then renamed,
+/// so `out` is a whole file or none. Refuses to replace an existing `out`. Blocking.
+///
+/// # Errors
+/// `out` exists, or the file cannot be written.
+pub fn write_file(out: &Path, pieces: &[&[u8]]) -> Result<(), BackupError> {
+    if out.exists() {
+        return Err(BackupError::Io {
+            path: out.to_owned(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "exists already; choose another name",
+            ),
+        });
+    }
+    let partial = partial_path(out);
+    let mut file = create_partial(&partial)?;
+    let written = (|| {
+        for piece in pieces {
+            file.write_all(piece)?;
+        }
+        file.sync_all()
+    })()
+    .map_err(io(&partial))
+    .and_then(|()| publish(&partial, out));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&partial);
+    }
+    written
+}
+
+/// Creates `partial` (new, mode 0600), saying what to do about one an interrupted backup left.
+///
+/// # Errors
+/// It exists, or cannot be created.
+pub fn create_partial(partial: &Path) -> Result<std::fs::File, BackupError> {
+    files::private_options()
+        .write(true)
+        .create_new(true)
+        .open(partial)
+        .map_err(|source| {
+            if source.kind() == std::io::ErrorKind::AlreadyExists {
+                BackupError::Io {
+                    path: partial.to_owned(),
+                    source: std::io::Error::new(
+                        source.kind(),
+                        "exists: an interrupted backup left it (a partial copy, mode 0600); \
+                         delete it and run the backup again",
+                    ),
+                }
+            } else {
+                io(partial)(source)
+            }
+        })
+}
+
+/// Gives the whole, synced `partial` its name `out` without ever replacing a file of that name
+/// (a hard link fails if `out` exists), then removes `partial` and syncs the directory.
+///
+/// # Errors
+/// `out` exists, or a file system call fails.
+pub fn publish(partial: &Path, out: &Path) -> Result<(), BackupError> {
+    std::fs::hard_link(partial, out).map_err(io(out))?;
+    std::fs::remove_file(partial).map_err(io(partial))?;
+    let parent = out.parent().filter(|p| !p.as_os_str().is_empty());
+    std::fs::File::open(parent.unwrap_or(Path::new(".")))
+        .and_then(|d| d.sync_all())
+        .map_err(io(out))
+}
+
+/// Where a backup is written before it is whole.
+pub fn partial_path(out: &Path) -> PathBuf {
+    let mut name = out.file_name().unwrap_or_default().to_owned();
+    name.push(".partial");
+    out.with_file_name(name)
+}
+
+/// Checks the backup file `from`: whole, its hash right, its payload readable by this xchg.
+/// Blocking.
+///
+/// # Errors
+/// [`BackupError::Unusable`] saying what is wrong; [`BackupError::Io`] if it cannot be read.
+pub fn check(from: &Path) -> Result<Backup, BackupError> {
+    let unusable = |source| BackupError::Unusable {
+        path: from.to_owned(),
+        source,
+    };
+    let (meta, data) = snapshot_file::read_from(from).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::InvalidData {
+            unusable(e)
+        } else {
+            io(from)(e)
+        }
+    })?;
+    let payload = snapshot::decode(&data).map_err(unusable)?;
+    if payload.last_applied != meta.last_log_id {
+        return Err(unusable(std::io::Error::other(
+            "its header and its payload name different log positions",
+        )));
+    }
+    let rows = payload.tables.iter().map(|t| t.rows.len() as u64).sum();
+    Ok(Backup { meta, data, rows })
+}
+
+/// Refuses a directory that holds anything but a lock file.
+fn refuse_unless_empty(dir: &Path) -> Result<(), BackupError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io(dir)(e)),
+    };
+    for entry in entries {
+        let name = entry.map_err(io(dir))?.file_name();
+        if name != files::LOCK_FILE {
+            return Err(BackupError::NotEmpty {
+                dir: dir.to_owned(),
+                first: name.to_string_lossy().into_owned(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// What a restore wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Restored {
+    /// The log position the node starts from.
+    pub position: Option<LogId>,
+    /// Rows of the replicated tables.
+    pub rows: u64,
+    /// The zone's voters in the backup, by Raft id.
+    pub voters: Vec<u64>,
+}
+
+/// Restores the backup file `from` into the data directory `dir`, which must be empty or not
+/// exist: it becomes the directory of a node that holds the backup as its stored snapshot.
+/// Blocking.
+///
+/// # Errors
+/// The backup is unusable, `dir` is not empty or is locked by a running node, or a file cannot
+/// be written; `dir` is then left without a snapshot.
+pub fn restore(from: &Path, dir: &Path) -> Result<Restored, BackupError> {
+    let backup = check(from)?;
+    // Refused before anything in it is touched (prepare_dir would tighten its modes).
+    refuse_unless_empty(dir)?;
+    files::prepare_dir(dir).map_err(io(dir))?;
+    let _lock = files::DataDirLock::acquire(dir)?;
+    refuse_unless_empty(dir)?;
+    // The marker first: a node started on a directory with the snapshot and no marker would
+    // vote as if it had never lost anything.
+    let marker = dir.join(RESTORED_MARKER);
+    let position = backup.position().map_or_else(
+        || "none".to_owned(),
+        |id| format!("{}-{}", id.leader_id.term, id.index),
+    );
+    files::private_options()
+        .write(true)
+        .create_new(true)
+        .open(&marker)
+        .and_then(|mut f| f.write_all(format!("restored at log position {position}\n").as_bytes()))
+        .map_err(io(&marker))?;
+    let file = SnapshotFile::open(dir).map_err(io(dir))?;
+    file.store(&backup.meta, &backup.data)
+        .map_err(io(&dir.join(SNAPSHOT_FILE)))?;
+    debug_assert!(!dir.join(LOG_FILE).exists());
+    Ok(Restored {
+        position: backup.position(),
+        rows: backup.rows,
+        voters: backup
+            .meta
+            .last_membership
+            .membership()
+            .voter_ids()
+            .collect(),
+    })
+}
