@@ -358,6 +358,11 @@ pub struct ApiTls {
 }
 
 impl ApiSection {
+    /// `https` when the API is served over TLS, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
+    }
+
     /// The default request body limit: 1 MiB.
     pub const DEFAULT_MAX_BODY_BYTES: u64 = 1 << 20;
     /// The highest request body limit a config may set: 16 MiB.

@@ -623,11 +623,7 @@ pub async fn start(
             },
         ));
     }
-    let api_scheme = if config.api.tls.is_some() {
-        "https"
-    } else {
-        "http"
-    };
+    let api_scheme = config.api.scheme();
     tracing::info!(node = %config.node.name, zone = %config.zone.id, %api_addr, api_scheme, "node started");
     Ok(NodeHandle {
         id,

@@ -189,11 +189,7 @@ fn base_url(headers: &HeaderMap, state: &AppState) -> String {
                 && h.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
         });
-    let scheme = if state.config.api.tls.is_some() {
-        "https"
-    } else {
-        "http"
-    };
+    let scheme = state.config.api.scheme();
     match host {
         Some(host) => format!("{scheme}://{host}"),
         None => format!("{scheme}://{}", state.config.listen.api),

@@ -47,11 +47,7 @@ pub async fn run(args: RunArgs, format: LogFormat) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("binding the Raft address {}", config.listen.raft))?;
     let name = config.node.name.clone();
-    let scheme = if config.api.tls.is_some() {
-        "https"
-    } else {
-        "http"
-    };
+    let scheme = config.api.scheme();
     let options = StartOptions {
         join: args.join,
         ..StartOptions::default()

@@ -100,6 +100,11 @@ impl Amnesia {
         self.2.store(true, Ordering::Release);
     }
 
+    /// Lets a restored member vote again (it still says it was restored until led).
+    fn lift_restored(&self) {
+        self.1.store(false, Ordering::Release);
+    }
+
     /// Whether this member refuses every vote (restored from a backup, not yet caught up).
     pub fn is_restored(&self) -> bool {
         self.1.load(Ordering::Acquire)
@@ -205,7 +210,7 @@ pub async fn guard_restored(
             _ = stop.wait_for(|s| *s) => return,
         }
     };
-    amnesia.1.store(false, Ordering::Release);
+    amnesia.lift_restored();
     if let Err(e) = std::fs::remove_file(&marker)
         && e.kind() != std::io::ErrorKind::NotFound
     {
