@@ -167,6 +167,26 @@ impl Federation {
         .await
     }
 
+    /// POSTs JSON `body` to node `node` of zone `zone` with `token` under a fresh
+    /// `Idempotency-Key`, and again with the same key for as long as the zone answers
+    /// `504 outcome_unknown` (a 33-node federation on two cores can miss the 5 s commit budget).
+    /// Only for endpoints that honour the key; the last answer.
+    ///
+    /// # Errors
+    /// Transport errors.
+    pub async fn post_keyed(
+        &self,
+        zone: usize,
+        node: usize,
+        path: &str,
+        token: &str,
+        body: &Value,
+    ) -> anyhow::Result<(u16, Value)> {
+        let url = format!("http://{}{path}", self.zones[zone][node].api_addr);
+        let key = crate::fresh_idempotency_key();
+        crate::while_outcome_unknown(|| crate::post_with_key(&url, token, &key, body)).await
+    }
+
     /// Zone `zone` of the layout (layout order).
     ///
     /// # Panics

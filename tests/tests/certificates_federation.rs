@@ -32,7 +32,7 @@ fn registration(id: &str) -> Value {
 async fn certify(fed: &Federation, zone: usize, id: &str) -> anyhow::Result<String> {
     let t = fed.zone_tokens(zone).clone();
     let (s, v) = fed
-        .post(zone, 0, "/v1/registrations", &t.provider, &registration(id))
+        .post_keyed(zone, 0, "/v1/registrations", &t.provider, &registration(id))
         .await?;
     anyhow::ensure!(s == 201, "register: {s} {v}");
     let n = v["id"].as_u64().context("a registration number")?;

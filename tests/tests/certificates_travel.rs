@@ -82,7 +82,7 @@ async fn certify(fed: &Federation, id: &str) -> anyhow::Result<String> {
         "evidence_hashes": [format!("sha256:{}", "ab".repeat(32))],
     });
     let (s, v) = fed
-        .post(XUCHANG, 0, "/v1/registrations", &t.provider, &body)
+        .post_keyed(XUCHANG, 0, "/v1/registrations", &t.provider, &body)
         .await?;
     anyhow::ensure!(s == 201, "register: {s} {v}");
     let n = v["id"].as_u64().context("a registration number")?;

@@ -418,7 +418,7 @@ async fn a_suspension_reaches_a_recognising_exchange_as_a_delisting_naming_the_c
     let x = fed.zone_tokens(XUCHANG).clone();
     let complaint = json!({"target": {"kind": "listing", "id": id}, "text": "数据来源存疑"});
     let (s, v) = fed
-        .post(XUCHANG, 0, "/v1/complaints", &x.buyer, &complaint)
+        .post_keyed(XUCHANG, 0, "/v1/complaints", &x.buyer, &complaint)
         .await?;
     ensure!(s == 201, "{v}");
     let path = format!("/v1/complaints/{}/suspend-listing", v["id"]);
@@ -472,7 +472,7 @@ async fn the_hub_sees_the_figures_of_every_zone_of_its_exchange_in_one_view() ->
         .await?;
     let complaint = json!({"target": {"kind": "listing", "id": id}, "text": "价格与约定不符"});
     let (s, v) = fed
-        .post(COUNTY, 0, "/v1/complaints", &county.buyer, &complaint)
+        .post_keyed(COUNTY, 0, "/v1/complaints", &county.buyer, &complaint)
         .await?;
     ensure!(s == 201, "{v}");
     let county_zone = fed.get(COUNTY, 0, "/v1/status", &county.regulator).await?.1["zone"]

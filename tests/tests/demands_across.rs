@@ -63,7 +63,9 @@ fn demand(title: &str, category: &str, share: Option<&str>) -> Value {
 /// Posts `body` as Xuchang's buyer; the demand's number.
 async fn post(fed: &Federation, body: &Value) -> anyhow::Result<u64> {
     let token = fed.zone_tokens(XUCHANG).buyer.clone();
-    let (s, v) = fed.post(XUCHANG, 0, "/v1/demands", &token, body).await?;
+    let (s, v) = fed
+        .post_keyed(XUCHANG, 0, "/v1/demands", &token, body)
+        .await?;
     anyhow::ensure!(s == 201, "post: {s} {v}");
     v["id"].as_u64().context("a demand number")
 }
