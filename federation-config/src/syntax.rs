@@ -12,6 +12,12 @@ use crate::violation::Violation;
 
 /// Parses the text; a syntax error, unknown field or wrong type becomes one violation.
 pub(crate) fn parse_raw(text: &str) -> Result<RawConfig, Violation> {
+    parse_toml(text)
+}
+
+/// Parses TOML text into `T`; a failure as a violation with the TOML path and line of the
+/// offending value.
+pub(crate) fn parse_toml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, Violation> {
     toml::from_str(text).map_err(|e| {
         let message = e.message().trim_end().replace('\n', "; ");
         match e.span() {

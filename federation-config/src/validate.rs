@@ -73,6 +73,40 @@ pub(crate) fn check(raw: &RawConfig, base_dir: &Path, now: Timestamp) -> Checked
     }
 }
 
+/// Checks an export policy found at `prefix` of another file (the layout inventory) by the
+/// rules of a node config's `[export]`, into `report`.
+pub(crate) fn check_export(report: &mut Report, prefix: &str, raw: Option<&RawExport>) {
+    with_checker(report, |c| {
+        c.export(prefix, raw);
+    });
+}
+
+/// Checks an agreement found at `prefix` of another file by the rules of a node config's
+/// `[sibling_agreement]` (`required` false) or `[outside.agreement]` (`required` true).
+pub(crate) fn check_agreement(
+    report: &mut Report,
+    prefix: &str,
+    raw: &RawAgreement,
+    required: bool,
+) {
+    with_checker(report, |c| {
+        c.agreement(prefix, Some(raw), required);
+    });
+}
+
+/// Runs `check` on a checker whose findings go to `report`.
+fn with_checker(report: &mut Report, check: impl FnOnce(&mut Checker<'_>)) {
+    let mut c = Checker {
+        report: std::mem::take(report),
+        base_dir: Path::new("."),
+        now: Timestamp(0),
+        key_file: None,
+        own_key: None,
+    };
+    check(&mut c);
+    *report = c.report;
+}
+
 struct Checker<'a> {
     report: Report,
     base_dir: &'a Path,
@@ -112,7 +146,7 @@ impl Checker<'_> {
         }
         let zone = self.zone(&raw.zone, exchange.as_ref(), members);
         let raft = self.raft(raw.raft.as_ref());
-        let export = self.export(raw.export.as_ref());
+        let export = self.export("export", raw.export.as_ref());
         let sibling_agreement =
             self.agreement("sibling_agreement", raw.sibling_agreement.as_ref(), false);
         let gossip = self.gossip(raw.gossip.as_ref());
@@ -601,10 +635,11 @@ impl Checker<'_> {
         self.report.clean_since(mark).then_some(t)
     }
 
-    fn export(&mut self, raw: Option<&RawExport>) -> Option<ExportPolicy> {
+    /// An export policy at `prefix`.
+    fn export(&mut self, prefix: &str, raw: Option<&RawExport>) -> Option<ExportPolicy> {
         let d = ExportPolicy::default();
         let ceiling = match raw.and_then(|r| r.ceiling.as_deref()) {
-            Some(text) => self.crossing_classification("export.ceiling", text),
+            Some(text) => self.crossing_classification(&format!("{prefix}.ceiling"), text),
             None => Some(d.ceiling),
         };
         let personal_info = match raw.and_then(|r| r.personal_info.as_deref()) {
@@ -615,7 +650,7 @@ impl Checker<'_> {
                     .ok_or_else(|| {
                         format!("unknown value {text:?}; expected \"in_domain_only\" or \"never\"")
                     });
-                self.report.check("export.personal_info", parsed)
+                self.report.check(format!("{prefix}.personal_info"), parsed)
             }
             None => Some(d.personal_info),
         };

@@ -193,6 +193,16 @@ impl Zone {
         if !status.success() {
             bail!("xchg config generate failed: {status}");
         }
+        Zone::open(dir)
+    }
+
+    /// The layout `xchg config generate` wrote into `dir/layout` (from an inventory, say), its
+    /// nodes not started.
+    ///
+    /// # Errors
+    /// If `layout.json` cannot be read or the CA it names cannot be loaded.
+    pub fn open(dir: tempfile::TempDir) -> anyhow::Result<Zone> {
+        let out = dir.path().join("layout");
         let layout: Layout = serde_json::from_slice(&std::fs::read(out.join("layout.json"))?)?;
         let nodes = layout
             .exchanges
@@ -225,10 +235,19 @@ impl Zone {
     /// # Errors
     /// If the command fails or its output cannot be read back.
     pub fn add_node(&mut self, zone: &str) -> anyhow::Result<(usize, Value)> {
+        self.add_node_with(zone, &[])
+    }
+
+    /// As [`Zone::add_node`], with more arguments for `xchg config add-node` (e.g. `--host`).
+    ///
+    /// # Errors
+    /// As [`Zone::add_node`].
+    pub fn add_node_with(&mut self, zone: &str, extra: &[&str]) -> anyhow::Result<(usize, Value)> {
         let out = self.dir.path().join("layout");
         let status = Command::new(xchg_binary())
             .args(["config", "add-node", "--zone", zone, "--layout"])
             .arg(&out)
+            .args(extra)
             .stdout(Stdio::null())
             .status()?;
         if !status.success() {
@@ -362,7 +381,7 @@ impl Zone {
             None => listing.clone(),
         };
         let node = &self.nodes[i].api_url;
-        submit_and_approve(node, node, tokens, &listing).await
+        submit_and_approve_by(&self.http, node, node, tokens, &listing).await
     }
 
     /// Registers listed listing `id` on node `i` as `provider` (source `collected`, the
@@ -661,6 +680,19 @@ impl Zone {
         .await
     }
 
+    /// Node `i`'s `applied_index` from `/v1/status`, or why it could not be read (for
+    /// [`eventually`]).
+    ///
+    /// # Errors
+    /// A transport error or an answer without the field, as text.
+    pub async fn applied_index(&self, i: usize) -> Result<u64, String> {
+        let (_, s) = self
+            .get(i, "/v1/status", None)
+            .await
+            .map_err(|e| e.to_string())?;
+        s["applied_index"].as_u64().ok_or_else(|| s.to_string())
+    }
+
     /// Waits until node `i` reports a leader, and returns the leader's node index.
     ///
     /// # Errors
@@ -759,7 +791,21 @@ pub async fn post_with_key(
     key: &str,
     body: &Value,
 ) -> anyhow::Result<(u16, Value)> {
-    let resp = reqwest::Client::new()
+    post_with_key_by(&reqwest::Client::new(), url, token, key, body).await
+}
+
+/// As [`post_with_key`], through `http` (e.g. a client that trusts a layout's API CA).
+///
+/// # Errors
+/// Transport errors.
+pub async fn post_with_key_by(
+    http: &reqwest::Client,
+    url: &str,
+    token: &str,
+    key: &str,
+    body: &Value,
+) -> anyhow::Result<(u16, Value)> {
+    let resp = http
         .post(url)
         .bearer_auth(token)
         .header("Idempotency-Key", key)
@@ -784,17 +830,38 @@ pub async fn submit_and_approve(
     tokens: &ZoneTokens,
     listing: &Value,
 ) -> anyhow::Result<String> {
+    submit_and_approve_by(
+        &reqwest::Client::new(),
+        submit_to,
+        approve_at,
+        tokens,
+        listing,
+    )
+    .await
+}
+
+/// As [`submit_and_approve`], through `http` (e.g. a client that trusts a layout's API CA).
+///
+/// # Errors
+/// If either write does not succeed.
+pub async fn submit_and_approve_by(
+    http: &reqwest::Client,
+    submit_to: &str,
+    approve_at: &str,
+    tokens: &ZoneTokens,
+    listing: &Value,
+) -> anyhow::Result<String> {
     let key = fresh_idempotency_key();
     let url = format!("{submit_to}/v1/listings");
     let (s, v) =
-        while_outcome_unknown(|| post_with_key(&url, &tokens.provider, &key, listing)).await?;
+        while_outcome_unknown(|| post_with_key_by(http, &url, &tokens.provider, &key, listing))
+            .await?;
     if s != 201 {
         bail!("submit answered {s}: {v}");
     }
     let id = v["id"].as_str().unwrap_or_default().to_owned();
     let approve = format!("{approve_at}/v1/listings/{id}/approve");
     let read_back = format!("{approve_at}/v1/listings/{id}");
-    let http = reqwest::Client::new();
     let unknown = std::cell::Cell::new(false);
     let (s, v) = while_outcome_unknown(|| async {
         let answer = http

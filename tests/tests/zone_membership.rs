@@ -10,14 +10,6 @@ use xchg_node::raft::transport::{TransportError, ZoneRequest, ZoneResponse, Zone
 use xchg_protocol::Keypair;
 use xchg_tests::{Zone, eventually, example_listing};
 
-async fn applied(zone: &Zone, i: usize) -> Result<u64, String> {
-    let (_, s) = zone
-        .get(i, "/v1/status", None)
-        .await
-        .map_err(|e| e.to_string())?;
-    s["applied_index"].as_u64().ok_or_else(|| s.to_string())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_fourth_node_added_at_run_time_catches_up_and_votes() -> anyhow::Result<()> {
     let mut zone = Zone::generate("single-zone", 3)?;
@@ -62,11 +54,11 @@ async fn a_fourth_node_added_at_run_time_catches_up_and_votes() -> anyhow::Resul
     assert_eq!(voters.len(), 4, "four voters after the change: {body}");
     assert!(voters.contains(&fourth["name"].as_str().unwrap_or_default()));
 
-    let target = applied(&zone, 0).await.map_err(anyhow::Error::msg)?;
+    let target = zone.applied_index(0).await.map_err(anyhow::Error::msg)?;
     eventually(
         Duration::from_secs(30),
         "the new member to apply the whole log",
-        || async { Ok((applied(&zone, 3).await? >= target).then_some(())) },
+        || async { Ok((zone.applied_index(3).await? >= target).then_some(())) },
     )
     .await?;
     for id in &ids {
@@ -223,11 +215,14 @@ async fn a_zone_forms_from_its_configs_whatever_order_its_members_start_in() -> 
         .await?;
     assert_eq!(status, 201, "{body}");
     zone.start(1)?;
-    let target = applied(&zone, leader).await.map_err(anyhow::Error::msg)?;
+    let target = zone
+        .applied_index(leader)
+        .await
+        .map_err(anyhow::Error::msg)?;
     eventually(
         Duration::from_secs(30),
         "the late member to catch up",
-        || async { Ok((applied(&zone, 1).await.unwrap_or(0) >= target).then_some(())) },
+        || async { Ok((zone.applied_index(1).await.unwrap_or(0) >= target).then_some(())) },
     )
     .await?;
     Ok(())

@@ -27,6 +27,7 @@
 
 mod add;
 mod bundle;
+mod inventory;
 mod parties;
 mod plan;
 mod render;
@@ -51,6 +52,10 @@ use crate::secret::{create_private_dir, write_key_file, write_secret};
 use crate::violation::{ConfigError, Violation};
 pub use add::{AddNodeError, AddNodeOptions, AddedNode, JoinRequest, add_node};
 pub use bundle::{BUNDLE_CONFIG, BUNDLE_DIR, bundle_dir};
+pub use inventory::{
+    INVENTORY_VERSION, Inventory, InventoryContact, InventoryDefaults, InventoryExchange,
+    InventoryNode, InventoryOutside, InventoryParty, InventoryZone, MAX_INVENTORY_BYTES,
+};
 pub use parties::{DemoRole, demo_profile, demo_provider};
 use plan::Plan;
 use render::{Position, Validity};
@@ -334,6 +339,9 @@ pub enum GenerateError {
         /// Its violations.
         source: ConfigError,
     },
+    /// The inventory breaks at least one rule: every error, each with its TOML path.
+    #[error("the inventory is invalid:\n{0}")]
+    Inventory(ConfigError),
     /// A built-in layout produced an identifier or address the protocol refuses: a bug in the
     /// layout tables.
     #[error("built-in layout is inconsistent: {0}")]
@@ -356,24 +364,55 @@ pub fn generate(opts: &LayoutOptions, now: Timestamp) -> Result<Layout, Generate
     if !opts.api_tls && !opts.host.is_loopback() {
         return Err(GenerateError::PlainHttp(opts.host));
     }
-    let layout_file = opts.out.join("layout.json");
+    let inventory = Inventory::builtin(opts)?;
+    let total: usize = inventory
+        .exchanges
+        .iter()
+        .flat_map(|e| &e.zones)
+        .map(|z| inventory.nodes_of(z).len())
+        .sum();
+    let last = u64::from(opts.base_port) + 3 * total as u64 - 1;
+    if opts.base_port == 0 || last > u64::from(u16::MAX) {
+        return Err(GenerateError::Ports {
+            base_port: opts.base_port,
+            last,
+            nodes: total,
+        });
+    }
+    generate_from(&inventory, &opts.out, opts.raft, now)
+}
+
+/// Generates the federation `inventory` describes into `out`, as [`generate`] does, every
+/// rule of the inventory checked before anything is written.
+///
+/// # Errors
+/// [`GenerateError::Inventory`] with every broken rule of the inventory; otherwise as
+/// [`generate`].
+pub fn generate_from(
+    inventory: &Inventory,
+    out: &Path,
+    raft: RaftTuning,
+    now: Timestamp,
+) -> Result<Layout, GenerateError> {
+    let profiles = inventory.check()?;
+    let layout_file = out.join("layout.json");
     if layout_file.exists() {
         return Err(GenerateError::AlreadyExists(layout_file));
     }
-    let plan = plan::plan(opts, &mut OsRng)?;
-    let validity = Validity::days_from(now, opts.valid_days);
-    let keys = opts.out.join("keys");
-    let roots = opts.out.join(ROOT_KEY_DIR);
-    let nodes = opts.out.join("nodes");
+    let plan = plan::plan(inventory, &profiles, &mut OsRng)?;
+    let validity = Validity::days_from(now, inventory.valid_days());
+    let keys = out.join("keys");
+    let roots = out.join(ROOT_KEY_DIR);
+    let nodes = out.join("nodes");
     // The layout directory holds every secret of the federation (tokens, keys): private when
     // this run creates it; an existing directory keeps the modes its owner chose.
-    for dir in [&opts.out, &keys, &roots, &nodes] {
+    for dir in [out, &keys, &roots, &nodes] {
         create_private_dir(dir).map_err(|source| io_error(dir, source))?;
     }
-    let ca = if opts.api_tls {
+    let ca = if inventory.api_tls() {
         let first = plan.exchanges.first().map(|e| e.id.to_string());
         let ca = tls::ApiCa::create(first.as_deref().unwrap_or("layout"), now)?;
-        ca.write(&opts.out)?;
+        ca.write(out)?;
         Some(ca)
     } else {
         None
@@ -383,7 +422,7 @@ pub fn generate(opts: &LayoutOptions, now: Timestamp) -> Result<Layout, Generate
         api_ca: ca.as_ref().map(tls::ApiCa::record),
     };
     for (e, ex) in plan.exchanges.iter().enumerate() {
-        let root_file = root_key_file(&opts.out, &ex.id);
+        let root_file = root_key_file(out, &ex.id);
         write_key_file(&root_file, &ex.root).map_err(|source| io_error(&root_file, source))?;
         let mut zones = Vec::new();
         for (z, zone) in ex.zones.iter().enumerate() {
@@ -398,18 +437,11 @@ pub fn generate(opts: &LayoutOptions, now: Timestamp) -> Result<Layout, Generate
                     node: n,
                 };
                 if let Some(ca) = &ca {
-                    ca.issue(
-                        &opts.out,
-                        &node.stem,
-                        node.name.as_str(),
-                        node.api.ip(),
-                        validity,
-                    )?;
+                    ca.issue(out, &node.stem, node.name.as_str(), node.api.ip(), validity)?;
                 }
                 let config = Path::new("nodes").join(format!("{}.toml", node.stem));
-                let raw =
-                    write_config(&opts.out.join(&config), &plan, at, validity, opts.raft, now)?;
-                bundle::write(&opts.out, &node.stem, &raw, &node.key, now)?;
+                let raw = write_config(&out.join(&config), &plan, at, validity, raft, now)?;
+                bundle::write(out, &node.stem, &raw, &node.key, now)?;
                 layout_nodes.push(LayoutNode {
                     name: node.name.clone(),
                     config,

@@ -21,7 +21,8 @@ pub enum DemoRole {
 }
 
 impl DemoRole {
-    fn kinds(self) -> Vec<PartyKind> {
+    /// The kinds of a party in this role.
+    pub(super) fn kinds(self) -> Vec<PartyKind> {
         match self {
             DemoRole::Provider => vec![PartyKind::ResourceHolder, PartyKind::ProductOperator],
             DemoRole::Buyer => vec![PartyKind::Processor],
@@ -54,12 +55,17 @@ pub fn demo_profile(
         name: name.to_owned(),
         credit_code: CreditCode::with_check(&format!("{registration}{division}{organisation}"))?,
         kinds: role.kinds(),
-        contact: Contact {
-            name: "数据专员 Data desk".to_owned(),
-            phone: None,
-            email: Some(format!("data@{id}.example")),
-        },
+        contact: demo_contact(id),
     })
+}
+
+/// A demo party's contact: a data desk at `data@<id>.example`.
+pub(super) fn demo_contact(id: &PartyId) -> Contact {
+    Contact {
+        name: "数据专员 Data desk".to_owned(),
+        phone: None,
+        email: Some(format!("data@{id}.example")),
+    }
 }
 
 /// The profile `xchg up --demo` gives a provider of its demo catalog that is not a zone's
@@ -76,7 +82,7 @@ pub fn demo_provider(
         id,
         name,
         "12",
-        super::plan::division(zone),
+        &super::inventory::division(zone),
         DemoRole::Provider,
     )
 }

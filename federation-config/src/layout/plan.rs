@@ -1,7 +1,7 @@
-//! The built-in layouts and the plan of one run: which exchanges, zones and nodes, their keys,
-//! names, ports and tokens. Nothing here touches the file system.
+//! The plan of one run, from its inventory: which exchanges, zones and nodes, their keys,
+//! names, addresses, tokens and terms. Nothing here touches the file system.
 
-use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use base64::Engine as _;
@@ -9,211 +9,19 @@ use multiaddr::{Multiaddr, PeerId, Protocol};
 use rand::{CryptoRng, RngCore};
 use xchg_protocol::{ExchangeId, Keypair, NodeName, ZoneId};
 
-use super::parties::{DemoRole, demo_profile};
-use super::{GenerateError, LayoutKind, LayoutOptions, LayoutParty, ZoneTokens};
+use super::inventory::{Inventory, InventoryOutside, up_to_general};
+use super::{GenerateError, LayoutParty, ZoneTokens};
+use crate::raw::{RawAgreement, RawExport};
 use crate::role::Role;
-
-/// An exchange of a built-in layout: id, display name, zones hub first.
-#[derive(Clone)]
-struct ExchangeTable {
-    id: Cow<'static, str>,
-    display_name: Cow<'static, str>,
-    zones: Cow<'static, [ZoneTable]>,
-}
-
-/// A zone of a built-in layout: its name, display name, administrative division code (the
-/// one its parties' credit codes carry), and the demo parties its provider and buyer tokens are
-/// bound to (the provider is the first of the zone in `xchg up --demo`'s catalog).
-#[derive(Clone)]
-struct ZoneTable {
-    name: Cow<'static, str>,
-    display_name: Cow<'static, str>,
-    division: &'static str,
-    provider: DemoParty,
-    buyer: DemoParty,
-}
-
-/// A demo party of a built-in layout: id, legal name, and the first two characters of its
-/// credit code (registering authority and kind: `11` a government body, `12` a public
-/// institution, `91` a company).
-#[derive(Clone)]
-struct DemoParty(Cow<'static, str>, Cow<'static, str>, &'static str);
-
-const fn z(
-    name: &'static str,
-    display_name: &'static str,
-    division: &'static str,
-    provider: DemoParty,
-    buyer: DemoParty,
-) -> ZoneTable {
-    ZoneTable {
-        name: Cow::Borrowed(name),
-        display_name: Cow::Borrowed(display_name),
-        division,
-        provider,
-        buyer,
-    }
-}
-
-/// A demo party of the tables.
-const fn p(id: &'static str, name: &'static str, kind: &'static str) -> DemoParty {
-    DemoParty(Cow::Borrowed(id), Cow::Borrowed(name), kind)
-}
-
-const XUCHANG: ExchangeTable = ExchangeTable {
-    id: Cow::Borrowed("xuchang"),
-    display_name: Cow::Borrowed("许昌数据交易中心"),
-    zones: Cow::Borrowed(&[
-        z(
-            "municipal",
-            "许昌市数据交易专区 (市级)",
-            "411000",
-            p("xuchang-big-data-bureau", "许昌市大数据局", "11"),
-            p("xuchang-smart-city-ops", "许昌智慧城市运营有限公司", "91"),
-        ),
-        z(
-            "weidu",
-            "魏都区",
-            "411002",
-            p("weidu-commerce-bureau", "魏都区商务局", "11"),
-            p("weidu-retail-analytics", "魏都区商贸数据服务有限公司", "91"),
-        ),
-        z(
-            "jianan",
-            "建安区",
-            "411003",
-            p("jianan-agri-center", "建安区农业农村局", "11"),
-            p(
-                "jianan-agri-cooperative",
-                "建安区农业专业合作社联合社",
-                "93",
-            ),
-        ),
-        z(
-            "yuzhou",
-            "禹州市",
-            "411081",
-            p("yuzhou-credit-center", "禹州市信用中心", "12"),
-            p("yuzhou-rural-bank", "禹州市农村商业银行股份有限公司", "91"),
-        ),
-        z(
-            "changge",
-            "长葛市",
-            "411082",
-            p("changge-industry-park", "长葛市产业集聚区", "11"),
-            p("changge-auto-parts", "长葛市汽车零部件有限公司", "91"),
-        ),
-        z(
-            "yanling",
-            "鄢陵县",
-            "411024",
-            p("yanling-tourism", "鄢陵县文化广电和旅游局", "11"),
-            p("yanling-flower-trade", "鄢陵县花木交易市场有限公司", "91"),
-        ),
-        z(
-            "xiangcheng",
-            "襄城县",
-            "411025",
-            p("xiangcheng-emergency", "襄城县应急管理局", "11"),
-            p("xiangcheng-coal-logistics", "襄城县煤化物流有限公司", "91"),
-        ),
-        z(
-            "demo",
-            "城乡一体化示范区",
-            "411000",
-            p("demo-ecology-station", "示范区生态环境分局", "11"),
-            p("demo-new-energy", "示范区新能源科技有限公司", "91"),
-        ),
-        z(
-            "devzone",
-            "经济技术开发区",
-            "411000",
-            p("devzone-finance-service", "经开区金融服务中心", "12"),
-            p(
-                "devzone-equipment-maker",
-                "经开区智能装备制造有限公司",
-                "91",
-            ),
-        ),
-        z(
-            "dongcheng",
-            "东城区",
-            "411000",
-            p("dongcheng-health-commission", "东城区卫生健康委", "11"),
-            p(
-                "dongcheng-health-insurer",
-                "东城区健康保险服务有限公司",
-                "91",
-            ),
-        ),
-    ]),
-};
-
-const ZHENGZHOU: ExchangeTable = ExchangeTable {
-    id: Cow::Borrowed("zhengzhou"),
-    display_name: Cow::Borrowed("郑州数据交易中心"),
-    zones: Cow::Borrowed(&[z(
-        "main",
-        "郑州数据交易中心",
-        "410100",
-        p("zhengzhou-logistics-hub", "郑州国际陆港", "91"),
-        p(
-            "zhengzhou-commodity-analytics",
-            "郑州商品数据分析有限公司",
-            "91",
-        ),
-    )]),
-};
-
-/// The administrative division code of `zone` in the built-in layouts: that of its city where
-/// it has none of its own, and Xuchang's for a zone the tables do not name.
-pub(super) fn division(zone: &ZoneId) -> &'static str {
-    [&XUCHANG, &ZHENGZHOU]
-        .iter()
-        .filter(|t| t.id == zone.exchange().as_str())
-        .flat_map(|t| t.zones.iter())
-        .find(|z| zone.as_str().ends_with(&format!("/{}", z.name)))
-        .map_or("411000", |z| z.division)
-}
-
-/// The exchanges of a layout and how many of each one's zones it uses, in layout order.
-fn tables(kind: LayoutKind) -> Vec<(ExchangeTable, usize)> {
-    match kind {
-        LayoutKind::Xuchang => vec![(XUCHANG, XUCHANG.zones.len()), (ZHENGZHOU, 1)],
-        LayoutKind::SingleZone => vec![(XUCHANG, 1)],
-        LayoutKind::TwoExchanges => vec![(XUCHANG, 1), (ZHENGZHOU, 1)],
-        LayoutKind::Mesh { exchanges } => (1..=exchanges).map(|n| (mesh_exchange(n), 1)).collect(),
-    }
-}
-
-/// Exchange `n` of a mesh: `ex-<n>` (three digits at least) with its one zone `main`, in
-/// Henan (division 410000), and two demo companies.
-fn mesh_exchange(n: u16) -> ExchangeTable {
-    let id = format!("ex-{n:03}");
-    let party = |role: &str, name: &str| {
-        DemoParty(
-            Cow::Owned(format!("{id}-{role}")),
-            Cow::Owned(format!("第{n}数据交易所{name}")),
-            "91",
-        )
-    };
-    let zone = ZoneTable {
-        name: Cow::Borrowed("main"),
-        display_name: Cow::Owned(format!("第{n}数据交易所")),
-        division: "410000",
-        provider: party("provider", "数据服务有限公司"),
-        buyer: party("buyer", "数据应用有限公司"),
-    };
-    ExchangeTable {
-        display_name: Cow::Owned(format!("第{n}数据交易所")),
-        id: Cow::Owned(id),
-        zones: Cow::Owned(vec![zone]),
-    }
-}
 
 /// Every exchange of the run, in layout order.
 pub(super) struct Plan {
     pub(super) exchanges: Vec<PlannedExchange>,
+    /// Exchanges run by someone else that some of `exchanges` recognise.
+    pub(super) outside: Vec<InventoryOutside>,
+    /// Where each exchange id is in `exchanges`: a mesh of hundreds of exchanges renders every
+    /// node's `[[outside]]` from it.
+    pub(super) by_id: BTreeMap<String, usize>,
 }
 
 pub(super) struct PlannedExchange {
@@ -222,6 +30,10 @@ pub(super) struct PlannedExchange {
     pub(super) root: Keypair,
     /// The hub zone first.
     pub(super) zones: Vec<PlannedZone>,
+    /// What its zones recognise from each other.
+    pub(super) sibling_agreement: RawAgreement,
+    /// What it recognises from other exchanges, by exchange id.
+    pub(super) recognises: BTreeMap<String, RawAgreement>,
 }
 
 pub(super) struct PlannedZone {
@@ -234,6 +46,8 @@ pub(super) struct PlannedZone {
     pub(super) buyer_party: LayoutParty,
     /// The zone's founding parties (written to every node's `[[parties]]`): the two above.
     pub(super) founding: Vec<xchg_protocol::PartyProfile>,
+    /// Its export policy (the zone's own, else its exchange's, else the default).
+    pub(super) export: RawExport,
     pub(super) nodes: Vec<PlannedNode>,
 }
 
@@ -259,103 +73,87 @@ impl PlannedNode {
     }
 }
 
-/// Plans a run: keys and tokens come from `rng`, ports are numbered over the whole layout.
+/// Plans a run of a checked `inventory` whose founding parties are `profiles` (zone by zone,
+/// layout order; [`Inventory::check`]): keys and tokens come from `rng`.
 ///
 /// # Errors
-/// [`GenerateError::Ports`] if the ports do not fit below 65536;
-/// [`GenerateError::Inconsistent`] if a layout table yields an id the protocol refuses.
+/// [`GenerateError::Inconsistent`] if the inventory was not checked first (a bug).
 pub(super) fn plan(
-    opts: &LayoutOptions,
+    inventory: &Inventory,
+    profiles: &[[xchg_protocol::PartyProfile; 2]],
     rng: &mut (impl RngCore + CryptoRng),
 ) -> Result<Plan, GenerateError> {
-    let tables = tables(opts.layout);
-    let total: usize = tables
-        .iter()
-        .map(|(_, zones)| zones * opts.nodes_per_zone)
-        .sum();
-    let last = u64::from(opts.base_port) + 3 * total as u64 - 1;
-    if opts.base_port == 0 || last > u64::from(u16::MAX) {
-        return Err(GenerateError::Ports {
-            base_port: opts.base_port,
-            last,
-            nodes: total,
-        });
-    }
-    let mut port = opts.base_port;
-    let mut next_port = || {
-        let p = port;
-        port = port.saturating_add(1);
-        p
-    };
+    let mut addresses = inventory.addresses().into_iter();
+    let mut profiles = profiles.iter();
+    let https = inventory.api_tls();
     let mut exchanges = Vec::new();
-    for (table, zone_count) in tables {
-        let id: ExchangeId = table.id.parse()?;
+    for ex in &inventory.exchanges {
+        let id: ExchangeId = ex.id.parse()?;
         let mut zones = Vec::new();
-        for ZoneTable {
-            name: zone_name,
-            display_name: zone_display,
-            division,
-            provider,
-            buyer,
-        } in &table.zones[..zone_count]
-        {
-            let zone_id = ZoneId::new(&id, zone_name)?;
+        for zone in &ex.zones {
+            let zone_id = ZoneId::new(&id, &zone.name)?;
             let mut nodes = Vec::new();
-            for n in 1..=opts.nodes_per_zone {
+            for n in 1..=inventory.nodes_of(zone).len() {
+                let addrs = addresses.next().flatten().ok_or_else(|| {
+                    GenerateError::Inconsistent(format!("no addresses for node {n} of {zone_id}"))
+                })?;
                 let key = Keypair::from_seed(&random_bytes(rng));
-                let (api, raft, p2p_port) = (next_port(), next_port(), next_port());
-                let p2p = Multiaddr::from(opts.host).with(Protocol::Tcp(p2p_port));
+                let p2p = Multiaddr::from(addrs.p2p.ip()).with(Protocol::Tcp(addrs.p2p.port()));
                 nodes.push(PlannedNode {
-                    name: format!("{zone_name}-{n}").parse()?,
-                    stem: format!("{}-{zone_name}-{n}", table.id),
+                    name: format!("{}-{n}", zone.name).parse()?,
+                    stem: format!("{}-{}-{n}", ex.id, zone.name),
                     dial: p2p.clone().with(Protocol::P2p(peer_id(&key)?)),
                     key,
-                    api: SocketAddr::new(opts.host, api),
-                    raft: SocketAddr::new(opts.host, raft),
+                    api: addrs.api,
+                    raft: addrs.raft,
                     p2p,
-                    https: opts.api_tls,
+                    https,
                 });
             }
-            let founding = vec![
-                provider.profile(division, DemoRole::Provider)?,
-                buyer.profile(division, DemoRole::Buyer)?,
-            ];
+            let [provider, buyer] = profiles.next().cloned().ok_or_else(|| {
+                GenerateError::Inconsistent(format!("no founding parties for {zone_id}"))
+            })?;
             zones.push(PlannedZone {
                 id: zone_id,
-                display_name: zone_display.to_string(),
+                display_name: zone.display_name.clone(),
                 tokens: ZoneTokens::random(rng),
-                provider_party: provider.layout()?,
-                buyer_party: buyer.layout()?,
-                founding,
+                provider_party: layout_party(&provider),
+                buyer_party: layout_party(&buyer),
+                founding: vec![provider, buyer],
+                export: zone
+                    .export
+                    .clone()
+                    .or_else(|| ex.export.clone())
+                    .unwrap_or_default(),
                 nodes,
             });
         }
         let root = Keypair::from_seed(&random_bytes(rng));
         exchanges.push(PlannedExchange {
             id,
-            display_name: table.display_name.to_string(),
+            display_name: ex.display_name.clone(),
             root,
             zones,
+            sibling_agreement: ex.sibling_agreement.clone().unwrap_or_else(up_to_general),
+            recognises: ex.recognises.clone(),
         });
     }
-    Ok(Plan { exchanges })
+    let by_id = exchanges
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (e.id.to_string(), i))
+        .collect();
+    Ok(Plan {
+        exchanges,
+        outside: inventory.outside.clone(),
+        by_id,
+    })
 }
 
-impl DemoParty {
-    fn layout(&self) -> Result<LayoutParty, GenerateError> {
-        Ok(LayoutParty {
-            id: self.0.parse()?,
-            name: self.1.to_string(),
-        })
-    }
-
-    fn profile(
-        &self,
-        division: &str,
-        role: DemoRole,
-    ) -> Result<xchg_protocol::PartyProfile, GenerateError> {
-        demo_profile(&self.0.parse()?, &self.1, self.2, division, role)
-            .map_err(|e| GenerateError::Inconsistent(format!("demo party {}: {e}", self.0)))
+fn layout_party(profile: &xchg_protocol::PartyProfile) -> LayoutParty {
+    LayoutParty {
+        id: profile.id.clone(),
+        name: profile.name.clone(),
     }
 }
 
@@ -425,8 +223,8 @@ impl Plan {
     }
 }
 
-/// Ids are built from the layout tables above, which the tests cover, so this conversion only
-/// fires if a table is edited into something the protocol refuses.
+/// Ids come from a checked inventory, so this conversion only fires if the check and the plan
+/// disagree (a bug).
 impl From<xchg_protocol::IdError> for GenerateError {
     fn from(e: xchg_protocol::IdError) -> Self {
         GenerateError::Inconsistent(e.to_string())

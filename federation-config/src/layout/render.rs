@@ -2,7 +2,7 @@
 
 use xchg_protocol::{Delegation, Keypair, SignedDelegation, Timestamp, ZoneId};
 
-use super::plan::{Plan, PlannedExchange, PlannedNode, PlannedZone};
+use super::plan::{Plan, PlannedNode, PlannedZone};
 use crate::model::{ApiSection, RaftTuning};
 use crate::raw::{
     RawAgreement, RawApi, RawConfig, RawContact, RawExchange, RawExport, RawGossip, RawListen,
@@ -82,19 +82,27 @@ pub(super) fn node_config(
             keep_log_entries: Some(raft.keep_log_entries),
         }),
         export: Some(RawExport {
-            ceiling: Some("general".to_owned()),
-            personal_info: Some("in_domain_only".to_owned()),
+            ceiling: Some(
+                zone.export
+                    .ceiling
+                    .clone()
+                    .unwrap_or_else(|| "general".to_owned()),
+            ),
+            personal_info: Some(
+                zone.export
+                    .personal_info
+                    .clone()
+                    .unwrap_or_else(|| "in_domain_only".to_owned()),
+            ),
         }),
-        sibling_agreement: Some(everything_up_to_general()),
+        sibling_agreement: Some(ex.sibling_agreement.clone()),
         gossip: Some(RawGossip {
             bootstrap: plan.bootstrap(at.exchange, at.zone, at.node),
         }),
-        outside: plan
-            .exchanges
+        outside: ex
+            .recognises
             .iter()
-            .enumerate()
-            .filter(|(e, _)| *e != at.exchange)
-            .map(|(_, other)| outside(other))
+            .filter_map(|(id, terms)| plan.outside_exchange(id, terms))
             .collect(),
         api: Some(api_section(zone, me)),
         parties: zone.founding.iter().map(raw_party).collect(),
@@ -159,23 +167,27 @@ pub(super) fn member(node: &PlannedNode) -> RawMember {
     }
 }
 
-/// The mutual-recognition terms of the built-in layouts.
-fn everything_up_to_general() -> RawAgreement {
-    RawAgreement {
-        categories: Some(vec!["*".to_owned()]),
-        max_classification: Some("general".to_owned()),
-        delivery_modes: Some(vec!["*".to_owned()]),
-        require_registration: Some(false),
-    }
-}
-
-fn outside(other: &PlannedExchange) -> RawOutside {
-    RawOutside {
-        id: other.id.to_string(),
-        display_name: other.display_name.to_owned(),
-        root_public_key: other.root.public().to_base64(),
-        bootstrap: Plan::outside_bootstrap(other),
-        agreement: everything_up_to_general(),
+impl Plan {
+    /// `[[outside]]` for exchange `id` (generated or outside) recognised on `terms`; `None` for
+    /// an id the plan does not know (a checked inventory names none).
+    fn outside_exchange(&self, id: &str, terms: &RawAgreement) -> Option<RawOutside> {
+        if let Some(other) = self.by_id.get(id).and_then(|i| self.exchanges.get(*i)) {
+            return Some(RawOutside {
+                id: other.id.to_string(),
+                display_name: other.display_name.clone(),
+                root_public_key: other.root.public().to_base64(),
+                bootstrap: Plan::outside_bootstrap(other),
+                agreement: terms.clone(),
+            });
+        }
+        let other = self.outside.iter().find(|o| o.id == id)?;
+        Some(RawOutside {
+            id: other.id.clone(),
+            display_name: other.display_name.clone(),
+            root_public_key: other.root_public_key.clone(),
+            bootstrap: other.bootstrap.clone(),
+            agreement: terms.clone(),
+        })
     }
 }
 

@@ -513,6 +513,15 @@ pub struct GenerateArgs {
     /// Output directory; must not already hold a layout.
     #[arg(long)]
     pub out: PathBuf,
+    /// Lay out the federation an inventory file describes (exchanges, zones, each node's host
+    /// and ports, agreements, export policies, outside exchanges; see
+    /// federation-config/INVENTORY.md) instead of a built-in layout.
+    #[arg(
+        long,
+        value_name = "FILE.toml",
+        conflicts_with_all = ["layout", "nodes_per_zone", "base_port", "host", "valid_days", "api_tls"]
+    )]
+    pub inventory: Option<PathBuf>,
     /// Which federation to lay out: xuchang (10 zones + Zhengzhou), single-zone, two-exchanges.
     #[arg(long, default_value = "xuchang")]
     pub layout: String,

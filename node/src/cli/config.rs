@@ -13,18 +13,37 @@ use super::args::{AddNodeArgs, GenerateArgs, parse_layout};
 /// Generates a layout and prints where everything went.
 pub fn generate(args: GenerateArgs) -> anyhow::Result<ExitCode> {
     let out = args.out;
-    let opts = LayoutOptions {
-        out: out.clone(),
-        layout: parse_layout(&args.layout)?,
-        nodes_per_zone: args.nodes_per_zone,
-        base_port: args.base_port,
-        host: args.host,
-        valid_days: args.valid_days,
-        raft: xchg_federation_config::RaftTuning::default(),
-        api_tls: args.api_tls,
+    let generated = if let Some(file) = &args.inventory {
+        let inventory = layout::Inventory::read(file)
+            .with_context(|| format!("reading the inventory {}", file.display()))?;
+        layout::generate_from(
+            &inventory,
+            &out,
+            xchg_federation_config::RaftTuning::default(),
+            Timestamp::now(),
+        )
+        .with_context(|| {
+            format!(
+                "generating the layout of {} in {}",
+                file.display(),
+                out.display()
+            )
+        })?
+    } else {
+        let opts = LayoutOptions {
+            out: out.clone(),
+            layout: parse_layout(&args.layout)?,
+            nodes_per_zone: args.nodes_per_zone,
+            base_port: args.base_port,
+            host: args.host,
+            valid_days: args.valid_days,
+            raft: xchg_federation_config::RaftTuning::default(),
+            api_tls: args.api_tls,
+        };
+        layout::generate(&opts, Timestamp::now()).with_context(|| {
+            format!("generating the {} layout in {}", args.layout, out.display())
+        })?
     };
-    let generated = layout::generate(&opts, Timestamp::now())
-        .with_context(|| format!("generating the {} layout in {}", args.layout, out.display()))?;
     let zones: usize = generated.exchanges.iter().map(|e| e.zones.len()).sum();
     let nodes: usize = generated
         .exchanges
@@ -53,6 +72,10 @@ pub fn generate(args: GenerateArgs) -> anyhow::Result<ExitCode> {
             );
         }
     }
+    outln!(
+        "one bundle per node to copy to its machine (config, key, certificate): {}",
+        out.join(layout::BUNDLE_DIR).display()
+    );
     outln!("node configs: {}", out.join("nodes").display());
     outln!(
         "node keys (secret, mode 0600; each node's machine needs only its own): {}",
@@ -78,7 +101,7 @@ pub fn generate(args: GenerateArgs) -> anyhow::Result<ExitCode> {
         );
     }
     eprintln!(
-        "warning: {} holds the exchange root keys (and, with --api-tls, the API CA key), which \
+        "warning: {} holds the exchange root keys (and, for HTTPS APIs, the API CA key), which \
          sign delegations and revocations for every node of their exchange. They belong offline: copy them to offline storage, \
          delete them here, and bring one out only for `xchg config add-node` or `xchg \
          federation revoke`. Never copy them to a node's machine.",
@@ -116,9 +139,26 @@ pub fn add_node(args: AddNodeArgs) -> anyhow::Result<ExitCode> {
         )
     })?;
     let body = serde_json::to_string(&added.join_request())?;
+    // An HTTPS member is verified against the layout's CA, as the CLI does.
+    let ca = dir.join(layout::CA_CERT_FILE);
+    let cacert = if added.member_api_url.starts_with("https://") && ca.is_file() {
+        format!(" --cacert {}", ca.display())
+    } else {
+        String::new()
+    };
     outln!("added node {} to zone {}", added.node.name, opts.zone);
     outln!("  config: {}", added.config_file.display());
     outln!("  key:    {} (mode 0600)", added.key_file.display());
+    let stem = added
+        .config_file
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let bundle = layout::bundle_dir(&dir, &stem);
+    outln!(
+        "  bundle: {} (copy it to the node's machine)",
+        bundle.display()
+    );
     outln!(
         "  api {}, raft {}, p2p {}",
         added.node.api_url,
@@ -134,6 +174,10 @@ pub fn add_node(args: AddNodeArgs) -> anyhow::Result<ExitCode> {
         "     xchg run --config {} --join",
         added.config_file.display()
     );
+    outln!(
+        "     (on its machine, from its bundle: xchg run --config <bundle>/{} --join)",
+        layout::BUNDLE_CONFIG
+    );
     // The admin token is not printed: terminals, logs and CI output are read by others.
     outln!(
         "  2. add it to the zone through an existing member, as the zone's admin (its token is \
@@ -148,7 +192,7 @@ pub fn add_node(args: AddNodeArgs) -> anyhow::Result<ExitCode> {
         opts.zone
     );
     outln!(
-        "     curl -X POST {}/v1/zone/members -H \"Authorization: Bearer $ADMIN\" -H 'Content-Type: application/json' -d '{body}'",
+        "     curl{cacert} -X POST {}/v1/zone/members -H \"Authorization: Bearer $ADMIN\" -H 'Content-Type: application/json' -d '{body}'",
         added.member_api_url
     );
     Ok(ExitCode::SUCCESS)

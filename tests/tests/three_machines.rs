@@ -1,0 +1,194 @@
+//! README's "Deploying a zone on three machines" (issue #18), played on loopback: an inventory
+//! puts the zone's three nodes on 127.0.0.2, 127.0.0.3 and 127.0.0.4 with the same ports on
+//! each "machine" and HTTPS APIs; `xchg config generate --inventory` writes one bundle per node;
+//! each node runs from its own copy of its bundle (no file shared with another node or with the
+//! operator's layout directory); the zone elects a leader, takes a listing, answers
+//! `xchg status`; a fourth machine, 127.0.0.5, is added with `xchg config add-node`, joins, and
+//! catches up.
+
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use serde_json::json;
+use xchg_tests::{Zone, eventually, example_listing, xchg_binary};
+
+const MACHINES: [Ipv4Addr; 4] = [
+    Ipv4Addr::new(127, 0, 0, 2),
+    Ipv4Addr::new(127, 0, 0, 3),
+    Ipv4Addr::new(127, 0, 0, 4),
+    Ipv4Addr::new(127, 0, 0, 5),
+];
+
+/// A first port whose next two are free on every machine.
+fn ports_free_everywhere() -> anyhow::Result<u16> {
+    let seed = std::process::id();
+    for attempt in 0..200u32 {
+        let base = 20_000 + ((seed.wrapping_add(attempt * 7_919)) % 40_000) as u16;
+        let free = MACHINES.iter().all(|host| {
+            (0..3).all(|i| TcpListener::bind(SocketAddr::from((*host, base + i))).is_ok())
+        });
+        if free {
+            return Ok(base);
+        }
+    }
+    bail!("no port range free on 127.0.0.2 to 127.0.0.5")
+}
+
+fn inventory(port: u16) -> String {
+    let nodes: String = MACHINES[..3]
+        .iter()
+        .map(|host| {
+            format!(
+                "\n[[exchanges.zones.nodes]]\nhost = \"{host}\"\napi_port = {port}\n\
+                 raft_port = {}\np2p_port = {}\n",
+                port + 1,
+                port + 2
+            )
+        })
+        .collect();
+    format!(
+        r#"version = 1
+
+[defaults]
+api_tls = true
+valid_days = 30
+
+[[exchanges]]
+id = "xuchang"
+display_name = "许昌数据交易中心"
+
+[[exchanges.zones]]
+name = "municipal"
+display_name = "许昌市数据交易专区 (市级)"
+division = "411000"
+provider = {{ id = "xuchang-big-data-bureau", name = "许昌市大数据局", registration = "11" }}
+buyer = {{ id = "xuchang-smart-city-ops", name = "许昌智慧城市运营有限公司", registration = "91" }}
+{nodes}"#
+    )
+}
+
+/// Copies the bundle of the node whose layout config is `config` onto `machine` (its own
+/// folder, as `scp -r` would); the copy's config.
+fn copy_bundle(layout: &Path, config: &Path, machine: &Path) -> anyhow::Result<PathBuf> {
+    let stem = config
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .context("config stem")?;
+    let from = layout.join("bundles").join(stem);
+    let to = machine.join("var/lib/xchg").join(stem);
+    std::fs::create_dir_all(&to)?;
+    for entry in std::fs::read_dir(&from)? {
+        let entry = entry?;
+        std::fs::copy(entry.path(), to.join(entry.file_name()))?;
+    }
+    Ok(to.join("node.toml"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zone_deployed_from_an_inventory_on_three_machines_grows_to_a_fourth()
+-> anyhow::Result<()> {
+    let port = ports_free_everywhere()?;
+    let workstation = tempfile::tempdir()?;
+    let inventory_file = workstation.path().join("zone.toml");
+    std::fs::write(&inventory_file, inventory(port))?;
+    let out = workstation.path().join("layout");
+    let generated = Command::new(xchg_binary())
+        .args(["config", "generate", "--inventory"])
+        .arg(&inventory_file)
+        .arg("--out")
+        .arg(&out)
+        .output()?;
+    anyhow::ensure!(
+        generated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&generated.stderr)
+    );
+    let mut zone = Zone::open(workstation)?;
+    let layout = zone.dir.path().join("layout");
+    let machines = tempfile::tempdir()?;
+    let mut expected_urls = Vec::new();
+    for (node, host) in zone.nodes.iter_mut().zip(MACHINES) {
+        expected_urls.push(format!("https://{host}:{port}"));
+        let machine = machines.path().join(host.to_string());
+        node.config = copy_bundle(&layout, &node.config, &machine)?;
+    }
+    let urls: Vec<&str> = zone.nodes.iter().map(|n| n.api_url.as_str()).collect();
+    assert_eq!(urls, expected_urls, "each node on its machine, same ports");
+    zone.start_all()?;
+    let leader = zone.wait_for_leader(0, Duration::from_secs(90)).await?;
+    let id = zone
+        .approve_new(
+            leader,
+            &zone.tokens().clone(),
+            &example_listing("three machines"),
+        )
+        .await?;
+
+    // `xchg status` from a machine, trusting the CA its bundle carries.
+    let ca = zone.nodes[1].config.with_file_name("api-ca.pem");
+    let status = Command::new(xchg_binary())
+        .args(["status", "--node", &zone.nodes[1].api_url, "--ca"])
+        .arg(&ca)
+        .env_remove("XCHG_CA")
+        .output()?;
+    assert!(
+        status.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&status.stdout),
+        String::from_utf8_lossy(&status.stderr)
+    );
+
+    // A fourth machine: add-node on the operator's workstation, copy its bundle, start it
+    // with --join, and admit it through a member.
+    let (fourth, member) = zone.add_node_with(
+        "xuchang/municipal",
+        &["--host", "127.0.0.5", "--base-port", &port.to_string()],
+    )?;
+    assert_eq!(
+        zone.nodes[fourth].api_url,
+        format!("https://127.0.0.5:{port}")
+    );
+    let machine = machines.path().join("127.0.0.5");
+    zone.nodes[fourth].config = copy_bundle(&layout, &zone.nodes[fourth].config, &machine)?;
+    zone.start_with(fourth, &["--join"])?;
+    let admin = zone.tokens().admin.clone();
+    let (s, body) = zone
+        .post(leader, "/v1/zone/members", &admin, &member)
+        .await?;
+    assert_eq!(s, 200, "{body}\n{}", zone.log_of(fourth));
+    let target = zone
+        .applied_index(leader)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    eventually(
+        Duration::from_secs(60),
+        "the fourth machine to catch up",
+        || async { Ok((zone.applied_index(fourth).await? >= target).then_some(())) },
+    )
+    .await?;
+    let regulator = zone.tokens().regulator.clone();
+    let (s, listing) = zone
+        .get(
+            fourth,
+            &format!("/v1/listings/{id}?consistency=local"),
+            Some(&regulator),
+        )
+        .await?;
+    assert_eq!(s, 200, "{listing}");
+    assert_eq!(listing["state"], json!("listed"));
+    // Every node keeps its data inside its own machine's bundle.
+    for node in &zone.nodes {
+        let data = node.config.with_file_name("data");
+        assert!(
+            node.config.starts_with(machines.path()) && data.join("catalog.db").is_file(),
+            "{}",
+            data.display()
+        );
+    }
+    drop(zone);
+    drop(machines);
+    Ok(())
+}
