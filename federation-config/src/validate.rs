@@ -94,6 +94,14 @@ pub(crate) fn check_agreement(
     });
 }
 
+/// Checks a name shown to people found at `path` of another file by the rules of a node
+/// config's display names (not empty, no control characters).
+pub(crate) fn check_display_name(report: &mut Report, path: &str, text: &str) {
+    with_checker(report, |c| {
+        c.display_name(path, text);
+    });
+}
+
 /// Runs `check` on a checker whose findings go to `report`.
 fn with_checker(report: &mut Report, check: impl FnOnce(&mut Checker<'_>)) {
     let mut c = Checker {

@@ -141,6 +141,11 @@ impl Report {
         self.errors() == mark
     }
 
+    /// Every violation recorded, in order.
+    pub(crate) fn into_violations(self) -> Vec<Violation> {
+        self.0
+    }
+
     /// `Ok(warnings)` if there is no error, else every violation, errors first.
     pub(crate) fn finish(self) -> Result<Vec<Violation>, ConfigError> {
         let (mut errors, warnings): (Vec<_>, Vec<_>) =

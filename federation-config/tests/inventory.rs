@@ -44,6 +44,48 @@ fn api_urls(layout: &Layout) -> Vec<&str> {
         .collect()
 }
 
+/// Lines of a node config that do not hold keys, delegations, token hashes or peer ids.
+fn config_shape(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .expect("config")
+        .lines()
+        .filter(|l| !l.contains("key") && !l.contains("delegation"))
+        .filter(|l| !l.contains("sha256") && !l.contains("/p2p/"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The committed example (`examples/xuchang/`) was written from the generator's compiled-in
+/// tables, before the layouts became inventories: the Xuchang inventory lays out the same
+/// federation, node for node and config line for config line.
+#[test]
+fn the_xuchang_inventory_lays_out_what_the_tables_before_it_did() {
+    let committed = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/xuchang");
+    let before: Layout = serde_json::from_slice(
+        &std::fs::read(committed.join("layout.json")).expect("committed layout.json"),
+    )
+    .expect("layout.json");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("now");
+    let mut opts = LayoutOptions::new(&out, LayoutKind::Xuchang);
+    opts.valid_days = 3650;
+    let now = generate(&opts, common::NOW).expect("generate");
+    assert_eq!(shape(&before), shape(&now));
+    for node in now
+        .exchanges
+        .iter()
+        .flat_map(|e| &e.zones)
+        .flat_map(|z| &z.nodes)
+    {
+        assert_eq!(
+            config_shape(&committed.join(&node.config)),
+            config_shape(&out.join(&node.config)),
+            "{}",
+            node.config.display()
+        );
+    }
+}
+
 #[test]
 fn each_built_in_layout_is_its_example_inventory() {
     for kind in LayoutKind::ALL {
@@ -63,17 +105,12 @@ fn each_built_in_layout_is_its_example_inventory() {
         .expect("inventory layout");
         assert_eq!(shape(&built_in), shape(&from_file), "{kind}");
         // The configs agree too, but for keys, delegations and token hashes.
-        let config = |run: &str| {
-            let node = &from_file.exchanges[0].zones[0].nodes[0];
-            let text =
-                std::fs::read_to_string(dir.path().join(run).join(&node.config)).expect("config");
-            text.lines()
-                .filter(|l| !l.contains("key") && !l.contains("delegation"))
-                .filter(|l| !l.contains("sha256") && !l.contains("/p2p/"))
-                .map(str::to_owned)
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(config("built-in"), config("inventory"), "{kind}");
+        let node = &from_file.exchanges[0].zones[0].nodes[0].config;
+        assert_eq!(
+            config_shape(&dir.path().join("built-in").join(node)),
+            config_shape(&dir.path().join("inventory").join(node)),
+            "{kind}"
+        );
     }
 }
 
@@ -205,7 +242,12 @@ fn a_broken_inventory_is_refused_with_every_violation_and_nothing_is_written() {
             "[exchanges.recognises.kaifeng]",
             "[exchanges.recognises.luoyang]",
         )
-        .replace("ceiling = \"public\"", "ceiling = \"core\"");
+        .replace("ceiling = \"public\"", "ceiling = \"core\"")
+        .replace(
+            "raft_port = 9000\np2p_port = 9001\n\n[[exchanges.zones.nodes]]\nhost = \"10.20.0.13\"",
+            "raft_port = 9000\np2p_port = 0\n\n[[exchanges.zones.nodes]]\nhost = \"0.0.0.0\"",
+        )
+        .replace("display_name = \"禹州市\"", "display_name = \"禹州\\t市\"");
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("out");
     let inventory = Inventory::parse(&broken).expect("shape");
@@ -222,6 +264,9 @@ fn a_broken_inventory_is_refused_with_every_violation_and_nothing_is_written() {
         "exchanges[0].zones[0].nodes[1].api_port",
         "exchanges[0].zones[0].nodes[0].host",
         "outside[0].id",
+        "exchanges[0].zones[0].nodes[1].p2p_port",
+        "exchanges[0].zones[0].nodes[2].host",
+        "exchanges[0].zones[1].display_name",
     ] {
         assert!(paths.contains(&expected), "{expected} missing from\n{err}");
     }
@@ -246,7 +291,91 @@ fn an_oversized_inventory_is_not_read() {
     let padding = "#".repeat(usize::try_from(MAX_INVENTORY_BYTES).expect("fits") + 1);
     std::fs::write(&file, format!("{PLACED}\n{padding}\n")).expect("write");
     let err = Inventory::read(&file).expect_err("too large");
-    assert!(err.to_string().contains("at most"), "{err}");
+    assert!(err.to_string().contains("larger than"), "{err}");
+    // A device claims no size; it is read up to the limit, not to its end.
+    let err = Inventory::read(Path::new("/dev/zero")).expect_err("endless");
+    assert!(err.to_string().contains("larger than"), "{err}");
+}
+
+/// Generates `text` into a fresh directory expecting a refusal naming `path`; nothing written.
+fn refused(text: &str, path: &str) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out");
+    let inventory = Inventory::parse(text).expect("shape");
+    let err =
+        generate_from(&inventory, &out, RaftTuning::default(), common::NOW).expect_err("refused");
+    assert!(
+        err.to_string().contains(&format!("error: {path}:")),
+        "{path} missing from\n{err}"
+    );
+    assert!(!out.exists(), "nothing written for {path}");
+}
+
+/// An exchange `id` of one zone `zone` whose founding parties are `provider` and `buyer`.
+fn exchange(id: &str, zone: &str, provider: &str, buyer: &str) -> String {
+    format!(
+        "[[exchanges]]\nid = \"{id}\"\ndisplay_name = \"E\"\n\
+         [[exchanges.zones]]\nname = \"{zone}\"\ndisplay_name = \"Z\"\ndivision = \"411000\"\n\
+         provider = {{ id = \"{provider}\", name = \"P\" }}\n\
+         buyer = {{ id = \"{buyer}\", name = \"B\", credit_code = \"11411000MB12345674\" }}\n"
+    )
+}
+
+/// Review findings: inventories that passed the check, then failed half-way through writing.
+#[test]
+fn clashing_file_names_shared_codes_and_keys_and_absurd_counts_are_refused_up_front() {
+    // Exchange a-b's zone c and exchange a's zone b-c would both be nodes a-b-c-1, -2, -3.
+    let clash = format!(
+        "version = 1\n{}{}",
+        exchange("a-b", "c", "p1", "b1"),
+        exchange("a", "b-c", "p2", "b2")
+    );
+    refused(&clash, "exchanges[1].zones[0].name");
+    let same_code = format!("version = 1\n{}", exchange("a", "z", "p", "b")).replace(
+        "name = \"P\"",
+        "name = \"P\", credit_code = \"11411000MB12345674\"",
+    );
+    refused(&same_code, "exchanges[0].zones[0].buyer.credit_code");
+    let huge = format!(
+        "version = 1\n[defaults]\nnodes_per_zone = 9223372036854775807\n{}",
+        exchange("a", "z", "p", "b")
+    );
+    refused(&huge, "defaults.nodes_per_zone");
+    let luoyang = "\n[[outside]]\nid = \"luoyang\"\ndisplay_name = \"洛阳\"\n\
+        root_public_key = \"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\"\n\
+        bootstrap = [\"/ip4/10.30.0.2/tcp/9001/p2p/12D3KooWEANVyZZUiMvLB83ybxBCx3jv3eYB8xbaRGhREBuEkVvZ\"]\n";
+    let both = (PLACED.to_owned() + luoyang).replace(
+        "[exchanges.recognises.kaifeng]",
+        "[exchanges.recognises.luoyang]\ncategories = [\"*\"]\nmax_classification = \"public\"\n\
+         delivery_modes = [\"*\"]\nrequire_registration = false\n\n[exchanges.recognises.kaifeng]",
+    );
+    refused(&both, "outside[1].root_public_key");
+}
+
+#[test]
+fn a_zone_overrides_its_exchanges_export_policy_one_key_at_a_time() {
+    let text = PLACED
+        .replace(
+            "[exchanges.export]\nceiling = \"public\"",
+            "[exchanges.export]\nceiling = \"public\"\npersonal_info = \"never\"",
+        )
+        .replace(
+            "export = { ceiling = \"general\", personal_info = \"never\" }",
+            "export = { ceiling = \"general\" }",
+        );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out");
+    let inventory = Inventory::parse(&text).expect("shape");
+    generate_from(&inventory, &out, RaftTuning::default(), common::NOW).expect("generate");
+    let yuzhou = load(&out.join("nodes/xuchang-yuzhou-1.toml"), common::NOW)
+        .expect("loads")
+        .config;
+    assert_eq!(format!("{:?}", yuzhou.export.ceiling), "General");
+    assert_eq!(
+        yuzhou.export.personal_info.as_str(),
+        "never",
+        "the exchange's"
+    );
 }
 
 #[test]
@@ -341,4 +470,27 @@ fn the_inventory_reference_names_every_key_the_generator_reads() {
         .collect();
     assert!(missing.is_empty(), "not in INVENTORY.md: {missing:?}");
     assert!(paths.len() > 30, "{paths:?}");
+}
+
+#[test]
+fn adding_a_node_to_a_zone_spread_over_hosts_needs_its_host_and_a_reachable_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out");
+    let inventory = Inventory::parse(PLACED).expect("shape");
+    generate_from(&inventory, &out, RaftTuning::default(), common::NOW).expect("generate");
+    let zone = "xuchang/municipal".parse().expect("zone");
+    let mut opts = xchg_federation_config::layout::AddNodeOptions::new(&out, zone);
+    let err = xchg_federation_config::layout::add_node(&opts, common::NOW).expect_err("no host");
+    assert!(
+        err.to_string()
+            .contains("10.20.0.11, 10.20.0.12, 10.20.0.13")
+            && err.to_string().contains("--host"),
+        "{err}"
+    );
+    opts.host = Some("0.0.0.0".parse().expect("ip"));
+    let err = xchg_federation_config::layout::add_node(&opts, common::NOW).expect_err("nowhere");
+    assert!(err.to_string().contains("no one's address"), "{err}");
+    opts.host = Some("10.20.0.14".parse().expect("ip"));
+    let added = xchg_federation_config::layout::add_node(&opts, common::NOW).expect("added");
+    assert_eq!(added.node.api_url, "https://10.20.0.14:9002");
 }

@@ -240,13 +240,16 @@ fn leftover_keys_without_a_layout_are_not_overwritten_either() {
     )
     .expect_err("existing key");
     assert!(
-        matches!(&err, GenerateError::Io { source, .. } if source.kind() == std::io::ErrorKind::AlreadyExists),
+        matches!(&err, GenerateError::AlreadyExists(path) if path.ends_with("root/xuchang-root.key")),
         "{err}"
     );
     assert_eq!(
         std::fs::read_to_string(out.join("root/xuchang-root.key")).expect("key"),
         "old key\n"
     );
+    // Found before anything was written (review of issue #18: a run stopped by a leftover file
+    // had written the keys before it).
+    assert!(!out.join("keys").exists() && !out.join("nodes").exists());
 }
 
 #[test]

@@ -357,9 +357,17 @@ pub async fn start(
         let vote = openraft::storage::RaftLogStorage::read_vote(&mut log_store)
             .await
             .map_err(|e| raft_err(&e))?;
-        let (applied, _) = openraft::storage::RaftStateMachine::applied_state(&mut sm)
+        let (applied, membership) = openraft::storage::RaftStateMachine::applied_state(&mut sm)
             .await
             .map_err(|e| raft_err(&e))?;
+        // Another zone's backup would have this zone's leader extend a log it never wrote.
+        crate::store::backup::check_zone(&membership, &config_members(&config)).map_err(|e| {
+            StartError::Config(format!(
+                "{} was restored from a backup that does not fit this node: {e}; stop, empty the \
+                 directory and restore a backup of this node's zone",
+                config.node.data_dir.display()
+            ))
+        })?;
         if let (None, Some(at)) = (vote, applied) {
             // For no member (id 0): in that term, every real member's vote compares above it,
             // so the zone's leader is followed at once (a vote for itself would outrank the
@@ -453,6 +461,7 @@ pub async fn start(
             stop_rx.clone(),
         ));
     }
+    tasks.spawn(crate::raft::progress::run(raft.clone(), stop_rx.clone()));
     let amnesia = bootstrap::Amnesia::default();
     if restored {
         amnesia.set_restored();

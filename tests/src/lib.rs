@@ -585,13 +585,28 @@ impl Zone {
         i: usize,
         deadline: Duration,
     ) -> anyhow::Result<std::process::ExitStatus> {
-        let Some(mut child) = self.nodes[i].child.take() else {
+        let Some(child) = self.nodes[i].child.as_ref() else {
             bail!("{} is not running", self.nodes[i].name)
         };
         Command::new("kill")
             .arg("-TERM")
             .arg(child.id().to_string())
             .status()?;
+        self.wait_for_exit(i, deadline)
+    }
+
+    /// Waits up to `deadline` for node `i`'s process to exit by itself; its exit status.
+    ///
+    /// # Errors
+    /// If it is not running, or still runs at the deadline (it is then killed).
+    pub fn wait_for_exit(
+        &mut self,
+        i: usize,
+        deadline: Duration,
+    ) -> anyhow::Result<std::process::ExitStatus> {
+        let Some(mut child) = self.nodes[i].child.take() else {
+            bail!("{} is not running", self.nodes[i].name)
+        };
         let until = Instant::now() + deadline;
         loop {
             if let Some(status) = child.try_wait()? {
@@ -600,10 +615,7 @@ impl Zone {
             if Instant::now() >= until {
                 let _ = child.kill();
                 let _ = child.wait();
-                bail!(
-                    "{} did not stop within {deadline:?} of SIGTERM",
-                    self.nodes[i].name
-                );
+                bail!("{} did not exit within {deadline:?}", self.nodes[i].name);
             }
             std::thread::sleep(Duration::from_millis(20));
         }

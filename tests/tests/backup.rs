@@ -375,3 +375,76 @@ async fn backed_up_under_load_wiped_and_restored_a_node_and_then_a_whole_zone_lo
     assert_eq!(status, 201, "{body}");
     Ok(())
 }
+
+/// A backup of one zone restored for a node of another (two exchanges whose zones are laid out
+/// alike) would have that zone's leader extend a log it never wrote: `xchg restore --config`
+/// refuses it before writing anything, and a node started on such a directory refuses to run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_of_another_zone_is_refused_by_restore_and_by_the_node() -> anyhow::Result<()> {
+    let mut zone = Zone::generate("two-exchanges", 1)?;
+    zone.start_all()?;
+    zone.wait_for_leader(0, DEADLINE).await?;
+    let tokens = zone.tokens().clone();
+    zone.approve_new(0, &tokens, &example_listing("外区备份"))
+        .await?;
+    for i in 0..2 {
+        zone.terminate(i, Duration::from_secs(30))?;
+    }
+    let files = tempfile::tempdir()?;
+    let xuchang = files.path().join("xuchang.backup").display().to_string();
+    let (ok, out) = xchg(
+        &[
+            "backup",
+            "--data-dir",
+            &zone.data_dir(0)?.display().to_string(),
+            "--out",
+            &xuchang,
+        ],
+        None,
+    )
+    .await?;
+    assert!(ok, "{out}");
+
+    // Checked against the Zhengzhou node's config: refused, nothing written.
+    let target = files.path().join("zhengzhou-data");
+    let dir = target.display().to_string();
+    let restore_for = |node: usize| {
+        let config = zone.nodes[node].config.display().to_string();
+        let (from, dir) = (xuchang.clone(), dir.clone());
+        async move {
+            let args = [
+                "restore",
+                "--from",
+                &from,
+                "--data-dir",
+                &dir,
+                "--config",
+                &config,
+            ];
+            xchg(&args, None).await
+        }
+    };
+    let (ok, out) = restore_for(1).await?;
+    assert!(
+        !ok && out.contains("the backup is of another zone"),
+        "{out}"
+    );
+    assert!(!target.exists(), "nothing written");
+    // The same file for the Xuchang node's own config is fine.
+    let (ok, out) = restore_for(0).await?;
+    assert!(ok, "{out}");
+
+    // Restored without the check into the Zhengzhou node's directory: the node will not run.
+    let zhengzhou_dir = zone.data_dir(1)?;
+    wipe(&zhengzhou_dir)?;
+    let (ok, out) = restore(&xuchang, &zhengzhou_dir).await?;
+    assert!(ok, "{out}");
+    zone.start(1)?;
+    let status = zone.wait_for_exit(1, DEADLINE)?;
+    let log = zone.log_of(1);
+    assert!(
+        !status.success() && log.contains("does not fit this node"),
+        "{status}\n{log}"
+    );
+    Ok(())
+}

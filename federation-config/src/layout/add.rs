@@ -104,9 +104,23 @@ pub struct JoinRequest {
 /// Why a node could not be added.
 #[derive(Debug, thiserror::Error)]
 pub enum AddNodeError {
-    /// `valid_days` is 0.
-    #[error("a delegation valid for 0 days would be expired at once; expected at least 1 day")]
-    ValidDays,
+    /// `valid_days` is 0 or above [`super::MAX_VALID_DAYS`].
+    #[error(
+        "a delegation valid for {0} days: expected 1 to {max} days",
+        max = super::MAX_VALID_DAYS
+    )]
+    ValidDays(u32),
+    /// The zone's nodes are on several hosts and no host was given.
+    #[error("zone {zone}'s nodes are on several hosts ({hosts}): give the new node's with --host")]
+    HostNeeded {
+        /// The zone.
+        zone: ZoneId,
+        /// Its nodes' hosts.
+        hosts: String,
+    },
+    /// The host is no one's address.
+    #[error("{0} is no one's address: a node is reached at its host, so give the machine's own")]
+    Unreachable(IpAddr),
     /// `layout.json` could not be read.
     #[error(
         "cannot read {}: {source}; expected a directory written by `xchg config generate`",
@@ -173,7 +187,10 @@ pub enum AddNodeError {
         name: NodeName,
     },
     /// The three ports do not fit below 65536.
-    #[error("ports {first} to {last} do not lie in 1..=65535; choose another --base-port")]
+    #[error(
+        "ports {first} to {last} do not lie in 1..=65535 (without --base-port a new node takes \
+         the ports after the highest one in layout.json); choose another --base-port"
+    )]
     Ports {
         /// The API port.
         first: u16,
@@ -211,8 +228,8 @@ pub enum AddNodeError {
 /// [`AddNodeError`]: an unreadable layout, an unknown or empty zone, an existing config that does
 /// not load, a wrong root key, a taken name or port, an existing file, or an IO failure.
 pub fn add_node(opts: &AddNodeOptions, now: Timestamp) -> Result<AddedNode, AddNodeError> {
-    if opts.valid_days == 0 {
-        return Err(AddNodeError::ValidDays);
+    if !(1..=super::MAX_VALID_DAYS).contains(&opts.valid_days) {
+        return Err(AddNodeError::ValidDays(opts.valid_days));
     }
     let layout_file = opts.dir.join("layout.json");
     let mut layout = read_layout(&layout_file)?;
@@ -243,7 +260,24 @@ pub fn add_node(opts: &AddNodeOptions, now: Timestamp) -> Result<AddedNode, AddN
             name,
         });
     }
-    let host = opts.host.unwrap_or(zone.host);
+    let host = match (opts.host, zone.host) {
+        (Some(host), _) | (None, Some(host)) => host,
+        (None, None) => {
+            let mut hosts: Vec<String> = zone
+                .members
+                .iter()
+                .map(|m| m.raft_addr.ip().to_string())
+                .collect();
+            hosts.dedup();
+            return Err(AddNodeError::HostNeeded {
+                zone: opts.zone.clone(),
+                hosts: hosts.join(", "),
+            });
+        }
+    };
+    if host.is_unspecified() || host.is_multicast() {
+        return Err(AddNodeError::Unreachable(host));
+    }
     if layout.api_ca.is_none() && !host.is_loopback() {
         return Err(GenerateError::PlainHttp(host).into());
     }
@@ -361,8 +395,8 @@ struct Zone {
     members: Vec<Member>,
     /// The config file stems and names of the zone's nodes, to number the new one.
     taken: Vec<(String, NodeName)>,
-    /// Where the zone's nodes listen.
-    host: IpAddr,
+    /// Where the zone's nodes listen, if they share one host.
+    host: Option<IpAddr>,
     /// The zone's admin token.
     admin_token: String,
 }
@@ -427,7 +461,8 @@ impl Zone {
                 .iter()
                 .map(|n| (file_stem(&n.config), n.name.clone()))
                 .collect(),
-            host: first.raft_addr.ip(),
+            host: Some(first.raft_addr.ip())
+                .filter(|h| zone.nodes.iter().all(|n| n.raft_addr.ip() == *h)),
             admin_token: zone.tokens.admin.clone(),
         })
     }

@@ -27,6 +27,10 @@ pub const INVENTORY_VERSION: i64 = 1;
 /// The largest inventory file read: a federation of hundreds of nodes fits many times over.
 pub const MAX_INVENTORY_BYTES: u64 = 1 << 20;
 
+/// The most zones an inventory lays out (at most nine nodes each): a whole country's exchanges
+/// fit, and a run stays in seconds.
+pub const MAX_ZONES: usize = 1_000;
+
 /// An inventory file, as read (shape only; see [`Inventory::check`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -195,15 +199,23 @@ impl Inventory {
     /// [`GenerateError::Io`] if it cannot be read; [`GenerateError::Inventory`] if it is too
     /// large or not an inventory.
     pub fn read(path: &Path) -> Result<Inventory, GenerateError> {
+        use std::io::Read as _;
         let io = |source| super::io_error(path, source);
-        let size = std::fs::metadata(path).map_err(io)?.len();
-        if size > MAX_INVENTORY_BYTES {
+        // Read through a limit, not by the size the file claims: a pipe or a device has none.
+        let mut bytes = Vec::new();
+        std::fs::File::open(path)
+            .map_err(io)?
+            .take(MAX_INVENTORY_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(io)?;
+        if bytes.len() as u64 > MAX_INVENTORY_BYTES {
             return Err(invalid(
                 "(file)",
-                format!("{size} bytes; an inventory is at most {MAX_INVENTORY_BYTES} bytes"),
+                format!("larger than {MAX_INVENTORY_BYTES} bytes, the most an inventory may be"),
             ));
         }
-        let text = std::fs::read_to_string(path).map_err(io)?;
+        let text = String::from_utf8(bytes)
+            .map_err(|e| invalid("(file)", format!("not UTF-8 text: {e}")))?;
         Inventory::parse(&text)
     }
 
@@ -321,10 +333,14 @@ impl Inventory {
                 format!("{}; expected 1 to 9", self.nodes_per_zone()),
             );
         }
-        if self.valid_days() == 0 {
+        if !(1..=super::MAX_VALID_DAYS).contains(&self.valid_days()) {
             report.error(
                 "defaults.valid_days",
-                "0 days would make every delegation expired at once; expected at least 1",
+                format!(
+                    "{} days; expected 1 to {} (the API CA's own lifetime)",
+                    self.valid_days(),
+                    super::MAX_VALID_DAYS
+                ),
             );
         }
         if self.exchanges.is_empty() {
@@ -342,7 +358,7 @@ impl Inventory {
             crate::validate::check_export(&mut report, &format!("{at}.export"), ex.export.as_ref());
             if let Some(sibling) = &ex.sibling_agreement {
                 let path = format!("{at}.sibling_agreement");
-                crate::validate::check_agreement(&mut report, &path, sibling, false);
+                strict_agreement(&mut report, &path, sibling, false);
             }
             for (other, terms) in &ex.recognises {
                 let path = format!("{at}.recognises.{other}");
@@ -357,7 +373,7 @@ impl Inventory {
                         ),
                     );
                 }
-                crate::validate::check_agreement(&mut report, &path, terms, true);
+                strict_agreement(&mut report, &path, terms, true);
             }
             if ex.zones.is_empty() {
                 report.error(
@@ -414,12 +430,36 @@ impl Inventory {
                     );
                 }
                 if let (Some(p), Some(b)) = (provider, buyer) {
+                    if p.credit_code == b.credit_code {
+                        report.error(
+                            format!("{at}.buyer.credit_code"),
+                            "the buyer party's credit code must differ from the provider's",
+                        );
+                    }
                     profiles.push([p, b]);
                 }
             }
         }
         self.check_outside(&mut report);
-        self.check_addresses(&mut report);
+        self.check_file_names(&mut report);
+        // Only with node counts in range: a count of billions is refused above, not laid out.
+        let zones: usize = self.exchanges.iter().map(|e| e.zones.len()).sum();
+        if zones > MAX_ZONES {
+            report.error(
+                "exchanges",
+                format!("{zones} zones; an inventory lays out at most {MAX_ZONES}"),
+            );
+        }
+        let counts_fit = zones <= MAX_ZONES
+            && (1..=9).contains(&self.nodes_per_zone())
+            && self.exchanges.iter().flat_map(|e| &e.zones).all(|z| {
+                z.nodes
+                    .as_ref()
+                    .is_none_or(|nodes| (1..=9).contains(&nodes.len()))
+            });
+        if counts_fit {
+            self.check_addresses(&mut report);
+        }
         report.finish().map_err(GenerateError::Inventory)?;
         Ok(profiles)
     }
@@ -447,13 +487,22 @@ impl Inventory {
     }
 
     fn check_outside(&self, report: &mut Report) {
+        let mut keys = BTreeMap::new();
         for (o, out) in self.outside.iter().enumerate() {
             let at = format!("outside[{o}]");
             text_present(report, &format!("{at}.display_name"), &out.display_name);
-            report.check(
+            let key = report.check(
                 format!("{at}.root_public_key"),
                 crate::validate::public_key_from_base64(&out.root_public_key),
             );
+            if let Some(key) = key
+                && let Some(first) = keys.insert(key.to_base64(), o)
+            {
+                report.error(
+                    format!("{at}.root_public_key"),
+                    format!("the same root key as outside[{first}]: one exchange, one key"),
+                );
+            }
             if out.bootstrap.is_empty() {
                 report.error(
                     format!("{at}.bootstrap"),
@@ -465,7 +514,14 @@ impl Inventory {
                     .parse::<Multiaddr>()
                     .map_err(|e| e.to_string())
                     .and_then(|m| match m.iter().last() {
-                        Some(Protocol::P2p(_)) => Ok(()),
+                        Some(Protocol::P2p(_))
+                            if m.iter().any(|p| matches!(p, Protocol::Tcp(_))) =>
+                        {
+                            Ok(())
+                        }
+                        Some(Protocol::P2p(_)) => {
+                            Err("nodes dial over TCP, and it names no /tcp/ port".to_owned())
+                        }
                         _ => Err("it does not end in /p2p/<peer id>".to_owned()),
                     });
                 report.check(
@@ -490,47 +546,116 @@ impl Inventory {
         }
     }
 
-    /// Ports that do not fit, addresses two nodes share, and plain HTTP off loopback.
+    /// Nodes whose files would have the same name: `<exchange>-<zone>-<n>` names a node's key,
+    /// config, certificate, bundle and data directory, and ids may contain `-` (exchange `a-b`
+    /// with zone `c`, and exchange `a` with zone `b-c`).
+    fn check_file_names(&self, report: &mut Report) {
+        let mut seen: BTreeMap<String, String> = BTreeMap::new();
+        for (e, ex) in self.exchanges.iter().enumerate() {
+            for (z, zone) in ex.zones.iter().enumerate() {
+                let path = format!("exchanges[{e}].zones[{z}].name");
+                // Names past nine nodes are refused elsewhere; nine cover every clash.
+                let stems = (1..=9).map(|n| format!("{}-{}-{n}", ex.id, zone.name));
+                if let Some(clash) = stems
+                    .filter_map(|stem| seen.get(&stem).filter(|p| **p != path).cloned())
+                    .next()
+                {
+                    report.error(
+                        &path,
+                        format!(
+                            "{}/{} would give its nodes the file names of {clash}'s \
+                             (<exchange>-<zone>-<n>); rename one",
+                            ex.id, zone.name
+                        ),
+                    );
+                }
+                for n in 1..=9 {
+                    seen.entry(format!("{}-{}-{n}", ex.id, zone.name))
+                        .or_insert_with(|| path.clone());
+                }
+            }
+        }
+    }
+
+    /// Ports that do not fit, addresses two nodes share, and plain HTTP off loopback. Each is
+    /// reported where it was set: the node's own key, or the default it took.
     fn check_addresses(&self, report: &mut Report) {
-        let paths = self.exchanges.iter().enumerate().flat_map(|(e, ex)| {
+        let nodes = self.exchanges.iter().enumerate().flat_map(|(e, ex)| {
             ex.zones.iter().enumerate().flat_map(move |(z, zone)| {
                 let listed = zone.nodes.is_some();
-                (0..self.nodes_of(zone).len()).map(move |n| {
-                    if listed {
-                        format!("exchanges[{e}].zones[{z}].nodes[{n}]")
-                    } else {
-                        format!("exchanges[{e}].zones[{z}] (node {})", n + 1)
-                    }
-                })
+                self.nodes_of(zone)
+                    .into_iter()
+                    .enumerate()
+                    .map(move |(n, node)| {
+                        let at = if listed {
+                            format!("exchanges[{e}].zones[{z}].nodes[{n}]")
+                        } else {
+                            format!("exchanges[{e}].zones[{z}] (node {})", n + 1)
+                        };
+                        (at, node)
+                    })
             })
         });
         let mut taken: BTreeMap<SocketAddr, String> = BTreeMap::new();
-        for (path, addrs) in paths.zip(self.addresses()) {
+        for ((at, node), addrs) in nodes.zip(self.addresses()) {
+            let host_path = if node.host.is_some() {
+                format!("{at}.host")
+            } else {
+                format!("defaults.host (for {at})")
+            };
+            let port_path = |what: &str, named: Option<u16>| {
+                if named.is_some() {
+                    format!("{at}.{what}_port")
+                } else {
+                    format!("defaults.base_port (numbering {at}.{what}_port)")
+                }
+            };
             let Some(addrs) = addrs else {
                 report.error(
-                    &path,
-                    "its numbered ports lie beyond 65535; name its ports or lower \
-                     defaults.base_port",
+                    port_path("api", None),
+                    "the numbered ports do not fit in 1 to 65535; name the node's ports or \
+                     choose another defaults.base_port",
                 );
                 continue;
             };
-            for (what, addr) in [("api", addrs.api), ("raft", addrs.raft), ("p2p", addrs.p2p)] {
-                if let Some(first) = taken.get(&addr) {
+            let ip = addrs.api.ip();
+            if ip.is_unspecified() || ip.is_multicast() {
+                report.error(
+                    &host_path,
+                    format!(
+                        "{ip} is no one's address: a node is reached at its host, so name the \
+                         machine's own address"
+                    ),
+                );
+            }
+            let ports = [
+                ("api", addrs.api, node.api_port),
+                ("raft", addrs.raft, node.raft_port),
+                ("p2p", addrs.p2p, node.p2p_port),
+            ];
+            for (what, addr, named) in ports {
+                let path = port_path(what, named);
+                if addr.port() == 0 {
                     report.error(
-                        format!("{path}.{what}_port"),
-                        format!("{addr} is already taken by {first}"),
+                        path,
+                        "port 0 would be a different port at each start; expected 1 to 65535",
                     );
+                    continue;
+                }
+                // 10.0.0.1 and ::ffff:10.0.0.1 are one address.
+                let addr = SocketAddr::new(addr.ip().to_canonical(), addr.port());
+                if let Some(first) = taken.get(&addr) {
+                    report.error(path, format!("{addr} is already taken by {first}"));
                 } else {
-                    taken.insert(addr, format!("{path}.{what}_port"));
+                    taken.insert(addr, path);
                 }
             }
-            if !self.api_tls() && !addrs.api.ip().is_loopback() {
+            if !self.api_tls() && !ip.is_loopback() {
                 report.error(
-                    format!("{path}.host"),
+                    &host_path,
                     format!(
-                        "{} is not a loopback address and the APIs would serve plain HTTP, \
-                         bearer tokens in clear text: set defaults.api_tls = true",
-                        addrs.api.ip()
+                        "{ip} is not a loopback address and the APIs would serve plain HTTP, \
+                         bearer tokens in clear text: set defaults.api_tls = true"
                     ),
                 );
             }
@@ -596,15 +721,23 @@ fn party_profile(
     Some(profile)
 }
 
+/// An agreement checked as a node config's, what a node would only warn about (terms that
+/// recognise nothing) refused: an inventory that means to recognise nothing leaves it out.
+fn strict_agreement(report: &mut Report, path: &str, terms: &RawAgreement, required: bool) {
+    let mut own = Report::default();
+    crate::validate::check_agreement(&mut own, path, terms, required);
+    for v in own.into_violations() {
+        report.error(v.path, v.message);
+    }
+}
+
 /// Whether `division` is an administrative division code: six digits.
 fn division_ok(division: &str) -> bool {
     division.len() == 6 && division.bytes().all(|b| b.is_ascii_digit())
 }
 
 fn text_present(report: &mut Report, path: &str, text: &str) {
-    if text.trim().is_empty() {
-        report.error(path, "empty; a name shown to people is required");
-    }
+    crate::validate::check_display_name(report, path, text);
 }
 
 fn invalid(path: &str, message: String) -> GenerateError {

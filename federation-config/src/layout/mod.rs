@@ -286,9 +286,9 @@ pub enum GenerateError {
     /// `nodes_per_zone` is outside 1..=9.
     #[error("{0} nodes per zone; expected 1 to 9")]
     NodesPerZone(usize),
-    /// `valid_days` is 0.
-    #[error("delegations valid for 0 days would be expired at once; expected at least 1 day")]
-    ValidDays,
+    /// `valid_days` is 0 or above [`MAX_VALID_DAYS`].
+    #[error("delegations valid for {0} days: expected 1 to {MAX_VALID_DAYS} days")]
+    ValidDays(u32),
     /// The ports do not fit.
     #[error(
         "{nodes} nodes need ports {base_port} to {last}, but ports must lie in 1..=65535; choose \
@@ -302,10 +302,10 @@ pub enum GenerateError {
         /// How many nodes the layout has.
         nodes: usize,
     },
-    /// The output directory already holds a layout.
+    /// The output directory already holds a layout, or a file this run would write.
     #[error(
-        "{} already exists; refusing to overwrite a layout's keys (choose another directory or \
-         remove the old layout)",
+        "{} already exists; refusing to overwrite a layout's keys (choose another directory, or \
+         remove the old layout or what an interrupted run left there)",
         .0.display()
     )]
     AlreadyExists(PathBuf),
@@ -320,8 +320,9 @@ pub enum GenerateError {
     /// The nodes would serve plain HTTP on an address other than loopback.
     #[error(
         "the nodes would listen on {0} over plain HTTP, and bearer tokens would cross the \
-         network in clear text: add --api-tls (a certificate for each node from a CA made for \
-         the layout)"
+         network in clear text: serve the APIs over HTTPS (xchg config generate --api-tls, or \
+         api_tls = true in an inventory: a certificate for each node from a CA made for the \
+         layout); a layout generated without it can add nodes on loopback only"
     )]
     PlainHttp(IpAddr),
     /// The layout serves HTTPS and its CA key is not in `root/`.
@@ -358,8 +359,8 @@ pub fn generate(opts: &LayoutOptions, now: Timestamp) -> Result<Layout, Generate
     if !(1..=9).contains(&opts.nodes_per_zone) {
         return Err(GenerateError::NodesPerZone(opts.nodes_per_zone));
     }
-    if opts.valid_days == 0 {
-        return Err(GenerateError::ValidDays);
+    if !(1..=MAX_VALID_DAYS).contains(&opts.valid_days) {
+        return Err(GenerateError::ValidDays(opts.valid_days));
     }
     if !opts.api_tls && !opts.host.is_loopback() {
         return Err(GenerateError::PlainHttp(opts.host));
@@ -400,6 +401,14 @@ pub fn generate_from(
         return Err(GenerateError::AlreadyExists(layout_file));
     }
     let plan = plan::plan(inventory, &profiles, &mut OsRng)?;
+    // Everything this run would write, checked before the first file: a directory left by an
+    // interrupted run, or another layout's files, stop it with nothing written.
+    if let Some(taken) = planned_files(out, &plan, inventory.api_tls())
+        .into_iter()
+        .find(|f| f.exists())
+    {
+        return Err(GenerateError::AlreadyExists(taken));
+    }
     let validity = Validity::days_from(now, inventory.valid_days());
     let keys = out.join("keys");
     let roots = out.join(ROOT_KEY_DIR);
@@ -473,12 +482,38 @@ pub fn generate_from(
     Ok(layout)
 }
 
+/// The longest a delegation (and a node's API certificate) may be valid: the API CA's own
+/// lifetime, ten years.
+pub const MAX_VALID_DAYS: u32 = 3650;
+
 /// The folder of a layout that holds the exchange root keys, apart from the node keys.
 pub const ROOT_KEY_DIR: &str = "root";
 
 /// Where a layout in `dir` keeps `exchange`'s root key: `root/<exchange>-root.key`.
 pub fn root_key_file(dir: &Path, exchange: &ExchangeId) -> PathBuf {
     dir.join(ROOT_KEY_DIR).join(format!("{exchange}-root.key"))
+}
+
+/// Every file and bundle folder a run of `plan` writes into `out`.
+fn planned_files(out: &Path, plan: &Plan, https: bool) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    if https {
+        files.push(out.join(tls::CA_CERT_FILE));
+        files.push(tls::ca_key_file(out));
+    }
+    for ex in &plan.exchanges {
+        files.push(root_key_file(out, &ex.id));
+        for node in ex.zones.iter().flat_map(|z| &z.nodes) {
+            files.push(out.join("keys").join(format!("{}.key", node.stem)));
+            files.push(out.join("nodes").join(format!("{}.toml", node.stem)));
+            files.push(bundle::bundle_dir(out, &node.stem));
+            if https {
+                let (cert, key) = tls::node_files(out, &node.stem);
+                files.extend([cert, key]);
+            }
+        }
+    }
+    files
 }
 
 /// Writes one node's config and loads it back; returns what it wrote.
@@ -504,11 +539,19 @@ fn write_raw_config(
 ) -> Result<Vec<Violation>, GenerateError> {
     let body = toml::to_string_pretty(raw)
         .map_err(|e| GenerateError::Inconsistent(format!("{}: {e}", path.display())))?;
+    // The display name is the operator's text: no line break or other control character of it
+    // reaches the comment (a line break would end the comment and start TOML).
+    let display: String = raw
+        .zone
+        .display_name
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
     let text = format!(
-        "# xchg node configuration, schema version {}: node {} of zone {} ({}).\n\
+        "# xchg node configuration, schema version {}: node {} of zone {} ({display}).\n\
          # Written by the xchg layout generator. Paths are relative to this file's directory.\n\n\
          {body}",
-        raw.version, raw.node.name, raw.zone.id, raw.zone.display_name
+        raw.version, raw.node.name, raw.zone.id
     );
     // Mode 0600 whatever the umask: a config names the keys a node trusts and the token hashes
     // it accepts, so no other user may change it (nor read it: it sits beside the keys).

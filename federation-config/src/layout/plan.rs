@@ -120,11 +120,7 @@ pub(super) fn plan(
                 provider_party: layout_party(&provider),
                 buyer_party: layout_party(&buyer),
                 founding: vec![provider, buyer],
-                export: zone
-                    .export
-                    .clone()
-                    .or_else(|| ex.export.clone())
-                    .unwrap_or_default(),
+                export: merged_export(zone.export.as_ref(), ex.export.as_ref()),
                 nodes,
             });
         }
@@ -148,6 +144,19 @@ pub(super) fn plan(
         outside: inventory.outside.clone(),
         by_id,
     })
+}
+
+/// A zone's export policy: each key the zone's own, else its exchange's (else the default,
+/// filled in when the config is written).
+fn merged_export(zone: Option<&RawExport>, exchange: Option<&RawExport>) -> RawExport {
+    let key = |get: fn(&RawExport) -> &Option<String>| {
+        zone.and_then(|z| get(z).clone())
+            .or_else(|| exchange.and_then(|e| get(e).clone()))
+    };
+    RawExport {
+        ceiling: key(|e| &e.ceiling),
+        personal_info: key(|e| &e.personal_info),
+    }
 }
 
 fn layout_party(profile: &xchg_protocol::PartyProfile) -> LayoutParty {

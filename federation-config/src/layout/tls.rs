@@ -79,7 +79,10 @@ impl ApiCa {
         let key = KeyPair::generate().map_err(inconsistent)?;
         let suffix: String = hex::encode(&key.public_key_raw()[1..5]);
         let name = format!("xchg API CA {first_exchange} {suffix}");
-        let cert = ca_params(&name, now)?
+        // From a day before `now`, as the node certificates (see `Validity::days_from`), so a
+        // clock slightly behind accepts the chain.
+        let not_before = Timestamp(now.millis().saturating_sub(24 * 60 * 60 * 1000));
+        let cert = ca_params(&name, not_before)?
             .self_signed(&key)
             .map_err(inconsistent)?;
         Ok(ApiCa { cert, key, name })

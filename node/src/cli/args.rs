@@ -157,6 +157,10 @@ pub struct RestoreArgs {
     /// must be stopped.
     #[arg(long, value_name = "DIR")]
     pub data_dir: PathBuf,
+    /// The config of the node that will run on it: the backup must be of that node's zone
+    /// (checked again when the node starts).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 /// `xchg index …`.

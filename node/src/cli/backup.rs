@@ -165,7 +165,15 @@ pub fn restore(args: &RestoreArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("reading {}", args.from.display()))?
         .len();
     eprintln!("checking {} ({})", args.from.display(), mb(size));
-    let restored = backup::restore(&args.from, &args.data_dir)?;
+    let zone = match &args.config {
+        Some(config) => {
+            let loaded = xchg_federation_config::load(config, xchg_protocol::Timestamp::now())
+                .with_context(|| format!("loading {}", config.display()))?;
+            Some(xchg_node::node::config_members(&loaded.config))
+        }
+        None => None,
+    };
+    let restored = backup::restore(&args.from, &args.data_dir, zone.as_ref())?;
     let (term, index) = restored
         .position
         .map_or((0, 0), |id| (id.leader_id.term, id.index));

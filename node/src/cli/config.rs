@@ -166,7 +166,7 @@ pub fn add_node(args: AddNodeArgs) -> anyhow::Result<ExitCode> {
         added.node.p2p_addr
     );
     for w in &added.warnings {
-        outln!("{}: warning: {w}", added.config_file.display());
+        eprintln!("{}: warning: {w}", added.config_file.display());
     }
     outln!("next steps:");
     outln!("  1. start the node; it waits to be added:");

@@ -55,8 +55,10 @@ pub fn init_tracing(default: &str, format: args::LogFormat) {
         Ok(directive) => filter.add_directive(directive),
         Err(_) => filter,
     };
+    // Colours only for a terminal: a log redirected to a file or a pipe stays plain text.
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match format {
         args::LogFormat::Text => logs.init(),

@@ -14,6 +14,7 @@ pub mod consistency;
 pub mod election;
 pub mod members;
 pub mod network;
+pub mod progress;
 pub mod router;
 pub mod tls;
 pub mod transport;

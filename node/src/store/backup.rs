@@ -15,7 +15,7 @@
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use super::raft_types::{LogId, SnapshotMeta};
+use super::raft_types::{LogId, MemberNode, NodeId, SnapshotMeta, StoredMembership};
 use super::snapshot_file::{self, SNAPSHOT_FILE, SnapshotFile};
 use super::{CATALOG_FILE, CATALOG_SCHEMA, LOG_FILE, files, snapshot};
 
@@ -68,6 +68,9 @@ pub enum BackupError {
         /// This build's version.
         expected: usize,
     },
+    /// The backup is of another zone than the node it is restored for.
+    #[error(transparent)]
+    Foreign(#[from] ForeignBackup),
     /// The target directory is not empty.
     #[error(
         "{} is not empty ({first} and maybe more): a backup is restored into an empty data \
@@ -302,15 +305,71 @@ pub struct Restored {
     pub voters: Vec<u64>,
 }
 
+/// A backup of another zone than the node's: no member of its membership has the name and node
+/// key of a member of the node's zone.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the backup is of another zone: its members are {theirs}, and this node's zone has {ours} (no \
+     member with the same name and node key)"
+)]
+pub struct ForeignBackup {
+    /// The backup's members, as `name@raft address`.
+    pub theirs: String,
+    /// The node's zone's members.
+    pub ours: String,
+}
+
+/// Checks that a backup with `membership` belongs to the zone whose members are `members`: at
+/// least one of its members is one of them, by name and node key. Restoring another zone's
+/// catalog and log position would have the node's leader extend a log it never wrote, mixing
+/// two zones. A backup with no membership (a zone that never started) fits any zone.
+///
+/// # Errors
+/// [`ForeignBackup`] naming both memberships.
+pub fn check_zone(
+    membership: &StoredMembership,
+    members: &std::collections::BTreeMap<NodeId, MemberNode>,
+) -> Result<(), ForeignBackup> {
+    let theirs: Vec<(&NodeId, &MemberNode)> = membership.membership().nodes().collect();
+    let shared = theirs.iter().any(|(id, node)| {
+        members
+            .get(id)
+            .is_some_and(|ours| ours.public_key == node.public_key)
+    });
+    if theirs.is_empty() || shared {
+        return Ok(());
+    }
+    let list = |nodes: &mut dyn Iterator<Item = &MemberNode>| {
+        nodes
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    Err(ForeignBackup {
+        theirs: list(&mut theirs.iter().map(|(_, n)| *n)),
+        ours: list(&mut members.values()),
+    })
+}
+
 /// Restores the backup file `from` into the data directory `dir`, which must be empty or not
 /// exist: it becomes the directory of a node that holds the backup as its stored snapshot.
 /// Blocking.
 ///
+/// With `zone` (the members of the node's zone, by Raft id), a backup of another zone is
+/// refused before anything is written ([`check_zone`]).
+///
 /// # Errors
-/// The backup is unusable, `dir` is not empty or is locked by a running node, or a file cannot
-/// be written; `dir` is then left without a snapshot.
-pub fn restore(from: &Path, dir: &Path) -> Result<Restored, BackupError> {
+/// The backup is unusable or of another zone, `dir` is not empty or is locked by a running
+/// node, or a file cannot be written; `dir` is then left without a snapshot.
+pub fn restore(
+    from: &Path,
+    dir: &Path,
+    zone: Option<&std::collections::BTreeMap<NodeId, MemberNode>>,
+) -> Result<Restored, BackupError> {
     let backup = check(from)?;
+    if let Some(members) = zone {
+        check_zone(&backup.meta.last_membership, members)?;
+    }
     // Refused before anything in it is touched (prepare_dir would tighten its modes).
     refuse_unless_empty(dir)?;
     files::prepare_dir(dir).map_err(io(dir))?;

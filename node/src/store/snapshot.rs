@@ -137,6 +137,8 @@ pub(super) fn restore(
     for name in REPLICATED_TABLES.iter().rev() {
         db.execute(&format!("DELETE FROM {name}"), [])?;
     }
+    let total = payload.tables.iter().map(|t| t.rows.len() as u64).sum();
+    let mut progress = Progress::new(total, PROGRESS_EVERY);
     for table in &payload.tables {
         if !REPLICATED_TABLES.contains(&table.name.as_str()) || table.rows.is_empty() {
             continue;
@@ -163,6 +165,15 @@ pub(super) fn restore(
             insert.execute(rusqlite::params_from_iter(
                 kept.iter().chain(&listing_id).filter_map(|&i| row.get(i)),
             ))?;
+            if let Some((done, total)) = progress.step() {
+                tracing::info!(
+                    rows = done,
+                    of = total,
+                    table = %table.name,
+                    "installing a snapshot: {}%",
+                    done * 100 / total.max(1)
+                );
+            }
         }
     }
     crate::catalog::tables::listings::new_clock_epoch(db)?;
@@ -170,6 +181,38 @@ pub(super) fn restore(
     crate::catalog::tables::demands_across::rebuild_feed(db)?;
     crate::audit::rebuild_tree(db)?;
     sm_meta::set_position(db, &meta.last_log_id, Some(&meta.last_membership))
+}
+
+/// How often a long snapshot install logs how far it has come.
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Rows done out of a total, reported at most once per period.
+struct Progress {
+    done: u64,
+    total: u64,
+    every: std::time::Duration,
+    last: Instant,
+}
+
+impl Progress {
+    fn new(total: u64, every: std::time::Duration) -> Self {
+        Progress {
+            done: 0,
+            total,
+            every,
+            last: Instant::now(),
+        }
+    }
+
+    /// Counts one row; `(done, total)` when a report is due.
+    fn step(&mut self) -> Option<(u64, u64)> {
+        self.done += 1;
+        if self.last.elapsed() < self.every {
+            return None;
+        }
+        self.last = Instant::now();
+        Some((self.done, self.total))
+    }
 }
 
 /// Gives the calling thread the lowest CPU priority (nice 19) short of idle scheduling; best
@@ -452,4 +495,20 @@ pub(super) fn build_file(
         "snapshot built"
     );
     Ok(Built { meta, data, stored })
+}
+
+#[cfg(test)]
+mod progress_tests {
+    use super::Progress;
+    use std::time::Duration;
+
+    #[test]
+    fn a_long_install_reports_its_rows_once_per_period() {
+        let mut every_row = Progress::new(3, Duration::ZERO);
+        assert_eq!(every_row.step(), Some((1, 3)));
+        assert_eq!(every_row.step(), Some((2, 3)));
+        let mut hourly = Progress::new(1_000, Duration::from_secs(3_600));
+        assert!((0..1_000).all(|_| hourly.step().is_none()));
+        assert_eq!(hourly.done, 1_000);
+    }
 }
