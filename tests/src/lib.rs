@@ -705,6 +705,27 @@ impl Zone {
         s["applied_index"].as_u64().ok_or_else(|| s.to_string())
     }
 
+    /// Waits up to `deadline` until node `i` has applied as far as node `leader` had when
+    /// asked.
+    ///
+    /// # Errors
+    /// If `leader` cannot be read, or `i` does not get there in time.
+    pub async fn wait_caught_up(
+        &self,
+        i: usize,
+        leader: usize,
+        deadline: Duration,
+    ) -> anyhow::Result<()> {
+        let target = self
+            .applied_index(leader)
+            .await
+            .map_err(anyhow::Error::msg)?;
+        eventually(deadline, "a member to catch up with its leader", || async {
+            Ok((self.applied_index(i).await? >= target).then_some(()))
+        })
+        .await
+    }
+
     /// Waits until node `i` reports a leader, and returns the leader's node index.
     ///
     /// # Errors

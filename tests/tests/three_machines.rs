@@ -4,7 +4,8 @@
 //! each node runs from its own copy of its bundle (no file shared with another node or with the
 //! operator's layout directory); the zone elects a leader, takes a listing, answers
 //! `xchg status`; a fourth machine, 127.0.0.5, is added with `xchg config add-node`, joins, and
-//! catches up.
+//! catches up; renewed delegations and certificates (`xchg config renew`) bring a restarted
+//! node back.
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -13,7 +14,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use serde_json::json;
-use xchg_tests::{Zone, eventually, example_listing, xchg_binary};
+use xchg_tests::{Zone, example_listing, xchg_binary};
 
 const MACHINES: [Ipv4Addr; 4] = [
     Ipv4Addr::new(127, 0, 0, 2),
@@ -70,15 +71,27 @@ buyer = {{ id = "xuchang-smart-city-ops", name = "许昌智慧城市运营有限
     )
 }
 
-/// Copies the bundle of the node whose layout config is `config` onto `machine` (its own
-/// folder, as `scp -r` would); the copy's config.
-fn copy_bundle(layout: &Path, config: &Path, machine: &Path) -> anyhow::Result<PathBuf> {
-    let stem = config
-        .file_stem()
+/// The bundle name of the node whose config is `config`: its file stem in the layout's
+/// `nodes/`, its folder's name in a bundle.
+fn stem_of(config: &Path) -> anyhow::Result<String> {
+    let in_bundle = config.file_name().is_some_and(|n| n == "node.toml");
+    let named = if in_bundle {
+        config.parent().and_then(Path::file_name)
+    } else {
+        config.file_stem()
+    };
+    Ok(named
         .and_then(|s| s.to_str())
-        .context("config stem")?;
-    let from = layout.join("bundles").join(stem);
-    let to = machine.join("var/lib/xchg").join(stem);
+        .context("config stem")?
+        .to_owned())
+}
+
+/// Copies the bundle of the node whose config is `config` onto `machine` (its own folder, as
+/// `scp -r` would), over what is there; the copy's config.
+fn copy_bundle(layout: &Path, config: &Path, machine: &Path) -> anyhow::Result<PathBuf> {
+    let stem = stem_of(config)?;
+    let from = layout.join("bundles").join(&stem);
+    let to = machine.join("var/lib/xchg").join(&stem);
     std::fs::create_dir_all(&to)?;
     for entry in std::fs::read_dir(&from)? {
         let entry = entry?;
@@ -159,16 +172,8 @@ async fn a_zone_deployed_from_an_inventory_on_three_machines_grows_to_a_fourth()
         .post(leader, "/v1/zone/members", &admin, &member)
         .await?;
     assert_eq!(s, 200, "{body}\n{}", zone.log_of(fourth));
-    let target = zone
-        .applied_index(leader)
-        .await
-        .map_err(anyhow::Error::msg)?;
-    eventually(
-        Duration::from_secs(60),
-        "the fourth machine to catch up",
-        || async { Ok((zone.applied_index(fourth).await? >= target).then_some(())) },
-    )
-    .await?;
+    zone.wait_caught_up(fourth, leader, Duration::from_secs(60))
+        .await?;
     let regulator = zone.tokens().regulator.clone();
     let (s, listing) = zone
         .get(
@@ -179,6 +184,31 @@ async fn a_zone_deployed_from_an_inventory_on_three_machines_grows_to_a_fourth()
         .await?;
     assert_eq!(s, 200, "{listing}");
     assert_eq!(listing["state"], json!("listed"));
+    // A year on, the operator renews the delegations and certificates on the workstation and
+    // restarts a node with its renewed bundle: it is back in its zone over HTTPS.
+    let renewed = Command::new(xchg_binary())
+        .args(["config", "renew", "--valid-days", "400", "--layout"])
+        .arg(&layout)
+        .output()?;
+    anyhow::ensure!(
+        renewed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&renewed.stderr)
+    );
+    let follower = (0..3).find(|&i| i != leader).context("a follower")?;
+    zone.terminate(follower, Duration::from_secs(30))?;
+    let old_cert = std::fs::read(zone.nodes[follower].config.with_file_name("api.crt"))?;
+    let machine = machines.path().join(MACHINES[follower].to_string());
+    zone.nodes[follower].config = copy_bundle(&layout, &zone.nodes[follower].config, &machine)?;
+    assert_ne!(
+        std::fs::read(zone.nodes[follower].config.with_file_name("api.crt"))?,
+        old_cert,
+        "a new certificate on the machine"
+    );
+    zone.start(follower)?;
+    zone.wait_caught_up(follower, leader, Duration::from_secs(60))
+        .await?;
+
     // Every node keeps its data inside its own machine's bundle.
     for node in &zone.nodes {
         let data = node.config.with_file_name("data");

@@ -54,13 +54,7 @@ async fn a_fourth_node_added_at_run_time_catches_up_and_votes() -> anyhow::Resul
     assert_eq!(voters.len(), 4, "four voters after the change: {body}");
     assert!(voters.contains(&fourth["name"].as_str().unwrap_or_default()));
 
-    let target = zone.applied_index(0).await.map_err(anyhow::Error::msg)?;
-    eventually(
-        Duration::from_secs(30),
-        "the new member to apply the whole log",
-        || async { Ok((zone.applied_index(3).await? >= target).then_some(())) },
-    )
-    .await?;
+    zone.wait_caught_up(3, 0, Duration::from_secs(30)).await?;
     for id in &ids {
         let (status, listing) = zone
             .get(
@@ -215,16 +209,8 @@ async fn a_zone_forms_from_its_configs_whatever_order_its_members_start_in() -> 
         .await?;
     assert_eq!(status, 201, "{body}");
     zone.start(1)?;
-    let target = zone
-        .applied_index(leader)
-        .await
-        .map_err(anyhow::Error::msg)?;
-    eventually(
-        Duration::from_secs(30),
-        "the late member to catch up",
-        || async { Ok((zone.applied_index(1).await.unwrap_or(0) >= target).then_some(())) },
-    )
-    .await?;
+    zone.wait_caught_up(1, leader, Duration::from_secs(30))
+        .await?;
     Ok(())
 }
 

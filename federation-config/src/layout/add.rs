@@ -564,7 +564,7 @@ impl NewFiles {
     }
 }
 
-fn read_layout(path: &Path) -> Result<Layout, AddNodeError> {
+pub(super) fn read_layout(path: &Path) -> Result<Layout, AddNodeError> {
     let text = std::fs::read_to_string(path).map_err(|source| AddNodeError::ReadLayout {
         path: path.to_owned(),
         source,
@@ -702,7 +702,7 @@ fn p2p_addr(addr: &Multiaddr) -> Option<SocketAddr> {
 
 /// The root key file of `exchange` in a layout: `root/<exchange>-root.key`, or where layouts
 /// written before the root keys had their own folder kept it, `keys/<exchange>-root.key`.
-fn root_key_in(dir: &Path, exchange: &xchg_protocol::ExchangeId) -> PathBuf {
+pub(super) fn root_key_in(dir: &Path, exchange: &xchg_protocol::ExchangeId) -> PathBuf {
     let file = super::root_key_file(dir, exchange);
     let older = dir.join("keys").join(format!("{exchange}-root.key"));
     if !file.exists() && older.exists() {

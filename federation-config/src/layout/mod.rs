@@ -23,7 +23,9 @@
 //! that returns `Ok` produced configs a node accepts.
 //!
 //! [`add_node`] grows one zone of a written layout by a node, numbered and ported after the
-//! others, without touching the existing configs.
+//! others, without touching the existing configs; [`renew`] signs new delegations (and API
+//! certificates) for its nodes. A layout is described by an [`Inventory`]; the built-in ones
+//! are the inventories in `federation-config/examples/`.
 
 mod add;
 mod bundle;
@@ -31,6 +33,7 @@ mod inventory;
 mod parties;
 mod plan;
 mod render;
+mod renew;
 mod tls;
 
 use std::fmt;
@@ -59,6 +62,7 @@ pub use inventory::{
 pub use parties::{DemoRole, demo_profile, demo_provider};
 use plan::Plan;
 use render::{Position, Validity};
+pub use renew::{RenewOptions, Renewed, RenewedNode, renew};
 pub use tls::{CA_CERT_FILE, LayoutApiCa, TLS_DIR, ca_key_file};
 
 /// Which federation to generate.

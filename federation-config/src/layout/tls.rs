@@ -141,6 +141,22 @@ impl ApiCa {
         host: IpAddr,
         validity: Validity,
     ) -> Result<(), GenerateError> {
+        let (cert, key) = self.certificate(node_name, host, validity)?;
+        let tls = dir.join(TLS_DIR);
+        create_private_dir(&tls).map_err(|source| io_error(&tls, source))?;
+        let (cert_file, key_file) = node_files(dir, stem);
+        write_new(&cert_file, cert.as_bytes())?;
+        write_secret(&key_file, key.as_bytes()).map_err(|source| io_error(&key_file, source))
+    }
+
+    /// A new API certificate for node `node_name` reached at `host`, valid as `validity`
+    /// says, and its new key: both PEM.
+    pub(super) fn certificate(
+        &self,
+        node_name: &str,
+        host: IpAddr,
+        validity: Validity,
+    ) -> Result<(String, String), GenerateError> {
         let mut names = vec![host.to_string()];
         if host.is_loopback() {
             names.push("localhost".to_owned());
@@ -159,12 +175,7 @@ impl ApiCa {
         let cert = params
             .signed_by(&key, &self.cert, &self.key)
             .map_err(inconsistent)?;
-        let tls = dir.join(TLS_DIR);
-        create_private_dir(&tls).map_err(|source| io_error(&tls, source))?;
-        let (cert_file, key_file) = node_files(dir, stem);
-        write_new(&cert_file, cert.pem().as_bytes())?;
-        write_secret(&key_file, key.serialize_pem().as_bytes())
-            .map_err(|source| io_error(&key_file, source))
+        Ok((cert.pem(), key.serialize_pem()))
     }
 }
 

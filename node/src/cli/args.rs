@@ -505,6 +505,9 @@ pub enum ConfigCommand {
     Generate(GenerateArgs),
     /// Add a node to a zone of a generated layout: key, delegation and config for `run --join`.
     AddNode(AddNodeArgs),
+    /// Renew the delegations (and API certificates) of a generated layout's nodes before they
+    /// expire; needs the root key (and the API CA key) back in the layout's root/.
+    Renew(RenewArgs),
     /// Check node config files; prints every violation and exits non-zero if any is an error.
     Validate(ValidateArgs),
     /// Print the configuration reference: every key, its type, default, unit and an example.
@@ -567,6 +570,20 @@ pub struct AddNodeArgs {
     #[arg(long)]
     pub base_port: Option<u16>,
     /// Validity of the node's delegation, in days.
+    #[arg(long, default_value_t = 365)]
+    pub valid_days: u32,
+}
+
+/// `xchg config renew`.
+#[derive(clap::Args)]
+pub struct RenewArgs {
+    /// Layout directory written by `xchg config generate`.
+    #[arg(long)]
+    pub layout: PathBuf,
+    /// Only this zone's nodes, e.g. xuchang/municipal [default: every node of the layout].
+    #[arg(long)]
+    pub zone: Option<String>,
+    /// Validity of the new delegations (and certificates), in days from now.
     #[arg(long, default_value_t = 365)]
     pub valid_days: u32,
 }

@@ -8,7 +8,7 @@ use xchg_federation_config::layout::{self, AddNodeOptions, LayoutOptions};
 use xchg_federation_config::{ConfigError, Severity};
 use xchg_protocol::Timestamp;
 
-use super::args::{AddNodeArgs, GenerateArgs, parse_layout};
+use super::args::{AddNodeArgs, GenerateArgs, RenewArgs, parse_layout};
 
 /// Generates a layout and prints where everything went.
 pub fn generate(args: GenerateArgs) -> anyhow::Result<ExitCode> {
@@ -194,6 +194,47 @@ pub fn add_node(args: AddNodeArgs) -> anyhow::Result<ExitCode> {
     outln!(
         "     curl{cacert} -X POST {}/v1/zone/members -H \"Authorization: Bearer $ADMIN\" -H 'Content-Type: application/json' -d '{body}'",
         added.member_api_url
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Renews the delegations (and API certificates) of a layout's nodes and prints what to copy
+/// where.
+pub fn renew(args: RenewArgs) -> anyhow::Result<ExitCode> {
+    let zone = args
+        .zone
+        .as_deref()
+        .map(str::parse)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--zone: {e}"))?;
+    let opts = layout::RenewOptions {
+        dir: args.layout.clone(),
+        zone,
+        valid_days: args.valid_days,
+    };
+    let renewed = layout::renew(&opts, Timestamp::now())
+        .with_context(|| format!("renewing the layout in {}", args.layout.display()))?;
+    outln!(
+        "renewed {} node(s), valid until {}",
+        renewed.nodes.len(),
+        renewed.not_after
+    );
+    for node in &renewed.nodes {
+        let what = if node.certificate {
+            "delegation and API certificate"
+        } else {
+            "delegation"
+        };
+        let bundle = node.bundle.as_ref().map_or_else(
+            || "no bundle".to_owned(),
+            |b| args.layout.join(b).display().to_string(),
+        );
+        outln!("  {:<24} {what}: {bundle}", node.zone);
+    }
+    outln!(
+        "next: copy each bundle's {} (and with HTTPS its api.crt, api.key) to its machine and \
+         restart the nodes one at a time, each back in its zone (xchg status) before the next",
+        layout::BUNDLE_CONFIG
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -131,6 +131,7 @@ pub fn execute(command: Command, log_format: args::LogFormat) -> anyhow::Result<
         Command::Federation(FederationCommand::Revoke(args)) => federation::revoke(args),
         Command::Config(ConfigCommand::Generate(args)) => config::generate(args),
         Command::Config(ConfigCommand::AddNode(args)) => config::add_node(args),
+        Command::Config(ConfigCommand::Renew(args)) => config::renew(args),
         Command::Config(ConfigCommand::Validate(args)) => config::validate(&args.files),
         Command::Config(ConfigCommand::Reference) => {
             out!("{}", xchg_federation_config::REFERENCE);
