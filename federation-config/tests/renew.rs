@@ -154,3 +154,55 @@ fn without_the_ca_key_nothing_is_renewed() {
     assert!(err.to_string().contains("api-ca.key"), "{err}");
     assert_eq!(std::fs::read(&config).expect("config"), before);
 }
+
+/// Review of the renewal: a node's files are renewed all or none; the workstation needs no node
+/// keys; a node whose config is gone (removed from its zone) is skipped, not an error.
+#[test]
+fn a_node_is_renewed_whole_or_not_at_all_and_a_removed_one_is_skipped() {
+    let (_dir, out) = short_lived(LayoutKind::SingleZone);
+    std::fs::remove_dir_all(out.join("keys")).expect("node keys kept on the machines only");
+    // Node 1's bundle config is broken: none of node 1's files change.
+    let config = out.join("nodes/xuchang-municipal-1.toml");
+    let bundle = out.join("bundles/xuchang-municipal-1");
+    let bundled = bundle.join("node.toml");
+    let broken = std::fs::read_to_string(&bundled)
+        .expect("bundle config")
+        .replace("delegation = \"", "delegation_ = \"");
+    std::fs::write(&bundled, &broken).expect("write");
+    let before = (
+        std::fs::read(&config).expect("config"),
+        std::fs::read(bundle.join("api.crt")).expect("cert"),
+        std::fs::read(out.join("tls/xuchang-municipal-1.crt")).expect("cert"),
+    );
+    let opts = RenewOptions {
+        dir: out.clone(),
+        zone: None,
+        valid_days: 365,
+    };
+    let err = renew(&opts, common::NOW).expect_err("broken bundle");
+    assert!(err.to_string().contains("delegation"), "{err}");
+    let after = (
+        std::fs::read(&config).expect("config"),
+        std::fs::read(bundle.join("api.crt")).expect("cert"),
+        std::fs::read(out.join("tls/xuchang-municipal-1.crt")).expect("cert"),
+    );
+    assert!(before == after, "node 1's files are as they were");
+    let staged: Vec<_> = [out.join("nodes"), out.join("tls"), bundle.clone()]
+        .iter()
+        .flat_map(|d| std::fs::read_dir(d).expect("dir"))
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".renewing"))
+        .map(|e| e.path())
+        .collect();
+    assert!(staged.is_empty(), "{staged:?}");
+
+    // Node 1 removed from its zone and its files deleted: the others are renewed.
+    std::fs::remove_file(&config).expect("rm");
+    std::fs::remove_dir_all(&bundle).expect("rm");
+    let renewed = renew(&opts, common::NOW).expect("renew");
+    assert_eq!(renewed.nodes.len(), 2);
+    assert_eq!(
+        renewed.skipped,
+        [std::path::PathBuf::from("nodes/xuchang-municipal-1.toml")]
+    );
+}

@@ -304,6 +304,32 @@ pub async fn start(
         .map(api::tls::acceptor)
         .transpose()
         .map_err(|e| StartError::Config(e.to_string()))?;
+    // A directory restored from another zone's backup would have this zone's leader extend a
+    // log it never wrote: refused before the backup is installed into the catalog.
+    let restored_marker = config
+        .node
+        .data_dir
+        .join(crate::store::backup::RESTORED_MARKER);
+    if restored_marker.exists() {
+        let snapshot = config
+            .node
+            .data_dir
+            .join(crate::store::snapshot_file::SNAPSHOT_FILE);
+        let meta =
+            tokio::task::spawn_blocking(move || crate::store::snapshot_file::read_meta(&snapshot))
+                .await
+                .map_err(|e| StartError::Config(e.to_string()))?;
+        if let Ok(meta) = meta {
+            crate::store::backup::check_zone(&meta.last_membership, &config_members(&config))
+                .map_err(|e| {
+                    StartError::Config(format!(
+                        "{} was restored from a backup that does not fit this node: {e}; empty \
+                         the directory and restore a backup of this node's zone",
+                        config.node.data_dir.display()
+                    ))
+                })?;
+        }
+    }
     let db = Db::open(&config.node.data_dir).await?;
     // The search index compares what it covers with the catalog before anything is applied.
     let search = {
@@ -345,10 +371,6 @@ pub async fn start(
     // position and there is no vote. The vote is set to the backup's term (a zone restored
     // whole would otherwise elect in term 1, below its log's last entry, and never commit), and
     // the member is kept out of elections until it catches up ([`bootstrap::guard_restored`]).
-    let restored_marker = config
-        .node
-        .data_dir
-        .join(crate::store::backup::RESTORED_MARKER);
     let restored = restored_marker.exists();
     let mut sm = sm;
     if restored {
@@ -357,17 +379,10 @@ pub async fn start(
         let vote = openraft::storage::RaftLogStorage::read_vote(&mut log_store)
             .await
             .map_err(|e| raft_err(&e))?;
-        let (applied, membership) = openraft::storage::RaftStateMachine::applied_state(&mut sm)
+        let (applied, _) = openraft::storage::RaftStateMachine::applied_state(&mut sm)
             .await
             .map_err(|e| raft_err(&e))?;
-        // Another zone's backup would have this zone's leader extend a log it never wrote.
-        crate::store::backup::check_zone(&membership, &config_members(&config)).map_err(|e| {
-            StartError::Config(format!(
-                "{} was restored from a backup that does not fit this node: {e}; stop, empty the \
-                 directory and restore a backup of this node's zone",
-                config.node.data_dir.display()
-            ))
-        })?;
+
         if let (None, Some(at)) = (vote, applied) {
             // For no member (id 0): in that term, every real member's vote compares above it,
             // so the zone's leader is followed at once (a vote for itself would outrank the

@@ -5,9 +5,9 @@
 //!
 //! Each node's config (in `nodes/` and in its bundle) keeps every line but its `delegation`,
 //! which is signed anew by the exchange root key for the same node key; the certificate gets a
-//! new key pair. Every new file is loaded back before it replaces the old one (written beside
-//! it, then renamed), so a node's files are either the old ones or the new ones. The running
-//! nodes keep their old delegation until restarted with the new files.
+//! new key pair. A node's new files are all written beside the old ones and its configs checked
+//! before any is renamed over its old one, so a failure leaves that node's files as they were.
+//! The running nodes keep their old delegation until restarted with the new files.
 
 use std::path::{Path, PathBuf};
 
@@ -48,6 +48,9 @@ pub struct RenewedNode {
 pub struct Renewed {
     /// The nodes, in layout order.
     pub nodes: Vec<RenewedNode>,
+    /// Nodes of `layout.json` whose config in `nodes/` is gone (removed from their zone, say):
+    /// left alone.
+    pub skipped: Vec<PathBuf>,
     /// Until when the new delegations are valid.
     pub not_after: Timestamp,
 }
@@ -90,6 +93,7 @@ pub fn renew(opts: &RenewOptions, now: Timestamp) -> Result<Renewed, AddNodeErro
         .map(|record| ApiCa::load(&opts.dir, record))
         .transpose()?;
     let mut nodes = Vec::new();
+    let mut skipped = Vec::new();
     for exchange in &layout.exchanges {
         let zones: Vec<_> = exchange
             .zones
@@ -115,11 +119,16 @@ pub fn renew(opts: &RenewOptions, now: Timestamp) -> Result<Renewed, AddNodeErro
                     .file_stem()
                     .map(|s| s.to_string_lossy().into_owned())
                     .unwrap_or_default();
-                let text =
-                    std::fs::read_to_string(&config).map_err(|source| GenerateError::Io {
-                        path: config.clone(),
-                        source,
-                    })?;
+                // A node removed from its zone may have had its files deleted; layout.json
+                // still lists it.
+                let text = match std::fs::read_to_string(&config) {
+                    Ok(text) => text,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        skipped.push(node.config.clone());
+                        continue;
+                    }
+                    Err(source) => return Err(io_error(&config, source).into()),
+                };
                 let node_key = node_key_of(&config, &text)?;
                 let delegation = SignedDelegation::sign(
                     Delegation {
@@ -139,28 +148,41 @@ pub fn renew(opts: &RenewOptions, now: Timestamp) -> Result<Renewed, AddNodeErro
                     }
                     None => None,
                 };
-                // The layout's copy first, then the bundle's: the bundle is what gets copied to
-                // the node's machine.
-                replace_config(&config, &text, &hex, now)?;
-                if let Some((cert, key)) = &certificate {
-                    let (cert_file, key_file) = node_files(&opts.dir, &stem);
-                    replace(&cert_file, cert.as_bytes())?;
-                    replace(&key_file, key.as_bytes())?;
-                }
+                // Every new file of the node is written beside its old one and checked; only
+                // then are they renamed over the old ones, so a failure leaves the node's files
+                // as they were.
                 let bundle = bundle_dir(&opts.dir, &stem);
                 let bundled = bundle.join(BUNDLE_CONFIG);
                 let has_bundle = bundled.is_file();
-                if has_bundle {
+                let mut staging = Staging::default();
+                let staged = (|| {
+                    staging.config(&config, &text, &hex, now)?;
                     if let Some((cert, key)) = &certificate {
-                        replace(&bundle.join("api.crt"), cert.as_bytes())?;
-                        replace(&bundle.join("api.key"), key.as_bytes())?;
-                        let ca_file = opts.dir.join(CA_CERT_FILE);
-                        let ca_pem = std::fs::read(&ca_file).map_err(|e| io_error(&ca_file, e))?;
-                        replace(&bundle.join(CA_CERT_FILE), &ca_pem)?;
+                        let (cert_file, key_file) = node_files(&opts.dir, &stem);
+                        staging.file(&cert_file, cert.as_bytes(), Mode::Public)?;
+                        staging.file(&key_file, key.as_bytes(), Mode::Secret)?;
                     }
-                    let text = std::fs::read_to_string(&bundled)
-                        .map_err(|source| io_error(&bundled, source))?;
-                    replace_config(&bundled, &text, &hex, now)?;
+                    if has_bundle {
+                        if let Some((cert, key)) = &certificate {
+                            staging.file(&bundle.join("api.crt"), cert.as_bytes(), Mode::Public)?;
+                            staging.file(&bundle.join("api.key"), key.as_bytes(), Mode::Secret)?;
+                            let ca_file = opts.dir.join(CA_CERT_FILE);
+                            let ca_pem =
+                                std::fs::read(&ca_file).map_err(|e| io_error(&ca_file, e))?;
+                            staging.file(&bundle.join(CA_CERT_FILE), &ca_pem, Mode::Public)?;
+                        }
+                        let text = std::fs::read_to_string(&bundled)
+                            .map_err(|source| io_error(&bundled, source))?;
+                        staging.config(&bundled, &text, &hex, now)?;
+                    }
+                    Ok::<_, AddNodeError>(())
+                })();
+                match staged {
+                    Ok(()) => staging.commit()?,
+                    Err(e) => {
+                        staging.abandon();
+                        return Err(e);
+                    }
                 }
                 nodes.push(RenewedNode {
                     zone: zone.id.clone(),
@@ -174,6 +196,7 @@ pub fn renew(opts: &RenewOptions, now: Timestamp) -> Result<Renewed, AddNodeErro
     }
     Ok(Renewed {
         nodes,
+        skipped,
         not_after: validity.not_after,
     })
 }
@@ -213,54 +236,102 @@ fn api_host(path: &Path, url: &str) -> Result<std::net::IpAddr, AddNodeError> {
         })
 }
 
-/// Replaces the `delegation = "…"` line of config `text` (at `path`) with `hex`, loads the
-/// result (from a file beside it, so relative paths resolve), and renames it over `path`.
-fn replace_config(path: &Path, text: &str, hex: &str, now: Timestamp) -> Result<(), AddNodeError> {
-    let mut replaced = 0;
-    let lines: Vec<String> = text
-        .lines()
-        .map(|line| {
-            if line.trim_start().starts_with("delegation = \"") {
-                replaced += 1;
-                format!("delegation = \"{hex}\"")
-            } else {
-                line.to_owned()
-            }
-        })
-        .collect();
-    if replaced != 1 {
-        return Err(AddNodeError::ExistingConfig {
-            path: path.to_owned(),
-            source: crate::ConfigError::Invalid(vec![crate::Violation::error(
-                "zone.delegation",
-                format!("expected one line `delegation = \"…\"`, found {replaced}"),
-            )]),
-        });
-    }
-    let staged = staged(path);
-    let _ = std::fs::remove_file(&staged);
-    write_secret(&staged, format!("{}\n", lines.join("\n")).as_bytes())
-        .map_err(|source| io_error(&staged, source))?;
-    if let Err(source) = crate::load(&staged, now) {
-        let _ = std::fs::remove_file(&staged);
-        return Err(AddNodeError::ExistingConfig {
+/// How a staged file may be read.
+#[derive(Clone, Copy)]
+enum Mode {
+    /// Certificates: mode 0644.
+    Public,
+    /// Keys and configs: mode 0600.
+    Secret,
+}
+
+/// New files written beside the ones they replace (`<name>.renewing`), renamed over them at
+/// [`Staging::commit`] or removed at [`Staging::abandon`].
+#[derive(Default)]
+struct Staging {
+    files: Vec<(PathBuf, PathBuf)>,
+}
+
+impl Staging {
+    /// Stages config `text` (at `path`) with its `delegation = "…"` line set to `hex`, after
+    /// checking the result as a node would read it (its key file is not read: the workstation
+    /// need not keep node keys).
+    fn config(
+        &mut self,
+        path: &Path,
+        text: &str,
+        hex: &str,
+        now: Timestamp,
+    ) -> Result<(), AddNodeError> {
+        let mut replaced = 0;
+        let lines: Vec<String> = text
+            .lines()
+            .map(|line| {
+                if line.starts_with("delegation = \"") {
+                    replaced += 1;
+                    format!("delegation = \"{hex}\"")
+                } else {
+                    line.to_owned()
+                }
+            })
+            .collect();
+        let existing = |source| AddNodeError::ExistingConfig {
             path: path.to_owned(),
             source,
-        });
+        };
+        if replaced != 1 {
+            return Err(existing(crate::ConfigError::Invalid(vec![
+                crate::Violation::error(
+                    "zone.delegation",
+                    format!("expected one line `delegation = \"…\"`, found {replaced}"),
+                ),
+            ])));
+        }
+        let new = format!("{}\n", lines.join("\n"));
+        let base = path.parent().unwrap_or(Path::new("."));
+        crate::parse(&new, base, now).map_err(existing)?;
+        self.file(path, new.as_bytes(), Mode::Secret)
     }
-    std::fs::rename(&staged, path).map_err(|source| io_error(path, source).into())
+
+    /// Stages `bytes` to replace `path`.
+    fn file(&mut self, path: &Path, bytes: &[u8], mode: Mode) -> Result<(), AddNodeError> {
+        let mut name = path.file_name().unwrap_or_default().to_owned();
+        name.push(".renewing");
+        let staged = path.with_file_name(name);
+        let _ = std::fs::remove_file(&staged);
+        let written = match mode {
+            Mode::Secret => write_secret(&staged, bytes),
+            Mode::Public => write_public(&staged, bytes),
+        };
+        written.map_err(|source| io_error(&staged, source))?;
+        self.files.push((staged, path.to_owned()));
+        Ok(())
+    }
+
+    /// Renames every staged file over the one it replaces.
+    fn commit(self) -> Result<(), AddNodeError> {
+        for (staged, path) in &self.files {
+            std::fs::rename(staged, path).map_err(|source| io_error(path, source))?;
+        }
+        Ok(())
+    }
+
+    /// Removes every staged file.
+    fn abandon(self) {
+        for (staged, _) in &self.files {
+            let _ = std::fs::remove_file(staged);
+        }
+    }
 }
 
-/// Writes `bytes` beside `path` and renames it over `path` (mode 0600).
-fn replace(path: &Path, bytes: &[u8]) -> Result<(), AddNodeError> {
-    let staged = staged(path);
-    let _ = std::fs::remove_file(&staged);
-    write_secret(&staged, bytes).map_err(|source| io_error(&staged, source))?;
-    std::fs::rename(&staged, path).map_err(|source| io_error(path, source).into())
-}
-
-fn staged(path: &Path) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_owned();
-    name.push(".renewing");
-    path.with_file_name(name)
+/// Writes a new file readable by all (mode 0644), as the generator writes certificates.
+fn write_public(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o644);
+    let mut file = options.open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
 }

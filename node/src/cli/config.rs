@@ -231,6 +231,12 @@ pub fn renew(args: RenewArgs) -> anyhow::Result<ExitCode> {
         );
         outln!("  {:<24} {what}: {bundle}", node.zone);
     }
+    for config in &renewed.skipped {
+        outln!(
+            "  skipped {}: its config is gone (a node removed from its zone?)",
+            config.display()
+        );
+    }
     outln!(
         "next: copy each bundle's {} (and with HTTPS its api.crt, api.key) to its machine and \
          restart the nodes one at a time, each back in its zone (xchg status) before the next",

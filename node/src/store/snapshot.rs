@@ -137,7 +137,12 @@ pub(super) fn restore(
     for name in REPLICATED_TABLES.iter().rev() {
         db.execute(&format!("DELETE FROM {name}"), [])?;
     }
-    let total = payload.tables.iter().map(|t| t.rows.len() as u64).sum();
+    let total = payload
+        .tables
+        .iter()
+        .filter(|t| REPLICATED_TABLES.contains(&t.name.as_str()))
+        .map(|t| t.rows.len() as u64)
+        .sum();
     let mut progress = Progress::new(total, PROGRESS_EVERY);
     for table in &payload.tables {
         if !REPLICATED_TABLES.contains(&table.name.as_str()) || table.rows.is_empty() {

@@ -137,6 +137,24 @@ impl Header {
     }
 }
 
+/// Reads only the meta of the snapshot file at `path` (its log position and membership), not
+/// its data, and so without checking the hash over both: for a look before the whole file is
+/// read (and then checked). Blocking.
+///
+/// # Errors
+/// As [`read_from`], but a damaged data part goes unnoticed.
+pub fn read_meta(path: &Path) -> std::io::Result<SnapshotMeta> {
+    let mut file = File::open(path)?;
+    let len = file.metadata()?.len();
+    let mut header = [0u8; HEADER_LEN];
+    file.read_exact(&mut header)
+        .map_err(|_| invalid(path, format!("{len} bytes, shorter than a header")))?;
+    let header = Header::decode(path, &header, len)?;
+    let mut meta = vec![0u8; header.meta_len as usize];
+    file.read_exact(&mut meta)?;
+    from_cbor(&meta).map_err(|e| invalid(path, format!("meta: {e}")))
+}
+
 /// Reads the snapshot file at `path` (a node's, or a backup made of one) and checks its
 /// lengths and hash. Blocking.
 ///
