@@ -137,6 +137,18 @@ impl Header {
     }
 }
 
+/// The snapshot file at `path`, positioned after its header, and the header checked against
+/// the file's length.
+fn open_with_header(path: &Path) -> std::io::Result<(File, Header)> {
+    let mut file = File::open(path)?;
+    let len = file.metadata()?.len();
+    let mut header = [0u8; HEADER_LEN];
+    file.read_exact(&mut header)
+        .map_err(|_| invalid(path, format!("{len} bytes, shorter than a header")))?;
+    let header = Header::decode(path, &header, len)?;
+    Ok((file, header))
+}
+
 /// Reads only the meta of the snapshot file at `path` (its log position and membership), not
 /// its data, and so without checking the hash over both: for a look before the whole file is
 /// read (and then checked). Blocking.
@@ -144,12 +156,7 @@ impl Header {
 /// # Errors
 /// As [`read_from`], but a damaged data part goes unnoticed.
 pub fn read_meta(path: &Path) -> std::io::Result<SnapshotMeta> {
-    let mut file = File::open(path)?;
-    let len = file.metadata()?.len();
-    let mut header = [0u8; HEADER_LEN];
-    file.read_exact(&mut header)
-        .map_err(|_| invalid(path, format!("{len} bytes, shorter than a header")))?;
-    let header = Header::decode(path, &header, len)?;
+    let (mut file, header) = open_with_header(path)?;
     let mut meta = vec![0u8; header.meta_len as usize];
     file.read_exact(&mut meta)?;
     from_cbor(&meta).map_err(|e| invalid(path, format!("meta: {e}")))
@@ -162,12 +169,7 @@ pub fn read_meta(path: &Path) -> std::io::Result<SnapshotMeta> {
 /// The file cannot be read (kind `NotFound` if it does not exist), or is not a whole, undamaged
 /// snapshot file (kind `InvalidData`, saying what is wrong).
 pub fn read_from(path: &Path) -> std::io::Result<(SnapshotMeta, Vec<u8>)> {
-    let mut file = File::open(path)?;
-    let len = file.metadata()?.len();
-    let mut header = [0u8; HEADER_LEN];
-    file.read_exact(&mut header)
-        .map_err(|_| invalid(path, format!("{len} bytes, shorter than a header")))?;
-    let header = Header::decode(path, &header, len)?;
+    let (file, header) = open_with_header(path)?;
     let data_len = usize::try_from(header.data_len)
         .map_err(|_| invalid(path, "larger than this machine's memory"))?;
     // The lengths were checked against the file's size; `take` keeps the read to them should
