@@ -66,7 +66,8 @@ pub fn generate(args: GenerateArgs) -> anyhow::Result<ExitCode> {
                 .unwrap_or("-");
             outln!(
                 "    {:<24} {:<28} {} node(s), first API {first}",
-                zone.id,
+                // Ids do not pad themselves.
+                zone.id.to_string(),
                 zone.display_name,
                 zone.nodes.len()
             );
@@ -229,7 +230,7 @@ pub fn renew(args: RenewArgs) -> anyhow::Result<ExitCode> {
             || "no bundle".to_owned(),
             |b| args.layout.join(b).display().to_string(),
         );
-        outln!("  {:<24} {what}: {bundle}", node.zone);
+        outln!("  {:<24} {what}: {bundle}", node.zone.to_string());
     }
     for config in &renewed.skipped {
         outln!(
