@@ -1,6 +1,7 @@
 //! How far a member that is catching up has come, in the log at a steady rate: the leader
 //! reports each member its log reaches more than [`FAR_BEHIND`] entries behind (a new member,
-//! one back from a long outage, a restored one), and when it has caught up. A member being sent
+//! one back from a long outage, a restored one) while it moves, once that it has stopped
+//! moving, and when it has caught up. A member being sent
 //! a snapshot logs its install itself ([`crate::store`]).
 
 use std::collections::BTreeMap;
@@ -28,6 +29,16 @@ pub enum Report {
         /// The leader's last log index.
         of: u64,
     },
+    /// It was behind at the last look and has not moved since: stopped, cut off or stuck.
+    /// Said once; nothing more until it moves.
+    Stalled {
+        /// The member.
+        member: NodeId,
+        /// Where its log stopped.
+        at: u64,
+        /// The leader's last log index.
+        of: u64,
+    },
     /// It was behind at the last look and is not any more.
     CaughtUp {
         /// The member.
@@ -35,10 +46,10 @@ pub enum Report {
     },
 }
 
-/// The members reported behind at the last look.
+/// The members behind at the last look: where each was, and whether it was said to stall.
 #[derive(Debug, Default)]
 pub struct Tracker {
-    behind: BTreeMap<NodeId, u64>,
+    behind: BTreeMap<NodeId, (u64, bool)>,
 }
 
 impl Tracker {
@@ -50,12 +61,27 @@ impl Tracker {
         for (&member, at) in matched {
             let at = at.unwrap_or(0);
             if last.saturating_sub(at) > FAR_BEHIND {
-                now_behind.insert(member, at);
-                reports.push(Report::Behind {
-                    member,
-                    at,
-                    of: last,
-                });
+                let stalled = match self.behind.get(&member) {
+                    Some(&(before, said)) if before == at => {
+                        if !said {
+                            reports.push(Report::Stalled {
+                                member,
+                                at,
+                                of: last,
+                            });
+                        }
+                        true
+                    }
+                    _ => {
+                        reports.push(Report::Behind {
+                            member,
+                            at,
+                            of: last,
+                        });
+                        false
+                    }
+                };
+                now_behind.insert(member, (at, stalled));
             } else if self.behind.contains_key(&member) {
                 reports.push(Report::CaughtUp { member });
             }
@@ -100,6 +126,13 @@ pub async fn run(raft: Raft, mut stop: watch::Receiver<bool>) {
                     "a member is catching up: {}% of the leader's log",
                     at * 100 / of.max(1)
                 ),
+                Report::Stalled { member, at, of } => tracing::warn!(
+                    member = %name(&member),
+                    at,
+                    of,
+                    "a member far behind has not moved for {} s (stopped or cut off?)",
+                    EVERY.as_secs()
+                ),
                 Report::CaughtUp { member } => {
                     tracing::info!(member = %name(&member), "the member has caught up");
                 }
@@ -137,5 +170,29 @@ mod tests {
             [Report::CaughtUp { member: 2 }]
         );
         assert!(t.look(5_300, &matched(Some(5_300), Some(5_300))).is_empty());
+    }
+
+    #[test]
+    fn a_member_that_stops_far_behind_is_said_to_stall_once_until_it_moves() {
+        let mut t = Tracker::default();
+        let at = |i: u64| BTreeMap::from([(2, Some(i))]);
+        assert!(matches!(
+            t.look(9_000, &at(100))[..],
+            [Report::Behind { .. }]
+        ));
+        assert_eq!(
+            t.look(9_100, &at(100)),
+            [Report::Stalled {
+                member: 2,
+                at: 100,
+                of: 9_100
+            }]
+        );
+        assert!(t.look(9_200, &at(100)).is_empty(), "said once");
+        assert!(t.look(9_300, &at(100)).is_empty());
+        assert!(matches!(
+            t.look(9_400, &at(2_000))[..],
+            [Report::Behind { at: 2_000, .. }]
+        ));
     }
 }
