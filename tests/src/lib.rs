@@ -117,13 +117,21 @@ pub fn free_addresses(nodes: usize) -> anyhow::Result<(Ipv4Addr, u16)> {
         let n = seed.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed).wrapping_mul(7919));
         let host = Ipv4Addr::new(127, 1 + (n % 250) as u8, ((n >> 8) % 250) as u8 + 1, 1);
         let base = 20_000 + ((n >> 16) % 30_000) as u16;
-        let all_free = (0..(3 * nodes) as u16)
-            .all(|i| TcpListener::bind(SocketAddr::from((host, base + i))).is_ok());
-        if all_free {
+        if ports_free(host, base, 3 * nodes) {
             return Ok((host, base));
         }
     }
     bail!("no free loopback address and port range found")
+}
+
+/// Whether the `count` ports from `base` can all be bound on `host` right now.
+pub fn ports_free(host: Ipv4Addr, base: u16, count: usize) -> bool {
+    (0..count).all(|i| {
+        u16::try_from(i)
+            .ok()
+            .and_then(|i| base.checked_add(i))
+            .is_some_and(|port| TcpListener::bind(SocketAddr::from((host, port))).is_ok())
+    })
 }
 
 /// One node process of a fixture.

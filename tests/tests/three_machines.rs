@@ -7,14 +7,14 @@
 //! catches up; renewed delegations and certificates (`xchg config renew`) bring a restarted
 //! node back.
 
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use serde_json::json;
-use xchg_tests::{Zone, example_listing, xchg_binary};
+use xchg_tests::{Zone, example_listing, ports_free, xchg_binary};
 
 const MACHINES: [Ipv4Addr; 4] = [
     Ipv4Addr::new(127, 0, 0, 2),
@@ -28,10 +28,7 @@ fn ports_free_everywhere() -> anyhow::Result<u16> {
     let seed = std::process::id();
     for attempt in 0..200u32 {
         let base = 20_000 + ((seed.wrapping_add(attempt * 7_919)) % 40_000) as u16;
-        let free = MACHINES.iter().all(|host| {
-            (0..3).all(|i| TcpListener::bind(SocketAddr::from((*host, base + i))).is_ok())
-        });
-        if free {
+        if MACHINES.iter().all(|host| ports_free(*host, base, 3)) {
             return Ok(base);
         }
     }

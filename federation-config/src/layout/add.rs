@@ -66,6 +66,8 @@ pub struct AddedNode {
     pub config_file: PathBuf,
     /// Its key file (mode 0600).
     pub key_file: PathBuf,
+    /// Its bundle folder, to copy to its machine.
+    pub bundle: PathBuf,
     /// Its node key.
     pub public_key: PublicKey,
     /// Base URL of an existing member's API, which takes the request to add the node.
@@ -235,16 +237,7 @@ pub fn add_node(opts: &AddNodeOptions, now: Timestamp) -> Result<AddedNode, AddN
     let mut layout = read_layout(&layout_file)?;
     let zone = Zone::read(opts, &layout, &layout_file, now)?;
     let exchange = opts.zone.exchange();
-    let root_file = root_key_in(&opts.dir, &exchange);
-    let root = read_key_file(&root_file)?;
-    let expected = zone.source.exchange.root_public_key;
-    if root.public() != expected {
-        return Err(AddNodeError::RootKeyMismatch {
-            path: root_file,
-            found: root.public().to_base64(),
-            expected: expected.to_base64(),
-        });
-    }
+    let root = root_key(&opts.dir, &exchange, zone.source.exchange.root_public_key)?;
 
     let number = zone.next_number(&exchange.to_string(), opts.zone.name());
     let stem = format!("{exchange}-{}-{number}", opts.zone.name());
@@ -314,7 +307,10 @@ pub fn add_node(opts: &AddNodeOptions, now: Timestamp) -> Result<AddedNode, AddN
     }
 
     let validity = Validity::days_from(now, opts.valid_days);
-    let mut raw = zone.config_for(&node, delegation_hex(&root, &opts.zone, &node, validity));
+    let mut raw = zone.config_for(
+        &node,
+        delegation_hex(&root, &opts.zone, node.key.public(), validity),
+    );
     if ca.is_some() {
         raw.api = Some(super::tls::with_tls(
             raw.api.take().unwrap_or_default(),
@@ -374,6 +370,7 @@ pub fn add_node(opts: &AddNodeOptions, now: Timestamp) -> Result<AddedNode, AddN
         warnings,
         config_file: opts.dir.join(&files.config),
         key_file: files.key,
+        bundle: super::bundle_dir(&opts.dir, &node.stem),
         public_key: node.key.public(),
         node: layout_node,
         member_api_url: zone.source_api_url,
@@ -587,7 +584,7 @@ fn zone_mut<'a>(layout: &'a mut Layout, zone: &ZoneId) -> Option<&'a mut super::
         .find(|z| z.id == *zone)
 }
 
-fn zone_list(exchanges: &[LayoutExchange]) -> String {
+pub(super) fn zone_list(exchanges: &[LayoutExchange]) -> String {
     let zones: Vec<String> = exchanges
         .iter()
         .flat_map(|e| &e.zones)
@@ -596,7 +593,7 @@ fn zone_list(exchanges: &[LayoutExchange]) -> String {
     zones.join(", ")
 }
 
-fn file_stem(path: &Path) -> String {
+pub(super) fn file_stem(path: &Path) -> String {
     path.file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default()
@@ -702,7 +699,26 @@ fn p2p_addr(addr: &Multiaddr) -> Option<SocketAddr> {
 
 /// The root key file of `exchange` in a layout: `root/<exchange>-root.key`, or where layouts
 /// written before the root keys had their own folder kept it, `keys/<exchange>-root.key`.
-pub(super) fn root_key_in(dir: &Path, exchange: &xchg_protocol::ExchangeId) -> PathBuf {
+/// The root key of `exchange` in the layout `dir`, which must be `expected`, the key its nodes'
+/// configs trust.
+pub(super) fn root_key(
+    dir: &Path,
+    exchange: &xchg_protocol::ExchangeId,
+    expected: PublicKey,
+) -> Result<Keypair, AddNodeError> {
+    let root_file = root_key_in(dir, exchange);
+    let root = read_key_file(&root_file)?;
+    if root.public() != expected {
+        return Err(AddNodeError::RootKeyMismatch {
+            path: root_file,
+            found: root.public().to_base64(),
+            expected: expected.to_base64(),
+        });
+    }
+    Ok(root)
+}
+
+fn root_key_in(dir: &Path, exchange: &xchg_protocol::ExchangeId) -> PathBuf {
     let file = super::root_key_file(dir, exchange);
     let older = dir.join("keys").join(format!("{exchange}-root.key"));
     if !file.exists() && older.exists() {

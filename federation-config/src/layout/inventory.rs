@@ -17,9 +17,10 @@ use serde::{Deserialize, Serialize};
 use xchg_protocol::{Contact, CreditCode, ExchangeId, PartyId, PartyProfile, ZoneId};
 
 use super::parties::{DemoRole, demo_contact, demo_profile};
-use super::{GenerateError, LayoutKind, LayoutOptions};
+use super::{GenerateError, LayoutKind, LayoutOptions, NODES_PER_ZONE};
 use crate::raw::{RawAgreement, RawExport};
-use crate::violation::{ConfigError, Report};
+use crate::validate::check_display_name;
+use crate::violation::{ConfigError, Report, Violation};
 
 /// The inventory schema version this crate reads.
 pub const INVENTORY_VERSION: i64 = 1;
@@ -327,7 +328,10 @@ impl Inventory {
                 ),
             );
         }
-        if !(1..=9).contains(&self.nodes_per_zone()) {
+        // Addresses are checked only for node counts in range: a count of billions is refused,
+        // not laid out.
+        let mut counts_fit = NODES_PER_ZONE.contains(&self.nodes_per_zone());
+        if !counts_fit {
             report.error(
                 "defaults.nodes_per_zone",
                 format!("{}; expected 1 to 9", self.nodes_per_zone()),
@@ -354,7 +358,7 @@ impl Inventory {
         for (e, ex) in self.exchanges.iter().enumerate() {
             let at = format!("exchanges[{e}]");
             let id = ex.id.parse::<ExchangeId>().ok();
-            text_present(&mut report, &format!("{at}.display_name"), &ex.display_name);
+            check_display_name(&mut report, &format!("{at}.display_name"), &ex.display_name);
             crate::validate::check_export(&mut report, &format!("{at}.export"), ex.export.as_ref());
             if let Some(sibling) = &ex.sibling_agreement {
                 let path = format!("{at}.sibling_agreement");
@@ -393,7 +397,7 @@ impl Inventory {
                 if let Some(id) = &id {
                     report.check(format!("{at}.name"), ZoneId::new(id, &zone.name));
                 }
-                text_present(
+                check_display_name(
                     &mut report,
                     &format!("{at}.display_name"),
                     &zone.display_name,
@@ -413,16 +417,16 @@ impl Inventory {
                     );
                 }
                 if let Some(nodes) = &zone.nodes
-                    && !(1..=9).contains(&nodes.len())
+                    && !NODES_PER_ZONE.contains(&nodes.len())
                 {
+                    counts_fit = false;
                     report.error(
                         format!("{at}.nodes"),
                         format!("{} nodes; a zone has 1 to 9", nodes.len()),
                     );
                 }
-                let provider =
-                    party_profile(&mut report, &at, "provider", zone, DemoRole::Provider);
-                let buyer = party_profile(&mut report, &at, "buyer", zone, DemoRole::Buyer);
+                let provider = party_profile(&mut report, &at, zone, DemoRole::Provider);
+                let buyer = party_profile(&mut report, &at, zone, DemoRole::Buyer);
                 if zone.provider.id == zone.buyer.id {
                     report.error(
                         format!("{at}.buyer.id"),
@@ -442,21 +446,14 @@ impl Inventory {
         }
         self.check_outside(&mut report);
         self.check_file_names(&mut report);
-        // Only with node counts in range: a count of billions is refused above, not laid out.
         let zones: usize = self.exchanges.iter().map(|e| e.zones.len()).sum();
         if zones > MAX_ZONES {
+            counts_fit = false;
             report.error(
                 "exchanges",
                 format!("{zones} zones; an inventory lays out at most {MAX_ZONES}"),
             );
         }
-        let counts_fit = zones <= MAX_ZONES
-            && (1..=9).contains(&self.nodes_per_zone())
-            && self.exchanges.iter().flat_map(|e| &e.zones).all(|z| {
-                z.nodes
-                    .as_ref()
-                    .is_none_or(|nodes| (1..=9).contains(&nodes.len()))
-            });
         if counts_fit {
             self.check_addresses(&mut report);
         }
@@ -490,7 +487,7 @@ impl Inventory {
         let mut keys = BTreeMap::new();
         for (o, out) in self.outside.iter().enumerate() {
             let at = format!("outside[{o}]");
-            text_present(report, &format!("{at}.display_name"), &out.display_name);
+            check_display_name(report, &format!("{at}.display_name"), &out.display_name);
             let key = report.check(
                 format!("{at}.root_public_key"),
                 crate::validate::public_key_from_base64(&out.root_public_key),
@@ -554,11 +551,14 @@ impl Inventory {
         for (e, ex) in self.exchanges.iter().enumerate() {
             for (z, zone) in ex.zones.iter().enumerate() {
                 let path = format!("exchanges[{e}].zones[{z}].name");
-                // Names past nine nodes are refused elsewhere; nine cover every clash.
-                let stems = (1..=9).map(|n| format!("{}-{}-{n}", ex.id, zone.name));
+                // More nodes than the most a zone may have are refused elsewhere; these cover
+                // every clash.
+                let stems: Vec<String> = NODES_PER_ZONE
+                    .map(|n| format!("{}-{}-{n}", ex.id, zone.name))
+                    .collect();
                 if let Some(clash) = stems
-                    .filter_map(|stem| seen.get(&stem).filter(|p| **p != path).cloned())
-                    .next()
+                    .iter()
+                    .find_map(|stem| seen.get(stem).filter(|p| **p != path).cloned())
                 {
                     report.error(
                         &path,
@@ -569,9 +569,8 @@ impl Inventory {
                         ),
                     );
                 }
-                for n in 1..=9 {
-                    seen.entry(format!("{}-{}-{n}", ex.id, zone.name))
-                        .or_insert_with(|| path.clone());
+                for stem in stems {
+                    seen.entry(stem).or_insert_with(|| path.clone());
                 }
             }
         }
@@ -663,22 +662,21 @@ impl Inventory {
     }
 }
 
-/// The founding party at `at.<which>`, or `None` after reporting why it is unusable.
+/// The founding party of `zone` (at `at`) in `role`, or `None` after reporting why it is
+/// unusable.
 fn party_profile(
     report: &mut Report,
     at: &str,
-    which: &str,
     zone: &InventoryZone,
     role: DemoRole,
 ) -> Option<PartyProfile> {
-    let party = if which == "provider" {
-        &zone.provider
-    } else {
-        &zone.buyer
+    let (which, party) = match role {
+        DemoRole::Provider => ("provider", &zone.provider),
+        DemoRole::Buyer => ("buyer", &zone.buyer),
     };
     let at = format!("{at}.{which}");
     let id = report.check(format!("{at}.id"), party.id.parse::<PartyId>())?;
-    text_present(report, &format!("{at}.name"), &party.name);
+    check_display_name(report, &format!("{at}.name"), &party.name);
     let credit_code = match &party.credit_code {
         Some(code) => report.check(format!("{at}.credit_code"), code.parse::<CreditCode>())?,
         None => {
@@ -736,17 +734,8 @@ fn division_ok(division: &str) -> bool {
     division.len() == 6 && division.bytes().all(|b| b.is_ascii_digit())
 }
 
-fn text_present(report: &mut Report, path: &str, text: &str) {
-    crate::validate::check_display_name(report, path, text);
-}
-
 fn invalid(path: &str, message: String) -> GenerateError {
-    let mut report = Report::default();
-    report.error(path, message);
-    match report.finish() {
-        Err(e) => GenerateError::Inventory(e),
-        Ok(_) => GenerateError::Inconsistent("an error report without an error".to_owned()),
-    }
+    GenerateError::Inventory(ConfigError::Invalid(vec![Violation::error(path, message)]))
 }
 
 /// The compiled-in inventory file of a built-in layout.

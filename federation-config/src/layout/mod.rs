@@ -360,7 +360,7 @@ pub enum GenerateError {
 /// [`GenerateError`]: bad options, an existing layout or key file, an IO failure, or (a bug) a
 /// generated config that does not load.
 pub fn generate(opts: &LayoutOptions, now: Timestamp) -> Result<Layout, GenerateError> {
-    if !(1..=9).contains(&opts.nodes_per_zone) {
+    if !NODES_PER_ZONE.contains(&opts.nodes_per_zone) {
         return Err(GenerateError::NodesPerZone(opts.nodes_per_zone));
     }
     if !(1..=MAX_VALID_DAYS).contains(&opts.valid_days) {
@@ -485,6 +485,9 @@ pub fn generate_from(
         .map_err(|source| io_error(&layout_file, source))?;
     Ok(layout)
 }
+
+/// How many nodes a zone may have.
+pub(super) const NODES_PER_ZONE: std::ops::RangeInclusive<usize> = 1..=9;
 
 /// The longest a delegation (and a node's API certificate) may be valid: the API CA's own
 /// lifetime, ten years.

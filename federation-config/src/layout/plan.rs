@@ -146,16 +146,16 @@ pub(super) fn plan(
     })
 }
 
-/// A zone's export policy: each key the zone's own, else its exchange's (else the default,
-/// filled in when the config is written).
+/// A zone's export policy: each key the zone's own, else its exchange's, else the default.
 fn merged_export(zone: Option<&RawExport>, exchange: Option<&RawExport>) -> RawExport {
-    let key = |get: fn(&RawExport) -> &Option<String>| {
+    let key = |get: fn(&RawExport) -> &Option<String>, default: &str| {
         zone.and_then(|z| get(z).clone())
             .or_else(|| exchange.and_then(|e| get(e).clone()))
+            .or_else(|| Some(default.to_owned()))
     };
     RawExport {
-        ceiling: key(|e| &e.ceiling),
-        personal_info: key(|e| &e.personal_info),
+        ceiling: key(|e| &e.ceiling, "general"),
+        personal_info: key(|e| &e.personal_info, "in_domain_only"),
     }
 }
 

@@ -1,12 +1,12 @@
 //! One node's configuration file, written through the raw structs the loader reads.
 
-use xchg_protocol::{Delegation, Keypair, SignedDelegation, Timestamp, ZoneId};
+use xchg_protocol::{Delegation, Keypair, PublicKey, SignedDelegation, Timestamp, ZoneId};
 
 use super::plan::{Plan, PlannedNode, PlannedZone};
 use crate::model::{ApiSection, RaftTuning};
 use crate::raw::{
-    RawAgreement, RawApi, RawConfig, RawContact, RawExchange, RawExport, RawGossip, RawListen,
-    RawMember, RawNode, RawOutside, RawParty, RawRaft, RawToken, RawZone,
+    RawAgreement, RawApi, RawConfig, RawContact, RawExchange, RawGossip, RawListen, RawMember,
+    RawNode, RawOutside, RawParty, RawRaft, RawToken, RawZone,
 };
 use crate::role::Role;
 use crate::secret::token_hash;
@@ -70,7 +70,7 @@ pub(super) fn node_config(
         zone: RawZone {
             id: zone.id.to_string(),
             display_name: zone.display_name.to_owned(),
-            delegation: delegation_hex(&ex.root, &zone.id, me, validity),
+            delegation: delegation_hex(&ex.root, &zone.id, me.key.public(), validity),
             members: zone.nodes.iter().map(member).collect(),
         },
         raft: Some(RawRaft {
@@ -81,20 +81,7 @@ pub(super) fn node_config(
             snapshot_log_percent: Some(raft.snapshot_log_percent),
             keep_log_entries: Some(raft.keep_log_entries),
         }),
-        export: Some(RawExport {
-            ceiling: Some(
-                zone.export
-                    .ceiling
-                    .clone()
-                    .unwrap_or_else(|| "general".to_owned()),
-            ),
-            personal_info: Some(
-                zone.export
-                    .personal_info
-                    .clone()
-                    .unwrap_or_else(|| "in_domain_only".to_owned()),
-            ),
-        }),
+        export: Some(zone.export.clone()),
         sibling_agreement: Some(ex.sibling_agreement.clone()),
         gossip: Some(RawGossip {
             bootstrap: plan.bootstrap(at.exchange, at.zone, at.node),
@@ -138,18 +125,19 @@ pub(super) fn raw_party(p: &xchg_protocol::PartyProfile) -> RawParty {
     }
 }
 
-/// `node`'s delegation for `zone`, signed by its exchange's `root`, as the hex a config holds.
+/// The delegation of the node with key `node_key` for `zone`, signed by its exchange's `root`,
+/// as the hex a config holds.
 pub(super) fn delegation_hex(
     root: &Keypair,
     zone: &ZoneId,
-    node: &PlannedNode,
+    node_key: PublicKey,
     validity: Validity,
 ) -> String {
     let delegation = SignedDelegation::sign(
         Delegation {
             exchange: zone.exchange(),
             zone: zone.clone(),
-            node_key: node.key.public(),
+            node_key,
             not_before: validity.not_before,
             not_after: validity.not_after,
         },

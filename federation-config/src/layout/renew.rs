@@ -11,13 +11,13 @@
 
 use std::path::{Path, PathBuf};
 
-use xchg_protocol::{Delegation, PublicKey, SignedDelegation, Timestamp, ZoneId};
+use xchg_protocol::{PublicKey, Timestamp, ZoneId};
 
-use super::add::{AddNodeError, read_layout, root_key_in};
-use super::render::Validity;
-use super::tls::{ApiCa, CA_CERT_FILE, node_files};
+use super::add::{AddNodeError, file_stem, read_layout, root_key, zone_list};
+use super::render::{Validity, delegation_hex};
+use super::tls::{ApiCa, CA_CERT_FILE, node_files, write_new};
 use super::{BUNDLE_CONFIG, GenerateError, bundle_dir, io_error};
-use crate::secret::{read_key_file, write_secret};
+use crate::secret::write_secret;
 
 /// Which nodes to renew and for how long.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,13 +77,7 @@ pub fn renew(opts: &RenewOptions, now: Timestamp) -> Result<Renewed, AddNodeErro
         return Err(AddNodeError::UnknownZone {
             zone: zone.clone(),
             layout: layout_file,
-            known: layout
-                .exchanges
-                .iter()
-                .flat_map(|e| &e.zones)
-                .map(|z| z.id.to_string())
-                .collect::<Vec<_>>()
-                .join(", "),
+            known: zone_list(&layout.exchanges),
         });
     }
     let validity = Validity::days_from(now, opts.valid_days);
@@ -103,22 +97,19 @@ pub fn renew(opts: &RenewOptions, now: Timestamp) -> Result<Renewed, AddNodeErro
         if zones.is_empty() {
             continue;
         }
-        let root_file = root_key_in(&opts.dir, &exchange.id);
-        let root = read_key_file(&root_file)?;
-        if root.public().to_base64() != exchange.root_public_key {
-            return Err(AddNodeError::RootKeyMismatch {
-                path: root_file,
-                found: root.public().to_base64(),
-                expected: exchange.root_public_key.clone(),
-            });
-        }
+        let trusted =
+            crate::validate::public_key_from_base64(&exchange.root_public_key).map_err(|e| {
+                GenerateError::Inconsistent(format!(
+                    "{}: root key of {}: {e}",
+                    layout_file.display(),
+                    exchange.id
+                ))
+            })?;
+        let root = root_key(&opts.dir, &exchange.id, trusted)?;
         for zone in zones {
             for node in &zone.nodes {
                 let config = opts.dir.join(&node.config);
-                let stem = config
-                    .file_stem()
-                    .map(|s| s.to_string_lossy().into_owned())
-                    .unwrap_or_default();
+                let stem = file_stem(&config);
                 // A node removed from its zone may have had its files deleted; layout.json
                 // still lists it.
                 let text = match std::fs::read_to_string(&config) {
@@ -129,18 +120,7 @@ pub fn renew(opts: &RenewOptions, now: Timestamp) -> Result<Renewed, AddNodeErro
                     }
                     Err(source) => return Err(io_error(&config, source).into()),
                 };
-                let node_key = node_key_of(&config, &text)?;
-                let delegation = SignedDelegation::sign(
-                    Delegation {
-                        exchange: zone.id.exchange(),
-                        zone: zone.id.clone(),
-                        node_key,
-                        not_before: validity.not_before,
-                        not_after: validity.not_after,
-                    },
-                    &root,
-                );
-                let hex = hex::encode(delegation.to_bytes());
+                let hex = delegation_hex(&root, &zone.id, node_key_of(&config, &text)?, validity);
                 let certificate = match &ca {
                     Some(ca) => {
                         let host = api_host(&config, &node.api_url)?;
@@ -239,7 +219,7 @@ fn api_host(path: &Path, url: &str) -> Result<std::net::IpAddr, AddNodeError> {
 /// How a staged file may be read.
 #[derive(Clone, Copy)]
 enum Mode {
-    /// Certificates: mode 0644.
+    /// Certificates: as the generator writes them.
     Public,
     /// Keys and configs: mode 0600.
     Secret,
@@ -299,11 +279,12 @@ impl Staging {
         name.push(".renewing");
         let staged = path.with_file_name(name);
         let _ = std::fs::remove_file(&staged);
-        let written = match mode {
-            Mode::Secret => write_secret(&staged, bytes),
-            Mode::Public => write_public(&staged, bytes),
-        };
-        written.map_err(|source| io_error(&staged, source))?;
+        match mode {
+            Mode::Secret => {
+                write_secret(&staged, bytes).map_err(|source| io_error(&staged, source))?;
+            }
+            Mode::Public => write_new(&staged, bytes)?,
+        }
         self.files.push((staged, path.to_owned()));
         Ok(())
     }
@@ -322,16 +303,4 @@ impl Staging {
             let _ = std::fs::remove_file(staged);
         }
     }
-}
-
-/// Writes a new file readable by all (mode 0644), as the generator writes certificates.
-fn write_public(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write as _;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o644);
-    let mut file = options.open(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
 }

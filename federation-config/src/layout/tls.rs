@@ -204,7 +204,7 @@ pub(super) fn with_tls(api: RawApi, stem: &str) -> RawApi {
 }
 
 /// Writes a file that must not exist yet (a certificate: public, mode 0644 by the umask).
-fn write_new(path: &Path, bytes: &[u8]) -> Result<(), GenerateError> {
+pub(super) fn write_new(path: &Path, bytes: &[u8]) -> Result<(), GenerateError> {
     use std::io::Write as _;
     std::fs::OpenOptions::new()
         .write(true)

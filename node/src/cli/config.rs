@@ -150,15 +150,9 @@ pub fn add_node(args: AddNodeArgs) -> anyhow::Result<ExitCode> {
     outln!("added node {} to zone {}", added.node.name, opts.zone);
     outln!("  config: {}", added.config_file.display());
     outln!("  key:    {} (mode 0600)", added.key_file.display());
-    let stem = added
-        .config_file
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let bundle = layout::bundle_dir(&dir, &stem);
     outln!(
         "  bundle: {} (copy it to the node's machine)",
-        bundle.display()
+        added.bundle.display()
     );
     outln!(
         "  api {}, raft {}, p2p {}",
