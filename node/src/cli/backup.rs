@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use xchg_node::store::backup::{self, Backup};
+use xchg_node::store::backup;
 
 use super::args::{BackupArgs, RestoreArgs};
 
@@ -17,6 +17,62 @@ const PROGRESS_EVERY: Duration = Duration::from_millis(200);
 /// Megabytes, for people.
 fn mb(bytes: u64) -> String {
     format!("{:.1} MB", bytes as f64 / 1e6)
+}
+
+/// A progress line on standard error, rewritten in place at most every [`PROGRESS_EVERY`] and
+/// once more at the end with the final figures; nothing when standard error is not a terminal
+/// (a log or a pipe gets the summary lines only).
+struct ProgressLine {
+    terminal: bool,
+    started: Instant,
+    shown: Option<Instant>,
+    /// The latest figures, shown or not: what, done, total.
+    latest: Option<(&'static str, u64, Option<u64>)>,
+}
+
+impl ProgressLine {
+    fn new() -> ProgressLine {
+        ProgressLine {
+            terminal: std::io::stderr().is_terminal(),
+            started: Instant::now(),
+            shown: None,
+            latest: None,
+        }
+    }
+
+    /// `what`, `done` bytes of `total` (unknown when `None` or 0), and the rate so far.
+    fn show(&mut self, what: &'static str, done: u64, total: Option<u64>) {
+        self.latest = Some((what, done, total));
+        if self.terminal && self.shown.is_none_or(|at| at.elapsed() >= PROGRESS_EVERY) {
+            self.shown = Some(Instant::now());
+            self.print();
+        }
+    }
+
+    fn print(&self) {
+        let Some((what, done, total)) = self.latest else {
+            return;
+        };
+        let rate = done as f64 / self.started.elapsed().as_secs_f64().max(0.001) / 1e6;
+        match total {
+            Some(t) if t > 0 => eprint!(
+                "\r{what} {} of {} ({:.0} %, {rate:.1} MB/s)   ",
+                mb(done),
+                mb(t),
+                done as f64 * 100.0 / t as f64
+            ),
+            _ => eprint!("\r{what} {} ({rate:.1} MB/s)   ", mb(done)),
+        }
+    }
+
+    /// Ends the line with the final figures, if one was shown.
+    fn finish(&mut self) {
+        if self.shown.take().is_some() {
+            self.print();
+            eprintln!();
+        }
+        self.latest = None;
+    }
 }
 
 /// Takes a backup and writes it to `--out`.
@@ -44,8 +100,8 @@ pub async fn backup(args: BackupArgs) -> anyhow::Result<ExitCode> {
 
 type Summary = (Option<(u64, u64)>, u64, u64);
 
-fn position_of(b: &Backup) -> Option<(u64, u64)> {
-    b.position().map(|id| (id.leader_id.term, id.index))
+fn position(at: Option<xchg_node::store::raft_types::LogId>) -> Option<(u64, u64)> {
+    at.map(|id| (id.leader_id.term, id.index))
 }
 
 /// A stopped node's data directory.
@@ -63,7 +119,11 @@ async fn offline(dir: &Path, out: &Path) -> anyhow::Result<Summary> {
             mb((head.len() + b.data.len()) as u64)
         );
         backup::write_file(&out_path, &[&head, &b.data])?;
-        Ok::<_, anyhow::Error>((position_of(&b), b.rows, (head.len() + b.data.len()) as u64))
+        Ok::<_, anyhow::Error>((
+            position(b.position()),
+            b.rows,
+            (head.len() + b.data.len()) as u64,
+        ))
     })
     .await
     .context("the backup task failed")?
@@ -108,32 +168,16 @@ async fn online(args: BackupArgs) -> anyhow::Result<Summary> {
     let total = resp.content_length();
     let partial = backup::partial_path(&out);
     let mut file = backup::create_partial(&partial)?;
-    let terminal = std::io::stderr().is_terminal();
-    let started = Instant::now();
-    let mut shown = Instant::now();
+    let mut line = ProgressLine::new();
     let mut received = 0u64;
     let downloaded: anyhow::Result<()> = async {
         while let Some(chunk) = resp.chunk().await.context("receiving the backup")? {
             file.write_all(&chunk)
                 .with_context(|| format!("writing {}", partial.display()))?;
             received += chunk.len() as u64;
-            if terminal && shown.elapsed() >= PROGRESS_EVERY {
-                shown = Instant::now();
-                let rate = received as f64 / started.elapsed().as_secs_f64().max(0.001) / 1e6;
-                match total {
-                    Some(t) if t > 0 => eprint!(
-                        "\rreceived {} of {} ({:.0} %, {rate:.1} MB/s)   ",
-                        mb(received),
-                        mb(t),
-                        received as f64 * 100.0 / t as f64
-                    ),
-                    _ => eprint!("\rreceived {} ({rate:.1} MB/s)   ", mb(received)),
-                }
-            }
+            line.show("received", received, total);
         }
-        if terminal {
-            eprintln!();
-        }
+        line.finish();
         if let Some(t) = total
             && t != received
         {
@@ -146,9 +190,14 @@ async fn online(args: BackupArgs) -> anyhow::Result<Summary> {
     .await;
     drop(file);
     let checked = downloaded.and_then(|()| {
-        let b = backup::check(&partial)?;
+        let mut line = ProgressLine::new();
+        let b = backup::check(&partial, &mut |done, total| {
+            line.show("checked", done, Some(total));
+        });
+        line.finish();
+        let b = b?;
         backup::publish(&partial, &out)?;
-        Ok((position_of(&b), b.rows, received))
+        Ok((position(b.position()), b.rows, received))
     });
     if checked.is_err() {
         let _ = std::fs::remove_file(&partial);
@@ -173,7 +222,27 @@ pub fn restore(args: &RestoreArgs) -> anyhow::Result<ExitCode> {
         }
         None => None,
     };
-    let restored = backup::restore(&args.from, &args.data_dir, zone.as_ref())?;
+    let mut line = ProgressLine::new();
+    let mut step = backup::RestoreStep::Checking;
+    let restored = backup::restore(
+        &args.from,
+        &args.data_dir,
+        zone.as_ref(),
+        &mut |now, done, total| {
+            if now != step {
+                line.finish();
+                line = ProgressLine::new();
+                step = now;
+            }
+            let what = match now {
+                backup::RestoreStep::Checking => "checked",
+                backup::RestoreStep::Writing => "written",
+            };
+            line.show(what, done, Some(total));
+        },
+    );
+    line.finish();
+    let restored = restored?;
     let (term, index) = restored
         .position
         .map_or((0, 0), |id| (id.leader_id.term, id.index));

@@ -248,31 +248,54 @@ pub fn partial_path(out: &Path) -> PathBuf {
     out.with_file_name(name)
 }
 
+/// What [`check`] found in a backup file.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    /// Its position and membership.
+    pub meta: SnapshotMeta,
+    /// Rows of the replicated tables it holds.
+    pub rows: u64,
+}
+
+impl Checked {
+    /// The log position it was taken at (`None`: a zone that never applied anything).
+    pub fn position(&self) -> Option<LogId> {
+        self.meta.last_log_id
+    }
+}
+
 /// Checks the backup file `from`: whole, its hash right, its payload readable by this xchg.
+/// The file is read in pieces and its rows decoded one at a time, so the check needs little
+/// memory whatever the file's size; `progress` is told the bytes read so far and their total.
 /// Blocking.
 ///
 /// # Errors
 /// [`BackupError::Unusable`] saying what is wrong; [`BackupError::Io`] if it cannot be read.
-pub fn check(from: &Path) -> Result<Backup, BackupError> {
+pub fn check(from: &Path, progress: &mut dyn FnMut(u64, u64)) -> Result<Checked, BackupError> {
     let unusable = |source| BackupError::Unusable {
         path: from.to_owned(),
         source,
     };
-    let (meta, data) = snapshot_file::read_from(from).map_err(|e| {
+    let (meta, payload) = snapshot_file::read_streamed(from, progress, |data| {
+        snapshot::check_streamed(data)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    })
+    .map_err(|e| {
         if e.kind() == std::io::ErrorKind::InvalidData {
             unusable(e)
         } else {
             io(from)(e)
         }
     })?;
-    let payload = snapshot::decode(&data).map_err(unusable)?;
-    if payload.last_applied != meta.last_log_id {
+    if payload.last_applied != meta.last_log_id || payload.membership != meta.last_membership {
         return Err(unusable(std::io::Error::other(
-            "its header and its payload name different log positions",
+            "its header and its payload name different log positions or memberships",
         )));
     }
-    let rows = payload.tables.iter().map(|t| t.rows.len() as u64).sum();
-    Ok(Backup { meta, data, rows })
+    Ok(Checked {
+        meta,
+        rows: payload.rows,
+    })
 }
 
 /// Refuses a directory that holds anything but a lock file.
@@ -292,6 +315,15 @@ fn refuse_unless_empty(dir: &Path) -> Result<(), BackupError> {
         }
     }
     Ok(())
+}
+
+/// The two passes of a restore over the backup file, for progress reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestoreStep {
+    /// Reading it whole: its hash, and every row decoded.
+    Checking,
+    /// Copying it into the data directory as the node's snapshot (its hash checked again).
+    Writing,
 }
 
 /// What a restore wrote.
@@ -365,8 +397,11 @@ pub fn restore(
     from: &Path,
     dir: &Path,
     zone: Option<&std::collections::BTreeMap<NodeId, MemberNode>>,
+    progress: &mut dyn FnMut(RestoreStep, u64, u64),
 ) -> Result<Restored, BackupError> {
-    let backup = check(from)?;
+    let backup = check(from, &mut |done, total| {
+        progress(RestoreStep::Checking, done, total)
+    })?;
     if let Some(members) = zone {
         check_zone(&backup.meta.last_membership, members)?;
     }
@@ -389,8 +424,20 @@ pub fn restore(
         .and_then(|mut f| f.write_all(format!("restored at log position {position}\n").as_bytes()))
         .map_err(io(&marker))?;
     let file = SnapshotFile::open(dir).map_err(io(dir))?;
-    file.store(&backup.meta, &backup.data)
-        .map_err(io(&dir.join(SNAPSHOT_FILE)))?;
+    file.store_copy(from, &mut |done, total| {
+        progress(RestoreStep::Writing, done, total);
+    })
+    .map_err(|e| {
+        if e.kind() == std::io::ErrorKind::InvalidData {
+            // Checked a moment ago: the file changed meanwhile.
+            BackupError::Unusable {
+                path: from.to_owned(),
+                source: e,
+            }
+        } else {
+            io(&dir.join(SNAPSHOT_FILE))(e)
+        }
+    })?;
     debug_assert!(!dir.join(LOG_FILE).exists());
     Ok(Restored {
         position: backup.position(),

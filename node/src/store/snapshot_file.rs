@@ -186,6 +186,70 @@ pub fn read_from(path: &Path) -> std::io::Result<(SnapshotMeta, Vec<u8>)> {
     Ok((meta, data))
 }
 
+/// A reader of a snapshot file's data that hashes what passes through it and tells `progress`
+/// how many bytes of the data have passed (of how many).
+struct Through<'p, R> {
+    inner: R,
+    hash: Sha256,
+    done: u64,
+    total: u64,
+    progress: &'p mut dyn FnMut(u64, u64),
+}
+
+impl<R: Read> Read for Through<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hash.update(&buf[..n]);
+        self.done += n as u64;
+        (self.progress)(self.done, self.total);
+        Ok(n)
+    }
+}
+
+/// How much of a file is read at a time when it is streamed.
+const STREAM_BUFFER: usize = 1 << 20;
+
+/// Reads the snapshot file at `path` in pieces, never holding its data whole: `consume` is
+/// handed a reader of the data (it may stop early; the rest is read for the hash), `progress`
+/// is told the bytes of data read so far and their total, and the hash is checked at the end.
+/// A file whose hash does not match is refused even when `consume` succeeded, and the hash's
+/// error is the one reported when both fail (a damaged file is what made `consume` fail).
+/// Blocking.
+///
+/// # Errors
+/// As [`read_from`], or `consume`'s error.
+pub fn read_streamed<T>(
+    path: &Path,
+    progress: &mut dyn FnMut(u64, u64),
+    consume: impl FnOnce(&mut dyn std::io::BufRead) -> std::io::Result<T>,
+) -> std::io::Result<(SnapshotMeta, T)> {
+    let (file, header) = open_with_header(path)?;
+    let mut body = file.take(u64::from(header.meta_len) + header.data_len);
+    let mut meta = vec![0u8; header.meta_len as usize];
+    body.read_exact(&mut meta)?;
+    let mut hash = Sha256::new();
+    hash.update(&meta);
+    let mut through = std::io::BufReader::with_capacity(
+        STREAM_BUFFER,
+        Through {
+            inner: body,
+            hash,
+            done: 0,
+            total: header.data_len,
+            progress,
+        },
+    );
+    let consumed = consume(&mut through);
+    // What `consume` left (all of it, if it failed early) is read for the hash.
+    std::io::copy(&mut through, &mut std::io::sink())?;
+    let through = through.into_inner();
+    if through.done != header.data_len || <[u8; 32]>::from(through.hash.finalize()) != header.hash {
+        return Err(invalid(path, "content does not match its hash"));
+    }
+    let meta = from_cbor(&meta).map_err(|e| invalid(path, format!("meta: {e}")))?;
+    Ok((meta, consumed?))
+}
+
 /// The start of the snapshot file of `meta` and `data` (its header and meta): the whole file is
 /// this followed by `data`.
 ///
@@ -289,11 +353,7 @@ impl SnapshotFile {
     /// Stores `data` with the encoded `meta` unless the stored snapshot is newer than the one
     /// `meta` describes: openraft builds snapshots in a task of its own, so a snapshot installed
     /// from the leader meanwhile may be newer than this node's dump, which started before it.
-    /// Returns whether it was stored. Blocking.
-    ///
-    /// The file is written under a name of its own, without the lock: a slow build (in a thread
-    /// of low priority) never holds up an install. Only the comparison and the rename are
-    /// made under the lock, as one step.
+    /// Returns whether it was stored. Blocking (see [`SnapshotFile::replace_unless_newer`]).
     ///
     /// # Errors
     /// `meta` does not decode, or the file cannot be written; the stored snapshot is then
@@ -301,11 +361,6 @@ impl SnapshotFile {
     pub(super) fn store_encoded(&self, meta: &[u8], data: &[u8]) -> std::io::Result<bool> {
         let incoming: SnapshotMeta =
             from_cbor(meta).map_err(|e| invalid(&self.path, format!("meta: {e}")))?;
-        let newer_stored =
-            |stored: &Option<Option<LogId>>| stored.is_some_and(|at| at > incoming.last_log_id);
-        if newer_stored(&self.stored()) {
-            return Ok(false);
-        }
         let meta_len = u32::try_from(meta.len())
             .ok()
             .filter(|n| *n <= MAX_META_LEN)
@@ -315,6 +370,82 @@ impl SnapshotFile {
             data_len: data.len() as u64,
             hash: content_hash(meta, data),
         };
+        self.replace_unless_newer(incoming.last_log_id, |file| {
+            file.write_all(&header.encode())?;
+            file.write_all(meta)?;
+            for piece in data.chunks(SYNC_EVERY) {
+                file.write_all(piece)?;
+                file.sync_data()?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Stores a copy of the snapshot file `from` (a backup), read and written in pieces so that
+    /// its data is never held whole, telling `progress` the bytes of data copied so far and
+    /// their total. Its hash is checked as it is copied: a file that does not match (damaged,
+    /// or changed since it was checked) is not stored. As [`SnapshotFile::store_encoded`], not
+    /// over a newer snapshot. Blocking.
+    ///
+    /// # Errors
+    /// `from` cannot be read or does not match its hash, or the copy cannot be written; the
+    /// stored snapshot is then unchanged.
+    pub fn store_copy(
+        &self,
+        from: &Path,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> std::io::Result<bool> {
+        let (file, header) = open_with_header(from)?;
+        let mut body = file.take(u64::from(header.meta_len) + header.data_len);
+        let mut meta = vec![0u8; header.meta_len as usize];
+        body.read_exact(&mut meta)?;
+        let incoming: SnapshotMeta =
+            from_cbor(&meta).map_err(|e| invalid(from, format!("meta: {e}")))?;
+        self.replace_unless_newer(incoming.last_log_id, |out| {
+            out.write_all(&header.encode())?;
+            out.write_all(&meta)?;
+            let mut hash = Sha256::new();
+            hash.update(&meta);
+            let mut piece = vec![0u8; STREAM_BUFFER];
+            let (mut done, mut unsynced) = (0u64, 0usize);
+            loop {
+                let n = body.read(&mut piece)?;
+                if n == 0 {
+                    break;
+                }
+                hash.update(&piece[..n]);
+                out.write_all(&piece[..n])?;
+                done += n as u64;
+                unsynced += n;
+                if unsynced >= SYNC_EVERY {
+                    out.sync_data()?;
+                    unsynced = 0;
+                }
+                progress(done, header.data_len);
+            }
+            if done != header.data_len || <[u8; 32]>::from(hash.finalize()) != header.hash {
+                return Err(invalid(from, "content does not match its hash"));
+            }
+            Ok(())
+        })
+    }
+
+    /// Writes a new snapshot file with `write` under a temporary name, syncs it, and renames it
+    /// over the stored one unless the stored one is newer than `incoming` (then, or on an
+    /// error, the temporary file is removed). Returns whether it was stored.
+    ///
+    /// The file is written without the lock: a slow build (in a thread of low priority) never
+    /// holds up an install. Only the comparison and the rename are made under the lock, as one
+    /// step.
+    fn replace_unless_newer(
+        &self,
+        incoming: Option<LogId>,
+        write: impl FnOnce(&mut File) -> std::io::Result<()>,
+    ) -> std::io::Result<bool> {
+        let newer_stored = |stored: &Option<Option<LogId>>| stored.is_some_and(|at| at > incoming);
+        if newer_stored(&self.stored()) {
+            return Ok(false);
+        }
         let n = self.temporaries.fetch_add(1, Ordering::Relaxed);
         let temporary = self.dir.join(format!("{TEMPORARY_PREFIX}{n}"));
         let written = (|| {
@@ -325,12 +456,7 @@ impl SnapshotFile {
                 .create(true)
                 .truncate(true)
                 .open(&temporary)?;
-            file.write_all(&header.encode())?;
-            file.write_all(meta)?;
-            for piece in data.chunks(SYNC_EVERY) {
-                file.write_all(piece)?;
-                file.sync_data()?;
-            }
+            write(&mut file)?;
             file.sync_all()
         })();
         let mut stored = self.stored_slot();
@@ -340,7 +466,7 @@ impl SnapshotFile {
             }
             std::fs::rename(&temporary, &self.path)?;
             File::open(&self.dir)?.sync_all()?;
-            *stored = Some(incoming.last_log_id);
+            *stored = Some(incoming);
             Ok(true)
         });
         drop(stored);
@@ -432,6 +558,93 @@ mod tests {
         assert_eq!(file.stored(), None);
         assert!(file.store(&meta(5), b"fresh").expect("store"));
         assert_eq!(file.read().expect("read").expect("stored").1, b"fresh");
+    }
+
+    /// A file read in pieces is checked as when read whole: its data reaches the reader and the
+    /// progress in full, and a damaged one is refused for its hash even when its reader took
+    /// what it was given (or gave up early).
+    #[test]
+    fn a_file_read_in_pieces_is_checked_against_its_hash() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = SnapshotFile::open(dir.path()).expect("open");
+        let data: Vec<u8> = (0..3 * STREAM_BUFFER + 17)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        assert!(file.store(&meta(10), &data).expect("store"));
+        let path = dir.path().join(SNAPSHOT_FILE);
+        let mut seen = Vec::new();
+        let (read, copy) = read_streamed(&path, &mut |done, total| seen.push((done, total)), |r| {
+            let mut copy = Vec::new();
+            r.read_to_end(&mut copy).map(|_| copy)
+        })
+        .expect("read");
+        assert_eq!(read.snapshot_id, "s10");
+        assert_eq!(copy, data);
+        assert_eq!(seen.last(), Some(&(data.len() as u64, data.len() as u64)));
+        assert!(seen.windows(2).all(|w| w[0].0 <= w[1].0), "{seen:?}");
+
+        let mut flipped = std::fs::read(&path).expect("file");
+        let middle = flipped.len() / 2;
+        flipped[middle] ^= 1;
+        let damaged = dir.path().join("damaged");
+        std::fs::write(&damaged, &flipped).expect("write");
+        for give_up in [false, true] {
+            let e = read_streamed(&damaged, &mut |_, _| {}, |r| {
+                if give_up {
+                    return Err(std::io::Error::other("undecodable"));
+                }
+                std::io::copy(r, &mut std::io::sink())
+            })
+            .expect_err("damaged");
+            assert!(e.to_string().contains("does not match its hash"), "{e}");
+        }
+    }
+
+    /// A copy stores the file byte for byte, not over a newer snapshot, and never a damaged
+    /// file (nor any temporary file of it).
+    #[test]
+    fn a_stored_copy_is_the_file_itself_and_a_damaged_one_is_not_stored() {
+        let source = tempfile::tempdir().expect("tempdir");
+        let from = SnapshotFile::open(source.path()).expect("open");
+        let data = vec![5u8; 2 * STREAM_BUFFER + 3];
+        assert!(from.store(&meta(20), &data).expect("store"));
+        let from_path = source.path().join(SNAPSHOT_FILE);
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = SnapshotFile::open(dir.path()).expect("open");
+        let mut last = (0, 0);
+        assert!(
+            file.store_copy(&from_path, &mut |d, t| last = (d, t))
+                .expect("copy")
+        );
+        assert_eq!(last, (data.len() as u64, data.len() as u64));
+        assert_eq!(file.stored(), at(20));
+        assert_eq!(
+            std::fs::read(dir.path().join(SNAPSHOT_FILE)).expect("copied"),
+            std::fs::read(&from_path).expect("source")
+        );
+
+        // Not over a newer one.
+        let newer = tempfile::tempdir().expect("tempdir");
+        let file = SnapshotFile::open(newer.path()).expect("open");
+        assert!(file.store(&meta(30), b"newer").expect("store"));
+        assert!(!file.store_copy(&from_path, &mut |_, _| {}).expect("copy"));
+        assert_eq!(file.read().expect("read").expect("stored").1, b"newer");
+
+        // A damaged source is refused; the directory holds nothing of it.
+        let mut flipped = std::fs::read(&from_path).expect("file");
+        let last_byte = flipped.len() - 1;
+        flipped[last_byte] ^= 1;
+        let damaged = source.path().join("damaged");
+        std::fs::write(&damaged, &flipped).expect("write");
+        let empty = tempfile::tempdir().expect("tempdir");
+        let file = SnapshotFile::open(empty.path()).expect("open");
+        let e = file
+            .store_copy(&damaged, &mut |_, _| {})
+            .expect_err("damaged");
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidData, "{e}");
+        assert_eq!(file.stored(), None);
+        assert_eq!(std::fs::read_dir(empty.path()).expect("dir").count(), 0);
     }
 
     /// A store never writes into the stored file: it is replaced whole by a rename, so a crash

@@ -791,6 +791,20 @@ mod tests {
             })
             .collect();
         assert_eq!(kinds.len(), 5, "{kinds:?}");
+
+        // Checked one row at a time (a restore's check), it counts what the dump holds.
+        let checked = snapshot::check_streamed(&mut &whole[..]).expect("check");
+        assert_eq!(checked.rows, streamed.rows);
+        assert_eq!(checked.last_applied, streamed.last_applied);
+        assert_eq!(checked.membership, streamed.membership);
+        // Cut short, or of a newer format: refused.
+        assert!(snapshot::check_streamed(&mut &whole[..whole.len() - 3]).is_err());
+        let mut newer: SnapshotPayload = from_cbor(&whole).expect("decode");
+        newer.format = 99;
+        let e = snapshot::check_streamed(&mut &to_cbor(&newer).expect("encode")[..])
+            .err()
+            .expect("a newer format");
+        assert!(e.to_string().contains("snapshot format 99"), "{e}");
         sm.db.close().await;
     }
 
