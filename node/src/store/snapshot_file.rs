@@ -274,7 +274,7 @@ pub fn head(meta: &SnapshotMeta, data: &[u8]) -> std::io::Result<Vec<u8>> {
 
 impl SnapshotFile {
     /// The snapshot file of data directory `dir`, which may hold none yet. Blocking: a stored
-    /// file is read whole and its hash checked once here, so that comparisons with it later can
+    /// file is read through (in pieces) and its hash checked once here, so that comparisons with it later can
     /// trust the position it records. A damaged file counts as none (with a warning) and is
     /// replaced by the next store. Temporary files left by stores a crash interrupted are
     /// removed.
@@ -297,9 +297,11 @@ impl SnapshotFile {
             stored: Mutex::new(None),
             temporaries: AtomicU64::new(0),
         };
-        // A damaged file leaves `stored` at none (see `read`).
-        match file.read() {
-            Ok(stored) => *file.stored_slot() = stored.map(|(meta, _)| meta.last_log_id),
+        // A damaged file leaves `stored` at none (see `read`). Checked in pieces: its data is
+        // not kept.
+        match read_streamed(&file.path, &mut |_, _| {}, |_| Ok(())) {
+            Ok((meta, ())) => *file.stored_slot() = Some(meta.last_log_id),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => {
                 tracing::warn!(error = %e, "ignoring the damaged snapshot; the next one replaces it");
             }
