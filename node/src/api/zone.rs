@@ -340,29 +340,42 @@ pub async fn backup(
     state.read_barrier(&params.consistency).await?;
     let catalog = state.db.catalog_path().to_owned();
     let started = std::time::Instant::now();
-    let backup = tokio::task::spawn_blocking(move || crate::store::backup::encode(&catalog))
-        .await
-        .map_err(|e| ApiError::internal(format!("the backup task failed: {e}")))?
-        .map_err(|e| ApiError::internal(format!("reading the catalog for a backup: {e}")))?;
-    let head = backup
-        .head()
-        .map_err(|e| ApiError::internal(format!("encoding the backup: {e}")))?;
+    // Spooled to an unnamed file in the data directory, not held in memory: a catalog of a
+    // million listings is most of a gigabyte.
+    let backup = tokio::task::spawn_blocking(move || {
+        let dir = catalog.parent().unwrap_or(std::path::Path::new("."));
+        crate::store::backup::spool(&catalog, dir)
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("the backup task failed: {e}")))?
+    .map_err(|e| ApiError::internal(format!("writing the backup: {e}")))?;
     let (term, index) = backup
-        .position()
+        .meta
+        .last_log_id
         .map_or((0, 0), |id| (id.leader_id.term, id.index));
+    let length = backup.head.len() as u64 + backup.data_len;
     tracing::info!(
         caller = %caller.actor.id,
         index,
         rows = backup.rows,
-        bytes = head.len() + backup.data.len(),
+        bytes = length,
         encode_ms = started.elapsed().as_millis(),
         "backup taken"
     );
-    let length = head.len() + backup.data.len();
-    let pieces = [head, backup.data]
-        .into_iter()
-        .map(|piece| Ok::<_, std::convert::Infallible>(axum::body::Bytes::from(piece)));
-    let mut response = Body::from_stream(futures::stream::iter(pieces)).into_response();
+    let head = futures::stream::once(std::future::ready(Ok::<_, std::io::Error>(
+        axum::body::Bytes::from(backup.head),
+    )));
+    let data = futures::stream::try_unfold(
+        tokio::fs::File::from_std(backup.data),
+        |mut file| async move {
+            use tokio::io::AsyncReadExt as _;
+            let mut piece = vec![0u8; 256 * 1024];
+            let n = file.read(&mut piece).await?;
+            piece.truncate(n);
+            Ok::<_, std::io::Error>((n > 0).then(|| (axum::body::Bytes::from(piece), file)))
+        },
+    );
+    let mut response = Body::from_stream(futures::StreamExt::chain(head, data)).into_response();
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,

@@ -119,24 +119,72 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BackupError + '_ {
 /// The catalog cannot be read.
 pub fn encode(catalog: &Path) -> std::io::Result<Backup> {
     let encoded = snapshot::encode_file(catalog)?;
-    let position = encoded.last_applied;
-    let snapshot_id = match position {
-        Some(id) => format!(
-            "backup-{}-{}-{}",
-            id.leader_id.term,
-            id.index,
-            encoded.data.len()
-        ),
-        None => format!("backup-empty-{}", encoded.data.len()),
-    };
     Ok(Backup {
-        meta: SnapshotMeta {
-            last_log_id: position,
-            last_membership: encoded.membership,
-            snapshot_id,
-        },
+        meta: backup_meta(
+            encoded.last_applied,
+            encoded.membership,
+            encoded.data.len() as u64,
+        ),
         data: encoded.data,
         rows: encoded.rows,
+    })
+}
+
+/// The meta of a backup at `position` whose payload is `len` bytes.
+fn backup_meta(position: Option<LogId>, membership: StoredMembership, len: u64) -> SnapshotMeta {
+    let snapshot_id = match position {
+        Some(id) => format!("backup-{}-{}-{len}", id.leader_id.term, id.index),
+        None => format!("backup-empty-{len}"),
+    };
+    SnapshotMeta {
+        last_log_id: position,
+        last_membership: membership,
+        snapshot_id,
+    }
+}
+
+/// One backup, its payload in an unnamed temporary file rather than in memory: what a running
+/// node sends (`GET /v1/zone/backup`). The file has no name (it goes when it is closed, or
+/// with the process) and is private to the node's user.
+pub struct Spooled {
+    /// Its position and membership.
+    pub meta: SnapshotMeta,
+    /// The file's start (header and meta), in memory: the backup file is this followed by
+    /// `data`.
+    pub head: Vec<u8>,
+    /// The encoded payload, positioned at its start.
+    pub data: std::fs::File,
+    /// Its length in bytes.
+    pub data_len: u64,
+    /// Rows of the replicated tables it holds.
+    pub rows: u64,
+}
+
+/// As [`encode`], with the payload written to an unnamed temporary file in `spool_dir` as it is
+/// encoded: the node's memory does not grow with the catalog. Blocking.
+///
+/// # Errors
+/// The catalog cannot be read, or the file cannot be written (a full disk).
+pub fn spool(catalog: &Path, spool_dir: &Path) -> std::io::Result<Spooled> {
+    use std::io::{Seek as _, SeekFrom};
+    let mut data = tempfile::tempfile_in(spool_dir)?;
+    let dumped = {
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, &mut data);
+        let dumped = snapshot::encode_file_into(catalog, &mut out)?;
+        out.flush()?;
+        dumped
+    };
+    let data_len = data.stream_position()?;
+    let meta = backup_meta(dumped.last_applied, dumped.membership, data_len);
+    data.seek(SeekFrom::Start(0))?;
+    let head = snapshot_file::head_read(&meta, &mut std::io::BufReader::new(&mut data))?;
+    data.seek(SeekFrom::Start(0))?;
+    Ok(Spooled {
+        meta,
+        head,
+        data,
+        data_len,
+        rows: dumped.rows,
     })
 }
 

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::raft_types::{LogId, SnapshotMeta, StorageError, StoredMembership};
 use super::snapshot_file::SnapshotFile;
-use super::{from_cbor, sm_meta, to_cbor};
+use super::{from_cbor, sm_meta};
 use crate::catalog::tables::REPLICATED_TABLES;
 
 /// A value of one SQLite cell.
@@ -354,23 +354,49 @@ pub(super) struct Encoded {
 /// size in extra memory, 449 against 231 MiB peak for a 115 MB snapshot, and a quarter of the
 /// time).
 pub(super) fn encode_file(path: &std::path::Path) -> std::io::Result<Encoded> {
+    let mut data = Vec::new();
+    let dumped = encode_file_into(path, &mut data)?;
+    Ok(Encoded {
+        last_applied: dumped.last_applied,
+        membership: dumped.membership,
+        data,
+        rows: dumped.rows,
+    })
+}
+
+/// What [`encode_file_into`] wrote out.
+pub(super) struct Dumped {
+    pub(super) last_applied: Option<LogId>,
+    pub(super) membership: StoredMembership,
+    pub(super) rows: u64,
+}
+
+/// As [`encode_file`], written into `out` as it is encoded instead of kept (a backup spooled to
+/// a file).
+pub(super) fn encode_file_into(
+    path: &std::path::Path,
+    out: &mut dyn std::io::Write,
+) -> std::io::Result<Dumped> {
     let db = open_for_dump(path).map_err(std::io::Error::other)?;
     let (last_applied, membership) = sm_meta::position(&db).map_err(std::io::Error::other)?;
     let rows = std::cell::Cell::new(0);
-    let data = to_cbor(&StreamedPayload {
-        format: SNAPSHOT_FORMAT,
-        last_applied,
-        membership: &membership,
-        tables: StreamedTables {
-            db: &db,
-            rows: &rows,
+    cbor4ii::serde::to_writer(
+        out,
+        &StreamedPayload {
+            format: SNAPSHOT_FORMAT,
+            last_applied,
+            membership: &membership,
+            tables: StreamedTables {
+                db: &db,
+                rows: &rows,
+            },
         },
-    })?;
+    )
+    .map_err(|e| std::io::Error::other(e.to_string()))?;
     db.execute_batch("COMMIT").map_err(std::io::Error::other)?;
-    Ok(Encoded {
+    Ok(Dumped {
         last_applied,
         membership,
-        data,
         rows: rows.get(),
     })
 }

@@ -256,15 +256,36 @@ pub fn read_streamed<T>(
 /// # Errors
 /// `meta` does not encode, or is too large.
 pub fn head(meta: &SnapshotMeta, data: &[u8]) -> std::io::Result<Vec<u8>> {
+    head_read(meta, &mut &data[..])
+}
+
+/// As [`head`], with the data read from `data` (to its end) for its length and hash rather than
+/// held: a backup spooled to a file. Blocking.
+///
+/// # Errors
+/// `meta` does not encode or is too large, or `data` cannot be read.
+pub fn head_read(meta: &SnapshotMeta, data: &mut dyn Read) -> std::io::Result<Vec<u8>> {
     let meta = to_cbor(meta)?;
     let meta_len = u32::try_from(meta.len())
         .ok()
         .filter(|n| *n <= MAX_META_LEN)
         .ok_or_else(|| std::io::Error::other(format!("meta of {} bytes", meta.len())))?;
+    let mut hash = Sha256::new();
+    hash.update(&meta);
+    let mut piece = vec![0u8; STREAM_BUFFER];
+    let mut data_len = 0u64;
+    loop {
+        let n = data.read(&mut piece)?;
+        if n == 0 {
+            break;
+        }
+        hash.update(&piece[..n]);
+        data_len += n as u64;
+    }
     let header = Header {
         meta_len,
-        data_len: data.len() as u64,
-        hash: content_hash(&meta, data),
+        data_len,
+        hash: hash.finalize().into(),
     };
     let mut out = Vec::with_capacity(HEADER_LEN + meta.len());
     out.extend_from_slice(&header.encode());

@@ -805,6 +805,16 @@ mod tests {
             .err()
             .expect("a newer format");
         assert!(e.to_string().contains("snapshot format 99"), "{e}");
+
+        // A backup spooled to a file is the backup encoded in memory, byte for byte.
+        let in_memory = super::super::backup::encode(&path).expect("encode");
+        let mut spooled = super::super::backup::spool(&path, dir.path()).expect("spool");
+        let mut spooled_data = Vec::new();
+        std::io::Read::read_to_end(&mut spooled.data, &mut spooled_data).expect("read");
+        assert_eq!(spooled.data_len, spooled_data.len() as u64);
+        assert_eq!(spooled_data, in_memory.data);
+        assert_eq!(spooled.head, in_memory.head().expect("head"));
+        assert_eq!(spooled.rows, in_memory.rows);
         sm.db.close().await;
     }
 
