@@ -628,6 +628,7 @@ pub async fn start(
             key: key.clone(),
             delegation: config.zone.delegation.clone(),
         },
+        backups: Arc::new(tokio::sync::Semaphore::new(1)),
     });
     // The leader checks writes its followers forward with the same token table as its API.
     service.set_authorize(Arc::new(state.clone()));

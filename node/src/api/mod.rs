@@ -92,6 +92,9 @@ pub struct Context {
     pub parties: parties::Registry,
     /// The key and delegation this node signs registration certificates with.
     pub signer: registrations::Signer,
+    /// One online backup at a time (`GET /v1/zone/backup`): each spools a copy of the catalog
+    /// into the data directory until it is sent.
+    pub backups: Arc<tokio::sync::Semaphore>,
 }
 
 /// Shared handler state.

@@ -326,7 +326,10 @@ pub async fn remove_member(
             (`invalid_query`)", body = ErrorBody),
         (status = 403, description = "Not an admin token", body = ErrorBody),
         (status = 503, description = "No Raft leader to read the commit point from \
-            (`unavailable`); try again, or ask with `consistency=local`", body = ErrorBody),
+            (`unavailable`); try again, or ask with `consistency=local`. \
+            `backup_in_progress`: another backup of this node is being taken or sent (one at a \
+            time: each is a copy of the catalog on the node's disk until it is sent); try \
+            again when it ends", body = ErrorBody),
         BearerErrors,
     )
 )]
@@ -337,14 +340,23 @@ pub async fn backup(
 ) -> Result<Response, ApiError> {
     caller.require(&[Role::Admin])?;
     let Query(params) = params.map_err(super::listings::query_error)?;
+    // Held until the spooled copy is sent or dropped (by the spool while it runs, then by the
+    // body), so that retries cannot fill the node's disk with copies.
+    let permit = state.backups.clone().try_acquire_owned().map_err(|_| {
+        ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "backup_in_progress",
+            "another backup of this node is being taken or sent; try again when it ends",
+        )
+    })?;
     state.read_barrier(&params.consistency).await?;
     let catalog = state.db.catalog_path().to_owned();
     let started = std::time::Instant::now();
     // Spooled to an unnamed file in the data directory, not held in memory: a catalog of a
     // million listings is most of a gigabyte.
-    let backup = tokio::task::spawn_blocking(move || {
+    let (backup, permit) = tokio::task::spawn_blocking(move || {
         let dir = catalog.parent().unwrap_or(std::path::Path::new("."));
-        crate::store::backup::spool(&catalog, dir)
+        crate::store::backup::spool(&catalog, dir).map(|spooled| (spooled, permit))
     })
     .await
     .map_err(|e| ApiError::internal(format!("the backup task failed: {e}")))?
@@ -366,13 +378,15 @@ pub async fn backup(
         axum::body::Bytes::from(backup.head),
     )));
     let data = futures::stream::try_unfold(
-        tokio::fs::File::from_std(backup.data),
-        |mut file| async move {
+        (tokio::fs::File::from_std(backup.data), permit),
+        |(mut file, permit)| async move {
             use tokio::io::AsyncReadExt as _;
             let mut piece = vec![0u8; 256 * 1024];
             let n = file.read(&mut piece).await?;
             piece.truncate(n);
-            Ok::<_, std::io::Error>((n > 0).then(|| (axum::body::Bytes::from(piece), file)))
+            Ok::<_, std::io::Error>(
+                (n > 0).then(|| (axum::body::Bytes::from(piece), (file, permit))),
+            )
         },
     );
     let mut response = Body::from_stream(futures::StreamExt::chain(head, data)).into_response();

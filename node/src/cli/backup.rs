@@ -189,16 +189,25 @@ async fn online(args: BackupArgs) -> anyhow::Result<Summary> {
     }
     .await;
     drop(file);
-    let checked = downloaded.and_then(|()| {
-        let mut line = ProgressLine::new();
-        let b = backup::check(&partial, &mut |done, total| {
-            line.show("checked", done, Some(total));
-        });
-        line.finish();
-        let b = b?;
-        backup::publish(&partial, &out)?;
-        Ok((position(b.position()), b.rows, received))
-    });
+    let checked = match downloaded {
+        Ok(()) => {
+            let (partial, out) = (partial.clone(), out.clone());
+            tokio::task::spawn_blocking(move || {
+                let mut line = ProgressLine::new();
+                let b = backup::check(&partial, &mut |done, total| {
+                    line.show("checked", done, Some(total));
+                });
+                line.finish();
+                let b = b?;
+                backup::publish(&partial, &out)?;
+                Ok((position(b.position()), b.rows, received))
+            })
+            .await
+            .context("the check of the backup failed")
+            .and_then(|checked| checked)
+        }
+        Err(e) => Err(e),
+    };
     if checked.is_err() {
         let _ = std::fs::remove_file(&partial);
     }

@@ -303,6 +303,9 @@ pub struct Checked {
     pub meta: SnapshotMeta,
     /// Rows of the replicated tables it holds.
     pub rows: u64,
+    /// The hash its header records, which it matched: the file a restore then copies must be
+    /// this one.
+    pub hash: [u8; 32],
 }
 
 impl Checked {
@@ -324,7 +327,7 @@ pub fn check(from: &Path, progress: &mut dyn FnMut(u64, u64)) -> Result<Checked,
         path: from.to_owned(),
         source,
     };
-    let (meta, payload) = snapshot_file::read_streamed(from, progress, |data| {
+    let read = snapshot_file::read_streamed(from, progress, |data| {
         snapshot::check_streamed(data)
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
     })
@@ -335,6 +338,7 @@ pub fn check(from: &Path, progress: &mut dyn FnMut(u64, u64)) -> Result<Checked,
             io(from)(e)
         }
     })?;
+    let (meta, payload) = (read.meta, read.value);
     if payload.last_applied != meta.last_log_id || payload.membership != meta.last_membership {
         return Err(unusable(std::io::Error::other(
             "its header and its payload name different log positions or memberships",
@@ -343,6 +347,7 @@ pub fn check(from: &Path, progress: &mut dyn FnMut(u64, u64)) -> Result<Checked,
     Ok(Checked {
         meta,
         rows: payload.rows,
+        hash: read.hash,
     })
 }
 
@@ -440,7 +445,8 @@ pub fn check_zone(
 ///
 /// # Errors
 /// The backup is unusable or of another zone, `dir` is not empty or is locked by a running
-/// node, or a file cannot be written; `dir` is then left without a snapshot.
+/// node, or a file cannot be written; `dir` is then left without a snapshot or marker (empty
+/// but for its lock file), and can be restored into again.
 pub fn restore(
     from: &Path,
     dir: &Path,
@@ -471,21 +477,27 @@ pub fn restore(
         .open(&marker)
         .and_then(|mut f| f.write_all(format!("restored at log position {position}\n").as_bytes()))
         .map_err(io(&marker))?;
-    let file = SnapshotFile::open(dir).map_err(io(dir))?;
-    file.store_copy(from, &mut |done, total| {
-        progress(RestoreStep::Writing, done, total);
-    })
-    .map_err(|e| {
-        if e.kind() == std::io::ErrorKind::InvalidData {
-            // Checked a moment ago: the file changed meanwhile.
-            BackupError::Unusable {
-                path: from.to_owned(),
-                source: e,
+    let file = SnapshotFile::open(dir).map_err(io(dir));
+    let stored = file.and_then(|file| {
+        file.store_copy(from, backup.hash, &mut |done, total| {
+            progress(RestoreStep::Writing, done, total);
+        })
+        .map_err(|e| match e {
+            snapshot_file::CopyError::Source(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                BackupError::Unusable {
+                    path: from.to_owned(),
+                    source: e,
+                }
             }
-        } else {
-            io(&dir.join(SNAPSHOT_FILE))(e)
-        }
-    })?;
+            snapshot_file::CopyError::Source(e) => io(from)(e),
+            snapshot_file::CopyError::Copy(e) => io(&dir.join(SNAPSHOT_FILE))(e),
+        })
+    });
+    if let Err(e) = stored {
+        // Nothing of the restore is left: the directory can be restored into again.
+        let _ = std::fs::remove_file(&marker);
+        return Err(e);
+    }
     debug_assert!(!dir.join(LOG_FILE).exists());
     Ok(Restored {
         position: backup.position(),

@@ -48,6 +48,18 @@ const SYNC_EVERY: usize = 16 << 20;
 /// Temporary files (one per store under way) start with this.
 const TEMPORARY_PREFIX: &str = "snapshot.bin.tmp";
 
+/// Why [`SnapshotFile::store_copy`] stored nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum CopyError {
+    /// The file copied from: unreadable, or not the whole file that was checked (kind
+    /// `InvalidData`).
+    #[error(transparent)]
+    Source(std::io::Error),
+    /// The copy being written.
+    #[error(transparent)]
+    Copy(std::io::Error),
+}
+
 /// The latest snapshot of a node.
 #[derive(Debug)]
 pub struct SnapshotFile {
@@ -222,7 +234,7 @@ pub fn read_streamed<T>(
     path: &Path,
     progress: &mut dyn FnMut(u64, u64),
     consume: impl FnOnce(&mut dyn std::io::BufRead) -> std::io::Result<T>,
-) -> std::io::Result<(SnapshotMeta, T)> {
+) -> std::io::Result<Streamed<T>> {
     let (file, header) = open_with_header(path)?;
     let mut body = file.take(u64::from(header.meta_len) + header.data_len);
     let mut meta = vec![0u8; header.meta_len as usize];
@@ -247,7 +259,23 @@ pub fn read_streamed<T>(
         return Err(invalid(path, "content does not match its hash"));
     }
     let meta = from_cbor(&meta).map_err(|e| invalid(path, format!("meta: {e}")))?;
-    Ok((meta, consumed?))
+    Ok(Streamed {
+        meta,
+        value: consumed?,
+        hash: header.hash,
+    })
+}
+
+/// What [`read_streamed`] read: the meta, what its consumer made of the data, and the hash the
+/// file's header records (which the file matched), to know the file again.
+#[derive(Debug)]
+pub struct Streamed<T> {
+    /// The file's meta.
+    pub meta: SnapshotMeta,
+    /// The consumer's result.
+    pub value: T,
+    /// The hash of meta and data.
+    pub hash: [u8; 32],
 }
 
 /// The start of the snapshot file of `meta` and `data` (its header and meta): the whole file is
@@ -321,7 +349,7 @@ impl SnapshotFile {
         // A damaged file leaves `stored` at none (see `read`). Checked in pieces: its data is
         // not kept.
         match read_streamed(&file.path, &mut |_, _| {}, |_| Ok(())) {
-            Ok((meta, ())) => *file.stored_slot() = Some(meta.last_log_id),
+            Ok(read) => *file.stored_slot() = Some(read.meta.last_log_id),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => {
                 tracing::warn!(error = %e, "ignoring the damaged snapshot; the next one replaces it");
@@ -384,6 +412,10 @@ impl SnapshotFile {
     pub(super) fn store_encoded(&self, meta: &[u8], data: &[u8]) -> std::io::Result<bool> {
         let incoming: SnapshotMeta =
             from_cbor(meta).map_err(|e| invalid(&self.path, format!("meta: {e}")))?;
+        // Before the data is hashed: a dump a newer install overtook is not stored.
+        if self.stored().is_some_and(|at| at > incoming.last_log_id) {
+            return Ok(false);
+        }
         let meta_len = u32::try_from(meta.len())
             .ok()
             .filter(|n| *n <= MAX_META_LEN)
@@ -406,33 +438,57 @@ impl SnapshotFile {
 
     /// Stores a copy of the snapshot file `from` (a backup), read and written in pieces so that
     /// its data is never held whole, telling `progress` the bytes of data copied so far and
-    /// their total. Its hash is checked as it is copied: a file that does not match (damaged,
-    /// or changed since it was checked) is not stored. As [`SnapshotFile::store_encoded`], not
-    /// over a newer snapshot. Blocking.
+    /// their total. Only the file whose header records `expected` (the hash of the file that was
+    /// checked, [`Streamed::hash`]) is copied, and its content is hashed again as it is copied:
+    /// a file replaced, changed or damaged since it was checked is not stored. As
+    /// [`SnapshotFile::store_encoded`], not over a newer snapshot. Blocking.
     ///
     /// # Errors
-    /// `from` cannot be read or does not match its hash, or the copy cannot be written; the
-    /// stored snapshot is then unchanged.
+    /// [`CopyError::Source`]: `from` is not the file checked or not whole (kind `InvalidData`),
+    /// or cannot be read; [`CopyError::Copy`]: the copy cannot be written. The stored snapshot
+    /// is then unchanged.
     pub fn store_copy(
         &self,
         from: &Path,
+        expected: [u8; 32],
         progress: &mut dyn FnMut(u64, u64),
-    ) -> std::io::Result<bool> {
-        let (file, header) = open_with_header(from)?;
+    ) -> Result<bool, CopyError> {
+        let short = |e: std::io::Error| {
+            if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                invalid(from, "cut short while it was copied")
+            } else {
+                e
+            }
+        };
+        let (file, header) = open_with_header(from).map_err(CopyError::Source)?;
+        if header.hash != expected {
+            return Err(CopyError::Source(invalid(
+                from,
+                "changed since it was checked",
+            )));
+        }
         let mut body = file.take(u64::from(header.meta_len) + header.data_len);
         let mut meta = vec![0u8; header.meta_len as usize];
-        body.read_exact(&mut meta)?;
+        body.read_exact(&mut meta)
+            .map_err(|e| CopyError::Source(short(e)))?;
         let incoming: SnapshotMeta =
-            from_cbor(&meta).map_err(|e| invalid(from, format!("meta: {e}")))?;
-        self.replace_unless_newer(incoming.last_log_id, |out| {
+            from_cbor(&meta).map_err(|e| CopyError::Source(invalid(from, format!("meta: {e}"))))?;
+        // An error of `from` met while copying, told apart from the copy's own.
+        let mut source_error = None;
+        let copied = self.replace_unless_newer(incoming.last_log_id, |out| {
             out.write_all(&header.encode())?;
             out.write_all(&meta)?;
             let mut hash = Sha256::new();
             hash.update(&meta);
             let mut piece = vec![0u8; STREAM_BUFFER];
             let (mut done, mut unsynced) = (0u64, 0usize);
+            let mut failed = |e: std::io::Error| {
+                let said = std::io::Error::new(e.kind(), e.to_string());
+                source_error = Some(e);
+                said
+            };
             loop {
-                let n = body.read(&mut piece)?;
+                let n = body.read(&mut piece).map_err(|e| failed(short(e)))?;
                 if n == 0 {
                     break;
                 }
@@ -447,10 +503,14 @@ impl SnapshotFile {
                 progress(done, header.data_len);
             }
             if done != header.data_len || <[u8; 32]>::from(hash.finalize()) != header.hash {
-                return Err(invalid(from, "content does not match its hash"));
+                return Err(failed(invalid(from, "content does not match its hash")));
             }
             Ok(())
-        })
+        });
+        match (copied, source_error) {
+            (Err(_), Some(e)) => Err(CopyError::Source(e)),
+            (copied, _) => copied.map_err(CopyError::Copy),
+        }
     }
 
     /// Writes a new snapshot file with `write` under a temporary name, syncs it, and renames it
@@ -596,13 +656,13 @@ mod tests {
         assert!(file.store(&meta(10), &data).expect("store"));
         let path = dir.path().join(SNAPSHOT_FILE);
         let mut seen = Vec::new();
-        let (read, copy) = read_streamed(&path, &mut |done, total| seen.push((done, total)), |r| {
+        let read = read_streamed(&path, &mut |done, total| seen.push((done, total)), |r| {
             let mut copy = Vec::new();
             r.read_to_end(&mut copy).map(|_| copy)
         })
         .expect("read");
-        assert_eq!(read.snapshot_id, "s10");
-        assert_eq!(copy, data);
+        assert_eq!(read.meta.snapshot_id, "s10");
+        assert_eq!(read.value, data);
         assert_eq!(seen.last(), Some(&(data.len() as u64, data.len() as u64)));
         assert!(seen.windows(2).all(|w| w[0].0 <= w[1].0), "{seen:?}");
 
@@ -624,7 +684,7 @@ mod tests {
     }
 
     /// A copy stores the file byte for byte, not over a newer snapshot, and never a damaged
-    /// file (nor any temporary file of it).
+    /// file or another file than the one checked (nor any temporary file of them).
     #[test]
     fn a_stored_copy_is_the_file_itself_and_a_damaged_one_is_not_stored() {
         let source = tempfile::tempdir().expect("tempdir");
@@ -633,11 +693,14 @@ mod tests {
         assert!(from.store(&meta(20), &data).expect("store"));
         let from_path = source.path().join(SNAPSHOT_FILE);
 
+        let checked = read_streamed(&from_path, &mut |_, _| {}, |_| Ok(()))
+            .expect("check")
+            .hash;
         let dir = tempfile::tempdir().expect("tempdir");
         let file = SnapshotFile::open(dir.path()).expect("open");
         let mut last = (0, 0);
         assert!(
-            file.store_copy(&from_path, &mut |d, t| last = (d, t))
+            file.store_copy(&from_path, checked, &mut |d, t| last = (d, t))
                 .expect("copy")
         );
         assert_eq!(last, (data.len() as u64, data.len() as u64));
@@ -651,7 +714,11 @@ mod tests {
         let newer = tempfile::tempdir().expect("tempdir");
         let file = SnapshotFile::open(newer.path()).expect("open");
         assert!(file.store(&meta(30), b"newer").expect("store"));
-        assert!(!file.store_copy(&from_path, &mut |_, _| {}).expect("copy"));
+        assert!(
+            !file
+                .store_copy(&from_path, checked, &mut |_, _| {})
+                .expect("copy")
+        );
         assert_eq!(file.read().expect("read").expect("stored").1, b"newer");
 
         // A damaged source is refused; the directory holds nothing of it.
@@ -662,10 +729,34 @@ mod tests {
         std::fs::write(&damaged, &flipped).expect("write");
         let empty = tempfile::tempdir().expect("tempdir");
         let file = SnapshotFile::open(empty.path()).expect("open");
-        let e = file
-            .store_copy(&damaged, &mut |_, _| {})
-            .expect_err("damaged");
+        let source_error = |e: CopyError| match e {
+            CopyError::Source(e) => e,
+            CopyError::Copy(e) => panic!("an error of the copy: {e}"),
+        };
+        let e = source_error(
+            file.store_copy(&damaged, checked, &mut |_, _| {})
+                .expect_err("damaged"),
+        );
         assert_eq!(e.kind(), std::io::ErrorKind::InvalidData, "{e}");
+        assert!(e.to_string().contains("does not match its hash"), "{e}");
+        // Another whole file than the one checked (replaced between check and copy).
+        let other = tempfile::tempdir().expect("tempdir");
+        let other_file = SnapshotFile::open(other.path()).expect("open");
+        assert!(other_file.store(&meta(40), b"another").expect("store"));
+        let e = source_error(
+            file.store_copy(&other.path().join(SNAPSHOT_FILE), checked, &mut |_, _| {})
+                .expect_err("another file"),
+        );
+        assert!(
+            e.to_string().contains("changed since it was checked"),
+            "{e}"
+        );
+        // A file gone: its error names it.
+        let e = source_error(
+            file.store_copy(&source.path().join("gone"), checked, &mut |_, _| {})
+                .expect_err("gone"),
+        );
+        assert_eq!(e.kind(), std::io::ErrorKind::NotFound, "{e}");
         assert_eq!(file.stored(), None);
         assert_eq!(std::fs::read_dir(empty.path()).expect("dir").count(), 0);
     }

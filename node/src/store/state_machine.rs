@@ -818,6 +818,63 @@ mod tests {
         sm.db.close().await;
     }
 
+    /// A backup file replaced between the restore's check and its copy is refused, and the
+    /// directory is left as it was (no snapshot, no marker): it can be restored into again.
+    #[tokio::test]
+    async fn a_backup_replaced_between_check_and_copy_is_refused_and_leaves_nothing() {
+        use super::super::backup::{self, BackupError, RestoreStep};
+        let dir = tempfile::tempdir().expect("dir");
+        let (_, mut sm) = super::super::open_pair(dir.path()).await.expect("open");
+        let (_, submit_a) = submission("许昌禹州信用核验接口甲");
+        sm.apply(vec![entry(1, vec![submit_a])])
+            .await
+            .expect("apply");
+        let path = sm.db.catalog_path.clone();
+        let files = tempfile::tempdir().expect("files");
+        let write = |name: &str| {
+            let b = backup::encode(&path).expect("encode");
+            let out = files.path().join(name);
+            backup::write_file(&out, &[&b.head().expect("head"), &b.data]).expect("write");
+            out
+        };
+        let first = write("first.backup");
+        let (_, submit_b) = submission("长葛市交通流量数据乙");
+        sm.apply(vec![entry(2, vec![submit_b])])
+            .await
+            .expect("apply");
+        let second = write("second.backup");
+        sm.db.close().await;
+
+        let target = files.path().join("restored");
+        let mut swapped = false;
+        let refused = backup::restore(&first, &target, None, &mut |step, done, total| {
+            if step == RestoreStep::Checking && done == total && !swapped {
+                // Another whole, valid backup takes the checked one's name.
+                let moved = files.path().join("moving");
+                std::fs::copy(&second, &moved).expect("copy");
+                std::fs::rename(&moved, &first).expect("rename");
+                swapped = true;
+            }
+        });
+        assert!(swapped);
+        match refused {
+            Err(BackupError::Unusable { source, .. }) => assert!(
+                source.to_string().contains("changed since it was checked"),
+                "{source}"
+            ),
+            other => panic!("not refused as changed: {other:?}"),
+        }
+        let left: Vec<_> = std::fs::read_dir(&target)
+            .expect("dir")
+            .map(|e| e.expect("entry").file_name())
+            .filter(|n| n != super::super::files::LOCK_FILE)
+            .collect();
+        assert!(left.is_empty(), "left behind: {left:?}");
+        let restored = backup::restore(&second, &target, None, &mut |_, _, _| {})
+            .expect("restored into the same directory again");
+        assert_eq!(restored.position.map(|id| id.index), Some(2));
+    }
+
     #[tokio::test]
     async fn listings_of_every_batch_kind_are_searchable_and_stay_so_through_a_snapshot() {
         let dirs = [
