@@ -189,25 +189,23 @@ async fn online(args: BackupArgs) -> anyhow::Result<Summary> {
     }
     .await;
     drop(file);
-    let checked = match downloaded {
-        Ok(()) => {
-            let (partial, out) = (partial.clone(), out.clone());
-            tokio::task::spawn_blocking(move || {
-                let mut line = ProgressLine::new();
-                let b = backup::check(&partial, &mut |done, total| {
-                    line.show("checked", done, Some(total));
-                });
-                line.finish();
-                let b = b?;
-                backup::publish(&partial, &out)?;
-                Ok((position(b.position()), b.rows, received))
-            })
-            .await
-            .context("the check of the backup failed")
-            .and_then(|checked| checked)
-        }
-        Err(e) => Err(e),
-    };
+    let checked = async {
+        downloaded?;
+        let (partial, out) = (partial.clone(), out.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut line = ProgressLine::new();
+            let b = backup::check(&partial, &mut |done, total| {
+                line.show("checked", done, Some(total));
+            });
+            line.finish();
+            let b = b?;
+            backup::publish(&partial, &out)?;
+            Ok((position(b.position()), b.rows, received))
+        })
+        .await
+        .context("the check of the backup failed")?
+    }
+    .await;
     if checked.is_err() {
         let _ = std::fs::remove_file(&partial);
     }

@@ -177,7 +177,7 @@ pub fn spool(catalog: &Path, spool_dir: &Path) -> std::io::Result<Spooled> {
     let data_len = data.stream_position()?;
     let meta = backup_meta(dumped.last_applied, dumped.membership, data_len);
     data.seek(SeekFrom::Start(0))?;
-    let head = snapshot_file::head_read(&meta, &mut std::io::BufReader::new(&mut data))?;
+    let head = snapshot_file::head_read(&meta, &mut data)?;
     data.seek(SeekFrom::Start(0))?;
     Ok(Spooled {
         meta,

@@ -198,17 +198,18 @@ pub fn read_from(path: &Path) -> std::io::Result<(SnapshotMeta, Vec<u8>)> {
     Ok((meta, data))
 }
 
-/// A reader of a snapshot file's data that hashes what passes through it and tells `progress`
-/// how many bytes of the data have passed (of how many).
-struct Through<'p, R> {
-    inner: R,
+/// A reader of a snapshot file's data that hashes what passes through it (after the meta, which
+/// the hash starts with) and tells `progress` how many bytes of the data have passed (of how
+/// many).
+struct Through<'p> {
+    inner: std::io::Take<File>,
     hash: Sha256,
     done: u64,
     total: u64,
     progress: &'p mut dyn FnMut(u64, u64),
 }
 
-impl<R: Read> Read for Through<'_, R> {
+impl Read for Through<'_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.hash.update(&buf[..n]);
@@ -216,6 +217,37 @@ impl<R: Read> Read for Through<'_, R> {
         (self.progress)(self.done, self.total);
         Ok(n)
     }
+}
+
+impl Through<'_> {
+    /// Whether what passed through was the whole data its header describes.
+    fn matches(self, header: &Header) -> bool {
+        self.done == header.data_len && <[u8; 32]>::from(self.hash.finalize()) == header.hash
+    }
+}
+
+/// Opens the snapshot file at `path` for reading in pieces: its header (checked against the
+/// file's length), its meta as stored, and a reader of its data that hashes it.
+fn open_through<'p>(
+    path: &Path,
+    progress: &'p mut dyn FnMut(u64, u64),
+) -> std::io::Result<(Header, Vec<u8>, Through<'p>)> {
+    let (file, header) = open_with_header(path)?;
+    // The lengths were checked against the file's size; `take` keeps the read to them should
+    // the file grow meanwhile.
+    let mut body = file.take(u64::from(header.meta_len) + header.data_len);
+    let mut meta = vec![0u8; header.meta_len as usize];
+    body.read_exact(&mut meta)?;
+    let mut hash = Sha256::new();
+    hash.update(&meta);
+    let through = Through {
+        inner: body,
+        hash,
+        done: 0,
+        total: header.data_len,
+        progress,
+    };
+    Ok((header, meta, through))
 }
 
 /// How much of a file is read at a time when it is streamed.
@@ -235,27 +267,12 @@ pub fn read_streamed<T>(
     progress: &mut dyn FnMut(u64, u64),
     consume: impl FnOnce(&mut dyn std::io::BufRead) -> std::io::Result<T>,
 ) -> std::io::Result<Streamed<T>> {
-    let (file, header) = open_with_header(path)?;
-    let mut body = file.take(u64::from(header.meta_len) + header.data_len);
-    let mut meta = vec![0u8; header.meta_len as usize];
-    body.read_exact(&mut meta)?;
-    let mut hash = Sha256::new();
-    hash.update(&meta);
-    let mut through = std::io::BufReader::with_capacity(
-        STREAM_BUFFER,
-        Through {
-            inner: body,
-            hash,
-            done: 0,
-            total: header.data_len,
-            progress,
-        },
-    );
+    let (header, meta, through) = open_through(path, progress)?;
+    let mut through = std::io::BufReader::with_capacity(STREAM_BUFFER, through);
     let consumed = consume(&mut through);
     // What `consume` left (all of it, if it failed early) is read for the hash.
     std::io::copy(&mut through, &mut std::io::sink())?;
-    let through = through.into_inner();
-    if through.done != header.data_len || <[u8; 32]>::from(through.hash.finalize()) != header.hash {
+    if !through.into_inner().matches(&header) {
         return Err(invalid(path, "content does not match its hash"));
     }
     let meta = from_cbor(&meta).map_err(|e| invalid(path, format!("meta: {e}")))?;
@@ -300,16 +317,7 @@ pub fn head_read(meta: &SnapshotMeta, data: &mut dyn Read) -> std::io::Result<Ve
         .ok_or_else(|| std::io::Error::other(format!("meta of {} bytes", meta.len())))?;
     let mut hash = Sha256::new();
     hash.update(&meta);
-    let mut piece = vec![0u8; STREAM_BUFFER];
-    let mut data_len = 0u64;
-    loop {
-        let n = data.read(&mut piece)?;
-        if n == 0 {
-            break;
-        }
-        hash.update(&piece[..n]);
-        data_len += n as u64;
-    }
+    let data_len = std::io::copy(data, &mut hash)?;
     let header = Header {
         meta_len,
         data_len,
@@ -460,17 +468,14 @@ impl SnapshotFile {
                 e
             }
         };
-        let (file, header) = open_with_header(from).map_err(CopyError::Source)?;
+        let (header, meta, mut through) =
+            open_through(from, progress).map_err(|e| CopyError::Source(short(e)))?;
         if header.hash != expected {
             return Err(CopyError::Source(invalid(
                 from,
                 "changed since it was checked",
             )));
         }
-        let mut body = file.take(u64::from(header.meta_len) + header.data_len);
-        let mut meta = vec![0u8; header.meta_len as usize];
-        body.read_exact(&mut meta)
-            .map_err(|e| CopyError::Source(short(e)))?;
         let incoming: SnapshotMeta =
             from_cbor(&meta).map_err(|e| CopyError::Source(invalid(from, format!("meta: {e}"))))?;
         // An error of `from` met while copying, told apart from the copy's own.
@@ -478,31 +483,26 @@ impl SnapshotFile {
         let copied = self.replace_unless_newer(incoming.last_log_id, |out| {
             out.write_all(&header.encode())?;
             out.write_all(&meta)?;
-            let mut hash = Sha256::new();
-            hash.update(&meta);
             let mut piece = vec![0u8; STREAM_BUFFER];
-            let (mut done, mut unsynced) = (0u64, 0usize);
+            let mut unsynced = 0usize;
             let mut failed = |e: std::io::Error| {
                 let said = std::io::Error::new(e.kind(), e.to_string());
                 source_error = Some(e);
                 said
             };
             loop {
-                let n = body.read(&mut piece).map_err(|e| failed(short(e)))?;
+                let n = through.read(&mut piece).map_err(|e| failed(short(e)))?;
                 if n == 0 {
                     break;
                 }
-                hash.update(&piece[..n]);
                 out.write_all(&piece[..n])?;
-                done += n as u64;
                 unsynced += n;
                 if unsynced >= SYNC_EVERY {
                     out.sync_data()?;
                     unsynced = 0;
                 }
-                progress(done, header.data_len);
             }
-            if done != header.data_len || <[u8; 32]>::from(hash.finalize()) != header.hash {
+            if !through.matches(&header) {
                 return Err(failed(invalid(from, "content does not match its hash")));
             }
             Ok(())
