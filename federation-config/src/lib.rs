@@ -11,6 +11,7 @@
 //! - [`read_key_file`], [`write_key_file`], [`write_secret`], [`create_private_dir`],
 //!   [`loose_mode`] and [`token_hash`] are shared with the node.
 
+mod host;
 pub mod layout;
 mod model;
 pub mod raw;
@@ -28,6 +29,7 @@ use std::path::Path;
 
 use xchg_protocol::{PublicKey, Timestamp};
 
+pub use host::{Host, HostError, HostPort, HostPortError};
 pub use model::{
     Agreement, ApiSection, ApiTls, CategorySet, ExchangeSection, ExportPolicy, Gossip, HttpLimits,
     Listen, Member, ModeSet, NodeConfig, NodeSection, OutsideExchange, PersonalInfoExport,

@@ -165,8 +165,8 @@ pub struct ZoneSection {
 pub struct Member {
     /// Node name.
     pub name: NodeName,
-    /// Raft RPC address.
-    pub raft_addr: SocketAddr,
+    /// Raft RPC address: an IP address or a host name (resolved at each connection) and a port.
+    pub raft_addr: crate::HostPort,
     /// Base URL of the member's HTTP API (`http://` or `https://`), without a trailing `/`.
     pub api_url: String,
     /// The member's node key, pinned for mutual TLS.

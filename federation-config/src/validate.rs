@@ -20,6 +20,7 @@ use xchg_protocol::{
     VerifyError, ZoneId,
 };
 
+use crate::HostPort;
 use crate::model::{
     Agreement, ApiSection, ApiTls, CategorySet, ExchangeSection, ExportPolicy, Gossip, HttpLimits,
     Listen, Member, ModeSet, NodeConfig, NodeSection, OutsideExchange, PersonalInfoExport,
@@ -149,7 +150,7 @@ impl Checker<'_> {
         if let Some((i, me)) = own.and_then(|i| Some((i, members.get(i)?.as_ref()?))) {
             self.own_key = Some((i, me.public_key));
             if let Some(listen) = &listen {
-                self.listen_matches_member(listen.raft, i, me.raft_addr);
+                self.listen_matches_member(listen.raft, i, &me.raft_addr);
             }
         }
         let zone = self.zone(&raw.zone, exchange.as_ref(), members);
@@ -381,7 +382,9 @@ impl Checker<'_> {
         for (i, m) in raw.iter().enumerate() {
             let at = |field: &str| format!("zone.members[{i}].{field}");
             let name = self.parse::<NodeName>(&at("name"), &m.name);
-            let raft_addr = self.socket_addr(&at("raft_addr"), &m.raft_addr);
+            let raft_addr = self
+                .report
+                .check(at("raft_addr"), m.raft_addr.parse::<HostPort>());
             let api_url = self.report.check(at("api_url"), api_url(&m.api_url));
             let public_key = self.public_key(&at("public_key"), &m.public_key);
             names.push(name.as_ref().map(ToString::to_string));
@@ -437,11 +440,15 @@ impl Checker<'_> {
         found
     }
 
-    fn listen_matches_member(&mut self, listen: SocketAddr, index: usize, member: SocketAddr) {
+    fn listen_matches_member(&mut self, listen: SocketAddr, index: usize, member: &HostPort) {
         // Binding all interfaces on the member's port is how a node behind NAT or in a
-        // container listens at its advertised address.
-        let same =
-            listen == member || (listen.ip().is_unspecified() && listen.port() == member.port());
+        // container listens at its advertised address; a member named by host name is reached
+        // at whatever the name resolves to, so only its port is known to match.
+        let same = listen.port() == member.port
+            && match member.host.ip() {
+                Some(ip) => listen.ip().is_unspecified() || listen.ip().to_canonical() == ip,
+                None => true,
+            };
         if !same {
             self.report.error(
                 "listen.raft",

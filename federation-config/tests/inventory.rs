@@ -439,6 +439,7 @@ fn the_inventory_reference_names_every_key_the_generator_reads() {
     let mut inventory = Inventory::parse(PLACED).expect("shape");
     inventory.defaults = xchg_federation_config::layout::InventoryDefaults {
         host: Some("127.0.0.1".parse().expect("ip")),
+        bind: Some("127.0.0.1".parse().expect("ip")),
         base_port: Some(1),
         nodes_per_zone: Some(1),
         api_tls: Some(true),
@@ -447,6 +448,9 @@ fn the_inventory_reference_names_every_key_the_generator_reads() {
     let export = inventory.exchanges[0].export.clone();
     let zone = &mut inventory.exchanges[0].zones[0];
     zone.export = export;
+    if let Some(node) = zone.nodes.as_mut().and_then(|n| n.first_mut()) {
+        node.bind = Some("127.0.0.1".parse().expect("ip"));
+    }
     zone.provider.registration = Some("11".into());
     zone.provider.contact = Some(xchg_federation_config::layout::InventoryContact {
         name: "x".into(),
@@ -493,4 +497,112 @@ fn adding_a_node_to_a_zone_spread_over_hosts_needs_its_host_and_a_reachable_one(
     opts.host = Some("10.20.0.14".parse().expect("ip"));
     let added = xchg_federation_config::layout::add_node(&opts, common::NOW).expect("added");
     assert_eq!(added.node.api_url, "https://10.20.0.14:9002");
+}
+
+/// Hosts named by DNS name (issue #18): the name is where the others reach a node (member
+/// list, API URL, certificate, libp2p address); the node listens on every interface unless
+/// `bind` names one; plain HTTP is refused for a name other than `localhost`; add-node takes a
+/// name too.
+#[test]
+fn nodes_named_by_host_name_are_reached_at_the_name_and_listen_where_bound() {
+    let named = PLACED
+        .replace(
+            "host = \"10.20.0.11\"",
+            "host = \"XC-Municipal-1.example.cn\"",
+        )
+        .replace(
+            "host = \"10.20.0.12\"",
+            "host = \"xc-municipal-2.example.cn\"\nbind = \"10.20.0.12\"",
+        );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out");
+    let inventory = Inventory::parse(&named).expect("shape");
+    let layout =
+        generate_from(&inventory, &out, RaftTuning::default(), common::NOW).expect("generate");
+    let first = &layout.exchanges[0].zones[0].nodes[0];
+    assert_eq!(first.api_url, "https://xc-municipal-1.example.cn:8443");
+    assert_eq!(
+        first.raft_addr.to_string(),
+        "xc-municipal-1.example.cn:9000"
+    );
+    assert!(
+        first
+            .p2p_addr
+            .to_string()
+            .starts_with("/dns/xc-municipal-1.example.cn/tcp/9001/p2p/"),
+        "{}",
+        first.p2p_addr
+    );
+    let one = load(&out.join("nodes/xuchang-municipal-1.toml"), common::NOW)
+        .expect("loads")
+        .config;
+    assert_eq!(one.listen.api.to_string(), "0.0.0.0:8443");
+    assert_eq!(one.listen.raft.to_string(), "0.0.0.0:9000");
+    assert_eq!(one.listen.p2p.to_string(), "/ip4/0.0.0.0/tcp/9001");
+    let two = load(&out.join("nodes/xuchang-municipal-2.toml"), common::NOW)
+        .expect("loads")
+        .config;
+    assert_eq!(two.listen.api.to_string(), "10.20.0.12:8443");
+    assert_eq!(
+        two.zone.members[1].raft_addr.to_string(),
+        "xc-municipal-2.example.cn:9000"
+    );
+    // Its certificate names it by its DNS name.
+    let cert = std::fs::read(out.join("bundles/xuchang-municipal-1/api.crt")).expect("cert");
+    let pem = String::from_utf8(cert).expect("pem");
+    let der = pem_body(&pem);
+    assert!(
+        der.windows(25).any(|w| w == b"xc-municipal-1.example.cn"),
+        "the certificate names the host"
+    );
+
+    // A name off loopback with plain HTTP: refused at the node's host.
+    let plain =
+        Inventory::parse(&named.replace("api_tls = true", "api_tls = false")).expect("shape");
+    let err = generate_from(
+        &plain,
+        &dir.path().join("plain"),
+        RaftTuning::default(),
+        common::NOW,
+    )
+    .expect_err("plain HTTP off loopback");
+    assert!(
+        err.to_string().contains("exchanges[0].zones[0].nodes[0].host: xc-municipal-1.example.cn is not a loopback address"),
+        "{err}"
+    );
+    // A name that is no name.
+    let bad = named.replace("XC-Municipal-1.example.cn", "xc_municipal_1.example.cn");
+    let err = Inventory::parse(&bad).expect_err("not a host");
+    assert!(
+        err.to_string()
+            .contains("neither an IP address nor a host name"),
+        "{err}"
+    );
+
+    // add-node with a host name: reached at it, listening everywhere.
+    let zone = "xuchang/municipal".parse().expect("zone");
+    let mut opts = xchg_federation_config::layout::AddNodeOptions::new(&out, zone);
+    opts.host = Some("xc-municipal-4.example.cn".parse().expect("name"));
+    let added = xchg_federation_config::layout::add_node(&opts, common::NOW).expect("added");
+    assert_eq!(added.node.api_url, "https://xc-municipal-4.example.cn:9002");
+    assert_eq!(
+        added.node.raft_addr.to_string(),
+        "xc-municipal-4.example.cn:9003"
+    );
+    let four = load(&added.config_file, common::NOW).expect("loads").config;
+    assert_eq!(four.listen.api.to_string(), "0.0.0.0:9002");
+}
+
+/// The DER bytes of the first PEM block of `pem`.
+fn pem_body(pem: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    let body: String = pem
+        .lines()
+        .skip_while(|l| !l.starts_with("-----BEGIN"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("-----END"))
+        .collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .expect("base64")
 }

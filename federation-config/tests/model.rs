@@ -227,6 +227,38 @@ fn duplicate_addresses_and_keys_name_the_member_they_repeat() {
 }
 
 #[test]
+fn a_member_named_by_host_name_is_matched_to_the_listener_by_port() {
+    let named = fixture("three_members_with_outside.toml")
+        .replace(
+            "raft_addr = \"127.0.0.1:7101\"",
+            "raft_addr = \"XC-1.example.cn:7101\"",
+        )
+        .replace(
+            "raft_addr = \"127.0.0.1:7104\"",
+            "raft_addr = \"[fd00::2]:7104\"",
+        );
+    let loaded = parse_at(&named, common::NOW).expect("a name and a v6 address are hosts");
+    let members = &loaded.config.zone.members;
+    assert_eq!(members[0].raft_addr.to_string(), "xc-1.example.cn:7101");
+    assert_eq!(members[1].raft_addr.to_string(), "[fd00::2]:7104");
+    let other_port = named.replace("XC-1.example.cn:7101", "xc-1.example.cn:7199");
+    let err = parse_at(&other_port, common::NOW).expect_err("another port");
+    assert!(
+        errors(&err)
+            .iter()
+            .any(|e| e.starts_with("listen.raft: 127.0.0.1:7101 differs from zone.members[0]")),
+        "{err}"
+    );
+    let not_a_host = named.replace("XC-1.example.cn:7101", "xc_1.example.cn:7101");
+    let err = parse_at(&not_a_host, common::NOW).expect_err("not a host");
+    assert!(
+        errors(&err).iter().any(|e| e
+            .starts_with("zone.members[0].raft_addr: \"xc_1.example.cn:7101\" is not host:port")),
+        "{err}"
+    );
+}
+
+#[test]
 fn an_outside_agreement_must_state_every_term() {
     let text = fixture("three_members_with_outside.toml").replace(
         "categories = [\"credit\", \"transport\"]\nmax_classification = \"general\"\n",

@@ -1314,3 +1314,41 @@ async fn revoking_a_revoked_or_unknown_token_is_404_and_writes_nothing() -> anyh
     }
     Ok(())
 }
+
+/// A new member's `raft_addr` must be `host:port` with an IP address or a host name: anything
+/// else is 400 `invalid_field` blaming it, and the membership is untouched.
+#[tokio::test]
+async fn a_new_member_whose_raft_addr_is_no_host_port_is_400_naming_it() -> anyhow::Result<()> {
+    let api = Api::start().await?;
+    let admin = api.tokens.admin.clone();
+    let key = xchg_protocol::Keypair::generate().public().to_base64();
+    for bad in [
+        "xc_4.example.cn:7110",
+        "xc-4.example.cn",
+        "fd00::4:7110",
+        "xc-4.example.cn:0",
+        "10.20.0.300:7110",
+    ] {
+        let before = api.snapshot().await?;
+        let index = committed(&api).await?;
+        let body = json!({
+            "name": "municipal-4", "raft_addr": bad,
+            "api_url": "https://xc-4.example.cn:7109", "public_key": key,
+        });
+        let answer = api
+            .json(Method::POST, "/v1/zone/members", &admin, &body)
+            .await?;
+        api.expect_rejected(&answer, &before, 400, "invalid_field", Some("raft_addr"))
+            .await
+            .with_context(|| format!("raft_addr {bad:?}"))?;
+        ensure!(
+            answer.1["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("host:port")),
+            "{bad}: {}",
+            answer.1
+        );
+        ensure!(committed(&api).await? == index, "a Raft entry was written");
+    }
+    Ok(())
+}

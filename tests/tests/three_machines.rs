@@ -47,13 +47,17 @@ fn inventory(port: u16) -> String {
             )
         })
         .collect();
+    inventory_of("api_tls = true\nvalid_days = 30\n", &nodes)
+}
+
+/// An inventory of exchange `xuchang` with `defaults` and its municipal zone followed by `rest`
+/// (its nodes, more zones).
+fn inventory_of(defaults: &str, rest: &str) -> String {
     format!(
         r#"version = 1
 
 [defaults]
-api_tls = true
-valid_days = 30
-
+{defaults}
 [[exchanges]]
 id = "xuchang"
 display_name = "许昌数据交易中心"
@@ -64,8 +68,44 @@ display_name = "许昌市数据交易专区 (市级)"
 division = "411000"
 provider = {{ id = "xuchang-big-data-bureau", name = "许昌市大数据局", registration = "11" }}
 buyer = {{ id = "xuchang-smart-city-ops", name = "许昌智慧城市运营有限公司", registration = "91" }}
-{nodes}"#
+{rest}"#
     )
+}
+
+/// Runs `xchg config generate --inventory` on `inventory` in a fresh workstation directory;
+/// the layout it wrote there (`layout/`), its nodes not started.
+fn generate(inventory: &str) -> anyhow::Result<Zone> {
+    let workstation = tempfile::tempdir()?;
+    let inventory_file = workstation.path().join("zone.toml");
+    std::fs::write(&inventory_file, inventory)?;
+    let generated = Command::new(xchg_binary())
+        .args(["config", "generate", "--inventory"])
+        .arg(&inventory_file)
+        .arg("--out")
+        .arg(workstation.path().join("layout"))
+        .output()?;
+    anyhow::ensure!(
+        generated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&generated.stderr)
+    );
+    Zone::open(workstation)
+}
+
+/// `xchg status --node URL --ca CA` succeeds: the CLI verifies the node's certificate.
+fn status_trusting(url: &str, ca: &Path) -> anyhow::Result<()> {
+    let status = Command::new(xchg_binary())
+        .args(["status", "--node", url, "--ca"])
+        .arg(ca)
+        .env_remove("XCHG_CA")
+        .output()?;
+    anyhow::ensure!(
+        status.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&status.stdout),
+        String::from_utf8_lossy(&status.stderr)
+    );
+    Ok(())
 }
 
 /// The bundle name of the node whose config is `config`: its file stem in the layout's
@@ -101,22 +141,7 @@ fn copy_bundle(layout: &Path, config: &Path, machine: &Path) -> anyhow::Result<P
 async fn a_zone_deployed_from_an_inventory_on_three_machines_grows_to_a_fourth()
 -> anyhow::Result<()> {
     let port = ports_free_everywhere()?;
-    let workstation = tempfile::tempdir()?;
-    let inventory_file = workstation.path().join("zone.toml");
-    std::fs::write(&inventory_file, inventory(port))?;
-    let out = workstation.path().join("layout");
-    let generated = Command::new(xchg_binary())
-        .args(["config", "generate", "--inventory"])
-        .arg(&inventory_file)
-        .arg("--out")
-        .arg(&out)
-        .output()?;
-    anyhow::ensure!(
-        generated.status.success(),
-        "{}",
-        String::from_utf8_lossy(&generated.stderr)
-    );
-    let mut zone = Zone::open(workstation)?;
+    let mut zone = generate(&inventory(port))?;
     let layout = zone.dir.path().join("layout");
     let machines = tempfile::tempdir()?;
     let mut expected_urls = Vec::new();
@@ -138,18 +163,10 @@ async fn a_zone_deployed_from_an_inventory_on_three_machines_grows_to_a_fourth()
         .await?;
 
     // `xchg status` from a machine, trusting the CA its bundle carries.
-    let ca = zone.nodes[1].config.with_file_name("api-ca.pem");
-    let status = Command::new(xchg_binary())
-        .args(["status", "--node", &zone.nodes[1].api_url, "--ca"])
-        .arg(&ca)
-        .env_remove("XCHG_CA")
-        .output()?;
-    assert!(
-        status.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&status.stdout),
-        String::from_utf8_lossy(&status.stderr)
-    );
+    status_trusting(
+        &zone.nodes[1].api_url,
+        &zone.nodes[1].config.with_file_name("api-ca.pem"),
+    )?;
 
     // A fourth machine: add-node on the operator's workstation, copy its bundle, start it
     // with --join, and admit it through a member.
@@ -217,5 +234,100 @@ async fn a_zone_deployed_from_an_inventory_on_three_machines_grows_to_a_fourth()
     }
     drop(zone);
     drop(machines);
+    Ok(())
+}
+
+/// The inventory of an exchange whose nodes are named by host name: a three-node hub zone and
+/// a one-node county zone, every node at `localhost` (which the system's resolver answers) on
+/// its own ports from `port`.
+fn named_inventory(port: u16) -> String {
+    inventory_of(
+        &format!("host = \"localhost\"\nbase_port = {port}\napi_tls = true\nvalid_days = 30\n"),
+        r#"
+[[exchanges.zones]]
+name = "yuzhou"
+display_name = "禹州市数据交易分专区"
+division = "411081"
+provider = { id = "yuzhou-data-bureau", name = "禹州市数据局", registration = "11" }
+buyer = { id = "yuzhou-ceramics-works", name = "禹州钧瓷工坊有限公司", registration = "91" }
+nodes = [{}]
+"#,
+    )
+}
+
+/// Nodes named by host name (issue #18): the zone's members reach each other's Raft listener
+/// at `localhost:PORT`, gossip dials `/dns/localhost/...` (looked up at each dial), and the
+/// CLI checks each API certificate against the name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zone_whose_nodes_are_named_by_host_name_elects_gossips_and_serves_https()
+-> anyhow::Result<()> {
+    let seed = std::process::id();
+    let port = (0..200u32)
+        .map(|attempt| 20_000 + ((seed.wrapping_add(attempt * 7_919)) % 40_000) as u16)
+        .find(|base| ports_free(Ipv4Addr::LOCALHOST, *base, 12))
+        .context("no 12 free ports on 127.0.0.1")?;
+    let mut zone = generate(&named_inventory(port))?;
+    let nodes: Vec<_> = zone
+        .layout
+        .exchanges
+        .iter()
+        .flat_map(|e| &e.zones)
+        .flat_map(|z| &z.nodes)
+        .cloned()
+        .collect();
+    for (i, node) in nodes.iter().enumerate() {
+        let api = port + 3 * u16::try_from(i)?;
+        assert_eq!(node.api_url, format!("https://localhost:{api}"));
+        assert_eq!(node.raft_addr.to_string(), format!("localhost:{}", api + 1));
+        assert!(
+            node.p2p_addr
+                .to_string()
+                .starts_with(&format!("/dns/localhost/tcp/{}/p2p/", api + 2)),
+            "{}",
+            node.p2p_addr
+        );
+    }
+    let config = std::fs::read_to_string(&zone.nodes[0].config)?;
+    assert!(
+        config.contains(&format!("api = \"127.0.0.1:{port}\"")),
+        "listens on loopback, as localhost resolves:\n{config}"
+    );
+
+    zone.start_all()?;
+    let leader = zone.wait_for_leader(0, Duration::from_secs(90)).await?;
+    anyhow::ensure!(leader < 3, "the hub's leader is one of its three nodes");
+    let county = zone.zone_nodes("xuchang/yuzhou");
+    zone.wait_for_leader(county[0], Duration::from_secs(30))
+        .await?;
+    let hub_tokens = zone.tokens().clone();
+    let id = zone
+        .approve_new(leader, &hub_tokens, &example_listing("named hosts"))
+        .await?;
+    // Replicated to every hub member over Raft at their names...
+    zone.wait_for_state(
+        &[0, 1, 2],
+        &hub_tokens.regulator,
+        &id,
+        "listed",
+        Duration::from_secs(30),
+    )
+    .await?;
+    // ...and gossiped to the county zone, whose only way to the hub is a /dns/ address.
+    let county_tokens = zone.zone_tokens("xuchang/yuzhou").clone();
+    zone.wait_for_state(
+        &county,
+        &county_tokens.regulator,
+        &id,
+        "recognised",
+        Duration::from_secs(60),
+    )
+    .await?;
+
+    // The CLI verifies the certificate a node serves against its host name.
+    status_trusting(
+        &zone.nodes[1].api_url,
+        &zone.dir.path().join("layout/api-ca.pem"),
+    )?;
+    drop(zone);
     Ok(())
 }

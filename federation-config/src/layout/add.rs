@@ -23,6 +23,7 @@ use crate::raw::{RawConfig, RawGossip, RawListen, RawMember, RawNode};
 use crate::secret::{KeyFileError, read_key_file, write_key_file, write_secret};
 use crate::syntax::parse_raw;
 use crate::violation::{ConfigError, Violation};
+use crate::{Host, HostPort};
 
 /// Which zone to grow and how to reach the new node.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,8 +34,11 @@ pub struct AddNodeOptions {
     pub zone: ZoneId,
     /// The node's name; `None` for `<zone name>-<n>`, `n` one above the zone's highest number.
     pub name: Option<NodeName>,
-    /// The address it listens on and is reached at; `None` for the host of the zone's nodes.
-    pub host: Option<IpAddr>,
+    /// The address or host name it is reached at; `None` for the host of the zone's nodes.
+    pub host: Option<Host>,
+    /// The address it listens on; `None` for the host when it is an address, loopback for
+    /// `localhost`, every interface (0.0.0.0) for another host name.
+    pub bind: Option<IpAddr>,
     /// Its API port, followed by its Raft and libp2p ports; `None` for the port after the
     /// highest one in `layout.json`.
     pub base_port: Option<u16>,
@@ -50,6 +54,7 @@ impl AddNodeOptions {
             zone,
             name: None,
             host: None,
+            bind: None,
             base_port: None,
             valid_days: LayoutOptions::DEFAULT_VALID_DAYS,
         }
@@ -122,7 +127,7 @@ pub enum AddNodeError {
     },
     /// The host is no one's address.
     #[error("{0} is no one's address: a node is reached at its host, so give the machine's own")]
-    Unreachable(IpAddr),
+    Unreachable(Host),
     /// `layout.json` could not be read.
     #[error(
         "cannot read {}: {source}; expected a directory written by `xchg config generate`",
@@ -203,7 +208,7 @@ pub enum AddNodeError {
     #[error("{addr} is already used by node {node} in layout.json; choose another --base-port")]
     PortTaken {
         /// The address in use.
-        addr: SocketAddr,
+        addr: HostPort,
         /// The node using it.
         node: NodeName,
     },
@@ -253,13 +258,13 @@ pub fn add_node(opts: &AddNodeOptions, now: Timestamp) -> Result<AddedNode, AddN
             name,
         });
     }
-    let host = match (opts.host, zone.host) {
-        (Some(host), _) | (None, Some(host)) => host,
+    let host = match (&opts.host, &zone.host) {
+        (Some(host), _) | (None, Some(host)) => host.clone(),
         (None, None) => {
             let mut hosts: Vec<String> = zone
                 .members
                 .iter()
-                .map(|m| m.raft_addr.ip().to_string())
+                .map(|m| m.raft_addr.host.to_string())
                 .collect();
             hosts.dedup();
             return Err(AddNodeError::HostNeeded {
@@ -268,11 +273,25 @@ pub fn add_node(opts: &AddNodeOptions, now: Timestamp) -> Result<AddedNode, AddN
             });
         }
     };
-    if host.is_unspecified() || host.is_multicast() {
+    if host
+        .ip()
+        .is_some_and(|ip| ip.is_unspecified() || ip.is_multicast())
+    {
         return Err(AddNodeError::Unreachable(host));
     }
-    if layout.api_ca.is_none() && !host.is_loopback() {
-        return Err(GenerateError::PlainHttp(host).into());
+    let bind = opts
+        .bind
+        .unwrap_or_else(|| super::inventory::bind_of(&host));
+    if bind.is_multicast() {
+        return Err(AddNodeError::Unreachable(Host::Ip(bind)));
+    }
+    if layout.api_ca.is_none() && !(host.is_loopback() && bind.is_loopback()) {
+        let shown = if host.is_loopback() {
+            Host::Ip(bind)
+        } else {
+            host
+        };
+        return Err(GenerateError::PlainHttp(shown).into());
     }
     let first = opts.base_port.unwrap_or_else(|| next_port(&layout));
     // A layout serving HTTPS needs its CA key back from offline storage to sign the node's
@@ -282,7 +301,7 @@ pub fn add_node(opts: &AddNodeOptions, now: Timestamp) -> Result<AddedNode, AddN
         .as_ref()
         .map(|record| super::tls::ApiCa::load(&opts.dir, record))
         .transpose()?;
-    let node = plan_node(name, stem, host, first, &layout, ca.is_some())?;
+    let node = plan_node(name, stem, (host, bind), first, &layout, ca.is_some())?;
     let (cert_file, cert_key_file) = super::tls::node_files(&opts.dir, &node.stem);
 
     let files = NewFiles {
@@ -321,7 +340,7 @@ pub fn add_node(opts: &AddNodeOptions, now: Timestamp) -> Result<AddedNode, AddN
         name: node.name.clone(),
         config: files.config.clone(),
         api_url: node.api_url(),
-        raft_addr: node.raft,
+        raft_addr: node.raft_addr(),
         p2p_addr: node.dial.clone(),
     };
     zone_mut(&mut layout, &opts.zone)
@@ -336,7 +355,7 @@ pub fn add_node(opts: &AddNodeOptions, now: Timestamp) -> Result<AddedNode, AddN
                 &opts.dir,
                 &node.stem,
                 node.name.as_str(),
-                node.api.ip(),
+                &node.host,
                 validity,
             );
             // Whatever of the two files exists now was made by this call.
@@ -392,8 +411,8 @@ struct Zone {
     members: Vec<Member>,
     /// The config file stems and names of the zone's nodes, to number the new one.
     taken: Vec<(String, NodeName)>,
-    /// Where the zone's nodes listen, if they share one host.
-    host: Option<IpAddr>,
+    /// Where the zone's nodes are reached, if they share one host.
+    host: Option<Host>,
     /// The zone's admin token.
     admin_token: String,
 }
@@ -458,8 +477,8 @@ impl Zone {
                 .iter()
                 .map(|n| (file_stem(&n.config), n.name.clone()))
                 .collect(),
-            host: Some(first.raft_addr.ip())
-                .filter(|h| zone.nodes.iter().all(|n| n.raft_addr.ip() == *h)),
+            host: Some(first.raft_addr.host.clone())
+                .filter(|h| zone.nodes.iter().all(|n| n.raft_addr.host == *h)),
             admin_token: zone.tokens.admin.clone(),
         })
     }
@@ -609,11 +628,11 @@ fn raw_member(m: &Member) -> RawMember {
 }
 
 /// The new node with a fresh key, on ports `first` (API), `first + 1` (Raft) and `first + 2`
-/// (libp2p) of `host`, none of them a port of `layout`.
+/// (libp2p) of `host`, listening on `bind`, none of them a port of `layout`.
 fn plan_node(
     name: NodeName,
     stem: String,
-    host: IpAddr,
+    (host, bind): (Host, IpAddr),
     first: u16,
     layout: &Layout,
     https: bool,
@@ -627,7 +646,7 @@ fn plan_node(
     }
     let used = used_addrs(layout);
     for port in [first, raft, p2p] {
-        let addr = SocketAddr::new(host, port);
+        let addr = host.with_port(port);
         if let Some((_, node)) = used.iter().find(|(a, _)| *a == addr) {
             return Err(AddNodeError::PortTaken {
                 addr,
@@ -636,14 +655,15 @@ fn plan_node(
         }
     }
     let key = Keypair::generate();
-    let listen = Multiaddr::from(host).with(Protocol::Tcp(p2p));
+    let listen = Multiaddr::from(bind).with(Protocol::Tcp(p2p));
     Ok(PlannedNode {
         name,
         stem,
-        dial: listen.clone().with(Protocol::P2p(peer_id(&key)?)),
+        dial: host.multiaddr(p2p).with(Protocol::P2p(peer_id(&key)?)),
         key,
-        api: SocketAddr::new(host, first),
-        raft: SocketAddr::new(host, raft),
+        api: SocketAddr::new(bind, first),
+        raft: SocketAddr::new(bind, raft),
+        host,
         p2p: listen,
         https,
     })
@@ -654,14 +674,14 @@ fn plan_node(
 fn next_port(layout: &Layout) -> u16 {
     let highest = used_addrs(layout)
         .iter()
-        .map(|(a, _)| a.port())
+        .map(|(a, _)| a.port)
         .max()
         .unwrap_or(LayoutOptions::DEFAULT_BASE_PORT - 1);
     highest.checked_add(1).unwrap_or(0)
 }
 
-/// Every address a node of the layout listens on, with the node.
-fn used_addrs(layout: &Layout) -> Vec<(SocketAddr, NodeName)> {
+/// Every address a node of the layout is reached at, with the node.
+fn used_addrs(layout: &Layout) -> Vec<(HostPort, NodeName)> {
     let mut used = Vec::new();
     for node in layout
         .exchanges
@@ -675,26 +695,36 @@ fn used_addrs(layout: &Layout) -> Vec<(SocketAddr, NodeName)> {
             .and_then(|(_, rest)| rest.split('/').next())
             .and_then(|authority| authority.parse().ok());
         let p2p = p2p_addr(&node.p2p_addr);
-        for addr in [api, Some(node.raft_addr), p2p].into_iter().flatten() {
+        for addr in [api, Some(node.raft_addr.clone()), p2p]
+            .into_iter()
+            .flatten()
+        {
             used.push((addr, node.name.clone()));
         }
     }
     used
 }
 
-/// The IP and TCP port of a libp2p address such as `/ip4/127.0.0.1/tcp/7102/p2p/…`.
-fn p2p_addr(addr: &Multiaddr) -> Option<SocketAddr> {
-    let mut ip = None;
+/// The host and TCP port of a libp2p address such as `/ip4/127.0.0.1/tcp/7102/p2p/…` or
+/// `/dns/xc-1.example.cn/tcp/7102/p2p/…`.
+fn p2p_addr(addr: &Multiaddr) -> Option<HostPort> {
+    let mut host = None;
     let mut port = None;
     for part in addr.iter() {
         match part {
-            Protocol::Ip4(a) => ip = Some(IpAddr::V4(a)),
-            Protocol::Ip6(a) => ip = Some(IpAddr::V6(a)),
+            Protocol::Ip4(a) => host = Some(Host::from(IpAddr::V4(a))),
+            Protocol::Ip6(a) => host = Some(Host::from(IpAddr::V6(a))),
+            Protocol::Dns(name) | Protocol::Dns4(name) | Protocol::Dns6(name) => {
+                host = name.parse().ok();
+            }
             Protocol::Tcp(p) => port = Some(p),
             _ => {}
         }
     }
-    Some(SocketAddr::new(ip?, port?))
+    Some(HostPort {
+        host: host?,
+        port: port?,
+    })
 }
 
 /// The root key file of `exchange` in a layout: `root/<exchange>-root.key`, or where layouts

@@ -21,6 +21,7 @@ use super::{GenerateError, LayoutKind, LayoutOptions, NODES_PER_ZONE};
 use crate::raw::{RawAgreement, RawExport};
 use crate::validate::check_display_name;
 use crate::violation::{ConfigError, Report, Violation};
+use crate::{Host, HostPort};
 
 /// The inventory schema version this crate reads.
 pub const INVENTORY_VERSION: i64 = 1;
@@ -53,9 +54,14 @@ pub struct Inventory {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InventoryDefaults {
-    /// Where nodes that name no host listen and are reached (default 127.0.0.1).
+    /// Where nodes that name no host are reached: an IP address or a host name (default
+    /// 127.0.0.1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub host: Option<IpAddr>,
+    pub host: Option<Host>,
+    /// The address nodes that name none listen on (default: the host, when it is an address;
+    /// 127.0.0.1 for `localhost`; every interface, 0.0.0.0, for another host name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bind: Option<IpAddr>,
     /// Node `i` of the layout takes `base_port + 3i` (API), `+ 1` (Raft), `+ 2` (libp2p) for
     /// each port it does not name (default 7100).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -122,9 +128,12 @@ pub struct InventoryZone {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InventoryNode {
-    /// The IP address it listens on and others reach it at (default `defaults.host`).
+    /// The IP address or host name others reach it at (default `defaults.host`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub host: Option<IpAddr>,
+    pub host: Option<Host>,
+    /// The address it listens on (default `defaults.bind`, else as there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bind: Option<IpAddr>,
     /// Its API port.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_port: Option<u16>,
@@ -186,11 +195,15 @@ pub struct InventoryOutside {
 }
 
 /// One node's addresses, as the inventory resolves them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct NodeAddrs {
-    pub(super) api: SocketAddr,
-    pub(super) raft: SocketAddr,
-    pub(super) p2p: SocketAddr,
+    /// Where the others reach it.
+    pub(super) host: Host,
+    /// Where it listens.
+    pub(super) bind: IpAddr,
+    pub(super) api: u16,
+    pub(super) raft: u16,
+    pub(super) p2p: u16,
 }
 
 impl Inventory {
@@ -242,7 +255,8 @@ impl Inventory {
                 .map_err(|e| GenerateError::Inconsistent(format!("{kind} inventory: {e}")))?,
         };
         inventory.defaults = InventoryDefaults {
-            host: Some(opts.host),
+            host: Some(opts.host.clone()),
+            bind: None,
             base_port: Some(opts.base_port),
             nodes_per_zone: Some(opts.nodes_per_zone),
             api_tls: Some(opts.api_tls),
@@ -251,11 +265,9 @@ impl Inventory {
         Ok(inventory)
     }
 
-    /// Where nodes without a host of their own listen.
-    pub(super) fn default_host(&self) -> IpAddr {
-        self.defaults
-            .host
-            .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
+    /// Where nodes without a host of their own are reached.
+    pub(super) fn default_host(&self) -> Host {
+        self.defaults.host.clone().unwrap_or(Host::LOCALHOST)
     }
 
     /// Whether the APIs are served over HTTPS.
@@ -301,12 +313,18 @@ impl Inventory {
             .flat_map(|z| self.nodes_of(z))
             .enumerate()
             .map(|(i, node)| {
-                let host = node.host.unwrap_or_else(|| self.default_host());
+                let host = node.host.clone().unwrap_or_else(|| self.default_host());
+                let bind = node
+                    .bind
+                    .or(self.defaults.bind)
+                    .unwrap_or_else(|| bind_of(&host));
                 let first = base + 3 * i as u64;
                 Some(NodeAddrs {
-                    api: SocketAddr::new(host, port(node.api_port, first)?),
-                    raft: SocketAddr::new(host, port(node.raft_port, first + 1)?),
-                    p2p: SocketAddr::new(host, port(node.p2p_port, first + 2)?),
+                    api: port(node.api_port, first)?,
+                    raft: port(node.raft_port, first + 1)?,
+                    p2p: port(node.p2p_port, first + 2)?,
+                    host,
+                    bind,
                 })
             })
             .collect()
@@ -595,12 +613,20 @@ impl Inventory {
                     })
             })
         });
-        let mut taken: BTreeMap<SocketAddr, String> = BTreeMap::new();
+        let mut taken: BTreeMap<HostPort, String> = BTreeMap::new();
+        let mut bound: BTreeMap<SocketAddr, String> = BTreeMap::new();
         for ((at, node), addrs) in nodes.zip(self.addresses()) {
             let host_path = if node.host.is_some() {
                 format!("{at}.host")
             } else {
                 format!("defaults.host (for {at})")
+            };
+            let bind_path = if node.bind.is_some() {
+                format!("{at}.bind")
+            } else if self.defaults.bind.is_some() {
+                format!("defaults.bind (for {at})")
+            } else {
+                host_path.clone()
             };
             let port_path = |what: &str, named: Option<u16>| {
                 if named.is_some() {
@@ -617,13 +643,24 @@ impl Inventory {
                 );
                 continue;
             };
-            let ip = addrs.api.ip();
-            if ip.is_unspecified() || ip.is_multicast() {
+            if let Some(ip) = addrs.host.ip()
+                && (ip.is_unspecified() || ip.is_multicast())
+            {
                 report.error(
                     &host_path,
                     format!(
                         "{ip} is no one's address: a node is reached at its host, so name the \
-                         machine's own address"
+                         machine's own address or host name"
+                    ),
+                );
+            }
+            if addrs.bind.is_multicast() {
+                report.error(
+                    &bind_path,
+                    format!(
+                        "{} is a multicast address, which nothing listens on; name the \
+                         machine's own address, or 0.0.0.0 for all of them",
+                        addrs.bind
                     ),
                 );
             }
@@ -632,33 +669,59 @@ impl Inventory {
                 ("raft", addrs.raft, node.raft_port),
                 ("p2p", addrs.p2p, node.p2p_port),
             ];
-            for (what, addr, named) in ports {
+            for (what, port, named) in ports {
                 let path = port_path(what, named);
-                if addr.port() == 0 {
+                if port == 0 {
                     report.error(
                         path,
                         "port 0 would be a different port at each start; expected 1 to 65535",
                     );
                     continue;
                 }
-                // 10.0.0.1 and ::ffff:10.0.0.1 are one address.
-                let addr = SocketAddr::new(addr.ip().to_canonical(), addr.port());
-                if let Some(first) = taken.get(&addr) {
-                    report.error(path, format!("{addr} is already taken by {first}"));
-                } else {
-                    taken.insert(addr, path);
+                let reached = addrs.host.with_port(port);
+                if let Some(first) = taken.get(&reached) {
+                    report.error(path, format!("{reached} is already taken by {first}"));
+                    continue;
+                }
+                taken.insert(reached, path.clone());
+                // Two nodes reached at different names may still listen on one loopback
+                // address, which only one of them can have.
+                let listen = SocketAddr::new(addrs.bind, port);
+                if addrs.bind.is_loopback() {
+                    if let Some(first) = bound.get(&listen) {
+                        report.error(path, format!("{listen} is already taken by {first}"));
+                    } else {
+                        bound.insert(listen, path);
+                    }
                 }
             }
-            if !self.api_tls() && !ip.is_loopback() {
+            let plain_on_loopback = addrs.host.is_loopback() && addrs.bind.is_loopback();
+            if !self.api_tls() && !plain_on_loopback {
+                let (path, what) = if addrs.host.is_loopback() {
+                    (&bind_path, addrs.bind.to_string())
+                } else {
+                    (&host_path, addrs.host.to_string())
+                };
                 report.error(
-                    &host_path,
+                    path,
                     format!(
-                        "{ip} is not a loopback address and the APIs would serve plain HTTP, \
+                        "{what} is not a loopback address and the APIs would serve plain HTTP, \
                          bearer tokens in clear text: set defaults.api_tls = true"
                     ),
                 );
             }
         }
+    }
+}
+
+/// Where a node reached at `host` listens when its inventory names no address: the host
+/// itself, an address; loopback for `localhost`; every interface for another host name (the
+/// machine's addresses are not known here).
+pub(super) fn bind_of(host: &Host) -> IpAddr {
+    match host {
+        Host::Ip(ip) => *ip,
+        name if name.is_loopback() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        Host::Name(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
     }
 }
 

@@ -39,7 +39,6 @@ mod tls;
 use std::fmt;
 use std::fs::OpenOptions;
 use std::io::Write as _;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -53,6 +52,7 @@ use crate::raw::RawConfig;
 use crate::role::Role;
 use crate::secret::{create_private_dir, write_key_file, write_secret};
 use crate::violation::{ConfigError, Violation};
+use crate::{Host, HostPort};
 pub use add::{AddNodeError, AddNodeOptions, AddedNode, JoinRequest, add_node};
 pub use bundle::{BUNDLE_CONFIG, BUNDLE_DIR, bundle_dir};
 pub use inventory::{
@@ -147,8 +147,8 @@ pub struct LayoutOptions {
     pub nodes_per_zone: usize,
     /// First port; node `i` uses `base_port + 3i` to `base_port + 3i + 2`.
     pub base_port: u16,
-    /// The address every node listens on and is reached at.
-    pub host: IpAddr,
+    /// The address or host name every node is reached at (and, an address, listens on).
+    pub host: Host,
     /// How long the node delegations are valid, in days from now.
     pub valid_days: u32,
     /// The `[raft]` section every node config gets.
@@ -173,7 +173,7 @@ impl LayoutOptions {
             layout,
             nodes_per_zone: Self::DEFAULT_NODES_PER_ZONE,
             base_port: Self::DEFAULT_BASE_PORT,
-            host: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            host: Host::LOCALHOST,
             valid_days: Self::DEFAULT_VALID_DAYS,
             raft: RaftTuning::default(),
             api_tls: false,
@@ -279,7 +279,7 @@ pub struct LayoutNode {
     /// Base URL of its HTTP API.
     pub api_url: String,
     /// Its Raft RPC address.
-    pub raft_addr: SocketAddr,
+    pub raft_addr: HostPort,
     /// Its libp2p address including `/p2p/<peer id>`, ready to dial.
     pub p2p_addr: Multiaddr,
 }
@@ -328,7 +328,7 @@ pub enum GenerateError {
          api_tls = true in an inventory: a certificate for each node from a CA made for the \
          layout); a layout generated without it can add nodes on loopback only"
     )]
-    PlainHttp(IpAddr),
+    PlainHttp(Host),
     /// The layout serves HTTPS and its CA key is not in `root/`.
     #[error(
         "{} is missing: this layout serves its APIs over HTTPS, and the new node's certificate is \
@@ -367,7 +367,7 @@ pub fn generate(opts: &LayoutOptions, now: Timestamp) -> Result<Layout, Generate
         return Err(GenerateError::ValidDays(opts.valid_days));
     }
     if !opts.api_tls && !opts.host.is_loopback() {
-        return Err(GenerateError::PlainHttp(opts.host));
+        return Err(GenerateError::PlainHttp(opts.host.clone()));
     }
     let inventory = Inventory::builtin(opts)?;
     let total: usize = inventory
@@ -450,7 +450,7 @@ pub fn generate_from(
                     node: n,
                 };
                 if let Some(ca) = &ca {
-                    ca.issue(out, &node.stem, node.name.as_str(), node.api.ip(), validity)?;
+                    ca.issue(out, &node.stem, node.name.as_str(), &node.host, validity)?;
                 }
                 let config = Path::new("nodes").join(format!("{}.toml", node.stem));
                 let raw = write_config(&out.join(&config), &plan, at, validity, raft, now)?;
@@ -459,7 +459,7 @@ pub fn generate_from(
                     name: node.name.clone(),
                     config,
                     api_url: node.api_url(),
-                    raft_addr: node.raft,
+                    raft_addr: node.raft_addr(),
                     p2p_addr: node.dial.clone(),
                 });
             }

@@ -13,6 +13,7 @@ use super::inventory::{Inventory, InventoryOutside, up_to_general};
 use super::{GenerateError, LayoutParty, ZoneTokens};
 use crate::raw::{RawAgreement, RawExport};
 use crate::role::Role;
+use crate::{Host, HostPort};
 
 /// Every exchange of the run, in layout order.
 pub(super) struct Plan {
@@ -56,11 +57,15 @@ pub(super) struct PlannedNode {
     /// `<exchange>-<zone>-<n>`: the name of its key file, config file and data directory.
     pub(super) stem: String,
     pub(super) key: Keypair,
+    /// Where the others reach it: its address or host name.
+    pub(super) host: Host,
+    /// Where its API listens.
     pub(super) api: SocketAddr,
+    /// Where its Raft listener listens.
     pub(super) raft: SocketAddr,
     /// Where it listens for libp2p.
     pub(super) p2p: Multiaddr,
-    /// `p2p` plus `/p2p/<peer id>`: how others dial it.
+    /// Its libp2p port at `host` plus `/p2p/<peer id>`: how others dial it.
     pub(super) dial: Multiaddr,
     /// Whether its API is served over HTTPS (a certificate in the layout's `tls/`).
     pub(super) https: bool,
@@ -69,7 +74,12 @@ pub(super) struct PlannedNode {
 impl PlannedNode {
     pub(super) fn api_url(&self) -> String {
         let scheme = if self.https { "https" } else { "http" };
-        format!("{scheme}://{}", self.api)
+        format!("{scheme}://{}", self.host.with_port(self.api.port()))
+    }
+
+    /// Where the zone reaches its Raft listener.
+    pub(super) fn raft_addr(&self) -> HostPort {
+        self.host.with_port(self.raft.port())
     }
 }
 
@@ -98,14 +108,18 @@ pub(super) fn plan(
                     GenerateError::Inconsistent(format!("no addresses for node {n} of {zone_id}"))
                 })?;
                 let key = Keypair::from_seed(&random_bytes(rng));
-                let p2p = Multiaddr::from(addrs.p2p.ip()).with(Protocol::Tcp(addrs.p2p.port()));
+                let p2p = Multiaddr::from(addrs.bind).with(Protocol::Tcp(addrs.p2p));
                 nodes.push(PlannedNode {
                     name: format!("{}-{n}", zone.name).parse()?,
                     stem: format!("{}-{}-{n}", ex.id, zone.name),
-                    dial: p2p.clone().with(Protocol::P2p(peer_id(&key)?)),
+                    dial: addrs
+                        .host
+                        .multiaddr(addrs.p2p)
+                        .with(Protocol::P2p(peer_id(&key)?)),
                     key,
-                    api: addrs.api,
-                    raft: addrs.raft,
+                    api: SocketAddr::new(addrs.bind, addrs.api),
+                    raft: SocketAddr::new(addrs.bind, addrs.raft),
+                    host: addrs.host,
                     p2p,
                     https,
                 });

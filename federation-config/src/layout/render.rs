@@ -149,7 +149,7 @@ pub(super) fn delegation_hex(
 pub(super) fn member(node: &PlannedNode) -> RawMember {
     RawMember {
         name: node.name.to_string(),
-        raft_addr: node.raft.to_string(),
+        raft_addr: node.raft_addr().to_string(),
         api_url: node.api_url(),
         public_key: node.key.public().to_base64(),
     }

@@ -18,6 +18,7 @@ use super::render::{Validity, delegation_hex};
 use super::tls::{ApiCa, CA_CERT_FILE, node_files, write_new};
 use super::{BUNDLE_CONFIG, GenerateError, bundle_dir, io_error};
 use crate::secret::write_secret;
+use crate::{Host, HostPort};
 
 /// Which nodes to renew and for how long.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,7 +125,7 @@ pub fn renew(opts: &RenewOptions, now: Timestamp) -> Result<Renewed, AddNodeErro
                 let certificate = match &ca {
                     Some(ca) => {
                         let host = api_host(&config, &node.api_url)?;
-                        Some(ca.certificate(node.name.as_str(), host, validity)?)
+                        Some(ca.certificate(node.name.as_str(), &host, validity)?)
                     }
                     None => None,
                 };
@@ -201,19 +202,16 @@ fn node_key_of(path: &Path, text: &str) -> Result<PublicKey, AddNodeError> {
     crate::validate::public_key_from_base64(&own.public_key).map_err(unusable)
 }
 
-/// The IP address of an API URL `http(s)://IP:port` (what the node's certificate names).
-fn api_host(path: &Path, url: &str) -> Result<std::net::IpAddr, AddNodeError> {
+/// The host of an API URL `http(s)://host:port` (what the node's certificate names).
+fn api_host(path: &Path, url: &str) -> Result<Host, AddNodeError> {
     let authority = url.split("://").nth(1).unwrap_or_default();
-    authority
-        .parse::<std::net::SocketAddr>()
-        .map(|a| a.ip())
-        .map_err(|_| {
-            GenerateError::Inconsistent(format!(
-                "{}: api_url {url} is not http(s)://IP:port",
-                path.display()
-            ))
-            .into()
-        })
+    authority.parse::<HostPort>().map(|a| a.host).map_err(|_| {
+        GenerateError::Inconsistent(format!(
+            "{}: api_url {url} is not http(s)://host:port",
+            path.display()
+        ))
+        .into()
+    })
 }
 
 /// How a staged file may be read.

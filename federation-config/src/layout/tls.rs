@@ -13,7 +13,6 @@
 //! The CA's name is kept in `layout.json`: with it and the key, `add-node` signs a new node's
 //! certificate as the same issuer.
 
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use rcgen::{
@@ -25,6 +24,7 @@ use xchg_protocol::Timestamp;
 
 use super::render::Validity;
 use super::{GenerateError, ROOT_KEY_DIR, io_error};
+use crate::Host;
 use crate::raw::RawApi;
 use crate::secret::{create_private_dir, write_secret};
 
@@ -138,7 +138,7 @@ impl ApiCa {
         dir: &Path,
         stem: &str,
         node_name: &str,
-        host: IpAddr,
+        host: &Host,
         validity: Validity,
     ) -> Result<(), GenerateError> {
         let (cert, key) = self.certificate(node_name, host, validity)?;
@@ -149,16 +149,18 @@ impl ApiCa {
         write_secret(&key_file, key.as_bytes()).map_err(|source| io_error(&key_file, source))
     }
 
-    /// A new API certificate for node `node_name` reached at `host`, valid as `validity`
+    /// A new API certificate for node `node_name` reached at `host` (its address or host
+    /// name), valid as `validity`
     /// says, and its new key: both PEM.
     pub(super) fn certificate(
         &self,
         node_name: &str,
-        host: IpAddr,
+        host: &Host,
         validity: Validity,
     ) -> Result<(String, String), GenerateError> {
+        // An address becomes an IP subject name, a host name a DNS one.
         let mut names = vec![host.to_string()];
-        if host.is_loopback() {
+        if host.is_loopback() && *host != Host::Name("localhost".into()) {
             names.push("localhost".to_owned());
         }
         let mut params = CertificateParams::new(names).map_err(inconsistent)?;

@@ -24,7 +24,11 @@ use crate::raft::{MemberNode, NodeId, node_id};
 pub struct NewMember {
     /// Node name, unique in the zone.
     pub name: String,
-    /// Its Raft address, `host:port`.
+    /// Its Raft address, `host:port`: an IP address (IPv6 in brackets) or a DNS host name
+    /// (letters, digits and hyphens in dot-separated labels of at most 63 characters, 253 in
+    /// all), and a port from 1 to 65535. Stored as given, a name in lower case; members resolve
+    /// a name at each connection.
+    #[schema(max_length = 259, example = "xc-municipal-4.example.cn:7110")]
     pub raft_addr: String,
     /// Base URL of its API.
     pub api_url: String,
@@ -198,11 +202,12 @@ pub async fn add_member(
         .name
         .parse()
         .map_err(|e: xchg_protocol::IdError| ApiError::invalid_field("name", e.to_string()))?;
-    body.raft_addr
-        .parse::<std::net::SocketAddr>()
-        .map_err(|_| {
-            ApiError::invalid_field("raft_addr", "expected host:port, e.g. 127.0.0.1:7110")
-        })?;
+    let raft_addr: xchg_federation_config::HostPort =
+        body.raft_addr
+            .parse()
+            .map_err(|e: xchg_federation_config::HostPortError| {
+                ApiError::invalid_field("raft_addr", e.to_string())
+            })?;
     if !(body.api_url.starts_with("http://") || body.api_url.starts_with("https://")) {
         return Err(ApiError::invalid_field(
             "api_url",
@@ -213,7 +218,7 @@ pub async fn add_member(
         .map_err(|e| ApiError::invalid_field("public_key", e.to_string()))?;
     let node = MemberNode {
         name: name.to_string(),
-        raft_addr: body.raft_addr,
+        raft_addr: raft_addr.to_string(),
         api_url: body.api_url.trim_end_matches('/').to_owned(),
         public_key: key.as_bytes().to_vec(),
     };

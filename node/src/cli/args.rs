@@ -538,9 +538,10 @@ pub struct GenerateArgs {
     /// First TCP port; each node takes three consecutive ports (API, Raft, libp2p).
     #[arg(long, default_value_t = 7100)]
     pub base_port: u16,
-    /// Address every node listens on.
+    /// Address or DNS host name every node is reached at; an address is also where they
+    /// listen, a host name has them listen on every interface.
     #[arg(long, default_value = "127.0.0.1")]
-    pub host: IpAddr,
+    pub host: xchg_federation_config::Host,
     /// Validity of the node delegations, in days.
     #[arg(long, default_value_t = 365)]
     pub valid_days: u32,
@@ -562,9 +563,14 @@ pub struct AddNodeArgs {
     /// Node name [default: <zone name>-<n>, n one above the zone's highest].
     #[arg(long)]
     pub name: Option<String>,
-    /// Address the node listens on [default: the host of the zone's nodes].
+    /// Address or DNS host name the node is reached at [default: the host of the zone's
+    /// nodes].
     #[arg(long)]
-    pub host: Option<IpAddr>,
+    pub host: Option<xchg_federation_config::Host>,
+    /// Address the node listens on [default: the host when it is an address; 127.0.0.1 for
+    /// localhost; 0.0.0.0 for another host name].
+    #[arg(long)]
+    pub bind: Option<IpAddr>,
     /// API port; Raft and libp2p take the next two [default: after the highest port in
     /// layout.json].
     #[arg(long)]

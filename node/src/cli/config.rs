@@ -128,6 +128,7 @@ pub fn add_node(args: AddNodeArgs) -> anyhow::Result<ExitCode> {
     let opts = AddNodeOptions {
         name,
         host: args.host,
+        bind: args.bind,
         base_port: args.base_port,
         valid_days: args.valid_days,
         ..AddNodeOptions::new(&dir, zone)

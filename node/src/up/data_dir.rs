@@ -107,7 +107,7 @@ fn generate(options: &UpOptions, events: &mut impl FnMut(UpEvent)) -> Result<Lay
         lo.base_port = port;
     }
     if let Some(host) = options.host {
-        lo.host = host;
+        lo.host = host.into();
     }
     events(UpEvent::Generating {
         kind,

@@ -31,6 +31,8 @@ struct Entry {
 enum State {
     /// Dial at (or after) this instant.
     Waiting(Instant),
+    /// Its host name is being looked up.
+    Resolving,
     Dialing(ConnectionId),
     Connected,
 }
@@ -70,6 +72,27 @@ impl Bootstrap {
             .filter(|(_, e)| matches!(e.state, State::Waiting(at) if at <= now))
             .map(|(i, e)| (i, e.address.clone(), e.peer))
             .collect()
+    }
+
+    /// Entry `index`'s host name is being looked up; [`Bootstrap::resolved`] says whether it
+    /// still waits for the answer.
+    pub(crate) fn resolving(&mut self, index: usize) {
+        if let Some(entry) = self.entries.get_mut(index) {
+            entry.state = State::Resolving;
+        }
+    }
+
+    /// Whether entry `index` still waits for its lookup (a connection from its peer may have
+    /// come first).
+    pub(crate) fn resolved(&self, index: usize) -> bool {
+        self.entries
+            .get(index)
+            .is_some_and(|e| e.state == State::Resolving)
+    }
+
+    /// The peer entry `index` names, or that answered it before.
+    pub(crate) fn peer(&self, index: usize) -> Option<PeerId> {
+        self.entries.get(index).and_then(|e| e.peer)
     }
 
     /// Entry `index` is being dialled on `connection`.
@@ -175,6 +198,28 @@ mod tests {
             now = due;
         }
         assert_eq!(delays, [1, 2, 4, 8, 16, 30, 30]);
+    }
+
+    #[test]
+    fn an_entry_being_looked_up_is_not_due_and_backs_off_when_the_name_does_not_resolve() {
+        let start = Instant::now();
+        let peer = PeerId::random();
+        let mut bootstrap = Bootstrap::new(vec![address(1), address(2)], start);
+        bootstrap.resolving(0);
+        assert!(bootstrap.resolved(0));
+        assert_eq!(bootstrap.due(start).len(), 1, "only the other entry");
+        bootstrap.refused(0, start, 0.0);
+        assert!(!bootstrap.resolved(0));
+        assert_eq!(
+            bootstrap.next_due(),
+            Some(start),
+            "the other entry is still due"
+        );
+        // A peer that dials us while its name is looked up: the answer is no longer wanted.
+        bootstrap.entries[1].peer = Some(peer);
+        bootstrap.resolving(1);
+        bootstrap.connected(ConnectionId::new_unchecked(9), peer);
+        assert!(!bootstrap.resolved(1));
     }
 
     #[test]

@@ -116,6 +116,8 @@ struct PeerState {
 
 /// The application's answer to an inbound request, with the channel it goes back on.
 type PendingReply = BoxFuture<'static, (Option<Vec<u8>>, ResponseChannel<Vec<u8>>)>;
+/// A bootstrap entry's host name being looked up: the entry, and the addresses it gave.
+type PendingLookup = BoxFuture<'static, (usize, Result<Vec<Multiaddr>, String>)>;
 
 /// Messages delivered to the application and awaiting its verdict, counted per peer, so that
 /// no peer, and no crowd of unproven peers, can take the whole event queue.
@@ -210,6 +212,8 @@ pub(crate) struct EventLoop {
     outbound: HashMap<OutboundRequestId, oneshot::Sender<Result<Vec<u8>, RequestError>>>,
     /// Inbound requests handed to the application, awaited without blocking the loop.
     replies: FuturesUnordered<PendingReply>,
+    /// Host names of bootstrap addresses being looked up: the entry and what its name gave.
+    lookups: FuturesUnordered<PendingLookup>,
     capture: Option<Capture>,
     /// Inbound messages and requests dropped because the application's queue was full.
     dropped: u64,
@@ -241,6 +245,7 @@ impl EventLoop {
             peers: HashMap::new(),
             outbound: HashMap::new(),
             replies: FuturesUnordered::new(),
+            lookups: FuturesUnordered::new(),
             capture,
             dropped: 0,
             shed: 0,
@@ -327,6 +332,9 @@ impl EventLoop {
                     self.respond(body, channel);
                 }
                 () = sleep_until(redial), if redial.is_some() => self.redial(),
+                Some((index, found)) = self.lookups.next(), if !self.lookups.is_empty() => {
+                    self.on_lookup(index, found);
+                }
             }
         }
         tracing::debug!(peer = %self.swarm.local_peer_id(), "gossip transport stopping");
@@ -738,17 +746,59 @@ impl EventLoop {
                 self.bootstrap.already_connected(index);
                 continue;
             }
-            let opts = DialOpts::from(address.clone());
-            let connection = opts.connection_id();
-            match self.swarm.dial(opts) {
-                Ok(()) => {
-                    tracing::debug!(%address, "dialling bootstrap peer");
-                    self.bootstrap.dialing(index, connection);
-                }
-                Err(error) => {
-                    tracing::debug!(%address, %error, "bootstrap dial refused");
-                    self.bootstrap.refused(index, now, rand::random());
-                }
+            if has_host_name(&address) {
+                // Looked up off the loop, with the system's resolver, at every dial: a
+                // machine that moves keeps its name.
+                self.bootstrap.resolving(index);
+                self.lookups.push(Box::pin(async move {
+                    (index, resolve(&address, LOOKUP_TIMEOUT).await)
+                }));
+                continue;
+            }
+            self.dial_bootstrap(index, DialOpts::from(address.clone()), &address);
+        }
+    }
+
+    /// Dials bootstrap entry `index` (at `address`, for the log) with `opts`.
+    fn dial_bootstrap(&mut self, index: usize, opts: DialOpts, address: &Multiaddr) {
+        let connection = opts.connection_id();
+        match self.swarm.dial(opts) {
+            Ok(()) => {
+                tracing::debug!(%address, "dialling bootstrap peer");
+                self.bootstrap.dialing(index, connection);
+            }
+            Err(error) => {
+                tracing::debug!(%address, %error, "bootstrap dial refused");
+                self.bootstrap
+                    .refused(index, Instant::now(), rand::random());
+            }
+        }
+    }
+
+    /// Dials the addresses bootstrap entry `index`'s host name gave, or backs off.
+    fn on_lookup(&mut self, index: usize, found: Result<Vec<Multiaddr>, String>) {
+        if !self.bootstrap.resolved(index) {
+            return;
+        }
+        match found {
+            Ok(addresses) => {
+                let Some(first) = addresses.first().cloned() else {
+                    return;
+                };
+                // One dial over every address the name gave, when the peer is known; else
+                // the first address (its peer id is learnt from the connection).
+                let opts = match self.bootstrap.peer(index) {
+                    Some(peer) => DialOpts::peer_id(peer)
+                        .addresses(addresses.iter().map(without_peer).collect())
+                        .build(),
+                    None => DialOpts::from(first.clone()),
+                };
+                self.dial_bootstrap(index, opts, &first);
+            }
+            Err(reason) => {
+                tracing::warn!(index, %reason, "bootstrap address does not resolve; trying again later");
+                self.bootstrap
+                    .refused(index, Instant::now(), rand::random());
             }
         }
     }
@@ -823,6 +873,70 @@ fn request_error(peer: PeerId, error: OutboundFailure) -> RequestError {
 }
 
 /// Sleeps until `deadline`; only polled when there is one.
+/// How long a bootstrap address's host name may take to resolve.
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Whether `address` names its host (`/dns/`, `/dns4/` or `/dns6/`) rather than an address.
+fn has_host_name(address: &Multiaddr) -> bool {
+    address
+        .iter()
+        .any(|p| matches!(p, Protocol::Dns(_) | Protocol::Dns4(_) | Protocol::Dns6(_)))
+}
+
+/// `address` once for each address its host name has now (`/dns4/` only IPv4 ones, `/dns6/`
+/// only IPv6 ones), the name replaced by the address: the system's resolver (`/etc/hosts`,
+/// DNS, as the operating system is set up), as the Raft transport resolves member names.
+async fn resolve(address: &Multiaddr, timeout: Duration) -> Result<Vec<Multiaddr>, String> {
+    let mut name = None;
+    let mut port = None;
+    for part in address.iter() {
+        match part {
+            Protocol::Dns(n) => name = Some((n, None)),
+            Protocol::Dns4(n) => name = Some((n, Some(false))),
+            Protocol::Dns6(n) => name = Some((n, Some(true))),
+            Protocol::Tcp(p) => port = Some(p),
+            _ => {}
+        }
+    }
+    let (Some((name, v6)), Some(port)) = (name, port) else {
+        return Err(format!("{address} has no host name and /tcp/ port"));
+    };
+    let found = tokio::time::timeout(timeout, tokio::net::lookup_host((name.as_ref(), port)))
+        .await
+        .map_err(|_| format!("looking up {name} took more than {timeout:?}"))?
+        .map_err(|e| format!("looking up {name}: {e}"))?;
+    let mut ips: Vec<IpAddr> = found
+        .map(|a| a.ip())
+        .filter(|ip| v6.is_none_or(|v6| ip.is_ipv6() == v6))
+        .collect();
+    ips.dedup();
+    if ips.is_empty() {
+        return Err(format!(
+            "{name} has no address of the kind {address} asks for"
+        ));
+    }
+    Ok(ips
+        .into_iter()
+        .map(|ip| {
+            address
+                .iter()
+                .map(|part| match part {
+                    Protocol::Dns(_) | Protocol::Dns4(_) | Protocol::Dns6(_) => Protocol::from(ip),
+                    other => other,
+                })
+                .collect()
+        })
+        .collect())
+}
+
+/// `address` without its `/p2p/<peer id>`.
+fn without_peer(address: &Multiaddr) -> Multiaddr {
+    address
+        .iter()
+        .filter(|p| !matches!(p, Protocol::P2p(_)))
+        .collect()
+}
+
 async fn sleep_until(deadline: Option<Instant>) {
     if let Some(deadline) = deadline {
         tokio::time::sleep_until(deadline.into()).await;
@@ -833,4 +947,34 @@ fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod lookup_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_host_name_becomes_its_addresses_keeping_port_and_peer() {
+        let peer = PeerId::random();
+        let named: Multiaddr = format!("/dns4/localhost/tcp/7102/p2p/{peer}")
+            .parse()
+            .expect("multiaddr");
+        assert!(has_host_name(&named));
+        let found = resolve(&named, Duration::from_secs(10))
+            .await
+            .expect("localhost resolves");
+        assert_eq!(
+            found,
+            [format!("/ip4/127.0.0.1/tcp/7102/p2p/{peer}")
+                .parse::<Multiaddr>()
+                .expect("multiaddr")]
+        );
+        assert_eq!(
+            without_peer(&found[0]).to_string(),
+            "/ip4/127.0.0.1/tcp/7102"
+        );
+        let plain: Multiaddr = "/ip4/127.0.0.1/tcp/7102".parse().expect("multiaddr");
+        assert!(!has_host_name(&plain));
+        assert!(resolve(&plain, Duration::from_secs(1)).await.is_err());
+    }
 }
