@@ -110,20 +110,23 @@ async fn offline(dir: &Path, out: &Path) -> anyhow::Result<Summary> {
     let started = Instant::now();
     let (dir, out_path) = (dir.to_owned(), out.to_owned());
     tokio::task::spawn_blocking(move || {
-        let b = backup::offline(&dir)?;
-        let head = b.head()?;
+        // Spooled beside the backup file: the catalog's copy is never in memory, and the
+        // spool is on the disk the operator chose for the backup.
+        let parent = out_path.parent().filter(|p| !p.as_os_str().is_empty());
+        let mut b = backup::offline(&dir, parent.unwrap_or(Path::new(".")))?;
+        let bytes = b.head.len() as u64 + b.data_len;
         eprintln!(
             "read {} rows in {:.1} s; writing {}",
             b.rows,
             started.elapsed().as_secs_f64(),
-            mb((head.len() + b.data.len()) as u64)
+            mb(bytes)
         );
-        backup::write_file(&out_path, &[&head, &b.data])?;
-        Ok::<_, anyhow::Error>((
-            position(b.position()),
-            b.rows,
-            (head.len() + b.data.len()) as u64,
-        ))
+        let mut line = ProgressLine::new();
+        backup::write_spooled(&out_path, &mut b, &mut |done, total| {
+            line.show("written", done, Some(total));
+        })?;
+        line.finish();
+        Ok::<_, anyhow::Error>((position(b.meta.last_log_id), b.rows, bytes))
     })
     .await
     .context("the backup task failed")?

@@ -19,7 +19,8 @@ use super::raft_types::{LogId, MemberNode, NodeId, SnapshotMeta, StoredMembershi
 use super::snapshot_file::{self, SNAPSHOT_FILE, SnapshotFile};
 use super::{CATALOG_FILE, CATALOG_SCHEMA, LOG_FILE, files, snapshot};
 
-/// One backup, in memory.
+/// One backup, in memory (tests compare it with the spooled one).
+#[cfg(test)]
 pub struct Backup {
     /// Its position and membership.
     pub meta: SnapshotMeta,
@@ -29,6 +30,7 @@ pub struct Backup {
     pub rows: u64,
 }
 
+#[cfg(test)]
 impl Backup {
     /// The file's start (header and meta): the backup file is this followed by [`Backup::data`].
     ///
@@ -112,11 +114,12 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BackupError + '_ {
     }
 }
 
-/// Reads the catalog at `catalog` in one read transaction and encodes it as a backup. Blocking;
-/// safe while the node runs (it reads on a connection of its own, as a snapshot build does).
+/// Reads the catalog at `catalog` in one read transaction and encodes it as a backup in
+/// memory. Blocking.
 ///
 /// # Errors
 /// The catalog cannot be read.
+#[cfg(test)]
 pub fn encode(catalog: &Path) -> std::io::Result<Backup> {
     let encoded = snapshot::encode_file(catalog)?;
     Ok(Backup {
@@ -160,8 +163,10 @@ pub struct Spooled {
     pub rows: u64,
 }
 
-/// As [`encode`], with the payload written to an unnamed temporary file in `spool_dir` as it is
-/// encoded: the node's memory does not grow with the catalog. Blocking.
+/// Reads the catalog at `catalog` in one read transaction and encodes it as a backup, the
+/// payload written to an unnamed temporary file in `spool_dir` as it is encoded: memory does not
+/// grow with the catalog. Blocking; safe while the node runs (it reads on a connection of its
+/// own, as a snapshot build does).
 ///
 /// # Errors
 /// The catalog cannot be read, or the file cannot be written (a full disk).
@@ -188,12 +193,13 @@ pub fn spool(catalog: &Path, spool_dir: &Path) -> std::io::Result<Spooled> {
     })
 }
 
-/// A backup of the stopped node whose data directory is `dir`. Blocking.
+/// A backup of the stopped node whose data directory is `dir`, spooled in `spool_dir` (the
+/// directory the backup file goes to). Blocking.
 ///
 /// # Errors
-/// A running node holds the directory, it holds no catalog or one of another schema version, or
-/// the catalog cannot be read.
-pub fn offline(dir: &Path) -> Result<Backup, BackupError> {
+/// A running node holds the directory, it holds no catalog or one of another schema version,
+/// the catalog cannot be read, or the spool cannot be written.
+pub fn offline(dir: &Path, spool_dir: &Path) -> Result<Spooled, BackupError> {
     let catalog = dir.join(CATALOG_FILE);
     if !catalog.is_file() {
         return Err(BackupError::NoCatalog(dir.to_owned()));
@@ -215,7 +221,16 @@ pub fn offline(dir: &Path) -> Result<Backup, BackupError> {
             expected: CATALOG_SCHEMA.len(),
         });
     }
-    encode(&catalog).map_err(io(&catalog))
+    spool(&catalog, spool_dir).map_err(|source| BackupError::Io {
+        path: catalog,
+        source: std::io::Error::new(
+            source.kind(),
+            format!(
+                "{source} (reading the catalog, spooled in {})",
+                spool_dir.display()
+            ),
+        ),
+    })
 }
 
 /// Writes `pieces` as the new file `out`: first to `out` + `.partial` (created new, mode
@@ -225,6 +240,54 @@ pub fn offline(dir: &Path) -> Result<Backup, BackupError> {
 /// # Errors
 /// `out` exists, or the file cannot be written.
 pub fn write_file(out: &Path, pieces: &[&[u8]]) -> Result<(), BackupError> {
+    write_file_with(out, &mut |file| {
+        for piece in pieces {
+            file.write_all(piece)?;
+        }
+        Ok(())
+    })
+}
+
+/// Writes `spooled` as the new file `out`, as [`write_file`] does, copying its payload from
+/// the spool in pieces; `progress` is told the bytes written so far and the total. Blocking.
+///
+/// # Errors
+/// `out` exists, or a file cannot be read or written.
+pub fn write_spooled(
+    out: &Path,
+    spooled: &mut Spooled,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<(), BackupError> {
+    use std::io::Read as _;
+    let total = spooled.head.len() as u64 + spooled.data_len;
+    write_file_with(out, &mut |file| {
+        file.write_all(&spooled.head)?;
+        let mut done = spooled.head.len() as u64;
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = spooled.data.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            file.write_all(&buf[..n])?;
+            done += n as u64;
+            progress(done, total);
+        }
+        if done != total {
+            return Err(std::io::Error::other(format!(
+                "the spooled backup holds {done} bytes, {total} were written to it"
+            )));
+        }
+        Ok(())
+    })
+}
+
+/// Creates `out` + `.partial`, has `fill` write it, syncs it and renames it to `out`; removes
+/// the partial file if anything fails.
+fn write_file_with(
+    out: &Path,
+    fill: &mut dyn FnMut(&mut std::fs::File) -> std::io::Result<()>,
+) -> Result<(), BackupError> {
     if out.exists() {
         return Err(BackupError::Io {
             path: out.to_owned(),
@@ -236,14 +299,10 @@ pub fn write_file(out: &Path, pieces: &[&[u8]]) -> Result<(), BackupError> {
     }
     let partial = partial_path(out);
     let mut file = create_partial(&partial)?;
-    let written = (|| {
-        for piece in pieces {
-            file.write_all(piece)?;
-        }
-        file.sync_all()
-    })()
-    .map_err(io(&partial))
-    .and_then(|()| publish(&partial, out));
+    let written = fill(&mut file)
+        .and_then(|()| file.sync_all())
+        .map_err(io(&partial))
+        .and_then(|()| publish(&partial, out));
     if written.is_err() {
         let _ = std::fs::remove_file(&partial);
     }
