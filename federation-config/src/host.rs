@@ -27,12 +27,24 @@ impl Host {
     /// 127.0.0.1.
     pub const LOCALHOST: Host = Host::Ip(IpAddr::V4(Ipv4Addr::LOCALHOST));
 
-    /// Whether connections to it stay on this machine: a loopback address, or `localhost`.
+    /// Whether connections to it stay on this machine: a loopback address, or `localhost`
+    /// (which the system's resolver answers from `/etc/hosts`; a name under `.localhost` is
+    /// not promised to).
     #[must_use]
     pub fn is_loopback(&self) -> bool {
         match self {
             Host::Ip(ip) => ip.is_loopback(),
-            Host::Name(name) => name == "localhost" || name.ends_with(".localhost"),
+            Host::Name(name) => name == "localhost",
+        }
+    }
+
+    /// Where it is the same place as another host: `localhost` is 127.0.0.1 (two nodes reached
+    /// at `localhost:P` and `127.0.0.1:P` would listen on one port).
+    #[must_use]
+    pub fn place(&self) -> Host {
+        match self {
+            Host::Name(name) if name == "localhost" => Host::LOCALHOST,
+            other => other.clone(),
         }
     }
 
@@ -76,20 +88,32 @@ impl From<IpAddr> for Host {
 #[error(
     "{0:?} is neither an IP address nor a host name; expected e.g. 10.20.0.11 or \
      xc-municipal-1.example.cn (letters, digits and hyphens in dot-separated labels of at most \
-     63 characters, 253 in all)"
+     63 characters, 253 in all, the last not starting with a digit)"
 )]
 pub struct HostError(pub String);
+
+/// At most the first 80 characters of `text`, for an error that quotes what it refused.
+fn quoted(text: &str) -> String {
+    match text.char_indices().nth(80) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_owned(),
+    }
+}
 
 impl FromStr for Host {
     type Err = HostError;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let bad = || HostError(text.to_owned());
+        let bad = || HostError(quoted(text));
         if let Ok(ip) = text.parse::<IpAddr>() {
             return Ok(Host::from(ip));
         }
+        // Brackets hold a v6 address, and only that.
         if let Some(v6) = text.strip_prefix('[').and_then(|t| t.strip_suffix(']')) {
-            return v6.parse::<IpAddr>().map(Host::from).map_err(|_| bad());
+            return match v6.parse::<IpAddr>() {
+                Ok(ip @ IpAddr::V6(_)) => Ok(Host::from(ip)),
+                _ => Err(bad()),
+            };
         }
         if text.is_empty() || text.len() > MAX_NAME {
             return Err(bad());
@@ -103,10 +127,11 @@ impl FromStr for Host {
                 && !label.ends_with('-')
         };
         let labels: Vec<&str> = text.split('.').collect();
-        // An all-digit last label is a mistyped address (10.20.0.300), not a name.
+        // A last label starting with a digit is a mistyped address (10.20.0.300) or one in a
+        // form resolvers read as a number (0x7f000001), never a name under a real top level.
         let last_numeric = labels
             .last()
-            .is_some_and(|l| l.bytes().all(|b| b.is_ascii_digit()));
+            .is_some_and(|l| l.bytes().next().is_some_and(|b| b.is_ascii_digit()));
         if !labels.iter().all(|l| label_ok(l)) || last_numeric {
             return Err(bad());
         }
@@ -158,17 +183,18 @@ impl FromStr for HostPort {
     type Err = HostPortError;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let bad = || HostPortError(text.to_owned());
+        let bad = || HostPortError(quoted(text));
         let (host, port) = text.rsplit_once(':').ok_or_else(bad)?;
         // A v6 address takes brackets, or its colons would be read as the port's.
         let bracketed = host.starts_with('[') && host.ends_with(']');
         if host.contains(':') && !bracketed {
             return Err(bad());
         }
+        // Written as it prints: no sign, no leading zero.
         let port: u16 = port
             .parse()
             .ok()
-            .filter(|p| *p != 0 && !port.starts_with('+'))
+            .filter(|p: &u16| *p != 0 && p.to_string() == port)
             .ok_or_else(bad)?;
         let host: Host = host.parse().map_err(|_| bad())?;
         Ok(HostPort { host, port })
@@ -240,6 +266,24 @@ mod tests {
                 .expect("parses")
                 .is_loopback()
         );
+        assert!(
+            !"xc.localhost"
+                .parse::<Host>()
+                .expect("parses")
+                .is_loopback(),
+            "only localhost itself is promised to be this machine"
+        );
+        assert_eq!(
+            "localhost".parse::<Host>().expect("parses").place(),
+            Host::LOCALHOST
+        );
+        let long = "x".repeat(1 << 20);
+        let err = long.parse::<HostPort>().expect_err("too long").to_string();
+        assert!(
+            err.len() < 400,
+            "the error quotes a bounded part: {}",
+            err.len()
+        );
     }
 
     #[test]
@@ -258,6 +302,9 @@ mod tests {
             "例子.cn",
             "http://xc.example.cn",
             "[xc.example.cn]",
+            "[10.0.0.1]",
+            "0x7f000001",
+            "xc.example.1cn",
             &long_label,
             &long_name,
         ] {
@@ -287,6 +334,8 @@ mod tests {
             "xc.example.cn:0",
             "xc.example.cn:65536",
             "xc.example.cn:+80",
+            "xc.example.cn:07101",
+            "[10.0.0.1]:7101",
             ":7101",
             "xc.example.cn:",
         ] {

@@ -591,6 +591,73 @@ fn nodes_named_by_host_name_are_reached_at_the_name_and_listen_where_bound() {
     );
     let four = load(&added.config_file, common::NOW).expect("loads").config;
     assert_eq!(four.listen.api.to_string(), "0.0.0.0:9002");
+    // An address host listens on itself or everywhere, nowhere else.
+    opts.host = Some("10.20.0.15".parse().expect("ip"));
+    opts.bind = Some("10.20.0.16".parse().expect("ip"));
+    let err = xchg_federation_config::layout::add_node(&opts, common::NOW).expect_err("bind");
+    assert!(
+        err.to_string().contains("--bind 10.20.0.16 does not fit"),
+        "{err}"
+    );
+}
+
+/// What a bind may be, checked before anything is written: an address host's own address or
+/// every interface; `localhost` and 127.0.0.1 are one place; plain HTTP is fine on `localhost`.
+#[test]
+fn a_bind_that_does_not_fit_its_host_or_a_place_taken_twice_is_refused_before_writing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out");
+    let elsewhere = PLACED.replace(
+        "host = \"10.20.0.12\"",
+        "host = \"10.20.0.12\"\nbind = \"10.20.0.99\"",
+    );
+    let err = generate_from(
+        &Inventory::parse(&elsewhere).expect("shape"),
+        &out,
+        RaftTuning::default(),
+        common::NOW,
+    )
+    .expect_err("bind elsewhere");
+    assert!(
+        err.to_string()
+            .contains("exchanges[0].zones[0].nodes[1].bind: 10.20.0.99 is not 10.20.0.12"),
+        "{err}"
+    );
+    assert!(!out.exists(), "nothing written");
+    let everywhere = PLACED.replace(
+        "host = \"10.20.0.12\"",
+        "host = \"10.20.0.12\"\nbind = \"0.0.0.0\"",
+    );
+    generate_from(
+        &Inventory::parse(&everywhere).expect("shape"),
+        &out,
+        RaftTuning::default(),
+        common::NOW,
+    )
+    .expect("every interface fits");
+
+    let local = "version = 1\n[defaults]\nbase_port = 7300\n".to_owned()
+        + &PLACED[PLACED.find("[[exchanges]]").expect("exchanges")
+            ..PLACED.find("[[exchanges.zones.nodes]]").expect("nodes")]
+        + "nodes = [{ host = \"localhost\" }, { host = \"127.0.0.1\", api_port = 7300 }, {}]\n";
+    let err = generate_from(
+        &Inventory::parse(&local).expect("shape"),
+        &dir.path().join("local"),
+        RaftTuning::default(),
+        common::NOW,
+    )
+    .expect_err("one place twice");
+    assert!(
+        err.to_string().contains(
+            "exchanges[0].zones[0].nodes[1].api_port: 127.0.0.1:7300 is already taken by \
+             defaults.base_port (numbering exchanges[0].zones[0].nodes[0].api_port)"
+        ),
+        "{err}"
+    );
+    assert!(
+        !err.to_string().contains("plain HTTP"),
+        "localhost serves plain HTTP on loopback: {err}"
+    );
 }
 
 /// The DER bytes of the first PEM block of `pem`.

@@ -125,6 +125,18 @@ pub enum AddNodeError {
         /// Its nodes' hosts.
         hosts: String,
     },
+    /// The node would listen where it cannot be reached at its host.
+    #[error(
+        "--bind {bind} does not fit --host {host}: a node listens on its host's address or on \
+         every interface (0.0.0.0), never on a multicast address; name the host by its DNS name \
+         to listen on another address"
+    )]
+    Bind {
+        /// Where it would listen.
+        bind: IpAddr,
+        /// Where it is reached.
+        host: Host,
+    },
     /// The host is no one's address.
     #[error("{0} is no one's address: a node is reached at its host, so give the machine's own")]
     Unreachable(Host),
@@ -281,9 +293,14 @@ pub fn add_node(opts: &AddNodeOptions, now: Timestamp) -> Result<AddedNode, AddN
     }
     let bind = opts
         .bind
-        .unwrap_or_else(|| super::inventory::bind_of(&host));
-    if bind.is_multicast() {
-        return Err(AddNodeError::Unreachable(Host::Ip(bind)));
+        .unwrap_or_else(|| super::inventory::bind_of(&host))
+        .to_canonical();
+    if bind.is_multicast()
+        || host
+            .ip()
+            .is_some_and(|ip| !bind.is_unspecified() && bind != ip)
+    {
+        return Err(AddNodeError::Bind { bind, host });
     }
     if layout.api_ca.is_none() && !(host.is_loopback() && bind.is_loopback()) {
         let shown = if host.is_loopback() {
@@ -647,7 +664,11 @@ fn plan_node(
     let used = used_addrs(layout);
     for port in [first, raft, p2p] {
         let addr = host.with_port(port);
-        if let Some((_, node)) = used.iter().find(|(a, _)| *a == addr) {
+        // `localhost` and 127.0.0.1 are one place.
+        if let Some((_, node)) = used
+            .iter()
+            .find(|(a, _)| a.host.place() == host.place() && a.port == port)
+        {
             return Err(AddNodeError::PortTaken {
                 addr,
                 node: node.clone(),

@@ -9,7 +9,7 @@
 //! broken rule at once, each with its TOML path, before anything is written.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 
 use multiaddr::{Multiaddr, Protocol};
@@ -317,7 +317,8 @@ impl Inventory {
                 let bind = node
                     .bind
                     .or(self.defaults.bind)
-                    .unwrap_or_else(|| bind_of(&host));
+                    .unwrap_or_else(|| bind_of(&host))
+                    .to_canonical();
                 let first = base + 3 * i as u64;
                 Some(NodeAddrs {
                     api: port(node.api_port, first)?,
@@ -614,7 +615,6 @@ impl Inventory {
             })
         });
         let mut taken: BTreeMap<HostPort, String> = BTreeMap::new();
-        let mut bound: BTreeMap<SocketAddr, String> = BTreeMap::new();
         for ((at, node), addrs) in nodes.zip(self.addresses()) {
             let host_path = if node.host.is_some() {
                 format!("{at}.host")
@@ -654,6 +654,20 @@ impl Inventory {
                     ),
                 );
             }
+            if let Some(ip) = addrs.host.ip()
+                && !addrs.bind.is_unspecified()
+                && addrs.bind != ip
+            {
+                report.error(
+                    &bind_path,
+                    format!(
+                        "{} is not {ip}, the node's host: a node reached at an address listens \
+                         on it or on every interface (0.0.0.0); name the host by its DNS name to \
+                         listen on another address",
+                        addrs.bind
+                    ),
+                );
+            }
             if addrs.bind.is_multicast() {
                 report.error(
                     &bind_path,
@@ -678,21 +692,12 @@ impl Inventory {
                     );
                     continue;
                 }
-                let reached = addrs.host.with_port(port);
+                // `localhost` and 127.0.0.1 are one place.
+                let reached = addrs.host.place().with_port(port);
                 if let Some(first) = taken.get(&reached) {
                     report.error(path, format!("{reached} is already taken by {first}"));
-                    continue;
-                }
-                taken.insert(reached, path.clone());
-                // Two nodes reached at different names may still listen on one loopback
-                // address, which only one of them can have.
-                let listen = SocketAddr::new(addrs.bind, port);
-                if addrs.bind.is_loopback() {
-                    if let Some(first) = bound.get(&listen) {
-                        report.error(path, format!("{listen} is already taken by {first}"));
-                    } else {
-                        bound.insert(listen, path);
-                    }
+                } else {
+                    taken.insert(reached, path);
                 }
             }
             let plain_on_loopback = addrs.host.is_loopback() && addrs.bind.is_loopback();

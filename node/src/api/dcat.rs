@@ -178,7 +178,8 @@ fn wants_turtle(headers: &HeaderMap) -> bool {
 }
 
 /// The URL the client reached this node by: `http://` and the `Host` header when it is a plain
-/// host name or address with an optional port, else this node's API address.
+/// host name or address with an optional port, else this node's API URL as its zone knows it
+/// (not its listen address, which may be every interface, 0.0.0.0).
 fn base_url(headers: &HeaderMap, state: &AppState) -> String {
     let host = headers
         .get(header::HOST)
@@ -190,9 +191,10 @@ fn base_url(headers: &HeaderMap, state: &AppState) -> String {
                     .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
         });
     let scheme = state.config.api.scheme();
-    match host {
-        Some(host) => format!("{scheme}://{host}"),
-        None => format!("{scheme}://{}", state.config.listen.api),
+    match (host, state.config.own_member()) {
+        (Some(host), _) => format!("{scheme}://{host}"),
+        (None, Some(me)) => me.api_url.clone(),
+        (None, None) => format!("{scheme}://{}", state.config.listen.api),
     }
 }
 

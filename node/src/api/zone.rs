@@ -26,8 +26,9 @@ pub struct NewMember {
     pub name: String,
     /// Its Raft address, `host:port`: an IP address (IPv6 in brackets) or a DNS host name
     /// (letters, digits and hyphens in dot-separated labels of at most 63 characters, 253 in
-    /// all), and a port from 1 to 65535. Stored as given, a name in lower case; members resolve
-    /// a name at each connection.
+    /// all, the last not starting with a digit), and a port from 1 to 65535 without leading
+    /// zeros. Stored normalised (a name in lower case, a v4-mapped v6 address as v4); members
+    /// resolve a name at each connection.
     #[schema(max_length = 259, example = "xc-municipal-4.example.cn:7110")]
     pub raft_addr: String,
     /// Base URL of its API.

@@ -539,7 +539,7 @@ pub struct GenerateArgs {
     #[arg(long, default_value_t = 7100)]
     pub base_port: u16,
     /// Address or DNS host name every node is reached at; an address is also where they
-    /// listen, a host name has them listen on every interface.
+    /// listen, `localhost` has them listen on 127.0.0.1, another host name on every interface.
     #[arg(long, default_value = "127.0.0.1")]
     pub host: xchg_federation_config::Host,
     /// Validity of the node delegations, in days.

@@ -48,6 +48,7 @@ pub async fn run(args: RunArgs, format: LogFormat) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("binding the Raft address {}", config.listen.raft))?;
     let name = config.node.name.clone();
     let scheme = config.api.scheme();
+    let own_url = config.own_member().map(|m| m.api_url.clone());
     let options = StartOptions {
         join: args.join,
         ..StartOptions::default()
@@ -66,6 +67,11 @@ pub async fn run(args: RunArgs, format: LogFormat) -> anyhow::Result<ExitCode> {
     // In JSON, the node's own "node started" line (`api_addr`) says it.
     if format == LogFormat::Text {
         outln!("{name} serving the API on {scheme}://{}", handle.api_addr);
+        if handle.api_addr.ip().is_unspecified()
+            && let Some(url) = own_url
+        {
+            outln!("{name} is reached at {url}");
+        }
     }
     shutdown_signal().await;
     tracing::info!("shutting down");

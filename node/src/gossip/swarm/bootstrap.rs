@@ -25,14 +25,18 @@ struct Entry {
     state: State,
     /// The delay after the next failure.
     backoff: Duration,
+    /// Lookups of its host name begun so far: an answer is for the latest only.
+    lookups: u64,
+    /// Addresses its host name gave that are still to be tried, the next one last.
+    untried: Vec<Multiaddr>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     /// Dial at (or after) this instant.
     Waiting(Instant),
-    /// Its host name is being looked up.
-    Resolving,
+    /// Its host name is being looked up (the lookup's number).
+    Resolving(u64),
     Dialing(ConnectionId),
     Connected,
 }
@@ -47,6 +51,8 @@ impl Bootstrap {
                 address,
                 state: State::Waiting(now),
                 backoff: INITIAL_BACKOFF,
+                lookups: 0,
+                untried: Vec::new(),
             })
             .collect();
         Bootstrap { entries }
@@ -63,31 +69,60 @@ impl Bootstrap {
             .min()
     }
 
-    /// Entries due at `now`: their index, address and peer (if known). The caller dials each
-    /// and reports [`Bootstrap::dialing`], [`Bootstrap::connected`] or [`Bootstrap::failed`].
+    /// Entries due at `now`: their index, address and peer (if known); the address is the next
+    /// one its host name gave, if some are left untried. The caller dials each and reports
+    /// [`Bootstrap::dialing`], [`Bootstrap::connected`] or [`Bootstrap::failed`], or looks a
+    /// host name up ([`Bootstrap::resolving`]).
     pub(crate) fn due(&self, now: Instant) -> Vec<(usize, Multiaddr, Option<PeerId>)> {
         self.entries
             .iter()
             .enumerate()
             .filter(|(_, e)| matches!(e.state, State::Waiting(at) if at <= now))
-            .map(|(i, e)| (i, e.address.clone(), e.peer))
+            .map(|(i, e)| {
+                let next = e.untried.last().unwrap_or(&e.address);
+                (i, next.clone(), e.peer)
+            })
             .collect()
     }
 
-    /// Entry `index`'s host name is being looked up; [`Bootstrap::resolved`] says whether it
-    /// still waits for the answer.
-    pub(crate) fn resolving(&mut self, index: usize) {
-        if let Some(entry) = self.entries.get_mut(index) {
-            entry.state = State::Resolving;
-        }
+    /// Entry `index`'s host name is being looked up; returns the lookup's number, which
+    /// [`Bootstrap::awaiting_lookup`] takes with the answer.
+    pub(crate) fn resolving(&mut self, index: usize) -> u64 {
+        let Some(entry) = self.entries.get_mut(index) else {
+            return 0;
+        };
+        entry.lookups += 1;
+        entry.untried.clear();
+        entry.state = State::Resolving(entry.lookups);
+        entry.lookups
     }
 
-    /// Whether entry `index` still waits for its lookup (a connection from its peer may have
-    /// come first).
-    pub(crate) fn resolved(&self, index: usize) -> bool {
+    /// Whether entry `index` still waits for the answer of lookup `lookup` (a connection from
+    /// its peer may have come first, or a later lookup begun).
+    pub(crate) fn awaiting_lookup(&self, index: usize, lookup: u64) -> bool {
         self.entries
             .get(index)
-            .is_some_and(|e| e.state == State::Resolving)
+            .is_some_and(|e| e.state == State::Resolving(lookup))
+    }
+
+    /// Entry `index`'s host name gave `addresses`: returns the first to dial and keeps the
+    /// others to try in turn if it fails (`None`, and the entry backs off, if there are none).
+    pub(crate) fn found(
+        &mut self,
+        index: usize,
+        mut addresses: Vec<Multiaddr>,
+        now: Instant,
+        jitter: f64,
+    ) -> Option<Multiaddr> {
+        let entry = self.entries.get_mut(index)?;
+        if addresses.is_empty() {
+            entry.retry(now, jitter);
+            return None;
+        }
+        let first = addresses.remove(0);
+        addresses.reverse();
+        entry.untried = addresses;
+        Some(first)
     }
 
     /// The peer entry `index` names, or that answered it before.
@@ -98,6 +133,10 @@ impl Bootstrap {
     /// Entry `index` is being dialled on `connection`.
     pub(crate) fn dialing(&mut self, index: usize, connection: ConnectionId) {
         if let Some(entry) = self.entries.get_mut(index) {
+            // Dialled from `due`: its next untried address, if it had one, is tried now.
+            if matches!(entry.state, State::Waiting(_)) {
+                entry.untried.pop();
+            }
             entry.state = State::Dialing(connection);
         }
     }
@@ -112,6 +151,7 @@ impl Bootstrap {
             if ours || entry.peer == Some(peer) {
                 entry.state = State::Connected;
                 entry.backoff = INITIAL_BACKOFF;
+                entry.untried.clear();
             }
         }
     }
@@ -121,13 +161,15 @@ impl Bootstrap {
         if let Some(entry) = self.entries.get_mut(index) {
             entry.state = State::Connected;
             entry.backoff = INITIAL_BACKOFF;
+            entry.untried.clear();
         }
     }
 
-    /// Entry `index` could not be dialled at all (the swarm refused the dial).
+    /// Entry `index` could not be dialled at all (the swarm refused the dial), or its host
+    /// name did not resolve.
     pub(crate) fn refused(&mut self, index: usize, now: Instant, jitter: f64) {
         if let Some(entry) = self.entries.get_mut(index) {
-            entry.retry(now, jitter);
+            entry.next_or_retry(now, jitter);
         }
     }
 
@@ -135,7 +177,7 @@ impl Bootstrap {
     pub(crate) fn failed(&mut self, connection: ConnectionId, now: Instant, jitter: f64) {
         for entry in &mut self.entries {
             if entry.state == State::Dialing(connection) {
-                entry.retry(now, jitter);
+                entry.next_or_retry(now, jitter);
             }
         }
     }
@@ -151,6 +193,15 @@ impl Bootstrap {
 }
 
 impl Entry {
+    /// Its next untried address at once, if one is left; else a retry after the backoff.
+    fn next_or_retry(&mut self, now: Instant, jitter: f64) {
+        if self.untried.is_empty() {
+            self.retry(now, jitter);
+        } else {
+            self.state = State::Waiting(now);
+        }
+    }
+
     /// Waits the current backoff plus up to a quarter of it (`jitter` in `[0, 1)`), so nodes
     /// that lost the same peer do not redial in lockstep, then doubles the backoff.
     fn retry(&mut self, now: Instant, jitter: f64) {
@@ -203,23 +254,76 @@ mod tests {
     #[test]
     fn an_entry_being_looked_up_is_not_due_and_backs_off_when_the_name_does_not_resolve() {
         let start = Instant::now();
-        let peer = PeerId::random();
         let mut bootstrap = Bootstrap::new(vec![address(1), address(2)], start);
-        bootstrap.resolving(0);
-        assert!(bootstrap.resolved(0));
+        let lookup = bootstrap.resolving(0);
+        assert!(bootstrap.awaiting_lookup(0, lookup));
         assert_eq!(bootstrap.due(start).len(), 1, "only the other entry");
         bootstrap.refused(0, start, 0.0);
-        assert!(!bootstrap.resolved(0));
+        assert!(!bootstrap.awaiting_lookup(0, lookup));
+        bootstrap.already_connected(1);
         assert_eq!(
             bootstrap.next_due(),
-            Some(start),
-            "the other entry is still due"
+            Some(start + INITIAL_BACKOFF),
+            "the entry backs off"
         );
-        // A peer that dials us while its name is looked up: the answer is no longer wanted.
-        bootstrap.entries[1].peer = Some(peer);
-        bootstrap.resolving(1);
+        // A name that gave nothing backs off too.
+        let later = start + INITIAL_BACKOFF;
+        let lookup = bootstrap.resolving(0);
+        assert!(bootstrap.awaiting_lookup(0, lookup));
+        assert_eq!(bootstrap.found(0, Vec::new(), later, 0.0), None);
+        assert_eq!(bootstrap.next_due(), Some(later + INITIAL_BACKOFF * 2));
+    }
+
+    #[test]
+    fn an_answer_for_an_older_lookup_or_after_the_peer_came_is_not_used() {
+        let start = Instant::now();
+        let peer = PeerId::random();
+        let mut bootstrap = Bootstrap::new(vec![address(1)], start);
+        bootstrap.entries[0].peer = Some(peer);
+        let first = bootstrap.resolving(0);
+        // The peer dials us meanwhile, then goes; a new lookup begins.
         bootstrap.connected(ConnectionId::new_unchecked(9), peer);
-        assert!(!bootstrap.resolved(1));
+        assert!(!bootstrap.awaiting_lookup(0, first));
+        bootstrap.disconnected(peer, start, 0.0);
+        let second = bootstrap.resolving(0);
+        assert!(
+            !bootstrap.awaiting_lookup(0, first),
+            "the first answer is stale"
+        );
+        assert!(bootstrap.awaiting_lookup(0, second));
+    }
+
+    #[test]
+    fn every_address_a_name_gave_is_tried_in_turn_before_backing_off() {
+        let start = Instant::now();
+        let mut bootstrap = Bootstrap::new(vec![address(1)], start);
+        bootstrap.resolving(0);
+        let first = bootstrap
+            .found(0, vec![address(11), address(12), address(13)], start, 0.0)
+            .expect("an address");
+        assert_eq!(first, address(11));
+        let mut tried = vec![first];
+        for n in 0..3 {
+            let connection = ConnectionId::new_unchecked(n);
+            bootstrap.dialing(0, connection);
+            bootstrap.failed(connection, start, 0.0);
+            if n < 2 {
+                let due = bootstrap.due(start);
+                assert_eq!(due.len(), 1, "the next address at once");
+                tried.push(due[0].1.clone());
+            }
+        }
+        assert_eq!(tried, [address(11), address(12), address(13)]);
+        assert_eq!(
+            bootstrap.next_due(),
+            Some(start + INITIAL_BACKOFF),
+            "all failed: back off"
+        );
+        assert_eq!(
+            bootstrap.due(start + INITIAL_BACKOFF)[0].1,
+            address(1),
+            "the name again"
+        );
     }
 
     #[test]

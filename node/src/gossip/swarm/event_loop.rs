@@ -116,8 +116,9 @@ struct PeerState {
 
 /// The application's answer to an inbound request, with the channel it goes back on.
 type PendingReply = BoxFuture<'static, (Option<Vec<u8>>, ResponseChannel<Vec<u8>>)>;
-/// A bootstrap entry's host name being looked up: the entry, and the addresses it gave.
-type PendingLookup = BoxFuture<'static, (usize, Result<Vec<Multiaddr>, String>)>;
+/// A bootstrap entry's host name being looked up: the entry, the lookup's number, and the
+/// addresses it gave.
+type PendingLookup = BoxFuture<'static, (usize, u64, Result<Vec<Multiaddr>, String>)>;
 
 /// Messages delivered to the application and awaiting its verdict, counted per peer, so that
 /// no peer, and no crowd of unproven peers, can take the whole event queue.
@@ -332,8 +333,8 @@ impl EventLoop {
                     self.respond(body, channel);
                 }
                 () = sleep_until(redial), if redial.is_some() => self.redial(),
-                Some((index, found)) = self.lookups.next(), if !self.lookups.is_empty() => {
-                    self.on_lookup(index, found);
+                Some((index, lookup, found)) = self.lookups.next(), if !self.lookups.is_empty() => {
+                    self.on_lookup(index, lookup, found);
                 }
             }
         }
@@ -749,9 +750,9 @@ impl EventLoop {
             if has_host_name(&address) {
                 // Looked up off the loop, with the system's resolver, at every dial: a
                 // machine that moves keeps its name.
-                self.bootstrap.resolving(index);
+                let lookup = self.bootstrap.resolving(index);
                 self.lookups.push(Box::pin(async move {
-                    (index, resolve(&address, LOOKUP_TIMEOUT).await)
+                    (index, lookup, resolve(&address, LOOKUP_TIMEOUT).await)
                 }));
                 continue;
             }
@@ -775,25 +776,34 @@ impl EventLoop {
         }
     }
 
-    /// Dials the addresses bootstrap entry `index`'s host name gave, or backs off.
-    fn on_lookup(&mut self, index: usize, found: Result<Vec<Multiaddr>, String>) {
-        if !self.bootstrap.resolved(index) {
+    /// Dials the addresses bootstrap entry `index`'s host name gave in lookup `lookup`, or
+    /// backs off.
+    fn on_lookup(&mut self, index: usize, lookup: u64, found: Result<Vec<Multiaddr>, String>) {
+        if !self.bootstrap.awaiting_lookup(index, lookup) {
             return;
         }
         match found {
             Ok(addresses) => {
-                let Some(first) = addresses.first().cloned() else {
-                    return;
+                // One dial over every address the name gave, when the peer is known (the swarm
+                // tries each); else one address at a time (its peer id is learnt from the
+                // connection), the next when one fails.
+                let (opts, shown) = match (self.bootstrap.peer(index), addresses.first()) {
+                    (Some(peer), Some(first)) => {
+                        let shown = first.clone();
+                        let opts = DialOpts::peer_id(peer)
+                            .addresses(addresses.iter().map(without_peer).collect())
+                            .build();
+                        (opts, shown)
+                    }
+                    _ => {
+                        let now = Instant::now();
+                        match self.bootstrap.found(index, addresses, now, rand::random()) {
+                            Some(first) => (DialOpts::from(first.clone()), first),
+                            None => return,
+                        }
+                    }
                 };
-                // One dial over every address the name gave, when the peer is known; else
-                // the first address (its peer id is learnt from the connection).
-                let opts = match self.bootstrap.peer(index) {
-                    Some(peer) => DialOpts::peer_id(peer)
-                        .addresses(addresses.iter().map(without_peer).collect())
-                        .build(),
-                    None => DialOpts::from(first.clone()),
-                };
-                self.dial_bootstrap(index, opts, &first);
+                self.dial_bootstrap(index, opts, &shown);
             }
             Err(reason) => {
                 tracing::warn!(index, %reason, "bootstrap address does not resolve; trying again later");
@@ -872,7 +882,6 @@ fn request_error(peer: PeerId, error: OutboundFailure) -> RequestError {
     }
 }
 
-/// Sleeps until `deadline`; only polled when there is one.
 /// How long a bootstrap address's host name may take to resolve.
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -905,11 +914,12 @@ async fn resolve(address: &Multiaddr, timeout: Duration) -> Result<Vec<Multiaddr
         .await
         .map_err(|_| format!("looking up {name} took more than {timeout:?}"))?
         .map_err(|e| format!("looking up {name}: {e}"))?;
-    let mut ips: Vec<IpAddr> = found
-        .map(|a| a.ip())
-        .filter(|ip| v6.is_none_or(|v6| ip.is_ipv6() == v6))
-        .collect();
-    ips.dedup();
+    let mut ips: Vec<IpAddr> = Vec::new();
+    for ip in found.map(|a| a.ip()) {
+        if v6.is_none_or(|v6| ip.is_ipv6() == v6) && !ips.contains(&ip) {
+            ips.push(ip);
+        }
+    }
     if ips.is_empty() {
         return Err(format!(
             "{name} has no address of the kind {address} asks for"
@@ -937,6 +947,7 @@ fn without_peer(address: &Multiaddr) -> Multiaddr {
         .collect()
 }
 
+/// Sleeps until `deadline`; only polled when there is one.
 async fn sleep_until(deadline: Option<Instant>) {
     if let Some(deadline) = deadline {
         tokio::time::sleep_until(deadline.into()).await;
