@@ -48,6 +48,15 @@ impl Host {
         }
     }
 
+    /// Its address, if it is one that reaches no machine: unspecified (`0.0.0.0`, `::`),
+    /// multicast or the v4 broadcast address. Listening there is possible; being reached is not.
+    #[must_use]
+    pub fn nowhere(&self) -> Option<IpAddr> {
+        let ip = self.ip()?;
+        let broadcast = matches!(ip, IpAddr::V4(v4) if v4.is_broadcast());
+        (ip.is_unspecified() || ip.is_multicast() || broadcast).then_some(ip)
+    }
+
     /// Its address, if it is one.
     #[must_use]
     pub fn ip(&self) -> Option<IpAddr> {

@@ -382,9 +382,19 @@ impl Checker<'_> {
         for (i, m) in raw.iter().enumerate() {
             let at = |field: &str| format!("zone.members[{i}].{field}");
             let name = self.parse::<NodeName>(&at("name"), &m.name);
-            let raft_addr = self
-                .report
-                .check(at("raft_addr"), m.raft_addr.parse::<HostPort>());
+            let raft_addr = self.report.check(
+                at("raft_addr"),
+                m.raft_addr
+                    .parse::<HostPort>()
+                    .map_err(|e| e.to_string())
+                    .and_then(|a| match a.host.nowhere() {
+                        Some(ip) => Err(format!(
+                            "{ip} is no one's address: a member is reached at its raft_addr, so \
+                             name its machine's address or host name"
+                        )),
+                        None => Ok(a),
+                    }),
+            );
             let api_url = self.report.check(at("api_url"), api_url(&m.api_url));
             let public_key = self.public_key(&at("public_key"), &m.public_key);
             names.push(name.as_ref().map(ToString::to_string));
@@ -1063,17 +1073,33 @@ fn sha256_hex(text: &str) -> Result<[u8; 32], String> {
     Ok(out)
 }
 
-/// Checks a member's API base URL and drops trailing slashes.
-fn api_url(text: &str) -> Result<String, String> {
+/// Checks a member's API base URL (`http(s)://host[:port][/path]`, the host an IP address or a
+/// host name as in [`crate::Host`], one that reaches a machine) and drops trailing slashes.
+///
+/// # Errors
+/// What is wrong with it.
+pub fn api_url(text: &str) -> Result<String, String> {
     let bad = || format!("{text:?} is not an http(s) URL; expected e.g. http://127.0.0.1:7100");
     let rest = text
         .strip_prefix("http://")
         .or_else(|| text.strip_prefix("https://"))
         .ok_or_else(bad)?;
-    let host = rest.split('/').next().unwrap_or_default();
+    let authority = rest.split('/').next().unwrap_or_default();
     let clean = |c: char| !(c.is_whitespace() || c.is_control() || matches!(c, '?' | '#' | '@'));
-    if host.is_empty() || !text.chars().all(clean) {
+    if authority.is_empty() || !text.chars().all(clean) {
         return Err(bad());
+    }
+    let host = match authority.parse::<HostPort>() {
+        Ok(at) => at.host,
+        Err(_) => authority
+            .parse::<crate::Host>()
+            .map_err(|e| format!("{text:?} is not an http(s) URL with a host and port: {e}"))?,
+    };
+    if let Some(ip) = host.nowhere() {
+        return Err(format!(
+            "{text:?} names {ip}, which is no one's address: name the machine's address or host \
+             name"
+        ));
     }
     Ok(text.trim_end_matches('/').to_owned())
 }
@@ -1103,6 +1129,10 @@ mod tests {
             "http://",
             "http:// x",
             "http://a@b",
+            "https://bad_host:7100",
+            "https://localhost.:7100",
+            "http://0.0.0.0:7100",
+            "https://xc.example.cn:0",
         ] {
             assert!(api_url(bad).is_err(), "{bad:?} accepted");
         }

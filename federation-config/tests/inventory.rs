@@ -596,7 +596,8 @@ fn nodes_named_by_host_name_are_reached_at_the_name_and_listen_where_bound() {
     opts.bind = Some("10.20.0.16".parse().expect("ip"));
     let err = xchg_federation_config::layout::add_node(&opts, common::NOW).expect_err("bind");
     assert!(
-        err.to_string().contains("--bind 10.20.0.16 does not fit"),
+        err.to_string()
+            .contains("--bind 10.20.0.16 is not 10.20.0.15"),
         "{err}"
     );
 }

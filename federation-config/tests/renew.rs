@@ -55,6 +55,7 @@ fn expired_nodes_are_renewed_in_their_configs_bundles_and_certificates() {
             dir: out.clone(),
             zone: None,
             valid_days: 365,
+            renew_ca: false,
         },
         later,
     )
@@ -100,6 +101,7 @@ fn one_zone_is_renewed_alone_and_an_unknown_zone_or_a_wrong_root_key_changes_not
             dir: out.clone(),
             zone: Some("xuchang/municipal".parse().expect("zone")),
             valid_days: 365,
+            renew_ca: false,
         },
         common::NOW,
     )
@@ -113,6 +115,7 @@ fn one_zone_is_renewed_alone_and_an_unknown_zone_or_a_wrong_root_key_changes_not
             dir: out.clone(),
             zone: Some("xuchang/weidu".parse().expect("zone")),
             valid_days: 365,
+            renew_ca: false,
         },
         common::NOW,
     )
@@ -128,6 +131,7 @@ fn one_zone_is_renewed_alone_and_an_unknown_zone_or_a_wrong_root_key_changes_not
             dir: out.clone(),
             zone: Some("zhengzhou/main".parse().expect("zone")),
             valid_days: 365,
+            renew_ca: false,
         },
         common::NOW,
     )
@@ -147,6 +151,7 @@ fn without_the_ca_key_nothing_is_renewed() {
             dir: out.clone(),
             zone: None,
             valid_days: 365,
+            renew_ca: false,
         },
         common::NOW,
     )
@@ -178,6 +183,7 @@ fn a_node_is_renewed_whole_or_not_at_all_and_a_removed_one_is_skipped() {
         dir: out.clone(),
         zone: None,
         valid_days: 365,
+        renew_ca: false,
     };
     let err = renew(&opts, common::NOW).expect_err("broken bundle");
     assert!(err.to_string().contains("delegation"), "{err}");
@@ -204,5 +210,73 @@ fn a_node_is_renewed_whole_or_not_at_all_and_a_removed_one_is_skipped() {
     assert_eq!(
         renewed.skipped,
         [std::path::PathBuf::from("nodes/xuchang-municipal-1.toml")]
+    );
+}
+
+/// A certificate never outlasts the layout's API CA: renewing nine and a half years on for a
+/// year is refused with what to do, and `renew_ca` gives the CA a new certificate first (same
+/// key and name), copied into every bundle, after which the nodes' certificates are issued.
+#[test]
+fn certificates_never_outlast_the_ca_and_the_ca_is_renewed_first_on_request() {
+    let (_dir, out) = short_lived(LayoutKind::SingleZone);
+    let ca_file = out.join("api-ca.pem");
+    let old_ca = std::fs::read_to_string(&ca_file).expect("ca");
+    let ca_until = xchg_federation_config::layout::certificate_not_after(&old_ca).expect("ca");
+    assert_eq!(
+        ca_until,
+        Timestamp(common::NOW.millis() / 1000 * 1000).plus_millis(3650 * DAY),
+        "ten years from generation, read back from the certificate"
+    );
+    // The longest delegation fits inside a new CA.
+    let longest = tempfile::tempdir().expect("tempdir");
+    let mut opts = LayoutOptions::new(longest.path().join("out"), LayoutKind::SingleZone);
+    opts.valid_days = 3650;
+    opts.api_tls = true;
+    generate(&opts, common::NOW).expect("ten years of delegation under a ten-year CA");
+
+    let late = days_after_now(3650 - 180);
+    let mut opts = RenewOptions {
+        dir: out.clone(),
+        zone: None,
+        valid_days: 365,
+        renew_ca: false,
+    };
+    let err = renew(&opts, late).expect_err("outlasts the CA");
+    let text = err.to_string();
+    assert!(
+        text.contains("would outlast it") && text.contains("--renew-ca"),
+        "{text}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&ca_file).expect("ca"),
+        old_ca,
+        "nothing renewed"
+    );
+    // Within the CA's life it goes.
+    opts.valid_days = 100;
+    renew(&opts, late).expect("within the CA");
+
+    opts.valid_days = 365;
+    opts.renew_ca = true;
+    let renewed = renew(&opts, late).expect("CA first");
+    assert!(renewed.ca_renewed);
+    let new_ca = std::fs::read_to_string(&ca_file).expect("ca");
+    assert_ne!(new_ca, old_ca);
+    let new_until = xchg_federation_config::layout::certificate_not_after(&new_ca).expect("ca");
+    assert_eq!(renewed.ca_not_after, Some(new_until));
+    assert!(
+        new_until > renewed.not_after,
+        "the CA outlasts what it issued"
+    );
+    let bundle = out.join("bundles/xuchang-municipal-1");
+    assert_eq!(
+        std::fs::read_to_string(bundle.join("api-ca.pem")).expect("bundle ca"),
+        new_ca
+    );
+    let cert = std::fs::read_to_string(bundle.join("api.crt")).expect("cert");
+    assert_eq!(
+        xchg_federation_config::layout::certificate_not_after(&cert).expect("cert"),
+        Timestamp(renewed.not_after.millis() / 1000 * 1000),
+        "the node's certificate runs as long as its delegation"
     );
 }

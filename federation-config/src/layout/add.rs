@@ -126,17 +126,8 @@ pub enum AddNodeError {
         hosts: String,
     },
     /// The node would listen where it cannot be reached at its host.
-    #[error(
-        "--bind {bind} does not fit --host {host}: a node listens on its host's address or on \
-         every interface (0.0.0.0), never on a multicast address; name the host by its DNS name \
-         to listen on another address"
-    )]
-    Bind {
-        /// Where it would listen.
-        bind: IpAddr,
-        /// Where it is reached.
-        host: Host,
-    },
+    #[error("--bind {0}")]
+    Bind(String),
     /// The host is no one's address.
     #[error("{0} is no one's address: a node is reached at its host, so give the machine's own")]
     Unreachable(Host),
@@ -285,22 +276,15 @@ pub fn add_node(opts: &AddNodeOptions, now: Timestamp) -> Result<AddedNode, AddN
             });
         }
     };
-    if host
-        .ip()
-        .is_some_and(|ip| ip.is_unspecified() || ip.is_multicast())
-    {
+    if host.nowhere().is_some() {
         return Err(AddNodeError::Unreachable(host));
     }
     let bind = opts
         .bind
         .unwrap_or_else(|| super::inventory::bind_of(&host))
         .to_canonical();
-    if bind.is_multicast()
-        || host
-            .ip()
-            .is_some_and(|ip| !bind.is_unspecified() && bind != ip)
-    {
-        return Err(AddNodeError::Bind { bind, host });
+    if let Some(why) = super::inventory::bind_misfit(&host, bind) {
+        return Err(AddNodeError::Bind(why));
     }
     if layout.api_ca.is_none() && !(host.is_loopback() && bind.is_loopback()) {
         let shown = if host.is_loopback() {

@@ -63,7 +63,7 @@ pub use parties::{DemoRole, demo_profile, demo_provider};
 use plan::Plan;
 use render::{Position, Validity};
 pub use renew::{RenewOptions, Renewed, RenewedNode, renew};
-pub use tls::{CA_CERT_FILE, LayoutApiCa, TLS_DIR, ca_key_file};
+pub use tls::{CA_CERT_FILE, LayoutApiCa, TLS_DIR, ca_key_file, certificate_not_after};
 
 /// Which federation to generate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -323,12 +323,25 @@ pub enum GenerateError {
     },
     /// The nodes would serve plain HTTP on an address other than loopback.
     #[error(
-        "the nodes would listen on {0} over plain HTTP, and bearer tokens would cross the \
+        "the nodes would serve plain HTTP at {0}, and bearer tokens would cross the \
          network in clear text: serve the APIs over HTTPS (xchg config generate --api-tls, or \
          api_tls = true in an inventory: a certificate for each node from a CA made for the \
          layout); a layout generated without it can add nodes on loopback only"
     )]
     PlainHttp(Host),
+    /// A certificate would outlast the layout's API CA.
+    #[error(
+        "the layout's API certificate authority (api-ca.pem) is valid until {ca}, and a \
+         certificate valid until {wanted} would outlast it (clients that check the whole chain \
+         would refuse it then): renew the CA first with `xchg config renew --renew-ca`, or ask \
+         for fewer days"
+    )]
+    CaExpires {
+        /// When the CA's certificate runs out.
+        ca: Timestamp,
+        /// When the certificate asked for would.
+        wanted: Timestamp,
+    },
     /// The layout serves HTTPS and its CA key is not in `root/`.
     #[error(
         "{} is missing: this layout serves its APIs over HTTPS, and the new node's certificate is \

@@ -29,6 +29,10 @@ pub struct RenewOptions {
     pub zone: Option<ZoneId>,
     /// How long the new delegations (and certificates) are valid, in days from now.
     pub valid_days: u32,
+    /// Also give the layout's API certificate authority a new certificate (same key and name,
+    /// ten years from now) before the nodes' certificates are issued, and every renewed bundle
+    /// its copy (`--renew-ca`).
+    pub renew_ca: bool,
 }
 
 /// One node renewed.
@@ -54,6 +58,10 @@ pub struct Renewed {
     pub skipped: Vec<PathBuf>,
     /// Until when the new delegations are valid.
     pub not_after: Timestamp,
+    /// Until when the layout's API CA certificate is valid, if the layout has one.
+    pub ca_not_after: Option<Timestamp>,
+    /// Whether the CA certificate was renewed.
+    pub ca_renewed: bool,
 }
 
 /// Renews the delegations (and API certificates) of the layout's nodes, or of one zone's.
@@ -82,11 +90,38 @@ pub fn renew(opts: &RenewOptions, now: Timestamp) -> Result<Renewed, AddNodeErro
         });
     }
     let validity = Validity::days_from(now, opts.valid_days);
-    let ca = layout
+    let mut ca = layout
         .api_ca
         .as_ref()
         .map(|record| ApiCa::load(&opts.dir, record))
         .transpose()?;
+    if opts.renew_ca {
+        let Some(old) = &ca else {
+            return Err(GenerateError::Inconsistent(format!(
+                "{} has no API certificate authority (the layout was generated without \
+                 --api-tls): there is no CA to renew",
+                layout_file.display()
+            ))
+            .into());
+        };
+        // Written first, on its own: a renewed CA still signs what the old one signed (same
+        // key and name), so nodes renewed or not keep working with either copy.
+        let renewed = old.renewed(now)?;
+        let mut staging = Staging::default();
+        let staged = staging.file(
+            &opts.dir.join(CA_CERT_FILE),
+            renewed.cert_pem().as_bytes(),
+            Mode::Public,
+        );
+        match staged {
+            Ok(()) => staging.commit()?,
+            Err(e) => {
+                staging.abandon();
+                return Err(e);
+            }
+        }
+        ca = Some(renewed);
+    }
     let mut nodes = Vec::new();
     let mut skipped = Vec::new();
     for exchange in &layout.exchanges {
@@ -179,6 +214,8 @@ pub fn renew(opts: &RenewOptions, now: Timestamp) -> Result<Renewed, AddNodeErro
         nodes,
         skipped,
         not_after: validity.not_after,
+        ca_not_after: ca.as_ref().map(ApiCa::not_after),
+        ca_renewed: opts.renew_ca,
     })
 }
 

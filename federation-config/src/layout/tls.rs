@@ -53,6 +53,9 @@ pub(super) struct ApiCa {
     cert: rcgen::Certificate,
     key: KeyPair,
     name: String,
+    /// When its certificate (`api-ca.pem`) runs out: no certificate it issues may outlast it,
+    /// or clients that check the whole chain's dates (OpenSSL, curl, browsers) refuse it then.
+    not_after: Timestamp,
 }
 
 /// The CA's certificate parameters; the same for issuing as when created, so that a CA
@@ -69,7 +72,7 @@ fn ca_params(name: &str, not_before: Timestamp) -> Result<CertificateParams, Gen
         KeyUsagePurpose::DigitalSignature,
     ];
     params.not_before = time_of(not_before)?;
-    params.not_after = time_of(not_before.plus_millis(CA_DAYS * 24 * 60 * 60 * 1000))?;
+    params.not_after = time_of(ca_not_after(not_before))?;
     Ok(params)
 }
 
@@ -85,7 +88,39 @@ impl ApiCa {
         let cert = ca_params(&name, not_before)?
             .self_signed(&key)
             .map_err(inconsistent)?;
-        Ok(ApiCa { cert, key, name })
+        Ok(ApiCa {
+            cert,
+            key,
+            name,
+            not_after: ca_not_after(not_before),
+        })
+    }
+
+    /// The same CA (key and name, so every certificate it issued still chains to it) with a
+    /// new certificate valid for ten years from a day before `now`: what `xchg config renew
+    /// --renew-ca` writes to `api-ca.pem`.
+    pub(super) fn renewed(&self, now: Timestamp) -> Result<Self, GenerateError> {
+        let not_before = Timestamp(now.millis().saturating_sub(24 * 60 * 60 * 1000));
+        let key = KeyPair::from_pem(&self.key.serialize_pem()).map_err(inconsistent)?;
+        let cert = ca_params(&self.name, not_before)?
+            .self_signed(&key)
+            .map_err(inconsistent)?;
+        Ok(ApiCa {
+            cert,
+            key,
+            name: self.name.clone(),
+            not_after: ca_not_after(not_before),
+        })
+    }
+
+    /// Its certificate, PEM.
+    pub(super) fn cert_pem(&self) -> String {
+        self.cert.pem()
+    }
+
+    /// When its certificate runs out.
+    pub(super) fn not_after(&self) -> Timestamp {
+        self.not_after
     }
 
     /// The CA of a layout in `dir`, from its key in `root/` and its name in `layout.json`.
@@ -107,10 +142,15 @@ impl ApiCa {
         let cert = ca_params(&record.name, Timestamp(0))?
             .self_signed(&key)
             .map_err(inconsistent)?;
+        let cert_file = dir.join(&record.cert);
+        let pem = std::fs::read_to_string(&cert_file).map_err(|e| io_error(&cert_file, e))?;
+        let not_after = certificate_not_after(&pem)
+            .map_err(|e| GenerateError::Inconsistent(format!("{}: {e}", cert_file.display())))?;
         Ok(ApiCa {
             cert,
             key,
             name: record.name.clone(),
+            not_after,
         })
     }
 
@@ -158,6 +198,13 @@ impl ApiCa {
         host: &Host,
         validity: Validity,
     ) -> Result<(String, String), GenerateError> {
+        // Certificates hold whole seconds.
+        if validity.not_after.millis() / 1000 > self.not_after.millis() / 1000 {
+            return Err(GenerateError::CaExpires {
+                ca: self.not_after,
+                wanted: validity.not_after,
+            });
+        }
         // An address becomes an IP subject name, a host name a DNS one.
         let mut names = vec![host.to_string()];
         if host.is_loopback() && *host != Host::Name("localhost".into()) {
@@ -179,6 +226,106 @@ impl ApiCa {
             .map_err(inconsistent)?;
         Ok((cert.pem(), key.serialize_pem()))
     }
+}
+
+/// When a CA certificate made from `not_before` (a day before it is made) runs out: ten years
+/// from when it is made, so that a node certificate of the longest validity issued with it
+/// (`MAX_VALID_DAYS`) does not outlast it.
+fn ca_not_after(not_before: Timestamp) -> Timestamp {
+    not_before.plus_millis((CA_DAYS + 1) * 24 * 60 * 60 * 1000)
+}
+
+/// The end of the validity of the first certificate in `pem` (its `notAfter`), read from the
+/// DER: certificate, to-be-signed part, version, serial, algorithm, issuer, then validity.
+///
+/// # Errors
+/// Not a PEM certificate, or not the DER of one.
+pub fn certificate_not_after(pem: &str) -> Result<Timestamp, String> {
+    use base64::Engine as _;
+    let body: String = pem
+        .lines()
+        .skip_while(|l| !l.starts_with("-----BEGIN CERTIFICATE"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("-----END"))
+        .collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(body.trim())
+        .map_err(|e| format!("not a PEM certificate: {e}"))?;
+    let bad = || "not the DER of a certificate".to_owned();
+    let (certificate, _) = der_element(&der, 0x30).ok_or_else(bad)?;
+    let (mut tbs, _) = der_element(certificate, 0x30).ok_or_else(bad)?;
+    // An explicit version ([0]) comes first when present.
+    if tbs.first() == Some(&0xa0) {
+        tbs = der_element(tbs, 0xa0).ok_or_else(bad)?.1;
+    }
+    for tag in [0x02, 0x30, 0x30] {
+        tbs = der_element(tbs, tag).ok_or_else(bad)?.1;
+    }
+    let (validity, _) = der_element(tbs, 0x30).ok_or_else(bad)?;
+    let (_, rest) = der_time(validity).ok_or_else(bad)?;
+    let (not_after, _) = der_time(rest).ok_or_else(bad)?;
+    Ok(not_after)
+}
+
+/// The contents of the DER element at the start of `der` if its tag is `tag`, and what follows
+/// it.
+fn der_element(der: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
+    let (&found, rest) = der.split_first()?;
+    if found != tag {
+        return None;
+    }
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = if first < 0x80 {
+        (usize::from(first), rest)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 || rest.len() < n {
+            return None;
+        }
+        let len = rest[..n]
+            .iter()
+            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+        (len, &rest[n..])
+    };
+    (rest.len() >= len).then(|| rest.split_at(len))
+}
+
+/// A UTCTime (`YYMMDDHHMMSSZ`, years 1950 to 2049) or GeneralizedTime (`YYYYMMDDHHMMSSZ`) at
+/// the start of `der`, and what follows it.
+fn der_time(der: &[u8]) -> Option<(Timestamp, &[u8])> {
+    let (text, rest, century) = match der.first()? {
+        0x17 => {
+            let (t, rest) = der_element(der, 0x17)?;
+            let yy: i32 = std::str::from_utf8(t.get(..2)?).ok()?.parse().ok()?;
+            (
+                t.get(2..)?,
+                rest,
+                Some(if yy < 50 { 2000 + yy } else { 1900 + yy }),
+            )
+        }
+        0x18 => {
+            let (t, rest) = der_element(der, 0x18)?;
+            (t, rest, None)
+        }
+        _ => return None,
+    };
+    let text = std::str::from_utf8(text).ok()?.strip_suffix('Z')?;
+    let (year, text) = match century {
+        Some(year) => (year, text),
+        None => (text.get(..4)?.parse().ok()?, text.get(4..)?),
+    };
+    let field = |at: usize| -> Option<u8> { text.get(at..at + 2)?.parse().ok() };
+    if text.len() != 10 {
+        return None;
+    }
+    let month = time::Month::try_from(field(0)?).ok()?;
+    let date = time::Date::from_calendar_date(year, month, field(2)?).ok()?;
+    let at = date
+        .with_hms(field(4)?, field(6)?, field(8)?)
+        .ok()?
+        .assume_utc();
+    let millis = u64::try_from(at.unix_timestamp()).ok()?.checked_mul(1000)?;
+    Some((Timestamp(millis), rest))
 }
 
 /// Where the CA key of a layout in `dir` is kept.

@@ -89,6 +89,9 @@ async fn change_now(
     what: String,
     change: MembershipChange,
 ) -> Result<Membership, ApiError> {
+    if let MembershipChange::Add { id, node } = &change {
+        answers_as_member(state, *id, node).await?;
+    }
     let service = crate::raft::transport::ZoneService::new(state.raft.clone())
         .with_member_keys(state.member_keys.clone());
     let mut answer = service.change_membership_as_leader(change.clone()).await;
@@ -135,6 +138,80 @@ async fn change_now(
         ),
     })?;
     Ok(Membership { voters })
+}
+
+/// How long a node to be added has to answer before the zone's membership is touched (it may
+/// have just been started).
+const PROBE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How often it is asked meanwhile.
+const PROBE_RETRY: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Asks the node to be added, over the zone's mutual TLS, for the digest of its zone-wide
+/// settings, before anything changes: a node that is not running (or not reachable at its
+/// `raft_addr`, or holds another key) would otherwise become a voter the zone cannot reach,
+/// and a few of them would cost the zone its majority; one with another export policy or
+/// agreements would judge federation messages differently. A node already in the membership
+/// with the same record is not asked (adding it again changes nothing).
+async fn answers_as_member(
+    state: &AppState,
+    id: NodeId,
+    node: &MemberNode,
+) -> Result<(), ApiError> {
+    let known = state
+        .raft
+        .metrics()
+        .borrow()
+        .membership_config
+        .membership()
+        .get_node(&id)
+        .is_some_and(|n| n == node);
+    if known {
+        return Ok(());
+    }
+    // Its key is let through this member's handshakes for the question only.
+    let _held = <[u8; 32]>::try_from(node.public_key.as_slice())
+        .ok()
+        .map(|key| state.member_keys.hold(key));
+    let failed = |why: String| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "membership_change_failed",
+            format!(
+                "membership change failed: {} did not answer at {} ({why}); nothing changed. \
+                 Start it first (xchg run --config ... --join) and check that this member \
+                 reaches it there",
+                node.name, node.raft_addr
+            ),
+        )
+    };
+    // A node just started with --join may not listen yet: asked again until the deadline.
+    let deadline = tokio::time::Instant::now() + PROBE_WAIT;
+    let answer = loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let answer = state
+            .transport
+            .call(id, node, ZoneRequest::Policy, left.max(PROBE_RETRY))
+            .await;
+        if answer.is_ok() || tokio::time::Instant::now() + PROBE_RETRY >= deadline {
+            break answer;
+        }
+        tokio::time::sleep(PROBE_RETRY).await;
+    };
+    match answer {
+        Ok(ZoneResponse::Policy(theirs)) if theirs == state.config.zone_policy_digest() => Ok(()),
+        Ok(ZoneResponse::Policy(_)) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "policy_differs",
+            format!(
+                "{} has another export policy, sibling agreement, [[outside]] agreements or \
+                 founding parties than this zone: a zone's members must share them; make its \
+                 config the same as the members' and restart it",
+                node.name
+            ),
+        )),
+        Ok(_) => Err(failed("an unexpected answer".into())),
+        Err(e) => Err(failed(e.to_string())),
+    }
 }
 
 fn conflict_code(code: &str) -> &'static str {
@@ -185,10 +262,13 @@ async fn record(
             `api_url` or `public_key` (`field` names it)", body = ErrorBody),
         (status = 403, description = "Not an admin token", body = ErrorBody),
         (status = 409, description = "`conflict`: a member of that name exists with another \
-            address or key", body = ErrorBody),
+            address or key; `policy_differs`: the node has another export policy, sibling \
+            agreement, `[[outside]]` agreements or founding parties than the zone", body = ErrorBody),
         (status = 503, description = "No Raft leader, or the change failed \
-            (`membership_change_failed`: the message says what the membership was left as; a \
-            learner added for it is removed again)", body = ErrorBody),
+            (`membership_change_failed`: the node did not answer at its `raft_addr` within 10 s, \
+            over the zone's mutual TLS with its `public_key`, and nothing changed; or a later \
+            step failed and the message says what the membership was left as, a learner added \
+            for it removed again)", body = ErrorBody),
         BearerErrors,
         BodyErrors,
     )
@@ -209,18 +289,22 @@ pub async fn add_member(
             .map_err(|e: xchg_federation_config::HostPortError| {
                 ApiError::invalid_field("raft_addr", e.to_string())
             })?;
-    if !(body.api_url.starts_with("http://") || body.api_url.starts_with("https://")) {
+    if let Some(ip) = raft_addr.host.nowhere() {
         return Err(ApiError::invalid_field(
-            "api_url",
-            "expected an http:// or https:// URL",
+            "raft_addr",
+            format!(
+                "{ip} is no one's address: give the address or host name the node is reached at"
+            ),
         ));
     }
+    let api_url = xchg_federation_config::api_url(&body.api_url)
+        .map_err(|e| ApiError::invalid_field("api_url", e))?;
     let key = PublicKey::from_base64(&body.public_key)
         .map_err(|e| ApiError::invalid_field("public_key", e.to_string()))?;
     let node = MemberNode {
         name: name.to_string(),
         raft_addr: raft_addr.to_string(),
-        api_url: body.api_url.trim_end_matches('/').to_owned(),
+        api_url,
         public_key: key.as_bytes().to_vec(),
     };
     Ok(Json(

@@ -592,6 +592,11 @@ pub struct RenewArgs {
     /// Validity of the new delegations (and certificates), in days from now.
     #[arg(long, default_value_t = 365)]
     pub valid_days: u32,
+    /// Also renew the layout's API certificate authority's certificate (same key and name,
+    /// valid ten years from now), needed when the certificates would outlast it; replace
+    /// clients' copies of api-ca.pem (XCHG_CA, --ca) with the new one.
+    #[arg(long)]
+    pub renew_ca: bool,
 }
 
 /// `xchg config validate`.

@@ -207,6 +207,7 @@ pub fn renew(args: RenewArgs) -> anyhow::Result<ExitCode> {
         dir: args.layout.clone(),
         zone,
         valid_days: args.valid_days,
+        renew_ca: args.renew_ca,
     };
     let renewed = layout::renew(&opts, Timestamp::now())
         .with_context(|| format!("renewing the layout in {}", args.layout.display()))?;
@@ -215,6 +216,21 @@ pub fn renew(args: RenewArgs) -> anyhow::Result<ExitCode> {
         renewed.nodes.len(),
         renewed.not_after
     );
+    if let Some(ca) = renewed.ca_not_after {
+        let file = args.layout.join("api-ca.pem");
+        if renewed.ca_renewed {
+            outln!(
+                "renewed the API certificate authority's certificate, valid until {ca}: replace \
+                 the clients' copies (XCHG_CA, --ca) with {}",
+                file.display()
+            );
+        } else {
+            outln!(
+                "the API certificate authority ({}) is valid until {ca}",
+                file.display()
+            );
+        }
+    }
     for node in &renewed.nodes {
         let what = if node.certificate {
             "delegation and API certificate"

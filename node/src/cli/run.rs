@@ -66,10 +66,11 @@ pub async fn run(args: RunArgs, format: LogFormat) -> anyhow::Result<ExitCode> {
     .await?;
     // In JSON, the node's own "node started" line (`api_addr`) says it.
     if format == LogFormat::Text {
-        outln!("{name} serving the API on {scheme}://{}", handle.api_addr);
-        if handle.api_addr.ip().is_unspecified()
-            && let Some(url) = own_url
-        {
+        let listening = format!("{scheme}://{}", handle.api_addr);
+        outln!("{name} serving the API on {listening}");
+        // The address clients use (and its certificate names) when it is another: a host
+        // name, or the machine's address when the node listens on every interface.
+        if let Some(url) = own_url.filter(|url| *url != listening) {
             outln!("{name} is reached at {url}");
         }
     }
