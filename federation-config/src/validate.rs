@@ -1089,11 +1089,13 @@ pub fn api_url(text: &str) -> Result<String, String> {
     if authority.is_empty() || !text.chars().all(clean) {
         return Err(bad());
     }
+    // host:port, or a host alone (a v6 address in brackets: its colons are not a port's).
     let host = match authority.parse::<HostPort>() {
         Ok(at) => at.host,
+        Err(_) if authority.contains(':') && !authority.starts_with('[') => return Err(bad()),
         Err(_) => authority
             .parse::<crate::Host>()
-            .map_err(|e| format!("{text:?} is not an http(s) URL with a host and port: {e}"))?,
+            .map_err(|e| format!("{text:?} is not an http(s) URL with a host: {e}"))?,
     };
     if let Some(ip) = host.nowhere() {
         return Err(format!(
@@ -1123,6 +1125,8 @@ mod tests {
             Ok("http://127.0.0.1:7100".to_owned())
         );
         assert!(api_url("https://node.example/xchg").is_ok());
+        assert!(api_url("https://[fd00::1]:7100").is_ok());
+        assert!(api_url("https://[fd00::1]").is_ok());
         for bad in [
             "127.0.0.1:7100",
             "ftp://x",
@@ -1133,6 +1137,8 @@ mod tests {
             "https://localhost.:7100",
             "http://0.0.0.0:7100",
             "https://xc.example.cn:0",
+            "http://fd00::1:7100",
+            "http://::1",
         ] {
             assert!(api_url(bad).is_err(), "{bad:?} accepted");
         }

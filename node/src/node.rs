@@ -491,6 +491,7 @@ pub async fn start(
         stop_rx.clone(),
     ));
     let service = ZoneService::new(raft.clone())
+        .with_transport(transport.clone())
         .with_member_keys(member_keys.clone())
         .with_configured(members.clone())
         .with_policy(policy_digest)

@@ -33,17 +33,7 @@ async fn a_fourth_node_added_at_run_time_catches_up_and_votes() -> anyhow::Resul
     let (new, fourth) = zone.add_node("xuchang/municipal")?;
     assert_eq!(new, 3);
     zone.start_with(3, &["--join"])?;
-    let (status, body) = zone
-        .post(
-            1,
-            "/v1/zone/members",
-            &tokens.admin,
-            &json!({
-                "name": fourth["name"], "raft_addr": fourth["raft_addr"],
-                "api_url": fourth["api_url"], "public_key": fourth["public_key"],
-            }),
-        )
-        .await?;
+    let (status, body) = admit(&zone, 1, &tokens.admin, &fourth).await?;
     assert_eq!(status, 200, "adding the member: {body}\n{}", zone.log_of(3));
     let voters: Vec<&str> = body["voters"]
         .as_array()
@@ -392,4 +382,48 @@ async fn members_with_another_export_policy_are_named_in_the_status() -> anyhow:
     )
     .await?;
     Ok(())
+}
+
+/// A node whose export policy differs from the zone's is not added (`409 policy_differs`), and
+/// the membership is untouched: it would judge what crosses the zone's border differently.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_with_another_export_policy_is_refused_before_the_membership_changes()
+-> anyhow::Result<()> {
+    let mut zone = Zone::generate("single-zone", 3)?;
+    zone.start_all()?;
+    let tokens = zone.tokens().clone();
+    zone.wait_for_leader(0, Duration::from_secs(30)).await?;
+    let (new, fourth) = zone.add_node("xuchang/municipal")?;
+    zone.edit_config(new, |text| {
+        text.replacen("ceiling = \"general\"", "ceiling = \"public\"", 1)
+    })?;
+    anyhow::ensure!(
+        std::fs::read_to_string(&zone.nodes[new].config)?.contains("ceiling = \"public\""),
+        "the policy was edited"
+    );
+    zone.start_with(new, &["--join"])?;
+    let (status, body) = admit(&zone, 1, &tokens.admin, &fourth).await?;
+    assert_eq!(status, 409, "{body}\n{}", zone.log_of(new));
+    assert_eq!(body["error"]["code"], "policy_differs", "{body}");
+    let (_, status) = zone.get(1, "/v1/status", None).await?;
+    assert_eq!(
+        status["members"].as_array().map(Vec::len),
+        Some(3),
+        "the membership as it was: {status}"
+    );
+    Ok(())
+}
+
+/// Asks node `via` to admit the node `xchg config add-node` printed as `added`.
+async fn admit(
+    zone: &Zone,
+    via: usize,
+    admin: &str,
+    added: &Value,
+) -> anyhow::Result<(u16, Value)> {
+    let body = json!({
+        "name": added["name"], "raft_addr": added["raft_addr"],
+        "api_url": added["api_url"], "public_key": added["public_key"],
+    });
+    zone.post(via, "/v1/zone/members", admin, &body).await
 }

@@ -96,6 +96,26 @@ pub fn renew(opts: &RenewOptions, now: Timestamp) -> Result<Renewed, AddNodeErro
         .map(|record| ApiCa::load(&opts.dir, record))
         .transpose()?;
     if opts.renew_ca {
+        // Every root key the nodes need is checked first: a renewal that cannot sign leaves
+        // the CA as it was too.
+        for exchange in &layout.exchanges {
+            let renewed_here = exchange
+                .zones
+                .iter()
+                .any(|z| opts.zone.as_ref().is_none_or(|only| &z.id == only));
+            if !renewed_here {
+                continue;
+            }
+            let trusted = crate::validate::public_key_from_base64(&exchange.root_public_key)
+                .map_err(|e| {
+                    GenerateError::Inconsistent(format!(
+                        "{}: root key of {}: {e}",
+                        layout_file.display(),
+                        exchange.id
+                    ))
+                })?;
+            root_key(&opts.dir, &exchange.id, trusted)?;
+        }
         let Some(old) = &ca else {
             return Err(GenerateError::Inconsistent(format!(
                 "{} has no API certificate authority (the layout was generated without \

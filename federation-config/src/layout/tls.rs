@@ -85,7 +85,7 @@ impl ApiCa {
         // From a day before `now`, as the node certificates (see `Validity::days_from`), so a
         // clock slightly behind accepts the chain.
         let not_before = Timestamp(now.millis().saturating_sub(24 * 60 * 60 * 1000));
-        let cert = ca_params(&name, not_before)?
+        let cert = with_random_serial(ca_params(&name, not_before)?)
             .self_signed(&key)
             .map_err(inconsistent)?;
         Ok(ApiCa {
@@ -102,7 +102,9 @@ impl ApiCa {
     pub(super) fn renewed(&self, now: Timestamp) -> Result<Self, GenerateError> {
         let not_before = Timestamp(now.millis().saturating_sub(24 * 60 * 60 * 1000));
         let key = KeyPair::from_pem(&self.key.serialize_pem()).map_err(inconsistent)?;
-        let cert = ca_params(&self.name, not_before)?
+        // A serial of its own: issuer and serial name one certificate (RFC 5280), and some
+        // clients refuse two certificates that share them.
+        let cert = with_random_serial(ca_params(&self.name, not_before)?)
             .self_signed(&key)
             .map_err(inconsistent)?;
         Ok(ApiCa {
@@ -228,6 +230,18 @@ impl ApiCa {
     }
 }
 
+/// `params` with a random positive 16-byte serial number (rcgen's default is derived from the
+/// key, the same for a renewed CA certificate).
+fn with_random_serial(mut params: CertificateParams) -> CertificateParams {
+    use rand::RngCore as _;
+    let mut serial = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut serial);
+    serial[0] &= 0x7f;
+    serial[0] |= 0x01;
+    params.serial_number = Some(rcgen::SerialNumber::from_slice(&serial));
+    params
+}
+
 /// When a CA certificate made from `not_before` (a day before it is made) runs out: ten years
 /// from when it is made, so that a node certificate of the longest validity issued with it
 /// (`MAX_VALID_DAYS`) does not outlast it.
@@ -244,7 +258,7 @@ pub fn certificate_not_after(pem: &str) -> Result<Timestamp, String> {
     use base64::Engine as _;
     let body: String = pem
         .lines()
-        .skip_while(|l| !l.starts_with("-----BEGIN CERTIFICATE"))
+        .skip_while(|l| l.trim() != "-----BEGIN CERTIFICATE-----")
         .skip(1)
         .take_while(|l| !l.starts_with("-----END"))
         .collect();
@@ -370,4 +384,69 @@ fn time_of(t: Timestamp) -> Result<time::OffsetDateTime, GenerateError> {
 
 fn inconsistent(e: impl std::fmt::Display) -> GenerateError {
     GenerateError::Inconsistent(format!("API certificate: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn time(tag: u8, text: &str) -> Vec<u8> {
+        let mut der = vec![tag, u8::try_from(text.len()).expect("short")];
+        der.extend_from_slice(text.as_bytes());
+        der
+    }
+
+    #[test]
+    fn utc_and_generalized_times_read_as_their_instant() {
+        let at = |der: &[u8]| der_time(der).map(|(t, rest)| (t.millis() / 1000, rest.len()));
+        // 2036-12-01T16:23:50Z.
+        assert_eq!(at(&time(0x17, "361201162350Z")), Some((2_111_761_430, 0)));
+        assert_eq!(at(&time(0x18, "20361201162350Z")), Some((2_111_761_430, 0)));
+        // UTCTime's two digits: 49 is 2049, 50 is 1950.
+        assert_eq!(at(&time(0x17, "491231235959Z")), Some((2_524_607_999, 0)));
+        assert_eq!(
+            at(&time(0x17, "500101000000Z")),
+            None,
+            "1950: before any timestamp"
+        );
+        for bad in [
+            "3612011623Z",
+            "361301162350Z",
+            "361201162350",
+            "20361201162350.5Z",
+        ] {
+            assert_eq!(at(&time(0x18, bad)), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn lengths_of_both_forms_are_read_and_a_short_element_is_refused() {
+        assert_eq!(
+            der_element(&[0x30, 0x02, 1, 2, 3], 0x30),
+            Some((&[1u8, 2][..], &[3u8][..]))
+        );
+        let mut long = vec![0x30, 0x81, 0x80];
+        long.extend(std::iter::repeat_n(7u8, 0x80));
+        assert_eq!(
+            der_element(&long, 0x30).map(|(c, r)| (c.len(), r.len())),
+            Some((128, 0))
+        );
+        assert_eq!(der_element(&[0x30, 0x05, 1, 2], 0x30), None);
+        assert_eq!(der_element(&[0x31, 0x00], 0x30), None);
+    }
+
+    #[test]
+    fn a_generated_certificate_reads_back_its_end() {
+        let key = KeyPair::generate().expect("key");
+        let not_before = Timestamp(1_700_000_000_000);
+        let cert = ca_params("test CA", not_before)
+            .expect("params")
+            .self_signed(&key)
+            .expect("cert");
+        assert_eq!(
+            certificate_not_after(&cert.pem()),
+            Ok(ca_not_after(not_before))
+        );
+        assert!(certificate_not_after("-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n").is_err());
+    }
 }

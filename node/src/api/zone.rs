@@ -24,14 +24,17 @@ use crate::raft::{MemberNode, NodeId, node_id};
 pub struct NewMember {
     /// Node name, unique in the zone.
     pub name: String,
-    /// Its Raft address, `host:port`: an IP address (IPv6 in brackets) or a DNS host name
+    /// Its Raft address, `host:port`: an IP address (IPv6 in brackets; not one that reaches no
+    /// machine: `0.0.0.0`, `::`, multicast, broadcast) or a DNS host name
     /// (letters, digits and hyphens in dot-separated labels of at most 63 characters, 253 in
     /// all, the last not starting with a digit), and a port from 1 to 65535 without leading
     /// zeros. Stored normalised (a name in lower case, a v4-mapped v6 address as v4); members
     /// resolve a name at each connection.
     #[schema(max_length = 259, example = "xc-municipal-4.example.cn:7110")]
     pub raft_addr: String,
-    /// Base URL of its API.
+    /// Base URL of its API: `http://` or `https://`, its host an IP address that reaches a
+    /// machine or a DNS host name (as `raft_addr`'s), an optional port and path, no user, query
+    /// or fragment.
     pub api_url: String,
     /// Its node key, base64 (as in config files).
     pub public_key: String,
@@ -89,11 +92,10 @@ async fn change_now(
     what: String,
     change: MembershipChange,
 ) -> Result<Membership, ApiError> {
-    if let MembershipChange::Add { id, node } = &change {
-        answers_as_member(state, *id, node).await?;
-    }
     let service = crate::raft::transport::ZoneService::new(state.raft.clone())
-        .with_member_keys(state.member_keys.clone());
+        .with_member_keys(state.member_keys.clone())
+        .with_policy(state.config.zone_policy_digest())
+        .with_transport(state.transport.clone());
     let mut answer = service.change_membership_as_leader(change.clone()).await;
     if let Err(MembershipError::NotLeader { leader }) = &answer {
         let Some((id, node)) = crate::raft::leader_node(&state.raft, *leader) else {
@@ -140,83 +142,10 @@ async fn change_now(
     Ok(Membership { voters })
 }
 
-/// How long a node to be added has to answer before the zone's membership is touched (it may
-/// have just been started).
-const PROBE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
-/// How often it is asked meanwhile.
-const PROBE_RETRY: std::time::Duration = std::time::Duration::from_millis(250);
-
-/// Asks the node to be added, over the zone's mutual TLS, for the digest of its zone-wide
-/// settings, before anything changes: a node that is not running (or not reachable at its
-/// `raft_addr`, or holds another key) would otherwise become a voter the zone cannot reach,
-/// and a few of them would cost the zone its majority; one with another export policy or
-/// agreements would judge federation messages differently. A node already in the membership
-/// with the same record is not asked (adding it again changes nothing).
-async fn answers_as_member(
-    state: &AppState,
-    id: NodeId,
-    node: &MemberNode,
-) -> Result<(), ApiError> {
-    let known = state
-        .raft
-        .metrics()
-        .borrow()
-        .membership_config
-        .membership()
-        .get_node(&id)
-        .is_some_and(|n| n == node);
-    if known {
-        return Ok(());
-    }
-    // Its key is let through this member's handshakes for the question only.
-    let _held = <[u8; 32]>::try_from(node.public_key.as_slice())
-        .ok()
-        .map(|key| state.member_keys.hold(key));
-    let failed = |why: String| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "membership_change_failed",
-            format!(
-                "membership change failed: {} did not answer at {} ({why}); nothing changed. \
-                 Start it first (xchg run --config ... --join) and check that this member \
-                 reaches it there",
-                node.name, node.raft_addr
-            ),
-        )
-    };
-    // A node just started with --join may not listen yet: asked again until the deadline.
-    let deadline = tokio::time::Instant::now() + PROBE_WAIT;
-    let answer = loop {
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        let answer = state
-            .transport
-            .call(id, node, ZoneRequest::Policy, left.max(PROBE_RETRY))
-            .await;
-        if answer.is_ok() || tokio::time::Instant::now() + PROBE_RETRY >= deadline {
-            break answer;
-        }
-        tokio::time::sleep(PROBE_RETRY).await;
-    };
-    match answer {
-        Ok(ZoneResponse::Policy(theirs)) if theirs == state.config.zone_policy_digest() => Ok(()),
-        Ok(ZoneResponse::Policy(_)) => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "policy_differs",
-            format!(
-                "{} has another export policy, sibling agreement, [[outside]] agreements or \
-                 founding parties than this zone: a zone's members must share them; make its \
-                 config the same as the members' and restart it",
-                node.name
-            ),
-        )),
-        Ok(_) => Err(failed("an unexpected answer".into())),
-        Err(e) => Err(failed(e.to_string())),
-    }
-}
-
 fn conflict_code(code: &str) -> &'static str {
     match code {
         "last_member" => "last_member",
+        "policy_differs" => "policy_differs",
         _ => "conflict",
     }
 }
@@ -262,13 +191,14 @@ async fn record(
             `api_url` or `public_key` (`field` names it)", body = ErrorBody),
         (status = 403, description = "Not an admin token", body = ErrorBody),
         (status = 409, description = "`conflict`: a member of that name exists with another \
-            address or key; `policy_differs`: the node has another export policy, sibling \
-            agreement, `[[outside]]` agreements or founding parties than the zone", body = ErrorBody),
+            address or key, or the key was revoked by its exchange's root; `policy_differs`: the \
+            node has another export policy, sibling agreement, `[[outside]]` agreements or \
+            founding parties than the zone", body = ErrorBody),
         (status = 503, description = "No Raft leader, or the change failed \
-            (`membership_change_failed`: the node did not answer at its `raft_addr` within 10 s, \
-            over the zone's mutual TLS with its `public_key`, and nothing changed; or a later \
-            step failed and the message says what the membership was left as, a learner added \
-            for it removed again)", body = ErrorBody),
+            (`membership_change_failed`: the node did not answer the leader at its `raft_addr` \
+            within 10 s on a mutual-TLS connection only its `public_key` may answer, and nothing \
+            changed; or a later step failed and the message says what the membership was left \
+            as, a learner added for it removed again)", body = ErrorBody),
         BearerErrors,
         BodyErrors,
     )

@@ -221,8 +221,14 @@ pub fn renew(args: RenewArgs) -> anyhow::Result<ExitCode> {
         if renewed.ca_renewed {
             outln!(
                 "renewed the API certificate authority's certificate, valid until {ca}: replace \
-                 the clients' copies (XCHG_CA, --ca) with {}",
-                file.display()
+                 the clients' copies (XCHG_CA, --ca) with {}{}",
+                file.display(),
+                if args.zone.is_some() {
+                    " (the bundles of the other zones keep the old copy, which still verifies \
+                     their certificates until it runs out: copy the new one to them too)"
+                } else {
+                    ""
+                }
             );
         } else {
             outln!(

@@ -2,7 +2,7 @@
 //! of nodes that left or were revoked (told so, and nothing else). The TLS layer checks them at
 //! the handshake and the zone service on every request.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::{Arc, RwLock};
 
 /// The ed25519 keys of the zone's current members, shared with the running Raft so that
@@ -17,29 +17,6 @@ struct KeySets {
     members: BTreeSet<[u8; 32]>,
     departed: BTreeSet<[u8; 32]>,
     revoked: BTreeSet<[u8; 32]>,
-    /// Keys of nodes this member is asking something before they join (see
-    /// [`MemberKeys::hold`]), with how many askers hold each.
-    held: BTreeMap<[u8; 32], usize>,
-}
-
-/// A key let through this member's handshakes until dropped ([`MemberKeys::hold`]).
-#[derive(Debug)]
-pub struct HeldKey {
-    keys: MemberKeys,
-    key: [u8; 32],
-}
-
-impl Drop for HeldKey {
-    fn drop(&mut self) {
-        if let Ok(mut k) = self.keys.0.write()
-            && let Some(count) = k.held.get_mut(&self.key)
-        {
-            *count -= 1;
-            if *count == 0 {
-                k.held.remove(&self.key);
-            }
-        }
-    }
 }
 
 impl MemberKeys {
@@ -70,18 +47,6 @@ impl MemberKeys {
         }
     }
 
-    /// Lets `key` complete handshakes (not be served) until the guard is dropped, whatever the
-    /// membership meanwhile: a node about to be added is asked a question first.
-    pub fn hold(&self, key: [u8; 32]) -> HeldKey {
-        if let Ok(mut k) = self.0.write() {
-            *k.held.entry(key).or_default() += 1;
-        }
-        HeldKey {
-            keys: self.clone(),
-            key,
-        }
-    }
-
     /// Whether `key` belongs to a member (it is served).
     pub fn contains(&self, key: &[u8; 32]) -> bool {
         self.0
@@ -94,12 +59,7 @@ impl MemberKeys {
     pub fn admits(&self, key: &[u8; 32]) -> bool {
         self.0
             .read()
-            .map(|k| {
-                k.members.contains(key)
-                    || k.departed.contains(key)
-                    || k.revoked.contains(key)
-                    || k.held.contains_key(key)
-            })
+            .map(|k| k.members.contains(key) || k.departed.contains(key) || k.revoked.contains(key))
             .unwrap_or(false)
     }
 
@@ -109,26 +69,5 @@ impl MemberKeys {
             .read()
             .map(|k| k.revoked.contains(key))
             .unwrap_or(false)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_held_key_completes_handshakes_until_its_last_holder_lets_go_and_is_never_served() {
-        let keys = MemberKeys::default();
-        let key = [7u8; 32];
-        assert!(!keys.admits(&key));
-        let first = keys.hold(key);
-        let second = keys.hold(key);
-        keys.set([[1u8; 32]]);
-        assert!(keys.admits(&key), "a new membership does not drop it");
-        assert!(!keys.contains(&key), "held, not served");
-        drop(first);
-        assert!(keys.admits(&key), "one holder left");
-        drop(second);
-        assert!(!keys.admits(&key));
     }
 }

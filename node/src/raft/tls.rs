@@ -247,6 +247,27 @@ pub struct TlsConfigs {
     pub client: Arc<rustls::ClientConfig>,
     /// For accepting members.
     pub server: Arc<rustls::ServerConfig>,
+    /// This node's certificate and key, for a client configuration pinned to one other key
+    /// ([`TlsTransport`]'s probes).
+    identity: Arc<(CertificateDer<'static>, PrivateKeyDer<'static>)>,
+}
+
+/// A TLS 1.3-only client configuration presenting `identity` and accepting servers whose key is
+/// one of `members`.
+fn client_config(
+    identity: &(CertificateDer<'static>, PrivateKeyDer<'static>),
+    members: MemberKeys,
+) -> Result<rustls::ClientConfig, TlsSetupError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = Arc::new(PinnedKeys {
+        keys: members,
+        algorithms: provider.signature_verification_algorithms,
+    });
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_client_auth_cert(vec![identity.0.clone()], identity.1.clone_key())?)
 }
 
 /// Builds the TLS 1.3-only configurations for `key`, pinned to `members`.
@@ -256,15 +277,12 @@ pub struct TlsConfigs {
 pub fn configs(key: &Keypair, members: MemberKeys) -> Result<TlsConfigs, TlsSetupError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verifier = Arc::new(PinnedKeys {
-        keys: members,
+        keys: members.clone(),
         algorithms: provider.signature_verification_algorithms,
     });
     let (cert, private) = certificate(key)?;
-    let client = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(&[&rustls::version::TLS13])?
-        .dangerous()
-        .with_custom_certificate_verifier(verifier.clone())
-        .with_client_auth_cert(vec![cert.clone()], private.clone_key())?;
+    let identity = Arc::new((cert.clone(), private.clone_key()));
+    let client = client_config(&identity, members)?;
     let server = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(verifier)
@@ -272,6 +290,7 @@ pub fn configs(key: &Keypair, members: MemberKeys) -> Result<TlsConfigs, TlsSetu
     Ok(TlsConfigs {
         client: Arc::new(client),
         server: Arc::new(server),
+        identity,
     })
 }
 
@@ -305,6 +324,7 @@ type ClientStream = tokio_rustls::client::TlsStream<TcpStream>;
 pub struct TlsTransport {
     connector: TlsConnector,
     idle: Mutex<BTreeMap<NodeId, Vec<ClientStream>>>,
+    identity: Arc<(CertificateDer<'static>, PrivateKeyDer<'static>)>,
 }
 
 impl TlsTransport {
@@ -313,17 +333,26 @@ impl TlsTransport {
         TlsTransport {
             connector: TlsConnector::from(tls.client.clone()),
             idle: Mutex::new(BTreeMap::new()),
+            identity: tls.identity.clone(),
         }
     }
 
     async fn connect(&self, node: &MemberNode) -> Result<ClientStream, TransportError> {
+        self.connect_with(&self.connector, node).await
+    }
+
+    async fn connect_with(
+        &self,
+        connector: &TlsConnector,
+        node: &MemberNode,
+    ) -> Result<ClientStream, TransportError> {
         let tcp = TcpStream::connect(&node.raft_addr)
             .await
             .map_err(|e| TransportError::Unreachable(format!("{}: {e}", node.raft_addr)))?;
         let _ = tcp.set_nodelay(true);
         let name = ServerName::try_from(SERVER_NAME)
             .map_err(|e| TransportError::Network(e.to_string()))?;
-        self.connector
+        connector
             .connect(name, tcp)
             .await
             .map_err(|e| TransportError::Unreachable(format!("TLS with {}: {e}", node.name)))
@@ -388,6 +417,35 @@ impl ZoneTransport for TlsTransport {
                 let answer = self.exchange(&mut stream, &bytes).await?;
                 self.put_idle(target, stream);
                 Ok(answer)
+            };
+            tokio::time::timeout(timeout, work)
+                .await
+                .map_err(|_| TransportError::Timeout(timeout))?
+        })
+    }
+
+    /// On a new connection, never pooled, that accepts only `node.public_key`: whatever else
+    /// answers at `node.raft_addr` (another member, an old machine) fails the handshake.
+    fn probe<'a>(
+        &'a self,
+        _target: NodeId,
+        node: &'a MemberNode,
+        request: ZoneRequest,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<ZoneResponse, TransportError>> {
+        Box::pin(async move {
+            let key = <[u8; 32]>::try_from(node.public_key.as_slice())
+                .map_err(|_| TransportError::Network("the key is not 32 bytes".into()))?;
+            let only = MemberKeys::default();
+            only.set([key]);
+            let config = client_config(&self.identity, only)
+                .map_err(|e| TransportError::Network(e.to_string()))?;
+            let connector = TlsConnector::from(Arc::new(config));
+            let bytes = encode_frame(&request, FRAME_FORMAT)
+                .map_err(|e| TransportError::Network(format!("cannot encode request: {e}")))?;
+            let work = async {
+                let mut stream = self.connect_with(&connector, node).await?;
+                self.exchange(&mut stream, &bytes).await
             };
             tokio::time::timeout(timeout, work)
                 .await

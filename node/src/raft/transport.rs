@@ -208,6 +208,11 @@ pub const REPLICATION_MIN_BYTES_PER_SEC: u64 = 2 * 1024 * 1024;
 /// upgraded before its leader keeps serving it. A frame in a newer format is refused naming it.
 pub const FRAME_FORMAT: u16 = 1;
 
+/// How long a node to be added has to answer before the zone's membership is touched.
+pub const PROBE_WAIT: Duration = Duration::from_secs(10);
+/// How often it is asked meanwhile.
+const PROBE_RETRY: Duration = Duration::from_millis(250);
+
 #[derive(Serialize)]
 struct FrameOut<'a, T> {
     v: u16,
@@ -276,6 +281,18 @@ pub trait ZoneTransport: Send + Sync + 'static {
         request: ZoneRequest,
         timeout: Duration,
     ) -> BoxFuture<'a, Result<ZoneResponse, TransportError>>;
+
+    /// As [`ZoneTransport::call`], to a node that is not a member yet: only `node` itself (its
+    /// key, at its address) may answer, on a connection used for nothing else.
+    fn probe<'a>(
+        &'a self,
+        target: NodeId,
+        node: &'a MemberNode,
+        request: ZoneRequest,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<ZoneResponse, TransportError>> {
+        self.call(target, node, request, timeout)
+    }
 }
 
 /// Serves requests arriving at this node, whatever transport brought them.
@@ -294,6 +311,9 @@ pub struct ZoneService {
     configured: Arc<std::collections::BTreeMap<NodeId, MemberNode>>,
     /// The digest of this node's zone-wide settings ([`super::consistency`]).
     policy: [u8; 32],
+    /// To ask a node to be added whether it answers, before the membership changes; without
+    /// it, nodes are added unasked.
+    transport: Option<Arc<dyn ZoneTransport>>,
 }
 
 /// Who sent a request, as its transport authenticated it.
@@ -316,7 +336,14 @@ impl ZoneService {
             authorize: Arc::default(),
             configured: Arc::default(),
             policy: [0; 32],
+            transport: None,
         }
+    }
+
+    /// Asks a node to be added over `transport` first ([`ZoneService::change_membership_as_leader`]).
+    pub fn with_transport(mut self, transport: Arc<dyn ZoneTransport>) -> Self {
+        self.transport = Some(transport);
+        self
     }
 
     /// Answers [`ZoneRequest::Policy`] with `digest`.
@@ -457,6 +484,68 @@ impl ZoneService {
 
     /// Carries out a membership change if this node leads.
     ///
+    /// Asks `node`, about to be added as member `id`, for the digest of its zone-wide settings
+    /// over a connection that only its key may answer, again every [`PROBE_RETRY`] for up to
+    /// [`PROBE_WAIT`] (it may just have been started). A node that is not running, not
+    /// reachable at its `raft_addr` or holds another key would otherwise be made a voter the
+    /// zone cannot reach (openraft counts a new learner as caught up while the log is short),
+    /// and a few of them cost the zone its majority; one with other settings would judge what
+    /// crosses the zone's border differently. A revoked key is refused outright.
+    async fn answers_as_member(
+        &self,
+        id: NodeId,
+        node: &MemberNode,
+    ) -> Result<(), MembershipError> {
+        let key = <[u8; 32]>::try_from(node.public_key.as_slice()).ok();
+        if let (Some(keys), Some(key)) = (&self.member_keys, key)
+            && keys.is_revoked(&key)
+        {
+            return Err(MembershipError::Refused {
+                code: "conflict".into(),
+                message: format!(
+                    "{}'s key was revoked by its exchange's root: it cannot be a member",
+                    node.name
+                ),
+            });
+        }
+        let Some(transport) = &self.transport else {
+            return Ok(());
+        };
+        let deadline = tokio::time::Instant::now() + PROBE_WAIT;
+        let answer = loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let answer = transport
+                .probe(id, node, ZoneRequest::Policy, left.max(PROBE_RETRY))
+                .await;
+            if answer.is_ok() || tokio::time::Instant::now() + PROBE_RETRY >= deadline {
+                break answer;
+            }
+            tokio::time::sleep(PROBE_RETRY).await;
+        };
+        let failed = |why: String| {
+            MembershipError::Failed(format!(
+                "{} did not answer at {} ({why}); nothing changed. Start it first (xchg run \
+                 --config ... --join), and check that the zone's leader reaches it there, that \
+                 it holds the key given and that its config lists the zone's members",
+                node.name, node.raft_addr
+            ))
+        };
+        match answer {
+            Ok(ZoneResponse::Policy(theirs)) if theirs == self.policy => Ok(()),
+            Ok(ZoneResponse::Policy(_)) => Err(MembershipError::Refused {
+                code: "policy_differs".into(),
+                message: format!(
+                    "{} has another export policy, sibling agreement, [[outside]] agreements \
+                     or founding parties than this zone: a zone's members must share them; \
+                     make its config the same as the members' and restart it",
+                    node.name
+                ),
+            }),
+            Ok(_) => Err(failed("an unexpected answer".into())),
+            Err(e) => Err(failed(e.to_string())),
+        }
+    }
+
     /// Adding a member that is already a voter with the same record answers the voters at
     /// once; adding one that is a learner finishes the promotion. If a step fails after the
     /// learner was added, the learner is removed again, so a failed request leaves the
@@ -501,6 +590,7 @@ impl ZoneService {
                     _ => {}
                 }
                 let was_learner = current.get_node(&id).is_some();
+                self.answers_as_member(id, &node).await?;
                 if let (Some(keys), Ok(key)) = (
                     &self.member_keys,
                     <[u8; 32]>::try_from(node.public_key.as_slice()),
