@@ -40,7 +40,7 @@ pub use secret::{
     KeyFileError, create_private_dir, loose_mode, read_key_file, token_hash, write_key_file,
     write_secret,
 };
-pub use validate::{DELEGATION_RENEWAL_MS, SCHEMA_VERSION, api_url};
+pub use validate::{DELEGATION_RENEWAL_MS, SCHEMA_VERSION, api_url, raft_addr};
 pub use violation::{ConfigError, Severity, Violation};
 
 /// A configuration that passed every check, and the warnings it drew.

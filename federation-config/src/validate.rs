@@ -382,19 +382,7 @@ impl Checker<'_> {
         for (i, m) in raw.iter().enumerate() {
             let at = |field: &str| format!("zone.members[{i}].{field}");
             let name = self.parse::<NodeName>(&at("name"), &m.name);
-            let raft_addr = self.report.check(
-                at("raft_addr"),
-                m.raft_addr
-                    .parse::<HostPort>()
-                    .map_err(|e| e.to_string())
-                    .and_then(|a| match a.host.nowhere() {
-                        Some(ip) => Err(format!(
-                            "{ip} is no one's address: a member is reached at its raft_addr, so \
-                             name its machine's address or host name"
-                        )),
-                        None => Ok(a),
-                    }),
-            );
+            let raft_addr = self.report.check(at("raft_addr"), raft_addr(&m.raft_addr));
             let api_url = self.report.check(at("api_url"), api_url(&m.api_url));
             let public_key = self.public_key(&at("public_key"), &m.public_key);
             names.push(name.as_ref().map(ToString::to_string));
@@ -1071,6 +1059,23 @@ fn sha256_hex(text: &str) -> Result<[u8; 32], String> {
         );
     }
     Ok(out)
+}
+
+/// Checks a member's Raft address: `host:port` ([`HostPort`]) whose host reaches a machine.
+///
+/// # Errors
+/// What is wrong with it.
+pub fn raft_addr(text: &str) -> Result<HostPort, String> {
+    let at: HostPort = text
+        .parse()
+        .map_err(|e: crate::HostPortError| e.to_string())?;
+    match at.host.nowhere() {
+        Some(ip) => Err(format!(
+            "{ip} is no one's address: a member is reached at its raft_addr, so name its \
+             machine's address or host name"
+        )),
+        None => Ok(at),
+    }
 }
 
 /// Checks a member's API base URL (`http(s)://host[:port][/path]`, the host an IP address or a

@@ -95,28 +95,31 @@ pub fn renew(opts: &RenewOptions, now: Timestamp) -> Result<Renewed, AddNodeErro
         .as_ref()
         .map(|record| ApiCa::load(&opts.dir, record))
         .transpose()?;
-    if opts.renew_ca {
-        // Every root key the nodes need is checked first: a renewal that cannot sign leaves
-        // the CA as it was too.
-        for exchange in &layout.exchanges {
-            let renewed_here = exchange
-                .zones
-                .iter()
-                .any(|z| opts.zone.as_ref().is_none_or(|only| &z.id == only));
-            if !renewed_here {
-                continue;
-            }
-            let trusted = crate::validate::public_key_from_base64(&exchange.root_public_key)
-                .map_err(|e| {
-                    GenerateError::Inconsistent(format!(
-                        "{}: root key of {}: {e}",
-                        layout_file.display(),
-                        exchange.id
-                    ))
-                })?;
-            root_key(&opts.dir, &exchange.id, trusted)?;
+    // Every exchange with nodes to renew and its root key, read (and checked against the
+    // layout) before anything is written: a renewal that cannot sign changes nothing, the CA
+    // included.
+    let mut signers = Vec::new();
+    for exchange in &layout.exchanges {
+        let zones: Vec<_> = exchange
+            .zones
+            .iter()
+            .filter(|z| opts.zone.as_ref().is_none_or(|only| &z.id == only))
+            .collect();
+        if zones.is_empty() {
+            continue;
         }
-        let Some(old) = &ca else {
+        let trusted =
+            crate::validate::public_key_from_base64(&exchange.root_public_key).map_err(|e| {
+                GenerateError::Inconsistent(format!(
+                    "{}: root key of {}: {e}",
+                    layout_file.display(),
+                    exchange.id
+                ))
+            })?;
+        signers.push((zones, root_key(&opts.dir, &exchange.id, trusted)?));
+    }
+    if opts.renew_ca {
+        let Some(old) = ca.take() else {
             return Err(GenerateError::Inconsistent(format!(
                 "{} has no API certificate authority (the layout was generated without \
                  --api-tls): there is no CA to renew",
@@ -144,24 +147,7 @@ pub fn renew(opts: &RenewOptions, now: Timestamp) -> Result<Renewed, AddNodeErro
     }
     let mut nodes = Vec::new();
     let mut skipped = Vec::new();
-    for exchange in &layout.exchanges {
-        let zones: Vec<_> = exchange
-            .zones
-            .iter()
-            .filter(|z| opts.zone.as_ref().is_none_or(|only| &z.id == only))
-            .collect();
-        if zones.is_empty() {
-            continue;
-        }
-        let trusted =
-            crate::validate::public_key_from_base64(&exchange.root_public_key).map_err(|e| {
-                GenerateError::Inconsistent(format!(
-                    "{}: root key of {}: {e}",
-                    layout_file.display(),
-                    exchange.id
-                ))
-            })?;
-        let root = root_key(&opts.dir, &exchange.id, trusted)?;
+    for (zones, root) in signers {
         for zone in zones {
             for node in &zone.nodes {
                 let config = opts.dir.join(&node.config);

@@ -82,8 +82,21 @@ impl ApiCa {
         let key = KeyPair::generate().map_err(inconsistent)?;
         let suffix: String = hex::encode(&key.public_key_raw()[1..5]);
         let name = format!("xchg API CA {first_exchange} {suffix}");
-        // From a day before `now`, as the node certificates (see `Validity::days_from`), so a
-        // clock slightly behind accepts the chain.
+        Self::certified(key, name, now)
+    }
+
+    /// The same CA (key and name, so every certificate it issued still chains to it) with a
+    /// new certificate valid for ten years from a day before `now`: what `xchg config renew
+    /// --renew-ca` writes to `api-ca.pem`.
+    pub(super) fn renewed(self, now: Timestamp) -> Result<Self, GenerateError> {
+        Self::certified(self.key, self.name, now)
+    }
+
+    /// The CA of `key` and `name` with a new self-signed certificate from a day before `now`
+    /// (as the node certificates, see `Validity::days_from`, so a clock slightly behind accepts
+    /// the chain), with a serial of its own: issuer and serial name one certificate (RFC 5280),
+    /// and some clients refuse two certificates that share them.
+    fn certified(key: KeyPair, name: String, now: Timestamp) -> Result<Self, GenerateError> {
         let not_before = Timestamp(now.millis().saturating_sub(24 * 60 * 60 * 1000));
         let cert = with_random_serial(ca_params(&name, not_before)?)
             .self_signed(&key)
@@ -92,25 +105,6 @@ impl ApiCa {
             cert,
             key,
             name,
-            not_after: ca_not_after(not_before),
-        })
-    }
-
-    /// The same CA (key and name, so every certificate it issued still chains to it) with a
-    /// new certificate valid for ten years from a day before `now`: what `xchg config renew
-    /// --renew-ca` writes to `api-ca.pem`.
-    pub(super) fn renewed(&self, now: Timestamp) -> Result<Self, GenerateError> {
-        let not_before = Timestamp(now.millis().saturating_sub(24 * 60 * 60 * 1000));
-        let key = KeyPair::from_pem(&self.key.serialize_pem()).map_err(inconsistent)?;
-        // A serial of its own: issuer and serial name one certificate (RFC 5280), and some
-        // clients refuse two certificates that share them.
-        let cert = with_random_serial(ca_params(&self.name, not_before)?)
-            .self_signed(&key)
-            .map_err(inconsistent)?;
-        Ok(ApiCa {
-            cert,
-            key,
-            name: self.name.clone(),
             not_after: ca_not_after(not_before),
         })
     }

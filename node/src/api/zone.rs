@@ -213,20 +213,8 @@ pub async fn add_member(
         .name
         .parse()
         .map_err(|e: xchg_protocol::IdError| ApiError::invalid_field("name", e.to_string()))?;
-    let raft_addr: xchg_federation_config::HostPort =
-        body.raft_addr
-            .parse()
-            .map_err(|e: xchg_federation_config::HostPortError| {
-                ApiError::invalid_field("raft_addr", e.to_string())
-            })?;
-    if let Some(ip) = raft_addr.host.nowhere() {
-        return Err(ApiError::invalid_field(
-            "raft_addr",
-            format!(
-                "{ip} is no one's address: give the address or host name the node is reached at"
-            ),
-        ));
-    }
+    let raft_addr = xchg_federation_config::raft_addr(&body.raft_addr)
+        .map_err(|e| ApiError::invalid_field("raft_addr", e))?;
     let api_url = xchg_federation_config::api_url(&body.api_url)
         .map_err(|e| ApiError::invalid_field("api_url", e))?;
     let key = PublicKey::from_base64(&body.public_key)

@@ -388,6 +388,19 @@ impl TlsTransport {
     }
 }
 
+/// `request` as a frame, refused if larger than a member accepts.
+fn request_frame(request: &ZoneRequest) -> Result<Vec<u8>, TransportError> {
+    let bytes = encode_frame(request, FRAME_FORMAT)
+        .map_err(|e| TransportError::Network(format!("cannot encode request: {e}")))?;
+    if bytes.len() > MAX_FRAME {
+        return Err(TransportError::TooLarge {
+            bytes: bytes.len(),
+            limit: MAX_FRAME,
+        });
+    }
+    Ok(bytes)
+}
+
 impl ZoneTransport for TlsTransport {
     fn call<'a>(
         &'a self,
@@ -397,14 +410,7 @@ impl ZoneTransport for TlsTransport {
         timeout: Duration,
     ) -> BoxFuture<'a, Result<ZoneResponse, TransportError>> {
         Box::pin(async move {
-            let bytes = encode_frame(&request, FRAME_FORMAT)
-                .map_err(|e| TransportError::Network(format!("cannot encode request: {e}")))?;
-            if bytes.len() > MAX_FRAME {
-                return Err(TransportError::TooLarge {
-                    bytes: bytes.len(),
-                    limit: MAX_FRAME,
-                });
-            }
+            let bytes = request_frame(&request)?;
             let work = async {
                 // A pooled connection may have been closed by the peer; one retry on a fresh one.
                 if let Some(mut stream) = self.take_idle(target)
@@ -441,8 +447,7 @@ impl ZoneTransport for TlsTransport {
             let config = client_config(&self.identity, only)
                 .map_err(|e| TransportError::Network(e.to_string()))?;
             let connector = TlsConnector::from(Arc::new(config));
-            let bytes = encode_frame(&request, FRAME_FORMAT)
-                .map_err(|e| TransportError::Network(format!("cannot encode request: {e}")))?;
+            let bytes = request_frame(&request)?;
             let work = async {
                 let mut stream = self.connect_with(&connector, node).await?;
                 self.exchange(&mut stream, &bytes).await
