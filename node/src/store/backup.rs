@@ -172,14 +172,7 @@ pub struct Spooled {
 /// The catalog cannot be read, or the file cannot be written (a full disk).
 pub fn spool(catalog: &Path, spool_dir: &Path) -> std::io::Result<Spooled> {
     use std::io::{Seek as _, SeekFrom};
-    let mut data = tempfile::tempfile_in(spool_dir)?;
-    let dumped = {
-        let mut out = std::io::BufWriter::with_capacity(1 << 20, &mut data);
-        let dumped = snapshot::encode_file_into(catalog, &mut out)?;
-        out.flush()?;
-        dumped
-    };
-    let data_len = data.stream_position()?;
+    let (dumped, mut data, data_len) = snapshot::encode_file_spooled(catalog, spool_dir)?;
     let meta = backup_meta(dumped.last_applied, dumped.membership, data_len);
     data.seek(SeekFrom::Start(0))?;
     let head = snapshot_file::head_read(&meta, &mut data)?;

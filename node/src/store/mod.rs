@@ -24,10 +24,12 @@
 //!   `synchronous=FULL` ([`Db::sync_catalog`]), which fsyncs the catalog's WAL and so
 //!   everything committed before it — so no entry leaves the log before its effects are on
 //!   disk.
-//! - `snapshot.bin`: written whole, synced and renamed into place ([`snapshot_file`]). A
-//!   snapshot from the leader is stored before the tables are replaced, so a crash in between
-//!   leaves the file ahead of the catalog; the next start restores the catalog from it
-//!   ([`StateMachine::new`]).
+//! - `snapshot.bin`: written whole under a temporary name, synced and renamed into place
+//!   ([`snapshot_file`]). A snapshot from the leader is received into an unnamed file
+//!   ([`snapshot_bytes`]), checked, and stored before the tables are replaced, so a crash in
+//!   between leaves the file ahead of the catalog; the next start restores the catalog from it
+//!   ([`StateMachine::new`]). Snapshots are built, sent, received and restored a piece at a
+//!   time, never held whole in memory.
 //! - Reads go through separate `query_only` pools and never wait for the writers.
 //!
 //! # Checkpoints off the write path
@@ -60,6 +62,7 @@ mod log;
 pub mod raft_types;
 mod sm_meta;
 mod snapshot;
+pub mod snapshot_bytes;
 pub mod snapshot_file;
 mod state_machine;
 #[cfg(feature = "wal-batch-vfs")]

@@ -166,7 +166,8 @@ fn open_with_header(path: &Path) -> std::io::Result<(File, Header)> {
 /// read (and then checked). Blocking.
 ///
 /// # Errors
-/// As [`read_from`], but a damaged data part goes unnoticed.
+/// The file cannot be read (kind `NotFound` if it does not exist), or its header or meta is
+/// damaged (kind `InvalidData`); a damaged data part goes unnoticed.
 pub fn read_meta(path: &Path) -> std::io::Result<SnapshotMeta> {
     let (mut file, header) = open_with_header(path)?;
     let mut meta = vec![0u8; header.meta_len as usize];
@@ -174,12 +175,13 @@ pub fn read_meta(path: &Path) -> std::io::Result<SnapshotMeta> {
     from_cbor(&meta).map_err(|e| invalid(path, format!("meta: {e}")))
 }
 
-/// Reads the snapshot file at `path` (a node's, or a backup made of one) and checks its
-/// lengths and hash. Blocking.
+/// Reads the snapshot file at `path` (a node's, or a backup made of one) whole into memory and
+/// checks its lengths and hash: for tests (nodes read snapshots in pieces). Blocking.
 ///
 /// # Errors
 /// The file cannot be read (kind `NotFound` if it does not exist), or is not a whole, undamaged
 /// snapshot file (kind `InvalidData`, saying what is wrong).
+#[cfg(test)]
 pub fn read_from(path: &Path) -> std::io::Result<(SnapshotMeta, Vec<u8>)> {
     let (file, header) = open_with_header(path)?;
     let data_len = usize::try_from(header.data_len)
@@ -261,7 +263,8 @@ const STREAM_BUFFER: usize = 1 << 20;
 /// Blocking.
 ///
 /// # Errors
-/// As [`read_from`], or `consume`'s error.
+/// The file cannot be read (kind `NotFound` if it does not exist), or is not a whole, undamaged
+/// snapshot file (kind `InvalidData`, saying what is wrong), or `consume`'s error.
 pub fn read_streamed<T>(
     path: &Path,
     progress: &mut dyn FnMut(u64, u64),
@@ -376,11 +379,13 @@ impl SnapshotFile {
         self.stored.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The stored snapshot, its hash checked. Blocking.
+    /// The stored snapshot, its hash checked, read whole: for tests ([`SnapshotFile::open_data`]
+    /// is what nodes use). Blocking.
     ///
     /// # Errors
     /// The file cannot be read, or is damaged (kind `InvalidData`; it then counts as none, and
     /// the next store replaces it whatever its position).
+    #[cfg(test)]
     pub fn read(&self) -> std::io::Result<Option<(SnapshotMeta, Vec<u8>)>> {
         let read = self.read_checked();
         if read
@@ -392,12 +397,111 @@ impl SnapshotFile {
         read
     }
 
+    #[cfg(test)]
     fn read_checked(&self) -> std::io::Result<Option<(SnapshotMeta, Vec<u8>)>> {
         match read_from(&self.path) {
             Ok(read) => Ok(Some(read)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    /// The directory the snapshot file is in (where snapshots are spooled and received).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The snapshot file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The stored snapshot's meta and its file, open and positioned where its data starts
+    /// (returned too), without reading the data into memory. With `check`, the data is read
+    /// through once first and its hash checked (a damaged file then counts as none, as one
+    /// found damaged at the node's start does). The handle keeps the file that was opened, should a newer
+    /// snapshot be stored meanwhile. Blocking.
+    ///
+    /// # Errors
+    /// The file cannot be read, or is damaged (kind `InvalidData`).
+    pub fn open_data(&self, check: bool) -> std::io::Result<Option<(SnapshotMeta, File, u64)>> {
+        let opened = (|| {
+            let (mut file, header) = open_with_header(&self.path)?;
+            let mut meta = vec![0u8; header.meta_len as usize];
+            file.read_exact(&mut meta)?;
+            let base = HEADER_LEN as u64 + u64::from(header.meta_len);
+            if check {
+                let mut hash = Sha256::new();
+                hash.update(&meta);
+                let mut data = (&file).take(header.data_len);
+                let read = std::io::copy(&mut data, &mut hash)?;
+                if read != header.data_len || <[u8; 32]>::from(hash.finalize()) != header.hash {
+                    return Err(invalid(&self.path, "content does not match its hash"));
+                }
+                std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(base))?;
+            }
+            let meta = from_cbor(&meta).map_err(|e| invalid(&self.path, format!("meta: {e}")))?;
+            Ok((meta, file, base))
+        })();
+        match opened {
+            Ok(opened) => Ok(Some(opened)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => {
+                if e.kind() == std::io::ErrorKind::InvalidData {
+                    *self.stored_slot() = None;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Stores the data of `data` from `base` to its end as the snapshot `meta` describes,
+    /// unless the stored one is newer (see [`SnapshotFile::store_encoded`]): read twice in
+    /// pieces (once for its hash, which the header starts with, once to copy it), never held
+    /// whole. Blocking.
+    ///
+    /// # Errors
+    /// `data` cannot be read, or the file cannot be written; the stored snapshot is then
+    /// unchanged.
+    pub fn store_from(
+        &self,
+        meta: &SnapshotMeta,
+        data: &mut File,
+        base: u64,
+    ) -> std::io::Result<bool> {
+        use std::io::{Seek, SeekFrom};
+        if self.stored().is_some_and(|at| at > meta.last_log_id) {
+            return Ok(false);
+        }
+        data.seek(SeekFrom::Start(base))?;
+        let head = head_read(meta, data)?;
+        let data_len = data.stream_position()? - base;
+        self.replace_unless_newer(meta.last_log_id, |out| {
+            data.seek(SeekFrom::Start(base))?;
+            out.write_all(&head)?;
+            let mut piece = vec![0u8; STREAM_BUFFER];
+            let (mut copied, mut unsynced) = (0u64, 0usize);
+            loop {
+                let n = data.read(&mut piece)?;
+                if n == 0 {
+                    break;
+                }
+                out.write_all(&piece[..n])?;
+                copied += n as u64;
+                unsynced += n;
+                if unsynced >= SYNC_EVERY {
+                    out.sync_data()?;
+                    unsynced = 0;
+                }
+            }
+            if copied != data_len {
+                return Err(std::io::Error::other(format!(
+                    "the snapshot's data changed while it was stored ({data_len} bytes hashed, \
+                     {copied} copied)"
+                )));
+            }
+            Ok(())
+        })
     }
 
     /// Stores `data` as the snapshot `meta` describes, unless the stored one is newer (see

@@ -4,7 +4,6 @@
 //! new last-applied log id, so the tables and the recorded position never disagree. Snapshots
 //! (the dump of the replicated tables, and its restore) are in [`super::snapshot`].
 
-use std::io::Cursor;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -13,7 +12,8 @@ use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{AnyError, EntryPayload, RaftSnapshotBuilder, StorageIOError};
 
 use super::raft_types::{Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
-use super::snapshot::{self, Built};
+use super::snapshot;
+use super::snapshot_bytes::SnapshotBytes;
 use super::{BatchObserver, Db, WriteError, blocking, sm_meta};
 use crate::audit;
 use crate::catalog::apply::apply_batch;
@@ -45,15 +45,6 @@ pub struct StateMachine {
     signals: Signals,
     /// The zone's facts (export policy, ids).
     zone: Arc<ZoneFacts>,
-}
-
-/// Whether [`StateMachine::restore`] stores the snapshot it restores.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Store {
-    /// From the leader: stored before the tables are replaced.
-    Store,
-    /// Read from the snapshot file.
-    AlreadyStored,
 }
 
 fn sm_write(e: &(impl std::error::Error + 'static)) -> StorageError {
@@ -154,17 +145,17 @@ impl StateMachine {
         // in between, the catalog catches up from the file here, before Raft starts (openraft
         // would not install the same snapshot again, and may have purged the log behind it).
         if sm.db.snapshot.stored().is_some_and(|at| at > last_applied) {
-            let file = sm.db.snapshot.clone();
-            let stored = blocking(move || file.read()).await.map_err(io_err)?;
-            if let Some((meta, data)) = stored {
-                tracing::info!(
-                    snapshot = %meta.snapshot_id,
-                    "the catalog is behind the stored snapshot; restoring it"
-                );
-                sm.restore(&meta, data, Store::AlreadyStored)
-                    .await
-                    .map_err(|e| io_err(std::io::Error::other(e.to_string())))?;
-            }
+            let path = sm.db.snapshot.path().to_owned();
+            let meta = blocking(move || super::snapshot_file::read_meta(&path))
+                .await
+                .map_err(io_err)?;
+            tracing::info!(
+                snapshot = %meta.snapshot_id,
+                "the catalog is behind the stored snapshot; restoring it"
+            );
+            sm.restore(&meta, None)
+                .await
+                .map_err(|e| io_err(std::io::Error::other(e.to_string())))?;
         }
         sm.set_applied(sm.last_applied);
         Ok(sm)
@@ -194,7 +185,7 @@ impl StateMachine {
     /// encoding every row is the largest piece of work a node does, and writes keep coming
     /// meanwhile (measured at 64 clients while the nodes dumped 100 MB: p99 37–38 ms through
     /// sqlx, 48–51 ms in a full-priority thread, 42–44 ms at the lowest priority).
-    async fn build(&self) -> Result<Built, StorageError> {
+    async fn build(&self) -> Result<SnapshotMeta, StorageError> {
         let path = self.db.catalog_path.clone();
         let file = self.db.snapshot.clone();
         let (done, result) = tokio::sync::oneshot::channel();
@@ -210,36 +201,115 @@ impl StateMachine {
             .map_err(|e| snap_err(&std::io::Error::other(e)))?
     }
 
-    /// Replaces the replicated tables with the snapshot `data`.
+    /// Replaces the replicated tables with the snapshot `meta` describes: the one `received`
+    /// holds (a file and where its data starts in it), or else the stored one.
     ///
-    /// A snapshot from the leader is decoded and stored in the snapshot file, in a blocking
-    /// thread, before the tables are replaced: a crash in between leaves the stored snapshot
-    /// ahead of the tables, and [`StateMachine::new`] restores from it at the next start. (The
-    /// other order could leave the tables ahead of a stored snapshot older than the purged log,
-    /// which this node could then not serve to a lagging member.)
+    /// A snapshot from the leader is checked (it decodes whole, in a format this node reads)
+    /// and stored in the snapshot file, in a blocking thread, before the tables are replaced: a
+    /// crash in between leaves the stored snapshot ahead of the tables, and
+    /// [`StateMachine::new`] restores from it at the next start. (The other order could leave
+    /// the tables ahead of a stored snapshot older than the purged log, which this node could
+    /// then not serve to a lagging member.) The tables are then filled from the stored file
+    /// (from the received one if a newer snapshot was stored meanwhile), one row at a time:
+    /// nothing of the snapshot is held whole in memory.
     async fn restore(
         &mut self,
         meta: &SnapshotMeta,
-        data: Vec<u8>,
-        store: Store,
+        received: Option<(std::fs::File, u64)>,
     ) -> Result<(), StorageError> {
         let file = self.db.snapshot.clone();
         let stored_meta = meta.clone();
-        let payload = tokio::task::spawn_blocking(move || {
-            let payload = snapshot::decode(&data).map_err(|e| snap_err(&e))?;
-            if store == Store::Store {
-                file.store(&stored_meta, &data).map_err(|e| snap_err(&e))?;
-            }
-            Ok::<_, StorageError>(payload)
-        })
-        .await
-        .map_err(|e| snap_err(&std::io::Error::other(e)))??;
+        // The received file, when it is not the stored one.
+        let unstored = match received {
+            None => None,
+            Some((mut data, base)) => tokio::task::spawn_blocking(move || {
+                use std::io::{Seek as _, SeekFrom};
+                let total = data.metadata()?.len().saturating_sub(base);
+                tracing::info!(
+                    snapshot = %stored_meta.snapshot_id,
+                    bytes = total,
+                    "snapshot received; checking and storing it before it is installed"
+                );
+                data.seek(SeekFrom::Start(base))?;
+                let mut progress = snapshot::Progress::new(snapshot::PROGRESS_EVERY);
+                let mut report = |done: u64, total: u64| {
+                    if progress.due() {
+                        tracing::info!(
+                            bytes = done,
+                            of = total,
+                            "checking the snapshot received: {}%",
+                            done * 100 / total.max(1)
+                        );
+                    }
+                };
+                let mut reader = std::io::BufReader::with_capacity(
+                    1 << 20,
+                    Counted {
+                        inner: &mut data,
+                        done: 0,
+                        total,
+                        report: &mut report,
+                    },
+                );
+                snapshot::check_streamed(&mut reader)?;
+                drop(reader);
+                let stored = file.store_from(&stored_meta, &mut data, base)?;
+                Ok::<_, std::io::Error>((!stored).then_some((data, base)))
+            })
+            .await
+            .map_err(|e| snap_err(&std::io::Error::other(e)))?
+            .map_err(|e| snap_err(&e))?,
+        };
+        let path = self.db.snapshot.path().to_owned();
         let writer = self.db.sm_writer.lock().await.map_err(|e| sm_write(&e))?;
+        let mut progress = snapshot::Progress::new(snapshot::PROGRESS_EVERY);
+        let mut report = |done: u64, total: u64| {
+            if progress.due() {
+                tracing::info!(
+                    bytes = done,
+                    of = total,
+                    "installing a snapshot: {}%",
+                    done * 100 / total.max(1)
+                );
+            }
+        };
         // Every row in one transaction (a snapshot holds every listing of the zone): seconds
         // for a large catalog, so the runtime is told to move its other tasks away.
-        long_blocking(|| in_transaction(&writer, || snapshot::restore(&writer, &payload, meta)))
-            .map_err(|e| sm_write(&e))?;
+        let rows = long_blocking(|| {
+            in_transaction(&writer, || match unstored {
+                Some((mut data, base)) => {
+                    use std::io::{Seek as _, SeekFrom};
+                    let total = data.metadata().map_err(undecodable)?.len() - base;
+                    data.seek(SeekFrom::Start(base)).map_err(undecodable)?;
+                    let mut reader = std::io::BufReader::with_capacity(
+                        1 << 20,
+                        Counted {
+                            inner: data,
+                            done: 0,
+                            total,
+                            report: &mut report,
+                        },
+                    );
+                    snapshot::restore(&writer, &mut reader, meta)
+                }
+                None => {
+                    let read = super::snapshot_file::read_streamed(&path, &mut report, |data| {
+                        snapshot::restore(&writer, data, meta).map_err(std::io::Error::other)
+                    })
+                    .map_err(undecodable)?;
+                    if read.meta.last_log_id != meta.last_log_id {
+                        return Err(undecodable(format!(
+                            "the stored snapshot is {}, not {}",
+                            read.meta.snapshot_id, meta.snapshot_id
+                        )));
+                    }
+                    Ok(read.value)
+                }
+            })
+        })
+        .map_err(|e| sm_write(&e))?;
         drop(writer);
+        tracing::info!(snapshot = %meta.snapshot_id, rows, "snapshot installed");
         self.set_applied(meta.last_log_id);
         self.membership = meta.last_membership.clone();
         self.chain = None;
@@ -248,6 +318,27 @@ impl StateMachine {
         self.signals.outbox.notify_one();
         Ok(())
     }
+}
+
+/// A reader that tells `report` how many of `total` bytes have passed through it.
+struct Counted<'r, R> {
+    inner: R,
+    done: u64,
+    total: u64,
+    report: &'r mut dyn FnMut(u64, u64),
+}
+
+impl<R: std::io::Read> std::io::Read for Counted<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.done += n as u64;
+        (self.report)(self.done, self.total);
+        Ok(n)
+    }
+}
+
+fn undecodable(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> rusqlite::Error {
+    crate::sqlite::undecodable(e)
 }
 
 /// An I/O error as the error [`StateMachine::new`] returns.
@@ -266,18 +357,22 @@ fn long_blocking<T>(f: impl FnOnce() -> T) -> T {
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
+    /// Builds a snapshot and returns the stored one: the one just built, or a newer one an
+    /// install stored meanwhile.
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
-        let Built { meta, data, stored } = self.build().await?;
-        if !stored {
-            // The newer one stays current; openraft gets that one back.
-            if let Some(current) = self.get_current_snapshot().await? {
-                return Ok(current);
-            }
+        let meta = self.build().await?;
+        let file = self.db.snapshot.clone();
+        match blocking(move || file.open_data(false)).await {
+            Ok(Some((meta, data, base))) => Ok(Snapshot {
+                meta,
+                snapshot: Box::new(SnapshotBytes::new(data, base)),
+            }),
+            Ok(None) => Err(snap_read(&std::io::Error::other(format!(
+                "snapshot {} was built but is not stored",
+                meta.snapshot_id
+            )))),
+            Err(e) => Err(snap_read(&e)),
         }
-        Ok(Snapshot {
-            meta,
-            snapshot: Box::new(Cursor::new(data)),
-        })
     }
 }
 
@@ -357,41 +452,41 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.clone()
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
-        Ok(Box::new(Cursor::new(Vec::new())))
+    /// An unnamed file in the data directory: a snapshot is received on disk, not in memory.
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotBytes>, StorageError> {
+        let dir = self.db.snapshot.dir().to_owned();
+        blocking(move || SnapshotBytes::receive_in(&dir))
+            .await
+            .map(Box::new)
+            .map_err(|e| snap_err(&e))
     }
 
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta,
-        snapshot: Box<Cursor<Vec<u8>>>,
+        snapshot: Box<SnapshotBytes>,
     ) -> Result<(), StorageError> {
-        self.restore(meta, snapshot.into_inner(), Store::Store)
-            .await
+        let received = snapshot.into_file().await;
+        self.restore(meta, Some(received)).await
     }
 
+    /// The stored snapshot, its hash checked (read through once, not kept), open for openraft
+    /// to read in chunks.
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
         let file = self.db.snapshot.clone();
-        let stored = match blocking(move || file.read()).await {
+        let stored = match blocking(move || file.open_data(true)).await {
             Ok(stored) => stored,
             // A damaged file is no snapshot: a new one is built in its place (a leader asks
             // for the current snapshot to send it, and would stop on an error).
             Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
                 tracing::warn!(error = %e, "the stored snapshot is damaged; building a new one");
-                let Built { meta, data, .. } = self.build().await?;
-                return Ok(Some(Snapshot {
-                    meta,
-                    snapshot: Box::new(Cursor::new(data)),
-                }));
+                return self.build_snapshot().await.map(Some);
             }
             Err(e) => return Err(snap_read(&e)),
         };
-        let Some((meta, data)) = stored else {
-            return Ok(None);
-        };
-        Ok(Some(Snapshot {
+        Ok(stored.map(|(meta, data, base)| Snapshot {
             meta,
-            snapshot: Box::new(Cursor::new(data)),
+            snapshot: Box::new(SnapshotBytes::new(data, base)),
         }))
     }
 }
@@ -644,10 +739,12 @@ mod tests {
             .await
             .expect("apply");
         assert!(answers.iter().flatten().all(Result::is_ok), "{answers:?}");
+        // Installed from the builder's own handle, whose data starts after the stored file's
+        // header, as openraft's storage suite does it.
         let snapshot = sm.build_snapshot().await.expect("snapshot");
         let (_, mut fresh) = super::super::open_pair(dirs[1].path()).await.expect("open");
         fresh
-            .install_snapshot(&snapshot.meta, snapshot.snapshot.clone())
+            .install_snapshot(&snapshot.meta, snapshot.snapshot)
             .await
             .expect("install");
         let mut views = Vec::new();
@@ -692,14 +789,14 @@ mod tests {
             tempfile::tempdir().expect("dir"),
             tempfile::tempdir().expect("dir"),
         ];
-        let (sm, snapshot) = one_listing_and_a_snapshot(dirs[0].path()).await;
+        let (sm, mut snapshot) = one_listing_and_a_snapshot(dirs[0].path()).await;
         sm.db.close().await;
 
         // The crash: the file is stored, the tables are not replaced.
         let db = Db::open(dirs[1].path()).await.expect("open");
         assert!(
             db.snapshot
-                .store(&snapshot.meta, snapshot.snapshot.get_ref())
+                .store(&snapshot.meta, &snapshot.snapshot.read_all().await)
                 .expect("store")
         );
         db.close().await;
@@ -714,25 +811,67 @@ mod tests {
         restarted.db.close().await;
     }
 
+    /// A snapshot received cut short (or otherwise undecodable) is refused before it is stored:
+    /// the member keeps its tables, its position and its stored snapshot.
+    #[tokio::test]
+    async fn a_received_snapshot_that_does_not_decode_is_refused_and_changes_nothing() {
+        let dirs = [
+            tempfile::tempdir().expect("dir"),
+            tempfile::tempdir().expect("dir"),
+        ];
+        let (sent, mut snapshot) = one_listing_and_a_snapshot(dirs[0].path()).await;
+        let data = snapshot.snapshot.read_all().await;
+        sent.db.close().await;
+
+        let (_, mut member) = super::super::open_pair(dirs[1].path()).await.expect("open");
+        let (_, other) = submission("长葛市交通流量数据乙");
+        member
+            .apply(vec![entry(1, vec![other])])
+            .await
+            .expect("apply");
+        let own = member.build_snapshot().await.expect("snapshot").meta;
+        let mut newer = snapshot.meta.clone();
+        newer.last_log_id = Some(LogId::new(CommittedLeaderId::new(2, 1), 9));
+        newer.snapshot_id = "2-9-cut".into();
+        let cut = &data[..data.len() - 3];
+        member
+            .install_snapshot(&newer, Box::new(SnapshotBytes::holding(cut)))
+            .await
+            .expect_err("a cut snapshot");
+
+        let (applied, _) = member.applied_state().await.expect("state");
+        assert_eq!(applied, own.last_log_id);
+        assert_eq!(found(&member, "交通流量").await, 1);
+        assert_eq!(found(&member, "禹州信用核验").await, 0);
+        let current = member
+            .get_current_snapshot()
+            .await
+            .expect("read")
+            .expect("kept");
+        assert_eq!(current.meta, own);
+        member.db.close().await;
+    }
+
     /// A leader asks for its current snapshot to send it: a damaged file is replaced by a new
     /// snapshot rather than failing the request (which would stop Raft).
     #[tokio::test]
     async fn a_damaged_snapshot_file_is_rebuilt_when_the_snapshot_is_asked_for() {
         let dir = tempfile::tempdir().expect("dir");
-        let (mut sm, built) = one_listing_and_a_snapshot(dir.path()).await;
+        let (mut sm, mut built) = one_listing_and_a_snapshot(dir.path()).await;
+        let built_data = built.snapshot.read_all().await;
         let path = dir.path().join(crate::store::snapshot_file::SNAPSHOT_FILE);
         let mut bytes = std::fs::read(&path).expect("file");
         let last = bytes.len() - 1;
         bytes[last] ^= 1;
         std::fs::write(&path, &bytes).expect("damage");
 
-        let current = sm
+        let mut current = sm
             .get_current_snapshot()
             .await
             .expect("no error")
             .expect("a snapshot");
         assert_eq!(current.meta.last_log_id, built.meta.last_log_id);
-        assert_eq!(current.snapshot.get_ref(), built.snapshot.get_ref());
+        assert_eq!(current.snapshot.read_all().await, built_data);
         let (meta, data) = sm
             .db
             .snapshot
@@ -740,7 +879,7 @@ mod tests {
             .expect("readable again")
             .expect("stored");
         assert_eq!(meta.last_log_id, built.meta.last_log_id);
-        assert_eq!(&data, built.snapshot.get_ref());
+        assert_eq!(data, built_data);
         sm.db.close().await;
     }
 
@@ -903,10 +1042,11 @@ mod tests {
         assert_eq!(found(&sm, "交通流量").await, 1);
 
         // A new member restored from a snapshot finds the same.
-        let snapshot = sm.build_snapshot().await.expect("snapshot");
+        let mut snapshot = sm.build_snapshot().await.expect("snapshot");
+        let data = snapshot.snapshot.read_all().await;
         let (_, mut fresh) = super::super::open_pair(dirs[1].path()).await.expect("open");
         fresh
-            .install_snapshot(&snapshot.meta, snapshot.snapshot.clone())
+            .install_snapshot(&snapshot.meta, Box::new(SnapshotBytes::holding(&data)))
             .await
             .expect("install");
         assert_eq!(found(&fresh, "禹州信用核验").await, 2);
@@ -915,19 +1055,19 @@ mod tests {
         assert_eq!(applied.map(|id| id.index), Some(2));
         // Both keep it as their current snapshot, in their snapshot files.
         for node in [&mut sm, &mut fresh] {
-            let current = node
+            let mut current = node
                 .get_current_snapshot()
                 .await
                 .expect("read")
                 .expect("kept");
             assert_eq!(current.meta, snapshot.meta);
-            assert_eq!(current.snapshot.get_ref(), snapshot.snapshot.get_ref());
+            assert_eq!(current.snapshot.read_all().await, data);
         }
 
         // The snapshot a zone still holds right after upgrading to schema v4 is format 1, whose
         // history rows have no listing_seq but the listing's id: restored, they hang off the
         // right listings.
-        let mut payload: SnapshotPayload = from_cbor(snapshot.snapshot.get_ref()).expect("payload");
+        let mut payload: SnapshotPayload = from_cbor(&data).expect("payload");
         payload.format = 1;
         let ids: std::collections::HashMap<i64, String> = {
             let listings = payload
@@ -973,7 +1113,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("dir");
         let (_, mut upgraded) = super::super::open_pair(dir.path()).await.expect("open");
         upgraded
-            .install_snapshot(&snapshot.meta, Box::new(Cursor::new(old)))
+            .install_snapshot(&snapshot.meta, Box::new(SnapshotBytes::holding(&old)))
             .await
             .expect("install format 1");
         // A listing's history is read by the listing's seq: every entry is found there.
@@ -990,7 +1130,7 @@ mod tests {
 
         // A format-3 snapshot (schema v22) still has the columns v23 dropped, and plain bodies:
         // restored without those columns, its listings read as they did.
-        let mut payload: SnapshotPayload = from_cbor(snapshot.snapshot.get_ref()).expect("payload");
+        let mut payload: SnapshotPayload = from_cbor(&data).expect("payload");
         payload.format = 3;
         let expected = held(&upgraded).await;
         for table in &mut payload.tables {
@@ -1029,7 +1169,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("dir");
         let (_, mut from_v22) = super::super::open_pair(dir.path()).await.expect("open");
         from_v22
-            .install_snapshot(&snapshot.meta, Box::new(Cursor::new(old)))
+            .install_snapshot(&snapshot.meta, Box::new(SnapshotBytes::holding(&old)))
             .await
             .expect("install format 3");
         let restored = held(&from_v22).await;

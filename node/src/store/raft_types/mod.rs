@@ -5,11 +5,9 @@
 
 pub mod runtime;
 
-use std::fmt;
-use std::io::Cursor;
-
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::fmt;
 
 use crate::catalog::{Batch, BatchResponse};
 
@@ -55,7 +53,7 @@ openraft::declare_raft_types!(
         NodeId = NodeId,
         Node = MemberNode,
         Entry = openraft::Entry<TypeConfig>,
-        SnapshotData = Cursor<Vec<u8>>,
+        SnapshotData = super::snapshot_bytes::SnapshotBytes,
         AsyncRuntime = runtime::ZoneRuntime,
 );
 
