@@ -328,6 +328,37 @@ async fn a_zone_whose_nodes_are_named_by_host_name_elects_gossips_and_serves_htt
     for node in &zone.nodes {
         status_trusting(&node.api_url, &ca)?;
     }
+
+    // The county node's federation overview asks the hub nodes it gossips with at their
+    // declared `https://localhost:…`: the name resolves to the loopback address they connected
+    // from (before, a named API was never asked).
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, overview) = zone
+            .get(
+                county[0],
+                "/v1/federation/overview",
+                Some(&county_tokens.operator),
+            )
+            .await?;
+        anyhow::ensure!(status == 200, "{overview}");
+        let hub_reached = overview["exchanges"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|e| e["zones"].as_array().into_iter().flatten())
+            .filter(|z| z["id"] != "xuchang/yuzhou")
+            .flat_map(|z| z["nodes"].as_array().into_iter().flatten())
+            .any(|n| n["reachable"] == true && n["role"].is_string());
+        if hub_reached {
+            break;
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "the county's overview never reached a hub node by name: {overview}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     drop(zone);
     Ok(())
 }

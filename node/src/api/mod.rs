@@ -66,8 +66,8 @@ pub struct Context {
     /// The search index over the catalog's listings.
     pub search: crate::search::SearchIndex,
     /// The client for other nodes' APIs (the federation overview's status probes): short
-    /// timeout, no redirects, no proxy, trusting `[api] ca_cert` for HTTPS.
-    pub peers_http: reqwest::Client,
+    /// timeout, no redirects, no proxy, trusting `[api] ca_cert` for HTTPS, peers' names pinned.
+    pub peers_http: overview::PeerClient,
     /// The zone transport, for forwarding to the leader.
     pub transport: Arc<dyn ZoneTransport>,
     /// Keys allowed on the zone transport (a member being added is allowed at once).

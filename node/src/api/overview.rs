@@ -11,7 +11,9 @@
 //! reduced to its origin and asked once with a short timeout, without redirects, its body
 //! capped, and errors reported as a class, never as the remote text.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::Json;
@@ -37,6 +39,11 @@ pub const MAX_PROBES: usize = 128;
 const PROBE_CONCURRENCY: usize = 32;
 /// How long one node may take to answer its status; a slower node is shown as unreachable.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(800);
+/// How long a peer's API host name may take to resolve before it is not asked.
+const NAME_LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
+/// Most host names pinned at once ([`Pins`]); past it the oldest pins go (they are made again at
+/// the next overview that needs them).
+const MAX_PINS: usize = 1024;
 /// Largest status document read (a real one is well under 4 KiB).
 const MAX_STATUS_BYTES: usize = 64 * 1024;
 /// Longest name, role or id kept from a remote status document.
@@ -330,6 +337,9 @@ pub fn parse_agent(config: &NodeConfig, agent: &str) -> Option<Declared> {
 pub struct Found {
     /// The APIs to ask, this zone's members first, one per origin, at most [`MAX_PROBES`].
     pub targets: Vec<Target>,
+    /// APIs of proven peers declared by host name: asked only once the name is found to
+    /// resolve to the address the peer connected from ([`confirm_named`]).
+    pub named: Vec<Named>,
     /// Gossip links to proven peers.
     pub links: Vec<GossipLink>,
     /// Peers that proved nothing.
@@ -339,7 +349,8 @@ pub struct Found {
 /// Sorts what this node knows into APIs to ask, proven links and unverified peers. A member of
 /// this zone is shown under its membership name; a peer with a delegation under the zone it
 /// proved, and only if it declares that same zone; its declared API is asked only if it is on
-/// the address the peer connected from. Nothing a peer merely declares makes it a target.
+/// the address the peer connected from (an API named by host name goes to [`Found::named`], to
+/// be confirmed). Nothing a peer merely declares makes it a target.
 pub fn find(config: &NodeConfig, members: &[MemberNode], peers: &[(PeerInfo, Identity)]) -> Found {
     let own_zone = config.zone.id.to_string();
     let mut found = Found::default();
@@ -377,19 +388,32 @@ pub fn find(config: &NodeConfig, members: &[MemberNode], peers: &[(PeerInfo, Ide
                         continue;
                     }
                     Some(d) => {
-                        let host = d.api_url.as_deref().and_then(|u| {
-                            Some(reqwest::Url::parse(u).ok()?.host_str()?.to_owned())
+                        let parsed = d.api_url.as_deref().and_then(|u| {
+                            let url = reqwest::Url::parse(u).ok()?;
+                            let host = url.host_str()?.trim_matches(['[', ']']).to_owned();
+                            Some((host, url.port_or_known_default()?))
                         });
                         let connected = p.address.as_deref().and_then(ip_of_multiaddr);
-                        if let (Some(url), Some(host), Some(connected)) =
-                            (&d.api_url, host, connected)
-                            && same_host(host.trim_matches(['[', ']']), &connected)
+                        if let (Some(url), Some((host, port)), Some(connected)) =
+                            (&d.api_url, parsed, connected)
                         {
-                            gossip_targets.push(Target {
+                            let target = Target {
                                 api_url: url.clone(),
                                 zone: zone.clone(),
                                 node: d.node.clone(),
-                            });
+                            };
+                            if host.parse::<IpAddr>().is_ok() {
+                                if same_host(&host, &connected) {
+                                    gossip_targets.push(target);
+                                }
+                            } else if let Ok(connected) = connected.parse() {
+                                found.named.push(Named {
+                                    target,
+                                    host,
+                                    port,
+                                    connected,
+                                });
+                            }
                         }
                         (zone, d.node.clone())
                     }
@@ -411,6 +435,86 @@ pub fn find(config: &NodeConfig, members: &[MemberNode], peers: &[(PeerInfo, Ide
         .take(MAX_PROBES)
         .collect();
     found
+}
+
+/// A proven peer's API declared by host name, and the address the peer connected from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Named {
+    /// What would be asked.
+    pub target: Target,
+    /// The API URL's host name.
+    pub host: String,
+    /// Its port.
+    pub port: u16,
+    /// The address the peer's gossip connection came from.
+    pub connected: IpAddr,
+}
+
+/// Host names of peers' APIs, each pinned to the address it was found to resolve to when that
+/// was the address the peer connected from: the probe then goes to that address (its
+/// certificate checked against the name), whatever the name resolves to by the time it is
+/// sent. Other names are resolved by the system resolver as usual.
+#[derive(Debug, Clone, Default)]
+pub struct Pins(Arc<Mutex<HashMap<String, IpAddr>>>);
+
+impl Pins {
+    fn get(&self, host: &str) -> Option<IpAddr> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(host)
+            .copied()
+    }
+
+    fn pin(&self, host: &str, ip: IpAddr) {
+        let mut pins = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if pins.len() >= MAX_PINS && !pins.contains_key(host) {
+            pins.clear();
+        }
+        pins.insert(host.to_owned(), ip);
+    }
+}
+
+/// The resolver of the probe client: a pinned name's address, else the system's lookup.
+struct PinnedResolver(Pins);
+
+impl reqwest::dns::Resolve for PinnedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let pinned = self.0.get(name.as_str());
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let addrs: Vec<SocketAddr> = match pinned {
+                Some(ip) => vec![SocketAddr::new(ip, 0)],
+                None => tokio::net::lookup_host((host.as_str(), 0)).await?.collect(),
+            };
+            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+/// The peers of `named` whose host name resolves (within [`NAME_LOOKUP_TIMEOUT`], by the
+/// system resolver) to the address the peer connected from, or to a loopback address when it
+/// connected over loopback; each name is pinned in `pins` to that address. A name that does
+/// not resolve, or resolves elsewhere, is not asked: a peer cannot make this node call another
+/// machine by declaring a name.
+pub async fn confirm_named(pins: &Pins, named: Vec<Named>) -> Vec<Target> {
+    futures::stream::iter(named)
+        .map(|n| async move {
+            let lookup = tokio::net::lookup_host((n.host.as_str(), n.port));
+            let addrs = match tokio::time::timeout(NAME_LOOKUP_TIMEOUT, lookup).await {
+                Ok(Ok(addrs)) => addrs,
+                Ok(Err(_)) | Err(_) => return None,
+            };
+            let same =
+                |ip: IpAddr| ip == n.connected || (ip.is_loopback() && n.connected.is_loopback());
+            let ip = addrs.map(|a| a.ip()).find(|ip| same(*ip))?;
+            pins.pin(&n.host, ip);
+            Some(n.target)
+        })
+        .buffer_unordered(PROBE_CONCURRENCY)
+        .filter_map(std::future::ready)
+        .collect()
+        .await
 }
 
 fn clip(s: &str) -> String {
@@ -584,14 +688,24 @@ pub fn assemble(
 ///
 /// # Errors
 /// If the CA file cannot be read.
-pub fn client(ca: Option<&std::path::Path>) -> Result<reqwest::Client, String> {
-    super::tls::client_builder(ca)
+pub fn client(ca: Option<&std::path::Path>) -> Result<PeerClient, String> {
+    let pins = Pins::default();
+    let http = super::tls::client_builder(ca)
         .map_err(|e| e.to_string())?
         .timeout(PROBE_TIMEOUT)
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
+        .dns_resolver(Arc::new(PinnedResolver(pins.clone())))
         .build()
-        .map_err(|e| format!("cannot build the HTTP client for other nodes' APIs: {e}"))
+        .map_err(|e| format!("cannot build the HTTP client for other nodes' APIs: {e}"))?;
+    Ok(PeerClient { http, pins })
+}
+
+/// The client for other nodes' APIs, and the host names it is pinned to.
+#[derive(Debug, Clone)]
+pub struct PeerClient {
+    http: reqwest::Client,
+    pins: Pins,
 }
 
 /// A transport failure as the overview shows it: its class, never the remote's words.
@@ -661,7 +775,14 @@ pub async fn overview(
     params.map_err(query_error)?;
     let config = &state.config;
     let peers = state.federation.peer_identities().await;
-    let found = find(config, &state.federation.members(), &peers);
+    let mut found = find(config, &state.federation.members(), &peers);
+    for target in confirm_named(&state.peers_http.pins, std::mem::take(&mut found.named)).await {
+        if found.targets.len() < MAX_PROBES
+            && !found.targets.iter().any(|t| t.api_url == target.api_url)
+        {
+            found.targets.push(target);
+        }
+    }
     let own_name = config.node.name.to_string();
     let own_zone = config.zone.id.to_string();
     let probes = futures::stream::iter(found.targets)
@@ -675,7 +796,7 @@ pub async fn overview(
                     let Json(s) = status::get_status(State(state)).await;
                     Ok(RemoteStatus::from(s))
                 } else {
-                    probe(&state.peers_http, &target).await
+                    probe(&state.peers_http.http, &target).await
                 };
                 Probe { target, outcome }
             }
@@ -1093,6 +1214,76 @@ mod tests {
         );
         assert_eq!(found.targets.len(), config.zone.members.len());
         assert_eq!(found.links[0].node, "municipal-2");
+    }
+
+    /// A proven peer whose API is named by host name is not asked on the strength of the name:
+    /// it waits for the name to be confirmed.
+    #[test]
+    fn a_delegated_peer_declaring_a_host_name_is_held_for_confirmation() {
+        let (_dir, config) = zhengzhou();
+        let mut named = peer(
+            "xchg/0.1.0 xuchang/municipal municipal-1 https://hub.example:7443",
+            1,
+        );
+        named.address = Some("/ip4/10.0.0.5/tcp/7102".into());
+        let found = find(
+            &config,
+            &members(&config),
+            &[(named, delegated("xuchang/municipal"))],
+        );
+        assert_eq!(found.targets.len(), config.zone.members.len(), "{found:?}");
+        assert_eq!(
+            found.named,
+            [Named {
+                target: target(
+                    "https://hub.example:7443",
+                    "xuchang/municipal",
+                    "municipal-1"
+                ),
+                host: "hub.example".into(),
+                port: 7443,
+                connected: "10.0.0.5".parse().expect("ip"),
+            }]
+        );
+        assert_eq!(found.links[0].node, "municipal-1");
+    }
+
+    /// A name is asked only if it resolves to where the peer connected from, and the probe is
+    /// then pinned to that address.
+    #[tokio::test]
+    async fn a_host_name_is_asked_only_where_the_peer_connected_from_and_pinned_there() {
+        let named = |host: &str, connected: &str| Named {
+            target: target(&format!("https://{host}:7443"), "xuchang/municipal", "m-1"),
+            host: host.into(),
+            port: 7443,
+            connected: connected.parse().expect("ip"),
+        };
+        let pins = Pins::default();
+        let confirmed = confirm_named(&pins, vec![named("localhost", "127.0.0.1")]).await;
+        assert_eq!(confirmed.len(), 1);
+        assert!(pins.get("localhost").is_some_and(|ip| ip.is_loopback()));
+
+        let pins = Pins::default();
+        let refused = confirm_named(
+            &pins,
+            vec![
+                named("localhost", "10.9.9.9"),
+                named("no-such-host.invalid", "10.9.9.9"),
+            ],
+        )
+        .await;
+        assert!(refused.is_empty(), "{refused:?}");
+        assert!(pins.get("localhost").is_none());
+
+        // The probe client's resolver answers a pinned name with its pin, without a lookup.
+        pins.pin("pinned.invalid", "10.1.2.3".parse().expect("ip"));
+        let resolver = PinnedResolver(pins.clone());
+        let name: reqwest::dns::Name = "pinned.invalid".parse().expect("name");
+        let addrs: Vec<SocketAddr> = reqwest::dns::Resolve::resolve(&resolver, name)
+            .await
+            .expect("pinned")
+            .collect();
+        assert_eq!(addrs, ["10.1.2.3:0".parse::<SocketAddr>().expect("addr")]);
     }
 
     #[test]
