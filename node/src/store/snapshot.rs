@@ -125,82 +125,30 @@ pub(super) struct Checked {
     pub(super) rows: u64,
 }
 
-/// Decodes a snapshot's data from `data` as a restore does, one row at a time and without
-/// keeping any: a check that it is whole and of a format this node reads, in memory for one
-/// row, whatever the size of the catalog.
+/// Decodes a snapshot's data from `data` as [`restore`] does, with the same rules (the format
+/// first, a table's name and columns before its rows, every row as wide as its columns), one
+/// row at a time and without keeping any: a check that it is whole and of a format this node
+/// reads, in memory for one row, whatever the size of the catalog.
 ///
 /// # Errors
-/// The data does not decode, or is of a newer format.
+/// The data does not decode, breaks one of those rules, or is of a newer format.
 pub(super) fn check_streamed(data: &mut dyn std::io::BufRead) -> std::io::Result<Checked> {
-    let payload: CountedPayload =
-        cbor4ii::serde::from_reader(data).map_err(|e| std::io::Error::other(e.to_string()))?;
-    readable_format(payload.format)?;
+    use serde::de::DeserializeSeed as _;
+    let rows = std::cell::Cell::new(0u64);
+    let failed = std::cell::RefCell::new(None);
+    let mut de = cbor4ii::serde::Deserializer::new(cbor4ii::core::utils::IoReader::new(data));
+    let head = PayloadSeed {
+        db: None,
+        rows: &rows,
+        failed: &failed,
+    }
+    .deserialize(&mut de)
+    .map_err(|e| std::io::Error::other(format!("snapshot data: {e}")))?;
     Ok(Checked {
-        last_applied: payload.last_applied,
-        membership: payload.membership,
-        rows: payload.tables.0,
+        last_applied: head.last_applied,
+        membership: head.membership,
+        rows: rows.get(),
     })
-}
-
-/// [`SnapshotPayload`] with its tables counted rather than kept.
-#[derive(Deserialize)]
-#[serde(rename = "SnapshotPayload")]
-struct CountedPayload {
-    format: u32,
-    last_applied: Option<LogId>,
-    membership: StoredMembership,
-    tables: CountedTables,
-}
-
-/// [`TableDump`] with its rows counted rather than kept.
-#[derive(Deserialize)]
-#[serde(rename = "TableDump")]
-struct CountedTable {
-    #[serde(rename = "name")]
-    _name: String,
-    #[serde(rename = "columns")]
-    _columns: Vec<String>,
-    rows: CountedRows,
-}
-
-/// The rows of every table, counted.
-struct CountedTables(u64);
-
-/// The rows of one table, each decoded as cells and dropped, counted.
-struct CountedRows(u64);
-
-/// Goes through a sequence of `T`, decoding each element and dropping it, and adds up what its
-/// function says each is worth.
-struct Counter<T>(fn(T) -> u64);
-
-impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Counter<T> {
-    type Value = u64;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a sequence")
-    }
-
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<u64, A::Error> {
-        let mut n = 0u64;
-        while let Some(element) = seq.next_element::<T>()? {
-            n += (self.0)(element);
-        }
-        Ok(n)
-    }
-}
-
-impl<'de> Deserialize<'de> for CountedTables {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_seq(Counter(|t: CountedTable| t.rows.0))
-            .map(CountedTables)
-    }
-}
-
-impl<'de> Deserialize<'de> for CountedRows {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_seq(Counter(|_: Vec<Cell>| 1))
-            .map(CountedRows)
-    }
 }
 
 /// Replaces the replicated tables with those of the snapshot data `data` (a [`SnapshotPayload`]
@@ -224,7 +172,7 @@ pub(super) fn restore(
     let rows = std::cell::Cell::new(0u64);
     let mut de = cbor4ii::serde::Deserializer::new(cbor4ii::core::utils::IoReader::new(data));
     let decoded = PayloadSeed {
-        db,
+        db: Some(db),
         rows: &rows,
         failed: &failed,
     }
@@ -241,11 +189,12 @@ pub(super) fn restore(
     Ok(rows.get())
 }
 
-/// What the visitors of [`restore`] share: the writer, the rows inserted so far, and the first
-/// SQLite error met (a decoding error can only carry text; this keeps the error itself).
+/// What the visitors of [`restore`] and [`check_streamed`] share: the writer (none for a
+/// check, which inserts nothing), the rows gone through so far, and the first SQLite error met
+/// (a decoding error can only carry text; this keeps the error itself).
 #[derive(Clone, Copy)]
 struct PayloadSeed<'a> {
-    db: &'a rusqlite::Connection,
+    db: Option<&'a rusqlite::Connection>,
     rows: &'a std::cell::Cell<u64>,
     failed: &'a std::cell::RefCell<Option<rusqlite::Error>>,
 }
@@ -262,25 +211,31 @@ impl PayloadSeed<'_> {
 const PAYLOAD_FIELDS: &[&str] = &["format", "last_applied", "membership", "tables"];
 const TABLE_FIELDS: &[&str] = &["name", "columns", "rows"];
 
-impl<'de> serde::de::DeserializeSeed<'de> for PayloadSeed<'_> {
-    type Value = ();
+/// A payload's fields other than its tables.
+struct PayloadHead {
+    last_applied: Option<LogId>,
+    membership: StoredMembership,
+}
 
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+impl<'de> serde::de::DeserializeSeed<'de> for PayloadSeed<'_> {
+    type Value = PayloadHead;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<PayloadHead, D::Error> {
         d.deserialize_struct("SnapshotPayload", PAYLOAD_FIELDS, self)
     }
 }
 
 impl<'de> serde::de::Visitor<'de> for PayloadSeed<'_> {
-    type Value = ();
+    type Value = PayloadHead;
 
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("a snapshot payload")
     }
 
     /// The fields in the order they are written: the format is known before any table.
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<PayloadHead, A::Error> {
         use serde::de::Error;
-        let mut format = None;
+        let (mut format, mut last_applied, mut membership, mut tables) = (None, None, None, false);
         while let Some(key) = map.next_key::<String>()? {
             match key.as_str() {
                 "format" => {
@@ -288,18 +243,28 @@ impl<'de> serde::de::Visitor<'de> for PayloadSeed<'_> {
                     readable_format(f).map_err(A::Error::custom)?;
                     format = Some(f);
                 }
+                "last_applied" => last_applied = map.next_value()?,
+                "membership" => membership = Some(map.next_value()?),
                 "tables" if format.is_none() => {
                     return Err(A::Error::custom("the tables come before the format"));
                 }
-                "tables" => map.next_value_seed(TablesSeed(self))?,
+                "tables" => {
+                    map.next_value_seed(TablesSeed(self))?;
+                    tables = true;
+                }
                 _ => {
                     map.next_value::<serde::de::IgnoredAny>()?;
                 }
             }
         }
-        format
-            .map(drop)
-            .ok_or_else(|| A::Error::missing_field("format"))
+        format.ok_or_else(|| A::Error::missing_field("format"))?;
+        if !tables {
+            return Err(A::Error::missing_field("tables"));
+        }
+        Ok(PayloadHead {
+            last_applied,
+            membership: membership.ok_or_else(|| A::Error::missing_field("membership"))?,
+        })
     }
 }
 
@@ -361,12 +326,11 @@ impl<'de> serde::de::Visitor<'de> for TableSeed<'_> {
                         map.next_value::<serde::de::IgnoredAny>()?;
                         continue;
                     }
-                    let insert = TableInsert::prepare(self.0.db, name, columns)
-                        .map_err(|e| self.0.fail::<A::Error>(e))?;
                     map.next_value_seed(RowsSeed {
                         seed: self.0,
-                        insert,
+                        insert: None,
                         table: name,
+                        columns,
                     })?;
                 }
                 _ => {
@@ -381,10 +345,9 @@ impl<'de> serde::de::Visitor<'de> for TableSeed<'_> {
 /// The INSERT of one table's rows, and which of a row's cells go into it.
 struct TableInsert<'c> {
     statement: rusqlite::CachedStatement<'c>,
-    /// The cells kept, by position in the row: the columns this schema still has (format 2 and
-    /// before: the listings' text copies; format 3 and before: see SNAPSHOT_FORMAT are left
-    /// out), then, for history rows of a format-1 snapshot, the listing id its `listing_seq` is
-    /// found by.
+    /// The cells kept, by position in the row: those of the columns this schema still has
+    /// (columns a later schema dropped are left out: see [`SNAPSHOT_FORMAT`]), then, for
+    /// history rows of a format-1 snapshot, the listing id its `listing_seq` is found by.
     cells: Vec<usize>,
 }
 
@@ -413,14 +376,17 @@ impl<'c> TableInsert<'c> {
     }
 }
 
-/// A table's rows, each inserted as it is decoded and then dropped.
-struct RowsSeed<'a, 'c> {
+/// A table's rows, each checked as wide as the table's columns, inserted (unless checking) as
+/// it is decoded, and then dropped.
+struct RowsSeed<'a> {
     seed: PayloadSeed<'a>,
-    insert: TableInsert<'c>,
+    /// Prepared at the first row (a table without rows is not looked at).
+    insert: Option<TableInsert<'a>>,
     table: &'a str,
+    columns: &'a [String],
 }
 
-impl<'de> serde::de::DeserializeSeed<'de> for RowsSeed<'_, '_> {
+impl<'de> serde::de::DeserializeSeed<'de> for RowsSeed<'_> {
     type Value = ();
 
     fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
@@ -428,7 +394,7 @@ impl<'de> serde::de::DeserializeSeed<'de> for RowsSeed<'_, '_> {
     }
 }
 
-impl<'de> serde::de::Visitor<'de> for RowsSeed<'_, '_> {
+impl<'de> serde::de::Visitor<'de> for RowsSeed<'_> {
     type Value = ();
 
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -438,20 +404,29 @@ impl<'de> serde::de::Visitor<'de> for RowsSeed<'_, '_> {
     fn visit_seq<A: serde::de::SeqAccess<'de>>(mut self, mut seq: A) -> Result<(), A::Error> {
         use serde::de::Error;
         while let Some(row) = seq.next_element::<Vec<Cell>>()? {
-            if let Some(&missing) = self.insert.cells.iter().find(|&&i| i >= row.len()) {
+            if row.len() != self.columns.len() {
                 return Err(A::Error::custom(format!(
-                    "a row of table {} has {} cells, not the {} its columns name",
+                    "a row of table {} has {} cells for its {} columns",
                     self.table,
                     row.len(),
-                    missing + 1
+                    self.columns.len()
                 )));
             }
-            self.insert
-                .statement
-                .execute(rusqlite::params_from_iter(
-                    self.insert.cells.iter().map(|&i| &row[i]),
-                ))
-                .map_err(|e| self.seed.fail::<A::Error>(e))?;
+            if let Some(db) = self.seed.db {
+                if self.insert.is_none() {
+                    let prepared = TableInsert::prepare(db, self.table, self.columns)
+                        .map_err(|e| self.seed.fail::<A::Error>(e))?;
+                    self.insert = Some(prepared);
+                }
+                if let Some(insert) = &mut self.insert {
+                    insert
+                        .statement
+                        .execute(rusqlite::params_from_iter(
+                            insert.cells.iter().map(|&i| &row[i]),
+                        ))
+                        .map_err(|e| self.seed.fail::<A::Error>(e))?;
+                }
+            }
             self.seed.rows.set(self.seed.rows.get() + 1);
         }
         Ok(())

@@ -20,8 +20,9 @@ use tokio::io::{AsyncRead, AsyncSeek, AsyncWrite, ReadBuf};
 pub struct SnapshotBytes {
     file: tokio::fs::File,
     base: u64,
-    /// A seek was started and not yet completed (a completion without one, which tokio asks
-    /// for before each seek, reports where the file is, which may be before `base`).
+    /// A seek was started and not yet completed. (tokio asks for a completion before each
+    /// seek too; that one reports the position of the last seek made through tokio, 0 for a
+    /// file just handed over, which may be before `base`.)
     seeking: bool,
 }
 

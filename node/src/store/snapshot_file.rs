@@ -17,8 +17,10 @@
 //!
 //! A new snapshot is written to `snapshot.bin.tmp` (created with mode 0600), synced, renamed
 //! over `snapshot.bin`, and the directory synced: a crash leaves the old file or the new one, never a mix. Openraft
-//! purges the log only behind a snapshot it has been given, which is on disk by then. Reading
-//! checks the lengths and the hash, so a damaged file is an error, never a wrong snapshot.
+//! purges the log only behind a snapshot it has been given, which is on disk by then. Whatever
+//! reads the data checks the lengths and the hash (in pieces, as it reads), so a damaged file is
+//! an error, never a wrong snapshot; only a look at the meta alone ([`read_meta`], or the data
+//! handed to openraft by a build, which only keeps the meta) does not.
 
 use std::fs::File;
 use std::io::{Read, Write};
