@@ -24,6 +24,7 @@ const RDF_TYPE: &str = "http://www.w3.org/1999/02/22-rdf-syntax-ns#type";
 const DCAT: &str = "http://www.w3.org/ns/dcat#";
 const DCT: &str = "http://purl.org/dc/terms/";
 const HYDRA: &str = "http://www.w3.org/ns/hydra/core#";
+const DATA_THEME: &str = "http://publications.europa.eu/resource/authority/data-theme";
 
 fn classified(suffix: &str, classification: &str) -> Value {
     let mut l = example_listing(suffix);
@@ -112,6 +113,14 @@ fn check_page(triples: &[Triple]) -> anyhow::Result<(Vec<String>, Option<String>
             "the catalog has dct:{p}"
         );
     }
+    let taxonomy: Vec<String> = objects(triples, catalog, &format!("{DCAT}themeTaxonomy"))
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    ensure!(
+        taxonomy == [format!("<{DATA_THEME}>")],
+        "the catalog names the EU data themes as its theme taxonomy: {taxonomy:?}"
+    );
     let listed: BTreeSet<String> = objects(triples, catalog, &format!("{DCAT}dataset"))
         .into_iter()
         .map(ToString::to_string)
@@ -146,6 +155,17 @@ fn check_page(triples: &[Triple]) -> anyhow::Result<(Vec<String>, Option<String>
                     .starts_with("<http://publications.europa.eu/resource/authority/access-right/")
                 && (access[0].ends_with("/PUBLIC>") || access[0].ends_with("/RESTRICTED>")),
             "{d} dct:accessRights from the EU vocabulary: {access:?}"
+        );
+        // Every product here is a credit product: the EU data theme "economy and finance",
+        // besides this exchange's own concept for the category.
+        let themes: BTreeSet<String> = objects(triples, d, &format!("{DCAT}theme"))
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        ensure!(
+            themes.contains(&format!("<{DATA_THEME}/ECON>"))
+                && themes.contains("<urn:xchg:category:credit>"),
+            "{d} dcat:theme from the EU vocabulary and its own: {themes:?}"
         );
         for p in ["title", "description"] {
             let l = literal(&format!("{DCT}{p}"))?;

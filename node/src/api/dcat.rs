@@ -53,9 +53,107 @@ const PREFIXES: &[(&str, &str)] = &[
     ("xsd", "http://www.w3.org/2001/XMLSchema#"),
 ];
 
-/// The EU vocabularies DCAT-AP asks for: access rights and languages.
+/// The EU vocabularies DCAT-AP asks for: access rights, languages and data themes.
 const ACCESS_RIGHT: &str = "http://publications.europa.eu/resource/authority/access-right/";
 const LANGUAGE_ZH: &str = "http://publications.europa.eu/resource/authority/language/ZHO";
+const DATA_THEME: &str = "http://publications.europa.eu/resource/authority/data-theme";
+
+/// The EU data theme (DCAT-AP's controlled vocabulary for `dcat:theme`) of a listing category,
+/// for the categories whose theme is plain from their name; `None` for the others, which keep
+/// only this exchange's own concept.
+fn eu_data_theme(category: &str) -> Option<&'static str> {
+    const THEMES: &[(&str, &[&str])] = &[
+        (
+            "AGRI",
+            &["agriculture", "farming", "fishery", "forestry", "food"],
+        ),
+        (
+            "ECON",
+            &[
+                "economy",
+                "finance",
+                "credit",
+                "commerce",
+                "trade",
+                "business",
+                "enterprise",
+                "tax",
+            ],
+        ),
+        (
+            "EDUC",
+            &["education", "culture", "sport", "sports", "tourism"],
+        ),
+        ("ENER", &["energy", "power", "electricity"]),
+        (
+            "ENVI",
+            &[
+                "environment",
+                "climate",
+                "weather",
+                "meteorology",
+                "ecology",
+            ],
+        ),
+        (
+            "GOVE",
+            &[
+                "government",
+                "public-sector",
+                "public_sector",
+                "administration",
+            ],
+        ),
+        ("HEAL", &["health", "healthcare", "medical", "medicine"]),
+        ("INTR", &["international"]),
+        (
+            "JUST",
+            &["justice", "legal", "law", "public-safety", "public_safety"],
+        ),
+        (
+            "REGI",
+            &[
+                "regions", "region", "city", "cities", "urban", "housing", "land", "planning",
+            ],
+        ),
+        (
+            "SOCI",
+            &[
+                "society",
+                "social",
+                "population",
+                "employment",
+                "labour",
+                "labor",
+            ],
+        ),
+        (
+            "TECH",
+            &[
+                "science",
+                "technology",
+                "research",
+                "telecom",
+                "telecommunications",
+            ],
+        ),
+        (
+            "TRAN",
+            &[
+                "transport",
+                "traffic",
+                "logistics",
+                "mobility",
+                "aviation",
+                "shipping",
+            ],
+        ),
+    ];
+    THEMES
+        .iter()
+        .find(|(_, names)| names.contains(&category))
+        .map(|(code, _)| *code)
+}
 
 /// The query string.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
@@ -240,6 +338,7 @@ impl Page<'_> {
         g.add(c, "dct:publisher", Term::iri(&exchange));
         g.add(c, "foaf:homepage", Term::iri(&format!("{}/", self.base)));
         g.add(c, "dct:language", Term::iri(LANGUAGE_ZH));
+        g.add(c, "dcat:themeTaxonomy", Term::iri(DATA_THEME));
         for v in &datasets {
             g.add(c, "dcat:dataset", Term::iri(&self.dataset_iri(v)));
         }
@@ -287,6 +386,10 @@ impl Page<'_> {
         }
         let theme = format!("urn:xchg:category:{}", iri_part(&l.category));
         g.add(d, "dcat:theme", Term::iri(&theme));
+        let eu_theme = eu_data_theme(&l.category).map(|code| format!("{DATA_THEME}/{code}"));
+        if let Some(eu_theme) = &eu_theme {
+            g.add(d, "dcat:theme", Term::iri(eu_theme));
+        }
         let provider = format!(
             "urn:xchg:party:{}:{}",
             iri_part(&l.origin.to_string()),
@@ -336,6 +439,11 @@ impl Page<'_> {
 
         let t = g.node(Term::iri(&theme), "skos:Concept");
         g.add(t, "skos:prefLabel", Term::plain(&l.category));
+        if let Some(eu_theme) = &eu_theme {
+            let e = g.node(Term::iri(eu_theme), "skos:Concept");
+            g.add(e, "skos:inScheme", Term::iri(DATA_THEME));
+            g.add(t, "skos:broadMatch", Term::iri(eu_theme));
+        }
         let a = g.node(Term::iri(&provider), "foaf:Agent");
         g.add(a, "foaf:name", Term::lang(&l.provider.name, "zh"));
         g.add(a, "dct:identifier", Term::plain(l.provider.id.as_str()));
