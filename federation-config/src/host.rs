@@ -3,7 +3,7 @@
 //! machine that changes its address keeps its name in every config.
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
 use multiaddr::{Multiaddr, Protocol};
@@ -55,6 +55,50 @@ impl Host {
         let ip = self.ip()?;
         let broadcast = matches!(ip, IpAddr::V4(v4) if v4.is_broadcast());
         (ip.is_unspecified() || ip.is_multicast() || broadcast).then_some(ip)
+    }
+
+    /// Why a node reached here cannot listen on `bind`, if it cannot: nothing listens on a
+    /// multicast or broadcast address; a node reached at an address listens on it or on every
+    /// interface of its family (`0.0.0.0` takes IPv4 only, so it does not do for an IPv6
+    /// address; `::` takes both on Linux's default); one reached at `localhost` listens where
+    /// that name is, 127.0.0.1 or ::1 (or every interface). A node reached by another name may
+    /// listen anywhere: where the name leads is not known here. Inventories (`bind`) and node
+    /// configs (`listen.raft` against the member's `raft_addr`) are held to the same rules.
+    #[must_use]
+    pub fn bind_misfit(&self, bind: IpAddr) -> Option<String> {
+        let bind = bind.to_canonical();
+        let broadcast = matches!(bind, IpAddr::V4(v4) if v4.is_broadcast());
+        if bind.is_multicast() || broadcast {
+            return Some(format!(
+                "{bind} is a multicast or broadcast address, which nothing listens on; name the \
+                 machine's own address, or 0.0.0.0 (or ::) for all of them"
+            ));
+        }
+        match self {
+            Host::Ip(ip @ IpAddr::V6(_)) if bind == IpAddr::V4(Ipv4Addr::UNSPECIFIED) => {
+                Some(format!(
+                    "0.0.0.0 takes IPv4 connections only, and the node is reached at the IPv6 \
+                     address {ip}: listen on {ip} or on :: (every interface)"
+                ))
+            }
+            _ if bind.is_unspecified() => None,
+            Host::Ip(ip) if bind != *ip => Some(format!(
+                "{bind} is not {ip}, the node's host: a node reached at an address listens on it \
+                 or on every interface (0.0.0.0 or ::); name the host by its DNS name to listen \
+                 on another address"
+            )),
+            Host::Name(_)
+                if self.is_loopback()
+                    && bind != IpAddr::V4(Ipv4Addr::LOCALHOST)
+                    && bind != IpAddr::V6(Ipv6Addr::LOCALHOST) =>
+            {
+                Some(format!(
+                    "{bind} is not where localhost is (127.0.0.1 or ::1): the others would not \
+                     reach the node there"
+                ))
+            }
+            _ => None,
+        }
     }
 
     /// Its address, if it is one.

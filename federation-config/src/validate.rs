@@ -441,19 +441,20 @@ impl Checker<'_> {
     fn listen_matches_member(&mut self, listen: SocketAddr, index: usize, member: &HostPort) {
         // Binding all interfaces on the member's port is how a node behind NAT or in a
         // container listens at its advertised address; a member named by host name is reached
-        // at whatever the name resolves to, so only its port is known to match.
-        let same = listen.port() == member.port
-            && match member.host.ip() {
-                Some(ip) => listen.ip().is_unspecified() || listen.ip().to_canonical() == ip,
-                None => true,
-            };
-        if !same {
+        // at whatever the name resolves to (`localhost` excepted), so only its port is known
+        // to match. The rules are an inventory's `bind` rules (`Host::bind_misfit`).
+        if listen.port() != member.port {
             self.report.error(
                 "listen.raft",
                 format!(
                     "{listen} differs from zone.members[{index}].raft_addr ({member}); the zone \
                      reaches this node at its member address"
                 ),
+            );
+        } else if let Some(why) = member.host.bind_misfit(listen.ip()) {
+            self.report.error(
+                "listen.raft",
+                format!("{listen}, where zone.members[{index}].raft_addr is {member}: {why}"),
             );
         }
     }

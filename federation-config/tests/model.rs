@@ -258,6 +258,52 @@ fn a_member_named_by_host_name_is_matched_to_the_listener_by_port() {
     );
 }
 
+/// A node config is held to an inventory's `bind` rules: nothing listens on multicast, 0.0.0.0
+/// takes no IPv6 connection, and a member at `localhost` listens on loopback.
+#[test]
+fn a_listener_that_the_member_address_cannot_reach_is_refused() {
+    let base = fixture("three_members_with_outside.toml");
+    let with = |raft_addr: &str, listen: &str| {
+        base.replace(
+            "raft_addr = \"127.0.0.1:7101\"",
+            &format!("raft_addr = \"{raft_addr}\""),
+        )
+        .replace("raft = \"127.0.0.1:7101\"", &format!("raft = \"{listen}\""))
+    };
+    let refused = |raft_addr: &str, listen: &str, why: &str| {
+        let err = parse_at(&with(raft_addr, listen), common::NOW).expect_err(listen);
+        assert!(
+            errors(&err)
+                .iter()
+                .any(|e| e.starts_with("listen.raft: ") && e.contains(why)),
+            "{raft_addr} / {listen}: {err}"
+        );
+    };
+    refused(
+        "[fd00::1]:7101",
+        "0.0.0.0:7101",
+        "takes IPv4 connections only",
+    );
+    refused(
+        "localhost:7101",
+        "10.0.0.5:7101",
+        "is not where localhost is",
+    );
+    refused("127.0.0.1:7101", "224.0.0.1:7101", "multicast");
+    refused("10.0.0.5:7101", "10.0.0.6:7101", "is not 10.0.0.5");
+    for (raft_addr, listen) in [
+        ("[fd00::1]:7101", "[::]:7101"),
+        ("[fd00::1]:7101", "[fd00::1]:7101"),
+        ("localhost:7101", "127.0.0.1:7101"),
+        ("localhost:7101", "0.0.0.0:7101"),
+        ("xc-1.example.cn:7101", "10.0.0.5:7101"),
+        ("10.0.0.5:7101", "0.0.0.0:7101"),
+    ] {
+        parse_at(&with(raft_addr, listen), common::NOW)
+            .unwrap_or_else(|e| panic!("{raft_addr} / {listen}: {e}"));
+    }
+}
+
 #[test]
 fn an_outside_agreement_must_state_every_term() {
     let text = fixture("three_members_with_outside.toml").replace(

@@ -283,7 +283,7 @@ pub fn add_node(opts: &AddNodeOptions, now: Timestamp) -> Result<AddedNode, AddN
         .bind
         .unwrap_or_else(|| super::inventory::bind_of(&host))
         .to_canonical();
-    if let Some(why) = super::inventory::bind_misfit(&host, bind) {
+    if let Some(why) = host.bind_misfit(bind) {
         return Err(AddNodeError::Bind(why));
     }
     if layout.api_ca.is_none() && !(host.is_loopback() && bind.is_loopback()) {

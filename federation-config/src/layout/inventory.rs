@@ -651,7 +651,7 @@ impl Inventory {
                          machine's own address or host name"
                     ),
                 );
-            } else if let Some(why) = bind_misfit(&addrs.host, addrs.bind) {
+            } else if let Some(why) = addrs.host.bind_misfit(addrs.bind) {
                 report.error(&bind_path, why);
             }
             let ports = [
@@ -692,41 +692,6 @@ impl Inventory {
                 );
             }
         }
-    }
-}
-
-/// Why a node reached at `host` cannot listen on `bind`, if it cannot: nothing listens on a
-/// multicast or broadcast address; a node reached at an address listens on it or on every
-/// interface; one reached at `localhost` listens where that name is, 127.0.0.1 or ::1 (or every
-/// interface). The node config refuses the same (`listen.raft` against its member address).
-pub(super) fn bind_misfit(host: &Host, bind: IpAddr) -> Option<String> {
-    let broadcast = matches!(bind, IpAddr::V4(v4) if v4.is_broadcast());
-    if bind.is_multicast() || broadcast {
-        return Some(format!(
-            "{bind} is a multicast or broadcast address, which nothing listens on; name the \
-             machine's own address, or 0.0.0.0 (or ::) for all of them"
-        ));
-    }
-    if bind.is_unspecified() {
-        return None;
-    }
-    match host {
-        Host::Ip(ip) if bind != *ip => Some(format!(
-            "{bind} is not {ip}, the node's host: a node reached at an address listens on it or \
-             on every interface (0.0.0.0 or ::); name the host by its DNS name to listen on \
-             another address"
-        )),
-        Host::Name(_)
-            if host.is_loopback()
-                && !matches!(bind, IpAddr::V4(v4) if v4 == Ipv4Addr::LOCALHOST)
-                && bind != IpAddr::V6(std::net::Ipv6Addr::LOCALHOST) =>
-        {
-            Some(format!(
-                "{bind} is not where localhost is (127.0.0.1 or ::1): the others would not reach \
-                 the node there"
-            ))
-        }
-        _ => None,
     }
 }
 

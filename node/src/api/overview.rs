@@ -41,9 +41,13 @@ const PROBE_CONCURRENCY: usize = 32;
 const PROBE_TIMEOUT: Duration = Duration::from_millis(800);
 /// How long a peer's API host name may take to resolve before it is not asked.
 const NAME_LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
-/// Most host names pinned at once ([`Pins`]); past it the oldest pins go (they are made again at
-/// the next overview that needs them).
-const MAX_PINS: usize = 1024;
+/// Most peers' API host names looked up for one overview.
+const MAX_NAMED: usize = 32;
+/// How long what a lookup found is reused, so that a dashboard polling the overview does not
+/// look every name up again each time.
+const NAME_CHECK_TTL: Duration = Duration::from_secs(60);
+/// Most lookups remembered ([`NameChecks`]); past it they are forgotten and made again.
+const MAX_NAME_CHECKS: usize = 1024;
 /// Largest status document read (a real one is well under 4 KiB).
 const MAX_STATUS_BYTES: usize = 64 * 1024;
 /// Longest name, role or id kept from a remote status document.
@@ -450,66 +454,89 @@ pub struct Named {
     pub connected: IpAddr,
 }
 
-/// Host names of peers' APIs, each pinned to the address it was found to resolve to when that
-/// was the address the peer connected from: the probe then goes to that address (its
-/// certificate checked against the name), whatever the name resolves to by the time it is
-/// sent. Other names are resolved by the system resolver as usual.
+/// A peer's API declared by host name, confirmed: the address its probe goes to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Confirmed {
+    /// What is asked.
+    pub target: Target,
+    /// The API URL's host name (the certificate is checked against it).
+    pub host: String,
+    /// Where the name led to the peer: the probe connects here and nowhere else.
+    pub addr: SocketAddr,
+}
+
+/// What recent lookups of peers' API host names found, by host, port and the address the peer
+/// connected from: the address to ask, or `None` (the name did not lead there).
 #[derive(Debug, Clone, Default)]
-pub struct Pins(Arc<Mutex<HashMap<String, IpAddr>>>);
+pub struct NameChecks(Arc<Mutex<HashMap<NameKey, NameFound>>>);
 
-impl Pins {
-    fn get(&self, host: &str) -> Option<IpAddr> {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(host)
-            .copied()
+/// A looked-up name: its host, port, and the address of the peer that declared it.
+type NameKey = (String, u16, IpAddr);
+/// When it was looked up, and the address found to ask (`None`: the name did not lead there).
+type NameFound = (std::time::Instant, Option<IpAddr>);
+
+impl NameChecks {
+    fn get(&self, key: &NameKey) -> Option<Option<IpAddr>> {
+        let checks = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        checks
+            .get(key)
+            .filter(|(at, _)| at.elapsed() < NAME_CHECK_TTL)
+            .map(|(_, found)| *found)
     }
 
-    fn pin(&self, host: &str, ip: IpAddr) {
-        let mut pins = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        if pins.len() >= MAX_PINS && !pins.contains_key(host) {
-            pins.clear();
+    fn put(&self, key: NameKey, found: Option<IpAddr>) {
+        let mut checks = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if checks.len() >= MAX_NAME_CHECKS {
+            checks.clear();
         }
-        pins.insert(host.to_owned(), ip);
+        checks.insert(key, (std::time::Instant::now(), found));
     }
 }
 
-/// The resolver of the probe client: a pinned name's address, else the system's lookup.
-struct PinnedResolver(Pins);
-
-impl reqwest::dns::Resolve for PinnedResolver {
-    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let pinned = self.0.get(name.as_str());
-        let host = name.as_str().to_owned();
-        Box::pin(async move {
-            let addrs: Vec<SocketAddr> = match pinned {
-                Some(ip) => vec![SocketAddr::new(ip, 0)],
-                None => tokio::net::lookup_host((host.as_str(), 0)).await?.collect(),
-            };
-            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+/// The address of `named`'s host that the peer connected from (or, for a peer on loopback, a
+/// loopback address of the name when it has not that one), if the name resolves there within
+/// [`NAME_LOOKUP_TIMEOUT`] (system resolver).
+async fn look_up(named: &Named) -> Option<IpAddr> {
+    let lookup = tokio::net::lookup_host((named.host.as_str(), named.port));
+    let addrs: Vec<IpAddr> = match tokio::time::timeout(NAME_LOOKUP_TIMEOUT, lookup).await {
+        Ok(Ok(addrs)) => addrs.map(|a| a.ip().to_canonical()).collect(),
+        Ok(Err(_)) | Err(_) => return None,
+    };
+    let connected = named.connected.to_canonical();
+    addrs
+        .iter()
+        .copied()
+        .find(|ip| *ip == connected)
+        .or_else(|| {
+            connected
+                .is_loopback()
+                .then(|| addrs.iter().copied().find(IpAddr::is_loopback))
+                .flatten()
         })
-    }
 }
 
-/// The peers of `named` whose host name resolves (within [`NAME_LOOKUP_TIMEOUT`], by the
-/// system resolver) to the address the peer connected from, or to a loopback address when it
-/// connected over loopback; each name is pinned in `pins` to that address. A name that does
-/// not resolve, or resolves elsewhere, is not asked: a peer cannot make this node call another
-/// machine by declaring a name.
-pub async fn confirm_named(pins: &Pins, named: Vec<Named>) -> Vec<Target> {
-    futures::stream::iter(named)
+/// The first [`MAX_NAMED`] peers of `named` whose host name resolves to the address the peer
+/// connected from ([`look_up`], or what a lookup found within [`NAME_CHECK_TTL`]), each with
+/// that address, which is the only one its probe may connect to. A name that does not resolve,
+/// or resolves elsewhere, is not asked: a peer cannot make this node call another machine by
+/// declaring a name, nor by changing where the name leads after it was looked up.
+pub async fn confirm_named(checks: &NameChecks, named: Vec<Named>) -> Vec<Confirmed> {
+    futures::stream::iter(named.into_iter().take(MAX_NAMED))
         .map(|n| async move {
-            let lookup = tokio::net::lookup_host((n.host.as_str(), n.port));
-            let addrs = match tokio::time::timeout(NAME_LOOKUP_TIMEOUT, lookup).await {
-                Ok(Ok(addrs)) => addrs,
-                Ok(Err(_)) | Err(_) => return None,
+            let key = (n.host.clone(), n.port, n.connected);
+            let found = match checks.get(&key) {
+                Some(found) => found,
+                None => {
+                    let found = look_up(&n).await;
+                    checks.put(key, found);
+                    found
+                }
             };
-            let same =
-                |ip: IpAddr| ip == n.connected || (ip.is_loopback() && n.connected.is_loopback());
-            let ip = addrs.map(|a| a.ip()).find(|ip| same(*ip))?;
-            pins.pin(&n.host, ip);
-            Some(n.target)
+            found.map(|ip| Confirmed {
+                addr: SocketAddr::new(ip, n.port),
+                host: n.host,
+                target: n.target,
+            })
         })
         .buffer_unordered(PROBE_CONCURRENCY)
         .filter_map(std::future::ready)
@@ -689,23 +716,38 @@ pub fn assemble(
 /// # Errors
 /// If the CA file cannot be read.
 pub fn client(ca: Option<&std::path::Path>) -> Result<PeerClient, String> {
-    let pins = Pins::default();
-    let http = super::tls::client_builder(ca)
+    Ok(PeerClient {
+        http: probe_client(ca, None)?,
+        ca: ca.map(std::path::Path::to_owned),
+        checks: NameChecks::default(),
+    })
+}
+
+/// The probe client; with `pinned`, one that connects to that host name only at that address.
+fn probe_client(
+    ca: Option<&std::path::Path>,
+    pinned: Option<(&str, SocketAddr)>,
+) -> Result<reqwest::Client, String> {
+    let mut builder = super::tls::client_builder(ca)
         .map_err(|e| e.to_string())?
         .timeout(PROBE_TIMEOUT)
         .redirect(reqwest::redirect::Policy::none())
-        .no_proxy()
-        .dns_resolver(Arc::new(PinnedResolver(pins.clone())))
+        .no_proxy();
+    if let Some((host, addr)) = pinned {
+        builder = builder.resolve(host, addr);
+    }
+    builder
         .build()
-        .map_err(|e| format!("cannot build the HTTP client for other nodes' APIs: {e}"))?;
-    Ok(PeerClient { http, pins })
+        .map_err(|e| format!("cannot build the HTTP client for other nodes' APIs: {e}"))
 }
 
-/// The client for other nodes' APIs, and the host names it is pinned to.
+/// The clients for other nodes' APIs: the shared one, and what is needed to make one pinned to
+/// a confirmed peer's address ([`confirm_named`]).
 #[derive(Debug, Clone)]
 pub struct PeerClient {
     http: reqwest::Client,
-    pins: Pins,
+    ca: Option<std::path::PathBuf>,
+    checks: NameChecks,
 }
 
 /// A transport failure as the overview shows it: its class, never the remote's words.
@@ -776,17 +818,18 @@ pub async fn overview(
     let config = &state.config;
     let peers = state.federation.peer_identities().await;
     let mut found = find(config, &state.federation.members(), &peers);
-    for target in confirm_named(&state.peers_http.pins, std::mem::take(&mut found.named)).await {
-        if found.targets.len() < MAX_PROBES
-            && !found.targets.iter().any(|t| t.api_url == target.api_url)
-        {
-            found.targets.push(target);
+    let named = std::mem::take(&mut found.named);
+    let mut asks: Vec<(Target, Option<(String, SocketAddr)>)> =
+        found.targets.into_iter().map(|t| (t, None)).collect();
+    for c in confirm_named(&state.peers_http.checks, named).await {
+        if asks.len() < MAX_PROBES && !asks.iter().any(|(t, _)| t.api_url == c.target.api_url) {
+            asks.push((c.target, Some((c.host, c.addr))));
         }
     }
     let own_name = config.node.name.to_string();
     let own_zone = config.zone.id.to_string();
-    let probes = futures::stream::iter(found.targets)
-        .map(|target| {
+    let probes = futures::stream::iter(asks)
+        .map(|(target, pinned)| {
             let state = state.clone();
             let local = target.node == own_name && target.zone == own_zone;
             async move {
@@ -796,7 +839,16 @@ pub async fn overview(
                     let Json(s) = status::get_status(State(state)).await;
                     Ok(RemoteStatus::from(s))
                 } else {
-                    probe(&state.peers_http.http, &target).await
+                    match &pinned {
+                        None => probe(&state.peers_http.http, &target).await,
+                        Some((host, addr)) => {
+                            let ca = state.peers_http.ca.as_deref();
+                            match probe_client(ca, Some((host, *addr))) {
+                                Ok(client) => probe(&client, &target).await,
+                                Err(e) => Err(e),
+                            }
+                        }
+                    }
                 };
                 Probe { target, outcome }
             }
@@ -1248,24 +1300,28 @@ mod tests {
         assert_eq!(found.links[0].node, "municipal-1");
     }
 
-    /// A name is asked only if it resolves to where the peer connected from, and the probe is
-    /// then pinned to that address.
+    /// A name is asked only if it resolves to where the peer connected from, and then only at
+    /// that address (the connection's own when the name has it among several).
     #[tokio::test]
-    async fn a_host_name_is_asked_only_where_the_peer_connected_from_and_pinned_there() {
+    async fn a_host_name_is_asked_only_where_the_peer_connected_from() {
         let named = |host: &str, connected: &str| Named {
             target: target(&format!("https://{host}:7443"), "xuchang/municipal", "m-1"),
             host: host.into(),
             port: 7443,
             connected: connected.parse().expect("ip"),
         };
-        let pins = Pins::default();
-        let confirmed = confirm_named(&pins, vec![named("localhost", "127.0.0.1")]).await;
+        let checks = NameChecks::default();
+        let confirmed = confirm_named(&checks, vec![named("localhost", "127.0.0.1")]).await;
         assert_eq!(confirmed.len(), 1);
-        assert!(pins.get("localhost").is_some_and(|ip| ip.is_loopback()));
+        assert_eq!(
+            confirmed[0].addr,
+            "127.0.0.1:7443".parse::<SocketAddr>().expect("addr"),
+            "the connection's address, even when the name resolves to ::1 first"
+        );
+        assert_eq!(confirmed[0].host, "localhost");
 
-        let pins = Pins::default();
         let refused = confirm_named(
-            &pins,
+            &checks,
             vec![
                 named("localhost", "10.9.9.9"),
                 named("no-such-host.invalid", "10.9.9.9"),
@@ -1273,17 +1329,22 @@ mod tests {
         )
         .await;
         assert!(refused.is_empty(), "{refused:?}");
-        assert!(pins.get("localhost").is_none());
 
-        // The probe client's resolver answers a pinned name with its pin, without a lookup.
-        pins.pin("pinned.invalid", "10.1.2.3".parse().expect("ip"));
-        let resolver = PinnedResolver(pins.clone());
-        let name: reqwest::dns::Name = "pinned.invalid".parse().expect("name");
-        let addrs: Vec<SocketAddr> = reqwest::dns::Resolve::resolve(&resolver, name)
-            .await
-            .expect("pinned")
+        // What a lookup found is reused: a remembered refusal stays a refusal, whatever the
+        // name would resolve to now.
+        checks.put(
+            ("localhost".into(), 7443, "127.0.0.1".parse().expect("ip")),
+            None,
+        );
+        let remembered = confirm_named(&checks, vec![named("localhost", "127.0.0.1")]).await;
+        assert!(remembered.is_empty(), "{remembered:?}");
+
+        // At most MAX_NAMED names are looked up for one overview.
+        let many: Vec<Named> = (0..MAX_NAMED + 5)
+            .map(|_| named("localhost", "127.0.0.1"))
             .collect();
-        assert_eq!(addrs, ["10.1.2.3:0".parse::<SocketAddr>().expect("addr")]);
+        let fresh = NameChecks::default();
+        assert_eq!(confirm_named(&fresh, many).await.len(), MAX_NAMED);
     }
 
     #[test]
