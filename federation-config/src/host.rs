@@ -59,11 +59,12 @@ impl Host {
 
     /// Why a node reached here cannot listen on `bind`, if it cannot: nothing listens on a
     /// multicast or broadcast address; a node reached at an address listens on it or on every
-    /// interface of its family (`0.0.0.0` takes IPv4 only, so it does not do for an IPv6
-    /// address; `::` takes both on Linux's default); one reached at `localhost` listens where
-    /// that name is, 127.0.0.1 or ::1 (or every interface). A node reached by another name may
-    /// listen anywhere: where the name leads is not known here. Inventories (`bind`) and node
-    /// configs (`listen.raft` against the member's `raft_addr`) are held to the same rules.
+    /// interface (`0.0.0.0` or `::`, whatever the address's family: behind NAT or in a
+    /// container, a public IPv6 address may well be forwarded to an IPv4 listener); one reached
+    /// at `localhost` listens where that name is, 127.0.0.1 or ::1 (or every interface). A node
+    /// reached by another name may listen anywhere: where the name leads is not known here.
+    /// Inventories (`bind`) and node configs (`listen.raft` against the member's `raft_addr`)
+    /// are held to the same rules.
     #[must_use]
     pub fn bind_misfit(&self, bind: IpAddr) -> Option<String> {
         let bind = bind.to_canonical();
@@ -75,12 +76,6 @@ impl Host {
             ));
         }
         match self {
-            Host::Ip(ip @ IpAddr::V6(_)) if bind == IpAddr::V4(Ipv4Addr::UNSPECIFIED) => {
-                Some(format!(
-                    "0.0.0.0 takes IPv4 connections only, and the node is reached at the IPv6 \
-                     address {ip}: listen on {ip} or on :: (every interface)"
-                ))
-            }
             _ if bind.is_unspecified() => None,
             Host::Ip(ip) if bind != *ip => Some(format!(
                 "{bind} is not {ip}, the node's host: a node reached at an address listens on it \

@@ -716,20 +716,20 @@ pub fn assemble(
 /// # Errors
 /// If the CA file cannot be read.
 pub fn client(ca: Option<&std::path::Path>) -> Result<PeerClient, String> {
+    let trusted = super::tls::trusted_certificates(ca).map_err(|e| e.to_string())?;
     Ok(PeerClient {
-        http: probe_client(ca, None)?,
-        ca: ca.map(std::path::Path::to_owned),
+        http: probe_client(&trusted, None)?,
+        trusted,
         checks: NameChecks::default(),
     })
 }
 
 /// The probe client; with `pinned`, one that connects to that host name only at that address.
 fn probe_client(
-    ca: Option<&std::path::Path>,
+    trusted: &[reqwest::Certificate],
     pinned: Option<(&str, SocketAddr)>,
 ) -> Result<reqwest::Client, String> {
-    let mut builder = super::tls::client_builder(ca)
-        .map_err(|e| e.to_string())?
+    let mut builder = super::tls::client_builder_trusting(trusted)
         .timeout(PROBE_TIMEOUT)
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy();
@@ -746,7 +746,8 @@ fn probe_client(
 #[derive(Debug, Clone)]
 pub struct PeerClient {
     http: reqwest::Client,
-    ca: Option<std::path::PathBuf>,
+    /// The certificates of `[api] ca_cert`, read once.
+    trusted: Vec<reqwest::Certificate>,
     checks: NameChecks,
 }
 
@@ -842,8 +843,8 @@ pub async fn overview(
                     match &pinned {
                         None => probe(&state.peers_http.http, &target).await,
                         Some((host, addr)) => {
-                            let ca = state.peers_http.ca.as_deref();
-                            match probe_client(ca, Some((host, *addr))) {
+                            let trusted = &state.peers_http.trusted;
+                            match probe_client(trusted, Some((host, *addr))) {
                                 Ok(client) => probe(&client, &target).await,
                                 Err(e) => Err(e),
                             }

@@ -83,19 +83,37 @@ pub fn acceptor(tls: &ApiTls) -> Result<TlsAcceptor, ApiTlsError> {
 /// # Errors
 /// [`ApiTlsError`] if `ca` cannot be read or holds no certificate.
 pub fn client_builder(ca: Option<&Path>) -> Result<reqwest::ClientBuilder, ApiTlsError> {
-    let mut builder = reqwest::Client::builder()
-        .use_rustls_tls()
-        .tls_built_in_root_certs(false);
-    if let Some(path) = ca {
-        for cert in read_certificates(path)? {
-            let cert = reqwest::Certificate::from_der(&cert).map_err(|e| ApiTlsError::File {
+    Ok(client_builder_trusting(&trusted_certificates(ca)?))
+}
+
+/// The certificates of `ca` (a PEM file) as a client takes them; none without a file.
+///
+/// # Errors
+/// [`ApiTlsError`] if `ca` cannot be read or holds no certificate.
+pub fn trusted_certificates(ca: Option<&Path>) -> Result<Vec<reqwest::Certificate>, ApiTlsError> {
+    let Some(path) = ca else {
+        return Ok(Vec::new());
+    };
+    read_certificates(path)?
+        .iter()
+        .map(|cert| {
+            reqwest::Certificate::from_der(cert).map_err(|e| ApiTlsError::File {
                 path: path.to_owned(),
                 what: format!("a certificate is unusable: {e}"),
-            })?;
-            builder = builder.add_root_certificate(cert);
-        }
-    }
-    Ok(builder)
+            })
+        })
+        .collect()
+}
+
+/// A client builder trusting exactly `certificates` for HTTPS (read once by
+/// [`trusted_certificates`]).
+pub fn client_builder_trusting(certificates: &[reqwest::Certificate]) -> reqwest::ClientBuilder {
+    certificates.iter().cloned().fold(
+        reqwest::Client::builder()
+            .use_rustls_tls()
+            .tls_built_in_root_certs(false),
+        reqwest::ClientBuilder::add_root_certificate,
+    )
 }
 
 #[cfg(test)]
