@@ -458,9 +458,9 @@ impl SnapshotFile {
     }
 
     /// Stores the data of `data` from `base` to its end as the snapshot `meta` describes,
-    /// unless the stored one is newer (see [`SnapshotFile::store_encoded`]): read twice in
-    /// pieces (once for its hash, which the header starts with, once to copy it), never held
-    /// whole. Blocking.
+    /// unless the stored one is newer (see [`SnapshotFile::store_encoded`]): read once, in
+    /// pieces, hashed as it is copied, never held whole; the header, which starts with the
+    /// hash, is written last, over a blank one. Blocking.
     ///
     /// # Errors
     /// `data` cannot be read, or the file cannot be written; the stored snapshot is then
@@ -475,12 +475,18 @@ impl SnapshotFile {
         if self.stored().is_some_and(|at| at > meta.last_log_id) {
             return Ok(false);
         }
-        data.seek(SeekFrom::Start(base))?;
-        let head = head_read(meta, data)?;
-        let data_len = data.stream_position()? - base;
+        let encoded = to_cbor(meta)?;
+        let meta_len = u32::try_from(encoded.len())
+            .ok()
+            .filter(|n| *n <= MAX_META_LEN)
+            .ok_or_else(|| std::io::Error::other(format!("meta of {} bytes", encoded.len())))?;
+        let data_len = data.metadata()?.len().saturating_sub(base);
         self.replace_unless_newer(meta.last_log_id, |out| {
             data.seek(SeekFrom::Start(base))?;
-            out.write_all(&head)?;
+            out.write_all(&[0u8; HEADER_LEN])?;
+            out.write_all(&encoded)?;
+            let mut hash = Sha256::new();
+            hash.update(&encoded);
             let mut piece = vec![0u8; STREAM_BUFFER];
             let (mut copied, mut unsynced) = (0u64, 0usize);
             loop {
@@ -489,6 +495,7 @@ impl SnapshotFile {
                     break;
                 }
                 out.write_all(&piece[..n])?;
+                hash.update(&piece[..n]);
                 copied += n as u64;
                 unsynced += n;
                 if unsynced >= SYNC_EVERY {
@@ -498,11 +505,17 @@ impl SnapshotFile {
             }
             if copied != data_len {
                 return Err(std::io::Error::other(format!(
-                    "the snapshot's data changed while it was stored ({data_len} bytes hashed, \
-                     {copied} copied)"
+                    "the snapshot's data changed while it was stored ({data_len} bytes when it \
+                     started, {copied} copied)"
                 )));
             }
-            Ok(())
+            let header = Header {
+                meta_len,
+                data_len,
+                hash: hash.finalize().into(),
+            };
+            out.seek(SeekFrom::Start(0))?;
+            out.write_all(&header.encode())
         })
     }
 

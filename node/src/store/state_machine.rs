@@ -223,33 +223,12 @@ impl StateMachine {
         let unstored = match received {
             None => None,
             Some((mut data, base)) => tokio::task::spawn_blocking(move || {
-                use std::io::{Seek as _, SeekFrom};
-                let total = data.metadata()?.len().saturating_sub(base);
+                let mut report = logged_progress("checking the snapshot received");
+                let mut reader = data_reader(&mut data, base, &mut report)?;
                 tracing::info!(
                     snapshot = %stored_meta.snapshot_id,
-                    bytes = total,
+                    bytes = reader.get_ref().total,
                     "snapshot received; checking and storing it before it is installed"
-                );
-                data.seek(SeekFrom::Start(base))?;
-                let mut progress = snapshot::Progress::new(snapshot::PROGRESS_EVERY);
-                let mut report = |done: u64, total: u64| {
-                    if progress.due() {
-                        tracing::info!(
-                            bytes = done,
-                            of = total,
-                            "checking the snapshot received: {}%",
-                            done * 100 / total.max(1)
-                        );
-                    }
-                };
-                let mut reader = std::io::BufReader::with_capacity(
-                    1 << 20,
-                    Counted {
-                        inner: &mut data,
-                        done: 0,
-                        total,
-                        report: &mut report,
-                    },
                 );
                 snapshot::check_streamed(&mut reader)?;
                 drop(reader);
@@ -262,38 +241,14 @@ impl StateMachine {
         };
         let path = self.db.snapshot.path().to_owned();
         let writer = self.db.sm_writer.lock().await.map_err(|e| sm_write(&e))?;
-        let mut progress = snapshot::Progress::new(snapshot::PROGRESS_EVERY);
-        let mut report = |done: u64, total: u64| {
-            if progress.due() {
-                tracing::info!(
-                    bytes = done,
-                    of = total,
-                    "installing a snapshot: {}%",
-                    done * 100 / total.max(1)
-                );
-            }
-        };
+        let mut report = logged_progress("installing a snapshot");
         // Every row in one transaction (a snapshot holds every listing of the zone): seconds
         // for a large catalog, so the runtime is told to move its other tasks away.
         let rows = long_blocking(|| {
             in_transaction(&writer, || match unstored {
                 Some((mut data, base)) => {
-                    use std::io::{Seek as _, SeekFrom};
-                    let total = data
-                        .metadata()
-                        .map_err(undecodable)?
-                        .len()
-                        .saturating_sub(base);
-                    data.seek(SeekFrom::Start(base)).map_err(undecodable)?;
-                    let mut reader = std::io::BufReader::with_capacity(
-                        1 << 20,
-                        Counted {
-                            inner: data,
-                            done: 0,
-                            total,
-                            report: &mut report,
-                        },
-                    );
+                    let mut reader =
+                        data_reader(&mut data, base, &mut report).map_err(undecodable)?;
                     snapshot::restore(&writer, &mut reader, meta)
                 }
                 None => {
@@ -335,6 +290,42 @@ impl StateMachine {
         self.signals.outbox.notify_one();
         Ok(())
     }
+}
+
+/// A report of a long piece of work on a snapshot's bytes: `WHAT: N%` in the log, at most every
+/// [`snapshot::PROGRESS_EVERY`].
+fn logged_progress(what: &'static str) -> impl FnMut(u64, u64) {
+    let mut progress = snapshot::Progress::new(snapshot::PROGRESS_EVERY);
+    move |done, total| {
+        if progress.due() {
+            tracing::info!(
+                bytes = done,
+                of = total,
+                "{what}: {}%",
+                done * 100 / total.max(1)
+            );
+        }
+    }
+}
+
+/// A buffered reader of `data` from `base` to its end, telling `report` how far it has come.
+fn data_reader<'a>(
+    data: &'a mut std::fs::File,
+    base: u64,
+    report: &'a mut dyn FnMut(u64, u64),
+) -> std::io::Result<std::io::BufReader<Counted<'a, &'a mut std::fs::File>>> {
+    use std::io::{Seek as _, SeekFrom};
+    let total = data.metadata()?.len().saturating_sub(base);
+    data.seek(SeekFrom::Start(base))?;
+    Ok(std::io::BufReader::with_capacity(
+        1 << 20,
+        Counted {
+            inner: data,
+            done: 0,
+            total,
+            report,
+        },
+    ))
 }
 
 /// A reader that tells `report` how many of `total` bytes have passed through it.
