@@ -373,6 +373,7 @@ pub async fn start(
     // the member is kept out of elections until it catches up ([`bootstrap::guard_restored`]).
     let restored = restored_marker.exists();
     let mut sm = sm;
+    let mut restored_at = None;
     if restored {
         let raft_err = |e: &dyn std::fmt::Display| StartError::Raft(e.to_string());
         let mut log_store = log.clone();
@@ -382,7 +383,7 @@ pub async fn start(
         let (applied, _) = openraft::storage::RaftStateMachine::applied_state(&mut sm)
             .await
             .map_err(|e| raft_err(&e))?;
-
+        restored_at = applied;
         if let (None, Some(at)) = (vote, applied) {
             // For no member (id 0): in that term, every real member's vote compares above it,
             // so the zone's leader is followed at once (a vote for itself would outrank the
@@ -479,7 +480,7 @@ pub async fn start(
     tasks.spawn(crate::raft::progress::run(raft.clone(), stop_rx.clone()));
     let amnesia = bootstrap::Amnesia::default();
     if restored {
-        amnesia.set_restored();
+        amnesia.set_restored(restored_at);
     }
     let policy_digest = config.zone_policy_digest();
     let policy_check = consistency::PolicyCheck::default();
@@ -536,6 +537,7 @@ pub async fn start(
             members.clone(),
             election_timing,
             amnesia.clone(),
+            removal.clone(),
             restored_marker,
             stop_rx.clone(),
         ));

@@ -448,3 +448,98 @@ async fn a_backup_of_another_zone_is_refused_by_restore_and_by_the_node() -> any
     );
     Ok(())
 }
+
+/// Found by an attacker's review: a member restored from a backup whose position lay beyond its
+/// zone's log took itself for caught up at once, voted again, and could then be elected and
+/// overwrite writes the zone had acknowledged. Here the backup is genuine: taken before the
+/// whole zone was restored from an older one. The member is taken out of its zone, says why,
+/// and the zone goes on without it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_restored_from_a_backup_ahead_of_its_zone_is_kept_out() -> anyhow::Result<()> {
+    let mut zone = Zone::generate("single-zone", 3)?;
+    zone.start_all()?;
+    let tokens = zone.tokens().clone();
+    let listing = for_party(
+        example_listing("ahead"),
+        zone.zone_party("xuchang/municipal"),
+    );
+    let files = tempfile::tempdir()?;
+    let offline = |name: &str| files.path().join(name).display().to_string();
+    // `writes` listings, then the zone stopped and its first node backed up offline to `out`.
+    let write_then_back_up = async |zone: &mut Zone, writes: usize, out: String| {
+        let leader = zone.wait_for_leader(0, DEADLINE).await?;
+        for _ in 0..writes {
+            let (status, body) = zone
+                .post(leader, "/v1/listings", &tokens.provider, &listing)
+                .await?;
+            anyhow::ensure!(status == 201, "{body}");
+        }
+        for i in 0..3 {
+            zone.terminate(i, Duration::from_secs(30))?;
+        }
+        let dir = zone.data_dir(0)?.display().to_string();
+        let (ok, said) = xchg(&["backup", "--data-dir", &dir, "--out", &out], None).await?;
+        anyhow::ensure!(ok, "offline backup: {said}");
+        Ok::<_, anyhow::Error>(said)
+    };
+    let older = write_then_back_up(&mut zone, 1, offline("older.backup")).await?;
+    // More writes, then the newer backup.
+    zone.start_all()?;
+    let newer = write_then_back_up(&mut zone, 8, offline("newer.backup")).await?;
+    assert_ne!(older, newer);
+
+    // The whole zone is restored from the older backup and takes writes again.
+    for i in 0..3 {
+        let dir = zone.data_dir(i)?;
+        wipe(&dir)?;
+        let (ok, out) = restore(&offline("older.backup"), &dir).await?;
+        assert!(ok, "{out}");
+    }
+    zone.start_all()?;
+    let leader = zone.wait_for_leader(0, DEADLINE).await?;
+    let (status, body) = zone
+        .post(leader, "/v1/listings", &tokens.provider, &listing)
+        .await?;
+    assert_eq!(status, 201, "{body}");
+
+    // A follower is restored from the newer backup, which the zone's log no longer reaches.
+    let victim = (leader + 1) % 3;
+    zone.terminate(victim, Duration::from_secs(30))?;
+    let dir = zone.data_dir(victim)?;
+    wipe(&dir)?;
+    let (ok, out) = restore(&offline("newer.backup"), &dir).await?;
+    assert!(ok, "{out}");
+    zone.start(victim)?;
+    eventually(DEADLINE, "the restored member to be taken out", || async {
+        let (_, status) = zone
+            .get(victim, "/v1/status", None)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok::<_, String>((status["role"] == "removed").then_some(status))
+    })
+    .await
+    .map(|status| {
+        let why = status["removed"].as_str().unwrap_or_default().to_owned();
+        assert!(
+            why.contains("restored from a backup")
+                && why.contains("not of the zone's history as it stands"),
+            "{why}"
+        );
+    })?;
+    // Its Raft did not stop (openraft panicked at the leader's first AppendEntries before).
+    let log = zone.log_of(victim);
+    let since_restart = &log[log
+        .rfind("this member was restored from a backup: it votes")
+        .unwrap_or(0)..];
+    assert!(
+        !since_restart.contains("this restored member votes again"),
+        "{log}"
+    );
+    assert!(!since_restart.contains("panicked"), "{log}");
+    // The other two go on.
+    let (status, body) = zone
+        .post(leader, "/v1/listings", &tokens.provider, &listing)
+        .await?;
+    assert_eq!(status, 201, "{body}");
+    Ok(())
+}

@@ -39,9 +39,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::election::Timing;
+use super::election::{Removal, Timing};
 use super::transport::{ZoneRequest, ZoneResponse, ZoneTransport};
-use super::{MemberNode, NodeId, Raft};
+use super::{LogId, MemberNode, NodeId, Raft};
 
 /// What a member tells a starting member about itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,8 +67,24 @@ const FRESH_ZONE_ENTRIES: u64 = 10;
 /// guard). Cheap to clone; clones share the value.
 /// A member restored from a backup refuses every vote until [`guard_restored`] lifts that
 /// (the second flag), and says it was restored until a leader reaches it (the third).
+///
+/// A restored member also keeps the position the backup put it at, and is fenced (answers no
+/// Raft request of its zone) once the zone's log shows that position is not of its history
+/// ([`Amnesia::check_entries`], [`within_the_leaders_log`]).
 #[derive(Debug, Clone, Default)]
-pub struct Amnesia(Arc<AtomicU64>, Arc<AtomicBool>, Arc<AtomicBool>);
+pub struct Amnesia(
+    Arc<AtomicU64>,
+    Arc<AtomicBool>,
+    Arc<AtomicBool>,
+    Arc<std::sync::Mutex<Restored>>,
+);
+
+/// Where a restored member's backup put it, and why it was fenced, if it was.
+#[derive(Debug, Default)]
+struct Restored {
+    at: Option<LogId>,
+    fenced: Option<String>,
+}
 
 impl Amnesia {
     /// Whether this member must refuse a vote in `term`. The guard of an empty log lifts itself
@@ -94,10 +110,55 @@ impl Amnesia {
         self.0.store(upto.max(1), Ordering::Release);
     }
 
-    /// Marks this member restored from a backup: it refuses every vote from now on.
-    pub fn set_restored(&self) {
+    /// Marks this member restored from a backup at `at`: it refuses every vote from now on.
+    pub fn set_restored(&self, at: Option<LogId>) {
+        if let Ok(mut r) = self.3.lock() {
+            r.at = at;
+        }
         self.1.store(true, Ordering::Release);
         self.2.store(true, Ordering::Release);
+    }
+
+    /// Why this member answers no Raft request of its zone, if it is fenced.
+    pub fn fenced(&self) -> Option<String> {
+        self.3.lock().ok().and_then(|r| r.fenced.clone())
+    }
+
+    fn fence(&self, why: String) {
+        if let Ok(mut r) = self.3.lock()
+            && r.fenced.is_none()
+        {
+            tracing::error!("{why}");
+            r.fenced = Some(why);
+        }
+    }
+
+    /// Checks the log ids a leader sends (an AppendEntries' previous entry and its entries, a
+    /// snapshot's last entry) against the position a restored member's backup put it at, while
+    /// it is guarded, before Raft sees them; fences it if they show the backup is not of the
+    /// zone's history. Returns whether it is fenced. (Left to Raft, such a request stops
+    /// this member's Raft for good: openraft asserts that what a member holds as committed
+    /// agrees with the leader's log, and panics.)
+    pub fn check_entries<'a>(&self, sent: impl IntoIterator<Item = &'a LogId>) -> bool {
+        if self.fenced().is_some() {
+            return true;
+        }
+        if !self.is_restored() {
+            return false;
+        }
+        let Some(at) = self.3.lock().ok().and_then(|r| r.at) else {
+            return false;
+        };
+        if let Some(theirs) = sent.into_iter().find(|q| diverges(at, **q)) {
+            self.fence(format!(
+                "this member was restored from a backup that is not of its zone's history: the \
+                 backup ends at log index {} in term {}, and the zone's leader holds index {} \
+                 in term {}, which cannot both be; {FENCED}",
+                at.index, at.leader_id.term, theirs.index, theirs.leader_id.term
+            ));
+            return true;
+        }
+        false
     }
 
     /// Lets a restored member vote again (it still says it was restored until led).
@@ -150,12 +211,23 @@ const RESTORED_CHECK_EVERY: Duration = Duration::from_millis(500);
 /// committed, which includes whatever this member acknowledged before it was lost), or every
 /// other member answers that it was restored too. Then it deletes `marker` and votes again.
 /// Returns then, or when `stop` is true.
+///
+/// A backup whose position ([`Amnesia::set_restored`]) lies beyond the log of the first leader
+/// that reaches it, or that the entries a leader sends contradict, is not of the zone's history as it stands (a backup taken before the zone was
+/// restored whole from an older one, or a file made by hand): its rows claim entries the zone
+/// never committed, and the member would take them for caught up at once, and could then be
+/// elected and overwrite writes the zone acknowledged. Such a member is taken out of its zone
+/// for good ([`Removal::set_for_good`]: it neither votes nor campaigns, answers no Raft request,
+/// and its API serves only its status, which says why) and keeps its marker, until an operator
+/// restores another backup.
+#[allow(clippy::too_many_arguments)]
 pub async fn guard_restored(
     raft: Raft,
     transport: Arc<dyn ZoneTransport>,
     members: BTreeMap<NodeId, MemberNode>,
     timing: Timing,
     amnesia: Amnesia,
+    removal: Removal,
     marker: PathBuf,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -164,8 +236,13 @@ pub async fn guard_restored(
         "this member was restored from a backup: it votes in no election until it has caught up \
          with its zone's leader (or every member turns out to be restored from a backup too)"
     );
+    let restored_at = amnesia.3.lock().ok().and_then(|r| r.at);
     let mut target: Option<u64> = None;
     let why = loop {
+        if let Some(why) = amnesia.fenced() {
+            removal.set_for_good(&why);
+            return;
+        }
         let m = raft.metrics().borrow().clone();
         if m.current_leader == Some(me) && m.vote.is_committed() {
             // Elected by a majority whose logs are no more up to date than its own: it holds
@@ -182,6 +259,9 @@ pub async fn guard_restored(
                     .call(leader, node, ZoneRequest::Hello, timing.ask_timeout)
                     .await
             {
+                if let Err(why) = within_the_leaders_log(restored_at, &h) {
+                    amnesia.fence(why);
+                }
                 target = Some(h.last_log_index.unwrap_or(0));
                 tracing::info!(
                     leader,
@@ -217,6 +297,43 @@ pub async fn guard_restored(
         tracing::warn!(error = %e, marker = %marker.display(), "cannot remove the restore marker; it is guarded again at its next start");
     }
     tracing::info!(reason = why, "this restored member votes again");
+}
+
+/// Refuses a restored position beyond the log of the leader that answered `leader`: with
+/// the reason, for the operator, when it is.
+fn within_the_leaders_log(restored_at: Option<LogId>, leader: &Hello) -> Result<(), String> {
+    let Some(at) = restored_at else {
+        return Ok(());
+    };
+    let leader_last = leader.last_log_index.unwrap_or(0);
+    if at.index > leader_last || at.leader_id.term > leader.term {
+        return Err(format!(
+            "this member was restored from a backup ahead of its zone: the backup ends at log \
+             index {} in term {}, the zone's leader's log at index {leader_last} in term {}, so \
+             the backup holds writes the zone never committed; {FENCED}",
+            at.index, at.leader_id.term, leader.term
+        ));
+    }
+    Ok(())
+}
+
+/// What a fenced member's reason ends with: why, and what the operator does.
+const FENCED: &str = "it is not of the zone's history as it stands (a backup taken before the \
+    zone was restored from an older one, or a file made by hand). This member takes no part in \
+    its zone: stop it, empty its data directory and restore a backup taken since, or add it \
+    again as a new member";
+
+/// Whether the leader holding `theirs` shows that `ours`, a position a backup holds as
+/// committed, is not in the leader's log: terms never go down along a log, so an entry at or
+/// before our index with a later term, one at our index with another term, or one after it
+/// with an earlier term means the leader's entry at our index is not ours.
+fn diverges(ours: LogId, theirs: LogId) -> bool {
+    let (ours_term, theirs_term) = (ours.leader_id.term, theirs.leader_id.term);
+    match theirs.index.cmp(&ours.index) {
+        std::cmp::Ordering::Less => theirs_term > ours_term,
+        std::cmp::Ordering::Equal => theirs_term != ours_term,
+        std::cmp::Ordering::Greater => theirs_term < ours_term,
+    }
 }
 
 /// This member's answer to [`ZoneRequest::Hello`].
@@ -288,5 +405,76 @@ pub async fn run(
             () = tokio::time::sleep(Duration::from_millis(200)) => {}
             _ = stop.wait_for(|s| *s) => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Amnesia, Hello, LogId, diverges, within_the_leaders_log};
+
+    fn leader(last: u64, term: u64) -> Hello {
+        Hello {
+            last_log_index: Some(last),
+            led: true,
+            term,
+            restored: false,
+        }
+    }
+
+    fn at(term: u64, index: u64) -> Option<LogId> {
+        Some(LogId::new(openraft::CommittedLeaderId::new(term, 0), index))
+    }
+
+    /// Found by an attacker's review: a backup whose position was beyond the zone's log was
+    /// taken for caught up at once, and the member then won an election and erased a write the
+    /// zone had acknowledged.
+    #[test]
+    fn a_restored_position_beyond_the_leaders_log_is_refused() {
+        let refused = within_the_leaders_log(at(1, 100_000), &leader(26, 2))
+            .expect_err("ahead of the leader's log");
+        assert!(refused.contains("index 100000 in term 1"), "{refused}");
+        assert!(refused.contains("index 26 in term 2"), "{refused}");
+        // A term the zone has not reached is not of its history either.
+        assert!(within_the_leaders_log(at(5, 20), &leader(26, 4)).is_err());
+        // A backup behind the leader, or at its very end, catches up as before.
+        assert!(within_the_leaders_log(at(1, 25), &leader(26, 2)).is_ok());
+        assert!(within_the_leaders_log(at(2, 26), &leader(26, 2)).is_ok());
+        assert!(within_the_leaders_log(None, &leader(0, 1)).is_ok());
+    }
+
+    fn id(term: u64, index: u64) -> LogId {
+        LogId::new(openraft::CommittedLeaderId::new(term, 0), index)
+    }
+
+    /// Found while testing the fix above with a genuine backup taken before the whole zone was
+    /// restored from an older one: the leader's first AppendEntries made openraft panic in the
+    /// restored member (its committed position contradicted the leader's log), which then
+    /// answered nothing and said nothing useful.
+    #[test]
+    fn log_ids_that_contradict_a_restored_position_fence_the_member() {
+        let ours = id(3, 12);
+        // Consistent with a log that holds (3, 12): earlier terms before it, later after it.
+        for theirs in [id(1, 4), id(3, 4), id(3, 12), id(3, 40), id(5, 40)] {
+            assert!(!diverges(ours, theirs), "{theirs:?}");
+        }
+        // A later term before it (the test's case: (2, 4) against (1, 12)), another term at it,
+        // an earlier term after it.
+        for theirs in [id(4, 4), id(4, 12), id(2, 12), id(2, 13)] {
+            assert!(diverges(ours, theirs), "{theirs:?}");
+        }
+        let amnesia = Amnesia::default();
+        // Not restored: nothing is checked.
+        assert!(!amnesia.check_entries(&[id(9, 1)]));
+        amnesia.set_restored(Some(ours));
+        assert!(!amnesia.check_entries(&[id(3, 11), id(3, 12), id(4, 13)]));
+        assert!(amnesia.fenced().is_none());
+        assert!(amnesia.check_entries(&[id(3, 11), id(4, 12)]));
+        let why = amnesia.fenced().expect("fenced");
+        assert!(
+            why.contains("index 12 in term 3") && why.contains("index 12 in term 4"),
+            "{why}"
+        );
+        // Fenced for good: whatever comes next.
+        assert!(amnesia.check_entries(&[]));
     }
 }

@@ -450,6 +450,21 @@ impl ZoneService {
             );
             return None;
         };
+        // A member restored from a backup that is not of its zone's history answers nothing.
+        let fenced = match &request {
+            ZoneRequest::AppendEntries(rpc) => self.amnesia.check_entries(
+                rpc.prev_log_id
+                    .iter()
+                    .chain(rpc.entries.iter().map(|e| &e.log_id)),
+            ),
+            ZoneRequest::InstallSnapshot(rpc) => {
+                self.amnesia.check_entries(rpc.meta.last_log_id.iter())
+            }
+            _ => self.amnesia.fenced().is_some(),
+        };
+        if fenced {
+            return None;
+        }
         Some(self.serve(request, &name).await)
     }
 
