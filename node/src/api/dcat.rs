@@ -6,7 +6,7 @@
 //! The answer is one page of an RDF graph: the `dcat:Catalog` with its datasets on this page, a
 //! `dcat:Dataset` per listing (its distributions, publisher, theme, place), and a Hydra
 //! `PagedCollection` naming the next page, which is how harvesters page. JSON-LD by default,
-//! Turtle when the `Accept` header asks for `text/turtle`.
+//! Turtle when the `Accept` header prefers `text/turtle`.
 //!
 //! The graph is built once as triples ([`Graph`]) and written in either syntax, so the two
 //! always say the same.
@@ -190,7 +190,8 @@ fn page_size_schema() -> utoipa::openapi::schema::Object {
     responses(
         (status = 200, description = "One page of the zone's published listings (listed or \
             recognised, classified public or general) as a DCAT-AP 3 catalog: JSON-LD, or \
-            Turtle when `Accept` names `text/turtle`. The page is a `hydra:PagedCollection`; \
+            Turtle when `Accept` prefers `text/turtle` (a higher `q` than JSON-LD's, or equal \
+            and named more specifically or first). The page is a `hydra:PagedCollection`; \
             `hydra:next` (and `hydra:nextPage`) is absent on the last page. A page looks at no \
             more than 10,000 listings, so it may hold fewer datasets than `limit` and still \
             have a next page",
@@ -224,8 +225,32 @@ pub async fn catalog(
         let mut conn = state.db.reader().await?;
         listings::published_after(&mut conn, after, limit, WINDOW).await?
     };
+    // This zone's providers are named as its registry knows them, not as a listing says.
+    let registered = {
+        let own = state.config.zone.id.to_string();
+        let ids: std::collections::BTreeSet<&str> = published
+            .items
+            .iter()
+            .map(|(_, v)| &v.listing)
+            .filter(|l| l.origin.to_string() == own)
+            .map(|l| l.provider.id.as_str())
+            .collect();
+        let mut conn = state.db.reader().await?;
+        let mut names = HashMap::new();
+        for id in ids {
+            let name: Option<String> = sqlx::query_scalar("SELECT name FROM parties WHERE id = ?1")
+                .bind(id)
+                .fetch_optional(&mut *conn)
+                .await?;
+            if let Some(name) = name {
+                names.insert(id.to_owned(), name);
+            }
+        }
+        names
+    };
     let base = base_url(&headers, &state);
     let page = Page {
+        registered: &registered,
         base: &base,
         after,
         limit,
@@ -256,23 +281,63 @@ pub async fn catalog(
     Ok(response)
 }
 
-/// Whether `Accept` names `text/turtle` with a quality above 0.
+/// Whether `Accept` prefers Turtle to JSON-LD: the higher quality wins (`q`, 1 when absent,
+/// from the most specific range naming each: `text/turtle` over `text/*` over `*/*`, and
+/// `application/ld+json` or `application/json` over `application/*` over `*/*`); at equal
+/// quality the more specific range, then the one listed first. A format no range names, or
+/// names with `q=0`, is not wanted; JSON-LD when neither is.
 fn wants_turtle(headers: &HeaderMap) -> bool {
-    headers
+    /// How a range named a format: quality, specificity (2 exact, 1 `type/*`, 0 `*/*`), and
+    /// its place in the header (earlier wins a tie).
+    #[derive(Clone, Copy)]
+    struct Named {
+        q: f32,
+        specific: u8,
+        at: usize,
+    }
+    /// The most specific range naming a format decides its quality.
+    fn take(slot: &mut Option<Named>, named: Named) {
+        if slot.is_none_or(|old| named.specific > old.specific) {
+            *slot = Some(named);
+        }
+    }
+    let (mut turtle, mut json_ld) = (None, None);
+    let ranges = headers
         .get_all(header::ACCEPT)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|range| {
-            let mut parts = range.split(';').map(str::trim);
-            let kind = parts.next().unwrap_or_default();
-            let refused = parts.any(|p| {
-                p.strip_prefix("q=")
-                    .and_then(|q| q.parse::<f32>().ok())
-                    .is_some_and(|q| q <= 0.0)
-            });
-            kind.eq_ignore_ascii_case("text/turtle") && !refused
-        })
+        .flat_map(|v| v.split(','));
+    for (at, range) in ranges.enumerate() {
+        let mut parts = range.split(';').map(str::trim);
+        let kind = parts.next().unwrap_or_default().to_ascii_lowercase();
+        let q = parts
+            .filter_map(|p| p.split_once('='))
+            .find_map(|(name, q)| name.trim().eq_ignore_ascii_case("q").then_some(q.trim()))
+            .map_or(Some(1.0), |q| {
+                q.parse::<f32>().ok().filter(|q| q.is_finite())
+            })
+            .unwrap_or(0.0)
+            .clamp(0.0, 1.0);
+        let named = |specific| Named { q, specific, at };
+        match kind.as_str() {
+            "text/turtle" => take(&mut turtle, named(2)),
+            "application/ld+json" | "application/json" => take(&mut json_ld, named(2)),
+            "text/*" => take(&mut turtle, named(1)),
+            "application/*" => take(&mut json_ld, named(1)),
+            "*/*" => {
+                take(&mut turtle, named(0));
+                take(&mut json_ld, named(0));
+            }
+            _ => {}
+        }
+    }
+    let Some(t) = turtle.filter(|t| t.q > 0.0) else {
+        return false;
+    };
+    let Some(j) = json_ld.filter(|j| j.q > 0.0) else {
+        return true;
+    };
+    (t.q, t.specific, std::cmp::Reverse(t.at)) > (j.q, j.specific, std::cmp::Reverse(j.at))
 }
 
 /// The URL the client reached this node by: `http://` and the `Host` header when it is a plain
@@ -282,12 +347,7 @@ fn base_url(headers: &HeaderMap, state: &AppState) -> String {
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
-        .filter(|h| {
-            !h.is_empty()
-                && h.len() <= 255
-                && h.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
-        });
+        .filter(|h| plain_host_and_port(h));
     let scheme = state.config.api.scheme();
     match (host, state.config.own_member()) {
         (Some(host), _) => format!("{scheme}://{host}"),
@@ -296,8 +356,41 @@ fn base_url(headers: &HeaderMap, state: &AppState) -> String {
     }
 }
 
+/// Whether `host` is a plain host and optional port, as links may be built from it: a DNS name
+/// (letters, digits, `-`, dot-separated), an IPv4 address or a bracketed IPv6 address, then
+/// `:` and a port of up to five digits.
+fn plain_host_and_port(host: &str) -> bool {
+    fn port_ok(port: &str) -> bool {
+        (1..=5).contains(&port.len()) && port.bytes().all(|b| b.is_ascii_digit())
+    }
+    if host.is_empty() || host.len() > 255 {
+        return false;
+    }
+    if let Some(rest) = host.strip_prefix('[') {
+        let Some((v6, after)) = rest.split_once(']') else {
+            return false;
+        };
+        return v6.parse::<std::net::Ipv6Addr>().is_ok()
+            && (after.is_empty() || after.strip_prefix(':').is_some_and(port_ok));
+    }
+    let (name, port) = match host.split_once(':') {
+        Some((name, port)) => (name, Some(port)),
+        None => (host, None),
+    };
+    port.is_none_or(port_ok)
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
 /// What one page shows besides its listings.
 struct Page<'a> {
+    /// The registry's names of this zone's providers on the page, by party id.
+    registered: &'a HashMap<String, String>,
     base: &'a str,
     after: i64,
     limit: u32,
@@ -445,7 +538,16 @@ impl Page<'_> {
             g.add(t, "skos:broadMatch", Term::iri(eu_theme));
         }
         let a = g.node(Term::iri(&provider), "foaf:Agent");
-        g.add(a, "foaf:name", Term::lang(&l.provider.name, "zh"));
+        // One name per agent: the registry's for this zone's parties, else the first listing's
+        // on the page (a provider's own listings could otherwise give it several).
+        let name = self
+            .registered
+            .get(l.provider.id.as_str())
+            .filter(|_| l.origin.to_string() == self.zone.0)
+            .unwrap_or(&l.provider.name);
+        if !g.nodes[a].1.iter().any(|(p, _)| *p == "foaf:name") {
+            g.add(a, "foaf:name", Term::lang(name, "zh"));
+        }
         g.add(a, "dct:identifier", Term::plain(l.provider.id.as_str()));
         let z = g.node(Term::iri(&place), "dct:Location");
         g.add(z, "skos:prefLabel", Term::plain(&l.origin.to_string()));
@@ -705,8 +807,41 @@ mod tests {
         );
     }
 
+    /// Found by an attacker's review: `a]b[c:::` and `[::1` were taken as hosts and written
+    /// into the page's links.
     #[test]
-    fn turtle_only_when_accept_names_it_without_refusing_it() {
+    fn links_are_built_only_from_a_plain_host_and_port() {
+        for good in [
+            "example.cn",
+            "node-1.example.cn:8443",
+            "127.0.0.1:7100",
+            "[::1]",
+            "[::1]:8443",
+            "localhost",
+        ] {
+            assert!(plain_host_and_port(good), "{good}");
+        }
+        for bad in [
+            "",
+            "a]b[c:::",
+            "[::1",
+            "[nope]:80",
+            "[::1]x",
+            "host:",
+            "host:123456",
+            "host:80:80",
+            "a..b",
+            ".a",
+            "a b",
+            "user@host",
+            "host/path",
+        ] {
+            assert!(!plain_host_and_port(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn turtle_only_when_accept_prefers_it() {
         let with = |accept: &str| {
             let mut h = HeaderMap::new();
             h.insert(
@@ -721,6 +856,26 @@ mod tests {
         assert!(!with("application/ld+json, */*"));
         assert!(!with("text/turtlex"));
         assert!(!wants_turtle(&HeaderMap::new()));
+        // The higher quality wins (found by a newcomer: Turtle was chosen whenever named).
+        assert!(!with("text/turtle;q=0.9, application/ld+json"));
+        assert!(with("text/turtle;q=0.9, */*;q=0.1"));
+        assert!(!with("text/turtle;q=0.9, */*"));
+        // At equal quality the more specific range, then the first listed.
+        assert!(with("text/turtle, */*"));
+        assert!(with("text/turtle, application/ld+json"));
+        assert!(!with("application/ld+json, text/turtle"));
+        assert!(!with("*/*"));
+        assert!(with("text/*"));
+        // The most specific range decides a format's quality, wherever it is listed.
+        assert!(!with("text/*, text/turtle;q=0"));
+        assert!(with(
+            "application/*;q=0.2, text/turtle;q=0.5, application/ld+json;q=0.1"
+        ));
+        // A quality that does not parse counts as 0.
+        assert!(!with("text/turtle;q=high"));
+        assert!(!with("text/turtle;Q=0"));
+        assert!(!with("application/json, text/turtle;q=0.1"));
+        assert!(with("text/turtle ; q = 0.8, application/ld+json;q=0.7"));
     }
 
     /// A page looks at no more than its window of rows: where few are published it holds fewer
