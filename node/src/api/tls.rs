@@ -57,6 +57,19 @@ pub fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, Ap
 /// [`ApiTlsError`]: a file is missing or unreadable, or the key does not fit the certificate.
 pub fn acceptor(tls: &ApiTls) -> Result<TlsAcceptor, ApiTlsError> {
     let certs = read_certificates(&tls.cert)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    match validity(&certs[0], now) {
+        Ok(Some(warning)) => tracing::warn!(cert = %tls.cert.display(), "{warning}"),
+        Ok(None) => {}
+        Err(what) => {
+            return Err(ApiTlsError::File {
+                path: tls.cert.clone(),
+                what,
+            });
+        }
+    }
     let key = PrivateKeyDer::from_pem_file(&tls.key).map_err(|e| ApiTlsError::File {
         path: tls.key.clone(),
         what: format!("no private key read (expected a PEM PKCS#8, SEC1 or PKCS#1 key): {e}"),
@@ -75,6 +88,37 @@ pub fn acceptor(tls: &ApiTls) -> Result<TlsAcceptor, ApiTlsError> {
         .map_err(refused)?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// How long before its end a certificate is warned about at start.
+const RENEW_WITHIN_SECS: i64 = 30 * 24 * 3600;
+
+/// The API certificate's validity at `now` (Unix seconds): an error once it has ended or before
+/// it begins (no client would accept it), a warning within [`RENEW_WITHIN_SECS`] of its end,
+/// as a delegation gets.
+fn validity(cert: &CertificateDer<'_>, now: i64) -> Result<Option<String>, String> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert)
+        .map_err(|e| format!("the first certificate does not parse as X.509: {e}"))?;
+    let (from, to) = (parsed.validity().not_before, parsed.validity().not_after);
+    let renew = "renew it (README: Renewing delegations and certificates)";
+    if now >= to.timestamp() {
+        return Err(format!(
+            "the certificate expired at {to} ({now} now, Unix time); {renew}"
+        ));
+    }
+    // A clock a little behind the CA's is allowed for, as for delegations.
+    if now + 300 < from.timestamp() {
+        return Err(format!(
+            "the certificate is not valid before {from}; is this machine's clock right?"
+        ));
+    }
+    let left = to.timestamp() - now;
+    Ok((left < RENEW_WITHIN_SECS).then(|| {
+        format!(
+            "the API certificate expires at {to}, in {} days; {renew}",
+            left / (24 * 3600)
+        )
+    }))
 }
 
 /// A client builder trusting exactly the certificates of `ca` (a PEM file) for HTTPS, or none
@@ -138,6 +182,30 @@ mod tests {
         std::fs::write(&tls.cert, cert).expect("write certificate");
         std::fs::write(&tls.key, key).expect("write key");
         tls
+    }
+
+    /// Found by an attacker's review: an expired API certificate was served without a word,
+    /// and every client then failed.
+    #[test]
+    fn an_expired_certificate_is_refused_and_one_ending_soon_is_warned_about() {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let mut params =
+            rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).expect("params");
+        params.not_before = rcgen::date_time_ymd(2026, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2026, 7, 1);
+        let cert = params.self_signed(&key).expect("certificate");
+        let der = CertificateDer::from(cert.der().to_vec());
+        let day = 24 * 3600;
+        let (begins, ends) = (1_767_225_600, 1_782_864_000); // 2026-01-01, 2026-07-01 UTC
+        assert_eq!(validity(&der, begins + day), Ok(None));
+        let soon = validity(&der, ends - 10 * day).expect("still valid");
+        assert!(soon.is_some_and(|w| w.contains("in 10 days")));
+        let expired = validity(&der, ends).expect_err("ended");
+        assert!(expired.contains("expired"), "{expired}");
+        let early = validity(&der, begins - day).expect_err("not yet");
+        assert!(early.contains("not valid before"), "{early}");
+        // A clock a few minutes behind is allowed for.
+        assert_eq!(validity(&der, begins - 60), Ok(None));
     }
 
     #[test]
