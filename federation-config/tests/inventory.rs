@@ -659,6 +659,39 @@ fn a_bind_that_does_not_fit_its_host_or_a_place_taken_twice_is_refused_before_wr
         !err.to_string().contains("plain HTTP"),
         "localhost serves plain HTTP on loopback: {err}"
     );
+
+    // Found by an attacker's review: every loopback address is one machine, so a node there
+    // listening on every interface takes its ports on 127.0.0.2 too; the second node failed
+    // to start ("Address already in use") from a layout generated without complaint.
+    let on_loopback = |first: &str| {
+        PLACED
+            .replace("host = \"10.20.0.11\"", first)
+            .replace("host = \"10.20.0.12\"", "host = \"127.0.0.2\"")
+            .replace("host = \"10.20.0.13\"", "host = \"127.0.0.3\"")
+    };
+    let err = generate_from(
+        &Inventory::parse(&on_loopback("host = \"127.0.0.1\"\nbind = \"0.0.0.0\"")).expect("shape"),
+        &dir.path().join("wildcard"),
+        RaftTuning::default(),
+        common::NOW,
+    )
+    .expect_err("a port taken on every loopback address");
+    assert!(
+        err.to_string().contains(
+            "exchanges[0].zones[0].nodes[1].api_port: port 8443 on this machine's loopback is \
+             already taken by exchanges[0].zones[0].nodes[0].api_port"
+        ),
+        "{err}"
+    );
+    assert!(!dir.path().join("wildcard").exists(), "nothing written");
+    // Distinct loopback addresses with their own binds share port numbers freely.
+    generate_from(
+        &Inventory::parse(&on_loopback("host = \"127.0.0.1\"")).expect("shape"),
+        &dir.path().join("distinct"),
+        RaftTuning::default(),
+        common::NOW,
+    )
+    .expect("one port on three loopback addresses");
 }
 
 /// The DER bytes of the first PEM block of `pem`.

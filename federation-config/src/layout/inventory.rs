@@ -615,6 +615,9 @@ impl Inventory {
             })
         });
         let mut taken: BTreeMap<HostPort, String> = BTreeMap::new();
+        // Every loopback address is this one machine: a node there listening on every
+        // interface takes its ports on all of them.
+        let mut on_loopback: BTreeMap<u16, (String, bool)> = BTreeMap::new();
         for ((at, node), addrs) in nodes.zip(self.addresses()) {
             let host_path = if node.host.is_some() {
                 format!("{at}.host")
@@ -672,9 +675,34 @@ impl Inventory {
                 let reached = addrs.host.place().with_port(port);
                 if let Some(first) = taken.get(&reached) {
                     report.error(path, format!("{reached} is already taken by {first}"));
-                } else {
-                    taken.insert(reached, path);
+                    continue;
                 }
+                if addrs.host.is_loopback() {
+                    let every = addrs.bind.is_unspecified();
+                    match on_loopback.get(&port) {
+                        Some((first, first_every)) if every || *first_every => {
+                            report.error(
+                                &path,
+                                format!(
+                                    "port {port} on this machine's loopback is already taken by \
+                                     {first}, and one of the two listens on every interface \
+                                     (bind {}), which takes the port on every loopback address",
+                                    if every {
+                                        addrs.bind.to_string()
+                                    } else {
+                                        "0.0.0.0 or ::".to_owned()
+                                    }
+                                ),
+                            );
+                            continue;
+                        }
+                        Some(_) => {}
+                        None => {
+                            on_loopback.insert(port, (path.clone(), every));
+                        }
+                    }
+                }
+                taken.insert(reached, path);
             }
             let plain_on_loopback = addrs.host.is_loopback() && addrs.bind.is_loopback();
             if !self.api_tls() && !plain_on_loopback {
