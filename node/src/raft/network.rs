@@ -110,7 +110,25 @@ pub fn replication_timeout(heartbeat: Duration, bytes: usize) -> Duration {
     heartbeat.max(Duration::from_millis(50)) + Duration::from_millis(transfer_ms)
 }
 
+/// The waits before each retry of a member found unreachable: half a second, then doubling up
+/// to [`MAX_BACKOFF`], until an RPC to it succeeds again (openraft then drops the sequence).
+/// openraft's own is half a second for ever, which logs a failed RPC twice a second for as long
+/// as a member is down.
+fn unreachable_backoff() -> impl Iterator<Item = Duration> + Send + 'static {
+    std::iter::successors(Some(Duration::from_millis(500)), |wait| {
+        Some((*wait * 2).min(MAX_BACKOFF))
+    })
+}
+
+/// The longest wait between retries of an unreachable member: how long a member back after
+/// an outage may wait to be sent what it missed.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
 impl RaftNetwork<TypeConfig> for ZoneClient {
+    fn backoff(&self) -> openraft::network::Backoff {
+        openraft::network::Backoff::new(unreachable_backoff())
+    }
+
     /// Sends entries with a timeout sized to their bytes, and refuses to build a frame the
     /// follower would not accept: openraft then retries at once with fewer entries.
     async fn append_entries(
@@ -179,5 +197,17 @@ impl RaftNetwork<TypeConfig> for ZoneClient {
             ZoneResponse::Vote(r) => r.map_err(|e| self.remote(e)),
             _ => Err(unexpected("vote")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_unreachable_member_is_retried_less_often_up_to_a_bound() {
+        let waits: Vec<u64> = super::unreachable_backoff()
+            .take(6)
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            .collect();
+        assert_eq!(waits, [500, 1000, 2000, 2000, 2000, 2000]);
     }
 }

@@ -50,7 +50,10 @@ impl Backup {
 #[derive(Debug, thiserror::Error)]
 pub enum BackupError {
     /// The data directory is in use.
-    #[error("{0}; stop the node first (or back it up online: xchg backup --node URL)")]
+    #[error(
+        "the data directory is in use; stop the node first (or back it up online: xchg backup \
+         --node URL)"
+    )]
     Locked(#[from] files::LockError),
     /// The directory holds no node database.
     #[error("{} holds no node database ({CATALOG_FILE}): give a node's data directory", .0.display())]

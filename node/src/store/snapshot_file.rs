@@ -155,7 +155,14 @@ impl Header {
 /// the file's length.
 fn open_with_header(path: &Path) -> std::io::Result<(File, Header)> {
     let mut file = File::open(path)?;
-    let len = file.metadata()?.len();
+    let metadata = file.metadata()?;
+    if metadata.is_dir() {
+        return Err(invalid(
+            path,
+            "is a directory, not a snapshot or backup file".to_owned(),
+        ));
+    }
+    let len = metadata.len();
     let mut header = [0u8; HEADER_LEN];
     file.read_exact(&mut header)
         .map_err(|_| invalid(path, format!("{len} bytes, shorter than a header")))?;

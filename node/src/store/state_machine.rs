@@ -153,9 +153,16 @@ impl StateMachine {
                 snapshot = %meta.snapshot_id,
                 "the catalog is behind the stored snapshot; restoring it"
             );
-            sm.restore(&meta, None)
-                .await
-                .map_err(|e| io_err(std::io::Error::other(e.to_string())))?;
+            sm.restore(&meta, None).await.map_err(|e| {
+                WriteError::StoredSnapshot(format!(
+                    "the stored snapshot {} (snapshot.bin) does not install into the catalog: \
+                     {e}; nothing of it was kept. If this data directory was restored from a \
+                     backup, the backup is damaged or not of this xchg: stop, empty the \
+                     directory and restore another backup (or add the node again as a new \
+                     member)",
+                    meta.snapshot_id
+                ))
+            })?;
         }
         sm.set_applied(sm.last_applied);
         Ok(sm)

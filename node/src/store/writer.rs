@@ -45,6 +45,9 @@ pub enum WriteError {
     /// SQLite refused.
     #[error(transparent)]
     Sqlite(#[from] rusqlite::Error),
+    /// The stored snapshot could not be installed at start; the message says what to do.
+    #[error("{0}")]
+    StoredSnapshot(String),
 }
 
 /// A database file's writer connection, handed out one user at a time.
