@@ -460,12 +460,17 @@ pub async fn start(
     .await
     .map_err(|e| StartError::Raft(e.to_string()))?;
     let removal = election::Removal::default();
+    let amnesia = bootstrap::Amnesia::default();
+    if restored {
+        amnesia.set_restored(restored_at);
+    }
     tasks.spawn(election::run(
         raft.clone(),
         log.clone(),
         transport.clone(),
         election_timing,
         removal.clone(),
+        amnesia.clone(),
         stop_rx.clone(),
     ));
     if !compaction.entries_only() {
@@ -478,10 +483,6 @@ pub async fn start(
         ));
     }
     tasks.spawn(crate::raft::progress::run(raft.clone(), stop_rx.clone()));
-    let amnesia = bootstrap::Amnesia::default();
-    if restored {
-        amnesia.set_restored(restored_at);
-    }
     let policy_digest = config.zone_policy_digest();
     let policy_check = consistency::PolicyCheck::default();
     tasks.spawn(consistency::run(

@@ -297,8 +297,7 @@ async fn refuse_when_removed(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
             "removed_from_zone",
             format!(
-                "this node is no longer a member of zone {} ({why}); use another member, or add \
-                 it back with POST /v1/zone/members",
+                "this node takes no part in zone {} ({why}); use another member",
                 state.config.zone.id
             ),
         )

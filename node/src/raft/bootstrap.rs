@@ -161,9 +161,17 @@ impl Amnesia {
         false
     }
 
-    /// Lets a restored member vote again (it still says it was restored until led).
-    fn lift_restored(&self) {
+    /// Lets a restored member vote again (it still says it was restored until led), unless it
+    /// was fenced; returns whether it was let.
+    fn lift_restored(&self) -> bool {
+        let Ok(restored) = self.3.lock() else {
+            return false;
+        };
+        if restored.fenced.is_some() {
+            return false;
+        }
         self.1.store(false, Ordering::Release);
+        true
     }
 
     /// Whether this member refuses every vote (restored from a backup, not yet caught up).
@@ -217,9 +225,10 @@ const RESTORED_CHECK_EVERY: Duration = Duration::from_millis(500);
 /// restored whole from an older one, or a file made by hand): its rows claim entries the zone
 /// never committed, and the member would take them for caught up at once, and could then be
 /// elected and overwrite writes the zone acknowledged. Such a member is taken out of its zone
-/// for good ([`Removal::set_for_good`]: it neither votes nor campaigns, answers no Raft request,
-/// and its API serves only its status, which says why) and keeps its marker, until an operator
-/// restores another backup.
+/// for good ([`Removal::set_for_good`]: it grants no vote, answers no Raft request, and its API
+/// serves only its status, which says why) and keeps its marker, until an operator restores
+/// another backup. A restored member does not campaign while guarded ([`super::election`]).
+/// The fence is noticed here within [`RESTORED_CHECK_EVERY`] of the transport setting it.
 #[allow(clippy::too_many_arguments)]
 pub async fn guard_restored(
     raft: Raft,
@@ -259,8 +268,17 @@ pub async fn guard_restored(
                     .call(leader, node, ZoneRequest::Hello, timing.ask_timeout)
                     .await
             {
-                if let Err(why) = within_the_leaders_log(restored_at, &h) {
+                // Only a leader's own answer (its vote committed, its log not empty) is
+                // measured against: a node that just lost its disk is neither.
+                if h.led
+                    && h.last_log_index.is_some()
+                    && let Err(why) = within_the_leaders_log(restored_at, &h)
+                {
                     amnesia.fence(why);
+                }
+                if let Some(why) = amnesia.fenced() {
+                    removal.set_for_good(&why);
+                    return;
                 }
                 target = Some(h.last_log_index.unwrap_or(0));
                 tracing::info!(
@@ -290,7 +308,13 @@ pub async fn guard_restored(
             _ = stop.wait_for(|s| *s) => return,
         }
     };
-    amnesia.lift_restored();
+    // Fenced meanwhile (a request the transport checked): no lift.
+    if !amnesia.lift_restored() {
+        if let Some(why) = amnesia.fenced() {
+            removal.set_for_good(&why);
+        }
+        return;
+    }
     if let Err(e) = std::fs::remove_file(&marker)
         && e.kind() != std::io::ErrorKind::NotFound
     {
@@ -320,18 +344,27 @@ fn within_the_leaders_log(restored_at: Option<LogId>, leader: &Hello) -> Result<
 /// What a fenced member's reason ends with: why, and what the operator does.
 const FENCED: &str = "it is not of the zone's history as it stands (a backup taken before the \
     zone was restored from an older one, or a file made by hand). This member takes no part in \
-    its zone: stop it, empty its data directory and restore a backup taken since, or add it \
-    again as a new member";
+    its zone: stop it, empty its data directory and restore a backup taken since, or remove it \
+    (DELETE /v1/zone/members/<name>) and add it again as a new member";
 
 /// Whether the leader holding `theirs` shows that `ours`, a position a backup holds as
 /// committed, is not in the leader's log: terms never go down along a log, so an entry at or
 /// before our index with a later term, one at our index with another term, or one after it
 /// with an earlier term means the leader's entry at our index is not ours.
+///
+/// A term has one leader, so entries of one term in one log are all that leader's: the same
+/// term with another leader is another history wherever it is. (Two histories whose same term
+/// had the same leader, as after a zone restored whole from an older backup elects in terms the
+/// old history used too, are not told apart here.)
 fn diverges(ours: LogId, theirs: LogId) -> bool {
     let (ours_term, theirs_term) = (ours.leader_id.term, theirs.leader_id.term);
+    if ours_term == theirs_term {
+        return ours.leader_id.node_id != theirs.leader_id.node_id;
+    }
     match theirs.index.cmp(&ours.index) {
         std::cmp::Ordering::Less => theirs_term > ours_term,
-        std::cmp::Ordering::Equal => theirs_term != ours_term,
+        // Another term at our index.
+        std::cmp::Ordering::Equal => true,
         std::cmp::Ordering::Greater => theirs_term < ours_term,
     }
 }
@@ -462,6 +495,12 @@ mod tests {
         for theirs in [id(4, 4), id(4, 12), id(2, 12), id(2, 13)] {
             assert!(diverges(ours, theirs), "{theirs:?}");
         }
+        // Found by review: the same term under another leader is another history, before, at
+        // or after our index (terms are reused once a zone is restored whole).
+        let other = |index| LogId::new(openraft::CommittedLeaderId::new(3, 7), index);
+        for index in [4, 12, 40] {
+            assert!(diverges(ours, other(index)), "{index}");
+        }
         let amnesia = Amnesia::default();
         // Not restored: nothing is checked.
         assert!(!amnesia.check_entries(&[id(9, 1)]));
@@ -474,7 +513,9 @@ mod tests {
             why.contains("index 12 in term 3") && why.contains("index 12 in term 4"),
             "{why}"
         );
-        // Fenced for good: whatever comes next.
+        // Fenced for good: whatever comes next, and its guard is not lifted.
         assert!(amnesia.check_entries(&[]));
+        assert!(!amnesia.lift_restored());
+        assert!(amnesia.is_restored());
     }
 }

@@ -96,11 +96,20 @@ impl Removal {
             {
                 return;
             }
-            tracing::warn!(
-                reason = why,
-                "this node is no longer a member of its zone: it stops serving and campaigning; \
-                 an operator should stop it, or add it back (POST /v1/zone/members)"
-            );
+            if sticky {
+                tracing::warn!(
+                    reason = why,
+                    "this node takes no part in its zone until it is restarted: it stops \
+                     serving and campaigning; the reason says what to do"
+                );
+            } else {
+                tracing::warn!(
+                    reason = why,
+                    "this node is no longer a member of its zone: it stops serving and \
+                     campaigning; an operator should stop it, or add it back (POST \
+                     /v1/zone/members)"
+                );
+            }
             *r = Some((why.to_owned(), sticky));
         }
     }
@@ -231,6 +240,7 @@ pub async fn run(
     transport: Arc<dyn ZoneTransport>,
     timing: Timing,
     removal: Removal,
+    amnesia: super::bootstrap::Amnesia,
     mut stop: watch::Receiver<bool>,
 ) {
     let tick = (timing.spread / 8).clamp(Duration::from_millis(20), Duration::from_millis(100));
@@ -257,7 +267,13 @@ pub async fn run(
         {
             removal.clear();
         }
-        if metrics.state == ServerState::Leader || !voter || removal.reason().is_some() {
+        // A member restored from a backup campaigns only once its guard is lifted
+        // ([`super::bootstrap::guard_restored`]): its log may not be of the zone's history.
+        if metrics.state == ServerState::Leader
+            || !voter
+            || removal.reason().is_some()
+            || amnesia.is_restored()
+        {
             attempts.reset();
             continue;
         }

@@ -591,6 +591,11 @@ async fn serve_connection(
     handshake_permit: (tokio::sync::OwnedSemaphorePermit, IpSlot),
     refusals: &RefusalLog,
 ) {
+    // A fenced member takes no connection: its zone's leader then sees it unreachable and
+    // backs off, instead of reconnecting and logging at every heartbeat.
+    if service.fenced() {
+        return;
+    }
     let _ = tcp.set_nodelay(true);
     let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await;
     drop(handshake_permit);

@@ -426,6 +426,12 @@ impl ZoneService {
         self
     }
 
+    /// Whether this member was fenced ([`Amnesia::check_entries`]): its transport then takes
+    /// no connection, so its zone's leader sees it unreachable and backs off.
+    pub fn fenced(&self) -> bool {
+        self.amnesia.fenced().is_some()
+    }
+
     /// Handles one request from `peer`; `None` if `peer` is not a current member (the
     /// transport then drops the request and the connection).
     pub async fn handle(&self, request: ZoneRequest, peer: Peer) -> Option<ZoneResponse> {
@@ -451,16 +457,19 @@ impl ZoneService {
             return None;
         };
         // A member restored from a backup that is not of its zone's history answers nothing.
+        // Only a request Raft would take (its vote at least this member's) is judged: a deposed
+        // leader's log may lack what the zone committed since.
+        let current = self.raft.metrics().borrow().vote;
         let fenced = match &request {
-            ZoneRequest::AppendEntries(rpc) => self.amnesia.check_entries(
+            ZoneRequest::AppendEntries(rpc) if rpc.vote >= current => self.amnesia.check_entries(
                 rpc.prev_log_id
                     .iter()
                     .chain(rpc.entries.iter().map(|e| &e.log_id)),
             ),
-            ZoneRequest::InstallSnapshot(rpc) => {
+            ZoneRequest::InstallSnapshot(rpc) if rpc.vote >= current => {
                 self.amnesia.check_entries(rpc.meta.last_log_id.iter())
             }
-            _ => self.amnesia.fenced().is_some(),
+            _ => self.fenced(),
         };
         if fenced {
             return None;
