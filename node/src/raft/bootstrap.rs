@@ -124,9 +124,12 @@ impl Amnesia {
         self.3.lock().ok().and_then(|r| r.fenced.clone())
     }
 
+    /// Fences this member for `why`, unless its guard was lifted meanwhile (both under one
+    /// lock, so a member is never both lifted and fenced).
     fn fence(&self, why: String) {
         if let Ok(mut r) = self.3.lock()
             && r.fenced.is_none()
+            && self.1.load(Ordering::Acquire)
         {
             tracing::error!("{why}");
             r.fenced = Some(why);
@@ -150,13 +153,14 @@ impl Amnesia {
             return false;
         };
         if let Some(theirs) = sent.into_iter().find(|q| diverges(at, **q)) {
+            // Fenced unless lifted meanwhile (then Raft judges the request, as for any member).
             self.fence(format!(
                 "this member was restored from a backup that is not of its zone's history: the \
                  backup ends at log index {} in term {}, and the zone's leader holds index {} \
                  in term {}, which cannot both be; {FENCED}",
                 at.index, at.leader_id.term, theirs.index, theirs.leader_id.term
             ));
-            return true;
+            return self.fenced().is_some();
         }
         false
     }
@@ -269,24 +273,24 @@ pub async fn guard_restored(
                     .await
             {
                 // Only a leader's own answer (its vote committed, its log not empty) is
-                // measured against: a node that just lost its disk is neither.
-                if h.led
-                    && h.last_log_index.is_some()
-                    && let Err(why) = within_the_leaders_log(restored_at, &h)
-                {
-                    amnesia.fence(why);
+                // measured against and caught up with: a node that just lost its disk, named
+                // leader by stale metrics, is neither (asked again at the next look).
+                if let (true, Some(last)) = (h.led, h.last_log_index) {
+                    if let Err(why) = within_the_leaders_log(restored_at, &h) {
+                        amnesia.fence(why);
+                    }
+                    if let Some(why) = amnesia.fenced() {
+                        removal.set_for_good(&why);
+                        return;
+                    }
+                    target = Some(last);
+                    tracing::info!(
+                        leader,
+                        upto = target,
+                        "a leader has reached this restored member; it votes again once it has \
+                         applied this far"
+                    );
                 }
-                if let Some(why) = amnesia.fenced() {
-                    removal.set_for_good(&why);
-                    return;
-                }
-                target = Some(h.last_log_index.unwrap_or(0));
-                tracing::info!(
-                    leader,
-                    upto = target,
-                    "a leader has reached this restored member; it votes again once it has \
-                     applied this far"
-                );
             }
             let applied = m.last_applied.map_or(0, |a| a.index);
             if target.is_some_and(|t| applied >= t) {
@@ -352,8 +356,8 @@ const FENCED: &str = "it is not of the zone's history as it stands (a backup tak
 /// before our index with a later term, one at our index with another term, or one after it
 /// with an earlier term means the leader's entry at our index is not ours.
 ///
-/// A term has one leader, so entries of one term in one log are all that leader's: the same
-/// term with another leader is another history wherever it is. (Two histories whose same term
+/// One log holds one leader's entries per term (a leader campaigns in a term above the entries
+/// it holds), so the same term with another leader is another history wherever it is. (Two histories whose same term
 /// had the same leader, as after a zone restored whole from an older backup elects in terms the
 /// old history used too, are not told apart here.)
 fn diverges(ours: LogId, theirs: LogId) -> bool {

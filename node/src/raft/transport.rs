@@ -407,6 +407,11 @@ impl ZoneService {
         let Some((log, lease)) = &self.pre_vote else {
             return PreVoteAnswer::Refused;
         };
+        // A restored member refuses the real vote until its guard is lifted; saying so at the
+        // pre-vote keeps a candidate from raising its term for nothing at every retry.
+        if self.amnesia.is_restored() {
+            return PreVoteAnswer::Refused;
+        }
         match standing(&self.raft, log).await {
             Ok(me) => {
                 let a = answer(ask, &me, *lease);
