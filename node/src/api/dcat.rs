@@ -23,6 +23,7 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
+use xchg_federation_config::{Host, HostPort};
 use xchg_protocol::{Classification, Listing, PricingModel};
 
 use std::collections::HashMap;
@@ -356,35 +357,13 @@ fn base_url(headers: &HeaderMap, state: &AppState) -> String {
     }
 }
 
-/// Whether `host` is a plain host and optional port, as links may be built from it: a DNS name
-/// (letters, digits, `-`, dot-separated), an IPv4 address or a bracketed IPv6 address, then
-/// `:` and a port of up to five digits.
+/// Whether `host` is a plain host and optional port, as links may be built from it: what a
+/// config takes as a host ([`Host`]: a DNS name, an IPv4 address, a bracketed IPv6 address),
+/// then `:` and a port ([`HostPort`]).
 fn plain_host_and_port(host: &str) -> bool {
-    fn port_ok(port: &str) -> bool {
-        (1..=5).contains(&port.len()) && port.bytes().all(|b| b.is_ascii_digit())
-    }
-    if host.is_empty() || host.len() > 255 {
-        return false;
-    }
-    if let Some(rest) = host.strip_prefix('[') {
-        let Some((v6, after)) = rest.split_once(']') else {
-            return false;
-        };
-        return v6.parse::<std::net::Ipv6Addr>().is_ok()
-            && (after.is_empty() || after.strip_prefix(':').is_some_and(port_ok));
-    }
-    let (name, port) = match host.split_once(':') {
-        Some((name, port)) => (name, Some(port)),
-        None => (host, None),
-    };
-    port.is_none_or(port_ok)
-        && name.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        })
+    // Bare, an IPv6 address would run into the port: only bracketed, or with no colon at all.
+    let bare = !host.contains(':') || (host.starts_with('[') && host.ends_with(']'));
+    host.parse::<HostPort>().is_ok() || (bare && host.parse::<Host>().is_ok())
 }
 
 /// What one page shows besides its listings.

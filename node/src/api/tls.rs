@@ -7,7 +7,8 @@ use std::sync::Arc;
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::TlsAcceptor;
-use xchg_federation_config::ApiTls;
+use xchg_federation_config::{ApiTls, DELEGATION_RENEWAL_MS};
+use xchg_protocol::announcement::CLOCK_SKEW_MS;
 
 /// Why the API's TLS setup failed; each names the file and what is wrong with it.
 #[derive(Debug, thiserror::Error)]
@@ -90,12 +91,10 @@ pub fn acceptor(tls: &ApiTls) -> Result<TlsAcceptor, ApiTlsError> {
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
-/// How long before its end a certificate is warned about at start.
-const RENEW_WITHIN_SECS: i64 = 30 * 24 * 3600;
-
-/// The API certificate's validity at `now` (Unix seconds): an error once it has ended or before
-/// it begins (no client would accept it), a warning within [`RENEW_WITHIN_SECS`] of its end,
-/// as a delegation gets.
+/// The API certificate's validity at `now` (Unix seconds), by a delegation's rules: an error
+/// once it has ended or before it begins (no client would accept it; a clock
+/// [`CLOCK_SKEW_MS`] behind is allowed for), a warning within [`DELEGATION_RENEWAL_MS`] of its
+/// end.
 fn validity(cert: &CertificateDer<'_>, now: i64) -> Result<Option<String>, String> {
     let (_, parsed) = x509_parser::parse_x509_certificate(cert)
         .map_err(|e| format!("the first certificate does not parse as X.509: {e}"))?;
@@ -106,14 +105,14 @@ fn validity(cert: &CertificateDer<'_>, now: i64) -> Result<Option<String>, Strin
             "the certificate expired at {to} ({now} now, Unix time); {renew}"
         ));
     }
-    // A clock a little behind the CA's is allowed for, as for delegations.
-    if now + 300 < from.timestamp() {
+    let secs = |ms: u64| i64::try_from(ms / 1000).unwrap_or(i64::MAX);
+    if now.saturating_add(secs(CLOCK_SKEW_MS)) < from.timestamp() {
         return Err(format!(
             "the certificate is not valid before {from}; is this machine's clock right?"
         ));
     }
     let left = to.timestamp() - now;
-    Ok((left < RENEW_WITHIN_SECS).then(|| {
+    Ok((left < secs(DELEGATION_RENEWAL_MS)).then(|| {
         format!(
             "the API certificate expires at {to}, in {} days; {renew}",
             left / (24 * 3600)

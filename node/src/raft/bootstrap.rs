@@ -124,6 +124,11 @@ impl Amnesia {
         self.3.lock().ok().and_then(|r| r.fenced.clone())
     }
 
+    /// Where the backup put this member (`None` unless restored from one).
+    fn restored_at(&self) -> Option<LogId> {
+        self.3.lock().ok().and_then(|r| r.at)
+    }
+
     /// Fences this member for `why`, unless its guard was lifted meanwhile (both under one
     /// lock, so a member is never both lifted and fenced).
     fn fence(&self, why: String) {
@@ -143,13 +148,15 @@ impl Amnesia {
     /// this member's Raft for good: openraft asserts that what a member holds as committed
     /// agrees with the leader's log, and panics.)
     pub fn check_entries<'a>(&self, sent: impl IntoIterator<Item = &'a LogId>) -> bool {
-        if self.fenced().is_some() {
-            return true;
-        }
+        // Fenced implies restored (a fenced guard is never lifted): one load for every other
+        // member, on every request.
         if !self.is_restored() {
             return false;
         }
-        let Some(at) = self.3.lock().ok().and_then(|r| r.at) else {
+        if self.fenced().is_some() {
+            return true;
+        }
+        let Some(at) = self.restored_at() else {
             return false;
         };
         if let Some(theirs) = sent.into_iter().find(|q| diverges(at, **q)) {
@@ -225,8 +232,9 @@ const RESTORED_CHECK_EVERY: Duration = Duration::from_millis(500);
 /// Returns then, or when `stop` is true.
 ///
 /// A backup whose position ([`Amnesia::set_restored`]) lies beyond the log of the first leader
-/// that reaches it, or that the entries a leader sends contradict, is not of the zone's history as it stands (a backup taken before the zone was
-/// restored whole from an older one, or a file made by hand): its rows claim entries the zone
+/// that reaches it, or that the entries a leader sends contradict, is not of the zone's history
+/// as it stands (a backup taken before the zone was restored whole from an older one, or a file
+/// made by hand): its rows claim entries the zone
 /// never committed, and the member would take them for caught up at once, and could then be
 /// elected and overwrite writes the zone acknowledged. Such a member is taken out of its zone
 /// for good ([`Removal::set_for_good`]: it grants no vote, answers no Raft request, and its API
@@ -249,7 +257,7 @@ pub async fn guard_restored(
         "this member was restored from a backup: it votes in no election until it has caught up \
          with its zone's leader (or every member turns out to be restored from a backup too)"
     );
-    let restored_at = amnesia.3.lock().ok().and_then(|r| r.at);
+    let restored_at = amnesia.restored_at();
     let mut target: Option<u64> = None;
     let why = loop {
         if let Some(why) = amnesia.fenced() {
@@ -257,11 +265,6 @@ pub async fn guard_restored(
             return;
         }
         let m = raft.metrics().borrow().clone();
-        if m.current_leader == Some(me) && m.vote.is_committed() {
-            // Elected by a majority whose logs are no more up to date than its own: it holds
-            // every committed entry.
-            break "the zone elected it leader";
-        }
         if let Some(leader) = m
             .current_leader
             .filter(|l| *l != me && m.vote.is_committed())
@@ -277,11 +280,9 @@ pub async fn guard_restored(
                 // leader by stale metrics, is neither (asked again at the next look).
                 if let (true, Some(last)) = (h.led, h.last_log_index) {
                     if let Err(why) = within_the_leaders_log(restored_at, &h) {
+                        // Taken out at the top of the loop.
                         amnesia.fence(why);
-                    }
-                    if let Some(why) = amnesia.fenced() {
-                        removal.set_for_good(&why);
-                        return;
+                        continue;
                     }
                     target = Some(last);
                     tracing::info!(
@@ -357,9 +358,9 @@ const FENCED: &str = "it is not of the zone's history as it stands (a backup tak
 /// with an earlier term means the leader's entry at our index is not ours.
 ///
 /// One log holds one leader's entries per term (a leader campaigns in a term above the entries
-/// it holds), so the same term with another leader is another history wherever it is. (Two histories whose same term
-/// had the same leader, as after a zone restored whole from an older backup elects in terms the
-/// old history used too, are not told apart here.)
+/// it holds), so the same term with another leader is another history wherever it is. (Two
+/// histories whose same term had the same leader, as after a zone restored whole from an older
+/// backup elects in terms the old history used too, are not told apart here.)
 fn diverges(ours: LogId, theirs: LogId) -> bool {
     let (ours_term, theirs_term) = (ours.leader_id.term, theirs.leader_id.term);
     if ours_term == theirs_term {
@@ -459,7 +460,7 @@ mod tests {
     }
 
     fn at(term: u64, index: u64) -> Option<LogId> {
-        Some(LogId::new(openraft::CommittedLeaderId::new(term, 0), index))
+        Some(id(term, index))
     }
 
     /// Found by an attacker's review: a backup whose position was beyond the zone's log was

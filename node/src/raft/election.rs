@@ -96,20 +96,14 @@ impl Removal {
             {
                 return;
             }
-            if sticky {
-                tracing::warn!(
-                    reason = why,
-                    "this node takes no part in its zone until it is restarted: it stops \
-                     serving and campaigning; the reason says what to do"
-                );
+            let what = if sticky {
+                "this node takes no part in its zone until it is restarted: it stops serving \
+                 and campaigning; the reason says what to do"
             } else {
-                tracing::warn!(
-                    reason = why,
-                    "this node is no longer a member of its zone: it stops serving and \
-                     campaigning; an operator should stop it, or add it back (POST \
-                     /v1/zone/members)"
-                );
-            }
+                "this node is no longer a member of its zone: it stops serving and campaigning; \
+                 an operator should stop it, or add it back (POST /v1/zone/members)"
+            };
+            tracing::warn!(reason = why, "{what}");
             *r = Some((why.to_owned(), sticky));
         }
     }

@@ -463,9 +463,19 @@ impl ZoneService {
         };
         // A member restored from a backup that is not of its zone's history answers nothing.
         // Only a request Raft would take (its vote at least this member's) is judged: a deposed
-        // leader's log may lack what the zone committed since.
+        // leader's log may lack what the zone committed since. Nothing of it for a member not
+        // restored (fenced implies restored): one atomic load per request.
+        if self.amnesia.is_restored() && self.restored_member_refuses(&request) {
+            return None;
+        }
+        Some(self.serve(request, &name).await)
+    }
+
+    /// Whether this restored member answers nothing to `request`: it is fenced, or `request`
+    /// fences it ([`Amnesia::check_entries`]).
+    fn restored_member_refuses(&self, request: &ZoneRequest) -> bool {
         let current = self.raft.metrics().borrow().vote;
-        let fenced = match &request {
+        match request {
             ZoneRequest::AppendEntries(rpc) if rpc.vote >= current => self.amnesia.check_entries(
                 rpc.prev_log_id
                     .iter()
@@ -475,11 +485,7 @@ impl ZoneService {
                 self.amnesia.check_entries(rpc.meta.last_log_id.iter())
             }
             _ => self.fenced(),
-        };
-        if fenced {
-            return None;
         }
-        Some(self.serve(request, &name).await)
     }
 
     async fn serve(&self, request: ZoneRequest, peer: &str) -> ZoneResponse {
