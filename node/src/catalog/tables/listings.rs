@@ -5,7 +5,7 @@
 
 use rusqlite::OptionalExtension as _;
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
-use xchg_protocol::canonical::{Limits, from_canonical};
+use xchg_protocol::canonical::{Limits, from_stored};
 use xchg_protocol::{ContentId, Listing, Timestamp};
 
 use super::{enum_name, int, packed, uint};
@@ -462,7 +462,7 @@ pub fn current(db: &rusqlite::Connection, id: &str) -> rusqlite::Result<Option<C
         return Ok(None);
     };
     let body = packed::unpack(&body).map_err(undecodable)?;
-    let listing: Listing = from_canonical(&body, &Limits::default()).map_err(undecodable)?;
+    let listing: Listing = from_stored(&body, &Limits::default()).map_err(undecodable)?;
     let state = ListingState::parse(&state)
         .ok_or_else(|| undecodable(format!("unknown listing state {state:?}")))?;
     Ok(Some(Current {
@@ -610,7 +610,7 @@ fn content_id(body: &[u8]) -> Result<String, sqlx::Error> {
 }
 
 fn decode_canonical(bytes: &[u8]) -> Result<Listing, sqlx::Error> {
-    from_canonical(bytes, &Limits::default()).map_err(|e| sqlx::Error::Decode(Box::new(e)))
+    from_stored(bytes, &Limits::default()).map_err(|e| sqlx::Error::Decode(Box::new(e)))
 }
 
 fn decode(body: &[u8]) -> Result<Listing, sqlx::Error> {
