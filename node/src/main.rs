@@ -21,6 +21,10 @@ fn main() -> ExitCode {
     };
     // RUST_LOG overrides the command's default.
     cli::init_tracing(args.command.default_log_filter(), format);
+    // Before anything opens a database: SQLite takes a page cache only before its first use.
+    if let Err(e) = xchg_node::store::pcache::install() {
+        tracing::warn!(error = %e, "SQLite's page cache is used without xchg's layer");
+    }
     match cli::execute(args.command, format) {
         Ok(code) => code,
         Err(e) => {

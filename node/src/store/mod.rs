@@ -59,6 +59,7 @@
 pub mod backup;
 pub mod files;
 mod log;
+pub mod pcache;
 pub mod raft_types;
 mod sm_meta;
 mod snapshot;

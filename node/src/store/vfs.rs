@@ -34,8 +34,9 @@
 //! store's lock ([`super::writer`]) and sqlx's readers only from their worker thread, and a WAL
 //! and its database file belong to one connection.
 //!
-//! This is the only module with unsafe code; it is compiled only with the cargo feature
-//! `wal-batch-vfs`. Each block states why it is sound.
+//! This module is compiled only with the cargo feature `wal-batch-vfs`; it and the page cache
+//! layer (`super::pcache`) are the only modules with unsafe code. Each block states why it is
+//! sound.
 
 #![allow(unsafe_code)]
 
