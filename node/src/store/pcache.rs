@@ -40,12 +40,20 @@ unsafe impl Sync for Inner {}
 
 static INNER: OnceLock<Inner> = OnceLock::new();
 
-/// Truncations skipped, for tests and curiosity.
+/// Truncations skipped, for tests.
 static SKIPPED: AtomicU64 = AtomicU64::new(0);
+
+/// Pages parked at the lock page's number, for tests.
+static PARKED: AtomicU64 = AtomicU64::new(0);
 
 /// How many truncations the layer found it could skip, in this process.
 pub fn skipped() -> u64 {
     SKIPPED.load(Ordering::Relaxed)
+}
+
+/// How many times SQLite parked a page at the lock page's number, in this process.
+pub fn parked() -> u64 {
+    PARKED.load(Ordering::Relaxed)
 }
 
 fn inner() -> &'static ffi::sqlite3_pcache_methods2 {
@@ -145,6 +153,7 @@ unsafe extern "C" fn rekey(
         unsafe { f(c.inner, page, old, new) }
     }
     if new == c.lock_page {
+        PARKED.fetch_add(1, Ordering::Relaxed);
         c.parked = true;
     } else {
         c.bound = c.bound.max(new);
@@ -161,6 +170,19 @@ unsafe extern "C" fn truncate(p: *mut ffi::sqlite3_pcache, limit: c_uint) {
     let parked_beyond = c.parked && c.lock_page >= limit;
     if !parked_beyond && c.bound < limit {
         SKIPPED.fetch_add(1, Ordering::Relaxed);
+        // Debug builds (every test that starts a node) check the claim at each skip: passed
+        // on, the truncation must drop no page.
+        if cfg!(debug_assertions)
+            && let (Some(count), Some(f)) = (inner().xPagecount, inner().xTruncate)
+        {
+            let before = unsafe { count(c.inner) };
+            unsafe { f(c.inner, limit) }
+            let after = unsafe { count(c.inner) };
+            assert_eq!(
+                before, after,
+                "a skipped truncation at {limit} would drop pages"
+            );
+        }
         return;
     }
     if let Some(f) = inner().xTruncate {
