@@ -297,18 +297,37 @@ fn an_oversized_inventory_is_not_read() {
     assert!(err.to_string().contains("larger than"), "{err}");
 }
 
-/// Generates `text` into a fresh directory expecting a refusal naming `path`; nothing written.
-fn refused(text: &str, path: &str) {
+/// Generates `text` into a fresh directory expecting a refusal, and returns it; nothing written.
+fn refusal(text: &str) -> String {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("out");
     let inventory = Inventory::parse(text).expect("shape");
     let err =
         generate_from(&inventory, &out, RaftTuning::default(), common::NOW).expect_err("refused");
+    assert!(!out.exists(), "nothing written for a refusal:\n{err}");
+    err.to_string()
+}
+
+/// Generates `text` into a fresh directory; it must succeed.
+fn generates(text: &str) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let inventory = Inventory::parse(text).expect("shape");
+    generate_from(
+        &inventory,
+        &dir.path().join("out"),
+        RaftTuning::default(),
+        common::NOW,
+    )
+    .expect("generated");
+}
+
+/// Generates `text` into a fresh directory expecting a refusal naming `path`; nothing written.
+fn refused(text: &str, path: &str) {
+    let err = refusal(text);
     assert!(
-        err.to_string().contains(&format!("error: {path}:")),
+        err.contains(&format!("error: {path}:")),
         "{path} missing from\n{err}"
     );
-    assert!(!out.exists(), "nothing written for {path}");
 }
 
 /// An exchange `id` of one zone `zone` whose founding parties are `provider` and `buyer`.
@@ -606,57 +625,34 @@ fn nodes_named_by_host_name_are_reached_at_the_name_and_listen_where_bound() {
 /// every interface; `localhost` and 127.0.0.1 are one place; plain HTTP is fine on `localhost`.
 #[test]
 fn a_bind_that_does_not_fit_its_host_or_a_place_taken_twice_is_refused_before_writing() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let out = dir.path().join("out");
     let elsewhere = PLACED.replace(
         "host = \"10.20.0.12\"",
         "host = \"10.20.0.12\"\nbind = \"10.20.0.99\"",
     );
-    let err = generate_from(
-        &Inventory::parse(&elsewhere).expect("shape"),
-        &out,
-        RaftTuning::default(),
-        common::NOW,
-    )
-    .expect_err("bind elsewhere");
+    let err = refusal(&elsewhere);
     assert!(
-        err.to_string()
-            .contains("exchanges[0].zones[0].nodes[1].bind: 10.20.0.99 is not 10.20.0.12"),
+        err.contains("exchanges[0].zones[0].nodes[1].bind: 10.20.0.99 is not 10.20.0.12"),
         "{err}"
     );
-    assert!(!out.exists(), "nothing written");
-    let everywhere = PLACED.replace(
+    generates(&PLACED.replace(
         "host = \"10.20.0.12\"",
         "host = \"10.20.0.12\"\nbind = \"0.0.0.0\"",
-    );
-    generate_from(
-        &Inventory::parse(&everywhere).expect("shape"),
-        &out,
-        RaftTuning::default(),
-        common::NOW,
-    )
-    .expect("every interface fits");
+    ));
 
     let local = "version = 1\n[defaults]\nbase_port = 7300\n".to_owned()
         + &PLACED[PLACED.find("[[exchanges]]").expect("exchanges")
             ..PLACED.find("[[exchanges.zones.nodes]]").expect("nodes")]
         + "nodes = [{ host = \"localhost\" }, { host = \"127.0.0.1\", api_port = 7300 }, {}]\n";
-    let err = generate_from(
-        &Inventory::parse(&local).expect("shape"),
-        &dir.path().join("local"),
-        RaftTuning::default(),
-        common::NOW,
-    )
-    .expect_err("one place twice");
+    let err = refusal(&local);
     assert!(
-        err.to_string().contains(
+        err.contains(
             "exchanges[0].zones[0].nodes[1].api_port: 127.0.0.1:7300 is already taken by \
              defaults.base_port (numbering exchanges[0].zones[0].nodes[0].api_port)"
         ),
         "{err}"
     );
     assert!(
-        !err.to_string().contains("plain HTTP"),
+        !err.contains("plain HTTP"),
         "localhost serves plain HTTP on loopback: {err}"
     );
 
@@ -669,29 +665,16 @@ fn a_bind_that_does_not_fit_its_host_or_a_place_taken_twice_is_refused_before_wr
             .replace("host = \"10.20.0.12\"", "host = \"127.0.0.2\"")
             .replace("host = \"10.20.0.13\"", "host = \"127.0.0.3\"")
     };
-    let err = generate_from(
-        &Inventory::parse(&on_loopback("host = \"127.0.0.1\"\nbind = \"0.0.0.0\"")).expect("shape"),
-        &dir.path().join("wildcard"),
-        RaftTuning::default(),
-        common::NOW,
-    )
-    .expect_err("a port taken on every loopback address");
+    let err = refusal(&on_loopback("host = \"127.0.0.1\"\nbind = \"0.0.0.0\""));
     assert!(
-        err.to_string().contains(
+        err.contains(
             "exchanges[0].zones[0].nodes[1].api_port: port 8443 on this machine's loopback is \
              already taken by exchanges[0].zones[0].nodes[0].api_port"
         ),
         "{err}"
     );
-    assert!(!dir.path().join("wildcard").exists(), "nothing written");
     // Distinct loopback addresses with their own binds share port numbers freely.
-    generate_from(
-        &Inventory::parse(&on_loopback("host = \"127.0.0.1\"")).expect("shape"),
-        &dir.path().join("distinct"),
-        RaftTuning::default(),
-        common::NOW,
-    )
-    .expect("one port on three loopback addresses");
+    generates(&on_loopback("host = \"127.0.0.1\""));
 }
 
 /// The DER bytes of the first PEM block of `pem`.

@@ -185,9 +185,7 @@ pub fn from_canonical<T: DeserializeOwned + Serialize>(
     bytes: &[u8],
     limits: &Limits,
 ) -> Result<T, DecodeError> {
-    check_canonical(bytes, limits)?;
-    let value: T =
-        cbor4ii::serde::from_slice(bytes).map_err(|e| DecodeError::Shape(e.to_string()))?;
+    let value: T = from_stored(bytes, limits)?;
     let again = to_canonical(&value).map_err(|e| DecodeError::Shape(e.to_string()))?;
     if again != bytes {
         return Err(DecodeError::NonCanonical);

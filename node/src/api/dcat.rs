@@ -32,7 +32,7 @@ use super::error::ApiError;
 use super::listings::query_error;
 use super::{AppState, Consistency, params};
 use crate::catalog::query::ListingView;
-use crate::catalog::tables::listings;
+use crate::catalog::tables::{listings, parties};
 
 /// Datasets on a page unless `limit` says otherwise.
 pub const DEFAULT_PAGE: u32 = 100;
@@ -237,17 +237,7 @@ pub async fn catalog(
             .map(|l| l.provider.id.as_str())
             .collect();
         let mut conn = state.db.reader().await?;
-        let mut names = HashMap::new();
-        for id in ids {
-            let name: Option<String> = sqlx::query_scalar("SELECT name FROM parties WHERE id = ?1")
-                .bind(id)
-                .fetch_optional(&mut *conn)
-                .await?;
-            if let Some(name) = name {
-                names.insert(id.to_owned(), name);
-            }
-        }
-        names
+        parties::names(&mut conn, ids).await?
     };
     let base = base_url(&headers, &state);
     let page = Page {

@@ -58,9 +58,7 @@ pub fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, Ap
 /// [`ApiTlsError`]: a file is missing or unreadable, or the key does not fit the certificate.
 pub fn acceptor(tls: &ApiTls) -> Result<TlsAcceptor, ApiTlsError> {
     let certs = read_certificates(&tls.cert)?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let now = i64::try_from(xchg_protocol::Timestamp::now().0 / 1000).unwrap_or(i64::MAX);
     match validity(&certs[0], now) {
         Ok(Some(warning)) => tracing::warn!(cert = %tls.cert.display(), "{warning}"),
         Ok(None) => {}

@@ -130,15 +130,16 @@ impl Amnesia {
     }
 
     /// Fences this member for `why`, unless its guard was lifted meanwhile (both under one
-    /// lock, so a member is never both lifted and fenced).
-    fn fence(&self, why: String) {
-        if let Ok(mut r) = self.3.lock()
-            && r.fenced.is_none()
-            && self.1.load(Ordering::Acquire)
-        {
+    /// lock, so a member is never both lifted and fenced); returns whether it is fenced.
+    fn fence(&self, why: String) -> bool {
+        let Ok(mut r) = self.3.lock() else {
+            return false;
+        };
+        if r.fenced.is_none() && self.1.load(Ordering::Acquire) {
             tracing::error!("{why}");
             r.fenced = Some(why);
         }
+        r.fenced.is_some()
     }
 
     /// Checks the log ids a leader sends (an AppendEntries' previous entry and its entries, a
@@ -153,23 +154,27 @@ impl Amnesia {
         if !self.is_restored() {
             return false;
         }
-        if self.fenced().is_some() {
+        let (at, fenced) = self
+            .3
+            .lock()
+            .map(|r| (r.at, r.fenced.is_some()))
+            .unwrap_or_default();
+        if fenced {
             return true;
         }
-        let Some(at) = self.restored_at() else {
+        let Some(at) = at else {
             return false;
         };
-        if let Some(theirs) = sent.into_iter().find(|q| diverges(at, **q)) {
-            // Fenced unless lifted meanwhile (then Raft judges the request, as for any member).
-            self.fence(format!(
-                "this member was restored from a backup that is not of its zone's history: the \
-                 backup ends at log index {} in term {}, and the zone's leader holds index {} \
-                 in term {}, which cannot both be; {FENCED}",
-                at.index, at.leader_id.term, theirs.index, theirs.leader_id.term
-            ));
-            return self.fenced().is_some();
-        }
-        false
+        let Some(theirs) = sent.into_iter().find(|q| diverges(at, **q)) else {
+            return false;
+        };
+        // Fenced unless lifted meanwhile (then Raft judges the request, as for any member).
+        self.fence(format!(
+            "this member was restored from a backup that is not of its zone's history: the backup \
+             ends at log index {} in term {}, and the zone's leader holds index {} in term {}, \
+             which cannot both be; {FENCED}",
+            at.index, at.leader_id.term, theirs.index, theirs.leader_id.term
+        ))
     }
 
     /// Lets a restored member vote again (it still says it was restored until led), unless it

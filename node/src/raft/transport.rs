@@ -434,7 +434,8 @@ impl ZoneService {
     /// Whether this member was fenced ([`Amnesia::check_entries`]): its transport then takes
     /// no connection, so its zone's leader sees it unreachable and backs off.
     pub fn fenced(&self) -> bool {
-        self.amnesia.fenced().is_some()
+        // Fenced implies restored: one atomic load for every other member.
+        self.amnesia.is_restored() && self.amnesia.fenced().is_some()
     }
 
     /// Handles one request from `peer`; `None` if `peer` is not a current member (the

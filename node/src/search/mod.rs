@@ -35,7 +35,6 @@ use tantivy::{
     ReloadPolicy, Term,
 };
 use tokio::sync::{Notify, watch};
-use xchg_protocol::canonical::{Limits, from_stored};
 use xchg_protocol::{Listing, ZoneId};
 
 use crate::catalog::ListingState;
@@ -515,13 +514,7 @@ impl SearchIndex {
             let seq = row.seq.unsigned_abs();
             writer.delete_term(Term::from_field_u64(inner.fields.seq, seq));
             reached = reached.max(row.change);
-            let listing = row
-                .canonical()
-                .map_err(|e| e.to_string())
-                .and_then(|bytes| {
-                    from_stored::<Listing>(&bytes, &Limits::default()).map_err(|e| e.to_string())
-                });
-            match listing {
+            match row.listing() {
                 Ok(listing) => {
                     writer.add_document(document(inner.fields, &mut names, row, &listing))?;
                 }

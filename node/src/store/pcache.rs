@@ -30,15 +30,26 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use rusqlite::ffi;
 
-/// SQLite's default page cache, as it was before [`install`] replaced it.
-struct Inner(ffi::sqlite3_pcache_methods2);
+/// One page cache's handle, as SQLite's cache interface passes it.
+type Handle = *mut ffi::sqlite3_pcache;
+/// One page, as SQLite's cache interface passes it.
+type Page = *mut ffi::sqlite3_pcache_page;
 
-// The methods are plain functions and a pointer SQLite hands back to them; SQLite calls them
-// from any thread, as it would without this layer.
-unsafe impl Send for Inner {}
-unsafe impl Sync for Inner {}
+/// SQLite's default page cache, as it was before [`install`] replaced it: every method it has
+/// (SQLite's own cache has them all; [`install`] refuses one that lacks any).
+struct Methods {
+    create: unsafe extern "C" fn(c_int, c_int, c_int) -> Handle,
+    cachesize: unsafe extern "C" fn(Handle, c_int),
+    pagecount: unsafe extern "C" fn(Handle) -> c_int,
+    fetch: unsafe extern "C" fn(Handle, c_uint, c_int) -> Page,
+    unpin: unsafe extern "C" fn(Handle, Page, c_int),
+    rekey: unsafe extern "C" fn(Handle, Page, c_uint, c_uint),
+    truncate: unsafe extern "C" fn(Handle, c_uint),
+    destroy: unsafe extern "C" fn(Handle),
+    shrink: unsafe extern "C" fn(Handle),
+}
 
-static INNER: OnceLock<Inner> = OnceLock::new();
+static INNER: OnceLock<Methods> = OnceLock::new();
 
 /// Truncations skipped, for tests.
 static SKIPPED: AtomicU64 = AtomicU64::new(0);
@@ -56,17 +67,16 @@ pub fn parked() -> u64 {
     PARKED.load(Ordering::Relaxed)
 }
 
-fn inner() -> &'static ffi::sqlite3_pcache_methods2 {
-    &INNER
+fn inner() -> &'static Methods {
+    INNER
         .get()
         .expect("the page cache layer is installed before any cache is created")
-        .0
 }
 
 /// One cache: SQLite's, and what this layer knows of the page numbers in it. SQLite uses a cache
 /// from one connection at a time, so the fields need no lock.
 struct Cache {
-    inner: *mut ffi::sqlite3_pcache,
+    inner: Handle,
     /// The lock-byte page's number for this page size.
     lock_page: c_uint,
     /// No page is held with a higher number, except one parked at `lock_page`.
@@ -77,19 +87,12 @@ struct Cache {
 
 /// # Safety
 /// `p` is a pointer [`create`] returned and [`destroy`] has not freed.
-unsafe fn cache<'a>(p: *mut ffi::sqlite3_pcache) -> &'a mut Cache {
+unsafe fn cache<'a>(p: Handle) -> &'a mut Cache {
     unsafe { &mut *p.cast::<Cache>() }
 }
 
-unsafe extern "C" fn create(
-    page_size: c_int,
-    extra: c_int,
-    purgeable: c_int,
-) -> *mut ffi::sqlite3_pcache {
-    let Some(create) = inner().xCreate else {
-        return std::ptr::null_mut();
-    };
-    let p = unsafe { create(page_size, extra, purgeable) };
+unsafe extern "C" fn create(page_size: c_int, extra: c_int, purgeable: c_int) -> Handle {
+    let p = unsafe { (inner().create)(page_size, extra, purgeable) };
     if p.is_null() {
         return p;
     }
@@ -104,54 +107,30 @@ unsafe extern "C" fn create(
     .cast()
 }
 
-unsafe extern "C" fn cachesize(p: *mut ffi::sqlite3_pcache, n: c_int) {
-    if let Some(f) = inner().xCachesize {
-        unsafe { f(cache(p).inner, n) }
-    }
+unsafe extern "C" fn cachesize(p: Handle, n: c_int) {
+    unsafe { (inner().cachesize)(cache(p).inner, n) }
 }
 
-unsafe extern "C" fn pagecount(p: *mut ffi::sqlite3_pcache) -> c_int {
-    inner()
-        .xPagecount
-        .map_or(0, |f| unsafe { f(cache(p).inner) })
+unsafe extern "C" fn pagecount(p: Handle) -> c_int {
+    unsafe { (inner().pagecount)(cache(p).inner) }
 }
 
-unsafe extern "C" fn fetch(
-    p: *mut ffi::sqlite3_pcache,
-    key: c_uint,
-    create: c_int,
-) -> *mut ffi::sqlite3_pcache_page {
+unsafe extern "C" fn fetch(p: Handle, key: c_uint, create: c_int) -> Page {
     let c = unsafe { cache(p) };
-    let Some(f) = inner().xFetch else {
-        return std::ptr::null_mut();
-    };
-    let page = unsafe { f(c.inner, key, create) };
+    let page = unsafe { (inner().fetch)(c.inner, key, create) };
     if !page.is_null() {
         c.bound = c.bound.max(key);
     }
     page
 }
 
-unsafe extern "C" fn unpin(
-    p: *mut ffi::sqlite3_pcache,
-    page: *mut ffi::sqlite3_pcache_page,
-    discard: c_int,
-) {
-    if let Some(f) = inner().xUnpin {
-        unsafe { f(cache(p).inner, page, discard) }
-    }
+unsafe extern "C" fn unpin(p: Handle, page: Page, discard: c_int) {
+    unsafe { (inner().unpin)(cache(p).inner, page, discard) }
 }
 
-unsafe extern "C" fn rekey(
-    p: *mut ffi::sqlite3_pcache,
-    page: *mut ffi::sqlite3_pcache_page,
-    old: c_uint,
-    new: c_uint,
-) {
+unsafe extern "C" fn rekey(p: Handle, page: Page, old: c_uint, new: c_uint) {
     let c = unsafe { cache(p) };
-    if let Some(f) = inner().xRekey {
-        unsafe { f(c.inner, page, old, new) }
-    }
+    unsafe { (inner().rekey)(c.inner, page, old, new) }
     if new == c.lock_page {
         PARKED.fetch_add(1, Ordering::Relaxed);
         c.parked = true;
@@ -163,7 +142,7 @@ unsafe extern "C" fn rekey(
     }
 }
 
-unsafe extern "C" fn truncate(p: *mut ffi::sqlite3_pcache, limit: c_uint) {
+unsafe extern "C" fn truncate(p: Handle, limit: c_uint) {
     let c = unsafe { cache(p) };
     // Pages numbered `limit` or higher are to go; there are none unless one is parked at the
     // lock page or the bound reaches the limit.
@@ -172,12 +151,10 @@ unsafe extern "C" fn truncate(p: *mut ffi::sqlite3_pcache, limit: c_uint) {
         SKIPPED.fetch_add(1, Ordering::Relaxed);
         // Debug builds (every test that starts a node) check the claim at each skip: passed
         // on, the truncation must drop no page.
-        if cfg!(debug_assertions)
-            && let (Some(count), Some(f)) = (inner().xPagecount, inner().xTruncate)
-        {
-            let before = unsafe { count(c.inner) };
-            unsafe { f(c.inner, limit) }
-            let after = unsafe { count(c.inner) };
+        if cfg!(debug_assertions) {
+            let before = unsafe { (inner().pagecount)(c.inner) };
+            unsafe { (inner().truncate)(c.inner, limit) }
+            let after = unsafe { (inner().pagecount)(c.inner) };
             assert_eq!(
                 before, after,
                 "a skipped truncation at {limit} would drop pages"
@@ -185,24 +162,18 @@ unsafe extern "C" fn truncate(p: *mut ffi::sqlite3_pcache, limit: c_uint) {
         }
         return;
     }
-    if let Some(f) = inner().xTruncate {
-        unsafe { f(c.inner, limit) }
-    }
+    unsafe { (inner().truncate)(c.inner, limit) }
     c.bound = c.bound.min(limit.saturating_sub(1));
     c.parked = c.parked && c.lock_page < limit;
 }
 
-unsafe extern "C" fn destroy(p: *mut ffi::sqlite3_pcache) {
+unsafe extern "C" fn destroy(p: Handle) {
     let c = unsafe { Box::from_raw(p.cast::<Cache>()) };
-    if let Some(f) = inner().xDestroy {
-        unsafe { f(c.inner) }
-    }
+    unsafe { (inner().destroy)(c.inner) }
 }
 
-unsafe extern "C" fn shrink(p: *mut ffi::sqlite3_pcache) {
-    if let Some(f) = inner().xShrink {
-        unsafe { f(cache(p).inner) }
-    }
+unsafe extern "C" fn shrink(p: Handle) {
+    unsafe { (inner().shrink)(cache(p).inner) }
 }
 
 /// Puts the layer in front of SQLite's page cache for every connection opened afterwards in this
@@ -212,9 +183,6 @@ unsafe extern "C" fn shrink(p: *mut ffi::sqlite3_pcache) {
 /// # Errors
 /// SQLite's refusal (it was already in use).
 pub fn install() -> Result<(), String> {
-    if INNER.get().is_some() {
-        return Err("the page cache layer is already installed".into());
-    }
     let mut default = ffi::sqlite3_pcache_methods2 {
         iVersion: 0,
         pArg: std::ptr::null_mut(),
@@ -238,9 +206,25 @@ pub fn install() -> Result<(), String> {
             std::ptr::from_mut(&mut default),
         )
     };
-    if rc != ffi::SQLITE_OK || default.xCreate.is_none() {
+    if rc != ffi::SQLITE_OK {
         return Err(format!("SQLite did not give its page cache (code {rc})"));
     }
+    let whole = || {
+        Some(Methods {
+            create: default.xCreate?,
+            cachesize: default.xCachesize?,
+            pagecount: default.xPagecount?,
+            fetch: default.xFetch?,
+            unpin: default.xUnpin?,
+            rekey: default.xRekey?,
+            truncate: default.xTruncate?,
+            destroy: default.xDestroy?,
+            shrink: default.xShrink?,
+        })
+    };
+    let Some(methods) = whole() else {
+        return Err("SQLite's page cache lacks a method the layer passes calls on to".into());
+    };
     let ours = ffi::sqlite3_pcache_methods2 {
         iVersion: 1,
         pArg: default.pArg,
@@ -256,7 +240,8 @@ pub fn install() -> Result<(), String> {
         xDestroy: Some(destroy),
         xShrink: Some(shrink),
     };
-    if INNER.set(Inner(default)).is_err() {
+    // Set once: a second call finds it set (SQLite would give it this layer as its cache).
+    if INNER.set(methods).is_err() {
         return Err("the page cache layer is already installed".into());
     }
     // SAFETY: SQLite copies the methods; it refuses (SQLITE_MISUSE) once it is initialised.

@@ -155,12 +155,13 @@ impl StateMachine {
             );
             sm.restore(&meta, None).await.map_err(|e| {
                 WriteError::StoredSnapshot(format!(
-                    "the stored snapshot {} (snapshot.bin) does not install into the catalog: \
-                     {e}; nothing of it was kept. If this data directory was restored from a \
+                    "the stored snapshot {} ({}) does not install into the catalog: {e}; \
+                     nothing of it was kept. If this data directory was restored from a \
                      backup, the backup is damaged or not of this xchg: stop, empty the \
                      directory and restore another backup (or add the node again as a new \
                      member)",
-                    meta.snapshot_id
+                    meta.snapshot_id,
+                    super::snapshot_file::SNAPSHOT_FILE,
                 ))
             })?;
         }

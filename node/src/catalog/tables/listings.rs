@@ -145,17 +145,17 @@ pub struct Changed {
     pub change: i64,
     /// Its state in this zone.
     pub state: String,
-    /// Its current version as stored: packed or plain ([`Changed::canonical`]).
+    /// Its current version as stored: packed or plain ([`Changed::listing`]).
     pub body: Vec<u8>,
 }
 
 impl Changed {
-    /// The canonical bytes of its current version.
+    /// Its current version.
     ///
     /// # Errors
-    /// A packed body that does not unpack (a damaged file, or a bug).
-    pub fn canonical(&self) -> std::io::Result<std::borrow::Cow<'_, [u8]>> {
-        packed::unpack(&self.body)
+    /// A body that does not unpack or decode (a damaged file, or a bug).
+    pub fn listing(&self) -> Result<Listing, sqlx::Error> {
+        decode(&self.body)
     }
 }
 
@@ -461,8 +461,7 @@ pub fn current(db: &rusqlite::Connection, id: &str) -> rusqlite::Result<Option<C
     let Some((state, submitted_by, body)) = row else {
         return Ok(None);
     };
-    let body = packed::unpack(&body).map_err(undecodable)?;
-    let listing: Listing = from_stored(&body, &Limits::default()).map_err(undecodable)?;
+    let listing = decode(&body).map_err(undecodable)?;
     let state = ListingState::parse(&state)
         .ok_or_else(|| undecodable(format!("unknown listing state {state:?}")))?;
     Ok(Some(Current {

@@ -480,6 +480,30 @@ pub async fn list(
     found.iter().map(party_of).collect()
 }
 
+/// The registered names of those of `ids` that have a row, by id: one query.
+///
+/// # Errors
+/// SQLite's error.
+pub async fn names(
+    conn: &mut SqliteConnection,
+    ids: impl IntoIterator<Item = &str>,
+) -> Result<std::collections::HashMap<String, String>, sqlx::Error> {
+    let mut qb =
+        sqlx::QueryBuilder::<sqlx::Sqlite>::new("SELECT id, name FROM parties WHERE id IN (");
+    let mut list = qb.separated(", ");
+    let mut any = false;
+    for id in ids {
+        list.push_bind(id.to_owned());
+        any = true;
+    }
+    if !any {
+        return Ok(std::collections::HashMap::new());
+    }
+    qb.push(")");
+    let rows: Vec<(String, String)> = qb.build_query_as().fetch_all(&mut *conn).await?;
+    Ok(rows.into_iter().collect())
+}
+
 /// Whether party `id` has a row.
 ///
 /// # Errors
