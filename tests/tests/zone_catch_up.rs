@@ -12,8 +12,9 @@
 //! Both print their catch-up rate (see `bench/RESULTS.md`): run with `--nocapture` and a
 //! release build for the figures.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -45,30 +46,48 @@ fn listing_of(kib: usize, n: usize) -> Value {
     listing
 }
 
-/// Submits `count` listings of `kib` KiB to node `target` from [`CLIENTS`] concurrent clients;
-/// returns how many were acknowledged and the bytes of JSON sent.
-async fn load(
-    zone: &Zone,
-    target: usize,
-    count: usize,
-    kib: usize,
-) -> anyhow::Result<(usize, usize)> {
+/// What a load sent and got back.
+struct Loaded {
+    acked: usize,
+    bytes: usize,
+    /// Each answer other than `201` (status and error kind, or the transport error), counted.
+    refused: BTreeMap<String, usize>,
+}
+
+impl Loaded {
+    /// Fails unless at least `least` of `count` listings were acknowledged, naming why the
+    /// others were not.
+    fn at_least(&self, least: usize, count: usize) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.acked >= least,
+            "only {} of {count} listings acknowledged; the others: {:?}",
+            self.acked,
+            self.refused
+        );
+        Ok(())
+    }
+}
+
+/// Submits `count` listings of `kib` KiB to node `target` from [`CLIENTS`] concurrent clients.
+async fn load(zone: &Zone, target: usize, count: usize, kib: usize) -> anyhow::Result<Loaded> {
     let url = format!("{}/v1/listings", zone.nodes[target].api_url);
     let provider = zone.tokens().provider.clone();
     let next = Arc::new(AtomicUsize::new(0));
     let acked = Arc::new(AtomicUsize::new(0));
     let bytes = Arc::new(AtomicUsize::new(0));
+    let refused = Arc::new(Mutex::new(BTreeMap::<String, usize>::new()));
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()?;
     let mut clients = tokio::task::JoinSet::new();
     for _ in 0..CLIENTS {
-        let (url, provider, next, acked, bytes, http) = (
+        let (url, provider, next, acked, bytes, refused, http) = (
             url.clone(),
             provider.clone(),
             next.clone(),
             acked.clone(),
             bytes.clone(),
+            refused.clone(),
             http.clone(),
         );
         clients.spawn(async move {
@@ -86,14 +105,35 @@ async fn load(
                     .body(body)
                     .send()
                     .await;
-                if sent.is_ok_and(|r| r.status().as_u16() == 201) {
-                    acked.fetch_add(1, Ordering::Relaxed);
-                }
+                let why = match sent {
+                    Ok(r) if r.status().as_u16() == 201 => {
+                        acked.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    Ok(r) => {
+                        let code = r.status().as_u16();
+                        let answer: Value = r.json().await.unwrap_or_default();
+                        format!("{code} {}", answer["error"].as_str().unwrap_or("(no kind)"))
+                    }
+                    Err(e) if e.is_timeout() => "client timeout".to_owned(),
+                    Err(e) if e.is_connect() => "connect failed".to_owned(),
+                    Err(_) => "transport error".to_owned(),
+                };
+                *refused
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .entry(why)
+                    .or_default() += 1;
             }
         });
     }
     while clients.join_next().await.is_some() {}
-    Ok((acked.load(Ordering::Relaxed), bytes.load(Ordering::Relaxed)))
+    let refused = std::mem::take(&mut *refused.lock().unwrap_or_else(|e| e.into_inner()));
+    Ok(Loaded {
+        acked: acked.load(Ordering::Relaxed),
+        bytes: bytes.load(Ordering::Relaxed),
+        refused,
+    })
 }
 
 /// Node `i`'s `/v1/status`.
@@ -186,7 +226,8 @@ fn tail(zone: &Zone, i: usize) -> String {
     )
 }
 
-fn report(what: &str, listings: usize, bytes: usize, took: Duration) {
+fn report(what: &str, loaded: &Loaded, took: Duration) {
+    let (listings, bytes) = (loaded.acked, loaded.bytes);
     let secs = took.as_secs_f64().max(1e-3);
     println!(
         "{what}: {listings} listings ({:.1} MB of JSON) in {:.2} s: {:.0} listings/s, {:.1} MB/s",
@@ -208,8 +249,10 @@ async fn a_follower_back_after_large_listings_catches_up_without_an_election() -
     zone.terminate(follower, Duration::from_secs(20))?;
 
     // ~4,000 listings of 23 KB: about 90 MB of log the follower misses.
-    let (acked, bytes) = load(&zone, leader, 4_000, 23).await?;
-    anyhow::ensure!(acked >= 3_900, "only {acked} of 4000 listings acknowledged");
+    let loaded = load(&zone, leader, 4_000, 23).await?;
+    loaded
+        .at_least(3_900, 4_000)
+        .map_err(|e| e.context(tail(&zone, leader)))?;
     let before = terms(&zone, [leader, 3 - leader - follower]).await?;
 
     zone.start(follower)?;
@@ -219,7 +262,7 @@ async fn a_follower_back_after_large_listings_catches_up_without_an_election() -
             e.context(tail(&zone, follower))
                 .context(tail(&zone, leader))
         })?;
-    report("follower back, log replay", acked, bytes, took);
+    report("follower back, log replay", &loaded, took);
     writes_succeed(&zone, follower).await?;
     let after = terms(&zone, 0..3).await?;
     anyhow::ensure!(
@@ -250,11 +293,10 @@ async fn a_member_with_a_wiped_disk_rejoins_from_a_snapshot_and_the_log_without_
     let member = (leader + 2) % 3;
 
     // 16,000 listings of 4 KB: about 70 MB of log, in entries of many commands each.
-    let (acked, bytes) = load(&zone, leader, 16_000, 4).await?;
-    anyhow::ensure!(
-        acked >= 15_800,
-        "only {acked} of 16000 listings acknowledged"
-    );
+    let loaded = load(&zone, leader, 16_000, 4).await?;
+    loaded
+        .at_least(15_800, 16_000)
+        .map_err(|e| e.context(tail(&zone, leader)))?;
 
     // A disk replacement: the member's data directory is gone.
     zone.terminate(member, Duration::from_secs(20))?;
@@ -266,7 +308,7 @@ async fn a_member_with_a_wiped_disk_rejoins_from_a_snapshot_and_the_log_without_
     let took = caught_up(&zone, leader, member, CATCH_UP_BOUND)
         .await
         .map_err(|e| e.context(tail(&zone, member)).context(tail(&zone, leader)))?;
-    report("wiped member, snapshot and log", acked, bytes, took);
+    report("wiped member, snapshot and log", &loaded, took);
     writes_succeed(&zone, member).await?;
     let after = terms(&zone, 0..3).await?;
     anyhow::ensure!(

@@ -14,6 +14,13 @@
 //! numbers held (the parked page aside, which it follows separately) and passes a truncation on
 //! only when some page may be at or beyond its limit. Every other call goes straight through,
 //! so what the cache holds and evicts is SQLite's own doing.
+//!
+//! SQLite's caches share one list of unused pages (the bundled build defines
+//! `SQLITE_ENABLE_MEMORY_MANAGEMENT`): a connection whose cache is full takes the oldest unused
+//! page of any cache, from its own thread, without going through this layer. A page only ever
+//! enters a cache through `xFetch` or `xRekey`, both seen here, so the bound stays an upper
+//! bound; but the number of pages a cache holds can fall at any moment, and counting them
+//! around a call says nothing about what the call did (see [`dropped_on_skip`]).
 
 // SQLite's page cache interface is a table of C functions: implementing it needs `unsafe`.
 // Every unsafe block below is one of three things: a call of SQLite's own method with the
@@ -57,6 +64,9 @@ static SKIPPED: AtomicU64 = AtomicU64::new(0);
 /// Pages parked at the lock page's number, for tests.
 static PARKED: AtomicU64 = AtomicU64::new(0);
 
+/// Debug builds: skipped truncations that, passed on, left the cache with fewer pages.
+static DROPPED_ON_SKIP: AtomicU64 = AtomicU64::new(0);
+
 /// How many truncations the layer found it could skip, in this process.
 pub fn skipped() -> u64 {
     SKIPPED.load(Ordering::Relaxed)
@@ -65,6 +75,14 @@ pub fn skipped() -> u64 {
 /// How many times SQLite parked a page at the lock page's number, in this process.
 pub fn parked() -> u64 {
     PARKED.load(Ordering::Relaxed)
+}
+
+/// Debug builds pass on every truncation they skip and count here those after which the cache
+/// held fewer pages: a wrong skip, unless another connection recycled a page of this cache
+/// meanwhile, which it may do at any moment from its own thread. The count is a check only
+/// while a single thread uses SQLite (as one test does); release builds leave it at zero.
+pub fn dropped_on_skip() -> u64 {
+    DROPPED_ON_SKIP.load(Ordering::Relaxed)
 }
 
 fn inner() -> &'static Methods {
@@ -149,16 +167,17 @@ unsafe extern "C" fn truncate(p: Handle, limit: c_uint) {
     let parked_beyond = c.parked && c.lock_page >= limit;
     if !parked_beyond && c.bound < limit {
         SKIPPED.fetch_add(1, Ordering::Relaxed);
-        // Debug builds (every test that starts a node) check the claim at each skip: passed
-        // on, the truncation must drop no page.
+        // Debug builds pass the truncation on anyway and count what it may have dropped
+        // (`dropped_on_skip`). Never an assertion: another thread may take a page of this
+        // cache between the two counts, and a panic here aborts the process (it cannot unwind
+        // into SQLite), which is how a debug-built node died while building a snapshot.
         if cfg!(debug_assertions) {
             let before = unsafe { (inner().pagecount)(c.inner) };
             unsafe { (inner().truncate)(c.inner, limit) }
             let after = unsafe { (inner().pagecount)(c.inner) };
-            assert_eq!(
-                before, after,
-                "a skipped truncation at {limit} would drop pages"
-            );
+            if after != before {
+                DROPPED_ON_SKIP.fetch_add(1, Ordering::Relaxed);
+            }
         }
         return;
     }
