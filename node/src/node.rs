@@ -137,6 +137,25 @@ pub struct NodeHandle {
 }
 
 impl NodeHandle {
+    /// Resolves when this node's Raft has stopped by itself, with why: an error of its log or
+    /// state machine it cannot go on from (a failed write of the catalog, say), or a panic in
+    /// its core. The node then answers every write `503` and takes no part in its zone, so
+    /// `xchg run` exits on it, for a supervisor to start the node again from its data directory.
+    pub async fn raft_failed(&self) -> String {
+        let mut metrics = self.raft.metrics();
+        loop {
+            if let Err(fatal) = &metrics.borrow_and_update().running_state {
+                return fatal.to_string();
+            }
+            if metrics.changed().await.is_err() {
+                return match &metrics.borrow().running_state {
+                    Err(fatal) => fatal.to_string(),
+                    Ok(()) => "Raft's core ended without saying why".to_owned(),
+                };
+            }
+        }
+    }
+
     /// Stops the API and the transport, shuts Raft down and closes the database.
     pub async fn shutdown(mut self) {
         if let Some(router) = &self.router {

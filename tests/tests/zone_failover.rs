@@ -1,5 +1,7 @@
 //! A 3-node zone of real `xchg` processes survives the loss of its leader mid-load: every
-//! acknowledged listing survives, the killed node catches up, and all three end identical.
+//! acknowledged listing survives, the killed node catches up, and all three end identical. A
+//! member whose Raft stops on a storage error exits, for its supervisor to restart it, rather
+//! than linger answering `503`.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -234,5 +236,57 @@ async fn leader_kill_loses_no_acknowledged_listing() -> anyhow::Result<()> {
             zone.log_of(i)
         );
     }
+    Ok(())
+}
+
+/// A follower whose catalog refuses a write (here a trigger put into its file from outside,
+/// standing for a damaged file or a full disk) cannot apply the zone's log: openraft stops its
+/// Raft. Before, the process lived on and answered every write `503 unavailable` ("Raft cannot
+/// take writes") for ever, a member in name only that no supervisor would restart; now it says
+/// why and exits with a failure, and the other two go on taking writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_member_whose_raft_stops_on_a_storage_error_exits_with_the_reason() -> anyhow::Result<()>
+{
+    let mut zone = Zone::generate("single-zone", 3)?;
+    zone.start_all()?;
+    let leader = zone.wait_for_leader(0, Duration::from_secs(30)).await?;
+    let broken = (leader + 1) % 3;
+    let provider = zone.tokens().provider.clone();
+    let (code, body) = zone
+        .post(
+            leader,
+            "/v1/listings",
+            &provider,
+            &example_listing("before"),
+        )
+        .await?;
+    anyhow::ensure!(code == 201, "{code} {body}");
+
+    let db = rusqlite::Connection::open(zone.data_dir(broken)?.join("catalog.db"))?;
+    db.busy_timeout(Duration::from_secs(10))?;
+    db.execute_batch(
+        "CREATE TRIGGER injected_fault BEFORE INSERT ON listings
+         BEGIN SELECT RAISE(ABORT, 'injected fault: this catalog refuses listings'); END;",
+    )?;
+    drop(db);
+
+    let (code, body) = zone
+        .post(leader, "/v1/listings", &provider, &example_listing("after"))
+        .await?;
+    anyhow::ensure!(code == 201, "the zone refused a write: {code} {body}");
+    let status = zone.wait_for_exit(broken, Duration::from_secs(60))?;
+    let log = zone.log_of(broken);
+    anyhow::ensure!(
+        !status.success(),
+        "the member exited with {status}; its log:\n{log}"
+    );
+    anyhow::ensure!(
+        log.contains("Raft stopped on an error") && log.contains("injected fault"),
+        "the member's log does not say why it stopped:\n{log}"
+    );
+    let (code, body) = zone
+        .post(leader, "/v1/listings", &provider, &example_listing("later"))
+        .await?;
+    anyhow::ensure!(code == 201, "the two left refused a write: {code} {body}");
     Ok(())
 }

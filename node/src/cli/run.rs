@@ -74,11 +74,24 @@ pub async fn run(args: RunArgs, format: LogFormat) -> anyhow::Result<ExitCode> {
             outln!("{name} is reached at {url}");
         }
     }
-    shutdown_signal().await;
-    tracing::info!("shutting down");
+    let failed = tokio::select! {
+        () = shutdown_signal() => None,
+        why = handle.raft_failed() => Some(why),
+    };
+    match &failed {
+        None => tracing::info!("shutting down"),
+        Some(why) => tracing::error!(
+            error = %why,
+            "Raft stopped on an error; stopping the node so that it is started again from its \
+             data directory"
+        ),
+    }
     handle.shutdown().await;
     tracing::info!("stopped");
-    Ok(ExitCode::SUCCESS)
+    match failed {
+        None => Ok(ExitCode::SUCCESS),
+        Some(why) => anyhow::bail!("the node's Raft stopped on an error: {why}"),
+    }
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.
