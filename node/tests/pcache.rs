@@ -199,6 +199,15 @@ fn a_commit_while_another_thread_recycles_its_pages_is_no_error() {
             scans
         };
         let scanners = [s.spawn(scan), s.spawn(scan)];
+        // Stops the scanners however the writer ends: a panic below would otherwise leave the
+        // scope waiting on them for ever.
+        struct StopOnDrop<'a>(&'a AtomicBool);
+        impl Drop for StopOnDrop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::Relaxed);
+            }
+        }
+        let stopping = StopOnDrop(&stop);
         // The writer: reads the whole table into its cache now and then (pages the scanners
         // then recycle), and commits one row at a time in between.
         let mut commits = 0u64;
@@ -211,7 +220,7 @@ fn a_commit_while_another_thread_recycles_its_pages_is_no_error() {
                 .expect("insert");
             commits += 1;
         }
-        stop.store(true, Ordering::Relaxed);
+        drop(stopping);
         for scanner in scanners {
             assert!(scanner.join().expect("a scanner") > 0);
         }

@@ -786,6 +786,22 @@ impl Drop for Zone {
 /// (`xuchang/municipal`: the single-zone layout's zone, the Xuchang hub) is bound to.
 pub const FIRST_ZONE_PARTY: (&str, &str) = ("xuchang-big-data-bureau", "许昌市大数据局");
 
+/// Makes the node catalog at `catalog` (its `catalog.db`, while the node runs) refuse every new
+/// listing, as a damaged file or a full disk would refuse a write: a trigger that raises
+/// `injected fault`. The node's next apply of a submission fails and its Raft stops.
+///
+/// # Errors
+/// SQLite's.
+pub fn refuse_listings(catalog: &Path) -> anyhow::Result<()> {
+    let db = rusqlite::Connection::open(catalog)?;
+    db.busy_timeout(Duration::from_secs(10))?;
+    db.execute_batch(
+        "CREATE TRIGGER injected_fault BEFORE INSERT ON listings
+         BEGIN SELECT RAISE(ABORT, 'injected fault: this catalog refuses listings'); END;",
+    )?;
+    Ok(())
+}
+
 /// The listing body of the API issue, with a distinguishing title suffix, in the name of
 /// [`FIRST_ZONE_PARTY`], whose listings the first zone's provider token may submit.
 pub fn example_listing(suffix: &str) -> Value {

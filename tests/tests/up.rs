@@ -1,8 +1,9 @@
 //! `xchg up`, end to end: two exchanges with the demo catalog come up, the demo listings are
 //! recognised across the exchanges (and what must stay home does), SIGTERM stops everything,
 //! and a second `xchg up` on the same directory resumes with the same data; the demo is also
-//! seeded into a zone of three nodes. (The library function behind it, `xchg_node::up::start`,
-//! has tests of its own.)
+//! seeded into a zone of three nodes, where a member whose catalog then refuses a write stops
+//! the city with a failure that names it and says why. (The library function behind it,
+//! `xchg_node::up::start`, has tests of its own.)
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -13,7 +14,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use serde_json::Value;
 use xchg_federation_config::layout::Layout;
-use xchg_tests::{eventually, free_addresses, xchg_binary};
+use xchg_protocol::Timestamp;
+use xchg_tests::{eventually, example_listing, free_addresses, refuse_listings, xchg_binary};
 
 /// A running `xchg up`, killed if the test fails before stopping it.
 struct Up {
@@ -72,18 +74,24 @@ impl Up {
     }
 
     /// SIGTERM, then the exit status within `deadline`.
-    fn stop(mut self, deadline: Duration) -> anyhow::Result<std::process::ExitStatus> {
+    fn stop(self, deadline: Duration) -> anyhow::Result<std::process::ExitStatus> {
         Command::new("kill")
             .arg("-TERM")
             .arg(self.child.id().to_string())
             .status()?;
+        self.exit(deadline)
+            .context("xchg up did not stop after SIGTERM")
+    }
+
+    /// The exit status within `deadline`.
+    fn exit(mut self, deadline: Duration) -> anyhow::Result<std::process::ExitStatus> {
         let until = Instant::now() + deadline;
         loop {
             if let Some(status) = self.child.try_wait()? {
                 return Ok(status);
             }
             if Instant::now() > until {
-                bail!("xchg up did not stop within {deadline:?} of SIGTERM");
+                bail!("xchg up did not exit within {deadline:?}");
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -324,7 +332,33 @@ async fn xchg_up_demo_seeds_a_zone_of_three_whose_followers_learn_new_tokens_lat
         seeded.trim(),
         "every demo listing approved: {listed}"
     );
-    let status = up.stop(Duration::from_secs(30))?;
-    assert!(status.success(), "exit status {status}");
+
+    // A member whose catalog refuses a write: its Raft stops, and the city stops whole, saying
+    // which node and why, as `xchg run` exits (before, it ran on with a member that answered
+    // every write 503). Whether the write is acknowledged depends on which node broke.
+    let broken = &zone.nodes[1];
+    let config = xchg_federation_config::load(&dir.join(&broken.config), Timestamp::now())?.config;
+    refuse_listings(&config.node.data_dir.join("catalog.db"))?;
+    let answer = match reqwest::Client::new()
+        .post(format!("{}/v1/listings", zone.nodes[0].api_url))
+        .bearer_auth(&zone.tokens.provider)
+        .json(&example_listing("after the fault"))
+        .timeout(Duration::from_secs(20))
+        .send()
+        .await
+    {
+        Ok(r) => format!("{} {}", r.status(), r.text().await.unwrap_or_default()),
+        Err(e) => e.to_string(),
+    };
+    let out = up
+        .wait_for("Raft stopped on an error", Duration::from_secs(60))
+        .with_context(|| format!("the write after the fault was answered {answer}"))?
+        .join("\n");
+    assert!(
+        out.contains(&format!("{} (", broken.name)) && out.contains("injected fault"),
+        "{out}"
+    );
+    let status = up.exit(Duration::from_secs(60))?;
+    assert!(!status.success(), "exit status {status}");
     Ok(())
 }

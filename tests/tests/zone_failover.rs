@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tokio::sync::Mutex;
-use xchg_tests::{Zone, eventually, example_listing};
+use xchg_tests::{Zone, eventually, example_listing, refuse_listings};
 
 const LISTINGS: usize = 1000;
 const CLIENTS: usize = 16;
@@ -262,13 +262,7 @@ async fn a_member_whose_raft_stops_on_a_storage_error_exits_with_the_reason() ->
         .await?;
     anyhow::ensure!(code == 201, "{code} {body}");
 
-    let db = rusqlite::Connection::open(zone.data_dir(broken)?.join("catalog.db"))?;
-    db.busy_timeout(Duration::from_secs(10))?;
-    db.execute_batch(
-        "CREATE TRIGGER injected_fault BEFORE INSERT ON listings
-         BEGIN SELECT RAISE(ABORT, 'injected fault: this catalog refuses listings'); END;",
-    )?;
-    drop(db);
+    refuse_listings(&zone.data_dir(broken)?.join("catalog.db"))?;
 
     let (code, body) = zone
         .post(leader, "/v1/listings", &provider, &example_listing("after"))

@@ -401,12 +401,38 @@ pub async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         running.nodes().len(),
         running.zones()
     );
-    stopped(stop).await;
+    let failed = tokio::select! {
+        () = stopped(stop) => None,
+        failed = raft_failure(&running) => Some(failed),
+    };
     let n = running.nodes().len();
+    if let Some((node, why)) = &failed {
+        tracing::error!(%node, error = %why, "a node's Raft stopped on an error; stopping every node");
+        outln!("{node}'s Raft stopped on an error: {why}");
+    }
     outln!("stopping {n} node(s) …");
     running.stop().await?;
     outln!("stopped {n} node(s); data kept in {}", dir.display());
-    Ok(ExitCode::SUCCESS)
+    match failed {
+        None => Ok(ExitCode::SUCCESS),
+        Some((node, why)) => anyhow::bail!("{node}'s Raft stopped on an error: {why}"),
+    }
+}
+
+/// The first node of `running` whose Raft stops by itself, and why
+/// ([`xchg_node::node::NodeHandle::raft_failed`]): the city then stops whole, as `xchg run`
+/// stops a node, rather than run on with a member that answers every write `503`.
+async fn raft_failure(running: &up::Running) -> (String, String) {
+    let watches = running.nodes().iter().map(|n| {
+        Box::pin(async move {
+            let why = n.handle.raft_failed().await;
+            (format!("{} ({})", n.name, n.zone), why)
+        })
+    });
+    if running.nodes().is_empty() {
+        return std::future::pending().await;
+    }
+    futures::future::select_all(watches).await.0
 }
 
 #[cfg(test)]
