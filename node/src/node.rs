@@ -7,11 +7,13 @@
 //! Layer: assembly, above every other module; `up` and the binary's `cli` use it.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt as _;
 use openraft::SnapshotPolicy;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -130,17 +132,36 @@ pub struct NodeHandle {
     /// The federation service.
     pub federation: Arc<Federation>,
     stop: watch::Sender<bool>,
-    tasks: JoinSet<()>,
+    tasks: Tasks,
     router: Option<Arc<Router>>,
     swarm: Option<gossip::swarm::Client>,
     memory: Option<Arc<gossip::memory::Network>>,
 }
 
 impl NodeHandle {
-    /// Resolves when this node's Raft has stopped by itself, with why: an error of its log or
-    /// state machine it cannot go on from (a failed write of the catalog, say), or a panic in
-    /// its core. The node then answers every write `503` and takes no part in its zone, so
-    /// `xchg run` exits on it, for a supervisor to start the node again from its data directory.
+    /// Resolves when the node cannot go on, with why: its Raft stopped by itself (an error of
+    /// its log or state machine, a failed write of the catalog say, or a panic in its core),
+    /// after which it answers every write `503` and takes no part in its zone; or one of its
+    /// own tasks panicked (the search index, the federation driver, an election watch …), which
+    /// is then gone for good. `xchg run` exits on it, for a supervisor to start the node again
+    /// from its data directory. A panic while answering one request is not such a failure: it
+    /// ends that connection only.
+    pub async fn failed(&self) -> String {
+        let mut panicked = self.tasks.panicked.subscribe();
+        let first_panic = async move {
+            match panicked.wait_for(Option::is_some).await {
+                Ok(why) => why.clone().unwrap_or_default(),
+                // The sender lives in this handle: never closed while it is borrowed.
+                Err(_) => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            why = self.raft_failed() => format!("Raft stopped on an error: {why}"),
+            why = first_panic => why,
+        }
+    }
+
+    /// Resolves when this node's Raft has stopped by itself, with why (see [`Self::failed`]).
     pub async fn raft_failed(&self) -> String {
         let mut metrics = self.raft.metrics();
         loop {
@@ -165,7 +186,7 @@ impl NodeHandle {
             network.leave(&self.federation.net.local_peer());
         }
         let _ = self.stop.send(true);
-        while self.tasks.join_next().await.is_some() {}
+        while self.tasks.set.join_next().await.is_some() {}
         if let Some(swarm) = &self.swarm {
             swarm.shutdown().await;
         }
@@ -173,6 +194,52 @@ impl NodeHandle {
             tracing::warn!(error = %e, "Raft shutdown");
         }
         self.db.close().await;
+    }
+}
+
+/// The node's own tasks, each under a name. A task that panics is gone for good, and with it a
+/// part of the node: the first such panic is logged and kept for [`NodeHandle::failed`].
+struct Tasks {
+    set: JoinSet<()>,
+    panicked: watch::Sender<Option<String>>,
+}
+
+impl Tasks {
+    fn new() -> Tasks {
+        Tasks {
+            set: JoinSet::new(),
+            panicked: watch::channel(None).0,
+        }
+    }
+
+    /// Runs `task` as the node's task `name`.
+    fn spawn(&mut self, name: &'static str, task: impl Future<Output = ()> + Send + 'static) {
+        let panicked = self.panicked.clone();
+        self.set.spawn(async move {
+            let Err(payload) = std::panic::AssertUnwindSafe(task).catch_unwind().await else {
+                return;
+            };
+            let why = panic_text(payload.as_ref());
+            tracing::error!(task = name, panic = %why, "a task of the node panicked");
+            panicked.send_if_modified(|first| {
+                let is_first = first.is_none();
+                if is_first {
+                    *first = Some(format!("its task {name} panicked: {why}"));
+                }
+                is_first
+            });
+        });
+    }
+}
+
+/// What a panic said, when it said it with a string (as `panic!` and `expect` do).
+pub fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic without a message".to_owned()
     }
 }
 
@@ -451,7 +518,7 @@ pub async fn start(
     let member_keys = MemberKeys::default();
     member_keys.set(members.values().filter_map(key_of));
     let (stop, stop_rx) = watch::channel(false);
-    let mut tasks = JoinSet::new();
+    let mut tasks = Tasks::new();
 
     type RaftListener = Option<(TcpListener, tls::TlsConfigs)>;
     let (transport, raft_listener, router): (
@@ -483,34 +550,46 @@ pub async fn start(
     if restored {
         amnesia.set_restored(restored_at);
     }
-    tasks.spawn(election::run(
-        raft.clone(),
-        log.clone(),
-        transport.clone(),
-        election_timing,
-        removal.clone(),
-        amnesia.clone(),
-        stop_rx.clone(),
-    ));
-    if !compaction.entries_only() {
-        tasks.spawn(compaction::run(
+    tasks.spawn(
+        "election",
+        election::run(
             raft.clone(),
             log.clone(),
-            db.clone(),
-            compaction,
+            transport.clone(),
+            election_timing,
+            removal.clone(),
+            amnesia.clone(),
             stop_rx.clone(),
-        ));
+        ),
+    );
+    if !compaction.entries_only() {
+        tasks.spawn(
+            "compaction",
+            compaction::run(
+                raft.clone(),
+                log.clone(),
+                db.clone(),
+                compaction,
+                stop_rx.clone(),
+            ),
+        );
     }
-    tasks.spawn(crate::raft::progress::run(raft.clone(), stop_rx.clone()));
+    tasks.spawn(
+        "raft progress",
+        crate::raft::progress::run(raft.clone(), stop_rx.clone()),
+    );
     let policy_digest = config.zone_policy_digest();
     let policy_check = consistency::PolicyCheck::default();
-    tasks.spawn(consistency::run(
-        raft.clone(),
-        transport.clone(),
-        policy_digest,
-        policy_check.clone(),
-        stop_rx.clone(),
-    ));
+    tasks.spawn(
+        "policy consistency",
+        consistency::run(
+            raft.clone(),
+            transport.clone(),
+            policy_digest,
+            policy_check.clone(),
+            stop_rx.clone(),
+        ),
+    );
     let service = ZoneService::new(raft.clone())
         .with_transport(transport.clone())
         .with_member_keys(member_keys.clone())
@@ -524,7 +603,7 @@ pub async fn start(
     if let Some((listener, tls)) = raft_listener {
         let mut rx = stop_rx.clone();
         let service = service.clone();
-        tasks.spawn(async move {
+        tasks.spawn("raft listener", async move {
             tls::serve(listener, tls, service, async move {
                 let _ = rx.wait_for(|s| *s).await;
             })
@@ -536,43 +615,52 @@ pub async fn start(
     // so a node being added can connect as soon as the leader proposes it, less the keys this
     // exchange's root revoked: a revoked member is cut off from Raft RPCs and forwarding at
     // once, and a node whose own key was revoked stands down (an operator must remove it).
-    tasks.spawn(follow_member_keys(
-        raft.clone(),
-        db.clone(),
-        member_keys.clone(),
-        members.clone(),
-        MemberKeyFacts {
-            exchange: config.exchange.id.to_string(),
-            own_key: *key.public().as_bytes(),
-            revocations: signals.revocations.clone(),
-        },
-        removal.clone(),
-        stop_rx.clone(),
-    ));
+    tasks.spawn(
+        "member keys",
+        follow_member_keys(
+            raft.clone(),
+            db.clone(),
+            member_keys.clone(),
+            members.clone(),
+            MemberKeyFacts {
+                exchange: config.exchange.id.to_string(),
+                own_key: *key.public().as_bytes(),
+                revocations: signals.revocations.clone(),
+            },
+            removal.clone(),
+            stop_rx.clone(),
+        ),
+    );
 
     if restored {
-        tasks.spawn(bootstrap::guard_restored(
-            raft.clone(),
-            transport.clone(),
-            members.clone(),
-            election_timing,
-            amnesia.clone(),
-            removal.clone(),
-            restored_marker,
-            stop_rx.clone(),
-        ));
+        tasks.spawn(
+            "restore guard",
+            bootstrap::guard_restored(
+                raft.clone(),
+                transport.clone(),
+                members.clone(),
+                election_timing,
+                amnesia.clone(),
+                removal.clone(),
+                restored_marker,
+                stop_rx.clone(),
+            ),
+        );
     }
     if !options.join {
         // Who initialises a new zone, and what a member with a replaced disk does: see
         // [`bootstrap`].
-        tasks.spawn(bootstrap::run(
-            raft.clone(),
-            transport.clone(),
-            members.clone(),
-            election_timing,
-            amnesia.clone(),
-            stop_rx.clone(),
-        ));
+        tasks.spawn(
+            "bootstrap",
+            bootstrap::run(
+                raft.clone(),
+                transport.clone(),
+                members.clone(),
+                election_timing,
+                amnesia.clone(),
+                stop_rx.clone(),
+            ),
+        );
     }
 
     let api_addr = api_listener.local_addr().map_err(StartError::Listener)?;
@@ -619,15 +707,21 @@ pub async fn start(
         tuning: options.federation,
         clock: options.clock.clone(),
     });
-    tasks.spawn(driver.run(events, stop_rx.clone()));
+    tasks.spawn("federation", driver.run(events, stop_rx.clone()));
     // Admin tokens created offline while the node was stopped go to the zone now.
-    tasks.spawn(crate::recovery::hand_over(
-        config.node.data_dir.clone(),
-        config.node.name.to_string(),
-        proposer.clone(),
-        stop_rx.clone(),
-    ));
-    tasks.spawn(search.clone().run(db.clone(), stop_rx.clone()));
+    tasks.spawn(
+        "admin token hand-over",
+        crate::recovery::hand_over(
+            config.node.data_dir.clone(),
+            config.node.name.to_string(),
+            proposer.clone(),
+            stop_rx.clone(),
+        ),
+    );
+    tasks.spawn(
+        "search index",
+        search.clone().run(db.clone(), stop_rx.clone()),
+    );
     let peers_http =
         api::overview::client(config.api.ca_cert.as_deref()).map_err(StartError::Config)?;
     let state = api::AppState::new(api::Context {
@@ -660,16 +754,12 @@ pub async fn start(
         let limits = api::server::Limits::from(config.api.limits);
         let metrics = state.metrics.clone();
         let app = api::router(state);
-        tasks.spawn(api::server::serve(
-            api_listener,
-            app,
-            limits,
-            api_tls,
-            metrics,
-            async move {
+        tasks.spawn(
+            "api",
+            api::server::serve(api_listener, app, limits, api_tls, metrics, async move {
                 let _ = rx.wait_for(|s| *s).await;
-            },
-        ));
+            }),
+        );
     }
     let api_scheme = config.api.scheme();
     tracing::info!(node = %config.node.name, zone = %config.zone.id, %api_addr, api_scheme, "node started");
@@ -685,4 +775,31 @@ pub async fn start(
         swarm,
         memory,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A task that ends is no failure; one that panics is, named, with what it said, and only
+    /// the first is kept.
+    #[tokio::test]
+    async fn the_first_task_that_panics_is_kept_with_its_message() {
+        let mut tasks = Tasks::new();
+        let mut first = tasks.panicked.subscribe();
+        tasks.spawn("quiet", async {});
+        while tasks.set.join_next().await.is_some() {}
+        assert_eq!(*first.borrow_and_update(), None);
+
+        tasks.spawn("indexer", async { panic!("index file gone") });
+        while tasks.set.join_next().await.is_some() {}
+        let owned = String::from("second");
+        tasks.spawn("driver", async move { panic!("{owned}") });
+        while tasks.set.join_next().await.is_some() {}
+        assert_eq!(
+            first.borrow_and_update().as_deref(),
+            Some("its task indexer panicked: index file gone")
+        );
+        assert_eq!(panic_text(&5_u8), "a panic without a message");
+    }
 }

@@ -65,7 +65,22 @@ pub fn init_tracing(default: &str, format: args::LogFormat) {
         // The event's fields under "fields" (flattened, a field named `target`, as some of
         // openraft's are, would repeat the line's own key), with the span it happened in and
         // the spans around it.
-        args::LogFormat::Json => logs.json().init(),
+        args::LogFormat::Json => {
+            logs.json().init();
+            // A panic is a log line like the others, not text among the JSON objects.
+            std::panic::set_hook(Box::new(|info| {
+                let at = info
+                    .location()
+                    .map(|l| format!("{}:{}", l.file(), l.line()))
+                    .unwrap_or_default();
+                let text = xchg_node::node::panic_text(info.payload());
+                let thread = std::thread::current()
+                    .name()
+                    .unwrap_or("unnamed")
+                    .to_owned();
+                tracing::error!(panic = %text, at = %at, thread = %thread, "panicked");
+            }));
+        }
     }
 }
 

@@ -76,21 +76,21 @@ pub async fn run(args: RunArgs, format: LogFormat) -> anyhow::Result<ExitCode> {
     }
     let failed = tokio::select! {
         () = shutdown_signal() => None,
-        why = handle.raft_failed() => Some(why),
+        why = handle.failed() => Some(why),
     };
     match &failed {
         None => tracing::info!("shutting down"),
         Some(why) => tracing::error!(
             error = %why,
-            "Raft stopped on an error; stopping the node so that it is started again from its \
-             data directory"
+            "the node cannot go on; stopping it so that it is started again from its data \
+             directory"
         ),
     }
     handle.shutdown().await;
     tracing::info!("stopped");
     match failed {
         None => Ok(ExitCode::SUCCESS),
-        Some(why) => anyhow::bail!("the node's Raft stopped on an error: {why}"),
+        Some(why) => anyhow::bail!("the node cannot go on: {why}"),
     }
 }
 

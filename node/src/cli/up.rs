@@ -403,29 +403,29 @@ pub async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     );
     let failed = tokio::select! {
         () = stopped(stop) => None,
-        failed = raft_failure(&running) => Some(failed),
+        failed = first_failure(&running) => Some(failed),
     };
     let n = running.nodes().len();
     if let Some((node, why)) = &failed {
-        tracing::error!(%node, error = %why, "a node's Raft stopped on an error; stopping every node");
-        outln!("{node}'s Raft stopped on an error: {why}");
+        tracing::error!(%node, error = %why, "a node cannot go on; stopping every node");
+        outln!("{node} cannot go on: {why}");
     }
     outln!("stopping {n} node(s) …");
     running.stop().await?;
     outln!("stopped {n} node(s); data kept in {}", dir.display());
     match failed {
         None => Ok(ExitCode::SUCCESS),
-        Some((node, why)) => anyhow::bail!("{node}'s Raft stopped on an error: {why}"),
+        Some((node, why)) => anyhow::bail!("{node} cannot go on: {why}"),
     }
 }
 
-/// The first node of `running` whose Raft stops by itself, and why
-/// ([`xchg_node::node::NodeHandle::raft_failed`]): the city then stops whole, as `xchg run`
-/// stops a node, rather than run on with a member that answers every write `503`.
-async fn raft_failure(running: &up::Running) -> (String, String) {
+/// The first node of `running` that cannot go on, and why
+/// ([`xchg_node::node::NodeHandle::failed`]): the city then stops whole, as `xchg run` stops
+/// a node, rather than run on with a member that answers every write `503`.
+async fn first_failure(running: &up::Running) -> (String, String) {
     let watches = running.nodes().iter().map(|n| {
         Box::pin(async move {
-            let why = n.handle.raft_failed().await;
+            let why = n.handle.failed().await;
             (format!("{} ({})", n.name, n.zone), why)
         })
     });
