@@ -246,6 +246,7 @@ pub fn restore(args: &RestoreArgs) -> anyhow::Result<ExitCode> {
             }
             let what = match now {
                 backup::RestoreStep::Checking => "checked",
+                backup::RestoreStep::Loading => "loaded into a scratch catalog",
                 backup::RestoreStep::Writing => "written",
             };
             line.show(what, done, Some(total));

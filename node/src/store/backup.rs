@@ -425,11 +425,61 @@ fn refuse_unless_empty(dir: &Path) -> Result<(), BackupError> {
     Ok(())
 }
 
-/// The two passes of a restore over the backup file, for progress reports.
+/// Loads every row of the backup at `from` (of `meta`) into a scratch catalog of this build's
+/// schema, a private temporary SQLite file (in `SQLITE_TMPDIR` or `TMPDIR`, else `/var/tmp` or
+/// `/tmp`) that is gone when the check ends, crash or not: a backup whose rows this node's
+/// catalog does not take (a column its schema lacks, a value a constraint refuses) is refused
+/// by `xchg restore`, not by the node at its first start.
+///
+/// # Errors
+/// [`BackupError::Unusable`] naming SQLite's refusal; [`BackupError::Io`] if the file cannot
+/// be read or the scratch catalog made.
+fn check_loads(
+    from: &Path,
+    meta: &SnapshotMeta,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<(), BackupError> {
+    let scratch = || -> rusqlite::Result<rusqlite::Connection> {
+        let db = rusqlite::Connection::open("")?;
+        db.execute_batch("PRAGMA journal_mode = MEMORY; PRAGMA synchronous = OFF;")?;
+        crate::sqlite::migrate(&db, CATALOG_SCHEMA).map_err(|e| match e {
+            crate::sqlite::MigrateError::Sqlite(e) => e,
+            other => crate::sqlite::undecodable(other.to_string()),
+        })?;
+        Ok(db)
+    };
+    let db = scratch()
+        .map_err(|e| io(from)(std::io::Error::other(format!("a scratch catalog: {e}"))))?;
+    snapshot_file::read_streamed(from, progress, |data| {
+        crate::sqlite::in_transaction(&db, || snapshot::restore(&db, data, meta))
+            .map(drop)
+            .map_err(|e| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("its rows do not load into this node's catalog: {e}"),
+                )
+            })
+    })
+    .map(drop)
+    .map_err(|e| {
+        if e.kind() == std::io::ErrorKind::InvalidData {
+            BackupError::Unusable {
+                path: from.to_owned(),
+                source: e,
+            }
+        } else {
+            io(from)(e)
+        }
+    })
+}
+
+/// The passes of a restore over the backup file, for progress reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RestoreStep {
     /// Reading it whole: its hash, and every row decoded.
     Checking,
+    /// Reading it again, every row loaded into a scratch catalog of this build's schema.
+    Loading,
     /// Copying it into the data directory as the node's snapshot (its hash checked again).
     Writing,
 }
@@ -516,6 +566,9 @@ pub fn restore(
     }
     // Refused before anything in it is touched (prepare_dir would tighten its modes).
     refuse_unless_empty(dir)?;
+    check_loads(from, &backup.meta, &mut |done, total| {
+        progress(RestoreStep::Loading, done, total)
+    })?;
     files::prepare_dir(dir).map_err(io(dir))?;
     let _lock = files::DataDirLock::acquire(dir)?;
     refuse_unless_empty(dir)?;

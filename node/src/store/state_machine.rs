@@ -1064,6 +1064,63 @@ mod tests {
         assert_eq!(restored.position.map(|id| id.index), Some(2));
     }
 
+    /// A backup whose hash and format hold but whose rows this build's catalog does not take
+    /// (a listing without a version, which the schema declares NOT NULL; a file made by another
+    /// tool, or altered and hashed again) is refused by the restore before anything is written.
+    /// Before, the restore took it and the node failed at its first start.
+    #[tokio::test]
+    async fn a_backup_whose_rows_do_not_load_is_refused_before_anything_is_written() {
+        use super::super::backup::{self, BackupError, RestoreStep};
+        let dir = tempfile::tempdir().expect("dir");
+        let (_, mut sm) = super::super::open_pair(dir.path()).await.expect("open");
+        let (_, submit) = submission("许昌禹州信用核验接口甲");
+        sm.apply(vec![entry(1, vec![submit])]).await.expect("apply");
+        let mut b = backup::encode(&sm.db.catalog_path).expect("encode");
+        sm.db.close().await;
+        let mut payload: SnapshotPayload = cbor4ii::serde::from_slice(&b.data).expect("decode");
+        let listings = payload
+            .tables
+            .iter_mut()
+            .find(|t| t.name == "listings")
+            .expect("the listings table");
+        let version = listings
+            .columns
+            .iter()
+            .position(|c| c == "version")
+            .expect("a version column");
+        listings.rows[0][version] = Cell::Null;
+        b.data = cbor4ii::serde::to_vec(Vec::new(), &payload).expect("encode");
+        let files = tempfile::tempdir().expect("files");
+        let altered = files.path().join("altered.backup");
+        backup::write_file(&altered, &[&b.head().expect("head"), &b.data]).expect("write");
+
+        let target = files.path().join("restored");
+        let mut steps = Vec::new();
+        let refused = backup::restore(&altered, &target, None, &mut |step, _, _| {
+            if steps.last() != Some(&step) {
+                steps.push(step);
+            }
+        });
+        match refused {
+            Err(BackupError::Unusable { source, .. }) => {
+                let said = source.to_string();
+                assert!(
+                    said.contains("do not load") && said.contains("NOT NULL"),
+                    "{said}"
+                );
+            }
+            other => panic!("not refused as rows that do not load: {other:?}"),
+        }
+        assert_eq!(steps, [RestoreStep::Checking, RestoreStep::Loading]);
+        let left: Vec<_> = std::fs::read_dir(&target)
+            .map(|d| d.map(|e| e.expect("entry").file_name()).collect())
+            .unwrap_or_default();
+        assert!(
+            left.iter().all(|n| n == super::super::files::LOCK_FILE),
+            "left behind: {left:?}"
+        );
+    }
+
     #[tokio::test]
     async fn listings_of_every_batch_kind_are_searchable_and_stay_so_through_a_snapshot() {
         let dirs = [
