@@ -78,7 +78,15 @@ pub fn init_tracing(default: &str, format: args::LogFormat) {
                     .name()
                     .unwrap_or("unnamed")
                     .to_owned();
-                tracing::error!(panic = %text, at = %at, thread = %thread, "panicked");
+                // With RUST_BACKTRACE set, as the default hook would print it.
+                let backtrace = std::backtrace::Backtrace::capture();
+                let backtrace = match backtrace.status() {
+                    std::backtrace::BacktraceStatus::Captured => backtrace.to_string(),
+                    _ => String::new(),
+                };
+                // Under the outcome target, which RUST_LOG does not silence.
+                tracing::error!(target: OUTCOME, panic = %text, at = %at, thread = %thread,
+                    backtrace = %backtrace, "panicked");
             }));
         }
     }

@@ -441,7 +441,10 @@ fn check_loads(
 ) -> Result<(), BackupError> {
     let scratch = || -> rusqlite::Result<rusqlite::Connection> {
         let db = rusqlite::Connection::open("")?;
-        db.execute_batch("PRAGMA journal_mode = MEMORY; PRAGMA synchronous = OFF;")?;
+        // Foreign keys as the node's writer has them (not left to the build's default).
+        db.execute_batch(
+            "PRAGMA journal_mode = MEMORY; PRAGMA synchronous = OFF; PRAGMA foreign_keys = ON;",
+        )?;
         crate::sqlite::migrate(&db, CATALOG_SCHEMA).map_err(|e| match e {
             crate::sqlite::MigrateError::Sqlite(e) => e,
             other => crate::sqlite::undecodable(other.to_string()),
@@ -454,10 +457,19 @@ fn check_loads(
         crate::sqlite::in_transaction(&db, || snapshot::restore(&db, data, meta))
             .map(drop)
             .map_err(|e| {
-                std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    format!("its rows do not load into this node's catalog: {e}"),
-                )
+                // The scratch file's own trouble (a full or unwritable temporary directory)
+                // is not the backup's.
+                if of_the_machine(&e) {
+                    std::io::Error::other(format!(
+                        "loading it into a scratch catalog in the temporary directory \
+                         (SQLITE_TMPDIR, TMPDIR, /var/tmp or /tmp) failed: {e}"
+                    ))
+                } else {
+                    std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!("its rows do not load into this node's catalog: {e}"),
+                    )
+                }
             })
     })
     .map(drop)
@@ -471,6 +483,28 @@ fn check_loads(
             io(from)(e)
         }
     })
+}
+
+/// Whether SQLite's `e` is the machine's (disk, memory, files, locks) rather than the data's.
+fn of_the_machine(e: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode::{
+        CannotOpen, DatabaseBusy, DatabaseLocked, DiskFull, OutOfMemory, PermissionDenied,
+        ReadOnly, SystemIoFailure,
+    };
+    matches!(
+        e,
+        rusqlite::Error::SqliteFailure(f, _) if matches!(
+            f.code,
+            CannotOpen
+                | DatabaseBusy
+                | DatabaseLocked
+                | DiskFull
+                | OutOfMemory
+                | PermissionDenied
+                | ReadOnly
+                | SystemIoFailure
+        )
+    )
 }
 
 /// The passes of a restore over the backup file, for progress reports.
