@@ -546,7 +546,9 @@ pub struct ForeignBackup {
 /// Checks that a backup with `membership` belongs to the zone whose members are `members`: at
 /// least one of its members is one of them, by name and node key. Restoring another zone's
 /// catalog and log position would have the node's leader extend a log it never wrote, mixing
-/// two zones. A backup with no membership (a zone that never started) fits any zone.
+/// two zones. A backup with no membership is of no zone (every zone's first log entry is its
+/// membership: a catalog without one never applied it, a benchmark's say) and fits none: its
+/// rows under this zone's log would be rows the zone never wrote.
 ///
 /// # Errors
 /// [`ForeignBackup`] naming both memberships.
@@ -560,7 +562,7 @@ pub fn check_zone(
             .get(id)
             .is_some_and(|ours| ours.public_key == node.public_key)
     });
-    if theirs.is_empty() || shared {
+    if shared {
         return Ok(());
     }
     let list = |nodes: &mut dyn Iterator<Item = &MemberNode>| {
@@ -569,8 +571,13 @@ pub fn check_zone(
             .collect::<Vec<_>>()
             .join(", ")
     };
+    let listed = list(&mut theirs.iter().map(|(_, n)| *n));
     Err(ForeignBackup {
-        theirs: list(&mut theirs.iter().map(|(_, n)| *n)),
+        theirs: if listed.is_empty() {
+            "none (its catalog never applied a zone's membership: a backup of no zone)".to_owned()
+        } else {
+            listed
+        },
         ours: list(&mut members.values()),
     })
 }

@@ -1064,6 +1064,18 @@ mod tests {
         assert_eq!(restored.position.map(|id| id.index), Some(2));
     }
 
+    /// A backup, in memory, of a catalog that applied one submitted listing at log index 1
+    /// and no membership.
+    async fn one_listing_backup() -> super::super::backup::Backup {
+        let dir = tempfile::tempdir().expect("dir");
+        let (_, mut sm) = super::super::open_pair(dir.path()).await.expect("open");
+        let (_, submit) = submission("许昌禹州信用核验接口甲");
+        sm.apply(vec![entry(1, vec![submit])]).await.expect("apply");
+        let b = super::super::backup::encode(&sm.db.catalog_path).expect("encode");
+        sm.db.close().await;
+        b
+    }
+
     /// A backup whose hash and format hold but whose rows this build's catalog does not take
     /// (a listing without a version, which the schema declares NOT NULL; a file made by another
     /// tool, or altered and hashed again) is refused by the restore before anything is written.
@@ -1071,12 +1083,7 @@ mod tests {
     #[tokio::test]
     async fn a_backup_whose_rows_do_not_load_is_refused_before_anything_is_written() {
         use super::super::backup::{self, BackupError, RestoreStep};
-        let dir = tempfile::tempdir().expect("dir");
-        let (_, mut sm) = super::super::open_pair(dir.path()).await.expect("open");
-        let (_, submit) = submission("许昌禹州信用核验接口甲");
-        sm.apply(vec![entry(1, vec![submit])]).await.expect("apply");
-        let mut b = backup::encode(&sm.db.catalog_path).expect("encode");
-        sm.db.close().await;
+        let mut b = one_listing_backup().await;
         let mut payload: SnapshotPayload = cbor4ii::serde::from_slice(&b.data).expect("decode");
         let listings = payload
             .tables
@@ -1119,6 +1126,40 @@ mod tests {
             left.iter().all(|n| n == super::super::files::LOCK_FILE),
             "left behind: {left:?}"
         );
+    }
+
+    /// A backup of a catalog that never applied a zone's membership (a benchmark's, say) is of
+    /// no zone: checked against one, it is refused before anything is written. Before, it was
+    /// taken to fit any zone, and its rows would have sat under a log that never wrote them.
+    #[tokio::test]
+    async fn a_backup_with_no_membership_is_refused_for_a_zone() {
+        use super::super::backup::{self, BackupError};
+        use super::super::raft_types::{MemberNode, NodeId};
+        let b = one_listing_backup().await;
+        assert_eq!(b.meta.last_membership.membership().nodes().count(), 0);
+        let files = tempfile::tempdir().expect("files");
+        let file = files.path().join("no-zone.backup");
+        backup::write_file(&file, &[&b.head().expect("head"), &b.data]).expect("write");
+        let zone: std::collections::BTreeMap<NodeId, MemberNode> = [(
+            7,
+            MemberNode {
+                name: "municipal-1".into(),
+                raft_addr: "127.0.0.1:7101".into(),
+                api_url: "http://127.0.0.1:7100".into(),
+                public_key: vec![7; 32],
+            },
+        )]
+        .into();
+        let target = files.path().join("restored");
+        match backup::restore(&file, &target, Some(&zone), &mut |_, _, _| {}) {
+            Err(BackupError::Foreign(e)) => {
+                assert!(e.to_string().contains("a backup of no zone"), "{e}");
+            }
+            other => panic!("not refused as of no zone: {other:?}"),
+        }
+        assert!(!target.exists(), "the directory was touched");
+        // Without a zone to check against, it is restored as it is.
+        backup::restore(&file, &target, None, &mut |_, _, _| {}).expect("restored");
     }
 
     #[tokio::test]
