@@ -14,7 +14,8 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "xchg",
     version,
-    about = "Node software of a federated data-product exchange"
+    about = "Node software of a federated data-product exchange",
+    after_long_help = ENVIRONMENT
 )]
 pub struct Args {
     /// How logs are written to stderr: `text` for people, `json` for log shippers (one JSON
@@ -26,6 +27,20 @@ pub struct Args {
     #[command(subcommand)]
     pub command: Command,
 }
+
+/// The environment variables `xchg` reads, for `--help` and the manual page.
+const ENVIRONMENT: &str = "\
+Environment:
+  RUST_LOG           Which log lines are written (tracing's filter syntax); `info` when unset,
+                     `warn,openraft=off` for `xchg up`.
+  XCHG_LOG_FORMAT    `text` or `json`, when `--log-format` is not given.
+  XCHG_NODE          The client commands' `--node` (the node's API base URL).
+  XCHG_TOKEN         The client commands' `--token` (its value is never shown).
+  XCHG_TOKEN_FILE    The client commands' `--token-file`.
+  XCHG_CA            The client commands' `--ca` (the API CA certificate for HTTPS).
+  SQLITE_TMPDIR, TMPDIR
+                     Where `xchg restore` keeps its scratch catalog while it checks that every
+                     row of a backup loads (else /var/tmp or /tmp).";
 
 /// `--log-format`.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum)]
