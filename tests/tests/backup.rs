@@ -426,7 +426,7 @@ async fn a_backup_of_another_zone_is_refused_by_restore_and_by_the_node() -> any
     };
     let (ok, out) = restore_for(1).await?;
     assert!(
-        !ok && out.contains("the backup is of another zone"),
+        !ok && out.contains("the backup is not of this node's zone"),
         "{out}"
     );
     assert!(!target.exists(), "nothing written");

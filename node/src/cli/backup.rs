@@ -264,9 +264,17 @@ pub fn restore(args: &RestoreArgs) -> anyhow::Result<ExitCode> {
         args.data_dir.display(),
         restored.voters.len()
     );
-    outln!(
-        "start the node on it (xchg run --config …): it loads the catalog, rejoins its zone and \
-         catches up with what came after"
-    );
+    if restored.voters.is_empty() {
+        // Restored only because no zone was given to check it against (`--config`).
+        outln!(
+            "the backup holds no zone membership: it is of no zone, and a node of a zone \
+             refuses to start on it; restore a backup of that node's zone instead"
+        );
+    } else {
+        outln!(
+            "start the node on it (xchg run --config …): it loads the catalog, rejoins its zone \
+             and catches up with what came after"
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }

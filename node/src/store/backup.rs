@@ -533,8 +533,8 @@ pub struct Restored {
 /// key of a member of the node's zone.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "the backup is of another zone: its members are {theirs}, and this node's zone has {ours} (no \
-     member with the same name and node key)"
+    "the backup is not of this node's zone: its members are {theirs}, and this node's zone has \
+     {ours} (no member with the same name and node key)"
 )]
 pub struct ForeignBackup {
     /// The backup's members, as `name@raft address`.
