@@ -406,8 +406,24 @@ pub fn check(from: &Path, progress: &mut dyn FnMut(u64, u64)) -> Result<Checked,
     })
 }
 
-/// Refuses a directory that holds anything but a lock file.
+/// Refuses a directory that holds anything but a lock file, and a path that is no directory.
 fn refuse_unless_empty(dir: &Path) -> Result<(), BackupError> {
+    let not_a_directory = || {
+        io(dir)(std::io::Error::other(
+            "not a directory (a file, or a link to nothing): name an empty or missing directory",
+        ))
+    };
+    match std::fs::metadata(dir) {
+        Ok(m) if !m.is_dir() => return Err(not_a_directory()),
+        // Missing through a link that leads nowhere, not missing itself.
+        Err(e)
+            if e.kind() == std::io::ErrorKind::NotFound
+                && std::fs::symlink_metadata(dir).is_ok() =>
+        {
+            return Err(not_a_directory());
+        }
+        _ => {}
+    }
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),

@@ -1162,6 +1162,28 @@ mod tests {
         backup::restore(&file, &target, None, &mut |_, _, _| {}).expect("restored");
     }
 
+    /// A target that is a file, or a link to nothing, is named as no directory (it got the
+    /// raw "Not a directory (os error 20)" and "File exists (os error 17)"), and left as it is.
+    #[tokio::test]
+    async fn a_restore_into_a_file_or_a_dangling_link_says_it_is_no_directory() {
+        use super::super::backup;
+        let b = one_listing_backup().await;
+        let files = tempfile::tempdir().expect("files");
+        let file = files.path().join("one.backup");
+        backup::write_file(&file, &[&b.head().expect("head"), &b.data]).expect("write");
+        let plain = files.path().join("a-file");
+        std::fs::write(&plain, b"kept").expect("file");
+        let link = files.path().join("a-link");
+        std::os::unix::fs::symlink(files.path().join("nowhere"), &link).expect("link");
+        for target in [&plain, &link] {
+            let e =
+                backup::restore(&file, target, None, &mut |_, _, _| {}).expect_err("no directory");
+            assert!(e.to_string().contains("not a directory"), "{e}");
+        }
+        assert_eq!(std::fs::read(&plain).expect("read"), b"kept");
+        assert!(!files.path().join("nowhere").exists());
+    }
+
     #[tokio::test]
     async fn listings_of_every_batch_kind_are_searchable_and_stay_so_through_a_snapshot() {
         let dirs = [
