@@ -6,8 +6,8 @@ use sqlx::SqliteConnection;
 use xchg_protocol::Timestamp;
 
 use crate::audit::{
-    AuditRecord, Chain, Event, add_leaf, consistency_proof, inclusion_proof, range, rebuild_tree,
-    root, tree_size,
+    AuditRecord, Chain, Event, FILL_CHUNK, add_leaf, consistency_proof, inclusion_proof, range,
+    rebuild_tree, root, tree_size,
 };
 use xchg_protocol::merkle::MemoryTree;
 
@@ -28,6 +28,32 @@ fn append(chain: &mut Chain, db: &rusqlite::Connection, n: u64) {
 
 async fn records(conn: &mut SqliteConnection) -> Vec<AuditRecord> {
     range(conn, 1, 1000).await.expect("records")
+}
+
+/// The tree rebuilt from the records, a chunk at a time across chunk boundaries, is the tree
+/// written record by record.
+#[test]
+fn a_tree_rebuilt_in_chunks_is_the_tree_written_record_by_record() {
+    let dir = tempfile::tempdir().expect("dir");
+    let db = super::test_db(dir.path());
+    let mut chain = Chain::load(&db).expect("load");
+    let records = 2 * FILL_CHUNK + 7;
+    append(&mut chain, &db, records);
+    let tree = |db: &rusqlite::Connection| -> Vec<(i64, i64, Vec<u8>)> {
+        db.prepare("SELECT level, idx, hash FROM audit_tree ORDER BY level, idx")
+            .expect("prepare")
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .expect("query")
+            .collect::<rusqlite::Result<_>>()
+            .expect("rows")
+    };
+    let written = tree(&db);
+    assert_eq!(
+        written.iter().filter(|(level, _, _)| *level == 0).count() as u64,
+        records
+    );
+    rebuild_tree(&db).expect("rebuild");
+    assert_eq!(tree(&db), written);
 }
 
 #[tokio::test]
