@@ -162,7 +162,7 @@ impl NodeHandle {
     }
 
     /// Resolves when this node's Raft has stopped by itself, with why (see [`Self::failed`]).
-    pub async fn raft_failed(&self) -> String {
+    async fn raft_failed(&self) -> String {
         let mut metrics = self.raft.metrics();
         loop {
             if let Err(fatal) = &metrics.borrow_and_update().running_state {

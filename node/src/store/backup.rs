@@ -44,6 +44,14 @@ impl Backup {
     pub fn position(&self) -> Option<LogId> {
         self.meta.last_log_id
     }
+
+    /// Writes it as the backup file `out` (head, then data), as [`write_file`] does.
+    ///
+    /// # Panics
+    /// If the file cannot be written (tests only).
+    pub fn write_to(&self, out: &Path) {
+        write_file(out, &[&self.head().expect("head"), &self.data]).expect("write");
+    }
 }
 
 /// Why a backup or restore failed.

@@ -1021,9 +1021,8 @@ mod tests {
         let path = sm.db.catalog_path.clone();
         let files = tempfile::tempdir().expect("files");
         let write = |name: &str| {
-            let b = backup::encode(&path).expect("encode");
             let out = files.path().join(name);
-            backup::write_file(&out, &[&b.head().expect("head"), &b.data]).expect("write");
+            backup::encode(&path).expect("encode").write_to(&out);
             out
         };
         let first = write("first.backup");
@@ -1099,7 +1098,7 @@ mod tests {
         b.data = cbor4ii::serde::to_vec(Vec::new(), &payload).expect("encode");
         let files = tempfile::tempdir().expect("files");
         let altered = files.path().join("altered.backup");
-        backup::write_file(&altered, &[&b.head().expect("head"), &b.data]).expect("write");
+        b.write_to(&altered);
 
         let target = files.path().join("restored");
         let mut steps = Vec::new();
@@ -1139,7 +1138,7 @@ mod tests {
         assert_eq!(b.meta.last_membership.membership().nodes().count(), 0);
         let files = tempfile::tempdir().expect("files");
         let file = files.path().join("no-zone.backup");
-        backup::write_file(&file, &[&b.head().expect("head"), &b.data]).expect("write");
+        b.write_to(&file);
         let zone: std::collections::BTreeMap<NodeId, MemberNode> = [(
             7,
             MemberNode {
@@ -1170,7 +1169,7 @@ mod tests {
         let b = one_listing_backup().await;
         let files = tempfile::tempdir().expect("files");
         let file = files.path().join("one.backup");
-        backup::write_file(&file, &[&b.head().expect("head"), &b.data]).expect("write");
+        b.write_to(&file);
         let plain = files.path().join("a-file");
         std::fs::write(&plain, b"kept").expect("file");
         let link = files.path().join("a-link");
